@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs every Debian package the build, the tests and the benchmarks use.
+set -euo pipefail
+PKGS=(
+  build-essential pkg-config libseccomp-dev
+  busybox-static runc crun podman skopeo buildah docker-registry
+  containernetworking-plugins iptables iproute2 uidmap jq hyperfine
+)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# podman in this sandbox: no CAP_SYS_RESOURCE and a 20000 open-files hard limit.
+mkdir -p /etc/containers
+if ! grep -qs 'nofile=20000:20000' /etc/containers/containers.conf; then
+  cat >> /etc/containers/containers.conf <<'CONF'
+[containers]
+default_ulimits = ["nofile=20000:20000"]
+CONF
+fi
