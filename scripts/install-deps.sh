@@ -16,10 +16,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 # podman in this sandbox: no CAP_SYS_RESOURCE and a 20000 open-files hard limit.
-mkdir -p /etc/containers
-if ! grep -qs 'nofile=20000:20000' /etc/containers/containers.conf; then
-  cat >> /etc/containers/containers.conf <<'CONF'
+mkdir -p /etc/containers/containers.conf.d
+cat > /etc/containers/containers.conf.d/50-hako-sandbox.conf <<'CONF'
 [containers]
 default_ulimits = ["nofile=20000:20000"]
 CONF
-fi
