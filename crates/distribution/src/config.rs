@@ -1,0 +1,172 @@
+//! Registry configuration: a TOML file (`--config`) whose every field the command line can
+//! override.
+//!
+//! ```toml
+//! addr = "127.0.0.1:5000"
+//! root = "/var/lib/hako/registry"
+//! htpasswd = "/etc/hako/htpasswd"
+//! anonymous_pull = false
+//! tls_cert = "/etc/hako/cert.pem"
+//! tls_key = "/etc/hako/key.pem"
+//! upload_expiry_secs = 86400
+//! gc_grace_secs = 3600
+//!
+//! [token]                 # issue and accept bearer tokens at /token
+//! secret_file = "/etc/hako/token.key"
+//! ttl_secs = 300
+//! service = "hako-registry"
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub const DEFAULT_ADDR: &str = "127.0.0.1:5000";
+pub const DEFAULT_ROOT: &str = "/var/lib/hako/registry";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_addr")]
+    pub addr: SocketAddr,
+    #[serde(default = "default_root")]
+    pub root: PathBuf,
+    pub htpasswd: Option<PathBuf>,
+    /// Let clients without credentials pull (but never push or delete).
+    #[serde(default)]
+    pub anonymous_pull: bool,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    #[serde(default = "default_upload_expiry")]
+    pub upload_expiry_secs: u64,
+    /// Blobs younger than this survive garbage collection even when unreferenced: they may
+    /// belong to a push whose manifest has not arrived yet.
+    #[serde(default = "default_gc_grace")]
+    pub gc_grace_secs: u64,
+    pub token: Option<TokenSettings>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSettings {
+    /// File holding the HMAC key tokens are signed with (at least 32 bytes).
+    pub secret_file: PathBuf,
+    #[serde(default = "default_token_ttl")]
+    pub ttl_secs: u64,
+    #[serde(default = "default_service")]
+    pub service: String,
+}
+
+fn default_addr() -> SocketAddr {
+    DEFAULT_ADDR.parse().expect("default address parses")
+}
+fn default_root() -> PathBuf {
+    PathBuf::from(DEFAULT_ROOT)
+}
+fn default_upload_expiry() -> u64 {
+    24 * 3600
+}
+fn default_gc_grace() -> u64 {
+    3600
+}
+fn default_token_ttl() -> u64 {
+    300
+}
+fn default_service() -> String {
+    "hako-registry".to_string()
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            addr: default_addr(),
+            root: default_root(),
+            htpasswd: None,
+            anonymous_pull: false,
+            tls_cert: None,
+            tls_key: None,
+            upload_expiry_secs: default_upload_expiry(),
+            gc_grace_secs: default_gc_grace(),
+            token: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading registry config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("parsing registry config {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("registry config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { source, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                source,
+            },
+            other => other,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let c: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<inline>"),
+            source: Box::new(e),
+        })?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "tls_cert and tls_key must be given together".into(),
+            ));
+        }
+        if self.token.is_some() && self.htpasswd.is_none() {
+            return Err(ConfigError::Invalid(
+                "token auth needs htpasswd to authenticate token requests".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn upload_expiry(&self) -> Duration {
+        Duration::from_secs(self.upload_expiry_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_validates() {
+        let c =
+            Config::parse("addr = \"127.0.0.1:6000\"\nroot = \"/tmp/r\"\nanonymous_pull = true\n")
+                .unwrap();
+        assert_eq!(c.addr.port(), 6000);
+        assert!(c.anonymous_pull);
+        assert_eq!(c.upload_expiry_secs, 86400);
+        assert!(Config::parse("tls_cert = \"/c\"").is_err());
+        assert!(Config::parse("bogus = 1").is_err());
+        assert!(Config::parse("[token]\nsecret_file = \"/k\"").is_err());
+    }
+}

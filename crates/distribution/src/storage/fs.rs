@@ -1,0 +1,309 @@
+//! The filesystem storage driver: driver paths map beneath one root directory. Whole-object
+//! writes go to a temporary sibling, are fsynced, then renamed into place, so a crash never
+//! leaves a torn object.
+
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use async_trait::async_trait;
+use tokio::fs;
+use tokio::io::{AsyncSeekExt, AsyncWrite, AsyncWriteExt, BufWriter};
+
+use super::{
+    check_path, BoxReader, DriverError, DriverResult, FileInfo, FileWriter, StorageDriver,
+};
+
+/// Buffer between the HTTP body and the file: large writes keep the number of blocking
+/// file operations (each a thread hop in tokio) low.
+const WRITE_BUFFER: usize = 1 << 20;
+const READ_BUFFER: usize = 256 << 10;
+
+pub struct FsDriver {
+    root: PathBuf,
+}
+
+impl FsDriver {
+    /// A driver rooted at `root`, which is created if missing.
+    pub fn new(root: impl Into<PathBuf>) -> std::io::Result<FsDriver> {
+        let root = root.into();
+        std::fs::create_dir_all(&root)?;
+        Ok(FsDriver { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn full(&self, path: &str) -> DriverResult<PathBuf> {
+        check_path(path)?;
+        Ok(self.root.join(path.trim_start_matches('/')))
+    }
+}
+
+fn io_err(action: &'static str, path: &str, e: std::io::Error) -> DriverError {
+    if e.kind() == ErrorKind::NotFound {
+        DriverError::NotFound(path.to_string())
+    } else {
+        DriverError::Io {
+            action,
+            path: path.to_string(),
+            source: e,
+        }
+    }
+}
+
+async fn ensure_parent(full: &Path, path: &str) -> DriverResult<()> {
+    if let Some(parent) = full.parent() {
+        fs::create_dir_all(parent)
+            .await
+            .map_err(|e| io_err("creating the parent directory of", path, e))?;
+    }
+    Ok(())
+}
+
+/// A name for a temporary sibling that no concurrent writer will pick.
+fn temp_sibling(full: &Path) -> PathBuf {
+    let mut rnd = [0u8; 8];
+    // A failing OS RNG only weakens uniqueness; the pid and counter still separate writers.
+    let _ = getrandom::fill(&mut rnd);
+    let name = full
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    full.with_file_name(format!(
+        ".tmp-{}-{}-{}",
+        name,
+        std::process::id(),
+        crate::digest::to_hex(&rnd)
+    ))
+}
+
+#[async_trait]
+impl StorageDriver for FsDriver {
+    async fn get_content(&self, path: &str) -> DriverResult<Vec<u8>> {
+        let full = self.full(path)?;
+        fs::read(&full)
+            .await
+            .map_err(|e| io_err("reading", path, e))
+    }
+
+    async fn put_content(&self, path: &str, data: &[u8]) -> DriverResult<()> {
+        let full = self.full(path)?;
+        ensure_parent(&full, path).await?;
+        let tmp = temp_sibling(&full);
+        let result = async {
+            let mut f = fs::File::create(&tmp).await?;
+            f.write_all(data).await?;
+            f.sync_all().await?;
+            drop(f);
+            fs::rename(&tmp, &full).await
+        }
+        .await;
+        if let Err(e) = result {
+            let _ = fs::remove_file(&tmp).await;
+            return Err(io_err("writing", path, e));
+        }
+        Ok(())
+    }
+
+    async fn reader(&self, path: &str, offset: u64) -> DriverResult<BoxReader> {
+        let full = self.full(path)?;
+        let mut f = fs::File::open(&full)
+            .await
+            .map_err(|e| io_err("opening", path, e))?;
+        let len = f
+            .metadata()
+            .await
+            .map_err(|e| io_err("inspecting", path, e))?
+            .len();
+        if offset > len {
+            return Err(DriverError::InvalidOffset {
+                path: path.to_string(),
+                offset,
+            });
+        }
+        if offset > 0 {
+            f.seek(std::io::SeekFrom::Start(offset))
+                .await
+                .map_err(|e| io_err("seeking in", path, e))?;
+        }
+        Ok(Box::pin(tokio::io::BufReader::with_capacity(
+            READ_BUFFER,
+            f,
+        )))
+    }
+
+    async fn writer(&self, path: &str, append: bool) -> DriverResult<Box<dyn FileWriter>> {
+        let full = self.full(path)?;
+        ensure_parent(&full, path).await?;
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .open(&full)
+            .await
+            .map_err(|e| io_err("opening for writing", path, e))?;
+        let size = if append {
+            f.metadata()
+                .await
+                .map_err(|e| io_err("inspecting", path, e))?
+                .len()
+        } else {
+            0
+        };
+        Ok(Box::new(FsWriter {
+            inner: BufWriter::with_capacity(WRITE_BUFFER, f),
+            size,
+            path: path.to_string(),
+        }))
+    }
+
+    async fn stat(&self, path: &str) -> DriverResult<FileInfo> {
+        let full = self.full(path)?;
+        let m = fs::metadata(&full)
+            .await
+            .map_err(|e| io_err("inspecting", path, e))?;
+        Ok(FileInfo {
+            size: m.len(),
+            is_dir: m.is_dir(),
+            modified: m.modified().map_err(|e| io_err("inspecting", path, e))?,
+        })
+    }
+
+    async fn list(&self, path: &str) -> DriverResult<Vec<String>> {
+        let full = self.full(path)?;
+        let mut rd = fs::read_dir(&full)
+            .await
+            .map_err(|e| io_err("listing", path, e))?;
+        let mut out = Vec::new();
+        while let Some(entry) = rd
+            .next_entry()
+            .await
+            .map_err(|e| io_err("listing", path, e))?
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // Temporaries of in-flight atomic writes are not objects.
+            if !name.starts_with(".tmp-") {
+                out.push(name);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> DriverResult<()> {
+        let src = self.full(from)?;
+        let dst = self.full(to)?;
+        ensure_parent(&dst, to).await?;
+        fs::rename(&src, &dst)
+            .await
+            .map_err(|e| io_err("renaming", from, e))?;
+        // The rename is durable only once the directory holding the new entry is synced.
+        if let Some(parent) = dst.parent() {
+            if let Ok(d) = fs::File::open(parent).await {
+                let _ = d.sync_all().await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, path: &str) -> DriverResult<()> {
+        let full = self.full(path)?;
+        let m = fs::symlink_metadata(&full)
+            .await
+            .map_err(|e| io_err("deleting", path, e))?;
+        if m.is_dir() {
+            fs::remove_dir_all(&full).await
+        } else {
+            fs::remove_file(&full).await
+        }
+        .map_err(|e| io_err("deleting", path, e))
+    }
+}
+
+struct FsWriter {
+    inner: BufWriter<fs::File>,
+    size: u64,
+    path: String,
+}
+
+impl AsyncWrite for FsWriter {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &poll {
+            self.size += *n as u64;
+        }
+        poll
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[async_trait]
+impl FileWriter for FsWriter {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    async fn commit(mut self: Box<Self>) -> DriverResult<()> {
+        let path = self.path.clone();
+        self.inner
+            .flush()
+            .await
+            .map_err(|e| io_err("flushing", &path, e))?;
+        self.inner
+            .get_mut()
+            .sync_all()
+            .await
+            .map_err(|e| io_err("syncing", &path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn content_roundtrip_and_listing() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = FsDriver::new(dir.path()).unwrap();
+        d.put_content("/a/b/c", b"hello").await.unwrap();
+        assert_eq!(d.get_content("/a/b/c").await.unwrap(), b"hello");
+        assert_eq!(d.list("/a/b").await.unwrap(), vec!["c".to_string()]);
+        let mut r = d.reader("/a/b/c", 2).await.unwrap();
+        let mut s = String::new();
+        r.read_to_string(&mut s).await.unwrap();
+        assert_eq!(s, "llo");
+        assert!(matches!(
+            d.reader("/a/b/c", 6).await,
+            Err(DriverError::InvalidOffset { .. })
+        ));
+        let mut w = d.writer("/a/b/c", true).await.unwrap();
+        w.write_all(b" world").await.unwrap();
+        assert_eq!(w.size(), 11);
+        w.commit().await.unwrap();
+        assert_eq!(d.get_content("/a/b/c").await.unwrap(), b"hello world");
+        d.rename("/a/b/c", "/x/y").await.unwrap();
+        assert!(d.stat("/a/b/c").await.unwrap_err().is_not_found());
+        d.delete("/x").await.unwrap();
+        assert!(d.get_content("/x/y").await.unwrap_err().is_not_found());
+        assert!(matches!(
+            d.get_content("/../etc/passwd").await,
+            Err(DriverError::InvalidPath(_))
+        ));
+    }
+}

@@ -1,0 +1,84 @@
+//! Blobs as a repository sees them: a blob is readable through a repository only when the
+//! repository holds a link to it, so one repository cannot read another's layers by digest.
+
+use super::{blob_data_path, internal, layer_link_path, RepoName, Store, StoreResult};
+use crate::digest::Digest;
+use crate::error::{ErrorCode, RegistryError};
+use crate::storage::BoxReader;
+
+pub fn blob_unknown(repo: &RepoName, d: &Digest) -> RegistryError {
+    RegistryError::new(
+        ErrorCode::BlobUnknown,
+        format!("blob {d} is not known to repository {repo}"),
+    )
+    .with_detail(serde_json::json!({ "digest": d.to_string() }))
+}
+
+impl Store {
+    /// Size of blob `d` in `repo`, or None when the repository has no such blob.
+    pub async fn blob_size(&self, repo: &RepoName, d: &Digest) -> StoreResult<Option<u64>> {
+        if !self
+            .exists(&layer_link_path(repo, d), "looking up a blob link")
+            .await?
+        {
+            return Ok(None);
+        }
+        self.global_blob_size(d).await
+    }
+
+    /// Size of blob `d` in the content store regardless of repository.
+    pub(crate) async fn global_blob_size(&self, d: &Digest) -> StoreResult<Option<u64>> {
+        match self.driver.stat(&blob_data_path(d)).await {
+            Ok(info) => Ok(Some(info.size)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(internal(&format!("inspecting blob {d}"), e)),
+        }
+    }
+
+    /// Stream blob `d` of `repo` from `offset`.
+    pub async fn open_blob(
+        &self,
+        repo: &RepoName,
+        d: &Digest,
+        offset: u64,
+    ) -> StoreResult<BoxReader> {
+        match self.driver.reader(&blob_data_path(d), offset).await {
+            Ok(r) => Ok(r),
+            Err(e) if e.is_not_found() => Err(blob_unknown(repo, d)),
+            Err(e) => Err(internal(&format!("opening blob {d} of {repo}"), e)),
+        }
+    }
+
+    /// Give `repo` access to blob `d` (whose bytes must already be in the content store).
+    pub(crate) async fn link_blob(&self, repo: &RepoName, d: &Digest) -> StoreResult<()> {
+        self.driver
+            .put_content(&layer_link_path(repo, d), d.to_string().as_bytes())
+            .await
+            .map_err(|e| internal(&format!("linking blob {d} into {repo}"), e))
+    }
+
+    /// Remove `repo`'s link to blob `d`. The bytes stay until garbage collection finds no
+    /// other repository or manifest using them.
+    pub async fn delete_blob(&self, repo: &RepoName, d: &Digest) -> StoreResult<()> {
+        match self.driver.delete(&layer_link_path(repo, d)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_not_found() => Err(blob_unknown(repo, d)),
+            Err(e) => Err(internal(&format!("unlinking blob {d} from {repo}"), e)),
+        }
+    }
+
+    /// Cross-repository mount: link `from`'s blob `d` into `to`. False when `from` does
+    /// not have the blob (the client then falls back to an upload).
+    pub async fn mount_blob(
+        &self,
+        from: &RepoName,
+        to: &RepoName,
+        d: &Digest,
+    ) -> StoreResult<bool> {
+        if self.blob_size(from, d).await?.is_none() {
+            return Ok(false);
+        }
+        self.link_blob(to, d).await?;
+        Ok(true)
+    }
+}
