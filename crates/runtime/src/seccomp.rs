@@ -19,7 +19,9 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
-use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
+use libseccomp::{
+    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
+};
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use oci_spec::runtime::{
     LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag, LinuxSeccompOperator,
@@ -38,7 +40,9 @@ pub enum SeccompError {
     },
     #[error("exporting the compiled seccomp program: {0}")]
     Export(String),
-    #[error("loading the seccomp filter (seccomp(SECCOMP_SET_MODE_FILTER, flags {flags:#x})): {source}")]
+    #[error(
+        "loading the seccomp filter (seccomp(SECCOMP_SET_MODE_FILTER, flags {flags:#x})): {source}"
+    )]
     Load { flags: u32, source: nix::Error },
     #[error("sending the seccomp listener fd to {}: {source}", path.display())]
     Send {
@@ -154,11 +158,7 @@ pub fn compile_lenient(spec: &LinuxSeccomp) -> Result<Filter> {
     build(spec, true)
 }
 
-fn action(
-    action: LinuxSeccompAction,
-    errno_ret: Option<u32>,
-    field: &str,
-) -> Result<ScmpAction> {
+fn action(action: LinuxSeccompAction, errno_ret: Option<u32>, field: &str) -> Result<ScmpAction> {
     let errno = errno_ret.unwrap_or(libc::EPERM as u32);
     if errno > u16::MAX as u32 {
         return Err(SeccompError::Invalid {
@@ -234,7 +234,9 @@ fn build(spec: &LinuxSeccomp, lenient: bool) -> Result<Filter> {
     if spec.default_action() == LinuxSeccompAction::ScmpActNotify {
         return Err(SeccompError::Invalid {
             field: "linux.seccomp.defaultAction".into(),
-            reason: "SCMP_ACT_NOTIFY cannot be the default action (the runtime's own calls would block)".into(),
+            reason:
+                "SCMP_ACT_NOTIFY cannot be the default action (the runtime's own calls would block)"
+                    .into(),
         });
     }
     let default = action(
@@ -261,7 +263,11 @@ fn build(spec: &LinuxSeccomp, lenient: bool) -> Result<Filter> {
     let mut skipped = Vec::new();
     for (i, rule) in spec.syscalls().iter().flatten().enumerate() {
         let field = format!("linux.seccomp.syscalls[{i}]");
-        let act = action(rule.action(), rule.errno_ret(), &format!("{field}.errnoRet"))?;
+        let act = action(
+            rule.action(),
+            rule.errno_ret(),
+            &format!("{field}.errnoRet"),
+        )?;
         let conds = rule
             .args()
             .iter()
@@ -438,7 +444,10 @@ mod tests {
                {"names":["getcwd","no_such_call"],"action":"SCMP_ACT_ERRNO"}]}"#,
         );
         let err = compile(&s).unwrap_err().to_string();
-        assert_eq!(err, "linux.seccomp.syscalls[1].names[1]: unknown syscall \"no_such_call\"");
+        assert_eq!(
+            err,
+            "linux.seccomp.syscalls[1].names[1]: unknown syscall \"no_such_call\""
+        );
         let f = compile_lenient(&s).unwrap();
         assert_eq!(f.skipped_syscalls(), ["no_such_call".to_string()]);
     }
@@ -457,7 +466,10 @@ mod tests {
             r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_ERRNO",
                "args":[{"index":0,"value":1,"op":"SCMP_CMP_MASKED_EQ"}]}]}"#,
         );
-        assert!(compile(&masked).unwrap_err().to_string().contains("valueTwo"));
+        assert!(compile(&masked)
+            .unwrap_err()
+            .to_string()
+            .contains("valueTwo"));
         let notify_default = spec(r#"{"defaultAction":"SCMP_ACT_NOTIFY"}"#);
         assert!(compile(&notify_default)
             .unwrap_err()

@@ -3,11 +3,18 @@
 
 use std::path::Path;
 
-use oci_spec::runtime::{LinuxDevice, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType};
+use oci_spec::runtime::{
+    LinuxDevice, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType,
+};
 
 use super::{fsio, CgroupError, Result};
 
-fn rule(typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>, access: &str) -> LinuxDeviceCgroup {
+fn rule(
+    typ: LinuxDeviceType,
+    major: Option<i64>,
+    minor: Option<i64>,
+    access: &str,
+) -> LinuxDeviceCgroup {
     let mut b = LinuxDeviceCgroupBuilder::default()
         .allow(true)
         .typ(typ)
@@ -77,7 +84,11 @@ pub fn v1_rule(r: &LinuxDeviceCgroup) -> Result<String> {
         _ => "*".into(),
     };
     let access = access(r)?;
-    Ok(format!("{typ} {}:{} {access}", num(r.major()), num(r.minor())))
+    Ok(format!(
+        "{typ} {}:{} {access}",
+        num(r.major()),
+        num(r.minor())
+    ))
 }
 
 /// The access string, validated: some of r, w, m; empty means all.
@@ -96,7 +107,11 @@ pub fn access(r: &LinuxDeviceCgroup) -> Result<String> {
 /// applies them in sequence just as the spec orders them.
 pub fn apply_v1(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<()> {
     for r in rules {
-        let file = if r.allow() { "devices.allow" } else { "devices.deny" };
+        let file = if r.allow() {
+            "devices.allow"
+        } else {
+            "devices.deny"
+        };
         fsio::write(dir, file, &v1_rule(r)?)?;
     }
     Ok(())

@@ -74,7 +74,11 @@ pub fn parse_flat_keyed(text: &str) -> Vec<(&str, u64)> {
         .filter_map(|l| {
             let (k, v) = l.split_once(' ')?;
             let v = v.trim();
-            let v = if v == "max" { u64::MAX } else { v.parse().ok()? };
+            let v = if v == "max" {
+                u64::MAX
+            } else {
+                v.parse().ok()?
+            };
             Some((k, v))
         })
         .collect()

@@ -35,8 +35,8 @@ use serde::{Deserialize, Serialize};
 
 pub use devices::{default_device_rules, device_allow_rules};
 pub use stats::{
-    BlkioEntry, BlkioStats, CpuStats, CpuUsage, HugetlbStats, MemoryEntry, MemoryStats,
-    PidsStats, Stats, Throttling,
+    BlkioEntry, BlkioStats, CpuStats, CpuUsage, HugetlbStats, MemoryEntry, MemoryStats, PidsStats,
+    Stats, Throttling,
 };
 pub use systemd::expand as expand_systemd_path;
 
@@ -196,12 +196,11 @@ impl Cgroup {
                 source,
             }
         })?;
-        let own = std::fs::read_to_string("/proc/self/cgroup").map_err(|source| {
-            CgroupError::Read {
+        let own =
+            std::fs::read_to_string("/proc/self/cgroup").map_err(|source| CgroupError::Read {
                 path: "/proc/self/cgroup".into(),
                 source,
-            }
-        })?;
+            })?;
         Self::from_tables(&mi, &own, cgroups_path, id, systemd)
     }
 
@@ -740,8 +739,8 @@ mod tests {
         assert_eq!(hs[2].cgroup_path, PathBuf::from("/process_api/x/pod/c1"));
         assert_eq!(hs[0].path, PathBuf::from("/sys/fs/cgroup/cpu/pod/c1"));
 
-        let cg = Cgroup::from_tables(HYBRID, OWN, Some("machine.slice:libpod:c1"), "c1", true)
-            .unwrap();
+        let cg =
+            Cgroup::from_tables(HYBRID, OWN, Some("machine.slice:libpod:c1"), "c1", true).unwrap();
         assert_eq!(
             cg.hierarchies()[1].path,
             PathBuf::from("/sys/fs/cgroup/cpuacct/machine.slice/libpod-c1.scope")

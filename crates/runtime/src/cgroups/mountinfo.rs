@@ -203,13 +203,23 @@ mod tests {
     #[test]
     fn parses_hybrid_table() {
         let mounts = parse_mountinfo(HYBRID).unwrap();
-        assert_eq!(mounts.len(), 6, "tmpfs skipped, duplicate memory mount skipped");
+        assert_eq!(
+            mounts.len(),
+            6,
+            "tmpfs skipped, duplicate memory mount skipped"
+        );
         assert_eq!(mounts[0].controllers, vec!["cpu"]);
         assert_eq!(mounts[1].controllers, vec!["cpuacct"]);
-        assert_eq!(mounts[3].mount_point, PathBuf::from("/sys/fs/cgroup/memory"));
+        assert_eq!(
+            mounts[3].mount_point,
+            PathBuf::from("/sys/fs/cgroup/memory")
+        );
         assert_eq!(mounts[4].controllers, vec!["name=systemd"]);
         assert_eq!(mounts[5].fs, FsKind::V2);
-        assert_eq!(mounts[5].mount_point, PathBuf::from("/sys/fs/cgroup/unified"));
+        assert_eq!(
+            mounts[5].mount_point,
+            PathBuf::from("/sys/fs/cgroup/unified")
+        );
         assert_eq!(detect_layout(&mounts), Layout::Hybrid);
     }
 
@@ -253,9 +263,13 @@ mod tests {
     #[test]
     fn own_paths_per_hierarchy() {
         let mounts = parse_mountinfo(HYBRID).unwrap();
-        let own = parse_proc_cgroup("4:memory:/process_api/abc\n1:cpu:/\n9:name=systemd:/user\n0::/x\n")
-            .unwrap();
-        assert_eq!(own_path(&mounts[3], &own), PathBuf::from("/process_api/abc"));
+        let own =
+            parse_proc_cgroup("4:memory:/process_api/abc\n1:cpu:/\n9:name=systemd:/user\n0::/x\n")
+                .unwrap();
+        assert_eq!(
+            own_path(&mounts[3], &own),
+            PathBuf::from("/process_api/abc")
+        );
         assert_eq!(own_path(&mounts[0], &own), PathBuf::from("/"));
         assert_eq!(own_path(&mounts[4], &own), PathBuf::from("/user"));
         assert_eq!(own_path(&mounts[5], &own), PathBuf::from("/x"));

@@ -96,9 +96,17 @@ pub struct BlkioEntry {
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct BlkioStats {
-    #[serde(rename = "ioServiceBytesRecursive", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "ioServiceBytesRecursive",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub io_service_bytes_recursive: Vec<BlkioEntry>,
-    #[serde(rename = "ioServicedRecursive", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "ioServicedRecursive",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub io_serviced_recursive: Vec<BlkioEntry>,
 }
 
@@ -302,7 +310,9 @@ pub fn v2_io(dir: &Path) -> Result<BlkioStats> {
             continue;
         };
         for kv in f {
-            let Some((k, v)) = kv.split_once('=') else { continue };
+            let Some((k, v)) = kv.split_once('=') else {
+                continue;
+            };
             let Ok(value) = v.parse() else { continue };
             let (list, op) = match k {
                 "rbytes" => (&mut out.io_service_bytes_recursive, "Read"),
@@ -353,17 +363,27 @@ pub fn hugetlb(dir: &Path, fs: FsKind) -> Result<BTreeMap<String, HugetlbStats>>
             // v2 has no high-water mark; the limit stands in (runc does the same)
             // and failures are counted as "max" events.
             FsKind::V2 => {
-                let events = fsio::read_opt(dir, &format!("hugetlb.{size}.events"))?
-                    .unwrap_or_default();
+                let events =
+                    fsio::read_opt(dir, &format!("hugetlb.{size}.events"))?.unwrap_or_default();
                 let failcnt = fsio::parse_flat_keyed(&events)
                     .into_iter()
                     .find(|(k, _)| *k == "max")
                     .map(|(_, v)| v)
                     .unwrap_or(0);
-                (fsio::read_u64(dir, &format!("hugetlb.{size}.max"))?, failcnt)
+                (
+                    fsio::read_u64(dir, &format!("hugetlb.{size}.max"))?,
+                    failcnt,
+                )
             }
         };
-        out.insert(size, HugetlbStats { usage, max, failcnt });
+        out.insert(
+            size,
+            HugetlbStats {
+                usage,
+                max,
+                failcnt,
+            },
+        );
     }
     Ok(out)
 }
@@ -401,7 +421,10 @@ mod tests {
         let v1 = "8:0 Read 4096\n8:0 Write 8192\n8:0 Total 12288\nTotal 12288\n";
         let e = blkio_entries(v1);
         assert_eq!(e.len(), 3);
-        assert_eq!((e[1].major, e[1].minor, e[1].op.as_str(), e[1].value), (8, 0, "Write", 8192));
+        assert_eq!(
+            (e[1].major, e[1].minor, e[1].op.as_str(), e[1].value),
+            (8, 0, "Write", 8192)
+        );
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("io.stat"),

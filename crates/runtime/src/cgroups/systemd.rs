@@ -104,7 +104,15 @@ mod tests {
 
     #[test]
     fn rejects_malformed() {
-        for bad in ["/a/b", "a:b", "system.slice:p:", "foo:p:n", "a--b.slice:p:n", "-a.slice:p:n", "s.slice:p:a/b"] {
+        for bad in [
+            "/a/b",
+            "a:b",
+            "system.slice:p:",
+            "foo:p:n",
+            "a--b.slice:p:n",
+            "-a.slice:p:n",
+            "s.slice:p:a/b",
+        ] {
             let err = expand(bad).unwrap_err().to_string();
             assert!(err.contains(bad), "{bad}: {err}");
         }

@@ -228,17 +228,32 @@ pub fn blkio(dir: &Path, b: &LinuxBlockIo) -> Result<()> {
         }
         if let Some(w) = d.leaf_weight() {
             if !fsio::exists(dir, "blkio.leaf_weight_device") {
-                return Err(unsupported("weightDevice.leafWeight", "blkio.leaf_weight_device"));
+                return Err(unsupported(
+                    "weightDevice.leafWeight",
+                    "blkio.leaf_weight_device",
+                ));
             }
             let v = format!("{}:{} {w}", d.major(), d.minor());
             fsio::write(dir, "blkio.leaf_weight_device", &v)?;
         }
     }
     let throttles: [(&Option<Vec<LinuxThrottleDevice>>, &str); 4] = [
-        (b.throttle_read_bps_device(), "blkio.throttle.read_bps_device"),
-        (b.throttle_write_bps_device(), "blkio.throttle.write_bps_device"),
-        (b.throttle_read_iops_device(), "blkio.throttle.read_iops_device"),
-        (b.throttle_write_iops_device(), "blkio.throttle.write_iops_device"),
+        (
+            b.throttle_read_bps_device(),
+            "blkio.throttle.read_bps_device",
+        ),
+        (
+            b.throttle_write_bps_device(),
+            "blkio.throttle.write_bps_device",
+        ),
+        (
+            b.throttle_read_iops_device(),
+            "blkio.throttle.read_iops_device",
+        ),
+        (
+            b.throttle_write_iops_device(),
+            "blkio.throttle.write_iops_device",
+        ),
     ];
     for (list, file) in throttles {
         for d in list.iter().flatten() {
@@ -257,7 +272,10 @@ pub fn hugetlb(dir: &Path, limits: &[LinuxHugepageLimit]) -> Result<()> {
         if !fsio::exists(dir, &file) {
             return Err(CgroupError::InvalidValue {
                 field: "hugepageLimits".into(),
-                reason: format!("page size {:?} is not supported by this host", l.page_size()),
+                reason: format!(
+                    "page size {:?} is not supported by this host",
+                    l.page_size()
+                ),
             });
         }
         fsio::write(dir, &file, &bytes(l.limit()))?;

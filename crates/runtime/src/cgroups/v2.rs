@@ -51,7 +51,10 @@ pub fn limit_value(v: i64) -> String {
 /// memsw meaning); v2 limits swap alone, so the value is swap - limit.
 /// `limit` is the effective memory limit (from this update or the cgroup).
 /// Returns None when nothing is to be written.
-pub fn swap_max(limit: Option<i64>, swap: Option<i64>) -> std::result::Result<Option<String>, String> {
+pub fn swap_max(
+    limit: Option<i64>,
+    swap: Option<i64>,
+) -> std::result::Result<Option<String>, String> {
     match (limit, swap) {
         // Memory unlimited and swap unspecified: both unlimited, as on v1.
         (Some(l), None) if l < 0 => Ok(Some("max".into())),
@@ -81,16 +84,28 @@ pub fn memory(dir: &Path, m: &LinuxMemory) -> Result<()> {
         }
     }
     if m.kernel_tcp().is_some() {
-        return Err(unsupported("memory.kernelTCP", "cgroup v2 has no TCP buffer limit"));
+        return Err(unsupported(
+            "memory.kernelTCP",
+            "cgroup v2 has no TCP buffer limit",
+        ));
     }
     if m.swappiness().is_some() {
-        return Err(unsupported("memory.swappiness", "cgroup v2 has no per-cgroup swappiness"));
+        return Err(unsupported(
+            "memory.swappiness",
+            "cgroup v2 has no per-cgroup swappiness",
+        ));
     }
     if m.disable_oom_killer() == Some(true) {
-        return Err(unsupported("memory.disableOOMKiller", "cgroup v2 cannot disable the OOM killer"));
+        return Err(unsupported(
+            "memory.disableOOMKiller",
+            "cgroup v2 cannot disable the OOM killer",
+        ));
     }
     if m.use_hierarchy() == Some(false) {
-        return Err(unsupported("memory.useHierarchy", "cgroup v2 is always hierarchical"));
+        return Err(unsupported(
+            "memory.useHierarchy",
+            "cgroup v2 is always hierarchical",
+        ));
     }
     // memory.kernel is deprecated by the spec and has no v2 equivalent; like runc,
     // it is ignored.
@@ -112,7 +127,10 @@ pub fn memory(dir: &Path, m: &LinuxMemory) -> Result<()> {
     if let Some(s) = swap {
         if !fsio::exists(dir, "memory.swap.max") {
             if s != "max" {
-                return Err(unsupported("memory.swap", "swap accounting is disabled (no memory.swap.max)"));
+                return Err(unsupported(
+                    "memory.swap",
+                    "swap accounting is disabled (no memory.swap.max)",
+                ));
             }
         } else {
             fsio::write(dir, "memory.swap.max", &s)?;
@@ -154,7 +172,10 @@ pub fn cpu_max(quota: Option<i64>, period: Option<u64>, current: &str) -> Option
 
 pub fn cpu(dir: &Path, c: &LinuxCpu) -> Result<()> {
     if c.realtime_runtime().is_some() || c.realtime_period().is_some() {
-        return Err(unsupported("cpu.realtimeRuntime", "cgroup v2 has no realtime CPU bandwidth"));
+        return Err(unsupported(
+            "cpu.realtimeRuntime",
+            "cgroup v2 has no realtime CPU bandwidth",
+        ));
     }
     if let Some(s) = c.shares().filter(|s| *s != 0) {
         fsio::write(dir, "cpu.weight", &shares_to_weight(s).to_string())?;
@@ -184,8 +205,16 @@ pub fn blkio_weight_to_io_weight(w: u16) -> u64 {
 /// The writes for blockIO on v2: (file, value) pairs in order. BFQ's
 /// io.bfq.weight takes v1-range weights as they are; io.weight needs converting.
 pub fn io_writes(b: &LinuxBlockIo, bfq: bool) -> Result<Vec<(&'static str, String)>> {
-    if b.leaf_weight().is_some() || b.weight_device().iter().flatten().any(|d| d.leaf_weight().is_some()) {
-        return Err(unsupported("blockIO.leafWeight", "cgroup v2 has no leaf weights"));
+    if b.leaf_weight().is_some()
+        || b.weight_device()
+            .iter()
+            .flatten()
+            .any(|d| d.leaf_weight().is_some())
+    {
+        return Err(unsupported(
+            "blockIO.leafWeight",
+            "cgroup v2 has no leaf weights",
+        ));
     }
     let (file, conv): (&'static str, fn(u16) -> u64) = if bfq {
         ("io.bfq.weight", u64::from)
@@ -210,8 +239,15 @@ pub fn io_writes(b: &LinuxBlockIo, bfq: bool) -> Result<Vec<(&'static str, Strin
     for (list, key) in throttles {
         for d in list.iter().flatten() {
             // 0 means "no limit" in the spec's v1 heritage; v2 spells it max.
-            let rate = if d.rate() == 0 { "max".to_string() } else { d.rate().to_string() };
-            out.push(("io.max", format!("{}:{} {key}={rate}", d.major(), d.minor())));
+            let rate = if d.rate() == 0 {
+                "max".to_string()
+            } else {
+                d.rate().to_string()
+            };
+            out.push((
+                "io.max",
+                format!("{}:{} {key}={rate}", d.major(), d.minor()),
+            ));
         }
     }
     Ok(out)
@@ -233,7 +269,10 @@ pub fn hugetlb(dir: &Path, limits: &[LinuxHugepageLimit]) -> Result<()> {
         if !fsio::exists(dir, &file) {
             return Err(CgroupError::InvalidValue {
                 field: "hugepageLimits".into(),
-                reason: format!("page size {:?} is not supported by this host", l.page_size()),
+                reason: format!(
+                    "page size {:?} is not supported by this host",
+                    l.page_size()
+                ),
             });
         }
         fsio::write(dir, &file, &limit_value(l.limit()))?;
@@ -304,7 +343,9 @@ pub fn is_frozen(dir: &Path) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oci_spec::runtime::{LinuxBlockIoBuilder, LinuxThrottleDeviceBuilder, LinuxWeightDeviceBuilder};
+    use oci_spec::runtime::{
+        LinuxBlockIoBuilder, LinuxThrottleDeviceBuilder, LinuxWeightDeviceBuilder,
+    };
 
     #[test]
     fn shares_convert_to_weight() {
@@ -331,7 +372,9 @@ mod tests {
         assert_eq!(swap_max(Some(-1), None), Ok(Some("max".into())));
         assert_eq!(swap_max(Some(100), None), Ok(None));
         assert_eq!(swap_max(Some(100), Some(0)), Ok(None));
-        assert!(swap_max(Some(300), Some(100)).unwrap_err().contains("below"));
+        assert!(swap_max(Some(300), Some(100))
+            .unwrap_err()
+            .contains("below"));
         assert!(swap_max(None, Some(100)).is_err());
         assert!(swap_max(Some(-1), Some(100)).is_err());
     }
@@ -339,9 +382,18 @@ mod tests {
     #[test]
     fn cpu_max_merges_with_current() {
         assert_eq!(cpu_max(None, None, "max 100000"), None);
-        assert_eq!(cpu_max(Some(50_000), None, "max 100000").as_deref(), Some("50000 100000"));
-        assert_eq!(cpu_max(None, Some(20_000), "30000 100000").as_deref(), Some("30000 20000"));
-        assert_eq!(cpu_max(Some(-1), Some(10_000), "").as_deref(), Some("max 10000"));
+        assert_eq!(
+            cpu_max(Some(50_000), None, "max 100000").as_deref(),
+            Some("50000 100000")
+        );
+        assert_eq!(
+            cpu_max(None, Some(20_000), "30000 100000").as_deref(),
+            Some("30000 20000")
+        );
+        assert_eq!(
+            cpu_max(Some(-1), Some(10_000), "").as_deref(),
+            Some("max 10000")
+        );
     }
 
     #[test]
@@ -380,8 +432,14 @@ mod tests {
         );
         let w = io_writes(&b, true).unwrap();
         assert_eq!(w[0], ("io.bfq.weight", "default 500".to_string()));
-        let leaf = LinuxBlockIoBuilder::default().leaf_weight(10u16).build().unwrap();
-        assert!(io_writes(&leaf, false).unwrap_err().to_string().contains("leafWeight"));
+        let leaf = LinuxBlockIoBuilder::default()
+            .leaf_weight(10u16)
+            .build()
+            .unwrap();
+        assert!(io_writes(&leaf, false)
+            .unwrap_err()
+            .to_string()
+            .contains("leafWeight"));
     }
 
     #[test]

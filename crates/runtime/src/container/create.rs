@@ -1,0 +1,272 @@
+//! `create`: set up a container from a bundle and leave its init waiting for
+//! `start`.
+//!
+//! Process layout (all synchronous, one fork per stage):
+//! runtime ──fork──▶ stage one: joins/creates namespaces (the parent writes the
+//! user-namespace id maps), then forks ──▶ init: pid 1 of a new pid namespace,
+//! which builds the rootfs, reports `Ready`, blocks on exec.fifo until `start`,
+//! and execs the container process. Any failure is reported over the sync
+//! socket and everything made so far is removed.
+
+use super::init::{self, InitArgs};
+use crate::capabilities::CapSets;
+use crate::cgroups::Cgroup;
+use crate::channel::{self, Msg};
+use crate::error::{Context, Error, Result};
+use crate::namespaces::Plan;
+use crate::state::{self, Container, Status};
+use crate::{hooks, spec, util};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::waitpid;
+use nix::unistd::{fork, ForkResult, Pid};
+use oci_spec::runtime::LinuxNamespaceType;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub root: PathBuf,
+    pub id: String,
+    pub bundle: PathBuf,
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+    pub systemd_cgroup: bool,
+}
+
+/// Removes whatever a failed create made: processes, cgroup, state directory.
+struct Undo {
+    dir: Option<PathBuf>,
+    cgroup: Option<Cgroup>,
+    pids: Vec<i32>,
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        for &p in &self.pids {
+            let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+            let _ = waitpid(Pid::from_raw(p), None);
+        }
+        if let Some(cg) = &self.cgroup {
+            let _ = cg.kill_all(libc::SIGKILL);
+            let _ = cg.destroy();
+        }
+        if let Some(d) = &self.dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+pub fn create(opts: &CreateOptions) -> Result<Container> {
+    state::validate_id(&opts.id)?;
+    let bundle = opts
+        .bundle
+        .canonicalize()
+        .ctx(|| format!("bundle {}", opts.bundle.display()))?;
+    let spec = spec::load(&bundle)?;
+    spec::validate(&spec)?;
+    let rootfs = spec::rootfs_path(&bundle, &spec)?;
+    let process = spec.process().clone().expect("validated");
+    let linux = spec.linux().clone().unwrap_or_default();
+
+    // Everything that can be checked is checked before anything is made.
+    let caps = match process.capabilities() {
+        Some(c) => CapSets::from_spec(c)?,
+        None => CapSets::default(),
+    };
+    let seccomp = match linux.seccomp() {
+        Some(s) => Some(crate::seccomp::compile(s).map_err(|e| Error::Spec(e.to_string()))?),
+        None => None,
+    };
+    let namespaces = linux.namespaces().clone().unwrap_or_default();
+    let plan = Plan::from_spec(&namespaces)?;
+    let terminal = process.terminal().unwrap_or(false);
+    let console = match (&opts.console_socket, terminal) {
+        (Some(p), true) => Some(crate::console::connect(p)?),
+        (None, true) => {
+            return Err(Error::Spec(
+                "process.terminal is true: --console-socket is required".into(),
+            ))
+        }
+        _ => None,
+    };
+
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o711)
+        .create(&opts.root)
+        .ctx(|| format!("creating runtime root {}", opts.root.display()))?;
+    let dir = Container::dir(&opts.root, &opts.id);
+    match std::fs::DirBuilder::new().mode(0o711).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(Error::State(format!(
+                "container {:?} already exists",
+                opts.id
+            )))
+        }
+        Err(e) => return Err(Error::io(format!("creating {}", dir.display()), e)),
+    }
+    let mut undo = Undo {
+        dir: Some(dir.clone()),
+        cgroup: None,
+        pids: Vec::new(),
+    };
+
+    let cgroup = Cgroup::new(
+        linux.cgroups_path().as_ref().and_then(|p| p.to_str()),
+        &opts.id,
+        opts.systemd_cgroup,
+    )
+    .map_err(|e| Error::Other(e.to_string()))?;
+    cgroup.create().map_err(|e| Error::Other(e.to_string()))?;
+    undo.cgroup = Some(cgroup.clone());
+    if let Some(res) = linux.resources() {
+        cgroup.apply(res).map_err(|e| Error::Other(e.to_string()))?;
+    }
+
+    let fifo_path = dir.join(state::EXEC_FIFO);
+    nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o622))
+        .ctx(|| format!("creating {}", fifo_path.display()))?;
+    // An O_PATH handle survives pivot_root; init reopens it for writing.
+    let fifo: OwnedFd = nix::fcntl::open(
+        &fifo_path,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ctx(|| format!("opening {}", fifo_path.display()))?;
+
+    let mut container = Container {
+        id: opts.id.clone(),
+        bundle: bundle.clone(),
+        rootfs: rootfs.clone(),
+        pid: 0,
+        pid_start: None,
+        created: util::rfc3339(std::time::SystemTime::now()),
+        owner: String::new(),
+        annotations: spec.annotations().clone().unwrap_or_default(),
+        cgroup: cgroup.clone(),
+        systemd_cgroup: opts.systemd_cgroup,
+        spec: spec.clone(),
+    };
+
+    let (parent_ch, child_ch) = channel::pair()?;
+    let args = InitArgs {
+        spec: &spec,
+        rootfs: &rootfs,
+        plan: &plan,
+        caps: &caps,
+        seccomp: seccomp.as_ref(),
+        cgroup: &cgroup,
+        console_fd: console.as_ref().map(|c| c.as_raw_fd()),
+        fifo_fd: fifo.as_raw_fd(),
+        no_pivot: opts.no_pivot,
+        no_new_keyring: opts.no_new_keyring,
+        preserve_fds: opts.preserve_fds,
+        id: &opts.id,
+    };
+    // SAFETY: the runtime is single-threaded, so the child may run arbitrary code;
+    // it leaves only through _exit and never returns into the caller.
+    let stage1 = match unsafe { fork() }.ctx(|| "fork")? {
+        ForkResult::Child => {
+            drop(parent_ch);
+            let code = match init::stage_one(&args, &child_ch) {
+                Ok(()) => 0,
+                Err(e) => {
+                    let _ = child_ch.send(&Msg::Error(e.to_string()));
+                    1
+                }
+            };
+            // SAFETY: _exit skips the parent's destructors (e.g. `undo`).
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop(child_ch);
+    undo.pids.push(stage1.as_raw());
+    cgroup
+        .add_pid(stage1.as_raw())
+        .map_err(|e| Error::Other(e.to_string()))?;
+    parent_ch.send(&Msg::Go)?;
+
+    let mut init_pid = 0;
+    loop {
+        match parent_ch.recv()? {
+            Some(Msg::MapsRequest) => {
+                write_id_maps(stage1.as_raw(), &linux)?;
+                parent_ch.send(&Msg::MapsDone)?;
+            }
+            Some(Msg::Pid(p)) => {
+                init_pid = p;
+                undo.pids.push(p);
+                let _ = waitpid(stage1, None);
+                undo.pids.retain(|&x| x != stage1.as_raw());
+            }
+            Some(Msg::HooksRequest) => {
+                container.pid = init_pid;
+                container.pid_start = util::proc_start_time(init_pid);
+                container.save(&opts.root)?;
+                let st = state::hook_state(&container, Status::Creating);
+                if let Some(h) = spec.hooks() {
+                    hooks::run("prestart", h.prestart().as_deref().unwrap_or_default(), &st)?;
+                    hooks::run(
+                        "createRuntime",
+                        h.create_runtime().as_deref().unwrap_or_default(),
+                        &st,
+                    )?;
+                }
+                parent_ch.send(&Msg::HooksDone(String::from_utf8_lossy(&st).into_owned()))?;
+            }
+            Some(Msg::Ready) => break,
+            Some(Msg::Error(e)) => return Err(Error::Container(e)),
+            Some(other) => {
+                return Err(Error::Other(format!(
+                    "unexpected message {other:?} from the container"
+                )))
+            }
+            None => {
+                return Err(Error::Container(
+                    "container init exited during setup".into(),
+                ))
+            }
+        }
+    }
+    container.pid = init_pid;
+    container.pid_start = util::proc_start_time(init_pid);
+    container.save(&opts.root)?;
+    if let Some(pf) = &opts.pid_file {
+        util::write_atomic(pf, init_pid.to_string().as_bytes(), 0o644)?;
+    }
+    // Success: keep everything.
+    undo.pids.clear();
+    undo.cgroup = None;
+    undo.dir = None;
+    Ok(container)
+}
+
+/// Writes uid_map and gid_map of a process that just created a user namespace.
+fn write_id_maps(pid: i32, linux: &oci_spec::runtime::Linux) -> Result<()> {
+    let fmt = |m: &[oci_spec::runtime::LinuxIdMapping]| {
+        m.iter()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect::<String>()
+    };
+    let uid = fmt(linux.uid_mappings().as_deref().unwrap_or_default());
+    let gid = fmt(linux.gid_mappings().as_deref().unwrap_or_default());
+    std::fs::write(format!("/proc/{pid}/uid_map"), &uid)
+        .ctx(|| format!("writing uid_map {:?}", uid.trim()))?;
+    std::fs::write(format!("/proc/{pid}/gid_map"), &gid)
+        .ctx(|| format!("writing gid_map {:?}", gid.trim()))?;
+    Ok(())
+}
+
+/// True when the spec creates (not joins) a namespace of this type.
+pub(crate) fn creates(spec: &oci_spec::runtime::Spec, t: LinuxNamespaceType) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| ns.iter().any(|n| n.typ() == t && n.path().is_none()))
+}

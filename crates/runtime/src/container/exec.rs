@@ -1,0 +1,149 @@
+//! `exec`: run another process inside a running container.
+
+use super::init::prepare_process;
+use crate::capabilities::CapSets;
+use crate::channel::{self, Msg};
+use crate::error::{Context, Error, Result};
+use crate::namespaces::{self, Plan};
+use crate::state::{self, Status};
+use crate::util;
+use nix::sys::wait::waitpid;
+use nix::unistd::{fork, ForkResult, Pid};
+use oci_spec::runtime::Process;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    pub root: PathBuf,
+    pub id: String,
+    pub process: Process,
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub detach: bool,
+    pub preserve_fds: u32,
+}
+
+/// Starts the process; returns its pid (with `detach`) or, in the foreground,
+/// waits for it and returns its exit code.
+pub fn exec(o: &ExecOptions) -> Result<ExecOutcome> {
+    let c = super::load_in(
+        &o.root,
+        &o.id,
+        &[Status::Running, Status::Created],
+        "exec in",
+    )?;
+    let p = &o.process;
+    if p.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(Error::Spec("exec: no command given".into()));
+    }
+    let caps = match p.capabilities() {
+        Some(cs) => CapSets::from_spec(cs)?,
+        None => CapSets::default(),
+    };
+    let linux = c.spec.linux().clone().unwrap_or_default();
+    let seccomp = match linux.seccomp() {
+        Some(s) => Some(crate::seccomp::compile(s).map_err(|e| Error::Spec(e.to_string()))?),
+        None => None,
+    };
+    let plan = Plan::of_process(c.pid, &namespaces::ALL)?;
+    let terminal = p.terminal().unwrap_or(false);
+    let console = match (&o.console_socket, terminal) {
+        (Some(path), true) => Some(crate::console::connect(path)?),
+        (None, true) => {
+            return Err(Error::Spec(
+                "exec with a terminal needs --console-socket".into(),
+            ))
+        }
+        _ => None,
+    };
+    if !o.detach {
+        super::become_subreaper()?;
+        super::block_signals()?;
+    }
+    let state = String::from_utf8_lossy(&state::hook_state(&c, Status::Running)).into_owned();
+    let (parent_ch, child_ch) = channel::pair()?;
+    // SAFETY: single-threaded runtime; the child _exits or execs.
+    let stage1 = match unsafe { fork() }.ctx(|| "fork")? {
+        ForkResult::Child => {
+            drop(parent_ch);
+            let r: Result<()> = (|| {
+                plan.join_all()?;
+                // Joining a pid namespace only applies to children: fork again.
+                // SAFETY: as above.
+                match unsafe { fork() }.ctx(|| "fork")? {
+                    ForkResult::Child => {
+                        let r = (|| -> Result<std::convert::Infallible> {
+                            child_ch.expect(|m| matches!(m, Msg::Go), "the go signal")?;
+                            nix::unistd::setsid().ok();
+                            let prepared = prepare_process(
+                                p,
+                                &caps,
+                                seccomp.as_ref(),
+                                console.as_ref().map(|c| c.as_raw_fd()),
+                                o.preserve_fds,
+                                linux
+                                    .seccomp()
+                                    .as_ref()
+                                    .and_then(|s| s.listener_path().clone()),
+                                &state,
+                            )?;
+                            Err(prepared.exec())
+                        })();
+                        let Err(e) = r;
+                        let _ = child_ch.send(&Msg::Error(e.to_string()));
+                        // SAFETY: leaving the forked child.
+                        unsafe { libc::_exit(127) }
+                    }
+                    ForkResult::Parent { child } => child_ch.send(&Msg::Pid(child.as_raw())),
+                }
+            })();
+            if let Err(e) = r {
+                let _ = child_ch.send(&Msg::Error(e.to_string()));
+            }
+            // SAFETY: leaving the forked child.
+            unsafe { libc::_exit(0) }
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop(child_ch);
+    let pid = match parent_ch.expect(|m| matches!(m, Msg::Pid(_)), "the process pid") {
+        Ok(Msg::Pid(p)) => p,
+        Ok(_) => unreachable!(),
+        Err(e) => {
+            let _ = waitpid(stage1, None);
+            return Err(e);
+        }
+    };
+    let _ = waitpid(stage1, None);
+    let fail = |e: Error| {
+        // SAFETY: killing the half-started exec process we own.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let _ = waitpid(Pid::from_raw(pid), None);
+        e
+    };
+    c.cgroup
+        .add_pid(pid)
+        .map_err(|e| fail(Error::Other(format!("adding exec process to cgroup: {e}"))))?;
+    parent_ch.send(&Msg::Go).map_err(fail)?;
+    // EOF means execve succeeded (the channel is close-on-exec).
+    match parent_ch.recv() {
+        Ok(None) => {}
+        Ok(Some(Msg::Error(e))) => return Err(fail(Error::Container(e))),
+        Ok(Some(m)) => return Err(fail(Error::Other(format!("unexpected message {m:?}")))),
+        Err(e) => return Err(fail(e)),
+    }
+    if let Some(pf) = &o.pid_file {
+        util::write_atomic(pf, pid.to_string().as_bytes(), 0o644)?;
+    }
+    if o.detach {
+        return Ok(ExecOutcome::Detached(pid));
+    }
+    Ok(ExecOutcome::Exited(super::wait_forwarding(pid)?))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecOutcome {
+    Detached(i32),
+    Exited(i32),
+}

@@ -1,0 +1,347 @@
+//! Code that runs in the forked children: stage one (namespaces) and the
+//! container init. Nothing here returns to the runtime's main flow: the callers
+//! _exit or execve.
+
+use crate::capabilities::CapSets;
+use crate::cgroups::Cgroup;
+use crate::channel::{Channel, Msg};
+use crate::error::{Context, Error, Result};
+use crate::namespaces::{self, Plan};
+use crate::{hooks, process, rootfs};
+use nix::unistd::{fork, ForkResult, Gid, Uid};
+use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
+use std::os::fd::{AsFd, RawFd};
+use std::path::Path;
+
+pub(crate) struct InitArgs<'a> {
+    pub spec: &'a Spec,
+    pub rootfs: &'a Path,
+    pub plan: &'a Plan,
+    pub caps: &'a CapSets,
+    pub seccomp: Option<&'a crate::seccomp::Filter>,
+    pub cgroup: &'a Cgroup,
+    pub console_fd: Option<RawFd>,
+    pub fifo_fd: RawFd,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+    pub id: &'a str,
+}
+
+/// Stage one: enter the namespaces, then fork the init so it is pid 1 of a new
+/// pid namespace (unshare(CLONE_NEWPID) only applies to children).
+pub(crate) fn stage_one(a: &InitArgs, ch: &Channel) -> Result<()> {
+    ch.expect(|m| matches!(m, Msg::Go), "the go signal")?;
+    a.plan.join_all()?;
+    if a.plan.new_user {
+        namespaces::unshare_flags(nix::sched::CloneFlags::CLONE_NEWUSER)?;
+        ch.send(&Msg::MapsRequest)?;
+        ch.expect(|m| matches!(m, Msg::MapsDone), "the id maps")?;
+        nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+            .ctx(|| "becoming gid 0 in the user namespace")?;
+        nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+            .ctx(|| "becoming uid 0 in the user namespace")?;
+    }
+    namespaces::unshare_flags(a.plan.new_flags)?;
+    if a.plan.new_time {
+        write_time_offsets(a.spec)?;
+    }
+    // SAFETY: single-threaded; the child only runs init code and then execs or _exits.
+    match unsafe { fork() }.ctx(|| "forking the container init")? {
+        ForkResult::Child => {
+            let code = match init(a, ch) {
+                Ok(never) => match never {},
+                Err(e) => {
+                    let _ = ch.send(&Msg::Error(e.to_string()));
+                    1
+                }
+            };
+            // SAFETY: leaving the forked child without running destructors.
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => ch.send(&Msg::Pid(child.as_raw())),
+    }
+}
+
+fn write_time_offsets(spec: &Spec) -> Result<()> {
+    let offsets = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.time_offsets().clone())
+        .unwrap_or_default();
+    let mut text = String::new();
+    for (clock, off) in offsets {
+        text.push_str(&format!(
+            "{clock} {} {}\n",
+            off.secs().unwrap_or(0),
+            off.nanosecs().unwrap_or(0)
+        ));
+    }
+    if text.is_empty() {
+        return Ok(());
+    }
+    std::fs::write("/proc/self/timens_offsets", &text)
+        .ctx(|| format!("writing time offsets {:?}", text.trim()))
+}
+
+/// The container init. Returns only on failure.
+fn init(a: &InitArgs, ch: &Channel) -> Result<std::convert::Infallible> {
+    let spec = a.spec;
+    let proc_ = spec.process().as_ref().expect("validated");
+    let linux = spec.linux().clone().unwrap_or_default();
+    let ns_list = linux.namespaces().clone().unwrap_or_default();
+    let has_ns = |t| ns_list.iter().any(|n| n.typ() == t);
+    let in_userns = has_ns(LinuxNamespaceType::User);
+
+    nix::unistd::setsid().ok();
+    nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+    let mount_ns = has_ns(LinuxNamespaceType::Mount);
+    if mount_ns {
+        rootfs::prepare_root(spec, a.rootfs)?;
+        rootfs::mount_all(
+            spec,
+            a.rootfs,
+            a.cgroup,
+            super::create::creates(spec, LinuxNamespaceType::Cgroup),
+        )?;
+        rootfs::create_devices(spec, a.rootfs, in_userns)?;
+    }
+    ch.send(&Msg::HooksRequest)?;
+    let state = match ch.expect(|m| matches!(m, Msg::HooksDone(_)), "the hooks")? {
+        Msg::HooksDone(s) => s,
+        _ => unreachable!(),
+    };
+    if let Some(h) = spec.hooks() {
+        hooks::run(
+            "createContainer",
+            h.create_container().as_deref().unwrap_or_default(),
+            state.as_bytes(),
+        )?;
+    }
+    if mount_ns {
+        rootfs::pivot_into(a.rootfs, a.no_pivot)?;
+    } else {
+        nix::unistd::chroot(a.rootfs).ctx(|| "chroot into rootfs")?;
+        nix::unistd::chdir("/").ctx(|| "chdir /")?;
+    }
+    if has_ns(LinuxNamespaceType::Uts) {
+        if let Some(h) = spec.hostname() {
+            nix::unistd::sethostname(h).ctx(|| format!("setting hostname {h:?}"))?;
+        }
+        if let Some(d) = spec.domainname() {
+            set_domainname(d)?;
+        }
+    }
+    for (k, v) in linux.sysctl().clone().unwrap_or_default() {
+        let path = format!("/proc/sys/{}", k.replace('.', "/"));
+        std::fs::write(&path, &v).ctx(|| format!("setting sysctl {k}={v}"))?;
+    }
+    if mount_ns {
+        rootfs::mask_paths(linux.masked_paths().as_deref().unwrap_or_default())?;
+        rootfs::readonly_paths(linux.readonly_paths().as_deref().unwrap_or_default())?;
+        if spec
+            .root()
+            .as_ref()
+            .is_some_and(|r| r.readonly() == Some(true))
+        {
+            rootfs::remount_root_readonly()?;
+        }
+        if let Some(p) = linux.rootfs_propagation().as_deref() {
+            if let Some(f) = rootfs::propagation_flag(p) {
+                if f.contains(nix::mount::MsFlags::MS_SHARED) {
+                    rootfs::set_root_propagation(f)?;
+                }
+            }
+        }
+    }
+    if !a.no_new_keyring {
+        join_session_keyring(a.id)?;
+    }
+    if let Some(p) = linux.personality() {
+        let flags = p.flags().clone().unwrap_or_default();
+        let flags: Vec<String> = flags
+            .iter()
+            .map(|f| {
+                serde_json::to_value(f)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default()
+            })
+            .collect();
+        let domain = serde_json::to_value(p.domain())
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        process::set_personality(&domain, &flags)?;
+    }
+    let exe = prepare_process(
+        proc_,
+        a.caps,
+        a.seccomp,
+        a.console_fd,
+        a.preserve_fds,
+        linux
+            .seccomp()
+            .as_ref()
+            .and_then(|s| s.listener_path().clone()),
+        &state,
+    )?;
+    ch.send(&Msg::Ready)?;
+
+    // Block until `start` opens the fifo for reading.
+    let fifo_path = format!("/proc/self/fd/{}", a.fifo_fd);
+    let fifo = nix::fcntl::open(
+        fifo_path.as_str(),
+        nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ctx(|| "opening exec.fifo")?;
+    nix::unistd::write(&fifo, b"0").ctx(|| "writing exec.fifo")?;
+    drop(fifo);
+    if let Some(h) = spec.hooks() {
+        // startContainer hooks run inside the container, after start, before the
+        // user process; their paths resolve in the container's root.
+        hooks::run(
+            "startContainer",
+            h.start_container().as_deref().unwrap_or_default(),
+            state.as_bytes(),
+        )?;
+    }
+    Err(exe.exec())
+}
+
+/// What is left to do right before execve.
+pub(crate) struct Prepared<'a> {
+    path: std::path::PathBuf,
+    args: Vec<String>,
+    env: Vec<String>,
+    late_seccomp: Option<&'a crate::seccomp::Filter>,
+    listener: Option<(std::path::PathBuf, String)>,
+}
+
+impl Prepared<'_> {
+    /// Loads a late seccomp filter, unblocks signals and execs.
+    pub(crate) fn exec(self) -> Error {
+        if let Some(f) = self.late_seccomp {
+            if let Err(e) = load_seccomp(f, self.listener.as_ref()) {
+                return e;
+            }
+        }
+        let _ = nix::sys::signal::sigprocmask(
+            nix::sys::signal::SigmaskHow::SIG_SETMASK,
+            Some(&nix::sys::signal::SigSet::empty()),
+            None,
+        );
+        process::exec(&self.path, &self.args, &self.env)
+    }
+}
+
+fn load_seccomp(
+    f: &crate::seccomp::Filter,
+    listener: Option<&(std::path::PathBuf, String)>,
+) -> Result<()> {
+    let fd = f.load().map_err(|e| Error::Container(e.to_string()))?;
+    if let (Some(fd), Some((path, state))) = (fd, listener) {
+        crate::seccomp::send_listener_fd(path, fd.as_fd(), state.as_bytes())
+            .map_err(|e| Error::Container(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// The steps shared by the container init and `exec`: terminal, rlimits,
+/// scheduling, fds, user and capabilities, cwd, seccomp (early, when
+/// no_new_privs is off and loading needs CAP_SYS_ADMIN), and the executable.
+pub(crate) fn prepare_process<'a>(
+    p: &Process,
+    caps: &CapSets,
+    seccomp: Option<&'a crate::seccomp::Filter>,
+    console_fd: Option<RawFd>,
+    preserve_fds: u32,
+    listener_path: Option<std::path::PathBuf>,
+    state: &str,
+) -> Result<Prepared<'a>> {
+    if let Some(fd) = console_fd {
+        let size = p
+            .console_size()
+            .as_ref()
+            .map(|b| (b.height() as u32, b.width() as u32));
+        crate::console::setup(fd, size)?;
+        // SAFETY: our own fd, not needed once the master was sent.
+        unsafe { libc::close(fd) };
+    }
+    process::set_rlimits(p.rlimits().as_deref().unwrap_or_default())?;
+    if let Some(adj) = p.oom_score_adj() {
+        process::set_oom_score_adj(adj)?;
+    }
+    if let Some(s) = p.scheduler() {
+        process::set_scheduler(s)?;
+    }
+    if let Some(io) = p.io_priority() {
+        let class = serde_json::to_value(io.class())
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        process::set_io_priority(&class, io.priority())?;
+    }
+    let env = process::environment(p);
+    let args = p.args().clone().unwrap_or_default();
+    let cwd = p.cwd();
+    let path = process::find_executable(&args[0], &env, cwd)?;
+    process::cloexec_from(3 + preserve_fds)?;
+    let nnp = p.no_new_privileges().unwrap_or(false);
+    let listener = listener_path.map(|l| (l, state.to_string()));
+    if !nnp {
+        if let Some(f) = seccomp {
+            load_seccomp(f, listener.as_ref())?;
+        }
+    }
+    caps.drop_bounding()?;
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
+    process::set_user(p)?;
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
+    caps.apply()?;
+    process::enter_cwd(cwd)?;
+    if nnp {
+        process::set_no_new_privs()?;
+    }
+    Ok(Prepared {
+        path,
+        args,
+        env,
+        late_seccomp: if nnp { seccomp } else { None },
+        listener: if nnp { listener } else { None },
+    })
+}
+
+fn set_domainname(d: &str) -> Result<()> {
+    // SAFETY: pointer and length describe `d`, valid for the call.
+    if unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) } != 0 {
+        return Err(Error::io(
+            format!("setting domainname {d:?}"),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+/// A fresh session keyring per container, so containers never share keys.
+fn join_session_keyring(id: &str) -> Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    let name = std::ffi::CString::new(format!("_ses.{id}")).expect("id has no NUL");
+    // SAFETY: keyctl with a valid C string argument.
+    let rc = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+    if rc < 0 {
+        let e = std::io::Error::last_os_error();
+        // Keyrings may be unavailable or forbidden (seccomp in a nested setup).
+        if matches!(
+            e.raw_os_error(),
+            Some(libc::ENOSYS) | Some(libc::EACCES) | Some(libc::EPERM)
+        ) {
+            return Ok(());
+        }
+        return Err(Error::io("joining a new session keyring", e));
+    }
+    Ok(())
+}

@@ -1,0 +1,57 @@
+//! The container lifecycle, one file per verb of the runc command line.
+
+mod create;
+mod delete;
+mod events;
+mod exec;
+mod init;
+mod kill;
+mod pause;
+mod start;
+mod update;
+mod wait;
+
+pub use create::{create, CreateOptions};
+pub use delete::delete;
+pub use events::{stats, Stats};
+pub use exec::{exec, ExecOptions, ExecOutcome};
+pub use kill::{kill, parse_signal};
+pub use pause::{pause, resume};
+pub use start::start;
+pub use update::update;
+pub use wait::{become_subreaper, block_signals, wait_forwarding};
+
+use crate::error::{Error, Result};
+use crate::state::{Container, Status};
+use std::path::Path;
+
+/// Loads a container and checks its status is one of `allowed`.
+pub(crate) fn load_in(root: &Path, id: &str, allowed: &[Status], verb: &str) -> Result<Container> {
+    let c = Container::load(root, id)?;
+    let st = c.status(root);
+    if !allowed.contains(&st) {
+        return Err(Error::State(format!(
+            "cannot {verb} container {id:?}: it is {st}"
+        )));
+    }
+    Ok(c)
+}
+
+/// Waits (briefly polling) until a process is gone; it may not be our child.
+pub(crate) fn wait_gone(pid: i32, start: Option<u64>, timeout: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        // Reap it if it happens to be our child.
+        let _ = nix::sys::wait::waitpid(
+            nix::unistd::Pid::from_raw(pid),
+            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+        );
+        if !crate::util::process_alive(pid, start) {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
