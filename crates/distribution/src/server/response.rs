@@ -38,13 +38,17 @@ pub fn authorize(app: &App, headers: &HeaderMap, need: &Need) -> Option<Response
     let Some(htpasswd) = &app.htpasswd else {
         return None;
     };
+    // Anonymous pulls go straight through with basic auth; with tokens they go through an
+    // anonymous token, as docker clients expect. `/v2/` always challenges a client without
+    // credentials: that challenge is how clients learn to send the credentials they have.
     let anonymous_ok = app.anonymous_pull
+        && app.tokens.is_none()
         && matches!(
             need,
             Need::Repo {
                 action: auth::Action::Pull,
                 ..
-            } | Need::Base
+            }
         );
     let authz = header_str(headers, header::AUTHORIZATION);
     let granted = match authz {

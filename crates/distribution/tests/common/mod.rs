@@ -186,3 +186,51 @@ pub async fn run(cmd: &str, args: Vec<String>) -> (bool, String) {
 pub fn args(a: &[&str]) -> Vec<String> {
     a.iter().map(|s| s.to_string()).collect()
 }
+
+/// A throwaway CA and a server certificate for localhost/127.0.0.1 signed by it, written
+/// into `dir` as `ca.crt`, `server.crt` and `server.key`.
+pub struct TestCerts {
+    pub ca_pem: String,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca_dir: PathBuf,
+}
+
+pub fn make_certs(dir: &Path) -> TestCerts {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "hako test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    leaf.subject_alt_names
+        .push(SanType::IpAddress(std::net::IpAddr::V4(
+            std::net::Ipv4Addr::LOCALHOST,
+        )));
+    let leaf = leaf.signed_by(&leaf_key, &ca, &ca_key).unwrap();
+    let ca_dir = dir.join("certs.d");
+    std::fs::create_dir_all(&ca_dir).unwrap();
+    std::fs::write(ca_dir.join("ca.crt"), ca.pem()).unwrap();
+    let cert = dir.join("server.crt");
+    let key = dir.join("server.key");
+    std::fs::write(&cert, leaf.pem()).unwrap();
+    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
+    TestCerts {
+        ca_pem: ca.pem(),
+        cert,
+        key,
+        ca_dir,
+    }
+}
+
+/// An htpasswd file with one bcrypt user.
+pub fn write_htpasswd(dir: &Path, user: &str, password: &str) -> PathBuf {
+    let path = dir.join("htpasswd");
+    let hash = bcrypt::hash(password, 5).unwrap();
+    std::fs::write(&path, format!("{user}:{hash}\n")).unwrap();
+    path
+}
