@@ -44,7 +44,10 @@ impl Guard {
 
     /// Starts `sleep` and moves it into the cgroup.
     fn spawn_sleep(&mut self) -> i32 {
-        let child = Command::new("sleep").arg("1000").spawn().expect("spawning sleep");
+        let child = Command::new("sleep")
+            .arg("1000")
+            .spawn()
+            .expect("spawning sleep");
         let pid = child.id() as i32;
         self.children.push(child);
         self.cg.add_pid(pid).expect("add_pid");
@@ -169,7 +172,9 @@ fn apply_writes_the_limits_into_the_cgroup_files() {
         "devices": [{"allow": false, "access": "rwm"}, {"allow": true, "type": "c", "major": 10, "minor": 229, "access": "rw"}]
     });
     let swap_supported = dir_of(&g.cg, "memory")
-        .map(|d| d.join("memory.memsw.limit_in_bytes").exists() || d.join("memory.swap.max").exists())
+        .map(|d| {
+            d.join("memory.memsw.limit_in_bytes").exists() || d.join("memory.swap.max").exists()
+        })
         .unwrap_or(false);
     if swap_supported {
         json["memory"]["swap"] = 134217728.into();
@@ -229,15 +234,20 @@ fn apply_writes_the_limits_into_the_cgroup_files() {
     if let Some(dev) = dir_of(&g.cg, "devices") {
         let list = read(&dev, "devices.list");
         let rules: Vec<&str> = list.lines().collect();
-        assert!(!rules.contains(&"a *:* rwm"), "deny-all not applied: {list}");
+        assert!(
+            !rules.contains(&"a *:* rwm"),
+            "deny-all not applied: {list}"
+        );
         for expected in ["c 10:229 rw", "c 1:3 rwm", "c 136:* rwm", "c *:* m"] {
             assert!(rules.contains(&expected), "{expected} missing from {list}");
         }
     }
 
     // Applying again (an update) with new values replaces them.
-    g.cg.apply(&resources(r#"{"pids": {"limit": -1}, "cpu": {"shares": 1024}}"#))
-        .unwrap();
+    g.cg.apply(&resources(
+        r#"{"pids": {"limit": -1}, "cpu": {"shares": 1024}}"#,
+    ))
+    .unwrap();
     assert_eq!(read(&pids, "pids.max"), "max");
     if cpu.join("cpu.shares").exists() {
         assert_eq!(read(&cpu, "cpu.shares"), "1024");
@@ -249,27 +259,32 @@ fn apply_errors_name_the_file_and_value() {
     let top = unique("err");
     let g = Guard::new(&top, &format!("/{top}"));
     g.cg.create().unwrap();
-    let err = g
-        .cg
-        .apply(&resources(r#"{"cpu": {"cpus": "4096"}}"#))
-        .unwrap_err()
-        .to_string();
+    let err =
+        g.cg.apply(&resources(r#"{"cpu": {"cpus": "4096"}}"#))
+            .unwrap_err()
+            .to_string();
     let dir = dir_of(&g.cg, "cpuset").unwrap();
     assert!(
-        err.starts_with(&format!("cgroup {}: writing cpuset.cpus=4096: ", dir.display())),
+        err.starts_with(&format!(
+            "cgroup {}: writing cpuset.cpus=4096: ",
+            dir.display()
+        )),
         "{err}"
     );
-    let err = g
-        .cg
-        .apply(&resources(r#"{"hugepageLimits": [{"pageSize": "3MB", "limit": 1}]}"#))
+    let err =
+        g.cg.apply(&resources(
+            r#"{"hugepageLimits": [{"pageSize": "3MB", "limit": 1}]}"#,
+        ))
         .unwrap_err()
         .to_string();
-    assert!(err.contains("hugepageLimits") && err.contains("3MB"), "{err}");
-    let err = g
-        .cg
-        .apply(&resources(r#"{"memory": {"swappiness": 101}}"#))
-        .unwrap_err()
-        .to_string();
+    assert!(
+        err.contains("hugepageLimits") && err.contains("3MB"),
+        "{err}"
+    );
+    let err =
+        g.cg.apply(&resources(r#"{"memory": {"swappiness": 101}}"#))
+            .unwrap_err()
+            .to_string();
     assert!(err.contains("memory.swappiness"), "{err}");
 }
 
@@ -288,7 +303,9 @@ fn add_pid_puts_the_process_in_every_hierarchy() {
                 let (_, ctrls) = (f.next(), f.next().unwrap_or(""));
                 match h.fs {
                     FsKind::V2 => ctrls.is_empty(),
-                    FsKind::V1 => ctrls.split(',').any(|c| h.controllers.iter().any(|x| x == c)),
+                    FsKind::V1 => ctrls
+                        .split(',')
+                        .any(|c| h.controllers.iter().any(|x| x == c)),
                 }
             })
             .unwrap_or_else(|| panic!("no line for {:?} in {own}", h.controllers));
@@ -406,7 +423,10 @@ fn systemd_paths_are_managed_through_cgroupfs() {
     };
     g.cg.create().unwrap();
     for h in g.cg.hierarchies() {
-        assert_eq!(h.cgroup_path, PathBuf::from(format!("/{slice}/hako-c1.scope")));
+        assert_eq!(
+            h.cgroup_path,
+            PathBuf::from(format!("/{slice}/hako-c1.scope"))
+        );
         assert!(h.path.is_dir());
     }
 }
@@ -479,8 +499,14 @@ fn v2_translations_on_a_fake_cgroup2_tree() {
     // Fields v2 cannot honour are errors, not silent successes.
     for (json, field) in [
         (r#"{"memory": {"swappiness": 10}}"#, "memory.swappiness"),
-        (r#"{"memory": {"disableOOMKiller": true}}"#, "memory.disableOOMKiller"),
-        (r#"{"cpu": {"realtimeRuntime": 1000}}"#, "cpu.realtimeRuntime"),
+        (
+            r#"{"memory": {"disableOOMKiller": true}}"#,
+            "memory.disableOOMKiller",
+        ),
+        (
+            r#"{"cpu": {"realtimeRuntime": 1000}}"#,
+            "cpu.realtimeRuntime",
+        ),
         (r#"{"blockIO": {"leafWeight": 100}}"#, "blockIO.leafWeight"),
         (r#"{"network": {"classID": 1}}"#, "network.classID"),
         (r#"{"memory": {"limit": 100, "swap": 50}}"#, "memory.swap"),
