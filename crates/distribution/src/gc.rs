@@ -234,3 +234,69 @@ pub async fn collect(
     };
     Ok(report)
 }
+
+/// Run a collection over the storage a configuration names, on a runtime of its own (the
+/// entry point for `hako registry gc`).
+pub fn collect_blocking(
+    config: &crate::config::Config,
+    dry_run: bool,
+) -> Result<GcReport, GcError> {
+    let driver = crate::storage::FsDriver::new(&config.root).map_err(|source| GcError::Root {
+        path: config.root.display().to_string(),
+        source,
+    })?;
+    let store = Store::new(std::sync::Arc::new(driver), config.upload_expiry());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| GcError::Root {
+            path: config.root.display().to_string(),
+            source,
+        })?;
+    rt.block_on(collect(
+        &store,
+        Duration::from_secs(config.gc_grace_secs),
+        dry_run,
+    ))
+    .map_err(GcError::Collect)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GcError {
+    #[error("opening registry storage {path}: {source}")]
+    Root {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("garbage collection: {0}")]
+    Collect(RegistryError),
+}
+
+impl std::fmt::Display for GcReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let verb = if self.dry_run {
+            "would delete"
+        } else {
+            "deleted"
+        };
+        for (repo, d) in &self.manifests {
+            writeln!(f, "{verb} manifest {repo}@{d}")?;
+        }
+        for (d, size) in &self.blobs {
+            writeln!(f, "{verb} blob {d} ({size} bytes)")?;
+        }
+        for id in &self.uploads {
+            writeln!(f, "{verb} expired upload {id}")?;
+        }
+        write!(
+            f,
+            "{} {} manifests, {} blobs ({} bytes), {} expired uploads; {} blobs kept",
+            verb,
+            self.manifests.len(),
+            self.blobs.len(),
+            self.bytes_freed(),
+            self.uploads.len(),
+            self.kept_blobs
+        )
+    }
+}

@@ -868,7 +868,7 @@ async fn hostile_names_are_rejected() {
         "/v2/a//b/tags/list".to_string(),
         "/v2/_uploads/tags/list".to_string(),
         format!("/v2/../x/blobs/{d}"),
-        format!("/v2/./x/manifests/latest"),
+        "/v2/./x/manifests/latest".to_string(),
         "/v2/x/manifests/..".to_string(),
         "/v2/x/manifests/.hidden".to_string(),
     ];

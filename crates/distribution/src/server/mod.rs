@@ -257,3 +257,22 @@ pub async fn shutdown_signal() {
         let _ = ctrl_c.await;
     }
 }
+
+/// Run a registry in the foreground until SIGINT/SIGTERM, on a runtime of its own: the
+/// entry point for `hako registry serve`, which then needs no async code itself.
+pub fn serve_blocking(config: &Config) -> Result<(), ServeError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("hako-registry")
+        .build()
+        .map_err(|source| ServeError::Serve {
+            addr: config.addr,
+            source,
+        })?;
+    rt.block_on(async {
+        let server = Server::bind(config)?;
+        // Printed, not logged: scripts starting the registry on port 0 read it.
+        println!("hako registry listening on {}", server.local_addr());
+        server.run(shutdown_signal()).await
+    })
+}

@@ -1,0 +1,464 @@
+//! Concurrency, interrupted clients, garbage collection, upload expiry and auth over a
+//! real server.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{sha256, TestRegistry};
+use hako_distribution::config::{Config, TokenSettings};
+use hako_distribution::gc;
+use hako_distribution::storage::FsDriver;
+use hako_distribution::store::Store;
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_concurrent_pushes_same_and_different_blobs() {
+    let reg = Arc::new(TestRegistry::start().await);
+    let c = Client::new();
+    let same: Vec<u8> = (0..300_000u32).map(|i| (i % 241) as u8).collect();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let (reg, c, same) = (reg.clone(), c.clone(), same.clone());
+        tasks.push(tokio::spawn(async move {
+            // Half push the same blob (monolithic), half a distinct one (chunked).
+            if i % 2 == 0 {
+                let d = sha256(&same);
+                let r = c
+                    .post(reg.url(&format!("/v2/conc/blobs/uploads/?digest={d}")))
+                    .body(same)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), StatusCode::CREATED);
+                (d, None)
+            } else {
+                let data: Vec<u8> = (0..100_000u32).map(|j| ((j + i) % 256) as u8).collect();
+                let r = c
+                    .post(reg.url("/v2/conc/blobs/uploads/"))
+                    .send()
+                    .await
+                    .unwrap();
+                let loc = r.headers()["Location"].to_str().unwrap().to_string();
+                for (k, chunk) in data.chunks(30_000).enumerate() {
+                    let start = k * 30_000;
+                    let r = c
+                        .patch(reg.url(&loc))
+                        .header(
+                            "Content-Range",
+                            format!("{start}-{}", start + chunk.len() - 1),
+                        )
+                        .body(chunk.to_vec())
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), StatusCode::ACCEPTED);
+                }
+                let d = sha256(&data);
+                let r = c
+                    .put(reg.url(&format!("{loc}?digest={d}")))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), StatusCode::CREATED);
+                (d, Some(data))
+            }
+        }));
+    }
+    for t in tasks {
+        let (d, data) = t.await.unwrap();
+        let got = c
+            .get(reg.url(&format!("/v2/conc/blobs/{d}")))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(sha256(&got), d);
+        if let Some(data) = data {
+            assert_eq!(got.as_ref(), &data[..]);
+        }
+    }
+    // No upload was left behind.
+    let left = std::fs::read_dir(reg.storage().join("uploads"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(left, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_killed_mid_upload_then_resumes() {
+    let reg = TestRegistry::start().await;
+    let c = Client::new();
+    let data: Vec<u8> = (0..2_000_000u32).map(|i| (i % 239) as u8).collect();
+    let r = c
+        .post(reg.url("/v2/killed/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    let loc = r.headers()["Location"].to_str().unwrap().to_string();
+
+    // A body stream that dies after 700 KB: the connection breaks mid-request.
+    let first = data[..700_000].to_vec();
+    let stream = futures_util::stream::iter(vec![
+        Ok::<_, std::io::Error>(bytes::Bytes::from(first)),
+        Err(std::io::Error::other("client killed")),
+    ]);
+    let r = c
+        .patch(reg.url(&loc))
+        .header("Content-Length", data.len().to_string())
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await;
+    assert!(r.is_err(), "the interrupted request cannot have succeeded");
+
+    // The server kept what arrived, and says where to resume.
+    let mut size = 0usize;
+    for _ in 0..50 {
+        let r = c.get(reg.url(&loc)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        let range = r.headers()["Range"].to_str().unwrap().to_string();
+        size = range.trim_start_matches("0-").parse::<usize>().unwrap() + 1;
+        if size > 1 {
+            break;
+        }
+        // The server may still be finishing the broken request.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(size <= 700_000, "server claims {size} bytes");
+    let r = c
+        .patch(reg.url(&loc))
+        .header("Content-Range", format!("{size}-{}", data.len() - 1))
+        .body(data[size..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let d = sha256(&data);
+    let r = c
+        .put(reg.url(&format!("{loc}?digest={d}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let got = c
+        .get(reg.url(&format!("/v2/killed/blobs/{d}")))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(got.as_ref(), &data[..]);
+}
+
+async fn push_blob(c: &Client, reg: &TestRegistry, repo: &str, data: &[u8]) -> String {
+    let d = sha256(data);
+    let r = c
+        .post(reg.url(&format!("/v2/{repo}/blobs/uploads/?digest={d}")))
+        .body(data.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    d
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_collection_dry_run_and_sweep() {
+    let reg = TestRegistry::start().await;
+    let c = Client::new();
+    let cfg = push_blob(&c, &reg, "gc/app", b"{\"os\":\"linux\"}").await;
+    let keep_layer = push_blob(&c, &reg, "gc/app", b"kept layer").await;
+    let old_layer = push_blob(&c, &reg, "gc/app", b"layer of the untagged image").await;
+    let orphan = push_blob(&c, &reg, "gc/app", b"never referenced").await;
+    let manifest = |layer: &str| {
+        serde_json::to_vec(&json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg, "size": 15},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": 10}],
+        }))
+        .unwrap()
+    };
+    let kept = manifest(&keep_layer);
+    let dropped = manifest(&old_layer);
+    for (tag, m) in [("v1", &kept), ("v0", &dropped)] {
+        let r = c
+            .put(reg.url(&format!("/v2/gc/app/manifests/{tag}")))
+            .header("Content-Type", OCI_MANIFEST)
+            .body(m.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    // Untag v0: its manifest and its layer become garbage.
+    let r = c
+        .delete(reg.url("/v2/gc/app/manifests/v0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    // An upload in progress must survive.
+    let r = c
+        .post(reg.url("/v2/gc/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    let upload = r.headers()["Location"].to_str().unwrap().to_string();
+    c.patch(reg.url(&upload))
+        .body("partial")
+        .send()
+        .await
+        .unwrap();
+
+    let store = Store::new(
+        Arc::new(FsDriver::new(reg.storage()).unwrap()),
+        Duration::from_secs(3600),
+    );
+    // With the default grace period nothing freshly pushed is swept.
+    let report = gc::collect(&store, Duration::from_secs(3600), true)
+        .await
+        .unwrap();
+    assert!(report.blobs.is_empty(), "{report}");
+    assert_eq!(report.manifests.len(), 1, "{report}");
+
+    let report = gc::collect(&store, Duration::ZERO, true).await.unwrap();
+    let swept: Vec<String> = report.blobs.iter().map(|(d, _)| d.to_string()).collect();
+    assert!(
+        swept.contains(&old_layer) && swept.contains(&orphan) && swept.contains(&sha256(&dropped)),
+        "{report}"
+    );
+    assert!(
+        !swept.contains(&keep_layer) && !swept.contains(&cfg) && !swept.contains(&sha256(&kept)),
+        "{report}"
+    );
+    // Dry run deleted nothing.
+    let r = c
+        .head(reg.url(&format!("/v2/gc/app/blobs/{orphan}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    let report = gc::collect(&store, Duration::ZERO, false).await.unwrap();
+    assert_eq!(report.blobs.len(), swept.len(), "{report}");
+    for d in [&orphan, &old_layer] {
+        let r = c
+            .head(reg.url(&format!("/v2/gc/app/blobs/{d}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{d} survived");
+    }
+    let r = c
+        .get(reg.url(&format!("/v2/gc/app/manifests/{}", sha256(&dropped))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // The tagged image is intact.
+    let r = c
+        .get(reg.url("/v2/gc/app/manifests/v1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &kept[..]);
+    for d in [&cfg, &keep_layer] {
+        let r = c
+            .get(reg.url(&format!("/v2/gc/app/blobs/{d}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(sha256(&r.bytes().await.unwrap()), *d);
+    }
+    let r = c.get(reg.url(&upload)).send().await.unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::NO_CONTENT,
+        "the in-progress upload survived"
+    );
+    assert_eq!(r.headers()["Range"], "0-6");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_uploads_expire() {
+    let reg = TestRegistry::start().await;
+    let c = Client::new();
+    let r = c
+        .post(reg.url("/v2/exp/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    let loc = r.headers()["Location"].to_str().unwrap().to_string();
+    let store = Store::new(
+        Arc::new(FsDriver::new(reg.storage()).unwrap()),
+        Duration::ZERO,
+    );
+    let kept_store = Store::new(
+        Arc::new(FsDriver::new(reg.storage()).unwrap()),
+        Duration::from_secs(3600),
+    );
+    assert!(kept_store.expire_uploads().await.unwrap().is_empty());
+    let removed = store.expire_uploads().await.unwrap();
+    assert_eq!(removed.len(), 1);
+    let r = c.get(reg.url(&loc)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_auth_over_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = common::make_certs(dir.path());
+    let config = Config {
+        htpasswd: Some(common::write_htpasswd(dir.path(), "dave", "pw")),
+        tls_cert: Some(certs.cert.clone()),
+        tls_key: Some(certs.key.clone()),
+        ..Config::default()
+    };
+    let reg = TestRegistry::start_with(config).await;
+    let c = Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(certs.ca_pem.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let url = |p: &str| format!("https://127.0.0.1:{}{p}", reg.addr.port());
+    let r = c.get(url("/v2/")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        r.headers()["WWW-Authenticate"],
+        "Basic realm=\"hako-registry\""
+    );
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["errors"][0]["code"], "UNAUTHORIZED");
+    let r = c
+        .get(url("/v2/"))
+        .basic_auth("dave", Some("nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = c
+        .get(url("/v2/"))
+        .basic_auth("dave", Some("pw"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = c.get(url("/v2/_catalog")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // Plain HTTP to the TLS port does not get an API answer.
+    let plain = Client::new()
+        .get(format!("http://127.0.0.1:{}/v2/", reg.addr.port()))
+        .send()
+        .await;
+    assert!(plain.map(|r| r.status() != StatusCode::OK).unwrap_or(true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_token_scopes() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key");
+    std::fs::write(&key, [9u8; 32]).unwrap();
+    let config = Config {
+        htpasswd: Some(common::write_htpasswd(dir.path(), "erin", "pw")),
+        token: Some(TokenSettings {
+            secret_file: key,
+            ttl_secs: 60,
+            service: "svc".into(),
+        }),
+        ..Config::default()
+    };
+    let reg = TestRegistry::start_with(config).await;
+    let c = Client::new();
+    let r = c
+        .post(reg.url("/v2/scoped/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let challenge = r.headers()["WWW-Authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        challenge,
+        format!("Bearer realm=\"http://{}/token\",service=\"svc\",scope=\"repository:scoped:pull,push\"", reg.host())
+    );
+    let token = |scope: &'static str| {
+        let c = c.clone();
+        let url = reg.url(&format!("/token?service=svc&scope={scope}"));
+        async move {
+            let v: Value = c
+                .get(url)
+                .basic_auth("erin", Some("pw"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["token"].as_str().unwrap().to_string()
+        }
+    };
+    let pull_only = token("repository%3Ascoped%3Apull").await;
+    let r = c
+        .post(reg.url("/v2/scoped/blobs/uploads/"))
+        .bearer_auth(&pull_only)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "a pull token cannot push"
+    );
+    let push = token("repository%3Ascoped%3Apull%2Cpush").await;
+    let r = c
+        .post(reg.url("/v2/scoped/blobs/uploads/"))
+        .bearer_auth(&push)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let r = c
+        .post(reg.url("/v2/elsewhere/blobs/uploads/"))
+        .bearer_auth(&push)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "scopes are per repository"
+    );
+    // Wrong password: no token.
+    let r = c
+        .get(reg.url("/token?service=svc&scope=repository%3Ascoped%3Apull"))
+        .basic_auth("erin", Some("x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // Anonymous token requests get no access when anonymous pull is off.
+    let v: Value = c
+        .get(reg.url("/token?service=svc&scope=repository%3Ascoped%3Apull"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let anon = v["token"].as_str().unwrap();
+    let r = c
+        .get(reg.url("/v2/scoped/tags/list"))
+        .bearer_auth(anon)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
