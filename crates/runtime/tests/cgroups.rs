@@ -532,3 +532,92 @@ fn v2_translations_on_a_fake_cgroup2_tree() {
     assert_eq!(read(&dir, "cgroup.procs"), "4242");
     assert_eq!(cg.pids().unwrap(), vec![4242]);
 }
+
+/// Where the host's cgroup2 hierarchy is mounted (all of /sys/fs/cgroup on a
+/// v2 host, /sys/fs/cgroup/unified on these hybrid ones).
+fn cgroup2_mount() -> PathBuf {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    mounts
+        .lines()
+        .find(|l| l.contains(" - cgroup2 "))
+        .and_then(|l| l.split(' ').nth(4))
+        .map(PathBuf::from)
+        .expect("this host has no cgroup2 hierarchy")
+}
+
+/// Runs a shell in the cgroup that opens /dev/null and /dev/kmsg and reports
+/// which opens the kernel allowed.
+fn probe_devices(g: &mut Guard) -> Vec<String> {
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg("read x; (: </dev/null) 2>/dev/null && echo null-ok || echo null-denied; (: </dev/kmsg) 2>/dev/null && echo kmsg-ok || echo kmsg-denied")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    g.children.push(child);
+    g.cg.add_pid(pid).unwrap();
+    writeln!(stdin, "go").unwrap();
+    BufReader::new(stdout).lines().map(|l| l.unwrap()).collect()
+}
+
+#[test]
+fn v2_device_rules_are_enforced_by_an_ebpf_program() {
+    // The cgroup2 hierarchy alone, as on a pure v2 host: device rules there can
+    // only be enforced by a BPF_PROG_TYPE_CGROUP_DEVICE program.
+    let top = unique("bpf");
+    let cg = Cgroup::with_root(&cgroup2_mount(), Some(&format!("/{top}")), &top).unwrap();
+    let mut g = Guard {
+        cg,
+        top,
+        children: Vec::new(),
+    };
+    g.cg.create().unwrap();
+    g.cg.apply(&resources(
+        r#"{"devices":[{"allow":false,"access":"rwm"}]}"#,
+    ))
+    .unwrap();
+    assert_eq!(probe_devices(&mut g), ["null-ok", "kmsg-denied"]);
+
+    // An update replaces the program: /dev/kmsg (1:11) becomes readable.
+    g.cg.apply(&resources(
+        r#"{"devices":[{"allow":false,"access":"rwm"},{"allow":true,"type":"c","major":1,"minor":11,"access":"r"}]}"#,
+    ))
+    .unwrap();
+    assert_eq!(probe_devices(&mut g), ["null-ok", "kmsg-ok"]);
+}
+
+#[test]
+fn v2_freeze_pids_stats_and_kill_on_the_real_cgroup2_hierarchy() {
+    let top = unique("v2freeze");
+    let cg = Cgroup::with_root(&cgroup2_mount(), Some(&format!("/{top}/c")), &top).unwrap();
+    assert_eq!(cg.layout(), Layout::V2);
+    let mut g = Guard {
+        cg,
+        top,
+        children: Vec::new(),
+    };
+    g.cg.create().unwrap();
+    let pid = g.spawn_sleep();
+    assert_eq!(g.cg.pids().unwrap(), vec![pid]);
+    assert!(!g.cg.is_frozen().unwrap());
+    g.cg.freeze().unwrap();
+    assert!(g.cg.is_frozen().unwrap());
+    g.cg.thaw().unwrap();
+    assert!(!g.cg.is_frozen().unwrap());
+    // cpu.stat exists on every cgroup2 directory, controller or not.
+    let s = g.cg.stats().unwrap();
+    let v = serde_json::to_value(&s).unwrap();
+    assert!(v["cpu"]["usage"].is_object());
+    g.cg.kill_all(libc::SIGTERM).unwrap();
+    let status = g.children[0].wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGTERM));
+    g.children.clear();
+    assert!(g.cg.pids().unwrap().is_empty());
+    g.cg.destroy().unwrap();
+    assert!(!g.cg.hierarchies()[0].path.exists());
+}

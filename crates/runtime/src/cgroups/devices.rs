@@ -117,21 +117,14 @@ pub fn apply_v1(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<()> {
     Ok(())
 }
 
-/// v2 has no devices controller: rules become a BPF_PROG_TYPE_CGROUP_DEVICE
-/// program attached to the cgroup.
+/// v2 has no devices controller: the rules become a BPF_PROG_TYPE_CGROUP_DEVICE
+/// program attached to the cgroup (see `bpf.rs`).
 pub fn apply_v2(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<()> {
     if rules.iter().all(|r| r.allow()) {
         // Only allow rules over the default allow-all state: nothing to enforce.
         return Ok(());
     }
-    Err(CgroupError::Unsupported {
-        field: "devices".into(),
-        fs: super::FsKind::V2,
-        reason: format!(
-            "device rules on cgroup v2 ({}) need an eBPF program, which hako-runtime does not load yet",
-            dir.display()
-        ),
-    })
+    super::bpf::apply(dir, rules)
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 //! serialised into the container's state so later runtime invocations (kill,
 //! pause, delete, events, update) act on exactly the same directories.
 
+mod bpf;
 mod devices;
 mod fsio;
 pub mod mountinfo;
