@@ -1,0 +1,712 @@
+//! Image commands: images, tag, rmi, save, load, import, and `hako image …`
+//! (inspect, history, prune, mount, unmount).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use hako_image::archive::{self, Format, SaveItem};
+use hako_image::images::format_rfc3339;
+use hako_image::import::{self, ImportOptions};
+use hako_image::{ImageRecord, ImageStore, Reference, Removal};
+use serde_json::{json, Value};
+
+use crate::output::{human_age, human_size, print_table};
+use crate::progress::Display;
+use crate::Global;
+
+/// `hako image …`
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// List images.
+    #[command(visible_alias = "list")]
+    Ls(ListArgs),
+    /// Show images' configuration and metadata as JSON.
+    #[command(
+        after_help = "Examples:\n  hako image inspect busybox\n  hako image inspect 3f57d9401f8d"
+    )]
+    Inspect(InspectArgs),
+    /// Show the history of an image's layers.
+    #[command(after_help = "Example:\n  hako image history busybox")]
+    History(HistoryArgs),
+    /// Remove dangling images (no name), or with -a all images not in use.
+    #[command(after_help = "Examples:\n  hako image prune\n  hako image prune -a")]
+    Prune(PruneArgs),
+    /// Give an image another name.
+    Tag(TagArgs),
+    /// Remove images.
+    #[command(visible_alias = "remove")]
+    Rm(RmiArgs),
+    /// Save images to an archive.
+    Save(SaveArgs),
+    /// Load images from an archive.
+    Load(LoadArgs),
+    /// Create an image from a root filesystem tarball.
+    Import(ImportArgs),
+    /// Mount an image's root filesystem (an overlay) and print its path.
+    #[command(after_help = "Examples:\n  hako image mount busybox\n  hako image unmount busybox")]
+    Mount(MountArgs),
+    /// Unmount an image mounted with `hako image mount`.
+    #[command(visible_alias = "umount")]
+    Unmount(UnmountArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  hako images\n  hako images --digests\n  hako images --filter reference=busybox\n  hako images --filter dangling=true -q\n  hako images --format json"
+)]
+pub struct ListArgs {
+    /// Show manifest digests.
+    #[arg(long)]
+    pub digests: bool,
+    /// Output format: table (default) or json.
+    #[arg(long, value_name = "FORMAT", default_value = "table")]
+    pub format: String,
+    /// Only print image ids.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Show full image ids.
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Filter: reference=PATTERN, dangling=true|false, label=KEY[=VALUE]. Repeatable.
+    #[arg(short, long, value_name = "FILTER")]
+    pub filter: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Images (names or ids).
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Image (name or id).
+    pub image: String,
+    /// Do not truncate the CREATED BY column.
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Output format: table (default) or json.
+    #[arg(long, default_value = "table")]
+    pub format: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Remove all images not in use, not only dangling ones.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Do not prompt (prune never prompts; accepted for compatibility).
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  hako tag busybox localhost:5000/tools/busybox:1.36")]
+pub struct TagArgs {
+    /// Image to name (name or id).
+    pub source: String,
+    /// New names.
+    #[arg(required = true)]
+    pub targets: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  hako rmi busybox\n  hako rmi -f 3f57d9401f8d")]
+pub struct RmiArgs {
+    /// Images (names or ids).
+    #[arg(required = true)]
+    pub images: Vec<String>,
+    /// Remove an image even when several names point at it (and mounted names).
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  hako save -o busybox.tar busybox\n  hako save --format oci-archive -o app.tar app:1 app:2\n  hako save --format oci-dir -o ./layout busybox"
+)]
+pub struct SaveArgs {
+    /// Output file (directory for oci-dir).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// docker-archive (default), oci-archive or oci-dir.
+    #[arg(long, default_value = "docker-archive")]
+    pub format: String,
+    /// Images to save (names or ids).
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  hako load -i busybox.tar\n  hako load -i ./oci-layout-dir")]
+pub struct LoadArgs {
+    /// Archive (docker-archive or oci-archive, optionally compressed) or OCI layout directory.
+    #[arg(short, long, value_name = "FILE")]
+    pub input: PathBuf,
+    /// Only print the loaded images' ids.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  hako import rootfs.tar myimage:1\n  tar -C rootfs -c . | hako import - myimage\n  hako import --change 'CMD [\"/bin/sh\"]' rootfs.tar.gz myimage"
+)]
+pub struct ImportArgs {
+    /// Root filesystem tarball (plain, gzip or zstd); "-" reads standard input.
+    pub tarball: String,
+    /// Name for the image.
+    pub reference: Option<String>,
+    /// Commit message for the history entry.
+    #[arg(short, long)]
+    pub message: Option<String>,
+    /// Dockerfile-like change: ENV KEY=VALUE or CMD ["..."] (repeatable).
+    #[arg(short, long)]
+    pub change: Vec<String>,
+    /// Only print the image id.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    /// Image to mount (name or id).
+    pub image: String,
+}
+
+#[derive(Debug, Args)]
+pub struct UnmountArgs {
+    /// Mount to remove: the image, the mount path or the mount id.
+    pub what: String,
+}
+
+fn open_store(g: &Global) -> Result<ImageStore> {
+    ImageStore::open(&g.root)
+        .with_context(|| format!("opening image store in {}", g.root.display()))
+}
+
+pub fn run(g: &Global, cmd: ImageCommand) -> Result<()> {
+    match cmd {
+        ImageCommand::Ls(a) => list(g, a),
+        ImageCommand::Inspect(a) => inspect(g, a),
+        ImageCommand::History(a) => history(g, a),
+        ImageCommand::Prune(a) => prune(g, a),
+        ImageCommand::Tag(a) => tag(g, a),
+        ImageCommand::Rm(a) => rmi(g, a),
+        ImageCommand::Save(a) => save(g, a),
+        ImageCommand::Load(a) => load(g, a),
+        ImageCommand::Import(a) => import(g, a),
+        ImageCommand::Mount(a) => mount(g, a),
+        ImageCommand::Unmount(a) => unmount(g, a),
+    }
+}
+
+enum Filter {
+    Reference(String),
+    Dangling(bool),
+    Label(String, Option<String>),
+}
+
+fn parse_filters(filters: &[String]) -> Result<Vec<Filter>> {
+    filters
+        .iter()
+        .map(|f| {
+            let (k, v) = f
+                .split_once('=')
+                .with_context(|| format!("invalid filter {f:?}: expected KEY=VALUE"))?;
+            Ok(match k {
+                "reference" => Filter::Reference(v.to_string()),
+                "dangling" => Filter::Dangling(match v {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => bail!("invalid filter {f:?}: dangling takes true or false"),
+                }),
+                "label" => match v.split_once('=') {
+                    Some((k, v)) => Filter::Label(k.to_string(), Some(v.to_string())),
+                    None => Filter::Label(v.to_string(), None),
+                },
+                other => bail!(
+                    "invalid filter {f:?}: unknown key {other:?} (reference, dangling, label)"
+                ),
+            })
+        })
+        .collect()
+}
+
+/// Shell-style match with `*` and `?` (reference filters use them, e.g. `busy*`).
+fn glob(pattern: &str, s: &str) -> bool {
+    fn rec(p: &[u8], s: &[u8]) -> bool {
+        match (p.first(), s.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => rec(&p[1..], s) || (!s.is_empty() && rec(p, &s[1..])),
+            (Some(b'?'), Some(c)) if *c != b'/' => rec(&p[1..], &s[1..]),
+            (Some(a), Some(b)) if a == b => rec(&p[1..], &s[1..]),
+            _ => false,
+        }
+    }
+    rec(pattern.as_bytes(), s.as_bytes())
+}
+
+/// Does `name` match a reference filter? Like docker: the pattern matches the
+/// familiar or full name, with or without tag; a plain name matches every tag.
+fn reference_matches(pattern: &str, name: &Reference) -> bool {
+    let familiar = name.familiar();
+    let full = name.to_string();
+    if pattern.contains('*') || pattern.contains('?') {
+        let candidates = [
+            familiar.clone(),
+            name.familiar_repository(),
+            full,
+            name.repository(),
+        ];
+        return candidates.iter().any(|c| glob(pattern, c));
+    }
+    match Reference::parse_partial(pattern) {
+        Ok(p) => {
+            p.repository() == name.repository() && p.tag().is_none_or(|t| Some(t) == name.tag())
+        }
+        Err(_) => false,
+    }
+}
+
+fn labels(store: &ImageStore, rec: &ImageRecord) -> BTreeMap<String, String> {
+    store
+        .load_image(rec)
+        .ok()
+        .and_then(|i| i.config.config().as_ref().and_then(|c| c.labels().clone()))
+        .map(|l| l.into_iter().collect())
+        .unwrap_or_default()
+}
+
+pub fn list(g: &Global, a: ListArgs) -> Result<()> {
+    let store = open_store(g)?;
+    let filters = parse_filters(&a.filter)?;
+    let mut rows: Vec<(ImageRecord, Option<Reference>)> = Vec::new();
+    for rec in store.list()? {
+        let lbls = labels(&store, &rec);
+        let keep = filters.iter().all(|f| match f {
+            Filter::Dangling(d) => rec.names.is_empty() == *d,
+            Filter::Label(k, v) => lbls
+                .get(k)
+                .is_some_and(|have| v.as_ref().is_none_or(|v| v == have)),
+            Filter::Reference(_) => true,
+        });
+        if !keep {
+            continue;
+        }
+        let ref_filters: Vec<&String> = filters
+            .iter()
+            .filter_map(|f| {
+                if let Filter::Reference(p) = f {
+                    Some(p)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        if rec.names.is_empty() {
+            if ref_filters.is_empty() {
+                rows.push((rec, None));
+            }
+            continue;
+        }
+        for n in rec.names.clone() {
+            if ref_filters.iter().all(|p| reference_matches(p, &n)) {
+                rows.push((rec.clone(), Some(n)));
+            }
+        }
+    }
+    if a.format == "json" {
+        let mut seen = std::collections::HashSet::new();
+        let out: Vec<Value> = rows
+            .iter()
+            .filter(|(r, _)| seen.insert(r.id.clone()))
+            .map(|(r, _)| {
+                json!({
+                    "Id": r.id.hex(),
+                    "Names": r.names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+                    "RepoTags": r.names.iter().map(|n| n.familiar()).collect::<Vec<_>>(),
+                    "RepoDigests": repo_digests(r),
+                    "Digest": r.manifest_digest.to_string(),
+                    "Created": r.created,
+                    "CreatedAt": format_rfc3339(r.created),
+                    "Size": r.size,
+                    "Dangling": r.names.is_empty(),
+                    "Labels": labels(&store, r),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    if a.format != "table" {
+        bail!("unknown format {:?} (table or json)", a.format);
+    }
+    if a.quiet {
+        let mut seen = std::collections::HashSet::new();
+        for (r, _) in &rows {
+            if seen.insert(r.id.clone()) {
+                println!(
+                    "{}",
+                    if a.no_trunc {
+                        r.id.to_string()
+                    } else {
+                        r.id.short().to_string()
+                    }
+                );
+            }
+        }
+        return Ok(());
+    }
+    let mut header = vec!["REPOSITORY", "TAG"];
+    if a.digests {
+        header.push("DIGEST");
+    }
+    header.extend(["IMAGE ID", "CREATED", "SIZE"]);
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|(r, n)| {
+            let mut row = vec![
+                n.as_ref()
+                    .map(|n| n.familiar_repository())
+                    .unwrap_or_else(|| "<none>".into()),
+                n.as_ref()
+                    .and_then(|n| n.tag().map(str::to_string))
+                    .unwrap_or_else(|| "<none>".into()),
+            ];
+            if a.digests {
+                row.push(r.manifest_digest.to_string());
+            }
+            row.push(if a.no_trunc {
+                r.id.to_string()
+            } else {
+                r.id.short().to_string()
+            });
+            row.push(if r.created == 0 {
+                "N/A".into()
+            } else {
+                human_age(r.created)
+            });
+            row.push(human_size(r.size));
+            row
+        })
+        .collect();
+    print_table(&header, &table);
+    Ok(())
+}
+
+fn repo_digests(r: &ImageRecord) -> Vec<String> {
+    let mut out: Vec<String> = r
+        .names
+        .iter()
+        .map(|n| format!("{}@{}", n.familiar_repository(), r.manifest_digest))
+        .collect();
+    out.dedup();
+    out
+}
+
+fn inspect(g: &Global, a: InspectArgs) -> Result<()> {
+    let store = open_store(g)?;
+    let mut out = Vec::new();
+    for what in &a.images {
+        let rec = store.find(what)?;
+        let image = store
+            .load_image(&rec)
+            .with_context(|| format!("inspecting image {what}"))?;
+        let c = &image.config_json;
+        out.push(json!({
+            "Id": rec.id.to_string(),
+            "RepoTags": rec.names.iter().map(|n| n.familiar()).collect::<Vec<_>>(),
+            "RepoDigests": repo_digests(&rec),
+            "Names": rec.names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+            "Digest": rec.manifest_digest.to_string(),
+            "ManifestMediaType": rec.manifest_media_type,
+            "Created": c.get("created").cloned().unwrap_or(Value::Null),
+            "Author": c.get("author").cloned().unwrap_or(Value::String(String::new())),
+            "Comment": c.get("comment").cloned().unwrap_or(Value::String(String::new())),
+            "Architecture": c.get("architecture").cloned().unwrap_or(Value::Null),
+            "Variant": c.get("variant").cloned().unwrap_or(Value::Null),
+            "Os": c.get("os").cloned().unwrap_or(Value::Null),
+            "Config": c.get("config").cloned().unwrap_or(json!({})),
+            "Size": rec.size,
+            "RootFS": {
+                "Type": "layers",
+                "Layers": image.diff_ids()?.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+            },
+            "History": c.get("history").cloned().unwrap_or(json!([])),
+            "Labels": labels(&store, &rec),
+        }));
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+fn history(g: &Global, a: HistoryArgs) -> Result<()> {
+    let store = open_store(g)?;
+    let rec = store.find(&a.image)?;
+    let image = store
+        .load_image(&rec)
+        .with_context(|| format!("reading history of image {}", a.image))?;
+    let chain = image.chain_ids()?;
+    let mut sizes = chain
+        .iter()
+        .map(|c| store.snapshots().info(c).map(|i| i.size).unwrap_or(0));
+    let history = image.config.history().clone().unwrap_or_default();
+    // Newest first, like docker; the top entry carries the image id.
+    let mut rows = Vec::new();
+    for h in history.iter() {
+        let size = if h.empty_layer().unwrap_or(false) {
+            0
+        } else {
+            sizes.next().unwrap_or(0)
+        };
+        rows.push((
+            h.created().clone().unwrap_or_default(),
+            h.created_by().clone().unwrap_or_default(),
+            size,
+            h.comment().clone().unwrap_or_default(),
+        ));
+    }
+    rows.reverse();
+    if a.format == "json" {
+        let out: Vec<Value> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, (created, by, size, comment))| {
+                json!({
+                    "id": if i == 0 { rec.id.hex().to_string() } else { "<missing>".to_string() },
+                    "created": created, "createdBy": by, "size": size, "comment": comment,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (created, by, size, comment))| {
+            let mut by = by.clone();
+            if !a.no_trunc && by.chars().count() > 45 {
+                by = by.chars().take(44).collect::<String>() + "…";
+            }
+            vec![
+                if i == 0 {
+                    rec.id.short().to_string()
+                } else {
+                    "<missing>".into()
+                },
+                hako_image::images::parse_rfc3339(created)
+                    .map(human_age)
+                    .unwrap_or_else(|| "N/A".into()),
+                by,
+                human_size(*size),
+                comment.clone(),
+            ]
+        })
+        .collect();
+    print_table(
+        &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
+        &table,
+    );
+    Ok(())
+}
+
+fn prune(g: &Global, a: PruneArgs) -> Result<()> {
+    let mut store = open_store(g)?;
+    let removed = store.prune(a.all).context("pruning images")?;
+    for id in &removed {
+        println!("Deleted: {id}");
+    }
+    Ok(())
+}
+
+pub fn tag(g: &Global, a: TagArgs) -> Result<()> {
+    let mut store = open_store(g)?;
+    for t in &a.targets {
+        let name = Reference::parse(t)?;
+        store
+            .tag(&a.source, &name)
+            .with_context(|| format!("tagging {} as {t}", a.source))?;
+    }
+    Ok(())
+}
+
+pub fn rmi(g: &Global, a: RmiArgs) -> Result<()> {
+    let mut store = open_store(g)?;
+    let mut failed = None;
+    for what in &a.images {
+        match store.remove(what, a.force) {
+            Ok(events) => {
+                for e in events {
+                    match e {
+                        Removal::Untagged(n) => println!("Untagged: {}", n.familiar()),
+                        Removal::Deleted(id) => println!("Deleted: {id}"),
+                    }
+                }
+            }
+            // Keep going like docker, reporting each failure; fail at the end.
+            Err(e) => {
+                eprintln!("Error: removing image {what}: {e}");
+                failed = Some(what.clone());
+            }
+        }
+    }
+    match failed {
+        Some(w) if a.images.len() == 1 => bail!("could not remove image {w}"),
+        Some(_) => bail!("could not remove some images"),
+        None => Ok(()),
+    }
+}
+
+pub fn save(g: &Global, a: SaveArgs) -> Result<()> {
+    let store = open_store(g)?;
+    let format: Format = a.format.parse()?;
+    let mut items = Vec::new();
+    for what in &a.images {
+        let rec = store.find(what)?;
+        // A name given is recorded in the archive; an id saves the image unnamed.
+        let name = Reference::parse(what)
+            .ok()
+            .filter(|r| r.digest().is_none() && rec.names.contains(r));
+        items.push(SaveItem { image: rec, name });
+    }
+    let display = Display::new();
+    archive::save(&store, &items, format, &a.output, &display)
+        .with_context(|| format!("saving {} to {}", a.images.join(", "), a.output.display()))?;
+    Ok(())
+}
+
+pub fn load(g: &Global, a: LoadArgs) -> Result<()> {
+    let mut store = open_store(g)?;
+    let display = Display::new();
+    let loaded = archive::load(&mut store, &a.input, &display)
+        .with_context(|| format!("loading {}", a.input.display()))?;
+    for rec in loaded {
+        if a.quiet {
+            println!("{}", rec.id);
+        } else if rec.names.is_empty() {
+            println!("Loaded image ID: {}", rec.id);
+        } else {
+            for n in &rec.names {
+                println!("Loaded image: {}", n.familiar());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn parse_changes(changes: &[String]) -> Result<(Vec<String>, Vec<String>)> {
+    let mut env = Vec::new();
+    let mut cmd = Vec::new();
+    for c in changes {
+        let (verb, rest) = c
+            .trim()
+            .split_once(char::is_whitespace)
+            .unwrap_or((c.as_str(), ""));
+        match verb.to_ascii_uppercase().as_str() {
+            "ENV" => {
+                let rest = rest.trim();
+                let kv = match rest.split_once('=') {
+                    Some(_) => rest.to_string(),
+                    None => match rest.split_once(char::is_whitespace) {
+                        Some((k, v)) => format!("{k}={}", v.trim()),
+                        None => bail!("invalid change {c:?}: ENV needs KEY=VALUE"),
+                    },
+                };
+                env.push(kv);
+            }
+            "CMD" => {
+                let rest = rest.trim();
+                cmd = if rest.starts_with('[') {
+                    serde_json::from_str(rest)
+                        .with_context(|| format!("invalid change {c:?}: CMD JSON array"))?
+                } else {
+                    vec!["/bin/sh".into(), "-c".into(), rest.to_string()]
+                };
+            }
+            other => bail!("unsupported change {other:?} (ENV and CMD are supported)"),
+        }
+    }
+    Ok((env, cmd))
+}
+
+pub fn import(g: &Global, a: ImportArgs) -> Result<()> {
+    let mut store = open_store(g)?;
+    let names = match &a.reference {
+        Some(r) => vec![Reference::parse(r)?],
+        None => Vec::new(),
+    };
+    let (env, cmd) = parse_changes(&a.change)?;
+    let opts = ImportOptions {
+        source: if a.tarball == "-" {
+            "-".into()
+        } else {
+            a.tarball.clone()
+        },
+        message: a.message.clone(),
+        env,
+        cmd,
+    };
+    let input: Box<dyn Read> = if a.tarball == "-" {
+        Box::new(io::stdin().lock())
+    } else {
+        Box::new(File::open(&a.tarball).with_context(|| format!("opening {}", a.tarball))?)
+    };
+    let display = Display::new();
+    let rec = import::import(&mut store, input, &names, &opts, &display)
+        .with_context(|| format!("importing {}", a.tarball))?;
+    if a.quiet {
+        println!("{}", rec.id);
+    } else {
+        println!("{}", rec.id);
+    }
+    Ok(())
+}
+
+fn mount(g: &Global, a: MountArgs) -> Result<()> {
+    let mut store = open_store(g)?;
+    let (_, rootfs) = store
+        .mount_managed(&a.image)
+        .with_context(|| format!("mounting image {}", a.image))?;
+    println!("{}", rootfs.rootfs.display());
+    Ok(())
+}
+
+fn unmount(g: &Global, a: UnmountArgs) -> Result<()> {
+    let mut store = open_store(g)?;
+    let m = store
+        .unmount(&a.what)
+        .with_context(|| format!("unmounting {}", a.what))?;
+    println!("{}", m.image_id);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_filters_match_like_docker() {
+        let n = Reference::parse("busybox:1.36").unwrap();
+        assert!(reference_matches("busybox", &n));
+        assert!(reference_matches("busybox:1.36", &n));
+        assert!(!reference_matches("busybox:latest", &n));
+        assert!(reference_matches("busy*", &n));
+        assert!(reference_matches("docker.io/library/busybox:*", &n));
+        assert!(!reference_matches("alpine", &n));
+    }
+
+    #[test]
+    fn changes_parse() {
+        let (env, cmd) = parse_changes(&["ENV A=b".into(), "CMD [\"/bin/sh\"]".into()]).unwrap();
+        assert_eq!(env, vec!["A=b"]);
+        assert_eq!(cmd, vec!["/bin/sh"]);
+        assert!(parse_changes(&["RUN x".into()]).is_err());
+    }
+}

@@ -1,0 +1,109 @@
+//! `hako`: the command line of the hako container platform.
+//!
+//! The binary is thin: each command group lives in its own module under
+//! `commands/` and calls into the libraries (`hako-image`, ...), which know
+//! nothing of the command line.
+
+mod commands;
+mod output;
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Global options shared by every command.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Global {
+    /// Root directory of hako's persistent state (images, blobs, snapshots).
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "HAKO_ROOT",
+        default_value = "/var/lib/hako"
+    )]
+    pub root: PathBuf,
+
+    /// Log level: error, warn, info, debug or trace (or a tracing filter directive).
+    #[arg(
+        long,
+        global = true,
+        value_name = "LEVEL",
+        env = "HAKO_LOG_LEVEL",
+        default_value = "warn"
+    )]
+    pub log_level: String,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hako",
+    version,
+    about = "hako (箱): a container platform",
+    long_about = None,
+    propagate_version = true
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Manage images (inspect, history, prune, mount, ...).
+    #[command(subcommand)]
+    Image(commands::image::ImageCommand),
+    /// List images (same as `hako image ls`).
+    Images(commands::image::ListArgs),
+    /// Give an image another name (same as `hako image tag`).
+    Tag(commands::image::TagArgs),
+    /// Remove images (same as `hako image rm`).
+    Rmi(commands::image::RmiArgs),
+    /// Save images to a docker-archive, an oci-archive or an OCI layout directory.
+    Save(commands::image::SaveArgs),
+    /// Load images from a docker-archive or an OCI layout (tar or directory).
+    Load(commands::image::LoadArgs),
+    /// Create a one-layer image from a root filesystem tarball.
+    Import(commands::image::ImportArgs),
+    /// Run or maintain an OCI registry (serve, gc).
+    #[command(subcommand)]
+    Registry(commands::registry::RegistryCommand),
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.global.log_level);
+    let result = match cli.command {
+        Command::Image(cmd) => commands::image::run(&cli.global, cmd),
+        Command::Images(args) => commands::image::list(&cli.global, args),
+        Command::Tag(args) => commands::image::tag(&cli.global, args),
+        Command::Rmi(args) => commands::image::rmi(&cli.global, args),
+        Command::Save(args) => commands::image::save(&cli.global, args),
+        Command::Load(args) => commands::image::load(&cli.global, args),
+        Command::Import(args) => commands::image::import(&cli.global, args),
+        Command::Registry(cmd) => commands::registry::run(&cli.global, cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // One line: the error chain joined, outermost context first.
+            eprintln!("Error: {}", output::error_line(&err));
+            ExitCode::FAILURE
+        }
+    }
+}

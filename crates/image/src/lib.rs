@@ -1,0 +1,33 @@
+//! hako-image: images the way containerd and podman hold them.
+//!
+//! - [`digest`]: sha256/sha512 digests and hashing readers/writers.
+//! - [`reference`]: docker-style image references.
+//! - [`store`]: the content-addressed blob store.
+//! - [`metadata`]: image records, names and mounts in SQLite.
+//! - [`manifest`]: OCI/Docker manifests, indexes, configs, platforms.
+//! - [`layer`]: applying layer tarballs safely.
+//! - [`snapshot`]: unpacked layers and overlay root filesystems.
+//! - [`images`]: the image store tying these together.
+//! - [`import`], [`archive`]: rootfs tarballs, docker-archive and OCI layouts.
+
+pub mod archive;
+pub mod digest;
+pub mod error;
+pub mod images;
+pub mod import;
+pub mod layer;
+pub mod lock;
+pub mod manifest;
+pub mod metadata;
+pub mod progress;
+pub mod reference;
+pub mod snapshot;
+pub mod store;
+
+pub use digest::Digest;
+pub use error::{Error, Result};
+pub use images::{Image, ImageStore, Removal};
+pub use metadata::{ImageRecord, MountRecord};
+pub use progress::{NoProgress, Progress};
+pub use reference::Reference;
+pub use snapshot::Rootfs;
