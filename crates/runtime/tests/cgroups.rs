@@ -156,6 +156,8 @@ fn create_makes_a_directory_in_every_hierarchy_and_destroy_removes_them() {
     for h in &hs {
         assert!(!h.path.exists(), "{} still there", h.path.display());
     }
+    let err = g.cg.stats().unwrap_err().to_string();
+    assert!(err.contains("does not exist"), "{err}");
     // Destroying again is fine: missing directories are not an error.
     g.cg.destroy().unwrap();
 }
@@ -241,6 +243,16 @@ fn apply_writes_the_limits_into_the_cgroup_files() {
         for expected in ["c 10:229 rw", "c 1:3 rwm", "c 136:* rwm", "c *:* m"] {
             assert!(rules.contains(&expected), "{expected} missing from {list}");
         }
+    }
+
+    // Lifting the memory limit lifts memory+swap with it (v1), so memory is
+    // really unlimited.
+    g.cg.apply(&resources(r#"{"memory": {"limit": -1}}"#))
+        .unwrap();
+    if mem.join("memory.memsw.limit_in_bytes").exists() {
+        let unlimited = read(&mem, "memory.limit_in_bytes");
+        assert_eq!(read(&mem, "memory.memsw.limit_in_bytes"), unlimited);
+        assert!(unlimited.parse::<u64>().unwrap() > 1 << 60);
     }
 
     // Applying again (an update) with new values replaces them.

@@ -529,6 +529,14 @@ impl Cgroup {
 
     /// Resource usage in the shape `runc events --stats` prints under "data".
     pub fn stats(&self) -> Result<Stats> {
+        // Missing files read as zero below (features the kernel lacks), so a
+        // missing cgroup must be caught here rather than reported as idle.
+        if let Some(h) = self.listing().filter(|h| !h.path.is_dir()) {
+            return Err(CgroupError::Other {
+                dir: h.path.clone(),
+                what: "reading statistics: the cgroup does not exist".into(),
+            });
+        }
         let mut s = Stats::default();
         if let Some(h) = self.find("cpu") {
             match h.fs {

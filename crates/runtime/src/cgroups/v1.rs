@@ -80,7 +80,13 @@ pub fn memory(dir: &Path, m: &LinuxMemory) -> Result<()> {
     // memory.memsw.limit_in_bytes (memory+swap) may never be below
     // memory.limit_in_bytes, so the order of the two writes depends on whether
     // the limits grow or shrink.
-    match (m.limit(), m.swap()) {
+    // Lifting the memory limit without a swap value lifts memory+swap too, or
+    // the old memsw limit would keep capping memory.
+    let swap = match (m.limit(), m.swap()) {
+        (Some(l), None) if l < 0 && fsio::exists(dir, "memory.memsw.limit_in_bytes") => Some(-1),
+        (_, s) => s,
+    };
+    match (m.limit(), swap) {
         (limit, Some(swap)) => {
             if !fsio::exists(dir, "memory.memsw.limit_in_bytes") {
                 if swap != 0 && Some(swap) != limit && swap != -1 {
