@@ -169,7 +169,7 @@ fn apply_writes_the_limits_into_the_cgroup_files() {
     g.cg.create().unwrap();
     let mut json = serde_json::json!({
         "memory": {"limit": 67108864, "reservation": 33554432, "swappiness": 10},
-        "cpu": {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0"},
+        "cpu": {"shares": 512, "quota": 50000, "period": 100000, "burst": 1000, "cpus": "0", "mems": "0"},
         "pids": {"limit": 42},
         "devices": [{"allow": false, "access": "rwm"}, {"allow": true, "type": "c", "major": 10, "minor": 229, "access": "rw"}]
     });
@@ -211,6 +211,9 @@ fn apply_writes_the_limits_into_the_cgroup_files() {
         assert_eq!(read(&cpu, "cpu.shares"), "512");
         assert_eq!(read(&cpu, "cpu.cfs_quota_us"), "50000");
         assert_eq!(read(&cpu, "cpu.cfs_period_us"), "100000");
+        if cpu.join("cpu.cfs_burst_us").exists() {
+            assert_eq!(read(&cpu, "cpu.cfs_burst_us"), "1000");
+        }
     } else {
         assert_eq!(read(&cpu, "cpu.max"), "50000 100000");
     }
@@ -298,6 +301,19 @@ fn apply_errors_name_the_file_and_value() {
             .unwrap_err()
             .to_string();
     assert!(err.contains("memory.swappiness"), "{err}");
+    // This host has no net_cls / net_prio hierarchies.
+    if dir_of(&g.cg, "net_prio").is_none() {
+        let err =
+            g.cg.apply(&resources(
+                r#"{"network": {"priorities": [{"name": "eth0", "priority": 1}]}}"#,
+            ))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "linux.resources.network.priorities: needs the net_prio cgroup controller, which this host does not have"
+        );
+    }
 }
 
 #[test]
@@ -393,6 +409,14 @@ fn stats_report_usage_of_the_processes_in_the_cgroup() {
     assert_eq!(line.trim(), "done");
 
     let s = g.cg.stats().unwrap();
+    // checkBeforeUpdate refuses a limit below what the cgroup already uses.
+    let err =
+        g.cg.apply(&resources(
+            r#"{"memory": {"limit": 4096, "checkBeforeUpdate": true}}"#,
+        ))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("checkBeforeUpdate"), "{err}");
     assert!(s.cpu.usage.total > 0, "{s:?}");
     assert!(s.cpu.usage.user + s.cpu.usage.kernel > 0, "{s:?}");
     assert!(!s.cpu.usage.percpu.is_empty() || layout() == Layout::V2);
@@ -511,6 +535,11 @@ fn v2_translations_on_a_fake_cgroup2_tree() {
     // Fields v2 cannot honour are errors, not silent successes.
     for (json, field) in [
         (r#"{"memory": {"swappiness": 10}}"#, "memory.swappiness"),
+        (r#"{"memory": {"kernelTCP": 1048576}}"#, "memory.kernelTCP"),
+        (
+            r#"{"memory": {"useHierarchy": false}}"#,
+            "memory.useHierarchy",
+        ),
         (
             r#"{"memory": {"disableOOMKiller": true}}"#,
             "memory.disableOOMKiller",
