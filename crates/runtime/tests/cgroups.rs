@@ -445,6 +445,15 @@ fn the_state_round_trips_through_json_and_still_controls_the_cgroup() {
     let json = serde_json::to_string(&g.cg).unwrap();
     let reloaded: Cgroup = serde_json::from_str(&json).unwrap();
     assert_eq!(reloaded.pids().unwrap(), vec![pid]);
+    // kill --all may be given realtime signals too.
+    let sig = libc::SIGRTMIN() + 2;
+    reloaded.kill_all(sig).unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(g.children[0].wait().unwrap().signal(), Some(sig));
+    assert!(
+        reloaded.kill_all(0).is_err(),
+        "signal 0 is not a signal to send"
+    );
 }
 
 #[test]

@@ -242,7 +242,7 @@ fn bpf<T>(cmd: libc::c_long, attr: &mut T, what: &str) -> Result<libc::c_long> {
 }
 
 /// Loads the program; on a verifier rejection the error carries its log.
-fn load(insns: &[Insn]) -> Result<OwnedFd> {
+fn load(dir: &Path, insns: &[Insn]) -> Result<OwnedFd> {
     let license = CString::new("Apache-2.0").expect("no NUL");
     let mut name = [0u8; 16];
     name[..10].copy_from_slice(b"hako_devcg");
@@ -276,8 +276,8 @@ fn load(insns: &[Insn]) -> Result<OwnedFd> {
                 Err(e)
             } else {
                 Err(CgroupError::Other {
-                    dir: Default::default(),
-                    what: format!("{e}; verifier log: {text}"),
+                    dir: dir.to_path_buf(),
+                    what: format!("loading the device BPF program: {e}; verifier log: {text}"),
                 })
             }
         }
@@ -289,7 +289,7 @@ fn load(insns: &[Insn]) -> Result<OwnedFd> {
 /// the cgroup is never left without a device policy.
 pub fn apply(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<()> {
     let insns = program(rules)?;
-    let prog = load(&insns)?;
+    let prog = load(dir, &insns)?;
     let cg = std::fs::File::open(dir).map_err(|source| CgroupError::Read {
         path: dir.to_path_buf(),
         source,

@@ -29,8 +29,6 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use oci_spec::runtime::LinuxResources;
 use serde::{Deserialize, Serialize};
 
@@ -496,18 +494,24 @@ impl Cgroup {
     /// fork a new one between listing and signalling, then thaw so the signals
     /// are delivered. Hosts without a freezer signal without freezing.
     pub fn kill_all(&self, sig: i32) -> Result<()> {
-        let signal = Signal::try_from(sig).map_err(|source| CgroupError::Sys {
-            what: format!("signal number {sig}"),
-            source,
-        })?;
+        if !(1..=libc::SIGRTMAX()).contains(&sig) {
+            return Err(CgroupError::Sys {
+                what: format!("signal number {sig}"),
+                source: nix::errno::Errno::EINVAL,
+            });
+        }
         let frozen = self.freezer().is_ok() && self.freeze().is_ok();
         let mut result = Ok(());
         let dir = self.listing().map(|h| h.path.clone()).unwrap_or_default();
         match self.pids() {
             Ok(pids) => {
                 for pid in pids {
-                    match kill(Pid::from_raw(pid), signal) {
-                        Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+                    // libc::kill rather than nix's: nix's Signal cannot carry
+                    // realtime signals, which `kill --all` may be given.
+                    // SAFETY: kill(2) has no memory-safety preconditions.
+                    let ret = unsafe { libc::kill(pid, sig) };
+                    match nix::errno::Errno::result(ret) {
+                        Ok(_) | Err(nix::errno::Errno::ESRCH) => {}
                         Err(source) => {
                             result = Err(CgroupError::Kill {
                                 dir: dir.clone(),
