@@ -16,14 +16,11 @@ pub async fn base(State(app): State<AppState>, req: Request) -> Response {
     if let Some(r) = authorize(&app, req.headers(), &Need::Base) {
         return r;
     }
-    let mut resp = (
+    (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         "{}",
     )
-        .into_response();
-    resp.headers_mut()
-        .remove(axum::http::header::CONTENT_LENGTH);
-    resp
+        .into_response()
 }
 
 /// A recognised API route under `/v2/`.

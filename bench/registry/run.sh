@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# hako's registry against Debian's docker-registry (distribution 2.8), both on loopback
+# with filesystem storage, driven by the same clients in the same run, interleaved:
+#   - skopeo push and pull of a ~100 MB multi-layer OCI image (medians of RUNS runs)
+#   - 16 parallel pulls of the largest blob, 16 parallel pushes of 8 MB blobs (curl)
+#   - manifest GETs per second (curl, 16 in flight)
+#   - peak RSS of each server (VmHWM) over the whole run
+# Usage: bench/registry/run.sh            (RUNS=5 SIZE_MB=100 by default)
+# Needs: skopeo, docker-registry, curl, python3; builds target/release/hako if missing.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+RUNS=${RUNS:-5}
+SIZE_MB=${SIZE_MB:-100}
+LAYERS=${LAYERS:-4}
+PAR=${PAR:-16}
+MANIFEST_GETS=${MANIFEST_GETS:-2000}
+TARGET=${CARGO_TARGET_DIR:-target}
+HAKO=${HAKO:-$TARGET/release/hako}
+DOCKER_REGISTRY=${DOCKER_REGISTRY:-/usr/bin/docker-registry}
+
+if [ ! -x "$HAKO" ]; then
+  cargo build --release -p hako-cli
+fi
+for t in skopeo curl python3 "$DOCKER_REGISTRY"; do
+  command -v "$t" >/dev/null || { echo "missing $t" >&2; exit 1; }
+done
+
+WORK=$(mktemp -d /tmp/hako-bench-registry.XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+now_ms() { date +%s%3N; }
+
+# --- the test image: LAYERS uncompressed tar layers of random bytes, SIZE_MB in total ---
+IMG="$WORK/image"
+python3 - "$IMG" "$SIZE_MB" "$LAYERS" <<'PY'
+import hashlib, io, json, os, sys, tarfile
+out, size_mb, layers = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+blobs = os.path.join(out, "blobs", "sha256")
+os.makedirs(blobs)
+def put(data):
+    d = hashlib.sha256(data).hexdigest()
+    with open(os.path.join(blobs, d), "wb") as f:
+        f.write(data)
+    return "sha256:" + d, len(data)
+descs, diff_ids = [], []
+per = size_mb * 1024 * 1024 // layers
+for i in range(layers):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as t:
+        payload = os.urandom(per)
+        info = tarfile.TarInfo(f"layer{i}.bin"); info.size = len(payload); info.mtime = 0
+        t.addfile(info, io.BytesIO(payload))
+    data = buf.getvalue()
+    d, n = put(data)
+    diff_ids.append(d)
+    descs.append({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": n})
+cfg = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+cd, cn = put(cfg)
+man = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                  "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cn},
+                  "layers": descs}).encode()
+md, mn = put(man)
+json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+           "digest": md, "size": mn, "annotations": {"org.opencontainers.image.ref.name": "v1"}}]},
+          open(os.path.join(out, "index.json"), "w"))
+open(os.path.join(out, "oci-layout"), "w").write('{"imageLayoutVersion":"1.0.0"}')
+# The largest layer, for the parallel blob pulls.
+big = max(descs, key=lambda d: d["size"])
+open(os.path.join(out, "biggest"), "w").write(big["digest"])
+PY
+BIG=$(cat "$IMG/biggest")
+
+# --- the servers ---
+HAKO_PORT=$(free_port)
+"$HAKO" --root "$WORK/hako-root" --log-level error registry serve --addr "127.0.0.1:$HAKO_PORT" \
+  >"$WORK/hako.log" 2>&1 &
+HAKO_PID=$!; PIDS+=("$HAKO_PID")
+
+DR_PORT=$(free_port)
+cat >"$WORK/dr.yml" <<YML
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $WORK/dr-root
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$DR_PORT
+YML
+"$DOCKER_REGISTRY" serve "$WORK/dr.yml" >"$WORK/dr.log" 2>&1 &
+DR_PID=$!; PIDS+=("$DR_PID")
+
+for port in "$HAKO_PORT" "$DR_PORT"; do
+  for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$port/v2/" >/dev/null && break
+    sleep 0.1
+  done
+  curl -sf "http://127.0.0.1:$port/v2/" >/dev/null || { echo "server on $port did not start" >&2; cat "$WORK"/*.log >&2; exit 1; }
+done
+
+declare -A PORT=([hako]=$HAKO_PORT [dr]=$DR_PORT)
+declare -A PID=([hako]=$HAKO_PID [dr]=$DR_PID)
+RES="$WORK/results"; : >"$RES"
+record() { echo "$1 $2 $3" >>"$RES"; }   # metric server value
+
+# 8 MB blobs for the parallel pushes, distinct per run and per server.
+mkblob() { head -c $((8 * 1024 * 1024)) /dev/urandom >"$1"; }
+
+push_blob() { # port repo file
+  local loc d
+  d="sha256:$(sha256sum "$3" | cut -d' ' -f1)"
+  loc=$(curl -sf -X POST -D - -o /dev/null "http://127.0.0.1:$1/v2/$2/blobs/uploads/" | tr -d '\r' | sed -n 's/^[Ll]ocation: //p')
+  case "$loc" in http*) ;; *) loc="http://127.0.0.1:$1$loc" ;; esac
+  case "$loc" in *\?*) loc="$loc&digest=$d" ;; *) loc="$loc?digest=$d" ;; esac
+  curl -sf -X PUT -H 'Content-Type: application/octet-stream' --data-binary @"$3" -o /dev/null "$loc"
+}
+
+echo "image: $LAYERS layers, $SIZE_MB MB; $RUNS interleaved runs" >&2
+for i in $(seq "$RUNS"); do
+  # Alternate who goes first so neither server always runs on a warmer page cache.
+  if [ $((i % 2)) -eq 1 ]; then order="hako dr"; else order="dr hako"; fi
+  for s in $order; do
+    p=${PORT[$s]}
+    t0=$(now_ms)
+    skopeo --insecure-policy copy -q --dest-tls-verify=false "oci:$IMG:v1" "docker://127.0.0.1:$p/bench/push$i:v1" >/dev/null
+    t1=$(now_ms); record push "$s" $((t1 - t0))
+
+    rm -rf "$WORK/pull"
+    t0=$(now_ms)
+    skopeo --insecure-policy copy -q --src-tls-verify=false "docker://127.0.0.1:$p/bench/push$i:v1" "dir:$WORK/pull" >/dev/null
+    t1=$(now_ms); record pull "$s" $((t1 - t0))
+
+    t0=$(now_ms)
+    for _ in $(seq "$PAR"); do
+      curl -sf -o /dev/null "http://127.0.0.1:$p/v2/bench/push$i/blobs/$BIG" &
+    done
+    wait_ok=0
+    for j in $(jobs -p); do wait "$j" || wait_ok=1; done
+    [ $wait_ok -eq 0 ] || { echo "parallel pull failed on $s" >&2; exit 1; }
+    t1=$(now_ms); record par_pull "$s" $((t1 - t0))
+
+    mkdir -p "$WORK/blobs"
+    for k in $(seq "$PAR"); do mkblob "$WORK/blobs/$k"; done
+    t0=$(now_ms)
+    for k in $(seq "$PAR"); do push_blob "$p" "bench/par$i-$k" "$WORK/blobs/$k" & done
+    wait_ok=0
+    for j in $(jobs -p); do wait "$j" || wait_ok=1; done
+    [ $wait_ok -eq 0 ] || { echo "parallel push failed on $s" >&2; exit 1; }
+    t1=$(now_ms); record par_push "$s" $((t1 - t0))
+
+    urls="$WORK/urls"
+    : >"$urls"
+    for _ in $(seq "$MANIFEST_GETS"); do echo "url = \"http://127.0.0.1:$p/v2/bench/push$i/manifests/v1\"" >>"$urls"; echo 'output = "/dev/null"' >>"$urls"; done
+    t0=$(now_ms)
+    curl -sf -Z --parallel-max 16 -H 'Accept: application/vnd.oci.image.manifest.v1+json' -K "$urls"
+    t1=$(now_ms); record manifest_gets "$s" $((t1 - t0))
+  done
+  echo "run $i done" >&2
+done
+
+for s in hako dr; do
+  record peak_rss_kb "$s" "$(awk '/VmHWM/ {print $2}' "/proc/${PID[$s]}/status")"
+done
+
+python3 - "$RES" "$SIZE_MB" "$PAR" "$MANIFEST_GETS" <<'PY'
+import statistics, sys
+res, size_mb, par, gets = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+data = {}
+for line in open(res):
+    m, s, v = line.split()
+    data.setdefault(m, {}).setdefault(s, []).append(int(v))
+print(f"{'metric':<34}{'hako':>14}{'docker-registry':>18}{'docker-registry/hako':>22}")
+def row(name, h, d, unit):
+    print(f"{name:<34}{h:>12.1f} {unit:<2}{d:>15.1f} {unit:<2}{d / h:>20.2f}x")
+for m, label in [("push", "skopeo push (ms, median)"), ("pull", "skopeo pull (ms, median)"),
+                 ("par_pull", f"{par} parallel blob pulls (ms)"), ("par_push", f"{par} parallel 8MB pushes (ms)")]:
+    row(label, statistics.median(data[m]["hako"]), statistics.median(data[m]["dr"]), "ms")
+h = gets / statistics.median(data["manifest_gets"]["hako"]) * 1000
+d = gets / statistics.median(data["manifest_gets"]["dr"]) * 1000
+print(f"{'manifest GETs per second':<34}{h:>12.0f}   {d:>15.0f}   {h / d:>20.2f}x (hako/docker-registry)")
+hr, dr = data["peak_rss_kb"]["hako"][0] / 1024, data["peak_rss_kb"]["dr"][0] / 1024
+print(f"{'peak RSS (MiB)':<34}{hr:>12.1f}   {dr:>15.1f}   {dr / hr:>20.2f}x")
+for m in ["push", "pull"]:
+    print(f"raw {m} ms: hako={data[m]['hako']} docker-registry={data[m]['dr']}")
+PY
