@@ -671,3 +671,32 @@ fn v2_freeze_pids_stats_and_kill_on_the_real_cgroup2_hierarchy() {
     g.cg.destroy().unwrap();
     assert!(!g.cg.hierarchies()[0].path.exists());
 }
+
+#[test]
+fn the_oom_killer_is_counted() {
+    let top = unique("oom");
+    let mut g = Guard::new(&top, &format!("/{top}"));
+    g.cg.create().unwrap();
+    // memory+swap equal to memory: no escape into swap.
+    g.cg.apply(&resources(
+        r#"{"memory": {"limit": 16777216, "swap": 16777216}}"#,
+    ))
+    .unwrap();
+    assert_eq!(g.cg.oom_kill_count().unwrap(), 0);
+    // A shell that doubles a string until the limit is hit.
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg("read x; s=x; while :; do s=\"$s$s\"; done")
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let mut stdin = child.stdin.take().unwrap();
+    g.children.push(child);
+    g.cg.add_pid(pid).unwrap();
+    writeln!(stdin, "go").unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    let status = g.children[0].wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    assert_eq!(g.cg.oom_kill_count().unwrap(), 1);
+}

@@ -531,6 +531,24 @@ impl Cgroup {
         result
     }
 
+    /// How many processes the kernel's OOM killer has killed in this cgroup, for
+    /// `events` to report "oom" when it grows. 0 without a memory controller.
+    pub fn oom_kill_count(&self) -> Result<u64> {
+        let Some(h) = self.find("memory") else {
+            return Ok(0);
+        };
+        let file = match h.fs {
+            FsKind::V1 => "memory.oom_control",
+            FsKind::V2 => "memory.events",
+        };
+        let text = fsio::read(&h.path, file)?;
+        Ok(fsio::parse_flat_keyed(&text)
+            .into_iter()
+            .find(|(k, _)| *k == "oom_kill")
+            .map(|(_, v)| v)
+            .unwrap_or(0))
+    }
+
     /// Resource usage in the shape `runc events --stats` prints under "data".
     pub fn stats(&self) -> Result<Stats> {
         // Missing files read as zero below (features the kernel lacks), so a
