@@ -668,6 +668,13 @@ fn v2_freeze_pids_stats_and_kill_on_the_real_cgroup2_hierarchy() {
     assert_eq!(status.signal(), Some(libc::SIGTERM));
     g.children.clear();
     assert!(g.cg.pids().unwrap().is_empty());
+    // SIGKILL goes through cgroup.kill.
+    let pid = g.spawn_sleep();
+    assert_eq!(g.cg.pids().unwrap(), vec![pid]);
+    g.cg.kill_all(libc::SIGKILL).unwrap();
+    let status = g.children[0].wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    g.children.clear();
     g.cg.destroy().unwrap();
     assert!(!g.cg.hierarchies()[0].path.exists());
 }

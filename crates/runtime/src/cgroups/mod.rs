@@ -492,13 +492,21 @@ impl Cgroup {
 
     /// Sends `sig` to every process, as runc does: freeze first so no process can
     /// fork a new one between listing and signalling, then thaw so the signals
-    /// are delivered. Hosts without a freezer signal without freezing.
+    /// are delivered. Hosts without a freezer signal without freezing. SIGKILL
+    /// on v2 goes through cgroup.kill where the kernel has it.
     pub fn kill_all(&self, sig: i32) -> Result<()> {
         if !(1..=libc::SIGRTMAX()).contains(&sig) {
             return Err(CgroupError::Sys {
                 what: format!("signal number {sig}"),
                 source: nix::errno::Errno::EINVAL,
             });
+        }
+        // cgroup.kill (Linux 5.14+) kills the whole v2 subtree atomically, forks
+        // included, so SIGKILL needs no freeze there.
+        if sig == libc::SIGKILL && self.layout == Layout::V2 {
+            if let Some(h) = self.v2().filter(|h| fsio::exists(&h.path, "cgroup.kill")) {
+                return fsio::write(&h.path, "cgroup.kill", "1");
+            }
         }
         let frozen = self.freezer().is_ok() && self.freeze().is_ok();
         let mut result = Ok(());
