@@ -86,6 +86,12 @@ fn init_logging(level: &str) {
 }
 
 fn main() -> ExitCode {
+    // SAFETY: called first thing, before any thread exists; restoring the
+    // default SIGPIPE action makes `hako images | head` end quietly instead
+    // of panicking on a closed stdout.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     init_logging(&cli.global.log_level);
     let result = match cli.command {

@@ -70,9 +70,9 @@ impl hako_image::Progress for Display {
     }
 
     fn finish(&self, id: &str, note: &str) {
-        match self.bars.lock().expect("progress lock").remove(id) {
-            Some(bar) => bar.finish_with_message(note.to_string()),
-            None => eprintln!("{} {note}", short(id)),
+        // Off a terminal nothing is shown: the command's own output says what was done.
+        if let Some(bar) = self.bars.lock().expect("progress lock").remove(id) {
+            bar.finish_with_message(note.to_string());
         }
     }
 }

@@ -32,6 +32,8 @@ pub struct ImportOptions {
     /// Environment (KEY=VALUE) and command for the config, if any.
     pub env: Vec<String>,
     pub cmd: Vec<String>,
+    /// Labels for the config.
+    pub labels: Vec<(String, String)>,
 }
 
 /// Reads from `inner` and writes every byte read into `out` as well.
@@ -129,6 +131,14 @@ pub fn import(
     }
     if !opts.cmd.is_empty() {
         config = config.cmd(opts.cmd.clone());
+    }
+    if !opts.labels.is_empty() {
+        config = config.labels(
+            opts.labels
+                .iter()
+                .cloned()
+                .collect::<std::collections::HashMap<_, _>>(),
+        );
     }
     let config = config
         .build()

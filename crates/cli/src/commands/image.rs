@@ -155,7 +155,7 @@ pub struct LoadArgs {
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  hako import rootfs.tar myimage:1\n  tar -C rootfs -c . | hako import - myimage\n  hako import --change 'CMD [\"/bin/sh\"]' rootfs.tar.gz myimage"
+    after_help = "Examples:\n  hako import rootfs.tar myimage:1\n  tar -C rootfs -c . | hako import - myimage\n  hako import --change 'CMD [\"/bin/sh\"]' --change 'LABEL team=infra' rootfs.tar.gz myimage"
 )]
 pub struct ImportArgs {
     /// Root filesystem tarball (plain, gzip or zstd); "-" reads standard input.
@@ -168,7 +168,7 @@ pub struct ImportArgs {
     /// Dockerfile-like change: ENV KEY=VALUE or CMD ["..."] (repeatable).
     #[arg(short, long)]
     pub change: Vec<String>,
-    /// Only print the image id.
+    /// Suppress progress output.
     #[arg(short, long)]
     pub quiet: bool,
 }
@@ -601,9 +601,15 @@ pub fn load(g: &Global, a: LoadArgs) -> Result<()> {
     Ok(())
 }
 
-fn parse_changes(changes: &[String]) -> Result<(Vec<String>, Vec<String>)> {
-    let mut env = Vec::new();
-    let mut cmd = Vec::new();
+#[derive(Debug, Default, PartialEq)]
+struct Changes {
+    env: Vec<String>,
+    cmd: Vec<String>,
+    labels: Vec<(String, String)>,
+}
+
+fn parse_changes(changes: &[String]) -> Result<Changes> {
+    let mut out = Changes::default();
     for c in changes {
         let (verb, rest) = c
             .trim()
@@ -619,21 +625,29 @@ fn parse_changes(changes: &[String]) -> Result<(Vec<String>, Vec<String>)> {
                         None => bail!("invalid change {c:?}: ENV needs KEY=VALUE"),
                     },
                 };
-                env.push(kv);
+                out.env.push(kv);
+            }
+            "LABEL" => {
+                let (k, v) = rest
+                    .trim()
+                    .split_once('=')
+                    .with_context(|| format!("invalid change {c:?}: LABEL needs KEY=VALUE"))?;
+                out.labels
+                    .push((k.trim().to_string(), v.trim().trim_matches('"').to_string()));
             }
             "CMD" => {
                 let rest = rest.trim();
-                cmd = if rest.starts_with('[') {
+                out.cmd = if rest.starts_with('[') {
                     serde_json::from_str(rest)
                         .with_context(|| format!("invalid change {c:?}: CMD JSON array"))?
                 } else {
                     vec!["/bin/sh".into(), "-c".into(), rest.to_string()]
                 };
             }
-            other => bail!("unsupported change {other:?} (ENV and CMD are supported)"),
+            other => bail!("unsupported change {other:?} (ENV, LABEL and CMD are supported)"),
         }
     }
-    Ok((env, cmd))
+    Ok(out)
 }
 
 pub fn import(g: &Global, a: ImportArgs) -> Result<()> {
@@ -642,7 +656,7 @@ pub fn import(g: &Global, a: ImportArgs) -> Result<()> {
         Some(r) => vec![Reference::parse(r)?],
         None => Vec::new(),
     };
-    let (env, cmd) = parse_changes(&a.change)?;
+    let changes = parse_changes(&a.change)?;
     let opts = ImportOptions {
         source: if a.tarball == "-" {
             "-".into()
@@ -650,8 +664,9 @@ pub fn import(g: &Global, a: ImportArgs) -> Result<()> {
             a.tarball.clone()
         },
         message: a.message.clone(),
-        env,
-        cmd,
+        env: changes.env,
+        cmd: changes.cmd,
+        labels: changes.labels,
     };
     let input: Box<dyn Read> = if a.tarball == "-" {
         Box::new(io::stdin().lock())
@@ -661,11 +676,9 @@ pub fn import(g: &Global, a: ImportArgs) -> Result<()> {
     let display = Display::new();
     let rec = import::import(&mut store, input, &names, &opts, &display)
         .with_context(|| format!("importing {}", a.tarball))?;
-    if a.quiet {
-        println!("{}", rec.id);
-    } else {
-        println!("{}", rec.id);
-    }
+    // Like podman, import prints the new image's id (with -q too: there is nothing else to omit).
+    let _ = a.quiet;
+    println!("{}", rec.id);
     Ok(())
 }
 
@@ -704,9 +717,15 @@ mod tests {
 
     #[test]
     fn changes_parse() {
-        let (env, cmd) = parse_changes(&["ENV A=b".into(), "CMD [\"/bin/sh\"]".into()]).unwrap();
-        assert_eq!(env, vec!["A=b"]);
-        assert_eq!(cmd, vec!["/bin/sh"]);
+        let c = parse_changes(&[
+            "ENV A=b".into(),
+            "CMD [\"/bin/sh\"]".into(),
+            "LABEL x=y".into(),
+        ])
+        .unwrap();
+        assert_eq!(c.env, vec!["A=b"]);
+        assert_eq!(c.cmd, vec!["/bin/sh"]);
+        assert_eq!(c.labels, vec![("x".to_string(), "y".to_string())]);
         assert!(parse_changes(&["RUN x".into()]).is_err());
     }
 }

@@ -103,7 +103,9 @@ pub(crate) fn save<W: Write>(
         }
         let mut repo_tags = Vec::new();
         if let Some(name) = &item.name {
-            repo_tags.push(name.familiar());
+            // Full names: docker normalises them the same, and podman would
+            // otherwise put a short name under localhost/.
+            repo_tags.push(name.to_string());
             if let (Some(tag), Some(top)) = (name.tag(), diff_ids.last()) {
                 repositories
                     .entry(name.familiar_repository())
