@@ -1,0 +1,281 @@
+//! The container lifecycle through the runc command line, with real containers.
+
+mod common;
+use common::*;
+use serde_json::json;
+
+#[test]
+fn run_prints_output_and_propagates_exit_code() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.sh("echo hello; exit 3");
+    let (code, out, err) = rt.run_bundle(&b, &unique_id("run"));
+    assert_eq!(code, 3, "stderr: {err}");
+    assert_eq!(out, "hello\n");
+    // A foreground run removes the container afterwards.
+    assert_eq!(rt.ok(&["list", "-q"]), "");
+}
+
+#[test]
+fn create_start_state_kill_delete() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.args(&["sleep", "1000"]);
+    let id = unique_id("life");
+    let pidfile = b.path().join("pid");
+    let out = rt.create_with(&b, &id, &["--pid-file", pidfile.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let st = rt.state(&id);
+    assert_eq!(st["status"], "created");
+    assert_eq!(st["id"], id.as_str());
+    let pid = st["pid"].as_i64().unwrap();
+    assert!(pid > 0);
+    assert_eq!(std::fs::read_to_string(&pidfile).unwrap(), pid.to_string());
+    assert_eq!(st["bundle"], b.path().canonicalize().unwrap().to_str().unwrap());
+
+    // Duplicate ids are refused and leave the first container untouched.
+    let dup = rt.create(&b, &id);
+    assert!(!dup.status.success());
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
+    assert_eq!(rt.state(&id)["status"], "created");
+
+    rt.ok(&["start", &id]);
+    assert_eq!(rt.state(&id)["status"], "running");
+    // The process is the one we asked for.
+    let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
+    assert_eq!(cmdline, "sleep\01000\0");
+
+    let list: serde_json::Value = serde_json::from_str(&rt.ok(&["list", "--format", "json"])).unwrap();
+    assert_eq!(list[0]["id"], id.as_str());
+    assert_eq!(list[0]["status"], "running");
+
+    // delete without --force refuses a running container.
+    let out = rt.run(&["delete", &id]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not stopped"));
+
+    rt.ok(&["kill", &id, "KILL"]);
+    for _ in 0..500 {
+        if rt.state(&id)["status"] == "stopped" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(rt.state(&id)["status"], "stopped");
+    rt.ok(&["delete", &id]);
+    let out = rt.run(&["state", &id]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+    // delete --force of a missing container succeeds, like runc.
+    rt.ok(&["delete", "--force", &id]);
+}
+
+#[test]
+fn exec_runs_in_the_container_and_returns_its_code() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.args(&["sleep", "1000"]);
+    b.config["hostname"] = json!("exec-host");
+    let id = unique_id("exec");
+    assert!(rt.create(&b, &id).status.success());
+    rt.ok(&["start", &id]);
+    let out = rt.run(&["exec", "--env", "FOO=bar", "--cwd", "/tmp", &id, "sh", "-c", "echo $FOO $(hostname) $(pwd) $$; exit 7"]);
+    assert_eq!(out.status.code(), Some(7), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let f: Vec<&str> = text.split_whitespace().collect();
+    assert_eq!(&f[..3], &["bar", "exec-host", "/tmp"]);
+    // In the container's pid namespace the exec'd shell is not pid 1 but small.
+    assert_ne!(f[3], "1");
+    // exec as another user
+    let out = rt.ok(&["exec", "--user", "65534:65534", &id, "id"]);
+    assert!(out.contains("uid=65534"), "{out}");
+    // detached exec with a pid file
+    let pidfile = b.path().join("exec.pid");
+    // Detached: the process keeps stdio, so give it none (a pipe would stay open).
+    let st = rt
+        .cmd()
+        .args(["exec", "--detach", "--pid-file", pidfile.to_str().unwrap(), &id, "sleep", "500"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let epid: i32 = std::fs::read_to_string(&pidfile).unwrap().parse().unwrap();
+    let ps: Vec<i32> = serde_json::from_str(&rt.ok(&["ps", "--format", "json", &id])).unwrap();
+    assert!(ps.contains(&epid), "{ps:?} lacks {epid}");
+    // A missing binary is a clear error.
+    let out = rt.run(&["exec", &id, "no-such-binary"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found in $PATH"));
+}
+
+#[test]
+fn pause_and_resume_freeze_the_container() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.args(&["sleep", "1000"]);
+    let id = unique_id("pause");
+    assert!(rt.create(&b, &id).status.success());
+    rt.ok(&["start", &id]);
+    rt.ok(&["pause", &id]);
+    assert_eq!(rt.state(&id)["status"], "paused");
+    let pid = rt.state(&id)["pid"].as_i64().unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // A frozen task sleeps in the freezer ("D" on v1, "S" on v2).
+    assert!(stat.contains(") D ") || stat.contains(") S "), "{stat}");
+    let out = rt.run(&["exec", &id, "true"]);
+    assert!(!out.status.success());
+    rt.ok(&["resume", &id]);
+    assert_eq!(rt.state(&id)["status"], "running");
+}
+
+#[test]
+fn kill_all_signals_every_process() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    // Without its own pid namespace, killing init would not kill the others.
+    b.sh("sleep 1000 & sleep 1000 & wait");
+    let id = unique_id("killall");
+    assert!(rt.create(&b, &id).status.success());
+    rt.ok(&["start", &id]);
+    for _ in 0..200 {
+        let ps: Vec<i32> = serde_json::from_str(&rt.ok(&["ps", "--format", "json", &id])).unwrap();
+        if ps.len() >= 3 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let ps: Vec<i32> = serde_json::from_str(&rt.ok(&["ps", "--format", "json", &id])).unwrap();
+    assert_eq!(ps.len(), 3, "{ps:?}");
+    rt.ok(&["kill", "--all", &id, "KILL"]);
+    for _ in 0..500 {
+        if rt.state(&id)["status"] == "stopped" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(rt.state(&id)["status"], "stopped");
+    for p in ps {
+        assert!(!std::path::Path::new(&format!("/proc/{p}/cmdline")).exists() || std::fs::read_to_string(format!("/proc/{p}/cmdline")).unwrap_or_default().is_empty());
+    }
+}
+
+#[test]
+fn update_and_resources_reach_the_cgroup_files() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.args(&["sleep", "1000"]);
+    let id = unique_id("res");
+    let cg = format!("/hako-test/{id}");
+    b.config["linux"]["cgroupsPath"] = json!(cg);
+    b.config["linux"]["resources"] = json!({
+        "memory": {"limit": 67108864},
+        "pids": {"limit": 50},
+        "cpu": {"shares": 512}
+    });
+    assert!(rt.create(&b, &id).status.success());
+    let read = |c: &str, f: &str| std::fs::read_to_string(cgroup_dir(c, &cg).join(f)).unwrap().trim().to_string();
+    assert_eq!(read("memory", "memory.limit_in_bytes"), "67108864");
+    assert_eq!(read("pids", "pids.max"), "50");
+    assert_eq!(read("cpu", "cpu.shares"), "512");
+    let pid = rt.state(&id)["pid"].as_i64().unwrap();
+    assert!(read("memory", "cgroup.procs").lines().any(|l| l == pid.to_string()));
+    rt.ok(&["start", &id]);
+    rt.ok(&["update", "--memory", "128M", "--pids-limit", "20", &id]);
+    assert_eq!(read("memory", "memory.limit_in_bytes"), "134217728");
+    assert_eq!(read("pids", "pids.max"), "20");
+    let res = b.path().join("res.json");
+    std::fs::write(&res, r#"{"cpu":{"shares":256}}"#).unwrap();
+    rt.ok(&["update", "-r", res.to_str().unwrap(), &id]);
+    assert_eq!(read("cpu", "cpu.shares"), "256");
+    let ev: serde_json::Value = serde_json::from_str(&rt.ok(&["events", "--stats", &id])).unwrap();
+    assert_eq!(ev["type"], "stats");
+    assert!(ev["data"]["memory"]["usage"]["usage"].as_u64().unwrap() > 0);
+    assert_eq!(ev["data"]["pids"]["current"], 1);
+    rt.ok(&["delete", "--force", &id]);
+    assert!(!cgroup_dir("memory", &cg).exists(), "cgroup left behind");
+}
+
+#[test]
+fn failed_create_leaves_nothing_behind() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.args(&["no-such-binary"]);
+    let id = unique_id("fail");
+    let cg = format!("/hako-test/{id}");
+    b.config["linux"]["cgroupsPath"] = json!(cg);
+    let out = rt.create(&b, &id);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no-such-binary") && err.contains("not found"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one-line error: {err}");
+    assert!(!rt.root.path().join(&id).exists(), "state dir left behind");
+    assert!(!cgroup_dir("memory", &cg).exists(), "cgroup left behind");
+    assert!(!cgroup_dir("pids", &cg).exists(), "cgroup left behind");
+}
+
+#[test]
+fn bad_configs_get_clear_errors() {
+    let rt = Runtime::new();
+    let b = Bundle::new();
+    let id = unique_id("bad");
+    // Malformed field: the error names it.
+    std::fs::write(b.path().join("config.json"), r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"cwd":"/","args":["sh"],"user":{"uid":"zero","gid":0}}}"#).unwrap();
+    let out = rt.cmd().args(["create", "-b"]).arg(b.path()).arg(&id).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("process.user.uid"), "{err}");
+    // Unknown namespace type.
+    let mut c = b.config.clone();
+    c["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "bogus"}]);
+    std::fs::write(b.path().join("config.json"), c.to_string()).unwrap();
+    let out = rt.cmd().args(["create", "-b"]).arg(b.path()).arg(&id).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("linux.namespaces[1]"), "{err}");
+    // Missing rootfs.
+    let mut c = b.config.clone();
+    c["root"]["path"] = json!("nope");
+    std::fs::write(b.path().join("config.json"), c.to_string()).unwrap();
+    let out = rt.cmd().args(["create", "-b"]).arg(b.path()).arg(&id).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("root.path"), "{err}");
+    // Features the host cannot honour fail, never silently succeed.
+    let mut c = b.config.clone();
+    c["process"]["apparmorProfile"] = json!("docker-default");
+    std::fs::write(b.path().join("config.json"), c.to_string()).unwrap();
+    let out = rt.cmd().args(["create", "-b"]).arg(b.path()).arg(&id).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("apparmorProfile"), "{err}");
+    assert!(!rt.root.path().join(&id).exists());
+}
+
+#[test]
+fn log_format_json_writes_error_lines() {
+    let rt = Runtime::new();
+    let log = rt.root.path().join("log.json");
+    let out = rt.cmd().args(["--log"]).arg(&log).args(["--log-format", "json", "state", "missing-container"]).output().unwrap();
+    assert!(!out.status.success());
+    let line = std::fs::read_to_string(&log).unwrap();
+    let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(v["level"], "error");
+    assert!(v["msg"].as_str().unwrap().contains("does not exist"));
+    assert!(v["time"].as_str().unwrap().ends_with('Z'));
+}
+
+#[test]
+fn features_and_spec_commands() {
+    let rt = Runtime::new();
+    let f: serde_json::Value = serde_json::from_str(&rt.ok(&["features"])).unwrap();
+    assert_eq!(f["ociVersionMax"], "1.3.0");
+    assert!(f["linux"]["namespaces"].as_array().unwrap().contains(&json!("user")));
+    let dir = tempfile::tempdir().unwrap();
+    rt.ok(&["spec", "--bundle", dir.path().to_str().unwrap()]);
+    let out = rt.run(&["spec", "--bundle", dir.path().to_str().unwrap()]);
+    assert!(!out.status.success(), "spec must not overwrite");
+    let dir2 = tempfile::tempdir().unwrap();
+    rt.ok(&["spec", "--rootless", "--bundle", dir2.path().to_str().unwrap()]);
+    let c: serde_json::Value = serde_json::from_slice(&std::fs::read(dir2.path().join("config.json")).unwrap()).unwrap();
+    assert!(c["linux"]["uidMappings"].as_array().is_some_and(|m| !m.is_empty()));
+}
