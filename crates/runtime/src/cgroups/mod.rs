@@ -11,6 +11,13 @@
 //! Each controller is used where it actually lives: on a hybrid host a resource
 //! goes to the v1 hierarchy that has its controller, else to the v2 one.
 //!
+//! With `--systemd-cgroup`, "slice:prefix:name" paths are expanded to the path
+//! systemd would use, but the directories are managed through cgroupfs: no
+//! systemd runs on these machines, so no transient unit is created over D-Bus.
+//!
+//! Device rules use the v1 devices controller, or on a host without one an
+//! eBPF device program attached to the cgroup2 directory (`bpf.rs`).
+//!
 //! A [`Cgroup`] is resolved once, at `create` time, into concrete directories and
 //! serialised into the container's state so later runtime invocations (kill,
 //! pause, delete, events, update) act on exactly the same directories.
@@ -98,24 +105,24 @@ impl Hierarchy {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
-    #[error("cgroup {}: writing {file}={value}: {source}", dir.display())]
+    #[error("cgroup {}: writing {file}={value}: {}", dir.display(), os_error(source))]
     Write {
         dir: PathBuf,
         file: String,
         value: String,
         source: std::io::Error,
     },
-    #[error("reading {}: {source}", path.display())]
+    #[error("reading {}: {}", path.display(), os_error(source))]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cgroup {}: creating directory: {source}", dir.display())]
+    #[error("cgroup {}: creating directory: {}", dir.display(), os_error(source))]
     Create {
         dir: PathBuf,
         source: std::io::Error,
     },
-    #[error("cgroup {}: removing directory: {source}", dir.display())]
+    #[error("cgroup {}: removing directory: {}", dir.display(), os_error(source))]
     Remove {
         dir: PathBuf,
         source: std::io::Error,
@@ -134,7 +141,7 @@ pub enum CgroupError {
         controller: String,
         dir: PathBuf,
     },
-    #[error("linux.resources.{field}: not supported on cgroup {fs:?}: {reason}")]
+    #[error("linux.resources.{field}: not supported on cgroup {}: {reason}", match fs { FsKind::V1 => "v1", FsKind::V2 => "v2" })]
     Unsupported {
         field: String,
         fs: FsKind,
@@ -154,6 +161,15 @@ pub enum CgroupError {
 }
 
 pub type Result<T, E = CgroupError> = std::result::Result<T, E>;
+
+/// An OS error as the kernel's message alone ("Invalid argument"), without
+/// std's " (os error 22)" suffix.
+fn os_error(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => nix::errno::Errno::from_raw(n).desc().to_string(),
+        None => e.to_string(),
+    }
+}
 
 /// The host's layout, read from /proc/self/mountinfo once per process.
 pub fn layout() -> Layout {
