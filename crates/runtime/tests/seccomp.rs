@@ -303,3 +303,21 @@ fn filter_flags_are_passed_to_the_kernel() {
     let mut c = spawn_filtered(&filter, || getcwd(100));
     assert_eq!(c.wait(), WaitStatus::Exited(c.pid, 200));
 }
+
+#[test]
+fn conditions_on_different_arguments_must_all_hold() {
+    // Refused only when the buffer is non-NULL and the size is 4096.
+    let filter = profile(
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
+            {"names":["getcwd"],"action":"SCMP_ACT_ERRNO","errnoRet":42,
+             "args":[{"index":0,"value":0,"op":"SCMP_CMP_NE"},{"index":1,"value":4096,"op":"SCMP_CMP_EQ"}]}]}"#,
+    );
+    let mut c = spawn_filtered(&filter, || getcwd(4096));
+    assert_eq!(c.wait(), WaitStatus::Exited(c.pid, libc::ENOMSG));
+    // A NULL buffer does not match, so the kernel itself answers (EFAULT).
+    let mut c = spawn_filtered(&filter, || {
+        // SAFETY: getcwd with a NULL buffer only makes the kernel return EFAULT.
+        outcome(unsafe { libc::syscall(libc::SYS_getcwd, std::ptr::null_mut::<u8>(), 4096) })
+    });
+    assert_eq!(c.wait(), WaitStatus::Exited(c.pid, libc::EFAULT));
+}
