@@ -640,6 +640,16 @@ fn v2_device_rules_are_enforced_by_an_ebpf_program() {
     ))
     .unwrap();
     assert_eq!(probe_devices(&mut g), ["null-ok", "kmsg-ok"]);
+
+    // Allow-only rules lift the deny-all again.
+    g.cg.apply(&resources(
+        r#"{"devices":[{"allow":false,"access":"rwm"}]}"#,
+    ))
+    .unwrap();
+    assert_eq!(probe_devices(&mut g), ["null-ok", "kmsg-denied"]);
+    g.cg.apply(&resources(r#"{"devices":[{"allow":true,"access":"rwm"}]}"#))
+        .unwrap();
+    assert_eq!(probe_devices(&mut g), ["null-ok", "kmsg-ok"]);
 }
 
 #[test]

@@ -119,11 +119,9 @@ pub fn apply_v1(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<()> {
 
 /// v2 has no devices controller: the rules become a BPF_PROG_TYPE_CGROUP_DEVICE
 /// program attached to the cgroup (see `bpf.rs`).
+/// A program is attached even for allow-only rules: on an update it replaces
+/// the previous, possibly stricter, program.
 pub fn apply_v2(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<()> {
-    if rules.iter().all(|r| r.allow()) {
-        // Only allow rules over the default allow-all state: nothing to enforce.
-        return Ok(());
-    }
     super::bpf::apply(dir, rules)
 }
 
