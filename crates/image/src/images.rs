@@ -157,7 +157,7 @@ impl ImageStore {
         let bytes = self.content.read(&record.manifest_digest)?;
         let manifest =
             match manifest::parse_document(&bytes, &record.manifest_digest.to_string())?.1 {
-                Document::Manifest(m) => m,
+                Document::Manifest(m) => *m,
                 Document::Index(_) => {
                     return Err(Error::Invalid(format!(
                         "image {}: manifest {} is an index",
@@ -253,7 +253,7 @@ impl ImageStore {
                 progress.finish(&digest.to_string(), "already unpacked");
                 continue;
             }
-            let compression = Compression::from_media_type(&layer.media_type().to_string())?;
+            let compression = Compression::from_media_type(layer.media_type().as_ref())?;
             jobs.push((digest, layer.size(), compression, &diff_ids[i], &chain[i]));
         }
         // Layers are independent (each unpacks into its own directory), so

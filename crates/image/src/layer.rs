@@ -521,7 +521,7 @@ impl<'a> Unpacker<'a> {
     fn finish(mut self) -> Result<()> {
         // Children first, so setting a parent's time is not undone by a child.
         self.dir_times
-            .sort_by(|a, b| b.0.components().count().cmp(&a.0.components().count()));
+            .sort_by_key(|(path, _)| std::cmp::Reverse(path.components().count()));
         for (path, mtime) in &self.dir_times {
             let handle = self.root.resolve_nofollow(path).map_err(|e| {
                 self.io_err(path, "reopening directory", io::Error::other(e.to_string()))

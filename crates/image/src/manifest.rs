@@ -77,8 +77,9 @@ impl Compression {
 /// A parsed manifest-like document.
 #[derive(Debug, Clone)]
 pub enum Document {
-    Manifest(ImageManifest),
-    Index(ImageIndex),
+    // Boxed: both are large and documents are moved around.
+    Manifest(Box<ImageManifest>),
+    Index(Box<ImageIndex>),
 }
 
 /// The media type a manifest document declares, falling back to its shape.

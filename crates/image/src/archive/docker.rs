@@ -52,7 +52,7 @@ pub(crate) fn save<W: Write>(
                 continue;
             }
             let blob = manifest::descriptor_digest(layer)?;
-            let compression = Compression::from_media_type(&layer.media_type().to_string())?;
+            let compression = Compression::from_media_type(layer.media_type().as_ref())?;
             if compression == Compression::None && &blob == diff_id {
                 append_blob(b, store, &blob, &path, progress)?;
             } else {
@@ -165,7 +165,7 @@ pub(crate) fn load(
         let mut layer_descs = Vec::new();
         for (path, diff_id) in entry.layers.iter().zip(&diff_ids) {
             let (reader, size) = src.open(path)?;
-            let id = format!("{path}");
+            let id = path.to_string();
             progress.start(&id, "Copying layer", Some(size));
             let mut reader = BufReader::new(ProgressReader {
                 inner: reader,
