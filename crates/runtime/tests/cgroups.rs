@@ -719,3 +719,31 @@ fn the_oom_killer_is_counted() {
     assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
     assert_eq!(g.cg.oom_kill_count().unwrap(), 1);
 }
+
+#[test]
+fn a_failed_create_leaves_nothing_behind() {
+    // Two hierarchies; in the second the path is blocked by a regular file.
+    let tmp = tempfile::tempdir().unwrap();
+    let (x, y) = (tmp.path().join("x"), tmp.path().join("y"));
+    std::fs::create_dir_all(&x).unwrap();
+    std::fs::create_dir_all(&y).unwrap();
+    std::fs::write(y.join("pod"), "not a directory").unwrap();
+    let mountinfo = format!(
+        "1 0 0:90 / {} rw - cgroup cgroup rw,cpu\n2 0 0:91 / {} rw - cgroup cgroup rw,memory\n",
+        x.display(),
+        y.display()
+    );
+    let cg = Cgroup::from_tables(&mountinfo, "", Some("/pod/c1"), "c1", false).unwrap();
+    let err = cg.create().unwrap_err().to_string();
+    assert!(
+        err.starts_with(&format!(
+            "cgroup {}: creating directory",
+            y.join("pod/c1").display()
+        )),
+        "{err}"
+    );
+    assert!(
+        !x.join("pod/c1").exists(),
+        "first hierarchy's directory left behind"
+    );
+}

@@ -322,11 +322,20 @@ impl Cgroup {
     /// Creates the directories in every hierarchy. v1 cpuset directories get
     /// their parent's cpus/mems (a new cpuset is empty and would refuse tasks);
     /// on v2 every available controller is enabled down the path to this cgroup.
+    ///
+    /// On failure the directories already made are removed again, so a failed
+    /// create leaves no half-made cgroup behind.
     pub fn create(&self) -> Result<()> {
-        for h in &self.hierarchies {
-            match h.fs {
-                FsKind::V1 => v1::create(h)?,
-                FsKind::V2 => v2::create(h)?,
+        for (i, h) in self.hierarchies.iter().enumerate() {
+            let made = match h.fs {
+                FsKind::V1 => v1::create(h),
+                FsKind::V2 => v2::create(h),
+            };
+            if let Err(e) = made {
+                for done in &self.hierarchies[..=i] {
+                    let _ = remove_tree(&done.path);
+                }
+                return Err(e);
             }
         }
         Ok(())
