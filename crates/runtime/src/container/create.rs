@@ -131,6 +131,13 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
     let fifo_path = dir.join(state::EXEC_FIFO);
     nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o622))
         .ctx(|| format!("creating {}", fifo_path.display()))?;
+    // mkfifo honours the umask; the init may run as any user (or a mapped root)
+    // and must be able to open it for writing.
+    std::fs::set_permissions(
+        &fifo_path,
+        std::os::unix::fs::PermissionsExt::from_mode(0o622),
+    )
+    .ctx(|| format!("chmod {}", fifo_path.display()))?;
     // An O_PATH handle survives pivot_root; init reopens it for writing.
     let fifo: OwnedFd = nix::fcntl::open(
         &fifo_path,

@@ -52,7 +52,11 @@ pub(crate) fn stage_one(a: &InitArgs, ch: &Channel) -> Result<()> {
             let code = match init(a, ch) {
                 Ok(never) => match never {},
                 Err(e) => {
-                    let _ = ch.send(&Msg::Error(e.to_string()));
+                    // After `Ready` the runtime is gone: the container's stderr is
+                    // the only place left to report to.
+                    if ch.send(&Msg::Error(e.to_string())).is_err() {
+                        eprintln!("hako-runtime: container init: {e}");
+                    }
                     1
                 }
             };
@@ -188,26 +192,42 @@ fn init(a: &InitArgs, ch: &Channel) -> Result<std::convert::Infallible> {
     )?;
     ch.send(&Msg::Ready)?;
 
-    // Block until `start` opens the fifo for reading.
-    let fifo_path = format!("/proc/self/fd/{}", a.fifo_fd);
-    let fifo = nix::fcntl::open(
-        fifo_path.as_str(),
-        nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .ctx(|| "opening exec.fifo")?;
-    nix::unistd::write(&fifo, b"0").ctx(|| "writing exec.fifo")?;
-    drop(fifo);
-    if let Some(h) = spec.hooks() {
-        // startContainer hooks run inside the container, after start, before the
-        // user process; their paths resolve in the container's root.
-        hooks::run(
-            "startContainer",
-            h.start_container().as_deref().unwrap_or_default(),
-            state.as_bytes(),
-        )?;
+    // From here on the runtime may be gone: report failures on the container's
+    // stderr, where the caller of `start` (or its log) will see them.
+    let e = after_ready(a, spec, &state, exe);
+    eprintln!("hako-runtime: container {}: {e}", a.id);
+    // SAFETY: leaving the forked init without running destructors.
+    unsafe { libc::_exit(1) }
+}
+
+/// Waits for `start`, runs startContainer hooks, and execs. Returns only on error.
+fn after_ready(a: &InitArgs, spec: &Spec, state: &str, exe: Prepared) -> Error {
+    let r = (|| -> Result<()> {
+        // Block until `start` opens the fifo for reading.
+        let fifo_path = format!("/proc/self/fd/{}", a.fifo_fd);
+        let fifo = nix::fcntl::open(
+            fifo_path.as_str(),
+            nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ctx(|| "opening exec.fifo")?;
+        nix::unistd::write(&fifo, b"0").ctx(|| "writing exec.fifo")?;
+        drop(fifo);
+        if let Some(h) = spec.hooks() {
+            // startContainer hooks run inside the container, after start, before
+            // the user process; their paths resolve in the container's root.
+            hooks::run(
+                "startContainer",
+                h.start_container().as_deref().unwrap_or_default(),
+                state.as_bytes(),
+            )?;
+        }
+        Ok(())
+    })();
+    match r {
+        Ok(()) => exe.exec(),
+        Err(e) => e,
     }
-    Err(exe.exec())
 }
 
 /// What is left to do right before execve.

@@ -1,0 +1,369 @@
+//! Spec features observed from inside real containers, compared with runc where
+//! the behaviour is observable.
+
+mod common;
+use common::*;
+use serde_json::json;
+
+fn run_ok(rt: &Runtime, b: &Bundle, prefix: &str) -> String {
+    let (code, out, err) = rt.run_bundle(b, &unique_id(prefix));
+    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+    out
+}
+
+#[test]
+fn namespaces_isolate_the_container() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.config["hostname"] = json!("box");
+    b.config["domainname"] = json!("example.test");
+    b.sh("echo $$; hostname; cat /proc/sys/kernel/domainname; ls /sys/class/net; cat /proc/self/cgroup | head -1; ipcs -q | wc -l");
+    let ns = b.config["linux"]["namespaces"].as_array_mut().unwrap();
+    if !ns.iter().any(|n| n["type"] == "cgroup") {
+        ns.push(json!({"type": "cgroup"}));
+    }
+    let out = run_ok(&rt, &b, "ns");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "1", "init is pid 1: {out}");
+    assert_eq!(lines[1], "box");
+    assert_eq!(lines[2], "example.test");
+    assert_eq!(lines[3], "lo", "only loopback in a new netns: {out}");
+    assert!(lines[4].ends_with(":/"), "cgroup namespace root: {out}");
+}
+
+#[test]
+fn joins_an_existing_namespace_by_path() {
+    let rt = Runtime::new();
+    let name = unique_id("netns");
+    assert!(std::process::Command::new("ip")
+        .args(["netns", "add", &name])
+        .status()
+        .unwrap()
+        .success());
+    struct Del(String);
+    impl Drop for Del {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &self.0])
+                .status();
+        }
+    }
+    let _del = Del(name.clone());
+    assert!(std::process::Command::new("ip")
+        .args([
+            "netns", "exec", &name, "ip", "link", "add", "v7a", "type", "veth", "peer", "name",
+            "v7b"
+        ])
+        .status()
+        .unwrap()
+        .success());
+    let mut b = Bundle::new();
+    b.sh("ls /sys/class/net | sort | tr '\\n' ' '");
+    for n in b.config["linux"]["namespaces"].as_array_mut().unwrap() {
+        if n["type"] == "network" {
+            n["path"] = json!(format!("/run/netns/{name}"));
+        }
+    }
+    let out = run_ok(&rt, &b, "join");
+    assert_eq!(out.trim(), "lo v7a v7b");
+}
+
+#[test]
+fn user_namespace_maps_ids() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.sh("id -u; cat /proc/self/uid_map; cat /proc/self/gid_map");
+    let out = run_ok(&rt, &b, "userns");
+    let lines: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines[0], vec!["0"]);
+    assert_eq!(lines[1], vec!["0", "100000", "65536"]);
+    assert_eq!(lines[2], vec!["0", "100000", "65536"]);
+}
+
+#[test]
+fn time_namespace_offsets_apply() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "time"}));
+    b.config["linux"]["timeOffsets"] = json!({"boottime": {"secs": 86400000, "nanosecs": 0}});
+    b.sh("cut -d. -f1 /proc/uptime");
+    let out = run_ok(&rt, &b, "timens");
+    let up: u64 = out.trim().parse().unwrap();
+    assert!(up >= 86_400_000, "uptime {up} lacks the 1000-day offset");
+}
+
+#[test]
+fn rlimits_capabilities_and_user_match_runc() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.config["process"]["rlimits"] = json!([
+        {"type": "RLIMIT_NOFILE", "hard": 4096, "soft": 1024},
+        {"type": "RLIMIT_NPROC", "hard": 300, "soft": 200}
+    ]);
+    b.config["process"]["user"] =
+        json!({"uid": 65534, "gid": 65534, "additionalGids": [5, 6], "umask": 63});
+    b.config["process"]["capabilities"]["bounding"] =
+        json!(["CAP_KILL", "CAP_CHOWN", "CAP_NET_BIND_SERVICE"]);
+    b.config["process"]["capabilities"]["effective"] = json!(["CAP_CHOWN"]);
+    b.config["process"]["capabilities"]["permitted"] = json!(["CAP_CHOWN", "CAP_KILL"]);
+    b.config["process"]["capabilities"]["inheritable"] = json!(["CAP_KILL"]);
+    b.config["process"]["capabilities"]["ambient"] = json!(["CAP_KILL"]);
+    b.config["process"]["noNewPrivileges"] = json!(true);
+    b.config["process"]["env"] = json!(["PATH=/bin", "X=y"]);
+    b.sh("ulimit -n; ulimit -Hn; ulimit -u; id; umask; grep -E '^(Cap|NoNewPrivs)' /proc/self/status; echo $HOME $X");
+    let ours = run_ok(&rt, &b, "attrs");
+    assert!(
+        ours.contains("uid=65534(nobody) gid=65534(nogroup) groups=5,6"),
+        "{ours}"
+    );
+    assert!(ours.starts_with("1024\n4096\n200\n"), "{ours}");
+    assert!(ours.contains("0077"), "{ours}");
+    assert!(ours.contains("NoNewPrivs:\t1"), "{ours}");
+    let (code, theirs) = runc_run(&b, &unique_id("runc-attrs"));
+    assert_eq!(code, 0);
+    assert_eq!(ours, theirs, "hako-runtime and runc disagree");
+}
+
+#[test]
+fn seccomp_denies_a_syscall_with_errno() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
+        "syscalls": [
+            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+            {"names": ["sethostname"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}
+        ]
+    });
+    b.config["root"]["readonly"] = json!(false);
+    b.sh("mkdir /tmp/x 2>&1; echo rc=$?; touch /tmp/f && echo touched; hostname foo 2>&1; true");
+    let out = run_ok(&rt, &b, "seccomp");
+    assert!(out.contains("Operation not permitted"), "{out}");
+    assert!(out.contains("rc=1"), "{out}");
+    assert!(out.contains("touched"), "{out}");
+    assert!(
+        out.contains("Function not implemented") || out.contains("not implemented"),
+        "{out}"
+    );
+    let (_, theirs) = runc_run(&b, &unique_id("runc-seccomp"));
+    assert_eq!(out, theirs);
+}
+
+#[test]
+fn masked_and_readonly_paths_and_readonly_root() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.config["root"]["readonly"] = json!(true);
+    // A file and a directory that exist on every kernel.
+    b.config["linux"]["maskedPaths"] =
+        json!(["/proc/version", "/proc/sys/dev", "/proc/does-not-exist"]);
+    b.sh("wc -c < /proc/version; ls /proc/sys/dev | wc -l; echo 1 > /proc/sys/kernel/domainname 2>&1 || echo ro-sys; touch /etc/x 2>&1 || echo ro-root; touch /tmp/y 2>/dev/null || echo tmp-ro");
+    let out = run_ok(&rt, &b, "mask");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0].trim(), "0", "file masked: {out}");
+    assert_eq!(lines[1].trim(), "0", "directory masked: {out}");
+    assert!(out.contains("ro-sys"), "{out}");
+    assert!(out.contains("ro-root"), "{out}");
+}
+
+#[test]
+fn mounts_tmpfs_bind_and_devices() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("data"), "from-host").unwrap();
+    let mounts = b.config["mounts"].as_array_mut().unwrap();
+    mounts.push(json!({"destination": "/data", "type": "bind", "source": host.path(), "options": ["rbind", "ro"]}));
+    mounts.push(json!({"destination": "/scratch", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "size=1m", "mode=755"]}));
+    mounts.push(json!({"destination": "/etc/hostfile", "type": "bind", "source": host.path().join("data"), "options": ["bind"]}));
+    b.config["linux"]["devices"] = json!([{"path": "/dev/fuse-like", "type": "c", "major": 10, "minor": 229, "fileMode": 432, "uid": 0, "gid": 0}]);
+    b.sh("cat /data/data; echo; cat /etc/hostfile; echo; touch /data/z 2>/dev/null || echo data-ro; grep ' /scratch ' /proc/mounts | cut -d' ' -f3,4; stat -c '%t,%T %a' /dev/null /dev/fuse-like; ls -l /dev/fd | cut -c1; readlink /dev/ptmx");
+    let out = run_ok(&rt, &b, "mounts");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "from-host");
+    assert_eq!(lines[1], "from-host");
+    assert_eq!(lines[2], "data-ro");
+    assert!(
+        lines[3].starts_with("tmpfs rw,nosuid")
+            && lines[3].contains("size=1024k")
+            && lines[3].contains("mode=755"),
+        "{out}"
+    );
+    assert_eq!(lines[4], "1,3 666");
+    assert_eq!(lines[5], "a,e5 660");
+    assert_eq!(lines[6], "l");
+    assert_eq!(lines[7], "pts/ptmx");
+}
+
+#[test]
+fn symlink_in_rootfs_cannot_redirect_a_mount_to_the_host() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    let victim = tempfile::tempdir().unwrap();
+    // An image that points a mount destination at a host path.
+    std::os::unix::fs::symlink(victim.path(), b.rootfs().join("escape")).unwrap();
+    // The same path inside the rootfs is where the mount must land.
+    let inside = b.rootfs().join(victim.path().strip_prefix("/").unwrap());
+    std::fs::create_dir_all(&inside).unwrap();
+    b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/escape", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}));
+    b.sh("touch /escape/owned; echo done");
+    let out = run_ok(&rt, &b, "symlink");
+    assert_eq!(out.trim(), "done");
+    assert!(
+        !victim.path().join("owned").exists(),
+        "the mount escaped the rootfs"
+    );
+    // A dangling symlink to the host fails clearly instead of creating host dirs.
+    let mut b2 = Bundle::new();
+    let ghost = victim.path().join("ghost");
+    std::os::unix::fs::symlink(&ghost, b2.rootfs().join("escape")).unwrap();
+    b2.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/escape", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}));
+    b2.args(&["true"]);
+    let (_code, _out, _err) = rt.run_bundle(&b2, &unique_id("symlink2"));
+    assert!(
+        !ghost.exists(),
+        "a host directory was created through the symlink"
+    );
+}
+
+#[test]
+fn sysctl_is_set_and_non_namespaced_is_refused() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.config["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1", "kernel.shmmni": "1234"});
+    b.sh("cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmni");
+    let out = run_ok(&rt, &b, "sysctl");
+    assert_eq!(out, "1\n1234\n");
+    b.config["linux"]["sysctl"] = json!({"vm.swappiness": "10"});
+    let (code, _, err) = rt.run_bundle(&b, &unique_id("sysctl-bad"));
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("vm.swappiness") && err.contains("not namespaced"),
+        "{err}"
+    );
+}
+
+#[test]
+fn hooks_run_in_order_with_state_on_stdin() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    let log = b.path().join("hooks.log");
+    let hook = |name: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("read -r s; echo \"{name} $s\" >> {}", log.display())]});
+    b.config["hooks"] = json!({
+        "prestart": [hook("prestart")],
+        "createRuntime": [hook("createRuntime")],
+        "createContainer": [hook("createContainer")],
+        "poststart": [hook("poststart")],
+        "poststop": [hook("poststop")]
+    });
+    b.args(&["true"]);
+    let id = unique_id("hooks");
+    let (code, _, err) = rt.run_bundle(&b, &id);
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let names: Vec<&str> = text.lines().map(|l| l.split(' ').next().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "prestart",
+            "createRuntime",
+            "createContainer",
+            "poststart",
+            "poststop"
+        ]
+    );
+    for l in text.lines() {
+        let state: serde_json::Value = serde_json::from_str(l.split_once(' ').unwrap().1).unwrap();
+        assert_eq!(state["id"], id.as_str());
+        assert!(state["pid"].as_i64().unwrap() > 0);
+    }
+    // A failing createRuntime hook fails create and cleans up.
+    b.config["hooks"] = json!({"createRuntime": [{"path": "/bin/false"}]});
+    let id2 = unique_id("hookfail");
+    let out = rt.create(&b, &id2);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("createRuntime hook"));
+    assert!(!rt.root.path().join(&id2).exists());
+}
+
+#[test]
+fn console_socket_receives_the_pty_master() {
+    use std::os::unix::net::UnixListener;
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.config["process"]["terminal"] = json!(true);
+    b.sh("tty; echo hello-tty; sleep 100");
+    let sock_path = b.path().join("console.sock");
+    let listener = UnixListener::bind(&sock_path).unwrap();
+    let id = unique_id("tty");
+    let recv = std::thread::spawn(move || {
+        use std::os::fd::AsRawFd;
+        let (conn, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 256];
+        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let msg = nix::sys::socket::recvmsg::<()>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            nix::sys::socket::MsgFlags::empty(),
+        )
+        .unwrap();
+        let fd = msg
+            .cmsgs()
+            .unwrap()
+            .find_map(|c| match c {
+                nix::sys::socket::ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+                _ => None,
+            })
+            .expect("no fd received");
+        fd
+    });
+    let out = rt.create_with(&b, &id, &["--console-socket", sock_path.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fd = recv.join().unwrap();
+    rt.ok(&["start", &id]);
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+    // SAFETY: the fd was just received over SCM_RIGHTS and is owned by nobody else.
+    let mut master = unsafe { std::fs::File::from_raw_fd(fd) };
+    let mut seen = String::new();
+    let mut buf = [0u8; 256];
+    while !seen.contains("hello-tty") {
+        let n = master.read(&mut buf).unwrap();
+        assert!(n > 0);
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(seen.contains("/dev/pts/0"), "{seen}");
+}
+
+#[test]
+fn cgroup_mount_shows_the_container_cgroup() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    let id = unique_id("cgmnt");
+    b.config["linux"]["cgroupsPath"] = json!(format!("/hako-test/{id}"));
+    b.config["linux"]["resources"] = json!({"pids": {"limit": 77}});
+    b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}));
+    b.sh("cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max");
+    let (code, out, err) = rt.run_bundle(&b, &id);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "77");
+}
