@@ -412,6 +412,110 @@ pub fn send_listener_fd(listener_path: &Path, fd: BorrowedFd, state_json: &[u8])
     Ok(())
 }
 
+/// The `linux.seccomp` part of `hako-runtime features` (runtime-spec
+/// features.md): what this build understands and what the kernel supports.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Features {
+    pub enabled: bool,
+    pub actions: Vec<&'static str>,
+    pub operators: Vec<&'static str>,
+    pub archs: Vec<&'static str>,
+    pub known_flags: Vec<&'static str>,
+    pub supported_flags: Vec<&'static str>,
+}
+
+const FLAGS: [(&str, u32); 4] = [
+    ("SECCOMP_FILTER_FLAG_TSYNC", FLAG_TSYNC),
+    ("SECCOMP_FILTER_FLAG_LOG", FLAG_LOG),
+    ("SECCOMP_FILTER_FLAG_SPEC_ALLOW", FLAG_SPEC_ALLOW),
+    // The kernel accepts it only together with a listener.
+    (
+        "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
+        FLAG_WAIT_KILLABLE_RECV | FLAG_NEW_LISTENER,
+    ),
+];
+
+/// Whether the running kernel accepts the filter flag bits: seccomp(2) checks
+/// the flags before it reads the program, so a NULL program fails with EFAULT
+/// for known flags and EINVAL for unknown ones, installing nothing.
+pub fn kernel_supports_flags(bits: u32) -> bool {
+    // SAFETY: the NULL program pointer is never dereferenced by a filter
+    // install: the kernel either rejects the flags or fails copying from NULL.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            SECCOMP_SET_MODE_FILTER,
+            bits as libc::c_uint,
+            std::ptr::null::<libc::sock_fprog>(),
+        )
+    };
+    ret < 0 && nix::Error::last() == nix::Error::EFAULT
+}
+
+pub fn features() -> Features {
+    const ARCHS: [&str; 24] = [
+        "SCMP_ARCH_X86",
+        "SCMP_ARCH_X86_64",
+        "SCMP_ARCH_X32",
+        "SCMP_ARCH_ARM",
+        "SCMP_ARCH_AARCH64",
+        "SCMP_ARCH_MIPS",
+        "SCMP_ARCH_MIPS64",
+        "SCMP_ARCH_MIPS64N32",
+        "SCMP_ARCH_MIPSEL",
+        "SCMP_ARCH_MIPSEL64",
+        "SCMP_ARCH_MIPSEL64N32",
+        "SCMP_ARCH_PPC",
+        "SCMP_ARCH_PPC64",
+        "SCMP_ARCH_PPC64LE",
+        "SCMP_ARCH_S390",
+        "SCMP_ARCH_S390X",
+        "SCMP_ARCH_PARISC",
+        "SCMP_ARCH_PARISC64",
+        "SCMP_ARCH_RISCV64",
+        "SCMP_ARCH_LOONGARCH64",
+        "SCMP_ARCH_M68K",
+        "SCMP_ARCH_SH",
+        "SCMP_ARCH_SHEB",
+        "SCMP_ARCH_NATIVE",
+    ];
+    Features {
+        enabled: true,
+        actions: vec![
+            "SCMP_ACT_ALLOW",
+            "SCMP_ACT_ERRNO",
+            "SCMP_ACT_KILL",
+            "SCMP_ACT_KILL_PROCESS",
+            "SCMP_ACT_KILL_THREAD",
+            "SCMP_ACT_LOG",
+            "SCMP_ACT_NOTIFY",
+            "SCMP_ACT_TRACE",
+            "SCMP_ACT_TRAP",
+        ],
+        operators: vec![
+            "SCMP_CMP_EQ",
+            "SCMP_CMP_GE",
+            "SCMP_CMP_GT",
+            "SCMP_CMP_LE",
+            "SCMP_CMP_LT",
+            "SCMP_CMP_MASKED_EQ",
+            "SCMP_CMP_NE",
+        ],
+        // Only those the linked libseccomp knows.
+        archs: ARCHS
+            .into_iter()
+            .filter(|a| a.parse::<ScmpArch>().is_ok())
+            .collect(),
+        known_flags: FLAGS.iter().map(|(n, _)| *n).collect(),
+        supported_flags: FLAGS
+            .iter()
+            .filter(|(_, bits)| kernel_supports_flags(*bits))
+            .map(|(n, _)| *n)
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

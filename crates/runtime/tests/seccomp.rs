@@ -385,3 +385,21 @@ fn podmans_default_profile_compiles_and_runs_a_program() {
     });
     assert_eq!(c.wait(), WaitStatus::Exited(c.pid, libc::EPERM));
 }
+
+#[test]
+fn features_probe_the_kernel_without_installing_a_filter() {
+    let f = hako_runtime::seccomp::features();
+    assert!(f.enabled);
+    assert!(f.archs.contains(&"SCMP_ARCH_X86_64"));
+    assert_eq!(f.known_flags.len(), 4);
+    // This kernel (6.x) has all four flags.
+    assert_eq!(f.supported_flags, f.known_flags);
+    // An undefined flag bit is reported as unsupported.
+    assert!(!hako_runtime::seccomp::kernel_supports_flags(1 << 30));
+    // Probing installed nothing: this process can still make any syscall
+    // (a filter would show in /proc/self/status as Seccomp: 2).
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    assert!(status.lines().any(|l| l == "Seccomp:\t0"), "{status}");
+    let v = serde_json::to_value(&f).unwrap();
+    assert!(v["supportedFlags"].is_array() && v["knownFlags"].is_array());
+}
