@@ -110,3 +110,22 @@ fn prune_and_gc_follow_the_image_table() {
     assert!(store.content().list().unwrap().is_empty());
     assert!(store.snapshots().list().unwrap().is_empty());
 }
+
+#[test]
+fn gc_finishes_interrupted_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let store = ImageStore::open(&root).unwrap();
+    // What a killed process leaves: a half-written blob and a half-unpacked snapshot.
+    std::fs::write(store.content().ingest_dir().join("blob-partial"), b"half").unwrap();
+    std::fs::create_dir_all(root.join("snapshots/tmp-killed/fs/usr")).unwrap();
+    let w = store.content().writer(None, Algorithm::Sha256).unwrap();
+    drop(w); // an abandoned writer removes its own temp file
+    assert_eq!(
+        common::tree(store.content().ingest_dir()),
+        vec!["blob-partial".to_string()]
+    );
+    store.gc().unwrap();
+    assert!(common::tree(store.content().ingest_dir()).is_empty());
+    assert!(common::tree(&root.join("snapshots")).is_empty());
+}

@@ -171,13 +171,46 @@ pub fn write_layout(
     layers: &[(Vec<u8>, Compression)],
     name: &str,
 ) -> (Digest, Digest) {
+    let arch = hako_image::manifest::PlatformSpec::host().architecture;
+    let img = write_image(layout, layers, &arch, false);
+    let entry = serde_json::json!({
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": img.manifest.to_string(),
+        "size": img.manifest_size,
+        "annotations": {"org.opencontainers.image.ref.name": name}
+    });
+    write_index(layout, vec![entry]);
+    (img.manifest, img.config)
+}
+
+/// The blobs of one image written into a layout.
+pub struct WrittenImage {
+    pub manifest: Digest,
+    pub manifest_size: usize,
+    pub config: Digest,
+}
+
+/// Write an image's layers, config and manifest as blobs of `layout`, with
+/// OCI media types or (`docker`) Docker schema2 ones.
+pub fn write_image(
+    layout: &Path,
+    layers: &[(Vec<u8>, Compression)],
+    arch: &str,
+    docker: bool,
+) -> WrittenImage {
     let mut diff_ids = Vec::new();
     let mut descs = Vec::new();
     for (tar, c) in layers {
         diff_ids.push(Digest::sha256_of(tar).to_string());
         let blob = compress(tar, *c);
         let d = put_blob(layout, &blob);
-        descs.push(serde_json::json!({"mediaType": c.oci_media_type(), "digest": d.to_string(), "size": blob.len()}));
+        let media_type = match (docker, c) {
+            (true, Compression::Gzip) => "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            (true, Compression::None) => "application/vnd.docker.image.rootfs.diff.tar",
+            (true, Compression::Zstd) => "application/vnd.docker.image.rootfs.diff.tar.zstd",
+            (false, c) => c.oci_media_type(),
+        };
+        descs.push(serde_json::json!({"mediaType": media_type, "digest": d.to_string(), "size": blob.len()}));
     }
     let history: Vec<_> = layers
         .iter()
@@ -186,7 +219,7 @@ pub fn write_layout(
         .collect();
     let config = serde_json::json!({
         "created": "2024-01-01T00:00:00Z",
-        "architecture": hako_image::manifest::PlatformSpec::host().architecture,
+        "architecture": arch,
         "os": "linux",
         "config": {"Env": ["PATH=/bin"], "Labels": {"test": "yes"}},
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
@@ -194,23 +227,41 @@ pub fn write_layout(
     });
     let config = serde_json::to_vec(&config).unwrap();
     let config_digest = put_blob(layout, &config);
+    let (manifest_type, config_type) = if docker {
+        (
+            "application/vnd.docker.distribution.manifest.v2+json",
+            "application/vnd.docker.container.image.v1+json",
+        )
+    } else {
+        (
+            "application/vnd.oci.image.manifest.v1+json",
+            "application/vnd.oci.image.config.v1+json",
+        )
+    };
     let manifest = serde_json::json!({
         "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest.to_string(), "size": config.len()},
+        "mediaType": manifest_type,
+        "config": {"mediaType": config_type, "digest": config_digest.to_string(), "size": config.len()},
         "layers": descs,
     });
     let manifest = serde_json::to_vec(&manifest).unwrap();
     let manifest_digest = put_blob(layout, &manifest);
-    let index = serde_json::json!({
-        "schemaVersion": 2,
-        "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": manifest_digest.to_string(),
-            "size": manifest.len(),
-            "annotations": {"org.opencontainers.image.ref.name": name}
-        }]
-    });
+    WrittenImage {
+        manifest: manifest_digest,
+        manifest_size: manifest.len(),
+        config: config_digest,
+    }
+}
+
+/// Store a JSON document as a blob of `layout`; returns its digest and size.
+pub fn put_json(layout: &Path, doc: &serde_json::Value) -> (Digest, usize) {
+    let bytes = serde_json::to_vec(doc).unwrap();
+    (put_blob(layout, &bytes), bytes.len())
+}
+
+/// Write `index.json` (with these entries) and `oci-layout`.
+pub fn write_index(layout: &Path, manifests: Vec<serde_json::Value>) {
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": manifests});
     fs::write(
         layout.join("index.json"),
         serde_json::to_vec(&index).unwrap(),
@@ -221,7 +272,6 @@ pub fn write_layout(
         br#"{"imageLayoutVersion":"1.0.0"}"#,
     )
     .unwrap();
-    (manifest_digest, config_digest)
 }
 
 /// Unmounts and removes a container directory when dropped, so a failing
