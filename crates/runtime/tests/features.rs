@@ -359,11 +359,160 @@ fn cgroup_mount_shows_the_container_cgroup() {
     let rt = Runtime::new();
     let mut b = Bundle::new();
     let id = unique_id("cgmnt");
-    b.config["linux"]["cgroupsPath"] = json!(format!("/hako-test/{id}"));
+    b.config["linux"]["cgroupsPath"] = json!(format!("/hako-test-{id}"));
     b.config["linux"]["resources"] = json!({"pids": {"limit": 77}});
     b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}));
     b.sh("cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max");
     let (code, out, err) = rt.run_bundle(&b, &id);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.trim(), "77");
+}
+
+#[test]
+fn propagation_and_recursive_readonly_mounts() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    let host = tempfile::tempdir().unwrap();
+    // A submount under the bind source: "rro" must make it read-only too.
+    let sub = host.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    assert!(std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "tmpfs"])
+        .arg(&sub)
+        .status()
+        .unwrap()
+        .success());
+    struct Umount(std::path::PathBuf);
+    impl Drop for Umount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _u = Umount(sub.clone());
+    let mounts = b.config["mounts"].as_array_mut().unwrap();
+    mounts.push(json!({"destination": "/rro", "type": "bind", "source": host.path(), "options": ["rbind", "rro", "rprivate"]}));
+    mounts.push(json!({"destination": "/shared", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m", "shared"]}));
+    b.sh("touch /rro/a 2>/dev/null || echo top-ro; touch /rro/sub/b 2>/dev/null || echo sub-ro; grep -E ' /(shared|rro) ' /proc/self/mountinfo | grep -c shared:");
+    let out = run_ok(&rt, &b, "prop");
+    assert_eq!(out, "top-ro\nsub-ro\n1\n");
+}
+
+#[test]
+fn no_pivot_and_preserve_fds_and_leaked_fds() {
+    use std::os::fd::AsRawFd;
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.sh("for f in /proc/self/fd/*; do readlink $f; done; cat <&3");
+    b.write();
+    // fd 3 is passed on with --preserve-fds 1; fd 4 (a host file) must not leak.
+    let data = b.path().join("fd3.txt");
+    std::fs::write(&data, "preserved").unwrap();
+    let marker = b.path().join("leak-marker");
+    std::fs::write(&marker, "").unwrap();
+    let f3 = std::fs::File::open(&data).unwrap();
+    let f4 = std::fs::File::open(&marker).unwrap();
+    let id = unique_id("fds");
+    let mut cmd = rt.cmd();
+    cmd.args(["run", "--no-pivot", "--preserve-fds", "1", "--bundle"])
+        .arg(b.path())
+        .arg(&id);
+    let (fd3, fd4) = (f3.as_raw_fd(), f4.as_raw_fd());
+    // SAFETY: dup2 in the child before exec onto fixed numbers; async-signal-safe.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(move || {
+            // Move both out of the way first: either may already be 3 or 4, and
+            // dup2 onto itself would keep close-on-exec set.
+            let (a, b) = (
+                libc::fcntl(fd3, libc::F_DUPFD, 100),
+                libc::fcntl(fd4, libc::F_DUPFD, 100),
+            );
+            if a < 0 || b < 0 || libc::dup2(a, 3) < 0 || libc::dup2(b, 4) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::close(a);
+            libc::close(b);
+            Ok(())
+        });
+    }
+    let out = cmd.stdin(std::process::Stdio::null()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("fd3.txt"), "fd 3 was not preserved: {text}");
+    assert!(
+        !text.contains("leak-marker"),
+        "a host fd leaked into the container: {text}"
+    );
+    assert!(text.ends_with("preserved"), "{text}");
+}
+
+#[test]
+fn init_runs_from_a_sealed_copy_of_the_runtime() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.args(&["sleep", "100"]);
+    let id = unique_id("sealed");
+    assert!(rt.create(&b, &id).status.success());
+    let pid = rt.state(&id)["pid"].as_i64().unwrap();
+    // Before start the init is still the runtime: its exe must be the memfd copy,
+    // so a container process cannot reach (and overwrite) the host binary.
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert!(
+        exe.to_string_lossy().starts_with("/memfd:hako-runtime"),
+        "{}",
+        exe.display()
+    );
+}
+
+#[test]
+fn process_scheduling_attributes() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.config["process"]["oomScoreAdj"] = json!(500);
+    b.config["process"]["scheduler"] = json!({"policy": "SCHED_BATCH", "nice": 5});
+    b.config["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 6});
+    b.config["linux"]["personality"] = json!({"domain": "LINUX32"});
+    b.sh("cat /proc/self/oom_score_adj; cut -d' ' -f19,41 /proc/self/stat; uname -m");
+    let out = run_ok(&rt, &b, "sched");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "500");
+    assert_eq!(lines[1], "5 3", "nice 5, policy SCHED_BATCH: {out}");
+    assert_eq!(lines[2], "i686");
+    // Debian's runc 1.1 predates scheduler/ioPriority/personality: no comparison.
+}
+
+#[test]
+fn hook_timeout_fails_create() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.config["hooks"] =
+        json!({"createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}]});
+    b.args(&["true"]);
+    let id = unique_id("hooktimeout");
+    let out = rt.create(&b, &id);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("timed out"), "{err}");
+    assert!(!rt.root.path().join(&id).exists());
+}
+
+#[test]
+fn exec_with_a_process_file() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.args(&["sleep", "100"]);
+    let id = unique_id("execproc");
+    assert!(rt.create(&b, &id).status.success());
+    rt.ok(&["start", &id]);
+    let p = b.path().join("process.json");
+    std::fs::write(&p, json!({"args": ["sh", "-c", "echo $A; id -u; pwd"], "cwd": "/etc", "env": ["A=from-file", "PATH=/bin"], "user": {"uid": 65534, "gid": 65534}}).to_string()).unwrap();
+    let out = rt.ok(&["exec", "--process", p.to_str().unwrap(), &id]);
+    assert_eq!(out, "from-file\n65534\n/etc\n");
 }

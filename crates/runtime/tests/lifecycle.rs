@@ -24,14 +24,21 @@ fn create_start_state_kill_delete() {
     let id = unique_id("life");
     let pidfile = b.path().join("pid");
     let out = rt.create_with(&b, &id, &["--pid-file", pidfile.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let st = rt.state(&id);
     assert_eq!(st["status"], "created");
     assert_eq!(st["id"], id.as_str());
     let pid = st["pid"].as_i64().unwrap();
     assert!(pid > 0);
     assert_eq!(std::fs::read_to_string(&pidfile).unwrap(), pid.to_string());
-    assert_eq!(st["bundle"], b.path().canonicalize().unwrap().to_str().unwrap());
+    assert_eq!(
+        st["bundle"],
+        b.path().canonicalize().unwrap().to_str().unwrap()
+    );
 
     // Duplicate ids are refused and leave the first container untouched.
     let dup = rt.create(&b, &id);
@@ -45,7 +52,8 @@ fn create_start_state_kill_delete() {
     let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
     assert_eq!(cmdline, "sleep\01000\0");
 
-    let list: serde_json::Value = serde_json::from_str(&rt.ok(&["list", "--format", "json"])).unwrap();
+    let list: serde_json::Value =
+        serde_json::from_str(&rt.ok(&["list", "--format", "json"])).unwrap();
     assert_eq!(list[0]["id"], id.as_str());
     assert_eq!(list[0]["status"], "running");
 
@@ -79,8 +87,23 @@ fn exec_runs_in_the_container_and_returns_its_code() {
     let id = unique_id("exec");
     assert!(rt.create(&b, &id).status.success());
     rt.ok(&["start", &id]);
-    let out = rt.run(&["exec", "--env", "FOO=bar", "--cwd", "/tmp", &id, "sh", "-c", "echo $FOO $(hostname) $(pwd) $$; exit 7"]);
-    assert_eq!(out.status.code(), Some(7), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = rt.run(&[
+        "exec",
+        "--env",
+        "FOO=bar",
+        "--cwd",
+        "/tmp",
+        &id,
+        "sh",
+        "-c",
+        "echo $FOO $(hostname) $(pwd) $$; exit 7",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let f: Vec<&str> = text.split_whitespace().collect();
     assert_eq!(&f[..3], &["bar", "exec-host", "/tmp"]);
@@ -94,7 +117,15 @@ fn exec_runs_in_the_container_and_returns_its_code() {
     // Detached: the process keeps stdio, so give it none (a pipe would stay open).
     let st = rt
         .cmd()
-        .args(["exec", "--detach", "--pid-file", pidfile.to_str().unwrap(), &id, "sleep", "500"])
+        .args([
+            "exec",
+            "--detach",
+            "--pid-file",
+            pidfile.to_str().unwrap(),
+            &id,
+            "sleep",
+            "500",
+        ])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -157,7 +188,12 @@ fn kill_all_signals_every_process() {
     }
     assert_eq!(rt.state(&id)["status"], "stopped");
     for p in ps {
-        assert!(!std::path::Path::new(&format!("/proc/{p}/cmdline")).exists() || std::fs::read_to_string(format!("/proc/{p}/cmdline")).unwrap_or_default().is_empty());
+        assert!(
+            !std::path::Path::new(&format!("/proc/{p}/cmdline")).exists()
+                || std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                    .unwrap_or_default()
+                    .is_empty()
+        );
     }
 }
 
@@ -167,7 +203,7 @@ fn update_and_resources_reach_the_cgroup_files() {
     let mut b = Bundle::new();
     b.args(&["sleep", "1000"]);
     let id = unique_id("res");
-    let cg = format!("/hako-test/{id}");
+    let cg = format!("/hako-test-{id}");
     b.config["linux"]["cgroupsPath"] = json!(cg);
     b.config["linux"]["resources"] = json!({
         "memory": {"limit": 67108864},
@@ -175,12 +211,19 @@ fn update_and_resources_reach_the_cgroup_files() {
         "cpu": {"shares": 512}
     });
     assert!(rt.create(&b, &id).status.success());
-    let read = |c: &str, f: &str| std::fs::read_to_string(cgroup_dir(c, &cg).join(f)).unwrap().trim().to_string();
+    let read = |c: &str, f: &str| {
+        std::fs::read_to_string(cgroup_dir(c, &cg).join(f))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
     assert_eq!(read("memory", "memory.limit_in_bytes"), "67108864");
     assert_eq!(read("pids", "pids.max"), "50");
     assert_eq!(read("cpu", "cpu.shares"), "512");
     let pid = rt.state(&id)["pid"].as_i64().unwrap();
-    assert!(read("memory", "cgroup.procs").lines().any(|l| l == pid.to_string()));
+    assert!(read("memory", "cgroup.procs")
+        .lines()
+        .any(|l| l == pid.to_string()));
     rt.ok(&["start", &id]);
     rt.ok(&["update", "--memory", "128M", "--pids-limit", "20", &id]);
     assert_eq!(read("memory", "memory.limit_in_bytes"), "134217728");
@@ -203,12 +246,15 @@ fn failed_create_leaves_nothing_behind() {
     let mut b = Bundle::new();
     b.args(&["no-such-binary"]);
     let id = unique_id("fail");
-    let cg = format!("/hako-test/{id}");
+    let cg = format!("/hako-test-{id}");
     b.config["linux"]["cgroupsPath"] = json!(cg);
     let out = rt.create(&b, &id);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no-such-binary") && err.contains("not found"), "{err}");
+    assert!(
+        err.contains("no-such-binary") && err.contains("not found"),
+        "{err}"
+    );
     assert_eq!(err.trim().lines().count(), 1, "one-line error: {err}");
     assert!(!rt.root.path().join(&id).exists(), "state dir left behind");
     assert!(!cgroup_dir("memory", &cg).exists(), "cgroup left behind");
@@ -222,7 +268,13 @@ fn bad_configs_get_clear_errors() {
     let id = unique_id("bad");
     // Malformed field: the error names it.
     std::fs::write(b.path().join("config.json"), r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"cwd":"/","args":["sh"],"user":{"uid":"zero","gid":0}}}"#).unwrap();
-    let out = rt.cmd().args(["create", "-b"]).arg(b.path()).arg(&id).output().unwrap();
+    let out = rt
+        .cmd()
+        .args(["create", "-b"])
+        .arg(b.path())
+        .arg(&id)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("process.user.uid"), "{err}");
@@ -230,7 +282,13 @@ fn bad_configs_get_clear_errors() {
     let mut c = b.config.clone();
     c["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "bogus"}]);
     std::fs::write(b.path().join("config.json"), c.to_string()).unwrap();
-    let out = rt.cmd().args(["create", "-b"]).arg(b.path()).arg(&id).output().unwrap();
+    let out = rt
+        .cmd()
+        .args(["create", "-b"])
+        .arg(b.path())
+        .arg(&id)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("linux.namespaces[1]"), "{err}");
@@ -238,14 +296,26 @@ fn bad_configs_get_clear_errors() {
     let mut c = b.config.clone();
     c["root"]["path"] = json!("nope");
     std::fs::write(b.path().join("config.json"), c.to_string()).unwrap();
-    let out = rt.cmd().args(["create", "-b"]).arg(b.path()).arg(&id).output().unwrap();
+    let out = rt
+        .cmd()
+        .args(["create", "-b"])
+        .arg(b.path())
+        .arg(&id)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("root.path"), "{err}");
     // Features the host cannot honour fail, never silently succeed.
     let mut c = b.config.clone();
     c["process"]["apparmorProfile"] = json!("docker-default");
     std::fs::write(b.path().join("config.json"), c.to_string()).unwrap();
-    let out = rt.cmd().args(["create", "-b"]).arg(b.path()).arg(&id).output().unwrap();
+    let out = rt
+        .cmd()
+        .args(["create", "-b"])
+        .arg(b.path())
+        .arg(&id)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("apparmorProfile"), "{err}");
     assert!(!rt.root.path().join(&id).exists());
@@ -255,7 +325,13 @@ fn bad_configs_get_clear_errors() {
 fn log_format_json_writes_error_lines() {
     let rt = Runtime::new();
     let log = rt.root.path().join("log.json");
-    let out = rt.cmd().args(["--log"]).arg(&log).args(["--log-format", "json", "state", "missing-container"]).output().unwrap();
+    let out = rt
+        .cmd()
+        .args(["--log"])
+        .arg(&log)
+        .args(["--log-format", "json", "state", "missing-container"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let line = std::fs::read_to_string(&log).unwrap();
     let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
@@ -269,13 +345,24 @@ fn features_and_spec_commands() {
     let rt = Runtime::new();
     let f: serde_json::Value = serde_json::from_str(&rt.ok(&["features"])).unwrap();
     assert_eq!(f["ociVersionMax"], "1.3.0");
-    assert!(f["linux"]["namespaces"].as_array().unwrap().contains(&json!("user")));
+    assert!(f["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("user")));
     let dir = tempfile::tempdir().unwrap();
     rt.ok(&["spec", "--bundle", dir.path().to_str().unwrap()]);
     let out = rt.run(&["spec", "--bundle", dir.path().to_str().unwrap()]);
     assert!(!out.status.success(), "spec must not overwrite");
     let dir2 = tempfile::tempdir().unwrap();
-    rt.ok(&["spec", "--rootless", "--bundle", dir2.path().to_str().unwrap()]);
-    let c: serde_json::Value = serde_json::from_slice(&std::fs::read(dir2.path().join("config.json")).unwrap()).unwrap();
-    assert!(c["linux"]["uidMappings"].as_array().is_some_and(|m| !m.is_empty()));
+    rt.ok(&[
+        "spec",
+        "--rootless",
+        "--bundle",
+        dir2.path().to_str().unwrap(),
+    ]);
+    let c: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir2.path().join("config.json")).unwrap()).unwrap();
+    assert!(c["linux"]["uidMappings"]
+        .as_array()
+        .is_some_and(|m| !m.is_empty()));
 }

@@ -124,8 +124,19 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
     .map_err(|e| Error::Other(e.to_string()))?;
     cgroup.create().map_err(|e| Error::Other(e.to_string()))?;
     undo.cgroup = Some(cgroup.clone());
-    if let Some(res) = linux.resources() {
-        cgroup.apply(res).map_err(|e| Error::Other(e.to_string()))?;
+    // The device nodes the spec creates are also allowed in the device cgroup,
+    // after the spec's own rules (which usually start with "deny all"), as runc does.
+    let mut res = linux.resources().clone().unwrap_or_default();
+    let allow = crate::cgroups::device_allow_rules(linux.devices().as_deref().unwrap_or_default());
+    if !allow.is_empty() {
+        let mut rules = res.devices().clone().unwrap_or_default();
+        rules.extend(allow);
+        res.set_devices(Some(rules));
+    }
+    if linux.resources().is_some() || res.devices().is_some() {
+        cgroup
+            .apply(&res)
+            .map_err(|e| Error::Other(e.to_string()))?;
     }
 
     let fifo_path = dir.join(state::EXEC_FIFO);

@@ -30,13 +30,13 @@ pub fn update(root: &Path, id: &str, res: &LinuxResources) -> Result<()> {
 fn merge(old: LinuxResources, new: &LinuxResources) -> LinuxResources {
     let mut out = old;
     if new.memory().is_some() {
-        out.set_memory(new.memory().clone());
+        out.set_memory(*new.memory());
     }
     if new.cpu().is_some() {
         out.set_cpu(new.cpu().clone());
     }
     if new.pids().is_some() {
-        out.set_pids(new.pids().clone());
+        out.set_pids(*new.pids());
     }
     if new.block_io().is_some() {
         out.set_block_io(new.block_io().clone());

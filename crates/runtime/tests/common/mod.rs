@@ -29,7 +29,10 @@ pub struct Bundle {
 
 impl Bundle {
     pub fn new() -> Bundle {
-        let dir = tempfile::Builder::new().prefix("hako-bundle-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("hako-bundle-")
+            .tempdir()
+            .unwrap();
         let rootfs = dir.path().join("rootfs");
         for d in ["bin", "proc", "sys", "dev", "etc", "tmp", "root"] {
             std::fs::create_dir_all(rootfs.join(d)).unwrap();
@@ -52,9 +55,14 @@ impl Bundle {
             .arg(dir.path())
             .output()
             .unwrap();
-        assert!(out.status.success(), "spec: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "spec: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let config: Value =
-            serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
+            serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap())
+                .unwrap();
         let mut b = Bundle { dir, config };
         b.config["process"]["terminal"] = Value::Bool(false);
         b
@@ -95,7 +103,10 @@ pub struct Runtime {
 impl Runtime {
     pub fn new() -> Runtime {
         Runtime {
-            root: tempfile::Builder::new().prefix("hako-rt-").tempdir().unwrap(),
+            root: tempfile::Builder::new()
+                .prefix("hako-rt-")
+                .tempdir()
+                .unwrap(),
         }
     }
 

@@ -1,7 +1,7 @@
 use super::Result;
 use crate::Cli;
 use hako_runtime::error::{Context, Error};
-use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxPids, LinuxResources};
+use oci_spec::runtime::{LinuxPids, LinuxResources};
 use std::io::Read;
 use std::path::PathBuf;
 
@@ -88,7 +88,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<i32> {
         opt(&a.kernel_memory)?,
     );
     if limit.is_some() || swap.is_some() || reservation.is_some() || kernel.is_some() {
-        let mut m = res.memory().clone().unwrap_or_else(LinuxMemory::default);
+        let mut m = (*res.memory()).unwrap_or_default();
         if limit.is_some() {
             m.set_limit(limit);
         }
@@ -111,7 +111,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<i32> {
         || a.cpuset_cpus.is_some()
         || a.cpuset_mems.is_some()
     {
-        let mut c = res.cpu().clone().unwrap_or_else(LinuxCpu::default);
+        let mut c = res.cpu().clone().unwrap_or_default();
         if a.cpu_shares.is_some() {
             c.set_shares(a.cpu_shares);
         }
@@ -141,7 +141,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<i32> {
         res.set_pids(Some(p));
     }
     if let Some(w) = a.blkio_weight {
-        let mut b = res.block_io().clone().unwrap_or_else(LinuxBlockIo::default);
+        let mut b = res.block_io().clone().unwrap_or_default();
         b.set_weight(Some(w));
         res.set_block_io(Some(b));
     }

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The main job, end to end on local data:
+#   install packages, build, make a busybox image, push it to a registry on
+#   loopback (hako's own registry), pull it back, and run it with hako-runtime.
+# Everything lives in a temp dir that is removed at exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/install-deps.sh
+cargo build --release --workspace
+BIN=$PWD/target/release
+WORK=$(mktemp -d /tmp/hako-quickstart.XXXXXX)
+REG_PID=""
+MOUNTED=""
+cleanup() {
+  [ -n "$MOUNTED" ] && "$BIN/hako" --root "$WORK/store2" image unmount localhost/demo/busybox:1 >/dev/null 2>&1 || true
+  [ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null && wait "$REG_PID" 2>/dev/null || true
+  "$BIN/hako-runtime" --root "$WORK/run" delete --force quickstart >/dev/null 2>&1 || true
+  umount -R "$WORK/store2" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+echo "== 1. a busybox root filesystem from Debian's busybox-static"
+mkdir -p "$WORK/rootfs"/{bin,proc,sys,dev,etc,tmp,root}
+cp /bin/busybox "$WORK/rootfs/bin/"
+for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$WORK/rootfs/bin/$a"; done
+echo 'root:x:0:0:root:/root:/bin/sh' > "$WORK/rootfs/etc/passwd"
+tar -C "$WORK/rootfs" -cf "$WORK/rootfs.tar" .
+
+echo "== 2. import it as an image"
+"$BIN/hako" --root "$WORK/store" import "$WORK/rootfs.tar" localhost/demo/busybox:1
+"$BIN/hako" --root "$WORK/store" images
+
+echo "== 3. push it to hako's registry on 127.0.0.1"
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$BIN/hako" registry serve --addr "127.0.0.1:$PORT" --root "$WORK/registry" >"$WORK/registry.log" 2>&1 &
+REG_PID=$!
+for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$PORT/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
+"$BIN/hako" --root "$WORK/store" save --format oci-archive -o "$WORK/image.tar" localhost/demo/busybox:1
+skopeo copy --quiet --dest-tls-verify=false "oci-archive:$WORK/image.tar" "docker://127.0.0.1:$PORT/demo/busybox:1"
+curl -fsS "http://127.0.0.1:$PORT/v2/demo/busybox/tags/list"; echo
+
+echo "== 4. pull it back into a fresh store"
+skopeo copy --quiet --src-tls-verify=false "docker://127.0.0.1:$PORT/demo/busybox:1" "oci-archive:$WORK/pulled.tar:localhost/demo/busybox:1"
+"$BIN/hako" --root "$WORK/store2" load -i "$WORK/pulled.tar"
+"$BIN/hako" --root "$WORK/store2" images
+
+echo "== 5. run it with hako-runtime"
+ROOTFS=$("$BIN/hako" --root "$WORK/store2" image mount localhost/demo/busybox:1)
+MOUNTED=1
+mkdir -p "$WORK/bundle"
+"$BIN/hako-runtime" spec --bundle "$WORK/bundle"
+python3 - "$WORK/bundle/config.json" "$ROOTFS" <<'PY'
+import json, sys
+path, rootfs = sys.argv[1], sys.argv[2]
+c = json.load(open(path))
+c["root"] = {"path": rootfs, "readonly": True}
+c["process"]["terminal"] = False
+c["process"]["args"] = ["sh", "-c", "echo hello from a hako container: $(hostname), pid $$, $(id)"]
+json.dump(c, open(path, "w"))
+PY
+"$BIN/hako-runtime" --root "$WORK/run" run --bundle "$WORK/bundle" quickstart
+echo "== done"
