@@ -50,7 +50,7 @@ fn create_start_state_kill_delete() {
     assert_eq!(rt.state(&id)["status"], "running");
     // The process is the one we asked for.
     let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
-    assert_eq!(cmdline, "sleep\01000\0");
+    assert_eq!(cmdline, "sleep\u{0}1000\u{0}");
 
     let list: serde_json::Value =
         serde_json::from_str(&rt.ok(&["list", "--format", "json"])).unwrap();
