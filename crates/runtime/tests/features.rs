@@ -516,3 +516,17 @@ fn exec_with_a_process_file() {
     let out = rt.ok(&["exec", "--process", p.to_str().unwrap(), &id]);
     assert_eq!(out, "from-file\n65534\n/etc\n");
 }
+
+#[test]
+fn run_with_a_terminal_relays_the_pty() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.config["process"]["terminal"] = json!(true);
+    b.sh("tty; echo relayed; exit 4");
+    let (code, out, err) = rt.run_bundle(&b, &unique_id("relay"));
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        out.contains("/dev/pts/0") && out.contains("relayed"),
+        "{out}"
+    );
+}

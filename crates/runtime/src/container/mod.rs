@@ -8,6 +8,7 @@ mod init;
 mod kill;
 mod pause;
 mod start;
+mod tty;
 mod update;
 mod wait;
 
@@ -18,6 +19,7 @@ pub use exec::{exec, ExecOptions, ExecOutcome};
 pub use kill::{kill, parse_signal};
 pub use pause::{pause, resume};
 pub use start::start;
+pub use tty::{relay, ConsoleListener};
 pub use update::update;
 pub use wait::{become_subreaper, block_signals, wait_forwarding};
 

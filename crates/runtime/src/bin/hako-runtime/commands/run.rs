@@ -51,9 +51,38 @@ pub fn run(cli: &Cli, a: &Args) -> Result<i32> {
     }
     container::become_subreaper()?;
     container::block_signals()?;
-    let c = container::create(&create.options(cli))?;
+    // A terminal with no console socket: relay the pty to our own stdio, as runc.
+    let spec = hako_runtime::spec::load(&a.bundle)?;
+    let wants_tty = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
+    let listener = if wants_tty && a.console_socket.is_none() {
+        Some(container::ConsoleListener::new(&a.id)?)
+    } else {
+        None
+    };
+    let mut opts = create.options(cli);
+    if let Some(l) = &listener {
+        opts.console_socket = Some(l.path.clone());
+    }
+    let c = container::create(&opts)?;
+    let master = match &listener {
+        Some(l) => match l.receive() {
+            Ok(m) => Some(m),
+            Err(e) => {
+                let _ = container::delete(&cli.root, &a.id, true);
+                return Err(e);
+            }
+        },
+        None => None,
+    };
     let code = match container::start(&cli.root, &a.id) {
-        Ok(()) => container::wait_forwarding(c.pid),
+        Ok(()) => match master {
+            Some(m) => container::relay(c.pid, m),
+            None => container::wait_forwarding(c.pid),
+        },
         Err(e) => Err(e),
     };
     if !a.keep {
