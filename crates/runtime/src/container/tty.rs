@@ -81,6 +81,7 @@ impl Drop for RawMode {
 }
 
 fn copy_winsize(master: BorrowedFd) {
+    // SAFETY: winsize is plain integers, for which all-zero is a valid value.
     let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
     // SAFETY: TIOCGWINSZ fills `ws`; TIOCSWINSZ reads it; both outlive the calls.
     unsafe {
