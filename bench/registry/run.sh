@@ -41,8 +41,10 @@ free_port() {
 now_ms() { date +%s%3N; }
 
 # --- the test image: LAYERS gzipped tar layers of random bytes, SIZE_MB in total ---
-IMG="$WORK/image"
-python3 - "$IMG" "$SIZE_MB" "$LAYERS" <<'PY'
+# A fresh image per run: skopeo remembers which blobs a registry already has (its blob
+# info cache) and would mount them instead of uploading, so reused layers time nothing.
+make_image() {
+python3 - "$1" "$SIZE_MB" "$LAYERS" <<'PY'
 import gzip, hashlib, io, json, os, sys, tarfile
 out, size_mb, layers = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 blobs = os.path.join(out, "blobs", "sha256")
@@ -80,7 +82,7 @@ open(os.path.join(out, "oci-layout"), "w").write('{"imageLayoutVersion":"1.0.0"}
 big = max(descs, key=lambda d: d["size"])
 open(os.path.join(out, "biggest"), "w").write(big["digest"])
 PY
-BIG=$(cat "$IMG/biggest")
+}
 
 # --- the servers ---
 HAKO_PORT=$(free_port)
@@ -134,6 +136,9 @@ push_blob() { # port repo file
 echo "image: $LAYERS layers, $SIZE_MB MB; $RUNS interleaved runs" >&2
 for i in $(seq "$RUNS"); do
   # Alternate who goes first so neither server always runs on a warmer page cache.
+  IMG="$WORK/image$i"
+  make_image "$IMG"
+  BIG=$(cat "$IMG/biggest")
   if [ $((i % 2)) -eq 1 ]; then order="hako dr"; else order="dr hako"; fi
   for s in $order; do
     p=${PORT[$s]}
@@ -174,6 +179,7 @@ for i in $(seq "$RUNS"); do
     curl -sf --no-progress-meter -Z --parallel-max 16 -H 'Accept: application/vnd.oci.image.manifest.v1+json' -K "$urls"
     t1=$(now_ms); record manifest_gets "$s" $((t1 - t0))
   done
+  rm -rf "$IMG"
   echo "run $i done" >&2
 done
 
