@@ -4,9 +4,13 @@
 //! small JSON document; EOF means every peer holding the other end is gone.
 
 use crate::error::{Context, Error, Result};
-use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{
+    recvmsg, send, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned,
+    MsgFlags, SockFlag, SockType,
+};
 use serde::{Deserialize, Serialize};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::cell::RefCell;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Msg {
@@ -23,12 +27,18 @@ pub enum Msg {
     HooksDone(String),
     /// Init → runtime: the container is created and waits for `start`.
     Ready,
+    /// Child → runtime, with the seccomp notify fd attached: pass it on to the
+    /// listener (linux.seccomp.listenerPath is a path in the runtime's namespace).
+    SeccompFd,
+    SeccompDone,
     /// Any child → runtime: setup failed; the message names what failed.
     Error(String),
 }
 
 pub struct Channel {
     fd: OwnedFd,
+    /// An fd that arrived with the last message (SCM_RIGHTS).
+    received: RefCell<Option<OwnedFd>>,
 }
 
 /// Returns (runtime end, child end). Both are close-on-exec so the container
@@ -41,7 +51,16 @@ pub fn pair() -> Result<(Channel, Channel)> {
         SockFlag::SOCK_CLOEXEC,
     )
     .ctx(|| "creating the sync socketpair")?;
-    Ok((Channel { fd: a }, Channel { fd: b }))
+    Ok((
+        Channel {
+            fd: a,
+            received: RefCell::new(None),
+        },
+        Channel {
+            fd: b,
+            received: RefCell::new(None),
+        },
+    ))
 }
 
 impl Channel {
@@ -52,21 +71,61 @@ impl Channel {
         Ok(())
     }
 
-    /// Receives one message; `None` on EOF (the peer exited).
+    /// Sends a message with an fd attached.
+    pub fn send_with_fd(&self, msg: &Msg, fd: BorrowedFd) -> Result<()> {
+        let data = serde_json::to_vec(msg).expect("message serializes");
+        let fds = [fd.as_raw_fd()];
+        sendmsg::<()>(
+            self.fd.as_raw_fd(),
+            &[std::io::IoSlice::new(&data)],
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        )
+        .ctx(|| "passing an fd over the sync socket")?;
+        Ok(())
+    }
+
+    /// Receives one message; `None` on EOF (the peer exited). An attached fd is
+    /// kept for `take_fd`.
     pub fn recv(&self) -> Result<Option<Msg>> {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
-                Ok(0) => return Ok(None),
-                Ok(n) => {
-                    return serde_json::from_slice(&buf[..n])
-                        .map(Some)
-                        .map_err(|e| Error::Other(format!("bad message on the sync socket: {e}")))
-                }
+            let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+            let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+            let msg = match recvmsg::<()>(
+                self.fd.as_raw_fd(),
+                &mut iov,
+                Some(&mut cmsg),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            ) {
+                Ok(m) => m,
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(Error::io("reading the sync socket", e)),
+            };
+            let n = msg.bytes;
+            if let Ok(cmsgs) = msg.cmsgs() {
+                for c in cmsgs {
+                    if let ControlMessageOwned::ScmRights(fds) = c {
+                        if let Some(&fd) = fds.first() {
+                            // SAFETY: SCM_RIGHTS just installed this fd for us alone.
+                            *self.received.borrow_mut() = Some(unsafe { OwnedFd::from_raw_fd(fd) });
+                        }
+                    }
+                }
             }
+            if n == 0 {
+                return Ok(None);
+            }
+            return serde_json::from_slice(&buf[..n])
+                .map(Some)
+                .map_err(|e| Error::Other(format!("bad message on the sync socket: {e}")));
         }
+    }
+
+    /// The fd that came with the last message, if any.
+    pub fn take_fd(&self) -> Option<OwnedFd> {
+        self.received.borrow_mut().take()
     }
 
     /// Waits for a specific reply; an `Error` message or EOF becomes an error.

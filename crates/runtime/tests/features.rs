@@ -530,3 +530,62 @@ fn run_with_a_terminal_relays_the_pty() {
         "{out}"
     );
 }
+
+#[test]
+fn seccomp_notify_goes_to_the_listener_which_answers() {
+    use libseccomp::{ScmpNotifReq, ScmpNotifResp, ScmpNotifRespFlags};
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::net::UnixListener;
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    let sock = b.path().join("listener.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    b.config["root"]["readonly"] = json!(false);
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": sock,
+        "listenerMetadata": "hello-agent",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
+    });
+    b.sh("mkdir /tmp/notified 2>&1; echo rc=$?");
+    let id = unique_id("notify");
+    let agent = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let msg = recvmsg::<()>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::empty(),
+        )
+        .unwrap();
+        let mut fd = None;
+        for c in msg.cmsgs().unwrap() {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                // SAFETY: SCM_RIGHTS installed this fd in our table; we own it now.
+                fd = Some(unsafe { OwnedFd::from_raw_fd(fds[0]) });
+            }
+        }
+        let n = msg.bytes;
+        let doc: serde_json::Value = serde_json::from_slice(&buf[..n]).unwrap();
+        let fd = fd.expect("no notify fd");
+        let req = ScmpNotifReq::receive(fd.as_raw_fd()).unwrap();
+        ScmpNotifResp::new_error(req.id, -libc::EXDEV, ScmpNotifRespFlags::empty())
+            .respond(fd.as_raw_fd())
+            .unwrap();
+        doc
+    });
+    let (code, out, err) = rt.run_bundle(&b, &id);
+    assert_eq!(code, 0, "{err}");
+    let doc = agent.join().unwrap();
+    assert!(
+        out.contains("Invalid cross-device link") && out.contains("rc=1"),
+        "{out}"
+    );
+    assert_eq!(doc["fds"], json!(["seccompFd"]));
+    assert_eq!(doc["metadata"], "hello-agent");
+    assert_eq!(doc["state"]["id"], id.as_str());
+}

@@ -238,6 +238,11 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
                 }
                 parent_ch.send(&Msg::HooksDone(String::from_utf8_lossy(&st).into_owned()))?;
             }
+            Some(Msg::SeccompFd) => {
+                let st = state::hook_state(&container, Status::Creating);
+                super::pass_seccomp_fd(&spec, parent_ch.take_fd(), &st)?;
+                parent_ch.send(&Msg::SeccompDone)?;
+            }
             Some(Msg::Ready) => break,
             Some(Msg::Error(e)) => return Err(Error::Container(e)),
             Some(other) => {

@@ -61,7 +61,6 @@ pub fn exec(o: &ExecOptions) -> Result<ExecOutcome> {
         super::become_subreaper()?;
         super::block_signals()?;
     }
-    let state = String::from_utf8_lossy(&state::hook_state(&c, Status::Running)).into_owned();
     let (parent_ch, child_ch) = channel::pair()?;
     // SAFETY: single-threaded runtime; the child _exits or execs.
     let stage1 = match unsafe { fork() }.ctx(|| "fork")? {
@@ -82,11 +81,7 @@ pub fn exec(o: &ExecOptions) -> Result<ExecOutcome> {
                                 seccomp.as_ref(),
                                 console.as_ref().map(|c| c.as_raw_fd()),
                                 o.preserve_fds,
-                                linux
-                                    .seccomp()
-                                    .as_ref()
-                                    .and_then(|s| s.listener_path().clone()),
-                                &state,
+                                &child_ch,
                             )?;
                             Err(prepared.exec())
                         })();
@@ -127,11 +122,20 @@ pub fn exec(o: &ExecOptions) -> Result<ExecOutcome> {
         .map_err(|e| fail(Error::Other(format!("adding exec process to cgroup: {e}"))))?;
     parent_ch.send(&Msg::Go).map_err(fail)?;
     // EOF means execve succeeded (the channel is close-on-exec).
-    match parent_ch.recv() {
-        Ok(None) => {}
-        Ok(Some(Msg::Error(e))) => return Err(fail(Error::Container(e))),
-        Ok(Some(m)) => return Err(fail(Error::Other(format!("unexpected message {m:?}")))),
-        Err(e) => return Err(fail(e)),
+    loop {
+        match parent_ch.recv() {
+            Ok(None) => break,
+            Ok(Some(Msg::SeccompFd)) => {
+                let mut st = c.clone();
+                st.pid = pid;
+                let doc = state::hook_state(&st, Status::Running);
+                super::pass_seccomp_fd(&c.spec, parent_ch.take_fd(), &doc).map_err(fail)?;
+                parent_ch.send(&Msg::SeccompDone).map_err(fail)?;
+            }
+            Ok(Some(Msg::Error(e))) => return Err(fail(Error::Container(e))),
+            Ok(Some(m)) => return Err(fail(Error::Other(format!("unexpected message {m:?}")))),
+            Err(e) => return Err(fail(e)),
+        }
     }
     if let Some(pf) = &o.pid_file {
         util::write_atomic(pf, pid.to_string().as_bytes(), 0o644)?;

@@ -178,18 +178,7 @@ fn init(a: &InitArgs, ch: &Channel) -> Result<std::convert::Infallible> {
             .unwrap_or_default();
         process::set_personality(&domain, &flags)?;
     }
-    let exe = prepare_process(
-        proc_,
-        a.caps,
-        a.seccomp,
-        a.console_fd,
-        a.preserve_fds,
-        linux
-            .seccomp()
-            .as_ref()
-            .and_then(|s| s.listener_path().clone()),
-        &state,
-    )?;
+    let exe = prepare_process(proc_, a.caps, a.seccomp, a.console_fd, a.preserve_fds, ch)?;
     ch.send(&Msg::Ready)?;
 
     // From here on the runtime may be gone: report failures on the container's
@@ -231,22 +220,15 @@ fn after_ready(a: &InitArgs, spec: &Spec, state: &str, exe: Prepared) -> Error {
 }
 
 /// What is left to do right before execve.
-pub(crate) struct Prepared<'a> {
+pub(crate) struct Prepared {
     path: std::path::PathBuf,
     args: Vec<String>,
     env: Vec<String>,
-    late_seccomp: Option<&'a crate::seccomp::Filter>,
-    listener: Option<(std::path::PathBuf, String)>,
 }
 
-impl Prepared<'_> {
-    /// Loads a late seccomp filter, unblocks signals and execs.
+impl Prepared {
+    /// Unblocks signals and execs.
     pub(crate) fn exec(self) -> Error {
-        if let Some(f) = self.late_seccomp {
-            if let Err(e) = load_seccomp(f, self.listener.as_ref()) {
-                return e;
-            }
-        }
         let _ = nix::sys::signal::sigprocmask(
             nix::sys::signal::SigmaskHow::SIG_SETMASK,
             Some(&nix::sys::signal::SigSet::empty()),
@@ -256,14 +238,16 @@ impl Prepared<'_> {
     }
 }
 
-fn load_seccomp(
-    f: &crate::seccomp::Filter,
-    listener: Option<&(std::path::PathBuf, String)>,
-) -> Result<()> {
+/// Loads the filter; a notify fd goes to the runtime, which passes it on to the
+/// listener (whose path is only reachable from the runtime's namespace).
+fn load_seccomp(f: &crate::seccomp::Filter, ch: &Channel) -> Result<()> {
     let fd = f.load().map_err(|e| Error::Container(e.to_string()))?;
-    if let (Some(fd), Some((path, state))) = (fd, listener) {
-        crate::seccomp::send_listener_fd(path, fd.as_fd(), state.as_bytes())
-            .map_err(|e| Error::Container(e.to_string()))?;
+    if let Some(fd) = fd {
+        ch.send_with_fd(&Msg::SeccompFd, fd.as_fd())?;
+        ch.expect(
+            |m| matches!(m, Msg::SeccompDone),
+            "the seccomp listener hand-off",
+        )?;
     }
     Ok(())
 }
@@ -271,15 +255,14 @@ fn load_seccomp(
 /// The steps shared by the container init and `exec`: terminal, rlimits,
 /// scheduling, fds, user and capabilities, cwd, seccomp (early, when
 /// no_new_privs is off and loading needs CAP_SYS_ADMIN), and the executable.
-pub(crate) fn prepare_process<'a>(
+pub(crate) fn prepare_process(
     p: &Process,
     caps: &CapSets,
-    seccomp: Option<&'a crate::seccomp::Filter>,
+    seccomp: Option<&crate::seccomp::Filter>,
     console_fd: Option<RawFd>,
     preserve_fds: u32,
-    listener_path: Option<std::path::PathBuf>,
-    state: &str,
-) -> Result<Prepared<'a>> {
+    ch: &Channel,
+) -> Result<Prepared> {
     if let Some(fd) = console_fd {
         let size = p
             .console_size()
@@ -309,10 +292,11 @@ pub(crate) fn prepare_process<'a>(
     let path = process::find_executable(&args[0], &env, cwd)?;
     process::cloexec_from(3 + preserve_fds)?;
     let nnp = p.no_new_privileges().unwrap_or(false);
-    let listener = listener_path.map(|l| (l, state.to_string()));
+    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it while
+    // we still have it. With it, load as late as possible (after the user switch).
     if !nnp {
         if let Some(f) = seccomp {
-            load_seccomp(f, listener.as_ref())?;
+            load_seccomp(f, ch)?;
         }
     }
     caps.drop_bounding()?;
@@ -325,14 +309,11 @@ pub(crate) fn prepare_process<'a>(
     process::enter_cwd(cwd)?;
     if nnp {
         process::set_no_new_privs()?;
+        if let Some(f) = seccomp {
+            load_seccomp(f, ch)?;
+        }
     }
-    Ok(Prepared {
-        path,
-        args,
-        env,
-        late_seccomp: if nnp { seccomp } else { None },
-        listener: if nnp { listener } else { None },
-    })
+    Ok(Prepared { path, args, env })
 }
 
 fn set_domainname(d: &str) -> Result<()> {

@@ -57,3 +57,30 @@ pub(crate) fn wait_gone(pid: i32, start: Option<u64>, timeout: std::time::Durati
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }
+
+/// Hands a seccomp notify fd received from a container process to the
+/// listener at linux.seccomp.listenerPath, with the "container process state"
+/// document (runtime-spec config-linux.md).
+pub(crate) fn pass_seccomp_fd(
+    spec: &oci_spec::runtime::Spec,
+    fd: Option<std::os::fd::OwnedFd>,
+    state: &[u8],
+) -> Result<()> {
+    use std::os::fd::AsFd;
+    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    let (Some(fd), Some(path)) = (fd, seccomp.and_then(|s| s.listener_path().as_ref())) else {
+        return Err(Error::Container(
+            "seccomp notify fd without a listenerPath".into(),
+        ));
+    };
+    let state: serde_json::Value = serde_json::from_slice(state).unwrap_or_default();
+    let doc = serde_json::json!({
+        "ociVersion": state["ociVersion"],
+        "fds": ["seccompFd"],
+        "pid": state["pid"],
+        "metadata": seccomp.and_then(|s| s.listener_metadata().clone()).unwrap_or_default(),
+        "state": state,
+    });
+    crate::seccomp::send_listener_fd(path, fd.as_fd(), doc.to_string().as_bytes())
+        .map_err(|e| Error::Container(e.to_string()))
+}
