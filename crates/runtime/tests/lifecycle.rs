@@ -366,3 +366,66 @@ fn features_and_spec_commands() {
         .as_array()
         .is_some_and(|m| !m.is_empty()));
 }
+
+#[test]
+fn ps_table_events_stream_and_forced_delete_of_paused() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.args(&["sleep", "1000"]);
+    let id = unique_id("psev");
+    assert!(rt.create(&b, &id).status.success());
+    rt.ok(&["start", &id]);
+    let pid = rt.state(&id)["pid"].as_i64().unwrap();
+    // The ps(1) table keeps its header and only the container's processes.
+    let table = rt.ok(&["ps", &id]);
+    let mut lines = table.lines();
+    assert!(lines.next().unwrap().contains("PID"));
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 1, "{table}");
+    assert!(
+        rows[0].split_whitespace().any(|f| f == pid.to_string()),
+        "{table}"
+    );
+    // events without --stats streams: read two events, then stop it.
+    let mut child = rt
+        .cmd()
+        .args(["events", "--interval", "100ms", &id])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    for _ in 0..2 {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let ev: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(ev["id"], id.as_str());
+        assert_eq!(ev["type"], "stats");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    // A paused container can be force-deleted: it is thawed and killed.
+    rt.ok(&["pause", &id]);
+    rt.ok(&["delete", "--force", &id]);
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}/cmdline")).exists()
+            || rt.run(&["state", &id]).status.code() != Some(0)
+    );
+    assert_eq!(rt.ok(&["list", "-q"]), "");
+}
+
+#[test]
+fn deleting_a_created_container_kills_its_init() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.args(&["sleep", "1000"]);
+    let id = unique_id("delcreated");
+    assert!(rt.create(&b, &id).status.success());
+    let pid = rt.state(&id)["pid"].as_i64().unwrap();
+    rt.ok(&["kill", &id, "9"]);
+    rt.ok(&["delete", &id]);
+    let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.contains(") Z "))
+        .unwrap_or(false);
+    assert!(!alive, "init {pid} survived delete");
+}
