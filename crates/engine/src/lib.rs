@@ -1,0 +1,1 @@
+//! hako-engine (being written).

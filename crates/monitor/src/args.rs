@@ -1,0 +1,83 @@
+//! The monitor's command line. It is only ever started by the engine, so it
+//! is parsed by hand (`--key value` pairs) rather than with a parser crate.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+/// What the engine tells the monitor.
+#[derive(Debug)]
+pub struct Args {
+    /// The container id, as the runtime knows it.
+    pub id: String,
+    /// The OCI bundle (holds config.json); also the monitor's working directory.
+    pub bundle: PathBuf,
+    /// The OCI runtime binary (runc command line).
+    pub runtime: PathBuf,
+    /// The runtime's `--root` (its state directory).
+    pub runtime_root: PathBuf,
+    /// The docker json-file log to append the container's output to.
+    pub log: PathBuf,
+    /// Where the exit status is recorded (JSON, written atomically).
+    pub exit_file: PathBuf,
+    /// Where the runtime writes the container's pid.
+    pub pid_file: PathBuf,
+    /// The runtime's own log (`--log`, JSON), read back for error messages.
+    pub runtime_log: PathBuf,
+    /// Inherited pipe on which progress is reported to the engine.
+    pub sync_fd: i32,
+    /// Run after the exit is recorded (the engine's cleanup), argv.
+    pub exit_command: Vec<OsString>,
+}
+
+impl Args {
+    pub fn parse(mut it: impl Iterator<Item = OsString>) -> Result<Args, String> {
+        let mut id = None;
+        let mut bundle = None;
+        let mut runtime = None;
+        let mut runtime_root = None;
+        let mut log = None;
+        let mut exit_file = None;
+        let mut pid_file = None;
+        let mut runtime_log = None;
+        let mut sync_fd = None;
+        let mut exit_command = Vec::new();
+        while let Some(key) = it.next() {
+            let key = key.to_string_lossy().into_owned();
+            let value = it
+                .next()
+                .ok_or_else(|| format!("option {key} needs a value"))?;
+            match key.as_str() {
+                "--id" => id = Some(value.to_string_lossy().into_owned()),
+                "--bundle" => bundle = Some(PathBuf::from(value)),
+                "--runtime" => runtime = Some(PathBuf::from(value)),
+                "--runtime-root" => runtime_root = Some(PathBuf::from(value)),
+                "--log" => log = Some(PathBuf::from(value)),
+                "--exit-file" => exit_file = Some(PathBuf::from(value)),
+                "--pid-file" => pid_file = Some(PathBuf::from(value)),
+                "--runtime-log" => runtime_log = Some(PathBuf::from(value)),
+                "--sync-fd" => {
+                    let s = value.to_string_lossy();
+                    sync_fd = Some(
+                        s.parse::<i32>()
+                            .map_err(|_| format!("--sync-fd {s:?} is not a file descriptor"))?,
+                    );
+                }
+                "--exit-command" => exit_command.push(value),
+                other => return Err(format!("unknown option {other}")),
+            }
+        }
+        let need = |v: Option<PathBuf>, name: &str| v.ok_or_else(|| format!("{name} is required"));
+        Ok(Args {
+            id: id.ok_or("--id is required")?,
+            bundle: need(bundle, "--bundle")?,
+            runtime: need(runtime, "--runtime")?,
+            runtime_root: need(runtime_root, "--runtime-root")?,
+            log: need(log, "--log")?,
+            exit_file: need(exit_file, "--exit-file")?,
+            pid_file: need(pid_file, "--pid-file")?,
+            runtime_log: need(runtime_log, "--runtime-log")?,
+            sync_fd: sync_fd.ok_or("--sync-fd is required")?,
+            exit_command,
+        })
+    }
+}
