@@ -462,3 +462,50 @@ async fn bearer_token_scopes() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_finishes_in_flight_requests() {
+    let reg = TestRegistry::start().await;
+    let c = Client::new();
+    let r = c
+        .post(reg.url("/v2/shut/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    let loc = r.headers()["Location"].to_str().unwrap().to_string();
+    let data: Vec<u8> = (0..400_000u32).map(|i| (i % 233) as u8).collect();
+    // A body that arrives in pieces, with the shutdown requested while it is in flight.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
+    let body = reqwest::Body::wrap_stream(tokio_stream_from(rx));
+    let url = reg.url(&loc);
+    let request = tokio::spawn({
+        let c = c.clone();
+        async move { c.patch(url).body(body).send().await }
+    });
+    tx.send(Ok(bytes::Bytes::copy_from_slice(&data[..200_000])))
+        .await
+        .unwrap();
+    // Let the request reach the handler before asking the server to stop.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopping = tokio::spawn(reg.stop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tx.send(Ok(bytes::Bytes::copy_from_slice(&data[200_000..])))
+        .await
+        .unwrap();
+    drop(tx);
+    let resp = request.await.unwrap().expect("in-flight request completed");
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    assert_eq!(resp.headers()["Range"], "0-399999");
+    let root = stopping.await.unwrap();
+    // Everything the request delivered is on disk.
+    let id = loc.rsplit('/').next().unwrap();
+    let on_disk = std::fs::read(root.path().join("storage/uploads").join(id).join("data")).unwrap();
+    assert_eq!(on_disk, data);
+}
+
+/// A stream over an mpsc receiver (what tokio-stream's ReceiverStream does).
+fn tokio_stream_from<T: Send + 'static>(
+    rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> + Send + 'static {
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|v| (v, rx)) })
+}

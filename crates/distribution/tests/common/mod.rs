@@ -61,14 +61,17 @@ impl TestRegistry {
         self.root.path().join("storage")
     }
 
-    /// Stop serving and wait for in-flight requests to finish.
-    pub async fn stop(mut self) {
+    /// Stop serving and wait for in-flight requests to finish. Returns the temp root so
+    /// the caller can inspect storage afterwards (it is removed when dropped).
+    pub async fn stop(mut self) -> tempfile::TempDir {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
         if let Some(t) = self.task.take() {
             let _ = t.await;
         }
+        // Swap in an empty placeholder so the real root outlives this handle.
+        std::mem::replace(&mut self.root, tempfile::tempdir().unwrap())
     }
 }
 
