@@ -429,3 +429,34 @@ fn deleting_a_created_container_kills_its_init() {
         .unwrap_or(false);
     assert!(!alive, "init {pid} survived delete");
 }
+
+#[test]
+fn events_report_an_oom_kill() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.config["linux"]["resources"] = json!({"memory": {"limit": 16777216, "swap": 16777216}});
+    // The shell survives; its child that fills memory is OOM-killed.
+    b.sh(r#"while true; do sh -c 's=x; while :; do s="$s$s"; done'; sleep 0.1; done"#);
+    let id = unique_id("oom");
+    assert!(rt.create(&b, &id).status.success());
+    let mut child = rt
+        .cmd()
+        .args(["events", "--interval", "100ms", &id])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    rt.ok(&["start", &id]);
+    use std::io::BufRead;
+    let reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut saw_oom = false;
+    for line in reader.lines().take(200) {
+        let ev: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if ev["type"] == "oom" {
+            saw_oom = true;
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(saw_oom, "no oom event within 200 events");
+}

@@ -17,3 +17,11 @@ pub fn stats(root: &Path, id: &str) -> Result<Stats> {
         .stats()
         .map_err(|e| Error::Other(format!("stats of container {id:?}: {e}")))
 }
+
+/// How many processes of the container the kernel's OOM killer has killed.
+pub fn oom_kills(root: &Path, id: &str) -> Result<u64> {
+    let c = crate::state::Container::load(root, id)?;
+    c.cgroup
+        .oom_kill_count()
+        .map_err(|e| Error::Other(format!("OOM count of container {id:?}: {e}")))
+}

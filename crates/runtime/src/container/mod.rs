@@ -14,7 +14,7 @@ mod wait;
 
 pub use create::{create, CreateOptions};
 pub use delete::delete;
-pub use events::{stats, Stats};
+pub use events::{oom_kills, stats, Stats};
 pub use exec::{exec, ExecOptions, ExecOutcome};
 pub use kill::{kill, parse_signal};
 pub use pause::{pause, resume};

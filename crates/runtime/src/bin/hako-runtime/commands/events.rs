@@ -39,6 +39,7 @@ fn parse_duration(s: &str) -> Result<Duration> {
 
 pub fn run(cli: &Cli, a: &Args) -> Result<i32> {
     let interval = parse_duration(&a.interval)?;
+    let mut ooms = hako_runtime::container::oom_kills(&cli.root, &a.id).unwrap_or(0);
     loop {
         let stats = hako_runtime::container::stats(&cli.root, &a.id)?;
         let ev = serde_json::json!({"type": "stats", "id": a.id, "data": stats});
@@ -46,6 +47,12 @@ pub fn run(cli: &Cli, a: &Args) -> Result<i32> {
         if a.stats {
             return Ok(0);
         }
+        // Like runc, an "oom" event each time the OOM killer struck since the last look.
+        let now = hako_runtime::container::oom_kills(&cli.root, &a.id).unwrap_or(ooms);
+        for _ in ooms..now {
+            println!("{}", serde_json::json!({"type": "oom", "id": a.id}));
+        }
+        ooms = now;
         std::thread::sleep(interval);
     }
 }
