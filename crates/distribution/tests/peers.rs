@@ -319,3 +319,128 @@ async fn podman_pull_and_push() {
     assert!(ok, "{out}");
     let _ = digest;
 }
+
+/// Debian's docker-registry (distribution 2.8) on a free loopback port with a temp root;
+/// killed and removed on drop.
+struct DockerRegistry {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl DockerRegistry {
+    async fn start() -> DockerRegistry {
+        let dir = tempfile::Builder::new()
+            .prefix("hako-dr")
+            .tempdir()
+            .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.path().join("root").display()
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("docker-registry is required (Debian package docker-registry)");
+        let dr = DockerRegistry {
+            child,
+            port,
+            _dir: dir,
+        };
+        let url = format!("http://127.0.0.1:{port}/v2/");
+        for _ in 0..100 {
+            if reqwest::get(&url)
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return dr;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("docker-registry did not come up on port {port}");
+    }
+}
+
+impl Drop for DockerRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn manifest_digest(host: &str, repo: &str, tag: &str) -> String {
+    let r = reqwest::Client::new()
+        .head(format!("http://{host}/v2/{repo}/manifests/{tag}"))
+        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.status().is_success(),
+        "HEAD {host}/{repo}:{tag}: {}",
+        r.status()
+    );
+    r.headers()["Docker-Content-Digest"]
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_to_and_from_docker_registry() {
+    assert!(skopeo_available(), "skopeo is required");
+    let dr = DockerRegistry::start().await;
+    let reg = TestRegistry::start().await;
+    let dr_host = format!("127.0.0.1:{}", dr.port);
+    let (src, digest) = sample_image("v1");
+    let copy = |from: String, to: String| {
+        run(
+            "skopeo",
+            args(&[
+                "--insecure-policy",
+                "copy",
+                "--src-tls-verify=false",
+                "--dest-tls-verify=false",
+                &from,
+                &to,
+            ]),
+        )
+    };
+    let (ok, out) = copy(
+        format!("oci:{}:v1", src.path().display()),
+        format!("docker://{dr_host}/origin/img:v1"),
+    )
+    .await;
+    assert!(ok, "{out}");
+    // docker-registry → hako → docker-registry, byte for byte.
+    let (ok, out) = copy(
+        format!("docker://{dr_host}/origin/img:v1"),
+        format!("docker://{}/mirror/img:v1", reg.host()),
+    )
+    .await;
+    assert!(ok, "{out}");
+    assert_eq!(
+        manifest_digest(&reg.host(), "mirror/img", "v1").await,
+        digest
+    );
+    let (ok, out) = copy(
+        format!("docker://{}/mirror/img:v1", reg.host()),
+        format!("docker://{dr_host}/back/img:v1"),
+    )
+    .await;
+    assert!(ok, "{out}");
+    assert_eq!(manifest_digest(&dr_host, "back/img", "v1").await, digest);
+}
