@@ -7,11 +7,22 @@ use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use std::io::IoSlice;
 use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 
-/// Connects to the console socket; done by the runtime before fork so a bad path
-/// fails `create` early.
-pub fn connect(path: &std::path::Path) -> Result<std::os::unix::net::UnixStream> {
-    std::os::unix::net::UnixStream::connect(path)
-        .ctx(|| format!("connecting to console socket {}", path.display()))
+/// Connects to the console socket when the process wants a terminal; done by the
+/// runtime before fork so a bad path fails early. A terminal without a socket
+/// is an error: there would be nobody to hand the pty to.
+pub fn connect_for(
+    socket: Option<&std::path::Path>,
+    terminal: bool,
+) -> Result<Option<std::os::unix::net::UnixStream>> {
+    match (socket, terminal) {
+        (Some(path), true) => std::os::unix::net::UnixStream::connect(path)
+            .map(Some)
+            .ctx(|| format!("connecting to console socket {}", path.display())),
+        (None, true) => Err(Error::Spec(
+            "process.terminal is true: --console-socket is required".into(),
+        )),
+        _ => Ok(None),
+    }
 }
 
 /// Opens a pty, sends the master over `socket`, and makes the slave this

@@ -261,6 +261,19 @@ fn failed_create_leaves_nothing_behind() {
     assert!(!cgroup_dir("pids", &cg).exists(), "cgroup left behind");
 }
 
+/// `create` with the bundle's config.json as it is on disk: (output, stderr).
+fn create_err(rt: &Runtime, b: &Bundle, id: &str) -> (std::process::Output, String) {
+    let out = rt
+        .cmd()
+        .args(["create", "-b"])
+        .arg(b.path())
+        .arg(id)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, err)
+}
+
 #[test]
 fn bad_configs_get_clear_errors() {
     let rt = Runtime::new();
@@ -282,41 +295,20 @@ fn bad_configs_get_clear_errors() {
     let mut c = b.config.clone();
     c["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "bogus"}]);
     std::fs::write(b.path().join("config.json"), c.to_string()).unwrap();
-    let out = rt
-        .cmd()
-        .args(["create", "-b"])
-        .arg(b.path())
-        .arg(&id)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (out, err) = create_err(&rt, &b, &id);
     assert!(!out.status.success());
     assert!(err.contains("linux.namespaces[1]"), "{err}");
     // Missing rootfs.
     let mut c = b.config.clone();
     c["root"]["path"] = json!("nope");
     std::fs::write(b.path().join("config.json"), c.to_string()).unwrap();
-    let out = rt
-        .cmd()
-        .args(["create", "-b"])
-        .arg(b.path())
-        .arg(&id)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (_, err) = create_err(&rt, &b, &id);
     assert!(err.contains("root.path"), "{err}");
     // Features the host cannot honour fail, never silently succeed.
     let mut c = b.config.clone();
     c["process"]["apparmorProfile"] = json!("docker-default");
     std::fs::write(b.path().join("config.json"), c.to_string()).unwrap();
-    let out = rt
-        .cmd()
-        .args(["create", "-b"])
-        .arg(b.path())
-        .arg(&id)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (_, err) = create_err(&rt, &b, &id);
     assert!(err.contains("apparmorProfile"), "{err}");
     assert!(!rt.root.path().join(&id).exists());
 }

@@ -84,15 +84,7 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
     let namespaces = linux.namespaces().clone().unwrap_or_default();
     let plan = Plan::from_spec(&namespaces)?;
     let terminal = process.terminal().unwrap_or(false);
-    let console = match (&opts.console_socket, terminal) {
-        (Some(p), true) => Some(crate::console::connect(p)?),
-        (None, true) => {
-            return Err(Error::Spec(
-                "process.terminal is true: --console-socket is required".into(),
-            ))
-        }
-        _ => None,
-    };
+    let console = crate::console::connect_for(opts.console_socket.as_deref(), terminal)?;
 
     std::fs::DirBuilder::new()
         .recursive(true)

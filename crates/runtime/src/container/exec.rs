@@ -48,15 +48,7 @@ pub fn exec(o: &ExecOptions) -> Result<ExecOutcome> {
     };
     let plan = Plan::of_process(c.pid, &namespaces::ALL)?;
     let terminal = p.terminal().unwrap_or(false);
-    let console = match (&o.console_socket, terminal) {
-        (Some(path), true) => Some(crate::console::connect(path)?),
-        (None, true) => {
-            return Err(Error::Spec(
-                "exec with a terminal needs --console-socket".into(),
-            ))
-        }
-        _ => None,
-    };
+    let console = crate::console::connect_for(o.console_socket.as_deref(), terminal)?;
     if !o.detach {
         super::become_subreaper()?;
         super::block_signals()?;

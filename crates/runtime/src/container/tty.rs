@@ -4,7 +4,7 @@
 
 use crate::error::{Context, Error, Result};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signal::{kill, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -106,19 +106,7 @@ pub fn relay(pid: i32, master: OwnedFd) -> Result<i32> {
         }
         Err(_) => RawMode(None),
     };
-    let mut mask = SigSet::all();
-    for s in [
-        Signal::SIGKILL,
-        Signal::SIGSTOP,
-        Signal::SIGSEGV,
-        Signal::SIGBUS,
-        Signal::SIGILL,
-        Signal::SIGFPE,
-        Signal::SIGTTIN,
-        Signal::SIGTTOU,
-    ] {
-        mask.remove(s);
-    }
+    let mask = super::wait::forwarded();
     let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC).ctx(|| "creating a signalfd")?;
     let mut stdin_open = true;
     let mut master_open = true;

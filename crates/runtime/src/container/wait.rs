@@ -18,7 +18,7 @@ pub fn become_subreaper() -> Result<()> {
 
 /// The signals forwarded to the container: all but those that cannot be caught
 /// and those that concern the runtime's own terminal handling.
-fn forwarded() -> SigSet {
+pub(crate) fn forwarded() -> SigSet {
     let mut set = SigSet::all();
     for s in [
         Signal::SIGKILL,
