@@ -294,23 +294,119 @@ pub fn access_covers(access: &[Access], need: &Need) -> bool {
     }
 }
 
-/// What an authenticated or anonymous client may be granted from the scopes it asked for.
-/// Authenticated users get what they ask; anonymous clients only pull, and only when the
-/// configuration allows anonymous pulls.
-pub fn grant(requested: Vec<Access>, authenticated: bool, anonymous_pull: bool) -> Vec<Access> {
+/// One authorisation rule from the configuration's `[[access]]` tables.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AccessRule {
+    /// A user name, `*` for any authenticated user, or `anonymous`.
+    pub account: String,
+    /// A repository name, a prefix ending in `/*` (`team/*`), or `*` for all.
+    pub repositories: String,
+    /// `pull`, `push`, `delete`, or `*` for all three. A rule granting `pull` on `*` also
+    /// grants the catalog.
+    pub actions: Vec<String>,
+}
+
+impl AccessRule {
+    fn matches_account(&self, user: Option<&str>) -> bool {
+        match user {
+            Some(u) => self.account == "*" || self.account == u,
+            None => self.account == "anonymous",
+        }
+    }
+
+    fn matches_repo(&self, name: &str) -> bool {
+        match self.repositories.strip_suffix("/*") {
+            _ if self.repositories == "*" => true,
+            Some(prefix) => name
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.starts_with('/')),
+            None => self.repositories == name,
+        }
+    }
+
+    fn allows_action(&self, action: Action) -> bool {
+        self.actions
+            .iter()
+            .any(|a| a == "*" || Action::parse(a) == Some(action))
+    }
+}
+
+/// Who may do what. Without rules every authenticated user may do everything; with rules
+/// a request needs a rule matching its account, repository and action. Anonymous pulls are
+/// also allowed by `anonymous_pull`.
+#[derive(Clone, Debug, Default)]
+pub struct Policy {
+    pub rules: Vec<AccessRule>,
+    pub anonymous_pull: bool,
+}
+
+impl Policy {
+    /// Whether `user` (None: no credentials) may do what `need` describes.
+    pub fn allows(&self, user: Option<&str>, need: &Need) -> bool {
+        if user.is_none()
+            && self.anonymous_pull
+            && matches!(
+                need,
+                Need::Repo {
+                    action: Action::Pull,
+                    ..
+                }
+            )
+        {
+            return true;
+        }
+        if self.rules.is_empty() {
+            return user.is_some();
+        }
+        let rules = self.rules.iter().filter(|r| r.matches_account(user));
+        match need {
+            // The version check only says whether credentials are good.
+            Need::Base => user.is_some(),
+            Need::Catalog => rules
+                .into_iter()
+                .any(|r| r.repositories == "*" && r.allows_action(Action::Pull)),
+            Need::Repo { name, action } => rules
+                .into_iter()
+                .any(|r| r.matches_repo(name) && r.allows_action(*action)),
+        }
+    }
+}
+
+/// The part of the requested scopes `policy` lets `user` (None: anonymous) have.
+pub fn grant(requested: Vec<Access>, user: Option<&str>, policy: &Policy) -> Vec<Access> {
     requested
         .into_iter()
         .filter_map(|mut a| {
-            if !authenticated {
-                if !anonymous_pull || a.kind != "repository" {
-                    return None;
+            match a.kind.as_str() {
+                "repository" => {
+                    let name = a.name.clone();
+                    a.actions.retain(|x| {
+                        let actions: Vec<Action> = if x == "*" {
+                            vec![Action::Pull, Action::Push, Action::Delete]
+                        } else {
+                            Action::parse(x).into_iter().collect()
+                        };
+                        !actions.is_empty()
+                            && actions.into_iter().all(|action| {
+                                policy.allows(
+                                    user,
+                                    &Need::Repo {
+                                        name: name.clone(),
+                                        action,
+                                    },
+                                )
+                            })
+                    });
                 }
-                a.actions.retain(|x| x == "pull");
-                if a.actions.is_empty() {
-                    return None;
+                "registry" if a.name == "catalog" => {
+                    if !policy.allows(user, &Need::Catalog) {
+                        a.actions.clear();
+                    }
                 }
+                _ => a.actions.clear(),
             }
-            Some(a)
+            (!a.actions.is_empty()).then_some(a)
         })
         .collect()
 }
@@ -367,10 +463,61 @@ mod tests {
             "repository:a:pull,push".to_string(),
             "registry:catalog:*".to_string(),
         ]);
-        let g = grant(req.clone(), false, true);
+        let open = Policy {
+            rules: vec![],
+            anonymous_pull: true,
+        };
+        let g = grant(req.clone(), None, &open);
         assert_eq!(g.len(), 1);
         assert_eq!(g[0].actions, vec!["pull".to_string()]);
-        assert!(grant(req.clone(), false, false).is_empty());
-        assert_eq!(grant(req, true, false).len(), 2);
+        assert!(grant(req.clone(), None, &Policy::default()).is_empty());
+        assert_eq!(grant(req, Some("u"), &Policy::default()).len(), 2);
+    }
+
+    #[test]
+    fn access_rules() {
+        let rule = |account: &str, repos: &str, actions: &[&str]| AccessRule {
+            account: account.into(),
+            repositories: repos.into(),
+            actions: actions.iter().map(|a| a.to_string()).collect(),
+        };
+        let policy = Policy {
+            rules: vec![
+                rule("alice", "team/*", &["*"]),
+                rule("*", "public", &["pull"]),
+                rule("anonymous", "public", &["pull"]),
+                rule("admin", "*", &["pull"]),
+            ],
+            anonymous_pull: false,
+        };
+        let need = |name: &str, action| Need::Repo {
+            name: name.into(),
+            action,
+        };
+        assert!(policy.allows(Some("alice"), &need("team/app", Action::Push)));
+        assert!(policy.allows(Some("alice"), &need("team/a/b", Action::Delete)));
+        assert!(!policy.allows(Some("alice"), &need("teamx/app", Action::Pull)));
+        assert!(!policy.allows(Some("alice"), &need("team", Action::Pull)));
+        assert!(policy.allows(Some("bob"), &need("public", Action::Pull)));
+        assert!(!policy.allows(Some("bob"), &need("public", Action::Push)));
+        assert!(policy.allows(None, &need("public", Action::Pull)));
+        assert!(!policy.allows(None, &need("team/app", Action::Pull)));
+        assert!(policy.allows(Some("admin"), &Need::Catalog));
+        assert!(!policy.allows(Some("alice"), &Need::Catalog));
+        let g = grant(
+            parse_scopes(&[
+                "repository:team/app:pull,push,delete repository:public:pull,push".into(),
+            ]),
+            Some("bob"),
+            &policy,
+        );
+        assert_eq!(
+            g,
+            vec![Access {
+                kind: "repository".into(),
+                name: "public".into(),
+                actions: vec!["pull".into()]
+            }]
+        );
     }
 }

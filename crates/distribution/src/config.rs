@@ -11,6 +11,11 @@
 //! upload_expiry_secs = 86400
 //! gc_grace_secs = 3600
 //!
+//! [[access]]              # optional; without rules authenticated users may do anything
+//! account = "alice"       # a user, "*" (any authenticated user) or "anonymous"
+//! repositories = "team/*" # a name, a prefix ending in "/*", or "*"
+//! actions = ["pull", "push"]   # pull, push, delete or "*"
+//!
 //! [token]                 # issue and accept bearer tokens at /token
 //! secret_file = "/etc/hako/token.key"
 //! ttl_secs = 300
@@ -46,6 +51,9 @@ pub struct Config {
     #[serde(default = "default_gc_grace")]
     pub gc_grace_secs: u64,
     pub token: Option<TokenSettings>,
+    /// Authorisation rules; without any, every authenticated user may do everything.
+    #[serde(default)]
+    pub access: Vec<crate::auth::AccessRule>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -90,6 +98,7 @@ impl Default for Config {
             upload_expiry_secs: default_upload_expiry(),
             gc_grace_secs: default_gc_grace(),
             token: None,
+            access: Vec::new(),
         }
     }
 }
@@ -140,6 +149,18 @@ impl Config {
                 "tls_cert and tls_key must be given together".into(),
             ));
         }
+        for rule in &self.access {
+            if let Some(bad) = rule
+                .actions
+                .iter()
+                .find(|a| !matches!(a.as_str(), "pull" | "push" | "delete" | "*"))
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "access rule for {:?} names unknown action {bad:?}",
+                    rule.account
+                )));
+            }
+        }
         if self.token.is_some() && self.htpasswd.is_none() {
             return Err(ConfigError::Invalid(
                 "token auth needs htpasswd to authenticate token requests".into(),
@@ -168,5 +189,14 @@ mod tests {
         assert!(Config::parse("tls_cert = \"/c\"").is_err());
         assert!(Config::parse("bogus = 1").is_err());
         assert!(Config::parse("[token]\nsecret_file = \"/k\"").is_err());
+        let c = Config::parse(
+            "[[access]]\naccount = \"alice\"\nrepositories = \"team/*\"\nactions = [\"pull\", \"push\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.access.len(), 1);
+        assert!(Config::parse(
+            "[[access]]\naccount = \"a\"\nrepositories = \"*\"\nactions = [\"write\"]\n"
+        )
+        .is_err());
     }
 }

@@ -509,3 +509,128 @@ fn tokio_stream_from<T: Send + 'static>(
 ) -> impl futures_util::Stream<Item = T> + Send + 'static {
     futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|v| (v, rx)) })
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_repository_access_rules() {
+    use hako_distribution::auth::AccessRule;
+    let dir = tempfile::tempdir().unwrap();
+    let htpasswd = dir.path().join("htpasswd");
+    let line = |u: &str, p: &str| format!("{u}:{}\n", bcrypt::hash(p, 4).unwrap());
+    std::fs::write(&htpasswd, line("alice", "a") + &line("bob", "b")).unwrap();
+    let rule = |account: &str, repositories: &str, actions: &[&str]| AccessRule {
+        account: account.into(),
+        repositories: repositories.into(),
+        actions: actions.iter().map(|s| s.to_string()).collect(),
+    };
+    let access = vec![
+        rule("alice", "team/*", &["*"]),
+        rule("*", "team/*", &["pull"]),
+        rule("anonymous", "team/public", &["pull"]),
+    ];
+    let key = dir.path().join("key");
+    std::fs::write(&key, [3u8; 32]).unwrap();
+    for tokens in [false, true] {
+        let config = Config {
+            htpasswd: Some(htpasswd.clone()),
+            access: access.clone(),
+            token: tokens.then(|| TokenSettings {
+                secret_file: key.clone(),
+                ttl_secs: 60,
+                service: "svc".into(),
+            }),
+            ..Config::default()
+        };
+        let reg = TestRegistry::start_with(config).await;
+        let c = Client::new();
+        // Credentials for one request: basic directly, or a token for the scope.
+        let auth = |user: Option<(&'static str, &'static str)>, scope: String| {
+            let c = c.clone();
+            let token_url = reg.url(&format!("/token?service=svc&scope={scope}"));
+            async move {
+                match (tokens, user) {
+                    (false, Some((u, p))) => Some(format!(
+                        "Basic {}",
+                        base64::Engine::encode(
+                            &base64::engine::general_purpose::STANDARD,
+                            format!("{u}:{p}")
+                        )
+                    )),
+                    (false, None) => None,
+                    (true, user) => {
+                        let mut req = c.get(token_url);
+                        if let Some((u, p)) = user {
+                            req = req.basic_auth(u, Some(p));
+                        }
+                        let v: Value = req.send().await.unwrap().json().await.unwrap();
+                        Some(format!("Bearer {}", v["token"].as_str().unwrap()))
+                    }
+                }
+            }
+        };
+        let try_push = |user, repo: &'static str| {
+            let c = c.clone();
+            let url = reg.url(&format!("/v2/{repo}/blobs/uploads/"));
+            let scope = format!("repository:{repo}:pull,push");
+            let auth = auth(user, scope);
+            async move {
+                let mut req = c.post(url);
+                if let Some(a) = auth.await {
+                    req = req.header("Authorization", a);
+                }
+                req.send().await.unwrap().status()
+            }
+        };
+        let try_pull = |user, repo: &'static str| {
+            let c = c.clone();
+            let url = reg.url(&format!("/v2/{repo}/tags/list"));
+            let scope = format!("repository:{repo}:pull");
+            let auth = auth(user, scope);
+            async move {
+                let mut req = c.get(url);
+                if let Some(a) = auth.await {
+                    req = req.header("Authorization", a);
+                }
+                req.send().await.unwrap().status()
+            }
+        };
+        let alice = Some(("alice", "a"));
+        let bob = Some(("bob", "b"));
+        assert_eq!(
+            try_push(alice, "team/app").await,
+            StatusCode::ACCEPTED,
+            "tokens={tokens}"
+        );
+        assert_eq!(
+            try_push(alice, "other").await,
+            if tokens {
+                StatusCode::UNAUTHORIZED
+            } else {
+                StatusCode::FORBIDDEN
+            }
+        );
+        assert_eq!(
+            try_push(bob, "team/app").await,
+            if tokens {
+                StatusCode::UNAUTHORIZED
+            } else {
+                StatusCode::FORBIDDEN
+            }
+        );
+        // Pulls of a repository that does not exist yet pass authorisation and then 404.
+        assert_eq!(
+            try_pull(bob, "team/app").await,
+            StatusCode::NOT_FOUND,
+            "tokens={tokens}"
+        );
+        assert_eq!(
+            try_pull(None, "team/public").await,
+            StatusCode::NOT_FOUND,
+            "tokens={tokens}"
+        );
+        assert_eq!(
+            try_pull(None, "team/app").await,
+            StatusCode::UNAUTHORIZED,
+            "tokens={tokens}"
+        );
+    }
+}

@@ -23,7 +23,7 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 
-use crate::auth::{Htpasswd, TokenIssuer};
+use crate::auth::{Htpasswd, Policy, TokenIssuer};
 use crate::config::Config;
 use crate::storage::FsDriver;
 use crate::store::Store;
@@ -35,7 +35,7 @@ pub struct App {
     pub store: Store,
     pub htpasswd: Option<Htpasswd>,
     pub tokens: Option<TokenIssuer>,
-    pub anonymous_pull: bool,
+    pub policy: Policy,
     pub tls: bool,
     pub metrics: Metrics,
 }
@@ -92,7 +92,10 @@ impl App {
             store: Store::new(Arc::new(driver), config.upload_expiry()),
             htpasswd,
             tokens,
-            anonymous_pull: config.anonymous_pull,
+            policy: Policy {
+                rules: config.access.clone(),
+                anonymous_pull: config.anonymous_pull,
+            },
             tls: config.tls_cert.is_some(),
             metrics: Metrics::default(),
         })

@@ -38,42 +38,51 @@ pub fn authorize(app: &App, headers: &HeaderMap, need: &Need) -> Option<Response
     let Some(htpasswd) = &app.htpasswd else {
         return None;
     };
-    // Anonymous pulls go straight through with basic auth; with tokens they go through an
-    // anonymous token, as docker clients expect. `/v2/` always challenges a client without
-    // credentials: that challenge is how clients learn to send the credentials they have.
-    let anonymous_ok = app.anonymous_pull
-        && app.tokens.is_none()
-        && matches!(
-            need,
-            Need::Repo {
-                action: auth::Action::Pull,
-                ..
-            }
-        );
+    // Without credentials: anonymous access per policy, with basic auth. With tokens,
+    // anonymous clients go through an anonymous token, as docker clients expect. `/v2/`
+    // always challenges a client without credentials: that challenge is how clients learn
+    // to send the credentials they have.
     let authz = header_str(headers, header::AUTHORIZATION);
-    let granted = match authz {
-        Some(h) if h.starts_with("Bearer ") || h.starts_with("bearer ") => app
-            .tokens
-            .as_ref()
-            .and_then(|t| t.verify(h[7..].trim()))
-            .is_some_and(|access| access_covers(&access, need)),
-        Some(h) => auth::parse_basic(h).is_some_and(|(u, p)| htpasswd.verify(&u, &p)),
-        None => false,
+    // (allowed, credentials were good but the policy refused)
+    let (allowed, refused) = match authz {
+        Some(h) if h.starts_with("Bearer ") || h.starts_with("bearer ") => {
+            let access = app.tokens.as_ref().and_then(|t| t.verify(h[7..].trim()));
+            let ok = access.as_ref().is_some_and(|a| access_covers(a, need));
+            (ok, access.is_some() && !ok)
+        }
+        Some(h) => match auth::parse_basic(h) {
+            Some((u, p)) if htpasswd.verify(&u, &p) => {
+                let ok = app.policy.allows(Some(&u), need);
+                (ok, !ok)
+            }
+            _ => (false, false),
+        },
+        None => (
+            app.tokens.is_none() && *need != Need::Base && app.policy.allows(None, need),
+            false,
+        ),
     };
-    if granted || anonymous_ok {
+    if allowed {
         return None;
     }
-    let (code, status) = if authz.is_some() && app.tokens.is_some() {
-        (ErrorCode::Denied, 401)
-    } else {
-        (ErrorCode::Unauthorized, 401)
+    // A good identity without the right: 403 DENIED with basic auth; with tokens 401, so
+    // the client fetches a token for the scope in the challenge.
+    let (code, status) = match (refused, app.tokens.is_some()) {
+        (true, false) => (ErrorCode::Denied, 403),
+        (true, true) => (ErrorCode::Denied, 401),
+        (false, _) => (ErrorCode::Unauthorized, 401),
     };
     let what = match need {
         Need::Repo { name, action } => format!("{} access to repository {name}", action.as_str()),
         Need::Catalog => "access to the catalog".to_string(),
         Need::Base => "access to the registry".to_string(),
     };
-    let mut resp = RegistryError::new(code, format!("authentication required for {what}"))
+    let message = if refused {
+        format!("{what} is denied")
+    } else {
+        format!("authentication required for {what}")
+    };
+    let mut resp = RegistryError::new(code, message)
         .with_status(status)
         .into_response();
     let challenge = match &app.tokens {

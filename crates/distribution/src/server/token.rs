@@ -49,7 +49,7 @@ pub async fn issue(State(app): State<AppState>, req: Request) -> Response {
         },
         None => None,
     };
-    let granted = grant(parse_scopes(&scopes), user.is_some(), app.anonymous_pull);
+    let granted = grant(parse_scopes(&scopes), user.as_deref(), &app.policy);
     let token = tokens.issue(user.as_deref().unwrap_or("anonymous"), granted);
     (
         StatusCode::OK,
