@@ -2,7 +2,7 @@
 # hako's registry against Debian's docker-registry (distribution 2.8), both on loopback
 # with filesystem storage, driven by the same clients in the same run, interleaved:
 #   - skopeo push and pull of a ~100 MB multi-layer OCI image (medians of RUNS runs)
-#   - 16 parallel pulls of the largest blob, 16 parallel pushes of 8 MB blobs (curl)
+#   - 16 parallel pulls of a 100 MB blob, 16 parallel pushes of 8 MB blobs (curl)
 #   - manifest GETs per second (curl, 16 in flight)
 #   - peak RSS of each server (VmHWM) over the whole run
 # Usage: bench/registry/run.sh            (RUNS=5 SIZE_MB=100 by default)
@@ -78,9 +78,6 @@ json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.
            "digest": md, "size": mn, "annotations": {"org.opencontainers.image.ref.name": "v1"}}]},
           open(os.path.join(out, "index.json"), "w"))
 open(os.path.join(out, "oci-layout"), "w").write('{"imageLayoutVersion":"1.0.0"}')
-# The largest layer, for the parallel blob pulls.
-big = max(descs, key=lambda d: d["size"])
-open(os.path.join(out, "biggest"), "w").write(big["digest"])
 PY
 }
 
@@ -124,6 +121,11 @@ record() { echo "$1 $2 $3" >>"$RES"; }   # metric server value
 # 8 MB blobs for the parallel pushes, distinct per run and per server.
 mkblob() { head -c $((8 * 1024 * 1024)) /dev/urandom >"$1"; }
 
+# One BIG_MB blob in each registry for the parallel pulls (the issue's "100 MB blob").
+BIG_MB=${BIG_MB:-100}
+head -c $((BIG_MB * 1024 * 1024)) /dev/urandom >"$WORK/big"
+BIG="sha256:$(sha256sum "$WORK/big" | cut -d' ' -f1)"
+
 push_blob() { # port repo file
   local loc d
   d="sha256:$(sha256sum "$3" | cut -d' ' -f1)"
@@ -134,11 +136,13 @@ push_blob() { # port repo file
 }
 
 echo "image: $LAYERS layers, $SIZE_MB MB; $RUNS interleaved runs" >&2
+for s in hako dr; do push_blob "${PORT[$s]}" bench/big "$WORK/big"; done
+rm -f "$WORK/big"
+
 for i in $(seq "$RUNS"); do
   # Alternate who goes first so neither server always runs on a warmer page cache.
   IMG="$WORK/image$i"
   make_image "$IMG"
-  BIG=$(cat "$IMG/biggest")
   if [ $((i % 2)) -eq 1 ]; then order="hako dr"; else order="dr hako"; fi
   for s in $order; do
     p=${PORT[$s]}
@@ -154,7 +158,7 @@ for i in $(seq "$RUNS"); do
     t0=$(now_ms)
     jobs_=()
     for _ in $(seq "$PAR"); do
-      curl -sf -o /dev/null "http://127.0.0.1:$p/v2/bench/push$i/blobs/$BIG" &
+      curl -sf -o /dev/null "http://127.0.0.1:$p/v2/bench/big/blobs/$BIG" &
       jobs_+=($!)
     done
     wait_ok=0
@@ -187,9 +191,9 @@ for s in hako dr; do
   record peak_rss_kb "$s" "$(awk '/VmHWM/ {print $2}' "/proc/${PID[$s]}/status")"
 done
 
-python3 - "$RES" "$SIZE_MB" "$PAR" "$MANIFEST_GETS" <<'PY'
+python3 - "$RES" "$SIZE_MB" "$PAR" "$MANIFEST_GETS" "$BIG_MB" <<'PY'
 import statistics, sys
-res, size_mb, par, gets = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+res, size_mb, par, gets, big_mb = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 data = {}
 for line in open(res):
     m, s, v = line.split()
@@ -198,7 +202,7 @@ print(f"{'metric':<34}{'hako':>14}{'docker-registry':>18}{'docker-registry/hako'
 def row(name, h, d, unit):
     print(f"{name:<34}{h:>12.1f} {unit:<2}{d:>15.1f} {unit:<2}{d / h:>20.2f}x")
 for m, label in [("push", "skopeo push (ms, median)"), ("pull", "skopeo pull (ms, median)"),
-                 ("par_pull", f"{par} parallel blob pulls (ms)"), ("par_push", f"{par} parallel 8MB pushes (ms)")]:
+                 ("par_pull", f"{par} parallel {big_mb}MB blob pulls (ms)"), ("par_push", f"{par} parallel 8MB pushes (ms)")]:
     row(label, statistics.median(data[m]["hako"]), statistics.median(data[m]["dr"]), "ms")
 h = gets / statistics.median(data["manifest_gets"]["hako"]) * 1000
 d = gets / statistics.median(data["manifest_gets"]["dr"]) * 1000
