@@ -1,1 +1,46 @@
-//! hako-engine (being written).
+//! hako-engine: Docker-style containers over any OCI runtime, daemonless
+//! like podman. A container is a record in SQLite ([`db`]) plus a directory
+//! holding its OCI bundle; a per-container monitor process (`hako-monitor`,
+//! like conmon) holds its stdio, writes its log and records its exit, so
+//! containers outlive the command that started them. The runtime is driven
+//! by its runc command line ([`runtime`]), never linked.
+//!
+//! One file per lifecycle verb: [`create`](Engine::create),
+//! [`start`](Engine::start), [`stop`](Engine::stop), [`kill`](Engine::kill),
+//! [`remove`](Engine::remove), [`wait`](Engine::wait), [`exec`](Engine::exec);
+//! [`reconcile`](Engine::reconcile) keeps records truthful after crashes.
+//! The library knows nothing of the command line.
+
+mod attach;
+pub mod clock;
+pub mod config;
+mod create;
+pub mod db;
+mod engine;
+pub mod error;
+mod exec;
+mod fsutil;
+mod inspect;
+mod kill;
+pub mod logs;
+pub mod names;
+pub mod options;
+pub mod proc;
+mod reconcile;
+pub mod record;
+mod remove;
+pub mod runtime;
+pub mod security;
+pub mod spec;
+mod start;
+mod stop;
+pub mod user;
+mod wait;
+
+pub use engine::{Engine, Programs, DEFAULT_ROOT, DEFAULT_RUN_ROOT};
+pub use error::{Error, Result};
+pub use exec::ExecOptions;
+pub use options::CreateOptions;
+pub use reconcile::UNKNOWN_EXIT;
+pub use record::{Bind, Config, Container, HostConfig, State, Status, Tmpfs};
+pub use start::Started;

@@ -8,7 +8,7 @@
 //!
 //! Progress goes to the engine over an inherited pipe (`--sync-fd`), one
 //! line per event:
-//!   `started PID`          the container runs;
+//!   `started PID MONITOR`  the container runs (its pid, the monitor's pid);
 //!   `error CODE MESSAGE`   it could not be started (CODE as docker: 125/126/127);
 //!   `exited CODE`          it exited and its status is recorded.
 //! The pipe is closed when the monitor is done (after the exit command), so
@@ -168,7 +168,7 @@ fn supervise(args: &Args, sync: File) -> i32 {
             return 125;
         }
     };
-    report(&sync, &format!("started {pid}"));
+    report(&sync, &format!("started {pid} {}", std::process::id()));
 
     let code = pump(&mut log, &sigfd, out_r, err_r, pid);
     write_exit_file(&args.exit_file, code);

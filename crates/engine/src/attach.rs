@@ -1,0 +1,83 @@
+//! Following a started container in the foreground (`hako run` without
+//! `-d`): its log is streamed to the caller while the monitor's progress
+//! pipe says when it exited and when cleanup finished.
+
+use std::io::BufRead;
+use std::os::fd::AsFd;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+
+use crate::engine::Engine;
+use crate::error::{Context, Result};
+use crate::logs::{self, Entry};
+use crate::start::Started;
+
+impl Started {
+    /// Stream the container's log entries to `on_entry` until the monitor is
+    /// done; returns the container's exit code. The log is opened before
+    /// waiting, so removal by `--rm` cannot take the last lines away.
+    pub fn follow(mut self, engine: &Engine, mut on_entry: impl FnMut(&Entry)) -> Result<i32> {
+        let id = self.container.id.clone();
+        let mut reader = logs::Reader::open(&engine.log_path(&id))?;
+        let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
+            .ctx(|| format!("watching the log of container {}", self.container.name))?;
+        inotify
+            .add_watch(&engine.log_path(&id), AddWatchFlags::IN_MODIFY)
+            .ctx(|| format!("watching the log of container {}", self.container.name))?;
+        let Some(mut sync) = self.sync.take() else {
+            // Already running before: there is no pipe; wait for it to stop.
+            let code = engine.wait(&id)?;
+            for e in reader.read_new()? {
+                on_entry(&e);
+            }
+            return Ok(code);
+        };
+        let mut code = None;
+        let mut line = String::new();
+        loop {
+            let (sync_ready, log_ready) = {
+                let mut fds = [
+                    PollFd::new(sync.get_ref().as_fd(), PollFlags::POLLIN),
+                    PollFd::new(inotify.as_fd(), PollFlags::POLLIN),
+                ];
+                match poll(&mut fds, PollTimeout::NONE) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    r => r.ctx(|| format!("waiting for container {}", self.container.name))?,
+                };
+                let ready = |p: &PollFd| p.revents().is_some_and(|r| !r.is_empty());
+                (ready(&fds[0]), ready(&fds[1]))
+            };
+            if log_ready {
+                while let Ok(ev) = inotify.read_events() {
+                    if ev.is_empty() {
+                        break;
+                    }
+                }
+            }
+            for e in reader.read_new()? {
+                on_entry(&e);
+            }
+            if sync_ready {
+                line.clear();
+                let n = sync
+                    .read_line(&mut line)
+                    .ctx(|| format!("reading from the monitor of container {}", self.container.name))?;
+                if n == 0 {
+                    break;
+                }
+                if let Some(c) = line.trim().strip_prefix("exited ") {
+                    code = c.parse().ok();
+                }
+            }
+        }
+        for e in reader.read_new()? {
+            on_entry(&e);
+        }
+        match code {
+            Some(c) => Ok(c),
+            // The monitor died before reporting: the record knows what can be known.
+            None => engine.wait(&id),
+        }
+    }
+}

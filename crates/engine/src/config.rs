@@ -1,0 +1,190 @@
+//! Merging the image's configuration with the user's options, as docker does:
+//! `--entrypoint` replaces the image's Entrypoint and then drops its Cmd;
+//! arguments replace Cmd; `-e` overrides the image's Env by key; `-w`, `-u`
+//! override WorkingDir and User; labels add to the image's.
+
+use oci_spec::image::ImageConfiguration;
+
+use crate::error::{Error, Result};
+use crate::options::CreateOptions;
+use crate::record::{Config, HostConfig};
+
+/// The PATH a container gets when neither the image nor the user sets one.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Docker's default stop timeout in seconds.
+pub const DEFAULT_STOP_TIMEOUT: u32 = 10;
+
+/// The merged Config of a new container with id `id`.
+pub fn merge(image: &ImageConfiguration, o: &CreateOptions, id: &str) -> Result<Config> {
+    let ic = image.config().clone().unwrap_or_default();
+    let (entrypoint, cmd) = match &o.entrypoint {
+        Some(ep) => {
+            let ep = if ep.is_empty() { vec![] } else { vec![ep.clone()] };
+            (ep, o.cmd.clone())
+        }
+        None => {
+            let ep = ic.entrypoint().clone().unwrap_or_default();
+            let cmd = if o.cmd.is_empty() {
+                ic.cmd().clone().unwrap_or_default()
+            } else {
+                o.cmd.clone()
+            };
+            (ep, cmd)
+        }
+    };
+    if entrypoint.is_empty() && cmd.is_empty() {
+        return Err(Error::Invalid(format!(
+            "creating a container from image {}: no command specified (the image has neither Entrypoint nor Cmd)",
+            o.image
+        )));
+    }
+    let hostname = match (&o.hostname, o.network.as_deref()) {
+        (Some(h), _) => h.clone(),
+        // The host's network shares the host's name, as docker does.
+        (None, Some("host")) => nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| id[..12].to_string()),
+        (None, _) => id[..12].to_string(),
+    };
+    let mut env: Vec<String> = ic.env().clone().unwrap_or_default();
+    for e in &o.env {
+        let entry = if e.contains('=') {
+            e.clone()
+        } else {
+            // "-e KEY" passes the caller's value, and nothing when it has none.
+            match std::env::var(e) {
+                Ok(v) => format!("{e}={v}"),
+                Err(_) => continue,
+            }
+        };
+        set_env(&mut env, entry);
+    }
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.insert(0, format!("PATH={DEFAULT_PATH}"));
+    }
+    set_env(&mut env, format!("HOSTNAME={hostname}"));
+    let mut labels = ic.labels().clone().unwrap_or_default().into_iter().collect::<std::collections::BTreeMap<_, _>>();
+    labels.extend(o.labels.clone());
+    let mut exposed_ports: Vec<String> = ic.exposed_ports().clone().unwrap_or_default();
+    for p in &o.expose {
+        let p = if p.contains('/') { p.clone() } else { format!("{p}/tcp") };
+        if !exposed_ports.contains(&p) {
+            exposed_ports.push(p);
+        }
+    }
+    Ok(Config {
+        hostname,
+        user: o
+            .user
+            .clone()
+            .or_else(|| ic.user().clone())
+            .unwrap_or_default(),
+        env,
+        cmd,
+        entrypoint,
+        working_dir: o
+            .workdir
+            .clone()
+            .or_else(|| ic.working_dir().clone().filter(|w| !w.is_empty()))
+            .unwrap_or_else(|| "/".into()),
+        image: o.image.clone(),
+        labels,
+        exposed_ports,
+        volumes: ic.volumes().clone().unwrap_or_default(),
+        stop_signal: o
+            .stop_signal
+            .clone()
+            .or_else(|| ic.stop_signal().clone())
+            .unwrap_or_else(|| "SIGTERM".into()),
+        stop_timeout: o.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT),
+    })
+}
+
+/// The HostConfig of a new container; `runtime_path` is the resolved runtime.
+pub fn host_config(o: &CreateOptions, runtime_path: &str) -> Result<HostConfig> {
+    let network_mode = o.network.clone().unwrap_or_else(|| "none".into());
+    if network_mode != "none" && network_mode != "host" {
+        return Err(Error::Invalid(format!(
+            "network {network_mode:?}: only \"none\" and \"host\" exist yet (bridge and user networks come with CNI)"
+        )));
+    }
+    Ok(HostConfig {
+        runtime: o
+            .runtime
+            .clone()
+            .unwrap_or_else(|| crate::runtime::DEFAULT.into()),
+        runtime_path: runtime_path.to_string(),
+        binds: o.binds.clone(),
+        tmpfs: o.tmpfs.clone(),
+        read_only_rootfs: o.read_only,
+        privileged: o.privileged,
+        cap_add: o.cap_add.clone(),
+        cap_drop: o.cap_drop.clone(),
+        memory: o.memory,
+        memory_swap: o.memory_swap,
+        nano_cpus: o.nano_cpus,
+        pids_limit: o.pids_limit,
+        network_mode,
+        auto_remove: o.auto_remove,
+    })
+}
+
+/// Set KEY=value in an environment list, replacing an existing KEY.
+fn set_env(env: &mut Vec<String>, entry: String) {
+    let key = entry.split('=').next().unwrap_or("").to_string();
+    match env
+        .iter_mut()
+        .find(|e| e.split('=').next() == Some(key.as_str()))
+    {
+        Some(slot) => *slot = entry,
+        None => env.push(entry),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::image::{ConfigBuilder, ImageConfigurationBuilder};
+
+    fn image(ep: &[&str], cmd: &[&str]) -> ImageConfiguration {
+        let cfg = ConfigBuilder::default()
+            .entrypoint(ep.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .cmd(cmd.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .env(vec!["PATH=/bin".to_string(), "A=1".to_string()])
+            .working_dir("/srv".to_string())
+            .build()
+            .unwrap();
+        ImageConfigurationBuilder::default().config(cfg).build().unwrap()
+    }
+
+    const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn docker_merge_rules() {
+        let img = image(&["/entry"], &["default"]);
+        let mut o = CreateOptions { image: "img".into(), ..Default::default() };
+        let c = merge(&img, &o, ID).unwrap();
+        assert_eq!((c.entrypoint.clone(), c.cmd.clone()), (vec!["/entry".to_string()], vec!["default".to_string()]));
+        assert_eq!(c.working_dir, "/srv");
+        assert!(c.env.contains(&"HOSTNAME=0123456789ab".to_string()));
+        o.cmd = vec!["other".into()];
+        assert_eq!(merge(&img, &o, ID).unwrap().argv(), vec!["/entry", "other"]);
+        // --entrypoint drops the image's Cmd.
+        o.cmd = vec![];
+        o.entrypoint = Some("/bin/sh".into());
+        assert_eq!(merge(&img, &o, ID).unwrap().argv(), vec!["/bin/sh"]);
+        o.env = vec!["A=2".into()];
+        let c = merge(&img, &o, ID).unwrap();
+        assert!(c.env.contains(&"A=2".to_string()) && !c.env.contains(&"A=1".to_string()));
+        let empty = image(&[], &[]);
+        let o = CreateOptions { image: "img".into(), ..Default::default() };
+        assert!(merge(&empty, &o, ID).is_err());
+    }
+
+    impl Config {
+        fn argv(&self) -> Vec<String> {
+            self.entrypoint.iter().chain(self.cmd.iter()).cloned().collect()
+        }
+    }
+}

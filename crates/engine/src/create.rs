@@ -1,0 +1,99 @@
+//! `create`: record a container, mount its root filesystem from the image
+//! and write its OCI bundle. Nothing runs yet.
+
+use std::fs;
+use std::path::Path;
+
+use hako_image::ImageStore;
+
+use crate::clock;
+use crate::config;
+use crate::engine::Engine;
+use crate::error::{Context, Result};
+use crate::fsutil::write_atomic;
+use crate::names;
+use crate::options::CreateOptions;
+use crate::record::{Container, State};
+use crate::runtime;
+use crate::spec;
+
+impl Engine {
+    /// Create a container from `o.image` with the user's options merged into
+    /// the image's configuration.
+    pub fn create(&self, images: &mut ImageStore, o: &CreateOptions) -> Result<Container> {
+        let runtime_name = o.runtime.as_deref().unwrap_or(runtime::DEFAULT);
+        let runtime_path = runtime::resolve(runtime_name)?;
+        let rec = images
+            .find(&o.image)
+            .ctx(|| format!("finding image {}", o.image))?;
+        let image = images
+            .load_image(&rec)
+            .ctx(|| format!("loading image {}", o.image))?;
+        let id = names::new_id();
+        let name = match &o.name {
+            Some(n) => names::validate(n)?,
+            None => names::generate(&id),
+        };
+        let c = Container {
+            config: config::merge(&image.config, o, &id)?,
+            host: config::host_config(o, &runtime_path.to_string_lossy())?,
+            id,
+            name,
+            image: o.image.clone(),
+            image_id: rec.id.to_string(),
+            created: clock::now(),
+            state: State::created(),
+        };
+        // Recorded first: the name is claimed before any work, and a crash
+        // later leaves a record that `rm` can clean up.
+        self.db.insert(&c)?;
+        if let Err(e) = self.make_bundle(images, &c) {
+            let dir = self.container_dir(&c.id);
+            let _ = images.unmount(&dir.to_string_lossy());
+            let _ = fs::remove_dir_all(&dir);
+            let _ = self.db.delete(&c.id);
+            return Err(e);
+        }
+        Ok(c)
+    }
+
+    fn make_bundle(&self, images: &mut ImageStore, c: &Container) -> Result<()> {
+        let dir = self.container_dir(&c.id);
+        fs::create_dir_all(&dir).ctx(|| format!("creating container directory {}", dir.display()))?;
+        images
+            .mount(&c.image_id, &dir)
+            .ctx(|| format!("mounting the root filesystem of container {}", c.name))?;
+        write_etc_files(&dir, c)?;
+        for b in &c.host.binds {
+            // Docker creates a missing bind source as a directory.
+            if !Path::new(&b.source).exists() {
+                fs::create_dir_all(&b.source)
+                    .ctx(|| format!("creating bind mount source {}", b.source))?;
+            }
+        }
+        let spec = spec::build(&c.id, &dir, &c.config, &c.host)?;
+        let json = serde_json::to_vec_pretty(&spec).expect("runtime spec serialises");
+        write_atomic(&dir.join("config.json"), &json)?;
+        fs::File::create(self.log_path(&c.id))
+            .ctx(|| format!("creating the log of container {}", c.name))?;
+        Ok(())
+    }
+}
+
+/// /etc/hostname, /etc/hosts and /etc/resolv.conf, bind-mounted into the
+/// container so the image's own files stay untouched.
+fn write_etc_files(dir: &Path, c: &Container) -> Result<()> {
+    let h = &c.config.hostname;
+    if c.host.network_mode == "host" {
+        let hosts = fs::read("/etc/hosts").unwrap_or_default();
+        write_atomic(&dir.join("hosts"), &hosts)?;
+    } else {
+        write_atomic(&dir.join("hostname"), format!("{h}\n").as_bytes())?;
+        let hosts = format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{h}\n"
+        );
+        write_atomic(&dir.join("hosts"), hosts.as_bytes())?;
+    }
+    let resolv = fs::read("/etc/resolv.conf").unwrap_or_default();
+    write_atomic(&dir.join("resolv.conf"), &resolv)
+}

@@ -1,0 +1,100 @@
+//! The engine of one hako root: the container database, the container
+//! directories and where runtimes keep their state.
+//!
+//! Layout:
+//! - `<root>/containers.db` — the records ([`crate::db`]);
+//! - `<root>/containers/<id>/` — one directory per container: the OCI bundle
+//!   (`config.json`, `rootfs/` as an overlay over the image's snapshots with
+//!   `upper/` and `work/` beside it), `container.log` (json-file), `exit.json`
+//!   (written by the monitor), `pid`, `hostname`, `hosts`, `resolv.conf`;
+//! - `<run root>/runtime/<runtime name>/` — the OCI runtime's `--root`. The
+//!   run root is `/run/hako` for the default root and `<root>/run` for any
+//!   other, so separate roots (tests) never share runtime state.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use crate::db::Db;
+use crate::error::{Context, Result};
+use crate::record::Container;
+use crate::runtime::Runtime;
+
+/// The default persistent root and its run root.
+pub const DEFAULT_ROOT: &str = "/var/lib/hako";
+pub const DEFAULT_RUN_ROOT: &str = "/run/hako";
+
+/// Programs the engine starts.
+#[derive(Debug, Clone)]
+pub struct Programs {
+    /// The `hako-monitor` binary.
+    pub monitor: PathBuf,
+    /// The command the monitor runs after the container exits, before the
+    /// container id: e.g. `[hako, --root, R, container-cleanup]`.
+    pub exit_command: Vec<String>,
+}
+
+/// An open engine.
+pub struct Engine {
+    pub(crate) root: PathBuf,
+    pub(crate) run_root: PathBuf,
+    pub(crate) db: Db,
+}
+
+impl Engine {
+    /// Open (creating if needed) the engine state under `root`.
+    pub fn open(root: &Path) -> Result<Engine> {
+        fs::create_dir_all(root.join("containers"))
+            .ctx(|| format!("creating the container directory under {}", root.display()))?;
+        let run_root = if root == Path::new(DEFAULT_ROOT) {
+            PathBuf::from(DEFAULT_RUN_ROOT)
+        } else {
+            root.join("run")
+        };
+        Ok(Engine {
+            root: root.to_path_buf(),
+            run_root,
+            db: Db::open(root)?,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The directory (and OCI bundle) of a container.
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.root.join("containers").join(id)
+    }
+
+    /// The json-file log of a container.
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.container_dir(id).join("container.log")
+    }
+
+    /// The runtime of a container, with its state directory.
+    pub fn runtime_of(&self, c: &Container) -> Runtime {
+        let name = Path::new(&c.host.runtime_path)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "runtime".into());
+        Runtime {
+            path: PathBuf::from(&c.host.runtime_path),
+            root: self.run_root.join("runtime").join(name),
+        }
+    }
+
+    /// Find a container by id, name or id prefix (its state as last recorded).
+    pub fn find(&self, what: &str) -> Result<Container> {
+        self.db.find(what)
+    }
+
+    /// Take the per-container lock: lifecycle verbs on one container from
+    /// separate processes run one after the other. Released on drop.
+    pub(crate) fn lock(&self, id: &str) -> Result<nix::fcntl::Flock<File>> {
+        let path = self.root.join("containers").join(format!(".{id}.lock"));
+        let f = File::create(&path).ctx(|| format!("creating lock {}", path.display()))?;
+        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| e)
+            .ctx(|| format!("locking container {id}"))
+    }
+}

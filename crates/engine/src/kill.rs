@@ -1,0 +1,25 @@
+//! `kill`: send a signal to the container's init through the runtime.
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::record::Status;
+
+impl Engine {
+    /// Send `signal` ("KILL", "SIGTERM", "9") to a running container.
+    pub fn kill(&self, what: &str, signal: &str) -> Result<()> {
+        let c = self.get(what)?;
+        if c.state.status != Status::Running {
+            return Err(Error::Conflict(format!(
+                "cannot kill container {}: it is not running",
+                c.name
+            )));
+        }
+        self.runtime_of(&c).kill(&c.id, &normalize_signal(signal))
+    }
+}
+
+/// "kill", "SIGKILL", "9" → the form every runtime accepts ("KILL" or "9").
+pub(crate) fn normalize_signal(s: &str) -> String {
+    let up = s.trim().to_ascii_uppercase();
+    up.strip_prefix("SIG").unwrap_or(&up).to_string()
+}

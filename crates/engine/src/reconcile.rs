@@ -1,0 +1,94 @@
+//! Making records truthful again. The monitor writes the exit status to a
+//! file and never touches the database, so every command first folds such
+//! files into the records; and a record that says "running" while neither
+//! its monitor nor its container exists any more (SIGKILLed, host rebooted)
+//! is marked exited with docker's 255 for an unknown status.
+
+use serde::Deserialize;
+
+use crate::engine::Engine;
+use crate::error::Result;
+use crate::proc;
+use crate::record::{Container, Status};
+
+#[derive(Deserialize)]
+struct ExitFile {
+    exit_code: i32,
+    finished_at: String,
+}
+
+/// Docker reports 255 when the exit status could not be collected.
+pub const UNKNOWN_EXIT: i32 = 255;
+
+impl Engine {
+    /// Bring one record up to date (and store it if it changed).
+    pub fn reconcile(&self, c: &mut Container) -> Result<()> {
+        if c.state.status != Status::Running {
+            return Ok(());
+        }
+        let before = c.state.clone();
+        let exit_path = self.container_dir(&c.id).join("exit.json");
+        if let Some(exit) = std::fs::read(&exit_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<ExitFile>(&b).ok())
+        {
+            c.state.status = Status::Exited;
+            c.state.exit_code = exit.exit_code;
+            c.state.finished_at = exit.finished_at;
+            c.state.pid = 0;
+            c.state.monitor_pid = 0;
+        } else if proc::alive(c.state.monitor_pid, c.state.monitor_start) {
+            // Supervised: the monitor will record the exit.
+        } else if proc::alive(c.state.pid, c.state.pid_start) {
+            // Running without its monitor: still truthful to say running,
+            // but nobody will collect the exit status.
+            c.state.error = "the monitor is gone; the exit status will be unknown".into();
+        } else {
+            c.state.status = Status::Exited;
+            c.state.exit_code = UNKNOWN_EXIT;
+            c.state.finished_at = crate::clock::now();
+            c.state.error = if c.state.error.is_empty() {
+                "the monitor ended without recording the exit status (killed, or the host rebooted)".into()
+            } else {
+                c.state.error.clone()
+            };
+            c.state.pid = 0;
+            c.state.monitor_pid = 0;
+            // The runtime still has the container; nothing else will delete it.
+            let _ = self.runtime_of(c).delete_force(&c.id);
+        }
+        if c.state != before {
+            self.db.set_state(&c.id, &c.state)?;
+        }
+        Ok(())
+    }
+
+    /// Every container, reconciled, newest first.
+    pub fn list(&self) -> Result<Vec<Container>> {
+        let mut all = self.db.list()?;
+        for c in all.iter_mut() {
+            self.reconcile(c)?;
+        }
+        Ok(all)
+    }
+
+    /// Find and reconcile one container.
+    pub fn get(&self, what: &str) -> Result<Container> {
+        let mut c = self.find(what)?;
+        self.reconcile(&mut c)?;
+        Ok(c)
+    }
+
+    /// The monitor's exit command: fold the exit file into the record and,
+    /// for `--rm` containers, remove the container.
+    pub fn cleanup(&self, images: &mut hako_image::ImageStore, id: &str) -> Result<()> {
+        let c = {
+            let _lock = self.lock(id)?;
+            self.get(id)?
+        };
+        if c.host.auto_remove && c.state.status == Status::Exited {
+            self.remove(images, &c.id, false)?;
+        }
+        Ok(())
+    }
+}

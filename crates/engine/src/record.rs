@@ -1,0 +1,174 @@
+//! What the engine knows of a container, shaped after the Docker Engine
+//! API's container inspect object (Config, HostConfig, State) so that the
+//! Docker API service of a later slice can serve it as is.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Lifecycle status, as docker names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Created,
+    Running,
+    Exited,
+    /// Being removed (a removal was interrupted if it stays so).
+    Removing,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Exited => "exited",
+            Status::Removing => "removing",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Some(match s {
+            "created" => Status::Created,
+            "running" => Status::Running,
+            "exited" => Status::Exited,
+            "removing" => Status::Removing,
+            _ => return None,
+        })
+    }
+}
+
+/// The image's configuration merged with the user's options: what the
+/// container runs (docker's `Config`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Config {
+    pub hostname: String,
+    pub user: String,
+    pub env: Vec<String>,
+    pub cmd: Vec<String>,
+    pub entrypoint: Vec<String>,
+    pub working_dir: String,
+    pub image: String,
+    pub labels: BTreeMap<String, String>,
+    /// "80/tcp" style keys, from the image and `--expose` (publishing is a later slice).
+    pub exposed_ports: Vec<String>,
+    /// Anonymous volume paths declared by the image (made into volumes in a later slice).
+    pub volumes: Vec<String>,
+    pub stop_signal: String,
+    /// Seconds between the stop signal and SIGKILL.
+    pub stop_timeout: u32,
+}
+
+/// A bind mount from the host (`-v /host:/ctr[:ro]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Bind {
+    pub source: String,
+    pub destination: String,
+    pub read_only: bool,
+}
+
+/// A tmpfs mount (`--tmpfs /path[:options]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Tmpfs {
+    pub destination: String,
+    pub options: Vec<String>,
+}
+
+/// How the container is run on this host (docker's `HostConfig`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HostConfig {
+    /// The runtime as the user named it ("hako-runtime", "runc", a path).
+    pub runtime: String,
+    /// The runtime binary it resolved to when the container was created.
+    pub runtime_path: String,
+    pub binds: Vec<Bind>,
+    pub tmpfs: Vec<Tmpfs>,
+    pub read_only_rootfs: bool,
+    pub privileged: bool,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    /// Bytes; 0 is unlimited.
+    pub memory: i64,
+    /// Bytes of memory + swap; 0 is docker's default (twice `memory`), -1 unlimited.
+    pub memory_swap: i64,
+    /// CPUs in billionths (docker's NanoCpus); 0 is unlimited.
+    pub nano_cpus: i64,
+    /// 0 is unlimited.
+    pub pids_limit: i64,
+    /// "none" or "host" (CNI networks are a later slice).
+    pub network_mode: String,
+    pub auto_remove: bool,
+}
+
+/// The run state (docker's `State`), kept current by the engine and the
+/// monitor's exit file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub status: Status,
+    /// Container init pid while running, else 0.
+    pub pid: i32,
+    /// Start time of `pid` (clock ticks since boot), to tell it from a reused pid.
+    pub pid_start: u64,
+    pub monitor_pid: i32,
+    pub monitor_start: u64,
+    pub exit_code: i32,
+    /// RFC 3339 times; empty when not yet.
+    pub started_at: String,
+    pub finished_at: String,
+    /// Why the last start failed or why the exit status is unknown.
+    pub error: String,
+}
+
+impl State {
+    pub fn created() -> Self {
+        State {
+            status: Status::Created,
+            pid: 0,
+            pid_start: 0,
+            monitor_pid: 0,
+            monitor_start: 0,
+            exit_code: 0,
+            started_at: String::new(),
+            finished_at: String::new(),
+            error: String::new(),
+        }
+    }
+}
+
+/// One container.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Container {
+    /// 64 hex digits.
+    pub id: String,
+    /// Unique, without docker's leading slash.
+    pub name: String,
+    /// The image as the user named it.
+    pub image: String,
+    /// The image id (config digest).
+    pub image_id: String,
+    /// RFC 3339 with nanoseconds.
+    pub created: String,
+    pub config: Config,
+    pub host: HostConfig,
+    pub state: State,
+}
+
+impl Container {
+    /// The command line the container runs: entrypoint then cmd.
+    pub fn argv(&self) -> Vec<String> {
+        self.config
+            .entrypoint
+            .iter()
+            .chain(self.config.cmd.iter())
+            .cloned()
+            .collect()
+    }
+
+    pub fn short_id(&self) -> &str {
+        &self.id[..12.min(self.id.len())]
+    }
+}

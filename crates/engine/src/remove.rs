@@ -1,0 +1,51 @@
+//! `rm`: remove a stopped container (or, forced, kill it first): its
+//! runtime state, its rootfs mount and upper layer, its directory, its record.
+
+use std::fs;
+
+use hako_image::ImageStore;
+
+use crate::engine::Engine;
+use crate::error::{Context, Error, Result};
+use crate::record::Status;
+
+impl Engine {
+    /// Remove a container; a running one only with `force` (it is killed).
+    pub fn remove(&self, images: &mut ImageStore, what: &str, force: bool) -> Result<()> {
+        let c = self.get(what)?;
+        if c.state.status == Status::Running {
+            if !force {
+                return Err(Error::Conflict(format!(
+                    "cannot remove container {}: container is running: stop the container before removing or force remove",
+                    c.name
+                )));
+            }
+            let rt = self.runtime_of(&c);
+            let _ = rt.kill(&c.id, "KILL");
+            self.wait_stopped(&c.id, None)?;
+        }
+        let _lock = self.lock(&c.id)?;
+        // Another process may have removed it while we waited (--rm).
+        let Some(mut c) = self.db.get(&c.id)? else {
+            return Ok(());
+        };
+        c.state.status = Status::Removing;
+        self.db.set_state(&c.id, &c.state)?;
+        let rt = self.runtime_of(&c);
+        if rt.knows(&c.id) {
+            rt.delete_force(&c.id)?;
+        }
+        let dir = self.container_dir(&c.id);
+        match images.unmount(&dir.to_string_lossy()) {
+            Ok(_) | Err(hako_image::Error::NotFound { .. }) => {}
+            Err(e) => {
+                return Err(e).ctx(|| format!("unmounting the root filesystem of container {}", c.name))
+            }
+        }
+        hako_image::snapshot::Snapshotter::remove_container_dir(&dir)
+            .ctx(|| format!("removing container {}", c.name))?;
+        self.db.delete(&c.id)?;
+        let _ = fs::remove_file(self.root.join("containers").join(format!(".{}.lock", c.id)));
+        Ok(())
+    }
+}

@@ -1,0 +1,112 @@
+//! The OCI runtime, driven by its runc-compatible command line (never
+//! linked): hako-runtime by default, runc and crun as well, by name or path.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::error::{Error, Result};
+
+/// The runtime used when none is named.
+pub const DEFAULT: &str = "hako-runtime";
+
+/// One runtime binary with its state directory.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    pub path: PathBuf,
+    /// The runtime's `--root`.
+    pub root: PathBuf,
+}
+
+/// Find a runtime: a path is taken as is; a bare name is looked up next to
+/// the running program first (so a build tree's hako-runtime is found),
+/// then on PATH and in the sbin directories where Debian installs runc.
+pub fn resolve(name: &str) -> Result<PathBuf> {
+    if name.contains('/') {
+        let p = PathBuf::from(name);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(Error::not_found(format!("OCI runtime {name}")))
+        };
+    }
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+    {
+        dirs.push(dir);
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        dirs.extend(std::env::split_paths(&path));
+    }
+    dirs.extend(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from));
+    dirs.into_iter()
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(|| Error::not_found(format!("OCI runtime {name} (not next to hako nor on PATH)")))
+}
+
+impl Runtime {
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.path);
+        cmd.arg("--root").arg(&self.root);
+        cmd
+    }
+
+    fn run(&self, mut cmd: Command, context: impl FnOnce() -> String) -> Result<()> {
+        let context = context();
+        let out = cmd
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| Error::io(format!("{context}: running {}", self.path.display()), e))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        Err(Error::Runtime {
+            context,
+            message: format!(
+                "{} exited with {}: {}",
+                self.path.display(),
+                out.status,
+                stderr.trim().replace('\n', " ")
+            ),
+        })
+    }
+
+    /// Send a signal ("SIGTERM", "9", "KILL") to the container's init.
+    pub fn kill(&self, id: &str, signal: &str) -> Result<()> {
+        let mut cmd = self.command();
+        cmd.arg("kill").arg(id).arg(signal);
+        self.run(cmd, || format!("sending {signal} to container {id}"))
+    }
+
+    /// Remove the container from the runtime, killing it if needed.
+    pub fn delete_force(&self, id: &str) -> Result<()> {
+        let mut cmd = self.command();
+        cmd.arg("delete").arg("--force").arg(id);
+        self.run(cmd, || format!("deleting container {id} from the runtime"))
+    }
+
+    /// Whether the runtime still knows the container.
+    pub fn knows(&self, id: &str) -> bool {
+        self.root.join(id).exists()
+    }
+
+    /// `exec --process FILE ID`, with the caller's stdio; returns the
+    /// process's exit code as the runtime reports it.
+    pub fn exec(&self, id: &str, process_json: &Path) -> Result<i32> {
+        let mut cmd = self.command();
+        cmd.arg("exec").arg("--process").arg(process_json).arg(id);
+        let status = cmd.status().map_err(|e| {
+            Error::io(
+                format!("running {} exec in container {id}", self.path.display()),
+                e,
+            )
+        })?;
+        Ok(status.code().unwrap_or_else(|| {
+            use std::os::unix::process::ExitStatusExt;
+            128 + status.signal().unwrap_or(0)
+        }))
+    }
+}

@@ -1,0 +1,153 @@
+//! Docker's default confinement: the capability set, masked and read-only
+//! /proc and /sys paths, the device cgroup allow-list, and what
+//! `--privileged`, `--cap-add` and `--cap-drop` change in them. (The default
+//! seccomp profile is a later slice.)
+
+use std::collections::HashSet;
+use std::str::FromStr;
+
+use oci_spec::runtime::{Capability, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType};
+
+use crate::error::{Error, Result};
+
+/// Docker's default capabilities.
+pub const DEFAULT_CAPS: &[&str] = &[
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FSETID",
+    "FOWNER",
+    "MKNOD",
+    "NET_RAW",
+    "SETGID",
+    "SETUID",
+    "SETFCAP",
+    "SETPCAP",
+    "NET_BIND_SERVICE",
+    "SYS_CHROOT",
+    "KILL",
+    "AUDIT_WRITE",
+];
+
+/// Every capability Linux knows (up to 6.x): `--privileged` and `--cap-add ALL`.
+pub const ALL_CAPS: &[&str] = &[
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
+    "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
+    "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
+    "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD",
+    "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
+    "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+];
+
+/// Paths hidden from the container (docker's masked paths).
+pub const MASKED_PATHS: &[&str] = &[
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Paths the container may read but not write.
+pub const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// "cap_net_admin", "CAP_NET_ADMIN", "net_admin" → "NET_ADMIN".
+fn normalize(name: &str) -> String {
+    let up = name.trim().to_ascii_uppercase();
+    up.strip_prefix("CAP_").unwrap_or(&up).to_string()
+}
+
+/// The capability set of a container: the default (or all, privileged),
+/// plus `add`, minus `drop`, with "ALL" meaning every capability.
+pub fn capabilities(privileged: bool, add: &[String], drop: &[String]) -> Result<HashSet<Capability>> {
+    let mut names: Vec<String> = if privileged { ALL_CAPS } else { DEFAULT_CAPS }
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let add: Vec<String> = add.iter().map(|s| normalize(s)).collect();
+    let drop: Vec<String> = drop.iter().map(|s| normalize(s)).collect();
+    if drop.iter().any(|d| d == "ALL") {
+        names.clear();
+    }
+    for a in &add {
+        if a == "ALL" {
+            names = ALL_CAPS.iter().map(|s| s.to_string()).collect();
+        } else if !names.contains(a) {
+            names.push(a.clone());
+        }
+    }
+    names.retain(|n| !drop.contains(n) || add.contains(n));
+    names
+        .iter()
+        .map(|n| {
+            Capability::from_str(n).map_err(|_| {
+                Error::Invalid(format!("unknown capability {n:?} (in --cap-add or --cap-drop)"))
+            })
+        })
+        .collect()
+}
+
+/// Docker's device cgroup rules: deny everything, then allow mknod of any
+/// device and use of the standard character devices; privileged allows all.
+pub fn device_rules(privileged: bool) -> Vec<LinuxDeviceCgroup> {
+    let rule = |allow: bool, typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>, access: &str| {
+        let mut b = LinuxDeviceCgroupBuilder::default()
+            .allow(allow)
+            .typ(typ)
+            .access(access.to_string());
+        if let Some(m) = major {
+            b = b.major(m);
+        }
+        if let Some(m) = minor {
+            b = b.minor(m);
+        }
+        b.build().expect("device rule builds")
+    };
+    if privileged {
+        return vec![rule(true, LinuxDeviceType::A, None, None, "rwm")];
+    }
+    use LinuxDeviceType::{B, C};
+    vec![
+        rule(false, LinuxDeviceType::A, None, None, "rwm"),
+        rule(true, C, None, None, "m"),
+        rule(true, B, None, None, "m"),
+        rule(true, C, Some(1), Some(3), "rwm"),   // null
+        rule(true, C, Some(1), Some(8), "rwm"),   // random
+        rule(true, C, Some(1), Some(7), "rwm"),   // full
+        rule(true, C, Some(5), Some(0), "rwm"),   // tty
+        rule(true, C, Some(1), Some(5), "rwm"),   // zero
+        rule(true, C, Some(1), Some(9), "rwm"),   // urandom
+        rule(true, C, Some(136), None, "rwm"),    // pts/*
+        rule(true, C, Some(5), Some(2), "rwm"),   // ptmx
+        rule(true, C, Some(10), Some(200), "rwm"), // net/tun
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn add_and_drop() {
+        let caps = capabilities(false, &["net_admin".into()], &["CAP_CHOWN".into()]).unwrap();
+        assert!(caps.contains(&Capability::NetAdmin));
+        assert!(!caps.contains(&Capability::Chown));
+        assert!(caps.contains(&Capability::Kill));
+        let none = capabilities(false, &[], &["ALL".into()]).unwrap();
+        assert!(none.is_empty());
+        let all = capabilities(true, &[], &[]).unwrap();
+        assert_eq!(all.len(), ALL_CAPS.len());
+        assert!(capabilities(false, &["FLY".into()], &[]).is_err());
+    }
+}

@@ -1,0 +1,156 @@
+//! `start`: hand the container to a new monitor process, which creates and
+//! starts it with the OCI runtime and supervises it from then on.
+
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::process::{Command, Stdio};
+
+use hako_image::ImageStore;
+use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+
+use crate::clock;
+use crate::engine::{Engine, Programs};
+use crate::error::{Context, Error, Result};
+use crate::proc;
+use crate::record::{Container, Status};
+
+/// A started container: its monitor's progress pipe, read by a foreground
+/// `run` to learn the exit code (see [`Started::follow`]).
+pub struct Started {
+    pub container: Container,
+    pub(crate) sync: Option<BufReader<File>>,
+}
+
+impl Engine {
+    /// Start a created or exited container. Starting a running one does nothing.
+    pub fn start(&self, images: &mut ImageStore, what: &str, programs: &Programs) -> Result<Started> {
+        let found = self.find(what)?;
+        let _lock = self.lock(&found.id)?;
+        let mut c = self.find(&found.id)?;
+        self.reconcile(&mut c)?;
+        match c.state.status {
+            Status::Running => return Ok(Started { container: c, sync: None }),
+            Status::Removing => {
+                return Err(Error::Conflict(format!(
+                    "cannot start container {}: it is being removed",
+                    c.name
+                )))
+            }
+            Status::Created | Status::Exited => {}
+        }
+        let dir = self.container_dir(&c.id);
+        self.ensure_mounted(images, &c)?;
+        for stale in ["exit.json", "pid", "runtime.log"] {
+            let _ = fs::remove_file(dir.join(stale));
+        }
+        let rt = self.runtime_of(&c);
+        fs::create_dir_all(&rt.root)
+            .ctx(|| format!("creating runtime state directory {}", rt.root.display()))?;
+        // A runtime record left by a crash would make `create` fail.
+        if rt.knows(&c.id) {
+            let _ = rt.delete_force(&c.id);
+        }
+
+        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
+            .ctx(|| format!("creating the monitor pipe of container {}", c.name))?;
+        // The monitor inherits the write end under its own number.
+        fcntl(&write, FcntlArg::F_SETFD(FdFlag::empty()))
+            .ctx(|| format!("passing the monitor pipe of container {}", c.name))?;
+        let mut cmd = Command::new(&programs.monitor);
+        cmd.arg("--id")
+            .arg(&c.id)
+            .arg("--bundle")
+            .arg(&dir)
+            .arg("--runtime")
+            .arg(&rt.path)
+            .arg("--runtime-root")
+            .arg(&rt.root)
+            .arg("--log")
+            .arg(self.log_path(&c.id))
+            .arg("--exit-file")
+            .arg(dir.join("exit.json"))
+            .arg("--pid-file")
+            .arg(dir.join("pid"))
+            .arg("--runtime-log")
+            .arg(dir.join("runtime.log"))
+            .arg("--sync-fd")
+            .arg(write.as_raw_fd().to_string());
+        for a in programs.exit_command.iter().chain(std::iter::once(&c.id)) {
+            cmd.arg("--exit-command").arg(a);
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        let status = cmd.status().map_err(|e| {
+            Error::io(
+                format!("starting monitor {} for container {}", programs.monitor.display(), c.name),
+                e,
+            )
+        })?;
+        drop(write);
+        if !status.success() {
+            return Err(Error::Start {
+                id: c.name.clone(),
+                code: 125,
+                message: format!("monitor {} exited with {status}", programs.monitor.display()),
+            });
+        }
+        let mut sync = BufReader::new(File::from(read));
+        let mut line = String::new();
+        sync.read_line(&mut line)
+            .ctx(|| format!("reading from the monitor of container {}", c.name))?;
+        let line = line.trim_end();
+        let mut words = line.splitn(3, ' ');
+        match (words.next(), words.next(), words.next()) {
+            (Some("started"), Some(pid), Some(mon)) => {
+                let pid: i32 = pid.parse().unwrap_or(0);
+                let mon: i32 = mon.parse().unwrap_or(0);
+                c.state.status = Status::Running;
+                c.state.pid = pid;
+                c.state.pid_start = proc::start_time(pid).unwrap_or(0);
+                c.state.monitor_pid = mon;
+                c.state.monitor_start = proc::start_time(mon).unwrap_or(0);
+                c.state.exit_code = 0;
+                c.state.started_at = clock::now();
+                c.state.finished_at = String::new();
+                c.state.error = String::new();
+                self.db.set_state(&c.id, &c.state)?;
+                Ok(Started { container: c, sync: Some(sync) })
+            }
+            (Some("error"), Some(code), rest) => {
+                let code: i32 = code.parse().unwrap_or(125);
+                let message = rest.unwrap_or("").to_string();
+                c.state.exit_code = code;
+                c.state.error = message.clone();
+                self.db.set_state(&c.id, &c.state)?;
+                Err(Error::Start { id: c.name.clone(), code, message })
+            }
+            _ => {
+                let log = fs::read_to_string(dir.join("monitor.log")).unwrap_or_default();
+                Err(Error::Start {
+                    id: c.name.clone(),
+                    code: 125,
+                    message: format!(
+                        "the monitor ended without reporting{}{}",
+                        if log.is_empty() { "" } else { ": " },
+                        log.trim().replace('\n', " ")
+                    ),
+                })
+            }
+        }
+    }
+
+    /// After a reboot the overlay is gone: mount it again over the same upper layer.
+    fn ensure_mounted(&self, images: &mut ImageStore, c: &Container) -> Result<()> {
+        let dir = self.container_dir(&c.id);
+        let dev = |p: &std::path::Path| fs::metadata(p).map(|m| m.dev()).ok();
+        if dev(&dir.join("rootfs")).is_some() && dev(&dir.join("rootfs")) != dev(&dir) {
+            return Ok(());
+        }
+        let _ = images.unmount(&dir.to_string_lossy());
+        images
+            .mount(&c.image_id, &dir)
+            .ctx(|| format!("mounting the root filesystem of container {}", c.name))?;
+        Ok(())
+    }
+}

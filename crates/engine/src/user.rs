@@ -1,0 +1,97 @@
+//! Resolving `-u user[:group]` against the container's /etc/passwd and
+//! /etc/group, as docker does at create time.
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// A resolved user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+}
+
+/// Entries of a passwd or group file, split on ':'.
+fn entries(rootfs: &Path, file: &str) -> Vec<Vec<String>> {
+    std::fs::read_to_string(rootfs.join(file))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| l.split(':').map(str::to_string).collect())
+        .collect()
+}
+
+/// Resolve "", "name", "uid", "name:group", "uid:gid" in `rootfs`.
+pub fn resolve(rootfs: &Path, spec: &str) -> Result<User> {
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let user = if user.is_empty() { "0" } else { user };
+    let passwd = entries(rootfs, "etc/passwd");
+    let groups = entries(rootfs, "etc/group");
+    let entry = passwd
+        .iter()
+        .find(|e| e.len() >= 4 && (e[0] == user || e[2] == user));
+    let (uid, mut gid, name) = match (user.parse::<u32>(), entry) {
+        (_, Some(e)) => (
+            e[2].parse().unwrap_or(0),
+            e[3].parse().unwrap_or(0),
+            Some(e[0].clone()),
+        ),
+        (Ok(uid), None) => (uid, 0, None),
+        (Err(_), None) => {
+            return Err(Error::Invalid(format!(
+                "unable to find user {user}: no matching entries in passwd file"
+            )))
+        }
+    };
+    if let Some(g) = group {
+        gid = match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => groups
+                .iter()
+                .find(|e| e.len() >= 3 && e[0] == g)
+                .and_then(|e| e[2].parse().ok())
+                .ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "unable to find group {g}: no matching entries in group file"
+                    ))
+                })?,
+        };
+    }
+    let additional_gids = match (&name, group) {
+        (Some(n), None) => groups
+            .iter()
+            .filter(|e| e.len() >= 4 && e[3].split(',').any(|m| m == n))
+            .filter_map(|e| e[2].parse().ok())
+            .filter(|g| *g != gid)
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok(User {
+        uid,
+        gid,
+        additional_gids,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("etc")).unwrap();
+        std::fs::write(dir.path().join("etc/passwd"), "root:x:0:0::/root:/bin/sh\nweb:x:33:34::/:/bin/sh\n").unwrap();
+        std::fs::write(dir.path().join("etc/group"), "root:x:0:\nwww:x:34:\nlog:x:4:web\n").unwrap();
+        assert_eq!(resolve(dir.path(), "").unwrap(), User { uid: 0, gid: 0, additional_gids: vec![] });
+        assert_eq!(resolve(dir.path(), "web").unwrap(), User { uid: 33, gid: 34, additional_gids: vec![4] });
+        assert_eq!(resolve(dir.path(), "1000:5").unwrap(), User { uid: 1000, gid: 5, additional_gids: vec![] });
+        assert_eq!(resolve(dir.path(), "web:root").unwrap().gid, 0);
+        assert!(resolve(dir.path(), "nobody").is_err());
+    }
+}
