@@ -461,14 +461,23 @@ fn init_runs_from_a_sealed_copy_of_the_runtime() {
     let id = unique_id("sealed");
     assert!(rt.create(&b, &id).status.success());
     let pid = rt.state(&id)["pid"].as_i64().unwrap();
-    // Before start the init is still the runtime: its exe must be the memfd copy,
-    // so a container process cannot reach (and overwrite) the host binary.
-    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    // Before start the init is still the runtime: its exe must be a copy that
+    // cannot be written through (a read-only bind mount, or a sealed memfd), so
+    // a container process cannot reach and overwrite the host binary.
+    let exe = format!("/proc/{pid}/exe");
+    let target = std::fs::read_link(&exe).unwrap();
+    let readonly = nix::sys::statvfs::statvfs(exe.as_str())
+        .unwrap()
+        .flags()
+        .contains(nix::sys::statvfs::FsFlags::ST_RDONLY);
     assert!(
-        exe.to_string_lossy().starts_with("/memfd:hako-runtime"),
-        "{}",
-        exe.display()
+        readonly || target.to_string_lossy().starts_with("/memfd:hako-runtime"),
+        "{} is writable",
+        target.display()
     );
+    // And the host's own view of the binary stays writable (nothing leaked out).
+    let host = nix::sys::statvfs::statvfs(RUNTIME).unwrap();
+    assert!(!host.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY));
 }
 
 #[test]
