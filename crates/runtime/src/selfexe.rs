@@ -37,9 +37,8 @@ pub fn ensure_sealed() -> Result<()> {
     env.push(CString::new(format!("{MARKER}=1")).expect("no NUL"));
     if let Ok(exe) = readonly_bind_of_self() {
         let path = CString::new(exe.into_os_string().into_encoded_bytes()).unwrap_or_default();
-        let e = nix::unistd::execve(&path, &args, &env);
-        // execve only returns on failure: fall back to the memfd copy.
-        drop(e);
+        // execve only returns on failure: then fall back to the memfd copy.
+        let _ = nix::unistd::execve(&path, &args, &env);
     }
     let memfd = clone_binary()?;
     match nix::unistd::fexecve(&memfd, &args, &env) {
