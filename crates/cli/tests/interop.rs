@@ -178,3 +178,43 @@ fn skopeo_oci_layout_loads_in_hako_with_the_same_tree() {
     assert!(status.success());
     load_and_compare(&f, &tarred, &f.name);
 }
+
+#[test]
+fn compressed_archive_loads_from_standard_input() {
+    let f = fixture();
+    let archive = f.hako.dir().join("docker.tar");
+    f.hako
+        .ok(&["save", "-o", archive.to_str().unwrap(), &f.name]);
+    let gz = f.hako.dir().join("docker.tar.gz");
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "gzip -c '{}' > '{}'",
+            archive.display(),
+            gz.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let h = Hako::new();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hako"))
+        .arg("--root")
+        .arg(h.root())
+        .arg("load")
+        .stdin(std::fs::File::open(&gz).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let name = f.name.trim_start_matches("localhost/");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(name),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let m = Mounted::new(&h, &f.name);
+    common::assert_same_tree(&f.expected, &describe(&m.path));
+}

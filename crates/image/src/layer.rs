@@ -249,10 +249,9 @@ impl<'a> Unpacker<'a> {
         ) {
             return Ok(());
         }
-        let size = entry
-            .header()
-            .size()
-            .map_err(|e| self.io_err(&shown, "reading size", e))?;
+        // The entry's size, PAX "size" override included (the header field
+        // alone is 0 or truncated for files past 8 GiB).
+        let size = entry.size();
         if size > self.limits.max_entry_size {
             return Err(self.refuse(
                 &shown,
@@ -486,8 +485,8 @@ impl<'a> Unpacker<'a> {
         let mode = h
             .mode()
             .map_err(|e| self.io_err(shown, "reading mode", e))?;
-        let uid = h.uid().map_err(|e| self.io_err(shown, "reading uid", e))?;
-        let gid = h.gid().map_err(|e| self.io_err(shown, "reading gid", e))?;
+        let mut uid = h.uid().map_err(|e| self.io_err(shown, "reading uid", e))?;
+        let mut gid = h.gid().map_err(|e| self.io_err(shown, "reading gid", e))?;
         let secs = h
             .mtime()
             .map_err(|e| self.io_err(shown, "reading mtime", e))?;
@@ -501,7 +500,31 @@ impl<'a> Unpacker<'a> {
                 let ext = ext.map_err(|e| self.io_err(shown, "reading pax headers", e))?;
                 let key = ext.key_bytes();
                 if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+                    // overlayfs interprets trusted.overlay.* (redirects,
+                    // opaque markers, metacopy) in lower layers: a layer must
+                    // not steer the mount through them. Its own whiteouts are
+                    // expressed as .wh. entries, which are converted above.
+                    if name.starts_with(b"trusted.overlay.") {
+                        tracing::warn!(
+                            layer = self.layer,
+                            entry = %shown.display(),
+                            "ignoring overlayfs xattr {}",
+                            String::from_utf8_lossy(name)
+                        );
+                        continue;
+                    }
                     xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
+                } else if key == b"uid" || key == b"gid" {
+                    // PAX carries ids too large for the header's octal field.
+                    let id = std::str::from_utf8(ext.value_bytes())
+                        .ok()
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .ok_or_else(|| self.refuse(shown, "malformed PAX uid/gid"))?;
+                    if key == b"uid" {
+                        uid = id;
+                    } else {
+                        gid = id;
+                    }
                 } else if key == b"mtime" {
                     if let Some(t) = parse_pax_time(ext.value_bytes()) {
                         mtime = t;

@@ -30,6 +30,7 @@ fn base_layer() -> Vec<u8> {
             b"attrs",
             &[("user.hako", b"value"), ("trusted.hako", b"t")],
         )
+        .file_with_xattrs("y", b"", &[("trusted.overlay.redirect", b"/elsewhere")])
         .file("gone", b"will be whited out", 0o644, 0, 0, T1)
         .dir("o", 0o755, 0, 0, T1)
         .file("o/old", b"hidden by opaque", 0o644, 0, 0, T1)
@@ -120,6 +121,12 @@ fn layers_unpack_with_metadata_and_mount_merged() {
         Some(&b"t"[..])
     );
 
+    // A layer cannot set overlayfs' own xattrs.
+    assert_eq!(
+        common::get_xattr(&base.join("y"), "trusted.overlay.redirect"),
+        None
+    );
+
     // The top layer in overlay format: a 0/0 char device whiteout, an opaque directory.
     let wh = fs::symlink_metadata(top.join("gone")).unwrap();
     assert!(wh.file_type().is_char_device());
@@ -153,7 +160,8 @@ fn layers_unpack_with_metadata_and_mount_merged() {
             "o/new",
             "s",
             "third",
-            "x"
+            "x",
+            "y"
         ]
     );
     assert_eq!(fs::read(r.join("keep")).unwrap(), b"upper");

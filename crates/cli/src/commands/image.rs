@@ -143,11 +143,14 @@ pub struct SaveArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  hako load -i busybox.tar\n  hako load -i ./oci-layout-dir")]
+#[command(
+    after_help = "Examples:\n  hako load -i busybox.tar\n  hako load -i ./oci-layout-dir\n  hako load < busybox.tar.gz"
+)]
 pub struct LoadArgs {
-    /// Archive (docker-archive or oci-archive, optionally compressed) or OCI layout directory.
+    /// Archive (docker-archive or oci-archive, optionally compressed) or OCI
+    /// layout directory; standard input when absent or "-".
     #[arg(short, long, value_name = "FILE")]
-    pub input: PathBuf,
+    pub input: Option<PathBuf>,
     /// Only print the loaded images' ids.
     #[arg(short, long)]
     pub quiet: bool,
@@ -439,6 +442,15 @@ fn inspect(g: &Global, a: InspectArgs) -> Result<()> {
                 "Layers": image.diff_ids()?.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
             },
             "History": c.get("history").cloned().unwrap_or(json!([])),
+            "GraphDriver": {
+                "Name": "overlay",
+                "Data": {
+                    // Top layer first, as overlayfs' lowerdir lists them.
+                    "LowerDir": image.chain_ids()?.iter().rev()
+                        .map(|c| store.snapshots().fs_path(c).display().to_string())
+                        .collect::<Vec<_>>().join(":"),
+                },
+            },
             "Labels": labels(&store, &rec),
         }));
     }
@@ -585,8 +597,29 @@ pub fn save(g: &Global, a: SaveArgs) -> Result<()> {
 pub fn load(g: &Global, a: LoadArgs) -> Result<()> {
     let mut store = open_store(g)?;
     let display = Display::new();
-    let loaded = archive::load(&mut store, &a.input, &display)
-        .with_context(|| format!("loading {}", a.input.display()))?;
+    // Loading seeks inside the archive, so standard input is spooled to a
+    // temporary file on the store's filesystem first.
+    let mut _spool = None;
+    let input = match &a.input {
+        Some(p) if p.as_os_str() != "-" => p.clone(),
+        _ => {
+            let mut tmp = tempfile::Builder::new()
+                .prefix("stdin-")
+                .tempfile_in(store.content().ingest_dir())
+                .context("creating a temporary file for standard input")?;
+            io::copy(&mut io::stdin().lock(), tmp.as_file_mut())
+                .context("reading the archive from standard input")?;
+            let path = tmp.path().to_path_buf();
+            _spool = Some(tmp);
+            path
+        }
+    };
+    let shown = match &a.input {
+        Some(p) if p.as_os_str() != "-" => p.display().to_string(),
+        _ => "standard input".to_string(),
+    };
+    let loaded =
+        archive::load(&mut store, &input, &display).with_context(|| format!("loading {shown}"))?;
     for rec in loaded {
         if a.quiet {
             println!("{}", rec.id);
