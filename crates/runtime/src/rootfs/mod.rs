@@ -6,6 +6,7 @@
 //! resolved handle, so a symlink planted in an image can never redirect a mount
 //! onto the host.
 
+mod copyup;
 mod devices;
 mod mounts;
 mod options;

@@ -104,6 +104,18 @@ fn mount_one(root: &pathrs::Root, m: &Mount, cgroup: &Cgroup, new_cgroupns: bool
     } else {
         let fstype = if typ.is_empty() { None } else { Some(typ) };
         let data = opts.data_string();
+        // Open what the tmpfs will cover while it is still reachable.
+        let covered = if opts.tmpcopyup && typ == "tmpfs" {
+            Some(
+                handle
+                    .reopen(
+                        pathrs::flags::OpenFlags::O_RDONLY | pathrs::flags::OpenFlags::O_DIRECTORY,
+                    )
+                    .ctx(|| "opening the directory to copy up")?,
+            )
+        } else {
+            None
+        };
         mount(
             source.or(Some(Path::new(typ))),
             target.as_str(),
@@ -113,6 +125,12 @@ fn mount_one(root: &pathrs::Root, m: &Mount, cgroup: &Cgroup, new_cgroupns: bool
         )
         .ctx(|| format!("mounting {typ}"))?;
         let mounted = root.resolve(&dest).ctx(|| "resolving the new mount")?;
+        if let Some(covered) = covered {
+            let fresh = mounted
+                .reopen(pathrs::flags::OpenFlags::O_RDONLY | pathrs::flags::OpenFlags::O_DIRECTORY)
+                .ctx(|| "opening the new tmpfs")?;
+            super::copyup::copy_tree(covered.as_fd(), fresh.as_fd())?;
+        }
         finish(&mounted, &opts)
     }
 }

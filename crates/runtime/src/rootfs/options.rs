@@ -26,6 +26,8 @@ pub struct MountOptions {
     pub data: Vec<String>,
     /// Options this runtime recognises but cannot honour (e.g. idmap).
     pub unsupported: Vec<String>,
+    /// "tmpcopyup": a tmpfs starts with a copy of the directory it covers.
+    pub tmpcopyup: bool,
 }
 
 impl Default for MountOptions {
@@ -38,6 +40,7 @@ impl Default for MountOptions {
             rec_clear: 0,
             data: Vec::new(),
             unsupported: Vec::new(),
+            tmpcopyup: false,
         }
     }
 }
@@ -116,7 +119,9 @@ pub fn parse_options(opts: &[String]) -> MountOptions {
                 } else if let Some((set, clear)) = recursive_attr(other) {
                     m.rec_set |= set;
                     m.rec_clear |= clear;
-                } else if matches!(other, "idmap" | "ridmap" | "tmpcopyup") {
+                } else if other == "tmpcopyup" {
+                    m.tmpcopyup = true;
+                } else if matches!(other, "idmap" | "ridmap") {
                     m.unsupported.push(other.to_string());
                 } else {
                     m.data.push(other.to_string());
@@ -189,8 +194,10 @@ mod tests {
 
     #[test]
     fn recursive_and_unsupported() {
-        let m = parse_options(&v(&["rbind", "rro", "idmap"]));
+        let m = parse_options(&v(&["rbind", "rro", "idmap", "tmpcopyup"]));
         assert_eq!(m.rec_set, MOUNT_ATTR_RDONLY);
         assert_eq!(m.unsupported, vec!["idmap".to_string()]);
+        assert!(m.tmpcopyup);
+        assert_eq!(m.data_string(), None);
     }
 }
