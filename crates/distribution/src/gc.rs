@@ -1,12 +1,19 @@
 //! `hako registry gc`: mark-and-sweep garbage collection.
 //!
-//! Mark: in every repository, tagged manifests are roots; an index keeps the manifests it
-//! lists, and a manifest whose `subject` is kept is kept (its referrers stay discoverable).
-//! Every kept manifest keeps its own bytes, its config and its layers. Sweep: untagged,
-//! unreachable manifests are unlinked; blobs nothing keeps are deleted together with the
-//! repository links to them — but only blobs older than the grace period, because a blob
-//! just uploaded may belong to a push whose manifest has not arrived yet. Uploads in
-//! progress live apart and are touched only once expired.
+//! Mark: in every repository, tagged manifests and manifests younger than the grace period
+//! are roots (a multi-platform push uploads its child manifests before the index that
+//! tags them); an index keeps the manifests it lists, and a manifest whose `subject` is
+//! kept is kept (its referrers stay discoverable). Every kept manifest keeps its own bytes,
+//! its config and its layers. Sweep: the other manifests are unlinked; blobs nothing keeps
+//! and older than the grace period are deleted with the repository links to them. Uploads
+//! in progress live apart and are touched only once expired.
+//!
+//! Safe beside a running registry: writers *claim* a blob (set its mtime) before relying
+//! on it (finishing an upload of a blob that exists, a manifest PUT referencing it). The
+//! sweep first moves a blob into `/trash` atomically, then looks at its mtime: claimed
+//! since the collection began, it goes back; otherwise it is deleted. A writer that claims
+//! after the move finds the blob missing and re-creates it (upload) or refuses the
+//! manifest (MANIFEST_BLOB_UNKNOWN), so no manifest is ever accepted over a deleted blob.
 
 use std::collections::{BTreeSet, HashSet};
 use std::time::{Duration, SystemTime};
@@ -91,6 +98,142 @@ fn facts(bytes: &[u8]) -> ManifestFacts {
     }
 }
 
+/// Move `dir` into the trash atomically; None when it is already gone.
+async fn to_trash(store: &Store, dir: &str) -> StoreResult<Option<String>> {
+    let mut rnd = [0u8; 12];
+    getrandom::fill(&mut rnd)
+        .map_err(|e| RegistryError::internal(format!("naming a trash entry: {e}")))?;
+    let trash = format!("/trash/{}", crate::digest::to_hex(&rnd));
+    match store.driver().rename(dir, &trash).await {
+        Ok(()) => Ok(Some(trash)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(store::internal(&format!("moving {dir} to the trash"), e)),
+    }
+}
+
+/// Whether `path` was claimed (its mtime set) since the collection began.
+async fn claimed_since(store: &Store, path: &str, started: SystemTime) -> StoreResult<bool> {
+    match store.driver().stat(path).await {
+        Ok(info) => Ok(info.modified >= started),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(store::internal(&format!("inspecting {path}"), e)),
+    }
+}
+
+/// Put a trashed `dir` back, or drop the trashed copy when a writer re-created `dir`
+/// meanwhile (its content is the same: names are digests).
+async fn restore(store: &Store, trash: &str, dir: &str) -> StoreResult<()> {
+    let back = if store.exists(dir, "checking a restore target").await? {
+        store.driver().delete(trash).await
+    } else {
+        store.driver().rename(trash, dir).await
+    };
+    back.map_err(|e| store::internal(&format!("restoring {dir} from the trash"), e))
+}
+
+async fn purge(store: &Store, trash: &str) -> StoreResult<()> {
+    match store.driver().delete(trash).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(store::internal(&format!("emptying {trash}"), e)),
+    }
+}
+
+/// Delete blob `d` unless a writer claimed it since `started`: move it to the trash
+/// (atomic), check its mark there, then delete it or put it back. True when deleted.
+async fn sweep_blob(store: &Store, d: &Digest, started: SystemTime) -> StoreResult<bool> {
+    let dir = store::blob_data_path(d)
+        .trim_end_matches("/data")
+        .to_string();
+    let Some(trash) = to_trash(store, &dir).await? else {
+        return Ok(false);
+    };
+    if claimed_since(store, &format!("{trash}/data"), started).await? {
+        restore(store, &trash, &dir).await?;
+        return Ok(false);
+    }
+    purge(store, &trash).await?;
+    Ok(true)
+}
+
+/// Delete `repo`'s link to swept blob `d`, unless it was claimed or the blob re-uploaded.
+async fn sweep_link(
+    store: &Store,
+    repo: &RepoName,
+    d: &Digest,
+    started: SystemTime,
+) -> StoreResult<()> {
+    let dir = store::layer_link_path(repo, d)
+        .trim_end_matches("/link")
+        .to_string();
+    let Some(trash) = to_trash(store, &dir).await? else {
+        return Ok(());
+    };
+    if claimed_since(store, &format!("{trash}/link"), started).await?
+        || store.global_blob_size(d).await?.is_some()
+    {
+        return restore(store, &trash, &dir).await;
+    }
+    purge(store, &trash).await
+}
+
+/// Delete untagged manifest `d` of `repo` unless it was claimed (pushed, or referenced by a
+/// push) or tagged since the collection began. True when deleted.
+async fn sweep_manifest(
+    store: &Store,
+    repo: &RepoName,
+    d: &Digest,
+    subject: Option<&Digest>,
+    started: SystemTime,
+) -> StoreResult<bool> {
+    let dir = store::revision_link_path(repo, d)
+        .trim_end_matches("/link")
+        .to_string();
+    let Some(trash) = to_trash(store, &dir).await? else {
+        return Ok(false);
+    };
+    let mut keep = claimed_since(store, &format!("{trash}/link"), started).await?;
+    if !keep {
+        // A tag written before the move makes it a root after all. (One written after
+        // it finds the revision gone, and that push undoes itself.)
+        let want = d.to_string();
+        for tag in store.tags(repo).await.unwrap_or_default() {
+            if let Ok(b) = store
+                .driver()
+                .get_content(&store::tag_link_path(repo, &tag))
+                .await
+            {
+                if String::from_utf8_lossy(&b).trim() == want {
+                    keep = true;
+                    break;
+                }
+            }
+        }
+    }
+    if keep {
+        restore(store, &trash, &dir).await?;
+        return Ok(false);
+    }
+    purge(store, &trash).await?;
+    if let Some(subject) = subject {
+        match store
+            .driver()
+            .delete(&store::referrer_entry_path(repo, subject, d))
+            .await
+        {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => {
+                return Err(store::internal(
+                    &format!("removing referrer {d} of {subject}"),
+                    e,
+                ))
+            }
+        }
+    }
+    Ok(true)
+}
+
 /// Run a collection. With `dry_run` nothing is deleted.
 pub async fn collect(
     store: &Store,
@@ -122,6 +265,22 @@ pub async fn collect(
         }
         let mut kept: BTreeSet<Digest> = BTreeSet::new();
         let mut queue: Vec<Digest> = Vec::new();
+        for d in &revisions {
+            let link = store::revision_link_path(&repo, d);
+            let young = match store.driver().stat(&link).await {
+                Ok(info) => started.duration_since(info.modified).unwrap_or_default() < grace,
+                Err(e) if e.is_not_found() => false,
+                Err(e) => {
+                    return Err(store::internal(
+                        &format!("inspecting manifest {d} of {repo}"),
+                        e,
+                    ))
+                }
+            };
+            if young {
+                queue.push(d.clone());
+            }
+        }
         for tag in store.tags(&repo).await.unwrap_or_default() {
             if let Ok(Some((d, _))) = store.resolve_manifest(&repo, &Reference::Tag(tag)).await {
                 queue.push(d);
@@ -155,12 +314,11 @@ pub async fn collect(
                     marked.extend(f.blobs.iter().cloned());
                 }
             } else {
-                report.manifests.push((name.clone(), d.clone()));
-                if !dry_run {
-                    store
-                        .delete_manifest(&repo, &Reference::Digest(d.clone()))
-                        .await?;
+                let subject = facts_of.get(d).and_then(|f| f.subject.as_ref());
+                if !dry_run && !sweep_manifest(store, &repo, d, subject, started).await? {
+                    continue;
                 }
+                report.manifests.push((name.clone(), d.clone()));
             }
         }
     }
@@ -187,16 +345,13 @@ pub async fn collect(
                     report.kept_blobs += 1;
                     continue;
                 }
+                if !dry_run && !sweep_blob(store, &d, started).await? {
+                    // Claimed by a writer while we looked: in use after all.
+                    report.kept_blobs += 1;
+                    continue;
+                }
                 report.blobs.push((d.clone(), info.size));
                 swept.insert(d.clone());
-                if !dry_run {
-                    let dir = data.trim_end_matches("/data").to_string();
-                    match store.driver().delete(&dir).await {
-                        Ok(()) => {}
-                        Err(e) if e.is_not_found() => {}
-                        Err(e) => return Err(store::internal(&format!("deleting blob {d}"), e)),
-                    }
-                }
             }
         }
     }
@@ -207,15 +362,7 @@ pub async fn collect(
             let layers = format!("{}/_layers", store::repo_path(&repo));
             for d in digests_under(store, &layers).await? {
                 if swept.contains(&d) {
-                    let link_dir = format!("{layers}/{}/{}", d.algorithm().as_str(), d.hex());
-                    if let Err(e) = store.driver().delete(&link_dir).await {
-                        if !e.is_not_found() {
-                            return Err(store::internal(
-                                &format!("unlinking blob {d} from {repo}"),
-                                e,
-                            ));
-                        }
-                    }
+                    sweep_link(store, &repo, &d, started).await?;
                 }
             }
         }

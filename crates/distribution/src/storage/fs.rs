@@ -19,6 +19,8 @@ use super::{
 /// file operations (each a thread hop in tokio) low.
 const WRITE_BUFFER: usize = 1 << 20;
 const READ_BUFFER: usize = 256 << 10;
+/// How often a write re-creates a parent directory that a concurrent delete removed.
+const MAX_PARENT_RETRIES: u32 = 5;
 
 pub struct FsDriver {
     root: PathBuf,
@@ -91,21 +93,32 @@ impl StorageDriver for FsDriver {
 
     async fn put_content(&self, path: &str, data: &[u8]) -> DriverResult<()> {
         let full = self.full(path)?;
-        ensure_parent(&full, path).await?;
-        let tmp = temp_sibling(&full);
-        let result = async {
-            let mut f = fs::File::create(&tmp).await?;
-            f.write_all(data).await?;
-            f.sync_all().await?;
-            drop(f);
-            fs::rename(&tmp, &full).await
+        let mut attempt = 0;
+        loop {
+            ensure_parent(&full, path).await?;
+            let tmp = temp_sibling(&full);
+            let result = async {
+                let mut f = fs::File::create(&tmp).await?;
+                f.write_all(data).await?;
+                f.sync_all().await?;
+                drop(f);
+                fs::rename(&tmp, &full).await
+            }
+            .await;
+            match result {
+                Ok(()) => return Ok(()),
+                // A concurrent delete (garbage collection) removed the parent directory
+                // between its creation and our write: create it again.
+                Err(e) if e.kind() == ErrorKind::NotFound && attempt < MAX_PARENT_RETRIES => {
+                    let _ = fs::remove_file(&tmp).await;
+                    attempt += 1;
+                }
+                Err(e) => {
+                    let _ = fs::remove_file(&tmp).await;
+                    return Err(io_err("writing", path, e));
+                }
+            }
         }
-        .await;
-        if let Err(e) = result {
-            let _ = fs::remove_file(&tmp).await;
-            return Err(io_err("writing", path, e));
-        }
-        Ok(())
     }
 
     async fn reader(&self, path: &str, offset: u64) -> DriverResult<BoxReader> {
@@ -197,10 +210,23 @@ impl StorageDriver for FsDriver {
     async fn rename(&self, from: &str, to: &str) -> DriverResult<()> {
         let src = self.full(from)?;
         let dst = self.full(to)?;
-        ensure_parent(&dst, to).await?;
-        fs::rename(&src, &dst)
-            .await
-            .map_err(|e| io_err("renaming", from, e))?;
+        let mut attempt = 0;
+        loop {
+            ensure_parent(&dst, to).await?;
+            match fs::rename(&src, &dst).await {
+                Ok(()) => break,
+                // The destination's parent was removed concurrently (the source is still
+                // there): create it again.
+                Err(e)
+                    if e.kind() == ErrorKind::NotFound
+                        && attempt < MAX_PARENT_RETRIES
+                        && fs::symlink_metadata(&src).await.is_ok() =>
+                {
+                    attempt += 1;
+                }
+                Err(e) => return Err(io_err("renaming", from, e)),
+            }
+        }
         // The rename is durable only once the directory holding the new entry is synced.
         if let Some(parent) = dst.parent() {
             if let Ok(d) = fs::File::open(parent).await {
@@ -210,17 +236,42 @@ impl StorageDriver for FsDriver {
         Ok(())
     }
 
+    async fn touch(&self, path: &str) -> DriverResult<()> {
+        let full = self.full(path)?;
+        let owned = path.to_string();
+        tokio::task::spawn_blocking(move || {
+            let f = std::fs::OpenOptions::new().write(true).open(&full)?;
+            f.set_modified(std::time::SystemTime::now())
+        })
+        .await
+        .map_err(|e| io_err("touching", &owned, std::io::Error::other(e)))?
+        .map_err(|e| io_err("touching", &owned, e))
+    }
+
     async fn delete(&self, path: &str) -> DriverResult<()> {
         let full = self.full(path)?;
         let m = fs::symlink_metadata(&full)
             .await
             .map_err(|e| io_err("deleting", path, e))?;
-        if m.is_dir() {
-            fs::remove_dir_all(&full).await
-        } else {
-            fs::remove_file(&full).await
+        if !m.is_dir() {
+            return fs::remove_file(&full)
+                .await
+                .map_err(|e| io_err("deleting", path, e));
         }
-        .map_err(|e| io_err("deleting", path, e))
+        let mut attempt = 0;
+        loop {
+            match fs::remove_dir_all(&full).await {
+                Ok(()) => return Ok(()),
+                // A concurrent writer created an entry inside while we emptied it: the
+                // caller asked for the whole tree gone, so go again.
+                Err(e)
+                    if e.kind() == ErrorKind::DirectoryNotEmpty && attempt < MAX_PARENT_RETRIES =>
+                {
+                    attempt += 1;
+                }
+                Err(e) => return Err(io_err("deleting", path, e)),
+            }
+        }
     }
 }
 
@@ -297,6 +348,11 @@ mod tests {
         assert_eq!(w.size(), 11);
         w.commit().await.unwrap();
         assert_eq!(d.get_content("/a/b/c").await.unwrap(), b"hello world");
+        let before = d.stat("/a/b/c").await.unwrap().modified;
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        d.touch("/a/b/c").await.unwrap();
+        assert!(d.stat("/a/b/c").await.unwrap().modified > before);
+        assert!(d.touch("/nope").await.unwrap_err().is_not_found());
         d.rename("/a/b/c", "/x/y").await.unwrap();
         assert!(d.stat("/a/b/c").await.unwrap_err().is_not_found());
         d.delete("/x").await.unwrap();

@@ -79,6 +79,9 @@ pub trait StorageDriver: Send + Sync + 'static {
     async fn rename(&self, from: &str, to: &str) -> DriverResult<()>;
     /// Remove `path` and everything beneath it. Removing a missing path is `NotFound`.
     async fn delete(&self, path: &str) -> DriverResult<()>;
+    /// Set `path`'s modification time to now (`NotFound` if missing). Garbage collection
+    /// reads it to tell objects in use from garbage.
+    async fn touch(&self, path: &str) -> DriverResult<()>;
 }
 
 /// Check a driver path: absolute, no empty, `.` or `..` components, no NUL.

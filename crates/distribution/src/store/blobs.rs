@@ -35,6 +35,27 @@ impl Store {
         }
     }
 
+    /// Mark blob `d` as in use right now (see [`crate::gc`]); false when it does not exist.
+    /// Writers claim a blob before relying on it, so a concurrent collection either sees
+    /// the fresh mark and keeps the blob, or has already removed it and the writer sees so.
+    pub(crate) async fn claim_blob(&self, d: &Digest) -> StoreResult<bool> {
+        match self.driver.touch(&blob_data_path(d)).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(internal(&format!("claiming blob {d}"), e)),
+        }
+    }
+
+    /// Claim blob `d` and `repo`'s link to it; false when either is missing.
+    pub(crate) async fn claim_layer(&self, repo: &RepoName, d: &Digest) -> StoreResult<bool> {
+        match self.driver.touch(&layer_link_path(repo, d)).await {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => return Ok(false),
+            Err(e) => return Err(internal(&format!("claiming the link to {d} in {repo}"), e)),
+        }
+        self.claim_blob(d).await
+    }
+
     /// Stream blob `d` of `repo` from `offset`.
     pub async fn open_blob(
         &self,

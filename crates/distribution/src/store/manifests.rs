@@ -191,6 +191,51 @@ impl Store {
         }
     }
 
+    /// Claim everything `parsed` references in `repo` (see [`Store::claim_blob`]); the
+    /// error to report when something is missing.
+    async fn claim_references(
+        &self,
+        repo: &RepoName,
+        parsed: &Parsed,
+    ) -> StoreResult<Option<RegistryError>> {
+        for b in &parsed.blobs {
+            if !self.claim_layer(repo, b).await? {
+                return Ok(Some(
+                    RegistryError::new(
+                        ErrorCode::ManifestBlobUnknown,
+                        format!(
+                            "manifest references blob {b}, which repository {repo} does not have"
+                        ),
+                    )
+                    .with_detail(json!({ "digest": b.to_string() })),
+                ));
+            }
+        }
+        for m in &parsed.manifests {
+            if !(self.claim_blob(m).await? && self.claim_revision(repo, m).await?) {
+                return Ok(Some(
+                    RegistryError::new(
+                        ErrorCode::ManifestBlobUnknown,
+                        format!(
+                            "index references manifest {m}, which repository {repo} does not have"
+                        ),
+                    )
+                    .with_detail(json!({ "digest": m.to_string() })),
+                ));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Mark manifest `d`'s revision in `repo` as in use now; false when it does not exist.
+    async fn claim_revision(&self, repo: &RepoName, d: &Digest) -> StoreResult<bool> {
+        match self.driver.touch(&revision_link_path(repo, d)).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(internal(&format!("claiming manifest {d} of {repo}"), e)),
+        }
+    }
+
     pub async fn get_manifest(
         &self,
         repo: &RepoName,
@@ -247,29 +292,11 @@ impl Store {
             Reference::Tag(_) => Digest::sha256_of(bytes),
         };
         let parsed = parse_manifest(content_type, bytes)?;
-        for b in &parsed.blobs {
-            if self.blob_size(repo, b).await?.is_none() {
-                return Err(RegistryError::new(
-                    ErrorCode::ManifestBlobUnknown,
-                    format!("manifest references blob {b}, which repository {repo} does not have"),
-                )
-                .with_detail(json!({ "digest": b.to_string() })));
-            }
-        }
-        for m in &parsed.manifests {
-            if !self
-                .exists(&revision_link_path(repo, m), "looking up an index entry")
-                .await?
-            {
-                return Err(RegistryError::new(
-                    ErrorCode::ManifestBlobUnknown,
-                    format!("index references manifest {m}, which repository {repo} does not have"),
-                )
-                .with_detail(json!({ "digest": m.to_string() })));
-            }
+        if let Some(e) = self.claim_references(repo, &parsed).await? {
+            return Err(e);
         }
         let action = format!("storing manifest {digest} in {repo}");
-        if self.global_blob_size(&digest).await?.is_none() {
+        if !self.claim_blob(&digest).await? {
             self.driver
                 .put_content(&blob_data_path(&digest), bytes)
                 .await
@@ -303,11 +330,50 @@ impl Store {
                 .await
                 .map_err(|e| internal(&action, e))?;
         }
+        let mut previous_tag = None;
         if let Reference::Tag(t) = reference {
+            let tag_path = tag_link_path(repo, t);
+            previous_tag = match self.driver.get_content(&tag_path).await {
+                Ok(b) => Some(b),
+                Err(e) if e.is_not_found() => None,
+                Err(e) => return Err(internal(&format!("reading tag {t} of {repo}"), e)),
+            };
             self.driver
-                .put_content(&tag_link_path(repo, t), digest.to_string().as_bytes())
+                .put_content(&tag_path, digest.to_string().as_bytes())
                 .await
                 .map_err(|e| internal(&format!("tagging {digest} as {t} in {repo}"), e))?;
+        }
+        // Claim everything again now that the tag protects it. A garbage collection that
+        // began before the tag existed may have swept something between the first claims
+        // and the tag; then the push is undone rather than leaving a manifest whose blobs
+        // are gone. (A collection beginning later sees the tag, or these fresh claims.)
+        let mut missing = self.claim_references(repo, &parsed).await?;
+        if missing.is_none()
+            && !(self.claim_blob(&digest).await? && self.claim_revision(repo, &digest).await?)
+        {
+            missing = Some(RegistryError::new(
+                ErrorCode::ManifestBlobUnknown,
+                format!(
+                    "manifest {digest} was collected as garbage while it was pushed; push it again"
+                ),
+            ));
+        }
+        if let Some(e) = missing {
+            if let Reference::Tag(t) = reference {
+                let tag_path = tag_link_path(repo, t);
+                let undo = match &previous_tag {
+                    Some(old) => self.driver.put_content(&tag_path, old).await,
+                    None => {
+                        self.driver
+                            .delete(&format!("{}/{}", tags_path(repo), t))
+                            .await
+                    }
+                };
+                if let Err(u) = undo {
+                    tracing::error!(error = %u, tag = t, "could not undo a tag after a failed push");
+                }
+            }
+            return Err(e);
         }
         Ok(ManifestPut {
             digest,

@@ -275,7 +275,7 @@ impl Store {
         }
         let action = format!("committing blob {digest} into {repo}");
         let target = blob_data_path(digest);
-        if self.global_blob_size(digest).await?.is_none() {
+        if !self.claim_blob(digest).await? {
             self.driver
                 .rename(&data, &target)
                 .await
