@@ -73,6 +73,8 @@ enum Command {
     /// Run or maintain an OCI registry (serve, gc).
     #[command(subcommand)]
     Registry(commands::registry::RegistryCommand),
+    #[command(flatten)]
+    Container(commands::container::ContainerCommand),
 }
 
 fn init_logging(level: &str) {
@@ -103,6 +105,7 @@ fn main() -> ExitCode {
         Command::Load(args) => commands::image::load(&cli.global, args),
         Command::Import(args) => commands::image::import(&cli.global, args),
         Command::Registry(cmd) => commands::registry::run(&cli.global, cmd),
+        Command::Container(cmd) => commands::container::run(&cli.global, cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -81,3 +81,48 @@ impl Started {
         }
     }
 }
+
+impl Engine {
+    /// Follow a container's log (`logs -f`): entries from `reader` as they
+    /// are appended, until the container is no longer running.
+    pub fn follow_log(
+        &self,
+        id: &str,
+        reader: &mut logs::Reader,
+        mut on_entry: impl FnMut(&Entry),
+    ) -> Result<()> {
+        let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
+            .ctx(|| format!("watching the log of container {id}"))?;
+        inotify
+            .add_watch(&self.log_path(id), AddWatchFlags::IN_MODIFY)
+            .ctx(|| format!("watching the log of container {id}"))?;
+        loop {
+            for e in reader.read_new()? {
+                on_entry(&e);
+            }
+            let c = match self.get(id) {
+                Ok(c) => c,
+                Err(crate::Error::NotFound { .. }) => break,
+                Err(e) => return Err(e),
+            };
+            if c.state.status != crate::Status::Running {
+                break;
+            }
+            // Woken by new output; the timeout notices a stop that wrote nothing.
+            let mut fds = [PollFd::new(inotify.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::from(500u16)) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e).ctx(|| format!("following the log of container {id}")),
+            }
+            while let Ok(ev) = inotify.read_events() {
+                if ev.is_empty() {
+                    break;
+                }
+            }
+        }
+        for e in reader.read_new()? {
+            on_entry(&e);
+        }
+        Ok(())
+    }
+}
