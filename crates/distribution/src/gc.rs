@@ -103,12 +103,34 @@ async fn to_trash(store: &Store, dir: &str) -> StoreResult<Option<String>> {
     let mut rnd = [0u8; 12];
     getrandom::fill(&mut rnd)
         .map_err(|e| RegistryError::internal(format!("naming a trash entry: {e}")))?;
-    let trash = format!("/trash/{}", crate::digest::to_hex(&rnd));
+    // The name carries the origin (`/` spelled `~`, which no name or digest contains) so a
+    // collection that died between moving and deciding can be undone by the next one.
+    let trash = format!(
+        "/trash/{}{}",
+        crate::digest::to_hex(&rnd),
+        dir.replace('/', "~")
+    );
     match store.driver().rename(dir, &trash).await {
         Ok(()) => Ok(Some(trash)),
         Err(e) if e.is_not_found() => Ok(None),
         Err(e) => Err(store::internal(&format!("moving {dir} to the trash"), e)),
     }
+}
+
+/// Put back whatever a collection that died mid-sweep left in the trash; this run then
+/// judges it afresh.
+async fn recover_trash(store: &Store) -> StoreResult<()> {
+    for entry in list_or_empty(store, "/trash").await? {
+        let Some(at) = entry.find('~') else {
+            continue;
+        };
+        let origin = entry[at..].replace('~', "/");
+        if crate::storage::check_path(&origin).is_err() {
+            continue;
+        }
+        restore(store, &format!("/trash/{entry}"), &origin).await?;
+    }
+    Ok(())
 }
 
 /// Whether `path` was claimed (its mtime set) since the collection began.
@@ -126,9 +148,23 @@ async fn restore(store: &Store, trash: &str, dir: &str) -> StoreResult<()> {
     let back = if store.exists(dir, "checking a restore target").await? {
         store.driver().delete(trash).await
     } else {
-        store.driver().rename(trash, dir).await
+        match store.driver().rename(trash, dir).await {
+            // Re-created by a writer between the check and the rename.
+            Err(_) if store.exists(dir, "checking a restore target").await? => {
+                store.driver().delete(trash).await
+            }
+            other => other,
+        }
     };
-    back.map_err(|e| store::internal(&format!("restoring {dir} from the trash"), e))
+    match back {
+        Ok(()) => Ok(()),
+        // Another collection already restored or removed it.
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(store::internal(
+            &format!("restoring {dir} from the trash"),
+            e,
+        )),
+    }
 }
 
 async fn purge(store: &Store, trash: &str) -> StoreResult<()> {
@@ -245,6 +281,9 @@ pub async fn collect(
         dry_run,
         ..Default::default()
     };
+    if !dry_run {
+        recover_trash(store).await?;
+    }
     let mut marked: HashSet<Digest> = HashSet::new();
     let repos = store.catalog().await?;
     for name in &repos {

@@ -95,7 +95,15 @@ impl StorageDriver for FsDriver {
         let full = self.full(path)?;
         let mut attempt = 0;
         loop {
-            ensure_parent(&full, path).await?;
+            // A concurrent delete (garbage collection) may remove a parent directory while
+            // we create it or write into it: then create it again.
+            match ensure_parent(&full, path).await {
+                Err(e) if e.is_not_found() && attempt < MAX_PARENT_RETRIES => {
+                    attempt += 1;
+                    continue;
+                }
+                other => other?,
+            }
             let tmp = temp_sibling(&full);
             let result = async {
                 let mut f = fs::File::create(&tmp).await?;
@@ -107,8 +115,6 @@ impl StorageDriver for FsDriver {
             .await;
             match result {
                 Ok(()) => return Ok(()),
-                // A concurrent delete (garbage collection) removed the parent directory
-                // between its creation and our write: create it again.
                 Err(e) if e.kind() == ErrorKind::NotFound && attempt < MAX_PARENT_RETRIES => {
                     let _ = fs::remove_file(&tmp).await;
                     attempt += 1;
@@ -212,7 +218,13 @@ impl StorageDriver for FsDriver {
         let dst = self.full(to)?;
         let mut attempt = 0;
         loop {
-            ensure_parent(&dst, to).await?;
+            match ensure_parent(&dst, to).await {
+                Err(e) if e.is_not_found() && attempt < MAX_PARENT_RETRIES => {
+                    attempt += 1;
+                    continue;
+                }
+                other => other?,
+            }
             match fs::rename(&src, &dst).await {
                 Ok(()) => break,
                 // The destination's parent was removed concurrently (the source is still
