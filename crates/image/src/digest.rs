@@ -198,6 +198,11 @@ impl<R: Read> HashingReader<R> {
         self.count
     }
 
+    /// The inner reader, abandoning the hash.
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+
     /// Read the rest of the stream (so the hash covers all of it) and return
     /// the digest and the total length.
     pub fn finish(mut self) -> io::Result<(Digest, u64, R)> {

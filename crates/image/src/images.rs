@@ -256,51 +256,34 @@ impl ImageStore {
             let compression = Compression::from_media_type(layer.media_type().as_ref())?;
             jobs.push((digest, layer.size(), compression, &diff_ids[i], &chain[i]));
         }
-        // Layers are independent (each unpacks into its own directory), so
-        // they unpack in parallel.
-        let workers = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .clamp(1, 4)
-            .min(jobs.len().max(1));
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let (content, snapshots, jobs, next) = (&self.content, &self.snapshots, &jobs, &next);
-        let results: Vec<Result<()>> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..workers)
-                .map(|_| {
-                    s.spawn(move || -> Result<()> {
-                        loop {
-                            let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                            let Some((digest, size, compression, diff_id, chain_id)) = jobs.get(i)
-                            else {
-                                return Ok(());
-                            };
-                            let name = digest.to_string();
-                            progress.start(&name, "Unpacking layer", Some(*size));
-                            let file = content.open_blob(digest)?;
-                            let reader = ProgressReader {
-                                inner: file,
-                                id: &name,
-                                progress,
-                            };
-                            let source = LayerSource {
-                                name: &name,
-                                compression: *compression,
-                                expected_blob: Some((digest, Some(*size))),
-                                expected_diff_id: diff_id,
-                            };
-                            snapshots.create(chain_id, &source, reader)?;
-                            progress.finish(&name, "done");
-                        }
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("unpack worker panicked"))
-                .collect()
-        });
-        results.into_iter().collect()
+        let (content, snapshots) = (&self.content, &self.snapshots);
+        crate::ingest::parallel(&jobs, |(digest, size, compression, diff_id, chain_id)| {
+            let name = digest.to_string();
+            progress.start(&name, "Unpacking layer", Some(*size));
+            let reader = ProgressReader {
+                inner: content.open_blob(digest)?,
+                id: &name,
+                progress,
+            };
+            let source = LayerSource {
+                name: &name,
+                compression: *compression,
+                expected_blob: Some((digest, Some(*size))),
+                expected_diff_id: diff_id,
+            };
+            snapshots.create(chain_id, &source, reader)?;
+            progress.finish(&name, "done");
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// The layer ingester of this store (for loaders and registry clients).
+    pub fn layers(&self) -> crate::ingest::LayerIngest<'_> {
+        crate::ingest::LayerIngest {
+            content: &self.content,
+            snapshots: &self.snapshots,
+        }
     }
 
     /// Point `name` at the image `source` names.

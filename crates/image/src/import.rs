@@ -4,7 +4,7 @@
 //! One pass: the tarball is decompressed, hashed, stored as an uncompressed
 //! layer blob and unpacked into its snapshot at the same time.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 
 use oci_spec::image::{
     Arch, ConfigBuilder, Descriptor, HistoryBuilder, ImageConfigurationBuilder,
@@ -20,7 +20,7 @@ use crate::metadata::{now, ImageRecord};
 use crate::progress::{Progress, ProgressReader};
 use crate::reference::Reference;
 use crate::snapshot::{self, SnapshotInfo};
-use crate::store::BlobWriter;
+use crate::store::TeeReader;
 
 /// Options of an import.
 #[derive(Debug, Clone, Default)]
@@ -34,20 +34,6 @@ pub struct ImportOptions {
     pub cmd: Vec<String>,
     /// Labels for the config.
     pub labels: Vec<(String, String)>,
-}
-
-/// Reads from `inner` and writes every byte read into `out` as well.
-struct TeeReader<'a, R> {
-    inner: R,
-    out: &'a mut BlobWriter,
-}
-
-impl<R: Read> Read for TeeReader<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.out.write_all(&buf[..n])?;
-        Ok(n)
-    }
 }
 
 /// Import a root filesystem tarball as an image named `names`.

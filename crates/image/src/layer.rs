@@ -111,6 +111,49 @@ pub fn apply(
     compressed_algorithm: Algorithm,
     limits: &ApplyLimits,
 ) -> Result<Applied> {
+    apply_inner(
+        target,
+        layer,
+        reader,
+        compression,
+        compressed_algorithm,
+        None,
+        limits,
+    )
+}
+
+/// Like [`apply`], for a blob announced as `expected`: when unpacking fails
+/// (a corrupt stream, a refused entry), the rest of the blob is still hashed
+/// and a digest mismatch is reported as such, since it is the real cause.
+/// The caller still compares [`Applied::compressed_digest`] on success.
+pub fn apply_expecting(
+    target: &Path,
+    layer: &str,
+    reader: impl Read,
+    compression: Compression,
+    expected: &Digest,
+    limits: &ApplyLimits,
+) -> Result<Applied> {
+    apply_inner(
+        target,
+        layer,
+        reader,
+        compression,
+        expected.algorithm(),
+        Some(expected),
+        limits,
+    )
+}
+
+fn apply_inner(
+    target: &Path,
+    layer: &str,
+    reader: impl Read,
+    compression: Compression,
+    compressed_algorithm: Algorithm,
+    expected: Option<&Digest>,
+    limits: &ApplyLimits,
+) -> Result<Applied> {
     let compressed =
         BufReader::with_capacity(1 << 20, HashingReader::new(reader, compressed_algorithm));
     let decoder = match compression {
@@ -125,18 +168,32 @@ pub fn apply(
     };
     let diff = HashingReader::new(decoder, Algorithm::Sha256);
     let mut archive = tar::Archive::new(diff);
-    let mut unpacker = Unpacker::new(target, layer, *limits)?;
-    let entries = archive
-        .entries()
-        .ctx(|| format!("layer {layer}: reading tar"))?;
-    for entry in entries {
-        let entry = entry.ctx(|| format!("layer {layer}: reading tar entry"))?;
-        unpacker.entry(entry)?;
+    let unpacked = (|| -> Result<()> {
+        let mut unpacker = Unpacker::new(target, layer, *limits)?;
+        let entries = archive
+            .entries()
+            .ctx(|| format!("layer {layer}: reading tar"))?;
+        for entry in entries {
+            let entry = entry.ctx(|| format!("layer {layer}: reading tar entry"))?;
+            unpacker.entry(entry)?;
+        }
+        unpacker.finish()
+    })();
+    if let Err(err) = unpacked {
+        return Err(explain(
+            archive.into_inner().into_inner(),
+            layer,
+            expected,
+            err,
+        ));
     }
-    unpacker.finish()?;
     // Drain what follows the tar's end-of-archive blocks so both digests cover every byte.
-    let (diff_id, size, decoder) = archive
-        .into_inner()
+    let mut diff = archive.into_inner();
+    if let Err(e) = io::copy(&mut diff, &mut io::sink()) {
+        let err = Error::io(format!("layer {layer}: reading to the end of the layer"), e);
+        return Err(explain(diff.into_inner(), layer, expected, err));
+    }
+    let (diff_id, size, decoder) = diff
         .finish()
         .ctx(|| format!("layer {layer}: reading to the end of the layer"))?;
     let (compressed_digest, compressed_size, _) = decoder
@@ -150,6 +207,26 @@ pub fn apply(
         compressed_digest,
         compressed_size,
     })
+}
+
+/// After unpacking failed: hash what is left of the blob (without
+/// decompressing it) so that a corrupt or substituted blob is reported as a
+/// digest mismatch, its real cause, rather than as whatever broke first.
+fn explain<R: Read>(
+    decoder: Decoder<BufReader<HashingReader<R>>>,
+    layer: &str,
+    expected: Option<&Digest>,
+    err: Error,
+) -> Error {
+    let Some(expected) = expected else { return err };
+    match decoder.into_inner().into_inner().finish() {
+        Ok((actual, _, _)) if &actual != expected => Error::DigestMismatch {
+            what: format!("layer {layer}"),
+            expected: expected.to_string(),
+            actual: actual.to_string(),
+        },
+        _ => err,
+    }
 }
 
 /// A path from a tar header made relative and checked lexically: no

@@ -7,14 +7,17 @@
 //! - [`manifest`]: OCI/Docker manifests, indexes, configs, platforms.
 //! - [`layer`]: applying layer tarballs safely.
 //! - [`snapshot`]: unpacked layers and overlay root filesystems.
+//! - [`ingest`]: a layer stream to a verified blob and snapshot in one pass.
 //! - [`images`]: the image store tying these together.
 //! - [`import`], [`archive`]: rootfs tarballs, docker-archive and OCI layouts.
+//! - [`pull`], [`push`], [`blob_sources`]: images to and from registries.
 
 pub mod archive;
 pub mod digest;
 pub mod error;
 pub mod images;
 pub mod import;
+pub mod ingest;
 pub mod layer;
 pub mod lock;
 pub mod manifest;

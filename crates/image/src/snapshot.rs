@@ -134,18 +134,24 @@ impl Snapshotter {
     ) -> Result<SnapshotInfo> {
         let staged = self.stage()?;
         let limits = ApplyLimits::for_target(staged.fs())?;
-        let algorithm = source
-            .expected_blob
-            .map(|(d, _)| d.algorithm())
-            .unwrap_or(Algorithm::Sha256);
-        let applied = layer::apply(
-            staged.fs(),
-            source.name,
-            reader,
-            source.compression,
-            algorithm,
-            &limits,
-        )?;
+        let applied = match source.expected_blob {
+            Some((d, _)) => layer::apply_expecting(
+                staged.fs(),
+                source.name,
+                reader,
+                source.compression,
+                d,
+                &limits,
+            )?,
+            None => layer::apply(
+                staged.fs(),
+                source.name,
+                reader,
+                source.compression,
+                Algorithm::Sha256,
+                &limits,
+            )?,
+        };
         if let Some((digest, size)) = source.expected_blob {
             digest::verify(
                 &format!("layer {}", source.name),

@@ -231,6 +231,21 @@ impl BlobWriter {
     }
 }
 
+/// Reads from `inner` and writes every byte read into `out` as well: how a
+/// stream is stored while it is being unpacked.
+pub struct TeeReader<'a, R> {
+    pub inner: R,
+    pub out: &'a mut BlobWriter,
+}
+
+impl<R: Read> Read for TeeReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.out.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
 /// fsync a directory so a rename into it survives a crash.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     let f = File::open(dir).ctx(|| format!("opening directory {}", show(dir)))?;

@@ -50,35 +50,42 @@ fn sha512_blobs_are_verified_and_stored_by_algorithm() {
 
 #[test]
 fn corrupted_layer_in_a_layout_is_refused_and_collected() {
-    let tmp = tempfile::tempdir().unwrap();
-    let layout = tmp.path().join("layout");
-    let tar = common::Layer::new()
-        .file("f", b"data", 0o644, 0, 0, 1)
-        .tar();
-    common::write_layout(
-        &layout,
-        &[(tar, Compression::Gzip)],
-        "docker.io/library/bad:1",
-    );
-    // Flip the layer blob's content under its digest name.
-    let blobs = layout.join("blobs/sha256");
-    for e in std::fs::read_dir(&blobs).unwrap() {
-        let p = e.unwrap().path();
-        let data = std::fs::read(&p).unwrap();
-        if data.starts_with(&[0x1f, 0x8b]) {
-            let mut bad = data.clone();
-            let n = bad.len();
-            bad[n - 5] ^= 0xff;
-            std::fs::write(&p, bad).unwrap();
+    // Corrupt the middle of the compressed stream (decompression fails) and
+    // its trailer (only the gzip checksum fails): both are digest mismatches.
+    for from_end in [None, Some(5)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = tmp.path().join("layout");
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let tar = common::Layer::new().file("f", &data, 0o644, 0, 0, 1).tar();
+        common::write_layout(
+            &layout,
+            &[(tar, Compression::Gzip)],
+            "docker.io/library/bad:1",
+        );
+        let blobs = layout.join("blobs/sha256");
+        for e in std::fs::read_dir(&blobs).unwrap() {
+            let p = e.unwrap().path();
+            let mut bad = std::fs::read(&p).unwrap();
+            if bad.starts_with(&[0x1f, 0x8b]) {
+                let n = bad.len();
+                let at = from_end.map(|k| n - k).unwrap_or(n / 2);
+                bad[at] ^= 0xff;
+                std::fs::write(&p, bad).unwrap();
+            }
         }
+        let mut store = ImageStore::open(&tmp.path().join("root")).unwrap();
+        let err = hako_image::archive::load(&mut store, &layout, &NoProgress).unwrap_err();
+        assert!(
+            matches!(err, Error::DigestMismatch { .. }),
+            "{from_end:?}: {err}"
+        );
+        assert!(store.list().unwrap().is_empty());
+        // The bad layer's blob never got its name; config and manifest are
+        // unreferenced and go at the next collection.
+        store.gc().unwrap();
+        assert!(store.content().list().unwrap().is_empty());
+        assert!(store.snapshots().list().unwrap().is_empty());
     }
-    let mut store = ImageStore::open(&tmp.path().join("root")).unwrap();
-    let err = hako_image::archive::load(&mut store, &layout, &NoProgress).unwrap_err();
-    assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
-    assert!(store.list().unwrap().is_empty());
-    store.gc().unwrap();
-    assert!(store.content().list().unwrap().is_empty());
-    assert!(store.snapshots().list().unwrap().is_empty());
 }
 
 #[test]

@@ -13,10 +13,12 @@ use super::{SaveItem, Source};
 use crate::digest::{self, Algorithm, Digest, HashingWriter};
 use crate::error::{Error, IoContext, Result};
 use crate::images::ImageStore;
+use crate::ingest::LayerSpec;
 use crate::manifest::{self, Compression};
 use crate::metadata::ImageRecord;
 use crate::progress::{Progress, ProgressReader};
 use crate::reference::Reference;
+use crate::snapshot;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Entry {
@@ -132,7 +134,7 @@ pub(crate) fn save<W: Write>(
 
 pub(crate) fn load(
     store: &mut ImageStore,
-    src: &dyn Source,
+    src: &(dyn Source + Sync),
     what: &str,
     progress: &dyn Progress,
 ) -> Result<Vec<ImageRecord>> {
@@ -162,38 +164,36 @@ pub(crate) fn load(
                 diff_ids.len()
             )));
         }
-        let mut layer_descs = Vec::new();
-        for (path, diff_id) in entry.layers.iter().zip(&diff_ids) {
+        let chain = snapshot::chain_ids(&diff_ids);
+        let jobs: Vec<usize> = (0..diff_ids.len()).collect();
+        let layers = store.layers();
+        // Each layer is copied, verified and unpacked in one pass, layers in parallel.
+        let layer_descs = crate::ingest::parallel(&jobs, |&i| {
+            let path = &entry.layers[i];
             let (reader, size) = src.open(path)?;
-            let id = path.to_string();
-            progress.start(&id, "Copying layer", Some(size));
-            let mut reader = BufReader::new(ProgressReader {
-                inner: reader,
-                id: &id,
-                progress,
-            });
+            progress.start(path, "Copying layer", Some(size));
+            let mut reader = BufReader::new(reader);
             let compression = Compression::sniff(
                 reader
                     .fill_buf()
                     .ctx(|| format!("reading layer {path} of {what}"))?,
             );
-            let digest = if compression == Compression::None {
-                // An uncompressed layer is its own diff id: verified on the way in.
-                store.content().ingest(diff_id, Some(size), reader)?;
-                diff_id.clone()
-            } else {
-                // Compressed: stored as is; its diff id is checked when unpacked.
-                let mut w = store.content().writer(None, Algorithm::Sha256)?;
-                io::copy(&mut reader, &mut w).ctx(|| format!("copying layer {path} of {what}"))?;
-                w.commit()?
+            let spec = LayerSpec {
+                name: path,
+                compression,
+                // An uncompressed layer is its own diff id, so its blob digest
+                // is known; a compressed one is hashed as it is stored.
+                blob: (compression == Compression::None).then_some((&diff_ids[i], Some(size))),
+                diff_id: &diff_ids[i],
+                chain_id: &chain[i],
             };
-            progress.finish(&id, "done");
-            layer_descs.push(Descriptor::new(
+            let digest = layers.ingest(&spec, reader, progress)?;
+            Ok(Descriptor::new(
                 MediaType::from(compression.oci_media_type()),
                 size,
                 digest.to_oci(),
-            ));
-        }
+            ))
+        })?;
         // docker-archive carries no manifest: make an OCI one (the image id,
         // the config digest, is unchanged).
         let m = ImageManifestBuilder::default()

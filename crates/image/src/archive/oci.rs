@@ -12,10 +12,12 @@ use super::{SaveItem, Source};
 use crate::digest::Digest;
 use crate::error::{show, Error, IoContext, Result};
 use crate::images::ImageStore;
-use crate::manifest::{self, Document, PlatformSpec};
+use crate::ingest::LayerSpec;
+use crate::manifest::{self, Compression, Document, PlatformSpec};
 use crate::metadata::ImageRecord;
 use crate::progress::{Progress, ProgressReader};
 use crate::reference::Reference;
+use crate::snapshot;
 
 const LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -220,7 +222,12 @@ fn name_from(d: &Descriptor) -> Option<Reference> {
 }
 
 /// Copy one blob from the layout into the store, verifying it.
-fn ingest(store: &ImageStore, src: &dyn Source, d: &Digest, progress: &dyn Progress) -> Result<()> {
+fn ingest(
+    store: &ImageStore,
+    src: &(dyn Source + Sync),
+    d: &Digest,
+    progress: &dyn Progress,
+) -> Result<()> {
     if store.content().contains(d) {
         return Ok(());
     }
@@ -242,7 +249,7 @@ fn ingest(store: &ImageStore, src: &dyn Source, d: &Digest, progress: &dyn Progr
 
 pub(crate) fn load(
     store: &mut ImageStore,
-    src: &dyn Source,
+    src: &(dyn Source + Sync),
     what: &str,
     progress: &dyn Progress,
 ) -> Result<Vec<ImageRecord>> {
@@ -289,15 +296,46 @@ pub(crate) fn load(
         else {
             unreachable!("selected above as a manifest")
         };
-        ingest(
-            store,
-            src,
-            &manifest::descriptor_digest(m.config())?,
-            progress,
+        let config_digest = manifest::descriptor_digest(m.config())?;
+        ingest(store, src, &config_digest, progress)?;
+        let config = manifest::parse_config(
+            &store.content().read(&config_digest)?,
+            &config_digest.to_string(),
         )?;
-        for l in m.layers() {
-            ingest(store, src, &manifest::descriptor_digest(l)?, progress)?;
+        let diff_ids: Vec<Digest> = config
+            .rootfs()
+            .diff_ids()
+            .iter()
+            .map(|d| d.parse())
+            .collect::<Result<_>>()?;
+        if diff_ids.len() != m.layers().len() {
+            return Err(Error::Invalid(format!(
+                "loading {what}: manifest {manifest_digest} has {} layers but its config lists {} diff ids",
+                m.layers().len(),
+                diff_ids.len()
+            )));
         }
+        let chain = snapshot::chain_ids(&diff_ids);
+        let mut jobs = Vec::new();
+        for (i, l) in m.layers().iter().enumerate() {
+            let compression = Compression::from_media_type(l.media_type().as_ref())?;
+            jobs.push((manifest::descriptor_digest(l)?, l.size(), compression, i));
+        }
+        // Each layer is copied, verified and unpacked in one pass, layers in parallel.
+        let layers = store.layers();
+        crate::ingest::parallel(&jobs, |(d, size, compression, i)| {
+            let name = d.to_string();
+            let (reader, _) = src.open(&blob_path(d))?;
+            progress.start(&name, "Copying layer", Some(*size));
+            let spec = LayerSpec {
+                name: &name,
+                compression: *compression,
+                blob: Some((d, Some(*size))),
+                diff_id: &diff_ids[*i],
+                chain_id: &chain[*i],
+            };
+            layers.ingest(&spec, reader, progress)
+        })?;
         out.push(store.commit(&manifest_digest, &target, &names, progress)?);
     }
     Ok(out)
