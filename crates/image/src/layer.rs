@@ -249,7 +249,6 @@ fn clean_path(raw: &[u8]) -> std::result::Result<PathBuf, &'static str> {
 
 struct Unpacker<'a> {
     root: Root,
-    target: &'a Path,
     layer: &'a str,
     limits: ApplyLimits,
     total: u64,
@@ -266,7 +265,7 @@ struct Meta {
 }
 
 impl<'a> Unpacker<'a> {
-    fn new(target: &'a Path, layer: &'a str, limits: ApplyLimits) -> Result<Self> {
+    fn new(target: &Path, layer: &'a str, limits: ApplyLimits) -> Result<Self> {
         let root = Root::open(target)
             .map_err(|e| {
                 Error::Invalid(format!(
@@ -277,7 +276,6 @@ impl<'a> Unpacker<'a> {
             .with_resolver_flags(ResolverFlags::NO_SYMLINKS);
         Ok(Unpacker {
             root,
-            target,
             layer,
             limits,
             total: 0,
@@ -637,7 +635,6 @@ impl<'a> Unpacker<'a> {
             )
             .map_err(|e| self.io_err(path, "setting directory mtime", e))?;
         }
-        let _ = self.target;
         Ok(())
     }
 }

@@ -9,6 +9,7 @@
 
 use std::fs;
 use std::io::{self, Read};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags};
@@ -304,23 +305,30 @@ impl Snapshotter {
             upper.to_string_lossy(),
             work.to_string_lossy()
         );
+        // mount(2) takes the options in one page; a long chain (or a long
+        // --root) needs the new mount API, which adds lower dirs one by one.
         let page = 4096;
-        if options.len() >= page {
-            return Err(Error::Invalid(format!(
-                "mounting a rootfs at {}: {} layers make overlay options longer than a page ({} bytes); use a shorter --root",
-                show(container_dir),
-                chain.len(),
-                options.len()
-            )));
+        if options.len() < page {
+            nix::mount::mount(
+                Some("overlay"),
+                &rootfs,
+                Some("overlay"),
+                MsFlags::empty(),
+                Some(options.as_str()),
+            )
+            .ctx(|| format!("mounting overlay rootfs at {}", show(&rootfs)))?;
+        } else {
+            overlay_fsconfig(&lowers, &upper, &work, &rootfs).map_err(|e| {
+                Error::io(
+                    format!(
+                        "mounting overlay rootfs at {} ({} layers, with fsconfig lowerdir+, Linux >= 6.8)",
+                        show(&rootfs),
+                        chain.len()
+                    ),
+                    e,
+                )
+            })?;
         }
-        nix::mount::mount(
-            Some("overlay"),
-            &rootfs,
-            Some("overlay"),
-            MsFlags::empty(),
-            Some(options.as_str()),
-        )
-        .ctx(|| format!("mounting overlay rootfs at {}", show(&rootfs)))?;
         Ok(Rootfs {
             dir: container_dir.to_path_buf(),
             rootfs,
@@ -356,6 +364,88 @@ impl Snapshotter {
             )),
         }
     }
+}
+
+/// Mount an overlay with the new mount API: fsopen, one fsconfig
+/// `lowerdir+` per layer (top first), fsmount, move_mount.
+fn overlay_fsconfig(
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+) -> io::Result<()> {
+    use std::ffi::CString;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+
+    // From linux/mount.h; not all of these are in the libc crate.
+    const FSOPEN_CLOEXEC: libc::c_uint = 1;
+    const FSCONFIG_SET_STRING: libc::c_uint = 1;
+    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+    const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+
+    let cstr = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(io::Error::other);
+    let check = |rc: libc::c_long| {
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(rc)
+        }
+    };
+    let name = c"overlay";
+    // SAFETY: fsopen takes a NUL-terminated name and flags; it returns a new fd we own.
+    let fs = check(unsafe { libc::syscall(libc::SYS_fsopen, name.as_ptr(), FSOPEN_CLOEXEC) })?;
+    // SAFETY: the fd was just returned by the kernel and is owned by nobody else.
+    let fs = unsafe { OwnedFd::from_raw_fd(fs as libc::c_int) };
+    let set = |key: &std::ffi::CStr, value: &CString| -> io::Result<()> {
+        // SAFETY: fs is a valid fs-context fd; key and value are NUL-terminated and outlive the call.
+        check(unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fs.as_raw_fd(),
+                FSCONFIG_SET_STRING,
+                key.as_ptr(),
+                value.as_ptr(),
+                0,
+            )
+        })
+        .map(drop)
+    };
+    for l in lowers {
+        set(c"lowerdir+", &cstr(l)?)?;
+    }
+    set(c"upperdir", &cstr(upper)?)?;
+    set(c"workdir", &cstr(work)?)?;
+    // SAFETY: CMD_CREATE takes no key or value.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    })?;
+    // SAFETY: fs is a created fs context; fsmount returns a new detached mount fd.
+    let mnt =
+        check(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, 0) })?;
+    // SAFETY: as above, a fresh fd now owned here.
+    let mnt = unsafe { OwnedFd::from_raw_fd(mnt as libc::c_int) };
+    let target = cstr(target)?;
+    // SAFETY: mnt is a valid mount fd, "" with F_EMPTY_PATH names it; target is NUL-terminated.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            mnt.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    })?;
+    Ok(())
 }
 
 fn remove_tree(path: &Path) -> Result<()> {

@@ -222,3 +222,36 @@ fn shared_layers_are_unpacked_once() {
     assert_eq!(store.snapshots().list().unwrap().len(), 2);
     assert!(base_snapshot.join("base").exists());
 }
+
+#[test]
+fn many_layers_mount_beyond_a_page_of_overlay_options() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A long root makes every lowerdir long: 70 layers need ~15 kB of options.
+    let root = tmp.path().join("r".repeat(120)).join("root");
+    let layout = tmp.path().join("layout");
+    let n = 70;
+    let mut layers = Vec::new();
+    for i in 0..n {
+        let mut l = Layer::new()
+            .file(&format!("f{i}"), b"x", 0o644, 0, 0, T1)
+            .file("top", i.to_string().as_bytes(), 0o644, 0, 0, T1);
+        if i == n - 1 {
+            l = l.file(".wh.f0", b"", 0o644, 0, 0, T1);
+        }
+        layers.push((l.tar(), Compression::Gzip));
+    }
+    let (_, id) = common::write_layout(&layout, &layers, "docker.io/library/tall:1");
+    let mut store = ImageStore::open(&root).unwrap();
+    hako_image::archive::load(&mut store, &layout, &NoProgress).unwrap();
+    let container = tmp.path().join("c");
+    let (_, rootfs) = store.mount(&id.to_string(), &container).unwrap();
+    let _guard = MountGuard(container.clone());
+    assert_eq!(
+        fs::read_to_string(rootfs.rootfs.join("top")).unwrap(),
+        (n - 1).to_string()
+    );
+    assert!(!rootfs.rootfs.join("f0").exists());
+    for i in 1..n {
+        assert!(rootfs.rootfs.join(format!("f{i}")).exists(), "f{i}");
+    }
+}
