@@ -6,8 +6,10 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Writes `data` to `path` atomically: a temp file in the same directory, fsynced,
-/// then renamed over the target, so readers never see a torn file.
+/// Writes `data` to `path` atomically: a temp file in the same directory renamed
+/// over the target, so readers never see a torn file. No fsync: these files
+/// (state, pid files) describe processes that do not survive a reboot either,
+/// and on a disk-backed --root an fsync costs more than the rest of a start.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
@@ -23,7 +25,6 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
         .open(&tmp)
         .ctx(|| format!("creating {}", tmp.display()))?;
     f.write_all(data)
-        .and_then(|_| f.sync_all())
         .ctx(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).ctx(|| format!("renaming {} to {}", tmp.display(), path.display()))
 }
