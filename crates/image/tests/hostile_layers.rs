@@ -231,3 +231,30 @@ fn a_hostile_layer_in_an_image_leaves_no_image_and_no_snapshot() {
     assert!(store.snapshots().list().unwrap().is_empty());
     assert!(common::tree(&root.join("snapshots")).is_empty());
 }
+
+#[test]
+fn an_entry_replacing_a_symlink_never_writes_through_it() {
+    let s = sandbox();
+    let secret = s.outside.join("secret");
+    let tar = Layer::new()
+        .symlink("passwd", &secret.display().to_string())
+        .file("passwd", b"replaced", 0o600, 0, 0, 1)
+        .symlink("d", &s.outside.display().to_string())
+        .dir("d", 0o700, 0, 0, 1)
+        .file("d/inside", b"i", 0o644, 0, 0, 1)
+        .tar();
+    apply(&s, &tar).unwrap();
+    // The symlinks were replaced by real entries inside the target.
+    assert_eq!(fs::read(s.target.join("passwd")).unwrap(), b"replaced");
+    assert!(fs::symlink_metadata(s.target.join("passwd"))
+        .unwrap()
+        .is_file());
+    assert!(fs::symlink_metadata(s.target.join("d")).unwrap().is_dir());
+    assert!(s.target.join("d/inside").is_file());
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs::metadata(&secret).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
+    assert_outside_untouched(&s);
+}
