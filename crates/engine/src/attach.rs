@@ -60,9 +60,12 @@ impl Started {
             }
             if sync_ready {
                 line.clear();
-                let n = sync
-                    .read_line(&mut line)
-                    .ctx(|| format!("reading from the monitor of container {}", self.container.name))?;
+                let n = sync.read_line(&mut line).ctx(|| {
+                    format!(
+                        "reading from the monitor of container {}",
+                        self.container.name
+                    )
+                })?;
                 if n == 0 {
                     break;
                 }

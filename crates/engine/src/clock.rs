@@ -30,7 +30,10 @@ mod tests {
     #[test]
     fn now_round_trips() {
         let t = super::now();
-        assert!(t.ends_with('Z') && t.len() == "2024-01-02T03:04:05.123456789Z".len(), "{t}");
+        assert!(
+            t.ends_with('Z') && t.len() == "2024-01-02T03:04:05.123456789Z".len(),
+            "{t}"
+        );
         assert!(super::unix(&t).is_some());
     }
 }

@@ -20,7 +20,11 @@ pub fn merge(image: &ImageConfiguration, o: &CreateOptions, id: &str) -> Result<
     let ic = image.config().clone().unwrap_or_default();
     let (entrypoint, cmd) = match &o.entrypoint {
         Some(ep) => {
-            let ep = if ep.is_empty() { vec![] } else { vec![ep.clone()] };
+            let ep = if ep.is_empty() {
+                vec![]
+            } else {
+                vec![ep.clone()]
+            };
             (ep, o.cmd.clone())
         }
         None => {
@@ -64,11 +68,20 @@ pub fn merge(image: &ImageConfiguration, o: &CreateOptions, id: &str) -> Result<
         env.insert(0, format!("PATH={DEFAULT_PATH}"));
     }
     set_env(&mut env, format!("HOSTNAME={hostname}"));
-    let mut labels = ic.labels().clone().unwrap_or_default().into_iter().collect::<std::collections::BTreeMap<_, _>>();
+    let mut labels = ic
+        .labels()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect::<std::collections::BTreeMap<_, _>>();
     labels.extend(o.labels.clone());
     let mut exposed_ports: Vec<String> = ic.exposed_ports().clone().unwrap_or_default();
     for p in &o.expose {
-        let p = if p.contains('/') { p.clone() } else { format!("{p}/tcp") };
+        let p = if p.contains('/') {
+            p.clone()
+        } else {
+            format!("{p}/tcp")
+        };
         if !exposed_ports.contains(&p) {
             exposed_ports.push(p);
         }
@@ -155,7 +168,10 @@ mod tests {
             .working_dir("/srv".to_string())
             .build()
             .unwrap();
-        ImageConfigurationBuilder::default().config(cfg).build().unwrap()
+        ImageConfigurationBuilder::default()
+            .config(cfg)
+            .build()
+            .unwrap()
     }
 
     const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -163,9 +179,15 @@ mod tests {
     #[test]
     fn docker_merge_rules() {
         let img = image(&["/entry"], &["default"]);
-        let mut o = CreateOptions { image: "img".into(), ..Default::default() };
+        let mut o = CreateOptions {
+            image: "img".into(),
+            ..Default::default()
+        };
         let c = merge(&img, &o, ID).unwrap();
-        assert_eq!((c.entrypoint.clone(), c.cmd.clone()), (vec!["/entry".to_string()], vec!["default".to_string()]));
+        assert_eq!(
+            (c.entrypoint.clone(), c.cmd.clone()),
+            (vec!["/entry".to_string()], vec!["default".to_string()])
+        );
         assert_eq!(c.working_dir, "/srv");
         assert!(c.env.contains(&"HOSTNAME=0123456789ab".to_string()));
         o.cmd = vec!["other".into()];
@@ -178,13 +200,20 @@ mod tests {
         let c = merge(&img, &o, ID).unwrap();
         assert!(c.env.contains(&"A=2".to_string()) && !c.env.contains(&"A=1".to_string()));
         let empty = image(&[], &[]);
-        let o = CreateOptions { image: "img".into(), ..Default::default() };
+        let o = CreateOptions {
+            image: "img".into(),
+            ..Default::default()
+        };
         assert!(merge(&empty, &o, ID).is_err());
     }
 
     impl Config {
         fn argv(&self) -> Vec<String> {
-            self.entrypoint.iter().chain(self.cmd.iter()).cloned().collect()
+            self.entrypoint
+                .iter()
+                .chain(self.cmd.iter())
+                .cloned()
+                .collect()
         }
     }
 }

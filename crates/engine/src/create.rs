@@ -59,7 +59,8 @@ impl Engine {
 
     fn make_bundle(&self, images: &mut ImageStore, c: &Container) -> Result<()> {
         let dir = self.container_dir(&c.id);
-        fs::create_dir_all(&dir).ctx(|| format!("creating container directory {}", dir.display()))?;
+        fs::create_dir_all(&dir)
+            .ctx(|| format!("creating container directory {}", dir.display()))?;
         images
             .mount(&c.image_id, &dir)
             .ctx(|| format!("mounting the root filesystem of container {}", c.name))?;

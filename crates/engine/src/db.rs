@@ -49,7 +49,8 @@ impl Db {
         // Other hako processes may hold the write lock briefly; wait rather than fail.
         conn.busy_timeout(Duration::from_secs(60)).ctx(what)?;
         conn.pragma_update(None, "journal_mode", "WAL").ctx(what)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").ctx(what)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .ctx(what)?;
         conn.execute_batch(SCHEMA).ctx(what)?;
         Ok(Db { conn })
     }
@@ -235,7 +236,8 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Result<Container>> {
                 monitor_pid: r.get(10).ctx(|| format!("reading container {id}"))?,
                 monitor_start: r
                     .get::<_, i64>(11)
-                    .ctx(|| format!("reading container {id}"))? as u64,
+                    .ctx(|| format!("reading container {id}"))?
+                    as u64,
                 exit_code: r.get(12).ctx(|| format!("reading container {id}"))?,
                 started_at: r.get(13).ctx(|| format!("reading container {id}"))?,
                 finished_at: r.get(14).ctx(|| format!("reading container {id}"))?,

@@ -39,8 +39,7 @@ impl Engine {
         let dir = self.container_dir(&c.id);
         let config_path = dir.join("config.json");
         let spec: Spec = serde_json::from_slice(
-            &std::fs::read(&config_path)
-                .ctx(|| format!("reading {}", config_path.display()))?,
+            &std::fs::read(&config_path).ctx(|| format!("reading {}", config_path.display()))?,
         )
         .ctx(|| format!("parsing {}", config_path.display()))?;
         let mut process = spec

@@ -53,11 +53,15 @@ pub fn parse_bytes(s: &str) -> Result<i64> {
         Some('t') => (&t[..t.len() - 1], 1 << 40),
         _ => (t, 1),
     };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| Error::Invalid(format!("invalid size {s:?}: expected a number with an optional k, m, g or t suffix")))?;
-    if !(n >= 0.0) {
-        return Err(Error::Invalid(format!("invalid size {s:?}: must not be negative")));
+    let n: f64 = num.parse().map_err(|_| {
+        Error::Invalid(format!(
+            "invalid size {s:?}: expected a number with an optional k, m, g or t suffix"
+        ))
+    })?;
+    if n.is_nan() || n < 0.0 {
+        return Err(Error::Invalid(format!(
+            "invalid size {s:?}: must not be negative"
+        )));
     }
     Ok((n * mult as f64) as i64)
 }
@@ -68,8 +72,10 @@ pub fn parse_cpus(s: &str) -> Result<i64> {
         .trim()
         .parse()
         .map_err(|_| Error::Invalid(format!("invalid --cpus value {s:?}: expected a number")))?;
-    if !(n > 0.0) {
-        return Err(Error::Invalid(format!("invalid --cpus value {s:?}: must be positive")));
+    if n.is_nan() || n <= 0.0 {
+        return Err(Error::Invalid(format!(
+            "invalid --cpus value {s:?}: must be positive"
+        )));
     }
     Ok((n * 1e9) as i64)
 }
@@ -87,7 +93,11 @@ pub fn parse_bind(s: &str) -> Result<Bind> {
                 "volume {s:?}: anonymous volumes are not supported yet; give HOST:CONTAINER"
             )))
         }
-        _ => return Err(Error::Invalid(format!("invalid volume specification {s:?}"))),
+        _ => {
+            return Err(Error::Invalid(format!(
+                "invalid volume specification {s:?}"
+            )))
+        }
     };
     if !src.starts_with('/') {
         return Err(Error::Invalid(format!(
@@ -139,8 +149,8 @@ pub fn parse_tmpfs(s: &str) -> Result<Tmpfs> {
 
 /// Lines of an `--env-file`: KEY=value or KEY; blank lines and # comments skipped.
 pub fn read_env_file(path: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path)
-        .ctx(|| format!("reading env file {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).ctx(|| format!("reading env file {}", path.display()))?;
     Ok(text
         .lines()
         .map(|l| l.trim_start())
@@ -169,7 +179,10 @@ mod tests {
         assert!(parse_bytes("lots").is_err());
         assert_eq!(parse_cpus("1.5").unwrap(), 1_500_000_000);
         let b = parse_bind("/srv:/data:ro").unwrap();
-        assert_eq!((b.source.as_str(), b.destination.as_str(), b.read_only), ("/srv", "/data", true));
+        assert_eq!(
+            (b.source.as_str(), b.destination.as_str(), b.read_only),
+            ("/srv", "/data", true)
+        );
         assert!(parse_bind("vol:/data").is_err());
         let t = parse_tmpfs("/run:size=64m,mode=755").unwrap();
         assert_eq!(t.options, vec!["size=64m", "mode=755"]);

@@ -48,7 +48,8 @@ impl Engine {
             c.state.exit_code = UNKNOWN_EXIT;
             c.state.finished_at = crate::clock::now();
             c.state.error = if c.state.error.is_empty() {
-                "the monitor ended without recording the exit status (killed, or the host rebooted)".into()
+                "the monitor ended without recording the exit status (killed, or the host rebooted)"
+                    .into()
             } else {
                 c.state.error.clone()
             };

@@ -39,7 +39,8 @@ impl Engine {
         match images.unmount(&dir.to_string_lossy()) {
             Ok(_) | Err(hako_image::Error::NotFound { .. }) => {}
             Err(e) => {
-                return Err(e).ctx(|| format!("unmounting the root filesystem of container {}", c.name))
+                return Err(e)
+                    .ctx(|| format!("unmounting the root filesystem of container {}", c.name))
             }
         }
         hako_image::snapshot::Snapshotter::remove_container_dir(&dir)

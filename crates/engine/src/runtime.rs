@@ -43,7 +43,9 @@ pub fn resolve(name: &str) -> Result<PathBuf> {
     dirs.into_iter()
         .map(|d| d.join(name))
         .find(|p| p.is_file())
-        .ok_or_else(|| Error::not_found(format!("OCI runtime {name} (not next to hako nor on PATH)")))
+        .ok_or_else(|| {
+            Error::not_found(format!("OCI runtime {name} (not next to hako nor on PATH)"))
+        })
 }
 
 impl Runtime {

@@ -28,14 +28,49 @@ pub const DEFAULT_CAPS: &[&str] = &[
     "AUDIT_WRITE",
 ];
 
-/// Every capability Linux knows (up to 6.x): `--privileged` and `--cap-add ALL`.
+/// Every capability Linux knows (up to 6.x), in the order of their numbers.
 pub const ALL_CAPS: &[&str] = &[
-    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
-    "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
-    "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
-    "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD",
-    "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
-    "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
 ];
 
 /// Paths hidden from the container (docker's masked paths).
@@ -68,13 +103,38 @@ fn normalize(name: &str) -> String {
     up.strip_prefix("CAP_").unwrap_or(&up).to_string()
 }
 
+/// The capabilities `--privileged` and `--cap-add ALL` give: every one the
+/// engine itself may pass on (its bounding set), as docker asks the host,
+/// since a runtime cannot grant what the kernel or its parent lacks.
+pub fn all_caps() -> Vec<String> {
+    let bounding = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX);
+    ALL_CAPS
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| bounding & (1u64 << bit) != 0)
+        .map(|(_, n)| n.to_string())
+        .collect()
+}
+
 /// The capability set of a container: the default (or all, privileged),
 /// plus `add`, minus `drop`, with "ALL" meaning every capability.
-pub fn capabilities(privileged: bool, add: &[String], drop: &[String]) -> Result<HashSet<Capability>> {
-    let mut names: Vec<String> = if privileged { ALL_CAPS } else { DEFAULT_CAPS }
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+pub fn capabilities(
+    privileged: bool,
+    add: &[String],
+    drop: &[String],
+) -> Result<HashSet<Capability>> {
+    let mut names: Vec<String> = if privileged {
+        all_caps()
+    } else {
+        DEFAULT_CAPS.iter().map(|s| s.to_string()).collect()
+    };
     let add: Vec<String> = add.iter().map(|s| normalize(s)).collect();
     let drop: Vec<String> = drop.iter().map(|s| normalize(s)).collect();
     if drop.iter().any(|d| d == "ALL") {
@@ -82,7 +142,7 @@ pub fn capabilities(privileged: bool, add: &[String], drop: &[String]) -> Result
     }
     for a in &add {
         if a == "ALL" {
-            names = ALL_CAPS.iter().map(|s| s.to_string()).collect();
+            names = all_caps();
         } else if !names.contains(a) {
             names.push(a.clone());
         }
@@ -92,7 +152,9 @@ pub fn capabilities(privileged: bool, add: &[String], drop: &[String]) -> Result
         .iter()
         .map(|n| {
             Capability::from_str(n).map_err(|_| {
-                Error::Invalid(format!("unknown capability {n:?} (in --cap-add or --cap-drop)"))
+                Error::Invalid(format!(
+                    "unknown capability {n:?} (in --cap-add or --cap-drop)"
+                ))
             })
         })
         .collect()
@@ -101,7 +163,11 @@ pub fn capabilities(privileged: bool, add: &[String], drop: &[String]) -> Result
 /// Docker's device cgroup rules: deny everything, then allow mknod of any
 /// device and use of the standard character devices; privileged allows all.
 pub fn device_rules(privileged: bool) -> Vec<LinuxDeviceCgroup> {
-    let rule = |allow: bool, typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>, access: &str| {
+    let rule = |allow: bool,
+                typ: LinuxDeviceType,
+                major: Option<i64>,
+                minor: Option<i64>,
+                access: &str| {
         let mut b = LinuxDeviceCgroupBuilder::default()
             .allow(allow)
             .typ(typ)
@@ -122,14 +188,14 @@ pub fn device_rules(privileged: bool) -> Vec<LinuxDeviceCgroup> {
         rule(false, LinuxDeviceType::A, None, None, "rwm"),
         rule(true, C, None, None, "m"),
         rule(true, B, None, None, "m"),
-        rule(true, C, Some(1), Some(3), "rwm"),   // null
-        rule(true, C, Some(1), Some(8), "rwm"),   // random
-        rule(true, C, Some(1), Some(7), "rwm"),   // full
-        rule(true, C, Some(5), Some(0), "rwm"),   // tty
-        rule(true, C, Some(1), Some(5), "rwm"),   // zero
-        rule(true, C, Some(1), Some(9), "rwm"),   // urandom
-        rule(true, C, Some(136), None, "rwm"),    // pts/*
-        rule(true, C, Some(5), Some(2), "rwm"),   // ptmx
+        rule(true, C, Some(1), Some(3), "rwm"),    // null
+        rule(true, C, Some(1), Some(8), "rwm"),    // random
+        rule(true, C, Some(1), Some(7), "rwm"),    // full
+        rule(true, C, Some(5), Some(0), "rwm"),    // tty
+        rule(true, C, Some(1), Some(5), "rwm"),    // zero
+        rule(true, C, Some(1), Some(9), "rwm"),    // urandom
+        rule(true, C, Some(136), None, "rwm"),     // pts/*
+        rule(true, C, Some(5), Some(2), "rwm"),    // ptmx
         rule(true, C, Some(10), Some(200), "rwm"), // net/tun
     ]
 }
@@ -147,7 +213,8 @@ mod tests {
         let none = capabilities(false, &[], &["ALL".into()]).unwrap();
         assert!(none.is_empty());
         let all = capabilities(true, &[], &[]).unwrap();
-        assert_eq!(all.len(), ALL_CAPS.len());
+        assert_eq!(all.len(), all_caps().len());
+        assert!(all.contains(&Capability::Chown));
         assert!(capabilities(false, &["FLY".into()], &[]).is_err());
     }
 }

@@ -46,7 +46,11 @@ fn bind(dst: &str, src: &Path, read_only: bool) -> Mount {
 
 fn build_err(what: &str, id: &str) -> impl FnOnce(oci_spec::OciSpecError) -> Error {
     let (what, id) = (what.to_string(), id.to_string());
-    move |e| Error::Invalid(format!("building the runtime config of container {id}: {what}: {e}"))
+    move |e| {
+        Error::Invalid(format!(
+            "building the runtime config of container {id}: {what}: {e}"
+        ))
+    }
 }
 
 /// The runtime-spec for container `id` whose bundle is `dir` (with its
@@ -92,21 +96,44 @@ pub fn build(id: &str, dir: &Path, c: &Config, h: &HostConfig) -> Result<Spec> {
     };
     let mut mounts = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
-        mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"]),
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
         mount(
             "/dev/pts",
             "devpts",
             "devpts",
-            &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
         ),
         mount("/sys", "sysfs", "sysfs", sys_opts),
         mount(
             "/sys/fs/cgroup",
             "cgroup",
             "cgroup",
-            &["nosuid", "noexec", "nodev", "relatime", if h.privileged { "rw" } else { "ro" }],
+            &[
+                "nosuid",
+                "noexec",
+                "nodev",
+                "relatime",
+                if h.privileged { "rw" } else { "ro" },
+            ],
         ),
-        mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        ),
         mount(
             "/dev/shm",
             "tmpfs",
@@ -124,7 +151,11 @@ pub fn build(id: &str, dir: &Path, c: &Config, h: &HostConfig) -> Result<Spec> {
         }
     }
     for t in &h.tmpfs {
-        let mut opts = vec!["nosuid".to_string(), "nodev".to_string(), "noexec".to_string()];
+        let mut opts = vec![
+            "nosuid".to_string(),
+            "nodev".to_string(),
+            "noexec".to_string(),
+        ];
         opts.extend(t.options.iter().cloned());
         mounts.push(
             MountBuilder::default()
@@ -155,7 +186,8 @@ pub fn build(id: &str, dir: &Path, c: &Config, h: &HostConfig) -> Result<Spec> {
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(build_err("namespaces", id))?;
 
-    let mut resources = LinuxResourcesBuilder::default().devices(security::device_rules(h.privileged));
+    let mut resources =
+        LinuxResourcesBuilder::default().devices(security::device_rules(h.privileged));
     if h.memory > 0 {
         // Docker: swap defaults to as much again as the memory limit.
         let swap = match h.memory_swap {
@@ -194,8 +226,18 @@ pub fn build(id: &str, dir: &Path, c: &Config, h: &HostConfig) -> Result<Spec> {
         .cgroups_path(PathBuf::from(format!("/hako/{id}")));
     if !h.privileged {
         linux = linux
-            .masked_paths(security::MASKED_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-            .readonly_paths(security::READONLY_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+            .masked_paths(
+                security::MASKED_PATHS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>(),
+            )
+            .readonly_paths(
+                security::READONLY_PATHS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>(),
+            );
     }
     let mut spec = SpecBuilder::default()
         .version("1.0.2")

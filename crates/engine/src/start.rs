@@ -25,13 +25,23 @@ pub struct Started {
 
 impl Engine {
     /// Start a created or exited container. Starting a running one does nothing.
-    pub fn start(&self, images: &mut ImageStore, what: &str, programs: &Programs) -> Result<Started> {
+    pub fn start(
+        &self,
+        images: &mut ImageStore,
+        what: &str,
+        programs: &Programs,
+    ) -> Result<Started> {
         let found = self.find(what)?;
         let _lock = self.lock(&found.id)?;
         let mut c = self.find(&found.id)?;
         self.reconcile(&mut c)?;
         match c.state.status {
-            Status::Running => return Ok(Started { container: c, sync: None }),
+            Status::Running => {
+                return Ok(Started {
+                    container: c,
+                    sync: None,
+                })
+            }
             Status::Removing => {
                 return Err(Error::Conflict(format!(
                     "cannot start container {}: it is being removed",
@@ -80,10 +90,16 @@ impl Engine {
         for a in programs.exit_command.iter().chain(std::iter::once(&c.id)) {
             cmd.arg("--exit-command").arg(a);
         }
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         let status = cmd.status().map_err(|e| {
             Error::io(
-                format!("starting monitor {} for container {}", programs.monitor.display(), c.name),
+                format!(
+                    "starting monitor {} for container {}",
+                    programs.monitor.display(),
+                    c.name
+                ),
                 e,
             )
         })?;
@@ -92,7 +108,10 @@ impl Engine {
             return Err(Error::Start {
                 id: c.name.clone(),
                 code: 125,
-                message: format!("monitor {} exited with {status}", programs.monitor.display()),
+                message: format!(
+                    "monitor {} exited with {status}",
+                    programs.monitor.display()
+                ),
             });
         }
         let mut sync = BufReader::new(File::from(read));
@@ -115,7 +134,10 @@ impl Engine {
                 c.state.finished_at = String::new();
                 c.state.error = String::new();
                 self.db.set_state(&c.id, &c.state)?;
-                Ok(Started { container: c, sync: Some(sync) })
+                Ok(Started {
+                    container: c,
+                    sync: Some(sync),
+                })
             }
             (Some("error"), Some(code), rest) => {
                 let code: i32 = code.parse().unwrap_or(125);
@@ -123,7 +145,11 @@ impl Engine {
                 c.state.exit_code = code;
                 c.state.error = message.clone();
                 self.db.set_state(&c.id, &c.state)?;
-                Err(Error::Start { id: c.name.clone(), code, message })
+                Err(Error::Start {
+                    id: c.name.clone(),
+                    code,
+                    message,
+                })
             }
             _ => {
                 let log = fs::read_to_string(dir.join("monitor.log")).unwrap_or_default();

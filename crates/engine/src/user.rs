@@ -86,11 +86,40 @@ mod tests {
     fn names_and_numbers() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("etc")).unwrap();
-        std::fs::write(dir.path().join("etc/passwd"), "root:x:0:0::/root:/bin/sh\nweb:x:33:34::/:/bin/sh\n").unwrap();
-        std::fs::write(dir.path().join("etc/group"), "root:x:0:\nwww:x:34:\nlog:x:4:web\n").unwrap();
-        assert_eq!(resolve(dir.path(), "").unwrap(), User { uid: 0, gid: 0, additional_gids: vec![] });
-        assert_eq!(resolve(dir.path(), "web").unwrap(), User { uid: 33, gid: 34, additional_gids: vec![4] });
-        assert_eq!(resolve(dir.path(), "1000:5").unwrap(), User { uid: 1000, gid: 5, additional_gids: vec![] });
+        std::fs::write(
+            dir.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\nweb:x:33:34::/:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("etc/group"),
+            "root:x:0:\nwww:x:34:\nlog:x:4:web\n",
+        )
+        .unwrap();
+        assert_eq!(
+            resolve(dir.path(), "").unwrap(),
+            User {
+                uid: 0,
+                gid: 0,
+                additional_gids: vec![]
+            }
+        );
+        assert_eq!(
+            resolve(dir.path(), "web").unwrap(),
+            User {
+                uid: 33,
+                gid: 34,
+                additional_gids: vec![4]
+            }
+        );
+        assert_eq!(
+            resolve(dir.path(), "1000:5").unwrap(),
+            User {
+                uid: 1000,
+                gid: 5,
+                additional_gids: vec![]
+            }
+        );
         assert_eq!(resolve(dir.path(), "web:root").unwrap().gid, 0);
         assert!(resolve(dir.path(), "nobody").is_err());
     }

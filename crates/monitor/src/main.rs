@@ -97,7 +97,10 @@ fn report(mut sync: &File, line: &str) {
 
 fn supervise(args: &Args, sync: File) -> i32 {
     if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
-        report(&sync, &format!("error 125 becoming the container's reaper: {e}"));
+        report(
+            &sync,
+            &format!("error 125 becoming the container's reaper: {e}"),
+        );
         return 125;
     }
     // SIGCHLD is taken from a signalfd, blocked before any child exists so
@@ -175,10 +178,7 @@ fn supervise(args: &Args, sync: File) -> i32 {
     runtime::delete(args);
     report(&sync, &format!("exited {code}"));
     if let Some((prog, rest)) = args.exit_command.split_first() {
-        let _ = Command::new(prog)
-            .args(rest)
-            .stdin(Stdio::null())
-            .status();
+        let _ = Command::new(prog).args(rest).stdin(Stdio::null()).status();
     }
     drop(sync);
     0

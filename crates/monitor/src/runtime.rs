@@ -72,10 +72,7 @@ fn run(args: &Args, mut cmd: Command, verb: &str) -> Result<(), Failure> {
         } else {
             126
         },
-        message: format!(
-            "running OCI runtime {} {verb}: {e}",
-            args.runtime.display()
-        ),
+        message: format!("running OCI runtime {} {verb}: {e}", args.runtime.display()),
     })?;
     if status.success() {
         return Ok(());
@@ -159,10 +156,7 @@ mod tests {
     fn reads_runtime_log_fields() {
         let line = r#"{"level":"error","msg":"exec: \"nope\": executable file not found in $PATH","time":"x"}"#;
         let msg = json_string_field(line, "msg").unwrap();
-        assert_eq!(
-            msg,
-            "exec: \"nope\": executable file not found in $PATH"
-        );
+        assert_eq!(msg, "exec: \"nope\": executable file not found in $PATH");
         assert_eq!(classify(&msg), 127);
         assert_eq!(classify("open /x: permission denied"), 126);
         assert_eq!(classify("cgroup: invalid argument"), 125);

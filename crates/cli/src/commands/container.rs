@@ -19,10 +19,12 @@ use crate::Global;
 #[derive(Debug, Subcommand)]
 pub enum ContainerCommand {
     /// Create and start a container from an image.
-    #[command(after_help = "Examples:\n  hako run --rm busybox echo hi\n  hako run -d --name web --memory 64m busybox httpd -f")]
-    Run(RunArgs),
+    #[command(
+        after_help = "Examples:\n  hako run --rm busybox echo hi\n  hako run -d --name web --memory 64m busybox httpd -f"
+    )]
+    Run(Box<RunArgs>),
     /// Create a container without starting it.
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// Start created or stopped containers.
     Start(NamesArgs),
     /// Stop running containers: the stop signal, then SIGKILL after the timeout.
@@ -125,7 +127,11 @@ pub struct CreateArgs {
     /// Image to create the container from.
     pub image: String,
     /// Command and arguments (replace the image's Cmd).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
     pub command: Vec<String>,
 }
 
@@ -219,7 +225,12 @@ pub struct ExecArgs {
     #[arg(short = 'w', long = "workdir")]
     pub workdir: Option<String>,
     pub container: String,
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true, value_name = "COMMAND")]
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        required = true,
+        value_name = "COMMAND"
+    )]
     pub command: Vec<String>,
 }
 
@@ -301,7 +312,8 @@ fn dispatch(g: &Global, cmd: ContainerCommand) -> Result<()> {
 }
 
 fn open_images(g: &Global) -> Result<ImageStore> {
-    ImageStore::open(&g.root).with_context(|| format!("opening the image store in {}", g.root.display()))
+    ImageStore::open(&g.root)
+        .with_context(|| format!("opening the image store in {}", g.root.display()))
 }
 
 /// Apply `f` to each name, printing it on success like docker; the first
@@ -339,7 +351,12 @@ fn programs(g: &Global) -> Result<Programs> {
             .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
             .map(|d| d.join("hako-monitor"))
             .find(|p| p.is_file())
-            .ok_or_else(|| anyhow::anyhow!("finding hako-monitor: not next to {} nor on PATH", me.display()))?
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "finding hako-monitor: not next to {} nor on PATH",
+                    me.display()
+                )
+            })?
     };
     let root = std::path::absolute(&g.root).unwrap_or_else(|_| g.root.clone());
     Ok(Programs {
@@ -370,19 +387,37 @@ fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
         hostname: a.hostname.clone(),
         labels: a.label.iter().map(|l| options::parse_label(l)).collect(),
         expose: a.expose.clone(),
-        binds: a.volume.iter().map(|v| options::parse_bind(v)).collect::<Result<_, _>>()?,
-        tmpfs: a.tmpfs.iter().map(|t| options::parse_tmpfs(t)).collect::<Result<_, _>>()?,
+        binds: a
+            .volume
+            .iter()
+            .map(|v| options::parse_bind(v))
+            .collect::<Result<_, _>>()?,
+        tmpfs: a
+            .tmpfs
+            .iter()
+            .map(|t| options::parse_tmpfs(t))
+            .collect::<Result<_, _>>()?,
         read_only: a.read_only,
         privileged: a.privileged,
         cap_add: a.cap_add.clone(),
         cap_drop: a.cap_drop.clone(),
-        memory: a.memory.as_deref().map(options::parse_bytes).transpose()?.unwrap_or(0),
+        memory: a
+            .memory
+            .as_deref()
+            .map(options::parse_bytes)
+            .transpose()?
+            .unwrap_or(0),
         memory_swap: match a.memory_swap.as_deref() {
             Some("-1") => -1,
             Some(s) => options::parse_bytes(s)?,
             None => 0,
         },
-        nano_cpus: a.cpus.as_deref().map(options::parse_cpus).transpose()?.unwrap_or(0),
+        nano_cpus: a
+            .cpus
+            .as_deref()
+            .map(options::parse_cpus)
+            .transpose()?
+            .unwrap_or(0),
         pids_limit: a.pids_limit.unwrap_or(0),
         network: a.network.clone(),
         runtime: a.runtime.clone(),
@@ -392,7 +427,7 @@ fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
     })
 }
 
-fn run_container(g: &Global, engine: &Engine, a: RunArgs) -> Result<()> {
+fn run_container(g: &Global, engine: &Engine, a: Box<RunArgs>) -> Result<()> {
     let mut images = open_images(g)?;
     let programs = programs(g)?;
     let c = engine.create(&mut images, &create_options(&a.create)?)?;
@@ -437,7 +472,12 @@ fn ps(engine: &Engine, a: PsArgs) -> Result<()> {
     }
     if a.format.as_deref() == Some("json") || a.format.as_deref() == Some("{{json .}}") {
         for c in &list {
-            let labels: Vec<String> = c.config.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let labels: Vec<String> = c
+                .config
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
             let obj = serde_json::json!({
                 "Command": command_of(c, true),
                 "CreatedAt": c.created,
@@ -463,7 +503,11 @@ fn ps(engine: &Engine, a: PsArgs) -> Result<()> {
         .iter()
         .map(|c| {
             [
-                if a.no_trunc { c.id.clone() } else { c.short_id().to_string() },
+                if a.no_trunc {
+                    c.id.clone()
+                } else {
+                    c.short_id().to_string()
+                },
                 c.image.clone(),
                 command_of(c, !a.no_trunc),
                 ago(&c.created),
@@ -473,7 +517,15 @@ fn ps(engine: &Engine, a: PsArgs) -> Result<()> {
             ]
         })
         .collect();
-    let header = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"];
+    let header = [
+        "CONTAINER ID",
+        "IMAGE",
+        "COMMAND",
+        "CREATED",
+        "STATUS",
+        "PORTS",
+        "NAMES",
+    ];
     let mut widths = header.map(str::len);
     for r in &rows {
         for (w, cell) in widths.iter_mut().zip(r.iter()) {
@@ -538,7 +590,11 @@ fn status_text(c: &Container) -> String {
             None => "Up".into(),
         },
         Status::Exited => match hako_engine::clock::unix(&c.state.finished_at) {
-            Some(_) => format!("Exited ({}) {}", c.state.exit_code, ago(&c.state.finished_at)),
+            Some(_) => format!(
+                "Exited ({}) {}",
+                c.state.exit_code,
+                ago(&c.state.finished_at)
+            ),
             None => format!("Exited ({})", c.state.exit_code),
         },
     }
@@ -548,7 +604,10 @@ fn logs(engine: &Engine, a: LogsArgs) -> Result<()> {
     let c = engine.get(&a.container)?;
     let tail = match a.tail.as_str() {
         "all" | "-1" => None,
-        n => Some(n.parse::<usize>().with_context(|| format!("invalid --tail {n:?}"))?),
+        n => Some(
+            n.parse::<usize>()
+                .with_context(|| format!("invalid --tail {n:?}"))?,
+        ),
     };
     let mut reader = hako_engine::logs::Reader::open(&engine.log_path(&c.id))?;
     let stdout = std::io::stdout();
