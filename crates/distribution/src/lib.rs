@@ -2,6 +2,7 @@
 //! error codes, name grammar, pagination) and the registry server built on them.
 
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod digest;
 pub mod error;

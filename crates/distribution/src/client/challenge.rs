@@ -49,7 +49,9 @@ fn parse_params(mut s: &str) -> (HashMap<String, String>, &str) {
     let mut params = HashMap::new();
     loop {
         s = s.trim_start_matches([' ', ',']);
-        let Some(eq) = s.find('=') else { return (params, s) };
+        let Some(eq) = s.find('=') else {
+            return (params, s);
+        };
         let key = &s[..eq];
         // A token without '=' before any separator starts the next challenge.
         if key.is_empty() || key.contains([' ', ',']) {
@@ -106,7 +108,10 @@ mod tests {
 
     #[test]
     fn basic_and_unknown_schemes() {
-        assert_eq!(parse(r#"Basic realm="Registry Realm""#), vec![Challenge::Basic]);
+        assert_eq!(
+            parse(r#"Basic realm="Registry Realm""#),
+            vec![Challenge::Basic]
+        );
         assert_eq!(
             parse(r#"Negotiate, Basic realm="x", Bearer realm="http://a/t""#),
             vec![
