@@ -75,6 +75,8 @@ enum Command {
     Registry(commands::registry::RegistryCommand),
     #[command(flatten)]
     Container(commands::container::ContainerCommand),
+    #[command(flatten)]
+    Distribution(commands::distribution::DistributionCommand),
 }
 
 fn init_logging(level: &str) {
@@ -106,6 +108,7 @@ fn main() -> ExitCode {
         Command::Import(args) => commands::image::import(&cli.global, args),
         Command::Registry(cmd) => commands::registry::run(&cli.global, cmd),
         Command::Container(cmd) => commands::container::run(&cli.global, cmd),
+        Command::Distribution(cmd) => commands::distribution::run(&cli.global, cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -13,6 +13,7 @@
 //! - [`pull`], [`push`], [`blob_sources`]: images to and from registries.
 
 pub mod archive;
+pub mod blob_sources;
 pub mod digest;
 pub mod error;
 pub mod images;
@@ -23,6 +24,8 @@ pub mod lock;
 pub mod manifest;
 pub mod metadata;
 pub mod progress;
+pub mod pull;
+pub mod push;
 pub mod reference;
 pub mod snapshot;
 pub mod store;
