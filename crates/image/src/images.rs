@@ -432,6 +432,9 @@ impl ImageStore {
     /// from removal until [`ImageStore::unmount`]. This is the call the
     /// engine uses to make a container's rootfs.
     pub fn mount(&mut self, what: &str, container_dir: &Path) -> Result<(MountRecord, Rootfs)> {
+        // Recorded absolute, so unmount finds it from any working directory.
+        let container_dir = &std::path::absolute(container_dir)
+            .ctx(|| format!("resolving container directory {}", show(container_dir)))?;
         let _lock = self.write_lock()?;
         let rec = self.find(what)?;
         let image = self.load_image(&rec)?;
