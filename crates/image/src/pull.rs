@@ -107,36 +107,52 @@ pub fn pull(
         }
     };
 
-    let _lock = store.write_lock()?;
-    let mut other_platforms = 0;
-    for d in &others {
-        let m = client
-            .get_manifest(repo, &d.to_string())
-            .map_err(registry_error)?;
-        fetch_image(store, client, repo, d, &m.bytes, false, progress)?;
-        documents.push((d.clone(), m.bytes));
-        other_platforms += 1;
-    }
-    let blobs = fetch_image(
-        store,
-        client,
-        repo,
-        &manifest_digest,
-        &manifest_bytes,
-        true,
-        progress,
-    )?;
-    documents.push((manifest_digest.clone(), manifest_bytes));
-    for (d, bytes) in &documents {
-        store
-            .content()
-            .ingest(d, Some(bytes.len() as u64), bytes.as_slice())?;
-    }
-    let names: Vec<Reference> = match reference.tag() {
-        Some(t) if reference.digest().is_none() => vec![reference.with_tag(t)?],
-        _ => Vec::new(),
+    let lock = store.write_lock()?;
+    let stored = (|| -> Result<(ImageRecord, Vec<Digest>, usize)> {
+        let mut other_platforms = 0;
+        for d in &others {
+            let m = client
+                .get_manifest(repo, &d.to_string())
+                .map_err(registry_error)?;
+            fetch_image(store, client, repo, d, &m.bytes, false, progress)?;
+            documents.push((d.clone(), m.bytes));
+            other_platforms += 1;
+        }
+        let blobs = fetch_image(
+            store,
+            client,
+            repo,
+            &manifest_digest,
+            &manifest_bytes,
+            true,
+            progress,
+        )?;
+        documents.push((manifest_digest.clone(), manifest_bytes));
+        for (d, bytes) in &documents {
+            store
+                .content()
+                .ingest(d, Some(bytes.len() as u64), bytes.as_slice())?;
+        }
+        let names: Vec<Reference> = match reference.tag() {
+            Some(t) if reference.digest().is_none() => vec![reference.with_tag(t)?],
+            _ => Vec::new(),
+        };
+        let image = store.commit(&manifest_digest, &top_digest, &names, progress)?;
+        Ok((image, blobs, other_platforms))
+    })();
+    drop(lock);
+    let (image, blobs, other_platforms) = match stored {
+        Ok(s) => s,
+        Err(e) => {
+            // Layers that did verify were stored before another failed: a
+            // failed pull leaves nothing, so collect what no image references
+            // (this waits for other writers to finish first).
+            if let Err(gc_err) = store.gc() {
+                tracing::warn!("cleaning up after a failed pull: {gc_err}");
+            }
+            return Err(e);
+        }
     };
-    let image = store.commit(&manifest_digest, &top_digest, &names, progress)?;
     let sources = BlobSources::open(store.root());
     for d in blobs {
         // Hints only: a failure to remember them costs a mount later, not this pull.

@@ -284,11 +284,9 @@ impl Client {
             if self.creds.is_none() {
                 return Err(self.login_needed(what));
             }
-            let mut state = self.auth.lock().expect("auth lock");
-            if state.basic {
-                return Err(self.refused(what));
-            }
-            state.basic = true;
+            // Another request may have switched to Basic meanwhile; either
+            // way this one retries once with the credentials.
+            self.auth.lock().expect("auth lock").basic = true;
             return Ok(());
         }
         Err(ClientError::Unauthorized {
