@@ -249,9 +249,14 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
             }
         }
     }
-    container.pid = init_pid;
-    container.pid_start = util::proc_start_time(init_pid);
-    container.save(&opts.root)?;
+    // The init asks for the hooks before Ready, and the state was saved then with
+    // this same pid: rewriting it would only replace a file (on a disk-backed
+    // --root, freeing its blocks can wait for a synchronous discard).
+    if container.pid != init_pid {
+        container.pid = init_pid;
+        container.pid_start = util::proc_start_time(init_pid);
+        container.save(&opts.root)?;
+    }
     if let Some(pf) = &opts.pid_file {
         util::write_atomic(pf, init_pid.to_string().as_bytes(), 0o644)?;
     }
