@@ -5,6 +5,7 @@ PKGS=(
   build-essential pkg-config libseccomp-dev
   busybox-static runc crun podman skopeo buildah docker-registry
   containernetworking-plugins iptables iproute2 uidmap jq hyperfine curl strace
+  python3 time linux-perf
 )
 missing=()
 for p in "${PKGS[@]}"; do
