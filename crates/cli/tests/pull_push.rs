@@ -408,3 +408,30 @@ fn pull_killed_mid_layer_restarts_cleanly() {
     assert_eq!(tmp_snapshots, 0);
     assert_eq!(image_id(&h, &name), image.config_digest());
 }
+
+#[test]
+fn broken_downloads_resume_and_unavailable_registries_are_retried() {
+    let work = tempfile::tempdir().unwrap();
+    let image = TestImage::build(work.path());
+    let reg = TinyRegistry::start();
+    reg.serve_image("flaky", "1", &image);
+    let big = format!("/v2/flaky/blobs/{}", sha256(&image.layers[0].1));
+    // The big layer's connection drops halfway; the manifest answers 503 twice.
+    reg.get(&big).cut.store(true, Ordering::SeqCst);
+    reg.get("/v2/flaky/manifests/1")
+        .unavailable
+        .store(2, Ordering::SeqCst);
+    let ranges = reg.seen().ranges.load(Ordering::SeqCst);
+    let unavailable = reg.seen().unavailable.load(Ordering::SeqCst);
+    let h = Hako::new();
+    let name = format!("{}/flaky:1", reg.host());
+    ok(&h, &["pull", &name]);
+    assert!(
+        reg.seen().ranges.load(Ordering::SeqCst) > ranges,
+        "no Range request resumed the layer"
+    );
+    assert!(reg.seen().unavailable.load(Ordering::SeqCst) >= unavailable + 2);
+    assert_eq!(image_id(&h, &name), image.config_digest());
+    let m = Mounted::new(&h, &name);
+    common::assert_same_tree(&describe(&image.expected), &describe(&m.path));
+}

@@ -338,6 +338,10 @@ pub struct Route {
     pub body: Arc<Vec<u8>>,
     /// Send the body in 16 KiB pieces with a pause after each while this is set.
     pub slow: Option<Arc<AtomicBool>>,
+    /// Answer 503 this many more times before serving.
+    pub unavailable: Arc<AtomicU64>,
+    /// While set, cut the connection after half the body (once: it clears itself).
+    pub cut: Arc<AtomicBool>,
 }
 
 /// A minimal HTTP/1.1 registry in the test process: fixed routes, anything else 404.
@@ -347,6 +351,13 @@ pub struct TinyRegistry {
     /// Body bytes sent on slow routes so far.
     pub slow_sent: Arc<AtomicU64>,
     routes: Arc<Mutex<HashMap<String, Route>>>,
+}
+
+/// Counters of what the tiny registry saw.
+#[derive(Default)]
+pub struct Seen {
+    pub ranges: AtomicU64,
+    pub unavailable: AtomicU64,
 }
 
 impl TinyRegistry {
@@ -396,8 +407,19 @@ impl TinyRegistry {
                 content_type: content_type.to_string(),
                 body: Arc::new(body),
                 slow,
+                unavailable: Arc::default(),
+                cut: Arc::default(),
             },
         );
+    }
+
+    /// The route at `path` (to make it misbehave).
+    pub fn get(&self, path: &str) -> Route {
+        self.routes.lock().unwrap()[path].clone()
+    }
+
+    pub fn seen(&self) -> &Seen {
+        &SEEN
     }
 
     /// Serve `image` as `repo:tag`, with `layer_bytes` overriding what a layer path returns.
@@ -439,6 +461,11 @@ impl Drop for TinyRegistry {
     }
 }
 
+static SEEN: Seen = Seen {
+    ranges: AtomicU64::new(0),
+    unavailable: AtomicU64::new(0),
+};
+
 fn serve(
     mut conn: TcpStream,
     routes: &Mutex<HashMap<String, Route>>,
@@ -451,10 +478,20 @@ fn serve(
     let mut parts = line.split_whitespace();
     let method = parts.next().unwrap_or("").to_string();
     let path = parts.next().unwrap_or("").to_string();
+    let mut range_start: Option<usize> = None;
     loop {
         let mut h = String::new();
         if reader.read_line(&mut h)? == 0 || h == "\r\n" {
             break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            if k.eq_ignore_ascii_case("range") {
+                range_start = v
+                    .trim()
+                    .strip_prefix("bytes=")
+                    .and_then(|r| r.strip_suffix('-'))
+                    .and_then(|n| n.parse().ok());
+            }
         }
     }
     let route = routes.lock().unwrap().get(&path).cloned();
@@ -470,6 +507,31 @@ fn serve(
         }
         return Ok(());
     };
+    if route
+        .unavailable
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        SEEN.unavailable.fetch_add(1, Ordering::SeqCst);
+        write!(
+            conn,
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )?;
+        return Ok(());
+    }
+    if let Some(start) = range_start.filter(|s| *s < route.body.len()) {
+        SEEN.ranges.fetch_add(1, Ordering::SeqCst);
+        let rest = &route.body[start..];
+        write!(
+            conn,
+            "HTTP/1.1 206 Partial Content\r\nContent-Type: {}\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{}\r\nConnection: close\r\n\r\n",
+            route.content_type,
+            rest.len(),
+            route.body.len() - 1,
+            route.body.len()
+        )?;
+        return conn.write_all(rest);
+    }
     let digest = sha256(&route.body);
     write!(
         conn,
@@ -479,6 +541,11 @@ fn serve(
     )?;
     if method == "HEAD" {
         return Ok(());
+    }
+    if route.cut.swap(false, Ordering::SeqCst) {
+        // Half the body, then the connection drops: the client must resume.
+        conn.write_all(&route.body[..route.body.len() / 2])?;
+        return conn.shutdown(std::net::Shutdown::Both);
     }
     match &route.slow {
         Some(flag) => {
