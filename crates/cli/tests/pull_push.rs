@@ -435,3 +435,100 @@ fn broken_downloads_resume_and_unavailable_registries_are_retried() {
     let m = Mounted::new(&h, &name);
     common::assert_same_tree(&describe(&image.expected), &describe(&m.path));
 }
+
+#[test]
+fn platform_selection_from_an_index() {
+    let work = tempfile::tempdir().unwrap();
+    let image = TestImage::build(work.path());
+    let reg = TinyRegistry::start();
+    reg.serve_image("multi", "host-only", &image);
+    // A second platform: the same layers under a config naming another architecture.
+    let other_arch = if registry_peers::host_arch() == "arm64" {
+        "amd64"
+    } else {
+        "arm64"
+    };
+    let mut config: serde_json::Value = serde_json::from_slice(&image.config).unwrap();
+    config["architecture"] = other_arch.into();
+    let other_config = serde_json::to_vec(&config).unwrap();
+    let mut manifest: serde_json::Value = serde_json::from_slice(&image.manifest).unwrap();
+    manifest["config"]["digest"] = sha256(&other_config).into();
+    manifest["config"]["size"] = other_config.len().into();
+    let other_manifest = serde_json::to_vec(&manifest).unwrap();
+    let mt = "application/vnd.oci.image.manifest.v1+json";
+    reg.route(
+        &format!("/v2/multi/blobs/{}", sha256(&other_config)),
+        "application/octet-stream",
+        other_config.clone(),
+        None,
+    );
+    reg.route(
+        &format!("/v2/multi/manifests/{}", sha256(&other_manifest)),
+        mt,
+        other_manifest.clone(),
+        None,
+    );
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": mt, "size": other_manifest.len(), "digest": sha256(&other_manifest),
+             "platform": {"os": "linux", "architecture": other_arch}},
+            {"mediaType": mt, "size": image.manifest.len(), "digest": image.manifest_digest(),
+             "platform": {"os": "linux", "architecture": registry_peers::host_arch()}}
+        ]
+    }))
+    .unwrap();
+    reg.route(
+        "/v2/multi/manifests/1",
+        "application/vnd.oci.image.index.v1+json",
+        index.clone(),
+        None,
+    );
+    let name = format!("{}/multi:1", reg.host());
+
+    let h = Hako::new();
+    let out = ok(&h, &["pull", &name]);
+    assert_eq!(
+        line_with(&out, "Digest: "),
+        format!("Digest: {}", sha256(&index))
+    );
+    assert_eq!(image_id(&h, &name), image.config_digest());
+    assert!(!h
+        .root()
+        .join("blobs/sha256")
+        .join(&sha256(&other_manifest)[7..])
+        .exists());
+
+    let h = Hako::new();
+    ok(
+        &h,
+        &["pull", "--platform", &format!("linux/{other_arch}"), &name],
+    );
+    assert_eq!(image_id(&h, &name), sha256(&other_config));
+
+    let h = Hako::new();
+    let out = ok(&h, &["pull", "--all-platforms", &name]);
+    assert!(out.contains("Other platforms stored: 1"), "{out}");
+    assert_eq!(image_id(&h, &name), image.config_digest());
+    for blob in [&other_manifest, &other_config] {
+        assert!(h
+            .root()
+            .join("blobs/sha256")
+            .join(&sha256(blob)[7..])
+            .exists());
+    }
+    // The other platform's content outlives garbage collection with the image.
+    ok(&h, &["image", "prune"]);
+    assert!(h
+        .root()
+        .join("blobs/sha256")
+        .join(&sha256(&other_config)[7..])
+        .exists());
+
+    let err = fails(&Hako::new(), &["pull", "--platform", "linux/s390x", &name]);
+    assert!(
+        err.contains("linux/s390x") && err.contains(&format!("linux/{other_arch}")),
+        "{err}"
+    );
+}
