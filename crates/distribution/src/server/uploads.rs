@@ -118,58 +118,56 @@ fn parse_content_range(v: &str) -> Option<(u64, u64)> {
     (a <= b).then_some((a, b))
 }
 
-pub async fn patch(app: AppState, repo: RepoName, id: &str, req: Request) -> Response {
-    let mut start = None;
-    if let Some(cr) = header_str(req.headers(), header::CONTENT_RANGE) {
-        let Some((a, b)) = parse_content_range(cr) else {
-            let mut resp = RegistryError::new(
-                ErrorCode::BlobUploadInvalid,
-                format!("Content-Range {cr:?} of a chunk for upload {id} is malformed"),
-            )
-            .with_status(416)
-            .into_response();
-            if let Ok(s) = app.store.upload_status(&repo, id).await {
-                set(&mut resp, "Range", &range_value(s.size));
-            }
-            return resp;
-        };
-        let declared = b - a + 1;
-        let length =
-            header_str(req.headers(), header::CONTENT_LENGTH).and_then(|l| l.parse::<u64>().ok());
-        if length.is_some_and(|l| l != declared) {
-            return RegistryError::new(
-                ErrorCode::BlobUploadInvalid,
-                format!(
-                    "Content-Range {cr:?} covers {declared} bytes but Content-Length is {}",
-                    length.unwrap_or(0)
-                ),
-            )
-            .with_status(416)
-            .into_response();
-        }
-        start = Some(a);
+/// Where the chunk in this request starts, from its `Content-Range` (None: no header,
+/// append wherever the upload ends). A malformed range, or one disagreeing with
+/// Content-Length, is a 416.
+fn chunk_start(headers: &axum::http::HeaderMap, id: &str) -> Result<Option<u64>, RegistryError> {
+    let Some(cr) = header_str(headers, header::CONTENT_RANGE) else {
+        return Ok(None);
+    };
+    let Some((a, b)) = parse_content_range(cr) else {
+        return Err(RegistryError::new(
+            ErrorCode::BlobUploadInvalid,
+            format!("Content-Range {cr:?} of a chunk for upload {id} is malformed"),
+        )
+        .with_status(416));
+    };
+    let declared = b - a + 1;
+    let length = header_str(headers, header::CONTENT_LENGTH).and_then(|l| l.parse::<u64>().ok());
+    if let Some(l) = length.filter(|l| *l != declared) {
+        return Err(RegistryError::new(
+            ErrorCode::BlobUploadInvalid,
+            format!("Content-Range {cr:?} covers {declared} bytes but Content-Length is {l}"),
+        )
+        .with_status(416));
     }
+    Ok(Some(a))
+}
+
+/// A refused chunk still tells the client where the upload stands.
+async fn chunk_refused(app: &AppState, repo: &RepoName, id: &str, e: RegistryError) -> Response {
+    let size = app.store.upload_status(repo, id).await.ok().map(|s| s.size);
+    let mut resp = e.into_response();
+    if let Some(size) = size {
+        set(&mut resp, "Range", &range_value(size));
+        set(
+            &mut resp,
+            "Location",
+            &format!("/v2/{repo}/blobs/uploads/{id}"),
+        );
+    }
+    resp
+}
+
+pub async fn patch(app: AppState, repo: RepoName, id: &str, req: Request) -> Response {
+    let start = match chunk_start(req.headers(), id) {
+        Ok(s) => s,
+        Err(e) => return chunk_refused(&app, &repo, id, e).await,
+    };
     let body = body_stream(&app, req);
     match app.store.append_upload(&repo, id, start, body).await {
         Ok(s) => session_response(StatusCode::ACCEPTED, &repo, id, s.size),
-        Err(e) => {
-            let size = app
-                .store
-                .upload_status(&repo, id)
-                .await
-                .ok()
-                .map(|s| s.size);
-            let mut resp = e.into_response();
-            if let Some(size) = size {
-                set(&mut resp, "Range", &range_value(size));
-                set(
-                    &mut resp,
-                    "Location",
-                    &format!("/v2/{repo}/blobs/uploads/{id}"),
-                );
-            }
-            resp
-        }
+        Err(e) => chunk_refused(&app, &repo, id, e).await,
     }
 }
 
@@ -186,10 +184,20 @@ pub async fn put(app: AppState, repo: RepoName, id: &str, req: Request) -> Respo
         Ok(d) => d,
         Err(e) => return e.into_response(),
     };
+    // The closing PUT may carry the last chunk, with a Content-Range like a PATCH.
+    let start = match chunk_start(req.headers(), id) {
+        Ok(s) => s,
+        Err(e) => return chunk_refused(&app, &repo, id, e).await,
+    };
     let has_body = header_str(req.headers(), header::CONTENT_LENGTH).is_none_or(|l| l != "0");
     let body = has_body.then(|| body_stream(&app, req));
-    match app.store.finish_upload(&repo, id, &digest, body).await {
+    match app
+        .store
+        .finish_upload(&repo, id, &digest, start, body)
+        .await
+    {
         Ok(_) => created(&repo, &digest.to_string()),
+        Err(e) if e.status == 416 => chunk_refused(&app, &repo, id, e).await,
         Err(e) => e.into_response(),
     }
 }

@@ -235,19 +235,20 @@ impl Store {
         }
     }
 
-    /// Complete upload `id`: append the optional final chunk, verify the bytes against
-    /// `digest`, and move them into the content store.
+    /// Complete upload `id`: append the optional final chunk (which must begin at `start`
+    /// when given), verify the bytes against `digest`, and move them into the content store.
     pub async fn finish_upload(
         &self,
         repo: &RepoName,
         id: &str,
         digest: &Digest,
+        start: Option<u64>,
         body: Option<ByteStream>,
     ) -> StoreResult<u64> {
         let lock = self.upload_lock(id);
         let _guard = lock.lock().await;
         let status = match body {
-            Some(b) => self.append_locked(repo, id, None, b).await?,
+            Some(b) => self.append_locked(repo, id, start, b).await?,
             None => self.upload_status(repo, id).await?,
         };
         let data = format!("{}/data", upload_dir(id));
@@ -332,7 +333,9 @@ impl Store {
         body: ByteStream,
     ) -> StoreResult<u64> {
         let id = self.start_upload(repo).await?;
-        let result = self.finish_upload(repo, &id, digest, Some(body)).await;
+        let result = self
+            .finish_upload(repo, &id, digest, None, Some(body))
+            .await;
         if result.is_err() {
             // A failed one-shot upload has no id the client knows: remove it now.
             let _ = self.driver.delete(&upload_dir(&id)).await;
