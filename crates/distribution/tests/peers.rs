@@ -444,3 +444,102 @@ async fn copies_to_and_from_docker_registry() {
     assert!(ok, "{out}");
     assert_eq!(manifest_digest(&dr_host, "back/img", "v1").await, digest);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podman_with_basic_auth_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = common::make_certs(dir.path());
+    let config = Config {
+        tls_cert: Some(certs.cert.clone()),
+        tls_key: Some(certs.key.clone()),
+        htpasswd: Some(common::write_htpasswd(dir.path(), "pat", "podpass")),
+        ..Config::default()
+    };
+    let reg = TestRegistry::start_with(config).await;
+    let cert_dir = certs.ca_dir.display().to_string();
+    let (src, digest) = sample_image("v1");
+    let image = format!("{}/podtls/img:v1", reg.host());
+    let (ok, out) = run(
+        "skopeo",
+        args(&[
+            "--insecure-policy",
+            "copy",
+            "--dest-cert-dir",
+            &cert_dir,
+            "--dest-creds",
+            "pat:podpass",
+            &format!("oci:{}:v1", src.path().display()),
+            &format!("docker://{image}"),
+        ]),
+    )
+    .await;
+    assert!(ok, "{out}");
+    let proot = tempfile::Builder::new()
+        .prefix("hako-podman-tls")
+        .tempdir()
+        .unwrap();
+    let podman = |extra: &[&str]| {
+        let mut a = args(&[
+            "--root",
+            &proot.path().join("root").display().to_string(),
+            "--runroot",
+            &proot.path().join("runroot").display().to_string(),
+            "--storage-driver",
+            "vfs",
+        ]);
+        a.extend(args(extra));
+        a
+    };
+    // Wrong password: refused.
+    let (ok, out) = run(
+        "podman",
+        podman(&[
+            "pull",
+            "--cert-dir",
+            &cert_dir,
+            "--creds",
+            "pat:nope",
+            &image,
+        ]),
+    )
+    .await;
+    assert!(!ok, "pull with a wrong password succeeded:\n{out}");
+    let (ok, out) = run(
+        "podman",
+        podman(&[
+            "pull",
+            "--cert-dir",
+            &cert_dir,
+            "--creds",
+            "pat:podpass",
+            &image,
+        ]),
+    )
+    .await;
+    assert!(ok, "{out}");
+    let pushed = format!("{}/podtls/pushed:v2", reg.host());
+    let (ok, out) = run("podman", podman(&["tag", &image, &pushed])).await;
+    assert!(ok, "{out}");
+    let (ok, out) = run(
+        "podman",
+        podman(&[
+            "push",
+            "--cert-dir",
+            &cert_dir,
+            "--creds",
+            "pat:podpass",
+            &pushed,
+        ]),
+    )
+    .await;
+    assert!(ok, "{out}");
+    // The image podman pulled over TLS is the one pushed: same manifest digest.
+    let (ok, out) = run(
+        "podman",
+        podman(&["image", "inspect", "--format", "{{.Digest}}", &image]),
+    )
+    .await;
+    assert!(ok && out.contains(&digest), "{out}");
+    let (ok, out) = run("podman", podman(&["rmi", "-a", "-f"])).await;
+    assert!(ok, "{out}");
+}
