@@ -17,8 +17,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 # podman in this sandbox: no CAP_SYS_RESOURCE and a 20000 open-files hard limit.
+# As root podman asks for nofile and nproc of 1048576 and lowers its own nproc
+# limit before starting conmon, so no runtime (runc included) can set them; these
+# values are within what the runtime inherits.
 mkdir -p /etc/containers/containers.conf.d
 cat > /etc/containers/containers.conf.d/50-hako-sandbox.conf <<'CONF'
 [containers]
-default_ulimits = ["nofile=20000:20000"]
+default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
 CONF
