@@ -4,17 +4,12 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use tokio::io::AsyncReadExt;
-use tokio_util::io::ReaderStream;
 
 use super::response::{header_str, set};
 use super::AppState;
 use crate::error::{ErrorCode, RegistryError};
 use crate::store::blob_unknown;
 use crate::store::{parse_digest, RepoName};
-
-/// Stream chunk size for blob bodies.
-const CHUNK: usize = 256 << 10;
 
 /// A byte range `start..=end` of a blob of known size.
 #[derive(Debug, PartialEq, Eq)]
@@ -95,12 +90,12 @@ pub async fn get(app: AppState, repo: RepoName, digest: &str, req: Request) -> R
     let body = if req.method() == Method::HEAD {
         Body::empty()
     } else {
-        let reader = match app.store.open_blob(&repo, &digest, start).await {
-            Ok(r) => r,
+        let chunks = match app.store.blob_chunks(&repo, &digest, start, len).await {
+            Ok(c) => c,
             Err(e) => return e.into_response(),
         };
         app.metrics.add_bytes_sent(len);
-        Body::from_stream(ReaderStream::with_capacity(reader.take(len), CHUNK))
+        Body::from_stream(chunks)
     };
     let mut resp = (status, body).into_response();
     set(&mut resp, "Content-Length", &len.to_string());

@@ -12,7 +12,9 @@ use std::pin::Pin;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use tokio::io::{AsyncRead, AsyncWrite};
+use bytes::Bytes;
+use futures_util::Stream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 pub use fs::FsDriver;
 
@@ -52,6 +54,9 @@ pub struct FileInfo {
 
 pub type BoxReader = Pin<Box<dyn AsyncRead + Send>>;
 
+/// Chunks of an object, as an HTTP body consumes them.
+pub type ByteChunks = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
+
 /// A writer whose bytes become durable only when [`FileWriter::commit`] returns.
 #[async_trait]
 pub trait FileWriter: AsyncWrite + Send + Unpin {
@@ -70,6 +75,15 @@ pub trait StorageDriver: Send + Sync + 'static {
     async fn put_content(&self, path: &str, data: &[u8]) -> DriverResult<()>;
     /// A stream of `path`'s bytes starting at `offset`.
     async fn reader(&self, path: &str, offset: u64) -> DriverResult<BoxReader>;
+    /// `len` bytes of `path` from `offset`, in chunks. The default goes through
+    /// [`StorageDriver::reader`]; a driver can hand out its bytes with fewer copies.
+    async fn chunks(&self, path: &str, offset: u64, len: u64) -> DriverResult<ByteChunks> {
+        let r = self.reader(path, offset).await?;
+        Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(
+            r.take(len),
+            256 << 10,
+        )))
+    }
     /// A writer creating `path` (truncating) or appending to it.
     async fn writer(&self, path: &str, append: bool) -> DriverResult<Box<dyn FileWriter>>;
     async fn stat(&self, path: &str) -> DriverResult<FileInfo>;

@@ -4,7 +4,7 @@
 use super::{blob_data_path, internal, layer_link_path, RepoName, Store, StoreResult};
 use crate::digest::Digest;
 use crate::error::{ErrorCode, RegistryError};
-use crate::storage::BoxReader;
+use crate::storage::ByteChunks;
 
 pub fn blob_unknown(repo: &RepoName, d: &Digest) -> RegistryError {
     RegistryError::new(
@@ -56,14 +56,15 @@ impl Store {
         self.claim_blob(d).await
     }
 
-    /// Stream blob `d` of `repo` from `offset`.
-    pub async fn open_blob(
+    /// `len` bytes of blob `d` of `repo` from `offset`, in chunks.
+    pub async fn blob_chunks(
         &self,
         repo: &RepoName,
         d: &Digest,
         offset: u64,
-    ) -> StoreResult<BoxReader> {
-        match self.driver.reader(&blob_data_path(d), offset).await {
+        len: u64,
+    ) -> StoreResult<ByteChunks> {
+        match self.driver.chunks(&blob_data_path(d), offset, len).await {
             Ok(r) => Ok(r),
             Err(e) if e.is_not_found() => Err(blob_unknown(repo, d)),
             Err(e) => Err(internal(&format!("opening blob {d} of {repo}"), e)),
