@@ -136,13 +136,15 @@ pub fn run(g: &Global, cmd: DistributionCommand) -> Result<()> {
 struct Lines {
     display: Display,
     tty: bool,
+    quiet: bool,
 }
 
 impl Lines {
-    fn new() -> Self {
+    fn new(quiet: bool) -> Self {
         Lines {
             display: Display::new(),
             tty: std::io::stderr().is_terminal(),
+            quiet,
         }
     }
 }
@@ -158,7 +160,7 @@ impl hako_image::Progress for Lines {
 
     fn finish(&self, id: &str, note: &str) {
         self.display.finish(id, note);
-        if !self.tty {
+        if !self.tty && !self.quiet {
             eprintln!("{id}: {note}");
         }
     }
@@ -176,7 +178,7 @@ fn pull(g: &Global, a: PullArgs) -> Result<()> {
         .client(reference.domain(), None)
         .with_context(what)?;
     let mut store = ImageStore::open(&g.root)?;
-    let progress = Lines::new();
+    let progress = Lines::new(a.quiet);
     let pulled = hako_image::pull::pull(&mut store, &client, &reference, &opts, &progress)
         .with_context(what)?;
     if a.quiet {
@@ -206,7 +208,7 @@ fn push(g: &Global, a: PushArgs) -> Result<()> {
     };
     let what = || format!("pushing {} to {}", a.image, dest.familiar());
     let client = a.registry.client(dest.domain(), None).with_context(what)?;
-    let progress = Lines::new();
+    let progress = Lines::new(a.quiet);
     let report =
         hako_image::push::push(&store, &client, &a.image, &dest, &progress).with_context(what)?;
     if a.quiet {
