@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 cargo build --release --workspace
-BIN=$PWD/target/release
+BIN=${CARGO_TARGET_DIR:-$PWD/target}/release
 WORK=$(mktemp -d /tmp/hako-quickstart.XXXXXX)
 REG_PID=""
 MOUNTED=""
@@ -36,13 +36,12 @@ PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 "$BIN/hako" registry serve --addr "127.0.0.1:$PORT" --root "$WORK/registry" >"$WORK/registry.log" 2>&1 &
 REG_PID=$!
 for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$PORT/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
-"$BIN/hako" --root "$WORK/store" save --format oci-archive -o "$WORK/image.tar" localhost/demo/busybox:1
-skopeo copy --quiet --dest-tls-verify=false "oci-archive:$WORK/image.tar" "docker://127.0.0.1:$PORT/demo/busybox:1"
+"$BIN/hako" --root "$WORK/store" push --dest "127.0.0.1:$PORT/demo/busybox:1" localhost/demo/busybox:1
 curl -fsS "http://127.0.0.1:$PORT/v2/demo/busybox/tags/list"; echo
 
 echo "== 4. pull it back into a fresh store"
-skopeo copy --quiet --src-tls-verify=false "docker://127.0.0.1:$PORT/demo/busybox:1" "oci-archive:$WORK/pulled.tar:localhost/demo/busybox:1"
-"$BIN/hako" --root "$WORK/store2" load -i "$WORK/pulled.tar"
+"$BIN/hako" --root "$WORK/store2" pull "127.0.0.1:$PORT/demo/busybox:1"
+"$BIN/hako" --root "$WORK/store2" tag "127.0.0.1:$PORT/demo/busybox:1" localhost/demo/busybox:1
 "$BIN/hako" --root "$WORK/store2" images
 
 echo "== 5. run it with hako-runtime"

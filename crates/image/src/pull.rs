@@ -20,7 +20,7 @@ use crate::images::ImageStore;
 use crate::ingest::{self, LayerIngest, LayerSpec};
 use crate::manifest::{self, Compression, Document, PlatformSpec};
 use crate::metadata::ImageRecord;
-use crate::progress::{Progress, ProgressReader};
+use crate::progress::{NoProgress, Progress, ProgressReader};
 use crate::reference::Reference;
 use crate::snapshot;
 
@@ -137,7 +137,8 @@ pub fn pull(
             Some(t) if reference.digest().is_none() => vec![reference.with_tag(t)?],
             _ => Vec::new(),
         };
-        let image = store.commit(&manifest_digest, &top_digest, &names, progress)?;
+        // Every layer was reported above; commit only unpacks what was already stored.
+        let image = store.commit(&manifest_digest, &top_digest, &names, &NoProgress)?;
         Ok((image, blobs, other_platforms))
     })();
     drop(lock);
