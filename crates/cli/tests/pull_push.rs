@@ -532,3 +532,25 @@ fn platform_selection_from_an_index() {
         "{err}"
     );
 }
+
+#[test]
+fn tls_registry_with_a_ca_from_certs_d() {
+    let (reg, ca) = Server::hako_registry_tls();
+    let a = Hako::new();
+    let name = format!("{}/tls/busybox:1", reg.host());
+    import_busybox(&a, &name);
+    // No certificate for it: loopback means plain HTTP, which a TLS server refuses.
+    fails(&a, &["push", &name]);
+    // A certificate of another CA: TLS is used, and the server's certificate refused.
+    let host_dir = a.dir().join("certs.d").join(reg.host());
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::write(host_dir.join("other.crt"), registry_peers::make_certs().0).unwrap();
+    let err = fails(&a, &["push", &name]);
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    // The registry's CA: push and pull over TLS.
+    std::fs::write(host_dir.join("other.crt"), ca).unwrap();
+    ok(&a, &["push", &name]);
+    ok(&a, &["rmi", &name]);
+    ok(&a, &["pull", &name]);
+    assert!(ok(&a, &["images"]).contains("tls/busybox"));
+}

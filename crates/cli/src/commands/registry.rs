@@ -66,6 +66,12 @@ fn base_config(g: &Global, file: Option<&PathBuf>) -> Result<Config> {
 pub fn run(g: &Global, cmd: RegistryCommand) -> Result<()> {
     match cmd {
         RegistryCommand::Serve(a) => {
+            // A server must outlive clients that hang up mid-response; main()
+            // restored SIGPIPE's default action for the short-lived commands.
+            // SAFETY: setting a signal disposition to SIG_IGN has no memory effects.
+            unsafe {
+                libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+            }
             let mut config = base_config(g, a.config.as_ref())?;
             if let Some(addr) = a.addr {
                 config.addr = addr;

@@ -40,6 +40,21 @@ fn wait_listening(port: u16, child: &mut Child, what: &str) {
     panic!("{what} did not listen on port {port}");
 }
 
+/// A fresh CA and a server certificate for 127.0.0.1 signed by it: (CA PEM, cert PEM, key PEM).
+pub fn make_certs() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    leaf.subject_alt_names
+        .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+    let leaf = leaf.signed_by(&key, &ca, &ca_key).unwrap();
+    (ca.pem(), leaf.pem(), key.serialize_pem())
+}
+
 /// Write an htpasswd file with one bcrypt entry.
 pub fn htpasswd(path: &Path, user: &str, password: &str) {
     let hash = bcrypt::hash_with_result(password, 5)
@@ -94,6 +109,17 @@ impl Server {
 
     /// `hako registry serve`; with `auth`, htpasswd credentials and bearer tokens.
     pub fn hako_registry(auth: Option<(&str, &str)>) -> Server {
+        Self::hako_registry_with(auth, false).0
+    }
+
+    /// `hako registry serve` over TLS with a certificate for 127.0.0.1 from a
+    /// fresh CA; returns the CA's PEM too.
+    pub fn hako_registry_tls() -> (Server, String) {
+        let (s, ca) = Self::hako_registry_with(None, true);
+        (s, ca.unwrap())
+    }
+
+    fn hako_registry_with(auth: Option<(&str, &str)>, tls: bool) -> (Server, Option<String>) {
         let dir = tempfile::Builder::new()
             .prefix("hako-hreg")
             .tempdir()
@@ -111,13 +137,24 @@ impl Server {
             htpasswd(&file, user, password);
             cmd.arg("--htpasswd").arg(&file);
         }
+        let mut ca_pem = None;
+        if tls {
+            let (ca, cert, key) = make_certs();
+            std::fs::write(dir.path().join("server.crt"), cert).unwrap();
+            std::fs::write(dir.path().join("server.key"), key).unwrap();
+            cmd.arg("--tls-cert")
+                .arg(dir.path().join("server.crt"))
+                .arg("--tls-key")
+                .arg(dir.path().join("server.key"));
+            ca_pem = Some(ca);
+        }
         let mut child = cmd
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("registry.log")).unwrap())
             .spawn()
             .unwrap();
         wait_listening(port, &mut child, "hako registry serve");
-        Server { child, port, dir }
+        (Server { child, port, dir }, ca_pem)
     }
 }
 
@@ -135,6 +172,7 @@ pub fn hako(h: &Hako, args: &[&str], stdin: Option<&str>) -> Output {
         .arg(h.root())
         .args(args)
         .env("HAKO_AUTH_FILE", h.dir().join("auth.json"))
+        .env("HAKO_CERTS_DIR", h.dir().join("certs.d"))
         .env("HOME", h.dir())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -185,7 +185,9 @@ mod tests {
             lookup_in(std::slice::from_ref(&file), "127.0.0.1:5000").unwrap(),
             Some(c)
         );
-        let other = lookup_in(std::slice::from_ref(&file), "other.io").unwrap().unwrap();
+        let other = lookup_in(std::slice::from_ref(&file), "other.io")
+            .unwrap()
+            .unwrap();
         assert_eq!(
             (other.username.as_str(), other.password.as_str()),
             ("u", "p")
@@ -193,7 +195,10 @@ mod tests {
         let mode = fs::metadata(&file).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert!(store(&file, "127.0.0.1:5000", None).unwrap());
-        assert_eq!(lookup_in(std::slice::from_ref(&file), "127.0.0.1:5000").unwrap(), None);
+        assert_eq!(
+            lookup_in(std::slice::from_ref(&file), "127.0.0.1:5000").unwrap(),
+            None
+        );
         let doc: Value = serde_json::from_slice(&fs::read(&file).unwrap()).unwrap();
         assert_eq!(doc["credsStore"], "x");
     }

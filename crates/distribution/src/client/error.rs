@@ -8,12 +8,10 @@ pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The request could not be sent or its answer not read (after retries).
-    #[error("{what}: {source}")]
-    Http {
-        what: String,
-        #[source]
-        source: reqwest::Error,
-    },
+    /// Shown with its whole cause chain: reqwest's own text alone ("error
+    /// sending request") hides whether DNS, TCP or a certificate failed.
+    #[error("{what}: {}", chain(.err))]
+    Http { what: String, err: reqwest::Error },
     /// The registry answered with an unexpected status; `code` and `message`
     /// come from the distribution-spec error body when there is one.
     #[error("{what}: registry answered {status}{}", detail(.code, .message))]
@@ -43,6 +41,19 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let text = c.to_string();
+        if !out.ends_with(&text) {
+            out = format!("{out}: {text}");
+        }
+        cur = c.source();
+    }
+    out
 }
 
 fn detail(code: &Option<String>, message: &Option<String>) -> String {

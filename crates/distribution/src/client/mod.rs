@@ -18,6 +18,7 @@ mod token;
 pub mod upload;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -56,6 +57,11 @@ pub struct ClientOptions {
     pub retries: u32,
     /// First backoff delay; doubled per attempt.
     pub backoff: Duration,
+    /// Directories holding `HOST[:PORT]/*.crt` CA certificates trusted for
+    /// that registry besides the system roots (docker's and podman's
+    /// `certs.d` convention). A registry with certificates here is spoken to
+    /// over TLS even on loopback.
+    pub certs_dirs: Vec<PathBuf>,
 }
 
 impl Default for ClientOptions {
@@ -66,8 +72,53 @@ impl Default for ClientOptions {
             chunk_size: 32 << 20,
             retries: 4,
             backoff: Duration::from_millis(250),
+            certs_dirs: default_certs_dirs(),
         }
     }
+}
+
+/// `$HAKO_CERTS_DIR`, or hako's, podman's and docker's `certs.d` directories.
+pub fn default_certs_dirs() -> Vec<PathBuf> {
+    match std::env::var_os("HAKO_CERTS_DIR") {
+        Some(d) => vec![PathBuf::from(d)],
+        None => [
+            "/etc/hako/certs.d",
+            "/etc/containers/certs.d",
+            "/etc/docker/certs.d",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect(),
+    }
+}
+
+/// The `*.crt` files for `registry` in the certs directories, with their contents.
+fn ca_certificates(registry: &str, dirs: &[PathBuf]) -> Result<Vec<(PathBuf, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for dir in dirs {
+        let host_dir = dir.join(registry);
+        let entries = match std::fs::read_dir(&host_dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                return Err(ClientError::io(
+                    format!("reading certificates in {}", host_dir.display()),
+                    e,
+                ))
+            }
+        };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "crt"))
+            .collect();
+        files.sort();
+        for f in files {
+            let pem = std::fs::read(&f)
+                .map_err(|e| ClientError::io(format!("reading certificate {}", f.display()), e))?;
+            out.push((f, pem));
+        }
+    }
+    Ok(out)
 }
 
 /// What a request needs access to; decides the token scope.
@@ -153,7 +204,12 @@ impl Client {
         } else {
             registry
         };
-        let scheme = if is_insecure(registry, &opts.insecure_registries) {
+        let cas = ca_certificates(registry, &opts.certs_dirs)?;
+        let listed = opts.insecure_registries.iter().any(|i| {
+            i == registry || Some(i.as_str()) == registry.rsplit_once(':').map(|(h, _)| h)
+        });
+        // Certificates configured for a loopback registry mean it speaks TLS.
+        let scheme = if listed || (is_insecure(registry, &[]) && cas.is_empty()) {
             "http"
         } else {
             "https"
@@ -162,7 +218,15 @@ impl Client {
             Some(c) => Some(c.clone()),
             None => credentials::lookup(registry)?,
         };
-        let http = reqwest::blocking::Client::builder()
+        let mut builder = reqwest::blocking::Client::builder();
+        for (path, pem) in &cas {
+            let cert = reqwest::Certificate::from_pem(pem).map_err(|e| ClientError::Http {
+                what: format!("loading certificate {} for {registry}", path.display()),
+                err: e,
+            })?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let http = builder
             .user_agent(concat!("hako/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(30))
             // Blob transfers take as long as they take; stalls end in TCP errors.
@@ -171,7 +235,7 @@ impl Client {
             .build()
             .map_err(|e| ClientError::Http {
                 what: format!("setting up a client for {registry}"),
-                source: e,
+                err: e,
             })?;
         Ok(Client {
             registry: registry.to_string(),
@@ -361,7 +425,7 @@ impl Client {
                     }
                     return Err(ClientError::Http {
                         what: what.to_string(),
-                        source: e,
+                        err: e,
                     });
                 }
                 Ok(resp) => {

@@ -42,7 +42,7 @@ pub(crate) fn fetch(
     }
     let resp = req.send().map_err(|e| ClientError::Http {
         what: what.clone(),
-        source: e,
+        err: e,
     })?;
     let status = resp.status();
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
@@ -59,7 +59,7 @@ pub(crate) fn fetch(
     }
     let body = resp.bytes().map_err(|e| ClientError::Http {
         what: what.clone(),
-        source: e,
+        err: e,
     })?;
     if !status.is_success() {
         let (code, message) = parse_error_body(&body);
