@@ -437,6 +437,25 @@ fn broken_downloads_resume_and_unavailable_registries_are_retried() {
 }
 
 #[test]
+fn a_stalled_download_times_out_and_resumes() {
+    let work = tempfile::tempdir().unwrap();
+    let image = TestImage::build(work.path());
+    let reg = TinyRegistry::start();
+    reg.serve_image("stall", "1", &image);
+    let big = format!("/v2/stall/blobs/{}", sha256(&image.layers[0].1));
+    reg.get(&big).stall.store(true, Ordering::SeqCst);
+    let ranges = reg.seen().ranges.load(Ordering::SeqCst);
+    let h = Hako::new();
+    let name = format!("{}/stall:1", reg.host());
+    ok(&h, &["pull", "--read-timeout", "1", &name]);
+    assert!(
+        reg.seen().ranges.load(Ordering::SeqCst) > ranges,
+        "the stalled layer was not resumed"
+    );
+    assert_eq!(image_id(&h, &name), image.config_digest());
+}
+
+#[test]
 fn platform_selection_from_an_index() {
     let work = tempfile::tempdir().unwrap();
     let image = TestImage::build(work.path());

@@ -47,6 +47,9 @@ pub struct RegistryOpts {
     /// Upload blobs larger than this many bytes in chunks of this size.
     #[arg(long, value_name = "BYTES", default_value_t = 32 << 20, hide = true)]
     chunk_size: u64,
+    /// Seconds a blob download may wait for data before it counts as broken (and resumes).
+    #[arg(long, value_name = "SECS", default_value_t = 60, hide = true)]
+    read_timeout: u64,
 }
 
 impl RegistryOpts {
@@ -57,6 +60,7 @@ impl RegistryOpts {
                 insecure_registries: self.insecure.clone(),
                 credentials: creds,
                 chunk_size: self.chunk_size,
+                read_timeout: std::time::Duration::from_secs(self.read_timeout.max(1)),
                 ..ClientOptions::default()
             },
         )?)

@@ -380,6 +380,8 @@ pub struct Route {
     pub unavailable: Arc<AtomicU64>,
     /// While set, cut the connection after half the body (once: it clears itself).
     pub cut: Arc<AtomicBool>,
+    /// While set, stop sending for 5 s after half the body (once: it clears itself).
+    pub stall: Arc<AtomicBool>,
 }
 
 /// A minimal HTTP/1.1 registry in the test process: fixed routes, anything else 404.
@@ -389,6 +391,7 @@ pub struct TinyRegistry {
     /// Body bytes sent on slow routes so far.
     pub slow_sent: Arc<AtomicU64>,
     routes: Arc<Mutex<HashMap<String, Route>>>,
+    seen: Arc<Seen>,
 }
 
 /// Counters of what the tiny registry saw.
@@ -406,14 +409,20 @@ impl TinyRegistry {
         let stop = Arc::new(AtomicBool::new(false));
         let routes: Arc<Mutex<HashMap<String, Route>>> = Arc::default();
         let slow_sent = Arc::new(AtomicU64::new(0));
-        let (s, r, sent) = (stop.clone(), routes.clone(), slow_sent.clone());
+        let seen: Arc<Seen> = Arc::default();
+        let (s, r, sent, seen2) = (
+            stop.clone(),
+            routes.clone(),
+            slow_sent.clone(),
+            seen.clone(),
+        );
         std::thread::spawn(move || {
             while !s.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((conn, _)) => {
-                        let (r, sent) = (r.clone(), sent.clone());
+                        let (r, sent, seen) = (r.clone(), sent.clone(), seen2.clone());
                         std::thread::spawn(move || {
-                            let _ = serve(conn, &r, &sent);
+                            let _ = serve(conn, &r, &sent, &seen);
                         });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
@@ -425,6 +434,7 @@ impl TinyRegistry {
             stop,
             slow_sent,
             routes,
+            seen,
         }
     }
 
@@ -447,6 +457,7 @@ impl TinyRegistry {
                 slow,
                 unavailable: Arc::default(),
                 cut: Arc::default(),
+                stall: Arc::default(),
             },
         );
     }
@@ -457,7 +468,7 @@ impl TinyRegistry {
     }
 
     pub fn seen(&self) -> &Seen {
-        &SEEN
+        &self.seen
     }
 
     /// Serve `image` as `repo:tag`, with `layer_bytes` overriding what a layer path returns.
@@ -499,15 +510,11 @@ impl Drop for TinyRegistry {
     }
 }
 
-static SEEN: Seen = Seen {
-    ranges: AtomicU64::new(0),
-    unavailable: AtomicU64::new(0),
-};
-
 fn serve(
     mut conn: TcpStream,
     routes: &Mutex<HashMap<String, Route>>,
     slow_sent: &AtomicU64,
+    seen: &Seen,
 ) -> std::io::Result<()> {
     conn.set_nonblocking(false)?;
     let mut reader = BufReader::new(conn.try_clone()?);
@@ -550,7 +557,7 @@ fn serve(
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
         .is_ok()
     {
-        SEEN.unavailable.fetch_add(1, Ordering::SeqCst);
+        seen.unavailable.fetch_add(1, Ordering::SeqCst);
         write!(
             conn,
             "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
@@ -558,7 +565,7 @@ fn serve(
         return Ok(());
     }
     if let Some(start) = range_start.filter(|s| *s < route.body.len()) {
-        SEEN.ranges.fetch_add(1, Ordering::SeqCst);
+        seen.ranges.fetch_add(1, Ordering::SeqCst);
         let rest = &route.body[start..];
         write!(
             conn,
@@ -584,6 +591,12 @@ fn serve(
         // Half the body, then the connection drops: the client must resume.
         conn.write_all(&route.body[..route.body.len() / 2])?;
         return conn.shutdown(std::net::Shutdown::Both);
+    }
+    if route.stall.swap(false, Ordering::SeqCst) {
+        // Half the body, then silence: the client's read timeout must fire.
+        conn.write_all(&route.body[..route.body.len() / 2])?;
+        std::thread::sleep(Duration::from_secs(5));
+        return Ok(());
     }
     match &route.slow {
         Some(flag) => {

@@ -38,7 +38,12 @@ impl Client {
     ) -> Result<BlobReader<'_>> {
         let what = format!("fetching blob {digest} from {}/{repo}", self.registry);
         let url = self.url(&format!("/v2/{repo}/blobs/{digest}"));
-        let resp = self.send(&what, &Access::Pull(repo), true, &|c| c.get(&url))?;
+        // reqwest's blocking client applies a request's timeout to the
+        // response and then to every single read of the body: a read timeout.
+        let timeout = self.opts.read_timeout;
+        let resp = self.send(&what, &Access::Pull(repo), true, &|c| {
+            c.get(&url).timeout(timeout)
+        })?;
         let resp = expect(resp, &what, &[StatusCode::OK])?;
         let total = size.or(resp.content_length());
         Ok(BlobReader {
@@ -79,10 +84,11 @@ impl BlobReader<'_> {
             .client
             .url(&format!("/v2/{}/blobs/{}", self.repo, self.digest));
         let range = format!("bytes={}-", self.offset);
+        let timeout = self.client.opts.read_timeout;
         let resp = self
             .client
             .send(&what, &Access::Pull(&self.repo), true, &|c| {
-                c.get(&url).header(RANGE, &range)
+                c.get(&url).header(RANGE, &range).timeout(timeout)
             })
             .map_err(io::Error::other)?;
         let mut resp = expect(resp, &what, &[StatusCode::OK, StatusCode::PARTIAL_CONTENT])

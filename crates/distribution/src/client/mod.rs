@@ -62,6 +62,10 @@ pub struct ClientOptions {
     /// `certs.d` convention). A registry with certificates here is spoken to
     /// over TLS even on loopback.
     pub certs_dirs: Vec<PathBuf>,
+    /// For blob downloads: the longest wait for the response, and then for
+    /// each read of its body; longer counts as a broken connection, and the
+    /// download resumes where it stopped.
+    pub read_timeout: Duration,
 }
 
 impl Default for ClientOptions {
@@ -73,6 +77,7 @@ impl Default for ClientOptions {
             retries: 4,
             backoff: Duration::from_millis(250),
             certs_dirs: default_certs_dirs(),
+            read_timeout: Duration::from_secs(60),
         }
     }
 }
