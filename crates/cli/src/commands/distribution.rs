@@ -155,7 +155,10 @@ impl Lines {
 
 impl hako_image::Progress for Lines {
     fn start(&self, id: &str, what: &str, total: Option<u64>) {
-        self.display.start(id, what, total)
+        // Quiet: no bars either (finish and advance then find no bar to draw).
+        if !self.quiet {
+            self.display.start(id, what, total)
+        }
     }
 
     fn advance(&self, id: &str, n: u64) {
