@@ -21,7 +21,7 @@ use super::{
 const WRITE_BUFFER: usize = 1 << 20;
 const READ_BUFFER: usize = 256 << 10;
 /// Bytes per chunk when streaming an object out.
-const STREAM_CHUNK: u64 = 512 << 10;
+const STREAM_CHUNK: u64 = 256 << 10;
 /// How often a write re-creates a parent directory that a concurrent delete removed.
 const MAX_PARENT_RETRIES: u32 = 5;
 
