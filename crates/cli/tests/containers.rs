@@ -151,11 +151,7 @@ fn ps_stays_truthful_after_sigkill_of_monitor_and_container() {
     // Container killed, monitor alive: the monitor records 137.
     r.ok(&["run", "-d", "--name", "a", "busybox", "sleep", "1000"]);
     let pid = r.inspect("a")["State"]["Pid"].as_i64().unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::SIGKILL,
-    )
-    .unwrap();
+    nix::sys::signal::kill(positive_pid(pid), nix::sys::signal::SIGKILL).unwrap();
     assert_eq!(r.ok(&["wait", "a"]).trim(), "137");
     let (state, status) = r.state_of("a").unwrap();
     assert_eq!(state, "exited");
@@ -166,19 +162,11 @@ fn ps_stays_truthful_after_sigkill_of_monitor_and_container() {
     let v = r.inspect("b");
     let pid = v["State"]["Pid"].as_i64().unwrap();
     let monitor = v["State"]["MonitorPid"].as_i64().unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(monitor as i32),
-        nix::sys::signal::SIGKILL,
-    )
-    .unwrap();
+    nix::sys::signal::kill(positive_pid(monitor), nix::sys::signal::SIGKILL).unwrap();
     wait_for("the monitor to die", || !pid_alive(monitor));
     assert_eq!(r.state_of("b").unwrap().0, "running");
     // ...and once it is killed too, exited with docker's unknown status.
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::SIGKILL,
-    )
-    .unwrap();
+    nix::sys::signal::kill(positive_pid(pid), nix::sys::signal::SIGKILL).unwrap();
     wait_for("the container to die", || !pid_alive(pid));
     let (state, status) = r.state_of("b").unwrap();
     assert_eq!(state, "exited");
@@ -395,4 +383,10 @@ fn crun_as_runtime() {
         "{err}"
     );
     assert!(r.ps_all().is_empty(), "{:?}", r.ps_all());
+}
+
+/// A pid to signal; 0 or -1 would signal this test's process group or everything.
+fn positive_pid(pid: i64) -> nix::unistd::Pid {
+    assert!(pid > 0, "refusing to signal pid {pid}");
+    nix::unistd::Pid::from_raw(pid as i32)
 }

@@ -452,3 +452,49 @@ fn events_report_an_oom_kill() {
     let _ = child.wait();
     assert!(saw_oom, "no oom event within 200 events");
 }
+
+#[test]
+fn forced_delete_of_a_container_without_an_init_signals_nothing_else() {
+    // A state recorded before the init existed has pid 0; kill(0, SIGKILL)
+    // would take down the caller's whole process group (once, all of CI).
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.args(&["sleep", "1000"]);
+    let id = unique_id("noinit");
+    assert!(rt.create(&b, &id).status.success());
+    let state_path = rt.root.path().join(&id).join("state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
+    let init = state["pid"].as_i64().unwrap() as i32;
+    state["pid"] = json!(0);
+    std::fs::write(&state_path, serde_json::to_vec(&state).unwrap()).unwrap();
+    assert_eq!(rt.state(&id)["status"], "creating");
+    // The delete runs in a process group of its own beside a sleeping member.
+    use std::os::unix::process::CommandExt;
+    let mut group = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "sleep 30 & {} --root {} delete --force {id}; rc=$?; kill $!; exit $rc",
+            RUNTIME,
+            rt.root.path().display()
+        ))
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let status = group.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert!(!rt.root.path().join(&id).exists());
+    // The cgroup still gets killed, so the init does not outlive its state.
+    let gone = || {
+        std::fs::read_to_string(format!("/proc/{init}/stat"))
+            .map(|s| s.contains(") Z "))
+            .unwrap_or(true)
+    };
+    for _ in 0..500 {
+        if gone() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(gone(), "init {init} survived delete --force");
+}

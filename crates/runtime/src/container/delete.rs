@@ -49,7 +49,12 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
 fn kill_and_wait(c: &Container) -> Result<()> {
     let _ = c.cgroup.thaw();
     let _ = c.cgroup.kill_all(libc::SIGKILL);
-    // SAFETY: signalling the verified init pid.
+    if c.pid <= 0 {
+        // Still being created: no init yet. kill(2) with 0 or -1 would signal
+        // our own process group or every process we may signal.
+        return Ok(());
+    }
+    // SAFETY: signalling the verified init pid (positive, checked above).
     unsafe { libc::kill(c.pid, libc::SIGKILL) };
     if !super::wait_gone(c.pid, c.pid_start, Duration::from_secs(10)) {
         return Err(Error::Container(format!(
