@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job, end to end on local data:
 #   install packages, build, make a busybox image, push it to a registry on
-#   loopback (hako's own registry), pull it back, and run it with hako-runtime.
+#   loopback (hako's own registry), pull it back, and run it with `hako run`.
 # Everything lives in a temp dir that is removed at exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,11 +10,8 @@ cargo build --release --workspace
 BIN=${CARGO_TARGET_DIR:-$PWD/target}/release
 WORK=$(mktemp -d /tmp/hako-quickstart.XXXXXX)
 REG_PID=""
-MOUNTED=""
 cleanup() {
-  [ -n "$MOUNTED" ] && "$BIN/hako" --root "$WORK/store2" image unmount localhost/demo/busybox:1 >/dev/null 2>&1 || true
   [ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null && wait "$REG_PID" 2>/dev/null || true
-  "$BIN/hako-runtime" --root "$WORK/run" delete --force quickstart >/dev/null 2>&1 || true
   umount -R "$WORK/store2" 2>/dev/null || true
   rm -rf "$WORK"
 }
@@ -44,19 +41,7 @@ echo "== 4. pull it back into a fresh store"
 "$BIN/hako" --root "$WORK/store2" tag "127.0.0.1:$PORT/demo/busybox:1" localhost/demo/busybox:1
 "$BIN/hako" --root "$WORK/store2" images
 
-echo "== 5. run it with hako-runtime"
-ROOTFS=$("$BIN/hako" --root "$WORK/store2" image mount localhost/demo/busybox:1)
-MOUNTED=1
-mkdir -p "$WORK/bundle"
-"$BIN/hako-runtime" spec --bundle "$WORK/bundle"
-python3 - "$WORK/bundle/config.json" "$ROOTFS" <<'PY'
-import json, sys
-path, rootfs = sys.argv[1], sys.argv[2]
-c = json.load(open(path))
-c["root"] = {"path": rootfs, "readonly": True}
-c["process"]["terminal"] = False
-c["process"]["args"] = ["sh", "-c", "echo hello from a hako container: $(hostname), pid $$, $(id)"]
-json.dump(c, open(path, "w"))
-PY
-"$BIN/hako-runtime" --root "$WORK/run" run --bundle "$WORK/bundle" quickstart
+echo "== 5. run it with hako run (overlay rootfs, hako-monitor, hako-runtime)"
+"$BIN/hako" --root "$WORK/store2" run --rm --network none localhost/demo/busybox:1 \
+  sh -c 'echo hello from a hako container: $(hostname), pid $$, $(id)'
 echo "== done"
