@@ -70,6 +70,9 @@ enum Command {
     Load(commands::image::LoadArgs),
     /// Create a one-layer image from a root filesystem tarball.
     Import(commands::image::ImportArgs),
+    /// Manage networks (create, ls, inspect, rm, prune, connect, disconnect).
+    #[command(subcommand)]
+    Network(commands::network::NetworkCommand),
     /// Run or maintain an OCI registry (serve, gc).
     #[command(subcommand)]
     Registry(commands::registry::RegistryCommand),
@@ -107,6 +110,7 @@ fn main() -> ExitCode {
         Command::Load(args) => commands::image::load(&cli.global, args),
         Command::Import(args) => commands::image::import(&cli.global, args),
         Command::Registry(cmd) => commands::registry::run(&cli.global, cmd),
+        Command::Network(cmd) => commands::network::run(&cli.global, cmd),
         Command::Container(cmd) => commands::container::run(&cli.global, cmd),
         Command::Distribution(cmd) => commands::distribution::run(&cli.global, cmd),
     };

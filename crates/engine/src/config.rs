@@ -116,11 +116,43 @@ pub fn merge(image: &ImageConfiguration, o: &CreateOptions, id: &str) -> Result<
 
 /// The HostConfig of a new container; `runtime_path` is the resolved runtime.
 pub fn host_config(o: &CreateOptions, runtime_path: &str) -> Result<HostConfig> {
-    let network_mode = o.network.clone().unwrap_or_else(|| "none".into());
-    if network_mode != "none" && network_mode != "host" {
+    let network_mode = o
+        .network
+        .clone()
+        .unwrap_or_else(|| crate::network::DEFAULT_NETWORK.into());
+    if network_mode.starts_with("container:") {
         return Err(Error::Invalid(format!(
-            "network {network_mode:?}: only \"none\" and \"host\" exist yet (bridge and user networks come with CNI)"
+            "network {network_mode:?}: joining another container's network is not supported yet"
         )));
+    }
+    let cni = !crate::network::is_special_mode(&network_mode);
+    if !o.network_aliases.is_empty() && (!cni || network_mode == crate::network::DEFAULT_NETWORK) {
+        return Err(Error::Invalid(
+            "network-scoped aliases are supported only for containers in user-defined networks"
+                .into(),
+        ));
+    }
+    if network_mode == "none" && (!o.publish.is_empty() || o.publish_all) {
+        return Err(Error::Invalid(
+            "ports cannot be published with --network none".into(),
+        ));
+    }
+    for h in &o.extra_hosts {
+        let ok = h.split_once(':').is_some_and(|(n, ip)| {
+            !n.is_empty() && (ip == "host-gateway" || ip.parse::<std::net::IpAddr>().is_ok())
+        });
+        if !ok {
+            return Err(Error::Invalid(format!(
+                "invalid --add-host {h:?}: expected NAME:IP or NAME:host-gateway"
+            )));
+        }
+    }
+    for d in &o.dns {
+        if d.parse::<std::net::IpAddr>().is_err() {
+            return Err(Error::Invalid(format!(
+                "invalid --dns {d:?}: not an IP address"
+            )));
+        }
     }
     Ok(HostConfig {
         runtime: o
@@ -138,6 +170,22 @@ pub fn host_config(o: &CreateOptions, runtime_path: &str) -> Result<HostConfig> 
         memory_swap: o.memory_swap,
         nano_cpus: o.nano_cpus,
         pids_limit: o.pids_limit,
+        networks: if cni {
+            vec![crate::record::NetworkAttach {
+                network: network_mode.clone(),
+                aliases: o.network_aliases.clone(),
+            }]
+        } else {
+            Vec::new()
+        },
+        // Host networking publishes nothing: the ports are the host's (docker
+        // discards them too).
+        port_bindings: if cni { o.publish.clone() } else { Vec::new() },
+        publish_all_ports: cni && o.publish_all,
+        extra_hosts: o.extra_hosts.clone(),
+        dns: o.dns.clone(),
+        dns_search: o.dns_search.clone(),
+        dns_options: o.dns_options.clone(),
         network_mode,
         auto_remove: o.auto_remove,
     })

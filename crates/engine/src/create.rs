@@ -12,6 +12,7 @@ use crate::engine::Engine;
 use crate::error::{Context, Result};
 use crate::fsutil::write_atomic;
 use crate::names;
+use crate::network;
 use crate::options::CreateOptions;
 use crate::record::{Container, State};
 use crate::runtime;
@@ -29,6 +30,16 @@ impl Engine {
         let image = images
             .load_image(&rec)
             .ctx(|| format!("loading image {}", o.image))?;
+        // The network must exist now (the default one is made on first use).
+        if let Some(n) = o
+            .network
+            .as_deref()
+            .filter(|n| !network::is_special_mode(n))
+        {
+            self.network(n)?;
+        } else if o.network.is_none() {
+            self.default_network()?;
+        }
         let id = names::new_id();
         let name = match &o.name {
             Some(n) => names::validate(n)?,
@@ -72,7 +83,9 @@ impl Engine {
                     .ctx(|| format!("creating bind mount source {}", b.source))?;
             }
         }
-        let spec = spec::build(&c.id, &dir, &c.config, &c.host)?;
+        let netns =
+            (!network::is_special_mode(&c.host.network_mode)).then(|| self.netns_path(&c.id));
+        let spec = spec::build(&c.id, &dir, &c.config, &c.host, netns.as_deref())?;
         let json = serde_json::to_vec_pretty(&spec).expect("runtime spec serialises");
         write_atomic(&dir.join("config.json"), &json)?;
         fs::File::create(self.log_path(&c.id))
@@ -95,6 +108,64 @@ fn write_etc_files(dir: &Path, c: &Container) -> Result<()> {
         );
         write_atomic(&dir.join("hosts"), hosts.as_bytes())?;
     }
-    let resolv = fs::read("/etc/resolv.conf").unwrap_or_default();
-    write_atomic(&dir.join("resolv.conf"), &resolv)
+    let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    write_atomic(&dir.join("resolv.conf"), resolv_conf(&host, c).as_bytes())
+}
+
+/// The container's /etc/resolv.conf: the host's, with `--dns*` replacing its
+/// parts. In a network namespace of its own a loopback nameserver of the
+/// host (a local caching resolver) is unreachable, so it is dropped, and with
+/// none left docker's public defaults are used.
+fn resolv_conf(host: &str, c: &Container) -> String {
+    let h = &c.host;
+    if h.network_mode == "host"
+        && h.dns.is_empty()
+        && h.dns_search.is_empty()
+        && h.dns_options.is_empty()
+    {
+        return host.to_string();
+    }
+    let field = |key: &str| -> Vec<String> {
+        host.lines()
+            .filter_map(|l| l.trim().strip_prefix(key))
+            .filter(|rest| rest.starts_with([' ', '\t']))
+            .flat_map(|rest| {
+                rest.split_whitespace()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let mut servers = if h.dns.is_empty() {
+        field("nameserver")
+            .into_iter()
+            .filter(|s| h.network_mode == "host" || !s.starts_with("127.") && s != "::1")
+            .collect()
+    } else {
+        h.dns.clone()
+    };
+    if servers.is_empty() && h.network_mode != "none" {
+        servers = vec!["8.8.8.8".into(), "8.8.4.4".into()];
+    }
+    let search = if h.dns_search.is_empty() {
+        field("search")
+    } else {
+        h.dns_search.clone()
+    };
+    let options = if h.dns_options.is_empty() {
+        field("options")
+    } else {
+        h.dns_options.clone()
+    };
+    let mut out = String::new();
+    for s in servers {
+        out.push_str(&format!("nameserver {s}\n"));
+    }
+    if !search.is_empty() {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    if !options.is_empty() {
+        out.push_str(&format!("options {}\n", options.join(" ")));
+    }
+    out
 }

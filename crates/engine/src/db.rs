@@ -37,7 +37,7 @@ const COLUMNS: &str = "id, name, image, image_id, created, config, host_config, 
 
 /// The container database.
 pub struct Db {
-    conn: Connection,
+    pub(crate) conn: Connection,
 }
 
 impl Db {

@@ -50,10 +50,12 @@ impl Engine {
         } else {
             root.join("run")
         };
+        let db = Db::open(root)?;
+        db.init_networks()?;
         Ok(Engine {
             root: root.to_path_buf(),
             run_root,
-            db: Db::open(root)?,
+            db,
         })
     }
 

@@ -65,7 +65,82 @@ impl Engine {
             },
             "Mounts": mounts,
             "Config": c.config,
-            "NetworkSettings": { "Networks": { c.host.network_mode.clone(): {} } },
+            "NetworkSettings": self.network_settings(c),
         })
+    }
+
+    /// docker's NetworkSettings: addresses while running, published ports.
+    fn network_settings(&self, c: &Container) -> Value {
+        let st = if c.state.status == Status::Running {
+            self.network_state(&c.id)
+        } else {
+            None
+        };
+        let mut networks = serde_json::Map::new();
+        if crate::network::is_special_mode(&c.host.network_mode) {
+            networks.insert(c.host.network_mode.clone(), json!({}));
+        }
+        for a in &c.host.networks {
+            let live = st
+                .as_ref()
+                .and_then(|s| s.attached.iter().find(|x| x.network == a.network));
+            let e = live.map(|l| l.endpoint.clone()).unwrap_or_default();
+            networks.insert(
+                a.network.clone(),
+                json!({
+                    "Aliases": a.aliases,
+                    "NetworkID": live.map(|l| l.network_id.clone()).unwrap_or_default(),
+                    "Gateway": e.gateway,
+                    "IPAddress": e.ip,
+                    "IPPrefixLen": e.prefix_len,
+                    "MacAddress": e.mac,
+                }),
+            );
+        }
+        let mut ports = serde_json::Map::new();
+        for k in c.config.exposed_ports.iter() {
+            let k = if k.contains('/') {
+                k.clone()
+            } else {
+                format!("{k}/tcp")
+            };
+            ports.insert(k, Value::Null);
+        }
+        let published = st
+            .as_ref()
+            .map(|s| s.ports.clone())
+            .unwrap_or_else(|| c.host.port_bindings.clone());
+        for p in &published {
+            let entry = ports
+                .entry(p.key())
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if !entry.is_array() {
+                *entry = Value::Array(Vec::new());
+            }
+            entry.as_array_mut().expect("array").push(json!({
+                "HostIp": if p.host_ip.is_empty() { "0.0.0.0" } else { &p.host_ip },
+                "HostPort": if p.host_port == 0 { String::new() } else { p.host_port.to_string() },
+            }));
+        }
+        let first = st.as_ref().and_then(|s| s.attached.first());
+        json!({
+            "SandboxKey": st.as_ref().map(|s| s.netns.clone()).unwrap_or_default(),
+            "Ports": ports,
+            "IPAddress": first.map(|a| a.endpoint.ip.clone()).unwrap_or_default(),
+            "IPPrefixLen": first.map(|a| a.endpoint.prefix_len).unwrap_or_default(),
+            "Gateway": first.map(|a| a.endpoint.gateway.clone()).unwrap_or_default(),
+            "MacAddress": first.map(|a| a.endpoint.mac.clone()).unwrap_or_default(),
+            "Networks": networks,
+        })
+    }
+
+    /// Published ports of a running container (`port`): "80/tcp" → host address.
+    pub fn ports(&self, c: &Container) -> Vec<crate::network::ports::PortBinding> {
+        if c.state.status != Status::Running {
+            return Vec::new();
+        }
+        self.network_state(&c.id)
+            .map(|s| s.ports)
+            .unwrap_or_default()
     }
 }

@@ -33,8 +33,19 @@ pub struct CreateOptions {
     pub memory_swap: i64,
     pub nano_cpus: i64,
     pub pids_limit: i64,
-    /// "none" or "host"; None is the default network (none in this slice).
+    /// "none", "host" or a network's name; None is the default network.
     pub network: Option<String>,
+    /// `--network-alias`.
+    pub network_aliases: Vec<String>,
+    /// `-p` (see [`crate::network::ports::parse_publish`]).
+    pub publish: Vec<crate::network::ports::PortBinding>,
+    /// `-P`.
+    pub publish_all: bool,
+    /// `--add-host NAME:IP`.
+    pub extra_hosts: Vec<String>,
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub dns_options: Vec<String>,
     /// A runtime name or path; None is hako-runtime.
     pub runtime: Option<String>,
     pub auto_remove: bool,

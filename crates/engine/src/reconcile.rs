@@ -57,6 +57,9 @@ impl Engine {
             c.state.monitor_pid = 0;
             // The runtime still has the container; nothing else will delete it.
             let _ = self.runtime_of(c).delete_force(&c.id);
+            if let Err(e) = self.network_down(c) {
+                tracing::warn!("container {}: {e}", c.name);
+            }
         }
         if c.state != before {
             self.db.set_state(&c.id, &c.state)?;
@@ -85,7 +88,13 @@ impl Engine {
     pub fn cleanup(&self, images: &mut hako_image::ImageStore, id: &str) -> Result<()> {
         let c = {
             let _lock = self.lock(id)?;
-            self.get(id)?
+            let c = self.get(id)?;
+            // A start that came first owns the network now; else it goes
+            // with the exit, as docker releases the address and ports.
+            if c.state.status == Status::Exited {
+                self.network_down(&c)?;
+            }
+            c
         };
         if c.host.auto_remove && c.state.status == Status::Exited {
             self.remove(images, &c.id, false)?;

@@ -77,9 +77,18 @@ pub struct Tmpfs {
     pub options: Vec<String>,
 }
 
+/// A network a container is attached to, with its names there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkAttach {
+    pub network: String,
+    /// `--network-alias`: more names other containers on it resolve.
+    pub aliases: Vec<String>,
+}
+
 /// How the container is run on this host (docker's `HostConfig`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", default)]
 pub struct HostConfig {
     /// The runtime as the user named it ("hako-runtime", "runc", a path).
     pub runtime: String,
@@ -99,8 +108,20 @@ pub struct HostConfig {
     pub nano_cpus: i64,
     /// 0 is unlimited.
     pub pids_limit: i64,
-    /// "none" or "host" (CNI networks are a later slice).
+    /// "none", "host", or the first network's name ("bridge" by default).
     pub network_mode: String,
+    /// CNI networks in interface order (eth0 first); empty for none/host.
+    pub networks: Vec<NetworkAttach>,
+    /// `-p`; a host port of 0 is chosen at start.
+    pub port_bindings: Vec<crate::network::ports::PortBinding>,
+    /// `-P`: every exposed port to a free host port.
+    pub publish_all_ports: bool,
+    /// `--add-host NAME:IP` (IP may be `host-gateway`).
+    pub extra_hosts: Vec<String>,
+    /// `--dns`, `--dns-search`, `--dns-option`.
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub dns_options: Vec<String>,
     pub auto_remove: bool,
 }
 

@@ -35,6 +35,7 @@ impl Engine {
         if rt.knows(&c.id) {
             rt.delete_force(&c.id)?;
         }
+        self.network_down(&c)?;
         let dir = self.container_dir(&c.id);
         match images.unmount(&dir.to_string_lossy()) {
             Ok(_) | Err(hako_image::Error::NotFound { .. }) => {}

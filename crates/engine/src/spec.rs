@@ -55,7 +55,15 @@ fn build_err(what: &str, id: &str) -> impl FnOnce(oci_spec::OciSpecError) -> Err
 
 /// The runtime-spec for container `id` whose bundle is `dir` (with its
 /// rootfs mounted at `dir/rootfs` and the /etc files written into `dir`).
-pub fn build(id: &str, dir: &Path, c: &Config, h: &HostConfig) -> Result<Spec> {
+/// `netns`: the network namespace to join (set up by CNI); None with
+/// network mode "none" makes a new, empty one and with "host" none at all.
+pub fn build(
+    id: &str,
+    dir: &Path,
+    c: &Config,
+    h: &HostConfig,
+    netns: Option<&Path>,
+) -> Result<Spec> {
     let rootfs = dir.join("rootfs");
     let u = user::resolve(&rootfs, &c.user)?;
     let caps = security::capabilities(h.privileged, &h.cap_add, &h.cap_drop)?;
@@ -182,7 +190,12 @@ pub fn build(id: &str, dir: &Path, c: &Config, h: &HostConfig) -> Result<Spec> {
     }
     let namespaces = namespaces
         .into_iter()
-        .map(|t| LinuxNamespaceBuilder::default().typ(t).build())
+        .map(|t| match (t, netns) {
+            (LinuxNamespaceType::Network, Some(p)) => {
+                LinuxNamespaceBuilder::default().typ(t).path(p).build()
+            }
+            _ => LinuxNamespaceBuilder::default().typ(t).build(),
+        })
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(build_err("namespaces", id))?;
 
@@ -254,5 +267,10 @@ pub fn build(id: &str, dir: &Path, c: &Config, h: &HostConfig) -> Result<Spec> {
     if h.network_mode != "host" {
         spec = spec.hostname(c.hostname.clone());
     }
-    spec.build().map_err(build_err("spec", id))
+    let mut spec = spec.build().map_err(build_err("spec", id))?;
+    if h.network_mode == "host" {
+        // oci-spec's defaults carry a hostname, which needs a UTS namespace.
+        spec.set_hostname(None);
+    }
+    Ok(spec)
 }

@@ -63,6 +63,23 @@ impl Engine {
             let _ = rt.delete_force(&c.id);
         }
 
+        self.network_up(&c)?;
+        let res = self.spawn_monitor(c, programs);
+        if let Err(e) = &res {
+            if let Ok(c) = self.find(&found.id) {
+                if let Err(down) = self.network_down(&c) {
+                    tracing::warn!("after failing to start {}: {down}", c.name);
+                }
+            }
+            let _ = e;
+        }
+        res
+    }
+
+    /// Launch the monitor and wait for its first report.
+    fn spawn_monitor(&self, mut c: Container, programs: &Programs) -> Result<Started> {
+        let dir = self.container_dir(&c.id);
+        let rt = self.runtime_of(&c);
         let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
             .ctx(|| format!("creating the monitor pipe of container {}", c.name))?;
         // The monitor inherits the write end under its own number.

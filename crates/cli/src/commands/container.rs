@@ -44,6 +44,9 @@ pub enum ContainerCommand {
     Wait(NamesArgs),
     /// Run a command in a running container.
     Exec(ExecArgs),
+    /// List a container's published ports, or the host address of one.
+    #[command(after_help = "Examples:\n  hako port web\n  hako port web 80/tcp")]
+    Port(PortArgs),
     /// Run by a container's monitor when the container exited.
     #[command(hide = true)]
     ContainerCleanup { id: String },
@@ -109,9 +112,30 @@ pub struct CreateArgs {
     /// Maximum number of processes.
     #[arg(long = "pids-limit")]
     pub pids_limit: Option<i64>,
-    /// Network: none or host (bridge networks come later).
+    /// Network: bridge (default), a user-defined network, none or host.
     #[arg(long = "network", visible_alias = "net")]
     pub network: Option<String>,
+    /// Another name of the container on its user-defined network.
+    #[arg(long = "network-alias", visible_alias = "net-alias")]
+    pub network_alias: Vec<String>,
+    /// Publish a port: [IP:][HOST_PORT:]CONTAINER_PORT[/PROTO].
+    #[arg(short = 'p', long = "publish", value_name = "[IP:][HOST:]PORT[/PROTO]")]
+    pub publish: Vec<String>,
+    /// Publish every exposed port to a free host port.
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
+    /// Add a line to /etc/hosts: NAME:IP (IP may be host-gateway).
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    pub add_host: Vec<String>,
+    /// DNS server for /etc/resolv.conf.
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// DNS search domain.
+    #[arg(long = "dns-search")]
+    pub dns_search: Vec<String>,
+    /// DNS resolver option.
+    #[arg(long = "dns-option")]
+    pub dns_option: Vec<String>,
     /// OCI runtime: hako-runtime (default), runc, crun, or a path.
     #[arg(long)]
     pub runtime: Option<String>,
@@ -145,6 +169,13 @@ pub struct RunArgs {
     pub interactive: bool,
     #[command(flatten)]
     pub create: CreateArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PortArgs {
+    pub container: String,
+    /// PORT[/PROTO] to show (default: all).
+    pub private_port: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -300,6 +331,39 @@ fn dispatch(g: &Global, cmd: ContainerCommand) -> Result<()> {
             let code = engine.exec(&a.container, &o)?;
             exit(code)
         }
+        ContainerCommand::Port(a) => {
+            let c = engine.get(&a.container)?;
+            let want = a.private_port.as_deref().map(|p| {
+                if p.contains('/') {
+                    p.to_string()
+                } else {
+                    format!("{p}/tcp")
+                }
+            });
+            let ports: Vec<_> = engine
+                .ports(&c)
+                .into_iter()
+                .filter(|p| want.as_ref().is_none_or(|w| &p.key() == w))
+                .collect();
+            if ports.is_empty() {
+                if let Some(w) = want {
+                    anyhow::bail!("no public port {w} published for {}", c.name);
+                }
+            }
+            for p in ports {
+                let host = if p.host_ip.is_empty() {
+                    "0.0.0.0"
+                } else {
+                    &p.host_ip
+                };
+                if a.private_port.is_some() {
+                    println!("{host}:{}", p.host_port);
+                } else {
+                    println!("{} -> {host}:{}", p.key(), p.host_port);
+                }
+            }
+            Ok(())
+        }
         ContainerCommand::ContainerCleanup { id } => {
             let mut images = open_images(g)?;
             match engine.cleanup(&mut images, &id) {
@@ -420,6 +484,20 @@ fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
             .unwrap_or(0),
         pids_limit: a.pids_limit.unwrap_or(0),
         network: a.network.clone(),
+        network_aliases: a.network_alias.clone(),
+        publish: a
+            .publish
+            .iter()
+            .map(|p| hako_engine::network::ports::parse_publish(p))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .flatten()
+            .collect(),
+        publish_all: a.publish_all,
+        extra_hosts: a.add_host.clone(),
+        dns: a.dns.clone(),
+        dns_search: a.dns_search.clone(),
+        dns_options: a.dns_option.clone(),
         runtime: a.runtime.clone(),
         auto_remove: a.rm,
         stop_signal: a.stop_signal.clone(),
@@ -487,7 +565,7 @@ fn ps(engine: &Engine, a: PsArgs) -> Result<()> {
                 "Mounts": c.host.binds.iter().map(|b| b.source.clone()).collect::<Vec<_>>().join(","),
                 "Names": c.name,
                 "Networks": c.host.network_mode,
-                "Ports": "",
+                "Ports": ports_text(engine, c),
                 "RunningFor": ago(&c.created),
                 "State": c.state.status.as_str(),
                 "Status": status_text(c),
@@ -512,7 +590,7 @@ fn ps(engine: &Engine, a: PsArgs) -> Result<()> {
                 command_of(c, !a.no_trunc),
                 ago(&c.created),
                 status_text(c),
-                String::new(),
+                ports_text(engine, c),
                 c.name.clone(),
             ]
         })
@@ -548,6 +626,23 @@ fn ps(engine: &Engine, a: PsArgs) -> Result<()> {
         writeln!(out, "{}", line(r.iter().map(String::as_str).collect()))?;
     }
     Ok(())
+}
+
+/// docker's PORTS column: "0.0.0.0:8080->80/tcp, 127.0.0.1:53->53/udp".
+fn ports_text(engine: &Engine, c: &Container) -> String {
+    engine
+        .ports(c)
+        .iter()
+        .map(|p| {
+            let host = if p.host_ip.is_empty() {
+                "0.0.0.0"
+            } else {
+                &p.host_ip
+            };
+            format!("{host}:{}->{}", p.host_port, p.key())
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `"echo hi"`, truncated to docker's 20 characters unless asked not to.

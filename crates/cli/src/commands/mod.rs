@@ -3,4 +3,5 @@
 pub mod container;
 pub mod distribution;
 pub mod image;
+pub mod network;
 pub mod registry;

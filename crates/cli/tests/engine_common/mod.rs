@@ -113,6 +113,24 @@ impl Drop for Root {
         for id in String::from_utf8_lossy(&ids.stdout).lines() {
             let _ = self.run(&["rm", "-f", id]);
         }
+        // Networks: user-defined ones are removed with their bridges; the
+        // default one cannot be removed, so its bridge is deleted here.
+        let nets = self.run(&["network", "ls", "--format", "json"]);
+        for l in String::from_utf8_lossy(&nets.stdout).lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(l) else {
+                continue;
+            };
+            let name = v["Name"].as_str().unwrap_or_default().to_string();
+            let bridge = self.run(&["network", "inspect", &name]).stdout.clone();
+            let _ = self.run(&["network", "rm", &name]);
+            if let Ok(info) = serde_json::from_slice::<serde_json::Value>(&bridge) {
+                if let Some(b) = info[0]["Options"]["com.docker.network.bridge.name"].as_str() {
+                    let _ = Command::new("ip")
+                        .args(["link", "delete", "dev", b])
+                        .output();
+                }
+            }
+        }
         // Anything a failed removal left mounted under this root.
         let root = self.tmp.path().to_string_lossy().into_owned();
         let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();

@@ -1,0 +1,194 @@
+//! `hako network`: create, ls, inspect, rm, prune, connect, disconnect.
+//! Thin over hako-engine's networks (CNI bridge networks).
+
+use std::io::Write;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use hako_engine::{options, Engine, NetworkCreate};
+
+use crate::Global;
+
+#[derive(Debug, Subcommand)]
+pub enum NetworkCommand {
+    /// Create a bridge network; containers on it resolve each other by name.
+    #[command(
+        after_help = "Examples:\n  hako network create backend\n  hako network create --subnet 10.77.0.0/24 --gateway 10.77.0.254 lab"
+    )]
+    Create(CreateArgs),
+    /// List networks.
+    #[command(visible_alias = "list")]
+    Ls(LsArgs),
+    /// Show networks in detail (JSON, as docker's network inspect).
+    Inspect(NamesArgs),
+    /// Remove networks no running container uses.
+    #[command(visible_alias = "remove")]
+    Rm(NamesArgs),
+    /// Remove every user-defined network no container refers to.
+    Prune(PruneArgs),
+    /// Connect a container to a network.
+    #[command(after_help = "Example:\n  hako network connect --alias db backend postgres")]
+    Connect(ConnectArgs),
+    /// Disconnect a container from a network.
+    Disconnect(DisconnectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Network driver (only bridge).
+    #[arg(short = 'd', long, default_value = "bridge")]
+    pub driver: String,
+    /// IPv4 subnet in CIDR form (default: a free /24 in 10.128.0.0/9).
+    #[arg(long)]
+    pub subnet: Option<String>,
+    /// Gateway address (default: the subnet's first address).
+    #[arg(long)]
+    pub gateway: Option<String>,
+    /// No outside access: no masquerading, no default route.
+    #[arg(long)]
+    pub internal: bool,
+    /// Set a label KEY=value.
+    #[arg(long = "label")]
+    pub label: Vec<String>,
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Only ids.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Output format: "json" (one object per line) or the table.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Do not truncate ids.
+    #[arg(long = "no-trunc")]
+    pub no_trunc: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct NamesArgs {
+    #[arg(required = true, value_name = "NETWORK")]
+    pub networks: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Do not ask for confirmation (accepted; hako never asks).
+    #[arg(short = 'f', long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// Another name of the container on this network.
+    #[arg(long)]
+    pub alias: Vec<String>,
+    pub network: String,
+    pub container: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DisconnectArgs {
+    /// Accepted for docker compatibility.
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    pub network: String,
+    pub container: String,
+}
+
+pub fn run(g: &Global, cmd: NetworkCommand) -> Result<()> {
+    let engine = Engine::open(&g.root)?;
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        NetworkCommand::Create(a) => {
+            let n = engine.create_network(&NetworkCreate {
+                name: a.name,
+                driver: Some(a.driver),
+                subnet: a.subnet,
+                gateway: a.gateway,
+                internal: a.internal,
+                labels: a.label.iter().map(|l| options::parse_label(l)).collect(),
+            })?;
+            writeln!(out, "{}", n.id)?;
+        }
+        NetworkCommand::Ls(a) => {
+            let nets = engine.networks()?;
+            let id = |s: &str| -> String {
+                if a.no_trunc {
+                    s.to_string()
+                } else {
+                    s[..12.min(s.len())].to_string()
+                }
+            };
+            // host and none are modes, listed as docker lists them.
+            let rows: Vec<(String, String, String)> = nets
+                .iter()
+                .map(|n| (id(&n.id), n.name.clone(), n.driver.clone()))
+                .chain(
+                    ["host", "none"]
+                        .iter()
+                        .map(|m| (String::new(), m.to_string(), m.replace("none", "null"))),
+                )
+                .collect();
+            if a.quiet {
+                for r in rows.iter().filter(|r| !r.0.is_empty()) {
+                    writeln!(out, "{}", r.0)?;
+                }
+            } else if a.format.as_deref() == Some("json") {
+                for n in &nets {
+                    let v = serde_json::json!({
+                        "ID": id(&n.id), "Name": n.name, "Driver": n.driver,
+                        "Scope": "local", "Subnet": n.subnet, "Gateway": n.gateway,
+                        "Internal": n.internal, "CreatedAt": n.created,
+                        "Labels": n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+                    });
+                    writeln!(out, "{v}")?;
+                }
+            } else if let Some(f) = a.format {
+                anyhow::bail!("unsupported --format {f:?}: use json");
+            } else {
+                writeln!(
+                    out,
+                    "{:<14}{:<20}{:<10}SCOPE",
+                    "NETWORK ID", "NAME", "DRIVER"
+                )?;
+                for (i, name, driver) in rows {
+                    writeln!(out, "{i:<14}{name:<20}{driver:<10}local")?;
+                }
+            }
+        }
+        NetworkCommand::Inspect(a) => {
+            let mut all = Vec::new();
+            for n in &a.networks {
+                all.push(engine.network_inspect(&engine.network(n)?)?);
+            }
+            writeln!(out, "{}", serde_json::to_string_pretty(&all)?)?;
+        }
+        NetworkCommand::Rm(a) => {
+            let mut first: Option<hako_engine::Error> = None;
+            for n in &a.networks {
+                match engine.remove_network(n) {
+                    Ok(_) => writeln!(out, "{n}")?,
+                    Err(e) if first.is_none() => first = Some(e),
+                    Err(e) => eprintln!("Error: {e}"),
+                }
+            }
+            if let Some(e) = first {
+                return Err(e.into());
+            }
+        }
+        NetworkCommand::Prune(_) => {
+            let gone = engine.prune_networks()?;
+            if !gone.is_empty() {
+                writeln!(out, "Deleted Networks:")?;
+                for n in gone {
+                    writeln!(out, "{n}")?;
+                }
+            }
+        }
+        NetworkCommand::Connect(a) => engine.connect(&a.container, &a.network, &a.alias)?,
+        NetworkCommand::Disconnect(a) => engine.disconnect(&a.container, &a.network)?,
+    }
+    Ok(())
+}

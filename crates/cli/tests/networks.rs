@@ -1,0 +1,392 @@
+//! Container networking with real CNI plugins (Debian's
+//! containernetworking-plugins), real network namespaces, bridges and
+//! iptables rules (needs root). Each test's root gets its own bridges and
+//! subnets, and its guard removes them.
+
+mod engine_common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use engine_common::{wait_for, Root};
+
+/// GET / from host:port; the body, or None if nothing answers.
+fn http_get(addr: &str) -> Option<String> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET / HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+}
+
+fn host_ipv4() -> String {
+    // The address of the interface holding the default route.
+    let out = std::process::Command::new("ip")
+        .args(["-4", "-o", "route", "get", "192.0.2.1"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let i = words
+        .iter()
+        .position(|w| *w == "src")
+        .expect("a source address");
+    words[i + 1].to_string()
+}
+
+/// A directory with an index.html for busybox httpd.
+fn www(r: &Root, body: &str) -> String {
+    let dir = r.dir().join("www");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("index.html"), body).unwrap();
+    dir.display().to_string()
+}
+
+fn iptables_mentions(id: &str) -> bool {
+    ["nat", "filter"].iter().any(|t| {
+        let out = std::process::Command::new("iptables-save")
+            .args(["-t", t])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).contains(id)
+    })
+}
+
+#[test]
+fn published_ports_reach_httpd_from_the_host_and_go_away_with_the_container() {
+    let r = Root::new();
+    let www = www(&r, "hello from httpd\n");
+    let id = r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-v",
+        &format!("{www}:/www:ro"),
+        "-p",
+        "127.0.0.1::80",
+        "-p",
+        "80",
+        "--expose",
+        "8080",
+        "-P",
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
+    ]);
+    let id = id.trim().to_string();
+    // `port` lists each binding; the loopback one and the any-address one.
+    let ports = r.ok(&["port", "web"]);
+    let lines: Vec<&str> = ports.lines().collect();
+    assert_eq!(lines.len(), 3, "{ports}");
+    assert!(lines[0].starts_with("80/tcp -> 127.0.0.1:"), "{ports}");
+    assert!(lines[1].starts_with("80/tcp -> 0.0.0.0:"), "{ports}");
+    assert!(lines[2].starts_with("8080/tcp -> 0.0.0.0:"), "{ports}");
+    let local = r
+        .ok(&["port", "web", "80"])
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    let any_port = lines[1].rsplit(':').next().unwrap().to_string();
+    wait_for("httpd on the published loopback port", || {
+        http_get(&local).as_deref() == Some("hello from httpd\n")
+    });
+    // The other binding answers on the host's own address too.
+    assert_eq!(
+        http_get(&format!("{}:{any_port}", host_ipv4())).as_deref(),
+        Some("hello from httpd\n")
+    );
+    // ps and inspect agree with port.
+    let ps = r.ok(&["ps", "--format", "json"]);
+    assert!(ps.contains(&format!("{local}->80/tcp")), "{ps}");
+    let v = r.inspect("web");
+    let ns = &v["NetworkSettings"];
+    assert_eq!(ns["Ports"]["80/tcp"][0]["HostIp"], "127.0.0.1");
+    assert!(ns["IPAddress"].as_str().unwrap().starts_with("10."), "{ns}");
+    assert_eq!(ns["Networks"]["bridge"]["IPAddress"], ns["IPAddress"]);
+    let sandbox = ns["SandboxKey"].as_str().unwrap().to_string();
+    assert!(std::path::Path::new(&sandbox).exists());
+    assert!(iptables_mentions(&id), "no CNI rules for {id}");
+
+    // Stopped: the port, the namespace and the rules are gone.
+    r.ok(&["stop", "-t", "1", "web"]);
+    wait_for("the network teardown", || {
+        !std::path::Path::new(&sandbox).exists() && !iptables_mentions(&id)
+    });
+    assert!(http_get(&local).is_none());
+    assert_eq!(r.ok(&["port", "web"]), "");
+    // Started again: a fresh namespace and ports that work.
+    r.ok(&["start", "web"]);
+    let local = r
+        .ok(&["port", "web", "80"])
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    wait_for("httpd after restart", || {
+        http_get(&local).as_deref() == Some("hello from httpd\n")
+    });
+    r.ok(&["rm", "-f", "web"]);
+    wait_for("teardown on rm -f", || !iptables_mentions(&id));
+    assert!(!std::path::Path::new(&sandbox).exists());
+}
+
+#[test]
+fn containers_on_a_user_network_resolve_each_other_by_name_and_alias() {
+    let r = Root::new();
+    r.ok(&["network", "create", "backend"]);
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "db",
+        "--network",
+        "backend",
+        "--network-alias",
+        "database",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "backend",
+        "busybox",
+        "sh",
+        "-c",
+        "ping -c1 -W5 db >/dev/null && ping -c1 -W5 database >/dev/null && echo both",
+    ]);
+    assert_eq!(out, "both\n");
+    // The longer-running container learns of a newcomer too.
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "app",
+        "--network",
+        "backend",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let out = r.ok(&["exec", "db", "ping", "-c1", "-W5", "app"]);
+    assert!(out.contains("1 packets received"), "{out}");
+    // The default bridge has no name resolution, as docker's.
+    r.ok(&["run", "-d", "--name", "lonely", "busybox", "sleep", "1000"]);
+    let out = r.run(&["exec", "lonely", "ping", "-c1", "-W2", "db"]);
+    assert!(!out.status.success());
+    // Removing a container takes its name off the others' hosts.
+    r.ok(&["rm", "-f", "app"]);
+    let hosts = r.ok(&["exec", "db", "cat", "/etc/hosts"]);
+    assert!(!hosts.contains("\tapp "), "{hosts}");
+
+    // A network in use cannot go; once unused it can, with its bridge.
+    let info: serde_json::Value =
+        serde_json::from_str(&r.ok(&["network", "inspect", "backend"])).unwrap();
+    let bridge = info[0]["Options"]["com.docker.network.bridge.name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(info[0]["Containers"].as_object().unwrap().len(), 1);
+    let out = r.run(&["network", "rm", "backend"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("active endpoints (containers db)"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    r.ok(&["rm", "-f", "db"]);
+    r.ok(&["network", "rm", "backend"]);
+    assert!(!std::path::Path::new("/sys/class/net")
+        .join(&bridge)
+        .exists());
+}
+
+#[test]
+fn connect_and_disconnect_a_running_container() {
+    let r = Root::new();
+    r.ok(&["network", "create", "--subnet", "10.250.77.0/24", "front"]);
+    r.ok(&["network", "create", "back"]);
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "a",
+        "--network",
+        "front",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "b",
+        "--network",
+        "back",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let ip_a = r.inspect("a")["NetworkSettings"]["Networks"]["front"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(ip_a.starts_with("10.250.77."), "{ip_a}");
+    // Not on the same network: b cannot name a.
+    assert!(!r
+        .run(&["exec", "b", "ping", "-c1", "-W2", "a"])
+        .status
+        .success());
+    r.ok(&["network", "connect", "--alias", "web", "front", "b"]);
+    let links = r.ok(&["exec", "b", "ip", "-o", "link"]);
+    assert!(links.contains("eth1"), "{links}");
+    let out = r.ok(&["exec", "b", "ping", "-c1", "-W5", "a"]);
+    assert!(out.contains("1 packets received"), "{out}");
+    let out = r.ok(&["exec", "a", "ping", "-c1", "-W5", "web"]);
+    assert!(out.contains("1 packets received"), "{out}");
+    let v = r.inspect("b");
+    assert_eq!(
+        v["NetworkSettings"]["Networks"]["front"]["Aliases"][0],
+        "web"
+    );
+    // Connecting twice is refused; disconnecting takes the interface away.
+    let out = r.run(&["network", "connect", "front", "b"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists in network front"));
+    r.ok(&["network", "disconnect", "front", "b"]);
+    let links = r.ok(&["exec", "b", "ip", "-o", "link"]);
+    assert!(!links.contains("eth1"), "{links}");
+    assert!(!r
+        .run(&["exec", "b", "ping", "-c1", "-W2", "a"])
+        .status
+        .success());
+    // Prune keeps networks that containers refer to.
+    r.ok(&["network", "create", "unused"]);
+    let pruned = r.ok(&["network", "prune", "-f"]);
+    assert_eq!(pruned, "Deleted Networks:\nunused\n");
+}
+
+#[test]
+fn none_host_add_host_and_dns() {
+    let r = Root::new();
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "ip",
+        "-o",
+        "link",
+    ]);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains(": lo:"), "{out}");
+    // Host networking: the host's own network namespace.
+    let host_ns = std::fs::read_link("/proc/self/ns/net").unwrap();
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "busybox",
+        "readlink",
+        "/proc/self/ns/net",
+    ]);
+    assert_eq!(out.trim(), host_ns.to_str().unwrap());
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--add-host",
+        "db.local:10.1.2.3",
+        "--add-host",
+        "gw:host-gateway",
+        "--dns",
+        "10.9.9.9",
+        "--dns-search",
+        "example.test",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /etc/hosts /etc/resolv.conf; ip route",
+    ]);
+    assert!(out.contains("10.1.2.3\tdb.local\n"), "{out}");
+    assert!(
+        out.contains("nameserver 10.9.9.9\nsearch example.test\n"),
+        "{out}"
+    );
+    // host-gateway is the bridge's address, which is the default route.
+    let gw = out
+        .lines()
+        .find(|l| l.ends_with("\tgw"))
+        .unwrap()
+        .split('\t')
+        .next()
+        .unwrap();
+    assert!(out.contains(&format!("default via {gw} ")), "{out}");
+}
+
+#[test]
+fn bad_network_options_get_one_line_errors() {
+    let r = Root::new();
+    for (args, want) in [
+        (
+            vec!["run", "--rm", "-p", "80:x", "busybox", "true"],
+            "invalid port specification",
+        ),
+        (
+            vec!["run", "--rm", "--network", "nosuch", "busybox", "true"],
+            "no such network: nosuch",
+        ),
+        (
+            vec!["run", "--rm", "--network-alias", "x", "busybox", "true"],
+            "user-defined networks",
+        ),
+        (
+            vec![
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "-p",
+                "80",
+                "busybox",
+                "true",
+            ],
+            "--network none",
+        ),
+        (
+            vec!["run", "--rm", "--add-host", "nocolon", "busybox", "true"],
+            "invalid --add-host",
+        ),
+        (
+            vec!["network", "create", "--subnet", "10.1.0.1/16", "n1"],
+            "host bits are set",
+        ),
+        (
+            vec!["network", "create", "bad name"],
+            "invalid network name",
+        ),
+        (vec!["network", "create", "bridge"], "reserved"),
+        (vec!["network", "rm", "bridge"], "pre-defined network"),
+    ] {
+        let out = r.run(&args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    r.ok(&["network", "create", "--subnet", "10.251.0.0/24", "n2"]);
+    let out = r.run(&["network", "create", "--subnet", "10.251.0.128/25", "n3"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("overlaps with n2"));
+    assert!(r.ps_all().is_empty());
+}

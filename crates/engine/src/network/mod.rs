@@ -1,0 +1,94 @@
+//! Container networks through CNI, as podman does: a network is a record
+//! (name, subnet, bridge) from which a CNI configuration list is made; a
+//! container on it gets a network namespace of its own, configured by the
+//! standard plugins (bridge + host-local IPAM, portmap for `-p`, firewall)
+//! before the runtime creates the container into it.
+//!
+//! - [`store`]: the `networks` table;
+//! - [`subnet`]: IPv4 prefixes and choosing a free one;
+//! - [`cni`]: executing plugin chains;
+//! - [`netns`]: persistent network namespaces;
+//! - [`ports`]: published ports (`-p`, `-P`);
+//! - [`setup`]: bringing a container's networks up and down, /etc/hosts;
+//! - [`manage`]: `network create/ls/inspect/rm/prune/connect/disconnect`.
+
+pub mod cni;
+mod manage;
+pub mod netns;
+pub mod ports;
+mod setup;
+pub(crate) mod store;
+pub mod subnet;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+pub use manage::NetworkCreate;
+pub use setup::{Attached, NetworkState};
+
+/// The network containers join when none is named (docker's default).
+pub const DEFAULT_NETWORK: &str = "bridge";
+
+/// Network modes that are not CNI networks.
+pub fn is_special_mode(mode: &str) -> bool {
+    matches!(mode, "none" | "host") || mode.starts_with("container:")
+}
+
+/// A network of this root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Network {
+    /// 64 hex digits.
+    pub id: String,
+    pub name: String,
+    /// "bridge" (the only driver).
+    pub driver: String,
+    /// The Linux bridge interface.
+    pub bridge: String,
+    /// IPv4 prefix, "10.88.0.0/16".
+    pub subnet: String,
+    pub gateway: String,
+    /// No masquerading and no default route: containers reach only each other.
+    pub internal: bool,
+    pub labels: BTreeMap<String, String>,
+    pub created: String,
+}
+
+impl Network {
+    /// The predefined network, which has no name resolution between
+    /// containers (as docker's default bridge); user networks do.
+    pub fn is_default(&self) -> bool {
+        self.name == DEFAULT_NETWORK
+    }
+
+    /// The CNI configuration list of this network. host-local keeps its
+    /// leases under `ipam_dir`, so separate roots never share them.
+    pub fn conflist(&self, ipam_dir: &std::path::Path) -> Value {
+        let mut ipam = json!({
+            "type": "host-local",
+            "ranges": [[{"subnet": self.subnet, "gateway": self.gateway}]],
+            "dataDir": ipam_dir,
+        });
+        if !self.internal {
+            ipam["routes"] = json!([{"dst": "0.0.0.0/0"}]);
+        }
+        json!({
+            "cniVersion": cni::CNI_VERSION,
+            "name": self.name,
+            "plugins": [
+                {
+                    "type": "bridge",
+                    "bridge": self.bridge,
+                    "isGateway": true,
+                    "ipMasq": !self.internal,
+                    "hairpinMode": true,
+                    "ipam": ipam,
+                },
+                {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true},
+                {"type": "firewall"},
+            ],
+        })
+    }
+}

@@ -1,0 +1,323 @@
+//! A container's networks: up before the runtime creates the container
+//! (a network namespace of its own, `lo`, then each network's CNI chain with
+//! `eth0`, `eth1`, ...), down after it exited. What was set up is kept in
+//! `<container dir>/network.json` with each chain's configuration and ADD
+//! result, so DEL gets exactly what ADD had even if the network record
+//! changed or went. /etc/hosts of the containers on a user network name
+//! each other (docker resolves names on user networks, not on the default).
+
+use std::fs;
+use std::io::Write;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::cni::{self, Attachment, Endpoint};
+use super::ports::{self, PortBinding};
+use super::{is_special_mode, netns, Network};
+use crate::engine::Engine;
+use crate::error::{Context, Error, Result};
+use crate::fsutil::write_atomic;
+use crate::record::{Container, NetworkAttach, Status};
+
+/// What is set up for a running container.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NetworkState {
+    pub netns: PathBuf,
+    pub attached: Vec<Attached>,
+    /// Published ports with the host ports actually used.
+    pub ports: Vec<PortBinding>,
+}
+
+/// One interface on one network.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Attached {
+    pub network: String,
+    pub network_id: String,
+    pub ifname: String,
+    pub aliases: Vec<String>,
+    pub conflist: Value,
+    pub runtime_config: Value,
+    pub result: Value,
+    pub endpoint: Endpoint,
+}
+
+impl Engine {
+    /// Where a container's network namespace is bound while it runs.
+    pub fn netns_path(&self, id: &str) -> PathBuf {
+        self.run_root.join("netns").join(id)
+    }
+
+    fn network_state_path(&self, id: &str) -> PathBuf {
+        self.container_dir(id).join("network.json")
+    }
+
+    /// What is set up for a container now, if anything.
+    pub fn network_state(&self, id: &str) -> Option<NetworkState> {
+        let b = fs::read(self.network_state_path(id)).ok()?;
+        serde_json::from_slice(&b).ok()
+    }
+
+    fn save_network_state(&self, id: &str, st: &NetworkState) -> Result<()> {
+        let json = serde_json::to_vec_pretty(st).expect("network state serialises");
+        write_atomic(&self.network_state_path(id), &json)
+    }
+
+    /// Set up the container's networks (after tearing down any left by a crash).
+    pub(crate) fn network_up(&self, c: &Container) -> Result<()> {
+        if is_special_mode(&c.host.network_mode) {
+            return Ok(());
+        }
+        self.network_down(c)?;
+        let ns = self.netns_path(&c.id);
+        netns::create(&ns)?;
+        let mut st = NetworkState {
+            netns: ns,
+            attached: Vec::new(),
+            ports: Vec::new(),
+        };
+        let res = (|| -> Result<()> {
+            cni::loopback_up(&c.id, &st.netns)?;
+            let mut ports = c.host.port_bindings.clone();
+            if c.host.publish_all_ports {
+                for b in ports::publish_all(&c.config.exposed_ports)? {
+                    if !ports.iter().any(|p| p.key() == b.key()) {
+                        ports.push(b);
+                    }
+                }
+            }
+            ports::assign_free(&mut ports)?;
+            st.ports = ports;
+            for (i, a) in c.host.networks.iter().enumerate() {
+                self.attach(c, &mut st, a, i == 0)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = res {
+            let _ = teardown(&c.id, &st);
+            return Err(e);
+        }
+        self.save_network_state(&c.id, &st)?;
+        self.refresh_hosts()?;
+        Ok(())
+    }
+
+    fn attach(
+        &self,
+        c: &Container,
+        st: &mut NetworkState,
+        a: &NetworkAttach,
+        with_ports: bool,
+    ) -> Result<()> {
+        let n: Network = self.network(&a.network)?;
+        let ifname = (0..)
+            .map(|i| format!("eth{i}"))
+            .find(|f| !st.attached.iter().any(|x| &x.ifname == f))
+            .expect("an interface name is free");
+        let conflist = n.conflist(&self.ipam_dir());
+        let runtime_config = if with_ports && !st.ports.is_empty() {
+            json!({"portMappings": st.ports.iter().map(|p| json!({
+                "hostPort": p.host_port,
+                "containerPort": p.container_port,
+                "protocol": p.protocol,
+                "hostIP": p.host_ip,
+            })).collect::<Vec<_>>()})
+        } else {
+            Value::Null
+        };
+        let att = Attachment {
+            container_id: &c.id,
+            netns: &st.netns,
+            ifname: &ifname,
+        };
+        let result = cni::add(&conflist, &att, &runtime_config).map_err(|e| Error::Runtime {
+            context: format!("connecting container {} to network {}", c.name, n.name),
+            message: e.to_string(),
+        })?;
+        let endpoint = cni::endpoint(&result, &ifname);
+        st.attached.push(Attached {
+            network: n.name.clone(),
+            network_id: n.id.clone(),
+            ifname,
+            aliases: a.aliases.clone(),
+            conflist,
+            runtime_config,
+            result,
+            endpoint,
+        });
+        Ok(())
+    }
+
+    /// Tear down what [`network_up`](Self::network_up) set up; nothing set up is fine.
+    pub(crate) fn network_down(&self, c: &Container) -> Result<()> {
+        let path = self.network_state_path(&c.id);
+        let res = match self.network_state(&c.id) {
+            Some(st) => teardown(&c.id, &st),
+            None => netns::remove(&self.netns_path(&c.id)),
+        };
+        match fs::remove_file(&path) {
+            Ok(()) => self.refresh_hosts()?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).ctx(|| format!("removing {}", path.display())),
+        }
+        res
+    }
+
+    /// Attach a container to one more network (now if it runs, else at start).
+    pub fn connect(&self, what: &str, network: &str, aliases: &[String]) -> Result<()> {
+        let found = self.get(what)?;
+        let _lock = self.lock(&found.id)?;
+        let mut c = self.get(&found.id)?;
+        let n = self.network(network)?;
+        if is_special_mode(&c.host.network_mode) {
+            return Err(Error::Conflict(format!(
+                "container {} uses network mode {}: it cannot join other networks",
+                c.name, c.host.network_mode
+            )));
+        }
+        if c.host.networks.iter().any(|a| a.network == n.name) {
+            return Err(Error::Conflict(format!(
+                "endpoint with name {} already exists in network {}",
+                c.name, n.name
+            )));
+        }
+        let a = NetworkAttach {
+            network: n.name.clone(),
+            aliases: aliases.to_vec(),
+        };
+        if c.state.status == Status::Running {
+            let mut st = self.network_state(&c.id).ok_or_else(|| {
+                Error::Conflict(format!("container {} has no network namespace", c.name))
+            })?;
+            self.attach(&c, &mut st, &a, false)?;
+            self.save_network_state(&c.id, &st)?;
+        }
+        c.host.networks.push(a);
+        self.db.set_host_config(&c.id, &c.host)?;
+        self.refresh_hosts()
+    }
+
+    /// Detach a container from a network.
+    pub fn disconnect(&self, what: &str, network: &str) -> Result<()> {
+        let found = self.get(what)?;
+        let _lock = self.lock(&found.id)?;
+        let mut c = self.get(&found.id)?;
+        let n = self.network(network)?;
+        let Some(pos) = c.host.networks.iter().position(|a| a.network == n.name) else {
+            return Err(Error::Conflict(format!(
+                "container {} is not connected to network {}",
+                c.name, n.name
+            )));
+        };
+        if let Some(mut st) = self.network_state(&c.id) {
+            if let Some(i) = st.attached.iter().position(|a| a.network == n.name) {
+                let a = st.attached.remove(i);
+                del_one(&c.id, &st, &a)?;
+                self.save_network_state(&c.id, &st)?;
+            }
+        }
+        c.host.networks.remove(pos);
+        self.db.set_host_config(&c.id, &c.host)?;
+        self.refresh_hosts()
+    }
+
+    /// Rewrite /etc/hosts of every running container with a network: its own
+    /// address and, on user networks, every other container's name and
+    /// aliases. Files are rewritten in place: they are bind-mounted.
+    pub(crate) fn refresh_hosts(&self) -> Result<()> {
+        let lock_path = self.root.join("containers").join(".hosts.lock");
+        let f = fs::File::create(&lock_path).ctx(|| format!("creating {}", lock_path.display()))?;
+        let _lock = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| e)
+            .ctx(|| format!("locking {}", lock_path.display()))?;
+        // Whoever has its networks up counts, the one being started included
+        // (its record says running only once the monitor reported).
+        let running: Vec<(Container, NetworkState)> = self
+            .db
+            .list()?
+            .into_iter()
+            .filter_map(|c| self.network_state(&c.id).map(|s| (c, s)))
+            .collect();
+        for (c, st) in &running {
+            let text = hosts_file(c, st, &running);
+            let path = self.container_dir(&c.id).join("hosts");
+            let res = fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .and_then(|mut f| f.write_all(text.as_bytes()));
+            if let Err(e) = res {
+                tracing::warn!("updating {}: {e}", path.display());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The /etc/hosts of `c`.
+pub(crate) fn hosts_file(
+    c: &Container,
+    st: &NetworkState,
+    running: &[(Container, NetworkState)],
+) -> String {
+    let mut out = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    if let Some(a) = st.attached.first() {
+        out.push_str(&format!("{}\t{}\n", a.endpoint.ip, c.config.hostname));
+    }
+    for e in &c.host.extra_hosts {
+        if let Some((name, ip)) = e.split_once(':') {
+            let ip = if ip == "host-gateway" {
+                st.attached
+                    .first()
+                    .map(|a| a.endpoint.gateway.as_str())
+                    .unwrap_or("127.0.0.1")
+            } else {
+                ip
+            };
+            out.push_str(&format!("{ip}\t{name}\n"));
+        }
+    }
+    for mine in st
+        .attached
+        .iter()
+        .filter(|a| a.network != super::DEFAULT_NETWORK)
+    {
+        for (o, ost) in running {
+            if o.id == c.id {
+                continue;
+            }
+            for theirs in ost.attached.iter().filter(|t| t.network == mine.network) {
+                let mut names = vec![o.name.clone()];
+                names.extend(theirs.aliases.iter().cloned());
+                names.push(o.short_id().to_string());
+                out.push_str(&format!("{}\t{}\n", theirs.endpoint.ip, names.join(" ")));
+            }
+        }
+    }
+    out
+}
+
+fn del_one(id: &str, st: &NetworkState, a: &Attached) -> Result<()> {
+    let att = Attachment {
+        container_id: id,
+        netns: &st.netns,
+        ifname: &a.ifname,
+    };
+    cni::del(&a.conflist, &att, &a.runtime_config, &a.result)
+}
+
+/// DEL every chain (last attached first), then drop the namespace.
+fn teardown(id: &str, st: &NetworkState) -> Result<()> {
+    let mut first = None;
+    for a in st.attached.iter().rev() {
+        if let Err(e) = del_one(id, st, a) {
+            first.get_or_insert(e);
+        }
+    }
+    if let Err(e) = netns::remove(&st.netns) {
+        first.get_or_insert(e);
+    }
+    first.map_or(Ok(()), Err)
+}
