@@ -103,6 +103,21 @@ fn published_ports_reach_httpd_from_the_host_and_go_away_with_the_container() {
         http_get(&format!("{}:{any_port}", host_ipv4())).as_deref(),
         Some("hello from httpd\n")
     );
+    // A container on another network reaches it through the published port
+    // (isolation between networks lets published ports through).
+    r.ok(&["network", "create", "other"]);
+    let url = format!("http://{}:{any_port}/", host_ipv4());
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "other",
+        "busybox",
+        "wget",
+        "-qO-",
+        &url,
+    ]);
+    assert_eq!(out, "hello from httpd\n");
     // ps and inspect agree with port.
     let ps = r.ok(&["ps", "--format", "json"]);
     assert!(ps.contains(&format!("{local}->80/tcp")), "{ps}");
@@ -248,6 +263,13 @@ fn connect_and_disconnect_a_running_container() {
         .run(&["exec", "b", "ping", "-c1", "-W2", "a"])
         .status
         .success());
+    // Nor reach it by address: traffic between networks is dropped.
+    let out = r.run(&["exec", "b", "ping", "-c1", "-W2", &ip_a]);
+    assert!(
+        !out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     r.ok(&["network", "connect", "--alias", "web", "front", "b"]);
     let links = r.ok(&["exec", "b", "ip", "-o", "link"]);
     assert!(links.contains("eth1"), "{links}");

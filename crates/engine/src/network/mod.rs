@@ -7,12 +7,14 @@
 //! - [`store`]: the `networks` table;
 //! - [`subnet`]: IPv4 prefixes and choosing a free one;
 //! - [`cni`]: executing plugin chains;
+//! - [`isolation`]: no traffic between networks;
 //! - [`netns`]: persistent network namespaces;
 //! - [`ports`]: published ports (`-p`, `-P`);
 //! - [`setup`]: bringing a container's networks up and down, /etc/hosts;
 //! - [`manage`]: `network create/ls/inspect/rm/prune/connect/disconnect`.
 
 pub mod cni;
+pub mod isolation;
 mod manage;
 pub mod netns;
 pub mod ports;

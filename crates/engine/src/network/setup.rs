@@ -70,6 +70,7 @@ impl Engine {
             return Ok(());
         }
         self.network_down(c)?;
+        super::isolation::ensure()?;
         let ns = self.netns_path(&c.id);
         netns::create(&ns)?;
         let mut st = NetworkState {
