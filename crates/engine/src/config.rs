@@ -186,9 +186,58 @@ pub fn host_config(o: &CreateOptions, runtime_path: &str) -> Result<HostConfig> 
         dns: o.dns.clone(),
         dns_search: o.dns_search.clone(),
         dns_options: o.dns_options.clone(),
+        security_opt: o
+            .security_opt
+            .iter()
+            .map(|v| check_security_opt(v))
+            .collect::<Result<_>>()?,
+        ulimits: o.ulimits.clone(),
+        init: o.init,
+        cpu_shares: match o.cpu_shares {
+            0 => 0,
+            // The kernel's range (v1 cpu.shares).
+            n => n.clamp(2, 262_144),
+        },
+        cpuset_cpus: o.cpuset_cpus.clone(),
+        cpuset_mems: o.cpuset_mems.clone(),
         network_mode,
         auto_remove: o.auto_remove,
     })
+}
+
+/// One `--security-opt`, normalised to the `KEY=VALUE` form docker stores
+/// (the old `KEY:VALUE` spelling is accepted).
+fn check_security_opt(v: &str) -> Result<String> {
+    let (k, val) = match v.split_once('=').or_else(|| v.split_once(':')) {
+        Some((k, val)) => (k, Some(val)),
+        None => (v, None),
+    };
+    let norm = |val: Option<&str>| match val {
+        Some(x) => format!("{k}={x}"),
+        None => k.to_string(),
+    };
+    match (k, val) {
+        ("no-new-privileges", None | Some("true") | Some("false")) => Ok(norm(val)),
+        ("seccomp", Some("unconfined")) => Ok(norm(val)),
+        ("seccomp", Some(path)) => {
+            if !std::path::Path::new(path).is_file() {
+                return Err(Error::Invalid(format!(
+                    "--security-opt seccomp={path}: no such profile file"
+                )));
+            }
+            Ok(norm(val))
+        }
+        ("apparmor", Some("unconfined")) | ("label", Some("disable")) => Ok(norm(val)),
+        ("apparmor", _) => Err(Error::Invalid(format!(
+            "--security-opt {v}: AppArmor profiles are not supported by hako"
+        ))),
+        ("label", _) => Err(Error::Invalid(format!(
+            "--security-opt {v}: SELinux labels are not supported by hako"
+        ))),
+        _ => Err(Error::Invalid(format!(
+            "invalid --security-opt {v:?}: expected seccomp=unconfined|PROFILE, no-new-privileges[=true|false], apparmor=unconfined or label=disable"
+        ))),
+    }
 }
 
 /// Set KEY=value in an environment list, replacing an existing KEY.

@@ -31,6 +31,7 @@ mod reconcile;
 pub mod record;
 mod remove;
 pub mod runtime;
+pub mod seccomp;
 pub mod security;
 pub mod spec;
 mod start;

@@ -46,6 +46,17 @@ pub struct CreateOptions {
     pub dns: Vec<String>,
     pub dns_search: Vec<String>,
     pub dns_options: Vec<String>,
+    /// `--security-opt` values (seccomp=..., no-new-privileges, ...).
+    pub security_opt: Vec<String>,
+    /// `--ulimit NAME=SOFT[:HARD]`.
+    pub ulimits: Vec<crate::record::Ulimit>,
+    /// `--init`: tini as the container's pid 1.
+    pub init: bool,
+    /// `--cpu-shares` (relative weight, 2..262144; 0 unset).
+    pub cpu_shares: u64,
+    /// `--cpuset-cpus`, `--cpuset-mems` ("0-1", "0,2").
+    pub cpuset_cpus: String,
+    pub cpuset_mems: String,
     /// A runtime name or path; None is hako-runtime.
     pub runtime: Option<String>,
     pub auto_remove: bool,
@@ -178,6 +189,55 @@ pub fn parse_label(s: &str) -> (String, String) {
     }
 }
 
+/// `--ulimit NAME=SOFT[:HARD]` (docker's names: nofile, nproc, core, ...;
+/// -1 is unlimited).
+pub fn parse_ulimit(s: &str) -> Result<crate::record::Ulimit> {
+    const NAMES: &[&str] = &[
+        "as",
+        "core",
+        "cpu",
+        "data",
+        "fsize",
+        "locks",
+        "memlock",
+        "msgqueue",
+        "nice",
+        "nofile",
+        "nproc",
+        "rss",
+        "rtprio",
+        "rttime",
+        "sigpending",
+        "stack",
+    ];
+    let bad = |why: &str| Error::Invalid(format!("invalid --ulimit {s:?}: {why}"));
+    let (name, vals) = s
+        .split_once('=')
+        .ok_or_else(|| bad("expected NAME=SOFT[:HARD]"))?;
+    if !NAMES.contains(&name) {
+        return Err(bad(&format!("unknown limit {name:?}")));
+    }
+    let num = |v: &str| -> Result<i64> {
+        v.parse::<i64>()
+            .ok()
+            .filter(|n| *n >= -1)
+            .ok_or_else(|| bad(&format!("{v:?} is not a number")))
+    };
+    let (soft, hard) = match vals.split_once(':') {
+        Some((a, b)) => (num(a)?, num(b)?),
+        None => (num(vals)?, num(vals)?),
+    };
+    let as_u = |n: i64| if n < 0 { u64::MAX } else { n as u64 };
+    if as_u(soft) > as_u(hard) {
+        return Err(bad("the soft limit is above the hard limit"));
+    }
+    Ok(crate::record::Ulimit {
+        name: name.to_string(),
+        soft,
+        hard,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,6 +255,18 @@ mod tests {
             ("/srv", "/data", true)
         );
         assert!(parse_bind("vol:/data").is_err());
+        let u = parse_ulimit("nofile=1024:2048").unwrap();
+        assert_eq!((u.soft, u.hard), (1024, 2048));
+        assert_eq!(parse_ulimit("nproc=-1").unwrap().hard, -1);
+        for bad in ["nofile", "files=1", "nofile=2:1", "nofile=x"] {
+            assert!(
+                parse_ulimit(bad)
+                    .unwrap_err()
+                    .to_string()
+                    .contains("--ulimit"),
+                "{bad}"
+            );
+        }
         let t = parse_tmpfs("/run:size=64m,mode=755").unwrap();
         assert_eq!(t.options, vec!["size=64m", "mode=755"]);
     }

@@ -77,6 +77,15 @@ pub struct Tmpfs {
     pub options: Vec<String>,
 }
 
+/// A resource limit (`--ulimit`): docker's name ("nofile"), -1 unlimited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Ulimit {
+    pub name: String,
+    pub soft: i64,
+    pub hard: i64,
+}
+
 /// A network a container is attached to, with its names there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -122,6 +131,14 @@ pub struct HostConfig {
     pub dns: Vec<String>,
     pub dns_search: Vec<String>,
     pub dns_options: Vec<String>,
+    /// `--security-opt` as given (docker's SecurityOpt).
+    pub security_opt: Vec<String>,
+    pub ulimits: Vec<Ulimit>,
+    /// `--init`: tini runs as pid 1 and the command under it.
+    pub init: bool,
+    pub cpu_shares: u64,
+    pub cpuset_cpus: String,
+    pub cpuset_mems: String,
     pub auto_remove: bool,
 }
 

@@ -103,6 +103,12 @@ fn normalize(name: &str) -> String {
     up.strip_prefix("CAP_").unwrap_or(&up).to_string()
 }
 
+/// A capability by any of its spellings ("CAP_SYS_ADMIN", "sys_admin").
+pub fn parse_capability(name: &str) -> Result<Capability> {
+    let n = normalize(name);
+    Capability::from_str(&n).map_err(|_| Error::Invalid(format!("unknown capability {n:?}")))
+}
+
 /// The capabilities `--privileged` and `--cap-add ALL` give: every one the
 /// engine itself may pass on (its bounding set), as docker asks the host,
 /// since a runtime cannot grant what the kernel or its parent lacks.

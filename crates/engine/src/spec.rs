@@ -67,6 +67,7 @@ pub fn build(
     let rootfs = dir.join("rootfs");
     let u = user::resolve(&rootfs, &c.user)?;
     let caps = security::capabilities(h.privileged, &h.cap_add, &h.cap_drop)?;
+    let seccomp = seccomp_of(h, &caps)?;
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(caps.clone())
         .effective(caps.clone())
@@ -84,16 +85,25 @@ pub fn build(
                 .map_err(build_err("user", id))?,
         )
         .args(
-            c.entrypoint
-                .iter()
-                .chain(c.cmd.iter())
-                .cloned()
-                .collect::<Vec<_>>(),
+            if h.init {
+                vec![INIT_PATH.to_string(), "--".to_string()]
+            } else {
+                Vec::new()
+            }
+            .into_iter()
+            .chain(c.entrypoint.iter().cloned())
+            .chain(c.cmd.iter().cloned())
+            .collect::<Vec<_>>(),
         )
         .env(c.env.clone())
         .cwd(PathBuf::from(&c.working_dir))
         .capabilities(capabilities)
-        .no_new_privileges(false)
+        .no_new_privileges(
+            h.security_opt
+                .iter()
+                .any(|o| o == "no-new-privileges" || o == "no-new-privileges=true"),
+        )
+        .rlimits(rlimits(&h.ulimits, id)?)
         .build()
         .map_err(build_err("process", id))?;
 
@@ -178,6 +188,9 @@ pub fn build(
     for b in &h.binds {
         mounts.push(bind(&b.destination, Path::new(&b.source), b.read_only));
     }
+    if h.init {
+        mounts.push(bind(INIT_PATH, &init_binary()?, true));
+    }
 
     let mut namespaces = vec![
         LinuxNamespaceType::Pid,
@@ -215,15 +228,23 @@ pub fn build(
                 .map_err(build_err("memory limit", id))?,
         );
     }
-    if h.nano_cpus > 0 {
-        let quota = (h.nano_cpus as i128 * CPU_PERIOD as i128 / 1_000_000_000) as i64;
-        resources = resources.cpu(
-            LinuxCpuBuilder::default()
-                .quota(quota)
-                .period(CPU_PERIOD)
-                .build()
-                .map_err(build_err("cpu limit", id))?,
-        );
+    if h.nano_cpus > 0 || h.cpu_shares > 0 || !h.cpuset_cpus.is_empty() || !h.cpuset_mems.is_empty()
+    {
+        let mut cpu = LinuxCpuBuilder::default();
+        if h.nano_cpus > 0 {
+            let quota = (h.nano_cpus as i128 * CPU_PERIOD as i128 / 1_000_000_000) as i64;
+            cpu = cpu.quota(quota).period(CPU_PERIOD);
+        }
+        if h.cpu_shares > 0 {
+            cpu = cpu.shares(h.cpu_shares);
+        }
+        if !h.cpuset_cpus.is_empty() {
+            cpu = cpu.cpus(h.cpuset_cpus.clone());
+        }
+        if !h.cpuset_mems.is_empty() {
+            cpu = cpu.mems(h.cpuset_mems.clone());
+        }
+        resources = resources.cpu(cpu.build().map_err(build_err("cpu limit", id))?);
     }
     if h.pids_limit > 0 {
         resources = resources.pids(
@@ -237,6 +258,9 @@ pub fn build(
         .namespaces(namespaces)
         .resources(resources.build().map_err(build_err("resources", id))?)
         .cgroups_path(PathBuf::from(format!("/hako/{id}")));
+    if let Some(profile) = seccomp {
+        linux = linux.seccomp(profile);
+    }
     if !h.privileged {
         linux = linux
             .masked_paths(
@@ -273,4 +297,86 @@ pub fn build(
         spec.set_hostname(None);
     }
     Ok(spec)
+}
+
+/// Where `--init` puts tini in the container (docker's path).
+const INIT_PATH: &str = "/sbin/docker-init";
+
+/// A static tini on the host: `$HAKO_INIT`, else Debian's tini-static.
+fn init_binary() -> Result<PathBuf> {
+    let candidates: Vec<PathBuf> = std::env::var_os("HAKO_INIT")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(
+            ["/usr/bin/tini-static", "/usr/libexec/docker/docker-init"]
+                .iter()
+                .map(PathBuf::from),
+        )
+        .collect();
+    candidates.into_iter().find(|p| p.is_file()).ok_or_else(|| {
+        Error::Invalid(
+            "--init needs a static tini (install Debian's tini: /usr/bin/tini-static, or set HAKO_INIT)"
+                .into(),
+        )
+    })
+}
+
+/// The seccomp filter: none when privileged or `seccomp=unconfined`, a
+/// docker-format profile file, else hako's default.
+fn seccomp_of(
+    h: &HostConfig,
+    caps: &std::collections::HashSet<oci_spec::runtime::Capability>,
+) -> Result<Option<oci_spec::runtime::LinuxSeccomp>> {
+    let chosen = h
+        .security_opt
+        .iter()
+        .rev()
+        .find_map(|o| o.strip_prefix("seccomp="));
+    match chosen {
+        _ if h.privileged => Ok(None),
+        Some("unconfined") => Ok(None),
+        Some(path) => crate::seccomp::load_profile(Path::new(path), caps).map(Some),
+        None => Ok(Some(crate::seccomp::default_profile(caps))),
+    }
+}
+
+/// `--ulimit` values as runtime-spec rlimits.
+fn rlimits(
+    ulimits: &[crate::record::Ulimit],
+    id: &str,
+) -> Result<Vec<oci_spec::runtime::PosixRlimit>> {
+    use oci_spec::runtime::{PosixRlimitBuilder, PosixRlimitType as T};
+    ulimits
+        .iter()
+        .map(|u| {
+            let typ = match u.name.as_str() {
+                "as" => T::RlimitAs,
+                "core" => T::RlimitCore,
+                "cpu" => T::RlimitCpu,
+                "data" => T::RlimitData,
+                "fsize" => T::RlimitFsize,
+                "locks" => T::RlimitLocks,
+                "memlock" => T::RlimitMemlock,
+                "msgqueue" => T::RlimitMsgqueue,
+                "nice" => T::RlimitNice,
+                "nofile" => T::RlimitNofile,
+                "nproc" => T::RlimitNproc,
+                "rss" => T::RlimitRss,
+                "rtprio" => T::RlimitRtprio,
+                "rttime" => T::RlimitRttime,
+                "sigpending" => T::RlimitSigpending,
+                "stack" => T::RlimitStack,
+                other => {
+                    return Err(Error::Invalid(format!("unknown ulimit {other:?}")));
+                }
+            };
+            let v = |n: i64| if n < 0 { u64::MAX } else { n as u64 };
+            PosixRlimitBuilder::default()
+                .typ(typ)
+                .soft(v(u.soft))
+                .hard(v(u.hard))
+                .build()
+                .map_err(build_err("ulimit", id))
+        })
+        .collect()
 }

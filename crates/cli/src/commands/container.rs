@@ -136,6 +136,25 @@ pub struct CreateArgs {
     /// DNS resolver option.
     #[arg(long = "dns-option")]
     pub dns_option: Vec<String>,
+    /// Security options: seccomp=unconfined|PROFILE.json, no-new-privileges,
+    /// apparmor=unconfined, label=disable.
+    #[arg(long = "security-opt", value_name = "OPT")]
+    pub security_opt: Vec<String>,
+    /// Resource limit NAME=SOFT[:HARD] (e.g. nofile=1024:2048).
+    #[arg(long)]
+    pub ulimit: Vec<String>,
+    /// Run an init (tini) as pid 1 that forwards signals and reaps zombies.
+    #[arg(long)]
+    pub init: bool,
+    /// Relative CPU weight.
+    #[arg(short = 'c', long = "cpu-shares")]
+    pub cpu_shares: Option<u64>,
+    /// CPUs the container may run on (e.g. 0-1, 0,2).
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes the container may use.
+    #[arg(long = "cpuset-mems")]
+    pub cpuset_mems: Option<String>,
     /// OCI runtime: hako-runtime (default), runc, crun, or a path.
     #[arg(long)]
     pub runtime: Option<String>,
@@ -498,6 +517,16 @@ fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
         dns: a.dns.clone(),
         dns_search: a.dns_search.clone(),
         dns_options: a.dns_option.clone(),
+        security_opt: a.security_opt.clone(),
+        ulimits: a
+            .ulimit
+            .iter()
+            .map(|u| options::parse_ulimit(u))
+            .collect::<Result<_, _>>()?,
+        init: a.init,
+        cpu_shares: a.cpu_shares.unwrap_or(0),
+        cpuset_cpus: a.cpuset_cpus.clone().unwrap_or_default(),
+        cpuset_mems: a.cpuset_mems.clone().unwrap_or_default(),
         runtime: a.runtime.clone(),
         auto_remove: a.rm,
         stop_signal: a.stop_signal.clone(),

@@ -1,0 +1,168 @@
+//! Default confinement and the options that change it, with real
+//! containers: the default seccomp profile, `--security-opt`, `--ulimit`,
+//! `--init`, CPU weight and cpuset (needs root).
+
+mod engine_common;
+
+use engine_common::Root;
+
+fn status_field(out: &str, key: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|| panic!("{key} missing from {out}"))
+}
+
+const STATUS: &[&str] = &["cat", "/proc/self/status"];
+
+fn run(r: &Root, opts: &[&str], cmd: &[&str]) -> std::process::Output {
+    let mut args = vec!["run", "--rm", "--network", "none"];
+    args.extend_from_slice(opts);
+    args.push("busybox");
+    args.extend_from_slice(cmd);
+    r.run(&args)
+}
+
+fn ok(r: &Root, opts: &[&str], cmd: &[&str]) -> String {
+    let out = run(r, opts, cmd);
+    assert!(
+        out.status.success(),
+        "{opts:?} {cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn default_seccomp_profile_confines_and_can_be_lifted() {
+    let r = Root::new();
+    let out = ok(&r, &[], STATUS);
+    assert_eq!(status_field(&out, "Seccomp"), "2");
+    assert_eq!(status_field(&out, "NoNewPrivs"), "0");
+    // A new user namespace needs no capability, but the profile keeps it out.
+    let out = run(&r, &[], &["unshare", "-U", "true"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Operation not permitted"));
+    // Ordinary work is unaffected, under runc too.
+    assert_eq!(
+        ok(
+            &r,
+            &["--runtime", "runc"],
+            &["sh", "-c", "mkdir /tmp/x && echo ok"]
+        ),
+        "ok\n"
+    );
+    // unconfined and privileged have no filter.
+    let out = ok(&r, &["--security-opt", "seccomp=unconfined"], STATUS);
+    assert_eq!(status_field(&out, "Seccomp"), "0");
+    ok(
+        &r,
+        &["--security-opt", "seccomp:unconfined"],
+        &["unshare", "-U", "true"],
+    );
+    let out = ok(&r, &["--privileged"], STATUS);
+    assert_eq!(status_field(&out, "Seccomp"), "0");
+    // With CAP_SYS_ADMIN the guarded calls come back.
+    ok(&r, &["--cap-add", "SYS_ADMIN"], &["unshare", "-U", "true"]);
+}
+
+#[test]
+fn a_docker_format_profile_file_is_applied() {
+    let r = Root::new();
+    let profile = r.dir().join("deny-mkdir.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}"#,
+    )
+    .unwrap();
+    let opt = format!("seccomp={}", profile.display());
+    let out = run(&r, &["--security-opt", &opt], &["mkdir", "/tmp/x"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        ok(&r, &["--security-opt", &opt], &["echo", "other"]),
+        "other\n"
+    );
+    std::fs::write(&profile, "{not json").unwrap();
+    let out = run(&r, &["--security-opt", &opt], &["true"]);
+    assert_eq!(out.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("seccomp profile {}", profile.display())),
+        "{err}"
+    );
+}
+
+#[test]
+fn no_new_privileges_ulimits_and_init() {
+    let r = Root::new();
+    let out = ok(&r, &["--security-opt", "no-new-privileges"], STATUS);
+    assert_eq!(status_field(&out, "NoNewPrivs"), "1");
+    let out = ok(
+        &r,
+        &["--ulimit", "nofile=1024:2048", "--ulimit", "nproc=300"],
+        &["sh", "-c", "ulimit -n; ulimit -Hn; ulimit -u"],
+    );
+    assert_eq!(out, "1024\n2048\n300\n");
+    // tini is pid 1; the command's exit code comes through it.
+    let out = run(
+        &r,
+        &["--init"],
+        &["sh", "-c", "tr '\\0' ' ' < /proc/1/cmdline; exit 4"],
+    );
+    assert_eq!(out.status.code(), Some(4));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("/sbin/docker-init -- sh -c"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn cpu_shares_and_cpuset_reach_the_cgroup() {
+    let r = Root::new();
+    // v1 (cpu and cpuset controllers) or v2 (cpu.weight from shares).
+    let out = ok(
+        &r,
+        &["--cpu-shares", "512", "--cpuset-cpus", "0"],
+        &[
+            "sh",
+            "-c",
+            "cat /sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/cpuset/cpuset.cpus 2>/dev/null \
+             || cat /sys/fs/cgroup/cpu.weight /sys/fs/cgroup/cpuset.cpus",
+        ],
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0] == "512" || lines[0] == "20", "{out}");
+    assert_eq!(lines[1], "0", "{out}");
+}
+
+#[test]
+fn bad_security_options_get_one_line_errors() {
+    let r = Root::new();
+    for (opts, want) in [
+        (
+            vec!["--security-opt", "seccomp=/no/such.json"],
+            "no such profile file",
+        ),
+        (
+            vec!["--security-opt", "apparmor=docker-default"],
+            "AppArmor",
+        ),
+        (vec!["--security-opt", "label=type:x"], "SELinux"),
+        (vec!["--security-opt", "bogus"], "invalid --security-opt"),
+        (vec!["--ulimit", "nofile=10:5"], "invalid --ulimit"),
+    ] {
+        let out = run(&r, &opts, &["true"]);
+        assert_eq!(out.status.code(), Some(125), "{opts:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{opts:?}: {err}");
+        assert!(err.contains(want), "{opts:?}: {err}");
+    }
+    assert!(r.ps_all().is_empty());
+}
