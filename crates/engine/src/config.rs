@@ -130,6 +130,7 @@ pub fn host_config(o: &CreateOptions, runtime_path: &str) -> Result<HostConfig> 
         runtime_path: runtime_path.to_string(),
         binds: o.binds.clone(),
         tmpfs: o.tmpfs.clone(),
+        mounts: o.mounts.clone(),
         read_only_rootfs: o.read_only,
         privileged: o.privileged,
         cap_add: o.cap_add.clone(),

@@ -37,7 +37,7 @@ const COLUMNS: &str = "id, name, image, image_id, created, config, host_config, 
 
 /// The container database.
 pub struct Db {
-    conn: Connection,
+    pub(crate) conn: Connection,
 }
 
 impl Db {
@@ -52,6 +52,7 @@ impl Db {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .ctx(what)?;
         conn.execute_batch(SCHEMA).ctx(what)?;
+        conn.execute_batch(crate::volume::db::SCHEMA).ctx(what)?;
         Ok(Db { conn })
     }
 

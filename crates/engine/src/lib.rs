@@ -23,6 +23,7 @@ mod fsutil;
 mod inspect;
 mod kill;
 pub mod logs;
+mod mounts;
 pub mod names;
 pub mod options;
 pub mod proc;
@@ -35,6 +36,7 @@ pub mod spec;
 mod start;
 mod stop;
 pub mod user;
+pub mod volume;
 mod wait;
 
 pub use engine::{Engine, Programs, DEFAULT_ROOT, DEFAULT_RUN_ROOT};
@@ -42,5 +44,9 @@ pub use error::{Error, Result};
 pub use exec::ExecOptions;
 pub use options::CreateOptions;
 pub use reconcile::UNKNOWN_EXIT;
-pub use record::{Bind, Config, Container, HostConfig, State, Status, Tmpfs};
+pub use record::{
+    Bind, BindOptions, Config, Container, DriverConfig, HostConfig, Mount, MountType, State,
+    Status, Tmpfs, TmpfsOptions, VolumeOptions,
+};
 pub use start::Started;
+pub use volume::{Volume, VolumeCreate};
