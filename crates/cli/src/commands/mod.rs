@@ -4,3 +4,4 @@ pub mod container;
 pub mod distribution;
 pub mod image;
 pub mod registry;
+pub mod volume;
