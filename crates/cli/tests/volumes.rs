@@ -605,3 +605,32 @@ fn bad_names_and_malformed_mounts_are_one_line_errors() {
     assert!(r.ps_all().is_empty(), "{:?}", r.ps_all());
     assert!(volumes(&r).is_empty(), "{:?}", volumes(&r));
 }
+
+#[test]
+fn concurrent_first_use_prefills_once() {
+    let r = Root::new();
+    image_with_data(&r, "withdata", &[]);
+    let outs: Vec<std::process::Output> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    r.run(&[
+                        "run",
+                        "--rm",
+                        "-v",
+                        "race:/data",
+                        "withdata",
+                        "cat",
+                        "/data/file",
+                    ])
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for out in &outs {
+        assert!(out.status.success(), "{}", stderr(out));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "from the image\n");
+    }
+    assert_eq!(volumes(&r), BTreeSet::from(["race".to_string()]));
+}

@@ -172,6 +172,7 @@ impl Engine {
                             Error::io(format!("recreating the directory of volume {}", v.name), e)
                         })?;
                     }
+                    let _busy = self.volume_use_lock(&v.name)?;
                     volume::ensure_mounted(&v, &data)?;
                     if !m.no_copy() {
                         volume::prefill(rootfs, &m.target, &data, &v.name)?;

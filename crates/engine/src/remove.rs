@@ -46,7 +46,13 @@ impl Engine {
         self.db.set_state(&c.id, &c.state)?;
         let rt = self.runtime_of(&c);
         if rt.knows(&c.id) {
-            rt.delete_force(&c.id)?;
+            // The monitor deletes it too once the container is dead: losing
+            // that race is no failure.
+            if let Err(e) = rt.delete_force(&c.id) {
+                if rt.knows(&c.id) {
+                    return Err(e);
+                }
+            }
         }
         let dir = self.container_dir(&c.id);
         match images.unmount(&dir.to_string_lossy()) {

@@ -184,6 +184,16 @@ impl Engine {
             .ctx(|| "locking the volumes".to_string())
     }
 
+    /// Held while a volume is mounted and pre-filled for a new container:
+    /// two containers created at once must not both copy into it.
+    pub(crate) fn volume_use_lock(&self, name: &str) -> Result<nix::fcntl::Flock<File>> {
+        let path = self.volumes_dir().join(name).join(".use.lock");
+        let f = File::create(&path).ctx(|| format!("creating lock {}", path.display()))?;
+        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| e)
+            .ctx(|| format!("locking volume {name}"))
+    }
+
     /// Create a volume; one that exists already is returned as it is (as
     /// docker does), unless it has another driver.
     pub fn create_volume(&self, o: &VolumeCreate) -> Result<Volume> {
