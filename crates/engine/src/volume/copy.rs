@@ -262,9 +262,17 @@ mod tests {
         fs::hard_link(src.join("sub/file"), src.join("hard")).unwrap();
         std::os::unix::fs::symlink("sub/file", src.join("link")).unwrap();
         fs::set_permissions(&src, fs::Permissions::from_mode(0o711)).unwrap();
+        // Where the test's filesystem takes user xattrs, they are copied too.
+        let with_xattr = set_xattr(&src.join("sub/file"), "user.hako", b"1");
         let data = t.path().join("vol");
         fs::create_dir(&data).unwrap();
         assert!(prefill(&root, "/data", &data, "v").unwrap());
+        if with_xattr {
+            assert_eq!(
+                get_xattr(&data.join("sub/file"), "user.hako"),
+                Some(b"1".to_vec())
+            );
+        }
         let f = fs::symlink_metadata(data.join("sub/file")).unwrap();
         assert_eq!(f.mode() & 0o7777, 0o640);
         assert_eq!(f.ino(), fs::metadata(data.join("hard")).unwrap().ino());
@@ -277,5 +285,28 @@ mod tests {
         assert_eq!(f.mtime(), orig.mtime());
         // Not empty any more: a second use copies nothing.
         assert!(!prefill(&root, "/data", &data, "v").unwrap());
+    }
+
+    fn set_xattr(p: &Path, name: &str, value: &[u8]) -> bool {
+        let (p, n) = (cpath(p).unwrap(), CString::new(name).unwrap());
+        // SAFETY: valid C strings and a buffer readable for its length.
+        unsafe {
+            libc::lsetxattr(
+                p.as_ptr(),
+                n.as_ptr(),
+                value.as_ptr().cast(),
+                value.len(),
+                0,
+            ) == 0
+        }
+    }
+
+    fn get_xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
+        let (p, n) = (cpath(p).unwrap(), CString::new(name).unwrap());
+        let mut buf = vec![0u8; 64];
+        // SAFETY: valid C strings and a buffer writable for its length.
+        let len =
+            unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        (len >= 0).then(|| buf[..len as usize].to_vec())
     }
 }
