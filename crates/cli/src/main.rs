@@ -7,6 +7,7 @@
 mod commands;
 mod output;
 mod progress;
+mod template;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -116,6 +116,21 @@ fn volume_commands_create_ls_inspect_rm() {
     let mountpoint = r.root().join("volumes/data/_data");
     assert_eq!(v["Mountpoint"], mountpoint.to_str().unwrap());
     assert!(mountpoint.is_dir());
+    assert_eq!(
+        r.ok(&["volume", "inspect", "-f", "{{ .Mountpoint }}", "data"]),
+        format!("{}\n", mountpoint.display())
+    );
+    assert_eq!(
+        r.ok(&[
+            "volume",
+            "ls",
+            "-f",
+            "name=data",
+            "--format",
+            "{{.Name}}\\t{{.Driver}}"
+        ]),
+        "data\tlocal\n"
+    );
 
     one_line_error(
         &r.run(&["volume", "inspect", "nope"]),

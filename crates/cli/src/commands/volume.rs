@@ -50,7 +50,8 @@ pub struct LsArgs {
     /// Only names.
     #[arg(short = 'q', long)]
     pub quiet: bool,
-    /// Output format: "json" (one object per line) or the table.
+    /// Output format: "json" (one object per line), a template such as
+    /// '{{.Name}}\t{{.Mountpoint}}', or the table.
     #[arg(long)]
     pub format: Option<String>,
     /// Filter: name=TEXT, label=KEY[=VALUE], dangling=true|false, driver=local.
@@ -60,6 +61,9 @@ pub struct LsArgs {
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
+    /// Go-template-like format per volume, e.g. '{{.Mountpoint}}' (fields, json).
+    #[arg(short = 'f', long)]
+    pub format: Option<String>,
     #[arg(required = true, value_name = "VOLUME")]
     pub volumes: Vec<String>,
 }
@@ -112,7 +116,14 @@ pub fn run(g: &Global, cmd: VolumeCommand) -> Result<()> {
             for n in &a.volumes {
                 out.push(engine.inspect_volume(&engine.volume(n)?));
             }
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            match a.format.as_deref() {
+                None | Some("json") => println!("{}", serde_json::to_string_pretty(&out)?),
+                Some(f) => {
+                    for v in &out {
+                        println!("{}", crate::template::render(f, v)?);
+                    }
+                }
+            }
             Ok(())
         }
         VolumeCommand::Rm(a) => {
@@ -167,28 +178,37 @@ fn ls(engine: &Engine, a: LsArgs) -> Result<()> {
         }
         return Ok(());
     }
+    let row = |v: &hako_engine::Volume| {
+        let labels: Vec<String> = v.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        serde_json::json!({
+            "Availability": "N/A",
+            "Driver": v.driver,
+            "Group": "N/A",
+            "Labels": labels.join(","),
+            "Links": "N/A",
+            "Mountpoint": engine.volume_path(&v.name),
+            "Name": v.name,
+            "Scope": "local",
+            "Size": "N/A",
+            "Status": "N/A",
+        })
+    };
     match a.format.as_deref() {
         Some("json") | Some("{{json .}}") => {
             for v in &list {
-                let labels: Vec<String> =
-                    v.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                let obj = serde_json::json!({
-                    "Availability": "N/A",
-                    "Driver": v.driver,
-                    "Group": "N/A",
-                    "Labels": labels.join(","),
-                    "Links": "N/A",
-                    "Mountpoint": engine.volume_path(&v.name),
-                    "Name": v.name,
-                    "Scope": "local",
-                    "Size": "N/A",
-                    "Status": "N/A",
-                });
-                writeln!(out, "{obj}")?;
+                writeln!(out, "{}", row(v))?;
             }
             Ok(())
         }
-        Some(f) => bail!("unsupported --format {f:?}: use json (templates come later)"),
+        Some(f) if f.starts_with("table") => {
+            bail!("unsupported --format {f:?}: table templates come later; use json or a template")
+        }
+        Some(f) => {
+            for v in &list {
+                writeln!(out, "{}", crate::template::render(f, &row(v))?)?;
+            }
+            Ok(())
+        }
         None => {
             writeln!(out, "DRIVER    VOLUME NAME")?;
             for v in &list {
