@@ -568,6 +568,24 @@ fn local_driver_options_mount_a_tmpfs_volume() {
     assert!(data.join("f").exists());
     let v: serde_json::Value = serde_json::from_str(&r.ok(&["volume", "inspect", "tv"])).unwrap();
     assert_eq!(v[0]["Options"]["type"], "tmpfs");
+    // Gone after a reboot (here: unmounted by hand), mounted again by start.
+    r.ok(&[
+        "create",
+        "--name",
+        "again",
+        "-v",
+        "tv:/t",
+        "busybox",
+        "grep",
+        " /t ",
+        "/proc/mounts",
+    ]);
+    nix::mount::umount(&data).unwrap();
+    assert!(!on_host(&data));
+    r.ok(&["start", "again"]);
+    assert_eq!(r.ok(&["wait", "again"]).trim(), "0");
+    assert!(on_host(&data));
+    r.ok(&["rm", "again"]);
     r.ok(&["volume", "rm", "tv"]);
     assert!(!on_host(&data));
     one_line_error(
@@ -648,4 +666,81 @@ fn concurrent_first_use_prefills_once() {
         assert_eq!(String::from_utf8_lossy(&out.stdout), "from the image\n");
     }
     assert_eq!(volumes(&r), BTreeSet::from(["race".to_string()]));
+}
+
+#[test]
+fn volumes_from_shares_another_containers_mounts() {
+    let r = Root::new();
+    let host = r.dir().join("h");
+    fs::create_dir(&host).unwrap();
+    fs::write(host.join("in"), "bound\n").unwrap();
+    let bind = format!("{}:/h", host.display());
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "src",
+        "-v",
+        "/anon",
+        "-v",
+        "named2:/n",
+        "-v",
+        &bind,
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        "src",
+        "busybox",
+        "sh",
+        "-c",
+        "echo shared > /anon/f; cat /h/in",
+    ]);
+    assert_eq!(out, "bound\n");
+    assert_eq!(r.ok(&["exec", "src", "cat", "/anon/f"]), "shared\n");
+    // :ro overrides the source's mode; the user's own mount on a path wins.
+    let out = r.run(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        "src:ro",
+        "busybox",
+        "touch",
+        "/anon/g",
+    ]);
+    assert!(
+        stderr(&out).contains("Read-only file system"),
+        "{}",
+        stderr(&out)
+    );
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        "src",
+        "--tmpfs",
+        "/anon",
+        "busybox",
+        "ls",
+        "-A",
+        "/anon",
+    ]);
+    assert_eq!(out, "");
+    // The --rm users did not take the shared anonymous volume with them.
+    let anon: Vec<String> = volumes(&r).into_iter().filter(|v| v.len() == 64).collect();
+    assert_eq!(anon.len(), 1);
+    one_line_error(
+        &r.run(&["run", "--rm", "--volumes-from", "nosuch", "busybox", "true"]),
+        "nosuch",
+    );
+    one_line_error(
+        &r.run(&["run", "--rm", "--volumes-from", "src:rx", "busybox", "true"]),
+        "rx",
+    );
+    r.ok(&["rm", "-f", "-v", "src"]);
+    assert_eq!(volumes(&r), BTreeSet::from(["named2".to_string()]));
 }

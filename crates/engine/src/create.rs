@@ -37,6 +37,7 @@ impl Engine {
         };
         let config = config::merge(&image.config, o, &id)?;
         let mut host = config::host_config(o, &runtime_path.to_string_lossy())?;
+        self.add_volumes_from(&mut host)?;
         mounts::plan(&mut host, &config.volumes)?;
         let mut c = Container {
             config,

@@ -126,6 +126,54 @@ pub(crate) fn spec_mounts(
 }
 
 impl Engine {
+    /// Copy the binds and volume mounts of each `--volumes-from` container
+    /// (`NAME[:ro|:rw]`; the mode overrides theirs) onto paths the user's
+    /// own mounts left free, as docker does. Inherited volumes are not
+    /// pre-filled again.
+    pub(crate) fn add_volumes_from(&self, host: &mut HostConfig) -> Result<()> {
+        for spec in host.volumes_from.clone() {
+            let (name, mode) = match spec.rsplit_once(':') {
+                Some((n, m @ ("ro" | "rw"))) => (n, Some(m == "ro")),
+                Some((_, m)) => {
+                    return Err(Error::Invalid(format!(
+                        "--volumes-from {spec:?}: unknown mode {m:?} (ro or rw)"
+                    )))
+                }
+                None => (spec.as_str(), None),
+            };
+            let from = self.find(name)?;
+            let taken = |h: &HostConfig, d: &str| {
+                let d = clean(d);
+                h.binds.iter().any(|b| clean(&b.destination) == d)
+                    || h.tmpfs.iter().any(|t| clean(&t.destination) == d)
+                    || h.mounts.iter().any(|m| clean(&m.target) == d)
+            };
+            for b in &from.host.binds {
+                if !taken(host, &b.destination) {
+                    let mut b = b.clone();
+                    b.read_only = mode.unwrap_or(b.read_only);
+                    host.binds.push(b);
+                }
+            }
+            for m in from
+                .host
+                .mounts
+                .iter()
+                .filter(|m| m.typ != MountType::Tmpfs)
+            {
+                if !taken(host, &m.target) {
+                    let mut m = m.clone();
+                    m.read_only = mode.unwrap_or(m.read_only);
+                    if let Some(vo) = m.volume_options.as_mut() {
+                        vo.no_copy = true;
+                    }
+                    host.mounts.push(m);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Name the container's anonymous volumes and create every volume it
     /// mounts that does not exist yet. The caller holds the volume lock
     /// until the container is recorded. Returns the volumes made now.

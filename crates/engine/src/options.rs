@@ -30,6 +30,8 @@ pub struct CreateOptions {
     pub tmpfs: Vec<Tmpfs>,
     /// `--mount`, and `-v` with a volume (an empty source is anonymous).
     pub mounts: Vec<Mount>,
+    /// `--volumes-from CONTAINER[:ro|:rw]`: that container's volumes and binds.
+    pub volumes_from: Vec<String>,
     pub read_only: bool,
     pub privileged: bool,
     pub cap_add: Vec<String>,

@@ -197,6 +197,9 @@ pub struct HostConfig {
     /// Default for records written before volumes existed.
     #[serde(default)]
     pub mounts: Vec<Mount>,
+    /// `--volumes-from` as given (its mounts are copied into `binds`/`mounts`).
+    #[serde(default)]
+    pub volumes_from: Vec<String>,
     pub read_only_rootfs: bool,
     pub privileged: bool,
     pub cap_add: Vec<String>,

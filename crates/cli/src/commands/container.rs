@@ -85,6 +85,9 @@ pub struct CreateArgs {
     /// [,bind-propagation=..][,tmpfs-size=..][,tmpfs-mode=..] (docker's syntax).
     #[arg(long, value_name = "SPEC")]
     pub mount: Vec<String>,
+    /// Mount the volumes and binds of another container (CONTAINER[:ro|:rw]).
+    #[arg(long = "volumes-from", value_name = "CONTAINER[:ro|:rw]")]
+    pub volumes_from: Vec<String>,
     /// Mount a tmpfs: PATH[:OPTIONS].
     #[arg(long)]
     pub tmpfs: Vec<String>,
@@ -413,6 +416,7 @@ fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
         expose: a.expose.clone(),
         binds,
         mounts,
+        volumes_from: a.volumes_from.clone(),
         tmpfs: a
             .tmpfs
             .iter()
