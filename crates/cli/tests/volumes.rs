@@ -428,7 +428,13 @@ fn prune_removes_unused_anonymous_volumes_then_all_unused() {
     )
     .unwrap();
 
+    // What an interrupted create or rm left goes with the next prune.
+    let vols = r.root().join("volumes");
+    for leftover in [".trash-gone-0123/_data/sub", ".new-half/_data"] {
+        fs::create_dir_all(vols.join(leftover)).unwrap();
+    }
     let out = r.ok(&["volume", "prune", "-f"]);
+    assert!(!vols.join(".trash-gone-0123").exists() && !vols.join(".new-half").exists());
     assert_eq!(
         out,
         format!(

@@ -162,9 +162,10 @@ pub fn matches(filters: &[Filter], v: &Volume, in_use: bool) -> bool {
 }
 
 impl Engine {
-    /// `<root>/volumes`.
+    /// `<root>/volumes`, absolute: runtimes and users get it as mount sources.
     pub fn volumes_dir(&self) -> PathBuf {
-        self.root.join("volumes")
+        let dir = self.root.join("volumes");
+        std::path::absolute(&dir).unwrap_or(dir)
     }
 
     /// Where a volume's content lives: `<root>/volumes/<name>/_data`.
@@ -302,9 +303,11 @@ impl Engine {
         local::unmount(&v.name, &dir.join("_data"))?;
         // Renamed away first so the name is free at once and a crash midway
         // leaves only a trash directory, never a half-emptied volume.
-        let trash = self
-            .volumes_dir()
-            .join(format!(".trash-{}-{}", v.name, std::process::id()));
+        let trash = self.volumes_dir().join(format!(
+            ".trash-{}-{}",
+            v.name,
+            &crate::names::new_id()[..12]
+        ));
         match fs::rename(&dir, &trash) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -323,6 +326,7 @@ impl Engine {
     /// volume's name and the bytes it held.
     pub fn prune_volumes(&self, all: bool, filters: &[Filter]) -> Result<Vec<(String, u64)>> {
         let _lock = self.volume_lock()?;
+        self.sweep_leftovers();
         let containers = self.db.list()?;
         let mut removed = Vec::new();
         for v in self.db.list_volumes()? {
@@ -335,6 +339,25 @@ impl Engine {
             removed.push((v.name, size));
         }
         Ok(removed)
+    }
+
+    /// Delete what interrupted creates and removals left (`.new-*`,
+    /// `.trash-*`): both exist only while the volume lock is held, which
+    /// the caller holds now.
+    fn sweep_leftovers(&self) {
+        let Ok(entries) = fs::read_dir(self.volumes_dir()) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".new-") || name.starts_with(".trash-") {
+                let data = e.path().join("_data");
+                // Never delete through a mount left on it.
+                if local::unmount(&name, &data).is_ok() {
+                    let _ = fs::remove_dir_all(e.path());
+                }
+            }
+        }
     }
 
     /// Whether any container uses volume `name`.
