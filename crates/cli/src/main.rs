@@ -7,6 +7,7 @@
 mod commands;
 mod output;
 mod progress;
+mod template;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -76,6 +77,9 @@ enum Command {
     /// Run or maintain an OCI registry (serve, gc).
     #[command(subcommand)]
     Registry(commands::registry::RegistryCommand),
+    /// Manage volumes (create, ls, inspect, rm, prune).
+    #[command(subcommand)]
+    Volume(commands::volume::VolumeCommand),
     #[command(flatten)]
     Container(commands::container::ContainerCommand),
     #[command(flatten)]
@@ -111,6 +115,7 @@ fn main() -> ExitCode {
         Command::Import(args) => commands::image::import(&cli.global, args),
         Command::Registry(cmd) => commands::registry::run(&cli.global, cmd),
         Command::Network(cmd) => commands::network::run(&cli.global, cmd),
+        Command::Volume(cmd) => commands::volume::run(&cli.global, cmd),
         Command::Container(cmd) => commands::container::run(&cli.global, cmd),
         Command::Distribution(cmd) => commands::distribution::run(&cli.global, cmd),
     };

@@ -162,6 +162,8 @@ pub fn host_config(o: &CreateOptions, runtime_path: &str) -> Result<HostConfig> 
         runtime_path: runtime_path.to_string(),
         binds: o.binds.clone(),
         tmpfs: o.tmpfs.clone(),
+        mounts: o.mounts.clone(),
+        volumes_from: o.volumes_from.clone(),
         read_only_rootfs: o.read_only,
         privileged: o.privileged,
         cap_add: o.cap_add.clone(),

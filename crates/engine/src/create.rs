@@ -11,6 +11,7 @@ use crate::config;
 use crate::engine::Engine;
 use crate::error::{Context, Result};
 use crate::fsutil::write_atomic;
+use crate::mounts;
 use crate::names;
 use crate::network;
 use crate::options::CreateOptions;
@@ -45,9 +46,13 @@ impl Engine {
             Some(n) => names::validate(n)?,
             None => names::generate(&id),
         };
-        let c = Container {
-            config: config::merge(&image.config, o, &id)?,
-            host: config::host_config(o, &runtime_path.to_string_lossy())?,
+        let config = config::merge(&image.config, o, &id)?;
+        let mut host = config::host_config(o, &runtime_path.to_string_lossy())?;
+        self.add_volumes_from(&mut host)?;
+        mounts::plan(&mut host, &config.volumes)?;
+        let mut c = Container {
+            config,
+            host,
             id,
             name,
             image: o.image.clone(),
@@ -55,14 +60,37 @@ impl Engine {
             created: clock::now(),
             state: State::created(),
         };
-        // Recorded first: the name is claimed before any work, and a crash
-        // later leaves a record that `rm` can clean up.
-        self.db.insert(&c)?;
+        // Volumes are made and the container recorded under the volume
+        // lock: from then on `volume rm` and `prune` see it using them.
+        let made = {
+            let _volumes = self.volume_lock()?;
+            let made = self.resolve_volumes(&mut c.host)?;
+            // Recorded first: the name is claimed before any work, and a crash
+            // later leaves a record that `rm` can clean up.
+            if let Err(e) = self.db.insert(&c) {
+                for name in &made {
+                    if let Ok(v) = self.volume(name) {
+                        let _ = self.remove_volume_locked(&v);
+                    }
+                }
+                return Err(e);
+            }
+            made
+        };
         if let Err(e) = self.make_bundle(images, &c) {
             let dir = self.container_dir(&c.id);
             let _ = images.unmount(&dir.to_string_lossy());
             let _ = fs::remove_dir_all(&dir);
             let _ = self.db.delete(&c.id);
+            if let Ok(_volumes) = self.volume_lock() {
+                for name in &made {
+                    if let Ok(v) = self.volume(name) {
+                        if !self.volume_in_use(name).unwrap_or(true) {
+                            let _ = self.remove_volume_locked(&v);
+                        }
+                    }
+                }
+            }
             return Err(e);
         }
         Ok(c)
@@ -83,9 +111,17 @@ impl Engine {
                     .ctx(|| format!("creating bind mount source {}", b.source))?;
             }
         }
+        self.prepare_mounts(c, &dir.join("rootfs"))?;
         let netns =
             (!network::is_special_mode(&c.host.network_mode)).then(|| self.netns_path(&c.id));
-        let spec = spec::build(&c.id, &dir, &c.config, &c.host, netns.as_deref())?;
+        let spec = spec::build(
+            &c.id,
+            &dir,
+            &self.volumes_dir(),
+            &c.config,
+            &c.host,
+            netns.as_deref(),
+        )?;
         let json = serde_json::to_vec_pretty(&spec).expect("runtime spec serialises");
         write_atomic(&dir.join("config.json"), &json)?;
         fs::File::create(self.log_path(&c.id))

@@ -52,6 +52,7 @@ impl Db {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .ctx(what)?;
         conn.execute_batch(SCHEMA).ctx(what)?;
+        conn.execute_batch(crate::volume::db::SCHEMA).ctx(what)?;
         Ok(Db { conn })
     }
 

@@ -11,21 +11,7 @@ impl Engine {
     pub fn inspect(&self, c: &Container) -> Value {
         let argv = c.argv();
         let running = c.state.status == Status::Running;
-        let mounts: Vec<Value> = c
-            .host
-            .binds
-            .iter()
-            .map(|b| {
-                json!({
-                    "Type": "bind",
-                    "Source": b.source,
-                    "Destination": b.destination,
-                    "Mode": if b.read_only { "ro" } else { "" },
-                    "RW": !b.read_only,
-                    "Propagation": "rprivate",
-                })
-            })
-            .collect();
+        let mounts = self.mount_points(c);
         let dir = self.container_dir(&c.id);
         json!({
             "Id": c.id,

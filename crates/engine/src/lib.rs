@@ -23,6 +23,7 @@ mod fsutil;
 mod inspect;
 mod kill;
 pub mod logs;
+mod mounts;
 pub mod names;
 pub mod network;
 pub mod options;
@@ -37,6 +38,7 @@ pub mod spec;
 mod start;
 mod stop;
 pub mod user;
+pub mod volume;
 mod wait;
 
 pub use engine::{Engine, Programs, DEFAULT_ROOT, DEFAULT_RUN_ROOT};
@@ -45,5 +47,9 @@ pub use exec::ExecOptions;
 pub use network::{Network, NetworkCreate};
 pub use options::CreateOptions;
 pub use reconcile::UNKNOWN_EXIT;
-pub use record::{Bind, Config, Container, HostConfig, NetworkAttach, State, Status, Tmpfs};
+pub use record::{
+    Bind, BindOptions, Config, Container, DriverConfig, HostConfig, Mount, MountType,
+    NetworkAttach, State, Status, Tmpfs, TmpfsOptions, Ulimit, VolumeOptions,
+};
 pub use start::Started;
+pub use volume::{Volume, VolumeCreate};

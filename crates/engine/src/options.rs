@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::error::{Context, Error, Result};
-use crate::record::{Bind, Tmpfs};
+use crate::record::{
+    Bind, BindOptions, DriverConfig, Mount, MountType, Tmpfs, TmpfsOptions, VolumeOptions,
+};
+use crate::volume;
 
 /// The user's options for a new container; unset fields come from the image.
 #[derive(Debug, Clone, Default)]
@@ -25,6 +28,10 @@ pub struct CreateOptions {
     pub expose: Vec<String>,
     pub binds: Vec<Bind>,
     pub tmpfs: Vec<Tmpfs>,
+    /// `--mount`, and `-v` with a volume (an empty source is anonymous).
+    pub mounts: Vec<Mount>,
+    /// `--volumes-from CONTAINER[:ro|:rw]`: that container's volumes and binds.
+    pub volumes_from: Vec<String>,
     pub read_only: bool,
     pub privileged: bool,
     pub cap_add: Vec<String>,
@@ -102,53 +109,268 @@ pub fn parse_cpus(s: &str) -> Result<i64> {
     Ok((n * 1e9) as i64)
 }
 
-/// `-v HOST:CTR[:OPTS]` with an absolute host path. Named volumes are a
-/// later slice and are refused with a clear message. Options `ro`/`rw` are
-/// honoured; SELinux (`z`, `Z`) and propagation options are accepted.
-pub fn parse_bind(s: &str) -> Result<Bind> {
+/// What one `-v` asks for: a host path or a volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumeArg {
+    Bind(Bind),
+    /// A volume mount; an empty source is an anonymous volume.
+    Volume(Mount),
+}
+
+/// `-v` as docker reads it: `/host:/ctr[:opts]` binds a host path,
+/// `name:/ctr[:opts]` mounts (creating on first use) a named volume, and
+/// `/ctr` alone an anonymous volume. Options: `ro`/`rw`, `nocopy` (volumes:
+/// no pre-fill), SELinux `z`/`Z` (accepted, no SELinux here) and, for binds,
+/// propagation modes (accepted; binds are rprivate).
+pub fn parse_volume(s: &str) -> Result<VolumeArg> {
     let parts: Vec<&str> = s.split(':').collect();
     let (src, dst, opts) = match parts.as_slice() {
+        [dst] => ("", *dst, ""),
         [src, dst] => (*src, *dst, ""),
         [src, dst, opts] => (*src, *dst, *opts),
-        [_] => {
-            return Err(Error::Invalid(format!(
-                "volume {s:?}: anonymous volumes are not supported yet; give HOST:CONTAINER"
-            )))
-        }
         _ => {
             return Err(Error::Invalid(format!(
-                "invalid volume specification {s:?}"
+                "invalid volume specification {s:?}: expected [SOURCE:]CONTAINER-PATH[:OPTIONS]"
             )))
         }
     };
-    if !src.starts_with('/') {
-        return Err(Error::Invalid(format!(
-            "volume {s:?}: named volumes are not supported yet; the source must be an absolute host path"
-        )));
-    }
     if !dst.starts_with('/') {
         return Err(Error::Invalid(format!(
-            "volume {s:?}: the container path must be absolute"
+            "invalid volume specification {s:?}: the container path must be absolute"
         )));
     }
-    let mut read_only = false;
+    if parts.len() > 1 && src.is_empty() {
+        return Err(Error::Invalid(format!(
+            "invalid volume specification {s:?}: empty source"
+        )));
+    }
+    let bind = src.starts_with('/');
+    let (mut read_only, mut no_copy) = (false, false);
     for o in opts.split(',').filter(|o| !o.is_empty()) {
         match o {
             "ro" => read_only = true,
-            "rw" | "z" | "Z" | "private" | "rprivate" | "shared" | "rshared" | "slave"
-            | "rslave" | "nocopy" => {}
+            "rw" | "z" | "Z" => {}
+            "nocopy" if !bind => no_copy = true,
+            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "nocopy"
+                if bind => {}
             other => {
                 return Err(Error::Invalid(format!(
-                    "volume {s:?}: unknown option {other:?}"
+                    "invalid volume specification {s:?}: unknown option {other:?}"
                 )))
             }
         }
     }
-    Ok(Bind {
-        source: src.to_string(),
-        destination: dst.to_string(),
+    if bind {
+        return Ok(VolumeArg::Bind(Bind {
+            source: src.to_string(),
+            destination: dst.to_string(),
+            read_only,
+        }));
+    }
+    if !src.is_empty() {
+        volume::validate_name(src)
+            .map_err(|e| Error::Invalid(format!("invalid volume specification {s:?}: {e}")))?;
+    }
+    Ok(VolumeArg::Volume(Mount::volume(
+        src, dst, read_only, no_copy,
+    )))
+}
+
+/// `-v HOST:CTR[:OPTS]` that must be a bind of an absolute host path.
+pub fn parse_bind(s: &str) -> Result<Bind> {
+    match parse_volume(s)? {
+        VolumeArg::Bind(b) => Ok(b),
+        VolumeArg::Volume(_) => Err(Error::Invalid(format!(
+            "volume {s:?}: the source must be an absolute host path"
+        ))),
+    }
+}
+
+/// Fields of a `--mount` value: comma-separated, double quotes protecting
+/// commas (docker reads it as one CSV record).
+fn csv_fields(s: &str) -> Result<Vec<String>> {
+    let mut fields = vec![String::new()];
+    let mut quoted = false;
+    for c in s.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => fields.push(String::new()),
+            c => fields.last_mut().expect("one field").push(c),
+        }
+    }
+    if quoted {
+        return Err(Error::Invalid(format!(
+            "invalid --mount {s:?}: unterminated quote"
+        )));
+    }
+    Ok(fields)
+}
+
+fn mount_bool(s: &str, key: &str, value: Option<&str>) -> Result<bool> {
+    match value {
+        None | Some("true") | Some("1") => Ok(true),
+        Some("false") | Some("0") => Ok(false),
+        Some(v) => Err(Error::Invalid(format!(
+            "invalid --mount {s:?}: {key}={v:?} is not a boolean"
+        ))),
+    }
+}
+
+/// `--mount` in docker's syntax: `type=volume|bind|tmpfs` (default volume),
+/// `source`/`src`, `target`/`destination`/`dst`, `readonly`/`ro`,
+/// `bind-propagation`, `volume-nocopy`, `volume-label`, `volume-driver`,
+/// `volume-opt`, `tmpfs-size`, `tmpfs-mode` (octal).
+pub fn parse_mount(s: &str) -> Result<Mount> {
+    let bad = |why: String| Error::Invalid(format!("invalid --mount {s:?}: {why}"));
+    let mut typ = MountType::Volume;
+    let (mut source, mut target) = (String::new(), String::new());
+    let mut read_only = false;
+    let mut propagation = None;
+    let mut vol = VolumeOptions::default();
+    let mut driver = None;
+    let mut driver_opts = BTreeMap::new();
+    let mut tmpfs = TmpfsOptions::default();
+    let mut saw_volume_opt = false;
+    let mut saw_tmpfs_opt = false;
+    for field in csv_fields(s)? {
+        let field = field.trim();
+        if field.is_empty() {
+            continue;
+        }
+        let (key, value) = match field.split_once('=') {
+            Some((k, v)) => (k.trim().to_ascii_lowercase(), Some(v.trim())),
+            None => (field.to_ascii_lowercase(), None),
+        };
+        let need = |v: Option<&str>| {
+            v.map(str::to_string)
+                .ok_or_else(|| bad(format!("field {key:?} must be a key=value pair")))
+        };
+        match key.as_str() {
+            "type" => {
+                typ = match need(value)?.as_str() {
+                    "volume" => MountType::Volume,
+                    "bind" => MountType::Bind,
+                    "tmpfs" => MountType::Tmpfs,
+                    t => return Err(bad(format!("mount type {t:?}: use bind, volume or tmpfs"))),
+                }
+            }
+            "source" | "src" => source = need(value)?,
+            "target" | "destination" | "dst" => target = need(value)?,
+            "readonly" | "ro" => read_only = mount_bool(s, &key, value)?,
+            "bind-propagation" => {
+                let p = need(value)?;
+                if !matches!(
+                    p.as_str(),
+                    "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave"
+                ) {
+                    return Err(bad(format!("bind-propagation {p:?}: use one of private, rprivate, shared, rshared, slave, rslave")));
+                }
+                propagation = Some(p);
+            }
+            "volume-nocopy" => {
+                vol.no_copy = mount_bool(s, &key, value)?;
+                saw_volume_opt = true;
+            }
+            "volume-label" => {
+                let (k, v) = parse_label(&need(value)?);
+                vol.labels.insert(k, v);
+                saw_volume_opt = true;
+            }
+            "volume-driver" => {
+                driver = Some(need(value)?);
+                saw_volume_opt = true;
+            }
+            "volume-opt" => {
+                let opt = need(value)?;
+                let (k, v) = opt
+                    .split_once('=')
+                    .ok_or_else(|| bad(format!("volume-opt {opt:?} must be KEY=VALUE")))?;
+                driver_opts.insert(k.to_string(), v.to_string());
+                saw_volume_opt = true;
+            }
+            "tmpfs-size" => {
+                tmpfs.size_bytes = parse_bytes(&need(value)?).map_err(|e| bad(e.to_string()))?;
+                saw_tmpfs_opt = true;
+            }
+            "tmpfs-mode" => {
+                let m = need(value)?;
+                tmpfs.mode = u32::from_str_radix(&m, 8)
+                    .ok()
+                    .filter(|m| *m <= 0o7777)
+                    .ok_or_else(|| bad(format!("tmpfs-mode {m:?} is not an octal mode")))?;
+                saw_tmpfs_opt = true;
+            }
+            // Docker accepts and ignores it on Linux.
+            "consistency" => {}
+            other => return Err(bad(format!("unknown field {other:?}"))),
+        }
+    }
+    if target.is_empty() {
+        return Err(bad("target is required".into()));
+    }
+    if !target.starts_with('/') {
+        return Err(bad(format!("target {target:?} must be an absolute path")));
+    }
+    if saw_volume_opt && typ != MountType::Volume {
+        return Err(bad(format!(
+            "volume options are for type=volume, not {}",
+            typ.as_str()
+        )));
+    }
+    if saw_tmpfs_opt && typ != MountType::Tmpfs {
+        return Err(bad(format!(
+            "tmpfs options are for type=tmpfs, not {}",
+            typ.as_str()
+        )));
+    }
+    if propagation.is_some() && typ != MountType::Bind {
+        return Err(bad(format!(
+            "bind-propagation is for type=bind, not {}",
+            typ.as_str()
+        )));
+    }
+    let mut m = Mount {
+        typ,
+        source: source.clone(),
+        target,
         read_only,
-    })
+        bind_options: None,
+        volume_options: None,
+        tmpfs_options: None,
+    };
+    match typ {
+        MountType::Bind => {
+            if !source.starts_with('/') {
+                return Err(bad(if source.is_empty() {
+                    "a bind mount needs a source".into()
+                } else {
+                    format!("bind source {source:?} must be an absolute path")
+                }));
+            }
+            m.bind_options = Some(BindOptions {
+                propagation: propagation.unwrap_or_else(|| "rprivate".into()),
+            });
+        }
+        MountType::Volume => {
+            if !source.is_empty() {
+                volume::validate_name(&source).map_err(|e| bad(e.to_string()))?;
+            }
+            if driver.is_some() || !driver_opts.is_empty() {
+                vol.driver_config = Some(DriverConfig {
+                    name: driver.unwrap_or_else(|| volume::DRIVER.into()),
+                    options: driver_opts,
+                });
+            }
+            m.volume_options = Some(vol);
+        }
+        MountType::Tmpfs => {
+            if !source.is_empty() {
+                return Err(bad("a tmpfs mount takes no source".into()));
+            }
+            m.tmpfs_options = Some(tmpfs);
+        }
+    }
+    Ok(m)
 }
 
 /// `--tmpfs /path[:opts]`.
@@ -269,5 +491,82 @@ mod tests {
         }
         let t = parse_tmpfs("/run:size=64m,mode=755").unwrap();
         assert_eq!(t.options, vec!["size=64m", "mode=755"]);
+    }
+
+    #[test]
+    fn volume_flags_as_docker() {
+        match parse_volume("data:/srv:ro,nocopy").unwrap() {
+            VolumeArg::Volume(m) => {
+                assert_eq!((m.source.as_str(), m.target.as_str()), ("data", "/srv"));
+                assert!(m.read_only && m.no_copy());
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse_volume("/cache").unwrap() {
+            VolumeArg::Volume(m) => assert!(m.source.is_empty() && !m.read_only),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse_volume("/h:/c:rshared").unwrap(),
+            VolumeArg::Bind(_)
+        ));
+        for bad in [
+            "a:/x",
+            "bad name:/x",
+            "data:rel",
+            "rel",
+            ":/x",
+            "v1:/x:bogus",
+            "a:b:c:d",
+            "v1:/x:rshared",
+        ] {
+            let e = parse_volume(bad).unwrap_err().to_string();
+            assert!(e.contains(bad) && !e.contains('\n'), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn mount_flags_as_docker() {
+        let m = parse_mount("type=volume,src=data,dst=/srv,readonly,volume-nocopy").unwrap();
+        assert_eq!(m.typ, MountType::Volume);
+        assert_eq!((m.source.as_str(), m.target.as_str()), ("data", "/srv"));
+        assert!(m.read_only && m.no_copy());
+        // type defaults to volume; no source is anonymous.
+        let m = parse_mount("target=/cache,ro=false").unwrap();
+        assert!(m.typ == MountType::Volume && m.source.is_empty() && !m.read_only);
+        let m =
+            parse_mount("type=bind,source=/srv,destination=/x,bind-propagation=rslave").unwrap();
+        assert_eq!(m.bind_options.unwrap().propagation, "rslave");
+        let m = parse_mount("type=tmpfs,target=/t,tmpfs-size=64m,tmpfs-mode=1770").unwrap();
+        let t = m.tmpfs_options.unwrap();
+        assert_eq!((t.size_bytes, t.mode), (64 << 20, 0o1770));
+        let m = parse_mount("type=volume,target=/v,\"volume-opt=o=size=1m,uid=1\",volume-opt=type=tmpfs,volume-label=a=b").unwrap();
+        let v = m.volume_options.unwrap();
+        let d = v.driver_config.unwrap();
+        assert_eq!(d.options["o"], "size=1m,uid=1");
+        assert_eq!(d.options["type"], "tmpfs");
+        assert_eq!(v.labels["a"], "b");
+        for bad in [
+            "type=volume,src=data",
+            "type=nfs,target=/x",
+            "type=bind,target=/x",
+            "type=bind,src=rel,target=/x",
+            "type=tmpfs,src=x,target=/x",
+            "type=bind,src=/a,target=/x,volume-nocopy",
+            "type=volume,target=/x,tmpfs-size=1m",
+            "type=tmpfs,target=/x,tmpfs-mode=999",
+            "target=/x,colour=red",
+            "target=/x,source",
+            "target=rel",
+            "src=a b,target=/x",
+            "target=/x,readonly=maybe",
+            "type=volume,target=\"/x",
+        ] {
+            let e = parse_mount(bad).unwrap_err().to_string();
+            assert!(
+                e.starts_with("invalid --mount") && !e.contains('\n'),
+                "{bad}: {e}"
+            );
+        }
     }
 }

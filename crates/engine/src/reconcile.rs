@@ -84,7 +84,7 @@ impl Engine {
     }
 
     /// The monitor's exit command: fold the exit file into the record and,
-    /// for `--rm` containers, remove the container.
+    /// for `--rm` containers, remove the container and its anonymous volumes.
     pub fn cleanup(&self, images: &mut hako_image::ImageStore, id: &str) -> Result<()> {
         let c = {
             let _lock = self.lock(id)?;
@@ -97,7 +97,7 @@ impl Engine {
             c
         };
         if c.host.auto_remove && c.state.status == Status::Exited {
-            self.remove(images, &c.id, false)?;
+            self.remove_with_volumes(images, &c.id, false, true)?;
         }
         Ok(())
     }

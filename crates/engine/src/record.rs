@@ -95,6 +95,111 @@ pub struct NetworkAttach {
     pub aliases: Vec<String>,
 }
 
+/// What a [`Mount`] mounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MountType {
+    /// A host path.
+    Bind,
+    /// A volume of the engine, named or anonymous.
+    Volume,
+    /// A fresh tmpfs.
+    Tmpfs,
+}
+
+impl MountType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MountType::Bind => "bind",
+            MountType::Volume => "volume",
+            MountType::Tmpfs => "tmpfs",
+        }
+    }
+}
+
+/// Bind-specific options of a [`Mount`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct BindOptions {
+    /// "rprivate" (docker's default), "private", "rshared", "shared", "rslave", "slave".
+    pub propagation: String,
+}
+
+/// Volume-specific options of a [`Mount`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct VolumeOptions {
+    /// Do not pre-fill an empty volume from the image's content at the target.
+    pub no_copy: bool,
+    /// Labels for the volume if this mount creates it.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Driver and its options for the volume if this mount creates it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver_config: Option<DriverConfig>,
+}
+
+/// A volume driver and its options (`--mount volume-driver=,volume-opt=`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DriverConfig {
+    pub name: String,
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+/// Tmpfs-specific options of a [`Mount`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TmpfsOptions {
+    /// Bytes; 0 is the kernel's default (half of RAM).
+    pub size_bytes: i64,
+    /// Permission bits of the tmpfs root; 0 is the kernel's default (1777).
+    pub mode: u32,
+}
+
+/// A mount in docker's `HostConfig.Mounts` shape (`--mount`, and `-v` with a
+/// volume). For a volume, an empty `source` asks for an anonymous volume;
+/// a created container's mounts have every anonymous volume named.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Mount {
+    #[serde(rename = "Type")]
+    pub typ: MountType,
+    /// Volume name, absolute host path, or empty (tmpfs, anonymous volume).
+    pub source: String,
+    pub target: String,
+    pub read_only: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind_options: Option<BindOptions>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_options: Option<VolumeOptions>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmpfs_options: Option<TmpfsOptions>,
+}
+
+impl Mount {
+    /// A volume mount of `source` (empty: anonymous) at `target`.
+    pub fn volume(source: &str, target: &str, read_only: bool, no_copy: bool) -> Mount {
+        Mount {
+            typ: MountType::Volume,
+            source: source.to_string(),
+            target: target.to_string(),
+            read_only,
+            bind_options: None,
+            volume_options: Some(VolumeOptions {
+                no_copy,
+                ..Default::default()
+            }),
+            tmpfs_options: None,
+        }
+    }
+
+    pub fn no_copy(&self) -> bool {
+        self.volume_options.as_ref().is_some_and(|v| v.no_copy)
+    }
+}
+
 /// How the container is run on this host (docker's `HostConfig`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
@@ -105,6 +210,14 @@ pub struct HostConfig {
     pub runtime_path: String,
     pub binds: Vec<Bind>,
     pub tmpfs: Vec<Tmpfs>,
+    /// Volume, bind and tmpfs mounts in docker's `Mounts` shape, as resolved
+    /// at create: anonymous volumes named, the image's volumes added.
+    /// Default for records written before volumes existed.
+    #[serde(default)]
+    pub mounts: Vec<Mount>,
+    /// `--volumes-from` as given (its mounts are copied into `binds`/`mounts`).
+    #[serde(default)]
+    pub volumes_from: Vec<String>,
     pub read_only_rootfs: bool,
     pub privileged: bool,
     pub cap_add: Vec<String>,

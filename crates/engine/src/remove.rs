@@ -11,7 +11,20 @@ use crate::record::Status;
 
 impl Engine {
     /// Remove a container; a running one only with `force` (it is killed).
+    /// Its volumes stay (see [`Engine::remove_with_volumes`]).
     pub fn remove(&self, images: &mut ImageStore, what: &str, force: bool) -> Result<()> {
+        self.remove_with_volumes(images, what, force, false)
+    }
+
+    /// [`Engine::remove`], and with `volumes` (`rm -v`, `--rm`) also the
+    /// container's anonymous volumes that no other container uses.
+    pub fn remove_with_volumes(
+        &self,
+        images: &mut ImageStore,
+        what: &str,
+        force: bool,
+        volumes: bool,
+    ) -> Result<()> {
         let c = self.get(what)?;
         if c.state.status == Status::Running {
             if !force {
@@ -33,7 +46,13 @@ impl Engine {
         self.db.set_state(&c.id, &c.state)?;
         let rt = self.runtime_of(&c);
         if rt.knows(&c.id) {
-            rt.delete_force(&c.id)?;
+            // The monitor deletes it too once the container is dead: losing
+            // that race is no failure.
+            if let Err(e) = rt.delete_force(&c.id) {
+                if rt.knows(&c.id) {
+                    return Err(e);
+                }
+            }
         }
         self.network_down(&c)?;
         let dir = self.container_dir(&c.id);
@@ -48,6 +67,9 @@ impl Engine {
             .ctx(|| format!("removing container {}", c.name))?;
         self.db.delete(&c.id)?;
         let _ = fs::remove_file(self.root.join("containers").join(format!(".{}.lock", c.id)));
+        if volumes {
+            self.remove_anonymous_volumes(&c)?;
+        }
         Ok(())
     }
 }

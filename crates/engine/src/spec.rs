@@ -2,7 +2,7 @@
 //! the standard mounts (/proc, /dev, /dev/pts, /dev/shm, /dev/mqueue, /sys,
 //! /sys/fs/cgroup), the default capability set, masked and read-only paths,
 //! the device allow-list, resource limits, plus the user's bind and tmpfs
-//! mounts and the engine-managed /etc/hostname, /etc/hosts, /etc/resolv.conf.
+//! mounts ([`crate::mounts`]) and the engine-managed /etc/hostname, /etc/hosts, /etc/resolv.conf.
 
 use std::path::{Path, PathBuf};
 
@@ -54,12 +54,14 @@ fn build_err(what: &str, id: &str) -> impl FnOnce(oci_spec::OciSpecError) -> Err
 }
 
 /// The runtime-spec for container `id` whose bundle is `dir` (with its
-/// rootfs mounted at `dir/rootfs` and the /etc files written into `dir`).
-/// `netns`: the network namespace to join (set up by CNI); None with
-/// network mode "none" makes a new, empty one and with "host" none at all.
+/// rootfs mounted at `dir/rootfs` and the /etc files written into `dir`);
+/// volumes live under `volumes_dir`. `netns`: the network namespace to join
+/// (set up by CNI); None with network mode "none" makes a new, empty one and
+/// with "host" none at all.
 pub fn build(
     id: &str,
     dir: &Path,
+    volumes_dir: &Path,
     c: &Config,
     h: &HostConfig,
     netns: Option<&Path>,
@@ -168,26 +170,8 @@ pub fn build(
             mounts.push(bind(dst, &dir.join(file), false));
         }
     }
-    for t in &h.tmpfs {
-        let mut opts = vec![
-            "nosuid".to_string(),
-            "nodev".to_string(),
-            "noexec".to_string(),
-        ];
-        opts.extend(t.options.iter().cloned());
-        mounts.push(
-            MountBuilder::default()
-                .destination(&t.destination)
-                .typ("tmpfs")
-                .source("tmpfs")
-                .options(opts)
-                .build()
-                .map_err(build_err("tmpfs mount", id))?,
-        );
-    }
-    for b in &h.binds {
-        mounts.push(bind(&b.destination, Path::new(&b.source), b.read_only));
-    }
+    mounts
+        .extend(crate::mounts::spec_mounts(h, volumes_dir).map_err(build_err("user mounts", id))?);
     if h.init {
         mounts.push(bind(INIT_PATH, &init_binary()?, true));
     }

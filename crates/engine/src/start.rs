@@ -52,6 +52,7 @@ impl Engine {
         }
         let dir = self.container_dir(&c.id);
         self.ensure_mounted(images, &c)?;
+        self.mount_volumes(&c)?;
         for stale in ["exit.json", "pid", "runtime.log"] {
             let _ = fs::remove_file(dir.join(stale));
         }

@@ -34,6 +34,8 @@ pub struct ImportOptions {
     pub cmd: Vec<String>,
     /// Labels for the config.
     pub labels: Vec<(String, String)>,
+    /// Paths the config declares as volumes (`VOLUME`).
+    pub volumes: Vec<String>,
 }
 
 /// Import a root filesystem tarball as an image named `names`.
@@ -117,6 +119,9 @@ pub fn import(
     }
     if !opts.cmd.is_empty() {
         config = config.cmd(opts.cmd.clone());
+    }
+    if !opts.volumes.is_empty() {
+        config = config.volumes(opts.volumes.clone());
     }
     if !opts.labels.is_empty() {
         config = config.labels(

@@ -76,9 +76,21 @@ pub struct CreateArgs {
     /// Container host name.
     #[arg(long)]
     pub hostname: Option<String>,
-    /// Bind mount HOST:CONTAINER[:ro].
-    #[arg(short = 'v', long = "volume", value_name = "HOST:CONTAINER[:ro]")]
+    /// Bind a host path (/HOST:CONTAINER), mount a named volume (NAME:CONTAINER,
+    /// created on first use) or an anonymous one (CONTAINER); options ro, nocopy.
+    #[arg(
+        short = 'v',
+        long = "volume",
+        value_name = "[HOST|NAME:]CONTAINER[:ro,nocopy]"
+    )]
     pub volume: Vec<String>,
+    /// Mount: type=volume|bind|tmpfs,source=..,target=..[,readonly][,volume-nocopy]
+    /// [,bind-propagation=..][,tmpfs-size=..][,tmpfs-mode=..] (docker's syntax).
+    #[arg(long, value_name = "SPEC")]
+    pub mount: Vec<String>,
+    /// Mount the volumes and binds of another container (CONTAINER[:ro|:rw]).
+    #[arg(long = "volumes-from", value_name = "CONTAINER[:ro|:rw]")]
+    pub volumes_from: Vec<String>,
     /// Mount a tmpfs: PATH[:OPTIONS].
     #[arg(long)]
     pub tmpfs: Vec<String>,
@@ -226,6 +238,9 @@ pub struct RmArgs {
     /// Kill and remove running containers.
     #[arg(short = 'f', long)]
     pub force: bool,
+    /// Remove the containers' anonymous volumes too (named volumes stay).
+    #[arg(short = 'v', long)]
+    pub volumes: bool,
     #[arg(required = true, value_name = "CONTAINER")]
     pub containers: Vec<String>,
 }
@@ -322,7 +337,9 @@ fn dispatch(g: &Global, cmd: ContainerCommand) -> Result<()> {
         ContainerCommand::Kill(a) => each(&a.containers, |n| engine.kill(n, &a.signal)),
         ContainerCommand::Rm(a) => {
             let mut images = open_images(g)?;
-            each(&a.containers, |n| engine.remove(&mut images, n, a.force))
+            each(&a.containers, |n| {
+                engine.remove_with_volumes(&mut images, n, a.force, a.volumes)
+            })
         }
         ContainerCommand::Ps(a) => ps(&engine, a),
         ContainerCommand::Logs(a) => logs(&engine, a),
@@ -459,6 +476,16 @@ fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
         env.extend(options::read_env_file(f)?);
     }
     env.extend(a.env.iter().cloned());
+    let (mut binds, mut mounts) = (Vec::new(), Vec::new());
+    for v in &a.volume {
+        match options::parse_volume(v)? {
+            options::VolumeArg::Bind(b) => binds.push(b),
+            options::VolumeArg::Volume(m) => mounts.push(m),
+        }
+    }
+    for m in &a.mount {
+        mounts.push(options::parse_mount(m)?);
+    }
     Ok(CreateOptions {
         image: a.image.clone(),
         name: a.name.clone(),
@@ -470,11 +497,9 @@ fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
         hostname: a.hostname.clone(),
         labels: a.label.iter().map(|l| options::parse_label(l)).collect(),
         expose: a.expose.clone(),
-        binds: a
-            .volume
-            .iter()
-            .map(|v| options::parse_bind(v))
-            .collect::<Result<_, _>>()?,
+        binds,
+        mounts,
+        volumes_from: a.volumes_from.clone(),
         tmpfs: a
             .tmpfs
             .iter()
@@ -542,7 +567,7 @@ fn run_container(g: &Global, engine: &Engine, a: Box<RunArgs>) -> Result<()> {
         Ok(s) => s,
         Err(e) => {
             if a.create.rm {
-                let _ = engine.remove(&mut images, &c.id, true);
+                let _ = engine.remove_with_volumes(&mut images, &c.id, true, true);
             }
             return Err(e.into());
         }
@@ -591,7 +616,7 @@ fn ps(engine: &Engine, a: PsArgs) -> Result<()> {
                 "ID": if a.no_trunc { c.id.as_str() } else { c.short_id() },
                 "Image": c.image,
                 "Labels": labels.join(","),
-                "Mounts": c.host.binds.iter().map(|b| b.source.clone()).collect::<Vec<_>>().join(","),
+                "Mounts": mount_names(c),
                 "Names": c.name,
                 "Networks": c.host.network_mode,
                 "Ports": ports_text(engine, c),
@@ -672,6 +697,23 @@ fn ports_text(engine: &Engine, c: &Container) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// What `ps` shows of a container's mounts: bind sources and volume names.
+fn mount_names(c: &Container) -> String {
+    c.host
+        .binds
+        .iter()
+        .map(|b| b.source.clone())
+        .chain(
+            c.host
+                .mounts
+                .iter()
+                .filter(|m| m.typ != hako_engine::MountType::Tmpfs)
+                .map(|m| m.source.clone()),
+        )
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// `"echo hi"`, truncated to docker's 20 characters unless asked not to.

@@ -168,7 +168,7 @@ pub struct ImportArgs {
     /// Commit message for the history entry.
     #[arg(short, long)]
     pub message: Option<String>,
-    /// Dockerfile-like change: ENV KEY=VALUE or CMD ["..."] (repeatable).
+    /// Dockerfile-like change: ENV KEY=VALUE, LABEL k=v, CMD ["..."] or VOLUME /path (repeatable).
     #[arg(short, long)]
     pub change: Vec<String>,
     /// Suppress progress output.
@@ -639,6 +639,7 @@ struct Changes {
     env: Vec<String>,
     cmd: Vec<String>,
     labels: Vec<(String, String)>,
+    volumes: Vec<String>,
 }
 
 fn parse_changes(changes: &[String]) -> Result<Changes> {
@@ -677,7 +678,23 @@ fn parse_changes(changes: &[String]) -> Result<Changes> {
                     vec!["/bin/sh".into(), "-c".into(), rest.to_string()]
                 };
             }
-            other => bail!("unsupported change {other:?} (ENV, LABEL and CMD are supported)"),
+            "VOLUME" => {
+                let rest = rest.trim();
+                // Dockerfile forms: VOLUME ["/a", "/b"] or VOLUME /a /b.
+                let paths: Vec<String> = if rest.starts_with('[') {
+                    serde_json::from_str(rest)
+                        .with_context(|| format!("invalid change {c:?}: VOLUME JSON array"))?
+                } else {
+                    rest.split_whitespace().map(str::to_string).collect()
+                };
+                if paths.is_empty() {
+                    bail!("invalid change {c:?}: VOLUME needs a path");
+                }
+                out.volumes.extend(paths);
+            }
+            other => {
+                bail!("unsupported change {other:?} (ENV, LABEL, CMD and VOLUME are supported)")
+            }
         }
     }
     Ok(out)
@@ -700,6 +717,7 @@ pub fn import(g: &Global, a: ImportArgs) -> Result<()> {
         env: changes.env,
         cmd: changes.cmd,
         labels: changes.labels,
+        volumes: changes.volumes,
     };
     let input: Box<dyn Read> = if a.tarball == "-" {
         Box::new(io::stdin().lock())
@@ -760,5 +778,8 @@ mod tests {
         assert_eq!(c.cmd, vec!["/bin/sh"]);
         assert_eq!(c.labels, vec![("x".to_string(), "y".to_string())]);
         assert!(parse_changes(&["RUN x".into()]).is_err());
+        let c = parse_changes(&["VOLUME /a /b".into(), "VOLUME [\"/c\"]".into()]).unwrap();
+        assert_eq!(c.volumes, vec!["/a", "/b", "/c"]);
+        assert!(parse_changes(&["VOLUME".into()]).is_err());
     }
 }

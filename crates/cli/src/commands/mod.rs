@@ -5,3 +5,4 @@ pub mod distribution;
 pub mod image;
 pub mod network;
 pub mod registry;
+pub mod volume;
