@@ -124,6 +124,24 @@ impl Db {
         Ok(())
     }
 
+    /// Give a container another (free) name.
+    pub fn rename(&self, id: &str, name: &str) -> Result<()> {
+        match self.conn.execute(
+            "UPDATE containers SET name = ?2 WHERE id = ?1",
+            params![id, name],
+        ) {
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(Error::Conflict(format!(
+                    "the container name \"/{name}\" is already in use"
+                )))
+            }
+            Err(e) => Err(e).ctx(|| format!("renaming container {id}")),
+        }
+    }
+
     pub fn delete(&self, id: &str) -> Result<()> {
         self.conn
             .execute("DELETE FROM containers WHERE id = ?1", params![id])

@@ -11,6 +11,7 @@ impl Engine {
     pub fn inspect(&self, c: &Container) -> Value {
         let argv = c.argv();
         let running = c.state.status == Status::Running;
+        let paused = self.is_paused(c);
         let mounts = self.mount_points(c);
         let dir = self.container_dir(&c.id);
         json!({
@@ -19,9 +20,9 @@ impl Engine {
             "Path": argv.first().cloned().unwrap_or_default(),
             "Args": argv.iter().skip(1).collect::<Vec<_>>(),
             "State": {
-                "Status": c.state.status.as_str(),
+                "Status": if paused { "paused" } else { c.state.status.as_str() },
                 "Running": running,
-                "Paused": false,
+                "Paused": paused,
                 "Restarting": false,
                 "OOMKilled": false,
                 "Dead": false,

@@ -14,7 +14,14 @@ impl Engine {
                 c.name
             )));
         }
-        self.runtime_of(&c).kill(&c.id, &normalize_signal(signal))
+        let rt = self.runtime_of(&c);
+        rt.kill(&c.id, &normalize_signal(signal))?;
+        // The signal is pending until the container thaws.
+        if self.is_paused(&c) {
+            rt.resume(&c.id)?;
+            self.clear_paused(&c.id)?;
+        }
+        Ok(())
     }
 }
 

@@ -92,6 +92,7 @@ impl Engine {
             // A start that came first owns the network now; else it goes
             // with the exit, as docker releases the address and ports.
             if c.state.status == Status::Exited {
+                self.clear_paused(&c.id)?;
                 self.network_down(&c)?;
             }
             c

@@ -72,4 +72,21 @@ impl Engine {
         }
         Ok(())
     }
+
+    /// Remove every container that is not running (`container prune`);
+    /// returns the removed ids.
+    pub fn prune_containers(&self, images: &mut ImageStore) -> Result<Vec<String>> {
+        let mut gone = Vec::new();
+        for c in self.list()? {
+            if matches!(c.state.status, Status::Exited | Status::Created) {
+                match self.remove(images, &c.id, false) {
+                    Ok(()) => gone.push(c.id),
+                    // Started or removed meanwhile by another process.
+                    Err(Error::Conflict(_)) | Err(Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(gone)
+    }
 }

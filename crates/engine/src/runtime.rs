@@ -90,6 +90,79 @@ impl Runtime {
         self.run(cmd, || format!("deleting container {id} from the runtime"))
     }
 
+    /// Freeze every process of the container (cgroup freezer).
+    pub fn pause(&self, id: &str) -> Result<()> {
+        let mut cmd = self.command();
+        cmd.arg("pause").arg(id);
+        self.run(cmd, || format!("pausing container {id}"))
+    }
+
+    /// Thaw a paused container.
+    pub fn resume(&self, id: &str) -> Result<()> {
+        let mut cmd = self.command();
+        cmd.arg("resume").arg(id);
+        self.run(cmd, || format!("unpausing container {id}"))
+    }
+
+    /// Run a runtime command and return its stdout.
+    fn output(&self, mut cmd: Command, context: impl FnOnce() -> String) -> Result<Vec<u8>> {
+        let context = context();
+        let out = cmd
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| Error::io(format!("{context}: running {}", self.path.display()), e))?;
+        if !out.status.success() {
+            return Err(Error::Runtime {
+                context,
+                message: format!(
+                    "{} exited with {}: {}",
+                    self.path.display(),
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                        .trim()
+                        .replace('\n', " ")
+                ),
+            });
+        }
+        Ok(out.stdout)
+    }
+
+    /// The host pids of every process in the container (`ps --format json`).
+    pub fn pids(&self, id: &str) -> Result<Vec<i32>> {
+        let mut cmd = self.command();
+        cmd.arg("ps").arg("--format").arg("json").arg(id);
+        let out = self.output(cmd, || format!("listing the processes of container {id}"))?;
+        serde_json::from_slice(&out).map_err(|e| Error::Runtime {
+            context: format!("listing the processes of container {id}"),
+            message: format!("malformed ps output: {e}"),
+        })
+    }
+
+    /// The runtime's status word ("running", "paused", ...).
+    pub fn status(&self, id: &str) -> Result<String> {
+        let mut cmd = self.command();
+        cmd.arg("state").arg(id);
+        let out = self.output(cmd, || format!("reading the state of container {id}"))?;
+        let v: serde_json::Value = serde_json::from_slice(&out).map_err(|e| Error::Runtime {
+            context: format!("reading the state of container {id}"),
+            message: format!("malformed state: {e}"),
+        })?;
+        Ok(v["status"].as_str().unwrap_or_default().to_string())
+    }
+
+    /// One resource usage sample (`events --stats`, runc's JSON shape).
+    pub fn stats(&self, id: &str) -> Result<serde_json::Value> {
+        let mut cmd = self.command();
+        cmd.arg("events").arg("--stats").arg(id);
+        let out = self.output(cmd, || {
+            format!("reading the resource usage of container {id}")
+        })?;
+        serde_json::from_slice(&out).map_err(|e| Error::Runtime {
+            context: format!("reading the resource usage of container {id}"),
+            message: format!("malformed stats: {e}"),
+        })
+    }
+
     /// Whether the runtime still knows the container.
     pub fn knows(&self, id: &str) -> bool {
         self.root.join(id).exists()

@@ -53,7 +53,7 @@ impl Engine {
         let dir = self.container_dir(&c.id);
         self.ensure_mounted(images, &c)?;
         self.mount_volumes(&c)?;
-        for stale in ["exit.json", "pid", "runtime.log"] {
+        for stale in ["exit.json", "pid", "runtime.log", "paused"] {
             let _ = fs::remove_file(dir.join(stale));
         }
         let rt = self.runtime_of(&c);

@@ -23,6 +23,11 @@ impl Engine {
         // The container may exit between the check and the signal; a
         // failed kill is only an error if it still runs.
         let signalled = rt.kill(&c.id, &normalize_signal(&c.config.stop_signal));
+        // A frozen container cannot act on the signal: thaw it (docker too).
+        if self.is_paused(&c) {
+            let _ = rt.resume(&c.id);
+            self.clear_paused(&c.id)?;
+        }
         if signalled.is_ok()
             && self.wait_stopped(&c.id, Some(Duration::from_secs(timeout.into())))?
         {

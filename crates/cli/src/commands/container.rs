@@ -44,6 +44,25 @@ pub enum ContainerCommand {
     Wait(NamesArgs),
     /// Run a command in a running container.
     Exec(ExecArgs),
+    /// Pause every process of running containers.
+    Pause(NamesArgs),
+    /// Resume paused containers.
+    Unpause(NamesArgs),
+    /// Stop then start containers.
+    Restart(StopArgs),
+    /// Give a container a new name.
+    Rename(super::container_ops::RenameArgs),
+    /// Show the processes of a running container.
+    #[command(after_help = "Examples:\n  hako top web\n  hako top web -o pid,comm")]
+    Top(super::container_ops::TopArgs),
+    /// Show resource usage of running containers.
+    #[command(
+        after_help = "Examples:\n  hako stats --no-stream\n  hako stats --no-stream --format json web"
+    )]
+    Stats(super::container_ops::StatsArgs),
+    /// Container maintenance (prune).
+    #[command(subcommand)]
+    Container(super::container_ops::ContainerGroup),
     /// List a container's published ports, or the host address of one.
     #[command(after_help = "Examples:\n  hako port web\n  hako port web 80/tcp")]
     Port(PortArgs),
@@ -253,12 +272,22 @@ pub struct PsArgs {
     /// Only ids.
     #[arg(short = 'q', long)]
     pub quiet: bool,
-    /// Output format: "json" (one object per line) or the table.
+    /// Output format: "json" (one object per line), a Go-style template
+    /// ("{{.Names}}\t{{.Status}}") or "table TEMPLATE".
     #[arg(long)]
     pub format: Option<String>,
     /// Do not truncate ids and commands.
     #[arg(long = "no-trunc")]
     pub no_trunc: bool,
+    /// Filter: id=, name=, label=KEY[=VALUE], status=, exited=CODE, ancestor=IMAGE, network=.
+    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
+    /// Show the N most recently created containers (all states).
+    #[arg(short = 'n', long = "last")]
+    pub last: Option<usize>,
+    /// Show the most recently created container (all states).
+    #[arg(short = 'l', long)]
+    pub latest: bool,
 }
 
 #[derive(Debug, Args)]
@@ -272,6 +301,12 @@ pub struct LogsArgs {
     /// Prefix each line with its time.
     #[arg(short = 't', long)]
     pub timestamps: bool,
+    /// Only entries at or after this time (RFC 3339, unix seconds, or a duration ago: 10m).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only entries before this time (same forms as --since).
+    #[arg(long)]
+    pub until: Option<String>,
     pub container: String,
 }
 
@@ -366,6 +401,20 @@ fn dispatch(g: &Global, cmd: ContainerCommand) -> Result<()> {
             };
             let code = engine.exec(&a.container, &o)?;
             exit(code)
+        }
+        ContainerCommand::Pause(a) => each(&a.containers, |n| engine.pause(n)),
+        ContainerCommand::Unpause(a) => each(&a.containers, |n| engine.unpause(n)),
+        ContainerCommand::Restart(a) => {
+            let mut images = open_images(g)?;
+            let programs = programs(g)?;
+            super::container_ops::restart(&engine, &mut images, &programs, &a.containers, a.time)
+        }
+        ContainerCommand::Rename(a) => super::container_ops::rename(&engine, a),
+        ContainerCommand::Top(a) => super::container_ops::top(&engine, a),
+        ContainerCommand::Stats(a) => super::container_ops::stats(&engine, a),
+        ContainerCommand::Container(sub) => {
+            let mut images = open_images(g)?;
+            super::container_ops::group(&engine, &mut images, sub)
         }
         ContainerCommand::Port(a) => {
             let c = engine.get(&a.container)?;
@@ -590,11 +639,30 @@ fn run_container(g: &Global, engine: &Engine, a: Box<RunArgs>) -> Result<()> {
 }
 
 fn ps(engine: &Engine, a: PsArgs) -> Result<()> {
-    let list: Vec<Container> = engine
+    let filters = a
+        .filter
+        .iter()
+        .map(|f| PsFilter::parse(f))
+        .collect::<Result<Vec<_>>>()?;
+    // A status filter looks at stopped containers too, as in docker.
+    let all = a.all
+        || a.last.is_some()
+        || a.latest
+        || filters
+            .iter()
+            .any(|f| matches!(f, PsFilter::Status(_) | PsFilter::Exited(_)));
+    let mut list: Vec<Container> = engine
         .list()?
         .into_iter()
-        .filter(|c| a.all || c.state.status == Status::Running)
+        .filter(|c| all || c.state.status == Status::Running)
+        .filter(|c| filters.iter().all(|f| f.matches(engine, c)))
         .collect();
+    if let Some(n) = a.last {
+        list.truncate(n);
+    }
+    if a.latest {
+        list.truncate(1);
+    }
     let mut out = std::io::stdout().lock();
     if a.quiet {
         for c in &list {
@@ -602,84 +670,198 @@ fn ps(engine: &Engine, a: PsArgs) -> Result<()> {
         }
         return Ok(());
     }
-    if a.format.as_deref() == Some("json") || a.format.as_deref() == Some("{{json .}}") {
-        for c in &list {
-            let labels: Vec<String> = c
-                .config
-                .labels
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            let obj = serde_json::json!({
-                "Command": command_of(c, true),
-                "CreatedAt": c.created,
-                "ID": if a.no_trunc { c.id.as_str() } else { c.short_id() },
-                "Image": c.image,
-                "Labels": labels.join(","),
-                "Mounts": mount_names(c),
-                "Names": c.name,
-                "Networks": c.host.network_mode,
-                "Ports": ports_text(engine, c),
-                "RunningFor": ago(&c.created),
-                "State": c.state.status.as_str(),
-                "Status": status_text(c),
-            });
-            writeln!(out, "{obj}")?;
-        }
-        return Ok(());
-    }
-    if let Some(f) = &a.format {
-        anyhow::bail!("unsupported --format {f:?}: use json (templates come later)");
-    }
-    let rows: Vec<[String; 7]> = list
+    let objects: Vec<serde_json::Value> = list
         .iter()
-        .map(|c| {
-            [
-                if a.no_trunc {
-                    c.id.clone()
-                } else {
-                    c.short_id().to_string()
-                },
-                c.image.clone(),
-                command_of(c, !a.no_trunc),
-                ago(&c.created),
-                status_text(c),
-                ports_text(engine, c),
-                c.name.clone(),
-            ]
-        })
+        .map(|c| ps_object(engine, c, a.no_trunc))
         .collect();
-    let header = [
-        "CONTAINER ID",
-        "IMAGE",
-        "COMMAND",
-        "CREATED",
-        "STATUS",
-        "PORTS",
-        "NAMES",
-    ];
-    let mut widths = header.map(str::len);
-    for r in &rows {
-        for (w, cell) in widths.iter_mut().zip(r.iter()) {
-            *w = (*w).max(cell.chars().count());
+    match a.format.as_deref() {
+        Some("json") | Some("{{json .}}") => {
+            for o in &objects {
+                writeln!(out, "{o}")?;
+            }
+            return Ok(());
+        }
+        Some(f) if !f.starts_with("table") => {
+            for o in &objects {
+                writeln!(out, "{}", crate::template::render(f, o)?)?;
+            }
+            return Ok(());
+        }
+        _ => {}
+    }
+    let tmpl = match a.format.as_deref() {
+        Some(f) => f.trim_start_matches("table").trim_start().to_string(),
+        None => "{{.ID}}\\t{{.Image}}\\t{{.Command}}\\t{{.RunningFor}}\\t{{.Status}}\\t{{.Ports}}\\t{{.Names}}".to_string(),
+    };
+    let mut rows = vec![table_header(&tmpl)];
+    for o in &objects {
+        rows.push(crate::template::render(&tmpl, o)?);
+    }
+    write_table(&mut out, &rows)
+}
+
+/// The docker `ps` object a container is shown (and templated) as.
+fn ps_object(engine: &Engine, c: &Container, no_trunc: bool) -> serde_json::Value {
+    let labels: Vec<String> = c
+        .config
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let networks: Vec<String> = if c.host.networks.is_empty() {
+        vec![c.host.network_mode.clone()]
+    } else {
+        c.host.networks.iter().map(|n| n.network.clone()).collect()
+    };
+    serde_json::json!({
+        "Command": command_of(c, !no_trunc),
+        "CreatedAt": c.created,
+        "ID": if no_trunc { c.id.as_str() } else { c.short_id() },
+        "Image": c.image,
+        "Labels": labels.join(","),
+        "Mounts": mount_names(c),
+        "Names": c.name,
+        "Networks": networks.join(","),
+        "Ports": ports_text(engine, c),
+        "RunningFor": ago(&c.created),
+        "State": if engine.is_paused(c) { "paused" } else { c.state.status.as_str() },
+        "Status": status_text(c) + if engine.is_paused(c) { " (Paused)" } else { "" },
+    })
+}
+
+/// Column titles for a table template, as docker names them.
+fn table_header(tmpl: &str) -> String {
+    let mut out = String::new();
+    let mut rest = tmpl;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            break;
+        };
+        let field = after[..end].trim().trim_start_matches('.');
+        let title = match field {
+            "ID" => "CONTAINER ID".to_string(),
+            "RunningFor" => "CREATED".to_string(),
+            "CreatedAt" => "CREATED AT".to_string(),
+            other => other.to_ascii_uppercase(),
+        };
+        out.push_str(&title);
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    out.replace("\\t", "\t")
+}
+
+/// Rows of tab-separated cells, aligned like docker's tabwriter (three spaces).
+fn write_table(out: &mut impl Write, rows: &[String]) -> Result<()> {
+    let cells: Vec<Vec<&str>> = rows.iter().map(|r| r.split('\t').collect()).collect();
+    let cols = cells.iter().map(Vec::len).max().unwrap_or(0);
+    let mut widths = vec![0; cols];
+    for r in &cells {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
         }
     }
-    let line = |cells: Vec<&str>| -> String {
-        let mut s = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(cell);
+    for r in &cells {
+        let mut line = String::new();
+        for (i, c) in r.iter().enumerate() {
+            if i + 1 == r.len() {
+                line.push_str(c);
             } else {
-                s.push_str(&format!("{cell:<w$}   ", w = widths[i]));
+                line.push_str(c);
+                line.push_str(&" ".repeat(widths[i] - c.chars().count() + 3));
             }
         }
-        s
-    };
-    writeln!(out, "{}", line(header.to_vec()))?;
-    for r in &rows {
-        writeln!(out, "{}", line(r.iter().map(String::as_str).collect()))?;
+        writeln!(out, "{}", line.trim_end())?;
     }
     Ok(())
+}
+
+/// `ps --filter KEY=VALUE`.
+enum PsFilter {
+    Id(String),
+    Name(String),
+    Label(String, Option<String>),
+    Status(String),
+    Exited(i32),
+    Ancestor(String),
+    Network(String),
+}
+
+impl PsFilter {
+    fn parse(f: &str) -> Result<PsFilter> {
+        let (k, v) = f
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("invalid filter {f:?}: expected KEY=VALUE"))?;
+        Ok(match k {
+            "id" => PsFilter::Id(v.into()),
+            "name" => PsFilter::Name(v.into()),
+            "label" => match v.split_once('=') {
+                Some((a, b)) => PsFilter::Label(a.into(), Some(b.into())),
+                None => PsFilter::Label(v.into(), None),
+            },
+            "status" => {
+                if ![
+                    "created",
+                    "restarting",
+                    "running",
+                    "removing",
+                    "paused",
+                    "exited",
+                    "dead",
+                ]
+                .contains(&v)
+                {
+                    anyhow::bail!("invalid filter {f:?}: unknown status {v:?}");
+                }
+                PsFilter::Status(v.into())
+            }
+            "exited" => PsFilter::Exited(
+                v.parse()
+                    .map_err(|_| anyhow::anyhow!("invalid filter {f:?}: not an exit code"))?,
+            ),
+            "ancestor" => PsFilter::Ancestor(v.into()),
+            "network" => PsFilter::Network(v.into()),
+            other => anyhow::bail!(
+                "invalid filter {other:?}: use id, name, label, status, exited, ancestor or network"
+            ),
+        })
+    }
+
+    fn matches(&self, engine: &Engine, c: &Container) -> bool {
+        match self {
+            PsFilter::Id(p) => c.id.starts_with(p.as_str()),
+            // docker matches names by substring (a regular expression there).
+            PsFilter::Name(n) => c.name.contains(n.as_str()),
+            PsFilter::Label(k, v) => match (c.config.labels.get(k), v) {
+                (Some(have), Some(want)) => have == want,
+                (Some(_), None) => true,
+                (None, _) => false,
+            },
+            PsFilter::Status(s) => {
+                let now = if engine.is_paused(c) {
+                    "paused"
+                } else {
+                    c.state.status.as_str()
+                };
+                now == s
+            }
+            PsFilter::Exited(code) => {
+                c.state.status == Status::Exited && c.state.exit_code == *code
+            }
+            PsFilter::Ancestor(img) => {
+                &c.image == img
+                    || c.image_id == *img
+                    || c.image_id
+                        .trim_start_matches("sha256:")
+                        .starts_with(img.trim_start_matches("sha256:"))
+            }
+            PsFilter::Network(n) => {
+                c.host.network_mode == *n || c.host.networks.iter().any(|a| &a.network == n)
+            }
+        }
+    }
 }
 
 /// docker's PORTS column: "0.0.0.0:8080->80/tcp, 127.0.0.1:53->53/udp".
@@ -775,10 +957,31 @@ fn logs(engine: &Engine, a: LogsArgs) -> Result<()> {
                 .with_context(|| format!("invalid --tail {n:?}"))?,
         ),
     };
+    let now = hako_engine::clock::unix_nanos_now();
+    let bound = |flag: &str, v: &Option<String>| -> Result<Option<i128>> {
+        v.as_deref()
+            .map(|s| {
+                hako_engine::clock::parse_time_arg(s, now).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "invalid --{flag} {s:?}: expected an RFC 3339 time, unix seconds or a duration like 10m"
+                    )
+                })
+            })
+            .transpose()
+    };
+    let since = bound("since", &a.since)?;
+    let until = bound("until", &a.until)?;
+    let in_window = |e: &hako_engine::logs::Entry| {
+        let t = hako_engine::clock::unix_nanos(&e.time).unwrap_or(0);
+        since.is_none_or(|s| t >= s) && until.is_none_or(|u| t < u)
+    };
     let mut reader = hako_engine::logs::Reader::open(&engine.log_path(&c.id))?;
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
     let show = |e: &hako_engine::logs::Entry| {
+        if !in_window(e) {
+            return;
+        }
         let text = if a.timestamps {
             format!("{} {}", e.time, e.log)
         } else {
@@ -789,10 +992,12 @@ fn logs(engine: &Engine, a: LogsArgs) -> Result<()> {
             hako_engine::logs::Stream::Stderr => stderr.lock().write_all(text.as_bytes()),
         };
     };
-    for e in hako_engine::logs::tail(reader.read_new()?, tail) {
+    let entries: Vec<_> = reader.read_new()?.into_iter().filter(in_window).collect();
+    for e in hako_engine::logs::tail(entries, tail) {
         show(&e);
     }
-    if a.follow {
+    // Following past --until would print nothing more.
+    if a.follow && until.is_none_or(|u| u > now) {
         engine.follow_log(&c.id, &mut reader, show)?;
     }
     Ok(())

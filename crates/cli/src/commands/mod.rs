@@ -1,6 +1,7 @@
 //! One module per command group.
 
 pub mod container;
+pub mod container_ops;
 pub mod distribution;
 pub mod image;
 pub mod network;

@@ -1,0 +1,187 @@
+//! pause/unpause, restart, rename, top, stats, ps filters and templates,
+//! logs --since/--until and container prune, with real containers (root).
+
+mod engine_common;
+
+use engine_common::{wait_for, Root};
+
+fn ticks(r: &Root, name: &str) -> usize {
+    r.ok(&["logs", name]).lines().count()
+}
+
+#[test]
+fn pause_freezes_and_unpause_thaws() {
+    let r = Root::new();
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "tick",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "while :; do echo t; sleep 0.05; done",
+    ]);
+    wait_for("output", || ticks(&r, "tick") > 2);
+    r.ok(&["pause", "tick"]);
+    assert_eq!(r.inspect("tick")["State"]["Status"], "paused");
+    assert_eq!(r.inspect("tick")["State"]["Paused"], true);
+    assert_eq!(
+        r.ok(&[
+            "ps",
+            "--filter",
+            "status=paused",
+            "--format",
+            "{{.Names}} {{.State}}"
+        ]),
+        "tick paused\n"
+    );
+    // Frozen: the log stops growing (several of its periods pass).
+    let before = ticks(&r, "tick");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(ticks(&r, "tick"), before);
+    let again = r.run(&["pause", "tick"]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already paused"));
+    r.ok(&["unpause", "tick"]);
+    assert_eq!(r.inspect("tick")["State"]["Status"], "running");
+    wait_for("output after unpause", || ticks(&r, "tick") > before);
+    // A paused container still stops.
+    r.ok(&["pause", "tick"]);
+    r.ok(&["stop", "-t", "1", "tick"]);
+    assert_eq!(r.inspect("tick")["State"]["Status"], "exited");
+    assert!(!r.run(&["unpause", "tick"]).status.success());
+}
+
+#[test]
+fn restart_rename_top_and_stats() {
+    let r = Root::new();
+    r.ok(&["run", "-d", "--name", "svc", "busybox", "sleep", "1000"]);
+    let pid1 = r.inspect("svc")["State"]["Pid"].as_i64().unwrap();
+    r.ok(&["restart", "-t", "1", "svc"]);
+    let v = r.inspect("svc");
+    assert_eq!(v["State"]["Status"], "running");
+    assert_ne!(v["State"]["Pid"].as_i64().unwrap(), pid1);
+
+    r.ok(&["rename", "svc", "svc2"]);
+    assert_eq!(r.inspect("svc2")["Name"], "/svc2");
+    assert!(!r.run(&["inspect", "svc"]).status.success());
+    r.ok(&["run", "-d", "--name", "other", "busybox", "sleep", "1000"]);
+    let out = r.run(&["rename", "other", "svc2"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already in use"));
+
+    let top = r.ok(&["top", "svc2"]);
+    let lines: Vec<&str> = top.lines().collect();
+    assert!(
+        lines[0].contains("PID") && lines[0].contains("CMD"),
+        "{top}"
+    );
+    assert_eq!(lines.len(), 2, "{top}");
+    assert!(lines[1].ends_with("sleep 1000"), "{top}");
+    let top = r.ok(&["top", "svc2", "-o", "pid,comm"]);
+    assert!(top.lines().nth(1).unwrap().ends_with("sleep"), "{top}");
+
+    let stats = r.ok(&["stats", "--no-stream", "--format", "json", "svc2"]);
+    let v: serde_json::Value = serde_json::from_str(stats.trim()).unwrap();
+    assert_eq!(v["Name"], "svc2");
+    assert_eq!(v["PIDs"], "1");
+    assert!(v["MemUsage"].as_str().unwrap().contains(" / "), "{v}");
+    assert!(v["CPUPerc"].as_str().unwrap().ends_with('%'), "{v}");
+    let table = r.ok(&["stats", "--no-stream"]);
+    assert!(table.starts_with("CONTAINER ID"), "{table}");
+    assert_eq!(table.lines().count(), 3, "{table}");
+    r.ok(&["stop", "-t", "1", "other"]);
+    assert!(!r.run(&["stats", "--no-stream", "other"]).status.success());
+}
+
+#[test]
+fn ps_filters_templates_and_prune() {
+    let r = Root::new();
+    r.ok(&[
+        "run", "-d", "--name", "up1", "--label", "tier=web", "busybox", "sleep", "1000",
+    ]);
+    let out = r.run(&[
+        "run",
+        "--name",
+        "done3",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    r.ok(&["create", "--name", "fresh", "busybox", "true"]);
+    let names = |args: &[&str]| -> Vec<String> {
+        let mut a = vec!["ps", "--format", "{{.Names}}"];
+        a.extend_from_slice(args);
+        let mut v: Vec<String> = r.ok(&a).lines().map(str::to_string).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&[]), vec!["up1"]);
+    assert_eq!(names(&["-a"]), vec!["done3", "fresh", "up1"]);
+    assert_eq!(names(&["--filter", "status=exited"]), vec!["done3"]);
+    assert_eq!(names(&["--filter", "exited=3"]), vec!["done3"]);
+    assert_eq!(names(&["-a", "--filter", "label=tier=web"]), vec!["up1"]);
+    assert_eq!(names(&["-a", "--filter", "label=tier"]), vec!["up1"]);
+    assert_eq!(names(&["-a", "--filter", "name=do"]), vec!["done3"]);
+    assert_eq!(
+        names(&[
+            "-a",
+            "--filter",
+            "ancestor=busybox",
+            "--filter",
+            "status=created"
+        ]),
+        vec!["fresh"]
+    );
+    assert_eq!(names(&["-a", "--filter", "network=none"]), vec!["done3"]);
+    assert_eq!(names(&["-l"]), vec!["fresh"]);
+    let table = r.ok(&["ps", "-a", "--format", "table {{.Names}}\\t{{.State}}"]);
+    let first: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(first, vec!["NAMES", "STATE"]);
+    assert_eq!(table.lines().count(), 4, "{table}");
+    let out = r.run(&["ps", "--filter", "colour=red"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid filter"));
+
+    let pruned = r.ok(&["container", "prune", "-f"]);
+    assert!(pruned.starts_with("Deleted Containers:\n"), "{pruned}");
+    assert_eq!(pruned.lines().count(), 3, "{pruned}");
+    assert_eq!(names(&["-a"]), vec!["up1"]);
+}
+
+#[test]
+fn logs_since_and_until() {
+    let r = Root::new();
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "l",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo early; sleep 1; echo late; sleep 1000",
+    ]);
+    wait_for("both lines", || r.ok(&["logs", "l"]).contains("late"));
+    let stamped = r.ok(&["logs", "-t", "l"]);
+    let late_time = stamped
+        .lines()
+        .find(|l| l.ends_with(" late"))
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(r.ok(&["logs", "--since", &late_time, "l"]), "late\n");
+    assert_eq!(r.ok(&["logs", "--until", &late_time, "l"]), "early\n");
+    assert_eq!(r.ok(&["logs", "--since", "10m", "l"]), "early\nlate\n");
+    assert_eq!(r.ok(&["logs", "--until", "10m", "l"]), "");
+    let out = r.run(&["logs", "--since", "yesterday-ish", "l"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid --since"));
+}
