@@ -185,3 +185,39 @@ fn logs_since_and_until() {
     let out = r.run(&["logs", "--since", "yesterday-ish", "l"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid --since"));
 }
+
+#[test]
+fn a_foreground_run_forwards_signals_to_the_container() {
+    use std::io::{BufRead, BufReader};
+    let r = Root::new();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hako"))
+        .arg("--root")
+        .arg(r.root())
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 5' TERM; echo ready; while :; do sleep 0.1; done",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::SIGTERM,
+    )
+    .unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "got-term\n");
+    assert_eq!(child.wait().unwrap().code(), Some(5));
+    assert!(r.ps_all().is_empty());
+}

@@ -35,6 +35,10 @@ impl Started {
         };
         let mut code = None;
         let mut line = String::new();
+        // What was written before the watch existed raises no event.
+        for e in reader.read_new()? {
+            on_entry(&e);
+        }
         loop {
             let (sync_ready, log_ready) = {
                 let mut fds = [

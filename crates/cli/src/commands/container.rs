@@ -217,6 +217,9 @@ pub struct RunArgs {
     /// Keep stdin open (accepted; stdin forwarding is not implemented yet).
     #[arg(short = 'i', long)]
     pub interactive: bool,
+    /// Forward signals a foreground run receives to the container.
+    #[arg(long = "sig-proxy", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub sig_proxy: bool,
     #[command(flatten)]
     pub create: CreateArgs,
 }
@@ -626,6 +629,9 @@ fn run_container(g: &Global, engine: &Engine, a: Box<RunArgs>) -> Result<()> {
         return Ok(());
     }
     drop(images);
+    if a.sig_proxy {
+        proxy_signals(engine.runtime_of(&c), c.id.clone())?;
+    }
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
     let code = started.follow(engine, |e| {
@@ -636,6 +642,40 @@ fn run_container(g: &Global, engine: &Engine, a: Box<RunArgs>) -> Result<()> {
     })?;
     let _ = stdout.lock().flush();
     exit(code)
+}
+
+/// Forward the signals a user sends a foreground `run` (Ctrl-C, kill) to
+/// the container, as docker's --sig-proxy does: they are blocked in every
+/// thread and a thread of their own waits for them.
+fn proxy_signals(rt: hako_engine::runtime::Runtime, id: String) -> Result<()> {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+    let mut set = SigSet::empty();
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGWINCH,
+    ] {
+        set.add(s);
+    }
+    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
+        .context("blocking signals to forward them")?;
+    std::thread::spawn(move || loop {
+        match set.wait() {
+            Ok(sig) => {
+                let name = sig.as_str().trim_start_matches("SIG").to_string();
+                if let Err(e) = rt.kill(&id, &name) {
+                    // The container may have exited meanwhile.
+                    tracing::debug!("forwarding {name}: {e}");
+                }
+            }
+            Err(_) => return,
+        }
+    });
+    Ok(())
 }
 
 fn ps(engine: &Engine, a: PsArgs) -> Result<()> {
