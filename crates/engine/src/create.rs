@@ -45,8 +45,10 @@ impl Engine {
             Some(n) => names::validate(n)?,
             None => names::generate(&id),
         };
+        let mut merged = config::merge(&image.config, o, &id)?;
+        merged.healthcheck = config::healthcheck(&image.config_json, &o.health)?;
         let c = Container {
-            config: config::merge(&image.config, o, &id)?,
+            config: merged,
             host: config::host_config(o, &runtime_path.to_string_lossy())?,
             id,
             name,

@@ -28,12 +28,23 @@ CREATE TABLE IF NOT EXISTS containers (
     exit_code INTEGER NOT NULL DEFAULT 0,
     started_at TEXT NOT NULL DEFAULT '',
     finished_at TEXT NOT NULL DEFAULT '',
-    error TEXT NOT NULL DEFAULT ''
+    error TEXT NOT NULL DEFAULT '',
+    restart_count INTEGER NOT NULL DEFAULT 0,
+    restarting INTEGER NOT NULL DEFAULT 0,
+    oom_killed INTEGER NOT NULL DEFAULT 0
 );
 ";
 
+/// Columns added after the first schema, for databases made before them.
+const ADDED_COLUMNS: &[(&str, &str)] = &[
+    ("restart_count", "INTEGER NOT NULL DEFAULT 0"),
+    ("restarting", "INTEGER NOT NULL DEFAULT 0"),
+    ("oom_killed", "INTEGER NOT NULL DEFAULT 0"),
+];
+
 const COLUMNS: &str = "id, name, image, image_id, created, config, host_config, status, pid, \
-     pid_start, monitor_pid, monitor_start, exit_code, started_at, finished_at, error";
+     pid_start, monitor_pid, monitor_start, exit_code, started_at, finished_at, error, restart_count, \
+     restarting, oom_killed";
 
 /// The container database.
 pub struct Db {
@@ -52,6 +63,7 @@ impl Db {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .ctx(what)?;
         conn.execute_batch(SCHEMA).ctx(what)?;
+        add_missing_columns(&conn).ctx(what)?;
         Ok(Db { conn })
     }
 
@@ -63,7 +75,7 @@ impl Db {
         let res = self.conn.execute(
             &format!(
                 "INSERT INTO containers ({COLUMNS}) VALUES \
-                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
             ),
             params![
                 c.id,
@@ -81,7 +93,10 @@ impl Db {
                 s.exit_code,
                 s.started_at,
                 s.finished_at,
-                s.error
+                s.error,
+                s.restart_count,
+                s.restarting,
+                s.oom_killed
             ],
         );
         match res {
@@ -104,8 +119,8 @@ impl Db {
         self.conn
             .execute(
                 "UPDATE containers SET status = ?2, pid = ?3, pid_start = ?4, monitor_pid = ?5, \
-                 monitor_start = ?6, exit_code = ?7, started_at = ?8, finished_at = ?9, error = ?10 \
-                 WHERE id = ?1",
+                 monitor_start = ?6, exit_code = ?7, started_at = ?8, finished_at = ?9, error = ?10, \
+                 restart_count = ?11, restarting = ?12, oom_killed = ?13 WHERE id = ?1",
                 params![
                     id,
                     s.status.as_str(),
@@ -116,7 +131,10 @@ impl Db {
                     s.exit_code,
                     s.started_at,
                     s.finished_at,
-                    s.error
+                    s.error,
+                    s.restart_count,
+                    s.restarting,
+                    s.oom_killed
                 ],
             )
             .ctx(|| format!("updating the state of container {id}"))?;
@@ -208,6 +226,25 @@ impl Db {
     }
 }
 
+/// `ALTER TABLE ADD COLUMN` for each column an older database lacks.
+fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
+    let have: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('containers')")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (name, decl) in ADDED_COLUMNS {
+        if have.iter().any(|h| h == name) {
+            continue;
+        }
+        match conn.execute_batch(&format!("ALTER TABLE containers ADD COLUMN {name} {decl}")) {
+            // Another hako process added it meanwhile.
+            Err(e) if e.to_string().contains("duplicate column") => {}
+            r => r?,
+        }
+    }
+    Ok(())
+}
+
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Result<Container>> {
     let id: String = r.get(0)?;
     let config: String = r.get(5)?;
@@ -242,6 +279,9 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Result<Container>> {
                 started_at: r.get(13).ctx(|| format!("reading container {id}"))?,
                 finished_at: r.get(14).ctx(|| format!("reading container {id}"))?,
                 error: r.get(15).ctx(|| format!("reading container {id}"))?,
+                restart_count: r.get(16).ctx(|| format!("reading container {id}"))?,
+                restarting: r.get(17).ctx(|| format!("reading container {id}"))?,
+                oom_killed: r.get(18).ctx(|| format!("reading container {id}"))?,
             },
         })
     })();

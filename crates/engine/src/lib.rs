@@ -20,6 +20,7 @@ mod engine;
 pub mod error;
 mod exec;
 mod fsutil;
+pub mod health;
 mod inspect;
 mod kill;
 pub mod logs;
@@ -44,5 +45,8 @@ pub use exec::ExecOptions;
 pub use network::{Network, NetworkCreate};
 pub use options::CreateOptions;
 pub use reconcile::UNKNOWN_EXIT;
-pub use record::{Bind, Config, Container, HostConfig, NetworkAttach, State, Status, Tmpfs};
+pub use record::{
+    Bind, Config, Container, HealthConfig, HostConfig, NetworkAttach, RestartPolicy, State, Status,
+    Tmpfs,
+};
 pub use start::Started;

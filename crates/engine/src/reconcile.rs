@@ -15,6 +15,25 @@ use crate::record::{Container, Status};
 struct ExitFile {
     exit_code: i32,
     finished_at: String,
+    #[serde(default)]
+    oom_killed: bool,
+    #[serde(default)]
+    restart_count: i64,
+    /// Why a restart could not start the container.
+    #[serde(default)]
+    error: String,
+}
+
+/// The monitor's record of the current run ([`crate::start::STATE_FILE`]).
+#[derive(Deserialize)]
+struct RunFile {
+    pid: i32,
+    started_at: String,
+    restart_count: i64,
+    restarting: bool,
+    exit_code: i32,
+    finished_at: String,
+    oom_killed: bool,
 }
 
 /// Docker reports 255 when the exit status could not be collected.
@@ -35,10 +54,18 @@ impl Engine {
             c.state.status = Status::Exited;
             c.state.exit_code = exit.exit_code;
             c.state.finished_at = exit.finished_at;
+            c.state.oom_killed = exit.oom_killed;
+            c.state.restart_count = exit.restart_count;
+            c.state.restarting = false;
+            if !exit.error.is_empty() {
+                c.state.error = exit.error;
+            }
             c.state.pid = 0;
             c.state.monitor_pid = 0;
         } else if proc::alive(c.state.monitor_pid, c.state.monitor_start) {
-            // Supervised: the monitor will record the exit.
+            // Supervised: the monitor will record the exit. It may have
+            // restarted the container (or be about to) meanwhile.
+            self.fold_run_file(c);
         } else if proc::alive(c.state.pid, c.state.pid_start) {
             // Running without its monitor: still truthful to say running,
             // but nobody will collect the exit status.
@@ -65,6 +92,35 @@ impl Engine {
             self.db.set_state(&c.id, &c.state)?;
         }
         Ok(())
+    }
+
+    /// Take the current run from the monitor's state file.
+    fn fold_run_file(&self, c: &mut Container) {
+        let path = self.container_dir(&c.id).join(crate::start::STATE_FILE);
+        let Some(run) = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<RunFile>(&b).ok())
+        else {
+            return;
+        };
+        c.state.restart_count = run.restart_count;
+        c.state.restarting = run.restarting;
+        if run.restarting {
+            // The exit that caused the restart, as docker shows it meanwhile.
+            c.state.exit_code = run.exit_code;
+            c.state.finished_at = run.finished_at;
+            c.state.oom_killed = run.oom_killed;
+            c.state.pid = 0;
+            c.state.pid_start = 0;
+        } else {
+            c.state.exit_code = 0;
+            c.state.oom_killed = false;
+            if run.pid != c.state.pid {
+                c.state.pid = run.pid;
+                c.state.pid_start = proc::start_time(run.pid).unwrap_or(0);
+                c.state.started_at = run.started_at;
+            }
+        }
     }
 
     /// Every container, reconciled, newest first.

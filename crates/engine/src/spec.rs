@@ -57,6 +57,12 @@ fn build_err(what: &str, id: &str) -> impl FnOnce(oci_spec::OciSpecError) -> Err
 /// rootfs mounted at `dir/rootfs` and the /etc files written into `dir`).
 /// `netns`: the network namespace to join (set up by CNI); None with
 /// network mode "none" makes a new, empty one and with "host" none at all.
+/// The container's cgroup in every hierarchy (the monitor reads its OOM
+/// kill count there).
+pub fn cgroups_path(id: &str) -> String {
+    format!("/hako/{id}")
+}
+
 pub fn build(
     id: &str,
     dir: &Path,
@@ -236,7 +242,7 @@ pub fn build(
     let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .resources(resources.build().map_err(build_err("resources", id))?)
-        .cgroups_path(PathBuf::from(format!("/hako/{id}")));
+        .cgroups_path(PathBuf::from(cgroups_path(id)));
     if !h.privileged {
         linux = linux
             .masked_paths(
