@@ -403,3 +403,59 @@ fn a_health_check_past_its_timeout_fails_and_is_killed() {
     let checks = procs.lines().filter(|l| l.contains("sleep 1000")).count();
     assert!(checks <= 1, "{procs}");
 }
+
+#[test]
+fn a_restarted_container_outlives_a_killed_monitor_and_is_found_by_its_new_pid() {
+    let r = Root::new();
+    // The first run fails, the restarted one stays (the rootfs persists
+    // across restarts, so /once tells them apart).
+    let id = r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "phoenix",
+        "--restart",
+        "on-failure",
+        "busybox",
+        "sh",
+        "-c",
+        "test -e /once || { touch /once; exit 1; }; exec sleep 1000",
+    ]);
+    let monitor = r.inspect("phoenix")["State"]["MonitorPid"]
+        .as_i64()
+        .unwrap();
+    // Watch the monitor's own record of the run, not hako's, so that no
+    // hako command sees the new pid before the monitor dies.
+    let state_file = r
+        .root()
+        .join("containers")
+        .join(id.trim())
+        .join("state.json");
+    let run = || -> serde_json::Value {
+        std::fs::read(&state_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    };
+    wait_for("the restarted run", || {
+        run()["restart_count"] == 1 && run()["pid"].as_i64().unwrap_or(0) > 0
+    });
+    let pid = run()["pid"].as_i64().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(monitor as i32),
+        nix::sys::signal::SIGKILL,
+    )
+    .unwrap();
+    wait_for("the monitor to die", || !pid_alive(monitor));
+    let v = r.inspect("phoenix");
+    assert_eq!(v["State"]["Status"], "running", "{v}");
+    assert_eq!(v["State"]["Pid"], pid);
+    assert_eq!(v["RestartCount"], 1);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::SIGKILL,
+    )
+    .unwrap();
+    wait_for("the container to die", || !pid_alive(pid));
+    assert_eq!(r.inspect("phoenix")["State"]["ExitCode"], 255);
+}

@@ -324,6 +324,41 @@ mod tests {
         assert!(merge(&empty, &o, ID).is_err());
     }
 
+    #[test]
+    fn healthcheck_merges_options_over_the_image() {
+        let img = serde_json::json!({"config": {"Healthcheck": {
+            "Test": ["CMD", "/check"], "Interval": 5_000_000_000i64, "Retries": 4
+        }}});
+        let none = HealthOptions::default();
+        let h = healthcheck(&img, &none).unwrap().unwrap();
+        assert_eq!(h.argv().unwrap(), vec!["/check"]);
+        assert_eq!((h.interval, h.retries), (5_000_000_000, 4));
+        let o = HealthOptions {
+            cmd: Some("curl -f localhost".into()),
+            retries: Some(1),
+            ..Default::default()
+        };
+        let h = healthcheck(&img, &o).unwrap().unwrap();
+        assert_eq!(
+            h.argv().unwrap(),
+            vec!["/bin/sh", "-c", "curl -f localhost"]
+        );
+        assert_eq!((h.interval, h.retries), (5_000_000_000, 1));
+        let off = HealthOptions {
+            disabled: true,
+            ..Default::default()
+        };
+        assert!(healthcheck(&img, &off).unwrap().unwrap().argv().is_none());
+        assert!(healthcheck(&serde_json::json!({}), &none)
+            .unwrap()
+            .is_none());
+        let tiny = HealthOptions {
+            interval: Some(10),
+            ..Default::default()
+        };
+        assert!(healthcheck(&img, &tiny).is_err());
+    }
+
     impl Config {
         fn argv(&self) -> Vec<String> {
             self.entrypoint

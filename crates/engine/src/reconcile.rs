@@ -47,10 +47,10 @@ impl Engine {
         }
         let before = c.state.clone();
         let exit_path = self.container_dir(&c.id).join("exit.json");
-        if let Some(exit) = std::fs::read(&exit_path)
+        let exit = std::fs::read(&exit_path)
             .ok()
-            .and_then(|b| serde_json::from_slice::<ExitFile>(&b).ok())
-        {
+            .and_then(|b| serde_json::from_slice::<ExitFile>(&b).ok());
+        if let Some(exit) = exit {
             c.state.status = Status::Exited;
             c.state.exit_code = exit.exit_code;
             c.state.finished_at = exit.finished_at;
@@ -62,36 +62,46 @@ impl Engine {
             }
             c.state.pid = 0;
             c.state.monitor_pid = 0;
-        } else if proc::alive(c.state.monitor_pid, c.state.monitor_start) {
-            // Supervised: the monitor will record the exit. It may have
-            // restarted the container (or be about to) meanwhile.
-            self.fold_run_file(c);
-        } else if proc::alive(c.state.pid, c.state.pid_start) {
-            // Running without its monitor: still truthful to say running,
-            // but nobody will collect the exit status.
-            c.state.error = "the monitor is gone; the exit status will be unknown".into();
         } else {
-            c.state.status = Status::Exited;
-            c.state.exit_code = UNKNOWN_EXIT;
-            c.state.finished_at = crate::clock::now();
-            c.state.error = if c.state.error.is_empty() {
-                "the monitor ended without recording the exit status (killed, or the host rebooted)"
-                    .into()
+            // The monitor may have restarted the container (or be about to)
+            // since the record was written: the current run is in its state
+            // file, read first so that a dead monitor's live container is
+            // found by its current pid.
+            self.fold_run_file(c);
+            if proc::alive(c.state.monitor_pid, c.state.monitor_start) {
+                // Supervised: the monitor will record the exit.
+            } else if proc::alive(c.state.pid, c.state.pid_start) {
+                // Running without its monitor: still truthful to say running,
+                // but nobody will collect the exit status.
+                c.state.error = "the monitor is gone; the exit status will be unknown".into();
             } else {
-                c.state.error.clone()
-            };
-            c.state.pid = 0;
-            c.state.monitor_pid = 0;
-            // The runtime still has the container; nothing else will delete it.
-            let _ = self.runtime_of(c).delete_force(&c.id);
-            if let Err(e) = self.network_down(c) {
-                tracing::warn!("container {}: {e}", c.name);
+                self.mark_lost(c);
             }
         }
         if c.state != before {
             self.db.set_state(&c.id, &c.state)?;
         }
         Ok(())
+    }
+
+    /// Neither the monitor nor the container runs and no exit was recorded.
+    fn mark_lost(&self, c: &mut Container) {
+        c.state.status = Status::Exited;
+        c.state.exit_code = UNKNOWN_EXIT;
+        c.state.finished_at = crate::clock::now();
+        c.state.restarting = false;
+        if c.state.error.is_empty() {
+            c.state.error =
+                "the monitor ended without recording the exit status (killed, or the host rebooted)"
+                    .into();
+        }
+        c.state.pid = 0;
+        c.state.monitor_pid = 0;
+        // The runtime still has the container; nothing else will delete it.
+        let _ = self.runtime_of(c).delete_force(&c.id);
+        if let Err(e) = self.network_down(c) {
+            tracing::warn!("container {}: {e}", c.name);
+        }
     }
 
     /// Take the current run from the monitor's state file.

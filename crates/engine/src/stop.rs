@@ -37,7 +37,10 @@ impl Engine {
             return Ok(());
         }
         if let Err(e) = rt.kill(&c.id, "KILL") {
-            if self.get(&c.id)?.state.status == Status::Running && rt.knows(&c.id) {
+            let now = self.get(&c.id)?;
+            // Between two runs (or being created again) there may be nothing
+            // to signal; the monitor sees the stop mark and ends it.
+            if now.state.status == Status::Running && !now.state.restarting && rt.knows(&c.id) {
                 return Err(e);
             }
         }
