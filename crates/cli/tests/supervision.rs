@@ -459,3 +459,83 @@ fn a_restarted_container_outlives_a_killed_monitor_and_is_found_by_its_new_pid()
     wait_for("the container to die", || !pid_alive(pid));
     assert_eq!(r.inspect("phoenix")["State"]["ExitCode"], 255);
 }
+
+#[test]
+fn stop_ends_a_container_waiting_to_restart() {
+    let r = Root::new();
+    // Exits at once, so after a few restarts the delay (doubling from
+    // 100 ms) is most of its life: stop usually finds it waiting.
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "crashy",
+        "--restart",
+        "always",
+        "busybox",
+        "true",
+    ]);
+    wait_for("several restarts", || restart_count(&r, "crashy") >= 4);
+    let out = r.run(&["exec", "crashy", "true"]);
+    if r.inspect("crashy")["State"]["Restarting"] == true {
+        assert_eq!(out.status.code(), Some(125));
+    }
+    r.ok(&["stop", "crashy"]);
+    assert!(ended(&r, "crashy"), "{}", r.inspect("crashy"));
+    let (state, st) = r.state_of("crashy").unwrap();
+    assert_eq!(state, "exited");
+    assert!(st.starts_with("Exited (0)"), "{st}");
+}
+
+#[test]
+fn runc_restarts_checks_health_and_reports_oom_too() {
+    let runc = "/usr/sbin/runc";
+    if !std::path::Path::new(runc).exists() {
+        eprintln!("skipped: {runc} is not installed");
+        return;
+    }
+    let r = Root::new();
+    r.ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        runc,
+        "--name",
+        "r1",
+        "--restart",
+        "on-failure:1",
+        "--health-cmd",
+        "true",
+        "--health-interval",
+        "100ms",
+        "busybox",
+        "sh",
+        "-c",
+        "echo go; test -e /once && exec sleep 1000; touch /once; exit 2",
+    ]);
+    wait_for("the restart", || restart_count(&r, "r1") == 1);
+    wait_for("healthy under runc", || {
+        health(&r, "r1")["Status"] == "healthy"
+    });
+    assert_eq!(r.ok(&["logs", "r1"]), "go\ngo\n");
+    r.ok(&["stop", "-t", "1", "r1"]);
+    assert!(ended(&r, "r1"));
+
+    let out = r.run(&[
+        "run",
+        "--runtime",
+        runc,
+        "--name",
+        "r2",
+        "--memory",
+        "32m",
+        "--memory-swap",
+        "32m",
+        "busybox",
+        "sh",
+        "-c",
+        "x=$(yes 2>/dev/null)",
+    ]);
+    assert_eq!(out.status.code(), Some(137));
+    assert_eq!(r.inspect("r2")["State"]["OOMKilled"], true);
+}

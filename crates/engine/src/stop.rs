@@ -56,7 +56,12 @@ impl Engine {
     pub(crate) fn prevent_restart(&self, c: &Container) -> Result<()> {
         let marker = self.container_dir(&c.id).join(STOP_MARKER);
         std::fs::write(&marker, b"").ctx(|| format!("marking container {} as stopped", c.name))?;
-        proc::signal(c.state.monitor_pid, c.state.monitor_start, libc::SIGUSR1);
+        // Only a monitor that may restart is woken: one started by an older
+        // hako (no policy) would be killed by SIGUSR1, and one that never
+        // restarts never waits for the mark.
+        if c.host.restart_policy.restarts() {
+            proc::signal(c.state.monitor_pid, c.state.monitor_start, libc::SIGUSR1);
+        }
         Ok(())
     }
 }
