@@ -287,3 +287,39 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Result<Container>> {
     })();
     Ok(parsed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_from_before_the_restart_columns_is_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(dir.path().join("containers.db")).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE containers (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, \
+                 image TEXT NOT NULL, image_id TEXT NOT NULL, created TEXT NOT NULL, \
+                 config TEXT NOT NULL, host_config TEXT NOT NULL, status TEXT NOT NULL, \
+                 pid INTEGER NOT NULL DEFAULT 0, pid_start INTEGER NOT NULL DEFAULT 0, \
+                 monitor_pid INTEGER NOT NULL DEFAULT 0, monitor_start INTEGER NOT NULL DEFAULT 0, \
+                 exit_code INTEGER NOT NULL DEFAULT 0, started_at TEXT NOT NULL DEFAULT '', \
+                 finished_at TEXT NOT NULL DEFAULT '', error TEXT NOT NULL DEFAULT '');
+                 INSERT INTO containers (id, name, image, image_id, created, config, host_config, status, exit_code)
+                 VALUES ('abc', 'old', 'busybox', 'sha256:x', 't', '{\"Hostname\":\"h\",\"User\":\"\",\"Env\":[],\"Cmd\":[\"true\"],\"Entrypoint\":[],\"WorkingDir\":\"/\",\"Image\":\"busybox\",\"Labels\":{},\"ExposedPorts\":[],\"Volumes\":[],\"StopSignal\":\"SIGTERM\",\"StopTimeout\":10}', '{\"Runtime\":\"hako-runtime\"}', 'exited', 3);",
+            )
+            .unwrap();
+        }
+        let db = Db::open(dir.path()).unwrap();
+        let c = db.get("abc").unwrap().unwrap();
+        assert_eq!(c.state.exit_code, 3);
+        assert_eq!((c.state.restart_count, c.state.restarting), (0, false));
+        assert_eq!(c.host.restart_policy.name, "no");
+        assert!(c.config.healthcheck.is_none());
+        // A second open finds the columns there.
+        let mut s = c.state.clone();
+        s.restart_count = 2;
+        Db::open(dir.path()).unwrap().set_state("abc", &s).unwrap();
+        assert_eq!(db.get("abc").unwrap().unwrap().state.restart_count, 2);
+    }
+}
