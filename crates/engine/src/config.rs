@@ -6,8 +6,8 @@
 use oci_spec::image::ImageConfiguration;
 
 use crate::error::{Error, Result};
-use crate::options::CreateOptions;
-use crate::record::{Config, HostConfig};
+use crate::options::{CreateOptions, HealthOptions};
+use crate::record::{Config, HealthConfig, HostConfig};
 
 /// The PATH a container gets when neither the image nor the user sets one.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -111,7 +111,69 @@ pub fn merge(image: &ImageConfiguration, o: &CreateOptions, id: &str) -> Result<
             .or_else(|| ic.stop_signal().clone())
             .unwrap_or_else(|| "SIGTERM".into()),
         stop_timeout: o.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT),
+        healthcheck: None,
     })
+}
+
+/// The health check: the image's `Healthcheck` (docker's extension of the
+/// image config, read from its JSON) with the user's options over it field
+/// by field, as docker merges them; `["NONE"]` when disabled.
+pub fn healthcheck(
+    image_config: &serde_json::Value,
+    o: &HealthOptions,
+) -> Result<Option<HealthConfig>> {
+    if o.disabled {
+        if o.cmd.is_some() {
+            return Err(Error::Invalid(
+                "conflicting options: --no-healthcheck and --health-cmd".into(),
+            ));
+        }
+        return Ok(Some(HealthConfig {
+            test: vec!["NONE".into()],
+            ..Default::default()
+        }));
+    }
+    let image: Option<HealthConfig> = image_config
+        .get("config")
+        .and_then(|c| c.get("Healthcheck"))
+        .filter(|h| !h.is_null())
+        .and_then(|h| serde_json::from_value(h.clone()).ok());
+    let given = o.cmd.is_some()
+        || o.interval.is_some()
+        || o.timeout.is_some()
+        || o.start_period.is_some()
+        || o.retries.is_some();
+    if image.is_none() && !given {
+        return Ok(None);
+    }
+    let mut h = image.unwrap_or_default();
+    if let Some(cmd) = &o.cmd {
+        h.test = vec!["CMD-SHELL".into(), cmd.clone()];
+    }
+    for (name, v, slot) in [
+        ("--health-interval", o.interval, &mut h.interval),
+        ("--health-timeout", o.timeout, &mut h.timeout),
+        ("--health-start-period", o.start_period, &mut h.start_period),
+    ] {
+        if let Some(v) = v {
+            // Docker's floor: a check every nanosecond would be a busy loop.
+            if v != 0 && v < 1_000_000 {
+                return Err(Error::Invalid(format!(
+                    "invalid {name}: must be at least 1ms"
+                )));
+            }
+            *slot = v;
+        }
+    }
+    if let Some(r) = o.retries {
+        if r < 0 {
+            return Err(Error::Invalid(
+                "invalid --health-retries: must not be negative".into(),
+            ));
+        }
+        h.retries = r;
+    }
+    Ok(Some(h))
 }
 
 /// The HostConfig of a new container; `runtime_path` is the resolved runtime.
@@ -153,6 +215,12 @@ pub fn host_config(o: &CreateOptions, runtime_path: &str) -> Result<HostConfig> 
                 "invalid --dns {d:?}: not an IP address"
             )));
         }
+    }
+    if o.auto_remove && o.restart.restarts() {
+        return Err(Error::Invalid(
+            "conflicting options: a restart policy cannot be combined with --rm (auto-remove)"
+                .into(),
+        ));
     }
     Ok(HostConfig {
         runtime: o
@@ -204,6 +272,7 @@ pub fn host_config(o: &CreateOptions, runtime_path: &str) -> Result<HostConfig> 
         cpuset_mems: o.cpuset_mems.clone(),
         network_mode,
         auto_remove: o.auto_remove,
+        restart_policy: o.restart.clone(),
     })
 }
 
@@ -304,6 +373,41 @@ mod tests {
             ..Default::default()
         };
         assert!(merge(&empty, &o, ID).is_err());
+    }
+
+    #[test]
+    fn healthcheck_merges_options_over_the_image() {
+        let img = serde_json::json!({"config": {"Healthcheck": {
+            "Test": ["CMD", "/check"], "Interval": 5_000_000_000i64, "Retries": 4
+        }}});
+        let none = HealthOptions::default();
+        let h = healthcheck(&img, &none).unwrap().unwrap();
+        assert_eq!(h.argv().unwrap(), vec!["/check"]);
+        assert_eq!((h.interval, h.retries), (5_000_000_000, 4));
+        let o = HealthOptions {
+            cmd: Some("curl -f localhost".into()),
+            retries: Some(1),
+            ..Default::default()
+        };
+        let h = healthcheck(&img, &o).unwrap().unwrap();
+        assert_eq!(
+            h.argv().unwrap(),
+            vec!["/bin/sh", "-c", "curl -f localhost"]
+        );
+        assert_eq!((h.interval, h.retries), (5_000_000_000, 1));
+        let off = HealthOptions {
+            disabled: true,
+            ..Default::default()
+        };
+        assert!(healthcheck(&img, &off).unwrap().unwrap().argv().is_none());
+        assert!(healthcheck(&serde_json::json!({}), &none)
+            .unwrap()
+            .is_none());
+        let tiny = HealthOptions {
+            interval: Some(10),
+            ..Default::default()
+        };
+        assert!(healthcheck(&img, &tiny).is_err());
     }
 
     impl Config {

@@ -46,7 +46,8 @@ impl Engine {
             Some(n) => names::validate(n)?,
             None => names::generate(&id),
         };
-        let config = config::merge(&image.config, o, &id)?;
+        let mut config = config::merge(&image.config, o, &id)?;
+        config.healthcheck = config::healthcheck(&image.config_json, &o.health)?;
         let mut host = config::host_config(o, &runtime_path.to_string_lossy())?;
         self.add_volumes_from(&mut host)?;
         mounts::plan(&mut host, &config.volumes)?;

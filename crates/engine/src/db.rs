@@ -28,12 +28,23 @@ CREATE TABLE IF NOT EXISTS containers (
     exit_code INTEGER NOT NULL DEFAULT 0,
     started_at TEXT NOT NULL DEFAULT '',
     finished_at TEXT NOT NULL DEFAULT '',
-    error TEXT NOT NULL DEFAULT ''
+    error TEXT NOT NULL DEFAULT '',
+    restart_count INTEGER NOT NULL DEFAULT 0,
+    restarting INTEGER NOT NULL DEFAULT 0,
+    oom_killed INTEGER NOT NULL DEFAULT 0
 );
 ";
 
+/// Columns added after the first schema, for databases made before them.
+const ADDED_COLUMNS: &[(&str, &str)] = &[
+    ("restart_count", "INTEGER NOT NULL DEFAULT 0"),
+    ("restarting", "INTEGER NOT NULL DEFAULT 0"),
+    ("oom_killed", "INTEGER NOT NULL DEFAULT 0"),
+];
+
 const COLUMNS: &str = "id, name, image, image_id, created, config, host_config, status, pid, \
-     pid_start, monitor_pid, monitor_start, exit_code, started_at, finished_at, error";
+     pid_start, monitor_pid, monitor_start, exit_code, started_at, finished_at, error, restart_count, \
+     restarting, oom_killed";
 
 /// The container database.
 pub struct Db {
@@ -53,6 +64,7 @@ impl Db {
             .ctx(what)?;
         conn.execute_batch(SCHEMA).ctx(what)?;
         conn.execute_batch(crate::volume::db::SCHEMA).ctx(what)?;
+        add_missing_columns(&conn).ctx(what)?;
         Ok(Db { conn })
     }
 
@@ -64,7 +76,7 @@ impl Db {
         let res = self.conn.execute(
             &format!(
                 "INSERT INTO containers ({COLUMNS}) VALUES \
-                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
             ),
             params![
                 c.id,
@@ -82,7 +94,10 @@ impl Db {
                 s.exit_code,
                 s.started_at,
                 s.finished_at,
-                s.error
+                s.error,
+                s.restart_count,
+                s.restarting,
+                s.oom_killed
             ],
         );
         match res {
@@ -105,8 +120,8 @@ impl Db {
         self.conn
             .execute(
                 "UPDATE containers SET status = ?2, pid = ?3, pid_start = ?4, monitor_pid = ?5, \
-                 monitor_start = ?6, exit_code = ?7, started_at = ?8, finished_at = ?9, error = ?10 \
-                 WHERE id = ?1",
+                 monitor_start = ?6, exit_code = ?7, started_at = ?8, finished_at = ?9, error = ?10, \
+                 restart_count = ?11, restarting = ?12, oom_killed = ?13 WHERE id = ?1",
                 params![
                     id,
                     s.status.as_str(),
@@ -117,7 +132,10 @@ impl Db {
                     s.exit_code,
                     s.started_at,
                     s.finished_at,
-                    s.error
+                    s.error,
+                    s.restart_count,
+                    s.restarting,
+                    s.oom_killed
                 ],
             )
             .ctx(|| format!("updating the state of container {id}"))?;
@@ -227,6 +245,25 @@ impl Db {
     }
 }
 
+/// `ALTER TABLE ADD COLUMN` for each column an older database lacks.
+fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
+    let have: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('containers')")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (name, decl) in ADDED_COLUMNS {
+        if have.iter().any(|h| h == name) {
+            continue;
+        }
+        match conn.execute_batch(&format!("ALTER TABLE containers ADD COLUMN {name} {decl}")) {
+            // Another hako process added it meanwhile.
+            Err(e) if e.to_string().contains("duplicate column") => {}
+            r => r?,
+        }
+    }
+    Ok(())
+}
+
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Result<Container>> {
     let id: String = r.get(0)?;
     let config: String = r.get(5)?;
@@ -261,8 +298,47 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Result<Container>> {
                 started_at: r.get(13).ctx(|| format!("reading container {id}"))?,
                 finished_at: r.get(14).ctx(|| format!("reading container {id}"))?,
                 error: r.get(15).ctx(|| format!("reading container {id}"))?,
+                restart_count: r.get(16).ctx(|| format!("reading container {id}"))?,
+                restarting: r.get(17).ctx(|| format!("reading container {id}"))?,
+                oom_killed: r.get(18).ctx(|| format!("reading container {id}"))?,
             },
         })
     })();
     Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_from_before_the_restart_columns_is_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(dir.path().join("containers.db")).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE containers (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, \
+                 image TEXT NOT NULL, image_id TEXT NOT NULL, created TEXT NOT NULL, \
+                 config TEXT NOT NULL, host_config TEXT NOT NULL, status TEXT NOT NULL, \
+                 pid INTEGER NOT NULL DEFAULT 0, pid_start INTEGER NOT NULL DEFAULT 0, \
+                 monitor_pid INTEGER NOT NULL DEFAULT 0, monitor_start INTEGER NOT NULL DEFAULT 0, \
+                 exit_code INTEGER NOT NULL DEFAULT 0, started_at TEXT NOT NULL DEFAULT '', \
+                 finished_at TEXT NOT NULL DEFAULT '', error TEXT NOT NULL DEFAULT '');
+                 INSERT INTO containers (id, name, image, image_id, created, config, host_config, status, exit_code)
+                 VALUES ('abc', 'old', 'busybox', 'sha256:x', 't', '{\"Hostname\":\"h\",\"User\":\"\",\"Env\":[],\"Cmd\":[\"true\"],\"Entrypoint\":[],\"WorkingDir\":\"/\",\"Image\":\"busybox\",\"Labels\":{},\"ExposedPorts\":[],\"Volumes\":[],\"StopSignal\":\"SIGTERM\",\"StopTimeout\":10}', '{\"Runtime\":\"hako-runtime\"}', 'exited', 3);",
+            )
+            .unwrap();
+        }
+        let db = Db::open(dir.path()).unwrap();
+        let c = db.get("abc").unwrap().unwrap();
+        assert_eq!(c.state.exit_code, 3);
+        assert_eq!((c.state.restart_count, c.state.restarting), (0, false));
+        assert_eq!(c.host.restart_policy.name, "no");
+        assert!(c.config.healthcheck.is_none());
+        // A second open finds the columns there.
+        let mut s = c.state.clone();
+        s.restart_count = 2;
+        Db::open(dir.path()).unwrap().set_state("abc", &s).unwrap();
+        assert_eq!(db.get("abc").unwrap().unwrap().state.restart_count, 2);
+    }
 }

@@ -33,6 +33,12 @@ impl Engine {
                 c.name
             )));
         }
+        if c.state.restarting {
+            return Err(Error::Conflict(format!(
+                "container {} is restarting, wait until the container is running",
+                c.name
+            )));
+        }
         if o.cmd.is_empty() {
             return Err(Error::Invalid("exec needs a command".into()));
         }

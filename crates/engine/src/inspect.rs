@@ -14,31 +14,36 @@ impl Engine {
         let paused = self.is_paused(c);
         let mounts = self.mount_points(c);
         let dir = self.container_dir(&c.id);
+        let mut state = json!({
+            "Status": if paused { "paused" } else { c.state.status_text() },
+            "Running": running,
+            "Paused": paused,
+            "Restarting": c.state.restarting,
+            "OOMKilled": c.state.oom_killed,
+            "Dead": false,
+            "Pid": c.state.pid,
+            "ExitCode": c.state.exit_code,
+            "Error": c.state.error,
+            "StartedAt": if c.state.started_at.is_empty() { "0001-01-01T00:00:00Z" } else { &c.state.started_at },
+            "FinishedAt": if c.state.finished_at.is_empty() { "0001-01-01T00:00:00Z" } else { &c.state.finished_at },
+            "MonitorPid": c.state.monitor_pid,
+        });
+        if let Some(h) = self.health(c) {
+            state["Health"] = serde_json::to_value(h).expect("health serialises");
+        }
         json!({
             "Id": c.id,
             "Created": c.created,
             "Path": argv.first().cloned().unwrap_or_default(),
             "Args": argv.iter().skip(1).collect::<Vec<_>>(),
-            "State": {
-                "Status": if paused { "paused" } else { c.state.status.as_str() },
-                "Running": running,
-                "Paused": paused,
-                "Restarting": false,
-                "OOMKilled": false,
-                "Dead": false,
-                "Pid": c.state.pid,
-                "ExitCode": c.state.exit_code,
-                "Error": c.state.error,
-                "StartedAt": if c.state.started_at.is_empty() { "0001-01-01T00:00:00Z" } else { &c.state.started_at },
-                "FinishedAt": if c.state.finished_at.is_empty() { "0001-01-01T00:00:00Z" } else { &c.state.finished_at },
-                "MonitorPid": c.state.monitor_pid,
-            },
+            "State": state,
             "Image": c.image_id,
             "ResolvConfPath": dir.join("resolv.conf"),
             "HostnamePath": dir.join("hostname"),
             "HostsPath": dir.join("hosts"),
             "LogPath": self.log_path(&c.id),
             "Name": format!("/{}", c.name),
+            "RestartCount": c.state.restart_count,
             "Driver": "overlay",
             "Platform": "linux",
             "HostConfig": c.host,

@@ -14,6 +14,12 @@ impl Engine {
                 c.name
             )));
         }
+        // Killed by the user: not restarted, as docker does for any signal.
+        self.prevent_restart(&c)?;
+        if c.state.restarting {
+            // Nothing runs to signal; the woken monitor ends.
+            return Ok(());
+        }
         let rt = self.runtime_of(&c);
         rt.kill(&c.id, &normalize_signal(signal))?;
         // The signal is pending until the container thaws.

@@ -20,6 +20,7 @@ mod engine;
 pub mod error;
 mod exec;
 mod fsutil;
+pub mod health;
 mod inspect;
 mod kill;
 pub mod logs;
@@ -52,8 +53,8 @@ pub use network::{Network, NetworkCreate};
 pub use options::CreateOptions;
 pub use reconcile::UNKNOWN_EXIT;
 pub use record::{
-    Bind, BindOptions, Config, Container, DriverConfig, HostConfig, Mount, MountType,
-    NetworkAttach, State, Status, Tmpfs, TmpfsOptions, Ulimit, VolumeOptions,
+    Bind, BindOptions, Config, Container, DriverConfig, HealthConfig, HostConfig, Mount, MountType,
+    NetworkAttach, RestartPolicy, State, Status, Tmpfs, TmpfsOptions, Ulimit, VolumeOptions,
 };
 pub use start::Started;
 pub use volume::{Volume, VolumeCreate};

@@ -6,7 +6,8 @@ use std::path::Path;
 
 use crate::error::{Context, Error, Result};
 use crate::record::{
-    Bind, BindOptions, DriverConfig, Mount, MountType, Tmpfs, TmpfsOptions, VolumeOptions,
+    Bind, BindOptions, DriverConfig, Mount, MountType, RestartPolicy, Tmpfs, TmpfsOptions,
+    VolumeOptions,
 };
 use crate::volume;
 
@@ -69,6 +70,93 @@ pub struct CreateOptions {
     pub auto_remove: bool,
     pub stop_signal: Option<String>,
     pub stop_timeout: Option<u32>,
+    /// `--restart` (see [`parse_restart`]).
+    pub restart: RestartPolicy,
+    /// `--health-*` and `--no-healthcheck`.
+    pub health: HealthOptions,
+}
+
+/// The user's health check options; unset ones come from the image.
+#[derive(Debug, Clone, Default)]
+pub struct HealthOptions {
+    /// `--health-cmd`, run by /bin/sh -c.
+    pub cmd: Option<String>,
+    /// Nanoseconds (see [`parse_duration`]).
+    pub interval: Option<i64>,
+    pub timeout: Option<i64>,
+    pub start_period: Option<i64>,
+    pub retries: Option<i64>,
+    /// `--no-healthcheck`: none, not even the image's.
+    pub disabled: bool,
+}
+
+/// `--restart no|on-failure[:N]|always|unless-stopped`.
+pub fn parse_restart(s: &str) -> Result<RestartPolicy> {
+    let (name, count) = match s.split_once(':') {
+        Some((n, c)) => (n, Some(c)),
+        None => (s, None),
+    };
+    let bad = |why: &str| Error::Invalid(format!("invalid restart policy {s:?}: {why}"));
+    match (name, count) {
+        ("no" | "always" | "unless-stopped", None) => Ok(RestartPolicy {
+            name: name.to_string(),
+            maximum_retry_count: 0,
+        }),
+        ("no" | "always" | "unless-stopped", Some(_)) => {
+            Err(bad("only on-failure takes a maximum retry count"))
+        }
+        ("on-failure", c) => Ok(RestartPolicy {
+            name: name.to_string(),
+            maximum_retry_count: match c {
+                None => 0,
+                Some(c) => c
+                    .parse()
+                    .map_err(|_| bad("the maximum retry count must be a number"))?,
+            },
+        }),
+        _ => Err(bad("expected no, on-failure[:N], always or unless-stopped")),
+    }
+}
+
+/// A Go duration as docker takes it ("30s", "1m30s", "500ms", "2h") in
+/// nanoseconds.
+pub fn parse_duration(s: &str) -> Result<i64> {
+    let bad = || {
+        Error::Invalid(format!(
+            "invalid duration {s:?}: expected a number with a unit (ns, us, ms, s, m, h), e.g. 30s"
+        ))
+    };
+    let t = s.trim();
+    if t == "0" {
+        return Ok(0);
+    }
+    let mut rest = t;
+    let mut total: f64 = 0.0;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let n: f64 = rest[..num_len].parse().map_err(|_| bad())?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let mult = match &rest[..unit_len] {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return Err(bad()),
+        };
+        total += n * mult;
+        rest = &rest[unit_len..];
+    }
+    if t.is_empty() {
+        return Err(bad());
+    }
+    Ok(total as i64)
 }
 
 /// "512m", "1g", "1024" (bytes), as docker's `--memory`.
@@ -489,6 +577,17 @@ mod tests {
                 "{bad}"
             );
         }
+        assert_eq!(
+            parse_restart("on-failure:2").unwrap().maximum_retry_count,
+            2
+        );
+        assert_eq!(parse_restart("always").unwrap().name, "always");
+        assert!(parse_restart("always:3").is_err());
+        assert!(parse_restart("sometimes").is_err());
+        assert_eq!(parse_duration("1m30s").unwrap(), 90_000_000_000);
+        assert_eq!(parse_duration("500ms").unwrap(), 500_000_000);
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("").is_err());
         let t = parse_tmpfs("/run:size=64m,mode=755").unwrap();
         assert_eq!(t.options, vec!["size=64m", "mode=755"]);
     }

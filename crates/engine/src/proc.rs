@@ -2,7 +2,7 @@
 //! container's init. A pid alone can be reused after the process died, so
 //! each is identified by pid and start time (field 22 of /proc/PID/stat).
 
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -59,6 +59,36 @@ pub fn wait_exit(pid: i32, start: u64, timeout: Option<Duration>) -> bool {
             Err(_) => return !alive(pid, start),
         }
     }
+}
+
+/// Send `sig` to the process `pid` that started at `start`, if it still
+/// runs; through a pidfd, so a reused pid is never signalled.
+pub fn signal(pid: i32, start: u64, sig: i32) -> bool {
+    if !alive(pid, start) {
+        return false;
+    }
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return false;
+    }
+    // SAFETY: the descriptor was just returned to us and is owned by no one else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    // The pidfd pins the process we checked only if it is still the same one.
+    if !alive(pid, start) {
+        return false;
+    }
+    // SAFETY: pidfd_send_signal with a valid pidfd, no siginfo and no flags.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    r == 0
 }
 
 #[cfg(test)]

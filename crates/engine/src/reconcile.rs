@@ -15,6 +15,25 @@ use crate::record::{Container, Status};
 struct ExitFile {
     exit_code: i32,
     finished_at: String,
+    #[serde(default)]
+    oom_killed: bool,
+    #[serde(default)]
+    restart_count: i64,
+    /// Why a restart could not start the container.
+    #[serde(default)]
+    error: String,
+}
+
+/// The monitor's record of the current run ([`crate::start::STATE_FILE`]).
+#[derive(Deserialize)]
+struct RunFile {
+    pid: i32,
+    started_at: String,
+    restart_count: i64,
+    restarting: bool,
+    exit_code: i32,
+    finished_at: String,
+    oom_killed: bool,
 }
 
 /// Docker reports 255 when the exit status could not be collected.
@@ -28,43 +47,90 @@ impl Engine {
         }
         let before = c.state.clone();
         let exit_path = self.container_dir(&c.id).join("exit.json");
-        if let Some(exit) = std::fs::read(&exit_path)
+        let exit = std::fs::read(&exit_path)
             .ok()
-            .and_then(|b| serde_json::from_slice::<ExitFile>(&b).ok())
-        {
+            .and_then(|b| serde_json::from_slice::<ExitFile>(&b).ok());
+        if let Some(exit) = exit {
             c.state.status = Status::Exited;
             c.state.exit_code = exit.exit_code;
             c.state.finished_at = exit.finished_at;
+            c.state.oom_killed = exit.oom_killed;
+            c.state.restart_count = exit.restart_count;
+            c.state.restarting = false;
+            if !exit.error.is_empty() {
+                c.state.error = exit.error;
+            }
             c.state.pid = 0;
             c.state.monitor_pid = 0;
-        } else if proc::alive(c.state.monitor_pid, c.state.monitor_start) {
-            // Supervised: the monitor will record the exit.
-        } else if proc::alive(c.state.pid, c.state.pid_start) {
-            // Running without its monitor: still truthful to say running,
-            // but nobody will collect the exit status.
-            c.state.error = "the monitor is gone; the exit status will be unknown".into();
         } else {
-            c.state.status = Status::Exited;
-            c.state.exit_code = UNKNOWN_EXIT;
-            c.state.finished_at = crate::clock::now();
-            c.state.error = if c.state.error.is_empty() {
-                "the monitor ended without recording the exit status (killed, or the host rebooted)"
-                    .into()
+            // The monitor may have restarted the container (or be about to)
+            // since the record was written: the current run is in its state
+            // file, read first so that a dead monitor's live container is
+            // found by its current pid.
+            self.fold_run_file(c);
+            if proc::alive(c.state.monitor_pid, c.state.monitor_start) {
+                // Supervised: the monitor will record the exit.
+            } else if proc::alive(c.state.pid, c.state.pid_start) {
+                // Running without its monitor: still truthful to say running,
+                // but nobody will collect the exit status.
+                c.state.error = "the monitor is gone; the exit status will be unknown".into();
             } else {
-                c.state.error.clone()
-            };
-            c.state.pid = 0;
-            c.state.monitor_pid = 0;
-            // The runtime still has the container; nothing else will delete it.
-            let _ = self.runtime_of(c).delete_force(&c.id);
-            if let Err(e) = self.network_down(c) {
-                tracing::warn!("container {}: {e}", c.name);
+                self.mark_lost(c);
             }
         }
         if c.state != before {
             self.db.set_state(&c.id, &c.state)?;
         }
         Ok(())
+    }
+
+    /// Neither the monitor nor the container runs and no exit was recorded.
+    fn mark_lost(&self, c: &mut Container) {
+        c.state.status = Status::Exited;
+        c.state.exit_code = UNKNOWN_EXIT;
+        c.state.finished_at = crate::clock::now();
+        c.state.restarting = false;
+        if c.state.error.is_empty() {
+            c.state.error =
+                "the monitor ended without recording the exit status (killed, or the host rebooted)"
+                    .into();
+        }
+        c.state.pid = 0;
+        c.state.monitor_pid = 0;
+        // The runtime still has the container; nothing else will delete it.
+        let _ = self.runtime_of(c).delete_force(&c.id);
+        if let Err(e) = self.network_down(c) {
+            tracing::warn!("container {}: {e}", c.name);
+        }
+    }
+
+    /// Take the current run from the monitor's state file.
+    fn fold_run_file(&self, c: &mut Container) {
+        let path = self.container_dir(&c.id).join(crate::start::STATE_FILE);
+        let Some(run) = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<RunFile>(&b).ok())
+        else {
+            return;
+        };
+        c.state.restart_count = run.restart_count;
+        c.state.restarting = run.restarting;
+        if run.restarting {
+            // The exit that caused the restart, as docker shows it meanwhile.
+            c.state.exit_code = run.exit_code;
+            c.state.finished_at = run.finished_at;
+            c.state.oom_killed = run.oom_killed;
+            c.state.pid = 0;
+            c.state.pid_start = 0;
+        } else {
+            c.state.exit_code = 0;
+            c.state.oom_killed = false;
+            if run.pid != c.state.pid {
+                c.state.pid = run.pid;
+                c.state.pid_start = proc::start_time(run.pid).unwrap_or(0);
+                c.state.started_at = run.started_at;
+            }
+        }
     }
 
     /// Every container, reconciled, newest first.

@@ -58,6 +58,64 @@ pub struct Config {
     pub stop_signal: String,
     /// Seconds between the stop signal and SIGKILL.
     pub stop_timeout: u32,
+    /// The image's health check with the user's options merged in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<HealthConfig>,
+}
+
+/// docker's `HealthConfig`: `Test` is `["CMD", arg...]`, `["CMD-SHELL",
+/// "command"]` or `["NONE"]`; durations in nanoseconds, 0 meaning the default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct HealthConfig {
+    pub test: Vec<String>,
+    pub interval: i64,
+    pub timeout: i64,
+    pub start_period: i64,
+    pub retries: i64,
+}
+
+impl HealthConfig {
+    /// Docker's defaults for fields left at 0.
+    pub const DEFAULT_INTERVAL_NS: i64 = 30_000_000_000;
+    pub const DEFAULT_TIMEOUT_NS: i64 = 30_000_000_000;
+    pub const DEFAULT_RETRIES: i64 = 3;
+
+    /// The command the check runs, None when there is no check ("NONE", empty).
+    pub fn argv(&self) -> Option<Vec<String>> {
+        match self.test.split_first() {
+            Some((kind, rest)) if kind == "CMD" && !rest.is_empty() => Some(rest.to_vec()),
+            Some((kind, rest)) if kind == "CMD-SHELL" && !rest.is_empty() => {
+                Some(vec!["/bin/sh".into(), "-c".into(), rest.join(" ")])
+            }
+            _ => None,
+        }
+    }
+}
+
+/// docker's `RestartPolicy`: "no", "on-failure" (at most
+/// `MaximumRetryCount` retries when non-zero), "always", "unless-stopped".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct RestartPolicy {
+    pub name: String,
+    pub maximum_retry_count: u32,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        RestartPolicy {
+            name: "no".into(),
+            maximum_retry_count: 0,
+        }
+    }
+}
+
+impl RestartPolicy {
+    /// Whether the policy may ever restart the container.
+    pub fn restarts(&self) -> bool {
+        !matches!(self.name.as_str(), "" | "no")
+    }
 }
 
 /// A bind mount from the host (`-v /host:/ctr[:ro]`).
@@ -253,6 +311,7 @@ pub struct HostConfig {
     pub cpuset_cpus: String,
     pub cpuset_mems: String,
     pub auto_remove: bool,
+    pub restart_policy: RestartPolicy,
 }
 
 /// The run state (docker's `State`), kept current by the engine and the
@@ -272,9 +331,24 @@ pub struct State {
     pub finished_at: String,
     /// Why the last start failed or why the exit status is unknown.
     pub error: String,
+    /// Restarts by the restart policy since the last `start`.
+    pub restart_count: i64,
+    /// Exited and waiting to be restarted by its monitor (status stays Running).
+    pub restarting: bool,
+    /// The last exit was the kernel's OOM killer's doing.
+    pub oom_killed: bool,
 }
 
 impl State {
+    /// docker's `State.Status`: "restarting" between a run and its restart.
+    pub fn status_text(&self) -> &'static str {
+        if self.status == Status::Running && self.restarting {
+            "restarting"
+        } else {
+            self.status.as_str()
+        }
+    }
+
     pub fn created() -> Self {
         State {
             status: Status::Created,
@@ -286,6 +360,9 @@ impl State {
             started_at: String::new(),
             finished_at: String::new(),
             error: String::new(),
+            restart_count: 0,
+            restarting: false,
+            oom_killed: false,
         }
     }
 }

@@ -33,6 +33,7 @@ impl Engine {
                     c.name
                 )));
             }
+            self.prevent_restart(&c)?;
             let rt = self.runtime_of(&c);
             let _ = rt.kill(&c.id, "KILL");
             self.wait_stopped(&c.id, None)?;

@@ -53,6 +53,12 @@ fn build_err(what: &str, id: &str) -> impl FnOnce(oci_spec::OciSpecError) -> Err
     }
 }
 
+/// The container's cgroup in every hierarchy (the monitor reads its OOM
+/// kill count there).
+pub fn cgroups_path(id: &str) -> String {
+    format!("/hako/{id}")
+}
+
 /// The runtime-spec for container `id` whose bundle is `dir` (with its
 /// rootfs mounted at `dir/rootfs` and the /etc files written into `dir`);
 /// volumes live under `volumes_dir`. `netns`: the network namespace to join
@@ -241,7 +247,7 @@ pub fn build(
     let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .resources(resources.build().map_err(build_err("resources", id))?)
-        .cgroups_path(PathBuf::from(format!("/hako/{id}")));
+        .cgroups_path(PathBuf::from(cgroups_path(id)));
     if let Some(profile) = seccomp {
         linux = linux.seccomp(profile);
     }

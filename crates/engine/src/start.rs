@@ -16,6 +16,11 @@ use crate::error::{Context, Error, Result};
 use crate::proc;
 use crate::record::{Container, Status};
 
+/// Written by the monitor at every (re)start: the current run (see reconcile).
+pub(crate) const STATE_FILE: &str = "state.json";
+/// Made by `stop`, `kill` and `rm -f`: the monitor must not restart the container.
+pub(crate) const STOP_MARKER: &str = "stop-requested";
+
 /// A started container: its monitor's progress pipe, read by a foreground
 /// `run` to learn the exit code (see [`Started::follow`]).
 pub struct Started {
@@ -53,7 +58,17 @@ impl Engine {
         let dir = self.container_dir(&c.id);
         self.ensure_mounted(images, &c)?;
         self.mount_volumes(&c)?;
-        for stale in ["exit.json", "pid", "runtime.log", "paused"] {
+        // A start by the user begins afresh: no stop mark, no restart count,
+        // no health of an earlier run, no pause.
+        for stale in [
+            "exit.json",
+            "pid",
+            "runtime.log",
+            STATE_FILE,
+            STOP_MARKER,
+            "health.json",
+            "paused",
+        ] {
             let _ = fs::remove_file(dir.join(stale));
         }
         let rt = self.runtime_of(&c);
@@ -108,6 +123,30 @@ impl Engine {
         for a in programs.exit_command.iter().chain(std::iter::once(&c.id)) {
             cmd.arg("--exit-command").arg(a);
         }
+        cmd.arg("--state-file")
+            .arg(dir.join(STATE_FILE))
+            .arg("--stop-marker")
+            .arg(dir.join(STOP_MARKER))
+            .arg("--cgroup")
+            .arg(crate::spec::cgroups_path(&c.id))
+            .arg("--restart")
+            .arg(&c.host.restart_policy.name)
+            .arg("--restart-max")
+            .arg(c.host.restart_policy.maximum_retry_count.to_string());
+        if let Some(h) = self.plan_health(&c)? {
+            cmd.arg("--health-process")
+                .arg(&h.process)
+                .arg("--health-file")
+                .arg(&h.file)
+                .arg("--health-interval-ns")
+                .arg(h.interval_ns.to_string())
+                .arg("--health-timeout-ns")
+                .arg(h.timeout_ns.to_string())
+                .arg("--health-start-period-ns")
+                .arg(h.start_period_ns.to_string())
+                .arg("--health-retries")
+                .arg(h.retries.to_string());
+        }
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -151,6 +190,9 @@ impl Engine {
                 c.state.started_at = clock::now();
                 c.state.finished_at = String::new();
                 c.state.error = String::new();
+                c.state.restart_count = 0;
+                c.state.restarting = false;
+                c.state.oom_killed = false;
                 self.db.set_state(&c.id, &c.state)?;
                 Ok(Started {
                     container: c,

@@ -6,9 +6,11 @@
 use std::time::Duration;
 
 use crate::engine::Engine;
-use crate::error::Result;
+use crate::error::{Context, Result};
 use crate::kill::normalize_signal;
-use crate::record::Status;
+use crate::proc;
+use crate::record::{Container, Status};
+use crate::start::STOP_MARKER;
 
 impl Engine {
     /// Stop a container; `timeout` seconds (default: its stop timeout)
@@ -16,6 +18,12 @@ impl Engine {
     pub fn stop(&self, what: &str, timeout: Option<u32>) -> Result<()> {
         let c = self.get(what)?;
         if c.state.status != Status::Running {
+            return Ok(());
+        }
+        self.prevent_restart(&c)?;
+        if c.state.restarting {
+            // Nothing runs: the monitor, woken, records the exit and ends.
+            self.wait_stopped(&c.id, None)?;
             return Ok(());
         }
         let rt = self.runtime_of(&c);
@@ -34,11 +42,31 @@ impl Engine {
             return Ok(());
         }
         if let Err(e) = rt.kill(&c.id, "KILL") {
-            if self.get(&c.id)?.state.status == Status::Running && rt.knows(&c.id) {
+            let now = self.get(&c.id)?;
+            // Between two runs (or being created again) there may be nothing
+            // to signal; the monitor sees the stop mark and ends it.
+            if now.state.status == Status::Running && !now.state.restarting && rt.knows(&c.id) {
                 return Err(e);
             }
         }
         self.wait_stopped(&c.id, None)?;
+        Ok(())
+    }
+}
+
+impl Engine {
+    /// Mark the container as stopped by the user so that its monitor does
+    /// not restart it (docker never restarts a manually stopped container),
+    /// and wake a monitor that waits to restart it.
+    pub(crate) fn prevent_restart(&self, c: &Container) -> Result<()> {
+        let marker = self.container_dir(&c.id).join(STOP_MARKER);
+        std::fs::write(&marker, b"").ctx(|| format!("marking container {} as stopped", c.name))?;
+        // Only a monitor that may restart is woken: one started by an older
+        // hako (no policy) would be killed by SIGUSR1, and one that never
+        // restarts never waits for the mark.
+        if c.host.restart_policy.restarts() {
+            proc::signal(c.state.monitor_pid, c.state.monitor_start, libc::SIGUSR1);
+        }
         Ok(())
     }
 }

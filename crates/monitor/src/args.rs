@@ -3,6 +3,9 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::restart::Policy;
 
 /// What the engine tells the monitor.
 #[derive(Debug)]
@@ -27,6 +30,30 @@ pub struct Args {
     pub sync_fd: i32,
     /// Run after the exit is recorded (the engine's cleanup), argv.
     pub exit_command: Vec<OsString>,
+    /// Where the state of the current run is recorded for the engine (pid,
+    /// restart count, restarting), written at every start and restart.
+    pub state_file: Option<PathBuf>,
+    /// The restart policy ("no" when not given).
+    pub restart: Policy,
+    /// Present when the user stopped or killed the container: never restart.
+    pub stop_marker: Option<PathBuf>,
+    /// The container's cgroup (`linux.cgroupsPath`), to read its OOM kills.
+    pub cgroup: Option<String>,
+    /// The health check, when the container has one.
+    pub health: Option<HealthArgs>,
+}
+
+/// The health check as the engine resolved it (defaults applied).
+#[derive(Debug, Clone)]
+pub struct HealthArgs {
+    /// The runtime-spec process JSON to `exec`.
+    pub process: PathBuf,
+    /// Where the health state is written (docker's `State.Health` JSON).
+    pub file: PathBuf,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub start_period: Duration,
+    pub retries: u32,
 }
 
 impl Args {
@@ -41,6 +68,16 @@ impl Args {
         let mut runtime_log = None;
         let mut sync_fd = None;
         let mut exit_command = Vec::new();
+        let mut state_file = None;
+        let mut restart = Policy::default();
+        let mut stop_marker = None;
+        let mut cgroup = None;
+        let mut health_process = None;
+        let mut health_file = None;
+        let mut interval = None;
+        let mut timeout = None;
+        let mut start_period = Duration::ZERO;
+        let mut retries = None;
         while let Some(key) = it.next() {
             let key = key.to_string_lossy().into_owned();
             let value = it
@@ -63,9 +100,38 @@ impl Args {
                     );
                 }
                 "--exit-command" => exit_command.push(value),
+                "--state-file" => state_file = Some(PathBuf::from(value)),
+                "--restart" => restart.name = value.to_string_lossy().into_owned(),
+                "--restart-max" => restart.max = number(&key, &value)? as u32,
+                "--stop-marker" => stop_marker = Some(PathBuf::from(value)),
+                "--cgroup" => cgroup = Some(value.to_string_lossy().into_owned()),
+                "--health-process" => health_process = Some(PathBuf::from(value)),
+                "--health-file" => health_file = Some(PathBuf::from(value)),
+                "--health-interval-ns" => {
+                    interval = Some(Duration::from_nanos(number(&key, &value)?))
+                }
+                "--health-timeout-ns" => {
+                    timeout = Some(Duration::from_nanos(number(&key, &value)?))
+                }
+                "--health-start-period-ns" => {
+                    start_period = Duration::from_nanos(number(&key, &value)?)
+                }
+                "--health-retries" => retries = Some(number(&key, &value)? as u32),
                 other => return Err(format!("unknown option {other}")),
             }
         }
+        let health = match (health_process, health_file) {
+            (Some(process), Some(file)) => Some(HealthArgs {
+                process,
+                file,
+                interval: interval.ok_or("--health-interval-ns is required with a health check")?,
+                timeout: timeout.ok_or("--health-timeout-ns is required with a health check")?,
+                start_period,
+                retries: retries.ok_or("--health-retries is required with a health check")?,
+            }),
+            (None, None) => None,
+            _ => return Err("--health-process and --health-file go together".into()),
+        };
         let need = |v: Option<PathBuf>, name: &str| v.ok_or_else(|| format!("{name} is required"));
         Ok(Args {
             id: id.ok_or("--id is required")?,
@@ -78,6 +144,17 @@ impl Args {
             runtime_log: need(runtime_log, "--runtime-log")?,
             sync_fd: sync_fd.ok_or("--sync-fd is required")?,
             exit_command,
+            state_file,
+            restart,
+            stop_marker,
+            cgroup,
+            health,
         })
     }
+}
+
+fn number(key: &str, value: &OsString) -> Result<u64, String> {
+    let s = value.to_string_lossy();
+    s.parse()
+        .map_err(|_| format!("option {key}: {s:?} is not a number"))
 }

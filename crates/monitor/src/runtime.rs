@@ -53,6 +53,18 @@ pub fn start(args: &Args) -> Result<(), Failure> {
     run(args, cmd, "start")
 }
 
+/// `runtime kill ID SIGNAL`.
+pub fn kill(args: &Args, signal: &str) -> Result<(), Failure> {
+    let mut cmd = base(args);
+    cmd.arg("kill")
+        .arg(&args.id)
+        .arg(signal)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    run(args, cmd, "kill")
+}
+
 /// `runtime delete` (forced: the container may be half-created).
 pub fn delete(args: &Args) {
     let mut cmd = base(args);

@@ -198,6 +198,27 @@ pub struct CreateArgs {
     /// Remove the container when it exits.
     #[arg(long)]
     pub rm: bool,
+    /// Restart policy: no, on-failure[:MAX_RETRIES], always, unless-stopped.
+    #[arg(long, value_name = "POLICY")]
+    pub restart: Option<String>,
+    /// Command to run to check health (by /bin/sh -c in the container).
+    #[arg(long = "health-cmd", value_name = "COMMAND")]
+    pub health_cmd: Option<String>,
+    /// Time between health checks (e.g. 30s, 1m30s).
+    #[arg(long = "health-interval", value_name = "DURATION")]
+    pub health_interval: Option<String>,
+    /// Maximum time a health check may run (e.g. 30s).
+    #[arg(long = "health-timeout", value_name = "DURATION")]
+    pub health_timeout: Option<String>,
+    /// Consecutive failures needed to report unhealthy.
+    #[arg(long = "health-retries", value_name = "N")]
+    pub health_retries: Option<i64>,
+    /// Start period during which failures are not counted (e.g. 5s).
+    #[arg(long = "health-start-period", value_name = "DURATION")]
+    pub health_start_period: Option<String>,
+    /// Disable any health check, also the image's.
+    #[arg(long = "no-healthcheck")]
+    pub no_healthcheck: bool,
     /// Image to create the container from.
     pub image: String,
     /// Command and arguments (replace the image's Cmd).
@@ -608,7 +629,25 @@ fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
         auto_remove: a.rm,
         stop_signal: a.stop_signal.clone(),
         stop_timeout: a.stop_timeout,
+        restart: a
+            .restart
+            .as_deref()
+            .map(options::parse_restart)
+            .transpose()?
+            .unwrap_or_default(),
+        health: options::HealthOptions {
+            cmd: a.health_cmd.clone(),
+            interval: duration(&a.health_interval)?,
+            timeout: duration(&a.health_timeout)?,
+            start_period: duration(&a.health_start_period)?,
+            retries: a.health_retries,
+            disabled: a.no_healthcheck,
+        },
     })
+}
+
+fn duration(s: &Option<String>) -> Result<Option<i64>> {
+    Ok(s.as_deref().map(options::parse_duration).transpose()?)
 }
 
 fn run_container(g: &Global, engine: &Engine, a: Box<RunArgs>) -> Result<()> {
@@ -764,8 +803,8 @@ fn ps_object(engine: &Engine, c: &Container, no_trunc: bool) -> serde_json::Valu
         "Networks": networks.join(","),
         "Ports": ports_text(engine, c),
         "RunningFor": ago(&c.created),
-        "State": if engine.is_paused(c) { "paused" } else { c.state.status.as_str() },
-        "Status": status_text(c) + if engine.is_paused(c) { " (Paused)" } else { "" },
+        "State": if engine.is_paused(c) { "paused" } else { c.state.status_text() },
+        "Status": status_text(engine, c) + if engine.is_paused(c) { " (Paused)" } else { "" },
     })
 }
 
@@ -883,7 +922,7 @@ impl PsFilter {
                 let now = if engine.is_paused(c) {
                     "paused"
                 } else {
-                    c.state.status.as_str()
+                    c.state.status_text()
                 };
                 now == s
             }
@@ -949,13 +988,13 @@ fn command_of(c: &Container, trunc: bool) -> String {
 
 fn ago(t: &str) -> String {
     match hako_engine::clock::unix(t) {
-        Some(s) => format!("{} ago", duration(hako_engine::clock::unix_now() - s)),
+        Some(s) => format!("{} ago", human(hako_engine::clock::unix_now() - s)),
         None => String::new(),
     }
 }
 
 /// Docker's human durations: "3 seconds", "About a minute", "2 hours".
-fn duration(secs: i64) -> String {
+fn human(secs: i64) -> String {
     let s = secs.max(0);
     match s {
         0 => "Less than a second".into(),
@@ -969,14 +1008,30 @@ fn duration(secs: i64) -> String {
     }
 }
 
-fn status_text(c: &Container) -> String {
+/// docker's STATUS column: "Up 5 minutes (healthy)", "Restarting (3) 2
+/// seconds ago", "Exited (0) 1 hour ago".
+fn status_text(engine: &Engine, c: &Container) -> String {
     match c.state.status {
         Status::Created => "Created".into(),
         Status::Removing => "Removal In Progress".into(),
-        Status::Running => match hako_engine::clock::unix(&c.state.started_at) {
-            Some(s) => format!("Up {}", duration(hako_engine::clock::unix_now() - s)),
-            None => "Up".into(),
-        },
+        Status::Running if c.state.restarting => {
+            format!(
+                "Restarting ({}) {}",
+                c.state.exit_code,
+                ago(&c.state.finished_at)
+            )
+        }
+        Status::Running => {
+            let up = match hako_engine::clock::unix(&c.state.started_at) {
+                Some(s) => format!("Up {}", human(hako_engine::clock::unix_now() - s)),
+                None => "Up".into(),
+            };
+            match engine.health(c).map(|h| h.status) {
+                Some(h) if h == "starting" => format!("{up} (health: starting)"),
+                Some(h) => format!("{up} ({h})"),
+                None => up,
+            }
+        }
         Status::Exited => match hako_engine::clock::unix(&c.state.finished_at) {
             Some(_) => format!(
                 "Exited ({}) {}",
