@@ -14,6 +14,7 @@
 mod attach;
 pub mod clock;
 pub mod config;
+pub mod cp;
 mod create;
 pub mod db;
 mod engine;

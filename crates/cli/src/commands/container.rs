@@ -60,6 +60,8 @@ pub enum ContainerCommand {
         after_help = "Examples:\n  hako stats --no-stream\n  hako stats --no-stream --format json web"
     )]
     Stats(super::container_ops::StatsArgs),
+    /// Copy files between a container and the host.
+    Cp(super::cp::CpArgs),
     /// Container maintenance (prune).
     #[command(subcommand)]
     Container(super::container_ops::ContainerGroup),
@@ -435,6 +437,7 @@ fn dispatch(g: &Global, cmd: ContainerCommand) -> Result<()> {
         }
         ContainerCommand::Rename(a) => super::container_ops::rename(&engine, a),
         ContainerCommand::Top(a) => super::container_ops::top(&engine, a),
+        ContainerCommand::Cp(a) => super::cp::run(&engine, a),
         ContainerCommand::Stats(a) => super::container_ops::stats(&engine, a),
         ContainerCommand::Container(sub) => {
             let mut images = open_images(g)?;

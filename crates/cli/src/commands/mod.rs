@@ -2,6 +2,7 @@
 
 pub mod container;
 pub mod container_ops;
+pub mod cp;
 pub mod distribution;
 pub mod image;
 pub mod network;

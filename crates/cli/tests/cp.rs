@@ -1,0 +1,154 @@
+//! `hako cp` between the host and real containers (needs root).
+
+mod engine_common;
+
+use std::fs;
+
+use engine_common::Root;
+
+#[test]
+fn copies_in_and_out_with_docker_naming_rules() {
+    let r = Root::new();
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "c",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let src = r.dir().join("site");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    fs::write(src.join("a.txt"), "a\n").unwrap();
+    fs::write(src.join("sub/b.txt"), "b\n").unwrap();
+    std::os::unix::fs::symlink("a.txt", src.join("link")).unwrap();
+    let s = src.display().to_string();
+
+    // Into an existing directory: the source arrives by its name, owned by root.
+    r.ok(&["cp", &s, "c:/tmp"]);
+    let out = r.ok(&[
+        "exec",
+        "c",
+        "sh",
+        "-c",
+        "cat /tmp/site/sub/b.txt; readlink /tmp/site/link; stat -c %u /tmp/site/a.txt",
+    ]);
+    assert_eq!(out, "b\nlink-target\n0\n".replace("link-target", "a.txt"));
+    // `dir/.` copies the contents; a missing destination becomes the copy.
+    r.ok(&["cp", &format!("{s}/."), "c:/srv"]);
+    r.ok(&["cp", &format!("{s}/a.txt"), "c:/renamed.txt"]);
+    assert_eq!(
+        r.ok(&["exec", "c", "cat", "/srv/a.txt", "/renamed.txt"]),
+        "a\na\n"
+    );
+
+    // Out: a file to a new name, a directory into an existing one.
+    let back = r.dir().join("back");
+    fs::create_dir(&back).unwrap();
+    r.ok(&["cp", "c:/tmp/site", back.to_str().unwrap()]);
+    assert_eq!(
+        fs::read_to_string(back.join("site/sub/b.txt")).unwrap(),
+        "b\n"
+    );
+    assert_eq!(
+        fs::read_link(back.join("site/link")).unwrap().to_str(),
+        Some("a.txt")
+    );
+    r.ok(&["cp", "c:/renamed.txt", back.join("r.txt").to_str().unwrap()]);
+    assert_eq!(fs::read_to_string(back.join("r.txt")).unwrap(), "a\n");
+    // The engine's /etc/hosts (a bind mount) is what the container sees.
+    r.ok(&["cp", "c:/etc/hosts", back.join("hosts").to_str().unwrap()]);
+    assert!(fs::read_to_string(back.join("hosts"))
+        .unwrap()
+        .contains("localhost"));
+    // A tar on stdout.
+    let out = r.run(&["cp", "c:/tmp/site", "-"]);
+    let mut ar = tar::Archive::new(&out.stdout[..]);
+    let mut names: Vec<String> = ar
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec![
+            "site",
+            "site/a.txt",
+            "site/link",
+            "site/sub",
+            "site/sub/b.txt"
+        ]
+    );
+}
+
+#[test]
+fn container_symlinks_stay_inside_and_errors_are_clear() {
+    let r = Root::new();
+    let vol = r.dir().join("vol");
+    fs::create_dir(&vol).unwrap();
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "c",
+        "--network",
+        "none",
+        "-v",
+        &format!("{}:/data", vol.display()),
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let f = r.dir().join("f");
+    fs::write(&f, "x").unwrap();
+    let f = f.display().to_string();
+    // A symlink to an absolute host-looking path resolves inside the container.
+    let host_target = r.dir().join("host-only");
+    fs::create_dir(&host_target).unwrap();
+    r.ok(&[
+        "exec",
+        "c",
+        "ln",
+        "-s",
+        host_target.to_str().unwrap(),
+        "/evil",
+    ]);
+    let out = r.run(&["cp", &f, "c:/evil/pwned"]);
+    assert!(
+        !host_target.join("pwned").exists(),
+        "wrote through a symlink to the host"
+    );
+    assert!(
+        !out.status.success(),
+        "the target directory does not exist in the container"
+    );
+    r.ok(&["exec", "c", "ln", "-s", "/", "/up"]);
+    r.ok(&["cp", &f, "c:/up/tmp/"]);
+    assert_eq!(r.ok(&["exec", "c", "cat", "/tmp/f"]), "x");
+    // Into a bind mount: the host directory receives it.
+    r.ok(&["cp", &f, "c:/data/"]);
+    assert_eq!(fs::read_to_string(vol.join("f")).unwrap(), "x");
+
+    for (args, want) in [
+        (
+            vec!["cp", f.as_str(), "c:/nonexistent/dir/x"],
+            "does not exist",
+        ),
+        (
+            vec!["cp", "c:/no/such", "/tmp"],
+            "no such file or directory /no/such",
+        ),
+        (vec!["cp", f.as_str(), "nosuch:/tmp"], "no such container"),
+        (vec!["cp", f.as_str(), "/tmp/y"], "CONTAINER:PATH"),
+    ] {
+        let out = r.run(&args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}
