@@ -302,7 +302,7 @@ fn wait_before_restart(sigfd: &SignalFd, delay: Duration, args: &Args) -> bool {
 /// A poll timeout ending at `t` (rounded up to whole milliseconds).
 fn timeout_until(t: Instant) -> PollTimeout {
     let left = t.saturating_duration_since(Instant::now());
-    let ms = left.as_millis() + u128::from(left.subsec_nanos() % 1_000_000 != 0);
+    let ms = left.as_millis() + u128::from(!left.subsec_nanos().is_multiple_of(1_000_000));
     PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
 }
 
