@@ -74,6 +74,9 @@ enum Command {
     /// Manage networks (create, ls, inspect, rm, prune, connect, disconnect).
     #[command(subcommand)]
     Network(commands::network::NetworkCommand),
+    /// Disk usage, host information and pruning (df, info, prune).
+    #[command(subcommand)]
+    System(commands::system::SystemCommand),
     /// Run or maintain an OCI registry (serve, gc).
     #[command(subcommand)]
     Registry(commands::registry::RegistryCommand),
@@ -115,6 +118,7 @@ fn main() -> ExitCode {
         Command::Import(args) => commands::image::import(&cli.global, args),
         Command::Registry(cmd) => commands::registry::run(&cli.global, cmd),
         Command::Network(cmd) => commands::network::run(&cli.global, cmd),
+        Command::System(cmd) => commands::system::run(&cli.global, cmd),
         Command::Volume(cmd) => commands::volume::run(&cli.global, cmd),
         Command::Container(cmd) => commands::container::run(&cli.global, cmd),
         Command::Distribution(cmd) => commands::distribution::run(&cli.global, cmd),

@@ -7,4 +7,5 @@ pub mod distribution;
 pub mod image;
 pub mod network;
 pub mod registry;
+pub mod system;
 pub mod volume;

@@ -1,0 +1,318 @@
+//! `hako system df`, `info` and `prune`: what hako holds on this host and
+//! removing what nothing uses.
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use hako_engine::{Engine, Status};
+use hako_image::ImageStore;
+
+use crate::Global;
+
+#[derive(Debug, Subcommand)]
+pub enum SystemCommand {
+    /// Disk usage of images, containers and volumes.
+    Df(DfArgs),
+    /// The host, the store and the runtimes hako uses.
+    Info(InfoArgs),
+    /// Remove stopped containers, unused networks, dangling images (and with
+    /// -a every unused image, with --volumes unused anonymous volumes).
+    #[command(
+        after_help = "Examples:\n  hako system prune -f\n  hako system prune -a --volumes -f"
+    )]
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DfArgs {
+    /// "json" for one object per line.
+    #[arg(long)]
+    pub format: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// "json" for the whole object.
+    #[arg(short = 'f', long)]
+    pub format: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Every image no container uses, not only dangling ones.
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Unused anonymous volumes too.
+    #[arg(long)]
+    pub volumes: bool,
+    /// Do not ask for confirmation (accepted; hako never asks).
+    #[arg(short = 'f', long)]
+    pub force: bool,
+}
+
+pub fn run(g: &Global, cmd: SystemCommand) -> Result<()> {
+    let engine = Engine::open(&g.root)?;
+    let mut images = ImageStore::open(&g.root)
+        .with_context(|| format!("opening the image store in {}", g.root.display()))?;
+    match cmd {
+        SystemCommand::Df(a) => df(&engine, &images, a),
+        SystemCommand::Info(a) => info(g, &engine, &images, a),
+        SystemCommand::Prune(a) => prune(&engine, &mut images, a),
+    }
+}
+
+fn size(n: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i + 1 < units.len() {
+        v /= 1000.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n}B")
+    } else {
+        format!("{v:.3}{}", units[i]).replace(".000", "")
+    }
+}
+
+fn df(engine: &Engine, images: &ImageStore, a: DfArgs) -> Result<()> {
+    let containers = engine.list()?;
+    let used: std::collections::HashSet<String> =
+        containers.iter().map(|c| c.image_id.clone()).collect();
+    let imgs = images.list()?;
+    let img_total: u64 = imgs.iter().map(|i| i.size).sum();
+    let img_active = imgs
+        .iter()
+        .filter(|i| used.contains(&i.id.to_string()))
+        .count();
+    let img_reclaim: u64 = imgs
+        .iter()
+        .filter(|i| !used.contains(&i.id.to_string()))
+        .map(|i| i.size)
+        .sum();
+    let mut ctr_total = 0;
+    let mut ctr_reclaim = 0;
+    for c in &containers {
+        let s = hako_engine::volume::disk_usage(&engine.container_dir(&c.id).join("upper"));
+        ctr_total += s;
+        if c.state.status != Status::Running {
+            ctr_reclaim += s;
+        }
+    }
+    let ctr_active = containers
+        .iter()
+        .filter(|c| c.state.status == Status::Running)
+        .count();
+    let vols = engine.volumes()?;
+    let mut vol_total = 0;
+    let mut vol_reclaim = 0;
+    let mut vol_active = 0;
+    for v in &vols {
+        let s = hako_engine::volume::disk_usage(&engine.volumes_dir().join(&v.name));
+        vol_total += s;
+        if engine.volume_in_use(&v.name)? {
+            vol_active += 1;
+        } else {
+            vol_reclaim += s;
+        }
+    }
+    let pct = |r: u64, t: u64| if t == 0 { 0 } else { r * 100 / t };
+    let rows = [
+        ("Images", imgs.len(), img_active, img_total, img_reclaim),
+        (
+            "Containers",
+            containers.len(),
+            ctr_active,
+            ctr_total,
+            ctr_reclaim,
+        ),
+        (
+            "Local Volumes",
+            vols.len(),
+            vol_active,
+            vol_total,
+            vol_reclaim,
+        ),
+        ("Build Cache", 0, 0, 0, 0),
+    ];
+    let mut out = std::io::stdout().lock();
+    if a.format.as_deref() == Some("json") {
+        for (t, n, act, s, r) in rows {
+            let v = serde_json::json!({
+                "Type": t, "TotalCount": n, "Active": act, "Size": size(s),
+                "SizeBytes": s, "Reclaimable": format!("{} ({}%)", size(r), pct(r, s)),
+                "ReclaimableBytes": r,
+            });
+            writeln!(out, "{v}")?;
+        }
+        return Ok(());
+    } else if let Some(f) = a.format {
+        anyhow::bail!("unsupported --format {f:?}: use json");
+    }
+    writeln!(
+        out,
+        "{:<15}{:<8}{:<8}{:<12}RECLAIMABLE",
+        "TYPE", "TOTAL", "ACTIVE", "SIZE"
+    )?;
+    for (t, n, act, s, r) in rows {
+        writeln!(
+            out,
+            "{t:<15}{n:<8}{act:<8}{:<12}{} ({}%)",
+            size(s),
+            size(r),
+            pct(r, s)
+        )?;
+    }
+    Ok(())
+}
+
+fn cgroup_layout() -> &'static str {
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let v1 = mi.lines().any(|l| l.contains(" - cgroup "));
+    let v2 = mi.lines().any(|l| l.contains(" - cgroup2 "));
+    match (v1, v2) {
+        (true, true) => "hybrid (v1 controllers, cgroup2 unified)",
+        (true, false) => "1",
+        (false, true) => "2",
+        (false, false) => "none",
+    }
+}
+
+fn info(g: &Global, engine: &Engine, images: &ImageStore, a: InfoArgs) -> Result<()> {
+    let containers = engine.list()?;
+    let running = containers
+        .iter()
+        .filter(|c| c.state.status == Status::Running && !engine.is_paused(c))
+        .count();
+    let paused = containers.iter().filter(|c| engine.is_paused(c)).count();
+    let runtimes: Vec<(String, String)> = ["hako-runtime", "runc", "crun"]
+        .iter()
+        .filter_map(|r| {
+            hako_engine::runtime::resolve(r)
+                .ok()
+                .map(|p| (r.to_string(), p.display().to_string()))
+        })
+        .collect();
+    let uname = nix::sys::utsname::uname().context("reading the kernel version")?;
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * 1024;
+    let os = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+                .map(|v| v.trim_matches('"').to_string())
+        })
+        .unwrap_or_default();
+    let v = serde_json::json!({
+        "Containers": containers.len(),
+        "ContainersRunning": running,
+        "ContainersPaused": paused,
+        "ContainersStopped": containers.len() - running - paused,
+        "Images": images.list()?.len(),
+        "Driver": "overlay",
+        "DockerRootDir": g.root,
+        "CgroupDriver": "cgroupfs",
+        "CgroupVersion": cgroup_layout(),
+        "Runtimes": runtimes.iter().map(|(n, p)| (n.clone(), serde_json::json!({"path": p}))).collect::<serde_json::Map<_, _>>(),
+        "DefaultRuntime": hako_engine::runtime::DEFAULT,
+        "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "none"]},
+        "KernelVersion": uname.release().to_string_lossy(),
+        "OperatingSystem": os,
+        "OSType": "linux",
+        "Architecture": uname.machine().to_string_lossy(),
+        "NCPU": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "MemTotal": mem,
+        "Name": uname.nodename().to_string_lossy(),
+        "ServerVersion": env!("CARGO_PKG_VERSION"),
+        "Networks": engine.networks()?.len(),
+        "Volumes": engine.volumes()?.len(),
+    });
+    let mut out = std::io::stdout().lock();
+    if a.format.as_deref() == Some("json") || a.format.as_deref() == Some("{{json .}}") {
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        return Ok(());
+    } else if let Some(f) = a.format {
+        writeln!(out, "{}", crate::template::render(&f, &v)?)?;
+        return Ok(());
+    }
+    writeln!(out, "Containers: {}", v["Containers"])?;
+    writeln!(out, " Running: {}", v["ContainersRunning"])?;
+    writeln!(out, " Paused: {}", v["ContainersPaused"])?;
+    writeln!(out, " Stopped: {}", v["ContainersStopped"])?;
+    writeln!(out, "Images: {}", v["Images"])?;
+    writeln!(out, "Server Version: {}", env!("CARGO_PKG_VERSION"))?;
+    writeln!(out, "Storage Driver: overlay")?;
+    writeln!(out, "Root Dir: {}", g.root.display())?;
+    writeln!(out, "Cgroup Driver: cgroupfs")?;
+    writeln!(out, "Cgroup Version: {}", cgroup_layout())?;
+    writeln!(out, "Plugins:\n Volume: local\n Network: bridge host none")?;
+    let names: Vec<&str> = runtimes.iter().map(|(n, _)| n.as_str()).collect();
+    writeln!(out, "Runtimes: {}", names.join(" "))?;
+    writeln!(out, "Default Runtime: {}", hako_engine::runtime::DEFAULT)?;
+    writeln!(out, "Kernel Version: {}", uname.release().to_string_lossy())?;
+    writeln!(out, "Operating System: {os}")?;
+    writeln!(out, "Architecture: {}", uname.machine().to_string_lossy())?;
+    writeln!(out, "CPUs: {}", v["NCPU"])?;
+    writeln!(
+        out,
+        "Total Memory: {:.2}GiB",
+        mem as f64 / (1u64 << 30) as f64
+    )?;
+    writeln!(out, "Name: {}", uname.nodename().to_string_lossy())?;
+    Ok(())
+}
+
+fn prune(engine: &Engine, images: &mut ImageStore, a: PruneArgs) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    let containers = engine.prune_containers(images)?;
+    if !containers.is_empty() {
+        writeln!(out, "Deleted Containers:")?;
+        for c in &containers {
+            writeln!(out, "{c}")?;
+        }
+        writeln!(out)?;
+    }
+    let networks = engine.prune_networks()?;
+    if !networks.is_empty() {
+        writeln!(out, "Deleted Networks:")?;
+        for n in &networks {
+            writeln!(out, "{n}")?;
+        }
+        writeln!(out)?;
+    }
+    let mut reclaimed = 0;
+    if a.volumes {
+        let vols = engine.prune_volumes(false, &[])?;
+        if !vols.is_empty() {
+            writeln!(out, "Deleted Volumes:")?;
+            for (v, s) in &vols {
+                writeln!(out, "{v}")?;
+                reclaimed += s;
+            }
+            writeln!(out)?;
+        }
+    }
+    let before: u64 = images.list()?.iter().map(|i| i.size).sum();
+    let removed = images.prune(a.all).context("pruning images")?;
+    let after: u64 = images.list()?.iter().map(|i| i.size).sum();
+    reclaimed += before.saturating_sub(after);
+    if !removed.is_empty() {
+        writeln!(out, "Deleted Images:")?;
+        for d in &removed {
+            writeln!(out, "deleted: {d}")?;
+        }
+        writeln!(out)?;
+    }
+    writeln!(out, "Total reclaimed space: {}", size(reclaimed))?;
+    Ok(())
+}

@@ -1,0 +1,90 @@
+//! `hako system df/info/prune` over a real store and containers (needs root).
+
+mod engine_common;
+
+use engine_common::Root;
+
+fn df(r: &Root) -> Vec<serde_json::Value> {
+    r.ok(&["system", "df", "--format", "json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn df_info_and_prune() {
+    let r = Root::new();
+    r.ok(&["run", "-d", "--name", "up", "busybox", "sleep", "1000"]);
+    r.ok(&[
+        "run",
+        "--name",
+        "done",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "head -c 100000 /dev/zero > /big",
+    ]);
+    r.ok(&[
+        "run",
+        "--name",
+        "anon",
+        "--network",
+        "none",
+        "-v",
+        "/scratch",
+        "busybox",
+        "true",
+    ]);
+    r.ok(&["network", "create", "spare"]);
+    let rows = df(&r);
+    let types: Vec<&str> = rows.iter().map(|v| v["Type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        vec!["Images", "Containers", "Local Volumes", "Build Cache"]
+    );
+    assert_eq!(rows[0]["TotalCount"], 1);
+    assert_eq!(rows[0]["Active"], 1);
+    assert_eq!(rows[1]["TotalCount"], 3);
+    assert_eq!(rows[1]["Active"], 1);
+    // The stopped container's 100 kB file is reclaimable.
+    assert!(
+        rows[1]["ReclaimableBytes"].as_u64().unwrap() >= 100_000,
+        "{}",
+        rows[1]
+    );
+    assert_eq!(rows[2]["TotalCount"], 1);
+
+    let info: serde_json::Value =
+        serde_json::from_str(&r.ok(&["system", "info", "--format", "json"])).unwrap();
+    assert_eq!(info["Containers"], 3);
+    assert_eq!(info["ContainersRunning"], 1);
+    assert_eq!(info["ContainersStopped"], 2);
+    assert_eq!(info["Images"], 1);
+    assert_eq!(info["DefaultRuntime"], "hako-runtime");
+    assert!(
+        info["Runtimes"]["hako-runtime"]["path"].is_string(),
+        "{info}"
+    );
+    assert_eq!(
+        r.ok(&["system", "info", "--format", "{{.Driver}}"]),
+        "overlay\n"
+    );
+
+    let out = r.ok(&["system", "prune", "-f", "--volumes"]);
+    assert!(out.contains("Deleted Containers:"), "{out}");
+    assert!(out.contains("Deleted Networks:\nspare\n"), "{out}");
+    assert!(out.contains("Deleted Volumes:"), "{out}");
+    assert!(out.contains("Total reclaimed space:"), "{out}");
+    let names: Vec<String> = r.ps_all().into_iter().map(|p| p.0).collect();
+    assert_eq!(names, vec!["up"]);
+    assert_eq!(df(&r)[2]["TotalCount"], 0);
+    // The image is in use: even -a keeps it.
+    r.ok(&["system", "prune", "-a", "-f"]);
+    assert_eq!(df(&r)[0]["TotalCount"], 1);
+    r.ok(&["rm", "-f", "up"]);
+    let out = r.ok(&["system", "prune", "-a", "-f"]);
+    assert!(out.contains("Deleted Images:"), "{out}");
+    assert_eq!(df(&r)[0]["TotalCount"], 0);
+}
