@@ -118,7 +118,7 @@ fn df(engine: &Engine, images: &ImageStore, a: DfArgs) -> Result<()> {
             vol_reclaim += s;
         }
     }
-    let pct = |r: u64, t: u64| if t == 0 { 0 } else { r * 100 / t };
+    let pct = |r: u64, t: u64| (r * 100).checked_div(t).unwrap_or(0);
     let rows = [
         ("Images", imgs.len(), img_active, img_total, img_reclaim),
         (
