@@ -166,3 +166,28 @@ fn bad_security_options_get_one_line_errors() {
     }
     assert!(r.ps_all().is_empty());
 }
+
+#[test]
+fn privileged_containers_get_the_host_devices() {
+    use std::os::unix::fs::FileTypeExt;
+    let r = Root::new();
+    // Some block device of the host (a disk, a loop device).
+    let dev = std::fs::read_dir("/dev")
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_type().is_ok_and(|t| t.is_block_device()))
+        .map(|e| e.path().display().to_string())
+        .expect("the host has a block device");
+    let out = ok(
+        &r,
+        &["--privileged"],
+        &["sh", "-c", &format!("test -b {dev} && echo yes")],
+    );
+    assert_eq!(out, "yes\n");
+    let out = run(&r, &[], &["test", "-e", &dev]);
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "{dev} visible without --privileged"
+    );
+}

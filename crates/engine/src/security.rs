@@ -206,6 +206,61 @@ pub fn device_rules(privileged: bool) -> Vec<LinuxDeviceCgroup> {
     ]
 }
 
+/// Every device node of the host's /dev, for `--privileged` (docker gives
+/// a privileged container the host's devices). Directories the runtime
+/// mounts itself (pts, shm, mqueue) and the console's aliases are skipped.
+pub fn host_devices() -> Vec<oci_spec::runtime::LinuxDevice> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut out = Vec::new();
+    let mut stack = vec![std::path::PathBuf::from("/dev")];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let path = e.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let ft = meta.file_type();
+            if ft.is_dir() {
+                let name = e.file_name();
+                if !matches!(name.to_str(), Some("pts" | "shm" | "mqueue" | "fd")) {
+                    stack.push(path);
+                }
+                continue;
+            }
+            let typ = if ft.is_char_device() {
+                LinuxDeviceType::C
+            } else if ft.is_block_device() {
+                LinuxDeviceType::B
+            } else {
+                continue;
+            };
+            if path == std::path::Path::new("/dev/console")
+                || path == std::path::Path::new("/dev/ptmx")
+            {
+                continue;
+            }
+            let rdev = meta.rdev();
+            if let Ok(d) = oci_spec::runtime::LinuxDeviceBuilder::default()
+                .path(&path)
+                .typ(typ)
+                .major(nix::sys::stat::major(rdev) as i64)
+                .minor(nix::sys::stat::minor(rdev) as i64)
+                .file_mode(meta.mode() & 0o7777)
+                .uid(meta.uid())
+                .gid(meta.gid())
+                .build()
+            {
+                out.push(d);
+            }
+        }
+    }
+    out.sort_by(|a, b| a.path().cmp(b.path()));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

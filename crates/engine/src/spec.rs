@@ -251,6 +251,9 @@ pub fn build(
     if let Some(profile) = seccomp {
         linux = linux.seccomp(profile);
     }
+    if h.privileged {
+        linux = linux.devices(security::host_devices());
+    }
     if !h.privileged {
         linux = linux
             .masked_paths(
