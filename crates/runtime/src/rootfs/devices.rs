@@ -95,7 +95,7 @@ pub fn create_devices(spec: &Spec, rootfs: &Path, in_userns: bool) -> Result<()>
     create_symlinks(&root)
 }
 
-fn create_node(root: &pathrs::Root, n: &Node, in_userns: bool) -> Result<()> {
+fn create_node(root: &super::inroot::Root, n: &Node, in_userns: bool) -> Result<()> {
     let rel = inner(&n.path);
     if let Some(parent) = rel.parent() {
         if !parent.as_os_str().is_empty() {
@@ -149,7 +149,7 @@ fn create_node(root: &pathrs::Root, n: &Node, in_userns: bool) -> Result<()> {
     Ok(())
 }
 
-fn create_symlinks(root: &pathrs::Root) -> Result<()> {
+fn create_symlinks(root: &super::inroot::Root) -> Result<()> {
     let mut links = vec![
         ("dev/fd", "/proc/self/fd"),
         ("dev/stdin", "/proc/self/fd/0"),

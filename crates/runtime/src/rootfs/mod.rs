@@ -8,6 +8,7 @@
 
 mod copyup;
 mod devices;
+pub(crate) mod inroot;
 mod mounts;
 mod options;
 mod paths;
@@ -35,7 +36,7 @@ pub(crate) fn inner(dest: &Path) -> PathBuf {
         .collect()
 }
 
-/// Opens the rootfs as a pathrs root.
-pub(crate) fn open_root(rootfs: &Path) -> Result<pathrs::Root> {
-    pathrs::Root::open(rootfs).ctx(|| format!("opening rootfs {}", rootfs.display()))
+/// Opens the rootfs for path-safe operations inside it.
+pub(crate) fn open_root(rootfs: &Path) -> Result<inroot::Root> {
+    inroot::Root::open(rootfs).ctx(|| format!("opening rootfs {}", rootfs.display()))
 }

@@ -64,7 +64,12 @@ pub fn mount_all(spec: &Spec, rootfs: &Path, cgroup: &Cgroup, new_cgroupns: bool
     Ok(())
 }
 
-fn mount_one(root: &pathrs::Root, m: &Mount, cgroup: &Cgroup, new_cgroupns: bool) -> Result<()> {
+fn mount_one(
+    root: &super::inroot::Root,
+    m: &Mount,
+    cgroup: &Cgroup,
+    new_cgroupns: bool,
+) -> Result<()> {
     let opts = parse_options(m.options().as_deref().unwrap_or_default());
     if let Some(u) = opts.unsupported.first() {
         return Err(Error::Spec(format!("mount option {u:?} is not supported")));
@@ -229,7 +234,11 @@ pub(crate) fn mount_setattr(fd: &impl AsFd, set: u64, clear: u64) -> Result<()> 
 
 /// Resolves (creating when missing) a mount point inside the rootfs: a directory,
 /// or an empty file when a file is bind-mounted.
-pub(crate) fn ensure_target(root: &pathrs::Root, dest: &Path, dir: bool) -> Result<pathrs::Handle> {
+pub(crate) fn ensure_target(
+    root: &super::inroot::Root,
+    dest: &Path,
+    dir: bool,
+) -> Result<pathrs::Handle> {
     if let Ok(h) = root.resolve(dest) {
         return Ok(h);
     }
@@ -259,7 +268,7 @@ pub(crate) fn ensure_target(root: &pathrs::Root, dest: &Path, dir: bool) -> Resu
 /// fresh cgroupfs mount to the container's cgroup; without one, the container's
 /// own cgroup directories are bind-mounted, as runc does.
 fn mount_cgroup(
-    root: &pathrs::Root,
+    root: &super::inroot::Root,
     dest: &Path,
     opts: &MountOptions,
     cgroup: &Cgroup,
