@@ -14,7 +14,8 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Msg {
-    /// Runtime → child: the child's cgroup is set, proceed.
+    /// Runtime → child: proceed (the runtime moves the init into its cgroup
+    /// meanwhile).
     Go,
     /// Child → runtime: a new user namespace exists, write its id maps.
     MapsRequest,
@@ -22,6 +23,11 @@ pub enum Msg {
     MapsDone,
     /// Stage one → runtime: the container init's host pid.
     Pid(i32),
+    /// Init → runtime: the init needs to be in its cgroup now (it is about to
+    /// unshare a cgroup namespace, which is rooted where it stands).
+    CgroupWait,
+    /// Runtime → init: the init is in its cgroup.
+    CgroupJoined,
     /// Init → runtime: mounts are done, run the prestart/createRuntime hooks.
     HooksRequest,
     HooksDone(String),

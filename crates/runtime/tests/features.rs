@@ -598,3 +598,35 @@ fn seccomp_notify_goes_to_the_listener_which_answers() {
     assert_eq!(doc["metadata"], "hello-agent");
     assert_eq!(doc["state"]["id"], id.as_str());
 }
+
+#[test]
+fn the_container_process_is_in_its_cgroup_with_and_without_a_cgroup_namespace() {
+    // The init joins its cgroup while it sets up mounts (without a cgroup
+    // namespace) or before stage one unshares one (with it); either way the
+    // process the user asked for starts inside the cgroup.
+    for cgroupns in [false, true] {
+        let rt = Runtime::new();
+        let mut b = Bundle::new();
+        let id = unique_id("incg");
+        let path = format!("/hako-test-{id}");
+        b.config["linux"]["cgroupsPath"] = json!(path);
+        let ns = b.config["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| n["type"] != "cgroup");
+        if cgroupns {
+            ns.push(json!({"type": "cgroup"}));
+        }
+        b.sh("cat /proc/self/cgroup");
+        let (code, out, err) = rt.run_bundle(&b, &id);
+        assert_eq!(code, 0, "{err}");
+        let memory = out
+            .lines()
+            .find(|l| l.contains(":memory:") || l.starts_with("0::"))
+            .unwrap_or_else(|| panic!("{out}"));
+        if cgroupns {
+            // Rooted at the container's cgroup: it sees itself at "/".
+            assert!(memory.ends_with(":/"), "{out}");
+        } else {
+            assert!(memory.ends_with(&path), "{out}");
+        }
+    }
+}

@@ -197,10 +197,12 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
     };
     drop(child_ch);
     undo.pids.push(stage1.as_raw());
-    cgroup
-        .add_pid(stage1.as_raw())
-        .map_err(|e| Error::Other(e.to_string()))?;
+    // The first move into a v1 cgroup waits out an RCU grace period (~10 ms).
+    // The init is moved while it sets up its mounts: it asks (CgroupWait)
+    // before it unshares a cgroup namespace, and waits for the hooks answer,
+    // which comes after the move, before anything of the container runs.
     parent_ch.send(&Msg::Go)?;
+    let mut cgroup_waiting = false;
 
     let mut init_pid = 0;
     loop {
@@ -212,9 +214,16 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
             Some(Msg::Pid(p)) => {
                 init_pid = p;
                 undo.pids.push(p);
+                cgroup.add_pid(p).map_err(|e| Error::Other(e.to_string()))?;
+                if cgroup_waiting {
+                    parent_ch.send(&Msg::CgroupJoined)?;
+                }
                 let _ = waitpid(stage1, None);
                 undo.pids.retain(|&x| x != stage1.as_raw());
             }
+            // The init may ask before stage one's Pid message arrives.
+            Some(Msg::CgroupWait) if init_pid == 0 => cgroup_waiting = true,
+            Some(Msg::CgroupWait) => parent_ch.send(&Msg::CgroupJoined)?,
             Some(Msg::HooksRequest) => {
                 container.pid = init_pid;
                 container.pid_start = util::proc_start_time(init_pid);

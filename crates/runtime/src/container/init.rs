@@ -42,7 +42,8 @@ pub(crate) fn stage_one(a: &InitArgs, ch: &Channel) -> Result<()> {
         nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
             .ctx(|| "becoming uid 0 in the user namespace")?;
     }
-    namespaces::unshare_flags(a.plan.new_flags)?;
+    // A new cgroup namespace is made by the init once it is in its cgroup.
+    namespaces::unshare_flags(a.plan.new_flags - nix::sched::CloneFlags::CLONE_NEWCGROUP)?;
     if a.plan.new_time {
         write_time_offsets(a.spec)?;
     }
@@ -100,16 +101,26 @@ fn init(a: &InitArgs, ch: &Channel) -> Result<std::convert::Infallible> {
     nix::unistd::setsid().ok();
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
     let mount_ns = has_ns(LinuxNamespaceType::Mount);
+    let new_cgroupns = a
+        .plan
+        .new_flags
+        .contains(nix::sched::CloneFlags::CLONE_NEWCGROUP);
+    let mut cgroupns_done = !new_cgroupns;
+    let mut enter_cgroupns = || -> Result<()> {
+        if cgroupns_done {
+            return Ok(());
+        }
+        cgroupns_done = true;
+        ch.send(&Msg::CgroupWait)?;
+        ch.expect(|m| matches!(m, Msg::CgroupJoined), "the cgroup")?;
+        namespaces::unshare_flags(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+    };
     if mount_ns {
         rootfs::prepare_root(spec, a.rootfs)?;
-        rootfs::mount_all(
-            spec,
-            a.rootfs,
-            a.cgroup,
-            super::create::creates(spec, LinuxNamespaceType::Cgroup),
-        )?;
+        rootfs::mount_all(spec, a.rootfs, a.cgroup, new_cgroupns, &mut enter_cgroupns)?;
         rootfs::create_devices(spec, a.rootfs, in_userns)?;
     }
+    enter_cgroupns()?;
     ch.send(&Msg::HooksRequest)?;
     let state = match ch.expect(|m| matches!(m, Msg::HooksDone(_)), "the hooks")? {
         Msg::HooksDone(s) => s,

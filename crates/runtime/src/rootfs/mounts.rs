@@ -40,8 +40,15 @@ pub fn prepare_root(spec: &Spec, rootfs: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Mounts every entry of spec.mounts, in order.
-pub fn mount_all(spec: &Spec, rootfs: &Path, cgroup: &Cgroup, new_cgroupns: bool) -> Result<()> {
+/// Mounts every entry of spec.mounts, in order. `before_cgroup` runs once
+/// before the first cgroup mount (the init enters its cgroup namespace there).
+pub fn mount_all(
+    spec: &Spec,
+    rootfs: &Path,
+    cgroup: &Cgroup,
+    new_cgroupns: bool,
+    before_cgroup: &mut dyn FnMut() -> Result<()>,
+) -> Result<()> {
     let root = super::open_root(rootfs)?;
     for (i, m) in spec
         .mounts()
@@ -50,6 +57,9 @@ pub fn mount_all(spec: &Spec, rootfs: &Path, cgroup: &Cgroup, new_cgroupns: bool
         .iter()
         .enumerate()
     {
+        if matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")) {
+            before_cgroup()?;
+        }
         mount_one(&root, m, cgroup, new_cgroupns).map_err(|e| {
             Error::Container(format!(
                 "mounts[{i}] ({} on {}): {e}",
