@@ -539,3 +539,58 @@ fn runc_restarts_checks_health_and_reports_oom_too() {
     assert_eq!(out.status.code(), Some(137));
     assert_eq!(r.inspect("r2")["State"]["OOMKilled"], true);
 }
+
+#[test]
+fn system_boot_restarts_what_the_policies_ask_for_after_a_reboot() {
+    let r = Root::new();
+    for (name, policy) in [
+        ("a", "always"),
+        ("b", "unless-stopped"),
+        ("c", "unless-stopped"),
+        ("d", "always"),
+        ("e", "no"),
+    ] {
+        r.ok(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--restart",
+            policy,
+            "busybox",
+            "sleep",
+            "1000",
+        ]);
+    }
+    r.ok(&["stop", "-t", "1", "c", "d"]);
+    // A reboot, as the engine sees it: every monitor and container gone
+    // (monitors first, so no restart policy acts), mounts gone.
+    for name in ["a", "b", "e"] {
+        let v = r.inspect(name);
+        for key in ["MonitorPid", "Pid"] {
+            let pid = v["State"][key].as_i64().unwrap();
+            assert!(pid > 0, "{name} {key} {pid}");
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::SIGKILL,
+            );
+            engine_common::wait_for("the process to die", || !engine_common::pid_alive(pid));
+        }
+    }
+    let out = r.ok(&["system", "boot"]);
+    let mut started: Vec<&str> = out.lines().collect();
+    started.sort();
+    assert_eq!(started, vec!["a", "b", "d"], "{out}");
+    for (name, state) in [
+        ("a", "running"),
+        ("b", "running"),
+        ("c", "exited"),
+        ("d", "running"),
+        ("e", "exited"),
+    ] {
+        assert_eq!(r.state_of(name).unwrap().0, state, "{name}");
+    }
+    // Started by boot, they are supervised again: a stop ends them.
+    r.ok(&["stop", "-t", "1", "a"]);
+    assert_eq!(r.state_of("a").unwrap().0, "exited");
+}

@@ -12,6 +12,7 @@
 //! The library knows nothing of the command line.
 
 mod attach;
+mod boot;
 pub mod clock;
 pub mod config;
 pub mod cp;
@@ -47,6 +48,7 @@ pub mod user;
 pub mod volume;
 mod wait;
 
+pub use boot::Booted;
 pub use engine::{Engine, Programs, DEFAULT_ROOT, DEFAULT_RUN_ROOT};
 pub use error::{Error, Result};
 pub use exec::ExecOptions;

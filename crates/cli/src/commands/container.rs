@@ -516,7 +516,7 @@ fn each(names: &[String], mut f: impl FnMut(&str) -> hako_engine::Result<()>) ->
 
 /// The monitor next to this program (or on PATH), and the exit command it
 /// runs: this program, on the same root.
-fn programs(g: &Global) -> Result<Programs> {
+pub(crate) fn programs(g: &Global) -> Result<Programs> {
     let me = std::env::current_exe().context("finding the hako executable")?;
     let beside = me.with_file_name("hako-monitor");
     let monitor = if beside.is_file() {

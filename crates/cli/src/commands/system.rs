@@ -22,6 +22,13 @@ pub enum SystemCommand {
         after_help = "Examples:\n  hako system prune -f\n  hako system prune -a --volumes -f"
     )]
     Prune(PruneArgs),
+    /// Start the containers whose restart policy asks for it after a host
+    /// boot (always; unless-stopped unless stopped by the user). Run it from
+    /// a boot unit, as docker's daemon does when it starts.
+    #[command(
+        after_help = "systemd unit (e.g. /etc/systemd/system/hako-boot.service):\n  [Unit]\n  After=network-online.target\n  [Service]\n  Type=oneshot\n  ExecStart=/usr/local/bin/hako system boot\n  [Install]\n  WantedBy=multi-user.target"
+    )]
+    Boot,
 }
 
 #[derive(Debug, Args)]
@@ -59,6 +66,23 @@ pub fn run(g: &Global, cmd: SystemCommand) -> Result<()> {
         SystemCommand::Df(a) => df(&engine, &images, a),
         SystemCommand::Info(a) => info(g, &engine, &images, a),
         SystemCommand::Prune(a) => prune(&engine, &mut images, a),
+        SystemCommand::Boot => {
+            let programs = super::container::programs(g)?;
+            let mut failed = 0;
+            for b in engine.boot(&mut images, &programs)? {
+                match b.result {
+                    Ok(()) => println!("{}", b.name),
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("Error: starting {}: {e}", b.name);
+                    }
+                }
+            }
+            if failed > 0 {
+                anyhow::bail!("{failed} container(s) could not be started");
+            }
+            Ok(())
+        }
     }
 }
 
