@@ -71,6 +71,8 @@ enum Command {
     Load(commands::image::LoadArgs),
     /// Create a one-layer image from a root filesystem tarball.
     Import(commands::image::ImportArgs),
+    /// Multi-container applications from compose files (up, down, ps, logs, ...).
+    Compose(commands::compose::ComposeArgs),
     /// Manage networks (create, ls, inspect, rm, prune, connect, disconnect).
     #[command(subcommand)]
     Network(commands::network::NetworkCommand),
@@ -118,6 +120,7 @@ fn main() -> ExitCode {
         Command::Import(args) => commands::image::import(&cli.global, args),
         Command::Registry(cmd) => commands::registry::run(&cli.global, cmd),
         Command::Network(cmd) => commands::network::run(&cli.global, cmd),
+        Command::Compose(args) => commands::compose::run(&cli.global, args),
         Command::System(cmd) => commands::system::run(&cli.global, cmd),
         Command::Volume(cmd) => commands::volume::run(&cli.global, cmd),
         Command::Container(cmd) => commands::container::run(&cli.global, cmd),

@@ -338,6 +338,30 @@ fn read_password() -> Result<String> {
     Ok(line.trim_end_matches(['\n', '\r']).to_string())
 }
 
+/// `hako pull REF` for other commands (compose pull), with default options.
+pub fn pull_reference(g: &Global, reference: &str, quiet: bool) -> Result<()> {
+    use clap::{Args as _, FromArgMatches as _};
+    let mut argv = vec!["pull"];
+    if quiet {
+        argv.push("-q");
+    }
+    argv.push(reference);
+    let m = PullArgs::augment_args(clap::Command::new("pull")).try_get_matches_from(argv)?;
+    pull(g, PullArgs::from_arg_matches(&m)?)
+}
+
+/// `hako push REF` for other commands (compose push).
+pub fn push_reference(g: &Global, reference: &str, quiet: bool) -> Result<()> {
+    use clap::{Args as _, FromArgMatches as _};
+    let mut argv = vec!["push"];
+    if quiet {
+        argv.push("-q");
+    }
+    argv.push(reference);
+    let m = PushArgs::augment_args(clap::Command::new("push")).try_get_matches_from(argv)?;
+    push(g, PushArgs::from_arg_matches(&m)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,652 @@
+//! `hako compose`: multi-container applications from compose files. Thin
+//! over hako-compose (loading, the model, up/down) and hako-engine.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use hako_compose::{Compose, LoadOptions, UpOptions};
+use hako_engine::{Container, Engine, ExecOptions, Status};
+use hako_image::ImageStore;
+
+use crate::Global;
+
+#[derive(Debug, Args)]
+pub struct ComposeArgs {
+    /// Compose file(s), merged in order (default: compose.yaml, compose.yml,
+    /// docker-compose.yml or docker-compose.yaml here).
+    #[arg(short = 'f', long = "file")]
+    pub file: Vec<PathBuf>,
+    /// Project name (default: the `name:` field, else the directory's name).
+    #[arg(short = 'p', long = "project-name")]
+    pub project_name: Option<String>,
+    /// Activate a profile.
+    #[arg(long)]
+    pub profile: Vec<String>,
+    /// Environment file for interpolation (default: .env beside the file).
+    #[arg(long = "env-file")]
+    pub env_file: Vec<PathBuf>,
+    #[command(subcommand)]
+    pub command: ComposeCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ComposeCommand {
+    /// Create and start the services (recreating those whose configuration changed).
+    #[command(
+        after_help = "Examples:\n  hako compose up -d\n  hako compose up -d --scale web=3\n  hako compose -f compose.yaml -f prod.yaml up -d --wait"
+    )]
+    Up(UpArgs),
+    /// Stop and remove the services' containers and the project's networks.
+    Down(DownArgs),
+    /// List the project's containers.
+    Ps(PsArgs),
+    /// Show the services' output, prefixed by container.
+    Logs(LogsArgs),
+    /// Run a command in a running service container.
+    Exec(ExecArgs),
+    /// Run a one-off command in a new container of a service.
+    Run(RunArgs),
+    /// Start the services' existing containers.
+    Start(ServicesArgs),
+    /// Stop the services' containers.
+    Stop(StopArgs),
+    /// Restart the services' containers.
+    Restart(StopArgs),
+    /// Send a signal to the services' containers.
+    Kill(KillArgs),
+    /// Remove stopped service containers.
+    Rm(RmArgs),
+    /// Show the normalised model (merged, interpolated).
+    Config(ConfigArgs),
+    /// Show the processes of the services' containers.
+    Top(ServicesArgs),
+    /// List the images the services' containers use.
+    Images(ServicesArgs),
+    /// Print the host address of a service's published port.
+    Port(PortArgs),
+    /// Pull the services' images.
+    Pull(ServicesArgs),
+    /// Push the services' images.
+    Push(ServicesArgs),
+    /// Build the services' images (needs hako build).
+    Build(ServicesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Run in the background (the containers always outlive the command).
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    #[arg(long = "force-recreate")]
+    pub force_recreate: bool,
+    /// Do not start the services' dependencies.
+    #[arg(long = "no-deps")]
+    pub no_deps: bool,
+    /// SERVICE=N replicas.
+    #[arg(long)]
+    pub scale: Vec<String>,
+    /// Wait until the services run (healthy, where they have a check).
+    #[arg(long)]
+    pub wait: bool,
+    /// Remove containers of services no longer in the file.
+    #[arg(long = "remove-orphans")]
+    pub remove_orphans: bool,
+    /// Build images first (needs hako build).
+    #[arg(long)]
+    pub build: bool,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// Remove named volumes of the project and anonymous ones of its containers.
+    #[arg(short = 'v', long)]
+    pub volumes: bool,
+    #[arg(long = "remove-orphans")]
+    pub remove_orphans: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Also stopped containers.
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// "json" for one object per line.
+    #[arg(long)]
+    pub format: Option<String>,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    #[arg(short = 't', long)]
+    pub timestamps: bool,
+    /// No colours in the prefixes.
+    #[arg(long = "no-color")]
+    pub no_color: bool,
+    /// Lines from the end of each container's log ("all").
+    #[arg(short = 'n', long, default_value = "all")]
+    pub tail: String,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    #[arg(short = 'w', long = "workdir")]
+    pub workdir: Option<String>,
+    /// Which replica (1 = the first).
+    #[arg(long, default_value_t = 1)]
+    pub index: u32,
+    /// Accepted (no TTY is allocated).
+    #[arg(short = 'T')]
+    pub no_tty: bool,
+    pub service: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Remove the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Accepted (no TTY is allocated).
+    #[arg(short = 'T')]
+    pub no_tty: bool,
+    pub service: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServicesArgs {
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    #[arg(short = 't', long = "timeout")]
+    pub timeout: Option<u32>,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    #[arg(short = 's', long, default_value = "KILL")]
+    pub signal: String,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Do not ask (hako never asks).
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    /// Stop the containers first.
+    #[arg(short = 's', long)]
+    pub stop: bool,
+    /// Also their anonymous volumes.
+    #[arg(short = 'v', long)]
+    pub volumes: bool,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// yaml (default) or json.
+    #[arg(long, default_value = "yaml")]
+    pub format: String,
+    /// Only the service names.
+    #[arg(long)]
+    pub services: bool,
+    /// Only the volume names.
+    #[arg(long)]
+    pub volumes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PortArgs {
+    #[arg(long, default_value_t = 1)]
+    pub index: u32,
+    #[arg(long, default_value = "tcp")]
+    pub protocol: String,
+    pub service: String,
+    pub private_port: u16,
+}
+
+pub fn run(g: &Global, a: ComposeArgs) -> Result<()> {
+    let environment: BTreeMap<String, String> = std::env::vars().collect();
+    let o = LoadOptions {
+        files: a.file.clone(),
+        project_name: a.project_name.clone(),
+        env_files: a.env_file.clone(),
+        profiles: a.profile.clone(),
+        workdir: std::env::current_dir().context("finding the current directory")?,
+        environment,
+    };
+    let project = hako_compose::open(&o)?;
+    let engine = Engine::open(&g.root)?;
+    let compose = Compose::new(&engine, &project);
+    let images = || {
+        ImageStore::open(&g.root)
+            .with_context(|| format!("opening the image store in {}", g.root.display()))
+    };
+    let each =
+        |cs: Vec<Container>, f: &dyn Fn(&Container) -> hako_engine::Result<()>| -> Result<()> {
+            for c in cs {
+                f(&c).with_context(|| format!("container {}", c.name))?;
+                eprintln!(" Container {}  done", c.name);
+            }
+            Ok(())
+        };
+    match a.command {
+        ComposeCommand::Up(u) => {
+            if u.build {
+                bail!("--build: hako build is not available to compose yet");
+            }
+            let mut scale = BTreeMap::new();
+            for s in &u.scale {
+                let (k, v) = s
+                    .split_once('=')
+                    .with_context(|| format!("invalid --scale {s:?}: expected SERVICE=N"))?;
+                scale.insert(
+                    k.to_string(),
+                    v.parse()
+                        .with_context(|| format!("invalid --scale {s:?}: N must be a number"))?,
+                );
+            }
+            let mut imgs = images()?;
+            let programs = super::container::programs(g)?;
+            let events = compose.up(
+                &mut imgs,
+                &programs,
+                &UpOptions {
+                    services: u.services.clone(),
+                    force_recreate: u.force_recreate,
+                    no_deps: u.no_deps,
+                    scale,
+                    remove_orphans: u.remove_orphans,
+                    wait: u.wait,
+                },
+            )?;
+            for e in &events {
+                eprintln!(" {} {}  {}", e.kind, e.name, e.action);
+            }
+            if !u.detach && !u.wait {
+                drop(imgs);
+                // Attached: follow the logs until every container stops.
+                logs(&engine, &compose, &u.services, true, false, true, None)?;
+            }
+            Ok(())
+        }
+        ComposeCommand::Down(d) => {
+            let mut imgs = images()?;
+            for e in compose.down(&mut imgs, d.volumes, d.remove_orphans)? {
+                eprintln!(" {} {}  {}", e.kind, e.name, e.action);
+            }
+            Ok(())
+        }
+        ComposeCommand::Ps(p) => {
+            let cs: Vec<Container> = compose
+                .of_services(&p.services)?
+                .into_iter()
+                .filter(|c| p.all || c.state.status == Status::Running)
+                .collect();
+            let mut out = std::io::stdout().lock();
+            if p.quiet {
+                for c in &cs {
+                    writeln!(out, "{}", c.id)?;
+                }
+                return Ok(());
+            }
+            let rows: Vec<serde_json::Value> = cs
+                .iter()
+                .map(|c| {
+                    let ports: Vec<String> = engine
+                        .ports(c)
+                        .iter()
+                        .map(|p| {
+                            format!(
+                                "{}:{}->{}",
+                                if p.host_ip.is_empty() {
+                                    "0.0.0.0"
+                                } else {
+                                    &p.host_ip
+                                },
+                                p.host_port,
+                                p.key()
+                            )
+                        })
+                        .collect();
+                    serde_json::json!({
+                        "ID": c.id, "Name": c.name, "Image": c.image,
+                        "Service": c.config.labels.get(hako_compose::project::LABEL_SERVICE),
+                        "Project": project.name,
+                        "State": c.state.status.as_str(),
+                        "ExitCode": c.state.exit_code,
+                        "Health": engine.health(c).map(|h| h.status).unwrap_or_default(),
+                        "Publishers": ports.join(", "),
+                    })
+                })
+                .collect();
+            if p.format.as_deref() == Some("json") {
+                for r in rows {
+                    writeln!(out, "{r}")?;
+                }
+                return Ok(());
+            }
+            writeln!(
+                out,
+                "{:<30}{:<20}{:<12}{:<24}PORTS",
+                "NAME", "IMAGE", "SERVICE", "STATUS"
+            )?;
+            for (r, c) in rows.iter().zip(&cs) {
+                let status = match c.state.status {
+                    Status::Exited => format!("exited ({})", c.state.exit_code),
+                    s => {
+                        let h = r["Health"].as_str().unwrap_or_default();
+                        if h.is_empty() {
+                            s.as_str().to_string()
+                        } else {
+                            format!("{} ({h})", s.as_str())
+                        }
+                    }
+                };
+                writeln!(
+                    out,
+                    "{:<30}{:<20}{:<12}{:<24}{}",
+                    c.name,
+                    c.image,
+                    r["Service"].as_str().unwrap_or_default(),
+                    status,
+                    r["Publishers"].as_str().unwrap_or_default()
+                )?;
+            }
+            Ok(())
+        }
+        ComposeCommand::Logs(l) => {
+            let tail = match l.tail.as_str() {
+                "all" | "-1" => None,
+                n => Some(
+                    n.parse::<usize>()
+                        .with_context(|| format!("invalid --tail {n:?}"))?,
+                ),
+            };
+            logs(
+                &engine,
+                &compose,
+                &l.services,
+                l.follow,
+                l.timestamps,
+                !l.no_color,
+                tail,
+            )
+        }
+        ComposeCommand::Exec(e) => {
+            let c = compose.running(&e.service, e.index)?;
+            let code = engine.exec(
+                &c.id,
+                &ExecOptions {
+                    cmd: e.command,
+                    env: e.env,
+                    user: e.user,
+                    workdir: e.workdir,
+                },
+            )?;
+            std::process::exit(code)
+        }
+        ComposeCommand::Run(r) => {
+            let mut imgs = images()?;
+            let programs = super::container::programs(g)?;
+            let c = compose.create_run(&mut imgs, &r.service, r.command)?;
+            let _ = r.env;
+            let started = engine.start(&mut imgs, &c.id, &programs)?;
+            drop(imgs);
+            let stdout = std::io::stdout();
+            let stderr = std::io::stderr();
+            let code = started.follow(&engine, |e| {
+                let _ = match e.stream {
+                    hako_engine::logs::Stream::Stdout => stdout.lock().write_all(e.log.as_bytes()),
+                    hako_engine::logs::Stream::Stderr => stderr.lock().write_all(e.log.as_bytes()),
+                };
+            })?;
+            if r.rm {
+                let mut imgs = images()?;
+                engine.remove_with_volumes(&mut imgs, &c.id, true, true)?;
+            }
+            std::process::exit(code)
+        }
+        ComposeCommand::Start(s) => {
+            let mut imgs = images()?;
+            let programs = super::container::programs(g)?;
+            for c in compose.of_services(&s.services)? {
+                engine
+                    .start(&mut imgs, &c.id, &programs)
+                    .with_context(|| format!("container {}", c.name))?;
+                eprintln!(" Container {}  Started", c.name);
+            }
+            Ok(())
+        }
+        ComposeCommand::Stop(s) => {
+            let mut cs = compose.of_services(&s.services)?;
+            cs.reverse();
+            each(cs, &|c| {
+                engine.stop(&c.id, s.timeout.or(Some(c.config.stop_timeout)))
+            })
+        }
+        ComposeCommand::Restart(s) => {
+            let mut imgs = images()?;
+            let programs = super::container::programs(g)?;
+            for c in compose.of_services(&s.services)? {
+                engine.stop(&c.id, s.timeout)?;
+                engine
+                    .start(&mut imgs, &c.id, &programs)
+                    .with_context(|| format!("container {}", c.name))?;
+                eprintln!(" Container {}  Restarted", c.name);
+            }
+            Ok(())
+        }
+        ComposeCommand::Kill(k) => each(
+            compose
+                .of_services(&k.services)?
+                .into_iter()
+                .filter(|c| c.state.status == Status::Running)
+                .collect(),
+            &|c| engine.kill(&c.id, &k.signal),
+        ),
+        ComposeCommand::Rm(r) => {
+            let mut imgs = images()?;
+            let _ = r.force;
+            for c in compose.of_services(&r.services)? {
+                if c.state.status == Status::Running {
+                    if !r.stop {
+                        continue;
+                    }
+                    engine.stop(&c.id, None)?;
+                }
+                engine.remove_with_volumes(&mut imgs, &c.id, false, r.volumes)?;
+                eprintln!(" Container {}  Removed", c.name);
+            }
+            Ok(())
+        }
+        ComposeCommand::Config(c) => {
+            let mut out = std::io::stdout().lock();
+            if c.services {
+                for s in project.services.keys() {
+                    writeln!(out, "{s}")?;
+                }
+                return Ok(());
+            }
+            if c.volumes {
+                for v in project.volumes.keys() {
+                    writeln!(out, "{v}")?;
+                }
+                return Ok(());
+            }
+            match c.format.as_str() {
+                "json" => writeln!(out, "{}", serde_json::to_string_pretty(&project)?)?,
+                "yaml" => write!(
+                    out,
+                    "{}",
+                    serde_saphyr::to_string(&project).context("writing YAML")?
+                )?,
+                f => bail!("unsupported --format {f:?}: use yaml or json"),
+            }
+            Ok(())
+        }
+        ComposeCommand::Top(s) => {
+            for c in compose
+                .of_services(&s.services)?
+                .into_iter()
+                .filter(|c| c.state.status == Status::Running)
+            {
+                let t = engine.top(&c.id, &[])?;
+                println!("{}", c.name);
+                println!("{}", t.titles.join("\t"));
+                for p in t.processes {
+                    println!("{}", p.join("\t"));
+                }
+                println!();
+            }
+            Ok(())
+        }
+        ComposeCommand::Images(s) => {
+            println!("{:<30}{:<30}IMAGE ID", "CONTAINER", "REPOSITORY");
+            for c in compose.of_services(&s.services)? {
+                println!(
+                    "{:<30}{:<30}{}",
+                    c.name,
+                    c.image,
+                    &c.image_id.trim_start_matches("sha256:")[..12.min(c.image_id.len())]
+                );
+            }
+            Ok(())
+        }
+        ComposeCommand::Port(p) => {
+            let c = compose.running(&p.service, p.index)?;
+            let key = format!("{}/{}", p.private_port, p.protocol);
+            let found = engine.ports(&c).into_iter().find(|b| b.key() == key);
+            match found {
+                Some(b) => {
+                    println!(
+                        "{}:{}",
+                        if b.host_ip.is_empty() {
+                            "0.0.0.0"
+                        } else {
+                            &b.host_ip
+                        },
+                        b.host_port
+                    );
+                    Ok(())
+                }
+                None => bail!("no port {key} published for service {}", p.service),
+            }
+        }
+        ComposeCommand::Pull(s) => {
+            for (name, svc) in &project.services {
+                if !s.services.is_empty() && !s.services.contains(name) {
+                    continue;
+                }
+                if let Some(img) = &svc.image {
+                    eprintln!(" Pulling {name} ({img})");
+                    super::distribution::pull_reference(g, img, true)?;
+                }
+            }
+            Ok(())
+        }
+        ComposeCommand::Push(s) => {
+            for (name, svc) in &project.services {
+                if !s.services.is_empty() && !s.services.contains(name) {
+                    continue;
+                }
+                if let Some(img) = &svc.image {
+                    eprintln!(" Pushing {name} ({img})");
+                    super::distribution::push_reference(g, img, true)?;
+                }
+            }
+            Ok(())
+        }
+        ComposeCommand::Build(_) => bail!("hako build is not available to compose yet"),
+    }
+}
+
+/// Every selected container's log, each line prefixed "NAME  | ", following
+/// until all of them stopped if asked.
+fn logs(
+    engine: &Engine,
+    compose: &Compose,
+    services: &[String],
+    follow: bool,
+    timestamps: bool,
+    color: bool,
+    tail: Option<usize>,
+) -> Result<()> {
+    let cs = compose.of_services(services)?;
+    let width = cs.iter().map(|c| c.name.len()).max().unwrap_or(0);
+    let colors = ["36", "33", "32", "35", "34", "31"];
+    let color = color && std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let mut readers = Vec::new();
+    for (i, c) in cs.iter().enumerate() {
+        let r = hako_engine::logs::Reader::open(&engine.log_path(&c.id))?;
+        readers.push((c.clone(), r, colors[i % colors.len()], true));
+    }
+    let mut out = std::io::stdout().lock();
+    loop {
+        for (c, r, col, first) in readers.iter_mut() {
+            let mut entries = r.read_new()?;
+            if *first {
+                entries = hako_engine::logs::tail(entries, tail);
+                *first = false;
+            }
+            for e in entries {
+                let prefix = format!("{:<width$} | ", c.name);
+                let prefix = if color {
+                    format!("\x1b[{col}m{prefix}\x1b[0m")
+                } else {
+                    prefix
+                };
+                let text = if timestamps {
+                    format!("{} {}", e.time, e.log)
+                } else {
+                    e.log.clone()
+                };
+                write!(out, "{prefix}{text}")?;
+                if !text.ends_with('\n') {
+                    writeln!(out)?;
+                }
+            }
+        }
+        out.flush()?;
+        if !follow {
+            return Ok(());
+        }
+        let running = readers.iter().any(|(c, ..)| {
+            engine
+                .get(&c.id)
+                .is_ok_and(|c| c.state.status == Status::Running)
+        });
+        if !running {
+            // One last read for what the exits flushed.
+            for (c, r, _, _) in readers.iter_mut() {
+                for e in r.read_new()? {
+                    write!(out, "{:<width$} | {}", c.name, e.log)?;
+                }
+            }
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}

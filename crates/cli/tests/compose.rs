@@ -1,0 +1,247 @@
+//! `hako compose` with real containers, networks and volumes (needs root):
+//! a three-service application checked from the host, scaling, selective
+//! recreation, teardown; and `config` for merging and interpolation.
+
+mod engine_common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+
+use engine_common::{wait_for, Root};
+
+fn compose(r: &Root, dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_hako"))
+        .arg("--root")
+        .arg(r.root())
+        .arg("compose")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+fn ok(r: &Root, dir: &Path, args: &[&str]) -> String {
+    let out = compose(r, dir, args);
+    assert!(
+        out.status.success(),
+        "compose {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn http_get(addr: &str) -> Option<String> {
+    let mut s = TcpStream::connect(addr.trim()).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    write!(s, "GET / HTTP/1.0\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+}
+
+const APP: &str = r#"
+name: shop
+services:
+  init:
+    image: busybox
+    command: ["sh", "-c", "echo ${GREETING:-hello} > /data/index.html"]
+    volumes: [data:/data]
+  api:
+    image: busybox
+    command: httpd -f -p 80 -h /data
+    volumes:
+      - type: volume
+        source: data
+        target: /data
+        read_only: true
+    depends_on:
+      init: {condition: service_completed_successfully}
+    healthcheck:
+      test: ["CMD-SHELL", "wget -qO- http://127.0.0.1/ >/dev/null"]
+      interval: 200ms
+      retries: 50
+    environment:
+      MODE: one
+  web:
+    image: busybox
+    command: ["sh", "-c", "mkdir -p /www; while :; do wget -qO /www/index.html.new http://api/ && mv /www/index.html.new /www/index.html; sleep 0.2; done & exec httpd -f -p 80 -h /www"]
+    ports: ["127.0.0.1::80"]
+    depends_on:
+      api: {condition: service_healthy}
+volumes:
+  data: {}
+"#;
+
+#[test]
+fn a_three_service_app_up_scale_recreate_down() {
+    let r = Root::new();
+    let dir = r.dir().join("app");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("compose.yaml"), APP).unwrap();
+    std::fs::write(dir.join(".env"), "GREETING=from-the-volume\n").unwrap();
+
+    let out = compose(&r, &dir, &["up", "-d"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let addr = ok(&r, &dir, &["port", "web", "80"]);
+    wait_for("the web service to serve the api's answer", || {
+        http_get(&addr).as_deref() == Some("from-the-volume\n")
+    });
+    let ps = ok(&r, &dir, &["ps", "-a", "--format", "json"]);
+    let rows: Vec<serde_json::Value> = ps
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let state = |name: &str| {
+        rows.iter()
+            .find(|v| v["Name"] == name)
+            .map(|v| {
+                (
+                    v["State"].as_str().unwrap().to_string(),
+                    v["ExitCode"].as_i64().unwrap(),
+                )
+            })
+            .unwrap_or_else(|| panic!("{name} missing: {ps}"))
+    };
+    assert_eq!(state("shop-init-1"), ("exited".into(), 0));
+    assert_eq!(state("shop-api-1").0, "running");
+    assert_eq!(state("shop-web-1").0, "running");
+    let id_of = |name: &str| r.inspect(name)["Id"].as_str().unwrap().to_string();
+    let (api1, web1) = (id_of("shop-api-1"), id_of("shop-web-1"));
+
+    // Scale: a second web container; nothing else touched.
+    ok(&r, &dir, &["up", "-d", "--scale", "web=2"]);
+    assert_eq!(id_of("shop-web-1"), web1);
+    assert_eq!(id_of("shop-api-1"), api1);
+    let addr2 = ok(&r, &dir, &["port", "--index", "2", "web", "80"]);
+    wait_for("the second web container", || http_get(&addr2).is_some());
+
+    // Change one service: only it is recreated.
+    std::fs::write(
+        dir.join("compose.yaml"),
+        APP.replace("MODE: one", "MODE: two"),
+    )
+    .unwrap();
+    let out = compose(&r, &dir, &["up", "-d", "--scale", "web=2"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Container shop-api-1  Recreated"));
+    assert_ne!(id_of("shop-api-1"), api1);
+    assert_eq!(id_of("shop-web-1"), web1);
+    assert_eq!(
+        r.inspect("shop-api-1")["Config"]["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| *e == "MODE=two")
+            .count(),
+        1
+    );
+    // Logs carry each container's prefix.
+    let logs = ok(&r, &dir, &["logs", "init"]);
+    assert_eq!(logs, "");
+    let out = ok(&r, &dir, &["exec", "api", "cat", "/data/index.html"]);
+    assert_eq!(out, "from-the-volume\n");
+
+    // Down: containers and the network go; the named volume stays without -v.
+    ok(&r, &dir, &["down"]);
+    assert!(r.ps_all().is_empty(), "{:?}", r.ps_all());
+    let nets = r.ok(&["network", "ls", "--format", "json"]);
+    assert!(!nets.contains("shop_default"), "{nets}");
+    assert!(r.ok(&["volume", "ls", "-q"]).contains("shop_data"));
+    ok(&r, &dir, &["up", "-d", "init"]);
+    ok(&r, &dir, &["down", "-v"]);
+    assert!(!r.ok(&["volume", "ls", "-q"]).contains("shop_data"));
+    assert!(r.ps_all().is_empty());
+}
+
+#[test]
+fn config_merges_files_and_interpolates() {
+    let r = Root::new();
+    let dir = r.dir().join("cfg");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("compose.yaml"),
+        "services:\n  web:\n    image: ${IMAGE:-busybox}\n    ports: [\"8080:80\"]\n    command: [\"a\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("override.yaml"),
+        "services:\n  web:\n    ports: [\"8443:443\"]\n    command: [\"b\"]\n    environment:\n      TAG: ${TAG:?set TAG}\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join(".env"), "TAG=v1\n").unwrap();
+    let out = ok(
+        &r,
+        &dir,
+        &[
+            "-f",
+            "compose.yaml",
+            "-f",
+            "override.yaml",
+            "config",
+            "--format",
+            "json",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["name"], "cfg");
+    let web = &v["services"]["web"];
+    assert_eq!(web["image"], "busybox");
+    assert_eq!(web["command"], serde_json::json!(["b"]));
+    assert_eq!(web["ports"].as_array().unwrap().len(), 2);
+    assert_eq!(web["environment"]["TAG"], "v1");
+    // YAML output parses and says the same.
+    let yaml = ok(
+        &r,
+        &dir,
+        &["-f", "compose.yaml", "-f", "override.yaml", "config"],
+    );
+    assert!(
+        yaml.contains("TAG: v1") || yaml.contains("TAG: 'v1'") || yaml.contains("TAG: \"v1\""),
+        "{yaml}"
+    );
+    assert_eq!(ok(&r, &dir, &["config", "--services"]), "web\n");
+    // A missing required variable and a bad field are one-line errors with the path.
+    std::fs::remove_file(dir.join(".env")).unwrap();
+    let out = compose(
+        &r,
+        &dir,
+        &["-f", "compose.yaml", "-f", "override.yaml", "config"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(
+            "services.web.environment.TAG: required variable TAG is missing a value: set TAG"
+        ),
+        "{err}"
+    );
+    std::fs::write(
+        dir.join("compose.yaml"),
+        "services:\n  web:\n    image: busybox\n    ports: [\"80:http\"]\n",
+    )
+    .unwrap();
+    let out = compose(&r, &dir, &["config"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("services.web.ports[0]"), "{err}");
+    std::fs::write(dir.join("compose.yaml"), "services:\n  a:\n    image: busybox\n    depends_on: [b]\n  b:\n    image: busybox\n    depends_on: [a]\n").unwrap();
+    let out = compose(&r, &dir, &["up", "-d"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("dependency cycle"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(r.ps_all().is_empty());
+}

@@ -1,0 +1,28 @@
+//! hako compose: multi-container applications from compose files
+//! (the Compose Specification's core) over hako-engine.
+//!
+//! - [`load`]: finding, reading, interpolating and merging files;
+//! - [`model`]: the normalised project, with field-path errors;
+//! - [`project`]: up/down/run over the engine, compose's labels and naming.
+
+pub mod error;
+pub mod load;
+pub mod model;
+pub mod project;
+
+pub use error::{Error, Result};
+pub use load::LoadOptions;
+pub use model::Project;
+pub use project::{Compose, Event, UpOptions};
+
+/// Load a project: files, environment, interpolation, merge, model.
+pub fn open(o: &LoadOptions) -> Result<Project> {
+    let loaded = load::load(o)?;
+    model::project(
+        &loaded.doc,
+        &loaded.dir,
+        o.project_name.as_deref(),
+        &loaded.env,
+        &o.profiles,
+    )
+}

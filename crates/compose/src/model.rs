@@ -1,0 +1,903 @@
+//! The normalised model of a compose project: every short form expanded to
+//! its long form, every field checked, errors naming the field's path.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::{field, Result};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Project {
+    pub name: String,
+    #[serde(skip)]
+    pub dir: PathBuf,
+    pub services: BTreeMap<String, Service>,
+    pub networks: BTreeMap<String, NetworkDef>,
+    pub volumes: BTreeMap<String, VolumeDef>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Service {
+    pub image: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    pub environment: BTreeMap<String, String>,
+    pub ports: Vec<Port>,
+    pub expose: Vec<String>,
+    pub volumes: Vec<VolumeMount>,
+    /// Network name (in the file) → aliases.
+    pub networks: BTreeMap<String, Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network_mode: Option<String>,
+    /// Service → condition.
+    pub depends_on: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<Healthcheck>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restart: Option<String>,
+    pub replicas: u32,
+    pub labels: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    pub extra_hosts: Vec<String>,
+    /// Seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_grace_period: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub read_only: bool,
+    pub privileged: bool,
+    pub tmpfs: Vec<String>,
+    pub init: bool,
+    /// "nofile=1024:2048" forms.
+    pub ulimits: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mem_limit: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<String>,
+    pub profiles: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Port {
+    pub target: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub published: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<String>,
+    pub protocol: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct VolumeMount {
+    /// "volume", "bind" or "tmpfs".
+    #[serde(rename = "type")]
+    pub typ: String,
+    /// A volume name in the file, an absolute host path, or empty.
+    pub source: String,
+    pub target: String,
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Healthcheck {
+    /// Docker's forms: ["CMD", ...], ["CMD-SHELL", "..."], ["NONE"].
+    pub test: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retries: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_period: Option<String>,
+    pub disable: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct NetworkDef {
+    /// The engine's name for it.
+    pub name: String,
+    pub external: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subnet: Option<String>,
+    pub internal: bool,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct VolumeDef {
+    pub name: String,
+    pub external: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    pub driver_opts: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Compose's project-name rule: lowercase letters, digits, `-` and `_`.
+pub fn normalize_name(s: &str) -> String {
+    s.to_ascii_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect::<String>()
+        .trim_start_matches(['-', '_'])
+        .to_string()
+}
+
+fn string(v: &Value, path: &str) -> Result<String> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Bool(b) => Ok(b.to_string()),
+        _ => Err(field(path, "must be a string")),
+    }
+}
+
+fn opt_string(v: &Value, key: &str, path: &str) -> Result<Option<String>> {
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(x) => string(x, &format!("{path}.{key}")).map(Some),
+    }
+}
+
+fn boolean(v: &Value, key: &str, path: &str) -> Result<bool> {
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(Value::String(s)) if s == "true" || s == "false" => Ok(s == "true"),
+        Some(_) => Err(field(format!("{path}.{key}"), "must be true or false")),
+    }
+}
+
+fn string_list(v: Option<&Value>, path: &str) -> Result<Vec<String>> {
+    match v {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(a)) => a
+            .iter()
+            .enumerate()
+            .map(|(i, x)| string(x, &format!("{path}[{i}]")))
+            .collect(),
+        Some(Value::String(s)) => Ok(vec![s.clone()]),
+        Some(_) => Err(field(path, "must be a list of strings")),
+    }
+}
+
+/// A command: a list, or a string split as a shell would (quotes honoured).
+fn command(v: Option<&Value>, path: &str) -> Result<Option<Vec<String>>> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => split_shell(s).map(Some).map_err(|m| field(path, m)),
+        Some(other) => string_list(Some(other), path).map(Some),
+    }
+}
+
+fn split_shell(s: &str) -> std::result::Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut chars = s.chars();
+    let mut quote: Option<char> = None;
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some('"'), '\\') => {
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                }
+            }
+            (Some(_), c) => cur.push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (None, '\\') => {
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                    in_word = true;
+                }
+            }
+            (None, c) if c.is_whitespace() => {
+                if in_word {
+                    out.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            (None, c) => {
+                cur.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if quote.is_some() {
+        return Err(format!("unclosed quote in {s:?}"));
+    }
+    if in_word {
+        out.push(cur);
+    }
+    Ok(out)
+}
+
+/// `KEY: value` mappings or `KEY=value` lists (a bare `KEY` takes the
+/// environment's value; unset, it is left out).
+fn key_values(
+    v: Option<&Value>,
+    path: &str,
+    env: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    match v {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(m)) => {
+            for (k, x) in m {
+                match x {
+                    Value::Null => {
+                        if let Some(e) = env.get(k) {
+                            out.insert(k.clone(), e.clone());
+                        }
+                    }
+                    x => {
+                        out.insert(k.clone(), string(x, &format!("{path}.{k}"))?);
+                    }
+                }
+            }
+        }
+        Some(Value::Array(a)) => {
+            for (i, x) in a.iter().enumerate() {
+                let s = string(x, &format!("{path}[{i}]"))?;
+                match s.split_once('=') {
+                    Some((k, v)) => {
+                        out.insert(k.to_string(), v.to_string());
+                    }
+                    None => {
+                        if let Some(e) = env.get(&s) {
+                            out.insert(s.clone(), e.clone());
+                        }
+                    }
+                }
+            }
+        }
+        Some(_) => return Err(field(path, "must be a mapping or a list of KEY=VALUE")),
+    }
+    Ok(out)
+}
+
+/// "1m30s", "10s", "500ms" → whole seconds (rounded up).
+pub fn duration_secs(s: &str, path: &str) -> Result<u32> {
+    hako_engine::options::parse_duration(s)
+        .map(|ns| (ns as u64).div_ceil(1_000_000_000) as u32)
+        .map_err(|e| field(path, e.to_string()))
+}
+
+fn ports(v: Option<&Value>, path: &str) -> Result<Vec<Port>> {
+    let mut out = Vec::new();
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(out);
+    };
+    let Value::Array(a) = v else {
+        return Err(field(path, "must be a list"));
+    };
+    for (i, p) in a.iter().enumerate() {
+        let here = format!("{path}[{i}]");
+        match p {
+            Value::Object(_) => {
+                let target = p
+                    .get("target")
+                    .and_then(Value::as_u64)
+                    .filter(|t| (1..=65535).contains(t))
+                    .ok_or_else(|| field(&here, "target must be a port number"))?;
+                out.push(Port {
+                    target: target as u16,
+                    published: opt_string(p, "published", &here)?,
+                    host_ip: opt_string(p, "host_ip", &here)?,
+                    protocol: opt_string(p, "protocol", &here)?.unwrap_or_else(|| "tcp".into()),
+                });
+            }
+            other => {
+                let s = string(other, &here)?;
+                let b = hako_engine::network::ports::parse_publish(&s)
+                    .map_err(|e| field(&here, e.to_string()))?;
+                // Keep the short form's meaning (ranges become one entry per port).
+                for x in b {
+                    out.push(Port {
+                        target: x.container_port,
+                        published: (x.host_port != 0).then(|| x.host_port.to_string()),
+                        host_ip: (!x.host_ip.is_empty()).then(|| x.host_ip.clone()),
+                        protocol: x.protocol.clone(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn volume_mounts(v: Option<&Value>, path: &str, dir: &Path) -> Result<Vec<VolumeMount>> {
+    let mut out = Vec::new();
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(out);
+    };
+    let Value::Array(a) = v else {
+        return Err(field(path, "must be a list"));
+    };
+    let host = |s: &str| -> String {
+        let p = Path::new(s);
+        let abs = if p.is_absolute() {
+            p.to_path_buf()
+        } else if let Some(rest) = s.strip_prefix("~/") {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(rest)
+        } else {
+            dir.join(p)
+        };
+        // "./site" and "../x" are taken lexically, as compose does.
+        let mut clean = PathBuf::new();
+        for c in abs.components() {
+            match c {
+                std::path::Component::CurDir => {}
+                std::path::Component::ParentDir => {
+                    clean.pop();
+                }
+                other => clean.push(other),
+            }
+        }
+        clean.display().to_string()
+    };
+    for (i, m) in a.iter().enumerate() {
+        let here = format!("{path}[{i}]");
+        match m {
+            Value::Object(_) => {
+                let typ = opt_string(m, "type", &here)?.unwrap_or_else(|| "volume".into());
+                if !matches!(typ.as_str(), "volume" | "bind" | "tmpfs") {
+                    return Err(field(
+                        format!("{here}.type"),
+                        format!("unsupported mount type {typ:?}"),
+                    ));
+                }
+                let target = opt_string(m, "target", &here)?
+                    .ok_or_else(|| field(&here, "target is required"))?;
+                let mut source = opt_string(m, "source", &here)?.unwrap_or_default();
+                if typ == "bind" {
+                    source = host(&source);
+                }
+                out.push(VolumeMount {
+                    typ,
+                    source,
+                    target,
+                    read_only: boolean(m, "read_only", &here)?,
+                });
+            }
+            other => {
+                let s = string(other, &here)?;
+                let parts: Vec<&str> = s.split(':').collect();
+                let (src, dst, mode) = match parts.as_slice() {
+                    [d] => ("", *d, ""),
+                    [s, d] => (*s, *d, ""),
+                    [s, d, m] => (*s, *d, *m),
+                    _ => return Err(field(&here, format!("invalid volume {s:?}"))),
+                };
+                if !dst.starts_with('/') {
+                    return Err(field(
+                        &here,
+                        format!("container path {dst:?} must be absolute"),
+                    ));
+                }
+                let read_only = mode.split(',').any(|o| o == "ro");
+                let is_path = src.starts_with('/') || src.starts_with('.') || src.starts_with('~');
+                out.push(VolumeMount {
+                    typ: if is_path { "bind" } else { "volume" }.into(),
+                    source: if is_path { host(src) } else { src.to_string() },
+                    target: dst.to_string(),
+                    read_only,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn service(name: &str, v: &Value, dir: &Path, env: &BTreeMap<String, String>) -> Result<Service> {
+    let path = format!("services.{name}");
+    if !v.is_object() {
+        return Err(field(&path, "must be a mapping"));
+    }
+    const KNOWN: &[&str] = &[
+        "image",
+        "build",
+        "command",
+        "entrypoint",
+        "environment",
+        "env_file",
+        "ports",
+        "expose",
+        "volumes",
+        "networks",
+        "network_mode",
+        "depends_on",
+        "healthcheck",
+        "restart",
+        "deploy",
+        "scale",
+        "labels",
+        "user",
+        "working_dir",
+        "hostname",
+        "extra_hosts",
+        "stop_grace_period",
+        "stop_signal",
+        "cap_add",
+        "cap_drop",
+        "read_only",
+        "privileged",
+        "tmpfs",
+        "init",
+        "ulimits",
+        "mem_limit",
+        "cpus",
+        "profiles",
+        "container_name",
+        "dns",
+        "tty",
+        "stdin_open",
+    ];
+    for k in v.as_object().expect("checked").keys() {
+        if !KNOWN.contains(&k.as_str()) && !k.starts_with("x-") {
+            return Err(field(
+                format!("{path}.{k}"),
+                "is not supported by hako compose",
+            ));
+        }
+    }
+    let mut environment = BTreeMap::new();
+    for (i, f) in string_list(v.get("env_file"), &format!("{path}.env_file"))?
+        .iter()
+        .enumerate()
+    {
+        let p = dir.join(f);
+        environment.extend(
+            crate::load::parse_env_file(&p)
+                .map_err(|e| field(format!("{path}.env_file[{i}]"), e.to_string()))?,
+        );
+    }
+    environment.extend(key_values(
+        v.get("environment"),
+        &format!("{path}.environment"),
+        env,
+    )?);
+    let mut networks = BTreeMap::new();
+    match v.get("networks") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(a)) => {
+            for (i, n) in a.iter().enumerate() {
+                networks.insert(string(n, &format!("{path}.networks[{i}]"))?, Vec::new());
+            }
+        }
+        Some(Value::Object(m)) => {
+            for (n, cfg) in m {
+                networks.insert(
+                    n.clone(),
+                    string_list(cfg.get("aliases"), &format!("{path}.networks.{n}.aliases"))?,
+                );
+            }
+        }
+        Some(_) => {
+            return Err(field(
+                format!("{path}.networks"),
+                "must be a list or a mapping",
+            ))
+        }
+    }
+    let mut depends_on = BTreeMap::new();
+    match v.get("depends_on") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(a)) => {
+            for (i, d) in a.iter().enumerate() {
+                depends_on.insert(
+                    string(d, &format!("{path}.depends_on[{i}]"))?,
+                    "service_started".to_string(),
+                );
+            }
+        }
+        Some(Value::Object(m)) => {
+            for (d, cfg) in m {
+                let here = format!("{path}.depends_on.{d}");
+                let cond = opt_string(cfg, "condition", &here)?
+                    .unwrap_or_else(|| "service_started".into());
+                if !matches!(
+                    cond.as_str(),
+                    "service_started" | "service_healthy" | "service_completed_successfully"
+                ) {
+                    return Err(field(
+                        format!("{here}.condition"),
+                        format!("unknown condition {cond:?}"),
+                    ));
+                }
+                depends_on.insert(d.clone(), cond);
+            }
+        }
+        Some(_) => {
+            return Err(field(
+                format!("{path}.depends_on"),
+                "must be a list or a mapping",
+            ))
+        }
+    }
+    let healthcheck = match v.get("healthcheck") {
+        None | Some(Value::Null) => None,
+        Some(h) => {
+            let here = format!("{path}.healthcheck");
+            let test = match h.get("test") {
+                Some(Value::String(s)) => vec!["CMD-SHELL".to_string(), s.clone()],
+                other => string_list(other, &format!("{here}.test"))?,
+            };
+            Some(Healthcheck {
+                test,
+                interval: opt_string(h, "interval", &here)?,
+                timeout: opt_string(h, "timeout", &here)?,
+                retries: h.get("retries").and_then(Value::as_i64),
+                start_period: opt_string(h, "start_period", &here)?,
+                disable: boolean(h, "disable", &here)?,
+            })
+        }
+    };
+    let replicas = match (
+        v.get("deploy").and_then(|d| d.get("replicas")),
+        v.get("scale"),
+    ) {
+        (Some(r), _) | (None, Some(r)) => r
+            .as_u64()
+            .ok_or_else(|| field(format!("{path}.deploy.replicas"), "must be a number"))?
+            as u32,
+        (None, None) => 1,
+    };
+    let ulimits = match v.get("ulimits") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Object(m)) => m
+            .iter()
+            .map(|(k, x)| match x {
+                Value::Object(_) => Ok(format!(
+                    "{k}={}:{}",
+                    x.get("soft").and_then(Value::as_i64).unwrap_or(-1),
+                    x.get("hard").and_then(Value::as_i64).unwrap_or(-1)
+                )),
+                x => Ok(format!(
+                    "{k}={}",
+                    string(x, &format!("{path}.ulimits.{k}"))?
+                )),
+            })
+            .collect::<Result<_>>()?,
+        Some(_) => return Err(field(format!("{path}.ulimits"), "must be a mapping")),
+    };
+    let image = opt_string(v, "image", &path)?;
+    let build = v.get("build").filter(|b| !b.is_null()).cloned();
+    if image.is_none() && build.is_none() {
+        return Err(field(&path, "needs an image (or a build section)"));
+    }
+    Ok(Service {
+        image,
+        build,
+        command: command(v.get("command"), &format!("{path}.command"))?,
+        entrypoint: command(v.get("entrypoint"), &format!("{path}.entrypoint"))?,
+        environment,
+        ports: ports(v.get("ports"), &format!("{path}.ports"))?,
+        expose: string_list(v.get("expose"), &format!("{path}.expose"))?,
+        volumes: volume_mounts(v.get("volumes"), &format!("{path}.volumes"), dir)?,
+        networks,
+        network_mode: opt_string(v, "network_mode", &path)?,
+        depends_on,
+        healthcheck,
+        restart: opt_string(v, "restart", &path)?,
+        replicas,
+        labels: key_values(v.get("labels"), &format!("{path}.labels"), env)?,
+        user: opt_string(v, "user", &path)?,
+        working_dir: opt_string(v, "working_dir", &path)?,
+        hostname: opt_string(v, "hostname", &path)?,
+        extra_hosts: match v.get("extra_hosts") {
+            Some(Value::Object(m)) => m
+                .iter()
+                .map(|(k, x)| {
+                    Ok(format!(
+                        "{k}:{}",
+                        string(x, &format!("{path}.extra_hosts.{k}"))?
+                    ))
+                })
+                .collect::<Result<_>>()?,
+            other => string_list(other, &format!("{path}.extra_hosts"))?
+                .into_iter()
+                .map(|h| h.replacen('=', ":", 1))
+                .collect(),
+        },
+        stop_grace_period: opt_string(v, "stop_grace_period", &path)?
+            .map(|s| duration_secs(&s, &format!("{path}.stop_grace_period")))
+            .transpose()?,
+        stop_signal: opt_string(v, "stop_signal", &path)?,
+        cap_add: string_list(v.get("cap_add"), &format!("{path}.cap_add"))?,
+        cap_drop: string_list(v.get("cap_drop"), &format!("{path}.cap_drop"))?,
+        read_only: boolean(v, "read_only", &path)?,
+        privileged: boolean(v, "privileged", &path)?,
+        tmpfs: string_list(v.get("tmpfs"), &format!("{path}.tmpfs"))?,
+        init: boolean(v, "init", &path)?,
+        ulimits,
+        mem_limit: opt_string(v, "mem_limit", &path)?,
+        cpus: opt_string(v, "cpus", &path)?,
+        profiles: string_list(v.get("profiles"), &format!("{path}.profiles"))?,
+    })
+}
+
+/// Build the model from the merged document.
+pub fn project(
+    doc: &Value,
+    dir: &Path,
+    name_override: Option<&str>,
+    env: &BTreeMap<String, String>,
+    profiles: &[String],
+) -> Result<Project> {
+    let name = name_override
+        .map(str::to_string)
+        .or_else(|| env.get("COMPOSE_PROJECT_NAME").cloned())
+        .or_else(|| doc.get("name").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_else(|| {
+            dir.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "default".into())
+        });
+    let name = normalize_name(&name);
+    if name.is_empty() {
+        return Err(field(
+            "name",
+            "the project name is empty once normalised (use -p)",
+        ));
+    }
+    let mut services = BTreeMap::new();
+    match doc.get("services") {
+        Some(Value::Object(m)) => {
+            for (s, v) in m {
+                let svc = service(s, v, dir, env)?;
+                // A service with profiles runs only when one of them is active.
+                if svc.profiles.is_empty() || svc.profiles.iter().any(|p| profiles.contains(p)) {
+                    services.insert(s.clone(), svc);
+                }
+            }
+        }
+        None | Some(Value::Null) => {}
+        Some(_) => return Err(field("services", "must be a mapping")),
+    }
+    let mut networks = BTreeMap::new();
+    if let Some(Value::Object(m)) = doc.get("networks") {
+        for (n, v) in m {
+            let here = format!("networks.{n}");
+            let v = if v.is_null() { &Value::Null } else { v };
+            let external = boolean(v, "external", &here)?;
+            let explicit = opt_string(v, "name", &here)?;
+            networks.insert(
+                n.clone(),
+                NetworkDef {
+                    name: explicit.unwrap_or_else(|| {
+                        if external {
+                            n.clone()
+                        } else {
+                            format!("{name}_{n}")
+                        }
+                    }),
+                    external,
+                    subnet: v
+                        .get("ipam")
+                        .and_then(|i| i.get("config"))
+                        .and_then(|c| c.get(0))
+                        .and_then(|c| c.get("subnet"))
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                    internal: boolean(v, "internal", &here)?,
+                    labels: key_values(v.get("labels"), &format!("{here}.labels"), env)?,
+                },
+            );
+        }
+    }
+    networks
+        .entry("default".into())
+        .or_insert_with(|| NetworkDef {
+            name: format!("{name}_default"),
+            ..Default::default()
+        });
+    let mut volumes = BTreeMap::new();
+    if let Some(Value::Object(m)) = doc.get("volumes") {
+        for (n, v) in m {
+            let here = format!("volumes.{n}");
+            let v = if v.is_null() { &Value::Null } else { v };
+            let external = boolean(v, "external", &here)?;
+            let explicit = opt_string(v, "name", &here)?;
+            volumes.insert(
+                n.clone(),
+                VolumeDef {
+                    name: explicit.unwrap_or_else(|| {
+                        if external {
+                            n.clone()
+                        } else {
+                            format!("{name}_{n}")
+                        }
+                    }),
+                    external,
+                    driver: opt_string(v, "driver", &here)?,
+                    driver_opts: key_values(
+                        v.get("driver_opts"),
+                        &format!("{here}.driver_opts"),
+                        env,
+                    )?,
+                    labels: key_values(v.get("labels"), &format!("{here}.labels"), env)?,
+                },
+            );
+        }
+    }
+    // References must resolve before anything runs.
+    for (s, svc) in &services {
+        for (i, m) in svc.volumes.iter().enumerate() {
+            if m.typ == "volume" && !m.source.is_empty() && !volumes.contains_key(&m.source) {
+                return Err(field(
+                    format!("services.{s}.volumes[{i}]"),
+                    format!("refers to undefined volume {}", m.source),
+                ));
+            }
+        }
+        for n in svc.networks.keys() {
+            if !networks.contains_key(n) {
+                return Err(field(
+                    format!("services.{s}.networks"),
+                    format!("refers to undefined network {n}"),
+                ));
+            }
+        }
+        for d in svc.depends_on.keys() {
+            if !services.contains_key(d) && doc.get("services").and_then(|m| m.get(d)).is_none() {
+                return Err(field(
+                    format!("services.{s}.depends_on"),
+                    format!("refers to undefined service {d}"),
+                ));
+            }
+        }
+    }
+    Ok(Project {
+        name,
+        dir: dir.to_path_buf(),
+        services,
+        networks,
+        volumes,
+    })
+}
+
+impl Project {
+    /// Services in an order where each comes after what it depends on; a
+    /// cycle is an error naming it.
+    pub fn order(&self) -> Result<Vec<String>> {
+        let mut done: Vec<String> = Vec::new();
+        let mut visiting: Vec<String> = Vec::new();
+        fn visit(
+            p: &Project,
+            s: &str,
+            done: &mut Vec<String>,
+            visiting: &mut Vec<String>,
+        ) -> Result<()> {
+            if done.iter().any(|d| d == s) {
+                return Ok(());
+            }
+            if let Some(i) = visiting.iter().position(|v| v == s) {
+                let mut cycle = visiting[i..].to_vec();
+                cycle.push(s.to_string());
+                return Err(crate::error::Error::Project(format!(
+                    "dependency cycle: {}",
+                    cycle.join(" -> ")
+                )));
+            }
+            visiting.push(s.to_string());
+            if let Some(svc) = p.services.get(s) {
+                for d in svc.depends_on.keys() {
+                    if p.services.contains_key(d) {
+                        visit(p, d, done, visiting)?;
+                    }
+                }
+            }
+            visiting.pop();
+            done.push(s.to_string());
+            Ok(())
+        }
+        for s in self.services.keys() {
+            visit(self, s, &mut done, &mut visiting)?;
+        }
+        Ok(done)
+    }
+
+    /// The networks a service joins (its own list, or the project default).
+    pub fn service_networks(&self, svc: &Service) -> Vec<(String, Vec<String>)> {
+        if svc.networks.is_empty() {
+            return vec![("default".to_string(), Vec::new())];
+        }
+        svc.networks
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn p(doc: Value) -> Result<Project> {
+        project(&doc, Path::new("/srv/My App"), None, &BTreeMap::new(), &[])
+    }
+
+    #[test]
+    fn short_and_long_forms() {
+        let pr = p(json!({"services": {"web": {
+            "image": "busybox",
+            "command": "sh -c 'echo \"hi there\"'",
+            "environment": ["A=1", "B"],
+            "ports": ["127.0.0.1:8080:80", {"target": 443, "published": "8443"}],
+            "volumes": ["data:/data:ro", "./site:/www", "/abs:/abs"],
+            "depends_on": {"db": {"condition": "service_healthy"}},
+            "stop_grace_period": "1m30s",
+            "deploy": {"replicas": 2},
+        }, "db": {"image": "busybox"}}, "volumes": {"data": null}}))
+        .unwrap();
+        assert_eq!(pr.name, "myapp");
+        let w = &pr.services["web"];
+        assert_eq!(
+            w.command.as_ref().unwrap(),
+            &vec!["sh", "-c", "echo \"hi there\""]
+        );
+        assert_eq!(w.environment.len(), 1);
+        assert_eq!(w.ports[0].host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(w.ports[1].target, 443);
+        assert_eq!(w.volumes[0].typ, "volume");
+        assert!(w.volumes[0].read_only);
+        assert_eq!(w.volumes[1].source, "/srv/My App/site");
+        assert_eq!(w.depends_on["db"], "service_healthy");
+        assert_eq!(w.stop_grace_period, Some(90));
+        assert_eq!(w.replicas, 2);
+        assert_eq!(pr.volumes["data"].name, "myapp_data");
+        assert_eq!(pr.networks["default"].name, "myapp_default");
+        assert_eq!(pr.order().unwrap(), vec!["db", "web"]);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = |doc: Value| p(doc).unwrap_err().to_string();
+        assert!(
+            e(json!({"services": {"web": {"image": "x", "ports": ["80:x"]}}}))
+                .starts_with("services.web.ports[0]: invalid port specification")
+        );
+        assert_eq!(
+            e(json!({"services": {"web": {"image": "x", "volumes": ["nope:/d"]}}})),
+            "services.web.volumes[0]: refers to undefined volume nope"
+        );
+        assert_eq!(
+            e(json!({"services": {"web": {"image": "x", "depends_on": ["ghost"]}}})),
+            "services.web.depends_on: refers to undefined service ghost"
+        );
+        assert_eq!(
+            e(json!({"services": {"web": {"image": "x", "bogus": 1}}})),
+            "services.web.bogus: is not supported by hako compose"
+        );
+        assert_eq!(
+            e(json!({"services": {"web": {}}})),
+            "services.web: needs an image (or a build section)"
+        );
+        let cyc = p(json!({"services": {"a": {"image": "x", "depends_on": ["b"]}, "b": {"image": "x", "depends_on": ["a"]}}})).unwrap();
+        assert_eq!(
+            cyc.order().unwrap_err().to_string(),
+            "dependency cycle: a -> b -> a"
+        );
+    }
+}

@@ -1,0 +1,645 @@
+//! Bringing a project up and down over hako-engine, as docker compose does:
+//! containers named `PROJECT-SERVICE-N` carrying compose's labels (project,
+//! service, number, config hash), a project network by default on which
+//! each container is also reachable by its service name, named volumes
+//! `PROJECT_NAME`, dependency order with the depends_on conditions, and
+//! recreation only of services whose configuration changed.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use hako_engine::options::{self, HealthOptions};
+use hako_engine::{Container, CreateOptions, Engine, NetworkCreate, Programs, Status};
+use hako_image::ImageStore;
+use sha2::{Digest, Sha256};
+
+use crate::error::{EngineContext, Error, Result};
+use crate::model::{Project, Service};
+
+pub const LABEL_PROJECT: &str = "com.docker.compose.project";
+pub const LABEL_SERVICE: &str = "com.docker.compose.service";
+pub const LABEL_NUMBER: &str = "com.docker.compose.container-number";
+pub const LABEL_HASH: &str = "com.docker.compose.config-hash";
+pub const LABEL_ONEOFF: &str = "com.docker.compose.oneoff";
+
+/// How long `up` waits for a dependency's condition at most.
+const CONDITION_BOUND: Duration = Duration::from_secs(300);
+
+/// What `up` is asked for.
+#[derive(Debug, Clone, Default)]
+pub struct UpOptions {
+    /// Only these services (and what they depend on unless `no_deps`).
+    pub services: Vec<String>,
+    pub force_recreate: bool,
+    pub no_deps: bool,
+    pub scale: BTreeMap<String, u32>,
+    pub remove_orphans: bool,
+    /// Wait for every service to be running (healthy where it has a check).
+    pub wait: bool,
+}
+
+/// One thing `up`/`down` did, for the progress lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// "Network", "Volume", "Container".
+    pub kind: &'static str,
+    pub name: String,
+    /// "Created", "Started", "Recreated", "Running", "Removed", ...
+    pub action: &'static str,
+}
+
+pub struct Compose<'a> {
+    pub engine: &'a Engine,
+    pub project: &'a Project,
+}
+
+fn ev(kind: &'static str, name: &str, action: &'static str) -> Event {
+    Event {
+        kind,
+        name: name.to_string(),
+        action,
+    }
+}
+
+impl<'a> Compose<'a> {
+    pub fn new(engine: &'a Engine, project: &'a Project) -> Self {
+        Compose { engine, project }
+    }
+
+    /// The project's containers (one-off `run` containers too), by name.
+    pub fn containers(&self) -> Result<Vec<Container>> {
+        let mut v: Vec<Container> = self
+            .engine
+            .list()
+            .ctx(|| "listing containers".into())?
+            .into_iter()
+            .filter(|c| c.config.labels.get(LABEL_PROJECT) == Some(&self.project.name))
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(v)
+    }
+
+    fn service_containers(&self, service: &str) -> Result<Vec<Container>> {
+        Ok(self
+            .containers()?
+            .into_iter()
+            .filter(|c| c.config.labels.get(LABEL_SERVICE).map(String::as_str) == Some(service))
+            .filter(|c| c.config.labels.get(LABEL_ONEOFF).map(String::as_str) != Some("True"))
+            .collect())
+    }
+
+    /// The configuration hash of a service (what `up` compares to decide
+    /// whether to recreate).
+    pub fn config_hash(&self, name: &str, svc: &Service) -> String {
+        let mut h = Sha256::new();
+        h.update(name.as_bytes());
+        h.update(serde_json::to_vec(svc).expect("service serialises"));
+        for (n, _) in self.project.service_networks(svc) {
+            h.update(self.project.networks[&n].name.as_bytes());
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn ensure_networks(&self, events: &mut Vec<Event>) -> Result<()> {
+        let used: std::collections::BTreeSet<String> = self
+            .project
+            .services
+            .values()
+            .filter(|s| s.network_mode.is_none())
+            .flat_map(|s| self.project.service_networks(s).into_iter().map(|(n, _)| n))
+            .collect();
+        for key in used {
+            let def = &self.project.networks[&key];
+            match self.engine.network(&def.name) {
+                Ok(_) => {}
+                Err(hako_engine::Error::NotFound { .. }) if def.external => {
+                    return Err(Error::Project(format!(
+                        "network {} declared as external, but could not be found",
+                        def.name
+                    )))
+                }
+                Err(hako_engine::Error::NotFound { .. }) => {
+                    let mut labels = def.labels.clone();
+                    labels.insert(LABEL_PROJECT.into(), self.project.name.clone());
+                    labels.insert("com.docker.compose.network".into(), key.clone());
+                    self.engine
+                        .create_network(&NetworkCreate {
+                            name: def.name.clone(),
+                            driver: None,
+                            subnet: def.subnet.clone(),
+                            gateway: None,
+                            internal: def.internal,
+                            labels,
+                        })
+                        .ctx(|| format!("creating network {}", def.name))?;
+                    events.push(ev("Network", &def.name, "Created"));
+                }
+                Err(e) => return Err(e).ctx(|| format!("looking up network {}", def.name)),
+            }
+        }
+        Ok(())
+    }
+
+    fn ensure_volumes(&self, events: &mut Vec<Event>) -> Result<()> {
+        for (key, def) in &self.project.volumes {
+            if self.engine.volume(&def.name).is_ok() {
+                continue;
+            }
+            if def.external {
+                return Err(Error::Project(format!(
+                    "volume {} declared as external, but could not be found",
+                    def.name
+                )));
+            }
+            let mut labels = def.labels.clone();
+            labels.insert(LABEL_PROJECT.into(), self.project.name.clone());
+            labels.insert("com.docker.compose.volume".into(), key.clone());
+            self.engine
+                .create_volume(&hako_engine::volume::VolumeCreate {
+                    name: Some(def.name.clone()),
+                    driver: def.driver.clone(),
+                    labels,
+                    options: def.driver_opts.clone(),
+                })
+                .ctx(|| format!("creating volume {}", def.name))?;
+            events.push(ev("Volume", &def.name, "Created"));
+        }
+        Ok(())
+    }
+
+    /// The engine's create options for replica `n` of `name`.
+    fn create_options(
+        &self,
+        name: &str,
+        svc: &Service,
+        n: u32,
+        oneoff: bool,
+    ) -> Result<CreateOptions> {
+        let p = self.project;
+        let path = |f: &str| format!("services.{name}.{f}");
+        let fe = |f: &str, e: hako_engine::Error| crate::error::field(path(f), e.to_string());
+        let mut labels = svc.labels.clone();
+        labels.insert(LABEL_PROJECT.into(), p.name.clone());
+        labels.insert(LABEL_SERVICE.into(), name.to_string());
+        labels.insert(LABEL_NUMBER.into(), n.to_string());
+        labels.insert(LABEL_HASH.into(), self.config_hash(name, svc));
+        labels.insert(
+            LABEL_ONEOFF.into(),
+            if oneoff { "True" } else { "False" }.into(),
+        );
+        let (entrypoint, mut cmd) = match &svc.entrypoint {
+            Some(ep) if ep.is_empty() => (Some(String::new()), Vec::new()),
+            Some(ep) => (Some(ep[0].clone()), ep[1..].to_vec()),
+            None => (None, Vec::new()),
+        };
+        cmd.extend(svc.command.clone().unwrap_or_default());
+        let mut o = CreateOptions {
+            image: svc
+                .image
+                .clone()
+                .ok_or_else(|| Error::Project(format!(
+                    "service {name} has only a build section: hako build is not available to compose yet; give it an image"
+                )))?,
+            name: Some(if oneoff {
+                format!("{}-{name}-run-{}", p.name, &hako_engine::names::new_id()[..12])
+            } else {
+                format!("{}-{name}-{n}", p.name)
+            }),
+            cmd,
+            entrypoint,
+            env: svc.environment.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            workdir: svc.working_dir.clone(),
+            user: svc.user.clone(),
+            hostname: svc.hostname.clone(),
+            labels,
+            expose: svc.expose.clone(),
+            extra_hosts: svc.extra_hosts.clone(),
+            read_only: svc.read_only,
+            privileged: svc.privileged,
+            cap_add: svc.cap_add.clone(),
+            cap_drop: svc.cap_drop.clone(),
+            init: svc.init,
+            stop_signal: svc.stop_signal.clone(),
+            stop_timeout: svc.stop_grace_period,
+            ..Default::default()
+        };
+        if !oneoff {
+            o.restart = match &svc.restart {
+                Some(r) => options::parse_restart(r).map_err(|e| fe("restart", e))?,
+                None => Default::default(),
+            };
+        }
+        for port in &svc.ports {
+            // Replicas cannot share a fixed host port; compose refuses too.
+            let spec = match (&port.host_ip, &port.published) {
+                (Some(ip), Some(h)) => format!("{ip}:{h}:{}/{}", port.target, port.protocol),
+                (Some(ip), None) => format!("{ip}::{}/{}", port.target, port.protocol),
+                (None, Some(h)) => format!("{h}:{}/{}", port.target, port.protocol),
+                (None, None) => format!("{}/{}", port.target, port.protocol),
+            };
+            if oneoff {
+                continue;
+            }
+            o.publish.extend(
+                hako_engine::network::ports::parse_publish(&spec).map_err(|e| fe("ports", e))?,
+            );
+        }
+        for (i, m) in svc.volumes.iter().enumerate() {
+            let field = format!("volumes[{i}]");
+            let source = match m.typ.as_str() {
+                "volume" if !m.source.is_empty() => p.volumes[&m.source].name.clone(),
+                _ => m.source.clone(),
+            };
+            let mut spec = format!("type={},target={}", m.typ, m.target);
+            if !source.is_empty() {
+                spec.push_str(&format!(",source={source}"));
+            }
+            if m.read_only {
+                spec.push_str(",readonly");
+            }
+            o.mounts
+                .push(options::parse_mount(&spec).map_err(|e| fe(&field, e))?);
+        }
+        for t in &svc.tmpfs {
+            o.tmpfs
+                .push(options::parse_tmpfs(t).map_err(|e| fe("tmpfs", e))?);
+        }
+        for u in &svc.ulimits {
+            o.ulimits
+                .push(options::parse_ulimit(u).map_err(|e| fe("ulimits", e))?);
+        }
+        if let Some(m) = &svc.mem_limit {
+            o.memory = options::parse_bytes(m).map_err(|e| fe("mem_limit", e))?;
+        }
+        if let Some(c) = &svc.cpus {
+            o.nano_cpus = options::parse_cpus(c).map_err(|e| fe("cpus", e))?;
+        }
+        if let Some(h) = &svc.healthcheck {
+            o.health = health_options(h, name)?;
+        }
+        match &svc.network_mode {
+            Some(mode) => o.network = Some(mode.clone()),
+            None => {
+                let nets = p.service_networks(svc);
+                let (first, aliases) = &nets[0];
+                o.network = Some(p.networks[first].name.clone());
+                o.network_aliases = std::iter::once(name.to_string())
+                    .chain(aliases.iter().cloned())
+                    .collect();
+            }
+        }
+        Ok(o)
+    }
+
+    /// Create (not start) replica `n`, joined to all its networks.
+    fn create_one(
+        &self,
+        images: &mut ImageStore,
+        name: &str,
+        svc: &Service,
+        n: u32,
+        oneoff: bool,
+    ) -> Result<Container> {
+        let o = self.create_options(name, svc, n, oneoff)?;
+        let cname = o.name.clone().unwrap_or_default();
+        let c = self
+            .engine
+            .create(images, &o)
+            .ctx(|| format!("creating container {cname}"))?;
+        if svc.network_mode.is_none() {
+            for (net, aliases) in self.project.service_networks(svc).into_iter().skip(1) {
+                let mut all = vec![name.to_string()];
+                all.extend(aliases);
+                self.engine
+                    .connect(&c.id, &self.project.networks[&net].name, &all)
+                    .ctx(|| format!("connecting {cname} to network {net}"))?;
+            }
+        }
+        Ok(c)
+    }
+
+    /// Wait for what `svc` depends on.
+    fn wait_dependencies(&self, name: &str, svc: &Service) -> Result<()> {
+        for (dep, cond) in &svc.depends_on {
+            if !self.project.services.contains_key(dep) {
+                continue;
+            }
+            let deadline = Instant::now() + CONDITION_BOUND;
+            loop {
+                let cs = self.service_containers(dep)?;
+                let met = match cond.as_str() {
+                    "service_healthy" => {
+                        !cs.is_empty()
+                            && cs.iter().all(|c| {
+                                self.engine.health(c).is_some_and(|h| h.status == "healthy")
+                            })
+                    }
+                    "service_completed_successfully" => {
+                        if let Some(bad) = cs
+                            .iter()
+                            .find(|c| c.state.status == Status::Exited && c.state.exit_code != 0)
+                        {
+                            return Err(Error::Project(format!(
+                                "service {dep} (needed by {name}) didn't complete successfully: exit {}",
+                                bad.state.exit_code
+                            )));
+                        }
+                        !cs.is_empty() && cs.iter().all(|c| c.state.status == Status::Exited)
+                    }
+                    _ => {
+                        !cs.is_empty()
+                            && cs.iter().all(|c| {
+                                c.state.status == Status::Running
+                                    || c.state.status == Status::Exited
+                            })
+                    }
+                };
+                if met {
+                    break;
+                }
+                if cond == "service_healthy" {
+                    if let Some(c) = cs.iter().find(|c| c.state.status == Status::Exited) {
+                        return Err(Error::Project(format!(
+                            "service {dep} (needed healthy by {name}) exited with {}",
+                            c.state.exit_code
+                        )));
+                    }
+                }
+                if Instant::now() > deadline {
+                    return Err(Error::Project(format!(
+                        "service {dep} did not reach {cond} (needed by {name}) within {} s",
+                        CONDITION_BOUND.as_secs()
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Ok(())
+    }
+
+    /// The services `up` acts on: those asked for, plus their dependencies.
+    fn selected(&self, asked: &[String], no_deps: bool) -> Result<Vec<String>> {
+        for s in asked {
+            if !self.project.services.contains_key(s) {
+                return Err(Error::Project(format!("no such service: {s}")));
+            }
+        }
+        let order = self.project.order()?;
+        if asked.is_empty() {
+            return Ok(order);
+        }
+        let mut want: std::collections::BTreeSet<String> = asked.iter().cloned().collect();
+        if !no_deps {
+            let mut stack: Vec<String> = asked.to_vec();
+            while let Some(s) = stack.pop() {
+                for d in self.project.services[&s].depends_on.keys() {
+                    if want.insert(d.clone()) {
+                        stack.push(d.clone());
+                    }
+                }
+            }
+        }
+        Ok(order.into_iter().filter(|s| want.contains(s)).collect())
+    }
+
+    pub fn up(
+        &self,
+        images: &mut ImageStore,
+        programs: &Programs,
+        o: &UpOptions,
+    ) -> Result<Vec<Event>> {
+        let services = self.selected(&o.services, o.no_deps)?;
+        let mut events = Vec::new();
+        self.ensure_networks(&mut events)?;
+        self.ensure_volumes(&mut events)?;
+        for name in &services {
+            let svc = &self.project.services[name];
+            self.wait_dependencies(name, svc)?;
+            let want = o.scale.get(name).copied().unwrap_or(svc.replicas);
+            let hash = self.config_hash(name, svc);
+            let existing = self.service_containers(name)?;
+            for n in 1..=want {
+                let cname = format!("{}-{name}-{n}", self.project.name);
+                let found = existing.iter().find(|c| c.name == cname);
+                let c = match found {
+                    Some(c)
+                        if !o.force_recreate && c.config.labels.get(LABEL_HASH) == Some(&hash) =>
+                    {
+                        if c.state.status == Status::Running {
+                            events.push(ev("Container", &cname, "Running"));
+                            continue;
+                        }
+                        c.clone()
+                    }
+                    Some(c) => {
+                        self.engine
+                            .remove_with_volumes(images, &c.id, true, false)
+                            .ctx(|| format!("removing container {cname} to recreate it"))?;
+                        let c = self.create_one(images, name, svc, n, false)?;
+                        events.push(ev("Container", &cname, "Recreated"));
+                        c
+                    }
+                    None => {
+                        let c = self.create_one(images, name, svc, n, false)?;
+                        events.push(ev("Container", &cname, "Created"));
+                        c
+                    }
+                };
+                self.engine
+                    .start(images, &c.id, programs)
+                    .ctx(|| format!("starting container {cname}"))?;
+                events.push(ev("Container", &cname, "Started"));
+            }
+            // Scaled down: the highest numbers go.
+            for c in existing.iter().filter(|c| {
+                c.config
+                    .labels
+                    .get(LABEL_NUMBER)
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .is_some_and(|n| n > want)
+            }) {
+                self.engine
+                    .remove_with_volumes(images, &c.id, true, false)
+                    .ctx(|| format!("removing container {}", c.name))?;
+                events.push(ev("Container", &c.name, "Removed"));
+            }
+        }
+        if o.remove_orphans {
+            for c in self.orphans()? {
+                self.engine
+                    .remove_with_volumes(images, &c.id, true, false)
+                    .ctx(|| format!("removing orphan container {}", c.name))?;
+                events.push(ev("Container", &c.name, "Removed"));
+            }
+        }
+        if o.wait {
+            for name in &services {
+                let svc = &self.project.services[name];
+                let cond = if svc.healthcheck.as_ref().is_some_and(|h| !h.disable) {
+                    "service_healthy"
+                } else {
+                    "service_started"
+                };
+                let probe = Service {
+                    depends_on: [(name.clone(), cond.to_string())].into_iter().collect(),
+                    ..Default::default()
+                };
+                self.wait_dependencies("--wait", &probe)?;
+            }
+        }
+        Ok(events)
+    }
+
+    /// Containers of this project whose service is not in the file any more.
+    pub fn orphans(&self) -> Result<Vec<Container>> {
+        Ok(self
+            .containers()?
+            .into_iter()
+            .filter(|c| {
+                c.config
+                    .labels
+                    .get(LABEL_SERVICE)
+                    .is_none_or(|s| !self.project.services.contains_key(s))
+            })
+            .collect())
+    }
+
+    /// Stop and remove the project's containers (dependents first), its
+    /// networks and, with `volumes`, its named and anonymous volumes.
+    pub fn down(
+        &self,
+        images: &mut ImageStore,
+        volumes: bool,
+        remove_orphans: bool,
+    ) -> Result<Vec<Event>> {
+        let mut events = Vec::new();
+        let order = self.project.order()?;
+        let all = self.containers()?;
+        let rank = |c: &Container| {
+            c.config
+                .labels
+                .get(LABEL_SERVICE)
+                .and_then(|s| order.iter().position(|o| o == s))
+        };
+        let mut doomed: Vec<&Container> = all
+            .iter()
+            .filter(|c| {
+                rank(c).is_some()
+                    || remove_orphans
+                    || c.config.labels.get(LABEL_ONEOFF).map(String::as_str) == Some("True")
+            })
+            .collect();
+        doomed.sort_by_key(|c| std::cmp::Reverse(rank(c).unwrap_or(usize::MAX)));
+        for c in doomed {
+            let timeout = c.config.stop_timeout;
+            self.engine
+                .stop(&c.id, Some(timeout))
+                .ctx(|| format!("stopping container {}", c.name))?;
+            events.push(ev("Container", &c.name, "Stopped"));
+            self.engine
+                .remove_with_volumes(images, &c.id, true, volumes)
+                .ctx(|| format!("removing container {}", c.name))?;
+            events.push(ev("Container", &c.name, "Removed"));
+        }
+        for def in self.project.networks.values().filter(|d| !d.external) {
+            match self.engine.remove_network(&def.name) {
+                Ok(_) => events.push(ev("Network", &def.name, "Removed")),
+                Err(hako_engine::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e).ctx(|| format!("removing network {}", def.name)),
+            }
+        }
+        if volumes {
+            for def in self.project.volumes.values().filter(|d| !d.external) {
+                match self.engine.remove_volume(&def.name, false) {
+                    Ok(()) => events.push(ev("Volume", &def.name, "Removed")),
+                    Err(hako_engine::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e).ctx(|| format!("removing volume {}", def.name)),
+                }
+            }
+        }
+        Ok(events)
+    }
+
+    /// A one-off container of `service` running `cmd` (not started).
+    pub fn create_run(
+        &self,
+        images: &mut ImageStore,
+        service: &str,
+        cmd: Vec<String>,
+    ) -> Result<Container> {
+        let svc = self
+            .project
+            .services
+            .get(service)
+            .ok_or_else(|| Error::Project(format!("no such service: {service}")))?;
+        let mut svc = svc.clone();
+        if !cmd.is_empty() {
+            svc.command = Some(cmd);
+        }
+        let mut events = Vec::new();
+        self.ensure_networks(&mut events)?;
+        self.ensure_volumes(&mut events)?;
+        self.create_one(images, service, &svc, 0, true)
+    }
+
+    /// The first running container of a service (for exec/port).
+    pub fn running(&self, service: &str, index: u32) -> Result<Container> {
+        let name = format!("{}-{service}-{index}", self.project.name);
+        self.service_containers(service)?
+            .into_iter()
+            .find(|c| c.name == name && c.state.status == Status::Running)
+            .ok_or_else(|| {
+                Error::Project(format!("service {service} has no running container {name}"))
+            })
+    }
+
+    /// The containers of the given services (all when empty), in dependency order.
+    pub fn of_services(&self, services: &[String]) -> Result<Vec<Container>> {
+        let order = self.project.order()?;
+        let mut out = Vec::new();
+        for s in &order {
+            if services.is_empty() || services.contains(s) {
+                out.extend(self.service_containers(s)?);
+            }
+        }
+        for s in services {
+            if !self.project.services.contains_key(s) {
+                return Err(Error::Project(format!("no such service: {s}")));
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn health_options(h: &crate::model::Healthcheck, name: &str) -> Result<HealthOptions> {
+    let path = |f: &str| format!("services.{name}.healthcheck.{f}");
+    let dur = |v: &Option<String>, f: &str| -> Result<Option<i64>> {
+        v.as_deref()
+            .map(|s| {
+                options::parse_duration(s).map_err(|e| crate::error::field(path(f), e.to_string()))
+            })
+            .transpose()
+    };
+    let disabled = h.disable || h.test.first().map(String::as_str) == Some("NONE");
+    let cmd = match h.test.first().map(String::as_str) {
+        _ if disabled => None,
+        Some("CMD-SHELL") => Some(h.test[1..].join(" ")),
+        Some("CMD") => Some(
+            h.test[1..]
+                .iter()
+                .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        Some(_) => Some(h.test.join(" ")),
+        None => None,
+    };
+    Ok(HealthOptions {
+        cmd,
+        interval: dur(&h.interval, "interval")?,
+        timeout: dur(&h.timeout, "timeout")?,
+        start_period: dur(&h.start_period, "start_period")?,
+        retries: h.retries,
+        disabled,
+    })
+}
