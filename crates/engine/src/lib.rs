@@ -12,6 +12,7 @@
 //! The library knows nothing of the command line.
 
 mod attach;
+pub mod attachment;
 pub mod clock;
 pub mod config;
 mod create;
@@ -46,6 +47,7 @@ pub mod user;
 pub mod volume;
 mod wait;
 
+pub use attachment::{Attachment, DetachMatcher, Event};
 pub use engine::{Engine, Programs, DEFAULT_ROOT, DEFAULT_RUN_ROOT};
 pub use error::{Error, Result};
 pub use exec::ExecOptions;

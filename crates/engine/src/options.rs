@@ -74,6 +74,10 @@ pub struct CreateOptions {
     pub restart: RestartPolicy,
     /// `--health-*` and `--no-healthcheck`.
     pub health: HealthOptions,
+    /// `-t`, `-i`, and docker's StdinOnce (a foreground `run -i`).
+    pub tty: bool,
+    pub open_stdin: bool,
+    pub stdin_once: bool,
 }
 
 /// The user's health check options; unset ones come from the image.

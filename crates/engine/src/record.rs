@@ -61,6 +61,16 @@ pub struct Config {
     /// The image's health check with the user's options merged in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<HealthConfig>,
+    /// `-t`: the process has a terminal (its output is one stream, stdout).
+    #[serde(default)]
+    pub tty: bool,
+    /// `-i`: stdin stays open for attached clients.
+    #[serde(default)]
+    pub open_stdin: bool,
+    /// Close the container's stdin when the first attached client's ends
+    /// (docker sets it for a foreground `run -i`).
+    #[serde(default)]
+    pub stdin_once: bool,
 }
 
 /// docker's `HealthConfig`: `Test` is `["CMD", arg...]`, `["CMD-SHELL",
