@@ -39,7 +39,6 @@ pub struct ExecTty {
     /// The pty master (the process's terminal).
     pub master: OwnedFd,
     child: Child,
-    file: PathBuf,
 }
 
 impl ExecTty {
@@ -48,14 +47,8 @@ impl ExecTty {
         let status = self
             .child
             .wait()
-            .map_err(|e| Error::io("waiting for the runtime's exec".to_string(), e));
-        let _ = std::fs::remove_file(&self.file);
-        Ok(exit_code(status?))
-    }
-
-    /// The runtime process waiting for the exec'd one (to poll its end).
-    pub fn runtime_pid(&self) -> u32 {
-        self.child.id()
+            .map_err(|e| Error::io("waiting for the runtime's exec".to_string(), e))?;
+        Ok(exit_code(status))
     }
 }
 
@@ -98,11 +91,8 @@ impl Engine {
             .ctx(|| format!("binding console socket {}", sock.display()))?;
         let spawned = self.runtime_of(&c).exec_console(&c.id, &file, &sock);
         let res = spawned.and_then(|mut child| match receive_master(&listener, &mut child) {
-            Some(master) => Ok(ExecTty {
-                master,
-                child,
-                file: file.clone(),
-            }),
+            // The runtime read the process file before it made the terminal.
+            Some(master) => Ok(ExecTty { master, child }),
             None => {
                 let status = child.wait().ok();
                 Err(Error::Runtime {
@@ -115,9 +105,7 @@ impl Engine {
             }
         });
         let _ = std::fs::remove_file(&sock);
-        if res.is_err() {
-            let _ = std::fs::remove_file(&file);
-        }
+        let _ = std::fs::remove_file(&file);
         res
     }
 

@@ -50,7 +50,7 @@ mod wait;
 pub use attachment::{Attachment, DetachMatcher, Event};
 pub use engine::{Engine, Programs, DEFAULT_ROOT, DEFAULT_RUN_ROOT};
 pub use error::{Error, Result};
-pub use exec::ExecOptions;
+pub use exec::{ExecOptions, ExecTty};
 pub use network::{Network, NetworkCreate};
 pub use options::CreateOptions;
 pub use reconcile::UNKNOWN_EXIT;

@@ -244,6 +244,10 @@ impl Runtime {
             .arg(id)
             .stdin(Stdio::null())
             .stdout(Stdio::null());
+        // A process group of its own: the hangup of the caller's terminal
+        // (the caller detached and exited) must not reach the runtime, which
+        // would pass it on to the process.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         cmd.spawn().map_err(|e| {
             Error::io(
                 format!("running {} exec in container {id}", self.path.display()),

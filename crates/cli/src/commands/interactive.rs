@@ -273,6 +273,12 @@ pub fn hold_in_background(master: &OwnedFd) -> Result<()> {
         .open("/dev/null")
         .context("opening /dev/null")?;
     let (m, n) = (master.as_raw_fd(), null.as_raw_fd());
+    // Inherited by the child: the hangup sent when our terminal's session
+    // ends may come before the child is in a session of its own.
+    // SAFETY: setting SIG_IGN has no handler to race with; we exit soon.
+    unsafe {
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+    }
     // SAFETY: the child only makes async-signal-safe calls (setsid, dup2,
     // read, _exit) on descriptors it owns, with a stack buffer.
     match unsafe { libc::fork() } {
