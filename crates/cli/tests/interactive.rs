@@ -439,3 +439,46 @@ fn start_attached() {
     assert_eq!(t.exit_code(), 2);
     assert!(t.text().contains("25 70\r\n"), "{}", t.text());
 }
+
+/// runc speaks the same console-socket protocol: its pty master reaches
+/// the monitor too, and piped stdin works the same.
+#[test]
+fn runc_terminal_and_stdin() {
+    let r = Root::new();
+    let mut t = Term::spawn(
+        &r,
+        &[
+            "run",
+            "--rm",
+            "-it",
+            "--runtime",
+            "/usr/sbin/runc",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+        ],
+        20,
+        60,
+    );
+    t.expect("# ");
+    t.type_in(b"tty; stty size; exit 9\r");
+    assert_eq!(t.exit_code(), 9);
+    assert!(t.text().contains("/dev/pts/0\r\n20 60\r\n"), "{}", t.text());
+    let (out, _, code) = with_stdin(
+        &r,
+        &[
+            "run",
+            "--rm",
+            "-i",
+            "--runtime",
+            "/usr/sbin/runc",
+            "--network",
+            "none",
+            "busybox",
+            "cat",
+        ],
+        b"via runc\n",
+    );
+    assert_eq!((out.as_str(), code), ("via runc\n", 0));
+}
