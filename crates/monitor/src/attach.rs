@@ -18,8 +18,9 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::time::Duration;
 
-/// Output bytes queued for one client before it is dropped.
-const MAX_BACKLOG: usize = 4 << 20;
+/// Output bytes queued for one client before it is dropped (the monitor's
+/// memory is the per-container cost: it is not spent on a stuck client).
+const MAX_BACKLOG: usize = 1 << 20;
 
 pub const HELLO: u8 = b'H';
 pub const RESIZE: u8 = b'R';
@@ -194,6 +195,10 @@ fn flush(c: &mut Client) -> bool {
             Ok(0) => return false,
             Ok(n) => {
                 c.output.drain(..n);
+                // A burst's buffer is given back once written.
+                if c.output.is_empty() && c.output.capacity() > 64 * 1024 {
+                    c.output = Vec::new();
+                }
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
