@@ -354,6 +354,15 @@ fn exec_with_and_without_a_terminal() {
         t.text()
     );
 
+    // A command that is not there: docker's 127 and the runtime's reason.
+    let out = r.run(&["exec", "-t", "svc", "no-such-command"]);
+    assert_eq!(out.status.code(), Some(127));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("exec in container svc:"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // -it without a terminal is refused; -d returns at once.
     let (_, err, code) = with_stdin(&r, &["exec", "-it", "svc", "sh"], b"");
     assert_eq!(
@@ -370,6 +379,22 @@ fn exec_with_and_without_a_terminal() {
     ]);
     wait_for("the detached exec", || {
         r.run(&["exec", "svc", "cat", "/tmp/f"]).stdout == b"later\n"
+    });
+
+    // -dt: a terminal nobody reads; hako returns at once and holds no pipe
+    // of ours open (this `ok` reads our stdout and stderr to their end).
+    r.ok(&[
+        "exec",
+        "-d",
+        "-t",
+        "svc",
+        "sh",
+        "-c",
+        "tty > /tmp/t; sleep 1000",
+    ]);
+    wait_for("the detached terminal exec", || {
+        String::from_utf8_lossy(&r.run(&["exec", "svc", "cat", "/tmp/t"]).stdout)
+            .starts_with("/dev/pts/")
     });
 
     // Detaching from exec -it leaves the shell running.

@@ -39,16 +39,43 @@ pub struct ExecTty {
     /// The pty master (the process's terminal).
     pub master: OwnedFd,
     child: Child,
+    /// The runtime's stderr (see [`crate::runtime::Runtime::exec_console`]).
+    errors: PathBuf,
+    name: String,
 }
 
 impl ExecTty {
-    /// Wait for the process; its exit code.
+    /// The caller leaves the process running (detached): nothing will
+    /// read the runtime's errors, so their file goes (still written, unlinked).
+    pub fn detach(self) {
+        let _ = std::fs::remove_file(&self.errors);
+    }
+
+    /// Wait for the process; its exit code, or the runtime's error when
+    /// it could not start it (docker's 126/127 for "cannot run"/"not found").
     pub fn wait(mut self) -> Result<i32> {
-        let status = self
-            .child
-            .wait()
-            .map_err(|e| Error::io("waiting for the runtime's exec".to_string(), e))?;
-        Ok(exit_code(status))
+        let status = self.child.wait();
+        let text = std::fs::read_to_string(&self.errors).unwrap_or_default();
+        let _ = std::fs::remove_file(&self.errors);
+        let status = status
+            .map_err(|e| Error::io(format!("waiting for an exec in container {}", self.name), e))?;
+        let code = exit_code(status);
+        let text = text.trim();
+        if code != 0 && !text.is_empty() {
+            let lower = text.to_ascii_lowercase();
+            return Err(Error::Exec {
+                id: self.name.clone(),
+                code: if lower.contains("not found") || lower.contains("no such file") {
+                    127
+                } else if lower.contains("permission denied") {
+                    126
+                } else {
+                    125
+                },
+                message: text.replace('\n', " "),
+            });
+        }
+        Ok(code)
     }
 }
 
@@ -89,23 +116,38 @@ impl Engine {
         let _ = std::fs::remove_file(&sock);
         let listener = UnixListener::bind(&sock)
             .ctx(|| format!("binding console socket {}", sock.display()))?;
-        let spawned = self.runtime_of(&c).exec_console(&c.id, &file, &sock);
+        let errors = file.with_extension("err");
+        let spawned = self
+            .runtime_of(&c)
+            .exec_console(&c.id, &file, &sock, &errors);
         let res = spawned.and_then(|mut child| match receive_master(&listener, &mut child) {
             // The runtime read the process file before it made the terminal.
-            Some(master) => Ok(ExecTty { master, child }),
+            Some(master) => Ok(ExecTty {
+                master,
+                child,
+                errors: errors.clone(),
+                name: c.name.clone(),
+            }),
             None => {
                 let status = child.wait().ok();
+                let text = std::fs::read_to_string(&errors).unwrap_or_default();
                 Err(Error::Runtime {
                     context: format!("exec in container {}", c.name),
-                    message: format!(
-                        "the runtime sent no terminal ({})",
-                        status.map(|s| s.to_string()).unwrap_or_default()
-                    ),
+                    message: match text.trim() {
+                        "" => format!(
+                            "the runtime sent no terminal ({})",
+                            status.map(|s| s.to_string()).unwrap_or_default()
+                        ),
+                        t => t.replace('\n', " "),
+                    },
                 })
             }
         });
         let _ = std::fs::remove_file(&sock);
         let _ = std::fs::remove_file(&file);
+        if res.is_err() {
+            let _ = std::fs::remove_file(&errors);
+        }
         res
     }
 

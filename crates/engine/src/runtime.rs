@@ -228,13 +228,18 @@ impl Runtime {
     }
 
     /// `exec --console-socket SOCK --process FILE ID` in the foreground,
-    /// spawned: the caller takes the pty master from the socket.
+    /// spawned: the caller takes the pty master from the socket. The
+    /// runtime's errors go to `errors` (a pipe would be held open by it for
+    /// as long as the process runs, after the caller detached too).
     pub fn exec_console(
         &self,
         id: &str,
         process_json: &Path,
         socket: &Path,
+        errors: &Path,
     ) -> Result<std::process::Child> {
+        let file = std::fs::File::create(errors)
+            .map_err(|e| Error::io(format!("creating {}", errors.display()), e))?;
         let mut cmd = self.command();
         cmd.arg("exec")
             .arg("--console-socket")
@@ -243,7 +248,8 @@ impl Runtime {
             .arg(process_json)
             .arg(id)
             .stdin(Stdio::null())
-            .stdout(Stdio::null());
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(file));
         // A process group of its own: the hangup of the caller's terminal
         // (the caller detached and exited) must not reach the runtime, which
         // would pass it on to the process.

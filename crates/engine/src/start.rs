@@ -227,7 +227,9 @@ impl Engine {
         // The monitor created the container and waits for us before the start.
         let mut attachment = None;
         if let (Some(size), "attach-ready") = (attach, line.trim_end()) {
-            attachment = Some(Attachment::connect(&dir, &c.name, size)?);
+            // A failed connection is reported once the start is recorded:
+            // the monitor starts the container anyway, after a while.
+            attachment = Some(Attachment::connect(&dir, &c.name, size));
             line.clear();
             sync.read_line(&mut line)
                 .ctx(|| format!("reading from the monitor of container {}", c.name))?;
@@ -254,7 +256,7 @@ impl Engine {
                 Ok(Started {
                     container: c,
                     sync: Some(sync),
-                    attachment,
+                    attachment: attachment.transpose()?,
                 })
             }
             (Some("error"), Some(code), rest) => {

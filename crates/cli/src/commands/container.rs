@@ -917,6 +917,7 @@ fn exec(engine: &Engine, a: ExecArgs) -> Result<()> {
     if a.detach {
         // Nobody reads its terminal, but it must stay open.
         interactive::hold_in_background(&session.master)?;
+        session.detach();
         exit(0);
     }
     let outcome = {
@@ -926,6 +927,7 @@ fn exec(engine: &Engine, a: ExecArgs) -> Result<()> {
     let _ = std::io::stdout().flush();
     if outcome == interactive::Outcome::Detached {
         interactive::hold_in_background(&session.master)?;
+        session.detach();
         exit(0);
     }
     exit(session.wait()?)
