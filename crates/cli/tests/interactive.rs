@@ -507,3 +507,39 @@ fn runc_terminal_and_stdin() {
     );
     assert_eq!((out.as_str(), code), ("via runc\n", 0));
 }
+
+/// A foreground `run -i` (no terminal) still forwards the signals it gets
+/// to the container (--sig-proxy), while stdin stays open.
+#[test]
+fn run_i_proxies_signals() {
+    use std::io::BufRead;
+    let r = Root::new();
+    let mut child = Command::new(hako_bin())
+        .arg("--root")
+        .arg(r.root())
+        .args([
+            "run",
+            "--rm",
+            "-i",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'echo trapped; exit 7' INT; echo ready; while :; do sleep 0.1; done",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _stdin = child.stdin.take().unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "trapped");
+    assert_eq!(child.wait().unwrap().code(), Some(7));
+}
