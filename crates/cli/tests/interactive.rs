@@ -543,3 +543,45 @@ fn run_i_proxies_signals() {
     assert_eq!(lines.next().unwrap().unwrap(), "trapped");
     assert_eq!(child.wait().unwrap().code(), Some(7));
 }
+
+/// A plain foreground `run` is attached too: output comes as written, an
+/// unfinished line included (the log holds it until its newline).
+#[test]
+fn foreground_run_shows_unfinished_lines_at_once() {
+    let r = Root::new();
+    let mut child = Command::new(hako_bin())
+        .arg("--root")
+        .arg(r.root())
+        .args([
+            "run",
+            "--name",
+            "partial",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "printf 'no newline yet'; exec sleep 1000",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (mut out, sink) = (child.stdout.take().unwrap(), seen.clone());
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    wait_for("the unfinished line", || {
+        seen.lock().unwrap().as_slice() == b"no newline yet"
+    });
+    assert_eq!(r.ok(&["logs", "partial"]), "");
+    r.ok(&["kill", "partial"]);
+    assert_eq!(child.wait().unwrap().code(), Some(137));
+    assert_eq!(r.ok(&["logs", "partial"]), "no newline yet");
+}

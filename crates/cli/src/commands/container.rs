@@ -713,7 +713,9 @@ fn run_container(g: &Global, engine: &Engine, a: Box<RunArgs>) -> Result<()> {
     let mut opts = create_options(&a.create)?;
     opts.stdin_once = interactive && !a.detach;
     let c = engine.create(&mut images, &opts)?;
-    let attached = !a.detach && (tty || interactive);
+    // A foreground run is attached, as docker's: output comes live from the
+    // monitor (partial lines too), stdin only with -i.
+    let attached = !a.detach;
     let size = if tty {
         interactive::caller_size()
     } else {
@@ -746,24 +748,8 @@ fn run_container(g: &Global, engine: &Engine, a: Box<RunArgs>) -> Result<()> {
         };
         return attached_session(engine, started, &relay);
     }
-    if a.detach {
-        println!("{}", c.id);
-        return Ok(());
-    }
-    drop(images);
-    if a.sig_proxy {
-        proxy_signals(engine.runtime_of(&c), c.id.clone())?;
-    }
-    let stdout = std::io::stdout();
-    let stderr = std::io::stderr();
-    let code = started.follow(engine, |e| {
-        let _ = match e.stream {
-            hako_engine::logs::Stream::Stdout => stdout.lock().write_all(e.log.as_bytes()),
-            hako_engine::logs::Stream::Stderr => stderr.lock().write_all(e.log.as_bytes()),
-        };
-    })?;
-    let _ = stdout.lock().flush();
-    exit(code)
+    println!("{}", c.id);
+    Ok(())
 }
 
 /// Forward the signals a user sends a foreground `run` (Ctrl-C, kill) to
