@@ -238,7 +238,16 @@ fn detach_keys_attach_and_the_log_of_a_tty_container() {
     t.type_in(b"\x10\x11");
     assert_eq!(t.exit_code(), 0);
     assert_eq!(r.inspect("box")["State"]["Status"], "running");
-    assert_eq!(r.inspect("box")["Config"]["Tty"], true);
+    let config = &r.inspect("box")["Config"];
+    for (k, v) in [
+        ("Tty", true),
+        ("OpenStdin", true),
+        ("StdinOnce", true),
+        ("AttachStdin", true),
+        ("AttachStdout", true),
+    ] {
+        assert_eq!(config[k], v, "{k}");
+    }
 
     // attach: new output is seen, input reaches the shell.
     let mut a = Term::spawn(&r, &["attach", "box"], 24, 80);
@@ -298,6 +307,16 @@ fn attach_to_a_container_without_a_terminal() {
         "-c",
         "while read l; do echo got-$l; echo err-$l >&2; done; echo stdin-closed",
     ]);
+    let config = &r.inspect("echoer")["Config"];
+    assert_eq!(
+        (
+            &config["Tty"],
+            &config["OpenStdin"],
+            &config["StdinOnce"],
+            &config["AttachStdout"]
+        ),
+        (&false.into(), &true.into(), &false.into(), &false.into())
+    );
     // Two clients at once: one with stdin, one output only (--no-stdin).
     let mut a = Term::spawn(&r, &["attach", "echoer"], 24, 80);
     let mut b = Term::spawn(&r, &["attach", "--no-stdin", "echoer"], 24, 80);

@@ -119,6 +119,9 @@ pub fn merge(image: &ImageConfiguration, o: &CreateOptions, id: &str) -> Result<
         tty: o.tty,
         open_stdin: o.open_stdin,
         stdin_once: o.stdin_once,
+        attach_stdin: o.attach_stdin,
+        attach_stdout: o.attach_stdout,
+        attach_stderr: o.attach_stderr,
     })
 }
 

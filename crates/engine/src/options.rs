@@ -78,6 +78,10 @@ pub struct CreateOptions {
     pub tty: bool,
     pub open_stdin: bool,
     pub stdin_once: bool,
+    /// docker's Attach* of the config: which streams the client attaches.
+    pub attach_stdin: bool,
+    pub attach_stdout: bool,
+    pub attach_stderr: bool,
 }
 
 /// The user's health check options; unset ones come from the image.

@@ -71,6 +71,14 @@ pub struct Config {
     /// (docker sets it for a foreground `run -i`).
     #[serde(default)]
     pub stdin_once: bool,
+    /// Which streams the creating client meant to attach (docker's
+    /// AttachStdin/AttachStdout/AttachStderr; false for a detached run).
+    #[serde(default)]
+    pub attach_stdin: bool,
+    #[serde(default)]
+    pub attach_stdout: bool,
+    #[serde(default)]
+    pub attach_stderr: bool,
 }
 
 /// docker's `HealthConfig`: `Test` is `["CMD", arg...]`, `["CMD-SHELL",

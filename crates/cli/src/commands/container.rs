@@ -695,6 +695,9 @@ fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
         // Docker's StdinOnce: the first attached client's EOF closes stdin
         // (a detached run clears it: nobody attaches first).
         stdin_once: a.interactive,
+        attach_stdin: a.interactive,
+        attach_stdout: true,
+        attach_stderr: true,
     })
 }
 
@@ -711,7 +714,12 @@ fn run_container(g: &Global, engine: &Engine, a: Box<RunArgs>) -> Result<()> {
     let mut images = open_images(g)?;
     let programs = programs(g)?;
     let mut opts = create_options(&a.create)?;
-    opts.stdin_once = interactive && !a.detach;
+    if a.detach {
+        opts.stdin_once = false;
+        opts.attach_stdin = false;
+        opts.attach_stdout = false;
+        opts.attach_stderr = false;
+    }
     let c = engine.create(&mut images, &opts)?;
     // A foreground run is attached, as docker's: output comes live from the
     // monitor (partial lines too), stdin only with -i.
