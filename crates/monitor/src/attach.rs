@@ -306,6 +306,76 @@ pub fn receive_master(listener: &UnixListener, child: &mut std::process::Child) 
 mod tests {
     use super::*;
 
+    /// A directory whose socket path would not fit a socket address.
+    fn long_dir(tag: &str) -> std::path::PathBuf {
+        let mut d = top(tag);
+        for _ in 0..3 {
+            d = d.join("a-rather-long-directory-name-like-a-container-id");
+        }
+        std::fs::create_dir_all(&d).unwrap();
+        assert!(d.join("attach.sock").as_os_str().len() > 108);
+        d
+    }
+
+    fn top(tag: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("hako-attach-{tag}-{}", std::process::id()))
+    }
+
+    #[test]
+    fn serves_a_client_in_a_long_directory() {
+        let dir = long_dir("serve");
+        let mut server = Server::new(&dir).unwrap();
+        let d = std::fs::File::open(&dir).unwrap();
+        let mut client =
+            UnixStream::connect(format!("/proc/self/fd/{}/attach.sock", d.as_raw_fd())).unwrap();
+        let mut hello = Vec::new();
+        push_frame(&mut hello, HELLO, &[0, 30, 0, 100]);
+        push_frame(&mut hello, STDIN, b"typed");
+        client.write_all(&hello).unwrap();
+        assert_eq!(server.wait_first(Duration::from_secs(10)), Some((30, 100)));
+        // The rest of what the client sent is served from the poll loop.
+        let mut reqs = Vec::new();
+        while reqs.is_empty() {
+            server.serve(0, &mut reqs);
+        }
+        assert!(matches!(&reqs[0], Request::Stdin(b) if b == b"typed"));
+        server.broadcast(STDOUT, b"out");
+        server.broadcast(STDERR, b"err");
+        server.finish(7);
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).unwrap();
+        let mut want = Vec::new();
+        push_frame(&mut want, STDOUT, b"out");
+        push_frame(&mut want, STDERR, b"err");
+        push_frame(&mut want, EXIT, &7i32.to_be_bytes());
+        assert_eq!(got, want);
+        drop(server);
+        let _ = std::fs::remove_dir_all(top("serve"));
+    }
+
+    #[test]
+    fn a_client_that_does_not_read_is_dropped() {
+        let dir = long_dir("slow");
+        let mut server = Server::new(&dir).unwrap();
+        let d = std::fs::File::open(&dir).unwrap();
+        let _client =
+            UnixStream::connect(format!("/proc/self/fd/{}/attach.sock", d.as_raw_fd())).unwrap();
+        let mut fds = [nix::poll::PollFd::new(
+            server.listener_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(10_000u16)).unwrap();
+        server.accept();
+        assert_eq!(server.clients.len(), 1);
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..(MAX_BACKLOG / chunk.len() + 64) {
+            server.broadcast(STDOUT, &chunk);
+        }
+        assert!(server.clients.is_empty());
+        drop(server);
+        let _ = std::fs::remove_dir_all(top("slow"));
+    }
+
     #[test]
     fn parses_frames_and_keeps_partial_ones() {
         let mut input = Vec::new();
