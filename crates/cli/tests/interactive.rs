@@ -604,3 +604,32 @@ fn foreground_run_shows_unfinished_lines_at_once() {
     assert_eq!(child.wait().unwrap().code(), Some(137));
     assert_eq!(r.ok(&["logs", "partial"]), "no newline yet");
 }
+
+#[test]
+fn bad_interactive_requests_are_one_line_errors() {
+    let r = Root::new();
+    let err = |args: &[&str]| {
+        let out = r.run(args);
+        assert_eq!(out.status.code(), Some(125), "{args:?}");
+        let e = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(e.trim().lines().count(), 1, "{e}");
+        e
+    };
+    let e = err(&["run", "--detach-keys", "meta-x", "busybox", "true"]);
+    assert!(e.contains("invalid detach keys \"meta-x\""), "{e}");
+    assert!(r.ps_all().is_empty(), "nothing was created");
+    let e = err(&["attach", "nothere"]);
+    assert!(e.contains("nothere"), "{e}");
+    r.ok(&["create", "--name", "a", "busybox", "true"]);
+    r.ok(&["create", "--name", "b", "busybox", "true"]);
+    let e = err(&["start", "-a", "a", "b"]);
+    assert!(
+        e.contains("cannot start and attach multiple containers"),
+        "{e}"
+    );
+    let e = err(&["attach", "a"]);
+    assert!(
+        e.contains("cannot attach to container a: it is not running"),
+        "{e}"
+    );
+}
