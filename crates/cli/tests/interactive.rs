@@ -633,3 +633,29 @@ fn bad_interactive_requests_are_one_line_errors() {
         "{e}"
     );
 }
+
+/// `attach` to a terminal container passes its size on, nudging it so a
+/// full-screen program redraws (as docker), and follows its changes.
+#[test]
+fn attach_sets_and_follows_the_window_size() {
+    let r = Root::new();
+    r.ok(&[
+        "run",
+        "-d",
+        "-t",
+        "--name",
+        "win",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo winch-$(stty size | tr \" \" x)' WINCH; while :; do sleep 0.1; done",
+    ]);
+    let t = Term::spawn(&r, &["attach", "--no-stdin", "win"], 31, 91);
+    // The nudge's two changes may reach the shell as one signal; its size
+    // is the caller's in the end.
+    t.expect("winch-31x91");
+    set_size(&t.master.try_clone().unwrap().into(), 50, 150);
+    t.expect("winch-50x150");
+}

@@ -861,6 +861,12 @@ fn attach(engine: &Engine, a: AttachArgs) -> Result<()> {
     };
     let keys = detach_keys(&a.detach_keys)?;
     let (c, mut att) = engine.attach_stream(&c.id, size)?;
+    if let Some((rows, cols)) = size {
+        // As docker: a size change and back makes full-screen programs
+        // redraw for the newcomer even when the size is the same.
+        att.resize(rows + 1, cols + 1)?;
+        att.resize(rows, cols)?;
+    }
     let stdin = !a.no_stdin && c.config.open_stdin;
     if a.sig_proxy && !c.config.tty {
         proxy_signals(engine.runtime_of(&c), c.id.clone())?;
