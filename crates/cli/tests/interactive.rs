@@ -659,3 +659,29 @@ fn attach_sets_and_follows_the_window_size() {
     set_size(&t.master.try_clone().unwrap().into(), 50, 150);
     t.expect("winch-50x150");
 }
+
+/// docker's `run -dit` idiom: a shell that waits on its terminal in the
+/// background until someone attaches.
+#[test]
+fn run_dit_then_attach() {
+    let r = Root::new();
+    r.ok(&[
+        "run",
+        "-dit",
+        "--name",
+        "bg",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+    ]);
+    assert_eq!(r.inspect("bg")["State"]["Status"], "running");
+    let mut a = Term::spawn(&r, &["attach", "bg"], 24, 80);
+    a.type_in(b"echo hello-$((40+2))\r");
+    a.expect("hello-42");
+    a.type_in(b"exit 0\r");
+    assert_eq!(a.exit_code(), 0);
+    wait_for("the exit to be recorded", || {
+        r.inspect("bg")["State"]["Status"] == "exited"
+    });
+}
