@@ -676,6 +676,12 @@ fn run_dit_then_attach() {
         "sh",
     ]);
     assert_eq!(r.inspect("bg")["State"]["Status"], "running");
+    // Its input is a terminal's: a pipe cannot stand in (--no-stdin can).
+    let out = r.run(&["attach", "bg"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "Error: the input device is not a TTY"
+    );
     let mut a = Term::spawn(&r, &["attach", "bg"], 24, 80);
     a.type_in(b"echo hello-$((40+2))\r");
     a.expect("hello-42");

@@ -813,9 +813,12 @@ fn start_attached(
     }
     let c = engine.get(&a.containers[0])?;
     let stdin = a.interactive && c.config.open_stdin;
+    if stdin && c.config.tty && !interactive::is_tty(0) {
+        anyhow::bail!("the input device is not a TTY");
+    }
     let relay = interactive::Relay {
         stdin,
-        close_stdin: stdin,
+        close_stdin: stdin && c.config.stdin_once,
         tty: c.config.tty,
         detach_keys: detach_keys(&a.detach_keys)?,
     };
@@ -860,14 +863,18 @@ fn attach(engine: &Engine, a: AttachArgs) -> Result<()> {
         None
     };
     let keys = detach_keys(&a.detach_keys)?;
+    // Connected first: a stopped container is the error to report then.
     let (c, mut att) = engine.attach_stream(&c.id, size)?;
+    let stdin = !a.no_stdin && c.config.open_stdin;
+    if stdin && c.config.tty && !interactive::is_tty(0) {
+        anyhow::bail!("the input device is not a TTY");
+    }
     if let Some((rows, cols)) = size {
         // As docker: a size change and back makes full-screen programs
         // redraw for the newcomer even when the size is the same.
         att.resize(rows + 1, cols + 1)?;
         att.resize(rows, cols)?;
     }
-    let stdin = !a.no_stdin && c.config.open_stdin;
     if a.sig_proxy && !c.config.tty {
         proxy_signals(engine.runtime_of(&c), c.id.clone())?;
     }
