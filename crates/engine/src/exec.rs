@@ -116,6 +116,9 @@ impl Engine {
         let _ = std::fs::remove_file(&sock);
         let listener = UnixListener::bind(&sock)
             .ctx(|| format!("binding console socket {}", sock.display()))?;
+        // In a shared directory: nobody else may hand us a terminal.
+        let _ =
+            std::fs::set_permissions(&sock, std::os::unix::fs::PermissionsExt::from_mode(0o600));
         let errors = file.with_extension("err");
         let spawned = self
             .runtime_of(&c)

@@ -61,6 +61,11 @@ pub fn bind_in(dir: &Path, name: &str) -> std::io::Result<UnixListener> {
 impl Server {
     pub fn new(dir: &Path) -> std::io::Result<Server> {
         let listener = bind_in(dir, "attach.sock")?;
+        // Who may connect may type into the container: its owner only.
+        std::fs::set_permissions(
+            dir.join("attach.sock"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )?;
         listener.set_nonblocking(true)?;
         Ok(Server {
             listener,

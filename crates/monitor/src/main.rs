@@ -181,6 +181,7 @@ fn supervise(args: &Args, sync: File) -> i32 {
             Ok(r) => r,
             Err(f) => {
                 runtime::delete(args);
+                let _ = fs::remove_file(args.bundle.join("attach.sock"));
                 if first {
                     if let Some(s) = &sync {
                         report(s, &format!("error {} {}", f.code, f.message));
@@ -301,6 +302,8 @@ fn run_container(
         let _ = fs::remove_file(&path);
         let listener = std::os::unix::net::UnixListener::bind(&path)
             .map_err(|e| fail(&format!("binding console socket {}", path.display()), e))?;
+        // In a shared directory: nobody else may hand us a terminal.
+        let _ = fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600));
         let child = runtime::spawn_create(args, runtime::Stdio3::Console(path.clone()));
         let got = child.map(|mut child| (attach::receive_master(&listener, &mut child), child));
         let _ = fs::remove_file(&path);
