@@ -9,6 +9,7 @@
 //! [`start`](Engine::start), [`stop`](Engine::stop), [`kill`](Engine::kill),
 //! [`remove`](Engine::remove), [`wait`](Engine::wait), [`exec`](Engine::exec);
 //! [`reconcile`](Engine::reconcile) keeps records truthful after crashes.
+//! Interactive containers talk to their monitor through [`attachment`].
 //! The library knows nothing of the command line.
 
 mod attach;

@@ -13,8 +13,15 @@
 //! A stop or kill by the user is marked by the engine with a file
 //! (`--stop-marker`) and a SIGUSR1 to wake us; a marked exit is final.
 //!
+//! It holds the container's stdin (`--stdin 1`: a pipe, else /dev/null) or,
+//! with `--tty 1`, the pty master the runtime sends to a console socket,
+//! and serves clients on `attach.sock` in the bundle ([`attach`]): live
+//! output, stdin, window sizes.
+//!
 //! Progress goes to the engine over an inherited pipe (`--sync-fd`), one
 //! line per event:
+//!   `attach-ready`         (`--attach-wait 1`) created; the first client is
+//!                          awaited before the start, so it misses nothing;
 //!   `started PID MONITOR`  the container runs (its pid, the monitor's pid);
 //!   `error CODE MESSAGE`   it could not be started (CODE as docker: 125/126/127);
 //!   `exited CODE`          it exited and its status is recorded (or, with a
