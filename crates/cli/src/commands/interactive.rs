@@ -283,6 +283,7 @@ pub fn hold_in_background(master: &OwnedFd) -> Result<()> {
     // read, _exit) on descriptors it owns, with a stack buffer.
     match unsafe { libc::fork() } {
         -1 => Err(std::io::Error::last_os_error()).context("forking a terminal holder"),
+        // SAFETY: as above; this is the child, which never returns.
         0 => unsafe {
             libc::setsid();
             // Let go of the caller's terminal and pipes.
