@@ -8,6 +8,7 @@ use std::os::fd::AsFd;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
+use crate::attachment::Attachment;
 use crate::engine::Engine;
 use crate::error::{Context, Result};
 use crate::logs::{self, Entry};
@@ -131,5 +132,58 @@ impl Engine {
             on_entry(&e);
         }
         Ok(())
+    }
+}
+
+impl Started {
+    /// After an attached session: wait until the monitor is done (cleanup,
+    /// `--rm`, included) and return the container's exit code. Without a
+    /// progress pipe (the container ran before) the record is waited on.
+    pub fn wait(mut self, engine: &Engine) -> Result<i32> {
+        let id = self.container.id.clone();
+        let Some(mut sync) = self.sync.take() else {
+            return engine.wait(&id);
+        };
+        let mut code = None;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = sync.read_line(&mut line).ctx(|| {
+                format!(
+                    "reading from the monitor of container {}",
+                    self.container.name
+                )
+            })?;
+            if n == 0 {
+                break;
+            }
+            if let Some(c) = line.trim().strip_prefix("exited ") {
+                code = c.parse().ok();
+            }
+        }
+        match code {
+            Some(c) => Ok(c),
+            None => engine.wait(&id),
+        }
+    }
+}
+
+impl Engine {
+    /// Attach to a running container's monitor (`hako attach`); `size` is
+    /// the caller's terminal size for a tty container.
+    pub fn attach_stream(
+        &self,
+        what: &str,
+        size: Option<(u16, u16)>,
+    ) -> Result<(crate::Container, Attachment)> {
+        let c = self.get(what)?;
+        if c.state.status != crate::Status::Running || c.state.restarting {
+            return Err(crate::Error::Conflict(format!(
+                "cannot attach to container {}: it is not running",
+                c.name
+            )));
+        }
+        let a = Attachment::connect(&self.container_dir(&c.id), &c.name, size)?;
+        Ok((c, a))
     }
 }

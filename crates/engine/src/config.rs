@@ -68,6 +68,10 @@ pub fn merge(image: &ImageConfiguration, o: &CreateOptions, id: &str) -> Result<
         env.insert(0, format!("PATH={DEFAULT_PATH}"));
     }
     set_env(&mut env, format!("HOSTNAME={hostname}"));
+    // A terminal needs a type for full-screen programs; docker's default.
+    if o.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+    }
     let mut labels = ic
         .labels()
         .clone()
@@ -112,6 +116,12 @@ pub fn merge(image: &ImageConfiguration, o: &CreateOptions, id: &str) -> Result<
             .unwrap_or_else(|| "SIGTERM".into()),
         stop_timeout: o.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT),
         healthcheck: None,
+        tty: o.tty,
+        open_stdin: o.open_stdin,
+        stdin_once: o.stdin_once,
+        attach_stdin: o.attach_stdin,
+        attach_stdout: o.attach_stdout,
+        attach_stderr: o.attach_stderr,
     })
 }
 

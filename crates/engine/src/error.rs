@@ -46,6 +46,13 @@ pub enum Error {
         code: i32,
         message: String,
     },
+    /// An exec'd process could not be started; `code` as for [`Error::Start`].
+    #[error("exec in container {id}: {message}")]
+    Exec {
+        id: String,
+        code: i32,
+        message: String,
+    },
     /// The OCI runtime failed a command.
     #[error("{context}: {message}")]
     Runtime { context: String, message: String },
@@ -59,7 +66,7 @@ impl Error {
     /// when the container's command could not be invoked or found.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Start { code, .. } => *code,
+            Error::Start { code, .. } | Error::Exec { code, .. } => *code,
             _ => 125,
         }
     }

@@ -2,8 +2,12 @@
 //! runtime's `exec --process`, inheriting the container's process settings
 //! (environment, user, capabilities) as docker does.
 
-use std::path::Path;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+use std::process::Child;
 
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use oci_spec::runtime::{Spec, UserBuilder};
 
 use crate::engine::Engine;
@@ -20,12 +24,138 @@ pub struct ExecOptions {
     pub env: Vec<String>,
     pub user: Option<String>,
     pub workdir: Option<String>,
+    /// `-i`: the process reads the caller's stdin (else /dev/null).
+    pub interactive: bool,
+    /// `-t`: the process gets a terminal; use [`Engine::exec_tty`].
+    pub tty: bool,
+    /// `-d`: start it and return at once.
+    pub detach: bool,
+    /// The caller's terminal size (rows, cols), for `tty`.
+    pub console_size: Option<(u16, u16)>,
+}
+
+/// A process running with a terminal: the caller relays its pty master.
+pub struct ExecTty {
+    /// The pty master (the process's terminal).
+    pub master: OwnedFd,
+    child: Child,
+    /// The runtime's stderr (see [`crate::runtime::Runtime::exec_console`]).
+    errors: PathBuf,
+    name: String,
+}
+
+impl ExecTty {
+    /// The caller leaves the process running (detached): nothing will
+    /// read the runtime's errors, so their file goes (still written, unlinked).
+    pub fn detach(self) {
+        let _ = std::fs::remove_file(&self.errors);
+    }
+
+    /// Wait for the process; its exit code, or the runtime's error when
+    /// it could not start it (docker's 126/127 for "cannot run"/"not found").
+    pub fn wait(mut self) -> Result<i32> {
+        let status = self.child.wait();
+        let text = std::fs::read_to_string(&self.errors).unwrap_or_default();
+        let _ = std::fs::remove_file(&self.errors);
+        let status = status
+            .map_err(|e| Error::io(format!("waiting for an exec in container {}", self.name), e))?;
+        let code = exit_code(status);
+        let text = text.trim();
+        if code != 0 && !text.is_empty() {
+            let lower = text.to_ascii_lowercase();
+            return Err(Error::Exec {
+                id: self.name.clone(),
+                code: if lower.contains("not found") || lower.contains("no such file") {
+                    127
+                } else if lower.contains("permission denied") {
+                    126
+                } else {
+                    125
+                },
+                message: text.replace('\n', " "),
+            });
+        }
+        Ok(code)
+    }
+}
+
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
 impl Engine {
-    /// Run a process in a running container with the caller's stdio;
-    /// returns its exit code.
+    /// Run a process in a running container with the caller's stdout and
+    /// stderr (and stdin with `interactive`); returns its exit code, or 0
+    /// at once with `detach`.
     pub fn exec(&self, what: &str, o: &ExecOptions) -> Result<i32> {
+        if o.tty {
+            return Err(Error::Invalid(
+                "exec with a terminal goes through exec_tty".into(),
+            ));
+        }
+        let (c, file) = self.exec_process(what, o)?;
+        let rt = self.runtime_of(&c);
+        let res = if o.detach {
+            rt.exec_detached(&c.id, &file).map(|()| 0)
+        } else {
+            rt.exec(&c.id, &file, o.interactive)
+        };
+        let _ = std::fs::remove_file(&file);
+        res
+    }
+
+    /// Run a process with a terminal in a running container: the runtime
+    /// sends its pty master to a console socket of ours, which is returned
+    /// for the caller to relay while the runtime waits for the process.
+    pub fn exec_tty(&self, what: &str, o: &ExecOptions) -> Result<ExecTty> {
+        let (c, file) = self.exec_process(what, o)?;
+        let sock = std::env::temp_dir().join(format!("hako-exec-{}.console", std::process::id()));
+        let _ = std::fs::remove_file(&sock);
+        let listener = UnixListener::bind(&sock)
+            .ctx(|| format!("binding console socket {}", sock.display()))?;
+        // In a shared directory: nobody else may hand us a terminal.
+        let _ =
+            std::fs::set_permissions(&sock, std::os::unix::fs::PermissionsExt::from_mode(0o600));
+        let errors = file.with_extension("err");
+        let spawned = self
+            .runtime_of(&c)
+            .exec_console(&c.id, &file, &sock, &errors);
+        let res = spawned.and_then(|mut child| match receive_master(&listener, &mut child) {
+            // The runtime read the process file before it made the terminal.
+            Some(master) => Ok(ExecTty {
+                master,
+                child,
+                errors: errors.clone(),
+                name: c.name.clone(),
+            }),
+            None => {
+                let status = child.wait().ok();
+                let text = std::fs::read_to_string(&errors).unwrap_or_default();
+                Err(Error::Runtime {
+                    context: format!("exec in container {}", c.name),
+                    message: match text.trim() {
+                        "" => format!(
+                            "the runtime sent no terminal ({})",
+                            status.map(|s| s.to_string()).unwrap_or_default()
+                        ),
+                        t => t.replace('\n', " "),
+                    },
+                })
+            }
+        });
+        let _ = std::fs::remove_file(&sock);
+        let _ = std::fs::remove_file(&file);
+        if res.is_err() {
+            let _ = std::fs::remove_file(&errors);
+        }
+        res
+    }
+
+    /// Check the container and write the process JSON for `runtime exec`.
+    fn exec_process(&self, what: &str, o: &ExecOptions) -> Result<(crate::Container, PathBuf)> {
         let c = self.get(what)?;
         if c.state.status != Status::Running {
             return Err(Error::Conflict(format!(
@@ -74,13 +204,64 @@ impl Engine {
                     .map_err(|e| Error::Invalid(format!("exec user: {e}")))?,
             );
         }
+        process.set_terminal(Some(o.tty));
+        if o.tty {
+            if let Some((rows, cols)) = o.console_size {
+                process.set_console_size(Some(
+                    oci_spec::runtime::BoxBuilder::default()
+                        .height(u64::from(rows))
+                        .width(u64::from(cols))
+                        .build()
+                        .map_err(|e| Error::Invalid(format!("exec console size: {e}")))?,
+                ));
+            }
+        }
         let file = dir.join(format!("exec-{}.json", std::process::id()));
         write_atomic(
             &file,
             &serde_json::to_vec(&process).expect("process serialises"),
         )?;
-        let res = self.runtime_of(&c).exec(&c.id, Path::new(&file));
-        let _ = std::fs::remove_file(&file);
-        res
+        Ok((c, file))
     }
+}
+
+/// Take the pty master the runtime sends while `child` runs; None when it
+/// ended without sending one.
+fn receive_master(listener: &UnixListener, child: &mut Child) -> Option<OwnedFd> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    listener.set_nonblocking(true).ok()?;
+    let conn = loop {
+        match listener.accept() {
+            Ok((c, _)) => break c,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if !matches!(child.try_wait(), Ok(None)) {
+                    break listener.accept().ok()?.0;
+                }
+                let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+                // Short naps: the runtime's end is checked between them.
+                let _ = poll(&mut fds, PollTimeout::from(50u16));
+            }
+            Err(_) => return None,
+        }
+    };
+    conn.set_nonblocking(false).ok()?;
+    let mut buf = [0u8; 4096];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .ok()?;
+    for c in msg.cmsgs().ok()? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(&fd) = fds.first() {
+                // SAFETY: the descriptor was just received and is ours alone.
+                return Some(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+    }
+    None
 }

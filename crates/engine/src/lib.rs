@@ -9,9 +9,11 @@
 //! [`start`](Engine::start), [`stop`](Engine::stop), [`kill`](Engine::kill),
 //! [`remove`](Engine::remove), [`wait`](Engine::wait), [`exec`](Engine::exec);
 //! [`reconcile`](Engine::reconcile) keeps records truthful after crashes.
+//! Interactive containers talk to their monitor through [`attachment`].
 //! The library knows nothing of the command line.
 
 mod attach;
+pub mod attachment;
 mod boot;
 pub mod clock;
 pub mod config;
@@ -48,10 +50,11 @@ pub mod user;
 pub mod volume;
 mod wait;
 
+pub use attachment::{Attachment, DetachMatcher, Event};
 pub use boot::Booted;
 pub use engine::{Engine, Programs, DEFAULT_ROOT, DEFAULT_RUN_ROOT};
 pub use error::{Error, Result};
-pub use exec::ExecOptions;
+pub use exec::{ExecOptions, ExecTty};
 pub use network::{Network, NetworkCreate};
 pub use options::CreateOptions;
 pub use reconcile::UNKNOWN_EXIT;

@@ -74,6 +74,14 @@ pub struct CreateOptions {
     pub restart: RestartPolicy,
     /// `--health-*` and `--no-healthcheck`.
     pub health: HealthOptions,
+    /// `-t`, `-i`, and docker's StdinOnce (a foreground `run -i`).
+    pub tty: bool,
+    pub open_stdin: bool,
+    pub stdin_once: bool,
+    /// docker's Attach* of the config: which streams the client attaches.
+    pub attach_stdin: bool,
+    pub attach_stdout: bool,
+    pub attach_stderr: bool,
 }
 
 /// The user's health check options; unset ones come from the image.

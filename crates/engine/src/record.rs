@@ -61,6 +61,24 @@ pub struct Config {
     /// The image's health check with the user's options merged in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<HealthConfig>,
+    /// `-t`: the process has a terminal (its output is one stream, stdout).
+    #[serde(default)]
+    pub tty: bool,
+    /// `-i`: stdin stays open for attached clients.
+    #[serde(default)]
+    pub open_stdin: bool,
+    /// Close the container's stdin when the first attached client's ends
+    /// (docker sets it for a foreground `run -i`).
+    #[serde(default)]
+    pub stdin_once: bool,
+    /// Which streams the creating client meant to attach (docker's
+    /// AttachStdin/AttachStdout/AttachStderr; false for a detached run).
+    #[serde(default)]
+    pub attach_stdin: bool,
+    #[serde(default)]
+    pub attach_stdout: bool,
+    #[serde(default)]
+    pub attach_stderr: bool,
 }
 
 /// docker's `HealthConfig`: `Test` is `["CMD", arg...]`, `["CMD-SHELL",

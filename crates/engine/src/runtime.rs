@@ -168,11 +168,14 @@ impl Runtime {
         self.root.join(id).exists()
     }
 
-    /// `exec --process FILE ID`, with the caller's stdio; returns the
-    /// process's exit code as the runtime reports it.
-    pub fn exec(&self, id: &str, process_json: &Path) -> Result<i32> {
+    /// `exec --process FILE ID`, with the caller's stdout/stderr (and stdin
+    /// when `stdin`); returns the process's exit code as the runtime reports it.
+    pub fn exec(&self, id: &str, process_json: &Path, stdin: bool) -> Result<i32> {
         let mut cmd = self.command();
         cmd.arg("exec").arg("--process").arg(process_json).arg(id);
+        if !stdin {
+            cmd.stdin(Stdio::null());
+        }
         let status = cmd.status().map_err(|e| {
             Error::io(
                 format!("running {} exec in container {id}", self.path.display()),
@@ -183,5 +186,79 @@ impl Runtime {
             use std::os::unix::process::ExitStatusExt;
             128 + status.signal().unwrap_or(0)
         }))
+    }
+
+    /// `exec --detach`: start the process and return; its output is dropped
+    /// (nobody is attached to it). The process inherits the runtime's stdio,
+    /// so the runtime's errors go to a file, not a pipe the process would
+    /// hold open.
+    pub fn exec_detached(&self, id: &str, process_json: &Path) -> Result<()> {
+        let errors = process_json.with_extension("err");
+        let file = std::fs::File::create(&errors)
+            .map_err(|e| Error::io(format!("creating {}", errors.display()), e))?;
+        let mut cmd = self.command();
+        cmd.arg("exec")
+            .arg("--detach")
+            .arg("--process")
+            .arg(process_json)
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(file));
+        let status = cmd.status().map_err(|e| {
+            Error::io(
+                format!("running {} exec in container {id}", self.path.display()),
+                e,
+            )
+        });
+        let text = std::fs::read_to_string(&errors).unwrap_or_default();
+        let _ = std::fs::remove_file(&errors);
+        let status = status?;
+        if status.success() {
+            return Ok(());
+        }
+        Err(Error::Runtime {
+            context: format!("starting a process in container {id}"),
+            message: format!(
+                "{} exited with {status}: {}",
+                self.path.display(),
+                text.trim().replace('\n', " ")
+            ),
+        })
+    }
+
+    /// `exec --console-socket SOCK --process FILE ID` in the foreground,
+    /// spawned: the caller takes the pty master from the socket. The
+    /// runtime's errors go to `errors` (a pipe would be held open by it for
+    /// as long as the process runs, after the caller detached too).
+    pub fn exec_console(
+        &self,
+        id: &str,
+        process_json: &Path,
+        socket: &Path,
+        errors: &Path,
+    ) -> Result<std::process::Child> {
+        let file = std::fs::File::create(errors)
+            .map_err(|e| Error::io(format!("creating {}", errors.display()), e))?;
+        let mut cmd = self.command();
+        cmd.arg("exec")
+            .arg("--console-socket")
+            .arg(socket)
+            .arg("--process")
+            .arg(process_json)
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(file));
+        // A process group of its own: the hangup of the caller's terminal
+        // (the caller detached and exited) must not reach the runtime, which
+        // would pass it on to the process.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        cmd.spawn().map_err(|e| {
+            Error::io(
+                format!("running {} exec in container {id}", self.path.display()),
+                e,
+            )
+        })
     }
 }

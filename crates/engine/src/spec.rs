@@ -83,7 +83,7 @@ pub fn build(
         .build()
         .map_err(build_err("capabilities", id))?;
     let process = ProcessBuilder::default()
-        .terminal(false)
+        .terminal(c.tty)
         .user(
             UserBuilder::default()
                 .uid(u.uid)

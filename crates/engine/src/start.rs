@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use hako_image::ImageStore;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 
+use crate::attachment::Attachment;
 use crate::clock;
 use crate::engine::{Engine, Programs};
 use crate::error::{Context, Error, Result};
@@ -26,6 +27,9 @@ pub(crate) const STOP_MARKER: &str = "stop-requested";
 pub struct Started {
     pub container: Container,
     pub(crate) sync: Option<BufReader<File>>,
+    /// With [`Engine::start_attached`]: connected before the container
+    /// started, so none of its output is missed.
+    pub attachment: Option<Attachment>,
 }
 
 impl Engine {
@@ -36,16 +40,49 @@ impl Engine {
         what: &str,
         programs: &Programs,
     ) -> Result<Started> {
+        self.start_with(images, what, programs, None)
+    }
+
+    /// Start a container with the caller attached from the first byte of
+    /// output (`run -i/-t`, `start -a`); `size` is the caller's terminal
+    /// size, set on the container's pty before it starts. An already
+    /// running container is attached to as it is.
+    pub fn start_attached(
+        &self,
+        images: &mut ImageStore,
+        what: &str,
+        programs: &Programs,
+        size: Option<(u16, u16)>,
+    ) -> Result<Started> {
+        self.start_with(images, what, programs, Some(size))
+    }
+
+    fn start_with(
+        &self,
+        images: &mut ImageStore,
+        what: &str,
+        programs: &Programs,
+        attach: Option<Option<(u16, u16)>>,
+    ) -> Result<Started> {
         let found = self.find(what)?;
         let _lock = self.lock(&found.id)?;
         let mut c = self.find(&found.id)?;
         self.reconcile(&mut c)?;
         match c.state.status {
             Status::Running => {
+                let attachment = match attach {
+                    Some(size) => Some(Attachment::connect(
+                        &self.container_dir(&c.id),
+                        &c.name,
+                        size,
+                    )?),
+                    None => None,
+                };
                 return Ok(Started {
                     container: c,
                     sync: None,
-                })
+                    attachment,
+                });
             }
             Status::Removing => {
                 return Err(Error::Conflict(format!(
@@ -80,7 +117,7 @@ impl Engine {
         }
 
         self.network_up(&c)?;
-        let res = self.spawn_monitor(c, programs);
+        let res = self.spawn_monitor(c, programs, attach);
         if let Err(e) = &res {
             if let Ok(c) = self.find(&found.id) {
                 if let Err(down) = self.network_down(&c) {
@@ -93,7 +130,12 @@ impl Engine {
     }
 
     /// Launch the monitor and wait for its first report.
-    fn spawn_monitor(&self, mut c: Container, programs: &Programs) -> Result<Started> {
+    fn spawn_monitor(
+        &self,
+        mut c: Container,
+        programs: &Programs,
+        attach: Option<Option<(u16, u16)>>,
+    ) -> Result<Started> {
         let dir = self.container_dir(&c.id);
         let rt = self.runtime_of(&c);
         let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
@@ -147,6 +189,13 @@ impl Engine {
                 .arg("--health-retries")
                 .arg(h.retries.to_string());
         }
+        let flag = |b: bool| if b { "1" } else { "0" };
+        cmd.arg("--stdin")
+            .arg(flag(c.config.open_stdin))
+            .arg("--tty")
+            .arg(flag(c.config.tty))
+            .arg("--attach-wait")
+            .arg(flag(attach.is_some()));
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -175,6 +224,16 @@ impl Engine {
         let mut line = String::new();
         sync.read_line(&mut line)
             .ctx(|| format!("reading from the monitor of container {}", c.name))?;
+        // The monitor created the container and waits for us before the start.
+        let mut attachment = None;
+        if let (Some(size), "attach-ready") = (attach, line.trim_end()) {
+            // A failed connection is reported once the start is recorded:
+            // the monitor starts the container anyway, after a while.
+            attachment = Some(Attachment::connect(&dir, &c.name, size));
+            line.clear();
+            sync.read_line(&mut line)
+                .ctx(|| format!("reading from the monitor of container {}", c.name))?;
+        }
         let line = line.trim_end();
         let mut words = line.splitn(3, ' ');
         match (words.next(), words.next(), words.next()) {
@@ -197,6 +256,7 @@ impl Engine {
                 Ok(Started {
                     container: c,
                     sync: Some(sync),
+                    attachment: attachment.transpose()?,
                 })
             }
             (Some("error"), Some(code), rest) => {

@@ -41,6 +41,15 @@ pub struct Args {
     pub cgroup: Option<String>,
     /// The health check, when the container has one.
     pub health: Option<HealthArgs>,
+    /// `--stdin 1`: the container's stdin is a pipe (or its pty) fed by
+    /// attached clients (`-i`); else /dev/null.
+    pub stdin: bool,
+    /// `--tty 1`: the container has a terminal (`process.terminal`); the
+    /// monitor receives and holds its pty master.
+    pub tty: bool,
+    /// `--attach-wait 1`: a foreground client attaches before the start
+    /// (reported as `attach-ready` on the sync pipe).
+    pub attach_wait: bool,
 }
 
 /// The health check as the engine resolved it (defaults applied).
@@ -78,6 +87,7 @@ impl Args {
         let mut timeout = None;
         let mut start_period = Duration::ZERO;
         let mut retries = None;
+        let (mut stdin, mut tty, mut attach_wait) = (false, false, false);
         while let Some(key) = it.next() {
             let key = key.to_string_lossy().into_owned();
             let value = it
@@ -117,6 +127,9 @@ impl Args {
                     start_period = Duration::from_nanos(number(&key, &value)?)
                 }
                 "--health-retries" => retries = Some(number(&key, &value)? as u32),
+                "--stdin" => stdin = number(&key, &value)? != 0,
+                "--tty" => tty = number(&key, &value)? != 0,
+                "--attach-wait" => attach_wait = number(&key, &value)? != 0,
                 other => return Err(format!("unknown option {other}")),
             }
         }
@@ -149,6 +162,9 @@ impl Args {
             stop_marker,
             cgroup,
             health,
+            stdin,
+            tty,
+            attach_wait,
         })
     }
 }

@@ -13,8 +13,15 @@
 //! A stop or kill by the user is marked by the engine with a file
 //! (`--stop-marker`) and a SIGUSR1 to wake us; a marked exit is final.
 //!
+//! It holds the container's stdin (`--stdin 1`: a pipe, else /dev/null) or,
+//! with `--tty 1`, the pty master the runtime sends to a console socket,
+//! and serves clients on `attach.sock` in the bundle ([`attach`]): live
+//! output, stdin, window sizes.
+//!
 //! Progress goes to the engine over an inherited pipe (`--sync-fd`), one
 //! line per event:
+//!   `attach-ready`         (`--attach-wait 1`) created; the first client is
+//!                          awaited before the start, so it misses nothing;
 //!   `started PID MONITOR`  the container runs (its pid, the monitor's pid);
 //!   `error CODE MESSAGE`   it could not be started (CODE as docker: 125/126/127);
 //!   `exited CODE`          it exited and its status is recorded (or, with a
@@ -23,6 +30,7 @@
 //! a foreground `hako run` knows when cleanup (e.g. `--rm`) has finished.
 
 mod args;
+mod attach;
 mod clock;
 mod files;
 mod health;
@@ -150,6 +158,19 @@ fn supervise(args: &Args, sync: File) -> i32 {
             return 125;
         }
     };
+    let mut server = match attach::Server::new(&args.bundle) {
+        Ok(s) => s,
+        Err(e) => {
+            report(
+                &sync,
+                &format!(
+                    "error 125 serving the attach socket in {}: {e}",
+                    args.bundle.display()
+                ),
+            );
+            return 125;
+        }
+    };
     let memory = args.cgroup.as_deref().and_then(oom::MemoryCgroup::find);
     let mut health = args.health.clone().map(health::Checker::new);
     let mut sync = Some(sync);
@@ -158,10 +179,16 @@ fn supervise(args: &Args, sync: File) -> i32 {
     let mut last = Exit::default();
     loop {
         let first = restarts == 0;
-        let (pid, out_r, err_r) = match run_container(args) {
+        let wait_for = if first && args.attach_wait {
+            sync.as_ref()
+        } else {
+            None
+        };
+        let mut io = match run_container(args, &mut server, wait_for, restarts) {
             Ok(r) => r,
             Err(f) => {
                 runtime::delete(args);
+                let _ = fs::remove_file(args.bundle.join("attach.sock"));
                 if first {
                     if let Some(s) = &sync {
                         report(s, &format!("error {} {}", f.code, f.message));
@@ -183,7 +210,7 @@ fn supervise(args: &Args, sync: File) -> i32 {
         let started = Instant::now();
         if first {
             if let Some(s) = &sync {
-                report(s, &format!("started {pid} {}", std::process::id()));
+                report(s, &format!("started {} {}", io.pid, std::process::id()));
             }
         } else if stop_requested(args) {
             // Stopped while it was being restarted: the engine's signal may
@@ -192,13 +219,22 @@ fn supervise(args: &Args, sync: File) -> i32 {
         }
         if let Some(path) = &args.state_file {
             let started_at = clock::now_rfc3339_nano();
-            files::write_state(path, pid.as_raw(), &started_at, restarts, false, &last);
+            files::write_state(path, io.pid.as_raw(), &started_at, restarts, false, &last);
         }
         if let Some(h) = health.as_mut() {
             h.reset(args);
         }
 
-        let code = pump(&mut log, &sigfd, out_r, err_r, pid, health.as_mut(), args);
+        let code = pump(
+            &mut log,
+            &sigfd,
+            &mut io,
+            &mut server,
+            health.as_mut(),
+            args,
+        );
+        // Attached clients learn how this run ended; a restart is a new run.
+        server.finish(code);
         if let Some(h) = health.as_mut() {
             h.abandon(args);
         }
@@ -215,6 +251,8 @@ fn supervise(args: &Args, sync: File) -> i32 {
             .restart
             .should_restart(code, restarts, stop_requested(args))
         {
+            drop(server);
+            let _ = fs::remove_file(args.bundle.join("attach.sock"));
             finish(args, sync.take(), &last, restarts);
             return 0;
         }
@@ -235,22 +273,111 @@ fn supervise(args: &Args, sync: File) -> i32 {
     }
 }
 
-/// Create and start the container with fresh stdout/stderr pipes; its pid
-/// and the read ends.
-fn run_container(args: &Args) -> Result<(Pid, OwnedFd, OwnedFd), runtime::Failure> {
-    let fail = |what: &str, e: nix::Error| runtime::Failure {
+/// A run of the container: its pid and the monitor's ends of its stdio.
+struct Io {
+    pid: Pid,
+    /// Output to read, with its stream name (a pty is one "stdout").
+    outputs: Vec<(Option<File>, Stream)>,
+    /// Where attached clients' input goes (`-i`): a pipe or the pty master.
+    stdin: Option<File>,
+    /// The pty master, for window sizes.
+    master: Option<OwnedFd>,
+}
+
+/// Create and start the container with fresh stdio (pipes, or a pty whose
+/// master the runtime sends us). `wait_for`: the sync pipe of a foreground
+/// client that attaches between create and start.
+fn run_container(
+    args: &Args,
+    server: &mut attach::Server,
+    wait_for: Option<&File>,
+    run: u32,
+) -> Result<Io, runtime::Failure> {
+    let fail = |what: &str, e: std::io::Error| runtime::Failure {
         code: 125,
         message: format!("{what}: {e}"),
     };
-    let (out_r, out_w) =
-        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| fail("creating stdio pipes", e))?;
-    let (err_r, err_w) =
-        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| fail("creating stdio pipes", e))?;
+    let pipe = || {
+        nix::unistd::pipe2(OFlag::O_CLOEXEC)
+            .map_err(|e| fail("creating stdio pipes", std::io::Error::from(e)))
+    };
     let _ = fs::remove_file(&args.pid_file);
-    // The write ends move into the runtime's stdio (Command dups them
-    // without close-on-exec) and are dropped here when create returns, so
-    // EOF on the read ends means every container process closed them.
-    runtime::create(args, out_w, err_w)?;
+    let mut io = if args.tty {
+        // A short path of our own: the runtime connects to it by name.
+        let path =
+            std::env::temp_dir().join(format!("hako-monitor-{}-{run}.console", std::process::id()));
+        let _ = fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path)
+            .map_err(|e| fail(&format!("binding console socket {}", path.display()), e))?;
+        // In a shared directory: nobody else may hand us a terminal.
+        let _ = fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600));
+        let child = runtime::spawn_create(args, runtime::Stdio3::Console(path.clone()));
+        let got = child.map(|mut child| (attach::receive_master(&listener, &mut child), child));
+        let _ = fs::remove_file(&path);
+        let (master, child) = got?;
+        runtime::wait(args, child, "create")?;
+        let master = master.ok_or_else(|| runtime::Failure {
+            code: 125,
+            message: "the runtime sent no pty master on the console socket".into(),
+        })?;
+        let _ = fcntl(master.as_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
+        let dup = |m: &OwnedFd| {
+            m.try_clone()
+                .map_err(|e| fail("duplicating the pty master", e))
+        };
+        Io {
+            pid: Pid::from_raw(0),
+            outputs: vec![(Some(File::from(dup(&master)?)), Stream::new("stdout"))],
+            stdin: if args.stdin {
+                Some(File::from(dup(&master)?))
+            } else {
+                None
+            },
+            master: Some(master),
+        }
+    } else {
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        let (in_r, in_w) = if args.stdin {
+            let (r, w) = pipe()?;
+            (Some(r), Some(w))
+        } else {
+            (None, None)
+        };
+        // The container's ends move into the runtime's stdio (Command dups
+        // them without close-on-exec) and are dropped here when create
+        // returns, so EOF on our ends means every container process closed them.
+        let child = runtime::spawn_create(
+            args,
+            runtime::Stdio3::Pipes {
+                stdin: in_r,
+                stdout: out_w,
+                stderr: err_w,
+            },
+        )?;
+        runtime::wait(args, child, "create")?;
+        for fd in [&out_r, &err_r].into_iter().chain(in_w.as_ref()) {
+            let _ = fcntl(fd.as_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
+        }
+        Io {
+            pid: Pid::from_raw(0),
+            outputs: vec![
+                (Some(File::from(out_r)), Stream::new("stdout")),
+                (Some(File::from(err_r)), Stream::new("stderr")),
+            ],
+            stdin: in_w.map(File::from),
+            master: None,
+        }
+    };
+    if let Some(s) = wait_for {
+        report(s, "attach-ready");
+        let size = server.wait_first(Duration::from_secs(60));
+        if let (Some(m), Some((rows, cols))) = (&io.master, size) {
+            if rows > 0 && cols > 0 {
+                attach::resize(m.as_fd(), rows, cols);
+            }
+        }
+    }
     runtime::start(args)?;
     let pid = fs::read_to_string(&args.pid_file)
         .ok()
@@ -260,7 +387,8 @@ fn run_container(args: &Args) -> Result<(Pid, OwnedFd, OwnedFd), runtime::Failur
             code: 125,
             message: format!("the runtime wrote no pid to {}", args.pid_file.display()),
         })?;
-    Ok((Pid::from_raw(pid), out_r, err_r))
+    io.pid = Pid::from_raw(pid);
+    Ok(io)
 }
 
 /// Whether the user stopped or killed the container (the engine's marker).
@@ -306,45 +434,58 @@ fn timeout_until(t: Instant) -> PollTimeout {
     PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
 }
 
-/// Copy the container's output into the log until its init process exits,
-/// running health checks meanwhile; returns its exit code (128 + signal
-/// when killed, as shells report).
+/// Copy the container's output into the log and to attached clients until
+/// its init process exits, feeding it their input and running health
+/// checks meanwhile; returns its exit code (128 + signal when killed, as
+/// shells report).
 fn pump(
     log: &mut File,
     sigfd: &SignalFd,
-    out_r: OwnedFd,
-    err_r: OwnedFd,
-    pid: Pid,
+    io: &mut Io,
+    server: &mut attach::Server,
     mut health: Option<&mut health::Checker>,
     args: &Args,
 ) -> i32 {
-    for fd in [&out_r, &err_r] {
-        let _ = fcntl(fd.as_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
-    }
-    let mut streams = [
-        (Some(File::from(out_r)), Stream::new("stdout")),
-        (Some(File::from(err_r)), Stream::new("stderr")),
-    ];
     let mut buf = vec![0u8; 32 * 1024];
+    // Client input not yet taken by the container, and whether its stdin is
+    // to be closed once that is written.
+    let mut pending: Vec<u8> = Vec::new();
+    let mut close_stdin = false;
+    let mut requests = Vec::new();
     let exit = loop {
         let timeout = match health.as_deref() {
             Some(h) => timeout_until(h.deadline()),
             None => PollTimeout::NONE,
         };
-        let mut fds = vec![PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
+        let mut fds = vec![
+            PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(server.listener_fd(), PollFlags::POLLIN),
+        ];
         let mut which = Vec::new();
-        for (i, (f, _)) in streams.iter().enumerate() {
+        for (i, (f, _)) in io.outputs.iter().enumerate() {
             if let Some(f) = f {
                 fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
                 which.push(i);
             }
         }
-        let probing = match health.as_deref().and_then(|h| h.fd()) {
+        let stdin_at = match &io.stdin {
+            Some(f) if !pending.is_empty() => {
+                fds.push(PollFd::new(f.as_fd(), PollFlags::POLLOUT));
+                Some(fds.len() - 1)
+            }
+            _ => None,
+        };
+        let clients_at = fds.len();
+        // Backpressure: no more client input while the container's stdin is full.
+        for (fd, ev) in server.poll_fds(pending.len() < 64 * 1024) {
+            fds.push(PollFd::new(fd, ev));
+        }
+        let probe_at = match health.as_deref().and_then(|h| h.fd()) {
             Some(fd) => {
                 fds.push(PollFd::new(fd, PollFlags::POLLIN));
-                true
+                Some(fds.len() - 1)
             }
-            None => false,
+            None => None,
         };
         if let Err(e) = poll(&mut fds, timeout) {
             if e == nix::errno::Errno::EINTR {
@@ -356,14 +497,47 @@ fn pump(
             .iter()
             .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
             .collect();
+        let clients = ready.len() - clients_at - usize::from(probe_at.is_some());
         drop(fds);
         for (k, &i) in which.iter().enumerate() {
-            if ready[k + 1] {
-                drain(log, &mut streams[i], &mut buf);
+            if ready[k + 2] {
+                drain(log, &mut io.outputs[i], &mut buf, server);
             }
         }
+        // Descending: serving may drop a client (swap_remove), which only
+        // moves one already served.
+        for c in (0..clients).rev() {
+            if ready[clients_at + c] {
+                server.serve(c, &mut requests);
+            }
+        }
+        if ready[1] {
+            server.accept();
+        }
+        for r in requests.drain(..) {
+            match r {
+                attach::Request::Resize(rows, cols) => {
+                    if let Some(m) = &io.master {
+                        attach::resize(m.as_fd(), rows, cols);
+                    }
+                }
+                attach::Request::Stdin(data) if io.stdin.is_some() => {
+                    pending.extend_from_slice(&data)
+                }
+                // A pty has no end of input to give: its master carries
+                // the output too.
+                attach::Request::CloseStdin if io.master.is_none() => close_stdin = true,
+                _ => {}
+            }
+        }
+        if stdin_at.is_none_or(|i| ready[i]) {
+            feed_stdin(&mut io.stdin, &mut pending);
+        }
+        if close_stdin && pending.is_empty() {
+            io.stdin = None;
+        }
         if let Some(h) = health.as_deref_mut() {
-            if probing && ready[which.len() + 1] {
+            if probe_at.is_some_and(|i| ready[i]) {
                 h.read_output();
             }
         }
@@ -371,7 +545,7 @@ fn pump(
         if ready[0] {
             while let Ok(Some(_)) = sigfd.read_signal() {}
             reap(|p, c| {
-                if p == pid {
+                if p == io.pid {
                     code = Some(c);
                 } else if let Some(h) = health.as_deref_mut() {
                     h.on_exit(p, c);
@@ -387,17 +561,52 @@ fn pump(
     };
     // Whatever the container wrote before exiting is in the pipes now; a
     // process it left behind may keep them open, so read only what is there.
-    for s in streams.iter_mut() {
-        drain(log, s, &mut buf);
-        s.1.flush(log);
+    for i in 0..io.outputs.len() {
+        drain(log, &mut io.outputs[i], &mut buf, server);
+        io.outputs[i].1.flush(log);
     }
     let _ = log.sync_data();
     exit
 }
 
-/// Read what a pipe holds now; close it at EOF.
-fn drain(log: &mut File, (file, stream): &mut (Option<File>, Stream), buf: &mut [u8]) {
+/// Write what the container's stdin takes now; a stdin it closed drops
+/// the input.
+fn feed_stdin(stdin: &mut Option<File>, pending: &mut Vec<u8>) {
+    let Some(f) = stdin else {
+        pending.clear();
+        return;
+    };
+    while !pending.is_empty() {
+        match f.write(pending) {
+            Ok(n) => {
+                pending.drain(..n);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(_) => {
+                *stdin = None;
+                pending.clear();
+                return;
+            }
+        }
+    }
+}
+
+/// Read what a pipe (or the pty) holds now into the log and to the
+/// clients; close it at EOF (a pty master reports EIO once no process holds
+/// the terminal).
+fn drain(
+    log: &mut File,
+    (file, stream): &mut (Option<File>, Stream),
+    buf: &mut [u8],
+    server: &mut attach::Server,
+) {
     let Some(f) = file else { return };
+    let kind = if stream.name == "stderr" {
+        attach::STDERR
+    } else {
+        attach::STDOUT
+    };
     loop {
         match f.read(buf) {
             Ok(0) => {
@@ -405,9 +614,17 @@ fn drain(log: &mut File, (file, stream): &mut (Option<File>, Stream), buf: &mut 
                 *file = None;
                 return;
             }
-            Ok(n) => stream.feed(log, &buf[..n]),
+            Ok(n) => {
+                stream.feed(log, &buf[..n]);
+                server.broadcast(kind, &buf[..n]);
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return, // EAGAIN: nothing more for now
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(_) => {
+                stream.flush(log);
+                *file = None;
+                return;
+            }
         }
     }
 }

@@ -26,20 +26,53 @@ fn base(args: &Args) -> Command {
     cmd
 }
 
-/// `runtime create`: the container's init inherits the given stdout and
-/// stderr; stdin is /dev/null (interactive stdin is a later slice).
-pub fn create(args: &Args, stdout: OwnedFd, stderr: OwnedFd) -> Result<(), Failure> {
+/// The container's stdio for `runtime create`.
+pub enum Stdio3 {
+    /// Pipes (stdin: a pipe with `-i`, else /dev/null).
+    Pipes {
+        stdin: Option<OwnedFd>,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+    },
+    /// A terminal: the runtime sends the pty master to this socket.
+    Console(std::path::PathBuf),
+}
+
+/// `runtime create`, spawned: with a console the caller must take the pty
+/// master while it runs (see [`crate::attach::receive_master`]), then [`wait`].
+pub fn spawn_create(args: &Args, stdio: Stdio3) -> Result<std::process::Child, Failure> {
     let mut cmd = base(args);
     cmd.arg("create")
         .arg("--bundle")
         .arg(&args.bundle)
         .arg("--pid-file")
-        .arg(&args.pid_file)
-        .arg(&args.id)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(stdout))
-        .stderr(Stdio::from(stderr));
-    run(args, cmd, "create")
+        .arg(&args.pid_file);
+    match stdio {
+        Stdio3::Pipes {
+            stdin,
+            stdout,
+            stderr,
+        } => {
+            cmd.stdin(stdin.map(Stdio::from).unwrap_or_else(Stdio::null))
+                .stdout(Stdio::from(stdout))
+                .stderr(Stdio::from(stderr));
+        }
+        Stdio3::Console(path) => {
+            cmd.arg("--console-socket")
+                .arg(path)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+        }
+    }
+    cmd.arg(&args.id);
+    cmd.spawn().map_err(|e| spawn_failure(args, "create", e))
+}
+
+/// Wait for a spawned runtime command.
+pub fn wait(args: &Args, mut child: std::process::Child, verb: &str) -> Result<(), Failure> {
+    let status = child.wait().map_err(|e| spawn_failure(args, verb, e))?;
+    check(args, status, verb)
 }
 
 /// `runtime start`.
@@ -77,15 +110,23 @@ pub fn delete(args: &Args) {
     let _ = cmd.status();
 }
 
-fn run(args: &Args, mut cmd: Command, verb: &str) -> Result<(), Failure> {
-    let status = cmd.status().map_err(|e| Failure {
+fn spawn_failure(args: &Args, verb: &str, e: std::io::Error) -> Failure {
+    Failure {
         code: if e.kind() == std::io::ErrorKind::NotFound {
             127
         } else {
             126
         },
         message: format!("running OCI runtime {} {verb}: {e}", args.runtime.display()),
-    })?;
+    }
+}
+
+fn run(args: &Args, mut cmd: Command, verb: &str) -> Result<(), Failure> {
+    let status = cmd.status().map_err(|e| spawn_failure(args, verb, e))?;
+    check(args, status, verb)
+}
+
+fn check(args: &Args, status: std::process::ExitStatus, verb: &str) -> Result<(), Failure> {
     if status.success() {
         return Ok(());
     }

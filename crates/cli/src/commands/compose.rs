@@ -404,6 +404,9 @@ pub fn run(g: &Global, a: ComposeArgs) -> Result<()> {
                     env: e.env,
                     user: e.user,
                     workdir: e.workdir,
+                    // Compose's exec keeps stdin attached; no terminal here (-T).
+                    interactive: true,
+                    ..Default::default()
                 },
             )?;
             std::process::exit(code)

@@ -1,5 +1,5 @@
 //! Container commands: run, create, start, stop, kill, rm, ps, logs,
-//! inspect, wait, exec (and the monitor's hidden `container-cleanup`).
+//! inspect, wait, exec, attach (and the monitor's hidden `container-cleanup`).
 //! Thin over hako-engine; exit codes as docker's: 125 when hako itself
 //! fails, 126/127 when the command cannot be invoked / is not found, else
 //! the container's own.
@@ -11,6 +11,8 @@ use std::process::exit;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use hako_engine::{options, Container, CreateOptions, Engine, ExecOptions, Programs, Status};
+
+use super::interactive;
 use hako_image::ImageStore;
 
 use crate::Global;
@@ -26,7 +28,13 @@ pub enum ContainerCommand {
     /// Create a container without starting it.
     Create(Box<CreateArgs>),
     /// Start created or stopped containers.
-    Start(NamesArgs),
+    #[command(after_help = "Examples:\n  hako start web\n  hako start -ai shell")]
+    Start(StartArgs),
+    /// Attach to a running container's input and output.
+    #[command(
+        after_help = "Examples:\n  hako attach web\n  hako attach --no-stdin --detach-keys ctrl-x shell\nDetach with ctrl-p ctrl-q (or --detach-keys)."
+    )]
+    Attach(AttachArgs),
     /// Stop running containers: the stop signal, then SIGKILL after the timeout.
     Stop(StopArgs),
     /// Send a signal to running containers.
@@ -200,6 +208,12 @@ pub struct CreateArgs {
     /// Remove the container when it exits.
     #[arg(long)]
     pub rm: bool,
+    /// Keep stdin open: attached clients' input reaches the container.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Give the container a terminal (pseudo-TTY).
+    #[arg(short = 't', long)]
+    pub tty: bool,
     /// Restart policy: no, on-failure[:MAX_RETRIES], always, unless-stopped.
     #[arg(long, value_name = "POLICY")]
     pub restart: Option<String>,
@@ -237,14 +251,43 @@ pub struct RunArgs {
     /// Run in the background and print the container id.
     #[arg(short = 'd', long)]
     pub detach: bool,
-    /// Keep stdin open (accepted; stdin forwarding is not implemented yet).
-    #[arg(short = 'i', long)]
-    pub interactive: bool,
-    /// Forward signals a foreground run receives to the container.
+    /// Keys that detach from the container, leaving it running (docker's form).
+    #[arg(long = "detach-keys", value_name = "KEYS")]
+    pub detach_keys: Option<String>,
+    /// Forward signals a foreground run receives to the container (not with -t).
     #[arg(long = "sig-proxy", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub sig_proxy: bool,
     #[command(flatten)]
     pub create: CreateArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Attach to the container's output (and, with -i, its input).
+    #[arg(short = 'a', long)]
+    pub attach: bool,
+    /// Attach the caller's stdin (with -a, for a container created with -i).
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Keys that detach from the container, leaving it running.
+    #[arg(long = "detach-keys", value_name = "KEYS")]
+    pub detach_keys: Option<String>,
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// Do not attach stdin.
+    #[arg(long = "no-stdin")]
+    pub no_stdin: bool,
+    /// Forward signals to the container (not for a container with a terminal).
+    #[arg(long = "sig-proxy", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub sig_proxy: bool,
+    /// Keys that detach from the container, leaving it running.
+    #[arg(long = "detach-keys", value_name = "KEYS")]
+    pub detach_keys: Option<String>,
+    pub container: String,
 }
 
 #[derive(Debug, Args)]
@@ -338,9 +381,18 @@ pub struct LogsArgs {
 
 #[derive(Debug, Args)]
 pub struct ExecArgs {
-    /// Keep stdin attached (the runtime inherits hako's stdin).
+    /// Keep stdin attached (else the process reads /dev/null).
     #[arg(short = 'i', long)]
     pub interactive: bool,
+    /// Give the process a terminal (pseudo-TTY).
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Start the process and return at once.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Keys that detach from the process, leaving it running.
+    #[arg(long = "detach-keys", value_name = "KEYS")]
+    pub detach_keys: Option<String>,
     /// Environment variable KEY=value.
     #[arg(short = 'e', long = "env")]
     pub env: Vec<String>,
@@ -388,12 +440,16 @@ fn dispatch(g: &Global, cmd: ContainerCommand) -> Result<()> {
         ContainerCommand::Start(a) => {
             let mut images = open_images(g)?;
             let programs = programs(g)?;
+            if a.attach || a.interactive {
+                return start_attached(&engine, &mut images, &programs, a);
+            }
             for name in &a.containers {
                 engine.start(&mut images, name, &programs)?;
                 println!("{name}");
             }
             Ok(())
         }
+        ContainerCommand::Attach(a) => attach(&engine, a),
         ContainerCommand::Stop(a) => each(&a.containers, |n| engine.stop(n, a.time)),
         ContainerCommand::Kill(a) => each(&a.containers, |n| engine.kill(n, &a.signal)),
         ContainerCommand::Rm(a) => {
@@ -418,16 +474,7 @@ fn dispatch(g: &Global, cmd: ContainerCommand) -> Result<()> {
             }
             Ok(())
         }
-        ContainerCommand::Exec(a) => {
-            let o = ExecOptions {
-                cmd: a.command,
-                env: a.env,
-                user: a.user,
-                workdir: a.workdir,
-            };
-            let code = engine.exec(&a.container, &o)?;
-            exit(code)
-        }
+        ContainerCommand::Exec(a) => exec(&engine, a),
         ContainerCommand::Pause(a) => each(&a.containers, |n| engine.pause(n)),
         ContainerCommand::Unpause(a) => each(&a.containers, |n| engine.unpause(n)),
         ContainerCommand::Restart(a) => {
@@ -646,6 +693,14 @@ fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
             retries: a.health_retries,
             disabled: a.no_healthcheck,
         },
+        tty: a.tty,
+        open_stdin: a.interactive,
+        // Docker's StdinOnce: the first attached client's EOF closes stdin
+        // (a detached run clears it: nobody attaches first).
+        stdin_once: a.interactive,
+        attach_stdin: a.interactive,
+        attach_stdout: true,
+        attach_stderr: true,
     })
 }
 
@@ -654,10 +709,35 @@ fn duration(s: &Option<String>) -> Result<Option<i64>> {
 }
 
 fn run_container(g: &Global, engine: &Engine, a: Box<RunArgs>) -> Result<()> {
+    let (tty, interactive) = (a.create.tty, a.create.interactive);
+    if tty && interactive && !a.detach && !interactive::is_tty(0) {
+        anyhow::bail!("the input device is not a TTY");
+    }
+    let detach_keys = detach_keys(&a.detach_keys)?;
     let mut images = open_images(g)?;
     let programs = programs(g)?;
-    let c = engine.create(&mut images, &create_options(&a.create)?)?;
-    let started = match engine.start(&mut images, &c.id, &programs) {
+    let mut opts = create_options(&a.create)?;
+    if a.detach {
+        opts.stdin_once = false;
+        opts.attach_stdin = false;
+        opts.attach_stdout = false;
+        opts.attach_stderr = false;
+    }
+    let c = engine.create(&mut images, &opts)?;
+    // A foreground run is attached, as docker's: output comes live from the
+    // monitor (partial lines too), stdin only with -i.
+    let attached = !a.detach;
+    let size = if tty {
+        interactive::caller_size()
+    } else {
+        None
+    };
+    let res = if attached {
+        engine.start_attached(&mut images, &c.id, &programs, size)
+    } else {
+        engine.start(&mut images, &c.id, &programs)
+    };
+    let started = match res {
         Ok(s) => s,
         Err(e) => {
             if a.create.rm {
@@ -666,24 +746,21 @@ fn run_container(g: &Global, engine: &Engine, a: Box<RunArgs>) -> Result<()> {
             return Err(e.into());
         }
     };
-    if a.detach {
-        println!("{}", c.id);
-        return Ok(());
-    }
-    drop(images);
-    if a.sig_proxy {
-        proxy_signals(engine.runtime_of(&c), c.id.clone())?;
-    }
-    let stdout = std::io::stdout();
-    let stderr = std::io::stderr();
-    let code = started.follow(engine, |e| {
-        let _ = match e.stream {
-            hako_engine::logs::Stream::Stdout => stdout.lock().write_all(e.log.as_bytes()),
-            hako_engine::logs::Stream::Stderr => stderr.lock().write_all(e.log.as_bytes()),
+    if attached {
+        drop(images);
+        if a.sig_proxy && !tty {
+            proxy_signals(engine.runtime_of(&c), c.id.clone())?;
+        }
+        let relay = interactive::Relay {
+            stdin: interactive,
+            close_stdin: interactive,
+            tty,
+            detach_keys,
         };
-    })?;
-    let _ = stdout.lock().flush();
-    exit(code)
+        return attached_session(engine, started, &relay);
+    }
+    println!("{}", c.id);
+    Ok(())
 }
 
 /// Forward the signals a user sends a foreground `run` (Ctrl-C, kill) to
@@ -718,6 +795,152 @@ fn proxy_signals(rt: hako_engine::runtime::Runtime, id: String) -> Result<()> {
         }
     });
     Ok(())
+}
+
+fn detach_keys(s: &Option<String>) -> Result<Vec<u8>> {
+    Ok(hako_engine::attachment::parse_detach_keys(
+        s.as_deref()
+            .unwrap_or(hako_engine::attachment::DEFAULT_DETACH_KEYS),
+    )?)
+}
+
+/// `start -a [-i]`: start one container attached from its first output.
+fn start_attached(
+    engine: &Engine,
+    images: &mut ImageStore,
+    programs: &Programs,
+    a: StartArgs,
+) -> Result<()> {
+    if a.containers.len() != 1 {
+        anyhow::bail!("you cannot start and attach multiple containers at once");
+    }
+    let c = engine.get(&a.containers[0])?;
+    let stdin = a.interactive && c.config.open_stdin;
+    if stdin && c.config.tty && !interactive::is_tty(0) {
+        anyhow::bail!("the input device is not a TTY");
+    }
+    let relay = interactive::Relay {
+        stdin,
+        close_stdin: stdin && c.config.stdin_once,
+        tty: c.config.tty,
+        detach_keys: detach_keys(&a.detach_keys)?,
+    };
+    let size = if c.config.tty {
+        interactive::caller_size()
+    } else {
+        None
+    };
+    let started = engine.start_attached(images, &c.id, programs, size)?;
+    attached_session(engine, started, &relay)
+}
+
+/// Relay an attached start to its end, then exit as the container did.
+fn attached_session(
+    engine: &Engine,
+    mut started: hako_engine::Started,
+    relay: &interactive::Relay,
+) -> Result<()> {
+    let mut att = started
+        .attachment
+        .take()
+        .context("the engine attached no stream")?;
+    let outcome = {
+        let _raw = interactive::RawMode::enable(relay.tty && relay.stdin)?;
+        interactive::relay_attachment(&mut att, relay)?
+    };
+    drop(att);
+    let _ = std::io::stdout().flush();
+    match outcome {
+        interactive::Outcome::Detached => exit(0),
+        // Cleanup (--rm) is finished when the monitor closes its pipe.
+        _ => exit(started.wait(engine)?),
+    }
+}
+
+/// `attach CONTAINER`.
+fn attach(engine: &Engine, a: AttachArgs) -> Result<()> {
+    let c = engine.get(&a.container)?;
+    let size = if c.config.tty {
+        interactive::caller_size()
+    } else {
+        None
+    };
+    let keys = detach_keys(&a.detach_keys)?;
+    // Connected first: a stopped container is the error to report then.
+    let (c, mut att) = engine.attach_stream(&c.id, size)?;
+    let stdin = !a.no_stdin && c.config.open_stdin;
+    if stdin && c.config.tty && !interactive::is_tty(0) {
+        anyhow::bail!("the input device is not a TTY");
+    }
+    if let Some((rows, cols)) = size {
+        // As docker: a size change and back makes full-screen programs
+        // redraw for the newcomer even when the size is the same.
+        att.resize(rows + 1, cols + 1)?;
+        att.resize(rows, cols)?;
+    }
+    if a.sig_proxy && !c.config.tty {
+        proxy_signals(engine.runtime_of(&c), c.id.clone())?;
+    }
+    let relay = interactive::Relay {
+        stdin,
+        close_stdin: stdin && c.config.stdin_once,
+        tty: c.config.tty,
+        detach_keys: keys,
+    };
+    let outcome = {
+        let _raw = interactive::RawMode::enable(relay.tty && relay.stdin)?;
+        interactive::relay_attachment(&mut att, &relay)?
+    };
+    drop(att);
+    let _ = std::io::stdout().flush();
+    match outcome {
+        interactive::Outcome::Detached => exit(0),
+        interactive::Outcome::Exited(code) => exit(code),
+        interactive::Outcome::Closed => exit(engine.wait(&c.id)?),
+    }
+}
+
+/// `exec [-i] [-t] [-d] CONTAINER COMMAND...`.
+fn exec(engine: &Engine, a: ExecArgs) -> Result<()> {
+    if a.tty && a.interactive && !a.detach && !interactive::is_tty(0) {
+        anyhow::bail!("the input device is not a TTY");
+    }
+    let keys = detach_keys(&a.detach_keys)?;
+    let o = ExecOptions {
+        cmd: a.command,
+        env: a.env,
+        user: a.user,
+        workdir: a.workdir,
+        interactive: a.interactive && !a.detach,
+        tty: a.tty,
+        detach: a.detach,
+        console_size: if a.tty {
+            interactive::caller_size()
+        } else {
+            None
+        },
+    };
+    if !a.tty {
+        exit(engine.exec(&a.container, &o)?);
+    }
+    let session = engine.exec_tty(&a.container, &o)?;
+    if a.detach {
+        // Nobody reads its terminal, but it must stay open.
+        interactive::hold_in_background(&session.master)?;
+        session.detach();
+        exit(0);
+    }
+    let outcome = {
+        let _raw = interactive::RawMode::enable(a.interactive)?;
+        interactive::relay_pty(&session.master, a.interactive, keys)?
+    };
+    let _ = std::io::stdout().flush();
+    if outcome == interactive::Outcome::Detached {
+        interactive::hold_in_background(&session.master)?;
+        session.detach();
+        exit(0);
+    }
+    exit(session.wait()?)
 }
 
 fn ps(engine: &Engine, a: PsArgs) -> Result<()> {

@@ -6,6 +6,7 @@ pub mod container_ops;
 pub mod cp;
 pub mod distribution;
 pub mod image;
+pub mod interactive;
 pub mod network;
 pub mod registry;
 pub mod system;
