@@ -390,3 +390,68 @@ fn positive_pid(pid: i64) -> nix::unistd::Pid {
     assert!(pid > 0, "refusing to signal pid {pid}");
     nix::unistd::Pid::from_raw(pid as i32)
 }
+
+#[test]
+fn twenty_parallel_detached_runs_keep_the_records_consistent() {
+    let r = Root::new();
+    let bin = env!("CARGO_BIN_EXE_hako");
+    let children: Vec<std::process::Child> = (0..20)
+        .map(|i| {
+            std::process::Command::new(bin)
+                .arg("--root")
+                .arg(r.root())
+                .args([
+                    "run",
+                    "-d",
+                    "--network",
+                    "none",
+                    "--name",
+                    &format!("p{i}"),
+                    "busybox",
+                    "sleep",
+                    "1000",
+                ])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let rows = r.ps_all();
+    assert_eq!(rows.len(), 20, "{rows:?}");
+    let mut names: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 20);
+    assert!(rows.iter().all(|r| r.1 == "running"), "{rows:?}");
+    // And as many removals at once.
+    let children: Vec<std::process::Child> = (0..20)
+        .map(|i| {
+            std::process::Command::new(bin)
+                .arg("--root")
+                .arg(r.root())
+                .args(["rm", "-f", &format!("p{i}")])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(r.ps_all().is_empty());
+}
