@@ -1,0 +1,9 @@
+//! hako-build: Dockerfile builds.
+//!
+//! - [`parser`]: the Dockerfile parser (directives, continuations, heredocs, forms, flags).
+//! - [`lex`]: variable substitution and word processing with docker's rules.
+//! - [`ignore`]: `.dockerignore` matching and source globs.
+
+pub mod ignore;
+pub mod lex;
+pub mod parser;
