@@ -7,3 +7,7 @@
 pub mod ignore;
 pub mod lex;
 pub mod parser;
+pub mod error;
+pub mod stages;
+
+pub use error::{Error, Result};
