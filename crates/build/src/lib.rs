@@ -11,3 +11,13 @@ pub mod error;
 pub mod stages;
 
 pub use error::{Error, Result};
+pub mod cache;
+pub mod context;
+mod copy;
+pub mod executor;
+pub mod fsops;
+mod mounts;
+pub mod run;
+pub mod state;
+
+pub use executor::{build, Built, Options, Output, Progress, Puller};

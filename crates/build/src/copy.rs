@@ -1,0 +1,345 @@
+//! COPY and ADD: sources from the context, another stage or an image
+//! (`--from`), heredocs, wildcards, docker's directory semantics (a
+//! directory source copies its contents), `--chown`, `--chmod`; ADD also
+//! unpacks local tar archives and fetches URLs.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+
+use crate::cache;
+use crate::context::Tree;
+use crate::error::{Error, IoContext, Result};
+use crate::executor::{chain_of, Cx, Done, Scope};
+use crate::fsops::{self, CopyOwner, Overlay};
+use crate::parser::{Args, Instruction, Keyword};
+use crate::stages::Source;
+use crate::state::State;
+
+enum Src {
+    /// A path of the source tree: (relative, host).
+    Path(String, PathBuf),
+    /// A heredoc: file name and content.
+    Heredoc(String, String),
+    /// A downloaded URL: file name and the temporary file.
+    Url(String, PathBuf),
+}
+
+fn fetch(url: &str, dir: &Path) -> Result<(String, PathBuf)> {
+    let name = url
+        .split(['?', '#'])
+        .next()
+        .unwrap_or("")
+        .rsplit('/')
+        .find(|s| !s.is_empty() && !s.contains(':'))
+        .unwrap_or("download")
+        .to_string();
+    let resp = reqwest::blocking::Client::builder()
+        .timeout(std::time::Duration::from_secs(300))
+        .build()
+        .and_then(|c| c.get(url).send())
+        .map_err(|e| Error::Invalid(format!("ADD {url}: cannot fetch: {e}")))?;
+    if !resp.status().is_success() {
+        return Err(Error::Invalid(format!(
+            "ADD {url}: cannot fetch: HTTP {}",
+            resp.status()
+        )));
+    }
+    fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(cache::hex(url.as_bytes()));
+    let mut f = fs::File::create(&path).ctx(|| format!("creating {}", path.display()))?;
+    let mut resp = resp;
+    std::io::copy(&mut resp, &mut f).map_err(|e| Error::io(format!("ADD {url}: downloading"), e))?;
+    // docker: downloaded files are 0600 root-owned.
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
+        .ctx(|| format!("changing mode of {}", path.display()))?;
+    Ok((name, path))
+}
+
+/// Whether a file is a tar archive ADD unpacks (plain or gzip).
+fn archive_kind(path: &Path) -> Option<hako_image::manifest::Compression> {
+    use hako_image::manifest::Compression;
+    let f = fs::File::open(path).ok()?;
+    let mut r = BufReader::new(f);
+    let head = r.fill_buf().ok()?.to_vec();
+    match Compression::sniff(&head) {
+        Compression::Gzip => {
+            let mut d = flate2::read::GzDecoder::new(fs::File::open(path).ok()?);
+            let mut buf = [0u8; 512];
+            d.read_exact(&mut buf).ok()?;
+            (&buf[257..262] == b"ustar").then_some(Compression::Gzip)
+        }
+        Compression::Zstd => None,
+        Compression::None => {
+            (head.len() >= 262 && &head[257..262] == b"ustar").then_some(Compression::None)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn step(
+    cx: &Cx<'_>,
+    name: &str,
+    ins: &Instruction,
+    st: &mut State,
+    key: &mut String,
+    scope: &Scope,
+    deps: &HashMap<usize, Done>,
+    from: Option<(String, Source)>,
+) -> Result<()> {
+    let kw = ins.keyword.name();
+    let is_add = ins.keyword == Keyword::Add;
+    let raw: Vec<String> = match &ins.args {
+        Args::Exec(v) => v.clone(),
+        Args::Shell(s) => s.split_whitespace().map(str::to_string).collect(),
+    };
+    let mut words = Vec::new();
+    for w in &raw {
+        let heredoc = w.starts_with("<<");
+        words.push(if heredoc {
+            w.clone()
+        } else {
+            cx.word(st, scope, ins, w)?
+        });
+    }
+    let Some((dest_word, srcs)) = words.split_last() else {
+        return Err(Error::Invalid(format!("{kw} needs a source and a destination")));
+    };
+    if srcs.is_empty() {
+        return Err(Error::Invalid(format!("{kw} needs a source and a destination")));
+    }
+    let workdir = if st.config.working_dir.is_empty() {
+        "/".to_string()
+    } else {
+        st.config.working_dir.clone()
+    };
+    let dest_abs = if dest_word.starts_with('/') {
+        dest_word.clone()
+    } else {
+        format!("{workdir}/{dest_word}")
+    };
+    let dest = fsops::clean_abs(&dest_abs);
+    let dest_dir_syntax = dest_word.ends_with('/') || dest_word == "." || dest_word.ends_with("/.");
+
+    // The tree sources come from, and what the key learns of it.
+    let mut _from_mount: Option<Overlay> = None;
+    let mut inputs = Vec::new();
+    let tree = match &from {
+        None => None,
+        Some((v, src)) => {
+            let (state, k) = match src {
+                Source::Stage(n) => {
+                    let d = deps.get(n).ok_or_else(|| {
+                        Error::Unsupported(format!(
+                            "{kw} --from={v} outside the stage's dependencies (in ONBUILD)"
+                        ))
+                    })?;
+                    (d.state.clone(), d.key.clone())
+                }
+                Source::Image(name) => {
+                    let d = cx.images.get(name).ok_or_else(|| {
+                        Error::Invalid(format!("{kw} --from={v}: image {name} not found"))
+                    })?;
+                    (d.state.clone(), d.key.clone())
+                }
+            };
+            inputs.extend_from_slice(format!("from {k}\n").as_bytes());
+            let o = Overlay::mount(cx.snapshots, &chain_of(&state)?, &cx.work)?;
+            let t = Tree::rootfs(&o.rootfs);
+            _from_mount = Some(o);
+            Some(t)
+        }
+    };
+    let tree = tree.as_ref().unwrap_or(&cx.context);
+    let what = format!("{kw}");
+    let mut sources = Vec::new();
+    let download_dir = cx.work.join(format!("downloads-{}", std::process::id()));
+    for s in srcs {
+        if let Some(marker) = s.strip_prefix("<<") {
+            let n = marker.trim_start_matches('-').trim_matches(|c| c == '"' || c == '\'');
+            let h = ins
+                .heredocs
+                .iter()
+                .find(|h| h.name == n)
+                .ok_or_else(|| Error::Invalid(format!("{kw}: no heredoc named {n}")))?;
+            let body = if h.expand {
+                cx.expand_heredoc(st, scope, ins, &h.body)?
+            } else {
+                h.body.clone()
+            };
+            sources.push(Src::Heredoc(n.to_string(), body));
+            continue;
+        }
+        if s.contains("://") {
+            if !is_add {
+                return Err(Error::Invalid(format!("COPY {s}: COPY does not take URLs (use ADD)")));
+            }
+            if s.starts_with("git@") || s.ends_with(".git") {
+                return Err(Error::Unsupported(format!("ADD of a git repository ({s})")));
+            }
+            let (n, p) = fetch(s, &download_dir)?;
+            sources.push(Src::Url(n, p));
+            continue;
+        }
+        for (rel, host) in tree.sources(s, &what)? {
+            sources.push(Src::Path(rel, host));
+        }
+    }
+    let multiple = sources.len() > 1 || srcs.iter().any(|s| crate::ignore::has_glob(s));
+    // Inputs: every source's content digest.
+    for s in &sources {
+        match s {
+            Src::Path(rel, host) => {
+                let mut h = Sha256::new();
+                tree.hash_into(rel, host, &mut h)?;
+                inputs.extend_from_slice(format!("path {rel} {}\n", cache::hex(&h.finalize())).as_bytes());
+            }
+            Src::Heredoc(n, body) => {
+                inputs.extend_from_slice(
+                    format!("heredoc {n} {}\n", crate::executor::sha_hex(body.as_bytes())).as_bytes(),
+                );
+            }
+            Src::Url(n, p) => {
+                let data = fs::read(p).ctx(|| format!("reading download {n}"))?;
+                inputs.extend_from_slice(
+                    format!("url {n} {}\n", crate::executor::sha_hex(&data)).as_bytes(),
+                );
+            }
+        }
+    }
+    let chmod = match ins.flag("chmod") {
+        Some(f) => {
+            let v = f.value.as_deref().unwrap_or("");
+            Some(u32::from_str_radix(v, 8).map_err(|_| {
+                Error::Unsupported(format!("{kw} --chmod={v} (only octal modes)"))
+            })?)
+        }
+        None => None,
+    };
+    let chown = match ins.flag("chown") {
+        Some(f) => Some(cx.word(st, scope, ins, f.value.as_deref().unwrap_or(""))?),
+        None => None,
+    };
+    let mut flags = String::new();
+    if let Some((v, _)) = &from {
+        flags.push_str(&format!("--from={v} "));
+    }
+    if let Some(c) = &chown {
+        flags.push_str(&format!("--chown={c} "));
+    }
+    if let Some(m) = chmod {
+        flags.push_str(&format!("--chmod={m:o} "));
+    }
+    if ins.flag("link").is_some() {
+        flags.push_str("--link ");
+    }
+    let desc = format!("{kw} {flags}{} {dest} # buildkit", srcs.join(" "));
+    let epoch = cx.opts.source_date_epoch;
+    let keep_owner = tree.is_rootfs;
+    let res = cx.layer(name, st, key, desc, &inputs, |o, _, _| {
+        let root = &o.rootfs;
+        let owner = match &chown {
+            Some(c) => {
+                let u = hako_engine::user::resolve(root, c)?;
+                Some((u.uid, u.gid))
+            }
+            None => None,
+        };
+        let dir_owner = owner.unwrap_or((0, 0));
+        let own = CopyOwner {
+            chown: if keep_owner { owner } else { Some(dir_owner) },
+            chmod,
+        };
+        let dest_host = fsops::secure_join(root, &dest)?;
+        let dest_is_dir = dest_dir_syntax
+            || multiple
+            || fs::metadata(&dest_host).is_ok_and(|m| m.is_dir());
+        if multiple && !dest_dir_syntax && !fs::metadata(&dest_host).is_ok_and(|m| m.is_dir()) {
+            return Err(Error::Invalid(format!(
+                "{kw} with several sources: the destination {dest_word} must be a directory ending in /"
+            )));
+        }
+        let filter = |p: &Path| tree.keep(p);
+        let file_target = |fname: &str| -> Result<PathBuf> {
+            if dest_is_dir {
+                let d = fsops::mkdir_all_in(root, &dest, dir_owner)?;
+                Ok(d.join(fname))
+            } else {
+                let parent = Path::new(&dest)
+                    .parent()
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "/".into());
+                let p = fsops::mkdir_all_in(root, &parent, dir_owner)?;
+                Ok(p.join(fsops::base_name(&dest)))
+            }
+        };
+        for s in &sources {
+            match s {
+                Src::Heredoc(n, body) => {
+                    let target = file_target(n)?;
+                    if fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir()) {
+                        return Err(Error::Invalid(format!("{kw}: {dest} is a directory")));
+                    }
+                    fs::write(&target, body).ctx(|| format!("writing heredoc {n}"))?;
+                    let (u, g) = dir_owner;
+                    std::os::unix::fs::lchown(&target, Some(u), Some(g))
+                        .ctx(|| format!("changing owner of {}", target.display()))?;
+                    fs::set_permissions(&target, fs::Permissions::from_mode(chmod.unwrap_or(0o644)))
+                        .ctx(|| format!("changing mode of {}", target.display()))?;
+                    let t = epoch.unwrap_or_else(|| {
+                        std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map(|d| d.as_secs() as i64)
+                            .unwrap_or(0)
+                    });
+                    fsops::set_times(&target, t, 0)?;
+                }
+                Src::Url(n, p) => {
+                    let target = file_target(n)?;
+                    let own = CopyOwner {
+                        chown: Some(dir_owner),
+                        chmod: Some(chmod.unwrap_or(0o600)),
+                    };
+                    fsops::copy_entry(p, &target, own, &|_| true)?;
+                }
+                Src::Path(rel, host) => {
+                    let m = fs::metadata(host).ctx(|| format!("reading {}", host.display()))?;
+                    if m.is_dir() {
+                        // A directory's contents go into the destination.
+                        let d = fsops::mkdir_all_in(root, &dest, dir_owner)?;
+                        for e in fsops::sorted_entries(host)? {
+                            let p = e.path();
+                            if filter(&p) {
+                                fsops::copy_entry(&p, &d.join(e.file_name()), own, &filter)?;
+                            }
+                        }
+                    } else if let Some(kind) = is_add.then(|| archive_kind(host)).flatten() {
+                        let d = fsops::mkdir_all_in(root, &dest, dir_owner)?;
+                        let limits = hako_image::layer::ApplyLimits::for_target(&d)?;
+                        let f = fs::File::open(host).ctx(|| format!("opening {rel}"))?;
+                        hako_image::layer::apply(
+                            &d,
+                            rel,
+                            f,
+                            kind,
+                            hako_image::digest::Algorithm::Sha256,
+                            &limits,
+                        )?;
+                    } else {
+                        let fname = fsops::base_name(rel);
+                        let fname = if fname.is_empty() { "file" } else { fname };
+                        let target = file_target(fname)?;
+                        fsops::copy_entry(host, &target, own, &filter)?;
+                    }
+                }
+            }
+        }
+        Ok(Vec::new())
+    });
+    let _ = fs::remove_dir_all(&download_dir);
+    res
+}

@@ -1,0 +1,1346 @@
+//! The executor: checks everything a build needs before any step runs, then
+//! builds the target's stages (independent stages in parallel), each step
+//! cached, and writes the result (an image in the store, an OCI layout, a
+//! docker archive or a directory).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hako_image::archive::{self, SaveItem};
+use hako_image::images::format_rfc3339;
+use hako_image::manifest::PlatformSpec;
+use hako_image::snapshot::{self, Snapshotter};
+use hako_image::store::ContentStore;
+use hako_image::{Digest, ImageRecord, ImageStore, NoProgress, Reference};
+use sha2::{Digest as _, Sha256};
+
+use crate::cache::{self, Cache};
+use crate::context::Tree;
+use crate::error::{Error, IoContext, Result};
+use crate::fsops::{self, Overlay};
+use crate::lex::Lexer;
+use crate::parser::{self, Args, Instruction, Keyword};
+use crate::run;
+use crate::stages::{self, Base, Graph, Source};
+use crate::state::{History, Layer, State};
+
+/// Where the result goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// An image in the store, named with the tags.
+    Image,
+    /// An OCI image layout: a directory, or a tar when `tar`.
+    Oci { dest: PathBuf, tar: bool },
+    /// A `docker save` archive.
+    DockerArchive { dest: PathBuf },
+    /// The root filesystem as a directory.
+    Local { dest: PathBuf },
+}
+
+/// A build.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub context: PathBuf,
+    /// The Dockerfile (default: `Dockerfile` in the context).
+    pub dockerfile: Option<PathBuf>,
+    pub tags: Vec<Reference>,
+    pub build_args: BTreeMap<String, String>,
+    pub target: Option<String>,
+    pub no_cache: bool,
+    /// Pull base images even when present.
+    pub pull: bool,
+    pub labels: BTreeMap<String, String>,
+    pub platform: Option<String>,
+    pub output: Output,
+    pub iidfile: Option<PathBuf>,
+    /// Timestamps of history, config and layer entries (clamped) for reproducible builds.
+    pub source_date_epoch: Option<i64>,
+    /// `--secret id=ID,src=PATH`: files RUN --mount=type=secret can mount.
+    pub secrets: BTreeMap<String, PathBuf>,
+    /// The OCI runtime binary.
+    pub runtime: PathBuf,
+}
+
+/// How the build reports progress; calls come from several threads.
+pub trait Progress: Sync {
+    /// A step starts: `[stage n/m] INSTRUCTION`.
+    fn start(&self, id: usize, name: &str);
+    /// A line of a RUN step's output.
+    fn log(&self, id: usize, elapsed: Duration, line: &str);
+    fn done(&self, id: usize, cached: bool, elapsed: Duration);
+    fn failed(&self, id: usize, message: &str, elapsed: Duration);
+    fn warn(&self, message: &str);
+}
+
+/// Fetches a base image into the store (the caller knows registries).
+pub trait Puller {
+    fn pull(&self, store: &mut ImageStore, reference: &str) -> std::result::Result<(), String>;
+}
+
+/// What a build produced.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The image config digest (the image id).
+    pub id: Digest,
+    pub record: Option<ImageRecord>,
+    pub steps: usize,
+    pub cached: usize,
+}
+
+/// Build arguments docker predefines: usable without ARG, kept out of history.
+pub const PROXY_ARGS: &[&str] = &[
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
+
+/// A finished stage.
+#[derive(Debug, Clone)]
+pub(crate) struct Done {
+    pub(crate) state: State,
+    pub(crate) key: String,
+}
+
+pub(crate) struct Cx<'a> {
+    pub(crate) content: &'a ContentStore,
+    pub(crate) snapshots: &'a Snapshotter,
+    pub(crate) opts: &'a Options,
+    pub(crate) progress: &'a dyn Progress,
+    pub(crate) cache: Cache,
+    pub(crate) graph: Graph,
+    pub(crate) lexer: Lexer,
+    /// Base images and `--from` images by name.
+    pub(crate) images: HashMap<String, Done>,
+    pub(crate) context: Tree,
+    pub(crate) work: PathBuf,
+    pub(crate) runtime_root: PathBuf,
+    /// Global ARG values (for re-declared ARGs in stages).
+    pub(crate) globals: BTreeMap<String, String>,
+    pub(crate) automatic: BTreeMap<String, String>,
+    pub(crate) file: String,
+    pub(crate) next_step: AtomicUsize,
+    pub(crate) steps: AtomicUsize,
+    pub(crate) cached: AtomicUsize,
+    pub(crate) used_args: std::sync::Mutex<BTreeSet<String>>,
+}
+
+/// Per-stage scope: declared ARGs and their values.
+#[derive(Default)]
+pub(crate) struct Scope {
+    args: BTreeMap<String, String>,
+    declared: BTreeSet<String>,
+    cmd_set: bool,
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Go's `%q` of a string list, as docker writes CMD/ENTRYPOINT in history.
+fn go_quote(v: &[String]) -> String {
+    let parts: Vec<String> = v
+        .iter()
+        .map(|s| serde_json::to_string(s).expect("strings serialise"))
+        .collect();
+    format!("[{}]", parts.join(" "))
+}
+
+/// Parse a duration like docker's flags: `30s`, `1m30s`, `500ms`, `1h`.
+fn parse_duration(s: &str) -> std::result::Result<i64, String> {
+    let mut total: f64 = 0.0;
+    let mut rest = s;
+    if rest.is_empty() {
+        return Err("empty duration".into());
+    }
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("duration {s:?} lacks a unit"))?;
+        let n: f64 = rest[..num_end]
+            .parse()
+            .map_err(|_| format!("invalid duration {s:?}"))?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let mult = match &rest[..unit_end] {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            u => return Err(format!("invalid duration {s:?}: unknown unit {u:?}")),
+        };
+        total += n * mult;
+        rest = &rest[unit_end..];
+    }
+    Ok(total as i64)
+}
+
+/// The state of an image in the store.
+fn image_state(store: &ImageStore, rec: &ImageRecord) -> Result<State> {
+    let img = store.load_image(rec)?;
+    let diff_ids = img.diff_ids()?;
+    let layers = img
+        .manifest
+        .layers()
+        .iter()
+        .zip(diff_ids.iter())
+        .map(|(d, diff)| Layer {
+            blob: d.digest().to_string(),
+            media_type: d.media_type().to_string(),
+            size: d.size(),
+            diff_id: diff.to_string(),
+        })
+        .collect();
+    let cfg = &img.config_json;
+    let config = serde_json::from_value(cfg.get("config").cloned().unwrap_or_default())
+        .unwrap_or_default();
+    let history = serde_json::from_value(cfg.get("history").cloned().unwrap_or_default())
+        .unwrap_or_default();
+    let s = |k: &str| cfg.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    Ok(State {
+        layers,
+        config,
+        history,
+        architecture: s("architecture").unwrap_or_default(),
+        os: s("os").unwrap_or_default(),
+        variant: s("variant"),
+        author: s("author"),
+        created: s("created").unwrap_or_default(),
+    })
+}
+
+fn diff_ids(st: &State) -> Result<Vec<Digest>> {
+    st.layers
+        .iter()
+        .map(|l| l.diff_id.parse().map_err(Error::from))
+        .collect()
+}
+
+fn chain(st: &State) -> Result<Vec<Digest>> {
+    Ok(snapshot::chain_ids(&diff_ids(st)?))
+}
+
+/// Build per `opts` in `store`.
+pub fn build(
+    store: &mut ImageStore,
+    opts: &Options,
+    progress: &dyn Progress,
+    puller: Option<&dyn Puller>,
+) -> Result<Built> {
+    let dockerfile = opts
+        .dockerfile
+        .clone()
+        .unwrap_or_else(|| opts.context.join("Dockerfile"));
+    let file = dockerfile.display().to_string();
+    let text = fs::read_to_string(&dockerfile).ctx(|| format!("reading {file}"))?;
+    let df = parser::parse(&text).map_err(|err| Error::Parse {
+        file: file.clone(),
+        err,
+    })?;
+    let host = PlatformSpec::host();
+    let host_platform = host.to_string();
+    if let Some(p) = &opts.platform {
+        if PlatformSpec::parse(p)?.to_string() != host_platform {
+            return Err(Error::Unsupported(format!(
+                "building for platform {p} (only this machine's {host_platform})"
+            )));
+        }
+    }
+    let mut automatic = BTreeMap::new();
+    for prefix in ["TARGET", "BUILD"] {
+        automatic.insert(format!("{prefix}PLATFORM"), host_platform.clone());
+        automatic.insert(format!("{prefix}OS"), host.os.clone());
+        automatic.insert(format!("{prefix}ARCH"), host.architecture.clone());
+        automatic.insert(
+            format!("{prefix}VARIANT"),
+            host.variant.clone().unwrap_or_default(),
+        );
+    }
+    let graph = stages::graph(
+        &file,
+        &df,
+        &opts.build_args,
+        &automatic,
+        opts.target.as_deref(),
+    )?;
+    let lexer = Lexer {
+        escape: df.directives.escape,
+    };
+    let globals = stages::global_values(&lexer, &graph.global_args, &opts.build_args, &automatic)
+        .map_err(Error::Invalid)?;
+    let context = Tree::context(&opts.context, &dockerfile)?;
+    check(&graph, &lexer, &context, &file)?;
+
+    // Base and --from images, found (or pulled) before any step runs.
+    let mut wanted: Vec<String> = Vec::new();
+    for &si in &graph.order {
+        if let Base::Image(n) = &graph.stages[si].base {
+            wanted.push(n.clone());
+        }
+        for (ii, _) in graph.stages[si].instructions.iter().enumerate() {
+            if let Some(Source::Image(n)) = graph.sources.get(&(si, ii)) {
+                wanted.push(n.clone());
+            }
+        }
+    }
+    wanted.sort();
+    wanted.dedup();
+    let mut images = HashMap::new();
+    for name in wanted {
+        let found = if opts.pull { None } else { store.find(&name).ok() };
+        let rec = match found {
+            Some(r) => r,
+            None => {
+                let Some(p) = puller else {
+                    return Err(Error::Invalid(format!("image {name} not found in the store")));
+                };
+                p.pull(store, &name)
+                    .map_err(|e| Error::Invalid(format!("pulling image {name}: {e}")))?;
+                store.find(&name)?
+            }
+        };
+        let state = image_state(store, &rec)?;
+        if state.os != host.os || state.architecture != host.architecture {
+            return Err(Error::Unsupported(format!(
+                "image {name} is for {}/{}: building on another platform than this machine's {host_platform}",
+                state.os, state.architecture
+            )));
+        }
+        images.insert(
+            name,
+            Done {
+                state,
+                key: rec.id.to_string(),
+            },
+        );
+    }
+
+    let _lock = store.write_lock()?;
+    let work = store.root().join("build").join("work");
+    let runtime_root = store.root().join("build").join("runtime");
+    let cx = Cx {
+        content: store.content(),
+        snapshots: store.snapshots(),
+        opts,
+        progress,
+        cache: Cache::open(store.root())?,
+        graph,
+        lexer,
+        images,
+        context,
+        work,
+        runtime_root,
+        globals,
+        automatic,
+        file,
+        next_step: AtomicUsize::new(1),
+        steps: AtomicUsize::new(0),
+        cached: AtomicUsize::new(0),
+        used_args: Default::default(),
+    };
+    let target = cx.run_stages()?;
+    let unused: Vec<&String> = {
+        let used = cx.used_args.lock().expect("args lock");
+        opts.build_args
+            .keys()
+            .filter(|k| {
+                !used.contains(*k)
+                    && !cx.graph.global_args.iter().any(|(n, _)| n == *k)
+                    && !PROXY_ARGS.contains(&k.as_str())
+            })
+            .collect()
+    };
+    if !unused.is_empty() {
+        let names: Vec<&str> = unused.iter().map(|s| s.as_str()).collect();
+        progress.warn(&format!(
+            "build args not consumed by any stage: {}",
+            names.join(", ")
+        ));
+    }
+    let (steps, cached) = (
+        cx.steps.load(Ordering::SeqCst),
+        cx.cached.load(Ordering::SeqCst),
+    );
+    let mut state = target.state;
+    state.config.labels.extend(opts.labels.clone());
+    if let Output::Local { dest } = &opts.output {
+        export_local(cx.snapshots, &cx.work, &state, dest)?;
+        let (id, _) = write_image(cx.content, &state)?;
+        return Ok(Built {
+            id,
+            record: None,
+            steps,
+            cached,
+        });
+    }
+    drop(cx);
+    let (_, manifest) = write_image(store.content(), &state)?;
+    let names = if opts.output == Output::Image {
+        opts.tags.clone()
+    } else {
+        Vec::new()
+    };
+    let rec = store.commit(&manifest, &manifest, &names, &NoProgress)?;
+    let item = || SaveItem {
+        image: rec.clone(),
+        name: opts.tags.first().cloned(),
+    };
+    match &opts.output {
+        Output::Image | Output::Local { .. } => {}
+        Output::Oci { dest, tar } => {
+            let format = if *tar {
+                archive::Format::OciArchive
+            } else {
+                archive::Format::OciDir
+            };
+            archive::save(store, &[item()], format, dest, &NoProgress)?;
+        }
+        Output::DockerArchive { dest } => {
+            archive::save(
+                store,
+                &[item()],
+                archive::Format::DockerArchive,
+                dest,
+                &NoProgress,
+            )?;
+        }
+    }
+    if let Some(f) = &opts.iidfile {
+        write_atomic(f, rec.id.to_string().as_bytes())?;
+    }
+    Ok(Built {
+        id: rec.id.clone(),
+        record: Some(rec),
+        steps,
+        cached,
+    })
+}
+
+/// Write a file through a temporary name in its directory.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).ctx(|| format!("creating {}", path.display()))?;
+    tmp.write_all(data)
+        .ctx(|| format!("writing {}", path.display()))?;
+    tmp.persist(path)
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e.error))?;
+    Ok(())
+}
+
+/// The config and manifest of a state, into the content store.
+fn write_image(content: &ContentStore, state: &State) -> Result<(Digest, Digest)> {
+    let mut config = serde_json::to_vec(&state.image_config())
+        .map_err(|e| Error::Invalid(format!("serialising the image config: {e}")))?;
+    config.push(b'\n');
+    let config_digest = content.put(&config)?;
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config_digest.to_string(),
+            "size": config.len(),
+        },
+        "layers": state.layers.iter().map(|l| serde_json::json!({
+            "mediaType": l.media_type,
+            "digest": l.blob,
+            "size": l.size,
+        })).collect::<Vec<_>>(),
+    });
+    let bytes = serde_json::to_vec(&manifest)
+        .map_err(|e| Error::Invalid(format!("serialising the image manifest: {e}")))?;
+    let manifest_digest = content.put(&bytes)?;
+    Ok((config_digest, manifest_digest))
+}
+
+/// Copy the final root filesystem to `dest`.
+fn export_local(snapshots: &Snapshotter, work: &Path, state: &State, dest: &Path) -> Result<()> {
+    fs::create_dir_all(dest).ctx(|| format!("creating {}", dest.display()))?;
+    let mut o = Overlay::mount(snapshots, &chain(state)?, work)?;
+    let own = fsops::CopyOwner::default();
+    for e in fsops::sorted_entries(&o.rootfs)? {
+        fsops::copy_entry(&e.path(), &dest.join(e.file_name()), own, &|_| true)?;
+    }
+    o.unmount()
+}
+
+/// Checks of every needed instruction before any step runs: flags and
+/// arguments each instruction needs, sources in the context.
+fn check(graph: &Graph, lexer: &Lexer, context: &Tree, file: &str) -> Result<()> {
+    let err = |ins: &Instruction, m: String| Error::Parse {
+        file: file.to_string(),
+        err: ins.error(m),
+    };
+    for &si in &graph.order {
+        for ins in &graph.stages[si].instructions {
+            let name = ins.keyword.name();
+            match ins.keyword {
+                Keyword::Copy | Keyword::Add => {
+                    for f in ["parents", "exclude", "checksum", "keep-git-dir"] {
+                        if ins.flag(f).is_some() {
+                            return Err(Error::Unsupported(format!(
+                                "{file}:{}: {name} --{f}",
+                                ins.line
+                            )));
+                        }
+                    }
+                    let words = raw_words(ins);
+                    if words.len() < 2 {
+                        return Err(err(ins, format!("{name} needs a source and a destination")));
+                    }
+                    let from = ins.flag("from").is_some();
+                    for src in &words[..words.len() - 1] {
+                        let heredoc = src.starts_with("<<")
+                            && ins.heredocs.iter().any(|h| src.ends_with(&h.name));
+                        let url = src.contains("://");
+                        if from || heredoc || url || src.contains('$') {
+                            continue;
+                        }
+                        let what = format!("{file}:{}: {name}", ins.line);
+                        context.sources(src, &what)?;
+                    }
+                }
+                Keyword::Run => {
+                    if ins.flag("security").is_some() {
+                        return Err(Error::Unsupported(format!(
+                            "{file}:{}: RUN --security",
+                            ins.line
+                        )));
+                    }
+                    if let Some(f) = ins.flag("network") {
+                        match f.value.as_deref() {
+                            Some("none") | Some("default") | Some("host") => {}
+                            v => {
+                                return Err(err(
+                                    ins,
+                                    format!("RUN --network={}: must be none, default or host", v.unwrap_or("")),
+                                ))
+                            }
+                        }
+                    }
+                    for m in ins.flag_values("mount") {
+                        let typ = m
+                            .split(',')
+                            .find_map(|kv| kv.strip_prefix("type="))
+                            .unwrap_or("bind");
+                        if !matches!(typ, "bind" | "cache" | "tmpfs" | "secret") {
+                            return Err(Error::Unsupported(format!(
+                                "{file}:{}: RUN --mount=type={typ}",
+                                ins.line
+                            )));
+                        }
+                    }
+                }
+                Keyword::Healthcheck => {
+                    for f in &ins.flags {
+                        if f.name != "retries" {
+                            parse_duration(f.value.as_deref().unwrap_or(""))
+                                .map_err(|e| err(ins, format!("HEALTHCHECK --{}: {e}", f.name)))?;
+                        } else if f.value.as_deref().unwrap_or("").parse::<i64>().is_err() {
+                            return Err(err(ins, "HEALTHCHECK --retries needs a number".into()));
+                        }
+                    }
+                }
+                _ => {}
+            }
+            let _ = lexer;
+        }
+    }
+    Ok(())
+}
+
+/// COPY/ADD words before substitution.
+fn raw_words(ins: &Instruction) -> Vec<String> {
+    match &ins.args {
+        Args::Exec(v) => v.clone(),
+        Args::Shell(s) => s.split_whitespace().map(str::to_string).collect(),
+    }
+}
+
+impl Cx<'_> {
+    /// Build the needed stages, independent ones in parallel; the target's result.
+    fn run_stages(&self) -> Result<Done> {
+        let order = self.graph.order.clone();
+        let mut done: HashMap<usize, Done> = HashMap::new();
+        let mut started: BTreeSet<usize> = BTreeSet::new();
+        let mut first_err: Option<Error> = None;
+        std::thread::scope(|s| {
+            let (tx, rx) = mpsc::channel::<(usize, Result<Done>)>();
+            let mut running = 0;
+            loop {
+                if first_err.is_none() {
+                    for &si in &order {
+                        let ready = !started.contains(&si)
+                            && self.graph.stages[si].deps.iter().all(|d| done.contains_key(d));
+                        if ready {
+                            started.insert(si);
+                            running += 1;
+                            let deps: HashMap<usize, Done> = self.graph.stages[si]
+                                .deps
+                                .iter()
+                                .map(|d| (*d, done[d].clone()))
+                                .collect();
+                            let tx = tx.clone();
+                            s.spawn(move || {
+                                let r = self.stage(si, &deps);
+                                let _ = tx.send((si, r));
+                            });
+                        }
+                    }
+                }
+                if running == 0 {
+                    break;
+                }
+                let (si, r) = rx.recv().expect("a stage thread reports");
+                running -= 1;
+                match r {
+                    Ok(d) => {
+                        done.insert(si, d);
+                    }
+                    Err(e) => {
+                        if first_err.is_none() {
+                            first_err = Some(e);
+                        }
+                    }
+                }
+            }
+        });
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+        done.remove(&self.graph.target)
+            .ok_or_else(|| Error::Invalid("the target stage was not built".into()))
+    }
+
+    fn created(&self) -> String {
+        format_rfc3339(self.opts.source_date_epoch.unwrap_or_else(now_secs))
+    }
+
+    fn stage(&self, si: usize, deps: &HashMap<usize, Done>) -> Result<Done> {
+        let stage = &self.graph.stages[si];
+        let host = PlatformSpec::host();
+        let (mut st, mut key) = match &stage.base {
+            Base::Scratch => (
+                State {
+                    architecture: host.architecture.clone(),
+                    os: host.os.clone(),
+                    variant: host.variant.clone(),
+                    ..Default::default()
+                },
+                cache::key("", "scratch", b""),
+            ),
+            Base::Image(n) => {
+                let d = &self.images[n];
+                (d.state.clone(), d.key.clone())
+            }
+            Base::Stage(b) => {
+                let d = &deps[b];
+                (d.state.clone(), d.key.clone())
+            }
+        };
+        if let Some(p) = &stage.platform {
+            if PlatformSpec::parse(p)?.to_string() != host.to_string() {
+                return Err(Error::Unsupported(format!(
+                    "FROM --platform={p} (only this machine's {host})"
+                )));
+            }
+        }
+        // ONBUILD triggers of the base run first, then leave the config.
+        let mut list: Vec<(Option<usize>, Instruction)> = Vec::new();
+        if !matches!(stage.base, Base::Stage(_)) || true {
+            let triggers = std::mem::take(&mut st.config.on_build);
+            for t in triggers {
+                let df = parser::parse(&t).map_err(|err| Error::Parse {
+                    file: format!("ONBUILD trigger of {}", stage.label()),
+                    err,
+                })?;
+                list.extend(df.instructions.into_iter().map(|i| (None, i)));
+            }
+        }
+        list.extend(
+            stage
+                .instructions
+                .iter()
+                .cloned()
+                .enumerate()
+                .map(|(i, ins)| (Some(i), ins)),
+        );
+        let total = list.len() + 1;
+        let label = stage.label();
+        let id = self.next_step.fetch_add(1, Ordering::SeqCst);
+        self.progress
+            .start(id, &format!("[{label} 1/{total}] {}", stage.from.original));
+        self.progress.done(id, false, Duration::ZERO);
+        let mut scope = Scope::default();
+        for (n, (idx, ins)) in list.iter().enumerate() {
+            let name = format!("[{label} {}/{total}] {}", n + 2, ins.original);
+            self.step(si, *idx, ins, &name, &mut st, &mut key, &mut scope, deps)
+                .map_err(|e| match e {
+                    e @ (Error::Parse { .. } | Error::RunFailed { .. }) => e,
+                    e => Error::Invalid(format!("{}:{}: {}: {e}", self.file, ins.line, ins.keyword.name())),
+                })?;
+        }
+        Ok(Done { state: st, key })
+    }
+
+    /// A variable's value in a stage: ENV wins over ARG.
+    fn lookup(st: &State, scope: &Scope, name: &str) -> Option<String> {
+        st.config
+            .env_get(name)
+            .or_else(|| scope.args.get(name).cloned())
+    }
+
+    pub(crate) fn word(&self, st: &State, scope: &Scope, ins: &Instruction, s: &str) -> Result<String> {
+        let env = |n: &str| Self::lookup(st, scope, n);
+        self.lexer.word(s, &env).map_err(|e| Error::Parse {
+            file: self.file.clone(),
+            err: ins.error(e),
+        })
+    }
+
+    fn words(&self, st: &State, scope: &Scope, ins: &Instruction, s: &str) -> Result<Vec<String>> {
+        let env = |n: &str| Self::lookup(st, scope, n);
+        self.lexer.words(s, &env).map_err(|e| Error::Parse {
+            file: self.file.clone(),
+            err: ins.error(e),
+        })
+    }
+
+    /// `k=v` pairs of ENV/LABEL (and the legacy `ENV k v` form), expanded.
+    fn pairs(&self, st: &State, scope: &Scope, ins: &Instruction) -> Result<Vec<(String, String)>> {
+        let Args::Shell(s) = &ins.args else {
+            return Ok(Vec::new());
+        };
+        let raw = self.lexer.split_raw(s);
+        let perr = |m: String| Error::Parse {
+            file: self.file.clone(),
+            err: ins.error(m),
+        };
+        if raw.first().is_some_and(|w| !w.contains('=')) {
+            if ins.keyword == Keyword::Label || raw.len() < 2 {
+                return Err(perr(format!(
+                    "{} needs key=value pairs",
+                    ins.keyword.name()
+                )));
+            }
+            // `ENV key value with spaces`.
+            let k = raw[0].clone();
+            let v = s[s.find(char::is_whitespace).unwrap_or(s.len())..].trim();
+            return Ok(vec![(self.word(st, scope, ins, &k)?, self.word(st, scope, ins, v)?)]);
+        }
+        let mut out = Vec::new();
+        for w in raw {
+            let Some((k, v)) = w.split_once('=') else {
+                return Err(perr(format!(
+                    "{}: {w:?} is not key=value",
+                    ins.keyword.name()
+                )));
+            };
+            let k = self.word(st, scope, ins, k)?;
+            if k.is_empty() {
+                return Err(perr(format!("{} names can not be blank", ins.keyword.name())));
+            }
+            out.push((k, self.word(st, scope, ins, v)?));
+        }
+        Ok(out)
+    }
+
+    /// A step that only changes the config: cached like the others, so an
+    /// unchanged rebuild gives the very same image.
+    fn meta(
+        &self,
+        name: &str,
+        st: &mut State,
+        key: &mut String,
+        desc: String,
+        apply: impl FnOnce(&mut State),
+    ) -> Result<()> {
+        let k = cache::key(key, &desc, b"");
+        let id = self.next_step.fetch_add(1, Ordering::SeqCst);
+        self.steps.fetch_add(1, Ordering::SeqCst);
+        let t = Instant::now();
+        self.progress.start(id, name);
+        if let Some(c) = self.cached_state(&k) {
+            *st = c;
+            self.cached.fetch_add(1, Ordering::SeqCst);
+            self.progress.done(id, true, t.elapsed());
+        } else {
+            apply(st);
+            let created = self.created();
+            st.history.push(History {
+                created: Some(created.clone()),
+                created_by: Some(desc),
+                comment: Some(HISTORY_COMMENT.into()),
+                empty_layer: true,
+                ..Default::default()
+            });
+            st.created = created;
+            self.cache.put(&k, st)?;
+            self.progress.done(id, false, t.elapsed());
+        }
+        *key = k;
+        Ok(())
+    }
+
+    fn cached_state(&self, key: &str) -> Option<State> {
+        if self.opts.no_cache {
+            return None;
+        }
+        self.cache.get(key, self.content, self.snapshots)
+    }
+
+    /// A step that changes files: `work` runs on the mounted overlay and
+    /// returns mount stubs to clean; the upper directory becomes the layer.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn layer(
+        &self,
+        name: &str,
+        st: &mut State,
+        key: &mut String,
+        desc: String,
+        inputs: &[u8],
+        work: impl FnOnce(&Overlay, usize, Instant) -> Result<Vec<String>>,
+    ) -> Result<()> {
+        let k = cache::key(key, &desc, inputs);
+        let id = self.next_step.fetch_add(1, Ordering::SeqCst);
+        self.steps.fetch_add(1, Ordering::SeqCst);
+        let t = Instant::now();
+        self.progress.start(id, name);
+        if let Some(c) = self.cached_state(&k) {
+            *st = c;
+            self.cached.fetch_add(1, Ordering::SeqCst);
+            self.progress.done(id, true, t.elapsed());
+            *key = k;
+            return Ok(());
+        }
+        let result = (|| {
+            let mut o = Overlay::mount(self.snapshots, &chain(st)?, &self.work)?;
+            let stubs = work(&o, id, t)?;
+            o.unmount()?;
+            fsops::remove_stubs(&o.upper, &stubs);
+            fsops::commit_upper(
+                self.content,
+                self.snapshots,
+                &o.upper,
+                &diff_ids(st)?,
+                self.opts.source_date_epoch,
+            )
+        })();
+        let layer = match result {
+            Ok(l) => l,
+            Err(e) => {
+                self.progress.failed(id, &e.to_string(), t.elapsed());
+                return Err(e);
+            }
+        };
+        let created = self.created();
+        let empty = layer.is_none();
+        if let Some(l) = layer {
+            st.layers.push(l);
+        }
+        st.history.push(History {
+            created: Some(created.clone()),
+            created_by: Some(desc),
+            comment: Some(HISTORY_COMMENT.into()),
+            empty_layer: empty,
+            ..Default::default()
+        });
+        st.created = created;
+        self.cache.put(&k, st)?;
+        self.progress.done(id, false, t.elapsed());
+        *key = k;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &self,
+        si: usize,
+        idx: Option<usize>,
+        ins: &Instruction,
+        name: &str,
+        st: &mut State,
+        key: &mut String,
+        scope: &mut Scope,
+        deps: &HashMap<usize, Done>,
+    ) -> Result<()> {
+        let text = match &ins.args {
+            Args::Shell(s) => s.clone(),
+            Args::Exec(v) => serde_json::to_string(v).unwrap_or_default(),
+        };
+        match ins.keyword {
+            Keyword::From => unreachable!("FROM starts a stage"),
+            Keyword::Arg => {
+                for (k, default) in stages::arg_decls(&self.lexer, ins) {
+                    if k.is_empty() {
+                        return Err(Error::Parse {
+                            file: self.file.clone(),
+                            err: ins.error("ARG names can not be blank"),
+                        });
+                    }
+                    self.used_args.lock().expect("args lock").insert(k.clone());
+                    let v = match (self.opts.build_args.get(&k), default) {
+                        (Some(v), _) => Some(v.clone()),
+                        (None, Some(d)) => Some(self.word(st, scope, ins, &d)?),
+                        (None, None) => self
+                            .globals
+                            .get(&k)
+                            .or_else(|| self.automatic.get(&k))
+                            .cloned(),
+                    };
+                    scope.declared.insert(k.clone());
+                    match v {
+                        Some(v) => {
+                            scope.args.insert(k, v);
+                        }
+                        None => {
+                            scope.args.remove(&k);
+                        }
+                    }
+                }
+                // ARG has no history entry; its values reach the key through
+                // the steps that use them.
+                Ok(())
+            }
+            Keyword::Env => {
+                let pairs = self.pairs(st, scope, ins)?;
+                let desc = format!(
+                    "ENV {}",
+                    pairs
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                );
+                self.meta(name, st, key, desc, |st| {
+                    for (k, v) in pairs {
+                        st.config.env_set(&k, &v);
+                    }
+                })
+            }
+            Keyword::Label => {
+                let pairs = self.pairs(st, scope, ins)?;
+                let desc = format!(
+                    "LABEL {}",
+                    pairs
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                );
+                self.meta(name, st, key, desc, |st| {
+                    st.config.labels.extend(pairs);
+                })
+            }
+            Keyword::Maintainer => {
+                let who = text.clone();
+                self.meta(name, st, key, format!("MAINTAINER {who}"), |st| {
+                    st.author = Some(who);
+                })
+            }
+            Keyword::Expose => {
+                let mut ports = BTreeMap::new();
+                for w in self.words(st, scope, ins, &text)? {
+                    let (p, proto) = match w.split_once('/') {
+                        Some((p, proto)) => (p.to_string(), proto.to_ascii_lowercase()),
+                        None => (w.clone(), "tcp".to_string()),
+                    };
+                    if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
+                        return Err(Error::Invalid(format!("EXPOSE {w}: unknown protocol {proto}")));
+                    }
+                    let (lo, hi) = match p.split_once('-') {
+                        Some((a, b)) => (a, b),
+                        None => (p.as_str(), p.as_str()),
+                    };
+                    let bad = || Error::Invalid(format!("EXPOSE {w}: invalid port"));
+                    let lo: u16 = lo.parse().map_err(|_| bad())?;
+                    let hi: u16 = hi.parse().map_err(|_| bad())?;
+                    if lo > hi {
+                        return Err(bad());
+                    }
+                    for port in lo..=hi {
+                        ports.insert(format!("{port}/{proto}"), serde_json::json!({}));
+                    }
+                }
+                let desc = format!(
+                    "EXPOSE map[{}]",
+                    ports.keys().map(|k| format!("{k}:{{}}")).collect::<Vec<_>>().join(" ")
+                );
+                self.meta(name, st, key, desc, |st| st.config.exposed_ports.extend(ports))
+            }
+            Keyword::User => {
+                let u = self.word(st, scope, ins, &text)?;
+                self.meta(name, st, key, format!("USER {u}"), |st| st.config.user = u)
+            }
+            Keyword::Volume => {
+                let vols = match &ins.args {
+                    Args::Exec(v) => v
+                        .iter()
+                        .map(|w| self.word(st, scope, ins, w))
+                        .collect::<Result<Vec<_>>>()?,
+                    Args::Shell(s) => self.words(st, scope, ins, s)?,
+                };
+                if vols.iter().any(|v| v.is_empty()) {
+                    return Err(Error::Invalid("VOLUME paths can not be empty".into()));
+                }
+                let desc = format!("VOLUME [{}]", vols.join(" "));
+                self.meta(name, st, key, desc, |st| {
+                    for v in vols {
+                        st.config.volumes.insert(v, serde_json::json!({}));
+                    }
+                })
+            }
+            Keyword::Stopsignal => {
+                let s = self.word(st, scope, ins, &text)?;
+                let valid = s.parse::<u32>().is_ok_and(|n| n > 0 && n < 65)
+                    || s.parse::<nix::sys::signal::Signal>().is_ok()
+                    || format!("SIG{s}").parse::<nix::sys::signal::Signal>().is_ok()
+                    || s.starts_with("SIGRTMIN")
+                    || s.starts_with("SIGRTMAX");
+                if !valid {
+                    return Err(Error::Invalid(format!("STOPSIGNAL {s}: unknown signal")));
+                }
+                self.meta(name, st, key, format!("STOPSIGNAL {s}"), |st| {
+                    st.config.stop_signal = s
+                })
+            }
+            Keyword::Cmd | Keyword::Entrypoint => {
+                let v = self.command_of(st, ins);
+                let kw = ins.keyword;
+                if kw == Keyword::Cmd {
+                    scope.cmd_set = true;
+                }
+                let reset_cmd = kw == Keyword::Entrypoint && !scope.cmd_set;
+                let desc = format!("{} {}", kw.name(), go_quote(&v));
+                self.meta(name, st, key, desc, |st| {
+                    if kw == Keyword::Cmd {
+                        st.config.cmd = Some(v);
+                    } else {
+                        // docker: ENTRYPOINT drops a CMD inherited from the base.
+                        if reset_cmd {
+                            st.config.cmd = None;
+                        }
+                        st.config.entrypoint = Some(v);
+                    }
+                })
+            }
+            Keyword::Shell => {
+                let Args::Exec(v) = &ins.args else {
+                    unreachable!("the parser requires JSON for SHELL")
+                };
+                let v = v.clone();
+                let desc = format!("SHELL [{}]", v.join(" "));
+                self.meta(name, st, key, desc, |st| st.config.shell = v)
+            }
+            Keyword::Healthcheck => {
+                let test = parser::healthcheck_form(&ins.args).map_err(Error::Invalid)?;
+                let mut hc = crate::state::Healthcheck {
+                    test: test.unwrap_or_else(|| vec!["NONE".into()]),
+                    ..Default::default()
+                };
+                for f in &ins.flags {
+                    let v = f.value.as_deref().unwrap_or("");
+                    match f.name.as_str() {
+                        "retries" => hc.retries = v.parse().unwrap_or(0),
+                        n => {
+                            let d = parse_duration(v).map_err(Error::Invalid)?;
+                            match n {
+                                "interval" => hc.interval = d,
+                                "timeout" => hc.timeout = d,
+                                "start-period" => hc.start_period = d,
+                                _ => hc.start_interval = d,
+                            }
+                        }
+                    }
+                }
+                let desc = format!("HEALTHCHECK {}", go_quote(&hc.test));
+                self.meta(name, st, key, desc, |st| st.config.healthcheck = Some(hc))
+            }
+            Keyword::Onbuild => {
+                let t = text.clone();
+                self.meta(name, st, key, format!("ONBUILD {t}"), |st| {
+                    st.config.on_build.push(t)
+                })
+            }
+            Keyword::Workdir => {
+                let w = self.word(st, scope, ins, &text)?;
+                let dir = if w.starts_with('/') {
+                    fsops::clean_abs(&w)
+                } else {
+                    let base = if st.config.working_dir.is_empty() {
+                        "/".to_string()
+                    } else {
+                        st.config.working_dir.clone()
+                    };
+                    fsops::clean_abs(&format!("{base}/{w}"))
+                };
+                st.config.working_dir = dir.clone();
+                self.layer(name, st, key, format!("WORKDIR {dir}"), b"", |o, _, _| {
+                    fsops::mkdir_all_in(&o.rootfs, &dir, (0, 0))?;
+                    Ok(Vec::new())
+                })
+            }
+            Keyword::Run => self.run_step(name, ins, st, key, scope, deps),
+            Keyword::Copy | Keyword::Add => {
+                let from = match ins.flag("from") {
+                    Some(f) => {
+                        let v = self.word(st, scope, ins, f.value.as_deref().unwrap_or(""))?;
+                        let src = idx
+                            .and_then(|i| self.graph.sources.get(&(si, i)).cloned())
+                            .unwrap_or_else(|| self.graph.source(&v));
+                        Some((v, src))
+                    }
+                    None => None,
+                };
+                crate::copy::step(self, name, ins, st, key, scope, deps, from)
+            }
+        }
+    }
+
+    /// CMD/ENTRYPOINT/RUN argv: exec form as is, shell form through SHELL.
+    fn command_of(&self, st: &State, ins: &Instruction) -> Vec<String> {
+        match &ins.args {
+            Args::Exec(v) => v.clone(),
+            Args::Shell(s) if s.is_empty() => Vec::new(),
+            Args::Shell(s) => {
+                let mut v = self.shell(st);
+                v.push(s.clone());
+                v
+            }
+        }
+    }
+
+    fn shell(&self, st: &State) -> Vec<String> {
+        if st.config.shell.is_empty() {
+            vec!["/bin/sh".into(), "-c".into()]
+        } else {
+            st.config.shell.clone()
+        }
+    }
+
+    fn run_step(
+        &self,
+        name: &str,
+        ins: &Instruction,
+        st: &mut State,
+        key: &mut String,
+        scope: &Scope,
+        deps: &HashMap<usize, Done>,
+    ) -> Result<()> {
+        // Heredocs: a lone `<<EOF` runs its body (a script when it has a
+        // shebang); otherwise the shell gets the heredocs with the command.
+        let mut script: Option<(String, String)> = None;
+        let argv: Vec<String> = match &ins.args {
+            Args::Exec(v) => v.clone(),
+            Args::Shell(s) if !ins.heredocs.is_empty() => {
+                let lone = ins.heredocs.len() == 1 && {
+                    let h = &ins.heredocs[0];
+                    let t = s.trim().trim_start_matches("<<").trim_start_matches('-');
+                    t.trim_matches(|c| c == '"' || c == '\'') == h.name
+                };
+                let mut v = self.shell(st);
+                if lone {
+                    let h = &ins.heredocs[0];
+                    if h.body.starts_with("#!") {
+                        script = Some((h.name.clone(), h.body.clone()));
+                        v = vec![format!("/dev/pipes/{}", h.name)];
+                    } else {
+                        v.push(h.body.clone());
+                    }
+                } else {
+                    let mut full = s.clone();
+                    full.push('\n');
+                    for h in &ins.heredocs {
+                        full.push_str(&h.body);
+                        full.push_str(&h.name);
+                        full.push('\n');
+                    }
+                    v.push(full);
+                }
+                v
+            }
+            Args::Shell(_) => self.command_of(st, ins),
+        };
+        if argv.is_empty() {
+            return Err(Error::Invalid("RUN needs a command".into()));
+        }
+        // Build args in scope reach the process and, except proxies, the history.
+        let mut arg_env: Vec<(String, String)> = Vec::new();
+        for (k, v) in &scope.args {
+            if st.config.env_get(k).is_none() {
+                arg_env.push((k.clone(), v.clone()));
+            }
+        }
+        for p in PROXY_ARGS {
+            if let Some(v) = self.opts.build_args.get(*p) {
+                if !scope.args.contains_key(*p) {
+                    arg_env.push((p.to_string(), v.clone()));
+                }
+                self.used_args.lock().expect("args lock").insert(p.to_string());
+            }
+        }
+        let shown: Vec<String> = arg_env
+            .iter()
+            .filter(|(k, _)| !PROXY_ARGS.contains(&k.as_str()))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let prefix = if shown.is_empty() {
+            String::new()
+        } else {
+            format!("|{} {} ", shown.len(), shown.join(" "))
+        };
+        let desc = format!("RUN {prefix}{} # buildkit", argv.join(" "));
+        let network = ins
+            .flag("network")
+            .and_then(|f| f.value.clone())
+            .unwrap_or_else(|| "default".into());
+        let mounts = crate::mounts::parse_all(self, ins, st, scope, deps)?;
+        let mut inputs = Vec::new();
+        inputs.extend_from_slice(format!("network={network}\n").as_bytes());
+        for m in &mounts {
+            inputs.extend_from_slice(m.key.as_bytes());
+            inputs.push(b'\n');
+        }
+        let step_name = name.to_string();
+        let shown_cmd = argv.join(" ");
+        let config = st.config.clone();
+        self.layer(name, st, key, desc, &inputs, |o, id, t| {
+            let rootfs = &o.rootfs;
+            let cwd = if config.working_dir.is_empty() {
+                "/".to_string()
+            } else {
+                config.working_dir.clone()
+            };
+            let mut stubs: Vec<String> = Vec::new();
+            if fs::symlink_metadata(fsops::secure_join(rootfs, &cwd)?).is_err() {
+                fsops::mkdir_all_in(rootfs, &cwd, (0, 0))?;
+            }
+            let user = hako_engine::user::resolve(rootfs, &config.user)?;
+            let mut env = config.env.clone();
+            if config.env_get("PATH").is_none() {
+                env.insert(0, format!("PATH={DEFAULT_PATH}"));
+            }
+            env.extend(arg_env.iter().map(|(k, v)| format!("{k}={v}")));
+            let mut extra = Vec::new();
+            if network != "none" {
+                for f in ["/etc/resolv.conf", "/etc/hosts"] {
+                    if Path::new(f).exists() {
+                        extra.push(run::bind(f, Path::new(f), true));
+                    }
+                }
+            }
+            let mut keep = Vec::new();
+            for m in &mounts {
+                extra.push(m.mount(self, o, &mut keep)?);
+            }
+            if let Some((n, body)) = &script {
+                let dir = o.dir.join("pipes");
+                fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
+                let f = dir.join(n);
+                fs::write(&f, body).ctx(|| format!("writing heredoc {n}"))?;
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(&f, fs::Permissions::from_mode(0o755))
+                    .ctx(|| format!("making heredoc {n} executable"))?;
+                extra.push(run::bind("/dev/pipes", &dir, true));
+            }
+            let p = run::Process {
+                args: argv.clone(),
+                env,
+                cwd,
+                uid: user.uid,
+                gid: user.gid,
+                additional_gids: user.additional_gids,
+                host_network: network != "none",
+                mounts: extra,
+            };
+            for m in run::all_mounts(&p) {
+                let dst = m.destination().to_string_lossy().into_owned();
+                if fs::symlink_metadata(fsops::secure_join(rootfs, &dst)?).is_err() {
+                    stubs.push(dst);
+                }
+            }
+            let cid = format!("hako-build-{}-{id}", std::process::id());
+            let code = run::run(&self.opts.runtime, &self.runtime_root, &o.dir, &cid, &p, &|l| {
+                self.progress.log(id, t.elapsed(), l)
+            })?;
+            drop(keep);
+            if code != 0 {
+                return Err(Error::RunFailed {
+                    step: step_name.clone(),
+                    command: shown_cmd.clone(),
+                    code,
+                });
+            }
+            Ok(stubs)
+        })
+    }
+}
+
+impl Cx<'_> {
+    pub(crate) fn expand_heredoc(
+        &self,
+        st: &State,
+        scope: &Scope,
+        ins: &Instruction,
+        s: &str,
+    ) -> Result<String> {
+        let env = |n: &str| Self::lookup(st, scope, n);
+        self.lexer.expand_only(s, &env).map_err(|e| Error::Parse {
+            file: self.file.clone(),
+            err: ins.error(e),
+        })
+    }
+}
+
+/// A digest of `data` as hex, for cache inputs.
+pub(crate) fn sha_hex(data: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(data);
+    cache::hex(&h.finalize())
+}
+
+pub(crate) fn chain_of(st: &State) -> Result<Vec<Digest>> {
+    chain(st)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_quoting() {
+        assert_eq!(parse_duration("30s").unwrap(), 30_000_000_000);
+        assert_eq!(parse_duration("1m30s").unwrap(), 90_000_000_000);
+        assert_eq!(parse_duration("500ms").unwrap(), 500_000_000);
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("5x").is_err());
+        assert_eq!(
+            go_quote(&["/bin/sh".into(), "-c".into(), "echo \"hi\"".into()]),
+            r#"["/bin/sh" "-c" "echo \"hi\""]"#
+        );
+    }
+}
