@@ -237,7 +237,7 @@ pub(crate) fn step(
     if ins.flag("link").is_some() {
         flags.push_str("--link ");
     }
-    let desc = format!("{kw} {flags}{} {dest} # buildkit", srcs.join(" "));
+    let desc = format!("{kw} {flags}{} {dest_word} # buildkit", srcs.join(" "));
     let epoch = cx.opts.source_date_epoch;
     let keep_owner = tree.is_rootfs;
     let res = cx.layer(name, st, key, desc, &inputs, |o, _, _| {

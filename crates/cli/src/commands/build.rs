@@ -1,0 +1,272 @@
+//! `hako build`: argument parsing and progress output; the build itself
+//! lives in `hako-build`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use hako_build::{Options, Output};
+use hako_image::pull::PullOptions;
+use hako_image::{ImageStore, Reference};
+
+use crate::commands::distribution::RegistryOpts;
+use crate::Global;
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  hako build -t app:1 .\n  hako build -f build/Dockerfile --build-arg VERSION=2 --target test .\n  hako build --no-cache --progress plain -t app .\n  hako build --output type=oci,dest=app.tar .\n  hako build --output type=local,dest=./out .\n  SOURCE_DATE_EPOCH=0 hako build --iidfile id.txt ."
+)]
+pub struct BuildArgs {
+    /// Name (and tag) of the image, repeatable.
+    #[arg(short, long = "tag", value_name = "REF")]
+    pub tags: Vec<String>,
+    /// The Dockerfile (default: CONTEXT/Dockerfile).
+    #[arg(short, long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// A build argument KEY=VALUE (KEY alone takes the value from the environment), repeatable.
+    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+    pub build_args: Vec<String>,
+    /// Build the stage of this name and what it needs.
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+    /// Do not use the build cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Pull base images even when they are in the store.
+    #[arg(long)]
+    pub pull: bool,
+    /// Label KEY=VALUE for the image, repeatable.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Target platform (only this machine's).
+    #[arg(long, value_name = "OS/ARCH")]
+    pub platform: Option<String>,
+    /// Write the image id to this file.
+    #[arg(long, value_name = "FILE")]
+    pub iidfile: Option<PathBuf>,
+    /// Where the result goes: type=image (default), type=oci,dest=FILE[,tar=false],
+    /// type=docker-archive,dest=FILE or type=local,dest=DIR.
+    #[arg(short, long, value_name = "SPEC")]
+    pub output: Option<String>,
+    /// Progress output: auto or plain (both print one line per event), or quiet.
+    #[arg(long, value_name = "MODE", default_value = "auto")]
+    pub progress: String,
+    /// Print only the image id.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// A secret for RUN --mount=type=secret: id=ID,src=FILE, repeatable.
+    #[arg(long = "secret", value_name = "id=ID,src=FILE")]
+    pub secrets: Vec<String>,
+    /// OCI runtime for RUN steps (name or path).
+    #[arg(long, value_name = "RUNTIME", default_value = "hako-runtime")]
+    pub runtime: String,
+    #[command(flatten)]
+    pub registry: RegistryOpts,
+    /// The build context directory.
+    pub context: PathBuf,
+}
+
+/// Plain progress: `#N ...` lines on stderr, like buildkit's plain mode.
+struct Plain {
+    quiet: bool,
+    out: Mutex<()>,
+}
+
+impl Plain {
+    fn line(&self, s: &str) {
+        if self.quiet {
+            return;
+        }
+        let _g = self.out.lock().expect("progress lock");
+        let mut e = std::io::stderr().lock();
+        let _ = writeln!(e, "{s}");
+    }
+}
+
+impl hako_build::Progress for Plain {
+    fn start(&self, id: usize, name: &str) {
+        self.line(&format!("#{id} {name}"));
+    }
+
+    fn log(&self, id: usize, elapsed: Duration, line: &str) {
+        self.line(&format!("#{id} {:.3} {line}", elapsed.as_secs_f64()));
+    }
+
+    fn done(&self, id: usize, cached: bool, elapsed: Duration) {
+        if cached {
+            self.line(&format!("#{id} CACHED"));
+        } else {
+            self.line(&format!("#{id} DONE {:.1}s", elapsed.as_secs_f64()));
+        }
+    }
+
+    fn failed(&self, id: usize, message: &str, elapsed: Duration) {
+        self.line(&format!(
+            "#{id} ERROR after {:.1}s: {message}",
+            elapsed.as_secs_f64()
+        ));
+    }
+
+    fn warn(&self, message: &str) {
+        self.line(&format!("WARNING: {message}"));
+    }
+}
+
+struct Pull<'a> {
+    registry: &'a RegistryOpts,
+}
+
+impl hako_build::Puller for Pull<'_> {
+    fn pull(&self, store: &mut ImageStore, reference: &str) -> std::result::Result<(), String> {
+        let r = Reference::parse(reference).map_err(|e| e.to_string())?;
+        let client = self
+            .registry
+            .client(r.domain(), None)
+            .map_err(|e| format!("{e:#}"))?;
+        hako_image::pull::pull(
+            store,
+            &client,
+            &r,
+            &PullOptions::default(),
+            &hako_image::NoProgress,
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    }
+}
+
+fn key_value(s: &str, what: &str) -> Result<(String, String)> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => bail!("{what} {s:?}: expected KEY=VALUE"),
+    }
+}
+
+fn parse_output(spec: &str) -> Result<Output> {
+    let mut fields = BTreeMap::new();
+    for kv in spec.split(',') {
+        let (k, v) = key_value(kv, "--output field")?;
+        fields.insert(k, v);
+    }
+    let dest = || -> Result<PathBuf> {
+        fields
+            .get("dest")
+            .map(PathBuf::from)
+            .with_context(|| format!("--output {spec}: needs dest="))
+    };
+    Ok(match fields.get("type").map(String::as_str) {
+        None | Some("image") => Output::Image,
+        Some("oci") => Output::Oci {
+            dest: dest()?,
+            tar: fields.get("tar").map(String::as_str) != Some("false"),
+        },
+        Some("docker-archive") | Some("docker") | Some("tar") => {
+            Output::DockerArchive { dest: dest()? }
+        }
+        Some("local") => Output::Local { dest: dest()? },
+        Some(t) => bail!("--output type={t}: must be image, oci, docker-archive or local"),
+    })
+}
+
+pub fn build(g: &Global, a: BuildArgs) -> Result<()> {
+    let mut build_args = BTreeMap::new();
+    for b in &a.build_args {
+        match b.split_once('=') {
+            Some((k, v)) => {
+                build_args.insert(k.to_string(), v.to_string());
+            }
+            // docker: a bare KEY takes its value from the environment, if set.
+            None => {
+                if let Ok(v) = std::env::var(b) {
+                    build_args.insert(b.clone(), v);
+                }
+            }
+        }
+    }
+    let mut labels = BTreeMap::new();
+    for l in &a.labels {
+        let (k, v) = key_value(l, "--label")?;
+        labels.insert(k, v);
+    }
+    let mut secrets = BTreeMap::new();
+    for s in &a.secrets {
+        let mut id = None;
+        let mut src = None;
+        for kv in s.split(',') {
+            match kv.split_once('=') {
+                Some(("id", v)) => id = Some(v.to_string()),
+                Some(("src" | "source", v)) => src = Some(PathBuf::from(v)),
+                _ => bail!("--secret {s:?}: expected id=ID,src=FILE"),
+            }
+        }
+        let (Some(id), Some(src)) = (id, src) else {
+            bail!("--secret {s:?}: expected id=ID,src=FILE");
+        };
+        secrets.insert(id, src);
+    }
+    let tags = a
+        .tags
+        .iter()
+        .map(|t| Reference::parse(t).with_context(|| format!("tag {t}")))
+        .collect::<Result<Vec<_>>>()?;
+    let epoch = match build_args
+        .get("SOURCE_DATE_EPOCH")
+        .cloned()
+        .or_else(|| std::env::var("SOURCE_DATE_EPOCH").ok())
+    {
+        Some(v) if !v.is_empty() => Some(
+            v.parse::<i64>()
+                .with_context(|| format!("SOURCE_DATE_EPOCH {v:?}: not a number of seconds"))?,
+        ),
+        _ => None,
+    };
+    if !matches!(a.progress.as_str(), "auto" | "plain" | "tty" | "quiet") {
+        bail!("--progress {}: must be auto, plain or quiet", a.progress);
+    }
+    let opts = Options {
+        context: a.context.clone(),
+        dockerfile: a.file.clone(),
+        tags,
+        build_args,
+        target: a.target.clone(),
+        no_cache: a.no_cache,
+        pull: a.pull,
+        labels,
+        platform: a.platform.clone(),
+        output: match &a.output {
+            Some(s) => parse_output(s)?,
+            None => Output::Image,
+        },
+        iidfile: a.iidfile.clone(),
+        source_date_epoch: epoch,
+        secrets,
+        runtime: hako_engine::runtime::resolve(&a.runtime)?,
+    };
+    let mut store = ImageStore::open(&g.root)?;
+    let progress = Plain {
+        quiet: a.quiet || a.progress == "quiet",
+        out: Mutex::new(()),
+    };
+    let puller = Pull {
+        registry: &a.registry,
+    };
+    let built = hako_build::build(&mut store, &opts, &progress, Some(&puller))
+        .with_context(|| format!("building {}", a.context.display()))?;
+    if !a.quiet {
+        eprintln!(
+            "{} steps, {} cached; image {}",
+            built.steps, built.cached, built.id
+        );
+        for t in &opts.tags {
+            if opts.output == Output::Image {
+                eprintln!("Tagged {}", t.familiar());
+            }
+        }
+    }
+    println!("{}", built.id);
+    Ok(())
+}
