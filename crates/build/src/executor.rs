@@ -514,8 +514,7 @@ fn check(graph: &Graph, lexer: &Lexer, context: &Tree, file: &str) -> Result<()>
                     }
                     let from = ins.flag("from").is_some();
                     for src in &words[..words.len() - 1] {
-                        let heredoc = src.starts_with("<<")
-                            && ins.heredocs.iter().any(|h| src.ends_with(&h.name));
+                        let heredoc = src.starts_with("<<") && !ins.heredocs.is_empty();
                         let url = src.contains("://");
                         if from || heredoc || url || src.contains('$') {
                             continue;
@@ -1277,10 +1276,18 @@ impl Cx<'_> {
                 host_network: network != "none",
                 mounts: extra,
             };
+            // Mount points (and their parents) the runtime will create.
             for m in run::all_mounts(&p) {
                 let dst = m.destination().to_string_lossy().into_owned();
-                if fs::symlink_metadata(fsops::secure_join(rootfs, &dst)?).is_err() {
-                    stubs.push(dst);
+                let mut prefix = String::new();
+                for seg in dst.split('/').filter(|s| !s.is_empty()) {
+                    prefix.push('/');
+                    prefix.push_str(seg);
+                    if fs::symlink_metadata(fsops::secure_join(rootfs, &prefix)?).is_err()
+                        && !stubs.contains(&prefix)
+                    {
+                        stubs.push(prefix.clone());
+                    }
                 }
             }
             let cid = format!("hako-build-{}-{id}", std::process::id());
