@@ -78,8 +78,8 @@ impl Cache {
         let dir = self.dir.join("steps");
         let json = serde_json::to_vec(state)
             .map_err(|e| Error::Invalid(format!("serialising cache entry {key}: {e}")))?;
-        let mut tmp = tempfile::NamedTempFile::new_in(&dir)
-            .ctx(|| format!("creating cache entry {key}"))?;
+        let mut tmp =
+            tempfile::NamedTempFile::new_in(&dir).ctx(|| format!("creating cache entry {key}"))?;
         tmp.write_all(&json)
             .ctx(|| format!("writing cache entry {key}"))?;
         tmp.persist(dir.join(format!("{key}.json")))

@@ -153,7 +153,9 @@ impl Tree {
             let mut f = fs::File::open(host).ctx(|| format!("reading {}", host.display()))?;
             let mut buf = vec![0u8; 1 << 16];
             loop {
-                let n = f.read(&mut buf).ctx(|| format!("reading {}", host.display()))?;
+                let n = f
+                    .read(&mut buf)
+                    .ctx(|| format!("reading {}", host.display()))?;
                 if n == 0 {
                     break;
                 }
@@ -196,8 +198,14 @@ mod tests {
         assert_eq!(names, vec!["src/a.rs"]);
         assert!(tree.sources("notes.log", "COPY").is_err());
         let e = tree.sources("missing", "COPY").unwrap_err().to_string();
-        assert!(e.contains("\"missing\" not found in the build context"), "{e}");
-        assert_eq!(tree.sources("./src/../src/a.rs", "COPY").unwrap()[0].0, "src/a.rs");
+        assert!(
+            e.contains("\"missing\" not found in the build context"),
+            "{e}"
+        );
+        assert_eq!(
+            tree.sources("./src/../src/a.rs", "COPY").unwrap()[0].0,
+            "src/a.rs"
+        );
         // Content hashes change with content only.
         let hash = |tree: &Tree| {
             let mut h = Sha256::new();

@@ -53,7 +53,8 @@ fn fetch(url: &str, dir: &Path) -> Result<(String, PathBuf)> {
     let path = dir.join(cache::hex(url.as_bytes()));
     let mut f = fs::File::create(&path).ctx(|| format!("creating {}", path.display()))?;
     let mut resp = resp;
-    std::io::copy(&mut resp, &mut f).map_err(|e| Error::io(format!("ADD {url}: downloading"), e))?;
+    std::io::copy(&mut resp, &mut f)
+        .map_err(|e| Error::io(format!("ADD {url}: downloading"), e))?;
     // docker: downloaded files are 0600 root-owned.
     fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
         .ctx(|| format!("changing mode of {}", path.display()))?;
@@ -107,10 +108,14 @@ pub(crate) fn step(
         });
     }
     let Some((dest_word, srcs)) = words.split_last() else {
-        return Err(Error::Invalid(format!("{kw} needs a source and a destination")));
+        return Err(Error::Invalid(format!(
+            "{kw} needs a source and a destination"
+        )));
     };
     if srcs.is_empty() {
-        return Err(Error::Invalid(format!("{kw} needs a source and a destination")));
+        return Err(Error::Invalid(format!(
+            "{kw} needs a source and a destination"
+        )));
     }
     let workdir = if st.config.working_dir.is_empty() {
         "/".to_string()
@@ -155,12 +160,14 @@ pub(crate) fn step(
         }
     };
     let tree = tree.as_ref().unwrap_or(&cx.context);
-    let what = format!("{kw}");
+    let what = kw.to_string();
     let mut sources = Vec::new();
     let download_dir = cx.work.join(format!("downloads-{}", std::process::id()));
     for s in srcs {
         if let Some(marker) = s.strip_prefix("<<") {
-            let n = marker.trim_start_matches('-').trim_matches(|c| c == '"' || c == '\'');
+            let n = marker
+                .trim_start_matches('-')
+                .trim_matches(|c| c == '"' || c == '\'');
             let h = ins
                 .heredocs
                 .iter()
@@ -176,7 +183,9 @@ pub(crate) fn step(
         }
         if s.contains("://") {
             if !is_add {
-                return Err(Error::Invalid(format!("COPY {s}: COPY does not take URLs (use ADD)")));
+                return Err(Error::Invalid(format!(
+                    "COPY {s}: COPY does not take URLs (use ADD)"
+                )));
             }
             if s.starts_with("git@") || s.ends_with(".git") {
                 return Err(Error::Unsupported(format!("ADD of a git repository ({s})")));
@@ -196,11 +205,17 @@ pub(crate) fn step(
             Src::Path(rel, host) => {
                 let mut h = Sha256::new();
                 tree.hash_into(rel, host, &mut h)?;
-                inputs.extend_from_slice(format!("path {rel} {}\n", cache::hex(&h.finalize())).as_bytes());
+                inputs.extend_from_slice(
+                    format!("path {rel} {}\n", cache::hex(&h.finalize())).as_bytes(),
+                );
             }
             Src::Heredoc(n, body) => {
                 inputs.extend_from_slice(
-                    format!("heredoc {n} {}\n", crate::executor::sha_hex(body.as_bytes())).as_bytes(),
+                    format!(
+                        "heredoc {n} {}\n",
+                        crate::executor::sha_hex(body.as_bytes())
+                    )
+                    .as_bytes(),
                 );
             }
             Src::Url(n, p) => {
@@ -211,15 +226,16 @@ pub(crate) fn step(
             }
         }
     }
-    let chmod = match ins.flag("chmod") {
-        Some(f) => {
-            let v = f.value.as_deref().unwrap_or("");
-            Some(u32::from_str_radix(v, 8).map_err(|_| {
-                Error::Unsupported(format!("{kw} --chmod={v} (only octal modes)"))
-            })?)
-        }
-        None => None,
-    };
+    let chmod =
+        match ins.flag("chmod") {
+            Some(f) => {
+                let v = f.value.as_deref().unwrap_or("");
+                Some(u32::from_str_radix(v, 8).map_err(|_| {
+                    Error::Unsupported(format!("{kw} --chmod={v} (only octal modes)"))
+                })?)
+            }
+            None => None,
+        };
     let chown = match ins.flag("chown") {
         Some(f) => Some(cx.word(st, scope, ins, f.value.as_deref().unwrap_or(""))?),
         None => None,

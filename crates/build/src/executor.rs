@@ -213,10 +213,10 @@ fn image_state(store: &ImageStore, rec: &ImageRecord) -> Result<State> {
         })
         .collect();
     let cfg = &img.config_json;
-    let config = serde_json::from_value(cfg.get("config").cloned().unwrap_or_default())
-        .unwrap_or_default();
-    let history = serde_json::from_value(cfg.get("history").cloned().unwrap_or_default())
-        .unwrap_or_default();
+    let config =
+        serde_json::from_value(cfg.get("config").cloned().unwrap_or_default()).unwrap_or_default();
+    let history =
+        serde_json::from_value(cfg.get("history").cloned().unwrap_or_default()).unwrap_or_default();
     let s = |k: &str| cfg.get(k).and_then(|v| v.as_str()).map(str::to_string);
     Ok(State {
         layers,
@@ -290,7 +290,7 @@ pub fn build(
     let globals = stages::global_values(&lexer, &graph.global_args, &opts.build_args, &automatic)
         .map_err(Error::Invalid)?;
     let context = Tree::context(&opts.context, &dockerfile)?;
-    check(&graph, &lexer, &context, &file)?;
+    check(&graph, &context, &file)?;
 
     // Base and --from images, found (or pulled) before any step runs.
     let mut wanted: Vec<String> = Vec::new();
@@ -308,12 +308,18 @@ pub fn build(
     wanted.dedup();
     let mut images = HashMap::new();
     for name in wanted {
-        let found = if opts.pull { None } else { store.find(&name).ok() };
+        let found = if opts.pull {
+            None
+        } else {
+            store.find(&name).ok()
+        };
         let rec = match found {
             Some(r) => r,
             None => {
                 let Some(p) = puller else {
-                    return Err(Error::Invalid(format!("image {name} not found in the store")));
+                    return Err(Error::Invalid(format!(
+                        "image {name} not found in the store"
+                    )));
                 };
                 p.pull(store, &name)
                     .map_err(|e| Error::Invalid(format!("pulling image {name}: {e}")))?;
@@ -443,7 +449,8 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).ctx(|| format!("creating {}", path.display()))?;
+    let mut tmp =
+        tempfile::NamedTempFile::new_in(dir).ctx(|| format!("creating {}", path.display()))?;
     tmp.write_all(data)
         .ctx(|| format!("writing {}", path.display()))?;
     tmp.persist(path)
@@ -490,7 +497,7 @@ fn export_local(snapshots: &Snapshotter, work: &Path, state: &State, dest: &Path
 
 /// Checks of every needed instruction before any step runs: flags and
 /// arguments each instruction needs, sources in the context.
-fn check(graph: &Graph, lexer: &Lexer, context: &Tree, file: &str) -> Result<()> {
+fn check(graph: &Graph, context: &Tree, file: &str) -> Result<()> {
     let err = |ins: &Instruction, m: String| Error::Parse {
         file: file.to_string(),
         err: ins.error(m),
@@ -536,7 +543,10 @@ fn check(graph: &Graph, lexer: &Lexer, context: &Tree, file: &str) -> Result<()>
                             v => {
                                 return Err(err(
                                     ins,
-                                    format!("RUN --network={}: must be none, default or host", v.unwrap_or("")),
+                                    format!(
+                                        "RUN --network={}: must be none, default or host",
+                                        v.unwrap_or("")
+                                    ),
                                 ))
                             }
                         }
@@ -566,7 +576,6 @@ fn check(graph: &Graph, lexer: &Lexer, context: &Tree, file: &str) -> Result<()>
                 }
                 _ => {}
             }
-            let _ = lexer;
         }
     }
     Ok(())
@@ -594,7 +603,10 @@ impl Cx<'_> {
                 if first_err.is_none() {
                     for &si in &order {
                         let ready = !started.contains(&si)
-                            && self.graph.stages[si].deps.iter().all(|d| done.contains_key(d));
+                            && self.graph.stages[si]
+                                .deps
+                                .iter()
+                                .all(|d| done.contains_key(d));
                         if ready {
                             started.insert(si);
                             running += 1;
@@ -670,15 +682,12 @@ impl Cx<'_> {
         }
         // ONBUILD triggers of the base run first, then leave the config.
         let mut list: Vec<(Option<usize>, Instruction)> = Vec::new();
-        if !matches!(stage.base, Base::Stage(_)) || true {
-            let triggers = std::mem::take(&mut st.config.on_build);
-            for t in triggers {
-                let df = parser::parse(&t).map_err(|err| Error::Parse {
-                    file: format!("ONBUILD trigger of {}", stage.label()),
-                    err,
-                })?;
-                list.extend(df.instructions.into_iter().map(|i| (None, i)));
-            }
+        for t in std::mem::take(&mut st.config.on_build) {
+            let df = parser::parse(&t).map_err(|err| Error::Parse {
+                file: format!("ONBUILD trigger of {}", stage.label()),
+                err,
+            })?;
+            list.extend(df.instructions.into_iter().map(|i| (None, i)));
         }
         list.extend(
             stage
@@ -700,7 +709,12 @@ impl Cx<'_> {
             self.step(si, *idx, ins, &name, &mut st, &mut key, &mut scope, deps)
                 .map_err(|e| match e {
                     e @ (Error::Parse { .. } | Error::RunFailed { .. }) => e,
-                    e => Error::Invalid(format!("{}:{}: {}: {e}", self.file, ins.line, ins.keyword.name())),
+                    e => Error::Invalid(format!(
+                        "{}:{}: {}: {e}",
+                        self.file,
+                        ins.line,
+                        ins.keyword.name()
+                    )),
                 })?;
         }
         Ok(Done { state: st, key })
@@ -713,7 +727,13 @@ impl Cx<'_> {
             .or_else(|| scope.args.get(name).cloned())
     }
 
-    pub(crate) fn word(&self, st: &State, scope: &Scope, ins: &Instruction, s: &str) -> Result<String> {
+    pub(crate) fn word(
+        &self,
+        st: &State,
+        scope: &Scope,
+        ins: &Instruction,
+        s: &str,
+    ) -> Result<String> {
         let env = |n: &str| Self::lookup(st, scope, n);
         self.lexer.word(s, &env).map_err(|e| Error::Parse {
             file: self.file.clone(),
@@ -749,7 +769,10 @@ impl Cx<'_> {
             // `ENV key value with spaces`.
             let k = raw[0].clone();
             let v = s[s.find(char::is_whitespace).unwrap_or(s.len())..].trim();
-            return Ok(vec![(self.word(st, scope, ins, &k)?, self.word(st, scope, ins, v)?)]);
+            return Ok(vec![(
+                self.word(st, scope, ins, &k)?,
+                self.word(st, scope, ins, v)?,
+            )]);
         }
         let mut out = Vec::new();
         for w in raw {
@@ -761,7 +784,10 @@ impl Cx<'_> {
             };
             let k = self.word(st, scope, ins, k)?;
             if k.is_empty() {
-                return Err(perr(format!("{} names can not be blank", ins.keyword.name())));
+                return Err(perr(format!(
+                    "{} names can not be blank",
+                    ins.keyword.name()
+                )));
             }
             out.push((k, self.word(st, scope, ins, v)?));
         }
@@ -969,7 +995,9 @@ impl Cx<'_> {
                         None => (w.clone(), "tcp".to_string()),
                     };
                     if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
-                        return Err(Error::Invalid(format!("EXPOSE {w}: unknown protocol {proto}")));
+                        return Err(Error::Invalid(format!(
+                            "EXPOSE {w}: unknown protocol {proto}"
+                        )));
                     }
                     let (lo, hi) = match p.split_once('-') {
                         Some((a, b)) => (a, b),
@@ -987,9 +1015,15 @@ impl Cx<'_> {
                 }
                 let desc = format!(
                     "EXPOSE map[{}]",
-                    ports.keys().map(|k| format!("{k}:{{}}")).collect::<Vec<_>>().join(" ")
+                    ports
+                        .keys()
+                        .map(|k| format!("{k}:{{}}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
                 );
-                self.meta(name, st, key, desc, |st| st.config.exposed_ports.extend(ports))
+                self.meta(name, st, key, desc, |st| {
+                    st.config.exposed_ports.extend(ports)
+                })
             }
             Keyword::User => {
                 let u = self.word(st, scope, ins, &text)?;
@@ -1017,7 +1051,9 @@ impl Cx<'_> {
                 let s = self.word(st, scope, ins, &text)?;
                 let valid = s.parse::<u32>().is_ok_and(|n| n > 0 && n < 65)
                     || s.parse::<nix::sys::signal::Signal>().is_ok()
-                    || format!("SIG{s}").parse::<nix::sys::signal::Signal>().is_ok()
+                    || format!("SIG{s}")
+                        .parse::<nix::sys::signal::Signal>()
+                        .is_ok()
                     || s.starts_with("SIGRTMIN")
                     || s.starts_with("SIGRTMAX");
                 if !valid {
@@ -1199,7 +1235,10 @@ impl Cx<'_> {
                 if !scope.args.contains_key(*p) {
                     arg_env.push((p.to_string(), v.clone()));
                 }
-                self.used_args.lock().expect("args lock").insert(p.to_string());
+                self.used_args
+                    .lock()
+                    .expect("args lock")
+                    .insert(p.to_string());
             }
         }
         let shown: Vec<String> = arg_env
@@ -1291,9 +1330,14 @@ impl Cx<'_> {
                 }
             }
             let cid = format!("hako-build-{}-{id}", std::process::id());
-            let code = run::run(&self.opts.runtime, &self.runtime_root, &o.dir, &cid, &p, &|l| {
-                self.progress.log(id, t.elapsed(), l)
-            })?;
+            let code = run::run(
+                &self.opts.runtime,
+                &self.runtime_root,
+                &o.dir,
+                &cid,
+                &p,
+                &|l| self.progress.log(id, t.elapsed(), l),
+            )?;
             drop(keep);
             if code != 0 {
                 return Err(Error::RunFailed {

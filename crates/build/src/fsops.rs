@@ -241,7 +241,9 @@ impl<W: Write> TarWriter<W> {
                 self.empty_file(&wh).map_err(err)?;
             } else if ft.is_dir() {
                 let mut h = self.header(&m, tar::EntryType::Directory);
-                self.tar.append_data(&mut h, &name, io::empty()).map_err(err)?;
+                self.tar
+                    .append_data(&mut h, &name, io::empty())
+                    .map_err(err)?;
                 if is_opaque(&host) {
                     self.empty_file(&name.join(".wh..wh..opq")).map_err(err)?;
                 }
@@ -278,7 +280,9 @@ impl<W: Write> TarWriter<W> {
                 let rdev = m.rdev();
                 h.set_device_major(libc::major(rdev)).map_err(err)?;
                 h.set_device_minor(libc::minor(rdev)).map_err(err)?;
-                self.tar.append_data(&mut h, &name, io::empty()).map_err(err)?;
+                self.tar
+                    .append_data(&mut h, &name, io::empty())
+                    .map_err(err)?;
             }
         }
         Ok(())
@@ -518,7 +522,10 @@ mod tests {
         std::os::unix::fs::symlink("/etc", r.join("a/abs")).unwrap();
         std::os::unix::fs::symlink("../../..", r.join("a/b/up")).unwrap();
         std::os::unix::fs::symlink("b", r.join("a/rel")).unwrap();
-        assert_eq!(secure_join(r, "/a/abs/passwd").unwrap(), r.join("etc/passwd"));
+        assert_eq!(
+            secure_join(r, "/a/abs/passwd").unwrap(),
+            r.join("etc/passwd")
+        );
         assert_eq!(secure_join(r, "/a/b/up/x").unwrap(), r.join("x"));
         assert_eq!(secure_join(r, "a/rel/c").unwrap(), r.join("a/b/c"));
         assert_eq!(secure_join(r, "/../../x").unwrap(), r.join("x"));

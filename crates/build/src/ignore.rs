@@ -77,8 +77,7 @@ impl Ignore {
                 // The exception's leading segments must be able to match the dir.
                 let n = segs.len().min(p.segments.len());
                 p.segments[..n].iter().any(|s| s == "**")
-                    || p.segments.len() > segs.len()
-                        && match_segments(&p.segments[..n], &segs[..n])
+                    || p.segments.len() > segs.len() && match_segments(&p.segments[..n], &segs[..n])
             }
         })
     }
@@ -179,7 +178,9 @@ mod tests {
 
     #[test]
     fn ignore_rules() {
-        let i = Ignore::parse("# comment\n*.log\n!keep.log\nbuild/\n**/*.tmp\n/secret\n  node_modules  \n");
+        let i = Ignore::parse(
+            "# comment\n*.log\n!keep.log\nbuild/\n**/*.tmp\n/secret\n  node_modules  \n",
+        );
         assert!(i.excluded("a.log"));
         assert!(!i.excluded("keep.log"));
         assert!(!i.excluded("dir/a.log")); // `*` does not cross directories

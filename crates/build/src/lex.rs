@@ -373,9 +373,15 @@ mod tests {
         assert_eq!(w("a$"), "a$");
         assert_eq!(w("$1"), "$1");
         let l = Lexer { escape: '\\' };
-        assert_eq!(l.word("${NOPE:?must be set}", &env).unwrap_err(), "NOPE: must be set");
+        assert_eq!(
+            l.word("${NOPE:?must be set}", &env).unwrap_err(),
+            "NOPE: must be set"
+        );
         assert!(l.word("${A", &env).is_err());
-        assert!(l.word("${A/x/y}", &env).unwrap_err().contains("not supported"));
+        assert!(l
+            .word("${A/x/y}", &env)
+            .unwrap_err()
+            .contains("not supported"));
     }
 
     #[test]
@@ -395,7 +401,10 @@ mod tests {
     #[test]
     fn words() {
         let l = Lexer { escape: '\\' };
-        assert_eq!(l.words("a  b \"c d\"", &env).unwrap(), vec!["a", "b", "c d"]);
+        assert_eq!(
+            l.words("a  b \"c d\"", &env).unwrap(),
+            vec!["a", "b", "c d"]
+        );
         assert_eq!(l.words("$SP z", &env).unwrap(), vec!["x", "y", "z"]);
         assert_eq!(l.words("\"$SP\"", &env).unwrap(), vec!["x y"]);
         assert_eq!(l.words("\"\" a", &env).unwrap(), vec!["", "a"]);

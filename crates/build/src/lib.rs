@@ -4,10 +4,10 @@
 //! - [`lex`]: variable substitution and word processing with docker's rules.
 //! - [`ignore`]: `.dockerignore` matching and source globs.
 
+pub mod error;
 pub mod ignore;
 pub mod lex;
 pub mod parser;
-pub mod error;
 pub mod stages;
 
 pub use error::{Error, Result};

@@ -83,8 +83,7 @@ pub(crate) fn parse_all(
             }
         }
         let flag = |n: &str| {
-            flags.iter().any(|x| x == n)
-                || f.get(n).is_some_and(|v| v == "true" || v.is_empty())
+            flags.iter().any(|x| x == n) || f.get(n).is_some_and(|v| v == "true" || v.is_empty())
         };
         let typ = f.get("type").cloned().unwrap_or_else(|| "bind".into());
         let target = f
@@ -104,9 +103,8 @@ pub(crate) fn parse_all(
         let ro = flag("ro") || flag("readonly");
         let m = match typ.as_str() {
             "cache" => {
-                let target = target.ok_or_else(|| {
-                    Error::Invalid("RUN --mount=type=cache needs target=".into())
-                })?;
+                let target = target
+                    .ok_or_else(|| Error::Invalid("RUN --mount=type=cache needs target=".into()))?;
                 if let Some(s) = f.get("sharing") {
                     if !matches!(s.as_str(), "shared" | "private" | "locked") {
                         return Err(Error::Invalid(format!(

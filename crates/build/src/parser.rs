@@ -105,11 +105,14 @@ impl Keyword {
         match self {
             From => &["platform"],
             Run => &["mount", "network", "security"],
-            Copy => &[
-                "from", "chown", "chmod", "link", "parents", "exclude",
-            ],
+            Copy => &["from", "chown", "chmod", "link", "parents", "exclude"],
             Add => &[
-                "chown", "chmod", "link", "keep-git-dir", "checksum", "exclude",
+                "chown",
+                "chmod",
+                "link",
+                "keep-git-dir",
+                "checksum",
+                "exclude",
             ],
             Healthcheck => &[
                 "interval",
@@ -125,10 +128,7 @@ impl Keyword {
     /// Whether the arguments may be a JSON array (exec form).
     fn json_form(self) -> bool {
         use Keyword::*;
-        matches!(
-            self,
-            Run | Cmd | Entrypoint | Shell | Copy | Add | Volume
-        )
+        matches!(self, Run | Cmd | Entrypoint | Shell | Copy | Add | Volume)
     }
 
     /// Whether the instruction may carry heredocs.
@@ -323,8 +323,7 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
                     logical.push_str(body);
                     i += 1;
                     // Comment and empty lines inside a continuation are dropped.
-                    while i < lines.len() && (is_comment(lines[i]) || lines[i].trim().is_empty())
-                    {
+                    while i < lines.len() && (is_comment(lines[i]) || lines[i].trim().is_empty()) {
                         i += 1;
                     }
                     if i >= lines.len() {
@@ -340,7 +339,7 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
             }
         }
         let logical = logical.trim().to_string();
-        let mut ins = parse_instruction(&logical, start + 1, column, escape)?;
+        let mut ins = parse_instruction(&logical, start + 1, column)?;
         // Heredoc bodies follow the instruction's line.
         let mut heredocs = Vec::new();
         if ins.keyword.heredocs() {
@@ -394,7 +393,10 @@ pub fn heredoc_markers(line: &str, escape: char) -> Vec<(String, bool, bool)> {
             Some(q) if c == q => quote = None,
             Some(_) => {}
             None if c == '\'' || c == '"' => quote = Some(c),
-            None if c == '<' && chars.get(j + 1) == Some(&'<') && chars.get(j + 2) != Some(&'<') => {
+            None if c == '<'
+                && chars.get(j + 1) == Some(&'<')
+                && chars.get(j + 2) != Some(&'<') =>
+            {
                 let mut k = j + 2;
                 let chomp = chars.get(k) == Some(&'-');
                 if chomp {
@@ -433,12 +435,7 @@ pub fn heredoc_markers(line: &str, escape: char) -> Vec<(String, bool, bool)> {
     out
 }
 
-fn parse_instruction(
-    logical: &str,
-    line: usize,
-    column: usize,
-    escape: char,
-) -> Result<Instruction, ParseError> {
+fn parse_instruction(logical: &str, line: usize, column: usize) -> Result<Instruction, ParseError> {
     let err = |m: String| ParseError {
         line,
         column,
@@ -449,8 +446,7 @@ fn parse_instruction(
         Some(p) => (&logical[..p], logical[p..].trim_start()),
         None => (logical, ""),
     };
-    let keyword =
-        Keyword::parse(word).ok_or_else(|| err(format!("unknown instruction {word}")))?;
+    let keyword = Keyword::parse(word).ok_or_else(|| err(format!("unknown instruction {word}")))?;
     let mut rest = rest;
     let mut flags = Vec::new();
     let allowed = keyword.flags();
@@ -466,10 +462,7 @@ fn parse_instruction(
             break;
         }
         if !allowed.contains(&name) {
-            return Err(err(format!(
-                "unknown flag --{name} for {}",
-                keyword.name()
-            )));
+            return Err(err(format!("unknown flag --{name} for {}", keyword.name())));
         }
         flags.push(Flag {
             name: name.to_string(),
@@ -482,7 +475,7 @@ fn parse_instruction(
         if rest.is_empty() {
             return Err(err("ONBUILD needs an instruction".into()));
         }
-        let nested = parse_instruction(rest, line, column, escape)?;
+        let nested = parse_instruction(rest, line, column)?;
         match nested.keyword {
             Keyword::Onbuild | Keyword::From | Keyword::Maintainer => {
                 return Err(err(format!(
@@ -511,7 +504,10 @@ fn parse_instruction(
     };
     let needs_args = !matches!(keyword, Keyword::Cmd | Keyword::Entrypoint);
     if needs_args && matches!(&args, Args::Shell(s) if s.is_empty()) {
-        return Err(err(format!("{} needs at least one argument", keyword.name())));
+        return Err(err(format!(
+            "{} needs at least one argument",
+            keyword.name()
+        )));
     }
     if keyword == Keyword::Healthcheck {
         healthcheck_form(&args).map_err(err)?;
@@ -670,8 +666,14 @@ mod tests {
             vec!["CMD-SHELL", "curl -f http://x/"]
         );
         let i = one(r#"HEALTHCHECK CMD ["true"]"#);
-        assert_eq!(healthcheck_form(&i.args).unwrap().unwrap(), vec!["CMD", "true"]);
-        assert_eq!(healthcheck_form(&one("HEALTHCHECK NONE").args).unwrap(), None);
+        assert_eq!(
+            healthcheck_form(&i.args).unwrap().unwrap(),
+            vec!["CMD", "true"]
+        );
+        assert_eq!(
+            healthcheck_form(&one("HEALTHCHECK NONE").args).unwrap(),
+            None
+        );
         assert!(parse("HEALTHCHECK foo").is_err());
     }
 

@@ -82,7 +82,12 @@ pub fn all_mounts(p: &Process) -> Vec<Mount> {
                 "gid=5",
             ],
         ),
-        mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"]),
+        mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", "ro"],
+        ),
         mount(
             "/dev/shm",
             "tmpfs",

@@ -40,7 +40,9 @@ pub struct Stage {
 impl Stage {
     /// How progress names the stage.
     pub fn label(&self) -> String {
-        self.name.clone().unwrap_or_else(|| format!("stage-{}", self.index))
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("stage-{}", self.index))
     }
 }
 
@@ -168,7 +170,11 @@ pub fn graph(
                     .word(image, &env)
                     .map_err(|e| parse_err(file, ins, e))?;
                 if image.is_empty() {
-                    return Err(parse_err(file, ins, "FROM names an empty image (an unset ARG?)"));
+                    return Err(parse_err(
+                        file,
+                        ins,
+                        "FROM names an empty image (an unset ARG?)",
+                    ));
                 }
                 let name = match name {
                     Some(n) => {
@@ -177,7 +183,11 @@ pub fn graph(
                             return Err(parse_err(file, ins, format!("invalid stage name {n:?}")));
                         }
                         if stages.iter().any(|s| s.name.as_deref() == Some(n.as_str())) {
-                            return Err(parse_err(file, ins, format!("stage name {n:?} is used twice")));
+                            return Err(parse_err(
+                                file,
+                                ins,
+                                format!("stage name {n:?} is used twice"),
+                            ));
                         }
                         Some(n)
                     }
@@ -186,7 +196,10 @@ pub fn graph(
                 let lower = image.to_ascii_lowercase();
                 let base = if lower == "scratch" {
                     Base::Scratch
-                } else if let Some(s) = stages.iter().find(|s| s.name.as_deref() == Some(lower.as_str())) {
+                } else if let Some(s) = stages
+                    .iter()
+                    .find(|s| s.name.as_deref() == Some(lower.as_str()))
+                {
                     Base::Stage(s.index)
                 } else {
                     Base::Image(image)
@@ -213,14 +226,19 @@ pub fn graph(
                 return Err(parse_err(
                     file,
                     ins,
-                    format!("{} before the first FROM (only ARG may come first)", ins.keyword.name()),
+                    format!(
+                        "{} before the first FROM (only ARG may come first)",
+                        ins.keyword.name()
+                    ),
                 ))
             }
             (_, Some(stage)) => stage.instructions.push(ins.clone()),
         }
     }
     if stages.is_empty() {
-        return Err(Error::Invalid(format!("{file}: no FROM instruction: nothing to build")));
+        return Err(Error::Invalid(format!(
+            "{file}: no FROM instruction: nothing to build"
+        )));
     }
     // Resolve --from references.
     let names: HashMap<String, usize> = stages
@@ -252,13 +270,17 @@ pub fn graph(
             }
             for raw in froms {
                 let env = |n: &str| globals.get(n).cloned();
-                let v = lexer.word(&raw, &env).map_err(|e| parse_err(file, ins, e))?;
+                let v = lexer
+                    .word(&raw, &env)
+                    .map_err(|e| parse_err(file, ins, e))?;
                 let src = if let Ok(n) = v.parse::<usize>() {
                     if n >= stages.len() {
                         return Err(parse_err(
                             file,
                             ins,
-                            format!("--from={n}: there is no stage {n} (stages are numbered from 0)"),
+                            format!(
+                                "--from={n}: there is no stage {n} (stages are numbered from 0)"
+                            ),
                         ));
                     }
                     Source::Stage(n)
@@ -286,7 +308,11 @@ pub fn graph(
             let known: Vec<&str> = stages.iter().filter_map(|s| s.name.as_deref()).collect();
             Error::Invalid(format!(
                 "target stage {t:?} not found in {file} (stages: {})",
-                if known.is_empty() { "none named".to_string() } else { known.join(", ") }
+                if known.is_empty() {
+                    "none named".to_string()
+                } else {
+                    known.join(", ")
+                }
             ))
         })?,
     };
@@ -373,37 +399,57 @@ mod tests {
         assert_eq!(g(text, Some("b")).unwrap().order, vec![0, 1]);
         assert_eq!(g(text, Some("UNUSED")).unwrap().order, vec![0, 2]);
         let e = g(text, Some("nope")).unwrap_err().to_string();
-        assert!(e.contains("target stage \"nope\" not found") && e.contains("a, b, unused"), "{e}");
+        assert!(
+            e.contains("target stage \"nope\" not found") && e.contains("a, b, unused"),
+            "{e}"
+        );
     }
 
     #[test]
     fn copy_from_image_and_bad_index() {
         let gr = g("FROM busybox\nCOPY --from=alpine:3 /a /a\n", None).unwrap();
         assert_eq!(gr.sources[&(0, 0)], Source::Image("alpine:3".into()));
-        let e = g("FROM busybox\nCOPY --from=3 /a /a\n", None).unwrap_err().to_string();
-        assert!(e.starts_with("Dockerfile:2:1: --from=3: there is no stage 3"), "{e}");
+        let e = g("FROM busybox\nCOPY --from=3 /a /a\n", None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("Dockerfile:2:1: --from=3: there is no stage 3"),
+            "{e}"
+        );
     }
 
     #[test]
     fn cycles() {
-        let e = g("FROM busybox AS a\nCOPY --from=b /x /x\nFROM busybox AS b\nCOPY --from=a /y /y\n", None)
-            .unwrap_err()
-            .to_string();
+        let e = g(
+            "FROM busybox AS a\nCOPY --from=b /x /x\nFROM busybox AS b\nCOPY --from=a /y /y\n",
+            None,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("cycle: b -> a -> b"), "{e}");
-        let e = g("FROM busybox AS a\nRUN --mount=type=bind,from=a,target=/m true\n", None)
-            .unwrap_err()
-            .to_string();
+        let e = g(
+            "FROM busybox AS a\nRUN --mount=type=bind,from=a,target=/m true\n",
+            None,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("cycle: a -> a"), "{e}");
     }
 
     #[test]
     fn bad_input() {
         let e = g("RUN x\nFROM a\n", None).unwrap_err().to_string();
-        assert!(e.contains("Dockerfile:1:1: RUN before the first FROM"), "{e}");
+        assert!(
+            e.contains("Dockerfile:1:1: RUN before the first FROM"),
+            "{e}"
+        );
         assert!(g("ARG A\n", None).is_err());
         assert!(g("FROM a AS x\nFROM b AS x\n", None).is_err());
         assert!(g("FROM a AS X!\n", None).is_err());
-        assert!(g("FROM ${NOPE}\n", None).unwrap_err().to_string().contains("empty image"));
+        assert!(g("FROM ${NOPE}\n", None)
+            .unwrap_err()
+            .to_string()
+            .contains("empty image"));
         assert!(g("FROM a b c d\n", None).is_err());
     }
 }

@@ -38,7 +38,10 @@ fn build_ok(root: &Root, ctx: &Path, args: &[&str]) -> (String, String) {
     let out = build(root, ctx, args);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "build failed: {err}");
-    (String::from_utf8(out.stdout).unwrap().trim().to_string(), err)
+    (
+        String::from_utf8(out.stdout).unwrap().trim().to_string(),
+        err,
+    )
 }
 
 fn build_err(root: &Root, ctx: &Path, args: &[&str]) -> String {
@@ -113,7 +116,9 @@ fn steps(progress: &str) -> Vec<(String, bool)> {
     let mut names: BTreeMap<String, String> = BTreeMap::new();
     let mut out: Vec<(String, bool)> = Vec::new();
     for l in progress.lines() {
-        let Some(rest) = l.strip_prefix('#') else { continue };
+        let Some(rest) = l.strip_prefix('#') else {
+            continue;
+        };
         let (id, what) = rest.split_once(' ').unwrap_or((rest, ""));
         if what.starts_with('[') {
             names.insert(id.to_string(), what.to_string());
@@ -232,7 +237,10 @@ CMD echo ${A} $B
     let child = context(
         &root,
         "child",
-        &[("Dockerfile", "FROM meta:1\nUSER root\nRUN test -d /srv/app\n")],
+        &[(
+            "Dockerfile",
+            "FROM meta:1\nUSER root\nRUN test -d /srv/app\n",
+        )],
     );
     let (child_id, progress) = build_ok(&root, &child, &["-t", "child"]);
     assert!(progress.contains("triggered"), "{progress}");
@@ -253,7 +261,9 @@ fn copy_add_semantics_and_dockerignore() {
         &root,
         "ctx",
         &[
-            ("Dockerfile", r#"FROM busybox
+            (
+                "Dockerfile",
+                r#"FROM busybox
 WORKDIR /w
 COPY f.txt .
 COPY f.txt renamed.txt
@@ -270,7 +280,8 @@ EOF
 raw=$HOME
 RAW
 COPY . /all/
-"#),
+"#,
+            ),
             ("f.txt", "f\n"),
             ("dir/one", "1\n"),
             ("dir/sub/two", "2\n"),
@@ -290,14 +301,27 @@ COPY . /all/
     fs::write(src.join("t/in-tar"), "tar\n").unwrap();
     for (name, flag) in [("archive.tar", "-cf"), ("archive.tar.gz", "-czf")] {
         let st = Command::new("tar")
-            .args([flag, ctx.join(name).to_str().unwrap(), "-C", src.to_str().unwrap(), "--owner=5", "--group=6", "--numeric-owner", "t"])
+            .args([
+                flag,
+                ctx.join(name).to_str().unwrap(),
+                "-C",
+                src.to_str().unwrap(),
+                "--owner=5",
+                "--group=6",
+                "--numeric-owner",
+                "t",
+            ])
             .status()
             .unwrap();
         assert!(st.success());
     }
     let (out, _) = local(&root, &ctx, "out", &[]);
     let t = own_tree(&out);
-    let get = |p: &str| t.get(p).cloned().unwrap_or_else(|| panic!("{p} missing: {t:#?}"));
+    let get = |p: &str| {
+        t.get(p)
+            .cloned()
+            .unwrap_or_else(|| panic!("{p} missing: {t:#?}"))
+    };
     assert_eq!(get("/w/f.txt"), "file \"f\\n\" 644 0:0");
     assert_eq!(get("/w/renamed.txt"), "file \"f\\n\" 644 0:0");
     // A directory source copies its contents, keeping modes.
@@ -329,10 +353,16 @@ COPY . /all/
     let bad = context(
         &root,
         "bad",
-        &[("Dockerfile", "FROM busybox\nADD http://127.0.0.1:9/nothing.txt /x\n")],
+        &[(
+            "Dockerfile",
+            "FROM busybox\nADD http://127.0.0.1:9/nothing.txt /x\n",
+        )],
     );
     let e = build_err(&root, &bad, &[]);
-    assert!(e.contains("ADD http://127.0.0.1:9/nothing.txt: cannot fetch"), "{e}");
+    assert!(
+        e.contains("ADD http://127.0.0.1:9/nothing.txt: cannot fetch"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -344,7 +374,9 @@ fn run_layers_whiteouts_and_mounts() {
         &root,
         "ctx",
         &[
-            ("Dockerfile", r#"FROM busybox
+            (
+                "Dockerfile",
+                r#"FROM busybox
 RUN mkdir -p /gone/deep /keep && echo k > /keep/file && echo x > /gone/deep/x && echo y > /etc/motd
 RUN rm -rf /gone /etc/motd && mkdir /keep2 && rm -rf /keep && mkdir /keep && echo new > /keep/only
 RUN --mount=type=cache,target=/cache sh -c 'echo run >> /cache/runs; cp /cache/runs /runs-seen'
@@ -362,7 +394,8 @@ EOF
 RUN cat <<EOF > /via-shell
 piped
 EOF
-"#),
+"#,
+            ),
             ("data/value", "bound\n"),
         ],
     );
@@ -372,9 +405,15 @@ EOF
     assert!(!t.contains_key("/gone"), "{t:#?}");
     assert!(!t.contains_key("/etc/motd"));
     assert_eq!(t["/keep/only"], "file \"new\\n\" 644 0:0");
-    assert!(!t.contains_key("/keep/file"), "opaque directory lost: {t:#?}");
+    assert!(
+        !t.contains_key("/keep/file"),
+        "opaque directory lost: {t:#?}"
+    );
     assert_eq!(t["/runs-seen"], "file \"run\\n\" 644 0:0");
-    assert!(!t.contains_key("/cache"), "cache mount point leaked: {t:#?}");
+    assert!(
+        !t.contains_key("/cache"),
+        "cache mount point leaked: {t:#?}"
+    );
     assert!(!t.contains_key("/scratch"), "tmpfs mount point leaked");
     assert!(!t.contains_key("/in"));
     assert_eq!(t["/from-bind"], "file \"bound\\n\" 644 0:0");
@@ -402,7 +441,10 @@ fn failing_run_shows_output_and_exit_code() {
     let ctx = context(
         &root,
         "ctx",
-        &[("Dockerfile", "FROM busybox\nRUN echo before-failing && exit 3\nRUN echo never\n")],
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN echo before-failing && exit 3\nRUN echo never\n",
+        )],
     );
     let e = build_err(&root, &ctx, &[]);
     assert!(e.contains("before-failing"), "{e}");
@@ -444,7 +486,11 @@ COPY --from=busybox /bin/busybox /bin/busybox
     assert!(t.contains_key("/bin/busybox"));
     assert_eq!(t.len(), 4, "{t:#?}");
     // --target builds the named stage (and what it needs) only.
-    let (_, progress) = build_ok(&root, &ctx, &["--target", "b", "-t", "only-b", "--no-cache"]);
+    let (_, progress) = build_ok(
+        &root,
+        &ctx,
+        &["--target", "b", "-t", "only-b", "--no-cache"],
+    );
     assert!(!progress.contains("[a "), "{progress}");
     let e = build_err(&root, &ctx, &["--target", "broken"]);
     assert!(e.contains("exit code 1"), "{e}");
@@ -509,15 +555,39 @@ fn cache_hits_and_misses() {
 fn bad_input_fails_before_any_step() {
     let root = Root::new();
     let cases: &[(&str, &str)] = &[
-        ("FROM busybox\nRUN true\n  FOO bar\n", "Dockerfile:3:3: unknown instruction FOO: \"FOO bar\""),
-        ("FROM busybox\nCOPY --bogus=1 a b\n", "Dockerfile:2:1: unknown flag --bogus for COPY"),
-        ("FROM busybox\nRUN true\nCOPY missing.txt /x\n", "Dockerfile:3: COPY: source \"missing.txt\" not found in the build context"),
-        ("FROM busybox AS a\nCOPY --from=b /x /x\nFROM busybox AS b\nCOPY --from=a /y /y\n", "stages depend on each other in a cycle: b -> a -> b"),
-        ("FROM busybox\nCOPY --from=7 /x /x\n", "Dockerfile:2:1: --from=7: there is no stage 7"),
+        (
+            "FROM busybox\nRUN true\n  FOO bar\n",
+            "Dockerfile:3:3: unknown instruction FOO: \"FOO bar\"",
+        ),
+        (
+            "FROM busybox\nCOPY --bogus=1 a b\n",
+            "Dockerfile:2:1: unknown flag --bogus for COPY",
+        ),
+        (
+            "FROM busybox\nRUN true\nCOPY missing.txt /x\n",
+            "Dockerfile:3: COPY: source \"missing.txt\" not found in the build context",
+        ),
+        (
+            "FROM busybox AS a\nCOPY --from=b /x /x\nFROM busybox AS b\nCOPY --from=a /y /y\n",
+            "stages depend on each other in a cycle: b -> a -> b",
+        ),
+        (
+            "FROM busybox\nCOPY --from=7 /x /x\n",
+            "Dockerfile:2:1: --from=7: there is no stage 7",
+        ),
         ("FROM busybox\nENV A=${B\n", "Dockerfile:2:1: missing '}'"),
-        ("FROM busybox\nRUN <<EOF\necho\n", "Dockerfile:2:1: unterminated heredoc <<EOF"),
-        ("FROM busybox\nSHELL /bin/sh -c\n", "Dockerfile:2:1: SHELL requires a JSON array"),
-        ("FROM 127.0.0.1:9/not-here\nRUN true\n", "pulling image 127.0.0.1:9/not-here"),
+        (
+            "FROM busybox\nRUN <<EOF\necho\n",
+            "Dockerfile:2:1: unterminated heredoc <<EOF",
+        ),
+        (
+            "FROM busybox\nSHELL /bin/sh -c\n",
+            "Dockerfile:2:1: SHELL requires a JSON array",
+        ),
+        (
+            "FROM 127.0.0.1:9/not-here\nRUN true\n",
+            "pulling image 127.0.0.1:9/not-here",
+        ),
     ];
     for (i, (text, want)) in cases.iter().enumerate() {
         let ctx = context(&root, &format!("bad{i}"), &[("Dockerfile", text)]);
@@ -553,7 +623,11 @@ fn outputs_iidfile_and_reproducible_builds() {
         ), ("f", "f\n")],
     );
     let iid = root.dir().join("iid");
-    let (id, _) = build_ok(&root, &ctx, &["-t", "out:1", "--iidfile", iid.to_str().unwrap()]);
+    let (id, _) = build_ok(
+        &root,
+        &ctx,
+        &["-t", "out:1", "--iidfile", iid.to_str().unwrap()],
+    );
     assert_eq!(fs::read_to_string(&iid).unwrap(), id);
     assert_eq!(inspect(&root, "out:1")["Id"].as_str().unwrap(), id);
     let run = root.ok(&["run", "--rm", "out:1", "cat", "/built"]);
@@ -564,12 +638,19 @@ fn outputs_iidfile_and_reproducible_builds() {
     build_ok(&root, &ctx, &["-o", &spec]);
     let list = Command::new("tar").arg("-tf").arg(&oci).output().unwrap();
     let names = String::from_utf8_lossy(&list.stdout);
-    assert!(names.contains("index.json") && names.contains("oci-layout"), "{names}");
+    assert!(
+        names.contains("index.json") && names.contains("oci-layout"),
+        "{names}"
+    );
 
     let docker = root.dir().join("docker.tar");
     let spec = format!("type=docker-archive,dest={}", docker.display());
     build_ok(&root, &ctx, &["-t", "arch:1", "-o", &spec]);
-    let list = Command::new("tar").arg("-tf").arg(&docker).output().unwrap();
+    let list = Command::new("tar")
+        .arg("-tf")
+        .arg(&docker)
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&list.stdout).contains("manifest.json"));
     // The archive loads back as the same image.
     let root2 = Root::new();
@@ -577,13 +658,20 @@ fn outputs_iidfile_and_reproducible_builds() {
     assert_eq!(inspect(&root2, "arch:1")["Id"].as_str().unwrap(), id);
 
     // SOURCE_DATE_EPOCH: two uncached builds give the same image.
-    let a = build_ok(&root, &ctx, &["--no-cache", "--build-arg", "SOURCE_DATE_EPOCH=1700000000"]).0;
-    let b = build_ok(&root, &ctx, &["--no-cache", "--build-arg", "SOURCE_DATE_EPOCH=1700000000"]).0;
+    let a = build_ok(
+        &root,
+        &ctx,
+        &["--no-cache", "--build-arg", "SOURCE_DATE_EPOCH=1700000000"],
+    )
+    .0;
+    let b = build_ok(
+        &root,
+        &ctx,
+        &["--no-cache", "--build-arg", "SOURCE_DATE_EPOCH=1700000000"],
+    )
+    .0;
     assert_eq!(a, b);
-    assert_eq!(
-        config_json(&root, &a)["created"],
-        "2023-11-14T22:13:20Z"
-    );
+    assert_eq!(config_json(&root, &a)["created"], "2023-11-14T22:13:20Z");
 }
 
 /// Paths buildah (1.28) leaves behind as mount points of its RUN containers.
@@ -633,8 +721,16 @@ fn same_tree_as_buildah() {
     };
     let archive = root.dir().join("busybox-docker.tar");
     root.ok(&["save", "-o", archive.to_str().unwrap(), "busybox"]);
-    let out = buildah(&["pull", "-q", &format!("docker-archive:{}", archive.display())]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = buildah(&[
+        "pull",
+        "-q",
+        &format!("docker-archive:{}", archive.display()),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for (name, df) in corpus {
         let ctx = context(
             &root,
@@ -652,7 +748,13 @@ fn same_tree_as_buildah() {
         fs::create_dir_all(src.join("t")).unwrap();
         fs::write(src.join("t/x"), "x\n").unwrap();
         assert!(Command::new("tar")
-            .args(["-cf", ctx.join("t.tar").to_str().unwrap(), "-C", src.to_str().unwrap(), "t"])
+            .args([
+                "-cf",
+                ctx.join("t.tar").to_str().unwrap(),
+                "-C",
+                src.to_str().unwrap(),
+                "t"
+            ])
             .status()
             .unwrap()
             .success());
@@ -667,7 +769,11 @@ fn same_tree_as_buildah() {
             &format!("type=local,dest={}", theirs.display()),
             ctx.to_str().unwrap(),
         ]);
-        assert!(out.status.success(), "buildah {name}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "buildah {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let strip = |t: BTreeMap<String, String>| -> BTreeMap<String, String> {
             t.into_iter()
                 .filter(|(k, _)| !BUILDAH_STUBS.contains(&k.as_str()))
