@@ -4,7 +4,8 @@
 #   cold     a fresh store each run (the base image imported untimed): every step runs
 #   cached   the same build again in the store of the cold run: every step is a cache hit
 # hako:    hako --root R build -q -t bench CONTEXT
-# buildah: buildah --root R --runroot RR --storage-driver vfs bud --layers --isolation chroot
+# buildah: buildah --root R --runroot RR --storage-driver overlay bud --layers --isolation chroot
+#          (BUILDAH_DRIVER=vfs for the vfs driver)
 # Runs are interleaved; medians and ratios at the end.
 # Usage: bench/build/run.sh        (RUNS=5 by default; HAKO=path skips the cargo build)
 # Needs: buildah, busybox-static (/bin/busybox), tar, python3; run as root.
@@ -12,6 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 RUNS=${RUNS:-5}
+BUILDAH_DRIVER=${BUILDAH_DRIVER:-overlay}
 TARGET=${CARGO_TARGET_DIR:-target}
 HAKO=${HAKO:-$TARGET/release/hako}
 if [ ! -x "$HAKO" ]; then
@@ -91,7 +93,7 @@ hako_cold() {
 
 buildah_cold() {
   local r="$WORK/b-$1"
-  local B=(buildah --root "$r/root" --runroot "$r/run" --storage-driver vfs)
+  local B=(buildah --root "$r/root" --runroot "$r/run" --storage-driver "$BUILDAH_DRIVER")
   "${B[@]}" pull -q "docker-archive:$WORK/busybox-docker.tar" >/dev/null
   local s; s=$(now_ms)
   "${B[@]}" bud -q --layers --isolation chroot --pull-never -t bench "$CTX" >/dev/null

@@ -27,6 +27,8 @@ enum Src {
     Heredoc(String, String),
     /// A downloaded URL: file name and the temporary file.
     Url(String, PathBuf),
+    /// A path of another stage or image, resolved when the step runs.
+    Pattern(String),
 }
 
 fn fetch(url: &str, dir: &Path) -> Result<(String, PathBuf)> {
@@ -130,10 +132,10 @@ pub(crate) fn step(
     let dest = fsops::clean_abs(&dest_abs);
     let dest_dir_syntax = dest_word.ends_with('/') || dest_word == "." || dest_word.ends_with("/.");
 
-    // The tree sources come from, and what the key learns of it.
-    let mut _from_mount: Option<Overlay> = None;
+    // Another stage or image: its key stands for its content, so it is
+    // only mounted when the step runs (a cache hit never mounts it).
     let mut inputs = Vec::new();
-    let tree = match &from {
+    let from_state = match &from {
         None => None,
         Some((v, src)) => {
             let (state, k) = match src {
@@ -153,13 +155,9 @@ pub(crate) fn step(
                 }
             };
             inputs.extend_from_slice(format!("from {k}\n").as_bytes());
-            let o = Overlay::mount(cx.snapshots, &chain_of(&state)?, &cx.work)?;
-            let t = Tree::rootfs(&o.rootfs);
-            _from_mount = Some(o);
-            Some(t)
+            Some(state)
         }
     };
-    let tree = tree.as_ref().unwrap_or(&cx.context);
     let what = kw.to_string();
     let mut sources = Vec::new();
     let download_dir = cx.work.join(format!("downloads-{}", std::process::id()));
@@ -194,11 +192,16 @@ pub(crate) fn step(
             sources.push(Src::Url(n, p));
             continue;
         }
-        for (rel, host) in tree.sources(s, &what)? {
+        if from_state.is_some() {
+            inputs.extend_from_slice(format!("pattern {s}\n").as_bytes());
+            sources.push(Src::Pattern(s.clone()));
+            continue;
+        }
+        for (rel, host) in cx.context.sources(s, &what)? {
             sources.push(Src::Path(rel, host));
         }
     }
-    let multiple = sources.len() > 1 || srcs.iter().any(|s| crate::ignore::has_glob(s));
+    let tree = &cx.context;
     // Inputs: every source's content digest.
     for s in &sources {
         match s {
@@ -218,6 +221,7 @@ pub(crate) fn step(
                     .as_bytes(),
                 );
             }
+            Src::Pattern(_) => {}
             Src::Url(n, p) => {
                 let data = fs::read(p).ctx(|| format!("reading download {n}"))?;
                 inputs.extend_from_slice(
@@ -255,9 +259,32 @@ pub(crate) fn step(
     }
     let desc = format!("{kw} {flags}{} {dest_word} # buildkit", srcs.join(" "));
     let epoch = cx.opts.source_date_epoch;
-    let keep_owner = tree.is_rootfs;
+    let globbed = srcs.iter().any(|s| crate::ignore::has_glob(s));
     let res = cx.layer(name, st, key, desc, &inputs, |o, _, _| {
         let root = &o.rootfs;
+        let from_tree = match &from_state {
+            Some(state) => {
+                let m = Overlay::mount(cx.snapshots, &chain_of(state)?, &cx.work)?;
+                let t = Tree::rootfs(&m.rootfs);
+                Some((m, t))
+            }
+            None => None,
+        };
+        let tree = from_tree.as_ref().map(|(_, t)| t).unwrap_or(tree);
+        let mut resolved = Vec::new();
+        for s in sources {
+            match s {
+                Src::Pattern(p) => {
+                    for (rel, host) in tree.sources(&p, &what)? {
+                        resolved.push(Src::Path(rel, host));
+                    }
+                }
+                s => resolved.push(s),
+            }
+        }
+        let sources = resolved;
+        let keep_owner = tree.is_rootfs;
+        let multiple = sources.len() > 1 || globbed;
         let owner = match &chown {
             Some(c) => {
                 let u = hako_engine::user::resolve(root, c)?;
@@ -295,6 +322,7 @@ pub(crate) fn step(
         };
         for s in &sources {
             match s {
+                Src::Pattern(_) => unreachable!("patterns are resolved above"),
                 Src::Heredoc(n, body) => {
                     let target = file_target(n)?;
                     if fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir()) {

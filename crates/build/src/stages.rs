@@ -201,6 +201,9 @@ pub fn graph(
                     .find(|s| s.name.as_deref() == Some(lower.as_str()))
                 {
                     Base::Stage(s.index)
+                } else if let Some(n) = lower.parse::<usize>().ok().filter(|n| *n < stages.len()) {
+                    // An earlier stage by index.
+                    Base::Stage(n)
                 } else {
                     Base::Image(image)
                 };
@@ -388,13 +391,18 @@ mod tests {
 
     #[test]
     fn stages_and_pruning() {
-        let text = "ARG TAG=latest\nARG BASE=busybox:${TAG}\nFROM $BASE AS a\nRUN x\nFROM scratch AS b\nCOPY --from=a /x /x\nFROM a AS unused\nFROM b\nCOPY --from=0 /y /y\n";
+        let text = "ARG TAG=latest\nARG BASE=busybox:${TAG}\nFROM $BASE AS a\nRUN x\nFROM scratch AS b\nCOPY --from=a /x /x\nFROM a AS unused\nFROM b\nCOPY --from=0 /y /y\nFROM 1 AS by-index\n";
         let gr = g(text, None).unwrap();
-        assert_eq!(gr.stages.len(), 4);
+        assert_eq!(gr.stages.len(), 5);
+        assert_eq!(gr.stages[4].base, Base::Stage(1));
         assert_eq!(gr.stages[0].base, Base::Image("busybox:1.36".into()));
         assert_eq!(gr.stages[1].base, Base::Scratch);
         assert_eq!(gr.stages[2].base, Base::Stage(0));
         assert_eq!(gr.stages[3].base, Base::Stage(1));
+        assert_eq!(gr.order, vec![0, 1, 4]);
+        let text = text.replace("FROM 1 AS by-index\n", "");
+        let text = text.as_str();
+        let gr = g(text, None).unwrap();
         assert_eq!(gr.order, vec![0, 1, 3]);
         assert_eq!(g(text, Some("b")).unwrap().order, vec![0, 1]);
         assert_eq!(g(text, Some("UNUSED")).unwrap().order, vec![0, 2]);
