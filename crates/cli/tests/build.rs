@@ -788,3 +788,185 @@ fn same_tree_as_buildah() {
         );
     }
 }
+
+#[test]
+fn args_scoping_proxies_and_platform() {
+    let root = Root::new();
+    let ctx = context(
+        &root,
+        "ctx",
+        &[(
+            "Dockerfile",
+            r#"ARG IMAGE=busybox
+ARG VERSION=1.0
+FROM $IMAGE AS first
+ARG VERSION
+ARG ONLY_FIRST=first
+ARG TARGETARCH
+RUN echo "$VERSION $ONLY_FIRST $TARGETARCH $HTTP_PROXY" > /args
+FROM first
+RUN echo "[$VERSION][$ONLY_FIRST]" > /second
+ENV FROM_ENV=env
+ARG FROM_ENV=arg
+RUN echo $FROM_ENV > /env-wins
+"#,
+        )],
+    );
+    let (out, progress) = local(
+        &root,
+        &ctx,
+        "out",
+        &[
+            "--build-arg",
+            "VERSION=2.0",
+            "--build-arg",
+            "HTTP_PROXY=http://proxy.invalid:3128",
+            "--build-arg",
+            "UNUSED=1",
+        ],
+    );
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        a => a,
+    };
+    assert_eq!(
+        fs::read_to_string(out.join("args")).unwrap(),
+        format!("2.0 first {arch} http://proxy.invalid:3128\n")
+    );
+    // ARGs are per stage: the second stage has declared none.
+    assert_eq!(fs::read_to_string(out.join("second")).unwrap(), "[][]\n");
+    assert_eq!(fs::read_to_string(out.join("env-wins")).unwrap(), "env\n");
+    assert!(
+        progress.contains("WARNING: build args not consumed by any stage: UNUSED"),
+        "{progress}"
+    );
+    // Proxies stay out of the history.
+    let (id, _) = build_ok(
+        &root,
+        &ctx,
+        &[
+            "--build-arg",
+            "HTTP_PROXY=http://proxy.invalid:3128",
+            "-t",
+            "args",
+        ],
+    );
+    let h = history(&root, "args").join("\n");
+    assert!(!h.contains("proxy.invalid"), "{h}");
+    assert!(h.contains("RUN |3 ONLY_FIRST=first TARGETARCH="), "{h}");
+    assert!(id.starts_with("sha256:"));
+    let e = build_err(&root, &ctx, &["--platform", "linux/s390x"]);
+    assert!(
+        e.contains("building for platform linux/s390x") && e.contains("not supported yet"),
+        "{e}"
+    );
+}
+
+/// A child process killed on drop.
+struct Kill(std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn add_url_and_base_image_pulled_from_a_registry() {
+    use std::io::BufRead;
+    let root = Root::new();
+    // A registry (hako registry serve) holding busybox.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hako"))
+        .arg("--root")
+        .arg(root.dir().join("registry"))
+        .args(["registry", "serve", "--addr", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _registry = Kill(child);
+    let addr = line.trim().rsplit(' ').next().unwrap().to_string();
+    let remote = format!("{addr}/tools/busybox:1");
+    root.ok(&[
+        "push",
+        "--insecure-registry",
+        &addr,
+        "--dest",
+        &remote,
+        "busybox",
+    ]);
+    // A web server for ADD.
+    let www = root.dir().join("www");
+    fs::create_dir_all(&www).unwrap();
+    fs::write(www.join("hello.txt"), "from the web\n").unwrap();
+    let port = free_port();
+    let web = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+        ])
+        .current_dir(&www)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _web = Kill(web);
+    engine_common::wait_for("the web server", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let df = format!(
+        "FROM {remote}\nADD http://127.0.0.1:{port}/hello.txt /web/\nRUN cat /web/hello.txt > /copied\n"
+    );
+    let ctx = context(&root, "ctx", &[("Dockerfile", &df)]);
+    // A fresh root: the base image is pulled because it is missing.
+    let fresh = root.dir().join("fresh");
+    let run = |args: &[&str]| -> Output {
+        Command::new(env!("CARGO_BIN_EXE_hako"))
+            .arg("--root")
+            .arg(&fresh)
+            .args(["build", "--progress", "plain", "--insecure-registry", &addr])
+            .args(args)
+            .arg(&ctx)
+            .output()
+            .unwrap()
+    };
+    let dest = root.dir().join("out");
+    let out = run(&["-o", &format!("type=local,dest={}", dest.display())]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        fs::read_to_string(dest.join("copied")).unwrap(),
+        "from the web\n"
+    );
+    let m = fs::metadata(dest.join("web/hello.txt")).unwrap();
+    assert_eq!(m.permissions().mode() & 0o777, 0o600);
+    // Unchanged download: cached; changed: missed from the ADD on.
+    let out = run(&["--pull"]);
+    let p = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{p}");
+    assert!(steps(&p).iter().all(|(_, c)| *c), "{p}");
+    fs::write(www.join("hello.txt"), "changed\n").unwrap();
+    let out = run(&[]);
+    let p = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(steps(&p).iter().all(|(_, c)| !c), "{p}");
+}
