@@ -1,9 +1,10 @@
 //! Variable substitution and word processing with docker's rules: `$VAR`,
 //! `${VAR}`, `${VAR:-word}`, `${VAR-word}`, `${VAR:+word}`, `${VAR+word}`,
-//! `${VAR:?msg}`, `${VAR?msg}`; single quotes are literal, double quotes
+//! `${VAR:?msg}`, `${VAR?msg}`, `${VAR#pat}`, `${VAR##pat}`, `${VAR%pat}`,
+//! `${VAR%%pat}`, `${VAR/pat/rep}`, `${VAR//pat/rep}`; single quotes are literal, double quotes
 //! group and still expand, the escape character quotes the next character.
 //! Quotes are removed. Which instructions are substituted is decided by the
-//! caller ([`crate::instructions`]).
+//! caller (the executor).
 
 /// Looks a variable up.
 pub trait Env {
@@ -145,6 +146,60 @@ fn is_name_char(c: char) -> bool {
 impl Cursor<'_> {
     fn peek(&self) -> Option<char> {
         self.chars.get(self.pos).copied()
+    }
+
+    /// Process until one of `stops` (unquoted); an error at the end.
+    fn run_until(&mut self, stops: &[char]) -> Result<String, String> {
+        let mut out = String::new();
+        loop {
+            match self.peek() {
+                Some(c) if stops.contains(&c) => return Ok(out),
+                None => return Err("missing '}'".into()),
+                Some(_) => {
+                    // One character (or quoted run / escape / variable) at a time.
+                    let start = self.pos;
+                    let end = self.next_unit_end(stops);
+                    let sub: String = self.chars[start..end].iter().collect();
+                    let mut c = Cursor {
+                        chars: sub.chars().collect(),
+                        pos: 0,
+                        escape: self.escape,
+                        env: self.env,
+                        split: false,
+                        words: Vec::new(),
+                        word_started: false,
+                    };
+                    out.push_str(&c.run(None)?);
+                    self.pos = end;
+                }
+            }
+        }
+    }
+
+    /// The end of the text before the next unquoted stop character,
+    /// skipping quotes, escapes and `${...}`.
+    fn next_unit_end(&self, stops: &[char]) -> usize {
+        let mut i = self.pos;
+        let mut depth = 0;
+        let mut quote: Option<char> = None;
+        while i < self.chars.len() {
+            let c = self.chars[i];
+            match quote {
+                Some(q) if c == q => quote = None,
+                Some(_) => {}
+                None if c == self.escape => i += 1,
+                None if c == '\'' || c == '"' => quote = Some(c),
+                None if c == '$' && self.chars.get(i + 1) == Some(&'{') => {
+                    depth += 1;
+                    i += 1;
+                }
+                None if c == '}' && depth > 0 => depth -= 1,
+                None if depth == 0 && stops.contains(&c) => return i,
+                None => {}
+            }
+            i += 1;
+        }
+        i.min(self.chars.len())
     }
 
     /// Process until `stop` (unquoted, at this level) or the end.
@@ -318,6 +373,36 @@ impl Cursor<'_> {
                             }
                         })
                     }
+                    Some(op @ ('#' | '%' | '/')) => {
+                        self.pos += 1;
+                        let longest = self.peek() == Some(op);
+                        if longest {
+                            self.pos += 1;
+                        }
+                        let split = std::mem::replace(&mut self.split, false);
+                        let parts = if op == '/' {
+                            // `${VAR/pat}` without a replacement deletes the match.
+                            self.run_until(&['/', '}']).and_then(|p| {
+                                if self.peek() == Some('/') {
+                                    self.pos += 1;
+                                    Ok((p, self.run(Some('}'))?))
+                                } else {
+                                    Ok((p, String::new()))
+                                }
+                            })
+                        } else {
+                            self.run(Some('}')).map(|p| (p, String::new()))
+                        };
+                        self.split = split;
+                        let (pattern, replacement) = parts?;
+                        self.pos += 1; // the '}'
+                        let v = value.unwrap_or_default();
+                        Ok(match op {
+                            '#' => strip_prefix(&v, &pattern, longest),
+                            '%' => strip_suffix(&v, &pattern, longest),
+                            _ => replace(&v, &pattern, &replacement, longest),
+                        })
+                    }
                     Some(c) => Err(format!(
                         "bad substitution ${{{name}{c}...}}: modifier not supported"
                     )),
@@ -336,6 +421,84 @@ impl Cursor<'_> {
             _ => Ok("$".into()),
         }
     }
+}
+
+/// Glob match of a whole string (`*` and `?` match any characters, `/` too).
+fn matches(pattern: &str, s: &str) -> bool {
+    fn at(p: &[char], t: &[char]) -> bool {
+        match p.first() {
+            None => t.is_empty(),
+            Some('*') => (0..=t.len()).any(|k| at(&p[1..], &t[k..])),
+            Some('?') => !t.is_empty() && at(&p[1..], &t[1..]),
+            Some(c) => t.first() == Some(c) && at(&p[1..], &t[1..]),
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = s.chars().collect();
+    at(&p, &t)
+}
+
+/// Char boundaries of `s`, shortest first.
+fn cuts(s: &str) -> Vec<usize> {
+    s.char_indices().map(|(i, _)| i).chain([s.len()]).collect()
+}
+
+/// `${VAR#pat}` / `${VAR##pat}`.
+fn strip_prefix(v: &str, pat: &str, longest: bool) -> String {
+    let mut c = cuts(v);
+    if longest {
+        c.reverse();
+    }
+    c.into_iter()
+        .find(|&i| matches(pat, &v[..i]))
+        .map(|i| v[i..].to_string())
+        .unwrap_or_else(|| v.to_string())
+}
+
+/// `${VAR%pat}` / `${VAR%%pat}`.
+fn strip_suffix(v: &str, pat: &str, longest: bool) -> String {
+    let mut c = cuts(v);
+    if !longest {
+        c.reverse();
+    }
+    c.into_iter()
+        .find(|&i| matches(pat, &v[i..]))
+        .map(|i| v[..i].to_string())
+        .unwrap_or_else(|| v.to_string())
+}
+
+/// `${VAR/pat/rep}` (first match, longest) / `${VAR//pat/rep}` (every match).
+fn replace(v: &str, pat: &str, rep: &str, all: bool) -> String {
+    if pat.is_empty() {
+        return v.to_string();
+    }
+    let c = cuts(v);
+    let mut out = String::new();
+    let mut i = 0;
+    while i < v.len() {
+        let end = c
+            .iter()
+            .rev()
+            .copied()
+            .filter(|&e| e > i)
+            .find(|&e| matches(pat, &v[i..e]));
+        match end {
+            Some(e) => {
+                out.push_str(rep);
+                i = e;
+                if !all {
+                    out.push_str(&v[i..]);
+                    return out;
+                }
+            }
+            None => {
+                let next = c.iter().copied().find(|&e| e > i).unwrap_or(v.len());
+                out.push_str(&v[i..next]);
+                i = next;
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -379,9 +542,29 @@ mod tests {
         );
         assert!(l.word("${A", &env).is_err());
         assert!(l
-            .word("${A/x/y}", &env)
+            .word("${A^^}", &env)
             .unwrap_err()
             .contains("not supported"));
+    }
+
+    #[test]
+    fn pattern_modifiers() {
+        let e = |n: &str| match n {
+            "P" => Some("/usr/local/bin/tool.tar.gz".to_string()),
+            _ => None,
+        };
+        let l = Lexer { escape: '\\' };
+        let w = |s: &str| l.word(s, &e).unwrap();
+        assert_eq!(w("${P#*/}"), "usr/local/bin/tool.tar.gz");
+        assert_eq!(w("${P##*/}"), "tool.tar.gz");
+        assert_eq!(w("${P%.*}"), "/usr/local/bin/tool.tar");
+        assert_eq!(w("${P%%.*}"), "/usr/local/bin/tool");
+        assert_eq!(w("${P/local/opt}"), "/usr/opt/bin/tool.tar.gz");
+        assert_eq!(w("${P//o/0}"), "/usr/l0cal/bin/t00l.tar.gz");
+        assert_eq!(w("${P/l*l/X}"), "/usr/X.tar.gz");
+        assert_eq!(w("${P/.tar}"), "/usr/local/bin/tool.gz");
+        assert_eq!(w("${P#nomatch}"), "/usr/local/bin/tool.tar.gz");
+        assert_eq!(w("${NOPE##*/}"), "");
     }
 
     #[test]
