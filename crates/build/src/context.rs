@@ -15,6 +15,7 @@ use crate::ignore::{self, Ignore};
 
 /// A directory files are copied from: the build context (with its ignore
 /// rules) or another stage's or image's root filesystem.
+#[derive(Clone)]
 pub struct Tree {
     pub root: PathBuf,
     pub ignore: Ignore,
@@ -43,6 +44,19 @@ impl Tree {
             ignore,
             is_rootfs: false,
         })
+    }
+
+    /// This tree with COPY `--exclude` patterns, which apply to paths as
+    /// named (`*.log`) and inside each directory source (`dir/*.log`).
+    pub fn excluding(&self, patterns: &[String], dirs: &[String]) -> Tree {
+        let mut t = self.clone();
+        for p in patterns {
+            t.ignore.add(p);
+            for d in dirs {
+                t.ignore.add(&format!("{d}/{p}"));
+            }
+        }
+        t
     }
 
     pub fn rootfs(dir: &Path) -> Tree {

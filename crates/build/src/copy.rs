@@ -189,8 +189,27 @@ pub(crate) fn step(
                 return Err(Error::Unsupported(format!("ADD of a git repository ({s})")));
             }
             let (n, p) = fetch(s, &download_dir)?;
+            if let Some(want) = ins.flag("checksum").and_then(|f| f.value.as_deref()) {
+                let data = fs::read(&p).ctx(|| format!("reading download {n}"))?;
+                let got = format!("sha256:{}", crate::executor::sha_hex(&data));
+                if !want.starts_with("sha256:") {
+                    return Err(Error::Unsupported(format!(
+                        "ADD --checksum={want} (only sha256)"
+                    )));
+                }
+                if got != want {
+                    return Err(Error::Invalid(format!(
+                        "ADD {s}: checksum mismatch: expected {want}, got {got}"
+                    )));
+                }
+            }
             sources.push(Src::Url(n, p));
             continue;
+        }
+        if ins.flag("checksum").is_some() {
+            return Err(Error::Invalid(format!(
+                "ADD --checksum needs an http(s) source, not {s}"
+            )));
         }
         if from_state.is_some() {
             inputs.extend_from_slice(format!("pattern {s}\n").as_bytes());
@@ -201,7 +220,28 @@ pub(crate) fn step(
             sources.push(Src::Path(rel, host));
         }
     }
-    let tree = &cx.context;
+    let excludes: Vec<String> = ins
+        .flag_values("exclude")
+        .map(|e| cx.word(st, scope, ins, e))
+        .collect::<Result<_>>()?;
+    let dirs_of = |sources: &[Src]| -> Vec<String> {
+        sources
+            .iter()
+            .filter_map(|s| match s {
+                Src::Path(rel, host) if host.is_dir() => Some(rel.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let context_tree = cx.context.excluding(&excludes, &dirs_of(&sources));
+    let tree = &context_tree;
+    // Excluded sources named at the top are dropped too.
+    sources.retain(
+        |s| !matches!(s, Src::Path(rel, _) if !rel.is_empty() && tree.ignore.excluded(rel)),
+    );
+    for e in &excludes {
+        inputs.extend_from_slice(format!("exclude {e}\n").as_bytes());
+    }
     // Inputs: every source's content digest.
     for s in &sources {
         match s {
@@ -282,6 +322,16 @@ pub(crate) fn step(
                 s => resolved.push(s),
             }
         }
+        let from_excluding;
+        let tree = if from_tree.is_some() && !excludes.is_empty() {
+            from_excluding = tree.excluding(&excludes, &dirs_of(&resolved));
+            resolved.retain(|s| {
+                !matches!(s, Src::Path(rel, _) if !rel.is_empty() && from_excluding.ignore.excluded(rel))
+            });
+            &from_excluding
+        } else {
+            tree
+        };
         let sources = resolved;
         let keep_owner = tree.is_rootfs;
         let multiple = sources.len() > 1 || globbed;

@@ -54,6 +54,11 @@ impl Ignore {
         Ignore { patterns }
     }
 
+    /// Add one more pattern (after the others, so it decides over them).
+    pub fn add(&mut self, pattern: &str) {
+        self.patterns.extend(Ignore::parse(pattern).patterns);
+    }
+
     /// Whether the context path (relative, `/`-separated) is excluded.
     pub fn excluded(&self, path: &str) -> bool {
         let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();

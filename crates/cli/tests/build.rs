@@ -960,6 +960,36 @@ fn add_url_and_base_image_pulled_from_a_registry() {
     );
     let m = fs::metadata(dest.join("web/hello.txt")).unwrap();
     assert_eq!(m.permissions().mode() & 0o777, 0o600);
+    // ADD --checksum verifies the download.
+    let sum = {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(b"from the web\n");
+        d.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    for (sum, ok) in [
+        (sum.as_str(), true),
+        (
+            "0000000000000000000000000000000000000000000000000000000000000000",
+            false,
+        ),
+    ] {
+        let df = format!(
+            "FROM {remote}\nADD --checksum=sha256:{sum} http://127.0.0.1:{port}/hello.txt /sum\n"
+        );
+        let c = context(&root, &format!("sum-{ok}"), &[("Dockerfile", &df)]);
+        let out = Command::new(env!("CARGO_BIN_EXE_hako"))
+            .arg("--root")
+            .arg(&fresh)
+            .args(["build", "--insecure-registry", &addr])
+            .arg(&c)
+            .output()
+            .unwrap();
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.success(), ok, "{e}");
+        if !ok {
+            assert!(e.contains("checksum mismatch: expected sha256:0000"), "{e}");
+        }
+    }
     // Unchanged download: cached; changed: missed from the ADD on.
     let out = run(&["--pull"]);
     let p = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -969,4 +999,45 @@ fn add_url_and_base_image_pulled_from_a_registry() {
     let out = run(&[]);
     let p = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(steps(&p).iter().all(|(_, c)| !c), "{p}");
+}
+
+#[test]
+fn copy_exclude() {
+    let root = Root::new();
+    let ctx = context(
+        &root,
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox AS src\nCOPY tree /tree/\nFROM scratch\nCOPY --exclude=*.log --exclude=cache tree /ctx/\nCOPY --exclude=*.md *.md *.txt /top/\nCOPY --from=src --exclude=*.txt /tree /from/\n",
+            ),
+            ("tree/a.txt", "a"),
+            ("tree/b.log", "b"),
+            ("tree/cache/c.txt", "c"),
+            ("tree/deep/d.log", "d"),
+            ("x.md", "x"),
+            ("y.txt", "y"),
+        ],
+    );
+    let (out, _) = local(&root, &ctx, "out", &[]);
+    let names: Vec<String> = tree(&out).into_keys().collect();
+    assert_eq!(
+        names,
+        [
+            "/ctx",
+            "/ctx/a.txt",
+            "/ctx/deep",
+            "/ctx/deep/d.log",
+            "/from",
+            "/from/b.log",
+            "/from/cache",
+            "/from/cache/c.txt",
+            "/from/deep",
+            "/from/deep/d.log",
+            "/top",
+            "/top/y.txt"
+        ]
+    );
+    // Patterns follow .dockerignore rules: `*.txt` does not reach into directories.
 }
