@@ -1291,7 +1291,7 @@ impl Cx<'_> {
                     }
                 }
             }
-            let mut keep = Vec::new();
+            let mut keep = crate::mounts::Keep::default();
             for m in &mounts {
                 extra.push(m.mount(self, o, &mut keep)?);
             }

@@ -25,6 +25,7 @@ enum Kind {
         owner: Option<(u32, u32)>,
         mode: Option<u32>,
         ro: bool,
+        sharing: Sharing,
     },
     BindContext {
         host: PathBuf,
@@ -42,6 +43,38 @@ enum Kind {
         mode: u32,
         owner: (u32, u32),
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sharing {
+    Shared,
+    /// One user at a time; others wait.
+    Locked,
+    /// One user at a time; others get a fresh, throwaway directory.
+    Private,
+}
+
+/// What mounts hold while their step runs: overlays of other stages, locks.
+#[derive(Default)]
+pub(crate) struct Keep {
+    overlays: Vec<Overlay>,
+    locks: Vec<fs::File>,
+}
+
+/// flock(2) the file: exclusive, blocking or not. False when busy.
+fn lock(f: &fs::File, wait: bool) -> Result<bool> {
+    use std::os::fd::AsRawFd;
+    let op = libc::LOCK_EX | if wait { 0 } else { libc::LOCK_NB };
+    // SAFETY: the descriptor belongs to `f`, open for the whole call.
+    let r = unsafe { libc::flock(f.as_raw_fd(), op) };
+    if r == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        return Ok(false);
+    }
+    Err(Error::io("locking a cache mount".to_string(), e))
 }
 
 pub(crate) struct RunMount {
@@ -105,13 +138,16 @@ pub(crate) fn parse_all(
             "cache" => {
                 let target = target
                     .ok_or_else(|| Error::Invalid("RUN --mount=type=cache needs target=".into()))?;
-                if let Some(s) = f.get("sharing") {
-                    if !matches!(s.as_str(), "shared" | "private" | "locked") {
+                let sharing = match f.get("sharing").map(String::as_str) {
+                    None | Some("shared") => Sharing::Shared,
+                    Some("locked") => Sharing::Locked,
+                    Some("private") => Sharing::Private,
+                    Some(s) => {
                         return Err(Error::Invalid(format!(
                             "RUN --mount sharing={s}: must be shared, private or locked"
-                        )));
+                        )))
                     }
-                }
+                };
                 if f.contains_key("from") {
                     return Err(Error::Unsupported("RUN --mount=type=cache,from=".into()));
                 }
@@ -124,6 +160,7 @@ pub(crate) fn parse_all(
                         owner,
                         mode,
                         ro,
+                        sharing,
                     },
                 }
             }
@@ -242,7 +279,7 @@ pub(crate) fn parse_all(
 
 impl RunMount {
     /// The runtime-spec mount; overlays it needs are pushed to `keep`.
-    pub(crate) fn mount(&self, cx: &Cx<'_>, o: &Overlay, keep: &mut Vec<Overlay>) -> Result<Mount> {
+    pub(crate) fn mount(&self, cx: &Cx<'_>, o: &Overlay, keep: &mut Keep) -> Result<Mount> {
         let t = self.target.as_str();
         Ok(match &self.kind {
             Kind::Cache {
@@ -250,8 +287,22 @@ impl RunMount {
                 owner,
                 mode,
                 ro,
+                sharing,
             } => {
-                let dir = cx.cache.mount_dir(id)?;
+                let mut dir = cx.cache.mount_dir(id)?;
+                if *sharing != Sharing::Shared {
+                    let lock_path = dir.with_extension("lock");
+                    let f = fs::File::create(&lock_path)
+                        .ctx(|| format!("opening lock of cache mount {id}"))?;
+                    if lock(&f, *sharing == Sharing::Locked)? {
+                        keep.locks.push(f);
+                    } else {
+                        // private and in use: a fresh directory, dropped with the step.
+                        dir = o.dir.join(format!("cache-{}", cache::hex(id.as_bytes())));
+                        fs::create_dir_all(&dir)
+                            .ctx(|| format!("creating a private cache mount {id}"))?;
+                    }
+                }
                 if let Some((u, g)) = owner {
                     std::os::unix::fs::chown(&dir, Some(*u), Some(*g))
                         .ctx(|| format!("changing owner of cache mount {id}"))?;
@@ -264,7 +315,7 @@ impl RunMount {
             Kind::BindRootfs { state, source, rw } => {
                 let ov = Overlay::mount(cx.snapshots, &chain_of(state)?, &cx.work)?;
                 let host = fsops::secure_join(&ov.rootfs, source)?;
-                keep.push(ov);
+                keep.overlays.push(ov);
                 run::bind(t, &host, !rw)
             }
             Kind::Tmpfs { size } => {

@@ -1041,3 +1041,17 @@ fn copy_exclude() {
     );
     // Patterns follow .dockerignore rules: `*.txt` does not reach into directories.
 }
+
+#[test]
+fn locked_cache_mounts_take_turns() {
+    let root = Root::new();
+    // Two stages in parallel: each would fail if the other held the mount at the same time.
+    let run = "RUN --mount=type=cache,id=turns,sharing=locked,target=/c sh -c 'mkdir /c/busy && sleep 1 && rmdir /c/busy && echo ok > /done'";
+    let df = format!(
+        "FROM busybox AS one\n{run}\nFROM busybox AS two\n{run}\nFROM scratch\nCOPY --from=one /done /one\nCOPY --from=two /done /two\n"
+    );
+    let ctx = context(&root, "ctx", &[("Dockerfile", &df)]);
+    let (out, _) = local(&root, &ctx, "out", &[]);
+    assert_eq!(fs::read_to_string(out.join("one")).unwrap(), "ok\n");
+    assert_eq!(fs::read_to_string(out.join("two")).unwrap(), "ok\n");
+}
