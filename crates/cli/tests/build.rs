@@ -1055,3 +1055,51 @@ fn locked_cache_mounts_take_turns() {
     assert_eq!(fs::read_to_string(out.join("one")).unwrap(), "ok\n");
     assert_eq!(fs::read_to_string(out.join("two")).unwrap(), "ok\n");
 }
+
+#[test]
+fn dockerfile_from_stdin_and_other_names() {
+    use std::io::Write;
+    let root = Root::new();
+    let ctx = context(
+        &root,
+        "ctx",
+        &[
+            ("f", "f\n"),
+            ("build/dev.Dockerfile", "FROM busybox\nCOPY f /dev-f\n"),
+            ("build/dev.Dockerfile.dockerignore", "f\n"),
+        ],
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hako"))
+        .arg("--root")
+        .arg(root.root())
+        .args(["build", "-q", "-t", "from-stdin", "-f", "-"])
+        .arg(&ctx)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"FROM busybox\nCOPY f /stdin-f\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        root.ok(&["run", "--rm", "from-stdin", "cat", "/stdin-f"]),
+        "f\n"
+    );
+    // A Dockerfile elsewhere uses its own NAME.dockerignore, which excludes f here.
+    let df = ctx.join("build/dev.Dockerfile");
+    let e = build_err(&root, &ctx, &["-f", df.to_str().unwrap()]);
+    assert!(
+        e.contains("source \"f\" not found in the build context"),
+        "{e}"
+    );
+}

@@ -18,13 +18,13 @@ use crate::Global;
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  hako build -t app:1 .\n  hako build -f build/Dockerfile --build-arg VERSION=2 --target test .\n  hako build --no-cache --progress plain -t app .\n  hako build --output type=oci,dest=app.tar .\n  hako build --output type=local,dest=./out .\n  SOURCE_DATE_EPOCH=0 hako build --iidfile id.txt ."
+    after_help = "Examples:\n  hako build -t app:1 .\n  hako build -f build/Dockerfile --build-arg VERSION=2 --target test .\n  hako build --no-cache --progress plain -t app .\n  hako build --output type=oci,dest=app.tar .\n  hako build --output type=local,dest=./out .\n  hako build -f - . < Dockerfile.dev\n  SOURCE_DATE_EPOCH=0 hako build --iidfile id.txt ."
 )]
 pub struct BuildArgs {
     /// Name (and tag) of the image, repeatable.
     #[arg(short, long = "tag", value_name = "REF")]
     pub tags: Vec<String>,
-    /// The Dockerfile (default: CONTEXT/Dockerfile).
+    /// The Dockerfile (default: CONTEXT/Dockerfile; - for standard input).
     #[arg(short, long, value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// A build argument KEY=VALUE (KEY alone takes the value from the environment), repeatable.
@@ -227,9 +227,25 @@ pub fn build(g: &Global, a: BuildArgs) -> Result<()> {
     if !matches!(a.progress.as_str(), "auto" | "plain" | "tty" | "quiet") {
         bail!("--progress {}: must be auto, plain or quiet", a.progress);
     }
+    // `-f -`: the Dockerfile comes on standard input.
+    let mut _stdin_file = None;
+    let dockerfile = match &a.file {
+        Some(f) if f.as_os_str() == "-" => {
+            let mut tmp = tempfile::Builder::new()
+                .prefix("Dockerfile-stdin-")
+                .tempfile()
+                .context("creating a temporary file for the Dockerfile from standard input")?;
+            std::io::copy(&mut std::io::stdin().lock(), tmp.as_file_mut())
+                .context("reading the Dockerfile from standard input")?;
+            let p = tmp.path().to_path_buf();
+            _stdin_file = Some(tmp);
+            Some(p)
+        }
+        f => f.clone(),
+    };
     let opts = Options {
         context: a.context.clone(),
-        dockerfile: a.file.clone(),
+        dockerfile,
         tags,
         build_args,
         target: a.target.clone(),
