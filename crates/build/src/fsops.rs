@@ -168,7 +168,7 @@ fn xattr_get(p: &Path, name: &str) -> Option<Vec<u8>> {
     use std::os::unix::ffi::OsStrExt;
     let cp = std::ffi::CString::new(p.as_os_str().as_bytes()).ok()?;
     let cn = std::ffi::CString::new(name).ok()?;
-    let mut buf = vec![0u8; 256];
+    let mut buf = vec![0u8; 64 * 1024];
     // SAFETY: both strings are NUL-terminated and live for the call; the
     // buffer is valid for buf.len() bytes.
     let n = unsafe {
@@ -184,6 +184,34 @@ fn xattr_get(p: &Path, name: &str) -> Option<Vec<u8>> {
     }
     buf.truncate(n as usize);
     Some(buf)
+}
+
+/// Extended attributes a layer carries (overlay's own and SELinux labels stay out).
+fn xattrs(p: &Path) -> Vec<(String, Vec<u8>)> {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(cp) = std::ffi::CString::new(p.as_os_str().as_bytes()) else {
+        return Vec::new();
+    };
+    let mut names = vec![0u8; 4096];
+    // SAFETY: the path is NUL-terminated; the buffer is valid for its length.
+    let n = unsafe {
+        libc::llistxattr(
+            cp.as_ptr(),
+            names.as_mut_ptr() as *mut libc::c_char,
+            names.len(),
+        )
+    };
+    if n <= 0 {
+        return Vec::new();
+    }
+    names.truncate(n as usize);
+    names
+        .split(|b| *b == 0)
+        .filter(|n| !n.is_empty())
+        .filter_map(|n| std::str::from_utf8(n).ok())
+        .filter(|n| !n.starts_with("trusted.overlay.") && *n != "security.selinux")
+        .filter_map(|n| xattr_get(p, n).map(|v| (n.to_string(), v)))
+        .collect()
 }
 
 /// Entries of a directory, sorted by name (layers are reproducible).
@@ -239,7 +267,21 @@ impl<W: Write> TarWriter<W> {
             if is_whiteout(&m) {
                 let wh = rel.join(format!(".wh.{}", e.file_name().to_string_lossy()));
                 self.empty_file(&wh).map_err(err)?;
-            } else if ft.is_dir() {
+                continue;
+            }
+            let x = xattrs(&host);
+            if !x.is_empty() {
+                let keys: Vec<String> =
+                    x.iter().map(|(k, _)| format!("SCHILY.xattr.{k}")).collect();
+                self.tar
+                    .append_pax_extensions(
+                        keys.iter()
+                            .map(String::as_str)
+                            .zip(x.iter().map(|(_, v)| v.as_slice())),
+                    )
+                    .map_err(err)?;
+            }
+            if ft.is_dir() {
                 let mut h = self.header(&m, tar::EntryType::Directory);
                 self.tar
                     .append_data(&mut h, &name, io::empty())
@@ -531,6 +573,64 @@ mod tests {
         assert_eq!(secure_join(r, "/../../x").unwrap(), r.join("x"));
         std::os::unix::fs::symlink("loop", r.join("loop")).unwrap();
         assert!(secure_join(r, "/loop/x").is_err());
+    }
+
+    #[test]
+    fn layers_carry_whiteouts_and_xattrs() {
+        let t = tempfile::tempdir().unwrap();
+        let store = hako_image::ImageStore::open(&t.path().join("root")).unwrap();
+        let upper = t.path().join("root/upper");
+        fs::create_dir_all(upper.join("dir")).unwrap();
+        fs::write(upper.join("dir/file"), "data").unwrap();
+        std::fs::hard_link(upper.join("dir/file"), upper.join("link")).unwrap();
+        nix::sys::stat::mknod(
+            &upper.join("gone"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::empty(),
+            0,
+        )
+        .unwrap();
+        let p = std::ffi::CString::new(upper.join("dir/file").to_str().unwrap()).unwrap();
+        // SAFETY: NUL-terminated strings and a valid value buffer.
+        let r = unsafe {
+            libc::lsetxattr(
+                p.as_ptr(),
+                c"user.note".as_ptr(),
+                b"hi".as_ptr() as *const libc::c_void,
+                2,
+                0,
+            )
+        };
+        let with_xattr = r == 0; // not every filesystem has user xattrs
+        let layer = commit_upper(store.content(), store.snapshots(), &upper, &[], Some(5))
+            .unwrap()
+            .unwrap();
+        let blob = store.content().read(&layer.blob.parse().unwrap()).unwrap();
+        let mut a = tar::Archive::new(blob.as_slice());
+        let mut seen = Vec::new();
+        for e in a.entries().unwrap() {
+            let mut e = e.unwrap();
+            let path = e.path().unwrap().to_string_lossy().into_owned();
+            assert!(e.header().mtime().unwrap() <= 5, "{path} mtime not clamped");
+            let mut x = Vec::new();
+            if let Some(exts) = e.pax_extensions().unwrap() {
+                for ext in exts {
+                    let ext = ext.unwrap();
+                    x.push(format!("{}={}", ext.key().unwrap(), ext.value().unwrap()));
+                }
+            }
+            seen.push((path, e.header().entry_type(), x));
+        }
+        let names: Vec<&str> = seen.iter().map(|(p, _, _)| p.as_str()).collect();
+        assert_eq!(names, ["dir", "dir/file", ".wh.gone", "link"]);
+        assert_eq!(seen[3].1, tar::EntryType::Link);
+        if with_xattr {
+            assert_eq!(seen[1].2, ["SCHILY.xattr.user.note=hi"]);
+        }
+        // The upper directory became the snapshot.
+        let chain = hako_image::snapshot::chain_ids(&[layer.diff_id.parse().unwrap()]);
+        assert!(store.snapshots().exists(&chain[0]));
+        assert!(!upper.exists());
     }
 
     #[test]
