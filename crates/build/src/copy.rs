@@ -83,6 +83,14 @@ fn archive_kind(path: &Path) -> Option<hako_image::manifest::Compression> {
     }
 }
 
+/// The part of a `--parents` source before its `/./` pivot, if any.
+fn pivot_of(pattern: &str) -> Option<String> {
+    pattern
+        .rsplit_once("/./")
+        .map(|(p, _)| crate::ignore::clean(p))
+        .filter(|p| !p.is_empty())
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn step(
     cx: &Cx<'_>,
@@ -160,6 +168,8 @@ pub(crate) fn step(
     };
     let what = kw.to_string();
     let mut sources = Vec::new();
+    // Source path → its `--parents` pivot (`a/./b/c` keeps `b/c`).
+    let mut pivots: HashMap<String, String> = HashMap::new();
     let download_dir = cx.work.join(format!("downloads-{}", std::process::id()));
     for s in srcs {
         if let Some(marker) = s.strip_prefix("<<") {
@@ -217,6 +227,9 @@ pub(crate) fn step(
             continue;
         }
         for (rel, host) in cx.context.sources(s, &what)? {
+            if let Some(p) = pivot_of(s) {
+                pivots.insert(rel.clone(), p);
+            }
             sources.push(Src::Path(rel, host));
         }
     }
@@ -297,10 +310,19 @@ pub(crate) fn step(
     if ins.flag("link").is_some() {
         flags.push_str("--link ");
     }
+    let parents = ins.flag("parents").is_some();
+    if parents {
+        if is_add {
+            return Err(Error::Invalid(
+                "ADD does not take --parents (use COPY)".into(),
+            ));
+        }
+        flags.push_str("--parents ");
+    }
     let desc = format!("{kw} {flags}{} {dest_word} # buildkit", srcs.join(" "));
     let epoch = cx.opts.source_date_epoch;
     let globbed = srcs.iter().any(|s| crate::ignore::has_glob(s));
-    let res = cx.layer(name, st, key, desc, &inputs, |o, _, _| {
+    let res = cx.layer(name, st, key, desc, &inputs, move |o, _, _| {
         let root = &o.rootfs;
         let from_tree = match &from_state {
             Some(state) => {
@@ -316,6 +338,9 @@ pub(crate) fn step(
             match s {
                 Src::Pattern(p) => {
                     for (rel, host) in tree.sources(&p, &what)? {
+                        if let Some(pv) = pivot_of(&p) {
+                            pivots.insert(rel.clone(), pv);
+                        }
                         resolved.push(Src::Path(rel, host));
                     }
                 }
@@ -334,7 +359,7 @@ pub(crate) fn step(
         };
         let sources = resolved;
         let keep_owner = tree.is_rootfs;
-        let multiple = sources.len() > 1 || globbed;
+        let multiple = sources.len() > 1 || globbed || parents;
         let owner = match &chown {
             Some(c) => {
                 let u = hako_engine::user::resolve(root, c)?;
@@ -399,6 +424,32 @@ pub(crate) fn step(
                         chmod: Some(chmod.unwrap_or(0o600)),
                     };
                     fsops::copy_entry(p, &target, own, &|_| true)?;
+                }
+                Src::Path(rel, host) if parents => {
+                    // --parents: the source's path (after a `/./` pivot) is kept under dest.
+                    let kept = pivots
+                        .get(rel)
+                        .and_then(|p| rel.strip_prefix(p.as_str()))
+                        .map(|r| r.trim_start_matches('/'))
+                        .unwrap_or(rel);
+                    let target_path = fsops::clean_abs(&format!("{dest}/{kept}"));
+                    let m = fs::metadata(host).ctx(|| format!("reading {}", host.display()))?;
+                    if m.is_dir() {
+                        let d = fsops::mkdir_all_in(root, &target_path, dir_owner)?;
+                        for e in fsops::sorted_entries(host)? {
+                            let p = e.path();
+                            if filter(&p) {
+                                fsops::copy_entry(&p, &d.join(e.file_name()), own, &filter)?;
+                            }
+                        }
+                    } else {
+                        let parent = Path::new(&target_path)
+                            .parent()
+                            .map(|p| p.to_string_lossy().into_owned())
+                            .unwrap_or_else(|| "/".into());
+                        let d = fsops::mkdir_all_in(root, &parent, dir_owner)?;
+                        fsops::copy_entry(host, &d.join(fsops::base_name(&target_path)), own, &filter)?;
+                    }
                 }
                 Src::Path(rel, host) => {
                     let m = fs::metadata(host).ctx(|| format!("reading {}", host.display()))?;

@@ -507,7 +507,7 @@ fn check(graph: &Graph, context: &Tree, file: &str) -> Result<()> {
             let name = ins.keyword.name();
             match ins.keyword {
                 Keyword::Copy | Keyword::Add => {
-                    for f in ["parents", "keep-git-dir"] {
+                    for f in ["keep-git-dir"] {
                         if ins.flag(f).is_some() {
                             return Err(Error::Unsupported(format!(
                                 "{file}:{}: {name} --{f}",

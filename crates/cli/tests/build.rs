@@ -1020,6 +1020,12 @@ fn copy_exclude() {
             ("y.txt", "y"),
         ],
     );
+    let df = fs::read_to_string(ctx.join("Dockerfile")).unwrap();
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!("{df}COPY --parents tree/deep/d.log tree/./cache /parents/\n"),
+    )
+    .unwrap();
     let (out, _) = local(&root, &ctx, "out", &[]);
     let names: Vec<String> = tree(&out).into_keys().collect();
     assert_eq!(
@@ -1035,6 +1041,12 @@ fn copy_exclude() {
             "/from/cache/c.txt",
             "/from/deep",
             "/from/deep/d.log",
+            "/parents",
+            "/parents/cache",
+            "/parents/cache/c.txt",
+            "/parents/tree",
+            "/parents/tree/deep",
+            "/parents/tree/deep/d.log",
             "/top",
             "/top/y.txt"
         ]
