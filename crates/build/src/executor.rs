@@ -258,6 +258,23 @@ pub fn build(
         file: file.clone(),
         err,
     })?;
+    let checks = crate::checks::Config::parse(df.directives.check.as_deref())
+        .map_err(|e| Error::Invalid(format!("{file}: {e}")))?;
+    let findings = crate::checks::run(&df, &checks);
+    for f in &findings {
+        progress.warn(&format!("{file}:{}: {}: {}", f.line, f.rule, f.message));
+    }
+    if checks.error && !findings.is_empty() {
+        return Err(Error::Invalid(format!(
+            "{file}: {} build check(s) failed (check=error=true): {}",
+            findings.len(),
+            findings
+                .iter()
+                .map(|f| f.rule)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
     let host = PlatformSpec::host();
     let host_platform = host.to_string();
     if let Some(p) = &opts.platform {

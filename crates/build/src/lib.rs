@@ -3,6 +3,8 @@
 //! - [`parser`]: the Dockerfile parser (directives, continuations, heredocs, forms, flags).
 //! - [`lex`]: variable substitution and word processing with docker's rules.
 //! - [`ignore`]: `.dockerignore` matching and source globs.
+//! - [`stages`]: the stage graph; [`checks`]: the `# check=` rules.
+//! - [`executor`]: the build itself, with [`cache`], [`context`], [`fsops`], [`run`] and [`state`].
 
 pub mod error;
 pub mod ignore;
@@ -12,6 +14,7 @@ pub mod stages;
 
 pub use error::{Error, Result};
 pub mod cache;
+pub mod checks;
 pub mod context;
 mod copy;
 pub mod executor;

@@ -1115,3 +1115,29 @@ fn dockerfile_from_stdin_and_other_names() {
         "{e}"
     );
 }
+
+#[test]
+fn build_checks() {
+    let root = Root::new();
+    let text = "FROM busybox as Build\nCMD echo hi\n";
+    let ctx = context(&root, "warn", &[("Dockerfile", text)]);
+    let (_, progress) = build_ok(&root, &ctx, &[]);
+    assert!(
+        progress.contains("WARNING: ")
+            && progress.contains(":1: FromAsCasing: 'as' and 'FROM' keywords' casing do not match"),
+        "{progress}"
+    );
+    assert!(progress.contains(":2: JSONArgsRecommended"), "{progress}");
+    let strict = format!("# check=error=true;skip=StageNameCasing\n{text}");
+    let ctx = context(&root, "strict", &[("Dockerfile", &strict)]);
+    let e = build_err(&root, &ctx, &[]);
+    assert!(
+        e.contains("2 build check(s) failed (check=error=true): FromAsCasing, JSONArgsRecommended"),
+        "{e}"
+    );
+    assert!(!e.contains("#1 "), "{e}");
+    let quiet = format!("# check=skip=all\n{text}");
+    let ctx = context(&root, "quiet", &[("Dockerfile", &quiet)]);
+    let (_, progress) = build_ok(&root, &ctx, &[]);
+    assert!(!progress.contains("WARNING"), "{progress}");
+}
