@@ -1151,8 +1151,16 @@ impl Cx<'_> {
                     fsops::clean_abs(&format!("{base}/{w}"))
                 };
                 st.config.working_dir = dir.clone();
+                let user = st.config.user.clone();
                 self.layer(name, st, key, format!("WORKDIR {dir}"), b"", |o, _, _| {
-                    fsops::mkdir_all_in(&o.rootfs, &dir, (0, 0))?;
+                    // buildkit: directories WORKDIR creates belong to the USER.
+                    let owner = if user.is_empty() {
+                        (0, 0)
+                    } else {
+                        let u = hako_engine::user::resolve(&o.rootfs, &user)?;
+                        (u.uid, u.gid)
+                    };
+                    fsops::mkdir_all_in(&o.rootfs, &dir, owner)?;
                     Ok(Vec::new())
                 })
             }

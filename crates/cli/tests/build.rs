@@ -280,6 +280,8 @@ EOF
 raw=$HOME
 RAW
 COPY . /all/
+USER user
+WORKDIR /made/by/user
 "#,
             ),
             ("f.txt", "f\n"),
@@ -348,6 +350,9 @@ COPY . /all/
     assert!(t.contains_key("/all/logs/keep.log"));
     assert!(!t.contains_key("/all/logs/drop.log"));
     assert_eq!(get("/all/link.txt"), "link f.txt 0:0");
+    // Directories WORKDIR creates belong to the USER (as with buildkit).
+    assert_eq!(get("/made"), "dir 755 1000:1000");
+    assert_eq!(get("/made/by/user"), "dir 755 1000:1000");
 
     // ADD of an unreachable URL fails clearly.
     let bad = context(
