@@ -62,6 +62,8 @@ pub struct Options {
     pub source_date_epoch: Option<i64>,
     /// `--secret id=ID,src=PATH`: files RUN --mount=type=secret can mount.
     pub secrets: BTreeMap<String, PathBuf>,
+    /// `--ssh id=SOCKET`: ssh agent sockets RUN --mount=type=ssh can mount.
+    pub ssh: BTreeMap<String, PathBuf>,
     /// The OCI runtime binary.
     pub runtime: PathBuf,
 }
@@ -573,7 +575,7 @@ fn check(graph: &Graph, context: &Tree, file: &str) -> Result<()> {
                             .split(',')
                             .find_map(|kv| kv.strip_prefix("type="))
                             .unwrap_or("bind");
-                        if !matches!(typ, "bind" | "cache" | "tmpfs" | "secret") {
+                        if !matches!(typ, "bind" | "cache" | "tmpfs" | "secret" | "ssh") {
                             return Err(Error::Unsupported(format!(
                                 "{file}:{}: RUN --mount=type={typ}",
                                 ins.line
@@ -1308,6 +1310,10 @@ impl Cx<'_> {
                 env.insert(0, format!("PATH={DEFAULT_PATH}"));
             }
             env.extend(arg_env.iter().map(|(k, v)| format!("{k}={v}")));
+            // The first ssh mount is the agent SSH_AUTH_SOCK names.
+            if let Some(e) = mounts.iter().find_map(|m| m.env()) {
+                env.push(e);
+            }
             let mut extra = Vec::new();
             if network != "none" {
                 for f in ["/etc/resolv.conf", "/etc/hosts"] {

@@ -43,6 +43,10 @@ enum Kind {
         mode: u32,
         owner: (u32, u32),
     },
+    /// An ssh agent socket of the host.
+    Ssh {
+        socket: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -264,6 +268,29 @@ pub(crate) fn parse_all(
                     },
                 }
             }
+            "ssh" => {
+                let id = f.get("id").cloned().unwrap_or_else(|| "default".into());
+                let n = out
+                    .iter()
+                    .filter(|m: &&RunMount| matches!(m.kind, Kind::Ssh { .. }))
+                    .count();
+                let target = target.unwrap_or_else(|| format!("/run/buildkit/ssh_agent.{n}"));
+                let socket = match cx.opts.ssh.get(&id) {
+                    Some(p) => p.clone(),
+                    // ssh mounts are required unless required=false.
+                    None if f.get("required").map(String::as_str) == Some("false") => continue,
+                    None => {
+                        return Err(Error::Invalid(format!(
+                            "ssh agent {id} is required but not given (--ssh {id}[=SOCKET])"
+                        )))
+                    }
+                };
+                RunMount {
+                    key: format!("ssh id={id} target={target}"),
+                    target,
+                    kind: Kind::Ssh { socket },
+                }
+            }
             t => return Err(Error::Unsupported(format!("RUN --mount=type={t}"))),
         };
         if !m.target.starts_with('/') {
@@ -278,6 +305,11 @@ pub(crate) fn parse_all(
 }
 
 impl RunMount {
+    /// The environment the mount adds: `SSH_AUTH_SOCK` for an ssh agent.
+    pub(crate) fn env(&self) -> Option<String> {
+        matches!(self.kind, Kind::Ssh { .. }).then(|| format!("SSH_AUTH_SOCK={}", self.target))
+    }
+
     /// The runtime-spec mount; overlays it needs are pushed to `keep`.
     pub(crate) fn mount(&self, cx: &Cx<'_>, o: &Overlay, keep: &mut Keep) -> Result<Mount> {
         let t = self.target.as_str();
@@ -327,6 +359,7 @@ impl RunMount {
                 }
                 run::mount(t, "tmpfs", "tmpfs", &opts)
             }
+            Kind::Ssh { socket } => run::bind(t, socket, false),
             Kind::Secret { host, mode, owner } => {
                 // A private copy with the requested owner and mode, outside the rootfs.
                 let dir = o.dir.join("secrets");

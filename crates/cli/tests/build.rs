@@ -1146,3 +1146,33 @@ fn build_checks() {
     let (_, progress) = build_ok(&root, &ctx, &[]);
     assert!(!progress.contains("WARNING"), "{progress}");
 }
+
+#[test]
+fn ssh_agent_mount() {
+    let root = Root::new();
+    let sock = root.dir().join("agent.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let ctx = context(
+        &root,
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN --mount=type=ssh test -S \"$SSH_AUTH_SOCK\" && echo $SSH_AUTH_SOCK > /sock\n",
+        )],
+    );
+    let spec = format!("default={}", sock.display());
+    let (out, _) = local(&root, &ctx, "out", &["--ssh", &spec]);
+    assert_eq!(
+        fs::read_to_string(out.join("sock")).unwrap(),
+        "/run/buildkit/ssh_agent.0\n"
+    );
+    assert!(
+        !out.join("run").exists(),
+        "the mount point stayed in the image"
+    );
+    let e = build_err(&root, &ctx, &[]);
+    assert!(
+        e.contains("ssh agent default is required but not given"),
+        "{e}"
+    );
+}

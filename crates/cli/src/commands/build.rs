@@ -61,6 +61,9 @@ pub struct BuildArgs {
     /// A secret for RUN --mount=type=secret: id=ID,src=FILE, repeatable.
     #[arg(long = "secret", value_name = "id=ID,src=FILE")]
     pub secrets: Vec<String>,
+    /// An ssh agent for RUN --mount=type=ssh: default (from $SSH_AUTH_SOCK) or ID=SOCKET, repeatable.
+    #[arg(long = "ssh", value_name = "ID[=SOCKET]")]
+    pub ssh: Vec<String>,
     /// OCI runtime for RUN steps (name or path).
     #[arg(long, value_name = "RUNTIME", default_value = "hako-runtime")]
     pub runtime: String,
@@ -208,6 +211,21 @@ pub fn build(g: &Global, a: BuildArgs) -> Result<()> {
         };
         secrets.insert(id, src);
     }
+    let mut ssh = BTreeMap::new();
+    for s in &a.ssh {
+        let (id, socket) = match s.split_once('=') {
+            Some((id, p)) => (id.to_string(), PathBuf::from(p)),
+            None => (
+                s.clone(),
+                std::env::var_os("SSH_AUTH_SOCK")
+                    .map(PathBuf::from)
+                    .with_context(|| {
+                        format!("--ssh {s}: SSH_AUTH_SOCK is not set; give {s}=SOCKET")
+                    })?,
+            ),
+        };
+        ssh.insert(id, socket);
+    }
     let tags = a
         .tags
         .iter()
@@ -260,6 +278,7 @@ pub fn build(g: &Global, a: BuildArgs) -> Result<()> {
         iidfile: a.iidfile.clone(),
         source_date_epoch: epoch,
         secrets,
+        ssh,
         runtime: hako_engine::runtime::resolve(&a.runtime)?,
     };
     let mut store = ImageStore::open(&g.root)?;
