@@ -72,7 +72,7 @@ enum Command {
     /// Create a one-layer image from a root filesystem tarball.
     Import(commands::image::ImportArgs),
     /// Build an image from a Dockerfile.
-    Build(commands::build::BuildArgs),
+    Build(Box<commands::build::BuildArgs>),
     /// Manage networks (create, ls, inspect, rm, prune, connect, disconnect).
     #[command(subcommand)]
     Network(commands::network::NetworkCommand),
@@ -115,7 +115,7 @@ fn main() -> ExitCode {
         Command::Save(args) => commands::image::save(&cli.global, args),
         Command::Load(args) => commands::image::load(&cli.global, args),
         Command::Import(args) => commands::image::import(&cli.global, args),
-        Command::Build(args) => commands::build::build(&cli.global, args),
+        Command::Build(args) => commands::build::build(&cli.global, *args),
         Command::Registry(cmd) => commands::registry::run(&cli.global, cmd),
         Command::Network(cmd) => commands::network::run(&cli.global, cmd),
         Command::Volume(cmd) => commands::volume::run(&cli.global, cmd),
