@@ -87,3 +87,62 @@ impl Cache {
         Ok(())
     }
 }
+
+/// What [`prune`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// Step entries removed.
+    pub entries: usize,
+    /// Cache mounts removed (with `all`).
+    pub mounts: usize,
+    /// Leftover step directories of interrupted builds.
+    pub leftovers: usize,
+}
+
+/// Remove step entries whose layers are gone (all entries and cache mounts
+/// with `all`) and what interrupted builds left. Takes the store's exclusive
+/// lock, so no build runs meanwhile.
+pub fn prune(store: &hako_image::ImageStore, all: bool) -> Result<PruneReport> {
+    let _lock = hako_image::lock::StoreLock::exclusive(store.root())?;
+    let cache = Cache::open(store.root())?;
+    let mut report = PruneReport::default();
+    let steps = cache.dir.join("steps");
+    for e in fs::read_dir(&steps).ctx(|| format!("listing {}", steps.display()))? {
+        let e = e.ctx(|| format!("listing {}", steps.display()))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(key) = name.strip_suffix(".json") else {
+            // A temporary file of an interrupted write.
+            let _ = fs::remove_file(e.path());
+            continue;
+        };
+        if all || cache.get(key, store.content(), store.snapshots()).is_none() {
+            fs::remove_file(e.path()).ctx(|| format!("removing cache entry {key}"))?;
+            report.entries += 1;
+        }
+    }
+    if all {
+        let mounts = cache.dir.join("mounts");
+        for e in fs::read_dir(&mounts).ctx(|| format!("listing {}", mounts.display()))? {
+            let p = e.ctx(|| format!("listing {}", mounts.display()))?.path();
+            if p.is_dir() {
+                fs::remove_dir_all(&p).ctx(|| format!("removing cache mount {}", p.display()))?;
+                report.mounts += 1;
+            } else {
+                let _ = fs::remove_file(&p);
+            }
+        }
+    }
+    let work = store.root().join("build").join("work");
+    if let Ok(entries) = fs::read_dir(&work) {
+        for e in entries.flatten() {
+            let p = e.path();
+            // Mounted by a build that died: unmount before removing.
+            let _ = Snapshotter::unmount(&p);
+            let _ = nix::mount::umount2(&p.join("rootfs"), nix::mount::MntFlags::MNT_DETACH);
+            if fs::remove_dir_all(&p).is_ok() {
+                report.leftovers += 1;
+            }
+        }
+    }
+    Ok(report)
+}

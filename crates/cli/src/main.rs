@@ -73,6 +73,9 @@ enum Command {
     Import(commands::image::ImportArgs),
     /// Build an image from a Dockerfile.
     Build(Box<commands::build::BuildArgs>),
+    /// Manage the build cache (prune).
+    #[command(subcommand)]
+    Builder(commands::build::BuilderCommand),
     /// Manage networks (create, ls, inspect, rm, prune, connect, disconnect).
     #[command(subcommand)]
     Network(commands::network::NetworkCommand),
@@ -116,6 +119,7 @@ fn main() -> ExitCode {
         Command::Load(args) => commands::image::load(&cli.global, args),
         Command::Import(args) => commands::image::import(&cli.global, args),
         Command::Build(args) => commands::build::build(&cli.global, *args),
+        Command::Builder(cmd) => commands::build::builder(&cli.global, cmd),
         Command::Registry(cmd) => commands::registry::run(&cli.global, cmd),
         Command::Network(cmd) => commands::network::run(&cli.global, cmd),
         Command::Volume(cmd) => commands::volume::run(&cli.global, cmd),

@@ -554,6 +554,15 @@ fn cache_hits_and_misses() {
     // --no-cache: nothing hits.
     let (_, p7) = build_ok(&root, &ctx, &["--no-cache"]);
     assert!(steps(&p7).iter().all(|(_, c)| !c), "{p7}");
+    // Pruning keeps entries whose layers exist; -a removes them all.
+    let out = root.ok(&["builder", "prune"]);
+    assert!(out.starts_with("Removed 0 cache entries"), "{out}");
+    let (_, p8) = build_ok(&root, &ctx, &[]);
+    assert!(steps(&p8).iter().all(|(_, c)| *c), "{p8}");
+    let out = root.ok(&["builder", "prune", "-a"]);
+    assert!(!out.starts_with("Removed 0 cache entries"), "{out}");
+    let (_, p9) = build_ok(&root, &ctx, &[]);
+    assert!(steps(&p9).iter().all(|(_, c)| !c), "{p9}");
 }
 
 #[test]

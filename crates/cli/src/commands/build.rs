@@ -15,6 +15,7 @@ use hako_image::{ImageStore, Reference};
 
 use crate::commands::distribution::RegistryOpts;
 use crate::Global;
+use clap::Subcommand;
 
 #[derive(Debug, Args)]
 #[command(
@@ -304,4 +305,36 @@ pub fn build(g: &Global, a: BuildArgs) -> Result<()> {
     }
     println!("{}", built.id);
     Ok(())
+}
+
+/// `hako builder …`
+#[derive(Debug, Subcommand)]
+pub enum BuilderCommand {
+    /// Remove build cache entries whose layers are gone (-a: all, with cache mounts).
+    #[command(after_help = "Examples:\n  hako builder prune\n  hako builder prune -a")]
+    Prune(BuilderPruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BuilderPruneArgs {
+    /// Remove every cache entry and every cache mount.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Do not prompt (prune never prompts; accepted for compatibility).
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+pub fn builder(g: &Global, cmd: BuilderCommand) -> Result<()> {
+    match cmd {
+        BuilderCommand::Prune(a) => {
+            let store = ImageStore::open(&g.root)?;
+            let r = hako_build::cache::prune(&store, a.all).context("pruning the build cache")?;
+            println!(
+                "Removed {} cache entries, {} cache mounts, {} leftover step directories",
+                r.entries, r.mounts, r.leftovers
+            );
+            Ok(())
+        }
+    }
 }
