@@ -29,6 +29,8 @@ enum Src {
     Url(String, PathBuf),
     /// A path of another stage or image, resolved when the step runs.
     Pattern(String),
+    /// A git checkout (the directory to copy the contents of).
+    Git(PathBuf),
 }
 
 fn fetch(url: &str, dir: &Path) -> Result<(String, PathBuf)> {
@@ -81,6 +83,71 @@ fn archive_kind(path: &Path) -> Option<hako_image::manifest::Compression> {
             (head.len() >= 262 && &head[257..262] == b"ustar").then_some(Compression::None)
         }
     }
+}
+
+/// Whether an ADD source names a git repository (buildkit's forms).
+fn is_git(s: &str) -> bool {
+    let base = s.split('#').next().unwrap_or(s);
+    s.starts_with("git@")
+        || s.starts_with("git://")
+        || s.starts_with("ssh://")
+        || (base.contains("://") && base.ends_with(".git"))
+}
+
+/// Fetch `URL[#REF[:SUBDIR]]` (depth 1) with the host's git into a new
+/// directory under `work`: (the directory to copy, the commit).
+fn git_checkout(spec: &str, work: &Path, keep_git_dir: bool) -> Result<(PathBuf, String)> {
+    let (url, fragment) = match spec.split_once('#') {
+        Some((u, f)) => (u, f),
+        None => (spec, ""),
+    };
+    let (reference, subdir) = match fragment.split_once(':') {
+        Some((r, d)) => (r, d),
+        None => (fragment, ""),
+    };
+    let reference = if reference.is_empty() {
+        "HEAD"
+    } else {
+        reference
+    };
+    fs::create_dir_all(work).ctx(|| format!("creating {}", work.display()))?;
+    let dir = tempfile::Builder::new()
+        .prefix("git-")
+        .tempdir_in(work)
+        .ctx(|| format!("creating a checkout directory in {}", work.display()))?
+        .keep();
+    let git = |args: &[&str]| -> Result<String> {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(&dir)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| Error::io(format!("ADD {spec}: running git"), e))?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            return Err(Error::Invalid(format!(
+                "ADD {spec}: git {} failed: {}",
+                args.first().unwrap_or(&""),
+                err.trim().replace('\n', " ")
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    git(&["init", "-q"])?;
+    git(&["fetch", "-q", "--depth", "1", url, reference])?;
+    git(&["checkout", "-q", "FETCH_HEAD"])?;
+    let commit = git(&["rev-parse", "HEAD"])?;
+    if !keep_git_dir {
+        fs::remove_dir_all(dir.join(".git")).ctx(|| format!("ADD {spec}: removing .git"))?;
+    }
+    let src = fsops::secure_join(&dir, subdir)?;
+    if !src.is_dir() {
+        return Err(Error::Invalid(format!(
+            "ADD {spec}: {subdir:?} is not a directory of the repository"
+        )));
+    }
+    Ok((src, commit))
 }
 
 /// The part of a `--parents` source before its `/./` pivot, if any.
@@ -189,14 +256,23 @@ pub(crate) fn step(
             sources.push(Src::Heredoc(n.to_string(), body));
             continue;
         }
+        if is_git(s) {
+            if !is_add {
+                return Err(Error::Invalid(format!(
+                    "COPY {s}: COPY does not take git repositories (use ADD)"
+                )));
+            }
+            let keep = ins.flag("keep-git-dir").is_some();
+            let (dir, commit) = git_checkout(s, &download_dir, keep)?;
+            inputs.extend_from_slice(format!("git {s} {commit} keep={keep}\n").as_bytes());
+            sources.push(Src::Git(dir));
+            continue;
+        }
         if s.contains("://") {
             if !is_add {
                 return Err(Error::Invalid(format!(
                     "COPY {s}: COPY does not take URLs (use ADD)"
                 )));
-            }
-            if s.starts_with("git@") || s.ends_with(".git") {
-                return Err(Error::Unsupported(format!("ADD of a git repository ({s})")));
             }
             let (n, p) = fetch(s, &download_dir)?;
             if let Some(want) = ins.flag("checksum").and_then(|f| f.value.as_deref()) {
@@ -274,7 +350,7 @@ pub(crate) fn step(
                     .as_bytes(),
                 );
             }
-            Src::Pattern(_) => {}
+            Src::Pattern(_) | Src::Git(_) => {}
             Src::Url(n, p) => {
                 let data = fs::read(p).ctx(|| format!("reading download {n}"))?;
                 inputs.extend_from_slice(
@@ -416,6 +492,17 @@ pub(crate) fn step(
                             .unwrap_or(0)
                     });
                     fsops::set_times(&target, t, 0)?;
+                }
+                Src::Git(dir) => {
+                    // A repository's files go into the destination, like a directory's.
+                    let d = fsops::mkdir_all_in(root, &dest, dir_owner)?;
+                    let own = CopyOwner {
+                        chown: Some(dir_owner),
+                        chmod,
+                    };
+                    for e in fsops::sorted_entries(dir)? {
+                        fsops::copy_entry(&e.path(), &d.join(e.file_name()), own, &|_| true)?;
+                    }
                 }
                 Src::Url(n, p) => {
                     let target = file_target(n)?;

@@ -526,14 +526,6 @@ fn check(graph: &Graph, context: &Tree, file: &str) -> Result<()> {
             let name = ins.keyword.name();
             match ins.keyword {
                 Keyword::Copy | Keyword::Add => {
-                    for f in ["keep-git-dir"] {
-                        if ins.flag(f).is_some() {
-                            return Err(Error::Unsupported(format!(
-                                "{file}:{}: {name} --{f}",
-                                ins.line
-                            )));
-                        }
-                    }
                     let words = raw_words(ins);
                     if words.len() < 2 {
                         return Err(err(ins, format!("{name} needs a source and a destination")));
@@ -541,7 +533,7 @@ fn check(graph: &Graph, context: &Tree, file: &str) -> Result<()> {
                     let from = ins.flag("from").is_some();
                     for src in &words[..words.len() - 1] {
                         let heredoc = src.starts_with("<<") && !ins.heredocs.is_empty();
-                        let url = src.contains("://");
+                        let url = src.contains("://") || src.starts_with("git@");
                         if from || heredoc || url || src.contains('$') {
                             continue;
                         }

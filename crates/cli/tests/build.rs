@@ -1185,3 +1185,84 @@ fn ssh_agent_mount() {
         "{e}"
     );
 }
+
+#[test]
+fn add_git_repository() {
+    let root = Root::new();
+    let repos = root.dir().join("repos");
+    let repo = repos.join("app.git");
+    fs::create_dir_all(repo.join("sub")).unwrap();
+    fs::write(repo.join("README"), "readme\n").unwrap();
+    fs::write(repo.join("sub/file"), "in sub\n").unwrap();
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .current_dir(&repo)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "one"]);
+    git(&["tag", "v1"]);
+    let port = free_port();
+    let daemon = Command::new("git")
+        .args([
+            "daemon",
+            "--export-all",
+            "--reuseaddr",
+            "--listen=127.0.0.1",
+        ])
+        .arg(format!("--port={port}"))
+        .arg(format!("--base-path={}", repos.display()))
+        .arg(&repos)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _daemon = Kill(daemon);
+    engine_common::wait_for("git daemon", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let url = format!("git://127.0.0.1:{port}/app.git");
+    let df = format!(
+        "FROM busybox\nADD {url} /whole/\nADD {url}#v1:sub /sub/\nADD --keep-git-dir {url}#main /kept/\n"
+    );
+    let ctx = context(&root, "ctx", &[("Dockerfile", &df)]);
+    let (out, _) = local(&root, &ctx, "out", &[]);
+    let t = own_tree(&out);
+    assert_eq!(t["/whole/README"], "file \"readme\\n\" 644 0:0");
+    assert_eq!(t["/whole/sub/file"], "file \"in sub\\n\" 644 0:0");
+    assert!(!t.contains_key("/whole/.git"));
+    assert_eq!(t["/sub/file"], "file \"in sub\\n\" 644 0:0");
+    assert!(t.contains_key("/kept/.git/HEAD"), "{t:#?}");
+    // Unchanged repository: cached; a new commit: missed.
+    let (_, p) = build_ok(&root, &ctx, &[]);
+    assert!(steps(&p).iter().all(|(_, c)| *c), "{p}");
+    fs::write(repo.join("README"), "changed\n").unwrap();
+    git(&["commit", "-q", "-am", "two"]);
+    let (_, p) = build_ok(&root, &ctx, &[]);
+    let c: Vec<bool> = steps(&p).into_iter().map(|(_, c)| c).collect();
+    // (the second step's tag did not move, but its parent did)
+    assert_eq!(c, [false, false, false], "{p}");
+    let bad = context(
+        &root,
+        "bad",
+        &[(
+            "Dockerfile",
+            &format!("FROM busybox\nADD git://127.0.0.1:{port}/nope.git /x/\n"),
+        )],
+    );
+    let e = build_err(&root, &bad, &[]);
+    assert!(
+        e.contains("ADD git://") && e.contains("git fetch failed"),
+        "{e}"
+    );
+}
