@@ -717,6 +717,10 @@ fn same_tree_as_buildah() {
             "FROM busybox AS build\nARG N=3\nRUN mkdir /out && for i in $(seq $N); do echo $i > /out/$i; done && chmod 600 /out/2\nFROM busybox\nCOPY --from=build /out /result/\nCOPY --chmod=755 f.txt /usr/local/bin/tool\nRUN rm -rf /tmp && mkdir /tmp && chmod 1777 /tmp && touch /tmp/.keep\n",
         ),
         (
+            "deletes-links-opaque",
+            "FROM busybox\nRUN rm /bin/vi /etc/group && mkdir -p /a/b && touch /a/b/c && echo h > /hard\nRUN rm -rf /a && mkdir /a && echo x > /a/y && ln /a/y /a/z && ln -s ../hard /a/rel && mkfifo /a/fifo\nRUN mkdir /real && ln -s /real /linkdir\nCOPY f.txt g.txt /linkdir/\nCOPY --chown=1000:1000 dir /linkdir/sub/\n",
+        ),
+        (
             "wildcards-add",
             "FROM busybox\nCOPY *.txt /texts/\nADD t.tar /unpacked/\nRUN cd /texts && cat * > /all.txt\nWORKDIR /srv/www\nCOPY dir .\n",
         ),
