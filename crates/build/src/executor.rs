@@ -691,6 +691,10 @@ impl Cx<'_> {
                 )));
             }
         }
+        // Like buildkit and buildah, a stage always has a PATH.
+        if st.config.env_get("PATH").is_none() {
+            st.config.env.insert(0, format!("PATH={DEFAULT_PATH}"));
+        }
         // ONBUILD triggers of the base run first, then leave the config.
         let mut list: Vec<(Option<usize>, Instruction)> = Vec::new();
         for t in std::mem::take(&mut st.config.on_build) {

@@ -717,6 +717,10 @@ fn same_tree_as_buildah() {
             "FROM busybox AS build\nARG N=3\nRUN mkdir /out && for i in $(seq $N); do echo $i > /out/$i; done && chmod 600 /out/2\nFROM busybox\nCOPY --from=build /out /result/\nCOPY --chmod=755 f.txt /usr/local/bin/tool\nRUN rm -rf /tmp && mkdir /tmp && chmod 1777 /tmp && touch /tmp/.keep\n",
         ),
         (
+            "config",
+            "FROM busybox\nENV A=1 B=\"two words\"\nLABEL x=y\nEXPOSE 80 53/udp\nVOLUME /data\nWORKDIR /srv\nUSER user\nSTOPSIGNAL SIGINT\nENTRYPOINT [\"/bin/sh\",\"-c\"]\nCMD [\"echo hi\"]\n",
+        ),
+        (
             "deletes-links-opaque",
             "FROM busybox\nRUN rm /bin/vi /etc/group && mkdir -p /a/b && touch /a/b/c && echo h > /hard\nRUN rm -rf /a && mkdir /a && echo x > /a/y && ln /a/y /a/z && ln -s ../hard /a/rel && mkfifo /a/fifo\nRUN mkdir /real && ln -s /real /linkdir\nCOPY f.txt g.txt /linkdir/\nCOPY --chown=1000:1000 dir /linkdir/sub/\n",
         ),
@@ -804,6 +808,35 @@ fn same_tree_as_buildah() {
             only_ours.is_empty() && only_theirs.is_empty(),
             "{name}: hako differs from buildah\nhako: {only_ours:#?}\nbuildah: {only_theirs:#?}"
         );
+        // The image configs agree too (buildah adds its version label).
+        let tag = format!("cmp-{name}");
+        let (id, _) = build_ok(&root, &ctx, &["-t", &tag]);
+        let out = buildah(&[
+            "bud",
+            "-q",
+            "--isolation",
+            "chroot",
+            "--pull-never",
+            "-t",
+            &tag,
+            ctx.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "buildah {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = buildah(&["inspect", "--type", "image", &tag]);
+        let theirs: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut theirs = theirs["OCIv1"]["config"].clone();
+        if let Some(l) = theirs.get_mut("Labels").and_then(Value::as_object_mut) {
+            l.remove("io.buildah.version");
+            if l.is_empty() {
+                theirs.as_object_mut().unwrap().remove("Labels");
+            }
+        }
+        let ours = config_json(&root, &id)["config"].clone();
+        assert_eq!(ours, theirs, "{name}: image config differs from buildah's");
     }
 }
 
