@@ -398,7 +398,9 @@ pub(crate) fn step(
     let desc = format!("{kw} {flags}{} {dest_word} # buildkit", srcs.join(" "));
     let epoch = cx.opts.source_date_epoch;
     let globbed = srcs.iter().any(|s| crate::ignore::has_glob(s));
-    let res = cx.layer(name, st, key, desc, &inputs, move |o, _, _| {
+    let linked = ins.flag("link").is_some();
+    let parent_chain = chain_of(st)?;
+    let res = cx.layer(name, st, key, desc, &inputs, linked, move |o, _, _| {
         let root = &o.rootfs;
         let from_tree = match &from_state {
             Some(state) => {
@@ -438,7 +440,14 @@ pub(crate) fn step(
         let multiple = sources.len() > 1 || globbed || parents;
         let owner = match &chown {
             Some(c) => {
-                let u = hako_engine::user::resolve(root, c)?;
+                // Names are looked up in the image; a --link layer has none of its own.
+                let numeric = c.split(':').all(|p| p.parse::<u32>().is_ok());
+                let u = if linked && !numeric && !parent_chain.is_empty() {
+                    let parent = Overlay::mount(cx.snapshots, &parent_chain, &cx.work)?;
+                    hako_engine::user::resolve(&parent.rootfs, c)?
+                } else {
+                    hako_engine::user::resolve(root, c)?
+                };
                 Some((u.uid, u.gid))
             }
             None => None,

@@ -863,6 +863,7 @@ impl Cx<'_> {
         key: &mut String,
         desc: String,
         inputs: &[u8],
+        linked: bool,
         work: impl FnOnce(&Overlay, usize, Instant) -> Result<Vec<String>>,
     ) -> Result<()> {
         let k = cache::key(key, &desc, inputs);
@@ -878,7 +879,9 @@ impl Cx<'_> {
             return Ok(());
         }
         let result = (|| {
-            let mut o = Overlay::mount(self.snapshots, &chain(st)?, &self.work)?;
+            // `COPY --link`: the layer is made on an empty tree, independent of its parent.
+            let lower = if linked { Vec::new() } else { chain(st)? };
+            let mut o = Overlay::mount(self.snapshots, &lower, &self.work)?;
             let stubs = work(&o, id, t)?;
             o.unmount()?;
             fsops::remove_stubs(&o.upper, &stubs);
@@ -1150,17 +1153,25 @@ impl Cx<'_> {
                 };
                 st.config.working_dir = dir.clone();
                 let user = st.config.user.clone();
-                self.layer(name, st, key, format!("WORKDIR {dir}"), b"", |o, _, _| {
-                    // buildkit: directories WORKDIR creates belong to the USER.
-                    let owner = if user.is_empty() {
-                        (0, 0)
-                    } else {
-                        let u = hako_engine::user::resolve(&o.rootfs, &user)?;
-                        (u.uid, u.gid)
-                    };
-                    fsops::mkdir_all_in(&o.rootfs, &dir, owner)?;
-                    Ok(Vec::new())
-                })
+                self.layer(
+                    name,
+                    st,
+                    key,
+                    format!("WORKDIR {dir}"),
+                    b"",
+                    false,
+                    |o, _, _| {
+                        // buildkit: directories WORKDIR creates belong to the USER.
+                        let owner = if user.is_empty() {
+                            (0, 0)
+                        } else {
+                            let u = hako_engine::user::resolve(&o.rootfs, &user)?;
+                            (u.uid, u.gid)
+                        };
+                        fsops::mkdir_all_in(&o.rootfs, &dir, owner)?;
+                        Ok(Vec::new())
+                    },
+                )
             }
             Keyword::Run => self.run_step(name, ins, st, key, scope, deps),
             Keyword::Copy | Keyword::Add => {
@@ -1289,7 +1300,7 @@ impl Cx<'_> {
         let step_name = name.to_string();
         let shown_cmd = argv.join(" ");
         let config = st.config.clone();
-        self.layer(name, st, key, desc, &inputs, |o, id, t| {
+        self.layer(name, st, key, desc, &inputs, false, |o, id, t| {
             let rootfs = &o.rootfs;
             let cwd = if config.working_dir.is_empty() {
                 "/".to_string()

@@ -1303,3 +1303,40 @@ fn add_git_repository() {
         "{e}"
     );
 }
+
+#[test]
+fn copy_link_makes_an_independent_layer() {
+    let root = Root::new();
+    let ctx = context(
+        &root,
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nCOPY --link --chown=user f /etc/linked\nRUN test -f /etc/passwd && stat -c %U /etc/linked > /owner\n",
+            ),
+            ("f", "f\n"),
+        ],
+    );
+    let (id, _) = build_ok(&root, &ctx, &["-t", "linked"]);
+    let cfg = config_json(&root, &id);
+    let diff_ids = cfg["rootfs"]["diff_ids"].as_array().unwrap();
+    let copy_layer = diff_ids[diff_ids.len() - 2].as_str().unwrap();
+    let blob = root
+        .root()
+        .join("blobs/sha256")
+        .join(copy_layer.trim_start_matches("sha256:"));
+    let list = Command::new("tar").arg("-tvf").arg(&blob).output().unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    let names: Vec<&str> = list
+        .lines()
+        .map(|l| l.rsplit(' ').next().unwrap())
+        .collect();
+    // Only what the COPY adds: no copied-up parent metadata, nothing of the base.
+    assert_eq!(names, ["etc", "etc/linked"], "{list}");
+    assert!(list.lines().nth(1).unwrap().contains("1000/1000"), "{list}");
+    assert_eq!(
+        root.ok(&["run", "--rm", "linked", "cat", "/owner"]),
+        "user\n"
+    );
+}
