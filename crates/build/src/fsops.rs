@@ -269,6 +269,12 @@ impl<W: Write> TarWriter<W> {
                 self.empty_file(&wh).map_err(err)?;
                 continue;
             }
+            // The snapshot gets the clamped times the tar has.
+            if let Some(e) = self.epoch {
+                if m.mtime() > e {
+                    set_times(&host, e, 0)?;
+                }
+            }
             let x = xattrs(&host);
             if !x.is_empty() {
                 let keys: Vec<String> =
