@@ -25,7 +25,6 @@ use crate::error::{Error, IoContext, Result};
 use crate::fsops::{self, Overlay};
 use crate::lex::Lexer;
 use crate::parser::{self, Args, Instruction, Keyword};
-use crate::run;
 use crate::stages::{self, Base, Graph, Source};
 use crate::state::{History, Layer, State};
 
@@ -108,8 +107,9 @@ pub const PROXY_ARGS: &[&str] = &[
     "all_proxy",
 ];
 
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
+pub(crate) const DEFAULT_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(crate) const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
 
 /// A finished stage.
 #[derive(Debug, Clone)]
@@ -144,9 +144,9 @@ pub(crate) struct Cx<'a> {
 /// Per-stage scope: declared ARGs and their values.
 #[derive(Default)]
 pub(crate) struct Scope {
-    args: BTreeMap<String, String>,
-    declared: BTreeSet<String>,
-    cmd_set: bool,
+    pub(crate) args: BTreeMap<String, String>,
+    pub(crate) declared: BTreeSet<String>,
+    pub(crate) cmd_set: bool,
 }
 
 fn now_secs() -> i64 {
@@ -154,48 +154,6 @@ fn now_secs() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
-}
-
-/// Go's `%q` of a string list, as docker writes CMD/ENTRYPOINT in history.
-fn go_quote(v: &[String]) -> String {
-    let parts: Vec<String> = v
-        .iter()
-        .map(|s| serde_json::to_string(s).expect("strings serialise"))
-        .collect();
-    format!("[{}]", parts.join(" "))
-}
-
-/// Parse a duration like docker's flags: `30s`, `1m30s`, `500ms`, `1h`.
-fn parse_duration(s: &str) -> std::result::Result<i64, String> {
-    let mut total: f64 = 0.0;
-    let mut rest = s;
-    if rest.is_empty() {
-        return Err("empty duration".into());
-    }
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("duration {s:?} lacks a unit"))?;
-        let n: f64 = rest[..num_end]
-            .parse()
-            .map_err(|_| format!("invalid duration {s:?}"))?;
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let mult = match &rest[..unit_end] {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            u => return Err(format!("invalid duration {s:?}: unknown unit {u:?}")),
-        };
-        total += n * mult;
-        rest = &rest[unit_end..];
-    }
-    Ok(total as i64)
 }
 
 /// The state of an image in the store.
@@ -232,7 +190,7 @@ fn image_state(store: &ImageStore, rec: &ImageRecord) -> Result<State> {
     })
 }
 
-fn diff_ids(st: &State) -> Result<Vec<Digest>> {
+pub(crate) fn diff_ids(st: &State) -> Result<Vec<Digest>> {
     st.layers
         .iter()
         .map(|l| l.diff_id.parse().map_err(Error::from))
@@ -309,7 +267,7 @@ pub fn build(
     let globals = stages::global_values(&lexer, &graph.global_args, &opts.build_args, &automatic)
         .map_err(Error::Invalid)?;
     let context = Tree::context(&opts.context, &dockerfile)?;
-    check(&graph, &context, &file)?;
+    crate::validate::check(&graph, &context, &file)?;
 
     // Base and --from images, found (or pulled) before any step runs.
     let mut wanted: Vec<String> = Vec::new();
@@ -514,95 +472,9 @@ fn export_local(snapshots: &Snapshotter, work: &Path, state: &State, dest: &Path
     o.unmount()
 }
 
-/// Checks of every needed instruction before any step runs: flags and
-/// arguments each instruction needs, sources in the context.
-fn check(graph: &Graph, context: &Tree, file: &str) -> Result<()> {
-    let err = |ins: &Instruction, m: String| Error::Parse {
-        file: file.to_string(),
-        err: ins.error(m),
-    };
-    for &si in &graph.order {
-        for ins in &graph.stages[si].instructions {
-            let name = ins.keyword.name();
-            match ins.keyword {
-                Keyword::Copy | Keyword::Add => {
-                    let words = raw_words(ins);
-                    if words.len() < 2 {
-                        return Err(err(ins, format!("{name} needs a source and a destination")));
-                    }
-                    let from = ins.flag("from").is_some();
-                    for src in &words[..words.len() - 1] {
-                        let heredoc = src.starts_with("<<") && !ins.heredocs.is_empty();
-                        let url = src.contains("://") || src.starts_with("git@");
-                        if from || heredoc || url || src.contains('$') {
-                            continue;
-                        }
-                        let what = format!("{file}:{}: {name}", ins.line);
-                        context.sources(src, &what)?;
-                    }
-                }
-                Keyword::Run => {
-                    if ins.flag("security").is_some() {
-                        return Err(Error::Unsupported(format!(
-                            "{file}:{}: RUN --security",
-                            ins.line
-                        )));
-                    }
-                    if let Some(f) = ins.flag("network") {
-                        match f.value.as_deref() {
-                            Some("none") | Some("default") | Some("host") => {}
-                            v => {
-                                return Err(err(
-                                    ins,
-                                    format!(
-                                        "RUN --network={}: must be none, default or host",
-                                        v.unwrap_or("")
-                                    ),
-                                ))
-                            }
-                        }
-                    }
-                    for m in ins.flag_values("mount") {
-                        let typ = m
-                            .split(',')
-                            .find_map(|kv| kv.strip_prefix("type="))
-                            .unwrap_or("bind");
-                        if !matches!(typ, "bind" | "cache" | "tmpfs" | "secret" | "ssh") {
-                            return Err(Error::Unsupported(format!(
-                                "{file}:{}: RUN --mount=type={typ}",
-                                ins.line
-                            )));
-                        }
-                    }
-                }
-                Keyword::Healthcheck => {
-                    for f in &ins.flags {
-                        if f.name != "retries" {
-                            parse_duration(f.value.as_deref().unwrap_or(""))
-                                .map_err(|e| err(ins, format!("HEALTHCHECK --{}: {e}", f.name)))?;
-                        } else if f.value.as_deref().unwrap_or("").parse::<i64>().is_err() {
-                            return Err(err(ins, "HEALTHCHECK --retries needs a number".into()));
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    Ok(())
-}
-
-/// COPY/ADD words before substitution.
-fn raw_words(ins: &Instruction) -> Vec<String> {
-    match &ins.args {
-        Args::Exec(v) => v.clone(),
-        Args::Shell(s) => s.split_whitespace().map(str::to_string).collect(),
-    }
-}
-
 impl Cx<'_> {
     /// Build the needed stages, independent ones in parallel; the target's result.
-    fn run_stages(&self) -> Result<Done> {
+    pub(crate) fn run_stages(&self) -> Result<Done> {
         let order = self.graph.order.clone();
         let mut done: HashMap<usize, Done> = HashMap::new();
         let mut started: BTreeSet<usize> = BTreeSet::new();
@@ -658,11 +530,11 @@ impl Cx<'_> {
             .ok_or_else(|| Error::Invalid("the target stage was not built".into()))
     }
 
-    fn created(&self) -> String {
+    pub(crate) fn created(&self) -> String {
         format_rfc3339(self.opts.source_date_epoch.unwrap_or_else(now_secs))
     }
 
-    fn stage(&self, si: usize, deps: &HashMap<usize, Done>) -> Result<Done> {
+    pub(crate) fn stage(&self, si: usize, deps: &HashMap<usize, Done>) -> Result<Done> {
         let stage = &self.graph.stages[si];
         let host = PlatformSpec::host();
         let (mut st, mut key) = match &stage.base {
@@ -736,7 +608,7 @@ impl Cx<'_> {
     }
 
     /// A variable's value in a stage: ENV wins over ARG.
-    fn lookup(st: &State, scope: &Scope, name: &str) -> Option<String> {
+    pub(crate) fn lookup(st: &State, scope: &Scope, name: &str) -> Option<String> {
         st.config
             .env_get(name)
             .or_else(|| scope.args.get(name).cloned())
@@ -756,7 +628,13 @@ impl Cx<'_> {
         })
     }
 
-    fn words(&self, st: &State, scope: &Scope, ins: &Instruction, s: &str) -> Result<Vec<String>> {
+    pub(crate) fn words(
+        &self,
+        st: &State,
+        scope: &Scope,
+        ins: &Instruction,
+        s: &str,
+    ) -> Result<Vec<String>> {
         let env = |n: &str| Self::lookup(st, scope, n);
         self.lexer.words(s, &env).map_err(|e| Error::Parse {
             file: self.file.clone(),
@@ -765,7 +643,12 @@ impl Cx<'_> {
     }
 
     /// `k=v` pairs of ENV/LABEL (and the legacy `ENV k v` form), expanded.
-    fn pairs(&self, st: &State, scope: &Scope, ins: &Instruction) -> Result<Vec<(String, String)>> {
+    pub(crate) fn pairs(
+        &self,
+        st: &State,
+        scope: &Scope,
+        ins: &Instruction,
+    ) -> Result<Vec<(String, String)>> {
         let Args::Shell(s) = &ins.args else {
             return Ok(Vec::new());
         };
@@ -811,7 +694,7 @@ impl Cx<'_> {
 
     /// A step that only changes the config: cached like the others, so an
     /// unchanged rebuild gives the very same image.
-    fn meta(
+    pub(crate) fn meta(
         &self,
         name: &str,
         st: &mut State,
@@ -846,7 +729,7 @@ impl Cx<'_> {
         Ok(())
     }
 
-    fn cached_state(&self, key: &str) -> Option<State> {
+    pub(crate) fn cached_state(&self, key: &str) -> Option<State> {
         if self.opts.no_cache {
             return None;
         }
@@ -918,475 +801,6 @@ impl Cx<'_> {
         *key = k;
         Ok(())
     }
-
-    #[allow(clippy::too_many_arguments)]
-    fn step(
-        &self,
-        si: usize,
-        idx: Option<usize>,
-        ins: &Instruction,
-        name: &str,
-        st: &mut State,
-        key: &mut String,
-        scope: &mut Scope,
-        deps: &HashMap<usize, Done>,
-    ) -> Result<()> {
-        let text = match &ins.args {
-            Args::Shell(s) => s.clone(),
-            Args::Exec(v) => serde_json::to_string(v).unwrap_or_default(),
-        };
-        match ins.keyword {
-            Keyword::From => unreachable!("FROM starts a stage"),
-            Keyword::Arg => {
-                for (k, default) in stages::arg_decls(&self.lexer, ins) {
-                    if k.is_empty() {
-                        return Err(Error::Parse {
-                            file: self.file.clone(),
-                            err: ins.error("ARG names can not be blank"),
-                        });
-                    }
-                    self.used_args.lock().expect("args lock").insert(k.clone());
-                    let v = match (self.opts.build_args.get(&k), default) {
-                        (Some(v), _) => Some(v.clone()),
-                        (None, Some(d)) => Some(self.word(st, scope, ins, &d)?),
-                        (None, None) => self
-                            .globals
-                            .get(&k)
-                            .or_else(|| self.automatic.get(&k))
-                            .cloned(),
-                    };
-                    scope.declared.insert(k.clone());
-                    match v {
-                        Some(v) => {
-                            scope.args.insert(k, v);
-                        }
-                        None => {
-                            scope.args.remove(&k);
-                        }
-                    }
-                }
-                // ARG has no history entry; its values reach the key through
-                // the steps that use them.
-                Ok(())
-            }
-            Keyword::Env => {
-                let pairs = self.pairs(st, scope, ins)?;
-                let desc = format!(
-                    "ENV {}",
-                    pairs
-                        .iter()
-                        .map(|(k, v)| format!("{k}={v}"))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                );
-                self.meta(name, st, key, desc, |st| {
-                    for (k, v) in pairs {
-                        st.config.env_set(&k, &v);
-                    }
-                })
-            }
-            Keyword::Label => {
-                let pairs = self.pairs(st, scope, ins)?;
-                let desc = format!(
-                    "LABEL {}",
-                    pairs
-                        .iter()
-                        .map(|(k, v)| format!("{k}={v}"))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                );
-                self.meta(name, st, key, desc, |st| {
-                    st.config.labels.extend(pairs);
-                })
-            }
-            Keyword::Maintainer => {
-                let who = text.clone();
-                self.meta(name, st, key, format!("MAINTAINER {who}"), |st| {
-                    st.author = Some(who);
-                })
-            }
-            Keyword::Expose => {
-                let mut ports = BTreeMap::new();
-                for w in self.words(st, scope, ins, &text)? {
-                    let (p, proto) = match w.split_once('/') {
-                        Some((p, proto)) => (p.to_string(), proto.to_ascii_lowercase()),
-                        None => (w.clone(), "tcp".to_string()),
-                    };
-                    if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
-                        return Err(Error::Invalid(format!(
-                            "EXPOSE {w}: unknown protocol {proto}"
-                        )));
-                    }
-                    let (lo, hi) = match p.split_once('-') {
-                        Some((a, b)) => (a, b),
-                        None => (p.as_str(), p.as_str()),
-                    };
-                    let bad = || Error::Invalid(format!("EXPOSE {w}: invalid port"));
-                    let lo: u16 = lo.parse().map_err(|_| bad())?;
-                    let hi: u16 = hi.parse().map_err(|_| bad())?;
-                    if lo > hi {
-                        return Err(bad());
-                    }
-                    for port in lo..=hi {
-                        ports.insert(format!("{port}/{proto}"), serde_json::json!({}));
-                    }
-                }
-                let desc = format!(
-                    "EXPOSE map[{}]",
-                    ports
-                        .keys()
-                        .map(|k| format!("{k}:{{}}"))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                );
-                self.meta(name, st, key, desc, |st| {
-                    st.config.exposed_ports.extend(ports)
-                })
-            }
-            Keyword::User => {
-                let u = self.word(st, scope, ins, &text)?;
-                self.meta(name, st, key, format!("USER {u}"), |st| st.config.user = u)
-            }
-            Keyword::Volume => {
-                let vols = match &ins.args {
-                    Args::Exec(v) => v
-                        .iter()
-                        .map(|w| self.word(st, scope, ins, w))
-                        .collect::<Result<Vec<_>>>()?,
-                    Args::Shell(s) => self.words(st, scope, ins, s)?,
-                };
-                if vols.iter().any(|v| v.is_empty()) {
-                    return Err(Error::Invalid("VOLUME paths can not be empty".into()));
-                }
-                let desc = format!("VOLUME [{}]", vols.join(" "));
-                self.meta(name, st, key, desc, |st| {
-                    for v in vols {
-                        st.config.volumes.insert(v, serde_json::json!({}));
-                    }
-                })
-            }
-            Keyword::Stopsignal => {
-                let s = self.word(st, scope, ins, &text)?;
-                let valid = s.parse::<u32>().is_ok_and(|n| n > 0 && n < 65)
-                    || s.parse::<nix::sys::signal::Signal>().is_ok()
-                    || format!("SIG{s}")
-                        .parse::<nix::sys::signal::Signal>()
-                        .is_ok()
-                    || s.starts_with("SIGRTMIN")
-                    || s.starts_with("SIGRTMAX");
-                if !valid {
-                    return Err(Error::Invalid(format!("STOPSIGNAL {s}: unknown signal")));
-                }
-                self.meta(name, st, key, format!("STOPSIGNAL {s}"), |st| {
-                    st.config.stop_signal = s
-                })
-            }
-            Keyword::Cmd | Keyword::Entrypoint => {
-                let v = self.command_of(st, ins);
-                let kw = ins.keyword;
-                if kw == Keyword::Cmd {
-                    scope.cmd_set = true;
-                }
-                let reset_cmd = kw == Keyword::Entrypoint && !scope.cmd_set;
-                let desc = format!("{} {}", kw.name(), go_quote(&v));
-                self.meta(name, st, key, desc, |st| {
-                    if kw == Keyword::Cmd {
-                        st.config.cmd = Some(v);
-                    } else {
-                        // docker: ENTRYPOINT drops a CMD inherited from the base.
-                        if reset_cmd {
-                            st.config.cmd = None;
-                        }
-                        st.config.entrypoint = Some(v);
-                    }
-                })
-            }
-            Keyword::Shell => {
-                let Args::Exec(v) = &ins.args else {
-                    unreachable!("the parser requires JSON for SHELL")
-                };
-                let v = v.clone();
-                let desc = format!("SHELL [{}]", v.join(" "));
-                self.meta(name, st, key, desc, |st| st.config.shell = v)
-            }
-            Keyword::Healthcheck => {
-                let test = parser::healthcheck_form(&ins.args).map_err(Error::Invalid)?;
-                let mut hc = crate::state::Healthcheck {
-                    test: test.unwrap_or_else(|| vec!["NONE".into()]),
-                    ..Default::default()
-                };
-                for f in &ins.flags {
-                    let v = f.value.as_deref().unwrap_or("");
-                    match f.name.as_str() {
-                        "retries" => hc.retries = v.parse().unwrap_or(0),
-                        n => {
-                            let d = parse_duration(v).map_err(Error::Invalid)?;
-                            match n {
-                                "interval" => hc.interval = d,
-                                "timeout" => hc.timeout = d,
-                                "start-period" => hc.start_period = d,
-                                _ => hc.start_interval = d,
-                            }
-                        }
-                    }
-                }
-                let desc = format!("HEALTHCHECK {}", go_quote(&hc.test));
-                self.meta(name, st, key, desc, |st| st.config.healthcheck = Some(hc))
-            }
-            Keyword::Onbuild => {
-                let t = text.clone();
-                self.meta(name, st, key, format!("ONBUILD {t}"), |st| {
-                    st.config.on_build.push(t)
-                })
-            }
-            Keyword::Workdir => {
-                let w = self.word(st, scope, ins, &text)?;
-                let dir = if w.starts_with('/') {
-                    fsops::clean_abs(&w)
-                } else {
-                    let base = if st.config.working_dir.is_empty() {
-                        "/".to_string()
-                    } else {
-                        st.config.working_dir.clone()
-                    };
-                    fsops::clean_abs(&format!("{base}/{w}"))
-                };
-                st.config.working_dir = dir.clone();
-                let user = st.config.user.clone();
-                self.layer(
-                    name,
-                    st,
-                    key,
-                    format!("WORKDIR {dir}"),
-                    b"",
-                    false,
-                    |o, _, _| {
-                        // buildkit: directories WORKDIR creates belong to the USER.
-                        let owner = if user.is_empty() {
-                            (0, 0)
-                        } else {
-                            let u = hako_engine::user::resolve(&o.rootfs, &user)?;
-                            (u.uid, u.gid)
-                        };
-                        fsops::mkdir_all_in(&o.rootfs, &dir, owner)?;
-                        Ok(Vec::new())
-                    },
-                )
-            }
-            Keyword::Run => self.run_step(name, ins, st, key, scope, deps),
-            Keyword::Copy | Keyword::Add => {
-                let from = match ins.flag("from") {
-                    Some(f) => {
-                        let v = self.word(st, scope, ins, f.value.as_deref().unwrap_or(""))?;
-                        let src = idx
-                            .and_then(|i| self.graph.sources.get(&(si, i)).cloned())
-                            .unwrap_or_else(|| self.graph.source(&v));
-                        Some((v, src))
-                    }
-                    None => None,
-                };
-                crate::copy::step(self, name, ins, st, key, scope, deps, from)
-            }
-        }
-    }
-
-    /// CMD/ENTRYPOINT/RUN argv: exec form as is, shell form through SHELL.
-    fn command_of(&self, st: &State, ins: &Instruction) -> Vec<String> {
-        match &ins.args {
-            Args::Exec(v) => v.clone(),
-            Args::Shell(s) if s.is_empty() => Vec::new(),
-            Args::Shell(s) => {
-                let mut v = self.shell(st);
-                v.push(s.clone());
-                v
-            }
-        }
-    }
-
-    fn shell(&self, st: &State) -> Vec<String> {
-        if st.config.shell.is_empty() {
-            vec!["/bin/sh".into(), "-c".into()]
-        } else {
-            st.config.shell.clone()
-        }
-    }
-
-    fn run_step(
-        &self,
-        name: &str,
-        ins: &Instruction,
-        st: &mut State,
-        key: &mut String,
-        scope: &Scope,
-        deps: &HashMap<usize, Done>,
-    ) -> Result<()> {
-        // Heredocs: a lone `<<EOF` runs its body (a script when it has a
-        // shebang); otherwise the shell gets the heredocs with the command.
-        let mut script: Option<(String, String)> = None;
-        let argv: Vec<String> = match &ins.args {
-            Args::Exec(v) => v.clone(),
-            Args::Shell(s) if !ins.heredocs.is_empty() => {
-                let lone = ins.heredocs.len() == 1 && {
-                    let h = &ins.heredocs[0];
-                    let t = s.trim().trim_start_matches("<<").trim_start_matches('-');
-                    t.trim_matches(|c| c == '"' || c == '\'') == h.name
-                };
-                let mut v = self.shell(st);
-                if lone {
-                    let h = &ins.heredocs[0];
-                    if h.body.starts_with("#!") {
-                        script = Some((h.name.clone(), h.body.clone()));
-                        v = vec![format!("/dev/pipes/{}", h.name)];
-                    } else {
-                        v.push(h.body.clone());
-                    }
-                } else {
-                    let mut full = s.clone();
-                    full.push('\n');
-                    for h in &ins.heredocs {
-                        full.push_str(&h.body);
-                        full.push_str(&h.name);
-                        full.push('\n');
-                    }
-                    v.push(full);
-                }
-                v
-            }
-            Args::Shell(_) => self.command_of(st, ins),
-        };
-        if argv.is_empty() {
-            return Err(Error::Invalid("RUN needs a command".into()));
-        }
-        // Build args in scope reach the process and, except proxies, the history.
-        let mut arg_env: Vec<(String, String)> = Vec::new();
-        for (k, v) in &scope.args {
-            if st.config.env_get(k).is_none() {
-                arg_env.push((k.clone(), v.clone()));
-            }
-        }
-        for p in PROXY_ARGS {
-            if let Some(v) = self.opts.build_args.get(*p) {
-                if !scope.args.contains_key(*p) {
-                    arg_env.push((p.to_string(), v.clone()));
-                }
-                self.used_args
-                    .lock()
-                    .expect("args lock")
-                    .insert(p.to_string());
-            }
-        }
-        let shown: Vec<String> = arg_env
-            .iter()
-            .filter(|(k, _)| !PROXY_ARGS.contains(&k.as_str()))
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        let prefix = if shown.is_empty() {
-            String::new()
-        } else {
-            format!("|{} {} ", shown.len(), shown.join(" "))
-        };
-        let desc = format!("RUN {prefix}{} # buildkit", argv.join(" "));
-        let network = ins
-            .flag("network")
-            .and_then(|f| f.value.clone())
-            .unwrap_or_else(|| "default".into());
-        let mounts = crate::mounts::parse_all(self, ins, st, scope, deps)?;
-        let mut inputs = Vec::new();
-        inputs.extend_from_slice(format!("network={network}\n").as_bytes());
-        for m in &mounts {
-            inputs.extend_from_slice(m.key.as_bytes());
-            inputs.push(b'\n');
-        }
-        let step_name = name.to_string();
-        let shown_cmd = argv.join(" ");
-        let config = st.config.clone();
-        self.layer(name, st, key, desc, &inputs, false, |o, id, t| {
-            let rootfs = &o.rootfs;
-            let cwd = if config.working_dir.is_empty() {
-                "/".to_string()
-            } else {
-                config.working_dir.clone()
-            };
-            let mut stubs: Vec<String> = Vec::new();
-            if fs::symlink_metadata(fsops::secure_join(rootfs, &cwd)?).is_err() {
-                fsops::mkdir_all_in(rootfs, &cwd, (0, 0))?;
-            }
-            let user = hako_engine::user::resolve(rootfs, &config.user)?;
-            let mut env = config.env.clone();
-            if config.env_get("PATH").is_none() {
-                env.insert(0, format!("PATH={DEFAULT_PATH}"));
-            }
-            env.extend(arg_env.iter().map(|(k, v)| format!("{k}={v}")));
-            // The first ssh mount is the agent SSH_AUTH_SOCK names.
-            if let Some(e) = mounts.iter().find_map(|m| m.env()) {
-                env.push(e);
-            }
-            let mut extra = Vec::new();
-            if network != "none" {
-                for f in ["/etc/resolv.conf", "/etc/hosts"] {
-                    if Path::new(f).exists() {
-                        extra.push(run::bind(f, Path::new(f), true));
-                    }
-                }
-            }
-            let mut keep = crate::mounts::Keep::default();
-            for m in &mounts {
-                extra.push(m.mount(self, o, &mut keep)?);
-            }
-            if let Some((n, body)) = &script {
-                let dir = o.dir.join("pipes");
-                fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
-                let f = dir.join(n);
-                fs::write(&f, body).ctx(|| format!("writing heredoc {n}"))?;
-                use std::os::unix::fs::PermissionsExt;
-                fs::set_permissions(&f, fs::Permissions::from_mode(0o755))
-                    .ctx(|| format!("making heredoc {n} executable"))?;
-                extra.push(run::bind("/dev/pipes", &dir, true));
-            }
-            let p = run::Process {
-                args: argv.clone(),
-                env,
-                cwd,
-                uid: user.uid,
-                gid: user.gid,
-                additional_gids: user.additional_gids,
-                host_network: network != "none",
-                mounts: extra,
-            };
-            // Mount points (and their parents) the runtime will create.
-            for m in run::all_mounts(&p) {
-                let dst = m.destination().to_string_lossy().into_owned();
-                let mut prefix = String::new();
-                for seg in dst.split('/').filter(|s| !s.is_empty()) {
-                    prefix.push('/');
-                    prefix.push_str(seg);
-                    if fs::symlink_metadata(fsops::secure_join(rootfs, &prefix)?).is_err()
-                        && !stubs.contains(&prefix)
-                    {
-                        stubs.push(prefix.clone());
-                    }
-                }
-            }
-            let cid = format!("hako-build-{}-{id}", std::process::id());
-            let code = run::run(
-                &self.opts.runtime,
-                &self.runtime_root,
-                &o.dir,
-                &cid,
-                &p,
-                &|l| self.progress.log(id, t.elapsed(), l),
-            )?;
-            drop(keep);
-            if code != 0 {
-                return Err(Error::RunFailed {
-                    step: step_name.clone(),
-                    command: shown_cmd.clone(),
-                    code,
-                });
-            }
-            Ok(stubs)
-        })
-    }
 }
 
 impl Cx<'_> {
@@ -1414,22 +828,4 @@ pub(crate) fn sha_hex(data: &[u8]) -> String {
 
 pub(crate) fn chain_of(st: &State) -> Result<Vec<Digest>> {
     chain(st)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_and_quoting() {
-        assert_eq!(parse_duration("30s").unwrap(), 30_000_000_000);
-        assert_eq!(parse_duration("1m30s").unwrap(), 90_000_000_000);
-        assert_eq!(parse_duration("500ms").unwrap(), 500_000_000);
-        assert!(parse_duration("5").is_err());
-        assert!(parse_duration("5x").is_err());
-        assert_eq!(
-            go_quote(&["/bin/sh".into(), "-c".into(), "echo \"hi\"".into()]),
-            r#"["/bin/sh" "-c" "echo \"hi\""]"#
-        );
-    }
 }

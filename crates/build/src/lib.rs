@@ -4,7 +4,9 @@
 //! - [`lex`]: variable substitution and word processing with docker's rules.
 //! - [`ignore`]: `.dockerignore` matching and source globs.
 //! - [`stages`]: the stage graph; [`checks`]: the `# check=` rules.
-//! - [`executor`]: the build itself, with [`cache`], [`context`], [`fsops`], [`run`] and [`state`].
+//! - [`executor`]: the build itself (stages, steps, outputs); the instructions, RUN steps,
+//!   COPY/ADD, RUN mounts and the up-front checks live in private modules beside it;
+//!   [`cache`], [`context`], [`fsops`], [`run`] and [`state`] are its parts.
 
 pub mod error;
 pub mod ignore;
@@ -19,8 +21,11 @@ pub mod context;
 mod copy;
 pub mod executor;
 pub mod fsops;
+mod instructions;
 mod mounts;
 pub mod run;
+mod run_step;
 pub mod state;
+mod validate;
 
 pub use executor::{build, Built, Options, Output, Progress, Puller};
