@@ -1340,3 +1340,35 @@ fn copy_link_makes_an_independent_layer() {
         "user\n"
     );
 }
+
+#[test]
+fn run_mounts_from_stages_and_images() {
+    let root = Root::new();
+    let ctx = context(
+        &root,
+        "ctx",
+        &[(
+            "Dockerfile",
+            r#"FROM busybox AS tools
+RUN mkdir -p /opt/tools && echo tool > /opt/tools/t
+FROM busybox
+RUN --mount=type=bind,from=tools,source=/opt/tools,target=/mnt/tools cat /mnt/tools/t > /from-stage
+RUN --mount=type=bind,from=busybox,target=/mnt/bb test -x /mnt/bb/bin/busybox && echo yes > /from-image
+RUN --mount=type=bind,from=tools,source=/opt,target=/mnt/rw,rw sh -c 'echo scratch > /mnt/rw/tools/t && cat /mnt/rw/tools/t > /rw-seen'
+RUN --mount=type=bind,from=tools,source=/opt,target=/mnt/again cat /mnt/again/tools/t > /after-rw
+RUN --mount=type=cache,target=/c,uid=1000,gid=1000,mode=0700 stat -c '%u:%g %a' /c > /cache-owner
+RUN --mount=type=tmpfs,target=/t,size=1m df -k /t | tail -1 | awk '{print $2}' > /tmpfs-size
+"#,
+        )],
+    );
+    let (out, _) = local(&root, &ctx, "out", &[]);
+    let read = |p: &str| fs::read_to_string(out.join(p)).unwrap();
+    assert_eq!(read("from-stage"), "tool\n");
+    assert_eq!(read("from-image"), "yes\n");
+    // rw binds of a stage write to a throwaway copy.
+    assert_eq!(read("rw-seen"), "scratch\n");
+    assert_eq!(read("after-rw"), "tool\n");
+    assert_eq!(read("cache-owner"), "1000:1000 700\n");
+    assert_eq!(read("tmpfs-size"), "1024\n");
+    assert!(!out.join("mnt").exists(), "mount points left in the image");
+}
