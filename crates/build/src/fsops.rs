@@ -48,29 +48,60 @@ impl Overlay {
         if chain.is_empty() {
             // scratch: one empty lower layer.
             let empty = o.dir.join("empty");
-            let work_dir = o.dir.join("work");
-            for d in [&empty, &o.upper, &work_dir, &o.rootfs] {
-                fs::create_dir_all(d).ctx(|| format!("creating {}", d.display()))?;
-            }
-            let opts = format!(
-                "lowerdir={},upperdir={},workdir={}",
-                empty.display(),
-                o.upper.display(),
-                work_dir.display()
-            );
-            nix::mount::mount(
-                Some("overlay"),
-                &o.rootfs,
-                Some("overlay"),
-                MsFlags::empty(),
-                Some(opts.as_str()),
-            )
-            .ctx(|| format!("mounting an overlay at {}", o.rootfs.display()))?;
+            fs::create_dir_all(&empty).ctx(|| format!("creating {}", empty.display()))?;
+            o.mount_over(&empty)?;
         } else {
             snapshots.mount(chain, &o.dir)?;
         }
         o.mounted = true;
         Ok(o)
+    }
+
+    /// A writable overlay over a plain directory (what is written is dropped with it).
+    pub fn over_dir(lower: &Path, work: &Path) -> Result<Overlay> {
+        fs::create_dir_all(work).ctx(|| format!("creating {}", work.display()))?;
+        let dir = tempfile::Builder::new()
+            .prefix("over-")
+            .tempdir_in(work)
+            .ctx(|| format!("creating an overlay directory in {}", work.display()))?
+            .keep();
+        let mut o = Overlay {
+            rootfs: dir.join("rootfs"),
+            upper: dir.join("upper"),
+            dir,
+            mounted: false,
+        };
+        o.mount_over(lower)?;
+        o.mounted = true;
+        Ok(o)
+    }
+
+    fn mount_over(&self, lower: &Path) -> Result<()> {
+        let work_dir = self.dir.join("work");
+        for d in [&self.upper, &work_dir, &self.rootfs] {
+            fs::create_dir_all(d).ctx(|| format!("creating {}", d.display()))?;
+        }
+        let shown = lower.to_string_lossy();
+        if shown.contains([',', ':', '\\']) {
+            return Err(Error::Invalid(format!(
+                "mounting an overlay over {shown}: the path has a character overlayfs options cannot carry"
+            )));
+        }
+        let opts = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.display(),
+            self.upper.display(),
+            work_dir.display()
+        );
+        nix::mount::mount(
+            Some("overlay"),
+            &self.rootfs,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(opts.as_str()),
+        )
+        .ctx(|| format!("mounting an overlay at {}", self.rootfs.display()))?;
+        Ok(())
     }
 
     pub fn unmount(&mut self) -> Result<()> {

@@ -29,6 +29,7 @@ enum Kind {
     },
     BindContext {
         host: PathBuf,
+        rw: bool,
     },
     BindRootfs {
         state: Box<State>,
@@ -179,11 +180,6 @@ pub(crate) fn parse_all(
                 let rw = flag("rw") || flag("readwrite");
                 match f.get("from") {
                     None => {
-                        if rw {
-                            return Err(Error::Unsupported(
-                                "RUN --mount=type=bind,rw of the build context".into(),
-                            ));
-                        }
                         let tree = &cx.context;
                         let (rel, host) = tree
                             .sources(&source, "RUN --mount=type=bind")?
@@ -199,7 +195,7 @@ pub(crate) fn parse_all(
                                 cache::hex(&h.finalize())
                             ),
                             target,
-                            kind: Kind::BindContext { host },
+                            kind: Kind::BindContext { host, rw },
                         }
                     }
                     Some(from) => {
@@ -343,7 +339,21 @@ impl RunMount {
                     .ctx(|| format!("changing mode of cache mount {id}"))?;
                 run::bind(t, &dir, *ro)
             }
-            Kind::BindContext { host } => run::bind(t, host, true),
+            Kind::BindContext { host, rw: false } => run::bind(t, host, true),
+            Kind::BindContext { host, rw: true } => {
+                // Writes go to a throwaway overlay, never to the context.
+                let dir = if host.is_dir() {
+                    host.clone()
+                } else {
+                    return Err(Error::Unsupported(
+                        "RUN --mount=type=bind,rw of a single file of the build context".into(),
+                    ));
+                };
+                let ov = Overlay::over_dir(&dir, &cx.work)?;
+                let m = run::bind(t, &ov.rootfs, false);
+                keep.overlays.push(ov);
+                m
+            }
             Kind::BindRootfs { state, source, rw } => {
                 let ov = Overlay::mount(cx.snapshots, &chain_of(state)?, &cx.work)?;
                 let host = fsops::secure_join(&ov.rootfs, source)?;

@@ -387,6 +387,7 @@ RUN rm -rf /gone /etc/motd && mkdir /keep2 && rm -rf /keep && mkdir /keep && ech
 RUN --mount=type=cache,target=/cache sh -c 'echo run >> /cache/runs; cp /cache/runs /runs-seen'
 RUN --mount=type=tmpfs,target=/scratch sh -c 'echo t > /scratch/t && test -f /scratch/t'
 RUN --mount=type=bind,source=data,target=/in cat /in/value > /from-bind
+RUN --mount=type=bind,source=data,target=/in,rw sh -c 'echo scribble > /in/value && cat /in/value > /rw-bind'
 RUN --mount=type=secret,id=token cat /run/secrets/token > /secret-len && wc -c < /run/secrets/token > /secret-len
 RUN --network=none sh -c 'ip link 2>/dev/null | grep -c UP > /net-up || true; ls /sys/class/net > /netdevs'
 RUN <<EOF
@@ -422,6 +423,12 @@ EOF
     assert!(!t.contains_key("/scratch"), "tmpfs mount point leaked");
     assert!(!t.contains_key("/in"));
     assert_eq!(t["/from-bind"], "file \"bound\\n\" 644 0:0");
+    assert_eq!(t["/rw-bind"], "file \"scribble\\n\" 644 0:0");
+    // The context itself is untouched.
+    assert_eq!(
+        fs::read_to_string(ctx.join("data/value")).unwrap(),
+        "bound\n"
+    );
     assert_eq!(t["/secret-len"], "file \"6\\n\" 644 0:0");
     assert!(!t.contains_key("/run/secrets/token"));
     assert_eq!(t["/netdevs"], "file \"lo\\n\" 644 0:0");
