@@ -1379,3 +1379,27 @@ RUN --mount=type=tmpfs,target=/t,size=1m df -k /t | tail -1 | awk '{print $2}' >
     assert_eq!(read("tmpfs-size"), "1024\n");
     assert!(!out.join("mnt").exists(), "mount points left in the image");
 }
+
+#[test]
+fn runc_runs_the_steps_too() {
+    if !Path::new("/usr/sbin/runc").exists() {
+        eprintln!("runc not installed; skipping");
+        return;
+    }
+    let root = Root::new();
+    let ctx = context(
+        &root,
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN chmod 1777 /tmp\nUSER user\nRUN id -u > /tmp/uid && id -G > /tmp/groups\nUSER root\nRUN rm /etc/group && mkdir -p /opt/made && mv /tmp/uid /tmp/groups /opt/made/\n",
+        )],
+    );
+    let (ours, _) = local(&root, &ctx, "hako-runtime", &[]);
+    let (theirs, _) = local(&root, &ctx, "runc", &["--runtime", "runc", "--no-cache"]);
+    assert_eq!(tree(&ours), tree(&theirs));
+    assert_eq!(
+        fs::read_to_string(ours.join("opt/made/uid")).unwrap(),
+        "1000\n"
+    );
+}
