@@ -118,6 +118,10 @@ impl Cx<'_> {
             if config.env_get("PATH").is_none() {
                 env.insert(0, format!("PATH={DEFAULT_PATH}"));
             }
+            // Like docker: HOME from the user's passwd entry unless the image sets it.
+            if config.env_get("HOME").is_none() && !arg_env.iter().any(|(k, _)| k == "HOME") {
+                env.push(format!("HOME={}", home_of(rootfs, user.uid)?));
+            }
             env.extend(arg_env.iter().map(|(k, v)| format!("{k}={v}")));
             // The first ssh mount is the agent SSH_AUTH_SOCK names.
             if let Some(e) = mounts.iter().find_map(|m| m.env()) {
@@ -189,4 +193,17 @@ impl Cx<'_> {
             Ok(stubs)
         })
     }
+}
+
+/// The home directory of `uid` in the image's /etc/passwd ("/" without one).
+fn home_of(rootfs: &Path, uid: u32) -> Result<String> {
+    let passwd = fsops::secure_join(rootfs, "/etc/passwd")?;
+    let text = fs::read_to_string(passwd).unwrap_or_default();
+    Ok(text
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 6 && f[2].parse::<u32>() == Ok(uid))
+        .map(|f| f[5].to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "/".to_string()))
 }

@@ -1392,7 +1392,7 @@ fn runc_runs_the_steps_too() {
         "ctx",
         &[(
             "Dockerfile",
-            "FROM busybox\nRUN chmod 1777 /tmp\nUSER user\nRUN id -u > /tmp/uid && id -G > /tmp/groups\nUSER root\nRUN rm /etc/group && mkdir -p /opt/made && mv /tmp/uid /tmp/groups /opt/made/\n",
+            "FROM busybox\nRUN chmod 1777 /tmp && echo $HOME > /root-home\nUSER user\nRUN id -u > /tmp/uid && id -G > /tmp/groups && echo $HOME > /tmp/home\nUSER root\nRUN rm /etc/group && mkdir -p /opt/made && mv /tmp/uid /tmp/groups /tmp/home /opt/made/\n",
         )],
     );
     let (ours, _) = local(&root, &ctx, "hako-runtime", &[]);
@@ -1401,5 +1401,12 @@ fn runc_runs_the_steps_too() {
     assert_eq!(
         fs::read_to_string(ours.join("opt/made/uid")).unwrap(),
         "1000\n"
+    );
+    // HOME comes from the user's passwd entry, as with docker.
+    let home = fs::read_to_string(ours.join("opt/made/home")).unwrap();
+    assert_eq!(home, "/home/user\n");
+    assert_eq!(
+        fs::read_to_string(ours.join("root-home")).unwrap(),
+        "/root\n"
     );
 }
