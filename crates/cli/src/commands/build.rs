@@ -53,7 +53,7 @@ pub struct BuildArgs {
     /// type=docker-archive,dest=FILE or type=local,dest=DIR.
     #[arg(short, long, value_name = "SPEC")]
     pub output: Option<String>,
-    /// Progress output: auto or plain (both print one line per event), or quiet.
+    /// Progress output: auto (tty on a terminal, else plain), plain (one line per event), tty or quiet.
     #[arg(long, value_name = "MODE", default_value = "auto")]
     pub progress: String,
     /// Print only the image id.
@@ -117,6 +117,95 @@ impl hako_build::Progress for Plain {
 
     fn warn(&self, message: &str) {
         self.line(&format!("WARNING: {message}"));
+    }
+}
+
+/// Terminal progress (`--progress auto` on a terminal, or `tty`): one line
+/// per step, redrawn while it runs with its last output line; a failing
+/// step's whole output is printed when it fails.
+struct Tty {
+    multi: indicatif::MultiProgress,
+    bars: Mutex<std::collections::HashMap<usize, Running>>,
+}
+
+/// A running step: its bar, its name and its output so far.
+type Running = (indicatif::ProgressBar, String, Vec<String>);
+
+impl Tty {
+    fn new() -> Tty {
+        Tty {
+            multi: indicatif::MultiProgress::new(),
+            bars: Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+}
+
+/// Keep progress lines to one terminal row.
+fn clip(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(n.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+impl hako_build::Progress for Tty {
+    fn start(&self, id: usize, name: &str) {
+        let bar = self.multi.add(indicatif::ProgressBar::new_spinner());
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}")
+                .expect("valid template"),
+        );
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar.set_message(clip(name, 100));
+        self.bars
+            .lock()
+            .expect("progress lock")
+            .insert(id, (bar, name.to_string(), Vec::new()));
+    }
+
+    fn log(&self, id: usize, _elapsed: Duration, line: &str) {
+        if let Some((bar, name, lines)) = self.bars.lock().expect("progress lock").get_mut(&id) {
+            lines.push(line.to_string());
+            bar.set_message(format!("{}  | {}", clip(name, 60), clip(line, 60)));
+        }
+    }
+
+    fn done(&self, id: usize, cached: bool, elapsed: Duration) {
+        if let Some((bar, name, _)) = self.bars.lock().expect("progress lock").remove(&id) {
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("  {msg}").expect("valid template"),
+            );
+            let how = if cached {
+                "CACHED".to_string()
+            } else {
+                format!("{:.1}s", elapsed.as_secs_f64())
+            };
+            bar.finish_with_message(format!("{} {how}", clip(&name, 100)));
+        }
+    }
+
+    fn failed(&self, id: usize, message: &str, elapsed: Duration) {
+        if let Some((bar, name, lines)) = self.bars.lock().expect("progress lock").remove(&id) {
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("  {msg}").expect("valid template"),
+            );
+            bar.finish_with_message(format!(
+                "{} ERROR after {:.1}s",
+                clip(&name, 100),
+                elapsed.as_secs_f64()
+            ));
+            for l in lines {
+                let _ = self.multi.println(format!("  > {l}"));
+            }
+            let _ = self.multi.println(format!("  {message}"));
+        }
+    }
+
+    fn warn(&self, message: &str) {
+        let _ = self.multi.println(format!("WARNING: {message}"));
     }
 }
 
@@ -283,14 +372,25 @@ pub fn build(g: &Global, a: BuildArgs) -> Result<()> {
         runtime: hako_engine::runtime::resolve(&a.runtime)?,
     };
     let mut store = ImageStore::open(&g.root)?;
-    let progress = Plain {
-        quiet: a.quiet || a.progress == "quiet",
+    let quiet = a.quiet || a.progress == "quiet";
+    let tty = !quiet
+        && (a.progress == "tty"
+            || (a.progress == "auto" && std::io::IsTerminal::is_terminal(&std::io::stderr())));
+    let plain = Plain {
+        quiet,
         out: Mutex::new(()),
+    };
+    let terminal;
+    let progress: &dyn hako_build::Progress = if tty {
+        terminal = Tty::new();
+        &terminal
+    } else {
+        &plain
     };
     let puller = Pull {
         registry: &a.registry,
     };
-    let built = hako_build::build(&mut store, &opts, &progress, Some(&puller))
+    let built = hako_build::build(&mut store, &opts, progress, Some(&puller))
         .with_context(|| format!("building {}", a.context.display()))?;
     if !a.quiet {
         eprintln!(
