@@ -58,7 +58,8 @@ impl Overlay {
     }
 
     /// A writable overlay over a plain directory (what is written is dropped with it).
-    pub fn over_dir(lower: &Path, work: &Path) -> Result<Overlay> {
+    /// `hide` (paths relative to `lower`) are whited out, so they are not seen.
+    pub fn over_dir(lower: &Path, hide: &[PathBuf], work: &Path) -> Result<Overlay> {
         fs::create_dir_all(work).ctx(|| format!("creating {}", work.display()))?;
         let dir = tempfile::Builder::new()
             .prefix("over-")
@@ -71,6 +72,19 @@ impl Overlay {
             dir,
             mounted: false,
         };
+        for h in hide {
+            let w = o.upper.join(h);
+            if let Some(parent) = w.parent() {
+                fs::create_dir_all(parent).ctx(|| format!("creating {}", parent.display()))?;
+            }
+            nix::sys::stat::mknod(
+                &w,
+                nix::sys::stat::SFlag::S_IFCHR,
+                nix::sys::stat::Mode::empty(),
+                0,
+            )
+            .ctx(|| format!("hiding {} in an overlay", h.display()))?;
+        }
         o.mount_over(lower)?;
         o.mounted = true;
         Ok(o)

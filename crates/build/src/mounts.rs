@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Mount;
 use sha2::{Digest as _, Sha256};
@@ -300,6 +300,25 @@ pub(crate) fn parse_all(
     Ok(out)
 }
 
+/// Paths below `dir` (relative to it) the context's .dockerignore excludes.
+fn hidden(
+    tree: &crate::context::Tree,
+    dir: &Path,
+    rel: &Path,
+    out: &mut Vec<PathBuf>,
+) -> Result<()> {
+    for e in fsops::sorted_entries(dir)? {
+        let p = e.path();
+        let r = rel.join(e.file_name());
+        if !tree.keep(&p) {
+            out.push(r);
+        } else if e.file_type().is_ok_and(|t| t.is_dir()) {
+            hidden(tree, &p, &r, out)?;
+        }
+    }
+    Ok(())
+}
+
 impl RunMount {
     /// The environment the mount adds: `SSH_AUTH_SOCK` for an ssh agent.
     pub(crate) fn env(&self) -> Option<String> {
@@ -339,18 +358,26 @@ impl RunMount {
                     .ctx(|| format!("changing mode of cache mount {id}"))?;
                 run::bind(t, &dir, *ro)
             }
-            Kind::BindContext { host, rw: false } => run::bind(t, host, true),
-            Kind::BindContext { host, rw: true } => {
-                // Writes go to a throwaway overlay, never to the context.
-                let dir = if host.is_dir() {
-                    host.clone()
+            Kind::BindContext { host, rw } => {
+                let hidden = if host.is_dir() {
+                    let mut v = Vec::new();
+                    hidden(&cx.context, host, Path::new(""), &mut v)?;
+                    v
                 } else {
+                    Vec::new()
+                };
+                if !rw && hidden.is_empty() {
+                    return Ok(run::bind(t, host, true));
+                }
+                if !host.is_dir() {
                     return Err(Error::Unsupported(
                         "RUN --mount=type=bind,rw of a single file of the build context".into(),
                     ));
-                };
-                let ov = Overlay::over_dir(&dir, &cx.work)?;
-                let m = run::bind(t, &ov.rootfs, false);
+                }
+                // An overlay hides what .dockerignore excludes and takes the writes
+                // of an rw mount, so the context itself is never changed.
+                let ov = Overlay::over_dir(host, &hidden, &cx.work)?;
+                let m = run::bind(t, &ov.rootfs, !rw);
                 keep.overlays.push(ov);
                 m
             }

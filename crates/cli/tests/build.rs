@@ -386,7 +386,7 @@ RUN mkdir -p /gone/deep /keep && echo k > /keep/file && echo x > /gone/deep/x &&
 RUN rm -rf /gone /etc/motd && mkdir /keep2 && rm -rf /keep && mkdir /keep && echo new > /keep/only
 RUN --mount=type=cache,target=/cache sh -c 'echo run >> /cache/runs; cp /cache/runs /runs-seen'
 RUN --mount=type=tmpfs,target=/scratch sh -c 'echo t > /scratch/t && test -f /scratch/t'
-RUN --mount=type=bind,source=data,target=/in cat /in/value > /from-bind
+RUN --mount=type=bind,source=data,target=/in sh -c 'cat /in/value > /from-bind; ls /in > /bind-ls'
 RUN --mount=type=bind,source=data,target=/in,rw sh -c 'echo scribble > /in/value && cat /in/value > /rw-bind'
 RUN --mount=type=secret,id=token cat /run/secrets/token > /secret-len && wc -c < /run/secrets/token > /secret-len
 RUN --network=none sh -c 'ip link 2>/dev/null | grep -c UP > /net-up || true; ls /sys/class/net > /netdevs'
@@ -403,6 +403,8 @@ EOF
 "#,
             ),
             ("data/value", "bound\n"),
+            ("data/secret.key", "hidden\n"),
+            (".dockerignore", "data/*.key\n"),
         ],
     );
     let sec = format!("id=token,src={}", secret.display());
@@ -424,6 +426,8 @@ EOF
     assert!(!t.contains_key("/in"));
     assert_eq!(t["/from-bind"], "file \"bound\\n\" 644 0:0");
     assert_eq!(t["/rw-bind"], "file \"scribble\\n\" 644 0:0");
+    // Bind mounts of the context see it through .dockerignore.
+    assert_eq!(t["/bind-ls"], "file \"value\\n\" 644 0:0");
     // The context itself is untouched.
     assert_eq!(
         fs::read_to_string(ctx.join("data/value")).unwrap(),
