@@ -85,71 +85,6 @@ fn archive_kind(path: &Path) -> Option<hako_image::manifest::Compression> {
     }
 }
 
-/// Whether an ADD source names a git repository (buildkit's forms).
-fn is_git(s: &str) -> bool {
-    let base = s.split('#').next().unwrap_or(s);
-    s.starts_with("git@")
-        || s.starts_with("git://")
-        || s.starts_with("ssh://")
-        || (base.contains("://") && base.ends_with(".git"))
-}
-
-/// Fetch `URL[#REF[:SUBDIR]]` (depth 1) with the host's git into a new
-/// directory under `work`: (the directory to copy, the commit).
-fn git_checkout(spec: &str, work: &Path, keep_git_dir: bool) -> Result<(PathBuf, String)> {
-    let (url, fragment) = match spec.split_once('#') {
-        Some((u, f)) => (u, f),
-        None => (spec, ""),
-    };
-    let (reference, subdir) = match fragment.split_once(':') {
-        Some((r, d)) => (r, d),
-        None => (fragment, ""),
-    };
-    let reference = if reference.is_empty() {
-        "HEAD"
-    } else {
-        reference
-    };
-    fs::create_dir_all(work).ctx(|| format!("creating {}", work.display()))?;
-    let dir = tempfile::Builder::new()
-        .prefix("git-")
-        .tempdir_in(work)
-        .ctx(|| format!("creating a checkout directory in {}", work.display()))?
-        .keep();
-    let git = |args: &[&str]| -> Result<String> {
-        let out = std::process::Command::new("git")
-            .args(args)
-            .current_dir(&dir)
-            .env("GIT_TERMINAL_PROMPT", "0")
-            .stdin(std::process::Stdio::null())
-            .output()
-            .map_err(|e| Error::io(format!("ADD {spec}: running git"), e))?;
-        if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr);
-            return Err(Error::Invalid(format!(
-                "ADD {spec}: git {} failed: {}",
-                args.first().unwrap_or(&""),
-                err.trim().replace('\n', " ")
-            )));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    };
-    git(&["init", "-q"])?;
-    git(&["fetch", "-q", "--depth", "1", url, reference])?;
-    git(&["checkout", "-q", "FETCH_HEAD"])?;
-    let commit = git(&["rev-parse", "HEAD"])?;
-    if !keep_git_dir {
-        fs::remove_dir_all(dir.join(".git")).ctx(|| format!("ADD {spec}: removing .git"))?;
-    }
-    let src = fsops::secure_join(&dir, subdir)?;
-    if !src.is_dir() {
-        return Err(Error::Invalid(format!(
-            "ADD {spec}: {subdir:?} is not a directory of the repository"
-        )));
-    }
-    Ok((src, commit))
-}
-
 /// The part of a `--parents` source before its `/./` pivot, if any.
 fn pivot_of(pattern: &str) -> Option<String> {
     pattern
@@ -256,14 +191,14 @@ pub(crate) fn step(
             sources.push(Src::Heredoc(n.to_string(), body));
             continue;
         }
-        if is_git(s) {
+        if crate::git::is_git(s) {
             if !is_add {
                 return Err(Error::Invalid(format!(
                     "COPY {s}: COPY does not take git repositories (use ADD)"
                 )));
             }
             let keep = ins.flag("keep-git-dir").is_some();
-            let (dir, commit) = git_checkout(s, &download_dir, keep)?;
+            let (dir, commit) = crate::git::checkout(s, &download_dir, keep)?;
             inputs.extend_from_slice(format!("git {s} {commit} keep={keep}\n").as_bytes());
             sources.push(Src::Git(dir));
             continue;

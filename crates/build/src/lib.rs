@@ -21,6 +21,7 @@ pub mod context;
 mod copy;
 pub mod executor;
 pub mod fsops;
+pub mod git;
 mod instructions;
 mod mounts;
 pub mod run;

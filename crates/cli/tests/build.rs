@@ -1300,6 +1300,33 @@ fn add_git_repository() {
     let c: Vec<bool> = steps(&p).into_iter().map(|(_, c)| c).collect();
     // (the second step's tag did not move, but its parent did)
     assert_eq!(c, [false, false, false], "{p}");
+    // A repository as the build context (its Dockerfile inside, -f relative to it).
+    fs::create_dir_all(repo.join("docker")).unwrap();
+    fs::write(
+        repo.join("docker/Dockerfile"),
+        "FROM busybox\nCOPY README /from-git-context\n",
+    )
+    .unwrap();
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "dockerfile"]);
+    let dest = root.dir().join("git-context-out");
+    let out = root.run(&[
+        "build",
+        "-o",
+        &format!("type=local,dest={}", dest.display()),
+        "-f",
+        "docker/Dockerfile",
+        &url,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        fs::read_to_string(dest.join("from-git-context")).unwrap(),
+        "changed\n"
+    );
     let bad = context(
         &root,
         "bad",
@@ -1310,7 +1337,7 @@ fn add_git_repository() {
     );
     let e = build_err(&root, &bad, &[]);
     assert!(
-        e.contains("ADD git://") && e.contains("git fetch failed"),
+        e.contains("ADD: git://") && e.contains("git fetch failed"),
         "{e}"
     );
 }
@@ -1413,4 +1440,68 @@ fn runc_runs_the_steps_too() {
         fs::read_to_string(ours.join("root-home")).unwrap(),
         "/root\n"
     );
+}
+
+#[test]
+fn context_from_standard_input() {
+    use std::io::Write;
+    let root = Root::new();
+    let run = |args: &[&str], input: &[u8]| -> Output {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hako"))
+            .arg("--root")
+            .arg(root.root())
+            .arg("build")
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    // A tar (gzip) holding the context and its Dockerfile.
+    let ctx = context(
+        &root,
+        "ctx",
+        &[
+            ("Dockerfile", "FROM busybox\nCOPY data /data\n"),
+            ("data", "from tar\n"),
+        ],
+    );
+    let tgz = root.dir().join("ctx.tar.gz");
+    assert!(Command::new("tar")
+        .args([
+            "-czf",
+            tgz.to_str().unwrap(),
+            "-C",
+            ctx.to_str().unwrap(),
+            "."
+        ])
+        .status()
+        .unwrap()
+        .success());
+    let out = run(&["-q", "-t", "from-tar", "-"], &fs::read(&tgz).unwrap());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        root.ok(&["run", "--rm", "from-tar", "cat", "/data"]),
+        "from tar\n"
+    );
+    // A lone Dockerfile: an empty context.
+    let out = run(
+        &["-q", "-t", "lone", "-"],
+        b"FROM busybox\nRUN echo lone > /lone\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(root.ok(&["run", "--rm", "lone", "cat", "/lone"]), "lone\n");
+    let out = run(&["-f", "-", "-"], b"");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot both come from standard input"));
 }

@@ -19,7 +19,7 @@ use clap::Subcommand;
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  hako build -t app:1 .\n  hako build -f build/Dockerfile --build-arg VERSION=2 --target test .\n  hako build --no-cache --progress plain -t app .\n  hako build --output type=oci,dest=app.tar .\n  hako build --output type=local,dest=./out .\n  hako build -f - . < Dockerfile.dev\n  SOURCE_DATE_EPOCH=0 hako build --iidfile id.txt ."
+    after_help = "Examples:\n  hako build -t app:1 .\n  hako build -f build/Dockerfile --build-arg VERSION=2 --target test .\n  hako build --no-cache --progress plain -t app .\n  hako build --output type=oci,dest=app.tar .\n  hako build --output type=local,dest=./out .\n  hako build -f - . < Dockerfile.dev\n  hako build - < context.tar.gz\n  hako build https://example.com/app.git#v1:docker\n  SOURCE_DATE_EPOCH=0 hako build --iidfile id.txt ."
 )]
 pub struct BuildArgs {
     /// Name (and tag) of the image, repeatable.
@@ -70,7 +70,8 @@ pub struct BuildArgs {
     pub runtime: String,
     #[command(flatten)]
     pub registry: RegistryOpts,
-    /// The build context directory.
+    /// The build context: a directory, a git repository (URL[#REF[:DIR]]), or - for a
+    /// tar (or a lone Dockerfile) on standard input.
     pub context: PathBuf,
 }
 
@@ -335,9 +336,62 @@ pub fn build(g: &Global, a: BuildArgs) -> Result<()> {
     if !matches!(a.progress.as_str(), "auto" | "plain" | "tty" | "quiet") {
         bail!("--progress {}: must be auto, plain or quiet", a.progress);
     }
+    if a.context.as_os_str() == "-" && a.file.as_deref() == Some(std::path::Path::new("-")) {
+        bail!("the build context and the Dockerfile cannot both come from standard input");
+    }
+    // The context: a directory, a git repository, or `-` (a tar, or a lone
+    // Dockerfile, on standard input).
+    let mut _context_dir = None;
+    let mut stdin_dockerfile: Option<Vec<u8>> = None;
+    let context = if a.context.as_os_str() == "-" {
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut data)
+            .context("reading the build context from standard input")?;
+        let dir = tempfile::Builder::new()
+            .prefix("hako-context-")
+            .tempdir()
+            .context("creating a directory for the build context")?;
+        let compression = hako_image::manifest::Compression::sniff(&data);
+        let is_tar = compression != hako_image::manifest::Compression::None
+            || (data.len() > 262 && &data[257..262] == b"ustar");
+        if is_tar {
+            let limits = hako_image::layer::ApplyLimits::for_target(dir.path())?;
+            hako_image::layer::apply(
+                dir.path(),
+                "the build context",
+                data.as_slice(),
+                compression,
+                hako_image::digest::Algorithm::Sha256,
+                &limits,
+            )
+            .context("unpacking the build context from standard input")?;
+        } else {
+            stdin_dockerfile = Some(data);
+        }
+        let p = dir.path().to_path_buf();
+        _context_dir = Some(dir);
+        p
+    } else if hako_build::git::is_git(&a.context.to_string_lossy()) {
+        let dir = tempfile::Builder::new()
+            .prefix("hako-context-")
+            .tempdir()
+            .context("creating a directory for the build context")?;
+        let (src, _commit) =
+            hako_build::git::checkout(&a.context.to_string_lossy(), dir.path(), false)?;
+        _context_dir = Some(dir);
+        src
+    } else {
+        a.context.clone()
+    };
     // `-f -`: the Dockerfile comes on standard input.
     let mut _stdin_file = None;
     let dockerfile = match &a.file {
+        _ if stdin_dockerfile.is_some() => {
+            let p = context.join(".hako-stdin.Dockerfile");
+            std::fs::write(&p, stdin_dockerfile.take().unwrap_or_default())
+                .context("writing the Dockerfile from standard input")?;
+            Some(p)
+        }
         Some(f) if f.as_os_str() == "-" => {
             let mut tmp = tempfile::Builder::new()
                 .prefix("Dockerfile-stdin-")
@@ -351,8 +405,13 @@ pub fn build(g: &Global, a: BuildArgs) -> Result<()> {
         }
         f => f.clone(),
     };
+    let dockerfile = match dockerfile {
+        // In a tar or git context, a relative -f names a file inside it.
+        Some(f) if _context_dir.is_some() && f.is_relative() => Some(context.join(f)),
+        f => f,
+    };
     let opts = Options {
-        context: a.context.clone(),
+        context: context.clone(),
         dockerfile,
         tags,
         build_args,
