@@ -63,6 +63,8 @@ pub struct Options {
     pub secrets: BTreeMap<String, PathBuf>,
     /// `--ssh id=SOCKET`: ssh agent sockets RUN --mount=type=ssh can mount.
     pub ssh: BTreeMap<String, PathBuf>,
+    /// Entitlements granted (`security.insecure`, `network.host`).
+    pub allow: Vec<String>,
     /// The OCI runtime binary.
     pub runtime: PathBuf,
 }
@@ -267,7 +269,7 @@ pub fn build(
     let globals = stages::global_values(&lexer, &graph.global_args, &opts.build_args, &automatic)
         .map_err(Error::Invalid)?;
     let context = Tree::context(&opts.context, &dockerfile)?;
-    crate::validate::check(&graph, &context, &file)?;
+    crate::validate::check(&graph, &context, &file, &opts.allow)?;
 
     // Base and --from images, found (or pulled) before any step runs.
     let mut wanted: Vec<String> = Vec::new();

@@ -71,4 +71,3 @@ pub fn checkout(spec: &str, work: &Path, keep_git_dir: bool) -> Result<(PathBuf,
     }
     Ok((src, commit))
 }
-

@@ -29,6 +29,8 @@ pub struct Process {
     pub host_network: bool,
     /// Extra mounts (RUN --mount, /etc/resolv.conf and /etc/hosts).
     pub mounts: Vec<Mount>,
+    /// `--security=insecure`: every capability, no seccomp, no masked paths, all devices.
+    pub insecure: bool,
 }
 
 pub fn mount(dst: &str, typ: &str, src: &str, opts: &[&str]) -> Mount {
@@ -86,7 +88,12 @@ pub fn all_mounts(p: &Process) -> Vec<Mount> {
             "/sys",
             "sysfs",
             "sysfs",
-            &["nosuid", "noexec", "nodev", "ro"],
+            &[
+                "nosuid",
+                "noexec",
+                "nodev",
+                if p.insecure { "rw" } else { "ro" },
+            ],
         ),
         mount(
             "/dev/shm",
@@ -107,7 +114,7 @@ pub fn all_mounts(p: &Process) -> Vec<Mount> {
 
 /// Write the bundle's config.json into `bundle` (whose `rootfs/` is mounted).
 fn write_spec(bundle: &Path, id: &str, p: &Process) -> Result<()> {
-    let caps = hako_engine::security::capabilities(false, &[], &[])?;
+    let caps = hako_engine::security::capabilities(p.insecure, &[], &[])?;
     let seccomp = hako_engine::seccomp::default_profile(&caps);
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(caps.clone())
@@ -146,30 +153,32 @@ fn write_spec(bundle: &Path, id: &str, p: &Process) -> Result<()> {
         .map(|t| LinuxNamespaceBuilder::default().typ(t).build())
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(spec_err)?;
-    let linux = LinuxBuilder::default()
+    let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .resources(
             LinuxResourcesBuilder::default()
-                .devices(hako_engine::security::device_rules(false))
+                .devices(hako_engine::security::device_rules(p.insecure))
                 .build()
                 .map_err(spec_err)?,
         )
-        .cgroups_path(PathBuf::from(format!("/hako-build/{id}")))
-        .seccomp(seccomp)
-        .masked_paths(
-            hako_engine::security::MASKED_PATHS
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>(),
-        )
-        .readonly_paths(
-            hako_engine::security::READONLY_PATHS
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>(),
-        )
-        .build()
-        .map_err(spec_err)?;
+        .cgroups_path(PathBuf::from(format!("/hako-build/{id}")));
+    if !p.insecure {
+        linux = linux
+            .seccomp(seccomp)
+            .masked_paths(
+                hako_engine::security::MASKED_PATHS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>(),
+            )
+            .readonly_paths(
+                hako_engine::security::READONLY_PATHS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>(),
+            );
+    }
+    let linux = linux.build().map_err(spec_err)?;
     let spec = SpecBuilder::default()
         .version("1.0.2")
         .root(

@@ -93,8 +93,12 @@ impl Cx<'_> {
             .and_then(|f| f.value.clone())
             .unwrap_or_else(|| "default".into());
         let mounts = crate::mounts::parse_all(self, ins, st, scope, deps)?;
+        let insecure = ins.flag("security").and_then(|f| f.value.as_deref()) == Some("insecure");
         let mut inputs = Vec::new();
         inputs.extend_from_slice(format!("network={network}\n").as_bytes());
+        if insecure {
+            inputs.extend_from_slice(b"security=insecure\n");
+        }
         for m in &mounts {
             inputs.extend_from_slice(m.key.as_bytes());
             inputs.push(b'\n');
@@ -158,6 +162,7 @@ impl Cx<'_> {
                 additional_gids: user.additional_gids,
                 host_network: network != "none",
                 mounts: extra,
+                insecure,
             };
             // Mount points (and their parents) the runtime will create.
             for m in run::all_mounts(&p) {

@@ -8,7 +8,7 @@ use crate::stages::Graph;
 
 /// Checks of every needed instruction before any step runs: flags and
 /// arguments each instruction needs, sources in the context.
-pub(crate) fn check(graph: &Graph, context: &Tree, file: &str) -> Result<()> {
+pub(crate) fn check(graph: &Graph, context: &Tree, file: &str, allow: &[String]) -> Result<()> {
     let err = |ins: &Instruction, m: String| Error::Parse {
         file: file.to_string(),
         err: ins.error(m),
@@ -34,11 +34,24 @@ pub(crate) fn check(graph: &Graph, context: &Tree, file: &str) -> Result<()> {
                     }
                 }
                 Keyword::Run => {
-                    if ins.flag("security").is_some() {
-                        return Err(Error::Unsupported(format!(
-                            "{file}:{}: RUN --security",
-                            ins.line
-                        )));
+                    match ins
+                        .flag("security")
+                        .map(|f| f.value.as_deref().unwrap_or(""))
+                    {
+                        None | Some("sandbox") => {}
+                        Some("insecure") if allow.iter().any(|a| a == "security.insecure") => {}
+                        Some("insecure") => {
+                            return Err(err(
+                                ins,
+                                "RUN --security=insecure needs --allow security.insecure".into(),
+                            ))
+                        }
+                        Some(v) => {
+                            return Err(err(
+                                ins,
+                                format!("RUN --security={v}: must be sandbox or insecure"),
+                            ))
+                        }
                     }
                     if let Some(f) = ins.flag("network") {
                         match f.value.as_deref() {

@@ -1505,3 +1505,30 @@ fn context_from_standard_input() {
     let out = run(&["-f", "-", "-"], b"");
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot both come from standard input"));
 }
+
+#[test]
+fn run_security_insecure_needs_the_entitlement() {
+    let root = Root::new();
+    let ctx = context(
+        &root,
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN grep CapEff /proc/self/status > /sandbox\nRUN --security=insecure grep CapEff /proc/self/status > /insecure\n",
+        )],
+    );
+    let e = build_err(&root, &ctx, &[]);
+    assert!(
+        e.contains("Dockerfile:3:1: RUN --security=insecure needs --allow security.insecure"),
+        "{e}"
+    );
+    assert!(!e.contains("#1 "), "{e}");
+    let (out, _) = local(&root, &ctx, "out", &["--allow", "security.insecure"]);
+    let caps = |f: &str| {
+        let s = fs::read_to_string(out.join(f)).unwrap();
+        u64::from_str_radix(s.split_whitespace().nth(1).unwrap(), 16).unwrap()
+    };
+    // docker's default set is 14 capabilities; insecure has them all.
+    assert_eq!(caps("sandbox").count_ones(), 14);
+    assert!(caps("insecure").count_ones() > 30);
+}

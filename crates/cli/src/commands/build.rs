@@ -65,6 +65,9 @@ pub struct BuildArgs {
     /// An ssh agent for RUN --mount=type=ssh: default (from $SSH_AUTH_SOCK) or ID=SOCKET, repeatable.
     #[arg(long = "ssh", value_name = "ID[=SOCKET]")]
     pub ssh: Vec<String>,
+    /// Grant an entitlement: security.insecure (RUN --security=insecure) or network.host, repeatable.
+    #[arg(long = "allow", value_name = "ENTITLEMENT")]
+    pub allow: Vec<String>,
     /// OCI runtime for RUN steps (name or path).
     #[arg(long, value_name = "RUNTIME", default_value = "hako-runtime")]
     pub runtime: String,
@@ -302,6 +305,11 @@ pub fn build(g: &Global, a: BuildArgs) -> Result<()> {
         };
         secrets.insert(id, src);
     }
+    for e in &a.allow {
+        if !matches!(e.as_str(), "security.insecure" | "network.host") {
+            bail!("--allow {e}: must be security.insecure or network.host");
+        }
+    }
     let mut ssh = BTreeMap::new();
     for s in &a.ssh {
         let (id, socket) = match s.split_once('=') {
@@ -428,6 +436,7 @@ pub fn build(g: &Global, a: BuildArgs) -> Result<()> {
         source_date_epoch: epoch,
         secrets,
         ssh,
+        allow: a.allow.clone(),
         runtime: hako_engine::runtime::resolve(&a.runtime)?,
     };
     let mut store = ImageStore::open(&g.root)?;
