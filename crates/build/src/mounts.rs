@@ -26,6 +26,7 @@ enum Kind {
         mode: Option<u32>,
         ro: bool,
         sharing: Sharing,
+        seed: Option<(Box<State>, String)>,
     },
     BindContext {
         host: PathBuf,
@@ -99,6 +100,27 @@ fn octal(v: &str) -> Result<u32> {
         .map_err(|_| Error::Invalid(format!("RUN --mount mode={v}: not an octal mode")))
 }
 
+/// The state and key of a `from=` stage or image.
+fn source_state(cx: &Cx<'_>, deps: &HashMap<usize, Done>, from: &str) -> Result<(State, String)> {
+    match cx.graph.source(from) {
+        Source::Stage(n) => {
+            let d = deps.get(&n).ok_or_else(|| {
+                Error::Unsupported(format!(
+                    "RUN --mount from={from} outside the stage's dependencies (in ONBUILD)"
+                ))
+            })?;
+            Ok((d.state.clone(), d.key.clone()))
+        }
+        Source::Image(name) => {
+            let d = cx
+                .images
+                .get(&name)
+                .ok_or_else(|| Error::Invalid(format!("image {name} not found")))?;
+            Ok((d.state.clone(), d.key.clone()))
+        }
+    }
+}
+
 /// Parse every `--mount` of a RUN.
 pub(crate) fn parse_all(
     cx: &Cx<'_>,
@@ -153,9 +175,19 @@ pub(crate) fn parse_all(
                         )))
                     }
                 };
-                if f.contains_key("from") {
-                    return Err(Error::Unsupported("RUN --mount=type=cache,from=".into()));
-                }
+                // from=: what a new (empty) cache starts with.
+                let seed = match f.get("from") {
+                    None => None,
+                    Some(from) => {
+                        let (state, _) = source_state(cx, deps, from)?;
+                        let source = f
+                            .get("source")
+                            .or_else(|| f.get("src"))
+                            .cloned()
+                            .unwrap_or_default();
+                        Some((Box::new(state), source))
+                    }
+                };
                 let id = id_or(&target);
                 RunMount {
                     key: format!("cache id={id} target={target} ro={ro}"),
@@ -166,6 +198,7 @@ pub(crate) fn parse_all(
                         mode,
                         ro,
                         sharing,
+                        seed,
                     },
                 }
             }
@@ -199,22 +232,7 @@ pub(crate) fn parse_all(
                         }
                     }
                     Some(from) => {
-                        let (state, key) = match cx.graph.source(from) {
-                            Source::Stage(n) => {
-                                let d = deps.get(&n).ok_or_else(|| {
-                                    Error::Unsupported(format!(
-                                        "RUN --mount from={from} outside the stage's dependencies (in ONBUILD)"
-                                    ))
-                                })?;
-                                (d.state.clone(), d.key.clone())
-                            }
-                            Source::Image(name) => {
-                                let d = cx.images.get(&name).ok_or_else(|| {
-                                    Error::Invalid(format!("image {name} not found"))
-                                })?;
-                                (d.state.clone(), d.key.clone())
-                            }
-                        };
+                        let (state, key) = source_state(cx, deps, from)?;
                         RunMount {
                             key: format!("bind from={key} source={source} target={target} rw={rw}"),
                             target,
@@ -335,8 +353,19 @@ impl RunMount {
                 mode,
                 ro,
                 sharing,
+                seed,
             } => {
                 let mut dir = cx.cache.mount_dir(id)?;
+                if let Some((state, source)) = seed {
+                    if fsops::is_empty_dir(&dir)? {
+                        let from = Overlay::mount(cx.snapshots, &chain_of(state)?, &cx.work)?;
+                        let src = fsops::secure_join(&from.rootfs, source)?;
+                        for e in fsops::sorted_entries(&src)? {
+                            let own = fsops::CopyOwner::default();
+                            fsops::copy_entry(&e.path(), &dir.join(e.file_name()), own, &|_| true)?;
+                        }
+                    }
+                }
                 if *sharing != Sharing::Shared {
                     let lock_path = dir.with_extension("lock");
                     let f = fs::File::create(&lock_path)

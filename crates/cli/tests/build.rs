@@ -1396,6 +1396,7 @@ RUN --mount=type=bind,from=tools,source=/opt,target=/mnt/rw,rw sh -c 'echo scrat
 RUN --mount=type=bind,from=tools,source=/opt,target=/mnt/again cat /mnt/again/tools/t > /after-rw
 RUN --mount=type=cache,target=/c,uid=1000,gid=1000,mode=0700 stat -c '%u:%g %a' /c > /cache-owner
 RUN --mount=type=tmpfs,target=/t,size=1m df -k /t | tail -1 | awk '{print $2}' > /tmpfs-size
+RUN --mount=type=cache,id=seeded,target=/c,from=tools,source=/opt/tools cat /c/t > /seeded
 "#,
         )],
     );
@@ -1408,6 +1409,8 @@ RUN --mount=type=tmpfs,target=/t,size=1m df -k /t | tail -1 | awk '{print $2}' >
     assert_eq!(read("after-rw"), "tool\n");
     assert_eq!(read("cache-owner"), "1000:1000 700\n");
     assert_eq!(read("tmpfs-size"), "1024\n");
+    // A new cache mount starts from=stage's files.
+    assert_eq!(read("seeded"), "tool\n");
     assert!(!out.join("mnt").exists(), "mount points left in the image");
 }
 
