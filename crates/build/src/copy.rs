@@ -294,16 +294,13 @@ pub(crate) fn step(
             }
         }
     }
-    let chmod =
-        match ins.flag("chmod") {
-            Some(f) => {
-                let v = f.value.as_deref().unwrap_or("");
-                Some(u32::from_str_radix(v, 8).map_err(|_| {
-                    Error::Unsupported(format!("{kw} --chmod={v} (only octal modes)"))
-                })?)
-            }
-            None => None,
-        };
+    let chmod_text = ins
+        .flag("chmod")
+        .map(|f| f.value.clone().unwrap_or_default());
+    let chmod = match &chmod_text {
+        Some(v) => Some(fsops::Chmod::parse(v).map_err(|e| Error::Invalid(format!("{kw} {e}")))?),
+        None => None,
+    };
     let chown = match ins.flag("chown") {
         Some(f) => Some(cx.word(st, scope, ins, f.value.as_deref().unwrap_or(""))?),
         None => None,
@@ -315,8 +312,8 @@ pub(crate) fn step(
     if let Some(c) = &chown {
         flags.push_str(&format!("--chown={c} "));
     }
-    if let Some(m) = chmod {
-        flags.push_str(&format!("--chmod={m:o} "));
+    if let Some(m) = &chmod_text {
+        flags.push_str(&format!("--chmod={m} "));
     }
     if ins.flag("link").is_some() {
         flags.push_str("--link ");
@@ -427,7 +424,7 @@ pub(crate) fn step(
                     let (u, g) = dir_owner;
                     std::os::unix::fs::lchown(&target, Some(u), Some(g))
                         .ctx(|| format!("changing owner of {}", target.display()))?;
-                    fs::set_permissions(&target, fs::Permissions::from_mode(chmod.unwrap_or(0o644)))
+                    fs::set_permissions(&target, fs::Permissions::from_mode(chmod.map_or(0o644, |c| c.apply(0o644, false))))
                         .ctx(|| format!("changing mode of {}", target.display()))?;
                     let t = epoch.unwrap_or_else(|| {
                         std::time::SystemTime::now()
@@ -452,7 +449,7 @@ pub(crate) fn step(
                     let target = file_target(n)?;
                     let own = CopyOwner {
                         chown: Some(dir_owner),
-                        chmod: Some(chmod.unwrap_or(0o600)),
+                        chmod: Some(chmod.unwrap_or(fsops::Chmod::parse("600").expect("octal"))),
                     };
                     fsops::copy_entry(p, &target, own, &|_| true)?;
                 }

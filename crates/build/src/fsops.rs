@@ -448,8 +448,108 @@ pub fn commit_upper(
 pub struct CopyOwner {
     /// Set every copied entry's owner.
     pub chown: Option<(u32, u32)>,
-    /// Set every copied entry's permission bits.
-    pub chmod: Option<u32>,
+    /// Change every copied entry's permission bits.
+    pub chmod: Option<Chmod>,
+}
+
+/// A `--chmod` value: octal (`0755`) or symbolic (`u+x,go-w`, `a=rX`) as
+/// chmod(1) reads it, folded into masks: `(mode & !clear) | set`, plus
+/// `exec` bits for directories and already executable files (`X`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chmod {
+    clear: u32,
+    set: u32,
+    exec: u32,
+}
+
+impl Chmod {
+    pub fn parse(s: &str) -> std::result::Result<Chmod, String> {
+        if !s.is_empty() && s.chars().all(|c| c.is_digit(8)) {
+            let m = u32::from_str_radix(s, 8).map_err(|e| format!("--chmod={s}: {e}"))?;
+            if m > 0o7777 {
+                return Err(format!("--chmod={s}: not a mode"));
+            }
+            return Ok(Chmod {
+                clear: 0o7777,
+                set: m,
+                exec: 0,
+            });
+        }
+        let mut c = Chmod {
+            clear: 0,
+            set: 0,
+            exec: 0,
+        };
+        for clause in s.split(',') {
+            let who_end = clause
+                .find(|ch| !"ugoa".contains(ch))
+                .ok_or_else(|| format!("--chmod={s}: {clause:?} has no operator"))?;
+            let mut who = 0;
+            for w in clause[..who_end].chars() {
+                who |= match w {
+                    'u' => 0o4700,
+                    'g' => 0o2070,
+                    'o' => 0o1007,
+                    _ => 0o7777,
+                };
+            }
+            if who == 0 {
+                who = 0o7777;
+            }
+            let mut rest = &clause[who_end..];
+            if rest.is_empty() {
+                return Err(format!("--chmod={s}: {clause:?} has no operator"));
+            }
+            while let Some(op) = rest.chars().next() {
+                if !"+-=".contains(op) {
+                    return Err(format!("--chmod={s}: unexpected {op:?} in {clause:?}"));
+                }
+                rest = &rest[1..];
+                let end = rest.find(['+', '-', '=']).unwrap_or(rest.len());
+                let (mut bits, mut xbits) = (0, 0);
+                for p in rest[..end].chars() {
+                    match p {
+                        'r' => bits |= 0o444,
+                        'w' => bits |= 0o222,
+                        'x' => bits |= 0o111,
+                        'X' => xbits |= 0o111,
+                        's' => bits |= 0o6000,
+                        't' => bits |= 0o1000,
+                        _ => return Err(format!("--chmod={s}: unknown permission {p:?}")),
+                    }
+                }
+                let (bits, xbits) = (bits & who, xbits & who);
+                match op {
+                    '+' => {
+                        c.set |= bits;
+                        c.clear &= !bits;
+                        c.exec |= xbits;
+                    }
+                    '-' => {
+                        c.clear |= bits | xbits;
+                        c.set &= !(bits | xbits);
+                        c.exec &= !(bits | xbits);
+                    }
+                    _ => {
+                        c.clear |= who;
+                        c.set = (c.set & !who) | bits;
+                        c.exec = (c.exec & !who) | xbits;
+                    }
+                }
+                rest = &rest[end..];
+            }
+        }
+        Ok(c)
+    }
+
+    /// The new permission bits of an entry with `mode`.
+    pub fn apply(&self, mode: u32, is_dir: bool) -> u32 {
+        let mut m = (mode & !self.clear) | self.set;
+        if is_dir || mode & 0o111 != 0 {
+            m |= self.exec;
+        }
+        m & 0o7777
+    }
 }
 
 /// Copy one entry `src` (host path, not followed if a symlink) to `dst`
@@ -464,7 +564,10 @@ pub fn copy_entry(
     let m = fs::symlink_metadata(src).ctx(|| format!("reading {}", src.display()))?;
     let ft = m.file_type();
     let (uid, gid) = own.chown.unwrap_or((m.uid(), m.gid()));
-    let mode = own.chmod.unwrap_or(m.mode() & 0o7777);
+    let mode = match own.chmod {
+        Some(c) => c.apply(m.mode() & 0o7777, ft.is_dir()),
+        None => m.mode() & 0o7777,
+    };
     if ft.is_dir() {
         match fs::symlink_metadata(dst) {
             Ok(d) if d.is_dir() => {}
@@ -682,6 +785,25 @@ mod tests {
         let chain = hako_image::snapshot::chain_ids(&[layer.diff_id.parse().unwrap()]);
         assert!(store.snapshots().exists(&chain[0]));
         assert!(!upper.exists());
+    }
+
+    #[test]
+    fn chmod_modes() {
+        let c = |s: &str| Chmod::parse(s).unwrap();
+        assert_eq!(c("0755").apply(0o644, false), 0o755);
+        assert_eq!(c("755").apply(0o600, true), 0o755);
+        assert_eq!(c("+x").apply(0o644, false), 0o755);
+        assert_eq!(c("u+x").apply(0o644, false), 0o744);
+        assert_eq!(c("go-w").apply(0o666, false), 0o644);
+        assert_eq!(c("u=rwx,g=rx,o=").apply(0o666, false), 0o750);
+        assert_eq!(c("a=rX").apply(0o644, false), 0o444);
+        assert_eq!(c("a=rX").apply(0o644, true), 0o555);
+        assert_eq!(c("a=rX").apply(0o744, false), 0o555);
+        assert_eq!(c("u+s,+t").apply(0o755, false), 0o5755);
+        assert_eq!(c("u+x-w").apply(0o644, false), 0o544);
+        assert!(Chmod::parse("u").is_err());
+        assert!(Chmod::parse("u+q").is_err());
+        assert!(Chmod::parse("99999").is_err());
     }
 
     #[test]

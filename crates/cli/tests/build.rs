@@ -271,6 +271,8 @@ COPY dir /w/d/
 COPY *.md /docs/
 COPY --chown=user:user --chmod=0640 f.txt /home/user/owned
 COPY --chown=1000 dir /o/
+COPY --chmod=u+x,go-r f.txt /symbolic
+COPY --chmod=a=rX dir /rx/
 COPY link.txt /linked
 ADD archive.tar /unpacked/
 ADD archive.tar.gz /unpacked-gz
@@ -336,6 +338,10 @@ WORKDIR /made/by/user
     assert_eq!(get("/home/user/owned"), "file \"f\\n\" 640 1000:1000");
     assert_eq!(get("/o/one"), "file \"1\\n\" 644 1000:1000");
     assert_eq!(get("/o"), "dir 755 1000:1000");
+    // Symbolic --chmod, with X for directories only.
+    assert_eq!(get("/symbolic"), "file \"f\\n\" 700 0:0");
+    assert_eq!(get("/rx/one"), "file \"1\\n\" 444 0:0");
+    assert_eq!(get("/rx/sub"), "dir 555 0:0");
     // A symlink source copies what it points at.
     assert_eq!(get("/linked"), "file \"f\\n\" 644 0:0");
     // ADD unpacks local archives, keeping their owners.
