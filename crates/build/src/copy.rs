@@ -33,38 +33,6 @@ enum Src {
     Git(PathBuf),
 }
 
-fn fetch(url: &str, dir: &Path) -> Result<(String, PathBuf)> {
-    let name = url
-        .split(['?', '#'])
-        .next()
-        .unwrap_or("")
-        .rsplit('/')
-        .find(|s| !s.is_empty() && !s.contains(':'))
-        .unwrap_or("download")
-        .to_string();
-    let resp = reqwest::blocking::Client::builder()
-        .timeout(std::time::Duration::from_secs(300))
-        .build()
-        .and_then(|c| c.get(url).send())
-        .map_err(|e| Error::Invalid(format!("ADD {url}: cannot fetch: {e}")))?;
-    if !resp.status().is_success() {
-        return Err(Error::Invalid(format!(
-            "ADD {url}: cannot fetch: HTTP {}",
-            resp.status()
-        )));
-    }
-    fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
-    let path = dir.join(cache::hex(url.as_bytes()));
-    let mut f = fs::File::create(&path).ctx(|| format!("creating {}", path.display()))?;
-    let mut resp = resp;
-    std::io::copy(&mut resp, &mut f)
-        .map_err(|e| Error::io(format!("ADD {url}: downloading"), e))?;
-    // docker: downloaded files are 0600 root-owned.
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
-        .ctx(|| format!("changing mode of {}", path.display()))?;
-    Ok((name, path))
-}
-
 /// Whether a file is a tar archive ADD unpacks (plain or gzip).
 fn archive_kind(path: &Path) -> Option<hako_image::manifest::Compression> {
     use hako_image::manifest::Compression;
@@ -209,7 +177,7 @@ pub(crate) fn step(
                     "COPY {s}: COPY does not take URLs (use ADD)"
                 )));
             }
-            let (n, p) = fetch(s, &download_dir)?;
+            let (n, p) = crate::remote::fetch(s, &download_dir)?;
             if let Some(want) = ins.flag("checksum").and_then(|f| f.value.as_deref()) {
                 let data = fs::read(&p).ctx(|| format!("reading download {n}"))?;
                 let got = format!("sha256:{}", crate::executor::sha_hex(&data));

@@ -24,6 +24,7 @@ pub mod fsops;
 pub mod git;
 mod instructions;
 mod mounts;
+pub mod remote;
 pub mod run;
 mod run_step;
 pub mod state;

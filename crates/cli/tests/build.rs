@@ -371,7 +371,7 @@ WORKDIR /made/by/user
     );
     let e = build_err(&root, &bad, &[]);
     assert!(
-        e.contains("ADD http://127.0.0.1:9/nothing.txt: cannot fetch"),
+        e.contains("ADD: http://127.0.0.1:9/nothing.txt: cannot fetch"),
         "{e}"
     );
 }
@@ -1511,6 +1511,34 @@ fn context_from_standard_input() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(root.ok(&["run", "--rm", "lone", "cat", "/lone"]), "lone\n");
+    // An http(s) URL of a tar.
+    let www = root.dir().join("www");
+    fs::create_dir_all(&www).unwrap();
+    fs::copy(&tgz, www.join("ctx.tar.gz")).unwrap();
+    let port = free_port();
+    let web = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+        ])
+        .current_dir(&www)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _web = Kill(web);
+    engine_common::wait_for("the web server", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let url = format!("http://127.0.0.1:{port}/ctx.tar.gz");
+    root.ok(&["build", "-q", "-t", "from-url", &url]);
+    assert_eq!(
+        root.ok(&["run", "--rm", "from-url", "cat", "/data"]),
+        "from tar\n"
+    );
     let out = run(&["-f", "-", "-"], b"");
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot both come from standard input"));
 }

@@ -19,7 +19,7 @@ use clap::Subcommand;
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  hako build -t app:1 .\n  hako build -f build/Dockerfile --build-arg VERSION=2 --target test .\n  hako build --no-cache --progress plain -t app .\n  hako build --output type=oci,dest=app.tar .\n  hako build --output type=local,dest=./out .\n  hako build -f - . < Dockerfile.dev\n  hako build - < context.tar.gz\n  hako build https://example.com/app.git#v1:docker\n  SOURCE_DATE_EPOCH=0 hako build --iidfile id.txt ."
+    after_help = "Examples:\n  hako build -t app:1 .\n  hako build -f build/Dockerfile --build-arg VERSION=2 --target test .\n  hako build --no-cache --progress plain -t app .\n  hako build --output type=oci,dest=app.tar .\n  hako build --output type=local,dest=./out .\n  hako build -f - . < Dockerfile.dev\n  hako build - < context.tar.gz\n  hako build https://example.com/app.git#v1:docker\n  hako build https://example.com/context.tar.gz\n  SOURCE_DATE_EPOCH=0 hako build --iidfile id.txt ."
 )]
 pub struct BuildArgs {
     /// Name (and tag) of the image, repeatable.
@@ -73,8 +73,8 @@ pub struct BuildArgs {
     pub runtime: String,
     #[command(flatten)]
     pub registry: RegistryOpts,
-    /// The build context: a directory, a git repository (URL[#REF[:DIR]]), or - for a
-    /// tar (or a lone Dockerfile) on standard input.
+    /// The build context: a directory, a git repository (URL[#REF[:DIR]]), an http(s) URL
+    /// of a tar (or of a lone Dockerfile), or - for either on standard input.
     pub context: PathBuf,
 }
 
@@ -351,10 +351,24 @@ pub fn build(g: &Global, a: BuildArgs) -> Result<()> {
     // Dockerfile, on standard input).
     let mut _context_dir = None;
     let mut stdin_dockerfile: Option<Vec<u8>> = None;
-    let context = if a.context.as_os_str() == "-" {
-        let mut data = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut data)
-            .context("reading the build context from standard input")?;
+    let context_arg = a.context.to_string_lossy().into_owned();
+    let remote = (context_arg.starts_with("http://") || context_arg.starts_with("https://"))
+        && !hako_build::git::is_git(&context_arg);
+    let context = if a.context.as_os_str() == "-" || remote {
+        let data = if remote {
+            let tmp = tempfile::Builder::new()
+                .prefix("hako-context-download-")
+                .tempdir()
+                .context("creating a directory for the download")?;
+            let (_, file) = hako_build::remote::fetch(&context_arg, tmp.path())
+                .with_context(|| format!("fetching the build context {context_arg}"))?;
+            std::fs::read(&file).context("reading the downloaded build context")?
+        } else {
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut data)
+                .context("reading the build context from standard input")?;
+            data
+        };
         let dir = tempfile::Builder::new()
             .prefix("hako-context-")
             .tempdir()
@@ -372,7 +386,7 @@ pub fn build(g: &Global, a: BuildArgs) -> Result<()> {
                 hako_image::digest::Algorithm::Sha256,
                 &limits,
             )
-            .context("unpacking the build context from standard input")?;
+            .context("unpacking the build context")?;
         } else {
             stdin_dockerfile = Some(data);
         }
