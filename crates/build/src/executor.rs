@@ -141,6 +141,9 @@ pub(crate) struct Cx<'a> {
     pub(crate) steps: AtomicUsize,
     pub(crate) cached: AtomicUsize,
     pub(crate) used_args: std::sync::Mutex<BTreeSet<String>>,
+    /// The `# check=` configuration (UndefinedVar runs as steps expand).
+    pub(crate) checks: crate::checks::Config,
+    pub(crate) undefined_seen: std::sync::Mutex<BTreeSet<(usize, String)>>,
 }
 
 /// Per-stage scope: declared ARGs and their values.
@@ -343,6 +346,8 @@ pub fn build(
         steps: AtomicUsize::new(0),
         cached: AtomicUsize::new(0),
         used_args: Default::default(),
+        checks,
+        undefined_seen: Default::default(),
     };
     let target = cx.run_stages()?;
     let unused: Vec<&String> = {
@@ -623,11 +628,55 @@ impl Cx<'_> {
         ins: &Instruction,
         s: &str,
     ) -> Result<String> {
-        let env = |n: &str| Self::lookup(st, scope, n);
-        self.lexer.word(s, &env).map_err(|e| Error::Parse {
+        let missing = std::cell::RefCell::new(Vec::new());
+        let env = |n: &str| {
+            let v = Self::lookup(st, scope, n);
+            if v.is_none() {
+                missing.borrow_mut().push(n.to_string());
+            }
+            v
+        };
+        let out = self.lexer.word(s, &env).map_err(|e| Error::Parse {
             file: self.file.clone(),
             err: ins.error(e),
-        })
+        })?;
+        self.undefined(ins, s, &missing.into_inner())?;
+        Ok(out)
+    }
+
+    /// The UndefinedVar build check: `$NAME` or `${NAME}` (no default) of a
+    /// variable neither ENV nor ARG defines.
+    fn undefined(&self, ins: &Instruction, text: &str, missing: &[String]) -> Result<()> {
+        let c = &self.checks;
+        if c.skip_all || c.skip.iter().any(|r| r == "UndefinedVar") {
+            return Ok(());
+        }
+        for name in missing {
+            let braced = text.contains(&format!("${{{name}}}"));
+            let plain = text.match_indices(&format!("${name}")).any(|(i, m)| {
+                !text[i + m.len()..].starts_with(|ch: char| ch.is_ascii_alphanumeric() || ch == '_')
+            });
+            if !(braced || plain) {
+                continue;
+            }
+            let first = self
+                .undefined_seen
+                .lock()
+                .expect("checks lock")
+                .insert((ins.line, name.clone()));
+            if !first {
+                continue;
+            }
+            let msg = format!(
+                "{}:{}: UndefinedVar: Usage of undefined variable '${name}'",
+                self.file, ins.line
+            );
+            if c.error {
+                return Err(Error::Invalid(format!("{msg} (check=error=true)")));
+            }
+            self.progress.warn(&msg);
+        }
+        Ok(())
     }
 
     pub(crate) fn words(
@@ -637,11 +686,20 @@ impl Cx<'_> {
         ins: &Instruction,
         s: &str,
     ) -> Result<Vec<String>> {
-        let env = |n: &str| Self::lookup(st, scope, n);
-        self.lexer.words(s, &env).map_err(|e| Error::Parse {
+        let missing = std::cell::RefCell::new(Vec::new());
+        let env = |n: &str| {
+            let v = Self::lookup(st, scope, n);
+            if v.is_none() {
+                missing.borrow_mut().push(n.to_string());
+            }
+            v
+        };
+        let out = self.lexer.words(s, &env).map_err(|e| Error::Parse {
             file: self.file.clone(),
             err: ins.error(e),
-        })
+        })?;
+        self.undefined(ins, s, &missing.into_inner())?;
+        Ok(out)
     }
 
     /// `k=v` pairs of ENV/LABEL (and the legacy `ENV k v` form), expanded.

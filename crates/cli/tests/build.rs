@@ -1204,6 +1204,21 @@ fn build_checks() {
         "{e}"
     );
     assert!(!e.contains("#1 "), "{e}");
+    // UndefinedVar: `$X`/`${X}` of nothing ENV or ARG defines; defaults are fine.
+    let ctx = context(
+        &root,
+        "undef",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nARG DEFINED=1\nENV A=$UNDEF B=${WITH_DEFAULT:-ok} C=$DEFINED\n",
+        )],
+    );
+    let (_, progress) = build_ok(&root, &ctx, &[]);
+    assert!(
+        progress.contains(":3: UndefinedVar: Usage of undefined variable '$UNDEF'"),
+        "{progress}"
+    );
+    assert_eq!(progress.matches("UndefinedVar").count(), 1, "{progress}");
     let quiet = format!("# check=skip=all\n{text}");
     let ctx = context(&root, "quiet", &[("Dockerfile", &quiet)]);
     let (_, progress) = build_ok(&root, &ctx, &[]);
