@@ -63,6 +63,9 @@ pub struct Options {
     pub secrets: BTreeMap<String, PathBuf>,
     /// `--ssh id=SOCKET`: ssh agent sockets RUN --mount=type=ssh can mount.
     pub ssh: BTreeMap<String, PathBuf>,
+    /// How the image's new layers are stored in its manifest (the snapshots
+    /// are the same either way).
+    pub compression: hako_image::manifest::Compression,
     /// Entitlements granted (`security.insecure`, `network.host`).
     pub allow: Vec<String>,
     /// The OCI runtime binary.
@@ -385,6 +388,12 @@ pub fn build(
         });
     }
     drop(cx);
+    let state = crate::compress::layers(
+        store.content(),
+        &cx_cache_dir(store.root()),
+        state,
+        opts.compression,
+    )?;
     let (_, manifest) = write_image(store.content(), &state)?;
     let names = if opts.output == Output::Image {
         opts.tags.clone()
@@ -425,6 +434,11 @@ pub fn build(
         steps,
         cached,
     })
+}
+
+/// Where compressed copies of layers are remembered.
+fn cx_cache_dir(root: &Path) -> PathBuf {
+    root.join("build-cache").join("compressed")
 }
 
 /// Write a file through a temporary name in its directory.

@@ -1584,3 +1584,51 @@ fn run_security_insecure_needs_the_entitlement() {
     assert_eq!(caps("sandbox").count_ones(), 14);
     assert!(caps("insecure").count_ones() > 30);
 }
+
+#[test]
+fn compressed_layers() {
+    let root = Root::new();
+    let ctx = context(
+        &root,
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nCOPY f /f\nRUN echo ran > /ran\n",
+            ),
+            ("f", "f\n"),
+        ],
+    );
+    for (alg, media) in [
+        ("gzip", "application/vnd.oci.image.layer.v1.tar+gzip"),
+        ("zstd", "application/vnd.oci.image.layer.v1.tar+zstd"),
+    ] {
+        let tag = format!("c-{alg}");
+        build_ok(&root, &ctx, &["--compression", alg, "-t", &tag]);
+        let digest = inspect(&root, &tag)["Digest"].as_str().unwrap().to_string();
+        let manifest: Value = serde_json::from_slice(
+            &fs::read(
+                root.root()
+                    .join("blobs/sha256")
+                    .join(digest.trim_start_matches("sha256:")),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let layers = manifest["layers"].as_array().unwrap();
+        assert_eq!(layers.len(), 3, "{manifest}");
+        for l in &layers[1..] {
+            assert_eq!(l["mediaType"], media, "{manifest}");
+        }
+        assert_eq!(
+            root.ok(&["run", "--rm", &tag, "cat", "/ran", "/f"]),
+            "ran\nf\n"
+        );
+    }
+    // The image exports and loads elsewhere with its compressed layers.
+    let archive = root.dir().join("c.tar");
+    root.ok(&["save", "-o", archive.to_str().unwrap(), "c-gzip"]);
+    let other = Root::new();
+    other.ok(&["load", "-i", archive.to_str().unwrap()]);
+    assert_eq!(other.ok(&["run", "--rm", "c-gzip", "cat", "/ran"]), "ran\n");
+}

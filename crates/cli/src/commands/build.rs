@@ -65,6 +65,9 @@ pub struct BuildArgs {
     /// An ssh agent for RUN --mount=type=ssh: default (from $SSH_AUTH_SOCK) or ID=SOCKET, repeatable.
     #[arg(long = "ssh", value_name = "ID[=SOCKET]")]
     pub ssh: Vec<String>,
+    /// Layer compression in the image's manifest: none (default, fastest), gzip or zstd.
+    #[arg(long, value_name = "ALGORITHM", default_value = "none")]
+    pub compression: String,
     /// Grant an entitlement: security.insecure (RUN --security=insecure) or network.host, repeatable.
     #[arg(long = "allow", value_name = "ENTITLEMENT")]
     pub allow: Vec<String>,
@@ -451,6 +454,12 @@ pub fn build(g: &Global, a: BuildArgs) -> Result<()> {
         secrets,
         ssh,
         allow: a.allow.clone(),
+        compression: match a.compression.as_str() {
+            "none" | "uncompressed" => hako_image::manifest::Compression::None,
+            "gzip" => hako_image::manifest::Compression::Gzip,
+            "zstd" => hako_image::manifest::Compression::Zstd,
+            c => bail!("--compression {c}: must be none, gzip or zstd"),
+        },
         runtime: hako_engine::runtime::resolve(&a.runtime)?,
     };
     let mut store = ImageStore::open(&g.root)?;
