@@ -327,6 +327,12 @@ pub fn build(
         );
     }
 
+    if !nix::unistd::geteuid().is_root() {
+        return Err(Error::Unsupported(
+            "building as a non-root user (steps mount overlays and start containers as root)"
+                .into(),
+        ));
+    }
     let _lock = store.write_lock()?;
     let work = store.root().join("build").join("work");
     let runtime_root = store.root().join("build").join("runtime");
