@@ -33,7 +33,7 @@ enum Src {
     Git(PathBuf),
 }
 
-/// Whether a file is a tar archive ADD unpacks (plain or gzip).
+/// Whether a file is a tar archive ADD unpacks (plain, gzip or zstd).
 fn archive_kind(path: &Path) -> Option<hako_image::manifest::Compression> {
     use hako_image::manifest::Compression;
     let f = fs::File::open(path).ok()?;
@@ -46,7 +46,12 @@ fn archive_kind(path: &Path) -> Option<hako_image::manifest::Compression> {
             d.read_exact(&mut buf).ok()?;
             (&buf[257..262] == b"ustar").then_some(Compression::Gzip)
         }
-        Compression::Zstd => None,
+        Compression::Zstd => {
+            let mut d = zstd::stream::read::Decoder::new(fs::File::open(path).ok()?).ok()?;
+            let mut buf = [0u8; 512];
+            d.read_exact(&mut buf).ok()?;
+            (&buf[257..262] == b"ustar").then_some(Compression::Zstd)
+        }
         Compression::None => {
             (head.len() >= 262 && &head[257..262] == b"ustar").then_some(Compression::None)
         }

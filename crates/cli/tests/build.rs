@@ -276,6 +276,7 @@ COPY --chmod=a=rX dir /rx/
 COPY link.txt /linked
 ADD archive.tar /unpacked/
 ADD archive.tar.gz /unpacked-gz
+ADD archive.tar.zst /unpacked-zst/
 COPY <<EOF <<'RAW' /hd/
 value=$HOME
 EOF
@@ -303,10 +304,14 @@ WORKDIR /made/by/user
     let src = root.dir().join("tarsrc");
     fs::create_dir_all(src.join("t")).unwrap();
     fs::write(src.join("t/in-tar"), "tar\n").unwrap();
-    for (name, flag) in [("archive.tar", "-cf"), ("archive.tar.gz", "-czf")] {
+    for (name, flag) in [
+        ("archive.tar", "-cf"),
+        ("archive.tar.gz", "-czf"),
+        ("archive.tar.zst", "--zstd -cf"),
+    ] {
         let st = Command::new("tar")
+            .args(flag.split(' '))
             .args([
-                flag,
                 ctx.join(name).to_str().unwrap(),
                 "-C",
                 src.to_str().unwrap(),
@@ -347,6 +352,7 @@ WORKDIR /made/by/user
     // ADD unpacks local archives, keeping their owners.
     assert_eq!(get("/unpacked/t/in-tar"), "file \"tar\\n\" 644 5:6");
     assert_eq!(get("/unpacked-gz/t/in-tar"), "file \"tar\\n\" 644 5:6");
+    assert_eq!(get("/unpacked-zst/t/in-tar"), "file \"tar\\n\" 644 5:6");
     // Heredocs: unquoted ones are expanded, quoted ones are not.
     assert_eq!(get("/hd/EOF"), "file \"value=\\n\" 644 0:0");
     assert_eq!(get("/hd/RAW"), "file \"raw=$HOME\\n\" 644 0:0");
