@@ -81,6 +81,32 @@ fn secret_name(name: &str) -> bool {
         .any(|w| WORDS.contains(&w))
 }
 
+/// Variables a FROM image reference uses (`$X`, `${X}`, `${X:-d}` counts as defaulted).
+fn from_vars(image: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let b: Vec<char> = image.chars().collect();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == '$' {
+            let braced = b.get(i + 1) == Some(&'{');
+            let start = if braced { i + 2 } else { i + 1 };
+            let mut j = start;
+            while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == '_') {
+                j += 1;
+            }
+            let name: String = b[start..j].iter().collect();
+            let defaulted = braced && b.get(j).is_some_and(|c| *c != '}');
+            if !name.is_empty() && !defaulted {
+                out.push(name);
+            }
+            i = j;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
 /// Run every rule the config leaves on.
 pub fn run(df: &Dockerfile, config: &Config) -> Vec<Finding> {
     let mut out = Vec::new();
@@ -104,6 +130,9 @@ pub fn run(df: &Dockerfile, config: &Config) -> Vec<Finding> {
     let majority_upper = upper * 2 >= all.len();
     let mut seen_in_stage: Vec<Keyword> = Vec::new();
     let mut workdir_set = false;
+    // Global ARGs (before the first FROM): name → has a default.
+    let mut globals: Vec<(String, bool)> = Vec::new();
+    let mut in_stage = false;
     for ins in &all {
         let k = keyword_text(ins);
         let is_upper = k == k.to_ascii_uppercase();
@@ -126,8 +155,25 @@ pub fn run(df: &Dockerfile, config: &Config) -> Vec<Finding> {
             Keyword::From => {
                 seen_in_stage.clear();
                 workdir_set = false;
+                in_stage = true;
                 if let Args::Shell(s) = &ins.args {
                     let words: Vec<&str> = s.split_whitespace().collect();
+                    for name in from_vars(words.first().copied().unwrap_or("")) {
+                        let automatic = name.starts_with("TARGET") || name.starts_with("BUILD");
+                        match globals.iter().find(|(n, _)| *n == name) {
+                            None if !automatic => add(
+                                "UndefinedArgInFrom",
+                                ins.line,
+                                format!("FROM argument '{name}' is not declared"),
+                            ),
+                            Some((_, false)) => add(
+                                "InvalidDefaultArgInFrom",
+                                ins.line,
+                                format!("Default value for ARG {name} results in empty or invalid base image name"),
+                            ),
+                            _ => {}
+                        }
+                    }
                     if let [_, as_, name] = words.as_slice() {
                         let as_upper = *as_ == as_.to_ascii_uppercase();
                         if as_upper != is_upper {
@@ -177,6 +223,14 @@ pub fn run(df: &Dockerfile, config: &Config) -> Vec<Finding> {
                 "Maintainer instruction is deprecated in favor of using label".into(),
             ),
             Keyword::Env | Keyword::Label | Keyword::Arg => {
+                if let (Keyword::Arg, false, Args::Shell(s)) = (ins.keyword, in_stage, &ins.args) {
+                    for w in s.split_whitespace() {
+                        match w.split_once('=') {
+                            Some((n, v)) => globals.push((n.to_string(), !v.is_empty())),
+                            None => globals.push((w.to_string(), false)),
+                        }
+                    }
+                }
                 if let Args::Shell(s) = &ins.args {
                     let first = s.split_whitespace().next().unwrap_or("");
                     let legacy = ins.keyword != Keyword::Arg
@@ -269,6 +323,10 @@ mod tests {
         assert!(!skipped.contains(&"SecretsUsedInArgOrEnv") && !skipped.contains(&"FromAsCasing"));
         assert!(Config::parse(Some("error=maybe")).is_err());
         assert!(rules("FROM busybox AS b\nCMD [\"sh\"]\n", None).is_empty());
+        assert_eq!(
+            rules("ARG TAG\nARG BASE=busybox\nFROM $BASE:${TAG}\nFROM ${NOPE}\nFROM ${D:-x} AS d\nFROM --platform=$BUILDPLATFORM busybox AS e\n", None),
+            ["InvalidDefaultArgInFrom", "UndefinedArgInFrom"]
+        );
         assert!(!secret_name("MONKEY") && secret_name("my_key") && secret_name("GITHUB_TOKEN"));
     }
 }
