@@ -151,6 +151,13 @@ pub fn run(df: &Dockerfile, config: &Config) -> Vec<Finding> {
                 ),
             );
         }
+        if ins.empty_continuation {
+            add(
+                "NoEmptyContinuation",
+                ins.line,
+                "Empty continuation line".into(),
+            );
+        }
         match ins.keyword {
             Keyword::From => {
                 seen_in_stage.clear();
@@ -323,6 +330,10 @@ mod tests {
         assert!(!skipped.contains(&"SecretsUsedInArgOrEnv") && !skipped.contains(&"FromAsCasing"));
         assert!(Config::parse(Some("error=maybe")).is_err());
         assert!(rules("FROM busybox AS b\nCMD [\"sh\"]\n", None).is_empty());
+        assert_eq!(
+            rules("FROM busybox\nRUN a \\\n\n  b \\\n# c\n  d\n", None),
+            ["NoEmptyContinuation"]
+        );
         assert_eq!(
             rules("ARG TAG\nARG BASE=busybox\nFROM $BASE:${TAG}\nFROM ${NOPE}\nFROM ${D:-x} AS d\nFROM --platform=$BUILDPLATFORM busybox AS e\n", None),
             ["InvalidDefaultArgInFrom", "UndefinedArgInFrom"]

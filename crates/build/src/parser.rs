@@ -176,6 +176,8 @@ pub struct Instruction {
     pub original: String,
     /// ONBUILD's instruction.
     pub inner: Option<Box<Instruction>>,
+    /// A blank line inside the continuation (a build check warns).
+    pub empty_continuation: bool,
 }
 
 impl Instruction {
@@ -316,6 +318,7 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
         let start = i;
         let column = line.len() - line.trim_start().len() + 1;
         let mut logical = String::new();
+        let mut empty_continuation = false;
         let mut cur = line;
         loop {
             match continues(cur, escape) {
@@ -324,6 +327,7 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
                     i += 1;
                     // Comment and empty lines inside a continuation are dropped.
                     while i < lines.len() && (is_comment(lines[i]) || lines[i].trim().is_empty()) {
+                        empty_continuation |= lines[i].trim().is_empty();
                         i += 1;
                     }
                     if i >= lines.len() {
@@ -369,6 +373,7 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
             }
         }
         ins.heredocs = heredocs;
+        ins.empty_continuation = empty_continuation;
         instructions.push(ins);
     }
     Ok(Dockerfile {
@@ -521,6 +526,7 @@ fn parse_instruction(logical: &str, line: usize, column: usize) -> Result<Instru
         heredocs: Vec::new(),
         original: logical.to_string(),
         inner,
+        empty_continuation: false,
     })
 }
 
