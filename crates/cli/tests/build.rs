@@ -1638,3 +1638,59 @@ fn compressed_layers() {
     other.ok(&["load", "-i", archive.to_str().unwrap()]);
     assert_eq!(other.ok(&["run", "--rm", "c-gzip", "cat", "/ran"]), "ran\n");
 }
+
+#[test]
+fn built_images_run_in_podman() {
+    if Command::new("podman").arg("--version").output().is_err() {
+        eprintln!("podman not installed; skipping");
+        return;
+    }
+    let root = Root::new();
+    let ctx = context(
+        &root,
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nCOPY msg /msg\nRUN echo built >> /msg\nENV WHO=podman\nCMD [\"sh\", \"-c\", \"cat /msg; echo $WHO\"]\n",
+            ),
+            ("msg", "copied\n"),
+        ],
+    );
+    build_ok(&root, &ctx, &["-t", "localhost/for-podman:1"]);
+    let archive = root.dir().join("for-podman.tar");
+    root.ok(&[
+        "save",
+        "-o",
+        archive.to_str().unwrap(),
+        "localhost/for-podman:1",
+    ]);
+    let podman = |args: &[&str]| -> Output {
+        Command::new("podman")
+            .arg("--root")
+            .arg(root.dir().join("podman-root"))
+            .arg("--runroot")
+            .arg(root.dir().join("podman-run"))
+            .args(["--storage-driver", "vfs"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = podman(&["load", "-q", "-i", archive.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Debian's crun refuses this machine's hybrid cgroups; runc runs it.
+    let out = podman(&["run", "--rm", "--runtime", "runc", "localhost/for-podman:1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "copied\nbuilt\npodman\n"
+    );
+}
