@@ -72,6 +72,7 @@ impl Cx<'_> {
         match ins.keyword {
             Keyword::From => unreachable!("FROM starts a stage"),
             Keyword::Arg => {
+                let mut shown = Vec::new();
                 for (k, default) in stages::arg_decls(&self.lexer, ins) {
                     if k.is_empty() {
                         return Err(Error::Parse {
@@ -80,9 +81,18 @@ impl Cx<'_> {
                         });
                     }
                     self.used_args.lock().expect("args lock").insert(k.clone());
+                    let default = match default {
+                        Some(d) => Some(self.word(st, scope, ins, &d)?),
+                        None => None,
+                    };
+                    // History shows the declaration, not the value given.
+                    shown.push(match &default {
+                        Some(d) => format!("{k}={d}"),
+                        None => k.clone(),
+                    });
                     let v = match (self.opts.build_args.get(&k), default) {
                         (Some(v), _) => Some(v.clone()),
-                        (None, Some(d)) => Some(self.word(st, scope, ins, &d)?),
+                        (None, Some(d)) => Some(d),
                         (None, None) => self
                             .globals
                             .get(&k)
@@ -99,9 +109,9 @@ impl Cx<'_> {
                         }
                     }
                 }
-                // ARG has no history entry; its values reach the key through
-                // the steps that use them.
-                Ok(())
+                // Like buildkit, an empty-layer history entry; the values reach
+                // the cache keys of the steps that have them in scope.
+                self.meta(name, st, key, format!("ARG {}", shown.join(" ")), |_| {})
             }
             Keyword::Env => {
                 let pairs = self.pairs(st, scope, ins)?;

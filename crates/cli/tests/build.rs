@@ -543,7 +543,7 @@ fn cache_hits_and_misses() {
     );
     let (id1, p1) = build_ok(&root, &ctx, &["-t", "c:1"]);
     let s1 = steps(&p1);
-    assert_eq!(s1.len(), 6, "{p1}");
+    assert_eq!(s1.len(), 7, "{p1}");
     assert!(s1.iter().all(|(_, c)| !c), "{p1}");
     // Unchanged: all hits, the very same image.
     let (id2, p2) = build_ok(&root, &ctx, &["-t", "c:1"]);
@@ -563,17 +563,17 @@ fn cache_hits_and_misses() {
     fs::write(ctx.join("two"), "2 changed\n").unwrap();
     let (_, p4) = build_ok(&root, &ctx, &[]);
     let c4: Vec<bool> = steps(&p4).into_iter().map(|(_, c)| c).collect();
-    assert_eq!(c4, [true, true, false, false, false, false], "{p4}");
+    assert_eq!(c4, [true, true, true, false, false, false, false], "{p4}");
     // A build arg change misses where it is used (the RUN after ARG).
     let (_, p5) = build_ok(&root, &ctx, &["--build-arg", "LEVEL=2"]);
     let c5: Vec<bool> = steps(&p5).into_iter().map(|(_, c)| c).collect();
-    assert_eq!(c5, [true, true, true, false, false, false], "{p5}");
+    assert_eq!(c5, [true, true, true, true, false, false, false], "{p5}");
     // A changed heredoc misses from its step.
     let df = fs::read_to_string(ctx.join("Dockerfile")).unwrap();
     fs::write(ctx.join("Dockerfile"), df.replace("body1", "body2")).unwrap();
     let (_, p6) = build_ok(&root, &ctx, &[]);
     let c6: Vec<bool> = steps(&p6).into_iter().map(|(_, c)| c).collect();
-    assert_eq!(c6, [true, true, true, true, false, false], "{p6}");
+    assert_eq!(c6, [true, true, true, true, true, false, false], "{p6}");
     // --no-cache: nothing hits.
     let (_, p7) = build_ok(&root, &ctx, &["--no-cache"]);
     assert!(steps(&p7).iter().all(|(_, c)| !c), "{p7}");
@@ -928,6 +928,11 @@ RUN echo $FROM_ENV > /env-wins
     );
     let h = history(&root, "args").join("\n");
     assert!(!h.contains("proxy.invalid"), "{h}");
+    // ARG has an empty-layer history entry with its declaration, as with buildkit.
+    assert!(
+        h.contains("ARG ONLY_FIRST=first") && h.contains("ARG VERSION\n"),
+        "{h}"
+    );
     assert!(h.contains("RUN |3 ONLY_FIRST=first TARGETARCH="), "{h}");
     assert!(id.starts_with("sha256:"));
     let e = build_err(&root, &ctx, &["--platform", "linux/s390x"]);
