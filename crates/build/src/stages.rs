@@ -141,7 +141,8 @@ pub fn graph(
     };
     let mut global_args = Vec::new();
     let mut stages: Vec<Stage> = Vec::new();
-    let mut globals = BTreeMap::new();
+    // Automatic platform args are in the global scope even without ARG.
+    let mut globals = automatic.clone();
     for ins in &df.instructions {
         match (ins.keyword, stages.last_mut()) {
             (Keyword::Arg, None) => {

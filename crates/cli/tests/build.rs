@@ -935,6 +935,20 @@ RUN echo $FROM_ENV > /env-wins
     );
     assert!(h.contains("RUN |3 ONLY_FIRST=first TARGETARCH="), "{h}");
     assert!(id.starts_with("sha256:"));
+    // Automatic platform args work in FROM --platform and, declared, in stages.
+    let plat = context(
+        &root,
+        "platform",
+        &[(
+            "Dockerfile",
+            "FROM --platform=$BUILDPLATFORM busybox AS b\nARG TARGETOS TARGETARCH\nRUN echo $TARGETOS/$TARGETARCH > /p\nFROM --platform=${TARGETPLATFORM} busybox\nCOPY --from=b /p /p\n",
+        )],
+    );
+    let (pout, _) = local(&root, &plat, "plat-out", &[]);
+    assert_eq!(
+        fs::read_to_string(pout.join("p")).unwrap(),
+        format!("linux/{arch}\n")
+    );
     let e = build_err(&root, &ctx, &["--platform", "linux/s390x"]);
     assert!(
         e.contains("building for platform linux/s390x") && e.contains("not supported yet"),
