@@ -5,7 +5,7 @@ PKGS=(
   build-essential pkg-config libseccomp-dev
   busybox-static runc crun podman skopeo buildah docker-registry
   containernetworking-plugins iptables iproute2 uidmap jq hyperfine curl strace zstd openssl
-  python3 time linux-perf tini procps
+  python3 time linux-perf tini procps git
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -71,6 +71,11 @@ enum Command {
     Load(commands::image::LoadArgs),
     /// Create a one-layer image from a root filesystem tarball.
     Import(commands::image::ImportArgs),
+    /// Build an image from a Dockerfile.
+    Build(Box<commands::build::BuildArgs>),
+    /// Manage the build cache (prune).
+    #[command(subcommand)]
+    Builder(commands::build::BuilderCommand),
     /// Multi-container applications from compose files (up, down, ps, logs, ...).
     Compose(commands::compose::ComposeArgs),
     /// Manage networks (create, ls, inspect, rm, prune, connect, disconnect).
@@ -118,6 +123,8 @@ fn main() -> ExitCode {
         Command::Save(args) => commands::image::save(&cli.global, args),
         Command::Load(args) => commands::image::load(&cli.global, args),
         Command::Import(args) => commands::image::import(&cli.global, args),
+        Command::Build(args) => commands::build::build(&cli.global, *args),
+        Command::Builder(cmd) => commands::build::builder(&cli.global, cmd),
         Command::Registry(cmd) => commands::registry::run(&cli.global, cmd),
         Command::Network(cmd) => commands::network::run(&cli.global, cmd),
         Command::Compose(args) => commands::compose::run(&cli.global, args),

@@ -53,7 +53,7 @@ pub struct RegistryOpts {
 }
 
 impl RegistryOpts {
-    fn client(&self, registry: &str, creds: Option<Credentials>) -> Result<Client> {
+    pub(crate) fn client(&self, registry: &str, creds: Option<Credentials>) -> Result<Client> {
         Ok(Client::new(
             registry,
             ClientOptions {

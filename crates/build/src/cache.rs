@@ -1,0 +1,148 @@
+//! The build cache: for each step, the stage state after it, keyed by a
+//! digest of the parent step's key, the instruction after substitution (with
+//! the build args in scope) and the content digests of its inputs. Entries
+//! live in `<root>/build-cache/steps/`; cache mounts in `<root>/build-cache/mounts/`.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use hako_image::snapshot::{self, Snapshotter};
+use hako_image::store::ContentStore;
+use hako_image::Digest;
+use sha2::{Digest as _, Sha256};
+
+use crate::error::{Error, IoContext, Result};
+use crate::state::State;
+
+pub struct Cache {
+    dir: PathBuf,
+}
+
+/// The key of a step.
+pub fn key(parent: &str, desc: &str, inputs: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(b"hako-build-v1\n");
+    h.update(parent.as_bytes());
+    h.update(b"\n");
+    h.update(desc.as_bytes());
+    h.update(b"\n");
+    h.update(inputs);
+    hex(&h.finalize())
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Cache {
+    pub fn open(root: &Path) -> Result<Cache> {
+        let dir = root.join("build-cache");
+        for d in [dir.join("steps"), dir.join("mounts")] {
+            fs::create_dir_all(&d).ctx(|| format!("creating {}", d.display()))?;
+        }
+        Ok(Cache { dir })
+    }
+
+    /// The directory of a cache mount.
+    pub fn mount_dir(&self, id: &str) -> Result<PathBuf> {
+        let mut h = Sha256::new();
+        h.update(id.as_bytes());
+        let d = self.dir.join("mounts").join(hex(&h.finalize()));
+        fs::create_dir_all(&d).ctx(|| format!("creating cache mount {id}"))?;
+        Ok(d)
+    }
+
+    /// The state cached under `key`, if its layers are all still stored.
+    pub fn get(&self, key: &str, content: &ContentStore, snapshots: &Snapshotter) -> Option<State> {
+        let bytes = fs::read(self.dir.join("steps").join(format!("{key}.json"))).ok()?;
+        let state: State = serde_json::from_slice(&bytes).ok()?;
+        let diff_ids: Vec<Digest> = state
+            .layers
+            .iter()
+            .map(|l| l.diff_id.parse())
+            .collect::<std::result::Result<_, _>>()
+            .ok()?;
+        let all_there = snapshot::chain_ids(&diff_ids)
+            .iter()
+            .all(|c| snapshots.exists(c))
+            && state
+                .layers
+                .iter()
+                .all(|l| l.blob.parse().is_ok_and(|d: Digest| content.contains(&d)));
+        all_there.then_some(state)
+    }
+
+    /// Record the state after a step (temp file, then rename).
+    pub fn put(&self, key: &str, state: &State) -> Result<()> {
+        let dir = self.dir.join("steps");
+        let json = serde_json::to_vec(state)
+            .map_err(|e| Error::Invalid(format!("serialising cache entry {key}: {e}")))?;
+        let mut tmp =
+            tempfile::NamedTempFile::new_in(&dir).ctx(|| format!("creating cache entry {key}"))?;
+        tmp.write_all(&json)
+            .ctx(|| format!("writing cache entry {key}"))?;
+        tmp.persist(dir.join(format!("{key}.json")))
+            .map_err(|e| Error::io(format!("storing cache entry {key}"), e.error))?;
+        Ok(())
+    }
+}
+
+/// What [`prune`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// Step entries removed.
+    pub entries: usize,
+    /// Cache mounts removed (with `all`).
+    pub mounts: usize,
+    /// Leftover step directories of interrupted builds.
+    pub leftovers: usize,
+}
+
+/// Remove step entries whose layers are gone (all entries and cache mounts
+/// with `all`) and what interrupted builds left. Takes the store's exclusive
+/// lock, so no build runs meanwhile.
+pub fn prune(store: &hako_image::ImageStore, all: bool) -> Result<PruneReport> {
+    let _lock = hako_image::lock::StoreLock::exclusive(store.root())?;
+    let cache = Cache::open(store.root())?;
+    let mut report = PruneReport::default();
+    let steps = cache.dir.join("steps");
+    for e in fs::read_dir(&steps).ctx(|| format!("listing {}", steps.display()))? {
+        let e = e.ctx(|| format!("listing {}", steps.display()))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(key) = name.strip_suffix(".json") else {
+            // A temporary file of an interrupted write.
+            let _ = fs::remove_file(e.path());
+            continue;
+        };
+        if all || cache.get(key, store.content(), store.snapshots()).is_none() {
+            fs::remove_file(e.path()).ctx(|| format!("removing cache entry {key}"))?;
+            report.entries += 1;
+        }
+    }
+    if all {
+        let mounts = cache.dir.join("mounts");
+        for e in fs::read_dir(&mounts).ctx(|| format!("listing {}", mounts.display()))? {
+            let p = e.ctx(|| format!("listing {}", mounts.display()))?.path();
+            if p.is_dir() {
+                fs::remove_dir_all(&p).ctx(|| format!("removing cache mount {}", p.display()))?;
+                report.mounts += 1;
+            } else {
+                let _ = fs::remove_file(&p);
+            }
+        }
+    }
+    let work = store.root().join("build").join("work");
+    if let Ok(entries) = fs::read_dir(&work) {
+        for e in entries.flatten() {
+            let p = e.path();
+            // Mounted by a build that died: unmount before removing.
+            let _ = Snapshotter::unmount(&p);
+            let _ = nix::mount::umount2(&p.join("rootfs"), nix::mount::MntFlags::MNT_DETACH);
+            if fs::remove_dir_all(&p).is_ok() {
+                report.leftovers += 1;
+            }
+        }
+    }
+    Ok(report)
+}

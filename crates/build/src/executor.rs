@@ -1,0 +1,911 @@
+//! The executor: checks everything a build needs before any step runs, then
+//! builds the target's stages (independent stages in parallel), each step
+//! cached, and writes the result (an image in the store, an OCI layout, a
+//! docker archive or a directory).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hako_image::archive::{self, SaveItem};
+use hako_image::images::format_rfc3339;
+use hako_image::manifest::PlatformSpec;
+use hako_image::snapshot::{self, Snapshotter};
+use hako_image::store::ContentStore;
+use hako_image::{Digest, ImageRecord, ImageStore, NoProgress, Reference};
+use sha2::{Digest as _, Sha256};
+
+use crate::cache::{self, Cache};
+use crate::context::Tree;
+use crate::error::{Error, IoContext, Result};
+use crate::fsops::{self, Overlay};
+use crate::lex::Lexer;
+use crate::parser::{self, Args, Instruction, Keyword};
+use crate::stages::{self, Base, Graph, Source};
+use crate::state::{History, Layer, State};
+
+/// Where the result goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// An image in the store, named with the tags.
+    Image,
+    /// An OCI image layout: a directory, or a tar when `tar`.
+    Oci { dest: PathBuf, tar: bool },
+    /// A `docker save` archive.
+    DockerArchive { dest: PathBuf },
+    /// The root filesystem as a directory.
+    Local { dest: PathBuf },
+}
+
+/// A build.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub context: PathBuf,
+    /// The Dockerfile (default: `Dockerfile` in the context).
+    pub dockerfile: Option<PathBuf>,
+    pub tags: Vec<Reference>,
+    pub build_args: BTreeMap<String, String>,
+    pub target: Option<String>,
+    pub no_cache: bool,
+    /// Pull base images even when present.
+    pub pull: bool,
+    pub labels: BTreeMap<String, String>,
+    pub platform: Option<String>,
+    pub output: Output,
+    pub iidfile: Option<PathBuf>,
+    /// Timestamps of history, config and layer entries (clamped) for reproducible builds.
+    pub source_date_epoch: Option<i64>,
+    /// `--secret id=ID,src=PATH`: files RUN --mount=type=secret can mount.
+    pub secrets: BTreeMap<String, PathBuf>,
+    /// `--ssh id=SOCKET`: ssh agent sockets RUN --mount=type=ssh can mount.
+    pub ssh: BTreeMap<String, PathBuf>,
+    /// How the image's new layers are stored in its manifest (the snapshots
+    /// are the same either way).
+    pub compression: hako_image::manifest::Compression,
+    /// Entitlements granted (`security.insecure`, `network.host`).
+    pub allow: Vec<String>,
+    /// The OCI runtime binary.
+    pub runtime: PathBuf,
+}
+
+/// How the build reports progress; calls come from several threads.
+pub trait Progress: Sync {
+    /// A step starts: `[stage n/m] INSTRUCTION`.
+    fn start(&self, id: usize, name: &str);
+    /// A line of a RUN step's output.
+    fn log(&self, id: usize, elapsed: Duration, line: &str);
+    fn done(&self, id: usize, cached: bool, elapsed: Duration);
+    fn failed(&self, id: usize, message: &str, elapsed: Duration);
+    fn warn(&self, message: &str);
+}
+
+/// Fetches a base image into the store (the caller knows registries).
+pub trait Puller {
+    fn pull(&self, store: &mut ImageStore, reference: &str) -> std::result::Result<(), String>;
+}
+
+/// What a build produced.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The image config digest (the image id).
+    pub id: Digest,
+    pub record: Option<ImageRecord>,
+    pub steps: usize,
+    pub cached: usize,
+}
+
+/// Build arguments docker predefines: usable without ARG, kept out of history.
+pub const PROXY_ARGS: &[&str] = &[
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+pub(crate) const DEFAULT_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(crate) const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
+
+/// A finished stage.
+#[derive(Debug, Clone)]
+pub(crate) struct Done {
+    pub(crate) state: State,
+    pub(crate) key: String,
+}
+
+pub(crate) struct Cx<'a> {
+    pub(crate) content: &'a ContentStore,
+    pub(crate) snapshots: &'a Snapshotter,
+    pub(crate) opts: &'a Options,
+    pub(crate) progress: &'a dyn Progress,
+    pub(crate) cache: Cache,
+    pub(crate) graph: Graph,
+    pub(crate) lexer: Lexer,
+    /// Base images and `--from` images by name.
+    pub(crate) images: HashMap<String, Done>,
+    pub(crate) context: Tree,
+    pub(crate) work: PathBuf,
+    pub(crate) runtime_root: PathBuf,
+    /// Global ARG values (for re-declared ARGs in stages).
+    pub(crate) globals: BTreeMap<String, String>,
+    pub(crate) automatic: BTreeMap<String, String>,
+    pub(crate) file: String,
+    pub(crate) next_step: AtomicUsize,
+    pub(crate) steps: AtomicUsize,
+    pub(crate) cached: AtomicUsize,
+    pub(crate) used_args: std::sync::Mutex<BTreeSet<String>>,
+    /// The `# check=` configuration (UndefinedVar runs as steps expand).
+    pub(crate) checks: crate::checks::Config,
+    pub(crate) undefined_seen: std::sync::Mutex<BTreeSet<(usize, String)>>,
+}
+
+/// Per-stage scope: declared ARGs and their values.
+#[derive(Default)]
+pub(crate) struct Scope {
+    pub(crate) args: BTreeMap<String, String>,
+    pub(crate) declared: BTreeSet<String>,
+    pub(crate) cmd_set: bool,
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The state of an image in the store.
+fn image_state(store: &ImageStore, rec: &ImageRecord) -> Result<State> {
+    let img = store.load_image(rec)?;
+    let diff_ids = img.diff_ids()?;
+    let layers = img
+        .manifest
+        .layers()
+        .iter()
+        .zip(diff_ids.iter())
+        .map(|(d, diff)| Layer {
+            blob: d.digest().to_string(),
+            media_type: d.media_type().to_string(),
+            size: d.size(),
+            diff_id: diff.to_string(),
+        })
+        .collect();
+    let cfg = &img.config_json;
+    let config =
+        serde_json::from_value(cfg.get("config").cloned().unwrap_or_default()).unwrap_or_default();
+    let history =
+        serde_json::from_value(cfg.get("history").cloned().unwrap_or_default()).unwrap_or_default();
+    let s = |k: &str| cfg.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    Ok(State {
+        layers,
+        config,
+        history,
+        architecture: s("architecture").unwrap_or_default(),
+        os: s("os").unwrap_or_default(),
+        variant: s("variant"),
+        author: s("author"),
+        created: s("created").unwrap_or_default(),
+    })
+}
+
+pub(crate) fn diff_ids(st: &State) -> Result<Vec<Digest>> {
+    st.layers
+        .iter()
+        .map(|l| l.diff_id.parse().map_err(Error::from))
+        .collect()
+}
+
+fn chain(st: &State) -> Result<Vec<Digest>> {
+    Ok(snapshot::chain_ids(&diff_ids(st)?))
+}
+
+/// Build per `opts` in `store`.
+pub fn build(
+    store: &mut ImageStore,
+    opts: &Options,
+    progress: &dyn Progress,
+    puller: Option<&dyn Puller>,
+) -> Result<Built> {
+    let dockerfile = opts
+        .dockerfile
+        .clone()
+        .unwrap_or_else(|| opts.context.join("Dockerfile"));
+    let file = dockerfile.display().to_string();
+    let text = fs::read_to_string(&dockerfile).ctx(|| format!("reading {file}"))?;
+    let df = parser::parse(&text).map_err(|err| Error::Parse {
+        file: file.clone(),
+        err,
+    })?;
+    let checks = crate::checks::Config::parse(df.directives.check.as_deref())
+        .map_err(|e| Error::Invalid(format!("{file}: {e}")))?;
+    let findings = crate::checks::run(&df, &checks);
+    for f in &findings {
+        progress.warn(&format!("{file}:{}: {}: {}", f.line, f.rule, f.message));
+    }
+    if checks.error && !findings.is_empty() {
+        return Err(Error::Invalid(format!(
+            "{file}: {} build check(s) failed (check=error=true): {}",
+            findings.len(),
+            findings
+                .iter()
+                .map(|f| f.rule)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let host = PlatformSpec::host();
+    let host_platform = host.to_string();
+    if let Some(p) = &opts.platform {
+        if PlatformSpec::parse(p)?.to_string() != host_platform {
+            return Err(Error::Unsupported(format!(
+                "building for platform {p} (only this machine's {host_platform})"
+            )));
+        }
+    }
+    let mut automatic = BTreeMap::new();
+    for prefix in ["TARGET", "BUILD"] {
+        automatic.insert(format!("{prefix}PLATFORM"), host_platform.clone());
+        automatic.insert(format!("{prefix}OS"), host.os.clone());
+        automatic.insert(format!("{prefix}ARCH"), host.architecture.clone());
+        automatic.insert(
+            format!("{prefix}VARIANT"),
+            host.variant.clone().unwrap_or_default(),
+        );
+    }
+    let graph = stages::graph(
+        &file,
+        &df,
+        &opts.build_args,
+        &automatic,
+        opts.target.as_deref(),
+    )?;
+    let lexer = Lexer {
+        escape: df.directives.escape,
+    };
+    let globals = stages::global_values(&lexer, &graph.global_args, &opts.build_args, &automatic)
+        .map_err(Error::Invalid)?;
+    let context = Tree::context(&opts.context, &dockerfile)?;
+    crate::validate::check(&graph, &context, &file, &opts.allow)?;
+
+    // Base and --from images, found (or pulled) before any step runs.
+    let mut wanted: Vec<String> = Vec::new();
+    for &si in &graph.order {
+        if let Base::Image(n) = &graph.stages[si].base {
+            wanted.push(n.clone());
+        }
+        for (ii, _) in graph.stages[si].instructions.iter().enumerate() {
+            if let Some(Source::Image(n)) = graph.sources.get(&(si, ii)) {
+                wanted.push(n.clone());
+            }
+        }
+    }
+    wanted.sort();
+    wanted.dedup();
+    let mut images = HashMap::new();
+    for name in wanted {
+        let found = if opts.pull {
+            None
+        } else {
+            store.find(&name).ok()
+        };
+        let rec = match found {
+            Some(r) => r,
+            None => {
+                let Some(p) = puller else {
+                    return Err(Error::Invalid(format!(
+                        "image {name} not found in the store"
+                    )));
+                };
+                p.pull(store, &name)
+                    .map_err(|e| Error::Invalid(format!("pulling image {name}: {e}")))?;
+                store.find(&name)?
+            }
+        };
+        let state = image_state(store, &rec)?;
+        if state.os != host.os || state.architecture != host.architecture {
+            return Err(Error::Unsupported(format!(
+                "image {name} is for {}/{}: building on another platform than this machine's {host_platform}",
+                state.os, state.architecture
+            )));
+        }
+        images.insert(
+            name,
+            Done {
+                state,
+                key: rec.id.to_string(),
+            },
+        );
+    }
+
+    if !nix::unistd::geteuid().is_root() {
+        return Err(Error::Unsupported(
+            "building as a non-root user (steps mount overlays and start containers as root)"
+                .into(),
+        ));
+    }
+    let _lock = store.write_lock()?;
+    let work = store.root().join("build").join("work");
+    let runtime_root = store.root().join("build").join("runtime");
+    let cx = Cx {
+        content: store.content(),
+        snapshots: store.snapshots(),
+        opts,
+        progress,
+        cache: Cache::open(store.root())?,
+        graph,
+        lexer,
+        images,
+        context,
+        work,
+        runtime_root,
+        globals,
+        automatic,
+        file,
+        next_step: AtomicUsize::new(1),
+        steps: AtomicUsize::new(0),
+        cached: AtomicUsize::new(0),
+        used_args: Default::default(),
+        checks,
+        undefined_seen: Default::default(),
+    };
+    let target = cx.run_stages()?;
+    let unused: Vec<&String> = {
+        let used = cx.used_args.lock().expect("args lock");
+        opts.build_args
+            .keys()
+            .filter(|k| {
+                !used.contains(*k)
+                    && !cx.graph.global_args.iter().any(|(n, _)| n == *k)
+                    && !PROXY_ARGS.contains(&k.as_str())
+            })
+            .collect()
+    };
+    if !unused.is_empty() {
+        let names: Vec<&str> = unused.iter().map(|s| s.as_str()).collect();
+        progress.warn(&format!(
+            "build args not consumed by any stage: {}",
+            names.join(", ")
+        ));
+    }
+    let (steps, cached) = (
+        cx.steps.load(Ordering::SeqCst),
+        cx.cached.load(Ordering::SeqCst),
+    );
+    let mut state = target.state;
+    state.config.labels.extend(opts.labels.clone());
+    if let Output::Local { dest } = &opts.output {
+        export_local(cx.snapshots, &cx.work, &state, dest)?;
+        let (id, _) = write_image(cx.content, &state)?;
+        return Ok(Built {
+            id,
+            record: None,
+            steps,
+            cached,
+        });
+    }
+    drop(cx);
+    let state = crate::compress::layers(
+        store.content(),
+        &cx_cache_dir(store.root()),
+        state,
+        opts.compression,
+    )?;
+    let (_, manifest) = write_image(store.content(), &state)?;
+    let names = if opts.output == Output::Image {
+        opts.tags.clone()
+    } else {
+        Vec::new()
+    };
+    let rec = store.commit(&manifest, &manifest, &names, &NoProgress)?;
+    let item = || SaveItem {
+        image: rec.clone(),
+        name: opts.tags.first().cloned(),
+    };
+    match &opts.output {
+        Output::Image | Output::Local { .. } => {}
+        Output::Oci { dest, tar } => {
+            let format = if *tar {
+                archive::Format::OciArchive
+            } else {
+                archive::Format::OciDir
+            };
+            archive::save(store, &[item()], format, dest, &NoProgress)?;
+        }
+        Output::DockerArchive { dest } => {
+            archive::save(
+                store,
+                &[item()],
+                archive::Format::DockerArchive,
+                dest,
+                &NoProgress,
+            )?;
+        }
+    }
+    if let Some(f) = &opts.iidfile {
+        write_atomic(f, rec.id.to_string().as_bytes())?;
+    }
+    Ok(Built {
+        id: rec.id.clone(),
+        record: Some(rec),
+        steps,
+        cached,
+    })
+}
+
+/// Where compressed copies of layers are remembered.
+fn cx_cache_dir(root: &Path) -> PathBuf {
+    root.join("build-cache").join("compressed")
+}
+
+/// Write a file through a temporary name in its directory.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp =
+        tempfile::NamedTempFile::new_in(dir).ctx(|| format!("creating {}", path.display()))?;
+    tmp.write_all(data)
+        .ctx(|| format!("writing {}", path.display()))?;
+    tmp.persist(path)
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e.error))?;
+    Ok(())
+}
+
+/// The config and manifest of a state, into the content store.
+fn write_image(content: &ContentStore, state: &State) -> Result<(Digest, Digest)> {
+    let mut config = serde_json::to_vec(&state.image_config())
+        .map_err(|e| Error::Invalid(format!("serialising the image config: {e}")))?;
+    config.push(b'\n');
+    let config_digest = content.put(&config)?;
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config_digest.to_string(),
+            "size": config.len(),
+        },
+        "layers": state.layers.iter().map(|l| serde_json::json!({
+            "mediaType": l.media_type,
+            "digest": l.blob,
+            "size": l.size,
+        })).collect::<Vec<_>>(),
+    });
+    let bytes = serde_json::to_vec(&manifest)
+        .map_err(|e| Error::Invalid(format!("serialising the image manifest: {e}")))?;
+    let manifest_digest = content.put(&bytes)?;
+    Ok((config_digest, manifest_digest))
+}
+
+/// Copy the final root filesystem to `dest`.
+fn export_local(snapshots: &Snapshotter, work: &Path, state: &State, dest: &Path) -> Result<()> {
+    fs::create_dir_all(dest).ctx(|| format!("creating {}", dest.display()))?;
+    let mut o = Overlay::mount(snapshots, &chain(state)?, work)?;
+    let own = fsops::CopyOwner::default();
+    for e in fsops::sorted_entries(&o.rootfs)? {
+        fsops::copy_entry(&e.path(), &dest.join(e.file_name()), own, &|_| true)?;
+    }
+    o.unmount()
+}
+
+impl Cx<'_> {
+    /// Build the needed stages, independent ones in parallel; the target's result.
+    pub(crate) fn run_stages(&self) -> Result<Done> {
+        let order = self.graph.order.clone();
+        let mut done: HashMap<usize, Done> = HashMap::new();
+        let mut started: BTreeSet<usize> = BTreeSet::new();
+        let mut first_err: Option<Error> = None;
+        std::thread::scope(|s| {
+            let (tx, rx) = mpsc::channel::<(usize, Result<Done>)>();
+            let mut running = 0;
+            loop {
+                if first_err.is_none() {
+                    for &si in &order {
+                        let ready = !started.contains(&si)
+                            && self.graph.stages[si]
+                                .deps
+                                .iter()
+                                .all(|d| done.contains_key(d));
+                        if ready {
+                            started.insert(si);
+                            running += 1;
+                            let deps: HashMap<usize, Done> = self.graph.stages[si]
+                                .deps
+                                .iter()
+                                .map(|d| (*d, done[d].clone()))
+                                .collect();
+                            let tx = tx.clone();
+                            s.spawn(move || {
+                                let r = self.stage(si, &deps);
+                                let _ = tx.send((si, r));
+                            });
+                        }
+                    }
+                }
+                if running == 0 {
+                    break;
+                }
+                let (si, r) = rx.recv().expect("a stage thread reports");
+                running -= 1;
+                match r {
+                    Ok(d) => {
+                        done.insert(si, d);
+                    }
+                    Err(e) => {
+                        if first_err.is_none() {
+                            first_err = Some(e);
+                        }
+                    }
+                }
+            }
+        });
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+        done.remove(&self.graph.target)
+            .ok_or_else(|| Error::Invalid("the target stage was not built".into()))
+    }
+
+    pub(crate) fn created(&self) -> String {
+        format_rfc3339(self.opts.source_date_epoch.unwrap_or_else(now_secs))
+    }
+
+    pub(crate) fn stage(&self, si: usize, deps: &HashMap<usize, Done>) -> Result<Done> {
+        let stage = &self.graph.stages[si];
+        let host = PlatformSpec::host();
+        let (mut st, mut key) = match &stage.base {
+            Base::Scratch => (
+                State {
+                    architecture: host.architecture.clone(),
+                    os: host.os.clone(),
+                    variant: host.variant.clone(),
+                    ..Default::default()
+                },
+                cache::key("", "scratch", b""),
+            ),
+            Base::Image(n) => {
+                let d = &self.images[n];
+                (d.state.clone(), d.key.clone())
+            }
+            Base::Stage(b) => {
+                let d = &deps[b];
+                (d.state.clone(), d.key.clone())
+            }
+        };
+        if let Some(p) = &stage.platform {
+            if PlatformSpec::parse(p)?.to_string() != host.to_string() {
+                return Err(Error::Unsupported(format!(
+                    "FROM --platform={p} (only this machine's {host})"
+                )));
+            }
+        }
+        // Like buildkit and buildah, a stage always has a PATH.
+        if st.config.env_get("PATH").is_none() {
+            st.config.env.insert(0, format!("PATH={DEFAULT_PATH}"));
+        }
+        // ONBUILD triggers of the base run first, then leave the config.
+        let mut list: Vec<(Option<usize>, Instruction)> = Vec::new();
+        for t in std::mem::take(&mut st.config.on_build) {
+            let df = parser::parse(&t).map_err(|err| Error::Parse {
+                file: format!("ONBUILD trigger of {}", stage.label()),
+                err,
+            })?;
+            list.extend(df.instructions.into_iter().map(|i| (None, i)));
+        }
+        list.extend(
+            stage
+                .instructions
+                .iter()
+                .cloned()
+                .enumerate()
+                .map(|(i, ins)| (Some(i), ins)),
+        );
+        let total = list.len() + 1;
+        let label = stage.label();
+        let id = self.next_step.fetch_add(1, Ordering::SeqCst);
+        self.progress
+            .start(id, &format!("[{label} 1/{total}] {}", stage.from.original));
+        self.progress.done(id, false, Duration::ZERO);
+        let mut scope = Scope::default();
+        for (n, (idx, ins)) in list.iter().enumerate() {
+            let name = format!("[{label} {}/{total}] {}", n + 2, ins.original);
+            self.step(si, *idx, ins, &name, &mut st, &mut key, &mut scope, deps)
+                .map_err(|e| match e {
+                    e @ (Error::Parse { .. } | Error::RunFailed { .. }) => e,
+                    e => Error::Invalid(format!(
+                        "{}:{}: {}: {e}",
+                        self.file,
+                        ins.line,
+                        ins.keyword.name()
+                    )),
+                })?;
+        }
+        Ok(Done { state: st, key })
+    }
+
+    /// A variable's value in a stage: ENV wins over ARG.
+    pub(crate) fn lookup(st: &State, scope: &Scope, name: &str) -> Option<String> {
+        st.config
+            .env_get(name)
+            .or_else(|| scope.args.get(name).cloned())
+    }
+
+    pub(crate) fn word(
+        &self,
+        st: &State,
+        scope: &Scope,
+        ins: &Instruction,
+        s: &str,
+    ) -> Result<String> {
+        let missing = std::cell::RefCell::new(Vec::new());
+        let env = |n: &str| {
+            let v = Self::lookup(st, scope, n);
+            if v.is_none() {
+                missing.borrow_mut().push(n.to_string());
+            }
+            v
+        };
+        let out = self.lexer.word(s, &env).map_err(|e| Error::Parse {
+            file: self.file.clone(),
+            err: ins.error(e),
+        })?;
+        self.undefined(ins, s, &missing.into_inner())?;
+        Ok(out)
+    }
+
+    /// The UndefinedVar build check: `$NAME` or `${NAME}` (no default) of a
+    /// variable neither ENV nor ARG defines.
+    fn undefined(&self, ins: &Instruction, text: &str, missing: &[String]) -> Result<()> {
+        let c = &self.checks;
+        if c.skip_all || c.skip.iter().any(|r| r == "UndefinedVar") {
+            return Ok(());
+        }
+        for name in missing {
+            let braced = text.contains(&format!("${{{name}}}"));
+            let plain = text.match_indices(&format!("${name}")).any(|(i, m)| {
+                !text[i + m.len()..].starts_with(|ch: char| ch.is_ascii_alphanumeric() || ch == '_')
+            });
+            if !(braced || plain) {
+                continue;
+            }
+            let first = self
+                .undefined_seen
+                .lock()
+                .expect("checks lock")
+                .insert((ins.line, name.clone()));
+            if !first {
+                continue;
+            }
+            let msg = format!(
+                "{}:{}: UndefinedVar: Usage of undefined variable '${name}'",
+                self.file, ins.line
+            );
+            if c.error {
+                return Err(Error::Invalid(format!("{msg} (check=error=true)")));
+            }
+            self.progress.warn(&msg);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn words(
+        &self,
+        st: &State,
+        scope: &Scope,
+        ins: &Instruction,
+        s: &str,
+    ) -> Result<Vec<String>> {
+        let missing = std::cell::RefCell::new(Vec::new());
+        let env = |n: &str| {
+            let v = Self::lookup(st, scope, n);
+            if v.is_none() {
+                missing.borrow_mut().push(n.to_string());
+            }
+            v
+        };
+        let out = self.lexer.words(s, &env).map_err(|e| Error::Parse {
+            file: self.file.clone(),
+            err: ins.error(e),
+        })?;
+        self.undefined(ins, s, &missing.into_inner())?;
+        Ok(out)
+    }
+
+    /// `k=v` pairs of ENV/LABEL (and the legacy `ENV k v` form), expanded.
+    pub(crate) fn pairs(
+        &self,
+        st: &State,
+        scope: &Scope,
+        ins: &Instruction,
+    ) -> Result<Vec<(String, String)>> {
+        let Args::Shell(s) = &ins.args else {
+            return Ok(Vec::new());
+        };
+        let raw = self.lexer.split_raw(s);
+        let perr = |m: String| Error::Parse {
+            file: self.file.clone(),
+            err: ins.error(m),
+        };
+        if raw.first().is_some_and(|w| !w.contains('=')) {
+            if ins.keyword == Keyword::Label || raw.len() < 2 {
+                return Err(perr(format!(
+                    "{} needs key=value pairs",
+                    ins.keyword.name()
+                )));
+            }
+            // `ENV key value with spaces`.
+            let k = raw[0].clone();
+            let v = s[s.find(char::is_whitespace).unwrap_or(s.len())..].trim();
+            return Ok(vec![(
+                self.word(st, scope, ins, &k)?,
+                self.word(st, scope, ins, v)?,
+            )]);
+        }
+        let mut out = Vec::new();
+        for w in raw {
+            let Some((k, v)) = w.split_once('=') else {
+                return Err(perr(format!(
+                    "{}: {w:?} is not key=value",
+                    ins.keyword.name()
+                )));
+            };
+            let k = self.word(st, scope, ins, k)?;
+            if k.is_empty() {
+                return Err(perr(format!(
+                    "{} names can not be blank",
+                    ins.keyword.name()
+                )));
+            }
+            out.push((k, self.word(st, scope, ins, v)?));
+        }
+        Ok(out)
+    }
+
+    /// A step that only changes the config: cached like the others, so an
+    /// unchanged rebuild gives the very same image.
+    pub(crate) fn meta(
+        &self,
+        name: &str,
+        st: &mut State,
+        key: &mut String,
+        desc: String,
+        apply: impl FnOnce(&mut State),
+    ) -> Result<()> {
+        let k = cache::key(key, &desc, b"");
+        let id = self.next_step.fetch_add(1, Ordering::SeqCst);
+        self.steps.fetch_add(1, Ordering::SeqCst);
+        let t = Instant::now();
+        self.progress.start(id, name);
+        if let Some(c) = self.cached_state(&k) {
+            *st = c;
+            self.cached.fetch_add(1, Ordering::SeqCst);
+            self.progress.done(id, true, t.elapsed());
+        } else {
+            apply(st);
+            let created = self.created();
+            st.history.push(History {
+                created: Some(created.clone()),
+                created_by: Some(desc),
+                comment: Some(HISTORY_COMMENT.into()),
+                empty_layer: true,
+                ..Default::default()
+            });
+            st.created = created;
+            self.cache.put(&k, st)?;
+            self.progress.done(id, false, t.elapsed());
+        }
+        *key = k;
+        Ok(())
+    }
+
+    pub(crate) fn cached_state(&self, key: &str) -> Option<State> {
+        if self.opts.no_cache {
+            return None;
+        }
+        self.cache.get(key, self.content, self.snapshots)
+    }
+
+    /// A step that changes files: `work` runs on the mounted overlay and
+    /// returns mount stubs to clean; the upper directory becomes the layer.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn layer(
+        &self,
+        name: &str,
+        st: &mut State,
+        key: &mut String,
+        desc: String,
+        inputs: &[u8],
+        linked: bool,
+        work: impl FnOnce(&Overlay, usize, Instant) -> Result<Vec<String>>,
+    ) -> Result<()> {
+        let k = cache::key(key, &desc, inputs);
+        let id = self.next_step.fetch_add(1, Ordering::SeqCst);
+        self.steps.fetch_add(1, Ordering::SeqCst);
+        let t = Instant::now();
+        self.progress.start(id, name);
+        if let Some(c) = self.cached_state(&k) {
+            *st = c;
+            self.cached.fetch_add(1, Ordering::SeqCst);
+            self.progress.done(id, true, t.elapsed());
+            *key = k;
+            return Ok(());
+        }
+        let result = (|| {
+            // `COPY --link`: the layer is made on an empty tree, independent of its parent.
+            let lower = if linked { Vec::new() } else { chain(st)? };
+            let mut o = Overlay::mount(self.snapshots, &lower, &self.work)?;
+            let stubs = work(&o, id, t)?;
+            o.unmount()?;
+            fsops::remove_stubs(&o.upper, &stubs);
+            fsops::commit_upper(
+                self.content,
+                self.snapshots,
+                &o.upper,
+                &diff_ids(st)?,
+                self.opts.source_date_epoch,
+            )
+        })();
+        let layer = match result {
+            Ok(l) => l,
+            Err(e) => {
+                self.progress.failed(id, &e.to_string(), t.elapsed());
+                return Err(e);
+            }
+        };
+        let created = self.created();
+        let empty = layer.is_none();
+        if let Some(l) = layer {
+            st.layers.push(l);
+        }
+        st.history.push(History {
+            created: Some(created.clone()),
+            created_by: Some(desc),
+            comment: Some(HISTORY_COMMENT.into()),
+            empty_layer: empty,
+            ..Default::default()
+        });
+        st.created = created;
+        self.cache.put(&k, st)?;
+        self.progress.done(id, false, t.elapsed());
+        *key = k;
+        Ok(())
+    }
+}
+
+impl Cx<'_> {
+    pub(crate) fn expand_heredoc(
+        &self,
+        st: &State,
+        scope: &Scope,
+        ins: &Instruction,
+        s: &str,
+    ) -> Result<String> {
+        let env = |n: &str| Self::lookup(st, scope, n);
+        self.lexer.expand_only(s, &env).map_err(|e| Error::Parse {
+            file: self.file.clone(),
+            err: ins.error(e),
+        })
+    }
+}
+
+/// A digest of `data` as hex, for cache inputs.
+pub(crate) fn sha_hex(data: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(data);
+    cache::hex(&h.finalize())
+}
+
+pub(crate) fn chain_of(st: &State) -> Result<Vec<Digest>> {
+    chain(st)
+}

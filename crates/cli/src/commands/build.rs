@@ -1,0 +1,531 @@
+//! `hako build`: argument parsing and progress output; the build itself
+//! lives in `hako-build`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use hako_build::{Options, Output};
+use hako_image::pull::PullOptions;
+use hako_image::{ImageStore, Reference};
+
+use crate::commands::distribution::RegistryOpts;
+use crate::Global;
+use clap::Subcommand;
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  hako build -t app:1 .\n  hako build -f build/Dockerfile --build-arg VERSION=2 --target test .\n  hako build --no-cache --progress plain -t app .\n  hako build --output type=oci,dest=app.tar .\n  hako build --output type=local,dest=./out .\n  hako build -f - . < Dockerfile.dev\n  hako build - < context.tar.gz\n  hako build https://example.com/app.git#v1:docker\n  hako build https://example.com/context.tar.gz\n  SOURCE_DATE_EPOCH=0 hako build --iidfile id.txt ."
+)]
+pub struct BuildArgs {
+    /// Name (and tag) of the image, repeatable.
+    #[arg(short, long = "tag", value_name = "REF")]
+    pub tags: Vec<String>,
+    /// The Dockerfile (default: CONTEXT/Dockerfile; - for standard input).
+    #[arg(short, long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// A build argument KEY=VALUE (KEY alone takes the value from the environment), repeatable.
+    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+    pub build_args: Vec<String>,
+    /// Build the stage of this name and what it needs.
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+    /// Do not use the build cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Pull base images even when they are in the store.
+    #[arg(long)]
+    pub pull: bool,
+    /// Label KEY=VALUE for the image, repeatable.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Target platform (only this machine's).
+    #[arg(long, value_name = "OS/ARCH")]
+    pub platform: Option<String>,
+    /// Write the image id to this file.
+    #[arg(long, value_name = "FILE")]
+    pub iidfile: Option<PathBuf>,
+    /// Where the result goes: type=image (default), type=oci,dest=FILE[,tar=false],
+    /// type=docker-archive,dest=FILE or type=local,dest=DIR.
+    #[arg(short, long, value_name = "SPEC")]
+    pub output: Option<String>,
+    /// Progress output: auto (tty on a terminal, else plain), plain (one line per event), tty or quiet.
+    #[arg(long, value_name = "MODE", default_value = "auto")]
+    pub progress: String,
+    /// Print only the image id.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// A secret for RUN --mount=type=secret: id=ID,src=FILE, repeatable.
+    #[arg(long = "secret", value_name = "id=ID,src=FILE")]
+    pub secrets: Vec<String>,
+    /// An ssh agent for RUN --mount=type=ssh: default (from $SSH_AUTH_SOCK) or ID=SOCKET, repeatable.
+    #[arg(long = "ssh", value_name = "ID[=SOCKET]")]
+    pub ssh: Vec<String>,
+    /// Layer compression in the image's manifest: none (default, fastest), gzip or zstd.
+    #[arg(long, value_name = "ALGORITHM", default_value = "none")]
+    pub compression: String,
+    /// Grant an entitlement: security.insecure (RUN --security=insecure) or network.host, repeatable.
+    #[arg(long = "allow", value_name = "ENTITLEMENT")]
+    pub allow: Vec<String>,
+    /// OCI runtime for RUN steps (name or path).
+    #[arg(long, value_name = "RUNTIME", default_value = "hako-runtime")]
+    pub runtime: String,
+    #[command(flatten)]
+    pub registry: RegistryOpts,
+    /// The build context: a directory, a git repository (URL[#REF[:DIR]]), an http(s) URL
+    /// of a tar (or of a lone Dockerfile), or - for either on standard input.
+    pub context: PathBuf,
+}
+
+/// Plain progress: `#N ...` lines on stderr, like buildkit's plain mode.
+struct Plain {
+    quiet: bool,
+    out: Mutex<()>,
+}
+
+impl Plain {
+    fn line(&self, s: &str) {
+        if self.quiet {
+            return;
+        }
+        let _g = self.out.lock().expect("progress lock");
+        let mut e = std::io::stderr().lock();
+        let _ = writeln!(e, "{s}");
+    }
+}
+
+impl hako_build::Progress for Plain {
+    fn start(&self, id: usize, name: &str) {
+        self.line(&format!("#{id} {name}"));
+    }
+
+    fn log(&self, id: usize, elapsed: Duration, line: &str) {
+        self.line(&format!("#{id} {:.3} {line}", elapsed.as_secs_f64()));
+    }
+
+    fn done(&self, id: usize, cached: bool, elapsed: Duration) {
+        if cached {
+            self.line(&format!("#{id} CACHED"));
+        } else {
+            self.line(&format!("#{id} DONE {:.1}s", elapsed.as_secs_f64()));
+        }
+    }
+
+    fn failed(&self, id: usize, message: &str, elapsed: Duration) {
+        self.line(&format!(
+            "#{id} ERROR after {:.1}s: {message}",
+            elapsed.as_secs_f64()
+        ));
+    }
+
+    fn warn(&self, message: &str) {
+        self.line(&format!("WARNING: {message}"));
+    }
+}
+
+/// Terminal progress (`--progress auto` on a terminal, or `tty`): one line
+/// per step, redrawn while it runs with its last output line; a failing
+/// step's whole output is printed when it fails.
+struct Tty {
+    multi: indicatif::MultiProgress,
+    bars: Mutex<std::collections::HashMap<usize, Running>>,
+}
+
+/// A running step: its bar, its name and its output so far.
+type Running = (indicatif::ProgressBar, String, Vec<String>);
+
+impl Tty {
+    fn new() -> Tty {
+        Tty {
+            multi: indicatif::MultiProgress::new(),
+            bars: Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+}
+
+/// Keep progress lines to one terminal row.
+fn clip(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(n.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+impl hako_build::Progress for Tty {
+    fn start(&self, id: usize, name: &str) {
+        let bar = self.multi.add(indicatif::ProgressBar::new_spinner());
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}")
+                .expect("valid template"),
+        );
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar.set_message(clip(name, 100));
+        self.bars
+            .lock()
+            .expect("progress lock")
+            .insert(id, (bar, name.to_string(), Vec::new()));
+    }
+
+    fn log(&self, id: usize, _elapsed: Duration, line: &str) {
+        if let Some((bar, name, lines)) = self.bars.lock().expect("progress lock").get_mut(&id) {
+            lines.push(line.to_string());
+            bar.set_message(format!("{}  | {}", clip(name, 60), clip(line, 60)));
+        }
+    }
+
+    fn done(&self, id: usize, cached: bool, elapsed: Duration) {
+        if let Some((bar, name, _)) = self.bars.lock().expect("progress lock").remove(&id) {
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("  {msg}").expect("valid template"),
+            );
+            let how = if cached {
+                "CACHED".to_string()
+            } else {
+                format!("{:.1}s", elapsed.as_secs_f64())
+            };
+            bar.finish_with_message(format!("{} {how}", clip(&name, 100)));
+        }
+    }
+
+    fn failed(&self, id: usize, message: &str, elapsed: Duration) {
+        if let Some((bar, name, lines)) = self.bars.lock().expect("progress lock").remove(&id) {
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("  {msg}").expect("valid template"),
+            );
+            bar.finish_with_message(format!(
+                "{} ERROR after {:.1}s",
+                clip(&name, 100),
+                elapsed.as_secs_f64()
+            ));
+            for l in lines {
+                let _ = self.multi.println(format!("  > {l}"));
+            }
+            let _ = self.multi.println(format!("  {message}"));
+        }
+    }
+
+    fn warn(&self, message: &str) {
+        let _ = self.multi.println(format!("WARNING: {message}"));
+    }
+}
+
+struct Pull<'a> {
+    registry: &'a RegistryOpts,
+}
+
+impl hako_build::Puller for Pull<'_> {
+    fn pull(&self, store: &mut ImageStore, reference: &str) -> std::result::Result<(), String> {
+        let r = Reference::parse(reference).map_err(|e| e.to_string())?;
+        let client = self
+            .registry
+            .client(r.domain(), None)
+            .map_err(|e| format!("{e:#}"))?;
+        hako_image::pull::pull(
+            store,
+            &client,
+            &r,
+            &PullOptions::default(),
+            &hako_image::NoProgress,
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    }
+}
+
+fn key_value(s: &str, what: &str) -> Result<(String, String)> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => bail!("{what} {s:?}: expected KEY=VALUE"),
+    }
+}
+
+fn parse_output(spec: &str) -> Result<Output> {
+    let mut fields = BTreeMap::new();
+    for kv in spec.split(',') {
+        let (k, v) = key_value(kv, "--output field")?;
+        fields.insert(k, v);
+    }
+    let dest = || -> Result<PathBuf> {
+        fields
+            .get("dest")
+            .map(PathBuf::from)
+            .with_context(|| format!("--output {spec}: needs dest="))
+    };
+    Ok(match fields.get("type").map(String::as_str) {
+        None | Some("image") => Output::Image,
+        Some("oci") => Output::Oci {
+            dest: dest()?,
+            tar: fields.get("tar").map(String::as_str) != Some("false"),
+        },
+        Some("docker-archive") | Some("docker") | Some("tar") => {
+            Output::DockerArchive { dest: dest()? }
+        }
+        Some("local") => Output::Local { dest: dest()? },
+        Some(t) => bail!("--output type={t}: must be image, oci, docker-archive or local"),
+    })
+}
+
+pub fn build(g: &Global, a: BuildArgs) -> Result<()> {
+    let mut build_args = BTreeMap::new();
+    for b in &a.build_args {
+        match b.split_once('=') {
+            Some((k, v)) => {
+                build_args.insert(k.to_string(), v.to_string());
+            }
+            // docker: a bare KEY takes its value from the environment, if set.
+            None => {
+                if let Ok(v) = std::env::var(b) {
+                    build_args.insert(b.clone(), v);
+                }
+            }
+        }
+    }
+    let mut labels = BTreeMap::new();
+    for l in &a.labels {
+        let (k, v) = key_value(l, "--label")?;
+        labels.insert(k, v);
+    }
+    let mut secrets = BTreeMap::new();
+    for s in &a.secrets {
+        let mut id = None;
+        let mut src = None;
+        for kv in s.split(',') {
+            match kv.split_once('=') {
+                Some(("id", v)) => id = Some(v.to_string()),
+                Some(("src" | "source", v)) => src = Some(PathBuf::from(v)),
+                _ => bail!("--secret {s:?}: expected id=ID,src=FILE"),
+            }
+        }
+        let (Some(id), Some(src)) = (id, src) else {
+            bail!("--secret {s:?}: expected id=ID,src=FILE");
+        };
+        secrets.insert(id, src);
+    }
+    for e in &a.allow {
+        if !matches!(e.as_str(), "security.insecure" | "network.host") {
+            bail!("--allow {e}: must be security.insecure or network.host");
+        }
+    }
+    let mut ssh = BTreeMap::new();
+    for s in &a.ssh {
+        let (id, socket) = match s.split_once('=') {
+            Some((id, p)) => (id.to_string(), PathBuf::from(p)),
+            None => (
+                s.clone(),
+                std::env::var_os("SSH_AUTH_SOCK")
+                    .map(PathBuf::from)
+                    .with_context(|| {
+                        format!("--ssh {s}: SSH_AUTH_SOCK is not set; give {s}=SOCKET")
+                    })?,
+            ),
+        };
+        ssh.insert(id, socket);
+    }
+    let tags = a
+        .tags
+        .iter()
+        .map(|t| Reference::parse(t).with_context(|| format!("tag {t}")))
+        .collect::<Result<Vec<_>>>()?;
+    let epoch = match build_args
+        .get("SOURCE_DATE_EPOCH")
+        .cloned()
+        .or_else(|| std::env::var("SOURCE_DATE_EPOCH").ok())
+    {
+        Some(v) if !v.is_empty() => Some(
+            v.parse::<i64>()
+                .with_context(|| format!("SOURCE_DATE_EPOCH {v:?}: not a number of seconds"))?,
+        ),
+        _ => None,
+    };
+    if !matches!(a.progress.as_str(), "auto" | "plain" | "tty" | "quiet") {
+        bail!("--progress {}: must be auto, plain or quiet", a.progress);
+    }
+    if a.context.as_os_str() == "-" && a.file.as_deref() == Some(std::path::Path::new("-")) {
+        bail!("the build context and the Dockerfile cannot both come from standard input");
+    }
+    // The context: a directory, a git repository, or `-` (a tar, or a lone
+    // Dockerfile, on standard input).
+    let mut _context_dir = None;
+    let mut stdin_dockerfile: Option<Vec<u8>> = None;
+    let context_arg = a.context.to_string_lossy().into_owned();
+    let remote = (context_arg.starts_with("http://") || context_arg.starts_with("https://"))
+        && !hako_build::git::is_git(&context_arg);
+    let context = if a.context.as_os_str() == "-" || remote {
+        let data = if remote {
+            let tmp = tempfile::Builder::new()
+                .prefix("hako-context-download-")
+                .tempdir()
+                .context("creating a directory for the download")?;
+            let (_, file) = hako_build::remote::fetch(&context_arg, tmp.path())
+                .with_context(|| format!("fetching the build context {context_arg}"))?;
+            std::fs::read(&file).context("reading the downloaded build context")?
+        } else {
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut data)
+                .context("reading the build context from standard input")?;
+            data
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("hako-context-")
+            .tempdir()
+            .context("creating a directory for the build context")?;
+        let compression = hako_image::manifest::Compression::sniff(&data);
+        let is_tar = compression != hako_image::manifest::Compression::None
+            || (data.len() > 262 && &data[257..262] == b"ustar");
+        if is_tar {
+            let limits = hako_image::layer::ApplyLimits::for_target(dir.path())?;
+            hako_image::layer::apply(
+                dir.path(),
+                "the build context",
+                data.as_slice(),
+                compression,
+                hako_image::digest::Algorithm::Sha256,
+                &limits,
+            )
+            .context("unpacking the build context")?;
+        } else {
+            stdin_dockerfile = Some(data);
+        }
+        let p = dir.path().to_path_buf();
+        _context_dir = Some(dir);
+        p
+    } else if hako_build::git::is_git(&a.context.to_string_lossy()) {
+        let dir = tempfile::Builder::new()
+            .prefix("hako-context-")
+            .tempdir()
+            .context("creating a directory for the build context")?;
+        let (src, _commit) =
+            hako_build::git::checkout(&a.context.to_string_lossy(), dir.path(), false)?;
+        _context_dir = Some(dir);
+        src
+    } else {
+        a.context.clone()
+    };
+    // `-f -`: the Dockerfile comes on standard input.
+    let mut _stdin_file = None;
+    let dockerfile = match &a.file {
+        _ if stdin_dockerfile.is_some() => {
+            let p = context.join(".hako-stdin.Dockerfile");
+            std::fs::write(&p, stdin_dockerfile.take().unwrap_or_default())
+                .context("writing the Dockerfile from standard input")?;
+            Some(p)
+        }
+        Some(f) if f.as_os_str() == "-" => {
+            let mut tmp = tempfile::Builder::new()
+                .prefix("Dockerfile-stdin-")
+                .tempfile()
+                .context("creating a temporary file for the Dockerfile from standard input")?;
+            std::io::copy(&mut std::io::stdin().lock(), tmp.as_file_mut())
+                .context("reading the Dockerfile from standard input")?;
+            let p = tmp.path().to_path_buf();
+            _stdin_file = Some(tmp);
+            Some(p)
+        }
+        f => f.clone(),
+    };
+    let dockerfile = match dockerfile {
+        // In a tar or git context, a relative -f names a file inside it.
+        Some(f) if _context_dir.is_some() && f.is_relative() => Some(context.join(f)),
+        f => f,
+    };
+    let opts = Options {
+        context: context.clone(),
+        dockerfile,
+        tags,
+        build_args,
+        target: a.target.clone(),
+        no_cache: a.no_cache,
+        pull: a.pull,
+        labels,
+        platform: a.platform.clone(),
+        output: match &a.output {
+            Some(s) => parse_output(s)?,
+            None => Output::Image,
+        },
+        iidfile: a.iidfile.clone(),
+        source_date_epoch: epoch,
+        secrets,
+        ssh,
+        allow: a.allow.clone(),
+        compression: match a.compression.as_str() {
+            "none" | "uncompressed" => hako_image::manifest::Compression::None,
+            "gzip" => hako_image::manifest::Compression::Gzip,
+            "zstd" => hako_image::manifest::Compression::Zstd,
+            c => bail!("--compression {c}: must be none, gzip or zstd"),
+        },
+        runtime: hako_engine::runtime::resolve(&a.runtime)?,
+    };
+    let mut store = ImageStore::open(&g.root)?;
+    let quiet = a.quiet || a.progress == "quiet";
+    let tty = !quiet
+        && (a.progress == "tty"
+            || (a.progress == "auto" && std::io::IsTerminal::is_terminal(&std::io::stderr())));
+    let plain = Plain {
+        quiet,
+        out: Mutex::new(()),
+    };
+    let terminal;
+    let progress: &dyn hako_build::Progress = if tty {
+        terminal = Tty::new();
+        &terminal
+    } else {
+        &plain
+    };
+    let puller = Pull {
+        registry: &a.registry,
+    };
+    let built = hako_build::build(&mut store, &opts, progress, Some(&puller))
+        .with_context(|| format!("building {}", a.context.display()))?;
+    if !a.quiet {
+        eprintln!(
+            "{} steps, {} cached; image {}",
+            built.steps, built.cached, built.id
+        );
+        for t in &opts.tags {
+            if opts.output == Output::Image {
+                eprintln!("Tagged {}", t.familiar());
+            }
+        }
+    }
+    println!("{}", built.id);
+    Ok(())
+}
+
+/// `hako builder …`
+#[derive(Debug, Subcommand)]
+pub enum BuilderCommand {
+    /// Remove build cache entries whose layers are gone (-a: all, with cache mounts).
+    #[command(after_help = "Examples:\n  hako builder prune\n  hako builder prune -a")]
+    Prune(BuilderPruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BuilderPruneArgs {
+    /// Remove every cache entry and every cache mount.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Do not prompt (prune never prompts; accepted for compatibility).
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+pub fn builder(g: &Global, cmd: BuilderCommand) -> Result<()> {
+    match cmd {
+        BuilderCommand::Prune(a) => {
+            let store = ImageStore::open(&g.root)?;
+            let r = hako_build::cache::prune(&store, a.all).context("pruning the build cache")?;
+            println!(
+                "Removed {} cache entries, {} cache mounts, {} leftover step directories",
+                r.entries, r.mounts, r.leftovers
+            );
+            Ok(())
+        }
+    }
+}
