@@ -245,3 +245,39 @@ fn config_merges_files_and_interpolates() {
     );
     assert!(r.ps_all().is_empty());
 }
+
+#[test]
+fn services_with_build_sections_are_built_and_run() {
+    let r = Root::new();
+    let dir = r.dir().join("built");
+    std::fs::create_dir_all(dir.join("ctx")).unwrap();
+    std::fs::write(
+        dir.join("ctx/Dockerfile.app"),
+        "FROM busybox\nARG WORD\nRUN echo \"built $WORD\" > /msg\nCMD [\"cat\", \"/msg\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("compose.yaml"),
+        "services:\n  app:\n    build:\n      context: ./ctx\n      dockerfile: Dockerfile.app\n      args:\n        WORD: here\n",
+    )
+    .unwrap();
+    // Missing image: up builds it, named PROJECT-SERVICE.
+    ok(&r, &dir, &["up", "-d"]);
+    assert!(
+        r.ok(&["images", "--format", "json"]).contains("built-app"),
+        "{}",
+        r.ok(&["images"])
+    );
+    wait_for("the one-shot to finish", || {
+        r.state_of("built-app-1").is_some_and(|s| s.0 == "exited")
+    });
+    assert_eq!(
+        ok(&r, &dir, &["logs", "--no-color", "app"]),
+        "built-app-1 | built here\n"
+    );
+    // `build` rebuilds (from the cache) and `run` uses the image.
+    ok(&r, &dir, &["build"]);
+    let out = compose(&r, &dir, &["run", "--rm", "app"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "built here\n");
+    ok(&r, &dir, &["down"]);
+}

@@ -194,20 +194,23 @@ impl<'a> Compose<'a> {
         };
         cmd.extend(svc.command.clone().unwrap_or_default());
         let mut o = CreateOptions {
-            image: svc
-                .image
-                .clone()
-                .ok_or_else(|| Error::Project(format!(
-                    "service {name} has only a build section: hako build is not available to compose yet; give it an image"
-                )))?,
+            image: image_of(&p.name, name, svc),
             name: Some(if oneoff {
-                format!("{}-{name}-run-{}", p.name, &hako_engine::names::new_id()[..12])
+                format!(
+                    "{}-{name}-run-{}",
+                    p.name,
+                    &hako_engine::names::new_id()[..12]
+                )
             } else {
                 format!("{}-{name}-{n}", p.name)
             }),
             cmd,
             entrypoint,
-            env: svc.environment.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            env: svc
+                .environment
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect(),
             workdir: svc.working_dir.clone(),
             user: svc.user.clone(),
             hostname: svc.hostname.clone(),
@@ -642,4 +645,87 @@ fn health_options(h: &crate::model::Healthcheck, name: &str) -> Result<HealthOpt
         retries: h.retries,
         disabled,
     })
+}
+
+/// The image a service runs: its `image:`, else what `build:` makes,
+/// named `PROJECT-SERVICE` as docker compose names it.
+pub fn image_of(project: &str, name: &str, svc: &Service) -> String {
+    svc.image
+        .clone()
+        .unwrap_or_else(|| format!("{project}-{name}"))
+}
+
+/// A service's `build:` section in long form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildSpec {
+    /// Absolute context directory.
+    pub context: std::path::PathBuf,
+    /// Relative to the context unless absolute.
+    pub dockerfile: Option<String>,
+    pub args: BTreeMap<String, String>,
+    pub target: Option<String>,
+}
+
+/// Parse `build:` (a context path, or context/dockerfile/args/target).
+pub fn build_spec(project: &Project, name: &str, svc: &Service) -> Result<Option<BuildSpec>> {
+    let Some(b) = &svc.build else {
+        return Ok(None);
+    };
+    let path = format!("services.{name}.build");
+    let field = |f: &str, m: &str| crate::error::field(format!("{path}.{f}"), m.to_string());
+    let (context, dockerfile, args, target) = match b {
+        serde_json::Value::String(c) => (c.clone(), None, BTreeMap::new(), None),
+        serde_json::Value::Object(m) => {
+            let s = |k: &str| -> Result<Option<String>> {
+                match m.get(k) {
+                    None | Some(serde_json::Value::Null) => Ok(None),
+                    Some(serde_json::Value::String(v)) => Ok(Some(v.clone())),
+                    Some(_) => Err(field(k, "must be a string")),
+                }
+            };
+            let mut args = BTreeMap::new();
+            match m.get("args") {
+                None | Some(serde_json::Value::Null) => {}
+                Some(serde_json::Value::Object(a)) => {
+                    for (k, v) in a {
+                        let v = match v {
+                            serde_json::Value::String(s) => s.clone(),
+                            serde_json::Value::Null => String::new(),
+                            other => other.to_string(),
+                        };
+                        args.insert(k.clone(), v);
+                    }
+                }
+                Some(serde_json::Value::Array(a)) => {
+                    for (i, v) in a.iter().enumerate() {
+                        let s = v
+                            .as_str()
+                            .ok_or_else(|| field(&format!("args[{i}]"), "must be KEY=VALUE"))?;
+                        let (k, v) = s.split_once('=').unwrap_or((s, ""));
+                        args.insert(k.to_string(), v.to_string());
+                    }
+                }
+                Some(_) => return Err(field("args", "must be a mapping or a list")),
+            }
+            (
+                s("context")?.unwrap_or_else(|| ".".into()),
+                s("dockerfile")?,
+                args,
+                s("target")?,
+            )
+        }
+        _ => return Err(crate::error::field(path, "must be a path or a mapping")),
+    };
+    let ctx = std::path::Path::new(&context);
+    let context = if ctx.is_absolute() {
+        ctx.to_path_buf()
+    } else {
+        project.dir.join(ctx)
+    };
+    Ok(Some(BuildSpec {
+        context,
+        dockerfile,
+        args,
+        target,
+    }))
 }

@@ -254,9 +254,8 @@ pub fn run(g: &Global, a: ComposeArgs) -> Result<()> {
         };
     match a.command {
         ComposeCommand::Up(u) => {
-            if u.build {
-                bail!("--build: hako build is not available to compose yet");
-            }
+            // Images a service builds are built with --build, or when missing.
+            build_services(g, &project, &u.services, !u.build)?;
             let mut scale = BTreeMap::new();
             for s in &u.scale {
                 let (k, v) = s
@@ -582,8 +581,55 @@ pub fn run(g: &Global, a: ComposeArgs) -> Result<()> {
             }
             Ok(())
         }
-        ComposeCommand::Build(_) => bail!("hako build is not available to compose yet"),
+        ComposeCommand::Build(s) => build_services(g, &project, &s.services, false),
     }
+}
+
+/// Build the images of services with a `build:` section (all, or those
+/// named); with `only_missing`, only those not in the store yet.
+fn build_services(
+    g: &Global,
+    project: &hako_compose::Project,
+    services: &[String],
+    only_missing: bool,
+) -> Result<()> {
+    use clap::{Args as _, FromArgMatches as _};
+    for (name, svc) in &project.services {
+        if !services.is_empty() && !services.contains(name) {
+            continue;
+        }
+        let Some(spec) = hako_compose::project::build_spec(project, name, svc)? else {
+            continue;
+        };
+        let image = hako_compose::project::image_of(&project.name, name, svc);
+        if only_missing {
+            let store = ImageStore::open(&g.root)
+                .with_context(|| format!("opening the image store in {}", g.root.display()))?;
+            if store.find(&image).is_ok() {
+                continue;
+            }
+        }
+        eprintln!(" Building {name} ({image})");
+        let mut argv: Vec<String> = vec!["build".into(), "-q".into(), "-t".into(), image.clone()];
+        if let Some(f) = &spec.dockerfile {
+            argv.push("-f".into());
+            argv.push(spec.context.join(f).display().to_string());
+        }
+        for (k, v) in &spec.args {
+            argv.push("--build-arg".into());
+            argv.push(format!("{k}={v}"));
+        }
+        if let Some(t) = &spec.target {
+            argv.push("--target".into());
+            argv.push(t.clone());
+        }
+        argv.push(spec.context.display().to_string());
+        let m = super::build::BuildArgs::augment_args(clap::Command::new("build"))
+            .try_get_matches_from(argv)?;
+        super::build::build(g, super::build::BuildArgs::from_arg_matches(&m)?)
+            .with_context(|| format!("building service {name}"))?;
+    }
+    Ok(())
 }
 
 /// Every selected container's log, each line prefixed "NAME  | ", following
