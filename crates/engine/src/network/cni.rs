@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::error::{Error, Result};
 
@@ -187,21 +187,6 @@ pub fn del(list: &Value, att: &Attachment, runtime: &Value, prev: &Value) -> Res
     first.map_or(Ok(()), Err)
 }
 
-/// Bring up `lo` in a namespace (the loopback plugin; nothing to undo).
-pub fn loopback_up(container_id: &str, netns: &Path) -> Result<()> {
-    let list = json!({
-        "cniVersion": CNI_VERSION,
-        "name": "loopback",
-        "plugins": [{"type": "loopback"}],
-    });
-    let att = Attachment {
-        container_id,
-        netns,
-        ifname: "lo",
-    };
-    add(&list, &att, &Value::Null).map(|_| ())
-}
-
 /// The container-side address, gateway and MAC of an ADD result.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Endpoint {
@@ -241,6 +226,7 @@ pub fn endpoint(result: &Value, ifname: &str) -> Endpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn plugin_conf_carries_name_version_capabilities_and_prev() {

@@ -1,13 +1,13 @@
 //! Container networks through CNI, as podman does: a network is a record
 //! (name, subnet, bridge) from which a CNI configuration list is made; a
 //! container on it gets a network namespace of its own, configured by the
-//! standard plugins (bridge + host-local IPAM, portmap for `-p`, firewall)
+//! standard plugins (bridge + host-local IPAM, portmap for `-p`)
 //! before the runtime creates the container into it.
 //!
 //! - [`store`]: the `networks` table;
 //! - [`subnet`]: IPv4 prefixes and choosing a free one;
 //! - [`cni`]: executing plugin chains;
-//! - [`isolation`]: no traffic between networks;
+//! - [`isolation`]: forwarding, masquerading and isolation between networks;
 //! - [`netns`]: persistent network namespaces;
 //! - [`ports`]: published ports (`-p`, `-P`);
 //! - [`setup`]: bringing a container's networks up and down, /etc/hosts;
@@ -84,12 +84,13 @@ impl Network {
                     "type": "bridge",
                     "bridge": self.bridge,
                     "isGateway": true,
-                    "ipMasq": !self.internal,
+                    // Masquerading and forwarding are hako's static chains
+                    // (isolation.rs), not per-container rules.
+                    "ipMasq": false,
                     "hairpinMode": true,
                     "ipam": ipam,
                 },
                 {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true},
-                {"type": "firewall"},
             ],
         })
     }

@@ -66,3 +66,41 @@ pub fn remove(path: &Path) -> Result<()> {
         Err(e) => Err(e).ctx(|| format!("removing network namespace file {}", path.display())),
     }
 }
+
+/// Bring `lo` up inside the namespace at `path` (what the CNI loopback
+/// plugin does, without running a program for it).
+pub fn loopback_up(path: &Path) -> Result<()> {
+    let ns =
+        fs::File::open(path).ctx(|| format!("opening network namespace {}", path.display()))?;
+    // setns(CLONE_NEWNET) also moves only the calling thread.
+    let res = std::thread::spawn(move || -> std::io::Result<()> {
+        nix::sched::setns(&ns, CloneFlags::CLONE_NEWNET)?;
+        // SAFETY: a plain datagram socket, closed by OwnedFd below.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: fd was just returned by socket(2) and is owned here only.
+        let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        use std::os::fd::AsRawFd;
+        // SAFETY: ifreq is plain old data; zeroed is a valid value.
+        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
+            *d = *s as libc::c_char;
+        }
+        // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq we own.
+        unsafe {
+            if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+            if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    })
+    .join()
+    .map_err(|_| Error::Invalid("the loopback thread panicked".into()))?;
+    res.ctx(|| format!("bringing up lo in {}", path.display()))
+}

@@ -79,7 +79,7 @@ impl Engine {
             ports: Vec::new(),
         };
         let res = (|| -> Result<()> {
-            cni::loopback_up(&c.id, &st.netns)?;
+            netns::loopback_up(&st.netns)?;
             let mut ports = c.host.port_bindings.clone();
             if c.host.publish_all_ports {
                 for b in ports::publish_all(&c.config.exposed_ports)? {
@@ -116,7 +116,13 @@ impl Engine {
             .map(|i| format!("eth{i}"))
             .find(|f| !st.attached.iter().any(|x| &x.ifname == f))
             .expect("an interface name is free");
-        let conflist = n.conflist(&self.ipam_dir());
+        let mut conflist = n.conflist(&self.ipam_dir());
+        if !with_ports || st.ports.is_empty() {
+            // Without ports to publish portmap has nothing to do but cost an exec.
+            if let Some(p) = conflist["plugins"].as_array_mut() {
+                p.retain(|x| x["type"] != "portmap");
+            }
+        }
         let runtime_config = if with_ports && !st.ports.is_empty() {
             json!({"portMappings": st.ports.iter().map(|p| json!({
                 "hostPort": p.host_port,
