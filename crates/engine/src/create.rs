@@ -10,7 +10,7 @@ use crate::clock;
 use crate::config;
 use crate::engine::Engine;
 use crate::error::{Context, Result};
-use crate::fsutil::write_atomic;
+use crate::fsutil::{write_atomic, write_replace};
 use crate::mounts;
 use crate::names;
 use crate::network;
@@ -133,20 +133,20 @@ impl Engine {
 
 /// /etc/hostname, /etc/hosts and /etc/resolv.conf, bind-mounted into the
 /// container so the image's own files stay untouched.
-fn write_etc_files(dir: &Path, c: &Container) -> Result<()> {
+pub(crate) fn write_etc_files(dir: &Path, c: &Container) -> Result<()> {
     let h = &c.config.hostname;
     if c.host.network_mode == "host" {
         let hosts = fs::read("/etc/hosts").unwrap_or_default();
-        write_atomic(&dir.join("hosts"), &hosts)?;
+        write_replace(&dir.join("hosts"), &hosts)?;
     } else {
-        write_atomic(&dir.join("hostname"), format!("{h}\n").as_bytes())?;
+        write_replace(&dir.join("hostname"), format!("{h}\n").as_bytes())?;
         let hosts = format!(
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{h}\n"
         );
-        write_atomic(&dir.join("hosts"), hosts.as_bytes())?;
+        write_replace(&dir.join("hosts"), hosts.as_bytes())?;
     }
     let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    write_atomic(&dir.join("resolv.conf"), resolv_conf(&host, c).as_bytes())
+    write_replace(&dir.join("resolv.conf"), resolv_conf(&host, c).as_bytes())
 }
 
 /// The container's /etc/resolv.conf: the host's, with `--dns*` replacing its

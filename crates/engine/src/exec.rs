@@ -12,7 +12,7 @@ use oci_spec::runtime::{Spec, UserBuilder};
 
 use crate::engine::Engine;
 use crate::error::{Context, Error, Result};
-use crate::fsutil::write_atomic;
+use crate::fsutil::write_replace;
 use crate::record::Status;
 use crate::user;
 
@@ -217,7 +217,7 @@ impl Engine {
             }
         }
         let file = dir.join(format!("exec-{}.json", std::process::id()));
-        write_atomic(
+        write_replace(
             &file,
             &serde_json::to_vec(&process).expect("process serialises"),
         )?;

@@ -22,6 +22,22 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     res.ctx(|| format!("writing {}", path.display()))
 }
 
+/// Like [`write_atomic`] without the fsync, for run state that is rebuilt
+/// on the next start (the rename still keeps readers from seeing half a
+/// file): an fsync costs a journal commit, several milliseconds per file.
+pub fn write_replace(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile_in(dir, path)?;
+    let res = (|| -> std::io::Result<()> {
+        tmp.1.write_all(data)?;
+        fs::rename(&tmp.0, path)
+    })();
+    if res.is_err() {
+        let _ = fs::remove_file(&tmp.0);
+    }
+    res.ctx(|| format!("writing {}", path.display()))
+}
+
 fn tempfile_in(dir: &Path, target: &Path) -> Result<(std::path::PathBuf, fs::File)> {
     let name = target
         .file_name()

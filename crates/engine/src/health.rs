@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::Engine;
 use crate::error::{Context, Error, Result};
-use crate::fsutil::write_atomic;
+use crate::fsutil::write_replace;
 use crate::record::{Container, HealthConfig};
 
 /// docker's `Health`: "starting", "healthy" or "unhealthy".
@@ -79,7 +79,7 @@ impl Engine {
         process.set_args(Some(argv));
         process.set_terminal(Some(false));
         let path = dir.join("health-process.json");
-        write_atomic(
+        write_replace(
             &path,
             &serde_json::to_vec(&process).expect("process serialises"),
         )?;

@@ -116,6 +116,9 @@ impl Engine {
             let _ = rt.delete_force(&c.id);
         }
 
+        // The /etc files are run state written without fsync: rebuild them
+        // (a crash may have left them empty).
+        crate::create::write_etc_files(&dir, &c)?;
         self.network_up(&c)?;
         let res = self.spawn_monitor(c, programs, attach);
         if let Err(e) = &res {

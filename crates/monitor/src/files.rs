@@ -1,5 +1,5 @@
 //! The files the monitor writes for the engine, each written to a temp
-//! name, synced and renamed so a reader never sees half of one:
+//! name and renamed so a reader never sees half of one:
 //! - the exit file (`exit.json`) once it is done: the final exit;
 //! - the state file (`state.json`) at every start and restart: the pid of
 //!   the current run, the restart count, whether it waits to restart.
@@ -16,7 +16,9 @@ pub fn write_atomic(path: &Path, body: &str) {
     let written = (|| -> std::io::Result<()> {
         let mut f = File::create(&tmp)?;
         f.write_all(body.as_bytes())?;
-        f.sync_all()?;
+        // No fsync: these describe processes that a reboot ends anyway, and
+        // the engine reconciles a missing one; a journal commit per file
+        // costs milliseconds on every start and exit.
         fs::rename(&tmp, path)
     })();
     if let Err(e) = written {

@@ -565,7 +565,6 @@ fn pump(
         drain(log, &mut io.outputs[i], &mut buf, server);
         io.outputs[i].1.flush(log);
     }
-    let _ = log.sync_data();
     exit
 }
 

@@ -18,7 +18,7 @@ use super::ports::{self, PortBinding};
 use super::{is_special_mode, netns, Network};
 use crate::engine::Engine;
 use crate::error::{Context, Error, Result};
-use crate::fsutil::write_atomic;
+use crate::fsutil::write_replace;
 use crate::record::{Container, NetworkAttach, Status};
 
 /// What is set up for a running container.
@@ -61,7 +61,7 @@ impl Engine {
 
     fn save_network_state(&self, id: &str, st: &NetworkState) -> Result<()> {
         let json = serde_json::to_vec_pretty(st).expect("network state serialises");
-        write_atomic(&self.network_state_path(id), &json)
+        write_replace(&self.network_state_path(id), &json)
     }
 
     /// Set up the container's networks (after tearing down any left by a crash).
