@@ -281,3 +281,76 @@ fn services_with_build_sections_are_built_and_run() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "built here\n");
     ok(&r, &dir, &["down"]);
 }
+
+#[test]
+fn configs_secrets_and_conditions_that_hold_on_every_start() {
+    let r = Root::new();
+    let dir = r.dir().join("cond");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("app.conf"), "level=debug\n").unwrap();
+    std::fs::write(dir.join("token.txt"), "s3cret\n").unwrap();
+    std::fs::write(
+        dir.join("compose.yaml"),
+        r#"
+services:
+  init:
+    image: busybox
+    command: ["sh", "-c", "rm -f /data/flag; sleep 1; echo done > /data/flag"]
+    volumes: [data:/data]
+  app:
+    image: busybox
+    command: ["sh", "-c", "cat /data/flag 2>/dev/null || echo missing; cat /run/secrets/token /etc/app.conf; exec sleep 1000"]
+    volumes: [data:/data]
+    configs:
+      - source: conf
+        target: /etc/app.conf
+    secrets: [token]
+    depends_on:
+      init: {condition: service_completed_successfully}
+configs:
+  conf: {file: ./app.conf}
+secrets:
+  token: {file: ./token.txt}
+volumes:
+  data: {}
+"#,
+    )
+    .unwrap();
+    ok(&r, &dir, &["up", "-d"]);
+    let logs = || ok(&r, &dir, &["logs", "--no-color", "app"]);
+    wait_for("app's output", || logs().contains("level=debug"));
+    assert_eq!(
+        logs(),
+        "cond-app-1 | done\ncond-app-1 | s3cret\ncond-app-1 | level=debug\n"
+    );
+    // The secret is read-only in the container.
+    let out = compose(
+        &r,
+        &dir,
+        &["exec", "app", "sh", "-c", "echo x > /run/secrets/token"],
+    );
+    assert!(!out.status.success());
+    // Stop and start again: init runs again and app waits for it to complete.
+    ok(&r, &dir, &["stop", "-t", "1"]);
+    ok(&r, &dir, &["start"]);
+    wait_for("app's second run", || {
+        logs().matches("level=debug").count() == 2
+    });
+    let l = logs();
+    assert_eq!(l.matches("| done").count(), 2, "{l}");
+    assert!(!l.contains("missing"), "{l}");
+    ok(&r, &dir, &["down", "-v"]);
+    // An undefined secret is refused with its path.
+    std::fs::write(
+        dir.join("compose.yaml"),
+        "services:\n  a:\n    image: busybox\n    secrets: [nope]\n",
+    )
+    .unwrap();
+    let out = compose(&r, &dir, &["config"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("services.a.secrets[0]: refers to undefined secret nope"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -17,6 +17,9 @@ pub struct Project {
     pub services: BTreeMap<String, Service>,
     pub networks: BTreeMap<String, NetworkDef>,
     pub volumes: BTreeMap<String, VolumeDef>,
+    /// Top-level configs and secrets: name → absolute host file.
+    pub configs: BTreeMap<String, PathBuf>,
+    pub secrets: BTreeMap<String, PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -69,6 +72,17 @@ pub struct Service {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpus: Option<String>,
     pub profiles: Vec<String>,
+    /// Configs and secrets the service mounts (read-only files).
+    pub configs: Vec<FileMount>,
+    pub secrets: Vec<FileMount>,
+}
+
+/// A config or secret in a service: which one and where (configs default to
+/// `/<name>`, secrets to `/run/secrets/<name>`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FileMount {
+    pub source: String,
+    pub target: String,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -415,6 +429,8 @@ fn service(name: &str, v: &Value, dir: &Path, env: &BTreeMap<String, String>) ->
     }
     const KNOWN: &[&str] = &[
         "image",
+        "configs",
+        "secrets",
         "build",
         "command",
         "entrypoint",
@@ -633,7 +649,74 @@ fn service(name: &str, v: &Value, dir: &Path, env: &BTreeMap<String, String>) ->
         mem_limit: opt_string(v, "mem_limit", &path)?,
         cpus: opt_string(v, "cpus", &path)?,
         profiles: string_list(v.get("profiles"), &format!("{path}.profiles"))?,
+        configs: file_mounts(v.get("configs"), &format!("{path}.configs"), "/")?,
+        secrets: file_mounts(
+            v.get("secrets"),
+            &format!("{path}.secrets"),
+            "/run/secrets/",
+        )?,
     })
+}
+
+/// `configs:`/`secrets:` of a service: names, or {source, target}.
+fn file_mounts(v: Option<&Value>, path: &str, default_dir: &str) -> Result<Vec<FileMount>> {
+    let mut out = Vec::new();
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(out);
+    };
+    let Value::Array(a) = v else {
+        return Err(field(path, "must be a list"));
+    };
+    for (i, m) in a.iter().enumerate() {
+        let here = format!("{path}[{i}]");
+        let (source, target) = match m {
+            Value::Object(_) => {
+                let source = opt_string(m, "source", &here)?
+                    .ok_or_else(|| field(&here, "source is required"))?;
+                let target = opt_string(m, "target", &here)?;
+                (source, target)
+            }
+            other => (string(other, &here)?, None),
+        };
+        let target = match target {
+            Some(t) if t.starts_with('/') => t,
+            Some(t) => format!("{default_dir}{t}"),
+            None => format!("{default_dir}{source}"),
+        };
+        out.push(FileMount { source, target });
+    }
+    Ok(out)
+}
+
+/// Top-level `configs:`/`secrets:`: each from a file (relative to the project).
+fn file_defs(doc: &Value, key: &str, dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
+    let mut out = BTreeMap::new();
+    let Some(Value::Object(m)) = doc.get(key) else {
+        return Ok(out);
+    };
+    for (n, v) in m {
+        let here = format!("{key}.{n}");
+        let Some(f) = opt_string(v, "file", &here)? else {
+            return Err(field(
+                &here,
+                "only file-based definitions are supported (file: PATH)",
+            ));
+        };
+        let p = Path::new(&f);
+        let abs = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            dir.join(p)
+        };
+        if !abs.is_file() {
+            return Err(field(
+                format!("{here}.file"),
+                format!("{} does not exist", abs.display()),
+            ));
+        }
+        out.insert(n.clone(), abs);
+    }
+    Ok(out)
 }
 
 /// Build the model from the merged document.
@@ -740,8 +823,27 @@ pub fn project(
             );
         }
     }
+    let configs = file_defs(doc, "configs", dir)?;
+    let secrets = file_defs(doc, "secrets", dir)?;
     // References must resolve before anything runs.
     for (s, svc) in &services {
+        for (kind, list, defs) in [
+            ("configs", &svc.configs, &configs),
+            ("secrets", &svc.secrets, &secrets),
+        ] {
+            for (i, m) in list.iter().enumerate() {
+                if !defs.contains_key(&m.source) {
+                    return Err(field(
+                        format!("services.{s}.{kind}[{i}]"),
+                        format!(
+                            "refers to undefined {} {}",
+                            kind.trim_end_matches('s'),
+                            m.source
+                        ),
+                    ));
+                }
+            }
+        }
         for (i, m) in svc.volumes.iter().enumerate() {
             if m.typ == "volume" && !m.source.is_empty() && !volumes.contains_key(&m.source) {
                 return Err(field(
@@ -773,6 +875,8 @@ pub fn project(
         services,
         networks,
         volumes,
+        configs,
+        secrets,
     })
 }
 

@@ -21,6 +21,7 @@ pub const LABEL_SERVICE: &str = "com.docker.compose.service";
 pub const LABEL_NUMBER: &str = "com.docker.compose.container-number";
 pub const LABEL_HASH: &str = "com.docker.compose.config-hash";
 pub const LABEL_ONEOFF: &str = "com.docker.compose.oneoff";
+pub const LABEL_DEPENDS_ON: &str = "com.docker.compose.depends_on";
 
 /// How long `up` waits for a dependency's condition at most.
 const CONDITION_BOUND: Duration = Duration::from_secs(300);
@@ -262,6 +263,26 @@ impl<'a> Compose<'a> {
             }
             o.mounts
                 .push(options::parse_mount(&spec).map_err(|e| fe(&field, e))?);
+        }
+        for (defs, list) in [(&p.configs, &svc.configs), (&p.secrets, &svc.secrets)] {
+            for m in list {
+                o.binds.push(hako_engine::Bind {
+                    source: defs[&m.source].display().to_string(),
+                    destination: m.target.clone(),
+                    read_only: true,
+                });
+            }
+        }
+        if !svc.depends_on.is_empty() {
+            // Kept with the container, so a start without the file still knows.
+            o.labels.insert(
+                LABEL_DEPENDS_ON.into(),
+                svc.depends_on
+                    .iter()
+                    .map(|(d, c)| format!("{d}:{c}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
         }
         for t in &svc.tmpfs {
             o.tmpfs
@@ -583,6 +604,32 @@ impl<'a> Compose<'a> {
         self.ensure_networks(&mut events)?;
         self.ensure_volumes(&mut events)?;
         self.create_one(images, service, &svc, 0, true)
+    }
+
+    /// Start the services' existing containers in dependency order, each
+    /// after its depends_on conditions hold (as `up` does, so they hold on
+    /// every start, after a host restart too).
+    pub fn start_services(
+        &self,
+        images: &mut ImageStore,
+        programs: &Programs,
+        services: &[String],
+    ) -> Result<Vec<Event>> {
+        let mut events = Vec::new();
+        for name in self.selected(services, false)? {
+            let svc = &self.project.services[&name];
+            self.wait_dependencies(&name, svc)?;
+            for c in self.service_containers(&name)? {
+                if c.state.status == Status::Running {
+                    continue;
+                }
+                self.engine
+                    .start(images, &c.id, programs)
+                    .ctx(|| format!("starting container {}", c.name))?;
+                events.push(ev("Container", &c.name, "Started"));
+            }
+        }
+        Ok(events)
     }
 
     /// The first running container of a service (for exec/port).

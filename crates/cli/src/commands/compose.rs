@@ -434,11 +434,8 @@ pub fn run(g: &Global, a: ComposeArgs) -> Result<()> {
         ComposeCommand::Start(s) => {
             let mut imgs = images()?;
             let programs = super::container::programs(g)?;
-            for c in compose.of_services(&s.services)? {
-                engine
-                    .start(&mut imgs, &c.id, &programs)
-                    .with_context(|| format!("container {}", c.name))?;
-                eprintln!(" Container {}  Started", c.name);
+            for e in compose.start_services(&mut imgs, &programs, &s.services)? {
+                eprintln!(" {} {}  {}", e.kind, e.name, e.action);
             }
             Ok(())
         }
@@ -452,12 +449,13 @@ pub fn run(g: &Global, a: ComposeArgs) -> Result<()> {
         ComposeCommand::Restart(s) => {
             let mut imgs = images()?;
             let programs = super::container::programs(g)?;
-            for c in compose.of_services(&s.services)? {
+            let mut cs = compose.of_services(&s.services)?;
+            cs.reverse();
+            for c in cs {
                 engine.stop(&c.id, s.timeout)?;
-                engine
-                    .start(&mut imgs, &c.id, &programs)
-                    .with_context(|| format!("container {}", c.name))?;
-                eprintln!(" Container {}  Restarted", c.name);
+            }
+            for e in compose.start_services(&mut imgs, &programs, &s.services)? {
+                eprintln!(" {} {}  {}", e.kind, e.name, e.action);
             }
             Ok(())
         }
