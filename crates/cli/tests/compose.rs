@@ -279,6 +279,22 @@ fn services_with_build_sections_are_built_and_run() {
     ok(&r, &dir, &["build"]);
     let out = compose(&r, &dir, &["run", "--rm", "app"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "built here\n");
+    let out = compose(
+        &r,
+        &dir,
+        &[
+            "run",
+            "--rm",
+            "-e",
+            "GREET=hi",
+            "app",
+            "sh",
+            "-c",
+            "echo $GREET; exit 3",
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+    assert_eq!(out.status.code(), Some(3));
     ok(&r, &dir, &["down"]);
 }
 

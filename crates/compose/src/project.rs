@@ -590,6 +590,7 @@ impl<'a> Compose<'a> {
         images: &mut ImageStore,
         service: &str,
         cmd: Vec<String>,
+        env: &[String],
     ) -> Result<Container> {
         let svc = self
             .project
@@ -599,6 +600,19 @@ impl<'a> Compose<'a> {
         let mut svc = svc.clone();
         if !cmd.is_empty() {
             svc.command = Some(cmd);
+        }
+        // `run -e KEY=VALUE` (or a bare KEY from the caller's environment).
+        for e in env {
+            match e.split_once('=') {
+                Some((k, v)) => {
+                    svc.environment.insert(k.to_string(), v.to_string());
+                }
+                None => {
+                    if let Ok(v) = std::env::var(e) {
+                        svc.environment.insert(e.clone(), v);
+                    }
+                }
+            }
         }
         let mut events = Vec::new();
         self.ensure_networks(&mut events)?;

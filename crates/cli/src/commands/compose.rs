@@ -413,8 +413,7 @@ pub fn run(g: &Global, a: ComposeArgs) -> Result<()> {
         ComposeCommand::Run(r) => {
             let mut imgs = images()?;
             let programs = super::container::programs(g)?;
-            let c = compose.create_run(&mut imgs, &r.service, r.command)?;
-            let _ = r.env;
+            let c = compose.create_run(&mut imgs, &r.service, r.command, &r.env)?;
             let started = engine.start(&mut imgs, &c.id, &programs)?;
             drop(imgs);
             let stdout = std::io::stdout();
