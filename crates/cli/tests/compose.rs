@@ -370,3 +370,146 @@ volumes:
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn the_other_commands_and_up_flags() {
+    use std::io::BufRead;
+    let r = Root::new();
+    let dir = r.dir().join("ops");
+    std::fs::create_dir_all(&dir).unwrap();
+    // A registry on loopback for pull and push.
+    let reg_root = r.dir().join("registry");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hako"))
+        .arg("--root")
+        .arg(&reg_root)
+        .args(["registry", "serve", "--addr", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _server = Kill(child);
+    let addr = line.trim().rsplit(' ').next().unwrap().to_string();
+    let image = format!("{addr}/ops/busybox:1");
+    r.ok(&["tag", "busybox", &image]);
+    let file = format!(
+        r#"
+services:
+  db:
+    image: {image}
+    command: ["sh", "-c", "echo db-up; exec sleep 1000"]
+    healthcheck:
+      test: ["CMD", "true"]
+      interval: 100ms
+  web:
+    image: {image}
+    command: ["sh", "-c", "echo web-up; exec sleep 1000"]
+    depends_on: [db]
+  debug:
+    image: {image}
+    command: ["sleep", "1000"]
+    profiles: [debug]
+"#
+    );
+    std::fs::write(dir.join("compose.yaml"), &file).unwrap();
+    // push, then pull into a store that lost the image.
+    ok(&r, &dir, &["push"]);
+    r.ok(&["rmi", &image]);
+    ok(&r, &dir, &["pull"]);
+    assert!(r.ok(&["images"]).contains(&format!("{addr}/ops/busybox")));
+
+    // --no-deps starts only web; --wait waits for db's health.
+    ok(&r, &dir, &["up", "-d", "--no-deps", "web"]);
+    let names = |all: bool| -> Vec<String> {
+        let mut a = vec!["ps", "--format", "json"];
+        if all {
+            a.push("-a");
+        }
+        let mut v: Vec<String> = ok(&r, &dir, &a)
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["Name"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(false), vec!["ops-web-1"]);
+    ok(&r, &dir, &["up", "-d", "--wait"]);
+    assert_eq!(names(false), vec!["ops-db-1", "ops-web-1"]);
+    let ps = ok(&r, &dir, &["ps", "--format", "json", "db"]);
+    assert!(ps.contains("\"Health\":\"healthy\""), "{ps}");
+    // Profiles: the debug service only with its profile.
+    let out = Command::new(env!("CARGO_BIN_EXE_hako"))
+        .arg("--root")
+        .arg(r.root())
+        .args(["compose", "--profile", "debug", "up", "-d"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(names(false), vec!["ops-db-1", "ops-debug-1", "ops-web-1"]);
+    // --force-recreate replaces even unchanged containers.
+    let id = |n: &str| r.inspect(n)["Id"].as_str().unwrap().to_string();
+    let web = id("ops-web-1");
+    ok(&r, &dir, &["up", "-d", "--force-recreate", "web"]);
+    assert_ne!(id("ops-web-1"), web);
+    // top and images name each container.
+    let top = ok(&r, &dir, &["top", "web"]);
+    assert!(
+        top.starts_with("ops-web-1\n") && top.contains("sleep 1000"),
+        "{top}"
+    );
+    let imgs = ok(&r, &dir, &["images", "web"]);
+    assert!(
+        imgs.contains("ops-web-1") && imgs.contains(&image),
+        "{imgs}"
+    );
+    // restart gives new processes; kill stops; rm -s removes.
+    let pid = r.inspect("ops-web-1")["State"]["Pid"].as_i64().unwrap();
+    ok(&r, &dir, &["restart", "-t", "1", "web"]);
+    assert_ne!(
+        r.inspect("ops-web-1")["State"]["Pid"].as_i64().unwrap(),
+        pid
+    );
+    ok(&r, &dir, &["kill", "web"]);
+    wait_for("web to be killed", || {
+        r.state_of("ops-web-1").is_some_and(|s| s.0 == "exited")
+    });
+    // logs -f returns once every selected container has stopped.
+    let logs = ok(&r, &dir, &["logs", "-f", "--no-color", "web"]);
+    assert!(logs.contains("ops-web-1 | web-up"), "{logs}");
+    ok(&r, &dir, &["rm", "-f", "web"]);
+    assert!(!names(true).contains(&"ops-web-1".to_string()));
+    // --remove-orphans: a service dropped from the file goes.
+    std::fs::write(
+        dir.join("compose.yaml"),
+        file.replace("  debug:\n", "  gone:\n"),
+    )
+    .unwrap();
+    ok(&r, &dir, &["up", "-d", "--remove-orphans", "db"]);
+    assert!(
+        !names(true).contains(&"ops-debug-1".to_string()),
+        "{:?}",
+        names(true)
+    );
+    ok(&r, &dir, &["down"]);
+    assert!(r.ps_all().is_empty(), "{:?}", r.ps_all());
+}

@@ -438,7 +438,14 @@ impl<'a> Compose<'a> {
         self.ensure_volumes(&mut events)?;
         for name in &services {
             let svc = &self.project.services[name];
-            self.wait_dependencies(name, svc)?;
+            if o.no_deps {
+                // Dependencies left out on purpose are not waited for.
+                let mut only = svc.clone();
+                only.depends_on.retain(|d, _| services.contains(d));
+                self.wait_dependencies(name, &only)?;
+            } else {
+                self.wait_dependencies(name, svc)?;
+            }
             let want = o.scale.get(name).copied().unwrap_or(svc.replicas);
             let hash = self.config_hash(name, svc);
             let existing = self.service_containers(name)?;

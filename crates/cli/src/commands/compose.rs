@@ -299,8 +299,24 @@ pub fn run(g: &Global, a: ComposeArgs) -> Result<()> {
             Ok(())
         }
         ComposeCommand::Ps(p) => {
-            let cs: Vec<Container> = compose
-                .of_services(&p.services)?
+            // Every container of the project, also of services whose
+            // profile is not active now, as docker compose lists them.
+            let listed = if p.services.is_empty() {
+                compose
+                    .containers()?
+                    .into_iter()
+                    .filter(|c| {
+                        c.config
+                            .labels
+                            .get(hako_compose::project::LABEL_ONEOFF)
+                            .map(String::as_str)
+                            != Some("True")
+                    })
+                    .collect()
+            } else {
+                compose.of_services(&p.services)?
+            };
+            let cs: Vec<Container> = listed
                 .into_iter()
                 .filter(|c| p.all || c.state.status == Status::Running)
                 .collect();
