@@ -10,8 +10,7 @@ use std::process::{Command, Stdio};
 
 use oci_spec::runtime::{
     LinuxBuilder, LinuxCapabilitiesBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
-    LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder, SpecBuilder,
-    UserBuilder,
+    LinuxResourcesBuilder, Mount, ProcessBuilder, RootBuilder, SpecBuilder, UserBuilder,
 };
 
 use crate::error::{Error, IoContext, Result};
@@ -33,29 +32,7 @@ pub struct Process {
     pub insecure: bool,
 }
 
-pub fn mount(dst: &str, typ: &str, src: &str, opts: &[&str]) -> Mount {
-    MountBuilder::default()
-        .destination(dst)
-        .typ(typ)
-        .source(src)
-        .options(opts.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-        .build()
-        .expect("mount builds")
-}
-
-pub fn bind(dst: &str, src: &Path, read_only: bool) -> Mount {
-    MountBuilder::default()
-        .destination(dst)
-        .typ("bind")
-        .source(src)
-        .options(vec![
-            "rbind".to_string(),
-            "rprivate".to_string(),
-            if read_only { "ro" } else { "rw" }.to_string(),
-        ])
-        .build()
-        .expect("mount builds")
-}
+pub use hako_engine::spec::{bind, mount};
 
 fn spec_err(e: oci_spec::OciSpecError) -> Error {
     Error::Invalid(format!("building the runtime config of a RUN step: {e}"))
@@ -63,51 +40,7 @@ fn spec_err(e: oci_spec::OciSpecError) -> Error {
 
 /// The mounts every RUN gets, then the process's own.
 pub fn all_mounts(p: &Process) -> Vec<Mount> {
-    let mut mounts = vec![
-        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
-        mount(
-            "/dev",
-            "tmpfs",
-            "tmpfs",
-            &["nosuid", "strictatime", "mode=755", "size=65536k"],
-        ),
-        mount(
-            "/dev/pts",
-            "devpts",
-            "devpts",
-            &[
-                "nosuid",
-                "noexec",
-                "newinstance",
-                "ptmxmode=0666",
-                "mode=0620",
-                "gid=5",
-            ],
-        ),
-        mount(
-            "/sys",
-            "sysfs",
-            "sysfs",
-            &[
-                "nosuid",
-                "noexec",
-                "nodev",
-                if p.insecure { "rw" } else { "ro" },
-            ],
-        ),
-        mount(
-            "/dev/shm",
-            "tmpfs",
-            "shm",
-            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
-        ),
-        mount(
-            "/dev/mqueue",
-            "mqueue",
-            "mqueue",
-            &["nosuid", "noexec", "nodev"],
-        ),
-    ];
+    let mut mounts = hako_engine::spec::base_mounts(p.insecure);
     mounts.extend(p.mounts.iter().cloned());
     mounts
 }

@@ -20,7 +20,8 @@ use crate::user;
 /// CFS period docker uses with `--cpus`.
 const CPU_PERIOD: u64 = 100_000;
 
-fn mount(dst: &str, typ: &str, src: &str, opts: &[&str]) -> Mount {
+/// One runtime-spec mount.
+pub fn mount(dst: &str, typ: &str, src: &str, opts: &[&str]) -> Mount {
     MountBuilder::default()
         .destination(dst)
         .typ(typ)
@@ -30,7 +31,8 @@ fn mount(dst: &str, typ: &str, src: &str, opts: &[&str]) -> Mount {
         .expect("mount builds")
 }
 
-fn bind(dst: &str, src: &Path, read_only: bool) -> Mount {
+/// A recursive, private bind mount of `src` at `dst`.
+pub fn bind(dst: &str, src: &Path, read_only: bool) -> Mount {
     MountBuilder::default()
         .destination(dst)
         .typ("bind")
@@ -51,6 +53,56 @@ fn build_err(what: &str, id: &str) -> impl FnOnce(oci_spec::OciSpecError) -> Err
             "building the runtime config of container {id}: {what}: {e}"
         ))
     }
+}
+
+/// The mounts every container gets: /proc, /dev (tmpfs), /dev/pts, /sys
+/// (read-only unless `writable_sys`), /dev/mqueue and /dev/shm.
+pub fn base_mounts(writable_sys: bool) -> Vec<Mount> {
+    vec![
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        ),
+        mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &[
+                "nosuid",
+                "noexec",
+                "nodev",
+                if writable_sys { "rw" } else { "ro" },
+            ],
+        ),
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        ),
+        mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        ),
+    ]
 }
 
 /// The container's cgroup in every hierarchy (the monitor reads its OOM
@@ -115,33 +167,10 @@ pub fn build(
         .build()
         .map_err(build_err("process", id))?;
 
-    let sys_opts: &[&str] = if h.privileged {
-        &["nosuid", "noexec", "nodev", "rw"]
-    } else {
-        &["nosuid", "noexec", "nodev", "ro"]
-    };
-    let mut mounts = vec![
-        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
-        mount(
-            "/dev",
-            "tmpfs",
-            "tmpfs",
-            &["nosuid", "strictatime", "mode=755", "size=65536k"],
-        ),
-        mount(
-            "/dev/pts",
-            "devpts",
-            "devpts",
-            &[
-                "nosuid",
-                "noexec",
-                "newinstance",
-                "ptmxmode=0666",
-                "mode=0620",
-                "gid=5",
-            ],
-        ),
-        mount("/sys", "sysfs", "sysfs", sys_opts),
+    let mut mounts = base_mounts(h.privileged);
+    // cgroupfs goes right after /sys, which it is mounted into.
+    mounts.insert(
+        4,
         mount(
             "/sys/fs/cgroup",
             "cgroup",
@@ -154,19 +183,7 @@ pub fn build(
                 if h.privileged { "rw" } else { "ro" },
             ],
         ),
-        mount(
-            "/dev/mqueue",
-            "mqueue",
-            "mqueue",
-            &["nosuid", "noexec", "nodev"],
-        ),
-        mount(
-            "/dev/shm",
-            "tmpfs",
-            "shm",
-            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
-        ),
-    ];
+    );
     for (file, dst) in [
         ("hostname", "/etc/hostname"),
         ("hosts", "/etc/hosts"),
