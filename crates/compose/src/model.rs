@@ -719,6 +719,20 @@ fn file_defs(doc: &Value, key: &str, dir: &Path) -> Result<BTreeMap<String, Path
     Ok(out)
 }
 
+/// The engine's name of a top-level network or volume `n` and whether it
+/// is external: its `name:`, else `n` itself when external, else `PROJECT_n`.
+fn engine_name(v: &Value, n: &str, project: &str, here: &str) -> Result<(String, bool)> {
+    let external = boolean(v, "external", here)?;
+    let name = opt_string(v, "name", here)?.unwrap_or_else(|| {
+        if external {
+            n.to_string()
+        } else {
+            format!("{project}_{n}")
+        }
+    });
+    Ok((name, external))
+}
+
 /// Build the model from the merged document.
 pub fn project(
     doc: &Value,
@@ -761,19 +775,11 @@ pub fn project(
     if let Some(Value::Object(m)) = doc.get("networks") {
         for (n, v) in m {
             let here = format!("networks.{n}");
-            let v = if v.is_null() { &Value::Null } else { v };
-            let external = boolean(v, "external", &here)?;
-            let explicit = opt_string(v, "name", &here)?;
+            let (name_in_engine, external) = engine_name(v, n, &name, &here)?;
             networks.insert(
                 n.clone(),
                 NetworkDef {
-                    name: explicit.unwrap_or_else(|| {
-                        if external {
-                            n.clone()
-                        } else {
-                            format!("{name}_{n}")
-                        }
-                    }),
+                    name: name_in_engine,
                     external,
                     subnet: v
                         .get("ipam")
@@ -798,19 +804,11 @@ pub fn project(
     if let Some(Value::Object(m)) = doc.get("volumes") {
         for (n, v) in m {
             let here = format!("volumes.{n}");
-            let v = if v.is_null() { &Value::Null } else { v };
-            let external = boolean(v, "external", &here)?;
-            let explicit = opt_string(v, "name", &here)?;
+            let (name_in_engine, external) = engine_name(v, n, &name, &here)?;
             volumes.insert(
                 n.clone(),
                 VolumeDef {
-                    name: explicit.unwrap_or_else(|| {
-                        if external {
-                            n.clone()
-                        } else {
-                            format!("{name}_{n}")
-                        }
-                    }),
+                    name: name_in_engine,
                     external,
                     driver: opt_string(v, "driver", &here)?,
                     driver_opts: key_values(
