@@ -6,8 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
-cargo build --release --workspace
-BIN=${CARGO_TARGET_DIR:-$PWD/target}/release
+BIN=$(./scripts/build-release.sh)
 WORK=$(mktemp -d /tmp/hako-quickstart.XXXXXX)
 REG_PID=""
 cleanup() {

@@ -27,8 +27,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 if [ -z "${BIN:-}" ]; then
   echo "building hako (release)..." >&2
-  (cd "$repo" && cargo build --release -q -p hako-cli -p hako-runtime -p hako-monitor)
-  BIN="${CARGO_TARGET_DIR:-$repo/target}/release"
+  BIN="$("$repo/scripts/build-release.sh")"
 fi
 if [ -z "${HAKO_BENCH_NS:-}" ] && mountpoint -q /sys/fs/cgroup/unified; then
   HAKO_BENCH_NS=1 BIN="$BIN" exec unshare --mount --propagation private "$0" "$@"
@@ -150,5 +149,5 @@ for name, base, sup in (("hako", hako, "hako-monitor"), ("podman", podman, "conm
     times[name + " detached"] = total
     spawn(base + ["rm", "-f"] + [f"d{i}" for i in range(detached)])
 h, p = times["hako detached"], times["podman detached"]
-print(f"hako/podman (50 detached starts): {h / p:.2f}")
+print(f"hako/podman ({detached} detached starts): {h / p:.2f}")
 EOF

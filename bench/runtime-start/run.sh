@@ -21,9 +21,8 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 if [ -z "${HAKO:-}" ]; then
-  echo "building hako-runtime (release)..." >&2
-  (cd "$repo" && cargo build --release -q -p hako-runtime)
-  HAKO="${CARGO_TARGET_DIR:-$repo/target}/release/hako-runtime"
+  echo "building hako-runtime (release, as shipped: scripts/build-release.sh)..." >&2
+  HAKO="$("$repo/scripts/build-release.sh")/hako-runtime"
 fi
 CRUN=${CRUN:-$(command -v crun)}
 RUNC=${RUNC:-$(command -v runc)}

@@ -5,6 +5,7 @@ use crate::error::{Context, Error, Result};
 use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::{PosixRlimit, PosixRlimitType, Process};
 use std::ffi::CString;
+use std::os::fd::RawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -320,6 +321,22 @@ pub fn exec(path: &Path, args: &[String], env: &[String]) -> Error {
     let cenv: Vec<CString> = env.iter().map(|e| to_c(e)).collect();
     match nix::unistd::execve(&cpath, &cargs, &cenv) {
         Err(e) => Error::io(format!("exec {}", path.display()), e),
+        Ok(never) => match never {},
+    }
+}
+
+/// Execs hako-dmz from its memfd, which execs `path` with `args` (see
+/// selfexe): its argv is the path followed by the process's argv.
+pub fn exec_via_dmz(dmz_fd: RawFd, path: &Path, args: &[String], env: &[String]) -> Error {
+    let to_c = |s: &str| CString::new(s).unwrap_or_default();
+    let mut cargs = Vec::with_capacity(args.len() + 1);
+    cargs.push(CString::new(path.as_os_str().as_encoded_bytes()).unwrap_or_default());
+    cargs.extend(args.iter().map(|a| to_c(a)));
+    let cenv: Vec<CString> = env.iter().map(|e| to_c(e)).collect();
+    // SAFETY: the memfd stays open for the life of the runtime process.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(dmz_fd) };
+    match nix::unistd::fexecve(fd, &cargs, &cenv) {
+        Err(e) => Error::io(format!("exec {} (through hako-dmz)", path.display()), e),
         Ok(never) => match never {},
     }
 }

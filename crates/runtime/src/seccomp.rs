@@ -158,6 +158,115 @@ pub fn compile_lenient(spec: &LinuxSeccomp) -> Result<Filter> {
     build(spec, true)
 }
 
+/// Like [`compile`], but keeps compiled programs under `cache_dir` keyed by a
+/// digest of the profile and the libseccomp version, as crun does: compiling a
+/// default allowlist through libseccomp costs several milliseconds, a third of
+/// a container start, and engines send the same profile every time. Only
+/// profiles that compiled (and so passed validation) are cached. A cache that
+/// cannot be read or written is ignored: the profile is compiled as without it.
+pub fn compile_cached(spec: &LinuxSeccomp, cache_dir: &Path) -> Result<Filter> {
+    let Some(key) = cache_key(spec) else {
+        return compile(spec);
+    };
+    let path = cache_dir.join(format!("{key}.bpf"));
+    if let Some(program) = read_cached(&path) {
+        if let Ok(filter) = from_program(spec, program) {
+            return Ok(filter);
+        }
+    }
+    let filter = compile(spec)?;
+    let _ = write_cached(cache_dir, &path, &filter.program);
+    Ok(filter)
+}
+
+/// The cache's directory under the runtime root: `@` is not allowed in a
+/// container id, so no container's state directory can take the name.
+pub const CACHE_DIR: &str = "@seccomp-cache";
+
+/// The cache format; bump when the meaning of a cached program changes.
+const CACHE_FORMAT: &str = "hako-seccomp-cache-1";
+/// Past this many entries the cache is emptied before the next write, so a
+/// stream of distinct profiles cannot grow it without bound.
+const CACHE_MAX_ENTRIES: usize = 256;
+
+fn cache_key(spec: &LinuxSeccomp) -> Option<String> {
+    let json = serde_json::to_vec(spec).ok()?;
+    let v = libseccomp::ScmpVersion::current().ok()?;
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(CACHE_FORMAT.as_bytes());
+    h.update(
+        format!(
+            "\0{}.{}.{}\0{}\0",
+            v.major,
+            v.minor,
+            v.micro,
+            std::env::consts::ARCH
+        )
+        .as_bytes(),
+    );
+    h.update(&json);
+    Some(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn read_cached(path: &Path) -> Option<Vec<libc::sock_filter>> {
+    let bytes = std::fs::read(path).ok()?;
+    decode_program(&bytes).ok()
+}
+
+fn write_cached(dir: &Path, path: &Path, program: &[libc::sock_filter]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    if std::fs::read_dir(dir)?.count() >= CACHE_MAX_ENTRIES {
+        for e in std::fs::read_dir(dir)?.flatten() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    let tmp = dir.join(format!(".{}.tmp", std::process::id()));
+    let mut f = File::create(&tmp)?;
+    let mut bytes = Vec::with_capacity(program.len() * 8);
+    for i in program {
+        bytes.extend_from_slice(&i.code.to_ne_bytes());
+        bytes.push(i.jt);
+        bytes.push(i.jf);
+        bytes.extend_from_slice(&i.k.to_ne_bytes());
+    }
+    f.write_all(&bytes)?;
+    drop(f);
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+/// The Filter for `spec` around an already compiled program: the same fields
+/// [`build`] derives from the spec, without going through libseccomp.
+fn from_program(spec: &LinuxSeccomp, program: Vec<libc::sock_filter>) -> Result<Filter> {
+    let notify = spec
+        .syscalls()
+        .iter()
+        .flatten()
+        .any(|r| r.action() == LinuxSeccompAction::ScmpActNotify && !r.names().is_empty());
+    let mut flags = flag_bits(spec);
+    if notify {
+        flags |= FLAG_NEW_LISTENER;
+        if flags & FLAG_TSYNC != 0 {
+            flags |= FLAG_TSYNC_ESRCH;
+        }
+    }
+    Ok(Filter {
+        program,
+        flags,
+        notify,
+        listener_path: spec.listener_path().clone(),
+        listener_metadata: spec.listener_metadata().clone(),
+        skipped: Vec::new(),
+    })
+}
+
 fn action(action: LinuxSeccompAction, errno_ret: Option<u32>, field: &str) -> Result<ScmpAction> {
     let errno = errno_ret.unwrap_or(libc::EPERM as u32);
     if errno > u16::MAX as u32 {
@@ -370,8 +479,16 @@ fn export(ctx: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>> {
     file.seek(SeekFrom::Start(0))
         .and_then(|_| file.read_to_end(&mut bytes))
         .map_err(|e| err("reading the exported program", e))?;
+    decode_program(&bytes)
+}
+
+/// Raw sock_filter instructions, as libseccomp exports them, into the program.
+fn decode_program(bytes: &[u8]) -> Result<Vec<libc::sock_filter>> {
     const INSN: usize = std::mem::size_of::<libc::sock_filter>();
-    if bytes.is_empty() || bytes.len() % INSN != 0 || bytes.len() / INSN > u16::MAX as usize {
+    if bytes.is_empty()
+        || !bytes.len().is_multiple_of(INSN)
+        || bytes.len() / INSN > u16::MAX as usize
+    {
         return Err(SeccompError::Export(format!(
             "program of {} bytes is not a whole number of 8-byte instructions (or too long)",
             bytes.len()
@@ -522,6 +639,61 @@ mod tests {
 
     fn spec(json: &str) -> LinuxSeccomp {
         serde_json::from_str(json).unwrap()
+    }
+
+    fn same_program(a: &Filter, b: &Filter) -> bool {
+        a.program.len() == b.program.len()
+            && a.program
+                .iter()
+                .zip(&b.program)
+                .all(|(x, y)| (x.code, x.jt, x.jf, x.k) == (y.code, y.jt, y.jf, y.k))
+    }
+
+    #[test]
+    fn the_cache_returns_what_libseccomp_compiles_and_survives_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join(CACHE_DIR);
+        let s = spec(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_X86_64"],
+                "flags":["SECCOMP_FILTER_FLAG_LOG"],
+                "syscalls":[{"names":["read","write","exit_group"],"action":"SCMP_ACT_ALLOW"},
+                            {"names":["personality"],"action":"SCMP_ACT_ALLOW",
+                             "args":[{"index":0,"value":8,"op":"SCMP_CMP_EQ"}]}]}"#,
+        );
+        let direct = compile(&s).unwrap();
+        let miss = compile_cached(&s, &cache).unwrap();
+        let files: Vec<_> = std::fs::read_dir(&cache).unwrap().flatten().collect();
+        assert_eq!(files.len(), 1, "one cached program");
+        let hit = compile_cached(&s, &cache).unwrap();
+        for f in [&miss, &hit] {
+            assert!(same_program(&direct, f));
+            assert_eq!(f.flags, direct.flags);
+            assert_eq!(f.notify, direct.notify);
+        }
+        // A different profile is a different entry, never the cached program.
+        let other = spec(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO"}]}"#,
+        );
+        let o = compile_cached(&other, &cache).unwrap();
+        assert!(same_program(&compile(&other).unwrap(), &o));
+        assert!(!same_program(&direct, &o));
+        assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 2);
+        // A truncated entry is ignored and rewritten.
+        let path = files[0].path();
+        std::fs::write(&path, b"xyz").unwrap();
+        let again = compile_cached(&s, &cache).unwrap();
+        assert!(same_program(&direct, &again));
+        assert_eq!(
+            std::fs::read(&path).unwrap().len(),
+            direct.program.len() * 8
+        );
+        // An unwritable cache location still compiles.
+        let blocked = dir.path().join("file");
+        std::fs::write(&blocked, b"").unwrap();
+        assert!(same_program(
+            &direct,
+            &compile_cached(&s, &blocked.join("x")).unwrap()
+        ));
     }
 
     #[test]

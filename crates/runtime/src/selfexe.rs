@@ -1,26 +1,142 @@
 //! Protection against CVE-2019-5736: a process inside the container must never be
 //! able to open the runtime binary through /proc/PID/exe and overwrite it.
 //!
-//! Before entering a container's namespaces the runtime re-executes itself from
-//! a copy it cannot be written through. The cheap way (as runc 1.2 does) is a
-//! read-only bind mount of the binary in a private mount namespace: the kernel
-//! keeps the read-only mount in /proc/PID/exe, so opening it for writing fails
-//! with EROFS, and the page cache is shared (no copy). Where that mount cannot
-//! be made, a sealed memfd copy of the binary is used instead.
+//! Two ways, chosen per container ([`guard_for`]):
+//!
+//! - The hako-dmz hop. The container's process is exec'd through hako-dmz, a
+//!   2 KiB libc-free program run from a sealed memfd, so a `#!/proc/self/exe`
+//!   executable reaches that sealed copy, never the host binary. Until that
+//!   exec the init runs the host binary, so this is only enough when no other
+//!   process can be in the container meanwhile: a new pid namespace, no hooks
+//!   running inside the container, and (see `exec`) no exec into it with
+//!   CAP_SYS_PTRACE before it starts. The init is also made non-dumpable,
+//!   which keeps /proc/PID/exe from processes without CAP_SYS_PTRACE.
+//! - Otherwise (and always for `exec`), before entering a container's
+//!   namespaces the runtime re-executes itself from a copy it cannot be
+//!   written through. The cheap way (as runc 1.2 does) is a read-only bind
+//!   mount of the binary in a private mount namespace: the kernel keeps the
+//!   read-only mount in /proc/PID/exe, so opening it for writing fails with
+//!   EROFS, and the page cache is shared (no copy). Where that mount cannot be
+//!   made, a sealed memfd copy of the binary is used instead.
+//!
+//! The hop costs one exec of a tiny static program (~0.1 ms); the re-exec costs
+//! a second start of the runtime (~1 ms, a fifth of a container start).
 
 use crate::error::{Context, Error, Result};
 use nix::mount::{mount, MsFlags};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::OnceLock;
 
 const MARKER: &str = "_HAKO_RUNTIME_SEALED";
+
+/// hako-dmz, built by build.rs from dmz/dmz.rs (empty where there is none).
+static DMZ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hako-dmz"));
+
+/// How the init's final exec keeps the host binary out of the container.
+#[derive(Debug, Clone, Copy)]
+pub enum ExecGuard {
+    /// This process already runs from a read-only or sealed copy.
+    Sealed,
+    /// Exec through hako-dmz, from this sealed memfd (open for the life of
+    /// the process, close-on-exec).
+    Dmz(std::os::fd::RawFd),
+}
+
+impl ExecGuard {
+    /// The memfd to exec the process through, if any.
+    pub fn dmz_fd(&self) -> Option<std::os::fd::RawFd> {
+        match self {
+            ExecGuard::Dmz(fd) => Some(*fd),
+            ExecGuard::Sealed => None,
+        }
+    }
+}
+
+/// Whether this process was re-executed from a protected copy. Reads (and
+/// removes, so the container does not inherit it) the marker once.
+pub fn running_sealed() -> bool {
+    static SEALED: OnceLock<bool> = OnceLock::new();
+    *SEALED.get_or_init(|| {
+        let sealed = std::env::var_os(MARKER).is_some();
+        if sealed {
+            // SAFETY: called at start-up, while the runtime is single-threaded.
+            unsafe { std::env::remove_var(MARKER) };
+        }
+        sealed
+    })
+}
+
+/// Whether hako-dmz alone protects a container made from `spec`: nothing but
+/// the init can be in the container before the init execs the process.
+pub fn dmz_suffices(spec: &Spec) -> bool {
+    if DMZ.is_empty() {
+        return false;
+    }
+    let new_pid_ns = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| {
+            ns.iter()
+                .any(|n| n.typ() == LinuxNamespaceType::Pid && n.path().is_none())
+        });
+    // createContainer and startContainer hooks run inside the container while
+    // the init is still the runtime.
+    let hooks_inside = spec.hooks().as_ref().is_some_and(|h| {
+        h.create_container().as_ref().is_some_and(|v| !v.is_empty())
+            || h.start_container().as_ref().is_some_and(|v| !v.is_empty())
+    });
+    new_pid_ns && !hooks_inside
+}
+
+/// The guard for creating a container from `spec`. Re-executes the runtime
+/// (and does not return) when hako-dmz is not enough or cannot be made, so
+/// command handlers call it before they create anything; later calls in the
+/// same process return the same answer without re-executing.
+pub fn guard_for(spec: &Spec) -> Result<ExecGuard> {
+    if running_sealed() {
+        return Ok(ExecGuard::Sealed);
+    }
+    if dmz_suffices(spec) {
+        if let Some(fd) = dmz_memfd() {
+            return Ok(ExecGuard::Dmz(fd));
+        }
+    }
+    ensure_sealed()?;
+    Ok(ExecGuard::Sealed)
+}
+
+/// hako-dmz in a sealed, executable, close-on-exec memfd, made once per
+/// process. None where memfds cannot be made or executed from.
+fn dmz_memfd() -> Option<std::os::fd::RawFd> {
+    static FD: OnceLock<Option<OwnedFd>> = OnceLock::new();
+    FD.get_or_init(|| {
+        sealed_memfd(c"hako-dmz", |f| {
+            use std::io::Write;
+            f.write_all(DMZ)
+        })
+        .ok()
+    })
+    .as_ref()
+    .map(|fd| fd.as_raw_fd())
+}
+
+/// Whether process `pid` runs from a copy that cannot be written through: a
+/// read-only mount or a memfd (sealed by us).
+pub fn exe_is_protected(pid: i32) -> bool {
+    let exe = format!("/proc/{pid}/exe");
+    let ro = nix::sys::statvfs::statvfs(exe.as_str())
+        .is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY));
+    ro || std::fs::read_link(&exe)
+        .is_ok_and(|t| t.to_string_lossy().starts_with("/memfd:hako-runtime"))
+}
 
 /// Re-executes from a protected copy unless already running from one. Returns
 /// only when already protected (or on error before exec).
 pub fn ensure_sealed() -> Result<()> {
-    if std::env::var_os(MARKER).is_some() {
-        // SAFETY: single-threaded at this point of start-up.
-        unsafe { std::env::remove_var(MARKER) };
+    if running_sealed() {
         return Ok(());
     }
     let args: Vec<CString> = std::env::args_os()
@@ -85,21 +201,34 @@ fn readonly_bind_of_self() -> Result<std::path::PathBuf> {
 }
 
 fn clone_binary() -> Result<OwnedFd> {
+    let mut src = std::fs::File::open("/proc/self/exe").ctx(|| "opening /proc/self/exe")?;
+    sealed_memfd(c"hako-runtime", |dst| {
+        std::io::copy(&mut src, dst).map(drop)
+    })
+}
+
+/// A close-on-exec memfd named `name`, filled by `fill`, then sealed against
+/// every change. Asks for exec permission explicitly (MFD_EXEC, Linux 6.3+)
+/// where the kernel knows the flag.
+fn sealed_memfd(
+    name: &std::ffi::CStr,
+    fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> Result<OwnedFd> {
+    const MFD_EXEC: libc::c_uint = 0x10;
+    let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
     // SAFETY: the name is a valid C string; flags are constants.
-    let fd = unsafe {
-        libc::memfd_create(
-            c"hako-runtime".as_ptr(),
-            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
-        )
-    };
+    let mut fd = unsafe { libc::memfd_create(name.as_ptr(), flags | MFD_EXEC) };
+    if fd < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+        // SAFETY: as above, without the flag older kernels reject.
+        fd = unsafe { libc::memfd_create(name.as_ptr(), flags) };
+    }
     if fd < 0 {
         return Err(Error::io("memfd_create", std::io::Error::last_os_error()));
     }
     // SAFETY: fd was just returned by memfd_create and is owned by nobody else.
     let memfd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let mut src = std::fs::File::open("/proc/self/exe").ctx(|| "opening /proc/self/exe")?;
     let mut dst = std::fs::File::from(memfd.try_clone().ctx(|| "dup of memfd")?);
-    std::io::copy(&mut src, &mut dst).ctx(|| "copying the runtime binary into a memfd")?;
+    fill(&mut dst).ctx(|| format!("filling memfd {name:?}"))?;
     let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
     // SAFETY: fcntl on our own fd with integer arguments.
     if unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {

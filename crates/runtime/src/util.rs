@@ -80,6 +80,71 @@ pub fn process_alive(pid: i32, start: Option<u64>) -> bool {
     }
 }
 
+/// fork(), but with `cgroup` (an fd of a cgroup2 directory) the child starts in
+/// that cgroup: clone3(CLONE_INTO_CGROUP), no migration and so no wait for the
+/// kernel's global threadgroup lock. Returns whether the child was placed
+/// (false: plain fork, the kernel predates clone3 or refused the flag).
+///
+/// # Safety
+/// As fork(): the caller is single-threaded, and the child only runs code that
+/// is safe after fork and leaves through _exit or execve. The child skips
+/// glibc's fork bookkeeping (atfork handlers, the cached tid in the thread
+/// block); nothing here registers atfork handlers, and glibc's raise() asks
+/// the kernel for the tid.
+pub unsafe fn fork_into_cgroup(
+    cgroup: Option<std::os::fd::BorrowedFd>,
+) -> nix::Result<(nix::unistd::ForkResult, bool)> {
+    use std::os::fd::AsRawFd;
+    if let Some(fd) = cgroup {
+        // struct clone_args (linux/sched.h), up to the `cgroup` field.
+        #[repr(C)]
+        #[derive(Default)]
+        struct CloneArgs {
+            flags: u64,
+            pidfd: u64,
+            child_tid: u64,
+            parent_tid: u64,
+            exit_signal: u64,
+            stack: u64,
+            stack_size: u64,
+            tls: u64,
+            set_tid: u64,
+            set_tid_size: u64,
+            cgroup: u64,
+        }
+        const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+        let args = CloneArgs {
+            flags: CLONE_INTO_CGROUP,
+            exit_signal: libc::SIGCHLD as u64,
+            cgroup: fd.as_raw_fd() as u64,
+            ..Default::default()
+        };
+        // SAFETY: args is a valid clone_args of the size passed; with no stack
+        // given the child continues on a copy of this one, as after fork.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_clone3,
+                &args as *const CloneArgs,
+                std::mem::size_of::<CloneArgs>(),
+            )
+        };
+        match ret {
+            0 => return Ok((nix::unistd::ForkResult::Child, true)),
+            p if p > 0 => {
+                let child = nix::unistd::Pid::from_raw(p as i32);
+                return Ok((nix::unistd::ForkResult::Parent { child }, true));
+            }
+            _ => match nix::Error::last() {
+                // No clone3, or no CLONE_INTO_CGROUP: fork, the caller moves the child.
+                nix::Error::ENOSYS | nix::Error::E2BIG | nix::Error::EINVAL => {}
+                e => return Err(e),
+            },
+        }
+    }
+    // SAFETY: the caller's contract is fork's.
+    unsafe { nix::unistd::fork() }.map(|r| (r, false))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

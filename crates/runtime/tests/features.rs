@@ -453,31 +453,103 @@ fn no_pivot_and_preserve_fds_and_leaked_fds() {
     assert!(text.ends_with("preserved"), "{text}");
 }
 
-#[test]
-fn init_runs_from_a_sealed_copy_of_the_runtime() {
-    let rt = Runtime::new();
-    let mut b = Bundle::new();
-    b.args(&["sleep", "100"]);
-    let id = unique_id("sealed");
-    assert!(rt.create(&b, &id).status.success());
-    let pid = rt.state(&id)["pid"].as_i64().unwrap();
-    // Before start the init is still the runtime: its exe must be a copy that
-    // cannot be written through (a read-only bind mount, or a sealed memfd), so
-    // a container process cannot reach and overwrite the host binary.
+/// Whether /proc/PID/exe is a copy a container process cannot write through
+/// (a read-only bind mount or a sealed memfd).
+fn exe_protected(pid: i64) -> bool {
     let exe = format!("/proc/{pid}/exe");
     let target = std::fs::read_link(&exe).unwrap();
     let readonly = nix::sys::statvfs::statvfs(exe.as_str())
         .unwrap()
         .flags()
         .contains(nix::sys::statvfs::FsFlags::ST_RDONLY);
-    assert!(
-        readonly || target.to_string_lossy().starts_with("/memfd:hako-runtime"),
-        "{} is writable",
-        target.display()
-    );
+    readonly || target.to_string_lossy().starts_with("/memfd:hako-runtime")
+}
+
+#[test]
+fn init_runs_from_a_sealed_copy_when_others_can_see_it() {
+    // A startContainer hook runs inside the container beside the init, so the
+    // init must run from a copy of the runtime that cannot be written through.
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.args(&["sleep", "100"]);
+    b.config["hooks"] = json!({"startContainer": [{"path": "/bin/true"}]});
+    let id = unique_id("sealed");
+    assert!(rt.create(&b, &id).status.success());
+    let pid = rt.state(&id)["pid"].as_i64().unwrap();
+    assert!(exe_protected(pid), "the init's exe is writable");
     // And the host's own view of the binary stays writable (nothing leaked out).
     let host = nix::sys::statvfs::statvfs(RUNTIME).unwrap();
     assert!(!host.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY));
+
+    // Without a new pid namespace, other processes share it: sealed as well.
+    let mut b = Bundle::new();
+    b.args(&["sleep", "100"]);
+    let ns = b.config["linux"]["namespaces"].as_array_mut().unwrap();
+    ns.retain(|n| n["type"] != "pid");
+    let id = unique_id("sealedpid");
+    assert!(rt.create(&b, &id).status.success());
+    let pid = rt.state(&id)["pid"].as_i64().unwrap();
+    assert!(
+        exe_protected(pid),
+        "the init's exe is writable (host pid namespace)"
+    );
+}
+
+#[test]
+fn process_is_execed_through_the_sealed_dmz() {
+    // With a new pid namespace and no hooks inside, the init is alone until it
+    // execs, and execs through hako-dmz from a sealed memfd: an executable
+    // starting `#!/proc/self/exe` then reaches hako-dmz, not the host binary.
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    std::fs::write(b.rootfs().join("evil"), "#!/proc/self/exe\n").unwrap();
+    std::fs::set_permissions(
+        b.rootfs().join("evil"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    b.args(&["/evil"]);
+    let before = std::fs::read(RUNTIME).unwrap();
+    let (code, _out, err) = rt.run_bundle(&b, &unique_id("dmzshebang"));
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("hako-dmz needs a path"),
+        "/proc/self/exe was not the sealed hako-dmz: {err}"
+    );
+    assert!(std::fs::read(RUNTIME).unwrap() == before);
+
+    // Before start the init is pid 1 of its own namespace; after start its
+    // exe is the container's program and no runtime code is mapped in it.
+    let mut b = Bundle::new();
+    b.args(&["sleep", "100"]);
+    let id = unique_id("dmz");
+    assert!(rt.create(&b, &id).status.success());
+    let pid = rt.state(&id)["pid"].as_i64().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
+    assert!(nspid.trim_end().ends_with("\t1"), "{nspid}");
+    // Exec with CAP_SYS_PTRACE before start could reach the init: refused.
+    let out = rt.run(&["exec", "--cap", "CAP_SYS_PTRACE", &id, "true"]);
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("CAP_SYS_PTRACE") && e.contains(&id), "{e}");
+    rt.ok(&["start", &id]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let exe = loop {
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+        if exe.ends_with("busybox") || std::time::Instant::now() > deadline {
+            break exe;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    assert!(exe.ends_with("busybox"), "{}", exe.display());
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    assert!(
+        !maps.contains("hako-runtime") && !maps.contains("hako-dmz"),
+        "{maps}"
+    );
+    // Once started, the same exec is allowed.
+    rt.ok(&["exec", "--cap", "CAP_SYS_PTRACE", &id, "true"]);
 }
 
 #[test]

@@ -18,9 +18,9 @@ use crate::state::{self, Container, Status};
 use crate::{hooks, spec, util};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::unistd::{ForkResult, Pid};
 use oci_spec::runtime::LinuxNamespaceType;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 
@@ -78,11 +78,17 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
         None => CapSets::default(),
     };
     let seccomp = match linux.seccomp() {
-        Some(s) => Some(crate::seccomp::compile(s).map_err(|e| Error::Spec(e.to_string()))?),
+        Some(s) => Some(
+            crate::seccomp::compile_cached(s, &opts.root.join(crate::seccomp::CACHE_DIR))
+                .map_err(|e| Error::Spec(e.to_string()))?,
+        ),
         None => None,
     };
     let namespaces = linux.namespaces().clone().unwrap_or_default();
     let plan = Plan::from_spec(&namespaces)?;
+    // May re-execute the runtime (before anything exists) when hako-dmz is
+    // not enough for this container.
+    let guard = crate::selfexe::guard_for(&spec)?;
     let terminal = process.terminal().unwrap_or(false);
     let console = crate::console::connect_for(opts.console_socket.as_deref(), terminal)?;
 
@@ -177,13 +183,27 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
         no_new_keyring: opts.no_new_keyring,
         preserve_fds: opts.preserve_fds,
         id: &opts.id,
+        dmz_fd: guard.dmz_fd(),
+    };
+    // Stage one starts in the cgroup2 cgroup (clone3) and moves itself into the
+    // v1 ones: neither waits for the kernel's threadgroup lock, as moving it
+    // from here would. The init it forks inherits both.
+    let v2_dir = match cgroup.open_v2_dir() {
+        Some(r) => Some(r.ctx(|| "opening the container's cgroup2 directory")?),
+        None => None,
     };
     // SAFETY: the runtime is single-threaded, so the child may run arbitrary code;
     // it leaves only through _exit and never returns into the caller.
-    let stage1 = match unsafe { fork() }.ctx(|| "fork")? {
+    let (forked, in_v2) =
+        unsafe { util::fork_into_cgroup(v2_dir.as_ref().map(|f| f.as_fd())) }.ctx(|| "fork")?;
+    drop(v2_dir);
+    let stage1 = match forked {
         ForkResult::Child => {
             drop(parent_ch);
-            let code = match init::stage_one(&args, &child_ch) {
+            let joined = cgroup
+                .join_self_v1()
+                .map_err(|e| Error::Other(format!("joining the container's cgroup: {e}")));
+            let code = match joined.and_then(|()| init::stage_one(&args, &child_ch)) {
                 Ok(()) => 0,
                 Err(e) => {
                     let _ = child_ch.send(&Msg::Error(e.to_string()));
@@ -214,7 +234,13 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
             Some(Msg::Pid(p)) => {
                 init_pid = p;
                 undo.pids.push(p);
-                cgroup.add_pid(p).map_err(|e| Error::Other(e.to_string()))?;
+                // Only what stage one could not join itself (the cgroup2 one
+                // after a plain fork).
+                if !in_v2 {
+                    cgroup
+                        .add_pid_to(p, false, true)
+                        .map_err(|e| Error::Other(e.to_string()))?;
+                }
                 if cgroup_waiting {
                     parent_ch.send(&Msg::CgroupJoined)?;
                 }

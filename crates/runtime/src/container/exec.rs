@@ -37,13 +37,32 @@ pub fn exec(o: &ExecOptions) -> Result<ExecOutcome> {
     if p.args().as_ref().is_none_or(|a| a.is_empty()) {
         return Err(Error::Spec("exec: no command given".into()));
     }
+    if c.status(&o.root) == Status::Created && !crate::selfexe::exe_is_protected(c.pid) {
+        // The init still runs the host's runtime binary (hako-dmz mode, see
+        // selfexe): a process holding CAP_SYS_PTRACE could reach it.
+        let ptrace = p
+            .capabilities()
+            .as_ref()
+            .and_then(|c| c.bounding().as_ref())
+            .is_some_and(|b| b.contains(&oci_spec::runtime::Capability::SysPtrace));
+        if ptrace {
+            return Err(Error::State(format!(
+                "cannot exec with CAP_SYS_PTRACE in container {:?} before it is started \
+                 (its init is still the runtime): start it first",
+                o.id
+            )));
+        }
+    }
     let caps = match p.capabilities() {
         Some(cs) => CapSets::from_spec(cs)?,
         None => CapSets::default(),
     };
     let linux = c.spec.linux().clone().unwrap_or_default();
     let seccomp = match linux.seccomp() {
-        Some(s) => Some(crate::seccomp::compile(s).map_err(|e| Error::Spec(e.to_string()))?),
+        Some(s) => Some(
+            crate::seccomp::compile_cached(s, &o.root.join(crate::seccomp::CACHE_DIR))
+                .map_err(|e| Error::Spec(e.to_string()))?,
+        ),
         None => None,
     };
     let plan = Plan::of_process(c.pid, &namespaces::ALL)?;

@@ -26,6 +26,8 @@ pub(crate) struct InitArgs<'a> {
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
     pub id: &'a str,
+    /// Exec the process through hako-dmz from this memfd (see selfexe).
+    pub dmz_fd: Option<RawFd>,
 }
 
 /// Stage one: enter the namespaces, then fork the init so it is pid 1 of a new
@@ -100,6 +102,14 @@ fn init(a: &InitArgs, ch: &Channel) -> Result<std::convert::Infallible> {
 
     nix::unistd::setsid().ok();
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+    if a.dmz_fd.is_some() && nix::unistd::Uid::effective().is_root() {
+        // Until it execs, the init runs the host's runtime binary: keep its
+        // /proc/PID/exe (and ptrace) from anything without CAP_SYS_PTRACE.
+        // The exec makes the container's process dumpable again. (Rootless,
+        // the runtime itself needs the init's /proc files.)
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    }
     let mount_ns = has_ns(LinuxNamespaceType::Mount);
     let new_cgroupns = a
         .plan
@@ -189,7 +199,8 @@ fn init(a: &InitArgs, ch: &Channel) -> Result<std::convert::Infallible> {
             .unwrap_or_default();
         process::set_personality(&domain, &flags)?;
     }
-    let exe = prepare_process(proc_, a.caps, a.seccomp, a.console_fd, a.preserve_fds, ch)?;
+    let mut exe = prepare_process(proc_, a.caps, a.seccomp, a.console_fd, a.preserve_fds, ch)?;
+    exe.dmz_fd = a.dmz_fd;
     ch.send(&Msg::Ready)?;
 
     // From here on the runtime may be gone: report failures on the container's
@@ -235,6 +246,7 @@ pub(crate) struct Prepared {
     path: std::path::PathBuf,
     args: Vec<String>,
     env: Vec<String>,
+    dmz_fd: Option<RawFd>,
 }
 
 impl Prepared {
@@ -245,7 +257,10 @@ impl Prepared {
             Some(&nix::sys::signal::SigSet::empty()),
             None,
         );
-        process::exec(&self.path, &self.args, &self.env)
+        match self.dmz_fd {
+            Some(fd) => process::exec_via_dmz(fd, &self.path, &self.args, &self.env),
+            None => process::exec(&self.path, &self.args, &self.env),
+        }
     }
 }
 
@@ -324,7 +339,12 @@ pub(crate) fn prepare_process(
             load_seccomp(f, ch)?;
         }
     }
-    Ok(Prepared { path, args, env })
+    Ok(Prepared {
+        path,
+        args,
+        env,
+        dmz_fd: None,
+    })
 }
 
 fn set_domainname(d: &str) -> Result<()> {

@@ -46,7 +46,17 @@ impl Args {
 }
 
 pub fn run(cli: &Cli, a: &Args) -> Result<i32> {
-    hako_runtime::selfexe::ensure_sealed()?;
+    guard(&a.bundle)?;
     container::create(&a.options(cli))?;
     Ok(0)
+}
+
+/// Chooses the CVE-2019-5736 guard (hako-dmz or a re-exec from a read-only
+/// copy) before anything is created, as the re-exec starts over. A config that
+/// does not load is left for `create` to report.
+pub fn guard(bundle: &std::path::Path) -> Result<()> {
+    if let Ok(spec) = hako_runtime::spec::load(bundle) {
+        hako_runtime::selfexe::guard_for(&spec)?;
+    }
+    Ok(())
 }

@@ -104,8 +104,14 @@ fn build_process(a: &Args, base: &Process) -> Result<Process> {
     if !a.cap.is_empty() {
         let mut caps = p.capabilities().clone().unwrap_or_default();
         for c in &a.cap {
-            let cap =
-                Capability::from_str(c).map_err(|e| Error::Spec(format!("--cap {c:?}: {e}")))?;
+            // As runc: CAP_SYS_PTRACE (the spec's spelling), sys_ptrace or SYS_PTRACE.
+            let upper = c.to_ascii_uppercase();
+            let name = upper.strip_prefix("CAP_").unwrap_or(&upper);
+            let cap = serde_json::from_value::<Capability>(serde_json::Value::String(format!(
+                "CAP_{name}"
+            )))
+            .or_else(|_| Capability::from_str(c))
+            .map_err(|e| Error::Spec(format!("--cap {c:?}: not a capability ({e})")))?;
             let add = |s: &Option<oci_spec::runtime::Capabilities>| {
                 let mut s = s.clone().unwrap_or_default();
                 s.insert(cap);

@@ -20,8 +20,8 @@ pub struct Args {
 }
 
 pub fn run(cli: &Cli, a: &Args) -> Result<i32> {
-    hako_runtime::selfexe::ensure_sealed()?;
     let create = &a.create;
+    super::create::guard(&create.bundle)?;
     let id = &create.id;
     if a.detach {
         container::create(&create.options(cli))?;
