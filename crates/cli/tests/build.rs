@@ -382,6 +382,143 @@ WORKDIR /made/by/user
     );
 }
 
+/// A tar whose one entry has exactly `name` (no checks), with `data`.
+fn raw_tar(name: &str, data: &[u8]) -> Vec<u8> {
+    let mut h = tar::Header::new_gnu();
+    h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_cksum();
+    let mut b = tar::Builder::new(Vec::new());
+    b.append(&h, data).unwrap();
+    b.into_inner().unwrap()
+}
+
+fn compress(tool: &str, data: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut c = Command::new(tool)
+        .arg("-c")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = c.stdin.take().unwrap();
+    let input = data.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input).unwrap());
+    let out = c.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(out.status.success(), "{tool} failed");
+    out.stdout
+}
+
+#[test]
+fn add_bzip2_and_xz_archives() {
+    let root = Root::new();
+    let ctx = context(
+        &root,
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nADD a.tar.bz2 /bz2/\nADD a.tar.xz /xz/\nADD renamed.bin /magic/\nADD notatar.xz /plain/\n",
+            ),
+            ("notatar.xz", "not compressed at all\n"),
+        ],
+    );
+    let src = root.dir().join("tarsrc");
+    fs::create_dir_all(src.join("t/sub")).unwrap();
+    fs::write(src.join("t/in-tar"), "tar\n").unwrap();
+    // Incompressible and larger than a bzip2 block, so a truncated copy
+    // still starts with whole entries.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let big: Vec<u8> = (0..2 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    fs::write(src.join("t/sub/big"), big).unwrap();
+    std::os::unix::fs::symlink("in-tar", src.join("t/link")).unwrap();
+    for (name, flag) in [
+        ("a.tar.bz2", "-cjf"),
+        ("a.tar.xz", "-cJf"),
+        ("renamed.bin", "-cJf"),
+    ] {
+        let st = Command::new("tar")
+            .args([flag, ctx.join(name).to_str().unwrap()])
+            .args(["-C", src.to_str().unwrap()])
+            .args(["--owner=5", "--group=6", "--numeric-owner", "t"])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let (out, _) = local(&root, &ctx, "out", &[]);
+    let t = own_tree(&out);
+    let get = |p: &str| {
+        t.get(p)
+            .cloned()
+            .unwrap_or_else(|| panic!("{p} missing: {t:#?}"))
+    };
+    for dir in ["/bz2", "/xz", "/magic"] {
+        assert_eq!(get(&format!("{dir}/t/in-tar")), "file \"tar\\n\" 644 5:6");
+        assert_eq!(
+            get(&format!("{dir}/t/sub/big")),
+            "file 2097152 bytes 644 5:6"
+        );
+        assert_eq!(get(&format!("{dir}/t/link")), "link in-tar 5:6");
+    }
+    // A file named like an archive that is none is copied as it is.
+    assert_eq!(
+        get("/plain/notatar.xz"),
+        "file \"not compressed at all\\n\" 644 0:0"
+    );
+
+    // Hostile archives: a one-line error naming the file, before anything lands.
+    let evil = root.dir().join("evil");
+    fs::create_dir_all(&evil).unwrap();
+    fs::write(
+        evil.join("escape.tar.xz"),
+        compress("xz", &raw_tar("../../escaped", b"x\n")),
+    )
+    .unwrap();
+    fs::write(
+        evil.join("escape.tar.bz2"),
+        compress("bzip2", &raw_tar("../../escaped", b"x\n")),
+    )
+    .unwrap();
+    let whole = fs::read(ctx.join("a.tar.xz")).unwrap();
+    fs::write(evil.join("cut.tar.xz"), &whole[..whole.len() / 2]).unwrap();
+    let whole = fs::read(ctx.join("a.tar.bz2")).unwrap();
+    fs::write(evil.join("cut.tar.bz2"), &whole[..whole.len() / 2]).unwrap();
+    for (file, kind, what) in [
+        ("escape.tar.xz", "xz", "'..'"),
+        ("escape.tar.bz2", "bzip2", "'..'"),
+        ("cut.tar.xz", "xz", ""),
+        ("cut.tar.bz2", "bzip2", ""),
+    ] {
+        fs::write(
+            evil.join("Dockerfile"),
+            format!("FROM busybox\nADD {file} /into/\n"),
+        )
+        .unwrap();
+        let e = build_err(&root, &evil, &[]);
+        let line = e
+            .lines()
+            .find(|l| l.starts_with("Error: "))
+            .unwrap_or_else(|| panic!("{file}: no error line: {e}"));
+        assert!(
+            line.contains(&format!("ADD: {file}: unpacking the {kind} archive: "))
+                && line.contains(what)
+                && !line.contains("layer "),
+            "{file}: {e}"
+        );
+        assert!(!root.dir().join("escaped").exists());
+    }
+}
+
 #[test]
 fn run_layers_whiteouts_and_mounts() {
     let root = Root::new();
@@ -749,7 +886,7 @@ fn same_tree_as_buildah() {
         ),
         (
             "wildcards-add",
-            "FROM busybox\nCOPY *.txt /texts/\nADD t.tar /unpacked/\nRUN cd /texts && cat * > /all.txt\nWORKDIR /srv/www\nCOPY dir .\n",
+            "FROM busybox\nCOPY *.txt /texts/\nADD t.tar /unpacked/\nADD t.tar.bz2 /unpacked-bz2/\nADD t.tar.xz /unpacked-xz/\nADD t-xz.data /by-magic/\nRUN cd /texts && cat * > /all.txt\nWORKDIR /srv/www\nCOPY dir .\n",
         ),
     ];
     let broot = root.dir().join("buildah");
@@ -803,6 +940,19 @@ fn same_tree_as_buildah() {
             .status()
             .unwrap()
             .success());
+        // Compressed copies: ADD finds the compression by its magic bytes, not the name.
+        for (file, tool) in [
+            ("t.tar.bz2", "bzip2"),
+            ("t.tar.xz", "xz"),
+            ("t-xz.data", "xz"),
+        ] {
+            let out = Command::new(tool)
+                .args(["-c", ctx.join("t.tar").to_str().unwrap()])
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+            fs::write(ctx.join(file), out.stdout).unwrap();
+        }
         let (ours, _) = local(&root, &ctx, &format!("{name}-hako"), &[]);
         let theirs = root.dir().join(format!("{name}-buildah"));
         let out = buildah(&[
