@@ -187,7 +187,7 @@ pub(crate) fn step(
                     (d.state.clone(), d.key.clone())
                 }
                 Source::Image(name) => {
-                    let d = cx.images.get(name).ok_or_else(|| {
+                    let d = cx.source_image(name).ok_or_else(|| {
                         Error::Invalid(format!("{kw} --from={v}: image {name} not found"))
                     })?;
                     (d.state.clone(), d.key.clone())

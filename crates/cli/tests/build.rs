@@ -1099,10 +1099,256 @@ RUN echo $FROM_ENV > /env-wins
         fs::read_to_string(pout.join("p")).unwrap(),
         format!("linux/{arch}\n")
     );
-    let e = build_err(&root, &ctx, &["--platform", "linux/s390x"]);
+}
+
+/// Debian's busybox-static:arm64 binary (scripts/install-deps.sh puts it there).
+const ARM64_BUSYBOX: &str = "/usr/local/share/hako/test/busybox-arm64";
+
+/// Whether this kernel runs arm64 programs (natively or through binfmt_misc).
+fn runs_arm64() -> bool {
+    Command::new(ARM64_BUSYBOX)
+        .arg("true")
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        a => a,
+    }
+}
+
+/// The error line of a failed build's output.
+fn error_line(e: &str) -> String {
+    e.lines()
+        .find(|l| l.starts_with("Error: "))
+        .unwrap_or_else(|| panic!("no error line: {e}"))
+        .to_string()
+}
+
+#[test]
+fn foreign_platforms() {
+    let root = Root::new();
+    // An arm64 busybox image, built FROM scratch for linux/arm64 (no RUN: nothing executes).
     assert!(
-        e.contains("building for platform linux/s390x") && e.contains("not supported yet"),
+        Path::new(ARM64_BUSYBOX).is_file(),
+        "{ARM64_BUSYBOX} missing: run scripts/install-deps.sh"
+    );
+    let rootfs = root.dir().join("arm64-rootfs");
+    fs::create_dir_all(rootfs.join("bin")).unwrap();
+    fs::copy(ARM64_BUSYBOX, rootfs.join("bin/busybox")).unwrap();
+    for applet in ["sh", "uname", "echo", "cat", "true"] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+    }
+    let ctx = context(
+        &root,
+        "arm64",
+        &[(
+            "Dockerfile",
+            "FROM scratch\nADD rootfs.tar /\nARG TARGETPLATFORM TARGETARCH TARGETVARIANT BUILDPLATFORM\nLABEL target=$TARGETPLATFORM arch=$TARGETARCH variant=[$TARGETVARIANT] build=$BUILDPLATFORM\nCMD [\"/bin/sh\"]\n",
+        )],
+    );
+    let st = Command::new("tar")
+        .args(["-cf", ctx.join("rootfs.tar").to_str().unwrap()])
+        .args(["-C", rootfs.to_str().unwrap(), "--numeric-owner", "bin"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (id, _) = build_ok(
+        &root,
+        &ctx,
+        &["--platform", "linux/arm64", "-t", "bb-arm64"],
+    );
+    let cfg = config_json(&root, &id);
+    assert_eq!(cfg["architecture"], "arm64", "{cfg}");
+    assert_eq!(cfg["os"], "linux");
+    let labels = &cfg["config"]["Labels"];
+    assert_eq!(labels["target"], "linux/arm64", "{cfg}");
+    assert_eq!(labels["arch"], "arm64");
+    assert_eq!(labels["variant"], "[]");
+    assert_eq!(labels["build"], format!("linux/{}", host_arch()));
+    // Aliases normalise: aarch64 is arm64 (the same image, from the cache).
+    let (again, progress) = build_ok(&root, &ctx, &["--platform", "linux/aarch64"]);
+    assert_eq!(again, id, "{progress}");
+    // Variants reach the config and the args.
+    let (v7, _) = build_ok(&root, &ctx, &["--platform", "linux/arm/v7"]);
+    let cfg = config_json(&root, &v7);
+    assert_eq!(
+        (
+            &cfg["architecture"],
+            &cfg["variant"],
+            &cfg["config"]["Labels"]["variant"]
+        ),
+        (&"arm".into(), &"v7".into(), &"[v7]".into()),
+        "{cfg}"
+    );
+    let e = build_err(&root, &ctx, &["--platform", "windows/amd64"]);
+    assert!(error_line(&e).contains("only linux"), "{e}");
+
+    // RUN in a stage for a platform this kernel cannot execute: one line, before any step.
+    let handlers = ["s390x", "ppc64le", "riscv64", "mips64el"];
+    if let Some(arch) = handlers
+        .iter()
+        .find(|a| !Path::new(&format!("/proc/sys/fs/binfmt_misc/qemu-{a}")).exists())
+    {
+        let arch = if *arch == "mips64el" {
+            "mips64le"
+        } else {
+            arch
+        };
+        let bad = context(
+            &root,
+            "norun",
+            &[
+                (
+                    "Dockerfile",
+                    &format!("FROM alpine AS unused\nFROM --platform=linux/{arch} scratch AS odd\nCOPY f /f\nRUN /f\n"),
+                ),
+                ("f", "#!/bin/sh\n"),
+            ],
+        );
+        let e = build_err(&root, &bad, &[]);
+        let line = error_line(&e);
+        assert!(
+            line.contains(&format!(
+                "Dockerfile:4: RUN in stage odd: platform linux/{arch} cannot run on this linux/{} host (",
+                host_arch()
+            )) && !e.contains("#1 "),
+            "{e}"
+        );
+    }
+
+    // RUN for arm64: through qemu-user-static when binfmt_misc has it, else a clear error.
+    let run = context(
+        &root,
+        "run-arm64",
+        &[(
+            "Dockerfile",
+            "FROM bb-arm64\nARG TARGETPLATFORM BUILDPLATFORM\nRUN uname -m > /m && echo \"$TARGETPLATFORM on $BUILDPLATFORM\" > /p\n",
+        )],
+    );
+    if runs_arm64() {
+        let (out, _) = local(&root, &run, "run-out", &["--platform", "linux/arm64"]);
+        assert_eq!(fs::read_to_string(out.join("m")).unwrap(), "aarch64\n");
+        assert_eq!(
+            fs::read_to_string(out.join("p")).unwrap(),
+            format!("linux/arm64 on linux/{}\n", host_arch())
+        );
+        let (id, _) = build_ok(&root, &run, &["--platform", "linux/arm64"]);
+        assert_eq!(config_json(&root, &id)["architecture"], "arm64");
+    } else {
+        let e = build_err(&root, &run, &["--platform", "linux/arm64"]);
+        assert!(
+            error_line(&e).contains("RUN in stage stage-0: platform linux/arm64 cannot run"),
+            "{e}"
+        );
+    }
+    // Without --platform the stored arm64 image does not serve a linux/amd64 build.
+    let e = build_err(&root, &run, &[]);
+    assert!(
+        error_line(&e).contains(&format!(
+            "image bb-arm64 was found but is for linux/arm64, not linux/{}",
+            host_arch()
+        )),
         "{e}"
+    );
+    // FROM --platform picks the image per stage; the result is the target's.
+    let mixed = context(
+        &root,
+        "mixed",
+        &[(
+            "Dockerfile",
+            "FROM --platform=linux/arm64 bb-arm64 AS tools\nFROM --platform=$BUILDPLATFORM busybox AS b\nARG TARGETARCH\nRUN echo $TARGETARCH > /t\nFROM scratch\nCOPY --from=tools /bin/busybox /arm64-busybox\nCOPY --from=b /t /t\n",
+        )],
+    );
+    let (id, _) = build_ok(&root, &mixed, &["--platform", "linux/arm64", "-t", "mixed"]);
+    assert_eq!(config_json(&root, &id)["architecture"], "arm64");
+    let (out, _) = local(&root, &mixed, "mixed-out", &["--platform", "linux/arm64"]);
+    assert_eq!(fs::read_to_string(out.join("t")).unwrap(), "arm64\n");
+
+    // A multi-platform index in a registry: the base is pulled for the
+    // build's platform.
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hako"))
+        .arg("--root")
+        .arg(root.dir().join("registry"))
+        .args(["registry", "serve", "--addr", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _registry = Kill(child);
+    let addr = line.trim().rsplit(' ').next().unwrap().to_string();
+    let mut manifests = Vec::new();
+    for (image, arch) in [("busybox", host_arch()), ("bb-arm64", "arm64")] {
+        let dest = format!("{addr}/multi:{arch}");
+        let digest = root.ok(&["push", "-q", "--dest", &dest, image]);
+        let digest = digest.trim().to_string();
+        let size = fs::metadata(
+            root.root()
+                .join("blobs/sha256")
+                .join(digest.trim_start_matches("sha256:")),
+        )
+        .unwrap()
+        .len();
+        manifests.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest, "size": size,
+            "platform": {"os": "linux", "architecture": arch},
+        }));
+    }
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": manifests,
+    });
+    let index_file = root.dir().join("index.json");
+    fs::write(&index_file, serde_json::to_vec(&index).unwrap()).unwrap();
+    let st = Command::new("curl")
+        .args(["-sf", "-X", "PUT", "-H"])
+        .arg("Content-Type: application/vnd.oci.image.index.v1+json")
+        .arg("--data-binary")
+        .arg(format!("@{}", index_file.display()))
+        .arg(format!("http://{addr}/v2/multi/manifests/1"))
+        .status()
+        .unwrap();
+    assert!(st.success(), "PUT of the index");
+    let remote = format!("{addr}/multi:1");
+    let pulled = context(
+        &root,
+        "pulled",
+        &[(
+            "Dockerfile",
+            &format!("FROM {remote}\nCOPY --from={remote} /bin/busybox /copied\n"),
+        )],
+    );
+    // In a fresh store: pulled for arm64 (the index's arm64 manifest) ...
+    let other = Root::new();
+    let (id, _) = build_ok(&other, &pulled, &["--platform", "linux/arm64"]);
+    assert_eq!(config_json(&other, &id)["architecture"], "arm64");
+    let (out, _) = local(
+        &other,
+        &pulled,
+        "pulled-out",
+        &["--platform", "linux/arm64"],
+    );
+    assert_eq!(
+        fs::read(out.join("copied")).unwrap(),
+        fs::read(ARM64_BUSYBOX).unwrap()
+    );
+    // ... then for this machine: the same name, selected again from the index.
+    let (id, _) = build_ok(&other, &pulled, &[]);
+    assert_eq!(config_json(&other, &id)["architecture"], host_arch());
+    let (out, _) = local(&other, &pulled, "pulled-host", &[]);
+    assert_eq!(
+        fs::read(out.join("copied")).unwrap(),
+        fs::read("/bin/busybox").unwrap()
     );
 }
 
