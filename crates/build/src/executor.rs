@@ -252,22 +252,121 @@ pub fn build(
                 .join(", ")
         )));
     }
-    let target = match &opts.platform {
-        Some(p) => {
-            let list = platform::parse_list(p)?;
-            if list.len() > 1 {
-                return Err(Error::Unsupported(format!(
-                    "--platform {p}: several platforms in one build"
-                )));
-            }
-            list.into_iter().next().expect("a platform")
-        }
-        None => platform::host(),
+    let platforms = match &opts.platform {
+        Some(p) => platform::parse_list(p)?,
+        None => vec![platform::host()],
     };
+    if platforms.len() > 1 {
+        return build_multi(
+            store,
+            opts,
+            progress,
+            puller,
+            &df,
+            &file,
+            &dockerfile,
+            &checks,
+            &platforms,
+        );
+    }
+    let local = match &opts.output {
+        Output::Local { dest } => Some(dest.as_path()),
+        _ => None,
+    };
+    let target = platforms.into_iter().next().expect("a platform");
+    let (state, steps, cached) = build_platform(
+        store,
+        opts,
+        progress,
+        puller,
+        &df,
+        &file,
+        &dockerfile,
+        &checks,
+        target,
+        local,
+    )?;
+    if local.is_some() {
+        let (id, _) = write_image(store.content(), &state)?;
+        return Ok(Built {
+            id,
+            record: None,
+            steps,
+            cached,
+        });
+    }
+    let state = crate::compress::layers(
+        store.content(),
+        &cx_cache_dir(store.root()),
+        state,
+        opts.compression,
+    )?;
+    let (_, manifest) = write_image(store.content(), &state)?;
+    let names = if opts.output == Output::Image {
+        opts.tags.clone()
+    } else {
+        Vec::new()
+    };
+    let rec = {
+        let _lock = store.write_lock()?;
+        store.commit(&manifest, &manifest, &names, &NoProgress)?
+    };
+    let item = || SaveItem {
+        image: rec.clone(),
+        name: opts.tags.first().cloned(),
+    };
+    match &opts.output {
+        Output::Image | Output::Local { .. } => {}
+        Output::Oci { dest, tar } => {
+            let format = if *tar {
+                archive::Format::OciArchive
+            } else {
+                archive::Format::OciDir
+            };
+            archive::save(store, &[item()], format, dest, &NoProgress)?;
+        }
+        Output::DockerArchive { dest } => {
+            archive::save(
+                store,
+                &[item()],
+                archive::Format::DockerArchive,
+                dest,
+                &NoProgress,
+            )?;
+        }
+    }
+    if let Some(f) = &opts.iidfile {
+        write_atomic(f, rec.id.to_string().as_bytes())?;
+    }
+    Ok(Built {
+        id: rec.id.clone(),
+        record: Some(rec),
+        steps,
+        cached,
+    })
+}
+
+/// Build the target for one platform; the final state (with `--label`s),
+/// exported to `local` when given. Steps and cache hits counted.
+#[allow(clippy::too_many_arguments)]
+fn build_platform(
+    store: &mut ImageStore,
+    opts: &Options,
+    progress: &dyn Progress,
+    puller: Option<&dyn Puller>,
+    df: &parser::Dockerfile,
+    file: &str,
+    dockerfile: &Path,
+    checks: &crate::checks::Config,
+    target: PlatformSpec,
+    local: Option<&Path>,
+) -> Result<(State, usize, usize)> {
+    let file = file.to_string();
+    let checks = checks.clone();
     let automatic = platform::automatic_args(&target);
     let graph = stages::graph(
         &file,
-        &df,
+        df,
         &opts.build_args,
         &automatic,
         opts.target.as_deref(),
@@ -277,7 +376,7 @@ pub fn build(
     };
     let globals = stages::global_values(&lexer, &graph.global_args, &opts.build_args, &automatic)
         .map_err(Error::Invalid)?;
-    let context = Tree::context(&opts.context, &dockerfile)?;
+    let context = Tree::context(&opts.context, dockerfile)?;
     crate::validate::check(&graph, &context, &file, &opts.allow)?;
 
     // Base and --from images, found (or pulled) before any step runs, each
@@ -392,63 +491,10 @@ pub fn build(
     );
     let mut state = target.state;
     state.config.labels.extend(opts.labels.clone());
-    if let Output::Local { dest } = &opts.output {
+    if let Some(dest) = local {
         export_local(cx.snapshots, &cx.work, &state, dest)?;
-        let (id, _) = write_image(cx.content, &state)?;
-        return Ok(Built {
-            id,
-            record: None,
-            steps,
-            cached,
-        });
     }
-    drop(cx);
-    let state = crate::compress::layers(
-        store.content(),
-        &cx_cache_dir(store.root()),
-        state,
-        opts.compression,
-    )?;
-    let (_, manifest) = write_image(store.content(), &state)?;
-    let names = if opts.output == Output::Image {
-        opts.tags.clone()
-    } else {
-        Vec::new()
-    };
-    let rec = store.commit(&manifest, &manifest, &names, &NoProgress)?;
-    let item = || SaveItem {
-        image: rec.clone(),
-        name: opts.tags.first().cloned(),
-    };
-    match &opts.output {
-        Output::Image | Output::Local { .. } => {}
-        Output::Oci { dest, tar } => {
-            let format = if *tar {
-                archive::Format::OciArchive
-            } else {
-                archive::Format::OciDir
-            };
-            archive::save(store, &[item()], format, dest, &NoProgress)?;
-        }
-        Output::DockerArchive { dest } => {
-            archive::save(
-                store,
-                &[item()],
-                archive::Format::DockerArchive,
-                dest,
-                &NoProgress,
-            )?;
-        }
-    }
-    if let Some(f) = &opts.iidfile {
-        write_atomic(f, rec.id.to_string().as_bytes())?;
-    }
-    Ok(Built {
-        id: rec.id.clone(),
-        record: Some(rec),
-        steps,
-        cached,
-    })
+    Ok((state, steps, cached))
 }
 
 /// Where compressed copies of layers are remembered.
@@ -1063,4 +1109,113 @@ fn from_stored_index(
         // Its config or layers were not stored (the index was pulled for another platform).
         Err(_) => Ok(None),
     }
+}
+
+/// `os_arch[_variant]`: a platform's directory in a multi-platform local output (as buildkit).
+fn platform_dir(p: &PlatformSpec) -> String {
+    p.to_string().replace('/', "_")
+}
+
+/// A build for several platforms: each built in turn; the images joined in
+/// an OCI image index (each manifest with its platform). The tags name this
+/// machine's image (or the first platform's), stored as selected from that
+/// index, so a later build for another platform finds its image there. The
+/// id reported is the index's digest.
+#[allow(clippy::too_many_arguments)]
+fn build_multi(
+    store: &mut ImageStore,
+    opts: &Options,
+    progress: &dyn Progress,
+    puller: Option<&dyn Puller>,
+    df: &parser::Dockerfile,
+    file: &str,
+    dockerfile: &Path,
+    checks: &crate::checks::Config,
+    platforms: &[PlatformSpec],
+) -> Result<Built> {
+    if let Output::Oci { .. } | Output::DockerArchive { .. } = &opts.output {
+        return Err(Error::Unsupported(
+            "--output type=oci or type=docker-archive for several platforms (an image in the store, or type=local)".into(),
+        ));
+    }
+    let (mut steps, mut cached) = (0, 0);
+    let mut built: Vec<(PlatformSpec, Digest, Digest, u64)> = Vec::new();
+    for p in platforms {
+        let local = match &opts.output {
+            Output::Local { dest } => Some(dest.join(platform_dir(p))),
+            _ => None,
+        };
+        let (state, s, c) = build_platform(
+            store,
+            opts,
+            progress,
+            puller,
+            df,
+            file,
+            dockerfile,
+            checks,
+            p.clone(),
+            local.as_deref(),
+        )?;
+        steps += s;
+        cached += c;
+        let state = if local.is_some() {
+            state
+        } else {
+            crate::compress::layers(
+                store.content(),
+                &cx_cache_dir(store.root()),
+                state,
+                opts.compression,
+            )?
+        };
+        let (config, manifest) = write_image(store.content(), &state)?;
+        let size = store.content().size(&manifest)?;
+        built.push((state_platform(&state), config, manifest, size));
+    }
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": built.iter().map(|(p, _, m, size)| {
+            let mut platform = serde_json::json!({"os": p.os, "architecture": p.architecture});
+            if let Some(v) = &p.variant {
+                platform["variant"] = v.clone().into();
+            }
+            serde_json::json!({
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": m.to_string(),
+                "size": size,
+                "platform": platform,
+            })
+        }).collect::<Vec<_>>(),
+    });
+    let bytes = serde_json::to_vec(&index)
+        .map_err(|e| Error::Invalid(format!("serialising the image index: {e}")))?;
+    let index_digest = store.content().put(&bytes)?;
+    let mut record = None;
+    if opts.output == Output::Image {
+        let host = platform::host();
+        let named = built.iter().position(|b| b.0 == host).unwrap_or(0);
+        let _lock = store.write_lock()?;
+        for (i, (_, _, manifest, _)) in built.iter().enumerate() {
+            let names = if i == named {
+                opts.tags.clone()
+            } else {
+                Vec::new()
+            };
+            let rec = store.commit(manifest, &index_digest, &names, &NoProgress)?;
+            if i == named {
+                record = Some(rec);
+            }
+        }
+    }
+    if let Some(f) = &opts.iidfile {
+        write_atomic(f, index_digest.to_string().as_bytes())?;
+    }
+    Ok(Built {
+        id: index_digest,
+        record,
+        steps,
+        cached,
+    })
 }

@@ -1268,6 +1268,65 @@ fn foreign_platforms() {
     let (out, _) = local(&root, &mixed, "mixed-out", &["--platform", "linux/arm64"]);
     assert_eq!(fs::read_to_string(out.join("t")).unwrap(), "arm64\n");
 
+    // Several platforms in one build: an index, each platform's image in it.
+    let host = host_arch();
+    let multi = context(
+        &root,
+        "multi",
+        &[(
+            "Dockerfile",
+            "FROM scratch\nARG TARGETARCH\nCOPY bin-$TARGETARCH /bin/busybox\n",
+        )],
+    );
+    fs::copy("/bin/busybox", multi.join(format!("bin-{host}"))).unwrap();
+    fs::copy(ARM64_BUSYBOX, multi.join("bin-arm64")).unwrap();
+    let both = format!("linux/arm64,linux/{host}");
+    let iid = root.dir().join("multi.iid");
+    let (index_id, _) = build_ok(
+        &root,
+        &multi,
+        &[
+            "--platform",
+            &both,
+            "-t",
+            "multi",
+            "--iidfile",
+            iid.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(fs::read_to_string(&iid).unwrap(), index_id);
+    let index = config_json(&root, &index_id);
+    let plats: Vec<String> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            format!("{}/{}", m["platform"]["os"], m["platform"]["architecture"]).replace('"', "")
+        })
+        .collect();
+    assert_eq!(plats, ["linux/arm64".to_string(), format!("linux/{host}")]);
+    // The tag names this machine's image; the other is found through the index.
+    assert_eq!(inspect(&root, "multi")["Architecture"], host);
+    let on_multi = context(
+        &root,
+        "on-multi",
+        &[("Dockerfile", "FROM multi\nLABEL on=multi\n")],
+    );
+    let (id, _) = build_ok(&root, &on_multi, &["--platform", "linux/arm64"]);
+    assert_eq!(config_json(&root, &id)["architecture"], "arm64");
+    let (out, _) = local(&root, &multi, "multi-out", &["--platform", &both]);
+    assert_eq!(
+        fs::read(out.join("linux_arm64/bin/busybox")).unwrap(),
+        fs::read(ARM64_BUSYBOX).unwrap()
+    );
+    assert_eq!(
+        fs::read(out.join(format!("linux_{host}/bin/busybox"))).unwrap(),
+        fs::read("/bin/busybox").unwrap()
+    );
+    let oci = format!("type=oci,dest={}", root.dir().join("m.tar").display());
+    let e = build_err(&root, &multi, &["--platform", &both, "-o", &oci]);
+    assert!(error_line(&e).contains("not supported yet"), "{e}");
+
     // A multi-platform index in a registry: the base is pulled for the
     // build's platform.
     use std::io::BufRead;

@@ -44,8 +44,9 @@ pub struct BuildArgs {
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
     /// Target platform OS/ARCH[/VARIANT] (default: this machine's); base images
-    /// are selected for it from multi-platform indexes.
-    #[arg(long, value_name = "OS/ARCH")]
+    /// are selected for it from multi-platform indexes. A comma-separated list
+    /// builds each and joins them in an image index.
+    #[arg(long, value_name = "OS/ARCH[,...]")]
     pub platform: Option<String>,
     /// Write the image id to this file.
     #[arg(long, value_name = "FILE")]
