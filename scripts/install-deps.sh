@@ -5,7 +5,7 @@ PKGS=(
   build-essential pkg-config libseccomp-dev
   busybox-static runc crun podman skopeo buildah docker-registry
   containernetworking-plugins iptables iproute2 uidmap jq hyperfine curl strace zstd openssl
-  python3 time linux-perf tini procps git
+  python3 time linux-perf tini procps git bzip2 xz-utils qemu-user-static
 )
 missing=()
 for p in "${PKGS[@]}"; do
@@ -25,3 +25,26 @@ cat > /etc/containers/containers.conf.d/50-hako-sandbox.conf <<'CONF'
 [containers]
 default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
 CONF
+
+# Foreign-platform builds (hako build --platform linux/arm64 with RUN): the
+# kernel runs arm64 programs through qemu-user-static once binfmt_misc has its
+# handler (systemd-binfmt does it at boot; a container without systemd does not),
+# and the build tests need an arm64 busybox (Debian's busybox-static:arm64).
+if [ ! -e /proc/sys/fs/binfmt_misc/status ]; then
+  mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null ||
+    echo "install-deps: cannot mount binfmt_misc: foreign-platform RUN steps will be refused" >&2
+fi
+if [ -e /proc/sys/fs/binfmt_misc/register ] && [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+  cat /usr/lib/binfmt.d/qemu-aarch64.conf > /proc/sys/fs/binfmt_misc/register 2>/dev/null ||
+    echo "install-deps: cannot register qemu-aarch64 with binfmt_misc" >&2
+fi
+ARM64_BUSYBOX=/usr/local/share/hako/test/busybox-arm64
+if [ ! -x "$ARM64_BUSYBOX" ]; then
+  dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64
+  apt-get update -q
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download -q busybox-static:arm64 && dpkg-deb -x busybox-static_*_arm64.deb x)
+  mkdir -p "$(dirname "$ARM64_BUSYBOX")"
+  install -m 0755 "$tmp/x/bin/busybox" "$ARM64_BUSYBOX"
+  rm -rf "$tmp"
+fi

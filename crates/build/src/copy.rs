@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -33,29 +33,85 @@ enum Src {
     Git(PathBuf),
 }
 
-/// Whether a file is a tar archive ADD unpacks (plain, gzip or zstd).
-fn archive_kind(path: &Path) -> Option<hako_image::manifest::Compression> {
-    use hako_image::manifest::Compression;
-    let f = fs::File::open(path).ok()?;
-    let mut r = BufReader::new(f);
-    let head = r.fill_buf().ok()?.to_vec();
-    match Compression::sniff(&head) {
-        Compression::Gzip => {
-            let mut d = flate2::read::GzDecoder::new(fs::File::open(path).ok()?);
-            let mut buf = [0u8; 512];
-            d.read_exact(&mut buf).ok()?;
-            (&buf[257..262] == b"ustar").then_some(Compression::Gzip)
-        }
-        Compression::Zstd => {
-            let mut d = zstd::stream::read::Decoder::new(fs::File::open(path).ok()?).ok()?;
-            let mut buf = [0u8; 512];
-            d.read_exact(&mut buf).ok()?;
-            (&buf[257..262] == b"ustar").then_some(Compression::Zstd)
-        }
-        Compression::None => {
-            (head.len() >= 262 && &head[257..262] == b"ustar").then_some(Compression::None)
+/// How a local tar archive ADD unpacks is compressed: found by its magic
+/// bytes (as docker does), not by its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ArchiveKind {
+    Plain,
+    Gzip,
+    Bzip2,
+    Xz,
+    Zstd,
+}
+
+impl ArchiveKind {
+    fn sniff(head: &[u8]) -> Self {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            ArchiveKind::Gzip
+        } else if head.starts_with(b"BZh") {
+            ArchiveKind::Bzip2
+        } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+            ArchiveKind::Xz
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            ArchiveKind::Zstd
+        } else {
+            ArchiveKind::Plain
         }
     }
+
+    fn name(self) -> &'static str {
+        match self {
+            ArchiveKind::Plain => "tar",
+            ArchiveKind::Gzip => "gzip",
+            ArchiveKind::Bzip2 => "bzip2",
+            ArchiveKind::Xz => "xz",
+            ArchiveKind::Zstd => "zstd",
+        }
+    }
+
+    /// The uncompressed stream of `path`.
+    fn open(self, path: &Path) -> std::io::Result<Box<dyn Read>> {
+        let f = BufReader::with_capacity(1 << 20, fs::File::open(path)?);
+        Ok(match self {
+            ArchiveKind::Plain => Box::new(f),
+            ArchiveKind::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(f)),
+            ArchiveKind::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(f)),
+            ArchiveKind::Xz => Box::new(lzma_rust2::XzReader::new(f, true)),
+            ArchiveKind::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(f)?),
+        })
+    }
+}
+
+/// Whether a file is a tar archive ADD unpacks (plain, gzip, bzip2, xz or
+/// zstd): its first (uncompressed) block is a ustar header.
+pub(crate) fn archive_kind(path: &Path) -> Option<ArchiveKind> {
+    let mut head = [0u8; 6];
+    let n = fs::File::open(path).ok()?.read(&mut head).ok()?;
+    let kind = ArchiveKind::sniff(&head[..n]);
+    let mut block = [0u8; 512];
+    kind.open(path).ok()?.read_exact(&mut block).ok()?;
+    (&block[257..262] == b"ustar").then_some(kind)
+}
+
+/// Unpack the archive `host` (named `rel` in errors) into `dir`, keeping owners.
+fn unpack_archive(dir: &Path, rel: &str, host: &Path, kind: ArchiveKind) -> Result<()> {
+    let fail = |e: &dyn std::fmt::Display| {
+        let e = e.to_string();
+        let e = e.strip_prefix(&format!("layer {rel}: ")).unwrap_or(&e);
+        Error::Invalid(format!("{rel}: unpacking the {} archive: {e}", kind.name()))
+    };
+    let limits = hako_image::layer::ApplyLimits::for_target(dir)?;
+    let stream = kind.open(host).map_err(|e| fail(&e))?;
+    hako_image::layer::apply(
+        dir,
+        rel,
+        stream,
+        hako_image::manifest::Compression::None,
+        hako_image::digest::Algorithm::Sha256,
+        &limits,
+    )
+    .map_err(|e| fail(&e))?;
+    Ok(())
 }
 
 /// The part of a `--parents` source before its `/./` pivot, if any.
@@ -131,7 +187,7 @@ pub(crate) fn step(
                     (d.state.clone(), d.key.clone())
                 }
                 Source::Image(name) => {
-                    let d = cx.images.get(name).ok_or_else(|| {
+                    let d = cx.source_image(name).ok_or_else(|| {
                         Error::Invalid(format!("{kw} --from={v}: image {name} not found"))
                     })?;
                     (d.state.clone(), d.key.clone())
@@ -465,16 +521,7 @@ pub(crate) fn step(
                         }
                     } else if let Some(kind) = is_add.then(|| archive_kind(host)).flatten() {
                         let d = fsops::mkdir_all_in(root, &dest, dir_owner)?;
-                        let limits = hako_image::layer::ApplyLimits::for_target(&d)?;
-                        let f = fs::File::open(host).ctx(|| format!("opening {rel}"))?;
-                        hako_image::layer::apply(
-                            &d,
-                            rel,
-                            f,
-                            kind,
-                            hako_image::digest::Algorithm::Sha256,
-                            &limits,
-                        )?;
+                        unpack_archive(&d, rel, host, kind)?;
                     } else {
                         let fname = fsops::base_name(rel);
                         let fname = if fname.is_empty() { "file" } else { fname };

@@ -25,6 +25,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::fsops::{self, Overlay};
 use crate::lex::Lexer;
 use crate::parser::{self, Args, Instruction, Keyword};
+use crate::platform;
 use crate::stages::{self, Base, Graph, Source};
 use crate::state::{History, Layer, State};
 
@@ -83,9 +84,15 @@ pub trait Progress: Sync {
     fn warn(&self, message: &str);
 }
 
-/// Fetches a base image into the store (the caller knows registries).
+/// Fetches a base image into the store (the caller knows registries): the
+/// manifest for `platform` when the reference names an index.
 pub trait Puller {
-    fn pull(&self, store: &mut ImageStore, reference: &str) -> std::result::Result<(), String>;
+    fn pull(
+        &self,
+        store: &mut ImageStore,
+        reference: &str,
+        platform: &PlatformSpec,
+    ) -> std::result::Result<(), String>;
 }
 
 /// What a build produced.
@@ -131,8 +138,10 @@ pub(crate) struct Cx<'a> {
     pub(crate) cache: Cache,
     pub(crate) graph: Graph,
     pub(crate) lexer: Lexer,
-    /// Base images and `--from` images by name.
+    /// Base images and `--from` images by [`image_key`] (name and platform).
     pub(crate) images: HashMap<String, Done>,
+    /// The platform this build is for (`--platform`, or this machine's).
+    pub(crate) target: PlatformSpec,
     pub(crate) context: Tree,
     pub(crate) work: PathBuf,
     pub(crate) runtime_root: PathBuf,
@@ -243,28 +252,121 @@ pub fn build(
                 .join(", ")
         )));
     }
-    let host = PlatformSpec::host();
-    let host_platform = host.to_string();
-    if let Some(p) = &opts.platform {
-        if PlatformSpec::parse(p)?.to_string() != host_platform {
-            return Err(Error::Unsupported(format!(
-                "building for platform {p} (only this machine's {host_platform})"
-            )));
-        }
-    }
-    let mut automatic = BTreeMap::new();
-    for prefix in ["TARGET", "BUILD"] {
-        automatic.insert(format!("{prefix}PLATFORM"), host_platform.clone());
-        automatic.insert(format!("{prefix}OS"), host.os.clone());
-        automatic.insert(format!("{prefix}ARCH"), host.architecture.clone());
-        automatic.insert(
-            format!("{prefix}VARIANT"),
-            host.variant.clone().unwrap_or_default(),
+    let platforms = match &opts.platform {
+        Some(p) => platform::parse_list(p)?,
+        None => vec![platform::host()],
+    };
+    if platforms.len() > 1 {
+        return build_multi(
+            store,
+            opts,
+            progress,
+            puller,
+            &df,
+            &file,
+            &dockerfile,
+            &checks,
+            &platforms,
         );
     }
+    let local = match &opts.output {
+        Output::Local { dest } => Some(dest.as_path()),
+        _ => None,
+    };
+    let target = platforms.into_iter().next().expect("a platform");
+    let (state, steps, cached) = build_platform(
+        store,
+        opts,
+        progress,
+        puller,
+        &df,
+        &file,
+        &dockerfile,
+        &checks,
+        target,
+        local,
+    )?;
+    if local.is_some() {
+        let (id, _) = write_image(store.content(), &state)?;
+        return Ok(Built {
+            id,
+            record: None,
+            steps,
+            cached,
+        });
+    }
+    let state = crate::compress::layers(
+        store.content(),
+        &cx_cache_dir(store.root()),
+        state,
+        opts.compression,
+    )?;
+    let (_, manifest) = write_image(store.content(), &state)?;
+    let names = if opts.output == Output::Image {
+        opts.tags.clone()
+    } else {
+        Vec::new()
+    };
+    let rec = {
+        let _lock = store.write_lock()?;
+        store.commit(&manifest, &manifest, &names, &NoProgress)?
+    };
+    let item = || SaveItem {
+        image: rec.clone(),
+        name: opts.tags.first().cloned(),
+    };
+    match &opts.output {
+        Output::Image | Output::Local { .. } => {}
+        Output::Oci { dest, tar } => {
+            let format = if *tar {
+                archive::Format::OciArchive
+            } else {
+                archive::Format::OciDir
+            };
+            archive::save(store, &[item()], format, dest, &NoProgress)?;
+        }
+        Output::DockerArchive { dest } => {
+            archive::save(
+                store,
+                &[item()],
+                archive::Format::DockerArchive,
+                dest,
+                &NoProgress,
+            )?;
+        }
+    }
+    if let Some(f) = &opts.iidfile {
+        write_atomic(f, rec.id.to_string().as_bytes())?;
+    }
+    Ok(Built {
+        id: rec.id.clone(),
+        record: Some(rec),
+        steps,
+        cached,
+    })
+}
+
+/// Build the target for one platform; the final state (with `--label`s),
+/// exported to `local` when given. Steps and cache hits counted.
+#[allow(clippy::too_many_arguments)]
+fn build_platform(
+    store: &mut ImageStore,
+    opts: &Options,
+    progress: &dyn Progress,
+    puller: Option<&dyn Puller>,
+    df: &parser::Dockerfile,
+    file: &str,
+    dockerfile: &Path,
+    checks: &crate::checks::Config,
+    target: PlatformSpec,
+    local: Option<&Path>,
+) -> Result<(State, usize, usize)> {
+    let file = file.to_string();
+    let checks = checks.clone();
+    let automatic = platform::automatic_args(&target);
     let graph = stages::graph(
         &file,
-        &df,
+        df,
         &opts.build_args,
         &automatic,
         opts.target.as_deref(),
@@ -274,57 +376,62 @@ pub fn build(
     };
     let globals = stages::global_values(&lexer, &graph.global_args, &opts.build_args, &automatic)
         .map_err(Error::Invalid)?;
-    let context = Tree::context(&opts.context, &dockerfile)?;
+    let context = Tree::context(&opts.context, dockerfile)?;
     crate::validate::check(&graph, &context, &file, &opts.allow)?;
 
-    // Base and --from images, found (or pulled) before any step runs.
-    let mut wanted: Vec<String> = Vec::new();
+    // Base and --from images, found (or pulled) before any step runs, each
+    // for the platform it is wanted for: a stage's own (`FROM --platform`,
+    // or the target), the target for `--from` images (as buildkit does).
+    let stage_platforms = stage_platforms(&graph, &file, &target)?;
+    let mut wanted: Vec<(String, PlatformSpec)> = Vec::new();
     for &si in &graph.order {
         if let Base::Image(n) = &graph.stages[si].base {
-            wanted.push(n.clone());
+            wanted.push((n.clone(), stage_platforms[&si].clone()));
         }
         for (ii, _) in graph.stages[si].instructions.iter().enumerate() {
             if let Some(Source::Image(n)) = graph.sources.get(&(si, ii)) {
-                wanted.push(n.clone());
+                wanted.push((n.clone(), target.clone()));
             }
         }
     }
-    wanted.sort();
-    wanted.dedup();
     let mut images = HashMap::new();
-    for name in wanted {
-        let found = if opts.pull {
-            None
-        } else {
-            store.find(&name).ok()
-        };
-        let rec = match found {
-            Some(r) => r,
-            None => {
-                let Some(p) = puller else {
-                    return Err(Error::Invalid(format!(
-                        "image {name} not found in the store"
-                    )));
-                };
-                p.pull(store, &name)
-                    .map_err(|e| Error::Invalid(format!("pulling image {name}: {e}")))?;
-                store.find(&name)?
-            }
-        };
-        let state = image_state(store, &rec)?;
-        if state.os != host.os || state.architecture != host.architecture {
-            return Err(Error::Unsupported(format!(
-                "image {name} is for {}/{}: building on another platform than this machine's {host_platform}",
-                state.os, state.architecture
-            )));
+    for (name, plat) in wanted {
+        let k = image_key(&name, &plat);
+        if images.contains_key(&k) {
+            continue;
         }
+        let (rec, state) = find_image(store, opts.pull, puller, &name, &plat)?;
         images.insert(
-            name,
+            k,
             Done {
                 state,
                 key: rec.id.to_string(),
             },
         );
+    }
+    // RUN needs the stage's platform to execute here: refused before any
+    // step when it cannot (rather than "exec format error" inside a step).
+    let mut run_platform: HashMap<usize, PlatformSpec> = HashMap::new();
+    for &si in &graph.order {
+        let st = &graph.stages[si];
+        let p = match &st.base {
+            Base::Scratch => stage_platforms[&si].clone(),
+            Base::Image(n) => {
+                let s = &images[&image_key(n, &stage_platforms[&si])].state;
+                state_platform(s)
+            }
+            Base::Stage(b) => run_platform[b].clone(),
+        };
+        if let Some(ins) = st.instructions.iter().find(|i| i.keyword == Keyword::Run) {
+            if let Err(why) = platform::can_run(&p) {
+                return Err(Error::Invalid(format!(
+                    "{file}:{}: {}",
+                    ins.line,
+                    cannot_run(&st.label(), &p, &why)
+                )));
+            }
+        }
+        run_platform.insert(si, p);
     }
 
     if !nix::unistd::geteuid().is_root() {
@@ -345,6 +452,7 @@ pub fn build(
         graph,
         lexer,
         images,
+        target,
         context,
         work,
         runtime_root,
@@ -383,63 +491,10 @@ pub fn build(
     );
     let mut state = target.state;
     state.config.labels.extend(opts.labels.clone());
-    if let Output::Local { dest } = &opts.output {
+    if let Some(dest) = local {
         export_local(cx.snapshots, &cx.work, &state, dest)?;
-        let (id, _) = write_image(cx.content, &state)?;
-        return Ok(Built {
-            id,
-            record: None,
-            steps,
-            cached,
-        });
     }
-    drop(cx);
-    let state = crate::compress::layers(
-        store.content(),
-        &cx_cache_dir(store.root()),
-        state,
-        opts.compression,
-    )?;
-    let (_, manifest) = write_image(store.content(), &state)?;
-    let names = if opts.output == Output::Image {
-        opts.tags.clone()
-    } else {
-        Vec::new()
-    };
-    let rec = store.commit(&manifest, &manifest, &names, &NoProgress)?;
-    let item = || SaveItem {
-        image: rec.clone(),
-        name: opts.tags.first().cloned(),
-    };
-    match &opts.output {
-        Output::Image | Output::Local { .. } => {}
-        Output::Oci { dest, tar } => {
-            let format = if *tar {
-                archive::Format::OciArchive
-            } else {
-                archive::Format::OciDir
-            };
-            archive::save(store, &[item()], format, dest, &NoProgress)?;
-        }
-        Output::DockerArchive { dest } => {
-            archive::save(
-                store,
-                &[item()],
-                archive::Format::DockerArchive,
-                dest,
-                &NoProgress,
-            )?;
-        }
-    }
-    if let Some(f) = &opts.iidfile {
-        write_atomic(f, rec.id.to_string().as_bytes())?;
-    }
-    Ok(Built {
-        id: rec.id.clone(),
-        record: Some(rec),
-        steps,
-        cached,
-    })
+    Ok((state, steps, cached))
 }
 
 /// Where compressed copies of layers are remembered.
@@ -563,19 +618,27 @@ impl Cx<'_> {
 
     pub(crate) fn stage(&self, si: usize, deps: &HashMap<usize, Done>) -> Result<Done> {
         let stage = &self.graph.stages[si];
-        let host = PlatformSpec::host();
+        let plat = match &stage.platform {
+            Some(p) => platform::parse(p)?,
+            None => self.target.clone(),
+        };
         let (mut st, mut key) = match &stage.base {
             Base::Scratch => (
                 State {
-                    architecture: host.architecture.clone(),
-                    os: host.os.clone(),
-                    variant: host.variant.clone(),
+                    architecture: plat.architecture.clone(),
+                    os: plat.os.clone(),
+                    variant: plat.variant.clone(),
                     ..Default::default()
                 },
-                cache::key("", "scratch", b""),
+                // The host's key stays what it was before platforms.
+                if plat == platform::host() {
+                    cache::key("", "scratch", b"")
+                } else {
+                    cache::key("", &format!("scratch {plat}"), b"")
+                },
             ),
             Base::Image(n) => {
-                let d = &self.images[n];
+                let d = &self.images[&image_key(n, &plat)];
                 (d.state.clone(), d.key.clone())
             }
             Base::Stage(b) => {
@@ -583,13 +646,6 @@ impl Cx<'_> {
                 (d.state.clone(), d.key.clone())
             }
         };
-        if let Some(p) = &stage.platform {
-            if PlatformSpec::parse(p)?.to_string() != host.to_string() {
-                return Err(Error::Unsupported(format!(
-                    "FROM --platform={p} (only this machine's {host})"
-                )));
-            }
-        }
         // Like buildkit and buildah, a stage always has a PATH.
         if st.config.env_get("PATH").is_none() {
             st.config.env.insert(0, format!("PATH={DEFAULT_PATH}"));
@@ -908,4 +964,258 @@ pub(crate) fn sha_hex(data: &[u8]) -> String {
 
 pub(crate) fn chain_of(st: &State) -> Result<Vec<Digest>> {
     chain(st)
+}
+
+/// The key of an image in [`Cx::images`].
+pub(crate) fn image_key(name: &str, p: &PlatformSpec) -> String {
+    format!("{name} {p}")
+}
+
+impl Cx<'_> {
+    /// A `--from` image (resolved for the target platform).
+    pub(crate) fn source_image(&self, name: &str) -> Option<&Done> {
+        self.images.get(&image_key(name, &self.target))
+    }
+}
+
+/// The platform of a stage state (its config's os/architecture/variant).
+pub(crate) fn state_platform(st: &State) -> PlatformSpec {
+    platform::normalise(&PlatformSpec {
+        os: st.os.clone(),
+        architecture: st.architecture.clone(),
+        variant: st.variant.clone(),
+    })
+}
+
+/// The one-line reason a RUN cannot execute.
+pub(crate) fn cannot_run(stage: &str, p: &PlatformSpec, why: &str) -> String {
+    format!(
+        "RUN in stage {stage}: platform {p} cannot run on this {} host ({why})",
+        platform::host()
+    )
+}
+
+/// The platform each needed stage's FROM asks for (`--platform`, or the target).
+fn stage_platforms(
+    graph: &Graph,
+    file: &str,
+    target: &PlatformSpec,
+) -> Result<HashMap<usize, PlatformSpec>> {
+    let mut out = HashMap::new();
+    for &si in &graph.order {
+        let st = &graph.stages[si];
+        let p = match &st.platform {
+            Some(p) => platform::parse(p).map_err(|e| {
+                Error::Invalid(format!("{file}:{}: FROM --platform: {e}", st.from.line))
+            })?,
+            None => target.clone(),
+        };
+        out.insert(si, p);
+    }
+    Ok(out)
+}
+
+/// An image for `plat`: the stored one when it is for that platform, else
+/// the platform's manifest of the index it was stored from (when the store
+/// holds it), else pulled for that platform.
+fn find_image(
+    store: &mut ImageStore,
+    pull: bool,
+    puller: Option<&dyn Puller>,
+    name: &str,
+    plat: &PlatformSpec,
+) -> Result<(ImageRecord, State)> {
+    let fits = |s: &State| platform::matches(plat, &s.os, &s.architecture, s.variant.as_deref());
+    let mut stored_other: Option<String> = None;
+    if !pull {
+        if let Ok(rec) = store.find(name) {
+            let state = image_state(store, &rec)?;
+            if fits(&state) {
+                return Ok((rec, state));
+            }
+            let other = state_platform(&state).to_string();
+            if rec.target_digest == rec.manifest_digest {
+                // A single-platform image: its name cannot give another platform.
+                return Err(Error::Invalid(format!(
+                    "image {name} was found but is for {other}, not {plat} (FROM --platform={other} uses it; --pull fetches the name for {plat})"
+                )));
+            }
+            if let Some(r) = from_stored_index(store, &rec, plat)? {
+                let state = image_state(store, &r)?;
+                return Ok((r, state));
+            }
+            stored_other = Some(other);
+        }
+    }
+    let Some(p) = puller else {
+        return Err(Error::Invalid(match stored_other {
+            Some(o) => format!("image {name} is for {o}, not {plat}"),
+            None => format!("image {name} not found in the store"),
+        }));
+    };
+    p.pull(store, name, plat).map_err(|e| {
+        Error::Invalid(match &stored_other {
+            Some(o) => format!(
+                "image {name} for {plat}: the stored one is for {o}, and pulling failed: {e}"
+            ),
+            None => format!("pulling image {name}: {e}"),
+        })
+    })?;
+    let rec = store.find(name)?;
+    let state = image_state(store, &rec)?;
+    if !fits(&state) {
+        return Err(Error::Invalid(format!(
+            "image {name} is for {}, not {plat}",
+            state_platform(&state)
+        )));
+    }
+    Ok((rec, state))
+}
+
+/// The image for `plat` from the index `rec` was stored from, when the store
+/// has that manifest (an image already, or its blobs: then made one).
+fn from_stored_index(
+    store: &mut ImageStore,
+    rec: &ImageRecord,
+    plat: &PlatformSpec,
+) -> Result<Option<ImageRecord>> {
+    use hako_image::manifest::{self, Document};
+    if rec.target_digest == rec.manifest_digest || !store.content().contains(&rec.target_digest) {
+        return Ok(None);
+    }
+    let bytes = store.content().read(&rec.target_digest)?;
+    let Ok((_, Document::Index(index))) =
+        manifest::parse_document(&bytes, &rec.target_digest.to_string())
+    else {
+        return Ok(None);
+    };
+    let Ok(chosen) = manifest::select_platform(&index, plat) else {
+        return Ok(None);
+    };
+    let digest = manifest::descriptor_digest(chosen)?;
+    if let Some(r) = store
+        .list()?
+        .into_iter()
+        .find(|r| r.manifest_digest == digest)
+    {
+        return Ok(Some(r));
+    }
+    if !store.content().contains(&digest) {
+        return Ok(None);
+    }
+    let _lock = store.write_lock()?;
+    match store.commit(&digest, &rec.target_digest, &[], &NoProgress) {
+        Ok(r) => Ok(Some(r)),
+        // Its config or layers were not stored (the index was pulled for another platform).
+        Err(_) => Ok(None),
+    }
+}
+
+/// `os_arch[_variant]`: a platform's directory in a multi-platform local output (as buildkit).
+fn platform_dir(p: &PlatformSpec) -> String {
+    p.to_string().replace('/', "_")
+}
+
+/// A build for several platforms: each built in turn; the images joined in
+/// an OCI image index (each manifest with its platform). The tags name this
+/// machine's image (or the first platform's), stored as selected from that
+/// index, so a later build for another platform finds its image there. The
+/// id reported is the index's digest.
+#[allow(clippy::too_many_arguments)]
+fn build_multi(
+    store: &mut ImageStore,
+    opts: &Options,
+    progress: &dyn Progress,
+    puller: Option<&dyn Puller>,
+    df: &parser::Dockerfile,
+    file: &str,
+    dockerfile: &Path,
+    checks: &crate::checks::Config,
+    platforms: &[PlatformSpec],
+) -> Result<Built> {
+    if let Output::Oci { .. } | Output::DockerArchive { .. } = &opts.output {
+        return Err(Error::Unsupported(
+            "--output type=oci or type=docker-archive for several platforms (an image in the store, or type=local)".into(),
+        ));
+    }
+    let (mut steps, mut cached) = (0, 0);
+    let mut built: Vec<(PlatformSpec, Digest, Digest, u64)> = Vec::new();
+    for p in platforms {
+        let local = match &opts.output {
+            Output::Local { dest } => Some(dest.join(platform_dir(p))),
+            _ => None,
+        };
+        let (state, s, c) = build_platform(
+            store,
+            opts,
+            progress,
+            puller,
+            df,
+            file,
+            dockerfile,
+            checks,
+            p.clone(),
+            local.as_deref(),
+        )?;
+        steps += s;
+        cached += c;
+        let state = if local.is_some() {
+            state
+        } else {
+            crate::compress::layers(
+                store.content(),
+                &cx_cache_dir(store.root()),
+                state,
+                opts.compression,
+            )?
+        };
+        let (config, manifest) = write_image(store.content(), &state)?;
+        let size = store.content().size(&manifest)?;
+        built.push((state_platform(&state), config, manifest, size));
+    }
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": built.iter().map(|(p, _, m, size)| {
+            let mut platform = serde_json::json!({"os": p.os, "architecture": p.architecture});
+            if let Some(v) = &p.variant {
+                platform["variant"] = v.clone().into();
+            }
+            serde_json::json!({
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": m.to_string(),
+                "size": size,
+                "platform": platform,
+            })
+        }).collect::<Vec<_>>(),
+    });
+    let bytes = serde_json::to_vec(&index)
+        .map_err(|e| Error::Invalid(format!("serialising the image index: {e}")))?;
+    let index_digest = store.content().put(&bytes)?;
+    let mut record = None;
+    if opts.output == Output::Image {
+        let host = platform::host();
+        let named = built.iter().position(|b| b.0 == host).unwrap_or(0);
+        let _lock = store.write_lock()?;
+        for (i, (_, _, manifest, _)) in built.iter().enumerate() {
+            let names = if i == named {
+                opts.tags.clone()
+            } else {
+                Vec::new()
+            };
+            let rec = store.commit(manifest, &index_digest, &names, &NoProgress)?;
+            if i == named {
+                record = Some(rec);
+            }
+        }
+    }
+    if let Some(f) = &opts.iidfile {
+        write_atomic(f, index_digest.to_string().as_bytes())?;
+    }
+    Ok(Built {
+        id: index_digest,
+        record,
+        steps,
+        cached,
+    })
 }

@@ -25,6 +25,7 @@ pub mod fsops;
 pub mod git;
 mod instructions;
 mod mounts;
+pub mod platform;
 pub mod remote;
 pub mod run;
 mod run_step;

@@ -113,8 +113,7 @@ fn source_state(cx: &Cx<'_>, deps: &HashMap<usize, Done>, from: &str) -> Result<
         }
         Source::Image(name) => {
             let d = cx
-                .images
-                .get(&name)
+                .source_image(&name)
                 .ok_or_else(|| Error::Invalid(format!("image {name} not found")))?;
             Ok((d.state.clone(), d.key.clone()))
         }

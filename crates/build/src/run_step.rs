@@ -56,6 +56,18 @@ impl Cx<'_> {
             }
             Args::Shell(_) => self.command_of(st, ins),
         };
+        // ONBUILD triggers escape the up-front check: the same check here.
+        let plat = crate::executor::state_platform(st);
+        if let Err(why) = crate::platform::can_run(&plat) {
+            let stage = name
+                .trim_start_matches('[')
+                .split(' ')
+                .next()
+                .unwrap_or_default();
+            return Err(Error::Invalid(crate::executor::cannot_run(
+                stage, &plat, &why,
+            )));
+        }
         if argv.is_empty() {
             return Err(Error::Invalid("RUN needs a command".into()));
         }

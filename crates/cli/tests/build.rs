@@ -382,6 +382,143 @@ WORKDIR /made/by/user
     );
 }
 
+/// A tar whose one entry has exactly `name` (no checks), with `data`.
+fn raw_tar(name: &str, data: &[u8]) -> Vec<u8> {
+    let mut h = tar::Header::new_gnu();
+    h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_cksum();
+    let mut b = tar::Builder::new(Vec::new());
+    b.append(&h, data).unwrap();
+    b.into_inner().unwrap()
+}
+
+fn compress(tool: &str, data: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut c = Command::new(tool)
+        .arg("-c")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = c.stdin.take().unwrap();
+    let input = data.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input).unwrap());
+    let out = c.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(out.status.success(), "{tool} failed");
+    out.stdout
+}
+
+#[test]
+fn add_bzip2_and_xz_archives() {
+    let root = Root::new();
+    let ctx = context(
+        &root,
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nADD a.tar.bz2 /bz2/\nADD a.tar.xz /xz/\nADD renamed.bin /magic/\nADD notatar.xz /plain/\n",
+            ),
+            ("notatar.xz", "not compressed at all\n"),
+        ],
+    );
+    let src = root.dir().join("tarsrc");
+    fs::create_dir_all(src.join("t/sub")).unwrap();
+    fs::write(src.join("t/in-tar"), "tar\n").unwrap();
+    // Incompressible and larger than a bzip2 block, so a truncated copy
+    // still starts with whole entries.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let big: Vec<u8> = (0..2 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    fs::write(src.join("t/sub/big"), big).unwrap();
+    std::os::unix::fs::symlink("in-tar", src.join("t/link")).unwrap();
+    for (name, flag) in [
+        ("a.tar.bz2", "-cjf"),
+        ("a.tar.xz", "-cJf"),
+        ("renamed.bin", "-cJf"),
+    ] {
+        let st = Command::new("tar")
+            .args([flag, ctx.join(name).to_str().unwrap()])
+            .args(["-C", src.to_str().unwrap()])
+            .args(["--owner=5", "--group=6", "--numeric-owner", "t"])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let (out, _) = local(&root, &ctx, "out", &[]);
+    let t = own_tree(&out);
+    let get = |p: &str| {
+        t.get(p)
+            .cloned()
+            .unwrap_or_else(|| panic!("{p} missing: {t:#?}"))
+    };
+    for dir in ["/bz2", "/xz", "/magic"] {
+        assert_eq!(get(&format!("{dir}/t/in-tar")), "file \"tar\\n\" 644 5:6");
+        assert_eq!(
+            get(&format!("{dir}/t/sub/big")),
+            "file 2097152 bytes 644 5:6"
+        );
+        assert_eq!(get(&format!("{dir}/t/link")), "link in-tar 5:6");
+    }
+    // A file named like an archive that is none is copied as it is.
+    assert_eq!(
+        get("/plain/notatar.xz"),
+        "file \"not compressed at all\\n\" 644 0:0"
+    );
+
+    // Hostile archives: a one-line error naming the file, before anything lands.
+    let evil = root.dir().join("evil");
+    fs::create_dir_all(&evil).unwrap();
+    fs::write(
+        evil.join("escape.tar.xz"),
+        compress("xz", &raw_tar("../../escaped", b"x\n")),
+    )
+    .unwrap();
+    fs::write(
+        evil.join("escape.tar.bz2"),
+        compress("bzip2", &raw_tar("../../escaped", b"x\n")),
+    )
+    .unwrap();
+    let whole = fs::read(ctx.join("a.tar.xz")).unwrap();
+    fs::write(evil.join("cut.tar.xz"), &whole[..whole.len() / 2]).unwrap();
+    let whole = fs::read(ctx.join("a.tar.bz2")).unwrap();
+    fs::write(evil.join("cut.tar.bz2"), &whole[..whole.len() / 2]).unwrap();
+    for (file, kind, what) in [
+        ("escape.tar.xz", "xz", "'..'"),
+        ("escape.tar.bz2", "bzip2", "'..'"),
+        ("cut.tar.xz", "xz", ""),
+        ("cut.tar.bz2", "bzip2", ""),
+    ] {
+        fs::write(
+            evil.join("Dockerfile"),
+            format!("FROM busybox\nADD {file} /into/\n"),
+        )
+        .unwrap();
+        let e = build_err(&root, &evil, &[]);
+        let line = e
+            .lines()
+            .find(|l| l.starts_with("Error: "))
+            .unwrap_or_else(|| panic!("{file}: no error line: {e}"));
+        assert!(
+            line.contains(&format!("ADD: {file}: unpacking the {kind} archive: "))
+                && line.contains(what)
+                && !line.contains("layer "),
+            "{file}: {e}"
+        );
+        assert!(!root.dir().join("escaped").exists());
+    }
+}
+
 #[test]
 fn run_layers_whiteouts_and_mounts() {
     let root = Root::new();
@@ -749,7 +886,7 @@ fn same_tree_as_buildah() {
         ),
         (
             "wildcards-add",
-            "FROM busybox\nCOPY *.txt /texts/\nADD t.tar /unpacked/\nRUN cd /texts && cat * > /all.txt\nWORKDIR /srv/www\nCOPY dir .\n",
+            "FROM busybox\nCOPY *.txt /texts/\nADD t.tar /unpacked/\nADD t.tar.bz2 /unpacked-bz2/\nADD t.tar.xz /unpacked-xz/\nADD t-xz.data /by-magic/\nRUN cd /texts && cat * > /all.txt\nWORKDIR /srv/www\nCOPY dir .\n",
         ),
     ];
     let broot = root.dir().join("buildah");
@@ -803,6 +940,19 @@ fn same_tree_as_buildah() {
             .status()
             .unwrap()
             .success());
+        // Compressed copies: ADD finds the compression by its magic bytes, not the name.
+        for (file, tool) in [
+            ("t.tar.bz2", "bzip2"),
+            ("t.tar.xz", "xz"),
+            ("t-xz.data", "xz"),
+        ] {
+            let out = Command::new(tool)
+                .args(["-c", ctx.join("t.tar").to_str().unwrap()])
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+            fs::write(ctx.join(file), out.stdout).unwrap();
+        }
         let (ours, _) = local(&root, &ctx, &format!("{name}-hako"), &[]);
         let theirs = root.dir().join(format!("{name}-buildah"));
         let out = buildah(&[
@@ -949,10 +1099,315 @@ RUN echo $FROM_ENV > /env-wins
         fs::read_to_string(pout.join("p")).unwrap(),
         format!("linux/{arch}\n")
     );
-    let e = build_err(&root, &ctx, &["--platform", "linux/s390x"]);
+}
+
+/// Debian's busybox-static:arm64 binary (scripts/install-deps.sh puts it there).
+const ARM64_BUSYBOX: &str = "/usr/local/share/hako/test/busybox-arm64";
+
+/// Whether this kernel runs arm64 programs (natively or through binfmt_misc).
+fn runs_arm64() -> bool {
+    Command::new(ARM64_BUSYBOX)
+        .arg("true")
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        a => a,
+    }
+}
+
+/// The error line of a failed build's output.
+fn error_line(e: &str) -> String {
+    e.lines()
+        .find(|l| l.starts_with("Error: "))
+        .unwrap_or_else(|| panic!("no error line: {e}"))
+        .to_string()
+}
+
+#[test]
+fn foreign_platforms() {
+    let root = Root::new();
+    // An arm64 busybox image, built FROM scratch for linux/arm64 (no RUN: nothing executes).
     assert!(
-        e.contains("building for platform linux/s390x") && e.contains("not supported yet"),
+        Path::new(ARM64_BUSYBOX).is_file(),
+        "{ARM64_BUSYBOX} missing: run scripts/install-deps.sh"
+    );
+    let rootfs = root.dir().join("arm64-rootfs");
+    fs::create_dir_all(rootfs.join("bin")).unwrap();
+    fs::copy(ARM64_BUSYBOX, rootfs.join("bin/busybox")).unwrap();
+    for applet in ["sh", "uname", "echo", "cat", "true"] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+    }
+    let ctx = context(
+        &root,
+        "arm64",
+        &[(
+            "Dockerfile",
+            "FROM scratch\nADD rootfs.tar /\nARG TARGETPLATFORM TARGETARCH TARGETVARIANT BUILDPLATFORM\nLABEL target=$TARGETPLATFORM arch=$TARGETARCH variant=[$TARGETVARIANT] build=$BUILDPLATFORM\nCMD [\"/bin/sh\"]\n",
+        )],
+    );
+    let st = Command::new("tar")
+        .args(["-cf", ctx.join("rootfs.tar").to_str().unwrap()])
+        .args(["-C", rootfs.to_str().unwrap(), "--numeric-owner", "bin"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (id, _) = build_ok(
+        &root,
+        &ctx,
+        &["--platform", "linux/arm64", "-t", "bb-arm64"],
+    );
+    let cfg = config_json(&root, &id);
+    assert_eq!(cfg["architecture"], "arm64", "{cfg}");
+    assert_eq!(cfg["os"], "linux");
+    let labels = &cfg["config"]["Labels"];
+    assert_eq!(labels["target"], "linux/arm64", "{cfg}");
+    assert_eq!(labels["arch"], "arm64");
+    assert_eq!(labels["variant"], "[]");
+    assert_eq!(labels["build"], format!("linux/{}", host_arch()));
+    // Aliases normalise: aarch64 is arm64 (the same image, from the cache).
+    let (again, progress) = build_ok(&root, &ctx, &["--platform", "linux/aarch64"]);
+    assert_eq!(again, id, "{progress}");
+    // Variants reach the config and the args.
+    let (v7, _) = build_ok(&root, &ctx, &["--platform", "linux/arm/v7"]);
+    let cfg = config_json(&root, &v7);
+    assert_eq!(
+        (
+            &cfg["architecture"],
+            &cfg["variant"],
+            &cfg["config"]["Labels"]["variant"]
+        ),
+        (&"arm".into(), &"v7".into(), &"[v7]".into()),
+        "{cfg}"
+    );
+    let e = build_err(&root, &ctx, &["--platform", "windows/amd64"]);
+    assert!(error_line(&e).contains("only linux"), "{e}");
+
+    // RUN in a stage for a platform this kernel cannot execute: one line, before any step.
+    let handlers = ["s390x", "ppc64le", "riscv64", "mips64el"];
+    if let Some(arch) = handlers
+        .iter()
+        .find(|a| !Path::new(&format!("/proc/sys/fs/binfmt_misc/qemu-{a}")).exists())
+    {
+        let arch = if *arch == "mips64el" {
+            "mips64le"
+        } else {
+            arch
+        };
+        let bad = context(
+            &root,
+            "norun",
+            &[
+                (
+                    "Dockerfile",
+                    &format!("FROM alpine AS unused\nFROM --platform=linux/{arch} scratch AS odd\nCOPY f /f\nRUN /f\n"),
+                ),
+                ("f", "#!/bin/sh\n"),
+            ],
+        );
+        let e = build_err(&root, &bad, &[]);
+        let line = error_line(&e);
+        assert!(
+            line.contains(&format!(
+                "Dockerfile:4: RUN in stage odd: platform linux/{arch} cannot run on this linux/{} host (",
+                host_arch()
+            )) && !e.contains("#1 "),
+            "{e}"
+        );
+    }
+
+    // RUN for arm64: through qemu-user-static when binfmt_misc has it, else a clear error.
+    let run = context(
+        &root,
+        "run-arm64",
+        &[(
+            "Dockerfile",
+            "FROM bb-arm64\nARG TARGETPLATFORM BUILDPLATFORM\nRUN uname -m > /m && echo \"$TARGETPLATFORM on $BUILDPLATFORM\" > /p\n",
+        )],
+    );
+    if runs_arm64() {
+        let (out, _) = local(&root, &run, "run-out", &["--platform", "linux/arm64"]);
+        assert_eq!(fs::read_to_string(out.join("m")).unwrap(), "aarch64\n");
+        assert_eq!(
+            fs::read_to_string(out.join("p")).unwrap(),
+            format!("linux/arm64 on linux/{}\n", host_arch())
+        );
+        let (id, _) = build_ok(&root, &run, &["--platform", "linux/arm64"]);
+        assert_eq!(config_json(&root, &id)["architecture"], "arm64");
+    } else {
+        let e = build_err(&root, &run, &["--platform", "linux/arm64"]);
+        assert!(
+            error_line(&e).contains("RUN in stage stage-0: platform linux/arm64 cannot run"),
+            "{e}"
+        );
+    }
+    // Without --platform the stored arm64 image does not serve a linux/amd64 build.
+    let e = build_err(&root, &run, &[]);
+    assert!(
+        error_line(&e).contains(&format!(
+            "image bb-arm64 was found but is for linux/arm64, not linux/{}",
+            host_arch()
+        )),
         "{e}"
+    );
+    // FROM --platform picks the image per stage; the result is the target's.
+    let mixed = context(
+        &root,
+        "mixed",
+        &[(
+            "Dockerfile",
+            "FROM --platform=linux/arm64 bb-arm64 AS tools\nFROM --platform=$BUILDPLATFORM busybox AS b\nARG TARGETARCH\nRUN echo $TARGETARCH > /t\nFROM scratch\nCOPY --from=tools /bin/busybox /arm64-busybox\nCOPY --from=b /t /t\n",
+        )],
+    );
+    let (id, _) = build_ok(&root, &mixed, &["--platform", "linux/arm64", "-t", "mixed"]);
+    assert_eq!(config_json(&root, &id)["architecture"], "arm64");
+    let (out, _) = local(&root, &mixed, "mixed-out", &["--platform", "linux/arm64"]);
+    assert_eq!(fs::read_to_string(out.join("t")).unwrap(), "arm64\n");
+
+    // Several platforms in one build: an index, each platform's image in it.
+    let host = host_arch();
+    let multi = context(
+        &root,
+        "multi",
+        &[(
+            "Dockerfile",
+            "FROM scratch\nARG TARGETARCH\nCOPY bin-$TARGETARCH /bin/busybox\n",
+        )],
+    );
+    fs::copy("/bin/busybox", multi.join(format!("bin-{host}"))).unwrap();
+    fs::copy(ARM64_BUSYBOX, multi.join("bin-arm64")).unwrap();
+    let both = format!("linux/arm64,linux/{host}");
+    let iid = root.dir().join("multi.iid");
+    let (index_id, _) = build_ok(
+        &root,
+        &multi,
+        &[
+            "--platform",
+            &both,
+            "-t",
+            "multi",
+            "--iidfile",
+            iid.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(fs::read_to_string(&iid).unwrap(), index_id);
+    let index = config_json(&root, &index_id);
+    let plats: Vec<String> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            format!("{}/{}", m["platform"]["os"], m["platform"]["architecture"]).replace('"', "")
+        })
+        .collect();
+    assert_eq!(plats, ["linux/arm64".to_string(), format!("linux/{host}")]);
+    // The tag names this machine's image; the other is found through the index.
+    assert_eq!(inspect(&root, "multi")["Architecture"], host);
+    let on_multi = context(
+        &root,
+        "on-multi",
+        &[("Dockerfile", "FROM multi\nLABEL on=multi\n")],
+    );
+    let (id, _) = build_ok(&root, &on_multi, &["--platform", "linux/arm64"]);
+    assert_eq!(config_json(&root, &id)["architecture"], "arm64");
+    let (out, _) = local(&root, &multi, "multi-out", &["--platform", &both]);
+    assert_eq!(
+        fs::read(out.join("linux_arm64/bin/busybox")).unwrap(),
+        fs::read(ARM64_BUSYBOX).unwrap()
+    );
+    assert_eq!(
+        fs::read(out.join(format!("linux_{host}/bin/busybox"))).unwrap(),
+        fs::read("/bin/busybox").unwrap()
+    );
+    let oci = format!("type=oci,dest={}", root.dir().join("m.tar").display());
+    let e = build_err(&root, &multi, &["--platform", &both, "-o", &oci]);
+    assert!(error_line(&e).contains("not supported yet"), "{e}");
+
+    // A multi-platform index in a registry: the base is pulled for the
+    // build's platform.
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hako"))
+        .arg("--root")
+        .arg(root.dir().join("registry"))
+        .args(["registry", "serve", "--addr", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _registry = Kill(child);
+    let addr = line.trim().rsplit(' ').next().unwrap().to_string();
+    let mut manifests = Vec::new();
+    for (image, arch) in [("busybox", host_arch()), ("bb-arm64", "arm64")] {
+        let dest = format!("{addr}/multi:{arch}");
+        let digest = root.ok(&["push", "-q", "--dest", &dest, image]);
+        let digest = digest.trim().to_string();
+        let size = fs::metadata(
+            root.root()
+                .join("blobs/sha256")
+                .join(digest.trim_start_matches("sha256:")),
+        )
+        .unwrap()
+        .len();
+        manifests.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest, "size": size,
+            "platform": {"os": "linux", "architecture": arch},
+        }));
+    }
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": manifests,
+    });
+    let index_file = root.dir().join("index.json");
+    fs::write(&index_file, serde_json::to_vec(&index).unwrap()).unwrap();
+    let st = Command::new("curl")
+        .args(["-sf", "-X", "PUT", "-H"])
+        .arg("Content-Type: application/vnd.oci.image.index.v1+json")
+        .arg("--data-binary")
+        .arg(format!("@{}", index_file.display()))
+        .arg(format!("http://{addr}/v2/multi/manifests/1"))
+        .status()
+        .unwrap();
+    assert!(st.success(), "PUT of the index");
+    let remote = format!("{addr}/multi:1");
+    let pulled = context(
+        &root,
+        "pulled",
+        &[(
+            "Dockerfile",
+            &format!("FROM {remote}\nCOPY --from={remote} /bin/busybox /copied\n"),
+        )],
+    );
+    // In a fresh store: pulled for arm64 (the index's arm64 manifest) ...
+    let other = Root::new();
+    let (id, _) = build_ok(&other, &pulled, &["--platform", "linux/arm64"]);
+    assert_eq!(config_json(&other, &id)["architecture"], "arm64");
+    let (out, _) = local(
+        &other,
+        &pulled,
+        "pulled-out",
+        &["--platform", "linux/arm64"],
+    );
+    assert_eq!(
+        fs::read(out.join("copied")).unwrap(),
+        fs::read(ARM64_BUSYBOX).unwrap()
+    );
+    // ... then for this machine: the same name, selected again from the index.
+    let (id, _) = build_ok(&other, &pulled, &[]);
+    assert_eq!(config_json(&other, &id)["architecture"], host_arch());
+    let (out, _) = local(&other, &pulled, "pulled-host", &[]);
+    assert_eq!(
+        fs::read(out.join("copied")).unwrap(),
+        fs::read("/bin/busybox").unwrap()
     );
 }
 

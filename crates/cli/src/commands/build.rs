@@ -43,8 +43,10 @@ pub struct BuildArgs {
     /// Label KEY=VALUE for the image, repeatable.
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
-    /// Target platform (only this machine's).
-    #[arg(long, value_name = "OS/ARCH")]
+    /// Target platform OS/ARCH[/VARIANT] (default: this machine's); base images
+    /// are selected for it from multi-platform indexes. A comma-separated list
+    /// builds each and joins them in an image index.
+    #[arg(long, value_name = "OS/ARCH[,...]")]
     pub platform: Option<String>,
     /// Write the image id to this file.
     #[arg(long, value_name = "FILE")]
@@ -221,7 +223,12 @@ struct Pull<'a> {
 }
 
 impl hako_build::Puller for Pull<'_> {
-    fn pull(&self, store: &mut ImageStore, reference: &str) -> std::result::Result<(), String> {
+    fn pull(
+        &self,
+        store: &mut ImageStore,
+        reference: &str,
+        platform: &hako_image::manifest::PlatformSpec,
+    ) -> std::result::Result<(), String> {
         let r = Reference::parse(reference).map_err(|e| e.to_string())?;
         let client = self
             .registry
@@ -231,7 +238,10 @@ impl hako_build::Puller for Pull<'_> {
             store,
             &client,
             &r,
-            &PullOptions::default(),
+            &PullOptions {
+                platform: Some(platform.clone()),
+                ..PullOptions::default()
+            },
             &hako_image::NoProgress,
         )
         .map(|_| ())
