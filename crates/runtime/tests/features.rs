@@ -762,8 +762,15 @@ fn mount_propagation_and_recursive_attributes_match_runc() {
     assert_eq!(lines[1].trim(), "/private:", "{out}");
     assert_eq!(lines[2].trim(), "/slave: master", "{out}");
     assert_eq!(lines[3].trim(), "/unbind: unbindable", "{out}");
-    assert_eq!(&lines[4..8], ["/ro:ro", "/ro/sub:rw", "/rro:ro", "/rro/sub:ro"], "{out}");
-    assert!(lines[8].contains("nosuid") && lines[8].contains("nodev"), "{out}");
+    assert_eq!(
+        &lines[4..8],
+        ["/ro:ro", "/ro/sub:rw", "/rro:ro", "/rro/sub:ro"],
+        "{out}"
+    );
+    assert!(
+        lines[8].contains("nosuid") && lines[8].contains("nodev"),
+        "{out}"
+    );
     // Same bundle, same answers under runc.
     let (code, runc_out) = runc_run(&b, &unique_id("propagation-runc"));
     assert_eq!(code, 0, "{runc_out}");

@@ -20,8 +20,8 @@ use super::{
 /// file operations (each a thread hop in tokio) low.
 const WRITE_BUFFER: usize = 1 << 20;
 const READ_BUFFER: usize = 256 << 10;
-/// Bytes per chunk when streaming an object out.
-const STREAM_CHUNK: u64 = 256 << 10;
+/// Bytes per mapping when streaming an object out (no copy; see `chunks`).
+const STREAM_CHUNK: u64 = 2 << 20;
 /// How often a write re-creates a parent directory that a concurrent delete removed.
 const MAX_PARENT_RETRIES: u32 = 5;
 
@@ -157,52 +157,48 @@ impl StorageDriver for FsDriver {
         )))
     }
 
-    /// Each chunk is read by one blocking call straight into the buffer the HTTP layer
-    /// sends from: one copy from the page cache, one thread hop per chunk.
+    /// The object is streamed as a series of read-only memory mappings of it: the HTTP
+    /// layer writes each to the socket straight from the page cache, with no read copy
+    /// and no thread hop per chunk. Each mapping is dropped once sent, so a reader holds
+    /// at most a couple of chunks mapped (mapped pages count in the RSS). (sendfile was
+    /// measured too: a third of the CPU, but 15% slower on loopback in wall time.)
     async fn chunks(&self, path: &str, offset: u64, len: u64) -> DriverResult<ByteChunks> {
         let full = self.full(path)?;
         let owned = path.to_string();
         let file = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
-            let mut f = std::fs::File::open(&full)?;
-            std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(offset))?;
+            let f = std::fs::File::open(&full)?;
+            let size = f.metadata()?.len();
+            if offset.saturating_add(len) > size {
+                return Err(std::io::Error::new(
+                    ErrorKind::UnexpectedEof,
+                    format!("object is {size} bytes, shorter than the {len} bytes at offset {offset} asked for"),
+                ));
+            }
             Ok(f)
         })
         .await
         .map_err(|e| io_err("opening", &owned, std::io::Error::other(e)))?
         .map_err(|e| io_err("opening", &owned, e))?;
-        let state = (Some(file), len);
+        let end = offset + len;
         Ok(Box::pin(futures_util::stream::unfold(
-            state,
-            |(file, remaining)| async move {
-                let file = file?;
-                if remaining == 0 {
+            (file, offset),
+            move |(file, at)| async move {
+                if at >= end {
                     return None;
                 }
-                let want = remaining.min(STREAM_CHUNK);
-                let read = tokio::task::spawn_blocking(move || {
-                    let mut buf = Vec::with_capacity(want as usize);
-                    let n = std::io::Read::read_to_end(
-                        &mut std::io::Read::take(&file, want),
-                        &mut buf,
-                    )?;
-                    Ok::<_, std::io::Error>((file, buf, n))
-                })
-                .await
-                .map_err(std::io::Error::other)
-                .and_then(|r| r);
-                match read {
-                    Ok((_, _, 0)) => Some((
-                        Err(std::io::Error::new(
-                            ErrorKind::UnexpectedEof,
-                            "object ended before its recorded size",
-                        )),
-                        (None, 0),
-                    )),
-                    Ok((file, buf, n)) => Some((
-                        Ok(bytes::Bytes::from(buf)),
-                        (Some(file), remaining - n as u64),
-                    )),
-                    Err(e) => Some((Err(e), (None, 0))),
+                let n = (end - at).min(STREAM_CHUNK) as usize;
+                // SAFETY: objects are never rewritten or truncated in place: whole-object
+                // writes go to a temporary name and are renamed over, blobs arrive by
+                // renaming a finished upload, and deletion unlinks (which leaves existing
+                // mappings intact). So mapped bytes cannot change or vanish under a reader.
+                let map = unsafe { memmap2::MmapOptions::new().offset(at).len(n).map(&file) };
+                match map {
+                    Ok(m) => {
+                        // Start reading the chunk of a blob that is not cached yet.
+                        let _ = m.advise(memmap2::Advice::WillNeed);
+                        Some((Ok(bytes::Bytes::from_owner(m)), (file, at + n as u64)))
+                    }
+                    Err(e) => Some((Err(e), (file, end))),
                 }
             },
         )))
@@ -414,11 +410,25 @@ mod tests {
                 .await;
         assert_eq!(chunks.len(), 1);
         assert_eq!(chunks[0].as_ref().unwrap().as_ref(), b"ell");
-        // A recorded size larger than the object ends the stream with an error, not silence.
-        let short: Vec<_> =
-            futures_util::StreamExt::collect::<Vec<_>>(d.chunks("/a/b/c", 0, 10).await.unwrap())
-                .await;
-        assert!(short.last().unwrap().is_err());
+        // A recorded size larger than the object is an error before any byte is sent
+        // (so the server answers 500 rather than cutting a body short).
+        let short = d.chunks("/a/b/c", 0, 10).await.err().unwrap();
+        assert!(short.to_string().contains("shorter than"), "{short}");
+        // Large objects stream as several slices of one mapping.
+        let big = vec![7u8; (STREAM_CHUNK as usize) * 2 + 5];
+        d.put_content("/big", &big).await.unwrap();
+        let parts: Vec<_> = futures_util::StreamExt::collect::<Vec<_>>(
+            d.chunks("/big", 3, big.len() as u64 - 3).await.unwrap(),
+        )
+        .await;
+        assert_eq!(parts.len(), 3);
+        let total: usize = parts.iter().map(|p| p.as_ref().unwrap().len()).sum();
+        assert_eq!(total, big.len() - 3);
+        assert!(
+            futures_util::StreamExt::collect::<Vec<_>>(d.chunks("/big", 0, 0).await.unwrap())
+                .await
+                .is_empty()
+        );
         assert!(d.chunks("/nope", 0, 1).await.err().unwrap().is_not_found());
         let mut w = d.writer("/a/b/c", true).await.unwrap();
         w.write_all(b" world").await.unwrap();
