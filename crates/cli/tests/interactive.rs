@@ -563,6 +563,43 @@ fn run_i_proxies_signals() {
     assert_eq!(child.wait().unwrap().code(), Some(7));
 }
 
+/// Started from a shell without job control (`hako run ... &` in a script), the
+/// CLI has SIGINT and SIGQUIT ignored; the container must not inherit that, or a
+/// shell in it could not even trap them.
+#[test]
+fn signals_ignored_by_the_caller_are_not_ignored_in_the_container() {
+    let r = Root::new();
+    let mut cmd = Command::new(hako_bin());
+    cmd.arg("--root").arg(r.root()).args([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "grep",
+        "SigIgn",
+        "/proc/self/status",
+    ]);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            libc::signal(libc::SIGQUIT, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let out = cmd.stdin(Stdio::null()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mask = u64::from_str_radix(text.trim().trim_start_matches("SigIgn:").trim(), 16).unwrap();
+    let bit = |sig: i32| 1u64 << (sig - 1);
+    assert_eq!(mask & (bit(libc::SIGINT) | bit(libc::SIGQUIT)), 0, "{text}");
+}
+
 /// A plain foreground `run` is attached too: output comes as written, an
 /// unfinished line included (the log holds it until its newline).
 #[test]

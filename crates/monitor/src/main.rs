@@ -58,6 +58,30 @@ use args::Args;
 use files::Exit;
 use jsonlog::Stream;
 
+/// Signals the engine was started with ignored (a `cmd &` in a script without job
+/// control ignores SIGINT and SIGQUIT) would stay ignored through the runtime into
+/// the container, where a non-interactive shell then cannot even trap them. Docker's
+/// containers descend from its daemon, not from the shell that typed `docker run`:
+/// reset them so a container's signals do not depend on how the CLI was started.
+/// (SIGPIPE stays as Rust set it; spawned children get it back at its default.)
+fn default_ignored_signals() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    for sig in Signal::iterator() {
+        if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP | Signal::SIGPIPE) {
+            continue;
+        }
+        let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+        // SAFETY: installs the default disposition, no handler code runs.
+        if let Ok(old) = unsafe { sigaction(sig, &dfl) } {
+            if !matches!(old.handler(), SigHandler::SigIgn) {
+                // Not ignored: put back what was there.
+                // SAFETY: restores the disposition just read.
+                let _ = unsafe { sigaction(sig, &old) };
+            }
+        }
+    }
+}
+
 fn main() {
     let args = match Args::parse(std::env::args_os().skip(1)) {
         Ok(a) => a,
@@ -72,6 +96,8 @@ fn main() {
     // The runtime and the container must not inherit the sync pipe, or the
     // engine would wait for its end as long as the container lives.
     let _ = fcntl(sync.as_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+
+    default_ignored_signals();
 
     // SAFETY: single-threaded here; the child only continues this program.
     match unsafe { fork() } {
