@@ -250,16 +250,9 @@ fn from_program(spec: &LinuxSeccomp, program: Vec<libc::sock_filter>) -> Result<
         .iter()
         .flatten()
         .any(|r| r.action() == LinuxSeccompAction::ScmpActNotify && !r.names().is_empty());
-    let mut flags = flag_bits(spec);
-    if notify {
-        flags |= FLAG_NEW_LISTENER;
-        if flags & FLAG_TSYNC != 0 {
-            flags |= FLAG_TSYNC_ESRCH;
-        }
-    }
     Ok(Filter {
         program,
-        flags,
+        flags: load_flags(spec, notify),
         notify,
         listener_path: spec.listener_path().clone(),
         listener_metadata: spec.listener_metadata().clone(),
@@ -333,6 +326,20 @@ fn flag_bits(spec: &LinuxSeccomp) -> u32 {
             LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => FLAG_WAIT_KILLABLE_RECV,
         })
         .fold(0, |a, b| a | b)
+}
+
+/// The seccomp(2) flags: the spec's, plus a listener when a rule notifies.
+fn load_flags(spec: &LinuxSeccomp, notify: bool) -> u32 {
+    let mut flags = flag_bits(spec);
+    if notify {
+        flags |= FLAG_NEW_LISTENER;
+        // With both, the kernel would overload the return value; ESRCH makes
+        // thread-sync failures an error instead.
+        if flags & FLAG_TSYNC != 0 {
+            flags |= FLAG_TSYNC_ESRCH;
+        }
+    }
+    flags
 }
 
 fn build(spec: &LinuxSeccomp, lenient: bool) -> Result<Filter> {
@@ -416,18 +423,9 @@ fn build(spec: &LinuxSeccomp, lenient: bool) -> Result<Filter> {
             reason: "required when a rule uses SCMP_ACT_NOTIFY".into(),
         });
     }
-    let mut flags = flag_bits(spec);
-    if notify {
-        flags |= FLAG_NEW_LISTENER;
-        // With both, the kernel would overload the return value; ESRCH makes
-        // thread-sync failures an error instead.
-        if flags & FLAG_TSYNC != 0 {
-            flags |= FLAG_TSYNC_ESRCH;
-        }
-    }
     Ok(Filter {
         program: export(&ctx)?,
-        flags,
+        flags: load_flags(spec, notify),
         notify,
         listener_path: spec.listener_path().clone(),
         listener_metadata: spec.listener_metadata().clone(),
