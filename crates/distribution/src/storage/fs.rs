@@ -161,7 +161,7 @@ impl StorageDriver for FsDriver {
     /// layer writes each to the socket straight from the page cache, with no read copy
     /// and no thread hop per chunk. Each mapping is dropped once sent, so a reader holds
     /// at most a couple of chunks mapped (mapped pages count in the RSS). (sendfile was
-    /// measured too: a third of the CPU, but 15% slower on loopback in wall time.)
+    /// measured too: less server CPU, more in total on loopback; docs/registry.md.)
     async fn chunks(&self, path: &str, offset: u64, len: u64) -> DriverResult<ByteChunks> {
         let full = self.full(path)?;
         let owned = path.to_string();
