@@ -113,7 +113,19 @@ fn ps_filters_templates_and_prune() {
         "exit 3",
     ]);
     assert_eq!(out.status.code(), Some(3));
-    r.ok(&["create", "--name", "fresh", "busybox", "true"]);
+    r.ok(&[
+        "create",
+        "--name",
+        "fresh",
+        "-v",
+        "psvol:/data",
+        "--health-cmd",
+        "true",
+        "--health-interval",
+        "1h",
+        "busybox",
+        "true",
+    ]);
     let names = |args: &[&str]| -> Vec<String> {
         let mut a = vec!["ps", "--format", "{{.Names}}"];
         a.extend_from_slice(args);
@@ -140,6 +152,26 @@ fn ps_filters_templates_and_prune() {
     );
     assert_eq!(names(&["-a", "--filter", "network=none"]), vec!["done3"]);
     assert_eq!(names(&["-l"]), vec!["fresh"]);
+    assert_eq!(
+        names(&["-a", "--filter", "before=fresh"]),
+        vec!["done3", "up1"]
+    );
+    assert_eq!(
+        names(&["-a", "--filter", "since=up1"]),
+        vec!["done3", "fresh"]
+    );
+    assert_eq!(names(&["--filter", "since=up1"]), Vec::<String>::new());
+    assert_eq!(names(&["-a", "--filter", "volume=psvol"]), vec!["fresh"]);
+    assert_eq!(names(&["-a", "--filter", "volume=/data"]), vec!["fresh"]);
+    assert_eq!(names(&["-a", "--filter", "health=starting"]), vec!["fresh"]);
+    assert_eq!(
+        names(&["-a", "--filter", "health=none"]),
+        vec!["done3", "up1"]
+    );
+    let out = r.run(&["ps", "--filter", "before=nosuch"]);
+    assert!(!out.status.success());
+    let out = r.run(&["ps", "--filter", "health=sick"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("health is starting"));
     let table = r.ok(&["ps", "-a", "--format", "table {{.Names}}\\t{{.State}}"]);
     let first: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(first, vec!["NAMES", "STATE"]);

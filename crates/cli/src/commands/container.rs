@@ -947,7 +947,7 @@ fn ps(engine: &Engine, a: PsArgs) -> Result<()> {
     let filters = a
         .filter
         .iter()
-        .map(|f| PsFilter::parse(f))
+        .map(|f| PsFilter::parse(f).and_then(|f| f.resolve(engine)))
         .collect::<Result<Vec<_>>>()?;
     // A status filter looks at stopped containers too, as in docker.
     let all = a.all
@@ -1092,6 +1092,11 @@ enum PsFilter {
     Exited(i32),
     Ancestor(String),
     Network(String),
+    Health(String),
+    Volume(String),
+    /// Created before (`before`) or after (`since`) this container: its creation time.
+    Before(String),
+    Since(String),
 }
 
 impl PsFilter {
@@ -1128,9 +1133,30 @@ impl PsFilter {
             ),
             "ancestor" => PsFilter::Ancestor(v.into()),
             "network" => PsFilter::Network(v.into()),
+            "health" => {
+                if !["starting", "healthy", "unhealthy", "none"].contains(&v) {
+                    anyhow::bail!(
+                        "invalid filter {f:?}: health is starting, healthy, unhealthy or none"
+                    );
+                }
+                PsFilter::Health(v.into())
+            }
+            "volume" => PsFilter::Volume(v.into()),
+            "before" => PsFilter::Before(v.into()),
+            "since" => PsFilter::Since(v.into()),
             other => anyhow::bail!(
-                "invalid filter {other:?}: use id, name, label, status, exited, ancestor or network"
+                "invalid filter {other:?}: use id, name, label, status, exited, ancestor, network, health, volume, before or since"
             ),
+        })
+    }
+
+    /// Filters naming another container (before/since) take its creation time,
+    /// so a missing container is one clear error rather than an empty list.
+    fn resolve(self, engine: &Engine) -> Result<PsFilter> {
+        Ok(match self {
+            PsFilter::Before(r) => PsFilter::Before(engine.find(&r)?.created),
+            PsFilter::Since(r) => PsFilter::Since(engine.find(&r)?.created),
+            f => f,
         })
     }
 
@@ -1165,6 +1191,33 @@ impl PsFilter {
             PsFilter::Network(n) => {
                 c.host.network_mode == *n || c.host.networks.iter().any(|a| &a.network == n)
             }
+            PsFilter::Health(want) => {
+                let has_check = c
+                    .config
+                    .healthcheck
+                    .as_ref()
+                    .is_some_and(|h| h.argv().is_some());
+                let now = match engine.health(c) {
+                    Some(h) => h.status,
+                    None if has_check => "starting".into(),
+                    None => "none".into(),
+                };
+                &now == want
+            }
+            // A volume by name (or a bind by its source) or a mount destination.
+            PsFilter::Volume(v) => {
+                c.host
+                    .binds
+                    .iter()
+                    .any(|b| &b.source == v || &b.destination == v)
+                    || c.host
+                        .mounts
+                        .iter()
+                        .any(|m| &m.source == v || &m.target == v)
+            }
+            // RFC 3339 times of one clock compare as text.
+            PsFilter::Before(t) => c.created < *t,
+            PsFilter::Since(t) => c.created > *t,
         }
     }
 }
