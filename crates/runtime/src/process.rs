@@ -333,9 +333,19 @@ pub fn exec_via_dmz(dmz_fd: RawFd, path: &Path, args: &[String], env: &[String])
     cargs.push(CString::new(path.as_os_str().as_encoded_bytes()).unwrap_or_default());
     cargs.extend(args.iter().map(|a| to_c(a)));
     let cenv: Vec<CString> = env.iter().map(|e| to_c(e)).collect();
-    // SAFETY: the memfd stays open for the life of the runtime process.
-    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(dmz_fd) };
-    match nix::unistd::fexecve(fd, &cargs, &cenv) {
+    // Through /proc/self/fd with plain execve where /proc is mounted: a seccomp
+    // profile that allows execve but not execveat (which fexecve uses) then
+    // still works as it does without the hop.
+    let via_proc = format!("/proc/self/fd/{dmz_fd}");
+    let r = if Path::new(&via_proc).exists() {
+        let cpath = CString::new(via_proc).expect("no NUL");
+        nix::unistd::execve(&cpath, &cargs, &cenv)
+    } else {
+        // SAFETY: the memfd stays open for the life of the runtime process.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(dmz_fd) };
+        nix::unistd::fexecve(fd, &cargs, &cenv)
+    };
+    match r {
         Err(e) => Error::io(format!("exec {} (through hako-dmz)", path.display()), e),
         Ok(never) => match never {},
     }

@@ -163,6 +163,24 @@ fn seccomp_denies_a_syscall_with_errno() {
 }
 
 #[test]
+fn a_profile_denying_execveat_still_runs_the_process_as_runc_does() {
+    // The hop through hako-dmz must not need more of the profile than a direct
+    // exec: here execveat is denied, execve allowed.
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
+        "syscalls": [{"names": ["execveat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+    });
+    b.args(&["echo", "ran"]);
+    let out = run_ok(&rt, &b, "noexecveat");
+    assert_eq!(out.trim(), "ran");
+    let (code, theirs) = runc_run(&b, &unique_id("runc-noexecveat"));
+    assert_eq!((code, theirs.trim()), (0, "ran"));
+}
+
+#[test]
 fn masked_and_readonly_paths_and_readonly_root() {
     let rt = Runtime::new();
     let mut b = Bundle::new();
