@@ -253,3 +253,92 @@ fn a_foreground_run_forwards_signals_to_the_container() {
     assert_eq!(child.wait().unwrap().code(), Some(5));
     assert!(r.ps_all().is_empty());
 }
+
+/// The numbers of `PREFIX-N` lines in order.
+fn numbered_lines(text: &str, prefix: &str) -> Vec<u32> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(prefix)?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn log_rotation_with_max_size_and_max_file() {
+    let r = Root::new();
+    r.ok(&[
+        "run",
+        "--name",
+        "rot",
+        "--network",
+        "none",
+        "--log-opt",
+        "max-size=2k",
+        "--log-opt",
+        "max-file=3",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 300 ]; do echo line-$i; i=$((i+1)); done",
+    ]);
+    let info: serde_json::Value = serde_json::from_str(&r.ok(&["inspect", "rot"])).unwrap();
+    assert_eq!(info[0]["HostConfig"]["LogConfig"]["Type"], "json-file");
+    assert_eq!(
+        info[0]["HostConfig"]["LogConfig"]["Config"]["max-size"],
+        "2k"
+    );
+    let log = std::path::PathBuf::from(info[0]["LogPath"].as_str().unwrap());
+    let with = |n: u32| std::path::PathBuf::from(format!("{}.{n}", log.display()));
+    for p in [log.clone(), with(1), with(2)] {
+        let len = std::fs::metadata(&p).unwrap().len();
+        assert!(len > 0 && len <= 2048, "{} is {len} bytes", p.display());
+    }
+    assert!(!with(3).exists(), "max-file=3 keeps three files");
+    // logs shows the rotated files oldest first, then the current one: the
+    // newest lines, contiguous, the oldest dropped.
+    let nums = numbered_lines(&r.ok(&["logs", "rot"]), "line-");
+    assert_eq!(nums.last(), Some(&299));
+    assert!(nums[0] > 0, "nothing was dropped: {nums:?}");
+    assert!(nums.windows(2).all(|w| w[1] == w[0] + 1), "{nums:?}");
+    let tail = numbered_lines(&r.ok(&["logs", "--tail", "3", "rot"]), "line-");
+    assert_eq!(tail, vec![297, 298, 299]);
+
+    // logs -f follows the log across rotations.
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "slow",
+        "--network",
+        "none",
+        "--log-opt",
+        "max-size=1k",
+        "--log-opt",
+        "max-file=2",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 60 ]; do echo slow-$i; i=$((i+1)); sleep 0.05; done",
+    ]);
+    let nums = numbered_lines(&r.ok(&["logs", "-f", "slow"]), "slow-");
+    assert_eq!(nums.last(), Some(&59), "{nums:?}");
+    assert!(nums[0] <= 10, "{nums:?}");
+    assert!(nums.windows(2).all(|w| w[1] == w[0] + 1), "{nums:?}");
+
+    // Bad options are one-line errors before anything runs.
+    for (args, want) in [
+        (vec!["--log-opt", "max-size=lots"], "invalid size"),
+        (vec!["--log-opt", "max-file=2"], "needs max-size"),
+        (vec!["--log-opt", "compress=true"], "unknown log opt"),
+        (vec!["--log-driver", "syslog"], "not supported"),
+    ] {
+        let mut a = vec!["run", "--rm", "--network", "none"];
+        a.extend(args);
+        a.extend(["busybox", "true"]);
+        let out = r.run(&a);
+        assert_eq!(out.status.code(), Some(125));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(want) && err.trim().lines().count() == 1,
+            "{err}"
+        );
+    }
+}

@@ -14,6 +14,19 @@ use crate::error::{Context, Result};
 use crate::logs::{self, Entry};
 use crate::start::Started;
 
+/// Watches the directory holding the log rather than the file: a rotated
+/// log (`--log-opt max-size`) is a new file under the same name, which a watch
+/// on the old file would never report.
+fn watch_log_dir(inotify: &Inotify, log: &std::path::Path) -> nix::Result<()> {
+    let dir = log.parent().unwrap_or(std::path::Path::new("."));
+    inotify
+        .add_watch(
+            dir,
+            AddWatchFlags::IN_MODIFY | AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO,
+        )
+        .map(drop)
+}
+
 impl Started {
     /// Stream the container's log entries to `on_entry` until the monitor is
     /// done; returns the container's exit code. The log is opened before
@@ -23,8 +36,7 @@ impl Started {
         let mut reader = logs::Reader::open(&engine.log_path(&id))?;
         let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
             .ctx(|| format!("watching the log of container {}", self.container.name))?;
-        inotify
-            .add_watch(&engine.log_path(&id), AddWatchFlags::IN_MODIFY)
+        watch_log_dir(&inotify, &engine.log_path(&id))
             .ctx(|| format!("watching the log of container {}", self.container.name))?;
         let Some(mut sync) = self.sync.take() else {
             // Already running before: there is no pipe; wait for it to stop.
@@ -101,8 +113,7 @@ impl Engine {
     ) -> Result<()> {
         let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
             .ctx(|| format!("watching the log of container {id}"))?;
-        inotify
-            .add_watch(&self.log_path(id), AddWatchFlags::IN_MODIFY)
+        watch_log_dir(&inotify, &self.log_path(id))
             .ctx(|| format!("watching the log of container {id}"))?;
         loop {
             for e in reader.read_new()? {

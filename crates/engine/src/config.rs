@@ -283,6 +283,7 @@ pub fn host_config(o: &CreateOptions, runtime_path: &str) -> Result<HostConfig> 
         network_mode,
         auto_remove: o.auto_remove,
         restart_policy: o.restart.clone(),
+        log_config: o.log_config.clone(),
     })
 }
 

@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -29,22 +29,52 @@ pub struct Entry {
 
 /// Reads a log file incrementally: each call returns the entries appended
 /// since the last one (a half-written last line waits for the next call).
+/// Follows the log by name across rotation (`--log-opt max-size`): when the
+/// name points at a new file, the old one is read to its end and the new one
+/// from its start.
 pub struct Reader {
     file: File,
+    path: PathBuf,
     pending: Vec<u8>,
 }
 
 impl Reader {
+    /// The current log only.
     pub fn open(path: &Path) -> Result<Reader> {
         let file = File::open(path).ctx(|| format!("opening log {}", path.display()))?;
         Ok(Reader {
             file,
+            path: path.to_path_buf(),
             pending: Vec::new(),
         })
     }
 
+    /// The rotated files (`NAME.N` … `NAME.1`, oldest first), then the current
+    /// log: the whole history `hako logs` shows.
+    pub fn open_with_history(path: &Path) -> Result<Reader> {
+        let mut rotated = Vec::new();
+        for n in 1.. {
+            let p = numbered(path, n);
+            if !p.exists() {
+                break;
+            }
+            rotated.push(p);
+        }
+        let mut r = Reader::open(path)?;
+        let mut history = Vec::new();
+        for p in rotated.iter().rev() {
+            // A file rotated away meanwhile is simply missing from the history.
+            if let Ok(mut f) = File::open(p) {
+                let _ = f.read_to_end(&mut history);
+            }
+        }
+        r.pending = history;
+        Ok(r)
+    }
+
     /// Skip what is there now (for following only new output).
     pub fn seek_end(&mut self) -> Result<()> {
+        self.pending.clear();
         self.file
             .seek(SeekFrom::End(0))
             .ctx(|| "seeking to the end of a log".to_string())?;
@@ -57,6 +87,33 @@ impl Reader {
         self.file
             .read_to_end(&mut self.pending)
             .ctx(|| "reading a container log".to_string())?;
+        if self.rotated() {
+            if let Ok(f) = File::open(&self.path) {
+                // The old file is complete: entries are whole lines.
+                let mut out = self.entries();
+                self.pending.clear();
+                self.file = f;
+                self.file
+                    .read_to_end(&mut self.pending)
+                    .ctx(|| "reading a container log".to_string())?;
+                out.extend(self.entries());
+                return Ok(out);
+            }
+        }
+        Ok(self.entries())
+    }
+
+    /// Whether the log's name now points at another file than the one read.
+    fn rotated(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(&self.path), self.file.metadata()) {
+            (Ok(now), Ok(open)) => (now.dev(), now.ino()) != (open.dev(), open.ino()),
+            _ => false,
+        }
+    }
+
+    /// The complete lines in `pending`, parsed; the rest is kept.
+    fn entries(&mut self) -> Vec<Entry> {
         let mut out = Vec::new();
         let mut start = 0;
         while let Some(nl) = self.pending[start..].iter().position(|&b| b == b'\n') {
@@ -67,8 +124,15 @@ impl Reader {
             start += nl + 1;
         }
         self.pending.drain(..start);
-        Ok(out)
+        out
     }
+}
+
+/// `NAME.n`, a rotated log file.
+fn numbered(path: &Path, n: u32) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(format!(".{n}"));
+    PathBuf::from(p)
 }
 
 /// The last `n` entries of a list (docker's `--tail`).

@@ -72,6 +72,8 @@ pub struct CreateOptions {
     pub stop_timeout: Option<u32>,
     /// `--restart` (see [`parse_restart`]).
     pub restart: RestartPolicy,
+    /// `--log-driver` / `--log-opt` (see [`parse_log_config`]).
+    pub log_config: crate::record::LogConfig,
     /// `--health-*` and `--no-healthcheck`.
     pub health: HealthOptions,
     /// `-t`, `-i`, and docker's StdinOnce (a foreground `run -i`).
@@ -124,6 +126,77 @@ pub fn parse_restart(s: &str) -> Result<RestartPolicy> {
         }),
         _ => Err(bad("expected no, on-failure[:N], always or unless-stopped")),
     }
+}
+
+/// `--log-driver DRIVER` and `--log-opt KEY=VALUE`s, checked as docker does
+/// for json-file: `max-size` a size with k/m/g, `max-file` a count that needs
+/// `max-size`.
+pub fn parse_log_config(driver: Option<&str>, opts: &[String]) -> Result<crate::record::LogConfig> {
+    let typ = driver.unwrap_or("json-file");
+    if typ != "json-file" {
+        return Err(Error::Invalid(format!(
+            "logging driver {typ:?} is not supported: only json-file is"
+        )));
+    }
+    let mut config = BTreeMap::new();
+    for o in opts {
+        let (k, v) = o.split_once('=').ok_or_else(|| {
+            Error::Invalid(format!("invalid --log-opt {o:?}: expected KEY=VALUE"))
+        })?;
+        match k {
+            "max-size" => {
+                if parse_size(v)? == 0 {
+                    return Err(Error::Invalid(format!(
+                        "invalid --log-opt {o:?}: max-size must be above 0"
+                    )));
+                }
+            }
+            "max-file" => match v.parse::<u32>() {
+                Ok(n) if n >= 1 => {}
+                _ => {
+                    return Err(Error::Invalid(format!(
+                        "invalid --log-opt {o:?}: max-file must be a whole number of at least 1"
+                    )))
+                }
+            },
+            other => {
+                return Err(Error::Invalid(format!(
+                    "unknown log opt {other:?} for the json-file driver: use max-size or max-file"
+                )))
+            }
+        }
+        config.insert(k.to_string(), v.to_string());
+    }
+    if config.contains_key("max-file") && !config.contains_key("max-size") {
+        return Err(Error::Invalid("--log-opt max-file needs max-size".into()));
+    }
+    Ok(crate::record::LogConfig {
+        typ: typ.to_string(),
+        config,
+    })
+}
+
+/// A size as docker takes it: bytes, or a number with b, k, m or g (binary
+/// units, case-insensitive, an optional trailing "b": "10m", "1.5kb").
+pub fn parse_size(s: &str) -> Result<u64> {
+    let bad = || {
+        Error::Invalid(format!(
+            "invalid size {s:?}: expected a number with k, m or g, e.g. 10m"
+        ))
+    };
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').filter(|r| !r.is_empty()).unwrap_or(&t);
+    let (num, mul) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    let n: f64 = num.parse().map_err(|_| bad())?;
+    if !(n.is_finite() && n >= 0.0) {
+        return Err(bad());
+    }
+    Ok((n * mul as f64) as u64)
 }
 
 /// A Go duration as docker takes it ("30s", "1m30s", "500ms", "2h") in

@@ -276,10 +276,48 @@ impl Mount {
     }
 }
 
+/// `--log-driver` / `--log-opt` (docker's `HostConfig.LogConfig`). Only the
+/// json-file driver exists; its options are `max-size` and `max-file`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct LogConfig {
+    #[serde(rename = "Type")]
+    pub typ: String,
+    pub config: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            typ: "json-file".into(),
+            config: Default::default(),
+        }
+    }
+}
+
+impl LogConfig {
+    /// `max-size` in bytes, if set.
+    pub fn max_size(&self) -> Option<u64> {
+        self.config
+            .get("max-size")
+            .and_then(|v| crate::options::parse_size(v).ok())
+    }
+
+    /// `max-file` (1 without rotation).
+    pub fn max_files(&self) -> u32 {
+        self.config
+            .get("max-file")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1)
+    }
+}
+
 /// How the container is run on this host (docker's `HostConfig`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct HostConfig {
+    /// Where and how the container's output is logged.
+    pub log_config: LogConfig,
     /// The runtime as the user named it ("hako-runtime", "runc", a path).
     pub runtime: String,
     /// The runtime binary it resolved to when the container was created.

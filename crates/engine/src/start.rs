@@ -178,6 +178,12 @@ impl Engine {
             .arg(&c.host.restart_policy.name)
             .arg("--restart-max")
             .arg(c.host.restart_policy.maximum_retry_count.to_string());
+        if let Some(max) = c.host.log_config.max_size() {
+            cmd.arg("--log-max-size")
+                .arg(max.to_string())
+                .arg("--log-max-files")
+                .arg(c.host.log_config.max_files().to_string());
+        }
         if let Some(h) = self.plan_health(&c)? {
             cmd.arg("--health-process")
                 .arg(&h.process)

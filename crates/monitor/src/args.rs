@@ -50,6 +50,10 @@ pub struct Args {
     /// `--attach-wait 1`: a foreground client attaches before the start
     /// (reported as `attach-ready` on the sync pipe).
     pub attach_wait: bool,
+    /// Rotate the log past this many bytes (docker's `--log-opt max-size`).
+    pub log_max_size: Option<u64>,
+    /// Log files kept in all, the current one included (`max-file`).
+    pub log_max_files: u32,
 }
 
 /// The health check as the engine resolved it (defaults applied).
@@ -88,6 +92,7 @@ impl Args {
         let mut start_period = Duration::ZERO;
         let mut retries = None;
         let (mut stdin, mut tty, mut attach_wait) = (false, false, false);
+        let (mut log_max_size, mut log_max_files) = (None, 1);
         while let Some(key) = it.next() {
             let key = key.to_string_lossy().into_owned();
             let value = it
@@ -130,6 +135,8 @@ impl Args {
                 "--stdin" => stdin = number(&key, &value)? != 0,
                 "--tty" => tty = number(&key, &value)? != 0,
                 "--attach-wait" => attach_wait = number(&key, &value)? != 0,
+                "--log-max-size" => log_max_size = Some(number(&key, &value)?.max(1)),
+                "--log-max-files" => log_max_files = number(&key, &value)?.clamp(1, 1000) as u32,
                 other => return Err(format!("unknown option {other}")),
             }
         }
@@ -165,6 +172,8 @@ impl Args {
             stdin,
             tty,
             attach_wait,
+            log_max_size,
+            log_max_files,
         })
     }
 }

@@ -5,6 +5,7 @@
 
 use std::fs::File;
 use std::io::Write;
+use std::path::PathBuf;
 
 use crate::clock;
 
@@ -26,7 +27,7 @@ impl Stream {
     }
 
     /// Take in freshly read bytes; write every complete line.
-    pub fn feed(&mut self, log: &mut File, data: &[u8]) {
+    pub fn feed(&mut self, log: &mut Log, data: &[u8]) {
         self.pending.extend_from_slice(data);
         let mut start = 0;
         while let Some(nl) = self.pending[start..].iter().position(|&b| b == b'\n') {
@@ -42,7 +43,7 @@ impl Stream {
     }
 
     /// Write what is left of an unfinished line (the stream ended).
-    pub fn flush(&mut self, log: &mut File) {
+    pub fn flush(&mut self, log: &mut Log) {
         if !self.pending.is_empty() {
             let rest = std::mem::take(&mut self.pending);
             write_entry(log, self.name, &rest);
@@ -50,7 +51,84 @@ impl Stream {
     }
 }
 
-fn write_entry(log: &mut File, stream: &str, text: &[u8]) {
+/// The json-file log, rotated as docker's `--log-opt max-size=N max-file=M`:
+/// past N bytes the file becomes `NAME.1` (older ones shift up to `NAME.M-1`,
+/// the oldest is dropped) and a new one is started. With one file it is
+/// truncated instead. Readers follow by name and read the numbered files first.
+pub struct Log {
+    file: File,
+    path: PathBuf,
+    size: u64,
+    max_size: Option<u64>,
+    max_files: u32,
+}
+
+impl Log {
+    pub fn open(path: PathBuf, max_size: Option<u64>, max_files: u32) -> std::io::Result<Log> {
+        let file = Self::open_file(&path)?;
+        let size = file.metadata()?.len();
+        Ok(Log {
+            file,
+            path,
+            size,
+            max_size,
+            max_files: max_files.max(1),
+        })
+    }
+
+    fn open_file(path: &std::path::Path) -> std::io::Result<File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o640)
+            .open(path)
+    }
+
+    fn numbered(&self, n: u32) -> PathBuf {
+        let mut p = self.path.clone().into_os_string();
+        p.push(format!(".{n}"));
+        PathBuf::from(p)
+    }
+
+    /// One whole entry (never split across files).
+    fn write(&mut self, entry: &[u8]) {
+        if let Some(max) = self.max_size {
+            if self.size > 0 && self.size + entry.len() as u64 > max {
+                self.rotate();
+            }
+        }
+        // One write per entry on an O_APPEND file: readers never see half an
+        // entry interleaved with another. A full disk loses log lines, never
+        // the container.
+        if self.file.write_all(entry).is_ok() {
+            self.size += entry.len() as u64;
+        }
+    }
+
+    fn rotate(&mut self) {
+        if self.max_files == 1 {
+            if self.file.set_len(0).is_ok() {
+                self.size = 0;
+            }
+            return;
+        }
+        // A failed rename keeps writing where it was: a full log beats a lost one.
+        let _ = std::fs::remove_file(self.numbered(self.max_files - 1));
+        for n in (1..self.max_files - 1).rev() {
+            let _ = std::fs::rename(self.numbered(n), self.numbered(n + 1));
+        }
+        if std::fs::rename(&self.path, self.numbered(1)).is_err() {
+            return;
+        }
+        if let Ok(f) = Self::open_file(&self.path) {
+            self.file = f;
+            self.size = 0;
+        }
+    }
+}
+
+fn write_entry(log: &mut Log, stream: &str, text: &[u8]) {
     let mut line = String::with_capacity(text.len() + 64);
     line.push_str("{\"log\":\"");
     escape_into(&mut line, &String::from_utf8_lossy(text));
@@ -59,10 +137,7 @@ fn write_entry(log: &mut File, stream: &str, text: &[u8]) {
     line.push_str("\",\"time\":\"");
     line.push_str(&clock::now_rfc3339_nano());
     line.push_str("\"}\n");
-    // One write per entry on an O_APPEND file: readers never see half an
-    // entry interleaved with another. A full disk loses log lines, never
-    // the container.
-    let _ = log.write_all(line.as_bytes());
+    log.write(line.as_bytes());
 }
 
 /// JSON string escaping (RFC 8259 section 7).
@@ -89,5 +164,55 @@ mod tests {
         let mut s = String::new();
         escape_into(&mut s, "a\"b\\c\n\u{1}");
         assert_eq!(s, "a\\\"b\\\\c\\n\\u0001");
+    }
+
+    #[test]
+    fn the_log_rotates_whole_entries_and_keeps_max_files() {
+        let dir = std::env::temp_dir().join(format!("hako-jsonlog-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("container.log");
+        let mut log = Log::open(path.clone(), Some(300), 3).unwrap();
+        let mut out = Stream::new("stdout");
+        for i in 0..40 {
+            out.feed(&mut log, format!("line {i}\n").as_bytes());
+        }
+        let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+        let (cur, one, two) = (
+            read(&path),
+            read(&dir.join("container.log.1")),
+            read(&dir.join("container.log.2")),
+        );
+        assert!(!dir.join("container.log.3").exists());
+        for f in [&cur, &one, &two] {
+            assert!(f.len() <= 300 && f.ends_with("}\n") && !f.is_empty(), "{f}");
+        }
+        // Oldest first, contiguous, ending with the last line; the first lines dropped.
+        let all = format!("{two}{one}{cur}");
+        let nums: Vec<u32> = all
+            .lines()
+            .map(|l| {
+                l.split("line ")
+                    .nth(1)
+                    .unwrap()
+                    .split('\\')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(*nums.last().unwrap(), 39);
+        assert!(nums[0] > 0);
+        assert!(nums.windows(2).all(|w| w[1] == w[0] + 1), "{nums:?}");
+        // One file: truncated in place.
+        let single = dir.join("single.log");
+        let mut log = Log::open(single.clone(), Some(200), 1).unwrap();
+        for i in 0..40 {
+            out.feed(&mut log, format!("line {i}\n").as_bytes());
+        }
+        assert!(std::fs::metadata(&single).unwrap().len() <= 200);
+        assert!(!dir.join("single.log.1").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

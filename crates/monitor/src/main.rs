@@ -169,11 +169,7 @@ fn supervise(args: &Args, sync: File) -> i32 {
         }
     };
     // One log for every run: a restarted container's output is appended.
-    let mut log = match OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o640)
-        .open(&args.log)
+    let mut log = match jsonlog::Log::open(args.log.clone(), args.log_max_size, args.log_max_files)
     {
         Ok(f) => f,
         Err(e) => {
@@ -465,7 +461,7 @@ fn timeout_until(t: Instant) -> PollTimeout {
 /// checks meanwhile; returns its exit code (128 + signal when killed, as
 /// shells report).
 fn pump(
-    log: &mut File,
+    log: &mut jsonlog::Log,
     sigfd: &SignalFd,
     io: &mut Io,
     server: &mut attach::Server,
@@ -621,7 +617,7 @@ fn feed_stdin(stdin: &mut Option<File>, pending: &mut Vec<u8>) {
 /// clients; close it at EOF (a pty master reports EIO once no process holds
 /// the terminal).
 fn drain(
-    log: &mut File,
+    log: &mut jsonlog::Log,
     (file, stream): &mut (Option<File>, Stream),
     buf: &mut [u8],
     server: &mut attach::Server,

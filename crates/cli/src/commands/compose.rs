@@ -662,7 +662,7 @@ fn logs(
     let color = color && std::io::IsTerminal::is_terminal(&std::io::stdout());
     let mut readers = Vec::new();
     for (i, c) in cs.iter().enumerate() {
-        let r = hako_engine::logs::Reader::open(&engine.log_path(&c.id))?;
+        let r = hako_engine::logs::Reader::open_with_history(&engine.log_path(&c.id))?;
         readers.push((c.clone(), r, colors[i % colors.len()], true));
     }
     let mut out = std::io::stdout().lock();

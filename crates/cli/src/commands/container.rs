@@ -217,6 +217,12 @@ pub struct CreateArgs {
     /// Restart policy: no, on-failure[:MAX_RETRIES], always, unless-stopped.
     #[arg(long, value_name = "POLICY")]
     pub restart: Option<String>,
+    /// Logging driver (json-file, the only one).
+    #[arg(long = "log-driver", value_name = "DRIVER")]
+    pub log_driver: Option<String>,
+    /// Log option: max-size=SIZE (rotate past it, e.g. 10m), max-file=N (files kept).
+    #[arg(long = "log-opt", value_name = "KEY=VALUE")]
+    pub log_opt: Vec<String>,
     /// Command to run to check health (by /bin/sh -c in the container).
     #[arg(long = "health-cmd", value_name = "COMMAND")]
     pub health_cmd: Option<String>,
@@ -685,6 +691,7 @@ fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
             .map(options::parse_restart)
             .transpose()?
             .unwrap_or_default(),
+        log_config: options::parse_log_config(a.log_driver.as_deref(), &a.log_opt)?,
         health: options::HealthOptions {
             cmd: a.health_cmd.clone(),
             interval: duration(&a.health_interval)?,
@@ -1349,7 +1356,7 @@ fn logs(engine: &Engine, a: LogsArgs) -> Result<()> {
         let t = hako_engine::clock::unix_nanos(&e.time).unwrap_or(0);
         since.is_none_or(|s| t >= s) && until.is_none_or(|u| t < u)
     };
-    let mut reader = hako_engine::logs::Reader::open(&engine.log_path(&c.id))?;
+    let mut reader = hako_engine::logs::Reader::open_with_history(&engine.log_path(&c.id))?;
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
     let show = |e: &hako_engine::logs::Entry| {
