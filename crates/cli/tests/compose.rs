@@ -513,3 +513,59 @@ services:
     ok(&r, &dir, &["down"]);
     assert!(r.ps_all().is_empty(), "{:?}", r.ps_all());
 }
+
+#[test]
+fn logging_options_reach_the_containers_log() {
+    let r = Root::new();
+    let dir = r.dir().join("logs");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("compose.yaml"),
+        r#"
+name: logsapp
+services:
+  talk:
+    image: busybox
+    network_mode: none
+    command: ["sh", "-c", "i=0; while [ $$i -lt 200 ]; do echo talk-$$i; i=$$((i+1)); done"]
+    logging:
+      driver: json-file
+      options:
+        max-size: 1k
+        max-file: 2
+"#,
+    )
+    .unwrap();
+    ok(&r, &dir, &["up", "-d"]);
+    let id = r.ok(&["ps", "-aq", "--no-trunc", "--filter", "name=logsapp-talk-1"]);
+    let id = id.trim();
+    let info: serde_json::Value = serde_json::from_str(&r.ok(&["inspect", id])).unwrap();
+    assert_eq!(
+        info[0]["HostConfig"]["LogConfig"]["Config"]["max-size"],
+        "1k"
+    );
+    assert_eq!(
+        info[0]["HostConfig"]["LogConfig"]["Config"]["max-file"],
+        "2"
+    );
+    r.ok(&["wait", id]);
+    let log = info[0]["LogPath"].as_str().unwrap();
+    assert!(std::fs::metadata(log).unwrap().len() <= 1024);
+    assert!(!Path::new(&format!("{log}.2")).exists());
+    let logs = ok(&r, &dir, &["logs", "talk"]);
+    assert!(logs.trim_end().ends_with("talk-199"), "{logs}");
+    ok(&r, &dir, &["down"]);
+    // A bad option names its field.
+    std::fs::write(
+        dir.join("compose.yaml"),
+        "name: logsapp\nservices:\n  talk:\n    image: busybox\n    logging:\n      options:\n        max-size: huge\n",
+    )
+    .unwrap();
+    let out = compose(&r, &dir, &["up", "-d"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("logging") && err.contains("invalid size"),
+        "{err}"
+    );
+}

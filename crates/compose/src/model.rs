@@ -45,6 +45,8 @@ pub struct Service {
     pub healthcheck: Option<Healthcheck>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restart: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logging: Option<Logging>,
     pub replicas: u32,
     pub labels: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -104,6 +106,14 @@ pub struct VolumeMount {
     pub source: String,
     pub target: String,
     pub read_only: bool,
+}
+
+/// `logging:` (driver and its options, e.g. json-file max-size/max-file).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Logging {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    pub options: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -444,6 +454,7 @@ fn service(name: &str, v: &Value, dir: &Path, env: &BTreeMap<String, String>) ->
         "depends_on",
         "healthcheck",
         "restart",
+        "logging",
         "deploy",
         "scale",
         "labels",
@@ -615,6 +626,13 @@ fn service(name: &str, v: &Value, dir: &Path, env: &BTreeMap<String, String>) ->
         depends_on,
         healthcheck,
         restart: opt_string(v, "restart", &path)?,
+        logging: match v.get("logging").filter(|l| !l.is_null()) {
+            None => None,
+            Some(l) => Some(Logging {
+                driver: opt_string(l, "driver", &format!("{path}.logging"))?,
+                options: key_values(l.get("options"), &format!("{path}.logging.options"), env)?,
+            }),
+        },
         replicas,
         labels: key_values(v.get("labels"), &format!("{path}.labels"), env)?,
         user: opt_string(v, "user", &path)?,

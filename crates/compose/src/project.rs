@@ -227,6 +227,11 @@ impl<'a> Compose<'a> {
             stop_timeout: svc.stop_grace_period,
             ..Default::default()
         };
+        if let Some(l) = &svc.logging {
+            let opts: Vec<String> = l.options.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            o.log_config = options::parse_log_config(l.driver.as_deref(), &opts)
+                .map_err(|e| fe("logging", e))?;
+        }
         if !oneoff {
             o.restart = match &svc.restart {
                 Some(r) => options::parse_restart(r).map_err(|e| fe("restart", e))?,
