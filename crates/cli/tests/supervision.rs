@@ -327,6 +327,25 @@ fn health_checks_report_healthy_and_unhealthy() {
         "sleep",
         "1000",
     ]);
+    // The same long interval with a start period and a short start interval:
+    // checks run at the start interval until the period is over.
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "eager",
+        "--health-cmd",
+        "true",
+        "--health-interval",
+        "1h",
+        "--health-start-period",
+        "1h",
+        "--health-start-interval",
+        "100ms",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
     r.ok(&[
         "run",
         "-d",
@@ -358,6 +377,8 @@ fn health_checks_report_healthy_and_unhealthy() {
     });
     assert_eq!(health(&r, "bad")["Log"].as_array().unwrap().len(), 5);
 
+    wait_for("start-interval checks", || health(&r, "eager")["Status"] == "healthy");
+    assert_eq!(r.inspect("eager")["Config"]["Healthcheck"]["StartInterval"], 100_000_000);
     assert_eq!(health(&r, "slow")["Status"], "starting");
     assert!(ps_status(&r, "slow").ends_with("(health: starting)"));
 

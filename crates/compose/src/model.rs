@@ -128,6 +128,8 @@ pub struct Healthcheck {
     pub retries: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub start_period: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_interval: Option<String>,
     pub disable: bool,
 }
 
@@ -575,6 +577,7 @@ fn service(name: &str, v: &Value, dir: &Path, env: &BTreeMap<String, String>) ->
                 timeout: opt_string(h, "timeout", &here)?,
                 retries: h.get("retries").and_then(Value::as_i64),
                 start_period: opt_string(h, "start_period", &here)?,
+                start_interval: opt_string(h, "start_interval", &here)?,
                 disable: boolean(h, "disable", &here)?,
             })
         }

@@ -715,6 +715,7 @@ fn health_options(h: &crate::model::Healthcheck, name: &str) -> Result<HealthOpt
         interval: dur(&h.interval, "interval")?,
         timeout: dur(&h.timeout, "timeout")?,
         start_period: dur(&h.start_period, "start_period")?,
+        start_interval: dur(&h.start_interval, "start_interval")?,
         retries: h.retries,
         disabled,
     })

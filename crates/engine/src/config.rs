@@ -152,6 +152,7 @@ pub fn healthcheck(
         || o.interval.is_some()
         || o.timeout.is_some()
         || o.start_period.is_some()
+        || o.start_interval.is_some()
         || o.retries.is_some();
     if image.is_none() && !given {
         return Ok(None);
@@ -164,6 +165,11 @@ pub fn healthcheck(
         ("--health-interval", o.interval, &mut h.interval),
         ("--health-timeout", o.timeout, &mut h.timeout),
         ("--health-start-period", o.start_period, &mut h.start_period),
+        (
+            "--health-start-interval",
+            o.start_interval,
+            &mut h.start_interval,
+        ),
     ] {
         if let Some(v) = v {
             // Docker's floor: a check every nanosecond would be a busy loop.

@@ -95,6 +95,7 @@ pub struct HealthOptions {
     pub interval: Option<i64>,
     pub timeout: Option<i64>,
     pub start_period: Option<i64>,
+    pub start_interval: Option<i64>,
     pub retries: Option<i64>,
     /// `--no-healthcheck`: none, not even the image's.
     pub disabled: bool,

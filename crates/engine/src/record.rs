@@ -90,12 +90,15 @@ pub struct HealthConfig {
     pub interval: i64,
     pub timeout: i64,
     pub start_period: i64,
+    /// How often to check during the start period (docker 25+).
+    pub start_interval: i64,
     pub retries: i64,
 }
 
 impl HealthConfig {
     /// Docker's defaults for fields left at 0.
     pub const DEFAULT_INTERVAL_NS: i64 = 30_000_000_000;
+    pub const DEFAULT_START_INTERVAL_NS: i64 = 5_000_000_000;
     pub const DEFAULT_TIMEOUT_NS: i64 = 30_000_000_000;
     pub const DEFAULT_RETRIES: i64 = 3;
 

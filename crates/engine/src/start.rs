@@ -195,6 +195,8 @@ impl Engine {
                 .arg(h.timeout_ns.to_string())
                 .arg("--health-start-period-ns")
                 .arg(h.start_period_ns.to_string())
+                .arg("--health-start-interval-ns")
+                .arg(h.start_interval_ns.to_string())
                 .arg("--health-retries")
                 .arg(h.retries.to_string());
         }

@@ -64,6 +64,8 @@ pub struct HealthArgs {
     /// Where the health state is written (docker's `State.Health` JSON).
     pub file: PathBuf,
     pub interval: Duration,
+    /// Between checks during the start period.
+    pub start_interval: Duration,
     pub timeout: Duration,
     pub start_period: Duration,
     pub retries: u32,
@@ -88,6 +90,7 @@ impl Args {
         let mut health_process = None;
         let mut health_file = None;
         let mut interval = None;
+        let mut start_interval = None;
         let mut timeout = None;
         let mut start_period = Duration::ZERO;
         let mut retries = None;
@@ -125,6 +128,9 @@ impl Args {
                 "--health-interval-ns" => {
                     interval = Some(Duration::from_nanos(number(&key, &value)?))
                 }
+                "--health-start-interval-ns" => {
+                    start_interval = Some(Duration::from_nanos(number(&key, &value)?))
+                }
                 "--health-timeout-ns" => {
                     timeout = Some(Duration::from_nanos(number(&key, &value)?))
                 }
@@ -145,6 +151,7 @@ impl Args {
                 process,
                 file,
                 interval: interval.ok_or("--health-interval-ns is required with a health check")?,
+                start_interval: start_interval.unwrap_or(Duration::from_secs(5)),
                 timeout: timeout.ok_or("--health-timeout-ns is required with a health check")?,
                 start_period,
                 retries: retries.ok_or("--health-retries is required with a health check")?,

@@ -89,7 +89,7 @@ impl Checker {
         self.abandon(args);
         let now = Instant::now();
         self.started = now;
-        self.next = now + self.cfg.interval;
+        self.next = now + self.gap(now);
         self.status = Status::Starting;
         self.streak = 0;
         self.write();
@@ -233,8 +233,18 @@ impl Checker {
         while self.log.len() > KEEP {
             self.log.pop_front();
         }
-        self.next = now + self.cfg.interval.max(Duration::from_millis(1));
+        self.next = now + self.gap(now).max(Duration::from_millis(1));
         self.write();
+    }
+
+    /// The wait before the next check: the start interval while in the start
+    /// period (docker's `--health-start-interval`), else the interval.
+    fn gap(&self, now: Instant) -> Duration {
+        if now.duration_since(self.started) < self.cfg.start_period {
+            self.cfg.start_interval.min(self.cfg.interval)
+        } else {
+            self.cfg.interval
+        }
     }
 
     fn write(&self) {
@@ -285,10 +295,20 @@ mod tests {
             process: dir.join("p.json"),
             file: dir.join(format!("h-{retries}-{}.json", start_period.as_secs())),
             interval: Duration::from_secs(1),
+            start_interval: Duration::from_millis(100),
             timeout: Duration::from_secs(1),
             start_period,
             retries,
         })
+    }
+
+    #[test]
+    fn the_start_interval_applies_in_the_start_period_only() {
+        let mut c = checker(3, Duration::from_secs(60));
+        let now = Instant::now();
+        assert_eq!(c.gap(now), Duration::from_millis(100));
+        c.cfg.start_period = Duration::ZERO;
+        assert_eq!(c.gap(now), Duration::from_secs(1));
     }
 
     #[test]

@@ -238,6 +238,9 @@ pub struct CreateArgs {
     /// Start period during which failures are not counted (e.g. 5s).
     #[arg(long = "health-start-period", value_name = "DURATION")]
     pub health_start_period: Option<String>,
+    /// Time between checks during the start period (default 5s).
+    #[arg(long = "health-start-interval", value_name = "DURATION")]
+    pub health_start_interval: Option<String>,
     /// Disable any health check, also the image's.
     #[arg(long = "no-healthcheck")]
     pub no_healthcheck: bool,
@@ -697,6 +700,7 @@ fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
             interval: duration(&a.health_interval)?,
             timeout: duration(&a.health_timeout)?,
             start_period: duration(&a.health_start_period)?,
+            start_interval: duration(&a.health_start_interval)?,
             retries: a.health_retries,
             disabled: a.no_healthcheck,
         },
