@@ -377,8 +377,13 @@ fn health_checks_report_healthy_and_unhealthy() {
     });
     assert_eq!(health(&r, "bad")["Log"].as_array().unwrap().len(), 5);
 
-    wait_for("start-interval checks", || health(&r, "eager")["Status"] == "healthy");
-    assert_eq!(r.inspect("eager")["Config"]["Healthcheck"]["StartInterval"], 100_000_000);
+    wait_for("start-interval checks", || {
+        health(&r, "eager")["Status"] == "healthy"
+    });
+    assert_eq!(
+        r.inspect("eager")["Config"]["Healthcheck"]["StartInterval"],
+        100_000_000
+    );
     assert_eq!(health(&r, "slow")["Status"], "starting");
     assert!(ps_status(&r, "slow").ends_with("(health: starting)"));
 

@@ -498,3 +498,54 @@ fn forced_delete_of_a_container_without_an_init_signals_nothing_else() {
     }
     assert!(gone(), "init {init} survived delete --force");
 }
+
+#[test]
+fn parallel_creates_record_the_init_pid_before_returning() {
+    // Stage one's pid message and the init's requests race on one channel;
+    // under load the init could ask for its hooks first (seen once in 20
+    // parallel `hako run -d`: `start` then found "creating"). The runtime now
+    // answers the hooks only once it has the pid; this is the stress check
+    // that `create` returns with the pid saved.
+    let rt = std::sync::Arc::new(Runtime::new());
+    let mut b = Bundle::new();
+    b.args(&["sleep", "100"]);
+    b.write();
+    let b = std::sync::Arc::new(b);
+    let ids: Vec<String> = (0..16).map(|i| unique_id(&format!("par{i}"))).collect();
+    let handles: Vec<_> = ids
+        .iter()
+        .cloned()
+        .map(|id| {
+            let (rt, b) = (rt.clone(), b.clone());
+            std::thread::spawn(move || {
+                // Not rt.create: it rewrites config.json, which the others read.
+                let err = b.path().join(format!("{id}.err"));
+                let status = rt
+                    .cmd()
+                    .args(["create", "--bundle"])
+                    .arg(b.path())
+                    .arg(&id)
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::fs::File::create(&err).unwrap())
+                    .status()
+                    .unwrap();
+                assert!(
+                    status.success(),
+                    "{}",
+                    std::fs::read_to_string(&err).unwrap()
+                );
+                let st = rt.state(&id);
+                assert_eq!(st["status"], "created", "{st}");
+                assert!(st["pid"].as_i64().unwrap() > 0, "{st}");
+                rt.ok(&["start", &id]);
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    for id in &ids {
+        rt.ok(&["delete", "--force", id]);
+    }
+}

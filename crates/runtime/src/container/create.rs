@@ -223,6 +223,7 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
     // which comes after the move, before anything of the container runs.
     parent_ch.send(&Msg::Go)?;
     let mut cgroup_waiting = false;
+    let mut hooks_waiting = false;
 
     let mut init_pid = 0;
     loop {
@@ -246,24 +247,20 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
                 }
                 let _ = waitpid(stage1, None);
                 undo.pids.retain(|&x| x != stage1.as_raw());
+                if hooks_waiting {
+                    hooks_waiting = false;
+                    answer_hooks(&mut container, init_pid, &spec, &opts.root, &parent_ch)?;
+                }
             }
             // The init may ask before stage one's Pid message arrives.
             Some(Msg::CgroupWait) if init_pid == 0 => cgroup_waiting = true,
             Some(Msg::CgroupWait) => parent_ch.send(&Msg::CgroupJoined)?,
+            // Stage one's Pid and the init's messages race on the channel: the
+            // hooks (and with them the saved state) wait until the pid is known,
+            // and the init waits for HooksDone before it can be Ready.
+            Some(Msg::HooksRequest) if init_pid == 0 => hooks_waiting = true,
             Some(Msg::HooksRequest) => {
-                container.pid = init_pid;
-                container.pid_start = util::proc_start_time(init_pid);
-                container.save(&opts.root)?;
-                let st = state::hook_state(&container, Status::Creating);
-                if let Some(h) = spec.hooks() {
-                    hooks::run("prestart", h.prestart().as_deref().unwrap_or_default(), &st)?;
-                    hooks::run(
-                        "createRuntime",
-                        h.create_runtime().as_deref().unwrap_or_default(),
-                        &st,
-                    )?;
-                }
-                parent_ch.send(&Msg::HooksDone(String::from_utf8_lossy(&st).into_owned()))?;
+                answer_hooks(&mut container, init_pid, &spec, &opts.root, &parent_ch)?
             }
             Some(Msg::SeccompFd) => {
                 let st = state::hook_state(&container, Status::Creating);
@@ -300,6 +297,30 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
     undo.cgroup = None;
     undo.dir = None;
     Ok(container)
+}
+
+/// The init asked for the hooks: save the state with its pid (so `state` and
+/// `start` see it from now on), run prestart and createRuntime, and answer.
+fn answer_hooks(
+    container: &mut Container,
+    init_pid: i32,
+    spec: &oci_spec::runtime::Spec,
+    root: &std::path::Path,
+    ch: &channel::Channel,
+) -> Result<()> {
+    container.pid = init_pid;
+    container.pid_start = util::proc_start_time(init_pid);
+    container.save(root)?;
+    let st = state::hook_state(container, Status::Creating);
+    if let Some(h) = spec.hooks() {
+        hooks::run("prestart", h.prestart().as_deref().unwrap_or_default(), &st)?;
+        hooks::run(
+            "createRuntime",
+            h.create_runtime().as_deref().unwrap_or_default(),
+            &st,
+        )?;
+    }
+    ch.send(&Msg::HooksDone(String::from_utf8_lossy(&st).into_owned()))
 }
 
 /// Writes uid_map and gid_map of a process that just created a user namespace.
