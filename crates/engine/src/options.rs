@@ -146,7 +146,7 @@ pub fn parse_log_config(driver: Option<&str>, opts: &[String]) -> Result<crate::
         })?;
         match k {
             "max-size" => {
-                if parse_size(v)? == 0 {
+                if parse_bytes(v)? == 0 {
                     return Err(Error::Invalid(format!(
                         "invalid --log-opt {o:?}: max-size must be above 0"
                     )));
@@ -175,29 +175,6 @@ pub fn parse_log_config(driver: Option<&str>, opts: &[String]) -> Result<crate::
         typ: typ.to_string(),
         config,
     })
-}
-
-/// A size as docker takes it: bytes, or a number with b, k, m or g (binary
-/// units, case-insensitive, an optional trailing "b": "10m", "1.5kb").
-pub fn parse_size(s: &str) -> Result<u64> {
-    let bad = || {
-        Error::Invalid(format!(
-            "invalid size {s:?}: expected a number with k, m or g, e.g. 10m"
-        ))
-    };
-    let t = s.trim().to_ascii_lowercase();
-    let t = t.strip_suffix('b').filter(|r| !r.is_empty()).unwrap_or(&t);
-    let (num, mul) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        _ => (t, 1),
-    };
-    let n: f64 = num.parse().map_err(|_| bad())?;
-    if !(n.is_finite() && n >= 0.0) {
-        return Err(bad());
-    }
-    Ok((n * mul as f64) as u64)
 }
 
 /// A Go duration as docker takes it ("30s", "1m30s", "500ms", "2h") in

@@ -303,7 +303,8 @@ impl LogConfig {
     pub fn max_size(&self) -> Option<u64> {
         self.config
             .get("max-size")
-            .and_then(|v| crate::options::parse_size(v).ok())
+            .and_then(|v| crate::options::parse_bytes(v).ok())
+            .map(|n| n as u64)
     }
 
     /// `max-file` (1 without rotation).

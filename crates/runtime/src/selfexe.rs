@@ -74,14 +74,7 @@ pub fn dmz_suffices(spec: &Spec) -> bool {
     if DMZ.is_empty() {
         return false;
     }
-    let new_pid_ns = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().as_ref())
-        .is_some_and(|ns| {
-            ns.iter()
-                .any(|n| n.typ() == LinuxNamespaceType::Pid && n.path().is_none())
-        });
+    let new_pid_ns = crate::spec::creates_namespace(spec, LinuxNamespaceType::Pid);
     // createContainer and startContainer hooks run inside the container while
     // the init is still the runtime.
     let hooks_inside = spec.hooks().as_ref().is_some_and(|h| {

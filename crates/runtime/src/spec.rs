@@ -234,6 +234,14 @@ pub fn default_spec(rootless: bool) -> Result<Spec> {
     Ok(spec)
 }
 
+/// True when the spec creates (not joins) a namespace of this type.
+pub fn creates_namespace(spec: &Spec, t: LinuxNamespaceType) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| ns.iter().any(|n| n.typ() == t && n.path().is_none()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

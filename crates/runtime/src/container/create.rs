@@ -18,9 +18,8 @@ use crate::state::{self, Container, Status};
 use crate::{hooks, spec, util};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
-use nix::unistd::{ForkResult, Pid};
-use oci_spec::runtime::LinuxNamespaceType;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use nix::unistd::Pid;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 
@@ -35,6 +34,9 @@ pub struct CreateOptions {
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
     pub systemd_cgroup: bool,
+    /// The bundle's config.json when the caller has already read it (else
+    /// it is read here): starting up, the runtime reads it once.
+    pub spec: Option<oci_spec::runtime::Spec>,
 }
 
 /// Removes whatever a failed create made: processes, cgroup, state directory.
@@ -66,7 +68,10 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
         .bundle
         .canonicalize()
         .ctx(|| format!("bundle {}", opts.bundle.display()))?;
-    let spec = spec::load(&bundle)?;
+    let spec = match &opts.spec {
+        Some(s) => s.clone(),
+        None => spec::load(&bundle)?,
+    };
     spec::validate(&spec)?;
     let rootfs = spec::rootfs_path(&bundle, &spec)?;
     let process = spec.process().clone().expect("validated");
@@ -185,24 +190,13 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
         id: &opts.id,
         dmz_fd: guard.dmz_fd(),
     };
-    // Stage one starts in the cgroup2 cgroup (clone3) and moves itself into the
-    // v1 ones: neither waits for the kernel's threadgroup lock, as moving it
-    // from here would. The init it forks inherits both.
-    let v2_dir = match cgroup.open_v2_dir() {
-        Some(r) => Some(r.ctx(|| "opening the container's cgroup2 directory")?),
-        None => None,
-    };
+    // Stage one joins the container's cgroups without a migration wait; the
+    // init it forks inherits them.
     // SAFETY: the runtime is single-threaded, so the child may run arbitrary code;
     // it leaves only through _exit and never returns into the caller.
-    let (forked, in_v2) =
-        unsafe { util::fork_into_cgroup(v2_dir.as_ref().map(|f| f.as_fd())) }.ctx(|| "fork")?;
-    drop(v2_dir);
-    let stage1 = match forked {
-        ForkResult::Child => {
+    let (stage1, in_v2) = match unsafe { super::fork_joined(&cgroup) }? {
+        super::Forked::Child(joined) => {
             drop(parent_ch);
-            let joined = cgroup
-                .join_self_v1()
-                .map_err(|e| Error::Other(format!("joining the container's cgroup: {e}")));
             let code = match joined.and_then(|()| init::stage_one(&args, &child_ch)) {
                 Ok(()) => 0,
                 Err(e) => {
@@ -213,7 +207,7 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
             // SAFETY: _exit skips the parent's destructors (e.g. `undo`).
             unsafe { libc::_exit(code) }
         }
-        ForkResult::Parent { child } => child,
+        super::Forked::Parent { child, placed_v2 } => (child, placed_v2),
     };
     drop(child_ch);
     undo.pids.push(stage1.as_raw());
@@ -337,12 +331,4 @@ fn write_id_maps(pid: i32, linux: &oci_spec::runtime::Linux) -> Result<()> {
     std::fs::write(format!("/proc/{pid}/gid_map"), &gid)
         .ctx(|| format!("writing gid_map {:?}", gid.trim()))?;
     Ok(())
-}
-
-/// True when the spec creates (not joins) a namespace of this type.
-pub(crate) fn creates(spec: &oci_spec::runtime::Spec, t: LinuxNamespaceType) -> bool {
-    spec.linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().as_ref())
-        .is_some_and(|ns| ns.iter().any(|n| n.typ() == t && n.path().is_none()))
 }

@@ -32,7 +32,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     }
     // Without its own pid namespace, the container's other processes do not die
     // with its init.
-    if !super::create::creates(&c.spec, LinuxNamespaceType::Pid) {
+    if !crate::spec::creates_namespace(&c.spec, LinuxNamespaceType::Pid) {
         let _ = c.cgroup.kill_all(libc::SIGKILL);
     }
     if let Some(h) = c.spec.hooks() {

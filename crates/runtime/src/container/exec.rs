@@ -10,7 +10,7 @@ use crate::util;
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult, Pid};
 use oci_spec::runtime::Process;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone)]
@@ -73,25 +73,13 @@ pub fn exec(o: &ExecOptions) -> Result<ExecOutcome> {
         super::block_signals()?;
     }
     let (parent_ch, child_ch) = channel::pair()?;
-    // As for create: the first process starts in the cgroup2 cgroup and moves
-    // itself into the v1 ones (before it enters the container's mount and
-    // cgroup namespaces, where the host's cgroup paths are not visible), so no
-    // migration waits for the kernel's threadgroup lock.
-    let v2_dir = match c.cgroup.open_v2_dir() {
-        Some(r) => Some(r.ctx(|| "opening the container's cgroup2 directory")?),
-        None => None,
-    };
+    // As for create, the first process joins the container's cgroups itself.
     // SAFETY: single-threaded runtime; the child _exits or execs.
-    let (forked, in_v2) =
-        unsafe { util::fork_into_cgroup(v2_dir.as_ref().map(|f| f.as_fd())) }.ctx(|| "fork")?;
-    drop(v2_dir);
-    let stage1 = match forked {
-        ForkResult::Child => {
+    let (stage1, in_v2) = match unsafe { super::fork_joined(&c.cgroup) }? {
+        super::Forked::Child(joined) => {
             drop(parent_ch);
             let r: Result<()> = (|| {
-                c.cgroup
-                    .join_self_v1()
-                    .map_err(|e| Error::Other(format!("adding exec process to cgroup: {e}")))?;
+                joined?;
                 plan.join_all()?;
                 // Joining a pid namespace only applies to children: fork again.
                 // SAFETY: as above.
@@ -124,7 +112,7 @@ pub fn exec(o: &ExecOptions) -> Result<ExecOutcome> {
             // SAFETY: leaving the forked child.
             unsafe { libc::_exit(0) }
         }
-        ForkResult::Parent { child } => child,
+        super::Forked::Parent { child, placed_v2 } => (child, placed_v2),
     };
     drop(child_ch);
     let pid = match parent_ch.expect(|m| matches!(m, Msg::Pid(_)), "the process pid") {

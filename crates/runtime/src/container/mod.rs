@@ -39,6 +39,50 @@ pub(crate) fn load_in(root: &Path, id: &str, allowed: &[Status], verb: &str) -> 
     Ok(c)
 }
 
+/// A fork from [`fork_joined`].
+pub(crate) enum Forked {
+    /// In the child, which has joined what it could of its cgroup itself (the
+    /// error says why not).
+    Child(Result<()>),
+    /// In the parent. Without `placed_v2` the child still has to be moved into
+    /// the cgroup2 cgroup (`add_pid_to(pid, false, true)`): the kernel had no
+    /// clone3(CLONE_INTO_CGROUP).
+    Parent {
+        child: nix::unistd::Pid,
+        placed_v2: bool,
+    },
+}
+
+/// fork() whose child starts in `cgroup`: cloned straight into its cgroup2
+/// cgroup and moving itself into the v1 ones, before it enters any of the
+/// container's namespaces (whose mount namespace hides the host's cgroup
+/// paths). Neither waits for the kernel's global threadgroup lock, which
+/// moving the child by pid from here would (an RCU grace period, 10-15 ms).
+///
+/// # Safety
+/// As fork(): the caller is single-threaded and the child leaves only through
+/// _exit or execve.
+pub(crate) unsafe fn fork_joined(cgroup: &crate::cgroups::Cgroup) -> Result<Forked> {
+    use crate::error::Context;
+    use std::os::fd::AsFd;
+    let v2_dir = match cgroup.open_v2_dir() {
+        Some(r) => Some(r.ctx(|| "opening the container's cgroup2 directory")?),
+        None => None,
+    };
+    // SAFETY: the caller's contract.
+    let (forked, placed_v2) =
+        unsafe { crate::util::fork_into_cgroup(v2_dir.as_ref().map(|f| f.as_fd())) }
+            .ctx(|| "fork")?;
+    Ok(match forked {
+        nix::unistd::ForkResult::Child => Forked::Child(
+            cgroup
+                .join_self_v1()
+                .map_err(|e| Error::Other(format!("joining the container's cgroup: {e}"))),
+        ),
+        nix::unistd::ForkResult::Parent { child } => Forked::Parent { child, placed_v2 },
+    })
+}
+
 /// Waits (briefly polling) until a process is gone; it may not be our child.
 pub(crate) fn wait_gone(pid: i32, start: Option<u64>, timeout: std::time::Duration) -> bool {
     let deadline = std::time::Instant::now() + timeout;

@@ -41,22 +41,26 @@ impl Args {
             no_new_keyring: self.no_new_keyring,
             preserve_fds: self.preserve_fds,
             systemd_cgroup: cli.systemd_cgroup,
+            spec: None,
         }
     }
 }
 
 pub fn run(cli: &Cli, a: &Args) -> Result<i32> {
-    guard(&a.bundle)?;
-    container::create(&a.options(cli))?;
+    let mut opts = a.options(cli);
+    opts.spec = guard(&a.bundle)?;
+    container::create(&opts)?;
     Ok(0)
 }
 
 /// Chooses the CVE-2019-5736 guard (hako-dmz or a re-exec from a read-only
 /// copy) before anything is created, as the re-exec starts over. A config that
-/// does not load is left for `create` to report.
-pub fn guard(bundle: &std::path::Path) -> Result<()> {
-    if let Ok(spec) = hako_runtime::spec::load(bundle) {
-        hako_runtime::selfexe::guard_for(&spec)?;
-    }
-    Ok(())
+/// does not load is left for `create` to report. Returns the config read, for
+/// `create` to use rather than read again.
+pub fn guard(bundle: &std::path::Path) -> Result<Option<oci_spec::runtime::Spec>> {
+    let Ok(spec) = hako_runtime::spec::load(bundle) else {
+        return Ok(None);
+    };
+    hako_runtime::selfexe::guard_for(&spec)?;
+    Ok(Some(spec))
 }

@@ -21,10 +21,12 @@ pub struct Args {
 
 pub fn run(cli: &Cli, a: &Args) -> Result<i32> {
     let create = &a.create;
-    super::create::guard(&create.bundle)?;
+    let loaded = super::create::guard(&create.bundle)?;
     let id = &create.id;
+    let mut opts = create.options(cli);
     if a.detach {
-        container::create(&create.options(cli))?;
+        opts.spec = loaded;
+        container::create(&opts)?;
         if let Err(e) = container::start(&cli.root, id) {
             let _ = container::delete(&cli.root, id, true);
             return Err(e);
@@ -34,7 +36,10 @@ pub fn run(cli: &Cli, a: &Args) -> Result<i32> {
     container::become_subreaper()?;
     container::block_signals()?;
     // A terminal with no console socket: relay the pty to our own stdio, as runc.
-    let spec = hako_runtime::spec::load(&create.bundle)?;
+    let spec = match loaded {
+        Some(s) => s,
+        None => hako_runtime::spec::load(&create.bundle)?,
+    };
     let wants_tty = spec
         .process()
         .as_ref()
@@ -45,10 +50,10 @@ pub fn run(cli: &Cli, a: &Args) -> Result<i32> {
     } else {
         None
     };
-    let mut opts = create.options(cli);
     if let Some(l) = &listener {
         opts.console_socket = Some(l.path.clone());
     }
+    opts.spec = Some(spec);
     let c = container::create(&opts)?;
     let master = match &listener {
         Some(l) => match l.receive() {
