@@ -2,8 +2,11 @@
 # hako's registry against Debian's docker-registry (distribution 2.8), both on loopback
 # with filesystem storage, driven by the same clients in the same run, interleaved:
 #   - skopeo push and pull of a ~100 MB multi-layer OCI image (medians of RUNS runs)
-#   - 16 parallel pulls of a 100 MB blob (curl), 16 parallel pushes of 8 MB blobs
-#     (par_push.py: one process, 16 connections, digests computed beforehand)
+#   - 16 parallel pulls of a 100 MB blob (par_pull.py: one process, 16 connections, the
+#     bytes discarded in the kernel) with each server's CPU time over them, and the same
+#     pulls by 16 curl processes (which copy every byte: end to end on a shared machine)
+#   - 16 parallel pushes of 8 MB blobs (par_push.py: one process, 16 connections, digests
+#     computed beforehand)
 #   - manifest GETs per second (curl, 16 in flight)
 #   - peak RSS of each server (VmHWM) over the whole run
 # Usage: bench/registry/run.sh            (RUNS=5 SIZE_MB=100 by default)
@@ -41,6 +44,8 @@ free_port() {
 }
 
 now_ms() { date +%s%3N; }
+# User + system CPU time of a process so far, in ms.
+server_cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{print int(($14 + $15) * 1000 / hz)}' "/proc/$1/stat"; }
 
 # --- the test image: LAYERS gzipped tar layers of random bytes, SIZE_MB in total ---
 # A fresh image per run: skopeo remembers which blobs a registry already has (its blob
@@ -138,7 +143,12 @@ push_blob() { # port repo file
 }
 
 echo "image: $LAYERS layers, $SIZE_MB MB; $RUNS interleaved runs" >&2
-for s in hako dr; do push_blob "${PORT[$s]}" bench/big "$WORK/big"; done
+for s in hako dr; do
+  push_blob "${PORT[$s]}" bench/big "$WORK/big"
+  # The timed pulls only count bytes; check once, untimed, that they are the right ones.
+  got="sha256:$(curl -sf "http://127.0.0.1:${PORT[$s]}/v2/bench/big/blobs/$BIG" | sha256sum | cut -d' ' -f1)"
+  [ "$got" = "$BIG" ] || { echo "$s served the wrong bytes for $BIG: $got" >&2; exit 1; }
+done
 rm -f "$WORK/big"
 
 for i in $(seq "$RUNS"); do
@@ -157,6 +167,15 @@ for i in $(seq "$RUNS"); do
     skopeo --insecure-policy copy -q --src-tls-verify=false "docker://127.0.0.1:$p/bench/push$i:v1" "dir:$WORK/pull" >/dev/null
     t1=$(now_ms); record pull "$s" $((t1 - t0))
 
+    # 16 parallel pulls of the big blob from one process whose client discards the bytes
+    # in the kernel (par_pull.py says why), with the server's CPU time over them; then
+    # the same with 16 curl processes that copy every byte, as an end-to-end figure.
+    cpu0=$(server_cpu_ms "${PID[$s]}")
+    ms=$(python3 "$here/par_pull.py" "$p" "/v2/bench/big/blobs/$BIG" "$PAR") ||
+      { echo "parallel pull failed on $s" >&2; exit 1; }
+    record par_pull "$s" "$ms"
+    record par_pull_cpu "$s" $(( $(server_cpu_ms "${PID[$s]}") - cpu0 ))
+
     t0=$(now_ms)
     jobs_=()
     for _ in $(seq "$PAR"); do
@@ -165,8 +184,8 @@ for i in $(seq "$RUNS"); do
     done
     wait_ok=0
     for j in "${jobs_[@]}"; do wait "$j" || wait_ok=1; done
-    [ $wait_ok -eq 0 ] || { echo "parallel pull failed on $s" >&2; exit 1; }
-    t1=$(now_ms); record par_pull "$s" $((t1 - t0))
+    [ $wait_ok -eq 0 ] || { echo "parallel curl pull failed on $s" >&2; exit 1; }
+    t1=$(now_ms); record par_pull_curl "$s" $((t1 - t0))
 
     mkdir -p "$WORK/blobs"
     for k in $(seq "$PAR"); do mkblob "$WORK/blobs/$k"; done
@@ -203,7 +222,10 @@ print(f"{'metric':<34}{'hako':>14}{'docker-registry':>18}{'docker-registry/hako'
 def row(name, h, d, unit):
     print(f"{name:<34}{h:>12.1f} {unit:<2}{d:>15.1f} {unit:<2}{d / h:>20.2f}x")
 for m, label in [("push", "skopeo push (ms, median)"), ("pull", "skopeo pull (ms, median)"),
-                 ("par_pull", f"{par} parallel {big_mb}MB blob pulls (ms)"), ("par_push", f"{par} parallel 8MB pushes (ms)")]:
+                 ("par_pull", f"{par} parallel {big_mb}MB blob pulls (ms)"),
+                 ("par_pull_cpu", "  server CPU over them (ms)"),
+                 ("par_pull_curl", f"  the same with {par} curls (ms)"),
+                 ("par_push", f"{par} parallel 8MB pushes (ms)")]:
     row(label, statistics.median(data[m]["hako"]), statistics.median(data[m]["dr"]), "ms")
 h = gets / statistics.median(data["manifest_gets"]["hako"]) * 1000
 d = gets / statistics.median(data["manifest_gets"]["dr"]) * 1000

@@ -13,3 +13,4 @@ pub mod pagination;
 pub mod server;
 pub mod storage;
 pub mod store;
+pub mod zerocopy;

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
 use axum::http::{Method, StatusCode};
@@ -15,6 +15,8 @@ pub struct Metrics {
     requests: Mutex<BTreeMap<(String, u16), u64>>,
     bytes_sent: AtomicU64,
     bytes_received: AtomicU64,
+    /// Of the bytes sent, those sent with sendfile (counted by the connections).
+    sendfile_bytes: Arc<AtomicU64>,
 }
 
 impl Metrics {
@@ -33,6 +35,11 @@ impl Metrics {
 
     pub fn add_bytes_received(&self, n: u64) {
         self.bytes_received.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The counter plain-HTTP connections add their sendfile bytes to.
+    pub fn sendfile_counter(&self) -> Arc<AtomicU64> {
+        self.sendfile_bytes.clone()
     }
 
     pub fn render(&self) -> String {
@@ -56,6 +63,14 @@ impl Metrics {
         out.push_str(&format!(
             "hako_registry_blob_bytes_sent_total {}\n",
             self.bytes_sent.load(Ordering::Relaxed)
+        ));
+        out.push_str(
+            "# HELP hako_registry_blob_bytes_sendfile_total Blob bytes sent with sendfile(2).\n",
+        );
+        out.push_str("# TYPE hako_registry_blob_bytes_sendfile_total counter\n");
+        out.push_str(&format!(
+            "hako_registry_blob_bytes_sendfile_total {}\n",
+            self.sendfile_bytes.load(Ordering::Relaxed)
         ));
         out.push_str("# HELP hako_registry_upload_bytes_received_total Upload bytes received.\n");
         out.push_str("# TYPE hako_registry_upload_bytes_received_total counter\n");

@@ -144,6 +144,7 @@ pub struct Server {
     app: AppState,
     listener: std::net::TcpListener,
     tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    sendfile: bool,
 }
 
 impl Server {
@@ -162,7 +163,12 @@ impl Server {
                 source,
             })?;
         let tls = config.tls_cert.clone().zip(config.tls_key.clone());
-        Ok(Server { app, listener, tls })
+        Ok(Server {
+            app,
+            listener,
+            tls,
+            sendfile: config.sendfile,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -204,6 +210,11 @@ impl Server {
                 let listener = tokio::net::TcpListener::from_std(self.listener)
                     .map_err(|source| ServeError::Serve { addr, source })?;
                 tracing::info!(%addr, "registry listening (http)");
+                let listener = crate::zerocopy::SendfileListener {
+                    tcp: listener,
+                    sendfile: self.sendfile,
+                    sent: self.app.metrics.sendfile_counter(),
+                };
                 axum::serve(listener, service)
                     .with_graceful_shutdown(shutdown)
                     .await

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use tokio::fs;
 use tokio::io::{AsyncSeekExt, AsyncWrite, AsyncWriteExt, BufWriter};
 
+use super::windows::Object;
 use super::{
     check_path, BoxReader, ByteChunks, DriverError, DriverResult, FileInfo, FileWriter,
     StorageDriver,
@@ -20,8 +21,6 @@ use super::{
 /// file operations (each a thread hop in tokio) low.
 const WRITE_BUFFER: usize = 1 << 20;
 const READ_BUFFER: usize = 256 << 10;
-/// Bytes per mapping when streaming an object out (no copy; see `chunks`).
-const STREAM_CHUNK: u64 = 2 << 20;
 /// How often a write re-creates a parent directory that a concurrent delete removed.
 const MAX_PARENT_RETRIES: u32 = 5;
 
@@ -157,49 +156,44 @@ impl StorageDriver for FsDriver {
         )))
     }
 
-    /// The object is streamed as a series of read-only memory mappings of it: the HTTP
-    /// layer writes each to the socket straight from the page cache, with no read copy
-    /// and no thread hop per chunk. Each mapping is dropped once sent, so a reader holds
-    /// at most a couple of chunks mapped (mapped pages count in the RSS). (sendfile was
-    /// measured too: less server CPU, more in total on loopback; docs/registry.md.)
+    /// The object is streamed as a series of read-only memory mappings of it (see
+    /// `windows`): no read copy and no thread hop per chunk; plain-HTTP connections send
+    /// them with sendfile. Each mapping is dropped once sent, so a reader holds at most a
+    /// couple of chunks mapped (mapped pages count in the RSS).
     async fn chunks(&self, path: &str, offset: u64, len: u64) -> DriverResult<ByteChunks> {
         let full = self.full(path)?;
         let owned = path.to_string();
-        let file = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
-            let f = std::fs::File::open(&full)?;
-            let size = f.metadata()?.len();
+        let object = tokio::task::spawn_blocking(move || -> std::io::Result<Object> {
+            let object = Object::new(std::fs::File::open(&full)?)?;
+            let size = object.size();
             if offset.saturating_add(len) > size {
                 return Err(std::io::Error::new(
                     ErrorKind::UnexpectedEof,
                     format!("object is {size} bytes, shorter than the {len} bytes at offset {offset} asked for"),
                 ));
             }
-            Ok(f)
+            Ok(object)
         })
         .await
         .map_err(|e| io_err("opening", &owned, std::io::Error::other(e)))?
         .map_err(|e| io_err("opening", &owned, e))?;
         let end = offset + len;
         Ok(Box::pin(futures_util::stream::unfold(
-            (file, offset),
-            move |(file, at)| async move {
-                if at >= end {
-                    return None;
-                }
-                let n = (end - at).min(STREAM_CHUNK) as usize;
-                // SAFETY: objects are never rewritten or truncated in place: whole-object
-                // writes go to a temporary name and are renamed over, blobs arrive by
-                // renaming a finished upload, and deletion unlinks (which leaves existing
-                // mappings intact). So mapped bytes cannot change or vanish under a reader.
-                let map = unsafe { memmap2::MmapOptions::new().offset(at).len(n).map(&file) };
-                match map {
-                    Ok(m) => {
-                        // Start reading the chunk of a blob that is not cached yet.
-                        let _ = m.advise(memmap2::Advice::WillNeed);
-                        Some((Ok(bytes::Bytes::from_owner(m)), (file, at + n as u64)))
+            (object, offset),
+            move |(object, at)| {
+                let next = if at >= end {
+                    None
+                } else {
+                    match object.window(at, end) {
+                        Ok(b) if b.is_empty() => None,
+                        Ok(b) => {
+                            let n = b.len() as u64;
+                            Some((Ok(b), (object, at + n)))
+                        }
+                        Err(e) => Some((Err(e), (object, end))),
                     }
-                    Err(e) => Some((Err(e), (file, end))),
-                }
+                };
+                std::future::ready(next)
             },
         )))
     }
@@ -415,7 +409,7 @@ mod tests {
         let short = d.chunks("/a/b/c", 0, 10).await.err().unwrap();
         assert!(short.to_string().contains("shorter than"), "{short}");
         // Large objects stream as several slices of one mapping.
-        let big = vec![7u8; (STREAM_CHUNK as usize) * 2 + 5];
+        let big = vec![7u8; (crate::storage::windows::WINDOW as usize) * 2 + 5];
         d.put_content("/big", &big).await.unwrap();
         let parts: Vec<_> = futures_util::StreamExt::collect::<Vec<_>>(
             d.chunks("/big", 3, big.len() as u64 - 3).await.unwrap(),

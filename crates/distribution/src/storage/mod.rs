@@ -7,6 +7,7 @@
 //! components so a bug above can never escape the storage root.
 
 pub mod fs;
+pub(crate) mod windows;
 
 use std::pin::Pin;
 use std::time::SystemTime;
