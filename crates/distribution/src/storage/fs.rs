@@ -4,12 +4,10 @@
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use async_trait::async_trait;
 use tokio::fs;
-use tokio::io::{AsyncSeekExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 use super::windows::Object;
 use super::{
@@ -17,8 +15,8 @@ use super::{
     StorageDriver,
 };
 
-/// Buffer between the HTTP body and the file: large writes keep the number of blocking
-/// file operations (each a thread hop in tokio) low.
+/// Bytes collected from the HTTP body before they go to the file in one writev: large
+/// writes keep the number of blocking file operations (each a thread hop) low.
 const WRITE_BUFFER: usize = 1 << 20;
 const READ_BUFFER: usize = 256 << 10;
 /// How often a write re-creates a parent directory that a concurrent delete removed.
@@ -218,7 +216,10 @@ impl StorageDriver for FsDriver {
             0
         };
         Ok(Box::new(FsWriter {
-            inner: BufWriter::with_capacity(WRITE_BUFFER, f),
+            file: Some(f.into_std().await),
+            in_flight: None,
+            pending: Vec::new(),
+            pending_len: 0,
             size,
             path: path.to_string(),
         }))
@@ -331,32 +332,71 @@ impl StorageDriver for FsDriver {
     }
 }
 
+/// Appends chunks to a file without copying them: chunks collect until `WRITE_BUFFER`
+/// bytes are pending, then go to the file in one writev on the blocking pool while the
+/// next ones collect (at most one write in flight, so at most two buffers' worth held).
 struct FsWriter {
-    inner: BufWriter<fs::File>,
+    /// The file, while no write is in flight (the write owns it meanwhile).
+    file: Option<std::fs::File>,
+    in_flight: Option<tokio::task::JoinHandle<(std::fs::File, std::io::Result<()>)>>,
+    pending: Vec<bytes::Bytes>,
+    pending_len: usize,
     size: u64,
     path: String,
 }
 
-impl AsyncWrite for FsWriter {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = &poll {
-            self.size += *n as u64;
+impl FsWriter {
+    /// Wait for the write in flight, if any, and take the file back.
+    async fn settle(&mut self) -> DriverResult<()> {
+        if let Some(write) = self.in_flight.take() {
+            let (file, result) = write
+                .await
+                .map_err(|e| io_err("writing", &self.path, std::io::Error::other(e)))?;
+            self.file = Some(file);
+            result.map_err(|e| io_err("writing", &self.path, e))?;
         }
-        poll
+        Ok(())
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+    /// Start writing the pending chunks (after the previous write finished).
+    async fn start_write(&mut self) -> DriverResult<()> {
+        self.settle().await?;
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let mut file = self.file.take().ok_or_else(|| {
+            io_err(
+                "writing",
+                &self.path,
+                std::io::Error::other("an earlier write to it failed"),
+            )
+        })?;
+        let batch = std::mem::take(&mut self.pending);
+        self.pending_len = 0;
+        self.in_flight = Some(tokio::task::spawn_blocking(move || {
+            let result = write_all_vectored(&mut file, &batch);
+            (file, result)
+        }));
+        Ok(())
     }
+}
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+fn write_all_vectored(file: &mut std::fs::File, chunks: &[bytes::Bytes]) -> std::io::Result<()> {
+    use std::io::{IoSlice, Write};
+    // writev takes at most IOV_MAX (1024) buffers at a time.
+    for group in chunks.chunks(1024) {
+        let mut slices: Vec<IoSlice<'_>> = group.iter().map(|c| IoSlice::new(c)).collect();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            match file.write_vectored(rest) {
+                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(n) => IoSlice::advance_slices(&mut rest, n),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
+    Ok(())
 }
 
 #[async_trait]
@@ -365,16 +405,30 @@ impl FileWriter for FsWriter {
         self.size
     }
 
+    async fn write(&mut self, chunk: bytes::Bytes) -> DriverResult<()> {
+        self.size += chunk.len() as u64;
+        self.pending_len += chunk.len();
+        self.pending.push(chunk);
+        if self.pending_len >= WRITE_BUFFER {
+            self.start_write().await?;
+        }
+        Ok(())
+    }
+
     async fn commit(mut self: Box<Self>) -> DriverResult<()> {
+        self.start_write().await?;
+        self.settle().await?;
         let path = self.path.clone();
-        self.inner
-            .flush()
+        let file = self.file.take().ok_or_else(|| {
+            io_err(
+                "syncing",
+                &path,
+                std::io::Error::other("an earlier write to it failed"),
+            )
+        })?;
+        tokio::task::spawn_blocking(move || file.sync_all())
             .await
-            .map_err(|e| io_err("flushing", &path, e))?;
-        self.inner
-            .get_mut()
-            .sync_all()
-            .await
+            .map_err(|e| io_err("syncing", &path, std::io::Error::other(e)))?
             .map_err(|e| io_err("syncing", &path, e))
     }
 }
@@ -425,7 +479,7 @@ mod tests {
         );
         assert!(d.chunks("/nope", 0, 1).await.err().unwrap().is_not_found());
         let mut w = d.writer("/a/b/c", true).await.unwrap();
-        w.write_all(b" world").await.unwrap();
+        w.write(bytes::Bytes::from_static(b" world")).await.unwrap();
         assert_eq!(w.size(), 11);
         w.commit().await.unwrap();
         assert_eq!(d.get_content("/a/b/c").await.unwrap(), b"hello world");

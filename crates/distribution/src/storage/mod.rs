@@ -15,7 +15,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::Stream;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 pub use fs::FsDriver;
 
@@ -60,10 +60,13 @@ pub type ByteChunks = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>
 
 /// A writer whose bytes become durable only when [`FileWriter::commit`] returns.
 #[async_trait]
-pub trait FileWriter: AsyncWrite + Send + Unpin {
+pub trait FileWriter: Send {
     /// Bytes in the file: those present before (when appending) plus those written.
     fn size(&self) -> u64;
-    /// Flush and fsync; after this the written bytes survive a crash.
+    /// Append `chunk`. The writer may keep the chunk (rather than a copy of it) until a
+    /// later write or the commit, so a failure may be reported by a later call.
+    async fn write(&mut self, chunk: Bytes) -> DriverResult<()>;
+    /// Write what is pending, then fsync; after this the written bytes survive a crash.
     async fn commit(self: Box<Self>) -> DriverResult<()>;
 }
 

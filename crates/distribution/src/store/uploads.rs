@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 use super::{blob_data_path, internal, RepoName, Store, StoreResult};
 use crate::digest::{Algorithm, Digest, Hasher};
@@ -193,15 +193,15 @@ impl Store {
         while let Some(chunk) = body.next().await {
             match chunk {
                 Ok(chunk) => {
-                    if let Err(e) = w.write_all(&chunk).await {
-                        // The file may hold part of this chunk: the hash no longer matches.
-                        running = None;
-                        failure = Some(RegistryError::internal(format!("{action}: {e}")));
-                        break;
-                    }
                     if let Some(r) = running.as_mut() {
                         r.hasher.update(&chunk);
                         r.len += chunk.len() as u64;
+                    }
+                    if let Err(e) = w.write(chunk).await {
+                        // The file may hold part of the chunks: the hash no longer matches.
+                        running = None;
+                        failure = Some(RegistryError::internal(format!("{action}: {e}")));
+                        break;
                     }
                 }
                 Err(e) => {
