@@ -7,6 +7,8 @@
 #     pulls by 16 curl processes (which copy every byte: end to end on a shared machine)
 #   - 16 parallel pushes of 8 MB blobs (par_push.py: one process, 16 connections, digests
 #     computed beforehand)
+#   - the same parallel pulls from ceiling.py, a bare sendfile loop: the kernel's share,
+#     which bounds what any server can reach on this machine
 #   - manifest GETs per second (curl, 16 in flight)
 #   - peak RSS of each server (VmHWM) over the whole run
 # Usage: bench/registry/run.sh            (RUNS=5 SIZE_MB=100 by default)
@@ -149,7 +151,11 @@ for s in hako dr; do
   got="sha256:$(curl -sf "http://127.0.0.1:${PORT[$s]}/v2/bench/big/blobs/$BIG" | sha256sum | cut -d' ' -f1)"
   [ "$got" = "$BIG" ] || { echo "$s served the wrong bytes for $BIG: $got" >&2; exit 1; }
 done
-rm -f "$WORK/big"
+# The machine's ceiling for the parallel pulls (ceiling.py says what it is).
+CEIL_PORT=$(free_port)
+python3 "$here/ceiling.py" "$CEIL_PORT" "$WORK/big" &
+PIDS+=($!)
+for _ in $(seq 50); do curl -sf -o /dev/null "http://127.0.0.1:$CEIL_PORT/" && break; sleep 0.1; done
 
 for i in $(seq "$RUNS"); do
   # Alternate who goes first so neither server always runs on a warmer page cache.
@@ -203,6 +209,8 @@ for i in $(seq "$RUNS"); do
     curl -sf --no-progress-meter -Z --parallel-max 16 -H 'Accept: application/vnd.oci.image.manifest.v1+json' -K "$urls"
     t1=$(now_ms); record manifest_gets "$s" $((t1 - t0))
   done
+  ms=$(python3 "$here/par_pull.py" "$CEIL_PORT" / "$PAR") || { echo "parallel pull from the ceiling server failed" >&2; exit 1; }
+  record par_pull ceiling "$ms"
   rm -rf "$IMG"
   echo "run $i done" >&2
 done
@@ -232,6 +240,10 @@ d = gets / statistics.median(data["manifest_gets"]["dr"]) * 1000
 print(f"{'manifest GETs per second':<34}{h:>12.0f}   {d:>15.0f}   {h / d:>20.2f}x (hako/docker-registry)")
 hr, dr = data["peak_rss_kb"]["hako"][0] / 1024, data["peak_rss_kb"]["dr"][0] / 1024
 print(f"{'peak RSS (MiB)':<34}{hr:>12.1f}   {dr:>15.1f}   {dr / hr:>20.2f}x")
+c = statistics.median(data["par_pull"]["ceiling"])
+h, d = statistics.median(data["par_pull"]["hako"]), statistics.median(data["par_pull"]["dr"])
+print(f"parallel pulls from a bare sendfile loop (ceiling.py): {c:.0f} ms, so no server can be more than "
+      f"{d / c:.2f}x faster than docker-registry here; hako takes {h / c:.2f}x the ceiling's time")
 for m in ["push", "pull"]:
     print(f"raw {m} ms: hako={data[m]['hako']} docker-registry={data[m]['dr']}")
 PY
