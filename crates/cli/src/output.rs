@@ -85,6 +85,25 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
+/// What `inspect` prints: the objects as a pretty JSON array, or with `--format`
+/// (a Go-style template, or "json") one line per object, as docker does.
+pub fn print_inspected(objects: &[serde_json::Value], format: Option<&str>) -> anyhow::Result<()> {
+    match format {
+        None => println!("{}", serde_json::to_string_pretty(objects)?),
+        Some("json") => {
+            for o in objects {
+                println!("{}", serde_json::to_string(o)?);
+            }
+        }
+        Some(f) => {
+            for o in objects {
+                println!("{}", crate::template::render(f, o)?);
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -312,7 +312,8 @@ fn none_host_add_host_and_dns() {
         "link",
     ]);
     assert_eq!(out.lines().count(), 1, "{out}");
-    assert!(out.contains(": lo:"), "{out}");
+    // Loopback is up, as docker's: servers on 127.0.0.1 work.
+    assert!(out.contains(": lo: <LOOPBACK,UP"), "{out}");
     // Host networking: the host's own network namespace.
     let host_ns = std::fs::read_link("/proc/self/ns/net").unwrap();
     let out = r.ok(&[
@@ -411,4 +412,161 @@ fn bad_network_options_get_one_line_errors() {
     let out = r.run(&["network", "create", "--subnet", "10.251.0.128/25", "n3"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("overlaps with n2"));
     assert!(r.ps_all().is_empty());
+}
+
+#[test]
+fn containers_join_another_containers_network() {
+    let r = Root::new();
+    let www = www(&r, "served next door\n");
+    r.ok(&["network", "create", "joinnet"]);
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--hostname",
+        "webhost",
+        "--network",
+        "joinnet",
+        "--add-host",
+        "extra.test:10.7.7.7",
+        "-v",
+        &format!("{www}:/www:ro"),
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "8080",
+        "-h",
+        "/www",
+    ]);
+    let web_ip = r
+        .ok(&[
+            "inspect",
+            "-f",
+            "{{.NetworkSettings.Networks.joinnet.IPAddress}}",
+            "web",
+        ])
+        .trim()
+        .to_string();
+    assert!(web_ip.starts_with("10."), "{web_ip}");
+    // The joiner reaches the server on its loopback, has the same address, the other's
+    // hostname and /etc/hosts.
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:web",
+        "busybox",
+        "sh",
+        "-c",
+        "wget -qO- http://127.0.0.1:8080/; hostname; ip -4 -o addr show eth0; cat /etc/hosts",
+    ]);
+    assert!(out.starts_with("served next door\nwebhost\n"), "{out}");
+    assert!(out.contains(&format!("inet {web_ip}/")), "{out}");
+    assert!(out.contains("10.7.7.7\textra.test"), "{out}");
+    // Recorded by id, with no networks of its own.
+    r.ok(&[
+        "create",
+        "--name",
+        "side",
+        "--network",
+        "container:web",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let web_id = r
+        .ok(&["inspect", "-f", "{{.Id}}", "web"])
+        .trim()
+        .to_string();
+    let mode = r.ok(&["inspect", "-f", "{{.HostConfig.NetworkMode}}", "side"]);
+    assert_eq!(mode.trim(), format!("container:{web_id}"));
+    r.ok(&["start", "side"]);
+    let nets = r.ok(&[
+        "inspect",
+        "-f",
+        "{{json .NetworkSettings.Networks}}",
+        "side",
+    ]);
+    assert_eq!(nets.trim(), "{}");
+    let out = r.ok(&["exec", "side", "wget", "-qO-", "http://127.0.0.1:8080/"]);
+    assert_eq!(out, "served next door\n");
+    r.ok(&["rm", "-f", "side"]);
+
+    // A target without a network of its own: the joiner shares its loopback.
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "lonely",
+        "--network",
+        "none",
+        "-v",
+        &format!("{www}:/www:ro"),
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "127.0.0.1:9090",
+        "-h",
+        "/www",
+    ]);
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:lonely",
+        "busybox",
+        "sh",
+        "-c",
+        "wget -qO- http://127.0.0.1:9090/ && ip -o link | wc -l",
+    ]);
+    assert_eq!(out, "served next door\n1\n");
+
+    // A stopped target cannot be joined; conflicting options are refused up front.
+    r.ok(&["stop", "-t", "1", "lonely"]);
+    let out = r.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:lonely",
+        "busybox",
+        "true",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("non running container: lonely"), "{err}");
+    for (extra, want) in [
+        (vec!["-p", "80:80"], "port publishing"),
+        (vec!["--hostname", "x"], "hostname"),
+        (vec!["--dns", "10.0.0.1"], "dns"),
+        (
+            vec!["--add-host", "a:10.0.0.1"],
+            "custom host-to-IP mapping",
+        ),
+    ] {
+        let mut args = vec!["run", "--rm", "--network", "container:web"];
+        args.extend(extra);
+        args.extend(["busybox", "true"]);
+        let out = r.run(&args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("conflicting options: {want}")),
+            "{args:?}: {err}"
+        );
+    }
+    let out = r.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:nosuch",
+        "busybox",
+        "true",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nosuch"));
+    r.ok(&["rm", "-f", "web", "lonely"]);
+    r.ok(&["network", "rm", "joinnet"]);
 }

@@ -192,16 +192,46 @@ pub fn healthcheck(
     Ok(Some(h))
 }
 
+/// `--network container:NAME` shares NAME's network namespace and its /etc/hosts,
+/// /etc/resolv.conf and hostname, so whatever would set those is refused, with
+/// docker's words.
+fn check_joined_network(o: &CreateOptions, target: &str) -> Result<()> {
+    let conflict = |what: &str| {
+        Err(Error::Invalid(format!(
+            "conflicting options: {what} and the network mode (--network container:{target})"
+        )))
+    };
+    if target.is_empty() {
+        return Err(Error::Invalid(
+            "--network container: needs the name or id of the container to join".into(),
+        ));
+    }
+    if o.hostname.is_some() {
+        return conflict("hostname");
+    }
+    if !o.dns.is_empty() || !o.dns_search.is_empty() || !o.dns_options.is_empty() {
+        return conflict("dns");
+    }
+    if !o.extra_hosts.is_empty() {
+        return conflict("custom host-to-IP mapping");
+    }
+    if !o.publish.is_empty() || o.publish_all {
+        return conflict("port publishing");
+    }
+    if !o.expose.is_empty() {
+        return conflict("port exposing");
+    }
+    Ok(())
+}
+
 /// The HostConfig of a new container; `runtime_path` is the resolved runtime.
 pub fn host_config(o: &CreateOptions, runtime_path: &str) -> Result<HostConfig> {
     let network_mode = o
         .network
         .clone()
         .unwrap_or_else(|| crate::network::DEFAULT_NETWORK.into());
-    if network_mode.starts_with("container:") {
-        return Err(Error::Invalid(format!(
-            "network {network_mode:?}: joining another container's network is not supported yet"
-        )));
+    if let Some(target) = network_mode.strip_prefix("container:") {
+        check_joined_network(o, target)?;
     }
     let cni = !crate::network::is_special_mode(&network_mode);
     if !o.network_aliases.is_empty() && (!cni || network_mode == crate::network::DEFAULT_NETWORK) {

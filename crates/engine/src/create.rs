@@ -49,6 +49,13 @@ impl Engine {
         let mut config = config::merge(&image.config, o, &id)?;
         config.healthcheck = config::healthcheck(&image.config_json, &o.health)?;
         let mut host = config::host_config(o, &runtime_path.to_string_lossy())?;
+        // `container:NAME` is recorded by id (a rename must not break it), and the
+        // container goes by the other's hostname, as with docker.
+        if let Some(target) = host.network_mode.strip_prefix("container:") {
+            let t = self.find(target)?;
+            host.network_mode = format!("container:{}", t.id);
+            config.hostname = t.config.hostname.clone();
+        }
         self.add_volumes_from(&mut host)?;
         mounts::plan(&mut host, &config.volumes)?;
         let mut c = Container {
@@ -113,8 +120,11 @@ impl Engine {
             }
         }
         self.prepare_mounts(c, &dir.join("rootfs"))?;
+        // CNI networks and `none` have a namespace file of their own (set up at start);
+        // `container:` is pointed at the other's at start; host has none.
+        let mode = c.host.network_mode.as_str();
         let netns =
-            (!network::is_special_mode(&c.host.network_mode)).then(|| self.netns_path(&c.id));
+            (mode == "none" || !network::is_special_mode(mode)).then(|| self.netns_path(&c.id));
         let spec = spec::build(
             &c.id,
             &dir,

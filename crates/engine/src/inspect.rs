@@ -69,7 +69,10 @@ impl Engine {
             None
         };
         let mut networks = serde_json::Map::new();
-        if crate::network::is_special_mode(&c.host.network_mode) {
+        // docker lists host and none as networks, and none for container:ID.
+        if crate::network::is_special_mode(&c.host.network_mode)
+            && !c.host.network_mode.starts_with("container:")
+        {
             networks.insert(c.host.network_mode.clone(), json!({}));
         }
         for a in &c.host.networks {

@@ -114,8 +114,8 @@ pub fn cgroups_path(id: &str) -> String {
 /// The runtime-spec for container `id` whose bundle is `dir` (with its
 /// rootfs mounted at `dir/rootfs` and the /etc files written into `dir`);
 /// volumes live under `volumes_dir`. `netns`: the network namespace to join
-/// (set up by CNI); None with network mode "none" makes a new, empty one and
-/// with "host" none at all.
+/// (a file set up at start, for CNI networks and "none"); None makes a new one
+/// (for "container:", pointed at the other's at start) or, with "host", none.
 pub fn build(
     id: &str,
     dir: &Path,
@@ -307,6 +307,25 @@ pub fn build(
         spec.set_hostname(None);
     }
     Ok(spec)
+}
+
+/// Make `spec` join the network namespace at `path`, or stay in the host's (None).
+pub fn set_network_namespace(spec: &mut Spec, path: Option<&Path>) {
+    let Some(linux) = spec.linux_mut() else {
+        return;
+    };
+    let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+    namespaces.retain(|n| n.typ() != LinuxNamespaceType::Network);
+    if let Some(p) = path {
+        namespaces.push(
+            LinuxNamespaceBuilder::default()
+                .typ(LinuxNamespaceType::Network)
+                .path(p)
+                .build()
+                .expect("a namespace with a type and a path builds"),
+        );
+    }
+    linux.set_namespaces(Some(namespaces));
 }
 
 /// Where `--init` puts tini in the container (docker's path).

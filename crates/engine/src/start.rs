@@ -119,6 +119,7 @@ impl Engine {
         // The /etc files are run state written without fsync: rebuild them
         // (a crash may have left them empty).
         crate::create::write_etc_files(&dir, &c)?;
+        self.join_network(&c)?;
         self.network_up(&c)?;
         let res = self.spawn_monitor(c, programs, attach);
         if let Err(e) = &res {

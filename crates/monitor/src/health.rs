@@ -288,10 +288,25 @@ fn pid_file(args: &Args) -> std::path::PathBuf {
 mod tests {
     use super::*;
 
-    fn checker(retries: u32, start_period: Duration) -> Checker {
-        let dir = std::env::temp_dir().join(format!("hako-health-{}", std::process::id()));
+    /// Removes a test's directory when the test ends, passed or not.
+    struct Scratch(std::path::PathBuf);
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A checker writing into a directory of its own (tests run in parallel).
+    fn checker(retries: u32, start_period: Duration) -> (Scratch, Checker) {
+        let dir = std::env::temp_dir().join(format!(
+            "hako-health-{}-{retries}-{}",
+            std::process::id(),
+            start_period.as_secs()
+        ));
         fs::create_dir_all(&dir).unwrap();
-        Checker::new(HealthArgs {
+        let scratch = Scratch(dir.clone());
+        let checker = Checker::new(HealthArgs {
             process: dir.join("p.json"),
             file: dir.join(format!("h-{retries}-{}.json", start_period.as_secs())),
             interval: Duration::from_secs(1),
@@ -299,12 +314,13 @@ mod tests {
             timeout: Duration::from_secs(1),
             start_period,
             retries,
-        })
+        });
+        (scratch, checker)
     }
 
     #[test]
     fn the_start_interval_applies_in_the_start_period_only() {
-        let mut c = checker(3, Duration::from_secs(60));
+        let (_dir, mut c) = checker(3, Duration::from_secs(60));
         let now = Instant::now();
         assert_eq!(c.gap(now), Duration::from_millis(100));
         c.cfg.start_period = Duration::ZERO;
@@ -313,7 +329,7 @@ mod tests {
 
     #[test]
     fn retries_failures_make_it_unhealthy_and_a_success_heals() {
-        let mut c = checker(2, Duration::ZERO);
+        let (_dir, mut c) = checker(2, Duration::ZERO);
         c.record("t".into(), 1, "no".into());
         assert_eq!((c.status, c.streak), (Status::Starting, 1));
         c.record("t".into(), 1, "no".into());
@@ -337,7 +353,7 @@ mod tests {
 
     #[test]
     fn failures_in_the_start_period_do_not_count() {
-        let mut c = checker(1, Duration::from_secs(3600));
+        let (_dir, mut c) = checker(1, Duration::from_secs(3600));
         c.record("t".into(), 1, "no".into());
         assert_eq!((c.status, c.streak), (Status::Starting, 0));
         c.record("t".into(), 0, "ok".into());

@@ -47,7 +47,12 @@ pub enum ContainerCommand {
     /// Show a container's output.
     Logs(LogsArgs),
     /// Show containers in detail (JSON, as docker's inspect).
-    Inspect(NamesArgs),
+    ///
+    /// Examples:
+    ///   hako inspect web
+    ///   hako inspect -f '{{.State.Pid}}' web
+    ///   hako inspect -f '{{json .NetworkSettings.Networks}}' web
+    Inspect(InspectArgs),
     /// Wait for containers to stop and print their exit codes.
     Wait(NamesArgs),
     /// Run a command in a running container.
@@ -313,6 +318,15 @@ pub struct NamesArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// A Go-style template per object ('{{.State.Status}}', '{{json .Config}}'), or json.
+    #[arg(short = 'f', long)]
+    pub format: Option<String>,
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct StopArgs {
     /// Seconds to wait before killing (default: the container's stop timeout, 10).
     #[arg(short = 't', long = "time")]
@@ -474,8 +488,7 @@ fn dispatch(g: &Global, cmd: ContainerCommand) -> Result<()> {
             for n in &a.containers {
                 out.push(engine.inspect(&engine.get(n)?));
             }
-            println!("{}", serde_json::to_string_pretty(&out)?);
-            Ok(())
+            crate::output::print_inspected(&out, a.format.as_deref())
         }
         ContainerCommand::Wait(a) => {
             for n in &a.containers {

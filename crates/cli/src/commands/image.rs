@@ -78,6 +78,9 @@ pub struct ListArgs {
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
+    /// A Go-style template per image ('{{.Id}}', '{{json .Config.Env}}'), or json.
+    #[arg(short = 'f', long)]
+    pub format: Option<String>,
     /// Images (names or ids).
     #[arg(required = true)]
     pub images: Vec<String>,
@@ -454,8 +457,7 @@ fn inspect(g: &Global, a: InspectArgs) -> Result<()> {
             "Labels": labels(&store, &rec),
         }));
     }
-    println!("{}", serde_json::to_string_pretty(&out)?);
-    Ok(())
+    crate::output::print_inspected(&out, a.format.as_deref())
 }
 
 fn history(g: &Global, a: HistoryArgs) -> Result<()> {

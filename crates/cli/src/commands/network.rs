@@ -20,7 +20,7 @@ pub enum NetworkCommand {
     #[command(visible_alias = "list")]
     Ls(LsArgs),
     /// Show networks in detail (JSON, as docker's network inspect).
-    Inspect(NamesArgs),
+    Inspect(InspectArgs),
     /// Remove networks no running container uses.
     #[command(visible_alias = "remove")]
     Rm(NamesArgs),
@@ -68,6 +68,15 @@ pub struct LsArgs {
 
 #[derive(Debug, Args)]
 pub struct NamesArgs {
+    #[arg(required = true, value_name = "NETWORK")]
+    pub networks: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// A Go-style template per network ('{{.IPAM.Config}}', '{{json .Containers}}'), or json.
+    #[arg(short = 'f', long)]
+    pub format: Option<String>,
     #[arg(required = true, value_name = "NETWORK")]
     pub networks: Vec<String>,
 }
@@ -163,7 +172,8 @@ pub fn run(g: &Global, cmd: NetworkCommand) -> Result<()> {
             for n in &a.networks {
                 all.push(engine.network_inspect(&engine.network(n)?)?);
             }
-            writeln!(out, "{}", serde_json::to_string_pretty(&all)?)?;
+            out.flush()?;
+            crate::output::print_inspected(&all, a.format.as_deref())?;
         }
         NetworkCommand::Rm(a) => {
             let mut first: Option<hako_engine::Error> = None;

@@ -66,10 +66,27 @@ impl Engine {
 
     /// Set up the container's networks (after tearing down any left by a crash).
     pub(crate) fn network_up(&self, c: &Container) -> Result<()> {
-        if is_special_mode(&c.host.network_mode) {
+        let none = c.host.network_mode == "none";
+        if is_special_mode(&c.host.network_mode) && !none {
             return Ok(());
         }
         self.network_down(c)?;
+        if none {
+            // A namespace of its own with only loopback, up (as docker's), kept in a
+            // file so that `--network container:` can join it across restarts.
+            let ns = self.netns_path(&c.id);
+            netns::create(&ns)?;
+            let st = NetworkState {
+                netns: ns,
+                attached: Vec::new(),
+                ports: Vec::new(),
+            };
+            if let Err(e) = netns::loopback_up(&st.netns) {
+                let _ = teardown(&c.id, &st);
+                return Err(e);
+            }
+            return self.save_network_state(&c.id, &st);
+        }
         super::isolation::ensure()?;
         let ns = self.netns_path(&c.id);
         netns::create(&ns)?;
@@ -244,6 +261,7 @@ impl Engine {
             .db
             .list()?
             .into_iter()
+            .filter(|c| !is_special_mode(&c.host.network_mode))
             .filter_map(|c| self.network_state(&c.id).map(|s| (c, s)))
             .collect();
         for (c, st) in &running {
