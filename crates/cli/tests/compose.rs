@@ -569,3 +569,45 @@ services:
         "{err}"
     );
 }
+
+#[test]
+fn network_mode_service_shares_the_other_services_network() {
+    let r = Root::new();
+    let dir = r.dir().join("sidecar");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("compose.yaml"),
+        r#"
+name: sidecar
+services:
+  probe:
+    image: busybox
+    network_mode: "service:web"
+    command: ["sh", "-c", "wget -qO- http://127.0.0.1:8080/ > /tmp/got; sleep 1000"]
+  web:
+    image: busybox
+    command: ["sh", "-c", "mkdir /www && echo next door > /www/index.html && httpd -f -p 8080 -h /www"]
+"#,
+    )
+    .unwrap();
+    ok(&r, &dir, &["up", "-d"]);
+    // web started first (an implicit dependency); probe reached it on its loopback.
+    wait_for(
+        "the probe to fetch from web over the shared loopback",
+        || {
+            r.run(&["exec", "sidecar-probe-1", "cat", "/tmp/got"])
+                .stdout
+                .starts_with(b"next door")
+        },
+    );
+    let web_id = r.ok(&["inspect", "-f", "{{.Id}}", "sidecar-web-1"]);
+    let mode = r.ok(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.NetworkMode}}",
+        "sidecar-probe-1",
+    ]);
+    assert_eq!(mode.trim(), format!("container:{}", web_id.trim()));
+    ok(&r, &dir, &["down", "-t", "1"]);
+    assert!(r.ps_all().is_empty());
+}

@@ -563,6 +563,22 @@ fn service(name: &str, v: &Value, dir: &Path, env: &BTreeMap<String, String>) ->
             ))
         }
     }
+    let network_mode = opt_string(v, "network_mode", &path)?;
+    if network_mode.is_some() && !networks.is_empty() {
+        return Err(field(
+            format!("{path}.network_mode"),
+            "cannot be combined with networks",
+        ));
+    }
+    // `service:NAME` runs in NAME's network namespace, so NAME starts first.
+    if let Some(dep) = network_mode
+        .as_deref()
+        .and_then(|m| m.strip_prefix("service:"))
+    {
+        depends_on
+            .entry(dep.to_string())
+            .or_insert_with(|| "service_started".to_string());
+    }
     let healthcheck = match v.get("healthcheck") {
         None | Some(Value::Null) => None,
         Some(h) => {
@@ -625,7 +641,7 @@ fn service(name: &str, v: &Value, dir: &Path, env: &BTreeMap<String, String>) ->
         expose: string_list(v.get("expose"), &format!("{path}.expose"))?,
         volumes: volume_mounts(v.get("volumes"), &format!("{path}.volumes"), dir)?,
         networks,
-        network_mode: opt_string(v, "network_mode", &path)?,
+        network_mode,
         depends_on,
         healthcheck,
         restart: opt_string(v, "restart", &path)?,
@@ -879,6 +895,18 @@ pub fn project(
                 ));
             }
         }
+        if let Some(d) = svc
+            .network_mode
+            .as_deref()
+            .and_then(|m| m.strip_prefix("service:"))
+        {
+            if !services.contains_key(d) && doc.get("services").and_then(|m| m.get(d)).is_none() {
+                return Err(field(
+                    format!("services.{s}.network_mode"),
+                    format!("refers to undefined service {d}"),
+                ));
+            }
+        }
         for d in svc.depends_on.keys() {
             if !services.contains_key(d) && doc.get("services").and_then(|m| m.get(d)).is_none() {
                 return Err(field(
@@ -1017,6 +1045,20 @@ mod tests {
             e(json!({"services": {"web": {}}})),
             "services.web: needs an image (or a build section)"
         );
+        assert_eq!(
+            e(json!({"services": {"web": {"image": "x", "network_mode": "service:ghost"}}})),
+            "services.web.network_mode: refers to undefined service ghost"
+        );
+        assert_eq!(
+            e(
+                json!({"services": {"web": {"image": "x", "network_mode": "host", "networks": ["n"]}}})
+            ),
+            "services.web.network_mode: cannot be combined with networks"
+        );
+        // `service:` makes the other service start first.
+        let side = p(json!({"services": {"app": {"image": "x", "network_mode": "service:web"}, "web": {"image": "x"}}})).unwrap();
+        assert_eq!(side.services["app"].depends_on["web"], "service_started");
+        assert_eq!(side.order().unwrap(), vec!["web", "app"]);
         let cyc = p(json!({"services": {"a": {"image": "x", "depends_on": ["b"]}, "b": {"image": "x", "depends_on": ["a"]}}})).unwrap();
         assert_eq!(
             cyc.order().unwrap_err().to_string(),

@@ -307,6 +307,14 @@ impl<'a> Compose<'a> {
             o.health = health_options(h, name)?;
         }
         match &svc.network_mode {
+            // The other service's first container, as compose does.
+            Some(mode) if mode.starts_with("service:") => {
+                o.network = Some(format!(
+                    "container:{}-{}-1",
+                    p.name,
+                    &mode["service:".len()..]
+                ));
+            }
             Some(mode) => o.network = Some(mode.clone()),
             None => {
                 let nets = p.service_networks(svc);
@@ -547,6 +555,7 @@ impl<'a> Compose<'a> {
         images: &mut ImageStore,
         volumes: bool,
         remove_orphans: bool,
+        timeout: Option<u32>,
     ) -> Result<Vec<Event>> {
         let mut events = Vec::new();
         let order = self.project.order()?;
@@ -567,7 +576,7 @@ impl<'a> Compose<'a> {
             .collect();
         doomed.sort_by_key(|c| std::cmp::Reverse(rank(c).unwrap_or(usize::MAX)));
         for c in doomed {
-            let timeout = c.config.stop_timeout;
+            let timeout = timeout.unwrap_or(c.config.stop_timeout);
             self.engine
                 .stop(&c.id, Some(timeout))
                 .ctx(|| format!("stopping container {}", c.name))?;

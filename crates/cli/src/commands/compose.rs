@@ -105,6 +105,10 @@ pub struct DownArgs {
     /// Remove named volumes of the project and anonymous ones of its containers.
     #[arg(short = 'v', long)]
     pub volumes: bool,
+    /// Seconds to wait for each container to stop before killing it (default: its
+    /// stop_grace_period, else 10).
+    #[arg(short = 't', long = "timeout")]
+    pub timeout: Option<u32>,
     #[arg(long = "remove-orphans")]
     pub remove_orphans: bool,
 }
@@ -293,7 +297,7 @@ pub fn run(g: &Global, a: ComposeArgs) -> Result<()> {
         }
         ComposeCommand::Down(d) => {
             let mut imgs = images()?;
-            for e in compose.down(&mut imgs, d.volumes, d.remove_orphans)? {
+            for e in compose.down(&mut imgs, d.volumes, d.remove_orphans, d.timeout)? {
                 eprintln!(" {} {}  {}", e.kind, e.name, e.action);
             }
             Ok(())
