@@ -611,3 +611,77 @@ services:
     ok(&r, &dir, &["down", "-t", "1"]);
     assert!(r.ps_all().is_empty());
 }
+
+#[test]
+fn fixed_addresses_from_ipv4_address_and_mac_address() {
+    let r = Root::new();
+    let dir = r.dir().join("fixedip");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("compose.yaml"),
+        r#"
+name: fixedip
+services:
+  db:
+    image: busybox
+    command: ["sleep", "1000"]
+    mac_address: "02:42:0a:fd:07:0a"
+    networks:
+      private:
+        ipv4_address: 10.253.7.10
+  app:
+    image: busybox
+    command: ["sleep", "1000"]
+    networks:
+      front:
+      private:
+        ipv4_address: 10.253.7.20
+        aliases: [api]
+networks:
+  front:
+  private:
+    ipam:
+      config:
+        - subnet: 10.253.7.0/24
+"#,
+    )
+    .unwrap();
+    ok(&r, &dir, &["up", "-d"]);
+    let addr = r.ok(&[
+        "exec",
+        "fixedip-db-1",
+        "ip",
+        "-o",
+        "-4",
+        "addr",
+        "show",
+        "eth0",
+    ]);
+    assert!(addr.contains("10.253.7.10/24"), "{addr}");
+    let link = r.ok(&["exec", "fixedip-db-1", "ip", "-o", "link", "show", "eth0"]);
+    assert!(link.contains("02:42:0a:fd:07:0a"), "{link}");
+    // app's second network ("private" sorts after "front": connected after
+    // create) has the address asked for.
+    let v = r.inspect("fixedip-app-1");
+    assert_eq!(
+        v["NetworkSettings"]["Networks"]["fixedip_private"]["IPAddress"],
+        "10.253.7.20"
+    );
+    let out = r.ok(&["exec", "fixedip-db-1", "ping", "-c1", "-W5", "api"]);
+    assert!(out.contains("10.253.7.20"), "{out}");
+    ok(&r, &dir, &["down", "-t", "1"]);
+    assert!(r.ps_all().is_empty());
+    // A malformed address is named by its field.
+    std::fs::write(
+        dir.join("compose.yaml"),
+        "services:\n  s:\n    image: busybox\n    networks:\n      n:\n        ipv4_address: 10.1\nnetworks:\n  n:\n",
+    )
+    .unwrap();
+    let out = compose(&r, &dir, &["up", "-d"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("services.s.networks.n.ipv4_address") && err.contains("not an IPv4"),
+        "{err}"
+    );
+}

@@ -570,3 +570,183 @@ fn containers_join_another_containers_network() {
     r.ok(&["rm", "-f", "web", "lonely"]);
     r.ok(&["network", "rm", "joinnet"]);
 }
+
+/// The bridge's ports (veth host ends) of a network of this root.
+fn bridge_ports(r: &Root, network: &str) -> usize {
+    let v: serde_json::Value =
+        serde_json::from_str(&r.ok(&["network", "inspect", network])).unwrap();
+    let bridge = v[0]["Options"]["com.docker.network.bridge.name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = std::process::Command::new("ip")
+        .args(["-o", "link", "show", "master", &bridge])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+#[test]
+fn fixed_addresses_and_macs() {
+    let r = Root::new();
+    r.ok(&["network", "create", "--subnet", "10.252.33.0/24", "fixed"]);
+    r.ok(&["network", "create", "--subnet", "10.252.34.0/24", "other"]);
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "a",
+        "--network",
+        "fixed",
+        "--ip",
+        "10.252.33.50",
+        "--mac-address",
+        "02:42:0A:FC:21:32",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let addr = r.ok(&["exec", "a", "ip", "-o", "-4", "addr", "show", "eth0"]);
+    assert!(addr.contains("10.252.33.50/24"), "{addr}");
+    let link = r.ok(&["exec", "a", "ip", "-o", "link", "show", "eth0"]);
+    assert!(link.contains("02:42:0a:fc:21:32"), "{link}");
+    let v = r.inspect("a");
+    let net = &v["NetworkSettings"]["Networks"]["fixed"];
+    assert_eq!(net["IPAddress"], "10.252.33.50");
+    assert_eq!(net["IPAMConfig"]["IPv4Address"], "10.252.33.50");
+    assert_eq!(net["MacAddress"], "02:42:0a:fc:21:32");
+    // Another container asking for the same address is refused in one line
+    // and leaves no interface on the bridge.
+    let out = r.run(&[
+        "run",
+        "-d",
+        "--name",
+        "b",
+        "--network",
+        "fixed",
+        "--ip",
+        "10.252.33.50",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("address 10.252.33.50 already in use"), "{err}");
+    assert_eq!(bridge_ports(&r, "fixed"), 1);
+    // The address stays the container's across a restart.
+    r.ok(&["restart", "-t", "0", "a"]);
+    let addr = r.ok(&["exec", "a", "ip", "-o", "-4", "addr", "show", "eth0"]);
+    assert!(addr.contains("10.252.33.50/24"), "{addr}");
+    // network connect --ip, and the other container reaches it there.
+    r.ok(&["network", "connect", "--ip", "10.252.34.9", "other", "a"]);
+    let addr = r.ok(&["exec", "a", "ip", "-o", "-4", "addr", "show", "eth1"]);
+    assert!(addr.contains("10.252.34.9/24"), "{addr}");
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "c",
+        "--network",
+        "other",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let out = r.ok(&["exec", "c", "ping", "-c1", "-W5", "10.252.34.9"]);
+    assert!(out.contains("1 packets received"), "{out}");
+    // Bad requests, each a one-line error before anything is made.
+    for (args, want) in [
+        (
+            vec!["run", "--rm", "--ip", "10.88.0.9", "busybox", "true"],
+            "user defined networks only",
+        ),
+        (
+            vec![
+                "run",
+                "--rm",
+                "--network",
+                "fixed",
+                "--ip",
+                "10.9.0.5",
+                "busybox",
+                "true",
+            ],
+            "not in the subnet 10.252.33.0/24 of network fixed",
+        ),
+        (
+            vec![
+                "run",
+                "--rm",
+                "--network",
+                "fixed",
+                "--ip",
+                "10.252.33.1",
+                "busybox",
+                "true",
+            ],
+            "gateway of network fixed",
+        ),
+        (
+            vec![
+                "run",
+                "--rm",
+                "--network",
+                "fixed",
+                "--ip",
+                "10.252.33.255",
+                "busybox",
+                "true",
+            ],
+            "broadcast address",
+        ),
+        (
+            vec![
+                "run",
+                "--rm",
+                "--network",
+                "fixed",
+                "--ip",
+                "10.252.33",
+                "busybox",
+                "true",
+            ],
+            "not an IPv4 address",
+        ),
+        (
+            vec![
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "--ip",
+                "10.252.33.7",
+                "busybox",
+                "true",
+            ],
+            "not supported with network mode none",
+        ),
+        (
+            vec![
+                "run",
+                "--rm",
+                "--mac-address",
+                "01:00:5e:00:00:01",
+                "busybox",
+                "true",
+            ],
+            "multicast",
+        ),
+        (
+            vec!["network", "connect", "--ip", "10.9.9.9", "fixed", "c"],
+            "not in the subnet",
+        ),
+    ] {
+        let out = r.run(&args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}

@@ -22,6 +22,14 @@ pub struct Project {
     pub secrets: BTreeMap<String, PathBuf>,
 }
 
+/// A service's entry under its `networks:`.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct ServiceNetwork {
+    pub aliases: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv4_address: Option<std::net::Ipv4Addr>,
+}
+
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Service {
     pub image: Option<String>,
@@ -35,8 +43,10 @@ pub struct Service {
     pub ports: Vec<Port>,
     pub expose: Vec<String>,
     pub volumes: Vec<VolumeMount>,
-    /// Network name (in the file) → aliases.
-    pub networks: BTreeMap<String, Vec<String>>,
+    /// Network name (in the file) → the service's settings there.
+    pub networks: BTreeMap<String, ServiceNetwork>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mac_address: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub network_mode: Option<String>,
     /// Service → condition.
@@ -463,6 +473,7 @@ fn service(name: &str, v: &Value, dir: &Path, env: &BTreeMap<String, String>) ->
         "user",
         "working_dir",
         "hostname",
+        "mac_address",
         "extra_hosts",
         "stop_grace_period",
         "stop_signal",
@@ -510,14 +521,36 @@ fn service(name: &str, v: &Value, dir: &Path, env: &BTreeMap<String, String>) ->
         None | Some(Value::Null) => {}
         Some(Value::Array(a)) => {
             for (i, n) in a.iter().enumerate() {
-                networks.insert(string(n, &format!("{path}.networks[{i}]"))?, Vec::new());
+                networks.insert(
+                    string(n, &format!("{path}.networks[{i}]"))?,
+                    ServiceNetwork::default(),
+                );
             }
         }
         Some(Value::Object(m)) => {
             for (n, cfg) in m {
+                let here = format!("{path}.networks.{n}");
+                if let Some(k) = cfg.as_object().and_then(|o| {
+                    o.keys()
+                        .find(|k| !["aliases", "ipv4_address"].contains(&k.as_str()))
+                }) {
+                    return Err(field(
+                        format!("{here}.{k}"),
+                        "is not supported by hako compose",
+                    ));
+                }
+                let ipv4_address = match opt_string(cfg, "ipv4_address", &here)? {
+                    None => None,
+                    Some(a) => Some(a.parse::<std::net::Ipv4Addr>().map_err(|_| {
+                        field(format!("{here}.ipv4_address"), "is not an IPv4 address")
+                    })?),
+                };
                 networks.insert(
                     n.clone(),
-                    string_list(cfg.get("aliases"), &format!("{path}.networks.{n}.aliases"))?,
+                    ServiceNetwork {
+                        aliases: string_list(cfg.get("aliases"), &format!("{here}.aliases"))?,
+                        ipv4_address,
+                    },
                 );
             }
         }
@@ -657,6 +690,7 @@ fn service(name: &str, v: &Value, dir: &Path, env: &BTreeMap<String, String>) ->
         user: opt_string(v, "user", &path)?,
         working_dir: opt_string(v, "working_dir", &path)?,
         hostname: opt_string(v, "hostname", &path)?,
+        mac_address: opt_string(v, "mac_address", &path)?,
         extra_hosts: match v.get("extra_hosts") {
             Some(Value::Object(m)) => m
                 .iter()
@@ -969,9 +1003,9 @@ impl Project {
     }
 
     /// The networks a service joins (its own list, or the project default).
-    pub fn service_networks(&self, svc: &Service) -> Vec<(String, Vec<String>)> {
+    pub fn service_networks(&self, svc: &Service) -> Vec<(String, ServiceNetwork)> {
         if svc.networks.is_empty() {
-            return vec![("default".to_string(), Vec::new())];
+            return vec![("default".to_string(), ServiceNetwork::default())];
         }
         svc.networks
             .iter()

@@ -318,11 +318,18 @@ impl<'a> Compose<'a> {
             Some(mode) => o.network = Some(mode.clone()),
             None => {
                 let nets = p.service_networks(svc);
-                let (first, aliases) = &nets[0];
+                let (first, sn) = &nets[0];
                 o.network = Some(p.networks[first].name.clone());
                 o.network_aliases = std::iter::once(name.to_string())
-                    .chain(aliases.iter().cloned())
+                    .chain(sn.aliases.iter().cloned())
                     .collect();
+                o.ip = sn.ipv4_address;
+                o.mac_address = svc
+                    .mac_address
+                    .as_deref()
+                    .map(options::parse_mac)
+                    .transpose()
+                    .map_err(|e| fe("mac_address", e))?;
             }
         }
         Ok(o)
@@ -344,11 +351,16 @@ impl<'a> Compose<'a> {
             .create(images, &o)
             .ctx(|| format!("creating container {cname}"))?;
         if svc.network_mode.is_none() {
-            for (net, aliases) in self.project.service_networks(svc).into_iter().skip(1) {
+            for (net, sn) in self.project.service_networks(svc).into_iter().skip(1) {
                 let mut all = vec![name.to_string()];
-                all.extend(aliases);
+                all.extend(sn.aliases);
                 self.engine
-                    .connect(&c.id, &self.project.networks[&net].name, &all)
+                    .connect(
+                        &c.id,
+                        &self.project.networks[&net].name,
+                        &all,
+                        sn.ipv4_address,
+                    )
                     .ctx(|| format!("connecting {cname} to network {net}"))?;
             }
         }

@@ -240,6 +240,23 @@ pub fn host_config(o: &CreateOptions, runtime_path: &str) -> Result<HostConfig> 
                 .into(),
         ));
     }
+    if o.ip.is_some() || o.mac_address.is_some() {
+        let what = if o.ip.is_some() {
+            "user specified IP address"
+        } else {
+            "a user specified MAC address"
+        };
+        if !cni {
+            return Err(Error::Invalid(format!(
+                "{what} is not supported with network mode {network_mode}"
+            )));
+        }
+        if o.ip.is_some() && network_mode == crate::network::DEFAULT_NETWORK {
+            return Err(Error::Invalid(
+                "user specified IP address is supported on user defined networks only".into(),
+            ));
+        }
+    }
     if network_mode == "none" && (!o.publish.is_empty() || o.publish_all) {
         return Err(Error::Invalid(
             "ports cannot be published with --network none".into(),
@@ -290,6 +307,8 @@ pub fn host_config(o: &CreateOptions, runtime_path: &str) -> Result<HostConfig> 
             vec![crate::record::NetworkAttach {
                 network: network_mode.clone(),
                 aliases: o.network_aliases.clone(),
+                ipv4_address: o.ip,
+                mac_address: o.mac_address.clone(),
             }]
         } else {
             Vec::new()

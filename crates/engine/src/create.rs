@@ -37,7 +37,10 @@ impl Engine {
             .as_deref()
             .filter(|n| !network::is_special_mode(n))
         {
-            self.network(n)?;
+            let net = self.network(n)?;
+            if let Some(ip) = o.ip {
+                network::check_requested_ip(&net, ip)?;
+            }
         } else if o.network.is_none() {
             self.default_network()?;
         }

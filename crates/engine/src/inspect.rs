@@ -83,6 +83,7 @@ impl Engine {
             networks.insert(
                 a.network.clone(),
                 json!({
+                    "IPAMConfig": a.ipv4_address.map(|ip| json!({"IPv4Address": ip.to_string()})),
                     "Aliases": a.aliases,
                     "NetworkID": live.map(|l| l.network_id.clone()).unwrap_or_default(),
                     "Gateway": e.gateway,

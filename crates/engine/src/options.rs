@@ -45,6 +45,10 @@ pub struct CreateOptions {
     pub network: Option<String>,
     /// `--network-alias`.
     pub network_aliases: Vec<String>,
+    /// `--ip`: the address on the (first) network.
+    pub ip: Option<std::net::Ipv4Addr>,
+    /// `--mac-address`: the MAC of the (first) network's interface.
+    pub mac_address: Option<String>,
     /// `-p` (see [`crate::network::ports::parse_publish`]).
     pub publish: Vec<crate::network::ports::PortBinding>,
     /// `-P`.
@@ -254,6 +258,43 @@ pub fn parse_cpus(s: &str) -> Result<i64> {
         )));
     }
     Ok((n * 1e9) as i64)
+}
+
+/// `--ip 10.1.0.5` (IPv4 only: hako's networks have no IPv6).
+pub fn parse_ip(s: &str) -> Result<std::net::Ipv4Addr> {
+    let t = s.trim();
+    match t.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(a)) => Ok(a),
+        Ok(std::net::IpAddr::V6(_)) => Err(Error::Invalid(format!(
+            "invalid --ip {s:?}: IPv6 addresses are not supported (hako networks are IPv4)"
+        ))),
+        Err(_) => Err(Error::Invalid(format!(
+            "invalid --ip {s:?}: not an IPv4 address"
+        ))),
+    }
+}
+
+/// `--mac-address 02:42:ac:11:00:02`: six hex octets, unicast; returned
+/// lower-case, as the kernel prints it.
+pub fn parse_mac(s: &str) -> Result<String> {
+    let t = s.trim().to_ascii_lowercase().replace('-', ":");
+    let octets: Vec<&str> = t.split(':').collect();
+    let ok = octets.len() == 6
+        && octets
+            .iter()
+            .all(|o| o.len() == 2 && o.bytes().all(|b| b.is_ascii_hexdigit()));
+    if !ok {
+        return Err(Error::Invalid(format!(
+            "invalid MAC address {s:?}: expected six hex octets such as 02:42:ac:11:00:02"
+        )));
+    }
+    let first = u8::from_str_radix(octets[0], 16).expect("checked hex");
+    if first & 1 == 1 {
+        return Err(Error::Invalid(format!(
+            "invalid MAC address {s:?}: a multicast address cannot name an interface"
+        )));
+    }
+    Ok(t)
 }
 
 /// What one `-v` asks for: a host path or a volume.
@@ -610,6 +651,39 @@ pub fn parse_ulimit(s: &str) -> Result<crate::record::Ulimit> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_and_macs() {
+        assert_eq!(parse_ip("10.1.0.5").unwrap().to_string(), "10.1.0.5");
+        assert!(parse_ip("10.1.0")
+            .unwrap_err()
+            .to_string()
+            .contains("not an IPv4"));
+        assert!(parse_ip("fd00::5")
+            .unwrap_err()
+            .to_string()
+            .contains("IPv6"));
+        assert_eq!(parse_mac("02:42:AC:11:00:02").unwrap(), "02:42:ac:11:00:02");
+        assert_eq!(parse_mac("02-42-ac-11-00-02").unwrap(), "02:42:ac:11:00:02");
+        for bad in [
+            "02:42:ac:11:00",
+            "02:42:ac:11:00:0g",
+            "0242ac110002",
+            "2:42:ac:11:0:2",
+        ] {
+            assert!(
+                parse_mac(bad)
+                    .unwrap_err()
+                    .to_string()
+                    .contains("six hex octets"),
+                "{bad}"
+            );
+        }
+        assert!(parse_mac("01:00:5e:00:00:01")
+            .unwrap_err()
+            .to_string()
+            .contains("multicast"));
+    }
 
     #[test]
     fn sizes_cpus_binds() {

@@ -172,6 +172,12 @@ pub struct NetworkAttach {
     pub network: String,
     /// `--network-alias`: more names other containers on it resolve.
     pub aliases: Vec<String>,
+    /// `--ip`: the address asked for on this network (else IPAM chooses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv4_address: Option<std::net::Ipv4Addr>,
+    /// `--mac-address`: the interface's MAC on this network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_address: Option<String>,
 }
 
 /// What a [`Mount`] mounts.

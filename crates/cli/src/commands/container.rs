@@ -164,6 +164,12 @@ pub struct CreateArgs {
     /// Another name of the container on its user-defined network.
     #[arg(long = "network-alias", visible_alias = "net-alias")]
     pub network_alias: Vec<String>,
+    /// IPv4 address on the (user-defined) network, e.g. 10.5.0.20.
+    #[arg(long, value_name = "IPV4")]
+    pub ip: Option<String>,
+    /// MAC address of the container's interface, e.g. 02:42:0a:05:00:14.
+    #[arg(long = "mac-address", value_name = "MAC")]
+    pub mac_address: Option<String>,
     /// Publish a port: [IP:][HOST_PORT:]CONTAINER_PORT[/PROTO].
     #[arg(short = 'p', long = "publish", value_name = "[IP:][HOST:]PORT[/PROTO]")]
     pub publish: Vec<String>,
@@ -674,6 +680,12 @@ fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
         pids_limit: a.pids_limit.unwrap_or(0),
         network: a.network.clone(),
         network_aliases: a.network_alias.clone(),
+        ip: a.ip.as_deref().map(options::parse_ip).transpose()?,
+        mac_address: a
+            .mac_address
+            .as_deref()
+            .map(options::parse_mac)
+            .transpose()?,
         publish: a
             .publish
             .iter()

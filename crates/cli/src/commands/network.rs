@@ -27,7 +27,9 @@ pub enum NetworkCommand {
     /// Remove every user-defined network no container refers to.
     Prune(PruneArgs),
     /// Connect a container to a network.
-    #[command(after_help = "Example:\n  hako network connect --alias db backend postgres")]
+    #[command(
+        after_help = "Examples:\n  hako network connect --alias db backend postgres\n  hako network connect --ip 10.5.0.20 backend postgres"
+    )]
     Connect(ConnectArgs),
     /// Disconnect a container from a network.
     Disconnect(DisconnectArgs),
@@ -93,6 +95,9 @@ pub struct ConnectArgs {
     /// Another name of the container on this network.
     #[arg(long)]
     pub alias: Vec<String>,
+    /// IPv4 address of the container on this network.
+    #[arg(long, value_name = "IPV4")]
+    pub ip: Option<String>,
     pub network: String,
     pub container: String,
 }
@@ -197,7 +202,10 @@ pub fn run(g: &Global, cmd: NetworkCommand) -> Result<()> {
                 }
             }
         }
-        NetworkCommand::Connect(a) => engine.connect(&a.container, &a.network, &a.alias)?,
+        NetworkCommand::Connect(a) => {
+            let ip = a.ip.as_deref().map(options::parse_ip).transpose()?;
+            engine.connect(&a.container, &a.network, &a.alias, ip)?
+        }
         NetworkCommand::Disconnect(a) => engine.disconnect(&a.container, &a.network)?,
     }
     Ok(())

@@ -138,7 +138,8 @@ fn plugins(list: &Value) -> &[Value] {
 }
 
 /// ADD every plugin of `list` in order; returns the final result. If one
-/// fails, those already added are deleted again before the error returns.
+/// fails, it and those already added are deleted again before the error
+/// returns.
 pub fn add(list: &Value, att: &Attachment, runtime: &Value) -> Result<Value> {
     let dirs = plugin_path();
     let net = list["name"].as_str().unwrap_or("?");
@@ -157,7 +158,9 @@ pub fn add(list: &Value, att: &Attachment, runtime: &Value) -> Result<Value> {
                 }
             }
             Err(e) => {
-                for q in plugins(list)[..i].iter().rev() {
+                // The failed plugin too: bridge leaves its veth behind when
+                // IPAM fails (an address asked for is taken, say).
+                for q in plugins(list)[..=i].iter().rev() {
                     let _ = exec(
                         net,
                         "DEL",

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 pub use manage::NetworkCreate;
+pub(crate) use setup::check_requested_ip;
 pub use setup::{Attached, NetworkState};
 
 /// The network containers join when none is named (docker's default).
@@ -91,6 +92,9 @@ impl Network {
                     "ipMasq": false,
                     "hairpinMode": true,
                     "ipam": ipam,
+                    // `--ip` reaches host-local and `--mac-address` the bridge
+                    // plugin as runtime values.
+                    "capabilities": {"ips": true, "mac": true},
                 },
                 {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true},
             ],

@@ -140,24 +140,53 @@ impl Engine {
                 p.retain(|x| x["type"] != "portmap");
             }
         }
-        let runtime_config = if with_ports && !st.ports.is_empty() {
-            json!({"portMappings": st.ports.iter().map(|p| json!({
-                "hostPort": p.host_port,
-                "containerPort": p.container_port,
-                "protocol": p.protocol,
-                "hostIP": p.host_ip,
-            })).collect::<Vec<_>>()})
-        } else {
+        let mut runtime_config = serde_json::Map::new();
+        if with_ports && !st.ports.is_empty() {
+            runtime_config.insert(
+                "portMappings".into(),
+                st.ports
+                    .iter()
+                    .map(|p| {
+                        json!({
+                            "hostPort": p.host_port,
+                            "containerPort": p.container_port,
+                            "protocol": p.protocol,
+                            "hostIP": p.host_ip,
+                        })
+                    })
+                    .collect(),
+            );
+        }
+        if let Some(ip) = a.ipv4_address {
+            let prefix = check_requested_ip(&n, ip)?;
+            runtime_config.insert("ips".into(), json!([format!("{ip}/{}", prefix.len)]));
+        }
+        if let Some(mac) = &a.mac_address {
+            runtime_config.insert("mac".into(), json!(mac));
+        }
+        let runtime_config = if runtime_config.is_empty() {
             Value::Null
+        } else {
+            Value::Object(runtime_config)
         };
         let att = Attachment {
             container_id: &c.id,
             netns: &st.netns,
             ifname: &ifname,
         };
-        let result = cni::add(&conflist, &att, &runtime_config).map_err(|e| Error::Runtime {
-            context: format!("connecting container {} to network {}", c.name, n.name),
-            message: e.to_string(),
+        let result = cni::add(&conflist, &att, &runtime_config).map_err(|e| {
+            let message = e.to_string();
+            match a.ipv4_address {
+                // host-local's words for a taken address; docker's are shorter.
+                Some(ip) if message.contains("is not available") => Error::Conflict(format!(
+                    "connecting container {} to network {}: address {ip} already in use",
+                    c.name, n.name
+                )),
+                _ => Error::Runtime {
+                    context: format!("connecting container {} to network {}", c.name, n.name),
+                    message,
+                },
+            }
         })?;
         let endpoint = cni::endpoint(&result, &ifname);
         st.attached.push(Attached {
@@ -188,8 +217,15 @@ impl Engine {
         res
     }
 
-    /// Attach a container to one more network (now if it runs, else at start).
-    pub fn connect(&self, what: &str, network: &str, aliases: &[String]) -> Result<()> {
+    /// Attach a container to one more network (now if it runs, else at
+    /// start), with more names there and, if given, the address asked for.
+    pub fn connect(
+        &self,
+        what: &str,
+        network: &str,
+        aliases: &[String],
+        ip: Option<std::net::Ipv4Addr>,
+    ) -> Result<()> {
         let found = self.get(what)?;
         let _lock = self.lock(&found.id)?;
         let mut c = self.get(&found.id)?;
@@ -206,9 +242,19 @@ impl Engine {
                 c.name, n.name
             )));
         }
+        if let Some(ip) = ip {
+            if n.is_default() {
+                return Err(Error::Invalid(
+                    "user specified IP address is supported on user defined networks only".into(),
+                ));
+            }
+            check_requested_ip(&n, ip)?;
+        }
         let a = NetworkAttach {
             network: n.name.clone(),
             aliases: aliases.to_vec(),
+            ipv4_address: ip,
+            mac_address: None,
         };
         if c.state.status == Status::Running {
             let mut st = self.network_state(&c.id).ok_or_else(|| {
@@ -322,6 +368,42 @@ pub(crate) fn hosts_file(
         }
     }
     out
+}
+
+/// An address asked for with `--ip` must be a host address of the network's
+/// subnet other than its gateway; returns the subnet.
+pub(crate) fn check_requested_ip(
+    n: &Network,
+    ip: std::net::Ipv4Addr,
+) -> Result<super::subnet::Prefix> {
+    let prefix = super::subnet::Prefix::parse(&n.subnet)?;
+    let broadcast =
+        std::net::Ipv4Addr::from(u32::from(prefix.network()) | (u32::MAX >> prefix.len));
+    if !prefix.contains(ip) {
+        return Err(Error::Invalid(format!(
+            "address {ip} is not in the subnet {} of network {}",
+            n.subnet, n.name
+        )));
+    }
+    if ip == prefix.network() || ip == broadcast {
+        return Err(Error::Invalid(format!(
+            "address {ip} is the {} address of network {} ({}), not a host address",
+            if ip == broadcast {
+                "broadcast"
+            } else {
+                "network"
+            },
+            n.name,
+            n.subnet
+        )));
+    }
+    if n.gateway.parse::<std::net::Ipv4Addr>().ok() == Some(ip) {
+        return Err(Error::Conflict(format!(
+            "address {ip} already in use: it is the gateway of network {}",
+            n.name
+        )));
+    }
+    Ok(prefix)
 }
 
 fn del_one(id: &str, st: &NetworkState, a: &Attached) -> Result<()> {
