@@ -78,6 +78,8 @@ enum Command {
     Builder(commands::build::BuilderCommand),
     /// Multi-container applications from compose files (up, down, ps, logs, ...).
     Compose(commands::compose::ComposeArgs),
+    /// Container, image, network and volume events, followed as they happen.
+    Events(commands::events::EventsArgs),
     /// Manage networks (create, ls, inspect, rm, prune, connect, disconnect).
     #[command(subcommand)]
     Network(commands::network::NetworkCommand),
@@ -126,6 +128,7 @@ fn main() -> ExitCode {
         Command::Build(args) => commands::build::build(&cli.global, *args),
         Command::Builder(cmd) => commands::build::builder(&cli.global, cmd),
         Command::Registry(cmd) => commands::registry::run(&cli.global, cmd),
+        Command::Events(args) => commands::events::run(&cli.global, args),
         Command::Network(cmd) => commands::network::run(&cli.global, cmd),
         Command::Compose(args) => commands::compose::run(&cli.global, args),
         Command::System(cmd) => commands::system::run(&cli.global, cmd),

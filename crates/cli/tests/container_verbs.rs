@@ -342,3 +342,211 @@ fn log_rotation_with_max_size_and_max_file() {
         );
     }
 }
+
+fn now_secs() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
+}
+
+/// Each of `want` appears in `got`, in this order (others may come between).
+fn in_order(got: &[String], want: &[&str]) {
+    let mut at = 0;
+    for w in want {
+        match got[at..].iter().position(|g| g == w) {
+            Some(i) => at += i + 1,
+            None => panic!("{w:?} missing (in order) from {got:?}"),
+        }
+    }
+}
+
+#[test]
+fn events_of_containers_images_networks_and_volumes() {
+    let r = Root::new();
+    let t0 = now_secs();
+    let id = r
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            "ev",
+            "-l",
+            "app=x",
+            "--network",
+            "none",
+            "--health-cmd",
+            "true",
+            "--health-interval",
+            "300ms",
+            "busybox",
+            "sleep",
+            "1000",
+        ])
+        .trim()
+        .to_string();
+    wait_for("healthy", || {
+        r.inspect("ev")["State"]["Health"]["Status"] == "healthy"
+    });
+    r.ok(&["exec", "ev", "true"]);
+    r.ok(&["pause", "ev"]);
+    r.ok(&["unpause", "ev"]);
+    r.ok(&["rename", "ev", "ev2"]);
+    r.ok(&["restart", "-t", "1", "ev2"]);
+    r.ok(&["kill", "ev2"]);
+    wait_for("the exit", || {
+        r.state_of("ev2").is_some_and(|s| s.0 == "exited")
+    });
+    r.ok(&["rm", "ev2"]);
+    r.ok(&["network", "create", "evnet"]);
+    r.ok(&["network", "rm", "evnet"]);
+    r.ok(&["volume", "create", "evvol"]);
+    r.ok(&["volume", "rm", "evvol"]);
+    r.ok(&["tag", "busybox", "busybox:again"]);
+    r.ok(&["rmi", "busybox:again"]);
+
+    let lines = |args: &[&str]| -> Vec<String> {
+        let mut a = vec!["events", "--since", &t0, "--until", "0s"];
+        a.extend_from_slice(args);
+        r.ok(&a).lines().map(str::to_string).collect()
+    };
+    let actions = lines(&[
+        "--filter",
+        &format!("container={id}"),
+        "--format",
+        "{{.Action}}",
+    ]);
+    in_order(
+        &actions,
+        &[
+            "create",
+            "start",
+            "health_status: healthy",
+            "exec_create: true",
+            "exec_start: true",
+            "exec_die",
+            "pause",
+            "unpause",
+            "rename",
+            "kill",
+            "die",
+            "stop",
+            "start",
+            "restart",
+            "kill",
+            "die",
+            "destroy",
+        ],
+    );
+    // docker's JSON: attributes with the labels, name and image; die has the code.
+    let json: Vec<serde_json::Value> = lines(&["--filter", "event=die", "--format", "json"])
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(json.len(), 2, "{json:?}");
+    assert_eq!(json[1]["status"], "die");
+    assert_eq!(json[1]["id"], id.as_str());
+    assert_eq!(json[1]["from"], "busybox");
+    assert_eq!(json[1]["Actor"]["Attributes"]["name"], "ev2");
+    assert_eq!(json[1]["Actor"]["Attributes"]["app"], "x");
+    assert_eq!(json[1]["Actor"]["Attributes"]["exitCode"], "137");
+    // The text form, and filters by label, type and name.
+    let text = lines(&["--filter", "event=create", "--filter", "label=app=x"]);
+    assert_eq!(text.len(), 1, "{text:?}");
+    assert!(
+        text[0].ends_with(&format!(
+            "Z container create {id} (app=x, image=busybox, name=ev)"
+        )),
+        "{}",
+        text[0]
+    );
+    let kills = lines(&[
+        "--filter",
+        "event=kill",
+        "--format",
+        "{{.Actor.Attributes.signal}}",
+    ]);
+    // restart: TERM, which sleep as pid 1 ignores, then KILL after -t 1; kill: KILL.
+    assert_eq!(kills, ["15", "9", "9"]);
+    assert_eq!(
+        lines(&[
+            "--filter",
+            "type=network",
+            "--format",
+            "{{.Action}} {{.Actor.Attributes.name}}"
+        ]),
+        ["create evnet", "destroy evnet"]
+    );
+    assert_eq!(
+        lines(&[
+            "--filter",
+            "volume=evvol",
+            "--format",
+            "{{.Action}} {{.Actor.ID}}"
+        ]),
+        ["create evvol", "destroy evvol"]
+    );
+    let images = lines(&[
+        "--filter",
+        "type=image",
+        "--format",
+        "{{.Action}} {{.Actor.Attributes.name}}",
+    ]);
+    in_order(&images, &["tag busybox:again", "untag busybox:again"]);
+
+    // Following: a die reported as it happens, to a reader started before it.
+    let mut follower = std::process::Command::new(env!("CARGO_BIN_EXE_hako"))
+        .arg("--root")
+        .arg(r.root())
+        .args([
+            "events",
+            "--since",
+            &now_secs(),
+            "--filter",
+            "event=die",
+            "--format",
+            "{{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = r.run(&[
+        "run",
+        "--name",
+        "quick",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    let mut first = String::new();
+    let stdout = follower.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut first).unwrap();
+        first
+    });
+    wait_for("the follower to print", || reader.is_finished());
+    let _ = follower.kill();
+    let _ = follower.wait();
+    assert_eq!(reader.join().unwrap(), "quick 3\n");
+
+    for (args, want) in [
+        (
+            vec!["events", "--filter", "bogus=1", "--until", "0s"],
+            "bogus",
+        ),
+        (
+            vec!["events", "--since", "yesterday", "--until", "0s"],
+            "invalid --since",
+        ),
+    ] {
+        let out = r.run(&args);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(want), "{err}");
+    }
+}

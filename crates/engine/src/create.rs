@@ -104,6 +104,7 @@ impl Engine {
             }
             return Err(e);
         }
+        self.container_event(&c, "create", &[]);
         Ok(c)
     }
 

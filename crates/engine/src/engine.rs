@@ -40,16 +40,41 @@ pub struct Engine {
     pub(crate) db: Db,
 }
 
+/// An event of container `c`: its labels, name and image as attributes (as
+/// docker), and `extra`.
+pub(crate) fn container_event(
+    c: &Container,
+    action: &str,
+    extra: &[(&str, String)],
+) -> crate::events::Event {
+    let mut e = crate::events::Event::new("container", action, &c.id);
+    for (k, v) in &c.config.labels {
+        e = e.attr(k, v.clone());
+    }
+    e = e
+        .attr("name", c.name.clone())
+        .attr("image", c.image.clone());
+    for (k, v) in extra {
+        e = e.attr(k, v.clone());
+    }
+    e
+}
+
+/// The run state directory (tmpfs for the default root) of an engine root.
+pub fn run_root_for(root: &Path) -> PathBuf {
+    if root == Path::new(DEFAULT_ROOT) {
+        PathBuf::from(DEFAULT_RUN_ROOT)
+    } else {
+        root.join("run")
+    }
+}
+
 impl Engine {
     /// Open (creating if needed) the engine state under `root`.
     pub fn open(root: &Path) -> Result<Engine> {
         fs::create_dir_all(root.join("containers"))
             .ctx(|| format!("creating the container directory under {}", root.display()))?;
-        let run_root = if root == Path::new(DEFAULT_ROOT) {
-            PathBuf::from(DEFAULT_RUN_ROOT)
-        } else {
-            root.join("run")
-        };
+        let run_root = run_root_for(root);
         let db = Db::open(root)?;
         db.init_networks()?;
         Ok(Engine {
@@ -61,6 +86,17 @@ impl Engine {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The event log of this root (`events`).
+    pub fn events(&self) -> crate::events::EventLog {
+        crate::events::EventLog::at(&self.run_root)
+    }
+
+    /// Record that `action` happened to container `c` (its name, image and
+    /// labels as attributes, as docker), with `extra` attributes.
+    pub(crate) fn container_event(&self, c: &Container, action: &str, extra: &[(&str, String)]) {
+        self.events().emit(&container_event(c, action, extra));
     }
 
     /// The directory (and OCI bundle) of a container.

@@ -42,6 +42,10 @@ pub struct ExecTty {
     /// The runtime's stderr (see [`crate::runtime::Runtime::exec_console`]).
     errors: PathBuf,
     name: String,
+    /// For the exec_die event.
+    events: crate::events::EventLog,
+    container: crate::Container,
+    exec_id: String,
 }
 
 impl ExecTty {
@@ -60,6 +64,14 @@ impl ExecTty {
         let status = status
             .map_err(|e| Error::io(format!("waiting for an exec in container {}", self.name), e))?;
         let code = exit_code(status);
+        self.events.emit(&crate::engine::container_event(
+            &self.container,
+            "exec_die",
+            &[
+                ("execID", self.exec_id.clone()),
+                ("exitCode", code.to_string()),
+            ],
+        ));
         let text = text.trim();
         if code != 0 && !text.is_empty() {
             let lower = text.to_ascii_lowercase();
@@ -98,13 +110,40 @@ impl Engine {
         }
         let (c, file) = self.exec_process(what, o)?;
         let rt = self.runtime_of(&c);
+        let exec_id = self.exec_events_start(&c, o);
         let res = if o.detach {
             rt.exec_detached(&c.id, &file).map(|()| 0)
         } else {
             rt.exec(&c.id, &file, o.interactive)
         };
         let _ = std::fs::remove_file(&file);
+        if !o.detach {
+            self.exec_event_die(&c, &exec_id, res.as_ref().ok().copied());
+        }
         res
+    }
+
+    /// docker's exec_create and exec_start events ("exec_start: sh -c ls");
+    /// returns the exec's id.
+    fn exec_events_start(&self, c: &crate::Container, o: &ExecOptions) -> String {
+        let exec_id = crate::names::new_id();
+        let cmd = o.cmd.join(" ");
+        let extra = [("execID", exec_id.clone())];
+        self.container_event(c, &format!("exec_create: {cmd}"), &extra);
+        self.container_event(c, &format!("exec_start: {cmd}"), &extra);
+        exec_id
+    }
+
+    /// The exec ended with `code` (None: the runtime failed to run it).
+    pub(crate) fn exec_event_die(&self, c: &crate::Container, exec_id: &str, code: Option<i32>) {
+        self.container_event(
+            c,
+            "exec_die",
+            &[
+                ("execID", exec_id.to_string()),
+                ("exitCode", code.unwrap_or(126).to_string()),
+            ],
+        );
     }
 
     /// Run a process with a terminal in a running container: the runtime
@@ -130,6 +169,9 @@ impl Engine {
                 child,
                 errors: errors.clone(),
                 name: c.name.clone(),
+                events: self.events(),
+                container: c.clone(),
+                exec_id: self.exec_events_start(&c, o),
             }),
             None => {
                 let status = child.wait().ok();

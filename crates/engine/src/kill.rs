@@ -21,6 +21,8 @@ impl Engine {
             return Ok(());
         }
         let rt = self.runtime_of(&c);
+        // Recorded first, so that it comes before the die it may cause.
+        self.container_event(&c, "kill", &[("signal", signal_number(signal))]);
         rt.kill(&c.id, &normalize_signal(signal))?;
         // The signal is pending until the container thaws.
         if self.is_paused(&c) {
@@ -29,6 +31,18 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// "TERM", "SIGKILL", "9" → the number, as docker's kill events show it.
+pub(crate) fn signal_number(s: &str) -> String {
+    let n = normalize_signal(s);
+    if n.chars().all(|c| c.is_ascii_digit()) {
+        return n;
+    }
+    format!("SIG{n}")
+        .parse::<nix::sys::signal::Signal>()
+        .map(|sig| (sig as i32).to_string())
+        .unwrap_or(n)
 }
 
 /// "kill", "SIGKILL", "9" → the form every runtime accepts ("KILL" or "9").

@@ -22,6 +22,7 @@ mod create;
 pub mod db;
 mod engine;
 pub mod error;
+pub mod events;
 mod exec;
 mod fsutil;
 pub mod health;

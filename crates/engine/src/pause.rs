@@ -36,7 +36,9 @@ impl Engine {
         }
         self.runtime_of(&c).pause(&c.id)?;
         let m = self.paused_marker(&c.id);
-        fs::write(&m, b"").ctx(|| format!("recording the pause in {}", m.display()))
+        fs::write(&m, b"").ctx(|| format!("recording the pause in {}", m.display()))?;
+        self.container_event(&c, "pause", &[]);
+        Ok(())
     }
 
     pub fn unpause(&self, what: &str) -> Result<()> {
@@ -49,7 +51,9 @@ impl Engine {
             )));
         }
         self.runtime_of(&c).resume(&c.id)?;
-        self.clear_paused(&c.id)
+        self.clear_paused(&c.id)?;
+        self.container_event(&c, "unpause", &[]);
+        Ok(())
     }
 
     pub(crate) fn clear_paused(&self, id: &str) -> Result<()> {

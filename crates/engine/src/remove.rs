@@ -35,6 +35,7 @@ impl Engine {
             }
             self.prevent_restart(&c)?;
             let rt = self.runtime_of(&c);
+            self.container_event(&c, "kill", &[("signal", "9".into())]);
             let _ = rt.kill(&c.id, "KILL");
             self.wait_stopped(&c.id, None)?;
         }
@@ -68,6 +69,7 @@ impl Engine {
             .ctx(|| format!("removing container {}", c.name))?;
         self.db.delete(&c.id)?;
         let _ = fs::remove_file(self.root.join("containers").join(format!(".{}.lock", c.id)));
+        self.container_event(&c, "destroy", &[]);
         if volumes {
             self.remove_anonymous_volumes(&c)?;
         }

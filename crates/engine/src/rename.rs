@@ -11,6 +11,9 @@ impl Engine {
         let c = self.get(what)?;
         let _lock = self.lock(&c.id)?;
         self.db.rename(&c.id, &new_name)?;
+        let mut renamed = c.clone();
+        renamed.name = new_name.clone();
+        self.container_event(&renamed, "rename", &[("oldName", format!("/{}", c.name))]);
         self.refresh_hosts()
     }
 }

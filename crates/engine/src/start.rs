@@ -43,6 +43,20 @@ impl Engine {
         self.start_with(images, what, programs, None)
     }
 
+    /// `restart`: stop (with `timeout`), then start again.
+    pub fn restart(
+        &self,
+        images: &mut ImageStore,
+        what: &str,
+        programs: &Programs,
+        timeout: Option<u32>,
+    ) -> Result<()> {
+        self.stop(what, timeout)?;
+        let started = self.start(images, what, programs)?;
+        self.container_event(&started.container, "restart", &[]);
+        Ok(())
+    }
+
     /// Start a container with the caller attached from the first byte of
     /// output (`run -i/-t`, `start -a`); `size` is the caller's terminal
     /// size, set on the container's pty before it starts. An already
@@ -201,6 +215,21 @@ impl Engine {
                 .arg("--health-retries")
                 .arg(h.retries.to_string());
         }
+        // The monitor reports start, die, health_status and oom itself.
+        let mut attributes: serde_json::Map<String, serde_json::Value> = c
+            .config
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone().into()))
+            .collect();
+        attributes.insert("name".into(), c.name.clone().into());
+        attributes.insert("image".into(), c.image.clone().into());
+        let events = self.events();
+        events.prepare()?;
+        cmd.arg("--events")
+            .arg(events.path())
+            .arg("--event-attributes")
+            .arg(serde_json::Value::Object(attributes).to_string());
         let flag = |b: bool| if b { "1" } else { "0" };
         cmd.arg("--stdin")
             .arg(flag(c.config.open_stdin))

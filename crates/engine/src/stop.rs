@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::engine::Engine;
 use crate::error::{Context, Result};
-use crate::kill::normalize_signal;
+use crate::kill::{normalize_signal, signal_number};
 use crate::proc;
 use crate::record::{Container, Status};
 use crate::start::STOP_MARKER;
@@ -20,6 +20,13 @@ impl Engine {
         if c.state.status != Status::Running {
             return Ok(());
         }
+        self.stop_running(&c, timeout)?;
+        self.container_event(&c, "stop", &[]);
+        Ok(())
+    }
+
+    fn stop_running(&self, c: &Container, timeout: Option<u32>) -> Result<()> {
+        let c = c.clone();
         self.prevent_restart(&c)?;
         if c.state.restarting {
             // Nothing runs: the monitor, woken, records the exit and ends.
@@ -30,6 +37,12 @@ impl Engine {
         let timeout = timeout.unwrap_or(c.config.stop_timeout);
         // The container may exit between the check and the signal; a
         // failed kill is only an error if it still runs.
+        // Events first, so that they come before the die they cause.
+        self.container_event(
+            &c,
+            "kill",
+            &[("signal", signal_number(&c.config.stop_signal))],
+        );
         let signalled = rt.kill(&c.id, &normalize_signal(&c.config.stop_signal));
         // A frozen container cannot act on the signal: thaw it (docker too).
         if self.is_paused(&c) {
@@ -41,6 +54,7 @@ impl Engine {
         {
             return Ok(());
         }
+        self.container_event(&c, "kill", &[("signal", "9".into())]);
         if let Err(e) = rt.kill(&c.id, "KILL") {
             let now = self.get(&c.id)?;
             // Between two runs (or being created again) there may be nothing

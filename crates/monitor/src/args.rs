@@ -54,6 +54,9 @@ pub struct Args {
     pub log_max_size: Option<u64>,
     /// Log files kept in all, the current one included (`max-file`).
     pub log_max_files: u32,
+    /// `--events FILE --event-attributes JSON`: where start, die,
+    /// health_status and oom events are appended.
+    pub events: Option<crate::events::Events>,
 }
 
 /// The health check as the engine resolved it (defaults applied).
@@ -89,6 +92,8 @@ impl Args {
         let mut cgroup = None;
         let mut health_process = None;
         let mut health_file = None;
+        let mut events_file = None;
+        let mut event_attributes = None;
         let mut interval = None;
         let mut start_interval = None;
         let mut timeout = None;
@@ -124,6 +129,10 @@ impl Args {
                 "--stop-marker" => stop_marker = Some(PathBuf::from(value)),
                 "--cgroup" => cgroup = Some(value.to_string_lossy().into_owned()),
                 "--health-process" => health_process = Some(PathBuf::from(value)),
+                "--events" => events_file = Some(PathBuf::from(value)),
+                "--event-attributes" => {
+                    event_attributes = Some(value.to_string_lossy().into_owned())
+                }
                 "--health-file" => health_file = Some(PathBuf::from(value)),
                 "--health-interval-ns" => {
                     interval = Some(Duration::from_nanos(number(&key, &value)?))
@@ -160,8 +169,14 @@ impl Args {
             _ => return Err("--health-process and --health-file go together".into()),
         };
         let need = |v: Option<PathBuf>, name: &str| v.ok_or_else(|| format!("{name} is required"));
+        let id: String = id.ok_or("--id is required")?;
+        let events = events_file.map(|path| crate::events::Events {
+            path,
+            id: id.clone(),
+            attributes: event_attributes.unwrap_or_else(|| "{}".into()),
+        });
         Ok(Args {
-            id: id.ok_or("--id is required")?,
+            id,
             bundle: need(bundle, "--bundle")?,
             runtime: need(runtime, "--runtime")?,
             runtime_root: need(runtime_root, "--runtime-root")?,
@@ -181,6 +196,7 @@ impl Args {
             attach_wait,
             log_max_size,
             log_max_files,
+            events,
         })
     }
 }

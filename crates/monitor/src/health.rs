@@ -68,10 +68,12 @@ pub struct Checker {
     started: Instant,
     next: Instant,
     probe: Option<Probe>,
+    /// Where a change of status is reported (`health_status: healthy`).
+    events: Option<crate::events::Events>,
 }
 
 impl Checker {
-    pub fn new(cfg: HealthArgs) -> Checker {
+    pub fn new(cfg: HealthArgs, events: Option<crate::events::Events>) -> Checker {
         let now = Instant::now();
         Checker {
             cfg,
@@ -81,6 +83,7 @@ impl Checker {
             started: now,
             next: now,
             probe: None,
+            events,
         }
     }
 
@@ -211,6 +214,7 @@ impl Checker {
 
     fn record(&mut self, start: String, code: i32, output: String) {
         let now = Instant::now();
+        let before = self.status;
         if code == 0 {
             self.streak = 0;
             self.status = Status::Healthy;
@@ -235,6 +239,12 @@ impl Checker {
         }
         self.next = now + self.gap(now).max(Duration::from_millis(1));
         self.write();
+        // docker reports a change of status, not every check.
+        if self.status != before {
+            if let Some(e) = &self.events {
+                e.emit(&format!("health_status: {}", self.status.as_str()), &[]);
+            }
+        }
     }
 
     /// The wait before the next check: the start interval while in the start
@@ -306,15 +316,23 @@ mod tests {
         ));
         fs::create_dir_all(&dir).unwrap();
         let scratch = Scratch(dir.clone());
-        let checker = Checker::new(HealthArgs {
-            process: dir.join("p.json"),
-            file: dir.join(format!("h-{retries}-{}.json", start_period.as_secs())),
-            interval: Duration::from_secs(1),
-            start_interval: Duration::from_millis(100),
-            timeout: Duration::from_secs(1),
-            start_period,
-            retries,
-        });
+        let events = crate::events::Events {
+            path: dir.join("events.log"),
+            id: "c1".into(),
+            attributes: "{}".into(),
+        };
+        let checker = Checker::new(
+            HealthArgs {
+                process: dir.join("p.json"),
+                file: dir.join(format!("h-{retries}-{}.json", start_period.as_secs())),
+                interval: Duration::from_secs(1),
+                start_interval: Duration::from_millis(100),
+                timeout: Duration::from_secs(1),
+                start_period,
+                retries,
+            },
+            Some(events),
+        );
         (scratch, checker)
     }
 
@@ -342,6 +360,23 @@ mod tests {
         assert_eq!(c.log.len(), KEEP);
         let text = fs::read_to_string(&c.cfg.file).unwrap();
         assert!(text.starts_with("{\"Status\":\"healthy\",\"FailingStreak\":0,\"Log\":[{"));
+        // Two changes of status, two events; the repeated successes none.
+        let events = fs::read_to_string(c.events.as_ref().unwrap().path.clone()).unwrap();
+        let actions: Vec<&str> = events
+            .lines()
+            .map(|l| {
+                l.split("\"Action\":\"")
+                    .nth(1)
+                    .unwrap()
+                    .split('"')
+                    .next()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(
+            actions,
+            ["health_status: unhealthy", "health_status: healthy"]
+        );
     }
 
     #[test]

@@ -32,6 +32,7 @@
 mod args;
 mod attach;
 mod clock;
+mod events;
 mod files;
 mod health;
 mod jsonlog;
@@ -194,7 +195,10 @@ fn supervise(args: &Args, sync: File) -> i32 {
         }
     };
     let memory = args.cgroup.as_deref().and_then(oom::MemoryCgroup::find);
-    let mut health = args.health.clone().map(health::Checker::new);
+    let mut health = args
+        .health
+        .clone()
+        .map(|h| health::Checker::new(h, args.events.clone()));
     let mut sync = Some(sync);
     let mut restarts: u32 = 0;
     let mut backoff = restart::Backoff::default();
@@ -230,6 +234,9 @@ fn supervise(args: &Args, sync: File) -> i32 {
             }
         };
         let started = Instant::now();
+        if let Some(e) = &args.events {
+            e.emit("start", &[]);
+        }
         if first {
             if let Some(s) = &sync {
                 report(s, &format!("started {} {}", io.pid, std::process::id()));
@@ -263,6 +270,12 @@ fn supervise(args: &Args, sync: File) -> i32 {
         // The cgroup goes with `delete`: its OOM kills are read first.
         let oom_killed = memory.as_ref().is_some_and(|m| m.kills() > 0);
         runtime::delete(args);
+        if let Some(e) = &args.events {
+            if oom_killed {
+                e.emit("oom", &[]);
+            }
+            e.emit("die", &[("exitCode", &code.to_string())]);
+        }
         last = Exit {
             code,
             finished_at: clock::now_rfc3339_nano(),

@@ -493,6 +493,11 @@ pub fn build(g: &Global, a: BuildArgs) -> Result<()> {
     };
     let built = hako_build::build(&mut store, &opts, progress, Some(&puller))
         .with_context(|| format!("building {}", a.context.display()))?;
+    if opts.output == Output::Image {
+        for t in &opts.tags {
+            super::events::image_event(g, "tag", &built.id.to_string(), &t.familiar());
+        }
+    }
     if !a.quiet {
         eprintln!(
             "{} steps, {} cached; image {}",

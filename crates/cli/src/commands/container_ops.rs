@@ -64,9 +64,7 @@ pub fn restart(
 ) -> Result<()> {
     let mut first = None;
     for n in names {
-        let r = engine
-            .stop(n, time)
-            .and_then(|()| engine.start(images, n, programs).map(|_| ()));
+        let r = engine.restart(images, n, programs, time);
         match r {
             Ok(()) => println!("{n}"),
             Err(e) if first.is_none() => first = Some(e),

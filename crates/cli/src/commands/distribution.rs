@@ -188,6 +188,7 @@ fn pull(g: &Global, a: PullArgs) -> Result<()> {
     let progress = Lines::new(a.quiet);
     let pulled = hako_image::pull::pull(&mut store, &client, &reference, &opts, &progress)
         .with_context(what)?;
+    super::events::image_event(g, "pull", &reference.familiar(), &reference.familiar());
     if a.quiet {
         println!("{}", pulled.image.id);
     } else {
@@ -218,6 +219,7 @@ fn push(g: &Global, a: PushArgs) -> Result<()> {
     let progress = Lines::new(a.quiet);
     let report =
         hako_image::push::push(&store, &client, &a.image, &dest, &progress).with_context(what)?;
+    super::events::image_event(g, "push", &dest.familiar(), &dest.familiar());
     if a.quiet {
         println!("{}", report.digest);
     } else {

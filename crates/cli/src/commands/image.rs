@@ -547,6 +547,9 @@ pub fn tag(g: &Global, a: TagArgs) -> Result<()> {
         store
             .tag(&a.source, &name)
             .with_context(|| format!("tagging {} as {t}", a.source))?;
+        if let Ok(rec) = store.find(&name.to_string()) {
+            super::events::image_event(g, "tag", &rec.id.to_string(), &name.familiar());
+        }
     }
     Ok(())
 }
@@ -555,12 +558,22 @@ pub fn rmi(g: &Global, a: RmiArgs) -> Result<()> {
     let mut store = open_store(g)?;
     let mut failed = None;
     for what in &a.images {
+        let id = store.find(what).map(|r| r.id.to_string()).ok();
         match store.remove(what, a.force) {
             Ok(events) => {
                 for e in events {
                     match e {
-                        Removal::Untagged(n) => println!("Untagged: {}", n.familiar()),
-                        Removal::Deleted(id) => println!("Deleted: {id}"),
+                        Removal::Untagged(n) => {
+                            println!("Untagged: {}", n.familiar());
+                            if let Some(id) = &id {
+                                super::events::image_event(g, "untag", id, &n.familiar());
+                            }
+                        }
+                        Removal::Deleted(id) => {
+                            println!("Deleted: {id}");
+                            let id = id.to_string();
+                            super::events::image_event(g, "delete", &id, &id);
+                        }
                     }
                 }
             }
@@ -593,6 +606,9 @@ pub fn save(g: &Global, a: SaveArgs) -> Result<()> {
     let display = Display::new();
     archive::save(&store, &items, format, &a.output, &display)
         .with_context(|| format!("saving {} to {}", a.images.join(", "), a.output.display()))?;
+    for (item, what) in items.iter().zip(&a.images) {
+        super::events::image_event(g, "save", &item.image.id.to_string(), what);
+    }
     Ok(())
 }
 
@@ -623,6 +639,9 @@ pub fn load(g: &Global, a: LoadArgs) -> Result<()> {
     let loaded =
         archive::load(&mut store, &input, &display).with_context(|| format!("loading {shown}"))?;
     for rec in loaded {
+        let id = rec.id.to_string();
+        let name = rec.names.first().map_or(id.clone(), |n| n.familiar());
+        super::events::image_event(g, "load", &id, &name);
         if a.quiet {
             println!("{}", rec.id);
         } else if rec.names.is_empty() {
@@ -731,6 +750,9 @@ pub fn import(g: &Global, a: ImportArgs) -> Result<()> {
         .with_context(|| format!("importing {}", a.tarball))?;
     // Like podman, import prints the new image's id (with -q too: there is nothing else to omit).
     let _ = a.quiet;
+    let id = rec.id.to_string();
+    let name = rec.names.first().map_or(id.clone(), |n| n.familiar());
+    super::events::image_event(g, "import", &id, &name);
     println!("{}", rec.id);
     Ok(())
 }

@@ -6,6 +6,7 @@ pub mod container;
 pub mod container_ops;
 pub mod cp;
 pub mod distribution;
+pub mod events;
 pub mod image;
 pub mod interactive;
 pub mod network;

@@ -141,7 +141,20 @@ impl Engine {
             created: crate::clock::now(),
         };
         self.db.insert_network(&n)?;
+        self.network_event(&n, "create", None);
         Ok(n)
+    }
+
+    /// A network event (docker's attributes: name, type, and the container
+    /// for connect/disconnect).
+    pub(crate) fn network_event(&self, n: &Network, action: &str, container: Option<&str>) {
+        let mut e = crate::events::Event::new("network", action, &n.id)
+            .attr("name", n.name.clone())
+            .attr("type", n.driver.clone());
+        if let Some(c) = container {
+            e = e.attr("container", c);
+        }
+        self.events().emit(&e);
     }
 
     /// The default network, made on first use.
@@ -215,6 +228,7 @@ impl Engine {
         self.db.delete_network(&n.id)?;
         delete_link(&n.bridge)?;
         let _ = std::fs::remove_dir_all(self.ipam_dir().join(&n.name));
+        self.network_event(n, "destroy", None);
         Ok(())
     }
 

@@ -265,6 +265,7 @@ impl Engine {
         }
         c.host.networks.push(a);
         self.db.set_host_config(&c.id, &c.host)?;
+        self.network_event(&n, "connect", Some(&c.id));
         self.refresh_hosts()
     }
 
@@ -289,6 +290,7 @@ impl Engine {
         }
         c.host.networks.remove(pos);
         self.db.set_host_config(&c.id, &c.host)?;
+        self.network_event(&n, "disconnect", Some(&c.id));
         self.refresh_hosts()
     }
 

@@ -248,6 +248,10 @@ impl Engine {
             let _ = fs::remove_dir_all(&dir);
             return Err(e);
         }
+        self.events().emit(
+            &crate::events::Event::new("volume", "create", &v.name)
+                .attr("driver", v.driver.clone()),
+        );
         Ok((v, true))
     }
 
@@ -314,6 +318,10 @@ impl Engine {
             Err(e) => return Err(Error::io(format!("removing volume {}", v.name), e)),
         }
         self.db.delete_volume(&v.name)?;
+        self.events().emit(
+            &crate::events::Event::new("volume", "destroy", &v.name)
+                .attr("driver", v.driver.clone()),
+        );
         if trash.exists() {
             fs::remove_dir_all(&trash)
                 .ctx(|| format!("removing volume {}: deleting {}", v.name, trash.display()))?;
