@@ -685,3 +685,67 @@ networks:
         "{err}"
     );
 }
+
+/// Whether process `pid` holds an inotify descriptor (a follower is watching).
+fn watching(pid: u32) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten().any(|f| {
+                std::fs::read_link(f.path())
+                    .is_ok_and(|l| l.to_string_lossy().contains("inotify"))
+            })
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn compose_events_follow_the_projects_containers() {
+    let r = Root::new();
+    let dir = r.dir().join("evproj");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("compose.yaml"),
+        "name: evproj\nservices:\n  web:\n    image: busybox\n    network_mode: none\n    command: [\"sleep\", \"1000\"]\n",
+    )
+    .unwrap();
+    ok(&r, &dir, &["up", "-d"]);
+    let mut follower = Command::new(env!("CARGO_BIN_EXE_hako"))
+        .arg("--root")
+        .arg(r.root())
+        .args(["compose", "events", "--json"])
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = follower.id();
+    wait_for("the follower to watch the event log", || watching(pid));
+    // Another container's events are not the project's.
+    r.ok(&["run", "--rm", "--network", "none", "busybox", "true"]);
+    ok(&r, &dir, &["stop", "-t", "0"]);
+    let stdout = follower.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+            let stop = v["action"] == "stop";
+            seen.push(v);
+            if stop {
+                break;
+            }
+        }
+        seen
+    });
+    wait_for("the stop event", || reader.is_finished());
+    let _ = follower.kill();
+    let _ = follower.wait();
+    let seen = reader.join().unwrap();
+    let actions: Vec<&str> = seen.iter().map(|v| v["action"].as_str().unwrap()).collect();
+    // -t 0: the stop signal, then KILL at once (as docker).
+    assert_eq!(actions, ["kill", "kill", "die", "stop"], "{seen:?}");
+    for v in &seen {
+        assert_eq!(v["service"], "web");
+        assert_eq!(v["type"], "container");
+        assert_eq!(v["attributes"]["name"], "evproj-web-1");
+    }
+    ok(&r, &dir, &["down", "-t", "0"]);
+}

@@ -291,16 +291,47 @@ impl EventLog {
         Ok(out)
     }
 
-    /// Hand `each` every event appended from now on that passes `filter`,
-    /// until `until` (unix ns) if given, or until `each` returns false.
+    /// Hand `each` every event that passes `filter`, those recorded from
+    /// `since` (unix ns) if given, then every one appended from now on, until
+    /// `until` (unix ns) if given, or until `each` returns false. One pass
+    /// over the file, so nothing falls between the recorded and the new.
     pub fn follow(
         &self,
         filter: &Filter,
+        since: Option<i128>,
         until: Option<i128>,
         mut each: impl FnMut(&Event) -> bool,
     ) -> Result<()> {
         use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
         fs::create_dir_all(&self.dir).ctx(|| format!("creating {}", self.dir.display()))?;
+        let path = self.path();
+        // Start at the current end: only new events. Taken before the watch
+        // exists, so a watcher seen in /proc has its starting point.
+        let mut cur = File::open(&path).ok();
+        let mut offset = match since {
+            Some(_) => 0,
+            None => cur
+                .as_ref()
+                .and_then(|f| f.metadata().ok())
+                .map_or(0, |m| m.len()),
+        };
+        let since = since.unwrap_or(i128::MIN);
+        if since > i128::MIN {
+            // The rotated log first (its readers finished with it).
+            let old = File::open(self.old_path()).ok();
+            for line in old.into_iter().flat_map(|f| BufReader::new(f).lines()) {
+                let Ok(line) = line else { break };
+                if let Some(e) = parse_line(&line) {
+                    if e.time_nano >= since
+                        && until.is_none_or(|u| e.time_nano <= u)
+                        && filter.matches(&e)
+                        && !each(&e)
+                    {
+                        return Ok(());
+                    }
+                }
+            }
+        }
         let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
             .ctx(|| "watching the event log".to_string())?;
         inotify
@@ -309,13 +340,6 @@ impl EventLog {
                 AddWatchFlags::IN_MODIFY | AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_FROM,
             )
             .ctx(|| format!("watching {}", self.dir.display()))?;
-        let path = self.path();
-        // Start at the current end: only new events.
-        let mut cur = File::open(&path).ok();
-        let mut offset = cur
-            .as_ref()
-            .and_then(|f| f.metadata().ok())
-            .map_or(0, |m| m.len());
         let mut partial = String::new();
         loop {
             if let Some(f) = &mut cur {
@@ -340,7 +364,7 @@ impl EventLog {
                         if until.is_some_and(|u| e.time_nano > u) {
                             return Ok(());
                         }
-                        if filter.matches(&e) && !each(&e) {
+                        if e.time_nano >= since && filter.matches(&e) && !each(&e) {
                             return Ok(());
                         }
                     }
@@ -450,6 +474,14 @@ mod tests {
                 .unwrap(),
             vec![b.clone()]
         );
+        // Following from a time starts with what was recorded since then.
+        let mut seen = Vec::new();
+        log.follow(&Filter::default(), Some(a.time_nano + 1), None, |e| {
+            seen.push(e.clone());
+            seen.len() < 2
+        })
+        .unwrap();
+        assert_eq!(seen, vec![b.clone(), c.clone()]);
         let v = a.to_json();
         assert_eq!(v["status"], "start");
         assert_eq!(v["from"], "busybox");
@@ -488,7 +520,7 @@ mod tests {
             })
         };
         let mut seen = Vec::new();
-        log.follow(&Filter::default(), None, |e| {
+        log.follow(&Filter::default(), None, None, |e| {
             seen.push(e.id.clone());
             seen.len() < 2
         })

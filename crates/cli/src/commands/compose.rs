@@ -73,6 +73,17 @@ pub enum ComposeCommand {
     Push(ServicesArgs),
     /// Build the services' images (needs hako build).
     Build(ServicesArgs),
+    /// Follow the events of the services' containers.
+    #[command(after_help = "Examples:\n  hako compose events\n  hako compose events --json web")]
+    Events(EventsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// One JSON object per line (docker compose's shape).
+    #[arg(long)]
+    pub json: bool,
+    pub services: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -526,6 +537,7 @@ pub fn run(g: &Global, a: ComposeArgs) -> Result<()> {
             }
             Ok(())
         }
+        ComposeCommand::Events(e) => compose_events(g, &project.name, &e),
         ComposeCommand::Top(s) => {
             for c in compose
                 .of_services(&s.services)?
@@ -714,5 +726,73 @@ fn logs(
             return Ok(());
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// `compose events`: the project's container events as they happen, in
+/// docker compose's text (`2006-01-02 15:04:05.000000 container start ID
+/// (k=v, …)`) or JSON shape.
+fn compose_events(g: &Global, project: &str, a: &EventsArgs) -> Result<()> {
+    use hako_engine::events::{EventLog, Filter};
+    let filter = Filter::parse(&[
+        "type=container".to_string(),
+        format!("label={}={project}", hako_compose::project::LABEL_PROJECT),
+    ])?;
+    let mut out = std::io::stdout().lock();
+    let mut failed = None;
+    EventLog::for_root(&g.root).follow(&filter, None, None, |e| {
+        let service = e
+            .attributes
+            .get(hako_compose::project::LABEL_SERVICE)
+            .cloned()
+            .unwrap_or_default();
+        if !a.services.is_empty() && !a.services.contains(&service) {
+            return true;
+        }
+        let secs = (e.time_nano / 1_000_000_000) as i64;
+        let micros = (e.time_nano % 1_000_000_000) / 1000;
+        let line = if a.json {
+            serde_json::json!({
+                "time": format!(
+                    "{}.{:09}Z",
+                    hako_image::images::format_rfc3339(secs).trim_end_matches('Z'),
+                    e.time_nano % 1_000_000_000
+                ),
+                "type": e.typ,
+                "action": e.action,
+                "id": e.id,
+                "service": service,
+                "attributes": e.attributes,
+            })
+            .to_string()
+        } else {
+            let t = hako_image::images::format_rfc3339(secs)
+                .trim_end_matches('Z')
+                .replace('T', " ");
+            let attrs: Vec<String> = e
+                .attributes
+                .iter()
+                .filter(|(k, _)| !k.starts_with("com.docker.compose."))
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            format!(
+                "{t}.{micros:06} {} {} {} ({})",
+                e.typ,
+                e.action,
+                e.id,
+                attrs.join(", ")
+            )
+        };
+        match writeln!(out, "{line}").and_then(|()| out.flush()) {
+            Ok(()) => true,
+            Err(err) => {
+                failed = Some(err);
+                false
+            }
+        }
+    })?;
+    match failed {
+        Some(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
     }
 }

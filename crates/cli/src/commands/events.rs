@@ -60,17 +60,14 @@ pub fn run(g: &Global, a: EventsArgs) -> Result<()> {
         out.flush()?;
         Ok(())
     };
-    if let Some(since) = since {
-        let end = until.unwrap_or(now);
-        for e in log.past(since, Some(end), &filter)? {
+    if let (Some(since), Some(until)) = (since, until.filter(|&u| u <= now)) {
+        for e in log.past(since, Some(until), &filter)? {
             print(&e)?;
         }
-    }
-    if until.is_some_and(|u| u <= now) {
         return Ok(());
     }
     let mut failed = None;
-    log.follow(&filter, until, |e| match print(e) {
+    log.follow(&filter, since, until, |e| match print(e) {
         Ok(()) => true,
         Err(err) => {
             failed = Some(err);
