@@ -274,6 +274,8 @@ struct TarWriter<W: Write> {
     /// Clamp mtimes to SOURCE_DATE_EPOCH.
     epoch: Option<i64>,
     links: HashMap<(u64, u64), PathBuf>,
+    /// Paths (relative, as in the layer) left out with what is below them.
+    skip: Vec<PathBuf>,
 }
 
 impl<W: Write> TarWriter<W> {
@@ -296,6 +298,10 @@ impl<W: Write> TarWriter<W> {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Regular);
         h.set_mode(0o644);
+        // Every numeric field is written: readers (ours included) refuse
+        // an empty uid, and such a layer would not unpack after a push.
+        h.set_uid(0);
+        h.set_gid(0);
         h.set_size(0);
         h.set_mtime(self.epoch.unwrap_or(0).max(0) as u64);
         self.tar.append_data(&mut h, path, io::empty())
@@ -306,6 +312,9 @@ impl<W: Write> TarWriter<W> {
         for e in sorted_entries(dir)? {
             let host = e.path();
             let name = rel.join(e.file_name());
+            if self.skip.contains(&name) {
+                continue;
+            }
             let m = fs::symlink_metadata(&host).ctx(|| format!("reading {}", host.display()))?;
             let ft = m.file_type();
             let err = |e: io::Error| Error::io(format!("adding {} to a layer", name.display()), e);
@@ -404,21 +413,8 @@ pub fn commit_upper(
     if is_empty_dir(upper)? {
         return Ok(None);
     }
-    let writer = content.writer(None, Algorithm::Sha256)?;
-    let mut tw = TarWriter {
-        tar: tar::Builder::new(writer),
-        epoch,
-        links: HashMap::new(),
-    };
-    tw.tar.mode(tar::HeaderMode::Complete);
-    tw.add_tree(upper, Path::new(""))?;
-    let writer = tw
-        .tar
-        .into_inner()
-        .ctx(|| "finishing a layer tar".to_string())?;
-    let size = writer.written();
-    // The blob is the uncompressed tar, so its digest is the diff id.
-    let diff_id = writer.commit()?;
+    let layer = layer_of_tree(content, upper, epoch, Vec::new())?;
+    let (size, diff_id): (u64, Digest) = (layer.size, layer.diff_id.parse()?);
     let mut ids = parent_diff_ids.to_vec();
     ids.push(diff_id.clone());
     let chain_id = snapshot::chain_ids(&ids).pop().expect("one id at least");
@@ -435,12 +431,46 @@ pub fn commit_upper(
             },
         )?;
     }
-    Ok(Some(Layer {
+    Ok(Some(layer))
+}
+
+/// An overlay upper directory (whiteouts and opaque directories included)
+/// as an uncompressed layer blob in the content store, `skip` left out
+/// (paths as in the layer, "etc/hosts"). The caller holds the store's
+/// write lock.
+pub fn layer_of_tree(
+    content: &ContentStore,
+    dir: &Path,
+    epoch: Option<i64>,
+    skip: Vec<PathBuf>,
+) -> Result<Layer> {
+    let writer = content.writer(None, Algorithm::Sha256)?;
+    let mut tw = TarWriter {
+        tar: tar::Builder::new(writer),
+        epoch,
+        links: HashMap::new(),
+        skip,
+    };
+    tw.tar.mode(tar::HeaderMode::Complete);
+    tw.add_tree(dir, Path::new(""))?;
+    let writer = tw
+        .tar
+        .into_inner()
+        .ctx(|| "finishing a layer tar".to_string())?;
+    let size = writer.written();
+    // The blob is the uncompressed tar, so its digest is the diff id.
+    let diff_id = writer.commit()?;
+    Ok(Layer {
         blob: diff_id.to_string(),
         media_type: LAYER_MEDIA_TYPE.to_string(),
         size,
         diff_id: diff_id.to_string(),
-    }))
+    })
+}
+
+/// Whether an upper-directory entry is an overlay whiteout (a deletion).
+pub fn is_whiteout_entry(m: &fs::Metadata) -> bool {
+    is_whiteout(m)
 }
 
 /// Options of a tree copy.

@@ -17,6 +17,7 @@ pub mod stages;
 pub use error::{Error, Result};
 pub mod cache;
 pub mod checks;
+pub mod commit;
 pub mod compress;
 pub mod context;
 mod copy;

@@ -691,8 +691,7 @@ fn watching(pid: u32) -> bool {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| {
             d.flatten().any(|f| {
-                std::fs::read_link(f.path())
-                    .is_ok_and(|l| l.to_string_lossy().contains("inotify"))
+                std::fs::read_link(f.path()).is_ok_and(|l| l.to_string_lossy().contains("inotify"))
             })
         })
         .unwrap_or(false)

@@ -550,3 +550,140 @@ fn events_of_containers_images_networks_and_volumes() {
         assert!(err.contains(want), "{err}");
     }
 }
+
+#[test]
+fn commit_diff_and_export() {
+    let r = Root::new();
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "src",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hi > /new.txt && mkdir -p /srv/app && echo x > /srv/app/f && rm /bin/vi \
+         && echo extra >> /etc/group && touch /ready && sleep 1000",
+    ]);
+    wait_for("the changes", || {
+        r.run(&["exec", "src", "test", "-e", "/ready"])
+            .status
+            .success()
+    });
+    // The runtime's mount points (/proc, /dev, /etc/hosts, …) are not changes.
+    let diff = r.ok(&["diff", "src"]);
+    assert_eq!(
+        diff,
+        "C /bin\nD /bin/vi\nC /etc\nC /etc/group\nA /new.txt\nA /ready\nA /srv\nA /srv/app\nA /srv/app/f\n"
+    );
+    let id = r.ok(&[
+        "commit",
+        "-m",
+        "snapshot one",
+        "-a",
+        "Ann <ann@example.com>",
+        "-c",
+        "ENV MODE=prod",
+        "-c",
+        "CMD [\"cat\", \"/new.txt\"]",
+        "src",
+        "snap:v1",
+    ]);
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    // Paused for the commit, running again after it.
+    let v = r.inspect("src");
+    assert_eq!(v["State"]["Status"], "running");
+    assert_eq!(v["State"]["Paused"], false);
+    assert_eq!(
+        r.ok(&["run", "--rm", "--network", "none", "snap:v1"]),
+        "hi\n"
+    );
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "snap:v1",
+        "sh",
+        "-c",
+        "echo $MODE; cat /srv/app/f; test -e /bin/vi || echo gone; tail -1 /etc/group; test -e /etc/hosts && echo hosts",
+    ]);
+    assert_eq!(out, "prod\nx\ngone\nextra\nhosts\n");
+    let img: serde_json::Value =
+        serde_json::from_str(&r.ok(&["image", "inspect", "snap:v1"])).unwrap();
+    assert_eq!(img[0]["Author"], "Ann <ann@example.com>");
+    let base: serde_json::Value =
+        serde_json::from_str(&r.ok(&["image", "inspect", "busybox"])).unwrap();
+    assert_eq!(
+        img[0]["RootFS"]["Layers"].as_array().unwrap().len(),
+        base[0]["RootFS"]["Layers"].as_array().unwrap().len() + 1
+    );
+    let history = r.ok(&["image", "history", "--no-trunc", "snap:v1"]);
+    assert!(history.contains("snapshot one"), "{history}");
+    // A commit of the committed image's container stacks another layer.
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "second",
+        "--network",
+        "none",
+        "snap:v1",
+        "sleep",
+        "1000",
+    ]);
+    r.ok(&["exec", "second", "rm", "/new.txt"]);
+    assert_eq!(r.ok(&["diff", "second"]), "D /new.txt\n");
+    r.ok(&["commit", "--pause=false", "second", "snap:v2"]);
+    let out = r.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "snap:v2",
+        "cat",
+        "/new.txt",
+    ]);
+    assert!(!out.status.success());
+    // export: the merged root filesystem, through a temporary name.
+    let tar = r.dir().join("src.tar");
+    r.ok(&["export", "-o", tar.to_str().unwrap(), "src"]);
+    let list = std::process::Command::new("tar")
+        .arg("-tf")
+        .arg(&tar)
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    let has = |p: &str| list.lines().any(|l| l.trim_start_matches("./") == p);
+    assert!(
+        has("new.txt") && has("srv/app/f") && has("bin/sh"),
+        "{list}"
+    );
+    assert!(!has("bin/vi"), "{list}");
+    let events = r.ok(&[
+        "events",
+        "--since",
+        "1h",
+        "--until",
+        "0s",
+        "--filter",
+        "event=commit",
+        "--format",
+        "{{.Actor.Attributes.name}} {{.Actor.Attributes.comment}}",
+    ]);
+    assert_eq!(events, "src snapshot one\nsecond \n");
+    for (args, want) in [
+        (vec!["commit", "nosuch"], "no such container"),
+        (vec!["commit", "-c", "RUN echo", "src"], "cannot be changed"),
+        (vec!["diff", "nosuch"], "no such container"),
+        (vec!["export", "nosuch"], "no such container"),
+    ] {
+        let out = r.run(&args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}

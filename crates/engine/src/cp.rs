@@ -166,6 +166,13 @@ impl Engine {
         tar_path(&host, name, true, out).ctx(|| format!("copying {path} out of container {cname}"))
     }
 
+    /// `export`: the container's root filesystem (its image and its writable
+    /// layer, not its volumes or bind mounts) as a tar written to `out`.
+    pub fn export(&self, what: &str, out: impl Write) -> Result<()> {
+        let (cname, root, _) = self.rootfs_of(what)?;
+        tar_path(&root, ".", true, out).ctx(|| format!("exporting container {cname}"))
+    }
+
     /// Unpack the tar read from `input` into directory `dir` of the container.
     pub fn copy_in(&self, what: &str, dir: &str, input: impl Read) -> Result<()> {
         let (cname, root, binds) = self.rootfs_of(what)?;

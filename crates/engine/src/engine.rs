@@ -95,7 +95,7 @@ impl Engine {
 
     /// Record that `action` happened to container `c` (its name, image and
     /// labels as attributes, as docker), with `extra` attributes.
-    pub(crate) fn container_event(&self, c: &Container, action: &str, extra: &[(&str, String)]) {
+    pub fn container_event(&self, c: &Container, action: &str, extra: &[(&str, String)]) {
         self.events().emit(&container_event(c, action, extra));
     }
 

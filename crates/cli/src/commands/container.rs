@@ -75,6 +75,16 @@ pub enum ContainerCommand {
     Stats(super::container_ops::StatsArgs),
     /// Copy files between a container and the host.
     Cp(super::cp::CpArgs),
+    /// Make an image of a container's changes (on top of its image).
+    #[command(
+        after_help = "Examples:\n  hako commit web web:v2\n  hako commit -m 'add config' -a 'Ann <ann@example.com>' -c 'CMD [\"httpd\", \"-f\"]' -c 'EXPOSE 80' web"
+    )]
+    Commit(super::container_ops::CommitArgs),
+    /// List the paths a container added (A), changed (C) or deleted (D).
+    Diff(super::container_ops::DiffArgs),
+    /// Write a container's root filesystem as a tar archive.
+    #[command(after_help = "Examples:\n  hako export -o web.tar web\n  hako export web | tar -t")]
+    Export(super::container_ops::ExportArgs),
     /// Container maintenance (prune).
     #[command(subcommand)]
     Container(super::container_ops::ContainerGroup),
@@ -513,6 +523,15 @@ fn dispatch(g: &Global, cmd: ContainerCommand) -> Result<()> {
         ContainerCommand::Rename(a) => super::container_ops::rename(&engine, a),
         ContainerCommand::Top(a) => super::container_ops::top(&engine, a),
         ContainerCommand::Cp(a) => super::cp::run(&engine, a),
+        ContainerCommand::Commit(a) => {
+            let mut images = open_images(g)?;
+            super::container_ops::commit(g, &engine, &mut images, a)
+        }
+        ContainerCommand::Diff(a) => {
+            let images = open_images(g)?;
+            super::container_ops::diff(&engine, &images, a)
+        }
+        ContainerCommand::Export(a) => super::container_ops::export(&engine, a),
         ContainerCommand::Stats(a) => super::container_ops::stats(&engine, a),
         ContainerCommand::Container(sub) => {
             let mut images = open_images(g)?;

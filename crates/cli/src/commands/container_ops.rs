@@ -4,11 +4,115 @@
 use std::io::Write;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use hako_engine::stats::Usage;
 use hako_engine::{Engine, Programs};
 use hako_image::ImageStore;
+
+#[derive(Debug, Args)]
+pub struct CommitArgs {
+    /// Author of the image ("Name <email>").
+    #[arg(short = 'a', long)]
+    pub author: Option<String>,
+    /// Commit message (the history entry's comment).
+    #[arg(short = 'm', long)]
+    pub message: Option<String>,
+    /// A Dockerfile instruction for the config: CMD, ENTRYPOINT, ENV, EXPOSE,
+    /// LABEL, USER, VOLUME, WORKDIR or STOPSIGNAL.
+    #[arg(short = 'c', long = "change", value_name = "INSTRUCTION")]
+    pub change: Vec<String>,
+    /// Pause the container while its layer is read.
+    #[arg(short = 'p', long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub pause: bool,
+    pub container: String,
+    /// Name of the new image (none: an unnamed image, its id printed).
+    pub repository: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    pub container: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Write to this file (through a temporary name) instead of standard output.
+    #[arg(short = 'o', long)]
+    pub output: Option<std::path::PathBuf>,
+    pub container: String,
+}
+
+pub fn commit(
+    g: &crate::Global,
+    engine: &Engine,
+    images: &mut ImageStore,
+    a: CommitArgs,
+) -> Result<()> {
+    let names = match &a.repository {
+        Some(r) => vec![hako_image::Reference::parse(r)?],
+        None => Vec::new(),
+    };
+    let o = hako_build::commit::CommitOptions {
+        names,
+        author: a.author.clone(),
+        message: a.message.clone(),
+        changes: a.change.clone(),
+        pause: a.pause,
+    };
+    let rec = hako_build::commit::commit(engine, images, &a.container, &o, &hako_image::NoProgress)
+        .with_context(|| format!("committing container {}", a.container))?;
+    let id = rec.id.to_string();
+    for n in &rec.names {
+        super::events::image_event(g, "tag", &id, &n.familiar());
+    }
+    if let Ok(c) = engine.get(&a.container) {
+        let comment = a.message.clone().unwrap_or_default();
+        engine.container_event(&c, "commit", &[("comment", comment)]);
+    }
+    println!("{id}");
+    Ok(())
+}
+
+pub fn diff(engine: &Engine, images: &ImageStore, a: DiffArgs) -> Result<()> {
+    let changes = hako_build::commit::diff(engine, images, &a.container)
+        .with_context(|| format!("listing the changes of container {}", a.container))?;
+    let mut out = std::io::stdout().lock();
+    for c in changes {
+        writeln!(out, "{} {}", c.kind, c.path)?;
+    }
+    Ok(())
+}
+
+pub fn export(engine: &Engine, a: ExportArgs) -> Result<()> {
+    match &a.output {
+        None => {
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+            engine.export(&a.container, &mut w)?;
+            w.flush()
+                .context("writing the archive to standard output")?;
+        }
+        Some(path) => {
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            let tmp = tempfile::NamedTempFile::new_in(dir)
+                .with_context(|| format!("creating a temporary file beside {}", path.display()))?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file());
+            engine.export(&a.container, &mut w)?;
+            w.flush()
+                .with_context(|| format!("writing {}", path.display()))?;
+            drop(w);
+            tmp.as_file()
+                .sync_all()
+                .with_context(|| format!("writing {}", path.display()))?;
+            tmp.persist(path)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
 
 #[derive(Debug, Args)]
 pub struct RenameArgs {
