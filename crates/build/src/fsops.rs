@@ -803,8 +803,27 @@ mod tests {
                     x.push(format!("{}={}", ext.key().unwrap(), ext.value().unwrap()));
                 }
             }
+            // Every header is whole (a pulled copy is unpacked from them).
+            assert!(
+                e.header().uid().is_ok() && e.header().gid().is_ok(),
+                "{path}"
+            );
             seen.push((path, e.header().entry_type(), x));
         }
+        // hako's own unpacker takes the blob (as after a push and a pull).
+        let target = t.path().join("unpacked");
+        fs::create_dir_all(&target).unwrap();
+        let limits = hako_image::layer::ApplyLimits::for_target(&target).unwrap();
+        hako_image::layer::apply(
+            &target,
+            "the layer",
+            blob.as_slice(),
+            hako_image::manifest::Compression::None,
+            Algorithm::Sha256,
+            &limits,
+        )
+        .unwrap();
+        assert_eq!(fs::read_to_string(target.join("dir/file")).unwrap(), "data");
         let names: Vec<&str> = seen.iter().map(|(p, _, _)| p.as_str()).collect();
         assert_eq!(names, ["dir", "dir/file", ".wh.gone", "link"]);
         assert_eq!(seen[3].1, tar::EntryType::Link);
