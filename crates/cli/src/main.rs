@@ -83,6 +83,10 @@ enum Command {
     /// Manage networks (create, ls, inspect, rm, prune, connect, disconnect).
     #[command(subcommand)]
     Network(commands::network::NetworkCommand),
+    /// Host information (same as `hako system info`).
+    Info(commands::system::InfoArgs),
+    /// hako's version and its runtime's.
+    Version(commands::system::VersionArgs),
     /// Disk usage, host information and pruning (df, info, prune).
     #[command(subcommand)]
     System(commands::system::SystemCommand),
@@ -132,6 +136,10 @@ fn main() -> ExitCode {
         Command::Network(cmd) => commands::network::run(&cli.global, cmd),
         Command::Compose(args) => commands::compose::run(&cli.global, args),
         Command::System(cmd) => commands::system::run(&cli.global, cmd),
+        Command::Info(args) => {
+            commands::system::run(&cli.global, commands::system::SystemCommand::Info(args))
+        }
+        Command::Version(args) => commands::system::version(args),
         Command::Volume(cmd) => commands::volume::run(&cli.global, cmd),
         Command::Container(cmd) => commands::container::run(&cli.global, cmd),
         Command::Distribution(cmd) => commands::distribution::run(&cli.global, cmd),

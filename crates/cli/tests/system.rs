@@ -71,6 +71,22 @@ fn df_info_and_prune() {
         r.ok(&["system", "info", "--format", "{{.Driver}}"]),
         "overlay\n"
     );
+    // The top-level spellings docker users type.
+    assert_eq!(r.ok(&["info", "-f", "{{.ContainersRunning}}"]), "1\n");
+    assert_eq!(
+        r.ok(&["version", "-f", "{{.Client.Version}}"]),
+        format!("{}\n", env!("CARGO_PKG_VERSION"))
+    );
+    let v: serde_json::Value = serde_json::from_str(&r.ok(&["version", "-f", "json"])).unwrap();
+    assert_eq!(v["Client"]["Os"], "linux");
+    assert!(
+        v["Client"]["Runtime"]["Version"]
+            .as_str()
+            .unwrap()
+            .starts_with("hako-runtime"),
+        "{v}"
+    );
+    assert!(r.ok(&["version"]).starts_with("Client:\n Version:"));
 
     let out = r.ok(&["system", "prune", "-f", "--volumes"]);
     assert!(out.contains("Deleted Containers:"), "{out}");

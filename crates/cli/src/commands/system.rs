@@ -340,3 +340,79 @@ fn prune(engine: &Engine, images: &mut ImageStore, a: PruneArgs) -> Result<()> {
     writeln!(out, "Total reclaimed space: {}", size(reclaimed))?;
     Ok(())
 }
+
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    /// "json", or a template such as '{{.Client.Version}}'.
+    #[arg(short = 'f', long)]
+    pub format: Option<String>,
+}
+
+/// `hako version`: hako's and its runtime's versions (there is no server:
+/// hako is daemonless, as podman).
+pub fn version(a: VersionArgs) -> Result<()> {
+    let runtime = hako_engine::runtime::resolve(hako_engine::runtime::DEFAULT).ok();
+    let runtime_version = runtime
+        .as_ref()
+        .and_then(|p| std::process::Command::new(p).arg("--version").output().ok())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .unwrap_or_default();
+    let uname = nix::sys::utsname::uname().context("reading the kernel version")?;
+    let v = serde_json::json!({
+        "Client": {
+            "Version": env!("CARGO_PKG_VERSION"),
+            "Os": std::env::consts::OS,
+            "Arch": go_arch(std::env::consts::ARCH),
+            "KernelVersion": uname.release().to_string_lossy(),
+            "Runtime": {
+                "Name": hako_engine::runtime::DEFAULT,
+                "Path": runtime.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+                "Version": runtime_version,
+            },
+        },
+    });
+    match a.format.as_deref() {
+        Some("json") => println!("{v}"),
+        Some(t) => println!("{}", crate::template::render(t, &v)?),
+        None => {
+            let c = &v["Client"];
+            println!("Client:");
+            println!(
+                " Version:        {}",
+                c["Version"].as_str().unwrap_or_default()
+            );
+            println!(
+                " OS/Arch:        {}/{}",
+                c["Os"].as_str().unwrap_or_default(),
+                c["Arch"].as_str().unwrap_or_default()
+            );
+            println!(
+                " Kernel:         {}",
+                c["KernelVersion"].as_str().unwrap_or_default()
+            );
+            println!(
+                " Runtime:        {} ({})",
+                c["Runtime"]["Version"].as_str().unwrap_or_default(),
+                c["Runtime"]["Path"].as_str().unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Rust's architecture names as OCI (Go) spells them.
+fn go_arch(a: &str) -> &str {
+    match a {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    }
+}
