@@ -687,3 +687,118 @@ fn commit_diff_and_export() {
         assert!(err.contains(want), "{args:?}: {err}");
     }
 }
+
+/// A cgroup file of the container, v1 or v2 name.
+fn cgroup_value(r: &Root, name: &str, v1: &str, v2: &str) -> String {
+    r.ok(&[
+        "exec",
+        name,
+        "sh",
+        "-c",
+        &format!("cat /sys/fs/cgroup/{v1} 2>/dev/null || cat /sys/fs/cgroup/{v2}"),
+    ])
+    .trim()
+    .to_string()
+}
+
+#[test]
+fn update_changes_limits_live_and_the_restart_policy() {
+    let r = Root::new();
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "up",
+        "--network",
+        "none",
+        "-m",
+        "64m",
+        "--pids-limit",
+        "40",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    assert_eq!(
+        cgroup_value(&r, "up", "memory/memory.limit_in_bytes", "memory.max"),
+        (64u64 << 20).to_string()
+    );
+    assert_eq!(
+        r.ok(&[
+            "update",
+            "-m",
+            "96m",
+            "--pids-limit",
+            "77",
+            "--cpus",
+            "0.5",
+            "up"
+        ]),
+        "up\n"
+    );
+    assert_eq!(
+        cgroup_value(&r, "up", "memory/memory.limit_in_bytes", "memory.max"),
+        (96u64 << 20).to_string()
+    );
+    assert_eq!(cgroup_value(&r, "up", "pids/pids.max", "pids.max"), "77");
+    let quota = cgroup_value(&r, "up", "cpu/cpu.cfs_quota_us", "cpu.max");
+    assert!(quota == "50000" || quota.starts_with("50000 "), "{quota}");
+    let v = r.inspect("up");
+    assert_eq!(v["HostConfig"]["Memory"], 96i64 << 20);
+    assert_eq!(v["HostConfig"]["PidsLimit"], 77);
+    // Kept across a restart (the bundle changed too).
+    r.ok(&["restart", "-t", "0", "up"]);
+    assert_eq!(cgroup_value(&r, "up", "pids/pids.max", "pids.max"), "77");
+
+    // A new restart policy reaches the running container's monitor.
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "crashy",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 0.5; exit 3",
+    ]);
+    r.ok(&["update", "--restart", "on-failure:2", "crashy"]);
+    assert_eq!(
+        r.inspect("crashy")["HostConfig"]["RestartPolicy"]["Name"],
+        "on-failure"
+    );
+    wait_for("two restarts, then the end", || {
+        let v = r.inspect("crashy");
+        v["RestartCount"] == 2 && v["State"]["Status"] == "exited"
+    });
+    assert_eq!(r.inspect("crashy")["State"]["ExitCode"], 3);
+
+    for (args, want) in [
+        (vec!["update", "up"], "at least one option"),
+        (vec!["update", "-m", "1m", "up"], "minimum memory limit"),
+        (vec!["update", "--memory-swap", "10m", "up"], "memoryswap"),
+        (vec!["update", "--restart", "sometimes", "up"], "restart"),
+        (vec!["update", "-m", "64m", "nosuch"], "no such container"),
+    ] {
+        let out = r.run(&args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    r.ok(&[
+        "run",
+        "-d",
+        "--rm",
+        "--name",
+        "gone",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let out = r.run(&["update", "--restart", "always", "gone"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("AutoRemove"));
+}

@@ -47,6 +47,7 @@ mod start;
 pub mod stats;
 mod stop;
 pub mod top;
+mod update;
 pub mod user;
 pub mod volume;
 mod wait;
@@ -64,4 +65,5 @@ pub use record::{
     NetworkAttach, RestartPolicy, State, Status, Tmpfs, TmpfsOptions, Ulimit, VolumeOptions,
 };
 pub use start::Started;
+pub use update::UpdateOptions;
 pub use volume::{Volume, VolumeCreate};

@@ -97,6 +97,13 @@ impl Runtime {
         self.run(cmd, || format!("pausing container {id}"))
     }
 
+    /// Change a running container's limits (`update -r FILE`, runc's form).
+    pub fn update(&self, id: &str, resources_file: &std::path::Path) -> Result<()> {
+        let mut cmd = self.command();
+        cmd.arg("update").arg("-r").arg(resources_file).arg(id);
+        self.run(cmd, || format!("updating the limits of container {id}"))
+    }
+
     /// Thaw a paused container.
     pub fn resume(&self, id: &str) -> Result<()> {
         let mut cmd = self.command();

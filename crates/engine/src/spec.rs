@@ -219,51 +219,9 @@ pub fn build(
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(build_err("namespaces", id))?;
 
-    let mut resources =
-        LinuxResourcesBuilder::default().devices(security::device_rules(h.privileged));
-    if h.memory > 0 {
-        // Docker: swap defaults to as much again as the memory limit.
-        let swap = match h.memory_swap {
-            0 => h.memory * 2,
-            s => s,
-        };
-        resources = resources.memory(
-            LinuxMemoryBuilder::default()
-                .limit(h.memory)
-                .swap(swap)
-                .build()
-                .map_err(build_err("memory limit", id))?,
-        );
-    }
-    if h.nano_cpus > 0 || h.cpu_shares > 0 || !h.cpuset_cpus.is_empty() || !h.cpuset_mems.is_empty()
-    {
-        let mut cpu = LinuxCpuBuilder::default();
-        if h.nano_cpus > 0 {
-            let quota = (h.nano_cpus as i128 * CPU_PERIOD as i128 / 1_000_000_000) as i64;
-            cpu = cpu.quota(quota).period(CPU_PERIOD);
-        }
-        if h.cpu_shares > 0 {
-            cpu = cpu.shares(h.cpu_shares);
-        }
-        if !h.cpuset_cpus.is_empty() {
-            cpu = cpu.cpus(h.cpuset_cpus.clone());
-        }
-        if !h.cpuset_mems.is_empty() {
-            cpu = cpu.mems(h.cpuset_mems.clone());
-        }
-        resources = resources.cpu(cpu.build().map_err(build_err("cpu limit", id))?);
-    }
-    if h.pids_limit > 0 {
-        resources = resources.pids(
-            LinuxPidsBuilder::default()
-                .limit(h.pids_limit)
-                .build()
-                .map_err(build_err("pids limit", id))?,
-        );
-    }
     let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
-        .resources(resources.build().map_err(build_err("resources", id))?)
+        .resources(resources(h, id)?)
         .cgroups_path(PathBuf::from(cgroups_path(id)));
     if let Some(profile) = seccomp {
         linux = linux.seccomp(profile);
@@ -332,6 +290,54 @@ pub fn set_network_namespace(spec: &mut Spec, path: Option<&Path>) {
 const INIT_PATH: &str = "/sbin/docker-init";
 
 /// A static tini on the host: `$HAKO_INIT`, else Debian's tini-static.
+/// The container's `linux.resources`: device rules and the limits of its
+/// HostConfig (also what `update` hands the runtime).
+pub fn resources(h: &HostConfig, id: &str) -> Result<oci_spec::runtime::LinuxResources> {
+    let mut resources =
+        LinuxResourcesBuilder::default().devices(security::device_rules(h.privileged));
+    if h.memory > 0 {
+        // Docker: swap defaults to as much again as the memory limit.
+        let swap = match h.memory_swap {
+            0 => h.memory * 2,
+            s => s,
+        };
+        resources = resources.memory(
+            LinuxMemoryBuilder::default()
+                .limit(h.memory)
+                .swap(swap)
+                .build()
+                .map_err(build_err("memory limit", id))?,
+        );
+    }
+    if h.nano_cpus > 0 || h.cpu_shares > 0 || !h.cpuset_cpus.is_empty() || !h.cpuset_mems.is_empty()
+    {
+        let mut cpu = LinuxCpuBuilder::default();
+        if h.nano_cpus > 0 {
+            let quota = (h.nano_cpus as i128 * CPU_PERIOD as i128 / 1_000_000_000) as i64;
+            cpu = cpu.quota(quota).period(CPU_PERIOD);
+        }
+        if h.cpu_shares > 0 {
+            cpu = cpu.shares(h.cpu_shares);
+        }
+        if !h.cpuset_cpus.is_empty() {
+            cpu = cpu.cpus(h.cpuset_cpus.clone());
+        }
+        if !h.cpuset_mems.is_empty() {
+            cpu = cpu.mems(h.cpuset_mems.clone());
+        }
+        resources = resources.cpu(cpu.build().map_err(build_err("cpu limit", id))?);
+    }
+    if h.pids_limit > 0 {
+        resources = resources.pids(
+            LinuxPidsBuilder::default()
+                .limit(h.pids_limit)
+                .build()
+                .map_err(build_err("pids limit", id))?,
+        );
+    }
+    resources.build().map_err(build_err("resources", id))
+}
+
 fn init_binary() -> Result<PathBuf> {
     let candidates: Vec<PathBuf> = std::env::var_os("HAKO_INIT")
         .map(PathBuf::from)

@@ -282,10 +282,10 @@ fn supervise(args: &Args, sync: File) -> i32 {
             oom_killed,
             error: String::new(),
         };
-        if !args
-            .restart
-            .should_restart(code, restarts, stop_requested(args))
-        {
+        // `hako update --restart` may have changed the policy since we started.
+        let policy = restart::Policy::from_file(&args.bundle.join("restart-policy"))
+            .unwrap_or_else(|| args.restart.clone());
+        if !policy.should_restart(code, restarts, stop_requested(args)) {
             drop(server);
             let _ = fs::remove_file(args.bundle.join("attach.sock"));
             finish(args, sync.take(), &last, restarts);

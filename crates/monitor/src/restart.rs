@@ -28,6 +28,15 @@ impl Default for Policy {
 }
 
 impl Policy {
+    /// The policy the engine wrote (`NAME MAX`), if there is such a file.
+    pub fn from_file(path: &std::path::Path) -> Option<Policy> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let mut words = text.split_whitespace();
+        let name = words.next()?.to_string();
+        let max = words.next().and_then(|m| m.parse().ok()).unwrap_or(0);
+        Some(Policy { name, max })
+    }
+
     /// Whether a container that exited with `code` after `restarts`
     /// restarts is started again. A stop or kill by the user always ends it.
     pub fn should_restart(&self, code: i32, restarts: u32, stopped_by_user: bool) -> bool {
@@ -63,6 +72,23 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_policy_file_is_read_when_there_is_one() {
+        let dir = std::env::temp_dir().join(format!("hako-policy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("restart-policy");
+        assert_eq!(Policy::from_file(&f), None);
+        std::fs::write(&f, "on-failure 3\n").unwrap();
+        assert_eq!(
+            Policy::from_file(&f),
+            Some(Policy {
+                name: "on-failure".into(),
+                max: 3
+            })
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     fn p(name: &str, max: u32) -> Policy {
         Policy {

@@ -75,6 +75,11 @@ pub enum ContainerCommand {
     Stats(super::container_ops::StatsArgs),
     /// Copy files between a container and the host.
     Cp(super::cp::CpArgs),
+    /// Change the resource limits or restart policy of containers.
+    #[command(
+        after_help = "Examples:\n  hako update --memory 256m --cpus 1.5 web\n  hako update --restart unless-stopped web db"
+    )]
+    Update(super::container_ops::UpdateArgs),
     /// Make an image of a container's changes (on top of its image).
     #[command(
         after_help = "Examples:\n  hako commit web web:v2\n  hako commit -m 'add config' -a 'Ann <ann@example.com>' -c 'CMD [\"httpd\", \"-f\"]' -c 'EXPOSE 80' web"
@@ -527,6 +532,7 @@ fn dispatch(g: &Global, cmd: ContainerCommand) -> Result<()> {
             let mut images = open_images(g)?;
             super::container_ops::commit(g, &engine, &mut images, a)
         }
+        ContainerCommand::Update(a) => super::container_ops::update(&engine, a),
         ContainerCommand::Diff(a) => {
             let images = open_images(g)?;
             super::container_ops::diff(&engine, &images, a)

@@ -11,6 +11,74 @@ use hako_engine::{Engine, Programs};
 use hako_image::ImageStore;
 
 #[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// Memory limit (e.g. 256m).
+    #[arg(short = 'm', long)]
+    pub memory: Option<String>,
+    /// Memory plus swap limit (-1: unlimited swap).
+    #[arg(long = "memory-swap")]
+    pub memory_swap: Option<String>,
+    /// Number of CPUs (e.g. 1.5).
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// Relative CPU weight.
+    #[arg(short = 'c', long = "cpu-shares")]
+    pub cpu_shares: Option<u64>,
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    #[arg(long = "cpuset-mems")]
+    pub cpuset_mems: Option<String>,
+    /// Process limit (-1: unlimited).
+    #[arg(long = "pids-limit")]
+    pub pids_limit: Option<i64>,
+    /// no, on-failure[:N], always or unless-stopped.
+    #[arg(long)]
+    pub restart: Option<String>,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+pub fn update(engine: &Engine, a: UpdateArgs) -> Result<()> {
+    use hako_engine::options;
+    let o = hako_engine::UpdateOptions {
+        memory: a.memory.as_deref().map(options::parse_bytes).transpose()?,
+        memory_swap: a
+            .memory_swap
+            .as_deref()
+            .map(|s| {
+                if s.trim() == "-1" {
+                    Ok(-1)
+                } else {
+                    options::parse_bytes(s)
+                }
+            })
+            .transpose()?,
+        nano_cpus: a.cpus.as_deref().map(options::parse_cpus).transpose()?,
+        cpu_shares: a.cpu_shares,
+        cpuset_cpus: a.cpuset_cpus.clone(),
+        cpuset_mems: a.cpuset_mems.clone(),
+        pids_limit: a.pids_limit,
+        restart: a
+            .restart
+            .as_deref()
+            .map(options::parse_restart)
+            .transpose()?,
+    };
+    let mut failed = None;
+    for n in &a.containers {
+        match engine.update(n, &o) {
+            Ok(()) => println!("{n}"),
+            Err(e) if failed.is_none() => failed = Some(e),
+            Err(e) => eprintln!("Error: {e}"),
+        }
+    }
+    match failed {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
+#[derive(Debug, Args)]
 pub struct CommitArgs {
     /// Author of the image ("Name <email>").
     #[arg(short = 'a', long)]
