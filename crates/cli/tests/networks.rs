@@ -750,3 +750,128 @@ fn fixed_addresses_and_macs() {
         assert!(err.contains(want), "{args:?}: {err}");
     }
 }
+
+/// The pid of network `net`'s name server, if it runs.
+fn dns_server(r: &Root, net: &str) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(r.root().join("run/dns").join(format!("{net}.pid")))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    std::path::Path::new(&format!("/proc/{pid}"))
+        .exists()
+        .then_some(pid)
+}
+
+#[test]
+fn the_network_name_server_answers_container_names() {
+    let r = Root::new();
+    r.ok(&["network", "create", "--subnet", "10.252.40.0/24", "named"]);
+    r.ok(&["network", "create", "--subnet", "10.252.41.0/24", "other"]);
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "db",
+        "--network",
+        "named",
+        "--network-alias",
+        "database",
+        "--ip",
+        "10.252.40.30",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let pid = dns_server(&r, "named").expect("a name server for the network");
+    // The container asks the network's server (its gateway).
+    let resolv = r.ok(&["exec", "db", "cat", "/etc/resolv.conf"]);
+    assert!(resolv.contains("nameserver 10.252.40.1"), "{resolv}");
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "app",
+        "--network",
+        "named",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    assert_eq!(dns_server(&r, "named"), Some(pid), "one server per network");
+    // nslookup queries DNS, not /etc/hosts.
+    for name in ["db", "database", "DB"] {
+        let out = r.ok(&["exec", "app", "nslookup", name]);
+        assert!(out.contains("10.252.40.30"), "{name}: {out}");
+    }
+    let out = r.run(&["exec", "app", "nslookup", "nosuch"]);
+    assert!(
+        !out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // A container on another network is not named to this one.
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "elsewhere",
+        "--network",
+        "other",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    assert!(!r
+        .run(&["exec", "app", "nslookup", "elsewhere"])
+        .status
+        .success());
+    // A newcomer is answered at once; a removed container is not.
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "late",
+        "--network",
+        "named",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let late_ip = r.inspect("late")["NetworkSettings"]["Networks"]["named"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = r.ok(&["exec", "db", "nslookup", "late"]);
+    assert!(out.contains(&late_ip), "{out}");
+    r.ok(&["rm", "-f", "late"]);
+    assert!(!r.run(&["exec", "db", "nslookup", "late"]).status.success());
+    // --dns keeps the user's servers; the default bridge has no name server.
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "own",
+        "--network",
+        "named",
+        "--dns",
+        "10.9.9.9",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    assert!(r
+        .ok(&["exec", "own", "cat", "/etc/resolv.conf"])
+        .contains("nameserver 10.9.9.9"));
+    r.ok(&["run", "-d", "--name", "plain", "busybox", "sleep", "1000"]);
+    assert!(!r
+        .ok(&["exec", "plain", "cat", "/etc/resolv.conf"])
+        .contains("nameserver 10.88."));
+    // The server ends once no container is left on the network.
+    r.ok(&["rm", "-f", "db", "app", "own"]);
+    wait_for("the name server to end", || {
+        dns_server(&r, "named").is_none()
+            && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map_or(true, |s| s.split_whitespace().nth(2) == Some("Z"))
+    });
+}

@@ -159,15 +159,24 @@ pub(crate) fn write_etc_files(dir: &Path, c: &Container) -> Result<()> {
         );
         write_replace(&dir.join("hosts"), hosts.as_bytes())?;
     }
+    write_resolv_conf(dir, c, None)
+}
+
+/// /etc/resolv.conf of the container; `dns` is the network's own server
+/// (user networks), which then answers in place of the host's resolvers.
+pub(crate) fn write_resolv_conf(dir: &Path, c: &Container, dns: Option<&str>) -> Result<()> {
     let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    write_replace(&dir.join("resolv.conf"), resolv_conf(&host, c).as_bytes())
+    write_replace(
+        &dir.join("resolv.conf"),
+        resolv_conf(&host, c, dns).as_bytes(),
+    )
 }
 
 /// The container's /etc/resolv.conf: the host's, with `--dns*` replacing its
 /// parts. In a network namespace of its own a loopback nameserver of the
 /// host (a local caching resolver) is unreachable, so it is dropped, and with
 /// none left docker's public defaults are used.
-fn resolv_conf(host: &str, c: &Container) -> String {
+fn resolv_conf(host: &str, c: &Container, dns: Option<&str>) -> String {
     let h = &c.host;
     if h.network_mode == "host"
         && h.dns.is_empty()
@@ -187,7 +196,9 @@ fn resolv_conf(host: &str, c: &Container) -> String {
             })
             .collect()
     };
-    let mut servers = if h.dns.is_empty() {
+    let mut servers = if let (true, Some(d)) = (h.dns.is_empty(), dns) {
+        vec![d.to_string()]
+    } else if h.dns.is_empty() {
         field("nameserver")
             .into_iter()
             .filter(|s| h.network_mode == "host" || !s.starts_with("127.") && s != "::1")

@@ -31,6 +31,10 @@ pub struct Programs {
     /// The command the monitor runs after the container exits, before the
     /// container id: e.g. `[hako, --root, R, container-cleanup]`.
     pub exit_command: Vec<String>,
+    /// The command that serves a user network's names, before the network's
+    /// name: e.g. `[hako, --root, R, network, dns-serve]`. Empty: no server
+    /// (names come from /etc/hosts only).
+    pub dns_server: Vec<String>,
 }
 
 /// An open engine.

@@ -135,6 +135,9 @@ impl Engine {
         crate::create::write_etc_files(&dir, &c)?;
         self.join_network(&c)?;
         self.network_up(&c)?;
+        if let Some(ns) = self.ensure_dns(&c, programs) {
+            crate::create::write_resolv_conf(&dir, &c, Some(&ns))?;
+        }
         let res = self.spawn_monitor(c, programs, attach);
         if let Err(e) = &res {
             if let Ok(c) = self.find(&found.id) {

@@ -643,6 +643,13 @@ pub(crate) fn programs(g: &Global) -> Result<Programs> {
             root.to_string_lossy().into_owned(),
             "container-cleanup".into(),
         ],
+        dns_server: vec![
+            me.to_string_lossy().into_owned(),
+            "--root".into(),
+            root.to_string_lossy().into_owned(),
+            "network".into(),
+            "dns-serve".into(),
+        ],
     })
 }
 

@@ -33,6 +33,9 @@ pub enum NetworkCommand {
     Connect(ConnectArgs),
     /// Disconnect a container from a network.
     Disconnect(DisconnectArgs),
+    /// Serve a user network's names (started by the engine, ends by itself).
+    #[command(hide = true)]
+    DnsServe { network: String },
 }
 
 #[derive(Debug, Args)]
@@ -207,6 +210,7 @@ pub fn run(g: &Global, cmd: NetworkCommand) -> Result<()> {
             engine.connect(&a.container, &a.network, &a.alias, ip)?
         }
         NetworkCommand::Disconnect(a) => engine.disconnect(&a.container, &a.network)?,
+        NetworkCommand::DnsServe { network } => engine.serve_dns(&network)?,
     }
     Ok(())
 }

@@ -226,6 +226,7 @@ impl Engine {
     /// Delete the record, the bridge and the leases of a network.
     pub(crate) fn destroy_network(&self, n: &Network) -> Result<()> {
         self.db.delete_network(&n.id)?;
+        super::dns::stop(&self.run_root, &n.name);
         delete_link(&n.bridge)?;
         let _ = std::fs::remove_dir_all(self.ipam_dir().join(&n.name));
         self.network_event(n, "destroy", None);

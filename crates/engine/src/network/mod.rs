@@ -11,10 +11,12 @@
 //! - [`netns`]: persistent network namespaces;
 //! - [`ports`]: published ports (`-p`, `-P`);
 //! - [`setup`]: bringing a container's networks up and down, /etc/hosts;
+//! - [`dns`]: the name server of user networks;
 //! - [`joined`]: `--network container:ID`, another container's namespace;
 //! - [`manage`]: `network create/ls/inspect/rm/prune/connect/disconnect`.
 
 pub mod cni;
+pub mod dns;
 pub mod isolation;
 mod joined;
 mod manage;

@@ -8,6 +8,7 @@
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -202,6 +203,103 @@ impl Engine {
         Ok(())
     }
 
+    /// The name server of the container's first network, started if it is not
+    /// running (user networks only; the default bridge has none, as docker's).
+    /// Its address, for /etc/resolv.conf; None where names come from
+    /// /etc/hosts alone (or the server could not start: a warning says why).
+    pub(crate) fn ensure_dns(&self, c: &Container, programs: &crate::Programs) -> Option<String> {
+        if programs.dns_server.is_empty() || !c.host.dns.is_empty() {
+            return None;
+        }
+        let a = c.host.networks.first()?;
+        let n = self.network(&a.network).ok()?;
+        if n.is_default() {
+            return None;
+        }
+        match self.start_dns(&n, programs) {
+            Ok(()) => Some(n.gateway.clone()),
+            Err(e) => {
+                tracing::warn!(
+                    "network {}: no name server, names resolve through /etc/hosts only: {e}",
+                    n.name
+                );
+                None
+            }
+        }
+    }
+
+    fn start_dns(&self, n: &Network, programs: &crate::Programs) -> Result<()> {
+        let dir = super::dns::dir(&self.run_root);
+        fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
+        let lock_path = super::dns::lock_path(&self.run_root, &n.name);
+        let f = fs::File::create(&lock_path).ctx(|| format!("creating {}", lock_path.display()))?;
+        let _lock = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| e)
+            .ctx(|| format!("locking {}", lock_path.display()))?;
+        if super::dns::running(&self.run_root, &n.name) {
+            return Ok(());
+        }
+        let pid = super::dns::pid_path(&self.run_root, &n.name);
+        let _ = fs::remove_file(&pid);
+        let (prog, args) = programs
+            .dns_server
+            .split_first()
+            .expect("checked non-empty");
+        let mut cmd = std::process::Command::new(prog);
+        cmd.args(args)
+            .arg(&n.name)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            // Its own session: a terminal's hangup or ^C does not end it.
+            .process_group(0);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| Error::io(format!("starting the name server of network {}", n.name), e))?;
+        // It writes its pid file once bound; an early exit says why on stderr.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        loop {
+            if pid.exists() {
+                // Reaped by init once we are gone; never waited for here.
+                drop(child.stderr.take());
+                std::mem::forget(child);
+                return Ok(());
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
+                }
+                return Err(Error::Runtime {
+                    context: format!("starting the name server of network {}", n.name),
+                    message: format!("{status}: {}", err.trim().replace('\n', " ")),
+                });
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(Error::Runtime {
+                    context: format!("starting the name server of network {}", n.name),
+                    message: "it did not report within 3 s".into(),
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    /// Run the name server of network `what` (the `dns-serve` command the
+    /// engine starts); returns when no container is left on the network.
+    pub fn serve_dns(&self, what: &str) -> Result<()> {
+        let n = self.network(what)?;
+        let gw: std::net::Ipv4Addr = n.gateway.parse().map_err(|_| {
+            Error::Invalid(format!(
+                "network {}: gateway {:?} is not an IPv4 address",
+                n.name, n.gateway
+            ))
+        })?;
+        super::dns::serve(&self.run_root, &n.name, gw)
+    }
+
     /// Tear down what [`network_up`](Self::network_up) set up; nothing set up is fine.
     pub(crate) fn network_down(&self, c: &Container) -> Result<()> {
         let path = self.network_state_path(&c.id);
@@ -312,6 +410,33 @@ impl Engine {
             .filter(|c| !is_special_mode(&c.host.network_mode))
             .filter_map(|c| self.network_state(&c.id).map(|s| (c, s)))
             .collect();
+        // What the networks' name servers answer.
+        let mut records = Vec::new();
+        for (c, st) in &running {
+            for a in st
+                .attached
+                .iter()
+                .filter(|a| a.network != super::DEFAULT_NETWORK)
+            {
+                if let Ok(ip) = a.endpoint.ip.parse() {
+                    let mut names = vec![c.name.clone()];
+                    names.extend(a.aliases.iter().cloned());
+                    names.push(c.short_id().to_string());
+                    records.push(super::dns::Record {
+                        network: a.network.clone(),
+                        ip,
+                        container: c.id.clone(),
+                        names,
+                    });
+                }
+            }
+        }
+        let dns_dir = super::dns::dir(&self.run_root);
+        fs::create_dir_all(&dns_dir).ctx(|| format!("creating {}", dns_dir.display()))?;
+        crate::fsutil::write_replace(
+            &super::dns::records_path(&self.run_root),
+            super::dns::format_records(&records).as_bytes(),
+        )?;
         for (c, st) in &running {
             let text = hosts_file(c, st, &running);
             let path = self.container_dir(&c.id).join("hosts");
