@@ -750,3 +750,84 @@ fn volumes_from_shares_another_containers_mounts() {
     r.ok(&["rm", "-f", "-v", "src"]);
     assert_eq!(volumes(&r), BTreeSet::from(["named2".to_string()]));
 }
+
+/// A tmpfs mounted on the host for a test; unmounted on drop.
+struct HostTmpfs(std::path::PathBuf);
+
+impl Drop for HostTmpfs {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+#[test]
+fn bind_recursive_options_decide_what_submounts_become() {
+    let r = Root::new();
+    let src = r.dir().join("src");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    fs::write(src.join("top"), "t").unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        &src.join("sub"),
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("size=1m"),
+    )
+    .unwrap();
+    let _sub = HostTmpfs(src.join("sub"));
+    fs::write(src.join("sub/inner"), "i").unwrap();
+    let run = |opts: &str, script: &str| {
+        r.run(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--mount",
+            &format!("type=bind,src={},dst=/m{opts}", src.display()),
+            "busybox",
+            "sh",
+            "-c",
+            script,
+        ])
+    };
+    let text = |o: std::process::Output| String::from_utf8_lossy(&o.stdout).into_owned();
+    // Default: the submount comes along.
+    assert_eq!(text(run("", "cat /m/sub/inner")), "i");
+    // disabled (and the older bind-nonrecursive): the directory beneath only.
+    for opt in [",bind-recursive=disabled", ",bind-nonrecursive=true"] {
+        assert_eq!(
+            text(run(opt, "ls /m/sub | wc -l; cat /m/top")),
+            "0\nt",
+            "{opt}"
+        );
+    }
+    // readonly alone: the top is read-only, the submount stays writable
+    // (docker's "writable"); bind-recursive=readonly makes both read-only.
+    let script = "touch /m/new 2>/dev/null && echo top-rw || echo top-ro; \
+                  touch /m/sub/new 2>/dev/null && echo sub-rw || echo sub-ro";
+    assert_eq!(
+        text(run(",readonly,bind-recursive=writable", script)),
+        "top-ro\nsub-rw\n"
+    );
+    assert_eq!(
+        text(run(",readonly,bind-recursive=readonly", script)),
+        "top-ro\nsub-ro\n"
+    );
+    for (opts, want) in [
+        (",bind-recursive=readonly", "needs readonly"),
+        (",bind-recursive=sometimes", "use enabled, disabled"),
+    ] {
+        let out = run(opts, "true");
+        assert!(!out.status.success(), "{opts}");
+        assert!(one_line_error(&out, want).contains(want));
+    }
+    let out = r.run(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=volume,dst=/v,bind-recursive=disabled",
+        "busybox",
+        "true",
+    ]);
+    one_line_error(&out, "bind-recursive is for type=bind");
+}

@@ -99,7 +99,17 @@ pub(crate) fn spec_mounts(
                     .as_ref()
                     .map(|b| b.propagation.clone())
                     .unwrap_or_else(|| "rprivate".into());
-                let opts = vec!["rbind".into(), prop, rw(m.read_only)];
+                let recursive = m.bind_options.as_ref().map_or("", |b| b.recursive.as_str());
+                let bind = if recursive == "disabled" {
+                    "bind"
+                } else {
+                    "rbind"
+                };
+                let mut opts = vec![bind.into(), prop, rw(m.read_only)];
+                if recursive == "readonly" {
+                    // Submounts too (mount_setattr AT_RECURSIVE, Linux 5.12).
+                    opts.push("rro".into());
+                }
                 build(&m.target, "bind", Path::new(&m.source), opts)?
             }
             MountType::Tmpfs => {

@@ -414,6 +414,7 @@ pub fn parse_mount(s: &str) -> Result<Mount> {
     let (mut source, mut target) = (String::new(), String::new());
     let mut read_only = false;
     let mut propagation = None;
+    let mut recursive = None;
     let mut vol = VolumeOptions::default();
     let mut driver = None;
     let mut driver_opts = BTreeMap::new();
@@ -454,6 +455,21 @@ pub fn parse_mount(s: &str) -> Result<Mount> {
                     return Err(bad(format!("bind-propagation {p:?}: use one of private, rprivate, shared, rshared, slave, rslave")));
                 }
                 propagation = Some(p);
+            }
+            "bind-recursive" => {
+                let r = need(value)?;
+                if !matches!(r.as_str(), "enabled" | "disabled" | "writable" | "readonly") {
+                    return Err(bad(format!(
+                        "bind-recursive {r:?}: use enabled, disabled, writable or readonly"
+                    )));
+                }
+                recursive = Some(r);
+            }
+            // The older spelling of bind-recursive=disabled.
+            "bind-nonrecursive" => {
+                if mount_bool(s, &key, value)? {
+                    recursive = Some("disabled".into());
+                }
             }
             "volume-nocopy" => {
                 vol.no_copy = mount_bool(s, &key, value)?;
@@ -517,6 +533,15 @@ pub fn parse_mount(s: &str) -> Result<Mount> {
             typ.as_str()
         )));
     }
+    if recursive.is_some() && typ != MountType::Bind {
+        return Err(bad(format!(
+            "bind-recursive is for type=bind, not {}",
+            typ.as_str()
+        )));
+    }
+    if recursive.as_deref() == Some("readonly") && !read_only {
+        return Err(bad("bind-recursive=readonly needs readonly".into()));
+    }
     let mut m = Mount {
         typ,
         source: source.clone(),
@@ -537,6 +562,7 @@ pub fn parse_mount(s: &str) -> Result<Mount> {
             }
             m.bind_options = Some(BindOptions {
                 propagation: propagation.unwrap_or_else(|| "rprivate".into()),
+                recursive: recursive.unwrap_or_default(),
             });
         }
         MountType::Volume => {

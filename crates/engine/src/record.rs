@@ -208,6 +208,11 @@ impl MountType {
 pub struct BindOptions {
     /// "rprivate" (docker's default), "private", "rshared", "shared", "rslave", "slave".
     pub propagation: String,
+    /// docker's `bind-recursive`: "enabled" (default: submounts too, read-only
+    /// applying to the top), "disabled" (no submounts), "writable" (as
+    /// enabled), "readonly" (every submount read-only as well).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub recursive: String,
 }
 
 /// Volume-specific options of a [`Mount`].
