@@ -810,6 +810,22 @@ fn the_network_name_server_answers_container_names() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+    // Reverse lookups (PTR) of a container's address.
+    let out = r.ok(&["exec", "app", "nslookup", "10.252.40.30"]);
+    assert!(out.contains("db"), "{out}");
+    // DNS over TCP, asked from the host (no container there: NXDOMAIN).
+    let mut s = TcpStream::connect("10.252.40.1:53").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let q = [
+        0x12u8, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 2, b'd', b'b', 0, 0, 1, 0, 1,
+    ];
+    s.write_all(&(q.len() as u16).to_be_bytes()).unwrap();
+    s.write_all(&q).unwrap();
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).unwrap();
+    let mut a = vec![0u8; u16::from_be_bytes(len) as usize];
+    s.read_exact(&mut a).unwrap();
+    assert_eq!((&a[..2], a[3] & 0x0f), (&[0x12u8, 0x34][..], 3));
     // A container on another network is not named to this one.
     r.ok(&[
         "run",

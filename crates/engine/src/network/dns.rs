@@ -98,6 +98,7 @@ pub fn resolve(records: &[Record], from: Ipv4Addr, name: &str) -> Option<Ipv4Add
 
 // DNS message layout (RFC 1035 section 4).
 const QTYPE_A: u16 = 1;
+const QTYPE_PTR: u16 = 12;
 const RCODE_SERVFAIL: u8 = 2;
 const RCODE_NXDOMAIN: u8 = 3;
 const RCODE_FORMERR: u8 = 1;
@@ -137,9 +138,15 @@ fn question(msg: &[u8]) -> Option<Question> {
     })
 }
 
+/// The data of the one record of an answer.
+enum Rdata {
+    A(Ipv4Addr),
+    Ptr(String),
+}
+
 /// A reply to `query` (its id and question) with `rcode` and, if given, one
-/// A record for the question's name.
-fn reply(query: &[u8], q: &Question, rcode: u8, answer: Option<Ipv4Addr>) -> Vec<u8> {
+/// record for the question's name.
+fn reply(query: &[u8], q: &Question, rcode: u8, answer: Option<Rdata>) -> Vec<u8> {
     let mut out = Vec::with_capacity(q.end + 16);
     out.extend_from_slice(&query[..2]);
     // QR, the query's opcode and RD, AA and RA set.
@@ -150,15 +157,62 @@ fn reply(query: &[u8], q: &Question, rcode: u8, answer: Option<Ipv4Addr>) -> Vec
     out.extend_from_slice(&(answer.is_some() as u16).to_be_bytes());
     out.extend_from_slice(&[0, 0, 0, 0]);
     out.extend_from_slice(&query[12..q.end]);
-    if let Some(ip) = answer {
+    if let Some(data) = answer {
         out.extend_from_slice(&[0xc0, 0x0c]); // the question's name
-        out.extend_from_slice(&QTYPE_A.to_be_bytes());
+        let (typ, bytes) = match data {
+            Rdata::A(ip) => (QTYPE_A, ip.octets().to_vec()),
+            Rdata::Ptr(name) => {
+                let mut b = Vec::new();
+                for l in name.split('.').filter(|l| !l.is_empty()) {
+                    let l = &l.as_bytes()[..l.len().min(63)];
+                    b.push(l.len() as u8);
+                    b.extend_from_slice(l);
+                }
+                b.push(0);
+                (QTYPE_PTR, b)
+            }
+        };
+        out.extend_from_slice(&typ.to_be_bytes());
         out.extend_from_slice(&1u16.to_be_bytes()); // IN
         out.extend_from_slice(&600u32.to_be_bytes());
-        out.extend_from_slice(&4u16.to_be_bytes());
-        out.extend_from_slice(&ip.octets());
+        out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+        out.extend_from_slice(&bytes);
     }
     out
+}
+
+/// `4.3.2.1.in-addr.arpa` → the name of the container at 1.2.3.4, if the
+/// asker shares a network with it (or is it).
+pub fn reverse(records: &[Record], from: Ipv4Addr, name: &str) -> Option<String> {
+    let rest = name
+        .trim_end_matches('.')
+        .to_ascii_lowercase()
+        .strip_suffix(".in-addr.arpa")?
+        .to_string();
+    let mut octets: Vec<u8> = rest
+        .split('.')
+        .map(|o| o.parse().ok())
+        .collect::<Option<_>>()?;
+    if octets.len() != 4 {
+        return None;
+    }
+    octets.reverse();
+    let ip = Ipv4Addr::new(octets[0], octets[1], octets[2], octets[3]);
+    let asker: Vec<&str> = records
+        .iter()
+        .filter(|r| r.ip == from)
+        .map(|r| r.container.as_str())
+        .collect();
+    let nets: Vec<&str> = records
+        .iter()
+        .filter(|r| asker.contains(&r.container.as_str()))
+        .map(|r| r.network.as_str())
+        .collect();
+    records
+        .iter()
+        .find(|r| r.ip == ip && nets.contains(&r.network.as_str()))
+        .and_then(|r| r.names.first())
+        .map(|n| format!("{n}."))
 }
 
 /// What to do with one query.
@@ -179,13 +233,18 @@ fn answer(records: &[Record], from: Ipv4Addr, msg: &[u8]) -> Option<Answer> {
         out[4..12].fill(0);
         return Some(Answer::Reply(out));
     };
+    if q.qtype == QTYPE_PTR {
+        if let Some(n) = reverse(records, from, &q.name) {
+            return Some(Answer::Reply(reply(msg, &q, 0, Some(Rdata::Ptr(n)))));
+        }
+    }
     match resolve(records, from, &q.name) {
         // Known: the address for A, "no data" for any other type.
         Some(ip) => Some(Answer::Reply(reply(
             msg,
             &q,
             0,
-            (q.qtype == QTYPE_A).then_some(ip),
+            (q.qtype == QTYPE_A).then_some(Rdata::A(ip)),
         ))),
         // A single label is a container name or nothing (docker forwards it,
         // but no public resolver has it: answering spares the client a wait).
@@ -247,6 +306,13 @@ pub fn serve(run_root: &Path, network: &str, gateway: Ipv4Addr) -> Result<()> {
     })?;
     sock.set_read_timeout(Some(Duration::from_secs(1)))
         .ctx(|| "setting a socket timeout".to_string())?;
+    // TCP too, for clients that retry a truncated answer or prefer it.
+    let tcp = std::net::TcpListener::bind((gateway, 53)).map_err(|e| {
+        Error::io(
+            format!("network {network}: binding {gateway}:53/tcp for DNS"),
+            e,
+        )
+    })?;
     let pid = pid_path(run_root, network);
     crate::fsutil::write_replace(&pid, format!("{}\n", std::process::id()).as_bytes())?;
     // Started, as the starter now knows from the pid file: its pipe for our
@@ -258,6 +324,17 @@ pub fn serve(run_root: &Path, network: &str, gateway: Ipv4Addr) -> Result<()> {
     let mut records: Vec<Record> = Vec::new();
     let mut seen: Option<SystemTime> = None;
     let up = upstreams();
+    {
+        let records_file = records_file.clone();
+        let up = up.clone();
+        std::thread::spawn(move || {
+            for conn in tcp.incoming().flatten() {
+                let records_file = records_file.clone();
+                let up = up.clone();
+                std::thread::spawn(move || serve_tcp(conn, &records_file, &up));
+            }
+        });
+    }
     let mut last_check = Instant::now() - Duration::from_secs(2);
     let mut buf = [0u8; 1500];
     loop {
@@ -331,6 +408,36 @@ pub fn stop(run_root: &Path, network: &str) {
     }
     let _ = fs::remove_file(pid_path(run_root, network));
     let _ = fs::remove_file(lock_path(run_root, network));
+}
+
+/// Queries over one TCP connection (each message after its 2-byte length).
+fn serve_tcp(mut conn: std::net::TcpStream, records_file: &Path, up: &[SocketAddr]) {
+    use std::io::{Read, Write};
+    let Ok(SocketAddr::V4(peer)) = conn.peer_addr() else {
+        return;
+    };
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+    loop {
+        let mut len = [0u8; 2];
+        if conn.read_exact(&mut len).is_err() {
+            return;
+        }
+        let mut msg = vec![0u8; u16::from_be_bytes(len) as usize];
+        if conn.read_exact(&mut msg).is_err() {
+            return;
+        }
+        let records = parse_records(&fs::read_to_string(records_file).unwrap_or_default());
+        let out = match answer(&records, *peer.ip(), &msg) {
+            None => return,
+            Some(Answer::Reply(r)) => r,
+            Some(Answer::Forward) => forward(&msg, up),
+        };
+        let mut framed = (out.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&out);
+        if conn.write_all(&framed).is_err() {
+            return;
+        }
+    }
 }
 
 /// Whether the pid file names a live process that is a DNS server.
@@ -413,6 +520,21 @@ mod tests {
             answer(&r, web, &query("example.com", 1)),
             Some(Answer::Forward)
         ));
+        // Reverse lookups of the containers one shares a network with.
+        let Some(Answer::Reply(a)) = answer(&r, web, &query("3.0.1.10.in-addr.arpa", 12)) else {
+            panic!("no reply")
+        };
+        assert_eq!(u16::from_be_bytes([a[6], a[7]]), 1, "one answer");
+        assert!(a.ends_with(b"\x03api\x00"), "{a:?}");
+        assert_eq!(
+            reverse(&r, web, "4.0.2.10.in-addr.arpa"),
+            None,
+            "db is not on front"
+        );
+        assert_eq!(
+            reverse(&r, web, "2.0.1.10.in-addr.arpa").as_deref(),
+            Some("web.")
+        );
         // Garbage: a format error, or nothing for less than a header.
         let Some(Answer::Reply(a)) =
             answer(&r, web, &[0xab, 0xcd, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 200])
