@@ -152,3 +152,62 @@ fn container_symlinks_stay_inside_and_errors_are_clear() {
         assert!(err.contains(want), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn copies_reach_tmpfs_mounts_of_a_running_container() {
+    let r = Root::new();
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "t",
+        "--network",
+        "none",
+        "--tmpfs",
+        "/scratch",
+        "busybox",
+        "sh",
+        "-c",
+        "echo made inside > /scratch/in.txt; sleep 1000",
+    ]);
+    engine_common::wait_for("the file in the tmpfs", || {
+        r.run(&["exec", "t", "test", "-e", "/scratch/in.txt"])
+            .status
+            .success()
+    });
+    // Out of the tmpfs: what the container wrote there.
+    let dst = r.dir().join("out");
+    fs::create_dir_all(&dst).unwrap();
+    r.ok(&["cp", "t:/scratch/in.txt", dst.to_str().unwrap()]);
+    assert_eq!(
+        fs::read_to_string(dst.join("in.txt")).unwrap(),
+        "made inside\n"
+    );
+    // Into it: the container sees the file (it is not in the root filesystem beneath).
+    let src = r.dir().join("host.txt");
+    fs::write(&src, "from the host\n").unwrap();
+    r.ok(&["cp", src.to_str().unwrap(), "t:/scratch/"]);
+    assert_eq!(
+        r.ok(&["exec", "t", "cat", "/scratch/host.txt"]),
+        "from the host\n"
+    );
+    // A new name in the tmpfs, and a directory copied out whole.
+    r.ok(&["cp", src.to_str().unwrap(), "t:/scratch/renamed.txt"]);
+    assert_eq!(
+        r.ok(&["exec", "t", "cat", "/scratch/renamed.txt"]),
+        "from the host\n"
+    );
+    r.ok(&["cp", "t:/scratch", dst.to_str().unwrap()]);
+    let mut names: Vec<String> = fs::read_dir(dst.join("scratch"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["host.txt", "in.txt", "renamed.txt"]);
+    // Errors inside the namespace come back in one line.
+    let out = r.run(&["cp", "t:/scratch/nosuch", dst.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("/scratch/nosuch"), "{err}");
+}

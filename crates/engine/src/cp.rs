@@ -5,8 +5,10 @@
 //! the container go through the image crate's path-safe unpacker.
 //!
 //! Bind mounts (volumes, `-v`, the engine's /etc files) are followed to
-//! their sources; tmpfs mounts exist only inside the container and are not
-//! reachable: a copy there reads or writes the root filesystem beneath.
+//! their sources. tmpfs mounts exist only in the container's mount
+//! namespace: a copy under one of a running container is done by a child
+//! process that joined that namespace (as podman does); with the container
+//! stopped there is no tmpfs, and the copy sees the root filesystem.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -140,8 +142,58 @@ impl Engine {
         }
     }
 
+    /// The pid of a running container whose tmpfs mounts cover `path`.
+    fn tmpfs_holder(&self, what: &str, path: &str) -> Result<Option<i32>> {
+        let c = self.get(what)?;
+        if c.state.status != crate::record::Status::Running || c.state.pid <= 0 {
+            return Ok(None);
+        }
+        let spec: serde_json::Value = fs::read(self.container_dir(&c.id).join("config.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let clean = lexical(path);
+        let covered = spec["mounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|m| m["type"] == "tmpfs")
+            .filter_map(|m| m["destination"].as_str())
+            .any(|d| clean.starts_with(lexical(d)));
+        Ok(covered.then_some(c.state.pid))
+    }
+
     /// What `path` is in the container.
     pub fn stat_in(&self, what: &str, path: &str) -> Result<Kind> {
+        if let Some(pid) = self.tmpfs_holder(what, path)? {
+            let mut kind = Kind::Missing;
+            in_mount_namespace(
+                pid,
+                &format!("inspecting {path} in container {what}"),
+                |mut data| {
+                    let (_, k) = self.resolve_in(Path::new("/"), &[], path, true)?;
+                    let b = match k {
+                        Kind::Missing => 0u8,
+                        Kind::Dir => 1,
+                        Kind::Other => 2,
+                    };
+                    data.write_all(&[b])
+                        .ctx(|| "reporting a path's kind".to_string())
+                },
+                |mut data| {
+                    let mut b = [9u8];
+                    if data.read_exact(&mut b).is_ok() {
+                        kind = match b[0] {
+                            1 => Kind::Dir,
+                            2 => Kind::Other,
+                            _ => Kind::Missing,
+                        };
+                    }
+                    Ok(())
+                },
+            )?;
+            return Ok(kind);
+        }
         let (_, root, binds) = self.rootfs_of(what)?;
         Ok(self.resolve_in(&root, &binds, path, true)?.1)
     }
@@ -156,6 +208,49 @@ impl Engine {
         name: &str,
         out: impl Write,
     ) -> Result<()> {
+        if let Some(pid) = self.tmpfs_holder(what, path)? {
+            let mut out = out;
+            return in_mount_namespace(
+                pid,
+                &format!("copying {path} out of container {what}"),
+                |data| {
+                    let (inside, kind) = self.resolve_in(Path::new("/"), &[], path, follow_link)?;
+                    if kind == Kind::Missing {
+                        return Err(Error::not_found(format!(
+                            "file or directory {path} in container {what}"
+                        )));
+                    }
+                    tar_path(&inside, name, true, data)
+                        .ctx(|| format!("copying {path} out of container {what}"))
+                },
+                |mut data| {
+                    // A reader that has what it needs (a tar reader stops at
+                    // the first end block) closes early: the rest is drained
+                    // so the child finishes, and is no error.
+                    let mut buf = vec![0u8; 1 << 16];
+                    let mut failed = None;
+                    loop {
+                        let n = data
+                            .read(&mut buf)
+                            .ctx(|| format!("copying {path} out of container {what}"))?;
+                        if n == 0 {
+                            break;
+                        }
+                        if failed.is_none() {
+                            if let Err(e) = out.write_all(&buf[..n]) {
+                                failed = Some(e);
+                            }
+                        }
+                    }
+                    match failed {
+                        Some(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                            Err(e).ctx(|| format!("copying {path} out of container {what}"))
+                        }
+                        _ => Ok(()),
+                    }
+                },
+            );
+        }
         let (cname, root, binds) = self.rootfs_of(what)?;
         let (host, kind) = self.resolve_in(&root, &binds, path, follow_link)?;
         if kind == Kind::Missing {
@@ -175,8 +270,42 @@ impl Engine {
 
     /// Unpack the tar read from `input` into directory `dir` of the container.
     pub fn copy_in(&self, what: &str, dir: &str, input: impl Read) -> Result<()> {
-        let (cname, root, binds) = self.rootfs_of(what)?;
-        let (target, kind) = self.resolve_in(&root, &binds, dir, true)?;
+        if let Some(pid) = self.tmpfs_holder(what, dir)? {
+            let mut input = input;
+            return in_mount_namespace(
+                pid,
+                &format!("copying into {dir} of container {what}"),
+                |data| self.unpack_into(Path::new("/"), &[], what, dir, data),
+                |data| {
+                    // A child that failed stops reading: its error is the one to show.
+                    let mut buf = vec![0u8; 1 << 16];
+                    loop {
+                        let n = input
+                            .read(&mut buf)
+                            .ctx(|| format!("reading the archive for {dir}"))?;
+                        if n == 0 {
+                            return Ok(());
+                        }
+                        if send_all(&data, &buf[..n]).is_err() {
+                            return Ok(());
+                        }
+                    }
+                },
+            );
+        }
+        let (_, root, binds) = self.rootfs_of(what)?;
+        self.unpack_into(&root, &binds, what, dir, input)
+    }
+
+    fn unpack_into(
+        &self,
+        root: &Path,
+        binds: &[BindMount],
+        cname: &str,
+        dir: &str,
+        input: impl Read,
+    ) -> Result<()> {
+        let (target, kind) = self.resolve_in(root, binds, dir, true)?;
         if kind != Kind::Dir {
             return Err(Error::not_found(format!(
                 "directory {dir} in container {cname}"
@@ -197,6 +326,101 @@ impl Engine {
     }
 }
 
+/// Write all of `buf` without SIGPIPE (hako keeps SIGPIPE's default action).
+fn send_all(sock: &std::os::unix::net::UnixStream, mut buf: &[u8]) -> std::io::Result<()> {
+    use nix::sys::socket::{send, MsgFlags};
+    use std::os::fd::AsRawFd;
+    while !buf.is_empty() {
+        match send(sock.as_raw_fd(), buf, MsgFlags::MSG_NOSIGNAL) {
+            Ok(n) => buf = &buf[n..],
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Run `child` in a process that joined the mount namespace of `pid` (so
+/// the container's tmpfs mounts are there, and `/` is its root), with one
+/// end of a socket pair; `parent` gets the other end meanwhile. The child's
+/// error comes back as this call's error, `what` naming the operation.
+fn in_mount_namespace(
+    pid: i32,
+    what: &str,
+    child: impl FnOnce(std::os::unix::net::UnixStream) -> Result<()>,
+    parent: impl FnOnce(std::os::unix::net::UnixStream) -> Result<()>,
+) -> Result<()> {
+    use std::os::unix::net::UnixStream;
+    let ns = fs::File::open(format!("/proc/{pid}/ns/mnt"))
+        .ctx(|| format!("{what}: opening the container's mount namespace"))?;
+    let (mine, theirs) = UnixStream::pair().ctx(|| format!("{what}: making a socket pair"))?;
+    let (err_r, err_w) = UnixStream::pair().ctx(|| format!("{what}: making a socket pair"))?;
+    // SAFETY: the child only runs `child` (plain file work in this process's
+    // copy of memory) and then _exit()s. Another thread of the caller (the
+    // CLI's tar producer) is not copied; glibc's fork handlers keep malloc
+    // usable, and the child takes no other lock that thread may hold.
+    match unsafe { nix::unistd::fork() }.ctx(|| format!("{what}: forking"))? {
+        nix::unistd::ForkResult::Child => {
+            drop(mine);
+            drop(err_r);
+            // Only our ends stay open: a copy of, say, the write end of a
+            // pipe the parent reads would keep it from ever seeing its end.
+            {
+                use std::os::fd::AsRawFd;
+                let keep = [theirs.as_raw_fd(), err_w.as_raw_fd(), ns.as_raw_fd()];
+                let open: Vec<i32> = fs::read_dir("/proc/self/fd")
+                    .map(|d| {
+                        d.flatten()
+                            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for fd in open.into_iter().filter(|fd| *fd > 2 && !keep.contains(fd)) {
+                    // SAFETY: nothing in this child uses these descriptors
+                    // again: it runs `child` with the kept ones and exits.
+                    unsafe { libc::close(fd) };
+                }
+            }
+            if let Ok(d) = fs::File::open("/proc/self/fd") {
+                let _ = SELF_FD_DIR.set(d);
+            }
+            let res = nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNS)
+                .ctx(|| "joining the container's mount namespace".to_string())
+                .and_then(|()| child(theirs));
+            let code = match res {
+                Ok(()) => 0,
+                Err(e) => {
+                    let _ = send_all(&err_w, e.to_string().as_bytes());
+                    1
+                }
+            };
+            // SAFETY: ends the child without running the parent's exit
+            // handlers or destructors a second time.
+            unsafe { libc::_exit(code) }
+        }
+        nix::unistd::ForkResult::Parent { child: kid } => {
+            drop(theirs);
+            drop(err_w);
+            drop(ns);
+            let res = parent(mine);
+            let status = nix::sys::wait::waitpid(kid, None).ctx(|| format!("{what}: waiting"))?;
+            let mut msg = String::new();
+            let _ = (&err_r).read_to_string(&mut msg);
+            match status {
+                nix::sys::wait::WaitStatus::Exited(_, 0) => res,
+                _ if !msg.is_empty() => Err(Error::Runtime {
+                    context: what.to_string(),
+                    message: msg,
+                }),
+                other => Err(Error::Runtime {
+                    context: what.to_string(),
+                    message: format!("the copying process ended with {other:?}"),
+                }),
+            }
+        }
+    }
+}
+
 /// "/a/./b/../c" → "/a/c", never above "/".
 fn lexical(path: &str) -> PathBuf {
     let mut out = PathBuf::from("/");
@@ -212,11 +436,23 @@ fn lexical(path: &str) -> PathBuf {
     out
 }
 
+/// This process's /proc/self/fd, opened before it joined a container's mount
+/// namespace (see [`in_mount_namespace`]).
+static SELF_FD_DIR: std::sync::OnceLock<fs::File> = std::sync::OnceLock::new();
+
 /// The path of a resolved handle relative to the root, as "/x/y".
 fn real_path(root: &Path, h: &pathrs::Handle) -> Result<PathBuf> {
     use std::os::fd::{AsFd, AsRawFd};
-    let link = fs::read_link(format!("/proc/self/fd/{}", h.as_fd().as_raw_fd()))
-        .ctx(|| "reading a resolved path".to_string())?;
+    let n = h.as_fd().as_raw_fd().to_string();
+    // In a container's mount namespace /proc is its procfs, where this
+    // process does not exist: the fd directory opened before is used then.
+    let link = match SELF_FD_DIR.get() {
+        Some(dir) => nix::fcntl::readlinkat(dir, n.as_str())
+            .map(PathBuf::from)
+            .map_err(std::io::Error::from),
+        None => fs::read_link(format!("/proc/self/fd/{n}")),
+    }
+    .ctx(|| "reading a resolved path".to_string())?;
     let root = fs::canonicalize(root).ctx(|| format!("resolving {}", root.display()))?;
     let rel = link.strip_prefix(&root).map_err(|_| {
         Error::Invalid(format!(

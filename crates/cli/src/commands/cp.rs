@@ -103,7 +103,11 @@ fn copy_out(engine: &Engine, ctr: &str, src: &str, dst: &str, follow: bool) -> R
             ar.set_preserve_ownerships(true);
             ar.set_overwrite(true);
             ar.unpack(staging.path())
-                .with_context(|| format!("unpacking into {}", dir.display()))
+                .with_context(|| format!("unpacking into {}", dir.display()))?;
+            // The reader stops at the first end block: what follows is read
+            // too, so the writer never meets a closed pipe (SIGPIPE).
+            let _ = std::io::copy(&mut ar.into_inner(), &mut std::io::sink());
+            Ok(())
         });
         let produced = engine.copy_out(ctr, src, follow, &name, writer);
         let unpacked = unpack.join().expect("unpack thread");
