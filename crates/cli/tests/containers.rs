@@ -1,7 +1,9 @@
 //! `hako run` and the container lifecycle with real containers (needs root):
 //! busybox imported at test time, a temp root per test.
 
+mod common;
 mod engine_common;
+mod registry_peers;
 
 use std::fs;
 
@@ -454,4 +456,75 @@ fn twenty_parallel_detached_runs_keep_the_records_consistent() {
         );
     }
     assert!(r.ps_all().is_empty());
+}
+
+#[test]
+fn run_pulls_a_missing_image_as_pull_says() {
+    let reg = registry_peers::Server::hako_registry(None);
+    let r = Root::new();
+    let name = format!("{}/demo/bb:1", reg.host());
+    r.ok(&["tag", "busybox", &name]);
+    r.ok(&["push", &name]);
+    r.ok(&["rmi", &name]);
+    // missing (the default): pulled first, said on stderr; stdout is the container's.
+    let out = r.run(&["run", "--rm", "--network", "none", &name, "echo", "hi"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("Unable to find image '{name}' locally")),
+        "{err}"
+    );
+    assert!(err.contains("Status: Downloaded newer image for"), "{err}");
+    // Now stored: no pull.
+    let out = r.run(&["run", "--rm", "--network", "none", &name, "true"]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("Unable to find"));
+    // always: pulled even so; never: a missing image is an error.
+    let out = r.run(&[
+        "create",
+        "--pull",
+        "always",
+        "--network",
+        "none",
+        &name,
+        "true",
+    ]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Downloaded newer image"));
+    r.ok(&["rm", String::from_utf8_lossy(&out.stdout).trim()]);
+    r.ok(&["rmi", &name]);
+    for (args, want) in [
+        (
+            vec!["run", "--rm", "--pull", "never", &name, "true"],
+            "not found",
+        ),
+        (
+            vec!["run", "--rm", "--pull", "sometimes", "busybox", "true"],
+            "invalid --pull",
+        ),
+    ] {
+        let out = r.run(&args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.lines().count() == 1 && err.contains(want),
+            "{args:?}: {err}"
+        );
+    }
+    // A registry that is not there: the pull's error, in one line.
+    let gone = "127.0.0.1:9/demo/bb:1";
+    let out = r.run(&["run", "--rm", gone, "true"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.lines()
+            .last()
+            .unwrap()
+            .contains("pulling 127.0.0.1:9/demo/bb:1"),
+        "{err}"
+    );
 }

@@ -173,7 +173,8 @@ impl hako_image::Progress for Lines {
     }
 }
 
-fn pull(g: &Global, a: PullArgs) -> Result<()> {
+/// Pull as `a` says; progress on stderr, nothing on stdout.
+fn fetch(g: &Global, a: &PullArgs) -> Result<(Reference, hako_image::pull::Pulled)> {
     let reference = Reference::parse(&a.reference)?;
     let what = || format!("pulling {}", reference.familiar());
     let opts = PullOptions {
@@ -189,6 +190,30 @@ fn pull(g: &Global, a: PullArgs) -> Result<()> {
     let pulled = hako_image::pull::pull(&mut store, &client, &reference, &opts, &progress)
         .with_context(what)?;
     super::events::image_event(g, "pull", &reference.familiar(), &reference.familiar());
+    Ok((reference, pulled))
+}
+
+/// `run`/`create --pull`: fetch `reference` with default options, saying so
+/// on stderr as docker does (stdout is the container's).
+pub fn pull_for_run(g: &Global, reference: &str, platform: Option<&str>) -> Result<()> {
+    use clap::{Args as _, FromArgMatches as _};
+    let mut argv = vec!["pull", reference];
+    if let Some(p) = platform {
+        argv.extend(["--platform", p]);
+    }
+    let m = PullArgs::augment_args(clap::Command::new("pull")).try_get_matches_from(argv)?;
+    let a = PullArgs::from_arg_matches(&m)?;
+    let (reference, pulled) = fetch(g, &a)?;
+    eprintln!("Digest: {}", pulled.digest);
+    eprintln!(
+        "Status: Downloaded newer image for {}",
+        reference.familiar()
+    );
+    Ok(())
+}
+
+fn pull(g: &Global, a: PullArgs) -> Result<()> {
+    let (reference, pulled) = fetch(g, &a)?;
     if a.quiet {
         println!("{}", pulled.image.id);
     } else {
