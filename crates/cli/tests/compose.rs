@@ -704,10 +704,19 @@ fn compose_events_follow_the_projects_containers() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
         dir.join("compose.yaml"),
-        "name: evproj\nservices:\n  web:\n    image: busybox\n    network_mode: none\n    command: [\"sleep\", \"1000\"]\n",
+        "name: evproj\nservices:\n  web:\n    image: busybox\n    network_mode: none\n    command: [\"sleep\", \"1000\"]\n    shm_size: 16m\n    sysctls:\n      net.ipv4.ip_forward: 1\n",
     )
     .unwrap();
     ok(&r, &dir, &["up", "-d"]);
+    // shm_size and sysctls reach the container.
+    let out = r.ok(&[
+        "exec",
+        "evproj-web-1",
+        "sh",
+        "-c",
+        "df -k /dev/shm | tail -1 | awk '{print $2}'; cat /proc/sys/net/ipv4/ip_forward",
+    ]);
+    assert_eq!(out, "16384\n1\n");
     let mut follower = Command::new(env!("CARGO_BIN_EXE_hako"))
         .arg("--root")
         .arg(r.root())

@@ -528,3 +528,72 @@ fn run_pulls_a_missing_image_as_pull_says() {
         "{err}"
     );
 }
+
+#[test]
+fn shm_size_and_sysctls_reach_the_container() {
+    let r = Root::new();
+    let out = r.ok(&[
+        "run", "--rm", "--network", "none", "--shm-size", "8m", "--sysctl",
+        "net.ipv4.ip_forward=1", "--sysctl", "kernel.msgmax=12345", "busybox", "sh", "-c",
+        "df -k /dev/shm | tail -1 | awk '{print $2}'; cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/msgmax",
+    ]);
+    assert_eq!(out, "8192\n1\n12345\n");
+    // The default, as docker's: 64 MiB.
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "df -k /dev/shm | tail -1 | awk '{print $2}'",
+    ]);
+    assert_eq!(out, "65536\n");
+    r.ok(&[
+        "create",
+        "--name",
+        "k",
+        "--shm-size",
+        "1g",
+        "--sysctl",
+        "net.core.somaxconn=1024",
+        "busybox",
+        "true",
+    ]);
+    let v = r.inspect("k");
+    assert_eq!(v["HostConfig"]["ShmSize"], 1i64 << 30);
+    assert_eq!(v["HostConfig"]["Sysctls"]["net.core.somaxconn"], "1024");
+    for (args, want) in [
+        (
+            vec!["run", "--rm", "--sysctl", "noequals", "busybox", "true"],
+            "invalid --sysctl",
+        ),
+        (
+            vec!["run", "--rm", "--shm-size", "lots", "busybox", "true"],
+            "invalid size",
+        ),
+        // Not namespaced: it would change the host.
+        (
+            vec![
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "--sysctl",
+                "vm.swappiness=1",
+                "busybox",
+                "true",
+            ],
+            "vm.swappiness",
+        ),
+    ] {
+        let out = r.run(&args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.lines().count() == 1 && err.contains(want),
+            "{args:?}: {err}"
+        );
+    }
+}

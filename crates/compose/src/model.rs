@@ -83,6 +83,9 @@ pub struct Service {
     pub mem_limit: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpus: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<String>,
+    pub sysctls: BTreeMap<String, String>,
     pub profiles: Vec<String>,
     /// Configs and secrets the service mounts (read-only files).
     pub configs: Vec<FileMount>,
@@ -485,6 +488,8 @@ fn service(name: &str, v: &Value, dir: &Path, env: &BTreeMap<String, String>) ->
         "init",
         "ulimits",
         "mem_limit",
+        "shm_size",
+        "sysctls",
         "cpus",
         "profiles",
         "container_name",
@@ -719,6 +724,8 @@ fn service(name: &str, v: &Value, dir: &Path, env: &BTreeMap<String, String>) ->
         ulimits,
         mem_limit: opt_string(v, "mem_limit", &path)?,
         cpus: opt_string(v, "cpus", &path)?,
+        shm_size: opt_string(v, "shm_size", &path)?,
+        sysctls: key_values(v.get("sysctls"), &format!("{path}.sysctls"), env)?,
         profiles: string_list(v.get("profiles"), &format!("{path}.profiles"))?,
         configs: file_mounts(v.get("configs"), &format!("{path}.configs"), "/")?,
         secrets: file_mounts(

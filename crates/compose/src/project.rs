@@ -297,6 +297,14 @@ impl<'a> Compose<'a> {
             o.ulimits
                 .push(options::parse_ulimit(u).map_err(|e| fe("ulimits", e))?);
         }
+        if let Some(s) = &svc.shm_size {
+            o.shm_size = options::parse_bytes(s).map_err(|e| fe("shm_size", e))?;
+        }
+        o.sysctls = svc
+            .sysctls
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         if let Some(m) = &svc.mem_limit {
             o.memory = options::parse_bytes(m).map_err(|e| fe("mem_limit", e))?;
         }

@@ -279,6 +279,24 @@ pub fn host_config(o: &CreateOptions, runtime_path: &str) -> Result<HostConfig> 
             )));
         }
     }
+    let mut sysctls = std::collections::BTreeMap::new();
+    for s in &o.sysctls {
+        match s.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => {
+                sysctls.insert(k.trim().to_string(), v.trim().to_string());
+            }
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "invalid --sysctl {s:?}: expected KEY=VALUE"
+                )))
+            }
+        }
+    }
+    if o.shm_size < 0 {
+        return Err(Error::Invalid(
+            "invalid --shm-size: must not be negative".into(),
+        ));
+    }
     if o.auto_remove && o.restart.restarts() {
         return Err(Error::Invalid(
             "conflicting options: a restart policy cannot be combined with --rm (auto-remove)"
@@ -327,6 +345,8 @@ pub fn host_config(o: &CreateOptions, runtime_path: &str) -> Result<HostConfig> 
             .map(|v| check_security_opt(v))
             .collect::<Result<_>>()?,
         ulimits: o.ulimits.clone(),
+        shm_size: o.shm_size,
+        sysctls,
         init: o.init,
         cpu_shares: match o.cpu_shares {
             0 => 0,

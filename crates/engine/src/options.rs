@@ -45,6 +45,10 @@ pub struct CreateOptions {
     pub network: Option<String>,
     /// `--network-alias`.
     pub network_aliases: Vec<String>,
+    /// `--shm-size` in bytes (0: 64 MiB).
+    pub shm_size: i64,
+    /// `--sysctl KEY=VALUE`.
+    pub sysctls: Vec<String>,
     /// `--ip`: the address on the (first) network.
     pub ip: Option<std::net::Ipv4Addr>,
     /// `--mac-address`: the MAC of the (first) network's interface.

@@ -383,6 +383,10 @@ pub struct HostConfig {
     pub cpuset_mems: String,
     pub auto_remove: bool,
     pub restart_policy: RestartPolicy,
+    /// `--shm-size` in bytes; 0 is docker's 64 MiB.
+    pub shm_size: i64,
+    /// `--sysctl KEY=VALUE` (namespaced keys only; the runtime checks).
+    pub sysctls: BTreeMap<String, String>,
 }
 
 /// The run state (docker's `State`), kept current by the engine and the

@@ -58,6 +58,16 @@ fn build_err(what: &str, id: &str) -> impl FnOnce(oci_spec::OciSpecError) -> Err
 /// The mounts every container gets: /proc, /dev (tmpfs), /dev/pts, /sys
 /// (read-only unless `writable_sys`), /dev/mqueue and /dev/shm.
 pub fn base_mounts(writable_sys: bool) -> Vec<Mount> {
+    base_mounts_with_shm(writable_sys, 0)
+}
+
+/// [`base_mounts`] with /dev/shm of `shm_size` bytes (0: docker's 64 MiB).
+pub fn base_mounts_with_shm(writable_sys: bool, shm_size: i64) -> Vec<Mount> {
+    let shm = if shm_size > 0 {
+        format!("size={}k", (shm_size + 1023) / 1024)
+    } else {
+        "size=65536k".to_string()
+    };
     vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
         mount(
@@ -100,7 +110,7 @@ pub fn base_mounts(writable_sys: bool) -> Vec<Mount> {
             "/dev/shm",
             "tmpfs",
             "shm",
-            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+            &["nosuid", "noexec", "nodev", "mode=1777", &shm],
         ),
     ]
 }
@@ -167,7 +177,7 @@ pub fn build(
         .build()
         .map_err(build_err("process", id))?;
 
-    let mut mounts = base_mounts(h.privileged);
+    let mut mounts = base_mounts_with_shm(h.privileged, h.shm_size);
     // cgroupfs goes right after /sys, which it is mounted into.
     mounts.insert(
         4,
@@ -225,6 +235,14 @@ pub fn build(
         .cgroups_path(PathBuf::from(cgroups_path(id)));
     if let Some(profile) = seccomp {
         linux = linux.seccomp(profile);
+    }
+    if !h.sysctls.is_empty() {
+        linux = linux.sysctl(
+            h.sysctls
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<std::collections::HashMap<_, _>>(),
+        );
     }
     if h.privileged {
         linux = linux.devices(security::host_devices());

@@ -182,6 +182,12 @@ pub struct CreateArgs {
     /// Another name of the container on its user-defined network.
     #[arg(long = "network-alias", visible_alias = "net-alias")]
     pub network_alias: Vec<String>,
+    /// Size of /dev/shm (default 64m).
+    #[arg(long = "shm-size", value_name = "SIZE")]
+    pub shm_size: Option<String>,
+    /// A namespaced kernel parameter, e.g. net.ipv4.ip_forward=1.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub sysctl: Vec<String>,
     /// IPv4 address on the (user-defined) network, e.g. 10.5.0.20.
     #[arg(long, value_name = "IPV4")]
     pub ip: Option<String>,
@@ -718,6 +724,13 @@ fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
         network: a.network.clone(),
         network_aliases: a.network_alias.clone(),
         ip: a.ip.as_deref().map(options::parse_ip).transpose()?,
+        shm_size: a
+            .shm_size
+            .as_deref()
+            .map(options::parse_bytes)
+            .transpose()?
+            .unwrap_or(0),
+        sysctls: a.sysctl.clone(),
         mac_address: a
             .mac_address
             .as_deref()
