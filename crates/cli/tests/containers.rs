@@ -597,3 +597,100 @@ fn shm_size_and_sysctls_reach_the_container() {
         );
     }
 }
+
+#[test]
+fn pid_and_ipc_host_share_the_hosts_namespaces() {
+    let r = Root::new();
+    let me = std::process::id();
+    // --pid host: the test process is visible; otherwise it is not.
+    let script = format!("test -d /proc/{me} && echo seen || echo hidden");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "--rm", "--network", "none"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["busybox", "sh", "-c", &script]);
+        r.ok(&args)
+    };
+    assert_eq!(run(&["--pid", "host"]), "seen\n");
+    assert_eq!(run(&[]), "hidden\n");
+    // --ipc host: the host's IPC namespace and its /dev/shm.
+    let host_ipc = fs::read_link("/proc/self/ns/ipc").unwrap();
+    let marker = format!("/dev/shm/hako-test-{me}");
+    fs::write(&marker, "shared").unwrap();
+    // Removed even if the test fails.
+    struct Gone(String);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = fs::remove_file(&self.0);
+        }
+    }
+    let _gone = Gone(marker.clone());
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--ipc",
+        "host",
+        "busybox",
+        "sh",
+        "-c",
+        &format!("readlink /proc/self/ns/ipc; cat {marker}"),
+    ]);
+    assert_eq!(out, format!("{}\nshared", host_ipc.display()));
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--ipc",
+        "private",
+        "busybox",
+        "readlink",
+        "/proc/self/ns/ipc",
+    ]);
+    assert_ne!(out.trim(), host_ipc.display().to_string());
+    let v = {
+        r.ok(&[
+            "create", "--name", "h", "--pid", "host", "--ipc", "host", "busybox", "true",
+        ]);
+        r.inspect("h")
+    };
+    assert_eq!(
+        (
+            v["HostConfig"]["PidMode"].as_str(),
+            v["HostConfig"]["IpcMode"].as_str()
+        ),
+        (Some("host"), Some("host"))
+    );
+    for (args, want) in [
+        (
+            vec!["run", "--rm", "--pid", "container:x", "busybox", "true"],
+            "invalid --pid",
+        ),
+        (
+            vec!["run", "--rm", "--ipc", "shareable", "busybox", "true"],
+            "invalid --ipc",
+        ),
+        (
+            vec![
+                "run",
+                "--rm",
+                "--ipc",
+                "host",
+                "--shm-size",
+                "8m",
+                "busybox",
+                "true",
+            ],
+            "conflicting options",
+        ),
+    ] {
+        let out = r.run(&args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.lines().count() == 1 && err.contains(want),
+            "{args:?}: {err}"
+        );
+    }
+}

@@ -292,6 +292,27 @@ pub fn host_config(o: &CreateOptions, runtime_path: &str) -> Result<HostConfig> 
             }
         }
     }
+    let mode = |flag: &str, v: &Option<String>, allowed: &[&str]| -> Result<String> {
+        match v.as_deref() {
+            None | Some("") => Ok(String::new()),
+            Some(m) if allowed.contains(&m) => Ok(if m == "private" {
+                String::new()
+            } else {
+                m.to_string()
+            }),
+            Some(m) => Err(Error::Invalid(format!(
+                "invalid --{flag} {m:?}: use {}",
+                allowed.join(" or ")
+            ))),
+        }
+    };
+    let pid_mode = mode("pid", &o.pid_mode, &["host"])?;
+    let ipc_mode = mode("ipc", &o.ipc_mode, &["host", "private"])?;
+    if ipc_mode == "host" && o.shm_size > 0 {
+        return Err(Error::Invalid(
+            "conflicting options: --shm-size and --ipc host (the host's /dev/shm is used)".into(),
+        ));
+    }
     if o.shm_size < 0 {
         return Err(Error::Invalid(
             "invalid --shm-size: must not be negative".into(),
@@ -347,6 +368,8 @@ pub fn host_config(o: &CreateOptions, runtime_path: &str) -> Result<HostConfig> 
         ulimits: o.ulimits.clone(),
         shm_size: o.shm_size,
         sysctls,
+        pid_mode,
+        ipc_mode,
         init: o.init,
         cpu_shares: match o.cpu_shares {
             0 => 0,

@@ -45,6 +45,9 @@ pub struct CreateOptions {
     pub network: Option<String>,
     /// `--network-alias`.
     pub network_aliases: Vec<String>,
+    /// `--pid` and `--ipc`: "host", or None for the container's own.
+    pub pid_mode: Option<String>,
+    pub ipc_mode: Option<String>,
     /// `--shm-size` in bytes (0: 64 MiB).
     pub shm_size: i64,
     /// `--sysctl KEY=VALUE`.

@@ -383,6 +383,10 @@ pub struct HostConfig {
     pub cpuset_mems: String,
     pub auto_remove: bool,
     pub restart_policy: RestartPolicy,
+    /// `--pid host`: the host's process namespace ("" is the container's own).
+    pub pid_mode: String,
+    /// `--ipc host`: the host's IPC namespace and /dev/shm ("" is private).
+    pub ipc_mode: String,
     /// `--shm-size` in bytes; 0 is docker's 64 MiB.
     pub shm_size: i64,
     /// `--sysctl KEY=VALUE` (namespaced keys only; the runtime checks).

@@ -178,6 +178,14 @@ pub fn build(
         .map_err(build_err("process", id))?;
 
     let mut mounts = base_mounts_with_shm(h.privileged, h.shm_size);
+    if h.ipc_mode == "host" {
+        // The host's shared memory, as docker does for --ipc host.
+        for m in mounts.iter_mut() {
+            if m.destination() == Path::new("/dev/shm") {
+                *m = bind("/dev/shm", Path::new("/dev/shm"), false);
+            }
+        }
+    }
     // cgroupfs goes right after /sys, which it is mounted into.
     mounts.insert(
         4,
@@ -209,11 +217,13 @@ pub fn build(
         mounts.push(bind(INIT_PATH, &init_binary()?, true));
     }
 
-    let mut namespaces = vec![
-        LinuxNamespaceType::Pid,
-        LinuxNamespaceType::Ipc,
-        LinuxNamespaceType::Mount,
-    ];
+    let mut namespaces = vec![LinuxNamespaceType::Mount];
+    if h.pid_mode != "host" {
+        namespaces.push(LinuxNamespaceType::Pid);
+    }
+    if h.ipc_mode != "host" {
+        namespaces.push(LinuxNamespaceType::Ipc);
+    }
     if h.network_mode != "host" {
         namespaces.push(LinuxNamespaceType::Network);
         namespaces.push(LinuxNamespaceType::Uts);

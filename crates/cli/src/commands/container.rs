@@ -182,6 +182,12 @@ pub struct CreateArgs {
     /// Another name of the container on its user-defined network.
     #[arg(long = "network-alias", visible_alias = "net-alias")]
     pub network_alias: Vec<String>,
+    /// Process namespace: "host" shares the host's (ps sees every process).
+    #[arg(long, value_name = "MODE")]
+    pub pid: Option<String>,
+    /// IPC namespace: "host" shares the host's (and its /dev/shm), "private".
+    #[arg(long, value_name = "MODE")]
+    pub ipc: Option<String>,
     /// Size of /dev/shm (default 64m).
     #[arg(long = "shm-size", value_name = "SIZE")]
     pub shm_size: Option<String>,
@@ -731,6 +737,8 @@ fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
             .transpose()?
             .unwrap_or(0),
         sysctls: a.sysctl.clone(),
+        pid_mode: a.pid.clone(),
+        ipc_mode: a.ipc.clone(),
         mac_address: a
             .mac_address
             .as_deref()
