@@ -694,3 +694,48 @@ fn pid_and_ipc_host_share_the_hosts_namespaces() {
         );
     }
 }
+
+#[test]
+fn group_add_gives_the_process_more_groups() {
+    let r = Root::new();
+    // busybox's image has group "user" (1000); 4321 is a bare gid.
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--group-add",
+        "user",
+        "--group-add",
+        "4321",
+        "busybox",
+        "sh",
+        "-c",
+        "grep ^Groups: /proc/self/status",
+    ]);
+    let groups: Vec<&str> = out
+        .trim()
+        .trim_start_matches("Groups:")
+        .split_whitespace()
+        .collect();
+    assert!(
+        groups.contains(&"1000") && groups.contains(&"4321"),
+        "{out}"
+    );
+    let out = r.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--group-add",
+        "nosuchgroup",
+        "busybox",
+        "true",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.lines().count() == 1 && err.contains("unable to find group nosuchgroup"),
+        "{err}"
+    );
+}

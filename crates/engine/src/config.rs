@@ -370,6 +370,7 @@ pub fn host_config(o: &CreateOptions, runtime_path: &str) -> Result<HostConfig> 
         sysctls,
         pid_mode,
         ipc_mode,
+        group_add: o.group_add.clone(),
         init: o.init,
         cpu_shares: match o.cpu_shares {
             0 => 0,

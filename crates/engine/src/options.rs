@@ -48,6 +48,8 @@ pub struct CreateOptions {
     /// `--pid` and `--ipc`: "host", or None for the container's own.
     pub pid_mode: Option<String>,
     pub ipc_mode: Option<String>,
+    /// `--group-add`.
+    pub group_add: Vec<String>,
     /// `--shm-size` in bytes (0: 64 MiB).
     pub shm_size: i64,
     /// `--sysctl KEY=VALUE`.

@@ -387,6 +387,8 @@ pub struct HostConfig {
     pub pid_mode: String,
     /// `--ipc host`: the host's IPC namespace and /dev/shm ("" is private).
     pub ipc_mode: String,
+    /// `--group-add`: more groups for the process (names or gids).
+    pub group_add: Vec<String>,
     /// `--shm-size` in bytes; 0 is docker's 64 MiB.
     pub shm_size: i64,
     /// `--sysctl KEY=VALUE` (namespaced keys only; the runtime checks).

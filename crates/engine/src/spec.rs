@@ -135,7 +135,12 @@ pub fn build(
     netns: Option<&Path>,
 ) -> Result<Spec> {
     let rootfs = dir.join("rootfs");
-    let u = user::resolve(&rootfs, &c.user)?;
+    let mut u = user::resolve(&rootfs, &c.user)?;
+    for g in user::group_ids(&rootfs, &h.group_add)? {
+        if g != u.gid && !u.additional_gids.contains(&g) {
+            u.additional_gids.push(g);
+        }
+    }
     let caps = security::capabilities(h.privileged, &h.cap_add, &h.cap_drop)?;
     let seccomp = seccomp_of(h, &caps)?;
     let capabilities = LinuxCapabilitiesBuilder::default()

@@ -23,6 +23,26 @@ fn entries(rootfs: &Path, file: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// `--group-add` values (names in the image's /etc/group, or numbers) as gids.
+pub fn group_ids(rootfs: &Path, groups: &[String]) -> Result<Vec<u32>> {
+    let table = entries(rootfs, "etc/group");
+    groups
+        .iter()
+        .map(|g| match g.parse::<u32>() {
+            Ok(n) => Ok(n),
+            Err(_) => table
+                .iter()
+                .find(|e| e.len() >= 3 && e[0] == *g)
+                .and_then(|e| e[2].parse().ok())
+                .ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "unable to find group {g}: no matching entries in group file"
+                    ))
+                }),
+        })
+        .collect()
+}
+
 /// Resolve "", "name", "uid", "name:group", "uid:gid" in `rootfs`.
 pub fn resolve(rootfs: &Path, spec: &str) -> Result<User> {
     let (user, group) = match spec.split_once(':') {

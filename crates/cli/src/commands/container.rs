@@ -188,6 +188,9 @@ pub struct CreateArgs {
     /// IPC namespace: "host" shares the host's (and its /dev/shm), "private".
     #[arg(long, value_name = "MODE")]
     pub ipc: Option<String>,
+    /// Another group for the process (a name in the image's /etc/group, or a gid).
+    #[arg(long = "group-add", value_name = "GROUP")]
+    pub group_add: Vec<String>,
     /// Size of /dev/shm (default 64m).
     #[arg(long = "shm-size", value_name = "SIZE")]
     pub shm_size: Option<String>,
@@ -738,6 +741,7 @@ fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
             .unwrap_or(0),
         sysctls: a.sysctl.clone(),
         pid_mode: a.pid.clone(),
+        group_add: a.group_add.clone(),
         ipc_mode: a.ipc.clone(),
         mac_address: a
             .mac_address
