@@ -7,7 +7,6 @@
 //! user's changes and stay out of both, as docker keeps them in a separate
 //! init layer.
 
-use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -437,14 +436,6 @@ pub fn apply_change(cfg: &mut Value, change: &str) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Paths of a diff, for tests and callers that want a set.
-pub fn paths(changes: &[Change]) -> BTreeSet<String> {
-    changes
-        .iter()
-        .map(|c| format!("{} {}", c.kind, c.path))
-        .collect()
 }
 
 #[cfg(test)]
