@@ -96,6 +96,13 @@ enum Command {
     /// Manage volumes (create, ls, inspect, rm, prune).
     #[command(subcommand)]
     Volume(commands::volume::VolumeCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion(commands::shell::CompletionArgs),
+    /// Write man pages for every command.
+    Man(commands::shell::ManArgs),
+    /// Names for the completion scripts, one per line.
+    #[command(name = "__complete-names", hide = true)]
+    CompleteNames(commands::shell::NamesArgs),
     #[command(flatten)]
     Container(commands::container::ContainerCommand),
     #[command(flatten)]
@@ -141,6 +148,9 @@ fn main() -> ExitCode {
         }
         Command::Version(args) => commands::system::version(args),
         Command::Volume(cmd) => commands::volume::run(&cli.global, cmd),
+        Command::Completion(args) => commands::shell::completion(args),
+        Command::Man(args) => commands::shell::man(args),
+        Command::CompleteNames(args) => commands::shell::names(&cli.global, args),
         Command::Container(cmd) => commands::container::run(&cli.global, cmd),
         Command::Distribution(cmd) => commands::distribution::run(&cli.global, cmd),
     };
