@@ -76,6 +76,10 @@ pub fn run_root_for(root: &Path) -> PathBuf {
 impl Engine {
     /// Open (creating if needed) the engine state under `root`.
     pub fn open(root: &Path) -> Result<Engine> {
+        // Paths under the root go to other processes (the monitor, the
+        // runtime, CNI plugins) that may run elsewhere: never relative.
+        let root = &std::path::absolute(root)
+            .ctx(|| format!("making the root {} absolute", root.display()))?;
         fs::create_dir_all(root.join("containers"))
             .ctx(|| format!("creating the container directory under {}", root.display()))?;
         let run_root = run_root_for(root);

@@ -40,6 +40,7 @@ mod reconcile;
 pub mod record;
 mod remove;
 mod rename;
+mod reset;
 pub mod runtime;
 pub mod seccomp;
 pub mod security;

@@ -109,6 +109,11 @@ impl Root {
 
 impl Drop for Root {
     fn drop(&mut self) {
+        // Everything the root made (bridges included); what follows is for
+        // a reset that fails.
+        if self.root().exists() && self.run(&["system", "reset", "-f"]).status.success() {
+            return;
+        }
         let ids = self.run(&["ps", "-a", "-q", "--no-trunc"]);
         for id in String::from_utf8_lossy(&ids.stdout).lines() {
             let _ = self.run(&["rm", "-f", id]);
