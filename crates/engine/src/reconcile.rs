@@ -216,7 +216,17 @@ impl Engine {
             c
         };
         if c.host.auto_remove && c.state.status == Status::Exited {
-            self.remove_with_volumes(images, &c.id, false, true)?;
+            if let Err(e) = self.remove_with_volumes(images, &c.id, false, true) {
+                // Kept in the record: the foreground `run --rm` reports it.
+                if let Ok(Some(mut now)) = self.db.get(&c.id) {
+                    now.state.error = format!("removing it after its exit (--rm): {e}");
+                    if now.state.status == Status::Removing {
+                        now.state.status = Status::Exited;
+                    }
+                    let _ = self.db.set_state(&c.id, &now.state);
+                }
+                return Err(e);
+            }
         }
         Ok(())
     }
