@@ -893,3 +893,60 @@ fn run_rm_reports_a_failed_removal() {
     drop(guard);
     r.ok(&["rm", "-f", "stuck"]);
 }
+
+#[test]
+fn stop_signal_and_stop_timeout_are_used_by_stop() {
+    let r = Root::new();
+    // --stop-signal: stop sends USR1, which this container exits 7 on.
+    r.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "usr1",
+        "--stop-signal",
+        "USR1",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo got-usr1; exit 7' USR1; echo ready; while :; do sleep 0.1; done",
+    ]);
+    wait_for("the trap", || r.ok(&["logs", "usr1"]).contains("ready"));
+    assert_eq!(r.inspect("usr1")["Config"]["StopSignal"], "USR1");
+    r.ok(&["stop", "usr1"]);
+    assert!(r.ok(&["logs", "usr1"]).contains("got-usr1"));
+    assert_eq!(r.inspect("usr1")["State"]["ExitCode"], 7);
+
+    // --stop-timeout: the time a container gets between SIGTERM and SIGKILL.
+    // Each of these cleans up for a second on SIGTERM: with 0 it is killed
+    // at once (137, no cleanup), with 120 it finishes its cleanup (0).
+    let graceful =
+        "trap 'sleep 1; echo cleaned; exit 0' TERM; echo ready; while :; do sleep 0.1; done";
+    for (name, timeout) in [("at-once", "0"), ("patient", "120")] {
+        r.ok(&[
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--name",
+            name,
+            "--stop-timeout",
+            timeout,
+            "busybox",
+            "sh",
+            "-c",
+            graceful,
+        ]);
+        wait_for("the trap", || r.ok(&["logs", name]).contains("ready"));
+        assert_eq!(
+            r.inspect(name)["Config"]["StopTimeout"],
+            timeout.parse::<i64>().unwrap()
+        );
+        r.ok(&["stop", name]);
+    }
+    assert_eq!(r.inspect("at-once")["State"]["ExitCode"], 137);
+    assert!(!r.ok(&["logs", "at-once"]).contains("cleaned"));
+    assert_eq!(r.inspect("patient")["State"]["ExitCode"], 0);
+    assert!(r.ok(&["logs", "patient"]).contains("cleaned"));
+}

@@ -338,3 +338,29 @@ fn user_lookup_never_reads_the_host_through_the_image() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("unable to find user evil"));
 }
+
+#[test]
+fn cpuset_mems_reaches_the_cgroup() {
+    let r = Root::new();
+    // Node 0 exists on every machine.
+    let out = ok(
+        &r,
+        &["--cpuset-mems", "0"],
+        &[
+            "sh",
+            "-c",
+            "cat /sys/fs/cgroup/cpuset/cpuset.mems 2>/dev/null || cat /sys/fs/cgroup/cpuset.mems",
+        ],
+    );
+    assert_eq!(out.trim(), "0", "{out}");
+    r.ok(&[
+        "create",
+        "--name",
+        "mems",
+        "--cpuset-mems",
+        "0",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(r.inspect("mems")["HostConfig"]["CpusetMems"], "0");
+}
