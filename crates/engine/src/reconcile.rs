@@ -89,14 +89,17 @@ impl Engine {
 
     /// A "created" record whose container was started: the `start` that
     /// launched the monitor died (SIGKILL) before it recorded the start. The
-    /// monitor's files say so (start removes them before it launches one);
+    /// monitor's state file says so (start removes it before it launches one);
     /// the record becomes "running" with the container's pid and its
     /// monitor (the container's reaper, so its parent), and is then
     /// reconciled as any running one. Skipped while a start holds the
     /// container's lock: that start records it itself.
     fn adopt_unrecorded_start(&self, c: &mut Container) -> Result<()> {
         let dir = self.container_dir(&c.id);
-        if !dir.join(crate::start::STATE_FILE).exists() && !dir.join("exit.json").exists() {
+        // state.json, written once the container started (and kept after
+        // it exits); exit.json alone is a start that failed, which leaves
+        // the container created, as docker's.
+        if !dir.join(crate::start::STATE_FILE).exists() {
             return Ok(());
         }
         let Some(_lock) = self.try_lock(&c.id)? else {
