@@ -57,7 +57,11 @@ impl Engine {
     /// Freeze container `what` if it runs (and is not paused already).
     fn freeze_for_copy(&self, what: &str) -> Result<Option<Frozen<'_>>> {
         let c = self.get(what)?;
-        if c.state.status != crate::record::Status::Running || self.is_paused(&c) {
+        // Between two runs of a restart policy nothing runs either.
+        if c.state.status != crate::record::Status::Running
+            || c.state.restarting
+            || self.is_paused(&c)
+        {
             return Ok(None);
         }
         let lock = self.lock(&c.id)?;
