@@ -126,8 +126,20 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
     init_logging(&cli.global.log_level);
+    // A relative root would reach other processes (monitor, runtime, CNI
+    // plugins) as paths they cannot use: absolute from the start.
+    match std::path::absolute(&cli.global.root) {
+        Ok(p) => cli.global.root = p,
+        Err(e) => {
+            eprintln!(
+                "Error: making the root {} absolute: {e}",
+                cli.global.root.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    }
     let result = match cli.command {
         Command::Image(cmd) => commands::image::run(&cli.global, cmd),
         Command::Images(args) => commands::image::list(&cli.global, args),
