@@ -145,7 +145,9 @@ pub(crate) fn load(
             "loading {what}: manifest.json lists no images"
         )));
     }
-    let mut out = Vec::new();
+    // Every image is copied and verified before any name is recorded: a
+    // load that fails part-way changes no name.
+    let mut loaded = Vec::new();
     for entry in entries {
         let config_bytes = src.read(&entry.config)?;
         let config_digest = store.content().put(&config_bytes)?;
@@ -221,6 +223,10 @@ pub(crate) fn load(
                 Error::Invalid(format!("loading {what}: RepoTags of {}: {e}", entry.config))
             })?);
         }
+        loaded.push((manifest_digest, names));
+    }
+    let mut out = Vec::new();
+    for (manifest_digest, names) in loaded {
         out.push(store.commit(&manifest_digest, &manifest_digest, &names, progress)?);
     }
     Ok(out)
