@@ -227,7 +227,10 @@ pub(crate) fn load(
     }
     let mut out = Vec::new();
     for (manifest_digest, names) in loaded {
-        out.push(store.commit(&manifest_digest, &manifest_digest, &names, progress)?);
+        let mut rec = store.commit(&manifest_digest, &manifest_digest, &names, progress)?;
+        // The names this archive gave, not every name the image has here.
+        rec.names = names;
+        out.push(rec);
     }
     Ok(out)
 }

@@ -337,7 +337,10 @@ pub(crate) fn load(
     }
     let mut out = Vec::new();
     for (manifest_digest, (target, names)) in images {
-        out.push(store.commit(&manifest_digest, &target, &names, progress)?);
+        let mut rec = store.commit(&manifest_digest, &target, &names, progress)?;
+        // The names this layout gave, not every name the image has here.
+        rec.names = names;
+        out.push(rec);
     }
     Ok(out)
 }
