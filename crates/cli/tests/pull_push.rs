@@ -573,3 +573,107 @@ fn tls_registry_with_a_ca_from_certs_d() {
     ok(&a, &["pull", &name]);
     assert!(ok(&a, &["images"]).contains("tls/busybox"));
 }
+
+/// Files named `data` under `dir` (upload sessions of a registry) with bytes in them.
+fn uploads_with_data(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let p = e.path();
+        if p.is_dir() {
+            uploads_with_data(&p)
+        } else {
+            p.file_name().is_some_and(|n| n == "data")
+                && p.to_string_lossy().contains("/uploads/")
+                && e.metadata().is_ok_and(|m| m.len() > 0)
+        }
+    })
+}
+
+#[test]
+fn push_to_a_registry_killed_mid_upload_fails_in_one_line() {
+    let reg = Server::hako_registry(None);
+    let h = Hako::new();
+    // One big incompressible layer, so the upload is surely under way when the
+    // registry dies.
+    let rootfs = h.dir().join("big-rootfs");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    let mut data = vec![0u8; 96 << 20];
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    for chunk in data.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    std::fs::write(rootfs.join("big"), &data).unwrap();
+    drop(data);
+    let tarball = h.dir().join("big.tar");
+    tar_dir(&rootfs, &tarball, false);
+    let name = format!("{}/big:1", reg.host());
+    ok(&h, &["import", &tarball.display().to_string(), &name]);
+
+    let child = Command::new(env!("CARGO_BIN_EXE_hako"))
+        .arg("--root")
+        .arg(h.root())
+        .args(["push", &name])
+        .env("HOME", h.dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !uploads_with_data(reg.dir.path()) {
+        assert!(
+            Instant::now() < deadline,
+            "the push never started uploading"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Freeze it first so it dies mid-upload, not just after.
+    let pid = nix::unistd::Pid::from_raw(reg.pid() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // An error, not a death by SIGPIPE (exit 141 with nothing said).
+    assert_eq!(out.status.code(), Some(1), "{:?}: {stderr}", out.status);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("Error:")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains(&name), "{stderr}");
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    let h = Hako::new();
+    import_busybox(&h, "localhost/quiet:1");
+    // A pipe nobody reads any more: the first write meets EPIPE.
+    let (r, w) = nix::unistd::pipe().unwrap();
+    drop(r);
+    let out = Command::new(env!("CARGO_BIN_EXE_hako"))
+        .arg("--root")
+        .arg(h.root())
+        .args(["images"])
+        .stdout(Stdio::from(w))
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    // As `ls | true` would: ended by SIGPIPE, nothing on stderr (no panic).
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        out.status.signal(),
+        Some(libc_sigpipe()),
+        "{:?}",
+        out.status
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn libc_sigpipe() -> i32 {
+    nix::sys::signal::Signal::SIGPIPE as i32
+}
