@@ -677,3 +677,37 @@ fn a_closed_stdout_ends_quietly() {
 fn libc_sigpipe() -> i32 {
     nix::sys::signal::Signal::SIGPIPE as i32
 }
+
+#[test]
+fn a_manifest_with_a_wrong_layer_size_is_refused_even_when_the_blob_is_here() {
+    let work = tempfile::tempdir().unwrap();
+    let image = TestImage::build(work.path());
+    let reg = TinyRegistry::start();
+    reg.serve_image("good", "1", &image);
+    reg.serve_image("bad", "1", &image);
+    // The same config and layers; the first layer's descriptor announces one byte more.
+    let mut m: serde_json::Value = serde_json::from_slice(&image.manifest).unwrap();
+    let size = m["layers"][0]["size"].as_u64().unwrap();
+    m["layers"][0]["size"] = serde_json::Value::from(size + 1);
+    let bad = serde_json::to_vec(&m).unwrap();
+    let mt = "application/vnd.oci.image.manifest.v1+json";
+    reg.route("/v2/bad/manifests/1", mt, bad.clone(), None);
+    reg.route(
+        &format!("/v2/bad/manifests/{}", sha256(&bad)),
+        mt,
+        bad,
+        None,
+    );
+
+    let h = Hako::new();
+    let good = format!("{}/good:1", reg.host());
+    ok(&h, &["pull", &good]);
+    // Every blob is already here: only the descriptor's size is wrong.
+    let err = fails(&h, &["pull", &format!("{}/bad:1", reg.host())]);
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("Error:")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(errors[0].contains("size mismatch"), "{err}");
+    let names = ok(&h, &["images", "--format", "json"]);
+    assert!(!names.contains("bad"), "{names}");
+    assert_eq!(image_id(&h, &good), image.config_digest());
+}
