@@ -944,3 +944,40 @@ async fn connection_limit_holds() {
         .unwrap();
     assert!(refused >= 3, "{metrics}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_connections_that_never_finish_a_handshake_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = common::make_certs(dir.path());
+    let reg = TestRegistry::start_with(Config {
+        tls_cert: Some(certs.cert.clone()),
+        tls_key: Some(certs.key.clone()),
+        read_timeout_secs: 1,
+        idle_timeout_secs: 1,
+        ..Config::default()
+    })
+    .await;
+    let reg = Arc::new(reg);
+    let r = reg.clone();
+    tokio::task::spawn_blocking(move || {
+        // Connected, no ClientHello.
+        read_until_closed(connect(&r), "TLS connection without a handshake");
+        // The first bytes of a ClientHello, then nothing.
+        let mut s = connect(&r);
+        send(&mut s, &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]);
+        read_until_closed(s, "TLS handshake cut short");
+    })
+    .await
+    .unwrap();
+    // A real client still gets in.
+    let c = Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(certs.ca_pem.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let r = c
+        .get(format!("https://{}/v2/", reg.host()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
