@@ -60,8 +60,10 @@ pub struct Config {
     /// machine (a loopback registry); docs/registry.md has the figures.
     #[serde(default = "default_true")]
     pub sendfile: bool,
-    /// Longest wait for a request's headers (HTTP/1), a TLS handshake, or the next chunk
-    /// of a request body; past it the connection (or request) is closed.
+    /// Longest wait for a request's headers (HTTP/1, counted from when the connection is
+    /// ready for the next request, so it also bounds an idle HTTP/1 keep-alive), a TLS
+    /// handshake, or the next chunk of a request body; past it the connection (or
+    /// request) is closed.
     #[serde(default = "default_read_timeout")]
     pub read_timeout_secs: u64,
     /// A connection with no request in progress that moves no byte for this long (idle
