@@ -55,10 +55,15 @@ pub fn rootfs_path(bundle: &Path, spec: &Spec) -> Result<PathBuf> {
 /// Checks what serde cannot: required fields, combinations the kernel rejects,
 /// and features this host cannot honour (which must fail, never be ignored).
 pub fn validate(spec: &Spec) -> Result<()> {
-    let process = spec
-        .process()
-        .as_ref()
-        .ok_or_else(|| spec_err("process", "missing"))?;
+    // `process` is optional at create (runtime-spec config.md); `start` of a
+    // container without one fails.
+    if let Some(process) = spec.process() {
+        validate_process(process)?;
+    }
+    validate_linux(spec)
+}
+
+fn validate_process(process: &oci_spec::runtime::Process) -> Result<()> {
     if process.args().as_ref().is_none_or(|a| a.is_empty()) {
         return Err(spec_err("process.args", "must not be empty"));
     }
@@ -83,6 +88,25 @@ pub fn validate(spec: &Spec) -> Result<()> {
                 "SELinux is not available on this host",
             ));
         }
+    }
+    Ok(())
+}
+
+fn validate_linux(spec: &Spec) -> Result<()> {
+    // Without a mount namespace of its own the container's root, mounts and
+    // masked paths would be made in the host's mount namespace (runc does,
+    // and leaves them behind). Refused here, before anything exists, rather
+    // than accepted and then failing in the init.
+    let has_mount_ns = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::Mount));
+    if !has_mount_ns {
+        return Err(spec_err(
+            "linux.namespaces",
+            "no mount namespace: sharing the host's is not supported (add {\"type\": \"mount\"})",
+        ));
     }
     let linux = match spec.linux() {
         Some(l) => l,

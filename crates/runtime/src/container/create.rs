@@ -74,7 +74,9 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
     };
     spec::validate(&spec)?;
     let rootfs = spec::rootfs_path(&bundle, &spec)?;
-    let process = spec.process().clone().expect("validated");
+    // Without a process (allowed at create) the init waits for a `start`
+    // that refuses.
+    let process = spec.process().clone().unwrap_or_default();
     let linux = spec.linux().clone().unwrap_or_default();
 
     // Everything that can be checked is checked before anything is made.

@@ -22,8 +22,9 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     let st = c.status(root);
     match st {
         Status::Stopped => {}
-        Status::Created | Status::Creating => kill_and_wait(&c)?,
-        Status::Running | Status::Paused if force => kill_and_wait(&c)?,
+        // Only a stopped container may be deleted (runtime-spec runtime.md);
+        // --force also takes created ones, as runc.
+        _ if force => kill_and_wait(&c)?,
         _ => {
             return Err(Error::State(format!(
                 "cannot delete container {id:?} that is not stopped: it is {st}"
@@ -37,9 +38,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     }
     if let Some(h) = c.spec.hooks() {
         let st = state::hook_state(&c, Status::Stopped);
-        if let Err(e) = hooks::run("poststop", h.poststop().as_deref().unwrap_or_default(), &st) {
-            eprintln!("warning: {e}");
-        }
+        hooks::run_warn("poststop", h.poststop().as_deref().unwrap_or_default(), &st);
     }
     destroy_cgroup(&c)?;
     let dir = Container::dir(root, id);

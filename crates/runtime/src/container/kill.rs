@@ -38,12 +38,20 @@ pub fn parse_signal(s: &str) -> Result<i32> {
 }
 
 pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
-    let c = super::load_in(
-        root,
-        id,
-        &[Status::Created, Status::Running, Status::Paused],
-        "kill",
-    )?;
+    // With --all a stopped container is signalled too, as by runc: once the
+    // init has exited, containerd's shim kills what is left in the cgroup
+    // (`kill --all ID KILL`) and waits for that to succeed.
+    let allowed: &[Status] = if all {
+        &[
+            Status::Created,
+            Status::Running,
+            Status::Paused,
+            Status::Stopped,
+        ]
+    } else {
+        &[Status::Created, Status::Running, Status::Paused]
+    };
+    let c = super::load_in(root, id, allowed, "kill")?;
     if all {
         return c
             .cgroup
