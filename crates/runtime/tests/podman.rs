@@ -540,3 +540,67 @@ fn ps_and_logs() {
     assert!(s.ok(HAKO, &["logs", &name]).contains("line-3"));
     s.ok(HAKO, &["rm", &name]);
 }
+
+#[test]
+fn seccomp_profile_written_by_podman_with_masked_eq() {
+    // podman (Go) writes the profile's arguments with the runtime-spec's Go
+    // types, which leave out a valueTwo of 0: the config hako-runtime gets has
+    // SCMP_CMP_MASKED_EQ without valueTwo. kill is denied for signals 0-15.
+    let s = Store::new();
+    let profile = s.dir.path().join("masked-eq.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
+            {"names":["kill"],"action":"SCMP_ACT_ERRNO","errnoRet":1,
+             "args":[{"index":1,"value":240,"valueTwo":0,"op":"SCMP_CMP_MASKED_EQ"}]}]}"#,
+    )
+    .expect("writing the seccomp profile");
+    let name = unique("hako-pm-seccomp");
+    let seccomp = format!("seccomp={}", profile.display());
+    let mut args = vec![
+        "create",
+        "--network",
+        "none",
+        "--name",
+        &name,
+        "--security-opt",
+        &seccomp,
+    ];
+    args.extend(ULIMITS);
+    args.extend([
+        s.image.as_str(),
+        "sh",
+        "-c",
+        "kill -0 $$ 2>/dev/null; echo a=$?; kill -CONT $$; echo b=$?",
+    ]);
+    let id = s.ok(HAKO, &args).trim().to_string();
+    let out = s.ok(HAKO, &["start", "--attach", &name]);
+    assert_eq!(out, "a=1\nb=0\n");
+    // The bundle podman wrote (at start) stays until the container is removed.
+    let config_path = s
+        .dir
+        .path()
+        .join(format!("root/vfs-containers/{id}/userdata/config.json"));
+    let config: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&config_path)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", config_path.display())),
+    )
+    .expect("podman's config.json");
+    let kill_rules: Vec<&serde_json::Value> = config["linux"]["seccomp"]["syscalls"]
+        .as_array()
+        .expect("syscalls in podman's profile")
+        .iter()
+        .filter(|r| {
+            r["names"]
+                .as_array()
+                .is_some_and(|n| n.contains(&"kill".into()))
+        })
+        .collect();
+    assert_eq!(kill_rules.len(), 1, "{kill_rules:?}");
+    let arg = &kill_rules[0]["args"][0];
+    assert_eq!(arg["op"], "SCMP_CMP_MASKED_EQ", "{arg}");
+    assert!(
+        arg.get("valueTwo").is_none(),
+        "podman wrote valueTwo: {arg}"
+    );
+}
