@@ -206,8 +206,15 @@ fn kill_all_of_a_stopped_container_signals_what_is_left() {
             .unwrap_or(false)
     };
     assert!(alive(left), "the leftover process is already gone");
-    // Plain kill of a stopped container is still an error.
-    assert!(!rt.run(&["kill", &id, "KILL"]).status.success());
+    // Plain kill of a stopped container is still an error, in runc's words
+    // (which containerd's shim reads as "already finished").
+    let out = rt.run(&["kill", &id, "KILL"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("container not running"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = rt.run(&["kill", "--all", &id, "KILL"]);
     assert!(
         out.status.success(),

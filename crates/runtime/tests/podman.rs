@@ -7,7 +7,9 @@
 //!
 //! Run as root: `cargo test -p hako-runtime --test podman`.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::{kill_processes_mentioning, unmount_under};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -228,44 +230,6 @@ impl Drop for Store {
         kill_processes_mentioning(self.dir.path());
         unmount_under(self.dir.path());
         // TempDir's own drop removes the directories.
-    }
-}
-
-/// SIGKILLs every process whose command line names `dir` (conmon and the
-/// podman exit command carry the store paths).
-fn kill_processes_mentioning(dir: &Path) {
-    let needle = dir.to_string_lossy().into_owned();
-    let me = std::process::id();
-    let Ok(rd) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for e in rd.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        if pid as u32 == me {
-            continue;
-        }
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if text(&cmdline).contains(&needle) {
-            // SAFETY: kill with a plain pid and signal has no memory effects.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-    }
-}
-
-/// Lazily unmounts every mount point below `dir`, deepest first.
-fn unmount_under(dir: &Path) {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut points: Vec<PathBuf> = mountinfo
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(PathBuf::from)
-        .filter(|p| p.starts_with(dir))
-        .collect();
-    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    for p in points {
-        let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
     }
 }
 
