@@ -124,7 +124,14 @@ pub fn guard_for(spec: &Spec) -> Result<ExecGuard> {
             return Ok(ExecGuard::Dmz(fd));
         }
     }
-    ensure_sealed()?;
+    // A container without a mount namespace of its own shares the runtime's:
+    // the read-only bind mount would move the runtime into a private one.
+    let own_mount_ns = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::Mount));
+    reexec_protected(own_mount_ns)?;
     Ok(ExecGuard::Sealed)
 }
 
@@ -156,6 +163,12 @@ pub fn exe_is_protected(pid: i32) -> bool {
 /// Re-executes from a protected copy unless already running from one. Returns
 /// only when already protected (or on error before exec).
 pub fn ensure_sealed() -> Result<()> {
+    reexec_protected(true)
+}
+
+/// [`ensure_sealed`]; `may_unshare_mounts` allows the cheap read-only bind
+/// mount, which needs a private mount namespace (else the memfd copy).
+fn reexec_protected(may_unshare_mounts: bool) -> Result<()> {
     // Both read the marker before running_sealed removes it.
     let tried = reexecuted();
     if running_sealed() {
@@ -179,7 +192,7 @@ pub fn ensure_sealed() -> Result<()> {
         })
         .collect();
     env.push(CString::new(format!("{MARKER}={}", std::process::id())).expect("no NUL"));
-    if let Ok(exe) = readonly_bind_of_self() {
+    if let Some(Ok(exe)) = may_unshare_mounts.then(readonly_bind_of_self) {
         let path = CString::new(exe.into_os_string().into_encoded_bytes()).unwrap_or_default();
         // execve only returns on failure: then fall back to the memfd copy.
         let _ = nix::unistd::execve(&path, &args, &env);

@@ -93,20 +93,43 @@ fn validate_process(process: &oci_spec::runtime::Process) -> Result<()> {
 }
 
 fn validate_linux(spec: &Spec) -> Result<()> {
-    // Without a mount namespace of its own the container's root, mounts and
-    // masked paths would be made in the host's mount namespace (runc does,
-    // and leaves them behind). Refused here, before anything exists, rather
-    // than accepted and then failing in the init.
+    // Without a mount namespace of its own the container shares the host's
+    // (as runc and crun allow): its mounts are made there under the rootfs,
+    // which it is chrooted into, and unmounted by `delete`. What would change
+    // mounts the host uses is refused, as by runc.
     let has_mount_ns = spec
         .linux()
         .as_ref()
         .and_then(|l| l.namespaces().as_ref())
         .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::Mount));
     if !has_mount_ns {
-        return Err(spec_err(
-            "linux.namespaces",
-            "no mount namespace: sharing the host's is not supported (add {\"type\": \"mount\"})",
-        ));
+        let linux = spec.linux().clone().unwrap_or_default();
+        let need = |field: &str| {
+            spec_err(
+                field,
+                "needs a mount namespace of the container's own (linux.namespaces has no mount)",
+            )
+        };
+        if linux.masked_paths().as_ref().is_some_and(|p| !p.is_empty()) {
+            return Err(need("linux.maskedPaths"));
+        }
+        if linux
+            .readonly_paths()
+            .as_ref()
+            .is_some_and(|p| !p.is_empty())
+        {
+            return Err(need("linux.readonlyPaths"));
+        }
+        if linux.rootfs_propagation().is_some() {
+            return Err(need("linux.rootfsPropagation"));
+        }
+        if spec
+            .root()
+            .as_ref()
+            .is_some_and(|r| r.readonly() == Some(true))
+        {
+            return Err(need("root.readonly"));
+        }
     }
     let linux = match spec.linux() {
         Some(l) => l,

@@ -50,33 +50,72 @@ fn a_profile_denying_getcwd_still_enters_the_cwd() {
     assert_eq!(out, "here\n/tmp\n");
 }
 
+/// Mount points below `dir` in this (the host's) mount namespace.
+fn mounts_below(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| std::path::Path::new(p).starts_with(dir))
+        .map(str::to_string)
+        .collect()
+}
+
 #[test]
-fn a_config_without_a_mount_namespace_fails_create_and_leaves_nothing() {
+fn a_config_without_a_mount_namespace_shares_the_hosts() {
+    // As runc and crun: the mounts are made in the host's mount namespace
+    // under the rootfs, the process is chrooted into it, and `delete` takes
+    // the mounts down (runc leaves them).
     let rt = Runtime::new();
     let mut b = Bundle::new();
-    b.args(&["sleep", "100"]);
     b.config["linux"]["namespaces"]
         .as_array_mut()
         .unwrap()
         .retain(|n| n["type"] != "mount");
+    let linux = b.config["linux"].as_object_mut().unwrap();
+    linux.remove("maskedPaths");
+    linux.remove("readonlyPaths");
+    b.config["root"]["readonly"] = json!(false);
+    b.sh("readlink /proc/self/ns/mnt; ls /dev/null; cat /tmp/marker");
+    std::fs::write(b.rootfs().join("tmp/marker"), "in the rootfs\n").unwrap();
+    let host_ns = std::fs::read_link("/proc/self/ns/mnt").unwrap();
     let id = unique_id("nomntns");
     let out = rt.create(&b, &id);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st = rt.state(&id);
+    assert_eq!(st["status"], "created");
+    assert!(st["pid"].as_i64().unwrap() > 0, "{st}");
+    let rootfs = b.rootfs().canonicalize().unwrap();
+    assert!(!mounts_below(&rootfs).is_empty(), "no mounts on the host");
+    rt.ok(&["start", &id]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while rt.state(&id)["status"] != "stopped" {
+        assert!(std::time::Instant::now() < deadline, "never stopped");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(
+        rt.container_stdout(&b, &id),
+        format!("{}\n/dev/null\nin the rootfs\n", host_ns.display())
+    );
+    rt.ok(&["delete", &id]);
+    assert_eq!(mounts_below(&rootfs), Vec::<String>::new());
+
+    // What would change mounts the host uses is refused, with one line.
+    b.config["linux"]["maskedPaths"] = json!(["/proc/kcore"]);
+    let out = rt.create(&b, &unique_id("nomntns-masked"));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "create was accepted: {err}");
+    assert!(!out.status.success());
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
-        err.contains("linux.namespaces") && err.contains("mount namespace"),
+        err.contains("linux.maskedPaths") && err.contains("mount namespace"),
         "{err}"
     );
-    // Nothing recorded: no state that could say pid 0.
-    let st = rt.run(&["state", &id]);
-    assert!(!st.status.success());
     assert_eq!(rt.ok(&["list", "-q"]), "");
-    // Without a linux section at all there is no mount namespace either.
-    b.config.as_object_mut().unwrap().remove("linux");
-    let out = rt.create(&b, &id);
-    assert!(!out.status.success());
-    assert_eq!(rt.ok(&["list", "-q"]), "");
+    assert_eq!(mounts_below(&rootfs), Vec::<String>::new());
 }
 
 #[test]

@@ -42,6 +42,9 @@ pub struct CreateOptions {
 /// Removes whatever a failed create made: processes, cgroup, state directory.
 struct Undo {
     dir: Option<PathBuf>,
+    /// The rootfs of a container sharing the host's mount namespace, whose
+    /// mounts the init made on the host.
+    shared_rootfs: Option<PathBuf>,
     cgroup: Option<Cgroup>,
     pids: Vec<i32>,
 }
@@ -51,6 +54,9 @@ impl Drop for Undo {
         for &p in &self.pids {
             let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
             let _ = waitpid(Pid::from_raw(p), None);
+        }
+        if let Some(r) = &self.shared_rootfs {
+            crate::rootfs::unmount_below(r);
         }
         if let Some(cg) = &self.cgroup {
             let _ = cg.kill_all(libc::SIGKILL);
@@ -117,6 +123,7 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
     }
     let mut undo = Undo {
         dir: Some(dir.clone()),
+        shared_rootfs: (!super::delete::has_mount_ns(&spec)).then(|| rootfs.clone()),
         cgroup: None,
         pids: Vec::new(),
     };
@@ -290,6 +297,7 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
     }
     // Success: keep everything.
     undo.pids.clear();
+    undo.shared_rootfs = None;
     undo.cgroup = None;
     undo.dir = None;
     Ok(container)

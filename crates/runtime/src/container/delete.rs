@@ -36,6 +36,10 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     if !crate::spec::creates_namespace(&c.spec, LinuxNamespaceType::Pid) {
         let _ = c.cgroup.kill_all(libc::SIGKILL);
     }
+    // Sharing the host's mount namespace, its mounts were made on the host.
+    if !has_mount_ns(&c.spec) {
+        crate::rootfs::unmount_below(&c.rootfs);
+    }
     if let Some(h) = c.spec.hooks() {
         let st = state::hook_state(&c, Status::Stopped);
         hooks::run_warn("poststop", h.poststop().as_deref().unwrap_or_default(), &st);
@@ -80,4 +84,12 @@ fn destroy_cgroup(c: &Container) -> Result<()> {
         c.id,
         last.map(|e| e.to_string()).unwrap_or_default()
     )))
+}
+
+/// Whether the container has a mount namespace of its own (new or joined).
+pub(crate) fn has_mount_ns(spec: &oci_spec::runtime::Spec) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::Mount))
 }

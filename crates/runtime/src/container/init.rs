@@ -126,8 +126,12 @@ fn init(a: &InitArgs, ch: &Channel) -> Result<std::convert::Infallible> {
         ch.expect(|m| matches!(m, Msg::CgroupJoined), "the cgroup")?;
         namespaces::unshare_flags(nix::sched::CloneFlags::CLONE_NEWCGROUP)
     };
-    // The container has a mount namespace of its own (spec::validate).
-    rootfs::prepare_root(spec, a.rootfs)?;
+    // Without a mount namespace of its own (the host's is shared) the root is
+    // left as it is: the mounts go under the rootfs, and it is chrooted into.
+    let mount_ns = has_ns(LinuxNamespaceType::Mount);
+    if mount_ns {
+        rootfs::prepare_root(spec, a.rootfs)?;
+    }
     rootfs::mount_all(spec, a.rootfs, a.cgroup, new_cgroupns, &mut enter_cgroupns)?;
     rootfs::create_devices(spec, a.rootfs, in_userns)?;
     enter_cgroupns()?;
@@ -143,7 +147,24 @@ fn init(a: &InitArgs, ch: &Channel) -> Result<std::convert::Infallible> {
             state.as_bytes(),
         )?;
     }
-    rootfs::pivot_into(a.rootfs, a.no_pivot)?;
+    // exec.fifo is reopened through /proc/self/fd; in a chroot that need not
+    // have /proc, through this directory of the host's, opened before.
+    let fd_dir = if mount_ns {
+        rootfs::pivot_into(a.rootfs, a.no_pivot)?;
+        None
+    } else {
+        let dir = nix::fcntl::open(
+            "/proc/self/fd",
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ctx(|| "opening /proc/self/fd")?;
+        nix::unistd::chroot(a.rootfs).ctx(|| format!("chroot into {}", a.rootfs.display()))?;
+        nix::unistd::chdir("/").ctx(|| "chdir /")?;
+        Some(dir)
+    };
     if has_ns(LinuxNamespaceType::Uts) {
         if let Some(h) = spec.hostname() {
             nix::unistd::sethostname(h).ctx(|| format!("setting hostname {h:?}"))?;
@@ -208,23 +229,38 @@ fn init(a: &InitArgs, ch: &Channel) -> Result<std::convert::Infallible> {
 
     // From here on the runtime may be gone: report failures on the container's
     // stderr, where the caller of `start` (or its log) will see them.
-    let e = after_ready(a, spec, &state, exe);
+    let e = after_ready(a, spec, &state, exe, fd_dir);
     eprintln!("hako-runtime: container {}: {e}", a.id);
     // SAFETY: leaving the forked init without running destructors.
     unsafe { libc::_exit(1) }
 }
 
 /// Waits for `start`, runs startContainer hooks, and execs. Returns only on error.
-fn after_ready(a: &InitArgs, spec: &Spec, state: &str, exe: Option<Prepared>) -> Error {
+fn after_ready(
+    a: &InitArgs,
+    spec: &Spec,
+    state: &str,
+    exe: Option<Prepared>,
+    fd_dir: Option<std::os::fd::OwnedFd>,
+) -> Error {
     let r = (|| -> Result<()> {
         // Block until `start` opens the fifo for reading.
-        let fifo_path = format!("/proc/self/fd/{}", a.fifo_fd);
-        let fifo = nix::fcntl::open(
-            fifo_path.as_str(),
-            nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )
+        let flags = nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC;
+        let fifo = match &fd_dir {
+            Some(dir) => nix::fcntl::openat(
+                dir,
+                a.fifo_fd.to_string().as_str(),
+                flags,
+                nix::sys::stat::Mode::empty(),
+            ),
+            None => nix::fcntl::open(
+                format!("/proc/self/fd/{}", a.fifo_fd).as_str(),
+                flags,
+                nix::sys::stat::Mode::empty(),
+            ),
+        }
         .ctx(|| "opening exec.fifo")?;
+        drop(fd_dir);
         nix::unistd::write(&fifo, b"0").ctx(|| "writing exec.fifo")?;
         drop(fifo);
         if let Some(h) = spec.hooks() {
