@@ -55,6 +55,23 @@ pub fn rootfs_path(bundle: &Path, spec: &Spec) -> Result<PathBuf> {
 /// Checks what serde cannot: required fields, combinations the kernel rejects,
 /// and features this host cannot honour (which must fail, never be ignored).
 pub fn validate(spec: &Spec) -> Result<()> {
+    // ociVersion is SemVer v2 (runtime-spec config.md); this runtime speaks 1.x.
+    let version = spec.version();
+    match semver::Version::parse(version) {
+        Ok(v) if v.major == 1 => {}
+        Ok(_) => {
+            return Err(spec_err(
+                "ociVersion",
+                format!("{version:?}: only runtime-spec 1.x is supported"),
+            ))
+        }
+        Err(_) => {
+            return Err(spec_err(
+                "ociVersion",
+                format!("{version:?} is not a SemVer version"),
+            ))
+        }
+    }
     // `process` is optional at create (runtime-spec config.md); `start` of a
     // container without one fails.
     if let Some(process) = spec.process() {

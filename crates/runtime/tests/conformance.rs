@@ -331,3 +331,63 @@ fn unsupported_runc_global_options_are_refused() {
     rt.ok(&["--rootless", "auto", "list"]);
     rt.ok(&["--rootless", "false", "list"]);
 }
+
+#[test]
+fn create_hooks_get_the_created_state() {
+    // The hooks of create run after the environment exists (lifecycle step
+    // 2), when the status is "created"; poststart sees "running".
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    let log = b.path().join("hooks.log");
+    let hook = |name: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("read -r s; echo \"{name} $s\" >> {}", log.display())]});
+    b.config["hooks"] = json!({
+        "prestart": [hook("prestart")],
+        "createRuntime": [hook("createRuntime")],
+        "createContainer": [hook("createContainer")],
+        "poststart": [hook("poststart")]
+    });
+    b.args(&["true"]);
+    let (code, _, err) = rt.run_bundle(&b, &unique_id("hookstate"));
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let statuses: Vec<(String, String)> = text
+        .lines()
+        .map(|l| {
+            let (name, state) = l.split_once(' ').unwrap();
+            let v: serde_json::Value = serde_json::from_str(state).unwrap();
+            (name.to_string(), v["status"].as_str().unwrap().to_string())
+        })
+        .collect();
+    let want: Vec<(String, String)> = [
+        ("prestart", "created"),
+        ("createRuntime", "created"),
+        ("createContainer", "created"),
+        ("poststart", "running"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(statuses, want);
+}
+
+#[test]
+fn oci_version_must_be_semver_1x() {
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.args(&["true"]);
+    for (version, needle) in [
+        ("invalid", "is not a SemVer version"),
+        ("2.0.0", "only runtime-spec 1.x"),
+    ] {
+        b.config["ociVersion"] = json!(version);
+        let out = rt.create(&b, &unique_id("ociversion"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{version} accepted");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("ociVersion") && err.contains(needle), "{err}");
+    }
+    assert_eq!(rt.ok(&["list", "-q"]), "");
+    b.config["ociVersion"] = json!("1.1.0");
+    let (code, _, err) = rt.run_bundle(&b, &unique_id("ociversion-ok"));
+    assert_eq!(code, 0, "{err}");
+}

@@ -315,7 +315,10 @@ fn answer_hooks(
     container.pid = init_pid;
     container.pid_start = util::proc_start_time(init_pid);
     container.save(root)?;
-    let st = state::hook_state(container, Status::Creating);
+    // The environment exists (lifecycle step 2 is done), so the state the
+    // prestart, createRuntime and createContainer hooks get says "created",
+    // as `state` does from here on (runtime-spec runtime.md, as crun).
+    let st = state::hook_state(container, Status::Created);
     if let Some(h) = spec.hooks() {
         hooks::run("prestart", h.prestart().as_deref().unwrap_or_default(), &st)?;
         hooks::run(
