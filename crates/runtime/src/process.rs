@@ -111,8 +111,25 @@ pub fn environment(p: &Process) -> Vec<String> {
     env
 }
 
+/// HOME for `uid` from the container's /etc/passwd (read inside the
+/// container). The image controls that file: only a regular file is read
+/// (opened without blocking, so a FIFO cannot hang the init) and at most
+/// `PASSWD_MAX` bytes of it (so /dev/zero or a huge file cannot grow us).
 fn home_of(uid: u32) -> Option<String> {
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    const PASSWD_MAX: u64 = 4 << 20;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open("/etc/passwd")
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || meta.len() > PASSWD_MAX {
+        return None;
+    }
+    let mut passwd = String::new();
+    file.take(PASSWD_MAX).read_to_string(&mut passwd).ok()?;
     passwd.lines().find_map(|l| {
         let f: Vec<&str> = l.split(':').collect();
         (f.len() >= 7 && f[2].parse::<u32>().ok()? == uid).then(|| f[5].to_string())

@@ -813,3 +813,28 @@ fn rootfs_propagation_is_visible_on_the_container_root() {
     let out = run_ok(&Runtime::new(), &b, "rootprop-private");
     assert_eq!(out.trim(), "root:", "{out}");
 }
+
+/// The image owns /etc/passwd, which the init reads for HOME: a FIFO there
+/// must not hang it and /dev/zero must not grow it; HOME falls back to "/".
+#[test]
+fn hostile_etc_passwd_does_not_hang_or_grow_the_init() {
+    let rt = Runtime::new();
+    for (what, make) in [("fifo", "fifo"), ("zero", "zero"), ("dir", "dir")] {
+        let mut b = Bundle::new();
+        let passwd = b.rootfs().join("etc/passwd");
+        let _ = std::fs::remove_file(&passwd);
+        std::fs::create_dir_all(passwd.parent().unwrap()).unwrap();
+        match make {
+            "fifo" => nix::unistd::mkfifo(&passwd, nix::sys::stat::Mode::from_bits_truncate(0o644))
+                .unwrap(),
+            "zero" => std::os::unix::fs::symlink("/dev/zero", &passwd).unwrap(),
+            _ => std::fs::create_dir(&passwd).unwrap(),
+        }
+        b.config["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+        b.config["process"]["env"] = json!(["PATH=/bin"]);
+        // The rootfs's /dev is the runtime's tmpfs with /dev/zero in it.
+        b.sh("echo home=$HOME");
+        let out = run_ok(&rt, &b, &format!("passwd-{what}"));
+        assert_eq!(out, "home=/\n", "{what}");
+    }
+}
