@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{field, Result};
+use crate::numbers;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Project {
@@ -108,6 +109,18 @@ pub struct Port {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host_ip: Option<String>,
     pub protocol: String,
+}
+
+impl Port {
+    /// The `-p` form of this port (`[IP:][HOST:]TARGET/PROTO`).
+    pub fn spec(&self) -> String {
+        match (&self.host_ip, &self.published) {
+            (Some(ip), Some(h)) => format!("{ip}:{h}:{}/{}", self.target, self.protocol),
+            (Some(ip), None) => format!("{ip}::{}/{}", self.target, self.protocol),
+            (None, Some(h)) => format!("{h}:{}/{}", self.target, self.protocol),
+            (None, None) => format!("{}/{}", self.target, self.protocol),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -314,11 +327,9 @@ fn key_values(
     Ok(out)
 }
 
-/// "1m30s", "10s", "500ms" → whole seconds (rounded up).
+/// "1m30s", "10s", "500ms" → whole seconds (rounded up), range-checked.
 pub fn duration_secs(s: &str, path: &str) -> Result<u32> {
-    hako_engine::options::parse_duration(s)
-        .map(|ns| (ns as u64).div_ceil(1_000_000_000) as u32)
-        .map_err(|e| field(path, e.to_string()))
+    numbers::duration_secs(s, path)
 }
 
 fn ports(v: Option<&Value>, path: &str) -> Result<Vec<Port>> {
@@ -333,17 +344,25 @@ fn ports(v: Option<&Value>, path: &str) -> Result<Vec<Port>> {
         let here = format!("{path}[{i}]");
         match p {
             Value::Object(_) => {
-                let target = p
-                    .get("target")
-                    .and_then(Value::as_u64)
-                    .filter(|t| (1..=65535).contains(t))
-                    .ok_or_else(|| field(&here, "target must be a port number"))?;
-                out.push(Port {
-                    target: target as u16,
+                let target = match p.get("target") {
+                    None | Some(Value::Null) => {
+                        return Err(field(format!("{here}.target"), "is required"))
+                    }
+                    Some(t) => numbers::integer(t, &format!("{here}.target"), 1, 65535)? as u16,
+                };
+                let port = Port {
+                    target,
                     published: opt_string(p, "published", &here)?,
                     host_ip: opt_string(p, "host_ip", &here)?,
                     protocol: opt_string(p, "protocol", &here)?.unwrap_or_else(|| "tcp".into()),
-                });
+                };
+                if let Some(h) = &port.published {
+                    numbers::port_or_range(h, &format!("{here}.published"))?;
+                }
+                // The same check `up` makes (host address, protocol), now.
+                hako_engine::network::ports::parse_publish(&port.spec())
+                    .map_err(|e| field(&here, e.to_string()))?;
+                out.push(port);
             }
             other => {
                 let s = string(other, &here)?;
@@ -625,41 +644,93 @@ fn service(name: &str, v: &Value, dir: &Path, env: &BTreeMap<String, String>) ->
                 Some(Value::String(s)) => vec!["CMD-SHELL".to_string(), s.clone()],
                 other => string_list(other, &format!("{here}.test"))?,
             };
+            let dur = |k: &str| -> Result<Option<String>> {
+                let d = opt_string(h, k, &here)?;
+                if let Some(d) = &d {
+                    numbers::duration_ns(d, &format!("{here}.{k}"))?;
+                }
+                Ok(d)
+            };
             Some(Healthcheck {
                 test,
-                interval: opt_string(h, "interval", &here)?,
-                timeout: opt_string(h, "timeout", &here)?,
-                retries: h.get("retries").and_then(Value::as_i64),
-                start_period: opt_string(h, "start_period", &here)?,
-                start_interval: opt_string(h, "start_interval", &here)?,
+                interval: dur("interval")?,
+                timeout: dur("timeout")?,
+                retries: match h.get("retries") {
+                    None | Some(Value::Null) => None,
+                    Some(r) => Some(numbers::integer(
+                        r,
+                        &format!("{here}.retries"),
+                        0,
+                        i32::MAX as i64,
+                    )?),
+                },
+                start_period: dur("start_period")?,
+                start_interval: dur("start_interval")?,
                 disable: boolean(h, "disable", &here)?,
             })
         }
     };
-    let replicas = match (
-        v.get("deploy").and_then(|d| d.get("replicas")),
-        v.get("scale"),
-    ) {
-        (Some(r), _) | (None, Some(r)) => r
-            .as_u64()
-            .ok_or_else(|| field(format!("{path}.deploy.replicas"), "must be a number"))?
-            as u32,
+    let deploy = match v.get("deploy") {
+        None | Some(Value::Null) => None,
+        Some(d @ Value::Object(_)) => Some(d),
+        Some(_) => return Err(field(format!("{path}.deploy"), "must be a mapping")),
+    };
+    let replicas = match (deploy.and_then(|d| d.get("replicas")), v.get("scale")) {
+        (Some(r), _) => numbers::replicas(r, &format!("{path}.deploy.replicas"))?,
+        (None, Some(r)) => numbers::replicas(r, &format!("{path}.scale"))?,
         (None, None) => 1,
     };
+    // deploy.resources.limits: what compose applies outside a swarm too.
+    let limits = deploy
+        .and_then(|d| d.get("resources"))
+        .and_then(|r| r.get("limits"));
+    let limit = |k: &str| -> Result<Option<String>> {
+        match limits {
+            Some(l) => opt_string(l, k, &format!("{path}.deploy.resources.limits")),
+            None => Ok(None),
+        }
+    };
+    let mem_limit = match opt_string(v, "mem_limit", &path)? {
+        Some(m) => Some((m, format!("{path}.mem_limit"))),
+        None => limit("memory")?.map(|m| (m, format!("{path}.deploy.resources.limits.memory"))),
+    };
+    if let Some((m, here)) = &mem_limit {
+        numbers::bytes(m, here)?;
+    }
+    let cpus = match opt_string(v, "cpus", &path)? {
+        Some(c) => Some((c, format!("{path}.cpus"))),
+        None => limit("cpus")?.map(|c| (c, format!("{path}.deploy.resources.limits.cpus"))),
+    };
+    if let Some((c, here)) = &cpus {
+        numbers::cpus(c, here)?;
+    }
+    let shm_size = opt_string(v, "shm_size", &path)?;
+    if let Some(s) = &shm_size {
+        numbers::bytes(s, &format!("{path}.shm_size"))?;
+    }
     let ulimits = match v.get("ulimits") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Object(m)) => m
             .iter()
-            .map(|(k, x)| match x {
-                Value::Object(_) => Ok(format!(
-                    "{k}={}:{}",
-                    x.get("soft").and_then(Value::as_i64).unwrap_or(-1),
-                    x.get("hard").and_then(Value::as_i64).unwrap_or(-1)
-                )),
-                x => Ok(format!(
-                    "{k}={}",
-                    string(x, &format!("{path}.ulimits.{k}"))?
-                )),
+            .map(|(k, x)| {
+                let here = format!("{path}.ulimits.{k}");
+                let n = |x: &Value, f: &str| numbers::integer(x, f, -1, i64::MAX);
+                let u = match x {
+                    Value::Object(_) => {
+                        let part = |which: &str| -> Result<i64> {
+                            let f = format!("{here}.{which}");
+                            match x.get(which) {
+                                None | Some(Value::Null) => Err(field(f, "is required")),
+                                Some(v) => n(v, &f),
+                            }
+                        };
+                        format!("{k}={}:{}", part("soft")?, part("hard")?)
+                    }
+                    x => format!("{k}={}", n(x, &here)?),
+                };
+                // Names and soft <= hard, as `run --ulimit` checks them.
+                hako_engine::options::parse_ulimit(&u).map_err(|e| field(&here, e.to_string()))?;
+                Ok(u)
             })
             .collect::<Result<_>>()?,
         Some(_) => return Err(field(format!("{path}.ulimits"), "must be a mapping")),
@@ -669,7 +740,7 @@ fn service(name: &str, v: &Value, dir: &Path, env: &BTreeMap<String, String>) ->
     if image.is_none() && build.is_none() {
         return Err(field(&path, "needs an image (or a build section)"));
     }
-    Ok(Service {
+    let svc = Service {
         image,
         build,
         command: command(v.get("command"), &format!("{path}.command"))?,
@@ -722,9 +793,9 @@ fn service(name: &str, v: &Value, dir: &Path, env: &BTreeMap<String, String>) ->
         tmpfs: string_list(v.get("tmpfs"), &format!("{path}.tmpfs"))?,
         init: boolean(v, "init", &path)?,
         ulimits,
-        mem_limit: opt_string(v, "mem_limit", &path)?,
-        cpus: opt_string(v, "cpus", &path)?,
-        shm_size: opt_string(v, "shm_size", &path)?,
+        mem_limit: mem_limit.map(|(m, _)| m),
+        cpus: cpus.map(|(c, _)| c),
+        shm_size,
         sysctls: key_values(v.get("sysctls"), &format!("{path}.sysctls"), env)?,
         profiles: string_list(v.get("profiles"), &format!("{path}.profiles"))?,
         configs: file_mounts(v.get("configs"), &format!("{path}.configs"), "/")?,
@@ -733,7 +804,37 @@ fn service(name: &str, v: &Value, dir: &Path, env: &BTreeMap<String, String>) ->
             &format!("{path}.secrets"),
             "/run/secrets/",
         )?,
-    })
+    };
+    check(&path, &svc)?;
+    Ok(svc)
+}
+
+/// What `up` would refuse later, refused at load with the field's path.
+fn check(path: &str, svc: &Service) -> Result<()> {
+    use hako_engine::options;
+    for (i, e) in svc.expose.iter().enumerate() {
+        let here = format!("{path}.expose[{i}]");
+        let (ports, proto) = e.split_once('/').unwrap_or((e, "tcp"));
+        numbers::port_or_range(ports, &here)?;
+        if !matches!(proto, "tcp" | "udp" | "sctp") {
+            return Err(field(here, "the protocol must be tcp, udp or sctp"));
+        }
+    }
+    if let Some(r) = &svc.restart {
+        options::parse_restart(r).map_err(|e| field(format!("{path}.restart"), e.to_string()))?;
+    }
+    if let Some(l) = &svc.logging {
+        let opts: Vec<String> = l.options.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        options::parse_log_config(l.driver.as_deref(), &opts)
+            .map_err(|e| field(format!("{path}.logging"), e.to_string()))?;
+    }
+    for (i, t) in svc.tmpfs.iter().enumerate() {
+        options::parse_tmpfs(t).map_err(|e| field(format!("{path}.tmpfs[{i}]"), e.to_string()))?;
+    }
+    if let Some(m) = &svc.mac_address {
+        options::parse_mac(m).map_err(|e| field(format!("{path}.mac_address"), e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// `configs:`/`secrets:` of a service: names, or {source, target}.
@@ -1105,5 +1206,50 @@ mod tests {
             cyc.order().unwrap_err().to_string(),
             "dependency cycle: a -> b -> a"
         );
+    }
+
+    /// Issue 13 point 8: every numeric field is range-checked and the error
+    /// names the field (4294967296 replicas used to become 0).
+    #[test]
+    fn numbers_are_range_checked() {
+        let e = |svc: Value| {
+            let mut svc = svc;
+            svc["image"] = json!("busybox");
+            p(json!({"services": {"web": svc}}))
+                .map(|_| String::new())
+                .unwrap_or_else(|e| e.to_string())
+        };
+        for (svc, want) in [
+            (json!({"deploy": {"replicas": 4294967296u64}}), "services.web.deploy.replicas: must be a whole number from 0 to 10000"),
+            (json!({"scale": 4294967296u64}), "services.web.scale: must be a whole number from 0 to 10000"),
+            (json!({"scale": -1}), "services.web.scale: must be a whole number from 0 to 10000"),
+            (json!({"scale": 1.5}), "services.web.scale: must be a whole number from 0 to 10000"),
+            (json!({"ports": [{"target": 65536}]}), "services.web.ports[0].target: must be a whole number from 1 to 65535"),
+            (json!({"ports": [{"target": 80, "published": 70000}]}), "services.web.ports[0].published: \"70000\" is not a port number (1 to 65535)"),
+            (json!({"expose": ["70000"]}), "services.web.expose[0]: \"70000\" is not a port number (1 to 65535)"),
+            (json!({"cpus": 1e12}), "services.web.cpus: \"1000000000000.0\" is out of range: above 0 and at most 1024"),
+            (json!({"deploy": {"resources": {"limits": {"cpus": "0"}}}}), "services.web.deploy.resources.limits.cpus: \"0\" is out of range: above 0 and at most 1024"),
+            (json!({"mem_limit": "1e30"}), "services.web.mem_limit: \"1e30\" is out of range: at most 1 PiB"),
+            (json!({"shm_size": "99999999t"}), "services.web.shm_size: \"99999999t\" is out of range: at most 1 PiB"),
+            (json!({"ulimits": {"nofile": {"soft": "x", "hard": 2}}}), "services.web.ulimits.nofile.soft: must be a whole number from -1 to 9223372036854775807"),
+            (json!({"ulimits": {"nofile": {"soft": 1}}}), "services.web.ulimits.nofile.hard: is required"),
+            (json!({"ulimits": {"nofile": 18446744073709551615u64}}), "services.web.ulimits.nofile: must be a whole number from -1 to 9223372036854775807"),
+            (json!({"healthcheck": {"test": "true", "retries": -1}}), "services.web.healthcheck.retries: must be a whole number from 0 to 2147483647"),
+            (json!({"healthcheck": {"test": "true", "interval": "9999999999h"}}), "services.web.healthcheck.interval: \"9999999999h\" is out of range: at most 2147483647s"),
+            (json!({"stop_grace_period": "9999999999h"}), "services.web.stop_grace_period: \"9999999999h\" is out of range: at most 2147483647s"),
+        ] {
+            assert_eq!(e(svc.clone()), want, "{svc}");
+        }
+        // In range: kept.
+        let ok = p(
+            json!({"services": {"web": {"image": "b", "scale": "3", "cpus": 0.5,
+            "ulimits": {"nofile": {"soft": 1024, "hard": 2048}, "core": -1},
+            "deploy": {"resources": {"limits": {"memory": "64m"}}}}}}),
+        )
+        .unwrap();
+        let w = &ok.services["web"];
+        assert_eq!(w.replicas, 3);
+        assert_eq!(w.mem_limit.as_deref(), Some("64m"));
+        assert_eq!(w.ulimits, vec!["nofile=1024:2048", "core=-1"]);
     }
 }

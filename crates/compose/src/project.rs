@@ -240,12 +240,7 @@ impl<'a> Compose<'a> {
         }
         for port in &svc.ports {
             // Replicas cannot share a fixed host port; compose refuses too.
-            let spec = match (&port.host_ip, &port.published) {
-                (Some(ip), Some(h)) => format!("{ip}:{h}:{}/{}", port.target, port.protocol),
-                (Some(ip), None) => format!("{ip}::{}/{}", port.target, port.protocol),
-                (None, Some(h)) => format!("{h}:{}/{}", port.target, port.protocol),
-                (None, None) => format!("{}/{}", port.target, port.protocol),
-            };
+            let spec = port.spec();
             if oneoff {
                 continue;
             }
