@@ -757,3 +757,146 @@ fn compose_events_follow_the_projects_containers() {
     }
     ok(&r, &dir, &["down", "-t", "0"]);
 }
+
+/// Issue 13 point 9: `container_name` names the service's container (it was
+/// accepted and ignored), `service:` network modes find it, and more than one
+/// replica of it is refused.
+#[test]
+fn container_name_is_honoured_and_refused_with_replicas() {
+    let r = Root::new();
+    let dir = r.dir().join("named");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cname = format!(
+        "hk-cn-{}",
+        r.dir()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .to_lowercase()
+    )
+    .replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "");
+    std::fs::write(
+        dir.join("compose.yaml"),
+        format!(
+            r#"
+name: named
+services:
+  web:
+    image: busybox
+    container_name: {cname}
+    command: ["sh", "-c", "mkdir /www && echo named > /www/index.html && httpd -f -p 8080 -h /www"]
+  probe:
+    image: busybox
+    network_mode: "service:web"
+    command: ["sh", "-c", "wget -qO- http://127.0.0.1:8080/ > /tmp/got; sleep 1000"]
+"#
+        ),
+    )
+    .unwrap();
+    ok(&r, &dir, &["up", "-d"]);
+    let names: Vec<String> = r.ps_all().into_iter().map(|(n, _, _)| n).collect();
+    assert!(names.contains(&cname), "{names:?}");
+    assert!(!names.iter().any(|n| n == "named-web-1"), "{names:?}");
+    assert_eq!(
+        r.inspect(&cname)["Config"]["Labels"]["com.docker.compose.service"],
+        "web"
+    );
+    wait_for("the probe to reach the named container's loopback", || {
+        r.run(&["exec", "named-probe-1", "cat", "/tmp/got"])
+            .stdout
+            .starts_with(b"named")
+    });
+    // exec and a second up find it by its name (no recreation).
+    assert_eq!(ok(&r, &dir, &["exec", "web", "echo", "hi"]).trim(), "hi");
+    let id = r.inspect(&cname)["Id"].as_str().unwrap().to_string();
+    let out = compose(&r, &dir, &["up", "-d"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("Container {cname}  Running")));
+    assert_eq!(r.inspect(&cname)["Id"].as_str().unwrap(), id);
+    // Two replicas of one name: refused, nothing changed.
+    let out = compose(&r, &dir, &["up", "-d", "--scale", "web=2"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--scale web=2: service web has a container_name"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    std::fs::write(
+        dir.join("compose.yaml"),
+        format!("name: named\nservices:\n  web:\n    image: busybox\n    container_name: {cname}\n    scale: 2\n"),
+    )
+    .unwrap();
+    let out = compose(&r, &dir, &["up", "-d"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("services.web.container_name: cannot be used with 2 replicas"));
+    assert_eq!(r.inspect(&cname)["Id"].as_str().unwrap(), id);
+    std::fs::write(
+        dir.join("compose.yaml"),
+        format!("name: named\nservices:\n  web:\n    image: busybox\n    container_name: {cname}\n  probe:\n    image: busybox\n    network_mode: \"service:web\"\n"),
+    )
+    .unwrap();
+    ok(&r, &dir, &["down", "-t", "1"]);
+    assert!(r.ps_all().is_empty());
+}
+
+/// Issue 13 points 3, 8 and 10 through the command: hostile or out-of-range
+/// input fails in one line that names the file or field and carries none of
+/// the input's bytes.
+#[test]
+fn hostile_compose_input_fails_in_one_line() {
+    let r = Root::new();
+    let dir = r.dir().join("hostile");
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = dir.join("shadow");
+    std::fs::write(&secret, "root:$6$TOPSECRET\x1b[31m:19000::::::\n").unwrap();
+    for (file, want) in [
+        (
+            "services:\n  web:\n    image: busybox\n    env_file: /dev/zero\n".to_string(),
+            "services.web.env_file[0]: /dev/zero: is a device, not a regular file".to_string(),
+        ),
+        (
+            format!(
+                "services:\n  web:\n    image: busybox\n    env_file: {}\n",
+                secret.display()
+            ),
+            format!(
+                "services.web.env_file[0]: {}:1: expected KEY=VALUE",
+                secret.display()
+            ),
+        ),
+        (
+            format!(
+                "include: [{}]\nservices:\n  web:\n    image: busybox\n",
+                secret.display()
+            ),
+            format!("{}: not a compose file: ", secret.display()),
+        ),
+        (
+            "services:\n  web:\n    image: busybox\n    deploy: {replicas: 4294967296}\n"
+                .to_string(),
+            "services.web.deploy.replicas: must be a whole number from 0 to 10000".to_string(),
+        ),
+        (
+            "services:\n  ~:\n    image: busybox\n".to_string(),
+            "line 2, column 3: a mapping key is null: keys must be strings".to_string(),
+        ),
+        (
+            "services:\n  \"\\e[31mweb\":\n    image: busybox\n    bogus: 1\n".to_string(),
+            "services.\\u{1b}[31mweb.bogus: is not supported by hako compose".to_string(),
+        ),
+    ] {
+        std::fs::write(dir.join("compose.yaml"), &file).unwrap();
+        let out = compose(&r, &dir, &["config"]);
+        assert!(!out.status.success(), "{file}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&want), "{file}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(
+            !err.contains("TOPSECRET") && !err.contains("Option<"),
+            "{err}"
+        );
+        assert!(!out.stderr.contains(&0x1b), "{err}");
+    }
+}

@@ -34,6 +34,9 @@ pub struct ServiceNetwork {
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Service {
     pub image: Option<String>,
+    /// `container_name`: the one container's name instead of `PROJECT-SERVICE-1`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub build: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -740,8 +743,34 @@ fn service(name: &str, v: &Value, dir: &Path, env: &BTreeMap<String, String>) ->
     if image.is_none() && build.is_none() {
         return Err(field(&path, "needs an image (or a build section)"));
     }
+    let container_name = opt_string(v, "container_name", &path)?;
+    if let Some(n) = &container_name {
+        let here = format!("{path}.container_name");
+        // Docker's rule for container names.
+        let valid = n.len() >= 2
+            && n.len() <= 128
+            && n.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if !valid {
+            return Err(field(
+                here,
+                format!(
+                    "{} is not a valid container name ([a-zA-Z0-9][a-zA-Z0-9_.-]+)",
+                    crate::error::quoted(n)
+                ),
+            ));
+        }
+        if replicas > 1 {
+            return Err(field(
+                here,
+                format!("cannot be used with {replicas} replicas (deploy.replicas or scale): a container name must be unique"),
+            ));
+        }
+    }
     let svc = Service {
         image,
+        container_name,
         build,
         command: command(v.get("command"), &format!("{path}.command"))?,
         entrypoint: command(v.get("entrypoint"), &format!("{path}.entrypoint"))?,
@@ -1002,6 +1031,18 @@ pub fn project(
     }
     let configs = file_defs(doc, "configs", dir)?;
     let secrets = file_defs(doc, "secrets", dir)?;
+    // Container names are unique on the host, so within the project too.
+    let mut named: BTreeMap<&str, &str> = BTreeMap::new();
+    for (s, svc) in &services {
+        if let Some(n) = &svc.container_name {
+            if let Some(other) = named.insert(n, s) {
+                return Err(field(
+                    format!("services.{s}.container_name"),
+                    format!("{n} is also the container_name of service {other}"),
+                ));
+            }
+        }
+    }
     // References must resolve before anything runs.
     for (s, svc) in &services {
         for (kind, list, defs) in [
@@ -1070,6 +1111,19 @@ pub fn project(
 }
 
 impl Project {
+    /// The name of replica `n` of `service`: its `container_name`, else
+    /// `PROJECT-SERVICE-N` as docker compose names them.
+    pub fn container_name(&self, service: &str, n: u32) -> String {
+        match self
+            .services
+            .get(service)
+            .and_then(|s| s.container_name.as_ref())
+        {
+            Some(c) => c.clone(),
+            None => format!("{}-{service}-{n}", self.name),
+        }
+    }
+
     /// Services in an order where each comes after what it depends on; a
     /// cycle is an error naming it.
     pub fn order(&self) -> Result<Vec<String>> {
@@ -1251,5 +1305,31 @@ mod tests {
         assert_eq!(w.replicas, 3);
         assert_eq!(w.mem_limit.as_deref(), Some("64m"));
         assert_eq!(w.ulimits, vec!["nofile=1024:2048", "core=-1"]);
+    }
+
+    /// Issue 13 point 9: container_name is honoured, and refused with more
+    /// than one replica or twice in a project.
+    #[test]
+    fn container_name_rules() {
+        let pr = p(json!({"services": {"web": {"image": "b", "container_name": "my-web"}, "db": {"image": "b"}}})).unwrap();
+        assert_eq!(pr.container_name("web", 1), "my-web");
+        assert_eq!(pr.container_name("db", 1), "myapp-db-1");
+        let e = |doc: Value| p(doc).unwrap_err().to_string();
+        assert_eq!(
+            e(json!({"services": {"web": {"image": "b", "container_name": "w1", "scale": 2}}})),
+            "services.web.container_name: cannot be used with 2 replicas (deploy.replicas or scale): a container name must be unique"
+        );
+        assert!(
+            e(json!({"services": {"web": {"image": "b", "container_name": "a b\u{1b}"}}}))
+                .starts_with(
+                    "services.web.container_name: \"a b\\u{1b}\" is not a valid container name"
+                )
+        );
+        assert_eq!(
+            e(
+                json!({"services": {"a": {"image": "b", "container_name": "same"}, "b": {"image": "b", "container_name": "same"}}})
+            ),
+            "services.b.container_name: same is also the container_name of service a"
+        );
     }
 }

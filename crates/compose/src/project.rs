@@ -203,7 +203,7 @@ impl<'a> Compose<'a> {
                     &hako_engine::names::new_id()[..12]
                 )
             } else {
-                format!("{}-{name}-{n}", p.name)
+                p.container_name(name, n)
             }),
             cmd,
             entrypoint,
@@ -313,9 +313,8 @@ impl<'a> Compose<'a> {
             // The other service's first container, as compose does.
             Some(mode) if mode.starts_with("service:") => {
                 o.network = Some(format!(
-                    "container:{}-{}-1",
-                    p.name,
-                    &mode["service:".len()..]
+                    "container:{}",
+                    p.container_name(&mode["service:".len()..], 1)
                 ));
             }
             Some(mode) => o.network = Some(mode.clone()),
@@ -461,6 +460,25 @@ impl<'a> Compose<'a> {
         o: &UpOptions,
     ) -> Result<Vec<Event>> {
         let services = self.selected(&o.services, o.no_deps)?;
+        // `--scale` is checked as the file's counts are, before anything changes.
+        for (name, want) in &o.scale {
+            let Some(svc) = self.project.services.get(name) else {
+                return Err(Error::Project(format!(
+                    "--scale {name}={want}: no such service: {name}"
+                )));
+            };
+            if u64::from(*want) > crate::numbers::MAX_REPLICAS {
+                return Err(Error::Project(format!(
+                    "--scale {name}={want}: at most {} replicas",
+                    crate::numbers::MAX_REPLICAS
+                )));
+            }
+            if *want > 1 && svc.container_name.is_some() {
+                return Err(Error::Project(format!(
+                    "--scale {name}={want}: service {name} has a container_name, so it runs one container"
+                )));
+            }
+        }
         let mut events = Vec::new();
         self.ensure_networks(&mut events)?;
         self.ensure_volumes(&mut events)?;
@@ -478,7 +496,7 @@ impl<'a> Compose<'a> {
             let hash = self.config_hash(name, svc);
             let existing = self.service_containers(name)?;
             for n in 1..=want {
-                let cname = format!("{}-{name}-{n}", self.project.name);
+                let cname = self.project.container_name(name, n);
                 let found = existing.iter().find(|c| c.name == cname);
                 let c = match found {
                     Some(c)
@@ -684,7 +702,7 @@ impl<'a> Compose<'a> {
 
     /// The first running container of a service (for exec/port).
     pub fn running(&self, service: &str, index: u32) -> Result<Container> {
-        let name = format!("{}-{service}-{index}", self.project.name);
+        let name = self.project.container_name(service, index);
         self.service_containers(service)?
             .into_iter()
             .find(|c| c.name == name && c.state.status == Status::Running)
