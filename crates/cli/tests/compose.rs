@@ -884,7 +884,8 @@ fn hostile_compose_input_fails_in_one_line() {
         ),
         (
             "services:\n  \"\\e[31mweb\":\n    image: busybox\n    bogus: 1\n".to_string(),
-            "services.\\u{1b}[31mweb.bogus: is not supported by hako compose".to_string(),
+            "services.\\u{1b}[31mweb: is not a valid name: use letters, digits, '.', '_' and '-'"
+                .to_string(),
         ),
     ] {
         std::fs::write(dir.join("compose.yaml"), &file).unwrap();

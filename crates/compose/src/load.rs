@@ -520,17 +520,17 @@ fn substitute_at(
             }
             Some('{') => {
                 let start = i + 2;
-                let mut depth = 1;
+                let mut open = 1;
                 let mut j = start;
-                while j < b.len() && depth > 0 {
+                while j < b.len() && open > 0 {
                     match b[j] {
-                        '{' => depth += 1,
-                        '}' => depth -= 1,
+                        '{' => open += 1,
+                        '}' => open -= 1,
                         _ => {}
                     }
                     j += 1;
                 }
-                if depth != 0 {
+                if open != 0 {
                     return Err(format!(
                         "invalid interpolation format in {}: unclosed ${{",
                         crate::error::quoted(s)
@@ -901,5 +901,71 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("services.web: is defined both in"));
+    }
+
+    /// Issue 13 point 10: parser errors say where and why without the
+    /// input's bytes or Rust type names (a null key printed
+    /// "use Option<String>").
+    #[test]
+    fn yaml_errors_carry_no_input() {
+        let d = tempfile::tempdir().unwrap();
+        let compose = d.path().join("compose.yaml");
+        let shown = compose.display().to_string();
+        for (text, want) in [
+            (
+                "services:\n  ~:\n    image: b\n",
+                "line 2, column 3: a mapping key is null: keys must be strings",
+            ),
+            (
+                "services:\n  null: {image: b}\n",
+                "line 2, column 3: a mapping key is null: keys must be strings",
+            ),
+            (
+                "SECRET1: 1\nSECRET1: 2\n",
+                "line 2, column 1: duplicate mapping key",
+            ),
+            (
+                "? [SECRET2]\n: x\n",
+                "line 1, column 3: mapping keys must be strings",
+            ),
+            ("a: [SECRET3\n", "line 1, column 4: unclosed bracket '['"),
+            (
+                "a: *SECRET4\n",
+                "line 1, column 4: while parsing node, found unknown anchor",
+            ),
+            (
+                "services:\n  \"w\\e\": {image: b}\n",
+                "services.w\\u{1b}: is not a valid name: use letters, digits, '.', '_' and '-'",
+            ),
+        ] {
+            std::fs::write(&compose, text).unwrap();
+            let e = open_dir(d.path()).unwrap_err().to_string();
+            assert!(e.ends_with(want), "{text:?}: {e}");
+            assert!(e.starts_with(&shown) || e.starts_with("services."), "{e}");
+            assert!(
+                !e.contains("SECRET") && !e.contains("Option<") && !e.contains('\n'),
+                "{e}"
+            );
+            assert!(!e.chars().any(char::is_control), "{e}");
+        }
+        // Deep nesting and nested defaults: refused in a line, no stack overflow.
+        std::fs::write(&compose, "a: ".to_string() + &"[".repeat(100_000)).unwrap();
+        let e = open_dir(d.path()).unwrap_err().to_string();
+        assert!(
+            e.ends_with("recursion limit exceeded") || e.ends_with("(nesting, size or aliases)"),
+            "{e}"
+        );
+        let nested = "${A:-".repeat(50_000) + &"}".repeat(50_000);
+        std::fs::write(
+            &compose,
+            format!("services:\n  web:\n    image: \"{nested}\"\n"),
+        )
+        .unwrap();
+        let e = open_dir(d.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("defaults nest deeper than 16 levels"),
+            "{}",
+            &e[..200.min(e.len())]
+        );
     }
 }

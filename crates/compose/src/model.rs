@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::error::{field, Result};
+use crate::error::{field, shown, Result};
 use crate::numbers;
 
 #[derive(Debug, Clone, Serialize)]
@@ -181,6 +181,15 @@ pub struct VolumeDef {
     pub driver: Option<String>,
     pub driver_opts: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
+}
+
+/// Compose's rule for the names of services, networks, volumes, configs
+/// and secrets (they become parts of engine names and DNS aliases).
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 /// Compose's project-name rule: lowercase letters, digits, `-` and `_`.
@@ -919,7 +928,7 @@ fn file_defs(doc: &Value, key: &str, dir: &Path) -> Result<BTreeMap<String, Path
         if !abs.is_file() {
             return Err(field(
                 format!("{here}.file"),
-                format!("{} does not exist", abs.display()),
+                format!("{} does not exist", crate::error::shown_path(&abs)),
             ));
         }
         out.insert(n.clone(), abs);
@@ -966,6 +975,16 @@ pub fn project(
         ));
     }
     let mut services = BTreeMap::new();
+    for section in ["services", "networks", "volumes", "configs", "secrets"] {
+        if let Some(Value::Object(m)) = doc.get(section) {
+            if let Some(k) = m.keys().find(|k| !valid_name(k)) {
+                return Err(field(
+                    format!("{section}.{k}"),
+                    "is not a valid name: use letters, digits, '.', '_' and '-'",
+                ));
+            }
+        }
+    }
     match doc.get("services") {
         Some(Value::Object(m)) => {
             for (s, v) in m {
@@ -1056,7 +1075,7 @@ pub fn project(
                         format!(
                             "refers to undefined {} {}",
                             kind.trim_end_matches('s'),
-                            m.source
+                            shown(&m.source)
                         ),
                     ));
                 }
@@ -1066,7 +1085,7 @@ pub fn project(
             if m.typ == "volume" && !m.source.is_empty() && !volumes.contains_key(&m.source) {
                 return Err(field(
                     format!("services.{s}.volumes[{i}]"),
-                    format!("refers to undefined volume {}", m.source),
+                    format!("refers to undefined volume {}", shown(&m.source)),
                 ));
             }
         }
@@ -1074,7 +1093,7 @@ pub fn project(
             if !networks.contains_key(n) {
                 return Err(field(
                     format!("services.{s}.networks"),
-                    format!("refers to undefined network {n}"),
+                    format!("refers to undefined network {}", shown(n)),
                 ));
             }
         }
@@ -1086,7 +1105,7 @@ pub fn project(
             if !services.contains_key(d) && doc.get("services").and_then(|m| m.get(d)).is_none() {
                 return Err(field(
                     format!("services.{s}.network_mode"),
-                    format!("refers to undefined service {d}"),
+                    format!("refers to undefined service {}", shown(d)),
                 ));
             }
         }
@@ -1094,7 +1113,7 @@ pub fn project(
             if !services.contains_key(d) && doc.get("services").and_then(|m| m.get(d)).is_none() {
                 return Err(field(
                     format!("services.{s}.depends_on"),
-                    format!("refers to undefined service {d}"),
+                    format!("refers to undefined service {}", shown(d)),
                 ));
             }
         }
