@@ -901,3 +901,126 @@ fn hostile_compose_input_fails_in_one_line() {
         assert!(!out.stderr.contains(&0x1b), "{err}");
     }
 }
+
+/// A `hako registry serve` on 127.0.0.1 (an ephemeral port) for the test's
+/// life: its address, and a guard that stops it.
+fn registry(r: &Root) -> (String, impl Drop) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hako"))
+        .arg("--root")
+        .arg(r.dir().join("registry"))
+        .args(["registry", "serve", "--addr", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let guard = Kill(child);
+    (line.trim().rsplit(' ').next().unwrap().to_string(), guard)
+}
+
+/// Issue 12 point 9: `compose up`/`create` pull images missing from the
+/// store (they failed "image not found"), as `pull_policy` and `--pull`
+/// say, with progress unless `--quiet-pull`; `run --pull` shares the path.
+#[test]
+fn up_and_create_pull_missing_images_by_policy() {
+    let r = Root::new();
+    let dir = r.dir().join("pulling");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (addr, _registry) = registry(&r);
+    let image = format!("{addr}/pulling/busybox:1");
+    r.ok(&["tag", "busybox", &image]);
+    r.ok(&["push", &image]);
+    r.ok(&["rmi", &image]);
+    let has_image = || {
+        r.ok(&["images"])
+            .contains(&format!("{addr}/pulling/busybox"))
+    };
+    assert!(!has_image());
+    let write = |policy: &str| {
+        std::fs::write(
+            dir.join("compose.yaml"),
+            format!(
+                "name: pulling\nservices:\n  web:\n    image: {image}\n    command: [\"sleep\", \"1000\"]\n{policy}"
+            ),
+        )
+        .unwrap()
+    };
+
+    // pull_policy: never, missing image: refused, nothing pulled or created.
+    write("    pull_policy: never\n");
+    let out = compose(&r, &dir, &["up", "-d"]);
+    assert!(!out.status.success());
+    assert!(!has_image());
+    assert!(r.ps_all().is_empty());
+
+    // The default (missing): `create` pulls with progress, creates, starts nothing.
+    write("");
+    let out = compose(&r, &dir, &["create"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains(&format!("Image {image}  Pulling")), "{err}");
+    assert!(err.contains(&format!("Image {image}  Pulled")), "{err}");
+    assert!(err.contains("Container pulling-web-1  Created"), "{err}");
+    assert!(has_image());
+    assert_eq!(r.state_of("pulling-web-1").unwrap().0, "created");
+    // Present now: `up` pulls nothing and starts it.
+    let out = compose(&r, &dir, &["up", "-d"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("Pulling"), "{err}");
+    assert_eq!(r.state_of("pulling-web-1").unwrap().0, "running");
+    // `--pull always` pulls what is present.
+    let out = compose(&r, &dir, &["up", "-d", "--pull", "always"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains(&format!("Image {image}  Pulled")), "{err}");
+    ok(&r, &dir, &["down", "-t", "0"]);
+
+    // `up --pull missing --quiet-pull` after the image went: pulled, silently.
+    r.ok(&["rmi", &image]);
+    write("    pull_policy: never\n");
+    let out = compose(&r, &dir, &["up", "-d", "--pull", "missing", "--quiet-pull"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        !err.contains("Pulling") && !err.contains("Download"),
+        "{err}"
+    );
+    assert!(has_image());
+    assert_eq!(r.state_of("pulling-web-1").unwrap().0, "running");
+    ok(&r, &dir, &["down", "-t", "0"]);
+
+    // A policy that does not exist: the field's path, before anything runs.
+    write("    pull_policy: sometimes\n");
+    let out = compose(&r, &dir, &["up", "-d"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("services.web.pull_policy: invalid pull policy \"sometimes\""),
+        "{err}"
+    );
+    let out = compose(&r, &dir, &["up", "-d", "--pull", "sometimes"]);
+    assert!(!out.status.success());
+
+    // `hako run --pull missing` goes through the same library path.
+    r.ok(&["rmi", &image]);
+    let out = r.run(&["run", "--rm", &image, "echo", "ran"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("Unable to find image '{image}' locally")),
+        "{err}"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ran");
+    assert!(r.ps_all().is_empty());
+}

@@ -39,6 +39,10 @@ pub struct Service {
     pub container_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub build: Option<Value>,
+    /// `pull_policy` as written (checked at load): always, never, missing,
+    /// if_not_present, build, daily, weekly, every_N.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pull_policy: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -524,6 +528,7 @@ fn service(name: &str, v: &Value, dir: &Path, env: &BTreeMap<String, String>) ->
         "cpus",
         "profiles",
         "container_name",
+        "pull_policy",
         "dns",
         "tty",
         "stdin_open",
@@ -777,9 +782,15 @@ fn service(name: &str, v: &Value, dir: &Path, env: &BTreeMap<String, String>) ->
             ));
         }
     }
+    let pull_policy = opt_string(v, "pull_policy", &path)?;
+    if let Some(pp) = &pull_policy {
+        hako_image::on_demand::PullPolicy::parse(pp)
+            .map_err(|e| field(format!("{path}.pull_policy"), e.to_string()))?;
+    }
     let svc = Service {
         image,
         container_name,
+        pull_policy,
         build,
         command: command(v.get("command"), &format!("{path}.command"))?,
         entrypoint: command(v.get("entrypoint"), &format!("{path}.entrypoint"))?,
