@@ -6,6 +6,7 @@ PKGS=(
   busybox-static runc crun podman skopeo buildah docker-registry
   containernetworking-plugins iptables iproute2 uidmap jq hyperfine curl strace zstd openssl
   python3 time linux-perf tini procps git bzip2 xz-utils qemu-user-static
+  bash-completion zsh fish man-db
 )
 missing=()
 for p in "${PKGS[@]}"; do
@@ -31,12 +32,12 @@ CONF
 # handler (systemd-binfmt does it at boot; a container without systemd does not),
 # and the build tests need an arm64 busybox (Debian's busybox-static:arm64).
 if [ ! -e /proc/sys/fs/binfmt_misc/status ]; then
-  mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null ||
-    echo "install-deps: cannot mount binfmt_misc: foreign-platform RUN steps will be refused" >&2
+  mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc ||
+    { echo "install-deps: cannot mount binfmt_misc (foreign-platform RUN steps need it)" >&2; exit 1; }
 fi
 if [ -e /proc/sys/fs/binfmt_misc/register ] && [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
-  cat /usr/lib/binfmt.d/qemu-aarch64.conf > /proc/sys/fs/binfmt_misc/register 2>/dev/null ||
-    echo "install-deps: cannot register qemu-aarch64 with binfmt_misc" >&2
+  cat /usr/lib/binfmt.d/qemu-aarch64.conf > /proc/sys/fs/binfmt_misc/register ||
+    { echo "install-deps: cannot register qemu-aarch64 with binfmt_misc" >&2; exit 1; }
 fi
 ARM64_BUSYBOX=/usr/local/share/hako/test/busybox-arm64
 if [ ! -x "$ARM64_BUSYBOX" ]; then
@@ -48,3 +49,6 @@ if [ ! -x "$ARM64_BUSYBOX" ]; then
   install -m 0755 "$tmp/x/bin/busybox" "$ARM64_BUSYBOX"
   rm -rf "$tmp"
 fi
+# The emulation must work end to end: the build tests run arm64 steps through it.
+"$ARM64_BUSYBOX" true ||
+  { echo "install-deps: $ARM64_BUSYBOX does not run: arm64 emulation (qemu-user-static + binfmt_misc) is broken" >&2; exit 1; }

@@ -43,4 +43,9 @@ echo "== 4. pull it back into a fresh store"
 echo "== 5. run it with hako run (overlay rootfs, hako-monitor, hako-runtime)"
 "$BIN/hako" --root "$WORK/store2" run --rm --network none localhost/demo/busybox:1 \
   sh -c 'echo hello from a hako container: $(hostname), pid $$, $(id)'
+echo "== 6. man pages and bash completion (man hako-run; new shells complete hako)"
+"$BIN/hako" man --dir /usr/local/share/man/man1
+mkdir -p /usr/local/share/bash-completion/completions
+"$BIN/hako" completion bash > /usr/local/share/bash-completion/completions/hako.tmp
+mv /usr/local/share/bash-completion/completions/hako.tmp /usr/local/share/bash-completion/completions/hako
 echo "== done"

@@ -7,17 +7,17 @@
 # buildah: buildah --root R --runroot RR --storage-driver overlay bud --layers --isolation chroot
 #          (BUILDAH_DRIVER=vfs for the vfs driver)
 # Runs are interleaved; medians and ratios at the end.
-# Usage: bench/build/run.sh        (RUNS=5 by default; HAKO=path skips the cargo build)
+# Usage: bench/build/run.sh        (RUNS=5 by default; HAKO=path skips the release build)
 # Needs: buildah, busybox-static (/bin/busybox), tar, python3; run as root.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 RUNS=${RUNS:-5}
 BUILDAH_DRIVER=${BUILDAH_DRIVER:-overlay}
-TARGET=${CARGO_TARGET_DIR:-target}
-HAKO=${HAKO:-$TARGET/release/hako}
-if [ ! -x "$HAKO" ]; then
-  cargo build --release -p hako-cli -p hako-runtime -p hako-monitor
+# Always rebuilt as shipped (scripts/build-release.sh), so the figure is of this tree.
+if [ -z "${HAKO:-}" ]; then
+  echo "building hako (release)..." >&2
+  HAKO="$(scripts/build-release.sh)/hako"
 fi
 for t in buildah tar python3 /bin/busybox; do
   command -v "$t" >/dev/null || { echo "missing $t" >&2; exit 1; }

@@ -2,22 +2,28 @@
 # Pulling a ~200 MB image (4 layers: incompressible and compressible data, gzip and
 # zstd) from a loopback docker-registry (Debian's distribution 2.8) into a fresh root:
 #   hako pull            (fresh --root each run: download, verify, unpack into snapshots)
-#   podman pull          (fresh --root/--runroot each run, vfs storage driver)
+#   podman pull          (fresh --root/--runroot each run, overlay storage driver as bench/run)
 #   skopeo copy          (to a fresh OCI layout directory: download + verify, no unpacking)
 #   floor                (reading the same blob bytes and hashing them: openssl sha256, in parallel)
 # Runs are interleaved (the order rotates each round); medians and ratios at the end.
+# Only the pull is timed: removing the previous destination (setup/teardown) happens
+# before the clock starts.
 # Usage: bench/pull/run.sh            (RUNS=5 by default)
-# Needs: docker-registry, podman, skopeo, curl, python3, zstd; builds the release hako if missing.
+#        BIN=/path/to/release/dir (or HAKO=/path/to/hako) bench/pull/run.sh   # skip the build
+# Needs: root (overlay), docker-registry, podman, skopeo, curl, python3, zstd. Rebuilds
+# the release binaries (scripts/build-release.sh) first, so the figure is of this tree.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 RUNS=${RUNS:-5}
-TARGET=${CARGO_TARGET_DIR:-target}
-HAKO=${HAKO:-$TARGET/release/hako}
 DOCKER_REGISTRY=${DOCKER_REGISTRY:-/usr/bin/docker-registry}
 
-if [ ! -x "$HAKO" ]; then
-  cargo build --release -p hako-cli
+if [ -z "${HAKO:-}" ]; then
+  if [ -z "${BIN:-}" ]; then
+    echo "building hako (release)..." >&2
+    BIN="$(scripts/build-release.sh)"
+  fi
+  HAKO=$BIN/hako
 fi
 for t in skopeo podman curl python3 zstd sha256sum "$DOCKER_REGISTRY"; do
   command -v "$t" >/dev/null || { echo "missing $t" >&2; exit 1; }
@@ -25,10 +31,19 @@ done
 
 WORK=$(mktemp -d /tmp/hako-bench-pull.XXXXXX)
 REG_PID=
+PODMAN=(podman --root "$WORK/podman/root" --runroot "$WORK/podman/run" --storage-driver overlay)
+# Empty podman's store: its images through podman, then the overlay driver's own mount
+# of its home (containers/storage makes it a private bind mount), then the files.
+# (Not `system reset`: it would also remove the host's podman networks.)
+reset_podman() {
+  [ -d "$WORK/podman" ] || return 0
+  "${PODMAN[@]}" rmi -a -f >/dev/null 2>&1 || true
+  findmnt -rn -o TARGET | grep "^$WORK/podman" | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  rm -rf "$WORK/podman"
+}
 cleanup() {
   [ -n "$REG_PID" ] && { kill "$REG_PID" 2>/dev/null || true; wait "$REG_PID" 2>/dev/null || true; }
-  # podman's vfs root may hold read-only dirs; make them removable first.
-  chmod -R u+w "$WORK" 2>/dev/null || true
+  reset_podman
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -39,9 +54,11 @@ free_port() {
 now_ms() { date +%s%3N; }
 
 # --- the image, as an OCI layout ---
-python3 - "$WORK/layout" <<'PY'
+# SHRINK=N divides every layer's size by N (a quick check that the script works; the
+# figures are only comparable at SHRINK=1).
+python3 - "$WORK/layout" "${SHRINK:-1}" <<'PY'
 import gzip, hashlib, io, json, os, subprocess, sys, tarfile
-out = sys.argv[1]
+out, shrink = sys.argv[1], int(sys.argv[2])
 blobs = os.path.join(out, "blobs", "sha256"); os.makedirs(blobs)
 def put(data):
     d = hashlib.sha256(data).hexdigest()
@@ -65,11 +82,12 @@ spec = [  # (name, bytes, kind, compression)
 ]
 descs, diff_ids = [], []
 for i, (name, size, kind, comp) in enumerate(spec):
+    size //= shrink
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
         d = tarfile.TarInfo(name); d.type = tarfile.DIRTYPE; d.mode = 0o755; d.mtime = 1700000000
         t.addfile(d)
-        per = 4 * MB
+        per = min(4 * MB, size)
         for j in range(size // per):
             payload = os.urandom(per) if kind == "random" else compressible(per, i * 1000 + j)
             info = tarfile.TarInfo(f"{name}/file{j:03}"); info.size = per; info.mtime = 1700000000
@@ -124,20 +142,20 @@ while read -r hex; do
 done <"$WORK/layout/layers.txt"
 
 # --- the contenders: each starts from nothing ---
+# prep_X removes what the previous run left (untimed); run_X is the timed pull.
+prep_hako() { rm -rf "$WORK/hako"; }
 run_hako() {
-  rm -rf "$WORK/hako"
   "$HAKO" --root "$WORK/hako" --log-level error pull -q "$IMAGE" >/dev/null
 }
+prep_podman() { reset_podman; }
 run_podman() {
-  chmod -R u+w "$WORK/podman" 2>/dev/null || true
-  rm -rf "$WORK/podman"
-  podman --root "$WORK/podman/root" --runroot "$WORK/podman/run" --storage-driver vfs \
-    pull -q --tls-verify=false "$IMAGE" >/dev/null
+  "${PODMAN[@]}" pull -q --tls-verify=false "$IMAGE" >/dev/null
 }
+prep_skopeo() { rm -rf "$WORK/oci"; }
 run_skopeo() {
-  rm -rf "$WORK/oci"
   skopeo copy -q --src-tls-verify=false "docker://$IMAGE" "oci:$WORK/oci:v1" >/dev/null
 }
+prep_floor() { :; }
 # openssl's sha256 uses the CPU's SHA extensions, as hako's does; coreutils' may not.
 if command -v openssl >/dev/null; then HASH=(openssl dgst -sha256); else HASH=(sha256sum); fi
 run_floor() {
@@ -147,13 +165,15 @@ run_floor() {
 }
 
 # Warm-up (page cache, binaries), untimed.
-run_hako; run_podman; run_skopeo; run_floor
+for t in hako podman skopeo floor; do "prep_$t"; "run_$t"; done
+echo "hako: $HAKO ($("$HAKO" --version)); podman $(podman --version | awk '{print $3}') on $("${PODMAN[@]}" info --format '{{.Store.GraphDriverName}}'); $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
 RES="$WORK/results"; : >"$RES"
 TOOLS=(hako podman skopeo floor)
 for i in $(seq "$RUNS"); do
   for k in 0 1 2 3; do
     t=${TOOLS[$(( (i + k) % 4 ))]}
+    "prep_$t"
     sync
     start=$(now_ms)
     "run_$t"

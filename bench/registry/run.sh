@@ -11,8 +11,14 @@
 #     which bounds what any server can reach on this machine
 #   - manifest GETs per second (curl, 16 in flight)
 #   - peak RSS of each server (VmHWM) over the whole run
+# docker-registry runs with Debian's stock settings (/etc/docker/registry/config.yml:
+# `cache: blobdescriptor: inmemory`, delete enabled, its headers and storage health check)
+# less its htpasswd auth, on its own port and root; both servers log errors only.
+# One untimed warm-up round of everything comes first.
 # Usage: bench/registry/run.sh            (RUNS=5 SIZE_MB=100 by default)
-# Needs: skopeo, docker-registry, curl, python3; builds target/release/hako if missing.
+#        BIN=/path/to/release/dir (or HAKO=/path/to/hako) bench/registry/run.sh   # skip the build
+# Needs: skopeo, docker-registry, curl, python3. Rebuilds the release binaries
+# (scripts/build-release.sh) first, so the figures are of this tree.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here/../.."
@@ -22,12 +28,15 @@ SIZE_MB=${SIZE_MB:-100}
 LAYERS=${LAYERS:-4}
 PAR=${PAR:-16}
 MANIFEST_GETS=${MANIFEST_GETS:-2000}
-TARGET=${CARGO_TARGET_DIR:-target}
-HAKO=${HAKO:-$TARGET/release/hako}
 DOCKER_REGISTRY=${DOCKER_REGISTRY:-/usr/bin/docker-registry}
+STOCK_CONFIG=/etc/docker/registry/config.yml
 
-if [ ! -x "$HAKO" ]; then
-  cargo build --release -p hako-cli
+if [ -z "${HAKO:-}" ]; then
+  if [ -z "${BIN:-}" ]; then
+    echo "building hako (release)..." >&2
+    BIN="$(scripts/build-release.sh)"
+  fi
+  HAKO=$BIN/hako
 fi
 for t in skopeo curl python3 "$DOCKER_REGISTRY"; do
   command -v "$t" >/dev/null || { echo "missing $t" >&2; exit 1; }
@@ -97,19 +106,35 @@ HAKO_PORT=$(free_port)
 HAKO_PID=$!; PIDS+=("$HAKO_PID")
 
 DR_PORT=$(free_port)
+# Debian's stock configuration, as the package installs it (checked, so a changed
+# package is noticed rather than benchmarked with settings nobody runs).
+if [ -f "$STOCK_CONFIG" ] && ! grep -A1 '^  cache:' "$STOCK_CONFIG" | grep -q 'blobdescriptor: inmemory'; then
+  echo "warning: $STOCK_CONFIG no longer has cache: blobdescriptor: inmemory" >&2
+fi
 cat >"$WORK/dr.yml" <<YML
 version: 0.1
 log:
   level: error
   accesslog:
     disabled: true
+  fields:
+    service: registry
 storage:
+  cache:
+    blobdescriptor: inmemory
   filesystem:
     rootdirectory: $WORK/dr-root
   delete:
     enabled: true
 http:
   addr: 127.0.0.1:$DR_PORT
+  headers:
+    X-Content-Type-Options: [nosniff]
+health:
+  storagedriver:
+    enabled: true
+    interval: 10s
+    threshold: 3
 YML
 "$DOCKER_REGISTRY" serve "$WORK/dr.yml" >"$WORK/dr.log" 2>&1 &
 DR_PID=$!; PIDS+=("$DR_PID")
@@ -125,7 +150,8 @@ done
 declare -A PORT=([hako]=$HAKO_PORT [dr]=$DR_PORT)
 declare -A PID=([hako]=$HAKO_PID [dr]=$DR_PID)
 RES="$WORK/results"; : >"$RES"
-record() { echo "$1 $2 $3" >>"$RES"; }   # metric server value
+# metric server value; round 0 is the warm-up and is not recorded.
+record() { [ "$i" -eq 0 ] || echo "$1 $2 $3" >>"$RES"; }
 
 # 8 MB blobs for the parallel pushes, distinct per run and per server.
 mkblob() { head -c $((8 * 1024 * 1024)) /dev/urandom >"$1"; }
@@ -144,7 +170,8 @@ push_blob() { # port repo file
   curl -sf -X PUT -H 'Content-Type: application/octet-stream' --data-binary @"$3" -o /dev/null "$loc"
 }
 
-echo "image: $LAYERS layers, $SIZE_MB MB; $RUNS interleaved runs" >&2
+echo "image: $LAYERS layers, $SIZE_MB MB; 1 warm-up + $RUNS interleaved runs" >&2
+echo "hako: $HAKO ($("$HAKO" --version)); $("$DOCKER_REGISTRY" --version 2>&1 | head -1); $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 for s in hako dr; do
   push_blob "${PORT[$s]}" bench/big "$WORK/big"
   # The timed pulls only count bytes; check once, untimed, that they are the right ones.
@@ -157,7 +184,7 @@ python3 "$here/ceiling.py" "$CEIL_PORT" "$WORK/big" &
 PIDS+=($!)
 for _ in $(seq 50); do curl -sf -o /dev/null "http://127.0.0.1:$CEIL_PORT/" && break; sleep 0.1; done
 
-for i in $(seq "$RUNS"); do
+for i in $(seq 0 "$RUNS"); do
   # Alternate who goes first so neither server always runs on a warmer page cache.
   IMG="$WORK/image$i"
   make_image "$IMG"
@@ -212,7 +239,7 @@ for i in $(seq "$RUNS"); do
   ms=$(python3 "$here/par_pull.py" "$CEIL_PORT" / "$PAR") || { echo "parallel pull from the ceiling server failed" >&2; exit 1; }
   record par_pull ceiling "$ms"
   rm -rf "$IMG"
-  echo "run $i done" >&2
+  if [ "$i" -eq 0 ]; then echo "warm-up done" >&2; else echo "run $i done" >&2; fi
 done
 
 for s in hako dr; do
@@ -228,7 +255,8 @@ for line in open(res):
     data.setdefault(m, {}).setdefault(s, []).append(int(v))
 print(f"{'metric':<34}{'hako':>14}{'docker-registry':>18}{'docker-registry/hako':>22}")
 def row(name, h, d, unit):
-    print(f"{name:<34}{h:>12.1f} {unit:<2}{d:>15.1f} {unit:<2}{d / h:>20.2f}x")
+    ratio = f"{d / h:>20.2f}x" if h else f"{'n/a':>21}"   # tiny test runs can measure 0 ms
+    print(f"{name:<34}{h:>12.1f} {unit:<2}{d:>15.1f} {unit:<2}{ratio}")
 for m, label in [("push", "skopeo push (ms, median)"), ("pull", "skopeo pull (ms, median)"),
                  ("par_pull", f"{par} parallel {big_mb}MB blob pulls (ms)"),
                  ("par_pull_cpu", "  server CPU over them (ms)"),

@@ -212,15 +212,8 @@ impl Cx<'_> {
     }
 }
 
-/// The home directory of `uid` in the image's /etc/passwd ("/" without one).
+/// The home directory of `uid` in the image's /etc/passwd ("/" without
+/// one), read inside the root filesystem only (the image is untrusted).
 fn home_of(rootfs: &Path, uid: u32) -> Result<String> {
-    let passwd = fsops::secure_join(rootfs, "/etc/passwd")?;
-    let text = fs::read_to_string(passwd).unwrap_or_default();
-    Ok(text
-        .lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| f.len() >= 6 && f[2].parse::<u32>() == Ok(uid))
-        .map(|f| f[5].to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "/".to_string()))
+    Ok(hako_engine::user::home_of(rootfs, uid)?)
 }

@@ -96,6 +96,13 @@ enum Command {
     /// Manage volumes (create, ls, inspect, rm, prune).
     #[command(subcommand)]
     Volume(commands::volume::VolumeCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion(commands::shell::CompletionArgs),
+    /// Write man pages for every command.
+    Man(commands::shell::ManArgs),
+    /// Names for the completion scripts, one per line.
+    #[command(name = "__complete-names", hide = true)]
+    CompleteNames(commands::shell::NamesArgs),
     #[command(flatten)]
     Container(commands::container::ContainerCommand),
     #[command(flatten)]
@@ -112,15 +119,51 @@ fn init_logging(level: &str) {
         .init();
 }
 
+/// `hako images | head -1`: once the reader is gone, printing to stdout fails
+/// with EPIPE and `println!` panics. End the process quietly instead, the way
+/// `ls` or `git` end there: by the SIGPIPE they would have got.
+fn quiet_on_closed_stdout() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to stdout") && msg.contains("os error 32") {
+            // SAFETY: restoring the default action of a signal and raising it
+            // is async-signal-safe and touches no Rust state; the process ends.
+            unsafe {
+                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+                libc::raise(libc::SIGPIPE);
+            }
+            std::process::exit(141);
+        }
+        default_hook(info);
+    }));
+}
+
 fn main() -> ExitCode {
-    // SAFETY: called first thing, before any thread exists; restoring the
-    // default SIGPIPE action makes `hako images | head` end quietly instead
-    // of panicking on a closed stdout.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
-    let cli = Cli::parse();
+    // SIGPIPE stays ignored (Rust's default): a registry or socket that goes
+    // away mid-request must be an EPIPE error the command reports (and
+    // retries), not a silent death. Child processes get the default action
+    // back (std resets it at spawn). A closed stdout is handled here instead.
+    quiet_on_closed_stdout();
+    let mut cli = Cli::parse();
     init_logging(&cli.global.log_level);
+    // A relative root would reach other processes (monitor, runtime, CNI
+    // plugins) as paths they cannot use: absolute from the start.
+    match std::path::absolute(&cli.global.root) {
+        Ok(p) => cli.global.root = p,
+        Err(e) => {
+            eprintln!(
+                "Error: making the root {} absolute: {e}",
+                cli.global.root.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    }
     let result = match cli.command {
         Command::Image(cmd) => commands::image::run(&cli.global, cmd),
         Command::Images(args) => commands::image::list(&cli.global, args),
@@ -141,6 +184,9 @@ fn main() -> ExitCode {
         }
         Command::Version(args) => commands::system::version(args),
         Command::Volume(cmd) => commands::volume::run(&cli.global, cmd),
+        Command::Completion(args) => commands::shell::completion(args),
+        Command::Man(args) => commands::shell::man(args),
+        Command::CompleteNames(args) => commands::shell::names(&cli.global, args),
         Command::Container(cmd) => commands::container::run(&cli.global, cmd),
         Command::Distribution(cmd) => commands::distribution::run(&cli.global, cmd),
     };

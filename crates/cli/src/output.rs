@@ -13,7 +13,9 @@ pub fn error_line(err: &anyhow::Error) -> String {
         }
         parts.push(text);
     }
-    parts.join(": ")
+    // Last guard: whatever a library quoted from its input, the line printed
+    // carries no control characters (a terminal would act on them).
+    hako_image::error::printable(&parts.join(": "))
 }
 
 /// Human size like docker: "4.26MB" (decimal units).

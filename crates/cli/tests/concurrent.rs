@@ -94,3 +94,72 @@ fn parallel_imports_lists_and_prunes_keep_the_store_consistent() {
         3 * N
     );
 }
+
+mod engine_common;
+
+/// `run -d --name x` racing `rm -f x` (retried until it finds the record,
+/// so it lands while the run is creating the container): whoever wins,
+/// nothing is left behind: no record, no container directory, no mount,
+/// no mount record holding the image, no lock file once pruned.
+#[test]
+fn run_racing_rm_leaves_nothing_behind() {
+    let r = engine_common::Root::new();
+    let spawn_r = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_hako"))
+            .arg("--root")
+            .arg(r.root())
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    for _ in 0..30 {
+        let mut run = spawn_r(&[
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--name",
+            "x",
+            "busybox",
+            "sleep",
+            "600",
+        ]);
+        loop {
+            let rm = r.run(&["rm", "-f", "x"]);
+            if rm.status.success() || run.try_wait().unwrap().is_some() {
+                break;
+            }
+        }
+        run.wait().unwrap();
+        // A run that won keeps its container: removed now.
+        let _ = r.run(&["rm", "-f", "x"]);
+        assert_eq!(r.ok(&["ps", "-a", "-q"]), "");
+    }
+    let containers = r.root().join("containers");
+    let dirs: Vec<String> = std::fs::read_dir(&containers)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    assert_eq!(dirs, Vec::<String>::new(), "container directories left");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let prefix = containers.to_string_lossy().into_owned();
+    assert!(
+        !mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .any(|p| p.starts_with(prefix.as_str())),
+        "mounts left under {prefix}"
+    );
+    r.ok(&["container", "prune", "-f"]);
+    let locks: Vec<String> = std::fs::read_dir(&containers)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".lock"))
+        .collect();
+    assert_eq!(locks, Vec::<String>::new(), "lock files left");
+    // No mount record holds the image.
+    r.ok(&["rmi", "busybox"]);
+}

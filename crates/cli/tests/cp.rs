@@ -211,3 +211,110 @@ fn copies_reach_tmpfs_mounts_of_a_running_container() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("/scratch/nosuch"), "{err}");
 }
+
+/// A program that swaps two paths atomically (renameat2 RENAME_EXCHANGE)
+/// in a loop, as an exploit in a container would; busybox has none.
+const SWAPPER_C: &str = r#"
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#ifndef RENAME_EXCHANGE
+#define RENAME_EXCHANGE (1 << 1)
+#endif
+int main(int argc, char **argv) {
+    if (argc != 3) return 2;
+    for (;;) syscall(SYS_renameat2, AT_FDCWD, argv[1], AT_FDCWD, argv[2], RENAME_EXCHANGE);
+}
+"#;
+
+/// CVE-2018-15664's race: a process in the container swaps a directory with
+/// a symlink to a host directory, atomically and over and over, while `cp`
+/// copies out of it (a directory of many files, walked entry by entry, so
+/// the swap lands in the middle of the walk) and into it. The container is
+/// frozen during each copy, so no copy ever reaches the host directory.
+#[test]
+fn a_container_swapping_symlinks_cannot_redirect_cp_to_the_host() {
+    let r = Root::new();
+    let victim = r.dir().join("victim");
+    fs::create_dir(&victim).unwrap();
+    for i in 0..2000 {
+        fs::write(victim.join(format!("f{i}")), "host secret\n").unwrap();
+    }
+    // An image with the swapper, built statically with the host's compiler.
+    let rootfs = r.dir().join("swapper-rootfs");
+    engine_common::busybox_rootfs(&rootfs);
+    let src = r.dir().join("swap.c");
+    fs::write(&src, SWAPPER_C).unwrap();
+    let st = std::process::Command::new("cc")
+        .args(["-static", "-O2", "-o"])
+        .arg(rootfs.join("swap"))
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(st.success(), "cc -static failed (libc6-dev needed)");
+    let tar = r.dir().join("swapper.tar");
+    let st = std::process::Command::new("tar")
+        .arg("-cf")
+        .arg(&tar)
+        .args(["--numeric-owner", "-C"])
+        .arg(&rootfs)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    r.ok(&["import", tar.to_str().unwrap(), "swapper"]);
+    let script = format!(
+        "mkdir /w; i=0; while [ $i -lt 2000 ]; do echo inside > /w/f$i; i=$((i+1)); done; \
+         ln -s {v} /wl; touch /ready; exec /swap /w /wl",
+        v = victim.display()
+    );
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "swap",
+        "--network",
+        "none",
+        "swapper",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    engine_common::wait_for("the files", || {
+        r.run(&["exec", "swap", "test", "-e", "/ready"])
+            .status
+            .success()
+    });
+    let mut outs = 0;
+    for _ in 0..8 {
+        let out = r.run(&["cp", "swap:/w", "-"]);
+        if out.status.success() {
+            outs += 1;
+        }
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("host secret"),
+            "cp read the host's files through the container"
+        );
+    }
+    let payload = r.dir().join("payload");
+    fs::write(&payload, "from cp\n").unwrap();
+    let mut ins = 0;
+    for _ in 0..30 {
+        if r.run(&["cp", payload.to_str().unwrap(), "swap:/w/"])
+            .status
+            .success()
+        {
+            ins += 1;
+        }
+        assert!(
+            !victim.join("payload").exists(),
+            "cp wrote into the host's directory through the container"
+        );
+    }
+    // Copies did happen (those that found the symlink failed inside).
+    assert!(ins > 0 && outs > 0, "{ins} copies in, {outs} out");
+    // And the container runs on, thawed.
+    assert_eq!(r.state_of("swap").unwrap().0, "running");
+    r.ok(&["exec", "swap", "true"]);
+}

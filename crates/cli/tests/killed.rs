@@ -86,3 +86,205 @@ fn killed_import_leaves_a_consistent_store() {
         1 << 20
     );
 }
+
+mod engine_common;
+
+/// A free TCP port on the host (bound once, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("0.0.0.0:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Whether the NAT table holds a rule for host port `port`.
+fn dnat_rule_for(port: u16) -> bool {
+    let out = Command::new("iptables")
+        .args(["-w", "-t", "nat", "-S"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.contains("DNAT") && l.contains(&format!("--dport {port} ")))
+}
+
+/// IPAM leases (host-local's files) naming container `id`.
+fn leases_of(r: &engine_common::Root, id: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let ipam = r.root().join("run/cni/ipam");
+    for net in entries(&ipam) {
+        for f in entries(&ipam.join(&net)) {
+            let text = std::fs::read_to_string(ipam.join(&net).join(&f)).unwrap_or_default();
+            if text.contains(id) {
+                found.push(format!("{net}/{f}"));
+            }
+        }
+    }
+    found
+}
+
+/// Deletes, on drop, the portmap rules and chains left for the containers
+/// named in `ids` (so a failing run of the test leaves no NAT rules).
+struct NatGuard {
+    ids: std::cell::RefCell<Vec<String>>,
+}
+
+impl Drop for NatGuard {
+    fn drop(&mut self) {
+        let out = Command::new("iptables")
+            .args(["-w", "-t", "nat", "-S"])
+            .output()
+            .unwrap();
+        for l in String::from_utf8_lossy(&out.stdout).lines() {
+            if !self.ids.borrow().iter().any(|id| l.contains(id.as_str())) {
+                continue;
+            }
+            let Some(rule) = l.strip_prefix("-A ") else {
+                continue;
+            };
+            // `-S` quotes the comment; the shell splits it back.
+            let _ = Command::new("sh")
+                .arg("-c")
+                .arg(format!("iptables -w -t nat -D {rule}"))
+                .status();
+            if let Some(chain) = l.split(" -j ").nth(1).filter(|c| c.starts_with("CNI-DN-")) {
+                let _ = Command::new("iptables")
+                    .args(["-w", "-t", "nat", "-F", chain])
+                    .status();
+                let _ = Command::new("iptables")
+                    .args(["-w", "-t", "nat", "-X", chain])
+                    .status();
+            }
+        }
+    }
+}
+
+fn make_executable(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// `hako run -d -p` SIGKILLed at two points: in the middle of its CNI ADD
+/// (portmap's DNAT rule and the IPAM lease made, nothing recorded yet), and
+/// after the runtime started the container but before the start was
+/// recorded. The kills come from wrappers at those very points (a CNI
+/// plugin path with a portmap that kills its caller after its ADD; a
+/// runtime that kills the command after `start`), so nothing depends on timing.
+#[test]
+fn killed_run_is_reconciled_and_its_network_undone() {
+    let r = engine_common::Root::new();
+    let nat = NatGuard {
+        ids: Default::default(),
+    };
+    let hako = env!("CARGO_BIN_EXE_hako");
+
+    // 1. Killed during CNI ADD.
+    let cni = r.dir().join("cni");
+    std::fs::create_dir(&cni).unwrap();
+    for e in std::fs::read_dir("/usr/lib/cni").unwrap() {
+        let e = e.unwrap();
+        if e.file_name() != "portmap" {
+            std::os::unix::fs::symlink(e.path(), cni.join(e.file_name())).unwrap();
+        }
+    }
+    let mark = r.dir().join("kill-once");
+    std::fs::write(&mark, "").unwrap();
+    make_executable(
+        &cni.join("portmap"),
+        &format!(
+            "#!/bin/sh\n/usr/lib/cni/portmap \"$@\"\nrc=$?\n\
+             if [ \"$CNI_COMMAND\" = ADD ] && rm {} 2>/dev/null; then kill -9 $PPID; fi\nexit $rc\n",
+            mark.display()
+        ),
+    );
+    let port = free_port();
+    let out = Command::new(hako)
+        .arg("--root")
+        .arg(r.root())
+        .env("HAKO_CNI_PATH", &cni)
+        .args(["run", "-d", "--name", "cut", "-p"])
+        .arg(format!("{port}:80"))
+        .args(["busybox", "sleep", "600"])
+        .output()
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(9), "the wrapper did not kill it");
+    assert!(!mark.exists());
+    assert!(dnat_rule_for(port), "the ADD made no DNAT rule");
+    let id = r
+        .ok(&["inspect", "-f", "{{.Id}}", "cut"])
+        .trim()
+        .to_string();
+    nat.ids.borrow_mut().push(id.clone());
+    assert!(!leases_of(&r, &id).is_empty());
+    r.ok(&["rm", "-f", "cut"]);
+    assert!(
+        !dnat_rule_for(port),
+        "rm -f left the DNAT rule of port {port}"
+    );
+    assert_eq!(leases_of(&r, &id), Vec::<String>::new());
+
+    // 2. Killed after the runtime started the container, before the start
+    // was recorded: the next commands see it running, stop stops it, and
+    // rm -f undoes its network.
+    let pidfile = r.dir().join("run.pid");
+    std::fs::write(&mark, "").unwrap();
+    let runtime = r.dir().join("runtime.sh");
+    let real = Path::new(hako).with_file_name("hako-runtime");
+    make_executable(
+        &runtime,
+        &format!(
+            "#!/bin/sh\n{real} \"$@\"\nrc=$?\n\
+             case \" $* \" in *\" start \"*)\n\
+               if rm {mark} 2>/dev/null; then\n\
+                 while [ ! -s {pidfile} ]; do sleep 0.05; done\n\
+                 kill -9 $(cat {pidfile})\n\
+               fi;;\nesac\nexit $rc\n",
+            real = real.display(),
+            mark = mark.display(),
+            pidfile = pidfile.display()
+        ),
+    );
+    let port = free_port();
+    let mut child = Command::new(hako)
+        .arg("--root")
+        .arg(r.root())
+        .args(["run", "-d", "--name", "half", "--runtime"])
+        .arg(&runtime)
+        .arg("-p")
+        .arg(format!("{port}:80"))
+        .args(["busybox", "sleep", "600"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::fs::write(&pidfile, child.id().to_string()).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(9), "the wrapper did not kill it");
+    let id = r
+        .ok(&["inspect", "-f", "{{.Id}}", "half"])
+        .trim()
+        .to_string();
+    nat.ids.borrow_mut().push(id.clone());
+    assert_eq!(r.state_of("half").unwrap().0, "running");
+    let pid: i32 = r
+        .ok(&["inspect", "-f", "{{.State.Pid}}", "half"])
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(pid > 0 && engine_common::pid_alive(pid.into()));
+    r.ok(&["stop", "-t", "1", "half"]);
+    assert!(
+        !engine_common::pid_alive(pid.into()),
+        "stop left it running"
+    );
+    assert_eq!(r.state_of("half").unwrap().0, "exited");
+    r.ok(&["rm", "-f", "half"]);
+    assert!(
+        !dnat_rule_for(port),
+        "rm -f left the DNAT rule of port {port}"
+    );
+    assert_eq!(leases_of(&r, &id), Vec::<String>::new());
+}

@@ -891,3 +891,35 @@ fn the_network_name_server_answers_container_names() {
                 .map_or(true, |s| s.split_whitespace().nth(2) == Some("Z"))
     });
 }
+
+#[test]
+fn dns_options_reach_resolv_conf() {
+    let r = Root::new();
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--dns",
+        "10.9.9.9",
+        "--dns-option",
+        "ndots:3",
+        "--dns-option",
+        "timeout:2",
+        "busybox",
+        "cat",
+        "/etc/resolv.conf",
+    ]);
+    assert_eq!(out, "nameserver 10.9.9.9\noptions ndots:3 timeout:2\n");
+    r.ok(&[
+        "create",
+        "--name",
+        "opts",
+        "--dns-option",
+        "attempts:4",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(
+        r.inspect("opts")["HostConfig"]["DnsOptions"],
+        serde_json::json!(["attempts:4"])
+    );
+}

@@ -573,3 +573,141 @@ fn tls_registry_with_a_ca_from_certs_d() {
     ok(&a, &["pull", &name]);
     assert!(ok(&a, &["images"]).contains("tls/busybox"));
 }
+
+/// Files named `data` under `dir` (upload sessions of a registry) with bytes in them.
+fn uploads_with_data(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let p = e.path();
+        if p.is_dir() {
+            uploads_with_data(&p)
+        } else {
+            p.file_name().is_some_and(|n| n == "data")
+                && p.to_string_lossy().contains("/uploads/")
+                && e.metadata().is_ok_and(|m| m.len() > 0)
+        }
+    })
+}
+
+#[test]
+fn push_to_a_registry_killed_mid_upload_fails_in_one_line() {
+    let reg = Server::hako_registry(None);
+    let h = Hako::new();
+    // One big incompressible layer, so the upload is surely under way when the
+    // registry dies.
+    let rootfs = h.dir().join("big-rootfs");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    let mut data = vec![0u8; 96 << 20];
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    for chunk in data.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    std::fs::write(rootfs.join("big"), &data).unwrap();
+    drop(data);
+    let tarball = h.dir().join("big.tar");
+    tar_dir(&rootfs, &tarball, false);
+    let name = format!("{}/big:1", reg.host());
+    ok(&h, &["import", &tarball.display().to_string(), &name]);
+
+    let child = Command::new(env!("CARGO_BIN_EXE_hako"))
+        .arg("--root")
+        .arg(h.root())
+        .args(["push", &name])
+        .env("HOME", h.dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !uploads_with_data(reg.dir.path()) {
+        assert!(
+            Instant::now() < deadline,
+            "the push never started uploading"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Freeze it first so it dies mid-upload, not just after.
+    let pid = nix::unistd::Pid::from_raw(reg.pid() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // An error, not a death by SIGPIPE (exit 141 with nothing said).
+    assert_eq!(out.status.code(), Some(1), "{:?}: {stderr}", out.status);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("Error:")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains(&name), "{stderr}");
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    let h = Hako::new();
+    import_busybox(&h, "localhost/quiet:1");
+    // A pipe nobody reads any more: the first write meets EPIPE.
+    let (r, w) = nix::unistd::pipe().unwrap();
+    drop(r);
+    let out = Command::new(env!("CARGO_BIN_EXE_hako"))
+        .arg("--root")
+        .arg(h.root())
+        .args(["images"])
+        .stdout(Stdio::from(w))
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    // As `ls | true` would: ended by SIGPIPE, nothing on stderr (no panic).
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        out.status.signal(),
+        Some(libc_sigpipe()),
+        "{:?}",
+        out.status
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn libc_sigpipe() -> i32 {
+    nix::sys::signal::Signal::SIGPIPE as i32
+}
+
+#[test]
+fn a_manifest_with_a_wrong_layer_size_is_refused_even_when_the_blob_is_here() {
+    let work = tempfile::tempdir().unwrap();
+    let image = TestImage::build(work.path());
+    let reg = TinyRegistry::start();
+    reg.serve_image("good", "1", &image);
+    reg.serve_image("bad", "1", &image);
+    // The same config and layers; the first layer's descriptor announces one byte more.
+    let mut m: serde_json::Value = serde_json::from_slice(&image.manifest).unwrap();
+    let size = m["layers"][0]["size"].as_u64().unwrap();
+    m["layers"][0]["size"] = serde_json::Value::from(size + 1);
+    let bad = serde_json::to_vec(&m).unwrap();
+    let mt = "application/vnd.oci.image.manifest.v1+json";
+    reg.route("/v2/bad/manifests/1", mt, bad.clone(), None);
+    reg.route(
+        &format!("/v2/bad/manifests/{}", sha256(&bad)),
+        mt,
+        bad,
+        None,
+    );
+
+    let h = Hako::new();
+    let good = format!("{}/good:1", reg.host());
+    ok(&h, &["pull", &good]);
+    // Every blob is already here: only the descriptor's size is wrong.
+    let err = fails(&h, &["pull", &format!("{}/bad:1", reg.host())]);
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("Error:")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(errors[0].contains("size mismatch"), "{err}");
+    let names = ok(&h, &["images", "--format", "json"]);
+    assert!(!names.contains("bad"), "{names}");
+    assert_eq!(image_id(&h, &good), image.config_digest());
+}

@@ -191,3 +191,176 @@ fn privileged_containers_get_the_host_devices() {
         "{dev} visible without --privileged"
     );
 }
+
+/// Import the busybox root filesystem changed by `edit` as image `name`:
+/// a hostile image, with whatever links, FIFOs or devices `edit` puts in.
+fn import_hostile(r: &Root, name: &str, edit: impl FnOnce(&std::path::Path)) {
+    let rootfs = r.dir().join(format!("{name}-rootfs"));
+    engine_common::busybox_rootfs(&rootfs);
+    edit(&rootfs);
+    let tar = r.dir().join(format!("{name}.tar"));
+    let st = std::process::Command::new("tar")
+        .arg("-cf")
+        .arg(&tar)
+        .arg("--numeric-owner")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    r.ok(&["import", tar.to_str().unwrap(), name]);
+}
+
+/// Run hako, killed after a minute if it hangs (a bound so a regression
+/// fails instead of hanging the suite, not a timing assertion).
+fn run_bounded(r: &Root, args: &[&str]) -> std::process::Output {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hako"))
+        .arg("--root")
+        .arg(r.root())
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// One line on stderr, exit 125, the message containing `want`.
+fn assert_refused(out: &std::process::Output, want: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "stderr: {err}");
+    assert!(err.contains(want), "{want:?} not in {err:?}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err:?}");
+}
+
+#[test]
+fn user_lookup_never_reads_the_host_through_the_image() {
+    let r = Root::new();
+    // Host files an image could point its /etc/passwd and /etc/group at.
+    let host_passwd = r.dir().join("host-passwd");
+    std::fs::write(&host_passwd, "evil:x:4242:4242::/evil:/bin/sh\n").unwrap();
+    let host_group = r.dir().join("host-group");
+    std::fs::write(&host_group, "evilg:x:4343:\n").unwrap();
+    let linked = "linked".to_string();
+    import_hostile(&r, &linked, |fs| {
+        std::fs::remove_file(fs.join("etc/passwd")).unwrap();
+        std::fs::remove_file(fs.join("etc/group")).unwrap();
+        std::os::unix::fs::symlink(&host_passwd, fs.join("etc/passwd")).unwrap();
+        std::os::unix::fs::symlink(&host_group, fs.join("etc/group")).unwrap();
+    });
+    let base = ["run", "--rm", "--network", "none"];
+    let with = |opts: &[&str], image: &str| -> Vec<String> {
+        base.iter()
+            .chain(opts)
+            .chain(&[image, "id"])
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let args = with(&["-u", "evil"], &linked);
+    let out = r.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_refused(&out, "unable to find user evil");
+    let args = with(&["--group-add", "evilg"], &linked);
+    let out = r.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_refused(&out, "unable to find group evilg");
+    // A build's USER goes through the same lookup.
+    let ctx = r.dir().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {linked}\nUSER evil\nRUN id\n"),
+    )
+    .unwrap();
+    let out = r.run(&["build", "-t", "evil-user", ctx.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unable to find user evil"));
+
+    // A device node as /etc/passwd (the host's /dev/zero would never end),
+    // a FIFO as /etc/group (would block forever): refused in one line.
+    let dev = "devpasswd".to_string();
+    import_hostile(&r, &dev, |fs| {
+        std::fs::remove_file(fs.join("etc/passwd")).unwrap();
+        nix::sys::stat::mknod(
+            &fs.join("etc/passwd"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+            nix::sys::stat::makedev(1, 3),
+        )
+        .unwrap();
+    });
+    let out = run_bounded(&r, &["run", "--rm", "--network", "none", &dev, "true"]);
+    assert_refused(
+        &out,
+        "/etc/passwd in the root filesystem is not a regular file",
+    );
+    let fifo = "fifogroup".to_string();
+    import_hostile(&r, &fifo, |fs| {
+        std::fs::remove_file(fs.join("etc/group")).unwrap();
+        nix::unistd::mkfifo(&fs.join("etc/group"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    });
+    let out = run_bounded(&r, &["run", "--rm", "--network", "none", &fifo, "true"]);
+    assert_refused(
+        &out,
+        "/etc/group in the root filesystem is not a regular file",
+    );
+    // Nothing was left behind by the refused runs.
+    assert_eq!(r.ok(&["ps", "-a", "-q"]), "");
+
+    // A running container can swap its /etc/passwd for a link to the host
+    // before an `exec -u`: the lookup still stays inside it.
+    let c = "swap".to_string();
+    r.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        &c,
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    let link = host_passwd.to_str().unwrap();
+    r.ok(&["exec", &c, "ln", "-sf", link, "/etc/passwd"]);
+    let out = r.run(&["exec", "-u", "evil", &c, "id"]);
+    assert!(
+        !out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unable to find user evil"));
+}
+
+#[test]
+fn cpuset_mems_reaches_the_cgroup() {
+    let r = Root::new();
+    // Node 0 exists on every machine.
+    let out = ok(
+        &r,
+        &["--cpuset-mems", "0"],
+        &[
+            "sh",
+            "-c",
+            "cat /sys/fs/cgroup/cpuset/cpuset.mems 2>/dev/null || cat /sys/fs/cgroup/cpuset.mems",
+        ],
+    );
+    assert_eq!(out.trim(), "0", "{out}");
+    r.ok(&[
+        "create",
+        "--name",
+        "mems",
+        "--cpuset-mems",
+        "0",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(r.inspect("mems")["HostConfig"]["CpusetMems"], "0");
+}

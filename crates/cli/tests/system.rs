@@ -104,3 +104,65 @@ fn df_info_and_prune() {
     assert!(out.contains("Deleted Images:"), "{out}");
     assert_eq!(df(&r)[0]["TotalCount"], 0);
 }
+
+/// The bridge of network `name` in root `r`.
+fn bridge_of(r: &Root, name: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(&r.ok(&["network", "inspect", name])).unwrap();
+    v[0]["Options"]["com.docker.network.bridge.name"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn link_exists(name: &str) -> bool {
+    std::path::Path::new("/sys/class/net").join(name).exists()
+}
+
+#[test]
+fn a_relative_root_works() {
+    let r = Root::new();
+    // The same root, named relative to the current directory.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hako"))
+        .current_dir(r.dir())
+        .args(["--root", "root", "run", "--rm", "busybox", "echo", "hi"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+}
+
+#[test]
+fn prune_and_reset_leave_no_bridge_behind() {
+    let r = Root::new();
+    r.ok(&["run", "--name", "once", "busybox", "true"]);
+    let default_bridge = bridge_of(&r, "bridge");
+    assert!(default_bridge.starts_with("hk-"));
+    assert!(link_exists(&default_bridge));
+    // Prune: no container refers to the default network any more, so its
+    // bridge goes (the network stays and works again).
+    r.ok(&["system", "prune", "-f"]);
+    assert!(!link_exists(&default_bridge), "prune left {default_bridge}");
+    r.ok(&["run", "--rm", "busybox", "true"]);
+
+    // Reset: everything, running containers and user networks included.
+    r.ok(&["network", "create", "mine"]);
+    let mine = bridge_of(&r, "mine");
+    r.ok(&["run", "-d", "--network", "mine", "busybox", "sleep", "600"]);
+    r.ok(&["run", "-d", "-v", "data:/data", "busybox", "sleep", "600"]);
+    assert!(link_exists(&mine) && link_exists(&default_bridge));
+    let refused = r.run(&["system", "reset"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("add -f"));
+    r.ok(&["system", "reset", "-f"]);
+    assert!(!link_exists(&mine), "reset left {mine}");
+    assert!(!link_exists(&default_bridge), "reset left {default_bridge}");
+    assert!(!r.root().exists(), "reset left the root");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(r.root().to_str().unwrap()));
+    // The root can be used again from scratch.
+    assert_eq!(r.ok(&["ps", "-a", "-q"]), "");
+}

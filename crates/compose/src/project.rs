@@ -276,6 +276,7 @@ impl<'a> Compose<'a> {
                     source: defs[&m.source].display().to_string(),
                     destination: m.target.clone(),
                     read_only: true,
+                    propagation: String::new(),
                 });
             }
         }

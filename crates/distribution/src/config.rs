@@ -11,6 +11,9 @@
 //! upload_expiry_secs = 86400
 //! gc_grace_secs = 3600
 //! sendfile = true         # plain HTTP: blob bodies leave with sendfile(2)
+//! read_timeout_secs = 60  # request headers, TLS handshake, pauses inside a request body
+//! idle_timeout_secs = 120 # a connection with no request in progress and no bytes moving
+//! max_connections = 1000  # served at once; more are closed on arrival
 //!
 //! [[access]]              # optional; without rules authenticated users may do anything
 //! account = "alice"       # a user, "*" (any authenticated user) or "anonymous"
@@ -57,6 +60,19 @@ pub struct Config {
     /// machine (a loopback registry); docs/registry.md has the figures.
     #[serde(default = "default_true")]
     pub sendfile: bool,
+    /// Longest wait for a request's headers (HTTP/1, counted from when the connection is
+    /// ready for the next request, so it also bounds an idle HTTP/1 keep-alive), a TLS
+    /// handshake, or the next chunk of a request body; past it the connection (or
+    /// request) is closed.
+    #[serde(default = "default_read_timeout")]
+    pub read_timeout_secs: u64,
+    /// A connection with no request in progress that moves no byte for this long (idle
+    /// keep-alive, half-open, or never sending a request) is closed.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_secs: u64,
+    /// Connections served at once; one more is closed as soon as it is accepted.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
     pub token: Option<TokenSettings>,
     /// Authorisation rules; without any, every authenticated user may do everything.
     #[serde(default)]
@@ -89,6 +105,16 @@ fn default_gc_grace() -> u64 {
 fn default_true() -> bool {
     true
 }
+fn default_read_timeout() -> u64 {
+    60
+}
+fn default_idle_timeout() -> u64 {
+    120
+}
+fn default_max_connections() -> usize {
+    // Under the usual 1024 open-file soft limit, with room for blob files.
+    1000
+}
 fn default_token_ttl() -> u64 {
     300
 }
@@ -108,6 +134,9 @@ impl Default for Config {
             upload_expiry_secs: default_upload_expiry(),
             gc_grace_secs: default_gc_grace(),
             sendfile: true,
+            read_timeout_secs: default_read_timeout(),
+            idle_timeout_secs: default_idle_timeout(),
+            max_connections: default_max_connections(),
             token: None,
             access: Vec::new(),
         }
@@ -169,6 +198,23 @@ impl Config {
                 return Err(ConfigError::Invalid(format!(
                     "access rule for {:?} names unknown action {bad:?}",
                     rule.account
+                )));
+            }
+        }
+        for (name, v) in [
+            ("read_timeout_secs", self.read_timeout_secs),
+            ("idle_timeout_secs", self.idle_timeout_secs),
+            ("max_connections", self.max_connections as u64),
+        ] {
+            // Zero would close every connection (or serve none); a day is plenty.
+            if v == 0 || (name != "max_connections" && v > 86_400) {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} = {v}: must be at least 1{}",
+                    if name == "max_connections" {
+                        ""
+                    } else {
+                        " and at most 86400"
+                    }
                 )));
             }
         }

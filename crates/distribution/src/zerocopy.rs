@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 /// Mapped windows by start address: the file behind each and its offset there.
 static REGIONS: Mutex<BTreeMap<usize, Region>> = Mutex::new(BTreeMap::new());
@@ -82,6 +82,16 @@ pub struct SendfileStream {
 }
 
 impl SendfileStream {
+    /// A plain-HTTP connection; `sendfile` off writes every byte from memory. Bytes
+    /// sent with sendfile are added to `sent`.
+    pub fn new(tcp: TcpStream, sendfile: bool, sent: Arc<AtomicU64>) -> Self {
+        SendfileStream {
+            tcp,
+            sendfile,
+            sent,
+        }
+    }
+
     /// Writes `buf`, which holds `len` bytes of `file` from `offset` at its start.
     fn poll_send_region(
         &mut self,
@@ -181,34 +191,6 @@ impl AsyncWrite for SendfileStream {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.tcp).poll_shutdown(cx)
-    }
-}
-
-/// Accepts plain-HTTP connections as `SendfileStream`s.
-pub struct SendfileListener {
-    pub tcp: TcpListener,
-    /// Whether the connections use sendfile (`Config::sendfile`).
-    pub sendfile: bool,
-    /// Where connections count the bytes they sent with sendfile.
-    pub sent: Arc<AtomicU64>,
-}
-
-impl axum::serve::Listener for SendfileListener {
-    type Io = SendfileStream;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (tcp, addr) = axum::serve::Listener::accept(&mut self.tcp).await;
-        let stream = SendfileStream {
-            tcp,
-            sendfile: self.sendfile,
-            sent: self.sent.clone(),
-        };
-        (stream, addr)
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.tcp.local_addr()
     }
 }
 

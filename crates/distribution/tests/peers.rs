@@ -543,3 +543,214 @@ async fn podman_with_basic_auth_over_tls() {
     let (ok, out) = run("podman", podman(&["rmi", "-a", "-f"])).await;
     assert!(ok, "{out}");
 }
+
+const EMPTY: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+/// curl over HTTP/2 (`proto` flags select h2c prior knowledge or TLS+ALPN):
+/// returns (HTTP version, status, Location header).
+async fn curl_h2(proto: &[&str], method: &str, url: &str, extra: &[&str]) -> (String, u16, String) {
+    let mut a = args(&["-s", "-o", "/dev/null", "-D", "-", "-X", method]);
+    a.extend(args(proto));
+    a.extend(args(extra));
+    a.extend(args(&[
+        "-w",
+        "\nRESULT %{http_version} %{http_code}\n",
+        url,
+    ]));
+    let (ok, out) = run("curl", a).await;
+    assert!(ok, "curl failed:\n{out}");
+    // The last one: the echoed command line holds the format too.
+    let result = out
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap_or_else(|| panic!("no result line:\n{out}"));
+    let (version, code) = result.split_once(' ').unwrap();
+    let location = out
+        .lines()
+        .find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.eq_ignore_ascii_case("location"))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    (version.to_string(), code.trim().parse().unwrap(), location)
+}
+
+/// The three empty-body uploads over HTTP/2: monolithic POST of the empty
+/// blob, an empty PATCH then a closing PUT, and a PUT with Content-Length 0.
+async fn empty_uploads(proto: &[&str], base: &str, repo: &str) {
+    let empty = ["--data-binary", ""];
+    let (v, code, _) = curl_h2(
+        proto,
+        "POST",
+        &format!("{base}/v2/{repo}/blobs/uploads/?digest={EMPTY}"),
+        &empty,
+    )
+    .await;
+    assert_eq!((v.as_str(), code), ("2", 201), "monolithic empty POST");
+
+    let (_, code, loc) = curl_h2(
+        proto,
+        "POST",
+        &format!("{base}/v2/{repo}/blobs/uploads/"),
+        &empty,
+    )
+    .await;
+    assert_eq!(code, 202);
+    let (v, code, _) = curl_h2(
+        proto,
+        "PATCH",
+        &format!("{base}{loc}"),
+        &[
+            "--data-binary",
+            "",
+            "-H",
+            "Content-Type: application/octet-stream",
+        ],
+    )
+    .await;
+    assert_eq!((v.as_str(), code), ("2", 202), "empty PATCH");
+    let (_, code, _) = curl_h2(proto, "PUT", &format!("{base}{loc}?digest={EMPTY}"), &empty).await;
+    assert_eq!(code, 201, "closing PUT after an empty PATCH");
+
+    let (_, code, loc) = curl_h2(
+        proto,
+        "POST",
+        &format!("{base}/v2/{repo}/blobs/uploads/"),
+        &empty,
+    )
+    .await;
+    assert_eq!(code, 202);
+    let (v, code, _) = curl_h2(
+        proto,
+        "PUT",
+        &format!("{base}{loc}?digest={EMPTY}"),
+        &["-H", "Content-Length: 0"],
+    )
+    .await;
+    assert_eq!((v.as_str(), code), ("2", 201), "PUT with Content-Length 0");
+
+    let (_, code, _) = curl_h2(
+        proto,
+        "HEAD",
+        &format!("{base}/v2/{repo}/blobs/{EMPTY}"),
+        &["-I"],
+    )
+    .await;
+    assert_eq!(code, 200, "the empty blob is stored");
+}
+
+/// An OCI artifact whose only layer is the empty blob (an image's layer
+/// would be recompressed by skopeo on the way): skopeo pushes it as is.
+fn empty_blob_artifact() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("hako-peer-empty")
+        .tempdir()
+        .unwrap();
+    let blobs = dir.path().join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |data: &[u8]| -> String {
+        let d = common::sha256(data);
+        std::fs::write(blobs.join(d.trim_start_matches("sha256:")), data).unwrap();
+        d
+    };
+    put(b"");
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.hako.test",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": put(b"{}"), "size": 2},
+        "layers": [{"mediaType": "application/octet-stream", "digest": EMPTY, "size": 0}],
+    }))
+    .unwrap();
+    let md = put(&manifest);
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": md,
+            "size": manifest.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "v1"},
+        }],
+    });
+    std::fs::write(
+        dir.path().join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_uploads_over_h2c() {
+    let reg = TestRegistry::start().await;
+    empty_uploads(
+        &["--http2-prior-knowledge"],
+        &format!("http://{}", reg.host()),
+        "empty/h2c",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_uploads_over_tls_http2_with_curl_and_skopeo() {
+    assert!(skopeo_available(), "skopeo is required");
+    let dir = tempfile::tempdir().unwrap();
+    let certs = common::make_certs(dir.path());
+    let config = Config {
+        tls_cert: Some(certs.cert.clone()),
+        tls_key: Some(certs.key.clone()),
+        ..Config::default()
+    };
+    let reg = TestRegistry::start_with(config).await;
+    let ca = certs.ca_dir.join("ca.crt").display().to_string();
+    empty_uploads(
+        &["--http2", "--cacert", &ca],
+        &format!("https://{}", reg.host()),
+        "empty/tls",
+    )
+    .await;
+
+    // skopeo (Go's HTTP/2 client over TLS) pushes and pulls an empty blob.
+    let src = empty_blob_artifact();
+    let cert_dir = certs.ca_dir.display().to_string();
+    let dest = format!("docker://{}/empty/skopeo:v1", reg.host());
+    let (ok, out) = run(
+        "skopeo",
+        args(&[
+            "--insecure-policy",
+            "copy",
+            "--dest-cert-dir",
+            &cert_dir,
+            &format!("oci:{}:v1", src.path().display()),
+            &dest,
+        ]),
+    )
+    .await;
+    assert!(ok, "push failed:\n{out}");
+    let back = tempfile::tempdir().unwrap();
+    let (ok, out) = run(
+        "skopeo",
+        args(&[
+            "--insecure-policy",
+            "copy",
+            "--src-cert-dir",
+            &cert_dir,
+            &dest,
+            &format!("oci:{}:v1", back.path().display()),
+        ]),
+    )
+    .await;
+    assert!(ok, "pull failed:\n{out}");
+    let blob = back
+        .path()
+        .join("blobs/sha256")
+        .join(EMPTY.trim_start_matches("sha256:"));
+    assert_eq!(std::fs::metadata(blob).unwrap().len(), 0);
+}

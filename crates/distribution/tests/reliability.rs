@@ -796,3 +796,188 @@ async fn assert_complete(c: &Client, reg: &TestRegistry, tag: &str) {
         assert_eq!(sha256(&r.bytes().await.unwrap()), d);
     }
 }
+
+/// Read from a raw connection until the server closes it; returns what it sent. The
+/// client-side timeout only keeps a broken server from hanging the test.
+fn read_until_closed(mut s: std::net::TcpStream, what: &str) -> Vec<u8> {
+    use std::io::Read;
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return got,
+            Err(e) => panic!("{what}: the server kept the connection open ({e})"),
+        }
+    }
+}
+
+fn connect(reg: &TestRegistry) -> std::net::TcpStream {
+    std::net::TcpStream::connect(reg.addr).unwrap()
+}
+
+fn send(s: &mut std::net::TcpStream, data: &[u8]) {
+    std::io::Write::write_all(s, data).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_half_open_and_stalled_connections_are_closed() {
+    let reg = TestRegistry::start_with(Config {
+        read_timeout_secs: 1,
+        idle_timeout_secs: 1,
+        ..Config::default()
+    })
+    .await;
+    let addr = reg.addr;
+    let loc = Client::new()
+        .post(reg.url("/v2/idle/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap()
+        .headers()["Location"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let reg = Arc::new(reg);
+    let r = reg.clone();
+    tokio::task::spawn_blocking(move || {
+        // Connected, never a byte sent.
+        let got = read_until_closed(connect(&r), "silent connection");
+        assert!(got.is_empty(), "{got:?}");
+        // Half a request header.
+        let mut s = connect(&r);
+        send(&mut s, b"GET /v2/ HTTP/1.1\r\nHost: x\r\n");
+        read_until_closed(s, "partial header");
+        // A keep-alive connection after one answered request.
+        let mut s = connect(&r);
+        send(&mut s, b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n");
+        let got = String::from_utf8_lossy(&read_until_closed(s, "idle keep-alive")).into_owned();
+        assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+        // An h2c connection (prior knowledge) that opens and then says nothing.
+        let mut s = connect(&r);
+        send(
+            &mut s,
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00",
+        );
+        read_until_closed(s, "idle h2c");
+        // An upload whose body stops half-way.
+        let mut s = connect(&r);
+        send(
+            &mut s,
+            format!("PATCH {loc} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n").as_bytes(),
+        );
+        send(&mut s, &[7u8; 100]);
+        read_until_closed(s, "stalled body");
+    })
+    .await
+    .unwrap();
+    // The server still serves.
+    let r = reqwest::get(format!("http://{addr}/v2/")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limit_holds() {
+    let reg = TestRegistry::start_with(Config {
+        max_connections: 2,
+        ..Config::default()
+    })
+    .await;
+    let reg = Arc::new(reg);
+    let r = reg.clone();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        // Two keep-alive connections, each known to be served (a request answered).
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let mut s = connect(&r);
+            send(&mut s, b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n");
+            let mut buf = [0u8; 1024];
+            let n = s.read(&mut buf).unwrap();
+            assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+            held.push(s);
+        }
+        // A third is closed without an answer, however many try.
+        for _ in 0..3 {
+            let mut s = connect(&r);
+            let _ = std::io::Write::write_all(&mut s, b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n");
+            let got = read_until_closed(s, "connection over the limit");
+            assert!(
+                got.is_empty(),
+                "served over the limit: {:?}",
+                String::from_utf8_lossy(&got)
+            );
+        }
+        // Once one of the two goes, a new connection is served (the server notices the
+        // close asynchronously: a few tries).
+        drop(held.pop());
+        let served = (0..100).any(|_| {
+            let mut s = connect(&r);
+            send(
+                &mut s,
+                b"GET /v2/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            );
+            let got = read_until_closed(s, "connection under the limit");
+            if got.starts_with(b"HTTP/1.1 200") {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            false
+        });
+        assert!(served, "no connection served after one closed");
+    })
+    .await
+    .unwrap();
+    let metrics = reqwest::get(reg.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let refused: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("hako_registry_connections_refused_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(refused >= 3, "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_connections_that_never_finish_a_handshake_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = common::make_certs(dir.path());
+    let reg = TestRegistry::start_with(Config {
+        tls_cert: Some(certs.cert.clone()),
+        tls_key: Some(certs.key.clone()),
+        read_timeout_secs: 1,
+        idle_timeout_secs: 1,
+        ..Config::default()
+    })
+    .await;
+    let reg = Arc::new(reg);
+    let r = reg.clone();
+    tokio::task::spawn_blocking(move || {
+        // Connected, no ClientHello.
+        read_until_closed(connect(&r), "TLS connection without a handshake");
+        // The first bytes of a ClientHello, then nothing.
+        let mut s = connect(&r);
+        send(&mut s, &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]);
+        read_until_closed(s, "TLS handshake cut short");
+    })
+    .await
+    .unwrap();
+    // A real client still gets in.
+    let c = Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(certs.ca_pem.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let r = c
+        .get(format!("https://{}/v2/", reg.host()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}

@@ -9,6 +9,10 @@
 //! namespace: a copy under one of a running container is done by a child
 //! process that joined that namespace (as podman does); with the container
 //! stopped there is no tmpfs, and the copy sees the root filesystem.
+//!
+//! A running container is frozen while the host side resolves and walks
+//! its root filesystem ([`Frozen`]), so it cannot swap a path for a symlink
+//! to the host between resolution and use.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -29,7 +33,52 @@ pub enum Kind {
 /// A bind mount of the container: (destination in it, source on the host).
 type BindMount = (PathBuf, PathBuf);
 
+/// A running container frozen while the host side resolves and walks its
+/// root filesystem, as docker's `cp` is since CVE-2018-15664: a process of
+/// the container could otherwise swap a directory for a symlink to a host
+/// path between the resolution of a path and its use. Thawed on drop; the
+/// container's lock is held meanwhile so that a `pause`/`unpause` waits.
+struct Frozen<'a> {
+    engine: &'a Engine,
+    container: crate::record::Container,
+    _lock: nix::fcntl::Flock<fs::File>,
+}
+
+impl Drop for Frozen<'_> {
+    fn drop(&mut self) {
+        let c = &self.container;
+        if let Err(e) = self.engine.runtime_of(c).resume(&c.id) {
+            tracing::warn!("container {}: thawing it after a copy: {e}", c.name);
+        }
+    }
+}
+
 impl Engine {
+    /// Freeze container `what` if it runs (and is not paused already).
+    fn freeze_for_copy(&self, what: &str) -> Result<Option<Frozen<'_>>> {
+        let c = self.get(what)?;
+        // Between two runs of a restart policy nothing runs either.
+        if c.state.status != crate::record::Status::Running
+            || c.state.restarting
+            || self.is_paused(&c)
+        {
+            return Ok(None);
+        }
+        let lock = self.lock(&c.id)?;
+        if let Err(e) = self.runtime_of(&c).pause(&c.id) {
+            // It may have exited meanwhile: then nothing runs to race with.
+            if self.get(&c.id)?.state.status == crate::record::Status::Running {
+                return Err(e);
+            }
+            return Ok(None);
+        }
+        Ok(Some(Frozen {
+            engine: self,
+            container: c,
+            _lock: lock,
+        }))
+    }
+
     /// The container's root filesystem on the host, mounted if needed.
     fn rootfs_of(&self, what: &str) -> Result<(String, PathBuf, Vec<BindMount>)> {
         let c = self.get(what)?;
@@ -195,6 +244,7 @@ impl Engine {
             return Ok(kind);
         }
         let (_, root, binds) = self.rootfs_of(what)?;
+        let _frozen = self.freeze_for_copy(what)?;
         Ok(self.resolve_in(&root, &binds, path, true)?.1)
     }
 
@@ -252,6 +302,7 @@ impl Engine {
             );
         }
         let (cname, root, binds) = self.rootfs_of(what)?;
+        let _frozen = self.freeze_for_copy(what)?;
         let (host, kind) = self.resolve_in(&root, &binds, path, follow_link)?;
         if kind == Kind::Missing {
             return Err(Error::not_found(format!(
@@ -265,6 +316,7 @@ impl Engine {
     /// layer, not its volumes or bind mounts) as a tar written to `out`.
     pub fn export(&self, what: &str, out: impl Write) -> Result<()> {
         let (cname, root, _) = self.rootfs_of(what)?;
+        let _frozen = self.freeze_for_copy(what)?;
         tar_path(&root, ".", true, out).ctx(|| format!("exporting container {cname}"))
     }
 
@@ -294,6 +346,7 @@ impl Engine {
             );
         }
         let (_, root, binds) = self.rootfs_of(what)?;
+        let _frozen = self.freeze_for_copy(what)?;
         self.unpack_into(&root, &binds, what, dir, input)
     }
 

@@ -71,6 +71,11 @@ impl Engine {
             created: clock::now(),
             state: State::created(),
         };
+        // Held until the bundle is complete: an `rm -f` racing this create
+        // (it can find the record as soon as it is inserted) waits, then
+        // removes the whole of it, mount and directory included, instead of
+        // removing a half-made container whose mount this create then adds.
+        let _lock = self.lock(&c.id)?;
         // Volumes are made and the container recorded under the volume
         // lock: from then on `volume rm` and `prune` see it using them.
         let made = {
@@ -93,6 +98,7 @@ impl Engine {
             let _ = images.unmount(&dir.to_string_lossy());
             let _ = fs::remove_dir_all(&dir);
             let _ = self.db.delete(&c.id);
+            let _ = fs::remove_file(self.root.join("containers").join(format!(".{}.lock", c.id)));
             if let Ok(_volumes) = self.volume_lock() {
                 for name in &made {
                     if let Ok(v) = self.volume(name) {

@@ -76,6 +76,10 @@ pub fn run_root_for(root: &Path) -> PathBuf {
 impl Engine {
     /// Open (creating if needed) the engine state under `root`.
     pub fn open(root: &Path) -> Result<Engine> {
+        // Paths under the root go to other processes (the monitor, the
+        // runtime, CNI plugins) that may run elsewhere: never relative.
+        let root = &std::path::absolute(root)
+            .ctx(|| format!("making the root {} absolute", root.display()))?;
         fs::create_dir_all(root.join("containers"))
             .ctx(|| format!("creating the container directory under {}", root.display()))?;
         let run_root = run_root_for(root);
@@ -132,6 +136,17 @@ impl Engine {
 
     /// Take the per-container lock: lifecycle verbs on one container from
     /// separate processes run one after the other. Released on drop.
+    /// The container's lock if no other command holds it (None then).
+    pub(crate) fn try_lock(&self, id: &str) -> Result<Option<nix::fcntl::Flock<File>>> {
+        let path = self.root.join("containers").join(format!(".{id}.lock"));
+        let f = File::create(&path).ctx(|| format!("creating lock {}", path.display()))?;
+        match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(l) => Ok(Some(l)),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+            Err((_, e)) => Err(e).ctx(|| format!("locking container {id}")),
+        }
+    }
+
     pub(crate) fn lock(&self, id: &str) -> Result<nix::fcntl::Flock<File>> {
         let path = self.root.join("containers").join(format!(".{id}.lock"));
         let f = File::create(&path).ctx(|| format!("creating lock {}", path.display()))?;

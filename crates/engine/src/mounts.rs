@@ -80,7 +80,7 @@ pub(crate) fn spec_mounts(
         ));
     }
     for b in &h.binds {
-        let opts = vec!["rbind".into(), "rprivate".into(), rw(b.read_only)];
+        let opts = vec!["rbind".into(), b.propagation().into(), rw(b.read_only)];
         out.push((
             b.destination.clone(),
             build(&b.destination, "bind", Path::new(&b.source), opts)?,
@@ -287,7 +287,7 @@ impl Engine {
                     "Destination": b.destination,
                     "Mode": if b.read_only { "ro" } else { "" },
                     "RW": !b.read_only,
-                    "Propagation": "rprivate",
+                    "Propagation": b.propagation(),
                 })
             })
             .collect();
@@ -337,6 +337,7 @@ mod tests {
                 source: "/srv".into(),
                 destination: "/data/".into(),
                 read_only: false,
+                propagation: String::new(),
             }],
             mounts: vec![Mount::volume("v1", "/logs", false, false)],
             ..Default::default()

@@ -318,7 +318,7 @@ pub enum VolumeArg {
 /// `name:/ctr[:opts]` mounts (creating on first use) a named volume, and
 /// `/ctr` alone an anonymous volume. Options: `ro`/`rw`, `nocopy` (volumes:
 /// no pre-fill), SELinux `z`/`Z` (accepted, no SELinux here) and, for binds,
-/// propagation modes (accepted; binds are rprivate).
+/// one propagation mode (as `--mount bind-propagation`; default rprivate).
 pub fn parse_volume(s: &str) -> Result<VolumeArg> {
     let parts: Vec<&str> = s.split(':').collect();
     let (src, dst, opts) = match parts.as_slice() {
@@ -343,13 +343,21 @@ pub fn parse_volume(s: &str) -> Result<VolumeArg> {
     }
     let bind = src.starts_with('/');
     let (mut read_only, mut no_copy) = (false, false);
+    let mut propagation = String::new();
     for o in opts.split(',').filter(|o| !o.is_empty()) {
         match o {
             "ro" => read_only = true,
             "rw" | "z" | "Z" => {}
             "nocopy" if !bind => no_copy = true,
-            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "nocopy"
-                if bind => {}
+            "nocopy" if bind => {}
+            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" if bind => {
+                if !propagation.is_empty() && propagation != o {
+                    return Err(Error::Invalid(format!(
+                        "invalid volume specification {s:?}: conflicting propagation modes {propagation:?} and {o:?}"
+                    )));
+                }
+                propagation = o.to_string();
+            }
             other => {
                 return Err(Error::Invalid(format!(
                     "invalid volume specification {s:?}: unknown option {other:?}"
@@ -362,6 +370,7 @@ pub fn parse_volume(s: &str) -> Result<VolumeArg> {
             source: src.to_string(),
             destination: dst.to_string(),
             read_only,
+            propagation,
         }));
     }
     if !src.is_empty() {
@@ -773,10 +782,14 @@ mod tests {
             VolumeArg::Volume(m) => assert!(m.source.is_empty() && !m.read_only),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(
-            parse_volume("/h:/c:rshared").unwrap(),
-            VolumeArg::Bind(_)
-        ));
+        match parse_volume("/h:/c:ro,rshared").unwrap() {
+            VolumeArg::Bind(b) => assert_eq!((b.propagation(), b.read_only), ("rshared", true)),
+            other => panic!("{other:?}"),
+        }
+        match parse_volume("/h:/c").unwrap() {
+            VolumeArg::Bind(b) => assert_eq!(b.propagation(), "rprivate"),
+            other => panic!("{other:?}"),
+        }
         for bad in [
             "a:/x",
             "bad name:/x",
@@ -786,6 +799,7 @@ mod tests {
             "v1:/x:bogus",
             "a:b:c:d",
             "v1:/x:rshared",
+            "/h:/x:shared,slave",
         ] {
             let e = parse_volume(bad).unwrap_err().to_string();
             assert!(e.contains(bad) && !e.contains('\n'), "{bad}: {e}");

@@ -24,6 +24,15 @@ pub fn start_time(pid: i32) -> Option<u64> {
     fields.nth(18)?.parse().ok()
 }
 
+/// The parent of a live process (field 4 of /proc/PID/stat).
+pub fn parent(pid: i32) -> Option<i32> {
+    if pid <= 0 {
+        return None;
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..].split(' ').nth(1)?.parse().ok()
+}
+
 /// Whether the process `pid` that started at `start` still runs.
 pub fn alive(pid: i32, start: u64) -> bool {
     pid > 0 && start_time(pid).is_some_and(|s| start == 0 || s == start)

@@ -42,6 +42,9 @@ pub const UNKNOWN_EXIT: i32 = 255;
 impl Engine {
     /// Bring one record up to date (and store it if it changed).
     pub fn reconcile(&self, c: &mut Container) -> Result<()> {
+        if c.state.status == Status::Created {
+            self.adopt_unrecorded_start(c)?;
+        }
         if c.state.status != Status::Running {
             return Ok(());
         }
@@ -82,6 +85,58 @@ impl Engine {
             self.db.set_state(&c.id, &c.state)?;
         }
         Ok(())
+    }
+
+    /// A "created" record whose container was started: the `start` that
+    /// launched the monitor died (SIGKILL) before it recorded the start. The
+    /// monitor's state file says so (start removes it before it launches one);
+    /// the record becomes "running" with the container's pid and its
+    /// monitor (the container's reaper, so its parent), and is then
+    /// reconciled as any running one. Skipped while a start holds the
+    /// container's lock: that start records it itself.
+    fn adopt_unrecorded_start(&self, c: &mut Container) -> Result<()> {
+        let dir = self.container_dir(&c.id);
+        // state.json, written once the container started (and kept after
+        // it exits); exit.json alone is a start that failed, which leaves
+        // the container created, as docker's.
+        if !dir.join(crate::start::STATE_FILE).exists() {
+            return Ok(());
+        }
+        let Some(_lock) = self.try_lock(&c.id)? else {
+            return Ok(());
+        };
+        match self.db.get(&c.id)? {
+            Some(now) if now.state.status == Status::Created => {}
+            Some(now) => {
+                *c = now;
+                return Ok(());
+            }
+            None => {
+                // Removed meanwhile: the lock file made above is stale.
+                let lock = self.root.join("containers").join(format!(".{}.lock", c.id));
+                let _ = std::fs::remove_file(lock);
+                return Ok(());
+            }
+        }
+        c.state.status = Status::Running;
+        c.state.pid = 0;
+        c.state.pid_start = 0;
+        c.state.monitor_pid = 0;
+        c.state.monitor_start = 0;
+        c.state.started_at = crate::clock::now();
+        self.fold_run_file(c);
+        if let Some(mon) = proc::parent(c.state.pid).filter(|m| {
+            std::fs::read(format!("/proc/{m}/cmdline"))
+                .is_ok_and(|cmd| cmd.split(|b| *b == 0).any(|a| a == c.id.as_bytes()))
+        }) {
+            c.state.monitor_pid = mon;
+            c.state.monitor_start = proc::start_time(mon).unwrap_or(0);
+        }
+        tracing::warn!(
+            "container {}: its start was not recorded (the command died); recorded now",
+            c.name
+        );
+        self.db.set_state(&c.id, &c.state)
     }
 
     /// Neither the monitor nor the container runs and no exit was recorded.
@@ -164,7 +219,17 @@ impl Engine {
             c
         };
         if c.host.auto_remove && c.state.status == Status::Exited {
-            self.remove_with_volumes(images, &c.id, false, true)?;
+            if let Err(e) = self.remove_with_volumes(images, &c.id, false, true) {
+                // Kept in the record: the foreground `run --rm` reports it.
+                if let Ok(Some(mut now)) = self.db.get(&c.id) {
+                    now.state.error = format!("removing it after its exit (--rm): {e}");
+                    if now.state.status == Status::Removing {
+                        now.state.status = Status::Exited;
+                    }
+                    let _ = self.db.set_state(&c.id, &now.state);
+                }
+                return Err(e);
+            }
         }
         Ok(())
     }

@@ -146,6 +146,21 @@ pub struct Bind {
     pub source: String,
     pub destination: String,
     pub read_only: bool,
+    /// `-v`'s propagation option ("rshared", "slave", ...); empty is
+    /// docker's default, rprivate.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub propagation: String,
+}
+
+impl Bind {
+    /// The propagation mode in effect.
+    pub fn propagation(&self) -> &str {
+        if self.propagation.is_empty() {
+            "rprivate"
+        } else {
+            &self.propagation
+        }
+    }
 }
 
 /// A tmpfs mount (`--tmpfs /path[:options]`).

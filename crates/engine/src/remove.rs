@@ -90,6 +90,36 @@ impl Engine {
                 }
             }
         }
+        self.sweep_stale_locks()?;
         Ok(gone)
+    }
+
+    /// Remove the `.<id>.lock` files of containers that no longer exist: a
+    /// command that locked a container just as `rm` removed it (and its lock
+    /// file) made the file again. One held by a live command is left.
+    pub(crate) fn sweep_stale_locks(&self) -> Result<()> {
+        let dir = self.root.join("containers");
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return Ok(());
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let Some(id) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix('.'))
+                .and_then(|n| n.strip_suffix(".lock"))
+            else {
+                continue;
+            };
+            if self.db.get(id)?.is_some() {
+                continue;
+            }
+            if let Some(_held) = self.try_lock(id)? {
+                if self.db.get(id)?.is_none() {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
+        Ok(())
     }
 }

@@ -78,7 +78,9 @@ impl Engine {
         programs: &Programs,
         attach: Option<Option<(u16, u16)>>,
     ) -> Result<Started> {
-        let found = self.find(what)?;
+        // get, not find: a start whose command died unrecorded is adopted
+        // first (that needs the lock, taken next).
+        let found = self.get(what)?;
         let _lock = self.lock(&found.id)?;
         let mut c = self.find(&found.id)?;
         self.reconcile(&mut c)?;

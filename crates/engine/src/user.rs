@@ -1,9 +1,12 @@
 //! Resolving `-u user[:group]` against the container's /etc/passwd and
-//! /etc/group, as docker does at create time.
+//! /etc/group, as docker does at create time. The files are read inside the
+//! root filesystem only, regular files of bounded size ([`crate::inroot`]):
+//! the image is untrusted.
 
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::inroot;
 
 /// A resolved user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,19 +16,31 @@ pub struct User {
     pub additional_gids: Vec<u32>,
 }
 
-/// Entries of a passwd or group file, split on ':'.
-fn entries(rootfs: &Path, file: &str) -> Vec<Vec<String>> {
-    std::fs::read_to_string(rootfs.join(file))
-        .unwrap_or_default()
+/// Entries of a passwd or group file (`file` absolute in the root), split
+/// on ':'; none when the image has no such file.
+fn entries(rootfs: &Path, file: &str) -> Result<Vec<Vec<String>>> {
+    let bytes = inroot::read_file(rootfs, file, inroot::MAX_ETC_FILE)?.unwrap_or_default();
+    Ok(String::from_utf8_lossy(&bytes)
         .lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .map(|l| l.split(':').map(str::to_string).collect())
-        .collect()
+        .collect())
+}
+
+/// The home directory of `uid` in the image's /etc/passwd ("/" without one),
+/// for HOME as docker sets it.
+pub fn home_of(rootfs: &Path, uid: u32) -> Result<String> {
+    Ok(entries(rootfs, "/etc/passwd")?
+        .into_iter()
+        .find(|f| f.len() >= 6 && f[2].parse::<u32>() == Ok(uid))
+        .map(|f| f[5].clone())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "/".to_string()))
 }
 
 /// `--group-add` values (names in the image's /etc/group, or numbers) as gids.
 pub fn group_ids(rootfs: &Path, groups: &[String]) -> Result<Vec<u32>> {
-    let table = entries(rootfs, "etc/group");
+    let table = entries(rootfs, "/etc/group")?;
     groups
         .iter()
         .map(|g| match g.parse::<u32>() {
@@ -50,8 +65,8 @@ pub fn resolve(rootfs: &Path, spec: &str) -> Result<User> {
         None => (spec, None),
     };
     let user = if user.is_empty() { "0" } else { user };
-    let passwd = entries(rootfs, "etc/passwd");
-    let groups = entries(rootfs, "etc/group");
+    let passwd = entries(rootfs, "/etc/passwd")?;
+    let groups = entries(rootfs, "/etc/group")?;
     let entry = passwd
         .iter()
         .find(|e| e.len() >= 4 && (e[0] == user || e[2] == user));

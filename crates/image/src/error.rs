@@ -120,6 +120,54 @@ impl<T> DbContext<T> for rusqlite::Result<T> {
     }
 }
 
+/// `s` with control characters (and the replacement character that stands
+/// for undecodable bytes) escaped: error texts never carry raw input bytes.
+pub fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() || c == char::REPLACEMENT_CHARACTER {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// An error of the tar reader, reworded so that it carries none of the
+/// input's bytes (the tar crate quotes the header fields it cannot parse).
+/// Errors of the operating system or of a decompressor keep their text.
+pub(crate) fn tar_io(e: std::io::Error) -> std::io::Error {
+    if e.raw_os_error().is_some() {
+        return e;
+    }
+    let msg = e.to_string();
+    let clean = if let Some(i) = msg.find(" when getting ") {
+        let field = msg[i + " when getting ".len()..]
+            .split(' ')
+            .next()
+            .filter(|f| f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or("a numeric");
+        format!("corrupt tar header: its {field} field is not a number")
+    } else if msg.starts_with("numeric field") {
+        "corrupt tar header: a numeric field is not a number".to_string()
+    } else if msg.starts_with("invalid path in entry header") {
+        "corrupt tar header: invalid path".to_string()
+    } else {
+        let mut m = printable(&msg);
+        if m.len() > 200 {
+            let cut = (0..=200)
+                .rev()
+                .find(|&i| m.is_char_boundary(i))
+                .unwrap_or(0);
+            m.truncate(cut);
+            m.push_str("...");
+        }
+        m
+    };
+    std::io::Error::new(e.kind(), clean)
+}
+
 pub(crate) fn show(path: &Path) -> String {
     path.display().to_string()
 }

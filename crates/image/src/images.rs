@@ -197,6 +197,16 @@ impl ImageStore {
             )));
         };
         let config_digest = manifest::descriptor_digest(m.config())?;
+        // Every blob the manifest names must be here with the digest and
+        // size its descriptor gives before any name points at it, whatever
+        // path (pull, load, import, build, commit) brought it in.
+        let what = format!("manifest {manifest_digest}");
+        self.content
+            .check_descriptor(&what, &config_digest, m.config().size())?;
+        for layer in m.layers() {
+            let d = manifest::descriptor_digest(layer)?;
+            self.content.check_descriptor(&what, &d, layer.size())?;
+        }
         let config_bytes = self.content.read(&config_digest)?;
         let config = manifest::parse_config(&config_bytes, &config_digest.to_string())?;
         let diff_ids: Vec<Digest> = config

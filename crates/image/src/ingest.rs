@@ -3,7 +3,7 @@
 //! store *and* an unpacked snapshot: read → hash → store → decompress →
 //! hash (diff id) → unpack. Nothing is published unless both digests match.
 
-use std::io::{self, Read};
+use std::io::Read;
 
 use crate::digest::{self, Algorithm, Digest};
 use crate::error::Result;
@@ -47,15 +47,19 @@ impl LayerIngest<'_> {
         progress: &dyn Progress,
     ) -> Result<Digest> {
         let have_snapshot = self.snapshots.exists(spec.chain_id);
-        let mut reader = ProgressReader {
+        let reader = ProgressReader {
             inner: reader,
             id: spec.name,
             progress,
         };
         if let Some((d, size)) = spec.blob {
             if have_snapshot && self.content.contains(d) {
-                io::copy(&mut reader, &mut io::sink())
-                    .map_err(|e| crate::Error::io(format!("reading layer {}", spec.name), e))?;
+                // Nothing to store or unpack, but the copy offered is still
+                // verified (digest and size): a truncated or mislabelled
+                // layer must fail here, not end up in a manifest.
+                self.content
+                    .verify_stream(d, size, reader)
+                    .map_err(|e| layer_error(spec.name, e))?;
                 progress.finish(spec.name, "already present");
                 return Ok(d.clone());
             }
@@ -120,6 +124,27 @@ impl LayerIngest<'_> {
         }
         progress.finish(spec.name, "done");
         Ok(blob)
+    }
+}
+
+/// Name the layer in a blob error (the archive member or digest it came as).
+fn layer_error(name: &str, e: crate::Error) -> crate::Error {
+    match e {
+        crate::Error::DigestMismatch {
+            expected, actual, ..
+        } => crate::Error::DigestMismatch {
+            what: format!("layer {name}"),
+            expected,
+            actual,
+        },
+        crate::Error::SizeMismatch {
+            expected, actual, ..
+        } => crate::Error::SizeMismatch {
+            what: format!("layer {name}"),
+            expected,
+            actual,
+        },
+        other => other,
     }
 }
 

@@ -31,7 +31,7 @@ use pathrs::{Handle, Root};
 use tar::EntryType;
 
 use crate::digest::{Algorithm, Digest, HashingReader};
-use crate::error::{show, Error, IoContext, Result};
+use crate::error::{show, tar_io, Error, IoContext, Result};
 use crate::manifest::Compression;
 
 /// Name of the whiteout prefix in layer tarballs (OCI image-spec, layer.md).
@@ -172,9 +172,12 @@ fn apply_inner(
         let mut unpacker = Unpacker::new(target, layer, *limits)?;
         let entries = archive
             .entries()
+            .map_err(tar_io)
             .ctx(|| format!("layer {layer}: reading tar"))?;
         for entry in entries {
-            let entry = entry.ctx(|| format!("layer {layer}: reading tar entry"))?;
+            let entry = entry
+                .map_err(tar_io)
+                .ctx(|| format!("layer {layer}: reading tar entry"))?;
             unpacker.entry(entry)?;
         }
         unpacker.finish()
@@ -226,6 +229,17 @@ fn explain<R: Read>(
             actual: actual.to_string(),
         },
         _ => err,
+    }
+}
+
+/// A tar entry type for an error: the type byte, as a character when it is
+/// one (the tar crate's Debug form of an unknown type is an internal name).
+fn entry_type_name(kind: EntryType) -> String {
+    let b = kind.as_byte();
+    if b.is_ascii_graphic() {
+        format!("'{}' (byte 0x{b:02x})", b as char)
+    } else {
+        format!("byte 0x{b:02x}")
     }
 }
 
@@ -298,7 +312,8 @@ impl<'a> Unpacker<'a> {
                 self.layer,
                 entry.display().to_string()
             ),
-            e.into(),
+            // Header fields the tar reader cannot parse are quoted by it: reworded.
+            tar_io(e.into()),
         )
     }
 
@@ -482,7 +497,12 @@ impl<'a> Unpacker<'a> {
                 )
                 .map_err(|e| self.io_err(&shown, "creating device node", e))?;
             }
-            other => return Err(self.refuse(&shown, format!("unsupported entry type {other:?}"))),
+            other => {
+                return Err(self.refuse(
+                    &shown,
+                    format!("unsupported entry type {}", entry_type_name(other)),
+                ))
+            }
         }
         // Owner before mode (chown clears setuid bits) and before xattrs
         // (chown drops security.capability); mtime last.
@@ -508,7 +528,7 @@ impl<'a> Unpacker<'a> {
             set_xattr(pfd, Some(&name), key, value).map_err(|e| {
                 self.io_err(
                     &shown,
-                    &format!("setting xattr {}", String::from_utf8_lossy(key)),
+                    &format!("setting xattr {:?}", String::from_utf8_lossy(key)),
                     e,
                 )
             })?;
@@ -583,7 +603,7 @@ impl<'a> Unpacker<'a> {
                         tracing::warn!(
                             layer = self.layer,
                             entry = %shown.display(),
-                            "ignoring overlayfs xattr {}",
+                            "ignoring overlayfs xattr {:?}",
                             String::from_utf8_lossy(name)
                         );
                         continue;

@@ -114,14 +114,53 @@ impl ContentStore {
     /// in the store unless the content verifies.
     pub fn ingest(&self, digest: &Digest, size: Option<u64>, mut reader: impl Read) -> Result<()> {
         if self.contains(digest) {
-            // Still drain: a caller streaming from a network expects the body consumed.
-            io::copy(&mut reader, &mut io::sink()).ctx(|| format!("reading blob {digest}"))?;
-            return Ok(());
+            // Already stored, but the incoming copy is still checked: a
+            // truncated or substituted stream (or a wrong announced size)
+            // is an error even when a good copy is here, or a name would
+            // end up pointing at a descriptor nobody verified.
+            return self.verify_stream(digest, size, reader);
         }
         let mut w = self.writer(Some((digest.clone(), size)), digest.algorithm())?;
         io::copy(&mut reader, &mut w).ctx(|| format!("writing blob {digest}"))?;
         w.commit()?;
         Ok(())
+    }
+
+    /// Read `reader` to its end and check it hashes to `digest` (and has
+    /// `size` bytes, when given), storing nothing.
+    pub fn verify_stream(
+        &self,
+        digest: &Digest,
+        size: Option<u64>,
+        reader: impl Read,
+    ) -> Result<()> {
+        let (actual, n, _) = digest::HashingReader::new(reader, digest.algorithm())
+            .finish()
+            .ctx(|| format!("reading blob {digest}"))?;
+        digest::verify(&format!("blob {digest}"), digest, &actual, size, n)
+    }
+
+    /// Check that a blob a descriptor names is stored with the size the
+    /// descriptor gives. Stored blobs were verified against their digest on
+    /// the way in (they are named by it), so this completes the check of a
+    /// descriptor before a name may point at what refers to it.
+    pub fn check_descriptor(&self, what: &str, digest: &Digest, size: u64) -> Result<()> {
+        let stored = match self.size(digest) {
+            Ok(s) => s,
+            Err(Error::NotFound { .. }) => {
+                return Err(Error::Invalid(format!(
+                    "{what}: blob {digest} is not in the store"
+                )))
+            }
+            Err(e) => return Err(e),
+        };
+        digest::verify(
+            &format!("{what}: blob {digest}"),
+            digest,
+            digest,
+            Some(size),
+            stored,
+        )
     }
 
     /// Store bytes, returning their sha256 digest.

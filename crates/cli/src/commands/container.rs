@@ -952,7 +952,27 @@ fn attached_session(
     match outcome {
         interactive::Outcome::Detached => exit(0),
         // Cleanup (--rm) is finished when the monitor closes its pipe.
-        _ => exit(started.wait(engine)?),
+        _ => {
+            let id = started.container.id.clone();
+            let auto_remove = started.container.host.auto_remove;
+            let code = started.wait(engine)?;
+            if auto_remove {
+                // Still there: the removal failed (its error is in the record).
+                if let Ok(c) = engine.find(&id) {
+                    eprintln!(
+                        "Error: container {}: {}",
+                        c.name,
+                        if c.state.error.is_empty() {
+                            "--rm could not remove it"
+                        } else {
+                            c.state.error.as_str()
+                        }
+                    );
+                    exit(if code == 0 { 125 } else { code });
+                }
+            }
+            exit(code)
+        }
     }
 }
 

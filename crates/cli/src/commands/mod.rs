@@ -11,5 +11,6 @@ pub mod image;
 pub mod interactive;
 pub mod network;
 pub mod registry;
+pub mod shell;
 pub mod system;
 pub mod volume;

@@ -1,5 +1,5 @@
-//! `hako system df`, `info` and `prune`: what hako holds on this host and
-//! removing what nothing uses.
+//! `hako system df`, `info`, `prune` and `reset`: what hako holds on this
+//! host, removing what nothing uses, and removing all of a root.
 
 use std::io::Write;
 
@@ -29,6 +29,18 @@ pub enum SystemCommand {
         after_help = "systemd unit (e.g. /etc/systemd/system/hako-boot.service):\n  [Unit]\n  After=network-online.target\n  [Service]\n  Type=oneshot\n  ExecStart=/usr/local/bin/hako system boot\n  [Install]\n  WantedBy=multi-user.target"
     )]
     Boot,
+    /// Remove everything this root made: containers (killed), networks with
+    /// their bridges (the default one too), volumes, images, build cache,
+    /// and the root directory itself (podman's `system reset`).
+    #[command(after_help = "Example:\n  hako --root /tmp/scratch system reset -f")]
+    Reset(ResetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    /// Required: the reset removes every container, image and volume.
+    #[arg(short = 'f', long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -66,6 +78,7 @@ pub fn run(g: &Global, cmd: SystemCommand) -> Result<()> {
         SystemCommand::Df(a) => df(&engine, &images, a),
         SystemCommand::Info(a) => info(g, &engine, &images, a),
         SystemCommand::Prune(a) => prune(&engine, &mut images, a),
+        SystemCommand::Reset(a) => reset(&engine, images, a),
         SystemCommand::Boot => {
             let programs = super::container::programs(g)?;
             let mut failed = 0;
@@ -339,6 +352,67 @@ fn prune(engine: &Engine, images: &mut ImageStore, a: PruneArgs) -> Result<()> {
     }
     writeln!(out, "Total reclaimed space: {}", size(reclaimed))?;
     Ok(())
+}
+
+/// `system reset`: the engine's objects first (containers hold networks,
+/// volumes and image mounts), then whatever is still mounted under the
+/// root (image mounts), then the root's directories.
+fn reset(engine: &Engine, mut images: ImageStore, a: ResetArgs) -> Result<()> {
+    let root = engine.root().to_path_buf();
+    if !a.force {
+        anyhow::bail!(
+            "system reset of {} removes every container, image and volume: add -f to confirm",
+            root.display()
+        );
+    }
+    engine
+        .reset(&mut images)
+        .with_context(|| format!("resetting {}", root.display()))?;
+    drop(images);
+    let run_root = engine.run_root().to_path_buf();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<std::path::PathBuf> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(unescape_mountinfo)
+        .filter(|p| p.starts_with(&root) || p.starts_with(&run_root))
+        .collect();
+    // Deepest first.
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for p in &points {
+        nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH)
+            .with_context(|| format!("unmounting {}", p.display()))?;
+    }
+    for dir in [&run_root, &root] {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {}", dir.display())),
+        }
+    }
+    Ok(())
+}
+
+/// A mount point as /proc/self/mountinfo writes it (space, tab, newline and
+/// backslash as octal escapes).
+fn unescape_mountinfo(field: &str) -> std::path::PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    std::path::PathBuf::from(std::ffi::OsString::from_vec(out))
 }
 
 #[derive(Debug, Args)]

@@ -13,9 +13,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sha2::Digest as _;
 
-/// A hako root in a temp directory; the binary is run against it.
+/// A hako root in a temp directory; the binary is run against it. Reset on
+/// drop (containers, networks and their bridges, mounts), even when a test fails.
 pub struct Hako {
     pub tmp: tempfile::TempDir,
+}
+
+impl Drop for Hako {
+    fn drop(&mut self) {
+        if self.root().exists() {
+            let _ = self.run(&["system", "reset", "-f"]);
+        }
+    }
 }
 
 impl Hako {

@@ -109,6 +109,30 @@ impl Root {
 
 impl Drop for Root {
     fn drop(&mut self) {
+        // Everything the root made (bridges included); what follows is for
+        // a reset that fails.
+        let reset = self.root().exists() && self.run(&["system", "reset", "-f"]).status.success();
+        if !reset {
+            self.clean_up_piecemeal();
+        }
+        // Anything a failed removal (or the test itself) left mounted under this root.
+        let root = self.tmp.path().to_string_lossy().into_owned();
+        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut points: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|p| p.starts_with(root.as_str()))
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for p in points {
+            let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+impl Root {
+    /// What `system reset` does, step by step, for when it fails.
+    fn clean_up_piecemeal(&self) {
         let ids = self.run(&["ps", "-a", "-q", "--no-trunc"]);
         for id in String::from_utf8_lossy(&ids.stdout).lines() {
             let _ = self.run(&["rm", "-f", id]);
@@ -130,18 +154,6 @@ impl Drop for Root {
                         .output();
                 }
             }
-        }
-        // Anything a failed removal left mounted under this root.
-        let root = self.tmp.path().to_string_lossy().into_owned();
-        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut points: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|p| p.starts_with(root.as_str()))
-            .collect();
-        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-        for p in points {
-            let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
         }
     }
 }

@@ -75,6 +75,11 @@ impl Server {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The registry process's id (to stop or kill it mid-transfer).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Debian's docker-registry (distribution 2.8); with `auth`, htpasswd basic auth.
     pub fn docker_registry(auth: Option<(&str, &str)>) -> Server {
         let dir = tempfile::Builder::new()

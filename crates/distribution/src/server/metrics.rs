@@ -17,6 +17,8 @@ pub struct Metrics {
     bytes_received: AtomicU64,
     /// Of the bytes sent, those sent with sendfile (counted by the connections).
     sendfile_bytes: Arc<AtomicU64>,
+    /// Connections closed on arrival because `max_connections` were open.
+    refused_connections: Arc<AtomicU64>,
 }
 
 impl Metrics {
@@ -40,6 +42,11 @@ impl Metrics {
     /// The counter plain-HTTP connections add their sendfile bytes to.
     pub fn sendfile_counter(&self) -> Arc<AtomicU64> {
         self.sendfile_bytes.clone()
+    }
+
+    /// The counter the accept loop adds connections refused at the limit to.
+    pub fn refused_counter(&self) -> Arc<AtomicU64> {
+        self.refused_connections.clone()
     }
 
     pub fn render(&self) -> String {
@@ -77,6 +84,14 @@ impl Metrics {
         out.push_str(&format!(
             "hako_registry_upload_bytes_received_total {}\n",
             self.bytes_received.load(Ordering::Relaxed)
+        ));
+        out.push_str(
+            "# HELP hako_registry_connections_refused_total Connections closed at once: max_connections were open.\n",
+        );
+        out.push_str("# TYPE hako_registry_connections_refused_total counter\n");
+        out.push_str(&format!(
+            "hako_registry_connections_refused_total {}\n",
+            self.refused_connections.load(Ordering::Relaxed)
         ));
         out
     }

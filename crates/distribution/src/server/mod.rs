@@ -2,6 +2,7 @@
 //! access logging, metrics, TLS and graceful shutdown.
 
 mod blobs;
+mod conn;
 mod manifests;
 mod metrics;
 mod referrers;
@@ -145,6 +146,7 @@ pub struct Server {
     listener: std::net::TcpListener,
     tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     sendfile: bool,
+    limits: conn::ConnLimits,
 }
 
 impl Server {
@@ -168,6 +170,11 @@ impl Server {
             listener,
             tls,
             sendfile: config.sendfile,
+            limits: conn::ConnLimits {
+                read_timeout: Duration::from_secs(config.read_timeout_secs),
+                idle_timeout: Duration::from_secs(config.idle_timeout_secs),
+                max_connections: config.max_connections,
+            },
         })
     }
 
@@ -204,21 +211,29 @@ impl Server {
                 }
             }
         });
-        let service = router(app).into_make_service();
+        let limits = conn::ConnLimits {
+            read_timeout: self.limits.read_timeout,
+            idle_timeout: self.limits.idle_timeout,
+            max_connections: self.limits.max_connections,
+        };
+        let refused = self.app.metrics.refused_counter();
+        let listener = tokio::net::TcpListener::from_std(self.listener)
+            .map_err(|source| ServeError::Serve { addr, source })?;
         let result = match self.tls {
             None => {
-                let listener = tokio::net::TcpListener::from_std(self.listener)
-                    .map_err(|source| ServeError::Serve { addr, source })?;
                 tracing::info!(%addr, "registry listening (http)");
-                let listener = crate::zerocopy::SendfileListener {
-                    tcp: listener,
-                    sendfile: self.sendfile,
-                    sent: self.app.metrics.sendfile_counter(),
-                };
-                axum::serve(listener, service)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-                    .map_err(|source| ServeError::Serve { addr, source })
+                let sendfile = Some((self.sendfile, self.app.metrics.sendfile_counter()));
+                conn::serve(
+                    listener,
+                    None,
+                    sendfile,
+                    router(app),
+                    limits,
+                    refused,
+                    shutdown,
+                )
+                .await
+                .map_err(|source| ServeError::Serve { addr, source })
             }
             Some((cert, key)) => {
                 let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
@@ -228,19 +243,19 @@ impl Server {
                         key: key.display().to_string(),
                         source,
                     })?;
-                let handle = axum_server::Handle::new();
-                let h = handle.clone();
-                tokio::spawn(async move {
-                    shutdown.await;
-                    h.graceful_shutdown(Some(Duration::from_secs(30)));
-                });
+                let acceptor = tokio_rustls::TlsAcceptor::from(tls.get_inner());
                 tracing::info!(%addr, "registry listening (https)");
-                axum_server::from_tcp_rustls(self.listener, tls)
-                    .map_err(|source| ServeError::Serve { addr, source })?
-                    .handle(handle)
-                    .serve(service)
-                    .await
-                    .map_err(|source| ServeError::Serve { addr, source })
+                conn::serve(
+                    listener,
+                    Some(acceptor),
+                    None,
+                    router(app),
+                    limits,
+                    refused,
+                    shutdown,
+                )
+                .await
+                .map_err(|source| ServeError::Serve { addr, source })
             }
         };
         expiry_task.abort();

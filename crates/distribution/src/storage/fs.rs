@@ -385,7 +385,11 @@ fn write_all_vectored(file: &mut std::fs::File, chunks: &[bytes::Bytes]) -> std:
     use std::io::{IoSlice, Write};
     // writev takes at most IOV_MAX (1024) buffers at a time.
     for group in chunks.chunks(1024) {
-        let mut slices: Vec<IoSlice<'_>> = group.iter().map(|c| IoSlice::new(c)).collect();
+        let mut slices: Vec<IoSlice<'_>> = group
+            .iter()
+            .filter(|c| !c.is_empty())
+            .map(|c| IoSlice::new(c))
+            .collect();
         let mut rest = &mut slices[..];
         while !rest.is_empty() {
             match file.write_vectored(rest) {
@@ -406,6 +410,12 @@ impl FileWriter for FsWriter {
     }
 
     async fn write(&mut self, chunk: bytes::Bytes) -> DriverResult<()> {
+        // HTTP/2 ends a body with an empty DATA frame (and an empty upload is
+        // nothing but that): an empty chunk has nothing to write, and handed
+        // to writev alone it would read as a failed write ("write zero").
+        if chunk.is_empty() {
+            return Ok(());
+        }
         self.size += chunk.len() as u64;
         self.pending_len += chunk.len();
         self.pending.push(chunk);

@@ -234,10 +234,20 @@ impl Engine {
     }
 
     /// Remove every user network no container refers to; returns their names.
+    /// The default network stays, but its bridge goes while no container
+    /// refers to it (the bridge plugin makes it again at the next start), so
+    /// a pruned temporary root leaves no `hk-*` bridge on the host.
     pub fn prune_networks(&self) -> Result<Vec<String>> {
         let mut gone = Vec::new();
         for n in self.db.list_networks()? {
-            if n.is_default() || !self.users_of(&n, false)?.is_empty() {
+            if !self.users_of(&n, false)?.is_empty() {
+                continue;
+            }
+            if n.is_default() {
+                // hako0, the default root's, stays as docker0 does.
+                if n.bridge.starts_with("hk-") {
+                    delete_link(&n.bridge)?;
+                }
                 continue;
             }
             self.destroy_network(&n)?;

@@ -97,6 +97,9 @@ impl Engine {
             ports: Vec::new(),
         };
         let res = (|| -> Result<()> {
+            // Recorded before anything is added: a command killed midway
+            // leaves a record that `rm`/`start` tear down (see `attach`).
+            self.save_network_state(&c.id, &st)?;
             netns::loopback_up(&st.netns)?;
             let mut ports = c.host.port_bindings.clone();
             if c.host.publish_all_ports {
@@ -115,9 +118,9 @@ impl Engine {
         })();
         if let Err(e) = res {
             let _ = teardown(&c.id, &st);
+            let _ = fs::remove_file(self.network_state_path(&c.id));
             return Err(e);
         }
-        self.save_network_state(&c.id, &st)?;
         self.refresh_hosts()?;
         Ok(())
     }
@@ -175,7 +178,27 @@ impl Engine {
             netns: &st.netns,
             ifname: &ifname,
         };
-        let result = cni::add(&conflist, &att, &runtime_config).map_err(|e| {
+        // The intent first: if this process dies during ADD (portmap's DNAT
+        // rules and the IPAM lease already made), the recorded entry, with
+        // no result yet, still gets its DEL from the next `rm` or `start`.
+        st.attached.push(Attached {
+            network: n.name.clone(),
+            network_id: n.id.clone(),
+            ifname: ifname.clone(),
+            aliases: a.aliases.clone(),
+            conflist: conflist.clone(),
+            runtime_config: runtime_config.clone(),
+            result: Value::Null,
+            endpoint: Endpoint::default(),
+        });
+        self.save_network_state(&c.id, st)?;
+        let added = cni::add(&conflist, &att, &runtime_config);
+        st.attached.pop();
+        if added.is_err() {
+            // A failed ADD undid itself.
+            self.save_network_state(&c.id, st)?;
+        }
+        let result = added.map_err(|e| {
             let message = e.to_string();
             match a.ipv4_address {
                 // host-local's words for a taken address; docker's are shorter.
@@ -200,7 +223,7 @@ impl Engine {
             result,
             endpoint,
         });
-        Ok(())
+        self.save_network_state(&c.id, st)
     }
 
     /// The name server of the container's first network, started if it is not

@@ -145,7 +145,9 @@ pub(crate) fn load(
             "loading {what}: manifest.json lists no images"
         )));
     }
-    let mut out = Vec::new();
+    // Every image is copied and verified before any name is recorded: a
+    // load that fails part-way changes no name.
+    let mut loaded = Vec::new();
     for entry in entries {
         let config_bytes = src.read(&entry.config)?;
         let config_digest = store.content().put(&config_bytes)?;
@@ -221,7 +223,14 @@ pub(crate) fn load(
                 Error::Invalid(format!("loading {what}: RepoTags of {}: {e}", entry.config))
             })?);
         }
-        out.push(store.commit(&manifest_digest, &manifest_digest, &names, progress)?);
+        loaded.push((manifest_digest, names));
+    }
+    let mut out = Vec::new();
+    for (manifest_digest, names) in loaded {
+        let mut rec = store.commit(&manifest_digest, &manifest_digest, &names, progress)?;
+        // The names this archive gave, not every name the image has here.
+        rec.names = names;
+        out.push(rec);
     }
     Ok(out)
 }

@@ -106,7 +106,24 @@ pub fn load(
     input: &Path,
     progress: &dyn Progress,
 ) -> Result<Vec<ImageRecord>> {
-    let _lock = store.write_lock()?;
+    let lock = store.write_lock()?;
+    let loaded = load_locked(store, input, progress);
+    drop(lock);
+    if loaded.is_err() {
+        // Blobs that verified before something else failed are referenced
+        // by no image: a failed load leaves nothing (as a failed pull).
+        if let Err(gc_err) = store.gc() {
+            tracing::warn!("cleaning up after a failed load: {gc_err}");
+        }
+    }
+    loaded
+}
+
+fn load_locked(
+    store: &mut ImageStore,
+    input: &Path,
+    progress: &dyn Progress,
+) -> Result<Vec<ImageRecord>> {
     if input.is_dir() {
         if !input.join("oci-layout").is_file() {
             return Err(Error::Invalid(format!(

@@ -225,18 +225,18 @@ fn name_from(d: &Descriptor) -> Option<Reference> {
 fn ingest(
     store: &ImageStore,
     src: &(dyn Source + Sync),
-    d: &Digest,
+    desc: &Descriptor,
     progress: &dyn Progress,
-) -> Result<()> {
-    if store.content().contains(d) {
-        return Ok(());
-    }
-    let (reader, size) = src.open(&blob_path(d))?;
+) -> Result<Digest> {
+    let d = manifest::descriptor_digest(desc)?;
+    // Even when the store has the blob, the layout's copy is verified (by
+    // content.ingest): a load of a corrupt layout fails whatever is stored.
+    let (reader, size) = src.open(&blob_path(&d))?;
     let id = d.to_string();
     progress.start(&id, "Copying blob", Some(size));
     store.content().ingest(
-        d,
-        Some(size),
+        &d,
+        Some(desc.size()),
         ProgressReader {
             inner: reader,
             id: &id,
@@ -244,7 +244,7 @@ fn ingest(
         },
     )?;
     progress.finish(&id, "done");
-    Ok(())
+    Ok(d)
 }
 
 pub(crate) fn load(
@@ -263,17 +263,14 @@ pub(crate) fn load(
     // Manifest digest → (target digest, names); several entries may name one image.
     let mut images: BTreeMap<Digest, (Digest, Vec<Reference>)> = BTreeMap::new();
     for desc in index.manifests() {
-        let d = manifest::descriptor_digest(desc)?;
-        ingest(store, src, &d, progress)?;
+        let d = ingest(store, src, desc, progress)?;
         let bytes = store.content().read(&d)?;
         let manifest_digest = match manifest::parse_document(&bytes, &d.to_string())?.1 {
             Document::Manifest(_) => d.clone(),
             Document::Index(nested) => {
                 let chosen = manifest::select_platform(&nested, &PlatformSpec::host())
                     .map_err(|e| Error::Invalid(format!("loading {what}: index {d}: {e}")))?;
-                let m = manifest::descriptor_digest(chosen)?;
-                ingest(store, src, &m, progress)?;
-                m
+                ingest(store, src, chosen, progress)?
             }
         };
         let entry = images
@@ -288,16 +285,17 @@ pub(crate) fn load(
             "loading {what}: the layout's index.json lists no images"
         )));
     }
-    let mut out = Vec::new();
-    for (manifest_digest, (target, names)) in images {
+    // Every image is copied and verified before any name is recorded: a
+    // load that fails part-way changes no name.
+    for manifest_digest in images.keys() {
+        let manifest_digest = manifest_digest.clone();
         let bytes = store.content().read(&manifest_digest)?;
         let Document::Manifest(m) =
             manifest::parse_document(&bytes, &manifest_digest.to_string())?.1
         else {
             unreachable!("selected above as a manifest")
         };
-        let config_digest = manifest::descriptor_digest(m.config())?;
-        ingest(store, src, &config_digest, progress)?;
+        let config_digest = ingest(store, src, m.config(), progress)?;
         let config = manifest::parse_config(
             &store.content().read(&config_digest)?,
             &config_digest.to_string(),
@@ -336,7 +334,13 @@ pub(crate) fn load(
             };
             layers.ingest(&spec, reader, progress)
         })?;
-        out.push(store.commit(&manifest_digest, &target, &names, progress)?);
+    }
+    let mut out = Vec::new();
+    for (manifest_digest, (target, names)) in images {
+        let mut rec = store.commit(&manifest_digest, &target, &names, progress)?;
+        // The names this layout gave, not every name the image has here.
+        rec.names = names;
+        out.push(rec);
     }
     Ok(out)
 }

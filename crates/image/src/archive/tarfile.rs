@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
 
-use crate::error::{show, Error, IoContext, Result};
+use crate::error::{show, tar_io, Error, IoContext, Result};
 
 #[derive(Debug, Clone)]
 struct Member {
@@ -44,9 +44,12 @@ impl TarIndex {
         let mut members = HashMap::new();
         for entry in archive
             .entries_with_seek()
+            .map_err(tar_io)
             .ctx(|| format!("reading tar {}", show(path)))?
         {
-            let entry = entry.ctx(|| format!("reading tar {}", show(path)))?;
+            let entry = entry
+                .map_err(tar_io)
+                .ctx(|| format!("reading tar {}", show(path)))?;
             let name = normalise(&String::from_utf8_lossy(&entry.path_bytes()));
             let kind = entry.header().entry_type();
             let link = match kind {
