@@ -351,10 +351,16 @@ fn rebase(doc: &mut Value, dir: &Path) {
                 }
                 Some(Value::Array(list)) => {
                     for x in list {
-                        if let Value::String(s) = x {
-                            if let Some(a) = abs(s) {
-                                *s = a;
-                            }
+                        let s = match x {
+                            Value::String(s) => s,
+                            Value::Object(m) => match m.get_mut("path") {
+                                Some(Value::String(s)) => s,
+                                _ => continue,
+                            },
+                            _ => continue,
+                        };
+                        if let Some(a) = abs(s) {
+                            *s = a;
                         }
                     }
                 }

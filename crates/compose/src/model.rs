@@ -244,6 +244,43 @@ fn string_list(v: Option<&Value>, path: &str) -> Result<Vec<String>> {
     }
 }
 
+/// `env_file`: a path, or a list of paths and `{path, required}` mappings.
+fn env_files(v: Option<&Value>, path: &str) -> Result<Vec<(String, bool)>> {
+    let items = match v {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(a)) => a.iter().collect(),
+        Some(other) => vec![other],
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, x)| {
+            let here = format!("{path}[{i}]");
+            match x {
+                Value::Object(m) => {
+                    if let Some(k) = m
+                        .keys()
+                        .find(|k| !["path", "required"].contains(&k.as_str()))
+                    {
+                        return Err(field(
+                            format!("{here}.{k}"),
+                            "is not supported by hako compose",
+                        ));
+                    }
+                    let p = opt_string(x, "path", &here)?
+                        .ok_or_else(|| field(format!("{here}.path"), "is required"))?;
+                    let required = match x.get("required") {
+                        None | Some(Value::Null) => true,
+                        Some(_) => boolean(x, "required", &here)?,
+                    };
+                    Ok((p, required))
+                }
+                other => Ok((string(other, &here)?, true)),
+            }
+        })
+        .collect()
+}
+
 /// A command: a list, or a string split as a shell would (quotes honoured).
 fn command(v: Option<&Value>, path: &str) -> Result<Option<Vec<String>>> {
     match v {
@@ -542,11 +579,15 @@ fn service(name: &str, v: &Value, dir: &Path, env: &BTreeMap<String, String>) ->
         }
     }
     let mut environment = BTreeMap::new();
-    for (i, f) in string_list(v.get("env_file"), &format!("{path}.env_file"))?
-        .iter()
+    for (i, (f, required)) in env_files(v.get("env_file"), &format!("{path}.env_file"))?
+        .into_iter()
         .enumerate()
     {
         let p = dir.join(f);
+        // `required: false` skips a file that is not there (only that).
+        if !required && std::fs::symlink_metadata(&p).is_err() {
+            continue;
+        }
         environment.extend(
             crate::load::parse_env_file(&p)
                 .map_err(|e| field(format!("{path}.env_file[{i}]"), e.to_string()))?,
@@ -1361,5 +1402,28 @@ mod tests {
             ),
             "services.b.container_name: same is also the container_name of service a"
         );
+    }
+
+    #[test]
+    fn env_file_long_form() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("a.env"), "A=1\n").unwrap();
+        let doc = json!({"services": {"web": {"image": "b", "env_file": [
+            "a.env", {"path": "missing.env", "required": false}]}}});
+        let pr = project(&doc, d.path(), None, &BTreeMap::new(), &[]).unwrap();
+        assert_eq!(pr.services["web"].environment["A"], "1");
+        let doc =
+            json!({"services": {"web": {"image": "b", "env_file": [{"path": "missing.env"}]}}});
+        let e = project(&doc, d.path(), None, &BTreeMap::new(), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("services.web.env_file[0]: ")
+                && e.ends_with("missing.env: cannot open: no such file"),
+            "{e}"
+        );
+        // `required: false` does not excuse a device.
+        let doc = json!({"services": {"web": {"image": "b", "env_file": [{"path": "/dev/zero", "required": false}]}}});
+        assert!(project(&doc, d.path(), None, &BTreeMap::new(), &[]).is_err());
     }
 }
