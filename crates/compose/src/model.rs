@@ -794,6 +794,14 @@ fn service(name: &str, v: &Value, dir: &Path, env: &BTreeMap<String, String>) ->
         Some(_) => return Err(field(format!("{path}.ulimits"), "must be a mapping")),
     };
     let image = opt_string(v, "image", &path)?;
+    if let Some(i) = &image {
+        if i.is_empty() || i.len() > 512 || i.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(field(
+                format!("{path}.image"),
+                format!("{} is not an image reference", crate::error::quoted(i)),
+            ));
+        }
+    }
     let build = v.get("build").filter(|b| !b.is_null()).cloned();
     if image.is_none() && build.is_none() {
         return Err(field(&path, "needs an image (or a build section)"));
@@ -1311,6 +1319,10 @@ mod tests {
         assert_eq!(
             e(json!({"services": {"web": {}}})),
             "services.web: needs an image (or a build section)"
+        );
+        assert_eq!(
+            e(json!({"services": {"web": {"image": "busy box\u{1b}"}}})),
+            "services.web.image: \"busy box\\u{1b}\" is not an image reference"
         );
         assert_eq!(
             e(json!({"services": {"web": {"image": "x", "network_mode": "service:ghost"}}})),
