@@ -4,7 +4,7 @@ set -euo pipefail
 PKGS=(
   build-essential pkg-config libseccomp-dev
   busybox-static runc crun podman skopeo buildah docker-registry
-  containernetworking-plugins iptables iproute2 uidmap jq hyperfine curl strace zstd openssl
+  containerd protobuf-compiler containernetworking-plugins iptables iproute2 uidmap jq hyperfine curl strace zstd openssl
   python3 time linux-perf tini procps git bzip2 xz-utils qemu-user-static
   bash-completion zsh fish man-db
 )

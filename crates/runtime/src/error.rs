@@ -36,6 +36,14 @@ impl Error {
     }
 }
 
+impl Error {
+    /// Whether a system call was refused for lack of permission (EACCES, EPERM).
+    pub fn is_permission_denied(&self) -> bool {
+        matches!(self, Error::Io { source, .. }
+            if source.kind() == std::io::ErrorKind::PermissionDenied)
+    }
+}
+
 impl From<nix::Error> for Error {
     fn from(e: nix::Error) -> Self {
         Error::Io {

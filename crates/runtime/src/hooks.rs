@@ -18,6 +18,24 @@ pub fn run(kind: &str, hooks: &[Hook], state: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Runs every hook in order, warning on stderr about each one that fails:
+/// for poststart and poststop the runtime-spec asks the runtime to log a
+/// warning and continue, with the remaining hooks still run. Returns how
+/// many failed.
+pub fn run_warn(kind: &str, hooks: &[Hook], state: &[u8]) -> usize {
+    let mut failed = 0;
+    for (i, h) in hooks.iter().enumerate() {
+        if let Err(e) = run_one(h, state) {
+            eprintln!(
+                "hako-runtime: warning: {kind} hook #{i} ({}): {e}",
+                h.path().display()
+            );
+            failed += 1;
+        }
+    }
+    failed
+}
+
 fn run_one(h: &Hook, state: &[u8]) -> std::result::Result<(), String> {
     let mut cmd = Command::new(h.path());
     if let Some(args) = h.args() {

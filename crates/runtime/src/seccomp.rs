@@ -299,16 +299,14 @@ fn condition(arg: &LinuxSeccompArg, field: &str) -> Result<ScmpArgCompare> {
         LinuxSeccompOperator::ScmpCmpGe => ScmpCompareOp::GreaterEqual,
         LinuxSeccompOperator::ScmpCmpGt => ScmpCompareOp::Greater,
         // The spec's `value` is the mask and `valueTwo` the value compared
-        // against after masking, as libseccomp's datum_a/datum_b.
+        // against after masking, as libseccomp's datum_a/datum_b. `valueTwo`
+        // is optional and absent means 0: Go's spec types omit a zero value, so
+        // profiles written by containerd, CRI-O and podman lack it.
         LinuxSeccompOperator::ScmpCmpMaskedEq => {
-            let datum = arg.value_two().ok_or_else(|| SeccompError::Invalid {
-                field: format!("{field}.valueTwo"),
-                reason: "SCMP_CMP_MASKED_EQ needs valueTwo (value is the mask)".into(),
-            })?;
             return Ok(ScmpArgCompare::new(
                 arg.index() as u32,
                 ScmpCompareOp::MaskedEqual(arg.value()),
-                datum,
+                arg.value_two().unwrap_or(0),
             ));
         }
     };
@@ -748,14 +746,21 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("linux.seccomp.syscalls[0].args[0].index"));
-        let masked = spec(
-            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_ERRNO",
-               "args":[{"index":0,"value":1,"op":"SCMP_CMP_MASKED_EQ"}]}]}"#,
-        );
-        assert!(compile(&masked)
-            .unwrap_err()
-            .to_string()
-            .contains("valueTwo"));
+        // valueTwo is optional (absent is 0): the same program as with 0.
+        let masked = |two: &str| {
+            spec(&format!(
+                r#"{{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{{"names":["read"],"action":"SCMP_ACT_ERRNO",
+                   "args":[{{"index":0,"value":1{two},"op":"SCMP_CMP_MASKED_EQ"}}]}}]}}"#
+            ))
+        };
+        assert!(same_program(
+            &compile(&masked("")).unwrap(),
+            &compile(&masked(r#","valueTwo":0"#)).unwrap()
+        ));
+        assert!(!same_program(
+            &compile(&masked("")).unwrap(),
+            &compile(&masked(r#","valueTwo":1"#)).unwrap()
+        ));
         let notify_default = spec(r#"{"defaultAction":"SCMP_ACT_NOTIFY"}"#);
         assert!(compile(&notify_default)
             .unwrap_err()

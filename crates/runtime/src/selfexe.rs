@@ -54,18 +54,45 @@ impl ExecGuard {
     }
 }
 
-/// Whether this process was re-executed from a protected copy. Reads (and
-/// removes, so the container does not inherit it) the marker once.
+/// Whether this process runs from a protected copy, decided from the binary
+/// itself ([`self_exe_protected`]), never from the environment: a caller
+/// could set the marker. The marker (removed once read, so the container does
+/// not inherit it) only tells a re-executed runtime that it already tried.
 pub fn running_sealed() -> bool {
     static SEALED: OnceLock<bool> = OnceLock::new();
     *SEALED.get_or_init(|| {
-        let sealed = std::env::var_os(MARKER).is_some();
-        if sealed {
+        let _ = reexecuted();
+        if std::env::var_os(MARKER).is_some() {
             // SAFETY: called at start-up, while the runtime is single-threaded.
             unsafe { std::env::remove_var(MARKER) };
         }
-        sealed
+        self_exe_protected()
     })
+}
+
+/// Whether this process already re-executed itself: the marker holds the pid
+/// of the process that set it, which execve keeps (a marker inherited from a
+/// caller names another process and is ignored).
+fn reexecuted() -> bool {
+    static SEEN: OnceLock<bool> = OnceLock::new();
+    *SEEN.get_or_init(|| {
+        std::env::var_os(MARKER).is_some_and(|v| v == std::process::id().to_string().as_str())
+    })
+}
+
+/// Whether this process's binary cannot be written through: it sits on a
+/// read-only mount (the bind mount [`readonly_bind_of_self`] makes) or is a
+/// memfd sealed against writes (F_GET_SEALS reads the seals of the file
+/// itself; a regular file has none and answers EINVAL).
+fn self_exe_protected() -> bool {
+    let Ok(exe) = std::fs::File::open("/proc/self/exe") else {
+        return false;
+    };
+    let readonly = nix::sys::statvfs::fstatvfs(&exe)
+        .is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY));
+    // SAFETY: fcntl F_GET_SEALS on an fd we own, no pointer arguments.
+    let seals = unsafe { libc::fcntl(exe.as_raw_fd(), libc::F_GET_SEALS) };
+    readonly || (seals >= 0 && seals & libc::F_SEAL_WRITE != 0)
 }
 
 /// Whether hako-dmz alone protects a container made from `spec`: nothing but
@@ -97,7 +124,14 @@ pub fn guard_for(spec: &Spec) -> Result<ExecGuard> {
             return Ok(ExecGuard::Dmz(fd));
         }
     }
-    ensure_sealed()?;
+    // A container without a mount namespace of its own shares the runtime's:
+    // the read-only bind mount would move the runtime into a private one.
+    let own_mount_ns = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::Mount));
+    reexec_protected(own_mount_ns)?;
     Ok(ExecGuard::Sealed)
 }
 
@@ -129,8 +163,22 @@ pub fn exe_is_protected(pid: i32) -> bool {
 /// Re-executes from a protected copy unless already running from one. Returns
 /// only when already protected (or on error before exec).
 pub fn ensure_sealed() -> Result<()> {
+    reexec_protected(true)
+}
+
+/// [`ensure_sealed`]; `may_unshare_mounts` allows the cheap read-only bind
+/// mount, which needs a private mount namespace (else the memfd copy).
+fn reexec_protected(may_unshare_mounts: bool) -> Result<()> {
+    // Both read the marker before running_sealed removes it.
+    let tried = reexecuted();
     if running_sealed() {
         return Ok(());
+    }
+    if tried {
+        // Re-executed, and the copy is still writable: never loop.
+        return Err(Error::Other(
+            "re-executing the runtime from a protected copy: the copy is still writable".into(),
+        ));
     }
     let args: Vec<CString> = std::env::args_os()
         .map(|a| CString::new(a.into_encoded_bytes()).unwrap_or_default())
@@ -143,8 +191,8 @@ pub fn ensure_sealed() -> Result<()> {
             CString::new(kv).unwrap_or_default()
         })
         .collect();
-    env.push(CString::new(format!("{MARKER}=1")).expect("no NUL"));
-    if let Ok(exe) = readonly_bind_of_self() {
+    env.push(CString::new(format!("{MARKER}={}", std::process::id())).expect("no NUL"));
+    if let Some(Ok(exe)) = may_unshare_mounts.then(readonly_bind_of_self) {
         let path = CString::new(exe.into_os_string().into_encoded_bytes()).unwrap_or_default();
         // execve only returns on failure: then fall back to the memfd copy.
         let _ = nix::unistd::execve(&path, &args, &env);

@@ -55,10 +55,32 @@ pub fn rootfs_path(bundle: &Path, spec: &Spec) -> Result<PathBuf> {
 /// Checks what serde cannot: required fields, combinations the kernel rejects,
 /// and features this host cannot honour (which must fail, never be ignored).
 pub fn validate(spec: &Spec) -> Result<()> {
-    let process = spec
-        .process()
-        .as_ref()
-        .ok_or_else(|| spec_err("process", "missing"))?;
+    // ociVersion is SemVer v2 (runtime-spec config.md); this runtime speaks 1.x.
+    let version = spec.version();
+    match semver::Version::parse(version) {
+        Ok(v) if v.major == 1 => {}
+        Ok(_) => {
+            return Err(spec_err(
+                "ociVersion",
+                format!("{version:?}: only runtime-spec 1.x is supported"),
+            ))
+        }
+        Err(_) => {
+            return Err(spec_err(
+                "ociVersion",
+                format!("{version:?} is not a SemVer version"),
+            ))
+        }
+    }
+    // `process` is optional at create (runtime-spec config.md); `start` of a
+    // container without one fails.
+    if let Some(process) = spec.process() {
+        validate_process(process)?;
+    }
+    validate_linux(spec)
+}
+
+fn validate_process(process: &oci_spec::runtime::Process) -> Result<()> {
     if process.args().as_ref().is_none_or(|a| a.is_empty()) {
         return Err(spec_err("process.args", "must not be empty"));
     }
@@ -82,6 +104,48 @@ pub fn validate(spec: &Spec) -> Result<()> {
                 "process.selinuxLabel",
                 "SELinux is not available on this host",
             ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_linux(spec: &Spec) -> Result<()> {
+    // Without a mount namespace of its own the container shares the host's
+    // (as runc and crun allow): its mounts are made there under the rootfs,
+    // which it is chrooted into, and unmounted by `delete`. What would change
+    // mounts the host uses is refused, as by runc.
+    let has_mount_ns = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::Mount));
+    if !has_mount_ns {
+        let linux = spec.linux().clone().unwrap_or_default();
+        let need = |field: &str| {
+            spec_err(
+                field,
+                "needs a mount namespace of the container's own (linux.namespaces has no mount)",
+            )
+        };
+        if linux.masked_paths().as_ref().is_some_and(|p| !p.is_empty()) {
+            return Err(need("linux.maskedPaths"));
+        }
+        if linux
+            .readonly_paths()
+            .as_ref()
+            .is_some_and(|p| !p.is_empty())
+        {
+            return Err(need("linux.readonlyPaths"));
+        }
+        if linux.rootfs_propagation().is_some() {
+            return Err(need("linux.rootfsPropagation"));
+        }
+        if spec
+            .root()
+            .as_ref()
+            .is_some_and(|r| r.readonly() == Some(true))
+        {
+            return Err(need("root.readonly"));
         }
     }
     let linux = match spec.linux() {

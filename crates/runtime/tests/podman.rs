@@ -7,7 +7,9 @@
 //!
 //! Run as root: `cargo test -p hako-runtime --test podman`.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::{kill_processes_mentioning, unmount_under};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -228,44 +230,6 @@ impl Drop for Store {
         kill_processes_mentioning(self.dir.path());
         unmount_under(self.dir.path());
         // TempDir's own drop removes the directories.
-    }
-}
-
-/// SIGKILLs every process whose command line names `dir` (conmon and the
-/// podman exit command carry the store paths).
-fn kill_processes_mentioning(dir: &Path) {
-    let needle = dir.to_string_lossy().into_owned();
-    let me = std::process::id();
-    let Ok(rd) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for e in rd.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        if pid as u32 == me {
-            continue;
-        }
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if text(&cmdline).contains(&needle) {
-            // SAFETY: kill with a plain pid and signal has no memory effects.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-    }
-}
-
-/// Lazily unmounts every mount point below `dir`, deepest first.
-fn unmount_under(dir: &Path) {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut points: Vec<PathBuf> = mountinfo
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(PathBuf::from)
-        .filter(|p| p.starts_with(dir))
-        .collect();
-    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    for p in points {
-        let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
     }
 }
 
@@ -539,4 +503,68 @@ fn ps_and_logs() {
     // Logs survive the container's exit.
     assert!(s.ok(HAKO, &["logs", &name]).contains("line-3"));
     s.ok(HAKO, &["rm", &name]);
+}
+
+#[test]
+fn seccomp_profile_written_by_podman_with_masked_eq() {
+    // podman (Go) writes the profile's arguments with the runtime-spec's Go
+    // types, which leave out a valueTwo of 0: the config hako-runtime gets has
+    // SCMP_CMP_MASKED_EQ without valueTwo. kill is denied for signals 0-15.
+    let s = Store::new();
+    let profile = s.dir.path().join("masked-eq.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
+            {"names":["kill"],"action":"SCMP_ACT_ERRNO","errnoRet":1,
+             "args":[{"index":1,"value":240,"valueTwo":0,"op":"SCMP_CMP_MASKED_EQ"}]}]}"#,
+    )
+    .expect("writing the seccomp profile");
+    let name = unique("hako-pm-seccomp");
+    let seccomp = format!("seccomp={}", profile.display());
+    let mut args = vec![
+        "create",
+        "--network",
+        "none",
+        "--name",
+        &name,
+        "--security-opt",
+        &seccomp,
+    ];
+    args.extend(ULIMITS);
+    args.extend([
+        s.image.as_str(),
+        "sh",
+        "-c",
+        "kill -0 $$ 2>/dev/null; echo a=$?; kill -CONT $$; echo b=$?",
+    ]);
+    let id = s.ok(HAKO, &args).trim().to_string();
+    let out = s.ok(HAKO, &["start", "--attach", &name]);
+    assert_eq!(out, "a=1\nb=0\n");
+    // The bundle podman wrote (at start) stays until the container is removed.
+    let config_path = s
+        .dir
+        .path()
+        .join(format!("root/vfs-containers/{id}/userdata/config.json"));
+    let config: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&config_path)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", config_path.display())),
+    )
+    .expect("podman's config.json");
+    let kill_rules: Vec<&serde_json::Value> = config["linux"]["seccomp"]["syscalls"]
+        .as_array()
+        .expect("syscalls in podman's profile")
+        .iter()
+        .filter(|r| {
+            r["names"]
+                .as_array()
+                .is_some_and(|n| n.contains(&"kill".into()))
+        })
+        .collect();
+    assert_eq!(kill_rules.len(), 1, "{kill_rules:?}");
+    let arg = &kill_rules[0]["args"][0];
+    assert_eq!(arg["op"], "SCMP_CMP_MASKED_EQ", "{arg}");
+    assert!(
+        arg.get("valueTwo").is_none(),
+        "podman wrote valueTwo: {arg}"
+    );
 }

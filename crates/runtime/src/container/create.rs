@@ -42,6 +42,9 @@ pub struct CreateOptions {
 /// Removes whatever a failed create made: processes, cgroup, state directory.
 struct Undo {
     dir: Option<PathBuf>,
+    /// The rootfs of a container sharing the host's mount namespace, whose
+    /// mounts the init made on the host.
+    shared_rootfs: Option<PathBuf>,
     cgroup: Option<Cgroup>,
     pids: Vec<i32>,
 }
@@ -51,6 +54,9 @@ impl Drop for Undo {
         for &p in &self.pids {
             let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
             let _ = waitpid(Pid::from_raw(p), None);
+        }
+        if let Some(r) = &self.shared_rootfs {
+            crate::rootfs::unmount_below(r);
         }
         if let Some(cg) = &self.cgroup {
             let _ = cg.kill_all(libc::SIGKILL);
@@ -74,7 +80,9 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
     };
     spec::validate(&spec)?;
     let rootfs = spec::rootfs_path(&bundle, &spec)?;
-    let process = spec.process().clone().expect("validated");
+    // Without a process (allowed at create) the init waits for a `start`
+    // that refuses.
+    let process = spec.process().clone().unwrap_or_default();
     let linux = spec.linux().clone().unwrap_or_default();
 
     // Everything that can be checked is checked before anything is made.
@@ -115,6 +123,7 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
     }
     let mut undo = Undo {
         dir: Some(dir.clone()),
+        shared_rootfs: (!super::delete::has_mount_ns(&spec)).then(|| rootfs.clone()),
         cgroup: None,
         pids: Vec::new(),
     };
@@ -288,6 +297,7 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
     }
     // Success: keep everything.
     undo.pids.clear();
+    undo.shared_rootfs = None;
     undo.cgroup = None;
     undo.dir = None;
     Ok(container)
@@ -305,7 +315,10 @@ fn answer_hooks(
     container.pid = init_pid;
     container.pid_start = util::proc_start_time(init_pid);
     container.save(root)?;
-    let st = state::hook_state(container, Status::Creating);
+    // The environment exists (lifecycle step 2 is done), so the state the
+    // prestart, createRuntime and createContainer hooks get says "created",
+    // as `state` does from here on (runtime-spec runtime.md, as crun).
+    let st = state::hook_state(container, Status::Created);
     if let Some(h) = spec.hooks() {
         hooks::run("prestart", h.prestart().as_deref().unwrap_or_default(), &st)?;
         hooks::run(

@@ -22,8 +22,9 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     let st = c.status(root);
     match st {
         Status::Stopped => {}
-        Status::Created | Status::Creating => kill_and_wait(&c)?,
-        Status::Running | Status::Paused if force => kill_and_wait(&c)?,
+        // Only a stopped container may be deleted (runtime-spec runtime.md);
+        // --force also takes created ones, as runc.
+        _ if force => kill_and_wait(&c)?,
         _ => {
             return Err(Error::State(format!(
                 "cannot delete container {id:?} that is not stopped: it is {st}"
@@ -35,11 +36,13 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     if !crate::spec::creates_namespace(&c.spec, LinuxNamespaceType::Pid) {
         let _ = c.cgroup.kill_all(libc::SIGKILL);
     }
+    // Sharing the host's mount namespace, its mounts were made on the host.
+    if !has_mount_ns(&c.spec) {
+        crate::rootfs::unmount_below(&c.rootfs);
+    }
     if let Some(h) = c.spec.hooks() {
         let st = state::hook_state(&c, Status::Stopped);
-        if let Err(e) = hooks::run("poststop", h.poststop().as_deref().unwrap_or_default(), &st) {
-            eprintln!("warning: {e}");
-        }
+        hooks::run_warn("poststop", h.poststop().as_deref().unwrap_or_default(), &st);
     }
     destroy_cgroup(&c)?;
     let dir = Container::dir(root, id);
@@ -81,4 +84,12 @@ fn destroy_cgroup(c: &Container) -> Result<()> {
         c.id,
         last.map(|e| e.to_string()).unwrap_or_default()
     )))
+}
+
+/// Whether the container has a mount namespace of its own (new or joined).
+pub(crate) fn has_mount_ns(spec: &oci_spec::runtime::Spec) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::Mount))
 }

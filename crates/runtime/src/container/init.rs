@@ -94,7 +94,9 @@ fn write_time_offsets(spec: &Spec) -> Result<()> {
 /// The container init. Returns only on failure.
 fn init(a: &InitArgs, ch: &Channel) -> Result<std::convert::Infallible> {
     let spec = a.spec;
-    let proc_ = spec.process().as_ref().expect("validated");
+    // None when the config has no process: the init then only waits, and
+    // `start` refuses.
+    let proc_ = spec.process().as_ref();
     let linux = spec.linux().clone().unwrap_or_default();
     let ns_list = linux.namespaces().clone().unwrap_or_default();
     let has_ns = |t| ns_list.iter().any(|n| n.typ() == t);
@@ -110,7 +112,6 @@ fn init(a: &InitArgs, ch: &Channel) -> Result<std::convert::Infallible> {
         // SAFETY: prctl with integer arguments.
         unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     }
-    let mount_ns = has_ns(LinuxNamespaceType::Mount);
     let new_cgroupns = a
         .plan
         .new_flags
@@ -125,11 +126,14 @@ fn init(a: &InitArgs, ch: &Channel) -> Result<std::convert::Infallible> {
         ch.expect(|m| matches!(m, Msg::CgroupJoined), "the cgroup")?;
         namespaces::unshare_flags(nix::sched::CloneFlags::CLONE_NEWCGROUP)
     };
+    // Without a mount namespace of its own (the host's is shared) the root is
+    // left as it is: the mounts go under the rootfs, and it is chrooted into.
+    let mount_ns = has_ns(LinuxNamespaceType::Mount);
     if mount_ns {
         rootfs::prepare_root(spec, a.rootfs)?;
-        rootfs::mount_all(spec, a.rootfs, a.cgroup, new_cgroupns, &mut enter_cgroupns)?;
-        rootfs::create_devices(spec, a.rootfs, in_userns)?;
     }
+    rootfs::mount_all(spec, a.rootfs, a.cgroup, new_cgroupns, &mut enter_cgroupns)?;
+    rootfs::create_devices(spec, a.rootfs, in_userns)?;
     enter_cgroupns()?;
     ch.send(&Msg::HooksRequest)?;
     let state = match ch.expect(|m| matches!(m, Msg::HooksDone(_)), "the hooks")? {
@@ -143,12 +147,24 @@ fn init(a: &InitArgs, ch: &Channel) -> Result<std::convert::Infallible> {
             state.as_bytes(),
         )?;
     }
-    if mount_ns {
+    // exec.fifo is reopened through /proc/self/fd; in a chroot that need not
+    // have /proc, through this directory of the host's, opened before.
+    let fd_dir = if mount_ns {
         rootfs::pivot_into(a.rootfs, a.no_pivot)?;
+        None
     } else {
-        nix::unistd::chroot(a.rootfs).ctx(|| "chroot into rootfs")?;
+        let dir = nix::fcntl::open(
+            "/proc/self/fd",
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ctx(|| "opening /proc/self/fd")?;
+        nix::unistd::chroot(a.rootfs).ctx(|| format!("chroot into {}", a.rootfs.display()))?;
         nix::unistd::chdir("/").ctx(|| "chdir /")?;
-    }
+        Some(dir)
+    };
     if has_ns(LinuxNamespaceType::Uts) {
         if let Some(h) = spec.hostname() {
             nix::unistd::sethostname(h).ctx(|| format!("setting hostname {h:?}"))?;
@@ -161,22 +177,24 @@ fn init(a: &InitArgs, ch: &Channel) -> Result<std::convert::Infallible> {
         let path = format!("/proc/sys/{}", k.replace('.', "/"));
         std::fs::write(&path, &v).ctx(|| format!("setting sysctl {k}={v}"))?;
     }
-    if mount_ns {
-        rootfs::mask_paths(linux.masked_paths().as_deref().unwrap_or_default())?;
-        rootfs::readonly_paths(linux.readonly_paths().as_deref().unwrap_or_default())?;
-        if spec
-            .root()
-            .as_ref()
-            .is_some_and(|r| r.readonly() == Some(true))
-        {
-            rootfs::remount_root_readonly()?;
-        }
-        if let Some(p) = linux.rootfs_propagation().as_deref() {
-            if let Some(f) = rootfs::propagation_flag(p) {
-                if f.contains(nix::mount::MsFlags::MS_SHARED) {
-                    rootfs::set_root_propagation(f)?;
-                }
-            }
+    rootfs::mask_paths(linux.masked_paths().as_deref().unwrap_or_default())?;
+    rootfs::readonly_paths(linux.readonly_paths().as_deref().unwrap_or_default())?;
+    if spec
+        .root()
+        .as_ref()
+        .is_some_and(|r| r.readonly() == Some(true))
+    {
+        rootfs::remount_root_readonly()?;
+    }
+    // What prepare_root could not apply before pivot_root.
+    use nix::mount::MsFlags;
+    if let Some(f) = linux
+        .rootfs_propagation()
+        .as_deref()
+        .and_then(rootfs::propagation_flag)
+    {
+        if f.intersects(MsFlags::MS_SHARED | MsFlags::MS_UNBINDABLE) {
+            rootfs::set_root_propagation(f)?;
         }
     }
     if !a.no_new_keyring {
@@ -199,29 +217,50 @@ fn init(a: &InitArgs, ch: &Channel) -> Result<std::convert::Infallible> {
             .unwrap_or_default();
         process::set_personality(&domain, &flags)?;
     }
-    let mut exe = prepare_process(proc_, a.caps, a.seccomp, a.console_fd, a.preserve_fds, ch)?;
-    exe.dmz_fd = a.dmz_fd;
+    let exe = match proc_ {
+        Some(p) => {
+            let mut exe = prepare_process(p, a.caps, a.seccomp, a.console_fd, a.preserve_fds, ch)?;
+            exe.dmz_fd = a.dmz_fd;
+            Some(exe)
+        }
+        None => None,
+    };
     ch.send(&Msg::Ready)?;
 
     // From here on the runtime may be gone: report failures on the container's
     // stderr, where the caller of `start` (or its log) will see them.
-    let e = after_ready(a, spec, &state, exe);
+    let e = after_ready(a, spec, &state, exe, fd_dir);
     eprintln!("hako-runtime: container {}: {e}", a.id);
     // SAFETY: leaving the forked init without running destructors.
     unsafe { libc::_exit(1) }
 }
 
 /// Waits for `start`, runs startContainer hooks, and execs. Returns only on error.
-fn after_ready(a: &InitArgs, spec: &Spec, state: &str, exe: Prepared) -> Error {
+fn after_ready(
+    a: &InitArgs,
+    spec: &Spec,
+    state: &str,
+    exe: Option<Prepared>,
+    fd_dir: Option<std::os::fd::OwnedFd>,
+) -> Error {
     let r = (|| -> Result<()> {
         // Block until `start` opens the fifo for reading.
-        let fifo_path = format!("/proc/self/fd/{}", a.fifo_fd);
-        let fifo = nix::fcntl::open(
-            fifo_path.as_str(),
-            nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )
+        let flags = nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC;
+        let fifo = match &fd_dir {
+            Some(dir) => nix::fcntl::openat(
+                dir,
+                a.fifo_fd.to_string().as_str(),
+                flags,
+                nix::sys::stat::Mode::empty(),
+            ),
+            None => nix::fcntl::open(
+                format!("/proc/self/fd/{}", a.fifo_fd).as_str(),
+                flags,
+                nix::sys::stat::Mode::empty(),
+            ),
+        }
         .ctx(|| "opening exec.fifo")?;
+        drop(fd_dir);
         nix::unistd::write(&fifo, b"0").ctx(|| "writing exec.fifo")?;
         drop(fifo);
         if let Some(h) = spec.hooks() {
@@ -235,9 +274,10 @@ fn after_ready(a: &InitArgs, spec: &Spec, state: &str, exe: Prepared) -> Error {
         }
         Ok(())
     })();
-    match r {
-        Ok(()) => exe.exec(),
-        Err(e) => e,
+    match (r, exe) {
+        (Ok(()), Some(exe)) => exe.exec(),
+        (Ok(()), None) => Error::Spec("config.json has no process to run".into()),
+        (Err(e), _) => e,
     }
 }
 
@@ -318,6 +358,15 @@ pub(crate) fn prepare_process(
     let path = process::find_executable(&args[0], &env, cwd)?;
     process::cloexec_from(3 + preserve_fds)?;
     let nnp = p.no_new_privileges().unwrap_or(false);
+    // Enter the cwd (and check it is inside the root, which takes getcwd) before
+    // any filter is loaded: the profile may deny getcwd or chdir. As runc does,
+    // try as the runtime's user first and, when that is not allowed, again once
+    // the process's user is set.
+    let cwd_entered = match process::enter_cwd(cwd) {
+        Ok(()) => true,
+        Err(e) if e.is_permission_denied() => false,
+        Err(e) => return Err(e),
+    };
     // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it while
     // we still have it. With it, load as late as possible (after the user switch).
     if !nnp {
@@ -332,7 +381,9 @@ pub(crate) fn prepare_process(
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
     caps.apply()?;
-    process::enter_cwd(cwd)?;
+    if !cwd_entered {
+        process::enter_cwd(cwd)?;
+    }
     if nnp {
         process::set_no_new_privs()?;
         if let Some(f) = seccomp {

@@ -38,12 +38,22 @@ pub fn parse_signal(s: &str) -> Result<i32> {
 }
 
 pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
-    let c = super::load_in(
-        root,
-        id,
-        &[Status::Created, Status::Running, Status::Paused],
-        "kill",
-    )?;
+    let c = crate::state::Container::load(root, id)?;
+    let st = c.status(root);
+    match st {
+        Status::Created | Status::Running | Status::Paused => {}
+        // With --all a stopped container is signalled too, as by runc: once the
+        // init has exited, containerd's shim kills what is left in the cgroup
+        // (`kill --all ID KILL`) and waits for that to succeed.
+        Status::Stopped if all => {}
+        // "container not running" is runc's wording, which go-runc (containerd's
+        // shims) reads as "the process already finished" rather than a failure.
+        _ => {
+            return Err(Error::State(format!(
+                "cannot kill container {id:?}: container not running (it is {st})"
+            )))
+        }
+    }
     if all {
         return c
             .cgroup

@@ -10,6 +10,11 @@ use std::path::Path;
 pub fn start(root: &Path, id: &str) -> Result<()> {
     let _lock = state::lock(root, id)?;
     let c = super::load_in(root, id, &[Status::Created], "start")?;
+    if c.spec.process().is_none() {
+        return Err(Error::Spec(format!(
+            "cannot start container {id:?}: its config.json has no process"
+        )));
+    }
     let fifo_path = Container::dir(root, id).join(state::EXEC_FIFO);
     // Non-blocking open: succeeds at once; init's blocking open for writing then
     // completes, and it writes one byte before exec.
@@ -45,13 +50,11 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     if let Some(h) = c.spec.hooks() {
         let st = state::hook_state(&c, Status::Running);
         // Poststart failures are reported but do not stop the container (spec).
-        if let Err(e) = hooks::run(
+        hooks::run_warn(
             "poststart",
             h.poststart().as_deref().unwrap_or_default(),
             &st,
-        ) {
-            eprintln!("warning: {e}");
-        }
+        );
     }
     Ok(())
 }

@@ -13,12 +13,14 @@ mod mounts;
 mod options;
 mod paths;
 mod pivot;
+mod shared_ns;
 
 pub use devices::{create_devices, DEFAULT_DEVICES};
 pub use mounts::{mount_all, prepare_root};
 pub use options::{parse_options, propagation_flag, MountOptions};
 pub use paths::{mask_paths, readonly_paths, remount_root_readonly, set_root_propagation};
 pub use pivot::pivot_into;
+pub use shared_ns::unmount_below;
 
 use crate::error::{Context, Result};
 use std::os::fd::{AsFd, AsRawFd};

@@ -20,9 +20,10 @@ pub fn prepare_root(spec: &Spec, rootfs: &Path) -> Result<()> {
         .and_then(|l| l.rootfs_propagation().as_deref())
         .and_then(super::propagation_flag)
         .unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
-    // Shared propagation on "/" would be refused by pivot_root, so it is applied
-    // to the new root afterwards (paths::set_root_propagation).
-    let first = if prop.contains(MsFlags::MS_SHARED) {
+    // Shared propagation on "/" would be refused by pivot_root, and an
+    // unbindable "/" cannot be bind-mounted onto itself below (EINVAL), so
+    // both are applied to the new root afterwards (paths::set_root_propagation).
+    let first = if prop.intersects(MsFlags::MS_SHARED | MsFlags::MS_UNBINDABLE) {
         MsFlags::MS_SLAVE | MsFlags::MS_REC
     } else {
         prop

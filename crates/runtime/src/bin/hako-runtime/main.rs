@@ -29,12 +29,13 @@ pub struct Cli {
     /// Interpret cgroupsPath as "slice:prefix:name" (systemd driver naming)
     #[arg(long, global = true)]
     systemd_cgroup: bool,
-    /// Accepted for runc compatibility; rootless mode is detected automatically
+    /// As runc's: auto (the default), or true/false where that is what
+    /// detection finds (rootless mode is detected, never forced)
     #[arg(long = "rootless", id = "global_rootless", hide = true)]
-    _rootless: Option<String>,
-    /// Accepted for runc compatibility; checkpointing is not supported
+    rootless: Option<String>,
+    /// runc's path to criu: refused, checkpoint/restore is not supported
     #[arg(long = "criu", hide = true)]
-    _criu: Option<String>,
+    criu: Option<String>,
     #[command(subcommand)]
     cmd: Command,
 }
@@ -61,6 +62,10 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     let logger = log::Logger::new(cli.log.as_deref(), cli.log_format == "json");
+    if let Err(e) = check_runc_options(&cli) {
+        logger.error(&e);
+        std::process::exit(1);
+    }
     let result = match &cli.cmd {
         Command::Create(a) => commands::create::run(&cli, a),
         Command::Start(a) => commands::start::run(&cli, a),
@@ -85,6 +90,34 @@ fn main() {
             std::process::exit(1);
         }
     }
+}
+
+/// runc's global options that hako-runtime takes only where it does what
+/// they ask: anything else is refused rather than silently ignored.
+fn check_runc_options(cli: &Cli) -> Result<(), String> {
+    if cli.criu.is_some() {
+        return Err("--criu: checkpoint/restore is not supported".into());
+    }
+    if let Some(v) = &cli.rootless {
+        let detected = !nix::unistd::Uid::effective().is_root();
+        let ok = match v.as_str() {
+            "auto" => true,
+            "true" => detected,
+            "false" => !detected,
+            _ => {
+                return Err(format!(
+                    "--rootless: unknown value {v:?}: use auto, true or false"
+                ))
+            }
+        };
+        if !ok {
+            return Err(format!(
+                "--rootless {v}: not supported: rootless mode is detected (running as {}), use auto",
+                if detected { "non-root" } else { "root" }
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
