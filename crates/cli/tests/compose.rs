@@ -757,3 +757,270 @@ fn compose_events_follow_the_projects_containers() {
     }
     ok(&r, &dir, &["down", "-t", "0"]);
 }
+
+/// Issue 13 point 9: `container_name` names the service's container (it was
+/// accepted and ignored), `service:` network modes find it, and more than one
+/// replica of it is refused.
+#[test]
+fn container_name_is_honoured_and_refused_with_replicas() {
+    let r = Root::new();
+    let dir = r.dir().join("named");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cname = format!(
+        "hk-cn-{}",
+        r.dir()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .to_lowercase()
+    )
+    .replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "");
+    std::fs::write(
+        dir.join("compose.yaml"),
+        format!(
+            r#"
+name: named
+services:
+  web:
+    image: busybox
+    container_name: {cname}
+    command: ["sh", "-c", "mkdir /www && echo named > /www/index.html && httpd -f -p 8080 -h /www"]
+  probe:
+    image: busybox
+    network_mode: "service:web"
+    command: ["sh", "-c", "wget -qO- http://127.0.0.1:8080/ > /tmp/got; sleep 1000"]
+"#
+        ),
+    )
+    .unwrap();
+    ok(&r, &dir, &["up", "-d"]);
+    let names: Vec<String> = r.ps_all().into_iter().map(|(n, _, _)| n).collect();
+    assert!(names.contains(&cname), "{names:?}");
+    assert!(!names.iter().any(|n| n == "named-web-1"), "{names:?}");
+    assert_eq!(
+        r.inspect(&cname)["Config"]["Labels"]["com.docker.compose.service"],
+        "web"
+    );
+    wait_for("the probe to reach the named container's loopback", || {
+        r.run(&["exec", "named-probe-1", "cat", "/tmp/got"])
+            .stdout
+            .starts_with(b"named")
+    });
+    // exec and a second up find it by its name (no recreation).
+    assert_eq!(ok(&r, &dir, &["exec", "web", "echo", "hi"]).trim(), "hi");
+    let id = r.inspect(&cname)["Id"].as_str().unwrap().to_string();
+    let out = compose(&r, &dir, &["up", "-d"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("Container {cname}  Running")));
+    assert_eq!(r.inspect(&cname)["Id"].as_str().unwrap(), id);
+    // Two replicas of one name: refused, nothing changed.
+    let out = compose(&r, &dir, &["up", "-d", "--scale", "web=2"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--scale web=2: service web has a container_name"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    std::fs::write(
+        dir.join("compose.yaml"),
+        format!("name: named\nservices:\n  web:\n    image: busybox\n    container_name: {cname}\n    scale: 2\n"),
+    )
+    .unwrap();
+    let out = compose(&r, &dir, &["up", "-d"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("services.web.container_name: cannot be used with 2 replicas"));
+    assert_eq!(r.inspect(&cname)["Id"].as_str().unwrap(), id);
+    std::fs::write(
+        dir.join("compose.yaml"),
+        format!("name: named\nservices:\n  web:\n    image: busybox\n    container_name: {cname}\n  probe:\n    image: busybox\n    network_mode: \"service:web\"\n"),
+    )
+    .unwrap();
+    ok(&r, &dir, &["down", "-t", "1"]);
+    assert!(r.ps_all().is_empty());
+}
+
+/// Issue 13 points 3, 8 and 10 through the command: hostile or out-of-range
+/// input fails in one line that names the file or field and carries none of
+/// the input's bytes.
+#[test]
+fn hostile_compose_input_fails_in_one_line() {
+    let r = Root::new();
+    let dir = r.dir().join("hostile");
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = dir.join("shadow");
+    std::fs::write(&secret, "root:$6$TOPSECRET\x1b[31m:19000::::::\n").unwrap();
+    for (file, want) in [
+        (
+            "services:\n  web:\n    image: busybox\n    env_file: /dev/zero\n".to_string(),
+            "services.web.env_file[0]: /dev/zero: is a device, not a regular file".to_string(),
+        ),
+        (
+            format!(
+                "services:\n  web:\n    image: busybox\n    env_file: {}\n",
+                secret.display()
+            ),
+            format!(
+                "services.web.env_file[0]: {}:1: expected KEY=VALUE",
+                secret.display()
+            ),
+        ),
+        (
+            format!(
+                "include: [{}]\nservices:\n  web:\n    image: busybox\n",
+                secret.display()
+            ),
+            format!("{}: not a compose file: ", secret.display()),
+        ),
+        (
+            "services:\n  web:\n    image: busybox\n    deploy: {replicas: 4294967296}\n"
+                .to_string(),
+            "services.web.deploy.replicas: must be a whole number from 0 to 10000".to_string(),
+        ),
+        (
+            "services:\n  ~:\n    image: busybox\n".to_string(),
+            "line 2, column 3: a mapping key is null: keys must be strings".to_string(),
+        ),
+        (
+            "services:\n  \"\\e[31mweb\":\n    image: busybox\n    bogus: 1\n".to_string(),
+            "services.\\u{1b}[31mweb: is not a valid name: use letters, digits, '.', '_' and '-'"
+                .to_string(),
+        ),
+    ] {
+        std::fs::write(dir.join("compose.yaml"), &file).unwrap();
+        let out = compose(&r, &dir, &["config"]);
+        assert!(!out.status.success(), "{file}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&want), "{file}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(
+            !err.contains("TOPSECRET") && !err.contains("Option<"),
+            "{err}"
+        );
+        assert!(!out.stderr.contains(&0x1b), "{err}");
+    }
+}
+
+/// A `hako registry serve` on 127.0.0.1 (an ephemeral port) for the test's
+/// life: its address, and a guard that stops it.
+fn registry(r: &Root) -> (String, impl Drop) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hako"))
+        .arg("--root")
+        .arg(r.dir().join("registry"))
+        .args(["registry", "serve", "--addr", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let guard = Kill(child);
+    (line.trim().rsplit(' ').next().unwrap().to_string(), guard)
+}
+
+/// Issue 12 point 9: `compose up`/`create` pull images missing from the
+/// store (they failed "image not found"), as `pull_policy` and `--pull`
+/// say, with progress unless `--quiet-pull`; `run --pull` shares the path.
+#[test]
+fn up_and_create_pull_missing_images_by_policy() {
+    let r = Root::new();
+    let dir = r.dir().join("pulling");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (addr, _registry) = registry(&r);
+    let image = format!("{addr}/pulling/busybox:1");
+    r.ok(&["tag", "busybox", &image]);
+    r.ok(&["push", &image]);
+    r.ok(&["rmi", &image]);
+    let has_image = || {
+        r.ok(&["images"])
+            .contains(&format!("{addr}/pulling/busybox"))
+    };
+    assert!(!has_image());
+    let write = |policy: &str| {
+        std::fs::write(
+            dir.join("compose.yaml"),
+            format!(
+                "name: pulling\nservices:\n  web:\n    image: {image}\n    command: [\"sleep\", \"1000\"]\n{policy}"
+            ),
+        )
+        .unwrap()
+    };
+
+    // pull_policy: never, missing image: refused, nothing pulled or created.
+    write("    pull_policy: never\n");
+    let out = compose(&r, &dir, &["up", "-d"]);
+    assert!(!out.status.success());
+    assert!(!has_image());
+    assert!(r.ps_all().is_empty());
+
+    // The default (missing): `create` pulls with progress, creates, starts nothing.
+    write("");
+    let out = compose(&r, &dir, &["create"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains(&format!("Image {image}  Pulling")), "{err}");
+    assert!(err.contains(&format!("Image {image}  Pulled")), "{err}");
+    assert!(err.contains("Container pulling-web-1  Created"), "{err}");
+    assert!(has_image());
+    assert_eq!(r.state_of("pulling-web-1").unwrap().0, "created");
+    // Present now: `up` pulls nothing and starts it.
+    let out = compose(&r, &dir, &["up", "-d"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("Pulling"), "{err}");
+    assert_eq!(r.state_of("pulling-web-1").unwrap().0, "running");
+    // `--pull always` pulls what is present.
+    let out = compose(&r, &dir, &["up", "-d", "--pull", "always"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains(&format!("Image {image}  Pulled")), "{err}");
+    ok(&r, &dir, &["down", "-t", "0"]);
+
+    // `up --pull missing --quiet-pull` after the image went: pulled, silently.
+    r.ok(&["rmi", &image]);
+    write("    pull_policy: never\n");
+    let out = compose(&r, &dir, &["up", "-d", "--pull", "missing", "--quiet-pull"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        !err.contains("Pulling") && !err.contains("Download"),
+        "{err}"
+    );
+    assert!(has_image());
+    assert_eq!(r.state_of("pulling-web-1").unwrap().0, "running");
+    ok(&r, &dir, &["down", "-t", "0"]);
+
+    // A policy that does not exist: the field's path, before anything runs.
+    write("    pull_policy: sometimes\n");
+    let out = compose(&r, &dir, &["up", "-d"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("services.web.pull_policy: invalid pull policy \"sometimes\""),
+        "{err}"
+    );
+    let out = compose(&r, &dir, &["up", "-d", "--pull", "sometimes"]);
+    assert!(!out.status.success());
+
+    // `hako run --pull missing` goes through the same library path.
+    r.ok(&["rmi", &image]);
+    let out = r.run(&["run", "--rm", &image, "echo", "ran"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("Unable to find image '{image}' locally")),
+        "{err}"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ran");
+    assert!(r.ps_all().is_empty());
+}

@@ -23,11 +23,43 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The field path may hold keys from the file: shown with control
+/// characters escaped, so an error never carries raw input bytes.
 pub(crate) fn field(field: impl Into<String>, message: impl Into<String>) -> Error {
     Error::Field {
-        field: field.into(),
+        field: shown(&field.into()),
         message: message.into(),
     }
+}
+
+/// Text from the input (a key, a path) made safe for a one-line message:
+/// control characters escaped as `\u{..}`, the rest kept.
+pub fn shown(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
+/// A value from the input quoted for a message: escaped (as `{:?}` does)
+/// and cut to a readable length.
+pub fn quoted(s: &str) -> String {
+    const MAX: usize = 64;
+    match s.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{:?}...", &s[..i]),
+        None => format!("{s:?}"),
+    }
+}
+
+/// A path for a message (see [`shown`]).
+pub fn shown_path(p: &std::path::Path) -> String {
+    shown(&p.display().to_string())
 }
 
 pub(crate) trait EngineContext<T> {

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::error::{field, Result};
+use crate::error::{field, shown, Result};
+use crate::numbers;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Project {
@@ -33,8 +34,15 @@ pub struct ServiceNetwork {
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Service {
     pub image: Option<String>,
+    /// `container_name`: the one container's name instead of `PROJECT-SERVICE-1`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub build: Option<Value>,
+    /// `pull_policy` as written (checked at load): always, never, missing,
+    /// if_not_present, build, daily, weekly, every_N.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pull_policy: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -110,6 +118,18 @@ pub struct Port {
     pub protocol: String,
 }
 
+impl Port {
+    /// The `-p` form of this port (`[IP:][HOST:]TARGET/PROTO`).
+    pub fn spec(&self) -> String {
+        match (&self.host_ip, &self.published) {
+            (Some(ip), Some(h)) => format!("{ip}:{h}:{}/{}", self.target, self.protocol),
+            (Some(ip), None) => format!("{ip}::{}/{}", self.target, self.protocol),
+            (None, Some(h)) => format!("{h}:{}/{}", self.target, self.protocol),
+            (None, None) => format!("{}/{}", self.target, self.protocol),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct VolumeMount {
     /// "volume", "bind" or "tmpfs".
@@ -167,6 +187,15 @@ pub struct VolumeDef {
     pub labels: BTreeMap<String, String>,
 }
 
+/// Compose's rule for the names of services, networks, volumes, configs
+/// and secrets (they become parts of engine names and DNS aliases).
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
 /// Compose's project-name rule: lowercase letters, digits, `-` and `_`.
 pub fn normalize_name(s: &str) -> String {
     s.to_ascii_lowercase()
@@ -213,6 +242,43 @@ fn string_list(v: Option<&Value>, path: &str) -> Result<Vec<String>> {
         Some(Value::String(s)) => Ok(vec![s.clone()]),
         Some(_) => Err(field(path, "must be a list of strings")),
     }
+}
+
+/// `env_file`: a path, or a list of paths and `{path, required}` mappings.
+fn env_files(v: Option<&Value>, path: &str) -> Result<Vec<(String, bool)>> {
+    let items = match v {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(a)) => a.iter().collect(),
+        Some(other) => vec![other],
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, x)| {
+            let here = format!("{path}[{i}]");
+            match x {
+                Value::Object(m) => {
+                    if let Some(k) = m
+                        .keys()
+                        .find(|k| !["path", "required"].contains(&k.as_str()))
+                    {
+                        return Err(field(
+                            format!("{here}.{k}"),
+                            "is not supported by hako compose",
+                        ));
+                    }
+                    let p = opt_string(x, "path", &here)?
+                        .ok_or_else(|| field(format!("{here}.path"), "is required"))?;
+                    let required = match x.get("required") {
+                        None | Some(Value::Null) => true,
+                        Some(_) => boolean(x, "required", &here)?,
+                    };
+                    Ok((p, required))
+                }
+                other => Ok((string(other, &here)?, true)),
+            }
+        })
+        .collect()
 }
 
 /// A command: a list, or a string split as a shell would (quotes honoured).
@@ -314,11 +380,9 @@ fn key_values(
     Ok(out)
 }
 
-/// "1m30s", "10s", "500ms" → whole seconds (rounded up).
+/// "1m30s", "10s", "500ms" → whole seconds (rounded up), range-checked.
 pub fn duration_secs(s: &str, path: &str) -> Result<u32> {
-    hako_engine::options::parse_duration(s)
-        .map(|ns| (ns as u64).div_ceil(1_000_000_000) as u32)
-        .map_err(|e| field(path, e.to_string()))
+    numbers::duration_secs(s, path)
 }
 
 fn ports(v: Option<&Value>, path: &str) -> Result<Vec<Port>> {
@@ -333,17 +397,25 @@ fn ports(v: Option<&Value>, path: &str) -> Result<Vec<Port>> {
         let here = format!("{path}[{i}]");
         match p {
             Value::Object(_) => {
-                let target = p
-                    .get("target")
-                    .and_then(Value::as_u64)
-                    .filter(|t| (1..=65535).contains(t))
-                    .ok_or_else(|| field(&here, "target must be a port number"))?;
-                out.push(Port {
-                    target: target as u16,
+                let target = match p.get("target") {
+                    None | Some(Value::Null) => {
+                        return Err(field(format!("{here}.target"), "is required"))
+                    }
+                    Some(t) => numbers::integer(t, &format!("{here}.target"), 1, 65535)? as u16,
+                };
+                let port = Port {
+                    target,
                     published: opt_string(p, "published", &here)?,
                     host_ip: opt_string(p, "host_ip", &here)?,
                     protocol: opt_string(p, "protocol", &here)?.unwrap_or_else(|| "tcp".into()),
-                });
+                };
+                if let Some(h) = &port.published {
+                    numbers::port_or_range(h, &format!("{here}.published"))?;
+                }
+                // The same check `up` makes (host address, protocol), now.
+                hako_engine::network::ports::parse_publish(&port.spec())
+                    .map_err(|e| field(&here, e.to_string()))?;
+                out.push(port);
             }
             other => {
                 let s = string(other, &here)?;
@@ -493,6 +565,7 @@ fn service(name: &str, v: &Value, dir: &Path, env: &BTreeMap<String, String>) ->
         "cpus",
         "profiles",
         "container_name",
+        "pull_policy",
         "dns",
         "tty",
         "stdin_open",
@@ -506,11 +579,15 @@ fn service(name: &str, v: &Value, dir: &Path, env: &BTreeMap<String, String>) ->
         }
     }
     let mut environment = BTreeMap::new();
-    for (i, f) in string_list(v.get("env_file"), &format!("{path}.env_file"))?
-        .iter()
+    for (i, (f, required)) in env_files(v.get("env_file"), &format!("{path}.env_file"))?
+        .into_iter()
         .enumerate()
     {
         let p = dir.join(f);
+        // `required: false` skips a file that is not there (only that).
+        if !required && std::fs::symlink_metadata(&p).is_err() {
+            continue;
+        }
         environment.extend(
             crate::load::parse_env_file(&p)
                 .map_err(|e| field(format!("{path}.env_file[{i}]"), e.to_string()))?,
@@ -625,52 +702,144 @@ fn service(name: &str, v: &Value, dir: &Path, env: &BTreeMap<String, String>) ->
                 Some(Value::String(s)) => vec!["CMD-SHELL".to_string(), s.clone()],
                 other => string_list(other, &format!("{here}.test"))?,
             };
+            let dur = |k: &str| -> Result<Option<String>> {
+                let d = opt_string(h, k, &here)?;
+                if let Some(d) = &d {
+                    numbers::duration_ns(d, &format!("{here}.{k}"))?;
+                }
+                Ok(d)
+            };
             Some(Healthcheck {
                 test,
-                interval: opt_string(h, "interval", &here)?,
-                timeout: opt_string(h, "timeout", &here)?,
-                retries: h.get("retries").and_then(Value::as_i64),
-                start_period: opt_string(h, "start_period", &here)?,
-                start_interval: opt_string(h, "start_interval", &here)?,
+                interval: dur("interval")?,
+                timeout: dur("timeout")?,
+                retries: match h.get("retries") {
+                    None | Some(Value::Null) => None,
+                    Some(r) => Some(numbers::integer(
+                        r,
+                        &format!("{here}.retries"),
+                        0,
+                        i32::MAX as i64,
+                    )?),
+                },
+                start_period: dur("start_period")?,
+                start_interval: dur("start_interval")?,
                 disable: boolean(h, "disable", &here)?,
             })
         }
     };
-    let replicas = match (
-        v.get("deploy").and_then(|d| d.get("replicas")),
-        v.get("scale"),
-    ) {
-        (Some(r), _) | (None, Some(r)) => r
-            .as_u64()
-            .ok_or_else(|| field(format!("{path}.deploy.replicas"), "must be a number"))?
-            as u32,
+    let deploy = match v.get("deploy") {
+        None | Some(Value::Null) => None,
+        Some(d @ Value::Object(_)) => Some(d),
+        Some(_) => return Err(field(format!("{path}.deploy"), "must be a mapping")),
+    };
+    let replicas = match (deploy.and_then(|d| d.get("replicas")), v.get("scale")) {
+        (Some(r), _) => numbers::replicas(r, &format!("{path}.deploy.replicas"))?,
+        (None, Some(r)) => numbers::replicas(r, &format!("{path}.scale"))?,
         (None, None) => 1,
     };
+    // deploy.resources.limits: what compose applies outside a swarm too.
+    let limits = deploy
+        .and_then(|d| d.get("resources"))
+        .and_then(|r| r.get("limits"));
+    let limit = |k: &str| -> Result<Option<String>> {
+        match limits {
+            Some(l) => opt_string(l, k, &format!("{path}.deploy.resources.limits")),
+            None => Ok(None),
+        }
+    };
+    let mem_limit = match opt_string(v, "mem_limit", &path)? {
+        Some(m) => Some((m, format!("{path}.mem_limit"))),
+        None => limit("memory")?.map(|m| (m, format!("{path}.deploy.resources.limits.memory"))),
+    };
+    if let Some((m, here)) = &mem_limit {
+        numbers::bytes(m, here)?;
+    }
+    let cpus = match opt_string(v, "cpus", &path)? {
+        Some(c) => Some((c, format!("{path}.cpus"))),
+        None => limit("cpus")?.map(|c| (c, format!("{path}.deploy.resources.limits.cpus"))),
+    };
+    if let Some((c, here)) = &cpus {
+        numbers::cpus(c, here)?;
+    }
+    let shm_size = opt_string(v, "shm_size", &path)?;
+    if let Some(s) = &shm_size {
+        numbers::bytes(s, &format!("{path}.shm_size"))?;
+    }
     let ulimits = match v.get("ulimits") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Object(m)) => m
             .iter()
-            .map(|(k, x)| match x {
-                Value::Object(_) => Ok(format!(
-                    "{k}={}:{}",
-                    x.get("soft").and_then(Value::as_i64).unwrap_or(-1),
-                    x.get("hard").and_then(Value::as_i64).unwrap_or(-1)
-                )),
-                x => Ok(format!(
-                    "{k}={}",
-                    string(x, &format!("{path}.ulimits.{k}"))?
-                )),
+            .map(|(k, x)| {
+                let here = format!("{path}.ulimits.{k}");
+                let n = |x: &Value, f: &str| numbers::integer(x, f, -1, i64::MAX);
+                let u = match x {
+                    Value::Object(_) => {
+                        let part = |which: &str| -> Result<i64> {
+                            let f = format!("{here}.{which}");
+                            match x.get(which) {
+                                None | Some(Value::Null) => Err(field(f, "is required")),
+                                Some(v) => n(v, &f),
+                            }
+                        };
+                        format!("{k}={}:{}", part("soft")?, part("hard")?)
+                    }
+                    x => format!("{k}={}", n(x, &here)?),
+                };
+                // Names and soft <= hard, as `run --ulimit` checks them.
+                hako_engine::options::parse_ulimit(&u).map_err(|e| field(&here, e.to_string()))?;
+                Ok(u)
             })
             .collect::<Result<_>>()?,
         Some(_) => return Err(field(format!("{path}.ulimits"), "must be a mapping")),
     };
     let image = opt_string(v, "image", &path)?;
+    if let Some(i) = &image {
+        if i.is_empty() || i.len() > 512 || i.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(field(
+                format!("{path}.image"),
+                format!("{} is not an image reference", crate::error::quoted(i)),
+            ));
+        }
+    }
     let build = v.get("build").filter(|b| !b.is_null()).cloned();
     if image.is_none() && build.is_none() {
         return Err(field(&path, "needs an image (or a build section)"));
     }
-    Ok(Service {
+    let container_name = opt_string(v, "container_name", &path)?;
+    if let Some(n) = &container_name {
+        let here = format!("{path}.container_name");
+        // Docker's rule for container names.
+        let valid = n.len() >= 2
+            && n.len() <= 128
+            && n.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if !valid {
+            return Err(field(
+                here,
+                format!(
+                    "{} is not a valid container name ([a-zA-Z0-9][a-zA-Z0-9_.-]+)",
+                    crate::error::quoted(n)
+                ),
+            ));
+        }
+        if replicas > 1 {
+            return Err(field(
+                here,
+                format!("cannot be used with {replicas} replicas (deploy.replicas or scale): a container name must be unique"),
+            ));
+        }
+    }
+    let pull_policy = opt_string(v, "pull_policy", &path)?;
+    if let Some(pp) = &pull_policy {
+        hako_image::on_demand::PullPolicy::parse(pp)
+            .map_err(|e| field(format!("{path}.pull_policy"), e.to_string()))?;
+    }
+    let svc = Service {
         image,
+        container_name,
+        pull_policy,
         build,
         command: command(v.get("command"), &format!("{path}.command"))?,
         entrypoint: command(v.get("entrypoint"), &format!("{path}.entrypoint"))?,
@@ -722,9 +891,9 @@ fn service(name: &str, v: &Value, dir: &Path, env: &BTreeMap<String, String>) ->
         tmpfs: string_list(v.get("tmpfs"), &format!("{path}.tmpfs"))?,
         init: boolean(v, "init", &path)?,
         ulimits,
-        mem_limit: opt_string(v, "mem_limit", &path)?,
-        cpus: opt_string(v, "cpus", &path)?,
-        shm_size: opt_string(v, "shm_size", &path)?,
+        mem_limit: mem_limit.map(|(m, _)| m),
+        cpus: cpus.map(|(c, _)| c),
+        shm_size,
         sysctls: key_values(v.get("sysctls"), &format!("{path}.sysctls"), env)?,
         profiles: string_list(v.get("profiles"), &format!("{path}.profiles"))?,
         configs: file_mounts(v.get("configs"), &format!("{path}.configs"), "/")?,
@@ -733,7 +902,37 @@ fn service(name: &str, v: &Value, dir: &Path, env: &BTreeMap<String, String>) ->
             &format!("{path}.secrets"),
             "/run/secrets/",
         )?,
-    })
+    };
+    check(&path, &svc)?;
+    Ok(svc)
+}
+
+/// What `up` would refuse later, refused at load with the field's path.
+fn check(path: &str, svc: &Service) -> Result<()> {
+    use hako_engine::options;
+    for (i, e) in svc.expose.iter().enumerate() {
+        let here = format!("{path}.expose[{i}]");
+        let (ports, proto) = e.split_once('/').unwrap_or((e, "tcp"));
+        numbers::port_or_range(ports, &here)?;
+        if !matches!(proto, "tcp" | "udp" | "sctp") {
+            return Err(field(here, "the protocol must be tcp, udp or sctp"));
+        }
+    }
+    if let Some(r) = &svc.restart {
+        options::parse_restart(r).map_err(|e| field(format!("{path}.restart"), e.to_string()))?;
+    }
+    if let Some(l) = &svc.logging {
+        let opts: Vec<String> = l.options.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        options::parse_log_config(l.driver.as_deref(), &opts)
+            .map_err(|e| field(format!("{path}.logging"), e.to_string()))?;
+    }
+    for (i, t) in svc.tmpfs.iter().enumerate() {
+        options::parse_tmpfs(t).map_err(|e| field(format!("{path}.tmpfs[{i}]"), e.to_string()))?;
+    }
+    if let Some(m) = &svc.mac_address {
+        options::parse_mac(m).map_err(|e| field(format!("{path}.mac_address"), e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// `configs:`/`secrets:` of a service: names, or {source, target}.
@@ -789,7 +988,7 @@ fn file_defs(doc: &Value, key: &str, dir: &Path) -> Result<BTreeMap<String, Path
         if !abs.is_file() {
             return Err(field(
                 format!("{here}.file"),
-                format!("{} does not exist", abs.display()),
+                format!("{} does not exist", crate::error::shown_path(&abs)),
             ));
         }
         out.insert(n.clone(), abs);
@@ -836,6 +1035,16 @@ pub fn project(
         ));
     }
     let mut services = BTreeMap::new();
+    for section in ["services", "networks", "volumes", "configs", "secrets"] {
+        if let Some(Value::Object(m)) = doc.get(section) {
+            if let Some(k) = m.keys().find(|k| !valid_name(k)) {
+                return Err(field(
+                    format!("{section}.{k}"),
+                    "is not a valid name: use letters, digits, '.', '_' and '-'",
+                ));
+            }
+        }
+    }
     match doc.get("services") {
         Some(Value::Object(m)) => {
             for (s, v) in m {
@@ -901,6 +1110,18 @@ pub fn project(
     }
     let configs = file_defs(doc, "configs", dir)?;
     let secrets = file_defs(doc, "secrets", dir)?;
+    // Container names are unique on the host, so within the project too.
+    let mut named: BTreeMap<&str, &str> = BTreeMap::new();
+    for (s, svc) in &services {
+        if let Some(n) = &svc.container_name {
+            if let Some(other) = named.insert(n, s) {
+                return Err(field(
+                    format!("services.{s}.container_name"),
+                    format!("{n} is also the container_name of service {other}"),
+                ));
+            }
+        }
+    }
     // References must resolve before anything runs.
     for (s, svc) in &services {
         for (kind, list, defs) in [
@@ -914,7 +1135,7 @@ pub fn project(
                         format!(
                             "refers to undefined {} {}",
                             kind.trim_end_matches('s'),
-                            m.source
+                            shown(&m.source)
                         ),
                     ));
                 }
@@ -924,7 +1145,7 @@ pub fn project(
             if m.typ == "volume" && !m.source.is_empty() && !volumes.contains_key(&m.source) {
                 return Err(field(
                     format!("services.{s}.volumes[{i}]"),
-                    format!("refers to undefined volume {}", m.source),
+                    format!("refers to undefined volume {}", shown(&m.source)),
                 ));
             }
         }
@@ -932,7 +1153,7 @@ pub fn project(
             if !networks.contains_key(n) {
                 return Err(field(
                     format!("services.{s}.networks"),
-                    format!("refers to undefined network {n}"),
+                    format!("refers to undefined network {}", shown(n)),
                 ));
             }
         }
@@ -944,7 +1165,7 @@ pub fn project(
             if !services.contains_key(d) && doc.get("services").and_then(|m| m.get(d)).is_none() {
                 return Err(field(
                     format!("services.{s}.network_mode"),
-                    format!("refers to undefined service {d}"),
+                    format!("refers to undefined service {}", shown(d)),
                 ));
             }
         }
@@ -952,7 +1173,7 @@ pub fn project(
             if !services.contains_key(d) && doc.get("services").and_then(|m| m.get(d)).is_none() {
                 return Err(field(
                     format!("services.{s}.depends_on"),
-                    format!("refers to undefined service {d}"),
+                    format!("refers to undefined service {}", shown(d)),
                 ));
             }
         }
@@ -969,6 +1190,19 @@ pub fn project(
 }
 
 impl Project {
+    /// The name of replica `n` of `service`: its `container_name`, else
+    /// `PROJECT-SERVICE-N` as docker compose names them.
+    pub fn container_name(&self, service: &str, n: u32) -> String {
+        match self
+            .services
+            .get(service)
+            .and_then(|s| s.container_name.as_ref())
+        {
+            Some(c) => c.clone(),
+            None => format!("{}-{service}-{n}", self.name),
+        }
+    }
+
     /// Services in an order where each comes after what it depends on; a
     /// cycle is an error naming it.
     pub fn order(&self) -> Result<Vec<String>> {
@@ -1087,6 +1321,10 @@ mod tests {
             "services.web: needs an image (or a build section)"
         );
         assert_eq!(
+            e(json!({"services": {"web": {"image": "busy box\u{1b}"}}})),
+            "services.web.image: \"busy box\\u{1b}\" is not an image reference"
+        );
+        assert_eq!(
             e(json!({"services": {"web": {"image": "x", "network_mode": "service:ghost"}}})),
             "services.web.network_mode: refers to undefined service ghost"
         );
@@ -1105,5 +1343,99 @@ mod tests {
             cyc.order().unwrap_err().to_string(),
             "dependency cycle: a -> b -> a"
         );
+    }
+
+    /// Issue 13 point 8: every numeric field is range-checked and the error
+    /// names the field (4294967296 replicas used to become 0).
+    #[test]
+    fn numbers_are_range_checked() {
+        let e = |svc: Value| {
+            let mut svc = svc;
+            svc["image"] = json!("busybox");
+            p(json!({"services": {"web": svc}}))
+                .map(|_| String::new())
+                .unwrap_or_else(|e| e.to_string())
+        };
+        for (svc, want) in [
+            (json!({"deploy": {"replicas": 4294967296u64}}), "services.web.deploy.replicas: must be a whole number from 0 to 10000"),
+            (json!({"scale": 4294967296u64}), "services.web.scale: must be a whole number from 0 to 10000"),
+            (json!({"scale": -1}), "services.web.scale: must be a whole number from 0 to 10000"),
+            (json!({"scale": 1.5}), "services.web.scale: must be a whole number from 0 to 10000"),
+            (json!({"ports": [{"target": 65536}]}), "services.web.ports[0].target: must be a whole number from 1 to 65535"),
+            (json!({"ports": [{"target": 80, "published": 70000}]}), "services.web.ports[0].published: \"70000\" is not a port number (1 to 65535)"),
+            (json!({"expose": ["70000"]}), "services.web.expose[0]: \"70000\" is not a port number (1 to 65535)"),
+            (json!({"cpus": 1e12}), "services.web.cpus: \"1000000000000.0\" is out of range: above 0 and at most 1024"),
+            (json!({"deploy": {"resources": {"limits": {"cpus": "0"}}}}), "services.web.deploy.resources.limits.cpus: \"0\" is out of range: above 0 and at most 1024"),
+            (json!({"mem_limit": "1e30"}), "services.web.mem_limit: \"1e30\" is out of range: at most 1 PiB"),
+            (json!({"shm_size": "99999999t"}), "services.web.shm_size: \"99999999t\" is out of range: at most 1 PiB"),
+            (json!({"ulimits": {"nofile": {"soft": "x", "hard": 2}}}), "services.web.ulimits.nofile.soft: must be a whole number from -1 to 9223372036854775807"),
+            (json!({"ulimits": {"nofile": {"soft": 1}}}), "services.web.ulimits.nofile.hard: is required"),
+            (json!({"ulimits": {"nofile": 18446744073709551615u64}}), "services.web.ulimits.nofile: must be a whole number from -1 to 9223372036854775807"),
+            (json!({"healthcheck": {"test": "true", "retries": -1}}), "services.web.healthcheck.retries: must be a whole number from 0 to 2147483647"),
+            (json!({"healthcheck": {"test": "true", "interval": "9999999999h"}}), "services.web.healthcheck.interval: \"9999999999h\" is out of range: at most 2147483647s"),
+            (json!({"stop_grace_period": "9999999999h"}), "services.web.stop_grace_period: \"9999999999h\" is out of range: at most 2147483647s"),
+        ] {
+            assert_eq!(e(svc.clone()), want, "{svc}");
+        }
+        // In range: kept.
+        let ok = p(
+            json!({"services": {"web": {"image": "b", "scale": "3", "cpus": 0.5,
+            "ulimits": {"nofile": {"soft": 1024, "hard": 2048}, "core": -1},
+            "deploy": {"resources": {"limits": {"memory": "64m"}}}}}}),
+        )
+        .unwrap();
+        let w = &ok.services["web"];
+        assert_eq!(w.replicas, 3);
+        assert_eq!(w.mem_limit.as_deref(), Some("64m"));
+        assert_eq!(w.ulimits, vec!["nofile=1024:2048", "core=-1"]);
+    }
+
+    /// Issue 13 point 9: container_name is honoured, and refused with more
+    /// than one replica or twice in a project.
+    #[test]
+    fn container_name_rules() {
+        let pr = p(json!({"services": {"web": {"image": "b", "container_name": "my-web"}, "db": {"image": "b"}}})).unwrap();
+        assert_eq!(pr.container_name("web", 1), "my-web");
+        assert_eq!(pr.container_name("db", 1), "myapp-db-1");
+        let e = |doc: Value| p(doc).unwrap_err().to_string();
+        assert_eq!(
+            e(json!({"services": {"web": {"image": "b", "container_name": "w1", "scale": 2}}})),
+            "services.web.container_name: cannot be used with 2 replicas (deploy.replicas or scale): a container name must be unique"
+        );
+        assert!(
+            e(json!({"services": {"web": {"image": "b", "container_name": "a b\u{1b}"}}}))
+                .starts_with(
+                    "services.web.container_name: \"a b\\u{1b}\" is not a valid container name"
+                )
+        );
+        assert_eq!(
+            e(
+                json!({"services": {"a": {"image": "b", "container_name": "same"}, "b": {"image": "b", "container_name": "same"}}})
+            ),
+            "services.b.container_name: same is also the container_name of service a"
+        );
+    }
+
+    #[test]
+    fn env_file_long_form() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("a.env"), "A=1\n").unwrap();
+        let doc = json!({"services": {"web": {"image": "b", "env_file": [
+            "a.env", {"path": "missing.env", "required": false}]}}});
+        let pr = project(&doc, d.path(), None, &BTreeMap::new(), &[]).unwrap();
+        assert_eq!(pr.services["web"].environment["A"], "1");
+        let doc =
+            json!({"services": {"web": {"image": "b", "env_file": [{"path": "missing.env"}]}}});
+        let e = project(&doc, d.path(), None, &BTreeMap::new(), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("services.web.env_file[0]: ")
+                && e.ends_with("missing.env: cannot open: no such file"),
+            "{e}"
+        );
+        // `required: false` does not excuse a device.
+        let doc = json!({"services": {"web": {"image": "b", "env_file": [{"path": "/dev/zero", "required": false}]}}});
+        assert!(project(&doc, d.path(), None, &BTreeMap::new(), &[]).is_err());
     }
 }

@@ -8,9 +8,12 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use hako_distribution::client::ClientOptions;
 use hako_engine::options::{self, HealthOptions};
 use hako_engine::{Container, CreateOptions, Engine, NetworkCreate, Programs, Status};
-use hako_image::ImageStore;
+use hako_image::on_demand::{self, PullPolicy};
+use hako_image::pull::PullOptions;
+use hako_image::{ImageStore, Progress};
 use sha2::{Digest, Sha256};
 
 use crate::error::{EngineContext, Error, Result};
@@ -37,6 +40,9 @@ pub struct UpOptions {
     pub remove_orphans: bool,
     /// Wait for every service to be running (healthy where it has a check).
     pub wait: bool,
+    /// Create the containers only (`compose create`): nothing is started
+    /// and no dependency condition is waited for.
+    pub no_start: bool,
 }
 
 /// One thing `up`/`down` did, for the progress lines.
@@ -203,7 +209,7 @@ impl<'a> Compose<'a> {
                     &hako_engine::names::new_id()[..12]
                 )
             } else {
-                format!("{}-{name}-{n}", p.name)
+                p.container_name(name, n)
             }),
             cmd,
             entrypoint,
@@ -240,12 +246,7 @@ impl<'a> Compose<'a> {
         }
         for port in &svc.ports {
             // Replicas cannot share a fixed host port; compose refuses too.
-            let spec = match (&port.host_ip, &port.published) {
-                (Some(ip), Some(h)) => format!("{ip}:{h}:{}/{}", port.target, port.protocol),
-                (Some(ip), None) => format!("{ip}::{}/{}", port.target, port.protocol),
-                (None, Some(h)) => format!("{h}:{}/{}", port.target, port.protocol),
-                (None, None) => format!("{}/{}", port.target, port.protocol),
-            };
+            let spec = port.spec();
             if oneoff {
                 continue;
             }
@@ -319,9 +320,8 @@ impl<'a> Compose<'a> {
             // The other service's first container, as compose does.
             Some(mode) if mode.starts_with("service:") => {
                 o.network = Some(format!(
-                    "container:{}-{}-1",
-                    p.name,
-                    &mode["service:".len()..]
+                    "container:{}",
+                    p.container_name(&mode["service:".len()..], 1)
                 ));
             }
             Some(mode) => o.network = Some(mode.clone()),
@@ -460,6 +460,55 @@ impl<'a> Compose<'a> {
         Ok(order.into_iter().filter(|s| want.contains(s)).collect())
     }
 
+    /// Pull what the services need before `up`/`create`/`run`, as docker
+    /// compose does: each service's `pull_policy` (default `missing`), or
+    /// `policy` for all of them (`up --pull`). Services with a `build:`
+    /// section are built, not pulled (unless their policy is `always`), and
+    /// each image is pulled once. `on_event` hears "Pulling" before a pull
+    /// (the download's progress goes to `progress`) and "Pulled" after.
+    pub fn pull_images(
+        &self,
+        images: &mut ImageStore,
+        services: &[String],
+        policy: Option<&PullPolicy>,
+        registry: &ClientOptions,
+        progress: &dyn Progress,
+        on_event: &mut dyn FnMut(&Event),
+    ) -> Result<Vec<Event>> {
+        let mut events = Vec::new();
+        let mut done = std::collections::BTreeSet::new();
+        for name in self.selected(services, false)? {
+            let svc = &self.project.services[&name];
+            let Some(image) = &svc.image else { continue };
+            let policy = match (policy, &svc.pull_policy) {
+                (Some(p), _) => p.clone(),
+                (None, Some(p)) => PullPolicy::parse(p).map_err(|e| {
+                    crate::error::field(format!("services.{name}.pull_policy"), e.to_string())
+                })?,
+                (None, None) => PullPolicy::Missing,
+            };
+            if svc.build.is_some() && policy != PullPolicy::Always {
+                continue;
+            }
+            if !done.insert(image.clone()) {
+                continue;
+            }
+            let why = on_demand::pull_needed(images, image, &policy)
+                .map_err(|e| Error::Project(format!("service {name}: image {image}: {e}")))?;
+            if why.is_none() {
+                continue;
+            }
+            let pulling = ev("Image", image, "Pulling");
+            on_event(&pulling);
+            on_demand::pull_reference(images, image, registry, &PullOptions::default(), progress)
+                .map_err(|e| Error::Project(format!("service {name}: {e}")))?;
+            let pulled = ev("Image", image, "Pulled");
+            on_event(&pulled);
+            events.push(pulled);
+        }
+        Ok(events)
+    }
+
     pub fn up(
         &self,
         images: &mut ImageStore,
@@ -467,12 +516,33 @@ impl<'a> Compose<'a> {
         o: &UpOptions,
     ) -> Result<Vec<Event>> {
         let services = self.selected(&o.services, o.no_deps)?;
+        // `--scale` is checked as the file's counts are, before anything changes.
+        for (name, want) in &o.scale {
+            let Some(svc) = self.project.services.get(name) else {
+                return Err(Error::Project(format!(
+                    "--scale {name}={want}: no such service: {name}"
+                )));
+            };
+            if u64::from(*want) > crate::numbers::MAX_REPLICAS {
+                return Err(Error::Project(format!(
+                    "--scale {name}={want}: at most {} replicas",
+                    crate::numbers::MAX_REPLICAS
+                )));
+            }
+            if *want > 1 && svc.container_name.is_some() {
+                return Err(Error::Project(format!(
+                    "--scale {name}={want}: service {name} has a container_name, so it runs one container"
+                )));
+            }
+        }
         let mut events = Vec::new();
         self.ensure_networks(&mut events)?;
         self.ensure_volumes(&mut events)?;
         for name in &services {
             let svc = &self.project.services[name];
-            if o.no_deps {
+            if o.no_start {
+                // Nothing runs, so there is no condition to wait for.
+            } else if o.no_deps {
                 // Dependencies left out on purpose are not waited for.
                 let mut only = svc.clone();
                 only.depends_on.retain(|d, _| services.contains(d));
@@ -484,7 +554,7 @@ impl<'a> Compose<'a> {
             let hash = self.config_hash(name, svc);
             let existing = self.service_containers(name)?;
             for n in 1..=want {
-                let cname = format!("{}-{name}-{n}", self.project.name);
+                let cname = self.project.container_name(name, n);
                 let found = existing.iter().find(|c| c.name == cname);
                 let c = match found {
                     Some(c)
@@ -492,6 +562,10 @@ impl<'a> Compose<'a> {
                     {
                         if c.state.status == Status::Running {
                             events.push(ev("Container", &cname, "Running"));
+                            continue;
+                        }
+                        if o.no_start {
+                            events.push(ev("Container", &cname, "Exists"));
                             continue;
                         }
                         c.clone()
@@ -510,6 +584,9 @@ impl<'a> Compose<'a> {
                         c
                     }
                 };
+                if o.no_start {
+                    continue;
+                }
                 self.engine
                     .start(images, &c.id, programs)
                     .ctx(|| format!("starting container {cname}"))?;
@@ -537,7 +614,7 @@ impl<'a> Compose<'a> {
                 events.push(ev("Container", &c.name, "Removed"));
             }
         }
-        if o.wait {
+        if o.wait && !o.no_start {
             for name in &services {
                 let svc = &self.project.services[name];
                 let cond = if svc.healthcheck.as_ref().is_some_and(|h| !h.disable) {
@@ -690,7 +767,7 @@ impl<'a> Compose<'a> {
 
     /// The first running container of a service (for exec/port).
     pub fn running(&self, service: &str, index: u32) -> Result<Container> {
-        let name = format!("{}-{service}-{index}", self.project.name);
+        let name = self.project.container_name(service, index);
         self.service_containers(service)?
             .into_iter()
             .find(|c| c.name == name && c.state.status == Status::Running)

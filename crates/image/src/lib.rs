@@ -11,6 +11,7 @@
 //! - [`images`]: the image store tying these together.
 //! - [`import`], [`archive`]: rootfs tarballs, docker-archive and OCI layouts.
 //! - [`pull`], [`push`], [`blob_sources`]: images to and from registries.
+//! - [`on_demand`]: pull policies and pulling before a create (one path for every caller).
 
 pub mod archive;
 pub mod blob_sources;
@@ -23,6 +24,7 @@ pub mod layer;
 pub mod lock;
 pub mod manifest;
 pub mod metadata;
+pub mod on_demand;
 pub mod progress;
 pub mod pull;
 pub mod push;

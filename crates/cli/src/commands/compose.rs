@@ -39,6 +39,11 @@ pub enum ComposeCommand {
         after_help = "Examples:\n  hako compose up -d\n  hako compose up -d --scale web=3\n  hako compose -f compose.yaml -f prod.yaml up -d --wait"
     )]
     Up(UpArgs),
+    /// Create the services' containers (pulling and building their images) without starting them.
+    #[command(
+        after_help = "Examples:\n  hako compose create\n  hako compose create --pull always web"
+    )]
+    Create(CreateArgs),
     /// Stop and remove the services' containers and the project's networks.
     Down(DownArgs),
     /// List the project's containers.
@@ -68,7 +73,7 @@ pub enum ComposeCommand {
     /// Print the host address of a service's published port.
     Port(PortArgs),
     /// Pull the services' images.
-    Pull(ServicesArgs),
+    Pull(PullArgs),
     /// Push the services' images.
     Push(ServicesArgs),
     /// Build the services' images (needs hako build).
@@ -108,6 +113,49 @@ pub struct UpArgs {
     /// Build images first (needs hako build).
     #[arg(long)]
     pub build: bool,
+    #[command(flatten)]
+    pub pull: PullFlags,
+    pub services: Vec<String>,
+}
+
+/// `--pull` and `--quiet-pull` of `up`, `create` and `run`.
+#[derive(Debug, Args)]
+pub struct PullFlags {
+    /// Pull images: always, missing or never (default: each service's
+    /// pull_policy, else missing).
+    #[arg(long = "pull", value_name = "POLICY")]
+    pub policy: Option<String>,
+    /// Pull without progress output.
+    #[arg(long = "quiet-pull")]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    #[arg(long = "force-recreate")]
+    pub force_recreate: bool,
+    /// SERVICE=N replicas.
+    #[arg(long)]
+    pub scale: Vec<String>,
+    /// Remove containers of services no longer in the file.
+    #[arg(long = "remove-orphans")]
+    pub remove_orphans: bool,
+    /// Build images first (needs hako build).
+    #[arg(long)]
+    pub build: bool,
+    #[command(flatten)]
+    pub pull: PullFlags,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// No progress output.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Leave out services that have a build section.
+    #[arg(long = "ignore-buildable")]
+    pub ignore_buildable: bool,
     pub services: Vec<String>,
 }
 
@@ -181,6 +229,8 @@ pub struct RunArgs {
     /// Accepted (no TTY is allocated).
     #[arg(short = 'T')]
     pub no_tty: bool,
+    #[command(flatten)]
+    pub pull: PullFlags,
     pub service: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
@@ -269,40 +319,53 @@ pub fn run(g: &Global, a: ComposeArgs) -> Result<()> {
         };
     match a.command {
         ComposeCommand::Up(u) => {
-            // Images a service builds are built with --build, or when missing.
-            build_services(g, &project, &u.services, !u.build)?;
-            let mut scale = BTreeMap::new();
-            for s in &u.scale {
-                let (k, v) = s
-                    .split_once('=')
-                    .with_context(|| format!("invalid --scale {s:?}: expected SERVICE=N"))?;
-                scale.insert(
-                    k.to_string(),
-                    v.parse()
-                        .with_context(|| format!("invalid --scale {s:?}: N must be a number"))?,
-                );
-            }
-            let mut imgs = images()?;
             let programs = super::container::programs(g)?;
-            let events = compose.up(
-                &mut imgs,
+            let events = up_or_create(
+                g,
+                &compose,
                 &programs,
+                &u.services,
+                &u.pull,
+                u.build,
                 &UpOptions {
                     services: u.services.clone(),
                     force_recreate: u.force_recreate,
                     no_deps: u.no_deps,
-                    scale,
+                    scale: parse_scale(&u.scale)?,
                     remove_orphans: u.remove_orphans,
                     wait: u.wait,
+                    no_start: false,
                 },
             )?;
             for e in &events {
                 eprintln!(" {} {}  {}", e.kind, e.name, e.action);
             }
             if !u.detach && !u.wait {
-                drop(imgs);
                 // Attached: follow the logs until every container stops.
                 logs(&engine, &compose, &u.services, true, false, true, None)?;
+            }
+            Ok(())
+        }
+        ComposeCommand::Create(c) => {
+            let programs = super::container::programs(g)?;
+            let events = up_or_create(
+                g,
+                &compose,
+                &programs,
+                &c.services,
+                &c.pull,
+                c.build,
+                &UpOptions {
+                    services: c.services.clone(),
+                    force_recreate: c.force_recreate,
+                    scale: parse_scale(&c.scale)?,
+                    remove_orphans: c.remove_orphans,
+                    no_start: true,
+                    ..Default::default()
+                },
+            )?;
+            for e in &events {
+                eprintln!(" {} {}  {}", e.kind, e.name, e.action);
             }
             Ok(())
         }
@@ -442,6 +505,8 @@ pub fn run(g: &Global, a: ComposeArgs) -> Result<()> {
             std::process::exit(code)
         }
         ComposeCommand::Run(r) => {
+            pull_images(g, &compose, std::slice::from_ref(&r.service), &r.pull)?;
+            build_services(g, &project, std::slice::from_ref(&r.service), true)?;
             let mut imgs = images()?;
             let programs = super::container::programs(g)?;
             let c = compose.create_run(&mut imgs, &r.service, r.command, &r.env)?;
@@ -586,17 +651,22 @@ pub fn run(g: &Global, a: ComposeArgs) -> Result<()> {
                 None => bail!("no port {key} published for service {}", p.service),
             }
         }
-        ComposeCommand::Pull(s) => {
-            for (name, svc) in &project.services {
-                if !s.services.is_empty() && !s.services.contains(name) {
-                    continue;
-                }
-                if let Some(img) = &svc.image {
-                    eprintln!(" Pulling {name} ({img})");
-                    super::distribution::pull_reference(g, img, true)?;
-                }
+        ComposeCommand::Pull(p) => {
+            let services: Vec<String> = project
+                .services
+                .iter()
+                .filter(|(n, _)| p.services.is_empty() || p.services.contains(n))
+                .filter(|(_, svc)| !(p.ignore_buildable && svc.build.is_some()))
+                .map(|(n, _)| n.clone())
+                .collect();
+            if services.is_empty() {
+                return Ok(());
             }
-            Ok(())
+            let flags = PullFlags {
+                policy: Some("always".into()),
+                quiet: p.quiet,
+            };
+            pull_images(g, &compose, &services, &flags)
         }
         ComposeCommand::Push(s) => {
             for (name, svc) in &project.services {
@@ -612,6 +682,93 @@ pub fn run(g: &Global, a: ComposeArgs) -> Result<()> {
         }
         ComposeCommand::Build(s) => build_services(g, &project, &s.services, false),
     }
+}
+
+/// `--scale SERVICE=N` flags.
+fn parse_scale(flags: &[String]) -> Result<BTreeMap<String, u32>> {
+    let mut scale = BTreeMap::new();
+    for s in flags {
+        let (k, v) = s
+            .split_once('=')
+            .with_context(|| format!("invalid --scale {s:?}: expected SERVICE=N"))?;
+        scale.insert(
+            k.to_string(),
+            v.parse()
+                .with_context(|| format!("invalid --scale {s:?}: N must be a number"))?,
+        );
+    }
+    Ok(scale)
+}
+
+/// Pull what the services need (the library's pull-on-demand path, shared
+/// with `hako run`), with progress on stderr unless `--quiet-pull`.
+fn pull_images(
+    g: &Global,
+    compose: &Compose,
+    services: &[String],
+    flags: &PullFlags,
+) -> Result<()> {
+    let policy = match flags.policy.as_deref() {
+        None => None,
+        Some(p @ ("always" | "missing" | "never" | "build")) => {
+            Some(hako_image::on_demand::PullPolicy::parse(p)?)
+        }
+        Some(other) => bail!("invalid --pull {other:?}: use always, missing, never or build"),
+    };
+    let mut imgs = ImageStore::open(&g.root)
+        .with_context(|| format!("opening the image store in {}", g.root.display()))?;
+    let progress = super::distribution::Lines::new(flags.quiet);
+    let quiet = flags.quiet;
+    let events = compose.pull_images(
+        &mut imgs,
+        services,
+        policy.as_ref(),
+        &hako_distribution::client::ClientOptions::default(),
+        &progress,
+        &mut |e| {
+            if !quiet {
+                eprintln!(" {} {}  {}", e.kind, e.name, e.action);
+            }
+        },
+    )?;
+    for e in events {
+        super::events::image_event(g, "pull", &e.name, &e.name);
+    }
+    Ok(())
+}
+
+/// `up` and `create`: pull, build, then create (and for `up`, start).
+fn up_or_create(
+    g: &Global,
+    compose: &Compose,
+    programs: &hako_engine::Programs,
+    services: &[String],
+    pull: &PullFlags,
+    build: bool,
+    o: &UpOptions,
+) -> Result<Vec<hako_compose::Event>> {
+    pull_images(g, compose, services, pull)?;
+    // Images a service builds are built with --build, or when missing
+    // (pull_policy: build and `--pull build` always build).
+    let project = compose.project;
+    let always_build: Vec<String> = project
+        .services
+        .iter()
+        .filter(|(n, svc)| {
+            (services.is_empty() || services.contains(n))
+                && (build
+                    || pull.policy.as_deref() == Some("build")
+                    || svc.pull_policy.as_deref() == Some("build"))
+        })
+        .map(|(n, _)| n.clone())
+        .collect();
+    if !always_build.is_empty() {
+        build_services(g, project, &always_build, false)?;
+    }
+    build_services(g, project, services, true)?;
+    let mut imgs = ImageStore::open(&g.root)
+        .with_context(|| format!("opening the image store in {}", g.root.display()))?;
+    Ok(compose.up(&mut imgs, programs, o)?)
 }
 
 /// Build the images of services with a `build:` section (all, or those

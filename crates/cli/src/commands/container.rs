@@ -496,7 +496,7 @@ fn dispatch(g: &Global, cmd: ContainerCommand) -> Result<()> {
         ContainerCommand::Create(a) => {
             let mut images = open_images(g)?;
             let opts = create_options(&a)?;
-            ensure_image(g, &images, &opts.image, &a.pull)?;
+            super::distribution::pull_for_run(g, &mut images, &opts.image, &a.pull)?;
             let c = engine.create(&mut images, &opts)?;
             println!("{}", c.id);
             Ok(())
@@ -806,24 +806,6 @@ fn duration(s: &Option<String>) -> Result<Option<i64>> {
     Ok(s.as_deref().map(options::parse_duration).transpose()?)
 }
 
-/// `--pull`: fetch the image first when the policy says so (docker's
-/// "Unable to find image … locally", on stderr).
-fn ensure_image(g: &Global, images: &ImageStore, image: &str, policy: &str) -> Result<()> {
-    match policy {
-        "never" => Ok(()),
-        "always" => super::distribution::pull_for_run(g, image, None),
-        "missing" => match images.find(image) {
-            Ok(_) => Ok(()),
-            Err(hako_image::Error::NotFound { .. }) => {
-                eprintln!("Unable to find image '{image}' locally");
-                super::distribution::pull_for_run(g, image, None)
-            }
-            Err(e) => Err(e.into()),
-        },
-        other => anyhow::bail!("invalid --pull {other:?}: use missing, always or never"),
-    }
-}
-
 fn run_container(g: &Global, engine: &Engine, a: Box<RunArgs>) -> Result<()> {
     let (tty, interactive) = (a.create.tty, a.create.interactive);
     if tty && interactive && !a.detach && !interactive::is_tty(0) {
@@ -839,7 +821,7 @@ fn run_container(g: &Global, engine: &Engine, a: Box<RunArgs>) -> Result<()> {
         opts.attach_stdout = false;
         opts.attach_stderr = false;
     }
-    ensure_image(g, &images, &opts.image, &a.create.pull)?;
+    super::distribution::pull_for_run(g, &mut images, &opts.image, &a.create.pull)?;
     let c = engine.create(&mut images, &opts)?;
     // A foreground run is attached, as docker's: output comes live from the
     // monitor (partial lines too), stdin only with -i.

@@ -53,17 +53,18 @@ pub struct RegistryOpts {
 }
 
 impl RegistryOpts {
+    pub(crate) fn options(&self, creds: Option<Credentials>) -> ClientOptions {
+        ClientOptions {
+            insecure_registries: self.insecure.clone(),
+            credentials: creds,
+            chunk_size: self.chunk_size,
+            read_timeout: std::time::Duration::from_secs(self.read_timeout.max(1)),
+            ..ClientOptions::default()
+        }
+    }
+
     pub(crate) fn client(&self, registry: &str, creds: Option<Credentials>) -> Result<Client> {
-        Ok(Client::new(
-            registry,
-            ClientOptions {
-                insecure_registries: self.insecure.clone(),
-                credentials: creds,
-                chunk_size: self.chunk_size,
-                read_timeout: std::time::Duration::from_secs(self.read_timeout.max(1)),
-                ..ClientOptions::default()
-            },
-        )?)
+        Ok(Client::new(registry, self.options(creds))?)
     }
 }
 
@@ -137,14 +138,14 @@ pub fn run(g: &Global, cmd: DistributionCommand) -> Result<()> {
 }
 
 /// Progress: bars on a terminal; off a terminal, one plain line per finished item.
-struct Lines {
+pub(crate) struct Lines {
     display: Display,
     tty: bool,
     quiet: bool,
 }
 
 impl Lines {
-    fn new(quiet: bool) -> Self {
+    pub(crate) fn new(quiet: bool) -> Self {
         Lines {
             display: Display::new(),
             tty: std::io::stderr().is_terminal(),
@@ -173,37 +174,49 @@ impl hako_image::Progress for Lines {
     }
 }
 
-/// Pull as `a` says; progress on stderr, nothing on stdout.
+/// Pull as `a` says; progress on stderr, nothing on stdout. The pull itself
+/// is the library's (`hako_image::on_demand`), shared with run and compose.
 fn fetch(g: &Global, a: &PullArgs) -> Result<(Reference, hako_image::pull::Pulled)> {
-    let reference = Reference::parse(&a.reference)?;
-    let what = || format!("pulling {}", reference.familiar());
     let opts = PullOptions {
         platform: a.platform.as_deref().map(PlatformSpec::parse).transpose()?,
         all_platforms: a.all_platforms,
     };
-    let client = a
-        .registry
-        .client(reference.domain(), None)
-        .with_context(what)?;
     let mut store = ImageStore::open(&g.root)?;
     let progress = Lines::new(a.quiet);
-    let pulled = hako_image::pull::pull(&mut store, &client, &reference, &opts, &progress)
-        .with_context(what)?;
+    let (reference, pulled) = hako_image::on_demand::pull_reference(
+        &mut store,
+        &a.reference,
+        &a.registry.options(None),
+        &opts,
+        &progress,
+    )?;
     super::events::image_event(g, "pull", &reference.familiar(), &reference.familiar());
     Ok((reference, pulled))
 }
 
-/// `run`/`create --pull`: fetch `reference` with default options, saying so
-/// on stderr as docker does (stdout is the container's).
-pub fn pull_for_run(g: &Global, reference: &str, platform: Option<&str>) -> Result<()> {
-    use clap::{Args as _, FromArgMatches as _};
-    let mut argv = vec!["pull", reference];
-    if let Some(p) = platform {
-        argv.extend(["--platform", p]);
+/// `run`/`create --pull POLICY`: fetch `image` first when the policy says
+/// so, through the library's pull-on-demand path, saying so on stderr as
+/// docker does (stdout is the container's).
+pub fn pull_for_run(g: &Global, store: &mut ImageStore, image: &str, policy: &str) -> Result<()> {
+    use hako_image::on_demand::{self, PullPolicy, PullReason};
+    let policy = match policy {
+        "missing" | "always" | "never" => PullPolicy::parse(policy)?,
+        other => bail!("invalid --pull {other:?}: use missing, always or never"),
+    };
+    let Some(why) = on_demand::pull_needed(store, image, &policy)? else {
+        return Ok(());
+    };
+    if why == PullReason::Missing {
+        eprintln!("Unable to find image '{image}' locally");
     }
-    let m = PullArgs::augment_args(clap::Command::new("pull")).try_get_matches_from(argv)?;
-    let a = PullArgs::from_arg_matches(&m)?;
-    let (reference, pulled) = fetch(g, &a)?;
+    let (reference, pulled) = on_demand::pull_reference(
+        store,
+        image,
+        &hako_distribution::client::ClientOptions::default(),
+        &PullOptions::default(),
+        &Lines::new(false),
+    )?;
+    super::events::image_event(g, "pull", &reference.familiar(), &reference.familiar());
     eprintln!("Digest: {}", pulled.digest);
     eprintln!(
         "Status: Downloaded newer image for {}",
@@ -363,18 +376,6 @@ fn read_password() -> Result<String> {
     eprintln!();
     res?;
     Ok(line.trim_end_matches(['\n', '\r']).to_string())
-}
-
-/// `hako pull REF` for other commands (compose pull), with default options.
-pub fn pull_reference(g: &Global, reference: &str, quiet: bool) -> Result<()> {
-    use clap::{Args as _, FromArgMatches as _};
-    let mut argv = vec!["pull"];
-    if quiet {
-        argv.push("-q");
-    }
-    argv.push(reference);
-    let m = PullArgs::augment_args(clap::Command::new("pull")).try_get_matches_from(argv)?;
-    pull(g, PullArgs::from_arg_matches(&m)?)
 }
 
 /// `hako push REF` for other commands (compose push).
