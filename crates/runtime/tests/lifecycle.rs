@@ -415,6 +415,13 @@ fn deleting_a_created_container_kills_its_init() {
     assert!(rt.create(&b, &id).status.success());
     let pid = rt.state(&id)["pid"].as_i64().unwrap();
     rt.ok(&["kill", &id, "9"]);
+    // Only a stopped container may be deleted without --force: wait for the
+    // SIGKILL to land (the state turns stopped once the init is gone).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while rt.state(&id)["status"] != "stopped" {
+        assert!(std::time::Instant::now() < deadline, "{id} never stopped");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     rt.ok(&["delete", &id]);
     let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|s| !s.contains(") Z "))
