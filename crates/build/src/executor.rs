@@ -229,8 +229,7 @@ pub fn build(
         .dockerfile
         .clone()
         .unwrap_or_else(|| opts.context.join("Dockerfile"));
-    let file = dockerfile.display().to_string();
-    let text = fs::read_to_string(&dockerfile).ctx(|| format!("reading {file}"))?;
+    let (file, text) = crate::context::read_dockerfile(&opts.context, &dockerfile)?;
     let df = parser::parse(&text).map_err(|err| Error::Parse {
         file: file.clone(),
         err,

@@ -2168,3 +2168,167 @@ fn built_images_run_in_podman() {
         "copied\nbuilt\npodman\n"
     );
 }
+
+/// `hako build` with TMPDIR set, stdin from `input`; killed after 60 s so a
+/// hang fails the test instead of stalling it.
+fn build_with_input(root: &Root, tmpdir: &Path, args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hako"))
+        .arg("--root")
+        .arg(root.root())
+        .arg("build")
+        .args(args)
+        .env("TMPDIR", tmpdir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if rx.recv_timeout(std::time::Duration::from_secs(60)).is_err() {
+            // SAFETY: kill(2) of our own child's pid, which is not reaped yet.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    });
+    let out = child.wait_with_output().unwrap();
+    drop(tx);
+    watchdog.join().unwrap();
+    out
+}
+
+/// The scratch directories `hako build` made in `tmpdir`.
+fn scratch_dirs(tmpdir: &Path) -> Vec<String> {
+    fs::read_dir(tmpdir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("hako-context-"))
+        .collect()
+}
+
+#[test]
+fn context_files_stay_inside_the_context() {
+    use std::os::unix::fs::symlink;
+    let root = Root::new();
+    let tmpdir = root.dir().join("tmp");
+    fs::create_dir_all(&tmpdir).unwrap();
+    // A host file a hostile context points at: it must never be read.
+    let secret = root.dir().join("secret");
+    fs::write(&secret, "SECRETLINE:$6$hash:19000\n").unwrap();
+    let must_refuse = |out: &Output, what: &str, why: &str| {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{what}: the build should fail");
+        assert!(err.contains(why), "{what}: {err}");
+        assert!(!err.contains("SECRETLINE"), "{what}: leaked: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{what}: {err}");
+    };
+    let escape = "a symbolic link leads outside the build context";
+    // A directory context whose Dockerfile is an absolute or relative link out.
+    for (name, target) in [
+        ("abs", secret.to_str().unwrap().to_string()),
+        ("rel", "../secret".to_string()),
+    ] {
+        let ctx = context(&root, &format!("ctx-{name}"), &[("data", "x")]);
+        symlink(&target, ctx.join("Dockerfile")).unwrap();
+        must_refuse(&build(&root, &ctx, &["-q"]), name, escape);
+        // The same with -f naming it inside the context.
+        let f = ctx.join("Dockerfile");
+        must_refuse(
+            &build(&root, &ctx, &["-q", "-f", f.to_str().unwrap()]),
+            name,
+            escape,
+        );
+    }
+    // A .dockerignore (or Dockerfile.dockerignore) that leads out.
+    for ignore in [".dockerignore", "Dockerfile.dockerignore"] {
+        let ctx = context(
+            &root,
+            &format!("ign{ignore}"),
+            &[("Dockerfile", "FROM busybox\n")],
+        );
+        symlink(&secret, ctx.join(ignore)).unwrap();
+        must_refuse(&build(&root, &ctx, &["-q"]), ignore, escape);
+    }
+    // A FIFO or a device as the Dockerfile is refused, not opened.
+    let ctx = context(&root, "fifo", &[("data", "x")]);
+    nix::unistd::mkfifo(
+        &ctx.join("Dockerfile"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    let out = build_with_input(&root, &tmpdir, &["-q", ctx.to_str().unwrap()], b"");
+    must_refuse(&out, "fifo", "not a regular file");
+    let ctx = context(&root, "dev", &[("data", "x")]);
+    symlink("/dev/zero", ctx.join("Dockerfile")).unwrap();
+    must_refuse(&build(&root, &ctx, &["-q"]), "dev", escape);
+    let out = build_with_input(
+        &root,
+        &tmpdir,
+        &["-q", "-f", "/dev/zero", ctx.to_str().unwrap()],
+        b"",
+    );
+    must_refuse(&out, "-f /dev/zero", "not a regular file");
+    // A link that stays inside the context is followed.
+    let ctx = context(
+        &root,
+        "inside",
+        &[
+            ("sub/Dockerfile.real", "FROM busybox\nCOPY data /data\n"),
+            ("data", "in\n"),
+        ],
+    );
+    symlink("sub/Dockerfile.real", ctx.join("Dockerfile")).unwrap();
+    build_ok(&root, &ctx, &["-q", "-t", "inside"]);
+    // A tar context on standard input whose Dockerfile links out.
+    let t = context(&root, "tarctx", &[("data", "x")]);
+    symlink(&secret, t.join("Dockerfile")).unwrap();
+    let tar = root.dir().join("tarctx.tar");
+    assert!(Command::new("tar")
+        .args(["-cf", tar.to_str().unwrap(), "-C", t.to_str().unwrap(), "."])
+        .status()
+        .unwrap()
+        .success());
+    let out = build_with_input(&root, &tmpdir, &["-q", "-"], &fs::read(&tar).unwrap());
+    must_refuse(&out, "tar", escape);
+    // Nothing of the builds is left in TMPDIR.
+    assert_eq!(scratch_dirs(&tmpdir), Vec::<String>::new());
+}
+
+#[test]
+fn killed_build_leaves_no_context_directory() {
+    use std::io::Write;
+    let root = Root::new();
+    let tmpdir = root.dir().join("tmp");
+    fs::create_dir_all(&tmpdir).unwrap();
+    // Killed while it reads its context from standard input.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hako"))
+        .arg("--root")
+        .arg(root.root())
+        .args(["build", "-q", "-"])
+        .env("TMPDIR", &tmpdir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"FROM busybox\n").unwrap();
+    engine_common::wait_for("the build's context directory", || {
+        !scratch_dirs(&tmpdir).is_empty()
+    });
+    let left = scratch_dirs(&tmpdir);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(stdin);
+    assert_eq!(scratch_dirs(&tmpdir), left, "SIGKILL cannot clean up");
+    // The next build removes it (its owner is gone) and its own.
+    let out = build_with_input(&root, &tmpdir, &["-q", "-"], b"FROM busybox\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(scratch_dirs(&tmpdir), Vec::<String>::new());
+}
