@@ -164,6 +164,20 @@ pub(crate) struct Scope {
     pub(crate) args: BTreeMap<String, String>,
     pub(crate) declared: BTreeSet<String>,
     pub(crate) cmd_set: bool,
+    /// Bytes of processed words so far (bounded by `lex::MAX_STAGE_TOTAL`).
+    pub(crate) expanded: std::cell::Cell<usize>,
+}
+
+impl Scope {
+    /// Count `n` more bytes of processed words; an error past the bound.
+    pub(crate) fn spend(&self, n: usize) -> std::result::Result<(), String> {
+        let total = self.expanded.get() + n;
+        self.expanded.set(total);
+        if total > crate::lex::MAX_STAGE_TOTAL {
+            return Err(crate::lex::stage_too_large());
+        }
+        Ok(())
+    }
 }
 
 fn now_secs() -> i64 {
@@ -711,10 +725,14 @@ impl Cx<'_> {
             }
             v
         };
-        let out = self.lexer.word(s, &env).map_err(|e| Error::Parse {
-            file: self.file.clone(),
-            err: ins.error(e),
-        })?;
+        let out = self
+            .lexer
+            .word(s, &env)
+            .and_then(|o| scope.spend(o.len()).map(|_| o))
+            .map_err(|e| Error::Parse {
+                file: self.file.clone(),
+                err: ins.error(e),
+            })?;
         self.undefined(ins, s, &missing.into_inner())?;
         Ok(out)
     }
@@ -769,10 +787,14 @@ impl Cx<'_> {
             }
             v
         };
-        let out = self.lexer.words(s, &env).map_err(|e| Error::Parse {
-            file: self.file.clone(),
-            err: ins.error(e),
-        })?;
+        let out = self
+            .lexer
+            .words(s, &env)
+            .and_then(|o| scope.spend(o.iter().map(String::len).sum()).map(|_| o))
+            .map_err(|e| Error::Parse {
+                file: self.file.clone(),
+                err: ins.error(e),
+            })?;
         self.undefined(ins, s, &missing.into_inner())?;
         Ok(out)
     }
@@ -947,10 +969,13 @@ impl Cx<'_> {
         s: &str,
     ) -> Result<String> {
         let env = |n: &str| Self::lookup(st, scope, n);
-        self.lexer.expand_only(s, &env).map_err(|e| Error::Parse {
-            file: self.file.clone(),
-            err: ins.error(e),
-        })
+        self.lexer
+            .expand_only(s, &env)
+            .and_then(|o| scope.spend(o.len()).map(|_| o))
+            .map_err(|e| Error::Parse {
+                file: self.file.clone(),
+                err: ins.error(e),
+            })
     }
 }
 

@@ -2332,3 +2332,58 @@ fn killed_build_leaves_no_context_directory() {
     );
     assert_eq!(scratch_dirs(&tmpdir), Vec::<String>::new());
 }
+
+/// The one line a failed build printed; the build must have exited (not died
+/// of a signal such as SIGABRT from a stack overflow).
+fn one_line_failure(out: &Output) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.signal(), None, "killed by a signal: {err:.300}");
+    assert!(!out.status.success(), "the build should fail: {err:.300}");
+    let line = error_line(&err);
+    assert!(line.len() < 1000, "a short error: {line:.300}");
+    line
+}
+
+#[test]
+fn expansion_bombs_fail_in_one_line() {
+    let root = Root::new();
+    let tmpdir = root.dir().join("tmp");
+    fs::create_dir_all(&tmpdir).unwrap();
+    let nest = |n: usize| "${a:-".repeat(n) + "x" + &"}".repeat(n);
+    // 4000 nested defaults: a stack overflow aborted the build.
+    for (name, text) in [
+        ("env", format!("FROM busybox\nENV X={}\n", nest(4000))),
+        ("arg", format!("ARG X={}\nFROM busybox\n", nest(4000))),
+        ("label", format!("FROM busybox\nLABEL X={}\n", nest(4000))),
+    ] {
+        let out = build_with_input(&root, &tmpdir, &["-q", "-"], text.as_bytes());
+        let line = one_line_failure(&out);
+        assert!(line.contains("nested more than 64 deep"), "{name}: {line}");
+    }
+    // 64 levels are fine.
+    let ok = format!("FROM busybox\nENV X={}\n", nest(64));
+    let out = build_with_input(&root, &tmpdir, &["-q", "-t", "nest64", "-"], ok.as_bytes());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let env = inspect(&root, "nest64")["Config"]["Env"].to_string();
+    assert!(env.contains("\"X=x\""), "{env}");
+    // Values that double from line to line: memory grew without bound.
+    for kw in ["ENV", "ARG"] {
+        let mut text = format!("FROM busybox\n{kw} e0=x\n");
+        for i in 0..40 {
+            text.push_str(&format!("{kw} e{}=${{e{i}}}${{e{i}}}\n", i + 1));
+        }
+        let out = build_with_input(&root, &tmpdir, &["-q", "-"], text.as_bytes());
+        let line = one_line_failure(&out);
+        assert!(
+            line.contains("variable expansion larger than 1 MiB"),
+            "{kw}: {line}"
+        );
+        // The 21st line is the first whose value passes 1 MiB.
+        assert!(line.contains(":23:"), "{kw}: {line}");
+    }
+}
