@@ -13,7 +13,7 @@ use hako_image::Digest;
 use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, IoContext, Result};
-use crate::state::State;
+use crate::state::{History, State};
 
 pub struct Cache {
     dir: PathBuf,
@@ -73,14 +73,34 @@ impl Cache {
         all_there.then_some(state)
     }
 
+    /// The history entry a config-only step (ENV, LABEL, …) recorded: the
+    /// state after it is the state before with the instruction applied, so
+    /// only what is not reproducible (its time) is stored. Storing the
+    /// whole state made N such lines cost O(N²).
+    pub fn get_meta(&self, key: &str) -> Option<History> {
+        let bytes = fs::read(self.dir.join("steps").join(format!("{key}.meta.json"))).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Record a config-only step's history entry.
+    pub fn put_meta(&self, key: &str, history: &History) -> Result<()> {
+        let json = serde_json::to_vec(history)
+            .map_err(|e| Error::Invalid(format!("serialising cache entry {key}: {e}")))?;
+        self.write(&format!("{key}.meta"), &json)
+    }
+
     /// Record the state after a step (temp file, then rename).
     pub fn put(&self, key: &str, state: &State) -> Result<()> {
-        let dir = self.dir.join("steps");
         let json = serde_json::to_vec(state)
             .map_err(|e| Error::Invalid(format!("serialising cache entry {key}: {e}")))?;
+        self.write(key, &json)
+    }
+
+    fn write(&self, key: &str, json: &[u8]) -> Result<()> {
+        let dir = self.dir.join("steps");
         let mut tmp =
             tempfile::NamedTempFile::new_in(&dir).ctx(|| format!("creating cache entry {key}"))?;
-        tmp.write_all(&json)
+        tmp.write_all(json)
             .ctx(|| format!("writing cache entry {key}"))?;
         tmp.persist(dir.join(format!("{key}.json")))
             .map_err(|e| Error::io(format!("storing cache entry {key}"), e.error))?;
@@ -115,6 +135,14 @@ pub fn prune(store: &hako_image::ImageStore, all: bool) -> Result<PruneReport> {
             let _ = fs::remove_file(e.path());
             continue;
         };
+        if key.ends_with(".meta") {
+            // A config-only step's entry: no layers to lose, a few hundred bytes.
+            if all {
+                fs::remove_file(e.path()).ctx(|| format!("removing cache entry {key}"))?;
+                report.entries += 1;
+            }
+            continue;
+        }
         if all || cache.get(key, store.content(), store.snapshots()).is_none() {
             fs::remove_file(e.path()).ctx(|| format!("removing cache entry {key}"))?;
             report.entries += 1;

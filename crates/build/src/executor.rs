@@ -594,10 +594,18 @@ impl Cx<'_> {
                                 .map(|d| (*d, done[d].clone()))
                                 .collect();
                             let tx = tx.clone();
-                            s.spawn(move || {
-                                let r = self.stage(si, &deps);
-                                let _ = tx.send((si, r));
-                            });
+                            // A roomy stack: a stage walks deep trees.
+                            let spawned = std::thread::Builder::new()
+                                .name(format!("stage-{si}"))
+                                .stack_size(64 << 20)
+                                .spawn_scoped(s, move || {
+                                    let r = self.stage(si, &deps);
+                                    let _ = tx.send((si, r));
+                                });
+                            if let Err(e) = spawned {
+                                running -= 1;
+                                first_err.get_or_insert(Error::io("starting a stage thread", e));
+                            }
                         }
                     }
                 }
@@ -864,22 +872,31 @@ impl Cx<'_> {
         self.steps.fetch_add(1, Ordering::SeqCst);
         let t = Instant::now();
         self.progress.start(id, name);
-        if let Some(c) = self.cached_state(&k) {
-            *st = c;
+        apply(st);
+        let cached = if self.opts.no_cache {
+            None
+        } else {
+            self.cache
+                .get_meta(&k)
+                .filter(|h| h.created_by.as_deref() == Some(desc.as_str()))
+        };
+        if let Some(h) = cached {
+            st.created = h.created.clone().unwrap_or_default();
+            st.history.push(h);
             self.cached.fetch_add(1, Ordering::SeqCst);
             self.progress.done(id, true, t.elapsed());
         } else {
-            apply(st);
             let created = self.created();
-            st.history.push(History {
+            let h = History {
                 created: Some(created.clone()),
                 created_by: Some(desc),
                 comment: Some(HISTORY_COMMENT.into()),
                 empty_layer: true,
                 ..Default::default()
-            });
+            };
+            self.cache.put_meta(&k, &h)?;
+            st.history.push(h);
             st.created = created;
-            self.cache.put(&k, st)?;
             self.progress.done(id, false, t.elapsed());
         }
         *key = k;

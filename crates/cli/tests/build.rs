@@ -2387,3 +2387,51 @@ fn expansion_bombs_fail_in_one_line() {
         assert!(line.contains(":23:"), "{kw}: {line}");
     }
 }
+
+#[test]
+fn many_instructions_build_in_linear_time() {
+    let root = Root::new();
+    // 10 000 ENV and 10 000 LABEL lines (each step stored the whole stage
+    // state, so N lines cost O(N²) and took minutes), 2 000 ARG lines, 100
+    // nested WORKDIRs and one 1 500 levels deep (every level was resolved
+    // from the root, O(depth³)).
+    let mut df = String::from("FROM busybox AS main\n");
+    for i in 0..2000 {
+        df.push_str(&format!("ARG a{i}=v{i}\n"));
+    }
+    for i in 0..10_000 {
+        df.push_str(&format!("ENV e{i}=v{i}\nLABEL l{i}=${{e{i}}}\n"));
+    }
+    df.push_str("ENV e5=five\n");
+    for _ in 0..100 {
+        df.push_str("WORKDIR d\n");
+    }
+    let deep = "/w".repeat(1500);
+    df.push_str(&format!(
+        "WORKDIR {deep}\nRUN test -d . && echo $e9999 $a1999 > /out\n\
+         FROM scratch AS out\nCOPY --from=main /out /out\nFROM main\n"
+    ));
+    let ctx = context(&root, "many", &[("Dockerfile", &df)]);
+    let (id, _) = build_ok(&root, &ctx, &["-q", "-t", "many"]);
+    let cfg = inspect(&root, "many");
+    let env = cfg["Config"]["Env"].as_array().unwrap();
+    assert!(env.len() > 10_000, "{}", env.len());
+    assert!(env.contains(&Value::from("e5=five")));
+    assert!(env.contains(&Value::from("e9999=v9999")));
+    assert_eq!(cfg["Config"]["Labels"]["l4242"], "v4242");
+    assert_eq!(cfg["Config"]["WorkingDir"], deep.as_str());
+    // What the RUN wrote, exported through a small stage.
+    let out = root.dir().join("many-out");
+    let spec = format!("type=local,dest={}", out.display());
+    build_ok(&root, &ctx, &["-q", "--target", "out", "-o", &spec]);
+    assert_eq!(
+        fs::read_to_string(out.join("out")).unwrap(),
+        "v9999 v1999\n"
+    );
+    // An unchanged rebuild hits every step and gives the same image.
+    let (again, progress) = build_ok(&root, &ctx, &["-t", "many"]);
+    assert_eq!(again.lines().last(), Some(id.as_str()));
+    let s = steps(&progress);
+    assert!(s.len() > 22_000, "{}", s.len());
+    assert!(s.iter().all(|(_, cached)| *cached), "all cached");
+}
