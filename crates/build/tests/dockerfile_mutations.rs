@@ -242,9 +242,7 @@ fn mutated_dockerfiles_never_panic_abort_or_blow_up() {
         doubling.push_str(&format!("ENV e{}=${{e{i}}}${{e{i}}}\n", i + 1));
     }
     front_end(&doubling);
-    front_end(&format!(
-        "FROM busybox\nENV X=${{big}}${{big}}${{big//v/vv}}\n"
-    ));
+    front_end("FROM busybox\nENV X=${big}${big}${big//v/vv}\n");
     let seed = std::env::var("HAKO_MUTATION_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
