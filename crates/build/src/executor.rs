@@ -456,6 +456,8 @@ fn build_platform(
     let _lock = store.write_lock()?;
     let work = store.root().join("build").join("work");
     let runtime_root = store.root().join("build").join("runtime");
+    // RUN steps of builds that were killed: their containers and overlays.
+    cache::reap_orphans(&work, false);
     let cx = Cx {
         content: store.content(),
         snapshots: store.snapshots(),

@@ -2435,3 +2435,83 @@ fn many_instructions_build_in_linear_time() {
     assert!(s.len() > 22_000, "{}", s.len());
     assert!(s.iter().all(|(_, cached)| *cached), "all cached");
 }
+
+/// Pids of live processes whose command line is exactly `args`.
+fn pids_running(args: &[&str]) -> Vec<i32> {
+    let want: Vec<u8> = args
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == want))
+        .filter(|pid| engine_common::pid_alive(*pid as i64))
+        .collect()
+}
+
+/// Mount points under `dir`.
+fn mounts_under(dir: &Path) -> Vec<String> {
+    let d = dir.to_string_lossy().into_owned();
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .filter(|m| m.starts_with(&d))
+        .collect()
+}
+
+/// Kills what a failed test left running (the step's process).
+struct KillAll(Vec<String>);
+
+impl Drop for KillAll {
+    fn drop(&mut self) {
+        let args: Vec<&str> = self.0.iter().map(String::as_str).collect();
+        for pid in pids_running(&args) {
+            // SAFETY: kill(2) of a process this test started (by its unique command line).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+#[test]
+fn killed_build_stops_its_run_step() {
+    let root = Root::new();
+    // A step that runs until something stops it, with a command line no
+    // other process has.
+    let secs = format!("{}", 900_000 + std::process::id() % 90_000);
+    let sleep = ["sleep", secs.as_str()];
+    let _cleanup = KillAll(sleep.iter().map(|s| s.to_string()).collect());
+    let ctx = context(
+        &root,
+        "forever",
+        &[("Dockerfile", &format!("FROM busybox\nRUN sleep {secs}\n"))],
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hako"))
+        .arg("--root")
+        .arg(root.root())
+        .args(["build", "-q"])
+        .arg(&ctx)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    engine_common::wait_for("the RUN step", || !pids_running(&sleep).is_empty());
+    let work = root.root().join("build/work");
+    assert!(
+        !mounts_under(&work).is_empty(),
+        "the step's overlay is mounted"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The step dies with the build, and its overlay goes.
+    engine_common::wait_for("the RUN step to stop", || pids_running(&sleep).is_empty());
+    engine_common::wait_for("the step's overlay to be unmounted", || {
+        mounts_under(&work).is_empty()
+    });
+    // What is left (the step directory) goes with the next build or prune.
+    let out = root.ok(&["builder", "prune"]);
+    assert!(out.contains("1 leftover step directories"), "{out}");
+    assert_eq!(fs::read_dir(&work).unwrap().count(), 0);
+}
