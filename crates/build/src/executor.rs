@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hako_image::archive::{self, SaveItem};
 use hako_image::images::format_rfc3339;
+use hako_image::lease::Lease;
 use hako_image::manifest::PlatformSpec;
 use hako_image::snapshot::{self, Snapshotter};
 use hako_image::store::ContentStore;
@@ -282,6 +283,7 @@ pub fn build(
             &platforms,
         );
     }
+    let mut leases = Vec::new();
     let local = match &opts.output {
         Output::Local { dest } => Some(dest.as_path()),
         _ => None,
@@ -298,7 +300,11 @@ pub fn build(
         &checks,
         target,
         local,
+        &mut leases,
     )?;
+    // No pull from here on: the store stays shared-locked (no gc) until the
+    // image that references the new blobs is recorded.
+    let _hold = store.write_lock()?;
     if local.is_some() {
         let (id, _) = write_image(store.content(), &state)?;
         return Ok(Built {
@@ -373,6 +379,7 @@ fn build_platform(
     checks: &crate::checks::Config,
     target: PlatformSpec,
     local: Option<&Path>,
+    leases: &mut Vec<Lease>,
 ) -> Result<(State, usize, usize)> {
     let file = file.to_string();
     let checks = checks.clone();
@@ -414,6 +421,8 @@ fn build_platform(
             continue;
         }
         let (rec, state) = find_image(store, opts.pull, puller, &name, &plat)?;
+        // Held until the build ends: `rmi` refuses it, gc keeps its blobs.
+        leases.push(store.lease(LEASE_HOLDER, &rec)?);
         images.insert(
             k,
             Done {
@@ -509,8 +518,25 @@ fn build_platform(
     if let Some(dest) = local {
         export_local(cx.snapshots, &cx.work, &state, dest)?;
     }
+    // The new layers are referenced by no image until the commit, after this
+    // function drops the store lock: leased so no gc collects them meanwhile.
+    let blobs = state
+        .layers
+        .iter()
+        .map(|l| l.blob.parse().map_err(Error::from))
+        .collect::<Result<Vec<Digest>>>()?;
+    leases.push(hako_image::lease::take(
+        store.root(),
+        LEASE_HOLDER,
+        None,
+        blobs,
+        chain(&state)?,
+    )?);
     Ok((state, steps, cached))
 }
+
+/// How a build names itself in leases (and so in `rmi`'s refusal).
+const LEASE_HOLDER: &str = "hako build";
 
 /// Where compressed copies of layers are remembered.
 fn cx_cache_dir(root: &Path) -> PathBuf {
@@ -1182,6 +1208,7 @@ fn build_multi(
         ));
     }
     let (mut steps, mut cached) = (0, 0);
+    let mut leases = Vec::new();
     let mut built: Vec<(PlatformSpec, Digest, Digest, u64)> = Vec::new();
     for p in platforms {
         let local = match &opts.output {
@@ -1199,6 +1226,7 @@ fn build_multi(
             checks,
             p.clone(),
             local.as_deref(),
+            &mut leases,
         )?;
         steps += s;
         cached += c;

@@ -2515,3 +2515,95 @@ fn killed_build_stops_its_run_step() {
     assert!(out.contains("1 leftover step directories"), "{out}");
     assert_eq!(fs::read_dir(&work).unwrap().count(), 0);
 }
+
+#[test]
+fn base_images_are_leased_while_builds_use_them() {
+    let root = Root::new();
+    // A base with one name (so rmi would delete it).
+    let base = context(
+        &root,
+        "lease-base",
+        &[("Dockerfile", "FROM busybox\nRUN echo base > /base\n")],
+    );
+    build_ok(&root, &base, &["-q", "-t", "leasebase"]);
+    // A build that uses it and waits in a RUN until the test lets it go.
+    let secs = format!("{}", 800_000 + std::process::id() % 90_000);
+    let sleep = ["sleep", secs.as_str()];
+    let _cleanup = KillAll(sleep.iter().map(|s| s.to_string()).collect());
+    let ctx = context(
+        &root,
+        "lease-child",
+        &[(
+            "Dockerfile",
+            &format!("FROM leasebase\nRUN sleep {secs} || true\nRUN cat /base > /child\n"),
+        )],
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_hako"))
+        .arg("--root")
+        .arg(root.root())
+        .args(["build", "-q", "-t", "leased-child"])
+        .arg(&ctx)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let build_pid = child.id();
+    let child = Kill(child);
+    engine_common::wait_for("the RUN step", || !pids_running(&sleep).is_empty());
+    // rmi of the leased base: refused in one line naming the image and the build.
+    let out = root.run(&["rmi", "leasebase"]);
+    assert!(!out.status.success(), "rmi of a leased image must fail");
+    let err = String::from_utf8_lossy(&out.stderr);
+    // One line says why (rmi then sums up its failures, as docker's).
+    let why: Vec<&str> = err.lines().filter(|l| l.contains("is in use")).collect();
+    assert_eq!(why.len(), 1, "{err}");
+    assert!(
+        why[0].contains("image leasebase")
+            && why[0].contains(&format!("hako build (pid {build_pid})")),
+        "{err}"
+    );
+    assert!(root.ok(&["images"]).contains("leasebase"));
+    // rmi -f removes the name (podman's force), but the content stays for
+    // the build: it waits for the build's store lock to collect.
+    let rmi_f = Command::new(env!("CARGO_BIN_EXE_hako"))
+        .arg("--root")
+        .arg(root.root())
+        .args(["rmi", "-f", "leasebase"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    engine_common::wait_for("rmi -f to remove the record", || {
+        !root.ok(&["images"]).contains("leasebase")
+    });
+    // Let the build go on: it finishes with the base's layers.
+    for pid in pids_running(&sleep) {
+        // SAFETY: kill(2) of the step's process, found by its unique command line.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let mut child = child;
+    let out = std::mem::replace(&mut child.0, Command::new("true").spawn().unwrap())
+        .wait_with_output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the build must not lose its base: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rmi_out = rmi_f.wait_with_output().unwrap();
+    assert!(
+        rmi_out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rmi_out.stderr)
+    );
+    assert_eq!(
+        root.ok(&["run", "--rm", "leased-child", "cat", "/child"]),
+        "base\n"
+    );
+    // The build's leases went with it.
+    let leases = root.root().join("leases");
+    let left: Vec<_> = fs::read_dir(&leases)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+}
