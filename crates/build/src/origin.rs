@@ -64,6 +64,9 @@ pub fn prepare(arg: &Path, file: Option<&Path>, stdin: &mut dyn Read) -> Result<
     }
     let needs_scratch = arg_s == "-" || is_remote(&arg_s) || crate::git::is_git(&arg_s);
     if !needs_scratch && !file_stdin {
+        // Every build sweeps what killed builds left, even one that needs
+        // no directory of its own.
+        crate::scratch::sweep(&std::env::temp_dir());
         return Ok(Origin {
             context: arg.to_path_buf(),
             dockerfile: file.map(Path::to_path_buf),
