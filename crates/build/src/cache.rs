@@ -13,7 +13,7 @@ use hako_image::Digest;
 use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, IoContext, Result};
-use crate::state::State;
+use crate::state::{History, State};
 
 pub struct Cache {
     dir: PathBuf,
@@ -73,14 +73,34 @@ impl Cache {
         all_there.then_some(state)
     }
 
+    /// The history entry a config-only step (ENV, LABEL, …) recorded: the
+    /// state after it is the state before with the instruction applied, so
+    /// only what is not reproducible (its time) is stored. Storing the
+    /// whole state made N such lines cost O(N²).
+    pub fn get_meta(&self, key: &str) -> Option<History> {
+        let bytes = fs::read(self.dir.join("steps").join(format!("{key}.meta.json"))).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Record a config-only step's history entry.
+    pub fn put_meta(&self, key: &str, history: &History) -> Result<()> {
+        let json = serde_json::to_vec(history)
+            .map_err(|e| Error::Invalid(format!("serialising cache entry {key}: {e}")))?;
+        self.write(&format!("{key}.meta"), &json)
+    }
+
     /// Record the state after a step (temp file, then rename).
     pub fn put(&self, key: &str, state: &State) -> Result<()> {
-        let dir = self.dir.join("steps");
         let json = serde_json::to_vec(state)
             .map_err(|e| Error::Invalid(format!("serialising cache entry {key}: {e}")))?;
+        self.write(key, &json)
+    }
+
+    fn write(&self, key: &str, json: &[u8]) -> Result<()> {
+        let dir = self.dir.join("steps");
         let mut tmp =
             tempfile::NamedTempFile::new_in(&dir).ctx(|| format!("creating cache entry {key}"))?;
-        tmp.write_all(&json)
+        tmp.write_all(json)
             .ctx(|| format!("writing cache entry {key}"))?;
         tmp.persist(dir.join(format!("{key}.json")))
             .map_err(|e| Error::io(format!("storing cache entry {key}"), e.error))?;
@@ -115,6 +135,14 @@ pub fn prune(store: &hako_image::ImageStore, all: bool) -> Result<PruneReport> {
             let _ = fs::remove_file(e.path());
             continue;
         };
+        if key.ends_with(".meta") {
+            // A config-only step's entry: no layers to lose, a few hundred bytes.
+            if all {
+                fs::remove_file(e.path()).ctx(|| format!("removing cache entry {key}"))?;
+                report.entries += 1;
+            }
+            continue;
+        }
         if all || cache.get(key, store.content(), store.snapshots()).is_none() {
             fs::remove_file(e.path()).ctx(|| format!("removing cache entry {key}"))?;
             report.entries += 1;
@@ -133,16 +161,71 @@ pub fn prune(store: &hako_image::ImageStore, all: bool) -> Result<PruneReport> {
         }
     }
     let work = store.root().join("build").join("work");
-    if let Ok(entries) = fs::read_dir(&work) {
-        for e in entries.flatten() {
-            let p = e.path();
-            // Mounted by a build that died: unmount before removing.
-            let _ = Snapshotter::unmount(&p);
-            let _ = nix::mount::umount2(&p.join("rootfs"), nix::mount::MntFlags::MNT_DETACH);
-            if fs::remove_dir_all(&p).is_ok() {
-                report.leftovers += 1;
+    report.leftovers = reap_orphans(&work, true);
+    Ok(report)
+}
+
+/// Remove the step directories of builds that died: first the step's
+/// container (a RUN still running under an orphaned runtime), then its
+/// overlay, then the directory. A directory whose container cannot be
+/// removed, or whose build still runs, is left alone: its overlay is never
+/// unmounted under a running step. Directories without an owner record
+/// (COPY and WORKDIR steps) are removed only with `unowned` (under the
+/// store's exclusive lock, when no build runs). How many were removed.
+pub fn reap_orphans(work: &Path, unowned: bool) -> usize {
+    let mut removed = 0;
+    let Ok(entries) = fs::read_dir(work) else {
+        return 0;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let owned = p.join(crate::run::OWNER_FILE).exists();
+        if owned {
+            if !crate::run::reap(&p) {
+                continue;
             }
+        } else if !unowned {
+            continue;
+        }
+        // Mounted by a build that died: unmount before removing.
+        let _ = Snapshotter::unmount(&p);
+        let _ = nix::mount::umount2(&p.join("rootfs"), nix::mount::MntFlags::MNT_DETACH);
+        if fs::remove_dir_all(&p).is_ok() {
+            removed += 1;
         }
     }
-    Ok(report)
+    removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reap_orphans_spares_running_builds() {
+        let t = tempfile::tempdir().unwrap();
+        let work = t.path();
+        let me = std::process::id();
+        let owner = |dir: &str, pid: u32, start: u64| {
+            let d = work.join(dir);
+            fs::create_dir_all(d.join("rootfs")).unwrap();
+            let state = t.path().join("no-runtime-state");
+            fs::write(
+                d.join(crate::run::OWNER_FILE),
+                format!("{pid} {start}\n/bin/false\n{}\nid-{dir}\n", state.display()),
+            )
+            .unwrap();
+        };
+        // A running build's step (this process) and a dead build's.
+        owner("step-live", me, crate::run::start_time(me).unwrap());
+        owner("step-dead", me, 1);
+        fs::create_dir_all(work.join("step-unowned/rootfs")).unwrap();
+        assert_eq!(reap_orphans(work, false), 1);
+        assert!(work.join("step-live").exists() && work.join("step-unowned").exists());
+        assert!(!work.join("step-dead").exists());
+        // Under the exclusive lock, unowned directories go too; a live
+        // build's never.
+        assert_eq!(reap_orphans(work, true), 1);
+        assert!(work.join("step-live").exists());
+    }
 }

@@ -1,11 +1,20 @@
 //! The build context: a local directory filtered by `.dockerignore` (or
 //! `<Dockerfile>.dockerignore`, which wins), source lookup with wildcards,
 //! and content digests of sources for the cache.
+//!
+//! The Dockerfile and the ignore files are read inside the context only
+//! (openat2 RESOLVE_BENEATH: a symlink that leads out of the context is an
+//! error, as docker's), regular files only, with a size cap: a context is
+//! untrusted input and must never make hako read a host file.
 
 use std::fs;
 use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
 
 use sha2::{Digest as _, Sha256};
 
@@ -23,6 +32,116 @@ pub struct Tree {
     pub is_rootfs: bool,
 }
 
+/// The largest Dockerfile or ignore file read.
+pub const MAX_FILE_SIZE: u64 = 16 << 20;
+
+/// `p` made absolute and cleaned of `.` and `..` without touching the file
+/// system (so no symlink is followed).
+fn lexical(p: &Path) -> PathBuf {
+    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut out = PathBuf::from("/");
+    for c in abs.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// `file` relative to the context `dir` when it names a path inside it.
+pub fn inside(dir: &Path, file: &Path) -> Option<PathBuf> {
+    let rel = lexical(file).strip_prefix(lexical(dir)).ok()?.to_path_buf();
+    (!rel.as_os_str().is_empty()).then_some(rel)
+}
+
+/// Read an opened (O_PATH) file: regular files only, at most [`MAX_FILE_SIZE`].
+fn read_opened(fd: std::os::fd::OwnedFd, what: &str) -> Result<Vec<u8>> {
+    let st =
+        nix::sys::stat::fstat(&fd).map_err(|e| Error::io(format!("reading {what}"), e.into()))?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(Error::Invalid(format!("{what}: not a regular file")));
+    }
+    if st.st_size as u64 > MAX_FILE_SIZE {
+        return Err(Error::Invalid(format!(
+            "{what}: larger than {} MiB",
+            MAX_FILE_SIZE >> 20
+        )));
+    }
+    // Reopened for reading through the O_PATH descriptor: the inode checked
+    // above is the one read (opening a device or FIFO is never attempted).
+    let f = fs::File::open(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .ctx(|| format!("reading {what}"))?;
+    let mut data = Vec::new();
+    f.take(MAX_FILE_SIZE + 1)
+        .read_to_end(&mut data)
+        .ctx(|| format!("reading {what}"))?;
+    if data.len() as u64 > MAX_FILE_SIZE {
+        return Err(Error::Invalid(format!(
+            "{what}: larger than {} MiB",
+            MAX_FILE_SIZE >> 20
+        )));
+    }
+    Ok(data)
+}
+
+fn open_error(what: &str, e: Errno) -> Error {
+    match e {
+        Errno::EXDEV => Error::Invalid(format!(
+            "{what}: a symbolic link leads outside the build context"
+        )),
+        Errno::ELOOP => Error::Invalid(format!("{what}: too many levels of symbolic links")),
+        e => Error::io(format!("reading {what}"), e.into()),
+    }
+}
+
+/// Read `rel` inside the context `dir` (None when it does not exist).
+pub fn read_inside(dir: &Path, rel: &Path, what: &str) -> Result<Option<Vec<u8>>> {
+    let root = fs::File::open(dir).ctx(|| format!("opening build context {}", dir.display()))?;
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    match openat2(root.as_fd(), rel, how) {
+        Ok(fd) => read_opened(fd, what).map(Some),
+        Err(Errno::ENOENT) => Ok(None),
+        Err(e) => Err(open_error(what, e)),
+    }
+}
+
+/// Read a file named outside the context (`-f` elsewhere): regular files
+/// only, capped (None when it does not exist).
+pub fn read_named(path: &Path, what: &str) -> Result<Option<Vec<u8>>> {
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    match openat2(nix::fcntl::AT_FDCWD, path, how) {
+        Ok(fd) => read_opened(fd, what).map(Some),
+        Err(Errno::ENOENT) => Ok(None),
+        Err(e) => Err(open_error(what, e)),
+    }
+}
+
+/// Read a file of the build: inside the context when it lies there, else as named.
+fn read_build_file(dir: &Path, file: &Path, what: &str) -> Result<Option<Vec<u8>>> {
+    match inside(dir, file) {
+        Some(rel) => read_inside(dir, &rel, what),
+        None => read_named(file, what),
+    }
+}
+
+/// The Dockerfile of a build: (its name for messages, its text).
+pub fn read_dockerfile(dir: &Path, dockerfile: &Path) -> Result<(String, String)> {
+    let name = dockerfile.display().to_string();
+    let data = read_build_file(dir, dockerfile, &name)?
+        .ok_or_else(|| Error::Invalid(format!("{name}: no such Dockerfile")))?;
+    let text = String::from_utf8(data)
+        .map_err(|_| Error::Invalid(format!("{name}: not a UTF-8 text file")))?;
+    Ok((name, text))
+}
+
 impl Tree {
     /// The build context `dir`, with the ignore file next to `dockerfile` or in `dir`.
     pub fn context(dir: &Path, dockerfile: &Path) -> Result<Tree> {
@@ -34,11 +153,16 @@ impl Tree {
             )));
         }
         let specific = PathBuf::from(format!("{}.dockerignore", dockerfile.display()));
-        let ignore = [specific, dir.join(".dockerignore")]
-            .iter()
-            .find_map(|p| fs::read_to_string(p).ok())
-            .map(|t| Ignore::parse(&t))
-            .unwrap_or_default();
+        let text = match read_build_file(dir, &specific, &specific.display().to_string())? {
+            Some(t) => Some(t),
+            None => read_inside(dir, Path::new(".dockerignore"), ".dockerignore")?,
+        };
+        let ignore = match text {
+            Some(t) => Ignore::parse(&String::from_utf8(t).map_err(|_| {
+                Error::Invalid("the .dockerignore file is not a UTF-8 text file".into())
+            })?),
+            None => Ignore::default(),
+        };
         Ok(Tree {
             root: dir.to_path_buf(),
             ignore,

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hako_image::archive::{self, SaveItem};
 use hako_image::images::format_rfc3339;
+use hako_image::lease::Lease;
 use hako_image::manifest::PlatformSpec;
 use hako_image::snapshot::{self, Snapshotter};
 use hako_image::store::ContentStore;
@@ -164,6 +165,20 @@ pub(crate) struct Scope {
     pub(crate) args: BTreeMap<String, String>,
     pub(crate) declared: BTreeSet<String>,
     pub(crate) cmd_set: bool,
+    /// Bytes of processed words so far (bounded by `lex::MAX_STAGE_TOTAL`).
+    pub(crate) expanded: std::cell::Cell<usize>,
+}
+
+impl Scope {
+    /// Count `n` more bytes of processed words; an error past the bound.
+    pub(crate) fn spend(&self, n: usize) -> std::result::Result<(), String> {
+        let total = self.expanded.get() + n;
+        self.expanded.set(total);
+        if total > crate::lex::MAX_STAGE_TOTAL {
+            return Err(crate::lex::stage_too_large());
+        }
+        Ok(())
+    }
 }
 
 fn now_secs() -> i64 {
@@ -229,8 +244,7 @@ pub fn build(
         .dockerfile
         .clone()
         .unwrap_or_else(|| opts.context.join("Dockerfile"));
-    let file = dockerfile.display().to_string();
-    let text = fs::read_to_string(&dockerfile).ctx(|| format!("reading {file}"))?;
+    let (file, text) = crate::context::read_dockerfile(&opts.context, &dockerfile)?;
     let df = parser::parse(&text).map_err(|err| Error::Parse {
         file: file.clone(),
         err,
@@ -269,6 +283,7 @@ pub fn build(
             &platforms,
         );
     }
+    let mut leases = Vec::new();
     let local = match &opts.output {
         Output::Local { dest } => Some(dest.as_path()),
         _ => None,
@@ -285,7 +300,11 @@ pub fn build(
         &checks,
         target,
         local,
+        &mut leases,
     )?;
+    // No pull from here on: the store stays shared-locked (no gc) until the
+    // image that references the new blobs is recorded.
+    let _hold = store.write_lock()?;
     if local.is_some() {
         let (id, _) = write_image(store.content(), &state)?;
         return Ok(Built {
@@ -360,6 +379,7 @@ fn build_platform(
     checks: &crate::checks::Config,
     target: PlatformSpec,
     local: Option<&Path>,
+    leases: &mut Vec<Lease>,
 ) -> Result<(State, usize, usize)> {
     let file = file.to_string();
     let checks = checks.clone();
@@ -401,6 +421,8 @@ fn build_platform(
             continue;
         }
         let (rec, state) = find_image(store, opts.pull, puller, &name, &plat)?;
+        // Held until the build ends: `rmi` refuses it, gc keeps its blobs.
+        leases.push(store.lease(LEASE_HOLDER, &rec)?);
         images.insert(
             k,
             Done {
@@ -443,6 +465,8 @@ fn build_platform(
     let _lock = store.write_lock()?;
     let work = store.root().join("build").join("work");
     let runtime_root = store.root().join("build").join("runtime");
+    // RUN steps of builds that were killed: their containers and overlays.
+    cache::reap_orphans(&work, false);
     let cx = Cx {
         content: store.content(),
         snapshots: store.snapshots(),
@@ -494,8 +518,25 @@ fn build_platform(
     if let Some(dest) = local {
         export_local(cx.snapshots, &cx.work, &state, dest)?;
     }
+    // The new layers are referenced by no image until the commit, after this
+    // function drops the store lock: leased so no gc collects them meanwhile.
+    let blobs = state
+        .layers
+        .iter()
+        .map(|l| l.blob.parse().map_err(Error::from))
+        .collect::<Result<Vec<Digest>>>()?;
+    leases.push(hako_image::lease::take(
+        store.root(),
+        LEASE_HOLDER,
+        None,
+        blobs,
+        chain(&state)?,
+    )?);
     Ok((state, steps, cached))
 }
+
+/// How a build names itself in leases (and so in `rmi`'s refusal).
+const LEASE_HOLDER: &str = "hako build";
 
 /// Where compressed copies of layers are remembered.
 fn cx_cache_dir(root: &Path) -> PathBuf {
@@ -581,10 +622,18 @@ impl Cx<'_> {
                                 .map(|d| (*d, done[d].clone()))
                                 .collect();
                             let tx = tx.clone();
-                            s.spawn(move || {
-                                let r = self.stage(si, &deps);
-                                let _ = tx.send((si, r));
-                            });
+                            // A roomy stack: a stage walks deep trees.
+                            let spawned = std::thread::Builder::new()
+                                .name(format!("stage-{si}"))
+                                .stack_size(64 << 20)
+                                .spawn_scoped(s, move || {
+                                    let r = self.stage(si, &deps);
+                                    let _ = tx.send((si, r));
+                                });
+                            if let Err(e) = spawned {
+                                running -= 1;
+                                first_err.get_or_insert(Error::io("starting a stage thread", e));
+                            }
                         }
                     }
                 }
@@ -712,10 +761,14 @@ impl Cx<'_> {
             }
             v
         };
-        let out = self.lexer.word(s, &env).map_err(|e| Error::Parse {
-            file: self.file.clone(),
-            err: ins.error(e),
-        })?;
+        let out = self
+            .lexer
+            .word(s, &env)
+            .and_then(|o| scope.spend(o.len()).map(|_| o))
+            .map_err(|e| Error::Parse {
+                file: self.file.clone(),
+                err: ins.error(e),
+            })?;
         self.undefined(ins, s, &missing.into_inner())?;
         Ok(out)
     }
@@ -770,10 +823,14 @@ impl Cx<'_> {
             }
             v
         };
-        let out = self.lexer.words(s, &env).map_err(|e| Error::Parse {
-            file: self.file.clone(),
-            err: ins.error(e),
-        })?;
+        let out = self
+            .lexer
+            .words(s, &env)
+            .and_then(|o| scope.spend(o.iter().map(String::len).sum()).map(|_| o))
+            .map_err(|e| Error::Parse {
+                file: self.file.clone(),
+                err: ins.error(e),
+            })?;
         self.undefined(ins, s, &missing.into_inner())?;
         Ok(out)
     }
@@ -843,22 +900,31 @@ impl Cx<'_> {
         self.steps.fetch_add(1, Ordering::SeqCst);
         let t = Instant::now();
         self.progress.start(id, name);
-        if let Some(c) = self.cached_state(&k) {
-            *st = c;
+        apply(st);
+        let cached = if self.opts.no_cache {
+            None
+        } else {
+            self.cache
+                .get_meta(&k)
+                .filter(|h| h.created_by.as_deref() == Some(desc.as_str()))
+        };
+        if let Some(h) = cached {
+            st.created = h.created.clone().unwrap_or_default();
+            st.history.push(h);
             self.cached.fetch_add(1, Ordering::SeqCst);
             self.progress.done(id, true, t.elapsed());
         } else {
-            apply(st);
             let created = self.created();
-            st.history.push(History {
+            let h = History {
                 created: Some(created.clone()),
                 created_by: Some(desc),
                 comment: Some(HISTORY_COMMENT.into()),
                 empty_layer: true,
                 ..Default::default()
-            });
+            };
+            self.cache.put_meta(&k, &h)?;
+            st.history.push(h);
             st.created = created;
-            self.cache.put(&k, st)?;
             self.progress.done(id, false, t.elapsed());
         }
         *key = k;
@@ -948,10 +1014,13 @@ impl Cx<'_> {
         s: &str,
     ) -> Result<String> {
         let env = |n: &str| Self::lookup(st, scope, n);
-        self.lexer.expand_only(s, &env).map_err(|e| Error::Parse {
-            file: self.file.clone(),
-            err: ins.error(e),
-        })
+        self.lexer
+            .expand_only(s, &env)
+            .and_then(|o| scope.spend(o.len()).map(|_| o))
+            .map_err(|e| Error::Parse {
+                file: self.file.clone(),
+                err: ins.error(e),
+            })
     }
 }
 
@@ -1139,6 +1208,7 @@ fn build_multi(
         ));
     }
     let (mut steps, mut cached) = (0, 0);
+    let mut leases = Vec::new();
     let mut built: Vec<(PlatformSpec, Digest, Digest, u64)> = Vec::new();
     for p in platforms {
         let local = match &opts.output {
@@ -1156,6 +1226,7 @@ fn build_multi(
             checks,
             p.clone(),
             local.as_deref(),
+            &mut leases,
         )?;
         steps += s;
         cached += c;

@@ -307,13 +307,34 @@ impl<W: Write> TarWriter<W> {
         self.tar.append_data(&mut h, path, io::empty())
     }
 
-    /// Add `dir` (host) as `rel` (in the layer) with everything below.
+    /// Add `dir` (host) as `rel` (in the layer) with everything below,
+    /// depth first in name order. A stack of directories rather than
+    /// recursion: a tree hundreds of levels deep (nested WORKDIRs) must not
+    /// overflow the thread's stack.
     fn add_tree(&mut self, dir: &Path, rel: &Path) -> Result<()> {
-        for e in sorted_entries(dir)? {
+        let mut stack = vec![(sorted_entries(dir)?.into_iter(), rel.to_path_buf())];
+        loop {
+            let Some((entries, rel)) = stack.last_mut() else {
+                return Ok(());
+            };
+            let Some(e) = entries.next() else {
+                stack.pop();
+                continue;
+            };
+            let rel = rel.clone();
+            if let Some(sub) = self.add_entry(&e, &rel)? {
+                stack.push((sorted_entries(&e.path())?.into_iter(), sub));
+            }
+        }
+    }
+
+    /// Add one entry; for a directory, the name to descend into.
+    fn add_entry(&mut self, e: &fs::DirEntry, rel: &Path) -> Result<Option<PathBuf>> {
+        {
             let host = e.path();
             let name = rel.join(e.file_name());
             if self.skip.contains(&name) {
-                continue;
+                return Ok(None);
             }
             let m = fs::symlink_metadata(&host).ctx(|| format!("reading {}", host.display()))?;
             let ft = m.file_type();
@@ -321,7 +342,7 @@ impl<W: Write> TarWriter<W> {
             if is_whiteout(&m) {
                 let wh = rel.join(format!(".wh.{}", e.file_name().to_string_lossy()));
                 self.empty_file(&wh).map_err(err)?;
-                continue;
+                return Ok(None);
             }
             // The snapshot gets the clamped times the tar has.
             if let Some(e) = self.epoch {
@@ -349,7 +370,7 @@ impl<W: Write> TarWriter<W> {
                 if is_opaque(&host) {
                     self.empty_file(&name.join(".wh..wh..opq")).map_err(err)?;
                 }
-                self.add_tree(&host, &name)?;
+                return Ok(Some(name));
             } else if ft.is_symlink() {
                 let target = fs::read_link(&host).map_err(err)?;
                 let mut h = self.header(&m, tar::EntryType::Symlink);
@@ -360,7 +381,7 @@ impl<W: Write> TarWriter<W> {
                         let first = first.clone();
                         let mut h = self.header(&m, tar::EntryType::Link);
                         self.tar.append_link(&mut h, &name, &first).map_err(err)?;
-                        continue;
+                        return Ok(None);
                     }
                     self.links.insert((m.dev(), m.ino()), name.clone());
                 }
@@ -376,7 +397,7 @@ impl<W: Write> TarWriter<W> {
                 } else if ft.is_fifo() {
                     tar::EntryType::Fifo
                 } else {
-                    continue; // sockets do not go into layers
+                    return Ok(None); // sockets do not go into layers
                 };
                 let mut h = self.header(&m, typ);
                 let rdev = m.rdev();
@@ -387,7 +408,7 @@ impl<W: Write> TarWriter<W> {
                     .map_err(err)?;
             }
         }
-        Ok(())
+        Ok(None)
     }
 }
 
@@ -689,28 +710,101 @@ pub fn set_times(p: &Path, secs: i64, nsecs: i64) -> Result<()> {
 /// parents below `root`, owned by `owner`, mode 0755; returns nothing
 /// created when it already existed.
 pub fn mkdir_all_in(root: &Path, path: &str, owner: (u32, u32)) -> Result<PathBuf> {
+    use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+    use nix::sys::stat::{fchmodat, fstat, mkdirat, FchmodatFlags, Mode, SFlag};
+    use nix::unistd::{fchownat, Gid, Uid};
+    use std::os::fd::{AsFd, OwnedFd};
+
+    // One directory descriptor walked down the path: each component costs
+    // O(1), so a path of depth d costs O(d), where resolving every prefix
+    // from the root cost O(d^3) (N nested WORKDIRs were O(N^4)) and paths
+    // past PATH_MAX failed. A symlink component (rare) is resolved inside
+    // the root the slow way.
+    let step = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+    let is_dir = |fd: &OwnedFd| {
+        fstat(fd)
+            .is_ok_and(|st| SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT) == SFlag::S_IFDIR)
+    };
+    let reopen = |host: &Path, cur: &str| -> Result<OwnedFd> {
+        let f = fs::File::open(host).ctx(|| format!("opening directory {cur}"))?;
+        Ok(OwnedFd::from(f))
+    };
+    let mut dir: OwnedFd = reopen(root, "/")?;
     let mut cur = String::new();
-    for seg in path.split('/').filter(|s| !s.is_empty()) {
+    // The host path while no symlink was followed (else resolved at the end).
+    let mut host: Option<PathBuf> = Some(root.to_path_buf());
+    for seg in path.split('/').filter(|s| !s.is_empty() && *s != ".") {
         cur.push('/');
         cur.push_str(seg);
-        let host = secure_join(root, &cur)?;
-        match fs::symlink_metadata(&host) {
-            Ok(m) if m.is_dir() => {}
+        if seg == ".." {
+            let h = secure_join(root, &cur)?;
+            dir = reopen(&h, &cur)?;
+            host = None;
+            continue;
+        }
+        match openat2(dir.as_fd(), seg, step) {
+            Ok(fd) if is_dir(&fd) => {
+                dir = fd;
+                if let Some(h) = host.as_mut() {
+                    h.push(seg);
+                }
+            }
+            Ok(fd) if fstat(&fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFLNK) => {
+                // A symlink: follow it inside the root, creating its target.
+                let h = secure_join(root, &cur)?;
+                if fs::symlink_metadata(&h).is_err() {
+                    fs::create_dir(&h).ctx(|| format!("creating directory {cur}"))?;
+                    fs::set_permissions(&h, fs::Permissions::from_mode(0o755))
+                        .ctx(|| format!("changing mode of {cur}"))?;
+                    std::os::unix::fs::lchown(&h, Some(owner.0), Some(owner.1))
+                        .ctx(|| format!("changing owner of {cur}"))?;
+                } else if !h.is_dir() {
+                    return Err(Error::Invalid(format!(
+                        "cannot create directory {cur}: a file of that name exists"
+                    )));
+                }
+                dir = reopen(&h, &cur)?;
+                host = None;
+            }
             Ok(_) => {
                 return Err(Error::Invalid(format!(
                     "cannot create directory {cur}: a file of that name exists"
                 )))
             }
-            Err(_) => {
-                fs::create_dir(&host).ctx(|| format!("creating directory {cur}"))?;
-                fs::set_permissions(&host, fs::Permissions::from_mode(0o755))
-                    .ctx(|| format!("changing mode of {cur}"))?;
-                std::os::unix::fs::lchown(&host, Some(owner.0), Some(owner.1))
-                    .ctx(|| format!("changing owner of {cur}"))?;
+            Err(nix::errno::Errno::ENOENT) => {
+                mkdirat(dir.as_fd(), seg, Mode::from_bits_truncate(0o755))
+                    .map_err(|e| Error::io(format!("creating directory {cur}"), e.into()))?;
+                // The umask may have cleared bits: set the mode exactly.
+                fchmodat(
+                    dir.as_fd(),
+                    seg,
+                    Mode::from_bits_truncate(0o755),
+                    FchmodatFlags::FollowSymlink,
+                )
+                .map_err(|e| Error::io(format!("changing mode of {cur}"), e.into()))?;
+                fchownat(
+                    dir.as_fd(),
+                    seg,
+                    Some(Uid::from_raw(owner.0)),
+                    Some(Gid::from_raw(owner.1)),
+                    nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+                )
+                .map_err(|e| Error::io(format!("changing owner of {cur}"), e.into()))?;
+                dir = openat2(dir.as_fd(), seg, step)
+                    .map_err(|e| Error::io(format!("opening directory {cur}"), e.into()))?;
+                if let Some(h) = host.as_mut() {
+                    h.push(seg);
+                }
             }
+            Err(e) => return Err(Error::io(format!("resolving {cur}"), e.into())),
         }
     }
-    secure_join(root, path)
+    match host {
+        Some(h) => Ok(h),
+        None => secure_join(root, path),
+    }
 }
 
 /// Lexically clean an absolute path inside a container.
@@ -739,6 +833,44 @@ pub fn base_name(p: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mkdir_all_in_is_linear_and_stays_inside() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        // 3000 levels: past PATH_MAX, which a path-based walk cannot reach.
+        let deep = "/d".repeat(3000);
+        let host = mkdir_all_in(r, &deep, (1, 2)).unwrap();
+        assert_eq!(host, r.join(deep.trim_start_matches('/')));
+        // Creating one more level of an existing deep path works too.
+        let deeper = format!("{deep}/e");
+        mkdir_all_in(r, &deeper, (0, 0)).unwrap();
+        let mut p = std::fs::File::open(r.join("d")).unwrap();
+        for _ in 1..3000 {
+            p = std::fs::File::open(format!(
+                "/proc/self/fd/{}/d",
+                std::os::fd::AsRawFd::as_raw_fd(&p)
+            ))
+            .unwrap();
+        }
+        let md = p.metadata().unwrap();
+        assert_eq!(
+            (md.uid(), md.gid(), md.permissions().mode() & 0o7777),
+            (1, 2, 0o755)
+        );
+        // Symlinks resolve inside the root, creating their target.
+        fs::create_dir(r.join("x")).unwrap();
+        std::os::unix::fs::symlink("/x/y", r.join("link")).unwrap();
+        assert_eq!(mkdir_all_in(r, "/link/z", (0, 0)).unwrap(), r.join("x/y/z"));
+        assert!(r.join("x/y/z").is_dir());
+        std::os::unix::fs::symlink("../../..", r.join("up")).unwrap();
+        assert_eq!(mkdir_all_in(r, "/up/w", (0, 0)).unwrap(), r.join("w"));
+        fs::write(r.join("file"), "").unwrap();
+        let e = mkdir_all_in(r, "/file/sub", (0, 0))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a file of that name exists"), "{e}");
+    }
 
     #[test]
     fn secure_join_stays_inside() {

@@ -26,10 +26,12 @@ pub mod fsops;
 pub mod git;
 mod instructions;
 mod mounts;
+pub mod origin;
 pub mod platform;
 pub mod remote;
 pub mod run;
 mod run_step;
+pub mod scratch;
 pub mod state;
 mod validate;
 

@@ -16,12 +16,21 @@ pub struct ParseError {
     pub text: String,
 }
 
+/// The most characters of an instruction an error quotes.
+const QUOTED: usize = 120;
+
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Quoted with escapes (no control characters), and cut: a 40 kB
+        // line must not make a 40 kB error.
+        let mut text: String = self.text.chars().take(QUOTED).collect();
+        if self.text.chars().nth(QUOTED).is_some() {
+            text.push_str("...");
+        }
         write!(
             f,
             "{}:{}: {}: {:?}",
-            self.line, self.column, self.message, self.text
+            self.line, self.column, self.message, text
         )
     }
 }

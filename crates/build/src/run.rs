@@ -133,6 +133,125 @@ fn write_spec(bundle: &Path, id: &str, p: &Process) -> Result<()> {
     std::fs::write(&path, json).ctx(|| format!("writing {}", path.display()))
 }
 
+/// The guardian of a RUN step: a shell in its own session that waits on a
+/// pipe whose write end only this process holds. When the build ends
+/// normally it writes `done`; when the build dies (SIGKILL included) the
+/// pipe reaches EOF and the guardian removes the step's container (`delete
+/// --force` kills every process in it) and detaches its overlay, so nothing
+/// keeps running under an orphaned runtime.
+const GUARDIAN: &str = r#"read -r word
+[ "$word" = done ] && exit 0
+"$1" --root "$2" delete --force "$3" >/dev/null 2>&1
+umount -l "$4" >/dev/null 2>&1
+exit 0"#;
+
+/// The record in a step directory of the build that owns it (see
+/// [`owner_alive`]): `pid start-time`, then the runtime, its state root and
+/// the container id, one a line.
+pub const OWNER_FILE: &str = "owner";
+
+/// A process's start time (clock ticks since boot), to tell a reused pid.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+fn write_owner(bundle: &Path, runtime: &Path, state_root: &Path, id: &str) -> Result<()> {
+    let pid = std::process::id();
+    let text = format!(
+        "{pid} {}\n{}\n{}\n{id}\n",
+        start_time(pid).unwrap_or(0),
+        runtime.display(),
+        state_root.display()
+    );
+    let path = bundle.join(OWNER_FILE);
+    std::fs::write(&path, text).ctx(|| format!("writing {}", path.display()))
+}
+
+/// Whether the build that owns a step directory still runs (true when the
+/// directory has no owner record: an older build's, or one being set up).
+pub fn owner_alive(step_dir: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(step_dir.join(OWNER_FILE)) else {
+        return true;
+    };
+    let mut first = text.lines().next().unwrap_or("").split_whitespace();
+    let (Some(pid), Some(start)) = (
+        first.next().and_then(|p| p.parse::<u32>().ok()),
+        first.next().and_then(|s| s.parse::<u64>().ok()),
+    ) else {
+        return false;
+    };
+    start_time(pid) == Some(start)
+}
+
+/// Remove the container a dead build left in `step_dir`; whether no
+/// container is left (then the caller may unmount the step's overlay).
+/// False while the owner still runs.
+pub fn reap(step_dir: &Path) -> bool {
+    if owner_alive(step_dir) {
+        return false;
+    }
+    let Ok(text) = std::fs::read_to_string(step_dir.join(OWNER_FILE)) else {
+        return true;
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let [_, runtime, state_root, id, ..] = lines[..] else {
+        return true;
+    };
+    let gone = || !Path::new(state_root).join(id).exists();
+    if !gone() {
+        let _ = Command::new(runtime)
+            .arg("--root")
+            .arg(state_root)
+            .arg("delete")
+            .arg("--force")
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+    gone()
+}
+
+/// Start the guardian of a step; dropping the returned pipe end without
+/// writing `done` (the build died) makes it clean up.
+fn guard(runtime: &Path, state_root: &Path, id: &str, rootfs: &Path) -> Result<std::fs::File> {
+    use std::os::unix::process::CommandExt;
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .ctx(|| "creating the pipe of a RUN step's guardian".to_string())?;
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(GUARDIAN)
+        .arg("hako-build-guardian")
+        .arg(runtime)
+        .arg(state_root)
+        .arg(id)
+        .arg(rootfs)
+        .stdin(Stdio::from(r))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: setsid is async-signal-safe; in its own session, the guardian
+    // does not get the terminal's SIGINT or SIGHUP meant for the build.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+    let child = cmd
+        .spawn()
+        .ctx(|| "starting the guardian of a RUN step".to_string())?;
+    // Not waited for: it exits on its own ("done" or the cleanup); a reaper
+    // thread collects it so it does not linger as a zombie.
+    std::thread::spawn(move || {
+        let mut child = child;
+        let _ = child.wait();
+    });
+    Ok(std::fs::File::from(w))
+}
+
 /// Run the process in the bundle; every output line (stdout and stderr
 /// merged) goes to `line`. Returns the exit code.
 pub fn run(
@@ -145,6 +264,8 @@ pub fn run(
 ) -> Result<i32> {
     write_spec(bundle, id, p)?;
     std::fs::create_dir_all(state_root).ctx(|| format!("creating {}", state_root.display()))?;
+    write_owner(bundle, runtime, state_root, id)?;
+    let mut guardian = guard(runtime, state_root, id, &bundle.join("rootfs"))?;
     let (r, w) = nix::unistd::pipe().ctx(|| "creating a pipe for RUN output".to_string())?;
     let w2 = w
         .try_clone()
@@ -159,6 +280,17 @@ pub fn run(
         .stdin(Stdio::null())
         .stdout(Stdio::from(w))
         .stderr(Stdio::from(w2));
+    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe. The runtime
+    // dies with the thread that started it (this one waits for it, so only
+    // when the build dies); the guardian removes the container itself.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     let mut child = cmd
         .spawn()
         .ctx(|| format!("starting {} run {id}", runtime.display()))?;
@@ -182,6 +314,9 @@ pub fn run(
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
+    // The step is over: the guardian leaves.
+    let _ = std::io::Write::write_all(&mut guardian, b"done\n");
+    drop(guardian);
     Ok(status.code().unwrap_or_else(|| {
         use std::os::unix::process::ExitStatusExt;
         128 + status.signal().unwrap_or(0)

@@ -105,12 +105,18 @@ pub fn global_values(
     automatic: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, String>, String> {
     let mut vals: BTreeMap<String, String> = automatic.clone();
+    let mut total = 0;
     for (name, default) in decls {
         let v = match (build_args.get(name), default) {
             (Some(v), _) => Some(v.clone()),
             (None, Some(d)) => {
                 let env = |n: &str| vals.get(n).cloned();
-                Some(lexer.word(d, &env)?)
+                let v = lexer.word(d, &env)?;
+                total += v.len();
+                if total > crate::lex::MAX_STAGE_TOTAL {
+                    return Err(crate::lex::stage_too_large());
+                }
+                Some(v)
             }
             (None, None) => None,
         };

@@ -2,7 +2,8 @@
 //! docker's format (which has fields OCI's config lacks: Healthcheck,
 //! OnBuild, Shell) and the history. The cache stores it after every step.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -37,26 +38,87 @@ pub struct ContainerConfig {
     pub shell: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub args_escaped: Option<bool>,
+    /// Where each variable of `env` is, so ENV and lookups cost O(1), not
+    /// O(variables): 10 000 ENV lines were quadratic.
+    #[serde(skip)]
+    index: EnvIndex,
+}
+
+/// A lazily built index of `env`: name -> position of its (last) entry,
+/// valid while `env` has the length it was built for (every change other
+/// than [`ContainerConfig::env_set`] changes the length or is rare enough
+/// to be caught by the entry check in lookups).
+#[derive(Default)]
+struct EnvIndex(Mutex<Option<(usize, HashMap<String, usize>)>>);
+
+impl Clone for EnvIndex {
+    fn clone(&self) -> Self {
+        EnvIndex::default()
+    }
+}
+
+impl PartialEq for EnvIndex {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for EnvIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EnvIndex")
+    }
+}
+
+fn env_name(kv: &str) -> &str {
+    kv.split_once('=').map_or(kv, |(k, _)| k)
 }
 
 impl ContainerConfig {
+    /// The position of `name`'s last entry in `env`.
+    fn env_position(&self, name: &str) -> Option<usize> {
+        let mut guard = self.index.0.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh = |env: &[String]| {
+            let map: HashMap<String, usize> = env
+                .iter()
+                .enumerate()
+                .map(|(i, kv)| (env_name(kv).to_string(), i))
+                .collect();
+            (env.len(), map)
+        };
+        match &*guard {
+            Some((len, _)) if *len == self.env.len() => {}
+            _ => *guard = Some(fresh(&self.env)),
+        }
+        let (_, map) = guard.as_ref().expect("index built");
+        match map.get(name) {
+            Some(&i) if self.env.get(i).is_some_and(|kv| env_name(kv) == name) => Some(i),
+            Some(_) => {
+                // Changed behind the index: rebuild once.
+                *guard = Some(fresh(&self.env));
+                guard.as_ref().expect("index built").1.get(name).copied()
+            }
+            None => None,
+        }
+    }
+
     pub fn env_get(&self, name: &str) -> Option<String> {
-        self.env.iter().rev().find_map(|kv| {
-            kv.split_once('=')
-                .filter(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_string())
-        })
+        let i = self.env_position(name)?;
+        self.env[i].split_once('=').map(|(_, v)| v.to_string())
     }
 
     pub fn env_set(&mut self, name: &str, value: &str) {
         let entry = format!("{name}={value}");
-        match self
-            .env
-            .iter_mut()
-            .find(|kv| kv.split_once('=').map(|(k, _)| k) == Some(name))
-        {
-            Some(slot) => *slot = entry,
-            None => self.env.push(entry),
+        match self.env_position(name) {
+            Some(i) => self.env[i] = entry,
+            None => {
+                self.env.push(entry);
+                let len = self.env.len();
+                let mut guard = self.index.0.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some((l, map)) = guard.as_mut() {
+                    *l = len;
+                    map.insert(name.to_string(), len - 1);
+                }
+            }
         }
     }
 }
@@ -144,5 +206,40 @@ impl State {
             v["author"] = Value::String(author.clone());
         }
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_index_follows_every_change() {
+        let mut c = ContainerConfig::default();
+        for i in 0..20_000 {
+            c.env_set(&format!("V{i}"), &i.to_string());
+        }
+        c.env_set("V7", "seven");
+        assert_eq!(c.env.len(), 20_000);
+        assert_eq!(c.env_get("V7").as_deref(), Some("seven"));
+        assert_eq!(c.env_get("V19999").as_deref(), Some("19999"));
+        assert_eq!(c.env_get("V20000"), None);
+        // Changes made to `env` directly are seen too.
+        c.env.insert(0, "PATH=/bin".into());
+        assert_eq!(c.env_get("PATH").as_deref(), Some("/bin"));
+        assert_eq!(c.env_get("V7").as_deref(), Some("seven"));
+        c.env[1] = "OTHER=x".into();
+        assert_eq!(c.env_get("V0"), None);
+        assert_eq!(c.env_get("OTHER").as_deref(), Some("x"));
+        // The last entry of a duplicated name wins, as before.
+        let mut d: ContainerConfig =
+            serde_json::from_str(r#"{"Env":["A=1","B=2","A=3"]}"#).unwrap();
+        assert_eq!(d.env_get("A").as_deref(), Some("3"));
+        d.env_set("A", "4");
+        assert_eq!(d.env_get("A").as_deref(), Some("4"));
+        // Clones and round trips keep the values.
+        let e = d.clone();
+        assert_eq!(e, d);
+        assert_eq!(e.env_get("B").as_deref(), Some("2"));
     }
 }

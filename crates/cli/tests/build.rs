@@ -2169,3 +2169,442 @@ fn built_images_run_in_podman() {
         "copied\nbuilt\npodman\n"
     );
 }
+
+/// `hako build` with TMPDIR set, stdin from `input`; killed after 60 s so a
+/// hang fails the test instead of stalling it.
+fn build_with_input(root: &Root, tmpdir: &Path, args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hako"))
+        .arg("--root")
+        .arg(root.root())
+        .arg("build")
+        .args(args)
+        .env("TMPDIR", tmpdir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if rx.recv_timeout(std::time::Duration::from_secs(60)).is_err() {
+            // SAFETY: kill(2) of our own child's pid, which is not reaped yet.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    });
+    let out = child.wait_with_output().unwrap();
+    drop(tx);
+    watchdog.join().unwrap();
+    out
+}
+
+/// The scratch directories `hako build` made in `tmpdir`.
+fn scratch_dirs(tmpdir: &Path) -> Vec<String> {
+    fs::read_dir(tmpdir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("hako-context-"))
+        .collect()
+}
+
+#[test]
+fn context_files_stay_inside_the_context() {
+    use std::os::unix::fs::symlink;
+    let root = Root::new();
+    let tmpdir = root.dir().join("tmp");
+    fs::create_dir_all(&tmpdir).unwrap();
+    // A host file a hostile context points at: it must never be read.
+    let secret = root.dir().join("secret");
+    fs::write(&secret, "SECRETLINE:$6$hash:19000\n").unwrap();
+    let must_refuse = |out: &Output, what: &str, why: &str| {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{what}: the build should fail");
+        assert!(err.contains(why), "{what}: {err}");
+        assert!(!err.contains("SECRETLINE"), "{what}: leaked: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{what}: {err}");
+    };
+    let escape = "a symbolic link leads outside the build context";
+    // A directory context whose Dockerfile is an absolute or relative link out.
+    for (name, target) in [
+        ("abs", secret.to_str().unwrap().to_string()),
+        ("rel", "../secret".to_string()),
+    ] {
+        let ctx = context(&root, &format!("ctx-{name}"), &[("data", "x")]);
+        symlink(&target, ctx.join("Dockerfile")).unwrap();
+        must_refuse(&build(&root, &ctx, &["-q"]), name, escape);
+        // The same with -f naming it inside the context.
+        let f = ctx.join("Dockerfile");
+        must_refuse(
+            &build(&root, &ctx, &["-q", "-f", f.to_str().unwrap()]),
+            name,
+            escape,
+        );
+    }
+    // A .dockerignore (or Dockerfile.dockerignore) that leads out.
+    for ignore in [".dockerignore", "Dockerfile.dockerignore"] {
+        let ctx = context(
+            &root,
+            &format!("ign{ignore}"),
+            &[("Dockerfile", "FROM busybox\n")],
+        );
+        symlink(&secret, ctx.join(ignore)).unwrap();
+        must_refuse(&build(&root, &ctx, &["-q"]), ignore, escape);
+    }
+    // A FIFO or a device as the Dockerfile is refused, not opened.
+    let ctx = context(&root, "fifo", &[("data", "x")]);
+    nix::unistd::mkfifo(
+        &ctx.join("Dockerfile"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    let out = build_with_input(&root, &tmpdir, &["-q", ctx.to_str().unwrap()], b"");
+    must_refuse(&out, "fifo", "not a regular file");
+    let ctx = context(&root, "dev", &[("data", "x")]);
+    symlink("/dev/zero", ctx.join("Dockerfile")).unwrap();
+    must_refuse(&build(&root, &ctx, &["-q"]), "dev", escape);
+    let out = build_with_input(
+        &root,
+        &tmpdir,
+        &["-q", "-f", "/dev/zero", ctx.to_str().unwrap()],
+        b"",
+    );
+    must_refuse(&out, "-f /dev/zero", "not a regular file");
+    // A link that stays inside the context is followed.
+    let ctx = context(
+        &root,
+        "inside",
+        &[
+            ("sub/Dockerfile.real", "FROM busybox\nCOPY data /data\n"),
+            ("data", "in\n"),
+        ],
+    );
+    symlink("sub/Dockerfile.real", ctx.join("Dockerfile")).unwrap();
+    build_ok(&root, &ctx, &["-q", "-t", "inside"]);
+    // A tar context on standard input whose Dockerfile links out.
+    let t = context(&root, "tarctx", &[("data", "x")]);
+    symlink(&secret, t.join("Dockerfile")).unwrap();
+    let tar = root.dir().join("tarctx.tar");
+    assert!(Command::new("tar")
+        .args(["-cf", tar.to_str().unwrap(), "-C", t.to_str().unwrap(), "."])
+        .status()
+        .unwrap()
+        .success());
+    let out = build_with_input(&root, &tmpdir, &["-q", "-"], &fs::read(&tar).unwrap());
+    must_refuse(&out, "tar", escape);
+    // Nothing of the builds is left in TMPDIR.
+    assert_eq!(scratch_dirs(&tmpdir), Vec::<String>::new());
+}
+
+#[test]
+fn killed_build_leaves_no_context_directory() {
+    use std::io::Write;
+    let root = Root::new();
+    let tmpdir = root.dir().join("tmp");
+    fs::create_dir_all(&tmpdir).unwrap();
+    // Killed while it reads its context from standard input.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hako"))
+        .arg("--root")
+        .arg(root.root())
+        .args(["build", "-q", "-"])
+        .env("TMPDIR", &tmpdir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"FROM busybox\n").unwrap();
+    engine_common::wait_for("the build's context directory", || {
+        !scratch_dirs(&tmpdir).is_empty()
+    });
+    let left = scratch_dirs(&tmpdir);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(stdin);
+    assert_eq!(scratch_dirs(&tmpdir), left, "SIGKILL cannot clean up");
+    // The next build removes it (its owner is gone) and its own.
+    let out = build_with_input(&root, &tmpdir, &["-q", "-"], b"FROM busybox\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(scratch_dirs(&tmpdir), Vec::<String>::new());
+}
+
+/// The one line a failed build printed; the build must have exited (not died
+/// of a signal such as SIGABRT from a stack overflow).
+fn one_line_failure(out: &Output) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.signal(), None, "killed by a signal: {err:.300}");
+    assert!(!out.status.success(), "the build should fail: {err:.300}");
+    let line = error_line(&err);
+    assert!(line.len() < 1000, "a short error: {line:.300}");
+    line
+}
+
+#[test]
+fn expansion_bombs_fail_in_one_line() {
+    let root = Root::new();
+    let tmpdir = root.dir().join("tmp");
+    fs::create_dir_all(&tmpdir).unwrap();
+    let nest = |n: usize| "${a:-".repeat(n) + "x" + &"}".repeat(n);
+    // 4000 nested defaults: a stack overflow aborted the build.
+    for (name, text) in [
+        ("env", format!("FROM busybox\nENV X={}\n", nest(4000))),
+        ("arg", format!("ARG X={}\nFROM busybox\n", nest(4000))),
+        ("label", format!("FROM busybox\nLABEL X={}\n", nest(4000))),
+    ] {
+        let out = build_with_input(&root, &tmpdir, &["-q", "-"], text.as_bytes());
+        let line = one_line_failure(&out);
+        assert!(line.contains("nested more than 64 deep"), "{name}: {line}");
+    }
+    // 64 levels are fine.
+    let ok = format!("FROM busybox\nENV X={}\n", nest(64));
+    let out = build_with_input(&root, &tmpdir, &["-q", "-t", "nest64", "-"], ok.as_bytes());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let env = inspect(&root, "nest64")["Config"]["Env"].to_string();
+    assert!(env.contains("\"X=x\""), "{env}");
+    // Values that double from line to line: memory grew without bound.
+    for kw in ["ENV", "ARG"] {
+        let mut text = format!("FROM busybox\n{kw} e0=x\n");
+        for i in 0..40 {
+            text.push_str(&format!("{kw} e{}=${{e{i}}}${{e{i}}}\n", i + 1));
+        }
+        let out = build_with_input(&root, &tmpdir, &["-q", "-"], text.as_bytes());
+        let line = one_line_failure(&out);
+        assert!(
+            line.contains("variable expansion larger than 1 MiB"),
+            "{kw}: {line}"
+        );
+        // The 21st line is the first whose value passes 1 MiB.
+        assert!(line.contains(":23:"), "{kw}: {line}");
+    }
+}
+
+#[test]
+fn many_instructions_build_in_linear_time() {
+    let root = Root::new();
+    // 10 000 ENV and 10 000 LABEL lines (each step stored the whole stage
+    // state, so N lines cost O(N²) and took minutes), 2 000 ARG lines, 100
+    // nested WORKDIRs and one 1 500 levels deep (every level was resolved
+    // from the root, O(depth³)).
+    let mut df = String::from("FROM busybox AS main\n");
+    for i in 0..2000 {
+        df.push_str(&format!("ARG a{i}=v{i}\n"));
+    }
+    for i in 0..10_000 {
+        df.push_str(&format!("ENV e{i}=v{i}\nLABEL l{i}=${{e{i}}}\n"));
+    }
+    df.push_str("ENV e5=five\n");
+    for _ in 0..100 {
+        df.push_str("WORKDIR d\n");
+    }
+    let deep = "/w".repeat(1500);
+    df.push_str(&format!(
+        "WORKDIR {deep}\nRUN test -d . && echo $e9999 $a1999 > /out\n\
+         FROM scratch AS out\nCOPY --from=main /out /out\nFROM main\n"
+    ));
+    let ctx = context(&root, "many", &[("Dockerfile", &df)]);
+    let (id, _) = build_ok(&root, &ctx, &["-q", "-t", "many"]);
+    let cfg = inspect(&root, "many");
+    let env = cfg["Config"]["Env"].as_array().unwrap();
+    assert!(env.len() > 10_000, "{}", env.len());
+    assert!(env.contains(&Value::from("e5=five")));
+    assert!(env.contains(&Value::from("e9999=v9999")));
+    assert_eq!(cfg["Config"]["Labels"]["l4242"], "v4242");
+    assert_eq!(cfg["Config"]["WorkingDir"], deep.as_str());
+    // What the RUN wrote, exported through a small stage.
+    let out = root.dir().join("many-out");
+    let spec = format!("type=local,dest={}", out.display());
+    build_ok(&root, &ctx, &["-q", "--target", "out", "-o", &spec]);
+    assert_eq!(
+        fs::read_to_string(out.join("out")).unwrap(),
+        "v9999 v1999\n"
+    );
+    // An unchanged rebuild hits every step and gives the same image.
+    let (again, progress) = build_ok(&root, &ctx, &["-t", "many"]);
+    assert_eq!(again.lines().last(), Some(id.as_str()));
+    let s = steps(&progress);
+    assert!(s.len() > 22_000, "{}", s.len());
+    assert!(s.iter().all(|(_, cached)| *cached), "all cached");
+}
+
+/// Pids of live processes whose command line is exactly `args`.
+fn pids_running(args: &[&str]) -> Vec<i32> {
+    let want: Vec<u8> = args
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == want))
+        .filter(|pid| engine_common::pid_alive(*pid as i64))
+        .collect()
+}
+
+/// Mount points under `dir`.
+fn mounts_under(dir: &Path) -> Vec<String> {
+    let d = dir.to_string_lossy().into_owned();
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .filter(|m| m.starts_with(&d))
+        .collect()
+}
+
+/// Kills what a failed test left running (the step's process).
+struct KillAll(Vec<String>);
+
+impl Drop for KillAll {
+    fn drop(&mut self) {
+        let args: Vec<&str> = self.0.iter().map(String::as_str).collect();
+        for pid in pids_running(&args) {
+            // SAFETY: kill(2) of a process this test started (by its unique command line).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+#[test]
+fn killed_build_stops_its_run_step() {
+    let root = Root::new();
+    // A step that runs until something stops it, with a command line no
+    // other process has.
+    let secs = format!("{}", 900_000 + std::process::id() % 90_000);
+    let sleep = ["sleep", secs.as_str()];
+    let _cleanup = KillAll(sleep.iter().map(|s| s.to_string()).collect());
+    let ctx = context(
+        &root,
+        "forever",
+        &[("Dockerfile", &format!("FROM busybox\nRUN sleep {secs}\n"))],
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hako"))
+        .arg("--root")
+        .arg(root.root())
+        .args(["build", "-q"])
+        .arg(&ctx)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    engine_common::wait_for("the RUN step", || !pids_running(&sleep).is_empty());
+    let work = root.root().join("build/work");
+    assert!(
+        !mounts_under(&work).is_empty(),
+        "the step's overlay is mounted"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The step dies with the build, and its overlay goes.
+    engine_common::wait_for("the RUN step to stop", || pids_running(&sleep).is_empty());
+    engine_common::wait_for("the step's overlay to be unmounted", || {
+        mounts_under(&work).is_empty()
+    });
+    // What is left (the step directory) goes with the next build or prune.
+    let out = root.ok(&["builder", "prune"]);
+    assert!(out.contains("1 leftover step directories"), "{out}");
+    assert_eq!(fs::read_dir(&work).unwrap().count(), 0);
+}
+
+#[test]
+fn base_images_are_leased_while_builds_use_them() {
+    let root = Root::new();
+    // A base with one name (so rmi would delete it).
+    let base = context(
+        &root,
+        "lease-base",
+        &[("Dockerfile", "FROM busybox\nRUN echo base > /base\n")],
+    );
+    build_ok(&root, &base, &["-q", "-t", "leasebase"]);
+    // A build that uses it and waits in a RUN until the test lets it go.
+    let secs = format!("{}", 800_000 + std::process::id() % 90_000);
+    let sleep = ["sleep", secs.as_str()];
+    let _cleanup = KillAll(sleep.iter().map(|s| s.to_string()).collect());
+    let ctx = context(
+        &root,
+        "lease-child",
+        &[(
+            "Dockerfile",
+            &format!("FROM leasebase\nRUN sleep {secs} || true\nRUN cat /base > /child\n"),
+        )],
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_hako"))
+        .arg("--root")
+        .arg(root.root())
+        .args(["build", "-q", "-t", "leased-child"])
+        .arg(&ctx)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let build_pid = child.id();
+    let child = Kill(child);
+    engine_common::wait_for("the RUN step", || !pids_running(&sleep).is_empty());
+    // rmi of the leased base: refused in one line naming the image and the build.
+    let out = root.run(&["rmi", "leasebase"]);
+    assert!(!out.status.success(), "rmi of a leased image must fail");
+    let err = String::from_utf8_lossy(&out.stderr);
+    // One line says why (rmi then sums up its failures, as docker's).
+    let why: Vec<&str> = err.lines().filter(|l| l.contains("is in use")).collect();
+    assert_eq!(why.len(), 1, "{err}");
+    assert!(
+        why[0].contains("image leasebase")
+            && why[0].contains(&format!("hako build (pid {build_pid})")),
+        "{err}"
+    );
+    assert!(root.ok(&["images"]).contains("leasebase"));
+    // rmi -f removes the name (podman's force), but the content stays for
+    // the build: it waits for the build's store lock to collect.
+    let rmi_f = Command::new(env!("CARGO_BIN_EXE_hako"))
+        .arg("--root")
+        .arg(root.root())
+        .args(["rmi", "-f", "leasebase"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    engine_common::wait_for("rmi -f to remove the record", || {
+        !root.ok(&["images"]).contains("leasebase")
+    });
+    // Let the build go on: it finishes with the base's layers.
+    for pid in pids_running(&sleep) {
+        // SAFETY: kill(2) of the step's process, found by its unique command line.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let mut child = child;
+    let out = std::mem::replace(&mut child.0, Command::new("true").spawn().unwrap())
+        .wait_with_output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the build must not lose its base: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rmi_out = rmi_f.wait_with_output().unwrap();
+    assert!(
+        rmi_out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rmi_out.stderr)
+    );
+    assert_eq!(
+        root.ok(&["run", "--rm", "leased-child", "cat", "/child"]),
+        "base\n"
+    );
+    // The build's leases went with it.
+    let leases = root.root().join("leases");
+    let left: Vec<_> = fs::read_dir(&leases)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -318,6 +318,24 @@ impl ImageStore {
         let by_name = Reference::parse(what)
             .ok()
             .filter(|r| r.digest().is_none() && rec.names.contains(r));
+        // A reader (a build) holds it: refused as podman's "image is in
+        // use", unless forced; forced, the record goes but the content
+        // stays until the lease ends (gc honours leases).
+        let deletes = by_name.is_none() || rec.names.len() <= 1;
+        if deletes && !force {
+            if let Some(l) = crate::lease::live(&self.root)?
+                .into_iter()
+                .find(|l| l.image_id.as_ref() == Some(&rec.id))
+            {
+                return Err(Error::InUse {
+                    what: format!("image {what}"),
+                    reason: format!(
+                        "it is used by {}; use force to remove it anyway",
+                        l.describe()
+                    ),
+                });
+            }
+        }
         let mut out = Vec::new();
         match by_name {
             Some(name) if rec.names.len() > 1 || !mounted || force => {
@@ -362,9 +380,16 @@ impl ImageStore {
             .into_iter()
             .map(|m| m.image_id)
             .collect();
+        let leased: HashSet<Digest> = crate::lease::live(&self.root)?
+            .into_iter()
+            .filter_map(|l| l.image_id)
+            .collect();
         let mut removed = Vec::new();
         for rec in self.meta.images()? {
-            if mounted.contains(&rec.id) || (!all && !rec.names.is_empty()) {
+            if mounted.contains(&rec.id)
+                || leased.contains(&rec.id)
+                || (!all && !rec.names.is_empty())
+            {
                 continue;
             }
             self.meta.remove_image(&rec.id)?;
@@ -379,8 +404,8 @@ impl ImageStore {
     /// wrong; an interrupted collection is simply finished by the next one.
     pub fn gc(&self) -> Result<GcReport> {
         let _lock = StoreLock::exclusive(&self.root)?;
-        let mut blobs: HashSet<Digest> = HashSet::new();
-        let mut chains: HashSet<Digest> = HashSet::new();
+        // What live leases hold is kept even when no record names it.
+        let (mut blobs, mut chains) = crate::lease::held(&self.root)?;
         for rec in self.meta.images()? {
             blobs.insert(rec.id.clone());
             blobs.insert(rec.manifest_digest.clone());
@@ -435,6 +460,31 @@ impl ImageStore {
         self.content.clean_ingest()?;
         self.snapshots.clean_tmp()?;
         Ok(report)
+    }
+
+    /// Lease `rec` for this process (`holder` names it in messages): until
+    /// the lease is dropped or the process dies, the image cannot be
+    /// removed without force and its content is never collected.
+    pub fn lease(&self, holder: &str, rec: &ImageRecord) -> Result<crate::lease::Lease> {
+        let image = self.load_image(rec)?;
+        let mut blobs = vec![
+            rec.id.clone(),
+            rec.manifest_digest.clone(),
+            rec.target_digest.clone(),
+        ];
+        for layer in image.manifest.layers() {
+            blobs.push(manifest::descriptor_digest(layer)?);
+        }
+        let lease =
+            crate::lease::take(&self.root, holder, Some(&rec.id), blobs, image.chain_ids()?)?;
+        // Removed between finding and leasing it: the lease came too late.
+        if self.meta.image(&rec.id)?.is_none() {
+            return Err(Error::not_found(format!(
+                "image {} (it was just removed)",
+                rec.id
+            )));
+        }
+        Ok(lease)
     }
 
     /// Mount an image's root filesystem as an overlay in `container_dir`
@@ -545,7 +595,7 @@ impl ImageStore {
     }
 }
 
-fn rand_u64() -> u64 {
+pub(crate) fn rand_u64() -> u64 {
     let mut b = [0u8; 8];
     // getrandom cannot fail for 8 bytes on Linux >= 3.17; fall back to time.
     if nix::errno::Errno::result(

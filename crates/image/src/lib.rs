@@ -21,6 +21,7 @@ pub mod images;
 pub mod import;
 pub mod ingest;
 pub mod layer;
+pub mod lease;
 pub mod lock;
 pub mod manifest;
 pub mod metadata;

@@ -357,94 +357,13 @@ pub fn build(g: &Global, a: BuildArgs) -> Result<()> {
     if !matches!(a.progress.as_str(), "auto" | "plain" | "tty" | "quiet") {
         bail!("--progress {}: must be auto, plain or quiet", a.progress);
     }
-    if a.context.as_os_str() == "-" && a.file.as_deref() == Some(std::path::Path::new("-")) {
-        bail!("the build context and the Dockerfile cannot both come from standard input");
-    }
-    // The context: a directory, a git repository, or `-` (a tar, or a lone
-    // Dockerfile, on standard input).
-    let mut _context_dir = None;
-    let mut stdin_dockerfile: Option<Vec<u8>> = None;
-    let context_arg = a.context.to_string_lossy().into_owned();
-    let remote = (context_arg.starts_with("http://") || context_arg.starts_with("https://"))
-        && !hako_build::git::is_git(&context_arg);
-    let context = if a.context.as_os_str() == "-" || remote {
-        let data = if remote {
-            let tmp = tempfile::Builder::new()
-                .prefix("hako-context-download-")
-                .tempdir()
-                .context("creating a directory for the download")?;
-            let (_, file) = hako_build::remote::fetch(&context_arg, tmp.path())
-                .with_context(|| format!("fetching the build context {context_arg}"))?;
-            std::fs::read(&file).context("reading the downloaded build context")?
-        } else {
-            let mut data = Vec::new();
-            std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut data)
-                .context("reading the build context from standard input")?;
-            data
-        };
-        let dir = tempfile::Builder::new()
-            .prefix("hako-context-")
-            .tempdir()
-            .context("creating a directory for the build context")?;
-        let compression = hako_image::manifest::Compression::sniff(&data);
-        let is_tar = compression != hako_image::manifest::Compression::None
-            || (data.len() > 262 && &data[257..262] == b"ustar");
-        if is_tar {
-            let limits = hako_image::layer::ApplyLimits::for_target(dir.path())?;
-            hako_image::layer::apply(
-                dir.path(),
-                "the build context",
-                data.as_slice(),
-                compression,
-                hako_image::digest::Algorithm::Sha256,
-                &limits,
-            )
-            .context("unpacking the build context")?;
-        } else {
-            stdin_dockerfile = Some(data);
-        }
-        let p = dir.path().to_path_buf();
-        _context_dir = Some(dir);
-        p
-    } else if hako_build::git::is_git(&a.context.to_string_lossy()) {
-        let dir = tempfile::Builder::new()
-            .prefix("hako-context-")
-            .tempdir()
-            .context("creating a directory for the build context")?;
-        let (src, _commit) =
-            hako_build::git::checkout(&a.context.to_string_lossy(), dir.path(), false)?;
-        _context_dir = Some(dir);
-        src
-    } else {
-        a.context.clone()
-    };
-    // `-f -`: the Dockerfile comes on standard input.
-    let mut _stdin_file = None;
-    let dockerfile = match &a.file {
-        _ if stdin_dockerfile.is_some() => {
-            let p = context.join(".hako-stdin.Dockerfile");
-            std::fs::write(&p, stdin_dockerfile.take().unwrap_or_default())
-                .context("writing the Dockerfile from standard input")?;
-            Some(p)
-        }
-        Some(f) if f.as_os_str() == "-" => {
-            let mut tmp = tempfile::Builder::new()
-                .prefix("Dockerfile-stdin-")
-                .tempfile()
-                .context("creating a temporary file for the Dockerfile from standard input")?;
-            std::io::copy(&mut std::io::stdin().lock(), tmp.as_file_mut())
-                .context("reading the Dockerfile from standard input")?;
-            let p = tmp.path().to_path_buf();
-            _stdin_file = Some(tmp);
-            Some(p)
-        }
-        f => f.clone(),
-    };
-    let dockerfile = match dockerfile {
-        // In a tar or git context, a relative -f names a file inside it.
-        Some(f) if _context_dir.is_some() && f.is_relative() => Some(context.join(f)),
-        f => f,
-    };
+    // The context (a directory, a git repository, a tar or a lone Dockerfile
+    // on standard input or at a URL) and the Dockerfile; what is fetched or
+    // unpacked lives until the build ends.
+    let origin =
+        hako_build::origin::prepare(&a.context, a.file.as_deref(), &mut std::io::stdin().lock())?;
+    let context = origin.context.clone();
+    let dockerfile = origin.dockerfile.clone();
     let opts = Options {
         context: context.clone(),
         dockerfile,
