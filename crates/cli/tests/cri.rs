@@ -1,0 +1,452 @@
+//! `hako cri serve` driven the way kubelet drives a runtime: a real server
+//! process on a unix socket in a temp root, and the k8s-cri crate's
+//! generated tonic clients (RuntimeService, ImageService) over it.
+
+mod engine_common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use engine_common::{wait_for, Root};
+use k8s_cri::v1 as cri;
+use k8s_cri::v1::image_service_client::ImageServiceClient;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+fn hako() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_hako"))
+}
+
+/// A `hako cri serve` process; SIGTERM and wait on drop.
+struct Server {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Server {
+    /// Serve `root` on `<dir>/cri.sock` with `config` (written to `<dir>/cri.toml`).
+    fn start(root: &Path, dir: &Path, config: &str) -> Server {
+        let socket = dir.join("cri.sock");
+        let conf = dir.join("cri.toml");
+        std::fs::write(&conf, config).unwrap();
+        let child = Command::new(hako())
+            .arg("--root")
+            .arg(root)
+            .args(["cri", "serve", "--socket"])
+            .arg(&socket)
+            .arg("--config")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut server = Server { child, socket };
+        let s = server.socket.clone();
+        wait_for("the CRI socket", || {
+            if let Ok(Some(st)) = server.child.try_wait() {
+                panic!("hako cri serve exited early: {st}");
+            }
+            std::os::unix::net::UnixStream::connect(&s).is_ok()
+        });
+        server
+    }
+
+    fn stop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let _ = self.child.wait();
+    }
+
+    async fn channel(&self) -> Channel {
+        let path = self.socket.clone();
+        Endpoint::try_from("http://[::]:50051")
+            .unwrap()
+            .connect_with_connector(tower::service_fn(move |_: Uri| {
+                let path = path.clone();
+                async move {
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                        tokio::net::UnixStream::connect(path).await?,
+                    ))
+                }
+            }))
+            .await
+            .unwrap()
+    }
+
+    async fn runtime(&self) -> RuntimeServiceClient<Channel> {
+        RuntimeServiceClient::new(self.channel().await)
+    }
+
+    async fn images(&self) -> ImageServiceClient<Channel> {
+        ImageServiceClient::new(self.channel().await)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A config whose CNI directory is `dir/net.d` (written by the server).
+fn config_in(dir: &Path, extra: &str) -> String {
+    format!(
+        "cni_conf_dir = \"{}\"\n{extra}",
+        dir.join("net.d").display()
+    )
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A `hako registry serve` on 127.0.0.1 (a free port) with its own root.
+struct Registry {
+    child: Child,
+    addr: String,
+}
+
+impl Registry {
+    fn start(dir: &Path) -> Registry {
+        let mut child = Command::new(hako())
+            .arg("--root")
+            .arg(dir.join("registry-root"))
+            .args(["registry", "serve", "--addr", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line.trim().rsplit(' ').next().unwrap().to_string();
+        Registry { child, addr }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn cri_version_status_and_runtime_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &tmp.path().join("root"),
+        tmp.path(),
+        &config_in(tmp.path(), ""),
+    );
+    rt().block_on(async {
+        let mut c = server.runtime().await;
+        let v = c
+            .version(cri::VersionRequest {
+                version: "v1".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(v.runtime_name, "hako");
+        assert_eq!(v.runtime_api_version, "v1");
+        assert_eq!(v.runtime_version, env!("CARGO_PKG_VERSION"));
+
+        let s = c
+            .status(cri::StatusRequest { verbose: true })
+            .await
+            .unwrap()
+            .into_inner();
+        let conds = s.status.unwrap().conditions;
+        for t in ["RuntimeReady", "NetworkReady"] {
+            let cond = conds.iter().find(|c| c.r#type == t).unwrap();
+            assert!(cond.status, "{t}: {cond:?}");
+        }
+        // The default bridge configuration went into the empty CNI directory.
+        let written = tmp.path().join("net.d/10-hako-cri.conflist");
+        let conf: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&written).unwrap()).unwrap();
+        assert_eq!(conf["plugins"][0]["type"], "bridge");
+        assert!(s.info["config"].contains("net.d"), "{:?}", s.info);
+
+        let rc = c
+            .runtime_config(cri::RuntimeConfigRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            rc.linux.unwrap().cgroup_driver,
+            cri::CgroupDriver::Cgroupfs as i32
+        );
+    });
+}
+
+#[test]
+fn cri_serve_refuses_unknown_config_keys_with_their_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = tmp.path().join("cri.toml");
+    std::fs::write(&conf, "cni_conf_dir = \"/x\"\n[registry]\nmirors = {}\n").unwrap();
+    let socket = tmp.path().join("cri.sock");
+    let out = Command::new(hako())
+        .arg("--root")
+        .arg(tmp.path().join("root"))
+        .args(["cri", "serve", "--socket"])
+        .arg(&socket)
+        .arg("--config")
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "configuration {} line 3: unknown field `mirors`",
+            conf.display()
+        )),
+        "{err}"
+    );
+    assert!(!socket.exists());
+}
+
+#[test]
+fn cri_images_list_status_remove_and_fs_info() {
+    let root = Root::new();
+    let server = Server::start(&root.root(), root.dir(), &config_in(root.dir(), ""));
+    rt().block_on(async {
+        let mut c = server.images().await;
+        let spec = |s: &str| {
+            Some(cri::ImageSpec {
+                image: s.into(),
+                ..Default::default()
+            })
+        };
+        let list = c
+            .list_images(cri::ListImagesRequest { filter: None })
+            .await
+            .unwrap()
+            .into_inner()
+            .images;
+        let bb = list
+            .iter()
+            .find(|i| {
+                i.repo_tags
+                    .contains(&"docker.io/library/busybox:latest".to_string())
+            })
+            .unwrap_or_else(|| panic!("busybox not listed: {list:?}"));
+        assert!(bb.id.starts_with("sha256:"));
+        assert!(bb.size > 0);
+
+        let st = c
+            .image_status(cri::ImageStatusRequest {
+                image: spec("busybox"),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(st.image.unwrap().id, bb.id);
+        // By id too, and an absent image is "none", not an error.
+        let st = c
+            .image_status(cri::ImageStatusRequest {
+                image: spec(&bb.id),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(st.image.unwrap().id, bb.id);
+        let st = c
+            .image_status(cri::ImageStatusRequest {
+                image: spec("nosuch:1"),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(st.image.is_none());
+
+        let fs = c
+            .image_fs_info(cri::ImageFsInfoRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        let used = fs.image_filesystems[0].used_bytes.unwrap().value;
+        assert!(used >= bb.size, "{fs:?}");
+        assert!(fs.image_filesystems[0]
+            .fs_id
+            .as_ref()
+            .unwrap()
+            .mountpoint
+            .starts_with(root.root().to_str().unwrap()));
+
+        c.remove_image(cri::RemoveImageRequest {
+            image: spec("busybox"),
+        })
+        .await
+        .unwrap();
+        let list = c
+            .list_images(cri::ListImagesRequest { filter: None })
+            .await
+            .unwrap()
+            .into_inner()
+            .images;
+        assert!(list.iter().all(|i| i.id != bb.id), "{list:?}");
+        // Removing it again succeeds (kubelet retries).
+        c.remove_image(cri::RemoveImageRequest {
+            image: spec("busybox"),
+        })
+        .await
+        .unwrap();
+    });
+    // The CLI sees the same store.
+    assert!(!root.ok(&["images"]).contains("busybox"));
+}
+
+#[test]
+fn cri_pull_from_loopback_registry_and_through_a_mirror() {
+    let root = Root::new();
+    let reg = Registry::start(root.dir());
+    let pushed = format!("{}/cri/busybox:1", reg.addr);
+    root.ok(&["tag", "busybox", &pushed]);
+    root.ok(&["push", &pushed]);
+    root.ok(&["rmi", &pushed]);
+    root.ok(&["rmi", "busybox"]);
+    // registry.k8s.io is mirrored to the loopback registry and never asked itself.
+    let server = Server::start(
+        &root.root(),
+        root.dir(),
+        &config_in(
+            root.dir(),
+            &format!(
+                "[registry.mirrors.\"registry.k8s.io\"]\nendpoints = [\"http://{}\"]\n",
+                reg.addr
+            ),
+        ),
+    );
+    rt().block_on(async {
+        let mut c = server.images().await;
+        let pull = |name: &str| cri::PullImageRequest {
+            image: Some(cri::ImageSpec {
+                image: name.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        // Plain HTTP on 127.0.0.0/8 without configuration.
+        let id = c
+            .pull_image(pull(&pushed))
+            .await
+            .unwrap()
+            .into_inner()
+            .image_ref;
+        assert!(id.starts_with("sha256:"), "{id}");
+        let mirrored = c
+            .pull_image(pull("registry.k8s.io/cri/busybox:1"))
+            .await
+            .unwrap()
+            .into_inner()
+            .image_ref;
+        assert_eq!(mirrored, id);
+        let img = c
+            .image_status(cri::ImageStatusRequest {
+                image: Some(cri::ImageSpec {
+                    image: id.clone(),
+                    ..Default::default()
+                }),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .image
+            .unwrap();
+        let mut tags = img.repo_tags.clone();
+        tags.sort();
+        assert_eq!(
+            tags,
+            vec![pushed.clone(), "registry.k8s.io/cri/busybox:1".to_string()]
+        );
+        assert!(
+            img.repo_digests
+                .iter()
+                .any(|d| d.starts_with("registry.k8s.io/cri/busybox@sha256:")),
+            "{img:?}"
+        );
+    });
+    // The pulled image runs with the engine.
+    let out = root.ok(&["run", "--rm", &pushed, "echo", "pulled-over-cri"]);
+    assert_eq!(out.trim(), "pulled-over-cri");
+}
+
+#[test]
+fn cri_pull_errors_are_coded_one_line_and_leave_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A port nothing listens on: bind, read the port, close.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let server = Server::start(
+        &tmp.path().join("root"),
+        tmp.path(),
+        &config_in(
+            tmp.path(),
+            &format!("[registry.mirrors.\"mirrored.example\"]\nendpoints = [\"http://{dead}\"]\n"),
+        ),
+    );
+    rt().block_on(async {
+        let mut c = server.images().await;
+        let pull = |name: &str| cri::PullImageRequest {
+            image: Some(cri::ImageSpec {
+                image: name.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let e = c.pull_image(pull("Bad//Name\n")).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+        assert!(!e.message().contains('\n'), "{e:?}");
+
+        let e = c
+            .pull_image(pull(&format!("{dead}/x/y:1")))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+        assert!(
+            e.message()
+                .starts_with(&format!("pulling image {dead}/x/y:1: ")),
+            "{e:?}"
+        );
+        assert!(!e.message().contains('\n'), "{e:?}");
+
+        // A mirrored name is never looked up upstream: only the dead mirror is tried.
+        let e = c
+            .pull_image(pull("mirrored.example/x:1"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+        assert!(e.message().contains(&dead.to_string()), "{e:?}");
+        assert!(!e.message().contains("https://mirrored.example"), "{e:?}");
+
+        let e = c
+            .pull_image(cri::PullImageRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+
+        let list = c
+            .list_images(cri::ListImagesRequest { filter: None })
+            .await
+            .unwrap()
+            .into_inner()
+            .images;
+        assert!(list.is_empty(), "{list:?}");
+    });
+}
