@@ -450,3 +450,331 @@ fn cri_pull_errors_are_coded_one_line_and_leave_nothing() {
         assert!(list.is_empty(), "{list:?}");
     });
 }
+
+/// A CNI configuration of the test's own: a bridge and a subnet no other
+/// test uses, host-local leases in the temp dir, no masquerading (no
+/// iptables rules to clean). Deletes its bridge on drop.
+struct PodNet {
+    bridge: String,
+    subnet_prefix: String,
+}
+
+impl PodNet {
+    fn write(dir: &Path) -> PodNet {
+        let n = std::process::id() as u64 * 31
+            + std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos() as u64;
+        let bridge = format!("hcri{:x}", n % 0xffff_ffff);
+        let subnet_prefix = format!("10.{}.{}", 200 + (n % 50), (n / 50) % 250);
+        let netd = dir.join("net.d");
+        std::fs::create_dir_all(&netd).unwrap();
+        let conf = serde_json::json!({
+            "cniVersion": "1.0.0",
+            "name": bridge,
+            "plugins": [{
+                "type": "bridge",
+                "bridge": bridge,
+                "isGateway": true,
+                "ipMasq": false,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{"subnet": format!("{subnet_prefix}.0/24")}]],
+                    "dataDir": dir.join("ipam"),
+                }
+            }]
+        });
+        std::fs::write(netd.join("10-test.conflist"), conf.to_string()).unwrap();
+        PodNet {
+            bridge,
+            subnet_prefix,
+        }
+    }
+}
+
+impl Drop for PodNet {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "delete", "dev", &self.bridge])
+            .output();
+    }
+}
+
+fn pod_config(name: &str, host_network: bool) -> cri::PodSandboxConfig {
+    cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        hostname: name.into(),
+        labels: [("app".to_string(), name.to_string())].into(),
+        annotations: [("note".to_string(), "kept".to_string())].into(),
+        linux: Some(cri::LinuxPodSandboxConfig {
+            security_context: Some(cri::LinuxSandboxSecurityContext {
+                namespace_options: Some(cri::NamespaceOption {
+                    network: if host_network {
+                        cri::NamespaceMode::Node as i32
+                    } else {
+                        cri::NamespaceMode::Pod as i32
+                    },
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn sandbox_pid(st: &cri::PodSandboxStatusResponse) -> i64 {
+    let info: serde_json::Value = serde_json::from_str(&st.info["info"]).unwrap();
+    info["pid"].as_i64().unwrap()
+}
+
+#[test]
+fn cri_pod_sandbox_lifecycle_with_cni_survives_restart_and_leaves_nothing() {
+    let root = Root::new();
+    let net = PodNet::write(root.dir());
+    let config = format!(
+        "cni_conf_dir = \"{}\"\n",
+        root.dir().join("net.d").display()
+    );
+    let mut server = Server::start(&root.root(), root.dir(), &config);
+    let id = rt().block_on(async {
+        let mut c = server.runtime().await;
+        let id = c
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(pod_config("web", false)),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        let st = c
+            .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: id.clone(),
+                verbose: true,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let s = st.status.clone().unwrap();
+        assert_eq!(s.state, cri::PodSandboxState::SandboxReady as i32);
+        assert_eq!(s.metadata.unwrap().name, "web");
+        assert_eq!(s.annotations["note"], "kept");
+        let ip = s.network.unwrap().ip;
+        assert!(ip.starts_with(&format!("{}.", net.subnet_prefix)), "{ip}");
+        // The infra process is hako's built-in pause, in a network namespace of its own.
+        let pid = sandbox_pid(&st);
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        assert!(
+            String::from_utf8_lossy(&cmdline).contains("cri\0pause"),
+            "{cmdline:?}"
+        );
+        assert_ne!(
+            std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap(),
+            std::fs::read_link("/proc/self/ns/net").unwrap()
+        );
+
+        // Filters: by label, by state, by id prefix.
+        let list = |f: cri::PodSandboxFilter| {
+            let mut c = c.clone();
+            async move {
+                c.list_pod_sandbox(cri::ListPodSandboxRequest { filter: Some(f) })
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .items
+            }
+        };
+        let by_label = list(cri::PodSandboxFilter {
+            label_selector: [("app".to_string(), "web".to_string())].into(),
+            ..Default::default()
+        })
+        .await;
+        assert_eq!(by_label.len(), 1);
+        assert_eq!(by_label[0].id, id);
+        assert!(list(cri::PodSandboxFilter {
+            label_selector: [("app".to_string(), "other".to_string())].into(),
+            ..Default::default()
+        })
+        .await
+        .is_empty());
+        assert!(list(cri::PodSandboxFilter {
+            state: Some(cri::PodSandboxStateValue {
+                state: cri::PodSandboxState::SandboxNotready as i32
+            }),
+            ..Default::default()
+        })
+        .await
+        .is_empty());
+        assert_eq!(
+            list(cri::PodSandboxFilter {
+                id: id[..12].to_string(),
+                ..Default::default()
+            })
+            .await
+            .len(),
+            1
+        );
+        id
+    });
+
+    // A new server finds the pod as it was.
+    server.stop();
+    let server = Server::start(&root.root(), root.dir(), &config);
+    rt().block_on(async {
+        let mut c = server.runtime().await;
+        let st = c
+            .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: id.clone(),
+                verbose: true,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            st.status.as_ref().unwrap().state,
+            cri::PodSandboxState::SandboxReady as i32
+        );
+        let pid = sandbox_pid(&st);
+        assert!(engine_common::pid_alive(pid));
+        let netns = root.root().join("run/netns").join(&id);
+        assert!(netns.exists());
+
+        c.stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        })
+        .await
+        .unwrap();
+        let st = c
+            .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: id.clone(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            st.status.unwrap().state,
+            cri::PodSandboxState::SandboxNotready as i32
+        );
+        wait_for("the pause process to end", || {
+            !engine_common::pid_alive(pid)
+        });
+        assert!(!netns.exists(), "netns left behind");
+        // The address went back to host-local.
+        let leases: Vec<_> = std::fs::read_dir(root.dir().join("ipam").join(&net.bridge))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(
+            leases
+                .iter()
+                .all(|l| !l.to_string_lossy().starts_with(&net.subnet_prefix)),
+            "{leases:?}"
+        );
+
+        c.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        })
+        .await
+        .unwrap();
+        let e = c
+            .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: id.clone(),
+                verbose: false,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+        assert_eq!(e.message(), format!("pod sandbox {id} not found"));
+        // Removing again is fine (kubelet retries).
+        c.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    });
+    assert!(!root.root().join("containers").join(&id).exists());
+    assert!(!Path::new("/sys/fs/cgroup/hako").join(&id).exists());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&id), "a mount of the sandbox is left");
+}
+
+#[test]
+fn cri_host_network_sandbox_and_bad_requests() {
+    let root = Root::new();
+    let config = config_in(root.dir(), "[runtimes.runc]\npath = \"/usr/sbin/runc\"\n");
+    let server = Server::start(&root.root(), root.dir(), &config);
+    rt().block_on(async {
+        let mut c = server.runtime().await;
+        // hostNetwork, on the runc RuntimeClass handler.
+        let id = c
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(pod_config("hostnet", true)),
+                runtime_handler: "runc".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        let st = c
+            .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: id.clone(),
+                verbose: true,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(st.status.as_ref().unwrap().runtime_handler, "runc");
+        let pid = sandbox_pid(&st);
+        assert_eq!(
+            std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap(),
+            std::fs::read_link("/proc/self/ns/net").unwrap()
+        );
+        c.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        })
+        .await
+        .unwrap();
+        wait_for("the pause process to end", || {
+            !engine_common::pid_alive(pid)
+        });
+
+        // Bad requests: coded, one line, nothing left.
+        let e = c
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(pod_config("x", true)),
+                runtime_handler: "nosuch".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+        assert!(e.message().contains("runtime handler \"nosuch\""), "{e:?}");
+        let e = c
+            .run_pod_sandbox(cri::RunPodSandboxRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+        let e = c
+            .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: "0123456789ab".into(),
+                verbose: false,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+        let items = c
+            .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+        assert!(items.is_empty(), "{items:?}");
+    });
+}

@@ -58,6 +58,13 @@ impl Error {
         }
     }
 
+    pub(crate) fn engine(context: impl Into<String>, source: hako_engine::Error) -> Self {
+        Error::Engine {
+            context: context.into(),
+            source: Box::new(source),
+        }
+    }
+
     /// The gRPC code of this error.
     pub fn code(&self) -> tonic::Code {
         use tonic::Code;

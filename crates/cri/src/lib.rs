@@ -13,11 +13,14 @@ pub mod cni;
 pub mod config;
 pub mod error;
 mod image_service;
+pub mod pause;
 mod runtime_service;
+mod sandbox;
 mod server;
 
 pub use config::Config;
 pub use error::{Error, Result};
+pub use pause::pause;
 pub use server::{serve, ServeOptions, DEFAULT_SOCKET};
 
 /// The CRI API version spoken.

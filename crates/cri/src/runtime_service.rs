@@ -131,37 +131,57 @@ impl RuntimeService for Runtime {
 
     async fn run_pod_sandbox(
         &self,
-        _request: Request<cri::RunPodSandboxRequest>,
+        request: Request<cri::RunPodSandboxRequest>,
     ) -> Reply<cri::RunPodSandboxResponse> {
-        Err(unimplemented("RunPodSandbox"))
+        let state = self.state.clone();
+        let r = request.into_inner();
+        blocking(move || crate::sandbox::run(&state, r))
+            .await
+            .map(|pod_sandbox_id| Response::new(cri::RunPodSandboxResponse { pod_sandbox_id }))
     }
 
     async fn stop_pod_sandbox(
         &self,
-        _request: Request<cri::StopPodSandboxRequest>,
+        request: Request<cri::StopPodSandboxRequest>,
     ) -> Reply<cri::StopPodSandboxResponse> {
-        Err(unimplemented("StopPodSandbox"))
+        let state = self.state.clone();
+        let id = request.into_inner().pod_sandbox_id;
+        blocking(move || crate::sandbox::stop(&state, &id))
+            .await
+            .map(|()| Response::new(cri::StopPodSandboxResponse {}))
     }
 
     async fn remove_pod_sandbox(
         &self,
-        _request: Request<cri::RemovePodSandboxRequest>,
+        request: Request<cri::RemovePodSandboxRequest>,
     ) -> Reply<cri::RemovePodSandboxResponse> {
-        Err(unimplemented("RemovePodSandbox"))
+        let state = self.state.clone();
+        let id = request.into_inner().pod_sandbox_id;
+        blocking(move || crate::sandbox::remove(&state, &id))
+            .await
+            .map(|()| Response::new(cri::RemovePodSandboxResponse {}))
     }
 
     async fn pod_sandbox_status(
         &self,
-        _request: Request<cri::PodSandboxStatusRequest>,
+        request: Request<cri::PodSandboxStatusRequest>,
     ) -> Reply<cri::PodSandboxStatusResponse> {
-        Err(unimplemented("PodSandboxStatus"))
+        let state = self.state.clone();
+        let r = request.into_inner();
+        blocking(move || crate::sandbox::status(&state, &r.pod_sandbox_id, r.verbose))
+            .await
+            .map(Response::new)
     }
 
     async fn list_pod_sandbox(
         &self,
-        _request: Request<cri::ListPodSandboxRequest>,
+        request: Request<cri::ListPodSandboxRequest>,
     ) -> Reply<cri::ListPodSandboxResponse> {
-        Err(unimplemented("ListPodSandbox"))
+        let state = self.state.clone();
+        let filter = request.into_inner().filter;
+        blocking(move || crate::sandbox::list(&state, filter))
+            .await
+            .map(|items| Response::new(cri::ListPodSandboxResponse { items }))
     }
 
     async fn create_container(

@@ -25,6 +25,10 @@ pub struct ServeOptions {
     pub socket: PathBuf,
     /// The configuration.
     pub config: Config,
+    /// The monitor and the cleanup command the engine starts.
+    pub programs: hako_engine::Programs,
+    /// The hako binary, bound into sandboxes as the built-in pause.
+    pub hako: PathBuf,
 }
 
 /// Shared by both services: everything an RPC needs to open the root.
@@ -32,6 +36,8 @@ pub struct ServeOptions {
 pub(crate) struct State {
     pub root: PathBuf,
     pub config: Config,
+    pub programs: hako_engine::Programs,
+    pub hako: PathBuf,
 }
 
 /// Run `f` (synchronous library calls: SQLite, registries, runtimes) on the
@@ -104,6 +110,8 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
         let state = Arc::new(State {
             root: opts.root,
             config: opts.config,
+            programs: opts.programs,
+            hako: opts.hako,
         });
         let runtime = crate::runtime_service::Runtime::new(state.clone());
         let images = crate::image_service::Images::new(state);

@@ -15,6 +15,9 @@ pub enum CriCommand {
         after_help = "Examples:\n  hako cri serve\n  hako --root /tmp/r cri serve --socket /tmp/r/cri.sock --config cri.toml\n\nkubelet: --container-runtime-endpoint unix:///run/hako/cri.sock"
     )]
     Serve(ServeArgs),
+    /// The built-in pause of pod sandboxes (run by `cri serve` inside each pod).
+    #[command(hide = true)]
+    Pause,
 }
 
 #[derive(Debug, Args)]
@@ -39,8 +42,11 @@ pub fn run(g: &Global, cmd: CriCommand) -> Result<()> {
                 root: g.root.clone(),
                 socket: std::path::absolute(&a.socket)?,
                 config,
+                programs: super::container::programs(g)?,
+                hako: std::env::current_exe()?,
             })?;
             Ok(())
         }
+        CriCommand::Pause => std::process::exit(hako_cri::pause()),
     }
 }
