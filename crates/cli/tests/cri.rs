@@ -778,3 +778,306 @@ fn cri_host_network_sandbox_and_bad_requests() {
         assert!(items.is_empty(), "{items:?}");
     });
 }
+
+fn container_config(
+    name: &str,
+    command: &[&str],
+    log: &str,
+    mounts: Vec<cri::Mount>,
+) -> cri::ContainerConfig {
+    cri::ContainerConfig {
+        metadata: Some(cri::ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(cri::ImageSpec {
+            image: "busybox".into(),
+            ..Default::default()
+        }),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        envs: vec![cri::KeyValue {
+            key: "GREETING".into(),
+            value: format!("hello-from-{name}"),
+        }],
+        log_path: log.into(),
+        labels: [("container".to_string(), name.to_string())].into(),
+        mounts,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn cri_pod_with_two_containers_sharing_localhost_a_volume_exec_and_logs() {
+    let root = Root::new();
+    let net = PodNet::write(root.dir());
+    let config = format!(
+        "cni_conf_dir = \"{}\"\n",
+        root.dir().join("net.d").display()
+    );
+    let server = Server::start(&root.root(), root.dir(), &config);
+    let logs = root.dir().join("pod-logs");
+    let volume = root.dir().join("shared");
+    std::fs::create_dir_all(&volume).unwrap();
+    let (sandbox, pids) = rt().block_on(async {
+        let mut c = server.runtime().await;
+        let mut pod = pod_config("twins", false);
+        pod.log_directory = logs.to_string_lossy().into_owned();
+        let sandbox = c
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(pod.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        let mount = |ro: bool| {
+            vec![cri::Mount {
+                container_path: "/shared".into(),
+                host_path: volume.to_string_lossy().into_owned(),
+                readonly: ro,
+                ..Default::default()
+            }]
+        };
+        let mut ids = Vec::new();
+        for (name, cmd, m) in [
+            (
+                "web",
+                vec![
+                    "sh",
+                    "-c",
+                    "echo served-$GREETING > /shared/index.html; echo web-up; httpd -f -p 127.0.0.1:8080 -h /shared",
+                ],
+                mount(false),
+            ),
+            ("client", vec!["sleep", "3600"], mount(true)),
+        ] {
+            let id = c
+                .create_container(cri::CreateContainerRequest {
+                    pod_sandbox_id: sandbox.clone(),
+                    config: Some(container_config(name, &cmd, &format!("{name}/0.log"), m)),
+                    sandbox_config: Some(pod.clone()),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .container_id;
+            let st = c
+                .container_status(cri::ContainerStatusRequest {
+                    container_id: id.clone(),
+                    verbose: false,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .status
+                .unwrap();
+            assert_eq!(st.state, cri::ContainerState::ContainerCreated as i32);
+            c.start_container(cri::StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .unwrap();
+            ids.push(id);
+        }
+        let (web, client) = (ids[0].clone(), ids[1].clone());
+
+        // The client reaches the web container on the pod's localhost.
+        let mut page = Vec::new();
+        for _ in 0..200 {
+            let r = c
+                .exec_sync(cri::ExecSyncRequest {
+                    container_id: client.clone(),
+                    cmd: vec![
+                        "wget".into(),
+                        "-q".into(),
+                        "-O".into(),
+                        "-".into(),
+                        "http://127.0.0.1:8080/index.html".into(),
+                    ],
+                    timeout: 10,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            if r.exit_code == 0 {
+                page = r.stdout;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(String::from_utf8_lossy(&page).trim(), "served-hello-from-web");
+        // The read-only mount is read-only in the client.
+        let r = c
+            .exec_sync(cri::ExecSyncRequest {
+                container_id: client.clone(),
+                cmd: vec!["sh".into(), "-c".into(), "echo x > /shared/y; echo $GREETING; exit 3".into()],
+                timeout: 10,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.exit_code, 3);
+        assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), "hello-from-client");
+        assert!(String::from_utf8_lossy(&r.stderr).contains("Read-only"), "{r:?}");
+        // Same hostname (the pod's) in both containers; same IPC namespace.
+        for id in [&web, &client] {
+            let r = c
+                .exec_sync(cri::ExecSyncRequest {
+                    container_id: id.clone(),
+                    cmd: vec!["hostname".into()],
+                    timeout: 10,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), "twins");
+        }
+        // An exec past its timeout: DeadlineExceeded.
+        let e = c
+            .exec_sync(cri::ExecSyncRequest {
+                container_id: client.clone(),
+                cmd: vec!["sleep".into(), "30".into()],
+                timeout: 1,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::DeadlineExceeded, "{e:?}");
+
+        // The web container's output, in kubelet's CRI log format.
+        let log = logs.join("web/0.log");
+        wait_for("the web log", || {
+            std::fs::read_to_string(&log).is_ok_and(|t| t.contains("web-up"))
+        });
+        let text = std::fs::read_to_string(&log).unwrap();
+        let first = text.lines().next().unwrap();
+        let parts: Vec<&str> = first.splitn(4, ' ').collect();
+        assert_eq!(&parts[1..], ["stdout", "F", "web-up"], "{text}");
+        assert!(parts[0].ends_with('Z') && parts[0].contains('T'), "{first}");
+
+        // Listing by sandbox and by label.
+        let listed = c
+            .list_containers(cri::ListContainersRequest {
+                filter: Some(cri::ContainerFilter {
+                    pod_sandbox_id: sandbox.clone(),
+                    label_selector: [("container".to_string(), "web".to_string())].into(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .containers;
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].id, web);
+        assert_eq!(listed[0].state, cri::ContainerState::ContainerRunning as i32);
+
+        // Stop with a timeout: httpd as PID 1 ignores SIGTERM, so SIGKILL ends it.
+        let pids: Vec<i64> = {
+            let mut v = Vec::new();
+            for id in [&web, &client] {
+                let st = c
+                    .container_status(cri::ContainerStatusRequest {
+                        container_id: id.clone(),
+                        verbose: true,
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                let info: serde_json::Value = serde_json::from_str(&st.info["info"]).unwrap();
+                v.push(info["pid"].as_i64().unwrap());
+            }
+            v
+        };
+        c.stop_container(cri::StopContainerRequest {
+            container_id: web.clone(),
+            timeout: 1,
+        })
+        .await
+        .unwrap();
+        let st = c
+            .container_status(cri::ContainerStatusRequest {
+                container_id: web.clone(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        assert_eq!(st.state, cri::ContainerState::ContainerExited as i32);
+        assert_eq!(st.exit_code, 137, "{st:?}");
+        assert_eq!(st.reason, "Error");
+        assert!(st.finished_at >= st.started_at && st.started_at > 0);
+        assert_eq!(st.log_path, log.to_string_lossy());
+
+        // Bad ids: NotFound, one line.
+        let e = c
+            .container_status(cri::ContainerStatusRequest {
+                container_id: "feedfacefeed".into(),
+                verbose: false,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::NotFound);
+        assert_eq!(e.message(), "container feedfacefeed not found");
+        let e = c
+            .create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: sandbox.clone(),
+                config: Some(container_config("x", &["true"], "x.log", Vec::new()))
+                    .map(|mut cc| {
+                        cc.image = Some(cri::ImageSpec {
+                            image: "nosuch:1".into(),
+                            ..Default::default()
+                        });
+                        cc
+                    }),
+                sandbox_config: None,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+        assert_eq!(e.message(), "image nosuch:1 not found");
+
+        c.stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: sandbox.clone(),
+        })
+        .await
+        .unwrap();
+        c.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: sandbox.clone(),
+        })
+        .await
+        .unwrap();
+        let left = c
+            .list_containers(cri::ListContainersRequest { filter: None })
+            .await
+            .unwrap()
+            .into_inner()
+            .containers;
+        assert!(left.is_empty(), "{left:?}");
+        (sandbox, pids)
+    });
+    // Nothing left: processes, netns, cgroups, mounts, containers.
+    for pid in pids {
+        wait_for("the container processes to end", || {
+            !engine_common::pid_alive(pid)
+        });
+    }
+    assert!(!root.root().join("run/netns").join(&sandbox).exists());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(root.root().to_str().unwrap()),
+        "mounts left under the root"
+    );
+    let cgroups: Vec<_> = std::fs::read_dir("/sys/fs/cgroup/hako")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(!cgroups.contains(&sandbox), "{cgroups:?}");
+    assert!(root.ok(&["ps", "-a", "-q"]).trim().is_empty());
+    drop(net);
+}

@@ -23,6 +23,9 @@ pub enum Error {
     /// The request conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
+    /// A deadline passed.
+    #[error("{0}")]
+    Timeout(String),
     /// A registry (or every mirror of it) could not be used.
     #[error("{0}")]
     Unavailable(String),
@@ -73,6 +76,7 @@ impl Error {
             Error::NotFound(_) => Code::NotFound,
             Error::Conflict(_) => Code::FailedPrecondition,
             Error::Unavailable(_) => Code::Unavailable,
+            Error::Timeout(_) => Code::DeadlineExceeded,
             Error::Io { .. } => Code::Internal,
             Error::Image { source, .. } => match &**source {
                 hako_image::Error::NotFound { .. } => Code::NotFound,

@@ -11,6 +11,7 @@
 
 pub mod cni;
 pub mod config;
+mod container;
 pub mod error;
 mod image_service;
 pub mod pause;

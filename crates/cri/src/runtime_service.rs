@@ -186,44 +186,68 @@ impl RuntimeService for Runtime {
 
     async fn create_container(
         &self,
-        _request: Request<cri::CreateContainerRequest>,
+        request: Request<cri::CreateContainerRequest>,
     ) -> Reply<cri::CreateContainerResponse> {
-        Err(unimplemented("CreateContainer"))
+        let state = self.state.clone();
+        let r = request.into_inner();
+        blocking(move || crate::container::create(&state, r))
+            .await
+            .map(|container_id| Response::new(cri::CreateContainerResponse { container_id }))
     }
 
     async fn start_container(
         &self,
-        _request: Request<cri::StartContainerRequest>,
+        request: Request<cri::StartContainerRequest>,
     ) -> Reply<cri::StartContainerResponse> {
-        Err(unimplemented("StartContainer"))
+        let state = self.state.clone();
+        let r = request.into_inner();
+        blocking(move || crate::container::start(&state, &r.container_id))
+            .await
+            .map(|()| Response::new(cri::StartContainerResponse {}))
     }
 
     async fn stop_container(
         &self,
-        _request: Request<cri::StopContainerRequest>,
+        request: Request<cri::StopContainerRequest>,
     ) -> Reply<cri::StopContainerResponse> {
-        Err(unimplemented("StopContainer"))
+        let state = self.state.clone();
+        let r = request.into_inner();
+        blocking(move || crate::container::stop(&state, &r.container_id, r.timeout))
+            .await
+            .map(|()| Response::new(cri::StopContainerResponse {}))
     }
 
     async fn remove_container(
         &self,
-        _request: Request<cri::RemoveContainerRequest>,
+        request: Request<cri::RemoveContainerRequest>,
     ) -> Reply<cri::RemoveContainerResponse> {
-        Err(unimplemented("RemoveContainer"))
+        let state = self.state.clone();
+        let r = request.into_inner();
+        blocking(move || crate::container::remove(&state, &r.container_id))
+            .await
+            .map(|()| Response::new(cri::RemoveContainerResponse {}))
     }
 
     async fn list_containers(
         &self,
-        _request: Request<cri::ListContainersRequest>,
+        request: Request<cri::ListContainersRequest>,
     ) -> Reply<cri::ListContainersResponse> {
-        Err(unimplemented("ListContainers"))
+        let state = self.state.clone();
+        let r = request.into_inner();
+        blocking(move || crate::container::list(&state, r.filter))
+            .await
+            .map(|containers| Response::new(cri::ListContainersResponse { containers }))
     }
 
     async fn container_status(
         &self,
-        _request: Request<cri::ContainerStatusRequest>,
+        request: Request<cri::ContainerStatusRequest>,
     ) -> Reply<cri::ContainerStatusResponse> {
-        Err(unimplemented("ContainerStatus"))
+        let state = self.state.clone();
+        let r = request.into_inner();
+        blocking(move || crate::container::status(&state, &r.container_id, r.verbose))
+            .await
+            .map(Response::new)
     }
 
     async fn update_container_resources(
@@ -242,9 +266,13 @@ impl RuntimeService for Runtime {
 
     async fn exec_sync(
         &self,
-        _request: Request<cri::ExecSyncRequest>,
+        request: Request<cri::ExecSyncRequest>,
     ) -> Reply<cri::ExecSyncResponse> {
-        Err(unimplemented("ExecSync"))
+        let state = self.state.clone();
+        let r = request.into_inner();
+        blocking(move || crate::container::exec_sync(&state, r))
+            .await
+            .map(Response::new)
     }
 
     async fn exec(&self, _request: Request<cri::ExecRequest>) -> Reply<cri::ExecResponse> {

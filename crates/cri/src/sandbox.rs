@@ -397,7 +397,7 @@ pub(crate) fn members(engine: &Engine, sandbox: &str) -> Result<Vec<Container>> 
         .collect())
 }
 
-fn stored_config(c: &Container) -> cri::PodSandboxConfig {
+pub(crate) fn stored_config(c: &Container) -> cri::PodSandboxConfig {
     c.config
         .labels
         .get(CONFIG_LABEL)

@@ -300,9 +300,14 @@ pub fn host_config(o: &CreateOptions, runtime_path: &str) -> Result<HostConfig> 
             } else {
                 m.to_string()
             }),
+            // Another container's namespace (the containers of a pod join
+            // their sandbox's), recorded by id at create.
+            Some(m) if m.strip_prefix("container:").is_some_and(|t| !t.is_empty()) => {
+                Ok(m.to_string())
+            }
             Some(m) => Err(Error::Invalid(format!(
-                "invalid --{flag} {m:?}: use {}",
-                allowed.join(" or ")
+                "invalid --{flag} {m:?}: use {} or container:NAME",
+                allowed.join(", ")
             ))),
         }
     };

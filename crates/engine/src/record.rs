@@ -315,6 +315,11 @@ pub struct LogConfig {
     pub config: std::collections::BTreeMap<String, String>,
 }
 
+/// The log driver of CRI containers: kubelet's log format
+/// (`TIMESTAMP STREAM P|F TEXT`) to the file its `path` option names. Set
+/// by the CRI service only (the command line offers json-file).
+pub const CRI_LOG_DRIVER: &str = "cri";
+
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {

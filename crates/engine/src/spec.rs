@@ -302,15 +302,21 @@ pub fn build(
 
 /// Make `spec` join the network namespace at `path`, or stay in the host's (None).
 pub fn set_network_namespace(spec: &mut Spec, path: Option<&Path>) {
+    set_namespace(spec, LinuxNamespaceType::Network, path)
+}
+
+/// Make the container join the namespace at `path` of type `typ` (None:
+/// no namespace of that type, i.e. the host's).
+pub fn set_namespace(spec: &mut Spec, typ: LinuxNamespaceType, path: Option<&Path>) {
     let Some(linux) = spec.linux_mut() else {
         return;
     };
     let mut namespaces = linux.namespaces().clone().unwrap_or_default();
-    namespaces.retain(|n| n.typ() != LinuxNamespaceType::Network);
+    namespaces.retain(|n| n.typ() != typ);
     if let Some(p) = path {
         namespaces.push(
             LinuxNamespaceBuilder::default()
-                .typ(LinuxNamespaceType::Network)
+                .typ(typ)
                 .path(p)
                 .build()
                 .expect("a namespace with a type and a path builds"),

@@ -172,7 +172,7 @@ fn supervise(args: &Args, sync: File) -> i32 {
     // One log for every run: a restarted container's output is appended.
     let mut log = match jsonlog::Log::open(args.log.clone(), args.log_max_size, args.log_max_files)
     {
-        Ok(f) => f,
+        Ok(f) => f.cri_format(args.log_cri),
         Err(e) => {
             report(
                 &sync,
