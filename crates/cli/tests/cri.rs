@@ -1081,3 +1081,143 @@ fn cri_pod_with_two_containers_sharing_localhost_a_volume_exec_and_logs() {
     assert!(root.ok(&["ps", "-a", "-q"]).trim().is_empty());
     drop(net);
 }
+
+#[test]
+fn cri_resources_oom_reason_stats_and_update() {
+    let root = Root::new();
+    let server = Server::start(&root.root(), root.dir(), &config_in(root.dir(), ""));
+    rt().block_on(async {
+        let mut c = server.runtime().await;
+        let pod = pod_config("limited", true);
+        let sandbox = c
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(pod.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        let with_memory = |name: &str, cmd: &[&str], bytes: i64| {
+            let mut cc = container_config(name, cmd, "", Vec::new());
+            cc.linux = Some(cri::LinuxContainerConfig {
+                resources: Some(cri::LinuxContainerResources {
+                    memory_limit_in_bytes: bytes,
+                    memory_swap_limit_in_bytes: bytes,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            cc
+        };
+        let mut ids = Vec::new();
+        for cc in [
+            with_memory("hog", &["sh", "-c", "x=$(yes 2>/dev/null)"], 32 << 20),
+            with_memory("idle", &["sleep", "3600"], 64 << 20),
+        ] {
+            let id = c
+                .create_container(cri::CreateContainerRequest {
+                    pod_sandbox_id: sandbox.clone(),
+                    config: Some(cc),
+                    sandbox_config: Some(pod.clone()),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .container_id;
+            c.start_container(cri::StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .unwrap();
+            ids.push(id);
+        }
+        let (hog, idle) = (ids[0].clone(), ids[1].clone());
+        // The memory limit ends the hog: OOMKilled.
+        let mut st = None;
+        for _ in 0..1200 {
+            let s = c
+                .container_status(cri::ContainerStatusRequest {
+                    container_id: hog.clone(),
+                    verbose: false,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .status
+                .unwrap();
+            if s.state == cri::ContainerState::ContainerExited as i32 {
+                st = Some(s);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let st = st.expect("the hog exits");
+        assert_eq!((st.exit_code, st.reason.as_str()), (137, "OOMKilled"));
+
+        // Stats of the running one: CPU time and memory in use.
+        let s = c
+            .container_stats(cri::ContainerStatsRequest {
+                container_id: idle.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .stats
+            .unwrap();
+        assert_eq!(s.attributes.unwrap().id, idle);
+        assert!(s.cpu.unwrap().usage_core_nano_seconds.unwrap().value > 0);
+        let mem = s.memory.unwrap();
+        assert!(mem.usage_bytes.unwrap().value > 0);
+        assert!(mem.working_set_bytes.unwrap().value <= mem.usage_bytes.unwrap().value);
+        let all = c
+            .list_container_stats(cri::ListContainerStatsRequest {
+                filter: Some(cri::ContainerStatsFilter {
+                    pod_sandbox_id: sandbox.clone(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .stats;
+        let mut listed: Vec<String> = all.into_iter().map(|s| s.attributes.unwrap().id).collect();
+        listed.sort();
+        let mut want = vec![hog.clone(), idle.clone()];
+        want.sort();
+        assert_eq!(listed, want);
+
+        // A new limit reaches the engine record (and the running cgroup).
+        c.update_container_resources(cri::UpdateContainerResourcesRequest {
+            container_id: idle.clone(),
+            linux: Some(cri::LinuxContainerResources {
+                memory_limit_in_bytes: 128 << 20,
+                memory_swap_limit_in_bytes: 128 << 20,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            root.inspect(&idle)["HostConfig"]["Memory"].as_i64(),
+            Some(128 << 20)
+        );
+        let e = c
+            .update_container_resources(cri::UpdateContainerResourcesRequest {
+                container_id: "feedfacefeed".into(),
+                linux: Some(cri::LinuxContainerResources::default()),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::NotFound);
+
+        c.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: sandbox,
+        })
+        .await
+        .unwrap();
+    });
+    assert!(root.ok(&["ps", "-a", "-q"]).trim().is_empty());
+}

@@ -158,6 +158,11 @@ pub(crate) fn create(state: &State, req: cri::CreateContainerRequest) -> Result<
     } else {
         LogConfig::default()
     };
+    let res = config
+        .linux
+        .as_ref()
+        .and_then(|l| l.resources.clone())
+        .unwrap_or_default();
     let sb_host = |c: &Container| c.host.network_mode == "host";
     let o = CreateOptions {
         image: rec.id.to_string(),
@@ -215,12 +220,149 @@ pub(crate) fn create(state: &State, req: cri::CreateContainerRequest) -> Result<
         log_config,
         tty: config.tty,
         open_stdin: config.stdin,
+        memory: res.memory_limit_in_bytes.max(0),
+        memory_swap: res.memory_swap_limit_in_bytes.max(0),
+        nano_cpus: nano_cpus(&res),
+        cpu_shares: res.cpu_shares.max(0) as u64,
+        cpuset_cpus: res.cpuset_cpus.clone(),
+        cpuset_mems: res.cpuset_mems.clone(),
         ..Default::default()
     };
     let c = engine
         .create(&mut images, &o)
         .map_err(|e| Error::engine(format!("creating container {}", meta.name), e))?;
     Ok(c.id)
+}
+
+/// CPU quota over period as docker's nano CPUs (0: unlimited).
+fn nano_cpus(r: &cri::LinuxContainerResources) -> i64 {
+    if r.cpu_quota > 0 && r.cpu_period > 0 {
+        r.cpu_quota.saturating_mul(1_000_000_000) / r.cpu_period
+    } else {
+        0
+    }
+}
+
+/// UpdateContainerResources: the engine's `update` (record, bundle and,
+/// when running, the runtime's cgroup).
+pub(crate) fn update(state: &State, req: cri::UpdateContainerResourcesRequest) -> Result<()> {
+    let (engine, _) = open(&state.root)?;
+    let c = require(&engine, &req.container_id)?;
+    let Some(r) = req.linux else {
+        return Ok(());
+    };
+    let positive = |v: i64| (v > 0).then_some(v);
+    let o = hako_engine::UpdateOptions {
+        memory: positive(r.memory_limit_in_bytes),
+        memory_swap: positive(r.memory_swap_limit_in_bytes),
+        nano_cpus: positive(nano_cpus(&r)),
+        cpu_shares: positive(r.cpu_shares).map(|v| v as u64),
+        cpuset_cpus: (!r.cpuset_cpus.is_empty()).then(|| r.cpuset_cpus.clone()),
+        cpuset_mems: (!r.cpuset_mems.is_empty()).then(|| r.cpuset_mems.clone()),
+        ..Default::default()
+    };
+    if o.is_empty() {
+        return Ok(());
+    }
+    engine
+        .update(&c.id, &o)
+        .map_err(|e| Error::engine(format!("updating the resources of container {}", c.id), e))
+}
+
+fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or_default()
+}
+
+/// One container's usage, from the runtime's stats (runc's JSON): CPU time
+/// so far, memory in use and its working set (without inactive file pages,
+/// as cAdvisor and containerd count).
+fn stats_of(engine: &Engine, c: &Container) -> cri::ContainerStats {
+    let config = stored_config(c);
+    let now = now_nanos();
+    let u = |v: u64| Some(cri::UInt64Value { value: v });
+    let raw = if c.state.status == Status::Running {
+        engine.runtime_of(c).stats(&c.id).unwrap_or_default()
+    } else {
+        serde_json::Value::Null
+    };
+    let data = &raw["data"];
+    let cpu = data["cpu"]["usage"]["total"].as_u64().unwrap_or(0);
+    let usage = data["memory"]["usage"]["usage"].as_u64().unwrap_or(0);
+    let stats = &data["memory"]["stats"];
+    let inactive = stats["total_inactive_file"]
+        .as_u64()
+        .or_else(|| stats["inactive_file"].as_u64())
+        .unwrap_or(0);
+    let rss = stats["total_rss"]
+        .as_u64()
+        .or_else(|| stats["anon"].as_u64())
+        .unwrap_or(0);
+    let upper = engine.container_dir(&c.id).join("upper");
+    let (bytes, inodes) = crate::image_service::usage(&upper);
+    cri::ContainerStats {
+        attributes: Some(cri::ContainerAttributes {
+            id: c.id.clone(),
+            metadata: config.metadata,
+            labels: config.labels,
+            annotations: config.annotations,
+        }),
+        cpu: Some(cri::CpuUsage {
+            timestamp: now,
+            usage_core_nano_seconds: u(cpu),
+            usage_nano_cores: None,
+        }),
+        memory: Some(cri::MemoryUsage {
+            timestamp: now,
+            working_set_bytes: u(usage.saturating_sub(inactive)),
+            usage_bytes: u(usage),
+            rss_bytes: u(rss),
+            ..Default::default()
+        }),
+        writable_layer: Some(cri::FilesystemUsage {
+            timestamp: now,
+            fs_id: Some(cri::FilesystemIdentifier {
+                mountpoint: upper.to_string_lossy().into_owned(),
+            }),
+            used_bytes: u(bytes),
+            inodes_used: u(inodes),
+        }),
+        swap: None,
+    }
+}
+
+/// ContainerStats.
+pub(crate) fn stats(state: &State, id: &str) -> Result<cri::ContainerStats> {
+    let (engine, _) = open(&state.root)?;
+    let c = require(&engine, id)?;
+    Ok(stats_of(&engine, &c))
+}
+
+/// ListContainerStats with its filter (id, sandbox, labels).
+pub(crate) fn list_stats(
+    state: &State,
+    filter: Option<cri::ContainerStatsFilter>,
+) -> Result<Vec<cri::ContainerStats>> {
+    let f = filter.unwrap_or_default();
+    let listed = list(
+        state,
+        Some(cri::ContainerFilter {
+            id: f.id,
+            pod_sandbox_id: f.pod_sandbox_id,
+            label_selector: f.label_selector,
+            state: None,
+        }),
+    )?;
+    let (engine, _) = open(&state.root)?;
+    let mut out = Vec::new();
+    for item in listed {
+        if let Ok(c) = engine.get(&item.id) {
+            out.push(stats_of(&engine, &c));
+        }
+    }
+    Ok(out)
 }
 
 /// StartContainer.

@@ -189,7 +189,7 @@ pub(crate) fn pull(
 }
 
 /// Bytes and inodes used under `dir` (not following symlinks).
-fn usage(dir: &Path) -> (u64, u64) {
+pub(crate) fn usage(dir: &Path) -> (u64, u64) {
     let (mut bytes, mut inodes) = (0, 0);
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

@@ -252,9 +252,13 @@ impl RuntimeService for Runtime {
 
     async fn update_container_resources(
         &self,
-        _request: Request<cri::UpdateContainerResourcesRequest>,
+        request: Request<cri::UpdateContainerResourcesRequest>,
     ) -> Reply<cri::UpdateContainerResourcesResponse> {
-        Err(unimplemented("UpdateContainerResources"))
+        let state = self.state.clone();
+        let r = request.into_inner();
+        blocking(move || crate::container::update(&state, r))
+            .await
+            .map(|()| Response::new(cri::UpdateContainerResourcesResponse {}))
     }
 
     async fn reopen_container_log(
@@ -292,16 +296,24 @@ impl RuntimeService for Runtime {
 
     async fn container_stats(
         &self,
-        _request: Request<cri::ContainerStatsRequest>,
+        request: Request<cri::ContainerStatsRequest>,
     ) -> Reply<cri::ContainerStatsResponse> {
-        Err(unimplemented("ContainerStats"))
+        let state = self.state.clone();
+        let r = request.into_inner();
+        blocking(move || crate::container::stats(&state, &r.container_id))
+            .await
+            .map(|stats| Response::new(cri::ContainerStatsResponse { stats: Some(stats) }))
     }
 
     async fn list_container_stats(
         &self,
-        _request: Request<cri::ListContainerStatsRequest>,
+        request: Request<cri::ListContainerStatsRequest>,
     ) -> Reply<cri::ListContainerStatsResponse> {
-        Err(unimplemented("ListContainerStats"))
+        let state = self.state.clone();
+        let r = request.into_inner();
+        blocking(move || crate::container::list_stats(&state, r.filter))
+            .await
+            .map(|stats| Response::new(cri::ListContainerStatsResponse { stats }))
     }
 
     async fn pod_sandbox_stats(
