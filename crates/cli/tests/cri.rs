@@ -1221,3 +1221,85 @@ fn cri_resources_oom_reason_stats_and_update() {
     });
     assert!(root.ok(&["ps", "-a", "-q"]).trim().is_empty());
 }
+
+#[test]
+fn cri_container_events_follow_the_lifecycle() {
+    let root = Root::new();
+    let server = Server::start(&root.root(), root.dir(), &config_in(root.dir(), ""));
+    rt().block_on(async {
+        let mut c = server.runtime().await;
+        let mut events = c
+            .get_container_events(cri::GetEventsRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        let pod = pod_config("evented", true);
+        let sandbox = c
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(pod.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        // It exits by itself: its die comes from the monitor, not from a CRI call.
+        let id = c
+            .create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: sandbox.clone(),
+                config: Some(container_config(
+                    "brief",
+                    &["sh", "-c", "exit 4"],
+                    "",
+                    Vec::new(),
+                )),
+                sandbox_config: Some(pod),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .container_id;
+        c.start_container(cri::StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap();
+        let mut seen = Vec::new();
+        let mut exit_seen = None;
+        while let Some(e) = events.message().await.unwrap() {
+            if e.container_id != id {
+                continue;
+            }
+            let kind = cri::ContainerEventType::try_from(e.container_event_type).unwrap();
+            if kind == cri::ContainerEventType::ContainerStoppedEvent {
+                exit_seen = e.containers_statuses.first().map(|s| s.exit_code);
+                c.remove_container(cri::RemoveContainerRequest {
+                    container_id: id.clone(),
+                })
+                .await
+                .unwrap();
+            }
+            assert!(e.pod_sandbox_status.is_some(), "{e:?}");
+            seen.push(kind);
+            if kind == cri::ContainerEventType::ContainerDeletedEvent {
+                break;
+            }
+        }
+        use cri::ContainerEventType::*;
+        assert_eq!(
+            seen,
+            [
+                ContainerCreatedEvent,
+                ContainerStartedEvent,
+                ContainerStoppedEvent,
+                ContainerDeletedEvent
+            ]
+        );
+        assert_eq!(exit_seen, Some(4));
+        c.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: sandbox,
+        })
+        .await
+        .unwrap();
+    });
+}

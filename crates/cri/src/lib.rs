@@ -13,6 +13,7 @@ pub mod cni;
 pub mod config;
 mod container;
 pub mod error;
+mod events;
 mod image_service;
 pub mod pause;
 mod runtime_service;

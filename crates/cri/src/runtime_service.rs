@@ -126,7 +126,18 @@ impl RuntimeService for Runtime {
         &self,
         _request: Request<cri::GetEventsRequest>,
     ) -> Reply<Self::GetContainerEventsStream> {
-        Err(unimplemented("GetContainerEvents"))
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let state = self.state.clone();
+        // The engine's event log is followed by a thread of its own (it
+        // blocks on inotify); it ends at the first event after the client left.
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i128)
+            .unwrap_or_default();
+        std::thread::spawn(move || crate::events::follow(&state, since, tx));
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn run_pod_sandbox(
