@@ -972,6 +972,44 @@ fn cri_pod_with_two_containers_sharing_localhost_a_volume_exec_and_logs() {
         assert_eq!(listed[0].id, web);
         assert_eq!(listed[0].state, cri::ContainerState::ContainerRunning as i32);
 
+        // The pod's stats: both containers, the pod's processes, its eth0.
+        let ps = c
+            .pod_sandbox_stats(cri::PodSandboxStatsRequest {
+                pod_sandbox_id: sandbox.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .stats
+            .unwrap();
+        let linux = ps.linux.unwrap();
+        let mut in_pod: Vec<String> = linux
+            .containers
+            .iter()
+            .map(|s| s.attributes.as_ref().unwrap().id.clone())
+            .collect();
+        in_pod.sort();
+        let mut both = vec![web.clone(), client.clone()];
+        both.sort();
+        assert_eq!(in_pod, both);
+        // pause, httpd, sleep.
+        assert!(linux.process.unwrap().process_count.unwrap().value >= 3);
+        assert!(linux.cpu.unwrap().usage_core_nano_seconds.unwrap().value > 0);
+        assert_eq!(linux.network.unwrap().default_interface.unwrap().name, "eth0");
+        let listed = c
+            .list_pod_sandbox_stats(cri::ListPodSandboxStatsRequest {
+                filter: Some(cri::PodSandboxStatsFilter {
+                    label_selector: [("app".to_string(), "twins".to_string())].into(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .stats;
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].attributes.as_ref().unwrap().id, sandbox);
+
         // Stop with a timeout: httpd as PID 1 ignores SIGTERM, so SIGKILL ends it.
         let pids: Vec<i64> = {
             let mut v = Vec::new();

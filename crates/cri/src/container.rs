@@ -269,7 +269,7 @@ pub(crate) fn update(state: &State, req: cri::UpdateContainerResourcesRequest) -
         .map_err(|e| Error::engine(format!("updating the resources of container {}", c.id), e))
 }
 
-fn now_nanos() -> i64 {
+pub(crate) fn now_nanos() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
@@ -279,7 +279,7 @@ fn now_nanos() -> i64 {
 /// One container's usage, from the runtime's stats (runc's JSON): CPU time
 /// so far, memory in use and its working set (without inactive file pages,
 /// as cAdvisor and containerd count).
-fn stats_of(engine: &Engine, c: &Container) -> cri::ContainerStats {
+pub(crate) fn stats_of(engine: &Engine, c: &Container) -> cri::ContainerStats {
     let config = stored_config(c);
     let now = now_nanos();
     let u = |v: u64| Some(cri::UInt64Value { value: v });

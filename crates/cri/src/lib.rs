@@ -16,6 +16,7 @@ pub mod error;
 mod events;
 mod image_service;
 pub mod pause;
+mod pod_stats;
 mod runtime_service;
 mod sandbox;
 mod server;

@@ -329,16 +329,24 @@ impl RuntimeService for Runtime {
 
     async fn pod_sandbox_stats(
         &self,
-        _request: Request<cri::PodSandboxStatsRequest>,
+        request: Request<cri::PodSandboxStatsRequest>,
     ) -> Reply<cri::PodSandboxStatsResponse> {
-        Err(unimplemented("PodSandboxStats"))
+        let state = self.state.clone();
+        let r = request.into_inner();
+        blocking(move || crate::pod_stats::pod_stats(&state, &r.pod_sandbox_id))
+            .await
+            .map(|stats| Response::new(cri::PodSandboxStatsResponse { stats: Some(stats) }))
     }
 
     async fn list_pod_sandbox_stats(
         &self,
-        _request: Request<cri::ListPodSandboxStatsRequest>,
+        request: Request<cri::ListPodSandboxStatsRequest>,
     ) -> Reply<cri::ListPodSandboxStatsResponse> {
-        Err(unimplemented("ListPodSandboxStats"))
+        let state = self.state.clone();
+        let r = request.into_inner();
+        blocking(move || crate::pod_stats::list(&state, r.filter))
+            .await
+            .map(|stats| Response::new(cri::ListPodSandboxStatsResponse { stats }))
     }
 
     async fn checkpoint_container(
