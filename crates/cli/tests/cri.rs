@@ -1341,3 +1341,102 @@ fn cri_container_events_follow_the_lifecycle() {
         .unwrap();
     });
 }
+
+#[test]
+fn cri_reopen_container_log_after_kubelet_style_rotation() {
+    let root = Root::new();
+    let server = Server::start(&root.root(), root.dir(), &config_in(root.dir(), ""));
+    let logs = root.dir().join("pod-logs");
+    rt().block_on(async {
+        let mut c = server.runtime().await;
+        let mut pod = pod_config("rotating", true);
+        pod.log_directory = logs.to_string_lossy().into_owned();
+        let sandbox = c
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(pod.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        let id = c
+            .create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: sandbox.clone(),
+                config: Some(container_config(
+                    "ticker",
+                    &[
+                        "sh",
+                        "-c",
+                        "i=0; while true; do echo tick$i; i=$((i+1)); sleep 0.05; done",
+                    ],
+                    "ticker/0.log",
+                    Vec::new(),
+                )),
+                sandbox_config: Some(pod),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .container_id;
+        c.start_container(cri::StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap();
+        let log = logs.join("ticker/0.log");
+        wait_for("ticks", || {
+            std::fs::read_to_string(&log).is_ok_and(|t| t.contains("tick1"))
+        });
+        // kubelet's rotation: rename, then ask the runtime to reopen.
+        let rotated = logs.join("ticker/0.log.20260101-000000");
+        std::fs::rename(&log, &rotated).unwrap();
+        c.reopen_container_log(cri::ReopenContainerLogRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap();
+        wait_for("ticks in the new file", || {
+            std::fs::read_to_string(&log).is_ok_and(|t| t.contains(" stdout F tick"))
+        });
+        let old_last = std::fs::read_to_string(&rotated).unwrap();
+        let old_last = old_last
+            .lines()
+            .last()
+            .unwrap()
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .to_string();
+        let new_first = std::fs::read_to_string(&log).unwrap();
+        let new_first = new_first
+            .lines()
+            .next()
+            .unwrap()
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .to_string();
+        let n = |t: &str| t.trim_start_matches("tick").parse::<u64>().unwrap();
+        assert!(n(&new_first) > n(&old_last), "{old_last} then {new_first}");
+
+        c.stop_container(cri::StopContainerRequest {
+            container_id: id.clone(),
+            timeout: 0,
+        })
+        .await
+        .unwrap();
+        let e = c
+            .reopen_container_log(cri::ReopenContainerLogRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+        c.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: sandbox,
+        })
+        .await
+        .unwrap();
+    });
+}

@@ -365,6 +365,15 @@ pub(crate) fn list_stats(
     Ok(out)
 }
 
+/// ReopenContainerLog: the monitor goes on in a new file at the log path.
+pub(crate) fn reopen_log(state: &State, id: &str) -> Result<()> {
+    let (engine, _) = open(&state.root)?;
+    let c = require(&engine, id)?;
+    engine
+        .reopen_log(&c.id)
+        .map_err(|e| Error::engine(format!("reopening the log of container {}", c.id), e))
+}
+
 /// StartContainer.
 pub(crate) fn start(state: &State, id: &str) -> Result<()> {
     let (engine, mut images) = open(&state.root)?;

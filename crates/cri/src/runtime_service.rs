@@ -274,9 +274,13 @@ impl RuntimeService for Runtime {
 
     async fn reopen_container_log(
         &self,
-        _request: Request<cri::ReopenContainerLogRequest>,
+        request: Request<cri::ReopenContainerLogRequest>,
     ) -> Reply<cri::ReopenContainerLogResponse> {
-        Err(unimplemented("ReopenContainerLog"))
+        let state = self.state.clone();
+        let id = request.into_inner().container_id;
+        blocking(move || crate::container::reopen_log(&state, &id))
+            .await
+            .map(|()| Response::new(cri::ReopenContainerLogResponse {}))
     }
 
     async fn exec_sync(

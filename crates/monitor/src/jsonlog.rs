@@ -81,6 +81,15 @@ impl Log {
         })
     }
 
+    /// Go on in a new file at the log's path (the old one was renamed by
+    /// whoever rotates it, as kubelet does); on failure keep the old one.
+    pub fn reopen(&mut self) {
+        if let Ok(f) = Self::open_file(&self.path) {
+            self.size = f.metadata().map(|m| m.len()).unwrap_or(0);
+            self.file = f;
+        }
+    }
+
     /// Write kubelet's CRI log format (`cri`) rather than json-file.
     pub fn cri_format(mut self, cri: bool) -> Log {
         self.cri = cri;
