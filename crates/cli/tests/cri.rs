@@ -1440,3 +1440,119 @@ fn cri_reopen_container_log_after_kubelet_style_rotation() {
         .unwrap();
     });
 }
+
+#[test]
+fn cri_security_context_seccomp_user_groups_readonly_rootfs() {
+    let root = Root::new();
+    let server = Server::start(&root.root(), root.dir(), &config_in(root.dir(), ""));
+    rt().block_on(async {
+        let mut c = server.runtime().await;
+        let pod = pod_config("secure", true);
+        let sandbox = c
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(pod.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        let with_sec = |name: &str, sec: cri::LinuxContainerSecurityContext| {
+            let mut cc = container_config(name, &["sleep", "3600"], "", Vec::new());
+            cc.linux = Some(cri::LinuxContainerConfig {
+                security_context: Some(sec),
+                ..Default::default()
+            });
+            cc
+        };
+        let profile = |t: cri::security_profile::ProfileType, r: &str| {
+            Some(cri::SecurityProfile {
+                profile_type: t as i32,
+                localhost_ref: r.into(),
+            })
+        };
+        let mut run = |cc: cri::ContainerConfig| {
+            let mut c = c.clone();
+            let (sandbox, pod) = (sandbox.clone(), pod.clone());
+            async move {
+                let id = c
+                    .create_container(cri::CreateContainerRequest {
+                        pod_sandbox_id: sandbox,
+                        config: Some(cc),
+                        sandbox_config: Some(pod),
+                    })
+                    .await?
+                    .into_inner()
+                    .container_id;
+                c.start_container(cri::StartContainerRequest {
+                    container_id: id.clone(),
+                })
+                .await?;
+                Ok::<_, tonic::Status>(id)
+            }
+        };
+        let plain = run(with_sec("plain", Default::default())).await.unwrap();
+        let strict = run(with_sec(
+            "strict",
+            cri::LinuxContainerSecurityContext {
+                seccomp: profile(cri::security_profile::ProfileType::RuntimeDefault, ""),
+                no_new_privs: true,
+                run_as_user: Some(cri::Int64Value { value: 1000 }),
+                run_as_group: Some(cri::Int64Value { value: 1000 }),
+                supplemental_groups: vec![1234],
+                readonly_rootfs: true,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+        let sh = |id: &str, script: &str| {
+            let mut c = c.clone();
+            let req = cri::ExecSyncRequest {
+                container_id: id.to_string(),
+                cmd: vec!["sh".into(), "-c".into(), script.into()],
+                timeout: 10,
+            };
+            async move {
+                let r = c.exec_sync(req).await.unwrap().into_inner();
+                (
+                    r.exit_code,
+                    String::from_utf8_lossy(&r.stdout).trim().to_string(),
+                )
+            }
+        };
+        let status = "grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status | tr -s '\\t ' ' '";
+        assert_eq!(sh(&plain, status).await.1, "NoNewPrivs: 0\nSeccomp: 0");
+        assert_eq!(sh(&strict, status).await.1, "NoNewPrivs: 1\nSeccomp: 2");
+        assert_eq!(
+            sh(&strict, "id -u; id -g; id -G").await.1,
+            "1000\n1000\n1000 1234"
+        );
+        let (code, _) = sh(&strict, "touch /rootfs-is-writable").await;
+        assert_ne!(code, 0);
+        assert_eq!(
+            sh(&plain, "touch /rootfs-is-writable && echo ok").await.1,
+            "ok"
+        );
+
+        // A Localhost profile must name a file by absolute path.
+        let e = run(with_sec(
+            "bad",
+            cri::LinuxContainerSecurityContext {
+                seccomp: profile(cri::security_profile::ProfileType::Localhost, "rel.json"),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+        assert!(e.message().contains("\"rel.json\""), "{e:?}");
+
+        c.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: sandbox.clone(),
+        })
+        .await
+        .unwrap();
+    });
+    assert!(root.ok(&["ps", "-a", "-q"]).trim().is_empty());
+}

@@ -193,11 +193,12 @@ pub(crate) fn create(state: &State, req: cri::CreateContainerRequest) -> Result<
             .as_ref()
             .map(|c| c.drop_capabilities.clone())
             .unwrap_or_default(),
-        security_opt: if sec.no_new_privs {
-            vec!["no-new-privileges".into()]
-        } else {
-            Vec::new()
-        },
+        security_opt: security_opts(&sec)?,
+        group_add: sec
+            .supplemental_groups
+            .iter()
+            .map(|g| g.to_string())
+            .collect(),
         network: Some(if sb_host(&sb) {
             "host".into()
         } else {
@@ -232,6 +233,42 @@ pub(crate) fn create(state: &State, req: cri::CreateContainerRequest) -> Result<
         .create(&mut images, &o)
         .map_err(|e| Error::engine(format!("creating container {}", meta.name), e))?;
     Ok(c.id)
+}
+
+/// seccomp and no_new_privs as the engine's security options. No profile
+/// is Unconfined (kubelet's default without SeccompDefault, as containerd
+/// reads it); RuntimeDefault is the engine's default profile; Localhost a
+/// profile file on the node. Masked and read-only paths are the engine's
+/// own defaults (kubelet sends the same list).
+fn security_opts(sec: &cri::LinuxContainerSecurityContext) -> Result<Vec<String>> {
+    use cri::security_profile::ProfileType;
+    let mut out = Vec::new();
+    match &sec.seccomp {
+        None => out.push("seccomp=unconfined".to_string()),
+        Some(p) => match ProfileType::try_from(p.profile_type) {
+            Ok(ProfileType::RuntimeDefault) => {}
+            Ok(ProfileType::Unconfined) => out.push("seccomp=unconfined".into()),
+            Ok(ProfileType::Localhost) if Path::new(&p.localhost_ref).is_absolute() => {
+                out.push(format!("seccomp={}", p.localhost_ref))
+            }
+            Ok(ProfileType::Localhost) => {
+                return Err(Error::Invalid(format!(
+                    "seccomp profile {:?}: a Localhost profile needs an absolute path",
+                    p.localhost_ref
+                )))
+            }
+            Err(_) => {
+                return Err(Error::Invalid(format!(
+                    "unknown seccomp profile type {}",
+                    p.profile_type
+                )))
+            }
+        },
+    }
+    if sec.no_new_privs {
+        out.push("no-new-privileges".into());
+    }
+    Ok(out)
 }
 
 /// CPU quota over period as docker's nano CPUs (0: unlimited).
