@@ -1471,7 +1471,7 @@ fn cri_security_context_seccomp_user_groups_readonly_rootfs() {
                 localhost_ref: r.into(),
             })
         };
-        let mut run = |cc: cri::ContainerConfig| {
+        let run = |cc: cri::ContainerConfig| {
             let mut c = c.clone();
             let (sandbox, pod) = (sandbox.clone(), pod.clone());
             async move {
