@@ -461,6 +461,11 @@ struct PodNet {
 
 impl PodNet {
     fn write(dir: &Path) -> PodNet {
+        Self::write_with(dir, Vec::new())
+    }
+
+    /// With `extra` plugins chained after the bridge (portmap).
+    fn write_with(dir: &Path, extra: Vec<serde_json::Value>) -> PodNet {
         let n = std::process::id() as u64 * 31
             + std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -470,7 +475,7 @@ impl PodNet {
         let subnet_prefix = format!("10.{}.{}", 200 + (n % 50), (n / 50) % 250);
         let netd = dir.join("net.d");
         std::fs::create_dir_all(&netd).unwrap();
-        let conf = serde_json::json!({
+        let mut conf = serde_json::json!({
             "cniVersion": "1.0.0",
             "name": bridge,
             "plugins": [{
@@ -485,6 +490,7 @@ impl PodNet {
                 }
             }]
         });
+        conf["plugins"].as_array_mut().unwrap().extend(extra);
         std::fs::write(netd.join("10-test.conflist"), conf.to_string()).unwrap();
         PodNet {
             bridge,
@@ -493,8 +499,43 @@ impl PodNet {
     }
 }
 
+/// GET / over plain TCP; the whole answer.
+fn http_get(addr: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    write!(s, "GET /index.html HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
 impl Drop for PodNet {
     fn drop(&mut self) {
+        // portmap rules of a pod a failed test did not remove (the rule
+        // lines of iptables-save are shell-quoted: handed to sh as they are).
+        let rules = Command::new("iptables-save").args(["-t", "nat"]).output();
+        let rules = rules.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+        let name = format!("dnat name: \\\"{}\\\"", self.bridge);
+        for line in rules
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(&name))
+        {
+            let Some(rule) = line.strip_prefix("-A ") else {
+                continue;
+            };
+            let Some(chain) = line.rsplit(' ').next() else {
+                continue;
+            };
+            let _ = Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "iptables -t nat -D {rule} && iptables -t nat -F {chain} && iptables -t nat -X {chain}"
+                ))
+                .output();
+        }
         let _ = Command::new("ip")
             .args(["link", "delete", "dev", &self.bridge])
             .output();
@@ -1555,4 +1596,92 @@ fn cri_security_context_seccomp_user_groups_readonly_rootfs() {
         .unwrap();
     });
     assert!(root.ok(&["ps", "-a", "-q"]).trim().is_empty());
+}
+
+#[test]
+fn cri_host_port_reaches_the_pod_and_goes_with_it() {
+    let root = Root::new();
+    let net = PodNet::write_with(
+        root.dir(),
+        vec![
+            serde_json::json!({"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}),
+        ],
+    );
+    let config = format!(
+        "cni_conf_dir = \"{}\"\n",
+        root.dir().join("net.d").display()
+    );
+    let server = Server::start(&root.root(), root.dir(), &config);
+    let host_port = std::net::TcpListener::bind("0.0.0.0:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let www = root.dir().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "through-the-host-port\n").unwrap();
+    // The host's own address on the pod's bridge (the pods of this test
+    // network route nothing else).
+    let host_ip = format!("{}.1", net.subnet_prefix);
+    rt().block_on(async {
+        let mut c = server.runtime().await;
+        let mut pod = pod_config("ported", false);
+        pod.port_mappings = vec![cri::PortMapping {
+            protocol: cri::Protocol::Tcp as i32,
+            container_port: 8080,
+            host_port: host_port as i32,
+            host_ip: String::new(),
+        }];
+        let sandbox = c
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(pod.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        let id = c
+            .create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: sandbox.clone(),
+                config: Some(container_config(
+                    "web",
+                    &["httpd", "-f", "-p", "8080", "-h", "/www"],
+                    "",
+                    vec![cri::Mount {
+                        container_path: "/www".into(),
+                        host_path: www.to_string_lossy().into_owned(),
+                        readonly: true,
+                        ..Default::default()
+                    }],
+                )),
+                sandbox_config: Some(pod),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .container_id;
+        c.start_container(cri::StartContainerRequest { container_id: id })
+            .await
+            .unwrap();
+        let url = format!("http://{host_ip}:{host_port}/index.html");
+        let mut body = String::new();
+        wait_for("the host port to answer", || {
+            body = http_get(&format!("{host_ip}:{host_port}")).unwrap_or_default();
+            body.contains("through-the-host-port")
+        });
+        assert!(body.starts_with("HTTP/1.1 200"), "{url}: {body}");
+        c.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: sandbox,
+        })
+        .await
+        .unwrap();
+    });
+    // The port mapping went with the pod.
+    let rules = Command::new("iptables-save").output().unwrap();
+    let rules = String::from_utf8_lossy(&rules.stdout);
+    assert!(
+        !rules.contains(&format!("--dport {host_port} ")),
+        "a rule for port {host_port} is left"
+    );
 }
