@@ -1686,3 +1686,55 @@ fn cri_host_port_reaches_the_pod_and_goes_with_it() {
         "a rule for port {host_port} is left"
     );
 }
+
+#[test]
+fn cri_configured_sandbox_image_is_the_infra_container() {
+    let root = Root::new();
+    let tar = root.dir().join("busybox.tar");
+    root.ok(&[
+        "import",
+        "--change",
+        "CMD [\"sleep\", \"3600\"]",
+        tar.to_str().unwrap(),
+        "registry.k8s.io/pause:3.9",
+    ]);
+    let server = Server::start(
+        &root.root(),
+        root.dir(),
+        &config_in(
+            root.dir(),
+            "sandbox_image = \"registry.k8s.io/pause:3.9\"\n",
+        ),
+    );
+    rt().block_on(async {
+        let mut c = server.runtime().await;
+        let id = c
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(pod_config("imaged", true)),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        let st = c
+            .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: id.clone(),
+                verbose: true,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let info: serde_json::Value = serde_json::from_str(&st.info["info"]).unwrap();
+        assert_eq!(info["image"], "registry.k8s.io/pause:3.9");
+        let pid = info["pid"].as_i64().unwrap();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        assert_eq!(cmdline, b"sleep\03600\0");
+        c.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id })
+            .await
+            .unwrap();
+        wait_for("the infra process to end", || {
+            !engine_common::pid_alive(pid)
+        });
+    });
+}
