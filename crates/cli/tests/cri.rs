@@ -1729,7 +1729,7 @@ fn cri_configured_sandbox_image_is_the_infra_container() {
         assert_eq!(info["image"], "registry.k8s.io/pause:3.9");
         let pid = info["pid"].as_i64().unwrap();
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
-        assert_eq!(cmdline, b"sleep\03600\0");
+        assert_eq!(cmdline, b"sleep\x003600\x00");
         c.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id })
             .await
             .unwrap();
