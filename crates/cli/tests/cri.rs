@@ -1738,3 +1738,67 @@ fn cri_configured_sandbox_image_is_the_infra_container() {
         });
     });
 }
+
+#[test]
+fn cri_pod_network_goes_with_an_engine_removal_too() {
+    let root = Root::new();
+    let net = PodNet::write_with(
+        root.dir(),
+        vec![serde_json::json!({"type": "portmap", "capabilities": {"portMappings": true}})],
+    );
+    let config = format!(
+        "cni_conf_dir = \"{}\"\n",
+        root.dir().join("net.d").display()
+    );
+    let server = Server::start(&root.root(), root.dir(), &config);
+    let host_port = std::net::TcpListener::bind("0.0.0.0:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let id = rt().block_on(async {
+        let mut c = server.runtime().await;
+        let mut pod = pod_config("orphan", false);
+        pod.port_mappings = vec![cri::PortMapping {
+            protocol: cri::Protocol::Tcp as i32,
+            container_port: 80,
+            host_port: host_port as i32,
+            host_ip: String::new(),
+        }];
+        c.run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(pod),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id
+    });
+    let rules = || {
+        let out = Command::new("iptables-save")
+            .args(["-t", "nat"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).contains(&format!("--dport {host_port} "))
+    };
+    let leases = || {
+        std::fs::read_dir(root.dir().join("ipam").join(&net.bridge))
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| {
+                        e.file_name()
+                            .to_string_lossy()
+                            .starts_with(&net.subnet_prefix)
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    assert!(rules());
+    assert_eq!(leases(), 1);
+    // Removed behind the CRI's back, with the engine's own verb.
+    root.ok(&["rm", "-f", &id]);
+    assert!(!rules(), "the host port's rules are left");
+    assert_eq!(leases(), 0, "the pod's address is still leased");
+    assert!(!root.root().join("run/netns").join(&id).exists());
+}

@@ -2,14 +2,14 @@
 //! pause, or the configured `sandbox_image`) that holds the pod's network,
 //! IPC and UTS namespaces. The pod network is the first configuration of
 //! the CNI directory, run by the CRI against the sandbox's namespace (as
-//! containerd's CRI plugin does), its result kept beside the container so
-//! Stop can undo it after a server restart. Everything CRI reports about a
+//! containerd's CRI plugin does) through the engine, which records it with
+//! the container's network state: Stop (or any engine teardown: `hako rm
+//! -f`, `system reset`, the cleanup after an exit) undoes it. Everything CRI reports about a
 //! pod lives in the engine record (labels), so pods survive restarts.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use hako_engine::network::cni;
 use hako_engine::{Bind, Container, CreateOptions, Engine, Status};
 use hako_image::{ImageStore, Reference};
 use k8s_cri::v1 as cri;
@@ -28,8 +28,6 @@ pub const HANDLER_LABEL: &str = "io.hako.cri.runtime-handler";
 pub const BUILTIN_PAUSE_IMAGE: &str = "hako.local/cri/pause:builtin";
 /// The pod's interface.
 const IFNAME: &str = "eth0";
-/// The CNI state of a sandbox, in its container directory.
-const NETWORK_FILE: &str = "cri-network.json";
 
 pub(crate) fn open(root: &Path) -> Result<(Engine, ImageStore)> {
     let engine = Engine::open(root)
@@ -277,51 +275,23 @@ fn network_up(
     config: &cri::PodSandboxConfig,
 ) -> Result<()> {
     let list = pod_network(&state.config.cni_conf_dir)?;
-    let netns = engine.netns_path(id);
-    let runtime = port_mappings(config);
-    let att = cni::Attachment {
-        container_id: id,
-        netns: &netns,
-        ifname: IFNAME,
-    };
-    let result = cni::add(&list, &att, &runtime).map_err(|e| Error::engine("CNI ADD", e))?;
-    let saved =
-        json!({"conflist": list, "runtimeConfig": runtime, "result": result, "netns": netns});
-    let path = engine.container_dir(id).join(NETWORK_FILE);
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, saved.to_string())
-        .and_then(|()| std::fs::rename(&tmp, &path))
-        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+    engine
+        .attach_cni(id, &list, &port_mappings(config), IFNAME)
+        .map(drop)
+        .map_err(|e| Error::engine("CNI ADD", e))
 }
 
-/// Undo the pod network (if any is recorded): CNI DEL with the ADD result.
+/// Undo the pod network now (CNI DEL), before the infra process stops.
 fn network_down(engine: &Engine, id: &str) -> Result<()> {
-    let path = engine.container_dir(id).join(NETWORK_FILE);
-    let Ok(bytes) = std::fs::read(&path) else {
-        return Ok(());
-    };
-    let saved: Value = serde_json::from_slice(&bytes).unwrap_or_default();
-    let netns = PathBuf::from(saved["netns"].as_str().unwrap_or_default());
-    let att = cni::Attachment {
-        container_id: id,
-        netns: &netns,
-        ifname: IFNAME,
-    };
-    cni::del(
-        &saved["conflist"],
-        &att,
-        &saved["runtimeConfig"],
-        &saved["result"],
-    )
-    .map_err(|e| Error::engine(format!("CNI DEL of pod sandbox {id}"), e))?;
-    std::fs::remove_file(&path).map_err(|e| Error::io(format!("removing {}", path.display()), e))
+    engine
+        .detach_cni(id, IFNAME)
+        .map_err(|e| Error::engine(format!("CNI DEL of pod sandbox {id}"), e))
 }
 
 fn pod_ip(engine: &Engine, id: &str) -> Option<String> {
-    let bytes = std::fs::read(engine.container_dir(id).join(NETWORK_FILE)).ok()?;
-    let saved: Value = serde_json::from_slice(&bytes).ok()?;
-    let ip = cni::endpoint(&saved["result"], IFNAME).ip;
-    (!ip.is_empty()).then_some(ip)
+    let st = engine.network_state(id)?;
+    let a = st.attached.iter().find(|a| a.ifname == IFNAME)?;
+    (!a.endpoint.ip.is_empty()).then(|| a.endpoint.ip.clone())
 }
 
 /// The sandbox a CRI id names (a full id or a unique prefix).
