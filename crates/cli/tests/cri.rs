@@ -305,8 +305,27 @@ fn cri_images_list_status_remove_and_fs_info() {
         .await
         .unwrap();
     });
-    // The CLI sees the same store.
+    // The CLI sees the same store, and the removal in its events.
     assert!(!root.ok(&["images"]).contains("busybox"));
+    let events = root.ok(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        "0s",
+        "--filter",
+        "type=image",
+        "--format",
+        "{{.Action}} {{.Actor.Attributes.name}}",
+    ]);
+    assert!(
+        events.lines().any(|l| l == "untag busybox:latest"),
+        "{events}"
+    );
+    assert!(
+        events.lines().any(|l| l.starts_with("delete sha256:")),
+        "{events}"
+    );
 }
 
 #[test]
@@ -380,6 +399,25 @@ fn cri_pull_from_loopback_registry_and_through_a_mirror() {
             "{img:?}"
         );
     });
+    // `hako events` saw the pulls.
+    let events = root.ok(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        "0s",
+        "--filter",
+        "type=image",
+        "--filter",
+        "event=pull",
+        "--format",
+        "{{.Actor.Attributes.name}}",
+    ]);
+    assert!(events.lines().any(|l| l == pushed), "{events}");
+    assert!(
+        events.lines().any(|l| l == "registry.k8s.io/cri/busybox:1"),
+        "{events}"
+    );
     // The pulled image runs with the engine.
     let out = root.ok(&["run", "--rm", &pushed, "echo", "pulled-over-cri"]);
     assert_eq!(out.trim(), "pulled-over-cri");

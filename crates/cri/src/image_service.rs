@@ -179,6 +179,7 @@ pub(crate) fn pull(
             &hako_image::NoProgress,
         )
         .map_err(|e| Error::image(format!("{what} from {}", source.host), e))?;
+        image_event(root, "pull", &reference.familiar(), &reference.familiar());
         return Ok(pulled.image);
     }
     Err(Error::Unavailable(if unreachable.is_empty() {
@@ -186,6 +187,13 @@ pub(crate) fn pull(
     } else {
         format!("{what}: {}", unreachable.join("; "))
     }))
+}
+
+/// An image event in the root's event log, as `hako pull` and `hako rmi`
+/// record them (so `hako events` shows what the CRI did).
+fn image_event(root: &Path, action: &str, id: &str, name: &str) {
+    hako_engine::events::EventLog::for_root(root)
+        .emit(&hako_engine::events::Event::new("image", action, id).attr("name", name));
 }
 
 /// Bytes and inodes used under `dir` (not following symlinks).
@@ -307,9 +315,20 @@ impl ImageService for Images {
                 return Ok(cri::RemoveImageResponse {});
             };
             // The image goes with all its names, as containerd's CRI does.
-            store
+            let removed = store
                 .remove(&rec.id.to_string(), true)
                 .map_err(|e| Error::image(format!("removing image {name}"), e))?;
+            let id = rec.id.to_string();
+            for r in removed {
+                match r {
+                    hako_image::Removal::Untagged(n) => {
+                        image_event(&root, "untag", &id, &n.familiar())
+                    }
+                    hako_image::Removal::Deleted(d) => {
+                        image_event(&root, "delete", &d.to_string(), &d.to_string())
+                    }
+                }
+            }
             Ok(cri::RemoveImageResponse {})
         })
         .await
