@@ -1840,3 +1840,102 @@ fn cri_pod_network_goes_with_an_engine_removal_too() {
     assert_eq!(leases(), 0, "the pod's address is still leased");
     assert!(!root.root().join("run/netns").join(&id).exists());
 }
+
+#[test]
+fn cri_oom_score_adj_is_set_and_clamped_to_what_the_runtime_may() {
+    let root = Root::new();
+    let server = Server::start(&root.root(), root.dir(), &config_in(root.dir(), ""));
+    let own: i64 = std::fs::read_to_string(format!("/proc/{}/oom_score_adj", server.child.id()))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    rt().block_on(async {
+        let mut c = server.runtime().await;
+        let pod = pod_config("scored", true);
+        let sandbox = c
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(pod.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        // Without CAP_SYS_RESOURCE (as on these machines) a value below the
+        // server's own is raised to it, as containerd's restrict_oom_score_adj.
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let caps = status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .map(|h| u64::from_str_radix(h.trim(), 16).unwrap())
+            .unwrap();
+        let lowest = if caps & (1 << 24) != 0 { -1000 } else { own };
+        // kubelet's -997 for a guaranteed pod, and a burstable 500.
+        for (name, asked, want) in [
+            ("guaranteed", -997, lowest.max(-997)),
+            ("burstable", 500, 500),
+        ] {
+            let mut cc = container_config(name, &["sleep", "3600"], "", Vec::new());
+            cc.linux = Some(cri::LinuxContainerConfig {
+                resources: Some(cri::LinuxContainerResources {
+                    oom_score_adj: asked,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            let id = c
+                .create_container(cri::CreateContainerRequest {
+                    pod_sandbox_id: sandbox.clone(),
+                    config: Some(cc),
+                    sandbox_config: Some(pod.clone()),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .container_id;
+            c.start_container(cri::StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .unwrap();
+            let r = c
+                .exec_sync(cri::ExecSyncRequest {
+                    container_id: id,
+                    cmd: vec!["cat".into(), "/proc/1/oom_score_adj".into()],
+                    timeout: 10,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(
+                String::from_utf8_lossy(&r.stdout).trim(),
+                want.to_string(),
+                "{name}"
+            );
+        }
+        c.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: sandbox,
+        })
+        .await
+        .unwrap();
+    });
+    // The same through the command line; out of range is refused in one line.
+    let out = root.ok(&[
+        "run",
+        "--rm",
+        "--oom-score-adj",
+        "300",
+        "busybox",
+        "cat",
+        "/proc/self/oom_score_adj",
+    ]);
+    assert_eq!(out.trim(), "300");
+    let bad = root.run(&["run", "--rm", "--oom-score-adj", "-1001", "busybox", "true"]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.lines().count() == 1 && err.contains("invalid oom_score_adj -1001"),
+        "{err}"
+    );
+}

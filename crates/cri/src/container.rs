@@ -227,6 +227,7 @@ pub(crate) fn create(state: &State, req: cri::CreateContainerRequest) -> Result<
         cpu_shares: res.cpu_shares.max(0) as u64,
         cpuset_cpus: res.cpuset_cpus.clone(),
         cpuset_mems: res.cpuset_mems.clone(),
+        oom_score_adj: (res.oom_score_adj != 0).then_some(res.oom_score_adj as i32),
         ..Default::default()
     };
     let c = engine

@@ -379,6 +379,9 @@ pub struct HostConfig {
     pub nano_cpus: i64,
     /// 0 is unlimited.
     pub pids_limit: i64,
+    /// The process's oom_score_adj; None leaves the runtime's (inherited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom_score_adj: Option<i32>,
     /// "none", "host", or the first network's name ("bridge" by default).
     pub network_mode: String,
     /// CNI networks in interface order (eth0 first); empty for none/host.

@@ -149,7 +149,7 @@ pub fn build(
         .permitted(caps)
         .build()
         .map_err(build_err("capabilities", id))?;
-    let process = ProcessBuilder::default()
+    let mut process = ProcessBuilder::default()
         .terminal(c.tty)
         .user(
             UserBuilder::default()
@@ -181,6 +181,7 @@ pub fn build(
         .rlimits(rlimits(&h.ulimits, id)?)
         .build()
         .map_err(build_err("process", id))?;
+    process.set_oom_score_adj(h.oom_score_adj);
 
     let mut mounts = base_mounts_with_shm(h.privileged, h.shm_size);
     if h.ipc_mode == "host" {
