@@ -78,6 +78,9 @@ enum Command {
     Builder(commands::build::BuilderCommand),
     /// Multi-container applications from compose files (up, down, ps, logs, ...).
     Compose(commands::compose::ComposeArgs),
+    /// Kubernetes Container Runtime Interface (serve).
+    #[command(subcommand)]
+    Cri(commands::cri::CriCommand),
     /// Container, image, network and volume events, followed as they happen.
     Events(commands::events::EventsArgs),
     /// Manage networks (create, ls, inspect, rm, prune, connect, disconnect).
@@ -175,6 +178,7 @@ fn main() -> ExitCode {
         Command::Build(args) => commands::build::build(&cli.global, *args),
         Command::Builder(cmd) => commands::build::builder(&cli.global, cmd),
         Command::Registry(cmd) => commands::registry::run(&cli.global, cmd),
+        Command::Cri(cmd) => commands::cri::run(&cli.global, cmd),
         Command::Events(args) => commands::events::run(&cli.global, args),
         Command::Network(cmd) => commands::network::run(&cli.global, cmd),
         Command::Compose(args) => commands::compose::run(&cli.global, args),

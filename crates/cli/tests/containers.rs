@@ -619,6 +619,57 @@ fn shm_size_and_sysctls_reach_the_container() {
 }
 
 #[test]
+fn pid_and_ipc_container_join_another_containers_namespaces() {
+    let r = Root::new();
+    let name = common::unique("nsowner");
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    let ns = |what: &str| r.ok(&["exec", &name, "readlink", &format!("/proc/self/ns/{what}")]);
+    let (ipc, pid) = (ns("ipc"), ns("pid"));
+    let joined = |extra: &[&str]| {
+        let mut args = vec!["run", "--rm", "--network", "none"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[
+            "busybox",
+            "sh",
+            "-c",
+            "readlink /proc/self/ns/ipc; readlink /proc/self/ns/pid; pidof sleep || echo none",
+        ]);
+        r.ok(&args)
+    };
+    let target = format!("container:{name}");
+    let out = joined(&["--ipc", &target, "--pid", &target]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], ipc.trim());
+    assert_eq!(lines[1], pid.trim());
+    // The other's processes are visible in its PID namespace.
+    assert_ne!(lines[2], "none", "{out}");
+    // Not joined: namespaces of its own.
+    let out = joined(&[]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_ne!(lines[0], ipc.trim());
+    assert_eq!(lines[2], "none", "{out}");
+    // Joining a container that does not run is refused in one line.
+    r.ok(&["stop", "-t", "0", &name]);
+    let out = r.run(&["run", "--rm", "--ipc", &target, "busybox", "true"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.lines().count() == 1 && err.contains("non running container"),
+        "{err}"
+    );
+}
+
+#[test]
 fn pid_and_ipc_host_share_the_hosts_namespaces() {
     let r = Root::new();
     let me = std::process::id();
@@ -684,7 +735,7 @@ fn pid_and_ipc_host_share_the_hosts_namespaces() {
     );
     for (args, want) in [
         (
-            vec!["run", "--rm", "--pid", "container:x", "busybox", "true"],
+            vec!["run", "--rm", "--pid", "container:", "busybox", "true"],
             "invalid --pid",
         ),
         (

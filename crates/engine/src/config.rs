@@ -300,9 +300,14 @@ pub fn host_config(o: &CreateOptions, runtime_path: &str) -> Result<HostConfig> 
             } else {
                 m.to_string()
             }),
+            // Another container's namespace (the containers of a pod join
+            // their sandbox's), recorded by id at create.
+            Some(m) if m.strip_prefix("container:").is_some_and(|t| !t.is_empty()) => {
+                Ok(m.to_string())
+            }
             Some(m) => Err(Error::Invalid(format!(
-                "invalid --{flag} {m:?}: use {}",
-                allowed.join(" or ")
+                "invalid --{flag} {m:?}: use {} or container:NAME",
+                allowed.join(", ")
             ))),
         }
     };
@@ -342,6 +347,7 @@ pub fn host_config(o: &CreateOptions, runtime_path: &str) -> Result<HostConfig> 
         memory_swap: o.memory_swap,
         nano_cpus: o.nano_cpus,
         pids_limit: o.pids_limit,
+        oom_score_adj: o.oom_score_adj.map(oom_score_adj).transpose()?,
         networks: if cni {
             vec![crate::record::NetworkAttach {
                 network: network_mode.clone(),
@@ -431,6 +437,34 @@ fn set_env(env: &mut Vec<String>, entry: String) {
         Some(slot) => *slot = entry,
         None => env.push(entry),
     }
+}
+
+/// An oom_score_adj for a container: -1000..=1000. Going below this
+/// process's own value needs CAP_SYS_RESOURCE; without it (as on hosts
+/// that withhold it) a lower request (kubelet asks -997 for guaranteed
+/// pods) is raised to our own value, like containerd's
+/// `restrict_oom_score_adj`, rather than failing the container.
+pub fn oom_score_adj(v: i32) -> Result<i32> {
+    if !(-1000..=1000).contains(&v) {
+        return Err(Error::Invalid(format!(
+            "invalid oom_score_adj {v}: expected -1000 to 1000"
+        )));
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    const CAP_SYS_RESOURCE: u32 = 24;
+    let can_lower = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0);
+    if can_lower {
+        return Ok(v);
+    }
+    let own = std::fs::read_to_string("/proc/self/oom_score_adj")
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+        .unwrap_or(-1000);
+    Ok(v.max(own))
 }
 
 #[cfg(test)]

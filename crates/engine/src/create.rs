@@ -59,6 +59,12 @@ impl Engine {
             host.network_mode = format!("container:{}", t.id);
             config.hostname = t.config.hostname.clone();
         }
+        for mode in [&mut host.ipc_mode, &mut host.pid_mode] {
+            if let Some(target) = mode.strip_prefix("container:") {
+                let t = self.find(target)?;
+                *mode = format!("container:{}", t.id);
+            }
+        }
         self.add_volumes_from(&mut host)?;
         mounts::plan(&mut host, &config.volumes)?;
         let mut c = Container {

@@ -117,6 +117,15 @@ impl Engine {
         self.container_dir(id).join("container.log")
     }
 
+    /// Where the monitor writes a container's output: the json-file log,
+    /// or the `path` of the `cri` log driver (kubelet's log file).
+    pub fn log_file(&self, c: &Container) -> PathBuf {
+        match c.host.log_config.config.get("path") {
+            Some(p) if c.host.log_config.typ == crate::record::CRI_LOG_DRIVER => PathBuf::from(p),
+            _ => self.log_path(&c.id),
+        }
+    }
+
     /// The runtime of a container, with its state directory.
     pub fn runtime_of(&self, c: &Container) -> Runtime {
         let name = Path::new(&c.host.runtime_path)

@@ -143,3 +143,34 @@ pub fn tail(mut entries: Vec<Entry>, n: Option<usize>) -> Vec<Entry> {
     }
     entries
 }
+
+impl crate::engine::Engine {
+    /// Make the monitor of a running container with the `cri` log driver
+    /// reopen its log by path (kubelet's ReopenContainerLog, after it
+    /// renamed the file away).
+    pub fn reopen_log(&self, what: &str) -> crate::error::Result<()> {
+        let c = self.get(what)?;
+        if c.host.log_config.typ != crate::record::CRI_LOG_DRIVER {
+            return Err(crate::error::Error::Invalid(format!(
+                "container {}: only a container with the cri log driver reopens its log",
+                c.name
+            )));
+        }
+        if c.state.status != crate::record::Status::Running
+            || !crate::proc::signal(c.state.monitor_pid, c.state.monitor_start, libc::SIGHUP)
+        {
+            return Err(crate::error::Error::Conflict(format!(
+                "container {} is not running: no log to reopen",
+                c.name
+            )));
+        }
+        // Answer once the monitor has the new file, as kubelet expects
+        // (bounded: a monitor that cannot open it keeps the old file).
+        let path = self.log_file(&c);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !path.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        Ok(())
+    }
+}

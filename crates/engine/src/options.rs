@@ -41,6 +41,9 @@ pub struct CreateOptions {
     pub memory_swap: i64,
     pub nano_cpus: i64,
     pub pids_limit: i64,
+    /// `--oom-score-adj` (-1000..=1000); below the engine's own value it is
+    /// raised to it (see [`crate::config::oom_score_adj`]).
+    pub oom_score_adj: Option<i32>,
     /// "none", "host" or a network's name; None is the default network.
     pub network: Option<String>,
     /// `--network-alias`.

@@ -315,6 +315,11 @@ pub struct LogConfig {
     pub config: std::collections::BTreeMap<String, String>,
 }
 
+/// The log driver of CRI containers: kubelet's log format
+/// (`TIMESTAMP STREAM P|F TEXT`) to the file its `path` option names. Set
+/// by the CRI service only (the command line offers json-file).
+pub const CRI_LOG_DRIVER: &str = "cri";
+
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
@@ -374,6 +379,9 @@ pub struct HostConfig {
     pub nano_cpus: i64,
     /// 0 is unlimited.
     pub pids_limit: i64,
+    /// The process's oom_score_adj; None leaves the runtime's (inherited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom_score_adj: Option<i32>,
     /// "none", "host", or the first network's name ("bridge" by default).
     pub network_mode: String,
     /// CNI networks in interface order (eth0 first); empty for none/host.

@@ -149,7 +149,7 @@ pub fn build(
         .permitted(caps)
         .build()
         .map_err(build_err("capabilities", id))?;
-    let process = ProcessBuilder::default()
+    let mut process = ProcessBuilder::default()
         .terminal(c.tty)
         .user(
             UserBuilder::default()
@@ -181,6 +181,7 @@ pub fn build(
         .rlimits(rlimits(&h.ulimits, id)?)
         .build()
         .map_err(build_err("process", id))?;
+    process.set_oom_score_adj(h.oom_score_adj);
 
     let mut mounts = base_mounts_with_shm(h.privileged, h.shm_size);
     if h.ipc_mode == "host" {
@@ -302,15 +303,21 @@ pub fn build(
 
 /// Make `spec` join the network namespace at `path`, or stay in the host's (None).
 pub fn set_network_namespace(spec: &mut Spec, path: Option<&Path>) {
+    set_namespace(spec, LinuxNamespaceType::Network, path)
+}
+
+/// Make the container join the namespace at `path` of type `typ` (None:
+/// no namespace of that type, i.e. the host's).
+pub fn set_namespace(spec: &mut Spec, typ: LinuxNamespaceType, path: Option<&Path>) {
     let Some(linux) = spec.linux_mut() else {
         return;
     };
     let mut namespaces = linux.namespaces().clone().unwrap_or_default();
-    namespaces.retain(|n| n.typ() != LinuxNamespaceType::Network);
+    namespaces.retain(|n| n.typ() != typ);
     if let Some(p) = path {
         namespaces.push(
             LinuxNamespaceBuilder::default()
-                .typ(LinuxNamespaceType::Network)
+                .typ(typ)
                 .path(p)
                 .build()
                 .expect("a namespace with a type and a path builds"),

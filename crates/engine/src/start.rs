@@ -136,6 +136,7 @@ impl Engine {
         // (a crash may have left them empty).
         crate::create::write_etc_files(&dir, &c)?;
         self.join_network(&c)?;
+        self.join_namespaces(&c)?;
         self.network_up(&c)?;
         if let Some(ns) = self.ensure_dns(&c, programs) {
             crate::create::write_resolv_conf(&dir, &c, Some(&ns))?;
@@ -176,7 +177,7 @@ impl Engine {
             .arg("--runtime-root")
             .arg(&rt.root)
             .arg("--log")
-            .arg(self.log_path(&c.id))
+            .arg(self.log_file(&c))
             .arg("--exit-file")
             .arg(dir.join("exit.json"))
             .arg("--pid-file")
@@ -198,6 +199,9 @@ impl Engine {
             .arg(&c.host.restart_policy.name)
             .arg("--restart-max")
             .arg(c.host.restart_policy.maximum_retry_count.to_string());
+        if c.host.log_config.typ == crate::record::CRI_LOG_DRIVER {
+            cmd.arg("--log-format").arg("cri");
+        }
         if let Some(max) = c.host.log_config.max_size() {
             cmd.arg("--log-max-size")
                 .arg(max.to_string())

@@ -59,7 +59,15 @@ impl Engine {
             let now = self.get(&c.id)?;
             // Between two runs (or being created again) there may be nothing
             // to signal; the monitor sees the stop mark and ends it.
-            if now.state.status == Status::Running && !now.state.restarting && rt.knows(&c.id) {
+            // The process may also have ended between the stop signal and
+            // SIGKILL, before the monitor recorded it: the runtime then
+            // says "stopped", and there is nothing left to kill.
+            let ended = rt.status(&c.id).is_ok_and(|s| s == "stopped");
+            if now.state.status == Status::Running
+                && !now.state.restarting
+                && rt.knows(&c.id)
+                && !ended
+            {
                 return Err(e);
             }
         }

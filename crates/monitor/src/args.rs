@@ -54,6 +54,9 @@ pub struct Args {
     pub log_max_size: Option<u64>,
     /// Log files kept in all, the current one included (`max-file`).
     pub log_max_files: u32,
+    /// `--log-format cri`: kubelet's CRI log lines
+    /// (`TIMESTAMP STREAM P|F TEXT`) instead of docker's json-file.
+    pub log_cri: bool,
     /// `--events FILE --event-attributes JSON`: where start, die,
     /// health_status and oom events are appended.
     pub events: Option<crate::events::Events>,
@@ -101,6 +104,7 @@ impl Args {
         let mut retries = None;
         let (mut stdin, mut tty, mut attach_wait) = (false, false, false);
         let (mut log_max_size, mut log_max_files) = (None, 1);
+        let mut log_cri = false;
         while let Some(key) = it.next() {
             let key = key.to_string_lossy().into_owned();
             let value = it
@@ -152,6 +156,13 @@ impl Args {
                 "--attach-wait" => attach_wait = number(&key, &value)? != 0,
                 "--log-max-size" => log_max_size = Some(number(&key, &value)?.max(1)),
                 "--log-max-files" => log_max_files = number(&key, &value)?.clamp(1, 1000) as u32,
+                "--log-format" => {
+                    log_cri = match value.to_str() {
+                        Some("cri") => true,
+                        Some("json-file") => false,
+                        _ => return Err(format!("unknown log format {value:?}")),
+                    }
+                }
                 other => return Err(format!("unknown option {other}")),
             }
         }
@@ -196,6 +207,7 @@ impl Args {
             attach_wait,
             log_max_size,
             log_max_files,
+            log_cri,
             events,
         })
     }

@@ -2,6 +2,9 @@
 //! `{"log":"text\n","stream":"stdout","time":"RFC3339Nano"}`. Output is cut
 //! into lines; a line longer than [`MAX_LINE`] is written in pieces without
 //! the trailing newline, as docker does, so readers join them back.
+//! With [`Log::cri_format`] the same lines are written in kubelet's CRI
+//! format instead: `RFC3339Nano STREAM F TEXT` for a whole line and `P`
+//! for a piece of a longer one (the newline itself is not written).
 
 use std::fs::File;
 use std::io::Write;
@@ -61,6 +64,7 @@ pub struct Log {
     size: u64,
     max_size: Option<u64>,
     max_files: u32,
+    cri: bool,
 }
 
 impl Log {
@@ -73,7 +77,23 @@ impl Log {
             size,
             max_size,
             max_files: max_files.max(1),
+            cri: false,
         })
+    }
+
+    /// Go on in a new file at the log's path (the old one was renamed by
+    /// whoever rotates it, as kubelet does); on failure keep the old one.
+    pub fn reopen(&mut self) {
+        if let Ok(f) = Self::open_file(&self.path) {
+            self.size = f.metadata().map(|m| m.len()).unwrap_or(0);
+            self.file = f;
+        }
+    }
+
+    /// Write kubelet's CRI log format (`cri`) rather than json-file.
+    pub fn cri_format(mut self, cri: bool) -> Log {
+        self.cri = cri;
+        self
     }
 
     fn open_file(path: &std::path::Path) -> std::io::Result<File> {
@@ -129,6 +149,9 @@ impl Log {
 }
 
 fn write_entry(log: &mut Log, stream: &str, text: &[u8]) {
+    if log.cri {
+        return write_cri_entry(log, stream, text);
+    }
     let mut line = String::with_capacity(text.len() + 64);
     line.push_str("{\"log\":\"");
     escape_into(&mut line, &String::from_utf8_lossy(text));
@@ -138,6 +161,24 @@ fn write_entry(log: &mut Log, stream: &str, text: &[u8]) {
     line.push_str(&clock::now_rfc3339_nano());
     line.push_str("\"}\n");
     log.write(line.as_bytes());
+}
+
+/// One CRI log line: a whole line (F) without its newline, or a piece (P).
+fn write_cri_entry(log: &mut Log, stream: &str, text: &[u8]) {
+    let (tag, body) = match text.strip_suffix(b"\n") {
+        Some(b) => ("F", b),
+        None => ("P", text),
+    };
+    let mut line = Vec::with_capacity(body.len() + 48);
+    line.extend_from_slice(clock::now_rfc3339_nano().as_bytes());
+    line.push(b' ');
+    line.extend_from_slice(stream.as_bytes());
+    line.push(b' ');
+    line.extend_from_slice(tag.as_bytes());
+    line.push(b' ');
+    line.extend_from_slice(body);
+    line.push(b'\n');
+    log.write(&line);
 }
 
 /// JSON string escaping (RFC 8259 section 7).
@@ -158,6 +199,30 @@ pub fn escape_into(out: &mut String, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cri_lines_are_whole_or_partial() {
+        let dir = std::env::temp_dir().join(format!("hako-crilog-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("0.log");
+        let mut log = Log::open(path.clone(), None, 1).unwrap().cri_format(true);
+        let mut out = Stream::new("stdout");
+        out.feed(&mut log, b"one\ntw");
+        out.feed(&mut log, b"o\n");
+        out.feed(&mut log, &vec![b'x'; MAX_LINE + 1]);
+        out.flush(&mut log);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        let rest = |l: &str| l.split_once(' ').unwrap().1.to_string();
+        assert!(lines[0].split(' ').next().unwrap().ends_with('Z'));
+        assert_eq!(rest(lines[0]), "stdout F one");
+        assert_eq!(rest(lines[1]), "stdout F two");
+        assert_eq!(rest(lines[2]), format!("stdout P {}", "x".repeat(MAX_LINE)));
+        assert_eq!(rest(lines[3]), "stdout P x");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn escapes_controls_and_quotes() {

@@ -152,12 +152,14 @@ fn supervise(args: &Args, sync: File) -> i32 {
         );
         return 125;
     }
-    // SIGCHLD (children) and SIGUSR1 (the engine: "the user stopped it, do
-    // not restart") are taken from a signalfd, blocked before any child
+    // SIGCHLD (children), SIGUSR1 (the engine: "the user stopped it, do
+    // not restart") and SIGHUP (reopen the log) are taken from a signalfd, blocked before any child
     // exists so that none is lost.
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGCHLD);
     mask.add(Signal::SIGUSR1);
+    // SIGHUP: reopen the log by its path (after kubelet rotated it).
+    mask.add(Signal::SIGHUP);
     if let Err(e) = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None) {
         report(&sync, &format!("error 125 blocking signals: {e}"));
         return 125;
@@ -172,7 +174,7 @@ fn supervise(args: &Args, sync: File) -> i32 {
     // One log for every run: a restarted container's output is appended.
     let mut log = match jsonlog::Log::open(args.log.clone(), args.log_max_size, args.log_max_files)
     {
-        Ok(f) => f,
+        Ok(f) => f.cri_format(args.log_cri),
         Err(e) => {
             report(
                 &sync,
@@ -578,7 +580,11 @@ fn pump(
         }
         let mut code = None;
         if ready[0] {
-            while let Ok(Some(_)) = sigfd.read_signal() {}
+            while let Ok(Some(si)) = sigfd.read_signal() {
+                if si.ssi_signo == Signal::SIGHUP as u32 {
+                    log.reopen();
+                }
+            }
             reap(|p, c| {
                 if p == io.pid {
                     code = Some(c);

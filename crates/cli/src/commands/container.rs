@@ -176,6 +176,9 @@ pub struct CreateArgs {
     /// Maximum number of processes.
     #[arg(long = "pids-limit")]
     pub pids_limit: Option<i64>,
+    /// The process's OOM score adjustment, -1000..1000 (never below hako's own).
+    #[arg(long = "oom-score-adj", allow_hyphen_values = true)]
+    pub oom_score_adj: Option<i32>,
     /// Network: bridge (default), a user-defined network, none or host.
     #[arg(long = "network", visible_alias = "net")]
     pub network: Option<String>,
@@ -730,6 +733,7 @@ fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
             .transpose()?
             .unwrap_or(0),
         pids_limit: a.pids_limit.unwrap_or(0),
+        oom_score_adj: a.oom_score_adj,
         network: a.network.clone(),
         network_aliases: a.network_alias.clone(),
         ip: a.ip.as_deref().map(options::parse_ip).transpose()?,

@@ -5,6 +5,7 @@ pub mod compose;
 pub mod container;
 pub mod container_ops;
 pub mod cp;
+pub mod cri;
 pub mod distribution;
 pub mod events;
 pub mod image;

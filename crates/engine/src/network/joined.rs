@@ -70,4 +70,46 @@ impl Engine {
         write_atomic(&config, &json)?;
         Ok(())
     }
+
+    /// Before `c` starts: point its bundle at the IPC and PID namespaces of
+    /// the containers its `ipc_mode`/`pid_mode` `container:ID` name (the
+    /// containers of a CRI pod join their sandbox's), which must be running.
+    pub(crate) fn join_namespaces(&self, c: &Container) -> Result<()> {
+        use oci_spec::runtime::LinuxNamespaceType;
+        let wanted = [
+            (&c.host.ipc_mode, LinuxNamespaceType::Ipc, "ipc"),
+            (&c.host.pid_mode, LinuxNamespaceType::Pid, "pid"),
+        ];
+        if !wanted.iter().any(|(m, _, _)| m.starts_with("container:")) {
+            return Ok(());
+        }
+        let config = self.container_dir(&c.id).join("config.json");
+        let mut spec = oci_spec::runtime::Spec::load(&config).map_err(|e| {
+            Error::Invalid(format!("reading the bundle of container {}: {e}", c.name))
+        })?;
+        for (mode, typ, file) in wanted {
+            let Some(target) = mode.strip_prefix("container:") else {
+                continue;
+            };
+            let t = self.get(target).map_err(|_| {
+                Error::Conflict(format!(
+                    "cannot start container {}: container {target}, whose {file} namespace it joins, no longer exists",
+                    c.name
+                ))
+            })?;
+            if t.state.status != Status::Running
+                || !crate::proc::alive(t.state.pid, t.state.pid_start)
+            {
+                return Err(Error::Conflict(format!(
+                    "cannot join the {file} namespace of a non running container: {}",
+                    t.name
+                )));
+            }
+            let path = PathBuf::from(format!("/proc/{}/ns/{file}", t.state.pid));
+            crate::spec::set_namespace(&mut spec, typ, Some(&path));
+        }
+        let json = serde_json::to_vec_pretty(&spec).expect("runtime spec serialises");
+        write_atomic(&config, &json)?;
+        Ok(())
+    }
 }

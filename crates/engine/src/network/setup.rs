@@ -338,6 +338,70 @@ impl Engine {
         res
     }
 
+    /// Attach the network namespace of running container `id` (one made
+    /// by the engine: network mode `none` or a network) to a CNI network the
+    /// caller configured itself, as interface `ifname`: the CRI's pod
+    /// network from kubelet's configuration directory. ADD now; recorded in
+    /// the container's network state, so every teardown (stop, rm, reset,
+    /// the cleanup after an exit) DELs it as it does the engine's own.
+    pub fn attach_cni(
+        &self,
+        id: &str,
+        conflist: &Value,
+        runtime_config: &Value,
+        ifname: &str,
+    ) -> Result<Attached> {
+        let _lock = self.lock(id)?;
+        let mut st = self.network_state(id).ok_or_else(|| {
+            Error::Conflict(format!(
+                "container {id} has no network namespace of its own"
+            ))
+        })?;
+        if st.attached.iter().any(|a| a.ifname == ifname) {
+            return Err(Error::Conflict(format!(
+                "container {id} already has an interface {ifname}"
+            )));
+        }
+        let att = Attachment {
+            container_id: id,
+            netns: &st.netns,
+            ifname,
+        };
+        let result = cni::add(conflist, &att, runtime_config)?;
+        let a = Attached {
+            network: conflist["name"].as_str().unwrap_or_default().to_string(),
+            network_id: String::new(),
+            ifname: ifname.to_string(),
+            aliases: Vec::new(),
+            conflist: conflist.clone(),
+            runtime_config: runtime_config.clone(),
+            endpoint: cni::endpoint(&result, ifname),
+            result,
+        };
+        st.attached.push(a.clone());
+        if let Err(e) = self.save_network_state(id, &st) {
+            let _ = del_one(id, &st, &a);
+            return Err(e);
+        }
+        Ok(a)
+    }
+
+    /// Undo [`Engine::attach_cni`] now (DEL), keeping the namespace: what
+    /// the CRI's StopPodSandbox needs before it stops the infra process.
+    /// Nothing to do when no such interface is attached.
+    pub fn detach_cni(&self, id: &str, ifname: &str) -> Result<()> {
+        let _lock = self.lock(id)?;
+        let Some(mut st) = self.network_state(id) else {
+            return Ok(());
+        };
+        let Some(i) = st.attached.iter().position(|a| a.ifname == ifname) else {
+            return Ok(());
+        };
+        del_one(id, &st, &st.attached[i])?;
+        st.attached.remove(i);
+        self.save_network_state(id, &st)
+    }
+
     /// Attach a container to one more network (now if it runs, else at
     /// start), with more names there and, if given, the address asked for.
     pub fn connect(
