@@ -1,0 +1,99 @@
+//! `hako kube`: the Kubernetes control plane (this far: the API server) and
+//! its kubeconfig. The server itself lives in `hako-kube-apiserver`.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use hako_kube_apiserver::Paths;
+
+use crate::Global;
+
+#[derive(Debug, Subcommand)]
+pub enum KubeCommand {
+    /// Start the control plane in the foreground (API server on SQLite); writes $ROOT/kubeconfig.
+    Up(UpArgs),
+    /// Print the kubeconfig of the control plane under --root.
+    Kubeconfig,
+    /// Stop the control plane started by `hako kube up` under --root.
+    Down,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StoreKind {
+    Sqlite,
+    Etcd,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Address for the API server (port 0: any free port, printed on start).
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:6443")]
+    addr: SocketAddr,
+    /// Where objects are stored.
+    #[arg(long, value_enum, default_value = "sqlite")]
+    store: StoreKind,
+}
+
+pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
+    let paths = Paths::new(&g.root);
+    match cmd {
+        KubeCommand::Up(args) => {
+            if let StoreKind::Etcd = args.store {
+                bail!("starting the control plane: the etcd store is not available yet (use --store sqlite)");
+            }
+            let kubeconfig = paths.kubeconfig();
+            hako_kube_apiserver::serve_foreground(&paths, args.addr, |addr| {
+                // Tests and scripts read these two lines to find the server.
+                let mut out = std::io::stdout();
+                let _ = writeln!(out, "API server listening on https://{addr}");
+                let _ = writeln!(out, "kubeconfig: {}", kubeconfig.display());
+                let _ = out.flush();
+            })
+            .context("running the Kubernetes API server")
+        }
+        KubeCommand::Kubeconfig => {
+            let path = paths.kubeconfig();
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "reading the kubeconfig {} (has `hako kube up` run with this --root?)",
+                    path.display()
+                )
+            })?;
+            print!("{text}");
+            Ok(())
+        }
+        KubeCommand::Down => {
+            let pidfile = paths.pid();
+            let text = match std::fs::read_to_string(&pidfile) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    bail!(
+                        "stopping the control plane: none is running under {}",
+                        g.root.display()
+                    )
+                }
+                Err(e) => return Err(e).with_context(|| format!("reading {}", pidfile.display())),
+            };
+            let pid: i32 = text
+                .trim()
+                .parse()
+                .with_context(|| format!("reading the pid in {}", pidfile.display()))?;
+            let pid = nix::unistd::Pid::from_raw(pid);
+            if nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).is_err() {
+                let _ = std::fs::remove_file(&pidfile);
+                return Ok(());
+            }
+            let start = Instant::now();
+            while nix::sys::signal::kill(pid, None).is_ok() && pidfile.exists() {
+                if start.elapsed() > Duration::from_secs(15) {
+                    bail!("stopping the control plane: process {pid} did not exit after SIGTERM");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Ok(())
+        }
+    }
+}

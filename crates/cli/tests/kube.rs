@@ -1,0 +1,576 @@
+//! `hako kube`: the API server driven by the real kubectl. Each test starts
+//! `hako --root TMP kube up --addr 127.0.0.1:0` as a process (killed on drop,
+//! also when the test fails) and runs /usr/bin/kubectl against it.
+
+use std::io::{BufRead, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A running `hako kube up` under a temp root.
+struct Kube {
+    tmp: tempfile::TempDir,
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Kube {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(root: &Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hako"))
+        .arg("--root")
+        .arg(root)
+        .args(["kube", "up", "--addr", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting hako kube up");
+    let mut line = String::new();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    out.read_line(&mut line).unwrap();
+    let addr = match line.trim().strip_prefix("API server listening on https://") {
+        Some(a) => a.to_string(),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("hako kube up did not start: {line:?}");
+        }
+    };
+    // Keep draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        while out.read_line(&mut sink).unwrap_or(0) > 0 {
+            sink.clear();
+        }
+    });
+    (child, addr)
+}
+
+impl Kube {
+    fn up() -> Kube {
+        let tmp = tempfile::tempdir().unwrap();
+        let (child, addr) = start(&tmp.path().join("root"));
+        Kube { tmp, child, addr }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.tmp.path().join("root")
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.root().join("kubeconfig")
+    }
+
+    /// Kill the server (SIGKILL: no chance to flush anything) and start it again.
+    fn kill_and_restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        let (child, addr) = start(&self.root());
+        self.child = child;
+        self.addr = addr;
+    }
+
+    fn kubectl_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("kubectl");
+        // A cache of its own: discovery is fetched from this server, and
+        // nothing is left in the user's ~/.kube.
+        c.arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .arg("--cache-dir")
+            .arg(self.tmp.path().join("kube-cache"))
+            .args(args);
+        c
+    }
+
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut c = self.kubectl_cmd(args);
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().expect("running kubectl");
+        let mut input = child.stdin.take().unwrap();
+        if let Some(s) = stdin {
+            input.write_all(s.as_bytes()).unwrap();
+        }
+        drop(input);
+        child.wait_with_output().unwrap()
+    }
+
+    /// kubectl must succeed; its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        self.ok_in(args, None)
+    }
+
+    fn ok_in(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.run(args, stdin);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// kubectl must fail; its stderr.
+    fn fails_in(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.run(args, stdin);
+        assert!(
+            !out.status.success(),
+            "kubectl {args:?} unexpectedly succeeded: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    /// The store's current revision, as a list reports it.
+    fn revision(&self) -> String {
+        let list: serde_json::Value =
+            serde_json::from_str(&self.ok(&["get", "--raw", "/api/v1/configmaps"])).unwrap();
+        list["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
+fn one_line(s: &str) {
+    assert_eq!(s.trim_end().lines().count(), 1, "not one line: {s:?}");
+}
+
+const APP: &str = "apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+  labels: {app: web}
+data:
+  mode: fast
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.25
+        ports:
+        - containerPort: 80
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector: {app: web}
+  ports:
+  - port: 80
+";
+
+#[test]
+fn kubectl_apply_multi_doc_get_and_reapply_edit() {
+    let k = Kube::up();
+    let out = k.ok_in(&["apply", "-f", "-"], Some(APP));
+    assert_eq!(
+        out,
+        "configmap/settings created\ndeployment.apps/web created\nservice/web created\n"
+    );
+    // Table output with kubectl's usual columns.
+    let cm = k.ok(&["get", "configmaps", "settings"]);
+    let mut lines = cm.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "DATA", "AGE"]);
+    assert!(lines.next().unwrap().starts_with("settings   1 "));
+    let wide = k.ok(&["get", "deployments", "-o", "wide"]);
+    let header: Vec<&str> = wide.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "READY",
+            "UP-TO-DATE",
+            "AVAILABLE",
+            "AGE",
+            "CONTAINERS",
+            "IMAGES",
+            "SELECTOR"
+        ]
+    );
+    assert!(
+        wide.contains("nginx:1.25") && wide.contains("app=web"),
+        "{wide}"
+    );
+    let svc = k.ok(&["get", "service", "web"]);
+    assert!(svc.contains("ClusterIP") && svc.contains("80/TCP"), "{svc}");
+    // -o json / yaml carry server-set metadata and defaults.
+    let json: serde_json::Value =
+        serde_json::from_str(&k.ok(&["get", "deployment", "web", "-o", "json"])).unwrap();
+    assert_eq!(json["metadata"]["generation"], 1);
+    assert_eq!(json["spec"]["strategy"]["type"], "RollingUpdate");
+    assert_eq!(json["metadata"]["uid"].as_str().unwrap().len(), 36);
+    let yaml = k.ok(&["get", "configmap", "settings", "-o", "yaml"]);
+    assert!(
+        yaml.contains("mode: fast") && yaml.contains("creationTimestamp:"),
+        "{yaml}"
+    );
+    // Someone else's annotation must survive a re-apply of an edited file.
+    k.ok(&["annotate", "deployment", "web", "owner=ops"]);
+    let edited = APP.replace("nginx:1.25", "nginx:1.26");
+    let out = k.ok_in(&["apply", "-f", "-"], Some(&edited));
+    assert_eq!(
+        out,
+        "configmap/settings unchanged\ndeployment.apps/web configured\nservice/web unchanged\n"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&k.ok(&["get", "deployment", "web", "-o", "json"])).unwrap();
+    assert_eq!(
+        json["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1.26"
+    );
+    assert_eq!(
+        json["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"],
+        80
+    );
+    assert_eq!(json["metadata"]["annotations"]["owner"], "ops");
+    assert_eq!(json["metadata"]["generation"], 2);
+    assert_eq!(json["spec"]["replicas"], 2);
+}
+
+#[test]
+fn kubectl_label_annotate_and_each_patch_type() {
+    let k = Kube::up();
+    k.ok_in(&["apply", "-f", "-"], Some(APP));
+    assert_eq!(
+        k.ok(&["label", "configmap", "settings", "tier=front"]),
+        "configmap/settings labeled\n"
+    );
+    assert_eq!(
+        k.ok(&["annotate", "configmap", "settings", "note=hi"]),
+        "configmap/settings annotated\n"
+    );
+    k.ok(&[
+        "patch",
+        "configmap",
+        "settings",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"data":{"extra":"1"}}"#,
+    ]);
+    k.ok(&[
+        "patch",
+        "configmap",
+        "settings",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"remove","path":"/data/mode"}]"#,
+    ]);
+    // Strategic (kubectl's default): containers merge by name.
+    k.ok(&[
+        "patch",
+        "deployment",
+        "web",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"side","image":"busybox"}]}}}}"#,
+    ]);
+    let got = k.ok(&[
+        "get",
+        "configmap",
+        "settings",
+        "-o",
+        "jsonpath={.metadata.labels.tier} {.metadata.annotations.note} {.data}",
+    ]);
+    assert_eq!(got, r#"front hi {"extra":"1"}"#);
+    let names = k.ok(&[
+        "get",
+        "deployment",
+        "web",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[*].name}",
+    ]);
+    assert_eq!(names, "nginx side");
+    // Selectors and the scale subresource.
+    assert_eq!(
+        k.ok(&["get", "configmaps", "-l", "tier=front", "-o", "name"]),
+        "configmap/settings\n"
+    );
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "configmaps",
+            "-l",
+            "tier notin (front)",
+            "-o",
+            "name"
+        ]),
+        ""
+    );
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "deployments",
+            "--field-selector",
+            "metadata.name=web",
+            "-o",
+            "name"
+        ]),
+        "deployment.apps/web\n"
+    );
+    assert_eq!(
+        k.ok(&["scale", "deployment", "web", "--replicas=4"]),
+        "deployment.apps/web scaled\n"
+    );
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas}"
+        ]),
+        "4"
+    );
+}
+
+#[test]
+fn kubectl_get_watch_sees_added_modified_deleted() {
+    let k = Kube::up();
+    let mut watch = k
+        .kubectl_cmd(&["get", "configmaps", "--watch", "--output-watch-events"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    struct KillOnDrop(Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = watch.stdout.take().unwrap();
+    let _guard = KillOnDrop(watch);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                break;
+            }
+        }
+    });
+    // "EVENT NAME DATA AGE" rows: the event and the name.
+    let next = || {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("watch output");
+        line.split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let cm = |name: &str| format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n");
+    k.ok_in(&["create", "-f", "-"], Some(&cm("first")));
+    assert_eq!(next(), "EVENT NAME");
+    assert_eq!(next(), "ADDED first");
+    k.ok(&["label", "configmap", "first", "x=y"]);
+    assert_eq!(next(), "MODIFIED first");
+    k.ok(&["delete", "configmap", "first"]);
+    assert_eq!(next(), "DELETED first");
+}
+
+#[test]
+fn bad_input_gets_one_line_errors_and_changes_nothing() {
+    let k = Kube::up();
+    k.ok_in(&["apply", "-f", "-"], Some(APP));
+    let before = k.revision();
+    let stale = k.ok(&["get", "configmap", "settings", "-o", "json"]);
+    k.ok(&["label", "configmap", "settings", "moved=yes"]);
+    let before_bad = k.revision();
+    assert_ne!(before, before_bad);
+
+    let err = k.fails_in(
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata: [name: x\n"),
+    );
+    one_line(&err);
+    assert!(err.contains("error"), "{err}");
+
+    let err = k.fails_in(
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: Bad_Name\n"),
+    );
+    one_line(&err);
+    assert!(err.contains(r#"ConfigMap "Bad_Name" is invalid: metadata.name: Invalid value: "Bad_Name": a lowercase RFC 1123 subdomain"#), "{err}");
+
+    let err = k.fails_in(&["replace", "-f", "-"], Some(&stale));
+    one_line(&err);
+    assert!(
+        err.contains("Error from server (Conflict)")
+            && err.contains("the object has been modified"),
+        "{err}"
+    );
+
+    let err = k.fails_in(
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: strict\ndatta:\n  a: b\n"),
+    );
+    one_line(&err);
+    assert!(err.contains(r#"unknown field "datta""#), "{err}");
+
+    let err = k.fails_in(
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: typed\ndata:\n  a: [1]\n"),
+    );
+    one_line(&err);
+    assert!(
+        err.contains("Error from server (BadRequest)") && err.contains("ConfigMap"),
+        "{err}"
+    );
+
+    let err = k.fails_in(
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: nowhere\n  namespace: missing\n"),
+    );
+    one_line(&err);
+    assert!(err.contains(r#"namespaces "missing" not found"#), "{err}");
+
+    let big = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big\ndata:\n  a: \"{}\"\n",
+        "x".repeat(10 << 20)
+    );
+    let err = k.fails_in(&["create", "-f", "-"], Some(&big));
+    assert!(err.contains("too large"), "{err}");
+
+    assert_eq!(
+        k.revision(),
+        before_bad,
+        "a refused request changed the store"
+    );
+}
+
+#[test]
+fn anonymous_and_wrong_token_requests_are_refused() {
+    let k = Kube::up();
+    let err = k.fails_in(&["--token", "wrong", "get", "configmaps"], None);
+    let last = err.lines().last().unwrap();
+    assert!(
+        last.starts_with("error: You must be logged in to the server ("),
+        "{err}"
+    );
+    let out = Command::new("curl")
+        .args(["-sk", &format!("https://{}/api/v1/namespaces", k.addr)])
+        .output();
+    if let Ok(out) = out {
+        let body = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            body.contains(r#""reason":"Unauthorized""#) && body.contains(r#""code":401"#),
+            "{body}"
+        );
+    }
+    // The kubeconfig's own credentials work, and `hako kube kubeconfig` prints them.
+    let printed = Command::new(env!("CARGO_BIN_EXE_hako"))
+        .arg("--root")
+        .arg(k.root())
+        .args(["kube", "kubeconfig"])
+        .output()
+        .unwrap();
+    assert_eq!(printed.stdout, std::fs::read(k.kubeconfig()).unwrap());
+    assert!(k
+        .ok(&["get", "namespaces", "-o", "name"])
+        .contains("namespace/default"));
+}
+
+#[test]
+fn dry_run_server_generate_name_pagination_and_namespace_deletion() {
+    let k = Kube::up();
+    let rev = k.revision();
+    let out = k.ok_in(&["apply", "--dry-run=server", "-f", "-"], Some(APP));
+    assert!(
+        out.contains("configmap/settings created (server dry run)"),
+        "{out}"
+    );
+    assert_eq!(k.revision(), rev);
+    assert_eq!(k.ok(&["get", "configmaps", "-o", "name"]), "");
+
+    let out = k.ok_in(
+        &["create", "-f", "-", "-o", "name"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  generateName: gen-\n"),
+    );
+    assert!(
+        out.starts_with("configmap/gen-") && out.trim().len() == "configmap/gen-".len() + 5,
+        "{out}"
+    );
+
+    let ns = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team\n";
+    k.ok_in(&["apply", "-f", "-"], Some(ns));
+    for n in 0..5 {
+        k.ok_in(
+            &["create", "-n", "team", "-f", "-"],
+            Some(&format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c{n}\n"
+            )),
+        );
+    }
+    let all = k.ok(&[
+        "get",
+        "configmaps",
+        "-n",
+        "team",
+        "--chunk-size=2",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(
+        all,
+        "configmap/c0\nconfigmap/c1\nconfigmap/c2\nconfigmap/c3\nconfigmap/c4\n"
+    );
+    assert_eq!(
+        k.ok(&["delete", "namespace", "team"]),
+        "namespace \"team\" deleted\n"
+    );
+    let err = k.fails_in(&["get", "namespace", "team"], None);
+    assert!(err.contains(r#"namespaces "team" not found"#), "{err}");
+    let left: serde_json::Value =
+        serde_json::from_str(&k.ok(&["get", "--raw", "/api/v1/namespaces/team/configmaps"]))
+            .unwrap();
+    assert_eq!(left["items"], serde_json::json!([]));
+}
+
+#[test]
+fn killed_server_keeps_acknowledged_writes() {
+    let mut k = Kube::up();
+    k.ok_in(&["apply", "-f", "-"], Some(APP));
+    k.ok(&["label", "configmap", "settings", "last=write"]);
+    let rev = k.revision();
+    k.kill_and_restart();
+    assert_eq!(k.revision(), rev);
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "configmap",
+            "settings",
+            "-o",
+            "jsonpath={.metadata.labels.last}"
+        ]),
+        "write"
+    );
+    assert_eq!(
+        k.ok(&["get", "deployment", "web", "-o", "name"]),
+        "deployment.apps/web\n"
+    );
+}
