@@ -574,3 +574,84 @@ fn killed_server_keeps_acknowledged_writes() {
         "deployment.apps/web\n"
     );
 }
+
+#[test]
+fn kubectl_create_generators_send_protobuf() {
+    let k = Kube::up();
+    assert_eq!(
+        k.ok(&["create", "namespace", "team"]),
+        "namespace/team created\n"
+    );
+    k.ok(&[
+        "create",
+        "configmap",
+        "c1",
+        "-n",
+        "team",
+        "--from-literal=a=b",
+        "--from-literal=c=d",
+    ]);
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "configmap",
+            "c1",
+            "-n",
+            "team",
+            "-o",
+            "jsonpath={.data}"
+        ]),
+        r#"{"a":"b","c":"d"}"#
+    );
+    k.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "s1",
+        "--from-literal=pw=secret",
+    ]);
+    assert_eq!(
+        k.ok(&["get", "secret", "s1", "-o", "jsonpath={.data.pw} {.type}"]),
+        "c2VjcmV0 Opaque"
+    );
+    k.ok(&["create", "serviceaccount", "robot"]);
+    k.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx:1.25",
+        "--port=80",
+        "--replicas=2",
+    ]);
+    let d: serde_json::Value =
+        serde_json::from_str(&k.ok(&["get", "deployment", "web", "-o", "json"])).unwrap();
+    assert_eq!(d["spec"]["replicas"], 2);
+    assert_eq!(d["spec"]["strategy"]["type"], "RollingUpdate");
+    let c = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        (c["name"].as_str(), c["image"].as_str()),
+        (Some("nginx"), Some("nginx:1.25"))
+    );
+    assert_eq!(
+        c["ports"],
+        serde_json::json!([{"containerPort": 80, "protocol": "TCP"}])
+    );
+    k.ok(&["create", "service", "clusterip", "web", "--tcp=80:8080"]);
+    let ports = k.ok(&[
+        "get",
+        "service",
+        "web",
+        "-o",
+        "jsonpath={.spec.ports[0].port}:{.spec.ports[0].targetPort}",
+    ]);
+    assert_eq!(ports, "80:8080");
+    // A generator's invalid name is refused like any other create.
+    let rev = k.revision();
+    let err = k.fails_in(&["create", "configmap", "Bad_Name"], None);
+    one_line(&err);
+    assert!(
+        err.contains(r#"ConfigMap "Bad_Name" is invalid: metadata.name"#),
+        "{err}"
+    );
+    assert_eq!(k.revision(), rev);
+}

@@ -25,6 +25,7 @@ use crate::App;
 
 /// Upstream's request size limit (3 MiB).
 const MAX_BODY: usize = 3 * 1024 * 1024;
+const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
 /// How often a watch that allows bookmarks gets one.
 const BOOKMARK_EVERY: Duration = Duration::from_secs(10);
 
@@ -275,6 +276,7 @@ async fn handle(
     tracing::debug!(content_type = %ct, accept = %accept, "request media types");
     let body_types = [
         "application/json",
+        PROTOBUF,
         patch::MERGE,
         patch::JSON,
         patch::STRATEGIC,
@@ -287,6 +289,18 @@ async fn handle(
     let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
         ApiError::too_large(format!("Request entity too large: limit is {MAX_BODY}"))
     })?;
+    // Protobuf bodies become the JSON they carry; the rest is the same.
+    let body = if ct == PROTOBUF && !body.is_empty() {
+        let obj = crate::protobuf::decode(&body).map_err(|e| {
+            ApiError::unsupported_media_msg(format!(
+                "decoding the protobuf request body: {}",
+                sanitize(&e)
+            ))
+        })?;
+        Bytes::from(obj.to_string())
+    } else {
+        body
+    };
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
@@ -565,11 +579,13 @@ fn admit(t: &Target, q: &Query, mut obj: Value, name: &str) -> ApiResult<(Value,
             .collect::<Vec<_>>()
             .join(", ");
         match q.get("fieldValidation").unwrap_or("Warn") {
-            "Strict" => return Err(ApiError::bad_request(format!(
+            "Strict" => {
+                return Err(ApiError::bad_request(format!(
                 "{k} in version \"{v}\" cannot be handled as a {k}: strict decoding error: {list}",
                 k = kind.kind,
                 v = kind.version
-            ))),
+            )))
+            }
             "Ignore" => {}
             _ => warnings.extend(
                 unknown

@@ -10,6 +10,7 @@ mod handler;
 mod meta;
 mod openapi;
 mod patch;
+mod protobuf;
 pub mod resources;
 mod status;
 mod table;

@@ -134,6 +134,10 @@ impl ApiError {
         )
     }
 
+    pub fn unsupported_media_msg(message: String) -> Self {
+        Self::new(415, "UnsupportedMediaType", message)
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(500, "InternalError", message.into())
     }
