@@ -655,3 +655,72 @@ fn kubectl_create_generators_send_protobuf() {
     );
     assert_eq!(k.revision(), rev);
 }
+
+#[test]
+fn kubectl_apply_server_side_conflict_and_force() {
+    let k = Kube::up();
+    let out = k.ok_in(&["apply", "--server-side", "-f", "-"], Some(APP));
+    assert_eq!(
+        out,
+        "configmap/settings serverside-applied\ndeployment.apps/web serverside-applied\nservice/web serverside-applied\n"
+    );
+    let fields = k.ok(&[
+        "get",
+        "deployment",
+        "web",
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={.metadata.managedFields[0].manager} {.metadata.managedFields[0].operation}",
+    ]);
+    assert_eq!(fields, "kubectl Apply");
+    // Another manager takes spec.replicas; applying a different value conflicts.
+    k.ok(&[
+        "patch",
+        "deployment",
+        "web",
+        "--field-manager",
+        "ops",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"replicas":7}}"#,
+    ]);
+    let rev = k.revision();
+    let err = k.fails_in(&["apply", "--server-side", "-f", "-"], Some(APP));
+    assert!(
+        err.starts_with(r#"error: Apply failed with 1 conflict: conflict with "ops" using apps/v1: .spec.replicas"#),
+        "{err}"
+    );
+    assert_eq!(k.revision(), rev);
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas}"
+        ]),
+        "7"
+    );
+    // Forced, the applier takes the field back; a field it stops applying goes.
+    k.ok_in(
+        &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+        Some(APP),
+    );
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas}"
+        ]),
+        "2"
+    );
+    let fewer = APP.replace("data:\n  mode: fast\n", "data:\n  other: x\n");
+    k.ok_in(&["apply", "--server-side", "-f", "-"], Some(&fewer));
+    assert_eq!(
+        k.ok(&["get", "configmap", "settings", "-o", "jsonpath={.data}"]),
+        r#"{"other":"x"}"#
+    );
+}

@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 use crate::meta;
 use crate::patch;
 use crate::resources::{self, unknown_fields, Kind, KINDS};
+use crate::ssa;
 use crate::status::{quoted, ApiError};
 use crate::table;
 use crate::App;
@@ -26,6 +27,7 @@ use crate::App;
 /// Upstream's request size limit (3 MiB).
 const MAX_BODY: usize = 3 * 1024 * 1024;
 const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
+const APPLY: &str = "application/apply-patch+yaml";
 /// How often a watch that allows bookmarks gets one.
 const BOOKMARK_EVERY: Duration = Duration::from_secs(10);
 
@@ -70,7 +72,7 @@ fn ok(v: &Value) -> Response {
 }
 
 /// The parsed query string.
-struct Query(HashMap<String, String>);
+struct Query(HashMap<String, String>, String);
 
 impl Query {
     fn parse(uri: &Uri) -> Self {
@@ -78,6 +80,7 @@ impl Query {
             form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
                 .into_owned()
                 .collect(),
+            String::new(),
         )
     }
     fn get(&self, k: &str) -> Option<&str> {
@@ -258,7 +261,15 @@ async fn handle(
     if !public && !authenticated(app, headers) {
         return Err(ApiError::unauthorized());
     }
-    let q = Query::parse(uri);
+    let mut q = Query::parse(uri);
+    // Writes without a fieldManager are attributed to the client program,
+    // as upstream does ("kubectl/v1.32.4 (linux/amd64) ..." → "kubectl").
+    q.1 = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ua| ua.split('/').next())
+        .unwrap_or("")
+        .to_string();
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -277,6 +288,7 @@ async fn handle(
     let body_types = [
         "application/json",
         PROTOBUF,
+        APPLY,
         patch::MERGE,
         patch::JSON,
         patch::STRATEGIC,
@@ -361,13 +373,20 @@ async fn handle(
                 }
                 (Method::PUT, true, _) => {
                     let obj = decode_json(&body)?;
-                    write(store, &t, &q, |_| Ok(obj.clone()), true)
+                    write(store, &t, &q, |_| Ok(obj.clone()), true, false)
                 }
                 (Method::PATCH, true, _) => {
-                    if ct == "application/apply-patch+yaml" {
-                        return Err(ApiError::unsupported_media(&ct));
+                    if ct == APPLY {
+                        return server_side_apply(store, &t, &q, &body);
                     }
-                    write(store, &t, &q, |cur| patch::apply(&ct, cur, &body), false)
+                    write(
+                        store,
+                        &t,
+                        &q,
+                        |cur| patch::apply(&ct, cur, &body),
+                        false,
+                        false,
+                    )
                 }
                 (Method::DELETE, true, None) => delete(store, &t, &q, &body),
                 _ => Err(ApiError::method_not_allowed(method.as_str())),
@@ -622,7 +641,7 @@ fn create(store: &dyn Store, t: &Target, q: &Query, body: &[u8]) -> ApiResult<Re
         return Err(ApiError::method_not_allowed("create needs a namespace"));
     }
     let obj = decode_json(body)?;
-    let (obj, warnings) = create_object(store, t, q, obj)?;
+    let (obj, warnings) = create_object(store, t, q, obj, false)?;
     Ok(json_response(StatusCode::CREATED, &obj, &warnings))
 }
 
@@ -632,6 +651,7 @@ fn create_object(
     t: &Target,
     q: &Query,
     mut obj: Value,
+    applied: bool,
 ) -> ApiResult<(Value, Vec<String>)> {
     require_namespace(store, t)?;
     let m = obj.pointer("/metadata");
@@ -686,17 +706,18 @@ fn create_object(
         .expect("admit made metadata");
     m.insert("uid".into(), json!(meta::uid()));
     m.insert("creationTimestamp".into(), json!(meta::now()));
-    for k in [
-        "deletionTimestamp",
-        "deletionGracePeriodSeconds",
-        "managedFields",
-    ] {
+    for k in ["deletionTimestamp", "deletionGracePeriodSeconds"] {
         m.remove(k);
     }
     if kind.generation {
         m.insert("generation".into(), json!(1));
     } else {
         m.remove("generation");
+    }
+    // An apply brings its own field ownership; any other create owns all it set.
+    if !applied {
+        m.remove("managedFields");
+        ssa::record_update(None, &mut obj, &manager(q), &kind.api_version());
     }
     if q.dry_run() {
         return Ok((obj, warnings));
@@ -732,6 +753,7 @@ fn write(
     q: &Query,
     change: impl Fn(&Value) -> ApiResult<Value>,
     is_put: bool,
+    applied: bool,
 ) -> ApiResult<Response> {
     let name = t.name.clone().unwrap_or_default();
     let key = t.kind.key(t.ns.as_deref(), &name);
@@ -758,12 +780,31 @@ fn write(
             )));
         }
         let (mut obj, warnings) = admit(t, q, new, &name)?;
+        let ownership = obj.pointer("/metadata/managedFields").cloned();
         merge_system_fields(t, &cur.value, &mut obj);
+        match (applied, ownership) {
+            (true, Some(mf)) => obj["metadata"]["managedFields"] = mf,
+            _ => ssa::record_update(
+                Some(&cur.value),
+                &mut obj,
+                &manager(q),
+                &t.kind.api_version(),
+            ),
+        }
         if expected != cur.revision {
             return Err(ApiError::conflict(t.kind.group, t.kind.plural, &name));
         }
         if q.dry_run() {
             return Ok(json_response(StatusCode::OK, &obj, &warnings));
+        }
+        // A write that changes nothing is not written (no new resourceVersion).
+        if unchanged(&cur.value, &obj) {
+            let out = if scale {
+                to_scale(&cur.value)
+            } else {
+                cur.value
+            };
+            return Ok(json_response(StatusCode::OK, &out, &warnings));
         }
         // An object being deleted goes once its last finalizer is removed.
         let finalized = obj.pointer("/metadata/deletionTimestamp").is_some()
@@ -788,6 +829,80 @@ fn write(
     Err(ApiError::conflict(t.kind.group, t.kind.plural, &name))
 }
 
+/// Equal but for the resourceVersion and the times of managedFields entries.
+fn unchanged(old: &Value, new: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+            if let Some(Value::Array(entries)) = m.get_mut("managedFields") {
+                for e in entries {
+                    if let Some(e) = e.as_object_mut() {
+                        e.remove("time");
+                    }
+                }
+            }
+        }
+        v
+    };
+    strip(old) == strip(new)
+}
+
+/// The field manager of a write (`fieldManager`), as managedFields name it.
+fn manager(q: &Query) -> String {
+    q.get("fieldManager")
+        .filter(|m| !m.is_empty())
+        .or(Some(q.1.as_str()).filter(|m| !m.is_empty()))
+        .unwrap_or("unknown")
+        .chars()
+        .take(128)
+        .collect()
+}
+
+/// `PATCH` with `application/apply-patch+yaml`: server-side apply, which
+/// creates the object if it does not exist.
+fn server_side_apply(store: &dyn Store, t: &Target, q: &Query, body: &[u8]) -> ApiResult<Response> {
+    let Some(mgr) = q.get("fieldManager").filter(|m| !m.is_empty()) else {
+        return Err(ApiError::bad_request(
+            "PATCH requests using apply-patch+yaml require fieldManager",
+        ));
+    };
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::bad_request("the apply configuration is not UTF-8"))?;
+    let config: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(_) => serde_saphyr::from_str(text).map_err(|e| {
+            ApiError::bad_request(format!(
+                "the apply configuration is not valid YAML: {}",
+                sanitize(&e.to_string())
+            ))
+        })?,
+    };
+    let force = q.flag("force");
+    let av = t.kind.api_version();
+    let name = t.name.clone().unwrap_or_default();
+    let conflict = |c: Vec<(String, String)>| {
+        ApiError::apply_conflict(t.kind.group, t.kind.plural, &name, &av, c)
+    };
+    match get_current(store, t) {
+        Ok(_) => write(
+            store,
+            t,
+            q,
+            |cur| ssa::apply(Some(cur), &config, mgr, force, &av).map_err(conflict),
+            false,
+            true,
+        ),
+        Err(e) if e.code == 404 => {
+            let mut obj = ssa::apply(None, &config, mgr, force, &av).map_err(conflict)?;
+            obj["metadata"]["name"] = json!(name);
+            let (obj, warnings) = create_object(store, t, q, obj, true)?;
+            Ok(json_response(StatusCode::CREATED, &obj, &warnings))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Fields clients do not set on update: identity, timestamps, generation,
 /// and status (main resource) or everything but status (status subresource).
 fn merge_system_fields(t: &Target, old: &Value, new: &mut Value) {
@@ -806,8 +921,13 @@ fn merge_system_fields(t: &Target, old: &Value, new: &mut Value) {
             }
         }
     }
-    if let Some(m) = new["metadata"].as_object_mut() {
-        m.remove("managedFields");
+    match old.pointer("/metadata/managedFields") {
+        Some(mf) => new["metadata"]["managedFields"] = mf.clone(),
+        None => {
+            if let Some(m) = new["metadata"].as_object_mut() {
+                m.remove("managedFields");
+            }
+        }
     }
     let has_status = t.kind.subresources.contains(&"status");
     match t.sub.as_deref() {
@@ -1150,9 +1270,9 @@ pub fn bootstrap(store: &dyn Store) -> Result<(), ApiError> {
             name: None,
             sub: None,
         };
-        let q = Query(HashMap::new());
+        let q = Query(HashMap::new(), String::new());
         let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
-        match create_object(store, &t, &q, obj) {
+        match create_object(store, &t, &q, obj, false) {
             Ok(_) => {}
             Err(e) if e.code == 409 => {}
             Err(e) => return Err(e),

@@ -12,6 +12,7 @@ mod openapi;
 mod patch;
 mod protobuf;
 pub mod resources;
+mod ssa;
 mod status;
 mod table;
 

@@ -51,7 +51,7 @@ pub fn apply(ct: &str, current: &Value, body: &[u8]) -> Result<Value, ApiError> 
 
 /// The merge key of list `field` (None: the list is replaced whole), given
 /// one of its elements (container and service ports differ).
-fn merge_key(field: &str, sample: Option<&Value>) -> Option<&'static str> {
+pub fn merge_key(field: &str, sample: Option<&Value>) -> Option<&'static str> {
     Some(match field {
         "containers"
         | "initContainers"
@@ -78,7 +78,7 @@ fn merge_key(field: &str, sample: Option<&Value>) -> Option<&'static str> {
 }
 
 /// Lists of scalars merged as sets rather than replaced.
-fn merges_primitives(field: &str) -> bool {
+pub fn merges_primitives(field: &str) -> bool {
     matches!(field, "finalizers")
 }
 

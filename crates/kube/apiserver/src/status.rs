@@ -93,6 +93,41 @@ impl ApiError {
         .with_details(group, plural, name)
     }
 
+    /// 409 for a server-side apply that would take fields other managers own.
+    pub fn apply_conflict(
+        group: &str,
+        plural: &str,
+        name: &str,
+        api_version: &str,
+        conflicts: Vec<(String, String)>,
+    ) -> Self {
+        let n = conflicts.len();
+        let list: Vec<String> = conflicts
+            .iter()
+            .map(|(field, mgr)| {
+                format!("conflict with {} using {api_version}: {field}", quoted(mgr))
+            })
+            .collect();
+        let mut e = Self::new(
+            409,
+            "Conflict",
+            format!(
+                "Apply failed with {n} conflict{}: {}",
+                if n == 1 { "" } else { "s" },
+                list.join("; ")
+            ),
+        );
+        e.details = Some(json!({
+            "name": name, "group": group, "kind": plural,
+            "causes": conflicts.iter().map(|(field, mgr)| json!({
+                "reason": "FieldManagerConflict",
+                "message": format!("conflict with {} using {api_version}", quoted(mgr)),
+                "field": field,
+            })).collect::<Vec<_>>(),
+        }));
+        e
+    }
+
     pub fn gone(message: String) -> Self {
         Self::new(410, "Expired", message)
     }
