@@ -724,3 +724,99 @@ fn kubectl_apply_server_side_conflict_and_force() {
         r#"{"other":"x"}"#
     );
 }
+
+#[test]
+fn kubectl_describe_columns_finalizers_and_delete_policies() {
+    let k = Kube::up();
+    k.ok_in(&["apply", "-f", "-"], Some(APP));
+    // An event about the deployment shows in describe (events listed by
+    // involvedObject field selectors).
+    let uid = k.ok(&["get", "deployment", "web", "-o", "jsonpath={.metadata.uid}"]);
+    let event = format!(
+        "apiVersion: v1
+kind: Event
+metadata:
+  name: web.1
+involvedObject:
+  apiVersion: apps/v1
+  kind: Deployment
+  name: web
+  namespace: default
+  uid: {uid}
+reason: ScalingReplicaSet
+message: Scaled up replica set web-1 to 2
+type: Normal
+"
+    );
+    k.ok_in(&["create", "-f", "-"], Some(&event));
+    let d = k.ok(&["describe", "deployment", "web"]);
+    assert!(d.contains("Name:                   web"), "{d}");
+    assert!(d.contains("nginx:1.25"), "{d}");
+    assert!(
+        d.contains("ScalingReplicaSet") && d.contains("Scaled up replica set web-1 to 2"),
+        "{d}"
+    );
+    let ev = k.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.kind=Deployment",
+    ]);
+    let header: Vec<&str> = ev.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    );
+    assert!(ev.contains("deployment/web"), "{ev}");
+    let cols = k.ok(&["get", "deployments", "-o", "custom-columns=NAME:.metadata.name,REPLICAS:.spec.replicas,IMAGE:.spec.template.spec.containers[0].image"]);
+    assert_eq!(
+        cols.lines()
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["web", "2", "nginx:1.25"]
+    );
+
+    // A finalizer holds the object: deletion only marks it, until the
+    // finalizer is removed.
+    let held = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: held\n  finalizers: [example.com/hold]\n";
+    k.ok_in(&["create", "-f", "-"], Some(held));
+    k.ok(&["delete", "configmap", "held", "--wait=false"]);
+    let ts = k.ok(&[
+        "get",
+        "configmap",
+        "held",
+        "-o",
+        "jsonpath={.metadata.deletionTimestamp}",
+    ]);
+    assert!(!ts.is_empty());
+    k.ok(&[
+        "patch",
+        "configmap",
+        "held",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]);
+    let err = k.fails_in(&["get", "configmap", "held"], None);
+    assert!(err.contains(r#"configmaps "held" not found"#), "{err}");
+
+    // Each propagation policy deletes (no garbage collector yet: dependents stay).
+    for (n, policy) in ["background", "foreground", "orphan"].iter().enumerate() {
+        let name = format!("p{n}");
+        k.ok_in(
+            &["create", "-f", "-"],
+            Some(&format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n"
+            )),
+        );
+        let out = k.ok(&["delete", "configmap", &name, &format!("--cascade={policy}")]);
+        assert_eq!(out, format!("configmap \"{name}\" deleted\n"));
+    }
+    assert_eq!(
+        k.ok(&["get", "configmaps", "-o", "name"]),
+        "configmap/settings\n"
+    );
+}
