@@ -820,3 +820,56 @@ type: Normal
         "configmap/settings\n"
     );
 }
+
+#[test]
+fn watch_resumes_from_a_resource_version_and_ends_with_a_bookmark() {
+    let k = Kube::up();
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: w\n";
+    let created = k.ok_in(
+        &[
+            "create",
+            "-f",
+            "-",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ],
+        Some(cm),
+    );
+    k.ok(&["label", "configmap", "w", "step=2"]);
+    k.ok(&["delete", "configmap", "w"]);
+    let last = k.revision();
+    // History after `created`, in order, then the stream ends at its timeout
+    // with a bookmark at the newest revision.
+    let url = format!(
+        "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={created}&allowWatchBookmarks=true&timeoutSeconds=1"
+    );
+    let out = k.ok(&["get", "--raw", &url]);
+    let events: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&out)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let seen: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap(),
+                e["object"]["metadata"]["resourceVersion"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(seen.len(), 3, "{out}");
+    assert_eq!((seen[0].0, seen[1].0), ("MODIFIED", "DELETED"));
+    assert_eq!(events[0]["object"]["metadata"]["labels"]["step"], "2");
+    assert_eq!(seen[1].1, last);
+    assert_eq!(seen[2], ("BOOKMARK", last.as_str()));
+    // A resourceVersion that is not a number is refused.
+    let err = k.fails_in(
+        &[
+            "get",
+            "--raw",
+            "/api/v1/configmaps?watch=1&resourceVersion=abc",
+        ],
+        None,
+    );
+    assert!(err.contains("must be a valid resource version"), "{err}");
+}

@@ -1130,9 +1130,28 @@ struct WatchState {
     headers_sent: bool,
     bookmarks: bool,
     deadline: tokio::time::Instant,
+    /// The deadline passed: send what is queued, then end.
+    ending: bool,
 }
 
 impl WatchState {
+    /// Queue every event up to the current revision, then a BOOKMARK at it.
+    /// Events up to a revision are already in the channel once it is
+    /// current (writes notify under the store's lock): read it first.
+    fn bookmark(&mut self) {
+        let Ok(rev) = self.store.current_revision() else {
+            return;
+        };
+        while let Some(ev) = self.watcher.try_next() {
+            let b = self.encode(ev.kind.as_str(), &ev.object.value);
+            self.pending.push_back(b);
+        }
+        let mark = json!({"kind": self.kind.kind, "apiVersion": self.kind.api_version(),
+                          "metadata": {"resourceVersion": rev.to_string()}});
+        let b = self.encode("BOOKMARK", &mark);
+        self.pending.push_back(b);
+    }
+
     fn encode(&mut self, kind: &str, obj: &Value) -> Bytes {
         let object = if self.as_table && kind != "BOOKMARK" {
             let rv = obj["metadata"]["resourceVersion"].as_str().unwrap_or("");
@@ -1205,6 +1224,7 @@ fn watch(
         headers_sent: false,
         bookmarks: q.flag("allowWatchBookmarks"),
         deadline: tokio::time::Instant::now() + Duration::from_secs(timeout),
+        ending: false,
     };
     for item in &initial {
         let b = st.encode("ADDED", &item.value);
@@ -1214,6 +1234,9 @@ fn watch(
         loop {
             if let Some(b) = st.pending.pop_front() {
                 return Some((Ok::<_, Infallible>(b), st));
+            }
+            if st.ending {
+                return None;
             }
             let tick = tokio::time::sleep(if st.bookmarks {
                 BOOKMARK_EVERY
@@ -1233,20 +1256,15 @@ fn watch(
                     }
                     None => return None,
                 },
-                _ = tokio::time::sleep_until(st.deadline) => return None,
-                _ = tick, if st.bookmarks => {
-                    // Every event up to `rev` is already queued (writes
-                    // notify under the store's lock): drain, then mark.
-                    let Ok(rev) = st.store.current_revision() else { continue };
-                    while let Some(ev) = st.watcher.try_next() {
-                        let b = st.encode(ev.kind.as_str(), &ev.object.value);
-                        st.pending.push_back(b);
+                _ = tokio::time::sleep_until(st.deadline) => {
+                    // Upstream ends a watch that allows bookmarks with one,
+                    // so the client resumes from the newest revision.
+                    if st.bookmarks {
+                        st.bookmark();
                     }
-                    let mark = json!({"kind": st.kind.kind, "apiVersion": st.kind.api_version(),
-                                      "metadata": {"resourceVersion": rev.to_string()}});
-                    let b = st.encode("BOOKMARK", &mark);
-                    st.pending.push_back(b);
+                    st.ending = true;
                 }
+                _ = tick, if st.bookmarks => st.bookmark(),
             }
         }
     });
