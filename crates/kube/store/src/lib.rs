@@ -10,12 +10,14 @@
 //! what it returns (and strips it from what it keeps), so callers never keep
 //! revisions in two places.
 
+pub mod etcd;
 pub mod selector;
 pub mod sqlite;
 pub mod testsuite;
 
 use serde_json::Value;
 
+pub use etcd::EtcdStore;
 pub use selector::{FieldSelector, LabelSelector, SelectorError};
 pub use sqlite::SqliteStore;
 

@@ -217,12 +217,12 @@ fn translate(
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
-struct ContinueToken {
-    rv: u64,
-    start: String,
+pub(crate) struct ContinueToken {
+    pub(crate) rv: u64,
+    pub(crate) start: String,
 }
 
-fn encode_continue(rv: u64, start: &str) -> String {
+pub(crate) fn encode_continue(rv: u64, start: &str) -> String {
     let json = serde_json::to_vec(&ContinueToken {
         rv,
         start: start.to_string(),
@@ -231,7 +231,7 @@ fn encode_continue(rv: u64, start: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
 }
 
-fn decode_continue(token: &str, prefix: &str) -> Result<ContinueToken> {
+pub(crate) fn decode_continue(token: &str, prefix: &str) -> Result<ContinueToken> {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token)
         .map_err(|_| StoreError::InvalidContinue)?;
