@@ -13,6 +13,8 @@ struct Kube {
     tmp: tempfile::TempDir,
     child: Child,
     addr: String,
+    /// Extra `kube up` arguments (the store).
+    extra: Vec<String>,
 }
 
 impl Drop for Kube {
@@ -22,11 +24,12 @@ impl Drop for Kube {
     }
 }
 
-fn start(root: &Path) -> (Child, String) {
+fn start(root: &Path, extra: &[String]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hako"))
         .arg("--root")
         .arg(root)
         .args(["kube", "up", "--addr", "127.0.0.1:0"])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -54,9 +57,18 @@ fn start(root: &Path) -> (Child, String) {
 
 impl Kube {
     fn up() -> Kube {
+        Self::up_with(Vec::new())
+    }
+
+    fn up_with(extra: Vec<String>) -> Kube {
         let tmp = tempfile::tempdir().unwrap();
-        let (child, addr) = start(&tmp.path().join("root"));
-        Kube { tmp, child, addr }
+        let (child, addr) = start(&tmp.path().join("root"), &extra);
+        Kube {
+            tmp,
+            child,
+            addr,
+            extra,
+        }
     }
 
     fn root(&self) -> PathBuf {
@@ -71,7 +83,7 @@ impl Kube {
     fn kill_and_restart(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
-        let (child, addr) = start(&self.root());
+        let (child, addr) = start(&self.root(), &self.extra);
         self.child = child;
         self.addr = addr;
     }
@@ -872,4 +884,150 @@ fn watch_resumes_from_a_resource_version_and_ends_with_a_bookmark() {
         None,
     );
     assert!(err.contains("must be a valid resource version"), "{err}");
+}
+
+/// An etcd server of the test's own (Debian's etcd-server), killed on drop.
+struct Etcd {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Etcd {
+    fn start() -> Etcd {
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("http://127.0.0.1:{}", free());
+        let child = Command::new("etcd")
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args([
+                "--listen-client-urls",
+                &url,
+                "--advertise-client-urls",
+                &url,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &format!("http://127.0.0.1:{}", free()),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting etcd (Debian's etcd-server)");
+        let etcd = Etcd {
+            child,
+            url,
+            _dir: dir,
+        };
+        // Ready once its client port accepts connections (a minute at most).
+        let addr = etcd.url.trim_start_matches("http://").to_string();
+        for _ in 0..600 {
+            if std::net::TcpStream::connect(&addr).is_ok() {
+                return etcd;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("etcd at {} did not start", etcd.url);
+    }
+}
+
+#[test]
+fn kubectl_on_the_etcd_store() {
+    let etcd = Etcd::start();
+    let mut k = Kube::up_with(vec![
+        "--store".into(),
+        "etcd".into(),
+        "--etcd-endpoints".into(),
+        etcd.url.clone(),
+    ]);
+    let out = k.ok_in(&["apply", "-f", "-"], Some(APP));
+    assert_eq!(
+        out,
+        "configmap/settings created\ndeployment.apps/web created\nservice/web created\n"
+    );
+    let edited = APP.replace("nginx:1.25", "nginx:1.26");
+    k.ok_in(&["apply", "-f", "-"], Some(&edited));
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image} {.metadata.generation}"
+        ]),
+        "nginx:1.26 2"
+    );
+    // Watch through etcd's watch.
+    let mut watch = k
+        .kubectl_cmd(&[
+            "get",
+            "configmaps",
+            "--watch",
+            "--output-watch-events",
+            "-o",
+            "name",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = watch.stdout.take().unwrap();
+    struct KillOnDrop(Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _guard = KillOnDrop(watch);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || {
+        rx.recv_timeout(Duration::from_secs(60))
+            .expect("watch output")
+    };
+    // The initial list comes first (the existing ConfigMap).
+    assert!(next().ends_with("configmap/settings"));
+    k.ok(&["label", "configmap", "settings", "x=y"]);
+    assert!(next().ends_with("configmap/settings"));
+    // A stale resourceVersion is a conflict, and changes nothing.
+    let stale = k.ok(&["get", "configmap", "settings", "-o", "json"]);
+    k.ok(&["label", "configmap", "settings", "x=z", "--overwrite"]);
+    let rev = k.revision();
+    let err = k.fails_in(&["replace", "-f", "-"], Some(&stale));
+    assert!(err.contains("Error from server (Conflict)"), "{err}");
+    assert_eq!(k.revision(), rev);
+    // The objects live in etcd: a new server process sees them.
+    k.kill_and_restart();
+    assert_eq!(k.revision(), rev);
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "configmap",
+            "settings",
+            "-o",
+            "jsonpath={.metadata.labels.x}"
+        ]),
+        "z"
+    );
 }

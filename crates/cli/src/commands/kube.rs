@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use hako_kube_apiserver::Paths;
+use hako_kube_apiserver::{Paths, StoreConfig};
 
 use crate::Global;
 
@@ -35,17 +35,40 @@ pub struct UpArgs {
     /// Where objects are stored.
     #[arg(long, value_enum, default_value = "sqlite")]
     store: StoreKind,
+    /// The etcd server for `--store etcd` (its client URL; plain HTTP).
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:2379")]
+    etcd_endpoints: String,
+    /// Key prefix in etcd, so several control planes can share one etcd.
+    #[arg(long, value_name = "PREFIX", default_value = "/hako")]
+    etcd_prefix: String,
 }
 
 pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
     let paths = Paths::new(&g.root);
     match cmd {
         KubeCommand::Up(args) => {
-            if let StoreKind::Etcd = args.store {
-                bail!("starting the control plane: the etcd store is not available yet (use --store sqlite)");
-            }
+            let store = match args.store {
+                StoreKind::Sqlite => StoreConfig::Sqlite,
+                StoreKind::Etcd => {
+                    if args.etcd_endpoints.starts_with("https://") {
+                        bail!(
+                            "starting the control plane: etcd over TLS is not supported yet ({})",
+                            args.etcd_endpoints
+                        );
+                    }
+                    StoreConfig::Etcd {
+                        endpoint: args
+                            .etcd_endpoints
+                            .split(',')
+                            .next()
+                            .unwrap_or("")
+                            .to_string(),
+                        prefix: args.etcd_prefix.clone(),
+                    }
+                }
+            };
             let kubeconfig = paths.kubeconfig();
-            hako_kube_apiserver::serve_foreground(&paths, args.addr, |addr| {
+            hako_kube_apiserver::serve_foreground(&paths, &store, args.addr, |addr| {
                 // Tests and scripts read these two lines to find the server.
                 let mut out = std::io::stdout();
                 let _ = writeln!(out, "API server listening on https://{addr}");

@@ -21,7 +21,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use hako_kube_store::{SqliteStore, Store};
+use hako_kube_store::{EtcdStore, SqliteStore, Store};
+
+/// Where objects are kept.
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    /// `$ROOT/kube/store.db`.
+    Sqlite,
+    /// An etcd v3 server (its JSON gateway), keys under `prefix`.
+    Etcd { endpoint: String, prefix: String },
+}
 
 pub use status::ApiError;
 
@@ -64,6 +73,7 @@ pub struct App {
 /// connections. Runs until `shutdown` resolves.
 pub async fn run(
     paths: &Paths,
+    store: &StoreConfig,
     addr: SocketAddr,
     ready: impl FnOnce(SocketAddr),
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -71,8 +81,13 @@ pub async fn run(
     std::fs::create_dir_all(paths.dir())
         .with_context(|| format!("creating {}", paths.dir().display()))?;
     let pki = certs::Pki::load_or_create(&paths.pki())?;
-    let store = SqliteStore::open(&paths.store())?;
-    let store: Arc<dyn Store> = Arc::new(store);
+    let store: Arc<dyn Store> = match store {
+        StoreConfig::Sqlite => Arc::new(SqliteStore::open(&paths.store())?),
+        StoreConfig::Etcd { endpoint, prefix } => Arc::new(
+            EtcdStore::new(endpoint, prefix)
+                .with_context(|| format!("connecting to etcd at {endpoint}"))?,
+        ),
+    };
     handler::bootstrap(store.as_ref()).context("creating the default namespaces")?;
     let listener =
         std::net::TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
@@ -122,6 +137,7 @@ async fn shutdown_signal() {
 /// stop it.
 pub fn serve_foreground(
     paths: &Paths,
+    store: &StoreConfig,
     addr: SocketAddr,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<()> {
@@ -135,7 +151,7 @@ pub fn serve_foreground(
     let pid = paths.pid();
     std::fs::write(&pid, std::process::id().to_string())
         .with_context(|| format!("writing {}", pid.display()))?;
-    let result = rt.block_on(run(paths, addr, ready, shutdown_signal()));
+    let result = rt.block_on(run(paths, store, addr, ready, shutdown_signal()));
     let _ = std::fs::remove_file(&pid);
     result
 }
