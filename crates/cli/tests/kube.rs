@@ -1031,3 +1031,57 @@ fn kubectl_on_the_etcd_store() {
         "z"
     );
 }
+
+#[test]
+fn compacted_history_is_410_gone_for_watches() {
+    let k = Kube::up_with(vec!["--compaction-interval".into(), "1".into()]);
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: old\n";
+    let created = k.ok_in(
+        &[
+            "create",
+            "-f",
+            "-",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ],
+        Some(cm),
+    );
+    k.ok(&["label", "configmap", "old", "a=b"]);
+    let url = format!("/api/v1/configmaps?watch=1&resourceVersion={created}&timeoutSeconds=1");
+    // Compaction runs every second and forgets what is older than the
+    // previous run's revision: poll (bounded) until the watch is refused.
+    let mut last = String::new();
+    for _ in 0..120 {
+        let out = k.run(&["get", "--raw", &url], None);
+        if !out.status.success() {
+            last = String::from_utf8_lossy(&out.stderr).to_string();
+            break;
+        }
+        // Writes move the revision on, so there is history to compact.
+        k.ok(&["label", "configmap", "old", "a=c", "--overwrite"]);
+        k.ok(&["label", "configmap", "old", "a=b", "--overwrite"]);
+    }
+    one_line(&last);
+    assert!(
+        last.starts_with(&format!(
+            "Error from server (Expired): too old resource version: {created} ("
+        )),
+        "{last}"
+    );
+    // The current state is intact and a fresh watch works.
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "configmap",
+            "old",
+            "-o",
+            "jsonpath={.metadata.labels.a}"
+        ]),
+        "b"
+    );
+    k.ok(&[
+        "get",
+        "--raw",
+        "/api/v1/configmaps?watch=1&timeoutSeconds=1",
+    ]);
+}

@@ -38,6 +38,9 @@ pub struct UpArgs {
     /// The etcd server for `--store etcd` (its client URL; plain HTTP).
     #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:2379")]
     etcd_endpoints: String,
+    /// Seconds between compactions of the store's history (watches older than that get 410 Gone).
+    #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    compaction_interval: u64,
     /// Key prefix in etcd, so several control planes can share one etcd.
     #[arg(long, value_name = "PREFIX", default_value = "/hako")]
     etcd_prefix: String,
@@ -68,7 +71,8 @@ pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
                 }
             };
             let kubeconfig = paths.kubeconfig();
-            hako_kube_apiserver::serve_foreground(&paths, &store, args.addr, |addr| {
+            let compaction = Duration::from_secs(args.compaction_interval);
+            hako_kube_apiserver::serve_foreground(&paths, &store, compaction, args.addr, |addr| {
                 // Tests and scripts read these two lines to find the server.
                 let mut out = std::io::stdout();
                 let _ = writeln!(out, "API server listening on https://{addr}");

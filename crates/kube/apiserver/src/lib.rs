@@ -74,6 +74,7 @@ pub struct App {
 pub async fn run(
     paths: &Paths,
     store: &StoreConfig,
+    compaction: std::time::Duration,
     addr: SocketAddr,
     ready: impl FnOnce(SocketAddr),
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -104,6 +105,7 @@ pub async fn run(
         store,
         token: pki.token.clone(),
     });
+    tokio::spawn(compact_periodically(app.store.clone(), compaction));
     let router = handler::router(app);
     let handle = axum_server::Handle::new();
     let h2 = handle.clone();
@@ -138,6 +140,7 @@ async fn shutdown_signal() {
 pub fn serve_foreground(
     paths: &Paths,
     store: &StoreConfig,
+    compaction: std::time::Duration,
     addr: SocketAddr,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<()> {
@@ -151,7 +154,30 @@ pub fn serve_foreground(
     let pid = paths.pid();
     std::fs::write(&pid, std::process::id().to_string())
         .with_context(|| format!("writing {}", pid.display()))?;
-    let result = rt.block_on(run(paths, store, addr, ready, shutdown_signal()));
+    let result = rt.block_on(run(
+        paths,
+        store,
+        compaction,
+        addr,
+        ready,
+        shutdown_signal(),
+    ));
     let _ = std::fs::remove_file(&pid);
     result
+}
+
+/// Upstream's scheme: every `interval`, forget history older than the
+/// revision that was current one interval ago. Watches and continue tokens
+/// older than that get 410 Gone and clients re-list.
+async fn compact_periodically(store: Arc<dyn Store>, interval: std::time::Duration) {
+    let mut previous: Option<u64> = None;
+    loop {
+        tokio::time::sleep(interval).await;
+        if let Some(rev) = previous {
+            if let Err(e) = store.compact(rev) {
+                tracing::warn!("compacting the store below revision {rev}: {e}");
+            }
+        }
+        previous = store.current_revision().ok();
+    }
 }
