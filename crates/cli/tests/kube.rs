@@ -1085,3 +1085,101 @@ fn compacted_history_is_410_gone_for_watches() {
         "/api/v1/configmaps?watch=1&timeoutSeconds=1",
     ]);
 }
+
+/// The Python `kubernetes` client (Debian's python3-kubernetes) lists and
+/// watches: another client library than kubectl's accepts the server.
+#[test]
+fn python_kubernetes_client_watch() {
+    let k = Kube::up();
+    let script = r#"
+import sys
+from kubernetes import client, config, watch
+config.load_kube_config(config_file=sys.argv[1])
+v1 = client.CoreV1Api()
+rv = v1.list_namespaced_config_map("default").metadata.resource_version
+print("LISTED", flush=True)
+for ev in watch.Watch().stream(v1.list_namespaced_config_map, "default", resource_version=rv, timeout_seconds=120):
+    print(ev["type"], ev["object"].metadata.name, ev["object"].data, flush=True)
+    if ev["type"] == "DELETED":
+        break
+"#;
+    let mut py = Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(script)
+        .arg(k.kubeconfig())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running /usr/bin/python3 (python3-kubernetes)");
+    let stdout = py.stdout.take().unwrap();
+    struct KillOnDrop(Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut py = KillOnDrop(py);
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines.next().map(|l| l.unwrap_or_default());
+    if first.as_deref() != Some("LISTED") {
+        let mut err = String::new();
+        let _ = std::io::Read::read_to_string(&mut py.0.stderr.take().unwrap(), &mut err);
+        panic!("the Python client failed: {first:?} {err}");
+    }
+    k.ok_in(
+        &["create", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: py\ndata:\n  a: \"1\"\n"),
+    );
+    k.ok(&[
+        "patch",
+        "configmap",
+        "py",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"data":{"a":"2"}}"#,
+    ]);
+    k.ok(&["delete", "configmap", "py"]);
+    let got: Vec<String> = lines.take(3).map(|l| l.unwrap()).collect();
+    assert_eq!(
+        got,
+        [
+            "ADDED py {'a': '1'}",
+            "MODIFIED py {'a': '2'}",
+            "DELETED py {'a': '2'}"
+        ]
+    );
+}
+
+#[test]
+fn kube_down_stops_the_server() {
+    let mut k = Kube::up();
+    k.ok(&["get", "namespaces"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_hako"))
+        .arg("--root")
+        .arg(k.root())
+        .args(["kube", "down"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The `up` process has exited (down waits for it) and removed its pid file.
+    let status = k.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(!k.root().join("kube/apiserver.pid").exists());
+    // Nothing running any more: a clear one-line error.
+    let out = Command::new(env!("CARGO_BIN_EXE_hako"))
+        .arg("--root")
+        .arg(k.root())
+        .args(["kube", "down"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    one_line(&err);
+    assert!(err.contains("none is running"), "{err}");
+}
