@@ -15,6 +15,8 @@ struct Kube {
     addr: String,
     /// Extra `kube up` arguments (the store).
     extra: Vec<String>,
+    /// The etcd the server stores in, if any (dropped after the server).
+    _etcd: Option<Etcd>,
 }
 
 impl Drop for Kube {
@@ -68,7 +70,21 @@ impl Kube {
             child,
             addr,
             extra,
+            _etcd: None,
         }
+    }
+
+    /// A server on a test-owned etcd.
+    fn up_etcd() -> Kube {
+        let etcd = Etcd::start();
+        let mut k = Self::up_with(vec![
+            "--store".into(),
+            "etcd".into(),
+            "--etcd-endpoints".into(),
+            etcd.url.clone(),
+        ]);
+        k._etcd = Some(etcd);
+        k
     }
 
     fn root(&self) -> PathBuf {
@@ -193,9 +209,7 @@ spec:
   - port: 80
 ";
 
-#[test]
-fn kubectl_apply_multi_doc_get_and_reapply_edit() {
-    let k = Kube::up();
+fn kubectl_apply_multi_doc_get_and_reapply_edit(k: Kube) {
     let out = k.ok_in(&["apply", "-f", "-"], Some(APP));
     assert_eq!(
         out,
@@ -262,9 +276,7 @@ fn kubectl_apply_multi_doc_get_and_reapply_edit() {
     assert_eq!(json["spec"]["replicas"], 2);
 }
 
-#[test]
-fn kubectl_label_annotate_and_each_patch_type() {
-    let k = Kube::up();
+fn kubectl_label_annotate_and_each_patch_type(k: Kube) {
     k.ok_in(&["apply", "-f", "-"], Some(APP));
     assert_eq!(
         k.ok(&["label", "configmap", "settings", "tier=front"]),
@@ -359,9 +371,7 @@ fn kubectl_label_annotate_and_each_patch_type() {
     );
 }
 
-#[test]
-fn kubectl_get_watch_sees_added_modified_deleted() {
-    let k = Kube::up();
+fn kubectl_get_watch_sees_added_modified_deleted(k: Kube) {
     let mut watch = k
         .kubectl_cmd(&["get", "configmaps", "--watch", "--output-watch-events"])
         .stdout(Stdio::piped())
@@ -405,9 +415,7 @@ fn kubectl_get_watch_sees_added_modified_deleted() {
     assert_eq!(next(), "DELETED first");
 }
 
-#[test]
-fn bad_input_gets_one_line_errors_and_changes_nothing() {
-    let k = Kube::up();
+fn bad_input_gets_one_line_errors_and_changes_nothing(k: Kube) {
     k.ok_in(&["apply", "-f", "-"], Some(APP));
     let before = k.revision();
     let stale = k.ok(&["get", "configmap", "settings", "-o", "json"]);
@@ -507,9 +515,7 @@ fn anonymous_and_wrong_token_requests_are_refused() {
         .contains("namespace/default"));
 }
 
-#[test]
-fn dry_run_server_generate_name_pagination_and_namespace_deletion() {
-    let k = Kube::up();
+fn dry_run_server_generate_name_pagination_and_namespace_deletion(k: Kube) {
     let rev = k.revision();
     let out = k.ok_in(&["apply", "--dry-run=server", "-f", "-"], Some(APP));
     assert!(
@@ -563,9 +569,7 @@ fn dry_run_server_generate_name_pagination_and_namespace_deletion() {
     assert_eq!(left["items"], serde_json::json!([]));
 }
 
-#[test]
-fn killed_server_keeps_acknowledged_writes() {
-    let mut k = Kube::up();
+fn killed_server_keeps_acknowledged_writes(mut k: Kube) {
     k.ok_in(&["apply", "-f", "-"], Some(APP));
     k.ok(&["label", "configmap", "settings", "last=write"]);
     let rev = k.revision();
@@ -587,9 +591,7 @@ fn killed_server_keeps_acknowledged_writes() {
     );
 }
 
-#[test]
-fn kubectl_create_generators_send_protobuf() {
-    let k = Kube::up();
+fn kubectl_create_generators_send_protobuf(k: Kube) {
     assert_eq!(
         k.ok(&["create", "namespace", "team"]),
         "namespace/team created\n"
@@ -668,9 +670,7 @@ fn kubectl_create_generators_send_protobuf() {
     assert_eq!(k.revision(), rev);
 }
 
-#[test]
-fn kubectl_apply_server_side_conflict_and_force() {
-    let k = Kube::up();
+fn kubectl_apply_server_side_conflict_and_force(k: Kube) {
     let out = k.ok_in(&["apply", "--server-side", "-f", "-"], Some(APP));
     assert_eq!(
         out,
@@ -737,9 +737,7 @@ fn kubectl_apply_server_side_conflict_and_force() {
     );
 }
 
-#[test]
-fn kubectl_describe_columns_finalizers_and_delete_policies() {
-    let k = Kube::up();
+fn kubectl_describe_columns_finalizers_and_delete_policies(k: Kube) {
     k.ok_in(&["apply", "-f", "-"], Some(APP));
     // An event about the deployment shows in describe (events listed by
     // involvedObject field selectors).
@@ -833,9 +831,7 @@ type: Normal
     );
 }
 
-#[test]
-fn watch_resumes_from_a_resource_version_and_ends_with_a_bookmark() {
-    let k = Kube::up();
+fn watch_resumes_from_a_resource_version_and_ends_with_a_bookmark(k: Kube) {
     let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: w\n";
     let created = k.ok_in(
         &[
@@ -943,93 +939,6 @@ impl Etcd {
         }
         panic!("etcd at {} did not start", etcd.url);
     }
-}
-
-#[test]
-fn kubectl_on_the_etcd_store() {
-    let etcd = Etcd::start();
-    let mut k = Kube::up_with(vec![
-        "--store".into(),
-        "etcd".into(),
-        "--etcd-endpoints".into(),
-        etcd.url.clone(),
-    ]);
-    let out = k.ok_in(&["apply", "-f", "-"], Some(APP));
-    assert_eq!(
-        out,
-        "configmap/settings created\ndeployment.apps/web created\nservice/web created\n"
-    );
-    let edited = APP.replace("nginx:1.25", "nginx:1.26");
-    k.ok_in(&["apply", "-f", "-"], Some(&edited));
-    assert_eq!(
-        k.ok(&[
-            "get",
-            "deployment",
-            "web",
-            "-o",
-            "jsonpath={.spec.template.spec.containers[0].image} {.metadata.generation}"
-        ]),
-        "nginx:1.26 2"
-    );
-    // Watch through etcd's watch.
-    let mut watch = k
-        .kubectl_cmd(&[
-            "get",
-            "configmaps",
-            "--watch",
-            "--output-watch-events",
-            "-o",
-            "name",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = watch.stdout.take().unwrap();
-    struct KillOnDrop(Child);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _guard = KillOnDrop(watch);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if tx.send(line.unwrap_or_default()).is_err() {
-                break;
-            }
-        }
-    });
-    let next = || {
-        rx.recv_timeout(Duration::from_secs(60))
-            .expect("watch output")
-    };
-    // The initial list comes first (the existing ConfigMap).
-    assert!(next().ends_with("configmap/settings"));
-    k.ok(&["label", "configmap", "settings", "x=y"]);
-    assert!(next().ends_with("configmap/settings"));
-    // A stale resourceVersion is a conflict, and changes nothing.
-    let stale = k.ok(&["get", "configmap", "settings", "-o", "json"]);
-    k.ok(&["label", "configmap", "settings", "x=z", "--overwrite"]);
-    let rev = k.revision();
-    let err = k.fails_in(&["replace", "-f", "-"], Some(&stale));
-    assert!(err.contains("Error from server (Conflict)"), "{err}");
-    assert_eq!(k.revision(), rev);
-    // The objects live in etcd: a new server process sees them.
-    k.kill_and_restart();
-    assert_eq!(k.revision(), rev);
-    assert_eq!(
-        k.ok(&[
-            "get",
-            "configmap",
-            "settings",
-            "-o",
-            "jsonpath={.metadata.labels.x}"
-        ]),
-        "z"
-    );
 }
 
 #[test]
@@ -1183,3 +1092,28 @@ fn kube_down_stops_the_server() {
     one_line(&err);
     assert!(err.contains("none is running"), "{err}");
 }
+
+/// Each of these runs on both stores: `sqlite::NAME` and `etcd::NAME`.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[test] fn $name() { super::$name(super::Kube::up()) } )*
+        }
+        mod etcd {
+            $( #[test] fn $name() { super::$name(super::Kube::up_etcd()) } )*
+        }
+    };
+}
+
+on_both_stores!(
+    kubectl_apply_multi_doc_get_and_reapply_edit,
+    kubectl_label_annotate_and_each_patch_type,
+    kubectl_get_watch_sees_added_modified_deleted,
+    bad_input_gets_one_line_errors_and_changes_nothing,
+    dry_run_server_generate_name_pagination_and_namespace_deletion,
+    kubectl_create_generators_send_protobuf,
+    kubectl_apply_server_side_conflict_and_force,
+    kubectl_describe_columns_finalizers_and_delete_policies,
+    watch_resumes_from_a_resource_version_and_ends_with_a_bookmark,
+    killed_server_keeps_acknowledged_writes,
+);
