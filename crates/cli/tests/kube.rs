@@ -469,6 +469,15 @@ fn bad_input_gets_one_line_errors_and_changes_nothing(k: Kube) {
     one_line(&err);
     assert!(err.contains(r#"namespaces "missing" not found"#), "{err}");
 
+    let err = k.fails_in(
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: Nonsense\nmetadata:\n  name: x\n"),
+    );
+    assert!(
+        err.contains(r#"no matches for kind "Nonsense" in version "v1""#),
+        "{err}"
+    );
+
     let big = format!(
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big\ndata:\n  a: \"{}\"\n",
         "x".repeat(10 << 20)
@@ -786,6 +795,32 @@ type: Normal
             .split_whitespace()
             .collect::<Vec<_>>(),
         ["web", "2", "nginx:1.25"]
+    );
+
+    // kubectl edit: GET, the editor, then a strategic merge patch.
+    let out = k
+        .kubectl_cmd(&["edit", "configmap", "settings"])
+        .env("KUBE_EDITOR", "sed -i 's/mode: fast/mode: slow/'")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "configmap/settings edited\n"
+    );
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "configmap",
+            "settings",
+            "-o",
+            "jsonpath={.data.mode}"
+        ]),
+        "slow"
     );
 
     // A finalizer holds the object: deletion only marks it, until the

@@ -110,6 +110,7 @@ enum Route {
     Group(String),
     Resources(String, String),
     OpenApiRoot,
+    OpenApiV2,
     OpenApi(String),
     Object(Target),
 }
@@ -121,6 +122,7 @@ fn route(path: &str) -> ApiResult<Route> {
         ["healthz" | "livez" | "readyz", ..] => return Ok(Route::Health),
         ["api"] => return Ok(Route::CoreVersions),
         ["openapi", "v3"] => return Ok(Route::OpenApiRoot),
+        ["openapi", "v2"] => return Ok(Route::OpenApiV2),
         ["openapi", "v3", gv @ ..] => return Ok(Route::OpenApi(gv.join("/"))),
         ["apis"] => return Ok(Route::Groups),
         ["api", v] => return Ok(Route::Resources(String::new(), v.to_string())),
@@ -338,6 +340,7 @@ async fn handle(
         }
         Route::Resources(g, v) => resource_list(&g, &v).map(|v| ok(&v)),
         Route::OpenApiRoot => Ok(ok(&crate::openapi::root())),
+        Route::OpenApiV2 => Ok(crate::openapi::v2_response(accept)),
         Route::OpenApi(gv) => crate::openapi::group_version(&gv)
             .map(|d| ok(&d))
             .ok_or_else(ApiError::no_route),

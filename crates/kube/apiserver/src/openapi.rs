@@ -64,3 +64,31 @@ pub fn group_version(gv: &str) -> Option<Value> {
         "components": {"schemas": {}},
     }))
 }
+
+/// /openapi/v2 without definitions. kubectl only reads it for kinds the v3
+/// documents do not declare (to validate them client-side): with no schema
+/// for them it validates nothing and reports what the server says, e.g. that
+/// no such kind is served. kubectl asks for gnostic's protobuf encoding of
+/// the OpenAPI v2 Document: swagger = 1, info = 2 {title = 1, version = 2}.
+pub fn v2_response(accept: &str) -> axum::response::Response {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    const PB: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+    if accept.contains("proto-openapi.spec.v2") {
+        fn field(num: u8, bytes: &[u8]) -> Vec<u8> {
+            let mut out = vec![(num << 3) | 2, bytes.len() as u8];
+            out.extend_from_slice(bytes);
+            out
+        }
+        let info = [field(1, b"Kubernetes"), field(2, b"v1.33.0")].concat();
+        let doc = [field(1, b"2.0"), field(2, &info)].concat();
+        return ([(header::CONTENT_TYPE, PB)], doc).into_response();
+    }
+    let doc = json!({"swagger": "2.0", "info": {"title": "Kubernetes", "version": "v1.33.0"},
+                     "paths": {}, "definitions": {}});
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        doc.to_string(),
+    )
+        .into_response()
+}
