@@ -9,7 +9,7 @@
 #   - floor: the same clients putting N keys straight into etcd's JSON gateway
 # The issue's figures are N=10000 CLIENTS=8 WATCHERS=100; the Python client is itself a
 # bottleneck on a small machine (GIL): compare the stores, not absolute numbers.
-# Usage: bench/kube-api/run.sh                 (N=10000 CLIENTS=8 WATCHERS=100)
+# Usage: bench/kube-api/run.sh                 (N=10000 CLIENTS=8 WATCHERS=100 STORES="sqlite etcd")
 #        HAKO=/path/to/hako N=2000 WATCHERS=20 bench/kube-api/run.sh
 # Needs: python3, etcd (Debian's etcd-server).
 set -euo pipefail
@@ -18,6 +18,7 @@ cd "$here/../.."
 N=${N:-10000}
 CLIENTS=${CLIENTS:-8}
 WATCHERS=${WATCHERS:-100}
+STORES=${STORES:-"sqlite etcd"}
 if [ -z "${HAKO:-}" ]; then
   echo "building hako (release)..." >&2
   HAKO="$(scripts/build-release.sh)/hako"
@@ -51,6 +52,10 @@ run_store() { # name, extra args...
 }
 
 start_etcd
-run_store sqlite
-run_store etcd --store etcd --etcd-endpoints "$ETCD_URL"
+for store in $STORES; do
+  case $store in
+    sqlite) run_store sqlite ;;
+    etcd) run_store etcd --store etcd --etcd-endpoints "$ETCD_URL" ;;
+  esac
+done
 echo "{\"floor\": $(python3 "$here/load.py" - "$N" "$CLIENTS" 0 "$ETCD_URL")}"
