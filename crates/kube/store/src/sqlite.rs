@@ -331,17 +331,22 @@ impl Store for SqliteStore {
             });
         }
         let what = format!("listing {prefix}");
-        let mut stmt = inner
+        // Keys in order with their newest row at `rev`, streamed from the
+        // (key, id) index: a page stops reading once it is full, so a small
+        // `limit` costs a page, not the whole prefix.
+        let mut keys = inner
             .conn
             .prepare_cached(
-                "SELECT l.key, l.id, l.value FROM log l JOIN
-                   (SELECT key, MAX(id) AS id FROM log
-                     WHERE key >= ?1 AND key < ?2 AND key > ?3 AND id <= ?4 GROUP BY key) m
-                   ON l.id = m.id
-                 WHERE l.deleted = 0 ORDER BY l.key",
+                "SELECT key, MAX(id) FROM log
+                  WHERE key >= ?1 AND key < ?2 AND key > ?3 AND id <= ?4
+                  GROUP BY key ORDER BY key",
             )
             .map_err(db(&what))?;
-        let mut rows = stmt
+        let mut row_of = inner
+            .conn
+            .prepare_cached("SELECT deleted, value FROM log WHERE id = ?1")
+            .map_err(db(&what))?;
+        let mut rows = keys
             .query(params![prefix, prefix_end(prefix), start, rev as i64])
             .map_err(db(&what))?;
         let mut items: Vec<Stored> = Vec::new();
@@ -349,7 +354,12 @@ impl Store for SqliteStore {
         while let Some(row) = rows.next().map_err(db(&what))? {
             let key: String = row.get(0).map_err(db(&what))?;
             let id: i64 = row.get(1).map_err(db(&what))?;
-            let bytes: Vec<u8> = row.get(2).map_err(db(&what))?;
+            let (deleted, bytes): (bool, Vec<u8>) = row_of
+                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(db(&what))?;
+            if deleted {
+                continue;
+            }
             let stored = parse_value(&key, &bytes, id as u64)?;
             if !matches(&stored.value, &opts.labels, &opts.fields) {
                 continue;
