@@ -96,6 +96,9 @@ enum Command {
     /// Run or maintain an OCI registry (serve, gc).
     #[command(subcommand)]
     Registry(commands::registry::RegistryCommand),
+    /// Kubernetes control plane driven by kubectl (up, kubeconfig, down).
+    #[command(subcommand)]
+    Kube(commands::kube::KubeCommand),
     /// Manage volumes (create, ls, inspect, rm, prune).
     #[command(subcommand)]
     Volume(commands::volume::VolumeCommand),
@@ -187,6 +190,7 @@ fn main() -> ExitCode {
             commands::system::run(&cli.global, commands::system::SystemCommand::Info(args))
         }
         Command::Version(args) => commands::system::version(args),
+        Command::Kube(cmd) => commands::kube::run(&cli.global, cmd),
         Command::Volume(cmd) => commands::volume::run(&cli.global, cmd),
         Command::Completion(args) => commands::shell::completion(args),
         Command::Man(args) => commands::shell::man(args),

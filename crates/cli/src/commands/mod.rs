@@ -10,6 +10,7 @@ pub mod distribution;
 pub mod events;
 pub mod image;
 pub mod interactive;
+pub mod kube;
 pub mod network;
 pub mod registry;
 pub mod shell;

@@ -1,0 +1,126 @@
+//! `hako kube`: the Kubernetes control plane (this far: the API server) and
+//! its kubeconfig. The server itself lives in `hako-kube-apiserver`.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use hako_kube_apiserver::{Paths, StoreConfig};
+
+use crate::Global;
+
+#[derive(Debug, Subcommand)]
+pub enum KubeCommand {
+    /// Start the control plane in the foreground (API server on SQLite); writes $ROOT/kubeconfig.
+    Up(UpArgs),
+    /// Print the kubeconfig of the control plane under --root.
+    Kubeconfig,
+    /// Stop the control plane started by `hako kube up` under --root.
+    Down,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StoreKind {
+    Sqlite,
+    Etcd,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Address for the API server (port 0: any free port, printed on start).
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:6443")]
+    addr: SocketAddr,
+    /// Where objects are stored.
+    #[arg(long, value_enum, default_value = "sqlite")]
+    store: StoreKind,
+    /// The etcd server for `--store etcd` (its client URL; plain HTTP).
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:2379")]
+    etcd_endpoints: String,
+    /// Seconds between compactions of the store's history (watches older than that get 410 Gone).
+    #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    compaction_interval: u64,
+    /// Key prefix in etcd, so several control planes can share one etcd.
+    #[arg(long, value_name = "PREFIX", default_value = "/hako")]
+    etcd_prefix: String,
+}
+
+pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
+    let paths = Paths::new(&g.root);
+    match cmd {
+        KubeCommand::Up(args) => {
+            let store = match args.store {
+                StoreKind::Sqlite => StoreConfig::Sqlite,
+                StoreKind::Etcd => {
+                    if args.etcd_endpoints.starts_with("https://") {
+                        bail!(
+                            "starting the control plane: etcd over TLS is not supported yet ({})",
+                            args.etcd_endpoints
+                        );
+                    }
+                    StoreConfig::Etcd {
+                        endpoint: args
+                            .etcd_endpoints
+                            .split(',')
+                            .next()
+                            .unwrap_or("")
+                            .to_string(),
+                        prefix: args.etcd_prefix.clone(),
+                    }
+                }
+            };
+            let kubeconfig = paths.kubeconfig();
+            let compaction = Duration::from_secs(args.compaction_interval);
+            hako_kube_apiserver::serve_foreground(&paths, &store, compaction, args.addr, |addr| {
+                // Tests and scripts read these two lines to find the server.
+                let mut out = std::io::stdout();
+                let _ = writeln!(out, "API server listening on https://{addr}");
+                let _ = writeln!(out, "kubeconfig: {}", kubeconfig.display());
+                let _ = out.flush();
+            })
+            .context("running the Kubernetes API server")
+        }
+        KubeCommand::Kubeconfig => {
+            let path = paths.kubeconfig();
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "reading the kubeconfig {} (has `hako kube up` run with this --root?)",
+                    path.display()
+                )
+            })?;
+            print!("{text}");
+            Ok(())
+        }
+        KubeCommand::Down => {
+            let pidfile = paths.pid();
+            let text = match std::fs::read_to_string(&pidfile) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    bail!(
+                        "stopping the control plane: none is running under {}",
+                        g.root.display()
+                    )
+                }
+                Err(e) => return Err(e).with_context(|| format!("reading {}", pidfile.display())),
+            };
+            let pid: i32 = text
+                .trim()
+                .parse()
+                .with_context(|| format!("reading the pid in {}", pidfile.display()))?;
+            let pid = nix::unistd::Pid::from_raw(pid);
+            if nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).is_err() {
+                let _ = std::fs::remove_file(&pidfile);
+                return Ok(());
+            }
+            let start = Instant::now();
+            while nix::sys::signal::kill(pid, None).is_ok() && pidfile.exists() {
+                if start.elapsed() > Duration::from_secs(15) {
+                    bail!("stopping the control plane: process {pid} did not exit after SIGTERM");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Ok(())
+        }
+    }
+}

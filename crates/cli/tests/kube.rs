@@ -1,0 +1,1154 @@
+//! `hako kube`: the API server driven by the real kubectl. Each test starts
+//! `hako --root TMP kube up --addr 127.0.0.1:0` as a process (killed on drop,
+//! also when the test fails) and runs /usr/bin/kubectl against it.
+
+use std::io::{BufRead, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A running `hako kube up` under a temp root.
+struct Kube {
+    tmp: tempfile::TempDir,
+    child: Child,
+    addr: String,
+    /// Extra `kube up` arguments (the store).
+    extra: Vec<String>,
+    /// The etcd the server stores in, if any (dropped after the server).
+    _etcd: Option<Etcd>,
+}
+
+impl Drop for Kube {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(root: &Path, extra: &[String]) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hako"))
+        .arg("--root")
+        .arg(root)
+        .args(["kube", "up", "--addr", "127.0.0.1:0"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting hako kube up");
+    let mut line = String::new();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    out.read_line(&mut line).unwrap();
+    let addr = match line.trim().strip_prefix("API server listening on https://") {
+        Some(a) => a.to_string(),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("hako kube up did not start: {line:?}");
+        }
+    };
+    // Keep draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        while out.read_line(&mut sink).unwrap_or(0) > 0 {
+            sink.clear();
+        }
+    });
+    (child, addr)
+}
+
+impl Kube {
+    fn up() -> Kube {
+        Self::up_with(Vec::new())
+    }
+
+    fn up_with(extra: Vec<String>) -> Kube {
+        let tmp = tempfile::tempdir().unwrap();
+        let (child, addr) = start(&tmp.path().join("root"), &extra);
+        Kube {
+            tmp,
+            child,
+            addr,
+            extra,
+            _etcd: None,
+        }
+    }
+
+    /// A server on a test-owned etcd.
+    fn up_etcd() -> Kube {
+        let etcd = Etcd::start();
+        let mut k = Self::up_with(vec![
+            "--store".into(),
+            "etcd".into(),
+            "--etcd-endpoints".into(),
+            etcd.url.clone(),
+        ]);
+        k._etcd = Some(etcd);
+        k
+    }
+
+    fn root(&self) -> PathBuf {
+        self.tmp.path().join("root")
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.root().join("kubeconfig")
+    }
+
+    /// Kill the server (SIGKILL: no chance to flush anything) and start it again.
+    fn kill_and_restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        let (child, addr) = start(&self.root(), &self.extra);
+        self.child = child;
+        self.addr = addr;
+    }
+
+    fn kubectl_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("kubectl");
+        // A cache of its own: discovery is fetched from this server, and
+        // nothing is left in the user's ~/.kube.
+        c.arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .arg("--cache-dir")
+            .arg(self.tmp.path().join("kube-cache"))
+            .args(args);
+        c
+    }
+
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut c = self.kubectl_cmd(args);
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().expect("running kubectl");
+        let mut input = child.stdin.take().unwrap();
+        if let Some(s) = stdin {
+            input.write_all(s.as_bytes()).unwrap();
+        }
+        drop(input);
+        child.wait_with_output().unwrap()
+    }
+
+    /// kubectl must succeed; its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        self.ok_in(args, None)
+    }
+
+    fn ok_in(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.run(args, stdin);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// kubectl must fail; its stderr.
+    fn fails_in(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.run(args, stdin);
+        assert!(
+            !out.status.success(),
+            "kubectl {args:?} unexpectedly succeeded: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    /// The store's current revision, as a list reports it.
+    fn revision(&self) -> String {
+        let list: serde_json::Value =
+            serde_json::from_str(&self.ok(&["get", "--raw", "/api/v1/configmaps"])).unwrap();
+        list["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
+fn one_line(s: &str) {
+    assert_eq!(s.trim_end().lines().count(), 1, "not one line: {s:?}");
+}
+
+const APP: &str = "apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+  labels: {app: web}
+data:
+  mode: fast
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.25
+        ports:
+        - containerPort: 80
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector: {app: web}
+  ports:
+  - port: 80
+";
+
+fn kubectl_apply_multi_doc_get_and_reapply_edit(k: Kube) {
+    let out = k.ok_in(&["apply", "-f", "-"], Some(APP));
+    assert_eq!(
+        out,
+        "configmap/settings created\ndeployment.apps/web created\nservice/web created\n"
+    );
+    // Table output with kubectl's usual columns.
+    let cm = k.ok(&["get", "configmaps", "settings"]);
+    let mut lines = cm.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "DATA", "AGE"]);
+    assert!(lines.next().unwrap().starts_with("settings   1 "));
+    let wide = k.ok(&["get", "deployments", "-o", "wide"]);
+    let header: Vec<&str> = wide.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "READY",
+            "UP-TO-DATE",
+            "AVAILABLE",
+            "AGE",
+            "CONTAINERS",
+            "IMAGES",
+            "SELECTOR"
+        ]
+    );
+    assert!(
+        wide.contains("nginx:1.25") && wide.contains("app=web"),
+        "{wide}"
+    );
+    let svc = k.ok(&["get", "service", "web"]);
+    assert!(svc.contains("ClusterIP") && svc.contains("80/TCP"), "{svc}");
+    // -o json / yaml carry server-set metadata and defaults.
+    let json: serde_json::Value =
+        serde_json::from_str(&k.ok(&["get", "deployment", "web", "-o", "json"])).unwrap();
+    assert_eq!(json["metadata"]["generation"], 1);
+    assert_eq!(json["spec"]["strategy"]["type"], "RollingUpdate");
+    assert_eq!(json["metadata"]["uid"].as_str().unwrap().len(), 36);
+    let yaml = k.ok(&["get", "configmap", "settings", "-o", "yaml"]);
+    assert!(
+        yaml.contains("mode: fast") && yaml.contains("creationTimestamp:"),
+        "{yaml}"
+    );
+    // Someone else's annotation must survive a re-apply of an edited file.
+    k.ok(&["annotate", "deployment", "web", "owner=ops"]);
+    let edited = APP.replace("nginx:1.25", "nginx:1.26");
+    let out = k.ok_in(&["apply", "-f", "-"], Some(&edited));
+    assert_eq!(
+        out,
+        "configmap/settings unchanged\ndeployment.apps/web configured\nservice/web unchanged\n"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&k.ok(&["get", "deployment", "web", "-o", "json"])).unwrap();
+    assert_eq!(
+        json["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1.26"
+    );
+    assert_eq!(
+        json["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"],
+        80
+    );
+    assert_eq!(json["metadata"]["annotations"]["owner"], "ops");
+    assert_eq!(json["metadata"]["generation"], 2);
+    assert_eq!(json["spec"]["replicas"], 2);
+}
+
+fn kubectl_label_annotate_and_each_patch_type(k: Kube) {
+    k.ok_in(&["apply", "-f", "-"], Some(APP));
+    assert_eq!(
+        k.ok(&["label", "configmap", "settings", "tier=front"]),
+        "configmap/settings labeled\n"
+    );
+    assert_eq!(
+        k.ok(&["annotate", "configmap", "settings", "note=hi"]),
+        "configmap/settings annotated\n"
+    );
+    k.ok(&[
+        "patch",
+        "configmap",
+        "settings",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"data":{"extra":"1"}}"#,
+    ]);
+    k.ok(&[
+        "patch",
+        "configmap",
+        "settings",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"remove","path":"/data/mode"}]"#,
+    ]);
+    // Strategic (kubectl's default): containers merge by name.
+    k.ok(&[
+        "patch",
+        "deployment",
+        "web",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"side","image":"busybox"}]}}}}"#,
+    ]);
+    let got = k.ok(&[
+        "get",
+        "configmap",
+        "settings",
+        "-o",
+        "jsonpath={.metadata.labels.tier} {.metadata.annotations.note} {.data}",
+    ]);
+    assert_eq!(got, r#"front hi {"extra":"1"}"#);
+    let names = k.ok(&[
+        "get",
+        "deployment",
+        "web",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[*].name}",
+    ]);
+    assert_eq!(names, "nginx side");
+    // Selectors and the scale subresource.
+    assert_eq!(
+        k.ok(&["get", "configmaps", "-l", "tier=front", "-o", "name"]),
+        "configmap/settings\n"
+    );
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "configmaps",
+            "-l",
+            "tier notin (front)",
+            "-o",
+            "name"
+        ]),
+        ""
+    );
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "deployments",
+            "--field-selector",
+            "metadata.name=web",
+            "-o",
+            "name"
+        ]),
+        "deployment.apps/web\n"
+    );
+    assert_eq!(
+        k.ok(&["scale", "deployment", "web", "--replicas=4"]),
+        "deployment.apps/web scaled\n"
+    );
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas}"
+        ]),
+        "4"
+    );
+}
+
+fn kubectl_get_watch_sees_added_modified_deleted(k: Kube) {
+    let mut watch = k
+        .kubectl_cmd(&["get", "configmaps", "--watch", "--output-watch-events"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    struct KillOnDrop(Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = watch.stdout.take().unwrap();
+    let _guard = KillOnDrop(watch);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                break;
+            }
+        }
+    });
+    // "EVENT NAME DATA AGE" rows: the event and the name.
+    let next = || {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("watch output");
+        line.split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let cm = |name: &str| format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n");
+    k.ok_in(&["create", "-f", "-"], Some(&cm("first")));
+    assert_eq!(next(), "EVENT NAME");
+    assert_eq!(next(), "ADDED first");
+    k.ok(&["label", "configmap", "first", "x=y"]);
+    assert_eq!(next(), "MODIFIED first");
+    k.ok(&["delete", "configmap", "first"]);
+    assert_eq!(next(), "DELETED first");
+}
+
+fn bad_input_gets_one_line_errors_and_changes_nothing(k: Kube) {
+    k.ok_in(&["apply", "-f", "-"], Some(APP));
+    let before = k.revision();
+    let stale = k.ok(&["get", "configmap", "settings", "-o", "json"]);
+    k.ok(&["label", "configmap", "settings", "moved=yes"]);
+    let before_bad = k.revision();
+    assert_ne!(before, before_bad);
+
+    let err = k.fails_in(
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata: [name: x\n"),
+    );
+    one_line(&err);
+    assert!(err.contains("error"), "{err}");
+
+    let err = k.fails_in(
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: Bad_Name\n"),
+    );
+    one_line(&err);
+    assert!(err.contains(r#"ConfigMap "Bad_Name" is invalid: metadata.name: Invalid value: "Bad_Name": a lowercase RFC 1123 subdomain"#), "{err}");
+
+    let err = k.fails_in(&["replace", "-f", "-"], Some(&stale));
+    one_line(&err);
+    assert!(
+        err.contains("Error from server (Conflict)")
+            && err.contains("the object has been modified"),
+        "{err}"
+    );
+
+    let err = k.fails_in(
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: strict\ndatta:\n  a: b\n"),
+    );
+    one_line(&err);
+    assert!(err.contains(r#"unknown field "datta""#), "{err}");
+
+    let err = k.fails_in(
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: typed\ndata:\n  a: [1]\n"),
+    );
+    one_line(&err);
+    assert!(
+        err.contains("Error from server (BadRequest)") && err.contains("ConfigMap"),
+        "{err}"
+    );
+
+    let err = k.fails_in(
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: nowhere\n  namespace: missing\n"),
+    );
+    one_line(&err);
+    assert!(err.contains(r#"namespaces "missing" not found"#), "{err}");
+
+    let err = k.fails_in(
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: Nonsense\nmetadata:\n  name: x\n"),
+    );
+    assert!(
+        err.contains(r#"no matches for kind "Nonsense" in version "v1""#),
+        "{err}"
+    );
+
+    let big = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big\ndata:\n  a: \"{}\"\n",
+        "x".repeat(10 << 20)
+    );
+    let err = k.fails_in(&["create", "-f", "-"], Some(&big));
+    assert!(err.contains("too large"), "{err}");
+
+    assert_eq!(
+        k.revision(),
+        before_bad,
+        "a refused request changed the store"
+    );
+}
+
+#[test]
+fn anonymous_and_wrong_token_requests_are_refused() {
+    let k = Kube::up();
+    let err = k.fails_in(&["--token", "wrong", "get", "configmaps"], None);
+    let last = err.lines().last().unwrap();
+    assert!(
+        last.starts_with("error: You must be logged in to the server ("),
+        "{err}"
+    );
+    let out = Command::new("curl")
+        .args(["-sk", &format!("https://{}/api/v1/namespaces", k.addr)])
+        .output();
+    if let Ok(out) = out {
+        let body = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            body.contains(r#""reason":"Unauthorized""#) && body.contains(r#""code":401"#),
+            "{body}"
+        );
+    }
+    // The kubeconfig's own credentials work, and `hako kube kubeconfig` prints them.
+    let printed = Command::new(env!("CARGO_BIN_EXE_hako"))
+        .arg("--root")
+        .arg(k.root())
+        .args(["kube", "kubeconfig"])
+        .output()
+        .unwrap();
+    assert_eq!(printed.stdout, std::fs::read(k.kubeconfig()).unwrap());
+    assert!(k
+        .ok(&["get", "namespaces", "-o", "name"])
+        .contains("namespace/default"));
+}
+
+fn dry_run_server_generate_name_pagination_and_namespace_deletion(k: Kube) {
+    let rev = k.revision();
+    let out = k.ok_in(&["apply", "--dry-run=server", "-f", "-"], Some(APP));
+    assert!(
+        out.contains("configmap/settings created (server dry run)"),
+        "{out}"
+    );
+    assert_eq!(k.revision(), rev);
+    assert_eq!(k.ok(&["get", "configmaps", "-o", "name"]), "");
+
+    let out = k.ok_in(
+        &["create", "-f", "-", "-o", "name"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  generateName: gen-\n"),
+    );
+    assert!(
+        out.starts_with("configmap/gen-") && out.trim().len() == "configmap/gen-".len() + 5,
+        "{out}"
+    );
+
+    let ns = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team\n";
+    k.ok_in(&["apply", "-f", "-"], Some(ns));
+    for n in 0..5 {
+        k.ok_in(
+            &["create", "-n", "team", "-f", "-"],
+            Some(&format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c{n}\n"
+            )),
+        );
+    }
+    let all = k.ok(&[
+        "get",
+        "configmaps",
+        "-n",
+        "team",
+        "--chunk-size=2",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(
+        all,
+        "configmap/c0\nconfigmap/c1\nconfigmap/c2\nconfigmap/c3\nconfigmap/c4\n"
+    );
+    assert_eq!(
+        k.ok(&["delete", "namespace", "team"]),
+        "namespace \"team\" deleted\n"
+    );
+    let err = k.fails_in(&["get", "namespace", "team"], None);
+    assert!(err.contains(r#"namespaces "team" not found"#), "{err}");
+    let left: serde_json::Value =
+        serde_json::from_str(&k.ok(&["get", "--raw", "/api/v1/namespaces/team/configmaps"]))
+            .unwrap();
+    assert_eq!(left["items"], serde_json::json!([]));
+}
+
+fn killed_server_keeps_acknowledged_writes(mut k: Kube) {
+    k.ok_in(&["apply", "-f", "-"], Some(APP));
+    k.ok(&["label", "configmap", "settings", "last=write"]);
+    let rev = k.revision();
+    k.kill_and_restart();
+    assert_eq!(k.revision(), rev);
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "configmap",
+            "settings",
+            "-o",
+            "jsonpath={.metadata.labels.last}"
+        ]),
+        "write"
+    );
+    assert_eq!(
+        k.ok(&["get", "deployment", "web", "-o", "name"]),
+        "deployment.apps/web\n"
+    );
+}
+
+fn kubectl_create_generators_send_protobuf(k: Kube) {
+    assert_eq!(
+        k.ok(&["create", "namespace", "team"]),
+        "namespace/team created\n"
+    );
+    k.ok(&[
+        "create",
+        "configmap",
+        "c1",
+        "-n",
+        "team",
+        "--from-literal=a=b",
+        "--from-literal=c=d",
+    ]);
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "configmap",
+            "c1",
+            "-n",
+            "team",
+            "-o",
+            "jsonpath={.data}"
+        ]),
+        r#"{"a":"b","c":"d"}"#
+    );
+    k.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "s1",
+        "--from-literal=pw=secret",
+    ]);
+    assert_eq!(
+        k.ok(&["get", "secret", "s1", "-o", "jsonpath={.data.pw} {.type}"]),
+        "c2VjcmV0 Opaque"
+    );
+    k.ok(&["create", "serviceaccount", "robot"]);
+    k.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx:1.25",
+        "--port=80",
+        "--replicas=2",
+    ]);
+    let d: serde_json::Value =
+        serde_json::from_str(&k.ok(&["get", "deployment", "web", "-o", "json"])).unwrap();
+    assert_eq!(d["spec"]["replicas"], 2);
+    assert_eq!(d["spec"]["strategy"]["type"], "RollingUpdate");
+    let c = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        (c["name"].as_str(), c["image"].as_str()),
+        (Some("nginx"), Some("nginx:1.25"))
+    );
+    assert_eq!(
+        c["ports"],
+        serde_json::json!([{"containerPort": 80, "protocol": "TCP"}])
+    );
+    k.ok(&["create", "service", "clusterip", "web", "--tcp=80:8080"]);
+    let ports = k.ok(&[
+        "get",
+        "service",
+        "web",
+        "-o",
+        "jsonpath={.spec.ports[0].port}:{.spec.ports[0].targetPort}",
+    ]);
+    assert_eq!(ports, "80:8080");
+    // A generator's invalid name is refused like any other create.
+    let rev = k.revision();
+    let err = k.fails_in(&["create", "configmap", "Bad_Name"], None);
+    one_line(&err);
+    assert!(
+        err.contains(r#"ConfigMap "Bad_Name" is invalid: metadata.name"#),
+        "{err}"
+    );
+    assert_eq!(k.revision(), rev);
+}
+
+fn kubectl_apply_server_side_conflict_and_force(k: Kube) {
+    let out = k.ok_in(&["apply", "--server-side", "-f", "-"], Some(APP));
+    assert_eq!(
+        out,
+        "configmap/settings serverside-applied\ndeployment.apps/web serverside-applied\nservice/web serverside-applied\n"
+    );
+    let fields = k.ok(&[
+        "get",
+        "deployment",
+        "web",
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={.metadata.managedFields[0].manager} {.metadata.managedFields[0].operation}",
+    ]);
+    assert_eq!(fields, "kubectl Apply");
+    // Another manager takes spec.replicas; applying a different value conflicts.
+    k.ok(&[
+        "patch",
+        "deployment",
+        "web",
+        "--field-manager",
+        "ops",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"replicas":7}}"#,
+    ]);
+    let rev = k.revision();
+    let err = k.fails_in(&["apply", "--server-side", "-f", "-"], Some(APP));
+    assert!(
+        err.starts_with(r#"error: Apply failed with 1 conflict: conflict with "ops" using apps/v1: .spec.replicas"#),
+        "{err}"
+    );
+    assert_eq!(k.revision(), rev);
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas}"
+        ]),
+        "7"
+    );
+    // Forced, the applier takes the field back; a field it stops applying goes.
+    k.ok_in(
+        &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+        Some(APP),
+    );
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas}"
+        ]),
+        "2"
+    );
+    let fewer = APP.replace("data:\n  mode: fast\n", "data:\n  other: x\n");
+    k.ok_in(&["apply", "--server-side", "-f", "-"], Some(&fewer));
+    assert_eq!(
+        k.ok(&["get", "configmap", "settings", "-o", "jsonpath={.data}"]),
+        r#"{"other":"x"}"#
+    );
+}
+
+fn kubectl_describe_columns_finalizers_and_delete_policies(k: Kube) {
+    k.ok_in(&["apply", "-f", "-"], Some(APP));
+    // An event about the deployment shows in describe (events listed by
+    // involvedObject field selectors).
+    let uid = k.ok(&["get", "deployment", "web", "-o", "jsonpath={.metadata.uid}"]);
+    let event = format!(
+        "apiVersion: v1
+kind: Event
+metadata:
+  name: web.1
+involvedObject:
+  apiVersion: apps/v1
+  kind: Deployment
+  name: web
+  namespace: default
+  uid: {uid}
+reason: ScalingReplicaSet
+message: Scaled up replica set web-1 to 2
+type: Normal
+"
+    );
+    k.ok_in(&["create", "-f", "-"], Some(&event));
+    let d = k.ok(&["describe", "deployment", "web"]);
+    assert!(d.contains("Name:                   web"), "{d}");
+    assert!(d.contains("nginx:1.25"), "{d}");
+    assert!(
+        d.contains("ScalingReplicaSet") && d.contains("Scaled up replica set web-1 to 2"),
+        "{d}"
+    );
+    let ev = k.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.kind=Deployment",
+    ]);
+    let header: Vec<&str> = ev.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    );
+    assert!(ev.contains("deployment/web"), "{ev}");
+    let cols = k.ok(&["get", "deployments", "-o", "custom-columns=NAME:.metadata.name,REPLICAS:.spec.replicas,IMAGE:.spec.template.spec.containers[0].image"]);
+    assert_eq!(
+        cols.lines()
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["web", "2", "nginx:1.25"]
+    );
+
+    // kubectl edit: GET, the editor, then a strategic merge patch.
+    let out = k
+        .kubectl_cmd(&["edit", "configmap", "settings"])
+        .env("KUBE_EDITOR", "sed -i 's/mode: fast/mode: slow/'")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "configmap/settings edited\n"
+    );
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "configmap",
+            "settings",
+            "-o",
+            "jsonpath={.data.mode}"
+        ]),
+        "slow"
+    );
+
+    // A finalizer holds the object: deletion only marks it, until the
+    // finalizer is removed.
+    let held = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: held\n  finalizers: [example.com/hold]\n";
+    k.ok_in(&["create", "-f", "-"], Some(held));
+    k.ok(&["delete", "configmap", "held", "--wait=false"]);
+    let ts = k.ok(&[
+        "get",
+        "configmap",
+        "held",
+        "-o",
+        "jsonpath={.metadata.deletionTimestamp}",
+    ]);
+    assert!(!ts.is_empty());
+    k.ok(&[
+        "patch",
+        "configmap",
+        "held",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]);
+    let err = k.fails_in(&["get", "configmap", "held"], None);
+    assert!(err.contains(r#"configmaps "held" not found"#), "{err}");
+
+    // Each propagation policy deletes (no garbage collector yet: dependents stay).
+    for (n, policy) in ["background", "foreground", "orphan"].iter().enumerate() {
+        let name = format!("p{n}");
+        k.ok_in(
+            &["create", "-f", "-"],
+            Some(&format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n"
+            )),
+        );
+        let out = k.ok(&["delete", "configmap", &name, &format!("--cascade={policy}")]);
+        assert_eq!(out, format!("configmap \"{name}\" deleted\n"));
+    }
+    assert_eq!(
+        k.ok(&["get", "configmaps", "-o", "name"]),
+        "configmap/settings\n"
+    );
+}
+
+fn watch_resumes_from_a_resource_version_and_ends_with_a_bookmark(k: Kube) {
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: w\n";
+    let created = k.ok_in(
+        &[
+            "create",
+            "-f",
+            "-",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ],
+        Some(cm),
+    );
+    k.ok(&["label", "configmap", "w", "step=2"]);
+    k.ok(&["delete", "configmap", "w"]);
+    let last = k.revision();
+    // History after `created`, in order, then the stream ends at its timeout
+    // with a bookmark at the newest revision.
+    let url = format!(
+        "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={created}&allowWatchBookmarks=true&timeoutSeconds=1"
+    );
+    let out = k.ok(&["get", "--raw", &url]);
+    let events: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&out)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let seen: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap(),
+                e["object"]["metadata"]["resourceVersion"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(seen.len(), 3, "{out}");
+    assert_eq!((seen[0].0, seen[1].0), ("MODIFIED", "DELETED"));
+    assert_eq!(events[0]["object"]["metadata"]["labels"]["step"], "2");
+    assert_eq!(seen[1].1, last);
+    assert_eq!(seen[2], ("BOOKMARK", last.as_str()));
+    // A resourceVersion that is not a number is refused.
+    let err = k.fails_in(
+        &[
+            "get",
+            "--raw",
+            "/api/v1/configmaps?watch=1&resourceVersion=abc",
+        ],
+        None,
+    );
+    assert!(err.contains("must be a valid resource version"), "{err}");
+}
+
+/// An etcd server of the test's own (Debian's etcd-server), killed on drop.
+struct Etcd {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Etcd {
+    fn start() -> Etcd {
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("http://127.0.0.1:{}", free());
+        let child = Command::new("etcd")
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args([
+                "--listen-client-urls",
+                &url,
+                "--advertise-client-urls",
+                &url,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &format!("http://127.0.0.1:{}", free()),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting etcd (Debian's etcd-server)");
+        let etcd = Etcd {
+            child,
+            url,
+            _dir: dir,
+        };
+        // Ready once its client port accepts connections (a minute at most).
+        let addr = etcd.url.trim_start_matches("http://").to_string();
+        for _ in 0..600 {
+            if std::net::TcpStream::connect(&addr).is_ok() {
+                return etcd;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("etcd at {} did not start", etcd.url);
+    }
+}
+
+#[test]
+fn compacted_history_is_410_gone_for_watches() {
+    let k = Kube::up_with(vec!["--compaction-interval".into(), "1".into()]);
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: old\n";
+    let created = k.ok_in(
+        &[
+            "create",
+            "-f",
+            "-",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ],
+        Some(cm),
+    );
+    k.ok(&["label", "configmap", "old", "a=b"]);
+    let url = format!("/api/v1/configmaps?watch=1&resourceVersion={created}&timeoutSeconds=1");
+    // Compaction runs every second and forgets what is older than the
+    // previous run's revision: poll (bounded) until the watch is refused.
+    let mut last = String::new();
+    for _ in 0..120 {
+        let out = k.run(&["get", "--raw", &url], None);
+        if !out.status.success() {
+            last = String::from_utf8_lossy(&out.stderr).to_string();
+            break;
+        }
+        // Writes move the revision on, so there is history to compact.
+        k.ok(&["label", "configmap", "old", "a=c", "--overwrite"]);
+        k.ok(&["label", "configmap", "old", "a=b", "--overwrite"]);
+    }
+    one_line(&last);
+    assert!(
+        last.starts_with(&format!(
+            "Error from server (Expired): too old resource version: {created} ("
+        )),
+        "{last}"
+    );
+    // The current state is intact and a fresh watch works.
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "configmap",
+            "old",
+            "-o",
+            "jsonpath={.metadata.labels.a}"
+        ]),
+        "b"
+    );
+    k.ok(&[
+        "get",
+        "--raw",
+        "/api/v1/configmaps?watch=1&timeoutSeconds=1",
+    ]);
+}
+
+/// The Python `kubernetes` client (Debian's python3-kubernetes) lists and
+/// watches: another client library than kubectl's accepts the server.
+#[test]
+fn python_kubernetes_client_watch() {
+    let k = Kube::up();
+    let script = r#"
+import sys
+from kubernetes import client, config, watch
+config.load_kube_config(config_file=sys.argv[1])
+v1 = client.CoreV1Api()
+rv = v1.list_namespaced_config_map("default").metadata.resource_version
+print("LISTED", flush=True)
+for ev in watch.Watch().stream(v1.list_namespaced_config_map, "default", resource_version=rv, timeout_seconds=120):
+    print(ev["type"], ev["object"].metadata.name, ev["object"].data, flush=True)
+    if ev["type"] == "DELETED":
+        break
+"#;
+    let mut py = Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(script)
+        .arg(k.kubeconfig())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running /usr/bin/python3 (python3-kubernetes)");
+    let stdout = py.stdout.take().unwrap();
+    struct KillOnDrop(Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut py = KillOnDrop(py);
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines.next().map(|l| l.unwrap_or_default());
+    if first.as_deref() != Some("LISTED") {
+        let mut err = String::new();
+        let _ = std::io::Read::read_to_string(&mut py.0.stderr.take().unwrap(), &mut err);
+        panic!("the Python client failed: {first:?} {err}");
+    }
+    k.ok_in(
+        &["create", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: py\ndata:\n  a: \"1\"\n"),
+    );
+    k.ok(&[
+        "patch",
+        "configmap",
+        "py",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"data":{"a":"2"}}"#,
+    ]);
+    k.ok(&["delete", "configmap", "py"]);
+    let got: Vec<String> = lines.take(3).map(|l| l.unwrap()).collect();
+    assert_eq!(
+        got,
+        [
+            "ADDED py {'a': '1'}",
+            "MODIFIED py {'a': '2'}",
+            "DELETED py {'a': '2'}"
+        ]
+    );
+}
+
+#[test]
+fn kube_down_stops_the_server() {
+    let mut k = Kube::up();
+    k.ok(&["get", "namespaces"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_hako"))
+        .arg("--root")
+        .arg(k.root())
+        .args(["kube", "down"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The `up` process has exited (down waits for it) and removed its pid file.
+    let status = k.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(!k.root().join("kube/apiserver.pid").exists());
+    // Nothing running any more: a clear one-line error.
+    let out = Command::new(env!("CARGO_BIN_EXE_hako"))
+        .arg("--root")
+        .arg(k.root())
+        .args(["kube", "down"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    one_line(&err);
+    assert!(err.contains("none is running"), "{err}");
+}
+
+/// Each of these runs on both stores: `sqlite::NAME` and `etcd::NAME`.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[test] fn $name() { super::$name(super::Kube::up()) } )*
+        }
+        mod etcd {
+            $( #[test] fn $name() { super::$name(super::Kube::up_etcd()) } )*
+        }
+    };
+}
+
+on_both_stores!(
+    kubectl_apply_multi_doc_get_and_reapply_edit,
+    kubectl_label_annotate_and_each_patch_type,
+    kubectl_get_watch_sees_added_modified_deleted,
+    bad_input_gets_one_line_errors_and_changes_nothing,
+    dry_run_server_generate_name_pagination_and_namespace_deletion,
+    kubectl_create_generators_send_protobuf,
+    kubectl_apply_server_side_conflict_and_force,
+    kubectl_describe_columns_finalizers_and_delete_policies,
+    watch_resumes_from_a_resource_version_and_ends_with_a_bookmark,
+    killed_server_keeps_acknowledged_writes,
+);

@@ -1,0 +1,183 @@
+//! hako's Kubernetes API server: the REST API kubectl and client libraries
+//! speak (discovery, CRUD, watch, patches, Table output), over TLS with
+//! bearer-token authentication, on a [`hako_kube_store::Store`].
+//!
+//! One generic handler serves every kind; what differs per kind (schema
+//! check, defaults, table columns) lives in [`resources`].
+
+pub mod certs;
+mod handler;
+mod meta;
+mod openapi;
+mod patch;
+mod protobuf;
+pub mod resources;
+mod ssa;
+mod status;
+mod table;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use hako_kube_store::{EtcdStore, SqliteStore, Store};
+
+/// Where objects are kept.
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    /// `$ROOT/kube/store.db`.
+    Sqlite,
+    /// An etcd v3 server (its JSON gateway), keys under `prefix`.
+    Etcd { endpoint: String, prefix: String },
+}
+
+pub use status::ApiError;
+
+/// Where `hako kube` keeps its state under the hako root.
+pub struct Paths {
+    pub root: PathBuf,
+}
+
+impl Paths {
+    pub fn new(hako_root: &Path) -> Self {
+        Paths {
+            root: hako_root.to_path_buf(),
+        }
+    }
+    pub fn dir(&self) -> PathBuf {
+        self.root.join("kube")
+    }
+    pub fn pki(&self) -> PathBuf {
+        self.dir().join("pki")
+    }
+    pub fn store(&self) -> PathBuf {
+        self.dir().join("store.db")
+    }
+    pub fn pid(&self) -> PathBuf {
+        self.dir().join("apiserver.pid")
+    }
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.root.join("kubeconfig")
+    }
+}
+
+/// Shared state of the running server.
+pub struct App {
+    pub store: Arc<dyn Store>,
+    pub token: String,
+}
+
+/// Start the API server on `addr` (port 0 picks a free one), writing the
+/// kubeconfig; `ready` is called with the bound address once it accepts
+/// connections. Runs until `shutdown` resolves.
+pub async fn run(
+    paths: &Paths,
+    store: &StoreConfig,
+    compaction: std::time::Duration,
+    addr: SocketAddr,
+    ready: impl FnOnce(SocketAddr),
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    std::fs::create_dir_all(paths.dir())
+        .with_context(|| format!("creating {}", paths.dir().display()))?;
+    let pki = certs::Pki::load_or_create(&paths.pki())?;
+    let store: Arc<dyn Store> = match store {
+        StoreConfig::Sqlite => Arc::new(SqliteStore::open(&paths.store())?),
+        StoreConfig::Etcd { endpoint, prefix } => Arc::new(
+            EtcdStore::new(endpoint, prefix)
+                .with_context(|| format!("connecting to etcd at {endpoint}"))?,
+        ),
+    };
+    handler::bootstrap(store.as_ref()).context("creating the default namespaces")?;
+    let listener =
+        std::net::TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
+    listener.set_nonblocking(true)?;
+    let bound = listener.local_addr()?;
+    certs::write_kubeconfig(&paths.kubeconfig(), &pki, bound)?;
+    let tls = axum_server::tls_rustls::RustlsConfig::from_pem(
+        pki.server_cert.clone().into_bytes(),
+        pki.server_key.clone().into_bytes(),
+    )
+    .await
+    .context("loading the serving certificate")?;
+    let app = Arc::new(App {
+        store,
+        token: pki.token.clone(),
+    });
+    tokio::spawn(compact_periodically(app.store.clone(), compaction));
+    let router = handler::router(app);
+    let handle = axum_server::Handle::new();
+    let h2 = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        h2.graceful_shutdown(Some(std::time::Duration::from_secs(2)));
+    });
+    let server = axum_server::tls_rustls::from_tcp_rustls(listener, tls)?.handle(handle);
+    ready(bound);
+    server
+        .serve(router.into_make_service())
+        .await
+        .with_context(|| format!("serving on {bound}"))
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Run the API server in the foreground until SIGINT/SIGTERM, on a runtime
+/// of its own; the pid file `$ROOT/kube/apiserver.pid` lets `hako kube down`
+/// stop it.
+pub fn serve_foreground(
+    paths: &Paths,
+    store: &StoreConfig,
+    compaction: std::time::Duration,
+    addr: SocketAddr,
+    ready: impl FnOnce(SocketAddr),
+) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the API server's runtime")?;
+    std::fs::create_dir_all(paths.dir())
+        .with_context(|| format!("creating {}", paths.dir().display()))?;
+    let pid = paths.pid();
+    std::fs::write(&pid, std::process::id().to_string())
+        .with_context(|| format!("writing {}", pid.display()))?;
+    let result = rt.block_on(run(
+        paths,
+        store,
+        compaction,
+        addr,
+        ready,
+        shutdown_signal(),
+    ));
+    let _ = std::fs::remove_file(&pid);
+    result
+}
+
+/// Upstream's scheme: every `interval`, forget history older than the
+/// revision that was current one interval ago. Watches and continue tokens
+/// older than that get 410 Gone and clients re-list.
+async fn compact_periodically(store: Arc<dyn Store>, interval: std::time::Duration) {
+    let mut previous: Option<u64> = None;
+    loop {
+        tokio::time::sleep(interval).await;
+        if let Some(rev) = previous {
+            if let Err(e) = store.compact(rev) {
+                tracing::warn!("compacting the store below revision {rev}: {e}");
+            }
+        }
+        previous = store.current_revision().ok();
+    }
+}

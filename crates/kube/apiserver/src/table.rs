@@ -1,0 +1,354 @@
+//! `kubectl get` output: meta.k8s.io/v1 Table responses with the columns
+//! kubectl shows for each built-in kind (priority 1 columns are `-o wide`).
+
+use serde_json::{json, Value};
+
+use crate::meta::age;
+use crate::resources::Kind;
+
+/// (name, type, priority)
+type Col = (&'static str, &'static str, u8);
+
+fn columns(kind: &Kind) -> Vec<Col> {
+    let name = ("Name", "string", 0);
+    let age = ("Age", "string", 0);
+    match (kind.group, kind.kind) {
+        ("", "Namespace") => vec![name, ("Status", "string", 0), age],
+        ("", "ConfigMap") => vec![name, ("Data", "integer", 0), age],
+        ("", "Secret") => vec![name, ("Type", "string", 0), ("Data", "integer", 0), age],
+        ("", "ServiceAccount") => vec![name, ("Secrets", "integer", 0), age],
+        ("", "Pod") => vec![
+            name,
+            ("Ready", "string", 0),
+            ("Status", "string", 0),
+            ("Restarts", "string", 0),
+            age,
+            ("IP", "string", 1),
+            ("Node", "string", 1),
+            ("Nominated Node", "string", 1),
+            ("Readiness Gates", "string", 1),
+        ],
+        ("", "Service") => vec![
+            name,
+            ("Type", "string", 0),
+            ("Cluster-IP", "string", 0),
+            ("External-IP", "string", 0),
+            ("Port(s)", "string", 0),
+            age,
+            ("Selector", "string", 1),
+        ],
+        ("", "Node") => vec![
+            name,
+            ("Status", "string", 0),
+            ("Roles", "string", 0),
+            age,
+            ("Version", "string", 0),
+            ("Internal-IP", "string", 1),
+        ],
+        ("", "Event") => vec![
+            ("Last Seen", "string", 0),
+            ("Type", "string", 0),
+            ("Reason", "string", 0),
+            ("Object", "string", 0),
+            ("Message", "string", 0),
+        ],
+        ("apps", "Deployment") => vec![
+            name,
+            ("Ready", "string", 0),
+            ("Up-to-date", "string", 0),
+            ("Available", "string", 0),
+            age,
+            ("Containers", "string", 1),
+            ("Images", "string", 1),
+            ("Selector", "string", 1),
+        ],
+        ("apps", "ReplicaSet") => vec![
+            name,
+            ("Desired", "integer", 0),
+            ("Current", "integer", 0),
+            ("Ready", "integer", 0),
+            age,
+            ("Containers", "string", 1),
+            ("Images", "string", 1),
+            ("Selector", "string", 1),
+        ],
+        _ => vec![name, age],
+    }
+}
+
+fn s<'a>(obj: &'a Value, ptr: &str) -> &'a str {
+    obj.pointer(ptr).and_then(Value::as_str).unwrap_or("")
+}
+
+fn n(obj: &Value, ptr: &str) -> i64 {
+    obj.pointer(ptr).and_then(Value::as_i64).unwrap_or(0)
+}
+
+fn count(obj: &Value, ptr: &str) -> usize {
+    match obj.pointer(ptr) {
+        Some(Value::Object(m)) => m.len(),
+        Some(Value::Array(a)) => a.len(),
+        _ => 0,
+    }
+}
+
+fn or_none(v: String) -> String {
+    if v.is_empty() {
+        "<none>".into()
+    } else {
+        v
+    }
+}
+
+fn containers_images(obj: &Value, ptr: &str) -> (String, String) {
+    let cs = obj.pointer(ptr).and_then(Value::as_array);
+    let join = |field: &str| {
+        cs.map(|cs| {
+            cs.iter()
+                .map(|c| c.get(field).and_then(Value::as_str).unwrap_or(""))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+    };
+    (join("name"), join("image"))
+}
+
+fn selector(obj: &Value, ptr: &str) -> String {
+    let labels = obj.pointer(ptr).and_then(Value::as_object);
+    or_none(
+        labels
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default(),
+    )
+}
+
+fn cells(kind: &Kind, obj: &Value) -> Vec<Value> {
+    let name = json!(s(obj, "/metadata/name"));
+    let a = json!(age(obj));
+    match (kind.group, kind.kind) {
+        ("", "Namespace") => vec![name, json!(s(obj, "/status/phase")), a],
+        ("", "ConfigMap") => {
+            vec![
+                name,
+                json!(count(obj, "/data") + count(obj, "/binaryData")),
+                a,
+            ]
+        }
+        ("", "Secret") => vec![name, json!(s(obj, "/type")), json!(count(obj, "/data")), a],
+        ("", "ServiceAccount") => vec![name, json!(count(obj, "/secrets")), a],
+        ("", "Pod") => {
+            let total = count(obj, "/spec/containers");
+            let statuses = obj
+                .pointer("/status/containerStatuses")
+                .and_then(Value::as_array);
+            let ready = statuses
+                .map(|s| s.iter().filter(|c| c["ready"] == true).count())
+                .unwrap_or(0);
+            let restarts: i64 = statuses
+                .map(|s| {
+                    s.iter()
+                        .map(|c| c["restartCount"].as_i64().unwrap_or(0))
+                        .sum()
+                })
+                .unwrap_or(0);
+            let phase = if obj.pointer("/metadata/deletionTimestamp").is_some() {
+                "Terminating"
+            } else {
+                s(obj, "/status/phase")
+            };
+            vec![
+                name,
+                json!(format!("{ready}/{total}")),
+                json!(phase),
+                json!(restarts.to_string()),
+                a,
+                json!(or_none(s(obj, "/status/podIP").into())),
+                json!(or_none(s(obj, "/spec/nodeName").into())),
+                json!("<none>"),
+                json!("<none>"),
+            ]
+        }
+        ("", "Service") => {
+            let ports = obj
+                .pointer("/spec/ports")
+                .and_then(Value::as_array)
+                .map(|ps| {
+                    ps.iter()
+                        .map(|p| {
+                            let node = p
+                                .get("nodePort")
+                                .and_then(Value::as_i64)
+                                .map(|np| format!(":{np}"))
+                                .unwrap_or_default();
+                            format!(
+                                "{}{node}/{}",
+                                p["port"].as_i64().unwrap_or(0),
+                                p["protocol"].as_str().unwrap_or("TCP")
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            let external = obj
+                .pointer("/spec/externalIPs")
+                .and_then(Value::as_array)
+                .map(|ips| {
+                    ips.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            vec![
+                name,
+                json!(s(obj, "/spec/type")),
+                json!(or_none(s(obj, "/spec/clusterIP").into())),
+                json!(or_none(external)),
+                json!(or_none(ports)),
+                a,
+                json!(selector(obj, "/spec/selector")),
+            ]
+        }
+        ("", "Node") => {
+            let ready = obj
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+                .map(|c| {
+                    if c["status"] == "True" {
+                        "Ready"
+                    } else {
+                        "NotReady"
+                    }
+                })
+                .unwrap_or("Unknown");
+            let ip = obj
+                .pointer("/status/addresses")
+                .and_then(Value::as_array)
+                .and_then(|a| a.iter().find(|x| x["type"] == "InternalIP"))
+                .and_then(|x| x["address"].as_str())
+                .unwrap_or("<none>");
+            vec![
+                name,
+                json!(ready),
+                json!("<none>"),
+                a,
+                json!(s(obj, "/status/nodeInfo/kubeletVersion")),
+                json!(ip),
+            ]
+        }
+        ("", "Event") => {
+            let last = [
+                "/lastTimestamp",
+                "/eventTime",
+                "/metadata/creationTimestamp",
+            ]
+            .iter()
+            .map(|p| s(obj, p))
+            .find(|t| !t.is_empty())
+            .and_then(crate::meta::age_seconds)
+            .map(crate::meta::human_duration)
+            .unwrap_or_else(|| "<unknown>".into());
+            let object = format!(
+                "{}/{}",
+                s(obj, "/involvedObject/kind").to_lowercase(),
+                s(obj, "/involvedObject/name")
+            );
+            vec![
+                json!(last),
+                json!(s(obj, "/type")),
+                json!(s(obj, "/reason")),
+                json!(object),
+                json!(s(obj, "/message")),
+            ]
+        }
+        ("apps", "Deployment") => {
+            let (c, i) = containers_images(obj, "/spec/template/spec/containers");
+            vec![
+                name,
+                json!(format!(
+                    "{}/{}",
+                    n(obj, "/status/readyReplicas"),
+                    n(obj, "/spec/replicas")
+                )),
+                json!(n(obj, "/status/updatedReplicas").to_string()),
+                json!(n(obj, "/status/availableReplicas").to_string()),
+                a,
+                json!(c),
+                json!(i),
+                json!(selector(obj, "/spec/selector/matchLabels")),
+            ]
+        }
+        ("apps", "ReplicaSet") => {
+            let (c, i) = containers_images(obj, "/spec/template/spec/containers");
+            vec![
+                name,
+                json!(n(obj, "/spec/replicas")),
+                json!(n(obj, "/status/replicas")),
+                json!(n(obj, "/status/readyReplicas")),
+                a,
+                json!(c),
+                json!(i),
+                json!(selector(obj, "/spec/selector/matchLabels")),
+            ]
+        }
+        _ => vec![name, a],
+    }
+}
+
+/// The row's object: the whole object or only its metadata (`includeObject`).
+fn row_object(obj: &Value, include: &str) -> Value {
+    match include {
+        "None" => Value::Null,
+        "Object" => obj.clone(),
+        _ => json!({
+            "kind": "PartialObjectMetadata",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": obj.get("metadata").cloned().unwrap_or(json!({})),
+        }),
+    }
+}
+
+/// A Table of `objects`; `headers` false for watch events after the first.
+pub fn table(
+    kind: &Kind,
+    objects: &[&Value],
+    resource_version: &str,
+    continue_token: Option<&str>,
+    include: &str,
+    headers: bool,
+) -> Value {
+    let defs: Vec<Value> = if headers {
+        columns(kind)
+            .into_iter()
+            .map(|(name, ty, priority)| {
+                json!({
+                    "name": name, "type": ty,
+                    "format": if name == "Name" { "name" } else { "" },
+                    "description": "", "priority": priority,
+                })
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|o| json!({"cells": cells(kind, o), "object": row_object(o, include)}))
+        .collect();
+    let mut meta = json!({"resourceVersion": resource_version});
+    if let Some(c) = continue_token {
+        meta["continue"] = json!(c);
+    }
+    json!({
+        "kind": "Table", "apiVersion": "meta.k8s.io/v1",
+        "metadata": meta, "columnDefinitions": defs, "rows": rows,
+    })
+}
