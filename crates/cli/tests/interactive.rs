@@ -728,3 +728,49 @@ fn run_dit_then_attach() {
         r.inspect("bg")["State"]["Status"] == "exited"
     });
 }
+
+#[test]
+fn run_and_exec_t_without_i_print_clean_lines() {
+    let r = Root::new();
+    // The container's terminal ends lines with "\r\n"; the caller's must
+    // not add its own "\r" (podman's output; "a\r\r\n" before).
+    let mut t = Term::spawn(
+        &r,
+        &[
+            "run",
+            "--rm",
+            "-t",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "echo a; echo b",
+        ],
+        24,
+        80,
+    );
+    assert_eq!(t.exit_code(), 0);
+    t.expect("b\r\n");
+    assert_eq!(t.text(), "a\r\nb\r\n");
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "cl",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    let mut t = Term::spawn(
+        &r,
+        &["exec", "-t", "cl", "sh", "-c", "echo c; echo d"],
+        24,
+        80,
+    );
+    assert_eq!(t.exit_code(), 0);
+    t.expect("d\r\n");
+    assert_eq!(t.text(), "c\r\nd\r\n");
+}

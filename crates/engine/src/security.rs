@@ -6,7 +6,10 @@
 use std::collections::HashSet;
 use std::str::FromStr;
 
-use oci_spec::runtime::{Capability, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType};
+use oci_spec::runtime::{
+    Capability, LinuxCapabilities, LinuxCapabilitiesBuilder, LinuxDeviceCgroup,
+    LinuxDeviceCgroupBuilder, LinuxDeviceType,
+};
 
 use crate::error::{Error, Result};
 
@@ -164,6 +167,27 @@ pub fn capabilities(
             })
         })
         .collect()
+}
+
+/// The process capability sets for `caps` run as `uid`, as docker sets
+/// them: root gets the set as bounding, effective and permitted; any other
+/// user only the bounding set (what execve gives a non-root program).
+/// Inheritable and ambient stay empty in both cases: the runtime-spec
+/// defaults put caps there, which fails capset when the bounding set lacks
+/// them and hands non-root processes ambient capabilities.
+pub fn process_capabilities(
+    caps: &HashSet<Capability>,
+    uid: u32,
+) -> std::result::Result<LinuxCapabilities, oci_spec::OciSpecError> {
+    let none = HashSet::new();
+    let granted = if uid == 0 { caps } else { &none };
+    LinuxCapabilitiesBuilder::default()
+        .bounding(caps.clone())
+        .effective(granted.clone())
+        .permitted(granted.clone())
+        .inheritable(none.clone())
+        .ambient(none)
+        .build()
 }
 
 /// Docker's device cgroup rules: deny everything, then allow mknod of any

@@ -7,9 +7,9 @@
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxMemoryBuilder,
-    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, Mount,
-    MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+    LinuxBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
+    LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder,
+    Spec, SpecBuilder, UserBuilder,
 };
 
 use crate::error::{Error, Result};
@@ -143,12 +143,8 @@ pub fn build(
     }
     let caps = security::capabilities(h.privileged, &h.cap_add, &h.cap_drop)?;
     let seccomp = seccomp_of(h, &caps)?;
-    let capabilities = LinuxCapabilitiesBuilder::default()
-        .bounding(caps.clone())
-        .effective(caps.clone())
-        .permitted(caps)
-        .build()
-        .map_err(build_err("capabilities", id))?;
+    let capabilities =
+        security::process_capabilities(&caps, u.uid).map_err(build_err("capabilities", id))?;
     let process = ProcessBuilder::default()
         .terminal(c.tty)
         .user(

@@ -42,7 +42,7 @@ pub enum ContainerCommand {
     /// Remove containers.
     Rm(RmArgs),
     /// List containers.
-    #[command(visible_alias = "ls")]
+    #[command(visible_aliases = ["ls", "list"])]
     Ps(PsArgs),
     /// Show a container's output.
     Logs(LogsArgs),
@@ -90,9 +90,6 @@ pub enum ContainerCommand {
     /// Write a container's root filesystem as a tar archive.
     #[command(after_help = "Examples:\n  hako export -o web.tar web\n  hako export web | tar -t")]
     Export(super::container_ops::ExportArgs),
-    /// Container maintenance (prune).
-    #[command(subcommand)]
-    Container(super::container_ops::ContainerGroup),
     /// List a container's published ports, or the host address of one.
     #[command(after_help = "Examples:\n  hako port web\n  hako port web 80/tcp")]
     Port(PortArgs),
@@ -361,7 +358,11 @@ pub struct InspectArgs {
     /// A Go-style template per object ('{{.State.Status}}', '{{json .Config}}'), or json.
     #[arg(short = 'f', long)]
     pub format: Option<String>,
-    #[arg(required = true, value_name = "CONTAINER")]
+    /// Only this kind of object: container, image, network or volume
+    /// (default: the first kind, in that order, with an object of the name).
+    #[arg(long = "type", value_name = "TYPE", value_parser = ["container", "image", "network", "volume"])]
+    pub kind: Option<String>,
+    #[arg(required = true, value_name = "NAME|ID")]
     pub containers: Vec<String>,
 }
 
@@ -419,6 +420,9 @@ pub struct PsArgs {
     /// Show the most recently created container (all states).
     #[arg(short = 'l', long)]
     pub latest: bool,
+    /// Show each container's size: its writable layer, and with its image.
+    #[arg(short = 's', long)]
+    pub size: bool,
 }
 
 #[derive(Debug, Args)]
@@ -474,15 +478,25 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
-/// Run a container command; engine failures exit with docker's codes.
+/// Run a container command; failures exit with docker's codes: `run`'s
+/// own failures 125 (126/127 when the command cannot be run / is not
+/// found), `exec`'s 126/127 for those, everything else 1.
 pub fn run(g: &Global, cmd: ContainerCommand) -> Result<()> {
+    let (is_run, is_exec) = (
+        matches!(cmd, ContainerCommand::Run(_)),
+        matches!(cmd, ContainerCommand::Exec(_)),
+    );
     let result = dispatch(g, cmd);
     if let Err(e) = result {
-        let code = e
+        let engine = e
             .chain()
-            .find_map(|c| c.downcast_ref::<hako_engine::Error>())
-            .map(hako_engine::Error::exit_code)
-            .unwrap_or(125);
+            .find_map(|c| c.downcast_ref::<hako_engine::Error>());
+        let code = match engine {
+            Some(err) if is_run => err.exit_code(),
+            Some(hako_engine::Error::Exec { code, .. }) if is_exec => *code,
+            _ if is_run => 125,
+            _ => 1,
+        };
         eprintln!("Error: {}", crate::output::error_line(&e));
         exit(code);
     }
@@ -518,18 +532,34 @@ fn dispatch(g: &Global, cmd: ContainerCommand) -> Result<()> {
         ContainerCommand::Kill(a) => each(&a.containers, |n| engine.kill(n, &a.signal)),
         ContainerCommand::Rm(a) => {
             let mut images = open_images(g)?;
-            each(&a.containers, |n| {
-                engine.remove_with_volumes(&mut images, n, a.force, a.volumes)
-            })
+            let mut errors = Vec::new();
+            for n in &a.containers {
+                match engine.remove_with_volumes(&mut images, n, a.force, a.volumes) {
+                    Ok(()) => println!("{n}"),
+                    // docker's `rm -f` of a missing container: said, not a failure.
+                    Err(e @ hako_engine::Error::NotFound { .. }) if a.force => eprintln!("{e}"),
+                    Err(e) => errors.push(e),
+                }
+            }
+            fail_with_all(errors)
         }
-        ContainerCommand::Ps(a) => ps(&engine, a),
+        ContainerCommand::Ps(a) => ps(g, &engine, a),
         ContainerCommand::Logs(a) => logs(&engine, a),
         ContainerCommand::Inspect(a) => {
+            // As docker: what was found is printed, then the others fail.
             let mut out = Vec::new();
+            let mut errors = Vec::new();
+            let mut images = None;
             for n in &a.containers {
-                out.push(engine.inspect(&engine.get(n)?));
+                match inspect_any(g, &engine, &mut images, a.kind.as_deref(), n)? {
+                    Some(o) => out.push(o),
+                    None => errors.push(hako_engine::Error::NotFound {
+                        what: format!("{} {n}", a.kind.as_deref().unwrap_or("object")),
+                    }),
+                }
             }
-            crate::output::print_inspected(&out, a.format.as_deref())
+            crate::output::print_inspected(&out, a.format.as_deref())?;
+            fail_with_all(errors)
         }
         ContainerCommand::Wait(a) => {
             for n in &a.containers {
@@ -559,10 +589,6 @@ fn dispatch(g: &Global, cmd: ContainerCommand) -> Result<()> {
         }
         ContainerCommand::Export(a) => super::container_ops::export(&engine, a),
         ContainerCommand::Stats(a) => super::container_ops::stats(&engine, a),
-        ContainerCommand::Container(sub) => {
-            let mut images = open_images(g)?;
-            super::container_ops::group(&engine, &mut images, sub)
-        }
         ContainerCommand::Port(a) => {
             let c = engine.get(&a.container)?;
             let want = a.private_port.as_deref().map(|p| {
@@ -607,7 +633,7 @@ fn dispatch(g: &Global, cmd: ContainerCommand) -> Result<()> {
     }
 }
 
-fn open_images(g: &Global) -> Result<ImageStore> {
+pub(crate) fn open_images(g: &Global) -> Result<ImageStore> {
     ImageStore::open(&g.root)
         .with_context(|| format!("opening the image store in {}", g.root.display()))
 }
@@ -632,6 +658,66 @@ fn each(names: &[String], mut f: impl FnMut(&str) -> hako_engine::Result<()>) ->
         Some(e) => Err(e.into()),
         None => Ok(()),
     }
+}
+
+/// docker's `inspect NAME`: the container, image, network or volume of
+/// that name (in that order, or only `kind`); None when there is none.
+fn inspect_any(
+    g: &Global,
+    engine: &Engine,
+    images: &mut Option<ImageStore>,
+    kind: Option<&str>,
+    name: &str,
+) -> Result<Option<serde_json::Value>> {
+    let want = |k: &str| kind.is_none_or(|w| w == k);
+    let missing = |e: &hako_engine::Error| matches!(e, hako_engine::Error::NotFound { .. });
+    if want("container") {
+        match engine.get(name) {
+            Ok(c) => return Ok(Some(engine.inspect(&c))),
+            Err(e) if missing(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if want("image") {
+        if images.is_none() {
+            *images = Some(super::image::open_store(g)?);
+        }
+        let store = images.as_ref().expect("opened above");
+        match super::image::inspect_object(store, name) {
+            Ok(o) => return Ok(Some(o)),
+            Err(e)
+                if e.downcast_ref::<hako_image::Error>()
+                    .is_some_and(|e| matches!(e, hako_image::Error::NotFound { .. })) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if want("network") {
+        match engine.network(name) {
+            Ok(n) => return Ok(Some(engine.network_inspect(&n)?)),
+            Err(e) if missing(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if want("volume") {
+        match engine.volume(name) {
+            Ok(v) => return Ok(Some(engine.inspect_volume(&v))),
+            Err(e) if missing(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(None)
+}
+
+/// Fail with the last of `errors` after printing the others (in order), as
+/// docker does for commands given several names.
+fn fail_with_all(mut errors: Vec<hako_engine::Error>) -> Result<()> {
+    let Some(last) = errors.pop() else {
+        return Ok(());
+    };
+    for e in errors {
+        eprintln!("Error: {e}");
+    }
+    Err(last.into())
 }
 
 /// The monitor next to this program (or on PATH), and the exit command it
@@ -945,6 +1031,7 @@ fn attached_session(
         .context("the engine attached no stream")?;
     let outcome = {
         let _raw = interactive::RawMode::enable(relay.tty && relay.stdin)?;
+        let _out = interactive::RawMode::output(relay.tty && !relay.stdin)?;
         interactive::relay_attachment(&mut att, relay)?
     };
     drop(att);
@@ -1008,6 +1095,7 @@ fn attach(engine: &Engine, a: AttachArgs) -> Result<()> {
     };
     let outcome = {
         let _raw = interactive::RawMode::enable(relay.tty && relay.stdin)?;
+        let _out = interactive::RawMode::output(relay.tty && !relay.stdin)?;
         interactive::relay_attachment(&mut att, &relay)?
     };
     drop(att);
@@ -1051,6 +1139,7 @@ fn exec(engine: &Engine, a: ExecArgs) -> Result<()> {
     }
     let outcome = {
         let _raw = interactive::RawMode::enable(a.interactive)?;
+        let _out = interactive::RawMode::output(!a.interactive)?;
         interactive::relay_pty(&session.master, a.interactive, keys)?
     };
     let _ = std::io::stdout().flush();
@@ -1062,7 +1151,7 @@ fn exec(engine: &Engine, a: ExecArgs) -> Result<()> {
     exit(session.wait()?)
 }
 
-fn ps(engine: &Engine, a: PsArgs) -> Result<()> {
+fn ps(g: &Global, engine: &Engine, a: PsArgs) -> Result<()> {
     let filters = a
         .filter
         .iter()
@@ -1094,9 +1183,16 @@ fn ps(engine: &Engine, a: PsArgs) -> Result<()> {
         }
         return Ok(());
     }
+    let images = if a.size { Some(open_images(g)?) } else { None };
     let objects: Vec<serde_json::Value> = list
         .iter()
-        .map(|c| ps_object(engine, c, a.no_trunc))
+        .map(|c| {
+            let mut o = ps_object(engine, c, a.no_trunc);
+            if let Some(images) = &images {
+                o["Size"] = size_text(engine, images, c).into();
+            }
+            o
+        })
         .collect();
     match a.format.as_deref() {
         Some("json") | Some("{{json .}}") => {
@@ -1115,6 +1211,7 @@ fn ps(engine: &Engine, a: PsArgs) -> Result<()> {
     }
     let tmpl = match a.format.as_deref() {
         Some(f) => f.trim_start_matches("table").trim_start().to_string(),
+        None if a.size => "{{.ID}}\\t{{.Image}}\\t{{.Command}}\\t{{.RunningFor}}\\t{{.Status}}\\t{{.Ports}}\\t{{.Names}}\\t{{.Size}}".to_string(),
         None => "{{.ID}}\\t{{.Image}}\\t{{.Command}}\\t{{.RunningFor}}\\t{{.Status}}\\t{{.Ports}}\\t{{.Names}}".to_string(),
     };
     let mut rows = vec![table_header(&tmpl)];
@@ -1205,7 +1302,8 @@ fn write_table(out: &mut impl Write, rows: &[String]) -> Result<()> {
 /// `ps --filter KEY=VALUE`.
 enum PsFilter {
     Id(String),
-    Name(String),
+    /// docker's name filter is a regular expression (unanchored).
+    Name(regex::Regex),
     Label(String, Option<String>),
     Status(String),
     Exited(i32),
@@ -1216,6 +1314,50 @@ enum PsFilter {
     /// Created before (`before`) or after (`since`) this container: its creation time.
     Before(String),
     Since(String),
+    /// A published (`publish`) or exposed (`expose`) container port range
+    /// and protocol, as docker's `publish=8000-8080/tcp`.
+    Publish(PortSpec),
+    Expose(PortSpec),
+}
+
+/// `80`, `80/udp` or `8000-8080/tcp` (the protocol defaults to tcp).
+#[derive(Debug)]
+struct PortSpec {
+    low: u16,
+    high: u16,
+    protocol: String,
+}
+
+impl PortSpec {
+    fn parse(filter: &str, v: &str) -> Result<PortSpec> {
+        let bad = || anyhow::anyhow!("invalid filter {filter:?}: expected PORT[-PORT][/PROTOCOL]");
+        let (ports, protocol) = v.split_once('/').unwrap_or((v, "tcp"));
+        if !["tcp", "udp", "sctp"].contains(&protocol) {
+            return Err(bad());
+        }
+        let (low, high) = ports.split_once('-').unwrap_or((ports, ports));
+        let (low, high): (u16, u16) = (
+            low.parse().map_err(|_| bad())?,
+            high.parse().map_err(|_| bad())?,
+        );
+        if low > high {
+            return Err(bad());
+        }
+        Ok(PortSpec {
+            low,
+            high,
+            protocol: protocol.to_string(),
+        })
+    }
+
+    /// Whether "80/tcp" (a port key) is in the range.
+    fn matches(&self, key: &str) -> bool {
+        let (port, protocol) = key.split_once('/').unwrap_or((key, "tcp"));
+        protocol == self.protocol
+            && port
+                .parse::<u16>()
+                .is_ok_and(|p| (self.low..=self.high).contains(&p))
+    }
 }
 
 impl PsFilter {
@@ -1225,7 +1367,9 @@ impl PsFilter {
             .ok_or_else(|| anyhow::anyhow!("invalid filter {f:?}: expected KEY=VALUE"))?;
         Ok(match k {
             "id" => PsFilter::Id(v.into()),
-            "name" => PsFilter::Name(v.into()),
+            "name" => PsFilter::Name(regex::Regex::new(v).map_err(|_| {
+                anyhow::anyhow!("invalid filter {f:?}: the name is not a regular expression")
+            })?),
             "label" => match v.split_once('=') {
                 Some((a, b)) => PsFilter::Label(a.into(), Some(b.into())),
                 None => PsFilter::Label(v.into(), None),
@@ -1263,8 +1407,10 @@ impl PsFilter {
             "volume" => PsFilter::Volume(v.into()),
             "before" => PsFilter::Before(v.into()),
             "since" => PsFilter::Since(v.into()),
+            "publish" => PsFilter::Publish(PortSpec::parse(f, v)?),
+            "expose" => PsFilter::Expose(PortSpec::parse(f, v)?),
             other => anyhow::bail!(
-                "invalid filter {other:?}: use id, name, label, status, exited, ancestor, network, health, volume, before or since"
+                "invalid filter {other:?}: use id, name, label, status, exited, ancestor, network, health, volume, before, since, publish or expose"
             ),
         })
     }
@@ -1282,8 +1428,8 @@ impl PsFilter {
     fn matches(&self, engine: &Engine, c: &Container) -> bool {
         match self {
             PsFilter::Id(p) => c.id.starts_with(p.as_str()),
-            // docker matches names by substring (a regular expression there).
-            PsFilter::Name(n) => c.name.contains(n.as_str()),
+            // docker matches the name with and without its leading "/".
+            PsFilter::Name(re) => re.is_match(&c.name) || re.is_match(&format!("/{}", c.name)),
             PsFilter::Label(k, v) => match (c.config.labels.get(k), v) {
                 (Some(have), Some(want)) => have == want,
                 (Some(_), None) => true,
@@ -1337,8 +1483,40 @@ impl PsFilter {
             // RFC 3339 times of one clock compare as text.
             PsFilter::Before(t) => c.created < *t,
             PsFilter::Since(t) => c.created > *t,
+            PsFilter::Publish(spec) => published_keys(engine, c).iter().any(|k| spec.matches(k)),
+            // Published ports are exposed too (as docker's ExposedPorts).
+            PsFilter::Expose(spec) => c
+                .config
+                .exposed_ports
+                .iter()
+                .cloned()
+                .chain(published_keys(engine, c))
+                .any(|k| spec.matches(&k)),
         }
     }
+}
+
+/// docker's SIZE: "2B (virtual 4.26MB)", the writable layer and that plus
+/// the image.
+fn size_text(engine: &Engine, images: &ImageStore, c: &Container) -> String {
+    let rw = hako_engine::volume::disk_usage(&engine.container_dir(&c.id).join("upper"));
+    let image = images.find(&c.image_id).map(|i| i.size).unwrap_or(0);
+    format!(
+        "{} (virtual {})",
+        crate::output::human_size(rw),
+        crate::output::human_size(rw + image)
+    )
+}
+
+/// The "80/tcp" keys of a container's published ports: those asked for
+/// (`-p`) and, running, those given (`-P` too).
+fn published_keys(engine: &Engine, c: &Container) -> Vec<String> {
+    c.host
+        .port_bindings
+        .iter()
+        .chain(engine.ports(c).iter())
+        .map(|p| p.key())
+        .collect()
 }
 
 /// docker's PORTS column: "0.0.0.0:8080->80/tcp, 127.0.0.1:53->53/udp".

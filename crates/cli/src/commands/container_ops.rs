@@ -212,9 +212,12 @@ pub struct StatsArgs {
     pub containers: Vec<String>,
 }
 
-/// `hako container ...` verbs that docker has only under `container`.
+/// `hako container ...`: every container command (`container ls`, `container
+/// rm`, ...), and the verbs docker has only under `container`.
 #[derive(Debug, Subcommand)]
 pub enum ContainerGroup {
+    #[command(flatten)]
+    Verb(super::container::ContainerCommand),
     /// Remove every stopped container.
     Prune {
         /// Do not ask for confirmation (accepted; hako never asks).
@@ -375,10 +378,15 @@ pub fn stats(engine: &Engine, a: StatsArgs) -> Result<()> {
     }
 }
 
-pub fn group(engine: &Engine, images: &mut ImageStore, g: ContainerGroup) -> Result<()> {
-    match g {
+/// `hako container VERB`: the container commands as at the top level
+/// (with their exit codes), and prune.
+pub fn group(g: &crate::Global, group: ContainerGroup) -> Result<()> {
+    match group {
+        ContainerGroup::Verb(cmd) => super::container::run(g, cmd),
         ContainerGroup::Prune { .. } => {
-            let gone = engine.prune_containers(images)?;
+            let engine = Engine::open(&g.root)?;
+            let mut images = super::container::open_images(g)?;
+            let gone = engine.prune_containers(&mut images)?;
             let mut out = std::io::stdout().lock();
             if !gone.is_empty() {
                 writeln!(out, "Deleted Containers:")?;

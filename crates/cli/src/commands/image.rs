@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, IsTerminal, Read, Write};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
@@ -52,6 +52,12 @@ pub enum ImageCommand {
     /// Unmount an image mounted with `hako image mount`.
     #[command(visible_alias = "umount")]
     Unmount(UnmountArgs),
+    /// Download an image from a registry (same as `hako pull`).
+    Pull(super::distribution::PullArgs),
+    /// Upload an image to a registry (same as `hako push`).
+    Push(super::distribution::PushArgs),
+    /// Build an image from a Dockerfile (same as `hako build`).
+    Build(Box<super::build::BuildArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -134,9 +140,10 @@ pub struct RmiArgs {
     after_help = "Examples:\n  hako save -o busybox.tar busybox\n  hako save --format oci-archive -o app.tar app:1 app:2\n  hako save --format oci-dir -o ./layout busybox"
 )]
 pub struct SaveArgs {
-    /// Output file (directory for oci-dir).
+    /// Output file (directory for oci-dir); "-" or absent: standard output
+    /// (which must not be a terminal).
     #[arg(short, long, value_name = "FILE")]
-    pub output: PathBuf,
+    pub output: Option<PathBuf>,
     /// docker-archive (default), oci-archive or oci-dir.
     #[arg(long, default_value = "docker-archive")]
     pub format: String,
@@ -191,7 +198,7 @@ pub struct UnmountArgs {
     pub what: String,
 }
 
-fn open_store(g: &Global) -> Result<ImageStore> {
+pub(crate) fn open_store(g: &Global) -> Result<ImageStore> {
     ImageStore::open(&g.root)
         .with_context(|| format!("opening image store in {}", g.root.display()))
 }
@@ -209,6 +216,13 @@ pub fn run(g: &Global, cmd: ImageCommand) -> Result<()> {
         ImageCommand::Import(a) => import(g, a),
         ImageCommand::Mount(a) => mount(g, a),
         ImageCommand::Unmount(a) => unmount(g, a),
+        ImageCommand::Pull(a) => {
+            super::distribution::run(g, super::distribution::DistributionCommand::Pull(a))
+        }
+        ImageCommand::Push(a) => {
+            super::distribution::run(g, super::distribution::DistributionCommand::Push(a))
+        }
+        ImageCommand::Build(a) => super::build::build(g, *a),
     }
 }
 
@@ -420,44 +434,49 @@ fn inspect(g: &Global, a: InspectArgs) -> Result<()> {
     let store = open_store(g)?;
     let mut out = Vec::new();
     for what in &a.images {
-        let rec = store.find(what)?;
-        let image = store
-            .load_image(&rec)
-            .with_context(|| format!("inspecting image {what}"))?;
-        let c = &image.config_json;
-        out.push(json!({
-            "Id": rec.id.to_string(),
-            "RepoTags": rec.names.iter().map(|n| n.familiar()).collect::<Vec<_>>(),
-            "RepoDigests": repo_digests(&rec),
-            "Names": rec.names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
-            "Digest": rec.manifest_digest.to_string(),
-            "ManifestMediaType": rec.manifest_media_type,
-            "Created": c.get("created").cloned().unwrap_or(Value::Null),
-            "Author": c.get("author").cloned().unwrap_or(Value::String(String::new())),
-            "Comment": c.get("comment").cloned().unwrap_or(Value::String(String::new())),
-            "Architecture": c.get("architecture").cloned().unwrap_or(Value::Null),
-            "Variant": c.get("variant").cloned().unwrap_or(Value::Null),
-            "Os": c.get("os").cloned().unwrap_or(Value::Null),
-            "Config": c.get("config").cloned().unwrap_or(json!({})),
-            "Size": rec.size,
-            "RootFS": {
-                "Type": "layers",
-                "Layers": image.diff_ids()?.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
-            },
-            "History": c.get("history").cloned().unwrap_or(json!([])),
-            "GraphDriver": {
-                "Name": "overlay",
-                "Data": {
-                    // Top layer first, as overlayfs' lowerdir lists them.
-                    "LowerDir": image.chain_ids()?.iter().rev()
-                        .map(|c| store.snapshots().fs_path(c).display().to_string())
-                        .collect::<Vec<_>>().join(":"),
-                },
-            },
-            "Labels": labels(&store, &rec),
-        }));
+        out.push(inspect_object(&store, what)?);
     }
     crate::output::print_inspected(&out, a.format.as_deref())
+}
+
+/// docker's `image inspect` object of an image by name or id.
+pub fn inspect_object(store: &ImageStore, what: &str) -> Result<Value> {
+    let rec = store.find(what)?;
+    let image = store
+        .load_image(&rec)
+        .with_context(|| format!("inspecting image {what}"))?;
+    let c = &image.config_json;
+    Ok(json!({
+        "Id": rec.id.to_string(),
+        "RepoTags": rec.names.iter().map(|n| n.familiar()).collect::<Vec<_>>(),
+        "RepoDigests": repo_digests(&rec),
+        "Names": rec.names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+        "Digest": rec.manifest_digest.to_string(),
+        "ManifestMediaType": rec.manifest_media_type,
+        "Created": c.get("created").cloned().unwrap_or(Value::Null),
+        "Author": c.get("author").cloned().unwrap_or(Value::String(String::new())),
+        "Comment": c.get("comment").cloned().unwrap_or(Value::String(String::new())),
+        "Architecture": c.get("architecture").cloned().unwrap_or(Value::Null),
+        "Variant": c.get("variant").cloned().unwrap_or(Value::Null),
+        "Os": c.get("os").cloned().unwrap_or(Value::Null),
+        "Config": c.get("config").cloned().unwrap_or(json!({})),
+        "Size": rec.size,
+        "RootFS": {
+            "Type": "layers",
+            "Layers": image.diff_ids()?.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+        },
+        "History": c.get("history").cloned().unwrap_or(json!([])),
+        "GraphDriver": {
+            "Name": "overlay",
+            "Data": {
+                // Top layer first, as overlayfs' lowerdir lists them.
+                "LowerDir": image.chain_ids()?.iter().rev()
+                    .map(|c| store.snapshots().fs_path(c).display().to_string())
+                    .collect::<Vec<_>>().join(":"),
+            },
+        },
+        "Labels": labels(store, &rec),
+    }))
 }
 
 fn history(g: &Global, a: HistoryArgs) -> Result<()> {
@@ -604,8 +623,21 @@ pub fn save(g: &Global, a: SaveArgs) -> Result<()> {
         items.push(SaveItem { image: rec, name });
     }
     let display = Display::new();
-    archive::save(&store, &items, format, &a.output, &display)
-        .with_context(|| format!("saving {} to {}", a.images.join(", "), a.output.display()))?;
+    match a.output.as_deref().filter(|p| p.as_os_str() != "-") {
+        Some(path) => archive::save(&store, &items, format, path, &display)
+            .with_context(|| format!("saving {} to {}", a.images.join(", "), path.display()))?,
+        None => {
+            let stdout = io::stdout();
+            if stdout.is_terminal() {
+                bail!("cowardly refusing to save to a terminal: use the -o flag or redirect");
+            }
+            let mut out = io::BufWriter::with_capacity(1 << 20, stdout.lock());
+            let what = || format!("saving {} to standard output", a.images.join(", "));
+            archive::save_to_writer(&store, &items, format, &mut out, &display)
+                .with_context(what)?;
+            out.flush().with_context(what)?;
+        }
+    }
     for (item, what) in items.iter().zip(&a.images) {
         super::events::image_event(g, "save", &item.image.id.to_string(), what);
     }

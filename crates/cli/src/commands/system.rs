@@ -34,6 +34,8 @@ pub enum SystemCommand {
     /// and the root directory itself (podman's `system reset`).
     #[command(after_help = "Example:\n  hako --root /tmp/scratch system reset -f")]
     Reset(ResetArgs),
+    /// Container, image, network and volume events (same as `hako events`).
+    Events(super::events::EventsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -71,6 +73,9 @@ pub struct PruneArgs {
 }
 
 pub fn run(g: &Global, cmd: SystemCommand) -> Result<()> {
+    if let SystemCommand::Events(a) = cmd {
+        return super::events::run(g, a);
+    }
     let engine = Engine::open(&g.root)?;
     let mut images = ImageStore::open(&g.root)
         .with_context(|| format!("opening the image store in {}", g.root.display()))?;
@@ -79,6 +84,7 @@ pub fn run(g: &Global, cmd: SystemCommand) -> Result<()> {
         SystemCommand::Info(a) => info(g, &engine, &images, a),
         SystemCommand::Prune(a) => prune(&engine, &mut images, a),
         SystemCommand::Reset(a) => reset(&engine, images, a),
+        SystemCommand::Events(_) => unreachable!("handled before opening the stores"),
         SystemCommand::Boot => {
             let programs = super::container::programs(g)?;
             let mut failed = 0;

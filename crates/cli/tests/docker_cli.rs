@@ -1,0 +1,414 @@
+//! Docker CLI compatibility (issue 14) with real containers and images:
+//! `save` to standard output and through non-regular files, docker's exit
+//! codes and messages, `ps` filters, and the management-command forms.
+
+mod common;
+mod engine_common;
+mod registry_peers;
+
+use std::fs;
+use std::os::unix::fs::FileTypeExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use engine_common::Root;
+
+fn hako(r: &Root) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hako"));
+    c.arg("--root").arg(r.root());
+    c
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The member names of a tar archive.
+fn tar_members(bytes: &[u8]) -> Vec<String> {
+    let mut names: Vec<String> = tar::Archive::new(bytes)
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The archive a save wrote loads into a fresh root as `busybox`.
+fn loads(archive: &Path) {
+    let other = Root::new();
+    other.ok(&["rmi", "busybox"]);
+    other.ok(&["load", "-i", archive.to_str().unwrap()]);
+    other.ok(&["image", "inspect", "busybox"]);
+}
+
+#[test]
+fn save_writes_to_stdout_and_through_non_regular_files() {
+    let r = Root::new();
+    let reference = r.dir().join("ref.tar");
+    r.ok(&["save", "-o", reference.to_str().unwrap(), "busybox"]);
+    let expected = tar_members(&fs::read(&reference).unwrap());
+    assert!(
+        expected.contains(&"manifest.json".to_string()),
+        "{expected:?}"
+    );
+
+    // No -o, stdout a pipe: the archive goes there (docker's `save IMG | gzip`).
+    let cwd = tempfile::tempdir().unwrap();
+    for args in [&["save", "busybox"][..], &["save", "-o", "-", "busybox"]] {
+        let out = hako(&r)
+            .args(args)
+            .current_dir(cwd.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        assert_eq!(tar_members(&out.stdout), expected, "{args:?}");
+        let piped = r.dir().join("piped.tar");
+        fs::write(&piped, &out.stdout).unwrap();
+        loads(&piped);
+    }
+    // `-o -` wrote no file named "-".
+    assert_eq!(fs::read_dir(cwd.path()).unwrap().count(), 0);
+
+    // A symlink to the process's stdout (what /dev/stdout is) stays a
+    // symlink; the archive goes to the file stdout is.
+    let link = r.dir().join("stdout-link");
+    std::os::unix::fs::symlink("/proc/self/fd/1", &link).unwrap();
+    let dest = r.dir().join("dest.tar");
+    let out = hako(&r)
+        .args(["save", "-o", link.to_str().unwrap(), "busybox"])
+        .stdout(fs::File::create(&dest).unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(tar_members(&fs::read(&dest).unwrap()), expected);
+
+    // A FIFO is written into, not replaced.
+    let fifo = r.dir().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || fs::read(fifo).unwrap())
+    };
+    let out = r.run(&["save", "-o", fifo.to_str().unwrap(), "busybox"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(tar_members(&reader.join().unwrap()), expected);
+    assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+#[test]
+fn exit_codes_and_messages_are_dockers() {
+    let r = Root::new();
+    // rm -f of a missing container: said on stderr, exit 0; without -f, 1.
+    let out = r.run(&["rm", "-f", "nosuchctr"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("nosuchctr"));
+    assert_eq!(code(&r.run(&["rm", "nosuchctr"])), 1);
+
+    // Errors outside `run` exit 1, `run`'s own 125.
+    for args in [
+        &["stop", "nosuchctr"][..],
+        &["start", "nosuchctr"],
+        &["inspect", "nosuchctr"],
+        &["logs", "nosuchctr"],
+        &["exec", "nosuchctr", "true"],
+        &["container", "stop", "nosuchctr"],
+    ] {
+        let out = r.run(args);
+        assert_eq!(code(&out), 1, "{args:?}: {}", text(&out.stderr));
+        let err = text(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains("nosuchctr"), "{args:?}: {err}");
+    }
+    assert_eq!(
+        code(&r.run(&["run", "--rm", "-u", "nosuchuser", "busybox", "true"])),
+        125
+    );
+
+    // exec of a missing or non-executable command: 127 / 126, as `run`.
+    r.ok(&["run", "-d", "--name", "ex", "busybox", "sleep", "60"]);
+    for (cmd, want) in [
+        ("nosuchcmd", 127),
+        ("/no/such/file", 127),
+        ("/etc/passwd", 126),
+        ("/etc", 126),
+    ] {
+        let out = r.run(&["exec", "ex", cmd]);
+        assert_eq!(code(&out), want, "exec {cmd}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains(cmd), "{}", text(&out.stderr));
+        let out = r.run(&["run", "--rm", "busybox", cmd]);
+        assert_eq!(code(&out), want, "run {cmd}: {}", text(&out.stderr));
+    }
+    // A command's own exit status is still its own.
+    assert_eq!(code(&r.run(&["exec", "ex", "sh", "-c", "exit 3"])), 3);
+    assert_eq!(code(&r.run(&["exec", "ex", "sh", "-c", "exit 127"])), 127);
+
+    // inspect ok nope: ok printed, nope fails.
+    let out = r.run(&["inspect", "ex", "nope"]);
+    assert_eq!(code(&out), 1);
+    let found: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(found.as_array().unwrap().len(), 1);
+    assert_eq!(found[0]["Name"], "/ex");
+    assert!(text(&out.stderr).contains("nope"), "{}", text(&out.stderr));
+    let out = r.run(&["inspect", "-f", "{{.Name}}", "nope", "ex"]);
+    assert_eq!(code(&out), 1);
+    assert_eq!(text(&out.stdout), "/ex\n");
+}
+
+fn names(r: &Root, filters: &[&str]) -> Vec<String> {
+    let mut args = vec!["ps", "-a", "--format", "{{.Names}}"];
+    for f in filters {
+        args.push("-f");
+        args.push(f);
+    }
+    let mut v: Vec<String> = r.ok(&args).lines().map(String::from).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn ps_name_filter_is_a_regex_and_publish_expose_size_work() {
+    let r = Root::new();
+    r.ok(&[
+        "create",
+        "--name",
+        "web",
+        "-p",
+        "18080:80",
+        "-p",
+        "18053:53/udp",
+        "busybox",
+        "true",
+    ]);
+    r.ok(&[
+        "create", "--name", "web2", "--expose", "9000", "busybox", "true",
+    ]);
+    r.ok(&["create", "--name", "myweb", "busybox", "true"]);
+    assert_eq!(names(&r, &["name=web"]), ["myweb", "web", "web2"]);
+    assert_eq!(names(&r, &["name=^web$"]), ["web"]);
+    assert_eq!(names(&r, &["name=^/web"]), ["web", "web2"]);
+    assert_eq!(names(&r, &["name=web[0-9]$"]), ["web2"]);
+    let out = r.run(&["ps", "-f", "name=(web"]);
+    assert_eq!(code(&out), 1);
+    assert_eq!(
+        text(&out.stderr).lines().count(),
+        1,
+        "{}",
+        text(&out.stderr)
+    );
+
+    // publish: the container port (range, protocol; tcp by default).
+    assert_eq!(names(&r, &["publish=80"]), ["web"]);
+    assert_eq!(names(&r, &["publish=80/tcp"]), ["web"]);
+    assert!(names(&r, &["publish=80/udp"]).is_empty());
+    assert_eq!(names(&r, &["publish=50-60/udp"]), ["web"]);
+    assert!(names(&r, &["publish=9000"]).is_empty());
+    // expose: exposed or published.
+    assert_eq!(names(&r, &["expose=8000-9000"]), ["web2"]);
+    assert_eq!(names(&r, &["expose=80"]), ["web"]);
+    for bad in ["publish=http", "publish=90-80", "expose=80/icmp"] {
+        let out = r.run(&["ps", "-f", bad]);
+        assert_eq!(code(&out), 1, "{bad}");
+        assert!(text(&out.stderr).contains(bad), "{}", text(&out.stderr));
+    }
+
+    // -s: the writable layer, and with the image ("virtual").
+    r.ok(&[
+        "run",
+        "--name",
+        "writer",
+        "busybox",
+        "dd",
+        "if=/dev/zero",
+        "of=/big",
+        "bs=1000",
+        "count=2000",
+    ]);
+    let sizes = r.ok(&[
+        "ps",
+        "-a",
+        "-s",
+        "-f",
+        "name=^writer$",
+        "--format",
+        "{{.Size}}",
+    ]);
+    let (rw, virt) = sizes
+        .trim()
+        .split_once(" (virtual ")
+        .unwrap_or_else(|| panic!("{sizes}"));
+    assert!(rw.starts_with("2") && rw.ends_with("MB"), "{sizes}");
+    assert!(virt.ends_with("MB)"), "{sizes}");
+    let table = r.ok(&["ps", "-a", "-s", "-f", "name=^writer$"]);
+    let header = table.lines().next().unwrap();
+    assert!(header.trim_end().ends_with("SIZE"), "{table}");
+    let row = table.lines().nth(1).unwrap();
+    assert!(row.contains(sizes.trim()), "{table}");
+}
+
+#[test]
+fn management_command_forms_and_inspect_of_any_object() {
+    let r = Root::new();
+    assert_eq!(
+        r.ok(&["container", "run", "--rm", "busybox", "echo", "hi"]),
+        "hi\n"
+    );
+    r.ok(&["container", "create", "--name", "box", "busybox", "true"]);
+    for ls in ["ls", "list", "ps"] {
+        assert_eq!(
+            r.ok(&["container", ls, "-a", "--format", "{{.Names}}"]),
+            "box\n",
+            "container {ls}"
+        );
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&r.ok(&["container", "inspect", "box"])).unwrap();
+    assert_eq!(v[0]["Name"], "/box");
+    // Exit codes stay docker's through the group.
+    r.ok(&["container", "start", "box"]);
+    r.ok(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "up",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    assert_eq!(code(&r.run(&["container", "exec", "up", "nosuchcmd"])), 127);
+    assert_eq!(
+        code(&r.run(&[
+            "container",
+            "run",
+            "--rm",
+            "-u",
+            "nobody9",
+            "busybox",
+            "true"
+        ])),
+        125
+    );
+    assert_eq!(r.ok(&["container", "rm", "-f", "up"]), "up\n");
+    r.ok(&["container", "wait", "box"]);
+    assert!(r
+        .ok(&["container", "prune", "-f"])
+        .contains("Deleted Containers:"));
+    assert_eq!(r.ok(&["container", "ls", "-a", "-q"]), "");
+
+    // history at the top level and under image.
+    let top = r.ok(&["history", "busybox"]);
+    assert!(top.starts_with("IMAGE"), "{top}");
+    assert_eq!(top, r.ok(&["image", "history", "busybox"]));
+
+    // image build.
+    let ctx = r.dir().join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN echo built > /built\n",
+    )
+    .unwrap();
+    r.ok(&[
+        "image",
+        "build",
+        "-q",
+        "-t",
+        "localhost/built:1",
+        ctx.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        r.ok(&["run", "--rm", "localhost/built:1", "cat", "/built"]),
+        "built\n"
+    );
+
+    // system events is events.
+    let ev = r.ok(&[
+        "system",
+        "events",
+        "--since",
+        "0",
+        "--until",
+        "0s",
+        "--filter",
+        "event=create",
+        "--format",
+        "{{.Actor.Attributes.name}}",
+    ]);
+    assert_eq!(
+        ev,
+        r.ok(&[
+            "events",
+            "--since",
+            "0",
+            "--until",
+            "0s",
+            "--filter",
+            "event=create",
+            "--format",
+            "{{.Actor.Attributes.name}}"
+        ])
+    );
+    assert!(ev.lines().any(|l| l == "box"), "{ev}");
+
+    // inspect falls back to images, networks and volumes; --type narrows.
+    r.ok(&["volume", "create", "vol1"]);
+    r.ok(&["network", "create", "net1"]);
+    let kind = |what: &str, typ: Option<&str>| -> serde_json::Value {
+        let mut args = vec!["inspect"];
+        if let Some(t) = typ {
+            args.extend(["--type", t]);
+        }
+        args.push(what);
+        serde_json::from_str::<serde_json::Value>(&r.ok(&args)).unwrap()[0].clone()
+    };
+    assert!(kind("busybox", None)["RepoTags"].is_array());
+    assert!(kind("busybox", Some("image"))["RepoTags"].is_array());
+    assert_eq!(kind("net1", None)["Name"], "net1");
+    assert_eq!(kind("net1", Some("network"))["Name"], "net1");
+    assert_eq!(
+        kind("vol1", None)["Mountpoint"]
+            .as_str()
+            .map(|m| m.contains("vol1")),
+        Some(true)
+    );
+    assert_eq!(kind("vol1", Some("volume"))["Name"], "vol1");
+    // A container named like an image wins, as in docker.
+    r.ok(&["create", "--name", "net1", "busybox", "true"]);
+    assert_eq!(kind("net1", None)["Name"], "/net1");
+    assert_eq!(kind("net1", Some("network"))["Name"], "net1");
+    let out = r.run(&["inspect", "--type", "volume", "busybox"]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        text(&out.stderr).contains("no such volume busybox"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = r.run(&["inspect", "--type", "plugin", "busybox"]);
+    assert_ne!(code(&out), 0);
+    r.ok(&["rm", "net1"]);
+    r.ok(&["network", "rm", "net1"]);
+}
+
+#[test]
+fn image_pull_and_push_are_pull_and_push() {
+    let r = Root::new();
+    let reg = registry_peers::Server::docker_registry(None);
+    let name = format!("{}/mgmt/busybox:1", reg.host());
+    r.ok(&["tag", "busybox", &name]);
+    r.ok(&["image", "push", &name]);
+    let other = Root::new();
+    other.ok(&["image", "pull", &name]);
+    assert_eq!(
+        other.ok(&["run", "--rm", &name, "echo", "pulled"]),
+        "pulled\n"
+    );
+}
