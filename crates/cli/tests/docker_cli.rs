@@ -412,3 +412,194 @@ fn image_pull_and_push_are_pull_and_push() {
         "pulled\n"
     );
 }
+
+#[test]
+fn go_templates_and_tables_in_every_list_command() {
+    let r = Root::new();
+    r.ok(&[
+        "create", "--name", "t1", "-l", "tier=web", "busybox", "true",
+    ]);
+    r.ok(&["create", "--name", "t2", "busybox", "true"]);
+    // ps: range, if/else, len, upper, .Label, printf, pipelines.
+    assert_eq!(
+        r.ok(&["ps", "-a", "--format", "{{if eq .Names \"t1\"}}{{.Names | upper}} {{.Label \"tier\"}}{{else}}{{printf \"%-4s|\" .Names}}{{end}}"]),
+        "t2  |\nT1 web\n"
+    );
+    assert_eq!(
+        r.ok(&[
+            "ps",
+            "-a",
+            "-f",
+            "name=t1",
+            "--format",
+            "{{range split .Labels \",\"}}[{{.}}]{{end}} {{len .Names}}"
+        ]),
+        "[tier=web] 2\n"
+    );
+    let table = r.ok(&[
+        "ps",
+        "-a",
+        "--format",
+        "table {{.Names}}\\t{{.Label \"tier\"}}\\t{{.State}}",
+    ]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["NAMES", "STATE"],
+        "{table}"
+    );
+    assert_eq!(lines.len(), 3, "{table}");
+
+    // images: docker's keys, one JSON object per line, templates, tables,
+    // a positional REPOSITORY[:TAG], -a and before/since.
+    r.ok(&["tag", "busybox", "localhost/other:2"]);
+    let img = r.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert_eq!(img, "busybox:latest\nlocalhost/other:2\n", "{img}");
+    for l in r.ok(&["images", "--format", "json"]).lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        for k in [
+            "ID",
+            "Repository",
+            "Tag",
+            "CreatedSince",
+            "CreatedAt",
+            "Size",
+            "Digest",
+        ] {
+            assert!(v.get(k).is_some(), "{k} missing in {l}");
+        }
+    }
+    assert_eq!(
+        r.ok(&["images", "localhost/other", "--format", "{{.Tag}}"]),
+        "2\n"
+    );
+    assert_eq!(
+        r.ok(&[
+            "images",
+            "-a",
+            "busybox:latest",
+            "--format",
+            "{{.Repository}}"
+        ]),
+        "busybox\n"
+    );
+    let t = r.ok(&[
+        "images",
+        "--format",
+        "table {{.Repository}}\\t{{.ID}}\\t{{.CreatedSince}}",
+    ]);
+    assert_eq!(
+        t.lines()
+            .next()
+            .unwrap()
+            .split("   ")
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>(),
+        ["REPOSITORY", "IMAGE ID", "CREATED"],
+        "{t}"
+    );
+    // An image imported later is "since" the first one, not "before" it.
+    let tar = r.dir().join("busybox.tar");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    r.ok(&["import", tar.to_str().unwrap(), "localhost/newer:1"]);
+    assert_eq!(
+        r.ok(&[
+            "images",
+            "-f",
+            "since=busybox",
+            "--format",
+            "{{.Repository}}"
+        ]),
+        "localhost/newer\n"
+    );
+    assert_eq!(
+        r.ok(&[
+            "images",
+            "-f",
+            "before=localhost/newer:1",
+            "--format",
+            "{{.Repository}}"
+        ]),
+        "busybox\nlocalhost/other\n"
+    );
+
+    // volume ls and network ls: templates and tables (volume ls refused "table").
+    r.ok(&["volume", "create", "-l", "k=v", "tv"]);
+    assert_eq!(
+        r.ok(&["volume", "ls", "--format", "{{.Name}} {{.Driver}}"]),
+        "tv local\n"
+    );
+    let vt = r.ok(&["volume", "ls", "--format", "table {{.Name}}\\t{{.Driver}}"]);
+    assert_eq!(vt, "VOLUME NAME   DRIVER\ntv            local\n");
+    assert_eq!(
+        r.ok(&["volume", "ls"]),
+        "DRIVER    VOLUME NAME\nlocal     tv\n"
+    );
+    let nt = r.ok(&["network", "ls", "--format", "{{.Name}}"]);
+    assert!(
+        nt.lines().any(|l| l == "bridge") && nt.lines().any(|l| l == "none"),
+        "{nt}"
+    );
+    assert!(r
+        .ok(&["network", "ls", "--format", "table {{.Name}}"])
+        .starts_with("NAME\n"));
+
+    // stats and events print "table" templates as tables, not literally.
+    r.ok(&["run", "-d", "--name", "st", "busybox", "sleep", "60"]);
+    let st = r.ok(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "table {{.Name}}\\t{{.PIDs}}",
+        "st",
+    ]);
+    let mut st = st.lines();
+    assert_eq!(
+        st.next().unwrap().split_whitespace().collect::<Vec<_>>(),
+        ["NAME", "PIDS"]
+    );
+    assert_eq!(
+        st.next().unwrap().split_whitespace().collect::<Vec<_>>(),
+        ["st", "1"]
+    );
+    let ev = r.ok(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        "0s",
+        "--filter",
+        "event=create",
+        "--format",
+        "table {{.Type}}\\t{{.Actor.Attributes.name}}",
+    ]);
+    let mut ev = ev.lines();
+    assert!(ev.next().unwrap().starts_with("TYPE"));
+    assert!(ev.any(|l| l.split_whitespace().collect::<Vec<_>>() == ["container", "t1"]));
+    // history and system df.
+    let h = r.ok(&["history", "--format", "{{.ID}}|{{.Size}}", "busybox"]);
+    assert!(h.lines().next().unwrap().contains('|'), "{h}");
+    let h = r.ok(&[
+        "history",
+        "--format",
+        "table {{.ID}}\t{{.CreatedBy}}",
+        "busybox",
+    ]);
+    assert_eq!(
+        h.lines()
+            .next()
+            .unwrap()
+            .split("   ")
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>(),
+        ["IMAGE", "CREATED BY"]
+    );
+    let df = r.ok(&["system", "df", "--format", "{{.Type}}"]);
+    assert_eq!(df, "Images\nContainers\nLocal Volumes\nBuild Cache\n");
+    // A bad template is one line naming it.
+    let out = r.run(&["ps", "--format", "{{range .Names}"]);
+    assert_eq!(code(&out), 1);
+    assert_eq!(text(&out.stderr).lines().count(), 1);
+}

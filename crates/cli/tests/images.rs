@@ -49,10 +49,18 @@ fn import_list_inspect_history() {
     assert!(h.ok(&["images", "--digests"]).contains("sha256:"));
     assert_eq!(h.ok(&["images", "-q"]).trim(), short);
 
-    let json: Value = serde_json::from_str(&h.ok(&["images", "--format", "json"])).unwrap();
-    assert_eq!(json[0]["Id"], id[7..]);
-    assert_eq!(json[0]["Names"][0], format!("{name}:1"));
-    assert_eq!(json[0]["Labels"]["team"], "infra");
+    // docker's `images --format json`: one object per line, docker's keys.
+    let lines = h.ok(&["images", "--format", "json"]);
+    assert_eq!(lines.lines().count(), 1, "{lines}");
+    let json: Value = serde_json::from_str(&lines).unwrap();
+    assert_eq!(json["ID"], short);
+    assert_eq!(json["Repository"], name.as_str());
+    assert_eq!(json["Tag"], "1");
+    assert!(
+        json["CreatedAt"].as_str().unwrap().ends_with(" +0000 UTC"),
+        "{json}"
+    );
+    assert_eq!(json["Labels"]["team"], "infra");
 
     // Filters.
     assert_eq!(

@@ -1194,32 +1194,20 @@ fn ps(g: &Global, engine: &Engine, a: PsArgs) -> Result<()> {
             o
         })
         .collect();
-    match a.format.as_deref() {
-        Some("json") | Some("{{json .}}") => {
-            for o in &objects {
-                writeln!(out, "{o}")?;
-            }
-            return Ok(());
-        }
-        Some(f) if !f.starts_with("table") => {
-            for o in &objects {
-                writeln!(out, "{}", crate::template::render(f, o)?)?;
-            }
-            return Ok(());
-        }
-        _ => {}
-    }
-    let tmpl = match a.format.as_deref() {
-        Some(f) => f.trim_start_matches("table").trim_start().to_string(),
-        None if a.size => "{{.ID}}\\t{{.Image}}\\t{{.Command}}\\t{{.RunningFor}}\\t{{.Status}}\\t{{.Ports}}\\t{{.Names}}\\t{{.Size}}".to_string(),
-        None => "{{.ID}}\\t{{.Image}}\\t{{.Command}}\\t{{.RunningFor}}\\t{{.Status}}\\t{{.Ports}}\\t{{.Names}}".to_string(),
+    let row = if a.size {
+        "{{.ID}}\\t{{.Image}}\\t{{.Command}}\\t{{.RunningFor}}\\t{{.Status}}\\t{{.Ports}}\\t{{.Names}}\\t{{.Size}}"
+    } else {
+        "{{.ID}}\\t{{.Image}}\\t{{.Command}}\\t{{.RunningFor}}\\t{{.Status}}\\t{{.Ports}}\\t{{.Names}}"
     };
-    let mut rows = vec![table_header(&tmpl)];
-    for o in &objects {
-        rows.push(crate::template::render(&tmpl, o)?);
-    }
-    write_table(&mut out, &rows)
+    crate::template::print_list(&mut out, a.format.as_deref(), row, PS_HEADERS, &objects)
 }
+
+/// docker's column titles of `ps` fields not named by their field.
+const PS_HEADERS: &[(&str, &str)] = &[
+    ("ID", "CONTAINER ID"),
+    ("RunningFor", "CREATED"),
+    ("CreatedAt", "CREATED AT"),
+];
 
 /// The docker `ps` object a container is shown (and templated) as.
 fn ps_object(engine: &Engine, c: &Container, no_trunc: bool) -> serde_json::Value {
@@ -1248,55 +1236,6 @@ fn ps_object(engine: &Engine, c: &Container, no_trunc: bool) -> serde_json::Valu
         "State": if engine.is_paused(c) { "paused" } else { c.state.status_text() },
         "Status": status_text(engine, c) + if engine.is_paused(c) { " (Paused)" } else { "" },
     })
-}
-
-/// Column titles for a table template, as docker names them.
-fn table_header(tmpl: &str) -> String {
-    let mut out = String::new();
-    let mut rest = tmpl;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let Some(end) = after.find("}}") else {
-            break;
-        };
-        let field = after[..end].trim().trim_start_matches('.');
-        let title = match field {
-            "ID" => "CONTAINER ID".to_string(),
-            "RunningFor" => "CREATED".to_string(),
-            "CreatedAt" => "CREATED AT".to_string(),
-            other => other.to_ascii_uppercase(),
-        };
-        out.push_str(&title);
-        rest = &after[end + 2..];
-    }
-    out.push_str(rest);
-    out.replace("\\t", "\t")
-}
-
-/// Rows of tab-separated cells, aligned like docker's tabwriter (three spaces).
-fn write_table(out: &mut impl Write, rows: &[String]) -> Result<()> {
-    let cells: Vec<Vec<&str>> = rows.iter().map(|r| r.split('\t').collect()).collect();
-    let cols = cells.iter().map(Vec::len).max().unwrap_or(0);
-    let mut widths = vec![0; cols];
-    for r in &cells {
-        for (i, c) in r.iter().enumerate() {
-            widths[i] = widths[i].max(c.chars().count());
-        }
-    }
-    for r in &cells {
-        let mut line = String::new();
-        for (i, c) in r.iter().enumerate() {
-            if i + 1 == r.len() {
-                line.push_str(c);
-            } else {
-                line.push_str(c);
-                line.push_str(&" ".repeat(widths[i] - c.chars().count() + 3));
-            }
-        }
-        writeln!(out, "{}", line.trim_end())?;
-    }
-    Ok(())
 }
 
 /// `ps --filter KEY=VALUE`.

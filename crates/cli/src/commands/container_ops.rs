@@ -312,6 +312,19 @@ fn stats_object(u: &Usage) -> serde_json::Value {
     })
 }
 
+/// docker's default `stats` columns and their titles.
+const STATS_ROW: &str = "{{.ID}}\\t{{.Name}}\\t{{.CPUPerc}}\\t{{.MemUsage}}\\t{{.MemPerc}}\\t{{.NetIO}}\\t{{.BlockIO}}\\t{{.PIDs}}";
+const STATS_HEADERS: &[(&str, &str)] = &[
+    ("ID", "CONTAINER ID"),
+    ("Container", "CONTAINER"),
+    ("CPUPerc", "CPU %"),
+    ("MemUsage", "MEM USAGE / LIMIT"),
+    ("MemPerc", "MEM %"),
+    ("NetIO", "NET I/O"),
+    ("BlockIO", "BLOCK I/O"),
+    ("PIDs", "PIDS"),
+];
+
 pub fn stats(engine: &Engine, a: StatsArgs) -> Result<()> {
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
     loop {
@@ -321,56 +334,14 @@ pub fn stats(engine: &Engine, a: StatsArgs) -> Result<()> {
             // Redraw in place, as docker does on a terminal.
             write!(out, "\x1b[2J\x1b[H")?;
         }
-        match a.format.as_deref() {
-            Some("json") | Some("{{json .}}") => {
-                for u in &usage {
-                    writeln!(out, "{}", stats_object(u))?;
-                }
-            }
-            Some(t) => {
-                for u in &usage {
-                    writeln!(out, "{}", crate::template::render(t, &stats_object(u))?)?;
-                }
-            }
-            None => {
-                let mut rows = vec![[
-                    "CONTAINER ID".to_string(),
-                    "NAME".into(),
-                    "CPU %".into(),
-                    "MEM USAGE / LIMIT".into(),
-                    "MEM %".into(),
-                    "NET I/O".into(),
-                    "BLOCK I/O".into(),
-                    "PIDS".into(),
-                ]];
-                for u in &usage {
-                    let o = stats_object(u);
-                    rows.push(
-                        [
-                            "ID", "Name", "CPUPerc", "MemUsage", "MemPerc", "NetIO", "BlockIO",
-                            "PIDs",
-                        ]
-                        .map(|k| o[k].as_str().unwrap_or_default().to_string()),
-                    );
-                }
-                let mut w = [0usize; 8];
-                for r in &rows {
-                    for (i, c) in r.iter().enumerate() {
-                        w[i] = w[i].max(c.chars().count());
-                    }
-                }
-                for r in &rows {
-                    let mut line = String::new();
-                    for (i, c) in r.iter().enumerate() {
-                        line.push_str(c);
-                        if i + 1 < r.len() {
-                            line.push_str(&" ".repeat(w[i] - c.chars().count() + 3));
-                        }
-                    }
-                    writeln!(out, "{line}")?;
-                }
-            }
-        }
+        let objects: Vec<serde_json::Value> = usage.iter().map(stats_object).collect();
+        crate::template::print_list(
+            &mut out,
+            a.format.as_deref(),
+            STATS_ROW,
+            STATS_HEADERS,
+            &objects,
+        )?;
         out.flush()?;
         if a.no_stream {
             return Ok(());

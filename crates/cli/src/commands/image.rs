@@ -68,18 +68,26 @@ pub struct ListArgs {
     /// Show manifest digests.
     #[arg(long)]
     pub digests: bool,
-    /// Output format: table (default) or json.
-    #[arg(long, value_name = "FORMAT", default_value = "table")]
-    pub format: String,
+    /// "table" (default), "json" (one object per line, docker's keys), a Go
+    /// template ('{{.Repository}}:{{.Tag}}') or "table TEMPLATE".
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+    /// Show all images (hako stores no intermediate images: the same list).
+    #[arg(short = 'a', long)]
+    pub all: bool,
     /// Only print image ids.
     #[arg(short, long)]
     pub quiet: bool,
     /// Show full image ids.
     #[arg(long)]
     pub no_trunc: bool,
-    /// Filter: reference=PATTERN, dangling=true|false, label=KEY[=VALUE]. Repeatable.
+    /// Filter: reference=PATTERN, dangling=true|false, label=KEY[=VALUE],
+    /// before=IMAGE, since=IMAGE. Repeatable.
     #[arg(short, long, value_name = "FILTER")]
     pub filter: Vec<String>,
+    /// Only images of this REPOSITORY[:TAG] (a reference filter).
+    #[arg(value_name = "REPOSITORY[:TAG]")]
+    pub reference: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -99,7 +107,8 @@ pub struct HistoryArgs {
     /// Do not truncate the CREATED BY column.
     #[arg(long)]
     pub no_trunc: bool,
-    /// Output format: table (default) or json.
+    /// "table" (default), "json" (an array), a Go template
+    /// ('{{.ID}} {{.CreatedBy}}') or "table TEMPLATE".
     #[arg(long, default_value = "table")]
     pub format: String,
 }
@@ -230,6 +239,9 @@ enum Filter {
     Reference(String),
     Dangling(bool),
     Label(String, Option<String>),
+    /// Created before / after the named image (its creation time, resolved in `list`).
+    Before(String),
+    Since(String),
 }
 
 fn parse_filters(filters: &[String]) -> Result<Vec<Filter>> {
@@ -250,8 +262,10 @@ fn parse_filters(filters: &[String]) -> Result<Vec<Filter>> {
                     Some((k, v)) => Filter::Label(k.to_string(), Some(v.to_string())),
                     None => Filter::Label(v.to_string(), None),
                 },
+                "before" => Filter::Before(v.to_string()),
+                "since" => Filter::Since(v.to_string()),
                 other => bail!(
-                    "invalid filter {f:?}: unknown key {other:?} (reference, dangling, label)"
+                    "invalid filter {f:?}: unknown key {other:?} (reference, dangling, label, before, since)"
                 ),
             })
         })
@@ -305,7 +319,20 @@ fn labels(store: &ImageStore, rec: &ImageRecord) -> BTreeMap<String, String> {
 
 pub fn list(g: &Global, a: ListArgs) -> Result<()> {
     let store = open_store(g)?;
-    let filters = parse_filters(&a.filter)?;
+    let mut filters = parse_filters(&a.filter)?;
+    if let Some(r) = &a.reference {
+        filters.push(Filter::Reference(r.clone()));
+    }
+    // before/since compare creation times with the named image's.
+    let created_of = |what: &str| -> Result<i64> { Ok(store.find(what)?.created) };
+    let mut bounds = Vec::new();
+    for f in &filters {
+        match f {
+            Filter::Before(w) => bounds.push((true, created_of(w)?, store.find(w)?.id)),
+            Filter::Since(w) => bounds.push((false, created_of(w)?, store.find(w)?.id)),
+            _ => {}
+        }
+    }
     let mut rows: Vec<(ImageRecord, Option<Reference>)> = Vec::new();
     for rec in store.list()? {
         let lbls = labels(&store, &rec);
@@ -314,7 +341,14 @@ pub fn list(g: &Global, a: ListArgs) -> Result<()> {
             Filter::Label(k, v) => lbls
                 .get(k)
                 .is_some_and(|have| v.as_ref().is_none_or(|v| v == have)),
-            Filter::Reference(_) => true,
+            Filter::Reference(_) | Filter::Before(_) | Filter::Since(_) => true,
+        }) && bounds.iter().all(|(before, t, id)| {
+            rec.id != *id
+                && if *before {
+                    rec.created < *t
+                } else {
+                    rec.created > *t
+                }
         });
         if !keep {
             continue;
@@ -341,32 +375,6 @@ pub fn list(g: &Global, a: ListArgs) -> Result<()> {
             }
         }
     }
-    if a.format == "json" {
-        let mut seen = std::collections::HashSet::new();
-        let out: Vec<Value> = rows
-            .iter()
-            .filter(|(r, _)| seen.insert(r.id.clone()))
-            .map(|(r, _)| {
-                json!({
-                    "Id": r.id.hex(),
-                    "Names": r.names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
-                    "RepoTags": r.names.iter().map(|n| n.familiar()).collect::<Vec<_>>(),
-                    "RepoDigests": repo_digests(r),
-                    "Digest": r.manifest_digest.to_string(),
-                    "Created": r.created,
-                    "CreatedAt": format_rfc3339(r.created),
-                    "Size": r.size,
-                    "Dangling": r.names.is_empty(),
-                    "Labels": labels(&store, r),
-                })
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(());
-    }
-    if a.format != "table" {
-        bail!("unknown format {:?} (table or json)", a.format);
-    }
     if a.quiet {
         let mut seen = std::collections::HashSet::new();
         for (r, _) in &rows {
@@ -383,41 +391,57 @@ pub fn list(g: &Global, a: ListArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let mut header = vec!["REPOSITORY", "TAG"];
-    if a.digests {
-        header.push("DIGEST");
-    }
-    header.extend(["IMAGE ID", "CREATED", "SIZE"]);
-    let table: Vec<Vec<String>> = rows
+    let objects: Vec<Value> = rows
         .iter()
-        .map(|(r, n)| {
-            let mut row = vec![
-                n.as_ref()
-                    .map(|n| n.familiar_repository())
-                    .unwrap_or_else(|| "<none>".into()),
-                n.as_ref()
-                    .and_then(|n| n.tag().map(str::to_string))
-                    .unwrap_or_else(|| "<none>".into()),
-            ];
-            if a.digests {
-                row.push(r.manifest_digest.to_string());
-            }
-            row.push(if a.no_trunc {
-                r.id.to_string()
-            } else {
-                r.id.short().to_string()
-            });
-            row.push(if r.created == 0 {
-                "N/A".into()
-            } else {
-                human_age(r.created)
-            });
-            row.push(human_size(r.size));
-            row
-        })
+        .map(|(r, n)| list_object(&store, r, n.as_ref(), a.no_trunc))
         .collect();
-    print_table(&header, &table);
-    Ok(())
+    let row = if a.digests {
+        "{{.Repository}}\\t{{.Tag}}\\t{{.Digest}}\\t{{.ID}}\\t{{.CreatedSince}}\\t{{.Size}}"
+    } else {
+        "{{.Repository}}\\t{{.Tag}}\\t{{.ID}}\\t{{.CreatedSince}}\\t{{.Size}}"
+    };
+    let mut out = io::stdout().lock();
+    crate::template::print_list(
+        &mut out,
+        a.format.as_deref(),
+        row,
+        &[
+            ("ID", "IMAGE ID"),
+            ("CreatedSince", "CREATED"),
+            ("CreatedAt", "CREATED AT"),
+        ],
+        &objects,
+    )
+}
+
+/// docker's `images` object (one per name, as its rows): its keys for
+/// `--format json` and templates, and the labels for `.Label "k"`.
+fn list_object(
+    store: &ImageStore,
+    r: &ImageRecord,
+    name: Option<&Reference>,
+    no_trunc: bool,
+) -> Value {
+    let none = || "<none>".to_string();
+    let created = format_rfc3339(r.created);
+    json!({
+        "Containers": "N/A",
+        "CreatedAt": if r.created == 0 {
+            "N/A".to_string()
+        } else {
+            format!("{} +0000 UTC", created.trim_end_matches('Z').replace('T', " "))
+        },
+        "CreatedSince": if r.created == 0 { "N/A".into() } else { human_age(r.created) },
+        "Digest": r.manifest_digest.to_string(),
+        "ID": if no_trunc { r.id.to_string() } else { r.id.short().to_string() },
+        "Repository": name.map(|n| n.familiar_repository()).unwrap_or_else(none),
+        "SharedSize": "N/A",
+        "Size": human_size(r.size),
+        "Tag": name.and_then(|n| n.tag().map(str::to_string)).unwrap_or_else(none),
+        "UniqueSize": "N/A",
+        "VirtualSize": human_size(r.size),
+        "Labels": labels(store, r),
+    })
 }
 
 fn repo_digests(r: &ImageRecord) -> Vec<String> {
@@ -519,6 +543,39 @@ fn history(g: &Global, a: HistoryArgs) -> Result<()> {
             .collect();
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
+    }
+    if a.format != "table" {
+        // docker's keys, for templates and "table TEMPLATE".
+        let objects: Vec<Value> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, (created, by, size, comment))| {
+                let id = if i == 0 {
+                    rec.id.short().to_string()
+                } else {
+                    "<missing>".to_string()
+                };
+                let since = hako_image::images::parse_rfc3339(created)
+                    .map(human_age)
+                    .unwrap_or_else(|| "N/A".into());
+                json!({
+                    "ID": id, "CreatedSince": since, "CreatedAt": created,
+                    "CreatedBy": by, "Size": human_size(*size), "Comment": comment,
+                })
+            })
+            .collect();
+        let mut out = io::stdout().lock();
+        return crate::template::print_list(
+            &mut out,
+            Some(&a.format),
+            "{{.ID}}\\t{{.CreatedSince}}\\t{{.CreatedBy}}\\t{{.Size}}\\t{{.Comment}}",
+            &[
+                ("ID", "IMAGE"),
+                ("CreatedSince", "CREATED"),
+                ("CreatedBy", "CREATED BY"),
+            ],
+            &objects,
+        );
     }
     let table: Vec<Vec<String>> = rows
         .iter()

@@ -152,27 +152,32 @@ pub fn run(g: &Global, cmd: NetworkCommand) -> Result<()> {
                 for r in rows.iter().filter(|r| !r.0.is_empty()) {
                     writeln!(out, "{}", r.0)?;
                 }
-            } else if a.format.as_deref() == Some("json") {
-                for n in &nets {
-                    let v = serde_json::json!({
-                        "ID": id(&n.id), "Name": n.name, "Driver": n.driver,
-                        "Scope": "local", "Subnet": n.subnet, "Gateway": n.gateway,
-                        "Internal": n.internal, "CreatedAt": n.created,
-                        "Labels": n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
-                    });
-                    writeln!(out, "{v}")?;
-                }
-            } else if let Some(f) = a.format {
-                anyhow::bail!("unsupported --format {f:?}: use json");
             } else {
-                writeln!(
-                    out,
-                    "{:<14}{:<20}{:<10}SCOPE",
-                    "NETWORK ID", "NAME", "DRIVER"
+                let objects: Vec<serde_json::Value> = nets
+                    .iter()
+                    .map(|n| {
+                        serde_json::json!({
+                            "ID": id(&n.id), "Name": n.name, "Driver": n.driver,
+                            "Scope": "local", "Subnet": n.subnet, "Gateway": n.gateway,
+                            "Internal": n.internal, "CreatedAt": n.created,
+                            "Labels": n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+                        })
+                    })
+                    // host and none are modes, listed as docker lists them.
+                    .chain(["host", "none"].iter().map(|m| {
+                        serde_json::json!({
+                            "ID": "", "Name": m, "Driver": m.replace("none", "null"),
+                            "Scope": "local", "Internal": false, "Labels": "",
+                        })
+                    }))
+                    .collect();
+                crate::template::print_list(
+                    &mut out,
+                    a.format.as_deref(),
+                    "{{.ID}}\\t{{.Name}}\\t{{.Driver}}\\t{{.Scope}}",
+                    &[("ID", "NETWORK ID")],
+                    &objects,
                 )?;
-                for (i, name, driver) in rows {
-                    writeln!(out, "{i:<14}{name:<20}{driver:<10}local")?;
-                }
             }
         }
         NetworkCommand::Inspect(a) => {

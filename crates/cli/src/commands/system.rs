@@ -181,18 +181,24 @@ fn df(engine: &Engine, images: &ImageStore, a: DfArgs) -> Result<()> {
         ("Build Cache", 0, 0, 0, 0),
     ];
     let mut out = std::io::stdout().lock();
-    if a.format.as_deref() == Some("json") {
-        for (t, n, act, s, r) in rows {
-            let v = serde_json::json!({
-                "Type": t, "TotalCount": n, "Active": act, "Size": size(s),
-                "SizeBytes": s, "Reclaimable": format!("{} ({}%)", size(r), pct(r, s)),
-                "ReclaimableBytes": r,
-            });
-            writeln!(out, "{v}")?;
-        }
-        return Ok(());
-    } else if let Some(f) = a.format {
-        anyhow::bail!("unsupported --format {f:?}: use json");
+    if a.format.is_some() {
+        let objects: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|&(t, n, act, s, r)| {
+                serde_json::json!({
+                    "Type": t, "TotalCount": n, "Active": act, "Size": size(s),
+                    "SizeBytes": s, "Reclaimable": format!("{} ({}%)", size(r), pct(r, s)),
+                    "ReclaimableBytes": r,
+                })
+            })
+            .collect();
+        return crate::template::print_list(
+            &mut out,
+            a.format.as_deref(),
+            "{{.Type}}\\t{{.TotalCount}}\\t{{.Active}}\\t{{.Size}}\\t{{.Reclaimable}}",
+            &[("TotalCount", "TOTAL")],
+            &objects,
+        );
     }
     writeln!(
         out,
