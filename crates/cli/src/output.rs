@@ -89,6 +89,21 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
 
 /// What `inspect` prints: the objects as a pretty JSON array, or with `--format`
 /// (a Go-style template, or "json") one line per object, as docker does.
+/// docker's prune prompt: `warning`, then "Are you sure you want to
+/// continue? [y/N]", asked only when stdin is a terminal (a script's prune
+/// goes ahead, as before); false unless the answer is yes.
+pub fn confirm(warning: &str) -> anyhow::Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Ok(true);
+    }
+    eprint!("{warning}\nAre you sure you want to continue? [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes" | "YES"))
+}
+
 pub fn print_inspected(objects: &[serde_json::Value], format: Option<&str>) -> anyhow::Result<()> {
     match format {
         None => println!("{}", serde_json::to_string_pretty(objects)?),

@@ -449,6 +449,10 @@ fn go_templates_and_tables_in_every_list_command() {
         "{table}"
     );
     assert_eq!(lines.len(), 3, "{table}");
+    // docker's CreatedAt: "2024-01-02 03:04:05 +0000 UTC".
+    let created = r.ok(&["ps", "-a", "-f", "name=t1", "--format", "{{.CreatedAt}}"]);
+    let re = regex::Regex::new(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \+0000 UTC\n$").unwrap();
+    assert!(re.is_match(&created), "{created}");
 
     // images: docker's keys, one JSON object per line, templates, tables,
     // a positional REPOSITORY[:TAG], -a and before/since.
@@ -602,4 +606,91 @@ fn go_templates_and_tables_in_every_list_command() {
     let out = r.run(&["ps", "--format", "{{range .Names}"]);
     assert_eq!(code(&out), 1);
     assert_eq!(text(&out.stderr).lines().count(), 1);
+}
+
+/// hako with stdin on a terminal (a pty whose master gets `answer`).
+fn on_terminal(r: &Root, args: &[&str], answer: &[u8]) -> Output {
+    use std::io::Write;
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let mut master = fs::File::from(pty.master);
+    master.write_all(answer).unwrap();
+    let out = hako(r)
+        .args(args)
+        .stdin(std::process::Stdio::from(pty.slave))
+        .output()
+        .unwrap();
+    drop(master);
+    out
+}
+
+#[test]
+fn prune_filters_prompts_and_reclaimed_space() {
+    let r = Root::new();
+    r.ok(&["create", "--name", "pa", "-l", "tier=a", "busybox", "true"]);
+    r.ok(&["create", "--name", "pb", "busybox", "true"]);
+    r.ok(&["network", "create", "--label", "x=1", "na"]);
+    r.ok(&["network", "create", "nb"]);
+
+    // network ls --filter.
+    let nets = |f: &str| r.ok(&["network", "ls", "-f", f, "--format", "{{.Name}}"]);
+    assert_eq!(nets("name=na"), "na\n");
+    assert_eq!(nets("label=x=1"), "na\n");
+    let custom = nets("type=custom");
+    assert!(
+        custom.contains("na\n") && custom.contains("nb\n") && !custom.contains("none"),
+        "{custom}"
+    );
+    let builtin = nets("type=builtin");
+    assert!(
+        builtin.contains("none\n") && !builtin.contains("na\n"),
+        "{builtin}"
+    );
+    assert_eq!(
+        r.ok(&["network", "ls", "-q", "-f", "name=nb"])
+            .lines()
+            .count(),
+        1
+    );
+    let out = r.run(&["network", "ls", "-f", "colour=red"]);
+    assert_eq!(code(&out), 1);
+    assert_eq!(text(&out.stderr).lines().count(), 1);
+
+    // On a terminal a prune asks; "n" keeps everything.
+    let out = on_terminal(&r, &["container", "prune"], b"n\n");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("Are you sure you want to continue? [y/N]"));
+    assert_eq!(names(&r, &[]), ["pa", "pb"]);
+
+    // Filters: until (nothing is that old), label, label!.
+    r.ok(&[
+        "container",
+        "prune",
+        "-f",
+        "--filter",
+        "until=2000-01-01T00:00:00Z",
+    ]);
+    assert_eq!(names(&r, &[]), ["pa", "pb"]);
+    r.ok(&["container", "prune", "-f", "--filter", "label=tier=a"]);
+    assert_eq!(names(&r, &[]), ["pb"]);
+    r.ok(&["create", "--name", "pc", "-l", "tier=c", "busybox", "true"]);
+    r.ok(&["container", "prune", "-f", "--filter", "label!=tier"]);
+    assert_eq!(names(&r, &[]), ["pc"]);
+    // "y" on the terminal goes ahead.
+    let out = on_terminal(&r, &["container", "prune", "--filter", "until=0s"], b"y\n");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(names(&r, &[]).is_empty());
+
+    let out = r.run(&["network", "prune", "-f", "--filter", "label=x=1"]);
+    assert!(text(&out.stdout).contains("na"), "{}", text(&out.stdout));
+    assert!(nets("name=nb").contains("nb"));
+    for bad in ["until=soon", "dangling=true"] {
+        let out = r.run(&["network", "prune", "-f", "--filter", bad]);
+        assert_eq!(code(&out), 1);
+        assert!(text(&out.stderr).contains(bad), "{}", text(&out.stderr));
+    }
+    r.ok(&["network", "rm", "nb"]);
+
+    // image prune says what it gave back.
+    let out = r.ok(&["image", "prune", "-f"]);
+    assert_eq!(out, "Total reclaimed space: 0B\n");
 }

@@ -169,7 +169,20 @@ fn tag_rmi_prune() {
     assert!(h.ok(&["images"]).contains("<none>"));
 
     let pruned = h.ok(&["image", "prune"]);
-    assert_eq!(pruned.trim(), format!("Deleted: {id}"));
+    // docker's form: the ids, then the space given back.
+    let mut lines = pruned.lines();
+    assert_eq!(lines.next(), Some("Deleted Images:"), "{pruned}");
+    assert_eq!(
+        lines.next(),
+        Some(format!("deleted: {id}").as_str()),
+        "{pruned}"
+    );
+    assert_eq!(lines.next(), Some(""), "{pruned}");
+    let total = lines.next().unwrap_or_default();
+    assert!(
+        total.starts_with("Total reclaimed space: ") && !total.ends_with(" 0B"),
+        "{pruned}"
+    );
     assert!(!h.root().join("blobs/sha256").join(&id[7..]).exists());
     assert_eq!(h.ok(&["images", "-q"]).lines().count(), 1);
 

@@ -1202,6 +1202,19 @@ fn ps(g: &Global, engine: &Engine, a: PsArgs) -> Result<()> {
     crate::template::print_list(&mut out, a.format.as_deref(), row, PS_HEADERS, &objects)
 }
 
+/// docker's `.CreatedAt`: "2024-01-02 03:04:05 +0000 UTC" (Go's time.String).
+fn docker_time(rfc3339: &str) -> String {
+    match hako_image::images::parse_rfc3339(rfc3339) {
+        Some(secs) => format!(
+            "{} +0000 UTC",
+            hako_image::images::format_rfc3339(secs)
+                .trim_end_matches('Z')
+                .replace('T', " ")
+        ),
+        None => rfc3339.to_string(),
+    }
+}
+
 /// docker's column titles of `ps` fields not named by their field.
 const PS_HEADERS: &[(&str, &str)] = &[
     ("ID", "CONTAINER ID"),
@@ -1224,7 +1237,7 @@ fn ps_object(engine: &Engine, c: &Container, no_trunc: bool) -> serde_json::Valu
     };
     serde_json::json!({
         "Command": command_of(c, !no_trunc),
-        "CreatedAt": c.created,
+        "CreatedAt": docker_time(&c.created),
         "ID": if no_trunc { c.id.as_str() } else { c.short_id() },
         "Image": c.image,
         "Labels": labels.join(","),

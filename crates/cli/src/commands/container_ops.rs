@@ -220,9 +220,12 @@ pub enum ContainerGroup {
     Verb(super::container::ContainerCommand),
     /// Remove every stopped container.
     Prune {
-        /// Do not ask for confirmation (accepted; hako never asks).
+        /// Do not ask for confirmation (asked only on a terminal).
         #[arg(short = 'f', long)]
         force: bool,
+        /// Only containers passing it: until=TIME, label=KEY[=VALUE], label!=KEY[=VALUE].
+        #[arg(long = "filter", value_name = "KEY=VALUE")]
+        filter: Vec<String>,
     },
 }
 
@@ -354,10 +357,16 @@ pub fn stats(engine: &Engine, a: StatsArgs) -> Result<()> {
 pub fn group(g: &crate::Global, group: ContainerGroup) -> Result<()> {
     match group {
         ContainerGroup::Verb(cmd) => super::container::run(g, cmd),
-        ContainerGroup::Prune { .. } => {
+        ContainerGroup::Prune { force, filter } => {
+            let filter = hako_engine::prune_filter::PruneFilter::parse(&filter)?;
+            if !force
+                && !crate::output::confirm("WARNING! This will remove all stopped containers.")?
+            {
+                return Ok(());
+            }
             let engine = Engine::open(&g.root)?;
             let mut images = super::container::open_images(g)?;
-            let gone = engine.prune_containers(&mut images)?;
+            let gone = engine.prune_containers(&mut images, &filter)?;
             let mut out = std::io::stdout().lock();
             if !gone.is_empty() {
                 writeln!(out, "Deleted Containers:")?;

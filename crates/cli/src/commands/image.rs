@@ -118,7 +118,7 @@ pub struct PruneArgs {
     /// Remove all images not in use, not only dangling ones.
     #[arg(short, long)]
     pub all: bool,
-    /// Do not prompt (prune never prompts; accepted for compatibility).
+    /// Do not ask for confirmation (asked only on a terminal).
     #[arg(short, long)]
     pub force: bool,
 }
@@ -608,11 +608,35 @@ fn history(g: &Global, a: HistoryArgs) -> Result<()> {
 }
 
 fn prune(g: &Global, a: PruneArgs) -> Result<()> {
-    let mut store = open_store(g)?;
-    let removed = store.prune(a.all).context("pruning images")?;
-    for id in &removed {
-        println!("Deleted: {id}");
+    let warning = if a.all {
+        "WARNING! This will remove all images without at least one container associated to them."
+    } else {
+        "WARNING! This will remove all dangling images."
+    };
+    if !a.force && !crate::output::confirm(warning)? {
+        return Ok(());
     }
+    let mut store = open_store(g)?;
+    // Sizes before they go, for docker's "Total reclaimed space".
+    let sizes: BTreeMap<String, u64> = store
+        .list()?
+        .into_iter()
+        .map(|r| (r.id.to_string(), r.size))
+        .collect();
+    let removed = store.prune(a.all).context("pruning images")?;
+    let mut out = io::stdout().lock();
+    if !removed.is_empty() {
+        writeln!(out, "Deleted Images:")?;
+        for id in &removed {
+            writeln!(out, "deleted: {id}")?;
+        }
+        writeln!(out)?;
+    }
+    let total: u64 = removed
+        .iter()
+        .filter_map(|id| sizes.get(&id.to_string()))
+        .sum();
+    writeln!(out, "Total reclaimed space: {}", human_size(total))?;
     Ok(())
 }
 

@@ -67,7 +67,7 @@ pub struct PruneArgs {
     /// Unused anonymous volumes too.
     #[arg(long)]
     pub volumes: bool,
-    /// Do not ask for confirmation (accepted; hako never asks).
+    /// Do not ask for confirmation (asked only on a terminal).
     #[arg(short = 'f', long)]
     pub force: bool,
 }
@@ -322,8 +322,24 @@ fn info(g: &Global, engine: &Engine, images: &ImageStore, a: InfoArgs) -> Result
 }
 
 fn prune(engine: &Engine, images: &mut ImageStore, a: PruneArgs) -> Result<()> {
+    // Everything unused goes (a filter would have to reach images too).
+    let filter = hako_engine::prune_filter::PruneFilter::default();
+    let mut warning = String::from(
+        "WARNING! This will remove:\n  - all stopped containers\n  - all networks not used by at least one container",
+    );
+    if a.volumes {
+        warning.push_str("\n  - all anonymous volumes not used by at least one container");
+    }
+    warning.push_str(if a.all {
+        "\n  - all images without at least one container associated to them"
+    } else {
+        "\n  - all dangling images"
+    });
+    if !a.force && !crate::output::confirm(&warning)? {
+        return Ok(());
+    }
     let mut out = std::io::stdout().lock();
-    let containers = engine.prune_containers(images)?;
+    let containers = engine.prune_containers(images, &filter)?;
     if !containers.is_empty() {
         writeln!(out, "Deleted Containers:")?;
         for c in &containers {
@@ -331,7 +347,7 @@ fn prune(engine: &Engine, images: &mut ImageStore, a: PruneArgs) -> Result<()> {
         }
         writeln!(out)?;
     }
-    let networks = engine.prune_networks()?;
+    let networks = engine.prune_networks(&filter)?;
     if !networks.is_empty() {
         writeln!(out, "Deleted Networks:")?;
         for n in &networks {
