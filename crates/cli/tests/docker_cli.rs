@@ -694,3 +694,116 @@ fn prune_filters_prompts_and_reclaimed_space() {
     let out = r.ok(&["image", "prune", "-f"]);
     assert_eq!(out, "Total reclaimed space: 0B\n");
 }
+
+#[test]
+fn stop_signal_cidfile_label_file_relative_binds_and_exec_env_file() {
+    let r = Root::new();
+    // stop -s / restart -s: the given signal first (the trap answers it).
+    let trap = "trap 'echo got-int; exit 3' INT; while true; do sleep 0.1; done";
+    r.ok(&["run", "-d", "--name", "sig", "busybox", "sh", "-c", trap]);
+    let out = r.run(&["stop", "-s", "NOSUCHSIG", "sig"]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        text(&out.stderr).contains("invalid signal"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        r.ok(&["restart", "-s", "SIGINT", "-t", "20", "sig"]),
+        "sig\n"
+    );
+    assert!(r.ok(&["logs", "sig"]).contains("got-int"));
+    assert_eq!(r.inspect("sig")["State"]["Running"], true);
+    r.ok(&["stop", "--signal", "INT", "-t", "20", "sig"]);
+    let st = r.inspect("sig");
+    assert_eq!(st["State"]["ExitCode"], 3, "{st}");
+
+    // --cidfile: the id written; an existing file refused before creating.
+    let cid = r.dir().join("cid");
+    r.ok(&[
+        "create",
+        "--cidfile",
+        cid.to_str().unwrap(),
+        "--name",
+        "c1",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(
+        fs::read_to_string(&cid).unwrap(),
+        r.inspect("c1")["Id"].as_str().unwrap()
+    );
+    let out = r.run(&[
+        "run",
+        "--cidfile",
+        cid.to_str().unwrap(),
+        "--name",
+        "c2",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(code(&out), 125);
+    assert!(
+        text(&out.stderr).contains("exists"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(r.state_of("c2").is_none());
+
+    // --label-file, with -l winning.
+    let lf = r.dir().join("labels");
+    fs::write(&lf, "# team labels\na=1\n\nb=2\n").unwrap();
+    r.ok(&[
+        "create",
+        "--label-file",
+        lf.to_str().unwrap(),
+        "-l",
+        "b=3",
+        "--name",
+        "lab",
+        "busybox",
+        "true",
+    ]);
+    let labels = &r.inspect("lab")["Config"]["Labels"];
+    assert_eq!(
+        (labels["a"].as_str(), labels["b"].as_str()),
+        (Some("1"), Some("3")),
+        "{labels}"
+    );
+
+    // -v ./dir:/x binds the caller's directory.
+    let cwd = tempfile::tempdir().unwrap();
+    fs::create_dir(cwd.path().join("data")).unwrap();
+    fs::write(cwd.path().join("data/f"), "rel\n").unwrap();
+    let out = hako(&r)
+        .args([
+            "run",
+            "--rm",
+            "-v",
+            "./data:/x:ro",
+            "busybox",
+            "cat",
+            "/x/f",
+        ])
+        .current_dir(cwd.path())
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout), "rel\n", "{}", text(&out.stderr));
+
+    // exec --env-file.
+    let ef = r.dir().join("env");
+    fs::write(&ef, "FROM_FILE=yes\n").unwrap();
+    r.ok(&["run", "-d", "--name", "ex", "busybox", "sleep", "60"]);
+    assert_eq!(
+        r.ok(&[
+            "exec",
+            "--env-file",
+            ef.to_str().unwrap(),
+            "ex",
+            "sh",
+            "-c",
+            "echo $FROM_FILE"
+        ]),
+        "yes\n"
+    );
+}

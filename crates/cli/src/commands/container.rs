@@ -146,6 +146,12 @@ pub struct CreateArgs {
     /// Set a label KEY=value.
     #[arg(short = 'l', long = "label")]
     pub label: Vec<String>,
+    /// Read labels from a file (KEY=value lines; # comments).
+    #[arg(long = "label-file", value_name = "FILE")]
+    pub label_file: Vec<PathBuf>,
+    /// Write the container's id to this file (which must not exist).
+    #[arg(long, value_name = "FILE")]
+    pub cidfile: Option<PathBuf>,
     /// Record an exposed port (PORT[/PROTO]).
     #[arg(long)]
     pub expose: Vec<String>,
@@ -371,6 +377,9 @@ pub struct StopArgs {
     /// Seconds to wait before killing (default: the container's stop timeout, 10).
     #[arg(short = 't', long = "time")]
     pub time: Option<u32>,
+    /// Signal to stop with (default: the container's stop signal, SIGTERM).
+    #[arg(short = 's', long = "signal", value_name = "SIGNAL")]
+    pub signal: Option<String>,
     #[arg(required = true, value_name = "CONTAINER")]
     pub containers: Vec<String>,
 }
@@ -468,6 +477,9 @@ pub struct ExecArgs {
     /// Working directory.
     #[arg(short = 'w', long = "workdir")]
     pub workdir: Option<String>,
+    /// Read environment variables from a file (KEY=value lines).
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
     pub container: String,
     #[arg(
         trailing_var_arg = true,
@@ -510,8 +522,10 @@ fn dispatch(g: &Global, cmd: ContainerCommand) -> Result<()> {
         ContainerCommand::Create(a) => {
             let mut images = open_images(g)?;
             let opts = create_options(&a)?;
+            check_cidfile(&a.cidfile)?;
             super::distribution::pull_for_run(g, &mut images, &opts.image, &a.pull)?;
             let c = engine.create(&mut images, &opts)?;
+            write_cidfile(&a.cidfile, &c.id)?;
             println!("{}", c.id);
             Ok(())
         }
@@ -528,7 +542,9 @@ fn dispatch(g: &Global, cmd: ContainerCommand) -> Result<()> {
             Ok(())
         }
         ContainerCommand::Attach(a) => attach(&engine, a),
-        ContainerCommand::Stop(a) => each(&a.containers, |n| engine.stop(n, a.time)),
+        ContainerCommand::Stop(a) => each(&a.containers, |n| {
+            engine.stop_with_signal(n, a.time, a.signal.as_deref())
+        }),
         ContainerCommand::Kill(a) => each(&a.containers, |n| engine.kill(n, &a.signal)),
         ContainerCommand::Rm(a) => {
             let mut images = open_images(g)?;
@@ -573,7 +589,7 @@ fn dispatch(g: &Global, cmd: ContainerCommand) -> Result<()> {
         ContainerCommand::Restart(a) => {
             let mut images = open_images(g)?;
             let programs = programs(g)?;
-            super::container_ops::restart(&engine, &mut images, &programs, &a.containers, a.time)
+            super::container_ops::restart(&engine, &mut images, &programs, &a)
         }
         ContainerCommand::Rename(a) => super::container_ops::rename(&engine, a),
         ContainerCommand::Top(a) => super::container_ops::top(&engine, a),
@@ -759,15 +775,70 @@ pub(crate) fn programs(g: &Global) -> Result<Programs> {
     })
 }
 
+/// docker 23's relative bind sources: `-v ./data:/data` (also ".", "../x")
+/// is the caller's directory joined, made absolute.
+fn relative_bind_source(v: &str) -> Result<String> {
+    let (src, rest) = v.split_once(':').unwrap_or((v, ""));
+    if !(src == "." || src == ".." || src.starts_with("./") || src.starts_with("../"))
+        || rest.is_empty()
+    {
+        return Ok(v.to_string());
+    }
+    let abs = std::path::absolute(src)
+        .with_context(|| format!("making the bind source {src:?} absolute"))?;
+    let abs = abs
+        .to_str()
+        .with_context(|| format!("the bind source {src:?} is not UTF-8"))?;
+    Ok(format!("{abs}:{rest}"))
+}
+
+/// `--cidfile`: refused at once when the file exists (docker's check, before
+/// anything is created).
+fn check_cidfile(path: &Option<PathBuf>) -> Result<()> {
+    if let Some(p) = path {
+        if std::fs::symlink_metadata(p).is_ok() {
+            anyhow::bail!(
+                "container ID file {} exists: make sure the other container is not running or delete it",
+                p.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn write_cidfile(path: &Option<PathBuf>, id: &str) -> Result<()> {
+    let Some(p) = path else {
+        return Ok(());
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(p)
+        .with_context(|| format!("creating container ID file {}", p.display()))?;
+    f.write_all(id.as_bytes())
+        .with_context(|| format!("writing container ID file {}", p.display()))
+}
+
 fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
     let mut env = Vec::new();
     for f in &a.env_file {
         env.extend(options::read_env_file(f)?);
     }
     env.extend(a.env.iter().cloned());
+    let mut labels = std::collections::BTreeMap::new();
+    for f in &a.label_file {
+        // The env-file format: KEY=value lines, blank and # lines skipped.
+        labels.extend(
+            options::read_env_file(f)
+                .with_context(|| format!("reading label file {}", f.display()))?
+                .iter()
+                .map(|l| options::parse_label(l)),
+        );
+    }
+    labels.extend(a.label.iter().map(|l| options::parse_label(l)));
     let (mut binds, mut mounts) = (Vec::new(), Vec::new());
     for v in &a.volume {
-        match options::parse_volume(v)? {
+        match options::parse_volume(&relative_bind_source(v)?)? {
             options::VolumeArg::Bind(b) => binds.push(b),
             options::VolumeArg::Volume(m) => mounts.push(m),
         }
@@ -784,7 +855,7 @@ fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
         workdir: a.workdir.clone(),
         user: a.user.clone(),
         hostname: a.hostname.clone(),
-        labels: a.label.iter().map(|l| options::parse_label(l)).collect(),
+        labels,
         expose: a.expose.clone(),
         binds,
         mounts,
@@ -907,8 +978,10 @@ fn run_container(g: &Global, engine: &Engine, a: Box<RunArgs>) -> Result<()> {
         opts.attach_stdout = false;
         opts.attach_stderr = false;
     }
+    check_cidfile(&a.create.cidfile)?;
     super::distribution::pull_for_run(g, &mut images, &opts.image, &a.create.pull)?;
     let c = engine.create(&mut images, &opts)?;
+    write_cidfile(&a.create.cidfile, &c.id)?;
     // A foreground run is attached, as docker's: output comes live from the
     // monitor (partial lines too), stdin only with -i.
     let attached = !a.detach;
@@ -1113,9 +1186,14 @@ fn exec(engine: &Engine, a: ExecArgs) -> Result<()> {
         anyhow::bail!("the input device is not a TTY");
     }
     let keys = detach_keys(&a.detach_keys)?;
+    let mut env = Vec::new();
+    for f in &a.env_file {
+        env.extend(options::read_env_file(f)?);
+    }
+    env.extend(a.env);
     let o = ExecOptions {
         cmd: a.command,
-        env: a.env,
+        env,
         user: a.user,
         workdir: a.workdir,
         interactive: a.interactive && !a.detach,

@@ -237,12 +237,11 @@ pub fn restart(
     engine: &Engine,
     images: &mut ImageStore,
     programs: &Programs,
-    names: &[String],
-    time: Option<u32>,
+    a: &super::container::StopArgs,
 ) -> Result<()> {
     let mut first = None;
-    for n in names {
-        let r = engine.restart(images, n, programs, time);
+    for n in &a.containers {
+        let r = engine.restart_with_signal(images, n, programs, a.time, a.signal.as_deref());
         match r {
             Ok(()) => println!("{n}"),
             Err(e) if first.is_none() => first = Some(e),
