@@ -491,11 +491,12 @@ pub struct ExecArgs {
 }
 
 /// Run a container command; failures exit with docker's codes: `run`'s
-/// own failures 125 (126/127 when the command cannot be run / is not
+/// (and `create`'s) own failures 125 (126/127 when the command cannot be run / is not
 /// found), `exec`'s 126/127 for those, everything else 1.
 pub fn run(g: &Global, cmd: ContainerCommand) -> Result<()> {
+    // `create` too: docker's create exits 125 for its options' errors.
     let (is_run, is_exec) = (
-        matches!(cmd, ContainerCommand::Run(_)),
+        matches!(cmd, ContainerCommand::Run(_) | ContainerCommand::Create(_)),
         matches!(cmd, ContainerCommand::Exec(_)),
     );
     let result = dispatch(g, cmd);
