@@ -696,7 +696,7 @@ fn prune_filters_prompts_and_reclaimed_space() {
 }
 
 #[test]
-fn stop_signal_cidfile_label_file_relative_binds_and_exec_env_file() {
+fn flags_stop_signal_cidfile_label_file_binds_env_file_stats_all_log_local() {
     let r = Root::new();
     // stop -s / restart -s: the given signal first (the trap answers it).
     let trap = "trap 'echo got-int; exit 3' INT; while true; do sleep 0.1; done";
@@ -790,6 +790,28 @@ fn stop_signal_cidfile_label_file_relative_binds_and_exec_env_file() {
         .unwrap();
     assert_eq!(text(&out.stdout), "rel\n", "{}", text(&out.stderr));
 
+    // --log-driver local: readable, docker's local defaults; others refused.
+    r.ok(&[
+        "run",
+        "--log-driver",
+        "local",
+        "--name",
+        "lg",
+        "busybox",
+        "echo",
+        "hi",
+    ]);
+    assert_eq!(r.ok(&["logs", "lg"]), "hi\n");
+    let lc = &r.inspect("lg")["HostConfig"]["LogConfig"];
+    assert_eq!(
+        (lc["Type"].as_str(), lc["Config"]["max-size"].as_str()),
+        (Some("local"), Some("20m")),
+        "{lc}"
+    );
+    let out = r.run(&["run", "--log-driver", "syslog", "busybox", "true"]);
+    assert_eq!(code(&out), 125);
+    assert_eq!(text(&out.stderr).lines().count(), 1);
+
     // exec --env-file.
     let ef = r.dir().join("env");
     fs::write(&ef, "FROM_FILE=yes\n").unwrap();
@@ -806,4 +828,17 @@ fn stop_signal_cidfile_label_file_relative_binds_and_exec_env_file() {
         ]),
         "yes\n"
     );
+    // stats -a: stopped containers too, at zero.
+    let st = r.ok(&[
+        "stats",
+        "--no-stream",
+        "-a",
+        "--format",
+        "{{.Name}} {{.PIDs}}",
+    ]);
+    assert!(st.lines().any(|l| l == "c1 0"), "{st}");
+    assert!(st.lines().any(|l| l == "ex 1"), "{st}");
+    assert!(!r
+        .ok(&["stats", "--no-stream", "--format", "{{.Name}}"])
+        .contains("c1"));
 }

@@ -147,12 +147,18 @@ pub fn parse_restart(s: &str) -> Result<RestartPolicy> {
 /// `max-size`.
 pub fn parse_log_config(driver: Option<&str>, opts: &[String]) -> Result<crate::record::LogConfig> {
     let typ = driver.unwrap_or("json-file");
-    if typ != "json-file" {
+    // `local` is kept in the json-file format (uncompressed) with docker's
+    // local defaults: 5 files of 20 MB.
+    if typ != "json-file" && typ != "local" {
         return Err(Error::Invalid(format!(
-            "logging driver {typ:?} is not supported: only json-file is"
+            "logging driver {typ:?} is not supported: json-file and local are"
         )));
     }
     let mut config = BTreeMap::new();
+    if typ == "local" {
+        config.insert("max-size".to_string(), "20m".to_string());
+        config.insert("max-file".to_string(), "5".to_string());
+    }
     for o in opts {
         let (k, v) = o.split_once('=').ok_or_else(|| {
             Error::Invalid(format!("invalid --log-opt {o:?}: expected KEY=VALUE"))
@@ -173,9 +179,11 @@ pub fn parse_log_config(driver: Option<&str>, opts: &[String]) -> Result<crate::
                     )))
                 }
             },
+            // local's compression: accepted, its files are not compressed.
+            "compress" if typ == "local" && (v == "true" || v == "false") => {}
             other => {
                 return Err(Error::Invalid(format!(
-                    "unknown log opt {other:?} for the json-file driver: use max-size or max-file"
+                    "unknown log opt {other:?} for the {typ} driver: use max-size or max-file"
                 )))
             }
         }

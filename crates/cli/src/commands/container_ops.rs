@@ -208,6 +208,9 @@ pub struct StatsArgs {
     /// "json" (one object per line) or a Go-style template.
     #[arg(long)]
     pub format: Option<String>,
+    /// Containers that do not run too (with no names given).
+    #[arg(short = 'a', long)]
+    pub all: bool,
     /// Containers (default: all running).
     pub containers: Vec<String>,
 }
@@ -330,7 +333,7 @@ const STATS_HEADERS: &[(&str, &str)] = &[
 pub fn stats(engine: &Engine, a: StatsArgs) -> Result<()> {
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
     loop {
-        let usage = engine.stats(&a.containers, Duration::from_millis(1000))?;
+        let usage = engine.stats_all(&a.containers, Duration::from_millis(1000), a.all)?;
         let mut out = std::io::stdout().lock();
         if !a.no_stream && terminal && a.format.is_none() {
             // Redraw in place, as docker does on a terminal.
