@@ -842,3 +842,56 @@ fn flags_stop_signal_cidfile_label_file_binds_env_file_stats_all_log_local() {
         .ok(&["stats", "--no-stream", "--format", "{{.Name}}"])
         .contains("c1"));
 }
+
+#[test]
+fn cpu_quota_period_and_memory_reservation_reach_the_cgroup() {
+    let r = Root::new();
+    let out = r.ok(&[
+        "run", "--rm", "--name", "q", "--cpu-quota", "50000", "--cpu-period", "100000",
+        "-m", "64m", "--memory-reservation", "32m", "busybox", "sh", "-c",
+        "cat /sys/fs/cgroup/cpu.max 2>/dev/null || cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us; \
+         cat /sys/fs/cgroup/memory.low 2>/dev/null || cat /sys/fs/cgroup/memory/memory.soft_limit_in_bytes",
+    ]);
+    let words: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(words, ["50000", "100000", "33554432"], "{out}");
+    r.ok(&[
+        "create",
+        "--name",
+        "qc",
+        "--cpu-quota",
+        "20000",
+        "--memory-reservation",
+        "8m",
+        "busybox",
+        "true",
+    ]);
+    let h = &r.inspect("qc")["HostConfig"];
+    assert_eq!(
+        (h["CpuQuota"].as_i64(), h["MemoryReservation"].as_i64()),
+        (Some(20000), Some(8 << 20)),
+        "{h}"
+    );
+    for (args, want) in [
+        (
+            &["--cpus", "1", "--cpu-quota", "5000"][..],
+            "conflicting options",
+        ),
+        (&["--cpu-period", "10"], "--cpu-period"),
+        (&["--cpu-quota", "10"], "--cpu-quota"),
+        (
+            &["-m", "16m", "--memory-reservation", "32m"],
+            "memory reservation",
+        ),
+    ] {
+        let mut a = vec!["run", "--rm"];
+        a.extend_from_slice(args);
+        a.extend(["busybox", "true"]);
+        let out = r.run(&a);
+        assert_eq!(code(&out), 125, "{args:?}");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(want) && err.lines().count() == 1,
+            "{args:?}: {err}"
+        );
+    }
+}

@@ -225,7 +225,40 @@ fn check_joined_network(o: &CreateOptions, target: &str) -> Result<()> {
 }
 
 /// The HostConfig of a new container; `runtime_path` is the resolved runtime.
+/// docker's checks of `--cpu-quota`/`--cpu-period` and `--memory-reservation`.
+fn check_cpu_and_reservation(o: &CreateOptions) -> Result<()> {
+    if o.nano_cpus > 0 && (o.cpu_quota != 0 || o.cpu_period != 0) {
+        return Err(Error::Invalid(
+            "conflicting options: --cpus and --cpu-quota/--cpu-period cannot both be set".into(),
+        ));
+    }
+    if o.cpu_period != 0 && !(1000..=1_000_000).contains(&o.cpu_period) {
+        return Err(Error::Invalid(format!(
+            "invalid --cpu-period {}: it must be between 1000 and 1000000 microseconds",
+            o.cpu_period
+        )));
+    }
+    if o.cpu_quota != 0 && o.cpu_quota != -1 && o.cpu_quota < 1000 {
+        return Err(Error::Invalid(format!(
+            "invalid --cpu-quota {}: it must be at least 1000 microseconds (or -1)",
+            o.cpu_quota
+        )));
+    }
+    if o.memory_reservation < 0 {
+        return Err(Error::Invalid(
+            "invalid --memory-reservation: below 0".into(),
+        ));
+    }
+    if o.memory > 0 && o.memory_reservation > o.memory {
+        return Err(Error::Invalid(
+            "minimum memory limit can not be less than memory reservation limit: set --memory-reservation below --memory".into(),
+        ));
+    }
+    Ok(())
+}
+
 pub fn host_config(o: &CreateOptions, runtime_path: &str) -> Result<HostConfig> {
+    check_cpu_and_reservation(o)?;
     let network_mode = o
         .network
         .clone()
@@ -341,6 +374,9 @@ pub fn host_config(o: &CreateOptions, runtime_path: &str) -> Result<HostConfig> 
         memory: o.memory,
         memory_swap: o.memory_swap,
         nano_cpus: o.nano_cpus,
+        cpu_quota: o.cpu_quota,
+        cpu_period: o.cpu_period,
+        memory_reservation: o.memory_reservation,
         pids_limit: o.pids_limit,
         networks: if cni {
             vec![crate::record::NetworkAttach {

@@ -40,6 +40,11 @@ pub struct CreateOptions {
     pub memory: i64,
     pub memory_swap: i64,
     pub nano_cpus: i64,
+    /// `--cpu-quota` / `--cpu-period` (microseconds; 0: unset).
+    pub cpu_quota: i64,
+    pub cpu_period: i64,
+    /// `--memory-reservation` in bytes (0: unset).
+    pub memory_reservation: i64,
     pub pids_limit: i64,
     /// "none", "host" or a network's name; None is the default network.
     pub network: Option<String>,

@@ -372,6 +372,11 @@ pub struct HostConfig {
     pub memory_swap: i64,
     /// CPUs in billionths (docker's NanoCpus); 0 is unlimited.
     pub nano_cpus: i64,
+    /// CFS quota and period in microseconds (docker's CpuQuota, CpuPeriod); 0 unset.
+    pub cpu_quota: i64,
+    pub cpu_period: i64,
+    /// Soft memory limit in bytes (docker's MemoryReservation); 0 unset.
+    pub memory_reservation: i64,
     /// 0 is unlimited.
     pub pids_limit: i64,
     /// "none", "host", or the first network's name ("bridge" by default).

@@ -324,26 +324,38 @@ const INIT_PATH: &str = "/sbin/docker-init";
 pub fn resources(h: &HostConfig, id: &str) -> Result<oci_spec::runtime::LinuxResources> {
     let mut resources =
         LinuxResourcesBuilder::default().devices(security::device_rules(h.privileged));
-    if h.memory > 0 {
-        // Docker: swap defaults to as much again as the memory limit.
-        let swap = match h.memory_swap {
-            0 => h.memory * 2,
-            s => s,
-        };
-        resources = resources.memory(
-            LinuxMemoryBuilder::default()
-                .limit(h.memory)
-                .swap(swap)
-                .build()
-                .map_err(build_err("memory limit", id))?,
-        );
+    if h.memory > 0 || h.memory_reservation > 0 {
+        let mut memory = LinuxMemoryBuilder::default();
+        if h.memory > 0 {
+            // Docker: swap defaults to as much again as the memory limit.
+            let swap = match h.memory_swap {
+                0 => h.memory * 2,
+                s => s,
+            };
+            memory = memory.limit(h.memory).swap(swap);
+        }
+        if h.memory_reservation > 0 {
+            memory = memory.reservation(h.memory_reservation);
+        }
+        resources = resources.memory(memory.build().map_err(build_err("memory limit", id))?);
     }
-    if h.nano_cpus > 0 || h.cpu_shares > 0 || !h.cpuset_cpus.is_empty() || !h.cpuset_mems.is_empty()
+    if h.nano_cpus > 0
+        || h.cpu_quota != 0
+        || h.cpu_period != 0
+        || h.cpu_shares > 0
+        || !h.cpuset_cpus.is_empty()
+        || !h.cpuset_mems.is_empty()
     {
         let mut cpu = LinuxCpuBuilder::default();
         if h.nano_cpus > 0 {
             let quota = (h.nano_cpus as i128 * CPU_PERIOD as i128 / 1_000_000_000) as i64;
             cpu = cpu.quota(quota).period(CPU_PERIOD);
+        }
+        if h.cpu_quota != 0 {
+            cpu = cpu.quota(h.cpu_quota);
+        }
+        if h.cpu_period != 0 {
+            cpu = cpu.period(h.cpu_period as u64);
         }
         if h.cpu_shares > 0 {
             cpu = cpu.shares(h.cpu_shares);

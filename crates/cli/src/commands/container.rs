@@ -176,6 +176,19 @@ pub struct CreateArgs {
     /// Number of CPUs (e.g. 1.5).
     #[arg(long)]
     pub cpus: Option<String>,
+    /// CFS quota in microseconds per period (-1: unlimited).
+    #[arg(
+        long = "cpu-quota",
+        allow_hyphen_values = true,
+        value_name = "MICROSECONDS"
+    )]
+    pub cpu_quota: Option<i64>,
+    /// CFS period in microseconds (1000 to 1000000).
+    #[arg(long = "cpu-period", value_name = "MICROSECONDS")]
+    pub cpu_period: Option<i64>,
+    /// Soft memory limit (e.g. 32m), below --memory.
+    #[arg(long = "memory-reservation", value_name = "SIZE")]
+    pub memory_reservation: Option<String>,
     /// Maximum number of processes.
     #[arg(long = "pids-limit")]
     pub pids_limit: Option<i64>,
@@ -885,6 +898,14 @@ fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
             .cpus
             .as_deref()
             .map(options::parse_cpus)
+            .transpose()?
+            .unwrap_or(0),
+        cpu_quota: a.cpu_quota.unwrap_or(0),
+        cpu_period: a.cpu_period.unwrap_or(0),
+        memory_reservation: a
+            .memory_reservation
+            .as_deref()
+            .map(options::parse_bytes)
             .transpose()?
             .unwrap_or(0),
         pids_limit: a.pids_limit.unwrap_or(0),
