@@ -895,3 +895,38 @@ fn cpu_quota_period_and_memory_reservation_reach_the_cgroup() {
         );
     }
 }
+
+#[test]
+fn run_platform_checks_the_stored_image() {
+    let r = Root::new();
+    let own = r.ok(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{.Os}}/{{.Architecture}}",
+        "busybox",
+    ]);
+    let own = own.trim();
+    assert_eq!(
+        r.ok(&["run", "--rm", "--platform", own, "busybox", "echo", "ok"]),
+        "ok\n"
+    );
+    let other = if own.ends_with("arm64") {
+        "linux/amd64"
+    } else {
+        "linux/arm64"
+    };
+    for verb in ["run", "create"] {
+        let out = r.run(&[verb, "--platform", other, "busybox", "true"]);
+        assert_eq!(code(&out), 125, "{verb}");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("does not match the specified platform") && err.contains(other),
+            "{err}"
+        );
+    }
+    assert!(r.ps_all().is_empty());
+    let out = r.run(&["create", "--platform", "nonsense", "busybox"]);
+    assert_eq!(code(&out), 125);
+    assert_eq!(text(&out.stderr).lines().count(), 1);
+}

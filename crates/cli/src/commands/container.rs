@@ -107,6 +107,10 @@ pub struct CreateArgs {
     /// Pull the image: missing (if not stored), always, or never.
     #[arg(long, default_value = "missing", value_name = "POLICY")]
     pub pull: String,
+    /// The image's platform, os/arch[/variant]: pulled for it; a stored image
+    /// of another platform is refused.
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
     /// Environment variable KEY=value (or KEY to pass the caller's value).
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
@@ -537,7 +541,13 @@ fn dispatch(g: &Global, cmd: ContainerCommand) -> Result<()> {
             let mut images = open_images(g)?;
             let opts = create_options(&a)?;
             check_cidfile(&a.cidfile)?;
-            super::distribution::pull_for_run(g, &mut images, &opts.image, &a.pull)?;
+            super::distribution::pull_for_run(
+                g,
+                &mut images,
+                &opts.image,
+                &a.pull,
+                a.platform.as_deref(),
+            )?;
             let c = engine.create(&mut images, &opts)?;
             write_cidfile(&a.cidfile, &c.id)?;
             println!("{}", c.id);
@@ -1001,7 +1011,13 @@ fn run_container(g: &Global, engine: &Engine, a: Box<RunArgs>) -> Result<()> {
         opts.attach_stderr = false;
     }
     check_cidfile(&a.create.cidfile)?;
-    super::distribution::pull_for_run(g, &mut images, &opts.image, &a.create.pull)?;
+    super::distribution::pull_for_run(
+        g,
+        &mut images,
+        &opts.image,
+        &a.create.pull,
+        a.create.platform.as_deref(),
+    )?;
     let c = engine.create(&mut images, &opts)?;
     write_cidfile(&a.create.cidfile, &c.id)?;
     // A foreground run is attached, as docker's: output comes live from the
