@@ -930,3 +930,77 @@ fn run_platform_checks_the_stored_image() {
     assert_eq!(code(&out), 125);
     assert_eq!(text(&out.stderr).lines().count(), 1);
 }
+
+#[test]
+fn oom_kill_disable_and_blkio_weight() {
+    let r = Root::new();
+    let v1 = std::path::Path::new("/sys/fs/cgroup/memory/memory.oom_control").exists();
+    let out = r.run(&[
+        "run",
+        "--rm",
+        "-m",
+        "64m",
+        "--oom-kill-disable",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/memory/memory.oom_control",
+    ]);
+    if v1 {
+        assert!(
+            text(&out.stdout).contains("oom_kill_disable 1"),
+            "{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    } else {
+        // cgroup v2 has no switch for it: a one-line error.
+        assert_eq!(
+            text(&out.stderr).lines().count(),
+            1,
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    r.ok(&[
+        "create",
+        "--name",
+        "o",
+        "--oom-kill-disable",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(r.inspect("o")["HostConfig"]["OomKillDisable"], true);
+
+    // --blkio-weight: applied where the host has a weighted scheduler, else
+    // one clear line and nothing created.
+    let blkio = std::path::Path::new("/sys/fs/cgroup/blkio");
+    let out = r.run(&[
+        "run", "--rm", "--name", "bw", "--blkio-weight", "300", "busybox", "sh", "-c",
+        "cat /sys/fs/cgroup/blkio/blkio.weight 2>/dev/null || cat /sys/fs/cgroup/blkio/blkio.bfq.weight 2>/dev/null || cat /sys/fs/cgroup/io.bfq.weight 2>/dev/null || cat /sys/fs/cgroup/io.weight",
+    ]);
+    let lacking = blkio.is_dir()
+        && !blkio.join("blkio.weight").exists()
+        && !blkio.join("blkio.bfq.weight").exists();
+    if lacking {
+        assert_eq!(code(&out), 125);
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("no blkio.weight") && err.lines().count() == 1,
+            "{err}"
+        );
+        assert!(r.state_of("bw").is_none());
+    } else if out.status.success() {
+        assert!(text(&out.stdout).contains("300"), "{}", text(&out.stdout));
+    } else {
+        assert_eq!(
+            text(&out.stderr).lines().count(),
+            1,
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    let out = r.run(&["run", "--rm", "--blkio-weight", "5", "busybox", "true"]);
+    assert_eq!(code(&out), 125);
+    assert!(text(&out.stderr).contains("between 10 and 1000"));
+}

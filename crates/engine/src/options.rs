@@ -45,6 +45,10 @@ pub struct CreateOptions {
     pub cpu_period: i64,
     /// `--memory-reservation` in bytes (0: unset).
     pub memory_reservation: i64,
+    /// `--oom-kill-disable`.
+    pub oom_kill_disable: bool,
+    /// `--blkio-weight` (10 to 1000; 0: unset).
+    pub blkio_weight: u16,
     pub pids_limit: i64,
     /// "none", "host" or a network's name; None is the default network.
     pub network: Option<String>,

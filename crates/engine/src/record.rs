@@ -377,6 +377,10 @@ pub struct HostConfig {
     pub cpu_period: i64,
     /// Soft memory limit in bytes (docker's MemoryReservation); 0 unset.
     pub memory_reservation: i64,
+    /// `--oom-kill-disable` (docker's OomKillDisable).
+    pub oom_kill_disable: bool,
+    /// Block I/O weight, 10-1000 (docker's BlkioWeight); 0 unset.
+    pub blkio_weight: u16,
     /// 0 is unlimited.
     pub pids_limit: i64,
     /// "none", "host", or the first network's name ("bridge" by default).

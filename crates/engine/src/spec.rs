@@ -324,8 +324,11 @@ const INIT_PATH: &str = "/sbin/docker-init";
 pub fn resources(h: &HostConfig, id: &str) -> Result<oci_spec::runtime::LinuxResources> {
     let mut resources =
         LinuxResourcesBuilder::default().devices(security::device_rules(h.privileged));
-    if h.memory > 0 || h.memory_reservation > 0 {
+    if h.memory > 0 || h.memory_reservation > 0 || h.oom_kill_disable {
         let mut memory = LinuxMemoryBuilder::default();
+        if h.oom_kill_disable {
+            memory = memory.disable_oom_killer(true);
+        }
         if h.memory > 0 {
             // Docker: swap defaults to as much again as the memory limit.
             let swap = match h.memory_swap {
@@ -367,6 +370,15 @@ pub fn resources(h: &HostConfig, id: &str) -> Result<oci_spec::runtime::LinuxRes
             cpu = cpu.mems(h.cpuset_mems.clone());
         }
         resources = resources.cpu(cpu.build().map_err(build_err("cpu limit", id))?);
+    }
+    if h.blkio_weight > 0 {
+        // Hosts without a weighted I/O scheduler: the runtime says so in one line.
+        resources = resources.block_io(
+            oci_spec::runtime::LinuxBlockIoBuilder::default()
+                .weight(h.blkio_weight)
+                .build()
+                .map_err(build_err("blkio weight", id))?,
+        );
     }
     if h.pids_limit > 0 {
         resources = resources.pids(

@@ -193,6 +193,12 @@ pub struct CreateArgs {
     /// Soft memory limit (e.g. 32m), below --memory.
     #[arg(long = "memory-reservation", value_name = "SIZE")]
     pub memory_reservation: Option<String>,
+    /// Do not let the kernel's OOM killer end the container's processes.
+    #[arg(long = "oom-kill-disable")]
+    pub oom_kill_disable: bool,
+    /// Block I/O weight, 10 to 1000 (needs a weighted I/O scheduler on the host).
+    #[arg(long = "blkio-weight", value_name = "WEIGHT")]
+    pub blkio_weight: Option<u16>,
     /// Maximum number of processes.
     #[arg(long = "pids-limit")]
     pub pids_limit: Option<i64>,
@@ -910,6 +916,8 @@ fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
             .map(options::parse_cpus)
             .transpose()?
             .unwrap_or(0),
+        oom_kill_disable: a.oom_kill_disable,
+        blkio_weight: a.blkio_weight.unwrap_or(0),
         cpu_quota: a.cpu_quota.unwrap_or(0),
         cpu_period: a.cpu_period.unwrap_or(0),
         memory_reservation: a
