@@ -696,7 +696,7 @@ fn prune_filters_prompts_and_reclaimed_space() {
 }
 
 #[test]
-fn flags_stop_signal_cidfile_label_file_binds_env_file_stats_all_log_local() {
+fn flags_stop_signal_cidfile_label_file_binds_exec_env_file_privileged_stats_all_log_local() {
     let r = Root::new();
     // stop -s / restart -s: the given signal first (the trap answers it).
     let trap = "trap 'echo got-int; exit 3' INT; while true; do sleep 0.1; done";
@@ -827,6 +827,29 @@ fn flags_stop_signal_cidfile_label_file_binds_env_file_stats_all_log_local() {
             "echo $FROM_FILE"
         ]),
         "yes\n"
+    );
+    // exec --privileged: every capability, as a privileged container's.
+    let all = r.ok(&[
+        "run",
+        "--rm",
+        "--privileged",
+        "busybox",
+        "grep",
+        "CapEff",
+        "/proc/self/status",
+    ]);
+    let plain = r.ok(&["exec", "ex", "grep", "CapEff", "/proc/self/status"]);
+    assert_ne!(plain, all);
+    assert_eq!(
+        r.ok(&[
+            "exec",
+            "--privileged",
+            "ex",
+            "grep",
+            "CapEff",
+            "/proc/self/status"
+        ]),
+        all
     );
     // stats -a: stopped containers too, at zero.
     let st = r.ok(&[

@@ -32,6 +32,8 @@ pub struct ExecOptions {
     pub detach: bool,
     /// The caller's terminal size (rows, cols), for `tty`.
     pub console_size: Option<(u16, u16)>,
+    /// `--privileged`: every capability (docker's exec --privileged).
+    pub privileged: bool,
 }
 
 /// A process running with a terminal: the caller relays its pty master.
@@ -254,6 +256,15 @@ impl Engine {
                 .unwrap_or_default();
             process.set_capabilities(Some(
                 crate::security::process_capabilities(&bounding, u.uid).map_err(|e| {
+                    Error::Invalid(format!("exec capabilities in container {}: {e}", c.name))
+                })?,
+            ));
+        }
+        if o.privileged {
+            let all = crate::security::capabilities(true, &[], &[])?;
+            let uid = process.user().uid();
+            process.set_capabilities(Some(
+                crate::security::process_capabilities(&all, uid).map_err(|e| {
                     Error::Invalid(format!("exec capabilities in container {}: {e}", c.name))
                 })?,
             ));

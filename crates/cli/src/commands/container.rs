@@ -503,6 +503,9 @@ pub struct ExecArgs {
     /// Read environment variables from a file (KEY=value lines).
     #[arg(long = "env-file", value_name = "FILE")]
     pub env_file: Vec<PathBuf>,
+    /// Give the process every capability.
+    #[arg(long)]
+    pub privileged: bool,
     pub container: String,
     #[arg(
         trailing_var_arg = true,
@@ -1238,6 +1241,7 @@ fn exec(engine: &Engine, a: ExecArgs) -> Result<()> {
     }
     env.extend(a.env);
     let o = ExecOptions {
+        privileged: a.privileged,
         cmd: a.command,
         env,
         user: a.user,
