@@ -1027,3 +1027,49 @@ fn oom_kill_disable_and_blkio_weight() {
     assert_eq!(code(&out), 125);
     assert!(text(&out.stderr).contains("between 10 and 1000"));
 }
+
+#[test]
+fn system_df_verbose_lists_each_object() {
+    let r = Root::new();
+    r.ok(&["volume", "create", "dfv"]);
+    r.ok(&["create", "--name", "dfc", "-v", "dfv:/d", "busybox", "true"]);
+    let out = r.ok(&["system", "df", "-v"]);
+    let sections: Vec<&str> = out
+        .lines()
+        .filter(|l| l.ends_with(':') || l.starts_with("Build cache usage"))
+        .collect();
+    assert_eq!(
+        sections,
+        [
+            "Images space usage:",
+            "Containers space usage:",
+            "Local Volumes space usage:",
+            "Build cache usage: 0B"
+        ],
+        "{out}"
+    );
+    let row = |first: &str| -> Vec<String> {
+        out.lines()
+            .find(|l| l.starts_with(first))
+            .unwrap_or_else(|| panic!("{first} in {out}"))
+            .split("   ")
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+            .collect()
+    };
+    let img = row("busybox ");
+    assert_eq!(
+        (img[1].as_str(), img.last().unwrap().as_str()),
+        ("latest", "1"),
+        "{img:?}"
+    );
+    let c = row(&r.inspect("dfc")["Id"].as_str().unwrap()[..12]);
+    assert_eq!(
+        (c[2].as_str(), c[3].as_str(), c.last().unwrap().as_str()),
+        ("\"true\"", "1", "dfc"),
+        "{c:?}"
+    );
+    assert_eq!(row("dfv "), ["dfv", "1", "0B"]);
+    let out = r.run(&["system", "df", "-v", "--format", "json"]);
+    assert_eq!(code(&out), 1);
+}

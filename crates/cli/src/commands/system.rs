@@ -47,9 +47,12 @@ pub struct ResetArgs {
 
 #[derive(Debug, Args)]
 pub struct DfArgs {
-    /// "json" for one object per line.
+    /// "json" for one object per line, a Go template or "table TEMPLATE".
     #[arg(long)]
     pub format: Option<String>,
+    /// Each image, container and volume with its space.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Args)]
@@ -121,6 +124,12 @@ fn size(n: u64) -> String {
 }
 
 fn df(engine: &Engine, images: &ImageStore, a: DfArgs) -> Result<()> {
+    if a.verbose {
+        if a.format.is_some() {
+            anyhow::bail!("system df: --verbose and --format cannot be combined");
+        }
+        return df_verbose(engine, images);
+    }
     let containers = engine.list()?;
     let used: std::collections::HashSet<String> =
         containers.iter().map(|c| c.image_id.clone()).collect();
@@ -214,6 +223,94 @@ fn df(engine: &Engine, images: &ImageStore, a: DfArgs) -> Result<()> {
             pct(r, s)
         )?;
     }
+    Ok(())
+}
+
+/// `system df -v`: docker's four sections, each a table.
+fn df_verbose(engine: &Engine, images: &ImageStore) -> Result<()> {
+    let containers = engine.list()?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "Images space usage:\n")?;
+    let mut rows = vec![
+        "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE\tSHARED SIZE\tUNIQUE SIZE\tCONTAINERS"
+            .to_string(),
+    ];
+    for i in images.list()? {
+        let id = i.id.to_string();
+        let used = containers.iter().filter(|c| c.image_id == id).count();
+        let created = if i.created == 0 {
+            "N/A".to_string()
+        } else {
+            crate::output::human_age(i.created)
+        };
+        let names: Vec<(String, String)> = if i.names.is_empty() {
+            vec![("<none>".into(), "<none>".into())]
+        } else {
+            i.names
+                .iter()
+                .map(|n| {
+                    (
+                        n.familiar_repository(),
+                        n.tag().unwrap_or("<none>").to_string(),
+                    )
+                })
+                .collect()
+        };
+        for (repo, tag) in names {
+            rows.push(format!(
+                "{repo}\t{tag}\t{}\t{created}\t{}\t0B\t{}\t{used}",
+                i.id.short(),
+                size(i.size),
+                size(i.size)
+            ));
+        }
+    }
+    crate::template::write_table(&mut out, &rows)?;
+    writeln!(out, "\nContainers space usage:\n")?;
+    let mut rows = vec![
+        "CONTAINER ID\tIMAGE\tCOMMAND\tLOCAL VOLUMES\tSIZE\tCREATED\tSTATUS\tNAMES".to_string(),
+    ];
+    for c in &containers {
+        let rw = hako_engine::volume::disk_usage(&engine.container_dir(&c.id).join("upper"));
+        let mut cmd = c.argv().join(" ");
+        if cmd.chars().count() > 20 {
+            cmd = cmd.chars().take(19).collect::<String>() + "…";
+        }
+        let volumes = c
+            .host
+            .mounts
+            .iter()
+            .filter(|m| m.typ == hako_engine::MountType::Volume)
+            .count();
+        let created = hako_engine::clock::unix(&c.created)
+            .map(crate::output::human_age)
+            .unwrap_or_else(|| "N/A".into());
+        rows.push(format!(
+            "{}\t{}\t\"{cmd}\"\t{volumes}\t{}\t{created}\t{}\t{}",
+            c.short_id(),
+            c.image,
+            size(rw),
+            c.state.status_text(),
+            c.name
+        ));
+    }
+    crate::template::write_table(&mut out, &rows)?;
+    writeln!(out, "\nLocal Volumes space usage:\n")?;
+    let mut rows = vec!["VOLUME NAME\tLINKS\tSIZE".to_string()];
+    for v in engine.volumes()? {
+        let links = containers
+            .iter()
+            .filter(|c| c.host.mounts.iter().any(|m| m.source == v.name))
+            .count();
+        let s = hako_engine::volume::disk_usage(&engine.volumes_dir().join(&v.name));
+        rows.push(format!("{}\t{links}\t{}", v.name, size(s)));
+    }
+    crate::template::write_table(&mut out, &rows)?;
+    writeln!(out, "\nBuild cache usage: 0B\n")?;
+    crate::template::write_table(
+        &mut out,
+        &["CACHE ID\tCACHE TYPE\tSIZE\tCREATED\tLAST USED\tUSAGE\tSHARED".to_string()],
+    )?;
     Ok(())
 }
 
