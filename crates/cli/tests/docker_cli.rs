@@ -1073,3 +1073,32 @@ fn system_df_verbose_lists_each_object() {
     let out = r.run(&["system", "df", "-v", "--format", "json"]);
     assert_eq!(code(&out), 1);
 }
+
+#[test]
+fn login_without_a_registry_says_which_it_uses() {
+    let r = Root::new();
+    let auth = r.dir().join("auth.json");
+    let out = hako(&r)
+        .args([
+            "login",
+            "-u",
+            "alice",
+            "--password-stdin",
+            "--authfile",
+            auth.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    // Named before anything is asked or sent; the empty password stops it here.
+    assert!(
+        err.lines().next().unwrap_or_default().contains("docker.io"),
+        "{err}"
+    );
+    assert_eq!(code(&out), 1, "{err}");
+    assert!(
+        err.contains("logging in to docker.io: a password is required"),
+        "{err}"
+    );
+    assert!(!auth.exists());
+}

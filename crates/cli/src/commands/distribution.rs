@@ -101,8 +101,8 @@ pub struct PushArgs {
 
 #[derive(Debug, Args)]
 pub struct LoginArgs {
-    /// Registry host[:port].
-    registry: String,
+    /// Registry host[:port] (default: docker.io, as docker's).
+    registry: Option<String>,
     /// User name.
     #[arg(short, long)]
     username: Option<String>,
@@ -332,7 +332,16 @@ fn push(g: &Global, a: PushArgs) -> Result<()> {
 }
 
 fn login(a: LoginArgs) -> Result<()> {
-    let registry = normalise_registry(&a.registry);
+    let registry = match &a.registry {
+        Some(r) => normalise_registry(r),
+        None => {
+            // Said first, so nobody types a password for the wrong registry.
+            eprintln!(
+                "Logging in to docker.io (Docker Hub), the default registry; name another with `hako login HOST[:PORT]`."
+            );
+            "docker.io".to_string()
+        }
+    };
     let what = || format!("logging in to {registry}");
     let username = match a.username {
         Some(u) => u,
