@@ -1102,3 +1102,57 @@ fn login_without_a_registry_says_which_it_uses() {
     );
     assert!(!auth.exists());
 }
+
+#[test]
+fn cgroupns_host_and_private() {
+    let r = Root::new();
+    let host_ns = fs::read_link("/proc/self/ns/cgroup").unwrap();
+    let host_ns = host_ns.to_str().unwrap();
+    let show = "readlink /proc/self/ns/cgroup; grep pids /proc/self/cgroup";
+    for runtime in ["hako-runtime", "runc"] {
+        let out = r.ok(&[
+            "run",
+            "--rm",
+            "--runtime",
+            runtime,
+            "--cgroupns",
+            "host",
+            "busybox",
+            "sh",
+            "-c",
+            show,
+        ]);
+        let mut lines = out.lines();
+        assert_eq!(lines.next(), Some(host_ns), "{out}");
+        assert!(lines.next().unwrap().contains("/hako/"), "{out}");
+        let out = r.ok(&[
+            "run",
+            "--rm",
+            "--runtime",
+            runtime,
+            "--cgroupns",
+            "private",
+            "busybox",
+            "sh",
+            "-c",
+            show,
+        ]);
+        let mut lines = out.lines();
+        assert_ne!(lines.next(), Some(host_ns), "{out}");
+        // Its own cgroup is the root of its view.
+        assert!(lines.next().unwrap().ends_with(":/"), "{out}");
+    }
+    r.ok(&[
+        "create",
+        "--name",
+        "cn",
+        "--cgroupns",
+        "private",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(r.inspect("cn")["HostConfig"]["CgroupnsMode"], "private");
+    let out = r.run(&["run", "--rm", "--cgroupns", "shared", "busybox", "true"]);
+    assert_eq!(code(&out), 125);
+    assert_eq!(text(&out.stderr).lines().count(), 1);
+}

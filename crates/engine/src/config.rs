@@ -360,6 +360,15 @@ pub fn host_config(o: &CreateOptions, runtime_path: &str) -> Result<HostConfig> 
     };
     let pid_mode = mode("pid", &o.pid_mode, &["host"])?;
     let ipc_mode = mode("ipc", &o.ipc_mode, &["host", "private"])?;
+    let cgroupns_mode = match o.cgroupns_mode.as_deref() {
+        None | Some("") => String::new(),
+        Some(m @ ("host" | "private")) => m.to_string(),
+        Some(m) => {
+            return Err(Error::Invalid(format!(
+                "invalid --cgroupns {m:?}: use host or private"
+            )))
+        }
+    };
     if ipc_mode == "host" && o.shm_size > 0 {
         return Err(Error::Invalid(
             "conflicting options: --shm-size and --ipc host (the host's /dev/shm is used)".into(),
@@ -427,6 +436,7 @@ pub fn host_config(o: &CreateOptions, runtime_path: &str) -> Result<HostConfig> 
         sysctls,
         pid_mode,
         ipc_mode,
+        cgroupns_mode,
         group_add: o.group_add.clone(),
         init: o.init,
         cpu_shares: match o.cpu_shares {

@@ -57,6 +57,8 @@ pub struct CreateOptions {
     /// `--pid` and `--ipc`: "host", or None for the container's own.
     pub pid_mode: Option<String>,
     pub ipc_mode: Option<String>,
+    /// `--cgroupns host|private`.
+    pub cgroupns_mode: Option<String>,
     /// `--group-add`.
     pub group_add: Vec<String>,
     /// `--shm-size` in bytes (0: 64 MiB).

@@ -411,6 +411,10 @@ pub struct HostConfig {
     pub pid_mode: String,
     /// `--ipc host`: the host's IPC namespace and /dev/shm ("" is private).
     pub ipc_mode: String,
+    /// `--cgroupns private`: a cgroup namespace of its own ("" and "host":
+    /// the host's, docker's default on cgroup v1 hosts such as this one).
+    #[serde(rename = "CgroupnsMode")]
+    pub cgroupns_mode: String,
     /// `--group-add`: more groups for the process (names or gids).
     pub group_add: Vec<String>,
     /// `--shm-size` in bytes; 0 is docker's 64 MiB.

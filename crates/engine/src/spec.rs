@@ -229,6 +229,9 @@ pub fn build(
         namespaces.push(LinuxNamespaceType::Network);
         namespaces.push(LinuxNamespaceType::Uts);
     }
+    if h.cgroupns_mode == "private" {
+        namespaces.push(LinuxNamespaceType::Cgroup);
+    }
     let namespaces = namespaces
         .into_iter()
         .map(|t| match (t, netns) {

@@ -214,6 +214,9 @@ pub struct CreateArgs {
     /// IPC namespace: "host" shares the host's (and its /dev/shm), "private".
     #[arg(long, value_name = "MODE")]
     pub ipc: Option<String>,
+    /// Cgroup namespace: "host" (the default here, a cgroup v1 host) or "private".
+    #[arg(long, value_name = "MODE")]
+    pub cgroupns: Option<String>,
     /// Another group for the process (a name in the image's /etc/group, or a gid).
     #[arg(long = "group-add", value_name = "GROUP")]
     pub group_add: Vec<String>,
@@ -943,6 +946,7 @@ fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
         pid_mode: a.pid.clone(),
         group_add: a.group_add.clone(),
         ipc_mode: a.ipc.clone(),
+        cgroupns_mode: a.cgroupns.clone(),
         mac_address: a
             .mac_address
             .as_deref()
