@@ -406,6 +406,7 @@ pub fn host_config(o: &CreateOptions, runtime_path: &str) -> Result<HostConfig> 
         cpu_period: o.cpu_period,
         memory_reservation: o.memory_reservation,
         oom_kill_disable: o.oom_kill_disable,
+        devices: o.devices.clone(),
         blkio_weight: o.blkio_weight,
         pids_limit: o.pids_limit,
         networks: if cni {

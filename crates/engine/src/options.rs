@@ -47,6 +47,8 @@ pub struct CreateOptions {
     pub memory_reservation: i64,
     /// `--oom-kill-disable`.
     pub oom_kill_disable: bool,
+    /// `--device` (see [`parse_device`]).
+    pub devices: Vec<crate::record::DeviceMapping>,
     /// `--blkio-weight` (10 to 1000; 0: unset).
     pub blkio_weight: u16,
     pub pids_limit: i64,
@@ -652,6 +654,33 @@ pub fn read_env_file(path: &Path) -> Result<Vec<String>> {
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(str::to_string)
         .collect())
+}
+
+/// `--device HOST[:CONTAINER][:PERMISSIONS]` as docker reads it: the
+/// container path defaults to the host's, the permissions (some of "rwm")
+/// to "rwm"; a middle part made only of r, w and m is the permissions.
+pub fn parse_device(s: &str) -> Result<crate::record::DeviceMapping> {
+    let bad = |why: &str| Error::Invalid(format!("invalid --device {s:?}: {why}"));
+    let perms_like = |p: &str| !p.is_empty() && p.chars().all(|c| "rwm".contains(c));
+    let parts: Vec<&str> = s.split(':').collect();
+    let (host, ctr, perms) = match parts.as_slice() {
+        [h] => (*h, *h, "rwm"),
+        [h, p] if perms_like(p) => (*h, *h, *p),
+        [h, c] => (*h, *c, "rwm"),
+        [h, c, p] => (*h, *c, *p),
+        _ => return Err(bad("expected HOST[:CONTAINER][:PERMISSIONS]")),
+    };
+    if !host.starts_with('/') || !ctr.starts_with('/') {
+        return Err(bad("the paths must be absolute"));
+    }
+    if !perms_like(perms) {
+        return Err(bad("the permissions are some of r, w and m"));
+    }
+    Ok(crate::record::DeviceMapping {
+        path_on_host: host.to_string(),
+        path_in_container: ctr.to_string(),
+        cgroup_permissions: perms.to_string(),
+    })
 }
 
 /// `--label k=v` (a bare key gets an empty value).

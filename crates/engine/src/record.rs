@@ -305,6 +305,16 @@ impl Mount {
     }
 }
 
+/// `--device HOST[:CONTAINER][:PERMISSIONS]` (docker's DeviceMapping).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DeviceMapping {
+    pub path_on_host: String,
+    pub path_in_container: String,
+    /// Some of "rwm".
+    pub cgroup_permissions: String,
+}
+
 /// `--log-driver` / `--log-opt` (docker's `HostConfig.LogConfig`). Only the
 /// json-file driver exists; its options are `max-size` and `max-file`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -377,6 +387,8 @@ pub struct HostConfig {
     pub cpu_period: i64,
     /// Soft memory limit in bytes (docker's MemoryReservation); 0 unset.
     pub memory_reservation: i64,
+    /// `--device` mappings (docker's Devices).
+    pub devices: Vec<DeviceMapping>,
     /// `--oom-kill-disable` (docker's OomKillDisable).
     pub oom_kill_disable: bool,
     /// Block I/O weight, 10-1000 (docker's BlkioWeight); 0 unset.

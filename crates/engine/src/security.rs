@@ -285,6 +285,52 @@ pub fn host_devices() -> Vec<oci_spec::runtime::LinuxDevice> {
     out
 }
 
+/// The spec device and cgroup rule of a `--device` mapping: the host path
+/// (symlinks followed) must be a character or block device.
+pub fn mapped_device(
+    m: &crate::record::DeviceMapping,
+) -> Result<(oci_spec::runtime::LinuxDevice, LinuxDeviceCgroup)> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let bad = |why: String| Error::Invalid(format!("--device {}: {why}", m.path_on_host));
+    let meta = std::fs::metadata(&m.path_on_host).map_err(|e| {
+        bad(match e.kind() {
+            std::io::ErrorKind::NotFound => "no such device on the host".into(),
+            _ => format!("reading it on the host: {e}"),
+        })
+    })?;
+    let ft = meta.file_type();
+    let typ = if ft.is_char_device() {
+        LinuxDeviceType::C
+    } else if ft.is_block_device() {
+        LinuxDeviceType::B
+    } else {
+        return Err(bad("not a character or block device".into()));
+    };
+    let (major, minor) = (
+        nix::sys::stat::major(meta.rdev()) as i64,
+        nix::sys::stat::minor(meta.rdev()) as i64,
+    );
+    let device = oci_spec::runtime::LinuxDeviceBuilder::default()
+        .path(&m.path_in_container)
+        .typ(typ)
+        .major(major)
+        .minor(minor)
+        .file_mode(meta.mode() & 0o7777)
+        .uid(0u32)
+        .gid(0u32)
+        .build()
+        .map_err(|e| bad(e.to_string()))?;
+    let rule = LinuxDeviceCgroupBuilder::default()
+        .allow(true)
+        .typ(typ)
+        .major(major)
+        .minor(minor)
+        .access(m.cgroup_permissions.clone())
+        .build()
+        .map_err(|e| bad(e.to_string()))?;
+    Ok((device, rule))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -258,8 +258,18 @@ pub fn build(
                 .collect::<std::collections::HashMap<_, _>>(),
         );
     }
-    if h.privileged {
-        linux = linux.devices(security::host_devices());
+    let mut devices = if h.privileged {
+        security::host_devices()
+    } else {
+        Vec::new()
+    };
+    for m in &h.devices {
+        let (d, _) = security::mapped_device(m)?;
+        devices.retain(|x| x.path() != d.path());
+        devices.push(d);
+    }
+    if !devices.is_empty() {
+        linux = linux.devices(devices);
     }
     if !h.privileged {
         linux = linux
@@ -325,8 +335,13 @@ const INIT_PATH: &str = "/sbin/docker-init";
 /// The container's `linux.resources`: device rules and the limits of its
 /// HostConfig (also what `update` hands the runtime).
 pub fn resources(h: &HostConfig, id: &str) -> Result<oci_spec::runtime::LinuxResources> {
-    let mut resources =
-        LinuxResourcesBuilder::default().devices(security::device_rules(h.privileged));
+    let mut resources = LinuxResourcesBuilder::default().devices({
+        let mut rules = security::device_rules(h.privileged);
+        for m in &h.devices {
+            rules.push(security::mapped_device(m)?.1);
+        }
+        rules
+    });
     if h.memory > 0 || h.memory_reservation > 0 || h.oom_kill_disable {
         let mut memory = LinuxMemoryBuilder::default();
         if h.oom_kill_disable {

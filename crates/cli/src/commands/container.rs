@@ -193,6 +193,9 @@ pub struct CreateArgs {
     /// Soft memory limit (e.g. 32m), below --memory.
     #[arg(long = "memory-reservation", value_name = "SIZE")]
     pub memory_reservation: Option<String>,
+    /// A host device in the container: HOST[:CONTAINER][:PERMISSIONS] (rwm).
+    #[arg(long = "device", value_name = "HOST[:CONTAINER][:PERMS]")]
+    pub device: Vec<String>,
     /// Do not let the kernel's OOM killer end the container's processes.
     #[arg(long = "oom-kill-disable")]
     pub oom_kill_disable: bool,
@@ -923,6 +926,11 @@ fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
             .transpose()?
             .unwrap_or(0),
         oom_kill_disable: a.oom_kill_disable,
+        devices: a
+            .device
+            .iter()
+            .map(|d| options::parse_device(d))
+            .collect::<hako_engine::Result<Vec<_>>>()?,
         blkio_weight: a.blkio_weight.unwrap_or(0),
         cpu_quota: a.cpu_quota.unwrap_or(0),
         cpu_period: a.cpu_period.unwrap_or(0),
