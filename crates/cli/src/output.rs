@@ -104,6 +104,19 @@ pub fn confirm(warning: &str) -> anyhow::Result<bool> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes" | "YES"))
 }
 
+/// `hako images | head -1`: the reader went away. End as `ls` would, by
+/// the SIGPIPE it would have got (main's panic hook does the same for
+/// println!).
+pub fn end_by_sigpipe() -> ! {
+    // SAFETY: restoring the default action of a signal and raising it is
+    // async-signal-safe and touches no Rust state; the process ends.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::raise(libc::SIGPIPE);
+    }
+    std::process::exit(141);
+}
+
 pub fn print_inspected(objects: &[serde_json::Value], format: Option<&str>) -> anyhow::Result<()> {
     match format {
         None => println!("{}", serde_json::to_string_pretty(objects)?),

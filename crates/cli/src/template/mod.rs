@@ -59,6 +59,24 @@ pub fn print_list(
     headers: &[(&str, &str)],
     objects: &[Value],
 ) -> Result<()> {
+    let res = list(out, format, default_row, headers, objects);
+    if let Err(e) = &res {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+        {
+            crate::output::end_by_sigpipe();
+        }
+    }
+    res
+}
+
+fn list(
+    out: &mut impl Write,
+    format: Option<&str>,
+    default_row: &str,
+    headers: &[(&str, &str)],
+    objects: &[Value],
+) -> Result<()> {
     let format = format.unwrap_or("table");
     if format == "json" {
         for o in objects {
