@@ -1209,3 +1209,62 @@ fn device_maps_a_host_device_with_its_permissions() {
     }
     assert!(r.ps_all().is_empty());
 }
+
+/// Removes a cgroup directory from every hierarchy on drop (what
+/// `--cgroup-parent` leaves, as docker's).
+struct CgroupDirs(String);
+
+impl Drop for CgroupDirs {
+    fn drop(&mut self) {
+        for h in fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = fs::remove_dir(h.path().join(&self.0));
+        }
+        let _ = fs::remove_dir(Path::new("/sys/fs/cgroup").join(&self.0));
+    }
+}
+
+#[test]
+fn cgroup_parent_places_the_container() {
+    let r = Root::new();
+    let parent = format!("hako-test-parent-{}", std::process::id());
+    let _cleanup = CgroupDirs(parent.clone());
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--name",
+        "cgp",
+        "--cgroup-parent",
+        &format!("/{parent}"),
+        "busybox",
+        "sh",
+        "-c",
+        "grep -E '(pids|memory):|^0::' /proc/self/cgroup",
+    ]);
+    assert!(
+        out.lines().all(|l| l.contains(&format!(":/{parent}/"))),
+        "{out}"
+    );
+    assert!(!out.is_empty());
+    r.ok(&[
+        "create",
+        "--name",
+        "cgc",
+        "--cgroup-parent",
+        &parent,
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(
+        r.inspect("cgc")["HostConfig"]["CgroupParent"],
+        parent.as_str()
+    );
+    for bad in ["/", "../escape", "a/./b", "a b"] {
+        let out = r.run(&["create", "--cgroup-parent", bad, "busybox", "true"]);
+        assert_eq!(code(&out), 125, "{bad}");
+        assert_eq!(text(&out.stderr).lines().count(), 1);
+    }
+}

@@ -407,6 +407,23 @@ pub fn host_config(o: &CreateOptions, runtime_path: &str) -> Result<HostConfig> 
         memory_reservation: o.memory_reservation,
         oom_kill_disable: o.oom_kill_disable,
         devices: o.devices.clone(),
+        cgroup_parent: match o.cgroup_parent.as_deref() {
+            None => String::new(),
+            Some(p)
+                if !p.trim_matches('/').is_empty()
+                    && p.split('/').all(|c| c != ".." && c != ".")
+                    && p
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "/_.-".contains(c)) =>
+            {
+                p.to_string()
+            }
+            Some(p) => {
+                return Err(Error::Invalid(format!(
+                    "invalid --cgroup-parent {p:?}: a cgroup path of letters, digits, '_', '.', '-' and '/' without '.' or '..' parts"
+                )))
+            }
+        },
         blkio_weight: o.blkio_weight,
         pids_limit: o.pids_limit,
         networks: if cni {

@@ -47,6 +47,8 @@ pub struct CreateOptions {
     pub memory_reservation: i64,
     /// `--oom-kill-disable`.
     pub oom_kill_disable: bool,
+    /// `--cgroup-parent`.
+    pub cgroup_parent: Option<String>,
     /// `--device` (see [`parse_device`]).
     pub devices: Vec<crate::record::DeviceMapping>,
     /// `--blkio-weight` (10 to 1000; 0: unset).

@@ -387,6 +387,8 @@ pub struct HostConfig {
     pub cpu_period: i64,
     /// Soft memory limit in bytes (docker's MemoryReservation); 0 unset.
     pub memory_reservation: i64,
+    /// `--cgroup-parent`: the cgroup the container's goes under ("": /hako).
+    pub cgroup_parent: String,
     /// `--device` mappings (docker's Devices).
     pub devices: Vec<DeviceMapping>,
     /// `--oom-kill-disable` (docker's OomKillDisable).

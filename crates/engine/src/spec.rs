@@ -121,6 +121,15 @@ pub fn cgroups_path(id: &str) -> String {
     format!("/hako/{id}")
 }
 
+/// The cgroup of a container: under `--cgroup-parent` when given, else
+/// [`cgroups_path`].
+pub fn container_cgroup(h: &HostConfig, id: &str) -> String {
+    match h.cgroup_parent.trim_matches('/') {
+        "" => cgroups_path(id),
+        parent => format!("/{parent}/{id}"),
+    }
+}
+
 /// The runtime-spec for container `id` whose bundle is `dir` (with its
 /// rootfs mounted at `dir/rootfs` and the /etc files written into `dir`);
 /// volumes live under `volumes_dir`. `netns`: the network namespace to join
@@ -246,7 +255,7 @@ pub fn build(
     let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .resources(resources(h, id)?)
-        .cgroups_path(PathBuf::from(cgroups_path(id)));
+        .cgroups_path(PathBuf::from(container_cgroup(h, id)));
     if let Some(profile) = seccomp {
         linux = linux.seccomp(profile);
     }

@@ -205,7 +205,7 @@ impl Engine {
             .arg("--stop-marker")
             .arg(dir.join(STOP_MARKER))
             .arg("--cgroup")
-            .arg(crate::spec::cgroups_path(&c.id))
+            .arg(crate::spec::container_cgroup(&c.host, &c.id))
             .arg("--restart")
             .arg(&c.host.restart_policy.name)
             .arg("--restart-max")

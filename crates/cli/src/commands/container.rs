@@ -193,6 +193,9 @@ pub struct CreateArgs {
     /// Soft memory limit (e.g. 32m), below --memory.
     #[arg(long = "memory-reservation", value_name = "SIZE")]
     pub memory_reservation: Option<String>,
+    /// The cgroup to put the container's under (default: /hako).
+    #[arg(long = "cgroup-parent", value_name = "PATH")]
+    pub cgroup_parent: Option<String>,
     /// A host device in the container: HOST[:CONTAINER][:PERMISSIONS] (rwm).
     #[arg(long = "device", value_name = "HOST[:CONTAINER][:PERMS]")]
     pub device: Vec<String>,
@@ -926,6 +929,7 @@ fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
             .transpose()?
             .unwrap_or(0),
         oom_kill_disable: a.oom_kill_disable,
+        cgroup_parent: a.cgroup_parent.clone(),
         devices: a
             .device
             .iter()
