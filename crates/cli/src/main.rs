@@ -109,6 +109,11 @@ enum Command {
     /// Names for the completion scripts, one per line.
     #[command(name = "__complete-names", hide = true)]
     CompleteNames(commands::shell::NamesArgs),
+    /// Manage containers: every container command (ls, rm, inspect, run, ...) and prune.
+    #[command(name = "container", subcommand)]
+    ContainerGroup(commands::container_ops::ContainerGroup),
+    /// Show the history of an image's layers (same as `hako image history`).
+    History(commands::image::HistoryArgs),
     #[command(flatten)]
     Container(commands::container::ContainerCommand),
     #[command(flatten)]
@@ -195,6 +200,10 @@ fn main() -> ExitCode {
         Command::Completion(args) => commands::shell::completion(args),
         Command::Man(args) => commands::shell::man(args),
         Command::CompleteNames(args) => commands::shell::names(&cli.global, args),
+        Command::ContainerGroup(cmd) => commands::container_ops::group(&cli.global, cmd),
+        Command::History(args) => {
+            commands::image::run(&cli.global, commands::image::ImageCommand::History(args))
+        }
         Command::Container(cmd) => commands::container::run(&cli.global, cmd),
         Command::Distribution(cmd) => commands::distribution::run(&cli.global, cmd),
     };

@@ -89,6 +89,34 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
 
 /// What `inspect` prints: the objects as a pretty JSON array, or with `--format`
 /// (a Go-style template, or "json") one line per object, as docker does.
+/// docker's prune prompt: `warning`, then "Are you sure you want to
+/// continue? [y/N]", asked only when stdin is a terminal (a script's prune
+/// goes ahead, as before); false unless the answer is yes.
+pub fn confirm(warning: &str) -> anyhow::Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Ok(true);
+    }
+    eprint!("{warning}\nAre you sure you want to continue? [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes" | "YES"))
+}
+
+/// `hako images | head -1`: the reader went away. End as `ls` would, by
+/// the SIGPIPE it would have got (main's panic hook does the same for
+/// println!).
+pub fn end_by_sigpipe() -> ! {
+    // SAFETY: restoring the default action of a signal and raising it is
+    // async-signal-safe and touches no Rust state; the process ends.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::raise(libc::SIGPIPE);
+    }
+    std::process::exit(141);
+}
+
 pub fn print_inspected(objects: &[serde_json::Value], format: Option<&str>) -> anyhow::Result<()> {
     match format {
         None => println!("{}", serde_json::to_string_pretty(objects)?),

@@ -49,10 +49,18 @@ fn import_list_inspect_history() {
     assert!(h.ok(&["images", "--digests"]).contains("sha256:"));
     assert_eq!(h.ok(&["images", "-q"]).trim(), short);
 
-    let json: Value = serde_json::from_str(&h.ok(&["images", "--format", "json"])).unwrap();
-    assert_eq!(json[0]["Id"], id[7..]);
-    assert_eq!(json[0]["Names"][0], format!("{name}:1"));
-    assert_eq!(json[0]["Labels"]["team"], "infra");
+    // docker's `images --format json`: one object per line, docker's keys.
+    let lines = h.ok(&["images", "--format", "json"]);
+    assert_eq!(lines.lines().count(), 1, "{lines}");
+    let json: Value = serde_json::from_str(&lines).unwrap();
+    assert_eq!(json["ID"], short);
+    assert_eq!(json["Repository"], name.as_str());
+    assert_eq!(json["Tag"], "1");
+    assert!(
+        json["CreatedAt"].as_str().unwrap().ends_with(" +0000 UTC"),
+        "{json}"
+    );
+    assert_eq!(json["Labels"]["team"], "infra");
 
     // Filters.
     assert_eq!(
@@ -161,7 +169,20 @@ fn tag_rmi_prune() {
     assert!(h.ok(&["images"]).contains("<none>"));
 
     let pruned = h.ok(&["image", "prune"]);
-    assert_eq!(pruned.trim(), format!("Deleted: {id}"));
+    // docker's form: the ids, then the space given back.
+    let mut lines = pruned.lines();
+    assert_eq!(lines.next(), Some("Deleted Images:"), "{pruned}");
+    assert_eq!(
+        lines.next(),
+        Some(format!("deleted: {id}").as_str()),
+        "{pruned}"
+    );
+    assert_eq!(lines.next(), Some(""), "{pruned}");
+    let total = lines.next().unwrap_or_default();
+    assert!(
+        total.starts_with("Total reclaimed space: ") && !total.ends_with(" 0B"),
+        "{pruned}"
+    );
     assert!(!h.root().join("blobs/sha256").join(&id[7..]).exists());
     assert_eq!(h.ok(&["images", "-q"]).lines().count(), 1);
 

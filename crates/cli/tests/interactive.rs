@@ -386,7 +386,7 @@ fn exec_with_and_without_a_terminal() {
     let (_, err, code) = with_stdin(&r, &["exec", "-it", "svc", "sh"], b"");
     assert_eq!(
         (err.trim(), code),
-        ("Error: the input device is not a TTY", 125)
+        ("Error: the input device is not a TTY", 1)
     );
     r.ok(&[
         "exec",
@@ -645,9 +645,11 @@ fn foreground_run_shows_unfinished_lines_at_once() {
 #[test]
 fn bad_interactive_requests_are_one_line_errors() {
     let r = Root::new();
+    // docker's codes: 125 for run's own errors, 1 for the other commands'.
     let err = |args: &[&str]| {
         let out = r.run(args);
-        assert_eq!(out.status.code(), Some(125), "{args:?}");
+        let want = if args[0] == "run" { 125 } else { 1 };
+        assert_eq!(out.status.code(), Some(want), "{args:?}");
         let e = String::from_utf8_lossy(&out.stderr).into_owned();
         assert_eq!(e.trim().lines().count(), 1, "{e}");
         e
@@ -727,4 +729,50 @@ fn run_dit_then_attach() {
     wait_for("the exit to be recorded", || {
         r.inspect("bg")["State"]["Status"] == "exited"
     });
+}
+
+#[test]
+fn run_and_exec_t_without_i_print_clean_lines() {
+    let r = Root::new();
+    // The container's terminal ends lines with "\r\n"; the caller's must
+    // not add its own "\r" (podman's output; "a\r\r\n" before).
+    let mut t = Term::spawn(
+        &r,
+        &[
+            "run",
+            "--rm",
+            "-t",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "echo a; echo b",
+        ],
+        24,
+        80,
+    );
+    assert_eq!(t.exit_code(), 0);
+    t.expect("b\r\n");
+    assert_eq!(t.text(), "a\r\nb\r\n");
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "cl",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    let mut t = Term::spawn(
+        &r,
+        &["exec", "-t", "cl", "sh", "-c", "echo c; echo d"],
+        24,
+        80,
+    );
+    assert_eq!(t.exit_code(), 0);
+    t.expect("d\r\n");
+    assert_eq!(t.text(), "c\r\nd\r\n");
 }

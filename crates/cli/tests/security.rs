@@ -364,3 +364,114 @@ fn cpuset_mems_reaches_the_cgroup() {
     ]);
     assert_eq!(r.inspect("mems")["HostConfig"]["CpusetMems"], "0");
 }
+
+/// The five Cap* lines of /proc/self/status.
+fn cap_lines(status: &str) -> Vec<String> {
+    ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"]
+        .iter()
+        .map(|k| format!("{k}: {}", status_field(status, k)))
+        .collect()
+}
+
+/// The Cap* lines podman (with runc; crun refuses this host's hybrid
+/// cgroups) gives a process of the busybox rootfs run with `opts`.
+fn podman_caps(r: &Root, opts: &[&str]) -> Vec<String> {
+    let rootfs = r.dir().join("podman-rootfs");
+    if !rootfs.exists() {
+        engine_common::busybox_rootfs(&rootfs);
+    }
+    let out = std::process::Command::new("podman")
+        .arg("--root")
+        .arg(r.dir().join("podman-root"))
+        .arg("--runroot")
+        .arg(r.dir().join("podman-run"))
+        .args(["run", "--rm", "--runtime", "runc", "--network", "none"])
+        .args(opts)
+        .arg("--rootfs")
+        .arg(&rootfs)
+        .args(STATUS)
+        .output()
+        .expect("podman is not installed: run scripts/install-deps.sh");
+    assert!(
+        out.status.success(),
+        "podman {opts:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cap_lines(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// Removes podman's storage under the test root (its overlay mounts) on drop.
+struct PodmanStore<'a>(&'a Root);
+
+impl Drop for PodmanStore<'_> {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("podman")
+            .arg("--root")
+            .arg(self.0.dir().join("podman-root"))
+            .arg("--runroot")
+            .arg(self.0.dir().join("podman-run"))
+            .args(["system", "reset", "-f"])
+            .output();
+    }
+}
+
+#[test]
+fn cap_drop_sets_all_five_capability_sets_as_docker_and_podman() {
+    let r = Root::new();
+    let _podman = PodmanStore(&r);
+    // Flags whose sets docker and podman agree on (their default sets differ,
+    // so defaults are compared only where they are empty).
+    for opts in [
+        &["--cap-drop", "ALL"][..],
+        &[
+            "--cap-drop",
+            "ALL",
+            "--cap-add",
+            "CHOWN",
+            "--cap-add",
+            "KILL",
+        ],
+        &["-u", "65534", "--cap-drop", "ALL"],
+    ] {
+        for runtime in ["hako-runtime", "runc"] {
+            let mut args = vec!["--runtime", runtime];
+            args.extend_from_slice(opts);
+            let hako = cap_lines(&ok(&r, &args, STATUS));
+            assert_eq!(hako, podman_caps(&r, opts), "{args:?}");
+        }
+    }
+    // A non-root user gets nothing but the bounding set: no ambient, no
+    // effective (podman agrees).
+    let user = cap_lines(&ok(&r, &["-u", "65534"], STATUS));
+    let theirs = podman_caps(&r, &["-u", "65534"]);
+    for i in [0, 1, 2, 4] {
+        assert_eq!(user[i], theirs[i]);
+    }
+    // docker's rule even for added caps (podman grants those to non-root).
+    let added = cap_lines(&ok(&r, &["-u", "65534", "--cap-add", "NET_ADMIN"], STATUS));
+    assert_eq!(added[2], "CapEff: 0000000000000000");
+    assert_eq!(added[4], "CapAmb: 0000000000000000");
+    // Dropping one of the runtime-spec's default inheritable/ambient caps
+    // (KILL=5, NET_BIND_SERVICE=10, AUDIT_WRITE=29) works and drops just it.
+    let root_default = cap_lines(&ok(&r, &[], STATUS));
+    let bits = |line: &str| u64::from_str_radix(line.split(' ').nth(1).unwrap(), 16).unwrap();
+    for (cap, bit) in [("KILL", 5), ("NET_BIND_SERVICE", 10), ("AUDIT_WRITE", 29)] {
+        for runtime in ["hako-runtime", "runc"] {
+            let got = cap_lines(&ok(&r, &["--runtime", runtime, "--cap-drop", cap], STATUS));
+            for i in [1, 2, 3] {
+                assert_eq!(bits(&got[i]), bits(&root_default[i]) & !(1 << bit), "{cap}");
+            }
+            assert_eq!(bits(&got[0]) | bits(&got[4]), 0, "{cap}: {got:?}");
+        }
+    }
+    // exec follows the same rule for the exec's user.
+    r.ok(&[
+        "run", "-d", "--name", "capx", "-u", "65534", "busybox", "sleep", "60",
+    ]);
+    let as_user = cap_lines(&r.ok(&["exec", "capx", "cat", "/proc/self/status"]));
+    assert_eq!(as_user[2], "CapEff: 0000000000000000");
+    assert_eq!(as_user[4], "CapAmb: 0000000000000000");
+    let as_root = cap_lines(&r.ok(&["exec", "-u", "0", "capx", "cat", "/proc/self/status"]));
+    assert_eq!(as_root[1..4], root_default[1..4]);
+    assert_eq!(as_root[4], "CapAmb: 0000000000000000");
+}

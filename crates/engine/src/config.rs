@@ -225,7 +225,59 @@ fn check_joined_network(o: &CreateOptions, target: &str) -> Result<()> {
 }
 
 /// The HostConfig of a new container; `runtime_path` is the resolved runtime.
+/// docker's checks of `--cpu-quota`/`--cpu-period` and `--memory-reservation`.
+fn check_cpu_and_reservation(o: &CreateOptions) -> Result<()> {
+    if o.nano_cpus > 0 && (o.cpu_quota != 0 || o.cpu_period != 0) {
+        return Err(Error::Invalid(
+            "conflicting options: --cpus and --cpu-quota/--cpu-period cannot both be set".into(),
+        ));
+    }
+    if o.cpu_period != 0 && !(1000..=1_000_000).contains(&o.cpu_period) {
+        return Err(Error::Invalid(format!(
+            "invalid --cpu-period {}: it must be between 1000 and 1000000 microseconds",
+            o.cpu_period
+        )));
+    }
+    if o.cpu_quota != 0 && o.cpu_quota != -1 && o.cpu_quota < 1000 {
+        return Err(Error::Invalid(format!(
+            "invalid --cpu-quota {}: it must be at least 1000 microseconds (or -1)",
+            o.cpu_quota
+        )));
+    }
+    if o.blkio_weight != 0 && !(10..=1000).contains(&o.blkio_weight) {
+        return Err(Error::Invalid(format!(
+            "invalid --blkio-weight {}: it must be between 10 and 1000",
+            o.blkio_weight
+        )));
+    }
+    // A v1 blkio hierarchy without a weight file (no CFQ/BFQ scheduler):
+    // said here in one line for every runtime (runc's own error is a path).
+    let blkio = std::path::Path::new("/sys/fs/cgroup/blkio");
+    if o.blkio_weight != 0
+        && blkio.is_dir()
+        && !blkio.join("blkio.weight").exists()
+        && !blkio.join("blkio.bfq.weight").exists()
+    {
+        return Err(Error::Invalid(
+            "--blkio-weight: this host's kernel has no blkio.weight (no CFQ/BFQ I/O scheduler)"
+                .into(),
+        ));
+    }
+    if o.memory_reservation < 0 {
+        return Err(Error::Invalid(
+            "invalid --memory-reservation: below 0".into(),
+        ));
+    }
+    if o.memory > 0 && o.memory_reservation > o.memory {
+        return Err(Error::Invalid(
+            "minimum memory limit can not be less than memory reservation limit: set --memory-reservation below --memory".into(),
+        ));
+    }
+    Ok(())
+}
+
 pub fn host_config(o: &CreateOptions, runtime_path: &str) -> Result<HostConfig> {
+    check_cpu_and_reservation(o)?;
     let network_mode = o
         .network
         .clone()
@@ -313,6 +365,15 @@ pub fn host_config(o: &CreateOptions, runtime_path: &str) -> Result<HostConfig> 
     };
     let pid_mode = mode("pid", &o.pid_mode, &["host"])?;
     let ipc_mode = mode("ipc", &o.ipc_mode, &["host", "private"])?;
+    let cgroupns_mode = match o.cgroupns_mode.as_deref() {
+        None | Some("") => String::new(),
+        Some(m @ ("host" | "private")) => m.to_string(),
+        Some(m) => {
+            return Err(Error::Invalid(format!(
+                "invalid --cgroupns {m:?}: use host or private"
+            )))
+        }
+    };
     if ipc_mode == "host" && o.shm_size > 0 {
         return Err(Error::Invalid(
             "conflicting options: --shm-size and --ipc host (the host's /dev/shm is used)".into(),
@@ -346,6 +407,29 @@ pub fn host_config(o: &CreateOptions, runtime_path: &str) -> Result<HostConfig> 
         memory: o.memory,
         memory_swap: o.memory_swap,
         nano_cpus: o.nano_cpus,
+        cpu_quota: o.cpu_quota,
+        cpu_period: o.cpu_period,
+        memory_reservation: o.memory_reservation,
+        oom_kill_disable: o.oom_kill_disable,
+        devices: o.devices.clone(),
+        cgroup_parent: match o.cgroup_parent.as_deref() {
+            None => String::new(),
+            Some(p)
+                if !p.trim_matches('/').is_empty()
+                    && p.split('/').all(|c| c != ".." && c != ".")
+                    && p
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "/_.-".contains(c)) =>
+            {
+                p.to_string()
+            }
+            Some(p) => {
+                return Err(Error::Invalid(format!(
+                    "invalid --cgroup-parent {p:?}: a cgroup path of letters, digits, '_', '.', '-' and '/' without '.' or '..' parts"
+                )))
+            }
+        },
+        blkio_weight: o.blkio_weight,
         pids_limit: o.pids_limit,
         oom_score_adj: o.oom_score_adj.map(oom_score_adj).transpose()?,
         networks: if cni {
@@ -376,6 +460,7 @@ pub fn host_config(o: &CreateOptions, runtime_path: &str) -> Result<HostConfig> 
         sysctls,
         pid_mode,
         ipc_mode,
+        cgroupns_mode,
         group_add: o.group_add.clone(),
         init: o.init,
         cpu_shares: match o.cpu_shares {

@@ -32,6 +32,8 @@ pub struct ExecOptions {
     pub detach: bool,
     /// The caller's terminal size (rows, cols), for `tty`.
     pub console_size: Option<(u16, u16)>,
+    /// `--privileged`: every capability (docker's exec --privileged).
+    pub privileged: bool,
 }
 
 /// A process running with a terminal: the caller relays its pty master.
@@ -245,7 +247,29 @@ impl Engine {
                     .build()
                     .map_err(|e| Error::Invalid(format!("exec user: {e}")))?,
             );
+            // The container's set, granted or not by the exec's user (docker's
+            // `exec -u 0` in a non-root container gets them).
+            let bounding = process
+                .capabilities()
+                .as_ref()
+                .and_then(|c| c.bounding().clone())
+                .unwrap_or_default();
+            process.set_capabilities(Some(
+                crate::security::process_capabilities(&bounding, u.uid).map_err(|e| {
+                    Error::Invalid(format!("exec capabilities in container {}: {e}", c.name))
+                })?,
+            ));
         }
+        if o.privileged {
+            let all = crate::security::capabilities(true, &[], &[])?;
+            let uid = process.user().uid();
+            process.set_capabilities(Some(
+                crate::security::process_capabilities(&all, uid).map_err(|e| {
+                    Error::Invalid(format!("exec capabilities in container {}: {e}", c.name))
+                })?,
+            ));
+        }
+        check_command(&c, &process)?;
         process.set_terminal(Some(o.tty));
         if o.tty {
             if let Some((rows, cols)) = o.console_size {
@@ -265,6 +289,42 @@ impl Engine {
         )?;
         Ok((c, file))
     }
+}
+
+/// Fail as docker does (126 / 127) when the exec's command is missing or
+/// not executable in the running container: the runtime's own error goes
+/// to the stderr the process shares, so it cannot be told from the
+/// process's exit code afterwards.
+fn check_command(c: &crate::Container, process: &oci_spec::runtime::Process) -> Result<()> {
+    let Some(cmd) = process.args().as_ref().and_then(|a| a.first()) else {
+        return Ok(());
+    };
+    let path = process
+        .env()
+        .iter()
+        .flatten()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(crate::config::DEFAULT_PATH);
+    let root = PathBuf::from(format!("/proc/{}/root", c.state.pid));
+    let cwd = process.cwd().to_string_lossy();
+    let (code, why) = match crate::inroot::find_command(&root, cmd, path, &cwd) {
+        Ok(crate::inroot::Command::NotFound) if cmd.contains('/') => {
+            (127, "no such file or directory")
+        }
+        Ok(crate::inroot::Command::NotFound) => (127, "executable file not found in $PATH"),
+        Ok(crate::inroot::Command::NotExecutable) => (126, "permission denied"),
+        Ok(crate::inroot::Command::Found) => return Ok(()),
+        // Not checkable: the runtime will say.
+        Err(e) => {
+            tracing::debug!("looking up {cmd:?} in container {}: {e}", c.name);
+            return Ok(());
+        }
+    };
+    Err(Error::Exec {
+        id: c.name.clone(),
+        code,
+        message: format!("{cmd:?}: {why}"),
+    })
 }
 
 /// Take the pty master the runtime sends while `child` runs; None when it

@@ -72,6 +72,58 @@ pub fn read_file(root: &Path, path: &str, max: u64) -> Result<Option<Vec<u8>>> {
     Ok(Some(out))
 }
 
+/// What looking up a command in a root found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// An executable regular file.
+    Found,
+    /// Nothing of that name (docker's exit code 127).
+    NotFound,
+    /// A file that cannot be run: a directory or without execute bits (126).
+    NotExecutable,
+}
+
+/// Look `cmd` up in `root` as execve (with a PATH search, as runc's
+/// LookPath) would: a name with a "/" as a path (relative to `cwd`), any
+/// other in `path` (a PATH value), skipping what is not executable.
+pub fn find_command(root: &Path, cmd: &str, path: &str, cwd: &str) -> Result<Command> {
+    // Opened by the caller's lookup: `root` may be a process's /proc/PID/root,
+    // a magic link pathrs would refuse to follow.
+    let dir = std::fs::File::open(root)
+        .map_err(|e| Error::io(format!("opening root filesystem {}", root.display()), e))?;
+    let r = Root::from_fd(dir);
+    // Regular with an execute bit, or why not.
+    let check = |p: &str| -> Command {
+        let Ok(handle) = r.resolve(p) else {
+            return Command::NotFound;
+        };
+        match nix::sys::stat::fstat(handle.as_fd()) {
+            Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFREG && st.st_mode & 0o111 != 0 => {
+                Command::Found
+            }
+            Ok(_) => Command::NotExecutable,
+            Err(_) => Command::NotFound,
+        }
+    };
+    if cmd.contains('/') {
+        let full = if cmd.starts_with('/') {
+            cmd.to_string()
+        } else {
+            format!("{}/{cmd}", cwd.trim_end_matches('/'))
+        };
+        return Ok(check(&full));
+    }
+    let found = path
+        .split(':')
+        .map(|d| if d.is_empty() { cwd } else { d })
+        .any(|d| check(&format!("{}/{cmd}", d.trim_end_matches('/'))) == Command::Found);
+    Ok(if found {
+        Command::Found
+    } else {
+        Command::NotFound
+    })
+}
+
 fn to_io(e: pathrs::error::Error) -> std::io::Error {
     match e.kind() {
         pathrs::error::ErrorKind::OsError(Some(errno)) => std::io::Error::from_raw_os_error(errno),

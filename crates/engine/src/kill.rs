@@ -33,6 +33,23 @@ impl Engine {
     }
 }
 
+/// A signal by name ("TERM", "SIGINT", "rtmin+3" is not taken) or number
+/// (1 to 64), else a one-line error.
+pub(crate) fn check_signal(s: &str) -> Result<()> {
+    let n = normalize_signal(s);
+    let ok = match n.parse::<u32>() {
+        Ok(num) => (1..=64).contains(&num),
+        Err(_) => std::str::FromStr::from_str(&format!("SIG{n}"))
+            .map(|_: nix::sys::signal::Signal| ())
+            .is_ok(),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!("invalid signal {s:?}")))
+    }
+}
+
 /// "TERM", "SIGKILL", "9" → the number, as docker's kill events show it.
 pub(crate) fn signal_number(s: &str) -> String {
     let n = normalize_signal(s);

@@ -36,6 +36,7 @@ pub mod network;
 pub mod options;
 mod pause;
 pub mod proc;
+pub mod prune_filter;
 mod reconcile;
 pub mod record;
 mod remove;

@@ -40,6 +40,19 @@ pub struct CreateOptions {
     pub memory: i64,
     pub memory_swap: i64,
     pub nano_cpus: i64,
+    /// `--cpu-quota` / `--cpu-period` (microseconds; 0: unset).
+    pub cpu_quota: i64,
+    pub cpu_period: i64,
+    /// `--memory-reservation` in bytes (0: unset).
+    pub memory_reservation: i64,
+    /// `--oom-kill-disable`.
+    pub oom_kill_disable: bool,
+    /// `--cgroup-parent`.
+    pub cgroup_parent: Option<String>,
+    /// `--device` (see [`parse_device`]).
+    pub devices: Vec<crate::record::DeviceMapping>,
+    /// `--blkio-weight` (10 to 1000; 0: unset).
+    pub blkio_weight: u16,
     pub pids_limit: i64,
     /// `--oom-score-adj` (-1000..=1000); below the engine's own value it is
     /// raised to it (see [`crate::config::oom_score_adj`]).
@@ -51,6 +64,8 @@ pub struct CreateOptions {
     /// `--pid` and `--ipc`: "host", or None for the container's own.
     pub pid_mode: Option<String>,
     pub ipc_mode: Option<String>,
+    /// `--cgroupns host|private`.
+    pub cgroupns_mode: Option<String>,
     /// `--group-add`.
     pub group_add: Vec<String>,
     /// `--shm-size` in bytes (0: 64 MiB).
@@ -150,12 +165,18 @@ pub fn parse_restart(s: &str) -> Result<RestartPolicy> {
 /// `max-size`.
 pub fn parse_log_config(driver: Option<&str>, opts: &[String]) -> Result<crate::record::LogConfig> {
     let typ = driver.unwrap_or("json-file");
-    if typ != "json-file" {
+    // `local` is kept in the json-file format (uncompressed) with docker's
+    // local defaults: 5 files of 20 MB.
+    if typ != "json-file" && typ != "local" {
         return Err(Error::Invalid(format!(
-            "logging driver {typ:?} is not supported: only json-file is"
+            "logging driver {typ:?} is not supported: json-file and local are"
         )));
     }
     let mut config = BTreeMap::new();
+    if typ == "local" {
+        config.insert("max-size".to_string(), "20m".to_string());
+        config.insert("max-file".to_string(), "5".to_string());
+    }
     for o in opts {
         let (k, v) = o.split_once('=').ok_or_else(|| {
             Error::Invalid(format!("invalid --log-opt {o:?}: expected KEY=VALUE"))
@@ -176,9 +197,11 @@ pub fn parse_log_config(driver: Option<&str>, opts: &[String]) -> Result<crate::
                     )))
                 }
             },
+            // local's compression: accepted, its files are not compressed.
+            "compress" if typ == "local" && (v == "true" || v == "false") => {}
             other => {
                 return Err(Error::Invalid(format!(
-                    "unknown log opt {other:?} for the json-file driver: use max-size or max-file"
+                    "unknown log opt {other:?} for the {typ} driver: use max-size or max-file"
                 )))
             }
         }
@@ -636,6 +659,33 @@ pub fn read_env_file(path: &Path) -> Result<Vec<String>> {
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(str::to_string)
         .collect())
+}
+
+/// `--device HOST[:CONTAINER][:PERMISSIONS]` as docker reads it: the
+/// container path defaults to the host's, the permissions (some of "rwm")
+/// to "rwm"; a middle part made only of r, w and m is the permissions.
+pub fn parse_device(s: &str) -> Result<crate::record::DeviceMapping> {
+    let bad = |why: &str| Error::Invalid(format!("invalid --device {s:?}: {why}"));
+    let perms_like = |p: &str| !p.is_empty() && p.chars().all(|c| "rwm".contains(c));
+    let parts: Vec<&str> = s.split(':').collect();
+    let (host, ctr, perms) = match parts.as_slice() {
+        [h] => (*h, *h, "rwm"),
+        [h, p] if perms_like(p) => (*h, *h, *p),
+        [h, c] => (*h, *c, "rwm"),
+        [h, c, p] => (*h, *c, *p),
+        _ => return Err(bad("expected HOST[:CONTAINER][:PERMISSIONS]")),
+    };
+    if !host.starts_with('/') || !ctr.starts_with('/') {
+        return Err(bad("the paths must be absolute"));
+    }
+    if !perms_like(perms) {
+        return Err(bad("the permissions are some of r, w and m"));
+    }
+    Ok(crate::record::DeviceMapping {
+        path_on_host: host.to_string(),
+        path_in_container: ctr.to_string(),
+        cgroup_permissions: perms.to_string(),
+    })
 }
 
 /// `--label k=v` (a bare key gets an empty value).

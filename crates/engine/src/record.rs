@@ -305,6 +305,16 @@ impl Mount {
     }
 }
 
+/// `--device HOST[:CONTAINER][:PERMISSIONS]` (docker's DeviceMapping).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DeviceMapping {
+    pub path_on_host: String,
+    pub path_in_container: String,
+    /// Some of "rwm".
+    pub cgroup_permissions: String,
+}
+
 /// `--log-driver` / `--log-opt` (docker's `HostConfig.LogConfig`). Only the
 /// json-file driver exists; its options are `max-size` and `max-file`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -377,6 +387,19 @@ pub struct HostConfig {
     pub memory_swap: i64,
     /// CPUs in billionths (docker's NanoCpus); 0 is unlimited.
     pub nano_cpus: i64,
+    /// CFS quota and period in microseconds (docker's CpuQuota, CpuPeriod); 0 unset.
+    pub cpu_quota: i64,
+    pub cpu_period: i64,
+    /// Soft memory limit in bytes (docker's MemoryReservation); 0 unset.
+    pub memory_reservation: i64,
+    /// `--cgroup-parent`: the cgroup the container's goes under ("": /hako).
+    pub cgroup_parent: String,
+    /// `--device` mappings (docker's Devices).
+    pub devices: Vec<DeviceMapping>,
+    /// `--oom-kill-disable` (docker's OomKillDisable).
+    pub oom_kill_disable: bool,
+    /// Block I/O weight, 10-1000 (docker's BlkioWeight); 0 unset.
+    pub blkio_weight: u16,
     /// 0 is unlimited.
     pub pids_limit: i64,
     /// The process's oom_score_adj; None leaves the runtime's (inherited).
@@ -410,6 +433,10 @@ pub struct HostConfig {
     pub pid_mode: String,
     /// `--ipc host`: the host's IPC namespace and /dev/shm ("" is private).
     pub ipc_mode: String,
+    /// `--cgroupns private`: a cgroup namespace of its own ("" and "host":
+    /// the host's, docker's default on cgroup v1 hosts such as this one).
+    #[serde(rename = "CgroupnsMode")]
+    pub cgroupns_mode: String,
     /// `--group-add`: more groups for the process (names or gids).
     pub group_add: Vec<String>,
     /// `--shm-size` in bytes; 0 is docker's 64 MiB.

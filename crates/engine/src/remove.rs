@@ -76,12 +76,18 @@ impl Engine {
         Ok(())
     }
 
-    /// Remove every container that is not running (`container prune`);
-    /// returns the removed ids.
-    pub fn prune_containers(&self, images: &mut ImageStore) -> Result<Vec<String>> {
+    /// Remove every container that is not running and passes `filter`
+    /// (`container prune`); returns the removed ids.
+    pub fn prune_containers(
+        &self,
+        images: &mut ImageStore,
+        filter: &crate::prune_filter::PruneFilter,
+    ) -> Result<Vec<String>> {
         let mut gone = Vec::new();
         for c in self.list()? {
-            if matches!(c.state.status, Status::Exited | Status::Created) {
+            if matches!(c.state.status, Status::Exited | Status::Created)
+                && filter.matches(&c.created, &c.config.labels)
+            {
                 match self.remove(images, &c.id, false) {
                     Ok(()) => gone.push(c.id),
                     // Started or removed meanwhile by another process.

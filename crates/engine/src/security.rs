@@ -6,7 +6,10 @@
 use std::collections::HashSet;
 use std::str::FromStr;
 
-use oci_spec::runtime::{Capability, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType};
+use oci_spec::runtime::{
+    Capability, LinuxCapabilities, LinuxCapabilitiesBuilder, LinuxDeviceCgroup,
+    LinuxDeviceCgroupBuilder, LinuxDeviceType,
+};
 
 use crate::error::{Error, Result};
 
@@ -166,6 +169,27 @@ pub fn capabilities(
         .collect()
 }
 
+/// The process capability sets for `caps` run as `uid`, as docker sets
+/// them: root gets the set as bounding, effective and permitted; any other
+/// user only the bounding set (what execve gives a non-root program).
+/// Inheritable and ambient stay empty in both cases: the runtime-spec
+/// defaults put caps there, which fails capset when the bounding set lacks
+/// them and hands non-root processes ambient capabilities.
+pub fn process_capabilities(
+    caps: &HashSet<Capability>,
+    uid: u32,
+) -> std::result::Result<LinuxCapabilities, oci_spec::OciSpecError> {
+    let none = HashSet::new();
+    let granted = if uid == 0 { caps } else { &none };
+    LinuxCapabilitiesBuilder::default()
+        .bounding(caps.clone())
+        .effective(granted.clone())
+        .permitted(granted.clone())
+        .inheritable(none.clone())
+        .ambient(none)
+        .build()
+}
+
 /// Docker's device cgroup rules: deny everything, then allow mknod of any
 /// device and use of the standard character devices; privileged allows all.
 pub fn device_rules(privileged: bool) -> Vec<LinuxDeviceCgroup> {
@@ -259,6 +283,52 @@ pub fn host_devices() -> Vec<oci_spec::runtime::LinuxDevice> {
     }
     out.sort_by(|a, b| a.path().cmp(b.path()));
     out
+}
+
+/// The spec device and cgroup rule of a `--device` mapping: the host path
+/// (symlinks followed) must be a character or block device.
+pub fn mapped_device(
+    m: &crate::record::DeviceMapping,
+) -> Result<(oci_spec::runtime::LinuxDevice, LinuxDeviceCgroup)> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let bad = |why: String| Error::Invalid(format!("--device {}: {why}", m.path_on_host));
+    let meta = std::fs::metadata(&m.path_on_host).map_err(|e| {
+        bad(match e.kind() {
+            std::io::ErrorKind::NotFound => "no such device on the host".into(),
+            _ => format!("reading it on the host: {e}"),
+        })
+    })?;
+    let ft = meta.file_type();
+    let typ = if ft.is_char_device() {
+        LinuxDeviceType::C
+    } else if ft.is_block_device() {
+        LinuxDeviceType::B
+    } else {
+        return Err(bad("not a character or block device".into()));
+    };
+    let (major, minor) = (
+        nix::sys::stat::major(meta.rdev()) as i64,
+        nix::sys::stat::minor(meta.rdev()) as i64,
+    );
+    let device = oci_spec::runtime::LinuxDeviceBuilder::default()
+        .path(&m.path_in_container)
+        .typ(typ)
+        .major(major)
+        .minor(minor)
+        .file_mode(meta.mode() & 0o7777)
+        .uid(0u32)
+        .gid(0u32)
+        .build()
+        .map_err(|e| bad(e.to_string()))?;
+    let rule = LinuxDeviceCgroupBuilder::default()
+        .allow(true)
+        .typ(typ)
+        .major(major)
+        .minor(minor)
+        .access(m.cgroup_permissions.clone())
+        .build()
+        .map_err(|e| bad(e.to_string()))?;
+    Ok((device, rule))
 }
 
 #[cfg(test)]

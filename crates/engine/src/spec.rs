@@ -7,9 +7,9 @@
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxMemoryBuilder,
-    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, Mount,
-    MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+    LinuxBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
+    LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder,
+    Spec, SpecBuilder, UserBuilder,
 };
 
 use crate::error::{Error, Result};
@@ -121,6 +121,15 @@ pub fn cgroups_path(id: &str) -> String {
     format!("/hako/{id}")
 }
 
+/// The cgroup of a container: under `--cgroup-parent` when given, else
+/// [`cgroups_path`].
+pub fn container_cgroup(h: &HostConfig, id: &str) -> String {
+    match h.cgroup_parent.trim_matches('/') {
+        "" => cgroups_path(id),
+        parent => format!("/{parent}/{id}"),
+    }
+}
+
 /// The runtime-spec for container `id` whose bundle is `dir` (with its
 /// rootfs mounted at `dir/rootfs` and the /etc files written into `dir`);
 /// volumes live under `volumes_dir`. `netns`: the network namespace to join
@@ -143,12 +152,8 @@ pub fn build(
     }
     let caps = security::capabilities(h.privileged, &h.cap_add, &h.cap_drop)?;
     let seccomp = seccomp_of(h, &caps)?;
-    let capabilities = LinuxCapabilitiesBuilder::default()
-        .bounding(caps.clone())
-        .effective(caps.clone())
-        .permitted(caps)
-        .build()
-        .map_err(build_err("capabilities", id))?;
+    let capabilities =
+        security::process_capabilities(&caps, u.uid).map_err(build_err("capabilities", id))?;
     let mut process = ProcessBuilder::default()
         .terminal(c.tty)
         .user(
@@ -234,6 +239,9 @@ pub fn build(
         namespaces.push(LinuxNamespaceType::Network);
         namespaces.push(LinuxNamespaceType::Uts);
     }
+    if h.cgroupns_mode == "private" {
+        namespaces.push(LinuxNamespaceType::Cgroup);
+    }
     let namespaces = namespaces
         .into_iter()
         .map(|t| match (t, netns) {
@@ -248,7 +256,7 @@ pub fn build(
     let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .resources(resources(h, id)?)
-        .cgroups_path(PathBuf::from(cgroups_path(id)));
+        .cgroups_path(PathBuf::from(container_cgroup(h, id)));
     if let Some(profile) = seccomp {
         linux = linux.seccomp(profile);
     }
@@ -260,8 +268,18 @@ pub fn build(
                 .collect::<std::collections::HashMap<_, _>>(),
         );
     }
-    if h.privileged {
-        linux = linux.devices(security::host_devices());
+    let mut devices = if h.privileged {
+        security::host_devices()
+    } else {
+        Vec::new()
+    };
+    for m in &h.devices {
+        let (d, _) = security::mapped_device(m)?;
+        devices.retain(|x| x.path() != d.path());
+        devices.push(d);
+    }
+    if !devices.is_empty() {
+        linux = linux.devices(devices);
     }
     if !h.privileged {
         linux = linux
@@ -333,28 +351,48 @@ const INIT_PATH: &str = "/sbin/docker-init";
 /// The container's `linux.resources`: device rules and the limits of its
 /// HostConfig (also what `update` hands the runtime).
 pub fn resources(h: &HostConfig, id: &str) -> Result<oci_spec::runtime::LinuxResources> {
-    let mut resources =
-        LinuxResourcesBuilder::default().devices(security::device_rules(h.privileged));
-    if h.memory > 0 {
-        // Docker: swap defaults to as much again as the memory limit.
-        let swap = match h.memory_swap {
-            0 => h.memory * 2,
-            s => s,
-        };
-        resources = resources.memory(
-            LinuxMemoryBuilder::default()
-                .limit(h.memory)
-                .swap(swap)
-                .build()
-                .map_err(build_err("memory limit", id))?,
-        );
+    let mut resources = LinuxResourcesBuilder::default().devices({
+        let mut rules = security::device_rules(h.privileged);
+        for m in &h.devices {
+            rules.push(security::mapped_device(m)?.1);
+        }
+        rules
+    });
+    if h.memory > 0 || h.memory_reservation > 0 || h.oom_kill_disable {
+        let mut memory = LinuxMemoryBuilder::default();
+        if h.oom_kill_disable {
+            memory = memory.disable_oom_killer(true);
+        }
+        if h.memory > 0 {
+            // Docker: swap defaults to as much again as the memory limit.
+            let swap = match h.memory_swap {
+                0 => h.memory * 2,
+                s => s,
+            };
+            memory = memory.limit(h.memory).swap(swap);
+        }
+        if h.memory_reservation > 0 {
+            memory = memory.reservation(h.memory_reservation);
+        }
+        resources = resources.memory(memory.build().map_err(build_err("memory limit", id))?);
     }
-    if h.nano_cpus > 0 || h.cpu_shares > 0 || !h.cpuset_cpus.is_empty() || !h.cpuset_mems.is_empty()
+    if h.nano_cpus > 0
+        || h.cpu_quota != 0
+        || h.cpu_period != 0
+        || h.cpu_shares > 0
+        || !h.cpuset_cpus.is_empty()
+        || !h.cpuset_mems.is_empty()
     {
         let mut cpu = LinuxCpuBuilder::default();
         if h.nano_cpus > 0 {
             let quota = (h.nano_cpus as i128 * CPU_PERIOD as i128 / 1_000_000_000) as i64;
             cpu = cpu.quota(quota).period(CPU_PERIOD);
+        }
+        if h.cpu_quota != 0 {
+            cpu = cpu.quota(h.cpu_quota);
+        }
+        if h.cpu_period != 0 {
+            cpu = cpu.period(h.cpu_period as u64);
         }
         if h.cpu_shares > 0 {
             cpu = cpu.shares(h.cpu_shares);
@@ -366,6 +404,15 @@ pub fn resources(h: &HostConfig, id: &str) -> Result<oci_spec::runtime::LinuxRes
             cpu = cpu.mems(h.cpuset_mems.clone());
         }
         resources = resources.cpu(cpu.build().map_err(build_err("cpu limit", id))?);
+    }
+    if h.blkio_weight > 0 {
+        // Hosts without a weighted I/O scheduler: the runtime says so in one line.
+        resources = resources.block_io(
+            oci_spec::runtime::LinuxBlockIoBuilder::default()
+                .weight(h.blkio_weight)
+                .build()
+                .map_err(build_err("blkio weight", id))?,
+        );
     }
     if h.pids_limit > 0 {
         resources = resources.pids(

@@ -51,7 +51,19 @@ impl Engine {
         programs: &Programs,
         timeout: Option<u32>,
     ) -> Result<()> {
-        self.stop(what, timeout)?;
+        self.restart_with_signal(images, what, programs, timeout, None)
+    }
+
+    /// `restart -s SIGNAL`: the stop sends `signal` (see `stop_with_signal`).
+    pub fn restart_with_signal(
+        &self,
+        images: &mut ImageStore,
+        what: &str,
+        programs: &Programs,
+        timeout: Option<u32>,
+        signal: Option<&str>,
+    ) -> Result<()> {
+        self.stop_with_signal(what, timeout, signal)?;
         let started = self.start(images, what, programs)?;
         self.container_event(&started.container, "restart", &[]);
         Ok(())
@@ -194,7 +206,7 @@ impl Engine {
             .arg("--stop-marker")
             .arg(dir.join(STOP_MARKER))
             .arg("--cgroup")
-            .arg(crate::spec::cgroups_path(&c.id))
+            .arg(crate::spec::container_cgroup(&c.host, &c.id))
             .arg("--restart")
             .arg(&c.host.restart_policy.name)
             .arg("--restart-max")

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::record::{Container, Status};
 
 /// One container's usage over an interval.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Usage {
     pub id: String,
@@ -47,6 +47,33 @@ impl Engine {
 
     /// Usage of running containers over `interval` (two samples).
     pub fn stats(&self, what: &[String], interval: Duration) -> Result<Vec<Usage>> {
+        self.stats_all(what, interval, false)
+    }
+
+    /// `stats -a`: with no names, containers that do not run too (all
+    /// zeros, as docker shows them), in the list's order.
+    pub fn stats_all(&self, what: &[String], interval: Duration, all: bool) -> Result<Vec<Usage>> {
+        if all && what.is_empty() {
+            let everyone = self.list()?;
+            let running: Vec<String> = everyone
+                .iter()
+                .filter(|c| c.state.status == Status::Running)
+                .map(|c| c.id.clone())
+                .collect();
+            let mut measured = self.stats(&running, interval)?;
+            return Ok(everyone
+                .iter()
+                .map(|c| match measured.iter().position(|u| u.id == c.id) {
+                    Some(i) => measured.swap_remove(i),
+                    // Stopped (or stopped meanwhile): nothing is used.
+                    None => Usage {
+                        id: c.id.clone(),
+                        name: c.name.clone(),
+                        ..Usage::default()
+                    },
+                })
+                .collect());
+        }
         let list: Vec<Container> = if what.is_empty() {
             self.list()?
                 .into_iter()

@@ -16,16 +16,35 @@ impl Engine {
     /// Stop a container; `timeout` seconds (default: its stop timeout)
     /// between the stop signal and SIGKILL. Stopping a stopped one does nothing.
     pub fn stop(&self, what: &str, timeout: Option<u32>) -> Result<()> {
+        self.stop_with_signal(what, timeout, None)
+    }
+
+    /// `stop -s SIGNAL`: as [`Engine::stop`], with `signal` ("TERM", "SIGINT",
+    /// "2") sent first instead of the container's stop signal.
+    pub fn stop_with_signal(
+        &self,
+        what: &str,
+        timeout: Option<u32>,
+        signal: Option<&str>,
+    ) -> Result<()> {
+        if let Some(s) = signal {
+            crate::kill::check_signal(s)?;
+        }
         let c = self.get(what)?;
         if c.state.status != Status::Running {
             return Ok(());
         }
-        self.stop_running(&c, timeout)?;
+        self.stop_running(&c, timeout, signal)?;
         self.container_event(&c, "stop", &[]);
         Ok(())
     }
 
-    fn stop_running(&self, c: &Container, timeout: Option<u32>) -> Result<()> {
+    fn stop_running(
+        &self,
+        c: &Container,
+        timeout: Option<u32>,
+        signal: Option<&str>,
+    ) -> Result<()> {
         let c = c.clone();
         self.prevent_restart(&c)?;
         if c.state.restarting {
@@ -38,12 +57,9 @@ impl Engine {
         // The container may exit between the check and the signal; a
         // failed kill is only an error if it still runs.
         // Events first, so that they come before the die they cause.
-        self.container_event(
-            &c,
-            "kill",
-            &[("signal", signal_number(&c.config.stop_signal))],
-        );
-        let signalled = rt.kill(&c.id, &normalize_signal(&c.config.stop_signal));
+        let stop_signal = signal.unwrap_or(&c.config.stop_signal);
+        self.container_event(&c, "kill", &[("signal", signal_number(stop_signal))]);
+        let signalled = rt.kill(&c.id, &normalize_signal(stop_signal));
         // A frozen container cannot act on the signal: thaw it (docker too).
         if self.is_paused(&c) {
             let _ = rt.resume(&c.id);

@@ -42,7 +42,7 @@ pub enum ContainerCommand {
     /// Remove containers.
     Rm(RmArgs),
     /// List containers.
-    #[command(visible_alias = "ls")]
+    #[command(visible_aliases = ["ls", "list"])]
     Ps(PsArgs),
     /// Show a container's output.
     Logs(LogsArgs),
@@ -90,9 +90,6 @@ pub enum ContainerCommand {
     /// Write a container's root filesystem as a tar archive.
     #[command(after_help = "Examples:\n  hako export -o web.tar web\n  hako export web | tar -t")]
     Export(super::container_ops::ExportArgs),
-    /// Container maintenance (prune).
-    #[command(subcommand)]
-    Container(super::container_ops::ContainerGroup),
     /// List a container's published ports, or the host address of one.
     #[command(after_help = "Examples:\n  hako port web\n  hako port web 80/tcp")]
     Port(PortArgs),
@@ -110,6 +107,10 @@ pub struct CreateArgs {
     /// Pull the image: missing (if not stored), always, or never.
     #[arg(long, default_value = "missing", value_name = "POLICY")]
     pub pull: String,
+    /// The image's platform, os/arch[/variant]: pulled for it; a stored image
+    /// of another platform is refused.
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
     /// Environment variable KEY=value (or KEY to pass the caller's value).
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
@@ -149,6 +150,12 @@ pub struct CreateArgs {
     /// Set a label KEY=value.
     #[arg(short = 'l', long = "label")]
     pub label: Vec<String>,
+    /// Read labels from a file (KEY=value lines; # comments).
+    #[arg(long = "label-file", value_name = "FILE")]
+    pub label_file: Vec<PathBuf>,
+    /// Write the container's id to this file (which must not exist).
+    #[arg(long, value_name = "FILE")]
+    pub cidfile: Option<PathBuf>,
     /// Record an exposed port (PORT[/PROTO]).
     #[arg(long)]
     pub expose: Vec<String>,
@@ -173,6 +180,31 @@ pub struct CreateArgs {
     /// Number of CPUs (e.g. 1.5).
     #[arg(long)]
     pub cpus: Option<String>,
+    /// CFS quota in microseconds per period (-1: unlimited).
+    #[arg(
+        long = "cpu-quota",
+        allow_hyphen_values = true,
+        value_name = "MICROSECONDS"
+    )]
+    pub cpu_quota: Option<i64>,
+    /// CFS period in microseconds (1000 to 1000000).
+    #[arg(long = "cpu-period", value_name = "MICROSECONDS")]
+    pub cpu_period: Option<i64>,
+    /// Soft memory limit (e.g. 32m), below --memory.
+    #[arg(long = "memory-reservation", value_name = "SIZE")]
+    pub memory_reservation: Option<String>,
+    /// The cgroup to put the container's under (default: /hako).
+    #[arg(long = "cgroup-parent", value_name = "PATH")]
+    pub cgroup_parent: Option<String>,
+    /// A host device in the container: HOST[:CONTAINER][:PERMISSIONS] (rwm).
+    #[arg(long = "device", value_name = "HOST[:CONTAINER][:PERMS]")]
+    pub device: Vec<String>,
+    /// Do not let the kernel's OOM killer end the container's processes.
+    #[arg(long = "oom-kill-disable")]
+    pub oom_kill_disable: bool,
+    /// Block I/O weight, 10 to 1000 (needs a weighted I/O scheduler on the host).
+    #[arg(long = "blkio-weight", value_name = "WEIGHT")]
+    pub blkio_weight: Option<u16>,
     /// Maximum number of processes.
     #[arg(long = "pids-limit")]
     pub pids_limit: Option<i64>,
@@ -191,6 +223,9 @@ pub struct CreateArgs {
     /// IPC namespace: "host" shares the host's (and its /dev/shm), "private".
     #[arg(long, value_name = "MODE")]
     pub ipc: Option<String>,
+    /// Cgroup namespace: "host" (the default here, a cgroup v1 host) or "private".
+    #[arg(long, value_name = "MODE")]
+    pub cgroupns: Option<String>,
     /// Another group for the process (a name in the image's /etc/group, or a gid).
     #[arg(long = "group-add", value_name = "GROUP")]
     pub group_add: Vec<String>,
@@ -364,7 +399,11 @@ pub struct InspectArgs {
     /// A Go-style template per object ('{{.State.Status}}', '{{json .Config}}'), or json.
     #[arg(short = 'f', long)]
     pub format: Option<String>,
-    #[arg(required = true, value_name = "CONTAINER")]
+    /// Only this kind of object: container, image, network or volume
+    /// (default: the first kind, in that order, with an object of the name).
+    #[arg(long = "type", value_name = "TYPE", value_parser = ["container", "image", "network", "volume"])]
+    pub kind: Option<String>,
+    #[arg(required = true, value_name = "NAME|ID")]
     pub containers: Vec<String>,
 }
 
@@ -373,6 +412,9 @@ pub struct StopArgs {
     /// Seconds to wait before killing (default: the container's stop timeout, 10).
     #[arg(short = 't', long = "time")]
     pub time: Option<u32>,
+    /// Signal to stop with (default: the container's stop signal, SIGTERM).
+    #[arg(short = 's', long = "signal", value_name = "SIGNAL")]
+    pub signal: Option<String>,
     #[arg(required = true, value_name = "CONTAINER")]
     pub containers: Vec<String>,
 }
@@ -422,6 +464,9 @@ pub struct PsArgs {
     /// Show the most recently created container (all states).
     #[arg(short = 'l', long)]
     pub latest: bool,
+    /// Show each container's size: its writable layer, and with its image.
+    #[arg(short = 's', long)]
+    pub size: bool,
 }
 
 #[derive(Debug, Args)]
@@ -467,6 +512,12 @@ pub struct ExecArgs {
     /// Working directory.
     #[arg(short = 'w', long = "workdir")]
     pub workdir: Option<String>,
+    /// Read environment variables from a file (KEY=value lines).
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+    /// Give the process every capability.
+    #[arg(long)]
+    pub privileged: bool,
     pub container: String,
     #[arg(
         trailing_var_arg = true,
@@ -477,15 +528,26 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
-/// Run a container command; engine failures exit with docker's codes.
+/// Run a container command; failures exit with docker's codes: `run`'s
+/// (and `create`'s) own failures 125 (126/127 when the command cannot be run / is not
+/// found), `exec`'s 126/127 for those, everything else 1.
 pub fn run(g: &Global, cmd: ContainerCommand) -> Result<()> {
+    // `create` too: docker's create exits 125 for its options' errors.
+    let (is_run, is_exec) = (
+        matches!(cmd, ContainerCommand::Run(_) | ContainerCommand::Create(_)),
+        matches!(cmd, ContainerCommand::Exec(_)),
+    );
     let result = dispatch(g, cmd);
     if let Err(e) = result {
-        let code = e
+        let engine = e
             .chain()
-            .find_map(|c| c.downcast_ref::<hako_engine::Error>())
-            .map(hako_engine::Error::exit_code)
-            .unwrap_or(125);
+            .find_map(|c| c.downcast_ref::<hako_engine::Error>());
+        let code = match engine {
+            Some(err) if is_run => err.exit_code(),
+            Some(hako_engine::Error::Exec { code, .. }) if is_exec => *code,
+            _ if is_run => 125,
+            _ => 1,
+        };
         eprintln!("Error: {}", crate::output::error_line(&e));
         exit(code);
     }
@@ -499,8 +561,16 @@ fn dispatch(g: &Global, cmd: ContainerCommand) -> Result<()> {
         ContainerCommand::Create(a) => {
             let mut images = open_images(g)?;
             let opts = create_options(&a)?;
-            super::distribution::pull_for_run(g, &mut images, &opts.image, &a.pull)?;
+            check_cidfile(&a.cidfile)?;
+            super::distribution::pull_for_run(
+                g,
+                &mut images,
+                &opts.image,
+                &a.pull,
+                a.platform.as_deref(),
+            )?;
             let c = engine.create(&mut images, &opts)?;
+            write_cidfile(&a.cidfile, &c.id)?;
             println!("{}", c.id);
             Ok(())
         }
@@ -517,22 +587,40 @@ fn dispatch(g: &Global, cmd: ContainerCommand) -> Result<()> {
             Ok(())
         }
         ContainerCommand::Attach(a) => attach(&engine, a),
-        ContainerCommand::Stop(a) => each(&a.containers, |n| engine.stop(n, a.time)),
+        ContainerCommand::Stop(a) => each(&a.containers, |n| {
+            engine.stop_with_signal(n, a.time, a.signal.as_deref())
+        }),
         ContainerCommand::Kill(a) => each(&a.containers, |n| engine.kill(n, &a.signal)),
         ContainerCommand::Rm(a) => {
             let mut images = open_images(g)?;
-            each(&a.containers, |n| {
-                engine.remove_with_volumes(&mut images, n, a.force, a.volumes)
-            })
+            let mut errors = Vec::new();
+            for n in &a.containers {
+                match engine.remove_with_volumes(&mut images, n, a.force, a.volumes) {
+                    Ok(()) => println!("{n}"),
+                    // docker's `rm -f` of a missing container: said, not a failure.
+                    Err(e @ hako_engine::Error::NotFound { .. }) if a.force => eprintln!("{e}"),
+                    Err(e) => errors.push(e),
+                }
+            }
+            fail_with_all(errors)
         }
-        ContainerCommand::Ps(a) => ps(&engine, a),
+        ContainerCommand::Ps(a) => ps(g, &engine, a),
         ContainerCommand::Logs(a) => logs(&engine, a),
         ContainerCommand::Inspect(a) => {
+            // As docker: what was found is printed, then the others fail.
             let mut out = Vec::new();
+            let mut errors = Vec::new();
+            let mut images = None;
             for n in &a.containers {
-                out.push(engine.inspect(&engine.get(n)?));
+                match inspect_any(g, &engine, &mut images, a.kind.as_deref(), n)? {
+                    Some(o) => out.push(o),
+                    None => errors.push(hako_engine::Error::NotFound {
+                        what: format!("{} {n}", a.kind.as_deref().unwrap_or("object")),
+                    }),
+                }
             }
-            crate::output::print_inspected(&out, a.format.as_deref())
+            crate::output::print_inspected(&out, a.format.as_deref())?;
+            fail_with_all(errors)
         }
         ContainerCommand::Wait(a) => {
             for n in &a.containers {
@@ -546,7 +634,7 @@ fn dispatch(g: &Global, cmd: ContainerCommand) -> Result<()> {
         ContainerCommand::Restart(a) => {
             let mut images = open_images(g)?;
             let programs = programs(g)?;
-            super::container_ops::restart(&engine, &mut images, &programs, &a.containers, a.time)
+            super::container_ops::restart(&engine, &mut images, &programs, &a)
         }
         ContainerCommand::Rename(a) => super::container_ops::rename(&engine, a),
         ContainerCommand::Top(a) => super::container_ops::top(&engine, a),
@@ -562,10 +650,6 @@ fn dispatch(g: &Global, cmd: ContainerCommand) -> Result<()> {
         }
         ContainerCommand::Export(a) => super::container_ops::export(&engine, a),
         ContainerCommand::Stats(a) => super::container_ops::stats(&engine, a),
-        ContainerCommand::Container(sub) => {
-            let mut images = open_images(g)?;
-            super::container_ops::group(&engine, &mut images, sub)
-        }
         ContainerCommand::Port(a) => {
             let c = engine.get(&a.container)?;
             let want = a.private_port.as_deref().map(|p| {
@@ -610,7 +694,7 @@ fn dispatch(g: &Global, cmd: ContainerCommand) -> Result<()> {
     }
 }
 
-fn open_images(g: &Global) -> Result<ImageStore> {
+pub(crate) fn open_images(g: &Global) -> Result<ImageStore> {
     ImageStore::open(&g.root)
         .with_context(|| format!("opening the image store in {}", g.root.display()))
 }
@@ -635,6 +719,66 @@ fn each(names: &[String], mut f: impl FnMut(&str) -> hako_engine::Result<()>) ->
         Some(e) => Err(e.into()),
         None => Ok(()),
     }
+}
+
+/// docker's `inspect NAME`: the container, image, network or volume of
+/// that name (in that order, or only `kind`); None when there is none.
+fn inspect_any(
+    g: &Global,
+    engine: &Engine,
+    images: &mut Option<ImageStore>,
+    kind: Option<&str>,
+    name: &str,
+) -> Result<Option<serde_json::Value>> {
+    let want = |k: &str| kind.is_none_or(|w| w == k);
+    let missing = |e: &hako_engine::Error| matches!(e, hako_engine::Error::NotFound { .. });
+    if want("container") {
+        match engine.get(name) {
+            Ok(c) => return Ok(Some(engine.inspect(&c))),
+            Err(e) if missing(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if want("image") {
+        if images.is_none() {
+            *images = Some(super::image::open_store(g)?);
+        }
+        let store = images.as_ref().expect("opened above");
+        match super::image::inspect_object(store, name) {
+            Ok(o) => return Ok(Some(o)),
+            Err(e)
+                if e.downcast_ref::<hako_image::Error>()
+                    .is_some_and(|e| matches!(e, hako_image::Error::NotFound { .. })) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if want("network") {
+        match engine.network(name) {
+            Ok(n) => return Ok(Some(engine.network_inspect(&n)?)),
+            Err(e) if missing(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if want("volume") {
+        match engine.volume(name) {
+            Ok(v) => return Ok(Some(engine.inspect_volume(&v))),
+            Err(e) if missing(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(None)
+}
+
+/// Fail with the last of `errors` after printing the others (in order), as
+/// docker does for commands given several names.
+fn fail_with_all(mut errors: Vec<hako_engine::Error>) -> Result<()> {
+    let Some(last) = errors.pop() else {
+        return Ok(());
+    };
+    for e in errors {
+        eprintln!("Error: {e}");
+    }
+    Err(last.into())
 }
 
 /// The monitor next to this program (or on PATH), and the exit command it
@@ -676,15 +820,70 @@ pub(crate) fn programs(g: &Global) -> Result<Programs> {
     })
 }
 
+/// docker 23's relative bind sources: `-v ./data:/data` (also ".", "../x")
+/// is the caller's directory joined, made absolute.
+fn relative_bind_source(v: &str) -> Result<String> {
+    let (src, rest) = v.split_once(':').unwrap_or((v, ""));
+    if !(src == "." || src == ".." || src.starts_with("./") || src.starts_with("../"))
+        || rest.is_empty()
+    {
+        return Ok(v.to_string());
+    }
+    let abs = std::path::absolute(src)
+        .with_context(|| format!("making the bind source {src:?} absolute"))?;
+    let abs = abs
+        .to_str()
+        .with_context(|| format!("the bind source {src:?} is not UTF-8"))?;
+    Ok(format!("{abs}:{rest}"))
+}
+
+/// `--cidfile`: refused at once when the file exists (docker's check, before
+/// anything is created).
+fn check_cidfile(path: &Option<PathBuf>) -> Result<()> {
+    if let Some(p) = path {
+        if std::fs::symlink_metadata(p).is_ok() {
+            anyhow::bail!(
+                "container ID file {} exists: make sure the other container is not running or delete it",
+                p.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn write_cidfile(path: &Option<PathBuf>, id: &str) -> Result<()> {
+    let Some(p) = path else {
+        return Ok(());
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(p)
+        .with_context(|| format!("creating container ID file {}", p.display()))?;
+    f.write_all(id.as_bytes())
+        .with_context(|| format!("writing container ID file {}", p.display()))
+}
+
 fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
     let mut env = Vec::new();
     for f in &a.env_file {
         env.extend(options::read_env_file(f)?);
     }
     env.extend(a.env.iter().cloned());
+    let mut labels = std::collections::BTreeMap::new();
+    for f in &a.label_file {
+        // The env-file format: KEY=value lines, blank and # lines skipped.
+        labels.extend(
+            options::read_env_file(f)
+                .with_context(|| format!("reading label file {}", f.display()))?
+                .iter()
+                .map(|l| options::parse_label(l)),
+        );
+    }
+    labels.extend(a.label.iter().map(|l| options::parse_label(l)));
     let (mut binds, mut mounts) = (Vec::new(), Vec::new());
     for v in &a.volume {
-        match options::parse_volume(v)? {
+        match options::parse_volume(&relative_bind_source(v)?)? {
             options::VolumeArg::Bind(b) => binds.push(b),
             options::VolumeArg::Volume(m) => mounts.push(m),
         }
@@ -701,7 +900,7 @@ fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
         workdir: a.workdir.clone(),
         user: a.user.clone(),
         hostname: a.hostname.clone(),
-        labels: a.label.iter().map(|l| options::parse_label(l)).collect(),
+        labels,
         expose: a.expose.clone(),
         binds,
         mounts,
@@ -732,6 +931,22 @@ fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
             .map(options::parse_cpus)
             .transpose()?
             .unwrap_or(0),
+        oom_kill_disable: a.oom_kill_disable,
+        cgroup_parent: a.cgroup_parent.clone(),
+        devices: a
+            .device
+            .iter()
+            .map(|d| options::parse_device(d))
+            .collect::<hako_engine::Result<Vec<_>>>()?,
+        blkio_weight: a.blkio_weight.unwrap_or(0),
+        cpu_quota: a.cpu_quota.unwrap_or(0),
+        cpu_period: a.cpu_period.unwrap_or(0),
+        memory_reservation: a
+            .memory_reservation
+            .as_deref()
+            .map(options::parse_bytes)
+            .transpose()?
+            .unwrap_or(0),
         pids_limit: a.pids_limit.unwrap_or(0),
         oom_score_adj: a.oom_score_adj,
         network: a.network.clone(),
@@ -747,6 +962,7 @@ fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
         pid_mode: a.pid.clone(),
         group_add: a.group_add.clone(),
         ipc_mode: a.ipc.clone(),
+        cgroupns_mode: a.cgroupns.clone(),
         mac_address: a
             .mac_address
             .as_deref()
@@ -825,8 +1041,16 @@ fn run_container(g: &Global, engine: &Engine, a: Box<RunArgs>) -> Result<()> {
         opts.attach_stdout = false;
         opts.attach_stderr = false;
     }
-    super::distribution::pull_for_run(g, &mut images, &opts.image, &a.create.pull)?;
+    check_cidfile(&a.create.cidfile)?;
+    super::distribution::pull_for_run(
+        g,
+        &mut images,
+        &opts.image,
+        &a.create.pull,
+        a.create.platform.as_deref(),
+    )?;
     let c = engine.create(&mut images, &opts)?;
+    write_cidfile(&a.create.cidfile, &c.id)?;
     // A foreground run is attached, as docker's: output comes live from the
     // monitor (partial lines too), stdin only with -i.
     let attached = !a.detach;
@@ -949,6 +1173,7 @@ fn attached_session(
         .context("the engine attached no stream")?;
     let outcome = {
         let _raw = interactive::RawMode::enable(relay.tty && relay.stdin)?;
+        let _out = interactive::RawMode::output(relay.tty && !relay.stdin)?;
         interactive::relay_attachment(&mut att, relay)?
     };
     drop(att);
@@ -1012,6 +1237,7 @@ fn attach(engine: &Engine, a: AttachArgs) -> Result<()> {
     };
     let outcome = {
         let _raw = interactive::RawMode::enable(relay.tty && relay.stdin)?;
+        let _out = interactive::RawMode::output(relay.tty && !relay.stdin)?;
         interactive::relay_attachment(&mut att, &relay)?
     };
     drop(att);
@@ -1029,9 +1255,15 @@ fn exec(engine: &Engine, a: ExecArgs) -> Result<()> {
         anyhow::bail!("the input device is not a TTY");
     }
     let keys = detach_keys(&a.detach_keys)?;
+    let mut env = Vec::new();
+    for f in &a.env_file {
+        env.extend(options::read_env_file(f)?);
+    }
+    env.extend(a.env);
     let o = ExecOptions {
+        privileged: a.privileged,
         cmd: a.command,
-        env: a.env,
+        env,
         user: a.user,
         workdir: a.workdir,
         interactive: a.interactive && !a.detach,
@@ -1055,6 +1287,7 @@ fn exec(engine: &Engine, a: ExecArgs) -> Result<()> {
     }
     let outcome = {
         let _raw = interactive::RawMode::enable(a.interactive)?;
+        let _out = interactive::RawMode::output(!a.interactive)?;
         interactive::relay_pty(&session.master, a.interactive, keys)?
     };
     let _ = std::io::stdout().flush();
@@ -1066,7 +1299,7 @@ fn exec(engine: &Engine, a: ExecArgs) -> Result<()> {
     exit(session.wait()?)
 }
 
-fn ps(engine: &Engine, a: PsArgs) -> Result<()> {
+fn ps(g: &Global, engine: &Engine, a: PsArgs) -> Result<()> {
     let filters = a
         .filter
         .iter()
@@ -1098,35 +1331,44 @@ fn ps(engine: &Engine, a: PsArgs) -> Result<()> {
         }
         return Ok(());
     }
+    let images = if a.size { Some(open_images(g)?) } else { None };
     let objects: Vec<serde_json::Value> = list
         .iter()
-        .map(|c| ps_object(engine, c, a.no_trunc))
+        .map(|c| {
+            let mut o = ps_object(engine, c, a.no_trunc);
+            if let Some(images) = &images {
+                o["Size"] = size_text(engine, images, c).into();
+            }
+            o
+        })
         .collect();
-    match a.format.as_deref() {
-        Some("json") | Some("{{json .}}") => {
-            for o in &objects {
-                writeln!(out, "{o}")?;
-            }
-            return Ok(());
-        }
-        Some(f) if !f.starts_with("table") => {
-            for o in &objects {
-                writeln!(out, "{}", crate::template::render(f, o)?)?;
-            }
-            return Ok(());
-        }
-        _ => {}
-    }
-    let tmpl = match a.format.as_deref() {
-        Some(f) => f.trim_start_matches("table").trim_start().to_string(),
-        None => "{{.ID}}\\t{{.Image}}\\t{{.Command}}\\t{{.RunningFor}}\\t{{.Status}}\\t{{.Ports}}\\t{{.Names}}".to_string(),
+    let row = if a.size {
+        "{{.ID}}\\t{{.Image}}\\t{{.Command}}\\t{{.RunningFor}}\\t{{.Status}}\\t{{.Ports}}\\t{{.Names}}\\t{{.Size}}"
+    } else {
+        "{{.ID}}\\t{{.Image}}\\t{{.Command}}\\t{{.RunningFor}}\\t{{.Status}}\\t{{.Ports}}\\t{{.Names}}"
     };
-    let mut rows = vec![table_header(&tmpl)];
-    for o in &objects {
-        rows.push(crate::template::render(&tmpl, o)?);
-    }
-    write_table(&mut out, &rows)
+    crate::template::print_list(&mut out, a.format.as_deref(), row, PS_HEADERS, &objects)
 }
+
+/// docker's `.CreatedAt`: "2024-01-02 03:04:05 +0000 UTC" (Go's time.String).
+fn docker_time(rfc3339: &str) -> String {
+    match hako_image::images::parse_rfc3339(rfc3339) {
+        Some(secs) => format!(
+            "{} +0000 UTC",
+            hako_image::images::format_rfc3339(secs)
+                .trim_end_matches('Z')
+                .replace('T', " ")
+        ),
+        None => rfc3339.to_string(),
+    }
+}
+
+/// docker's column titles of `ps` fields not named by their field.
+const PS_HEADERS: &[(&str, &str)] = &[
+    ("ID", "CONTAINER ID"),
+    ("RunningFor", "CREATED"),
+    ("CreatedAt", "CREATED AT"),
+];
 
 /// The docker `ps` object a container is shown (and templated) as.
 fn ps_object(engine: &Engine, c: &Container, no_trunc: bool) -> serde_json::Value {
@@ -1143,7 +1385,7 @@ fn ps_object(engine: &Engine, c: &Container, no_trunc: bool) -> serde_json::Valu
     };
     serde_json::json!({
         "Command": command_of(c, !no_trunc),
-        "CreatedAt": c.created,
+        "CreatedAt": docker_time(&c.created),
         "ID": if no_trunc { c.id.as_str() } else { c.short_id() },
         "Image": c.image,
         "Labels": labels.join(","),
@@ -1157,59 +1399,11 @@ fn ps_object(engine: &Engine, c: &Container, no_trunc: bool) -> serde_json::Valu
     })
 }
 
-/// Column titles for a table template, as docker names them.
-fn table_header(tmpl: &str) -> String {
-    let mut out = String::new();
-    let mut rest = tmpl;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let Some(end) = after.find("}}") else {
-            break;
-        };
-        let field = after[..end].trim().trim_start_matches('.');
-        let title = match field {
-            "ID" => "CONTAINER ID".to_string(),
-            "RunningFor" => "CREATED".to_string(),
-            "CreatedAt" => "CREATED AT".to_string(),
-            other => other.to_ascii_uppercase(),
-        };
-        out.push_str(&title);
-        rest = &after[end + 2..];
-    }
-    out.push_str(rest);
-    out.replace("\\t", "\t")
-}
-
-/// Rows of tab-separated cells, aligned like docker's tabwriter (three spaces).
-fn write_table(out: &mut impl Write, rows: &[String]) -> Result<()> {
-    let cells: Vec<Vec<&str>> = rows.iter().map(|r| r.split('\t').collect()).collect();
-    let cols = cells.iter().map(Vec::len).max().unwrap_or(0);
-    let mut widths = vec![0; cols];
-    for r in &cells {
-        for (i, c) in r.iter().enumerate() {
-            widths[i] = widths[i].max(c.chars().count());
-        }
-    }
-    for r in &cells {
-        let mut line = String::new();
-        for (i, c) in r.iter().enumerate() {
-            if i + 1 == r.len() {
-                line.push_str(c);
-            } else {
-                line.push_str(c);
-                line.push_str(&" ".repeat(widths[i] - c.chars().count() + 3));
-            }
-        }
-        writeln!(out, "{}", line.trim_end())?;
-    }
-    Ok(())
-}
-
 /// `ps --filter KEY=VALUE`.
 enum PsFilter {
     Id(String),
-    Name(String),
+    /// docker's name filter is a regular expression (unanchored).
+    Name(regex::Regex),
     Label(String, Option<String>),
     Status(String),
     Exited(i32),
@@ -1220,6 +1414,50 @@ enum PsFilter {
     /// Created before (`before`) or after (`since`) this container: its creation time.
     Before(String),
     Since(String),
+    /// A published (`publish`) or exposed (`expose`) container port range
+    /// and protocol, as docker's `publish=8000-8080/tcp`.
+    Publish(PortSpec),
+    Expose(PortSpec),
+}
+
+/// `80`, `80/udp` or `8000-8080/tcp` (the protocol defaults to tcp).
+#[derive(Debug)]
+struct PortSpec {
+    low: u16,
+    high: u16,
+    protocol: String,
+}
+
+impl PortSpec {
+    fn parse(filter: &str, v: &str) -> Result<PortSpec> {
+        let bad = || anyhow::anyhow!("invalid filter {filter:?}: expected PORT[-PORT][/PROTOCOL]");
+        let (ports, protocol) = v.split_once('/').unwrap_or((v, "tcp"));
+        if !["tcp", "udp", "sctp"].contains(&protocol) {
+            return Err(bad());
+        }
+        let (low, high) = ports.split_once('-').unwrap_or((ports, ports));
+        let (low, high): (u16, u16) = (
+            low.parse().map_err(|_| bad())?,
+            high.parse().map_err(|_| bad())?,
+        );
+        if low > high {
+            return Err(bad());
+        }
+        Ok(PortSpec {
+            low,
+            high,
+            protocol: protocol.to_string(),
+        })
+    }
+
+    /// Whether "80/tcp" (a port key) is in the range.
+    fn matches(&self, key: &str) -> bool {
+        let (port, protocol) = key.split_once('/').unwrap_or((key, "tcp"));
+        protocol == self.protocol
+            && port
+                .parse::<u16>()
+                .is_ok_and(|p| (self.low..=self.high).contains(&p))
+    }
 }
 
 impl PsFilter {
@@ -1229,7 +1467,9 @@ impl PsFilter {
             .ok_or_else(|| anyhow::anyhow!("invalid filter {f:?}: expected KEY=VALUE"))?;
         Ok(match k {
             "id" => PsFilter::Id(v.into()),
-            "name" => PsFilter::Name(v.into()),
+            "name" => PsFilter::Name(regex::Regex::new(v).map_err(|_| {
+                anyhow::anyhow!("invalid filter {f:?}: the name is not a regular expression")
+            })?),
             "label" => match v.split_once('=') {
                 Some((a, b)) => PsFilter::Label(a.into(), Some(b.into())),
                 None => PsFilter::Label(v.into(), None),
@@ -1267,8 +1507,10 @@ impl PsFilter {
             "volume" => PsFilter::Volume(v.into()),
             "before" => PsFilter::Before(v.into()),
             "since" => PsFilter::Since(v.into()),
+            "publish" => PsFilter::Publish(PortSpec::parse(f, v)?),
+            "expose" => PsFilter::Expose(PortSpec::parse(f, v)?),
             other => anyhow::bail!(
-                "invalid filter {other:?}: use id, name, label, status, exited, ancestor, network, health, volume, before or since"
+                "invalid filter {other:?}: use id, name, label, status, exited, ancestor, network, health, volume, before, since, publish or expose"
             ),
         })
     }
@@ -1286,8 +1528,8 @@ impl PsFilter {
     fn matches(&self, engine: &Engine, c: &Container) -> bool {
         match self {
             PsFilter::Id(p) => c.id.starts_with(p.as_str()),
-            // docker matches names by substring (a regular expression there).
-            PsFilter::Name(n) => c.name.contains(n.as_str()),
+            // docker matches the name with and without its leading "/".
+            PsFilter::Name(re) => re.is_match(&c.name) || re.is_match(&format!("/{}", c.name)),
             PsFilter::Label(k, v) => match (c.config.labels.get(k), v) {
                 (Some(have), Some(want)) => have == want,
                 (Some(_), None) => true,
@@ -1341,8 +1583,40 @@ impl PsFilter {
             // RFC 3339 times of one clock compare as text.
             PsFilter::Before(t) => c.created < *t,
             PsFilter::Since(t) => c.created > *t,
+            PsFilter::Publish(spec) => published_keys(engine, c).iter().any(|k| spec.matches(k)),
+            // Published ports are exposed too (as docker's ExposedPorts).
+            PsFilter::Expose(spec) => c
+                .config
+                .exposed_ports
+                .iter()
+                .cloned()
+                .chain(published_keys(engine, c))
+                .any(|k| spec.matches(&k)),
         }
     }
+}
+
+/// docker's SIZE: "2B (virtual 4.26MB)", the writable layer and that plus
+/// the image.
+fn size_text(engine: &Engine, images: &ImageStore, c: &Container) -> String {
+    let rw = hako_engine::volume::disk_usage(&engine.container_dir(&c.id).join("upper"));
+    let image = images.find(&c.image_id).map(|i| i.size).unwrap_or(0);
+    format!(
+        "{} (virtual {})",
+        crate::output::human_size(rw),
+        crate::output::human_size(rw + image)
+    )
+}
+
+/// The "80/tcp" keys of a container's published ports: those asked for
+/// (`-p`) and, running, those given (`-P` too).
+fn published_keys(engine: &Engine, c: &Container) -> Vec<String> {
+    c.host
+        .port_bindings
+        .iter()
+        .chain(engine.ports(c).iter())
+        .map(|p| p.key())
+        .collect()
 }
 
 /// docker's PORTS column: "0.0.0.0:8080->80/tcp, 127.0.0.1:53->53/udp".

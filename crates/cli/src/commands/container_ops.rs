@@ -208,18 +208,27 @@ pub struct StatsArgs {
     /// "json" (one object per line) or a Go-style template.
     #[arg(long)]
     pub format: Option<String>,
+    /// Containers that do not run too (with no names given).
+    #[arg(short = 'a', long)]
+    pub all: bool,
     /// Containers (default: all running).
     pub containers: Vec<String>,
 }
 
-/// `hako container ...` verbs that docker has only under `container`.
+/// `hako container ...`: every container command (`container ls`, `container
+/// rm`, ...), and the verbs docker has only under `container`.
 #[derive(Debug, Subcommand)]
 pub enum ContainerGroup {
+    #[command(flatten)]
+    Verb(super::container::ContainerCommand),
     /// Remove every stopped container.
     Prune {
-        /// Do not ask for confirmation (accepted; hako never asks).
+        /// Do not ask for confirmation (asked only on a terminal).
         #[arg(short = 'f', long)]
         force: bool,
+        /// Only containers passing it: until=TIME, label=KEY[=VALUE], label!=KEY[=VALUE].
+        #[arg(long = "filter", value_name = "KEY=VALUE")]
+        filter: Vec<String>,
     },
 }
 
@@ -231,12 +240,11 @@ pub fn restart(
     engine: &Engine,
     images: &mut ImageStore,
     programs: &Programs,
-    names: &[String],
-    time: Option<u32>,
+    a: &super::container::StopArgs,
 ) -> Result<()> {
     let mut first = None;
-    for n in names {
-        let r = engine.restart(images, n, programs, time);
+    for n in &a.containers {
+        let r = engine.restart_with_signal(images, n, programs, a.time, a.signal.as_deref());
         match r {
             Ok(()) => println!("{n}"),
             Err(e) if first.is_none() => first = Some(e),
@@ -309,65 +317,36 @@ fn stats_object(u: &Usage) -> serde_json::Value {
     })
 }
 
+/// docker's default `stats` columns and their titles.
+const STATS_ROW: &str = "{{.ID}}\\t{{.Name}}\\t{{.CPUPerc}}\\t{{.MemUsage}}\\t{{.MemPerc}}\\t{{.NetIO}}\\t{{.BlockIO}}\\t{{.PIDs}}";
+const STATS_HEADERS: &[(&str, &str)] = &[
+    ("ID", "CONTAINER ID"),
+    ("Container", "CONTAINER"),
+    ("CPUPerc", "CPU %"),
+    ("MemUsage", "MEM USAGE / LIMIT"),
+    ("MemPerc", "MEM %"),
+    ("NetIO", "NET I/O"),
+    ("BlockIO", "BLOCK I/O"),
+    ("PIDs", "PIDS"),
+];
+
 pub fn stats(engine: &Engine, a: StatsArgs) -> Result<()> {
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
     loop {
-        let usage = engine.stats(&a.containers, Duration::from_millis(1000))?;
+        let usage = engine.stats_all(&a.containers, Duration::from_millis(1000), a.all)?;
         let mut out = std::io::stdout().lock();
         if !a.no_stream && terminal && a.format.is_none() {
             // Redraw in place, as docker does on a terminal.
             write!(out, "\x1b[2J\x1b[H")?;
         }
-        match a.format.as_deref() {
-            Some("json") | Some("{{json .}}") => {
-                for u in &usage {
-                    writeln!(out, "{}", stats_object(u))?;
-                }
-            }
-            Some(t) => {
-                for u in &usage {
-                    writeln!(out, "{}", crate::template::render(t, &stats_object(u))?)?;
-                }
-            }
-            None => {
-                let mut rows = vec![[
-                    "CONTAINER ID".to_string(),
-                    "NAME".into(),
-                    "CPU %".into(),
-                    "MEM USAGE / LIMIT".into(),
-                    "MEM %".into(),
-                    "NET I/O".into(),
-                    "BLOCK I/O".into(),
-                    "PIDS".into(),
-                ]];
-                for u in &usage {
-                    let o = stats_object(u);
-                    rows.push(
-                        [
-                            "ID", "Name", "CPUPerc", "MemUsage", "MemPerc", "NetIO", "BlockIO",
-                            "PIDs",
-                        ]
-                        .map(|k| o[k].as_str().unwrap_or_default().to_string()),
-                    );
-                }
-                let mut w = [0usize; 8];
-                for r in &rows {
-                    for (i, c) in r.iter().enumerate() {
-                        w[i] = w[i].max(c.chars().count());
-                    }
-                }
-                for r in &rows {
-                    let mut line = String::new();
-                    for (i, c) in r.iter().enumerate() {
-                        line.push_str(c);
-                        if i + 1 < r.len() {
-                            line.push_str(&" ".repeat(w[i] - c.chars().count() + 3));
-                        }
-                    }
-                    writeln!(out, "{line}")?;
-                }
-            }
-        }
+        let objects: Vec<serde_json::Value> = usage.iter().map(stats_object).collect();
+        crate::template::print_list(
+            &mut out,
+            a.format.as_deref(),
+            STATS_ROW,
+            STATS_HEADERS,
+            &objects,
+        )?;
         out.flush()?;
         if a.no_stream {
             return Ok(());
@@ -375,10 +354,21 @@ pub fn stats(engine: &Engine, a: StatsArgs) -> Result<()> {
     }
 }
 
-pub fn group(engine: &Engine, images: &mut ImageStore, g: ContainerGroup) -> Result<()> {
-    match g {
-        ContainerGroup::Prune { .. } => {
-            let gone = engine.prune_containers(images)?;
+/// `hako container VERB`: the container commands as at the top level
+/// (with their exit codes), and prune.
+pub fn group(g: &crate::Global, group: ContainerGroup) -> Result<()> {
+    match group {
+        ContainerGroup::Verb(cmd) => super::container::run(g, cmd),
+        ContainerGroup::Prune { force, filter } => {
+            let filter = hako_engine::prune_filter::PruneFilter::parse(&filter)?;
+            if !force
+                && !crate::output::confirm("WARNING! This will remove all stopped containers.")?
+            {
+                return Ok(());
+            }
+            let engine = Engine::open(&g.root)?;
+            let mut images = super::container::open_images(g)?;
+            let gone = engine.prune_containers(&mut images, &filter)?;
             let mut out = std::io::stdout().lock();
             if !gone.is_empty() {
                 writeln!(out, "Deleted Containers:")?;

@@ -101,8 +101,8 @@ pub struct PushArgs {
 
 #[derive(Debug, Args)]
 pub struct LoginArgs {
-    /// Registry host[:port].
-    registry: String,
+    /// Registry host[:port] (default: docker.io, as docker's).
+    registry: Option<String>,
     /// User name.
     #[arg(short, long)]
     username: Option<String>,
@@ -197,13 +197,64 @@ fn fetch(g: &Global, a: &PullArgs) -> Result<(Reference, hako_image::pull::Pulle
 /// `run`/`create --pull POLICY`: fetch `image` first when the policy says
 /// so, through the library's pull-on-demand path, saying so on stderr as
 /// docker does (stdout is the container's).
-pub fn pull_for_run(g: &Global, store: &mut ImageStore, image: &str, policy: &str) -> Result<()> {
+/// Refuse a stored image whose config names another platform than `want`.
+fn check_platform(store: &ImageStore, image: &str, want: &PlatformSpec) -> Result<()> {
+    let rec = store.find(image)?;
+    let img = store
+        .load_image(&rec)
+        .with_context(|| format!("reading image {image}"))?;
+    let field = |k: &str| {
+        img.config_json
+            .get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (os, arch, variant) = (field("os"), field("architecture"), field("variant"));
+    let variant_ok = want
+        .variant
+        .as_deref()
+        .is_none_or(|v| variant.is_empty() || v == variant);
+    if os != want.os || arch != want.architecture || !variant_ok {
+        let have = [os, arch, variant]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join("/");
+        let wanted = [
+            Some(want.os.as_str()),
+            Some(want.architecture.as_str()),
+            want.variant.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("/");
+        bail!(
+            "image {image} was found but does not match the specified platform: wanted {wanted}, actual {have}"
+        );
+    }
+    Ok(())
+}
+
+pub fn pull_for_run(
+    g: &Global,
+    store: &mut ImageStore,
+    image: &str,
+    policy: &str,
+    platform: Option<&str>,
+) -> Result<()> {
     use hako_image::on_demand::{self, PullPolicy, PullReason};
     let policy = match policy {
         "missing" | "always" | "never" => PullPolicy::parse(policy)?,
         other => bail!("invalid --pull {other:?}: use missing, always or never"),
     };
+    let platform = platform.map(PlatformSpec::parse).transpose()?;
     let Some(why) = on_demand::pull_needed(store, image, &policy)? else {
+        // docker's `run --platform`: a stored image of another platform is refused.
+        if let Some(want) = &platform {
+            check_platform(store, image, want)?;
+        }
         return Ok(());
     };
     if why == PullReason::Missing {
@@ -213,7 +264,10 @@ pub fn pull_for_run(g: &Global, store: &mut ImageStore, image: &str, policy: &st
         store,
         image,
         &hako_distribution::client::ClientOptions::default(),
-        &PullOptions::default(),
+        &PullOptions {
+            platform,
+            ..PullOptions::default()
+        },
         &Lines::new(false),
     )?;
     super::events::image_event(g, "pull", &reference.familiar(), &reference.familiar());
@@ -278,7 +332,16 @@ fn push(g: &Global, a: PushArgs) -> Result<()> {
 }
 
 fn login(a: LoginArgs) -> Result<()> {
-    let registry = normalise_registry(&a.registry);
+    let registry = match &a.registry {
+        Some(r) => normalise_registry(r),
+        None => {
+            // Said first, so nobody types a password for the wrong registry.
+            eprintln!(
+                "Logging in to docker.io (Docker Hub), the default registry; name another with `hako login HOST[:PORT]`."
+            );
+            "docker.io".to_string()
+        }
+    };
     let what = || format!("logging in to {registry}");
     let username = match a.username {
         Some(u) => u,

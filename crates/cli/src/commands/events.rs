@@ -50,11 +50,27 @@ pub fn run(g: &Global, a: EventsArgs) -> Result<()> {
     let filter = Filter::parse(&a.filter)?;
     let log = EventLog::for_root(&g.root);
     let mut out = std::io::stdout().lock();
+    // Parsed once; "table" prints its header before the first event.
+    let template = match a.format.as_deref() {
+        None | Some("json") => None,
+        Some(t) => Some(crate::template::Template::parse(
+            t.strip_prefix("table").map_or(t, str::trim_start),
+        )?),
+    };
+    if let Some(row) = a.format.as_deref().and_then(|f| f.strip_prefix("table")) {
+        crate::template::print_list(
+            &mut out,
+            Some(&format!("table {}", row.trim_start())),
+            "",
+            &[],
+            &[],
+        )?;
+    }
     let mut print = |e: &Event| -> Result<()> {
-        let line = match a.format.as_deref() {
-            None => e.to_line(),
-            Some("json") => e.to_json().to_string(),
-            Some(t) => crate::template::render(t, &e.to_json())?,
+        let line = match (&template, a.format.as_deref()) {
+            (Some(t), _) => t.render(&e.to_json())?,
+            (None, Some("json")) => e.to_json().to_string(),
+            (None, _) => e.to_line(),
         };
         writeln!(out, "{line}")?;
         out.flush()?;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, IsTerminal, Read, Write};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
@@ -52,6 +52,12 @@ pub enum ImageCommand {
     /// Unmount an image mounted with `hako image mount`.
     #[command(visible_alias = "umount")]
     Unmount(UnmountArgs),
+    /// Download an image from a registry (same as `hako pull`).
+    Pull(super::distribution::PullArgs),
+    /// Upload an image to a registry (same as `hako push`).
+    Push(super::distribution::PushArgs),
+    /// Build an image from a Dockerfile (same as `hako build`).
+    Build(Box<super::build::BuildArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -62,18 +68,26 @@ pub struct ListArgs {
     /// Show manifest digests.
     #[arg(long)]
     pub digests: bool,
-    /// Output format: table (default) or json.
-    #[arg(long, value_name = "FORMAT", default_value = "table")]
-    pub format: String,
+    /// "table" (default), "json" (one object per line, docker's keys), a Go
+    /// template ('{{.Repository}}:{{.Tag}}') or "table TEMPLATE".
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+    /// Show all images (hako stores no intermediate images: the same list).
+    #[arg(short = 'a', long)]
+    pub all: bool,
     /// Only print image ids.
     #[arg(short, long)]
     pub quiet: bool,
     /// Show full image ids.
     #[arg(long)]
     pub no_trunc: bool,
-    /// Filter: reference=PATTERN, dangling=true|false, label=KEY[=VALUE]. Repeatable.
+    /// Filter: reference=PATTERN, dangling=true|false, label=KEY[=VALUE],
+    /// before=IMAGE, since=IMAGE. Repeatable.
     #[arg(short, long, value_name = "FILTER")]
     pub filter: Vec<String>,
+    /// Only images of this REPOSITORY[:TAG] (a reference filter).
+    #[arg(value_name = "REPOSITORY[:TAG]")]
+    pub reference: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -93,7 +107,8 @@ pub struct HistoryArgs {
     /// Do not truncate the CREATED BY column.
     #[arg(long)]
     pub no_trunc: bool,
-    /// Output format: table (default) or json.
+    /// "table" (default), "json" (an array), a Go template
+    /// ('{{.ID}} {{.CreatedBy}}') or "table TEMPLATE".
     #[arg(long, default_value = "table")]
     pub format: String,
 }
@@ -103,7 +118,7 @@ pub struct PruneArgs {
     /// Remove all images not in use, not only dangling ones.
     #[arg(short, long)]
     pub all: bool,
-    /// Do not prompt (prune never prompts; accepted for compatibility).
+    /// Do not ask for confirmation (asked only on a terminal).
     #[arg(short, long)]
     pub force: bool,
 }
@@ -134,9 +149,10 @@ pub struct RmiArgs {
     after_help = "Examples:\n  hako save -o busybox.tar busybox\n  hako save --format oci-archive -o app.tar app:1 app:2\n  hako save --format oci-dir -o ./layout busybox"
 )]
 pub struct SaveArgs {
-    /// Output file (directory for oci-dir).
+    /// Output file (directory for oci-dir); "-" or absent: standard output
+    /// (which must not be a terminal).
     #[arg(short, long, value_name = "FILE")]
-    pub output: PathBuf,
+    pub output: Option<PathBuf>,
     /// docker-archive (default), oci-archive or oci-dir.
     #[arg(long, default_value = "docker-archive")]
     pub format: String,
@@ -191,7 +207,7 @@ pub struct UnmountArgs {
     pub what: String,
 }
 
-fn open_store(g: &Global) -> Result<ImageStore> {
+pub(crate) fn open_store(g: &Global) -> Result<ImageStore> {
     ImageStore::open(&g.root)
         .with_context(|| format!("opening image store in {}", g.root.display()))
 }
@@ -209,6 +225,13 @@ pub fn run(g: &Global, cmd: ImageCommand) -> Result<()> {
         ImageCommand::Import(a) => import(g, a),
         ImageCommand::Mount(a) => mount(g, a),
         ImageCommand::Unmount(a) => unmount(g, a),
+        ImageCommand::Pull(a) => {
+            super::distribution::run(g, super::distribution::DistributionCommand::Pull(a))
+        }
+        ImageCommand::Push(a) => {
+            super::distribution::run(g, super::distribution::DistributionCommand::Push(a))
+        }
+        ImageCommand::Build(a) => super::build::build(g, *a),
     }
 }
 
@@ -216,6 +239,9 @@ enum Filter {
     Reference(String),
     Dangling(bool),
     Label(String, Option<String>),
+    /// Created before / after the named image (its creation time, resolved in `list`).
+    Before(String),
+    Since(String),
 }
 
 fn parse_filters(filters: &[String]) -> Result<Vec<Filter>> {
@@ -236,8 +262,10 @@ fn parse_filters(filters: &[String]) -> Result<Vec<Filter>> {
                     Some((k, v)) => Filter::Label(k.to_string(), Some(v.to_string())),
                     None => Filter::Label(v.to_string(), None),
                 },
+                "before" => Filter::Before(v.to_string()),
+                "since" => Filter::Since(v.to_string()),
                 other => bail!(
-                    "invalid filter {f:?}: unknown key {other:?} (reference, dangling, label)"
+                    "invalid filter {f:?}: unknown key {other:?} (reference, dangling, label, before, since)"
                 ),
             })
         })
@@ -291,7 +319,20 @@ fn labels(store: &ImageStore, rec: &ImageRecord) -> BTreeMap<String, String> {
 
 pub fn list(g: &Global, a: ListArgs) -> Result<()> {
     let store = open_store(g)?;
-    let filters = parse_filters(&a.filter)?;
+    let mut filters = parse_filters(&a.filter)?;
+    if let Some(r) = &a.reference {
+        filters.push(Filter::Reference(r.clone()));
+    }
+    // before/since compare creation times with the named image's.
+    let created_of = |what: &str| -> Result<i64> { Ok(store.find(what)?.created) };
+    let mut bounds = Vec::new();
+    for f in &filters {
+        match f {
+            Filter::Before(w) => bounds.push((true, created_of(w)?, store.find(w)?.id)),
+            Filter::Since(w) => bounds.push((false, created_of(w)?, store.find(w)?.id)),
+            _ => {}
+        }
+    }
     let mut rows: Vec<(ImageRecord, Option<Reference>)> = Vec::new();
     for rec in store.list()? {
         let lbls = labels(&store, &rec);
@@ -300,7 +341,14 @@ pub fn list(g: &Global, a: ListArgs) -> Result<()> {
             Filter::Label(k, v) => lbls
                 .get(k)
                 .is_some_and(|have| v.as_ref().is_none_or(|v| v == have)),
-            Filter::Reference(_) => true,
+            Filter::Reference(_) | Filter::Before(_) | Filter::Since(_) => true,
+        }) && bounds.iter().all(|(before, t, id)| {
+            rec.id != *id
+                && if *before {
+                    rec.created < *t
+                } else {
+                    rec.created > *t
+                }
         });
         if !keep {
             continue;
@@ -327,32 +375,6 @@ pub fn list(g: &Global, a: ListArgs) -> Result<()> {
             }
         }
     }
-    if a.format == "json" {
-        let mut seen = std::collections::HashSet::new();
-        let out: Vec<Value> = rows
-            .iter()
-            .filter(|(r, _)| seen.insert(r.id.clone()))
-            .map(|(r, _)| {
-                json!({
-                    "Id": r.id.hex(),
-                    "Names": r.names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
-                    "RepoTags": r.names.iter().map(|n| n.familiar()).collect::<Vec<_>>(),
-                    "RepoDigests": repo_digests(r),
-                    "Digest": r.manifest_digest.to_string(),
-                    "Created": r.created,
-                    "CreatedAt": format_rfc3339(r.created),
-                    "Size": r.size,
-                    "Dangling": r.names.is_empty(),
-                    "Labels": labels(&store, r),
-                })
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(());
-    }
-    if a.format != "table" {
-        bail!("unknown format {:?} (table or json)", a.format);
-    }
     if a.quiet {
         let mut seen = std::collections::HashSet::new();
         for (r, _) in &rows {
@@ -369,41 +391,57 @@ pub fn list(g: &Global, a: ListArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let mut header = vec!["REPOSITORY", "TAG"];
-    if a.digests {
-        header.push("DIGEST");
-    }
-    header.extend(["IMAGE ID", "CREATED", "SIZE"]);
-    let table: Vec<Vec<String>> = rows
+    let objects: Vec<Value> = rows
         .iter()
-        .map(|(r, n)| {
-            let mut row = vec![
-                n.as_ref()
-                    .map(|n| n.familiar_repository())
-                    .unwrap_or_else(|| "<none>".into()),
-                n.as_ref()
-                    .and_then(|n| n.tag().map(str::to_string))
-                    .unwrap_or_else(|| "<none>".into()),
-            ];
-            if a.digests {
-                row.push(r.manifest_digest.to_string());
-            }
-            row.push(if a.no_trunc {
-                r.id.to_string()
-            } else {
-                r.id.short().to_string()
-            });
-            row.push(if r.created == 0 {
-                "N/A".into()
-            } else {
-                human_age(r.created)
-            });
-            row.push(human_size(r.size));
-            row
-        })
+        .map(|(r, n)| list_object(&store, r, n.as_ref(), a.no_trunc))
         .collect();
-    print_table(&header, &table);
-    Ok(())
+    let row = if a.digests {
+        "{{.Repository}}\\t{{.Tag}}\\t{{.Digest}}\\t{{.ID}}\\t{{.CreatedSince}}\\t{{.Size}}"
+    } else {
+        "{{.Repository}}\\t{{.Tag}}\\t{{.ID}}\\t{{.CreatedSince}}\\t{{.Size}}"
+    };
+    let mut out = io::stdout().lock();
+    crate::template::print_list(
+        &mut out,
+        a.format.as_deref(),
+        row,
+        &[
+            ("ID", "IMAGE ID"),
+            ("CreatedSince", "CREATED"),
+            ("CreatedAt", "CREATED AT"),
+        ],
+        &objects,
+    )
+}
+
+/// docker's `images` object (one per name, as its rows): its keys for
+/// `--format json` and templates, and the labels for `.Label "k"`.
+fn list_object(
+    store: &ImageStore,
+    r: &ImageRecord,
+    name: Option<&Reference>,
+    no_trunc: bool,
+) -> Value {
+    let none = || "<none>".to_string();
+    let created = format_rfc3339(r.created);
+    json!({
+        "Containers": "N/A",
+        "CreatedAt": if r.created == 0 {
+            "N/A".to_string()
+        } else {
+            format!("{} +0000 UTC", created.trim_end_matches('Z').replace('T', " "))
+        },
+        "CreatedSince": if r.created == 0 { "N/A".into() } else { human_age(r.created) },
+        "Digest": r.manifest_digest.to_string(),
+        "ID": if no_trunc { r.id.to_string() } else { r.id.short().to_string() },
+        "Repository": name.map(|n| n.familiar_repository()).unwrap_or_else(none),
+        "SharedSize": "N/A",
+        "Size": human_size(r.size),
+        "Tag": name.and_then(|n| n.tag().map(str::to_string)).unwrap_or_else(none),
+        "UniqueSize": "N/A",
+        "VirtualSize": human_size(r.size),
+        "Labels": labels(store, r),
+    })
 }
 
 fn repo_digests(r: &ImageRecord) -> Vec<String> {
@@ -420,44 +458,49 @@ fn inspect(g: &Global, a: InspectArgs) -> Result<()> {
     let store = open_store(g)?;
     let mut out = Vec::new();
     for what in &a.images {
-        let rec = store.find(what)?;
-        let image = store
-            .load_image(&rec)
-            .with_context(|| format!("inspecting image {what}"))?;
-        let c = &image.config_json;
-        out.push(json!({
-            "Id": rec.id.to_string(),
-            "RepoTags": rec.names.iter().map(|n| n.familiar()).collect::<Vec<_>>(),
-            "RepoDigests": repo_digests(&rec),
-            "Names": rec.names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
-            "Digest": rec.manifest_digest.to_string(),
-            "ManifestMediaType": rec.manifest_media_type,
-            "Created": c.get("created").cloned().unwrap_or(Value::Null),
-            "Author": c.get("author").cloned().unwrap_or(Value::String(String::new())),
-            "Comment": c.get("comment").cloned().unwrap_or(Value::String(String::new())),
-            "Architecture": c.get("architecture").cloned().unwrap_or(Value::Null),
-            "Variant": c.get("variant").cloned().unwrap_or(Value::Null),
-            "Os": c.get("os").cloned().unwrap_or(Value::Null),
-            "Config": c.get("config").cloned().unwrap_or(json!({})),
-            "Size": rec.size,
-            "RootFS": {
-                "Type": "layers",
-                "Layers": image.diff_ids()?.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
-            },
-            "History": c.get("history").cloned().unwrap_or(json!([])),
-            "GraphDriver": {
-                "Name": "overlay",
-                "Data": {
-                    // Top layer first, as overlayfs' lowerdir lists them.
-                    "LowerDir": image.chain_ids()?.iter().rev()
-                        .map(|c| store.snapshots().fs_path(c).display().to_string())
-                        .collect::<Vec<_>>().join(":"),
-                },
-            },
-            "Labels": labels(&store, &rec),
-        }));
+        out.push(inspect_object(&store, what)?);
     }
     crate::output::print_inspected(&out, a.format.as_deref())
+}
+
+/// docker's `image inspect` object of an image by name or id.
+pub fn inspect_object(store: &ImageStore, what: &str) -> Result<Value> {
+    let rec = store.find(what)?;
+    let image = store
+        .load_image(&rec)
+        .with_context(|| format!("inspecting image {what}"))?;
+    let c = &image.config_json;
+    Ok(json!({
+        "Id": rec.id.to_string(),
+        "RepoTags": rec.names.iter().map(|n| n.familiar()).collect::<Vec<_>>(),
+        "RepoDigests": repo_digests(&rec),
+        "Names": rec.names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+        "Digest": rec.manifest_digest.to_string(),
+        "ManifestMediaType": rec.manifest_media_type,
+        "Created": c.get("created").cloned().unwrap_or(Value::Null),
+        "Author": c.get("author").cloned().unwrap_or(Value::String(String::new())),
+        "Comment": c.get("comment").cloned().unwrap_or(Value::String(String::new())),
+        "Architecture": c.get("architecture").cloned().unwrap_or(Value::Null),
+        "Variant": c.get("variant").cloned().unwrap_or(Value::Null),
+        "Os": c.get("os").cloned().unwrap_or(Value::Null),
+        "Config": c.get("config").cloned().unwrap_or(json!({})),
+        "Size": rec.size,
+        "RootFS": {
+            "Type": "layers",
+            "Layers": image.diff_ids()?.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+        },
+        "History": c.get("history").cloned().unwrap_or(json!([])),
+        "GraphDriver": {
+            "Name": "overlay",
+            "Data": {
+                // Top layer first, as overlayfs' lowerdir lists them.
+                "LowerDir": image.chain_ids()?.iter().rev()
+                    .map(|c| store.snapshots().fs_path(c).display().to_string())
+                    .collect::<Vec<_>>().join(":"),
+            },
+        },
+        "Labels": labels(store, &rec),
+    }))
 }
 
 fn history(g: &Global, a: HistoryArgs) -> Result<()> {
@@ -501,6 +544,39 @@ fn history(g: &Global, a: HistoryArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
+    if a.format != "table" {
+        // docker's keys, for templates and "table TEMPLATE".
+        let objects: Vec<Value> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, (created, by, size, comment))| {
+                let id = if i == 0 {
+                    rec.id.short().to_string()
+                } else {
+                    "<missing>".to_string()
+                };
+                let since = hako_image::images::parse_rfc3339(created)
+                    .map(human_age)
+                    .unwrap_or_else(|| "N/A".into());
+                json!({
+                    "ID": id, "CreatedSince": since, "CreatedAt": created,
+                    "CreatedBy": by, "Size": human_size(*size), "Comment": comment,
+                })
+            })
+            .collect();
+        let mut out = io::stdout().lock();
+        return crate::template::print_list(
+            &mut out,
+            Some(&a.format),
+            "{{.ID}}\\t{{.CreatedSince}}\\t{{.CreatedBy}}\\t{{.Size}}\\t{{.Comment}}",
+            &[
+                ("ID", "IMAGE"),
+                ("CreatedSince", "CREATED"),
+                ("CreatedBy", "CREATED BY"),
+            ],
+            &objects,
+        );
+    }
     let table: Vec<Vec<String>> = rows
         .iter()
         .enumerate()
@@ -532,11 +608,35 @@ fn history(g: &Global, a: HistoryArgs) -> Result<()> {
 }
 
 fn prune(g: &Global, a: PruneArgs) -> Result<()> {
-    let mut store = open_store(g)?;
-    let removed = store.prune(a.all).context("pruning images")?;
-    for id in &removed {
-        println!("Deleted: {id}");
+    let warning = if a.all {
+        "WARNING! This will remove all images without at least one container associated to them."
+    } else {
+        "WARNING! This will remove all dangling images."
+    };
+    if !a.force && !crate::output::confirm(warning)? {
+        return Ok(());
     }
+    let mut store = open_store(g)?;
+    // Sizes before they go, for docker's "Total reclaimed space".
+    let sizes: BTreeMap<String, u64> = store
+        .list()?
+        .into_iter()
+        .map(|r| (r.id.to_string(), r.size))
+        .collect();
+    let removed = store.prune(a.all).context("pruning images")?;
+    let mut out = io::stdout().lock();
+    if !removed.is_empty() {
+        writeln!(out, "Deleted Images:")?;
+        for id in &removed {
+            writeln!(out, "deleted: {id}")?;
+        }
+        writeln!(out)?;
+    }
+    let total: u64 = removed
+        .iter()
+        .filter_map(|id| sizes.get(&id.to_string()))
+        .sum();
+    writeln!(out, "Total reclaimed space: {}", human_size(total))?;
     Ok(())
 }
 
@@ -604,8 +704,21 @@ pub fn save(g: &Global, a: SaveArgs) -> Result<()> {
         items.push(SaveItem { image: rec, name });
     }
     let display = Display::new();
-    archive::save(&store, &items, format, &a.output, &display)
-        .with_context(|| format!("saving {} to {}", a.images.join(", "), a.output.display()))?;
+    match a.output.as_deref().filter(|p| p.as_os_str() != "-") {
+        Some(path) => archive::save(&store, &items, format, path, &display)
+            .with_context(|| format!("saving {} to {}", a.images.join(", "), path.display()))?,
+        None => {
+            let stdout = io::stdout();
+            if stdout.is_terminal() {
+                bail!("cowardly refusing to save to a terminal: use the -o flag or redirect");
+            }
+            let mut out = io::BufWriter::with_capacity(1 << 20, stdout.lock());
+            let what = || format!("saving {} to standard output", a.images.join(", "));
+            archive::save_to_writer(&store, &items, format, &mut out, &display)
+                .with_context(what)?;
+            out.flush().with_context(what)?;
+        }
+    }
     for (item, what) in items.iter().zip(&a.images) {
         super::events::image_event(g, "save", &item.image.id.to_string(), what);
     }

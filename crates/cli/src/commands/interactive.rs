@@ -50,8 +50,9 @@ pub fn caller_size() -> Option<(u16, u16)> {
 }
 
 /// The terminal on stdin in raw mode until dropped, so keys (ctrl-c too)
-/// go to the container's terminal as typed.
-pub struct RawMode(Option<Termios>);
+/// go to the container's terminal as typed; or, for `-t` without `-i`,
+/// the terminal on stdout without its own newline translation.
+pub struct RawMode(Option<(BorrowedFd<'static>, Termios)>);
 
 impl RawMode {
     pub fn enable(wanted: bool) -> Result<RawMode> {
@@ -62,14 +63,34 @@ impl RawMode {
         let mut raw = orig.clone();
         cfmakeraw(&mut raw);
         tcsetattr(stdin_fd(), SetArg::TCSANOW, &raw).context("setting the terminal to raw mode")?;
-        Ok(RawMode(Some(orig)))
+        Ok(RawMode(Some((stdin_fd(), orig))))
+    }
+
+    /// The container's terminal already ends its lines with "\r\n": the
+    /// caller's terminal on stdout must not add another "\r" (lines as
+    /// podman prints them, "a\r\n" rather than "a\r\r\n"). Input is left
+    /// as it is (nothing reads it without `-i`).
+    pub fn output(wanted: bool) -> Result<RawMode> {
+        if !wanted || !is_tty(1) {
+            return Ok(RawMode(None));
+        }
+        // SAFETY: fd 1 stays open for the life of the process.
+        let fd = unsafe { BorrowedFd::borrow_raw(1) };
+        let orig = tcgetattr(fd).context("reading the terminal mode")?;
+        let mut plain = orig.clone();
+        plain
+            .output_flags
+            .remove(nix::sys::termios::OutputFlags::ONLCR);
+        tcsetattr(fd, SetArg::TCSANOW, &plain)
+            .context("turning off the terminal's newline translation")?;
+        Ok(RawMode(Some((fd, orig))))
     }
 }
 
 impl Drop for RawMode {
     fn drop(&mut self) {
-        if let Some(t) = &self.0 {
-            let _ = tcsetattr(stdin_fd(), SetArg::TCSADRAIN, t);
+        if let Some((fd, t)) = &self.0 {
+            let _ = tcsetattr(fd, SetArg::TCSADRAIN, t);
         }
     }
 }

@@ -63,12 +63,70 @@ pub struct LsArgs {
     /// Only ids.
     #[arg(short = 'q', long)]
     pub quiet: bool,
-    /// Output format: "json" (one object per line) or the table.
+    /// "json" (one object per line), a Go template, "table TEMPLATE" or the table.
     #[arg(long)]
     pub format: Option<String>,
     /// Do not truncate ids.
     #[arg(long = "no-trunc")]
     pub no_trunc: bool,
+    /// Filter: name=TEXT, id=PREFIX, label=KEY[=VALUE], driver=NAME,
+    /// type=custom|builtin. Repeatable; different keys must all match.
+    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
+}
+
+/// One `network ls --filter`.
+enum LsFilter {
+    Name(String),
+    Id(String),
+    Label(String, Option<String>),
+    Driver(String),
+    /// builtin (host, none, the default network) or custom.
+    Custom(bool),
+}
+
+impl LsFilter {
+    fn parse(f: &str) -> Result<LsFilter> {
+        let (k, v) = f
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("invalid filter {f:?}: expected KEY=VALUE"))?;
+        Ok(match k {
+            "name" => LsFilter::Name(v.into()),
+            "id" => LsFilter::Id(v.into()),
+            "label" => match v.split_once('=') {
+                Some((a, b)) => LsFilter::Label(a.into(), Some(b.into())),
+                None => LsFilter::Label(v.into(), None),
+            },
+            "driver" => LsFilter::Driver(v.into()),
+            "type" => LsFilter::Custom(match v {
+                "custom" => true,
+                "builtin" => false,
+                _ => anyhow::bail!("invalid filter {f:?}: type is custom or builtin"),
+            }),
+            other => anyhow::bail!("invalid filter {other:?}: use name, id, label, driver or type"),
+        })
+    }
+
+    /// On the `network ls` object of a network (docker's keys).
+    fn matches(&self, o: &serde_json::Value, full_id: &str, builtin: bool) -> bool {
+        let s = |k: &str| o[k].as_str().unwrap_or_default().to_string();
+        match self {
+            // docker matches names by substring.
+            LsFilter::Name(n) => s("Name").contains(n.as_str()),
+            LsFilter::Id(p) => !full_id.is_empty() && full_id.starts_with(p.as_str()),
+            LsFilter::Label(k, v) => {
+                s("Labels")
+                    .split(',')
+                    .any(|kv| match (kv.split_once('='), v) {
+                        (Some((have_k, have_v)), Some(v)) => have_k == k && have_v == v,
+                        (Some((have_k, _)), None) => have_k == k,
+                        (None, _) => false,
+                    })
+            }
+            LsFilter::Driver(d) => s("Driver") == *d,
+            LsFilter::Custom(custom) => *custom != builtin,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -88,9 +146,12 @@ pub struct InspectArgs {
 
 #[derive(Debug, Args)]
 pub struct PruneArgs {
-    /// Do not ask for confirmation (accepted; hako never asks).
+    /// Do not ask for confirmation (asked only on a terminal).
     #[arg(short = 'f', long)]
     pub force: bool,
+    /// Only networks passing it: until=TIME, label=KEY[=VALUE], label!=KEY[=VALUE].
+    #[arg(long = "filter", value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -138,41 +199,56 @@ pub fn run(g: &Global, cmd: NetworkCommand) -> Result<()> {
                     s[..12.min(s.len())].to_string()
                 }
             };
-            // host and none are modes, listed as docker lists them.
-            let rows: Vec<(String, String, String)> = nets
+            let filters = a
+                .filter
                 .iter()
-                .map(|n| (id(&n.id), n.name.clone(), n.driver.clone()))
-                .chain(
-                    ["host", "none"]
-                        .iter()
-                        .map(|m| (String::new(), m.to_string(), m.replace("none", "null"))),
-                )
-                .collect();
-            if a.quiet {
-                for r in rows.iter().filter(|r| !r.0.is_empty()) {
-                    writeln!(out, "{}", r.0)?;
-                }
-            } else if a.format.as_deref() == Some("json") {
-                for n in &nets {
-                    let v = serde_json::json!({
-                        "ID": id(&n.id), "Name": n.name, "Driver": n.driver,
-                        "Scope": "local", "Subnet": n.subnet, "Gateway": n.gateway,
-                        "Internal": n.internal, "CreatedAt": n.created,
+                .map(|f| LsFilter::parse(f))
+                .collect::<Result<Vec<_>>>()?;
+            let nets: Vec<_> = nets
+                .into_iter()
+                .filter(|n| {
+                    let o = serde_json::json!({
+                        "Name": n.name, "Driver": n.driver,
                         "Labels": n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
                     });
-                    writeln!(out, "{v}")?;
+                    filters.iter().all(|f| f.matches(&o, &n.id, n.is_default()))
+                })
+                .collect();
+            if a.quiet {
+                for n in &nets {
+                    writeln!(out, "{}", id(&n.id))?;
                 }
-            } else if let Some(f) = a.format {
-                anyhow::bail!("unsupported --format {f:?}: use json");
             } else {
-                writeln!(
-                    out,
-                    "{:<14}{:<20}{:<10}SCOPE",
-                    "NETWORK ID", "NAME", "DRIVER"
+                let objects: Vec<serde_json::Value> = nets
+                    .iter()
+                    .map(|n| {
+                        serde_json::json!({
+                            "ID": id(&n.id), "Name": n.name, "Driver": n.driver,
+                            "Scope": "local", "Subnet": n.subnet, "Gateway": n.gateway,
+                            "Internal": n.internal, "CreatedAt": n.created,
+                            "Labels": n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+                        })
+                    })
+                    // host and none are modes, listed as docker lists them.
+                    .chain(
+                        ["host", "none"]
+                            .iter()
+                            .map(|m| {
+                                serde_json::json!({
+                                    "ID": "", "Name": m, "Driver": m.replace("none", "null"),
+                                    "Scope": "local", "Internal": false, "Labels": "",
+                                })
+                            })
+                            .filter(|o| filters.iter().all(|f| f.matches(o, "", true))),
+                    )
+                    .collect();
+                crate::template::print_list(
+                    &mut out,
+                    a.format.as_deref(),
+                    "{{.ID}}\\t{{.Name}}\\t{{.Driver}}\\t{{.Scope}}",
+                    &[("ID", "NETWORK ID")],
+                    &objects,
                 )?;
-                for (i, name, driver) in rows {
-                    writeln!(out, "{i:<14}{name:<20}{driver:<10}local")?;
-                }
             }
         }
         NetworkCommand::Inspect(a) => {
@@ -196,8 +272,16 @@ pub fn run(g: &Global, cmd: NetworkCommand) -> Result<()> {
                 return Err(e.into());
             }
         }
-        NetworkCommand::Prune(_) => {
-            let gone = engine.prune_networks()?;
+        NetworkCommand::Prune(a) => {
+            let filter = hako_engine::prune_filter::PruneFilter::parse(&a.filter)?;
+            if !a.force
+                && !crate::output::confirm(
+                    "WARNING! This will remove all custom networks not used by at least one container.",
+                )?
+            {
+                return Ok(());
+            }
+            let gone = engine.prune_networks(&filter)?;
             if !gone.is_empty() {
                 writeln!(out, "Deleted Networks:")?;
                 for n in gone {

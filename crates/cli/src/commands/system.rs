@@ -34,6 +34,8 @@ pub enum SystemCommand {
     /// and the root directory itself (podman's `system reset`).
     #[command(after_help = "Example:\n  hako --root /tmp/scratch system reset -f")]
     Reset(ResetArgs),
+    /// Container, image, network and volume events (same as `hako events`).
+    Events(super::events::EventsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -45,9 +47,12 @@ pub struct ResetArgs {
 
 #[derive(Debug, Args)]
 pub struct DfArgs {
-    /// "json" for one object per line.
+    /// "json" for one object per line, a Go template or "table TEMPLATE".
     #[arg(long)]
     pub format: Option<String>,
+    /// Each image, container and volume with its space.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Args)]
@@ -65,12 +70,15 @@ pub struct PruneArgs {
     /// Unused anonymous volumes too.
     #[arg(long)]
     pub volumes: bool,
-    /// Do not ask for confirmation (accepted; hako never asks).
+    /// Do not ask for confirmation (asked only on a terminal).
     #[arg(short = 'f', long)]
     pub force: bool,
 }
 
 pub fn run(g: &Global, cmd: SystemCommand) -> Result<()> {
+    if let SystemCommand::Events(a) = cmd {
+        return super::events::run(g, a);
+    }
     let engine = Engine::open(&g.root)?;
     let mut images = ImageStore::open(&g.root)
         .with_context(|| format!("opening the image store in {}", g.root.display()))?;
@@ -79,6 +87,7 @@ pub fn run(g: &Global, cmd: SystemCommand) -> Result<()> {
         SystemCommand::Info(a) => info(g, &engine, &images, a),
         SystemCommand::Prune(a) => prune(&engine, &mut images, a),
         SystemCommand::Reset(a) => reset(&engine, images, a),
+        SystemCommand::Events(_) => unreachable!("handled before opening the stores"),
         SystemCommand::Boot => {
             let programs = super::container::programs(g)?;
             let mut failed = 0;
@@ -115,6 +124,12 @@ fn size(n: u64) -> String {
 }
 
 fn df(engine: &Engine, images: &ImageStore, a: DfArgs) -> Result<()> {
+    if a.verbose {
+        if a.format.is_some() {
+            anyhow::bail!("system df: --verbose and --format cannot be combined");
+        }
+        return df_verbose(engine, images);
+    }
     let containers = engine.list()?;
     let used: std::collections::HashSet<String> =
         containers.iter().map(|c| c.image_id.clone()).collect();
@@ -175,18 +190,24 @@ fn df(engine: &Engine, images: &ImageStore, a: DfArgs) -> Result<()> {
         ("Build Cache", 0, 0, 0, 0),
     ];
     let mut out = std::io::stdout().lock();
-    if a.format.as_deref() == Some("json") {
-        for (t, n, act, s, r) in rows {
-            let v = serde_json::json!({
-                "Type": t, "TotalCount": n, "Active": act, "Size": size(s),
-                "SizeBytes": s, "Reclaimable": format!("{} ({}%)", size(r), pct(r, s)),
-                "ReclaimableBytes": r,
-            });
-            writeln!(out, "{v}")?;
-        }
-        return Ok(());
-    } else if let Some(f) = a.format {
-        anyhow::bail!("unsupported --format {f:?}: use json");
+    if a.format.is_some() {
+        let objects: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|&(t, n, act, s, r)| {
+                serde_json::json!({
+                    "Type": t, "TotalCount": n, "Active": act, "Size": size(s),
+                    "SizeBytes": s, "Reclaimable": format!("{} ({}%)", size(r), pct(r, s)),
+                    "ReclaimableBytes": r,
+                })
+            })
+            .collect();
+        return crate::template::print_list(
+            &mut out,
+            a.format.as_deref(),
+            "{{.Type}}\\t{{.TotalCount}}\\t{{.Active}}\\t{{.Size}}\\t{{.Reclaimable}}",
+            &[("TotalCount", "TOTAL")],
+            &objects,
+        );
     }
     writeln!(
         out,
@@ -202,6 +223,94 @@ fn df(engine: &Engine, images: &ImageStore, a: DfArgs) -> Result<()> {
             pct(r, s)
         )?;
     }
+    Ok(())
+}
+
+/// `system df -v`: docker's four sections, each a table.
+fn df_verbose(engine: &Engine, images: &ImageStore) -> Result<()> {
+    let containers = engine.list()?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "Images space usage:\n")?;
+    let mut rows = vec![
+        "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE\tSHARED SIZE\tUNIQUE SIZE\tCONTAINERS"
+            .to_string(),
+    ];
+    for i in images.list()? {
+        let id = i.id.to_string();
+        let used = containers.iter().filter(|c| c.image_id == id).count();
+        let created = if i.created == 0 {
+            "N/A".to_string()
+        } else {
+            crate::output::human_age(i.created)
+        };
+        let names: Vec<(String, String)> = if i.names.is_empty() {
+            vec![("<none>".into(), "<none>".into())]
+        } else {
+            i.names
+                .iter()
+                .map(|n| {
+                    (
+                        n.familiar_repository(),
+                        n.tag().unwrap_or("<none>").to_string(),
+                    )
+                })
+                .collect()
+        };
+        for (repo, tag) in names {
+            rows.push(format!(
+                "{repo}\t{tag}\t{}\t{created}\t{}\t0B\t{}\t{used}",
+                i.id.short(),
+                size(i.size),
+                size(i.size)
+            ));
+        }
+    }
+    crate::template::write_table(&mut out, &rows)?;
+    writeln!(out, "\nContainers space usage:\n")?;
+    let mut rows = vec![
+        "CONTAINER ID\tIMAGE\tCOMMAND\tLOCAL VOLUMES\tSIZE\tCREATED\tSTATUS\tNAMES".to_string(),
+    ];
+    for c in &containers {
+        let rw = hako_engine::volume::disk_usage(&engine.container_dir(&c.id).join("upper"));
+        let mut cmd = c.argv().join(" ");
+        if cmd.chars().count() > 20 {
+            cmd = cmd.chars().take(19).collect::<String>() + "…";
+        }
+        let volumes = c
+            .host
+            .mounts
+            .iter()
+            .filter(|m| m.typ == hako_engine::MountType::Volume)
+            .count();
+        let created = hako_engine::clock::unix(&c.created)
+            .map(crate::output::human_age)
+            .unwrap_or_else(|| "N/A".into());
+        rows.push(format!(
+            "{}\t{}\t\"{cmd}\"\t{volumes}\t{}\t{created}\t{}\t{}",
+            c.short_id(),
+            c.image,
+            size(rw),
+            c.state.status_text(),
+            c.name
+        ));
+    }
+    crate::template::write_table(&mut out, &rows)?;
+    writeln!(out, "\nLocal Volumes space usage:\n")?;
+    let mut rows = vec!["VOLUME NAME\tLINKS\tSIZE".to_string()];
+    for v in engine.volumes()? {
+        let links = containers
+            .iter()
+            .filter(|c| c.host.mounts.iter().any(|m| m.source == v.name))
+            .count();
+        let s = hako_engine::volume::disk_usage(&engine.volumes_dir().join(&v.name));
+        rows.push(format!("{}\t{links}\t{}", v.name, size(s)));
+    }
+    crate::template::write_table(&mut out, &rows)?;
+    writeln!(out, "\nBuild cache usage: 0B\n")?;
+    crate::template::write_table(
+        &mut out,
+        &["CACHE ID\tCACHE TYPE\tSIZE\tCREATED\tLAST USED\tUSAGE\tSHARED".to_string()],
+    )?;
     Ok(())
 }
 
@@ -310,8 +419,24 @@ fn info(g: &Global, engine: &Engine, images: &ImageStore, a: InfoArgs) -> Result
 }
 
 fn prune(engine: &Engine, images: &mut ImageStore, a: PruneArgs) -> Result<()> {
+    // Everything unused goes (a filter would have to reach images too).
+    let filter = hako_engine::prune_filter::PruneFilter::default();
+    let mut warning = String::from(
+        "WARNING! This will remove:\n  - all stopped containers\n  - all networks not used by at least one container",
+    );
+    if a.volumes {
+        warning.push_str("\n  - all anonymous volumes not used by at least one container");
+    }
+    warning.push_str(if a.all {
+        "\n  - all images without at least one container associated to them"
+    } else {
+        "\n  - all dangling images"
+    });
+    if !a.force && !crate::output::confirm(&warning)? {
+        return Ok(());
+    }
     let mut out = std::io::stdout().lock();
-    let containers = engine.prune_containers(images)?;
+    let containers = engine.prune_containers(images, &filter)?;
     if !containers.is_empty() {
         writeln!(out, "Deleted Containers:")?;
         for c in &containers {
@@ -319,7 +444,7 @@ fn prune(engine: &Engine, images: &mut ImageStore, a: PruneArgs) -> Result<()> {
         }
         writeln!(out)?;
     }
-    let networks = engine.prune_networks()?;
+    let networks = engine.prune_networks(&filter)?;
     if !networks.is_empty() {
         writeln!(out, "Deleted Networks:")?;
         for n in &networks {

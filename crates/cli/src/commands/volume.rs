@@ -193,30 +193,14 @@ fn ls(engine: &Engine, a: LsArgs) -> Result<()> {
             "Status": "N/A",
         })
     };
-    match a.format.as_deref() {
-        Some("json") | Some("{{json .}}") => {
-            for v in &list {
-                writeln!(out, "{}", row(v))?;
-            }
-            Ok(())
-        }
-        Some(f) if f.starts_with("table") => {
-            bail!("unsupported --format {f:?}: table templates come later; use json or a template")
-        }
-        Some(f) => {
-            for v in &list {
-                writeln!(out, "{}", crate::template::render(f, &row(v))?)?;
-            }
-            Ok(())
-        }
-        None => {
-            writeln!(out, "DRIVER    VOLUME NAME")?;
-            for v in &list {
-                writeln!(out, "{:<10}{}", v.driver, v.name)?;
-            }
-            Ok(())
-        }
-    }
+    let objects: Vec<serde_json::Value> = list.iter().map(row).collect();
+    crate::template::print_list(
+        &mut out,
+        a.format.as_deref(),
+        "{{.Driver}}\\t{{.Name}}",
+        &[("Name", "VOLUME NAME")],
+        &objects,
+    )
 }
 
 fn prune(engine: &Engine, a: PruneArgs) -> Result<()> {

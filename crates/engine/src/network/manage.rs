@@ -237,10 +237,11 @@ impl Engine {
     /// The default network stays, but its bridge goes while no container
     /// refers to it (the bridge plugin makes it again at the next start), so
     /// a pruned temporary root leaves no `hk-*` bridge on the host.
-    pub fn prune_networks(&self) -> Result<Vec<String>> {
+    /// Only networks passing `filter` go (the default network's bridge too).
+    pub fn prune_networks(&self, filter: &crate::prune_filter::PruneFilter) -> Result<Vec<String>> {
         let mut gone = Vec::new();
         for n in self.db.list_networks()? {
-            if !self.users_of(&n, false)?.is_empty() {
+            if !self.users_of(&n, false)?.is_empty() || !filter.matches(&n.created, &n.labels) {
                 continue;
             }
             if n.is_default() {

@@ -7,7 +7,7 @@ mod oci;
 mod tarfile;
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 
 use crate::error::{show, Error, IoContext, Result};
@@ -53,7 +53,9 @@ pub struct SaveItem {
 }
 
 /// Save images to `output` in `format`. Archives are written to a
-/// temporary name and renamed, so a failed save leaves no partial file.
+/// temporary name and renamed, so a failed save leaves no partial file;
+/// an existing `output` that is not a regular file or directory (a pipe, a
+/// device, /dev/stdout) is written into instead, never replaced.
 pub fn save(
     store: &ImageStore,
     items: &[SaveItem],
@@ -67,6 +69,17 @@ pub fn save(
     match format {
         Format::OciDir => oci::save_dir(store, items, output, progress),
         Format::OciArchive | Format::DockerArchive => {
+            let special = std::fs::symlink_metadata(output)
+                .map(|m| !m.is_file() && !m.is_dir())
+                .unwrap_or(false);
+            if special {
+                let mut file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(output)
+                    .ctx(|| format!("opening {}", show(output)))?;
+                return save_to_writer(store, items, format, &mut file, progress)
+                    .and_then(|()| file.flush().ctx(|| format!("writing {}", show(output))));
+            }
             let dir = output
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
@@ -78,15 +91,8 @@ pub fn save(
             let file = tmp
                 .reopen()
                 .ctx(|| format!("opening {}", show(tmp.path())))?;
-            let mut builder = tar::Builder::new(std::io::BufWriter::with_capacity(1 << 20, file));
-            if format == Format::OciArchive {
-                oci::save_tar(store, items, &mut builder, progress)?;
-            } else {
-                docker::save(store, items, &mut builder, progress)?;
-            }
-            let out = builder
-                .into_inner()
-                .ctx(|| format!("writing {}", show(output)))?;
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+            save_to_writer(store, items, format, &mut out, progress)?;
             let file = out
                 .into_inner()
                 .map_err(|e| Error::io(format!("writing {}", show(output)), e.into_error()))?;
@@ -97,6 +103,34 @@ pub fn save(
             Ok(())
         }
     }
+}
+
+/// Write the docker- or oci-archive of `items` to `out` as it is made
+/// (standard output, a pipe); the caller owns what a failure leaves there.
+pub fn save_to_writer(
+    store: &ImageStore,
+    items: &[SaveItem],
+    format: Format,
+    out: &mut dyn Write,
+    progress: &dyn Progress,
+) -> Result<()> {
+    if items.is_empty() {
+        return Err(Error::Invalid("nothing to save: no images given".into()));
+    }
+    let mut builder = tar::Builder::new(out);
+    match format {
+        Format::OciDir => {
+            return Err(Error::Invalid(
+                "an oci-dir layout is a directory: it cannot be written to a stream".into(),
+            ))
+        }
+        Format::OciArchive => oci::save_tar(store, items, &mut builder, progress)?,
+        Format::DockerArchive => docker::save(store, items, &mut builder, progress)?,
+    }
+    builder
+        .into_inner()
+        .ctx(|| "writing the archive".to_string())?;
+    Ok(())
 }
 
 /// Load the images of an archive or OCI layout directory; returns them with
