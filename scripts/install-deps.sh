@@ -2,7 +2,7 @@
 # Installs every Debian package the build, the tests and the benchmarks use.
 set -euo pipefail
 PKGS=(
-  build-essential pkg-config libseccomp-dev protobuf-compiler
+  build-essential pkg-config libseccomp-dev
   busybox-static runc crun podman skopeo buildah docker-registry
   containerd protobuf-compiler containernetworking-plugins iptables iproute2 uidmap jq hyperfine curl strace zstd openssl
   python3 time linux-perf tini procps git bzip2 xz-utils qemu-user-static
