@@ -886,6 +886,31 @@ fn container_config(
     }
 }
 
+/// CreateContainer then StartContainer, as kubelet does; the container's id.
+async fn create_and_start(
+    c: &mut RuntimeServiceClient<Channel>,
+    sandbox: &str,
+    pod: &cri::PodSandboxConfig,
+    config: cri::ContainerConfig,
+) -> String {
+    let id = c
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: sandbox.to_string(),
+            config: Some(config),
+            sandbox_config: Some(pod.clone()),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .container_id;
+    c.start_container(cri::StartContainerRequest {
+        container_id: id.clone(),
+    })
+    .await
+    .unwrap();
+    id
+}
+
 #[test]
 fn cri_pod_with_two_containers_sharing_localhost_a_volume_exec_and_logs() {
     let root = Root::new();
@@ -1233,21 +1258,7 @@ fn cri_resources_oom_reason_stats_and_update() {
             with_memory("hog", &["sh", "-c", "x=$(yes 2>/dev/null)"], 32 << 20),
             with_memory("idle", &["sleep", "3600"], 64 << 20),
         ] {
-            let id = c
-                .create_container(cri::CreateContainerRequest {
-                    pod_sandbox_id: sandbox.clone(),
-                    config: Some(cc),
-                    sandbox_config: Some(pod.clone()),
-                })
-                .await
-                .unwrap()
-                .into_inner()
-                .container_id;
-            c.start_container(cri::StartContainerRequest {
-                container_id: id.clone(),
-            })
-            .await
-            .unwrap();
+            let id = create_and_start(&mut c, &sandbox, &pod, cc).await;
             ids.push(id);
         }
         let (hog, idle) = (ids[0].clone(), ids[1].clone());
@@ -1362,26 +1373,13 @@ fn cri_container_events_follow_the_lifecycle() {
             .into_inner()
             .pod_sandbox_id;
         // It exits by itself: its die comes from the monitor, not from a CRI call.
-        let id = c
-            .create_container(cri::CreateContainerRequest {
-                pod_sandbox_id: sandbox.clone(),
-                config: Some(container_config(
-                    "brief",
-                    &["sh", "-c", "exit 4"],
-                    "",
-                    Vec::new(),
-                )),
-                sandbox_config: Some(pod),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .container_id;
-        c.start_container(cri::StartContainerRequest {
-            container_id: id.clone(),
-        })
-        .await
-        .unwrap();
+        let id = create_and_start(
+            &mut c,
+            &sandbox,
+            &pod,
+            container_config("brief", &["sh", "-c", "exit 4"], "", Vec::new()),
+        )
+        .await;
         let mut seen = Vec::new();
         let mut exit_seen = None;
         while let Some(e) = events.message().await.unwrap() {
@@ -1440,30 +1438,22 @@ fn cri_reopen_container_log_after_kubelet_style_rotation() {
             .unwrap()
             .into_inner()
             .pod_sandbox_id;
-        let id = c
-            .create_container(cri::CreateContainerRequest {
-                pod_sandbox_id: sandbox.clone(),
-                config: Some(container_config(
-                    "ticker",
-                    &[
-                        "sh",
-                        "-c",
-                        "i=0; while true; do echo tick$i; i=$((i+1)); sleep 0.05; done",
-                    ],
-                    "ticker/0.log",
-                    Vec::new(),
-                )),
-                sandbox_config: Some(pod),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .container_id;
-        c.start_container(cri::StartContainerRequest {
-            container_id: id.clone(),
-        })
-        .await
-        .unwrap();
+        let id = create_and_start(
+            &mut c,
+            &sandbox,
+            &pod,
+            container_config(
+                "ticker",
+                &[
+                    "sh",
+                    "-c",
+                    "i=0; while true; do echo tick$i; i=$((i+1)); sleep 0.05; done",
+                ],
+                "ticker/0.log",
+                Vec::new(),
+            ),
+        )
+        .await;
         let log = logs.join("ticker/0.log");
         wait_for("ticks", || {
             std::fs::read_to_string(&log).is_ok_and(|t| t.contains("tick1"))
@@ -1680,29 +1670,23 @@ fn cri_host_port_reaches_the_pod_and_goes_with_it() {
             .unwrap()
             .into_inner()
             .pod_sandbox_id;
-        let id = c
-            .create_container(cri::CreateContainerRequest {
-                pod_sandbox_id: sandbox.clone(),
-                config: Some(container_config(
-                    "web",
-                    &["httpd", "-f", "-p", "8080", "-h", "/www"],
-                    "",
-                    vec![cri::Mount {
-                        container_path: "/www".into(),
-                        host_path: www.to_string_lossy().into_owned(),
-                        readonly: true,
-                        ..Default::default()
-                    }],
-                )),
-                sandbox_config: Some(pod),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .container_id;
-        c.start_container(cri::StartContainerRequest { container_id: id })
-            .await
-            .unwrap();
+        create_and_start(
+            &mut c,
+            &sandbox,
+            &pod,
+            container_config(
+                "web",
+                &["httpd", "-f", "-p", "8080", "-h", "/www"],
+                "",
+                vec![cri::Mount {
+                    container_path: "/www".into(),
+                    host_path: www.to_string_lossy().into_owned(),
+                    readonly: true,
+                    ..Default::default()
+                }],
+            ),
+        )
+        .await;
         let url = format!("http://{host_ip}:{host_port}/index.html");
         let mut body = String::new();
         wait_for("the host port to answer", || {
@@ -1884,21 +1868,7 @@ fn cri_oom_score_adj_is_set_and_clamped_to_what_the_runtime_may() {
                 }),
                 ..Default::default()
             });
-            let id = c
-                .create_container(cri::CreateContainerRequest {
-                    pod_sandbox_id: sandbox.clone(),
-                    config: Some(cc),
-                    sandbox_config: Some(pod.clone()),
-                })
-                .await
-                .unwrap()
-                .into_inner()
-                .container_id;
-            c.start_container(cri::StartContainerRequest {
-                container_id: id.clone(),
-            })
-            .await
-            .unwrap();
+            let id = create_and_start(&mut c, &sandbox, &pod, cc).await;
             let r = c
                 .exec_sync(cri::ExecSyncRequest {
                     container_id: id,
