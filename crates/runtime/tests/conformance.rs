@@ -267,17 +267,6 @@ fn kill_all_of_a_stopped_container_signals_what_is_left() {
     rt.ok(&["delete", &id]);
 }
 
-/// Whether /proc/PID/exe is a copy a container process cannot write through.
-fn exe_protected(pid: i64) -> bool {
-    let exe = format!("/proc/{pid}/exe");
-    let target = std::fs::read_link(&exe).unwrap();
-    let readonly = nix::sys::statvfs::statvfs(exe.as_str())
-        .unwrap()
-        .flags()
-        .contains(nix::sys::statvfs::FsFlags::ST_RDONLY);
-    readonly || target.to_string_lossy().starts_with("/memfd:hako-runtime")
-}
-
 #[test]
 fn the_sealed_marker_in_the_callers_environment_does_not_switch_the_guard_off() {
     // Without a new pid namespace the init must run from a protected copy;

@@ -471,18 +471,6 @@ fn no_pivot_and_preserve_fds_and_leaked_fds() {
     assert!(text.ends_with("preserved"), "{text}");
 }
 
-/// Whether /proc/PID/exe is a copy a container process cannot write through
-/// (a read-only bind mount or a sealed memfd).
-fn exe_protected(pid: i64) -> bool {
-    let exe = format!("/proc/{pid}/exe");
-    let target = std::fs::read_link(&exe).unwrap();
-    let readonly = nix::sys::statvfs::statvfs(exe.as_str())
-        .unwrap()
-        .flags()
-        .contains(nix::sys::statvfs::FsFlags::ST_RDONLY);
-    readonly || target.to_string_lossy().starts_with("/memfd:hako-runtime")
-}
-
 #[test]
 fn init_runs_from_a_sealed_copy_when_others_can_see_it() {
     // A startContainer hook runs inside the container beside the init, so the

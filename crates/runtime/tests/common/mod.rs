@@ -271,3 +271,15 @@ pub fn unmount_under(dir: &Path) {
         let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
     }
 }
+
+/// Whether /proc/PID/exe is a copy a container process cannot write through
+/// (a read-only bind mount or a sealed memfd).
+pub fn exe_protected(pid: i64) -> bool {
+    let exe = format!("/proc/{pid}/exe");
+    let target = std::fs::read_link(&exe).unwrap();
+    let readonly = nix::sys::statvfs::statvfs(exe.as_str())
+        .unwrap()
+        .flags()
+        .contains(nix::sys::statvfs::FsFlags::ST_RDONLY);
+    readonly || target.to_string_lossy().starts_with("/memfd:hako-runtime")
+}
