@@ -78,7 +78,10 @@ impl Engine {
             // The process may also have ended between the stop signal and
             // SIGKILL, before the monitor recorded it: the runtime then
             // says "stopped", and there is nothing left to kill.
-            let ended = rt.status(&c.id).is_ok_and(|s| s == "stopped");
+            // The runtime's state may also be half gone while the monitor
+            // deletes it; the init's own liveness settles it then.
+            let ended = !proc::alive(now.state.pid, now.state.pid_start)
+                || rt.status(&c.id).is_ok_and(|s| s == "stopped");
             if now.state.status == Status::Running
                 && !now.state.restarting
                 && rt.knows(&c.id)
