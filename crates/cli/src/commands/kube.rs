@@ -19,6 +19,12 @@ pub enum KubeCommand {
     Kubeconfig,
     /// Stop the control plane started by `hako kube up` under --root.
     Down,
+    /// Run the workload controllers (also started by `up`) against a cluster.
+    Controllers {
+        /// The cluster to control (default: $ROOT/kubeconfig).
+        #[arg(long, value_name = "FILE")]
+        kubeconfig: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -78,8 +84,13 @@ pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
                 let _ = writeln!(out, "API server listening on https://{addr}");
                 let _ = writeln!(out, "kubeconfig: {}", kubeconfig.display());
                 let _ = out.flush();
+                hako_kube_controllers::spawn_thread(kubeconfig.clone());
             })
             .context("running the Kubernetes API server")
+        }
+        KubeCommand::Controllers { kubeconfig } => {
+            hako_kube_controllers::run_foreground(kubeconfig.unwrap_or_else(|| paths.kubeconfig()))
+                .context("running the controllers")
         }
         KubeCommand::Kubeconfig => {
             let path = paths.kubeconfig();

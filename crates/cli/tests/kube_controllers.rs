@@ -1,0 +1,709 @@
+//! The workload controllers of `hako kube up`, driven by the real kubectl.
+//! Each test starts `hako --root TMP kube up --addr 127.0.0.1:0` (killed on
+//! drop, also when the test fails). No kubelet runs pods here: the tests
+//! stand in for it by writing pod status through the status subresource, as
+//! upstream's controller integration tests do; pods carry a nodeSelector no
+//! node matches, so a scheduler (when one runs) leaves them alone.
+
+use std::io::{BufRead, BufReader, Write as _};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+struct Kube {
+    tmp: tempfile::TempDir,
+    child: Child,
+}
+
+impl Drop for Kube {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Kube {
+    fn up() -> Kube {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hako"))
+            .arg("--root")
+            .arg(tmp.path().join("root"))
+            .args(["kube", "up", "--addr", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting hako kube up");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let k = Kube { tmp, child };
+        assert!(
+            line.starts_with("API server listening on https://"),
+            "hako kube up did not start: {line:?}"
+        );
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while out.read_line(&mut sink).unwrap_or(0) > 0 {
+                sink.clear();
+            }
+        });
+        k
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.tmp.path().join("root/kubeconfig")
+    }
+
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut child = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .arg("--cache-dir")
+            .arg(self.tmp.path().join("kube-cache"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running kubectl");
+        let mut input = child.stdin.take().unwrap();
+        if let Some(s) = stdin {
+            input.write_all(s.as_bytes()).unwrap();
+        }
+        drop(input);
+        child.wait_with_output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        self.ok_in(args, None)
+    }
+
+    fn ok_in(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.run(args, stdin);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn apply(&self, yaml: &str) {
+        self.ok_in(&["apply", "-f", "-"], Some(yaml));
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.extend(["-o", "json"]);
+        serde_json::from_str(&self.ok(&a)).unwrap()
+    }
+
+    /// Items of a list (`kubectl get KIND ... -o json`).
+    fn items(&self, args: &[&str]) -> Vec<Value> {
+        self.json(args)["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Wait (up to a generous limit) until `f` returns something.
+    fn wait<T>(&self, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+        let start = Instant::now();
+        loop {
+            if let Some(t) = f() {
+                return t;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(90),
+                "timed out waiting for {what}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Play the kubelet for one pod: phase and Ready condition.
+    fn set_pod_status(&self, ns: &str, name: &str, phase: &str, ready: bool) {
+        let now = chrono_now();
+        let status = json!({"status": {
+            "phase": phase,
+            "conditions": [{"type": "Ready", "status": if ready {"True"} else {"False"},
+                             "lastTransitionTime": now}],
+        }});
+        let out = self.run(
+            &[
+                "patch",
+                "pod",
+                name,
+                "-n",
+                ns,
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                &status.to_string(),
+            ],
+            None,
+        );
+        // The pod may be gone already (a controller deleted it).
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() || err.contains("NotFound") || err.contains("not found"),
+            "{err}"
+        );
+    }
+
+    /// A background "kubelet" marking every pod of `ns` Running and Ready
+    /// (except those labelled `stuck`); stops when dropped.
+    fn kubelet(self: &Arc<Self>, ns: &str) -> FakeKubelet {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (k, s, ns) = (self.clone(), stop.clone(), ns.to_string());
+        let handle = std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                for p in k.items(&["get", "pods", "-n", &ns]) {
+                    let ready = p["status"]["conditions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True");
+                    let stuck = p["metadata"]["labels"]["stuck"].is_string();
+                    let deleting = p["metadata"]["deletionTimestamp"].is_string();
+                    if !ready && !stuck && !deleting {
+                        let name = p["metadata"]["name"].as_str().unwrap();
+                        k.set_pod_status(&ns, name, "Running", true);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(150));
+            }
+        });
+        FakeKubelet {
+            stop,
+            handle: Some(handle),
+        }
+    }
+}
+
+struct FakeKubelet {
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for FakeKubelet {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn chrono_now() -> String {
+    let out = Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn name(v: &Value) -> String {
+    v["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn controller_uid(v: &Value) -> Option<String> {
+    v["metadata"]["ownerReferences"]
+        .as_array()?
+        .iter()
+        .find(|r| r["controller"] == true)
+        .and_then(|r| r["uid"].as_str())
+        .map(str::to_string)
+}
+
+const UNSCHEDULABLE: &str = "nodeSelector: {hako.test/no-such-node: \"true\"}";
+
+fn replicaset(name: &str, replicas: u32) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {{name: {name}}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      {UNSCHEDULABLE}
+      containers: [{{name: c, image: busybox:1.36}}]
+"
+    )
+}
+
+/// Pods of `ns` controlled by the object with `uid`, not being deleted.
+fn owned(k: &Kube, ns: &str, uid: &str) -> Vec<Value> {
+    k.items(&["get", "pods", "-n", ns])
+        .into_iter()
+        .filter(|p| controller_uid(p).as_deref() == Some(uid))
+        .filter(|p| !p["metadata"]["deletionTimestamp"].is_string())
+        .collect()
+}
+
+#[test]
+fn replicaset_creates_replaces_adopts_releases_and_reports_status() {
+    let k = Arc::new(Kube::up());
+    k.apply(&replicaset("rs1", 3));
+    let rs = k.json(&["get", "rs", "rs1"]);
+    let uid = rs["metadata"]["uid"].as_str().unwrap().to_string();
+    let pods = k.wait("3 pods", || {
+        let p = owned(&k, "default", &uid);
+        (p.len() == 3).then_some(p)
+    });
+    for p in &pods {
+        let r = &p["metadata"]["ownerReferences"][0];
+        assert_eq!(r["kind"], "ReplicaSet");
+        assert_eq!(r["name"], "rs1");
+        assert_eq!(r["blockOwnerDeletion"], true);
+        assert!(name(p).starts_with("rs1-"));
+    }
+    // Not ready yet: status counts replicas only.
+    let st = k.wait("status.replicas 3", || {
+        let s = k.json(&["get", "rs", "rs1"])["status"].clone();
+        (s["replicas"] == 3).then_some(s)
+    });
+    assert!(st["readyReplicas"].as_i64().unwrap_or(0) == 0, "{st}");
+    for p in &pods {
+        k.set_pod_status("default", &name(p), "Running", true);
+    }
+    k.wait("3 ready and available", || {
+        let s = k.json(&["get", "rs", "rs1"])["status"].clone();
+        (s["readyReplicas"] == 3 && s["availableReplicas"] == 3 && s["observedGeneration"] == 1)
+            .then_some(())
+    });
+    // A deleted pod is replaced.
+    let gone = name(&pods[0]);
+    k.ok(&["delete", "pod", &gone]);
+    let now = k.wait("a replacement", || {
+        let p = owned(&k, "default", &uid);
+        (p.len() == 3 && p.iter().all(|p| name(p) != gone)).then_some(p)
+    });
+    let fresh: Vec<String> = now
+        .iter()
+        .map(name)
+        .filter(|n| pods.iter().all(|p| &name(p) != n))
+        .collect();
+    assert_eq!(fresh.len(), 1);
+    k.set_pod_status("default", &fresh[0], "Running", true);
+    k.wait("3 ready again", || {
+        (k.json(&["get", "rs", "rs1"])["status"]["readyReplicas"] == 3).then_some(())
+    });
+    // An orphan that matches is adopted; the set is then one too many and the
+    // least valuable pod goes: the adopted one, Pending and not ready.
+    k.apply(
+        "apiVersion: v1
+kind: Pod
+metadata: {name: stray, labels: {app: rs1}}
+spec:
+  nodeSelector: {hako.test/no-such-node: \"true\"}
+  containers: [{name: c, image: busybox:1.36}]
+",
+    );
+    k.wait("the stray pod adopted then deleted", || {
+        let out = k.run(&["get", "pod", "stray"], None);
+        (!out.status.success()).then_some(())
+    });
+    let after = owned(&k, "default", &uid);
+    assert_eq!(after.len(), 3);
+    // Relabelling a pod releases it (its owner reference goes) and the set
+    // makes a new one.
+    let released = name(&after[0]);
+    k.ok(&["label", "pod", &released, "app=elsewhere", "--overwrite"]);
+    k.wait("the released pod orphaned", || {
+        let p = k.json(&["get", "pod", &released]);
+        p["metadata"]["ownerReferences"]
+            .as_array()
+            .is_none_or(|a| a.is_empty())
+            .then_some(())
+    });
+    k.wait("3 pods again", || {
+        (owned(&k, "default", &uid).len() == 3).then_some(())
+    });
+    // Scaling down deletes the not-ready pod first.
+    let unready: Vec<String> = owned(&k, "default", &uid)
+        .iter()
+        .filter(|p| p["status"]["phase"] != "Running")
+        .map(name)
+        .collect();
+    assert_eq!(unready.len(), 1, "{unready:?}");
+    k.ok(&["scale", "rs", "rs1", "--replicas=2"]);
+    let two = k.wait("2 pods", || {
+        let p = owned(&k, "default", &uid);
+        (p.len() == 2).then_some(p)
+    });
+    assert!(two.iter().all(|p| name(p) != unready[0]));
+    // kubectl describe shows the controller's Events.
+    let d = k.ok(&["describe", "rs", "rs1"]);
+    assert!(
+        d.contains("SuccessfulCreate") && d.contains("SuccessfulDelete"),
+        "{d}"
+    );
+    assert!(d.contains("Created pod: rs1-"), "{d}");
+}
+
+fn deployment(name: &str, image: &str, extra_spec: &str) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  replicas: 3
+  selector: {{matchLabels: {{app: {name}}}}}
+  {extra_spec}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      {UNSCHEDULABLE}
+      containers: [{{name: web, image: \"{image}\"}}]
+"
+    )
+}
+
+fn replicasets_of(k: &Kube, d: &str) -> Vec<Value> {
+    let uid = k.json(&["get", "deployment", d])["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    k.items(&["get", "rs"])
+        .into_iter()
+        .filter(|r| controller_uid(r).as_deref() == Some(uid.as_str()))
+        .collect()
+}
+
+fn image_of(d: &Value) -> String {
+    d["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn deployment_rolls_one_pod_at_a_time_undo_history_pause_restart() {
+    let k = Arc::new(Kube::up());
+    let _kubelet = k.kubelet("default");
+    k.apply(&deployment(
+        "web",
+        "busybox:1.36",
+        "strategy: {type: RollingUpdate, rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}",
+    ));
+    let out = k.ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let rss = replicasets_of(&k, "web");
+    assert_eq!(rss.len(), 1);
+    let first = rss[0].clone();
+    let hash = first["metadata"]["labels"]["pod-template-hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(name(&first), format!("web-{hash}"));
+    assert_eq!(
+        first["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "1"
+    );
+    let d = k.json(&["get", "deployment", "web"]);
+    let st = &d["status"];
+    assert_eq!(
+        (
+            st["replicas"].as_i64(),
+            st["updatedReplicas"].as_i64(),
+            st["readyReplicas"].as_i64(),
+            st["availableReplicas"].as_i64()
+        ),
+        (Some(3), Some(3), Some(3), Some(3)),
+        "{st}"
+    );
+    assert_eq!(st["observedGeneration"], d["metadata"]["generation"]);
+    let table = k.ok(&["get", "deployment", "web"]);
+    assert!(table.contains("3/3"), "{table}");
+
+    // set image: with maxSurge 1 / maxUnavailable 0 the controller moves one
+    // pod at a time and never has fewer than 3 ready pods.
+    k.ok(&["set", "image", "deployment/web", "web=busybox:1.37"]);
+    k.ok(&[
+        "annotate",
+        "deployment/web",
+        "kubernetes.io/change-cause=to 1.37",
+    ]);
+    let mut min_ready = usize::MAX;
+    let mut max_pods = 0;
+    k.wait("the rollout to 1.37", || {
+        let pods: Vec<Value> = k
+            .items(&["get", "pods"])
+            .into_iter()
+            .filter(|p| !p["metadata"]["deletionTimestamp"].is_string())
+            .collect();
+        let ready = pods
+            .iter()
+            .filter(|p| p["status"]["phase"] == "Running")
+            .count();
+        min_ready = min_ready.min(ready);
+        max_pods = max_pods.max(pods.len());
+        let d = k.json(&["get", "deployment", "web"]);
+        let s = &d["status"];
+        (s["updatedReplicas"] == 3
+            && s["replicas"] == 3
+            && s["availableReplicas"] == 3
+            && s["observedGeneration"] == d["metadata"]["generation"])
+            .then_some(())
+    });
+    assert!(min_ready >= 3, "ready pods dropped to {min_ready}");
+    assert!(max_pods <= 4, "{max_pods} pods at once with maxSurge 1");
+    let out = k.ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+    // The Events show each step moving one replica.
+    let ev = k.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=web,reason=ScalingReplicaSet",
+        "-o",
+        "jsonpath={range .items[*]}{.message}{\"\\n\"}{end}",
+    ]);
+    let steps: Vec<&str> = ev.lines().filter(|l| !l.contains("from 0 to 3")).collect();
+    assert_eq!(steps.len(), 6, "{ev}");
+    for s in &steps {
+        let w: Vec<&str> = s.split_whitespace().collect();
+        let (from, to): (i64, i64) = (
+            w[w.len() - 3].parse().unwrap(),
+            w[w.len() - 1].parse().unwrap(),
+        );
+        assert_eq!((from - to).abs(), 1, "{s}");
+    }
+    let rss = replicasets_of(&k, "web");
+    assert_eq!(rss.len(), 2);
+    let new = rss.iter().find(|r| name(r) != name(&first)).unwrap();
+    assert_eq!(
+        new["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "2"
+    );
+    assert_eq!(
+        new["metadata"]["annotations"]["kubernetes.io/change-cause"],
+        "to 1.37"
+    );
+    let hist = k.ok(&["rollout", "history", "deployment/web"]);
+    assert!(hist.contains("to 1.37"), "{hist}");
+    let revs: Vec<&str> = hist
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.parse::<u32>().is_ok())
+        .collect();
+    assert_eq!(revs, ["1", "2"], "{hist}");
+
+    // undo: back to the first template, on the first ReplicaSet (revision 3).
+    k.ok(&["rollout", "undo", "deployment/web"]);
+    let out = k.ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+    assert_eq!(
+        image_of(&k.json(&["get", "deployment", "web"])),
+        "busybox:1.36"
+    );
+    let back = k.json(&["get", "rs", &name(&first)]);
+    assert_eq!(back["spec"]["replicas"], 3);
+    assert_eq!(
+        back["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "3"
+    );
+    assert_eq!(
+        k.json(&["get", "deployment", "web"])["metadata"]["annotations"]
+            ["deployment.kubernetes.io/revision"],
+        "3"
+    );
+
+    // pause: template changes make no ReplicaSet until resume.
+    k.ok(&["rollout", "pause", "deployment/web"]);
+    k.ok(&["set", "image", "deployment/web", "web=busybox:1.38"]);
+    k.wait("the paused generation observed", || {
+        let d = k.json(&["get", "deployment", "web"]);
+        (d["status"]["observedGeneration"] == d["metadata"]["generation"]).then_some(())
+    });
+    assert_eq!(replicasets_of(&k, "web").len(), 2);
+    k.ok(&["scale", "deployment/web", "--replicas=4"]);
+    k.wait("4 replicas while paused", || {
+        let d = k.json(&["get", "deployment", "web"]);
+        (d["status"]["replicas"] == 4 && d["status"]["availableReplicas"] == 4).then_some(())
+    });
+    k.ok(&["rollout", "resume", "deployment/web"]);
+    let out = k.ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+    assert_eq!(replicasets_of(&k, "web").len(), 3);
+
+    // restart: a new ReplicaSet with the restartedAt annotation.
+    k.ok(&["rollout", "restart", "deployment/web"]);
+    let out = k.ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let rss = replicasets_of(&k, "web");
+    assert_eq!(rss.len(), 4);
+    let restarted = rss.iter().find(|r| r["spec"]["replicas"] == 4).unwrap();
+    assert!(restarted["spec"]["template"]["metadata"]["annotations"]
+        ["kubectl.kubernetes.io/restartedAt"]
+        .is_string());
+    let pods = owned(
+        &k,
+        "default",
+        restarted["metadata"]["uid"].as_str().unwrap(),
+    );
+    assert_eq!(pods.len(), 4);
+}
+
+#[test]
+fn deployment_recreate_history_limit_and_progress_deadline() {
+    let k = Arc::new(Kube::up());
+    let _kubelet = k.kubelet("default");
+    k.apply(&deployment(
+        "rec",
+        "busybox:1.36",
+        "strategy: {type: Recreate}\n  revisionHistoryLimit: 1",
+    ));
+    k.ok(&["rollout", "status", "deployment/rec", "--timeout=90s"]);
+    for (i, tag) in ["1.37", "1.38"].iter().enumerate() {
+        k.ok(&[
+            "set",
+            "image",
+            "deployment/rec",
+            &format!("web=busybox:{tag}"),
+        ]);
+        let out = k.ok(&["rollout", "status", "deployment/rec", "--timeout=90s"]);
+        assert!(out.contains("successfully rolled out"), "{out}");
+        // Recreate: the old ReplicaSet is at 0, the new one has them all.
+        let rss = replicasets_of(&k, "rec");
+        let live: Vec<&Value> = rss.iter().filter(|r| r["spec"]["replicas"] != 0).collect();
+        assert_eq!(live.len(), 1);
+        assert_eq!(image_of(live[0]), format!("busybox:{tag}"));
+        // revisionHistoryLimit 1 keeps one old ReplicaSet.
+        k.wait("old ReplicaSets cleaned up", || {
+            (replicasets_of(&k, "rec").len() == 2.min(i + 2)).then_some(())
+        });
+    }
+    let ev = k.ok(&["describe", "deployment", "rec"]);
+    assert!(ev.contains("Scaled down replica set rec-"), "{ev}");
+
+    // A rollout whose pods never get ready exceeds its deadline, and
+    // `rollout status` says so.
+    k.apply(
+        &deployment("slow", "busybox:1.36", "progressDeadlineSeconds: 3").replace(
+            "labels: {app: slow}}",
+            "labels: {app: slow, stuck: \"yes\"}}",
+        ),
+    );
+    let out = k.run(
+        &["rollout", "status", "deployment/slow", "--timeout=90s"],
+        None,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("exceeded its progress deadline"), "{err}");
+    let d = k.json(&["get", "deployment", "slow"]);
+    let c = d["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Progressing")
+        .unwrap()
+        .clone();
+    assert_eq!(c["reason"], "ProgressDeadlineExceeded", "{c}");
+    assert_eq!(c["status"], "False");
+}
+
+fn gone(k: &Kube, args: &[&str]) -> bool {
+    let out = k.run(args, None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    !out.status.success() && (err.contains("NotFound") || err.contains("not found"))
+}
+
+#[test]
+fn deleting_a_deployment_collects_its_replicasets_and_pods() {
+    let k = Arc::new(Kube::up());
+    k.apply(&deployment("gcweb", "busybox:1.36", ""));
+    let rs = k.wait("a ReplicaSet", || replicasets_of(&k, "gcweb").pop());
+    let rs_uid = rs["metadata"]["uid"].as_str().unwrap().to_string();
+    k.wait("3 pods", || {
+        (owned(&k, "default", &rs_uid).len() == 3).then_some(())
+    });
+    // kubectl's default cascade is background: the Deployment goes at once,
+    // the collector then deletes the ReplicaSet, then its pods.
+    k.ok(&["delete", "deployment", "gcweb"]);
+    k.wait("the ReplicaSet collected", || {
+        gone(&k, &["get", "rs", &name(&rs)]).then_some(())
+    });
+    k.wait("the pods collected", || {
+        (owned(&k, "default", &rs_uid).is_empty()).then_some(())
+    });
+    let left = k.items(&["get", "pods", "-l", "app=gcweb"]);
+    assert!(left.is_empty(), "{left:?}");
+
+    // A pod created with an owner that does not exist is collected too.
+    k.apply(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: dangling
+  ownerReferences:
+  - {apiVersion: apps/v1, kind: ReplicaSet, name: nobody, uid: 6b1c1e2a-0000-4000-8000-000000000001}
+spec:
+  nodeSelector: {hako.test/no-such-node: \"true\"}
+  containers: [{name: c, image: busybox:1.36}]
+",
+    );
+    k.wait("the dangling pod collected", || {
+        gone(&k, &["get", "pod", "dangling"]).then_some(())
+    });
+    // One live owner keeps a dependent: only the dangling reference is dropped.
+    k.ok(&["create", "configmap", "owner"]);
+    let owner_uid = k.json(&["get", "configmap", "owner"])["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    k.apply(&format!(
+        "apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: dependent
+  ownerReferences:
+  - {{apiVersion: v1, kind: ConfigMap, name: owner, uid: {owner_uid}}}
+  - {{apiVersion: v1, kind: ConfigMap, name: ghost, uid: 6b1c1e2a-0000-4000-8000-000000000002}}
+"
+    ));
+    k.wait("the dangling reference dropped", || {
+        let refs =
+            k.json(&["get", "configmap", "dependent"])["metadata"]["ownerReferences"].clone();
+        (refs.as_array().map(Vec::len) == Some(1)).then_some(refs)
+    });
+    k.ok(&["delete", "configmap", "owner"]);
+    k.wait("the dependent collected", || {
+        gone(&k, &["get", "configmap", "dependent"]).then_some(())
+    });
+}
+
+#[test]
+fn deleting_a_namespace_deletes_its_contents_then_itself() {
+    let k = Arc::new(Kube::up());
+    k.ok(&["create", "namespace", "doomed"]);
+    k.ok_in(
+        &["apply", "-n", "doomed", "-f", "-"],
+        Some(&replicaset("inner", 2)),
+    );
+    k.ok(&["create", "configmap", "cfg", "-n", "doomed"]);
+    k.wait("2 pods", || {
+        (k.items(&["get", "pods", "-n", "doomed"]).len() == 2).then_some(())
+    });
+    k.ok(&["delete", "namespace", "doomed", "--wait=false"]);
+    k.wait("the namespace gone", || {
+        gone(&k, &["get", "namespace", "doomed"]).then_some(())
+    });
+    for kind in ["pods", "replicasets", "configmaps"] {
+        let left = k.items(&["get", kind, "-n", "doomed"]);
+        assert!(left.is_empty(), "{kind}: {left:?}");
+    }
+}
