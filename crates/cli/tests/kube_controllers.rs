@@ -707,3 +707,538 @@ fn deleting_a_namespace_deletes_its_contents_then_itself() {
         assert!(left.is_empty(), "{kind}: {left:?}");
     }
 }
+
+fn exists(k: &Kube, args: &[&str]) -> bool {
+    k.run(args, None).status.success()
+}
+
+fn labels_of(v: &Value, key: &str) -> String {
+    v["metadata"]["labels"][key]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+const STATEFULSET: &str = "apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: web}
+spec:
+  serviceName: web
+  replicas: 2
+  selector: {matchLabels: {app: sts}}
+  updateStrategy: {type: RollingUpdate, rollingUpdate: {partition: 1}}
+  template:
+    metadata: {labels: {app: sts}}
+    spec:
+      nodeSelector: {hako.test/no-such-node: \"true\"}
+      containers: [{name: c, image: \"busybox:1.36\"}]
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources: {requests: {storage: 1Mi}}
+";
+
+#[test]
+fn statefulset_orders_pods_keeps_claims_and_rolls_by_partition() {
+    let k = Arc::new(Kube::up());
+    k.apply(STATEFULSET);
+    k.wait("web-0", || {
+        k.run(&["get", "pod", "web-0", "-o", "json"], None)
+            .status
+            .success()
+            .then_some(())
+    });
+    // web-1 waits for web-0 to be Running and Ready: once the controller has
+    // reported web-0, web-1 still does not exist.
+    k.wait("status with web-0", || {
+        let s = k.json(&["get", "sts", "web"])["status"].clone();
+        (s["replicas"] == 1 && s["observedGeneration"] == 1).then_some(())
+    });
+    assert!(!exists(&k, &["get", "pod", "web-1"]));
+    let p0 = k.json(&["get", "pod", "web-0"]);
+    assert_eq!(p0["spec"]["hostname"], "web-0");
+    assert_eq!(p0["spec"]["subdomain"], "web");
+    assert_eq!(
+        labels_of(&p0, "statefulset.kubernetes.io/pod-name"),
+        "web-0"
+    );
+    assert_eq!(labels_of(&p0, "apps.kubernetes.io/pod-index"), "0");
+    let vol = p0["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "data")
+        .cloned()
+        .unwrap();
+    assert_eq!(vol["persistentVolumeClaim"]["claimName"], "data-web-0");
+    assert!(exists(&k, &["get", "pvc", "data-web-0"]));
+    k.set_pod_status("default", "web-0", "Running", true);
+    k.wait("web-1", || {
+        exists(&k, &["get", "pod", "web-1"]).then_some(())
+    });
+    assert!(exists(&k, &["get", "pvc", "data-web-1"]));
+    k.set_pod_status("default", "web-1", "Running", true);
+    let st = k.wait("2 ready", || {
+        let s = k.json(&["get", "sts", "web"])["status"].clone();
+        (s["readyReplicas"] == 2 && s["currentRevision"] == s["updateRevision"]).then_some(s)
+    });
+    let rev1 = st["updateRevision"].as_str().unwrap().to_string();
+    assert_eq!(
+        labels_of(
+            &k.json(&["get", "pod", "web-1"]),
+            "controller-revision-hash"
+        ),
+        rev1
+    );
+    let out = k.ok(&["rollout", "status", "sts/web", "--timeout=60s"]);
+    assert!(
+        out.contains("partitioned roll out complete") || out.contains("roll out complete"),
+        "{out}"
+    );
+
+    // RollingUpdate with partition 1: only web-1 moves to the new revision.
+    let _kubelet = k.kubelet("default");
+    k.ok(&["set", "image", "sts/web", "c=busybox:1.37"]);
+    let st = k.wait("web-1 updated", || {
+        let s = k.json(&["get", "sts", "web"])["status"].clone();
+        (s["updateRevision"] != rev1.as_str()
+            && s["updatedReplicas"] == 1
+            && s["readyReplicas"] == 2)
+            .then_some(s)
+    });
+    let rev2 = st["updateRevision"].as_str().unwrap().to_string();
+    assert_eq!(st["currentRevision"], rev1.as_str());
+    assert_eq!(
+        labels_of(
+            &k.json(&["get", "pod", "web-0"]),
+            "controller-revision-hash"
+        ),
+        rev1
+    );
+    assert_eq!(
+        image_of_pod(&k.json(&["get", "pod", "web-1"])),
+        "busybox:1.37"
+    );
+    let revs = k.items(&["get", "controllerrevisions", "-l", "app=sts"]);
+    assert_eq!(revs.len(), 2, "{revs:?}");
+    // Partition 0: web-0 follows, and the update revision becomes current.
+    k.ok(&[
+        "patch",
+        "sts",
+        "web",
+        "-p",
+        r#"{"spec":{"updateStrategy":{"rollingUpdate":{"partition":0}}}}"#,
+    ]);
+    k.wait("web-0 updated", || {
+        let s = k.json(&["get", "sts", "web"])["status"].clone();
+        (s["updatedReplicas"] == 2
+            && s["currentRevision"] == rev2.as_str()
+            && s["readyReplicas"] == 2)
+            .then_some(())
+    });
+    assert_eq!(
+        image_of_pod(&k.json(&["get", "pod", "web-0"])),
+        "busybox:1.37"
+    );
+    let out = k.ok(&["rollout", "status", "sts/web", "--timeout=60s"]);
+    assert!(out.contains("roll out complete"), "{out}");
+    // Scaling down removes the highest ordinal; its claim stays.
+    k.ok(&["scale", "sts", "web", "--replicas=1"]);
+    k.wait("web-1 gone", || {
+        (!exists(&k, &["get", "pod", "web-1"])).then_some(())
+    });
+    assert!(exists(&k, &["get", "pod", "web-0"]));
+    assert!(exists(&k, &["get", "pvc", "data-web-1"]));
+    // Parallel: every pod at once, none waiting for another to be ready.
+    drop(_kubelet);
+    k.apply(
+        &STATEFULSET
+            .replace("name: web}", "name: par}")
+            .replace("app: sts", "app: par")
+            .replace(
+                "replicas: 2",
+                "replicas: 3\n  podManagementPolicy: Parallel",
+            ),
+    );
+    k.wait("3 parallel pods", || {
+        (["par-0", "par-1", "par-2"]
+            .iter()
+            .all(|p| exists(&k, &["get", "pod", p])))
+        .then_some(())
+    });
+    let d = k.ok(&["describe", "sts", "web"]);
+    assert!(
+        d.contains("create Pod web-0 in StatefulSet web successful"),
+        "{d}"
+    );
+}
+
+fn image_of_pod(p: &Value) -> String {
+    p["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+const NODES: &str = "apiVersion: v1
+kind: Node
+metadata: {name: hako-test-a, labels: {disk: ssd}}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: hako-test-b, labels: {disk: ssd}}
+spec:
+  taints: [{key: dedicated, value: x, effect: NoSchedule}]
+---
+apiVersion: v1
+kind: Node
+metadata: {name: hako-test-c}
+";
+
+fn daemon_nodes(k: &Kube) -> Vec<String> {
+    let mut v: Vec<String> = k
+        .items(&["get", "pods", "-l", "app=agent"])
+        .iter()
+        .filter(|p| !p["metadata"]["deletionTimestamp"].is_string())
+        .map(|p| {
+            p["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+                ["nodeSelectorTerms"][0]["matchFields"][0]["values"][0]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn daemonset_runs_one_pod_per_eligible_node_and_rolls() {
+    let k = Arc::new(Kube::up());
+    k.apply(NODES);
+    k.apply(
+        "apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec:
+      nodeSelector: {disk: ssd}
+      containers: [{name: c, image: \"busybox:1.36\"}]
+",
+    );
+    // Node a only: b's taint is not tolerated, c has no disk=ssd.
+    k.wait("one pod on node a", || {
+        (daemon_nodes(&k) == ["hako-test-a"]).then_some(())
+    });
+    let pod = k.items(&["get", "pods", "-l", "app=agent"]).remove(0);
+    assert_eq!(pod["metadata"]["ownerReferences"][0]["kind"], "DaemonSet");
+    let tols = pod["spec"]["tolerations"].to_string();
+    assert!(tols.contains("node.kubernetes.io/unschedulable"), "{tols}");
+    k.wait("status", || {
+        let s = k.json(&["get", "ds", "agent"])["status"].clone();
+        (s["desiredNumberScheduled"] == 1 && s["currentNumberScheduled"] == 1).then_some(())
+    });
+    // Tolerating the taint adds node b.
+    k.ok(&[
+        "patch", "ds", "agent", "--type=merge", "-p",
+        r#"{"spec":{"template":{"spec":{"tolerations":[{"key":"dedicated","operator":"Exists","effect":"NoSchedule"}]}}}}"#,
+    ]);
+    let _kubelet = k.kubelet("default");
+    k.wait("pods on a and b", || {
+        (daemon_nodes(&k) == ["hako-test-a", "hako-test-b"]).then_some(())
+    });
+    let out = k.ok(&["rollout", "status", "ds/agent", "--timeout=60s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+    // A new image rolls through both nodes.
+    k.ok(&["set", "image", "ds/agent", "c=busybox:1.37"]);
+    let out = k.ok(&["rollout", "status", "ds/agent", "--timeout=60s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let pods = k.items(&["get", "pods", "-l", "app=agent"]);
+    let live: Vec<&Value> = pods
+        .iter()
+        .filter(|p| !p["metadata"]["deletionTimestamp"].is_string())
+        .collect();
+    assert_eq!(live.len(), 2);
+    assert!(live.iter().all(|p| image_of_pod(p) == "busybox:1.37"));
+    let s = k.json(&["get", "ds", "agent"])["status"].clone();
+    assert_eq!(
+        (
+            s["updatedNumberScheduled"].as_i64(),
+            s["numberAvailable"].as_i64()
+        ),
+        (Some(2), Some(2)),
+        "{s}"
+    );
+    assert!(k.items(&["get", "controllerrevisions"]).len() >= 2);
+    // A node that stops matching loses its pod.
+    k.ok(&["label", "node", "hako-test-a", "disk=hdd", "--overwrite"]);
+    k.wait("only node b", || {
+        (daemon_nodes(&k) == ["hako-test-b"]).then_some(())
+    });
+}
+
+fn job(name: &str, extra_spec: &str) -> String {
+    format!(
+        "apiVersion: batch/v1
+kind: Job
+metadata: {{name: {name}}}
+spec:
+  {extra_spec}
+  template:
+    spec:
+      restartPolicy: Never
+      {UNSCHEDULABLE}
+      containers: [{{name: c, image: \"busybox:1.36\"}}]
+"
+    )
+}
+
+fn job_pods(k: &Kube, name: &str) -> Vec<Value> {
+    k.items(&[
+        "get",
+        "pods",
+        "-l",
+        &format!("batch.kubernetes.io/job-name={name}"),
+    ])
+}
+
+fn active_pods(k: &Kube, name: &str) -> Vec<Value> {
+    job_pods(k, name)
+        .into_iter()
+        .filter(|p| {
+            !p["metadata"]["deletionTimestamp"].is_string()
+                && p["status"]["phase"] != "Succeeded"
+                && p["status"]["phase"] != "Failed"
+        })
+        .collect()
+}
+
+fn job_condition(k: &Kube, name: &str, t: &str) -> Option<Value> {
+    k.json(&["get", "job", name])["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == t && c["status"] == "True")
+        .cloned()
+}
+
+#[test]
+fn job_completions_parallelism_backoff_and_indexes() {
+    let k = Arc::new(Kube::up());
+    k.apply(&job("three", "completions: 3\n  parallelism: 2"));
+    let mut done = 0;
+    while done < 3 {
+        let active = k.wait("active pods", || {
+            let a = active_pods(&k, "three");
+            (!a.is_empty()).then_some(a)
+        });
+        assert!(
+            active.len() <= 2,
+            "{} active with parallelism 2",
+            active.len()
+        );
+        let p = &active[0];
+        assert!(p["metadata"]["finalizers"]
+            .to_string()
+            .contains("batch.kubernetes.io/job-tracking"));
+        k.set_pod_status("default", &name(p), "Succeeded", false);
+        done += 1;
+        k.wait("the success counted", || {
+            (k.json(&["get", "job", "three"])["status"]["succeeded"] == done).then_some(())
+        });
+    }
+    let c = k.wait("Complete", || job_condition(&k, "three", "Complete"));
+    assert_eq!(c["reason"], "CompletionsReached");
+    assert!(job_condition(&k, "three", "SuccessCriteriaMet").is_some());
+    k.ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/three",
+        "--timeout=30s",
+    ]);
+    let st = k.json(&["get", "job", "three"])["status"].clone();
+    assert!(
+        st["completionTime"].is_string() && st["startTime"].is_string(),
+        "{st}"
+    );
+    // Counted pods lose the tracking finalizer.
+    k.wait("finalizers removed", || {
+        job_pods(&k, "three")
+            .iter()
+            .all(|p| {
+                !p["metadata"]["finalizers"]
+                    .to_string()
+                    .contains("job-tracking")
+            })
+            .then_some(())
+    });
+    assert_eq!(job_pods(&k, "three").len(), 3);
+
+    // A failing Job stops at its backoffLimit (one retry after the back-off).
+    k.apply(&job("failing", "backoffLimit: 1"));
+    for n in 1..=2 {
+        let p = k.wait("a pod to fail", || active_pods(&k, "failing").pop());
+        k.set_pod_status("default", &name(&p), "Failed", false);
+        k.wait("the failure counted", || {
+            (k.json(&["get", "job", "failing"])["status"]["failed"] == n).then_some(())
+        });
+    }
+    let c = k.wait("Failed", || job_condition(&k, "failing", "Failed"));
+    assert_eq!(c["reason"], "BackoffLimitExceeded");
+    assert!(job_condition(&k, "failing", "FailureTarget").is_some());
+    assert!(active_pods(&k, "failing").is_empty());
+    assert_eq!(job_pods(&k, "failing").len(), 2);
+    let d = k.ok(&["describe", "job", "failing"]);
+    assert!(d.contains("BackoffLimitExceeded"), "{d}");
+
+    // Indexed: one pod per index, with the annotation and the env variable.
+    k.apply(&job(
+        "idx",
+        "completions: 3\n  parallelism: 3\n  completionMode: Indexed",
+    ));
+    let pods = k.wait("3 indexed pods", || {
+        let a = active_pods(&k, "idx");
+        (a.len() == 3).then_some(a)
+    });
+    let mut idx: Vec<String> = pods
+        .iter()
+        .map(|p| {
+            p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    idx.sort();
+    assert_eq!(idx, ["0", "1", "2"]);
+    for p in &pods {
+        let i = p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]
+            .as_str()
+            .unwrap();
+        assert!(name(p).starts_with(&format!("idx-{i}-")), "{}", name(p));
+        assert_eq!(p["spec"]["hostname"], format!("idx-{i}"));
+        assert!(p["spec"]["containers"][0]["env"]
+            .to_string()
+            .contains("JOB_COMPLETION_INDEX"));
+    }
+    for p in &pods {
+        k.set_pod_status("default", &name(p), "Succeeded", false);
+    }
+    k.wait("Complete", || job_condition(&k, "idx", "Complete"));
+    assert_eq!(
+        k.json(&["get", "job", "idx"])["status"]["completedIndexes"],
+        "0-2"
+    );
+}
+
+#[test]
+fn job_failure_policy_deadline_and_ttl() {
+    let k = Arc::new(Kube::up());
+    // podFailurePolicy: exit code 42 fails the Job at once.
+    k.apply(&job(
+        "policy",
+        "backoffLimit: 6\n  podFailurePolicy:\n    rules:\n    - action: FailJob\n      onExitCodes: {containerName: c, operator: In, values: [42]}",
+    ));
+    let p = k.wait("a pod", || active_pods(&k, "policy").pop());
+    let status = json!({"status": {"phase": "Failed", "containerStatuses": [{
+        "name": "c", "image": "busybox:1.36", "imageID": "", "ready": false, "restartCount": 0,
+        "state": {"terminated": {"exitCode": 42, "reason": "Error"}}}]}});
+    k.ok(&[
+        "patch",
+        "pod",
+        &name(&p),
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &status.to_string(),
+    ]);
+    let c = k.wait("Failed", || job_condition(&k, "policy", "Failed"));
+    assert_eq!(c["reason"], "PodFailurePolicy");
+    assert_eq!(k.json(&["get", "job", "policy"])["status"]["failed"], 1);
+    // activeDeadlineSeconds.
+    k.apply(&job("slow", "activeDeadlineSeconds: 2"));
+    let c = k.wait("Failed", || job_condition(&k, "slow", "Failed"));
+    assert_eq!(c["reason"], "DeadlineExceeded");
+    k.wait("its pod deleted", || {
+        active_pods(&k, "slow").is_empty().then_some(())
+    });
+    // ttlSecondsAfterFinished: the finished Job is deleted (and its pods).
+    k.apply(&job("brief", "ttlSecondsAfterFinished: 1"));
+    let p = k.wait("a pod", || active_pods(&k, "brief").pop());
+    k.set_pod_status("default", &name(&p), "Succeeded", false);
+    k.wait("the Job deleted", || {
+        gone(&k, &["get", "job", "brief"]).then_some(())
+    });
+    k.wait("its pod deleted", || {
+        job_pods(&k, "brief").is_empty().then_some(())
+    });
+}
+
+#[test]
+fn cronjob_fires_on_its_schedule_and_records_success() {
+    let k = Arc::new(Kube::up());
+    let cronjob = |name: &str, extra: &str| {
+        format!(
+            "apiVersion: batch/v1
+kind: CronJob
+metadata: {{name: {name}}}
+spec:
+  schedule: \"* * * * *\"
+  timeZone: Europe/Paris
+  {extra}
+  jobTemplate:
+    metadata: {{labels: {{from: {name}}}}}
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          {UNSCHEDULABLE}
+          containers: [{{name: c, image: \"busybox:1.36\"}}]
+"
+        )
+    };
+    k.apply(&cronjob("tick", "concurrencyPolicy: Forbid"));
+    k.apply(&cronjob("paused", "suspend: true"));
+    // The next minute boundary: at most a minute away.
+    let job = k.wait("the CronJob to fire", || {
+        k.items(&["get", "jobs", "-l", "from=tick"]).pop()
+    });
+    let jname = name(&job);
+    let minutes: i64 = jname.strip_prefix("tick-").unwrap().parse().unwrap();
+    let scheduled = job["metadata"]["annotations"]
+        ["batch.kubernetes.io/cronjob-scheduled-timestamp"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        scheduled.ends_with("+01:00") || scheduled.ends_with("+02:00"),
+        "{scheduled}"
+    );
+    assert_eq!(job["metadata"]["ownerReferences"][0]["kind"], "CronJob");
+    let st = k.wait("status.active", || {
+        let s = k.json(&["get", "cronjob", "tick"])["status"].clone();
+        (s["active"][0]["name"] == jname.as_str()).then_some(s)
+    });
+    let last = st["lastScheduleTime"].as_str().unwrap().to_string();
+    let out = Command::new("date")
+        .args(["-u", "-d", &last, "+%s"])
+        .output()
+        .unwrap();
+    let secs: i64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert_eq!(secs / 60, minutes);
+    // The Job's pod succeeds: the Job completes, the CronJob records it.
+    let pod = k.wait("the job's pod", || active_pods(&k, &jname).pop());
+    k.set_pod_status("default", &name(&pod), "Succeeded", false);
+    k.wait("lastSuccessfulTime", || {
+        let s = k.json(&["get", "cronjob", "tick"])["status"].clone();
+        (s["lastSuccessfulTime"].is_string() && s["active"].is_null()).then_some(())
+    });
+    // The suspended one never ran.
+    assert!(k.items(&["get", "jobs", "-l", "from=paused"]).is_empty());
+    assert!(k.json(&["get", "cronjob", "paused"])["status"]["lastScheduleTime"].is_null());
+    let d = k.ok(&["describe", "cronjob", "tick"]);
+    assert!(d.contains(&format!("Created job {jname}")), "{d}");
+}

@@ -220,6 +220,74 @@ fn pod_spec_defaults(spec: &mut Value) {
     }
 }
 
+/// Strategy and policy defaults of the workload kinds (what `kubectl
+/// rollout status` and the controllers read).
+fn workload_defaults(kind: &str, obj: &mut Value) {
+    let rolling =
+        |obj: &Value| obj.pointer("/spec/updateStrategy/type") == Some(&json!("RollingUpdate"));
+    match kind {
+        "DaemonSet" => {
+            set_default(
+                obj,
+                &["spec", "updateStrategy", "type"],
+                json!("RollingUpdate"),
+            );
+            if rolling(obj) {
+                set_default(
+                    obj,
+                    &["spec", "updateStrategy", "rollingUpdate", "maxUnavailable"],
+                    json!(1),
+                );
+                set_default(
+                    obj,
+                    &["spec", "updateStrategy", "rollingUpdate", "maxSurge"],
+                    json!(0),
+                );
+            }
+            set_default(obj, &["spec", "revisionHistoryLimit"], json!(10));
+        }
+        "StatefulSet" => {
+            set_default(obj, &["spec", "podManagementPolicy"], json!("OrderedReady"));
+            set_default(
+                obj,
+                &["spec", "updateStrategy", "type"],
+                json!("RollingUpdate"),
+            );
+            if rolling(obj) {
+                set_default(
+                    obj,
+                    &["spec", "updateStrategy", "rollingUpdate", "partition"],
+                    json!(0),
+                );
+            }
+            set_default(obj, &["spec", "revisionHistoryLimit"], json!(10));
+            set_default(
+                obj,
+                &["spec", "persistentVolumeClaimRetentionPolicy"],
+                json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+            );
+        }
+        "Job" => {
+            if obj.pointer("/spec/completions").is_none()
+                && obj.pointer("/spec/parallelism").is_none()
+            {
+                set_default(obj, &["spec", "completions"], json!(1));
+            }
+            set_default(obj, &["spec", "parallelism"], json!(1));
+            set_default(obj, &["spec", "backoffLimit"], json!(6));
+            set_default(obj, &["spec", "completionMode"], json!("NonIndexed"));
+            set_default(obj, &["spec", "suspend"], json!(false));
+            let policy = if obj.pointer("/spec/podFailurePolicy").is_some() {
+                "Failed"
+            } else {
+                "TerminatingOrFailed"
+            };
+            set_default(obj, &["spec", "podReplacementPolicy"], json!(policy));
+        }
+        _ => {}
+    }
+}
+
 /// The defaults upstream fills in on create, per kind.
 pub fn defaults(kind: &Kind, obj: &mut Value) {
     match kind.kind {
@@ -279,7 +347,21 @@ pub fn defaults(kind: &Kind, obj: &mut Value) {
                 pod_spec_defaults(spec);
             }
         }
+        "CronJob" => {
+            for (k, v) in [
+                ("concurrencyPolicy", json!("Allow")),
+                ("suspend", json!(false)),
+                ("successfulJobsHistoryLimit", json!(3)),
+                ("failedJobsHistoryLimit", json!(1)),
+            ] {
+                set_default(obj, &["spec", k], v);
+            }
+            if let Some(spec) = obj.pointer_mut("/spec/jobTemplate/spec/template/spec") {
+                pod_spec_defaults(spec);
+            }
+        }
         "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job" => {
+            workload_defaults(kind.kind, obj);
             if kind.kind != "DaemonSet" && kind.kind != "Job" {
                 set_default(obj, &["spec", "replicas"], json!(1));
             }

@@ -300,14 +300,20 @@ impl Jc {
     }
 
     async fn sync(&self, k: &str) -> Outcome {
-        let Some(job) = self.sh.jobs.get(k) else {
+        if self.sh.jobs.get(k).is_none() {
             self.exp.forget(k);
             self.last_failure.lock().unwrap().remove(k);
             return Ok(None);
-        };
+        }
         let (ns, name) = split_key(k);
         let ns = ns.unwrap_or_default().to_string();
         let api: Api<Job> = Api::namespaced(self.sh.client.clone(), &ns);
+        // The counters and completed indexes must be the stored ones, not a
+        // cached copy older than this controller's last status write.
+        let Some(job) = api.get_opt(name).await? else {
+            return Ok(None);
+        };
+        let job = Arc::new(job);
         let spec = job.spec.clone().unwrap_or_default();
         let uid = job.metadata.uid.clone().unwrap_or_default();
         let selector = spec.selector.clone().unwrap_or_else(|| LabelSelector {

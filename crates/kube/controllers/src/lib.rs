@@ -7,6 +7,7 @@
 //! ([`queue`]), expectations so a lagging cache never makes a controller
 //! create twice ([`expectations`]), one module per controller.
 
+pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod expectations;
@@ -27,7 +28,7 @@ use anyhow::{Context, Result};
 use k8s_openapi::api::apps::v1::{
     ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
 };
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
@@ -45,6 +46,7 @@ pub struct Shared {
     pub daemonsets: Arc<Informer<DaemonSet>>,
     pub nodes: Arc<Informer<Node>>,
     pub jobs: Arc<Informer<Job>>,
+    pub cronjobs: Arc<Informer<CronJob>>,
 }
 
 /// A client for the cluster of a kubeconfig file.
@@ -72,6 +74,7 @@ pub async fn start(client: Client) -> Result<Arc<Shared>> {
         daemonsets: Informer::start(Api::all(client.clone())),
         nodes: Informer::start(Api::all(client.clone())),
         jobs: Informer::start(Api::all(client.clone())),
+        cronjobs: Informer::start(Api::all(client.clone())),
         client,
     });
     replicaset::start(shared.clone());
@@ -79,6 +82,7 @@ pub async fn start(client: Client) -> Result<Arc<Shared>> {
     statefulset::start(shared.clone());
     daemonset::start(shared.clone());
     job::start(shared.clone());
+    cronjob::start(shared.clone());
     namespace::start(shared.client.clone());
     let client = shared.client.clone();
     tokio::spawn(async move {
