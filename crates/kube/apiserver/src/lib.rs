@@ -6,6 +6,7 @@
 //! check, defaults, table columns) lives in [`resources`].
 
 pub mod certs;
+mod delete;
 mod handler;
 mod meta;
 mod openapi;
@@ -14,6 +15,7 @@ mod protobuf;
 pub mod resources;
 mod ssa;
 mod status;
+mod subresources;
 mod table;
 
 use std::net::SocketAddr;
