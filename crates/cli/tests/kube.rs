@@ -1211,6 +1211,11 @@ for ev in watch.Watch().stream(v1.list_namespaced_config_map, "default", resourc
 }
 
 #[test]
+fn pod_log_exec_portforward() {
+    pod_log_exec_portforward_reach_the_kubelet(Kube::up());
+}
+
+#[test]
 fn kube_down_stops_the_server() {
     let mut k = Kube::up();
     k.ok(&["get", "namespaces"]);
@@ -1417,6 +1422,190 @@ fn pod_binding_graceful_deletion_and_eviction(k: Kube) {
     );
     assert!(err.contains(r#"pods "zz" not found"#), "{err}");
     assert_eq!(k.ok(&["get", "pods", "-o", "name"]), "pod/c\n");
+}
+
+/// A fake kubelet (tests/kube/fake_kubelet.py) serving with `cert`/`key`;
+/// killed on drop.
+struct FakeKubelet {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for FakeKubelet {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const FAKE_KUBELET: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/kube/fake_kubelet.py");
+
+impl FakeKubelet {
+    fn start(dir: &Path, cert: &str, key: &str, token_file: &Path) -> FakeKubelet {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("kubelet.crt"), cert).unwrap();
+        std::fs::write(dir.join("kubelet.key"), key).unwrap();
+        let mut child = Command::new("python3")
+            .args([FAKE_KUBELET, "serve"])
+            .arg(dir.join("kubelet.crt"))
+            .arg(dir.join("kubelet.key"))
+            .arg(token_file)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starting the fake kubelet");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().parse().expect("the fake kubelet's port");
+        FakeKubelet { child, port }
+    }
+}
+
+impl Kube {
+    /// A node whose kubelet listens on 127.0.0.1:`port`.
+    fn node(&self, name: &str, port: u16) {
+        self.ok_in(
+            &["create", "-f", "-"],
+            Some(&format!(
+                "apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n"
+            )),
+        );
+        let status = format!(
+            r#"{{"status":{{"addresses":[{{"type":"InternalIP","address":"127.0.0.1"}},{{"type":"Hostname","address":"{name}"}}],"daemonEndpoints":{{"kubeletEndpoint":{{"Port":{port}}}}}}}}}"#
+        );
+        self.ok(&[
+            "patch",
+            "node",
+            name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &status,
+        ]);
+    }
+
+    fn bound_pod(&self, yaml: &str, name: &str, node: &str) {
+        self.ok_in(&["create", "-f", "-"], Some(yaml));
+        let b = format!(
+            r#"{{"apiVersion":"v1","kind":"Binding","metadata":{{"name":"{name}"}},"target":{{"kind":"Node","name":"{node}"}}}}"#
+        );
+        self.ok_in(
+            &[
+                "create",
+                "--raw",
+                &format!("/api/v1/namespaces/default/pods/{name}/binding"),
+                "-f",
+                "-",
+            ],
+            Some(&b),
+        );
+    }
+}
+
+/// pods/log, exec and portforward reach the pod's kubelet: its endpoint
+/// from the Node, TLS verified against the cluster CA, the kubelet-client
+/// token, upstream's kubelet paths; upgrades relayed byte for byte. The
+/// kubelet is a stand-in (the real one is another crate): a small HTTPS
+/// server that answers with what it received.
+fn pod_log_exec_portforward_reach_the_kubelet(k: Kube) {
+    let pki = k.root().join("kube/pki");
+    let token = pki.join("kubelet-client.token");
+    assert_eq!(std::fs::read_to_string(&token).unwrap().trim().len(), 64);
+    let ips = ["127.0.0.1".parse().unwrap()];
+    let (cert, key) =
+        hako_kube_apiserver::certs::issue_kubelet_serving_cert(&pki, "n1", &ips).unwrap();
+    let kubelet = FakeKubelet::start(&k.tmp.path().join("n1"), &cert, &key, &token);
+    k.node("n1", kubelet.port);
+    k.bound_pod(&pod("p").replace("name: c", "name: main"), "p", "n1");
+
+    let logs = k.ok(&["logs", "p", "--tail=3", "--timestamps"]);
+    assert_eq!(
+        logs,
+        "GET /containerLogs/default/p/main?timestamps=true&tailLines=3\nhello from the kubelet\n"
+    );
+    let out = k.ok(&["exec", "p", "--", "sh", "-c", "echo hi"]);
+    assert_eq!(
+        out,
+        "GET /exec/default/p/main?command=sh&command=-c&command=echo+hi&stdout=true&stderr=true\n"
+    );
+    // A raw SPDY upgrade (as `kubectl port-forward` starts one): the
+    // kubelet's 101 and headers come back, then bytes flow both ways.
+    let out = Command::new("python3")
+        .args([
+            FAKE_KUBELET,
+            "upgrade",
+            "127.0.0.1",
+            k.addr.rsplit_once(':').unwrap().1,
+        ])
+        .arg(pki.join("ca.crt"))
+        .arg(pki.join("token"))
+        .arg("/api/v1/namespaces/default/pods/p/portforward?ports=8080&ports=9090")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "HTTP/1.1 101 Switching Protocols\nupgrade: SPDY/3.1\nx-stream-protocol-version: portforward.k8s.io\nPOST /portForward/default/p?ports=8080&ports=9090\necho: ping\n"
+    );
+
+    // Container choice: several containers need a name (or the
+    // default-container annotation); a wrong one is named.
+    let two = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: two\nspec:\n  containers:\n  - name: a\n    image: busybox\n  - name: b\n    image: busybox\n";
+    k.bound_pod(two, "two", "n1");
+    let err = k.fails_in(
+        &["get", "--raw", "/api/v1/namespaces/default/pods/two/log"],
+        None,
+    );
+    assert!(
+        err.contains("a container name must be specified for pod two, choose one of: [a b]"),
+        "{err}"
+    );
+    let err = k.fails_in(&["logs", "two", "-c", "zz"], None);
+    one_line(&err);
+    assert!(
+        err.contains("container zz is not valid for pod two"),
+        "{err}"
+    );
+    k.ok(&[
+        "annotate",
+        "pod",
+        "two",
+        "kubectl.kubernetes.io/default-container=b",
+    ]);
+    let logs = k.ok(&["get", "--raw", "/api/v1/namespaces/default/pods/two/log"]);
+    assert!(
+        logs.starts_with("GET /containerLogs/default/two/b\n"),
+        "{logs}"
+    );
+
+    // A pod no node runs: no logs yet, nothing to exec in.
+    k.ok_in(&["create", "-f", "-"], Some(&pod("idle")));
+    assert_eq!(k.ok(&["logs", "idle"]), "");
+    let err = k.fails_in(&["exec", "idle", "--", "true"], None);
+    assert!(
+        err.contains("pod idle does not have a host assigned"),
+        "{err}"
+    );
+
+    // A kubelet whose certificate another CA signed is not trusted.
+    let other = k.tmp.path().join("other-pki");
+    hako_kube_apiserver::certs::Pki::load_or_create(&other).unwrap();
+    let (cert, key) =
+        hako_kube_apiserver::certs::issue_kubelet_serving_cert(&other, "n2", &ips).unwrap();
+    let rogue = FakeKubelet::start(&k.tmp.path().join("n2"), &cert, &key, &token);
+    k.node("n2", rogue.port);
+    k.bound_pod(&pod("q"), "q", "n2");
+    let err = k.fails_in(&["logs", "q"], None);
+    one_line(&err);
+    assert!(
+        err.contains("error dialing backend") && err.contains("TLS"),
+        "{err}"
+    );
 }
 
 /// Each of these runs on both stores: `sqlite::NAME` and `etcd::NAME`.

@@ -231,15 +231,13 @@ fn authenticated(app: &App, headers: &HeaderMap) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn dispatch(
-    State(app): State<Arc<App>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+async fn dispatch(State(app): State<Arc<App>>, req: axum::extract::Request) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let (method, uri, headers) = (parts.method, parts.uri, parts.headers);
+    // An upgrade (exec, attach, port-forward) is taken over after the response.
+    let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let path = uri.path().to_string();
-    let r = handle(&app, &method, &uri, &headers, body).await;
+    let r = handle(&app, &method, &uri, &headers, body, upgrade).await;
     match r {
         Ok(resp) => {
             tracing::debug!(%method, %path, status = resp.status().as_u16(), "request");
@@ -258,11 +256,26 @@ async fn handle(
     uri: &Uri,
     headers: &HeaderMap,
     body: Body,
+    upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> ApiResult<Response> {
     let route = route(uri.path());
     let public = matches!(route, Ok(Route::Health));
     if !public && !authenticated(app, headers) {
         return Err(ApiError::unauthorized());
+    }
+    if let Ok(Route::Object(t)) = &route {
+        if t.name.is_some() && t.sub.as_deref().is_some_and(crate::proxy::is_proxied) {
+            return crate::proxy::handle(
+                app.store.clone(),
+                &app.kubelet,
+                t,
+                method,
+                uri,
+                headers,
+                upgrade,
+            )
+            .await;
+        }
     }
     let mut q = Query::parse(uri);
     // Writes without a fieldManager are attributed to the client program,
