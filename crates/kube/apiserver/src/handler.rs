@@ -20,6 +20,7 @@ use crate::delete::{self, DeleteOptions};
 use crate::meta;
 use crate::patch;
 use crate::resources::{self, unknown_fields, Kind, KINDS};
+use crate::services;
 use crate::ssa;
 use crate::status::{quoted, ApiError};
 use crate::table;
@@ -763,13 +764,22 @@ fn create_object(
         m.remove("managedFields");
         ssa::record_update(None, &mut obj, &manager(q), &kind.api_version());
     }
+    crate::validation::prepare_and_check(t, None, &mut obj)?;
+    let reserved = if is_service(t) {
+        services::allocate(store, None, &mut obj, q.dry_run())?
+    } else {
+        services::Reserved::default()
+    };
     if q.dry_run() {
         return Ok((obj, warnings));
     }
-    let stored = store
-        .create(&kind.key(t.ns.as_deref(), &name), &obj)
-        .map_err(store_err(t, &name))?;
-    Ok((stored.value, warnings))
+    match store.create(&kind.key(t.ns.as_deref(), &name), &obj) {
+        Ok(stored) => Ok((stored.value, warnings)),
+        Err(e) => {
+            reserved.release(store);
+            Err(store_err(t, &name)(e))
+        }
+    }
 }
 
 fn parse_rv(obj: &Value) -> ApiResult<Option<u64>> {
@@ -839,6 +849,14 @@ fn write(
             return Err(ApiError::conflict(t.kind.group, t.kind.plural, &name));
         }
         delete::check_new_finalizers(t, &cur.value, &obj)?;
+        if matches!(t.sub.as_deref(), None | Some("scale")) {
+            crate::validation::prepare_and_check(t, Some(&cur.value), &mut obj)?;
+        }
+        let reserved = if is_service(t) && t.sub.is_none() {
+            services::allocate(store, Some(&cur.value), &mut obj, q.dry_run())?
+        } else {
+            services::Reserved::default()
+        };
         if q.dry_run() {
             return Ok(json_response(StatusCode::OK, &obj, &warnings));
         }
@@ -859,6 +877,13 @@ fn write(
         } else {
             store.update(&key, &obj, Some(expected))
         };
+        match &result {
+            Ok(s) if is_service(t) => {
+                services::release(store, &cur.value, (!finalized).then_some(&s.value))
+            }
+            Ok(_) => {}
+            Err(_) => reserved.release(store),
+        }
         match result {
             Ok(s) => {
                 let out = if scale { to_scale(&s.value) } else { s.value };
@@ -869,6 +894,10 @@ fn write(
         }
     }
     Err(ApiError::conflict(t.kind.group, t.kind.plural, &name))
+}
+
+pub(crate) fn is_service(t: &Target) -> bool {
+    t.kind.group.is_empty() && t.kind.plural == "services"
 }
 
 /// Equal but for the resourceVersion and the times of managedFields entries.
