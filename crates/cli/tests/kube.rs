@@ -524,7 +524,7 @@ fn anonymous_and_wrong_token_requests_are_refused() {
         .contains("namespace/default"));
 }
 
-fn dry_run_server_generate_name_pagination_and_namespace_deletion(k: Kube) {
+fn dry_run_server_generate_name_pagination_and_namespace_termination(k: Kube) {
     let rev = k.revision();
     let out = k.ok_in(&["apply", "--dry-run=server", "-f", "-"], Some(APP));
     assert!(
@@ -566,16 +566,62 @@ fn dry_run_server_generate_name_pagination_and_namespace_deletion(k: Kube) {
         all,
         "configmap/c0\nconfigmap/c1\nconfigmap/c2\nconfigmap/c3\nconfigmap/c4\n"
     );
+    // Deleting a namespace makes it Terminating; its contents stay for the
+    // namespace controller, which the test plays: delete them, PUT
+    // `finalize` without the "kubernetes" finalizer, delete again.
     assert_eq!(
-        k.ok(&["delete", "namespace", "team"]),
+        k.ok(&["delete", "namespace", "team", "--wait=false"]),
         "namespace \"team\" deleted\n"
     );
+    let nsj: serde_json::Value =
+        serde_json::from_str(&k.ok(&["get", "namespace", "team", "-o", "json"])).unwrap();
+    assert_eq!(nsj["status"]["phase"], "Terminating");
+    assert_eq!(nsj["spec"]["finalizers"], serde_json::json!(["kubernetes"]));
+    assert!(nsj["metadata"]["deletionTimestamp"].is_string());
+    let err = k.fails_in(
+        &[
+            "create",
+            "configmap",
+            "late",
+            "-n",
+            "team",
+            "--from-literal=a=b",
+        ],
+        None,
+    );
+    one_line(&err);
+    assert!(
+        err.contains("configmaps \"late\" is forbidden: unable to create new content in namespace team because it is being terminated"),
+        "{err}"
+    );
+    assert_eq!(
+        k.ok(&["get", "configmaps", "-n", "team", "-o", "name"])
+            .lines()
+            .count(),
+        5
+    );
+    k.ok(&["delete", "configmaps", "--all", "-n", "team"]);
+    // A second delete while spec.finalizers remain changes nothing.
+    k.ok(&["delete", "namespace", "team", "--wait=false"]);
+    k.ok(&["get", "namespace", "team"]);
+    let mut fin = nsj.clone();
+    fin["spec"]["finalizers"] = serde_json::json!([]);
+    let out = k.ok_in(
+        &[
+            "replace",
+            "--raw",
+            "/api/v1/namespaces/team/finalize",
+            "-f",
+            "-",
+        ],
+        Some(&fin.to_string()),
+    );
+    let out: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(out["spec"], serde_json::json!({}));
+    assert_eq!(out["status"]["phase"], "Terminating");
+    k.ok(&["delete", "namespace", "team", "--wait=false"]);
     let err = k.fails_in(&["get", "namespace", "team"], None);
     assert!(err.contains(r#"namespaces "team" not found"#), "{err}");
-    let left: serde_json::Value =
-        serde_json::from_str(&k.ok(&["get", "--raw", "/api/v1/namespaces/team/configmaps"]))
-            .unwrap();
-    assert_eq!(left["items"], serde_json::json!([]));
 }
 
 fn killed_server_keeps_acknowledged_writes(mut k: Kube) {
@@ -848,7 +894,9 @@ type: Normal
     let err = k.fails_in(&["get", "configmap", "held"], None);
     assert!(err.contains(r#"configmaps "held" not found"#), "{err}");
 
-    // Each propagation policy deletes (no garbage collector yet: dependents stay).
+    // Background deletes at once (the garbage collector takes the
+    // dependents); foreground and orphan leave the object with the
+    // finalizer the garbage collector acts on.
     for (n, policy) in ["background", "foreground", "orphan"].iter().enumerate() {
         let name = format!("p{n}");
         k.ok_in(
@@ -857,13 +905,79 @@ type: Normal
                 "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n"
             )),
         );
-        let out = k.ok(&["delete", "configmap", &name, &format!("--cascade={policy}")]);
+        let out = k.ok(&[
+            "delete",
+            "configmap",
+            &name,
+            &format!("--cascade={policy}"),
+            "--wait=false",
+        ]);
         assert_eq!(out, format!("configmap \"{name}\" deleted\n"));
+    }
+    assert_eq!(
+        k.ok(&["get", "configmaps", "-o", "name"]),
+        "configmap/p1\nconfigmap/p2\nconfigmap/settings\n"
+    );
+    let fins = k.ok(&[
+        "get",
+        "configmaps",
+        "p1",
+        "p2",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.finalizers} {.metadata.deletionGracePeriodSeconds}{\"\\n\"}{end}",
+    ]);
+    assert_eq!(fins, "[\"foregroundDeletion\"] 0\n[\"orphan\"] 0\n");
+    // No new finalizers on an object being deleted.
+    let err = k.fails_in(
+        &[
+            "patch",
+            "configmap",
+            "p1",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"metadata":{"finalizers":["foregroundDeletion","example.com/late"]}}"#,
+        ],
+        None,
+    );
+    one_line(&err);
+    assert!(
+        err.contains("no new finalizers can be added if the object is being deleted"),
+        "{err}"
+    );
+    // What the garbage collector does once dependents are handled.
+    for name in ["p1", "p2"] {
+        k.ok(&[
+            "patch",
+            "configmap",
+            name,
+            "--type",
+            "json",
+            "-p",
+            r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+        ]);
     }
     assert_eq!(
         k.ok(&["get", "configmaps", "-o", "name"]),
         "configmap/settings\n"
     );
+    // Without a policy, batch/v1 Jobs orphan (upstream's default for them);
+    // kubectl sends Background, which deletes at once.
+    let job = "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: NAME\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n      - name: c\n        image: busybox\n";
+    k.ok_in(&["create", "-f", "-"], Some(&job.replace("NAME", "j1")));
+    k.ok_in(&["create", "-f", "-"], Some(&job.replace("NAME", "j2")));
+    k.ok(&[
+        "delete",
+        "--raw",
+        "/apis/batch/v1/namespaces/default/jobs/j1",
+    ]);
+    assert_eq!(
+        k.ok(&["get", "job", "j1", "-o", "jsonpath={.metadata.finalizers}"]),
+        "[\"orphan\"]"
+    );
+    k.ok(&["delete", "job", "j2"]);
+    let err = k.fails_in(&["get", "job", "j2"], None);
+    assert!(err.contains("not found"), "{err}");
 }
 
 fn watch_resumes_from_a_resource_version_and_ends_with_a_bookmark(k: Kube) {
@@ -1097,6 +1211,59 @@ for ev in watch.Watch().stream(v1.list_namespaced_config_map, "default", resourc
 }
 
 #[test]
+fn pod_log_exec_portforward() {
+    pod_log_exec_portforward_reach_the_kubelet(Kube::up());
+}
+
+/// `--service-cluster-ip-range`: a /29 has five addresses to hand out
+/// (not the network, broadcast or first address); the allocations survive
+/// a restart.
+#[test]
+fn service_cidr_flag_fills_and_survives_restart() {
+    let mut k = Kube::up_with(vec![
+        "--service-cluster-ip-range".into(),
+        "10.99.0.0/29".into(),
+    ]);
+    for n in 0..5 {
+        k.ok_in(&["create", "-f", "-"], Some(&service(&format!("s{n}"), "")));
+    }
+    let ips = k.ok(&[
+        "get",
+        "services",
+        "-o",
+        "jsonpath={.items[*].spec.clusterIP}",
+    ]);
+    let mut ips: Vec<&str> = ips.split(' ').collect();
+    ips.sort();
+    assert_eq!(
+        ips,
+        [
+            "10.99.0.2",
+            "10.99.0.3",
+            "10.99.0.4",
+            "10.99.0.5",
+            "10.99.0.6"
+        ]
+    );
+    let err = k.fails_in(&["create", "-f", "-"], Some(&service("s5", "")));
+    one_line(&err);
+    assert!(
+        err.contains("Internal error occurred: failed to allocate a serviceIP: range is full"),
+        "{err}"
+    );
+    let freed = k.ok(&["get", "service", "s3", "-o", "jsonpath={.spec.clusterIP}"]);
+    k.ok(&["delete", "service", "s3"]);
+    k.kill_and_restart();
+    k.ok_in(&["create", "-f", "-"], Some(&service("s5", "")));
+    assert_eq!(
+        k.ok(&["get", "service", "s5", "-o", "jsonpath={.spec.clusterIP}"]),
+        freed
+    );
+    let err = k.fails_in(&["create", "-f", "-"], Some(&service("s6", "")));
+    assert!(err.contains("range is full"), "{err}");
+}
+
+#[test]
 fn kube_down_stops_the_server() {
     let mut k = Kube::up();
     k.ok(&["get", "namespaces"]);
@@ -1128,6 +1295,615 @@ fn kube_down_stops_the_server() {
     assert!(err.contains("none is running"), "{err}");
 }
 
+fn pod(name: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  terminationGracePeriodSeconds: 45\n  containers:\n  - name: c\n    image: busybox\n"
+    )
+}
+
+/// pods/binding as a scheduler uses it, graceful deletion as the kubelet
+/// finishes it, pods/eviction.
+fn pod_binding_graceful_deletion_and_eviction(k: Kube) {
+    for p in ["a", "b", "c", "d"] {
+        k.ok_in(&["create", "-f", "-"], Some(&pod(p)));
+    }
+    let bind = |pod: &str, node: &str| {
+        format!(
+            r#"{{"apiVersion":"v1","kind":"Binding","metadata":{{"name":"{pod}"}},"target":{{"kind":"Node","name":"{node}"}}}}"#
+        )
+    };
+    let out = k.ok_in(
+        &[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/pods/a/binding",
+            "-f",
+            "-",
+        ],
+        Some(&bind("a", "n1")),
+    );
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["status"], "Success");
+    let got = k.ok(&[
+        "get",
+        "pod",
+        "a",
+        "-o",
+        "jsonpath={.spec.nodeName} {.status.conditions[?(@.type==\"PodScheduled\")].status}",
+    ]);
+    assert_eq!(got, "n1 True");
+    // Bound once: a second binding is a conflict, the pod keeps its node.
+    let err = k.fails_in(
+        &[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/pods/a/binding",
+            "-f",
+            "-",
+        ],
+        Some(&bind("a", "n2")),
+    );
+    one_line(&err);
+    assert!(
+        err.contains(r#"Error from server (Conflict): Operation cannot be fulfilled on pods/binding "a": pod a is already assigned to node "n1""#),
+        "{err}"
+    );
+    let err = k.fails_in(
+        &[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/pods/b/binding",
+            "-f",
+            "-",
+        ],
+        Some(&bind("a", "n2")),
+    );
+    assert!(
+        err.contains("name in URL does not match name in Binding object"),
+        "{err}"
+    );
+    let err = k.fails_in(
+        &["create", "--raw", "/api/v1/namespaces/default/pods/b/binding", "-f", "-"],
+        Some(r#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"b"},"target":{"kind":"Node"}}"#),
+    );
+    assert!(err.contains("target.name: Required value"), "{err}");
+    k.ok_in(
+        &[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/pods/c/binding",
+            "-f",
+            "-",
+        ],
+        Some(&bind("c", "n1")),
+    );
+
+    // A bound pod is deleted gracefully: it stays with deletionTimestamp
+    // and the grace period (the request's, else the pod's own).
+    let out = k.ok(&["delete", "pod", "a", "--grace-period=20", "--wait=false"]);
+    assert_eq!(out, "pod \"a\" deleted\n");
+    let grace = |p: &str| {
+        k.ok(&[
+            "get",
+            "pod",
+            p,
+            "-o",
+            "jsonpath={.metadata.deletionGracePeriodSeconds} {.metadata.deletionTimestamp}",
+        ])
+    };
+    let g = grace("a");
+    assert!(g.starts_with("20 20"), "{g}");
+    // A longer period changes nothing; a shorter one shortens.
+    k.ok(&["delete", "pod", "a", "--grace-period=40", "--wait=false"]);
+    assert_eq!(grace("a"), g);
+    k.ok(&["delete", "pod", "a", "--grace-period=5", "--wait=false"]);
+    assert!(grace("a").starts_with("5 "), "{}", grace("a"));
+    // Being deleted, it cannot be bound elsewhere.
+    // The kubelet's final delete: grace period 0.
+    k.ok(&[
+        "delete",
+        "pod",
+        "a",
+        "--grace-period=0",
+        "--force",
+        "--wait=false",
+    ]);
+    let err = k.fails_in(&["get", "pod", "a"], None);
+    assert!(err.contains(r#"pods "a" not found"#), "{err}");
+    // An unbound pod goes at once, whatever the period.
+    k.ok(&["delete", "pod", "b", "--grace-period=30", "--wait=false"]);
+    let err = k.fails_in(&["get", "pod", "b"], None);
+    assert!(err.contains(r#"pods "b" not found"#), "{err}");
+
+    // Eviction: a delete with the eviction's options (no disruption
+    // budgets: always allowed).
+    let evict = |p: &str| {
+        format!(r#"{{"apiVersion":"policy/v1","kind":"Eviction","metadata":{{"name":"{p}"}}}}"#)
+    };
+    let out = k.ok_in(
+        &[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/pods/c/eviction",
+            "-f",
+            "-",
+        ],
+        Some(&evict("c")),
+    );
+    assert!(out.contains("Success"), "{out}");
+    assert!(grace("c").starts_with("45 "), "{}", grace("c"));
+    let err = k.fails_in(
+        &[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/pods/c/binding",
+            "-f",
+            "-",
+        ],
+        Some(&bind("c", "n2")),
+    );
+    assert!(
+        err.contains("pod c is being deleted, cannot be assigned to a host"),
+        "{err}"
+    );
+    k.ok_in(
+        &[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/pods/d/eviction",
+            "-f",
+            "-",
+        ],
+        Some(&evict("d")),
+    );
+    let err = k.fails_in(&["get", "pod", "d"], None);
+    assert!(err.contains(r#"pods "d" not found"#), "{err}");
+    let err = k.fails_in(
+        &[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/pods/zz/eviction",
+            "-f",
+            "-",
+        ],
+        Some(&evict("zz")),
+    );
+    assert!(err.contains(r#"pods "zz" not found"#), "{err}");
+    assert_eq!(k.ok(&["get", "pods", "-o", "name"]), "pod/c\n");
+}
+
+/// A fake kubelet (tests/kube/fake_kubelet.py) serving with `cert`/`key`;
+/// killed on drop.
+struct FakeKubelet {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for FakeKubelet {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const FAKE_KUBELET: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/kube/fake_kubelet.py");
+
+impl FakeKubelet {
+    fn start(dir: &Path, cert: &str, key: &str, token_file: &Path) -> FakeKubelet {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("kubelet.crt"), cert).unwrap();
+        std::fs::write(dir.join("kubelet.key"), key).unwrap();
+        let mut child = Command::new("python3")
+            .args([FAKE_KUBELET, "serve"])
+            .arg(dir.join("kubelet.crt"))
+            .arg(dir.join("kubelet.key"))
+            .arg(token_file)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starting the fake kubelet");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().parse().expect("the fake kubelet's port");
+        FakeKubelet { child, port }
+    }
+}
+
+impl Kube {
+    /// A node whose kubelet listens on 127.0.0.1:`port`.
+    fn node(&self, name: &str, port: u16) {
+        self.ok_in(
+            &["create", "-f", "-"],
+            Some(&format!(
+                "apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n"
+            )),
+        );
+        let status = format!(
+            r#"{{"status":{{"addresses":[{{"type":"InternalIP","address":"127.0.0.1"}},{{"type":"Hostname","address":"{name}"}}],"daemonEndpoints":{{"kubeletEndpoint":{{"Port":{port}}}}}}}}}"#
+        );
+        self.ok(&[
+            "patch",
+            "node",
+            name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &status,
+        ]);
+    }
+
+    fn bound_pod(&self, yaml: &str, name: &str, node: &str) {
+        self.ok_in(&["create", "-f", "-"], Some(yaml));
+        let b = format!(
+            r#"{{"apiVersion":"v1","kind":"Binding","metadata":{{"name":"{name}"}},"target":{{"kind":"Node","name":"{node}"}}}}"#
+        );
+        self.ok_in(
+            &[
+                "create",
+                "--raw",
+                &format!("/api/v1/namespaces/default/pods/{name}/binding"),
+                "-f",
+                "-",
+            ],
+            Some(&b),
+        );
+    }
+}
+
+/// pods/log, exec and portforward reach the pod's kubelet: its endpoint
+/// from the Node, TLS verified against the cluster CA, the kubelet-client
+/// token, upstream's kubelet paths; upgrades relayed byte for byte. The
+/// kubelet is a stand-in (the real one is another crate): a small HTTPS
+/// server that answers with what it received.
+fn pod_log_exec_portforward_reach_the_kubelet(k: Kube) {
+    let pki = k.root().join("kube/pki");
+    let token = pki.join("kubelet-client.token");
+    assert_eq!(std::fs::read_to_string(&token).unwrap().trim().len(), 64);
+    let ips = ["127.0.0.1".parse().unwrap()];
+    let (cert, key) =
+        hako_kube_apiserver::certs::issue_kubelet_serving_cert(&pki, "n1", &ips).unwrap();
+    let kubelet = FakeKubelet::start(&k.tmp.path().join("n1"), &cert, &key, &token);
+    k.node("n1", kubelet.port);
+    k.bound_pod(&pod("p").replace("name: c", "name: main"), "p", "n1");
+
+    let logs = k.ok(&["logs", "p", "--tail=3", "--timestamps"]);
+    assert_eq!(
+        logs,
+        "GET /containerLogs/default/p/main?timestamps=true&tailLines=3\nhello from the kubelet\n"
+    );
+    let out = k.ok(&["exec", "p", "--", "sh", "-c", "echo hi"]);
+    assert_eq!(
+        out,
+        "GET /exec/default/p/main?command=sh&command=-c&command=echo+hi&stdout=true&stderr=true\n"
+    );
+    // A raw SPDY upgrade (as `kubectl port-forward` starts one): the
+    // kubelet's 101 and headers come back, then bytes flow both ways.
+    let out = Command::new("python3")
+        .args([
+            FAKE_KUBELET,
+            "upgrade",
+            "127.0.0.1",
+            k.addr.rsplit_once(':').unwrap().1,
+        ])
+        .arg(pki.join("ca.crt"))
+        .arg(pki.join("token"))
+        .arg("/api/v1/namespaces/default/pods/p/portforward?ports=8080&ports=9090")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "HTTP/1.1 101 Switching Protocols\nupgrade: SPDY/3.1\nx-stream-protocol-version: portforward.k8s.io\nPOST /portForward/default/p?ports=8080&ports=9090\necho: ping\n"
+    );
+
+    // Container choice: several containers need a name (or the
+    // default-container annotation); a wrong one is named.
+    let two = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: two\nspec:\n  containers:\n  - name: a\n    image: busybox\n  - name: b\n    image: busybox\n";
+    k.bound_pod(two, "two", "n1");
+    let err = k.fails_in(
+        &["get", "--raw", "/api/v1/namespaces/default/pods/two/log"],
+        None,
+    );
+    assert!(
+        err.contains("a container name must be specified for pod two, choose one of: [a b]"),
+        "{err}"
+    );
+    let err = k.fails_in(&["logs", "two", "-c", "zz"], None);
+    one_line(&err);
+    assert!(
+        err.contains("container zz is not valid for pod two"),
+        "{err}"
+    );
+    k.ok(&[
+        "annotate",
+        "pod",
+        "two",
+        "kubectl.kubernetes.io/default-container=b",
+    ]);
+    let logs = k.ok(&["get", "--raw", "/api/v1/namespaces/default/pods/two/log"]);
+    assert!(
+        logs.starts_with("GET /containerLogs/default/two/b\n"),
+        "{logs}"
+    );
+
+    // A pod no node runs: no logs yet, nothing to exec in.
+    k.ok_in(&["create", "-f", "-"], Some(&pod("idle")));
+    assert_eq!(k.ok(&["logs", "idle"]), "");
+    let err = k.fails_in(&["exec", "idle", "--", "true"], None);
+    assert!(
+        err.contains("pod idle does not have a host assigned"),
+        "{err}"
+    );
+
+    // A kubelet whose certificate another CA signed is not trusted.
+    let other = k.tmp.path().join("other-pki");
+    hako_kube_apiserver::certs::Pki::load_or_create(&other).unwrap();
+    let (cert, key) =
+        hako_kube_apiserver::certs::issue_kubelet_serving_cert(&other, "n2", &ips).unwrap();
+    let rogue = FakeKubelet::start(&k.tmp.path().join("n2"), &cert, &key, &token);
+    k.node("n2", rogue.port);
+    k.bound_pod(&pod("q"), "q", "n2");
+    let err = k.fails_in(&["logs", "q"], None);
+    one_line(&err);
+    assert!(
+        err.contains("error dialing backend") && err.contains("TLS"),
+        "{err}"
+    );
+}
+
+fn service(name: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  selector: {{app: web}}\n  ports:\n  - port: 80\n{extra}"
+    )
+}
+
+/// Cluster IPs from the service CIDR without collisions, requested ones
+/// checked, released on delete, headless; node ports; immutable clusterIP.
+fn service_cluster_ips_and_node_ports(k: Kube) {
+    let ip_of = |name: &str| k.ok(&["get", "service", name, "-o", "jsonpath={.spec.clusterIP}"]);
+    k.ok_in(&["create", "-f", "-"], Some(&service("s1", "")));
+    let ip1 = ip_of("s1");
+    assert!(ip1.starts_with("10.43."), "{ip1}");
+    // The same IP, asked for by another: refused; outside the range: refused.
+    let err = k.fails_in(
+        &["create", "-f", "-"],
+        Some(&service("s2", &format!("  clusterIP: {ip1}\n"))),
+    );
+    one_line(&err);
+    assert!(
+        err.contains(&format!(r#"The Service "s2" is invalid: spec.clusterIPs[0]: Invalid value: "{ip1}": failed to allocate IP {ip1}: provided IP is already allocated"#)),
+        "{err}"
+    );
+    let err = k.fails_in(
+        &["create", "-f", "-"],
+        Some(&service("s2", "  clusterIP: 10.0.0.9\n")),
+    );
+    assert!(
+        err.contains(
+            "provided IP is not in the valid range. The range of valid IPs is 10.43.0.0/16"
+        ),
+        "{err}"
+    );
+    // Once s1 is gone its IP is free again.
+    k.ok(&["delete", "service", "s1"]);
+    k.ok_in(
+        &["create", "-f", "-"],
+        Some(&service("s2", &format!("  clusterIP: {ip1}\n"))),
+    );
+    assert_eq!(ip_of("s2"), ip1);
+    // Headless.
+    k.ok_in(
+        &["create", "-f", "-"],
+        Some(&service("h", "  clusterIP: None\n")),
+    );
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "service",
+            "h",
+            "-o",
+            "jsonpath={.spec.clusterIP} {.spec.clusterIPs}"
+        ]),
+        r#"None ["None"]"#
+    );
+    // The cluster IP may not change; a replace that leaves it out keeps it.
+    let err = k.fails_in(
+        &[
+            "patch",
+            "service",
+            "s2",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"clusterIP":"10.43.9.9","clusterIPs":["10.43.9.9"]}}"#,
+        ],
+        None,
+    );
+    one_line(&err);
+    assert!(
+        err.contains(
+            "spec.clusterIPs[0]: Invalid value: []string{\"10.43.9.9\"}: may not change once set"
+        ),
+        "{err}"
+    );
+    k.ok_in(
+        &["replace", "-f", "-"],
+        Some(&service("s2", "  sessionAffinity: ClientIP\n")),
+    );
+    assert_eq!(ip_of("s2"), ip1);
+
+    // NodePort: allocated in 30000-32767, a taken one refused, kept on
+    // update, released on delete.
+    k.ok_in(
+        &["create", "-f", "-"],
+        Some(&service("np", "  type: NodePort\n")),
+    );
+    let port: u16 = k
+        .ok(&[
+            "get",
+            "service",
+            "np",
+            "-o",
+            "jsonpath={.spec.ports[0].nodePort}",
+        ])
+        .parse()
+        .unwrap();
+    assert!((30000..=32767).contains(&port), "{port}");
+    let fixed = |name: &str, p: u16| {
+        service(name, "  type: NodePort\n").replace(
+            "  - port: 80\n",
+            &format!("  - port: 80\n    nodePort: {p}\n"),
+        )
+    };
+    let err = k.fails_in(&["create", "-f", "-"], Some(&fixed("np2", port)));
+    assert!(
+        err.contains(&format!(
+            "spec.ports[0].nodePort: Invalid value: {port}: provided port is already allocated"
+        )),
+        "{err}"
+    );
+    let err = k.fails_in(&["create", "-f", "-"], Some(&fixed("np2", 8080)));
+    assert!(
+        err.contains(
+            "provided port is not in the valid range. The range of valid ports is 30000-32767"
+        ),
+        "{err}"
+    );
+    k.ok(&["label", "service", "np", "touched=yes"]);
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "service",
+            "np",
+            "-o",
+            "jsonpath={.spec.ports[0].nodePort}"
+        ]),
+        port.to_string()
+    );
+    k.ok(&["delete", "service", "np"]);
+    k.ok_in(&["create", "-f", "-"], Some(&fixed("np2", port)));
+    let svc = k.ok(&["get", "service", "np2"]);
+    assert!(svc.contains(&format!("80:{port}/TCP")), "{svc}");
+}
+
+/// Per-kind validation kubectl users hit, with upstream's messages, and
+/// immutable fields; the store is unchanged by a refused write.
+fn kind_validation_and_immutable_fields(k: Kube) {
+    let rev = k.revision();
+    let err = k.fails_in(
+        &["create", "-f", "-"],
+        Some("apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers: []\n"),
+    );
+    one_line(&err);
+    assert!(
+        err.contains(r#"The Pod "p" is invalid: spec.containers: Required value"#),
+        "{err}"
+    );
+    let err = k.fails_in(
+        &["create", "-f", "-"],
+        Some("apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: a\n    image: busybox\n  - name: a\n  - image: x\n"),
+    );
+    // kubectl lists several causes one per line.
+    assert_eq!(
+        err,
+        "The Pod \"p\" is invalid: \n* spec.containers[1].name: Duplicate value: \"a\"\n* spec.containers[1].image: Required value\n* spec.containers[2].name: Required value\n"
+    );
+    let mismatched = APP.split("---\n").nth(1).unwrap().replace(
+        "    metadata:\n      labels: {app: web}",
+        "    metadata:\n      labels: {app: other}",
+    );
+    let err = k.fails_in(&["apply", "-f", "-"], Some(&mismatched));
+    one_line(&err);
+    assert!(
+        err.contains(r#"The Deployment "web" is invalid: spec.template.metadata.labels: Invalid value: map[string]string{"app":"other"}: `selector` does not match template `labels`"#),
+        "{err}"
+    );
+    let job = "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: j\nspec:\n  template:\n    spec:\n      containers:\n      - name: c\n        image: busybox\n";
+    let err = k.fails_in(&["create", "-f", "-"], Some(job));
+    assert!(
+        err.contains(r#"The Job "j" is invalid: spec.template.spec.restartPolicy: Required value: valid values: "OnFailure", "Never""#),
+        "{err}"
+    );
+    assert_eq!(k.revision(), rev);
+
+    // A Job's selector is generated from its uid, its template labelled.
+    k.ok_in(
+        &["create", "-f", "-"],
+        Some(&job.replace(
+            "    spec:\n      containers",
+            "    spec:\n      restartPolicy: Never\n      containers",
+        )),
+    );
+    let j: serde_json::Value =
+        serde_json::from_str(&k.ok(&["get", "job", "j", "-o", "json"])).unwrap();
+    let uid = j["metadata"]["uid"].as_str().unwrap();
+    assert_eq!(
+        j["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"],
+        uid
+    );
+    assert_eq!(j["spec"]["template"]["metadata"]["labels"]["job-name"], "j");
+    assert_eq!(j["spec"]["backoffLimit"], 6);
+    assert_eq!(j["spec"]["completions"], 1);
+
+    // Immutable: a Deployment's selector, a Job's template, an immutable ConfigMap.
+    k.ok_in(&["apply", "-f", "-"], Some(APP));
+    let err = k.fails_in(
+        &["patch", "deployment", "web", "--type=merge", "-p", r#"{"spec":{"selector":{"matchLabels":{"app":"web","v":"2"}},"template":{"metadata":{"labels":{"v":"2"}}}}}"#],
+        None,
+    );
+    one_line(&err);
+    assert!(
+        err.contains(r#"spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{"app":"web", "v":"2"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable"#),
+        "{err}"
+    );
+    let err = k.fails_in(&["set", "image", "job/j", "c=busybox:1.36"], None);
+    assert!(
+        err.contains("spec.template: Invalid value: core.PodTemplateSpec{...}: field is immutable"),
+        "{err}"
+    );
+    k.ok_in(
+        &["create", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: frozen\nimmutable: true\ndata:\n  a: b\n"),
+    );
+    let err = k.fails_in(
+        &[
+            "patch",
+            "configmap",
+            "frozen",
+            "--type=merge",
+            "-p",
+            r#"{"data":{"a":"c"}}"#,
+        ],
+        None,
+    );
+    one_line(&err);
+    assert!(
+        err.contains(r#"ConfigMap "frozen" is invalid: data: Forbidden: field is immutable when `immutable` is set"#),
+        "{err}"
+    );
+    // Labels of an immutable ConfigMap may still change.
+    k.ok(&["label", "configmap", "frozen", "x=y"]);
+    // A Secret's stringData is stored as data.
+    k.ok_in(
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\nstringData:\n  user: admin\n"),
+    );
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "secret",
+            "s",
+            "-o",
+            "jsonpath={.data.user} {.stringData}"
+        ]),
+        "YWRtaW4= "
+    );
+}
+
 /// Each of these runs on both stores: `sqlite::NAME` and `etcd::NAME`.
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
@@ -1145,7 +1921,10 @@ on_both_stores!(
     kubectl_label_annotate_and_each_patch_type,
     kubectl_get_watch_sees_added_modified_deleted,
     bad_input_gets_one_line_errors_and_changes_nothing,
-    dry_run_server_generate_name_pagination_and_namespace_deletion,
+    dry_run_server_generate_name_pagination_and_namespace_termination,
+    pod_binding_graceful_deletion_and_eviction,
+    service_cluster_ips_and_node_ports,
+    kind_validation_and_immutable_fields,
     kubectl_create_generators_send_protobuf,
     kubectl_apply_server_side_conflict_and_force,
     kubectl_describe_columns_finalizers_and_delete_policies,

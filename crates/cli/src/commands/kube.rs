@@ -47,6 +47,9 @@ pub struct UpArgs {
     /// Seconds between compactions of the store's history (watches older than that get 410 Gone).
     #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     compaction_interval: u64,
+    /// The IPv4 range Services' cluster IPs are allocated from.
+    #[arg(long, value_name = "CIDR", default_value = "10.43.0.0/16")]
+    service_cluster_ip_range: hako_kube_apiserver::ServiceCidr,
     /// Key prefix in etcd, so several control planes can share one etcd.
     #[arg(long, value_name = "PREFIX", default_value = "/hako")]
     etcd_prefix: String,
@@ -77,8 +80,11 @@ pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
                 }
             };
             let kubeconfig = paths.kubeconfig();
-            let compaction = Duration::from_secs(args.compaction_interval);
-            hako_kube_apiserver::serve_foreground(&paths, &store, compaction, args.addr, |addr| {
+            let settings = hako_kube_apiserver::Settings {
+                compaction: Duration::from_secs(args.compaction_interval),
+                service_cidr: args.service_cluster_ip_range,
+            };
+            hako_kube_apiserver::serve_foreground(&paths, &store, &settings, args.addr, |addr| {
                 // Tests and scripts read these two lines to find the server.
                 let mut out = std::io::stdout();
                 let _ = writeln!(out, "API server listening on https://{addr}");

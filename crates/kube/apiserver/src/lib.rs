@@ -6,15 +6,20 @@
 //! check, defaults, table columns) lives in [`resources`].
 
 pub mod certs;
+mod delete;
 mod handler;
 mod meta;
 mod openapi;
 mod patch;
 mod protobuf;
+mod proxy;
 pub mod resources;
+mod services;
 mod ssa;
 mod status;
+mod subresources;
 mod table;
+mod validation;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -32,7 +37,26 @@ pub enum StoreConfig {
     Etcd { endpoint: String, prefix: String },
 }
 
+pub use services::ServiceCidr;
 pub use status::ApiError;
+
+/// How the API server runs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Seconds between compactions of the store's history.
+    pub compaction: std::time::Duration,
+    /// Where Services' cluster IPs come from (`--service-cluster-ip-range`).
+    pub service_cidr: ServiceCidr,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            compaction: std::time::Duration::from_secs(300),
+            service_cidr: ServiceCidr::default(),
+        }
+    }
+}
 
 /// Where `hako kube` keeps its state under the hako root.
 pub struct Paths {
@@ -57,6 +81,9 @@ impl Paths {
     pub fn pid(&self) -> PathBuf {
         self.dir().join("apiserver.pid")
     }
+    pub fn kubelet_client_token(&self) -> PathBuf {
+        self.pki().join(certs::KUBELET_CLIENT_TOKEN)
+    }
     pub fn kubeconfig(&self) -> PathBuf {
         self.root.join("kubeconfig")
     }
@@ -66,6 +93,8 @@ impl Paths {
 pub struct App {
     pub store: Arc<dyn Store>,
     pub token: String,
+    /// TLS and credentials for the kubelets (logs, exec, attach, port-forward).
+    pub kubelet: proxy::KubeletClient,
 }
 
 /// Start the API server on `addr` (port 0 picks a free one), writing the
@@ -74,7 +103,7 @@ pub struct App {
 pub async fn run(
     paths: &Paths,
     store: &StoreConfig,
-    compaction: std::time::Duration,
+    settings: &Settings,
     addr: SocketAddr,
     ready: impl FnOnce(SocketAddr),
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -90,6 +119,10 @@ pub async fn run(
         ),
     };
     handler::bootstrap(store.as_ref()).context("creating the default namespaces")?;
+    services::set_cidr(settings.service_cidr);
+    let svc_kind = resources::find("", "v1", "services").expect("services are served");
+    services::repair(store.as_ref(), &svc_kind.prefix())
+        .context("checking the services' cluster IPs and node ports")?;
     let listener =
         std::net::TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
     listener.set_nonblocking(true)?;
@@ -104,8 +137,9 @@ pub async fn run(
     let app = Arc::new(App {
         store,
         token: pki.token.clone(),
+        kubelet: proxy::KubeletClient::new(&pki.ca_cert, &pki.kubelet_token)?,
     });
-    tokio::spawn(compact_periodically(app.store.clone(), compaction));
+    tokio::spawn(compact_periodically(app.store.clone(), settings.compaction));
     let router = handler::router(app);
     let handle = axum_server::Handle::new();
     let h2 = handle.clone();
@@ -140,7 +174,7 @@ async fn shutdown_signal() {
 pub fn serve_foreground(
     paths: &Paths,
     store: &StoreConfig,
-    compaction: std::time::Duration,
+    settings: &Settings,
     addr: SocketAddr,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<()> {
@@ -154,14 +188,7 @@ pub fn serve_foreground(
     let pid = paths.pid();
     std::fs::write(&pid, std::process::id().to_string())
         .with_context(|| format!("writing {}", pid.display()))?;
-    let result = rt.block_on(run(
-        paths,
-        store,
-        compaction,
-        addr,
-        ready,
-        shutdown_signal(),
-    ));
+    let result = rt.block_on(run(paths, store, settings, addr, ready, shutdown_signal()));
     let _ = std::fs::remove_file(&pid);
     result
 }

@@ -16,6 +16,16 @@ pub fn now() -> String {
         .unwrap_or_default()
 }
 
+/// `secs` seconds from now, as Kubernetes writes times (a graceful
+/// deletion's deletionTimestamp is when the grace period ends).
+pub fn now_plus(secs: i64) -> String {
+    let t = OffsetDateTime::now_utc() + time::Duration::seconds(secs);
+    t.replace_nanosecond(0)
+        .unwrap_or(t)
+        .format(&Rfc3339)
+        .unwrap_or_default()
+}
+
 /// Seconds since an RFC 3339 time (None if it does not parse).
 pub fn age_seconds(ts: &str) -> Option<i64> {
     let t = OffsetDateTime::parse(ts, &Rfc3339).ok()?;
@@ -267,23 +277,6 @@ fn workload_defaults(kind: &str, obj: &mut Value) {
                 json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
             );
         }
-        "Job" => {
-            if obj.pointer("/spec/completions").is_none()
-                && obj.pointer("/spec/parallelism").is_none()
-            {
-                set_default(obj, &["spec", "completions"], json!(1));
-            }
-            set_default(obj, &["spec", "parallelism"], json!(1));
-            set_default(obj, &["spec", "backoffLimit"], json!(6));
-            set_default(obj, &["spec", "completionMode"], json!("NonIndexed"));
-            set_default(obj, &["spec", "suspend"], json!(false));
-            let policy = if obj.pointer("/spec/podFailurePolicy").is_some() {
-                "Failed"
-            } else {
-                "TerminatingOrFailed"
-            };
-            set_default(obj, &["spec", "podReplacementPolicy"], json!(policy));
-        }
         _ => {}
     }
 }
@@ -306,12 +299,7 @@ pub fn defaults(kind: &Kind, obj: &mut Value) {
         "Service" => {
             set_default(obj, &["spec", "type"], json!("ClusterIP"));
             set_default(obj, &["spec", "sessionAffinity"], json!("None"));
-            if obj.pointer("/spec/clusterIP").is_none() {
-                let b = random_bytes::<2>();
-                let ip = format!("10.43.{}.{}", b[0], b[1].max(1));
-                set_default(obj, &["spec", "clusterIP"], json!(ip));
-                set_default(obj, &["spec", "clusterIPs"], json!([ip]));
-            }
+            // The cluster IP and node ports come from `services::allocate`.
             set_default(obj, &["spec", "ipFamilies"], json!(["IPv4"]));
             set_default(obj, &["spec", "ipFamilyPolicy"], json!("SingleStack"));
             set_default(obj, &["spec", "internalTrafficPolicy"], json!("Cluster"));
@@ -362,6 +350,9 @@ pub fn defaults(kind: &Kind, obj: &mut Value) {
         }
         "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job" => {
             workload_defaults(kind.kind, obj);
+            if kind.kind == "Job" {
+                crate::validation::job_defaults(obj);
+            }
             if kind.kind != "DaemonSet" && kind.kind != "Job" {
                 set_default(obj, &["spec", "replicas"], json!(1));
             }
