@@ -684,6 +684,48 @@ metadata:
     k.wait("the dependent collected", || {
         gone(&k, &["get", "configmap", "dependent"]).then_some(())
     });
+
+    // Orphan: the Deployment goes, its ReplicaSet stays without an owner
+    // reference, with its pods.
+    k.apply(&deployment("kept", "busybox:1.36", ""));
+    let rs = k.wait("a ReplicaSet", || replicasets_of(&k, "kept").pop());
+    let rs_uid = rs["metadata"]["uid"].as_str().unwrap().to_string();
+    k.wait("3 pods", || {
+        (owned(&k, "default", &rs_uid).len() == 3).then_some(())
+    });
+    k.ok(&["delete", "deployment", "kept", "--cascade=orphan"]);
+    k.wait("the Deployment gone", || {
+        gone(&k, &["get", "deployment", "kept"]).then_some(())
+    });
+    let orphan = k.json(&["get", "rs", &name(&rs)]);
+    assert!(
+        orphan["metadata"]["ownerReferences"]
+            .as_array()
+            .is_none_or(|a| a.is_empty()),
+        "{orphan}"
+    );
+    assert_eq!(owned(&k, "default", &rs_uid).len(), 3);
+
+    // Foreground: the Deployment waits (deletionTimestamp, foregroundDeletion)
+    // until its ReplicaSet and pods are gone, so once it is gone they are too.
+    k.apply(&deployment("fg", "busybox:1.36", ""));
+    let rs = k.wait("a ReplicaSet", || replicasets_of(&k, "fg").pop());
+    let rs_uid = rs["metadata"]["uid"].as_str().unwrap().to_string();
+    k.wait("3 pods", || {
+        (owned(&k, "default", &rs_uid).len() == 3).then_some(())
+    });
+    k.ok(&[
+        "delete",
+        "deployment",
+        "fg",
+        "--cascade=foreground",
+        "--wait=false",
+    ]);
+    k.wait("the Deployment gone", || {
+        gone(&k, &["get", "deployment", "fg"]).then_some(())
+    });
+    assert!(gone(&k, &["get", "rs", &name(&rs)]));
+    assert!(k.items(&["get", "pods", "-l", "app=fg"]).is_empty());
 }
 
 #[test]

@@ -425,11 +425,14 @@ impl Dc {
         *rs = util::merge_patch(
             &api,
             &rs.name_any(),
+            // Guarded by the resourceVersion the decision was made on: a
+            // stale cache makes this a conflict (and a retry), never a
+            // second scaling from an outdated count.
             json!({
                 "metadata": {"annotations": {
                     DESIRED_REPLICAS: want_ann,
                     MAX_REPLICAS: (replicas + surge).to_string(),
-                }},
+                }, "resourceVersion": rs.metadata.resource_version},
                 "spec": {"replicas": to},
             }),
         )

@@ -59,8 +59,17 @@ impl Nc {
             .as_ref()
             .and_then(|s| s.finalizers.as_ref())
             .is_some_and(|f| f.iter().any(|f| f == FINALIZER));
-        if ns.metadata.deletion_timestamp.is_none() || !holds {
+        if ns.metadata.deletion_timestamp.is_none() {
             return Ok(None);
+        }
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        if !holds {
+            // Already finalized (a delete after it may have failed): delete again.
+            return match api.delete(name, &DeleteParams::default()).await {
+                Ok(_) => Ok(None),
+                Err(kube::Error::Api(e)) if e.code == 404 => Ok(None),
+                Err(e) => Err(e).with_context(|| format!("deleting finalized namespace {name}")),
+            };
         }
         // Discovery each time: kinds may have been added since the last one.
         let kinds = gc::discover(&self.client).await?;
@@ -81,15 +90,21 @@ impl Nc {
                     .collect(),
             );
         }
-        let api: Api<Namespace> = Api::all(self.client.clone());
         let body = serde_json::to_vec(&fin)?;
         match api
             .replace_subresource("finalize", name, &PostParams::default(), body)
             .await
         {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("finalizing namespace {name}")),
+        }
+        // Finalized: deleting again removes it (as upstream's deleter does
+        // once a namespace has no finalizers left).
+        match api.delete(name, &DeleteParams::default()).await {
             Ok(_) => Ok(None),
             Err(kube::Error::Api(e)) if e.code == 404 => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("finalizing namespace {name}")),
+            Err(e) => Err(e).with_context(|| format!("deleting finalized namespace {name}")),
         }
     }
 
