@@ -53,6 +53,9 @@ pub struct UpArgs {
     /// Key prefix in etcd, so several control planes can share one etcd.
     #[arg(long, value_name = "PREFIX", default_value = "/hako")]
     etcd_prefix: String,
+    /// Run the API server without the controllers (as k3s' --disable-controller-manager).
+    #[arg(long)]
+    disable_controllers: bool,
 }
 
 pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
@@ -90,7 +93,9 @@ pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
                 let _ = writeln!(out, "API server listening on https://{addr}");
                 let _ = writeln!(out, "kubeconfig: {}", kubeconfig.display());
                 let _ = out.flush();
-                hako_kube_controllers::spawn_thread(kubeconfig.clone());
+                if !args.disable_controllers {
+                    hako_kube_controllers::spawn_thread(kubeconfig.clone());
+                }
             })
             .context("running the Kubernetes API server")
         }
