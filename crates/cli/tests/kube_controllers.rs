@@ -157,7 +157,8 @@ impl Kube {
     }
 
     /// A background "kubelet" marking every pod of `ns` Running and Ready
-    /// (except those labelled `stuck`); stops when dropped.
+    /// (except those labelled `stuck`) and finishing graceful deletions;
+    /// stops when dropped.
     fn kubelet(self: &Arc<Self>, ns: &str) -> FakeKubelet {
         let stop = Arc::new(AtomicBool::new(false));
         let (k, s, ns) = (self.clone(), stop.clone(), ns.to_string());
@@ -171,7 +172,24 @@ impl Kube {
                         .any(|c| c["type"] == "Ready" && c["status"] == "True");
                     let stuck = p["metadata"]["labels"]["stuck"].is_string();
                     let deleting = p["metadata"]["deletionTimestamp"].is_string();
-                    if !ready && !stuck && !deleting {
+                    if deleting {
+                        // What a kubelet does once the containers are stopped
+                        // (pods bound to a node are deleted gracefully).
+                        let name = p["metadata"]["name"].as_str().unwrap();
+                        let _ = k.run(
+                            &[
+                                "delete",
+                                "pod",
+                                name,
+                                "-n",
+                                &ns,
+                                "--grace-period=0",
+                                "--force",
+                                "--wait=false",
+                            ],
+                            None,
+                        );
+                    } else if !ready && !stuck {
                         let name = p["metadata"]["name"].as_str().unwrap();
                         k.set_pod_status(&ns, name, "Running", true);
                     }
