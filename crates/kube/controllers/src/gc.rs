@@ -13,14 +13,21 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use std::fmt::Debug;
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
 use kube::discovery::{verbs, Discovery, Scope};
-use kube::{Api, Client, ResourceExt};
+use kube::Resource;
+use kube::{Api, Client};
+use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::informer::{Ev, Informer};
 use crate::queue::{Outcome, Queue};
+use crate::Shared;
 
 pub const FOREGROUND: &str = "foregroundDeletion";
 pub const ORPHAN: &str = "orphan";
@@ -89,7 +96,58 @@ enum Owner {
     Waiting,
 }
 
-pub async fn start(client: Client) -> Result<()> {
+/// What the graph needs of an informer event: the object's metadata.
+pub enum MetaEv {
+    Apply(ObjectMeta),
+    Delete(ObjectMeta),
+    Resync,
+}
+
+fn meta_ev<K: Resource>(ev: Ev<K>) -> MetaEv {
+    match ev {
+        Ev::Apply { new, .. } => MetaEv::Apply(new.meta().clone()),
+        Ev::Delete(o) => MetaEv::Delete(o.meta().clone()),
+        Ev::Resync => MetaEv::Resync,
+    }
+}
+
+/// Feed the graph from an informer the controllers already run, instead of
+/// watching that kind a second time.
+fn hook<K>(
+    gc: &Arc<Gc>,
+    inf: &Arc<Informer<K>>,
+    hooked: &mut Vec<usize>,
+    waits: &mut Vec<BoxFuture<'static, ()>>,
+) where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (g, v, kind) = (K::group(&()), K::version(&()), K::kind(&()));
+    let Some(i) = gc
+        .kinds
+        .iter()
+        .position(|k| k.ar.group == g && k.ar.version == v && k.ar.kind == kind)
+    else {
+        return;
+    };
+    let g2 = gc.clone();
+    inf.on_event(move |ev| g2.observe(i, meta_ev(ev)));
+    hooked.push(i);
+    let (g3, inf) = (gc.clone(), inf.clone());
+    waits.push(
+        async move {
+            inf.wait_synced().await;
+            // Subscribed before reading the cache: later changes arrive as
+            // events, so seeding with the cache misses nothing.
+            for o in inf.list(None) {
+                g3.observe(i, MetaEv::Apply(o.meta().clone()));
+            }
+        }
+        .boxed(),
+    );
+}
+
+pub async fn start(sh: Arc<Shared>) -> Result<()> {
+    let client = sh.client.clone();
     let kinds = discover(&client).await?;
     let gc = Arc::new(Gc {
         client: client.clone(),
@@ -97,41 +155,49 @@ pub async fn start(client: Client) -> Result<()> {
         queue: Queue::new(),
         kinds,
     });
-    let mut informers = Vec::new();
+    let (mut hooked, mut waits) = (Vec::new(), Vec::new());
+    hook(&gc, &sh.pods, &mut hooked, &mut waits);
+    hook(&gc, &sh.replicasets, &mut hooked, &mut waits);
+    hook(&gc, &sh.deployments, &mut hooked, &mut waits);
+    hook(&gc, &sh.statefulsets, &mut hooked, &mut waits);
+    hook(&gc, &sh.revisions, &mut hooked, &mut waits);
+    hook(&gc, &sh.daemonsets, &mut hooked, &mut waits);
+    hook(&gc, &sh.nodes, &mut hooked, &mut waits);
+    hook(&gc, &sh.jobs, &mut hooked, &mut waits);
+    hook(&gc, &sh.cronjobs, &mut hooked, &mut waits);
+    hook(&gc, &sh.namespaces, &mut hooked, &mut waits);
     for (i, k) in gc.kinds.iter().enumerate() {
+        if hooked.contains(&i) {
+            continue;
+        }
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &k.ar);
         let inf = Informer::start_named(api, k.ar.plural.clone());
         let g = gc.clone();
-        inf.on_event(move |ev| g.observe(i, ev));
-        informers.push(inf);
+        inf.on_event(move |ev| g.observe(i, meta_ev(ev)));
+        waits.push(async move { inf.wait_synced().await }.boxed());
     }
     let gc2 = gc.clone();
     tokio::spawn(async move {
         // Never judge an owner absent before every kind has been listed.
-        for inf in &informers {
-            inf.wait_synced().await;
-        }
+        futures::future::join_all(waits).await;
         let gc3 = gc2.clone();
         gc2.queue.run("garbage collector", 2, move |uid| {
             let gc = gc3.clone();
             async move { gc.process(&uid).await }
         });
-        // Keep the informers alive.
-        std::future::pending::<()>().await;
-        drop(informers);
     });
     Ok(())
 }
 
 impl Gc {
-    fn observe(&self, kind: usize, ev: Ev<DynamicObject>) {
+    fn observe(&self, kind: usize, ev: MetaEv) {
         let mut g = self.graph.lock().unwrap();
         match ev {
-            Ev::Apply { new, .. } => {
-                let Some(uid) = new.metadata.uid.clone() else {
+            MetaEv::Apply(m) => {
+                let Some(uid) = m.uid.clone() else {
                     return;
                 };
-                let owners = new.metadata.owner_references.clone().unwrap_or_default();
+                let owners = m.owner_references.clone().unwrap_or_default();
                 let old_owners: Vec<String> = g
                     .nodes
                     .get(&uid)
@@ -154,10 +220,10 @@ impl Gc {
                 }
                 let node = Node {
                     kind,
-                    ns: new.metadata.namespace.clone(),
-                    name: new.name_any(),
-                    deleting: new.metadata.deletion_timestamp.is_some(),
-                    finalizers: new.metadata.finalizers.clone().unwrap_or_default(),
+                    ns: m.namespace.clone(),
+                    name: m.name.clone().unwrap_or_default(),
+                    deleting: m.deletion_timestamp.is_some(),
+                    finalizers: m.finalizers.clone().unwrap_or_default(),
                     owners,
                 };
                 let interesting = !node.owners.is_empty()
@@ -171,8 +237,8 @@ impl Gc {
                     self.queue.add(uid);
                 }
             }
-            Ev::Delete(obj) => {
-                let Some(uid) = obj.metadata.uid.clone() else {
+            MetaEv::Delete(m) => {
+                let Some(uid) = m.uid.clone() else {
                     return;
                 };
                 if let Some(n) = g.nodes.remove(&uid) {
@@ -187,7 +253,7 @@ impl Gc {
                     self.queue.add(d);
                 }
             }
-            Ev::Resync => {
+            MetaEv::Resync => {
                 for uid in g.nodes.keys() {
                     self.queue.add(uid.clone());
                 }

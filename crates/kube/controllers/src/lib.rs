@@ -29,7 +29,7 @@ use k8s_openapi::api::apps::v1::{
     ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
 };
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
 
@@ -47,6 +47,7 @@ pub struct Shared {
     pub nodes: Arc<Informer<Node>>,
     pub jobs: Arc<Informer<Job>>,
     pub cronjobs: Arc<Informer<CronJob>>,
+    pub namespaces: Arc<Informer<Namespace>>,
 }
 
 /// A client for the cluster of a kubeconfig file.
@@ -75,6 +76,7 @@ pub async fn start(client: Client) -> Result<Arc<Shared>> {
         nodes: Informer::start(Api::all(client.clone())),
         jobs: Informer::start(Api::all(client.clone())),
         cronjobs: Informer::start(Api::all(client.clone())),
+        namespaces: Informer::start(Api::all(client.clone())),
         client,
     });
     replicaset::start(shared.clone());
@@ -83,12 +85,12 @@ pub async fn start(client: Client) -> Result<Arc<Shared>> {
     daemonset::start(shared.clone());
     job::start(shared.clone());
     cronjob::start(shared.clone());
-    namespace::start(shared.client.clone());
-    let client = shared.client.clone();
+    namespace::start(shared.clone());
+    let sh = shared.clone();
     tokio::spawn(async move {
         // Discovery may fail while the server starts: retry.
         loop {
-            match gc::start(client.clone()).await {
+            match gc::start(sh.clone()).await {
                 Ok(()) => return,
                 Err(e) => tracing::warn!("starting the garbage collector: {e:#}"),
             }

@@ -24,11 +24,11 @@ struct Nc {
     queue: Arc<Queue>,
 }
 
-pub fn start(client: Client) {
+pub fn start(sh: Arc<crate::Shared>) {
     let c = Arc::new(Nc {
-        namespaces: Informer::start(Api::all(client.clone())),
+        namespaces: sh.namespaces.clone(),
         queue: Queue::new(),
-        client,
+        client: sh.client.clone(),
     });
     let q = c.queue.clone();
     c.namespaces.on_event(move |ev| {
