@@ -604,6 +604,22 @@ fn deployment_recreate_history_limit_and_progress_deadline() {
             (replicasets_of(&k, "rec").len() == 2.min(i + 2)).then_some(())
         });
     }
+    // minReadySeconds reaches the ReplicaSet, which then counts a pod
+    // available only after it.
+    k.ok(&[
+        "patch",
+        "deployment",
+        "rec",
+        "-p",
+        r#"{"spec":{"minReadySeconds":1}}"#,
+    ]);
+    k.wait("minReadySeconds on the ReplicaSet", || {
+        replicasets_of(&k, "rec")
+            .iter()
+            .filter(|r| r["spec"]["replicas"] != 0)
+            .all(|r| r["spec"]["minReadySeconds"] == 1)
+            .then_some(())
+    });
     let ev = k.ok(&["describe", "deployment", "rec"]);
     assert!(ev.contains("Scaled down replica set rec-"), "{ev}");
 

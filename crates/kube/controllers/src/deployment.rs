@@ -280,13 +280,15 @@ impl Dc {
                 ann.insert(MAX_REPLICAS.into(), (replicas + surge).to_string());
                 changed = true;
             }
-            if changed {
-                let updated = util::merge_patch(
-                    &api,
-                    &r.name_any(),
-                    json!({"metadata": {"annotations": ann}}),
-                )
-                .await?;
+            // minReadySeconds follows the Deployment's.
+            let min_ready = r.spec.as_ref().and_then(|s| s.min_ready_seconds);
+            let min_ready_changed = min_ready.unwrap_or(0) != spec.min_ready_seconds.unwrap_or(0);
+            if changed || min_ready_changed {
+                let mut patch = json!({"metadata": {"annotations": ann}});
+                if min_ready_changed {
+                    patch["spec"] = json!({"minReadySeconds": spec.min_ready_seconds.unwrap_or(0)});
+                }
+                let updated = util::merge_patch(&api, &r.name_any(), patch).await?;
                 rss[i] = updated;
             }
         } else if create {
