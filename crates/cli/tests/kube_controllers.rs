@@ -28,8 +28,13 @@ impl Drop for Kube {
 
 impl Kube {
     fn up() -> Kube {
+        Self::up_env(&[])
+    }
+
+    fn up_env(env: &[(&str, &str)]) -> Kube {
         let tmp = tempfile::tempdir().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_hako"))
+            .envs(env.iter().copied())
             .arg("--root")
             .arg(tmp.path().join("root"))
             .args(["kube", "up", "--addr", "127.0.0.1:0"])
@@ -1317,4 +1322,73 @@ spec:
     assert!(k.json(&["get", "cronjob", "paused"])["status"]["lastScheduleTime"].is_null());
     let d = k.ok(&["describe", "cronjob", "tick"]);
     assert!(d.contains(&format!("Created job {jname}")), "{d}");
+}
+
+#[test]
+fn cronjob_concurrency_policies_and_history_with_a_fast_test_clock() {
+    // A minute of the CronJob controller's clock lasts 2 s here.
+    let k = Arc::new(Kube::up_env(&[("HAKO_KUBE_TEST_MINUTE_SECONDS", "2")]));
+    let cronjob = |name: &str, extra: &str| {
+        format!(
+            "apiVersion: batch/v1
+kind: CronJob
+metadata: {{name: {name}}}
+spec:
+  schedule: \"* * * * *\"
+  {extra}
+  jobTemplate:
+    metadata: {{labels: {{from: {name}}}}}
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          {UNSCHEDULABLE}
+          containers: [{{name: c, image: \"busybox:1.36\"}}]
+"
+        )
+    };
+    k.apply(&cronjob("forbid", "concurrencyPolicy: Forbid"));
+    k.apply(&cronjob("replace", "concurrencyPolicy: Replace"));
+    k.apply(&cronjob("limits", "successfulJobsHistoryLimit: 1"));
+    // Forbid: the first Job never finishes, so no second one starts.
+    let first = k.wait("forbid's first Job", || {
+        k.items(&["get", "jobs", "-l", "from=forbid"]).pop()
+    });
+    k.wait("a skipped run", || {
+        k.ok(&["describe", "cronjob", "forbid"])
+            .contains("JobAlreadyActive")
+            .then_some(())
+    });
+    let jobs = k.items(&["get", "jobs", "-l", "from=forbid"]);
+    assert_eq!(jobs.iter().map(name).collect::<Vec<_>>(), [name(&first)]);
+    // Replace: each run deletes the unfinished one before it.
+    let r1 = k.wait("replace's first Job", || {
+        k.items(&["get", "jobs", "-l", "from=replace"]).pop()
+    });
+    k.wait("the first Job replaced", || {
+        let jobs = k.items(&["get", "jobs", "-l", "from=replace"]);
+        (jobs.len() == 1 && name(&jobs[0]) != name(&r1)).then_some(())
+    });
+    // History: every run succeeds; one successful Job is kept.
+    let mut seen = std::collections::BTreeSet::new();
+    k.wait("three runs and one kept", || {
+        for j in k.items(&["get", "jobs", "-l", "from=limits"]) {
+            seen.insert(name(&j));
+            for p in active_pods(&k, &name(&j)) {
+                k.set_pod_status("default", &name(&p), "Succeeded", false);
+            }
+        }
+        let complete = k
+            .items(&["get", "jobs", "-l", "from=limits"])
+            .iter()
+            .filter(|j| {
+                j["status"]["conditions"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|c| c["type"] == "Complete"))
+            })
+            .count();
+        (seen.len() >= 3 && complete == 1).then_some(())
+    });
+    let st = k.json(&["get", "cronjob", "limits"])["status"].clone();
+    assert!(st["lastSuccessfulTime"].is_string(), "{st}");
 }
