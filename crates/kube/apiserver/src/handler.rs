@@ -360,67 +360,86 @@ async fn handle(
             .map(|d| ok(&d))
             .ok_or_else(ApiError::no_route),
         Route::Object(t) => {
-            let store = app.store.as_ref();
-            let include = q.get("includeObject").unwrap_or("Metadata").to_string();
-            let query = |k: &str| q.get(k).map(String::from);
-            match (method.clone(), t.name.is_some(), t.sub.as_deref()) {
-                (Method::POST, true, Some("binding")) => {
-                    crate::subresources::bind(store, &t, q.dry_run(), &body)
-                }
-                (Method::POST, true, Some("eviction")) => {
-                    crate::subresources::evict(store, &t, query, &body)
-                }
-                (_, true, Some("binding" | "eviction"))
-                | (Method::PATCH, true, Some("finalize")) => {
-                    Err(ApiError::method_not_allowed(method.as_str()))
-                }
-                (Method::GET, false, _) if q.flag("watch") => {
-                    watch(app.store.clone(), &t, &q, as_table, &include)
-                }
-                (Method::GET, false, _) => list(store, &t, &q, as_table, &include),
-                (Method::POST, false, _) => create(store, &t, &q, &body),
-                (Method::DELETE, false, _) => delete_collection(store, &t, &q, &body),
-                (Method::GET, true, Some("scale")) => {
-                    let cur = get_current(store, &t)?;
-                    Ok(ok(&to_scale(&cur.value)))
-                }
-                (Method::GET, true, _) => {
-                    let cur = get_current(store, &t)?;
-                    if as_table {
-                        let rv = cur.revision.to_string();
-                        Ok(ok(&table::table(
-                            t.kind,
-                            &[&cur.value],
-                            &rv,
-                            None,
-                            &include,
-                            true,
-                        )))
-                    } else {
-                        Ok(ok(&cur.value))
-                    }
-                }
-                (Method::PUT, true, _) => {
-                    let obj = decode_json(&body)?;
-                    write(store, &t, &q, |_| Ok(obj.clone()), true, false)
-                }
-                (Method::PATCH, true, _) => {
-                    if ct == APPLY {
-                        return server_side_apply(store, &t, &q, &body);
-                    }
-                    write(
-                        store,
-                        &t,
-                        &q,
-                        |cur| patch::apply(&ct, cur, &body),
-                        false,
-                        false,
-                    )
-                }
-                (Method::DELETE, true, None) => delete(store, &t, &q, &body),
-                _ => Err(ApiError::method_not_allowed(method.as_str())),
+            // The store blocks (an fsync, an etcd round trip): not on a
+            // runtime worker.
+            let store = app.store.clone();
+            let method = method.clone();
+            tokio::task::spawn_blocking(move || object(store, t, method, q, body, ct, as_table))
+                .await
+                .map_err(|e| ApiError::internal(format!("serving the request: {e}")))?
+        }
+    }
+}
+
+/// The verbs on objects (everything but discovery, OpenAPI and the
+/// kubelet proxy); runs on a blocking thread.
+fn object(
+    arc_store: Arc<dyn Store>,
+    t: Target,
+    method: Method,
+    q: Query,
+    body: Bytes,
+    ct: String,
+    as_table: bool,
+) -> ApiResult<Response> {
+    let store = arc_store.as_ref();
+    let include = q.get("includeObject").unwrap_or("Metadata").to_string();
+    let query = |k: &str| q.get(k).map(String::from);
+    match (method.clone(), t.name.is_some(), t.sub.as_deref()) {
+        (Method::POST, true, Some("binding")) => {
+            crate::subresources::bind(store, &t, q.dry_run(), &body)
+        }
+        (Method::POST, true, Some("eviction")) => {
+            crate::subresources::evict(store, &t, query, &body)
+        }
+        (_, true, Some("binding" | "eviction")) | (Method::PATCH, true, Some("finalize")) => {
+            Err(ApiError::method_not_allowed(method.as_str()))
+        }
+        (Method::GET, false, _) if q.flag("watch") => {
+            watch(arc_store.clone(), &t, &q, as_table, &include)
+        }
+        (Method::GET, false, _) => list(store, &t, &q, as_table, &include),
+        (Method::POST, false, _) => create(store, &t, &q, &body),
+        (Method::DELETE, false, _) => delete_collection(store, &t, &q, &body),
+        (Method::GET, true, Some("scale")) => {
+            let cur = get_current(store, &t)?;
+            Ok(ok(&to_scale(&cur.value)))
+        }
+        (Method::GET, true, _) => {
+            let cur = get_current(store, &t)?;
+            if as_table {
+                let rv = cur.revision.to_string();
+                Ok(ok(&table::table(
+                    t.kind,
+                    &[&cur.value],
+                    &rv,
+                    None,
+                    &include,
+                    true,
+                )))
+            } else {
+                Ok(ok(&cur.value))
             }
         }
+        (Method::PUT, true, _) => {
+            let obj = decode_json(&body)?;
+            write(store, &t, &q, |_| Ok(obj.clone()), true, false)
+        }
+        (Method::PATCH, true, _) => {
+            if ct == APPLY {
+                return server_side_apply(store, &t, &q, &body);
+            }
+            write(
+                store,
+                &t,
+                &q,
+                |cur| patch::apply(&ct, cur, &body),
+                false,
+                false,
+            )
+        }
+        (Method::DELETE, true, None) => delete(store, &t, &q, &body),
+        _ => Err(ApiError::method_not_allowed(method.as_str())),
     }
 }
 
