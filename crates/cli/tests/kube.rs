@@ -1029,6 +1029,42 @@ fn watch_resumes_from_a_resource_version_and_ends_with_a_bookmark(k: Kube) {
         None,
     );
     assert!(err.contains("must be a valid resource version"), "{err}");
+
+    // Streaming list (sendInitialEvents): the current state as ADDED, a
+    // BOOKMARK marking the end of it, then the stream goes on.
+    k.ok_in(&["create", "-f", "-"], Some(cm));
+    let now = k.revision();
+    let url = "/api/v1/namespaces/default/configmaps?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=1";
+    let out = k.ok(&["get", "--raw", url]);
+    let events: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&out)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(events.len(), 3, "{out}");
+    assert_eq!(events[0]["type"], "ADDED");
+    assert_eq!(events[0]["object"]["metadata"]["name"], "w");
+    assert_eq!(events[1]["type"], "BOOKMARK");
+    assert_eq!(
+        events[1]["object"]["metadata"]["resourceVersion"],
+        now.as_str()
+    );
+    assert_eq!(
+        events[1]["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
+    assert_eq!(events[2]["type"], "BOOKMARK");
+    let err = k.fails_in(
+        &[
+            "get",
+            "--raw",
+            "/api/v1/configmaps?watch=1&sendInitialEvents=true",
+        ],
+        None,
+    );
+    assert!(
+        err.contains("sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"),
+        "{err}"
+    );
 }
 
 /// An etcd server of the test's own (Debian's etcd-server), killed on drop.

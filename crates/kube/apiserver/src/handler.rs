@@ -1212,7 +1212,45 @@ fn watch(
     let (labels, fields) = selectors(q)?;
     let prefix = t.kind.ns_prefix(t.ns.as_deref());
     let mut initial = Vec::new();
-    let from = match q.get("resourceVersion") {
+    // Streaming lists (upstream's WatchList): the state as ADDED events,
+    // then a BOOKMARK marked "k8s.io/initial-events-end", then changes.
+    let send_initial = q.flag("sendInitialEvents");
+    if q.get("sendInitialEvents").is_some() {
+        let mut causes = Vec::new();
+        if q.get("resourceVersionMatch") != Some("NotOlderThan") {
+            causes.push((
+                "resourceVersionMatch".to_string(),
+                "FieldValueForbidden".to_string(),
+                "Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan".to_string(),
+            ));
+        }
+        if send_initial && !q.flag("allowWatchBookmarks") {
+            causes.push((
+                "allowWatchBookmarks".to_string(),
+                "FieldValueForbidden".to_string(),
+                "Forbidden: sendInitialEvents requires setting allowWatchBookmarks to true"
+                    .to_string(),
+            ));
+        }
+        if !causes.is_empty() {
+            return Err(ApiError::invalid("meta.k8s.io", "ListOptions", "", causes));
+        }
+    }
+    let rv = if send_initial {
+        // The state now is "not older than" any revision asked for.
+        if let Some(rv) = q.get("resourceVersion").filter(|r| !r.is_empty()) {
+            rv.parse::<u64>().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "resourceVersion: Invalid value: {}: must be a valid resource version",
+                    quoted(rv)
+                ))
+            })?;
+        }
+        None
+    } else {
+        q.get("resourceVersion")
+    };
+    let from = match rv {
         None | Some("") | Some("0") => {
             // No starting point: the current state as ADDED, then changes.
             let res = store
@@ -1256,6 +1294,13 @@ fn watch(
     };
     for item in &initial {
         let b = st.encode("ADDED", &item.value);
+        st.pending.push_back(b);
+    }
+    if send_initial {
+        let mark = json!({"kind": t.kind.kind, "apiVersion": t.kind.api_version(),
+                          "metadata": {"resourceVersion": from.to_string(),
+                                       "annotations": {"k8s.io/initial-events-end": "true"}}});
+        let b = st.encode("BOOKMARK", &mark);
         st.pending.push_back(b);
     }
     let stream = futures_util::stream::unfold(st, |mut st| async move {
