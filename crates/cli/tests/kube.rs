@@ -1299,6 +1299,91 @@ fn service_cidr_flag_fills_and_survives_restart() {
     assert!(err.contains("range is full"), "{err}");
 }
 
+/// `hako kube kubeconfig --user --group`: a client certificate signed by
+/// the cluster CA authenticates kubectl; one from another CA does not.
+#[test]
+fn client_certificates_authenticate() {
+    let k = Kube::up();
+    let hako = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_hako"))
+            .arg("--root")
+            .arg(k.root())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let kc = hako(&[
+        "kube",
+        "kubeconfig",
+        "--user",
+        "jane",
+        "--group",
+        "devs",
+        "--group",
+        "ops",
+    ]);
+    assert!(
+        kc.contains("client-certificate-data:") && !kc.contains("token:"),
+        "{kc}"
+    );
+    let path = k.tmp.path().join("jane.kubeconfig");
+    std::fs::write(&path, &kc).unwrap();
+    let run = |kubeconfig: &Path| {
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .arg("--cache-dir")
+            .arg(k.tmp.path().join("jane-cache"))
+            .args(["get", "namespaces", "-o", "name"])
+            .output()
+            .unwrap()
+    };
+    let out = run(&path);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("namespace/default"));
+    // The same user's certificate from another CA is refused.
+    let other = k.tmp.path().join("other-pki");
+    hako_kube_apiserver::certs::Pki::load_or_create(&other).unwrap();
+    let (cert, key) =
+        hako_kube_apiserver::certs::issue_client_cert(&other, "jane", &["devs".to_string()])
+            .unwrap();
+    let ca = std::fs::read_to_string(k.root().join("kube/pki/ca.crt")).unwrap();
+    let server = kc
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: "))
+        .unwrap();
+    let rogue = k.tmp.path().join("rogue.kubeconfig");
+    std::fs::write(
+        &rogue,
+        hako_kube_apiserver::certs::client_cert_kubeconfig(&ca, server, "jane", &cert, &key),
+    )
+    .unwrap();
+    let out = run(&rogue);
+    assert!(!out.status.success());
+    // Another CA of the same name: its signature does not verify, the TLS
+    // handshake fails (kubectl reports the alert or the closed connection).
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Unable to connect to the server"), "{err}");
+    // --group needs --user.
+    let out = Command::new(env!("CARGO_BIN_EXE_hako"))
+        .arg("--root")
+        .arg(k.root())
+        .args(["kube", "kubeconfig", "--group", "devs"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
 #[test]
 fn kube_down_stops_the_server() {
     let mut k = Kube::up();

@@ -15,10 +15,21 @@ use crate::Global;
 pub enum KubeCommand {
     /// Start the control plane in the foreground (API server on SQLite); writes $ROOT/kubeconfig.
     Up(UpArgs),
-    /// Print the kubeconfig of the control plane under --root.
-    Kubeconfig,
+    /// Print the kubeconfig of the control plane under --root (the admin's token), or one
+    /// with a new client certificate for --user (CN) in each --group (O).
+    Kubeconfig(KubeconfigArgs),
     /// Stop the control plane started by `hako kube up` under --root.
     Down,
+}
+
+#[derive(Debug, Args)]
+pub struct KubeconfigArgs {
+    /// Issue a client certificate for this user (signed by the cluster CA).
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+    /// A group of the user (repeatable); needs --user.
+    #[arg(long, value_name = "GROUP", requires = "user")]
+    group: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -87,7 +98,7 @@ pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
             })
             .context("running the Kubernetes API server")
         }
-        KubeCommand::Kubeconfig => {
+        KubeCommand::Kubeconfig(args) => {
             let path = paths.kubeconfig();
             let text = std::fs::read_to_string(&path).with_context(|| {
                 format!(
@@ -95,7 +106,24 @@ pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
                     path.display()
                 )
             })?;
-            print!("{text}");
+            let Some(user) = args.user else {
+                print!("{text}");
+                return Ok(());
+            };
+            // The server's address is the one `kube up` last wrote.
+            let server = text
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("server: "))
+                .with_context(|| format!("no server address in {}", path.display()))?;
+            let ca_path = paths.pki().join("ca.crt");
+            let ca = std::fs::read_to_string(&ca_path)
+                .with_context(|| format!("reading {}", ca_path.display()))?;
+            let (cert, key) =
+                hako_kube_apiserver::certs::issue_client_cert(&paths.pki(), &user, &args.group)?;
+            print!(
+                "{}",
+                hako_kube_apiserver::certs::client_cert_kubeconfig(&ca, server, &user, &cert, &key)
+            );
             Ok(())
         }
         KubeCommand::Down => {

@@ -11,6 +11,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use axum_server::tls::TlsInfo;
 use hako_kube_store::{
     EventType, FieldSelector, LabelSelector, ListOptions, Store, StoreError, Stored, Watcher,
 };
@@ -217,7 +218,15 @@ fn route(path: &str) -> ApiResult<Route> {
     Ok(Route::Object(t))
 }
 
-fn authenticated(app: &App, headers: &HeaderMap) -> bool {
+/// A bearer token, or a client certificate the TLS layer verified against
+/// the cluster CA (CN = user, O = groups; no authorization yet).
+fn authenticated(app: &App, headers: &HeaderMap, tls: Option<&TlsInfo>) -> bool {
+    if let Some(der) = tls.and_then(|t| t.peer_certificates.first()) {
+        if let Some((user, groups)) = crate::certs::client_identity(der) {
+            tracing::debug!(user = %sanitize(&user), ?groups, "client certificate");
+            return true;
+        }
+    }
     let Some(v) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -237,8 +246,9 @@ async fn dispatch(State(app): State<Arc<App>>, req: axum::extract::Request) -> R
     let (method, uri, headers) = (parts.method, parts.uri, parts.headers);
     // An upgrade (exec, attach, port-forward) is taken over after the response.
     let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+    let tls = parts.extensions.get::<Arc<TlsInfo>>().cloned();
     let path = uri.path().to_string();
-    let r = handle(&app, &method, &uri, &headers, body, upgrade).await;
+    let r = handle(&app, &method, &uri, &headers, body, upgrade, tls.as_deref()).await;
     match r {
         Ok(resp) => {
             tracing::debug!(%method, %path, status = resp.status().as_u16(), "request");
@@ -258,10 +268,11 @@ async fn handle(
     headers: &HeaderMap,
     body: Body,
     upgrade: Option<hyper::upgrade::OnUpgrade>,
+    tls: Option<&TlsInfo>,
 ) -> ApiResult<Response> {
     let route = route(uri.path());
     let public = matches!(route, Ok(Route::Health));
-    if !public && !authenticated(app, headers) {
+    if !public && !authenticated(app, headers, tls) {
         return Err(ApiError::unauthorized());
     }
     if let Ok(Route::Object(t)) = &route {
