@@ -1384,6 +1384,31 @@ fn client_certificates_authenticate() {
     assert!(!out.status.success());
 }
 
+/// kubectl reads the aggregated discovery document (apidiscovery.k8s.io/v2)
+/// from /api and /apis and needs no per-group-version request.
+#[test]
+fn aggregated_discovery_serves_kubectl_in_two_requests() {
+    let k = Kube::up();
+    let out = k.run(&["get", "deployments,pods,leases", "-A", "-v=6"], None);
+    assert!(out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    let discovery: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("\"Response\" verb=\"GET\""))
+        .filter_map(|l| l.split("url=\"").nth(1)?.split('"').next())
+        .filter(|u| !u.contains("limit="))
+        .collect();
+    assert_eq!(discovery.len(), 2, "{log}");
+    assert!(
+        discovery[0].contains("/api?") && discovery[1].contains("/apis?"),
+        "{log}"
+    );
+    // The legacy documents stay for clients that do not ask for v2.
+    let legacy: serde_json::Value =
+        serde_json::from_str(&k.ok(&["get", "--raw", "/apis"])).unwrap();
+    assert_eq!(legacy["kind"], "APIGroupList");
+}
+
 #[test]
 fn kube_down_stops_the_server() {
     let mut k = Kube::up();

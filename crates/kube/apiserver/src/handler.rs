@@ -346,9 +346,14 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("127.0.0.1")
         .to_string();
+    let path_is_core = matches!(route, Ok(Route::CoreVersions));
     match route? {
         Route::Version => Ok(ok(&version())),
         Route::Health => Ok((StatusCode::OK, "ok").into_response()),
+        Route::CoreVersions | Route::Groups if crate::discovery::wants_aggregated(accept) => {
+            let core = path_is_core;
+            Ok(crate::discovery::aggregated(core))
+        }
         Route::CoreVersions => Ok(ok(&json!({
             "kind": "APIVersions", "versions": ["v1"],
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": host}],
@@ -484,22 +489,7 @@ fn resource_list(g: &str, v: &str) -> ApiResult<Value> {
             "shortNames": k.short_names, "categories": k.categories,
         }));
         for sub in k.subresources {
-            // The verbs and kind of each subresource, as upstream lists them.
-            let (verbs, kind, gv): (&[&str], &str, Option<(&str, &str)>) = match *sub {
-                "scale" => (
-                    &["get", "patch", "update"],
-                    "Scale",
-                    Some(("autoscaling", "v1")),
-                ),
-                "binding" => (&["create"], "Binding", None),
-                "eviction" => (&["create"], "Eviction", Some(("policy", "v1"))),
-                "log" => (&["get"], "Pod", None),
-                "exec" => (&["create", "get"], "PodExecOptions", None),
-                "attach" => (&["create", "get"], "PodAttachOptions", None),
-                "portforward" => (&["create", "get"], "PodPortForwardOptions", None),
-                "finalize" => (&["update"], k.kind, None),
-                _ => (&["get", "patch", "update"], k.kind, None),
-            };
+            let (verbs, kind, gv) = crate::discovery::subresource(k, sub);
             let mut r = json!({
                 "name": format!("{}/{sub}", k.plural), "singularName": "",
                 "namespaced": k.namespaced, "kind": kind, "verbs": verbs,

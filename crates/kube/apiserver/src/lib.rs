@@ -7,6 +7,7 @@
 
 pub mod certs;
 mod delete;
+mod discovery;
 mod handler;
 mod meta;
 mod openapi;
