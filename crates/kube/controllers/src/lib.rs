@@ -10,6 +10,7 @@
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod endpointslice;
 pub mod expectations;
 pub mod gc;
 pub mod history;
@@ -86,6 +87,7 @@ pub async fn start(client: Client) -> Result<Arc<Shared>> {
     job::start(shared.clone());
     cronjob::start(shared.clone());
     namespace::start(shared.clone());
+    endpointslice::start(shared.clone());
     let sh = shared.clone();
     tokio::spawn(async move {
         // Discovery may fail while the server starts: retry.
