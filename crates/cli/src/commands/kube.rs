@@ -26,6 +26,12 @@ pub enum KubeCommand {
         #[arg(long, value_name = "FILE")]
         kubeconfig: Option<std::path::PathBuf>,
     },
+    /// Run kube-proxy (also started by `up`): Services as iptables NAT rules on this host.
+    Proxy {
+        /// The cluster to serve (default: $ROOT/kubeconfig).
+        #[arg(long, value_name = "FILE")]
+        kubeconfig: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -67,6 +73,9 @@ pub struct UpArgs {
     /// Run the API server without the controllers (as k3s' --disable-controller-manager).
     #[arg(long)]
     disable_controllers: bool,
+    /// Do not program Services on this host (no kube-proxy).
+    #[arg(long)]
+    disable_proxy: bool,
 }
 
 pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
@@ -98,22 +107,42 @@ pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
                 compaction: Duration::from_secs(args.compaction_interval),
                 service_cidr: args.service_cluster_ip_range,
             };
-            hako_kube_apiserver::serve_foreground(&paths, &store, &settings, args.addr, |addr| {
-                // Tests and scripts read these two lines to find the server.
-                let mut out = std::io::stdout();
-                let _ = writeln!(out, "API server listening on https://{addr}");
-                let _ = writeln!(out, "kubeconfig: {}", kubeconfig.display());
-                let _ = out.flush();
-                if !args.disable_controllers {
-                    hako_kube_controllers::spawn_thread(kubeconfig.clone());
-                }
-            })
-            .context("running the Kubernetes API server")
+            let mut proxy = None;
+            let served = hako_kube_apiserver::serve_foreground(
+                &paths,
+                &store,
+                &settings,
+                args.addr,
+                |addr| {
+                    // Tests and scripts read these two lines to find the server.
+                    let mut out = std::io::stdout();
+                    let _ = writeln!(out, "API server listening on https://{addr}");
+                    let _ = writeln!(out, "kubeconfig: {}", kubeconfig.display());
+                    let _ = out.flush();
+                    if !args.disable_controllers {
+                        hako_kube_controllers::spawn_thread(kubeconfig.clone());
+                    }
+                    if !args.disable_proxy {
+                        proxy = Some(hako_kube_proxy::spawn_thread(
+                            kubeconfig.clone(),
+                            &proxy_tag(g),
+                        ));
+                    }
+                },
+            )
+            .context("running the Kubernetes API server");
+            let cleaned = proxy.map_or(Ok(()), |p| p.stop());
+            served.and(cleaned.context("removing kube-proxy's rules"))
         }
         KubeCommand::Controllers { kubeconfig } => {
             hako_kube_controllers::run_foreground(kubeconfig.unwrap_or_else(|| paths.kubeconfig()))
                 .context("running the controllers")
         }
+        KubeCommand::Proxy { kubeconfig } => hako_kube_proxy::run_foreground(
+            kubeconfig.unwrap_or_else(|| paths.kubeconfig()),
+            &proxy_tag(g),
+        )
+        .context("running kube-proxy"),
         KubeCommand::Kubeconfig(args) => {
             let path = paths.kubeconfig();
             let text = std::fs::read_to_string(&path).with_context(|| {
@@ -161,7 +190,8 @@ pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
             let pid = nix::unistd::Pid::from_raw(pid);
             if nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).is_err() {
                 let _ = std::fs::remove_file(&pidfile);
-                return Ok(());
+                // A killed `up` left its rules: remove them.
+                return hako_kube_proxy::cleanup(&proxy_tag(g));
             }
             let start = Instant::now();
             while nix::sys::signal::kill(pid, None).is_ok() && pidfile.exists() {
@@ -170,7 +200,27 @@ pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
-            Ok(())
+            // `up` removes kube-proxy's rules as it exits: wait for that.
+            while alive(pid) && start.elapsed() < Duration::from_secs(15) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            hako_kube_proxy::cleanup(&proxy_tag(g))
         }
     }
+}
+
+/// Running and not a zombie (a parent that has not reaped it yet).
+fn alive(pid: nix::unistd::Pid) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// kube-proxy's chain tag for this root (so roots never share rules).
+fn proxy_tag(g: &Global) -> String {
+    hako_kube_proxy::tag_for(&std::fs::canonicalize(&g.root).unwrap_or_else(|_| g.root.clone()))
 }

@@ -1,0 +1,522 @@
+//! Services of `hako kube up`: the EndpointSlice/Endpoints controller and
+//! kube-proxy, driven by the real kubectl. No kubelet runs here: the tests
+//! stand in for it by writing pod status (podIP, Ready) through the status
+//! subresource; pods carry a nodeSelector no node matches.
+
+use std::io::{BufRead, BufReader, Write as _};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+struct Kube {
+    tmp: tempfile::TempDir,
+    child: Child,
+}
+
+impl Drop for Kube {
+    fn drop(&mut self) {
+        // SIGTERM first: kube-proxy removes its rules on the way out.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Kube {
+    fn up(extra: &[&str]) -> Kube {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hako"))
+            .arg("--root")
+            .arg(tmp.path().join("root"))
+            .args(["kube", "up", "--addr", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting hako kube up");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let k = Kube { tmp, child };
+        assert!(
+            line.starts_with("API server listening on https://"),
+            "hako kube up did not start: {line:?}"
+        );
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while out.read_line(&mut sink).unwrap_or(0) > 0 {
+                sink.clear();
+            }
+        });
+        k
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.tmp.path().join("root/kubeconfig")
+    }
+
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut child = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .arg("--cache-dir")
+            .arg(self.tmp.path().join("kube-cache"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running kubectl");
+        let mut input = child.stdin.take().unwrap();
+        if let Some(s) = stdin {
+            input.write_all(s.as_bytes()).unwrap();
+        }
+        drop(input);
+        child.wait_with_output().unwrap()
+    }
+
+    fn ok_in(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.run(args, stdin);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        self.ok_in(args, None)
+    }
+
+    fn apply(&self, yaml: &str) {
+        self.ok_in(&["apply", "-f", "-"], Some(yaml));
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.extend(["-o", "json"]);
+        serde_json::from_str(&self.ok(&a)).unwrap()
+    }
+
+    fn items(&self, args: &[&str]) -> Vec<Value> {
+        self.json(args)["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn wait<T>(&self, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+        let start = Instant::now();
+        loop {
+            if let Some(t) = f() {
+                return t;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(90),
+                "timed out waiting for {what}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Play the kubelet for one pod: Running, an IP and the Ready condition.
+    fn set_pod_status(&self, name: &str, ip: &str, ready: bool) {
+        let status = json!({"status": {
+            "phase": "Running",
+            "podIP": ip,
+            "podIPs": [{"ip": ip}],
+            "conditions": [{"type": "Ready", "status": if ready {"True"} else {"False"}}],
+        }});
+        self.ok(&[
+            "patch",
+            "pod",
+            name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &status.to_string(),
+        ]);
+    }
+
+    fn slices(&self, svc: &str) -> Vec<Value> {
+        self.items(&[
+            "get",
+            "endpointslices",
+            "-l",
+            &format!("kubernetes.io/service-name={svc}"),
+        ])
+    }
+}
+
+/// A pod with a named container port `http` on `port`.
+fn pod(name: &str, app: &str, port: u16) -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, labels: {{app: {app}}}}}
+spec:
+  nodeSelector: {{hako.test/no-such-node: \"true\"}}
+  containers:
+  - name: c
+    image: busybox:1.36
+    ports: [{{name: http, containerPort: {port}}}]
+"
+    )
+}
+
+/// (ip, ready, serving, terminating) of every endpoint of a Service's slices.
+fn endpoints_of(k: &Kube, svc: &str) -> Vec<(String, bool, bool, bool)> {
+    let mut v: Vec<_> = k
+        .slices(svc)
+        .iter()
+        .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+        .map(|e| {
+            let c = &e["conditions"];
+            (
+                e["addresses"][0].as_str().unwrap_or_default().to_string(),
+                c["ready"] == true,
+                c["serving"] == true,
+                c["terminating"] == true,
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn endpointslices_and_endpoints_follow_pod_readiness() {
+    let k = Kube::up(&["--disable-proxy"]);
+    k.apply(&pod("web-a", "web", 8080));
+    k.apply(&pod("web-b", "web", 8081));
+    k.apply(&pod("other", "other", 8080));
+    k.set_pod_status("web-a", "10.99.0.11", true);
+    k.set_pod_status("web-b", "10.99.0.12", false);
+    k.set_pod_status("other", "10.99.0.13", true);
+    k.apply(
+        "apiVersion: v1
+kind: Service
+metadata: {name: web, labels: {tier: front}}
+spec:
+  selector: {app: web}
+  ports: [{name: web, port: 80, targetPort: http}]
+",
+    );
+    let svc = k.json(&["get", "svc", "web"]);
+    let uid = svc["metadata"]["uid"].as_str().unwrap().to_string();
+    // Two pods with different resolved ports: two slices.
+    let slices = k.wait("two slices", || {
+        let s = k.slices("web");
+        (s.len() == 2
+            && s.iter()
+                .all(|s| s["endpoints"].as_array().is_some_and(|e| e.len() == 1)))
+        .then_some(s)
+    });
+    for s in &slices {
+        assert_eq!(s["addressType"], "IPv4");
+        let l = &s["metadata"]["labels"];
+        assert_eq!(l["kubernetes.io/service-name"], "web");
+        assert_eq!(
+            l["endpointslice.kubernetes.io/managed-by"],
+            "endpointslice-controller.k8s.io"
+        );
+        assert_eq!(l["tier"], "front");
+        let o = &s["metadata"]["ownerReferences"][0];
+        assert_eq!(
+            (o["kind"].as_str(), o["uid"].as_str()),
+            (Some("Service"), Some(uid.as_str()))
+        );
+        assert_eq!(o["controller"], true);
+        let e = &s["endpoints"][0];
+        let port = s["ports"][0]["port"].as_i64().unwrap();
+        assert_eq!(s["ports"][0]["name"], "web");
+        match e["addresses"][0].as_str().unwrap() {
+            "10.99.0.11" => assert_eq!(port, 8080),
+            "10.99.0.12" => assert_eq!(port, 8081),
+            other => panic!("unexpected endpoint {other}"),
+        }
+        assert_eq!(e["targetRef"]["kind"], "Pod");
+    }
+    assert_eq!(
+        endpoints_of(&k, "web"),
+        vec![
+            ("10.99.0.11".into(), true, true, false),
+            ("10.99.0.12".into(), false, false, false)
+        ]
+    );
+    // The Endpoints object: ready and not-ready addresses.
+    let ep = k.wait("Endpoints web", || {
+        let o = k.run(&["get", "endpoints", "web", "-o", "json"], None);
+        o.status
+            .success()
+            .then(|| serde_json::from_slice::<Value>(&o.stdout).unwrap())
+    });
+    let ready: Vec<&str> = ep["subsets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["addresses"].as_array().cloned().unwrap_or_default())
+        .map(|a| if a["ip"] == "10.99.0.11" { "a" } else { "?" })
+        .collect();
+    assert_eq!(ready, vec!["a"], "{ep}");
+    // Readiness changes are followed.
+    k.set_pod_status("web-b", "10.99.0.12", true);
+    k.set_pod_status("web-a", "10.99.0.11", false);
+    k.wait("b ready, a not", || {
+        (endpoints_of(&k, "web")
+            == vec![
+                ("10.99.0.11".into(), false, false, false),
+                ("10.99.0.12".into(), true, true, false),
+            ])
+        .then_some(())
+    });
+    // publishNotReadyAddresses makes every endpoint ready.
+    k.ok(&[
+        "patch",
+        "svc",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"publishNotReadyAddresses":true}}"#,
+    ]);
+    k.wait("all published", || {
+        endpoints_of(&k, "web")
+            .iter()
+            .all(|e| e.1 && e.2)
+            .then_some(())
+    });
+    // A deleted pod leaves; a Service without pods keeps one empty slice.
+    k.ok(&[
+        "delete",
+        "pod",
+        "web-a",
+        "web-b",
+        "--grace-period=0",
+        "--force",
+    ]);
+    k.wait("no endpoints", || {
+        let s = k.slices("web");
+        (s.len() == 1 && s[0]["endpoints"].as_array().is_none_or(|e| e.is_empty())).then_some(())
+    });
+    // Deleting the Service removes its slices and Endpoints.
+    k.ok(&["delete", "svc", "web"]);
+    k.wait("slices gone", || k.slices("web").is_empty().then_some(()));
+    k.wait("Endpoints gone", || {
+        (!k.run(&["get", "endpoints", "web"], None).status.success()).then_some(())
+    });
+}
+
+// --- kube-proxy ---
+
+fn sh(cmd: &str, args: &[&str]) -> Output {
+    Command::new(cmd).args(args).output().expect(cmd)
+}
+
+fn must(cmd: &str, args: &[&str]) {
+    let o = sh(cmd, args);
+    assert!(
+        o.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// A stand-in pod: a network namespace joined to the host by a veth pair,
+/// serving its own name with busybox httpd. Dropping it kills the server and
+/// removes the namespace (which removes the veth pair).
+struct NetPod {
+    netns: String,
+    ip: String,
+    httpd: Option<Child>,
+    _www: tempfile::TempDir,
+}
+
+impl NetPod {
+    fn new(idx: u8, body: &str, port: u16) -> NetPod {
+        let pid = std::process::id();
+        let netns = format!("hkp{pid}-{idx}");
+        let host = format!("hkp{}{idx}", pid % 100_000);
+        let third = (pid % 250) as u8;
+        let host_ip = format!("10.201.{third}.{}", idx * 4 + 1);
+        let ip = format!("10.201.{third}.{}", idx * 4 + 2);
+        let www = tempfile::tempdir().unwrap();
+        std::fs::write(www.path().join("index.html"), body).unwrap();
+        let mut p = NetPod {
+            netns: netns.clone(),
+            ip: ip.clone(),
+            httpd: None,
+            _www: www,
+        };
+        must("ip", &["netns", "add", &netns]);
+        must(
+            "ip",
+            &[
+                "link", "add", &host, "type", "veth", "peer", "name", "eth0", "netns", &netns,
+            ],
+        );
+        must(
+            "ip",
+            &["addr", "add", &format!("{host_ip}/30"), "dev", &host],
+        );
+        must("ip", &["link", "set", &host, "up"]);
+        let inns = |args: &[&str]| {
+            let mut a = vec!["netns", "exec", &netns];
+            a.extend_from_slice(args);
+            must("ip", &a);
+        };
+        inns(&["ip", "link", "set", "lo", "up"]);
+        inns(&["ip", "addr", "add", &format!("{ip}/30"), "dev", "eth0"]);
+        inns(&["ip", "link", "set", "eth0", "up"]);
+        inns(&["ip", "route", "add", "default", "via", &host_ip]);
+        p.httpd = Some(
+            Command::new("ip")
+                .args(["netns", "exec", &netns, "busybox", "httpd", "-f", "-p"])
+                .arg(port.to_string())
+                .arg("-h")
+                .arg(p._www.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        p
+    }
+}
+
+impl Drop for NetPod {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.httpd.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = sh("ip", &["netns", "delete", &self.netns]);
+    }
+}
+
+/// One HTTP GET with curl: the body, or `None` when it failed.
+fn get(url: &str) -> Option<String> {
+    let o = sh("curl", &["-s", "--max-time", "5", url]);
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+fn nat_table() -> String {
+    String::from_utf8(sh("iptables-save", &["-t", "nat"]).stdout).unwrap()
+}
+
+/// The bodies of `n` requests.
+fn answers(url: &str, n: usize) -> std::collections::BTreeSet<String> {
+    (0..n).filter_map(|_| get(url)).collect()
+}
+
+#[test]
+fn kube_proxy_routes_cluster_ip_and_node_port_to_ready_pods() {
+    let k = Kube::up(&[]);
+    let tag = {
+        use sha2::Digest;
+        let root = std::fs::canonicalize(k.tmp.path().join("root")).unwrap();
+        let h = sha2::Sha256::digest(root.as_os_str().as_encoded_bytes());
+        format!("HK{:02x}{:02x}{:02x}-", h[0], h[1], h[2])
+    };
+    let pid = std::process::id();
+    // Unique per test process: clusterIP and node port.
+    let cip = format!("10.43.{}.{}", 100 + pid % 150, 1 + pid % 250);
+    let node_port = 30000 + (pid % 2700) as u16;
+    {
+        let a = NetPod::new(0, "pod-a", 8080);
+        let b = NetPod::new(1, "pod-b", 8080);
+        k.apply(&pod("px-a", "px", 8080));
+        k.apply(&pod("px-b", "px", 8080));
+        k.set_pod_status("px-a", &a.ip, true);
+        k.set_pod_status("px-b", &b.ip, true);
+        k.apply(&format!(
+            "apiVersion: v1
+kind: Service
+metadata: {{name: px}}
+spec:
+  type: NodePort
+  clusterIP: {cip}
+  selector: {{app: px}}
+  ports: [{{name: web, port: 80, targetPort: http, nodePort: {node_port}}}]
+"
+        ));
+        let by_cip = format!("http://{cip}/");
+        let by_np = format!("http://127.0.0.1:{node_port}/");
+        let both: std::collections::BTreeSet<String> =
+            ["pod-a".to_string(), "pod-b".to_string()].into();
+        // Load-balanced over both pods, through the cluster IP and the node port.
+        k.wait("both pods through the cluster IP", || {
+            (answers(&by_cip, 20) == both).then_some(())
+        });
+        assert_eq!(answers(&by_np, 30), both);
+        let table = nat_table();
+        assert!(table.contains("--probability 0.5"), "{table}");
+        // Session affinity: one client sticks to one pod.
+        k.ok(&[
+            "patch",
+            "svc",
+            "px",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"sessionAffinity":"ClientIP"}}"#,
+        ]);
+        k.wait("affinity rules", || {
+            nat_table().contains("--rcheck").then_some(())
+        });
+        assert_eq!(answers(&by_cip, 15).len(), 1);
+        k.ok(&[
+            "patch",
+            "svc",
+            "px",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"sessionAffinity":"None"}}"#,
+        ]);
+        k.wait("no affinity rules", || {
+            (!nat_table().contains("--rcheck")).then_some(())
+        });
+        // pod-b not ready: the service follows.
+        k.set_pod_status("px-b", &b.ip, false);
+        k.wait("only pod-a", || {
+            let t = nat_table();
+            (t.contains(&format!("--to-destination {}:8080", a.ip))
+                && !t.contains(&format!("--to-destination {}:8080", b.ip)))
+            .then_some(())
+        });
+        assert_eq!(answers(&by_cip, 15), ["pod-a".to_string()].into());
+        assert_eq!(answers(&by_np, 15), ["pod-a".to_string()].into());
+        // Deleting the Service leaves no rule for it.
+        k.ok(&["delete", "svc", "px"]);
+        k.wait("the service's rules gone", || {
+            let t = nat_table();
+            (!t.contains(&cip) && !t.contains(&format!("--dport {node_port}"))).then_some(())
+        });
+        assert!(get(&by_cip).is_none());
+    }
+    // Stopping the control plane removes every chain of its kube-proxy.
+    must(
+        env!("CARGO_BIN_EXE_hako"),
+        &[
+            "--root",
+            k.tmp.path().join("root").to_str().unwrap(),
+            "kube",
+            "down",
+        ],
+    );
+    let t = nat_table();
+    assert!(!t.contains(&tag), "{t}");
+}
