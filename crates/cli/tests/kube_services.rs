@@ -426,12 +426,7 @@ fn answers(url: &str, n: usize) -> std::collections::BTreeSet<String> {
 #[test]
 fn kube_proxy_routes_cluster_ip_and_node_port_to_ready_pods() {
     let k = Kube::up(&[]);
-    let tag = {
-        use sha2::Digest;
-        let root = std::fs::canonicalize(k.tmp.path().join("root")).unwrap();
-        let h = sha2::Sha256::digest(root.as_os_str().as_encoded_bytes());
-        format!("HK{:02x}{:02x}{:02x}-", h[0], h[1], h[2])
-    };
+    let tag = chain_prefix(&k.tmp.path().join("root"));
     let pid = std::process::id();
     // Unique per test process: clusterIP and node port.
     let cip = format!("10.43.{}.{}", 100 + pid % 150, 1 + pid % 250);
@@ -520,4 +515,74 @@ spec:
     );
     let t = nat_table();
     assert!(!t.contains(&tag), "{t}");
+}
+
+/// The chain prefix of the kube-proxy of a hako root (as `hako` computes it).
+fn chain_prefix(root: &std::path::Path) -> String {
+    use sha2::Digest;
+    let root = std::fs::canonicalize(root).unwrap();
+    let h = sha2::Sha256::digest(root.as_os_str().as_encoded_bytes());
+    format!("HK{:02x}{:02x}{:02x}-", h[0], h[1], h[2])
+}
+
+#[test]
+fn standalone_kube_proxy_programs_rules_and_kube_down_removes_a_killed_ones() {
+    let k = Kube::up(&["--disable-proxy"]);
+    let root = k.tmp.path().join("root");
+    let prefix = chain_prefix(&root);
+    let pid = std::process::id();
+    let cip = format!("10.43.{}.{}", 100 + (pid + 7) % 150, 1 + (pid + 7) % 250);
+    k.apply(&pod("solo", "solo", 9090));
+    k.set_pod_status("solo", "10.202.0.2", true);
+    k.apply(&format!(
+        "apiVersion: v1
+kind: Service
+metadata: {{name: solo}}
+spec:
+  clusterIP: {cip}
+  selector: {{app: solo}}
+  ports: [{{port: 80, targetPort: http}}]
+"
+    ));
+    let start_proxy = || {
+        Command::new(env!("CARGO_BIN_EXE_hako"))
+            .arg("--root")
+            .arg(&root)
+            .args(["kube", "proxy", "--kubeconfig"])
+            .arg(k.kubeconfig())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    struct Killed(Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let programmed = || {
+        let t = nat_table();
+        (t.contains(&format!("-d {cip}/32")) && t.contains("--to-destination 10.202.0.2:9090"))
+            .then_some(())
+    };
+    // SIGTERM: the proxy removes its rules itself.
+    let mut p = Killed(start_proxy());
+    k.wait("the standalone proxy's rules", programmed);
+    must("kill", &["-TERM", &p.0.id().to_string()]);
+    assert!(p.0.wait().unwrap().success());
+    assert!(!nat_table().contains(&prefix));
+    // SIGKILL leaves them; `hako kube down` of the root removes them.
+    let mut p = Killed(start_proxy());
+    k.wait("the standalone proxy's rules again", programmed);
+    p.0.kill().unwrap();
+    p.0.wait().unwrap();
+    assert!(nat_table().contains(&prefix));
+    must(
+        env!("CARGO_BIN_EXE_hako"),
+        &["--root", root.to_str().unwrap(), "kube", "down"],
+    );
+    let t = nat_table();
+    assert!(!t.contains(&prefix), "{t}");
 }
