@@ -418,6 +418,10 @@ fn nat_table() -> String {
     String::from_utf8(sh("iptables-save", &["-t", "nat"]).stdout).unwrap()
 }
 
+fn filter_table() -> String {
+    String::from_utf8(sh("iptables-save", &["-t", "filter"]).stdout).unwrap()
+}
+
 /// The bodies of `n` requests.
 fn answers(url: &str, n: usize) -> std::collections::BTreeSet<String> {
     (0..n).filter_map(|_| get(url)).collect()
@@ -494,10 +498,18 @@ spec:
         });
         assert_eq!(answers(&by_cip, 15), ["pod-a".to_string()].into());
         assert_eq!(answers(&by_np, 15), ["pod-a".to_string()].into());
+        // No ready pod: connections are refused at once (curl's exit 7), on
+        // the cluster IP and the node port.
+        k.set_pod_status("px-a", &a.ip, false);
+        for url in [&by_cip, &by_np] {
+            k.wait("connections refused", || {
+                (sh("curl", &["-s", "--max-time", "5", url]).status.code() == Some(7)).then_some(())
+            });
+        }
         // Deleting the Service leaves no rule for it.
         k.ok(&["delete", "svc", "px"]);
         k.wait("the service's rules gone", || {
-            let t = nat_table();
+            let t = nat_table() + &filter_table();
             (!t.contains(&cip) && !t.contains(&format!("--dport {node_port}"))).then_some(())
         });
         // (Off the node, something else may answer for that address: no pod does.)
@@ -513,7 +525,7 @@ spec:
             "down",
         ],
     );
-    let t = nat_table();
+    let t = nat_table() + &filter_table();
     assert!(!t.contains(&tag), "{t}");
 }
 
@@ -583,6 +595,6 @@ spec:
         env!("CARGO_BIN_EXE_hako"),
         &["--root", root.to_str().unwrap(), "kube", "down"],
     );
-    let t = nat_table();
+    let t = nat_table() + &filter_table();
     assert!(!t.contains(&prefix), "{t}");
 }

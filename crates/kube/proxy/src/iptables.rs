@@ -17,15 +17,15 @@ fn iptables(args: &[&str]) -> Result<std::process::Output> {
         .with_context(|| format!("running iptables {}", args.join(" ")))
 }
 
-/// The instance's chains that exist in the nat table now.
-pub fn existing(ch: &Chains) -> Result<Vec<String>> {
+/// The instance's chains that exist in `table` now.
+pub fn existing(ch: &Chains, table: &str) -> Result<Vec<String>> {
     let out = Command::new("iptables-save")
-        .args(["-t", "nat"])
+        .args(["-t", table])
         .output()
-        .context("running iptables-save -t nat")?;
+        .with_context(|| format!("running iptables-save -t {table}"))?;
     if !out.status.success() {
         bail!(
-            "listing the nat table: {}",
+            "listing the {table} table: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
@@ -66,12 +66,20 @@ fn restore(input: &str) -> Result<()> {
 
 /// Replace the instance's rules with those for `ports`.
 pub fn apply(ch: &Chains, ports: &[SvcPort]) -> Result<()> {
-    let existing = existing(ch)?;
+    let existing = existing(ch, "nat")?;
     restore(&rules::render(ch, ports, &existing)).context("programming the Service rules")?;
-    for (hook, target) in ch.hooks() {
-        let rule = ["-t", "nat", "-C", hook, "-j", &target];
-        if !iptables(&rule)?.status.success() {
-            let out = iptables(&["-t", "nat", "-I", hook, "1", "-j", &target])?;
+    for (table, hook, matches, target) in ch.hooks() {
+        let rule = |op: &'static str| {
+            let mut a = vec!["-t", table, op, hook];
+            if op == "-I" {
+                a.push("1");
+            }
+            a.extend_from_slice(matches);
+            a.extend(["-j", target.as_str()]);
+            a
+        };
+        if !iptables(&rule("-C"))?.status.success() {
+            let out = iptables(&rule("-I"))?;
             if !out.status.success() {
                 bail!(
                     "adding the jump from {hook} to {target}: {}",
@@ -85,24 +93,30 @@ pub fn apply(ch: &Chains, ports: &[SvcPort]) -> Result<()> {
 
 /// Remove every rule and chain of the instance.
 pub fn cleanup(ch: &Chains) -> Result<()> {
-    for (hook, target) in ch.hooks() {
+    for (table, hook, matches, target) in ch.hooks() {
+        let mut rule = vec!["-t", table, "-D", hook];
+        rule.extend_from_slice(matches);
+        rule.extend(["-j", target.as_str()]);
         // Delete every copy of the jump.
-        while iptables(&["-t", "nat", "-D", hook, "-j", &target])?
-            .status
-            .success()
-        {}
+        while iptables(&rule)?.status.success() {}
     }
-    let existing = existing(ch)?;
-    if existing.is_empty() {
+    let mut input = String::new();
+    for table in ["filter", "nat"] {
+        let existing = existing(ch, table)?;
+        if existing.is_empty() {
+            continue;
+        }
+        input.push_str(&format!("*{table}\n"));
+        for c in &existing {
+            input.push_str(&format!(":{c} - [0:0]\n"));
+        }
+        for c in &existing {
+            input.push_str(&format!("-X {c}\n"));
+        }
+        input.push_str("COMMIT\n");
+    }
+    if input.is_empty() {
         return Ok(());
     }
-    let mut input = String::from("*nat\n");
-    for c in &existing {
-        input.push_str(&format!(":{c} - [0:0]\n"));
-    }
-    for c in &existing {
-        input.push_str(&format!("-X {c}\n"));
-    }
-    input.push_str("COMMIT\n");
     restore(&input).context("removing the Service rules")
 }

@@ -69,12 +69,21 @@ impl Chains {
     pub fn sep(&self, p: &SvcPort, ip: &str, port: u16) -> String {
         self.hashed('E', &format!("{}/{}/{ip}:{port}", p.id, p.protocol))
     }
-    /// The built-in chains that jump to this instance's entry chains.
-    pub fn hooks(&self) -> [(&'static str, String); 3] {
-        [
-            ("PREROUTING", self.services()),
-            ("OUTPUT", self.services()),
-            ("POSTROUTING", self.postrouting()),
+    /// The filter chain rejecting connections to Services without endpoints.
+    pub fn no_endpoints(&self) -> String {
+        format!("{}NO-EP", self.prefix)
+    }
+    /// The built-in chains that jump to this instance's entry chains:
+    /// (table, chain, matches before the jump, target).
+    pub fn hooks(&self) -> Vec<(&'static str, &'static str, &'static [&'static str], String)> {
+        const NEW: &[&str] = &["-m", "conntrack", "--ctstate", "NEW"];
+        vec![
+            ("nat", "PREROUTING", &[], self.services()),
+            ("nat", "OUTPUT", &[], self.services()),
+            ("nat", "POSTROUTING", &[], self.postrouting()),
+            ("filter", "INPUT", NEW, self.no_endpoints()),
+            ("filter", "OUTPUT", NEW, self.no_endpoints()),
+            ("filter", "FORWARD", NEW, self.no_endpoints()),
         ]
     }
 }
@@ -98,8 +107,28 @@ pub fn render(ch: &Chains, ports: &[SvcPort], existing: &[String]) -> String {
     let _ = writeln!(rules, "-A {pr} -j MARK --xor-mark 0x8000");
     let _ = writeln!(rules, "-A {pr} -j MASQUERADE");
     let mut nodeport_rules = String::new();
+    // Connections to a Service without ready endpoints are refused at once
+    // (kube-proxy's REJECT), not left to time out.
+    let mut reject = format!("*filter\n:{} - [0:0]\n", ch.no_endpoints());
     for p in ports {
         if p.endpoints.is_empty() {
+            let proto = &p.protocol;
+            let _ = writeln!(
+                reject,
+                "-A {} -d {}/32 -p {proto} -m {proto} --dport {} -m comment --comment \"{} has no endpoints\" -j REJECT",
+                ch.no_endpoints(),
+                p.cluster_ip,
+                p.port,
+                p.id
+            );
+            if let Some(np) = p.node_port {
+                let _ = writeln!(
+                    reject,
+                    "-A {} -m addrtype --dst-type LOCAL -p {proto} -m {proto} --dport {np} -m comment --comment \"{} has no endpoints\" -j REJECT",
+                    ch.no_endpoints(),
+                    p.id
+                );
+            }
             continue;
         }
         let svc = ch.svc(p);
@@ -178,7 +207,9 @@ pub fn render(ch: &Chains, ports: &[SvcPort], existing: &[String]) -> String {
         ch.services(),
         ch.nodeports()
     );
-    let mut out = String::from("*nat\n");
+    reject.push_str("COMMIT\n");
+    let mut out = reject;
+    out.push_str("*nat\n");
     decl.sort();
     decl.dedup();
     let stale: Vec<&String> = existing.iter().filter(|c| !decl.contains(c)).collect();
@@ -250,7 +281,11 @@ mod tests {
     fn a_service_without_endpoints_has_no_chain() {
         let ch = Chains::new("t");
         let out = render(&ch, &[port(&[], None)], &[]);
-        assert!(!out.contains("10.43.0.10"));
         assert!(!out.contains("-j DNAT"));
+        let reject: Vec<&str> = out.lines().filter(|l| l.ends_with("-j REJECT")).collect();
+        assert_eq!(reject.len(), 2, "{out}");
+        assert!(reject[0].contains("-d 10.43.0.10/32") && reject[1].contains("--dport 30080"));
+        let nat = out.split("*nat").nth(1).unwrap();
+        assert!(!nat.contains("10.43.0.10"));
     }
 }
