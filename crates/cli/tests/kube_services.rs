@@ -598,3 +598,127 @@ spec:
     let t = nat_table() + &filter_table();
     assert!(!t.contains(&prefix), "{t}");
 }
+
+// --- cluster DNS ---
+
+/// busybox nslookup against `server` (port 53): stdout+stderr and success.
+fn nslookup(args: &[&str], server: &str) -> (String, bool) {
+    let mut a = vec!["nslookup"];
+    a.extend_from_slice(args);
+    a.push(server);
+    let o = sh("busybox", &a);
+    (
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        o.status.success(),
+    )
+}
+
+#[test]
+fn cluster_dns_answers_services_headless_pods_and_srv() {
+    let k = Kube::up(&["--disable-proxy"]);
+    let pid = std::process::id();
+    let cip = format!("10.43.{}.{}", 100 + (pid + 13) % 150, 1 + (pid + 13) % 250);
+    // A loopback address of its own, so tests in parallel each have port 53.
+    let server = format!("127.{}.{}.53", 1 + pid % 250, (pid / 250) % 250);
+    k.apply(&format!(
+        "apiVersion: v1
+kind: Service
+metadata: {{name: web}}
+spec:
+  clusterIP: {cip}
+  selector: {{app: dnsweb}}
+  ports: [{{name: http, port: 80}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: db}}
+spec:
+  clusterIP: None
+  selector: {{app: db}}
+  ports: [{{name: pg, port: 5432}}]
+"
+    ));
+    for (i, ip) in [(0, "10.203.0.2"), (1, "10.203.0.3")] {
+        k.apply(&format!(
+            "apiVersion: v1
+kind: Pod
+metadata: {{name: db-{i}, labels: {{app: db}}}}
+spec:
+  hostname: db-{i}
+  subdomain: db
+  nodeSelector: {{hako.test/no-such-node: \"true\"}}
+  containers: [{{name: c, image: busybox:1.36}}]
+"
+        ));
+        k.set_pod_status(&format!("db-{i}"), ip, true);
+    }
+    k.wait("db's endpoints", || {
+        (endpoints_of(&k, "db").iter().filter(|e| e.1).count() == 2).then_some(())
+    });
+    let mut dns = Command::new(env!("CARGO_BIN_EXE_hako"))
+        .arg("--root")
+        .arg(k.tmp.path().join("root"))
+        .args(["kube", "dns", "--listen", &format!("{server}:53")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    struct Killed(Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut line = String::new();
+    BufReader::new(dns.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _dns = Killed(dns);
+    assert!(line.starts_with("cluster DNS listening on"), "{line:?}");
+
+    let (out, ok) = nslookup(&["web.default.svc.cluster.local"], &server);
+    assert!(ok && out.contains(&format!("Address: {cip}")), "{out}");
+    // Headless: every ready pod, and each by its hostname.
+    let (out, ok) = nslookup(&["db.default.svc.cluster.local"], &server);
+    assert!(
+        ok && out.contains("Address: 10.203.0.2") && out.contains("Address: 10.203.0.3"),
+        "{out}"
+    );
+    let (out, ok) = nslookup(&["db-1.db.default.svc.cluster.local"], &server);
+    assert!(
+        ok && out.contains("Address: 10.203.0.3") && !out.contains("10.203.0.2"),
+        "{out}"
+    );
+    // SRV for named ports.
+    let (out, ok) = nslookup(
+        &["-type=srv", "_http._tcp.web.default.svc.cluster.local"],
+        &server,
+    );
+    assert!(
+        ok && out.contains("80 web.default.svc.cluster.local"),
+        "{out}"
+    );
+    let (out, ok) = nslookup(
+        &["-type=srv", "_pg._tcp.db.default.svc.cluster.local"],
+        &server,
+    );
+    assert!(
+        ok && out.contains("5432 db-0.db.default.svc.cluster.local")
+            && out.contains("5432 db-1.db.default.svc.cluster.local"),
+        "{out}"
+    );
+    // A pod that stops being ready leaves the headless answer.
+    k.set_pod_status("db-0", "10.203.0.2", false);
+    k.wait("db-0 out of DNS", || {
+        let (out, _) = nslookup(&["db.default.svc.cluster.local"], &server);
+        (!out.contains("10.203.0.2") && out.contains("10.203.0.3")).then_some(())
+    });
+    // Unknown names in the cluster zone do not exist.
+    let (out, ok) = nslookup(&["nope.default.svc.cluster.local"], &server);
+    assert!(!ok || out.contains("NXDOMAIN"), "{out}");
+}

@@ -32,6 +32,15 @@ pub enum KubeCommand {
         #[arg(long, value_name = "FILE")]
         kubeconfig: Option<std::path::PathBuf>,
     },
+    /// Serve cluster DNS (SVC.NS.svc.cluster.local A/SRV records; other names forwarded).
+    Dns {
+        /// The cluster to serve (default: $ROOT/kubeconfig).
+        #[arg(long, value_name = "FILE")]
+        kubeconfig: Option<std::path::PathBuf>,
+        /// Where to answer (UDP).
+        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:53")]
+        listen: SocketAddr,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -143,6 +152,11 @@ pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
             &proxy_tag(g),
         )
         .context("running kube-proxy"),
+        KubeCommand::Dns { kubeconfig, listen } => hako_kube_proxy::dns::run_foreground(
+            kubeconfig.unwrap_or_else(|| paths.kubeconfig()),
+            listen,
+        )
+        .context("running cluster DNS"),
         KubeCommand::Kubeconfig(args) => {
             let path = paths.kubeconfig();
             let text = std::fs::read_to_string(&path).with_context(|| {

@@ -4,6 +4,7 @@
 //! `iptables-restore`). ClusterIPs and node ports (on every local address,
 //! 127.0.0.1 included) are DNATed to ready endpoints.
 
+pub mod dns;
 pub mod iptables;
 pub mod rules;
 
@@ -164,7 +165,7 @@ pub fn cleanup(tag: &str) -> Result<()> {
     iptables::cleanup(&Chains::new(tag)).context("removing kube-proxy's rules")
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -212,7 +213,7 @@ pub fn spawn_thread(kubeconfig: PathBuf, tag: &str) -> Arc<Proxy> {
     proxy
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut term) = signal(SignalKind::terminate()) else {
         let _ = tokio::signal::ctrl_c().await;

@@ -1,0 +1,326 @@
+//! Cluster DNS (`hako kube dns`), the part of CoreDNS's kubernetes plugin a
+//! cluster needs: `SVC.NS.svc.cluster.local` A records (the cluster IP, or
+//! every ready endpoint of a headless Service), per-pod records of headless
+//! Services (`HOSTNAME.SVC...` from the endpoints' hostname, as StatefulSets
+//! set it, and `1-2-3-4.SVC...`), SRV records `_PORT._PROTO.SVC...` for named
+//! ports, CNAMEs of ExternalName Services; other names go to the host's
+//! resolvers. Messages are parsed and written with hickory-proto.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use hako_kube_controllers::informer::Informer;
+use hickory_proto::op::{Message, MessageType, ResponseCode};
+use hickory_proto::rr::rdata::{A, CNAME, SRV};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::{Api, Client, ResourceExt};
+use tokio::net::UdpSocket;
+
+/// CoreDNS's default TTL for cluster records.
+const TTL: u32 = 5;
+pub const DOMAIN: &str = "cluster.local";
+
+/// What the cluster knows of one name.
+#[derive(Debug, PartialEq)]
+pub enum Lookup {
+    /// Records for the name (possibly none of the asked type: NOERROR, no data).
+    Found(Vec<RData>),
+    /// In the cluster's zone, but nothing has that name.
+    NxDomain,
+    /// Not the cluster's: ask the host's resolvers.
+    Forward,
+}
+
+pub struct Zone {
+    services: Arc<Informer<Service>>,
+    slices: Arc<Informer<EndpointSlice>>,
+}
+
+/// Ready endpoints of a Service: (ip, hostname).
+fn ready_endpoints(
+    slices: &[Arc<EndpointSlice>],
+    ns: &str,
+    svc: &str,
+) -> Vec<(String, Option<String>)> {
+    let mut out = Vec::new();
+    for s in slices {
+        if s.namespace().as_deref() != Some(ns)
+            || s.labels()
+                .get("kubernetes.io/service-name")
+                .map(String::as_str)
+                != Some(svc)
+            || s.address_type != "IPv4"
+        {
+            continue;
+        }
+        for e in &s.endpoints {
+            if e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true) {
+                if let Some(ip) = e.addresses.first() {
+                    out.push((ip.clone(), e.hostname.clone()));
+                }
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn a(ip: &str) -> Option<RData> {
+    Ipv4Addr::from_str(ip).ok().map(|ip| RData::A(A(ip)))
+}
+
+impl Zone {
+    pub fn start(client: Client) -> Zone {
+        Zone {
+            services: Informer::start(Api::all(client.clone())),
+            slices: Informer::start(Api::all(client)),
+        }
+    }
+
+    pub async fn wait_synced(&self) {
+        self.services.wait_synced().await;
+        self.slices.wait_synced().await;
+    }
+
+    /// Answer `name` (any case, with or without the final dot) for `qtype`.
+    pub fn lookup(&self, name: &str, qtype: RecordType) -> Lookup {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let Some(rest) = name.strip_suffix(&format!(".svc.{DOMAIN}")) else {
+            return if name == DOMAIN || name.ends_with(&format!(".{DOMAIN}")) {
+                Lookup::NxDomain
+            } else {
+                Lookup::Forward
+            };
+        };
+        let labels: Vec<&str> = rest.split('.').collect();
+        // SVC.NS, HOST.SVC.NS or _PORT._PROTO.SVC.NS
+        let (first, svc, ns) = match labels.as_slice() {
+            [svc, ns] => (None, *svc, *ns),
+            [h, svc, ns] => (Some((*h, None)), *svc, *ns),
+            [p, proto, svc, ns] if p.starts_with('_') && proto.starts_with('_') => {
+                (Some((*p, Some(*proto))), *svc, *ns)
+            }
+            _ => return Lookup::NxDomain,
+        };
+        let Some(s) = self.services.get_in(Some(ns), svc) else {
+            return Lookup::NxDomain;
+        };
+        let spec = s.spec.clone().unwrap_or_default();
+        let base = format!("{svc}.{ns}.svc.{DOMAIN}.");
+        let headless = spec.cluster_ip.as_deref() == Some("None");
+        let eps = ready_endpoints(&self.slices.list(Some(ns)), ns, svc);
+        match first {
+            None => {
+                if spec.type_.as_deref() == Some("ExternalName") {
+                    let target = spec.external_name.unwrap_or_default();
+                    return match Name::from_ascii(format!("{}.", target.trim_end_matches('.'))) {
+                        Ok(n) => Lookup::Found(vec![RData::CNAME(CNAME(n))]),
+                        Err(_) => Lookup::NxDomain,
+                    };
+                }
+                if qtype != RecordType::A {
+                    return Lookup::Found(Vec::new());
+                }
+                if headless {
+                    Lookup::Found(eps.iter().filter_map(|(ip, _)| a(ip)).collect())
+                } else {
+                    Lookup::Found(spec.cluster_ip.as_deref().and_then(a).into_iter().collect())
+                }
+            }
+            Some((host, None)) => {
+                if !headless {
+                    return Lookup::NxDomain;
+                }
+                let hit: Vec<RData> = eps
+                    .iter()
+                    .filter(|(ip, h)| h.as_deref() == Some(host) || ip.replace('.', "-") == host)
+                    .filter_map(|(ip, _)| a(ip))
+                    .collect();
+                match (hit.is_empty(), qtype) {
+                    (true, _) => Lookup::NxDomain,
+                    (false, RecordType::A) => Lookup::Found(hit),
+                    (false, _) => Lookup::Found(Vec::new()),
+                }
+            }
+            Some((port, Some(proto))) => {
+                let (port, proto) = (&port[1..], &proto[1..]);
+                let Some(p) = spec.ports.iter().flatten().find(|p| {
+                    p.name.as_deref() == Some(port)
+                        && p.protocol
+                            .as_deref()
+                            .unwrap_or("TCP")
+                            .eq_ignore_ascii_case(proto)
+                }) else {
+                    return Lookup::NxDomain;
+                };
+                if qtype != RecordType::SRV {
+                    return Lookup::Found(Vec::new());
+                }
+                let srv = |target: String, port: i32| {
+                    Name::from_ascii(target)
+                        .ok()
+                        .map(|n| RData::SRV(SRV::new(0, 100, port as u16, n)))
+                };
+                if !headless {
+                    return Lookup::Found(srv(base, p.port).into_iter().collect());
+                }
+                // Headless: one target per endpoint, on the Service port.
+                Lookup::Found(
+                    eps.iter()
+                        .filter_map(|(ip, h)| {
+                            let label = h.clone().unwrap_or_else(|| ip.replace('.', "-"));
+                            srv(format!("{label}.{base}"), p.port)
+                        })
+                        .collect(),
+                )
+            }
+        }
+    }
+
+    /// The reply to one query message, or `None` to forward it.
+    fn answer(&self, msg: &Message) -> Option<Message> {
+        let q = msg.queries().first()?;
+        let name = q.name().to_ascii();
+        let lookup = self.lookup(&name, q.query_type());
+        if lookup == Lookup::Forward {
+            return None;
+        }
+        let mut r = Message::new();
+        r.set_id(msg.id())
+            .set_message_type(MessageType::Response)
+            .set_op_code(msg.op_code())
+            .set_recursion_desired(msg.recursion_desired())
+            .set_recursion_available(true)
+            .set_authoritative(true)
+            .add_query(q.clone());
+        match lookup {
+            Lookup::Found(rdata) => {
+                for d in rdata {
+                    r.add_answer(Record::from_rdata(q.name().clone(), TTL, d));
+                }
+            }
+            _ => {
+                r.set_response_code(ResponseCode::NXDomain);
+            }
+        }
+        Some(r)
+    }
+}
+
+/// The host's resolvers.
+fn upstreams() -> Vec<SocketAddr> {
+    std::fs::read_to_string("/etc/resolv.conf")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|s| s.trim().parse::<std::net::IpAddr>().ok())
+        .map(|ip| SocketAddr::new(ip, 53))
+        .collect()
+}
+
+async fn forward(query: &[u8], up: &[SocketAddr]) -> Option<Vec<u8>> {
+    for u in up {
+        let bind = if u.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+        let Ok(s) = UdpSocket::bind(bind).await else {
+            continue;
+        };
+        if s.send_to(query, u).await.is_err() {
+            continue;
+        }
+        let mut buf = vec![0u8; 4096];
+        if let Ok(Ok((n, _))) =
+            tokio::time::timeout(Duration::from_secs(2), s.recv_from(&mut buf)).await
+        {
+            if n >= 2 && buf[..2] == query[..2] {
+                buf.truncate(n);
+                return Some(buf);
+            }
+        }
+    }
+    None
+}
+
+/// Serve UDP queries on `listen` until the runtime stops; `ready` gets the
+/// bound address once the zone is loaded.
+pub async fn serve(
+    client: Client,
+    listen: SocketAddr,
+    ready: impl FnOnce(SocketAddr),
+) -> Result<()> {
+    let sock = Arc::new(
+        UdpSocket::bind(listen)
+            .await
+            .with_context(|| format!("binding {listen} for cluster DNS"))?,
+    );
+    let zone = Arc::new(Zone::start(client));
+    zone.wait_synced().await;
+    ready(sock.local_addr().context("the DNS socket's address")?);
+    let up = Arc::new(upstreams());
+    let mut buf = vec![0u8; 1500];
+    loop {
+        let (n, from) = match sock.recv_from(&mut buf).await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!("cluster DNS: receiving: {e}");
+                continue;
+            }
+        };
+        let raw = buf[..n].to_vec();
+        let Ok(msg) = Message::from_vec(&raw) else {
+            continue;
+        };
+        match zone.answer(&msg) {
+            Some(r) => {
+                if let Ok(bytes) = r.to_vec() {
+                    let _ = sock.send_to(&bytes, from).await;
+                }
+            }
+            None => {
+                let (sock, up, msg) = (sock.clone(), up.clone(), msg.clone());
+                // Upstreams may be slow: the loop goes on answering.
+                tokio::spawn(async move {
+                    let reply = match forward(&raw, &up).await {
+                        Some(r) => r,
+                        None => {
+                            let mut r = Message::new();
+                            r.set_id(msg.id())
+                                .set_message_type(MessageType::Response)
+                                .set_response_code(ResponseCode::ServFail)
+                                .add_queries(msg.queries().to_vec());
+                            match r.to_vec() {
+                                Ok(b) => b,
+                                Err(_) => return,
+                            }
+                        }
+                    };
+                    let _ = sock.send_to(&reply, from).await;
+                });
+            }
+        }
+    }
+}
+
+/// `hako kube dns`: serve in the foreground until SIGINT/SIGTERM. Prints
+/// `cluster DNS listening on ADDR` once it answers.
+pub fn run_foreground(kubeconfig: PathBuf, listen: SocketAddr) -> Result<()> {
+    let rt = crate::runtime()?;
+    rt.block_on(async move {
+        let client = hako_kube_controllers::client_from(&kubeconfig).await?;
+        tokio::select! {
+            r = serve(client, listen, |addr| {
+                use std::io::Write as _;
+                let mut out = std::io::stdout();
+                let _ = writeln!(out, "cluster DNS listening on {addr}");
+                let _ = out.flush();
+            }) => r,
+            _ = crate::shutdown_signal() => Ok(()),
+        }
+    })
+}
