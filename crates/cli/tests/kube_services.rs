@@ -718,6 +718,20 @@ spec:
         let (out, _) = nslookup(&["db.default.svc.cluster.local"], &server);
         (!out.contains("10.203.0.2") && out.contains("10.203.0.3")).then_some(())
     });
+    // Other names get the host resolver's answer (whatever it is here).
+    let upstream = std::fs::read_to_string("/etc/resolv.conf")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("nameserver").map(|s| s.trim().to_string()))
+        .unwrap();
+    let answer = |server: &str| {
+        let (out, _) = nslookup(&["crates.io"], server);
+        out.lines()
+            .skip_while(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(answer(&server), answer(&upstream));
     // Unknown names in the cluster zone do not exist.
     let (out, ok) = nslookup(&["nope.default.svc.cluster.local"], &server);
     assert!(!ok || out.contains("NXDOMAIN"), "{out}");
