@@ -538,7 +538,7 @@ fn chain_prefix(root: &std::path::Path) -> String {
 }
 
 #[test]
-fn standalone_kube_proxy_programs_rules_and_kube_down_removes_a_killed_ones() {
+fn standalone_kube_proxy_cleans_up_after_itself_and_after_a_killed_one() {
     let k = Kube::up(&["--disable-proxy"]);
     let root = k.tmp.path().join("root");
     let prefix = chain_prefix(&root);
@@ -585,9 +585,33 @@ spec:
     must("kill", &["-TERM", &p.0.id().to_string()]);
     assert!(p.0.wait().unwrap().success());
     assert!(!nat_table().contains(&prefix));
-    // SIGKILL leaves them; `hako kube down` of the root removes them.
+    // SIGKILL leaves them; the next proxy to start (of another root here)
+    // removes the rules of a proxy whose process is gone.
     let mut p = Killed(start_proxy());
     k.wait("the standalone proxy's rules again", programmed);
+    p.0.kill().unwrap();
+    p.0.wait().unwrap();
+    assert!(nat_table().contains(&prefix));
+    let other = tempfile::tempdir().unwrap();
+    let mut q = Killed(
+        Command::new(env!("CARGO_BIN_EXE_hako"))
+            .arg("--root")
+            .arg(other.path())
+            .args(["kube", "proxy", "--kubeconfig"])
+            .arg(k.kubeconfig())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    k.wait("the killed proxy's rules removed", || {
+        (!nat_table().contains(&prefix)).then_some(())
+    });
+    must("kill", &["-TERM", &q.0.id().to_string()]);
+    assert!(q.0.wait().unwrap().success());
+    // SIGKILL again: `hako kube down` of the root removes them too.
+    let mut p = Killed(start_proxy());
+    k.wait("the standalone proxy's rules a third time", programmed);
     p.0.kill().unwrap();
     p.0.wait().unwrap();
     assert!(nat_table().contains(&prefix));

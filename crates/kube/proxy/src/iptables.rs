@@ -91,6 +91,47 @@ pub fn apply(ch: &Chains, ports: &[SvcPort]) -> Result<()> {
     Ok(())
 }
 
+/// Tags of instances whose owning process is gone (killed without a
+/// chance to clean up): their rules are removed by the next proxy.
+pub fn orphaned_tags() -> Result<Vec<String>> {
+    let out = Command::new("iptables-save")
+        .args(["-t", "nat"])
+        .output()
+        .context("running iptables-save -t nat")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut tags = Vec::new();
+    for l in text.lines() {
+        let Some(rest) = l.strip_prefix("-A HK") else {
+            continue;
+        };
+        let Some((tag, rest)) = rest.split_once("-MARK-MASQ ") else {
+            continue;
+        };
+        let Some(pid) = rest
+            .split_once(rules::OWNER_COMMENT)
+            .and_then(|(_, p)| p.split('"').next())
+            .and_then(|p| p.trim().parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !alive(pid) {
+            tags.push(tag.to_string());
+        }
+    }
+    Ok(tags)
+}
+
+/// Running and not a zombie.
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
 /// Remove every rule and chain of the instance.
 pub fn cleanup(ch: &Chains) -> Result<()> {
     for (table, hook, matches, target) in ch.hooks() {

@@ -66,6 +66,17 @@ impl Proxy {
         if let Err(e) = std::fs::write("/proc/sys/net/ipv4/conf/all/route_localnet", "1") {
             tracing::warn!("enabling route_localnet for node ports on 127.0.0.1: {e}");
         }
+        match iptables::orphaned_tags() {
+            Ok(tags) => {
+                for t in tags {
+                    tracing::info!("kube-proxy: removing the rules of a killed proxy ({t})");
+                    if let Err(e) = cleanup(&t) {
+                        tracing::warn!("kube-proxy: {e:#}");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("kube-proxy: looking for a killed proxy's rules: {e:#}"),
+        }
         let services: Arc<Informer<Service>> = Informer::start(Api::all(client.clone()));
         let slices: Arc<Informer<EndpointSlice>> = Informer::start(Api::all(client));
         let dirty = Arc::new(Notify::new());

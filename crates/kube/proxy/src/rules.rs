@@ -14,6 +14,9 @@ use sha2::{Digest, Sha256};
 /// 0x4000, which hako's engine already uses for its bridges).
 pub const MASQ_MARK: &str = "0x8000/0x8000";
 
+/// The comment naming the process that owns an instance's rules.
+pub const OWNER_COMMENT: &str = "hako kube-proxy pid ";
+
 /// One Service port as the proxy programs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SvcPort {
@@ -100,7 +103,12 @@ pub fn render(ch: &Chains, ports: &[SvcPort], existing: &[String]) -> String {
     ];
     let mut rules = String::new();
     let mm = ch.mark_masq();
-    let _ = writeln!(rules, "-A {mm} -j MARK --set-xmark {MASQ_MARK}");
+    // The owner's pid, so a later proxy can remove the rules of one that was killed.
+    let _ = writeln!(
+        rules,
+        "-A {mm} -m comment --comment \"{OWNER_COMMENT}{}\" -j MARK --set-xmark {MASQ_MARK}",
+        std::process::id()
+    );
     let pr = ch.postrouting();
     let _ = writeln!(rules, "-A {pr} -m mark ! --mark {MASQ_MARK} -j RETURN");
     // Clear the mark so a packet re-entering (another instance) is not masqueraded twice.
