@@ -760,3 +760,53 @@ spec:
     let (out, ok) = nslookup(&["nope.default.svc.cluster.local"], &server);
     assert!(!ok || out.contains("NXDOMAIN"), "{out}");
 }
+
+#[test]
+fn load_balancer_service_answers_on_the_node_and_reports_its_address() {
+    let k = Kube::up(&[]);
+    let pid = std::process::id();
+    let cip = format!("10.43.{}.{}", 100 + (pid + 29) % 150, 1 + (pid + 29) % 250);
+    let lb_port = 20000 + (pid % 5000) as u16;
+    // The node as a kubelet registers it (its address is the loopback here).
+    k.apply("apiVersion: v1\nkind: Node\nmetadata: {name: lb-node}\n");
+    k.ok(&[
+        "patch",
+        "node",
+        "lb-node",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"addresses":[{"type":"InternalIP","address":"127.0.0.1"}]}}"#,
+    ]);
+    {
+        let p = NetPod::new(2, "pod-lb", 8080);
+        k.apply(&pod("lb-a", "lb", 8080));
+        k.set_pod_status("lb-a", &p.ip, true);
+        k.apply(&format!(
+            "apiVersion: v1
+kind: Service
+metadata: {{name: lb}}
+spec:
+  type: LoadBalancer
+  clusterIP: {cip}
+  selector: {{app: lb}}
+  ports: [{{name: web, port: {lb_port}, targetPort: http}}]
+"
+        ));
+        let ingress = k.wait("status.loadBalancer", || {
+            let s = k.json(&["get", "svc", "lb"]);
+            let i = s["status"]["loadBalancer"]["ingress"][0].clone();
+            i.is_object().then_some(i)
+        });
+        assert_eq!(ingress["ip"], "127.0.0.1");
+        assert_eq!(ingress["ports"][0]["port"], lb_port);
+        let url = format!("http://127.0.0.1:{lb_port}/");
+        k.wait("the LoadBalancer port answers", || {
+            (get(&url).as_deref() == Some("pod-lb")).then_some(())
+        });
+        k.ok(&["delete", "svc", "lb"]);
+        k.wait("its rules gone", || {
+            (!nat_table().contains(&format!("--dport {lb_port}"))).then_some(())
+        });
+    }
+}

@@ -19,6 +19,7 @@ pub mod job;
 pub mod namespace;
 pub mod queue;
 pub mod replicaset;
+pub mod servicelb;
 pub mod statefulset;
 pub mod util;
 
@@ -88,6 +89,7 @@ pub async fn start(client: Client) -> Result<Arc<Shared>> {
     cronjob::start(shared.clone());
     namespace::start(shared.clone());
     endpointslice::start(shared.clone());
+    servicelb::start(shared.clone());
     let sh = shared.clone();
     tokio::spawn(async move {
         // Discovery may fail while the server starts: retry.

@@ -161,7 +161,12 @@ fn model(services: &Informer<Service>, slices: &Informer<EndpointSlice>) -> Vec<
                 cluster_ip: ip.to_string(),
                 port: u16::try_from(p.port).unwrap_or(0),
                 protocol: proto.to_ascii_lowercase(),
-                node_port: p.node_port.and_then(|n| u16::try_from(n).ok()),
+                host_ports: p
+                    .node_port
+                    .into_iter()
+                    .chain((spec.type_.as_deref() == Some("LoadBalancer")).then_some(p.port))
+                    .filter_map(|n| u16::try_from(n).ok())
+                    .collect(),
                 affinity,
                 endpoints: eps.into_iter().collect(),
             });

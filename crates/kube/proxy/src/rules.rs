@@ -26,7 +26,9 @@ pub struct SvcPort {
     pub port: u16,
     /// `tcp`, `udp` or `sctp`.
     pub protocol: String,
-    pub node_port: Option<u16>,
+    /// Ports on every local address: the node port, and for a LoadBalancer
+    /// Service its own port too (k3s ServiceLB's host ports, single node).
+    pub host_ports: Vec<u16>,
     /// ClientIP session affinity timeout in seconds.
     pub affinity: Option<u32>,
     /// Ready endpoints: (ip, port).
@@ -129,7 +131,7 @@ pub fn render(ch: &Chains, ports: &[SvcPort], existing: &[String]) -> String {
                 p.port,
                 p.id
             );
-            if let Some(np) = p.node_port {
+            for np in &p.host_ports {
                 let _ = writeln!(
                     reject,
                     "-A {} -m addrtype --dst-type LOCAL -p {proto} -m {proto} --dport {np} -m comment --comment \"{} has no endpoints\" -j REJECT",
@@ -150,7 +152,7 @@ pub fn render(ch: &Chains, ports: &[SvcPort], existing: &[String]) -> String {
             p.port,
             p.id
         );
-        if let Some(np) = p.node_port {
+        for np in &p.host_ports {
             // Traffic to a node port leaves with the node's address, so the
             // reply comes back through the node (and 127.0.0.1 works).
             let _ = writeln!(
@@ -242,7 +244,7 @@ mod tests {
             cluster_ip: "10.43.0.10".into(),
             port: 80,
             protocol: "tcp".into(),
-            node_port: Some(30080),
+            host_ports: vec![30080],
             affinity,
             endpoints: eps.iter().map(|(i, p)| (i.to_string(), *p)).collect(),
         }
