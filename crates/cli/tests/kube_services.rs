@@ -642,7 +642,7 @@ fn nslookup(args: &[&str], server: &str) -> (String, bool) {
 }
 
 #[test]
-fn cluster_dns_answers_services_headless_pods_and_srv() {
+fn cluster_dns_answers_services_headless_pods_srv_and_ptr() {
     let k = Kube::up(&["--disable-proxy"]);
     let pid = std::process::id();
     let cip = format!("10.43.{}.{}", 100 + (pid + 13) % 150, 1 + (pid + 13) % 250);
@@ -734,6 +734,17 @@ spec:
     assert!(
         ok && out.contains("5432 db-0.db.default.svc.cluster.local")
             && out.contains("5432 db-1.db.default.svc.cluster.local"),
+        "{out}"
+    );
+    // PTR: a cluster IP and a headless endpoint.
+    let (out, ok) = nslookup(&[&cip], &server);
+    assert!(
+        ok && out.contains("name = web.default.svc.cluster.local"),
+        "{out}"
+    );
+    let (out, ok) = nslookup(&["10.203.0.3"], &server);
+    assert!(
+        ok && out.contains("name = db-1.db.default.svc.cluster.local"),
         "{out}"
     );
     // A pod that stops being ready leaves the headless answer.

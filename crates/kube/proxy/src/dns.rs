@@ -3,7 +3,8 @@
 //! every ready endpoint of a headless Service), per-pod records of headless
 //! Services (`HOSTNAME.SVC...` from the endpoints' hostname, as StatefulSets
 //! set it, and `1-2-3-4.SVC...`), SRV records `_PORT._PROTO.SVC...` for named
-//! ports, CNAMEs of ExternalName Services; other names go to the host's
+//! ports, CNAMEs of ExternalName Services, PTR records of cluster IPs and
+//! headless endpoints; other names go to the host's
 //! resolvers. Messages are parsed and written with hickory-proto.
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -15,7 +16,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use hako_kube_controllers::informer::Informer;
 use hickory_proto::op::{Message, MessageType, ResponseCode};
-use hickory_proto::rr::rdata::{A, CNAME, SRV};
+use hickory_proto::rr::rdata::{A, CNAME, PTR, SRV};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -92,6 +93,9 @@ impl Zone {
     /// Answer `name` (any case, with or without the final dot) for `qtype`.
     pub fn lookup(&self, name: &str, qtype: RecordType) -> Lookup {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
+        if let Some(rev) = name.strip_suffix(".in-addr.arpa") {
+            return self.reverse(rev, qtype);
+        }
         let Some(rest) = name.strip_suffix(&format!(".svc.{DOMAIN}")) else {
             return if name == DOMAIN || name.ends_with(&format!(".{DOMAIN}")) {
                 Lookup::NxDomain
@@ -182,6 +186,51 @@ impl Zone {
                 )
             }
         }
+    }
+
+    /// PTR records of cluster IPs and of headless Services' endpoints;
+    /// other addresses are the host resolvers'.
+    fn reverse(&self, rev: &str, qtype: RecordType) -> Lookup {
+        let mut octets: Vec<&str> = rev.split('.').collect();
+        if octets.len() != 4 {
+            return Lookup::Forward;
+        }
+        octets.reverse();
+        let ip = octets.join(".");
+        if Ipv4Addr::from_str(&ip).is_err() {
+            return Lookup::Forward;
+        }
+        let mut names = Vec::new();
+        for s in self.services.list(None) {
+            let (ns, svc) = (s.namespace().unwrap_or_default(), s.name_any());
+            let base = format!("{svc}.{ns}.svc.{DOMAIN}.");
+            match s.spec.as_ref().and_then(|sp| sp.cluster_ip.as_deref()) {
+                Some("None") => {
+                    for (eip, h) in ready_endpoints(&self.slices.list(Some(&ns)), &ns, &svc) {
+                        if eip == ip {
+                            let label = h.unwrap_or_else(|| eip.replace('.', "-"));
+                            names.push(format!("{label}.{base}"));
+                        }
+                    }
+                }
+                Some(cip) if cip == ip => names.push(base),
+                _ => {}
+            }
+        }
+        if names.is_empty() {
+            return Lookup::Forward;
+        }
+        if qtype != RecordType::PTR {
+            return Lookup::Found(Vec::new());
+        }
+        names.sort();
+        Lookup::Found(
+            names
+                .into_iter()
+                .filter_map(|n| Name::from_ascii(n).ok())
+                .map(|n| RData::PTR(PTR(n)))
+                .collect(),
+        )
     }
 
     /// The reply to one query message, or `None` to forward it.
