@@ -120,6 +120,13 @@ pub fn render(ch: &Chains, ports: &[SvcPort], existing: &[String]) -> String {
     // Connections to a Service without ready endpoints are refused at once
     // (kube-proxy's REJECT), not left to time out.
     let mut reject = format!("*filter\n:{} - [0:0]\n", ch.no_endpoints());
+    // route_localnet lets 127.0.0.1 be DNATed out; kube-proxy then drops
+    // packets for 127/8 that did not come from 127/8 (martians from outside).
+    let _ = writeln!(
+        reject,
+        "-A {} ! -s 127.0.0.0/8 -d 127.0.0.0/8 -m comment --comment \"block incoming localnet connections\" -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP",
+        ch.no_endpoints()
+    );
     for p in ports {
         if p.endpoints.is_empty() {
             let proto = &p.protocol;
@@ -264,6 +271,7 @@ mod tests {
         assert_eq!(out.matches("-j DNAT").count(), 3);
         assert!(out.contains(&format!("-X {stale}\n")));
         assert!(out.contains("--dport 30080"));
+        assert!(out.contains("! -s 127.0.0.0/8 -d 127.0.0.0/8"), "{out}");
         assert!(ch.svc(&p).len() <= 28);
         // The node-port catch-all is the last rule of the entry chain.
         let last = out
