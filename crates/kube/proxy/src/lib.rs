@@ -49,6 +49,11 @@ impl Proxy {
         if *stopped {
             return Ok(());
         }
+        if ports.is_empty() {
+            // Nothing to program: no chain, no jump (a killed control plane
+            // without Services leaves nothing behind).
+            return iptables::cleanup(&self.chains);
+        }
         iptables::apply(&self.chains, ports)
     }
 
@@ -134,6 +139,9 @@ fn model(services: &Informer<Service>, slices: &Informer<EndpointSlice>) -> Vec<
                     && s.address_type == "IPv4"
             })
             .collect();
+        // Endpoints of a Service without a selector are its user's to
+        // write; until they exist it is left alone (the `kubernetes` Service).
+        let user_managed = spec.selector.as_ref().is_none_or(|s| s.is_empty());
         for p in spec.ports.iter().flatten() {
             let proto = p.protocol.clone().unwrap_or_else(|| "TCP".into());
             let pname = p.name.clone().unwrap_or_default();
@@ -155,6 +163,9 @@ fn model(services: &Informer<Service>, slices: &Informer<EndpointSlice>) -> Vec<
                         eps.insert((a.clone(), port));
                     }
                 }
+            }
+            if user_managed && eps.is_empty() {
+                continue;
             }
             out.push(SvcPort {
                 id: format!("{ns}/{name}:{pname}"),
