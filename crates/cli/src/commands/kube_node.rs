@@ -60,8 +60,9 @@ pub struct NodeArgs {
     /// The node's name (default: the host name).
     #[arg(long, value_name = "NAME")]
     node_name: Option<String>,
-    /// HTTPS port of the kubelet server (0: any free port).
-    #[arg(long, default_value_t = 10250)]
+    /// HTTPS port of the kubelet server (0, the default: any free port; the API server
+    /// finds it in the Node's status).
+    #[arg(long, default_value_t = 0)]
     kubelet_port: u16,
     /// A directory of static Pod manifests for the kubelet.
     #[arg(long, value_name = "DIR")]
@@ -237,7 +238,19 @@ impl Drop for Node {
 }
 
 fn spawn(me: &Path, p: &mut Proc) -> Result<()> {
-    let child = Command::new(me)
+    use std::os::unix::process::CommandExt as _;
+    let mut cmd = Command::new(me);
+    // SAFETY: prctl(2) is async-signal-safe; between fork and exec it only asks the
+    // kernel to SIGTERM the child when its parent (`hako kube up`) dies, even by SIGKILL.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd
         .args(&p.args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

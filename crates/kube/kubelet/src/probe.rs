@@ -97,11 +97,16 @@ pub async fn run(cri: &Cri, action: &Action, t: &Target, timeout: Duration) -> R
                 } else {
                     let out = String::from_utf8_lossy(&r.stdout).to_string()
                         + &String::from_utf8_lossy(&r.stderr);
-                    Err(format!(
-                        "command {cmd:?} exited with {}: {}",
-                        r.exit_code,
-                        out.escape_debug()
-                    ))
+                    let out = out.trim();
+                    if out.is_empty() {
+                        Err(format!("command {cmd:?} exited with {}", r.exit_code))
+                    } else {
+                        Err(format!(
+                            "command {cmd:?} exited with {}: {}",
+                            r.exit_code,
+                            out.escape_debug()
+                        ))
+                    }
                 }
             }
             Action::Http(h) => http_get(h, t).await,
