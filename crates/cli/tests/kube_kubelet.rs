@@ -234,12 +234,21 @@ impl Cluster {
     }
 
     fn wait_pod(&self, name: &str, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
-        let mut last = Value::Null;
-        wait_for(&format!("pod {name}: {what}"), || {
-            last = self.pod(name);
-            cond(&last)
-        });
-        last
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let last = self.pod(name);
+            if cond(&last) {
+                return last;
+            }
+            if Instant::now() > deadline {
+                let events = self.kubectl(&["get", "events", "-A"], None);
+                panic!(
+                    "gave up waiting for pod {name}: {what}; last seen: {last}\nevents:\n{}",
+                    String::from_utf8_lossy(&events.stdout)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// The engine containers of this root named after pod `name` (k8s_*_NAME_*).
@@ -709,13 +718,24 @@ fn second_kubelet_is_a_second_node_and_node_selector_picks_it() {
         )
     };
     c.apply(&(anti("spread-a") + &anti("spread-b") + &anti("spread-c")));
-    let a = c.wait_pod("spread-a", "bound", |p| p["spec"]["nodeName"].is_string());
-    let b = c.wait_pod("spread-b", "bound", |p| p["spec"]["nodeName"].is_string());
-    assert_ne!(a["spec"]["nodeName"], b["spec"]["nodeName"]);
-    let third = c.wait_pod("spread-c", "Unschedulable", |p| {
-        condition(p, "PodScheduled")["reason"] == "Unschedulable"
+    // Whichever two the scheduler takes first land on different nodes; the third fits nowhere.
+    let mut pods = Vec::new();
+    wait_for("two spread pods bound and one unschedulable", || {
+        pods = ["spread-a", "spread-b", "spread-c"].map(|n| c.pod(n)).to_vec();
+        let bound = pods.iter().filter(|p| p["spec"]["nodeName"].is_string()).count();
+        let refused = pods
+            .iter()
+            .filter(|p| condition(p, "PodScheduled")["reason"] == "Unschedulable")
+            .count();
+        bound == 2 && refused == 1
     });
-    assert!(condition(&third, "PodScheduled")["message"]
+    let nodes: Vec<&Value> = pods
+        .iter()
+        .filter_map(|p| p["spec"]["nodeName"].is_string().then_some(&p["spec"]["nodeName"]))
+        .collect();
+    assert_ne!(nodes[0], nodes[1]);
+    let third = pods.iter().find(|p| p["spec"]["nodeName"].is_null()).unwrap();
+    assert!(condition(third, "PodScheduled")["message"]
         .as_str()
         .unwrap()
         .contains("anti-affinity"));

@@ -155,6 +155,7 @@ impl Scheduler {
             (
                 std::cmp::Reverse(p.spec.as_ref().and_then(|s| s.priority).unwrap_or(0)),
                 p.metadata.creation_timestamp.clone().map(|t| t.0),
+                p.metadata.name.clone(),
             )
         });
         for pod in pending {
