@@ -524,7 +524,7 @@ fn anonymous_and_wrong_token_requests_are_refused() {
         .contains("namespace/default"));
 }
 
-fn dry_run_server_generate_name_pagination_and_namespace_deletion(k: Kube) {
+fn dry_run_server_generate_name_pagination_and_namespace_termination(k: Kube) {
     let rev = k.revision();
     let out = k.ok_in(&["apply", "--dry-run=server", "-f", "-"], Some(APP));
     assert!(
@@ -566,16 +566,62 @@ fn dry_run_server_generate_name_pagination_and_namespace_deletion(k: Kube) {
         all,
         "configmap/c0\nconfigmap/c1\nconfigmap/c2\nconfigmap/c3\nconfigmap/c4\n"
     );
+    // Deleting a namespace makes it Terminating; its contents stay for the
+    // namespace controller, which the test plays: delete them, PUT
+    // `finalize` without the "kubernetes" finalizer, delete again.
     assert_eq!(
-        k.ok(&["delete", "namespace", "team"]),
+        k.ok(&["delete", "namespace", "team", "--wait=false"]),
         "namespace \"team\" deleted\n"
     );
+    let nsj: serde_json::Value =
+        serde_json::from_str(&k.ok(&["get", "namespace", "team", "-o", "json"])).unwrap();
+    assert_eq!(nsj["status"]["phase"], "Terminating");
+    assert_eq!(nsj["spec"]["finalizers"], serde_json::json!(["kubernetes"]));
+    assert!(nsj["metadata"]["deletionTimestamp"].is_string());
+    let err = k.fails_in(
+        &[
+            "create",
+            "configmap",
+            "late",
+            "-n",
+            "team",
+            "--from-literal=a=b",
+        ],
+        None,
+    );
+    one_line(&err);
+    assert!(
+        err.contains("configmaps \"late\" is forbidden: unable to create new content in namespace team because it is being terminated"),
+        "{err}"
+    );
+    assert_eq!(
+        k.ok(&["get", "configmaps", "-n", "team", "-o", "name"])
+            .lines()
+            .count(),
+        5
+    );
+    k.ok(&["delete", "configmaps", "--all", "-n", "team"]);
+    // A second delete while spec.finalizers remain changes nothing.
+    k.ok(&["delete", "namespace", "team", "--wait=false"]);
+    k.ok(&["get", "namespace", "team"]);
+    let mut fin = nsj.clone();
+    fin["spec"]["finalizers"] = serde_json::json!([]);
+    let out = k.ok_in(
+        &[
+            "replace",
+            "--raw",
+            "/api/v1/namespaces/team/finalize",
+            "-f",
+            "-",
+        ],
+        Some(&fin.to_string()),
+    );
+    let out: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(out["spec"], serde_json::json!({}));
+    assert_eq!(out["status"]["phase"], "Terminating");
+    k.ok(&["delete", "namespace", "team", "--wait=false"]);
     let err = k.fails_in(&["get", "namespace", "team"], None);
     assert!(err.contains(r#"namespaces "team" not found"#), "{err}");
-    let left: serde_json::Value =
-        serde_json::from_str(&k.ok(&["get", "--raw", "/api/v1/namespaces/team/configmaps"]))
-            .unwrap();
-    assert_eq!(left["items"], serde_json::json!([]));
 }
 
 fn killed_server_keeps_acknowledged_writes(mut k: Kube) {
@@ -848,7 +894,9 @@ type: Normal
     let err = k.fails_in(&["get", "configmap", "held"], None);
     assert!(err.contains(r#"configmaps "held" not found"#), "{err}");
 
-    // Each propagation policy deletes (no garbage collector yet: dependents stay).
+    // Background deletes at once (the garbage collector takes the
+    // dependents); foreground and orphan leave the object with the
+    // finalizer the garbage collector acts on.
     for (n, policy) in ["background", "foreground", "orphan"].iter().enumerate() {
         let name = format!("p{n}");
         k.ok_in(
@@ -857,13 +905,79 @@ type: Normal
                 "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n"
             )),
         );
-        let out = k.ok(&["delete", "configmap", &name, &format!("--cascade={policy}")]);
+        let out = k.ok(&[
+            "delete",
+            "configmap",
+            &name,
+            &format!("--cascade={policy}"),
+            "--wait=false",
+        ]);
         assert_eq!(out, format!("configmap \"{name}\" deleted\n"));
+    }
+    assert_eq!(
+        k.ok(&["get", "configmaps", "-o", "name"]),
+        "configmap/p1\nconfigmap/p2\nconfigmap/settings\n"
+    );
+    let fins = k.ok(&[
+        "get",
+        "configmaps",
+        "p1",
+        "p2",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.finalizers} {.metadata.deletionGracePeriodSeconds}{\"\\n\"}{end}",
+    ]);
+    assert_eq!(fins, "[\"foregroundDeletion\"] 0\n[\"orphan\"] 0\n");
+    // No new finalizers on an object being deleted.
+    let err = k.fails_in(
+        &[
+            "patch",
+            "configmap",
+            "p1",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"metadata":{"finalizers":["foregroundDeletion","example.com/late"]}}"#,
+        ],
+        None,
+    );
+    one_line(&err);
+    assert!(
+        err.contains("no new finalizers can be added if the object is being deleted"),
+        "{err}"
+    );
+    // What the garbage collector does once dependents are handled.
+    for name in ["p1", "p2"] {
+        k.ok(&[
+            "patch",
+            "configmap",
+            name,
+            "--type",
+            "json",
+            "-p",
+            r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+        ]);
     }
     assert_eq!(
         k.ok(&["get", "configmaps", "-o", "name"]),
         "configmap/settings\n"
     );
+    // Without a policy, batch/v1 Jobs orphan (upstream's default for them);
+    // kubectl sends Background, which deletes at once.
+    let job = "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: NAME\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n      - name: c\n        image: busybox\n";
+    k.ok_in(&["create", "-f", "-"], Some(&job.replace("NAME", "j1")));
+    k.ok_in(&["create", "-f", "-"], Some(&job.replace("NAME", "j2")));
+    k.ok(&[
+        "delete",
+        "--raw",
+        "/apis/batch/v1/namespaces/default/jobs/j1",
+    ]);
+    assert_eq!(
+        k.ok(&["get", "job", "j1", "-o", "jsonpath={.metadata.finalizers}"]),
+        "[\"orphan\"]"
+    );
+    k.ok(&["delete", "job", "j2"]);
+    let err = k.fails_in(&["get", "job", "j2"], None);
+    assert!(err.contains("not found"), "{err}");
 }
 
 fn watch_resumes_from_a_resource_version_and_ends_with_a_bookmark(k: Kube) {
@@ -1097,6 +1211,11 @@ for ev in watch.Watch().stream(v1.list_namespaced_config_map, "default", resourc
 }
 
 #[test]
+fn pod_log_exec_portforward() {
+    pod_log_exec_portforward_reach_the_kubelet(Kube::up());
+}
+
+#[test]
 fn kube_down_stops_the_server() {
     let mut k = Kube::up();
     k.ok(&["get", "namespaces"]);
@@ -1128,6 +1247,367 @@ fn kube_down_stops_the_server() {
     assert!(err.contains("none is running"), "{err}");
 }
 
+fn pod(name: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  terminationGracePeriodSeconds: 45\n  containers:\n  - name: c\n    image: busybox\n"
+    )
+}
+
+/// pods/binding as a scheduler uses it, graceful deletion as the kubelet
+/// finishes it, pods/eviction.
+fn pod_binding_graceful_deletion_and_eviction(k: Kube) {
+    for p in ["a", "b", "c", "d"] {
+        k.ok_in(&["create", "-f", "-"], Some(&pod(p)));
+    }
+    let bind = |pod: &str, node: &str| {
+        format!(
+            r#"{{"apiVersion":"v1","kind":"Binding","metadata":{{"name":"{pod}"}},"target":{{"kind":"Node","name":"{node}"}}}}"#
+        )
+    };
+    let out = k.ok_in(
+        &[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/pods/a/binding",
+            "-f",
+            "-",
+        ],
+        Some(&bind("a", "n1")),
+    );
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["status"], "Success");
+    let got = k.ok(&[
+        "get",
+        "pod",
+        "a",
+        "-o",
+        "jsonpath={.spec.nodeName} {.status.conditions[?(@.type==\"PodScheduled\")].status}",
+    ]);
+    assert_eq!(got, "n1 True");
+    // Bound once: a second binding is a conflict, the pod keeps its node.
+    let err = k.fails_in(
+        &[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/pods/a/binding",
+            "-f",
+            "-",
+        ],
+        Some(&bind("a", "n2")),
+    );
+    one_line(&err);
+    assert!(
+        err.contains(r#"Error from server (Conflict): Operation cannot be fulfilled on pods/binding "a": pod a is already assigned to node "n1""#),
+        "{err}"
+    );
+    let err = k.fails_in(
+        &[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/pods/b/binding",
+            "-f",
+            "-",
+        ],
+        Some(&bind("a", "n2")),
+    );
+    assert!(
+        err.contains("name in URL does not match name in Binding object"),
+        "{err}"
+    );
+    let err = k.fails_in(
+        &["create", "--raw", "/api/v1/namespaces/default/pods/b/binding", "-f", "-"],
+        Some(r#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"b"},"target":{"kind":"Node"}}"#),
+    );
+    assert!(err.contains("target.name: Required value"), "{err}");
+    k.ok_in(
+        &[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/pods/c/binding",
+            "-f",
+            "-",
+        ],
+        Some(&bind("c", "n1")),
+    );
+
+    // A bound pod is deleted gracefully: it stays with deletionTimestamp
+    // and the grace period (the request's, else the pod's own).
+    let out = k.ok(&["delete", "pod", "a", "--grace-period=20", "--wait=false"]);
+    assert_eq!(out, "pod \"a\" deleted\n");
+    let grace = |p: &str| {
+        k.ok(&[
+            "get",
+            "pod",
+            p,
+            "-o",
+            "jsonpath={.metadata.deletionGracePeriodSeconds} {.metadata.deletionTimestamp}",
+        ])
+    };
+    let g = grace("a");
+    assert!(g.starts_with("20 20"), "{g}");
+    // A longer period changes nothing; a shorter one shortens.
+    k.ok(&["delete", "pod", "a", "--grace-period=40", "--wait=false"]);
+    assert_eq!(grace("a"), g);
+    k.ok(&["delete", "pod", "a", "--grace-period=5", "--wait=false"]);
+    assert!(grace("a").starts_with("5 "), "{}", grace("a"));
+    // Being deleted, it cannot be bound elsewhere.
+    // The kubelet's final delete: grace period 0.
+    k.ok(&[
+        "delete",
+        "pod",
+        "a",
+        "--grace-period=0",
+        "--force",
+        "--wait=false",
+    ]);
+    let err = k.fails_in(&["get", "pod", "a"], None);
+    assert!(err.contains(r#"pods "a" not found"#), "{err}");
+    // An unbound pod goes at once, whatever the period.
+    k.ok(&["delete", "pod", "b", "--grace-period=30", "--wait=false"]);
+    let err = k.fails_in(&["get", "pod", "b"], None);
+    assert!(err.contains(r#"pods "b" not found"#), "{err}");
+
+    // Eviction: a delete with the eviction's options (no disruption
+    // budgets: always allowed).
+    let evict = |p: &str| {
+        format!(r#"{{"apiVersion":"policy/v1","kind":"Eviction","metadata":{{"name":"{p}"}}}}"#)
+    };
+    let out = k.ok_in(
+        &[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/pods/c/eviction",
+            "-f",
+            "-",
+        ],
+        Some(&evict("c")),
+    );
+    assert!(out.contains("Success"), "{out}");
+    assert!(grace("c").starts_with("45 "), "{}", grace("c"));
+    let err = k.fails_in(
+        &[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/pods/c/binding",
+            "-f",
+            "-",
+        ],
+        Some(&bind("c", "n2")),
+    );
+    assert!(
+        err.contains("pod c is being deleted, cannot be assigned to a host"),
+        "{err}"
+    );
+    k.ok_in(
+        &[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/pods/d/eviction",
+            "-f",
+            "-",
+        ],
+        Some(&evict("d")),
+    );
+    let err = k.fails_in(&["get", "pod", "d"], None);
+    assert!(err.contains(r#"pods "d" not found"#), "{err}");
+    let err = k.fails_in(
+        &[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/pods/zz/eviction",
+            "-f",
+            "-",
+        ],
+        Some(&evict("zz")),
+    );
+    assert!(err.contains(r#"pods "zz" not found"#), "{err}");
+    assert_eq!(k.ok(&["get", "pods", "-o", "name"]), "pod/c\n");
+}
+
+/// A fake kubelet (tests/kube/fake_kubelet.py) serving with `cert`/`key`;
+/// killed on drop.
+struct FakeKubelet {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for FakeKubelet {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const FAKE_KUBELET: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/kube/fake_kubelet.py");
+
+impl FakeKubelet {
+    fn start(dir: &Path, cert: &str, key: &str, token_file: &Path) -> FakeKubelet {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("kubelet.crt"), cert).unwrap();
+        std::fs::write(dir.join("kubelet.key"), key).unwrap();
+        let mut child = Command::new("python3")
+            .args([FAKE_KUBELET, "serve"])
+            .arg(dir.join("kubelet.crt"))
+            .arg(dir.join("kubelet.key"))
+            .arg(token_file)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starting the fake kubelet");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().parse().expect("the fake kubelet's port");
+        FakeKubelet { child, port }
+    }
+}
+
+impl Kube {
+    /// A node whose kubelet listens on 127.0.0.1:`port`.
+    fn node(&self, name: &str, port: u16) {
+        self.ok_in(
+            &["create", "-f", "-"],
+            Some(&format!(
+                "apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n"
+            )),
+        );
+        let status = format!(
+            r#"{{"status":{{"addresses":[{{"type":"InternalIP","address":"127.0.0.1"}},{{"type":"Hostname","address":"{name}"}}],"daemonEndpoints":{{"kubeletEndpoint":{{"Port":{port}}}}}}}}}"#
+        );
+        self.ok(&[
+            "patch",
+            "node",
+            name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &status,
+        ]);
+    }
+
+    fn bound_pod(&self, yaml: &str, name: &str, node: &str) {
+        self.ok_in(&["create", "-f", "-"], Some(yaml));
+        let b = format!(
+            r#"{{"apiVersion":"v1","kind":"Binding","metadata":{{"name":"{name}"}},"target":{{"kind":"Node","name":"{node}"}}}}"#
+        );
+        self.ok_in(
+            &[
+                "create",
+                "--raw",
+                &format!("/api/v1/namespaces/default/pods/{name}/binding"),
+                "-f",
+                "-",
+            ],
+            Some(&b),
+        );
+    }
+}
+
+/// pods/log, exec and portforward reach the pod's kubelet: its endpoint
+/// from the Node, TLS verified against the cluster CA, the kubelet-client
+/// token, upstream's kubelet paths; upgrades relayed byte for byte. The
+/// kubelet is a stand-in (the real one is another crate): a small HTTPS
+/// server that answers with what it received.
+fn pod_log_exec_portforward_reach_the_kubelet(k: Kube) {
+    let pki = k.root().join("kube/pki");
+    let token = pki.join("kubelet-client.token");
+    assert_eq!(std::fs::read_to_string(&token).unwrap().trim().len(), 64);
+    let ips = ["127.0.0.1".parse().unwrap()];
+    let (cert, key) =
+        hako_kube_apiserver::certs::issue_kubelet_serving_cert(&pki, "n1", &ips).unwrap();
+    let kubelet = FakeKubelet::start(&k.tmp.path().join("n1"), &cert, &key, &token);
+    k.node("n1", kubelet.port);
+    k.bound_pod(&pod("p").replace("name: c", "name: main"), "p", "n1");
+
+    let logs = k.ok(&["logs", "p", "--tail=3", "--timestamps"]);
+    assert_eq!(
+        logs,
+        "GET /containerLogs/default/p/main?timestamps=true&tailLines=3\nhello from the kubelet\n"
+    );
+    let out = k.ok(&["exec", "p", "--", "sh", "-c", "echo hi"]);
+    assert_eq!(
+        out,
+        "GET /exec/default/p/main?command=sh&command=-c&command=echo+hi&stdout=true&stderr=true\n"
+    );
+    // A raw SPDY upgrade (as `kubectl port-forward` starts one): the
+    // kubelet's 101 and headers come back, then bytes flow both ways.
+    let out = Command::new("python3")
+        .args([
+            FAKE_KUBELET,
+            "upgrade",
+            "127.0.0.1",
+            k.addr.rsplit_once(':').unwrap().1,
+        ])
+        .arg(pki.join("ca.crt"))
+        .arg(pki.join("token"))
+        .arg("/api/v1/namespaces/default/pods/p/portforward?ports=8080&ports=9090")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "HTTP/1.1 101 Switching Protocols\nupgrade: SPDY/3.1\nx-stream-protocol-version: portforward.k8s.io\nPOST /portForward/default/p?ports=8080&ports=9090\necho: ping\n"
+    );
+
+    // Container choice: several containers need a name (or the
+    // default-container annotation); a wrong one is named.
+    let two = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: two\nspec:\n  containers:\n  - name: a\n    image: busybox\n  - name: b\n    image: busybox\n";
+    k.bound_pod(two, "two", "n1");
+    let err = k.fails_in(
+        &["get", "--raw", "/api/v1/namespaces/default/pods/two/log"],
+        None,
+    );
+    assert!(
+        err.contains("a container name must be specified for pod two, choose one of: [a b]"),
+        "{err}"
+    );
+    let err = k.fails_in(&["logs", "two", "-c", "zz"], None);
+    one_line(&err);
+    assert!(
+        err.contains("container zz is not valid for pod two"),
+        "{err}"
+    );
+    k.ok(&[
+        "annotate",
+        "pod",
+        "two",
+        "kubectl.kubernetes.io/default-container=b",
+    ]);
+    let logs = k.ok(&["get", "--raw", "/api/v1/namespaces/default/pods/two/log"]);
+    assert!(
+        logs.starts_with("GET /containerLogs/default/two/b\n"),
+        "{logs}"
+    );
+
+    // A pod no node runs: no logs yet, nothing to exec in.
+    k.ok_in(&["create", "-f", "-"], Some(&pod("idle")));
+    assert_eq!(k.ok(&["logs", "idle"]), "");
+    let err = k.fails_in(&["exec", "idle", "--", "true"], None);
+    assert!(
+        err.contains("pod idle does not have a host assigned"),
+        "{err}"
+    );
+
+    // A kubelet whose certificate another CA signed is not trusted.
+    let other = k.tmp.path().join("other-pki");
+    hako_kube_apiserver::certs::Pki::load_or_create(&other).unwrap();
+    let (cert, key) =
+        hako_kube_apiserver::certs::issue_kubelet_serving_cert(&other, "n2", &ips).unwrap();
+    let rogue = FakeKubelet::start(&k.tmp.path().join("n2"), &cert, &key, &token);
+    k.node("n2", rogue.port);
+    k.bound_pod(&pod("q"), "q", "n2");
+    let err = k.fails_in(&["logs", "q"], None);
+    one_line(&err);
+    assert!(
+        err.contains("error dialing backend") && err.contains("TLS"),
+        "{err}"
+    );
+}
+
 /// Each of these runs on both stores: `sqlite::NAME` and `etcd::NAME`.
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
@@ -1145,7 +1625,8 @@ on_both_stores!(
     kubectl_label_annotate_and_each_patch_type,
     kubectl_get_watch_sees_added_modified_deleted,
     bad_input_gets_one_line_errors_and_changes_nothing,
-    dry_run_server_generate_name_pagination_and_namespace_deletion,
+    dry_run_server_generate_name_pagination_and_namespace_termination,
+    pod_binding_graceful_deletion_and_eviction,
     kubectl_create_generators_send_protobuf,
     kubectl_apply_server_side_conflict_and_force,
     kubectl_describe_columns_finalizers_and_delete_policies,

@@ -1,6 +1,8 @@
-//! The control plane's credentials: a CA, a serving certificate for
-//! 127.0.0.1/localhost and a bearer token, generated once under
-//! `$ROOT/kube/pki` and reused; the kubeconfig that carries them to kubectl.
+//! The control plane's credentials: a CA (its key kept to sign kubelets'
+//! serving certificates), a serving certificate for 127.0.0.1/localhost, the
+//! admin bearer token and the token the API server shows kubelets, generated
+//! once under `$ROOT/kube/pki` and reused; the kubeconfig that carries them
+//! to kubectl.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -16,10 +18,18 @@ use rcgen::{
 
 pub struct Pki {
     pub ca_cert: String,
+    pub ca_key: String,
     pub server_cert: String,
     pub server_key: String,
+    /// The admin's bearer token (the kubeconfig's).
     pub token: String,
+    /// The bearer token the API server sends kubelets (logs, exec, attach,
+    /// port-forward); a kubelet accepts only this one.
+    pub kubelet_token: String,
 }
+
+/// The file under the pki directory holding the API server's token for kubelets.
+pub const KUBELET_CLIENT_TOKEN: &str = "kubelet-client.token";
 
 /// Write `data` to `path` through a temp name (mode 0600), so a crash never
 /// leaves half a key.
@@ -47,40 +57,49 @@ fn random_token() -> Result<String> {
 impl Pki {
     /// Load the credentials from `dir`, generating them the first time.
     pub fn load_or_create(dir: &Path) -> Result<Pki> {
-        let names = ["ca.crt", "server.crt", "server.key", "token"];
-        if names.iter().all(|n| dir.join(n).exists()) {
-            let read = |n: &str| {
-                std::fs::read_to_string(dir.join(n))
-                    .with_context(|| format!("reading {}", dir.join(n).display()))
-            };
-            return Ok(Pki {
+        // A root from before the CA key was kept gets a new CA (kube up
+        // rewrites the kubeconfig anyway).
+        let names = ["ca.crt", "ca.key", "server.crt", "server.key", "token"];
+        let read = |n: &str| {
+            std::fs::read_to_string(dir.join(n))
+                .with_context(|| format!("reading {}", dir.join(n).display()))
+        };
+        let pki = if names.iter().all(|n| dir.join(n).exists()) {
+            Pki {
                 ca_cert: read("ca.crt")?,
+                ca_key: read("ca.key")?,
                 server_cert: read("server.crt")?,
                 server_key: read("server.key")?,
                 token: read("token")?.trim().to_string(),
-            });
-        }
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let pki = Self::generate().context("generating the control plane's certificates")?;
-        write_private(&dir.join("ca.crt"), pki.ca_cert.as_bytes())?;
-        write_private(&dir.join("server.crt"), pki.server_cert.as_bytes())?;
-        write_private(&dir.join("server.key"), pki.server_key.as_bytes())?;
-        write_private(&dir.join("token"), pki.token.as_bytes())?;
-        Ok(pki)
+                kubelet_token: String::new(),
+            }
+        } else {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            let pki = Self::generate().context("generating the control plane's certificates")?;
+            write_private(&dir.join("ca.key"), pki.ca_key.as_bytes())?;
+            write_private(&dir.join("ca.crt"), pki.ca_cert.as_bytes())?;
+            write_private(&dir.join("server.crt"), pki.server_cert.as_bytes())?;
+            write_private(&dir.join("server.key"), pki.server_key.as_bytes())?;
+            write_private(&dir.join("token"), pki.token.as_bytes())?;
+            pki
+        };
+        let kubelet = dir.join(KUBELET_CLIENT_TOKEN);
+        let kubelet_token = if kubelet.exists() {
+            read(KUBELET_CLIENT_TOKEN)?.trim().to_string()
+        } else {
+            let t = random_token()?;
+            write_private(&kubelet, t.as_bytes())?;
+            t
+        };
+        Ok(Pki {
+            kubelet_token,
+            ..pki
+        })
     }
 
     fn generate() -> Result<Pki> {
         let ca_key = KeyPair::generate()?;
-        let mut ca = CertificateParams::new(Vec::<String>::new())?;
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name
-            .push(DnType::CommonName, "hako-kube-ca");
-        ca.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca_cert = ca.self_signed(&ca_key)?;
+        let ca_cert = ca_params()?.self_signed(&ca_key)?;
         let server_key = KeyPair::generate()?;
         let mut server =
             CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
@@ -91,11 +110,71 @@ impl Pki {
         let server_cert = server.signed_by(&server_key, &ca_cert, &ca_key)?;
         Ok(Pki {
             ca_cert: ca_cert.pem(),
+            ca_key: ca_key.serialize_pem(),
             server_cert: server_cert.pem(),
             server_key: server_key.serialize_pem(),
             token: random_token()?,
+            kubelet_token: String::new(),
         })
     }
+}
+
+/// The CA's parameters. Signing needs the issuer as an rcgen certificate:
+/// the same parameters self-signed again with the kept key give the same
+/// subject and key identifier as the `ca.crt` clients trust.
+fn ca_params() -> Result<CertificateParams> {
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "hako-kube-ca");
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    Ok(ca)
+}
+
+/// A serving certificate for the kubelet of `node_name`, signed by the
+/// cluster CA in `pki_dir` (`$ROOT/kube/pki`, created by `hako kube up`):
+/// subject `system:node:NAME` / `system:nodes`, SANs the node name and
+/// `ips`. The API server verifies kubelets against that CA. Returns
+/// (certificate PEM, key PEM).
+pub fn issue_kubelet_serving_cert(
+    pki_dir: &Path,
+    node_name: &str,
+    ips: &[std::net::IpAddr],
+) -> Result<(String, String)> {
+    let what = || format!("issuing a serving certificate for the kubelet of node {node_name:?}");
+    let ca_key_pem = std::fs::read_to_string(pki_dir.join("ca.key"))
+        .with_context(|| {
+            format!(
+                "reading {} (has `hako kube up` run?)",
+                pki_dir.join("ca.key").display()
+            )
+        })
+        .with_context(what)?;
+    let ca_key = KeyPair::from_pem(&ca_key_pem)
+        .context("the CA key is not a valid PEM key")
+        .with_context(what)?;
+    let ca = ca_params()?.self_signed(&ca_key).with_context(what)?;
+    let mut sans = vec![node_name.to_string()];
+    sans.extend(ips.iter().map(|ip| ip.to_string()));
+    let mut params = CertificateParams::new(sans).with_context(what)?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, format!("system:node:{node_name}"));
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "system:nodes");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    let key = KeyPair::generate().with_context(what)?;
+    let cert = params.signed_by(&key, &ca, &ca_key).with_context(what)?;
+    Ok((cert.pem(), key.serialize_pem()))
 }
 
 /// The kubeconfig for the admin user of the server at `addr`.

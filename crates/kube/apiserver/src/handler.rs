@@ -16,6 +16,7 @@ use hako_kube_store::{
 };
 use serde_json::{json, Value};
 
+use crate::delete::{self, DeleteOptions};
 use crate::meta;
 use crate::patch;
 use crate::resources::{self, unknown_fields, Kind, KINDS};
@@ -31,7 +32,7 @@ const APPLY: &str = "application/apply-patch+yaml";
 /// How often a watch that allows bookmarks gets one.
 const BOOKMARK_EVERY: Duration = Duration::from_secs(10);
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 pub fn router(app: Arc<App>) -> Router {
     Router::new().fallback(dispatch).with_state(app)
@@ -51,7 +52,7 @@ pub fn sanitize(s: &str) -> String {
         .collect()
 }
 
-fn json_response(code: StatusCode, v: &Value, warnings: &[String]) -> Response {
+pub(crate) fn json_response(code: StatusCode, v: &Value, warnings: &[String]) -> Response {
     let mut r = (
         code,
         [(header::CONTENT_TYPE, "application/json")],
@@ -95,11 +96,11 @@ impl Query {
 }
 
 /// What a request is about once its path is parsed.
-struct Target {
-    kind: &'static Kind,
-    ns: Option<String>,
-    name: Option<String>,
-    sub: Option<String>,
+pub(crate) struct Target {
+    pub kind: &'static Kind,
+    pub ns: Option<String>,
+    pub name: Option<String>,
+    pub sub: Option<String>,
 }
 
 enum Route {
@@ -230,15 +231,13 @@ fn authenticated(app: &App, headers: &HeaderMap) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn dispatch(
-    State(app): State<Arc<App>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+async fn dispatch(State(app): State<Arc<App>>, req: axum::extract::Request) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let (method, uri, headers) = (parts.method, parts.uri, parts.headers);
+    // An upgrade (exec, attach, port-forward) is taken over after the response.
+    let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let path = uri.path().to_string();
-    let r = handle(&app, &method, &uri, &headers, body).await;
+    let r = handle(&app, &method, &uri, &headers, body, upgrade).await;
     match r {
         Ok(resp) => {
             tracing::debug!(%method, %path, status = resp.status().as_u16(), "request");
@@ -257,11 +256,26 @@ async fn handle(
     uri: &Uri,
     headers: &HeaderMap,
     body: Body,
+    upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> ApiResult<Response> {
     let route = route(uri.path());
     let public = matches!(route, Ok(Route::Health));
     if !public && !authenticated(app, headers) {
         return Err(ApiError::unauthorized());
+    }
+    if let Ok(Route::Object(t)) = &route {
+        if t.name.is_some() && t.sub.as_deref().is_some_and(crate::proxy::is_proxied) {
+            return crate::proxy::handle(
+                app.store.clone(),
+                &app.kubelet,
+                t,
+                method,
+                uri,
+                headers,
+                upgrade,
+            )
+            .await;
+        }
     }
     let mut q = Query::parse(uri);
     // Writes without a fieldManager are attributed to the client program,
@@ -347,13 +361,24 @@ async fn handle(
         Route::Object(t) => {
             let store = app.store.as_ref();
             let include = q.get("includeObject").unwrap_or("Metadata").to_string();
+            let query = |k: &str| q.get(k).map(String::from);
             match (method.clone(), t.name.is_some(), t.sub.as_deref()) {
+                (Method::POST, true, Some("binding")) => {
+                    crate::subresources::bind(store, &t, q.dry_run(), &body)
+                }
+                (Method::POST, true, Some("eviction")) => {
+                    crate::subresources::evict(store, &t, query, &body)
+                }
+                (_, true, Some("binding" | "eviction"))
+                | (Method::PATCH, true, Some("finalize")) => {
+                    Err(ApiError::method_not_allowed(method.as_str()))
+                }
                 (Method::GET, false, _) if q.flag("watch") => {
                     watch(app.store.clone(), &t, &q, as_table, &include)
                 }
                 (Method::GET, false, _) => list(store, &t, &q, as_table, &include),
                 (Method::POST, false, _) => create(store, &t, &q, &body),
-                (Method::DELETE, false, _) => delete_collection(store, &t, &q),
+                (Method::DELETE, false, _) => delete_collection(store, &t, &q, &body),
                 (Method::GET, true, Some("scale")) => {
                     let cur = get_current(store, &t)?;
                     Ok(ok(&to_scale(&cur.value)))
@@ -428,14 +453,29 @@ fn resource_list(g: &str, v: &str) -> ApiResult<Value> {
             "shortNames": k.short_names, "categories": k.categories,
         }));
         for sub in k.subresources {
+            // The verbs and kind of each subresource, as upstream lists them.
+            let (verbs, kind, gv): (&[&str], &str, Option<(&str, &str)>) = match *sub {
+                "scale" => (
+                    &["get", "patch", "update"],
+                    "Scale",
+                    Some(("autoscaling", "v1")),
+                ),
+                "binding" => (&["create"], "Binding", None),
+                "eviction" => (&["create"], "Eviction", Some(("policy", "v1"))),
+                "log" => (&["get"], "Pod", None),
+                "exec" => (&["create", "get"], "PodExecOptions", None),
+                "attach" => (&["create", "get"], "PodAttachOptions", None),
+                "portforward" => (&["create", "get"], "PodPortForwardOptions", None),
+                "finalize" => (&["update"], k.kind, None),
+                _ => (&["get", "patch", "update"], k.kind, None),
+            };
             let mut r = json!({
                 "name": format!("{}/{sub}", k.plural), "singularName": "",
-                "namespaced": k.namespaced, "kind": k.kind, "verbs": ["get", "patch", "update"],
+                "namespaced": k.namespaced, "kind": kind, "verbs": verbs,
             });
-            if *sub == "scale" {
-                r["group"] = json!("autoscaling");
-                r["version"] = json!("v1");
-                r["kind"] = json!("Scale");
+            if let Some((g, v)) = gv {
+                r["group"] = json!(g);
+                r["version"] = json!(v);
             }
             out.push(r);
         }
@@ -457,13 +497,13 @@ fn decode_json(body: &[u8]) -> ApiResult<Value> {
     })
 }
 
-fn store_err(t: &Target, name: &str) -> impl FnOnce(StoreError) -> ApiError {
+pub(crate) fn store_err(t: &Target, name: &str) -> impl FnOnce(StoreError) -> ApiError {
     let (g, p) = (t.kind.group, t.kind.plural);
     let name = name.to_string();
     move |e| ApiError::from_store(e, g, p, &name)
 }
 
-fn get_current(store: &dyn Store, t: &Target) -> ApiResult<Stored> {
+pub(crate) fn get_current(store: &dyn Store, t: &Target) -> ApiResult<Stored> {
     let name = t.name.as_deref().unwrap_or("");
     store
         .get(&t.kind.key(t.ns.as_deref(), name))
@@ -629,12 +669,13 @@ fn admit(t: &Target, q: &Query, mut obj: Value, name: &str) -> ApiResult<(Value,
     Ok((typed, warnings))
 }
 
-fn require_namespace(store: &dyn Store, t: &Target) -> ApiResult<()> {
+fn require_namespace(store: &dyn Store, t: &Target, name: &str) -> ApiResult<()> {
     if let (true, Some(ns)) = (t.kind.namespaced, &t.ns) {
         let nsk = resources::find("", "v1", "namespaces").expect("namespaces are served");
-        store
+        let nso = store
             .get(&nsk.key(None, ns))
             .map_err(|e| ApiError::from_store(e, "", "namespaces", ns))?;
+        delete::check_namespace_active(&nso.value, t, name)?;
     }
     Ok(())
 }
@@ -656,7 +697,6 @@ fn create_object(
     mut obj: Value,
     applied: bool,
 ) -> ApiResult<(Value, Vec<String>)> {
-    require_namespace(store, t)?;
     let m = obj.pointer("/metadata");
     let mut name = m
         .and_then(|m| m.get("name"))
@@ -683,6 +723,7 @@ fn create_object(
         }
         name = format!("{generate}{}", meta::name_suffix());
     }
+    require_namespace(store, t, &name)?;
     if let Some(rv) = m
         .and_then(|m| m.get("resourceVersion"))
         .and_then(Value::as_str)
@@ -797,6 +838,7 @@ fn write(
         if expected != cur.revision {
             return Err(ApiError::conflict(t.kind.group, t.kind.plural, &name));
         }
+        delete::check_new_finalizers(t, &cur.value, &obj)?;
         if q.dry_run() {
             return Ok(json_response(StatusCode::OK, &obj, &warnings));
         }
@@ -809,12 +851,9 @@ fn write(
             };
             return Ok(json_response(StatusCode::OK, &out, &warnings));
         }
-        // An object being deleted goes once its last finalizer is removed.
-        let finalized = obj.pointer("/metadata/deletionTimestamp").is_some()
-            && obj
-                .pointer("/metadata/finalizers")
-                .and_then(Value::as_array)
-                .is_none_or(|f| f.is_empty());
+        // An object being deleted goes once its last finalizer is removed
+        // (and its grace period is over).
+        let finalized = delete::should_delete_on_update(&cur.value, &obj);
         let result = if finalized {
             store.delete(&key, Some(expected))
         } else {
@@ -934,6 +973,7 @@ fn merge_system_fields(t: &Target, old: &Value, new: &mut Value) {
     }
     let has_status = t.kind.subresources.contains(&"status");
     match t.sub.as_deref() {
+        Some("finalize") => *new = delete::finalize(old, new),
         Some("status") => {
             let status = new.get("status").cloned();
             let mut kept = old.clone();
@@ -1012,108 +1052,45 @@ fn from_scale(obj: &Value, scale: &Value) -> ApiResult<Value> {
     Ok(out)
 }
 
-fn delete(store: &dyn Store, t: &Target, q: &Query, body: &[u8]) -> ApiResult<Response> {
+fn delete_options(q: &Query, body: &[u8]) -> ApiResult<DeleteOptions> {
     let opts: Value = if body.is_empty() {
         json!({})
     } else {
         decode_json(body)?
     };
-    let name = t.name.clone().unwrap_or_default();
+    DeleteOptions::parse(&opts, |k| q.get(k).map(String::from))
+}
+
+fn delete(store: &dyn Store, t: &Target, q: &Query, body: &[u8]) -> ApiResult<Response> {
+    let opts = delete_options(q, body)?;
     let cur = get_current(store, t)?;
-    let mut expected = Some(cur.revision);
-    if let Some(rv) = opts
-        .pointer("/preconditions/resourceVersion")
-        .and_then(Value::as_str)
-    {
-        expected = Some(rv.parse().map_err(|_| {
-            ApiError::bad_request("preconditions.resourceVersion must be a resource version")
-        })?);
-    }
-    if let Some(uid) = opts.pointer("/preconditions/uid").and_then(Value::as_str) {
-        if cur.value.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid) {
-            return Err(ApiError::conflict(t.kind.group, t.kind.plural, &name));
-        }
-    }
-    if q.dry_run() {
-        return Ok(ok(&cur.value));
-    }
-    let out = delete_object(store, t, &cur, expected)?;
+    let out = delete::delete_object(store, t, &cur, &opts)?;
     Ok(ok(&out))
 }
 
-/// Delete one object: finalizers make it wait (deletionTimestamp set),
-/// a namespace takes its contents with it.
-fn delete_object(
-    store: &dyn Store,
-    t: &Target,
-    cur: &Stored,
-    expected: Option<u64>,
-) -> ApiResult<Value> {
-    let name = cur.value["metadata"]["name"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
-    let has_finalizers = cur
-        .value
-        .pointer("/metadata/finalizers")
-        .and_then(Value::as_array)
-        .is_some_and(|f| !f.is_empty());
-    if has_finalizers {
-        if cur.value.pointer("/metadata/deletionTimestamp").is_some() {
-            return Ok(cur.value.clone());
-        }
-        let mut v = cur.value.clone();
-        v["metadata"]["deletionTimestamp"] = json!(meta::now());
-        v["metadata"]["deletionGracePeriodSeconds"] = json!(0);
-        return store
-            .update(&cur.key, &v, expected)
-            .map(|s| s.value)
-            .map_err(store_err(t, &name));
-    }
-    if t.kind.plural == "namespaces" && t.kind.group.is_empty() {
-        for k in KINDS.iter().filter(|k| k.namespaced) {
-            let inner = Target {
-                kind: k,
-                ns: Some(name.clone()),
-                name: None,
-                sub: None,
-            };
-            let items = store
-                .list(&k.ns_prefix(Some(&name)), &ListOptions::default())
-                .map_err(store_err(&inner, ""))?;
-            for item in items.items {
-                match store.delete(&item.key, None) {
-                    Ok(_) | Err(StoreError::NotFound { .. }) => {}
-                    Err(e) => return Err(store_err(&inner, "")(e)),
-                }
-            }
-        }
-    }
-    store
-        .delete(&cur.key, expected)
-        .map(|s| s.value)
-        .map_err(store_err(t, &name))
-}
-
-fn delete_collection(store: &dyn Store, t: &Target, q: &Query) -> ApiResult<Response> {
+fn delete_collection(store: &dyn Store, t: &Target, q: &Query, body: &[u8]) -> ApiResult<Response> {
     let (labels, fields) = selectors(q)?;
     let opts = ListOptions {
         labels,
         fields,
         ..Default::default()
     };
+    let dopts = delete_options(q, body)?;
     let res = store
         .list(&t.kind.ns_prefix(t.ns.as_deref()), &opts)
         .map_err(store_err(t, ""))?;
     let mut items = Vec::new();
     for item in &res.items {
-        if q.dry_run() {
-            items.push(item.value.clone());
-            continue;
-        }
-        match delete_object(store, t, item, None) {
+        let name = item.value["metadata"]["name"].as_str().map(String::from);
+        let one = Target {
+            kind: t.kind,
+            ns: t.ns.clone(),
+            name,
+            sub: None,
+        };
+        match delete::delete_object(store, &one, item, &dopts) {
             Ok(v) => items.push(v),
-            Err(e) if e.code == 404 => {}
+            Err(e) if e.code == 404 || e.code == 409 => {}
             Err(e) => return Err(e),
         }
     }

@@ -6,14 +6,17 @@
 //! check, defaults, table columns) lives in [`resources`].
 
 pub mod certs;
+mod delete;
 mod handler;
 mod meta;
 mod openapi;
 mod patch;
 mod protobuf;
+mod proxy;
 pub mod resources;
 mod ssa;
 mod status;
+mod subresources;
 mod table;
 
 use std::net::SocketAddr;
@@ -57,6 +60,9 @@ impl Paths {
     pub fn pid(&self) -> PathBuf {
         self.dir().join("apiserver.pid")
     }
+    pub fn kubelet_client_token(&self) -> PathBuf {
+        self.pki().join(certs::KUBELET_CLIENT_TOKEN)
+    }
     pub fn kubeconfig(&self) -> PathBuf {
         self.root.join("kubeconfig")
     }
@@ -66,6 +72,8 @@ impl Paths {
 pub struct App {
     pub store: Arc<dyn Store>,
     pub token: String,
+    /// TLS and credentials for the kubelets (logs, exec, attach, port-forward).
+    pub kubelet: proxy::KubeletClient,
 }
 
 /// Start the API server on `addr` (port 0 picks a free one), writing the
@@ -104,6 +112,7 @@ pub async fn run(
     let app = Arc::new(App {
         store,
         token: pki.token.clone(),
+        kubelet: proxy::KubeletClient::new(&pki.ca_cert, &pki.kubelet_token)?,
     });
     tokio::spawn(compact_periodically(app.store.clone(), compaction));
     let router = handler::router(app);

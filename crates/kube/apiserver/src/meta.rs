@@ -16,6 +16,16 @@ pub fn now() -> String {
         .unwrap_or_default()
 }
 
+/// `secs` seconds from now, as Kubernetes writes times (a graceful
+/// deletion's deletionTimestamp is when the grace period ends).
+pub fn now_plus(secs: i64) -> String {
+    let t = OffsetDateTime::now_utc() + time::Duration::seconds(secs);
+    t.replace_nanosecond(0)
+        .unwrap_or(t)
+        .format(&Rfc3339)
+        .unwrap_or_default()
+}
+
 /// Seconds since an RFC 3339 time (None if it does not parse).
 pub fn age_seconds(ts: &str) -> Option<i64> {
     let t = OffsetDateTime::parse(ts, &Rfc3339).ok()?;

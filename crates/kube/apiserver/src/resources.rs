@@ -107,7 +107,7 @@ pub static KINDS: &[Kind] = &[
         ns = false,
         short = &["ns"],
         cat = NONE,
-        sub = &["status"],
+        sub = &["status", "finalize"],
         names = Label,
         gen = false
     ),
@@ -146,7 +146,15 @@ pub static KINDS: &[Kind] = &[
         ns = true,
         short = &["po"],
         cat = ALL,
-        sub = &["status"],
+        sub = &[
+            "status",
+            "binding",
+            "eviction",
+            "log",
+            "exec",
+            "attach",
+            "portforward"
+        ],
         names = Subdomain,
         gen = false
     ),

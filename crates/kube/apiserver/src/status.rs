@@ -93,6 +93,54 @@ impl ApiError {
         .with_details(group, plural, name)
     }
 
+    /// 409 for a failed delete precondition (uid or resourceVersion).
+    pub fn precondition_failed(group: &str, plural: &str, name: &str, why: String) -> Self {
+        Self::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {} {}: {why}",
+                qualified(group, plural),
+                quoted(name)
+            ),
+        )
+        .with_details(group, plural, name)
+    }
+
+    /// 409 for a conflict a subresource reports in its own words
+    /// (`pods/binding`: "pod x is already assigned to node ...").
+    pub fn conflict_msg(group: &str, resource: &str, name: &str, why: String) -> Self {
+        Self::precondition_failed(group, resource, name, why)
+    }
+
+    /// 422 for invalid DeleteOptions.
+    pub fn invalid_options(cause: String) -> Self {
+        Self::new(
+            422,
+            "Invalid",
+            format!("DeleteOptions.meta.k8s.io \"\" is invalid: {cause}"),
+        )
+    }
+
+    /// 403 for a create in a namespace that is being deleted.
+    pub fn namespace_terminating(group: &str, plural: &str, name: &str, ns: &str) -> Self {
+        let mut e = Self::new(
+            403,
+            "Forbidden",
+            format!(
+                "{} {} is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                qualified(group, plural),
+                quoted(name)
+            ),
+        );
+        e.details = Some(json!({
+            "name": name, "group": group, "kind": plural,
+            "causes": [{"reason": "NamespaceTerminating", "field": "metadata.namespace",
+                        "message": format!("namespace {ns} is being terminated")}],
+        }));
+        e
+    }
+
     /// 409 for a server-side apply that would take fields other managers own.
     pub fn apply_conflict(
         group: &str,
