@@ -79,6 +79,8 @@ impl Drop for Registry {
 /// `hako kube up` in a temp root with a loopback registry holding busybox. Drop stops
 /// the control plane (and its CRI, kubelet, scheduler), then resets the root.
 struct Cluster {
+    /// A containerd the node uses instead of `hako cri serve` (stopped after the pods).
+    containerd: Option<Containerd>,
     up: Option<Child>,
     extra: Vec<Child>,
     /// Other hako roots the test used (a second node): reset on drop.
@@ -91,6 +93,19 @@ struct Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        if let Some(ctd) = &self.containerd {
+            // The kubelet removes the pods' sandboxes (and their netns) through CRI.
+            let _ = self.kubectl(
+                &["delete", "pods", "--all", "--wait=true", "--timeout=60s"],
+                None,
+            );
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !ctd.ctr(&["containers", "ls", "-q"]).trim().is_empty()
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
         for c in self.extra.iter_mut().rev() {
             terminate(c);
         }
@@ -110,6 +125,9 @@ impl Drop for Cluster {
                 }
             }
         }
+        if let Some(mut ctd) = self.containerd.take() {
+            ctd.stop();
+        }
         for r in &self.others {
             let _ = Command::new(hako())
                 .arg("--root")
@@ -126,12 +144,41 @@ impl Cluster {
     }
 
     fn up_with(args: &[&str]) -> Cluster {
+        Cluster::start(args, false)
+    }
+
+    /// `hako kube up` on a Debian containerd 1.6 (its CRI plugin) instead of hako's CRI.
+    fn up_on_containerd() -> Cluster {
+        Cluster::start(&[], true)
+    }
+
+    fn start(args: &[&str], on_containerd: bool) -> Cluster {
         let root = Root::new();
         let reg = Registry::start(root.dir());
         let image = format!("{}/kube/busybox:1", reg.addr);
         root.ok(&["tag", "busybox", &image]);
         root.ok(&["push", &image]);
         root.ok(&["rmi", &image]);
+        let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let containerd = on_containerd.then(|| {
+            // containerd's sandbox ("pause") image: busybox sleeping, from the registry.
+            let tar = root.dir().join("busybox.tar");
+            let pause = format!("{}/kube/pause:1", reg.addr);
+            root.ok(&[
+                "import",
+                tar.to_str().unwrap(),
+                "-c",
+                r#"CMD ["/bin/sleep", "1000000000"]"#,
+                &pause,
+            ]);
+            root.ok(&["push", &pause]);
+            let ctd = Containerd::start(&root.dir().join("containerd"), &pause, &reg.addr);
+            args.extend([
+                "--container-runtime-endpoint".to_string(),
+                format!("unix://{}", ctd.socket().display()),
+            ]);
+            ctd
+        });
         let mut up = Command::new(hako())
             .arg("--root")
             .arg(root.root())
@@ -151,6 +198,7 @@ impl Cluster {
             }
         });
         let c = Cluster {
+            containerd,
             up: Some(up),
             extra: Vec::new(),
             others: Vec::new(),
@@ -158,7 +206,10 @@ impl Cluster {
             _reg: reg,
             root,
         };
-        assert!(line.starts_with("API server listening on"), "kube up: {line:?}");
+        assert!(
+            line.starts_with("API server listening on"),
+            "kube up: {line:?}"
+        );
         wait_for("the node to be Ready", || c.node_ready(&c.node_name()));
         c
     }
@@ -311,13 +362,23 @@ fn pod_runs_init_containers_in_order_and_gets_ready_with_an_ip() {
         assert!(conds.contains(&t), "{conds:?}");
     }
     let addrs = n["status"]["addresses"].to_string();
-    assert!(addrs.contains("InternalIP") && addrs.contains("Hostname"), "{addrs}");
+    assert!(
+        addrs.contains("InternalIP") && addrs.contains("Hostname"),
+        "{addrs}"
+    );
     assert!(n["status"]["nodeInfo"]["containerRuntimeVersion"]
         .as_str()
         .unwrap()
         .starts_with("hako://"));
-    assert!(n["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"].as_i64().unwrap() > 0);
-    let lease = c.json(&["-n", "kube-node-lease", "get", "lease", &node]).unwrap();
+    assert!(
+        n["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+            .as_i64()
+            .unwrap()
+            > 0
+    );
+    let lease = c
+        .json(&["-n", "kube-node-lease", "get", "lease", &node])
+        .unwrap();
     assert_eq!(lease["spec"]["holderIdentity"], node.as_str());
 
     c.apply(&format!(
@@ -372,14 +433,19 @@ spec:
         phase(p) == "Running"
             && p["status"]["containerStatuses"]
                 .as_array()
-                .is_some_and(|s| s.len() == 2 && s.iter().all(|s| s["state"]["running"].is_object()))
+                .is_some_and(|s| {
+                    s.len() == 2 && s.iter().all(|s| s["state"]["running"].is_object())
+                })
             && p["status"]["containerStatuses"][0]["ready"] == true
     });
     assert_eq!(condition(&pod, "Ready")["status"], "False", "{pod}");
     assert_eq!(condition(&pod, "Ready")["reason"], "ContainersNotReady");
     assert_eq!(condition(&pod, "Initialized")["status"], "True");
     assert_eq!(condition(&pod, "PodScheduled")["status"], "True");
-    assert_eq!(condition(&pod, "PodReadyToStartContainers")["status"], "True");
+    assert_eq!(
+        condition(&pod, "PodReadyToStartContainers")["status"],
+        "True"
+    );
     assert_eq!(pod["status"]["qosClass"], "Burstable");
     assert!(pod["status"]["startTime"].is_string());
     assert!(pod["status"]["hostIP"].is_string());
@@ -395,7 +461,9 @@ spec:
 
     // The gate opens from the host side of the emptyDir: the pod turns Ready.
     std::fs::write(c.empty_dir(&pod, "gate").join("ready"), "").unwrap();
-    c.wait_pod("web", "Ready", |p| condition(p, "Ready")["status"] == "True");
+    c.wait_pod("web", "Ready", |p| {
+        condition(p, "Ready")["status"] == "True"
+    });
 
     // The pod answers on its IP: env expanded, init containers ran in order.
     let page = Command::new("wget")
@@ -407,14 +475,28 @@ spec:
         "hello from web in default\nfirst\nsecond\n"
     );
     // Events kubectl describe shows.
-    let events = c.ok(&["get", "events", "--field-selector", "involvedObject.name=web"]);
+    let events = c.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=web",
+    ]);
     for r in ["Scheduled", "Pulling", "Pulled", "Created", "Started"] {
         assert!(events.contains(r), "{r}: {events}");
     }
     // The cgroup limits went through CRI.
-    let id = cs["containerID"].as_str().unwrap().trim_start_matches("hako://").to_string();
+    let id = cs["containerID"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("hako://")
+        .to_string();
     let inspect = c.root.inspect(&id);
-    assert_eq!(inspect["HostConfig"]["Memory"], 64 << 20, "{}", inspect["HostConfig"]);
+    assert_eq!(
+        inspect["HostConfig"]["Memory"],
+        64 << 20,
+        "{}",
+        inspect["HostConfig"]
+    );
 }
 
 #[test]
@@ -458,8 +540,16 @@ spec:
     assert_ne!(s["containerID"], first);
     assert_eq!(s["lastState"]["terminated"]["exitCode"], 137, "{s}");
     assert_eq!(s["lastState"]["terminated"]["containerID"], first);
-    let events = c.ok(&["get", "events", "--field-selector", "involvedObject.name=live"]);
-    assert!(events.contains("Unhealthy") && events.contains("Liveness probe failed"), "{events}");
+    let events = c.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=live",
+    ]);
+    assert!(
+        events.contains("Unhealthy") && events.contains("Liveness probe failed"),
+        "{events}"
+    );
     assert!(events.contains("Killing"), "{events}");
 }
 
@@ -472,23 +562,32 @@ fn restart_policies_end_in_succeeded_or_failed() {
             c.image
         )
     };
-    c.apply(&(pod("never-fails", "Never", "exit 3")
-        + &pod("onfailure-ok", "OnFailure", "echo done")
-        + &pod("onfailure-retries", "OnFailure", "exit 1")
-        + &pod("always-ok", "Always", "exit 0")));
+    c.apply(
+        &(pod("never-fails", "Never", "exit 3")
+            + &pod("onfailure-ok", "OnFailure", "echo done")
+            + &pod("onfailure-retries", "OnFailure", "exit 1")
+            + &pod("always-ok", "Always", "exit 0")),
+    );
     let p = c.wait_pod("never-fails", "Failed", |p| phase(p) == "Failed");
     let t = &p["status"]["containerStatuses"][0]["state"]["terminated"];
-    assert_eq!((t["exitCode"].as_i64(), t["reason"].as_str()), (Some(3), Some("Error")));
+    assert_eq!(
+        (t["exitCode"].as_i64(), t["reason"].as_str()),
+        (Some(3), Some("Error"))
+    );
     assert_eq!(p["status"]["containerStatuses"][0]["restartCount"], 0);
     let p = c.wait_pod("onfailure-ok", "Succeeded", |p| phase(p) == "Succeeded");
     let t = &p["status"]["containerStatuses"][0]["state"]["terminated"];
-    assert_eq!((t["exitCode"].as_i64(), t["reason"].as_str()), (Some(0), Some("Completed")));
+    assert_eq!(
+        (t["exitCode"].as_i64(), t["reason"].as_str()),
+        (Some(0), Some("Completed"))
+    );
     assert_eq!(condition(&p, "Ready")["reason"], "PodCompleted");
     // OnFailure and Always restart (the second restart waits in CrashLoopBackOff).
     for name in ["onfailure-retries", "always-ok"] {
         let p = c.wait_pod(name, "restarted and backing off", |p| {
             p["status"]["containerStatuses"][0]["restartCount"].as_i64() >= Some(1)
-                && p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+                && p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"]
+                    == "CrashLoopBackOff"
         });
         assert_eq!(phase(&p), "Running", "{p}");
         assert!(p["status"]["containerStatuses"][0]["lastState"]["terminated"].is_object());
@@ -530,13 +629,17 @@ spec:
         host = host.display()
     ));
     let pod = c.wait_pod("graceful", "running", |p| phase(p) == "Running");
-    wait_for("postStart", || std::fs::read_to_string(host.join("hooks")).is_ok_and(|s| s == "poststart\n"));
+    wait_for("postStart", || {
+        std::fs::read_to_string(host.join("hooks")).is_ok_and(|s| s == "poststart\n")
+    });
     let pod_dir = c
         .root
         .root()
         .join("kube/kubelet/pods")
         .join(pod["metadata"]["uid"].as_str().unwrap());
-    assert!(pod_dir.join("volumes/kubernetes.io~empty-dir/scratch").is_dir());
+    assert!(pod_dir
+        .join("volumes/kubernetes.io~empty-dir/scratch")
+        .is_dir());
     assert_eq!(c.engine_containers(&c.root.root(), "graceful").len(), 2);
     c.ok(&["delete", "pod", "graceful", "--wait=true"]);
     wait_for("the pod's containers and sandbox to go", || {
@@ -557,7 +660,9 @@ fn unschedulable_pod_gets_the_condition_then_runs_when_a_node_fits() {
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: picky}}\nspec:\n  nodeSelector: {{disk: ssd}}\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {{name: c, image: {}, command: [\"sleep\", \"100000\"]}}\n",
         c.image
     ));
-    let p = c.wait_pod("picky", "Unschedulable", |p| condition(p, "PodScheduled")["reason"] == "Unschedulable");
+    let p = c.wait_pod("picky", "Unschedulable", |p| {
+        condition(p, "PodScheduled")["reason"] == "Unschedulable"
+    });
     assert_eq!(condition(&p, "PodScheduled")["status"], "False");
     assert_eq!(
         condition(&p, "PodScheduled")["message"],
@@ -565,15 +670,25 @@ fn unschedulable_pod_gets_the_condition_then_runs_when_a_node_fits() {
     );
     assert_eq!(phase(&p), "Pending");
     assert!(p["spec"]["nodeName"].is_null());
-    let events = c.ok(&["get", "events", "--field-selector", "involvedObject.name=picky"]);
+    let events = c.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=picky",
+    ]);
     assert!(events.contains("FailedScheduling"), "{events}");
     // A pod that asks for more cpu than the node has stays pending too.
     c.apply(&format!(
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: greedy}}\nspec:\n  containers:\n  - {{name: c, image: {}, command: [\"sleep\", \"1\"], resources: {{requests: {{cpu: \"1000\"}}}}}}\n",
         c.image
     ));
-    let p = c.wait_pod("greedy", "Unschedulable", |p| condition(p, "PodScheduled")["reason"] == "Unschedulable");
-    assert!(condition(&p, "PodScheduled")["message"].as_str().unwrap().contains("Insufficient cpu"));
+    let p = c.wait_pod("greedy", "Unschedulable", |p| {
+        condition(p, "PodScheduled")["reason"] == "Unschedulable"
+    });
+    assert!(condition(&p, "PodScheduled")["message"]
+        .as_str()
+        .unwrap()
+        .contains("Insufficient cpu"));
     // The node gets the label: the scheduler binds the pod and it runs there.
     c.ok(&["label", "node", &node, "disk=ssd"]);
     let p = c.wait_pod("picky", "running", |p| phase(p) == "Running");
@@ -586,7 +701,9 @@ fn unschedulable_pod_gets_the_condition_then_runs_when_a_node_fits() {
         img = c.image
     ));
     c.wait_pod("tolerant", "running", |p| phase(p) == "Running");
-    let p = c.wait_pod("intolerant", "Unschedulable", |p| condition(p, "PodScheduled")["reason"] == "Unschedulable");
+    let p = c.wait_pod("intolerant", "Unschedulable", |p| {
+        condition(p, "PodScheduled")["reason"] == "Unschedulable"
+    });
     assert!(condition(&p, "PodScheduled")["message"]
         .as_str()
         .unwrap()
@@ -611,18 +728,24 @@ fn static_pod_runs_with_a_mirror_pod() {
     .unwrap();
     let mirror = format!("static-web-{node}");
     let p = c.wait_pod(&mirror, "running", |p| phase(p) == "Running");
-    assert!(p["metadata"]["annotations"]["kubernetes.io/config.mirror"].is_string(), "{p}");
+    assert!(
+        p["metadata"]["annotations"]["kubernetes.io/config.mirror"].is_string(),
+        "{p}"
+    );
     assert_eq!(p["metadata"]["ownerReferences"][0]["kind"], "Node");
     assert_eq!(p["spec"]["nodeName"], node.as_str());
     let first = p["metadata"]["uid"].clone();
     // Deleting the mirror does not stop the static pod: the kubelet recreates the mirror.
     c.ok(&["delete", "pod", &mirror]);
-    c.wait_pod(&mirror, "mirrored again", |p| p["metadata"]["uid"] != first && phase(p) == "Running");
+    c.wait_pod(&mirror, "mirrored again", |p| {
+        p["metadata"]["uid"] != first && phase(p) == "Running"
+    });
     assert_eq!(c.engine_containers(&c.root.root(), &mirror).len(), 2);
     // Removing the file stops the pod and removes the mirror.
     std::fs::remove_file(&file).unwrap();
     wait_for("the static pod to go", || {
-        c.engine_containers(&c.root.root(), &mirror).is_empty() && c.json(&["get", "pod", &mirror]).is_none()
+        c.engine_containers(&c.root.root(), &mirror).is_empty()
+            && c.json(&["get", "pod", &mirror]).is_none()
     });
 }
 
@@ -636,7 +759,11 @@ fn kubelet_restart_adopts_running_pods() {
     let p = c.wait_pod("keeper", "running", |p| phase(p) == "Running");
     let id = p["status"]["containerStatuses"][0]["containerID"].clone();
     let pidfile = c.root.root().join("kube/kubelet.pid");
-    let old: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    let old: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     // SAFETY: kill(2) on the kubelet this test's control plane started.
     unsafe {
         libc::kill(old, libc::SIGKILL);
@@ -670,7 +797,10 @@ fn second_kubelet_is_a_second_node_and_node_selector_picks_it() {
     let conf = c.root.dir().join("cri2.toml");
     std::fs::write(
         &conf,
-        format!("cni_conf_dir = {:?}\n", c.root.dir().join("net2.d").display().to_string()),
+        format!(
+            "cni_conf_dir = {:?}\n",
+            c.root.dir().join("net2.d").display().to_string()
+        ),
     )
     .unwrap();
     c.others.push(root2.clone());
@@ -721,8 +851,13 @@ fn second_kubelet_is_a_second_node_and_node_selector_picks_it() {
     // Whichever two the scheduler takes first land on different nodes; the third fits nowhere.
     let mut pods = Vec::new();
     wait_for("two spread pods bound and one unschedulable", || {
-        pods = ["spread-a", "spread-b", "spread-c"].map(|n| c.pod(n)).to_vec();
-        let bound = pods.iter().filter(|p| p["spec"]["nodeName"].is_string()).count();
+        pods = ["spread-a", "spread-b", "spread-c"]
+            .map(|n| c.pod(n))
+            .to_vec();
+        let bound = pods
+            .iter()
+            .filter(|p| p["spec"]["nodeName"].is_string())
+            .count();
         let refused = pods
             .iter()
             .filter(|p| condition(p, "PodScheduled")["reason"] == "Unschedulable")
@@ -731,12 +866,171 @@ fn second_kubelet_is_a_second_node_and_node_selector_picks_it() {
     });
     let nodes: Vec<&Value> = pods
         .iter()
-        .filter_map(|p| p["spec"]["nodeName"].is_string().then_some(&p["spec"]["nodeName"]))
+        .filter_map(|p| {
+            p["spec"]["nodeName"]
+                .is_string()
+                .then_some(&p["spec"]["nodeName"])
+        })
         .collect();
     assert_ne!(nodes[0], nodes[1]);
-    let third = pods.iter().find(|p| p["spec"]["nodeName"].is_null()).unwrap();
+    let third = pods
+        .iter()
+        .find(|p| p["spec"]["nodeName"].is_null())
+        .unwrap();
     assert!(condition(third, "PodScheduled")["message"]
         .as_str()
         .unwrap()
         .contains("anti-affinity"));
+}
+
+/// Debian's containerd 1.6 with its CRI plugin in a temp directory: its own socket, a
+/// CNI bridge of its own (removed on stop), plain HTTP to the loopback registry.
+struct Containerd {
+    dir: PathBuf,
+    child: Option<Child>,
+    bridge: String,
+}
+
+impl Containerd {
+    fn start(dir: &Path, pause: &str, registry: &str) -> Containerd {
+        std::fs::create_dir_all(dir.join("net.d")).unwrap();
+        let id = std::process::id();
+        let bridge = format!("hkc{}", id % 1_000_000);
+        std::fs::write(
+            dir.join("net.d/10-test.conflist"),
+            format!(
+                r#"{{"cniVersion": "0.4.0", "name": "hkc-{id}", "plugins": [{{"type": "bridge", "bridge": "{bridge}", "isGateway": true, "ipMasq": false, "ipam": {{"type": "host-local", "ranges": [[{{"subnet": "10.{}.{}.0/24"}}]], "dataDir": "{}"}}}}]}}"#,
+                100 + (id / 256) % 100,
+                id % 256,
+                dir.join("ipam").display()
+            ),
+        )
+        .unwrap();
+        let d = dir.display();
+        let config = format!(
+            r#"version = 2
+root = "{d}/root"
+state = "{d}/state"
+disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
+                    "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
+[grpc]
+  address = "{d}/containerd.sock"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{d}/opt"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{pause}"
+  # No CAP_SYS_RESOURCE here: nothing may get an oom_score_adj below ours.
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "{d}/net.d"
+  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."{registry}"]
+    endpoint = ["http://{registry}"]
+"#
+        );
+        std::fs::write(dir.join("config.toml"), config).unwrap();
+        let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(dir.join("config.toml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting containerd (install Debian's containerd)");
+        let c = Containerd {
+            dir: dir.to_path_buf(),
+            child: Some(child),
+            bridge,
+        };
+        wait_for("containerd's socket", || {
+            std::os::unix::net::UnixStream::connect(c.socket()).is_ok()
+        });
+        c
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("containerd.sock")
+    }
+
+    fn ctr(&self, args: &[&str]) -> String {
+        let out = Command::new("ctr")
+            .arg("--address")
+            .arg(self.socket())
+            .args(["--namespace", "k8s.io"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Kill what is left (a failed test), stop containerd, remove the bridge.
+    fn stop(&mut self) {
+        for id in self.ctr(&["containers", "ls", "-q"]).lines() {
+            let _ = self.ctr(&["tasks", "kill", "-s", "SIGKILL", id]);
+            let _ = self.ctr(&["tasks", "delete", "-f", id]);
+            let _ = self.ctr(&["containers", "delete", id]);
+        }
+        if let Some(mut c) = self.child.take() {
+            terminate(&mut c);
+        }
+        let _ = Command::new("ip")
+            .args(["link", "delete", "dev", &self.bridge])
+            .output();
+    }
+}
+
+#[test]
+fn kubelet_runs_a_pod_on_containerd() {
+    let c = Cluster::up_on_containerd();
+    let n = c.json(&["get", "node", &c.node_name()]).unwrap();
+    assert!(
+        n["status"]["nodeInfo"]["containerRuntimeVersion"]
+            .as_str()
+            .unwrap()
+            .starts_with("containerd://1.6"),
+        "{}",
+        n["status"]["nodeInfo"]
+    );
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: on-containerd}}
+spec:
+  terminationGracePeriodSeconds: 1
+  initContainers:
+  - {{name: init, image: {img}, command: ["sh", "-c", "echo init > /work/init"], volumeMounts: [{{name: work, mountPath: /work}}]}}
+  containers:
+  - name: c
+    image: {img}
+    command: ["sh", "-c", "echo hi from $(POD_NAME); cat /work/init; exec sleep 100000"]
+    env: [{{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}]
+    volumeMounts: [{{name: work, mountPath: /work}}]
+    readinessProbe: {{exec: {{command: ["test", "-e", "/work/init"]}}, periodSeconds: 1}}
+  volumes: [{{name: work, emptyDir: {{}}}}]
+"#,
+        img = c.image
+    ));
+    let p = c.wait_pod("on-containerd", "Ready", |p| {
+        condition(p, "Ready")["status"] == "True"
+    });
+    assert!(
+        p["status"]["podIP"].as_str().unwrap().starts_with("10."),
+        "{p}"
+    );
+    assert!(p["status"]["containerStatuses"][0]["containerID"]
+        .as_str()
+        .unwrap()
+        .starts_with("containerd://"));
+    // The logs come from containerd's log file, through the API server and the kubelet.
+    wait_for("the pod's log", || {
+        c.kubectl(&["logs", "on-containerd"], None).stdout == b"hi from on-containerd\ninit\n"
+    });
+    c.ok(&["delete", "pod", "on-containerd", "--wait=true"]);
+    let ctd = c.containerd.as_ref().unwrap();
+    wait_for("containerd to have no containers", || {
+        ctd.ctr(&["containers", "ls", "-q"]).trim().is_empty()
+    });
 }

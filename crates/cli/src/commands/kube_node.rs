@@ -33,9 +33,10 @@ pub struct KubeletArgs {
     /// A directory of static Pod manifests (YAML or JSON).
     #[arg(long, value_name = "DIR")]
     pod_manifest_path: Option<PathBuf>,
-    /// The bearer token the API server presents (default $ROOT/kube/pki/kubelet-client.token).
-    #[arg(long, value_name = "FILE")]
-    client_token_file: Option<PathBuf>,
+    /// The cluster's PKI (default $ROOT/kube/pki): its CA signs the kubelet's serving
+    /// certificate; its kubelet-client.token is the only token the kubelet accepts.
+    #[arg(long, value_name = "DIR")]
+    pki_dir: Option<PathBuf>,
     /// Stop every pod when the kubelet stops (default: leave them running, as upstream).
     #[arg(long)]
     stop_pods_on_exit: bool,
@@ -83,10 +84,7 @@ pub fn kubelet(g: &Global, a: KubeletArgs) -> Result<()> {
         root: a.root_dir.unwrap_or_else(|| kube_dir(g).join("kubelet")),
         port: a.port,
         pod_manifest_path: a.pod_manifest_path,
-        client_token_file: Some(
-            a.client_token_file
-                .unwrap_or_else(|| kube_dir(g).join("pki/kubelet-client.token")),
-        ),
+        pki_dir: Some(a.pki_dir.unwrap_or_else(|| kube_dir(g).join("pki"))),
         stop_pods_on_exit: a.stop_pods_on_exit,
     };
     hako_kube_kubelet::run_kubelet(opts, |node, port| {

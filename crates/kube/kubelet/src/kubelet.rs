@@ -33,8 +33,9 @@ pub struct KubeletOptions {
     /// The HTTPS port of the kubelet server (logs, exec, attach, port-forward).
     pub port: u16,
     pub pod_manifest_path: Option<PathBuf>,
-    /// The bearer token the API server presents to the kubelet server.
-    pub client_token_file: Option<PathBuf>,
+    /// The cluster's PKI directory (`$ROOT/kube/pki`): the CA that signs the kubelet's
+    /// serving certificate and `kubelet-client.token`, the only token the server accepts.
+    pub pki_dir: Option<PathBuf>,
     /// Stop every pod on SIGTERM (upstream leaves them running).
     pub stop_pods_on_exit: bool,
 }
@@ -126,7 +127,7 @@ async fn start(opts: &KubeletOptions) -> Result<Arc<Kubelet>> {
     if let Some(dir) = &opts.pod_manifest_path {
         tokio::spawn(k.clone().static_pods_loop(dir.clone()));
     }
-    crate::server::spawn(k.clone(), listener, opts.client_token_file.clone()).await?;
+    crate::server::spawn(k.clone(), listener, opts.pki_dir.clone()).await?;
     // Sandboxes of pods this kubelet no longer has go once the first list is in.
     let k2 = k.clone();
     let has_static = opts.pod_manifest_path.is_some();

@@ -31,30 +31,31 @@ fn err(code: StatusCode, msg: impl Into<String>) -> Response {
     (code, msg.into()).into_response()
 }
 
-/// The serving certificate: self-signed for the node name, its IP and loopback,
-/// generated once under the kubelet root.
-fn serving_cert(k: &Kubelet) -> Result<(Vec<u8>, Vec<u8>)> {
-    let dir = k.root.join("pki");
-    let (crt, key) = (dir.join("kubelet.crt"), dir.join("kubelet.key"));
-    if let (Ok(c), Ok(kk)) = (std::fs::read(&crt), std::fs::read(&key)) {
-        return Ok((c, kk));
+/// The serving certificate: signed by the cluster CA when its key is in `pki_dir` (the
+/// API server trusts only that), else self-signed (logs/exec through the API server
+/// then fail its verification, which the log says).
+fn serving_cert(k: &Kubelet, pki_dir: Option<&std::path::Path>) -> Result<(Vec<u8>, Vec<u8>)> {
+    let mut ips: Vec<std::net::IpAddr> = vec![std::net::Ipv4Addr::LOCALHOST.into()];
+    if let Ok(ip) = k.host_ip.parse() {
+        ips.insert(0, ip);
     }
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let names = vec![
-        k.node_name.clone(),
-        k.host_ip.clone(),
-        "127.0.0.1".into(),
-        "localhost".into(),
-    ];
+    if let Some(dir) = pki_dir.filter(|d| d.join("ca.key").exists()) {
+        let (c, key) =
+            hako_kube_apiserver::certs::issue_kubelet_serving_cert(dir, &k.node_name, &ips)?;
+        return Ok((c.into_bytes(), key.into_bytes()));
+    }
+    tracing::warn!(
+        "no cluster CA key{}: the kubelet serves a self-signed certificate the API server will not trust",
+        pki_dir.map(|d| format!(" in {}", d.display())).unwrap_or_default()
+    );
+    let mut names = vec![k.node_name.clone(), "localhost".to_string()];
+    names.extend(ips.iter().map(|i| i.to_string()));
     let ck = rcgen::generate_simple_self_signed(names)
         .context("generating the kubelet's serving certificate")?;
-    let (c, kk) = (ck.cert.pem(), ck.key_pair.serialize_pem());
-    for (p, data) in [(&crt, c.as_bytes()), (&key, kk.as_bytes())] {
-        let tmp = p.with_extension("tmp");
-        std::fs::write(&tmp, data).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, p).with_context(|| format!("writing {}", p.display()))?;
-    }
-    Ok((c.into_bytes(), kk.into_bytes()))
+    Ok((
+        ck.cert.pem().into_bytes(),
+        ck.key_pair.serialize_pem().into_bytes(),
+    ))
 }
 
 /// Bind the server's port (0: any free one) before the node registers it.
@@ -70,9 +71,10 @@ pub fn bind(port: u16) -> Result<std::net::TcpListener> {
 pub async fn spawn(
     k: Arc<Kubelet>,
     listener: std::net::TcpListener,
-    token_file: Option<PathBuf>,
+    pki_dir: Option<PathBuf>,
 ) -> Result<()> {
-    let (c, key) = serving_cert(&k)?;
+    let (c, key) = serving_cert(&k, pki_dir.as_deref())?;
+    let token_file = pki_dir.map(|d| d.join("kubelet-client.token"));
     let tls = axum_server::tls_rustls::RustlsConfig::from_pem(c, key)
         .await
         .context("loading the kubelet's serving certificate")?;
@@ -500,7 +502,7 @@ async fn forward(
     };
     let ports: Vec<i32> = query(&raw)
         .iter()
-        .filter(|(n, _)| n == "port")
+        .filter(|(n, _)| n == "ports" || n == "port")
         .filter_map(|(_, v)| v.parse().ok())
         .collect();
     let sandboxes =
