@@ -286,7 +286,7 @@ impl Kubelet {
                 pod_ref(pod, Some(format!("spec.containers{{{}}}", c.name))),
                 "Normal",
                 "Killing",
-                format!("{reason}"),
+                reason.to_string(),
             );
             let pre = c
                 .lifecycle

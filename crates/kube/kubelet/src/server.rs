@@ -334,7 +334,7 @@ async fn container_logs(
                 }
             }
             checks += 1;
-            if checks % 5 == 0 {
+            if checks.is_multiple_of(5) {
                 let st = k
                     .cri
                     .rt
