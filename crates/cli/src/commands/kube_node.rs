@@ -68,6 +68,12 @@ pub struct NodeArgs {
     /// A directory of static Pod manifests for the kubelet.
     #[arg(long, value_name = "DIR")]
     pod_manifest_path: Option<PathBuf>,
+    /// Run no kubelet and no CRI service (as k3s' --disable-agent).
+    #[arg(long)]
+    disable_agent: bool,
+    /// Run no scheduler (as k3s' --disable-scheduler).
+    #[arg(long)]
+    disable_scheduler: bool,
 }
 
 fn kube_dir(g: &Global) -> PathBuf {
@@ -124,6 +130,7 @@ impl Node {
         let kubeconfig = g.root.join("kubeconfig").display().to_string();
         let mut procs = Vec::new();
         let endpoint = match &a.container_runtime_endpoint {
+            _ if a.disable_agent => String::new(),
             Some(e) => e.clone(),
             None => {
                 let sock = dir.join("cri.sock");
@@ -182,12 +189,14 @@ impl Node {
                 std::path::absolute(p)?.display().to_string(),
             ]);
         }
-        procs.push(Proc {
-            name: "kubelet",
-            args: kubelet,
-            child: None,
-            pidfile: dir.join("kubelet.pid"),
-        });
+        if !a.disable_agent {
+            procs.push(Proc {
+                name: "kubelet",
+                args: kubelet,
+                child: None,
+                pidfile: dir.join("kubelet.pid"),
+            });
+        }
         procs.push(Proc {
             name: "scheduler",
             args: vec![
@@ -203,6 +212,9 @@ impl Node {
             child: None,
             pidfile: dir.join("scheduler.pid"),
         });
+        if a.disable_scheduler {
+            procs.pop();
+        }
         let me = std::env::current_exe().context("finding the hako executable")?;
         for p in procs.iter_mut() {
             spawn(&me, p)?;
