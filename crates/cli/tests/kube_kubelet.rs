@@ -512,7 +512,7 @@ spec:
   containers:
   - name: c
     image: {img}
-    command: ["sh", "-c", "touch /state/alive; exec sleep 100000"]
+    command: ["sh", "-c", "echo run $(cat /state/runs); echo x >> /state/runs; touch /state/alive; exec sleep 100000"]
     volumeMounts: [{{name: state, mountPath: /state}}]
     livenessProbe:
       exec: {{command: ["test", "-e", "/state/alive"]}}
