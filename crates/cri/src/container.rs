@@ -577,6 +577,19 @@ pub(crate) fn list(
 
 /// ExecSync: `hako exec` with the output captured, killed (with its
 /// process group) past `timeout` seconds (0: no limit).
+/// The full id of container `id`, which must be running (for `rpc`).
+pub(crate) fn running(state: &State, id: &str, rpc: &str) -> Result<String> {
+    let (engine, _) = open(&state.root)?;
+    let c = require(&engine, id)?;
+    if c.state.status != Status::Running {
+        return Err(Error::Conflict(format!(
+            "{rpc} in container {}: it is not running",
+            c.id
+        )));
+    }
+    Ok(c.id)
+}
+
 pub(crate) fn exec_sync(state: &State, req: cri::ExecSyncRequest) -> Result<cri::ExecSyncResponse> {
     if req.cmd.is_empty() {
         return Err(Error::Invalid("exec: the command is empty".into()));
