@@ -151,7 +151,7 @@ impl RuntimeService for Runtime {
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let state = self.state.clone();
         // The engine's event log is followed by a thread of its own (it
-        // blocks on inotify); it ends at the first event after the client left.
+        // blocks on inotify); it ends within 200 ms of the client leaving.
         let since = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as i128)
