@@ -1181,6 +1181,35 @@ fn cri_pod_with_two_containers_sharing_localhost_a_volume_exec_and_logs() {
             .unwrap_err();
         assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
         assert_eq!(e.message(), "image nosuch:1 not found");
+        // Stopping a container that is gone succeeds (critest's idempotence).
+        c.stop_container(cri::StopContainerRequest {
+            container_id: "feedfacefeed".into(),
+            timeout: 1,
+        })
+        .await
+        .unwrap();
+        // A group without a user is refused, as containerd does.
+        let mut grouped = container_config("grouped", &["true"], "g.log", Vec::new());
+        grouped.linux = Some(cri::LinuxContainerConfig {
+            security_context: Some(cri::LinuxContainerSecurityContext {
+                run_as_group: Some(cri::Int64Value { value: 1000 }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let e = c
+            .create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: sandbox.clone(),
+                config: Some(grouped),
+                sandbox_config: None,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+        assert_eq!(
+            e.message(),
+            "creating container grouped: run_as_group is set without run_as_user or run_as_username"
+        );
 
         c.stop_pod_sandbox(cri::StopPodSandboxRequest {
             pod_sandbox_id: sandbox.clone(),
