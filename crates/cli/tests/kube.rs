@@ -1037,6 +1037,42 @@ fn watch_resumes_from_a_resource_version_and_ends_with_a_bookmark(k: Kube) {
         None,
     );
     assert!(err.contains("must be a valid resource version"), "{err}");
+
+    // Streaming list (sendInitialEvents): the current state as ADDED, a
+    // BOOKMARK marking the end of it, then the stream goes on.
+    k.ok_in(&["create", "-f", "-"], Some(cm));
+    let now = k.revision();
+    let url = "/api/v1/namespaces/default/configmaps?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=1";
+    let out = k.ok(&["get", "--raw", url]);
+    let events: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&out)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(events.len(), 3, "{out}");
+    assert_eq!(events[0]["type"], "ADDED");
+    assert_eq!(events[0]["object"]["metadata"]["name"], "w");
+    assert_eq!(events[1]["type"], "BOOKMARK");
+    assert_eq!(
+        events[1]["object"]["metadata"]["resourceVersion"],
+        now.as_str()
+    );
+    assert_eq!(
+        events[1]["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
+    assert_eq!(events[2]["type"], "BOOKMARK");
+    let err = k.fails_in(
+        &[
+            "get",
+            "--raw",
+            "/api/v1/configmaps?watch=1&sendInitialEvents=true",
+        ],
+        None,
+    );
+    assert!(
+        err.contains("sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"),
+        "{err}"
+    );
 }
 
 /// An etcd server of the test's own (Debian's etcd-server), killed on drop.
@@ -1221,6 +1257,139 @@ for ev in watch.Watch().stream(v1.list_namespaced_config_map, "default", resourc
 #[test]
 fn pod_log_exec_portforward() {
     pod_log_exec_portforward_reach_the_kubelet(Kube::up());
+}
+
+/// `--service-cluster-ip-range`: a /29 has five addresses to hand out
+/// (not the network, broadcast or first address); the allocations survive
+/// a restart.
+#[test]
+fn service_cidr_flag_fills_and_survives_restart() {
+    let mut k = Kube::up_with(vec![
+        "--service-cluster-ip-range".into(),
+        "10.99.0.0/29".into(),
+    ]);
+    for n in 0..5 {
+        k.ok_in(&["create", "-f", "-"], Some(&service(&format!("s{n}"), "")));
+    }
+    let ips = k.ok(&[
+        "get",
+        "services",
+        "-o",
+        "jsonpath={.items[*].spec.clusterIP}",
+    ]);
+    let mut ips: Vec<&str> = ips.split(' ').collect();
+    ips.sort();
+    assert_eq!(
+        ips,
+        [
+            "10.99.0.2",
+            "10.99.0.3",
+            "10.99.0.4",
+            "10.99.0.5",
+            "10.99.0.6"
+        ]
+    );
+    let err = k.fails_in(&["create", "-f", "-"], Some(&service("s5", "")));
+    one_line(&err);
+    assert!(
+        err.contains("Internal error occurred: failed to allocate a serviceIP: range is full"),
+        "{err}"
+    );
+    let freed = k.ok(&["get", "service", "s3", "-o", "jsonpath={.spec.clusterIP}"]);
+    k.ok(&["delete", "service", "s3"]);
+    k.kill_and_restart();
+    k.ok_in(&["create", "-f", "-"], Some(&service("s5", "")));
+    assert_eq!(
+        k.ok(&["get", "service", "s5", "-o", "jsonpath={.spec.clusterIP}"]),
+        freed
+    );
+    let err = k.fails_in(&["create", "-f", "-"], Some(&service("s6", "")));
+    assert!(err.contains("range is full"), "{err}");
+}
+
+/// `hako kube kubeconfig --user --group`: a client certificate signed by
+/// the cluster CA authenticates kubectl; one from another CA does not.
+#[test]
+fn client_certificates_authenticate() {
+    let k = Kube::up();
+    let hako = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_hako"))
+            .arg("--root")
+            .arg(k.root())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let kc = hako(&[
+        "kube",
+        "kubeconfig",
+        "--user",
+        "jane",
+        "--group",
+        "devs",
+        "--group",
+        "ops",
+    ]);
+    assert!(
+        kc.contains("client-certificate-data:") && !kc.contains("token:"),
+        "{kc}"
+    );
+    let path = k.tmp.path().join("jane.kubeconfig");
+    std::fs::write(&path, &kc).unwrap();
+    let run = |kubeconfig: &Path| {
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .arg("--cache-dir")
+            .arg(k.tmp.path().join("jane-cache"))
+            .args(["get", "namespaces", "-o", "name"])
+            .output()
+            .unwrap()
+    };
+    let out = run(&path);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("namespace/default"));
+    // The same user's certificate from another CA is refused.
+    let other = k.tmp.path().join("other-pki");
+    hako_kube_apiserver::certs::Pki::load_or_create(&other).unwrap();
+    let (cert, key) =
+        hako_kube_apiserver::certs::issue_client_cert(&other, "jane", &["devs".to_string()])
+            .unwrap();
+    let ca = std::fs::read_to_string(k.root().join("kube/pki/ca.crt")).unwrap();
+    let server = kc
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: "))
+        .unwrap();
+    let rogue = k.tmp.path().join("rogue.kubeconfig");
+    std::fs::write(
+        &rogue,
+        hako_kube_apiserver::certs::client_cert_kubeconfig(&ca, server, "jane", &cert, &key),
+    )
+    .unwrap();
+    let out = run(&rogue);
+    assert!(!out.status.success());
+    // Another CA of the same name: its signature does not verify, the TLS
+    // handshake fails (kubectl reports the alert or the closed connection).
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Unable to connect to the server"), "{err}");
+    // --group needs --user.
+    let out = Command::new(env!("CARGO_BIN_EXE_hako"))
+        .arg("--root")
+        .arg(k.root())
+        .args(["kube", "kubeconfig", "--group", "devs"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
 }
 
 #[test]
@@ -1616,6 +1785,254 @@ fn pod_log_exec_portforward_reach_the_kubelet(k: Kube) {
     );
 }
 
+fn service(name: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  selector: {{app: web}}\n  ports:\n  - port: 80\n{extra}"
+    )
+}
+
+/// Cluster IPs from the service CIDR without collisions, requested ones
+/// checked, released on delete, headless; node ports; immutable clusterIP.
+fn service_cluster_ips_and_node_ports(k: Kube) {
+    let ip_of = |name: &str| k.ok(&["get", "service", name, "-o", "jsonpath={.spec.clusterIP}"]);
+    k.ok_in(&["create", "-f", "-"], Some(&service("s1", "")));
+    let ip1 = ip_of("s1");
+    assert!(ip1.starts_with("10.43."), "{ip1}");
+    // The same IP, asked for by another: refused; outside the range: refused.
+    let err = k.fails_in(
+        &["create", "-f", "-"],
+        Some(&service("s2", &format!("  clusterIP: {ip1}\n"))),
+    );
+    one_line(&err);
+    assert!(
+        err.contains(&format!(r#"The Service "s2" is invalid: spec.clusterIPs[0]: Invalid value: "{ip1}": failed to allocate IP {ip1}: provided IP is already allocated"#)),
+        "{err}"
+    );
+    let err = k.fails_in(
+        &["create", "-f", "-"],
+        Some(&service("s2", "  clusterIP: 10.0.0.9\n")),
+    );
+    assert!(
+        err.contains(
+            "provided IP is not in the valid range. The range of valid IPs is 10.43.0.0/16"
+        ),
+        "{err}"
+    );
+    // Once s1 is gone its IP is free again.
+    k.ok(&["delete", "service", "s1"]);
+    k.ok_in(
+        &["create", "-f", "-"],
+        Some(&service("s2", &format!("  clusterIP: {ip1}\n"))),
+    );
+    assert_eq!(ip_of("s2"), ip1);
+    // Headless.
+    k.ok_in(
+        &["create", "-f", "-"],
+        Some(&service("h", "  clusterIP: None\n")),
+    );
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "service",
+            "h",
+            "-o",
+            "jsonpath={.spec.clusterIP} {.spec.clusterIPs}"
+        ]),
+        r#"None ["None"]"#
+    );
+    // The cluster IP may not change; a replace that leaves it out keeps it.
+    let err = k.fails_in(
+        &[
+            "patch",
+            "service",
+            "s2",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"clusterIP":"10.43.9.9","clusterIPs":["10.43.9.9"]}}"#,
+        ],
+        None,
+    );
+    one_line(&err);
+    assert!(
+        err.contains(
+            "spec.clusterIPs[0]: Invalid value: []string{\"10.43.9.9\"}: may not change once set"
+        ),
+        "{err}"
+    );
+    k.ok_in(
+        &["replace", "-f", "-"],
+        Some(&service("s2", "  sessionAffinity: ClientIP\n")),
+    );
+    assert_eq!(ip_of("s2"), ip1);
+
+    // NodePort: allocated in 30000-32767, a taken one refused, kept on
+    // update, released on delete.
+    k.ok_in(
+        &["create", "-f", "-"],
+        Some(&service("np", "  type: NodePort\n")),
+    );
+    let port: u16 = k
+        .ok(&[
+            "get",
+            "service",
+            "np",
+            "-o",
+            "jsonpath={.spec.ports[0].nodePort}",
+        ])
+        .parse()
+        .unwrap();
+    assert!((30000..=32767).contains(&port), "{port}");
+    let fixed = |name: &str, p: u16| {
+        service(name, "  type: NodePort\n").replace(
+            "  - port: 80\n",
+            &format!("  - port: 80\n    nodePort: {p}\n"),
+        )
+    };
+    let err = k.fails_in(&["create", "-f", "-"], Some(&fixed("np2", port)));
+    assert!(
+        err.contains(&format!(
+            "spec.ports[0].nodePort: Invalid value: {port}: provided port is already allocated"
+        )),
+        "{err}"
+    );
+    let err = k.fails_in(&["create", "-f", "-"], Some(&fixed("np2", 8080)));
+    assert!(
+        err.contains(
+            "provided port is not in the valid range. The range of valid ports is 30000-32767"
+        ),
+        "{err}"
+    );
+    k.ok(&["label", "service", "np", "touched=yes"]);
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "service",
+            "np",
+            "-o",
+            "jsonpath={.spec.ports[0].nodePort}"
+        ]),
+        port.to_string()
+    );
+    k.ok(&["delete", "service", "np"]);
+    k.ok_in(&["create", "-f", "-"], Some(&fixed("np2", port)));
+    let svc = k.ok(&["get", "service", "np2"]);
+    assert!(svc.contains(&format!("80:{port}/TCP")), "{svc}");
+}
+
+/// Per-kind validation kubectl users hit, with upstream's messages, and
+/// immutable fields; the store is unchanged by a refused write.
+fn kind_validation_and_immutable_fields(k: Kube) {
+    let rev = k.revision();
+    let err = k.fails_in(
+        &["create", "-f", "-"],
+        Some("apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers: []\n"),
+    );
+    one_line(&err);
+    assert!(
+        err.contains(r#"The Pod "p" is invalid: spec.containers: Required value"#),
+        "{err}"
+    );
+    let err = k.fails_in(
+        &["create", "-f", "-"],
+        Some("apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: a\n    image: busybox\n  - name: a\n  - image: x\n"),
+    );
+    // kubectl lists several causes one per line.
+    assert_eq!(
+        err,
+        "The Pod \"p\" is invalid: \n* spec.containers[1].name: Duplicate value: \"a\"\n* spec.containers[1].image: Required value\n* spec.containers[2].name: Required value\n"
+    );
+    let mismatched = APP.split("---\n").nth(1).unwrap().replace(
+        "    metadata:\n      labels: {app: web}",
+        "    metadata:\n      labels: {app: other}",
+    );
+    let err = k.fails_in(&["apply", "-f", "-"], Some(&mismatched));
+    one_line(&err);
+    assert!(
+        err.contains(r#"The Deployment "web" is invalid: spec.template.metadata.labels: Invalid value: map[string]string{"app":"other"}: `selector` does not match template `labels`"#),
+        "{err}"
+    );
+    let job = "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: j\nspec:\n  template:\n    spec:\n      containers:\n      - name: c\n        image: busybox\n";
+    let err = k.fails_in(&["create", "-f", "-"], Some(job));
+    assert!(
+        err.contains(r#"The Job "j" is invalid: spec.template.spec.restartPolicy: Required value: valid values: "OnFailure", "Never""#),
+        "{err}"
+    );
+    assert_eq!(k.revision(), rev);
+
+    // A Job's selector is generated from its uid, its template labelled.
+    k.ok_in(
+        &["create", "-f", "-"],
+        Some(&job.replace(
+            "    spec:\n      containers",
+            "    spec:\n      restartPolicy: Never\n      containers",
+        )),
+    );
+    let j: serde_json::Value =
+        serde_json::from_str(&k.ok(&["get", "job", "j", "-o", "json"])).unwrap();
+    let uid = j["metadata"]["uid"].as_str().unwrap();
+    assert_eq!(
+        j["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"],
+        uid
+    );
+    assert_eq!(j["spec"]["template"]["metadata"]["labels"]["job-name"], "j");
+    assert_eq!(j["spec"]["backoffLimit"], 6);
+    assert_eq!(j["spec"]["completions"], 1);
+
+    // Immutable: a Deployment's selector, a Job's template, an immutable ConfigMap.
+    k.ok_in(&["apply", "-f", "-"], Some(APP));
+    let err = k.fails_in(
+        &["patch", "deployment", "web", "--type=merge", "-p", r#"{"spec":{"selector":{"matchLabels":{"app":"web","v":"2"}},"template":{"metadata":{"labels":{"v":"2"}}}}}"#],
+        None,
+    );
+    one_line(&err);
+    assert!(
+        err.contains(r#"spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{"app":"web", "v":"2"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable"#),
+        "{err}"
+    );
+    let err = k.fails_in(&["set", "image", "job/j", "c=busybox:1.36"], None);
+    assert!(
+        err.contains("spec.template: Invalid value: core.PodTemplateSpec{...}: field is immutable"),
+        "{err}"
+    );
+    k.ok_in(
+        &["create", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: frozen\nimmutable: true\ndata:\n  a: b\n"),
+    );
+    let err = k.fails_in(
+        &[
+            "patch",
+            "configmap",
+            "frozen",
+            "--type=merge",
+            "-p",
+            r#"{"data":{"a":"c"}}"#,
+        ],
+        None,
+    );
+    one_line(&err);
+    assert!(
+        err.contains(r#"ConfigMap "frozen" is invalid: data: Forbidden: field is immutable when `immutable` is set"#),
+        "{err}"
+    );
+    // Labels of an immutable ConfigMap may still change.
+    k.ok(&["label", "configmap", "frozen", "x=y"]);
+    // A Secret's stringData is stored as data.
+    k.ok_in(
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\nstringData:\n  user: admin\n"),
+    );
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "secret",
+            "s",
+            "-o",
+            "jsonpath={.data.user} {.stringData}"
+        ]),
+        "YWRtaW4= "
+    );
+}
+
 /// Each of these runs on both stores: `sqlite::NAME` and `etcd::NAME`.
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
@@ -1635,6 +2052,8 @@ on_both_stores!(
     bad_input_gets_one_line_errors_and_changes_nothing,
     dry_run_server_generate_name_pagination_and_namespace_termination,
     pod_binding_graceful_deletion_and_eviction,
+    service_cluster_ips_and_node_ports,
+    kind_validation_and_immutable_fields,
     kubectl_create_generators_send_protobuf,
     kubectl_apply_server_side_conflict_and_force,
     kubectl_describe_columns_finalizers_and_delete_policies,

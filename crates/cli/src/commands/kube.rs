@@ -15,14 +15,25 @@ use crate::Global;
 pub enum KubeCommand {
     /// Start the control plane in the foreground (API server on SQLite); writes $ROOT/kubeconfig.
     Up(UpArgs),
-    /// Print the kubeconfig of the control plane under --root.
-    Kubeconfig,
+    /// Print the kubeconfig of the control plane under --root (the admin's token), or one
+    /// with a new client certificate for --user (CN) in each --group (O).
+    Kubeconfig(KubeconfigArgs),
     /// Stop the control plane started by `hako kube up` under --root.
     Down,
     /// Run a kubelet: registers a Node and runs the pods bound to it through CRI.
     Kubelet(super::kube_node::KubeletArgs),
     /// Run the scheduler: binds pending pods to nodes.
     Scheduler(super::kube_node::SchedulerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KubeconfigArgs {
+    /// Issue a client certificate for this user (signed by the cluster CA).
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+    /// A group of the user (repeatable); needs --user.
+    #[arg(long, value_name = "GROUP", requires = "user")]
+    group: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -45,6 +56,9 @@ pub struct UpArgs {
     /// Seconds between compactions of the store's history (watches older than that get 410 Gone).
     #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     compaction_interval: u64,
+    /// The IPv4 range Services' cluster IPs are allocated from.
+    #[arg(long, value_name = "CIDR", default_value = "10.43.0.0/16")]
+    service_cluster_ip_range: hako_kube_apiserver::ServiceCidr,
     /// Key prefix in etcd, so several control planes can share one etcd.
     #[arg(long, value_name = "PREFIX", default_value = "/hako")]
     etcd_prefix: String,
@@ -77,14 +91,13 @@ pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
                 }
             };
             let kubeconfig = paths.kubeconfig();
-            let compaction = Duration::from_secs(args.compaction_interval);
+            let settings = hako_kube_apiserver::Settings {
+                compaction: Duration::from_secs(args.compaction_interval),
+                service_cidr: args.service_cluster_ip_range,
+            };
             let mut node = Err(anyhow::anyhow!("the API server did not start"));
-            let served = hako_kube_apiserver::serve_foreground(
-                &paths,
-                &store,
-                compaction,
-                args.addr,
-                |addr| {
+            let served =
+                hako_kube_apiserver::serve_foreground(&paths, &store, &settings, args.addr, |addr| {
                     // Tests and scripts read these two lines to find the server.
                     let mut out = std::io::stdout();
                     let _ = writeln!(out, "API server listening on https://{addr}");
@@ -95,8 +108,7 @@ pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
                     if let Err(e) = &node {
                         eprintln!("Error: starting the node: {e:#}");
                     }
-                },
-            );
+                });
             if let Ok(n) = &node {
                 n.stop();
             }
@@ -104,7 +116,7 @@ pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
         }
         KubeCommand::Kubelet(a) => super::kube_node::kubelet(g, a),
         KubeCommand::Scheduler(a) => super::kube_node::scheduler(g, a),
-        KubeCommand::Kubeconfig => {
+        KubeCommand::Kubeconfig(args) => {
             let path = paths.kubeconfig();
             let text = std::fs::read_to_string(&path).with_context(|| {
                 format!(
@@ -112,7 +124,24 @@ pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
                     path.display()
                 )
             })?;
-            print!("{text}");
+            let Some(user) = args.user else {
+                print!("{text}");
+                return Ok(());
+            };
+            // The server's address is the one `kube up` last wrote.
+            let server = text
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("server: "))
+                .with_context(|| format!("no server address in {}", path.display()))?;
+            let ca_path = paths.pki().join("ca.crt");
+            let ca = std::fs::read_to_string(&ca_path)
+                .with_context(|| format!("reading {}", ca_path.display()))?;
+            let (cert, key) =
+                hako_kube_apiserver::certs::issue_client_cert(&paths.pki(), &user, &args.group)?;
+            print!(
+                "{}",
+                hako_kube_apiserver::certs::client_cert_kubeconfig(&ca, server, &user, &cert, &key)
+            );
             Ok(())
         }
         KubeCommand::Down => {

@@ -369,7 +369,12 @@ pub fn delete_object(
         return Ok(cur.value.clone());
     }
     match store.delete(&cur.key, Some(expected)) {
-        Ok(s) => Ok(s.value),
+        Ok(s) => {
+            if crate::handler::is_service(t) {
+                crate::services::release(store, &s.value, None);
+            }
+            Ok(s.value)
+        }
         Err(e) => Err(store_err(t, &name)(e)),
     }
 }

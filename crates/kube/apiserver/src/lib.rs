@@ -14,10 +14,12 @@ mod patch;
 mod protobuf;
 mod proxy;
 pub mod resources;
+mod services;
 mod ssa;
 mod status;
 mod subresources;
 mod table;
+mod validation;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -35,7 +37,26 @@ pub enum StoreConfig {
     Etcd { endpoint: String, prefix: String },
 }
 
+pub use services::ServiceCidr;
 pub use status::ApiError;
+
+/// How the API server runs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Seconds between compactions of the store's history.
+    pub compaction: std::time::Duration,
+    /// Where Services' cluster IPs come from (`--service-cluster-ip-range`).
+    pub service_cidr: ServiceCidr,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            compaction: std::time::Duration::from_secs(300),
+            service_cidr: ServiceCidr::default(),
+        }
+    }
+}
 
 /// Where `hako kube` keeps its state under the hako root.
 pub struct Paths {
@@ -82,7 +103,7 @@ pub struct App {
 pub async fn run(
     paths: &Paths,
     store: &StoreConfig,
-    compaction: std::time::Duration,
+    settings: &Settings,
     addr: SocketAddr,
     ready: impl FnOnce(SocketAddr),
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -98,23 +119,22 @@ pub async fn run(
         ),
     };
     handler::bootstrap(store.as_ref()).context("creating the default namespaces")?;
+    services::set_cidr(settings.service_cidr);
+    let svc_kind = resources::find("", "v1", "services").expect("services are served");
+    services::repair(store.as_ref(), &svc_kind.prefix())
+        .context("checking the services' cluster IPs and node ports")?;
     let listener =
         std::net::TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
     listener.set_nonblocking(true)?;
     let bound = listener.local_addr()?;
     certs::write_kubeconfig(&paths.kubeconfig(), &pki, bound)?;
-    let tls = axum_server::tls_rustls::RustlsConfig::from_pem(
-        pki.server_cert.clone().into_bytes(),
-        pki.server_key.clone().into_bytes(),
-    )
-    .await
-    .context("loading the serving certificate")?;
+    let tls = axum_server::tls_rustls::RustlsConfig::from_config(certs::server_tls(&pki)?);
     let app = Arc::new(App {
         store,
         token: pki.token.clone(),
         kubelet: proxy::KubeletClient::new(&pki.ca_cert, &pki.kubelet_token)?,
     });
-    tokio::spawn(compact_periodically(app.store.clone(), compaction));
+    tokio::spawn(compact_periodically(app.store.clone(), settings.compaction));
     let router = handler::router(app);
     let handle = axum_server::Handle::new();
     let h2 = handle.clone();
@@ -149,7 +169,7 @@ async fn shutdown_signal() {
 pub fn serve_foreground(
     paths: &Paths,
     store: &StoreConfig,
-    compaction: std::time::Duration,
+    settings: &Settings,
     addr: SocketAddr,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<()> {
@@ -163,14 +183,7 @@ pub fn serve_foreground(
     let pid = paths.pid();
     std::fs::write(&pid, std::process::id().to_string())
         .with_context(|| format!("writing {}", pid.display()))?;
-    let result = rt.block_on(run(
-        paths,
-        store,
-        compaction,
-        addr,
-        ready,
-        shutdown_signal(),
-    ));
+    let result = rt.block_on(run(paths, store, settings, addr, ready, shutdown_signal()));
     let _ = std::fs::remove_file(&pid);
     result
 }

@@ -248,12 +248,7 @@ pub fn defaults(kind: &Kind, obj: &mut Value) {
         "Service" => {
             set_default(obj, &["spec", "type"], json!("ClusterIP"));
             set_default(obj, &["spec", "sessionAffinity"], json!("None"));
-            if obj.pointer("/spec/clusterIP").is_none() {
-                let b = random_bytes::<2>();
-                let ip = format!("10.43.{}.{}", b[0], b[1].max(1));
-                set_default(obj, &["spec", "clusterIP"], json!(ip));
-                set_default(obj, &["spec", "clusterIPs"], json!([ip]));
-            }
+            // The cluster IP and node ports come from `services::allocate`.
             set_default(obj, &["spec", "ipFamilies"], json!(["IPv4"]));
             set_default(obj, &["spec", "ipFamilyPolicy"], json!("SingleStack"));
             set_default(obj, &["spec", "internalTrafficPolicy"], json!("Cluster"));
@@ -290,6 +285,9 @@ pub fn defaults(kind: &Kind, obj: &mut Value) {
             }
         }
         "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job" => {
+            if kind.kind == "Job" {
+                crate::validation::job_defaults(obj);
+            }
             if kind.kind != "DaemonSet" && kind.kind != "Job" {
                 set_default(obj, &["spec", "replicas"], json!(1));
             }

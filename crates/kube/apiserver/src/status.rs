@@ -191,10 +191,21 @@ impl ApiError {
             .iter()
             .map(|(field, _, msg)| format!("{field}: {msg}"))
             .collect();
+        // Upstream's aggregate: one error as is, several in brackets.
+        let all = if summary.len() == 1 {
+            summary.join("")
+        } else {
+            format!("[{}]", summary.join(", "))
+        };
+        let qualified_kind = if group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}.{group}")
+        };
         let mut e = Self::new(
             422,
             "Invalid",
-            format!("{kind} {} is invalid: {}", quoted(name), summary.join(", ")),
+            format!("{qualified_kind} {} is invalid: {all}", quoted(name)),
         );
         e.details = Some(json!({
             "name": name, "group": group, "kind": kind,
