@@ -1034,3 +1034,72 @@ spec:
         ctd.ctr(&["containers", "ls", "-q"]).trim().is_empty()
     });
 }
+
+/// A free TCP port on 127.0.0.1 (bound then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn kubectl_exec_and_port_forward_go_through_the_kubelet() {
+    let c = Cluster::up();
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: shell}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {{name: c, image: {}, command: [\"sh\", \"-c\", \"mkdir /www; echo page > /www/index.html; exec httpd -f -p 8080 -h /www\"]}}\n",
+        c.image
+    ));
+    c.wait_pod("shell", "running", |p| phase(p) == "Running");
+    // exec: stdout, stderr and the exit code come back; stdin goes in.
+    let out = c.kubectl(
+        &[
+            "exec",
+            "shell",
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 3",
+        ],
+        None,
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with("err\n"),
+        "{out:?}"
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        c.ok_in(&["exec", "-i", "shell", "--", "cat"], Some("hello\n")),
+        "hello\n"
+    );
+    // port-forward (SPDY through the API server, the kubelet and the CRI streaming server).
+    let port = free_port();
+    let mut pf = Command::new("/usr/bin/kubectl")
+        .arg("--kubeconfig")
+        .arg(c.kubeconfig())
+        .args(["port-forward", "pod/shell", &format!("{port}:8080")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut out = BufReader::new(pf.stdout.take().unwrap());
+    out.read_line(&mut line).unwrap();
+    assert!(line.starts_with("Forwarding from"), "{line:?}");
+    // Keep reading: kubectl writes a line per connection and must not hit a closed pipe.
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        while out.read_line(&mut sink).unwrap_or(0) > 0 {
+            sink.clear();
+        }
+    });
+    let page = Command::new("wget")
+        .args(["-qO-", &format!("http://127.0.0.1:{port}/")])
+        .output()
+        .unwrap();
+    let _ = pf.kill();
+    let _ = pf.wait();
+    assert_eq!(String::from_utf8_lossy(&page.stdout), "page\n");
+}

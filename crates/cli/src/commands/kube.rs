@@ -96,8 +96,12 @@ pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
                 service_cidr: args.service_cluster_ip_range,
             };
             let mut node = Err(anyhow::anyhow!("the API server did not start"));
-            let served =
-                hako_kube_apiserver::serve_foreground(&paths, &store, &settings, args.addr, |addr| {
+            let served = hako_kube_apiserver::serve_foreground(
+                &paths,
+                &store,
+                &settings,
+                args.addr,
+                |addr| {
                     // Tests and scripts read these two lines to find the server.
                     let mut out = std::io::stdout();
                     let _ = writeln!(out, "API server listening on https://{addr}");
@@ -108,7 +112,8 @@ pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
                     if let Err(e) = &node {
                         eprintln!("Error: starting the node: {e:#}");
                     }
-                });
+                },
+            );
             if let Ok(n) = &node {
                 n.stop();
             }
