@@ -592,6 +592,30 @@ fn restart_policies_end_in_succeeded_or_failed() {
         assert_eq!(phase(&p), "Running", "{p}");
         assert!(p["status"]["containerStatuses"][0]["lastState"]["terminated"].is_object());
     }
+    // Security context: user, groups (fsGroup on the emptyDir too), read-only root.
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: secure}}
+spec:
+  restartPolicy: Never
+  securityContext: {{runAsUser: 1000, runAsGroup: 1000, fsGroup: 2000, supplementalGroups: [3000]}}
+  containers:
+  - name: c
+    image: {}
+    command: ["sh", "-c", "id -u; id -G; stat -c %g /data; touch /data/f && echo data-ok; touch /x 2>/dev/null || echo root-ro"]
+    securityContext: {{readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: {{drop: [ALL]}}}}
+    volumeMounts: [{{name: data, mountPath: /data}}]
+  volumes: [{{name: data, emptyDir: {{}}}}]
+"#,
+        c.image
+    ));
+    c.wait_pod("secure", "Succeeded", |p| phase(p) == "Succeeded");
+    assert_eq!(
+        c.ok(&["logs", "secure"]),
+        "1000\n1000 2000 3000\n2000\ndata-ok\nroot-ro\n"
+    );
     // A finished pod's containers are stopped, its sandbox too; its log stays readable.
     assert!(c
         .engine_containers(&c.root.root(), "onfailure-ok")
@@ -1102,4 +1126,36 @@ fn kubectl_exec_and_port_forward_go_through_the_kubelet() {
     let _ = pf.kill();
     let _ = pf.wait();
     assert_eq!(String::from_utf8_lossy(&page.stdout), "page\n");
+}
+
+#[test]
+fn kube_down_stops_the_node_processes_and_leaves_pods_running() {
+    let mut c = Cluster::up();
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: stays}}\nspec:\n  containers:\n  - {{name: c, image: {}, command: [\"sleep\", \"100000\"]}}\n",
+        c.image
+    ));
+    c.wait_pod("stays", "running", |p| phase(p) == "Running");
+    let pids: Vec<i64> = ["cri", "kubelet", "scheduler"]
+        .iter()
+        .map(|n| {
+            std::fs::read_to_string(c.root.root().join(format!("kube/{n}.pid")))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    c.root.ok(&["kube", "down"]);
+    let mut up = c.up.take().unwrap();
+    assert!(up.wait().unwrap().success());
+    for pid in pids {
+        assert!(!engine_common::pid_alive(pid), "pid {pid} still runs");
+    }
+    // The pod's containers still run (only deleting a pod stops it).
+    let names = c.engine_containers(&c.root.root(), "stays");
+    assert_eq!(names.len(), 2);
+    for n in names {
+        assert_eq!(c.root.state_of(&n).unwrap().0, "running", "{n}");
+    }
 }
