@@ -52,10 +52,15 @@ struct Registry {
 
 impl Registry {
     fn start(dir: &Path) -> Registry {
+        Registry::start_with(&dir.join("registry-root"), &[])
+    }
+
+    fn start_with(root: &Path, args: &[&str]) -> Registry {
         let mut child = Command::new(hako())
             .arg("--root")
-            .arg(dir.join("registry-root"))
+            .arg(root)
             .args(["registry", "serve", "--addr", "127.0.0.1:0"])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -1158,4 +1163,81 @@ fn kube_down_stops_the_node_processes_and_leaves_pods_running() {
     for n in names {
         assert_eq!(c.root.state_of(&n).unwrap().0, "running", "{n}");
     }
+}
+
+#[test]
+fn image_pull_secrets_authenticate_pulls() {
+    let c = Cluster::up();
+    // A registry that wants a user and password, holding busybox.
+    let htpasswd = c.root.dir().join("htpasswd");
+    std::fs::write(
+        &htpasswd,
+        format!("kube:{}\n", bcrypt::hash("s3cret", 4).unwrap()),
+    )
+    .unwrap();
+    let reg = Registry::start_with(
+        &c.root.dir().join("auth-registry"),
+        &["--htpasswd", htpasswd.to_str().unwrap()],
+    );
+    let auth_file = c.root.dir().join("auth.json");
+    let hako_auth = |args: &[&str], stdin: Option<&str>| {
+        let mut child = Command::new(hako())
+            .arg("--root")
+            .arg(c.root.root())
+            .args(args)
+            .env("HAKO_AUTH_FILE", &auth_file)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(s) = stdin {
+            use std::io::Write as _;
+            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+        }
+        drop(child.stdin.take());
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "hako {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let image = format!("{}/private/busybox:1", reg.addr);
+    hako_auth(
+        &["login", "-u", "kube", "--password-stdin", &reg.addr],
+        Some("s3cret\n"),
+    );
+    hako_auth(&["tag", "busybox", &image], None);
+    hako_auth(&["push", &image], None);
+    hako_auth(&["rmi", &image], None);
+    let pod = |name: &str, secrets: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  terminationGracePeriodSeconds: 1\n{secrets}  containers:\n  - {{name: c, image: {image}, command: [\"sleep\", \"100000\"]}}\n"
+        )
+    };
+    // Without credentials the pull fails: ErrImagePull, then ImagePullBackOff.
+    c.apply(&pod("anonymous", ""));
+    let p = c.wait_pod("anonymous", "a pull error", |p| {
+        matches!(
+            p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"].as_str(),
+            Some("ErrImagePull" | "ImagePullBackOff")
+        )
+    });
+    assert_eq!(phase(&p), "Pending");
+    // With a dockerconfigjson secret it runs.
+    c.ok(&[
+        "create",
+        "secret",
+        "docker-registry",
+        "regcred",
+        &format!("--docker-server={}", reg.addr),
+        "--docker-username=kube",
+        "--docker-password=s3cret",
+    ]);
+    c.apply(&pod(
+        "authenticated",
+        "  imagePullSecrets: [{name: regcred}]\n",
+    ));
+    c.wait_pod("authenticated", "running", |p| phase(p) == "Running");
 }
