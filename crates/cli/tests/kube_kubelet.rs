@@ -417,6 +417,10 @@ spec:
       limits: {{cpu: 500m, memory: 64Mi}}
     ports: [{{containerPort: 8080, name: http}}]
     volumeMounts: [{{name: work, mountPath: /work}}]
+    startupProbe:
+      tcpSocket: {{port: 8080}}
+      periodSeconds: 1
+      failureThreshold: 30
     readinessProbe:
       httpGet: {{path: /, port: http}}
       periodSeconds: 1
@@ -463,6 +467,7 @@ spec:
     assert!(cs["containerID"].as_str().unwrap().starts_with("hako://"));
     assert!(cs["imageID"].as_str().unwrap().starts_with("sha256:"));
     assert_eq!(cs["restartCount"], 0);
+    assert_eq!(cs["started"], true);
 
     // The gate opens from the host side of the emptyDir: the pod turns Ready.
     std::fs::write(c.empty_dir(&pod, "gate").join("ready"), "").unwrap();
