@@ -30,7 +30,15 @@ fn start(root: &Path, extra: &[String]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hako"))
         .arg("--root")
         .arg(root)
-        .args(["kube", "up", "--addr", "127.0.0.1:0"])
+        // The API server alone: no node heartbeats move the revisions these tests compare.
+        .args([
+            "kube",
+            "up",
+            "--addr",
+            "127.0.0.1:0",
+            "--disable-agent",
+            "--disable-scheduler",
+        ])
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -20,6 +20,10 @@ pub enum KubeCommand {
     Kubeconfig(KubeconfigArgs),
     /// Stop the control plane started by `hako kube up` under --root.
     Down,
+    /// Run a kubelet: registers a Node and runs the pods bound to it through CRI.
+    Kubelet(super::kube_node::KubeletArgs),
+    /// Run the scheduler: binds pending pods to nodes.
+    Scheduler(super::kube_node::SchedulerArgs),
 }
 
 #[derive(Debug, Args)]
@@ -58,6 +62,8 @@ pub struct UpArgs {
     /// Key prefix in etcd, so several control planes can share one etcd.
     #[arg(long, value_name = "PREFIX", default_value = "/hako")]
     etcd_prefix: String,
+    #[command(flatten)]
+    node: super::kube_node::NodeArgs,
 }
 
 pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
@@ -89,15 +95,32 @@ pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
                 compaction: Duration::from_secs(args.compaction_interval),
                 service_cidr: args.service_cluster_ip_range,
             };
-            hako_kube_apiserver::serve_foreground(&paths, &store, &settings, args.addr, |addr| {
-                // Tests and scripts read these two lines to find the server.
-                let mut out = std::io::stdout();
-                let _ = writeln!(out, "API server listening on https://{addr}");
-                let _ = writeln!(out, "kubeconfig: {}", kubeconfig.display());
-                let _ = out.flush();
-            })
-            .context("running the Kubernetes API server")
+            let mut node = Err(anyhow::anyhow!("the API server did not start"));
+            let served = hako_kube_apiserver::serve_foreground(
+                &paths,
+                &store,
+                &settings,
+                args.addr,
+                |addr| {
+                    // Tests and scripts read these two lines to find the server.
+                    let mut out = std::io::stdout();
+                    let _ = writeln!(out, "API server listening on https://{addr}");
+                    let _ = writeln!(out, "kubeconfig: {}", kubeconfig.display());
+                    let _ = out.flush();
+                    // The node (CRI, kubelet, scheduler) starts once the kubeconfig is written.
+                    node = super::kube_node::Node::start(g, &args.node);
+                    if let Err(e) = &node {
+                        eprintln!("Error: starting the node: {e:#}");
+                    }
+                },
+            );
+            if let Ok(n) = &node {
+                n.stop();
+            }
+            served.context("running the Kubernetes API server")
         }
+        KubeCommand::Kubelet(a) => super::kube_node::kubelet(g, a),
+        KubeCommand::Scheduler(a) => super::kube_node::scheduler(g, a),
         KubeCommand::Kubeconfig(args) => {
             let path = paths.kubeconfig();
             let text = std::fs::read_to_string(&path).with_context(|| {
