@@ -2067,6 +2067,45 @@ fn run_security_insecure_needs_the_entitlement() {
 }
 
 #[test]
+fn run_steps_get_dockers_capability_sets() {
+    let root = Root::new();
+    // RUN set only the bounding, effective and permitted sets: the
+    // runtime-spec defaults filled the inheritable and ambient ones, so a
+    // RUN as a non-root USER had ambient capabilities (docker gives none).
+    let ctx = context(
+        &root,
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN mkdir -m 1777 /out && grep ^Cap /proc/self/status > /out/root\n\
+             USER 65534\nRUN grep ^Cap /proc/self/status > /out/user\n",
+        )],
+    );
+    let (out, _) = local(&root, &ctx, "out", &[]);
+    let caps = |f: &str| -> BTreeMap<String, u64> {
+        fs::read_to_string(out.join("out").join(f))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let (k, v) = l.split_once(':').unwrap();
+                (k.to_string(), u64::from_str_radix(v.trim(), 16).unwrap())
+            })
+            .collect()
+    };
+    let (r, u) = (caps("root"), caps("user"));
+    // docker's default set of 14 for root, nothing inherited or ambient.
+    for set in ["CapBnd", "CapEff", "CapPrm"] {
+        assert_eq!(r[set].count_ones(), 14, "root {set}: {r:?}");
+    }
+    assert_eq!((r["CapInh"], r["CapAmb"]), (0, 0), "root: {r:?}");
+    // A non-root user: the bounding set only.
+    assert_eq!(u["CapBnd"], r["CapBnd"], "user: {u:?}");
+    for set in ["CapEff", "CapPrm", "CapInh", "CapAmb"] {
+        assert_eq!(u[set], 0, "user {set}: {u:?}");
+    }
+}
+
+#[test]
 fn compressed_layers() {
     let root = Root::new();
     let ctx = context(
