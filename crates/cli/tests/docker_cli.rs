@@ -1268,3 +1268,52 @@ fn cgroup_parent_places_the_container() {
         assert_eq!(text(&out.stderr).lines().count(), 1);
     }
 }
+
+#[test]
+fn logs_details_shows_the_log_opt_attributes() {
+    let r = Root::new();
+    // json-file's `labels` and `env` log opts name what `logs --details`
+    // prints before each line (sorted, query-escaped), as docker's.
+    r.ok(&[
+        "run",
+        "--name",
+        "ld",
+        "--label",
+        "app=web app",
+        "-e",
+        "REGION=eu",
+        "--log-opt",
+        "labels=app,missing",
+        "--log-opt",
+        "env=REGION",
+        "busybox",
+        "echo",
+        "hi",
+    ]);
+    assert_eq!(
+        r.ok(&["logs", "--details", "ld"]),
+        "REGION=eu,app=web+app hi\n"
+    );
+    assert_eq!(r.ok(&["logs", "ld"]), "hi\n");
+    let stamped = r.ok(&["logs", "--details", "-t", "ld"]);
+    let (time, rest) = stamped.split_once(' ').unwrap();
+    assert!(time.contains('T') && time.ends_with('Z'), "{stamped}");
+    assert_eq!(rest, "REGION=eu,app=web+app hi\n");
+    // No attributes: the line still gets docker's leading space.
+    r.ok(&["run", "--name", "plain", "busybox", "echo", "hi"]);
+    assert_eq!(r.ok(&["logs", "--details", "plain"]), " hi\n");
+    let out = r.run(&[
+        "create",
+        "--log-opt",
+        "labels=a",
+        "--log-driver",
+        "local",
+        "busybox",
+    ]);
+    assert!(!out.status.success());
+    let e = text(&out.stderr);
+    assert!(
+        e.contains("unknown log opt \"labels\" for the local driver"),
+        "{e}"
+    );
+}
