@@ -29,22 +29,33 @@ use nix::sys::stat::{fstat, FileStat, Mode};
 
 use crate::error::{Error, Result};
 
-/// Per layer (chain id), one relative path known to be missing there:
-/// layers are immutable, so every path below it is missing too.
+/// Per layer (chain id), a few relative paths known to be missing there
+/// (the latest WORKDIR's and the passwd/group lookups): layers are
+/// immutable, so every path below one is missing too.
 #[derive(Default)]
-pub(crate) struct Memo(Mutex<HashMap<Digest, String>>);
+pub(crate) struct Memo(Mutex<HashMap<Digest, Vec<String>>>);
+
+/// Paths remembered per layer.
+const MEMO_PATHS: usize = 4;
 
 impl Memo {
     fn lacks(&self, id: &Digest, rel: &str) -> bool {
         let m = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        m.get(id).is_some_and(|s| {
-            rel == s || (rel.starts_with(s.as_str()) && rel.as_bytes().get(s.len()) == Some(&b'/'))
+        m.get(id).is_some_and(|v| {
+            v.iter().any(|s| {
+                rel == s
+                    || (rel.starts_with(s.as_str()) && rel.as_bytes().get(s.len()) == Some(&b'/'))
+            })
         })
     }
 
     fn note(&self, id: &Digest, rel: String) {
         let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        m.insert(id.clone(), rel);
+        let v = m.entry(id.clone()).or_default();
+        if v.len() == MEMO_PATHS {
+            v.remove(0);
+        }
+        v.push(rel);
     }
 }
 
