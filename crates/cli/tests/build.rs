@@ -2677,12 +2677,15 @@ fn workdirs_are_layers_made_without_mounting_their_parents() {
     // inside the root filesystem), a deleted directory made again, the
     // owner from a passwd entry a later layer added, no layer for a
     // directory that exists.
-    let mut df = String::from(
+    // A symlink climbing out stays in the root filesystem too.
+    let escape = format!("hako-wd-escape-{}", std::process::id());
+    let mut df = format!(
         "FROM busybox\n\
-         RUN mkdir -p /real/base && ln -s /real /lnk && rm -rf /home/user \
-         && echo app:x:2000:2001::/:/bin/sh >> /etc/passwd\n\
+         RUN mkdir -p /real/base && ln -s /real /lnk && ln -s ../../../.. /up \
+         && rm -rf /home/user && echo app:x:2000:2001::/:/bin/sh >> /etc/passwd\n\
          USER app\n\
          WORKDIR /lnk/base/sub\n\
+         WORKDIR /up/{escape}\n\
          WORKDIR /home/user/x\n\
          WORKDIR /tmp\n",
     );
@@ -2697,6 +2700,8 @@ fn workdirs_are_layers_made_without_mounting_their_parents() {
     assert_eq!(get("/lnk"), "link /real 0:0");
     assert_eq!(get("/real/base"), "dir 755 0:0");
     assert_eq!(get("/real/base/sub"), "dir 755 2000:2001");
+    assert_eq!(get(&format!("/{escape}")), "dir 755 2000:2001");
+    assert!(!Path::new("/").join(&escape).exists());
     assert_eq!(get("/home/user"), "dir 755 2000:2001");
     assert_eq!(get("/home/user/x"), "dir 755 2000:2001");
     assert_eq!(get("/tmp"), "dir 755 0:0");
@@ -2704,9 +2709,9 @@ fn workdirs_are_layers_made_without_mounting_their_parents() {
     assert_eq!(get(&deepest), "dir 755 2000:2001");
     assert!(!t.contains_key(&format!("{deepest}/n")));
     assert_eq!(get("/etc/passwd").split(' ').next(), Some("file"));
-    // RUN, three WORKDIRs, 59 more nested ones; none for /tmp and /etc.
+    // RUN, four WORKDIRs, 59 more nested ones; none for /tmp and /etc.
     build_ok(&root, &ctx, &["-q", "-t", "tree"]);
-    assert_eq!(layer_count(&root, "tree"), base + 63);
+    assert_eq!(layer_count(&root, "tree"), base + 64);
     let cfg = inspect(&root, "tree");
     assert_eq!(cfg["Config"]["WorkingDir"], "/etc");
 }
