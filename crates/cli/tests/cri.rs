@@ -2638,3 +2638,30 @@ fn cri_sandbox_events_and_a_follower_ends_with_its_client() {
         inotify_fds(pid) == idle
     });
 }
+
+#[test]
+fn cri_simultaneous_remove_image_calls_all_succeed() {
+    let root = Root::new();
+    let server = Server::start(&root.root(), root.dir(), &config_in(root.dir(), ""));
+    rt().block_on(async {
+        let c = server.images().await;
+        // As critest's "should not fail on simultaneous RemoveImage calls":
+        // whichever call comes second finds nothing left, which is success.
+        let calls = (0..10).map(|_| {
+            let mut c = c.clone();
+            async move {
+                c.remove_image(cri::RemoveImageRequest {
+                    image: Some(cri::ImageSpec {
+                        image: "busybox".into(),
+                        ..Default::default()
+                    }),
+                })
+                .await
+            }
+        });
+        for r in futures_util::future::join_all(calls).await {
+            r.unwrap();
+        }
+    });
+    assert!(!root.ok(&["images"]).contains("busybox"));
+}
