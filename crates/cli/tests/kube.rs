@@ -1036,6 +1036,42 @@ fn watch_resumes_from_a_resource_version_and_ends_with_a_bookmark(k: Kube) {
         None,
     );
     assert!(err.contains("must be a valid resource version"), "{err}");
+
+    // Streaming list (sendInitialEvents): the current state as ADDED, a
+    // BOOKMARK marking the end of it, then the stream goes on.
+    k.ok_in(&["create", "-f", "-"], Some(cm));
+    let now = k.revision();
+    let url = "/api/v1/namespaces/default/configmaps?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=1";
+    let out = k.ok(&["get", "--raw", url]);
+    let events: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&out)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(events.len(), 3, "{out}");
+    assert_eq!(events[0]["type"], "ADDED");
+    assert_eq!(events[0]["object"]["metadata"]["name"], "w");
+    assert_eq!(events[1]["type"], "BOOKMARK");
+    assert_eq!(
+        events[1]["object"]["metadata"]["resourceVersion"],
+        now.as_str()
+    );
+    assert_eq!(
+        events[1]["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
+    assert_eq!(events[2]["type"], "BOOKMARK");
+    let err = k.fails_in(
+        &[
+            "get",
+            "--raw",
+            "/api/v1/configmaps?watch=1&sendInitialEvents=true",
+        ],
+        None,
+    );
+    assert!(
+        err.contains("sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"),
+        "{err}"
+    );
 }
 
 /// An etcd server of the test's own (Debian's etcd-server), killed on drop.
@@ -1268,6 +1304,116 @@ fn service_cidr_flag_fills_and_survives_restart() {
     );
     let err = k.fails_in(&["create", "-f", "-"], Some(&service("s6", "")));
     assert!(err.contains("range is full"), "{err}");
+}
+
+/// `hako kube kubeconfig --user --group`: a client certificate signed by
+/// the cluster CA authenticates kubectl; one from another CA does not.
+#[test]
+fn client_certificates_authenticate() {
+    let k = Kube::up();
+    let hako = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_hako"))
+            .arg("--root")
+            .arg(k.root())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let kc = hako(&[
+        "kube",
+        "kubeconfig",
+        "--user",
+        "jane",
+        "--group",
+        "devs",
+        "--group",
+        "ops",
+    ]);
+    assert!(
+        kc.contains("client-certificate-data:") && !kc.contains("token:"),
+        "{kc}"
+    );
+    let path = k.tmp.path().join("jane.kubeconfig");
+    std::fs::write(&path, &kc).unwrap();
+    let run = |kubeconfig: &Path| {
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .arg("--cache-dir")
+            .arg(k.tmp.path().join("jane-cache"))
+            .args(["get", "namespaces", "-o", "name"])
+            .output()
+            .unwrap()
+    };
+    let out = run(&path);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("namespace/default"));
+    // The same user's certificate from another CA is refused.
+    let other = k.tmp.path().join("other-pki");
+    hako_kube_apiserver::certs::Pki::load_or_create(&other).unwrap();
+    let (cert, key) =
+        hako_kube_apiserver::certs::issue_client_cert(&other, "jane", &["devs".to_string()])
+            .unwrap();
+    let ca = std::fs::read_to_string(k.root().join("kube/pki/ca.crt")).unwrap();
+    let server = kc
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: "))
+        .unwrap();
+    let rogue = k.tmp.path().join("rogue.kubeconfig");
+    std::fs::write(
+        &rogue,
+        hako_kube_apiserver::certs::client_cert_kubeconfig(&ca, server, "jane", &cert, &key),
+    )
+    .unwrap();
+    let out = run(&rogue);
+    assert!(!out.status.success());
+    // Another CA of the same name: its signature does not verify, the TLS
+    // handshake fails (kubectl reports the alert or the closed connection).
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Unable to connect to the server"), "{err}");
+    // --group needs --user.
+    let out = Command::new(env!("CARGO_BIN_EXE_hako"))
+        .arg("--root")
+        .arg(k.root())
+        .args(["kube", "kubeconfig", "--group", "devs"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+/// kubectl reads the aggregated discovery document (apidiscovery.k8s.io/v2)
+/// from /api and /apis and needs no per-group-version request.
+#[test]
+fn aggregated_discovery_serves_kubectl_in_two_requests() {
+    let k = Kube::up();
+    let out = k.run(&["get", "deployments,pods,leases", "-A", "-v=6"], None);
+    assert!(out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    let discovery: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("\"Response\" verb=\"GET\""))
+        .filter_map(|l| l.split("url=\"").nth(1)?.split('"').next())
+        .filter(|u| !u.contains("limit="))
+        .collect();
+    assert_eq!(discovery.len(), 2, "{log}");
+    assert!(
+        discovery[0].contains("/api?") && discovery[1].contains("/apis?"),
+        "{log}"
+    );
+    // The legacy documents stay for clients that do not ask for v2.
+    let legacy: serde_json::Value =
+        serde_json::from_str(&k.ok(&["get", "--raw", "/apis"])).unwrap();
+    assert_eq!(legacy["kind"], "APIGroupList");
 }
 
 #[test]

@@ -15,8 +15,9 @@ use crate::Global;
 pub enum KubeCommand {
     /// Start the control plane in the foreground (API server on SQLite); writes $ROOT/kubeconfig.
     Up(UpArgs),
-    /// Print the kubeconfig of the control plane under --root.
-    Kubeconfig,
+    /// Print the kubeconfig of the control plane under --root (the admin's token), or one
+    /// with a new client certificate for --user (CN) in each --group (O).
+    Kubeconfig(KubeconfigArgs),
     /// Stop the control plane started by `hako kube up` under --root.
     Down,
     /// Run the workload controllers (also started by `up`) against a cluster.
@@ -25,6 +26,16 @@ pub enum KubeCommand {
         #[arg(long, value_name = "FILE")]
         kubeconfig: Option<std::path::PathBuf>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct KubeconfigArgs {
+    /// Issue a client certificate for this user (signed by the cluster CA).
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+    /// A group of the user (repeatable); needs --user.
+    #[arg(long, value_name = "GROUP", requires = "user")]
+    group: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -103,7 +114,7 @@ pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
             hako_kube_controllers::run_foreground(kubeconfig.unwrap_or_else(|| paths.kubeconfig()))
                 .context("running the controllers")
         }
-        KubeCommand::Kubeconfig => {
+        KubeCommand::Kubeconfig(args) => {
             let path = paths.kubeconfig();
             let text = std::fs::read_to_string(&path).with_context(|| {
                 format!(
@@ -111,7 +122,24 @@ pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
                     path.display()
                 )
             })?;
-            print!("{text}");
+            let Some(user) = args.user else {
+                print!("{text}");
+                return Ok(());
+            };
+            // The server's address is the one `kube up` last wrote.
+            let server = text
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("server: "))
+                .with_context(|| format!("no server address in {}", path.display()))?;
+            let ca_path = paths.pki().join("ca.crt");
+            let ca = std::fs::read_to_string(&ca_path)
+                .with_context(|| format!("reading {}", ca_path.display()))?;
+            let (cert, key) =
+                hako_kube_apiserver::certs::issue_client_cert(&paths.pki(), &user, &args.group)?;
+            print!(
+                "{}",
+                hako_kube_apiserver::certs::client_cert_kubeconfig(&ca, server, &user, &cert, &key)
+            );
             Ok(())
         }
         KubeCommand::Down => {

@@ -177,6 +177,137 @@ pub fn issue_kubelet_serving_cert(
     Ok((cert.pem(), key.serialize_pem()))
 }
 
+/// A client certificate for `user` in `groups` (subject CN=user, one O per
+/// group, as Kubernetes reads them), signed by the cluster CA in `pki_dir`.
+/// Returns (certificate PEM, key PEM).
+pub fn issue_client_cert(
+    pki_dir: &Path,
+    user: &str,
+    groups: &[String],
+) -> Result<(String, String)> {
+    let what = || format!("issuing a client certificate for user {user:?}");
+    if user.is_empty() || user.chars().any(char::is_control) {
+        anyhow::bail!("{}: the user name must be non-empty printable text", what());
+    }
+    let ca_key_pem = std::fs::read_to_string(pki_dir.join("ca.key"))
+        .with_context(|| {
+            format!(
+                "reading {} (has `hako kube up` run?)",
+                pki_dir.join("ca.key").display()
+            )
+        })
+        .with_context(what)?;
+    let ca_key = KeyPair::from_pem(&ca_key_pem)
+        .context("the CA key is not a valid PEM key")
+        .with_context(what)?;
+    let ca = ca_params()?.self_signed(&ca_key).with_context(what)?;
+    let mut params = CertificateParams::new(Vec::<String>::new()).with_context(what)?;
+    params.distinguished_name.push(DnType::CommonName, user);
+    for g in groups {
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, g.as_str());
+    }
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    let key = KeyPair::generate().with_context(what)?;
+    let cert = params.signed_by(&key, &ca, &ca_key).with_context(what)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// The user and groups of a client certificate (CN, O), as the API server
+/// authenticates it; None if it has no CN.
+pub fn client_identity(der: &[u8]) -> Option<(String, Vec<String>)> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let subject = cert.subject();
+    let user = subject
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
+    let groups = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok().map(String::from))
+        .collect();
+    (!user.is_empty()).then_some((user, groups))
+}
+
+/// The API server's TLS: its serving certificate, and client certificates
+/// signed by the cluster CA accepted (not required: tokens work too).
+pub fn server_tls(pki: &Pki) -> Result<std::sync::Arc<rustls::ServerConfig>> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(pki.ca_cert.as_bytes()) {
+        roots
+            .add(c.context("reading the cluster CA")?)
+            .context("trusting the cluster CA for client certificates")?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        std::sync::Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .context("configuring client certificate verification")?;
+    let chain = CertificateDer::pem_slice_iter(pki.server_cert.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .context("reading the serving certificate")?;
+    let key = PrivateKeyDer::from_pem_slice(pki.server_key.as_bytes())
+        .context("reading the serving key")?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("configuring TLS")?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .context("loading the serving certificate")?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(std::sync::Arc::new(cfg))
+}
+
+/// A kubeconfig for the server at `server` (an https URL) authenticating
+/// with a client certificate.
+pub fn client_cert_kubeconfig(
+    ca_pem: &str,
+    server: &str,
+    user: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> String {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: hako
+  cluster:
+    server: {server}
+    certificate-authority-data: {ca}
+users:
+- name: {user_json}
+  user:
+    client-certificate-data: {cert}
+    client-key-data: {key}
+contexts:
+- name: hako
+  context:
+    cluster: hako
+    user: {user_json}
+    namespace: default
+current-context: hako
+",
+        ca = b64(ca_pem),
+        cert = b64(cert_pem),
+        key = b64(key_pem),
+        user_json = serde_json::to_string(user).unwrap_or_default(),
+    )
+}
+
 /// The kubeconfig for the admin user of the server at `addr`.
 pub fn kubeconfig(pki: &Pki, addr: SocketAddr) -> String {
     let ca = base64::engine::general_purpose::STANDARD.encode(&pki.ca_cert);

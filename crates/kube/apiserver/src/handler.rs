@@ -11,6 +11,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use axum_server::tls::TlsInfo;
 use hako_kube_store::{
     EventType, FieldSelector, LabelSelector, ListOptions, Store, StoreError, Stored, Watcher,
 };
@@ -217,7 +218,15 @@ fn route(path: &str) -> ApiResult<Route> {
     Ok(Route::Object(t))
 }
 
-fn authenticated(app: &App, headers: &HeaderMap) -> bool {
+/// A bearer token, or a client certificate the TLS layer verified against
+/// the cluster CA (CN = user, O = groups; no authorization yet).
+fn authenticated(app: &App, headers: &HeaderMap, tls: Option<&TlsInfo>) -> bool {
+    if let Some(der) = tls.and_then(|t| t.peer_certificates.first()) {
+        if let Some((user, groups)) = crate::certs::client_identity(der) {
+            tracing::debug!(user = %sanitize(&user), ?groups, "client certificate");
+            return true;
+        }
+    }
     let Some(v) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -237,8 +246,9 @@ async fn dispatch(State(app): State<Arc<App>>, req: axum::extract::Request) -> R
     let (method, uri, headers) = (parts.method, parts.uri, parts.headers);
     // An upgrade (exec, attach, port-forward) is taken over after the response.
     let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+    let tls = parts.extensions.get::<Arc<TlsInfo>>().cloned();
     let path = uri.path().to_string();
-    let r = handle(&app, &method, &uri, &headers, body, upgrade).await;
+    let r = handle(&app, &method, &uri, &headers, body, upgrade, tls.as_deref()).await;
     match r {
         Ok(resp) => {
             tracing::debug!(%method, %path, status = resp.status().as_u16(), "request");
@@ -258,10 +268,11 @@ async fn handle(
     headers: &HeaderMap,
     body: Body,
     upgrade: Option<hyper::upgrade::OnUpgrade>,
+    tls: Option<&TlsInfo>,
 ) -> ApiResult<Response> {
     let route = route(uri.path());
     let public = matches!(route, Ok(Route::Health));
-    if !public && !authenticated(app, headers) {
+    if !public && !authenticated(app, headers, tls) {
         return Err(ApiError::unauthorized());
     }
     if let Ok(Route::Object(t)) = &route {
@@ -335,9 +346,14 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("127.0.0.1")
         .to_string();
+    let path_is_core = matches!(route, Ok(Route::CoreVersions));
     match route? {
         Route::Version => Ok(ok(&version())),
         Route::Health => Ok((StatusCode::OK, "ok").into_response()),
+        Route::CoreVersions | Route::Groups if crate::discovery::wants_aggregated(accept) => {
+            let core = path_is_core;
+            Ok(crate::discovery::aggregated(core))
+        }
         Route::CoreVersions => Ok(ok(&json!({
             "kind": "APIVersions", "versions": ["v1"],
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": host}],
@@ -360,67 +376,86 @@ async fn handle(
             .map(|d| ok(&d))
             .ok_or_else(ApiError::no_route),
         Route::Object(t) => {
-            let store = app.store.as_ref();
-            let include = q.get("includeObject").unwrap_or("Metadata").to_string();
-            let query = |k: &str| q.get(k).map(String::from);
-            match (method.clone(), t.name.is_some(), t.sub.as_deref()) {
-                (Method::POST, true, Some("binding")) => {
-                    crate::subresources::bind(store, &t, q.dry_run(), &body)
-                }
-                (Method::POST, true, Some("eviction")) => {
-                    crate::subresources::evict(store, &t, query, &body)
-                }
-                (_, true, Some("binding" | "eviction"))
-                | (Method::PATCH, true, Some("finalize")) => {
-                    Err(ApiError::method_not_allowed(method.as_str()))
-                }
-                (Method::GET, false, _) if q.flag("watch") => {
-                    watch(app.store.clone(), &t, &q, as_table, &include)
-                }
-                (Method::GET, false, _) => list(store, &t, &q, as_table, &include),
-                (Method::POST, false, _) => create(store, &t, &q, &body),
-                (Method::DELETE, false, _) => delete_collection(store, &t, &q, &body),
-                (Method::GET, true, Some("scale")) => {
-                    let cur = get_current(store, &t)?;
-                    Ok(ok(&to_scale(&cur.value)))
-                }
-                (Method::GET, true, _) => {
-                    let cur = get_current(store, &t)?;
-                    if as_table {
-                        let rv = cur.revision.to_string();
-                        Ok(ok(&table::table(
-                            t.kind,
-                            &[&cur.value],
-                            &rv,
-                            None,
-                            &include,
-                            true,
-                        )))
-                    } else {
-                        Ok(ok(&cur.value))
-                    }
-                }
-                (Method::PUT, true, _) => {
-                    let obj = decode_json(&body)?;
-                    write(store, &t, &q, |_| Ok(obj.clone()), true, false)
-                }
-                (Method::PATCH, true, _) => {
-                    if ct == APPLY {
-                        return server_side_apply(store, &t, &q, &body);
-                    }
-                    write(
-                        store,
-                        &t,
-                        &q,
-                        |cur| patch::apply(&ct, cur, &body),
-                        false,
-                        false,
-                    )
-                }
-                (Method::DELETE, true, None) => delete(store, &t, &q, &body),
-                _ => Err(ApiError::method_not_allowed(method.as_str())),
+            // The store blocks (an fsync, an etcd round trip): not on a
+            // runtime worker.
+            let store = app.store.clone();
+            let method = method.clone();
+            tokio::task::spawn_blocking(move || object(store, t, method, q, body, ct, as_table))
+                .await
+                .map_err(|e| ApiError::internal(format!("serving the request: {e}")))?
+        }
+    }
+}
+
+/// The verbs on objects (everything but discovery, OpenAPI and the
+/// kubelet proxy); runs on a blocking thread.
+fn object(
+    arc_store: Arc<dyn Store>,
+    t: Target,
+    method: Method,
+    q: Query,
+    body: Bytes,
+    ct: String,
+    as_table: bool,
+) -> ApiResult<Response> {
+    let store = arc_store.as_ref();
+    let include = q.get("includeObject").unwrap_or("Metadata").to_string();
+    let query = |k: &str| q.get(k).map(String::from);
+    match (method.clone(), t.name.is_some(), t.sub.as_deref()) {
+        (Method::POST, true, Some("binding")) => {
+            crate::subresources::bind(store, &t, q.dry_run(), &body)
+        }
+        (Method::POST, true, Some("eviction")) => {
+            crate::subresources::evict(store, &t, query, &body)
+        }
+        (_, true, Some("binding" | "eviction")) | (Method::PATCH, true, Some("finalize")) => {
+            Err(ApiError::method_not_allowed(method.as_str()))
+        }
+        (Method::GET, false, _) if q.flag("watch") => {
+            watch(arc_store.clone(), &t, &q, as_table, &include)
+        }
+        (Method::GET, false, _) => list(store, &t, &q, as_table, &include),
+        (Method::POST, false, _) => create(store, &t, &q, &body),
+        (Method::DELETE, false, _) => delete_collection(store, &t, &q, &body),
+        (Method::GET, true, Some("scale")) => {
+            let cur = get_current(store, &t)?;
+            Ok(ok(&to_scale(&cur.value)))
+        }
+        (Method::GET, true, _) => {
+            let cur = get_current(store, &t)?;
+            if as_table {
+                let rv = cur.revision.to_string();
+                Ok(ok(&table::table(
+                    t.kind,
+                    &[&cur.value],
+                    &rv,
+                    None,
+                    &include,
+                    true,
+                )))
+            } else {
+                Ok(ok(&cur.value))
             }
         }
+        (Method::PUT, true, _) => {
+            let obj = decode_json(&body)?;
+            write(store, &t, &q, |_| Ok(obj.clone()), true, false)
+        }
+        (Method::PATCH, true, _) => {
+            if ct == APPLY {
+                return server_side_apply(store, &t, &q, &body);
+            }
+            write(
+                store,
+                &t,
+                &q,
+                |cur| patch::apply(&ct, cur, &body),
+                false,
+                false,
+            )
+        }
+        (Method::DELETE, true, None) => delete(store, &t, &q, &body),
+        _ => Err(ApiError::method_not_allowed(method.as_str())),
     }
 }
 
@@ -454,22 +489,7 @@ fn resource_list(g: &str, v: &str) -> ApiResult<Value> {
             "shortNames": k.short_names, "categories": k.categories,
         }));
         for sub in k.subresources {
-            // The verbs and kind of each subresource, as upstream lists them.
-            let (verbs, kind, gv): (&[&str], &str, Option<(&str, &str)>) = match *sub {
-                "scale" => (
-                    &["get", "patch", "update"],
-                    "Scale",
-                    Some(("autoscaling", "v1")),
-                ),
-                "binding" => (&["create"], "Binding", None),
-                "eviction" => (&["create"], "Eviction", Some(("policy", "v1"))),
-                "log" => (&["get"], "Pod", None),
-                "exec" => (&["create", "get"], "PodExecOptions", None),
-                "attach" => (&["create", "get"], "PodAttachOptions", None),
-                "portforward" => (&["create", "get"], "PodPortForwardOptions", None),
-                "finalize" => (&["update"], k.kind, None),
-                _ => (&["get", "patch", "update"], k.kind, None),
-            };
+            let (verbs, kind, gv) = crate::discovery::subresource(k, sub);
             let mut r = json!({
                 "name": format!("{}/{sub}", k.plural), "singularName": "",
                 "namespaced": k.namespaced, "kind": kind, "verbs": verbs,
@@ -1193,7 +1213,45 @@ fn watch(
     let (labels, fields) = selectors(q)?;
     let prefix = t.kind.ns_prefix(t.ns.as_deref());
     let mut initial = Vec::new();
-    let from = match q.get("resourceVersion") {
+    // Streaming lists (upstream's WatchList): the state as ADDED events,
+    // then a BOOKMARK marked "k8s.io/initial-events-end", then changes.
+    let send_initial = q.flag("sendInitialEvents");
+    if q.get("sendInitialEvents").is_some() {
+        let mut causes = Vec::new();
+        if q.get("resourceVersionMatch") != Some("NotOlderThan") {
+            causes.push((
+                "resourceVersionMatch".to_string(),
+                "FieldValueForbidden".to_string(),
+                "Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan".to_string(),
+            ));
+        }
+        if send_initial && !q.flag("allowWatchBookmarks") {
+            causes.push((
+                "allowWatchBookmarks".to_string(),
+                "FieldValueForbidden".to_string(),
+                "Forbidden: sendInitialEvents requires setting allowWatchBookmarks to true"
+                    .to_string(),
+            ));
+        }
+        if !causes.is_empty() {
+            return Err(ApiError::invalid("meta.k8s.io", "ListOptions", "", causes));
+        }
+    }
+    let rv = if send_initial {
+        // The state now is "not older than" any revision asked for.
+        if let Some(rv) = q.get("resourceVersion").filter(|r| !r.is_empty()) {
+            rv.parse::<u64>().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "resourceVersion: Invalid value: {}: must be a valid resource version",
+                    quoted(rv)
+                ))
+            })?;
+        }
+        None
+    } else {
+        q.get("resourceVersion")
+    };
+    let from = match rv {
         None | Some("") | Some("0") => {
             // No starting point: the current state as ADDED, then changes.
             let res = store
@@ -1237,6 +1295,13 @@ fn watch(
     };
     for item in &initial {
         let b = st.encode("ADDED", &item.value);
+        st.pending.push_back(b);
+    }
+    if send_initial {
+        let mark = json!({"kind": t.kind.kind, "apiVersion": t.kind.api_version(),
+                          "metadata": {"resourceVersion": from.to_string(),
+                                       "annotations": {"k8s.io/initial-events-end": "true"}}});
+        let b = st.encode("BOOKMARK", &mark);
         st.pending.push_back(b);
     }
     let stream = futures_util::stream::unfold(st, |mut st| async move {

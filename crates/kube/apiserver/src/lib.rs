@@ -7,6 +7,7 @@
 
 pub mod certs;
 mod delete;
+mod discovery;
 mod handler;
 mod meta;
 mod openapi;
@@ -128,12 +129,7 @@ pub async fn run(
     listener.set_nonblocking(true)?;
     let bound = listener.local_addr()?;
     certs::write_kubeconfig(&paths.kubeconfig(), &pki, bound)?;
-    let tls = axum_server::tls_rustls::RustlsConfig::from_pem(
-        pki.server_cert.clone().into_bytes(),
-        pki.server_key.clone().into_bytes(),
-    )
-    .await
-    .context("loading the serving certificate")?;
+    let tls = axum_server::tls_rustls::RustlsConfig::from_config(certs::server_tls(&pki)?);
     let app = Arc::new(App {
         store,
         token: pki.token.clone(),
