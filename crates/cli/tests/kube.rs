@@ -30,7 +30,8 @@ fn start(root: &Path, extra: &[String]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hako"))
         .arg("--root")
         .arg(root)
-        // The API server alone: no node heartbeats move the revisions these tests compare.
+        // The API server alone: no node heartbeats move the revisions these tests
+        // compare, and the tests play the controllers' part.
         .args([
             "kube",
             "up",
@@ -38,6 +39,7 @@ fn start(root: &Path, extra: &[String]) -> (Child, String) {
             "127.0.0.1:0",
             "--disable-agent",
             "--disable-scheduler",
+            "--disable-controllers",
         ])
         .args(extra)
         .stdout(Stdio::piped())

@@ -24,6 +24,12 @@ pub enum KubeCommand {
     Kubelet(super::kube_node::KubeletArgs),
     /// Run the scheduler: binds pending pods to nodes.
     Scheduler(super::kube_node::SchedulerArgs),
+    /// Run the workload controllers (also started by `up`) against a cluster.
+    Controllers {
+        /// The cluster to control (default: $ROOT/kubeconfig).
+        #[arg(long, value_name = "FILE")]
+        kubeconfig: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -64,6 +70,9 @@ pub struct UpArgs {
     etcd_prefix: String,
     #[command(flatten)]
     node: super::kube_node::NodeArgs,
+    /// Run the API server without the controllers (as k3s' --disable-controller-manager).
+    #[arg(long)]
+    disable_controllers: bool,
 }
 
 pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
@@ -108,6 +117,9 @@ pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
                     let _ = writeln!(out, "kubeconfig: {}", kubeconfig.display());
                     let _ = out.flush();
                     // The node (CRI, kubelet, scheduler) starts once the kubeconfig is written.
+                    if !args.disable_controllers {
+                        hako_kube_controllers::spawn_thread(kubeconfig.clone());
+                    }
                     node = super::kube_node::Node::start(g, &args.node);
                     if let Err(e) = &node {
                         eprintln!("Error: starting the node: {e:#}");
@@ -121,6 +133,10 @@ pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
         }
         KubeCommand::Kubelet(a) => super::kube_node::kubelet(g, a),
         KubeCommand::Scheduler(a) => super::kube_node::scheduler(g, a),
+        KubeCommand::Controllers { kubeconfig } => {
+            hako_kube_controllers::run_foreground(kubeconfig.unwrap_or_else(|| paths.kubeconfig()))
+                .context("running the controllers")
+        }
         KubeCommand::Kubeconfig(args) => {
             let path = paths.kubeconfig();
             let text = std::fs::read_to_string(&path).with_context(|| {

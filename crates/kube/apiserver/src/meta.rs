@@ -230,6 +230,57 @@ fn pod_spec_defaults(spec: &mut Value) {
     }
 }
 
+/// Strategy and policy defaults of the workload kinds (what `kubectl
+/// rollout status` and the controllers read).
+fn workload_defaults(kind: &str, obj: &mut Value) {
+    let rolling =
+        |obj: &Value| obj.pointer("/spec/updateStrategy/type") == Some(&json!("RollingUpdate"));
+    match kind {
+        "DaemonSet" => {
+            set_default(
+                obj,
+                &["spec", "updateStrategy", "type"],
+                json!("RollingUpdate"),
+            );
+            if rolling(obj) {
+                set_default(
+                    obj,
+                    &["spec", "updateStrategy", "rollingUpdate", "maxUnavailable"],
+                    json!(1),
+                );
+                set_default(
+                    obj,
+                    &["spec", "updateStrategy", "rollingUpdate", "maxSurge"],
+                    json!(0),
+                );
+            }
+            set_default(obj, &["spec", "revisionHistoryLimit"], json!(10));
+        }
+        "StatefulSet" => {
+            set_default(obj, &["spec", "podManagementPolicy"], json!("OrderedReady"));
+            set_default(
+                obj,
+                &["spec", "updateStrategy", "type"],
+                json!("RollingUpdate"),
+            );
+            if rolling(obj) {
+                set_default(
+                    obj,
+                    &["spec", "updateStrategy", "rollingUpdate", "partition"],
+                    json!(0),
+                );
+            }
+            set_default(obj, &["spec", "revisionHistoryLimit"], json!(10));
+            set_default(
+                obj,
+                &["spec", "persistentVolumeClaimRetentionPolicy"],
+                json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+            );
+        }
+        _ => {}
+    }
+}
+
 /// The defaults upstream fills in on create, per kind.
 pub fn defaults(kind: &Kind, obj: &mut Value) {
     match kind.kind {
@@ -284,7 +335,21 @@ pub fn defaults(kind: &Kind, obj: &mut Value) {
                 pod_spec_defaults(spec);
             }
         }
+        "CronJob" => {
+            for (k, v) in [
+                ("concurrencyPolicy", json!("Allow")),
+                ("suspend", json!(false)),
+                ("successfulJobsHistoryLimit", json!(3)),
+                ("failedJobsHistoryLimit", json!(1)),
+            ] {
+                set_default(obj, &["spec", k], v);
+            }
+            if let Some(spec) = obj.pointer_mut("/spec/jobTemplate/spec/template/spec") {
+                pod_spec_defaults(spec);
+            }
+        }
         "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job" => {
+            workload_defaults(kind.kind, obj);
             if kind.kind == "Job" {
                 crate::validation::job_defaults(obj);
             }
