@@ -157,6 +157,8 @@ pub(crate) struct Cx<'a> {
     /// The `# check=` configuration (UndefinedVar runs as steps expand).
     pub(crate) checks: crate::checks::Config,
     pub(crate) undefined_seen: std::sync::Mutex<BTreeSet<(usize, String)>>,
+    /// Paths known missing in layers, for WORKDIR lookups without a mount.
+    pub(crate) missing: crate::chainview::Memo,
 }
 
 /// Per-stage scope: declared ARGs and their values.
@@ -489,6 +491,7 @@ fn build_platform(
         used_args: Default::default(),
         checks,
         undefined_seen: Default::default(),
+        missing: Default::default(),
     };
     let target = cx.run_stages()?;
     let unused: Vec<&String> = {
@@ -951,6 +954,22 @@ impl Cx<'_> {
         linked: bool,
         work: impl FnOnce(&Overlay, usize, Instant) -> Result<Vec<String>>,
     ) -> Result<()> {
+        self.layer_by(name, st, key, desc, inputs, |st, id, t| {
+            self.on_overlay(st, linked, id, t, work)
+        })
+    }
+
+    /// A step that changes files, cached: `make` writes the layer (None when
+    /// nothing changed).
+    pub(crate) fn layer_by(
+        &self,
+        name: &str,
+        st: &mut State,
+        key: &mut String,
+        desc: String,
+        inputs: &[u8],
+        make: impl FnOnce(&State, usize, Instant) -> Result<Option<Layer>>,
+    ) -> Result<()> {
         let k = cache::key(key, &desc, inputs);
         let id = self.next_step.fetch_add(1, Ordering::SeqCst);
         self.steps.fetch_add(1, Ordering::SeqCst);
@@ -963,22 +982,7 @@ impl Cx<'_> {
             *key = k;
             return Ok(());
         }
-        let result = (|| {
-            // `COPY --link`: the layer is made on an empty tree, independent of its parent.
-            let lower = if linked { Vec::new() } else { chain(st)? };
-            let mut o = Overlay::mount(self.snapshots, &lower, &self.work)?;
-            let stubs = work(&o, id, t)?;
-            o.unmount()?;
-            fsops::remove_stubs(&o.upper, &stubs);
-            fsops::commit_upper(
-                self.content,
-                self.snapshots,
-                &o.upper,
-                &diff_ids(st)?,
-                self.opts.source_date_epoch,
-            )
-        })();
-        let layer = match result {
+        let layer = match make(st, id, t) {
             Ok(l) => l,
             Err(e) => {
                 self.progress.failed(id, &e.to_string(), t.elapsed());
@@ -1002,6 +1006,49 @@ impl Cx<'_> {
         self.progress.done(id, false, t.elapsed());
         *key = k;
         Ok(())
+    }
+
+    /// Run `work` on an overlay of the layers of `st` (none for `COPY
+    /// --link`) and make its upper directory the layer.
+    pub(crate) fn on_overlay(
+        &self,
+        st: &State,
+        linked: bool,
+        id: usize,
+        t: Instant,
+        work: impl FnOnce(&Overlay, usize, Instant) -> Result<Vec<String>>,
+    ) -> Result<Option<Layer>> {
+        // `COPY --link`: the layer is made on an empty tree, independent of its parent.
+        let lower = if linked { Vec::new() } else { chain(st)? };
+        let mut o = Overlay::mount(self.snapshots, &lower, &self.work)?;
+        let stubs = work(&o, id, t)?;
+        o.unmount()?;
+        fsops::remove_stubs(&o.upper, &stubs);
+        self.commit(st, &o.upper)
+    }
+
+    /// Make an upper directory the layer over `st` (None when it is empty).
+    pub(crate) fn commit(&self, st: &State, upper: &Path) -> Result<Option<Layer>> {
+        fsops::commit_upper(
+            self.content,
+            self.snapshots,
+            upper,
+            &diff_ids(st)?,
+            self.opts.source_date_epoch,
+        )
+    }
+
+    /// The layers of `st` as a chain to look paths up in without a mount.
+    pub(crate) fn chain_view(&self, st: &State) -> Result<crate::chainview::Chain<'_>> {
+        let layers = chain(st)?
+            .into_iter()
+            .rev()
+            .map(|id| {
+                let p = self.snapshots.fs_path(&id);
+                (id, p)
+            })
+            .collect();
+        Ok(crate::chainview::Chain::new(layers, &self.missing))
     }
 }
 

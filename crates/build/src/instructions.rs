@@ -296,26 +296,7 @@ impl Cx<'_> {
                     fsops::clean_abs(&format!("{base}/{w}"))
                 };
                 st.config.working_dir = dir.clone();
-                let user = st.config.user.clone();
-                self.layer(
-                    name,
-                    st,
-                    key,
-                    format!("WORKDIR {dir}"),
-                    b"",
-                    false,
-                    |o, _, _| {
-                        // buildkit: directories WORKDIR creates belong to the USER.
-                        let owner = if user.is_empty() {
-                            (0, 0)
-                        } else {
-                            let u = hako_engine::user::resolve(&o.rootfs, &user)?;
-                            (u.uid, u.gid)
-                        };
-                        fsops::mkdir_all_in(&o.rootfs, &dir, owner)?;
-                        Ok(Vec::new())
-                    },
-                )
+                self.workdir(name, st, key, &dir)
             }
             Keyword::Run => self.run_step(name, ins, st, key, scope, deps),
             Keyword::Copy | Keyword::Add => {

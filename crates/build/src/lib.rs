@@ -16,6 +16,7 @@ pub mod stages;
 
 pub use error::{Error, Result};
 pub mod cache;
+mod chainview;
 pub mod checks;
 pub mod commit;
 pub mod compress;
@@ -34,5 +35,6 @@ mod run_step;
 pub mod scratch;
 pub mod state;
 mod validate;
+mod workdir;
 
 pub use executor::{build, Built, Options, Output, Progress, Puller};

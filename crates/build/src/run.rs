@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use oci_spec::runtime::{
-    LinuxBuilder, LinuxCapabilitiesBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
-    LinuxResourcesBuilder, Mount, ProcessBuilder, RootBuilder, SpecBuilder, UserBuilder,
+    LinuxBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResourcesBuilder, Mount,
+    ProcessBuilder, RootBuilder, SpecBuilder, UserBuilder,
 };
 
 use crate::error::{Error, IoContext, Result};
@@ -49,12 +49,10 @@ pub fn all_mounts(p: &Process) -> Vec<Mount> {
 fn write_spec(bundle: &Path, id: &str, p: &Process) -> Result<()> {
     let caps = hako_engine::security::capabilities(p.insecure, &[], &[])?;
     let seccomp = hako_engine::seccomp::default_profile(&caps);
-    let capabilities = LinuxCapabilitiesBuilder::default()
-        .bounding(caps.clone())
-        .effective(caps.clone())
-        .permitted(caps)
-        .build()
-        .map_err(spec_err)?;
+    // All five sets as docker sets them (the engine's): a non-root RUN gets
+    // the bounding set only, no ambient capabilities.
+    let capabilities =
+        hako_engine::security::process_capabilities(&caps, p.uid).map_err(spec_err)?;
     let process = ProcessBuilder::default()
         .terminal(false)
         .user(

@@ -2067,6 +2067,45 @@ fn run_security_insecure_needs_the_entitlement() {
 }
 
 #[test]
+fn run_steps_get_dockers_capability_sets() {
+    let root = Root::new();
+    // RUN set only the bounding, effective and permitted sets: the
+    // runtime-spec defaults filled the inheritable and ambient ones, so a
+    // RUN as a non-root USER had ambient capabilities (docker gives none).
+    let ctx = context(
+        &root,
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN mkdir -m 1777 /out && grep ^Cap /proc/self/status > /out/root\n\
+             USER 65534\nRUN grep ^Cap /proc/self/status > /out/user\n",
+        )],
+    );
+    let (out, _) = local(&root, &ctx, "out", &[]);
+    let caps = |f: &str| -> BTreeMap<String, u64> {
+        fs::read_to_string(out.join("out").join(f))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let (k, v) = l.split_once(':').unwrap();
+                (k.to_string(), u64::from_str_radix(v.trim(), 16).unwrap())
+            })
+            .collect()
+    };
+    let (r, u) = (caps("root"), caps("user"));
+    // docker's default set of 14 for root, nothing inherited or ambient.
+    for set in ["CapBnd", "CapEff", "CapPrm"] {
+        assert_eq!(r[set].count_ones(), 14, "root {set}: {r:?}");
+    }
+    assert_eq!((r["CapInh"], r["CapAmb"]), (0, 0), "root: {r:?}");
+    // A non-root user: the bounding set only.
+    assert_eq!(u["CapBnd"], r["CapBnd"], "user: {u:?}");
+    for set in ["CapEff", "CapPrm", "CapInh", "CapAmb"] {
+        assert_eq!(u[set], 0, "user {set}: {u:?}");
+    }
+}
+
+#[test]
 fn compressed_layers() {
     let root = Root::new();
     let ctx = context(
@@ -2607,4 +2646,72 @@ fn base_images_are_leased_while_builds_use_them() {
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// The number of layers of an image.
+fn layer_count(root: &Root, image: &str) -> usize {
+    inspect(root, image)["RootFS"]["Layers"]
+        .as_array()
+        .map_or(0, Vec::len)
+}
+
+#[test]
+fn workdirs_are_layers_made_without_mounting_their_parents() {
+    let root = Root::new();
+    let base = layer_count(&root, "busybox");
+    // Each WORKDIR that creates a directory is a layer. It was made on an
+    // overlay of all the parent layers, so N nested WORKDIRs cost ~N³ and
+    // the 501st layer failed (overlayfs stacks at most 500 lower layers).
+    let mut df = String::from("FROM busybox\nUSER 1000\n");
+    for i in 0..520 {
+        df.push_str(&format!("WORKDIR /s{i}\n"));
+    }
+    let ctx = context(&root, "many", &[("Dockerfile", &df)]);
+    let (id, _) = build_ok(&root, &ctx, &["-t", "many"]);
+    assert_eq!(layer_count(&root, "many"), base + 520);
+    let (again, progress) = build_ok(&root, &ctx, &["-t", "many"]);
+    assert_eq!(again.lines().last(), Some(id.as_str()));
+    assert!(steps(&progress).iter().all(|(_, cached)| *cached));
+
+    // What the WORKDIRs make: nested ones, a symlink on the way (resolved
+    // inside the root filesystem), a deleted directory made again, the
+    // owner from a passwd entry a later layer added, no layer for a
+    // directory that exists.
+    // A symlink climbing out stays in the root filesystem too.
+    let escape = format!("hako-wd-escape-{}", std::process::id());
+    let mut df = format!(
+        "FROM busybox\n\
+         RUN mkdir -p /real/base && ln -s /real /lnk && ln -s ../../../.. /up \
+         && rm -rf /home/user && echo app:x:2000:2001::/:/bin/sh >> /etc/passwd\n\
+         USER app\n\
+         WORKDIR /lnk/base/sub\n\
+         WORKDIR /up/{escape}\n\
+         WORKDIR /home/user/x\n\
+         WORKDIR /tmp\n",
+    );
+    for _ in 0..60 {
+        df.push_str("WORKDIR n\n");
+    }
+    df.push_str("WORKDIR /etc\n");
+    let ctx = context(&root, "tree", &[("Dockerfile", &df)]);
+    let (dest, _) = local(&root, &ctx, "tree-out", &[]);
+    let t = own_tree(&dest);
+    let get = |p: &str| t.get(p).cloned().unwrap_or_else(|| format!("{p} missing"));
+    assert_eq!(get("/lnk"), "link /real 0:0");
+    assert_eq!(get("/real/base"), "dir 755 0:0");
+    assert_eq!(get("/real/base/sub"), "dir 755 2000:2001");
+    assert_eq!(get(&format!("/{escape}")), "dir 755 2000:2001");
+    assert!(!Path::new("/").join(&escape).exists());
+    assert_eq!(get("/home/user"), "dir 755 2000:2001");
+    assert_eq!(get("/home/user/x"), "dir 755 2000:2001");
+    assert_eq!(get("/tmp"), "dir 755 0:0");
+    let deepest = format!("/tmp{}", "/n".repeat(60));
+    assert_eq!(get(&deepest), "dir 755 2000:2001");
+    assert!(!t.contains_key(&format!("{deepest}/n")));
+    assert_eq!(get("/etc/passwd").split(' ').next(), Some("file"));
+    // RUN, four WORKDIRs, 59 more nested ones; none for /tmp and /etc.
+    build_ok(&root, &ctx, &["-q", "-t", "tree"]);
+    assert_eq!(layer_count(&root, "tree"), base + 64);
+    let cfg = inspect(&root, "tree");
+    assert_eq!(cfg["Config"]["WorkingDir"], "/etc");
 }

@@ -671,6 +671,76 @@ fn pid_and_ipc_container_join_another_containers_namespaces() {
 }
 
 #[test]
+fn ipc_shareable_private_and_none_as_docker() {
+    let r = Root::new();
+    let donor = common::unique("shm-donor");
+    let private = common::unique("shm-private");
+    for (name, mode) in [(&donor, "shareable"), (&private, "private")] {
+        r.ok(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            "none",
+            "--ipc",
+            mode,
+            "busybox",
+            "sleep",
+            "600",
+        ]);
+    }
+    r.ok(&["exec", &donor, "sh", "-c", "echo shared > /dev/shm/note"]);
+    // A joiner of a shareable container shares its IPC namespace and /dev/shm.
+    let target = format!("container:{donor}");
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--ipc",
+        &target,
+        "busybox",
+        "sh",
+        "-c",
+        "cat /dev/shm/note; echo back > /dev/shm/reply",
+    ]);
+    assert_eq!(out, "shared\n");
+    assert_eq!(r.ok(&["exec", &donor, "cat", "/dev/shm/reply"]), "back\n");
+    // A private one cannot be joined.
+    let out = r.run(&[
+        "run",
+        "--rm",
+        "--ipc",
+        &format!("container:{private}"),
+        "busybox",
+        "true",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.lines().count() == 1 && err.contains("non-shareable IPC"),
+        "{err}"
+    );
+    // none: no /dev/shm at all.
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--ipc",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "grep -c ' /dev/shm ' /proc/mounts || true",
+    ]);
+    assert_eq!(out.trim(), "0");
+    assert_eq!(r.inspect(&donor)["HostConfig"]["IpcMode"], "shareable");
+    r.ok(&["rm", "-f", &donor, &private]);
+}
+
+#[test]
 fn pid_and_ipc_host_share_the_hosts_namespaces() {
     let r = Root::new();
     let me = std::process::id();
@@ -740,7 +810,7 @@ fn pid_and_ipc_host_share_the_hosts_namespaces() {
             "invalid --pid",
         ),
         (
-            vec!["run", "--rm", "--ipc", "shareable", "busybox", "true"],
+            vec!["run", "--rm", "--ipc", "sharable", "busybox", "true"],
             "invalid --ipc",
         ),
         (

@@ -1181,6 +1181,35 @@ fn cri_pod_with_two_containers_sharing_localhost_a_volume_exec_and_logs() {
             .unwrap_err();
         assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
         assert_eq!(e.message(), "image nosuch:1 not found");
+        // Stopping a container that is gone succeeds (critest's idempotence).
+        c.stop_container(cri::StopContainerRequest {
+            container_id: "feedfacefeed".into(),
+            timeout: 1,
+        })
+        .await
+        .unwrap();
+        // A group without a user is refused, as containerd does.
+        let mut grouped = container_config("grouped", &["true"], "g.log", Vec::new());
+        grouped.linux = Some(cri::LinuxContainerConfig {
+            security_context: Some(cri::LinuxContainerSecurityContext {
+                run_as_group: Some(cri::Int64Value { value: 1000 }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let e = c
+            .create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: sandbox.clone(),
+                config: Some(grouped),
+                sandbox_config: None,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+        assert_eq!(
+            e.message(),
+            "creating container grouped: run_as_group is set without run_as_user or run_as_username"
+        );
 
         c.stop_pod_sandbox(cri::StopPodSandboxRequest {
             pod_sandbox_id: sandbox.clone(),
@@ -1908,4 +1937,731 @@ fn cri_oom_score_adj_is_set_and_clamped_to_what_the_runtime_may() {
         err.lines().count() == 1 && err.contains("invalid oom_score_adj -1001"),
         "{err}"
     );
+}
+
+// ---- The streaming server (Exec / Attach / PortForward URLs), driven by
+// in-test clients of both protocols kubelet's clients speak: SPDY/3.1
+// (hako_cri's own framing module, as hako's kubelet will use it) and
+// websocket (tungstenite).
+
+mod streaming {
+    use std::collections::HashMap;
+
+    use futures_util::{SinkExt, StreamExt};
+    use hako_cri::stream::spdy::{self, Event};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::WebSocketStream;
+
+    pub type Spdy = spdy::Session<tokio::io::WriteHalf<TcpStream>>;
+
+    fn split_url(url: &str) -> (String, String) {
+        let rest = url.strip_prefix("http://").expect("an http URL");
+        let (host, path) = rest.split_once('/').unwrap();
+        (host.to_string(), format!("/{path}"))
+    }
+
+    /// Upgrade a request on `url` to SPDY/3.1 offering `protocol`.
+    pub async fn spdy_connect(url: &str, protocol: &str) -> Spdy {
+        let (host, path) = split_url(url);
+        let mut tcp = TcpStream::connect(&host).await.unwrap();
+        tcp.write_all(
+            format!(
+                "POST {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\n\
+                 Upgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: {protocol}\r\n\
+                 Content-Length: 0\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        // The answer's head, a byte at a time: what follows is SPDY.
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            head.push(tcp.read_u8().await.unwrap());
+        }
+        let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 101"), "{head}");
+        assert!(
+            head.contains(&format!("x-stream-protocol-version: {protocol}")),
+            "{head}"
+        );
+        spdy::session(tcp)
+    }
+
+    /// What a session gave back: bytes per stream type (or channel name).
+    #[derive(Debug, Default)]
+    pub struct Got {
+        pub streams: HashMap<String, Vec<u8>>,
+    }
+
+    impl Got {
+        pub fn text(&self, s: &str) -> String {
+            String::from_utf8_lossy(self.streams.get(s).map(Vec::as_slice).unwrap_or(&[]))
+                .into_owned()
+        }
+
+        pub fn status(&self) -> serde_json::Value {
+            serde_json::from_str(&self.text("error")).unwrap()
+        }
+    }
+
+    /// Exec or attach over SPDY as client-go does: open the streams by
+    /// type, send a resize and stdin (then its end), read until the
+    /// server goes away. `during` runs once the streams are open.
+    pub async fn spdy_remote(
+        url: &str,
+        types: &[&str],
+        stdin: Option<&[u8]>,
+        resize: Option<(u16, u16)>,
+        during: impl std::future::Future<Output = ()>,
+    ) -> Got {
+        let mut s = spdy_connect(url, "v4.channel.k8s.io").await;
+        let mut ids = HashMap::new();
+        for (i, t) in types.iter().enumerate() {
+            let id = 1 + 2 * i as u32;
+            s.writer
+                .open(id, vec![("streamtype".into(), t.to_string())], false)
+                .await
+                .unwrap();
+            ids.insert(id, t.to_string());
+        }
+        let id_of = |t: &str| *ids.iter().find(|(_, v)| *v == t).unwrap().0;
+        if let Some((w, h)) = resize {
+            let size = serde_json::json!({"Width": w, "Height": h}).to_string();
+            s.writer
+                .data(id_of("resize"), size.as_bytes())
+                .await
+                .unwrap();
+        }
+        if let Some(b) = stdin {
+            s.writer.data(id_of("stdin"), b).await.unwrap();
+            s.writer.fin(id_of("stdin")).await.unwrap();
+        }
+        let events = async {
+            let mut got = Got::default();
+            let mut replies = 0;
+            while let Some(ev) = s.events.recv().await {
+                match ev {
+                    Event::Reply { .. } => replies += 1,
+                    Event::Data {
+                        stream_id, data, ..
+                    } => got
+                        .streams
+                        .entry(ids[&stream_id].clone())
+                        .or_default()
+                        .extend(data),
+                    Event::Closed => break,
+                    _ => {}
+                }
+            }
+            assert_eq!(replies, types.len(), "every stream was accepted");
+            got
+        };
+        let (got, ()) = tokio::join!(events, during);
+        got
+    }
+
+    /// A websocket on `url` offering `protocol`; the one the server chose
+    /// must be it.
+    pub async fn ws_connect(url: &str, protocol: &str) -> WebSocketStream<TcpStream> {
+        let (host, _) = split_url(url);
+        let mut req = url
+            .replacen("http://", "ws://", 1)
+            .into_client_request()
+            .unwrap();
+        req.headers_mut()
+            .insert("Sec-WebSocket-Protocol", protocol.parse().unwrap());
+        let tcp = TcpStream::connect(&host).await.unwrap();
+        let (ws, resp) = tokio_tungstenite::client_async(req, tcp).await.unwrap();
+        assert_eq!(resp.headers()["sec-websocket-protocol"], protocol);
+        ws
+    }
+
+    pub const CHANNELS: [&str; 5] = ["stdin", "stdout", "stderr", "error", "resize"];
+
+    /// Exec or attach over websocket v5: stdin then its close signal, read
+    /// until the server closes; `until` ends the read early (attach).
+    pub async fn ws_remote(
+        url: &str,
+        stdin: Option<&[u8]>,
+        until: impl Fn(&Got) -> bool,
+    ) -> (Got, Option<u16>) {
+        let mut ws = ws_connect(url, "v5.channel.k8s.io").await;
+        if let Some(b) = stdin {
+            let mut m = vec![0u8];
+            m.extend_from_slice(b);
+            ws.send(Message::Binary(m.into())).await.unwrap();
+            ws.send(Message::Binary(vec![255u8, 0].into()))
+                .await
+                .unwrap();
+        }
+        let mut got = Got::default();
+        let mut close_code = None;
+        while let Some(Ok(m)) = ws.next().await {
+            match m {
+                Message::Binary(b) if !b.is_empty() => {
+                    let name = CHANNELS.get(b[0] as usize).copied().unwrap_or("other");
+                    got.streams
+                        .entry(name.to_string())
+                        .or_default()
+                        .extend_from_slice(&b[1..]);
+                    if until(&got) {
+                        break;
+                    }
+                }
+                Message::Close(f) => {
+                    close_code = f.map(|f| u16::from(f.code));
+                    break;
+                }
+                _ => {}
+            }
+        }
+        (got, close_code)
+    }
+}
+
+/// A pod with a busybox container serving /etc on 8080 inside the pod and
+/// printing "tick" every 200 ms (for attach); (server, sandbox, container).
+async fn streaming_pod(
+    c: &mut RuntimeServiceClient<Channel>,
+    name: &str,
+) -> (String, String, cri::PodSandboxConfig) {
+    let pod = pod_config(name, false);
+    let sandbox = c
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(pod.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id;
+    let id = create_and_start(
+        c,
+        &sandbox,
+        &pod,
+        container_config(
+            "web",
+            &[
+                "sh",
+                "-c",
+                "httpd -f -p 127.0.0.1:8080 -h /etc & while true; do echo tick; sleep 0.2; done",
+            ],
+            "web.log",
+            Vec::new(),
+        ),
+    )
+    .await;
+    (sandbox, id, pod)
+}
+
+fn exit_code_of(status: &serde_json::Value) -> Option<String> {
+    status["details"]["causes"]
+        .as_array()?
+        .iter()
+        .find(|c| c["reason"] == "ExitCode")
+        .and_then(|c| c["message"].as_str())
+        .map(str::to_string)
+}
+
+#[test]
+fn cri_exec_and_attach_through_the_streaming_url_over_spdy_and_websocket() {
+    let root = Root::new();
+    let _net = PodNet::write(root.dir());
+    let server = Server::start(&root.root(), root.dir(), &config_in(root.dir(), ""));
+    rt().block_on(async {
+        let mut c = server.runtime().await;
+        let (sandbox, id, _) = streaming_pod(&mut c, "streams").await;
+        let exec = |cmd: &[&str], stdin: bool, tty: bool| cri::ExecRequest {
+            container_id: id.clone(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            tty,
+            stdin,
+            stdout: true,
+            stderr: !tty,
+        };
+        let script = ["sh", "-c", "cat; echo to-stderr >&2; exit 3"];
+
+        // SPDY, v4: stdin in, both outputs, the exit code as kubelet's
+        // NonZeroExitCode status.
+        let mut c2 = c.clone();
+        let url = c2
+            .exec(exec(&script, true, false))
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        let got = streaming::spdy_remote(
+            &url,
+            &["error", "stdin", "stdout", "stderr"],
+            Some(b"from-stdin\n"),
+            None,
+            async {},
+        )
+        .await;
+        assert_eq!(got.text("stdout"), "from-stdin\n");
+        assert_eq!(got.text("stderr"), "to-stderr\n");
+        let st = got.status();
+        assert_eq!(st["status"], "Failure", "{st}");
+        assert_eq!(st["reason"], "NonZeroExitCode", "{st}");
+        assert_eq!(exit_code_of(&st).as_deref(), Some("3"), "{st}");
+
+        // The URL was single-use: a second upgrade is refused.
+        let (host, path) = url
+            .strip_prefix("http://")
+            .unwrap()
+            .split_once('/')
+            .unwrap();
+        let again = http_get_path(host, &format!("/{path}"));
+        assert!(again.starts_with("HTTP/1.1 404"), "{again}");
+        assert!(
+            again.contains("unknown or expired streaming token"),
+            "{again}"
+        );
+
+        // A command that succeeds: Success.
+        let url = c2
+            .exec(exec(&["echo", "fine"], false, false))
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        let got =
+            streaming::spdy_remote(&url, &["error", "stdout", "stderr"], None, None, async {})
+                .await;
+        assert_eq!(got.text("stdout"), "fine\n");
+        assert_eq!(got.status()["status"], "Success");
+
+        // Websocket, v5: the same exec, stdin closed with the v5 signal.
+        let url = c2
+            .exec(exec(&script, true, false))
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        let (got, close) = streaming::ws_remote(&url, Some(b"over-ws\n"), |_| false).await;
+        assert_eq!(got.text("stdout"), "over-ws\n");
+        assert_eq!(got.text("stderr"), "to-stderr\n");
+        assert_eq!(exit_code_of(&got.status()).as_deref(), Some("3"));
+        assert_eq!(close, Some(1000), "a normal closure");
+
+        // A terminal over SPDY: the process has a pty, and the resize sent
+        // by the client is its window size.
+        let marker = format!("tty-{}", std::process::id());
+        let url = c2
+            .exec(exec(
+                &["sh", "-c", "tty; sleep 3; exit 4", &marker],
+                false,
+                true,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        let size = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let seen = size.clone();
+        let watch = async move {
+            // The exec'd shell, by its $0, and its terminal's size.
+            for _ in 0..100 {
+                if let Some(ws) = winsize_of_process_with(&marker) {
+                    if ws != (0, 0) {
+                        *seen.lock().unwrap() = Some(ws);
+                        return;
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        };
+        let got = streaming::spdy_remote(
+            &url,
+            &["error", "stdout", "resize"],
+            None,
+            Some((100, 30)),
+            watch,
+        )
+        .await;
+        assert!(got.text("stdout").contains("/dev/pts/"), "{got:?}");
+        assert_eq!(exit_code_of(&got.status()).as_deref(), Some("4"));
+        assert_eq!(*size.lock().unwrap(), Some((30, 100)), "rows, cols");
+
+        // Attach over websocket: the container's live output.
+        let url = c2
+            .attach(cri::AttachRequest {
+                container_id: id.clone(),
+                stdin: false,
+                tty: false,
+                stdout: true,
+                stderr: true,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        assert!(url.contains("/attach/"), "{url}");
+        let (got, _) =
+            streaming::ws_remote(&url, None, |g| g.text("stdout").contains("tick\ntick\n")).await;
+        assert!(got.text("stdout").contains("tick\n"), "{got:?}");
+        // And over SPDY, ended by the container stopping (Success).
+        let url = c2
+            .attach(cri::AttachRequest {
+                container_id: id.clone(),
+                stdin: false,
+                tty: false,
+                stdout: true,
+                stderr: true,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        let mut c3 = c.clone();
+        let stop_id = id.clone();
+        let stopper = async move {
+            tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+            c3.stop_container(cri::StopContainerRequest {
+                container_id: stop_id,
+                timeout: 1,
+            })
+            .await
+            .unwrap();
+        };
+        let got =
+            streaming::spdy_remote(&url, &["error", "stdout", "stderr"], None, None, stopper).await;
+        assert!(got.text("stdout").contains("tick\n"), "{got:?}");
+        assert_eq!(got.status()["status"], "Success");
+
+        // Bad requests: kubelet's rules, the container's state, unknown ids.
+        let mut bad = exec(&["true"], false, true);
+        bad.stderr = true;
+        let e2 = c2.exec(bad).await.unwrap_err();
+        assert_eq!(e2.code(), tonic::Code::InvalidArgument);
+        assert_eq!(e2.message(), "exec: tty and stderr cannot both be true");
+        let e = c2.exec(exec(&["true"], false, false)).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+        let mut gone = exec(&["true"], false, false);
+        gone.container_id = "nosuch".into();
+        let e = c2.exec(gone).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::NotFound);
+        assert_eq!(e.message(), "container nosuch not found");
+
+        c.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: sandbox,
+        })
+        .await
+        .unwrap();
+    });
+}
+
+/// The window size (rows, cols) of the terminal on fd 0 of the process
+/// whose command line holds `marker`.
+fn winsize_of_process_with(marker: &str) -> Option<(u16, u16)> {
+    use std::os::fd::AsRawFd;
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        if !cmdline.split(|b| *b == 0).any(|a| a == marker.as_bytes()) {
+            continue;
+        }
+        let tty = std::fs::File::open(e.path().join("fd/0")).ok()?;
+        let mut ws = libc::winsize {
+            ws_row: 0,
+            ws_col: 0,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCGWINSZ writes a winsize into the valid pointer.
+        if unsafe { libc::ioctl(tty.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) } != 0 {
+            return None;
+        }
+        return Some((ws.ws_row, ws.ws_col));
+    }
+    None
+}
+
+/// GET `path` on `host` (HTTP/1.1, connection closed); the whole answer.
+fn http_get_path(host: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn cri_port_forward_through_the_streaming_url_over_spdy_and_websocket() {
+    use futures_util::{SinkExt, StreamExt};
+    use hako_cri::stream::spdy::Event;
+    use std::collections::HashMap;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let root = Root::new();
+    let _net = PodNet::write(root.dir());
+    let server = Server::start(&root.root(), root.dir(), &config_in(root.dir(), ""));
+    rt().block_on(async {
+        let mut c = server.runtime().await;
+        let (sandbox, _, _) = streaming_pod(&mut c, "forward").await;
+        let request = b"GET /passwd HTTP/1.0\r\n\r\n";
+        let pf = |c: &mut RuntimeServiceClient<Channel>| {
+            let mut c = c.clone();
+            let sandbox = sandbox.clone();
+            async move {
+                c.port_forward(cri::PortForwardRequest {
+                    pod_sandbox_id: sandbox,
+                    port: vec![8080],
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .url
+            }
+        };
+
+        // SPDY (portforward.k8s.io): a stream pair per connection; httpd
+        // listens on the pod's 127.0.0.1 only, so the answer proves the
+        // connection was made inside the pod's network namespace.
+        let url = pf(&mut c).await;
+        assert!(url.contains("/portforward/"), "{url}");
+        let mut s = streaming::spdy_connect(&url, "portforward.k8s.io").await;
+        let pair = |kind: &str, port: &str, rid: &str| {
+            vec![
+                ("streamtype".to_string(), kind.to_string()),
+                ("port".to_string(), port.to_string()),
+                ("requestid".to_string(), rid.to_string()),
+            ]
+        };
+        s.writer
+            .open(1, pair("error", "8080", "0"), false)
+            .await
+            .unwrap();
+        s.writer
+            .open(3, pair("data", "8080", "0"), false)
+            .await
+            .unwrap();
+        s.writer.data(3, request).await.unwrap();
+        // A second connection, to a port nothing listens on.
+        s.writer
+            .open(5, pair("error", "1", "1"), false)
+            .await
+            .unwrap();
+        s.writer
+            .open(7, pair("data", "1", "1"), false)
+            .await
+            .unwrap();
+        let mut data = Vec::new();
+        let mut errors = String::new();
+        let mut fins = 0;
+        while fins < 4 {
+            match s.events.recv().await.unwrap() {
+                Event::Data {
+                    stream_id,
+                    data: d,
+                    fin,
+                } => {
+                    match stream_id {
+                        3 => data.extend(d),
+                        5 => errors.push_str(&String::from_utf8_lossy(&d)),
+                        _ => assert!(d.is_empty(), "stream {stream_id}: {d:?}"),
+                    }
+                    fins += fin as usize;
+                }
+                Event::Closed => panic!("the server went away"),
+                _ => {}
+            }
+        }
+        let data = String::from_utf8_lossy(&data);
+        assert!(data.starts_with("HTTP/1.1 200 OK"), "{data}");
+        assert!(data.contains("root:x:0:0:root:/root:/bin/sh"), "{data}");
+        assert!(
+            errors.starts_with(&format!(
+                "error forwarding port 1 to pod sandbox {sandbox}: connecting to port 1 in the pod:"
+            )),
+            "{errors}"
+        );
+        assert_eq!(errors.lines().count(), 1, "{errors}");
+
+        // Websocket (v4.channel.k8s.io): two channels per port, each
+        // opened by the port, little-endian.
+        let url = pf(&mut c).await;
+        let mut ws = streaming::ws_connect(&format!("{url}?port=8080"), "v4.channel.k8s.io").await;
+        let mut m = vec![0u8];
+        m.extend_from_slice(request);
+        let mut got: HashMap<u8, Vec<u8>> = HashMap::new();
+        let mut sent = false;
+        while let Some(Ok(msg)) = ws.next().await {
+            let Message::Binary(b) = msg else { break };
+            got.entry(b[0]).or_default().extend_from_slice(&b[1..]);
+            if !sent && got.contains_key(&1) {
+                ws.send(Message::Binary(m.clone().into())).await.unwrap();
+                sent = true;
+            }
+            if String::from_utf8_lossy(&got[&0]).contains("/bin/sh\n") {
+                break;
+            }
+        }
+        assert_eq!(
+            got[&1],
+            8080u16.to_le_bytes(),
+            "the error channel: only the port"
+        );
+        assert_eq!(&got[&0][..2], 8080u16.to_le_bytes());
+        let data = String::from_utf8_lossy(&got[&0][2..]);
+        assert!(data.starts_with("HTTP/1.1 200 OK"), "{data}");
+        assert!(data.contains("root:x:0:0"), "{data}");
+
+        // A stopped pod cannot be forwarded to; an unknown one is NotFound.
+        c.stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: sandbox.clone(),
+        })
+        .await
+        .unwrap();
+        let e = c
+            .port_forward(cri::PortForwardRequest {
+                pod_sandbox_id: sandbox.clone(),
+                port: vec![8080],
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+        let e = c
+            .port_forward(cri::PortForwardRequest {
+                pod_sandbox_id: "nosuch".into(),
+                port: vec![8080],
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+        c.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: sandbox,
+        })
+        .await
+        .unwrap();
+    });
+}
+
+/// How many inotify instances process `pid` holds (each event follower
+/// of the server has one).
+fn inotify_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read_link(e.path())
+                .map(|l| l.to_string_lossy() == "anon_inode:inotify")
+                .unwrap_or(false)
+        })
+        .count()
+}
+
+#[test]
+fn cri_sandbox_events_and_a_follower_ends_with_its_client() {
+    let root = Root::new();
+    let server = Server::start(&root.root(), root.dir(), &config_in(root.dir(), ""));
+    let pid = server.child.id();
+    let idle = inotify_fds(pid);
+    rt().block_on(async {
+        let mut c = server.runtime().await;
+        let mut events = c
+            .get_container_events(cri::GetEventsRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        wait_for("the follower to start", || inotify_fds(pid) == idle + 1);
+        let pod = pod_config("sandbox-events", true);
+        let sandbox = c
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(pod.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        let mut seen = Vec::new();
+        while let Some(e) = events.message().await.unwrap() {
+            if e.container_id != sandbox {
+                continue;
+            }
+            let kind = cri::ContainerEventType::try_from(e.container_event_type).unwrap();
+            use cri::ContainerEventType::*;
+            match kind {
+                ContainerStartedEvent => {
+                    let st = e.pod_sandbox_status.as_ref().expect("the sandbox's status");
+                    assert_eq!(st.id, sandbox);
+                    assert_eq!(st.state, cri::PodSandboxState::SandboxReady as i32);
+                    c.stop_pod_sandbox(cri::StopPodSandboxRequest {
+                        pod_sandbox_id: sandbox.clone(),
+                    })
+                    .await
+                    .unwrap();
+                }
+                ContainerStoppedEvent => {
+                    let st = e.pod_sandbox_status.as_ref().expect("the sandbox's status");
+                    assert_eq!(st.state, cri::PodSandboxState::SandboxNotready as i32);
+                    c.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                        pod_sandbox_id: sandbox.clone(),
+                    })
+                    .await
+                    .unwrap();
+                }
+                _ => {}
+            }
+            seen.push(kind);
+            if kind == ContainerDeletedEvent {
+                break;
+            }
+        }
+        use cri::ContainerEventType::*;
+        assert_eq!(
+            seen,
+            [
+                ContainerCreatedEvent,
+                ContainerStartedEvent,
+                ContainerStoppedEvent,
+                ContainerDeletedEvent
+            ]
+        );
+        // The client leaves while nothing happens: its follower goes anyway.
+        drop(events);
+        drop(c);
+    });
+    wait_for("the follower to end with its client", || {
+        inotify_fds(pid) == idle
+    });
+}
+
+#[test]
+fn cri_simultaneous_remove_image_calls_all_succeed() {
+    let root = Root::new();
+    let server = Server::start(&root.root(), root.dir(), &config_in(root.dir(), ""));
+    rt().block_on(async {
+        let c = server.images().await;
+        // As critest's "should not fail on simultaneous RemoveImage calls":
+        // whichever call comes second finds nothing left, which is success.
+        let calls = (0..10).map(|_| {
+            let mut c = c.clone();
+            async move {
+                c.remove_image(cri::RemoveImageRequest {
+                    image: Some(cri::ImageSpec {
+                        image: "busybox".into(),
+                        ..Default::default()
+                    }),
+                })
+                .await
+            }
+        });
+        for r in futures_util::future::join_all(calls).await {
+            r.unwrap();
+        }
+    });
+    assert!(!root.ok(&["images"]).contains("busybox"));
 }

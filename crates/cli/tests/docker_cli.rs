@@ -1268,3 +1268,125 @@ fn cgroup_parent_places_the_container() {
         assert_eq!(text(&out.stderr).lines().count(), 1);
     }
 }
+
+#[test]
+fn logs_details_shows_the_log_opt_attributes() {
+    let r = Root::new();
+    // json-file's `labels` and `env` log opts name what `logs --details`
+    // prints before each line (sorted, query-escaped), as docker's.
+    r.ok(&[
+        "run",
+        "--name",
+        "ld",
+        "--label",
+        "app=web app",
+        "-e",
+        "REGION=eu",
+        "--log-opt",
+        "labels=app,missing",
+        "--log-opt",
+        "env=REGION",
+        "busybox",
+        "echo",
+        "hi",
+    ]);
+    assert_eq!(
+        r.ok(&["logs", "--details", "ld"]),
+        "REGION=eu,app=web+app hi\n"
+    );
+    assert_eq!(r.ok(&["logs", "ld"]), "hi\n");
+    let stamped = r.ok(&["logs", "--details", "-t", "ld"]);
+    let (time, rest) = stamped.split_once(' ').unwrap();
+    assert!(time.contains('T') && time.ends_with('Z'), "{stamped}");
+    assert_eq!(rest, "REGION=eu,app=web+app hi\n");
+    // No attributes: the line still gets docker's leading space.
+    r.ok(&["run", "--name", "plain", "busybox", "echo", "hi"]);
+    assert_eq!(r.ok(&["logs", "--details", "plain"]), " hi\n");
+    let out = r.run(&[
+        "create",
+        "--log-opt",
+        "labels=a",
+        "--log-driver",
+        "local",
+        "busybox",
+    ]);
+    assert!(!out.status.success());
+    let e = text(&out.stderr);
+    assert!(
+        e.contains("unknown log opt \"labels\" for the local driver"),
+        "{e}"
+    );
+}
+
+#[test]
+fn image_and_system_prune_take_docker_filters() {
+    let r = Root::new();
+    let ctx = r.dir().join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    for (tag, keep) in [("kept", "yes"), ("gone", "no")] {
+        fs::write(
+            ctx.join("Dockerfile"),
+            format!("FROM busybox\nLABEL keep={keep}\n"),
+        )
+        .unwrap();
+        r.ok(&["build", "-q", "-t", tag, ctx.to_str().unwrap()]);
+    }
+    let has = |img: &str| r.run(&["image", "inspect", img]).status.success();
+    // Nothing was created before 2000.
+    let out = r.ok(&[
+        "image",
+        "prune",
+        "-a",
+        "-f",
+        "--filter",
+        "until=2000-01-01T00:00:00Z",
+    ]);
+    assert!(!out.contains("deleted:"), "{out}");
+    assert!(has("kept") && has("gone") && has("busybox"));
+    let out = r.ok(&["image", "prune", "-a", "-f", "--filter", "label=keep=no"]);
+    assert!(out.contains("deleted: sha256:"), "{out}");
+    assert!(has("kept") && !has("gone") && has("busybox"));
+    // label!=: busybox has no `keep` label.
+    r.ok(&["image", "prune", "-a", "-f", "--filter", "label!=keep"]);
+    assert!(has("kept") && !has("busybox"));
+
+    // system prune: the filter reaches containers and images.
+    r.ok(&[
+        "create", "--name", "c-yes", "--label", "keep=yes", "kept", "true",
+    ]);
+    // Image labels are container labels too (as docker): c-no overrides it.
+    r.ok(&[
+        "create", "--name", "c-no", "--label", "keep=no", "kept", "true",
+    ]);
+    let out = r.ok(&["system", "prune", "-f", "--filter", "label=keep=yes"]);
+    assert!(out.contains("Deleted Containers:"), "{out}");
+    let names: Vec<String> = r.ps_all().into_iter().map(|(n, _, _)| n).collect();
+    assert_eq!(names, ["c-no"]);
+    r.ok(&["rm", "c-no"]);
+    r.ok(&[
+        "system",
+        "prune",
+        "-a",
+        "-f",
+        "--filter",
+        "label=keep=other",
+    ]);
+    assert!(has("kept"));
+    r.ok(&["system", "prune", "-a", "-f", "--filter", "label=keep"]);
+    assert!(!has("kept"));
+    for (args, want) in [
+        (
+            vec!["system", "prune", "-f", "--volumes", "--filter", "until=1h"],
+            "invalid filter \"until=1h\"",
+        ),
+        (
+            vec!["image", "prune", "-f", "--filter", "dangling=true"],
+            "invalid filter \"dangling=true\"",
+        ),
+    ] {
+        let out = r.run(&args);
+        assert!(!out.status.success());
+        let e = text(&out.stderr);
+        assert!(e.contains(want) && e.trim().lines().count() == 1, "{e}");
+    }
+}

@@ -30,13 +30,16 @@ fn start(root: &Path, extra: &[String]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hako"))
         .arg("--root")
         .arg(root)
-        // The API server alone: these tests play the controllers' part (and
-        // need no kube-proxy rules on the host).
+        // The API server alone: no node heartbeats move the revisions these tests
+        // compare, the tests play the controllers' part, and need no kube-proxy
+        // rules on the host.
         .args([
             "kube",
             "up",
             "--addr",
             "127.0.0.1:0",
+            "--disable-agent",
+            "--disable-scheduler",
             "--disable-controllers",
             "--disable-proxy",
         ])

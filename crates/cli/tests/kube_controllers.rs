@@ -32,12 +32,17 @@ impl Kube {
     }
 
     fn up_env(env: &[(&str, &str)]) -> Kube {
+        Self::up_with(env, &[])
+    }
+
+    fn up_with(env: &[(&str, &str)], args: &[&str]) -> Kube {
         let tmp = tempfile::tempdir().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_hako"))
             .envs(env.iter().copied())
             .arg("--root")
             .arg(tmp.path().join("root"))
             .args(["kube", "up", "--addr", "127.0.0.1:0"])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -1391,4 +1396,56 @@ spec:
     });
     let st = k.json(&["get", "cronjob", "limits"])["status"].clone();
     assert!(st["lastSuccessfulTime"].is_string(), "{st}");
+}
+
+/// A process killed (and reaped) on drop.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn kube_controllers_runs_alone_against_a_cluster() {
+    let k = Kube::up_with(&[], &["--disable-controllers"]);
+    k.apply(&replicaset("alone", 2));
+    let uid = k.json(&["get", "rs", "alone"])["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Nothing reconciles it: the ReplicaSet has no status yet.
+    assert!(k.json(&["get", "rs", "alone"])["status"]["observedGeneration"].is_null());
+    assert!(owned(&k, "default", &uid).is_empty());
+    let _controllers = Killed(
+        Command::new(env!("CARGO_BIN_EXE_hako"))
+            .args(["kube", "controllers", "--kubeconfig"])
+            .arg(k.kubeconfig())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting hako kube controllers"),
+    );
+    k.wait("2 pods", || {
+        (owned(&k, "default", &uid).len() == 2).then_some(())
+    });
+    k.wait("the status", || {
+        (k.json(&["get", "rs", "alone"])["status"]["replicas"] == 2).then_some(())
+    });
+    // A kubeconfig that does not exist is a one-line error.
+    let out = Command::new(env!("CARGO_BIN_EXE_hako"))
+        .args([
+            "kube",
+            "controllers",
+            "--kubeconfig",
+            "/nonexistent/kubeconfig",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/kubeconfig"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
 }

@@ -923,3 +923,119 @@ fn dns_options_reach_resolv_conf() {
         serde_json::json!(["attempts:4"])
     );
 }
+
+#[test]
+fn network_create_ip_range_and_bridge_options() {
+    let r = Root::new();
+    let bridge = format!("hkr{}", std::process::id() % 1_000_000);
+    let name_opt = format!("com.docker.network.bridge.name={bridge}");
+    r.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.252.61.0/24",
+        "--ip-range",
+        "10.252.61.128/25",
+        "-o",
+        &name_opt,
+        "--opt",
+        "com.docker.network.driver.mtu=1400",
+        "ranged",
+    ]);
+    let v: serde_json::Value =
+        serde_json::from_str(&r.ok(&["network", "inspect", "ranged"])).unwrap();
+    let n = &v[0];
+    assert_eq!(n["IPAM"]["Config"][0]["IPRange"], "10.252.61.128/25", "{n}");
+    assert_eq!(
+        n["Options"]["com.docker.network.bridge.name"],
+        bridge.as_str()
+    );
+    assert_eq!(n["Options"]["com.docker.network.driver.mtu"], "1400");
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "a",
+        "--network",
+        "ranged",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let addr = r.ok(&["exec", "a", "ip", "-o", "-4", "addr", "show", "eth0"]);
+    let ip = addr
+        .split_whitespace()
+        .find(|w| w.starts_with("10.252.61."))
+        .unwrap_or_else(|| panic!("{addr}"));
+    let last: u8 = ip
+        .trim_end_matches("/24")
+        .rsplit('.')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((128..=254).contains(&last), "{addr}");
+    assert_eq!(
+        r.ok(&["exec", "a", "cat", "/sys/class/net/eth0/mtu"])
+            .trim(),
+        "1400"
+    );
+    assert!(std::path::Path::new("/sys/class/net")
+        .join(&bridge)
+        .exists());
+    for (args, want) in [
+        (
+            vec!["network", "create", "--ip-range", "10.252.62.0/25", "x1"],
+            "--ip-range needs --subnet",
+        ),
+        (
+            vec![
+                "network",
+                "create",
+                "--subnet",
+                "10.252.62.0/24",
+                "--ip-range",
+                "10.252.63.0/25",
+                "x2",
+            ],
+            "not inside subnet 10.252.62.0/24",
+        ),
+        (
+            vec![
+                "network",
+                "create",
+                "-o",
+                "com.docker.network.driver.mtu=9",
+                "x3",
+            ],
+            "an MTU of 68 to 65535",
+        ),
+        (
+            vec![
+                "network",
+                "create",
+                "-o",
+                "com.docker.network.bridge.enable_icc=false",
+                "x4",
+            ],
+            "is not supported",
+        ),
+        (
+            vec!["network", "create", "-o", &name_opt, "x5"],
+            "already used by network ranged",
+        ),
+    ] {
+        let out = r.run(&args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(want) && err.trim().lines().count() == 1,
+            "{err}"
+        );
+    }
+    r.ok(&["rm", "-f", "a"]);
+    r.ok(&["network", "rm", "ranged"]);
+    assert!(!std::path::Path::new("/sys/class/net")
+        .join(&bridge)
+        .exists());
+}

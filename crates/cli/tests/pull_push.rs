@@ -711,3 +711,45 @@ fn a_manifest_with_a_wrong_layer_size_is_refused_even_when_the_blob_is_here() {
     assert!(!names.contains("bad"), "{names}");
     assert_eq!(image_id(&h, &good), image.config_digest());
 }
+
+#[test]
+fn pull_all_tags_fetches_every_tag_of_the_repository() {
+    let reg = Server::docker_registry(None);
+    let a = Hako::new();
+    let repo = format!("{}/multi/busybox", reg.host());
+    import_busybox(&a, &format!("{repo}:1"));
+    for t in ["2", "latest"] {
+        ok(&a, &["tag", &format!("{repo}:1"), &format!("{repo}:{t}")]);
+    }
+    for t in ["1", "2", "latest"] {
+        ok(&a, &["push", "-q", &format!("{repo}:{t}")]);
+    }
+    // Another repository's tags stay out.
+    ok(
+        &a,
+        &[
+            "tag",
+            &format!("{repo}:1"),
+            &format!("{}/other/x:9", reg.host()),
+        ],
+    );
+    ok(&a, &["push", "-q", &format!("{}/other/x:9", reg.host())]);
+
+    let b = Hako::new();
+    let out = ok(&b, &["pull", "-a", &repo]);
+    for t in ["1", "2", "latest"] {
+        assert!(out.contains(&format!("{t}: Digest: sha256:")), "{out}");
+        assert_eq!(
+            image_id(&b, &format!("{repo}:{t}")),
+            image_id(&a, &format!("{repo}:1"))
+        );
+    }
+    assert!(fails(
+        &b,
+        &["image", "inspect", &format!("{}/other/x:9", reg.host())]
+    )
+    .contains("x:9"));
+    let err = fails(&b, &["pull", "--all-tags", &format!("{repo}:1")]);
+    assert!(err.contains("can not be used with --all-tags"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}

@@ -137,6 +137,7 @@ impl<'a> Compose<'a> {
                             gateway: None,
                             internal: def.internal,
                             labels,
+                            ..Default::default()
                         })
                         .ctx(|| format!("creating network {}", def.name))?;
                     events.push(ev("Network", &def.name, "Created"));

@@ -27,6 +27,10 @@ pub struct Config {
     pub registry: RegistryConfig,
     /// RuntimeClass handlers: name -> OCI runtime.
     pub runtimes: BTreeMap<String, RuntimeHandler>,
+    /// Where the streaming server (Exec/Attach/PortForward URLs) listens.
+    pub stream_server_address: String,
+    /// Its port; 0: an ephemeral one.
+    pub stream_server_port: u16,
 }
 
 impl Default for Config {
@@ -36,6 +40,8 @@ impl Default for Config {
             cni_conf_dir: PathBuf::from(DEFAULT_CNI_CONF_DIR),
             registry: RegistryConfig::default(),
             runtimes: BTreeMap::new(),
+            stream_server_address: "127.0.0.1".into(),
+            stream_server_port: 0,
         }
     }
 }

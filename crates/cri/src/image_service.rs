@@ -315,9 +315,13 @@ impl ImageService for Images {
                 return Ok(cri::RemoveImageResponse {});
             };
             // The image goes with all its names, as containerd's CRI does.
-            let removed = store
-                .remove(&rec.id.to_string(), true)
-                .map_err(|e| Error::image(format!("removing image {name}"), e))?;
+            let removed = match store.remove(&rec.id.to_string(), true) {
+                Ok(r) => r,
+                // Another RemoveImage took it between the lookup and here
+                // (kubelet's image GC and critest remove concurrently).
+                Err(hako_image::Error::NotFound { .. }) => return Ok(cri::RemoveImageResponse {}),
+                Err(e) => return Err(Error::image(format!("removing image {name}"), e)),
+            };
             let id = rec.id.to_string();
             for r in removed {
                 match r {

@@ -20,6 +20,7 @@ mod pod_stats;
 mod runtime_service;
 mod sandbox;
 mod server;
+pub mod stream;
 
 pub use config::Config;
 pub use error::{Error, Result};

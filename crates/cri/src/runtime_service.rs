@@ -11,6 +11,7 @@ use k8s_cri::v1::runtime_service_server::RuntimeService;
 use tonic::{Request, Response, Status};
 
 use crate::server::{blocking, State};
+use crate::stream::Pending;
 
 /// The RuntimeService of one root.
 pub(crate) struct Runtime {
@@ -24,6 +25,27 @@ impl Runtime {
 }
 
 type Reply<T> = Result<Response<T>, Status>;
+
+/// The stream choices kubelet's streaming server refuses.
+fn check_streams(
+    rpc: &str,
+    tty: bool,
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+) -> Result<(), Status> {
+    if tty && stderr {
+        return Err(Status::invalid_argument(format!(
+            "{rpc}: tty and stderr cannot both be true"
+        )));
+    }
+    if !stdin && !stdout && !stderr {
+        return Err(Status::invalid_argument(format!(
+            "{rpc}: one of stdin, stdout, or stderr must be set"
+        )));
+    }
+    Ok(())
+}
 
 fn unimplemented(rpc: &str) -> Status {
     Status::unimplemented(format!("{rpc} is not implemented by hako's CRI yet"))
@@ -129,7 +151,7 @@ impl RuntimeService for Runtime {
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let state = self.state.clone();
         // The engine's event log is followed by a thread of its own (it
-        // blocks on inotify); it ends at the first event after the client left.
+        // blocks on inotify); it ends within 200 ms of the client leaving.
         let since = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as i128)
@@ -294,19 +316,39 @@ impl RuntimeService for Runtime {
             .map(Response::new)
     }
 
-    async fn exec(&self, _request: Request<cri::ExecRequest>) -> Reply<cri::ExecResponse> {
-        Err(unimplemented("Exec"))
+    async fn exec(&self, request: Request<cri::ExecRequest>) -> Reply<cri::ExecResponse> {
+        let mut r = request.into_inner();
+        check_streams("exec", r.tty, r.stdin, r.stdout, r.stderr)?;
+        if r.cmd.is_empty() {
+            return Err(Status::invalid_argument("exec: the command is empty"));
+        }
+        let state = self.state.clone();
+        let id = r.container_id.clone();
+        r.container_id = blocking(move || crate::container::running(&state, &id, "exec")).await?;
+        let url = self.state.streaming.url(Pending::Exec(r))?;
+        Ok(Response::new(cri::ExecResponse { url }))
     }
 
-    async fn attach(&self, _request: Request<cri::AttachRequest>) -> Reply<cri::AttachResponse> {
-        Err(unimplemented("Attach"))
+    async fn attach(&self, request: Request<cri::AttachRequest>) -> Reply<cri::AttachResponse> {
+        let mut r = request.into_inner();
+        check_streams("attach", r.tty, r.stdin, r.stdout, r.stderr)?;
+        let state = self.state.clone();
+        let id = r.container_id.clone();
+        r.container_id = blocking(move || crate::container::running(&state, &id, "attach")).await?;
+        let url = self.state.streaming.url(Pending::Attach(r))?;
+        Ok(Response::new(cri::AttachResponse { url }))
     }
 
     async fn port_forward(
         &self,
-        _request: Request<cri::PortForwardRequest>,
+        request: Request<cri::PortForwardRequest>,
     ) -> Reply<cri::PortForwardResponse> {
-        Err(unimplemented("PortForward"))
+        let mut r = request.into_inner();
+        let state = self.state.clone();
+        let id = r.pod_sandbox_id.clone();
+        r.pod_sandbox_id = blocking(move || crate::sandbox::running(&state, &id)).await?;
+        let url = self.state.streaming.url(Pending::PortForward(r))?;
+        Ok(Response::new(cri::PortForwardResponse { url }))
     }
 
     async fn container_stats(

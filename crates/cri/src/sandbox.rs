@@ -319,6 +319,19 @@ fn require(engine: &Engine, id: &str) -> Result<Container> {
     find(engine, id)?.ok_or_else(|| Error::NotFound(format!("pod sandbox {id}")))
 }
 
+/// The full id of pod sandbox `id`, which must be running (port-forward).
+pub(crate) fn running(state: &State, id: &str) -> Result<String> {
+    let (engine, _) = open(&state.root)?;
+    let c = require(&engine, id)?;
+    if c.state.status != Status::Running {
+        return Err(Error::Conflict(format!(
+            "port-forward to pod sandbox {}: it is not running",
+            c.id
+        )));
+    }
+    Ok(c.id)
+}
+
 /// StopPodSandbox: the pod network down, the containers and the infra
 /// process stopped. A sandbox that is gone is stopped already.
 pub(crate) fn stop(state: &State, id: &str) -> Result<()> {

@@ -38,6 +38,8 @@ pub(crate) struct State {
     pub config: Config,
     pub programs: hako_engine::Programs,
     pub hako: PathBuf,
+    /// The streaming server's URLs and tokens.
+    pub streaming: Arc<crate::stream::Streaming>,
 }
 
 /// Run `f` (synchronous library calls: SQLite, registries, runtimes) on the
@@ -107,12 +109,19 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
     let socket = opts.socket.clone();
     let result = rt.block_on(async move {
         let listener = bind(&opts.socket)?;
+        let (streams, streaming) = crate::stream::bind(
+            &opts.config.stream_server_address,
+            opts.config.stream_server_port,
+        )
+        .await?;
         let state = Arc::new(State {
             root: opts.root,
             config: opts.config,
             programs: opts.programs,
             hako: opts.hako,
+            streaming,
         });
+        tokio::spawn(crate::stream::serve(streams, state.clone()));
         let runtime = crate::runtime_service::Runtime::new(state.clone());
         let images = crate::image_service::Images::new(state);
         tracing::info!("serving CRI on {}", opts.socket.display());

@@ -53,6 +53,25 @@ impl Attachment {
         Ok(a)
     }
 
+    /// A second handle on the same connection, for sending from another
+    /// thread while this one blocks in [`Attachment::read`].
+    pub fn try_clone(&self) -> Result<Attachment> {
+        let stream = self.stream.try_clone().map_err(|e| {
+            Error::io(
+                format!(
+                    "attaching to container {}: sharing the connection",
+                    self.name
+                ),
+                e,
+            )
+        })?;
+        Ok(Attachment {
+            name: self.name.clone(),
+            stream,
+            input: Vec::new(),
+        })
+    }
+
     /// The socket, to poll for readability.
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.stream.as_fd()

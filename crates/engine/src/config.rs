@@ -347,7 +347,9 @@ pub fn host_config(o: &CreateOptions, runtime_path: &str) -> Result<HostConfig> 
     let mode = |flag: &str, v: &Option<String>, allowed: &[&str]| -> Result<String> {
         match v.as_deref() {
             None | Some("") => Ok(String::new()),
-            Some(m) if allowed.contains(&m) => Ok(if m == "private" {
+            // `--pid private` is the default; `--ipc private` is kept: such
+            // a container's IPC cannot be joined.
+            Some(m) if allowed.contains(&m) => Ok(if m == "private" && flag == "pid" {
                 String::new()
             } else {
                 m.to_string()
@@ -364,7 +366,11 @@ pub fn host_config(o: &CreateOptions, runtime_path: &str) -> Result<HostConfig> 
         }
     };
     let pid_mode = mode("pid", &o.pid_mode, &["host"])?;
-    let ipc_mode = mode("ipc", &o.ipc_mode, &["host", "private"])?;
+    let ipc_mode = mode(
+        "ipc",
+        &o.ipc_mode,
+        &["host", "private", "shareable", "none"],
+    )?;
     let cgroupns_mode = match o.cgroupns_mode.as_deref() {
         None | Some("") => String::new(),
         Some(m @ ("host" | "private")) => m.to_string(),

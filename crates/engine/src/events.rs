@@ -300,7 +300,20 @@ impl EventLog {
         filter: &Filter,
         since: Option<i128>,
         until: Option<i128>,
+        each: impl FnMut(&Event) -> bool,
+    ) -> Result<()> {
+        self.follow_while(filter, since, until, each, || true)
+    }
+
+    /// [`EventLog::follow`], also ending (within 200 ms, event or not) once
+    /// `go_on` says so: a server's follower whose client left.
+    pub fn follow_while(
+        &self,
+        filter: &Filter,
+        since: Option<i128>,
+        until: Option<i128>,
         mut each: impl FnMut(&Event) -> bool,
+        mut go_on: impl FnMut() -> bool,
     ) -> Result<()> {
         use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
         fs::create_dir_all(&self.dir).ctx(|| format!("creating {}", self.dir.display()))?;
@@ -383,10 +396,10 @@ impl EventLog {
                 partial.clear();
                 continue;
             }
-            if until.is_some_and(|u| clock::unix_nanos_now() > u) {
+            if until.is_some_and(|u| clock::unix_nanos_now() > u) || !go_on() {
                 return Ok(());
             }
-            // Wake on a change, or every 200 ms to check `until`.
+            // Wake on a change, or every 200 ms to check `until` and `go_on`.
             let fd = std::os::fd::AsFd::as_fd(&inotify);
             let mut fds = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
             let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(200u16));

@@ -153,7 +153,12 @@ impl Engine {
     /// for the caller to relay while the runtime waits for the process.
     pub fn exec_tty(&self, what: &str, o: &ExecOptions) -> Result<ExecTty> {
         let (c, file) = self.exec_process(what, o)?;
-        let sock = std::env::temp_dir().join(format!("hako-exec-{}.console", std::process::id()));
+        // Unique per exec: a server (hako's CRI) runs several at once.
+        let sock = std::env::temp_dir().join(format!(
+            "hako-exec-{}-{}.console",
+            std::process::id(),
+            crate::names::new_id().get(..12).unwrap_or_default()
+        ));
         let _ = std::fs::remove_file(&sock);
         let listener = UnixListener::bind(&sock)
             .ctx(|| format!("binding console socket {}", sock.display()))?;

@@ -45,6 +45,7 @@ mod reset;
 pub mod runtime;
 pub mod seccomp;
 pub mod security;
+mod shm;
 pub mod spec;
 mod start;
 pub mod stats;

@@ -162,7 +162,7 @@ pub fn parse_restart(s: &str) -> Result<RestartPolicy> {
 
 /// `--log-driver DRIVER` and `--log-opt KEY=VALUE`s, checked as docker does
 /// for json-file: `max-size` a size with k/m/g, `max-file` a count that needs
-/// `max-size`.
+/// `max-size`, `labels`/`env` comma-separated keys (see [`log_details`]).
 pub fn parse_log_config(driver: Option<&str>, opts: &[String]) -> Result<crate::record::LogConfig> {
     let typ = driver.unwrap_or("json-file");
     // `local` is kept in the json-file format (uncompressed) with docker's
@@ -199,10 +199,17 @@ pub fn parse_log_config(driver: Option<&str>, opts: &[String]) -> Result<crate::
             },
             // local's compression: accepted, its files are not compressed.
             "compress" if typ == "local" && (v == "true" || v == "false") => {}
+            // Label and env keys whose values `logs --details` shows, as json-file's.
+            "labels" | "env" if typ == "json-file" => {}
             other => {
+                let also = if typ == "json-file" {
+                    ", labels or env"
+                } else {
+                    ""
+                };
                 return Err(Error::Invalid(format!(
-                    "unknown log opt {other:?} for the {typ} driver: use max-size or max-file"
-                )))
+                    "unknown log opt {other:?} for the {typ} driver: use max-size, max-file{also}"
+                )));
             }
         }
         config.insert(k.to_string(), v.to_string());
@@ -214,6 +221,62 @@ pub fn parse_log_config(driver: Option<&str>, opts: &[String]) -> Result<crate::
         typ: typ.to_string(),
         config,
     })
+}
+
+/// What `logs --details` prints before each line, as docker's json-file
+/// driver: the container labels named by the `labels` log opt and the
+/// environment variables named by `env` that the container has, sorted by
+/// key, `key=value` query-escaped, joined by ','.
+pub fn log_details(c: &crate::record::Container) -> String {
+    let opts = &c.host.log_config.config;
+    let keys = |k: &str| -> Vec<String> {
+        opts.get(k)
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut attrs: BTreeMap<String, String> = BTreeMap::new();
+    for k in keys("labels") {
+        if let Some(v) = c.config.labels.get(&k) {
+            attrs.insert(k, v.clone());
+        }
+    }
+    for k in keys("env") {
+        let found = c
+            .config
+            .env
+            .iter()
+            .filter_map(|e| e.split_once('='))
+            .rfind(|(n, _)| *n == k);
+        if let Some((_, v)) = found {
+            attrs.insert(k, v.to_string());
+        }
+    }
+    attrs
+        .iter()
+        .map(|(k, v)| format!("{}={}", query_escape(k), query_escape(v)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Go's `url.QueryEscape`: unreserved bytes kept, ' ' as '+', others %XX.
+fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 /// A Go duration as docker takes it ("30s", "1m30s", "500ms", "2h") in

@@ -65,6 +65,7 @@ impl Engine {
                     .ctx(|| format!("unmounting the root filesystem of container {}", c.name))
             }
         }
+        crate::shm::release(&dir)?;
         hako_image::snapshot::Snapshotter::remove_container_dir(&dir)
             .ctx(|| format!("removing container {}", c.name))?;
         self.db.delete(&c.id)?;

@@ -189,6 +189,10 @@ pub fn build(
     process.set_oom_score_adj(h.oom_score_adj);
 
     let mut mounts = base_mounts_with_shm(h.privileged, h.shm_size);
+    if h.ipc_mode == "none" {
+        // docker's `--ipc none`: its own IPC namespace and no /dev/shm.
+        mounts.retain(|m| m.destination() != Path::new("/dev/shm"));
+    }
     if h.ipc_mode == "host" {
         // The host's shared memory, as docker does for --ipc host.
         for m in mounts.iter_mut() {

@@ -149,6 +149,7 @@ impl Engine {
         crate::create::write_etc_files(&dir, &c)?;
         self.join_network(&c)?;
         self.join_namespaces(&c)?;
+        self.prepare_shm(&c)?;
         self.network_up(&c)?;
         if let Some(ns) = self.ensure_dns(&c, programs) {
             crate::create::write_resolv_conf(&dir, &c, Some(&ns))?;

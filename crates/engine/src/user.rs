@@ -20,11 +20,15 @@ pub struct User {
 /// on ':'; none when the image has no such file.
 fn entries(rootfs: &Path, file: &str) -> Result<Vec<Vec<String>>> {
     let bytes = inroot::read_file(rootfs, file, inroot::MAX_ETC_FILE)?.unwrap_or_default();
-    Ok(String::from_utf8_lossy(&bytes)
+    Ok(parse(&bytes))
+}
+
+fn parse(bytes: &[u8]) -> Vec<Vec<String>> {
+    String::from_utf8_lossy(bytes)
         .lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .map(|l| l.split(':').map(str::to_string).collect())
-        .collect())
+        .collect()
 }
 
 /// The home directory of `uid` in the image's /etc/passwd ("/" without one),
@@ -60,13 +64,24 @@ pub fn group_ids(rootfs: &Path, groups: &[String]) -> Result<Vec<u32>> {
 
 /// Resolve "", "name", "uid", "name:group", "uid:gid" in `rootfs`.
 pub fn resolve(rootfs: &Path, spec: &str) -> Result<User> {
+    let passwd = entries(rootfs, "/etc/passwd")?;
+    let groups = entries(rootfs, "/etc/group")?;
+    resolve_entries(&passwd, &groups, spec)
+}
+
+/// [`resolve`] with the contents of /etc/passwd and /etc/group already read
+/// (empty when the image has none), for callers that find them without
+/// mounting the root filesystem (a build's layer chain).
+pub fn resolve_in(passwd: &[u8], group: &[u8], spec: &str) -> Result<User> {
+    resolve_entries(&parse(passwd), &parse(group), spec)
+}
+
+fn resolve_entries(passwd: &[Vec<String>], groups: &[Vec<String>], spec: &str) -> Result<User> {
     let (user, group) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
     };
     let user = if user.is_empty() { "0" } else { user };
-    let passwd = entries(rootfs, "/etc/passwd")?;
-    let groups = entries(rootfs, "/etc/group")?;
     let entry = passwd
         .iter()
         .find(|e| e.len() >= 4 && (e[0] == user || e[2] == user));

@@ -374,6 +374,16 @@ impl ImageStore {
     /// Remove dangling images (no name), or with `all` every image not
     /// mounted; then collect garbage. Returns the removed image ids.
     pub fn prune(&mut self, all: bool) -> Result<Vec<Digest>> {
+        self.prune_where(all, |_| true)
+    }
+
+    /// [`Self::prune`] of only the images `pick` accepts (the prune commands'
+    /// `--filter`).
+    pub fn prune_where(
+        &mut self,
+        all: bool,
+        pick: impl Fn(&ImageRecord) -> bool,
+    ) -> Result<Vec<Digest>> {
         let mounted: HashSet<Digest> = self
             .meta
             .mounts()?
@@ -389,6 +399,7 @@ impl ImageStore {
             if mounted.contains(&rec.id)
                 || leased.contains(&rec.id)
                 || (!all && !rec.names.is_empty())
+                || !pick(&rec)
             {
                 continue;
             }

@@ -227,6 +227,26 @@ fn mounts_tmpfs_bind_and_devices() {
 }
 
 #[test]
+fn device_nodes_keep_the_cgroup_access_the_spec_gives() {
+    // The node's allow rule was appended as "rwm" after the spec's rules,
+    // so a device the spec allows read-only could be opened for writing.
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.config["linux"]["devices"] = json!([{"path": "/dev/fuse-ro", "type": "c", "major": 10, "minor": 229, "fileMode": 438, "uid": 0, "gid": 0}]);
+    b.config["linux"]["resources"]["devices"] = json!([
+        {"allow": false, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 10, "minor": 229, "access": "r"}
+    ]);
+    b.sh("(: </dev/fuse-ro) 2>/dev/null && echo read-ok || echo read-denied; (: >/dev/fuse-ro) 2>/dev/null && echo write-ok || echo write-denied; (: >/dev/null) && echo null-ok");
+    let out = run_ok(&rt, &b, "devaccess");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["read-ok", "write-denied", "null-ok"],
+        "{out}"
+    );
+}
+
+#[test]
 fn symlink_in_rootfs_cannot_redirect_a_mount_to_the_host() {
     let rt = Runtime::new();
     let mut b = Bundle::new();

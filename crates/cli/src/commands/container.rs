@@ -486,6 +486,9 @@ pub struct LogsArgs {
     /// Only entries before this time (same forms as --since).
     #[arg(long)]
     pub until: Option<String>,
+    /// Show the attributes the log opts `labels` and `env` name before each line.
+    #[arg(long)]
+    pub details: bool,
     pub container: String,
 }
 
@@ -1746,6 +1749,10 @@ fn logs(engine: &Engine, a: LogsArgs) -> Result<()> {
         let t = hako_engine::clock::unix_nanos(&e.time).unwrap_or(0);
         since.is_none_or(|s| t >= s) && until.is_none_or(|u| t < u)
     };
+    // docker: the attributes and a space (also when there are none).
+    let details = a
+        .details
+        .then(|| format!("{} ", hako_engine::options::log_details(&c)));
     let mut reader = hako_engine::logs::Reader::open_with_history(&engine.log_path(&c.id))?;
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
@@ -1753,10 +1760,14 @@ fn logs(engine: &Engine, a: LogsArgs) -> Result<()> {
         if !in_window(e) {
             return;
         }
+        let line = match &details {
+            Some(d) => format!("{d}{}", e.log),
+            None => e.log.clone(),
+        };
         let text = if a.timestamps {
-            format!("{} {}", e.time, e.log)
+            format!("{} {line}", e.time)
         } else {
-            e.log.clone()
+            line
         };
         let _ = match e.stream {
             hako_engine::logs::Stream::Stdout => stdout.lock().write_all(text.as_bytes()),

@@ -81,6 +81,9 @@ pub struct PullArgs {
     /// Print only the image id.
     #[arg(short, long)]
     quiet: bool,
+    /// Pull every tag of the repository (the registry's tags list).
+    #[arg(short = 'a', long = "all-tags")]
+    all_tags: bool,
     #[command(flatten)]
     registry: RegistryOpts,
 }
@@ -280,6 +283,9 @@ pub fn pull_for_run(
 }
 
 fn pull(g: &Global, a: PullArgs) -> Result<()> {
+    if a.all_tags {
+        return pull_all_tags(g, a);
+    }
     let (reference, pulled) = fetch(g, &a)?;
     if a.quiet {
         println!("{}", pulled.image.id);
@@ -290,6 +296,48 @@ fn pull(g: &Global, a: PullArgs) -> Result<()> {
         }
         println!("Image: {}", pulled.image.id);
         println!("{}", reference.familiar());
+    }
+    Ok(())
+}
+
+/// `pull -a`: every tag the registry lists for the repository, as docker.
+fn pull_all_tags(g: &Global, a: PullArgs) -> Result<()> {
+    let repo = Reference::parse(&a.reference)?;
+    // Only a name: a tag or digest (after the last '/') cannot go with -a.
+    let last = a.reference.rsplit('/').next().unwrap_or_default();
+    if last.contains(':') || last.contains('@') {
+        bail!(
+            "pulling {}: a tag or digest can not be used with --all-tags/-a",
+            a.reference
+        );
+    }
+    let client = a
+        .registry
+        .client(repo.domain(), None)
+        .with_context(|| format!("pulling {}", a.reference))?;
+    let tags = client.tags(repo.path())?;
+    if tags.is_empty() {
+        bail!("pulling {}: the repository has no tags", a.reference);
+    }
+    let name = format!("{}/{}", repo.domain(), repo.path());
+    for tag in &tags {
+        let one = PullArgs {
+            reference: format!("{name}:{tag}"),
+            platform: a.platform.clone(),
+            all_platforms: a.all_platforms,
+            quiet: a.quiet,
+            all_tags: false,
+            registry: a.registry.clone(),
+        };
+        let (_, pulled) = fetch(g, &one)?;
+        if a.quiet {
+            println!("{}", pulled.image.id);
+        } else {
+            println!("{tag}: Digest: {}", pulled.digest);
+        }
+    }
+    if !a.quiet {
+        println!("{}", repo.familiar_repository());
     }
     Ok(())
 }

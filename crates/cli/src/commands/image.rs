@@ -121,6 +121,9 @@ pub struct PruneArgs {
     /// Do not ask for confirmation (asked only on a terminal).
     #[arg(short, long)]
     pub force: bool,
+    /// Only images passing this filter: until=TIME, label=KEY[=VALUE], label!=KEY[=VALUE].
+    #[arg(long = "filter")]
+    pub filter: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -607,7 +610,34 @@ fn history(g: &Global, a: HistoryArgs) -> Result<()> {
     Ok(())
 }
 
+/// The ids of the images a prune `--filter` lets go: created (the config's
+/// `created`) before `until`, with or without the labels (the config's
+/// `Labels`), as docker's image prune.
+pub(crate) fn prune_picks(
+    store: &ImageStore,
+    filter: &hako_engine::prune_filter::PruneFilter,
+) -> Result<std::collections::HashSet<hako_image::Digest>> {
+    let mut out = std::collections::HashSet::new();
+    for rec in store.list()? {
+        let (created, labels) = match store.load_image(&rec) {
+            Ok(img) => {
+                let cfg = &img.config_json;
+                let created = cfg["created"].as_str().unwrap_or_default().to_string();
+                let labels: BTreeMap<String, String> =
+                    serde_json::from_value(cfg["config"]["Labels"].clone()).unwrap_or_default();
+                (created, labels)
+            }
+            Err(_) => (String::new(), BTreeMap::new()),
+        };
+        if filter.matches(&created, &labels) {
+            out.insert(rec.id);
+        }
+    }
+    Ok(out)
+}
+
 fn prune(g: &Global, a: PruneArgs) -> Result<()> {
+    let filter = hako_engine::prune_filter::PruneFilter::parse(&a.filter)?;
     let warning = if a.all {
         "WARNING! This will remove all images without at least one container associated to them."
     } else {
@@ -623,7 +653,10 @@ fn prune(g: &Global, a: PruneArgs) -> Result<()> {
         .into_iter()
         .map(|r| (r.id.to_string(), r.size))
         .collect();
-    let removed = store.prune(a.all).context("pruning images")?;
+    let picks = prune_picks(&store, &filter)?;
+    let removed = store
+        .prune_where(a.all, |r| picks.contains(&r.id))
+        .context("pruning images")?;
     let mut out = io::stdout().lock();
     if !removed.is_empty() {
         writeln!(out, "Deleted Images:")?;

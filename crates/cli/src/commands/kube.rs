@@ -20,6 +20,10 @@ pub enum KubeCommand {
     Kubeconfig(KubeconfigArgs),
     /// Stop the control plane started by `hako kube up` under --root.
     Down,
+    /// Run a kubelet: registers a Node and runs the pods bound to it through CRI.
+    Kubelet(super::kube_node::KubeletArgs),
+    /// Run the scheduler: binds pending pods to nodes.
+    Scheduler(super::kube_node::SchedulerArgs),
     /// Run the workload controllers (also started by `up`) against a cluster.
     Controllers {
         /// The cluster to control (default: $ROOT/kubeconfig).
@@ -79,6 +83,8 @@ pub struct UpArgs {
     /// Key prefix in etcd, so several control planes can share one etcd.
     #[arg(long, value_name = "PREFIX", default_value = "/hako")]
     etcd_prefix: String,
+    #[command(flatten)]
+    node: super::kube_node::NodeArgs,
     /// Run the API server without the controllers (as k3s' --disable-controller-manager).
     #[arg(long)]
     disable_controllers: bool,
@@ -116,6 +122,7 @@ pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
                 compaction: Duration::from_secs(args.compaction_interval),
                 service_cidr: args.service_cluster_ip_range,
             };
+            let mut node = Err(anyhow::anyhow!("the API server did not start"));
             let mut proxy = None;
             let served = hako_kube_apiserver::serve_foreground(
                 &paths,
@@ -128,6 +135,7 @@ pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
                     let _ = writeln!(out, "API server listening on https://{addr}");
                     let _ = writeln!(out, "kubeconfig: {}", kubeconfig.display());
                     let _ = out.flush();
+                    // The node (CRI, kubelet, scheduler) starts once the kubeconfig is written.
                     if !args.disable_controllers {
                         hako_kube_controllers::spawn_thread(kubeconfig.clone());
                     }
@@ -137,12 +145,21 @@ pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
                             &proxy_tag(g),
                         ));
                     }
+                    node = super::kube_node::Node::start(g, &args.node);
+                    if let Err(e) = &node {
+                        eprintln!("Error: starting the node: {e:#}");
+                    }
                 },
             )
             .context("running the Kubernetes API server");
+            if let Ok(n) = &node {
+                n.stop();
+            }
             let cleaned = proxy.map_or(Ok(()), |p| p.stop());
             served.and(cleaned.context("removing kube-proxy's rules"))
         }
+        KubeCommand::Kubelet(a) => super::kube_node::kubelet(g, a),
+        KubeCommand::Scheduler(a) => super::kube_node::scheduler(g, a),
         KubeCommand::Controllers { kubeconfig } => {
             hako_kube_controllers::run_foreground(kubeconfig.unwrap_or_else(|| paths.kubeconfig()))
                 .context("running the controllers")

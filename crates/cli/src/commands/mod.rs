@@ -11,6 +11,7 @@ pub mod events;
 pub mod image;
 pub mod interactive;
 pub mod kube;
+pub mod kube_node;
 pub mod network;
 pub mod registry;
 pub mod shell;

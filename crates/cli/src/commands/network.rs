@@ -55,6 +55,12 @@ pub struct CreateArgs {
     /// Set a label KEY=value.
     #[arg(long = "label")]
     pub label: Vec<String>,
+    /// Give container addresses from this part of the subnet (CIDR; needs --subnet).
+    #[arg(long = "ip-range")]
+    pub ip_range: Option<String>,
+    /// Driver option KEY=VALUE: com.docker.network.bridge.name, com.docker.network.driver.mtu.
+    #[arg(short = 'o', long = "opt")]
+    pub opt: Vec<String>,
     pub name: String,
 }
 
@@ -187,6 +193,20 @@ pub fn run(g: &Global, cmd: NetworkCommand) -> Result<()> {
                 gateway: a.gateway,
                 internal: a.internal,
                 labels: a.label.iter().map(|l| options::parse_label(l)).collect(),
+                ip_range: a.ip_range,
+                options: a
+                    .opt
+                    .iter()
+                    .map(|o| {
+                        o.split_once('=')
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .ok_or_else(|| {
+                                anyhow::anyhow!(
+                                    "invalid option {o:?} (in -o/--opt): expected KEY=VALUE"
+                                )
+                            })
+                    })
+                    .collect::<Result<_>>()?,
             })?;
             writeln!(out, "{}", n.id)?;
         }

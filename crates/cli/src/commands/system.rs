@@ -73,6 +73,9 @@ pub struct PruneArgs {
     /// Do not ask for confirmation (asked only on a terminal).
     #[arg(short = 'f', long)]
     pub force: bool,
+    /// Only objects passing this filter: until=TIME, label=KEY[=VALUE], label!=KEY[=VALUE].
+    #[arg(long = "filter")]
+    pub filter: Vec<String>,
 }
 
 pub fn run(g: &Global, cmd: SystemCommand) -> Result<()> {
@@ -419,8 +422,17 @@ fn info(g: &Global, engine: &Engine, images: &ImageStore, a: InfoArgs) -> Result
 }
 
 fn prune(engine: &Engine, images: &mut ImageStore, a: PruneArgs) -> Result<()> {
-    // Everything unused goes (a filter would have to reach images too).
-    let filter = hako_engine::prune_filter::PruneFilter::default();
+    // The filter reaches containers, networks and images (and volumes: labels
+    // only, as docker's volume prune).
+    let filter = hako_engine::prune_filter::PruneFilter::parse(&a.filter)?;
+    let volume_filters = if a.volumes {
+        if let Some(u) = a.filter.iter().find(|f| f.starts_with("until=")) {
+            anyhow::bail!("invalid filter {u:?}: volumes (--volumes) take no until filter");
+        }
+        super::volume::parse_filters(&a.filter)?
+    } else {
+        Vec::new()
+    };
     let mut warning = String::from(
         "WARNING! This will remove:\n  - all stopped containers\n  - all networks not used by at least one container",
     );
@@ -454,7 +466,7 @@ fn prune(engine: &Engine, images: &mut ImageStore, a: PruneArgs) -> Result<()> {
     }
     let mut reclaimed = 0;
     if a.volumes {
-        let vols = engine.prune_volumes(false, &[])?;
+        let vols = engine.prune_volumes(false, &volume_filters)?;
         if !vols.is_empty() {
             writeln!(out, "Deleted Volumes:")?;
             for (v, s) in &vols {
@@ -465,7 +477,10 @@ fn prune(engine: &Engine, images: &mut ImageStore, a: PruneArgs) -> Result<()> {
         }
     }
     let before: u64 = images.list()?.iter().map(|i| i.size).sum();
-    let removed = images.prune(a.all).context("pruning images")?;
+    let picks = super::image::prune_picks(images, &filter)?;
+    let removed = images
+        .prune_where(a.all, |r| picks.contains(&r.id))
+        .context("pruning images")?;
     let after: u64 = images.list()?.iter().map(|i| i.size).sum();
     reclaimed += before.saturating_sub(after);
     if !removed.is_empty() {

@@ -150,7 +150,7 @@ pub fn run(g: &Global, cmd: VolumeCommand) -> Result<()> {
     }
 }
 
-fn parse_filters(terms: &[String]) -> Result<Vec<Filter>> {
+pub(crate) fn parse_filters(terms: &[String]) -> Result<Vec<Filter>> {
     Ok(terms
         .iter()
         .map(|t| Filter::parse(t))

@@ -521,6 +521,46 @@ impl Client {
         })
     }
 
+    /// `GET /v2/<repo>/tags/list`, following the `Link: <…>; rel="next"`
+    /// pages: every tag of the repository, in the registry's order.
+    pub fn tags(&self, repo: &str) -> Result<Vec<String>> {
+        #[derive(serde::Deserialize)]
+        struct Page {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        // Bounds against a registry that never stops paging.
+        const MAX_PAGES: usize = 1000;
+        const MAX_TAGS: usize = 100_000;
+        let what = format!("listing the tags of {}/{repo}", self.registry);
+        let mut url = self.url(&format!("/v2/{repo}/tags/list"));
+        let mut out: Vec<String> = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let u = url.clone();
+            let resp = self.send(&what, &Access::Pull(repo), true, &|c| c.get(&u))?;
+            let resp = expect(resp, &what, &[StatusCode::OK])?;
+            let next = header(resp.headers(), "link").and_then(|l| next_link(&l));
+            let bytes = read_limited(resp, &what, MAX_DOCUMENT)?;
+            let page: Page = serde_json::from_slice(&bytes)
+                .map_err(|e| ClientError::protocol(&what, format!("not a tag list: {e}")))?;
+            out.extend(page.tags.unwrap_or_default());
+            if out.len() > MAX_TAGS {
+                return Err(ClientError::protocol(
+                    &what,
+                    format!("more than {MAX_TAGS} tags"),
+                ));
+            }
+            match next {
+                Some(n) => url = self.resolve(&n),
+                None => return Ok(out),
+            }
+        }
+        Err(ClientError::protocol(
+            &what,
+            format!("more than {MAX_PAGES} pages"),
+        ))
+    }
+
     /// `HEAD` a manifest: its digest if it exists.
     pub fn head_manifest(&self, repo: &str, reference: &str) -> Result<Option<Digest>> {
         let what = format!(
@@ -634,6 +674,18 @@ fn sep(reference: &str) -> String {
     }
 }
 
+/// The target of a `Link` header's `rel="next"` entry.
+fn next_link(link: &str) -> Option<String> {
+    link.split(',').find_map(|part| {
+        let (target, params) = part.trim().split_once(';')?;
+        let is_next = params
+            .split(';')
+            .any(|p| matches!(p.trim(), "rel=\"next\"" | "rel=next"));
+        let t = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        is_next.then(|| t.to_string())
+    })
+}
+
 fn header(h: &HeaderMap, name: &str) -> Option<String> {
     h.get(name)
         .and_then(|v| v.to_str().ok())
@@ -681,6 +733,20 @@ pub(crate) fn expect(resp: Response, what: &str, ok: &[StatusCode]) -> Result<Re
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn next_link_of_a_link_header() {
+        assert_eq!(
+            super::next_link("</v2/r/tags/list?n=2&last=b>; rel=\"next\"").as_deref(),
+            Some("/v2/r/tags/list?n=2&last=b")
+        );
+        assert_eq!(
+            super::next_link("<http://x/a>; rel=\"prev\", <http://x/b>; rel=next").as_deref(),
+            Some("http://x/b")
+        );
+        assert_eq!(super::next_link("</v2/r>; rel=\"prev\""), None);
+        assert_eq!(super::next_link("garbage"), None);
+    }
+
     use super::*;
 
     #[test]

@@ -105,6 +105,21 @@ impl Engine {
                     t.name
                 )));
             }
+            if file == "ipc" {
+                // docker: a private (or none) donor's IPC cannot be joined;
+                // a shareable one's /dev/shm is shared too (hako's default,
+                // unset, is joinable with a /dev/shm of its own).
+                if t.host.ipc_mode == "private" || t.host.ipc_mode == "none" {
+                    return Err(Error::Conflict(format!(
+                        "cannot start container {}: container {} has non-shareable IPC (--ipc {}; use --ipc shareable for it)",
+                        c.name, t.name, t.host.ipc_mode
+                    )));
+                }
+                if t.host.ipc_mode == "shareable" {
+                    let shm = crate::shm::dir_of(&self.container_dir(&t.id));
+                    crate::shm::bind_into(&mut spec, &shm);
+                }
+            }
             let path = PathBuf::from(format!("/proc/{}/ns/{file}", t.state.pid));
             crate::spec::set_namespace(&mut spec, typ, Some(&path));
         }

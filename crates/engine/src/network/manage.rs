@@ -24,7 +24,15 @@ pub struct NetworkCreate {
     pub gateway: Option<String>,
     pub internal: bool,
     pub labels: BTreeMap<String, String>,
+    /// `--ip-range` (needs `subnet`).
+    pub ip_range: Option<String>,
+    /// `-o KEY=VALUE`: docker's bridge options `com.docker.network.bridge.name`
+    /// and `com.docker.network.driver.mtu`.
+    pub options: BTreeMap<String, String>,
 }
+
+const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
+const OPT_MTU: &str = "com.docker.network.driver.mtu";
 
 fn validate_name(name: &str) -> Result<()> {
     let ok = name
@@ -121,9 +129,68 @@ impl Engine {
             }
             None => prefix.first_host(),
         };
+        let ip_range = match &o.ip_range {
+            Some(r) => {
+                if o.subnet.is_none() {
+                    return Err(Error::Invalid(format!(
+                        "network {}: --ip-range needs --subnet",
+                        o.name
+                    )));
+                }
+                subnet::parse_range(&prefix, r)
+                    .map_err(|e| Error::Invalid(format!("network {}: {e}", o.name)))?
+                    .to_string()
+            }
+            None => String::new(),
+        };
+        let mut mtu = 0;
+        let mut bridge_name = None;
+        for (k, v) in &o.options {
+            match k.as_str() {
+                OPT_MTU => {
+                    mtu = v.parse::<u32>().ok().filter(|m| (68..=65535).contains(m)).ok_or_else(|| {
+                        Error::Invalid(format!(
+                            "network {}: invalid option {OPT_MTU}={v:?}: an MTU of 68 to 65535",
+                            o.name
+                        ))
+                    })?;
+                }
+                OPT_BRIDGE_NAME => {
+                    let ok = !v.is_empty()
+                        && v.len() <= 15
+                        && v.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+                    if !ok {
+                        return Err(Error::Invalid(format!(
+                            "network {}: invalid option {OPT_BRIDGE_NAME}={v:?}: an interface name of 1 to 15 characters [a-zA-Z0-9_.-]",
+                            o.name
+                        )));
+                    }
+                    if let Some(other) = others.iter().find(|n| n.bridge == *v) {
+                        return Err(Error::Conflict(format!(
+                            "network {}: bridge {v} is already used by network {}",
+                            o.name, other.name
+                        )));
+                    }
+                    if std::path::Path::new("/sys/class/net").join(v).exists() {
+                        return Err(Error::Conflict(format!(
+                            "network {}: an interface named {v} already exists on the host",
+                            o.name
+                        )));
+                    }
+                    bridge_name = Some(v.clone());
+                }
+                other => {
+                    return Err(Error::Invalid(format!(
+                        "network {}: option {other:?} is not supported (only {OPT_BRIDGE_NAME} and {OPT_MTU})",
+                        o.name
+                    )))
+                }
+            }
+        }
         let id = crate::names::new_id();
-        let bridge = if self.root == std::path::Path::new(DEFAULT_ROOT) && o.name == DEFAULT_NETWORK
-        {
+        let bridge = if let Some(b) = bridge_name {
+            b
+        } else if self.root == std::path::Path::new(DEFAULT_ROOT) && o.name == DEFAULT_NETWORK {
             "hako0".to_string()
         } else {
             // Interface names have 15 bytes; the id keeps roots apart.
@@ -139,6 +206,9 @@ impl Engine {
             internal: o.internal,
             labels: o.labels.clone(),
             created: crate::clock::now(),
+            ip_range,
+            mtu,
+            options: o.options.clone(),
         };
         self.db.insert_network(&n)?;
         self.network_event(&n, "create", None);
@@ -280,6 +350,12 @@ impl Engine {
                 );
             }
         }
+        let mut ipam_config = json!({"Subnet": n.subnet, "Gateway": n.gateway});
+        if !n.ip_range.is_empty() {
+            ipam_config["IPRange"] = json!(n.ip_range);
+        }
+        let mut options = n.options.clone();
+        options.insert(OPT_BRIDGE_NAME.to_string(), n.bridge.clone());
         Ok(json!({
             "Name": n.name,
             "Id": n.id,
@@ -290,13 +366,13 @@ impl Engine {
             "IPAM": {
                 "Driver": "default",
                 "Options": {},
-                "Config": [{"Subnet": n.subnet, "Gateway": n.gateway}],
+                "Config": [ipam_config],
             },
             "Internal": n.internal,
             "Attachable": false,
             "Ingress": false,
             "Containers": containers,
-            "Options": {"com.docker.network.bridge.name": n.bridge},
+            "Options": options,
             "Labels": n.labels,
         }))
     }

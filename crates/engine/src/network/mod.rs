@@ -61,6 +61,15 @@ pub struct Network {
     pub internal: bool,
     pub labels: BTreeMap<String, String>,
     pub created: String,
+    /// `--ip-range`: the part of the subnet addresses are given from ("" = all).
+    #[serde(default)]
+    pub ip_range: String,
+    /// `-o com.docker.network.driver.mtu` (0: the kernel's default).
+    #[serde(default)]
+    pub mtu: u32,
+    /// The `-o` options as given (docker's `Options`).
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
 }
 
 impl Network {
@@ -73,15 +82,20 @@ impl Network {
     /// The CNI configuration list of this network. host-local keeps its
     /// leases under `ipam_dir`, so separate roots never share them.
     pub fn conflist(&self, ipam_dir: &std::path::Path) -> Value {
+        let mut range = json!({"subnet": self.subnet, "gateway": self.gateway});
+        if let Some((start, end)) = subnet::range_bounds(&self.subnet, &self.ip_range) {
+            range["rangeStart"] = json!(start.to_string());
+            range["rangeEnd"] = json!(end.to_string());
+        }
         let mut ipam = json!({
             "type": "host-local",
-            "ranges": [[{"subnet": self.subnet, "gateway": self.gateway}]],
+            "ranges": [[range]],
             "dataDir": ipam_dir,
         });
         if !self.internal {
             ipam["routes"] = json!([{"dst": "0.0.0.0/0"}]);
         }
-        json!({
+        let mut conf = json!({
             "cniVersion": cni::CNI_VERSION,
             "name": self.name,
             "plugins": [
@@ -100,6 +114,10 @@ impl Network {
                 },
                 {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true},
             ],
-        })
+        });
+        if self.mtu != 0 {
+            conf["plugins"][0]["mtu"] = json!(self.mtu);
+        }
+        conf
     }
 }

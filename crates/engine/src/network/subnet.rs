@@ -61,6 +61,42 @@ impl Prefix {
     }
 }
 
+/// `--ip-range`: a prefix (any length up to /32) inside `subnet`.
+pub fn parse_range(subnet: &Prefix, s: &str) -> Result<Prefix> {
+    let bad = |why: &str| Error::Invalid(format!("invalid ip range {s:?}: {why}"));
+    let (a, l) = s
+        .split_once('/')
+        .ok_or_else(|| bad("expected ADDRESS/LENGTH"))?;
+    let addr: Ipv4Addr = a.parse().map_err(|_| bad("not an IPv4 address"))?;
+    let len: u8 = l.parse().map_err(|_| bad("bad prefix length"))?;
+    if !(subnet.len..=32).contains(&len) {
+        return Err(bad(&format!("not inside subnet {subnet}")));
+    }
+    let p = Prefix { addr, len };
+    if p.network() != addr {
+        return Err(bad(&format!(
+            "host bits are set (did you mean {}/{len}?)",
+            p.network()
+        )));
+    }
+    if !subnet.contains(addr) {
+        return Err(bad(&format!("not inside subnet {subnet}")));
+    }
+    Ok(p)
+}
+
+/// The first and last address host-local may give in `range` of `subnet`
+/// (the subnet's network and broadcast addresses left out); None without
+/// a range.
+pub fn range_bounds(subnet: &str, range: &str) -> Option<(Ipv4Addr, Ipv4Addr)> {
+    let subnet = Prefix::parse(subnet).ok()?;
+    let range = parse_range(&subnet, range).ok()?;
+    let first = u32::from(range.network()).max(u32::from(subnet.network()) + 1);
+    let last = (u32::from(range.network()) | !range.mask())
+        .min(u32::from(subnet.network()) | (!subnet.mask() - 1));
+    Some((Ipv4Addr::from(first), Ipv4Addr::from(last)))
+}
+
 impl std::fmt::Display for Prefix {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.addr, self.len)

@@ -57,8 +57,10 @@ pub async fn client_from(kubeconfig: &Path) -> Result<Client> {
     // kube's rustls needs a process-wide crypto provider; another component
     // of the same process may have installed it already.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let kc = Kubeconfig::read_from(kubeconfig)
+    let text = std::fs::read_to_string(kubeconfig)
         .with_context(|| format!("reading the kubeconfig {}", kubeconfig.display()))?;
+    let kc = Kubeconfig::from_yaml(&text)
+        .with_context(|| format!("parsing the kubeconfig {}", kubeconfig.display()))?;
     let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
         .with_context(|| format!("loading the kubeconfig {}", kubeconfig.display()))?;

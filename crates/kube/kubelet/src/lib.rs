@@ -1,2 +1,36 @@
 //! hako's kubelet and scheduler (issue 17): a client of the Kubernetes API that runs
 //! the Pods bound to its Node through CRI, and the scheduler that binds them.
+//!
+//! Both talk to the cluster only through the Kubernetes API (kube-rs, a kubeconfig) and
+//! to the container runtime only through CRI, so they work with hako's API server and
+//! CRI service as well as with any conformant ones.
+
+pub mod client;
+mod env;
+mod events;
+pub mod kubelet;
+mod logs;
+mod node;
+mod pod;
+mod probe;
+pub mod quantity;
+pub mod scheduler;
+mod server;
+mod spec;
+mod static_pods;
+
+pub use kubelet::{run_kubelet, KubeletOptions};
+pub use scheduler::{run_scheduler, SchedulerOptions};
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -49,8 +49,14 @@ pub fn default_device_rules() -> Vec<LinuxDeviceCgroup> {
 }
 
 /// Allow rules for the spec's `linux.devices`, which the container must be able
-/// to use: the lifecycle appends these to `linux.resources.devices`.
-pub fn device_allow_rules(devices: &[LinuxDevice]) -> Vec<LinuxDeviceCgroup> {
+/// to use: the lifecycle appends these to `linux.resources.devices` (`spec`).
+/// A node the spec's own rules already decide on (an allow rule matching it,
+/// or any rule naming its type, major and minor) gets none: appending "rwm"
+/// would widen the access the spec grants (`--device /dev/x:/dev/x:r`).
+pub fn device_allow_rules(
+    devices: &[LinuxDevice],
+    spec: &[LinuxDeviceCgroup],
+) -> Vec<LinuxDeviceCgroup> {
     devices
         .iter()
         .map(|d| {
@@ -59,9 +65,25 @@ pub fn device_allow_rules(devices: &[LinuxDevice]) -> Vec<LinuxDeviceCgroup> {
                 // u (unbuffered char) and p (fifo) are char-like for cgroups.
                 _ => LinuxDeviceType::C,
             };
-            rule(typ, Some(d.major()), Some(d.minor()), "rwm")
+            (typ, d.major(), d.minor())
         })
+        .filter(|&(typ, major, minor)| !spec.iter().any(|r| decides(r, typ, major, minor)))
+        .map(|(typ, major, minor)| rule(typ, Some(major), Some(minor), "rwm"))
         .collect()
+}
+
+/// Whether the spec's rule `r` decides the access to device `typ major:minor`.
+fn decides(r: &LinuxDeviceCgroup, typ: LinuxDeviceType, major: i64, minor: i64) -> bool {
+    let rtyp = r.typ().unwrap_or(LinuxDeviceType::A);
+    let typ_matches = rtyp == LinuxDeviceType::A
+        || rtyp == typ
+        || (typ == LinuxDeviceType::C && rtyp == LinuxDeviceType::U);
+    if !typ_matches {
+        return false;
+    }
+    let named = rtyp != LinuxDeviceType::A && r.major() == Some(major) && r.minor() == Some(minor);
+    let wild = |v: Option<i64>, want: i64| v.is_none_or(|v| v < 0 || v == want);
+    named || (r.allow() && wild(r.major(), major) && wild(r.minor(), minor))
 }
 
 /// One rule in the v1 file syntax: "c 1:3 rwm", "a *:* rwm". A missing or
@@ -146,5 +168,29 @@ mod tests {
             .build()
             .unwrap();
         assert!(v1_rule(&bad).unwrap_err().to_string().contains("\"rx\""));
+    }
+
+    #[test]
+    fn device_nodes_keep_the_access_the_spec_gives() {
+        let node = |major, minor| {
+            oci_spec::runtime::LinuxDeviceBuilder::default()
+                .path("/dev/x")
+                .typ(LinuxDeviceType::C)
+                .major(major)
+                .minor(minor)
+                .build()
+                .unwrap()
+        };
+        let deny_all = LinuxDeviceCgroupBuilder::default()
+            .allow(false)
+            .access("rwm")
+            .build()
+            .unwrap();
+        let read_only = rule(LinuxDeviceType::C, Some(10), Some(229), "r");
+        let spec = [deny_all, read_only];
+        // 10:229 is the spec's to decide ("r"); 10:200 is only created: allowed.
+        let added = device_allow_rules(&[node(10, 229), node(10, 200)], &spec);
+        let shown: Vec<String> = added.iter().map(|r| v1_rule(r).unwrap()).collect();
+        assert_eq!(shown, ["c 10:200 rwm"]);
     }
 }

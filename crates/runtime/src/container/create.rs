@@ -137,11 +137,13 @@ pub fn create(opts: &CreateOptions) -> Result<Container> {
     cgroup.create().map_err(|e| Error::Other(e.to_string()))?;
     undo.cgroup = Some(cgroup.clone());
     // The device nodes the spec creates are also allowed in the device cgroup,
-    // after the spec's own rules (which usually start with "deny all"), as runc does.
+    // after the spec's own rules (which usually start with "deny all"), unless
+    // those decide on the node (their access holds).
     let mut res = linux.resources().clone().unwrap_or_default();
-    let allow = crate::cgroups::device_allow_rules(linux.devices().as_deref().unwrap_or_default());
+    let mut rules = res.devices().clone().unwrap_or_default();
+    let allow =
+        crate::cgroups::device_allow_rules(linux.devices().as_deref().unwrap_or_default(), &rules);
     if !allow.is_empty() {
-        let mut rules = res.devices().clone().unwrap_or_default();
         rules.extend(allow);
         res.set_devices(Some(rules));
     }

@@ -1,0 +1,634 @@
+//! The scheduler: binds pending pods (no nodeName, schedulerName default-scheduler) to a
+//! node through the pods/binding subresource. Filters: nodeName, nodeSelector, required
+//! node affinity, taints and tolerations, unschedulable nodes, requests against
+//! allocatable minus the pods already there, pod anti-affinity on the hostname; scores:
+//! preferred node affinity and least allocated. A pod that fits nowhere gets
+//! PodScheduled=False (Unschedulable) and a FailedScheduling event.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::{
+    Binding, Node, NodeSelectorRequirement, NodeSelectorTerm, ObjectReference, Pod,
+    PodAffinityTerm, Taint, Toleration,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};
+use k8s_openapi::chrono::Utc;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt as _};
+use tokio::sync::Notify;
+
+use crate::client::kube_client;
+use crate::events::{pod_ref, Recorder};
+use crate::quantity::{parse_milli, parse_units};
+use crate::spec::pod_requests;
+
+#[derive(Debug, Clone)]
+pub struct SchedulerOptions {
+    pub kubeconfig: PathBuf,
+    pub scheduler_name: String,
+}
+
+/// Run the scheduler until SIGINT/SIGTERM, on a runtime of its own.
+pub fn run_scheduler(opts: SchedulerOptions, ready: impl FnOnce()) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the scheduler's runtime")?;
+    rt.block_on(async move {
+        let client = kube_client(&opts.kubeconfig).await?;
+        ready();
+        tokio::select! {
+            r = schedule_loop(client, opts.scheduler_name.clone()) => r,
+            _ = crate::shutdown_signal() => Ok(()),
+        }
+    })
+}
+
+async fn schedule_loop(client: kube::Client, name: String) -> Result<()> {
+    let wake = Arc::new(Notify::new());
+    let (pods, pw) = reflector::store();
+    let (nodes, nw) = reflector::store();
+    let w1 = wake.clone();
+    let pod_stream = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .reflect(pw)
+        .applied_objects()
+        .for_each(move |_| {
+            w1.notify_one();
+            async {}
+        });
+    let w2 = wake.clone();
+    let node_stream = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .reflect(nw)
+        .applied_objects()
+        .for_each(move |_| {
+            w2.notify_one();
+            async {}
+        });
+    tokio::spawn(pod_stream);
+    tokio::spawn(node_stream);
+    let s = Scheduler {
+        recorder: Recorder {
+            client: client.clone(),
+            component: "default-scheduler",
+            host: String::new(),
+        },
+        client,
+        name,
+        pods,
+        nodes,
+        reported: HashMap::new(),
+        assumed: HashMap::new(),
+    };
+    let _ = s.pods.wait_until_ready().await;
+    let _ = s.nodes.wait_until_ready().await;
+    let mut s = s;
+    loop {
+        s.pass().await;
+        // Unschedulable pods are retried when anything changes, and every 5 s.
+        tokio::select! {
+            _ = wake.notified() => tokio::time::sleep(Duration::from_millis(20)).await,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
+}
+
+struct Scheduler {
+    client: kube::Client,
+    recorder: Recorder,
+    name: String,
+    pods: Store<Pod>,
+    nodes: Store<Node>,
+    /// The last Unschedulable message written per pod uid (not repeated).
+    reported: HashMap<String, String>,
+    /// Pods bound but not yet seen bound in the cache: uid → node.
+    assumed: HashMap<String, String>,
+}
+
+fn pod_node(p: &Pod) -> Option<&str> {
+    p.spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .filter(|n| !n.is_empty())
+}
+
+fn terminal(p: &Pod) -> bool {
+    matches!(
+        p.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
+impl Scheduler {
+    async fn pass(&mut self) {
+        let all = self.pods.state();
+        self.assumed.retain(|uid, _| {
+            all.iter()
+                .any(|p| p.metadata.uid.as_deref() == Some(uid.as_str()) && pod_node(p).is_none())
+        });
+        let mut pending: Vec<Arc<Pod>> = all
+            .iter()
+            .filter(|p| {
+                pod_node(p).is_none()
+                    && p.metadata.deletion_timestamp.is_none()
+                    && !terminal(p)
+                    && p.spec
+                        .as_ref()
+                        .and_then(|s| s.scheduler_name.as_deref())
+                        .unwrap_or("default-scheduler")
+                        == self.name
+                    && !self
+                        .assumed
+                        .contains_key(p.metadata.uid.as_deref().unwrap_or(""))
+            })
+            .cloned()
+            .collect();
+        pending.sort_by_key(|p| {
+            (
+                std::cmp::Reverse(p.spec.as_ref().and_then(|s| s.priority).unwrap_or(0)),
+                p.metadata.creation_timestamp.clone().map(|t| t.0),
+                p.metadata.name.clone(),
+            )
+        });
+        for pod in pending {
+            let nodes = self.nodes.state();
+            match self.pick(&pod, &nodes, &all) {
+                Ok(node) => self.bind(&pod, &node).await,
+                Err(msg) => self.unschedulable(&pod, msg).await,
+            }
+        }
+    }
+
+    /// The best node for `pod`, or why there is none (upstream's message shape).
+    fn pick(&self, pod: &Pod, nodes: &[Arc<Node>], all: &[Arc<Pod>]) -> Result<String, String> {
+        let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+        let mut best: Option<(i64, String)> = None;
+        for n in nodes {
+            let name = n.metadata.name.clone().unwrap_or_default();
+            // Pods on the node, counting the ones this scheduler just bound.
+            let on_node: Vec<&Pod> = all
+                .iter()
+                .filter(|p| !terminal(p))
+                .filter(|p| {
+                    pod_node(p) == Some(name.as_str())
+                        || self.assumed.get(p.metadata.uid.as_deref().unwrap_or("")) == Some(&name)
+                })
+                .map(|p| p.as_ref())
+                .collect();
+            match fits(pod, n, &on_node, all) {
+                Err(r) => *reasons.entry(r).or_default() += 1,
+                Ok(()) => {
+                    let score = score(pod, n, &on_node);
+                    if best
+                        .as_ref()
+                        .is_none_or(|(s, bn)| score > *s || (score == *s && name < *bn))
+                    {
+                        best = Some((score, name));
+                    }
+                }
+            }
+        }
+        match best {
+            Some((_, n)) => Ok(n),
+            None => {
+                let detail: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
+                let mut msg = format!("0/{} nodes are available", nodes.len());
+                if !detail.is_empty() {
+                    msg.push_str(": ");
+                    msg.push_str(&detail.join(", "));
+                }
+                msg.push('.');
+                Err(msg)
+            }
+        }
+    }
+
+    async fn bind(&mut self, pod: &Pod, node: &str) {
+        let ns = pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+        let binding = Binding {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(ns.clone()),
+                uid: pod.metadata.uid.clone(),
+                ..Default::default()
+            },
+            target: ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Node".into()),
+                name: Some(node.to_string()),
+                ..Default::default()
+            },
+        };
+        let body = serde_json::to_vec(&binding).unwrap_or_default();
+        let r = api
+            .create_subresource::<serde_json::Value>("binding", &name, &PostParams::default(), body)
+            .await;
+        let r = match r {
+            // An API server without pods/binding: set spec.nodeName directly.
+            Err(kube::Error::Api(e))
+                if e.code == 404 && !e.message.contains(&name) || e.code == 405 =>
+            {
+                let patch = serde_json::json!({"spec": {"nodeName": node}});
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map(|_| ())
+            }
+            r => r.map(|_| ()),
+        };
+        match r {
+            Ok(()) => {
+                if let Some(uid) = &pod.metadata.uid {
+                    self.assumed.insert(uid.clone(), node.to_string());
+                    self.reported.remove(uid);
+                }
+                let cond = serde_json::json!({"status": {"conditions": [{
+                    "type": "PodScheduled", "status": "True",
+                    "lastTransitionTime": Time(Utc::now()),
+                }]}});
+                let _ = api
+                    .patch_status(&name, &PatchParams::default(), &Patch::Strategic(&cond))
+                    .await;
+                self.recorder.record(
+                    pod_ref(pod, None),
+                    "Normal",
+                    "Scheduled",
+                    format!("Successfully assigned {ns}/{name} to {node}"),
+                );
+            }
+            Err(e) => tracing::warn!("binding pod {ns}/{name} to {node}: {e}"),
+        }
+    }
+
+    async fn unschedulable(&mut self, pod: &Pod, msg: String) {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        if self.reported.get(&uid) == Some(&msg) {
+            return;
+        }
+        let ns = pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+        let mut conds = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.clone())
+            .unwrap_or_default();
+        conds.retain(|c| c.type_ != "PodScheduled");
+        let patch = serde_json::json!({"status": {"phase": "Pending", "conditions": conds.into_iter().map(|c| serde_json::to_value(c).unwrap_or_default()).chain(std::iter::once(serde_json::json!({
+            "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "message": msg, "lastTransitionTime": Time(Utc::now()),
+        }))).collect::<Vec<_>>()}});
+        match api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {
+                self.recorder.record(
+                    pod_ref(pod, None),
+                    "Warning",
+                    "FailedScheduling",
+                    msg.clone(),
+                );
+                self.reported.insert(uid, msg);
+            }
+            Err(e) => tracing::warn!("writing the Unschedulable condition of pod {ns}/{name}: {e}"),
+        }
+    }
+}
+
+fn node_labels(n: &Node) -> BTreeMap<String, String> {
+    n.metadata.labels.clone().unwrap_or_default()
+}
+
+fn requirement_matches(r: &NodeSelectorRequirement, labels: &BTreeMap<String, String>) -> bool {
+    let v = labels.get(&r.key);
+    let values = r.values.clone().unwrap_or_default();
+    match r.operator.as_str() {
+        "In" => v.is_some_and(|v| values.contains(v)),
+        "NotIn" => v.is_none_or(|v| !values.contains(v)),
+        "Exists" => v.is_some(),
+        "DoesNotExist" => v.is_none(),
+        "Gt" | "Lt" => {
+            let (Some(v), Some(w)) = (
+                v.and_then(|v| v.parse::<i64>().ok()),
+                values.first().and_then(|w| w.parse::<i64>().ok()),
+            ) else {
+                return false;
+            };
+            if r.operator == "Gt" {
+                v > w
+            } else {
+                v < w
+            }
+        }
+        _ => false,
+    }
+}
+
+fn term_matches(t: &NodeSelectorTerm, n: &Node) -> bool {
+    let labels = node_labels(n);
+    let name = n.metadata.name.clone().unwrap_or_default();
+    let exprs = t
+        .match_expressions
+        .iter()
+        .flatten()
+        .all(|r| requirement_matches(r, &labels));
+    let fields_labels = BTreeMap::from([("metadata.name".to_string(), name)]);
+    let fields = t
+        .match_fields
+        .iter()
+        .flatten()
+        .all(|r| requirement_matches(r, &fields_labels));
+    (t.match_expressions.is_some() || t.match_fields.is_some()) && exprs && fields
+}
+
+fn tolerates(t: &Toleration, taint: &Taint) -> bool {
+    if let Some(e) = t.effect.as_deref().filter(|e| !e.is_empty()) {
+        if e != taint.effect {
+            return false;
+        }
+    }
+    match t.operator.as_deref().unwrap_or("Equal") {
+        "Exists" => t
+            .key
+            .as_deref()
+            .is_none_or(|k| k.is_empty() || k == taint.key),
+        _ => {
+            t.key.as_deref() == Some(taint.key.as_str())
+                && t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
+        }
+    }
+}
+
+fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    let ml = sel
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let me = sel.match_expressions.iter().flatten().all(|r| {
+        let v = labels.get(&r.key);
+        let values = r.values.clone().unwrap_or_default();
+        match r.operator.as_str() {
+            "In" => v.is_some_and(|v| values.contains(v)),
+            "NotIn" => v.is_none_or(|v| !values.contains(v)),
+            "Exists" => v.is_some(),
+            "DoesNotExist" => v.is_none(),
+            _ => false,
+        }
+    });
+    ml && me
+}
+
+fn term_selects(term: &PodAffinityTerm, owner: &Pod, other: &Pod) -> bool {
+    let ns = owner
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let namespaces = term
+        .namespaces
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| vec![ns]);
+    let other_ns = other
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    if !namespaces.contains(&other_ns) && term.namespace_selector.is_none() {
+        return false;
+    }
+    let labels = other.metadata.labels.clone().unwrap_or_default();
+    term.label_selector
+        .as_ref()
+        .is_some_and(|s| selector_matches(s, &labels))
+}
+
+/// Whether `pod` may go to `n`, given the pods on it; Err is the reason (as upstream words it).
+fn fits(pod: &Pod, n: &Node, on_node: &[&Pod], all: &[Arc<Pod>]) -> Result<(), String> {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let nspec = n.spec.clone().unwrap_or_default();
+    let name = n.metadata.name.clone().unwrap_or_default();
+    if nspec.unschedulable == Some(true) {
+        let tolerated = spec.tolerations.iter().flatten().any(|t| {
+            t.key.as_deref() == Some("node.kubernetes.io/unschedulable")
+                || (t.operator.as_deref() == Some("Exists") && t.key.is_none())
+        });
+        if !tolerated {
+            return Err("node(s) were unschedulable".into());
+        }
+    }
+    let labels = node_labels(n);
+    if let Some(sel) = &spec.node_selector {
+        if !sel.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+            return Err("node(s) didn't match Pod's node affinity/selector".into());
+        }
+    }
+    if let Some(req) = spec
+        .affinity
+        .as_ref()
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+    {
+        if !req.node_selector_terms.iter().any(|t| term_matches(t, n)) {
+            return Err("node(s) didn't match Pod's node affinity/selector".into());
+        }
+    }
+    for taint in nspec.taints.iter().flatten() {
+        if taint.effect != "NoSchedule" && taint.effect != "NoExecute" {
+            continue;
+        }
+        if !spec
+            .tolerations
+            .iter()
+            .flatten()
+            .any(|t| tolerates(t, taint))
+        {
+            return Err(format!(
+                "node(s) had untolerated taint {{{}: {}}}",
+                taint.key,
+                taint.value.as_deref().unwrap_or("")
+            ));
+        }
+    }
+    // Resources: requests against allocatable minus what the node's pods request.
+    let alloc = n
+        .status
+        .as_ref()
+        .and_then(|s| s.allocatable.clone())
+        .unwrap_or_default();
+    let (cpu, mem) = pod_requests(pod);
+    let used: (i128, i128) = on_node
+        .iter()
+        .map(|p| pod_requests(p))
+        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    if let Some(max) = alloc.get("pods").and_then(|q| parse_units(&q.0)) {
+        if on_node.len() as i128 + 1 > max {
+            return Err("Too many pods".into());
+        }
+    }
+    if let Some(a) = alloc.get("cpu").and_then(|q| parse_milli(&q.0)) {
+        if cpu > 0 && used.0 + cpu > a {
+            return Err("Insufficient cpu".into());
+        }
+    }
+    if let Some(a) = alloc.get("memory").and_then(|q| parse_units(&q.0)) {
+        if mem > 0 && used.1 + mem > a {
+            return Err("Insufficient memory".into());
+        }
+    }
+    // Host ports.
+    let ports = |p: &Pod| -> Vec<(i32, String)> {
+        p.spec
+            .iter()
+            .flat_map(|s| s.containers.iter())
+            .flat_map(|c| c.ports.iter().flatten())
+            .filter_map(|cp| {
+                cp.host_port
+                    .filter(|h| *h > 0)
+                    .map(|h| (h, cp.protocol.clone().unwrap_or_else(|| "TCP".into())))
+            })
+            .collect()
+    };
+    let mine = ports(pod);
+    if !mine.is_empty()
+        && on_node
+            .iter()
+            .any(|p| ports(p).iter().any(|x| mine.contains(x)))
+    {
+        return Err("node(s) didn't have free ports for the requested pod ports".into());
+    }
+    // Pod anti-affinity (required) on the hostname topology: no selected pod on this node.
+    let anti = spec
+        .affinity
+        .as_ref()
+        .and_then(|a| a.pod_anti_affinity.as_ref())
+        .and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .clone()
+        })
+        .unwrap_or_default();
+    for term in &anti {
+        if term.topology_key == "kubernetes.io/hostname"
+            && on_node.iter().any(|o| term_selects(term, pod, o))
+        {
+            return Err("node(s) didn't match pod anti-affinity rules".into());
+        }
+    }
+    // Existing pods' anti-affinity against this one.
+    for o in on_node {
+        let terms = o
+            .spec
+            .as_ref()
+            .and_then(|s| s.affinity.as_ref())
+            .and_then(|a| a.pod_anti_affinity.as_ref())
+            .and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .clone()
+            })
+            .unwrap_or_default();
+        if terms
+            .iter()
+            .any(|t| t.topology_key == "kubernetes.io/hostname" && term_selects(t, o, pod))
+        {
+            return Err("node(s) didn't satisfy existing pods anti-affinity rules".into());
+        }
+    }
+    // Pod affinity (required) on the hostname: a selected pod must be on this node
+    // (or, upstream's special case, nowhere yet and the pod selects itself).
+    let aff = spec
+        .affinity
+        .as_ref()
+        .and_then(|a| a.pod_affinity.as_ref())
+        .and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .clone()
+        })
+        .unwrap_or_default();
+    for term in aff
+        .iter()
+        .filter(|t| t.topology_key == "kubernetes.io/hostname")
+    {
+        let here = on_node.iter().any(|o| term_selects(term, pod, o));
+        let anywhere = all
+            .iter()
+            .any(|o| pod_node(o).is_some() && term_selects(term, pod, o));
+        if !here && (anywhere || !term_selects(term, pod, pod)) {
+            return Err("node(s) didn't match pod affinity rules".into());
+        }
+    }
+    let _ = name;
+    Ok(())
+}
+
+/// Preferred node affinity weights plus least-allocated (0-100 per resource).
+fn score(pod: &Pod, n: &Node, on_node: &[&Pod]) -> i64 {
+    let mut s: i64 = 0;
+    if let Some(pref) = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.affinity.as_ref())
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|a| {
+            a.preferred_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+    {
+        for p in pref {
+            if term_matches(&p.preference, n) {
+                s += p.weight as i64 * 100;
+            }
+        }
+    }
+    let alloc = n
+        .status
+        .as_ref()
+        .and_then(|s| s.allocatable.clone())
+        .unwrap_or_default();
+    let (cpu, mem) = pod_requests(pod);
+    let used: (i128, i128) = on_node
+        .iter()
+        .map(|p| pod_requests(p))
+        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    // Unset requests count as upstream's defaults (100m, 200Mi) for spreading.
+    let cpu = if cpu == 0 { 100 } else { cpu };
+    let mem = if mem == 0 { 200 << 20 } else { mem };
+    let free = |total: Option<i128>, used: i128, want: i128| -> i64 {
+        match total {
+            Some(t) if t > 0 => (((t - used - want).max(0) * 100) / t) as i64,
+            _ => 0,
+        }
+    };
+    s += free(
+        alloc.get("cpu").and_then(|q| parse_milli(&q.0)),
+        used.0,
+        cpu,
+    );
+    s += free(
+        alloc.get("memory").and_then(|q| parse_units(&q.0)),
+        used.1,
+        mem,
+    );
+    s
+}
