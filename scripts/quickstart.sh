@@ -13,6 +13,8 @@ KUBE_PID=""
 cleanup() {
   [ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null && wait "$REG_PID" 2>/dev/null || true
   [ -n "$KUBE_PID" ] && kill "$KUBE_PID" 2>/dev/null && wait "$KUBE_PID" 2>/dev/null || true
+  # Pods outlive the control plane (as upstream's do): remove what is left.
+  [ -d "$WORK/kube" ] && "$BIN/hako" --root "$WORK/kube" system reset -f >/dev/null 2>&1 || true
   umount -R "$WORK/store2" 2>/dev/null || true
   rm -rf "$WORK"
 }
@@ -23,6 +25,8 @@ mkdir -p "$WORK/rootfs"/{bin,proc,sys,dev,etc,tmp,root}
 cp /bin/busybox "$WORK/rootfs/bin/"
 for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$WORK/rootfs/bin/$a"; done
 echo 'root:x:0:0:root:/root:/bin/sh' > "$WORK/rootfs/etc/passwd"
+mkdir -p "$WORK/rootfs/www"
+echo 'hello from a hako pod' > "$WORK/rootfs/www/index.html"
 tar -C "$WORK/rootfs" -cf "$WORK/rootfs.tar" .
 
 echo "== 2. import it as an image"
@@ -45,9 +49,9 @@ echo "== 4. pull it back into a fresh store"
 echo "== 5. run it with hako run (overlay rootfs, hako-monitor, hako-runtime)"
 "$BIN/hako" --root "$WORK/store2" run --rm --network none localhost/demo/busybox:1 \
   sh -c 'echo hello from a hako container: $(hostname), pid $$, $(id)'
-echo "== 6. the Kubernetes API server (hako kube up) driven by kubectl"
-# The kubelet, scheduler and kube-proxy come with the next issues: until then the
-# Deployment and Service are stored and served, not yet run (no page to fetch yet).
+echo "== 6. a single-node Kubernetes (hako kube up) driven by kubectl"
+# API server, controllers, scheduler, kubelet over hako's CRI, kube-proxy; the pods
+# pull the image pushed above from the loopback registry over plain HTTP.
 "$BIN/hako" --root "$WORK/kube" kube up --addr 127.0.0.1:0 >"$WORK/kube.log" 2>&1 &
 KUBE_PID=$!
 for _ in $(seq 100); do grep -q "API server listening" "$WORK/kube.log" 2>/dev/null && break; sleep 0.1; done
@@ -67,8 +71,11 @@ spec:
     spec:
       containers:
       - name: httpd
-        image: localhost/demo/busybox:1
-        command: ["httpd", "-f", "-p", "80"]
+        image: 127.0.0.1:REGPORT/demo/busybox:1
+        command: ["httpd", "-f", "-p", "80", "-h", "/www"]
+        readinessProbe:
+          httpGet: {path: /, port: 80}
+          periodSeconds: 1
 ---
 apiVersion: v1
 kind: Service
@@ -79,8 +86,19 @@ spec:
   ports:
   - port: 80
 YAML
+sed -i "s/REGPORT/$PORT/" "$WORK/web.yaml"
+for _ in $(seq 300); do
+  kubectl --kubeconfig "$KC" get nodes 2>/dev/null | grep -q ' Ready' && break; sleep 0.2
+done
+kubectl --kubeconfig "$KC" get nodes
 kubectl --kubeconfig "$KC" apply -f "$WORK/web.yaml"
-kubectl --kubeconfig "$KC" get deployments,services -o wide
+kubectl --kubeconfig "$KC" rollout status deployment/web --timeout=180s
+kubectl --kubeconfig "$KC" get deployments,pods,services -o wide
+CLUSTER_IP=$(kubectl --kubeconfig "$KC" get service web -o jsonpath='{.spec.clusterIP}')
+echo "fetching http://$CLUSTER_IP/ through the Service:"
+for _ in $(seq 100); do curl -fsS --max-time 2 "http://$CLUSTER_IP/" && break; sleep 0.2; done
+curl -fsS --max-time 2 "http://$CLUSTER_IP/"
+kubectl --kubeconfig "$KC" delete -f "$WORK/web.yaml" --wait=true
 
 echo "== 7. man pages and bash completion (man hako-run; new shells complete hako)"
 "$BIN/hako" man --dir /usr/local/share/man/man1
