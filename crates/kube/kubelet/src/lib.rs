@@ -5,12 +5,14 @@
 //! to the container runtime only through CRI, so they work with hako's API server and
 //! CRI service as well as with any conformant ones.
 
+mod atomic_writer;
 pub mod client;
 mod env;
 mod events;
 pub mod kubelet;
 mod logs;
 mod node;
+mod objects;
 mod pod;
 mod probe;
 pub mod quantity;
