@@ -6,6 +6,7 @@
 //! check, defaults, table columns) lives in [`resources`].
 
 pub mod certs;
+mod config_objects;
 mod delete;
 mod discovery;
 mod handler;
