@@ -21,6 +21,7 @@ mod ssa;
 mod status;
 mod subresources;
 mod table;
+pub mod tokens;
 mod validation;
 
 use std::net::SocketAddr;
@@ -97,6 +98,8 @@ pub struct App {
     pub token: String,
     /// TLS and credentials for the kubelets (logs, exec, attach, port-forward).
     pub kubelet: proxy::KubeletClient,
+    /// Signs and checks service account tokens (TokenRequest).
+    pub tokens: tokens::TokenIssuer,
 }
 
 /// Start the API server on `addr` (port 0 picks a free one), writing the
@@ -135,6 +138,7 @@ pub async fn run(
         store,
         token: pki.token.clone(),
         kubelet: proxy::KubeletClient::new(&pki.ca_cert, &pki.kubelet_token)?,
+        tokens: tokens::TokenIssuer::load_or_create(&paths.pki())?,
     });
     tokio::spawn(compact_periodically(app.store.clone(), settings.compaction));
     let router = handler::router(app);

@@ -130,8 +130,9 @@ fn env_from(c: &Container, cx: &EnvContext) -> Result<Vec<(String, String)>> {
         if !invalid.is_empty() {
             invalid.sort();
             cx.warnings.borrow_mut().push(format!(
-                "Keys [{}] from the EnvFrom {kind} {ns}/{name} were skipped since they are considered invalid environment variable names.",
-                invalid.join(", ")
+                "Keys [{}] from the EnvFrom {} {ns}/{name} were skipped since they are considered invalid environment variable names.",
+                invalid.join(", "),
+                if kind == "configmap" { "configMap" } else { kind }
             ));
         }
     }
