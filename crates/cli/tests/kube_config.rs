@@ -4,283 +4,78 @@
 //! test tears down what it started, also when it fails.
 
 mod engine_common;
+mod kube_common;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use engine_common::Root;
+use kube_common::{condition, node_name, wait_for, Kube, Registry};
 use serde_json::Value;
-
-fn hako() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_hako"))
-}
-
-/// Poll `cond` for up to two minutes (a bound against hangs, not a timing check).
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !cond() {
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// SIGTERM a process and wait for it (SIGKILL after 30 s).
-fn terminate(child: &mut Child) {
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// A `hako registry serve` on 127.0.0.1 with its own root.
-struct Registry {
-    child: Child,
-    addr: String,
-}
-
-impl Registry {
-    fn start(dir: &Path) -> Registry {
-        Registry::start_with(&dir.join("registry-root"), &[])
-    }
-
-    fn start_with(root: &Path, args: &[&str]) -> Registry {
-        let mut child = Command::new(hako())
-            .arg("--root")
-            .arg(root)
-            .args(["registry", "serve", "--addr", "127.0.0.1:0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line.trim().rsplit(' ').next().unwrap().to_string();
-        Registry { child, addr }
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// `hako kube up` in a temp root with a loopback registry holding busybox. Drop stops
 /// the control plane (and its CRI, kubelet, scheduler), then resets the root.
 struct Cluster {
-    up: Option<Child>,
-    extra: Vec<Child>,
-    /// Other hako roots the test used (a second node): reset on drop.
-    others: Vec<PathBuf>,
+    kube: Kube,
     /// `REGISTRY/kube/busybox:1`
     image: String,
     _reg: Registry,
     root: Root,
 }
 
+impl std::ops::Deref for Cluster {
+    type Target = Kube;
+    fn deref(&self) -> &Kube {
+        &self.kube
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
-        for c in self.extra.iter_mut().rev() {
-            terminate(c);
-        }
-        if let Some(mut up) = self.up.take() {
-            terminate(&mut up);
-        }
+        self.kube.stop();
         // Children of an `up` that was killed (they die with it, but make sure).
         for name in ["kubelet", "scheduler", "cri"] {
-            for r in std::iter::once(self.root.root()).chain(self.others.iter().cloned()) {
-                if let Ok(pid) = std::fs::read_to_string(r.join(format!("kube/{name}.pid"))) {
-                    if let Ok(pid) = pid.trim().parse::<i32>() {
-                        // SAFETY: kill(2) on a pid this test's control plane wrote.
-                        unsafe {
-                            libc::kill(pid, libc::SIGKILL);
-                        }
-                    }
+            let pid = self.root.root().join(format!("kube/{name}.pid"));
+            if let Some(pid) = std::fs::read_to_string(pid)
+                .ok()
+                .and_then(|p| p.trim().parse::<i32>().ok())
+            {
+                // SAFETY: kill(2) on a pid this test's control plane wrote.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
                 }
             }
-        }
-        for r in &self.others {
-            let _ = Command::new(hako())
-                .arg("--root")
-                .arg(r)
-                .args(["system", "reset", "-f"])
-                .output();
         }
     }
 }
 
 impl Cluster {
     fn up() -> Cluster {
-        Cluster::start(&[])
-    }
-
-    fn start(args: &[&str]) -> Cluster {
         let root = Root::new();
-        let reg = Registry::start(root.dir());
+        let reg = Registry::start(&root.dir().join("registry-root"), &[]);
         let image = format!("{}/kube/busybox:1", reg.addr);
         root.ok(&["tag", "busybox", &image]);
         root.ok(&["push", &image]);
         root.ok(&["rmi", &image]);
-        let mut up = Command::new(hako())
-            .arg("--root")
-            .arg(root.root())
-            .args(["kube", "up", "--addr", "127.0.0.1:0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(up.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        std::thread::spawn(move || {
-            let mut sink = String::new();
-            while out.read_line(&mut sink).unwrap_or(0) > 0 {
-                sink.clear();
-            }
-        });
+        let kube = Kube::up_in(&root.root(), root.dir(), &[], &[]);
         let c = Cluster {
-            up: Some(up),
-            extra: Vec::new(),
-            others: Vec::new(),
+            kube,
             image,
             _reg: reg,
             root,
         };
-        assert!(
-            line.starts_with("API server listening on"),
-            "kube up: {line:?}"
-        );
-        wait_for("the node to be Ready", || c.node_ready(&c.node_name()));
+        wait_for("the node to be Ready", || {
+            c.try_json(&["get", "node", &node_name()])
+                .is_some_and(|n| condition(&n, "Ready")["status"] == "True")
+        });
         c
     }
 
-    fn kubeconfig(&self) -> PathBuf {
-        self.root.root().join("kubeconfig")
-    }
-
-    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut cmd = Command::new("/usr/bin/kubectl");
-        cmd.arg("--kubeconfig")
-            .arg(self.kubeconfig())
-            .arg("--cache-dir")
-            .arg(self.root.dir().join("kcache"))
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        if let Some(s) = stdin {
-            use std::io::Write as _;
-            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-        }
-        drop(child.stdin.take());
-        child.wait_with_output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        self.ok_in(args, None)
-    }
-
-    fn ok_in(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let out = self.kubectl(args, stdin);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn apply(&self, yaml: &str) {
-        self.ok_in(&["apply", "-f", "-"], Some(yaml));
-    }
-
-    fn json(&self, args: &[&str]) -> Option<Value> {
-        let mut a = args.to_vec();
-        a.extend(["-o", "json"]);
-        let out = self.kubectl(&a, None);
-        out.status
-            .success()
-            .then(|| serde_json::from_slice(&out.stdout).unwrap())
-    }
-
-    fn pod(&self, name: &str) -> Value {
-        self.json(&["get", "pod", name]).unwrap_or(Value::Null)
-    }
-
-    fn node_name(&self) -> String {
-        let out = Command::new("hostname").output().unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_lowercase()
-    }
-
-    fn node_ready(&self, node: &str) -> bool {
-        self.json(&["get", "node", node]).is_some_and(|n| {
-            n["status"]["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        })
-    }
-
-    fn wait_pod(&self, name: &str, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let last = self.pod(name);
-            if cond(&last) {
-                return last;
-            }
-            if Instant::now() > deadline {
-                let events = self.kubectl(&["get", "events", "-A"], None);
-                panic!(
-                    "gave up waiting for pod {name}: {what}; last seen: {last}\nevents:\n{}",
-                    String::from_utf8_lossy(&events.stdout)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
     /// `kubectl exec POD -- sh -c SCRIPT`: its stdout, or None when it failed.
     fn sh(&self, pod: &str, script: &str) -> Option<String> {
-        let out = self.kubectl(&["exec", pod, "--", "sh", "-c", script], None);
+        let out = self.run(&["exec", pod, "--", "sh", "-c", script], None);
         out.status
             .success()
             .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    /// Poll `f` until it gives Some (two minutes at most: a bound against hangs).
-    fn until<T>(&self, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if let Some(t) = f() {
-                return t;
-            }
-            if Instant::now() > deadline {
-                let events = self.kubectl(&["get", "events", "-A"], None);
-                panic!(
-                    "gave up waiting for {what}\nevents:\n{}",
-                    String::from_utf8_lossy(&events.stdout)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(300));
-        }
     }
 
     fn running(&self, name: &str) -> Value {
@@ -289,9 +84,9 @@ impl Cluster {
 
     /// The first running pod with label app=`app`.
     fn pod_of(&self, app: &str) -> String {
-        self.until(&format!("a running pod of {app}"), || {
+        self.wait(&format!("a running pod of {app}"), || {
             let l = format!("app={app}");
-            let pods = self.json(&["get", "pods", "-l", &l])?;
+            let pods = self.try_json(&["get", "pods", "-l", &l])?;
             pods["items"]
                 .as_array()?
                 .iter()
@@ -303,7 +98,7 @@ impl Cluster {
     /// The warning events' messages with `reason`.
     fn events(&self, reason: &str) -> Vec<String> {
         let sel = format!("reason={reason}");
-        self.json(&["get", "events", "--field-selector", &sel])
+        self.try_json(&["get", "events", "--field-selector", &sel])
             .and_then(|e| e["items"].as_array().cloned())
             .into_iter()
             .flatten()
@@ -404,7 +199,7 @@ spec:
     assert!(c.sh(&pod, "touch /etc/cfg/new").is_none());
 
     c.apply(&cm("bye"));
-    c.until("the file to change in the running pod", || {
+    c.wait("the file to change in the running pod", || {
         (c.sh(&pod, "cat /etc/cfg/greeting")? == "bye").then_some(())
     });
     // The subPath mount and the environment keep what the container started with.
@@ -458,7 +253,7 @@ fn missing_refs_wait_with_create_container_config_error_and_bad_keys_are_skipped
         ),
         ("no-secret", "secret \"nothing\" not found"),
     ] {
-        let w = c.until(&format!("{name} to wait"), || {
+        let w = c.wait(&format!("{name} to wait"), || {
             c.waiting(name)
                 .filter(|(r, _)| r == "CreateContainerConfigError")
         });
@@ -468,7 +263,7 @@ fn missing_refs_wait_with_create_container_config_error_and_bad_keys_are_skipped
     c.running("bad-names");
     let env = c.sh("bad-names", "env").unwrap();
     assert!(!env.contains("1a="), "{env}");
-    let ev = c.until("the InvalidEnvironmentVariableNames event", || {
+    let ev = c.wait("the InvalidEnvironmentVariableNames event", || {
         c.events("InvalidEnvironmentVariableNames")
             .into_iter()
             .next()
@@ -588,13 +383,13 @@ spec:
     );
     // Labels change in place; a Secret change reaches the volume.
     c.ok(&["label", "pod", "vols", "tier=two", "--overwrite"]);
-    c.until("the labels file to change", || {
+    c.wait("the labels file to change", || {
         c.sh("vols", "cat /etc/info/labels")?
             .contains("tier=\"two\"")
             .then_some(())
     });
     c.apply("apiVersion: v1\nkind: Secret\nmetadata: {name: creds}\nstringData: {user: root, pass: s3cret}\n");
-    c.until("the secret file to change", || {
+    c.wait("the secret file to change", || {
         (c.sh("vols", "cat /etc/secret/user; cat /etc/all/u")? == "rootroot").then_some(())
     });
     // The tmpfs volumes go with the pod.
@@ -605,7 +400,7 @@ spec:
         .join(c.pod("vols")["metadata"]["uid"].as_str().unwrap());
     assert!(host_dir.exists());
     c.ok(&["delete", "pod", "vols", "--wait=true"]);
-    c.until("the pod directory to go", || {
+    c.wait("the pod directory to go", || {
         (!host_dir.exists()).then_some(())
     });
     let host_mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
@@ -671,7 +466,7 @@ fn host_path_types_are_checked_with_upstreams_messages() {
         let want = format!(
             "MountVolume.SetUp failed for volume \"h\" : hostPath type check failed: {path} {what}"
         );
-        c.until(&format!("the FailedMount event of {name}"), || {
+        c.wait(&format!("the FailedMount event of {name}"), || {
             c.events("FailedMount").contains(&want).then_some(())
         });
         assert_eq!(c.pod(name)["status"]["phase"], "Pending", "{name}");
@@ -705,10 +500,10 @@ fn bad_config_objects_are_refused_with_one_line_and_change_nothing() {
         "rt-env",
         &format!("--from-env-file={}", f("vars.env")),
     ]);
-    let cm = c.json(&["get", "configmap", "rt"]).unwrap();
+    let cm = c.json(&["get", "configmap", "rt"]);
     assert_eq!(cm["data"]["lit"], "eral");
     assert_eq!(cm["data"]["app.properties"], "a=1\nb=2\n");
-    let cm = c.json(&["get", "configmap", "rt-env"]).unwrap();
+    let cm = c.json(&["get", "configmap", "rt-env"]);
     assert_eq!(cm["data"], serde_json::json!({"K1": "v1", "K2": "v2"}));
     let key = f("tls.key");
     let crt = f("tls.crt");
@@ -752,22 +547,22 @@ fn bad_config_objects_are_refused_with_one_line_and_change_nothing() {
         child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
         String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
     };
-    let s = c.json(&["get", "secret", "rt-tls"]).unwrap();
+    let s = c.json(&["get", "secret", "rt-tls"]);
     assert_eq!(s["type"], "kubernetes.io/tls");
     assert_eq!(
         s["data"]["tls.crt"],
         b64(&std::fs::read_to_string(&crt).unwrap())
     );
-    let s = c.json(&["get", "secret", "rt-reg"]).unwrap();
+    let s = c.json(&["get", "secret", "rt-reg"]);
     assert_eq!(s["type"], "kubernetes.io/dockerconfigjson");
     assert!(s["data"][".dockerconfigjson"].as_str().unwrap().len() > 10);
-    let s = c.json(&["get", "secret", "rt-gen"]).unwrap();
+    let s = c.json(&["get", "secret", "rt-gen"]);
     assert_eq!(s["data"]["k"], b64("v"));
     assert_eq!(s["data"]["vars.env"], b64("# comment\nK1=v1\nK2=v2\n"));
     c.apply("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: frozen}\nimmutable: true\ndata: {a: '1'}\n");
 
     let before = |c: &Cluster| {
-        let mut v = c.json(&["get", "configmaps,secrets"]).unwrap();
+        let mut v = c.json(&["get", "configmaps,secrets"]);
         for i in v["items"].as_array_mut().unwrap() {
             i["metadata"]["managedFields"] = Value::Null;
         }
@@ -818,7 +613,7 @@ fn bad_config_objects_are_refused_with_one_line_and_change_nothing() {
         ),
     ];
     for (args, stdin, want) in refused {
-        let out = c.kubectl(args, stdin.as_deref());
+        let out = c.run(args, stdin.as_deref());
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} succeeded");
         assert!(err.contains(want), "{args:?}: want {want:?}, got {err:?}");
@@ -864,7 +659,7 @@ spec:
     );
     // The token is for the API server: kubectl on the host authenticates with it.
     let with = |t: &str| {
-        c.kubectl(
+        c.run(
             &["--token", t, "get", "serviceaccount", "robot", "-o", "name"],
             None,
         )
@@ -888,7 +683,7 @@ spec:
         assert!(String::from_utf8_lossy(&out.stderr).contains("Unauthorized"));
     }
     // TokenRequest refuses a too short life, with upstream's message.
-    let out = c.kubectl(&["create", "token", "robot", "--duration=1m"], None);
+    let out = c.run(&["create", "token", "robot", "--duration=1m"], None);
     assert!(
         String::from_utf8_lossy(&out.stderr)
             .contains("may not specify a duration less than 10 minutes"),
