@@ -594,7 +594,8 @@ fn bad_config_objects_are_refused_with_one_line_and_change_nothing() {
         (
             &["apply", "-f", "-"],
             Some("apiVersion: v1\nkind: Secret\nmetadata: {name: ba}\ntype: kubernetes.io/basic-auth\nstringData: {other: x}\n".into()),
-            "Secret \"ba\" is invalid: [data[username]: Required value, data[password]: Required value]",
+            // Two causes: kubectl lists them, as it does upstream's.
+            "Secret \"ba\" is invalid: \n* data[username]: Required value\n* data[password]: Required value\n",
         ),
         (
             &["apply", "-f", "-"],
@@ -617,7 +618,9 @@ fn bad_config_objects_are_refused_with_one_line_and_change_nothing() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} succeeded");
         assert!(err.contains(want), "{args:?}: want {want:?}, got {err:?}");
-        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        if !want.contains('\n') {
+            assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        }
     }
     assert_eq!(before(&c), snapshot, "a refused write changed the store");
 }
