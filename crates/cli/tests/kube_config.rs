@@ -699,3 +699,83 @@ spec:
         "the token of a deleted pod still works"
     );
 }
+
+#[test]
+fn service_account_admission_mounts_kube_api_access_into_pods() {
+    let c = Cluster::up();
+    c.ok(&["create", "serviceaccount", "default"]);
+    c.ok(&["create", "serviceaccount", "quiet"]);
+    c.apply("apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: optout}\nautomountServiceAccountToken: false\n");
+    let pod = |name: &str, extra: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  terminationGracePeriodSeconds: 1\n{extra}  containers:\n  - {{name: c, image: {}, command: [sleep, '100000']}}\n---\n",
+            c.image
+        )
+    };
+    c.apply(
+        &[
+            pod("api", ""),
+            pod("no-mount", "  automountServiceAccountToken: false\n"),
+            pod("opted-out", "  serviceAccountName: optout\n"),
+        ]
+        .concat(),
+    );
+    let p = c.pod("api");
+    assert_eq!(p["spec"]["serviceAccountName"], "default");
+    let vol = &p["spec"]["volumes"][0];
+    assert!(
+        vol["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("kube-api-access-"),
+        "{vol}"
+    );
+    let m = &p["spec"]["containers"][0]["volumeMounts"][0];
+    assert_eq!(
+        m["mountPath"],
+        "/var/run/secrets/kubernetes.io/serviceaccount"
+    );
+    assert_eq!(m["readOnly"], true);
+    for name in ["no-mount", "opted-out"] {
+        assert!(c.pod(name)["spec"]["volumes"].is_null(), "{name}");
+    }
+    c.running("api");
+    let dir = "/var/run/secrets/kubernetes.io/serviceaccount";
+    let token = c.sh("api", &format!("cat {dir}/token")).unwrap();
+    assert_eq!(
+        c.sh("api", &format!("cat {dir}/namespace")).unwrap(),
+        "default"
+    );
+    let ca = c.sh("api", &format!("cat {dir}/ca.crt")).unwrap();
+    let kubeconfig = std::fs::read_to_string(c.kubeconfig()).unwrap();
+    assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
+    // The CA in the pod is the cluster's: kubectl trusts the server with it alone, and
+    // the pod's token authenticates.
+    let ca_file = c.dir().join("pod-ca.crt");
+    std::fs::write(&ca_file, &ca).unwrap();
+    let server = kubeconfig
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: "))
+        .unwrap()
+        .to_string();
+    let out = Command::new("/usr/bin/kubectl")
+        .args([
+            "--kubeconfig",
+            "/dev/null",
+            "--server",
+            &server,
+            "--token",
+            &token,
+        ])
+        .arg("--certificate-authority")
+        .arg(&ca_file)
+        .args(["get", "pod", "api", "-o", "name"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "pod/api");
+}

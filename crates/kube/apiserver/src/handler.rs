@@ -804,6 +804,10 @@ fn create_object(
         m.remove("managedFields");
         ssa::record_update(None, &mut obj, &manager(q), &kind.api_version());
     }
+    if (t.kind.group, t.kind.kind) == ("", "Pod") {
+        let ns = t.ns.as_deref().unwrap_or("default");
+        crate::service_accounts::admit_pod(store, ns, &mut obj, q.dry_run())?;
+    }
     crate::validation::prepare_and_check(t, None, &mut obj)?;
     let reserved = if is_service(t) {
         services::allocate(store, None, &mut obj, q.dry_run())?

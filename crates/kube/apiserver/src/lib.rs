@@ -16,6 +16,7 @@ mod patch;
 mod protobuf;
 mod proxy;
 pub mod resources;
+mod service_accounts;
 mod services;
 mod ssa;
 mod status;
@@ -134,6 +135,7 @@ pub async fn run(
     let bound = listener.local_addr()?;
     certs::write_kubeconfig(&paths.kubeconfig(), &pki, bound)?;
     let tls = axum_server::tls_rustls::RustlsConfig::from_config(certs::server_tls(&pki)?);
+    service_accounts::set_root_ca(&pki.ca_cert);
     let app = Arc::new(App {
         store,
         token: pki.token.clone(),
