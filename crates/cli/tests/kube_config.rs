@@ -779,3 +779,28 @@ fn service_account_admission_mounts_kube_api_access_into_pods() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "pod/api");
 }
+
+#[test]
+fn immutable_configmap_is_read_once() {
+    let c = Cluster::up();
+    let cms = |v: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: frozen}}\nimmutable: true\ndata: {{v: {v}}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: fluid}}\ndata: {{v: {v}}}\n")
+    };
+    c.apply(&cms("one"));
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: ro}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: {}\n    command: [sleep, '100000']\n    volumeMounts: [{{name: f, mountPath: /frozen}}, {{name: m, mountPath: /fluid}}]\n  volumes:\n  - {{name: f, configMap: {{name: frozen}}}}\n  - {{name: m, configMap: {{name: fluid}}}}\n",
+        c.image
+    ));
+    c.running("ro");
+    assert_eq!(c.sh("ro", "cat /frozen/v /fluid/v").unwrap(), "oneone");
+    // An immutable object can only be replaced: delete both, create them anew.
+    c.ok(&["delete", "configmap", "frozen", "fluid"]);
+    c.apply(&cms("two"));
+    // Both volumes are written in the same sync from the same reads: once the mutable
+    // one shows "two", a sync has seen the new objects, and the immutable one was not
+    // read again.
+    c.wait("the mutable ConfigMap's file to change", || {
+        (c.sh("ro", "cat /fluid/v")? == "two").then_some(())
+    });
+    assert_eq!(c.sh("ro", "cat /frozen/v").unwrap(), "one");
+}
