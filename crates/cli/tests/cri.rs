@@ -2665,3 +2665,61 @@ fn cri_simultaneous_remove_image_calls_all_succeed() {
     });
     assert!(!root.ok(&["images"]).contains("busybox"));
 }
+
+/// The default pod network's bridge (`hako-cri0`, shared by every root) is a
+/// host object no root owns: `system reset` deletes it once no pod of any root
+/// is attached, and never while one is.
+#[test]
+fn cri_default_pod_bridge_goes_at_reset_once_no_pod_uses_it() {
+    let bridge = Path::new("/sys/class/net/hako-cri0");
+    let root = Root::new();
+    // An empty CNI directory: the server writes the default network there.
+    let server = Server::start(&root.root(), root.dir(), &config_in(root.dir(), ""));
+    let id = rt().block_on(async {
+        let mut c = server.runtime().await;
+        c.run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(pod_config("bridged", false)),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id
+    });
+    let ports = || std::fs::read_dir(bridge.join("brif")).map_or(0, |d| d.count());
+    assert!(ports() >= 1, "the pod is not on hako-cri0");
+    // Resetting another root leaves the bridge: this root's pod is on it.
+    let other = tempfile::tempdir().unwrap();
+    let out = Command::new(hako())
+        .arg("--root")
+        .arg(other.path().join("root"))
+        .args(["system", "reset", "-f"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(bridge.exists() && ports() >= 1);
+    rt().block_on(async {
+        let mut c = server.runtime().await;
+        c.stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        })
+        .await
+        .unwrap();
+        c.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    });
+    drop(server);
+    root.ok(&["system", "reset", "-f"]);
+    // Gone, unless a pod of a test running beside this one is on it now.
+    assert!(
+        !bridge.exists() || ports() >= 1,
+        "system reset left an idle hako-cri0"
+    );
+}

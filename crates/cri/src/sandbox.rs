@@ -275,6 +275,7 @@ fn network_up(
     config: &cri::PodSandboxConfig,
 ) -> Result<()> {
     let list = pod_network(&state.config.cni_conf_dir)?;
+    let _bridge = crate::cni::bridge_in_use()?;
     engine
         .attach_cni(id, &list, &port_mappings(config), IFNAME)
         .map(drop)
