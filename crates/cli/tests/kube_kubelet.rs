@@ -1066,3 +1066,64 @@ fn image_pull_secrets_authenticate_pulls() {
     ));
     c.wait_pod("authenticated", "running", |p| phase(p) == "Running");
 }
+
+/// `scheme: HTTPS` probes skip certificate verification as upstream's do: a probe
+/// of the kubelet's own TLS port (a certificate the probe does not trust) passes,
+/// one of a plain-HTTP port fails with the handshake error in the event.
+#[test]
+fn https_probes_pass_on_tls_and_fail_on_plain_http() {
+    let c = Cluster::up();
+    let node = c.json(&["get", "node", &node_name()]);
+    let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+        .as_i64()
+        .unwrap();
+    c.apply(&format!(
+        "apiVersion: v1
+kind: Pod
+metadata: {{name: tls-ok}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: {image}
+    command: [sleep, '100000']
+    readinessProbe:
+      httpGet: {{host: 127.0.0.1, port: {port}, path: /healthz, scheme: HTTPS}}
+      periodSeconds: 1
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: tls-bad}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: {image}
+    command: [sh, -c, 'mkdir /www; echo page > /www/index.html; exec httpd -f -p 8080 -h /www']
+    readinessProbe:
+      httpGet: {{port: 8080, path: /, scheme: HTTPS}}
+      periodSeconds: 1
+",
+        image = c.image
+    ));
+    c.wait_pod("tls-ok", "Ready through an HTTPS probe", |p| {
+        condition(p, "Ready")["status"] == "True"
+    });
+    let p = c.wait_pod("tls-bad", "running", |p| phase(p) == "Running");
+    let ip = p["status"]["podIP"].as_str().unwrap().to_string();
+    let mut last = String::new();
+    wait_for("a failed HTTPS readiness probe event", || {
+        last = c.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=tls-bad,reason=Unhealthy",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ]);
+        last.contains("Readiness probe failed")
+    });
+    assert!(last.contains(&format!("https://{ip}:8080/")), "{last}");
+    assert!(!last.contains("not supported"), "{last}");
+    assert_eq!(condition(&c.pod("tls-bad"), "Ready")["status"], "False");
+}
