@@ -1127,3 +1127,48 @@ spec:
     assert!(!last.contains("not supported"), "{last}");
     assert_eq!(condition(&c.pod("tls-bad"), "Ready")["status"], "False");
 }
+
+/// `kubectl attach -i` reaches a running container's stdin and output through the
+/// API server, the kubelet's relay and the CRI streaming server; with
+/// `stdinOnce` the container's stdin closes when the session's does.
+#[test]
+fn kubectl_attach_reaches_the_running_container() {
+    let c = Cluster::up();
+    c.apply(&format!(
+        "apiVersion: v1
+kind: Pod
+metadata: {{name: attached}}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: {}
+    stdin: true
+    stdinOnce: true
+    command: [sh, -c, 'echo ready; while read l; do echo \"got $l\"; done; echo bye']
+",
+        c.image
+    ));
+    c.wait_pod("attached", "running", |p| phase(p) == "Running");
+    wait_for("the container's first line", || {
+        c.run(&["logs", "attached"], None).stdout == b"ready\n"
+    });
+    let out = c.run(&["attach", "-i", "attached", "-c", "c"], Some("one\ntwo\n"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("got one\ngot two\n"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // stdin closed with the session: the loop ended and the container exited 0.
+    let p = c.wait_pod("attached", "Succeeded", |p| phase(p) == "Succeeded");
+    assert_eq!(
+        p["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],
+        0
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&c.run(&["logs", "attached"], None).stdout),
+        "ready\ngot one\ngot two\nbye\n"
+    );
+}
