@@ -467,7 +467,7 @@ fn seccomp_of(
 }
 
 /// `--ulimit` values as runtime-spec rlimits.
-fn rlimits(
+pub fn rlimits(
     ulimits: &[crate::record::Ulimit],
     id: &str,
 ) -> Result<Vec<oci_spec::runtime::PosixRlimit>> {
