@@ -1,0 +1,573 @@
+//! Cluster DNS, Services and Ingress with real pods: `hako kube up` (API server, CRI,
+//! kubelet, scheduler, controllers, kube-proxy, cluster DNS) in a temp root, images from
+//! a `hako registry` on 127.0.0.1, the real kubectl. Each cluster gets a service range
+//! of its own (so its `kube-dns` address is its own while other clusters run on the
+//! host); everything it started is torn down on drop, also when a test fails.
+
+mod engine_common;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use engine_common::Root;
+use serde_json::Value;
+
+fn hako() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_hako"))
+}
+
+/// Poll `cond` for up to two minutes (a bound against hangs, not a timing check).
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !cond() {
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// SIGTERM a process and wait for it (SIGKILL after 30 s).
+fn terminate(child: &mut Child) {
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A `hako registry serve` on 127.0.0.1 with its own root.
+struct Registry {
+    child: Child,
+    addr: String,
+}
+
+impl Registry {
+    fn start(root: &Path) -> Registry {
+        let mut child = Command::new(hako())
+            .arg("--root")
+            .arg(root)
+            .args(["registry", "serve", "--addr", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line.trim().rsplit(' ').next().unwrap().to_string();
+        Registry { child, addr }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `hako kube up` with busybox in a loopback registry; drop stops it and its children
+/// and removes the pods (the root's `system reset`).
+struct Cluster {
+    up: Option<Child>,
+    /// The first two octets of the cluster's service range (`10.X`).
+    net: String,
+    image: String,
+    _reg: Registry,
+    root: Root,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Pods go through the kubelet first, so their sandboxes and netns are removed.
+        if self.up.is_some() {
+            let _ = self.kubectl(
+                &[
+                    "delete",
+                    "deploy,sts,pods,svc,ingress",
+                    "--all",
+                    "--wait=true",
+                    "--timeout=60s",
+                ],
+                None,
+            );
+        }
+        if let Some(mut up) = self.up.take() {
+            terminate(&mut up);
+        }
+        for name in ["kubelet", "scheduler", "cri"] {
+            if let Ok(pid) =
+                std::fs::read_to_string(self.root.root().join(format!("kube/{name}.pid")))
+            {
+                if let Ok(pid) = pid.trim().parse::<i32>() {
+                    // SAFETY: kill(2) on a pid this test's control plane wrote.
+                    unsafe {
+                        libc::kill(pid, libc::SIGKILL);
+                    }
+                }
+            }
+        }
+        let _ = Command::new(hako())
+            .arg("--root")
+            .arg(self.root.root())
+            .args(["kube", "down"])
+            .output();
+    }
+}
+
+impl Cluster {
+    fn up(args: &[&str]) -> Cluster {
+        let root = Root::new();
+        let reg = Registry::start(&root.dir().join("registry-root"));
+        let image = format!("{}/kube/busybox:1", reg.addr);
+        root.ok(&["tag", "busybox", &image]);
+        root.ok(&["push", &image]);
+        root.ok(&["rmi", &image]);
+        // A service range of this cluster's own (10.150-10.249: not the pod networks).
+        let mut b = [0u8; 1];
+        std::fs::File::open("/dev/urandom")
+            .unwrap()
+            .read_exact(&mut b)
+            .unwrap();
+        let net = format!("10.{}", 150 + u32::from(b[0]) % 100);
+        let range = format!("{net}.0.0/16");
+        let mut up = Command::new(hako())
+            .arg("--root")
+            .arg(root.root())
+            .args(["kube", "up", "--addr", "127.0.0.1:0"])
+            .args(["--service-cluster-ip-range", &range])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(up.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while out.read_line(&mut sink).unwrap_or(0) > 0 {
+                sink.clear();
+            }
+        });
+        let c = Cluster {
+            up: Some(up),
+            net,
+            image,
+            _reg: reg,
+            root,
+        };
+        assert!(
+            line.starts_with("API server listening on"),
+            "kube up: {line:?}"
+        );
+        wait_for("the node to be Ready", || {
+            c.json(&["get", "nodes"]).is_some_and(|n| {
+                n["items"].as_array().into_iter().flatten().any(|n| {
+                    n["status"]["conditions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                })
+            })
+        });
+        c
+    }
+
+    fn dns_ip(&self) -> String {
+        format!("{}.0.10", self.net)
+    }
+
+    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut child = Command::new("/usr/bin/kubectl")
+            .arg("--kubeconfig")
+            .arg(self.root.root().join("kubeconfig"))
+            .arg("--cache-dir")
+            .arg(self.root.dir().join("kcache"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(s) = stdin {
+            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args, None);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn apply(&self, yaml: &str) {
+        let out = self.kubectl(&["apply", "-f", "-"], Some(yaml));
+        assert!(
+            out.status.success(),
+            "kubectl apply: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn json(&self, args: &[&str]) -> Option<Value> {
+        let mut a = args.to_vec();
+        a.extend(["-o", "json"]);
+        let out = self.kubectl(&a, None);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).unwrap())
+    }
+
+    /// `kubectl exec POD -- ARGS`: stdout (and stderr when it failed), and whether it
+    /// succeeded.
+    fn exec(&self, pod: &str, args: &[&str]) -> (String, bool) {
+        let mut a = vec!["exec", pod, "--"];
+        a.extend_from_slice(args);
+        let out = self.kubectl(&a, None);
+        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() {
+            text.push_str(&String::from_utf8_lossy(&out.stderr));
+        }
+        (text, out.status.success())
+    }
+
+    /// The ready addresses of the Endpoints object `svc`.
+    fn ready_endpoints(&self, svc: &str) -> usize {
+        self.json(&["get", "endpoints", svc]).map_or(0, |e| {
+            e["subsets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|s| s["addresses"].as_array().map_or(0, Vec::len))
+                .sum()
+        })
+    }
+
+    fn pod_ready(&self, name: &str) -> bool {
+        self.json(&["get", "pod", name]).is_some_and(|p| {
+            p["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+    }
+
+    /// Fetch `url` from `pod` until every one of `want` answered (pages are pod names).
+    fn answers_from_all(&self, pod: &str, url: &str, want: &BTreeSet<String>) {
+        let mut seen = BTreeSet::new();
+        wait_for(&format!("{url} from {pod} to reach {want:?}"), || {
+            let (page, ok) = self.exec(pod, &["wget", "-qO-", url]);
+            if ok {
+                seen.insert(page.trim().to_string());
+            }
+            want.is_subset(&seen)
+        });
+        assert!(seen.is_subset(want), "{url}: unexpected answers {seen:?}");
+    }
+
+    fn pod_names(&self, selector: &str) -> BTreeSet<String> {
+        let pods = self.json(&["get", "pods", "-l", selector]).unwrap();
+        pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+/// An httpd answering with its pod's name on the named port `http` (8080).
+fn web_deployment(name: &str, image: &str, replicas: u32) -> String {
+    format!(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: httpd
+        image: {image}
+        command: ["sh", "-c", "mkdir /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www"]
+        ports: [{{name: http, containerPort: 8080}}]
+        readinessProbe:
+          httpGet: {{path: /, port: http}}
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}}}
+spec:
+  selector: {{app: {name}}}
+  ports: [{{name: web, port: 80, targetPort: http}}]
+"#
+    )
+}
+
+fn client_pod(image: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: client}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {{name: sh, image: {image}, command: ["sleep", "100000"]}}
+"#
+    )
+}
+
+/// A DNS query for the A record of `name`, over TCP (two-byte length prefix).
+fn tcp_query_a(server: &str, name: &str) -> Vec<u8> {
+    let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let mut s = std::net::TcpStream::connect((server, 53)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut msg = (q.len() as u16).to_be_bytes().to_vec();
+    msg.extend_from_slice(&q);
+    s.write_all(&msg).unwrap();
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).unwrap();
+    let mut reply = vec![0u8; u16::from_be_bytes(len) as usize];
+    s.read_exact(&mut reply).unwrap();
+    reply
+}
+
+fn iptables_lines(net: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for table in ["nat", "filter"] {
+        let o = Command::new("iptables-save")
+            .args(["-t", table])
+            .output()
+            .unwrap();
+        out.extend(
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| l.contains(&format!("{net}.")))
+                .map(str::to_string),
+        );
+    }
+    out
+}
+
+fn listening(port: u16) -> bool {
+    let o = Command::new("ss")
+        .args(["-Hlntu", &format!("sport = :{port}")])
+        .output()
+        .unwrap();
+    !String::from_utf8_lossy(&o.stdout).trim().is_empty()
+}
+
+#[test]
+fn pods_resolve_services_statefulset_pods_and_external_names_through_cluster_dns() {
+    let c = Cluster::up(&[]);
+    let dns = c.dns_ip();
+    // Published as CoreDNS is: kube-system/kube-dns at the 10th address, 53 UDP+TCP.
+    let mut svc = Value::Null;
+    wait_for("the kube-dns Service", || {
+        svc = c
+            .json(&["-n", "kube-system", "get", "svc", "kube-dns"])
+            .unwrap_or(Value::Null);
+        !svc.is_null()
+    });
+    assert_eq!(svc["spec"]["clusterIP"], dns.as_str(), "{svc}");
+    let protos: BTreeSet<(i64, &str)> = svc["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["port"].as_i64().unwrap(), p["protocol"].as_str().unwrap()))
+        .collect();
+    assert_eq!(protos, BTreeSet::from([(53, "TCP"), (53, "UDP")]));
+    let eps = c
+        .json(&["-n", "kube-system", "get", "endpoints", "kube-dns"])
+        .unwrap();
+    let dns_port = eps["subsets"][0]["ports"][0]["port"].as_u64().unwrap() as u16;
+    assert!(listening(dns_port), "nothing answers on port {dns_port}");
+
+    c.apply(&web_deployment("web", &c.image, 3));
+    c.apply(&client_pod(&c.image));
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {{name: db}}
+spec:
+  clusterIP: None
+  selector: {{app: db}}
+  ports: [{{name: http, port: 8080}}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {{name: db}}
+spec:
+  serviceName: db
+  replicas: 2
+  selector: {{matchLabels: {{app: db}}}}
+  template:
+    metadata: {{labels: {{app: db}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: httpd
+        image: {img}
+        command: ["sh", "-c", "mkdir /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www"]
+        ports: [{{name: http, containerPort: 8080}}]
+        readinessProbe:
+          tcpSocket: {{port: 8080}}
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: alias}}
+spec:
+  type: ExternalName
+  externalName: web.default.svc.cluster.local
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web-np}}
+spec:
+  type: NodePort
+  selector: {{app: web}}
+  ports: [{{port: 80, targetPort: http}}]
+"#,
+        img = c.image
+    ));
+    wait_for("3 ready web endpoints", || c.ready_endpoints("web") == 3);
+    wait_for("the client pod", || c.pod_ready("client"));
+
+    // The kubelet's resolv.conf for a ClusterFirst pod.
+    let (conf, ok) = c.exec("client", &["cat", "/etc/resolv.conf"]);
+    assert!(ok, "{conf}");
+    assert!(conf.contains(&format!("nameserver {dns}\n")), "{conf}");
+    assert!(
+        !conf
+            .lines()
+            .any(|l| l.starts_with("nameserver") && !l.ends_with(&dns)),
+        "{conf}"
+    );
+    let search = conf.lines().find(|l| l.starts_with("search ")).unwrap();
+    assert!(
+        search.starts_with("search default.svc.cluster.local svc.cluster.local cluster.local"),
+        "{conf}"
+    );
+    assert!(conf.contains("options ndots:5"), "{conf}");
+
+    // Every replica answers through the full name, the short name (search path) and
+    // the ExternalName alias (a CNAME with the target's address).
+    let web = c.pod_names("app=web");
+    assert_eq!(web.len(), 3);
+    c.answers_from_all("client", "http://web.default.svc.cluster.local/", &web);
+    c.answers_from_all("client", "http://web/", &web);
+    c.answers_from_all("client", "http://alias/", &web);
+
+    // StatefulSet pods by their stable names (hostname.subdomain).
+    wait_for("db-0 and db-1 ready", || c.ready_endpoints("db") == 2);
+    for p in ["db-0", "db-1"] {
+        let (page, ok) = c.exec("client", &["wget", "-qO-", &format!("http://{p}.db:8080/")]);
+        assert!(ok && page.trim() == p, "{p}: {page}");
+        let ip = c.json(&["get", "pod", p]).unwrap()["status"]["podIP"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (out, ok) = c.exec(
+            "client",
+            &["nslookup", &format!("{p}.db.default.svc.cluster.local")],
+        );
+        assert!(ok && out.contains(&ip), "{p} ({ip}): {out}");
+    }
+    // A Service that does not exist: the cluster's NXDOMAIN.
+    let (out, ok) = c.exec("client", &["nslookup", "nope.default.svc.cluster.local"]);
+    assert!(!ok && out.contains("NXDOMAIN"), "{out}");
+
+    // TCP on the cluster IP, from the host (kube-proxy's OUTPUT DNAT).
+    let web_ip = c.json(&["get", "svc", "web"]).unwrap()["spec"]["clusterIP"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let reply = tcp_query_a(&dns, "web.default.svc.cluster.local");
+    let octets: Vec<u8> = web_ip.split('.').map(|o| o.parse().unwrap()).collect();
+    assert!(
+        reply.windows(4).any(|w| w == octets.as_slice()),
+        "no {web_ip} in {reply:?}"
+    );
+
+    // The NodePort from the host, on 127.0.0.1.
+    let np = c.json(&["get", "svc", "web-np"]).unwrap()["spec"]["ports"][0]["nodePort"]
+        .as_u64()
+        .unwrap();
+    let mut seen = BTreeSet::new();
+    wait_for("every web pod through the NodePort", || {
+        let o = Command::new("curl")
+            .args(["-sf", "--max-time", "5", &format!("http://127.0.0.1:{np}/")])
+            .output()
+            .unwrap();
+        if o.status.success() {
+            seen.insert(String::from_utf8_lossy(&o.stdout).trim().to_string());
+        }
+        web.is_subset(&seen)
+    });
+
+    // Deleting everything, then the control plane: no rule, no listener left.
+    c.ok(&[
+        "delete",
+        "deploy,sts,svc,pods",
+        "--all",
+        "--wait=true",
+        "--timeout=60s",
+    ]);
+    wait_for("the Services' rules to go", || {
+        iptables_lines(&c.net)
+            .iter()
+            .all(|l| l.contains(&format!("{dns}/32")))
+    });
+    let out = Command::new(hako())
+        .arg("--root")
+        .arg(c.root.root())
+        .args(["kube", "down"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let left = iptables_lines(&c.net);
+    assert!(left.is_empty(), "rules left: {left:?}");
+    assert!(
+        !listening(dns_port),
+        "cluster DNS still listens on {dns_port}"
+    );
+    assert!(!listening(np as u16));
+}
