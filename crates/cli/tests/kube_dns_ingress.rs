@@ -314,7 +314,7 @@ spec:
       containers:
       - name: httpd
         image: {image}
-        command: ["sh", "-c", "mkdir /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www"]
+        command: ["sh", "-c", "mkdir -p /www/beta && for f in index.html beta/index.html exact betamax; do hostname > /www/$f; done && exec httpd -f -p 8080 -h /www"]
         ports: [{{name: http, containerPort: 8080}}]
         readinessProbe:
           httpGet: {{path: /, port: http}}
@@ -391,7 +391,7 @@ fn listening(port: u16) -> bool {
 
 #[test]
 fn pods_resolve_services_statefulset_pods_and_external_names_through_cluster_dns() {
-    let c = Cluster::up(&[]);
+    let c = Cluster::up(&["--disable-ingress"]);
     let dns = c.dns_ip();
     // Published as CoreDNS is: kube-system/kube-dns at the 10th address, 53 UDP+TCP.
     let mut svc = Value::Null;
@@ -570,4 +570,243 @@ spec:
         "cluster DNS still listens on {dns_port}"
     );
     assert!(!listening(np as u16));
+}
+
+/// A free TCP port on the host, below the ephemeral range (so the control plane's own
+/// `:0` listeners cannot take it between this check and `up`).
+fn free_port() -> u16 {
+    loop {
+        let mut b = [0u8; 2];
+        std::fs::File::open("/dev/urandom")
+            .unwrap()
+            .read_exact(&mut b)
+            .unwrap();
+        let port = 20000 + u16::from_be_bytes(b) % 10000;
+        if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A self-signed certificate for `host` (and its key) written under `dir`.
+fn self_signed(dir: &Path, host: &str) -> (PathBuf, PathBuf) {
+    let (crt, key) = (
+        dir.join(format!("{host}.crt")),
+        dir.join(format!("{host}.key")),
+    );
+    let out = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .args([
+            "-subj",
+            &format!("/CN={host}"),
+            "-addext",
+            &format!("subjectAltName=DNS:{host}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (crt, key)
+}
+
+/// curl `url` with `host:port` resolved to 127.0.0.1: (status, body).
+fn curl(url: &str, resolve: &str, cacert: Option<&Path>) -> (String, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-s",
+        "--max-time",
+        "10",
+        "-w",
+        "\n%{http_code}",
+        "--resolve",
+        resolve,
+        url,
+    ]);
+    if let Some(ca) = cacert {
+        cmd.arg("--cacert").arg(ca);
+    }
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (code.to_string(), body.trim().to_string())
+}
+
+#[test]
+fn ingress_routes_hosts_paths_and_tls_by_sni_to_services() {
+    let (http, https) = (free_port(), free_port());
+    let (hs, hss) = (http.to_string(), https.to_string());
+    let c = Cluster::up(&[
+        "--disable-dns",
+        "--ingress-http-port",
+        &hs,
+        "--ingress-https-port",
+        &hss,
+    ]);
+    // The default IngressClass up installs, as k3s installs traefik's.
+    let mut class = None;
+    wait_for("the IngressClass hako", || {
+        class = c.json(&["get", "ingressclass", "hako"]);
+        class.is_some()
+    });
+    let class = class.unwrap();
+    assert_eq!(
+        class["metadata"]["annotations"]["ingressclass.kubernetes.io/is-default-class"],
+        "true"
+    );
+    c.apply(&web_deployment("alpha", &c.image, 1));
+    c.apply(&web_deployment("beta", &c.image, 1));
+    let dir = c.root.dir().to_path_buf();
+    let (a_crt, a_key) = self_signed(&dir, "a.example.test");
+    let (b_crt, b_key) = self_signed(&dir, "b.example.test");
+    for (name, crt, key) in [("a-tls", &a_crt, &a_key), ("b-tls", &b_crt, &b_key)] {
+        c.ok(&[
+            "create",
+            "secret",
+            "tls",
+            name,
+            &format!("--cert={}", crt.display()),
+            &format!("--key={}", key.display()),
+        ]);
+    }
+    c.apply(
+        r#"
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: sites}
+spec:
+  tls:
+  - {hosts: [a.example.test], secretName: a-tls}
+  - {hosts: [b.example.test], secretName: b-tls}
+  defaultBackend:
+    service: {name: beta, port: {name: web}}
+  rules:
+  - host: a.example.test
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: alpha, port: {number: 80}}}}
+      - {path: /beta, pathType: Prefix, backend: {service: {name: beta, port: {number: 80}}}}
+      - {path: /exact, pathType: Exact, backend: {service: {name: beta, port: {name: web}}}}
+  - host: b.example.test
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: beta, port: {name: web}}}}
+  - host: "*.wild.test"
+    http:
+      paths:
+      - {path: /, pathType: ImplementationSpecific, backend: {service: {name: alpha, port: {number: 80}}}}
+"#,
+    );
+    wait_for("ready endpoints", || {
+        c.ready_endpoints("alpha") == 1 && c.ready_endpoints("beta") == 1
+    });
+    let alpha = c.pod_names("app=alpha").into_iter().next().unwrap();
+    let beta = c.pod_names("app=beta").into_iter().next().unwrap();
+    let a = format!("a.example.test:{http}:127.0.0.1");
+    let get = |host: &str, path: &str| {
+        curl(
+            &format!("http://{host}:{http}{path}"),
+            &format!("{host}:{http}:127.0.0.1"),
+            None,
+        )
+    };
+    wait_for("alpha through the ingress", || {
+        curl(&format!("http://a.example.test:{http}/"), &a, None) == ("200".into(), alpha.clone())
+    });
+    // Host rules, element-wise prefixes, Exact, wildcard hosts, the default backend.
+    assert_eq!(get("b.example.test", "/"), ("200".into(), beta.clone()));
+    assert_eq!(
+        get("a.example.test", "/beta/index.html"),
+        ("200".into(), beta.clone())
+    );
+    let not_beta = get("a.example.test", "/betamax");
+    assert_eq!(
+        not_beta,
+        ("200".into(), alpha.clone()),
+        "/betamax is not under /beta"
+    );
+    assert_eq!(
+        get("a.example.test", "/exact"),
+        ("200".into(), beta.clone())
+    );
+    assert_eq!(get("x.wild.test", "/"), ("200".into(), alpha.clone()));
+    assert_eq!(get("other.test", "/"), ("200".into(), beta.clone()));
+    assert_eq!(
+        get("x.y.wild.test", "/"),
+        ("200".into(), beta.clone()),
+        "a wildcard is one label"
+    );
+
+    // TLS: each host gets its own certificate by SNI (curl checks it against the CA).
+    for (host, ca, want) in [
+        ("a.example.test", &a_crt, &alpha),
+        ("b.example.test", &b_crt, &beta),
+    ] {
+        let (code, body) = curl(
+            &format!("https://{host}:{https}/"),
+            &format!("{host}:{https}:127.0.0.1"),
+            Some(ca),
+        );
+        assert_eq!(
+            (code.as_str(), body.as_str()),
+            ("200", want.as_str()),
+            "{host}"
+        );
+    }
+    // b's certificate is not a's: curl refuses it for a.example.test.
+    let (code, _) = curl(
+        &format!("https://a.example.test:{https}/"),
+        &format!("a.example.test:{https}:127.0.0.1"),
+        Some(&b_crt),
+    );
+    assert_eq!(code, "000");
+
+    // The address is published, as traefik's ServiceLB does.
+    wait_for("status.loadBalancer of the Ingress", || {
+        c.json(&["get", "ingress", "sites"]).is_some_and(|i| {
+            i["status"]["loadBalancer"]["ingress"][0]["ip"]
+                .as_str()
+                .is_some_and(|ip| !ip.is_empty())
+        })
+    });
+    // A backend without ready endpoints is 503; a bad Ingress is refused.
+    c.ok(&["scale", "deploy/beta", "--replicas=0"]);
+    wait_for("beta without endpoints", || c.ready_endpoints("beta") == 0);
+    wait_for("503 for beta", || get("b.example.test", "/").0 == "503");
+    let out = c.kubectl(
+        &["apply", "-f", "-"],
+        Some("apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: bad}\nspec:\n  rules:\n  - http:\n      paths:\n      - {path: nope, pathType: Prefix, backend: {service: {name: a, port: {number: 80}}}}\n"),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("must be an absolute path"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    // Deleted and stopped: nothing listens any more.
+    c.ok(&["delete", "ingress", "sites"]);
+    wait_for("404 once the Ingress is gone", || {
+        get("a.example.test", "/").0 == "404"
+    });
+    let out = Command::new(hako())
+        .arg("--root")
+        .arg(c.root.root())
+        .args(["kube", "down"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!listening(http) && !listening(https));
 }

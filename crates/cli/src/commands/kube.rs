@@ -98,6 +98,15 @@ pub struct UpArgs {
     /// 10th address of --service-cluster-ip-range, 10.43.0.10, as k3s).
     #[arg(long, value_name = "IP")]
     cluster_dns: Option<std::net::Ipv4Addr>,
+    /// Host port of the ingress controller's HTTP listener (all addresses).
+    #[arg(long, value_name = "PORT", default_value_t = 80)]
+    ingress_http_port: u16,
+    /// Host port of the ingress controller's HTTPS listener (all addresses).
+    #[arg(long, value_name = "PORT", default_value_t = 443)]
+    ingress_https_port: u16,
+    /// Run no ingress controller (as k3s' --disable traefik).
+    #[arg(long)]
+    disable_ingress: bool,
 }
 
 pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
@@ -172,6 +181,15 @@ pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
                                 .parse()
                                 .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
                             ip,
+                        );
+                    }
+                    if !args.disable_ingress && !args.disable_controllers {
+                        let any = |port| Some(SocketAddr::from(([0, 0, 0, 0], port)));
+                        hako_kube_proxy::ingress::spawn_thread(
+                            kubeconfig.clone(),
+                            any(args.ingress_http_port),
+                            any(args.ingress_https_port),
+                            hako_kube_kubelet::host_ip(),
                         );
                     }
                     node = super::kube_node::Node::start(g, &args.node, cluster_dns);
