@@ -5,82 +5,22 @@
 //! host); everything it started is torn down on drop, also when a test fails.
 
 mod engine_common;
+mod kube_common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use engine_common::Root;
+use kube_common::{condition, hako, wait_for, Kube, Registry};
 use serde_json::Value;
 
-fn hako() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_hako"))
-}
-
-/// Poll `cond` for up to two minutes (a bound against hangs, not a timing check).
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !cond() {
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
-/// SIGTERM a process and wait for it (SIGKILL after 30 s).
-fn terminate(child: &mut Child) {
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// A `hako registry serve` on 127.0.0.1 with its own root.
-struct Registry {
-    child: Child,
-    addr: String,
-}
-
-impl Registry {
-    fn start(root: &Path) -> Registry {
-        let mut child = Command::new(hako())
-            .arg("--root")
-            .arg(root)
-            .args(["registry", "serve", "--addr", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line.trim().rsplit(' ').next().unwrap().to_string();
-        Registry { child, addr }
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `hako kube up` with busybox in a loopback registry; drop stops it and its children
-/// and removes the pods (the root's `system reset`).
+/// `hako kube up` with busybox in a loopback registry; drop removes the pods through the
+/// kubelet, stops the control plane and its children, and resets the root.
 struct Cluster {
-    up: Option<Child>,
+    kube: Kube,
     /// The first two octets of the cluster's service range (`10.X`).
     net: String,
     image: String,
@@ -88,28 +28,30 @@ struct Cluster {
     root: Root,
 }
 
+impl std::ops::Deref for Cluster {
+    type Target = Kube;
+    fn deref(&self) -> &Kube {
+        &self.kube
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         // Pods go through the kubelet first, so their sandboxes and netns are removed.
-        if self.up.is_some() {
-            let _ = self.kubectl(
-                &[
-                    "delete",
-                    "deploy,sts,pods,svc,ingress",
-                    "--all",
-                    "--wait=true",
-                    "--timeout=60s",
-                ],
-                None,
-            );
-        }
-        if let Some(mut up) = self.up.take() {
-            terminate(&mut up);
-        }
+        let _ = self.run(
+            &[
+                "delete",
+                "deploy,sts,pods,svc,ingress",
+                "--all",
+                "--wait=true",
+                "--timeout=60s",
+            ],
+            None,
+        );
+        self.kube.stop();
         for name in ["kubelet", "scheduler", "cri"] {
-            if let Ok(pid) =
-                std::fs::read_to_string(self.root.root().join(format!("kube/{name}.pid")))
-            {
+            let pidfile = self.root.root().join(format!("kube/{name}.pid"));
+            if let Ok(pid) = std::fs::read_to_string(pidfile) {
                 if let Ok(pid) = pid.trim().parse::<i32>() {
                     // SAFETY: kill(2) on a pid this test's control plane wrote.
                     unsafe {
@@ -118,6 +60,7 @@ impl Drop for Cluster {
                 }
             }
         }
+        // Rules of an `up` that had to be killed.
         let _ = Command::new(hako())
             .arg("--root")
             .arg(self.root.root())
@@ -129,7 +72,7 @@ impl Drop for Cluster {
 impl Cluster {
     fn up(args: &[&str]) -> Cluster {
         let root = Root::new();
-        let reg = Registry::start(&root.dir().join("registry-root"));
+        let reg = Registry::start(&root.dir().join("registry-root"), &[]);
         let image = format!("{}/kube/busybox:1", reg.addr);
         root.ok(&["tag", "busybox", &image]);
         root.ok(&["push", &image]);
@@ -142,45 +85,23 @@ impl Cluster {
             .unwrap();
         let net = format!("10.{}", 150 + u32::from(b[0]) % 100);
         let range = format!("{net}.0.0/16");
-        let mut up = Command::new(hako())
-            .arg("--root")
-            .arg(root.root())
-            .args(["kube", "up", "--addr", "127.0.0.1:0"])
-            .args(["--service-cluster-ip-range", &range])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(up.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        std::thread::spawn(move || {
-            let mut sink = String::new();
-            while out.read_line(&mut sink).unwrap_or(0) > 0 {
-                sink.clear();
-            }
-        });
+        let mut all = vec!["--service-cluster-ip-range", &range];
+        all.extend_from_slice(args);
+        let kube = Kube::up_in(&root.root(), root.dir(), &all, &[]);
         let c = Cluster {
-            up: Some(up),
+            kube,
             net,
             image,
             _reg: reg,
             root,
         };
-        assert!(
-            line.starts_with("API server listening on"),
-            "kube up: {line:?}"
-        );
         wait_for("the node to be Ready", || {
-            c.json(&["get", "nodes"]).is_some_and(|n| {
-                n["items"].as_array().into_iter().flatten().any(|n| {
-                    n["status"]["conditions"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
-                })
+            c.try_json(&["get", "nodes"]).is_some_and(|n| {
+                n["items"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|n| condition(n, "Ready")["status"] == "True")
             })
         });
         c
@@ -190,60 +111,12 @@ impl Cluster {
         format!("{}.0.10", self.net)
     }
 
-    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = Command::new("/usr/bin/kubectl")
-            .arg("--kubeconfig")
-            .arg(self.root.root().join("kubeconfig"))
-            .arg("--cache-dir")
-            .arg(self.root.dir().join("kcache"))
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(s) = stdin {
-            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-        }
-        drop(child.stdin.take());
-        child.wait_with_output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args, None);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn apply(&self, yaml: &str) {
-        let out = self.kubectl(&["apply", "-f", "-"], Some(yaml));
-        assert!(
-            out.status.success(),
-            "kubectl apply: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn json(&self, args: &[&str]) -> Option<Value> {
-        let mut a = args.to_vec();
-        a.extend(["-o", "json"]);
-        let out = self.kubectl(&a, None);
-        out.status
-            .success()
-            .then(|| serde_json::from_slice(&out.stdout).unwrap())
-    }
-
     /// `kubectl exec POD -- ARGS`: stdout (and stderr when it failed), and whether it
     /// succeeded.
     fn exec(&self, pod: &str, args: &[&str]) -> (String, bool) {
         let mut a = vec!["exec", pod, "--"];
         a.extend_from_slice(args);
-        let out = self.kubectl(&a, None);
+        let out = self.run(&a, None);
         let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
         if !out.status.success() {
             text.push_str(&String::from_utf8_lossy(&out.stderr));
@@ -253,7 +126,7 @@ impl Cluster {
 
     /// The ready addresses of the Endpoints object `svc`.
     fn ready_endpoints(&self, svc: &str) -> usize {
-        self.json(&["get", "endpoints", svc]).map_or(0, |e| {
+        self.try_json(&["get", "endpoints", svc]).map_or(0, |e| {
             e["subsets"]
                 .as_array()
                 .into_iter()
@@ -264,13 +137,7 @@ impl Cluster {
     }
 
     fn pod_ready(&self, name: &str) -> bool {
-        self.json(&["get", "pod", name]).is_some_and(|p| {
-            p["status"]["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        })
+        condition(&self.pod(name), "Ready")["status"] == "True"
     }
 
     /// Fetch `url` from `pod` until every one of `want` answered (pages are pod names).
@@ -287,7 +154,7 @@ impl Cluster {
     }
 
     fn pod_names(&self, selector: &str) -> BTreeSet<String> {
-        let pods = self.json(&["get", "pods", "-l", selector]).unwrap();
+        let pods = self.json(&["get", "pods", "-l", selector]);
         pods["items"]
             .as_array()
             .unwrap()
@@ -397,7 +264,7 @@ fn pods_resolve_services_statefulset_pods_and_external_names_through_cluster_dns
     let mut svc = Value::Null;
     wait_for("the kube-dns Service", || {
         svc = c
-            .json(&["-n", "kube-system", "get", "svc", "kube-dns"])
+            .try_json(&["-n", "kube-system", "get", "svc", "kube-dns"])
             .unwrap_or(Value::Null);
         !svc.is_null()
     });
@@ -409,9 +276,7 @@ fn pods_resolve_services_statefulset_pods_and_external_names_through_cluster_dns
         .map(|p| (p["port"].as_i64().unwrap(), p["protocol"].as_str().unwrap()))
         .collect();
     assert_eq!(protos, BTreeSet::from([(53, "TCP"), (53, "UDP")]));
-    let eps = c
-        .json(&["-n", "kube-system", "get", "endpoints", "kube-dns"])
-        .unwrap();
+    let eps = c.json(&["-n", "kube-system", "get", "endpoints", "kube-dns"]);
     let dns_port = eps["subsets"][0]["ports"][0]["port"].as_u64().unwrap() as u16;
     assert!(listening(dns_port), "nothing answers on port {dns_port}");
 
@@ -497,7 +362,7 @@ spec:
     for p in ["db-0", "db-1"] {
         let (page, ok) = c.exec("client", &["wget", "-qO-", &format!("http://{p}.db:8080/")]);
         assert!(ok && page.trim() == p, "{p}: {page}");
-        let ip = c.json(&["get", "pod", p]).unwrap()["status"]["podIP"]
+        let ip = c.json(&["get", "pod", p])["status"]["podIP"]
             .as_str()
             .unwrap()
             .to_string();
@@ -512,7 +377,7 @@ spec:
     assert!(!ok && out.contains("NXDOMAIN"), "{out}");
 
     // TCP on the cluster IP, from the host (kube-proxy's OUTPUT DNAT).
-    let web_ip = c.json(&["get", "svc", "web"]).unwrap()["spec"]["clusterIP"]
+    let web_ip = c.json(&["get", "svc", "web"])["spec"]["clusterIP"]
         .as_str()
         .unwrap()
         .to_string();
@@ -524,7 +389,7 @@ spec:
     );
 
     // The NodePort from the host, on 127.0.0.1.
-    let np = c.json(&["get", "svc", "web-np"]).unwrap()["spec"]["ports"][0]["nodePort"]
+    let np = c.json(&["get", "svc", "web-np"])["spec"]["ports"][0]["nodePort"]
         .as_u64()
         .unwrap();
     let mut seen = BTreeSet::new();
@@ -654,7 +519,7 @@ fn ingress_routes_hosts_paths_and_tls_by_sni_to_services() {
     // The default IngressClass up installs, as k3s installs traefik's.
     let mut class = None;
     wait_for("the IngressClass hako", || {
-        class = c.json(&["get", "ingressclass", "hako"]);
+        class = c.try_json(&["get", "ingressclass", "hako"]);
         class.is_some()
     });
     let class = class.unwrap();
@@ -771,7 +636,7 @@ spec:
 
     // The address is published, as traefik's ServiceLB does.
     wait_for("status.loadBalancer of the Ingress", || {
-        c.json(&["get", "ingress", "sites"]).is_some_and(|i| {
+        c.try_json(&["get", "ingress", "sites"]).is_some_and(|i| {
             i["status"]["loadBalancer"]["ingress"][0]["ip"]
                 .as_str()
                 .is_some_and(|ip| !ip.is_empty())
@@ -781,7 +646,7 @@ spec:
     c.ok(&["scale", "deploy/beta", "--replicas=0"]);
     wait_for("beta without endpoints", || c.ready_endpoints("beta") == 0);
     wait_for("503 for beta", || get("b.example.test", "/").0 == "503");
-    let out = c.kubectl(
+    let out = c.run(
         &["apply", "-f", "-"],
         Some("apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: bad}\nspec:\n  rules:\n  - http:\n      paths:\n      - {path: nope, pathType: Prefix, backend: {service: {name: a, port: {number: 80}}}}\n"),
     );
@@ -809,4 +674,78 @@ spec:
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!listening(http) && !listening(https));
+}
+
+#[test]
+fn services_follow_readiness_and_scale_and_pods_reach_their_own_service() {
+    let c = Cluster::up(&["--disable-ingress"]);
+    c.apply(&web_deployment("web", &c.image, 2));
+    c.apply(&client_pod(&c.image));
+    // A pod that never gets ready, behind a Service that publishes it anyway and one
+    // that does not.
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: lazy, labels: {{app: lazy}}}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: httpd
+    image: {img}
+    command: ["sh", "-c", "mkdir /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www"]
+    ports: [{{name: http, containerPort: 8080}}]
+    readinessProbe:
+      exec: {{command: ["false"]}}
+      periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: lazy}}
+spec:
+  selector: {{app: lazy}}
+  ports: [{{port: 80, targetPort: http}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: lazy-pub}}
+spec:
+  publishNotReadyAddresses: true
+  selector: {{app: lazy}}
+  ports: [{{port: 80, targetPort: http}}]
+"#,
+        img = c.image
+    ));
+    wait_for("2 ready web endpoints", || c.ready_endpoints("web") == 2);
+    wait_for("the client pod", || c.pod_ready("client"));
+    let web = c.pod_names("app=web");
+    // The named target port `http` resolves to 8080 on every replica.
+    c.answers_from_all("client", "http://web/", &web);
+    // Hairpin: each replica reaches its own Service, and through it itself.
+    for p in &web {
+        c.answers_from_all(p, "http://web/", &web);
+    }
+    // publishNotReadyAddresses: the not-ready pod answers through lazy-pub only.
+    c.answers_from_all(
+        "client",
+        "http://lazy-pub/",
+        &BTreeSet::from(["lazy".to_string()]),
+    );
+    assert!(!c.pod_ready("lazy"));
+    let (out, ok) = c.exec("client", &["wget", "-qO-", "http://lazy/"]);
+    assert!(!ok && out.contains("refused"), "{out}");
+
+    // Scaled to 0, the Service refuses; scaled to 3, every new replica answers.
+    c.ok(&["scale", "deploy/web", "--replicas=0"]);
+    wait_for("no web endpoint", || c.ready_endpoints("web") == 0);
+    wait_for("the Service to refuse", || {
+        let (out, ok) = c.exec("client", &["wget", "-qO-", "http://web/"]);
+        !ok && out.contains("refused")
+    });
+    c.ok(&["scale", "deploy/web", "--replicas=3"]);
+    wait_for("3 ready web endpoints", || c.ready_endpoints("web") == 3);
+    let again = c.pod_names("app=web");
+    assert_eq!(again.len(), 3);
+    assert!(again.is_disjoint(&web));
+    c.answers_from_all("client", "http://web/", &again);
 }
