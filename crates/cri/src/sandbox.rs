@@ -236,7 +236,9 @@ pub(crate) fn run(state: &State, req: cri::RunPodSandboxRequest) -> Result<Strin
         labels,
         binds,
         network: Some(if hostnet { "host" } else { "none" }.into()),
-        ipc_mode: ipc_host.then(|| "host".into()),
+        // Shareable: the containers joining its IPC namespace bind its
+        // /dev/shm too (one tmpfs for the pod, as containerd's).
+        ipc_mode: Some(if ipc_host { "host" } else { "shareable" }.into()),
         pid_mode: pid_host.then(|| "host".into()),
         dns: dns.servers,
         dns_search: dns.searches,

@@ -352,6 +352,7 @@ impl Engine {
     /// After a reboot the overlay is gone: mount it again over the same upper layer.
     fn ensure_mounted(&self, images: &mut ImageStore, c: &Container) -> Result<()> {
         let dir = self.container_dir(&c.id);
+        crate::image_mounts::ensure(images, &dir, c)?;
         let dev = |p: &std::path::Path| fs::metadata(p).map(|m| m.dev()).ok();
         if dev(&dir.join("rootfs")).is_some() && dev(&dir.join("rootfs")) != dev(&dir) {
             return Ok(());
