@@ -1909,7 +1909,14 @@ fn cri_oom_score_adj_is_set_and_clamped_to_what_the_runtime_may() {
                     oom_score_adj: asked,
                     ..Default::default()
                 }),
-                ..Default::default()
+                // Its own PID namespace (pid 1 is the command), as kubelet asks.
+                security_context: Some(cri::LinuxContainerSecurityContext {
+                    namespace_options: Some(cri::NamespaceOption {
+                        pid: cri::NamespaceMode::Container as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
             });
             let id = create_and_start(&mut c, &sandbox, &pod, cc).await;
             let r = c
