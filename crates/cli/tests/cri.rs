@@ -2275,7 +2275,7 @@ fn cri_exec_and_attach_through_the_streaming_url_over_spdy_and_websocket() {
         let marker = format!("tty-{}", std::process::id());
         let url = c2
             .exec(exec(
-                &["sh", "-c", "tty; sleep 3; exit 4", &marker],
+                &["sh", "-c", "tty; stty size; sleep 3; exit 4", &marker],
                 false,
                 true,
             ))
@@ -2306,6 +2306,9 @@ fn cri_exec_and_attach_through_the_streaming_url_over_spdy_and_websocket() {
         )
         .await;
         assert!(got.text("stdout").contains("/dev/pts/"), "{got:?}");
+        // The process started with the client's size (busybox's stty fails
+        // on a 0x0 terminal).
+        assert!(got.text("stdout").contains("30 100"), "{got:?}");
         assert_eq!(exit_code_of(&got.status()).as_deref(), Some("4"));
         assert_eq!(*size.lock().unwrap(), Some((30, 100)), "rows, cols");
 

@@ -199,8 +199,16 @@ impl Engine {
             .arg(dir.join("runtime.log"))
             .arg("--sync-fd")
             .arg(write.as_raw_fd().to_string());
-        for a in programs.exit_command.iter().chain(std::iter::once(&c.id)) {
-            cmd.arg("--exit-command").arg(a);
+        // The cleanup after an exit releases the container's own network
+        // (or removes it, --rm): without either there is nothing to do, and
+        // no process of hako to start per exit, which a stop waits for (the
+        // containers of a CRI pod join their sandbox's network).
+        let own_network =
+            !(c.host.network_mode == "host" || c.host.network_mode.starts_with("container:"));
+        if c.host.auto_remove || own_network {
+            for a in programs.exit_command.iter().chain(std::iter::once(&c.id)) {
+                cmd.arg("--exit-command").arg(a);
+            }
         }
         cmd.arg("--state-file")
             .arg(dir.join(STATE_FILE))
