@@ -41,6 +41,8 @@ pub struct KubeletOptions {
     /// How often each pod is synced without an event (its ConfigMap, Secret and
     /// downward API volumes follow their sources at this pace; upstream: 1 minute).
     pub sync_frequency: Duration,
+    /// `--cluster-dns` and `--cluster-domain`: ClusterFirst pods' resolver.
+    pub cluster_dns: spec::ClusterDns,
 }
 
 pub struct Kubelet {
@@ -77,6 +79,7 @@ pub fn run_kubelet(opts: KubeletOptions, ready: impl FnOnce(&str, u16)) -> Resul
         .enable_all()
         .build()
         .context("starting the kubelet's runtime")?;
+    spec::set_cluster_dns(opts.cluster_dns.clone());
     rt.block_on(async move {
         let k = start(&opts).await?;
         ready(&k.node_name, k.port);

@@ -23,7 +23,9 @@ mod static_pods;
 mod volumes;
 
 pub use kubelet::{run_kubelet, KubeletOptions};
+pub use node::host_ip;
 pub use scheduler::{run_scheduler, SchedulerOptions};
+pub use spec::ClusterDns;
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
