@@ -784,6 +784,7 @@ fn create_object(
         m.remove("managedFields");
         ssa::record_update(None, &mut obj, &manager(q), &kind.api_version());
     }
+    crate::storage::admit_create(store, t, &mut obj)?;
     crate::validation::prepare_and_check(t, None, &mut obj)?;
     let reserved = if is_service(t) {
         services::allocate(store, None, &mut obj, q.dry_run())?
