@@ -18,6 +18,7 @@ pub mod scheduler;
 mod server;
 mod spec;
 mod static_pods;
+mod volumes;
 
 pub use kubelet::{run_kubelet, KubeletOptions};
 pub use scheduler::{run_scheduler, SchedulerOptions};

@@ -23,6 +23,7 @@ use crate::events::pod_ref;
 use crate::kubelet::Kubelet;
 use crate::probe::{self, Action, ProbeState, Probes, Target};
 use crate::spec::{self, name, namespace, uid};
+use crate::volumes;
 
 /// What the pod's sources want: the pod (None once it is gone from every source) and
 /// whether it is a static pod (its status goes to its mirror pod).
@@ -658,7 +659,7 @@ impl Kubelet {
                 return;
             }
         };
-        let cfg = spec::prepare_volumes(pod, &self.root).and_then(|volumes| {
+        let cfg = volumes::prepare_volumes(pod, &self.root).and_then(|volumes| {
             spec::check_non_root(pod, c, image_uid)?;
             let cx = spec::ContainerContext {
                 pod,

@@ -6,13 +6,14 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use k8s_cri::v1 as cri;
 use k8s_openapi::api::core::v1::{Container, Pod, PodSecurityContext, SecurityContext};
 use sha2::Digest as _;
 
 use crate::env::{command_args, container_env, EnvContext};
 use crate::quantity::{parse_milli, parse_units};
+use crate::volumes::container_mounts;
 
 pub const LABEL_POD_NAME: &str = "io.kubernetes.pod.name";
 pub const LABEL_POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
@@ -390,66 +391,6 @@ pub fn linux_resources(
     out
 }
 
-/// The host directories of the pod's volumes, by volume name (emptyDir under the pod
-/// directory, hostPath as given); created when missing.
-pub fn prepare_volumes(pod: &Pod, root: &Path) -> Result<HashMap<String, PathBuf>> {
-    let mut out = HashMap::new();
-    let spec = pod.spec.as_ref();
-    let fs_group = spec
-        .and_then(|s| s.security_context.as_ref())
-        .and_then(|s| s.fs_group);
-    for v in spec.and_then(|s| s.volumes.as_ref()).into_iter().flatten() {
-        let path = if v.empty_dir.is_some() {
-            let p = pod_dir(root, uid(pod))
-                .join("volumes/kubernetes.io~empty-dir")
-                .join(&v.name);
-            if !p.exists() {
-                std::fs::create_dir_all(&p)
-                    .with_context(|| format!("creating emptyDir volume {:?}", v.name))?;
-                use std::os::unix::fs::PermissionsExt as _;
-                // World-writable as upstream's emptyDir; setgid to the fsGroup.
-                let mode = if fs_group.is_some() { 0o2777 } else { 0o777 };
-                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))
-                    .with_context(|| format!("setting the mode of emptyDir volume {:?}", v.name))?;
-                if let Some(g) = fs_group {
-                    std::os::unix::fs::chown(&p, None, Some(g as u32)).with_context(|| {
-                        format!("giving emptyDir volume {:?} to group {g}", v.name)
-                    })?;
-                }
-            }
-            p
-        } else if let Some(h) = &v.host_path {
-            let p = PathBuf::from(&h.path);
-            match h.type_.as_deref().unwrap_or("") {
-                "DirectoryOrCreate" if !p.exists() => {
-                    std::fs::create_dir_all(&p).with_context(|| {
-                        format!("creating hostPath volume {:?} at {}", v.name, h.path)
-                    })?
-                }
-                "Directory" if !p.is_dir() => {
-                    bail!(
-                        "hostPath volume {:?}: {} is not a directory",
-                        v.name,
-                        h.path
-                    )
-                }
-                "File" if !p.is_file() => {
-                    bail!("hostPath volume {:?}: {} is not a file", v.name, h.path)
-                }
-                _ => {}
-            }
-            p
-        } else {
-            bail!(
-                "volume {:?}: only emptyDir and hostPath volumes are supported yet",
-                v.name
-            )
-        };
-        out.insert(v.name.clone(), path);
-    }
-    Ok(out)
-}
-
 /// Everything CreateContainer needs besides the sandbox.
 pub struct ContainerContext<'a> {
     pub pod: &'a Pod,
@@ -468,38 +409,7 @@ pub fn container_config(
     let pod = cx.pod;
     let env = container_env(c, &cx.env)?;
     let (command, args) = command_args(c, &env);
-    let mut mounts = Vec::new();
-    for m in c.volume_mounts.iter().flatten() {
-        let host = cx.volumes.get(&m.name).ok_or_else(|| {
-            anyhow::anyhow!("volumeMount {:?}: the pod has no such volume", m.name)
-        })?;
-        let mut host = host.clone();
-        if let Some(sub) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
-            if sub.split('/').any(|p| p == "..") || sub.starts_with('/') {
-                bail!(
-                    "volumeMount {:?}: subPath {sub:?} must be a relative path inside the volume",
-                    m.name
-                );
-            }
-            host = host.join(sub);
-            if !host.exists() {
-                std::fs::create_dir_all(&host)
-                    .with_context(|| format!("creating subPath {sub:?} of volume {:?}", m.name))?;
-            }
-        }
-        let propagation = match m.mount_propagation.as_deref() {
-            Some("HostToContainer") => cri::MountPropagation::PropagationHostToContainer,
-            Some("Bidirectional") => cri::MountPropagation::PropagationBidirectional,
-            _ => cri::MountPropagation::PropagationPrivate,
-        };
-        mounts.push(cri::Mount {
-            container_path: m.mount_path.clone(),
-            host_path: host.display().to_string(),
-            readonly: m.read_only.unwrap_or(false),
-            propagation: propagation as i32,
-            ..Default::default()
-        });
-    }
+    let mounts = container_mounts(c, cx.volumes)?;
     let spec = pod.spec.as_ref();
     let psc = spec.and_then(|s| s.security_context.as_ref());
     let sc = c.security_context.as_ref();
