@@ -5,6 +5,7 @@
 //! to the container runtime only through CRI, so they work with hako's API server and
 //! CRI service as well as with any conformant ones.
 
+mod claims;
 pub mod client;
 mod env;
 mod events;

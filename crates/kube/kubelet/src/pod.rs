@@ -53,6 +53,8 @@ struct PodState {
     start_time: Option<Time>,
     /// Earliest back-off expiry: the worker wakes then.
     next_wake: Option<Instant>,
+    /// Why the pod's claims cannot be mounted yet (its FailedMount event was recorded).
+    volume_wait: Option<String>,
 }
 
 impl Drop for PodState {
@@ -879,6 +881,27 @@ impl Kubelet {
             }
             return Ok(());
         }
+        // Claims resolve to their volumes before anything starts (upstream's volume manager).
+        let resolved = match crate::claims::resolve(&self.client, pod).await {
+            Ok(p) => p,
+            Err(msg) => {
+                if st.volume_wait.as_deref() != Some(msg.as_str()) {
+                    self.recorder.record(
+                        pod_ref(pod, None),
+                        "Warning",
+                        "FailedMount",
+                        format!("Unable to attach or mount volumes: {msg}"),
+                    );
+                    st.volume_wait = Some(msg);
+                }
+                self.write_status(pod, st, mirror, None, &[], &BTreeMap::new())
+                    .await;
+                st.next_wake = Some(Instant::now() + Duration::from_secs(2));
+                return Ok(());
+            }
+        };
+        st.volume_wait = None;
+        let pod = &resolved;
         let (sid, sandbox, ips) = match self.ensure_sandbox(pod).await {
             Ok(x) => x,
             Err(e) => {
