@@ -1,6 +1,7 @@
 //! hako's workload controllers (issue 17): clients of the Kubernetes API that
 //! reconcile ReplicaSets, Deployments, StatefulSets, DaemonSets, Jobs, CronJobs, owner
-//! references (garbage collection) and namespace deletion.
+//! references (garbage collection), namespace deletion, PersistentVolume binding and
+//! the local-path provisioner.
 //!
 //! Built as upstream's kube-controller-manager: one shared informer per kind
 //! ([`informer`]), a work queue per controller with rate-limited requeue

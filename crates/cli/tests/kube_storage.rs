@@ -1,0 +1,619 @@
+//! PersistentVolumes, PersistentVolumeClaims, StorageClasses and the local-path
+//! provisioner of `hako kube up`, driven by the real kubectl with real pods (busybox
+//! pulled from a `hako registry` on 127.0.0.1). Every test stops its control plane and
+//! resets its root (containers, netns, cgroups) also when it fails; volume directories
+//! live in the test's temp dir.
+
+mod engine_common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use engine_common::Root;
+use serde_json::Value;
+
+fn hako() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_hako"))
+}
+
+/// SIGTERM a process and wait for it (SIGKILL after 30 s).
+fn terminate(child: &mut Child) {
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A `hako registry serve` on 127.0.0.1 with its own root.
+struct Registry {
+    child: Child,
+    addr: String,
+}
+
+impl Registry {
+    fn start(dir: &Path) -> Registry {
+        let mut child = Command::new(hako())
+            .arg("--root")
+            .arg(dir.join("registry-root"))
+            .args(["registry", "serve", "--addr", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line.trim().rsplit(' ').next().unwrap().to_string();
+        Registry { child, addr }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `hako kube up` in a temp root with busybox in a loopback registry. Drop stops the
+/// control plane and its node processes; the Root's drop resets the root.
+struct Cluster {
+    up: Option<Child>,
+    image: String,
+    _reg: Registry,
+    root: Root,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(mut up) = self.up.take() {
+            terminate(&mut up);
+        }
+        for name in ["kubelet", "scheduler", "cri"] {
+            if let Ok(pid) = std::fs::read_to_string(self.root.root().join(format!("kube/{name}.pid")))
+            {
+                if let Ok(pid) = pid.trim().parse::<i32>() {
+                    // SAFETY: kill(2) on a pid this test's control plane wrote.
+                    unsafe {
+                        libc::kill(pid, libc::SIGKILL);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Cluster {
+    fn up() -> Cluster {
+        let root = Root::new();
+        let reg = Registry::start(root.dir());
+        let image = format!("{}/kube/busybox:1", reg.addr);
+        root.ok(&["tag", "busybox", &image]);
+        root.ok(&["push", &image]);
+        root.ok(&["rmi", &image]);
+        let mut up = Command::new(hako())
+            .arg("--root")
+            .arg(root.root())
+            .args(["kube", "up", "--addr", "127.0.0.1:0", "--disable-proxy"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(up.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while out.read_line(&mut sink).unwrap_or(0) > 0 {
+                sink.clear();
+            }
+        });
+        let c = Cluster {
+            up: Some(up),
+            image,
+            _reg: reg,
+            root,
+        };
+        assert!(
+            line.starts_with("API server listening on"),
+            "kube up: {line:?}"
+        );
+        c.wait("the node to be Ready", || {
+            c.json(&["get", "nodes"]).is_some_and(|l| {
+                l["items"].as_array().into_iter().flatten().any(|n| {
+                    n["status"]["conditions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                })
+            })
+        });
+        c
+    }
+
+    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut child = Command::new("/usr/bin/kubectl")
+            .arg("--kubeconfig")
+            .arg(self.root.root().join("kubeconfig"))
+            .arg("--cache-dir")
+            .arg(self.root.dir().join("kcache"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(s) = stdin {
+            use std::io::Write as _;
+            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        self.ok_in(args, None)
+    }
+
+    fn ok_in(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.kubectl(args, stdin);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn apply(&self, yaml: &str) {
+        self.ok_in(&["apply", "-f", "-"], Some(yaml));
+    }
+
+    /// `kubectl apply` that must fail: its one-line error.
+    fn refused(&self, yaml: &str) -> String {
+        let out = self.kubectl(&["apply", "-f", "-"], Some(yaml));
+        assert!(!out.status.success(), "accepted: {yaml}");
+        String::from_utf8_lossy(&out.stderr).trim().to_string()
+    }
+
+    fn json(&self, args: &[&str]) -> Option<Value> {
+        let mut a = args.to_vec();
+        a.extend(["-o", "json"]);
+        let out = self.kubectl(&a, None);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).unwrap())
+    }
+
+    fn get(&self, what: &str, name: &str) -> Value {
+        self.json(&["get", what, name]).unwrap_or(Value::Null)
+    }
+
+    /// Poll `cond` for up to two minutes (a bound against hangs, not a timing check);
+    /// on failure the events show what the cluster did.
+    fn wait(&self, what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !cond() {
+            if Instant::now() > deadline {
+                let ev = self.kubectl(&["get", "events", "-A"], None);
+                let all = self.kubectl(&["get", "pv,pvc,pods", "-A"], None);
+                panic!(
+                    "gave up waiting for {what}\n{}\nevents:\n{}",
+                    String::from_utf8_lossy(&all.stdout),
+                    String::from_utf8_lossy(&ev.stdout)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn wait_running(&self, pod: &str) -> Value {
+        self.wait(&format!("pod {pod} Running"), || {
+            self.get("pod", pod)["status"]["phase"] == "Running"
+        });
+        self.get("pod", pod)
+    }
+
+    fn events_of(&self, name: &str) -> String {
+        self.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            &format!("involvedObject.name={name}"),
+            "-o",
+            "custom-columns=REASON:.reason,MESSAGE:.message",
+        ])
+    }
+}
+
+fn phase(v: &Value) -> &str {
+    v["status"]["phase"].as_str().unwrap_or("")
+}
+
+/// Static volumes: a claim binds the smallest PV that fits (pre-created, no class), a pod
+/// writes into it, the claim is protected while the pod uses it, and Retain leaves the PV
+/// Released with its data once the claim is gone. An Immediate class of the local
+/// provisioner binds without a consumer; a claim of an unknown provisioner keeps its pod
+/// unschedulable. Bad claims are refused with one-line errors.
+#[test]
+fn static_volumes_bind_and_retain_keeps_them_released() {
+    let c = Cluster::up();
+    let img = c.image.clone();
+    let small = c.root.dir().join("pv-small");
+    let big = c.root.dir().join("pv-big");
+    std::fs::create_dir_all(&small).unwrap();
+    std::fs::create_dir_all(&big).unwrap();
+    for (name, size, dir) in [("small", "100Mi", &small), ("big", "1Gi", &big)] {
+        c.apply(&format!(
+            r#"
+apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: {name}, labels: {{tier: static}}}}
+spec:
+  capacity: {{storage: {size}}}
+  accessModes: [ReadWriteOnce]
+  hostPath: {{path: {}}}
+"#,
+            dir.display()
+        ));
+    }
+    let pv = c.get("pv", "big");
+    assert_eq!(pv["spec"]["persistentVolumeReclaimPolicy"], "Retain");
+    assert!(pv["metadata"]["finalizers"]
+        .to_string()
+        .contains("kubernetes.io/pv-protection"));
+    c.wait("PVs Available", || phase(&c.get("pv", "big")) == "Available");
+
+    // 500Mi: only `big` fits.
+    c.apply(
+        r#"
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: claim}
+spec:
+  storageClassName: ""
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 500Mi}}
+  selector: {matchLabels: {tier: static}}
+"#,
+    );
+    c.wait("claim Bound", || phase(&c.get("pvc", "claim")) == "Bound");
+    let claim = c.get("pvc", "claim");
+    assert_eq!(claim["spec"]["volumeName"], "big");
+    assert_eq!(claim["status"]["capacity"]["storage"], "1Gi");
+    assert!(claim["metadata"]["finalizers"]
+        .to_string()
+        .contains("kubernetes.io/pvc-protection"));
+    c.wait("PV Bound", || phase(&c.get("pv", "big")) == "Bound");
+    assert_eq!(c.get("pv", "big")["spec"]["claimRef"]["name"], "claim");
+    assert_eq!(phase(&c.get("pv", "small")), "Available");
+
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: writer}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: {img}
+    command: ["sh", "-c", "echo kept > /data/file; sleep 1000000"]
+    volumeMounts: [{{name: d, mountPath: /data}}]
+  volumes:
+  - name: d
+    persistentVolumeClaim: {{claimName: claim}}
+"#
+    ));
+    c.wait_running("writer");
+    c.wait("the file in the PV", || big.join("file").exists());
+    assert_eq!(std::fs::read_to_string(big.join("file")).unwrap(), "kept\n");
+
+    // In use: the claim only gets a deletionTimestamp until the pod is gone.
+    c.ok(&["delete", "pvc", "claim", "--wait=false"]);
+    let claim = c.get("pvc", "claim");
+    assert!(claim["metadata"]["deletionTimestamp"].is_string(), "{claim}");
+    let listed = c.ok(&["get", "pvc", "claim"]);
+    assert!(listed.contains("Terminating"), "{listed}");
+    c.ok(&["delete", "pod", "writer", "--wait=true", "--timeout=60s"]);
+    c.wait("the claim gone", || c.json(&["get", "pvc", "claim"]).is_none());
+    c.wait("the PV Released", || phase(&c.get("pv", "big")) == "Released");
+    assert_eq!(std::fs::read_to_string(big.join("file")).unwrap(), "kept\n");
+
+    // Too big for every PV, no class: Pending with an event.
+    c.apply(
+        r#"
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: huge}
+spec:
+  storageClassName: ""
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 10Gi}}
+"#,
+    );
+    c.wait("the FailedBinding event", || {
+        c.events_of("huge")
+            .contains("no persistent volumes available for this claim and no storage class is set")
+    });
+    assert_eq!(phase(&c.get("pvc", "huge")), "Pending");
+
+    // An Immediate class of the local provisioner binds without a consumer.
+    c.apply(
+        r#"
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: fast}
+provisioner: hako.io/local-path
+volumeBindingMode: Immediate
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: quick}
+spec:
+  storageClassName: fast
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 10Mi}}
+"#,
+    );
+    c.wait("the Immediate claim Bound", || {
+        phase(&c.get("pvc", "quick")) == "Bound"
+    });
+    let vol = c.get("pvc", "quick")["spec"]["volumeName"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = c.get("pv", &vol)["spec"]["hostPath"]["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        Path::new(&path).starts_with(c.root.root().join("kube/storage")),
+        "{path}"
+    );
+    assert!(Path::new(&path).is_dir());
+
+    // An unbound Immediate claim nobody provisions: its pod cannot be scheduled.
+    c.apply(&format!(
+        r#"
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {{name: external}}
+provisioner: example.com/nfs
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: far}}
+spec:
+  storageClassName: external
+  accessModes: [ReadWriteOnce]
+  resources: {{requests: {{storage: 1Gi}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: waiter}}
+spec:
+  containers:
+  - {{name: c, image: {img}, command: ["sleep", "1000"]}}
+  volumes:
+  - {{name: d, persistentVolumeClaim: {{claimName: far}}}}
+"#
+    ));
+    c.wait("the pod Unschedulable", || {
+        let p = c.get("pod", "waiter");
+        p["status"]["conditions"].to_string().contains(
+            "0/1 nodes are available: 1 pod has unbound immediate PersistentVolumeClaims.",
+        )
+    });
+    assert!(c
+        .events_of("far")
+        .contains("Waiting for a volume to be created either by the external provisioner 'example.com/nfs'"));
+
+    // Bad claims: one-line Kubernetes errors, nothing stored.
+    let e = c.refused(
+        r#"
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: bad}
+spec:
+  accessModes: [ReadWriteSometimes]
+  resources: {requests: {storage: 1Gi}}
+"#,
+    );
+    assert_eq!(
+        e,
+        r#"The PersistentVolumeClaim "bad" is invalid: spec.accessModes: Unsupported value: "ReadWriteSometimes": supported values: "ReadOnlyMany", "ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod""#
+    );
+    let e = c.refused(
+        r#"
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: bad}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 0}}
+"#,
+    );
+    assert_eq!(
+        e,
+        r#"The PersistentVolumeClaim "bad" is invalid: spec.resources[storage]: Invalid value: "0": must be greater than zero"#
+    );
+    let e = c.refused(
+        r#"
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: bad}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 10Gx}}
+"#,
+    );
+    assert!(e.lines().count() == 1 && e.contains("quantities must match the regular expression"), "{e}");
+    let e = c.refused(
+        r#"
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: bad}
+spec:
+  resources: {requests: {storage: 1Gi}}
+"#,
+    );
+    assert!(e.contains("spec.accessModes: Required value"), "{e}");
+    assert!(c.json(&["get", "pvc", "bad"]).is_none());
+
+    let table = c.ok(&["get", "pv,pvc,sc"]);
+    eprintln!("{table}");
+    for want in [
+        "RECLAIM POLICY",
+        "Released",
+        "default/claim",
+        "local-path (default)",
+        "rancher.io/local-path",
+        "WaitForFirstConsumer",
+        "Pending",
+    ] {
+        assert!(table.contains(want), "{want} missing in:\n{table}");
+    }
+    c.ok(&["delete", "pod", "waiter", "--wait=true", "--timeout=60s"]);
+}
+
+/// The default class (local-path, WaitForFirstConsumer) provisions a directory per claim
+/// of a StatefulSet's volumeClaimTemplates on the pod's node; a pod deleted and
+/// recreated, or scaled away and back, finds its data; deleting the set and its claims
+/// (reclaim policy Delete) leaves no volume and no directory.
+#[test]
+fn statefulset_claims_get_local_volumes_that_survive_their_pods() {
+    let c = Cluster::up();
+    let img = c.image.clone();
+    let storage = c.root.root().join("kube/storage");
+    c.wait("the default StorageClass", || {
+        c.get("sc", "local-path")["metadata"]["annotations"]
+            ["storageclass.kubernetes.io/is-default-class"]
+            == "true"
+    });
+    let sc = c.get("sc", "local-path");
+    assert_eq!(sc["volumeBindingMode"], "WaitForFirstConsumer");
+    assert_eq!(sc["reclaimPolicy"], "Delete");
+    c.apply(&format!(
+        r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {{name: web}}
+spec:
+  serviceName: web
+  replicas: 2
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: c
+        image: {img}
+        command: ["sh", "-c", "[ -f /data/id ] || hostname > /data/id; echo start >> /data/starts; sleep 1000000"]
+        volumeMounts: [{{name: data, mountPath: /data}}]
+  volumeClaimTemplates:
+  - metadata: {{name: data}}
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources: {{requests: {{storage: 64Mi}}}}
+"#
+    ));
+    c.wait_running("web-0");
+    c.wait_running("web-1");
+    let node = c.get("pod", "web-0")["spec"]["nodeName"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut dirs = Vec::new();
+    for i in 0..2 {
+        let claim = c.get("pvc", &format!("data-web-{i}"));
+        assert_eq!(phase(&claim), "Bound", "{claim}");
+        assert_eq!(claim["spec"]["storageClassName"], "local-path");
+        assert_eq!(
+            claim["metadata"]["annotations"]["volume.kubernetes.io/selected-node"],
+            node.as_str()
+        );
+        let vol = claim["spec"]["volumeName"].as_str().unwrap();
+        let pv = c.get("pv", vol);
+        assert_eq!(pv["spec"]["persistentVolumeReclaimPolicy"], "Delete");
+        assert_eq!(
+            pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]
+                ["values"][0],
+            node.as_str()
+        );
+        let dir = PathBuf::from(pv["spec"]["hostPath"]["path"].as_str().unwrap());
+        assert!(dir.starts_with(&storage), "{}", dir.display());
+        let id = dir.join("id");
+        c.wait("the pod's file in its volume", || id.exists());
+        assert_eq!(
+            std::fs::read_to_string(&id).unwrap().trim(),
+            format!("web-{i}")
+        );
+        dirs.push(dir);
+    }
+
+    // A new web-0 (new uid) mounts the same volume.
+    let uid = c.get("pod", "web-0")["metadata"]["uid"].clone();
+    c.ok(&["delete", "pod", "web-0", "--wait=true", "--timeout=60s"]);
+    c.wait("a new web-0", || {
+        let p = c.get("pod", "web-0");
+        p["metadata"]["uid"] != uid && phase(&p) == "Running"
+    });
+    let id = c.ok(&["exec", "web-0", "--", "cat", "/data/id"]);
+    assert_eq!(id.trim(), "web-0");
+    c.wait("web-0's second start", || {
+        c.ok(&["exec", "web-0", "--", "cat", "/data/starts"]).lines().count() == 2
+    });
+
+    // Scale down and up: the claim stays, web-1 comes back to its data.
+    c.ok(&["scale", "statefulset", "web", "--replicas=1"]);
+    c.wait("web-1 gone", || c.json(&["get", "pod", "web-1"]).is_none());
+    assert_eq!(phase(&c.get("pvc", "data-web-1")), "Bound");
+    c.ok(&["scale", "statefulset", "web", "--replicas=2"]);
+    c.wait_running("web-1");
+    assert_eq!(
+        c.ok(&["exec", "web-1", "--", "cat", "/data/id"]).trim(),
+        "web-1"
+    );
+
+    let table = c.ok(&["get", "pv,pvc,sc"]);
+    eprintln!("{table}");
+    assert!(table.contains("default/data-web-0") && table.contains("local-path (default)"));
+
+    // Delete the set, then its claims: the volumes and their directories go.
+    c.ok(&["delete", "statefulset", "web", "--wait=true", "--timeout=60s"]);
+    c.ok(&[
+        "delete",
+        "pvc",
+        "-l",
+        "app=web",
+        "--wait=true",
+        "--timeout=120s",
+    ]);
+    c.wait("the provisioned volumes gone", || {
+        c.json(&["get", "pv"])
+            .is_some_and(|l| l["items"].as_array().is_some_and(|a| a.is_empty()))
+    });
+    for d in &dirs {
+        assert!(!d.exists(), "{} still exists", d.display());
+    }
+    let left: Vec<_> = std::fs::read_dir(&storage)
+        .map(|r| r.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+}
