@@ -5,85 +5,37 @@
 //! live in the test's temp dir.
 
 mod engine_common;
+mod kube_common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use engine_common::Root;
+use kube_common::{phase, Kube, Registry};
 use serde_json::Value;
 
-fn hako() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_hako"))
-}
-
-/// SIGTERM a process and wait for it (SIGKILL after 30 s).
-fn terminate(child: &mut Child) {
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// A `hako registry serve` on 127.0.0.1 with its own root.
-struct Registry {
-    child: Child,
-    addr: String,
-}
-
-impl Registry {
-    fn start(dir: &Path) -> Registry {
-        let mut child = Command::new(hako())
-            .arg("--root")
-            .arg(dir.join("registry-root"))
-            .args(["registry", "serve", "--addr", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line.trim().rsplit(' ').next().unwrap().to_string();
-        Registry { child, addr }
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `hako kube up` in a temp root with busybox in a loopback registry. Drop stops the
-/// control plane and its node processes; the Root's drop resets the root.
+/// `hako kube up` (no kube-proxy) in a temp root with busybox in a loopback registry.
+/// Drop stops the control plane and its node processes, then the Root's drop resets
+/// the root (pods' containers, netns, cgroups).
 struct Cluster {
-    up: Option<Child>,
+    kube: Kube,
     image: String,
     _reg: Registry,
     root: Root,
 }
 
+impl std::ops::Deref for Cluster {
+    type Target = Kube;
+    fn deref(&self) -> &Kube {
+        &self.kube
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
-        if let Some(mut up) = self.up.take() {
-            terminate(&mut up);
-        }
+        self.kube.stop();
         for name in ["kubelet", "scheduler", "cri"] {
-            if let Ok(pid) = std::fs::read_to_string(self.root.root().join(format!("kube/{name}.pid")))
-            {
+            let pidfile = self.root.root().join(format!("kube/{name}.pid"));
+            if let Ok(pid) = std::fs::read_to_string(pidfile) {
                 if let Ok(pid) = pid.trim().parse::<i32>() {
                     // SAFETY: kill(2) on a pid this test's control plane wrote.
                     unsafe {
@@ -98,134 +50,48 @@ impl Drop for Cluster {
 impl Cluster {
     fn up() -> Cluster {
         let root = Root::new();
-        let reg = Registry::start(root.dir());
+        let reg = Registry::start(&root.dir().join("registry-root"), &[]);
         let image = format!("{}/kube/busybox:1", reg.addr);
         root.ok(&["tag", "busybox", &image]);
         root.ok(&["push", &image]);
         root.ok(&["rmi", &image]);
-        let mut up = Command::new(hako())
-            .arg("--root")
-            .arg(root.root())
-            .args(["kube", "up", "--addr", "127.0.0.1:0", "--disable-proxy"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(up.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        std::thread::spawn(move || {
-            let mut sink = String::new();
-            while out.read_line(&mut sink).unwrap_or(0) > 0 {
-                sink.clear();
-            }
-        });
+        let kube = Kube::up_in(&root.root(), root.dir(), &["--disable-proxy"], &[]);
         let c = Cluster {
-            up: Some(up),
+            kube,
             image,
             _reg: reg,
             root,
         };
-        assert!(
-            line.starts_with("API server listening on"),
-            "kube up: {line:?}"
-        );
-        c.wait("the node to be Ready", || {
-            c.json(&["get", "nodes"]).is_some_and(|l| {
-                l["items"].as_array().into_iter().flatten().any(|n| {
-                    n["status"]["conditions"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
-                })
+        c.until("the node to be Ready", || {
+            c.items(&["get", "nodes"]).iter().any(|n| {
+                n["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
             })
         });
         c
     }
 
-    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = Command::new("/usr/bin/kubectl")
-            .arg("--kubeconfig")
-            .arg(self.root.root().join("kubeconfig"))
-            .arg("--cache-dir")
-            .arg(self.root.dir().join("kcache"))
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(s) = stdin {
-            use std::io::Write as _;
-            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-        }
-        drop(child.stdin.take());
-        child.wait_with_output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        self.ok_in(args, None)
-    }
-
-    fn ok_in(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let out = self.kubectl(args, stdin);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn apply(&self, yaml: &str) {
-        self.ok_in(&["apply", "-f", "-"], Some(yaml));
-    }
-
     /// `kubectl apply` that must fail: its one-line error.
     fn refused(&self, yaml: &str) -> String {
-        let out = self.kubectl(&["apply", "-f", "-"], Some(yaml));
-        assert!(!out.status.success(), "accepted: {yaml}");
-        String::from_utf8_lossy(&out.stderr).trim().to_string()
-    }
-
-    fn json(&self, args: &[&str]) -> Option<Value> {
-        let mut a = args.to_vec();
-        a.extend(["-o", "json"]);
-        let out = self.kubectl(&a, None);
-        out.status
-            .success()
-            .then(|| serde_json::from_slice(&out.stdout).unwrap())
+        self.fails_in(&["apply", "-f", "-"], Some(yaml))
+            .trim()
+            .to_string()
     }
 
     fn get(&self, what: &str, name: &str) -> Value {
-        self.json(&["get", what, name]).unwrap_or(Value::Null)
+        self.try_json(&["get", what, name]).unwrap_or(Value::Null)
     }
 
-    /// Poll `cond` for up to two minutes (a bound against hangs, not a timing check);
-    /// on failure the events show what the cluster did.
-    fn wait(&self, what: &str, mut cond: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while !cond() {
-            if Instant::now() > deadline {
-                let ev = self.kubectl(&["get", "events", "-A"], None);
-                let all = self.kubectl(&["get", "pv,pvc,pods", "-A"], None);
-                panic!(
-                    "gave up waiting for {what}\n{}\nevents:\n{}",
-                    String::from_utf8_lossy(&all.stdout),
-                    String::from_utf8_lossy(&ev.stdout)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+    /// Wait (bounded, see `Kube::wait`) until `cond` holds.
+    fn until(&self, what: &str, mut cond: impl FnMut() -> bool) {
+        self.wait(what, || cond().then_some(()))
     }
 
     fn wait_running(&self, pod: &str) -> Value {
-        self.wait(&format!("pod {pod} Running"), || {
-            self.get("pod", pod)["status"]["phase"] == "Running"
-        });
-        self.get("pod", pod)
+        self.wait_pod(pod, "Running", |p| phase(p) == "Running")
     }
 
     fn events_of(&self, name: &str) -> String {
@@ -238,10 +104,6 @@ impl Cluster {
             "custom-columns=REASON:.reason,MESSAGE:.message",
         ])
     }
-}
-
-fn phase(v: &Value) -> &str {
-    v["status"]["phase"].as_str().unwrap_or("")
 }
 
 /// Static volumes: a claim binds the smallest PV that fits (pre-created, no class), a pod
@@ -276,7 +138,9 @@ spec:
     assert!(pv["metadata"]["finalizers"]
         .to_string()
         .contains("kubernetes.io/pv-protection"));
-    c.wait("PVs Available", || phase(&c.get("pv", "big")) == "Available");
+    c.until("PVs Available", || {
+        phase(&c.get("pv", "big")) == "Available"
+    });
 
     // 500Mi: only `big` fits.
     c.apply(
@@ -291,14 +155,14 @@ spec:
   selector: {matchLabels: {tier: static}}
 "#,
     );
-    c.wait("claim Bound", || phase(&c.get("pvc", "claim")) == "Bound");
+    c.until("claim Bound", || phase(&c.get("pvc", "claim")) == "Bound");
     let claim = c.get("pvc", "claim");
     assert_eq!(claim["spec"]["volumeName"], "big");
     assert_eq!(claim["status"]["capacity"]["storage"], "1Gi");
     assert!(claim["metadata"]["finalizers"]
         .to_string()
         .contains("kubernetes.io/pvc-protection"));
-    c.wait("PV Bound", || phase(&c.get("pv", "big")) == "Bound");
+    c.until("PV Bound", || phase(&c.get("pv", "big")) == "Bound");
     assert_eq!(c.get("pv", "big")["spec"]["claimRef"]["name"], "claim");
     assert_eq!(phase(&c.get("pv", "small")), "Available");
 
@@ -320,18 +184,25 @@ spec:
 "#
     ));
     c.wait_running("writer");
-    c.wait("the file in the PV", || big.join("file").exists());
+    c.until("the file in the PV", || big.join("file").exists());
     assert_eq!(std::fs::read_to_string(big.join("file")).unwrap(), "kept\n");
 
     // In use: the claim only gets a deletionTimestamp until the pod is gone.
     c.ok(&["delete", "pvc", "claim", "--wait=false"]);
     let claim = c.get("pvc", "claim");
-    assert!(claim["metadata"]["deletionTimestamp"].is_string(), "{claim}");
+    assert!(
+        claim["metadata"]["deletionTimestamp"].is_string(),
+        "{claim}"
+    );
     let listed = c.ok(&["get", "pvc", "claim"]);
     assert!(listed.contains("Terminating"), "{listed}");
     c.ok(&["delete", "pod", "writer", "--wait=true", "--timeout=60s"]);
-    c.wait("the claim gone", || c.json(&["get", "pvc", "claim"]).is_none());
-    c.wait("the PV Released", || phase(&c.get("pv", "big")) == "Released");
+    c.until("the claim gone", || {
+        c.try_json(&["get", "pvc", "claim"]).is_none()
+    });
+    c.until("the PV Released", || {
+        phase(&c.get("pv", "big")) == "Released"
+    });
     assert_eq!(std::fs::read_to_string(big.join("file")).unwrap(), "kept\n");
 
     // Too big for every PV, no class: Pending with an event.
@@ -346,7 +217,7 @@ spec:
   resources: {requests: {storage: 10Gi}}
 "#,
     );
-    c.wait("the FailedBinding event", || {
+    c.until("the FailedBinding event", || {
         c.events_of("huge")
             .contains("no persistent volumes available for this claim and no storage class is set")
     });
@@ -370,7 +241,7 @@ spec:
   resources: {requests: {storage: 10Mi}}
 "#,
     );
-    c.wait("the Immediate claim Bound", || {
+    c.until("the Immediate claim Bound", || {
         phase(&c.get("pvc", "quick")) == "Bound"
     });
     let vol = c.get("pvc", "quick")["spec"]["volumeName"]
@@ -413,15 +284,15 @@ spec:
   - {{name: d, persistentVolumeClaim: {{claimName: far}}}}
 "#
     ));
-    c.wait("the pod Unschedulable", || {
+    c.until("the pod Unschedulable", || {
         let p = c.get("pod", "waiter");
         p["status"]["conditions"].to_string().contains(
             "0/1 nodes are available: 1 pod has unbound immediate PersistentVolumeClaims.",
         )
     });
-    assert!(c
-        .events_of("far")
-        .contains("Waiting for a volume to be created either by the external provisioner 'example.com/nfs'"));
+    assert!(c.events_of("far").contains(
+        "Waiting for a volume to be created either by the external provisioner 'example.com/nfs'"
+    ));
 
     // Bad claims: one-line Kubernetes errors, nothing stored.
     let e = c.refused(
@@ -445,7 +316,7 @@ kind: PersistentVolumeClaim
 metadata: {name: bad}
 spec:
   accessModes: [ReadWriteOnce]
-  resources: {requests: {storage: 0}}
+  resources: {requests: {storage: "0"}}
 "#,
     );
     assert_eq!(
@@ -462,7 +333,10 @@ spec:
   resources: {requests: {storage: 10Gx}}
 "#,
     );
-    assert!(e.lines().count() == 1 && e.contains("quantities must match the regular expression"), "{e}");
+    assert!(
+        e.lines().count() == 1 && e.contains("quantities must match the regular expression"),
+        "{e}"
+    );
     let e = c.refused(
         r#"
 apiVersion: v1
@@ -473,7 +347,7 @@ spec:
 "#,
     );
     assert!(e.contains("spec.accessModes: Required value"), "{e}");
-    assert!(c.json(&["get", "pvc", "bad"]).is_none());
+    assert!(c.try_json(&["get", "pvc", "bad"]).is_none());
 
     let table = c.ok(&["get", "pv,pvc,sc"]);
     eprintln!("{table}");
@@ -500,7 +374,7 @@ fn statefulset_claims_get_local_volumes_that_survive_their_pods() {
     let c = Cluster::up();
     let img = c.image.clone();
     let storage = c.root.root().join("kube/storage");
-    c.wait("the default StorageClass", || {
+    c.until("the default StorageClass", || {
         c.get("sc", "local-path")["metadata"]["annotations"]
             ["storageclass.kubernetes.io/is-default-class"]
             == "true"
@@ -559,7 +433,7 @@ spec:
         let dir = PathBuf::from(pv["spec"]["hostPath"]["path"].as_str().unwrap());
         assert!(dir.starts_with(&storage), "{}", dir.display());
         let id = dir.join("id");
-        c.wait("the pod's file in its volume", || id.exists());
+        c.until("the pod's file in its volume", || id.exists());
         assert_eq!(
             std::fs::read_to_string(&id).unwrap().trim(),
             format!("web-{i}")
@@ -570,19 +444,24 @@ spec:
     // A new web-0 (new uid) mounts the same volume.
     let uid = c.get("pod", "web-0")["metadata"]["uid"].clone();
     c.ok(&["delete", "pod", "web-0", "--wait=true", "--timeout=60s"]);
-    c.wait("a new web-0", || {
+    c.until("a new web-0", || {
         let p = c.get("pod", "web-0");
         p["metadata"]["uid"] != uid && phase(&p) == "Running"
     });
     let id = c.ok(&["exec", "web-0", "--", "cat", "/data/id"]);
     assert_eq!(id.trim(), "web-0");
-    c.wait("web-0's second start", || {
-        c.ok(&["exec", "web-0", "--", "cat", "/data/starts"]).lines().count() == 2
+    c.until("web-0's second start", || {
+        c.ok(&["exec", "web-0", "--", "cat", "/data/starts"])
+            .lines()
+            .count()
+            == 2
     });
 
     // Scale down and up: the claim stays, web-1 comes back to its data.
     c.ok(&["scale", "statefulset", "web", "--replicas=1"]);
-    c.wait("web-1 gone", || c.json(&["get", "pod", "web-1"]).is_none());
+    c.until("web-1 gone", || {
+        c.try_json(&["get", "pod", "web-1"]).is_none()
+    });
     assert_eq!(phase(&c.get("pvc", "data-web-1")), "Bound");
     c.ok(&["scale", "statefulset", "web", "--replicas=2"]);
     c.wait_running("web-1");
@@ -596,7 +475,13 @@ spec:
     assert!(table.contains("default/data-web-0") && table.contains("local-path (default)"));
 
     // Delete the set, then its claims: the volumes and their directories go.
-    c.ok(&["delete", "statefulset", "web", "--wait=true", "--timeout=60s"]);
+    c.ok(&[
+        "delete",
+        "statefulset",
+        "web",
+        "--wait=true",
+        "--timeout=60s",
+    ]);
     c.ok(&[
         "delete",
         "pvc",
@@ -605,8 +490,8 @@ spec:
         "--wait=true",
         "--timeout=120s",
     ]);
-    c.wait("the provisioned volumes gone", || {
-        c.json(&["get", "pv"])
+    c.until("the provisioned volumes gone", || {
+        c.try_json(&["get", "pv"])
             .is_some_and(|l| l["items"].as_array().is_some_and(|a| a.is_empty()))
     });
     for d in &dirs {
