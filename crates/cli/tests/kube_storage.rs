@@ -223,6 +223,98 @@ spec:
     });
     assert_eq!(phase(&c.get("pvc", "huge")), "Pending");
 
+    // A pod placed on the node directly (no scheduler) with that unbound claim: the
+    // kubelet keeps it waiting with a FailedMount event.
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: stuck}}
+spec:
+  nodeName: {node}
+  containers:
+  - {{name: c, image: {img}, command: ["sleep", "1000"]}}
+  volumes:
+  - {{name: d, persistentVolumeClaim: {{claimName: huge}}}}
+"#,
+        node = kube_common::node_name()
+    ));
+    c.until("the FailedMount event", || {
+        c.events_of("stuck").contains(
+            "Unable to attach or mount volumes: PVC default/huge has non-bound phase (\"Pending\")",
+        )
+    });
+    assert_eq!(phase(&c.get("pod", "stuck")), "Pending");
+    c.ok(&["delete", "pod", "stuck", "--wait=true", "--timeout=60s"]);
+
+    // Pre-binding: a PV reserved for a claim by its claimRef (though a smaller one
+    // fits), a claim naming its PV; Delete on a static PV cannot be carried out: Failed.
+    let doomed = c.root.dir().join("pv-doomed");
+    std::fs::create_dir_all(&doomed).unwrap();
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: reserved}}
+spec:
+  capacity: {{storage: 2Gi}}
+  accessModes: [ReadWriteOnce]
+  hostPath: {{path: {big}}}
+  claimRef: {{namespace: default, name: mine}}
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: doomed}}
+spec:
+  capacity: {{storage: 50Mi}}
+  accessModes: [ReadWriteOnce, ReadOnlyMany]
+  persistentVolumeReclaimPolicy: Delete
+  hostPath: {{path: {doomed}}}
+"#,
+        big = big.display(),
+        doomed = doomed.display()
+    ));
+    // The controller has seen both once it made them Available.
+    c.until("the new PVs Available", || {
+        phase(&c.get("pv", "reserved")) == "Available"
+            && phase(&c.get("pv", "doomed")) == "Available"
+    });
+    c.apply(
+        r#"
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: mine}
+spec:
+  storageClassName: ""
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 10Mi}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: named}
+spec:
+  storageClassName: ""
+  volumeName: doomed
+  accessModes: [ReadOnlyMany]
+  resources: {requests: {storage: 10Mi}}
+"#,
+    );
+    c.until("the pre-bound claims Bound", || {
+        phase(&c.get("pvc", "mine")) == "Bound" && phase(&c.get("pvc", "named")) == "Bound"
+    });
+    assert_eq!(c.get("pvc", "mine")["spec"]["volumeName"], "reserved");
+    assert_eq!(c.get("pv", "doomed")["spec"]["claimRef"]["name"], "named");
+    assert_eq!(phase(&c.get("pv", "small")), "Available");
+    c.ok(&["delete", "pvc", "named", "--wait=true", "--timeout=60s"]);
+    c.until("the static Delete PV Failed", || {
+        phase(&c.get("pv", "doomed")) == "Failed"
+    });
+    assert!(c.get("pv", "doomed")["status"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("no deletable volume plugin matched"));
+    assert!(doomed.exists());
+
     // An Immediate class of the local provisioner binds without a consumer.
     c.apply(
         r#"
