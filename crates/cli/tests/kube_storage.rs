@@ -178,14 +178,30 @@ spec:
     image: {img}
     command: ["sh", "-c", "echo kept > /data/file; sleep 1000000"]
     volumeMounts: [{{name: d, mountPath: /data}}]
+  - name: ro
+    image: {img}
+    command: ["sleep", "1000000"]
+    volumeMounts: [{{name: r, mountPath: /ro}}]
   volumes:
   - name: d
     persistentVolumeClaim: {{claimName: claim}}
+  - name: r
+    persistentVolumeClaim: {{claimName: claim, readOnly: true}}
 "#
     ));
     c.wait_running("writer");
     c.until("the file in the PV", || big.join("file").exists());
     assert_eq!(std::fs::read_to_string(big.join("file")).unwrap(), "kept\n");
+    // The same claim mounted readOnly: readable, not writable.
+    assert_eq!(
+        c.ok(&["exec", "writer", "-c", "ro", "--", "cat", "/ro/file"]),
+        "kept\n"
+    );
+    let e = c.fails_in(
+        &["exec", "writer", "-c", "ro", "--", "touch", "/ro/new"],
+        None,
+    );
+    assert!(e.contains("Read-only file system"), "{e}");
 
     // In use: the claim only gets a deletionTimestamp until the pod is gone.
     c.ok(&["delete", "pvc", "claim", "--wait=false"]);

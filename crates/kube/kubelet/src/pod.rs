@@ -902,6 +902,8 @@ impl Kubelet {
         };
         st.volume_wait = None;
         let pod = &resolved;
+        // Containers from the resolved pod: its mounts of read-only claims are read-only.
+        let spec = pod.spec.as_ref().context("the pod has no spec")?;
         let (sid, sandbox, ips) = match self.ensure_sandbox(pod).await {
             Ok(x) => x,
             Err(e) => {
