@@ -40,6 +40,10 @@ pub struct KubeletArgs {
     /// Stop every pod when the kubelet stops (default: leave them running, as upstream).
     #[arg(long)]
     stop_pods_on_exit: bool,
+    /// Seconds between syncs of each pod without an event: ConfigMap, Secret and
+    /// downward API volumes follow their sources at this pace (upstream: 60).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    sync_frequency: u64,
 }
 
 #[derive(Debug, Args)]
@@ -92,6 +96,7 @@ pub fn kubelet(g: &Global, a: KubeletArgs) -> Result<()> {
         pod_manifest_path: a.pod_manifest_path,
         pki_dir: Some(a.pki_dir.unwrap_or_else(|| kube_dir(g).join("pki"))),
         stop_pods_on_exit: a.stop_pods_on_exit,
+        sync_frequency: Duration::from_secs(a.sync_frequency.max(1)),
     };
     hako_kube_kubelet::run_kubelet(opts, |node, port| {
         println!("kubelet: node {node} registered, serving on port {port}");

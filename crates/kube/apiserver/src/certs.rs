@@ -33,7 +33,7 @@ pub const KUBELET_CLIENT_TOKEN: &str = "kubelet-client.token";
 
 /// Write `data` to `path` through a temp name (mode 0600), so a crash never
 /// leaves half a key.
-fn write_private(path: &Path, data: &[u8]) -> Result<()> {
+pub(crate) fn write_private(path: &Path, data: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::OpenOptions::new()
         .write(true)

@@ -34,6 +34,11 @@ pub fn subresource(
         "attach" => (&["create", "get"], "PodAttachOptions", None),
         "portforward" => (&["create", "get"], "PodPortForwardOptions", None),
         "finalize" => (&["update"], k.kind, None),
+        "token" => (
+            &["create"],
+            "TokenRequest",
+            Some(("authentication.k8s.io", "v1")),
+        ),
         _ => (&["get", "patch", "update"], k.kind, None),
     }
 }

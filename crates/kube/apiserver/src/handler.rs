@@ -238,7 +238,8 @@ fn authenticated(app: &App, headers: &HeaderMap, tls: Option<&TlsInfo>) -> bool 
     };
     // Compare without an early exit, so timing tells nothing about the token.
     let (a, b) = (token.trim().as_bytes(), app.token.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    (a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0)
+        || app.tokens.authenticates(app.store.as_ref(), token.trim())
 }
 
 async fn dispatch(State(app): State<Arc<App>>, req: axum::extract::Request) -> Response {
@@ -375,6 +376,25 @@ async fn handle(
         Route::OpenApi(gv) => crate::openapi::group_version(&gv)
             .map(|d| ok(&d))
             .ok_or_else(ApiError::no_route),
+        Route::Object(t)
+            if t.kind.plural == "serviceaccounts"
+                && t.name.is_some()
+                && t.sub.as_deref() == Some("token") =>
+        {
+            if *method != Method::POST {
+                return Err(ApiError::method_not_allowed(method.as_str()));
+            }
+            let sa = get_current(app.store.as_ref(), &t)?;
+            let ns = t.ns.as_deref().unwrap_or("default");
+            let resp = crate::tokens::token_request(
+                &app.tokens,
+                app.store.as_ref(),
+                ns,
+                &sa.value,
+                &body,
+            )?;
+            Ok(json_response(StatusCode::CREATED, &resp, &[]))
+        }
         Route::Object(t) => {
             // The store blocks (an fsync, an etcd round trip): not on a
             // runtime worker.

@@ -6,6 +6,7 @@
 //! check, defaults, table columns) lives in [`resources`].
 
 pub mod certs;
+mod config_objects;
 mod delete;
 mod discovery;
 mod handler;
@@ -22,6 +23,7 @@ mod status;
 mod storage;
 mod subresources;
 mod table;
+pub mod tokens;
 mod validation;
 
 use std::net::SocketAddr;
@@ -98,6 +100,8 @@ pub struct App {
     pub token: String,
     /// TLS and credentials for the kubelets (logs, exec, attach, port-forward).
     pub kubelet: proxy::KubeletClient,
+    /// Signs and checks service account tokens (TokenRequest).
+    pub tokens: tokens::TokenIssuer,
 }
 
 /// Start the API server on `addr` (port 0 picks a free one), writing the
@@ -136,6 +140,7 @@ pub async fn run(
         store,
         token: pki.token.clone(),
         kubelet: proxy::KubeletClient::new(&pki.ca_cert, &pki.kubelet_token)?,
+        tokens: tokens::TokenIssuer::load_or_create(&paths.pki())?,
     });
     tokio::spawn(compact_periodically(app.store.clone(), settings.compaction));
     let router = handler::router(app);

@@ -163,6 +163,36 @@ static SERVICE_ACCOUNT: Msg = Msg {
         f(4, "automountServiceAccountToken", Bool),
     ],
 };
+static BOUND_OBJECT_REF: Msg = Msg {
+    name: "BoundObjectReference",
+    fields: &[
+        f(1, "kind", Str),
+        f(2, "apiVersion", Str),
+        f(3, "name", Str),
+        f(4, "uid", Str),
+    ],
+};
+static TOKEN_REQUEST_SPEC: Msg = Msg {
+    name: "TokenRequestSpec",
+    fields: &[
+        many(1, "audiences", Str),
+        f(3, "boundObjectRef", Msg(&BOUND_OBJECT_REF)),
+        f(4, "expirationSeconds", Int),
+    ],
+};
+static TOKEN_REQUEST_STATUS: Msg = Msg {
+    name: "TokenRequestStatus",
+    fields: &[f(1, "token", Str), f(2, "expirationTimestamp", Time)],
+};
+/// What `kubectl create token` sends (serviceaccounts/NAME/token).
+static TOKEN_REQUEST: Msg = Msg {
+    name: "TokenRequest",
+    fields: &[
+        f(1, "metadata", Msg(&OBJECT_META)),
+        f(2, "spec", Msg(&TOKEN_REQUEST_SPEC)),
+        f(3, "status", Msg(&TOKEN_REQUEST_STATUS)),
+    ],
+};
 static CONTAINER_PORT: Msg = Msg {
     name: "ContainerPort",
     fields: &[
@@ -339,6 +369,7 @@ fn schema(api_version: &str, kind: &str) -> Option<&'static Msg> {
         ("v1", "Secret") => &SECRET,
         ("v1", "Namespace") => &NAMESPACE,
         ("v1", "ServiceAccount") => &SERVICE_ACCOUNT,
+        ("authentication.k8s.io/v1", "TokenRequest") => &TOKEN_REQUEST,
         ("v1", "Service") => &SERVICE,
         ("apps/v1", "Deployment") => &DEPLOYMENT,
         _ => return None,

@@ -180,7 +180,7 @@ pub static KINDS: &[Kind] = &[
         ns = true,
         short = &["sa"],
         cat = NONE,
-        sub = NONE,
+        sub = &["token"],
         names = Subdomain,
         gen = false
     ),

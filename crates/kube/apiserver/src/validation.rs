@@ -422,6 +422,9 @@ pub fn prepare_and_check(t: &Target, old: Option<&Value>, obj: &mut Value) -> Ap
         }
         _ => {}
     }
+    if let ("", k @ ("ConfigMap" | "Secret")) = (t.kind.group, t.kind.kind) {
+        causes.extend(crate::config_objects::check(k, old, obj)?);
+    }
     if let Some(old) = old {
         immutables(t, old, obj, &mut causes);
     }

@@ -1,11 +1,13 @@
-//! A container's environment: `env` with `$(VAR)` references, `valueFrom.fieldRef` and
-//! `valueFrom.resourceFieldRef`, as kubelet computes them.
+//! A container's environment: `envFrom` (ConfigMaps and Secrets, with a prefix), `env`
+//! with `$(VAR)` references, `valueFrom.fieldRef`, `resourceFieldRef`,
+//! `configMapKeyRef` and `secretKeyRef`, as kubelet computes them.
 
 use std::collections::HashMap;
 
 use anyhow::{bail, Result};
 use k8s_openapi::api::core::v1::{Container, Pod};
 
+use crate::objects::PodObjects;
 use crate::quantity::parse_milli;
 
 /// Expand `$(NAME)` from `vars`; `$$` is a literal `$`; an unknown reference stays as written.
@@ -52,6 +54,89 @@ pub struct EnvContext<'a> {
     /// Node allocatable cpu (millicores) and memory (bytes): the value of an unset limit.
     pub node_cpu_milli: i128,
     pub node_memory: i128,
+    /// The ConfigMaps and Secrets the pod refers to.
+    pub objects: &'a PodObjects,
+    /// Warnings for events (envFrom keys that are no variable names).
+    pub warnings: std::cell::RefCell<Vec<String>>,
+}
+
+/// Upstream's IsEnvVarName: `[-._a-zA-Z][-._a-zA-Z0-9]*`.
+fn is_env_var_name(k: &str) -> bool {
+    let mut chars = k.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '-' || c == '_' || c == '.')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+}
+
+type Pairs = Vec<(String, String)>;
+
+/// The variables of the container's `envFrom`, in order (later sources win).
+fn env_from(c: &Container, cx: &EnvContext) -> Result<Vec<(String, String)>> {
+    let ns = cx.pod.metadata.namespace.as_deref().unwrap_or("default");
+    let mut out: Vec<(String, String)> = Vec::new();
+    for f in c.env_from.iter().flatten() {
+        let prefix = f.prefix.as_deref().unwrap_or("");
+        let (kind, name, optional, pairs): (&str, &str, bool, Option<Pairs>) =
+            if let Some(r) = &f.config_map_ref {
+                let pairs =
+                    cx.objects
+                        .config_maps
+                        .get(&r.name)
+                        .cloned()
+                        .flatten()
+                        .map(|cm| {
+                            let mut v: Vec<(String, String)> = cm
+                                .data
+                                .iter()
+                                .flatten()
+                                .map(|(k, v)| (k.clone(), v.clone()))
+                                .collect();
+                            v.extend(cm.binary_data.iter().flatten().map(|(k, b)| {
+                                (k.clone(), String::from_utf8_lossy(&b.0).into_owned())
+                            }));
+                            v
+                        });
+                ("configmap", &r.name, r.optional == Some(true), pairs)
+            } else if let Some(r) = &f.secret_ref {
+                let pairs = cx.objects.secrets.get(&r.name).cloned().flatten().map(|s| {
+                    s.data
+                        .iter()
+                        .flatten()
+                        .map(|(k, b)| (k.clone(), String::from_utf8_lossy(&b.0).into_owned()))
+                        .collect()
+                });
+                ("secret", &r.name, r.optional == Some(true), pairs)
+            } else {
+                continue;
+            };
+        let Some(mut pairs) = pairs else {
+            if optional {
+                continue;
+            }
+            bail!("{kind} {name:?} not found");
+        };
+        pairs.sort();
+        let mut invalid = Vec::new();
+        for (k, v) in pairs {
+            let k = format!("{prefix}{k}");
+            if !is_env_var_name(&k) {
+                invalid.push(k);
+                continue;
+            }
+            out.retain(|(x, _)| *x != k);
+            out.push((k, v));
+        }
+        if !invalid.is_empty() {
+            invalid.sort();
+            cx.warnings.borrow_mut().push(format!(
+                "Keys [{}] from the EnvFrom {} {ns}/{name} were skipped since they are considered invalid environment variable names.",
+                invalid.join(", "),
+                if kind == "configmap" { "configMap" } else { kind }
+            ));
+        }
+    }
+    Ok(out)
 }
 
 fn bracketed<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
@@ -62,7 +147,7 @@ fn bracketed<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
     Some(rest.trim_matches(|c| c == '\'' || c == '"'))
 }
 
-fn field_ref(path: &str, cx: &EnvContext) -> Result<String> {
+pub(crate) fn field_ref(path: &str, cx: &EnvContext) -> Result<String> {
     let meta = &cx.pod.metadata;
     let spec = cx.pod.spec.as_ref();
     Ok(match path {
@@ -109,7 +194,7 @@ fn field_ref(path: &str, cx: &EnvContext) -> Result<String> {
     })
 }
 
-fn resource_field_ref(
+pub(crate) fn resource_field_ref(
     c: &Container,
     resource: &str,
     divisor: Option<&str>,
@@ -148,8 +233,10 @@ fn resource_field_ref(
 
 /// The environment of container `c`, in order, with references expanded.
 pub fn container_env(c: &Container, cx: &EnvContext) -> Result<Vec<(String, String)>> {
-    let mut vars: HashMap<String, String> = HashMap::new();
-    let mut out: Vec<(String, String)> = Vec::new();
+    let ns = cx.pod.metadata.namespace.as_deref().unwrap_or("default");
+    // envFrom first; env entries override them (and may refer to them).
+    let mut out = env_from(c, cx)?;
+    let mut vars: HashMap<String, String> = out.iter().cloned().collect();
     for e in c.env.iter().flatten() {
         let value = if let Some(vf) = &e.value_from {
             if let Some(f) = &vf.field_ref {
@@ -183,11 +270,24 @@ pub fn container_env(c: &Container, cx: &EnvContext) -> Result<Vec<(String, Stri
                         cx,
                     )?
                 }
+            } else if let Some(r) = &vf.config_map_key_ref {
+                match cx.objects.config_map_key(&r.name, &r.key) {
+                    Some(Some(v)) => v,
+                    _ if r.optional == Some(true) => continue,
+                    None => bail!("configmap {:?} not found", r.name),
+                    Some(None) => {
+                        bail!("couldn't find key {} in ConfigMap {ns}/{}", r.key, r.name)
+                    }
+                }
+            } else if let Some(r) = &vf.secret_key_ref {
+                match cx.objects.secret_key(&r.name, &r.key) {
+                    Some(Some(v)) => v,
+                    _ if r.optional == Some(true) => continue,
+                    None => bail!("secret {:?} not found", r.name),
+                    Some(None) => bail!("couldn't find key {} in Secret {ns}/{}", r.key, r.name),
+                }
             } else {
-                bail!(
-                    "env {:?}: configMapKeyRef and secretKeyRef are not supported yet",
-                    e.name
-                )
+                continue;
             }
         } else {
             expand(e.value.as_deref().unwrap_or(""), &vars)

@@ -38,6 +38,9 @@ pub struct KubeletOptions {
     pub pki_dir: Option<PathBuf>,
     /// Stop every pod on SIGTERM (upstream leaves them running).
     pub stop_pods_on_exit: bool,
+    /// How often each pod is synced without an event (its ConfigMap, Secret and
+    /// downward API volumes follow their sources at this pace; upstream: 1 minute).
+    pub sync_frequency: Duration,
 }
 
 pub struct Kubelet {
@@ -55,6 +58,9 @@ pub struct Kubelet {
     pub backoff: Mutex<HashMap<String, Backoff>>,
     /// Static pods by uid (they are not in the API; the server lists them too).
     pub static_pods: Mutex<HashMap<String, Pod>>,
+    /// Immutable ConfigMaps/Secrets and service account tokens already read.
+    pub objects: crate::objects::ImmutableCache,
+    pub sync_frequency: Duration,
 }
 
 /// The node name kubelet uses by default: the host name, lower-cased.
@@ -115,6 +121,8 @@ async fn start(opts: &KubeletOptions) -> Result<Arc<Kubelet>> {
         workers: Mutex::new(HashMap::new()),
         backoff: Mutex::new(HashMap::new()),
         static_pods: Mutex::new(HashMap::new()),
+        objects: Default::default(),
+        sync_frequency: opts.sync_frequency,
     });
     k.register_node().await?;
     if let Err(e) = k.renew_lease().await {

@@ -5,6 +5,7 @@
 //! to the container runtime only through CRI, so they work with hako's API server and
 //! CRI service as well as with any conformant ones.
 
+mod atomic_writer;
 mod claims;
 pub mod client;
 mod env;
@@ -12,6 +13,7 @@ mod events;
 pub mod kubelet;
 mod logs;
 mod node;
+mod objects;
 mod pod;
 mod probe;
 pub mod quantity;

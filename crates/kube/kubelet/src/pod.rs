@@ -3,6 +3,7 @@
 //! and writes the pod's status back to the API.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -21,9 +22,10 @@ use tokio::task::JoinHandle;
 use crate::env::EnvContext;
 use crate::events::pod_ref;
 use crate::kubelet::Kubelet;
+use crate::objects::PodObjects;
 use crate::probe::{self, Action, ProbeState, Probes, Target};
 use crate::spec::{self, name, namespace, uid};
-use crate::volumes;
+use crate::volumes::{self, VolumeContext};
 
 /// What the pod's sources want: the pod (None once it is gone from every source) and
 /// whether it is a static pod (its status goes to its mirror pod).
@@ -53,8 +55,11 @@ struct PodState {
     start_time: Option<Time>,
     /// Earliest back-off expiry: the worker wakes then.
     next_wake: Option<Instant>,
-    /// Why the pod's claims cannot be mounted yet (its FailedMount event was recorded).
-    volume_wait: Option<String>,
+    /// The ConfigMaps/Secrets the pod uses and its volumes' host paths, as of this sync.
+    objects: Arc<PodObjects>,
+    volumes: HashMap<String, PathBuf>,
+    /// The last FailedMount message (recorded once, not at every sync).
+    mount_error: Option<String>,
 }
 
 impl Drop for PodState {
@@ -65,7 +70,6 @@ impl Drop for PodState {
     }
 }
 
-const RESYNC: Duration = Duration::from_secs(10);
 const BACKOFF_START: Duration = Duration::from_secs(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 
@@ -196,8 +200,8 @@ impl Kubelet {
             let sleep = st
                 .next_wake
                 .map(|t| t.saturating_duration_since(Instant::now()))
-                .unwrap_or(RESYNC)
-                .min(RESYNC);
+                .unwrap_or(self.sync_frequency)
+                .min(self.sync_frequency);
             tokio::select! {
                 r = rx.changed() => if r.is_err() { break },
                 _ = wake.notified() => {}
@@ -388,6 +392,8 @@ impl Kubelet {
             self.remove_sandbox(&s.id).await?;
         }
         let dir = spec::pod_dir(&self.root, &uid);
+        volumes::unmount_pod_volumes(&dir);
+        self.objects.forget_pod(&uid);
         if dir.exists() {
             std::fs::remove_dir_all(&dir)
                 .with_context(|| format!("removing the pod directory {}", dir.display()))?;
@@ -636,6 +642,46 @@ impl Kubelet {
         Err(("ErrImagePull".into(), msg))
     }
 
+    /// Read the objects the pod uses and bring its volumes up to date (at every sync, so
+    /// ConfigMap, Secret and downward API contents follow their sources); false, with a
+    /// FailedMount event, when a volume cannot be set up.
+    async fn sync_volumes(&self, pod: &Pod, st: &mut PodState) -> bool {
+        let objects = match self.objects.fetch(&self.client, pod).await {
+            Ok(o) => Arc::new(o),
+            Err(e) => {
+                tracing::warn!("pod {}/{}: {e:#}", namespace(pod), name(pod));
+                return !st.volumes.is_empty() || pod_has_no_volumes(pod);
+            }
+        };
+        let cx = VolumeContext {
+            pod,
+            root: &self.root,
+            objects: &objects,
+            node_name: &self.node_name,
+            host_ip: &self.host_ip,
+            node_cpu_milli: self.node_cpu_milli,
+            node_memory: self.node_memory,
+        };
+        let r = volumes::prepare_volumes(&cx);
+        st.objects = objects;
+        match r {
+            Ok(v) => {
+                st.volumes = v;
+                st.mount_error = None;
+                true
+            }
+            Err(e) => {
+                let msg = format!("{e:#}");
+                if st.mount_error.as_ref() != Some(&msg) {
+                    self.recorder
+                        .record(pod_ref(pod, None), "Warning", "FailedMount", msg.clone());
+                    st.mount_error = Some(msg);
+                }
+                false
+            }
+        }
+    }
+
     /// Pull, create and start container `c` at `attempt`, then its postStart hook.
     #[allow(clippy::too_many_arguments)]
     async fn start_container(
@@ -661,24 +707,33 @@ impl Kubelet {
                 return;
             }
         };
-        let cfg = volumes::prepare_volumes(pod, &self.root).and_then(|volumes| {
-            spec::check_non_root(pod, c, image_uid)?;
-            let cx = spec::ContainerContext {
+        let objects = st.objects.clone();
+        let cx = spec::ContainerContext {
+            pod,
+            env: EnvContext {
                 pod,
-                env: EnvContext {
-                    pod,
-                    pod_ips: ips,
-                    host_ip: &self.host_ip,
-                    node_name: &self.node_name,
-                    node_cpu_milli: self.node_cpu_milli,
-                    node_memory: self.node_memory,
-                },
-                volumes: &volumes,
-                root: &self.root,
+                pod_ips: ips,
+                host_ip: &self.host_ip,
+                node_name: &self.node_name,
+                node_cpu_milli: self.node_cpu_milli,
                 node_memory: self.node_memory,
-            };
-            spec::container_config(c, attempt, &cx)
-        });
+                objects: &objects,
+                warnings: Default::default(),
+            },
+            volumes: &st.volumes,
+            root: &self.root,
+            node_memory: self.node_memory,
+        };
+        let cfg = spec::check_non_root(pod, c, image_uid)
+            .and_then(|_| spec::container_config(c, attempt, &cx));
+        for w in cx.env.warnings.take() {
+            self.recorder.record(
+                pod_ref(pod, None),
+                "Warning",
+                "InvalidEnvironmentVariableNames",
+                w,
+            );
+        }
         let cfg = match cfg {
             Ok(c) => c,
             Err(e) => {
@@ -885,14 +940,14 @@ impl Kubelet {
         let resolved = match crate::claims::resolve(&self.client, pod).await {
             Ok(p) => p,
             Err(msg) => {
-                if st.volume_wait.as_deref() != Some(msg.as_str()) {
+                if st.mount_error.as_deref() != Some(msg.as_str()) {
                     self.recorder.record(
                         pod_ref(pod, None),
                         "Warning",
                         "FailedMount",
                         format!("Unable to attach or mount volumes: {msg}"),
                     );
-                    st.volume_wait = Some(msg);
+                    st.mount_error = Some(msg);
                 }
                 self.write_status(pod, st, mirror, None, &[], &BTreeMap::new())
                     .await;
@@ -900,7 +955,6 @@ impl Kubelet {
                 return Ok(());
             }
         };
-        st.volume_wait = None;
         let pod = &resolved;
         // Containers from the resolved pod: its mounts of read-only claims are read-only.
         let spec = pod.spec.as_ref().context("the pod has no spec")?;
@@ -914,6 +968,24 @@ impl Kubelet {
         };
         let obs = self.observe(&sid).await?;
         let ip = ips.first().cloned().unwrap_or_default();
+        if !self.sync_volumes(pod, st).await {
+            // No container starts without its volumes (upstream: ContainerCreating).
+            for c in spec
+                .init_containers
+                .iter()
+                .flatten()
+                .chain(spec.containers.iter())
+            {
+                if obs.get(&c.name).and_then(|o| o.latest.as_ref()).is_none() {
+                    st.waiting
+                        .insert(c.name.clone(), ("ContainerCreating".into(), String::new()));
+                }
+            }
+            st.next_wake = Some(Instant::now() + Duration::from_secs(2));
+            self.write_status(pod, st, mirror, Some((false, false)), &ips, &obs)
+                .await;
+            return Ok(());
+        }
 
         // Init containers, one at a time, in order.
         let mut init_done = true;
@@ -1466,6 +1538,13 @@ impl Kubelet {
         }
         phase.to_string()
     }
+}
+
+fn pod_has_no_volumes(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .is_none_or(|v| v.is_empty())
 }
 
 fn target(c: &Container, id: &str, ip: &str) -> Target {

@@ -409,7 +409,7 @@ pub fn container_config(
     let pod = cx.pod;
     let env = container_env(c, &cx.env)?;
     let (command, args) = command_args(c, &env);
-    let mounts = container_mounts(c, cx.volumes)?;
+    let mounts = container_mounts(pod, c, cx.volumes)?;
     let spec = pod.spec.as_ref();
     let psc = spec.and_then(|s| s.security_context.as_ref());
     let sc = c.security_context.as_ref();
