@@ -29,6 +29,9 @@ pub enum KubeCommand {
         /// The cluster to control (default: $ROOT/kubeconfig).
         #[arg(long, value_name = "FILE")]
         kubeconfig: Option<std::path::PathBuf>,
+        /// Where the local-path provisioner makes volume directories (default: ROOT/kube/storage).
+        #[arg(long, value_name = "DIR")]
+        local_storage_dir: Option<std::path::PathBuf>,
     },
     /// Run kube-proxy (also started by `up`): Services as iptables NAT rules on this host.
     Proxy {
@@ -107,6 +110,13 @@ pub struct UpArgs {
     /// Run no ingress controller (as k3s' --disable traefik).
     #[arg(long)]
     disable_ingress: bool,
+    /// Where the local-path provisioner makes volume directories (default: ROOT/kube/storage).
+    #[arg(long, value_name = "DIR")]
+    local_storage_dir: Option<std::path::PathBuf>,
+    /// Neither install the default `local-path` StorageClass nor provision for it (as k3s'
+    /// --disable local-storage).
+    #[arg(long)]
+    disable_local_storage: bool,
 }
 
 pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
@@ -164,7 +174,12 @@ pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
                     let _ = out.flush();
                     // The node (CRI, kubelet, scheduler) starts once the kubeconfig is written.
                     if !args.disable_controllers {
-                        hako_kube_controllers::spawn_thread(kubeconfig.clone());
+                        let opts = hako_kube_controllers::Options {
+                            local_path_dir: (!args.disable_local_storage)
+                                .then(|| storage_dir(g, args.local_storage_dir.clone())),
+                            install_default_class: !args.disable_local_storage,
+                        };
+                        hako_kube_controllers::spawn_thread(kubeconfig.clone(), opts);
                     }
                     if !args.disable_proxy {
                         proxy = Some(hako_kube_proxy::spawn_thread(
@@ -207,10 +222,17 @@ pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
         }
         KubeCommand::Kubelet(a) => super::kube_node::kubelet(g, a),
         KubeCommand::Scheduler(a) => super::kube_node::scheduler(g, a),
-        KubeCommand::Controllers { kubeconfig } => {
-            hako_kube_controllers::run_foreground(kubeconfig.unwrap_or_else(|| paths.kubeconfig()))
-                .context("running the controllers")
-        }
+        KubeCommand::Controllers {
+            kubeconfig,
+            local_storage_dir,
+        } => hako_kube_controllers::run_foreground(
+            kubeconfig.unwrap_or_else(|| paths.kubeconfig()),
+            hako_kube_controllers::Options {
+                local_path_dir: Some(storage_dir(g, local_storage_dir)),
+                install_default_class: false,
+            },
+        )
+        .context("running the controllers"),
         KubeCommand::Proxy { kubeconfig } => hako_kube_proxy::run_foreground(
             kubeconfig.unwrap_or_else(|| paths.kubeconfig()),
             &proxy_tag(g),
@@ -296,6 +318,12 @@ fn alive(pid: nix::unistd::Pid) -> bool {
             .is_some_and(|(_, rest)| !rest.starts_with('Z')),
         Err(_) => false,
     }
+}
+
+/// The local-path provisioner's base directory (absolute: it goes into PVs).
+fn storage_dir(g: &Global, dir: Option<std::path::PathBuf>) -> std::path::PathBuf {
+    let dir = dir.unwrap_or_else(|| g.root.join("kube/storage"));
+    std::path::absolute(&dir).unwrap_or(dir)
 }
 
 /// kube-proxy's chain tag for this root (so roots never share rules).

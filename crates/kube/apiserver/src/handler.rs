@@ -808,6 +808,7 @@ fn create_object(
         let ns = t.ns.as_deref().unwrap_or("default");
         crate::service_accounts::admit_pod(store, ns, &mut obj, q.dry_run())?;
     }
+    crate::storage::admit_create(store, t, &mut obj)?;
     crate::validation::prepare_and_check(t, None, &mut obj)?;
     let reserved = if is_service(t) {
         services::allocate(store, None, &mut obj, q.dry_run())?

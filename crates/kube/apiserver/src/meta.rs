@@ -360,6 +360,9 @@ pub fn defaults(kind: &Kind, obj: &mut Value) {
                 pod_spec_defaults(spec);
             }
         }
+        "PersistentVolume" | "PersistentVolumeClaim" | "StorageClass" => {
+            crate::storage::defaults(kind.kind, obj)
+        }
         _ => {}
     }
 }

@@ -72,7 +72,65 @@ fn columns(kind: &Kind) -> Vec<Col> {
             ("Images", "string", 1),
             ("Selector", "string", 1),
         ],
+        ("", "PersistentVolume") => vec![
+            name,
+            ("Capacity", "string", 0),
+            ("Access Modes", "string", 0),
+            ("Reclaim Policy", "string", 0),
+            ("Status", "string", 0),
+            ("Claim", "string", 0),
+            ("StorageClass", "string", 0),
+            ("VolumeAttributesClass", "string", 0),
+            ("Reason", "string", 0),
+            age,
+            ("VolumeMode", "string", 1),
+        ],
+        ("", "PersistentVolumeClaim") => vec![
+            name,
+            ("Status", "string", 0),
+            ("Volume", "string", 0),
+            ("Capacity", "string", 0),
+            ("Access Modes", "string", 0),
+            ("StorageClass", "string", 0),
+            ("VolumeAttributesClass", "string", 0),
+            age,
+            ("VolumeMode", "string", 1),
+        ],
+        ("storage.k8s.io", "StorageClass") => vec![
+            name,
+            ("Provisioner", "string", 0),
+            ("ReclaimPolicy", "string", 0),
+            ("VolumeBindingMode", "string", 0),
+            ("AllowVolumeExpansion", "string", 0),
+            age,
+        ],
         _ => vec![name, age],
+    }
+}
+
+/// kubectl's short access modes (`RWO,ROX`).
+fn access_modes(obj: &Value, ptr: &str) -> String {
+    let modes = obj.pointer(ptr).and_then(Value::as_array);
+    modes
+        .into_iter()
+        .flatten()
+        .filter_map(|m| match m.as_str()? {
+            "ReadWriteOnce" => Some("RWO"),
+            "ReadOnlyMany" => Some("ROX"),
+            "ReadWriteMany" => Some("RWX"),
+            "ReadWriteOncePod" => Some("RWOP"),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A PV's or PVC's phase, Terminating once deleted.
+fn storage_phase(obj: &Value) -> String {
+    if obj.pointer("/metadata/deletionTimestamp").is_some() {
+        "Terminating".into()
+    } else {
+        s(obj, "/status/phase").into()
     }
 }
 
@@ -297,6 +355,57 @@ fn cells(kind: &Kind, obj: &Value) -> Vec<Value> {
                 json!(c),
                 json!(i),
                 json!(selector(obj, "/spec/selector/matchLabels")),
+            ]
+        }
+        ("", "PersistentVolume") => {
+            let claim = match s(obj, "/spec/claimRef/name") {
+                "" => String::new(),
+                c => format!("{}/{c}", s(obj, "/spec/claimRef/namespace")),
+            };
+            vec![
+                name,
+                json!(s(obj, "/spec/capacity/storage")),
+                json!(access_modes(obj, "/spec/accessModes")),
+                json!(s(obj, "/spec/persistentVolumeReclaimPolicy")),
+                json!(storage_phase(obj)),
+                json!(claim),
+                json!(s(obj, "/spec/storageClassName")),
+                json!("<unset>"),
+                json!(s(obj, "/status/reason")),
+                a,
+                json!(s(obj, "/spec/volumeMode")),
+            ]
+        }
+        ("", "PersistentVolumeClaim") => vec![
+            name,
+            json!(storage_phase(obj)),
+            json!(s(obj, "/spec/volumeName")),
+            json!(s(obj, "/status/capacity/storage")),
+            json!(access_modes(obj, "/status/accessModes")),
+            json!(s(obj, "/spec/storageClassName")),
+            json!("<unset>"),
+            a,
+            json!(s(obj, "/spec/volumeMode")),
+        ],
+        ("storage.k8s.io", "StorageClass") => {
+            let mut n = s(obj, "/metadata/name").to_string();
+            if obj
+                .pointer("/metadata/annotations/storageclass.kubernetes.io~1is-default-class")
+                .and_then(Value::as_str)
+                == Some("true")
+            {
+                n.push_str(" (default)");
+            }
+            vec![
+                json!(n),
+                json!(s(obj, "/provisioner")),
+                json!(s(obj, "/reclaimPolicy")),
+                json!(s(obj, "/volumeBindingMode")),
+                json!(obj["allowVolumeExpansion"]
+                    .as_bool()
+                    .unwrap_or(false)
+                    .to_string()),
+                a,
             ]
         }
         _ => vec![name, a],

@@ -510,6 +510,9 @@ pub fn prepare_and_check(t: &Target, old: Option<&Value>, obj: &mut Value) -> Ap
             job(obj, &mut causes);
         }
         ("networking.k8s.io", "Ingress") => ingress(obj, &mut causes),
+        ("" | "storage.k8s.io", "PersistentVolume" | "PersistentVolumeClaim" | "StorageClass") => {
+            crate::storage::check(t, old, obj, &mut causes)?
+        }
         _ => {}
     }
     if let ("", k @ ("ConfigMap" | "Secret")) = (t.kind.group, t.kind.kind) {

@@ -1,6 +1,7 @@
 //! hako's workload controllers (issue 17): clients of the Kubernetes API that
 //! reconcile ReplicaSets, Deployments, StatefulSets, DaemonSets, Jobs, CronJobs, owner
-//! references (garbage collection) and namespace deletion.
+//! references (garbage collection), namespace deletion, PersistentVolume binding and
+//! the local-path provisioner.
 //!
 //! Built as upstream's kube-controller-manager: one shared informer per kind
 //! ([`informer`]), a work queue per controller with rate-limited requeue
@@ -16,7 +17,9 @@ pub mod gc;
 pub mod history;
 pub mod informer;
 pub mod job;
+pub mod local_path;
 pub mod namespace;
+pub mod pv;
 pub mod queue;
 pub mod replicaset;
 pub mod servicelb;
@@ -67,9 +70,18 @@ pub async fn client_from(kubeconfig: &Path) -> Result<Client> {
     Client::try_from(config).context("creating the Kubernetes client")
 }
 
+/// What the controllers need beyond the cluster.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The local-path provisioner's directory (None: it does not run here).
+    pub local_path_dir: Option<PathBuf>,
+    /// Install the `local-path` StorageClass as the default (as `hako kube up` does).
+    pub install_default_class: bool,
+}
+
 /// Start every controller on the current tokio runtime; returns once they
 /// are running (they run until the runtime stops).
-pub async fn start(client: Client) -> Result<Arc<Shared>> {
+pub async fn start(client: Client, opts: Options) -> Result<Arc<Shared>> {
     let shared = Arc::new(Shared {
         pods: Informer::start(Api::all(client.clone())),
         replicasets: Informer::start(Api::all(client.clone())),
@@ -92,6 +104,14 @@ pub async fn start(client: Client) -> Result<Arc<Shared>> {
     namespace::start(shared.clone());
     endpointslice::start(shared.clone());
     servicelb::start(shared.clone());
+    pv::start(
+        shared.clone(),
+        opts.local_path_dir
+            .map(|base| local_path::LocalPath { base }),
+    );
+    if opts.install_default_class {
+        tokio::spawn(local_path::install_default_class(shared.client.clone()));
+    }
     let sh = shared.clone();
     tokio::spawn(async move {
         // Discovery may fail while the server starts: retry.
@@ -107,11 +127,11 @@ pub async fn start(client: Client) -> Result<Arc<Shared>> {
 }
 
 /// `hako kube controllers`: run the controllers in the foreground.
-pub fn run_foreground(kubeconfig: PathBuf) -> Result<()> {
+pub fn run_foreground(kubeconfig: PathBuf, opts: Options) -> Result<()> {
     let rt = runtime()?;
     rt.block_on(async move {
         let client = client_from(&kubeconfig).await?;
-        start(client).await?;
+        start(client, opts).await?;
         shutdown_signal().await;
         Ok(())
     })
@@ -119,7 +139,7 @@ pub fn run_foreground(kubeconfig: PathBuf) -> Result<()> {
 
 /// Run the controllers on a thread of their own (as `hako kube up` does once
 /// its API server listens); errors are logged.
-pub fn spawn_thread(kubeconfig: PathBuf) {
+pub fn spawn_thread(kubeconfig: PathBuf, opts: Options) {
     std::thread::Builder::new()
         .name("controllers".into())
         .spawn(move || {
@@ -130,7 +150,7 @@ pub fn spawn_thread(kubeconfig: PathBuf) {
             rt.block_on(async move {
                 match client_from(&kubeconfig).await {
                     Ok(c) => {
-                        if let Err(e) = start(c).await {
+                        if let Err(e) = start(c, opts).await {
                             tracing::error!("starting the controllers: {e:#}");
                         }
                     }

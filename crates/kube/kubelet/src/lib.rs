@@ -6,6 +6,7 @@
 //! CRI service as well as with any conformant ones.
 
 mod atomic_writer;
+mod claims;
 pub mod client;
 mod env;
 mod events;

@@ -936,6 +936,28 @@ impl Kubelet {
             }
             return Ok(());
         }
+        // Claims resolve to their volumes before anything starts (upstream's volume manager).
+        let resolved = match crate::claims::resolve(&self.client, pod).await {
+            Ok(p) => p,
+            Err(msg) => {
+                if st.mount_error.as_deref() != Some(msg.as_str()) {
+                    self.recorder.record(
+                        pod_ref(pod, None),
+                        "Warning",
+                        "FailedMount",
+                        format!("Unable to attach or mount volumes: {msg}"),
+                    );
+                    st.mount_error = Some(msg);
+                }
+                self.write_status(pod, st, mirror, None, &[], &BTreeMap::new())
+                    .await;
+                st.next_wake = Some(Instant::now() + Duration::from_secs(2));
+                return Ok(());
+            }
+        };
+        let pod = &resolved;
+        // Containers from the resolved pod: its mounts of read-only claims are read-only.
+        let spec = pod.spec.as_ref().context("the pod has no spec")?;
         let (sid, sandbox, ips) = match self.ensure_sandbox(pod).await {
             Ok(x) => x,
             Err(e) => {

@@ -2,7 +2,9 @@
 //! node through the pods/binding subresource. Filters: nodeName, nodeSelector, required
 //! node affinity, taints and tolerations, unschedulable nodes, requests against
 //! allocatable minus the pods already there, pod anti-affinity on the hostname; scores:
-//! preferred node affinity and least allocated. A pod that fits nowhere gets
+//! preferred node affinity and least allocated; volume binding (claims exist, bound
+//! volumes admit the node, unbound Immediate claims make the pod wait, delayed-binding
+//! claims get the `volume.kubernetes.io/selected-node` annotation). A pod that fits nowhere gets
 //! PodScheduled=False (Unschedulable) and a FailedScheduling event.
 
 use std::collections::{BTreeMap, HashMap};
@@ -13,9 +15,10 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::{
-    Binding, Node, NodeSelectorRequirement, NodeSelectorTerm, ObjectReference, Pod,
-    PodAffinityTerm, Taint, Toleration,
+    Binding, Node, NodeSelectorRequirement, NodeSelectorTerm, ObjectReference, PersistentVolume,
+    PersistentVolumeClaim, Pod, PodAffinityTerm, Taint, Toleration,
 };
+use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};
 use k8s_openapi::chrono::Utc;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -75,6 +78,20 @@ async fn schedule_loop(client: kube::Client, name: String) -> Result<()> {
         });
     tokio::spawn(pod_stream);
     tokio::spawn(node_stream);
+    let (claims, cw) = reflector::store();
+    let (volumes, vw) = reflector::store();
+    let (classes, sw) = reflector::store();
+    tokio::spawn(watch_into::<PersistentVolumeClaim>(
+        client.clone(),
+        cw,
+        wake.clone(),
+    ));
+    tokio::spawn(watch_into::<PersistentVolume>(
+        client.clone(),
+        vw,
+        wake.clone(),
+    ));
+    tokio::spawn(watch_into::<StorageClass>(client.clone(), sw, wake.clone()));
     let s = Scheduler {
         recorder: Recorder {
             client: client.clone(),
@@ -85,11 +102,17 @@ async fn schedule_loop(client: kube::Client, name: String) -> Result<()> {
         name,
         pods,
         nodes,
+        claims,
+        volumes,
+        classes,
         reported: HashMap::new(),
         assumed: HashMap::new(),
     };
     let _ = s.pods.wait_until_ready().await;
     let _ = s.nodes.wait_until_ready().await;
+    let _ = s.claims.wait_until_ready().await;
+    let _ = s.volumes.wait_until_ready().await;
+    let _ = s.classes.wait_until_ready().await;
     let mut s = s;
     loop {
         s.pass().await;
@@ -107,10 +130,35 @@ struct Scheduler {
     name: String,
     pods: Store<Pod>,
     nodes: Store<Node>,
+    claims: Store<PersistentVolumeClaim>,
+    volumes: Store<PersistentVolume>,
+    classes: Store<StorageClass>,
     /// The last Unschedulable message written per pod uid (not repeated).
     reported: HashMap<String, String>,
     /// Pods bound but not yet seen bound in the cache: uid → node.
     assumed: HashMap<String, String>,
+}
+
+/// Watch a kind into a reflector store, waking the scheduler on changes.
+async fn watch_into<K>(client: kube::Client, w: reflector::store::Writer<K>, wake: Arc<Notify>)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    watcher(Api::<K>::all(client), watcher::Config::default())
+        .default_backoff()
+        .reflect(w)
+        .applied_objects()
+        .for_each(move |_| {
+            wake.notify_one();
+            async {}
+        })
+        .await
 }
 
 fn pod_node(p: &Pod) -> Option<&str> {
@@ -183,7 +231,10 @@ impl Scheduler {
                 })
                 .map(|p| p.as_ref())
                 .collect();
-            match fits(pod, n, &on_node, all) {
+            match self
+                .volumes_fit(pod, n)
+                .and_then(|()| fits(pod, n, &on_node, all))
+            {
                 Err(r) => *reasons.entry(r).or_default() += 1,
                 Ok(()) => {
                     let score = score(pod, n, &on_node);
@@ -218,6 +269,10 @@ impl Scheduler {
             .clone()
             .unwrap_or_else(|| "default".into());
         let name = pod.metadata.name.clone().unwrap_or_default();
+        if let Err(e) = self.select_node_for_claims(pod, node).await {
+            tracing::warn!("pod {ns}/{name}: {e:#}");
+            return;
+        }
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
         let binding = Binding {
             metadata: ObjectMeta {
@@ -310,6 +365,112 @@ impl Scheduler {
             }
             Err(e) => tracing::warn!("writing the Unschedulable condition of pod {ns}/{name}: {e}"),
         }
+    }
+}
+
+/// Upstream's volume binder annotation: the node a delayed-binding claim is to be
+/// provisioned (or bound) on.
+const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
+
+fn claim_names(pod: &Pod) -> Vec<String> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .filter_map(|v| v.persistent_volume_claim.as_ref())
+        .map(|c| c.claim_name.clone())
+        .collect()
+}
+
+impl Scheduler {
+    fn claim(&self, ns: &str, name: &str) -> Option<Arc<PersistentVolumeClaim>> {
+        self.claims.get(&reflector::ObjectRef::new(name).within(ns))
+    }
+
+    /// Unbound, and its class binds only once a consumer is scheduled?
+    fn delayed(&self, c: &PersistentVolumeClaim) -> bool {
+        let class = c
+            .spec
+            .as_ref()
+            .and_then(|s| s.storage_class_name.clone())
+            .unwrap_or_default();
+        !class.is_empty()
+            && self
+                .classes
+                .get(&reflector::ObjectRef::new(&class))
+                .is_some_and(|sc| sc.volume_binding_mode.as_deref() == Some("WaitForFirstConsumer"))
+    }
+
+    /// The VolumeBinding filter: claims exist, bound ones' volumes admit the node,
+    /// unbound ones wait for the scheduler only if their class says so.
+    fn volumes_fit(&self, pod: &Pod, n: &Node) -> Result<(), String> {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        for name in claim_names(pod) {
+            let Some(c) = self.claim(ns, &name) else {
+                return Err(format!("persistentvolumeclaim {name:?} not found"));
+            };
+            if c.metadata.deletion_timestamp.is_some() {
+                return Err(format!("persistentvolumeclaim {name:?} is being deleted"));
+            }
+            let volume = c
+                .spec
+                .as_ref()
+                .and_then(|s| s.volume_name.clone())
+                .filter(|v| !v.is_empty());
+            match volume {
+                Some(v) => {
+                    let Some(pv) = self.volumes.get(&reflector::ObjectRef::new(&v)) else {
+                        return Err(
+                            "node(s) unavailable due to one or more pvc(s) bound to non-existent pv(s)"
+                                .into(),
+                        );
+                    };
+                    let terms = pv
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.node_affinity.as_ref())
+                        .and_then(|a| a.required.as_ref())
+                        .map(|r| r.node_selector_terms.clone());
+                    if let Some(terms) = terms {
+                        if !terms.iter().any(|t| term_matches(t, n)) {
+                            return Err("node(s) had volume node affinity conflict".into());
+                        }
+                    }
+                }
+                None if self.delayed(&c) => {}
+                None => return Err("pod has unbound immediate PersistentVolumeClaims".into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Annotate the pod's unbound delayed-binding claims with the chosen node, so the
+    /// volume controller binds or provisions them there.
+    async fn select_node_for_claims(&self, pod: &Pod, node: &str) -> Result<()> {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), ns);
+        for name in claim_names(pod) {
+            let Some(c) = self.claim(ns, &name) else {
+                continue;
+            };
+            let unbound = c
+                .spec
+                .as_ref()
+                .and_then(|s| s.volume_name.as_deref())
+                .unwrap_or("")
+                .is_empty();
+            let selected = c
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(SELECTED_NODE));
+            if unbound && self.delayed(&c) && selected.map(String::as_str) != Some(node) {
+                let patch = serde_json::json!({"metadata": {"annotations": {SELECTED_NODE: node}}});
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .with_context(|| format!("selecting node {node} for claim {ns}/{name}"))?;
+            }
+        }
+        Ok(())
     }
 }
 
