@@ -10,9 +10,12 @@
 //! [`system`] (ping, version, info, events, df), [`containers`], [`exec`].
 //! Errors are docker's `{"message": ...}` bodies ([`error`]).
 
+pub mod attach;
 pub mod containers;
+pub mod create;
 pub mod error;
 pub mod exec;
+pub mod hijack;
 pub mod params;
 pub mod server;
 pub mod stream;
