@@ -533,3 +533,120 @@ fn bad_input_gets_docker_errors_and_the_service_keeps_serving() {
     s.ok(&["rm", "-f", id]);
     assert_eq!(s.ok(&["ps", "-aq"]), "");
 }
+
+#[test]
+fn docker_cli_lifecycle_verbs_top_diff_commit_export_and_prune() {
+    let r = Root::new();
+    let s = Service::start(&r);
+    s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "box",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "echo data > /tmp/made; rm -f /etc/group; exec sleep 300",
+    ]);
+    // top, pause/unpause, rename, update, restart.
+    let top = s.ok(&["top", "box"]);
+    assert!(top.contains("sleep 300"), "{top}");
+    s.ok(&["pause", "box"]);
+    assert_eq!(
+        s.ok(&["inspect", "-f", "{{.State.Status}}", "box"]).trim(),
+        "paused"
+    );
+    assert!(s
+        .ok(&["ps", "--filter", "status=paused", "--format", "{{.Names}}"])
+        .contains("box"));
+    s.ok(&["unpause", "box"]);
+    s.ok(&["rename", "box", "box2"]);
+    s.ok(&["update", "--memory", "64m", "--restart", "always", "box2"]);
+    let h = s.ok(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.Memory}} {{.HostConfig.RestartPolicy.Name}}",
+        "box2",
+    ]);
+    assert_eq!(h.trim(), "67108864 always");
+    let before = s.ok(&["inspect", "-f", "{{.State.StartedAt}}", "box2"]);
+    s.ok(&["restart", "-t", "1", "box2"]);
+    assert_ne!(
+        s.ok(&["inspect", "-f", "{{.State.StartedAt}}", "box2"]),
+        before
+    );
+    // diff, commit, export.
+    let diff = s.ok(&["diff", "box2"]);
+    assert!(diff.lines().any(|l| l == "A /tmp/made"), "{diff}");
+    assert!(diff.lines().any(|l| l == "D /etc/group"), "{diff}");
+    let id = s.ok(&["commit", "-m", "snap", "box2", "snap:one"]);
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    let out = Command::new(env!("CARGO_BIN_EXE_hako"))
+        .arg("--root")
+        .arg(r.root())
+        .args(["run", "--rm", "snap:one", "cat", "/tmp/made"])
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout), "data\n", "{}", text(&out.stderr));
+    let tarfile = r.dir().join("export.tar");
+    s.ok(&["export", "-o", tarfile.to_str().unwrap(), "box2"]);
+    let list = Command::new("tar")
+        .arg("-tf")
+        .arg(&tarfile)
+        .output()
+        .unwrap();
+    assert!(text(&list.stdout)
+        .lines()
+        .any(|l| l.trim_start_matches("./") == "tmp/made"));
+    // docker run -i: stdin through the attach, closed at its end.
+    let mut child = s
+        .docker_cmd(&["run", "-i", "--rm", "busybox", "sh", "-c", "cat; echo end"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"through stdin\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout), "through stdin\nend\n");
+    // wait with a condition; prune removes the stopped, not the running.
+    s.ok(&["create", "--name", "later", "busybox", "sh", "-c", "exit 7"]);
+    // next-exit on a created container waits for the run that follows
+    // (docker run's wait); not-running answers at once.
+    let (st, _, body) = s.http("POST", "/containers/later/wait", Some(""));
+    assert_eq!(st, 200);
+    assert!(body.contains(r#"{"StatusCode":0,"Error":null}"#), "{body}");
+    let sock = s.sock.clone();
+    let (headers_tx, headers_rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let mut c = UnixStream::connect(&sock).unwrap();
+        c.write_all(b"POST /v1.47/containers/later/wait?condition=next-exit HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        // The wait's headers come at once (as docker's): the start follows them.
+        let mut got = Vec::new();
+        let mut b = [0u8; 1];
+        while !got.ends_with(b"\r\n\r\n") {
+            assert_eq!(c.read(&mut b).unwrap(), 1);
+            got.push(b[0]);
+        }
+        headers_tx.send(()).unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).unwrap();
+        out
+    });
+    headers_rx.recv().unwrap();
+    s.ok(&["start", "later"]);
+    let out = waiter.join().unwrap();
+    assert!(out.contains(r#""StatusCode":7"#), "{out}");
+    let pruned = s.ok(&["container", "prune", "-f"]);
+    assert!(pruned.contains("Total reclaimed space"), "{pruned}");
+    assert_eq!(s.ok(&["ps", "-a", "--format", "{{.Names}}"]).trim(), "box2");
+    s.ok(&["rm", "-f", "box2"]);
+}
