@@ -650,3 +650,81 @@ fn docker_cli_lifecycle_verbs_top_diff_commit_export_and_prune() {
     assert_eq!(s.ok(&["ps", "-a", "--format", "{{.Names}}"]).trim(), "box2");
     s.ok(&["rm", "-f", "box2"]);
 }
+
+#[test]
+fn service_socket_mode_idle_exit_tcp_refusal_and_live_events() {
+    use std::os::unix::fs::PermissionsExt;
+    let r = Root::new();
+    let hako = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_hako"));
+        c.arg("--root").arg(r.root()).args(args);
+        c
+    };
+    // --tcp is refused in one line, naming the address.
+    let out = hako(&["system", "service", "--tcp", "127.0.0.1:2376"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("--tcp \"127.0.0.1:2376\"") && err.contains("not supported"),
+        "{err}"
+    );
+    // --time 1: the service ends by itself once idle, and removes its socket.
+    let sock = r.dir().join("idle.sock");
+    let mut child = hako(&["system", "service", "--time", "1", "--socket"])
+        .arg(&sock)
+        .spawn()
+        .unwrap();
+    eventually("the idle service listens", || {
+        UnixStream::connect(&sock).is_ok()
+    });
+    let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660);
+    let st = child.wait().unwrap();
+    assert!(st.success(), "{st}");
+    assert!(!sock.exists());
+
+    // Events followed live, with a filter.
+    let s = Service::start(&r);
+    // --since: the follower sees the start even if it connects after it.
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let mut ev = s
+        .docker_cmd(&[
+            "events",
+            "--since",
+            &since,
+            "--filter",
+            "event=start",
+            "--format",
+            "{{.Actor.Attributes.name}}",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = ev.stdout.take().unwrap();
+    s.ok(&["run", "--rm", "--name", "ev1", "busybox", "true"]);
+    let mut line = Vec::new();
+    while !line.ends_with(b"\n") {
+        let mut b = [0u8; 1];
+        assert_eq!(stdout.read(&mut b).unwrap(), 1, "the events stream ended");
+        line.push(b[0]);
+    }
+    // And the stream stays open for what comes next.
+    s.ok(&["run", "--rm", "--name", "ev2", "busybox", "true"]);
+    let mut more = Vec::new();
+    while !more.ends_with(b"\n") {
+        let mut b = [0u8; 1];
+        assert_eq!(stdout.read(&mut b).unwrap(), 1, "the events stream ended");
+        more.push(b[0]);
+    }
+    assert_eq!(text(&more), "ev2\n");
+    assert_eq!(text(&line), "ev1\n");
+    let _ = ev.kill();
+    let _ = ev.wait();
+}
