@@ -616,6 +616,23 @@ fn docker_cli_lifecycle_verbs_top_diff_commit_export_and_prune() {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     assert_eq!(text(&out.stdout), "through stdin\nend\n");
+    // docker run -it on a pty: a terminal in the container, its exit code.
+    let cmd = format!(
+        "DOCKER_HOST={} DOCKER_CONFIG={} {DOCKER} run -it --rm busybox sh -c 'tty; exit 2'",
+        s.host(),
+        s.config.path().display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("/dev/pts/"),
+        "{}",
+        text(&out.stdout)
+    );
     // wait with a condition; prune removes the stopped, not the running.
     s.ok(&["create", "--name", "later", "busybox", "sh", "-c", "exit 7"]);
     // next-exit on a created container waits for the run that follows
