@@ -37,6 +37,7 @@ pub mod options;
 mod pause;
 pub mod proc;
 pub mod prune_filter;
+pub mod ps;
 mod reconcile;
 pub mod record;
 mod remove;

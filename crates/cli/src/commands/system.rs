@@ -36,6 +36,25 @@ pub enum SystemCommand {
     Reset(ResetArgs),
     /// Container, image, network and volume events (same as `hako events`).
     Events(super::events::EventsArgs),
+    /// Serve the Docker Engine API on a unix socket, so the docker CLI,
+    /// docker-compose and docker-py work with hako (podman's `system service`).
+    #[command(
+        after_help = "Examples:\n  hako system service --time 0 &\n  DOCKER_HOST=unix:///run/hako/docker.sock docker ps"
+    )]
+    Service(ServiceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
+    /// The unix socket to serve on (mode 0660, group hako if it exists).
+    #[arg(long, value_name = "PATH", default_value = hako_dockerapi::server::DEFAULT_SOCKET)]
+    pub socket: std::path::PathBuf,
+    /// Serve over TCP with TLS (not supported yet).
+    #[arg(long, value_name = "ADDR")]
+    pub tcp: Option<String>,
+    /// Stop after this many seconds without a connection; 0: run until stopped.
+    #[arg(short = 't', long, value_name = "SECONDS", default_value_t = 5)]
+    pub time: u64,
 }
 
 #[derive(Debug, Args)]
@@ -82,6 +101,9 @@ pub fn run(g: &Global, cmd: SystemCommand) -> Result<()> {
     if let SystemCommand::Events(a) = cmd {
         return super::events::run(g, a);
     }
+    if let SystemCommand::Service(a) = cmd {
+        return service(g, a);
+    }
     let engine = Engine::open(&g.root)?;
     let mut images = ImageStore::open(&g.root)
         .with_context(|| format!("opening the image store in {}", g.root.display()))?;
@@ -90,7 +112,9 @@ pub fn run(g: &Global, cmd: SystemCommand) -> Result<()> {
         SystemCommand::Info(a) => info(g, &engine, &images, a),
         SystemCommand::Prune(a) => prune(&engine, &mut images, a),
         SystemCommand::Reset(a) => reset(&engine, images, a),
-        SystemCommand::Events(_) => unreachable!("handled before opening the stores"),
+        SystemCommand::Events(_) | SystemCommand::Service(_) => {
+            unreachable!("handled before opening the stores")
+        }
         SystemCommand::Boot => {
             let programs = super::container::programs(g)?;
             let mut failed = 0;
@@ -109,6 +133,24 @@ pub fn run(g: &Global, cmd: SystemCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `system service`: the Docker Engine API (crates/dockerapi) over this root.
+fn service(g: &Global, a: ServiceArgs) -> Result<()> {
+    if let Some(addr) = a.tcp {
+        anyhow::bail!(
+            "system service --tcp {addr:?}: serving over TCP is not supported yet; use --socket"
+        );
+    }
+    let opts = hako_dockerapi::Options {
+        root: g.root.clone(),
+        programs: super::container::programs(g)?,
+        socket: std::path::absolute(&a.socket)
+            .with_context(|| format!("making the socket path {} absolute", a.socket.display()))?,
+        idle: (a.time > 0).then(|| std::time::Duration::from_secs(a.time)),
+    };
+    hako_dockerapi::run(opts)?;
+    Ok(())
 }
 
 fn size(n: u64) -> String {

@@ -1,0 +1,306 @@
+//! The listener and the router: a unix socket (mode 0660, group `hako` if
+//! it exists), HTTP/1.1 with connection upgrades (attach and exec hijack
+//! the connection), docker's `/v1.NN/` path prefixes checked against the
+//! supported range and stripped before routing, and the headers docker
+//! clients read on every answer (`Api-Version`, `Server`, `Docker-Experimental`).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderValue, Request, Response, StatusCode, Uri};
+use axum::response::IntoResponse;
+use axum::Router;
+use hako_engine::{Engine, Programs};
+use hako_image::ImageStore;
+use hyper_util::rt::TokioIo;
+use tokio::net::UnixListener;
+use tower::ServiceExt;
+
+use crate::error::{ApiError, ApiResult, SetupError};
+
+/// The API version served (docker 27's; docker CLI 28 negotiates down to it).
+pub const API_VERSION: &str = "1.47";
+/// The oldest API version a client may ask for (docker's minimum).
+pub const MIN_API_VERSION: &str = "1.24";
+/// The default socket.
+pub const DEFAULT_SOCKET: &str = "/run/hako/docker.sock";
+
+/// What `hako system service` was asked for.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The engine and image root (`--root`).
+    pub root: PathBuf,
+    /// The programs containers need (monitor, cleanup and DNS commands).
+    pub programs: Programs,
+    /// The unix socket to serve on.
+    pub socket: PathBuf,
+    /// Stop after this long without a connection; None: run until stopped.
+    pub idle: Option<Duration>,
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct State(pub Arc<Inner>);
+
+pub struct Inner {
+    pub root: PathBuf,
+    pub programs: Programs,
+    /// Connections open now (for the idle timeout).
+    pub connections: AtomicUsize,
+}
+
+impl std::ops::Deref for State {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl State {
+    pub fn new(root: PathBuf, programs: Programs) -> State {
+        State(Arc::new(Inner {
+            root,
+            programs,
+            connections: AtomicUsize::new(0),
+        }))
+    }
+
+    /// Open the engine of the root. The engine and the image store are
+    /// SQLite-backed and blocking: handlers reach them through
+    /// [`State::blocking`], one open per request (they are cheap to open
+    /// and every hako command shares them through their file locks).
+    pub fn engine(&self) -> ApiResult<Engine> {
+        Ok(Engine::open(&self.root)?)
+    }
+
+    pub fn images(&self) -> ApiResult<ImageStore> {
+        Ok(ImageStore::open(&self.root)?)
+    }
+
+    /// Run `f` with the engine on the blocking pool.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&State, &Engine) -> ApiResult<T> + Send + 'static,
+    ) -> ApiResult<T> {
+        let s = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let engine = s.engine()?;
+            f(&s, &engine)
+        })
+        .await?
+    }
+}
+
+/// Every route of the API, unprefixed (see [`route_version`]).
+pub fn router(state: State) -> Router {
+    Router::new()
+        .merge(crate::system::routes())
+        .merge(crate::containers::routes())
+        .merge(crate::exec::routes())
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::not_found(format!(
+        "page not found: {}",
+        crate::error::printable(uri.path())
+    ))
+}
+
+/// The API version a request asked for, from its `/vMAJOR.MINOR` prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ApiVersion(pub u32, pub u32);
+
+impl ApiVersion {
+    pub fn parse(s: &str) -> Option<ApiVersion> {
+        let (a, b) = s.split_once('.')?;
+        Some(ApiVersion(a.parse().ok()?, b.parse().ok()?))
+    }
+}
+
+/// Strip a `/v1.NN` prefix from the request's path, refusing versions out of
+/// range as docker does (400, naming the versions). The version goes into the
+/// request's extensions; unprefixed paths are the newest version.
+pub fn route_version(req: &mut Request<Body>) -> ApiResult<()> {
+    let path = req.uri().path();
+    let Some(rest) = path.strip_prefix("/v") else {
+        req.extensions_mut()
+            .insert(ApiVersion::parse(API_VERSION).expect("valid"));
+        return Ok(());
+    };
+    let (ver, tail) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let Some(v) = ApiVersion::parse(ver) else {
+        // Not a version prefix (a path starting with /v...): route as is.
+        return Ok(());
+    };
+    let min = ApiVersion::parse(MIN_API_VERSION).expect("valid");
+    let max = ApiVersion::parse(API_VERSION).expect("valid");
+    if v < min {
+        return Err(ApiError::bad_request(format!(
+            "client version {ver} is too old. Minimum supported API version is {MIN_API_VERSION}, please upgrade your client to a newer version"
+        )));
+    }
+    if v > max {
+        return Err(ApiError::bad_request(format!(
+            "client version {ver} is too new. Maximum supported API version is {API_VERSION}"
+        )));
+    }
+    let pq = match req.uri().query() {
+        Some(q) => format!("{tail}?{q}"),
+        None => tail.to_string(),
+    };
+    let mut parts = req.uri().clone().into_parts();
+    parts.path_and_query = Some(
+        pq.parse()
+            .map_err(|_| ApiError::bad_request("the request's path is not valid"))?,
+    );
+    *req.uri_mut() = Uri::from_parts(parts)
+        .map_err(|_| ApiError::bad_request("the request's path is not valid"))?;
+    req.extensions_mut().insert(v);
+    Ok(())
+}
+
+/// The headers docker's daemon puts on every answer.
+fn add_headers(resp: &mut Response<Body>) {
+    let h = resp.headers_mut();
+    h.insert("Api-Version", HeaderValue::from_static(API_VERSION));
+    h.insert(
+        "Server",
+        HeaderValue::from_static(concat!("hako/", env!("CARGO_PKG_VERSION"), " (linux)")),
+    );
+    h.insert("Docker-Experimental", HeaderValue::from_static("false"));
+    h.insert("Ostype", HeaderValue::from_static("linux"));
+}
+
+/// Answer one request: version routing, the router, the headers.
+pub async fn handle(app: Router, req: Request<hyper::body::Incoming>) -> Response<Body> {
+    let mut req = req.map(Body::new);
+    let mut resp = match route_version(&mut req) {
+        Ok(()) => match app.oneshot(req).await {
+            Ok(r) => r,
+            Err(e) => match e {},
+        },
+        Err(e) => e.into_response(),
+    };
+    add_headers(&mut resp);
+    resp
+}
+
+/// Bind the socket: a stale socket (nobody answering) is replaced, a live
+/// one is an error; mode 0660 and group `hako` when that group exists.
+pub fn bind(socket: &Path) -> Result<UnixListener, SetupError> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            SetupError(format!(
+                "creating the socket's directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+    }
+    if let Ok(m) = std::fs::symlink_metadata(socket) {
+        if !m.file_type().is_socket() {
+            return Err(SetupError(format!(
+                "serving on {}: it exists and is not a socket",
+                socket.display()
+            )));
+        }
+        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            return Err(SetupError(format!(
+                "serving on {}: another service is listening there",
+                socket.display()
+            )));
+        }
+        std::fs::remove_file(socket).map_err(|e| {
+            SetupError(format!(
+                "removing the stale socket {}: {e}",
+                socket.display()
+            ))
+        })?;
+    }
+    let l = UnixListener::bind(socket)
+        .map_err(|e| SetupError(format!("listening on {}: {e}", socket.display())))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660))
+        .map_err(|e| SetupError(format!("setting the mode of {}: {e}", socket.display())))?;
+    if let Ok(Some(g)) = nix::unistd::Group::from_name("hako") {
+        nix::unistd::chown(socket, None, Some(g.gid))
+            .map_err(|e| SetupError(format!("giving {} to group hako: {e}", socket.display())))?;
+    }
+    Ok(l)
+}
+
+/// Serve until SIGINT/SIGTERM or, with `idle`, until no connection has
+/// been open for that long. The socket is removed on the way out.
+pub async fn serve(opts: Options) -> Result<(), SetupError> {
+    let listener = bind(&opts.socket)?;
+    let state = State::new(opts.root.clone(), opts.programs.clone());
+    let app = router(state.clone());
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| SetupError(format!("watching for SIGTERM: {e}")))?;
+    let result = loop {
+        let idle = async {
+            match opts.idle {
+                Some(d) => loop {
+                    tokio::time::sleep(d).await;
+                    if state.connections.load(Ordering::SeqCst) == 0 {
+                        break;
+                    }
+                },
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!("accepting a connection on {}: {e}", opts.socket.display());
+                        continue;
+                    }
+                };
+                let app = app.clone();
+                let state = state.clone();
+                state.connections.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| {
+                        let app = app.clone();
+                        async move { Ok::<_, std::convert::Infallible>(handle(app, req).await) }
+                    });
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .with_upgrades();
+                    if let Err(e) = conn.await {
+                        tracing::debug!("connection ended: {e}");
+                    }
+                    state.connections.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+            _ = idle => break Ok(()),
+            _ = tokio::signal::ctrl_c() => break Ok(()),
+            _ = term.recv() => break Ok(()),
+        }
+    };
+    let _ = std::fs::remove_file(&opts.socket);
+    result
+}
+
+/// A status-only answer with an empty body (204, 201 without content...).
+pub fn status(code: StatusCode) -> Response<Body> {
+    code.into_response()
+}
+
+/// [`serve`] on a runtime of its own, for callers without one (the CLI).
+pub fn run(opts: Options) -> Result<(), SetupError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| SetupError(format!("starting the service's runtime: {e}")))?;
+    rt.block_on(serve(opts))
+}
