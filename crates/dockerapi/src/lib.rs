@@ -10,13 +10,18 @@
 //! [`system`] (ping, version, info, events, df), [`containers`], [`exec`].
 //! Errors are docker's `{"message": ...}` bodies ([`error`]).
 
+pub mod build;
 pub mod containers;
 pub mod error;
 pub mod exec;
+pub mod images;
+pub mod jsonmsg;
+pub mod networks;
 pub mod params;
 pub mod server;
 pub mod stream;
 pub mod system;
+pub mod volumes;
 
 pub use error::ApiError;
 pub use server::{run, serve, Options, State};
