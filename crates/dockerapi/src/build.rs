@@ -23,10 +23,10 @@ use serde_json::{json, Value};
 
 use crate::error::{printable, ApiError, ApiResult};
 use crate::images::{event, multi, registry_options};
-use crate::jsonmsg::BodyReader;
 use crate::jsonmsg::{self, short_id, Lines};
 use crate::params::Params;
 use crate::server::State;
+use crate::stream::BodyReader;
 
 pub fn routes() -> Router<State> {
     Router::new()

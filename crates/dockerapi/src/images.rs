@@ -28,10 +28,9 @@ use serde_json::{json, Value};
 
 use crate::error::{printable, ApiError, ApiResult};
 use crate::jsonmsg::{self, LayerProgress};
-use crate::jsonmsg::{BodyReader, BodyWriter};
 use crate::params::Params;
 use crate::server::State;
-use crate::stream;
+use crate::stream::{self, BodyReader, BodyWriter};
 
 pub fn routes() -> Router<State> {
     Router::new()

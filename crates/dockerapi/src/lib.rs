@@ -10,10 +10,13 @@
 //! [`system`] (ping, version, info, events, df), [`containers`], [`exec`].
 //! Errors are docker's `{"message": ...}` bodies ([`error`]).
 
+pub mod attach;
 pub mod build;
 pub mod containers;
+pub mod create;
 pub mod error;
 pub mod exec;
+pub mod hijack;
 pub mod images;
 pub mod jsonmsg;
 pub mod networks;

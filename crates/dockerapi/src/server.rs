@@ -4,9 +4,10 @@
 //! supported range and stripped before routing, and the headers docker
 //! clients read on every answer (`Api-Version`, `Server`, `Docker-Experimental`).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -50,6 +51,10 @@ pub struct Inner {
     pub programs: Programs,
     /// Connections open now (for the idle timeout).
     pub connections: AtomicUsize,
+    /// Clients attached to containers not started yet, by container id.
+    pub pending: Mutex<HashMap<String, Vec<crate::attach::PendingAttach>>>,
+    /// Exec instances, by exec id.
+    pub execs: Mutex<HashMap<String, Arc<Mutex<crate::exec::ExecInstance>>>>,
 }
 
 impl std::ops::Deref for State {
@@ -65,7 +70,38 @@ impl State {
             root,
             programs,
             connections: AtomicUsize::new(0),
+            pending: Mutex::new(HashMap::new()),
+            execs: Mutex::new(HashMap::new()),
         }))
+    }
+
+    /// Register a client waiting for container `id` to start.
+    pub fn pending_attach(&self, id: &str, p: crate::attach::PendingAttach) {
+        let mut m = self.pending.lock().expect("pending lock");
+        m.entry(id.to_string()).or_default().push(p);
+    }
+
+    /// The client (the first still waiting) a start of `id` hands over to.
+    pub fn take_pending_attach(&self, id: &str) -> Option<crate::attach::PendingAttach> {
+        let mut m = self.pending.lock().expect("pending lock");
+        let list = m.get_mut(id)?;
+        list.retain(|p| !p.tx.is_closed());
+        let p = (!list.is_empty()).then(|| list.remove(0));
+        if list.is_empty() {
+            m.remove(id);
+        }
+        p
+    }
+
+    /// Drop the waiters of `id` whose clients left.
+    pub fn forget_pending(&self, id: &str) {
+        let mut m = self.pending.lock().expect("pending lock");
+        if let Some(list) = m.get_mut(id) {
+            list.retain(|p| !p.tx.is_closed());
+            if list.is_empty() {
+                m.remove(id);
+            }
+        }
     }
 
     /// Open the engine of the root. The engine and the image store are

@@ -49,3 +49,69 @@ pub fn channel() -> (Sender, Body) {
     let (tx, rx) = mpsc::channel(16);
     (Sender(tx), Body::from_stream(ReceiverStream::new(rx)))
 }
+
+/// A request body read from a blocking thread (docker cp's tar, a build
+/// context): chunks are passed from an async task through a channel, so
+/// nothing is held in memory beyond a few chunks.
+pub struct BodyReader {
+    rx: mpsc::Receiver<Result<Bytes, std::io::Error>>,
+    cur: Bytes,
+}
+
+impl BodyReader {
+    /// Start pumping `body`; must be called within a tokio runtime.
+    pub fn new(body: Body) -> BodyReader {
+        use futures_util::StreamExt;
+        let (tx, rx) = mpsc::channel(8);
+        tokio::spawn(async move {
+            let mut s = body.into_data_stream();
+            while let Some(chunk) = s.next().await {
+                let item = chunk.map_err(std::io::Error::other);
+                let failed = item.is_err();
+                if tx.send(item).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        BodyReader {
+            rx,
+            cur: Bytes::new(),
+        }
+    }
+}
+
+impl std::io::Read for BodyReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rx.blocking_recv() {
+                None => return Ok(0),
+                Some(Ok(b)) => self.cur = b,
+                Some(Err(e)) => return Err(e),
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        let _ = self.cur.split_to(n);
+        Ok(n)
+    }
+}
+
+/// A writer for a blocking producer whose output is a streamed body.
+pub struct BodyWriter(pub Sender);
+
+impl std::io::Write for BodyWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.send(Bytes::copy_from_slice(buf)) {
+            Ok(buf.len())
+        } else {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "the client went away",
+            ))
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

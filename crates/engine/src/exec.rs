@@ -93,6 +93,40 @@ impl ExecTty {
     }
 }
 
+/// A process running with pipes for its stdio (see [`Engine::exec_piped`]).
+pub struct ExecPiped {
+    /// The runtime's `exec` (the process's stdio are its pipes).
+    pub child: Child,
+    file: PathBuf,
+    events: crate::events::EventLog,
+    container: crate::Container,
+    exec_id: String,
+}
+
+impl ExecPiped {
+    /// Wait for the process; its exit code.
+    pub fn wait(mut self) -> Result<i32> {
+        let status = self.child.wait();
+        let _ = std::fs::remove_file(&self.file);
+        let status = status.map_err(|e| {
+            Error::io(
+                format!("waiting for an exec in container {}", self.container.name),
+                e,
+            )
+        })?;
+        let code = exit_code(status);
+        self.events.emit(&crate::engine::container_event(
+            &self.container,
+            "exec_die",
+            &[
+                ("execID", self.exec_id.clone()),
+                ("exitCode", code.to_string()),
+            ],
+        ));
+        Ok(code)
+    }
+}
+
 fn exit_code(status: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
     status
@@ -123,6 +157,33 @@ impl Engine {
             self.exec_event_die(&c, &exec_id, res.as_ref().ok().copied());
         }
         res
+    }
+
+    /// Run a process in a running container with its stdio as pipes
+    /// (stdin only with `interactive`), for a server relaying them; the
+    /// caller waits for it with [`ExecPiped::wait`].
+    pub fn exec_piped(&self, what: &str, o: &ExecOptions) -> Result<ExecPiped> {
+        if o.tty {
+            return Err(Error::Invalid(
+                "exec with a terminal goes through exec_tty".into(),
+            ));
+        }
+        let (c, file) = self.exec_process(what, o)?;
+        let child = match self.runtime_of(&c).exec_spawn(&c.id, &file, o.interactive) {
+            Ok(child) => child,
+            Err(e) => {
+                let _ = std::fs::remove_file(&file);
+                return Err(e);
+            }
+        };
+        let exec_id = self.exec_events_start(&c, o);
+        Ok(ExecPiped {
+            child,
+            file,
+            events: self.events(),
+            container: c,
+            exec_id,
+        })
     }
 
     /// docker's exec_create and exec_start events ("exec_start: sh -c ls");
@@ -287,7 +348,12 @@ impl Engine {
                 ));
             }
         }
-        let file = dir.join(format!("exec-{}.json", std::process::id()));
+        // Unique per exec: a server (the Engine API) runs several at once.
+        let file = dir.join(format!(
+            "exec-{}-{}.json",
+            std::process::id(),
+            crate::names::new_id().get(..12).unwrap_or_default()
+        ));
         write_replace(
             &file,
             &serde_json::to_vec(&process).expect("process serialises"),

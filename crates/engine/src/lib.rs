@@ -61,7 +61,7 @@ pub use attachment::{Attachment, DetachMatcher, Event};
 pub use boot::Booted;
 pub use engine::{Engine, Programs, DEFAULT_ROOT, DEFAULT_RUN_ROOT};
 pub use error::{Error, Result};
-pub use exec::{ExecOptions, ExecTty};
+pub use exec::{ExecOptions, ExecPiped, ExecTty};
 pub use network::{Network, NetworkCreate};
 pub use options::CreateOptions;
 pub use reconcile::UNKNOWN_EXIT;

@@ -195,6 +195,28 @@ impl Runtime {
         }))
     }
 
+    /// `exec --process FILE ID` spawned with piped stdout and stderr (and
+    /// stdin when `stdin`, else /dev/null): a server relays them.
+    pub fn exec_spawn(
+        &self,
+        id: &str,
+        process_json: &Path,
+        stdin: bool,
+    ) -> Result<std::process::Child> {
+        let mut cmd = self.command();
+        cmd.arg("exec").arg("--process").arg(process_json).arg(id);
+        cmd.stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        cmd.spawn().map_err(|e| {
+            Error::io(
+                format!("running {} exec in container {id}", self.path.display()),
+                e,
+            )
+        })
+    }
+
     /// `exec --detach`: start the process and return; its output is dropped
     /// (nobody is attached to it). The process inherits the runtime's stdio,
     /// so the runtime's errors go to a file, not a pipe the process would
