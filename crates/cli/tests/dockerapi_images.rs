@@ -247,10 +247,8 @@ fn pull_and_push_with_and_without_auth() {
     let dest = format!("{}/team/busybox:2", locked.host());
     svc.ok(&["tag", &format!("{}/tools/busybox:1", open.host()), &dest]);
     let e = svc.fails(&["push", &dest]);
-    assert!(
-        e.to_lowercase().contains("unauthorized") || e.contains("401"),
-        "{e}"
-    );
+    assert!(e.contains("authentication required"), "{e}");
+    one_line(&e);
     let e = svc.fails(&["login", "-u", "alice", "-p", "wrong", &locked.host()]);
     one_line(e.lines().last().unwrap_or(""));
     svc.ok(&["login", "-u", "alice", "-p", "s3cret", &locked.host()]);

@@ -121,7 +121,8 @@ pub fn registry_options(headers: &HeaderMap) -> ApiResult<ClientOptions> {
 }
 
 /// The status of a failed registry operation: docker's 404 for an image or
-/// repository the registry does not have, 401 for refused credentials.
+/// repository the registry does not have and for refused credentials (as
+/// docker's "pull access denied"; a 401 makes the docker CLI prompt for a login).
 fn registry_error(what: &str, e: hako_image::Error) -> ApiError {
     let text = e.to_string();
     let lower = text.to_ascii_lowercase();
@@ -131,7 +132,7 @@ fn registry_error(what: &str, e: hako_image::Error) -> ApiError {
         || lower.contains("authentication required")
         || lower.contains("401")
     {
-        StatusCode::UNAUTHORIZED
+        StatusCode::NOT_FOUND
     } else if lower.contains("not found")
         || lower.contains("unknown")
         || lower.contains("404")
@@ -649,14 +650,13 @@ async fn push(s: State, name: String, q: &Params, headers: &HeaderMap) -> ApiRes
         let client = hako_distribution::client::Client::new(repo.domain(), registry.clone())
             .map_err(|e| ApiError::internal(format!("pushing {}: {e}", repo.familiar())))?;
         for t in &targets {
-            let progress = LayerProgress::new(
-                lines,
-                Some(format!(
-                    "The push refers to repository [{}]",
-                    t.repository()
-                )),
-                "Pushed",
-            );
+            // Sent first, as docker: a refused push is then an error line
+            // in the stream (a 401 would make the docker CLI ask for a login).
+            lines.status(&format!(
+                "The push refers to repository [{}]",
+                t.repository()
+            ));
+            let progress = LayerProgress::new(lines, None, "Pushed");
             let report = match hako_image::push::push(&store, &client, &t.to_string(), t, &progress)
             {
                 Ok(r) => r,
