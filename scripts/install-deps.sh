@@ -8,6 +8,7 @@ PKGS=(
   python3 time linux-perf tini procps git bzip2 xz-utils qemu-user-static
   bash-completion zsh fish man-db
   etcd-server python3-kubernetes
+  docker-compose python3-docker
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -128,14 +128,16 @@ fn registry_error(what: &str, e: hako_image::Error) -> ApiError {
     let lower = text.to_ascii_lowercase();
     let status = if matches!(e, hako_image::Error::InvalidReference { .. }) {
         StatusCode::BAD_REQUEST
-    } else if lower.contains("unauthorized")
-        || lower.contains("authentication required")
-        || lower.contains("401")
-    {
-        StatusCode::NOT_FOUND
-    } else if lower.contains("not found")
-        || lower.contains("unknown")
-        || lower.contains("404")
+    } else if [
+        "unauthorized",
+        "authentication required",
+        "401",
+        "not found",
+        "unknown",
+        "404",
+    ]
+    .iter()
+    .any(|w| lower.contains(w))
         || matches!(e, hako_image::Error::NotFound { .. })
     {
         StatusCode::NOT_FOUND

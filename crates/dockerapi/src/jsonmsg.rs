@@ -106,6 +106,9 @@ pub fn short_id(id: &str) -> String {
     hex.chars().take(12).collect()
 }
 
+/// A layer in progress: what is being done, bytes so far, total, last sent.
+type LayerState = (String, u64, Option<u64>, Instant);
+
 /// Image progress (pull, push) as docker's per-layer messages:
 /// `{"status":"Downloading","progressDetail":{"current":..,"total":..},"id":..}`.
 /// Byte counts are sent at most every 100ms per layer.
@@ -114,7 +117,7 @@ pub struct LayerProgress<'a> {
     /// Sent once before the first layer event (docker's "Pulling from ...").
     header: Mutex<Option<String>>,
     /// Per item: what is being done, bytes so far, total, last sent.
-    items: Mutex<HashMap<String, (String, u64, Option<u64>, Instant)>>,
+    items: Mutex<HashMap<String, LayerState>>,
     /// docker's words for a finished item ("Pull complete", "Pushed").
     done_word: &'static str,
 }
