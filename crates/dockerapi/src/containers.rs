@@ -44,6 +44,8 @@ pub fn routes() -> Router<State> {
         .route("/containers/{id}/export", get(export))
         .route("/containers/{id}/resize", post(resize))
         .route("/containers/{id}/attach", post(crate::attach::attach))
+        .route("/containers/{id}/changes", get(changes))
+        .route("/commit", post(commit))
 }
 
 /// A JSON body, with docker's 400 for what does not parse.
@@ -929,4 +931,83 @@ pub fn wants_upgrade(h: &HeaderMap) -> bool {
     h.get(header::UPGRADE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("tcp"))
+}
+
+/// `GET /containers/{id}/changes`: docker's kinds (0 changed, 1 added, 2 deleted).
+async fn changes(St(s): St<State>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    s.blocking(move |s, engine| {
+        let c = find(engine, &id)?;
+        let images = s.images()?;
+        let list = hako_build::commit::diff(engine, &images, &c.id).map_err(|e| {
+            ApiError::internal(format!("listing the changes of container {}: {e}", c.name))
+        })?;
+        Ok(Json(Value::Array(
+            list.iter()
+                .map(|ch| {
+                    let kind = match ch.kind {
+                        'A' => 1,
+                        'D' => 2,
+                        _ => 0,
+                    };
+                    json!({"Path": ch.path, "Kind": kind})
+                })
+                .collect(),
+        )))
+    })
+    .await
+}
+
+/// `POST /commit?container=&repo=&tag=&comment=&author=&changes=&pause=`.
+async fn commit(St(s): St<State>, q: Params) -> ApiResult<Response> {
+    let what = q
+        .str("container")
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| ApiError::bad_request("committing needs a container"))?
+        .to_string();
+    let names = match q.str("repo").filter(|r| !r.is_empty()) {
+        Some(repo) => {
+            let full = match q.str("tag").filter(|t| !t.is_empty()) {
+                Some(t) => format!("{repo}:{t}"),
+                None => repo.to_string(),
+            };
+            vec![hako_image::Reference::parse(&full)?]
+        }
+        None => Vec::new(),
+    };
+    let o = hako_build::commit::CommitOptions {
+        names,
+        author: q
+            .str("author")
+            .filter(|a| !a.is_empty())
+            .map(str::to_string),
+        message: q
+            .str("comment")
+            .filter(|a| !a.is_empty())
+            .map(str::to_string),
+        changes: q
+            .0
+            .get("changes")
+            .filter(|c| !c.is_empty())
+            .map(|c| c.lines().map(str::to_string).collect())
+            .unwrap_or_default(),
+        // docker pauses by default.
+        pause: q.str("pause").is_none() || q.bool("pause"),
+    };
+    s.blocking(move |s, engine| {
+        let c = find(engine, &what)?;
+        let mut images = s.images()?;
+        let rec =
+            hako_build::commit::commit(engine, &mut images, &c.id, &o, &hako_image::NoProgress)
+                .map_err(|e| ApiError::internal(format!("committing container {}: {e}", c.name)))?;
+        let id = rec.id.to_string();
+        for n in &rec.names {
+            engine.events().emit(
+                &hako_engine::events::Event::new("image", "tag", &id).attr("name", n.familiar()),
+            );
+        }
+        let comment = o.message.clone().unwrap_or_default();
+        engine.container_event(&c, "commit", &[("comment", comment)]);
+        Ok((StatusCode::CREATED, Json(json!({"Id": id}))).into_response())
+    })
+    .await
 }

@@ -94,5 +94,18 @@ pub async fn relay(
         on_gone();
     } else {
         let _ = wr.shutdown().await;
+        // Closing with the client's bytes unread would reset the
+        // connection (the client reports "connection reset" instead of the
+        // end): read until it closes its side, which it does on our EOF.
+        if reading {
+            let drain = async {
+                while let Ok(n) = rd.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), drain).await;
+        }
     }
 }

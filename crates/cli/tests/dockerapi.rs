@@ -1,0 +1,747 @@
+//! The Docker Engine API (issue 19, part 1): `hako system service` on a temp
+//! root and socket, driven by the real docker CLI 28 and docker-py — the
+//! system endpoints, containers, exec, attach, docker cp — and by raw HTTP
+//! for bad input (malformed bodies, unknown containers, a client hanging up
+//! in the middle of an attach).
+
+mod common;
+mod engine_common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use engine_common::Root;
+
+const DOCKER: &str = "/usr/local/bin/docker";
+
+/// A running `hako system service` on the root's own socket; stopped on drop.
+struct Service {
+    child: Child,
+    sock: PathBuf,
+    /// DOCKER_CONFIG: the docker CLI's own state, out of the user's.
+    config: tempfile::TempDir,
+}
+
+impl Service {
+    fn start(r: &Root) -> Service {
+        let sock = r.dir().join("docker.sock");
+        let child = Command::new(env!("CARGO_BIN_EXE_hako"))
+            .arg("--root")
+            .arg(r.root())
+            .args(["system", "service", "--time", "0", "--socket"])
+            .arg(&sock)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let s = Service {
+            child,
+            sock,
+            config: tempfile::tempdir().unwrap(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while UnixStream::connect(&s.sock).is_err() {
+            assert!(Instant::now() < deadline, "the service never listened");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        s
+    }
+
+    fn host(&self) -> String {
+        format!("unix://{}", self.sock.display())
+    }
+
+    fn docker_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(DOCKER);
+        c.env("DOCKER_HOST", self.host())
+            .env("DOCKER_CONFIG", self.config.path())
+            .args(args);
+        c
+    }
+
+    fn docker(&self, args: &[&str]) -> Output {
+        self.docker_cmd(args).stdin(Stdio::null()).output().unwrap()
+    }
+
+    /// Run docker, require success, return stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.docker(args);
+        assert!(
+            out.status.success(),
+            "docker {args:?} failed ({}): {}{}",
+            out.status,
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    /// One raw HTTP/1.1 request; (status, headers, body) read to the end.
+    fn http(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String, String) {
+        let mut s = UnixStream::connect(&self.sock).unwrap();
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: d\r\nConnection: close\r\n");
+        if let Some(b) = body {
+            req.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                b.len()
+            ));
+        }
+        req.push_str("\r\n");
+        req.push_str(body.unwrap_or(""));
+        s.write_all(req.as_bytes()).unwrap();
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp).unwrap();
+        let resp = text(&resp);
+        let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        (status, head.to_string(), body.to_string())
+    }
+
+    fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .unwrap()
+            .count()
+    }
+
+    fn threads(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/task", self.child.id()))
+            .unwrap()
+            .count()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Poll `f` until it holds (every 100 ms, for at most 30 s).
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn http_get(port: u16) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+#[test]
+fn docker_cli_version_info_ping_and_api_versions() {
+    let r = Root::new();
+    let s = Service::start(&r);
+    let v = s.ok(&[
+        "version",
+        "--format",
+        "{{.Server.APIVersion}} {{.Server.Os}}",
+    ]);
+    assert_eq!(v.trim(), "1.47 linux");
+    let info = s.ok(&["info", "--format", "{{.Images}} {{.OSType}} {{.Driver}}"]);
+    assert_eq!(info.trim(), "1 linux overlay");
+    // HEAD and GET /_ping, prefixed and not; the headers docker clients read.
+    let (st, head, body) = s.http("GET", "/_ping", None);
+    assert_eq!((st, body.as_str()), (200, "OK"));
+    assert!(
+        head.to_ascii_lowercase().contains("api-version: 1.47"),
+        "{head}"
+    );
+    let (st, _, body) = s.http("HEAD", "/v1.41/_ping", None);
+    assert_eq!((st, body.as_str()), (200, ""));
+    // Out of range: docker's 400 naming the versions.
+    let (st, _, body) = s.http("GET", "/v1.99/version", None);
+    assert_eq!(st, 400);
+    assert!(body.contains("client version 1.99 is too new"), "{body}");
+    let (st, _, body) = s.http("GET", "/v1.12/version", None);
+    assert_eq!(st, 400);
+    assert!(
+        body.contains("Minimum supported API version is 1.24"),
+        "{body}"
+    );
+    let df = s.ok(&["system", "df", "--format", "{{.Type}} {{.TotalCount}}"]);
+    assert!(df.contains("Images 1"), "{df}");
+}
+
+#[test]
+fn docker_cli_runs_publishes_logs_execs_copies_and_stops() {
+    let r = Root::new();
+    let s = Service::start(&r);
+    let port = free_port();
+    let publish = format!("{port}:80");
+    let id = s.ok(&[
+        "run", "-d", "--name", "web", "-p", &publish, "-l", "tier=front", "-e", "GREETING=hello-api",
+        "busybox", "sh", "-c",
+        "mkdir -p /tmp/www && echo $GREETING > /tmp/www/index.html && echo started && exec httpd -f -p 80 -h /tmp/www",
+    ]);
+    let id = id.trim().to_string();
+    assert_eq!(id.len(), 64, "{id}");
+    let mut page = String::new();
+    eventually("the published port answers", || {
+        page = std::net::TcpStream::connect(("127.0.0.1", port))
+            .map(|_| http_get(port))
+            .unwrap_or_default();
+        page.contains("hello-api")
+    });
+    // inspect in docker's shape, through Go templates.
+    let insp = s.ok(&[
+        "inspect", "-f",
+        "{{.State.Status}} {{.Config.Labels.tier}} {{(index (index .HostConfig.PortBindings \"80/tcp\") 0).HostPort}}",
+        "web",
+    ]);
+    assert_eq!(insp.trim(), format!("running front {port}"));
+    // ps with filters.
+    let names = |f: &str| s.ok(&["ps", "-a", "--filter", f, "--format", "{{.Names}}"]);
+    assert_eq!(names("label=tier=front").trim(), "web");
+    assert_eq!(names("name=^web$").trim(), "web");
+    assert_eq!(names("status=exited").trim(), "");
+    assert!(s
+        .ok(&["ps", "--format", "{{.Ports}}"])
+        .contains(&format!("{port}->80/tcp")));
+
+    // exec without a terminal: stdout and stderr apart, the exit code.
+    let out = s.docker(&["exec", "web", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(text(&out.stdout), "out\n");
+    assert_eq!(text(&out.stderr), "err\n");
+    // exec -i reads stdin.
+    let mut child = s
+        .docker_cmd(&["exec", "-i", "web", "sh", "-c", "read x; echo got-$x"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"line\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(text(&out.stdout), "got-line\n");
+    // exec -it on a pty (script gives docker a terminal).
+    let cmd = format!(
+        "DOCKER_HOST={} DOCKER_CONFIG={} {DOCKER} exec -it web sh -c 'tty; exit 4'",
+        s.host(),
+        s.config.path().display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("/dev/pts/"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // docker cp both ways.
+    let local = r.dir().join("to-ctr.txt");
+    std::fs::write(&local, "copied in\n").unwrap();
+    s.ok(&["cp", local.to_str().unwrap(), "web:/tmp/"]);
+    assert_eq!(
+        s.ok(&["exec", "web", "cat", "/tmp/to-ctr.txt"]),
+        "copied in\n"
+    );
+    let back = r.dir().join("back");
+    s.ok(&["cp", "web:/tmp/www", back.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(back.join("index.html")).unwrap(),
+        "hello-api\n"
+    );
+    let out = s.docker(&["cp", "web:/nonexistent", r.dir().to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("Could not find the file /nonexistent"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // stats --no-stream prints numbers.
+    let st = s.ok(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}} {{.CPUPerc}} {{.MemUsage}} {{.PIDs}}",
+        "web",
+    ]);
+    let f: Vec<&str> = st.split_whitespace().collect();
+    assert_eq!(f[0], "web", "{st}");
+    assert!(
+        f[1].ends_with('%') && f[1].trim_end_matches('%').parse::<f64>().is_ok(),
+        "{st}"
+    );
+    assert!(f[2].ends_with("iB") || f[2].ends_with('B'), "{st}");
+    assert!(f.last().unwrap().parse::<u32>().unwrap() >= 1, "{st}");
+
+    // logs -f follows until the container ends.
+    s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "talker",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo line$i; sleep 0.3; done; echo bye >&2",
+    ]);
+    let out = s.docker(&["logs", "-f", "talker"]);
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout), "line1\nline2\nline3\n");
+    assert_eq!(text(&out.stderr), "bye\n");
+    // The tail counts both streams' lines, as docker's.
+    let out = s.docker(&["logs", "--tail", "2", "talker"]);
+    assert_eq!(
+        (text(&out.stdout).as_str(), text(&out.stderr).as_str()),
+        ("line3\n", "bye\n")
+    );
+    assert_eq!(s.ok(&["wait", "talker"]).trim(), "0");
+
+    // A foreground run: output from the first byte, its exit code.
+    let out = s.docker(&[
+        "run",
+        "--name",
+        "fg",
+        "busybox",
+        "sh",
+        "-c",
+        "echo first; exit 5",
+    ]);
+    assert_eq!(out.status.code(), Some(5));
+    assert_eq!(text(&out.stdout), "first\n");
+    assert_eq!(names("exited=5").trim(), "fg");
+    let out = s.docker(&["run", "--rm", "busybox", "echo", "gone-after"]);
+    assert_eq!(text(&out.stdout), "gone-after\n");
+
+    // stop, kill, rm, and what docker answers for each state.
+    s.ok(&["stop", "-t", "1", "web"]);
+    assert_eq!(
+        s.ok(&["inspect", "-f", "{{.State.Running}}", "web"]).trim(),
+        "false"
+    );
+    let out = s.docker(&["kill", "web"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("is not running"),
+        "{}",
+        text(&out.stderr)
+    );
+    s.ok(&["start", "web"]);
+    s.ok(&["kill", "web"]);
+    assert_eq!(s.ok(&["wait", "web"]).trim(), "137");
+    s.ok(&["rm", "web", "talker", "fg"]);
+    let out = s.docker(&["inspect", "web"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("No such object: web")
+            || text(&out.stderr).contains("No such container: web"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // events: what happened, filtered.
+    let until = format!(
+        "{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 1
+    );
+    let ev = s.ok(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &until,
+        "--filter",
+        "container=talker",
+        "--format",
+        "{{.Action}}",
+    ]);
+    let actions: Vec<&str> = ev.lines().collect();
+    for a in ["create", "start", "die", "destroy"] {
+        assert!(actions.contains(&a), "{a} missing from {actions:?}");
+    }
+    assert!(!ev.contains("exec_"), "{ev}");
+}
+
+#[test]
+fn docker_py_runs_streams_logs_and_copies_archives() {
+    let probe = Command::new("python3")
+        .args(["-c", "import docker"])
+        .output()
+        .unwrap();
+    assert!(
+        probe.status.success(),
+        "python3-docker must be installed (scripts/install-deps.sh)"
+    );
+    let r = Root::new();
+    let s = Service::start(&r);
+    let script = r#"
+import io, sys, tarfile, docker
+c = docker.DockerClient(base_url=sys.argv[1], version="1.47")
+assert c.ping()
+ctr = c.containers.run("busybox", ["sh", "-c", "for i in 1 2 3; do echo py$i; sleep 0.2; done"], detach=True, name="py")
+lines = b"".join(ctr.logs(stream=True, follow=True)).decode()
+assert lines == "py1\npy2\npy3\n", repr(lines)
+assert ctr.wait()["StatusCode"] == 0
+ctr2 = c.containers.run("busybox", ["sleep", "300"], detach=True)
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode="w") as t:
+    data = b"from docker-py\n"
+    info = tarfile.TarInfo("pyfile.txt"); info.size = len(data)
+    t.addfile(info, io.BytesIO(data))
+assert ctr2.put_archive("/tmp", buf.getvalue())
+out = ctr2.exec_run(["cat", "/tmp/pyfile.txt"])
+assert out.exit_code == 0 and out.output == b"from docker-py\n", out
+stream, stat = ctr2.get_archive("/tmp/pyfile.txt")
+assert stat["name"] == "pyfile.txt" and stat["size"] == 15, stat
+with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as t:
+    assert t.extractfile("pyfile.txt").read() == b"from docker-py\n"
+try:
+    c.containers.get("no-such-ctr")
+    raise SystemExit("found a missing container")
+except docker.errors.NotFound as e:
+    assert "No such container: no-such-ctr" in str(e), str(e)
+ctr2.remove(force=True)
+ctr.remove()
+assert c.containers.list(all=True) == []
+print("ok")
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, &s.host()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!(text(&out.stdout).trim(), "ok");
+}
+
+/// Open a hijacked attach to `id` and read until `want` arrives.
+fn attach_raw(sock: &Path, id: &str, want: &str) -> UnixStream {
+    let mut s = UnixStream::connect(sock).unwrap();
+    write!(
+        s,
+        "POST /v1.47/containers/{id}/attach?stream=1&stdout=1&stderr=1 HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !text(&got).contains(want) {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "the attach ended: {}", text(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(text(&got).starts_with("HTTP/1.1 101"), "{}", text(&got));
+    s
+}
+
+#[test]
+fn bad_input_gets_docker_errors_and_the_service_keeps_serving() {
+    let r = Root::new();
+    let s = Service::start(&r);
+    // Malformed JSON: 400 with docker's message body, no container made.
+    let (st, _, body) = s.http(
+        "POST",
+        "/v1.47/containers/create",
+        Some("{\"Image\": \"busybox\", "),
+    );
+    assert_eq!(st, 400, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        v["message"].as_str().unwrap().contains("not valid JSON"),
+        "{body}"
+    );
+    let (st, _, body) = s.http("POST", "/containers/create", Some("[1, 2]"));
+    assert_eq!(st, 400, "{body}");
+    // A missing image: 404, nothing half-created.
+    let (st, _, body) = s.http(
+        "POST",
+        "/containers/create",
+        Some(r#"{"Image": "nope:latest", "Cmd": ["true"]}"#),
+    );
+    assert_eq!(st, 404, "{body}");
+    assert!(body.contains("No such image: nope:latest"), "{body}");
+    assert_eq!(s.ok(&["ps", "-aq"]), "");
+    // Unknown containers: docker's 404 words; control bytes never echoed raw.
+    let (st, _, body) = s.http("GET", "/containers/nope/json", None);
+    assert_eq!(
+        (st, body.trim()),
+        (404, r#"{"message":"No such container: nope"}"#)
+    );
+    let (st, _, body) = s.http("POST", "/containers/%1b%5b31mX/start", None);
+    assert_eq!(st, 404);
+    assert!(!body.contains('\u{1b}'), "{body}");
+    let (st, _, _) = s.http("DELETE", "/containers/nope", None);
+    assert_eq!(st, 404);
+    // 304 for starting a running container, 409 for removing it.
+    let id = s.ok(&[
+        "run",
+        "-d",
+        "busybox",
+        "sh",
+        "-c",
+        "while true; do echo tick; sleep 0.1; done",
+    ]);
+    let id = id.trim();
+    let (st, _, _) = s.http("POST", &format!("/containers/{id}/start"), None);
+    assert_eq!(st, 304);
+    let (st, _, body) = s.http("DELETE", &format!("/containers/{id}"), None);
+    assert_eq!(st, 409, "{body}");
+
+    // A client hanging up in the middle of an attach: the service lets go
+    // of everything it held for it and keeps serving.
+    let warm = attach_raw(&s.sock, id, "tick");
+    drop(warm);
+    let (fds, threads) = (s.open_fds(), s.threads());
+    for _ in 0..3 {
+        let a = attach_raw(&s.sock, id, "tick");
+        drop(a);
+    }
+    eventually("the service closes what the hung-up attaches held", || {
+        s.open_fds() <= fds && s.threads() <= threads
+    });
+    assert_eq!(
+        s.ok(&["inspect", "-f", "{{.State.Running}}", id]).trim(),
+        "true"
+    );
+    s.ok(&["rm", "-f", id]);
+    assert_eq!(s.ok(&["ps", "-aq"]), "");
+}
+
+#[test]
+fn docker_cli_lifecycle_verbs_top_diff_commit_export_and_prune() {
+    let r = Root::new();
+    let s = Service::start(&r);
+    s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "box",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "echo data > /tmp/made; rm -f /etc/group; exec sleep 300",
+    ]);
+    // top, pause/unpause, rename, update, restart.
+    let top = s.ok(&["top", "box"]);
+    assert!(top.contains("sleep 300"), "{top}");
+    s.ok(&["pause", "box"]);
+    assert_eq!(
+        s.ok(&["inspect", "-f", "{{.State.Status}}", "box"]).trim(),
+        "paused"
+    );
+    assert!(s
+        .ok(&["ps", "--filter", "status=paused", "--format", "{{.Names}}"])
+        .contains("box"));
+    s.ok(&["unpause", "box"]);
+    s.ok(&["rename", "box", "box2"]);
+    s.ok(&["update", "--memory", "64m", "--restart", "always", "box2"]);
+    let h = s.ok(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.Memory}} {{.HostConfig.RestartPolicy.Name}}",
+        "box2",
+    ]);
+    assert_eq!(h.trim(), "67108864 always");
+    let before = s.ok(&["inspect", "-f", "{{.State.StartedAt}}", "box2"]);
+    s.ok(&["restart", "-t", "1", "box2"]);
+    assert_ne!(
+        s.ok(&["inspect", "-f", "{{.State.StartedAt}}", "box2"]),
+        before
+    );
+    // diff, commit, export.
+    let diff = s.ok(&["diff", "box2"]);
+    assert!(diff.lines().any(|l| l == "A /tmp/made"), "{diff}");
+    assert!(diff.lines().any(|l| l == "D /etc/group"), "{diff}");
+    let id = s.ok(&["commit", "-m", "snap", "box2", "snap:one"]);
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    let out = Command::new(env!("CARGO_BIN_EXE_hako"))
+        .arg("--root")
+        .arg(r.root())
+        .args(["run", "--rm", "snap:one", "cat", "/tmp/made"])
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout), "data\n", "{}", text(&out.stderr));
+    let tarfile = r.dir().join("export.tar");
+    s.ok(&["export", "-o", tarfile.to_str().unwrap(), "box2"]);
+    let list = Command::new("tar")
+        .arg("-tf")
+        .arg(&tarfile)
+        .output()
+        .unwrap();
+    assert!(text(&list.stdout)
+        .lines()
+        .any(|l| l.trim_start_matches("./") == "tmp/made"));
+    // docker run -i: stdin through the attach, closed at its end.
+    let mut child = s
+        .docker_cmd(&["run", "-i", "--rm", "busybox", "sh", "-c", "cat; echo end"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"through stdin\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout), "through stdin\nend\n");
+    // docker run -it on a pty: a terminal in the container, its exit code.
+    let cmd = format!(
+        "DOCKER_HOST={} DOCKER_CONFIG={} {DOCKER} run -it --rm busybox sh -c 'tty; exit 2'",
+        s.host(),
+        s.config.path().display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("/dev/pts/"),
+        "{}",
+        text(&out.stdout)
+    );
+    // wait with a condition; prune removes the stopped, not the running.
+    s.ok(&["create", "--name", "later", "busybox", "sh", "-c", "exit 7"]);
+    // next-exit on a created container waits for the run that follows
+    // (docker run's wait); not-running answers at once.
+    let (st, _, body) = s.http("POST", "/containers/later/wait", Some(""));
+    assert_eq!(st, 200);
+    assert!(body.contains(r#"{"StatusCode":0,"Error":null}"#), "{body}");
+    let sock = s.sock.clone();
+    let (headers_tx, headers_rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let mut c = UnixStream::connect(&sock).unwrap();
+        c.write_all(b"POST /v1.47/containers/later/wait?condition=next-exit HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        // The wait's headers come at once (as docker's): the start follows them.
+        let mut got = Vec::new();
+        let mut b = [0u8; 1];
+        while !got.ends_with(b"\r\n\r\n") {
+            assert_eq!(c.read(&mut b).unwrap(), 1);
+            got.push(b[0]);
+        }
+        headers_tx.send(()).unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).unwrap();
+        out
+    });
+    headers_rx.recv().unwrap();
+    s.ok(&["start", "later"]);
+    let out = waiter.join().unwrap();
+    assert!(out.contains(r#""StatusCode":7"#), "{out}");
+    let pruned = s.ok(&["container", "prune", "-f"]);
+    assert!(pruned.contains("Total reclaimed space"), "{pruned}");
+    assert_eq!(s.ok(&["ps", "-a", "--format", "{{.Names}}"]).trim(), "box2");
+    s.ok(&["rm", "-f", "box2"]);
+}
+
+#[test]
+fn service_socket_mode_idle_exit_tcp_refusal_and_live_events() {
+    use std::os::unix::fs::PermissionsExt;
+    let r = Root::new();
+    let hako = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_hako"));
+        c.arg("--root").arg(r.root()).args(args);
+        c
+    };
+    // --tcp is refused in one line, naming the address.
+    let out = hako(&["system", "service", "--tcp", "127.0.0.1:2376"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("--tcp \"127.0.0.1:2376\"") && err.contains("not supported"),
+        "{err}"
+    );
+    // --time 1: the service ends by itself once idle, and removes its socket.
+    let sock = r.dir().join("idle.sock");
+    let mut child = hako(&["system", "service", "--time", "1", "--socket"])
+        .arg(&sock)
+        .spawn()
+        .unwrap();
+    eventually("the idle service listens", || {
+        UnixStream::connect(&sock).is_ok()
+    });
+    let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660);
+    let st = child.wait().unwrap();
+    assert!(st.success(), "{st}");
+    assert!(!sock.exists());
+
+    // Events followed live, with a filter.
+    let s = Service::start(&r);
+    // --since: the follower sees the start even if it connects after it.
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let mut ev = s
+        .docker_cmd(&[
+            "events",
+            "--since",
+            &since,
+            "--filter",
+            "event=start",
+            "--format",
+            "{{.Actor.Attributes.name}}",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = ev.stdout.take().unwrap();
+    s.ok(&["run", "--rm", "--name", "ev1", "busybox", "true"]);
+    let mut line = Vec::new();
+    while !line.ends_with(b"\n") {
+        let mut b = [0u8; 1];
+        assert_eq!(stdout.read(&mut b).unwrap(), 1, "the events stream ended");
+        line.push(b[0]);
+    }
+    // And the stream stays open for what comes next.
+    s.ok(&["run", "--rm", "--name", "ev2", "busybox", "true"]);
+    let mut more = Vec::new();
+    while !more.ends_with(b"\n") {
+        let mut b = [0u8; 1];
+        assert_eq!(stdout.read(&mut b).unwrap(), 1, "the events stream ended");
+        more.push(b[0]);
+    }
+    assert_eq!(text(&more), "ev2\n");
+    assert_eq!(text(&line), "ev1\n");
+    let _ = ev.kill();
+    let _ = ev.wait();
+}
