@@ -446,10 +446,13 @@ fn client_hanging_up_mid_pull() {
     let n = s.read(&mut buf).unwrap();
     assert!(text(&buf[..n]).contains("200"), "{}", text(&buf[..n]));
     drop(s);
-    // The service stopped the pull: no image of that name appears.
-    std::thread::sleep(Duration::from_secs(5));
-    let names = svc.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
-    assert!(!names.contains("big/image"), "{names}");
+    // The service stopped the pull: no image of that name appears, however
+    // long one waits (an uncancelled pull of it ends well within this).
+    for _ in 0..60 {
+        let names = svc.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+        assert!(!names.contains("big/image"), "{names}");
+        std::thread::sleep(Duration::from_secs(1));
+    }
     svc.alive();
     // And a full pull afterwards works.
     svc.ok(&["pull", &dest]);
