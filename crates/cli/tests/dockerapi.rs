@@ -315,6 +315,20 @@ fn docker_cli_runs_publishes_logs_execs_copies_and_stops() {
         (text(&out.stdout).as_str(), text(&out.stderr).as_str()),
         ("line3\n", "bye\n")
     );
+    // timestamps, since and until.
+    let stamped = s.ok(&["logs", "-t", "talker"]);
+    for (l, want) in stamped.lines().zip(["line1", "line2", "line3"]) {
+        let (t, rest) = l.split_once(' ').unwrap();
+        assert!(t.ends_with('Z') && t.contains('T'), "{l}");
+        assert_eq!(rest, want);
+    }
+    let second = stamped.lines().nth(1).unwrap().split(' ').next().unwrap();
+    assert_eq!(
+        s.ok(&["logs", "--since", second, "talker"]),
+        "line2\nline3\n"
+    );
+    assert_eq!(s.ok(&["logs", "--until", second, "talker"]), "line1\n");
+    assert_eq!(s.ok(&["logs", "--until", "1", "talker"]), "");
     assert_eq!(s.ok(&["wait", "talker"]).trim(), "0");
 
     // A foreground run: output from the first byte, its exit code.
@@ -744,4 +758,76 @@ fn service_socket_mode_idle_exit_tcp_refusal_and_live_events() {
     assert_eq!(text(&line), "ev1\n");
     let _ = ev.kill();
     let _ = ev.wait();
+}
+
+#[test]
+fn docker_run_flags_reach_the_container_through_the_create_body() {
+    let r = Root::new();
+    let s = Service::start(&r);
+    let data = r.dir().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("f"), "bound\n").unwrap();
+    let bind = format!("{}:/data:ro", data.display());
+    let out = s.ok(&[
+        "run", "--rm", "-v", &bind, "--mount", "type=volume,source=vol1,target=/vol",
+        "--tmpfs", "/scratch:size=8m", "--add-host", "foo:10.1.2.3", "--dns", "10.9.9.9",
+        "-m", "64m", "--cap-drop", "ALL", "--init", "-w", "/data", "-u", "1000",
+        "-e", "A=1", "--entrypoint", "sh", "busybox", "-c",
+        "cat /data/f; grep -c ' /scratch ' /proc/mounts; grep foo /etc/hosts | cut -f1; grep nameserver /etc/resolv.conf; id -u; pwd; echo $A; cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes; touch /data/x 2>/dev/null || echo read-only; ls -d /vol",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "bound",
+            "1",
+            "10.1.2.3",
+            "nameserver 10.9.9.9",
+            "1000",
+            "/data",
+            "1",
+            "67108864",
+            "read-only",
+            "/vol"
+        ],
+        "{out}"
+    );
+    // A health check from the create body: healthy, and ps filters on it.
+    s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "hc",
+        "--health-cmd",
+        "test -e /tmp",
+        "--health-interval",
+        "1s",
+        "--restart",
+        "unless-stopped",
+        "--stop-signal",
+        "SIGUSR1",
+        "--stop-timeout",
+        "3",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    eventually("the container is healthy", || {
+        s.ok(&["inspect", "-f", "{{.State.Health.Status}}", "hc"])
+            .trim()
+            == "healthy"
+    });
+    assert_eq!(
+        s.ok(&["ps", "--filter", "health=healthy", "--format", "{{.Names}}"])
+            .trim(),
+        "hc"
+    );
+    let cfg = s.ok(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.RestartPolicy.Name}} {{.Config.StopSignal}} {{.Config.StopTimeout}}",
+        "hc",
+    ]);
+    assert_eq!(cfg.trim(), "unless-stopped SIGUSR1 3");
+    s.ok(&["rm", "-f", "hc"]);
 }

@@ -194,7 +194,6 @@ async fn start(St(s): St<State>, Path(id): Path<String>, mut req: Request) -> Ap
     // docker-shaped error, not a dropped connection.
     let st = s.clone();
     let inst2 = inst.clone();
-    let gone: Arc<Mutex<Option<OwnedFd>>> = Arc::new(Mutex::new(None));
     let started = s
         .blocking(move |_, engine| {
             if tty {
@@ -221,9 +220,8 @@ async fn start(St(s): St<State>, Path(id): Path<String>, mut req: Request) -> Ap
     };
     let waiter = {
         let inst = inst.clone();
-        let gone = gone.clone();
         tokio::task::spawn_blocking(move || {
-            let code = run(running, want_out, want_err, &out_tx, in_rx, gone);
+            let code = run(running, want_out, want_err, &out_tx, in_rx);
             {
                 let mut i = inst.lock().expect("exec lock");
                 i.running = false;
@@ -240,14 +238,9 @@ async fn start(St(s): St<State>, Path(id): Path<String>, mut req: Request) -> Ap
     match body_out {
         Some(on_upgrade) => {
             tokio::spawn(async move {
-                hijack::relay(on_upgrade, out_rx, Some(in_tx), move || {
-                    // The client left: hang the process's terminal up (or
-                    // close its stdin) so it ends rather than lingers.
-                    if let Some(fd) = gone.lock().expect("gone lock").take() {
-                        drop(fd);
-                    }
-                })
-                .await;
+                // A client that leaves leaves the process running to its
+                // end, as docker's (its output is drained, not kept).
+                hijack::relay(on_upgrade, out_rx, Some(in_tx), || {}).await;
                 let _ = waiter.await;
             });
             Ok(hijack::response(true, tty))
@@ -283,16 +276,12 @@ fn run(
     want_err: bool,
     out: &mpsc::Sender<Bytes>,
     input: std::sync::mpsc::Receiver<Input>,
-    gone: Arc<Mutex<Option<OwnedFd>>>,
 ) -> i32 {
     match running {
         Running::Tty(t) => {
             let (Ok(reader), Ok(writer)) = (t.master.try_clone(), t.master.try_clone()) else {
                 return t.wait().unwrap_or(126);
             };
-            if let Ok(fd) = t.master.try_clone() {
-                *gone.lock().expect("gone lock") = Some(fd);
-            }
             std::thread::spawn(move || {
                 let mut w = std::fs::File::from(writer);
                 for i in input {

@@ -49,6 +49,17 @@ pub fn parse_time_arg(s: &str, now_nanos: i128) -> Option<i128> {
     if let Some(t) = unix_nanos(s) {
         return Some(t);
     }
+    // Exact: docker clients send "SECONDS.NANOSECONDS", which a float
+    // would round by hundreds of nanoseconds.
+    if let Some((sec, frac)) = s.split_once('.') {
+        if let (Ok(sec), true) = (
+            sec.parse::<i128>(),
+            !frac.is_empty() && frac.len() <= 9 && frac.bytes().all(|b| b.is_ascii_digit()),
+        ) {
+            let nanos = frac.parse::<i128>().ok()? * 10i128.pow(9 - frac.len() as u32);
+            return Some(sec * 1_000_000_000 + nanos);
+        }
+    }
     if let Ok(secs) = s.parse::<f64>() {
         return Some((secs * 1e9) as i128);
     }
@@ -107,6 +118,15 @@ mod tests {
             Some(10_000_000_000_000 - 5_400_000_000_000)
         );
         assert_eq!(parse_time_arg("500ms", 1_000_000_000), Some(500_000_000));
+        // docker clients' SECONDS.NANOSECONDS, to the nanosecond.
+        assert_eq!(
+            parse_time_arg("1765137000.123456789", 0),
+            Some(1_765_137_000_123_456_789)
+        );
+        assert_eq!(
+            parse_time_arg("1765137000.5", 0),
+            Some(1_765_137_000_500_000_000)
+        );
         assert!(parse_time_arg("soon", 0).is_none());
     }
 
