@@ -337,7 +337,9 @@ fn inspect(g: &Global, a: InspectArgs) -> Result<()> {
 
 /// docker's `image inspect` object of an image by name or id.
 pub fn inspect_object(store: &ImageStore, what: &str) -> Result<Value> {
-    view::inspect(store, what).with_context(|| format!("inspecting image {what}"))
+    // An unknown image is reported as the store says ("image X not found").
+    let rec = store.find(what)?;
+    view::inspect(store, &rec.id.to_string()).with_context(|| format!("inspecting image {what}"))
 }
 
 fn history(g: &Global, a: HistoryArgs) -> Result<()> {
