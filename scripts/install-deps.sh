@@ -7,7 +7,7 @@ PKGS=(
   containerd protobuf-compiler containernetworking-plugins iptables iproute2 uidmap jq hyperfine curl strace zstd openssl
   python3 time linux-perf tini procps git bzip2 xz-utils qemu-user-static
   bash-completion zsh fish man-db
-  etcd-server python3-kubernetes python3-docker
+  etcd-server python3-kubernetes python3-docker docker-compose
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -11,15 +11,20 @@
 //! Errors are docker's `{"message": ...}` bodies ([`error`]).
 
 pub mod attach;
+pub mod build;
 pub mod containers;
 pub mod create;
 pub mod error;
 pub mod exec;
 pub mod hijack;
+pub mod images;
+pub mod jsonmsg;
+pub mod networks;
 pub mod params;
 pub mod server;
 pub mod stream;
 pub mod system;
+pub mod volumes;
 
 pub use error::ApiError;
 pub use server::{run, serve, Options, State};

@@ -136,6 +136,10 @@ pub fn router(state: State) -> Router {
         .merge(crate::system::routes())
         .merge(crate::containers::routes())
         .merge(crate::exec::routes())
+        .merge(crate::images::routes())
+        .merge(crate::build::routes())
+        .merge(crate::networks::routes())
+        .merge(crate::volumes::routes())
         .fallback(not_found)
         .with_state(state)
 }

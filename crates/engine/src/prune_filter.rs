@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use crate::clock;
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result};
 
 /// What a prune keeps out of its sweep. The default passes everything.
 #[derive(Debug, Clone, Default)]
@@ -67,6 +67,56 @@ impl PruneFilter {
                 has == *want
             })
     }
+}
+
+/// The ids of the images `filter` lets a prune take: created (the config's
+/// `created`) before `until`, with or without the labels (the config's
+/// `Labels`), as docker's image prune.
+pub fn image_picks(
+    store: &hako_image::ImageStore,
+    filter: &PruneFilter,
+) -> Result<std::collections::HashSet<hako_image::Digest>> {
+    let mut out = std::collections::HashSet::new();
+    for rec in store.list().ctx(|| "listing images".into())? {
+        let (created, labels) = match store.load_image(&rec) {
+            Ok(img) => {
+                let cfg = &img.config_json;
+                let created = cfg["created"].as_str().unwrap_or_default().to_string();
+                let labels: BTreeMap<String, String> =
+                    serde_json::from_value(cfg["config"]["Labels"].clone()).unwrap_or_default();
+                (created, labels)
+            }
+            Err(_) => (String::new(), BTreeMap::new()),
+        };
+        if filter.matches(&created, &labels) {
+            out.insert(rec.id);
+        }
+    }
+    Ok(out)
+}
+
+/// Prune images (dangling ones, or with `all` every image no container
+/// uses) that `filter` lets go: the removed ids and the bytes reclaimed.
+pub fn prune_images(
+    store: &mut hako_image::ImageStore,
+    all: bool,
+    filter: &PruneFilter,
+) -> Result<(Vec<hako_image::Digest>, u64)> {
+    let sizes: BTreeMap<String, u64> = store
+        .list()
+        .ctx(|| "listing images".into())?
+        .into_iter()
+        .map(|r| (r.id.to_string(), r.size))
+        .collect();
+    let picks = image_picks(store, filter)?;
+    let removed = store
+        .prune_where(all, |r| picks.contains(&r.id))
+        .ctx(|| "pruning images".into())?;
+    let total = removed
+        .iter()
+        .filter_map(|id| sizes.get(&id.to_string()))
+        .sum();
+    Ok((removed, total))
 }
 
 #[cfg(test)]

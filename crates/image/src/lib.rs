@@ -11,6 +11,7 @@
 //! - [`images`]: the image store tying these together.
 //! - [`import`], [`archive`]: rootfs tarballs, docker-archive and OCI layouts.
 //! - [`pull`], [`push`], [`blob_sources`]: images to and from registries.
+//! - [`view`]: docker's views of images (list filters, inspect, history).
 //! - [`on_demand`]: pull policies and pulling before a create (one path for every caller).
 
 pub mod archive;
@@ -32,6 +33,7 @@ pub mod push;
 pub mod reference;
 pub mod snapshot;
 pub mod store;
+pub mod view;
 
 pub use digest::Digest;
 pub use error::{Error, Result};

@@ -11,6 +11,12 @@ pub trait Progress: Sync {
     fn advance(&self, _id: &str, _n: u64) {}
     /// The item is finished; `note` says how ("done", "exists", ...).
     fn finish(&self, _id: &str, _note: &str) {}
+    /// Whether whoever asked for the work has gone away (an API client that
+    /// hung up): reads through [`ProgressReader`] then fail, so a pull or
+    /// an import stops instead of finishing for nobody.
+    fn cancelled(&self) -> bool {
+        false
+    }
 }
 
 /// Reports nothing.
@@ -27,6 +33,13 @@ pub(crate) struct ProgressReader<'a, R> {
 
 impl<R: Read> Read for ProgressReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.progress.cancelled() {
+            // Not `Interrupted`: read loops retry those.
+            return Err(io::Error::other(format!(
+                "{}: cancelled: the client went away",
+                self.id
+            )));
+        }
         let n = self.inner.read(buf)?;
         if n > 0 {
             self.progress.advance(self.id, n as u64);

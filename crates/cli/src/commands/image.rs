@@ -1,7 +1,6 @@
 //! Image commands: images, tag, rmi, save, load, import, and `hako image …`
 //! (inspect, history, prune, mount, unmount).
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, IsTerminal, Read, Write};
 use std::path::PathBuf;
@@ -11,6 +10,7 @@ use clap::{Args, Subcommand};
 use hako_image::archive::{self, Format, SaveItem};
 use hako_image::images::format_rfc3339;
 use hako_image::import::{self, ImportOptions};
+use hako_image::view;
 use hako_image::{ImageRecord, ImageStore, Reference, Removal};
 use serde_json::{json, Value};
 
@@ -238,144 +238,23 @@ pub fn run(g: &Global, cmd: ImageCommand) -> Result<()> {
     }
 }
 
-enum Filter {
-    Reference(String),
-    Dangling(bool),
-    Label(String, Option<String>),
-    /// Created before / after the named image (its creation time, resolved in `list`).
-    Before(String),
-    Since(String),
-}
-
-fn parse_filters(filters: &[String]) -> Result<Vec<Filter>> {
-    filters
-        .iter()
-        .map(|f| {
-            let (k, v) = f
-                .split_once('=')
-                .with_context(|| format!("invalid filter {f:?}: expected KEY=VALUE"))?;
-            Ok(match k {
-                "reference" => Filter::Reference(v.to_string()),
-                "dangling" => Filter::Dangling(match v {
-                    "true" | "1" => true,
-                    "false" | "0" => false,
-                    _ => bail!("invalid filter {f:?}: dangling takes true or false"),
-                }),
-                "label" => match v.split_once('=') {
-                    Some((k, v)) => Filter::Label(k.to_string(), Some(v.to_string())),
-                    None => Filter::Label(v.to_string(), None),
-                },
-                "before" => Filter::Before(v.to_string()),
-                "since" => Filter::Since(v.to_string()),
-                other => bail!(
-                    "invalid filter {f:?}: unknown key {other:?} (reference, dangling, label, before, since)"
-                ),
-            })
-        })
-        .collect()
-}
-
-/// Shell-style match with `*` and `?` (reference filters use them, e.g. `busy*`).
-fn glob(pattern: &str, s: &str) -> bool {
-    fn rec(p: &[u8], s: &[u8]) -> bool {
-        match (p.first(), s.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => rec(&p[1..], s) || (!s.is_empty() && rec(p, &s[1..])),
-            (Some(b'?'), Some(c)) if *c != b'/' => rec(&p[1..], &s[1..]),
-            (Some(a), Some(b)) if a == b => rec(&p[1..], &s[1..]),
-            _ => false,
-        }
-    }
-    rec(pattern.as_bytes(), s.as_bytes())
-}
-
-/// Does `name` match a reference filter? Like docker: the pattern matches the
-/// familiar or full name, with or without tag; a plain name matches every tag.
-fn reference_matches(pattern: &str, name: &Reference) -> bool {
-    let familiar = name.familiar();
-    let full = name.to_string();
-    if pattern.contains('*') || pattern.contains('?') {
-        let candidates = [
-            familiar.clone(),
-            name.familiar_repository(),
-            full,
-            name.repository(),
-        ];
-        return candidates.iter().any(|c| glob(pattern, c));
-    }
-    match Reference::parse_partial(pattern) {
-        Ok(p) => {
-            p.repository() == name.repository() && p.tag().is_none_or(|t| Some(t) == name.tag())
-        }
-        Err(_) => false,
-    }
-}
-
-fn labels(store: &ImageStore, rec: &ImageRecord) -> BTreeMap<String, String> {
-    store
-        .load_image(rec)
-        .ok()
-        .and_then(|i| i.config.config().as_ref().and_then(|c| c.labels().clone()))
-        .map(|l| l.into_iter().collect())
-        .unwrap_or_default()
-}
-
 pub fn list(g: &Global, a: ListArgs) -> Result<()> {
     let store = open_store(g)?;
-    let mut filters = parse_filters(&a.filter)?;
+    let mut filters = a
+        .filter
+        .iter()
+        .map(|f| view::ListFilter::parse(f))
+        .collect::<hako_image::Result<Vec<_>>>()?;
     if let Some(r) = &a.reference {
-        filters.push(Filter::Reference(r.clone()));
+        filters.push(view::ListFilter::Reference(r.clone()));
     }
-    // before/since compare creation times with the named image's.
-    let created_of = |what: &str| -> Result<i64> { Ok(store.find(what)?.created) };
-    let mut bounds = Vec::new();
-    for f in &filters {
-        match f {
-            Filter::Before(w) => bounds.push((true, created_of(w)?, store.find(w)?.id)),
-            Filter::Since(w) => bounds.push((false, created_of(w)?, store.find(w)?.id)),
-            _ => {}
-        }
-    }
+    // One row per name, as docker's; an unnamed image is one row.
     let mut rows: Vec<(ImageRecord, Option<Reference>)> = Vec::new();
-    for rec in store.list()? {
-        let lbls = labels(&store, &rec);
-        let keep = filters.iter().all(|f| match f {
-            Filter::Dangling(d) => rec.names.is_empty() == *d,
-            Filter::Label(k, v) => lbls
-                .get(k)
-                .is_some_and(|have| v.as_ref().is_none_or(|v| v == have)),
-            Filter::Reference(_) | Filter::Before(_) | Filter::Since(_) => true,
-        }) && bounds.iter().all(|(before, t, id)| {
-            rec.id != *id
-                && if *before {
-                    rec.created < *t
-                } else {
-                    rec.created > *t
-                }
-        });
-        if !keep {
-            continue;
-        }
-        let ref_filters: Vec<&String> = filters
-            .iter()
-            .filter_map(|f| {
-                if let Filter::Reference(p) = f {
-                    Some(p)
-                } else {
-                    None
-                }
-            })
-            .collect();
-        if rec.names.is_empty() {
-            if ref_filters.is_empty() {
-                rows.push((rec, None));
-            }
-            continue;
-        }
-        for n in rec.names.clone() {
-            if ref_filters.iter().all(|p| reference_matches(p, &n)) {
-                rows.push((rec.clone(), Some(n)));
-            }
+    for (rec, names) in view::select(&store, &filters)? {
+        if names.is_empty() {
+            rows.push((rec, None));
+        } else {
+            rows.extend(names.into_iter().map(|n| (rec.clone(), Some(n))));
         }
     }
     if a.quiet {
@@ -443,18 +322,8 @@ fn list_object(
         "Tag": name.and_then(|n| n.tag().map(str::to_string)).unwrap_or_else(none),
         "UniqueSize": "N/A",
         "VirtualSize": human_size(r.size),
-        "Labels": labels(store, r),
+        "Labels": view::labels(store, r),
     })
-}
-
-fn repo_digests(r: &ImageRecord) -> Vec<String> {
-    let mut out: Vec<String> = r
-        .names
-        .iter()
-        .map(|n| format!("{}@{}", n.familiar_repository(), r.manifest_digest))
-        .collect();
-    out.dedup();
-    out
 }
 
 fn inspect(g: &Global, a: InspectArgs) -> Result<()> {
@@ -468,71 +337,20 @@ fn inspect(g: &Global, a: InspectArgs) -> Result<()> {
 
 /// docker's `image inspect` object of an image by name or id.
 pub fn inspect_object(store: &ImageStore, what: &str) -> Result<Value> {
+    // An unknown image is reported as the store says ("image X not found").
     let rec = store.find(what)?;
-    let image = store
-        .load_image(&rec)
-        .with_context(|| format!("inspecting image {what}"))?;
-    let c = &image.config_json;
-    Ok(json!({
-        "Id": rec.id.to_string(),
-        "RepoTags": rec.names.iter().map(|n| n.familiar()).collect::<Vec<_>>(),
-        "RepoDigests": repo_digests(&rec),
-        "Names": rec.names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
-        "Digest": rec.manifest_digest.to_string(),
-        "ManifestMediaType": rec.manifest_media_type,
-        "Created": c.get("created").cloned().unwrap_or(Value::Null),
-        "Author": c.get("author").cloned().unwrap_or(Value::String(String::new())),
-        "Comment": c.get("comment").cloned().unwrap_or(Value::String(String::new())),
-        "Architecture": c.get("architecture").cloned().unwrap_or(Value::Null),
-        "Variant": c.get("variant").cloned().unwrap_or(Value::Null),
-        "Os": c.get("os").cloned().unwrap_or(Value::Null),
-        "Config": c.get("config").cloned().unwrap_or(json!({})),
-        "Size": rec.size,
-        "RootFS": {
-            "Type": "layers",
-            "Layers": image.diff_ids()?.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
-        },
-        "History": c.get("history").cloned().unwrap_or(json!([])),
-        "GraphDriver": {
-            "Name": "overlay",
-            "Data": {
-                // Top layer first, as overlayfs' lowerdir lists them.
-                "LowerDir": image.chain_ids()?.iter().rev()
-                    .map(|c| store.snapshots().fs_path(c).display().to_string())
-                    .collect::<Vec<_>>().join(":"),
-            },
-        },
-        "Labels": labels(store, &rec),
-    }))
+    view::inspect(store, &rec.id.to_string()).with_context(|| format!("inspecting image {what}"))
 }
 
 fn history(g: &Global, a: HistoryArgs) -> Result<()> {
     let store = open_store(g)?;
     let rec = store.find(&a.image)?;
-    let image = store
-        .load_image(&rec)
-        .with_context(|| format!("reading history of image {}", a.image))?;
-    let chain = image.chain_ids()?;
-    let mut sizes = chain
-        .iter()
-        .map(|c| store.snapshots().info(c).map(|i| i.size).unwrap_or(0));
-    let history = image.config.history().clone().unwrap_or_default();
     // Newest first, like docker; the top entry carries the image id.
-    let mut rows = Vec::new();
-    for h in history.iter() {
-        let size = if h.empty_layer().unwrap_or(false) {
-            0
-        } else {
-            sizes.next().unwrap_or(0)
-        };
-        rows.push((
-            h.created().clone().unwrap_or_default(),
-            h.created_by().clone().unwrap_or_default(),
-            size,
-            h.comment().clone().unwrap_or_default(),
-        ));
-    }
-    rows.reverse();
+    let rows: Vec<(String, String, u64, String)> = view::history(&store, &rec)
+        .with_context(|| format!("reading history of image {}", a.image))?
+        .into_iter()
+        .map(|h| (h.created, h.created_by, h.size, h.comment))
+        .collect();
     if a.format == "json" {
         let out: Vec<Value> = rows
             .iter()
@@ -610,32 +428,6 @@ fn history(g: &Global, a: HistoryArgs) -> Result<()> {
     Ok(())
 }
 
-/// The ids of the images a prune `--filter` lets go: created (the config's
-/// `created`) before `until`, with or without the labels (the config's
-/// `Labels`), as docker's image prune.
-pub(crate) fn prune_picks(
-    store: &ImageStore,
-    filter: &hako_engine::prune_filter::PruneFilter,
-) -> Result<std::collections::HashSet<hako_image::Digest>> {
-    let mut out = std::collections::HashSet::new();
-    for rec in store.list()? {
-        let (created, labels) = match store.load_image(&rec) {
-            Ok(img) => {
-                let cfg = &img.config_json;
-                let created = cfg["created"].as_str().unwrap_or_default().to_string();
-                let labels: BTreeMap<String, String> =
-                    serde_json::from_value(cfg["config"]["Labels"].clone()).unwrap_or_default();
-                (created, labels)
-            }
-            Err(_) => (String::new(), BTreeMap::new()),
-        };
-        if filter.matches(&created, &labels) {
-            out.insert(rec.id);
-        }
-    }
-    Ok(out)
-}
-
 fn prune(g: &Global, a: PruneArgs) -> Result<()> {
     let filter = hako_engine::prune_filter::PruneFilter::parse(&a.filter)?;
     let warning = if a.all {
@@ -647,15 +439,7 @@ fn prune(g: &Global, a: PruneArgs) -> Result<()> {
         return Ok(());
     }
     let mut store = open_store(g)?;
-    // Sizes before they go, for docker's "Total reclaimed space".
-    let sizes: BTreeMap<String, u64> = store
-        .list()?
-        .into_iter()
-        .map(|r| (r.id.to_string(), r.size))
-        .collect();
-    let picks = prune_picks(&store, &filter)?;
-    let removed = store
-        .prune_where(a.all, |r| picks.contains(&r.id))
+    let (removed, total) = hako_engine::prune_filter::prune_images(&mut store, a.all, &filter)
         .context("pruning images")?;
     let mut out = io::stdout().lock();
     if !removed.is_empty() {
@@ -665,10 +449,6 @@ fn prune(g: &Global, a: PruneArgs) -> Result<()> {
         }
         writeln!(out)?;
     }
-    let total: u64 = removed
-        .iter()
-        .filter_map(|id| sizes.get(&id.to_string()))
-        .sum();
     writeln!(out, "Total reclaimed space: {}", human_size(total))?;
     Ok(())
 }
@@ -924,17 +704,6 @@ fn unmount(g: &Global, a: UnmountArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reference_filters_match_like_docker() {
-        let n = Reference::parse("busybox:1.36").unwrap();
-        assert!(reference_matches("busybox", &n));
-        assert!(reference_matches("busybox:1.36", &n));
-        assert!(!reference_matches("busybox:latest", &n));
-        assert!(reference_matches("busy*", &n));
-        assert!(reference_matches("docker.io/library/busybox:*", &n));
-        assert!(!reference_matches("alpine", &n));
-    }
 
     #[test]
     fn changes_parse() {

@@ -5,6 +5,7 @@ use std::io::Write;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
+use hako_engine::network::ListFilter;
 use hako_engine::{options, Engine, NetworkCreate};
 
 use crate::Global;
@@ -79,60 +80,6 @@ pub struct LsArgs {
     /// type=custom|builtin. Repeatable; different keys must all match.
     #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE")]
     pub filter: Vec<String>,
-}
-
-/// One `network ls --filter`.
-enum LsFilter {
-    Name(String),
-    Id(String),
-    Label(String, Option<String>),
-    Driver(String),
-    /// builtin (host, none, the default network) or custom.
-    Custom(bool),
-}
-
-impl LsFilter {
-    fn parse(f: &str) -> Result<LsFilter> {
-        let (k, v) = f
-            .split_once('=')
-            .ok_or_else(|| anyhow::anyhow!("invalid filter {f:?}: expected KEY=VALUE"))?;
-        Ok(match k {
-            "name" => LsFilter::Name(v.into()),
-            "id" => LsFilter::Id(v.into()),
-            "label" => match v.split_once('=') {
-                Some((a, b)) => LsFilter::Label(a.into(), Some(b.into())),
-                None => LsFilter::Label(v.into(), None),
-            },
-            "driver" => LsFilter::Driver(v.into()),
-            "type" => LsFilter::Custom(match v {
-                "custom" => true,
-                "builtin" => false,
-                _ => anyhow::bail!("invalid filter {f:?}: type is custom or builtin"),
-            }),
-            other => anyhow::bail!("invalid filter {other:?}: use name, id, label, driver or type"),
-        })
-    }
-
-    /// On the `network ls` object of a network (docker's keys).
-    fn matches(&self, o: &serde_json::Value, full_id: &str, builtin: bool) -> bool {
-        let s = |k: &str| o[k].as_str().unwrap_or_default().to_string();
-        match self {
-            // docker matches names by substring.
-            LsFilter::Name(n) => s("Name").contains(n.as_str()),
-            LsFilter::Id(p) => !full_id.is_empty() && full_id.starts_with(p.as_str()),
-            LsFilter::Label(k, v) => {
-                s("Labels")
-                    .split(',')
-                    .any(|kv| match (kv.split_once('='), v) {
-                        (Some((have_k, have_v)), Some(v)) => have_k == k && have_v == v,
-                        (Some((have_k, _)), None) => have_k == k,
-                        (None, _) => false,
-                    })
-            }
-            LsFilter::Driver(d) => s("Driver") == *d,
-            LsFilter::Custom(custom) => *custom != builtin,
-        }
-    }
 }
 
 #[derive(Debug, Args)]
@@ -222,17 +169,11 @@ pub fn run(g: &Global, cmd: NetworkCommand) -> Result<()> {
             let filters = a
                 .filter
                 .iter()
-                .map(|f| LsFilter::parse(f))
-                .collect::<Result<Vec<_>>>()?;
+                .map(|f| ListFilter::parse(f))
+                .collect::<hako_engine::Result<Vec<_>>>()?;
             let nets: Vec<_> = nets
                 .into_iter()
-                .filter(|n| {
-                    let o = serde_json::json!({
-                        "Name": n.name, "Driver": n.driver,
-                        "Labels": n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
-                    });
-                    filters.iter().all(|f| f.matches(&o, &n.id, n.is_default()))
-                })
+                .filter(|n| filters.iter().all(|f| f.matches_network(n)))
                 .collect();
             if a.quiet {
                 for n in &nets {
@@ -259,7 +200,13 @@ pub fn run(g: &Global, cmd: NetworkCommand) -> Result<()> {
                                     "Scope": "local", "Internal": false, "Labels": "",
                                 })
                             })
-                            .filter(|o| filters.iter().all(|f| f.matches(o, "", true))),
+                            .filter(|o| {
+                                let (name, driver) = (
+                                    o["Name"].as_str().unwrap_or_default(),
+                                    o["Driver"].as_str().unwrap_or_default(),
+                                );
+                                filters.iter().all(|f| f.matches_mode(name, driver))
+                            }),
                     )
                     .collect();
                 crate::template::print_list(

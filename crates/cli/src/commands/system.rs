@@ -519,7 +519,7 @@ fn prune(engine: &Engine, images: &mut ImageStore, a: PruneArgs) -> Result<()> {
         }
     }
     let before: u64 = images.list()?.iter().map(|i| i.size).sum();
-    let picks = super::image::prune_picks(images, &filter)?;
+    let picks = hako_engine::prune_filter::image_picks(images, &filter)?;
     let removed = images
         .prune_where(a.all, |r| picks.contains(&r.id))
         .context("pruning images")?;

@@ -72,6 +72,68 @@ pub struct Network {
     pub options: BTreeMap<String, String>,
 }
 
+/// One `network ls --filter` (docker's `GET /networks?filters=`): terms
+/// of different keys must all match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListFilter {
+    /// The name contains this text (docker matches names by substring).
+    Name(String),
+    /// The id starts with this.
+    Id(String),
+    Label(String, Option<String>),
+    Driver(String),
+    /// custom (true) or builtin (false: host, none, the default network).
+    Custom(bool),
+}
+
+impl ListFilter {
+    /// `name=`, `id=`, `label=KEY[=VALUE]`, `driver=`, `type=custom|builtin`.
+    pub fn parse(f: &str) -> crate::Result<ListFilter> {
+        let bad = |why: &str| crate::Error::Invalid(format!("invalid filter {f:?}: {why}"));
+        let (k, v) = f.split_once('=').ok_or_else(|| bad("expected KEY=VALUE"))?;
+        Ok(match k {
+            "name" => ListFilter::Name(v.into()),
+            "id" => ListFilter::Id(v.into()),
+            "label" => match v.split_once('=') {
+                Some((a, b)) => ListFilter::Label(a.into(), Some(b.into())),
+                None => ListFilter::Label(v.into(), None),
+            },
+            "driver" => ListFilter::Driver(v.into()),
+            "type" => ListFilter::Custom(match v {
+                "custom" => true,
+                "builtin" => false,
+                _ => return Err(bad("type is custom or builtin")),
+            }),
+            _ => return Err(bad("use name, id, label, driver or type")),
+        })
+    }
+
+    /// Whether network `n` passes.
+    pub fn matches_network(&self, n: &Network) -> bool {
+        match self {
+            ListFilter::Name(s) => n.name.contains(s.as_str()),
+            ListFilter::Id(p) => n.id.starts_with(p.as_str()),
+            ListFilter::Label(k, v) => n
+                .labels
+                .get(k)
+                .is_some_and(|have| v.as_ref().is_none_or(|v| v == have)),
+            ListFilter::Driver(d) => &n.driver == d,
+            ListFilter::Custom(custom) => *custom != n.is_default(),
+        }
+    }
+
+    /// Whether the network mode `name` (host, none: builtin, no id, no
+    /// labels) with `driver` passes.
+    pub fn matches_mode(&self, name: &str, driver: &str) -> bool {
+        match self {
+            ListFilter::Name(s) => name.contains(s.as_str()),
+            ListFilter::Id(_) | ListFilter::Label(..) => false,
+            ListFilter::Driver(d) => d == driver,
+            ListFilter::Custom(custom) => !*custom,
+        }
+    }
+}
+
 impl Network {
     /// The predefined network, which has no name resolution between
     /// containers (as docker's default bridge); user networks do.
