@@ -200,6 +200,7 @@ async fn build(
         .filter(|p| !p.is_empty())
         .map(str::to_string);
     let (no_cache, pull, quiet) = (q.bool("nocache"), q.bool("pull"), q.bool("q"));
+    let run = run_defaults(&q)?;
     // X-Registry-Config: {"registry": {"username",..}}; the build pulls
     // from the base image's registry, credentials from the auth files.
     let registry = registry_options(&HeaderMap::new())?;
@@ -235,6 +236,7 @@ async fn build(
             allow: Vec::new(),
             compression: hako_image::manifest::Compression::None,
             runtime,
+            run,
         };
         let mut store = s.images()?;
         let steps = Steps { lines, quiet };
@@ -273,4 +275,61 @@ async fn prune(St(s): St<State>, q: Params) -> ApiResult<Json<Value>> {
         Ok(Json(json!({"CachesDeleted": [], "SpaceReclaimed": 0})))
     })
     .await
+}
+
+/// `networkmode`, `extrahosts`, `shmsize` and `ulimits`: what every RUN step
+/// gets (docker CLI's `build --network/--add-host/--shm-size/--ulimit`).
+fn run_defaults(q: &Params) -> ApiResult<hako_build::RunDefaults> {
+    let network = match q.str("networkmode").unwrap_or("") {
+        // The classic builder's default network is the default bridge.
+        "" | "default" | "bridge" => String::new(),
+        other => other.to_string(),
+    };
+    let add_hosts = q
+        .str("extrahosts")
+        .unwrap_or("")
+        .split(',')
+        .filter(|h| !h.is_empty())
+        .map(str::to_string)
+        .collect();
+    let shm_size = match q.str("shmsize").filter(|s| !s.is_empty()) {
+        Some(s) => s.parse::<i64>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "building: shmsize {:?} is not a number",
+                printable(s)
+            ))
+        })?,
+        None => 0,
+    };
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Ulimit {
+        name: String,
+        soft: i64,
+        hard: i64,
+    }
+    let ulimits: Vec<Ulimit> = match q.str("ulimits").filter(|s| !s.is_empty()) {
+        Some(s) => serde_json::from_str(s).map_err(|e| {
+            ApiError::bad_request(format!(
+                "building: ulimits is not a JSON list of limits: {e}"
+            ))
+        })?,
+        None => Vec::new(),
+    };
+    let run = hako_build::RunDefaults {
+        network,
+        add_hosts,
+        shm_size,
+        ulimits: ulimits
+            .into_iter()
+            .map(|u| hako_engine::record::Ulimit {
+                name: u.name,
+                soft: u.soft,
+                hard: u.hard,
+            })
+            .collect(),
+    };
+    run.validate()
+        .map_err(|e| ApiError::bad_request(format!("building: {e}")))?;
+    Ok(run)
 }
