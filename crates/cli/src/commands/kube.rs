@@ -137,11 +137,13 @@ pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
                     let _ = out.flush();
                     // The node (CRI, kubelet, scheduler) starts once the kubeconfig is written.
                     if !args.disable_controllers {
-                        hako_kube_controllers::spawn_thread(kubeconfig.clone());
+                        hako_kube_controllers::spawn_thread(
+                            paths.component_kubeconfig("controller-manager"),
+                        );
                     }
                     if !args.disable_proxy {
                         proxy = Some(hako_kube_proxy::spawn_thread(
-                            kubeconfig.clone(),
+                            paths.component_kubeconfig("kube-proxy"),
                             &proxy_tag(g),
                         ));
                     }

@@ -335,6 +335,24 @@ current-context: hako
     )
 }
 
+/// Write a kubeconfig for `server` authenticating as `user` in `groups`
+/// with a new client certificate signed by the CA in `pki_dir`.
+pub fn write_client_kubeconfig(
+    pki_dir: &Path,
+    server: &str,
+    path: &Path,
+    user: &str,
+    groups: &[String],
+) -> Result<()> {
+    let ca = std::fs::read_to_string(pki_dir.join("ca.crt"))
+        .with_context(|| format!("reading {}", pki_dir.join("ca.crt").display()))?;
+    let (cert, key) = issue_client_cert(pki_dir, user, groups)?;
+    write_private(
+        path,
+        client_cert_kubeconfig(&ca, server, user, &cert, &key).as_bytes(),
+    )
+}
+
 pub fn write_kubeconfig(path: &Path, pki: &Pki, addr: SocketAddr) -> Result<()> {
     write_private(path, kubeconfig(pki, addr).as_bytes())
 }

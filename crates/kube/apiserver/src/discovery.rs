@@ -80,11 +80,12 @@ fn resource(k: &Kind) -> Value {
 }
 
 fn group_item(group: &str) -> Value {
-    let resources: Vec<Value> = KINDS
+    let mut resources: Vec<Value> = KINDS
         .iter()
         .filter(|k| k.group == group)
         .map(resource)
         .collect();
+    resources.extend(crate::reviews::aggregated_resources(group));
     let mut metadata = json!({"creationTimestamp": null});
     if !group.is_empty() {
         metadata["name"] = json!(group);
@@ -98,7 +99,11 @@ pub fn aggregated(core: bool) -> Response {
     let items: Vec<Value> = if core {
         vec![group_item("")]
     } else {
-        resources::groups().into_iter().map(group_item).collect()
+        resources::groups()
+            .into_iter()
+            .chain(crate::reviews::groups())
+            .map(group_item)
+            .collect()
     };
     let doc = json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2",
                      "metadata": {}, "items": items});

@@ -2,7 +2,7 @@
 //! version, plural, scope, short names) and its schema (the k8s-openapi type
 //! objects are decoded into, which also tells unknown fields apart).
 
-use k8s_openapi::api::{apps, batch, coordination, core, discovery, events, storage};
+use k8s_openapi::api::{apps, batch, coordination, core, discovery, events, rbac, storage};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -16,6 +16,8 @@ pub enum NameRule {
     Label,
     /// DNS-1035 label: starts with a letter (services).
     Label1035,
+    /// Any name usable as a URL path segment (RBAC kinds: `system:node`).
+    PathSegment,
 }
 
 pub struct Kind {
@@ -390,6 +392,58 @@ pub static KINDS: &[Kind] = &[
         cat = NONE,
         sub = NONE,
         names = Subdomain,
+        gen = false
+    ),
+    kind!(
+        "rbac.authorization.k8s.io",
+        "roles",
+        "role",
+        "Role",
+        rbac::v1::Role,
+        ns = true,
+        short = NONE,
+        cat = NONE,
+        sub = NONE,
+        names = PathSegment,
+        gen = false
+    ),
+    kind!(
+        "rbac.authorization.k8s.io",
+        "rolebindings",
+        "rolebinding",
+        "RoleBinding",
+        rbac::v1::RoleBinding,
+        ns = true,
+        short = NONE,
+        cat = NONE,
+        sub = NONE,
+        names = PathSegment,
+        gen = false
+    ),
+    kind!(
+        "rbac.authorization.k8s.io",
+        "clusterroles",
+        "clusterrole",
+        "ClusterRole",
+        rbac::v1::ClusterRole,
+        ns = false,
+        short = NONE,
+        cat = NONE,
+        sub = NONE,
+        names = PathSegment,
+        gen = false
+    ),
+    kind!(
+        "rbac.authorization.k8s.io",
+        "clusterrolebindings",
+        "clusterrolebinding",
+        "ClusterRoleBinding",
+        rbac::v1::ClusterRoleBinding,
+        ns = false,
+        short = NONE,
+        cat = NONE,
+        sub = NONE,
+        names = PathSegment,
         gen = false
     ),
 ];
