@@ -139,7 +139,7 @@ pub fn rule_allows(rule: &PolicyRule, a: &Attributes) -> bool {
     }
     match rule.resource_names.as_deref() {
         None | Some([]) => true,
-        Some(names) => !a.name.is_empty() && names.iter().any(|n| *n == a.name),
+        Some(names) => !a.name.is_empty() && names.contains(&a.name),
     }
 }
 
@@ -154,7 +154,7 @@ fn url_matches(rule: &str, path: &str) -> bool {
 fn subject_matches(s: &Subject, user: &UserInfo, binding_ns: &str) -> bool {
     match s.kind.as_str() {
         "User" => s.name == user.name,
-        "Group" => user.groups.iter().any(|g| *g == s.name),
+        "Group" => user.groups.contains(&s.name),
         "ServiceAccount" => {
             let ns = s.namespace.as_deref().unwrap_or(binding_ns);
             user.name == format!("system:serviceaccount:{ns}:{}", s.name)
