@@ -2,173 +2,34 @@
 //! `hako --root TMP kube up --addr 127.0.0.1:0` as a process (killed on drop,
 //! also when the test fails) and runs /usr/bin/kubectl against it.
 
-use std::io::{BufRead, BufReader, Write as _};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// A running `hako kube up` under a temp root.
-struct Kube {
-    tmp: tempfile::TempDir,
-    child: Child,
-    addr: String,
-    /// Extra `kube up` arguments (the store).
-    extra: Vec<String>,
-    /// The etcd the server stores in, if any (dropped after the server).
-    _etcd: Option<Etcd>,
+mod kube_common;
+
+use kube_common::{Kube, API_ONLY};
+
+/// The API server alone (`kube up` with every other component disabled): no node
+/// heartbeats move the revisions these tests compare, the tests play the
+/// controllers' part, and need no kube-proxy rules on the host.
+fn api(extra: &[&str]) -> Kube {
+    let mut args = API_ONLY.to_vec();
+    args.extend(extra);
+    Kube::up(&args)
 }
 
-impl Drop for Kube {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(root: &Path, extra: &[String]) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hako"))
-        .arg("--root")
-        .arg(root)
-        // The API server alone: no node heartbeats move the revisions these tests
-        // compare, the tests play the controllers' part, and need no kube-proxy
-        // rules on the host.
-        .args([
-            "kube",
-            "up",
-            "--addr",
-            "127.0.0.1:0",
-            "--disable-agent",
-            "--disable-scheduler",
-            "--disable-controllers",
-            "--disable-proxy",
-        ])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("starting hako kube up");
-    let mut line = String::new();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    out.read_line(&mut line).unwrap();
-    let addr = match line.trim().strip_prefix("API server listening on https://") {
-        Some(a) => a.to_string(),
-        None => {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("hako kube up did not start: {line:?}");
-        }
-    };
-    // Keep draining stdout so the server never blocks on a full pipe.
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        while out.read_line(&mut sink).unwrap_or(0) > 0 {
-            sink.clear();
-        }
-    });
-    (child, addr)
+/// The API server on a test-owned etcd.
+fn api_etcd() -> Kube {
+    let etcd = Etcd::start();
+    let mut k = api(&["--store", "etcd", "--etcd-endpoints", &etcd.url]);
+    k.after.push(Box::new(etcd));
+    k
 }
 
 impl Kube {
-    fn up() -> Kube {
-        Self::up_with(Vec::new())
-    }
-
-    fn up_with(extra: Vec<String>) -> Kube {
-        let tmp = tempfile::tempdir().unwrap();
-        let (child, addr) = start(&tmp.path().join("root"), &extra);
-        Kube {
-            tmp,
-            child,
-            addr,
-            extra,
-            _etcd: None,
-        }
-    }
-
-    /// A server on a test-owned etcd.
-    fn up_etcd() -> Kube {
-        let etcd = Etcd::start();
-        let mut k = Self::up_with(vec![
-            "--store".into(),
-            "etcd".into(),
-            "--etcd-endpoints".into(),
-            etcd.url.clone(),
-        ]);
-        k._etcd = Some(etcd);
-        k
-    }
-
-    fn root(&self) -> PathBuf {
-        self.tmp.path().join("root")
-    }
-
-    fn kubeconfig(&self) -> PathBuf {
-        self.root().join("kubeconfig")
-    }
-
-    /// Kill the server (SIGKILL: no chance to flush anything) and start it again.
-    fn kill_and_restart(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-        let (child, addr) = start(&self.root(), &self.extra);
-        self.child = child;
-        self.addr = addr;
-    }
-
-    fn kubectl_cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("kubectl");
-        // A cache of its own: discovery is fetched from this server, and
-        // nothing is left in the user's ~/.kube.
-        c.arg("--kubeconfig")
-            .arg(self.kubeconfig())
-            .arg("--cache-dir")
-            .arg(self.tmp.path().join("kube-cache"))
-            .args(args);
-        c
-    }
-
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut c = self.kubectl_cmd(args);
-        c.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = c.spawn().expect("running kubectl");
-        let mut input = child.stdin.take().unwrap();
-        if let Some(s) = stdin {
-            input.write_all(s.as_bytes()).unwrap();
-        }
-        drop(input);
-        child.wait_with_output().unwrap()
-    }
-
-    /// kubectl must succeed; its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        self.ok_in(args, None)
-    }
-
-    fn ok_in(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let out = self.run(args, stdin);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// kubectl must fail; its stderr.
-    fn fails_in(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let out = self.run(args, stdin);
-        assert!(
-            !out.status.success(),
-            "kubectl {args:?} unexpectedly succeeded: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8(out.stderr).unwrap()
-    }
-
     /// The store's current revision, as a list reports it.
     fn revision(&self) -> String {
         let list: serde_json::Value =
@@ -506,7 +367,7 @@ fn bad_input_gets_one_line_errors_and_changes_nothing(k: Kube) {
 
 #[test]
 fn anonymous_and_wrong_token_requests_are_refused() {
-    let k = Kube::up();
+    let k = api(&[]);
     let err = k.fails_in(&["--token", "wrong", "get", "configmaps"], None);
     let last = err.lines().last().unwrap();
     assert!(
@@ -1140,7 +1001,7 @@ impl Etcd {
 
 #[test]
 fn compacted_history_is_410_gone_for_watches() {
-    let k = Kube::up_with(vec!["--compaction-interval".into(), "1".into()]);
+    let k = api(&["--compaction-interval", "1"]);
     let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: old\n";
     let created = k.ok_in(
         &[
@@ -1196,7 +1057,7 @@ fn compacted_history_is_410_gone_for_watches() {
 /// watches: another client library than kubectl's accepts the server.
 #[test]
 fn python_kubernetes_client_watch() {
-    let k = Kube::up();
+    let k = api(&[]);
     let script = r#"
 import sys
 from kubernetes import client, config, watch
@@ -1260,7 +1121,7 @@ for ev in watch.Watch().stream(v1.list_namespaced_config_map, "default", resourc
 
 #[test]
 fn pod_log_exec_portforward() {
-    pod_log_exec_portforward_reach_the_kubelet(Kube::up());
+    pod_log_exec_portforward_reach_the_kubelet(api(&[]));
 }
 
 /// `--service-cluster-ip-range`: a /29 has five addresses to hand out
@@ -1268,10 +1129,7 @@ fn pod_log_exec_portforward() {
 /// a restart.
 #[test]
 fn service_cidr_flag_fills_and_survives_restart() {
-    let mut k = Kube::up_with(vec![
-        "--service-cluster-ip-range".into(),
-        "10.99.0.0/29".into(),
-    ]);
+    let mut k = api(&["--service-cluster-ip-range", "10.99.0.0/29"]);
     for n in 0..5 {
         k.ok_in(&["create", "-f", "-"], Some(&service(&format!("s{n}"), "")));
     }
@@ -1315,7 +1173,7 @@ fn service_cidr_flag_fills_and_survives_restart() {
 /// the cluster CA authenticates kubectl; one from another CA does not.
 #[test]
 fn client_certificates_authenticate() {
-    let k = Kube::up();
+    let k = api(&[]);
     let hako = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_hako"))
             .arg("--root")
@@ -1344,14 +1202,14 @@ fn client_certificates_authenticate() {
         kc.contains("client-certificate-data:") && !kc.contains("token:"),
         "{kc}"
     );
-    let path = k.tmp.path().join("jane.kubeconfig");
+    let path = k.dir().join("jane.kubeconfig");
     std::fs::write(&path, &kc).unwrap();
     let run = |kubeconfig: &Path| {
         Command::new("kubectl")
             .arg("--kubeconfig")
             .arg(kubeconfig)
             .arg("--cache-dir")
-            .arg(k.tmp.path().join("jane-cache"))
+            .arg(k.dir().join("jane-cache"))
             .args(["auth", "whoami", "-o", "jsonpath={.status.userInfo}"])
             .output()
             .unwrap()
@@ -1368,7 +1226,7 @@ fn client_certificates_authenticate() {
         r#"{"groups":["devs","ops","system:authenticated"],"username":"jane"}"#
     );
     // The same user's certificate from another CA is refused.
-    let other = k.tmp.path().join("other-pki");
+    let other = k.dir().join("other-pki");
     hako_kube_apiserver::certs::Pki::load_or_create(&other).unwrap();
     let (cert, key) =
         hako_kube_apiserver::certs::issue_client_cert(&other, "jane", &["devs".to_string()])
@@ -1378,7 +1236,7 @@ fn client_certificates_authenticate() {
         .lines()
         .find_map(|l| l.trim().strip_prefix("server: "))
         .unwrap();
-    let rogue = k.tmp.path().join("rogue.kubeconfig");
+    let rogue = k.dir().join("rogue.kubeconfig");
     std::fs::write(
         &rogue,
         hako_kube_apiserver::certs::client_cert_kubeconfig(&ca, server, "jane", &cert, &key),
@@ -1404,7 +1262,7 @@ fn client_certificates_authenticate() {
 /// from /api and /apis and needs no per-group-version request.
 #[test]
 fn aggregated_discovery_serves_kubectl_in_two_requests() {
-    let k = Kube::up();
+    let k = api(&[]);
     let out = k.run(&["get", "deployments,pods,leases", "-A", "-v=6"], None);
     assert!(out.status.success());
     let log = String::from_utf8_lossy(&out.stderr);
@@ -1427,7 +1285,7 @@ fn aggregated_discovery_serves_kubectl_in_two_requests() {
 
 #[test]
 fn kube_down_stops_the_server() {
-    let mut k = Kube::up();
+    let mut k = api(&[]);
     k.ok(&["get", "namespaces"]);
     let out = Command::new(env!("CARGO_BIN_EXE_hako"))
         .arg("--root")
@@ -1441,7 +1299,7 @@ fn kube_down_stops_the_server() {
         String::from_utf8_lossy(&out.stderr)
     );
     // The `up` process has exited (down waits for it) and removed its pid file.
-    let status = k.child.wait().unwrap();
+    let status = k.wait_exit();
     assert!(status.success(), "{status:?}");
     assert!(!k.root().join("kube/apiserver.pid").exists());
     // Nothing running any more: a clear one-line error.
@@ -1725,7 +1583,7 @@ fn pod_log_exec_portforward_reach_the_kubelet(k: Kube) {
     let ips = ["127.0.0.1".parse().unwrap()];
     let (cert, key) =
         hako_kube_apiserver::certs::issue_kubelet_serving_cert(&pki, "n1", &ips).unwrap();
-    let kubelet = FakeKubelet::start(&k.tmp.path().join("n1"), &cert, &key, &token);
+    let kubelet = FakeKubelet::start(&k.dir().join("n1"), &cert, &key, &token);
     k.node("n1", kubelet.port);
     k.bound_pod(&pod("p").replace("name: c", "name: main"), "p", "n1");
 
@@ -1803,11 +1661,11 @@ fn pod_log_exec_portforward_reach_the_kubelet(k: Kube) {
     );
 
     // A kubelet whose certificate another CA signed is not trusted.
-    let other = k.tmp.path().join("other-pki");
+    let other = k.dir().join("other-pki");
     hako_kube_apiserver::certs::Pki::load_or_create(&other).unwrap();
     let (cert, key) =
         hako_kube_apiserver::certs::issue_kubelet_serving_cert(&other, "n2", &ips).unwrap();
-    let rogue = FakeKubelet::start(&k.tmp.path().join("n2"), &cert, &key, &token);
+    let rogue = FakeKubelet::start(&k.dir().join("n2"), &cert, &key, &token);
     k.node("n2", rogue.port);
     k.bound_pod(&pod("q"), "q", "n2");
     let err = k.fails_in(&["logs", "q"], None);
@@ -2070,10 +1928,10 @@ fn kind_validation_and_immutable_fields(k: Kube) {
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
-            $( #[test] fn $name() { super::$name(super::Kube::up()) } )*
+            $( #[test] fn $name() { super::$name(super::api(&[])) } )*
         }
         mod etcd {
-            $( #[test] fn $name() { super::$name(super::Kube::up_etcd()) } )*
+            $( #[test] fn $name() { super::$name(super::api_etcd()) } )*
         }
     };
 }

@@ -5,137 +5,18 @@
 //! upstream's controller integration tests do; pods carry a nodeSelector no
 //! node matches, so a scheduler (when one runs) leaves them alone.
 
-use std::io::{BufRead, BufReader, Write as _};
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
-struct Kube {
-    tmp: tempfile::TempDir,
-    child: Child,
-}
+mod kube_common;
 
-impl Drop for Kube {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use kube_common::Kube;
 
 impl Kube {
-    fn up() -> Kube {
-        Self::up_env(&[])
-    }
-
-    fn up_env(env: &[(&str, &str)]) -> Kube {
-        Self::up_with(env, &[])
-    }
-
-    fn up_with(env: &[(&str, &str)], args: &[&str]) -> Kube {
-        let tmp = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hako"))
-            .envs(env.iter().copied())
-            .arg("--root")
-            .arg(tmp.path().join("root"))
-            .args(["kube", "up", "--addr", "127.0.0.1:0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting hako kube up");
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        let k = Kube { tmp, child };
-        assert!(
-            line.starts_with("API server listening on https://"),
-            "hako kube up did not start: {line:?}"
-        );
-        std::thread::spawn(move || {
-            let mut sink = String::new();
-            while out.read_line(&mut sink).unwrap_or(0) > 0 {
-                sink.clear();
-            }
-        });
-        k
-    }
-
-    fn kubeconfig(&self) -> PathBuf {
-        self.tmp.path().join("root/kubeconfig")
-    }
-
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(self.kubeconfig())
-            .arg("--cache-dir")
-            .arg(self.tmp.path().join("kube-cache"))
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("running kubectl");
-        let mut input = child.stdin.take().unwrap();
-        if let Some(s) = stdin {
-            input.write_all(s.as_bytes()).unwrap();
-        }
-        drop(input);
-        child.wait_with_output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        self.ok_in(args, None)
-    }
-
-    fn ok_in(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let out = self.run(args, stdin);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn apply(&self, yaml: &str) {
-        self.ok_in(&["apply", "-f", "-"], Some(yaml));
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut a = args.to_vec();
-        a.extend(["-o", "json"]);
-        serde_json::from_str(&self.ok(&a)).unwrap()
-    }
-
-    /// Items of a list (`kubectl get KIND ... -o json`).
-    fn items(&self, args: &[&str]) -> Vec<Value> {
-        self.json(args)["items"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    /// Wait (up to a generous limit) until `f` returns something.
-    fn wait<T>(&self, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-        let start = Instant::now();
-        loop {
-            if let Some(t) = f() {
-                return t;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(90),
-                "timed out waiting for {what}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
     /// Play the kubelet for one pod: phase and Ready condition.
     fn set_pod_status(&self, ns: &str, name: &str, phase: &str, ready: bool) {
         let now = chrono_now();
@@ -282,7 +163,7 @@ fn owned(k: &Kube, ns: &str, uid: &str) -> Vec<Value> {
 
 #[test]
 fn replicaset_creates_replaces_adopts_releases_and_reports_status() {
-    let k = Arc::new(Kube::up());
+    let k = Arc::new(Kube::up(&[]));
     k.apply(&replicaset("rs1", 3));
     let rs = k.json(&["get", "rs", "rs1"]);
     let uid = rs["metadata"]["uid"].as_str().unwrap().to_string();
@@ -419,7 +300,7 @@ fn image_of(d: &Value) -> String {
 
 #[test]
 fn deployment_rolls_one_pod_at_a_time_undo_history_pause_restart() {
-    let k = Arc::new(Kube::up());
+    let k = Arc::new(Kube::up(&[]));
     let _kubelet = k.kubelet("default");
     k.apply(&deployment(
         "web",
@@ -587,7 +468,7 @@ fn deployment_rolls_one_pod_at_a_time_undo_history_pause_restart() {
 
 #[test]
 fn deployment_recreate_history_limit_and_progress_deadline() {
-    let k = Arc::new(Kube::up());
+    let k = Arc::new(Kube::up(&[]));
     let _kubelet = k.kubelet("default");
     k.apply(&deployment(
         "rec",
@@ -668,7 +549,7 @@ fn gone(k: &Kube, args: &[&str]) -> bool {
 
 #[test]
 fn deleting_a_deployment_collects_its_replicasets_and_pods() {
-    let k = Arc::new(Kube::up());
+    let k = Arc::new(Kube::up(&[]));
     k.apply(&deployment("gcweb", "busybox:1.36", ""));
     let rs = k.wait("a ReplicaSet", || replicasets_of(&k, "gcweb").pop());
     let rs_uid = rs["metadata"]["uid"].as_str().unwrap().to_string();
@@ -774,7 +655,7 @@ metadata:
 
 #[test]
 fn deleting_a_namespace_deletes_its_contents_then_itself() {
-    let k = Arc::new(Kube::up());
+    let k = Arc::new(Kube::up(&[]));
     k.ok(&["create", "namespace", "doomed"]);
     k.ok_in(
         &["apply", "-n", "doomed", "-f", "-"],
@@ -827,7 +708,7 @@ spec:
 
 #[test]
 fn statefulset_orders_pods_keeps_claims_and_rolls_by_partition() {
-    let k = Arc::new(Kube::up());
+    let k = Arc::new(Kube::up(&[]));
     k.apply(STATEFULSET);
     k.wait("web-0", || {
         k.run(&["get", "pod", "web-0", "-o", "json"], None)
@@ -1001,7 +882,7 @@ fn daemon_nodes(k: &Kube) -> Vec<String> {
 
 #[test]
 fn daemonset_runs_one_pod_per_eligible_node_and_rolls() {
-    let k = Arc::new(Kube::up());
+    let k = Arc::new(Kube::up(&[]));
     k.apply(NODES);
     k.apply(
         "apiVersion: apps/v1
@@ -1113,7 +994,7 @@ fn job_condition(k: &Kube, name: &str, t: &str) -> Option<Value> {
 
 #[test]
 fn job_completions_parallelism_backoff_and_indexes() {
-    let k = Arc::new(Kube::up());
+    let k = Arc::new(Kube::up(&[]));
     k.apply(&job("three", "completions: 3\n  parallelism: 2"));
     let mut done = 0;
     while done < 3 {
@@ -1222,7 +1103,7 @@ fn job_completions_parallelism_backoff_and_indexes() {
 
 #[test]
 fn job_failure_policy_deadline_and_ttl() {
-    let k = Arc::new(Kube::up());
+    let k = Arc::new(Kube::up(&[]));
     // podFailurePolicy: exit code 42 fails the Job at once.
     k.apply(&job(
         "policy",
@@ -1265,7 +1146,7 @@ fn job_failure_policy_deadline_and_ttl() {
 
 #[test]
 fn cronjob_fires_on_its_schedule_and_records_success() {
-    let k = Arc::new(Kube::up());
+    let k = Arc::new(Kube::up(&[]));
     let cronjob = |name: &str, extra: &str| {
         format!(
             "apiVersion: batch/v1
@@ -1332,7 +1213,7 @@ spec:
 #[test]
 fn cronjob_concurrency_policies_and_history_with_a_fast_test_clock() {
     // A minute of the CronJob controller's clock lasts 2 s here.
-    let k = Arc::new(Kube::up_env(&[("HAKO_KUBE_TEST_MINUTE_SECONDS", "2")]));
+    let k = Arc::new(Kube::up_env(&[], &[("HAKO_KUBE_TEST_MINUTE_SECONDS", "2")]));
     let cronjob = |name: &str, extra: &str| {
         format!(
             "apiVersion: batch/v1
@@ -1410,7 +1291,7 @@ impl Drop for Killed {
 
 #[test]
 fn kube_controllers_runs_alone_against_a_cluster() {
-    let k = Kube::up_with(&[], &["--disable-controllers"]);
+    let k = Kube::up(&["--disable-controllers"]);
     k.apply(&replicaset("alone", 2));
     let uid = k.json(&["get", "rs", "alone"])["metadata"]["uid"]
         .as_str()

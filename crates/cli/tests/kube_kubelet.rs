@@ -5,88 +5,23 @@
 //! namespaces and cgroups (`hako system reset`) — also when it fails.
 
 mod engine_common;
+mod kube_common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use engine_common::Root;
+use kube_common::{condition, hako, node_name, phase, terminate, wait_for, Kube, Registry};
 use serde_json::Value;
-
-fn hako() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_hako"))
-}
-
-/// Poll `cond` for up to two minutes (a bound against hangs, not a timing check).
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !cond() {
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// SIGTERM a process and wait for it (SIGKILL after 30 s).
-fn terminate(child: &mut Child) {
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// A `hako registry serve` on 127.0.0.1 with its own root.
-struct Registry {
-    child: Child,
-    addr: String,
-}
-
-impl Registry {
-    fn start(dir: &Path) -> Registry {
-        Registry::start_with(&dir.join("registry-root"), &[])
-    }
-
-    fn start_with(root: &Path, args: &[&str]) -> Registry {
-        let mut child = Command::new(hako())
-            .arg("--root")
-            .arg(root)
-            .args(["registry", "serve", "--addr", "127.0.0.1:0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line.trim().rsplit(' ').next().unwrap().to_string();
-        Registry { child, addr }
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// `hako kube up` in a temp root with a loopback registry holding busybox. Drop stops
 /// the control plane (and its CRI, kubelet, scheduler), then resets the root.
 struct Cluster {
     /// A containerd the node uses instead of `hako cri serve` (stopped after the pods).
     containerd: Option<Containerd>,
-    up: Option<Child>,
+    kube: Kube,
     extra: Vec<Child>,
     /// Other hako roots the test used (a second node): reset on drop.
     others: Vec<PathBuf>,
@@ -96,11 +31,18 @@ struct Cluster {
     root: Root,
 }
 
+impl std::ops::Deref for Cluster {
+    type Target = Kube;
+    fn deref(&self) -> &Kube {
+        &self.kube
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         if let Some(ctd) = &self.containerd {
             // The kubelet removes the pods' sandboxes (and their netns) through CRI.
-            let _ = self.kubectl(
+            let _ = self.run(
                 &["delete", "pods", "--all", "--wait=true", "--timeout=60s"],
                 None,
             );
@@ -114,9 +56,7 @@ impl Drop for Cluster {
         for c in self.extra.iter_mut().rev() {
             terminate(c);
         }
-        if let Some(mut up) = self.up.take() {
-            terminate(&mut up);
-        }
+        self.kube.stop();
         // Children of an `up` that was killed (they die with it, but make sure).
         for name in ["kubelet", "scheduler", "cri"] {
             for r in std::iter::once(self.root.root()).chain(self.others.iter().cloned()) {
@@ -159,7 +99,7 @@ impl Cluster {
 
     fn start(args: &[&str], on_containerd: bool) -> Cluster {
         let root = Root::new();
-        let reg = Registry::start(root.dir());
+        let reg = Registry::start(&root.dir().join("registry-root"), &[]);
         let image = format!("{}/kube/busybox:1", reg.addr);
         root.ok(&["tag", "busybox", &image]);
         root.ok(&["push", &image]);
@@ -184,127 +124,24 @@ impl Cluster {
             ]);
             ctd
         });
-        let mut up = Command::new(hako())
-            .arg("--root")
-            .arg(root.root())
-            .args(["kube", "up", "--addr", "127.0.0.1:0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(up.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        std::thread::spawn(move || {
-            let mut sink = String::new();
-            while out.read_line(&mut sink).unwrap_or(0) > 0 {
-                sink.clear();
-            }
-        });
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let kube = Kube::up_in(&root.root(), root.dir(), &args, &[]);
         let c = Cluster {
             containerd,
-            up: Some(up),
+            kube,
             extra: Vec::new(),
             others: Vec::new(),
             image,
             _reg: reg,
             root,
         };
-        assert!(
-            line.starts_with("API server listening on"),
-            "kube up: {line:?}"
-        );
-        wait_for("the node to be Ready", || c.node_ready(&c.node_name()));
+        wait_for("the node to be Ready", || c.node_ready(&node_name()));
         c
     }
 
-    fn kubeconfig(&self) -> PathBuf {
-        self.root.root().join("kubeconfig")
-    }
-
-    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut cmd = Command::new("/usr/bin/kubectl");
-        cmd.arg("--kubeconfig")
-            .arg(self.kubeconfig())
-            .arg("--cache-dir")
-            .arg(self.root.dir().join("kcache"))
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        if let Some(s) = stdin {
-            use std::io::Write as _;
-            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-        }
-        drop(child.stdin.take());
-        child.wait_with_output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        self.ok_in(args, None)
-    }
-
-    fn ok_in(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let out = self.kubectl(args, stdin);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn apply(&self, yaml: &str) {
-        self.ok_in(&["apply", "-f", "-"], Some(yaml));
-    }
-
-    fn json(&self, args: &[&str]) -> Option<Value> {
-        let mut a = args.to_vec();
-        a.extend(["-o", "json"]);
-        let out = self.kubectl(&a, None);
-        out.status
-            .success()
-            .then(|| serde_json::from_slice(&out.stdout).unwrap())
-    }
-
-    fn pod(&self, name: &str) -> Value {
-        self.json(&["get", "pod", name]).unwrap_or(Value::Null)
-    }
-
-    fn node_name(&self) -> String {
-        let out = Command::new("hostname").output().unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_lowercase()
-    }
-
     fn node_ready(&self, node: &str) -> bool {
-        self.json(&["get", "node", node]).is_some_and(|n| {
-            n["status"]["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        })
-    }
-
-    fn wait_pod(&self, name: &str, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let last = self.pod(name);
-            if cond(&last) {
-                return last;
-            }
-            if Instant::now() > deadline {
-                let events = self.kubectl(&["get", "events", "-A"], None);
-                panic!(
-                    "gave up waiting for pod {name}: {what}; last seen: {last}\nevents:\n{}",
-                    String::from_utf8_lossy(&events.stdout)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        self.try_json(&["get", "node", node])
+            .is_some_and(|n| condition(&n, "Ready")["status"] == "True")
     }
 
     /// The engine containers of this root named after pod `name` (k8s_*_NAME_*).
@@ -333,26 +170,12 @@ impl Cluster {
     }
 }
 
-fn condition(pod: &Value, t: &str) -> Value {
-    pod["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["type"] == t)
-        .cloned()
-        .unwrap_or(Value::Null)
-}
-
-fn phase(pod: &Value) -> &str {
-    pod["status"]["phase"].as_str().unwrap_or("")
-}
-
 #[test]
 fn pod_runs_init_containers_in_order_and_gets_ready_with_an_ip() {
     let c = Cluster::up();
-    let node = c.node_name();
+    let node = node_name();
     // The Node as the kubelet registered it.
-    let n = c.json(&["get", "node", &node]).unwrap();
+    let n = c.try_json(&["get", "node", &node]).unwrap();
     for r in ["cpu", "memory", "pods", "ephemeral-storage"] {
         assert!(n["status"]["allocatable"][r].is_string(), "{r}: {n}");
     }
@@ -381,9 +204,7 @@ fn pod_runs_init_containers_in_order_and_gets_ready_with_an_ip() {
             .unwrap()
             > 0
     );
-    let lease = c
-        .json(&["-n", "kube-node-lease", "get", "lease", &node])
-        .unwrap();
+    let lease = c.json(&["-n", "kube-node-lease", "get", "lease", &node]);
     assert_eq!(lease["spec"]["holderIdentity"], node.as_str());
 
     c.apply(&format!(
@@ -683,13 +504,13 @@ spec:
     let log = std::fs::read_to_string(host.join("log")).unwrap();
     assert_eq!(log, "started\nprestop\nterm\n");
     assert!(!pod_dir.exists(), "{}", pod_dir.display());
-    assert!(c.json(&["get", "pod", "graceful"]).is_none());
+    assert!(c.try_json(&["get", "pod", "graceful"]).is_none());
 }
 
 #[test]
 fn unschedulable_pod_gets_the_condition_then_runs_when_a_node_fits() {
     let c = Cluster::up();
-    let node = c.node_name();
+    let node = node_name();
     c.apply(&format!(
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: picky}}\nspec:\n  nodeSelector: {{disk: ssd}}\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {{name: c, image: {}, command: [\"sleep\", \"100000\"]}}\n",
         c.image
@@ -750,7 +571,7 @@ fn static_pod_runs_with_a_mirror_pod() {
     let manifests = tmp.path().join("manifests");
     std::fs::create_dir_all(&manifests).unwrap();
     let c = Cluster::up_with(&["--pod-manifest-path", manifests.to_str().unwrap()]);
-    let node = c.node_name();
+    let node = node_name();
     let file = manifests.join("static.yaml");
     std::fs::write(
         &file,
@@ -779,7 +600,7 @@ fn static_pod_runs_with_a_mirror_pod() {
     std::fs::remove_file(&file).unwrap();
     wait_for("the static pod to go", || {
         c.engine_containers(&c.root.root(), &mirror).is_empty()
-            && c.json(&["get", "pod", &mirror]).is_none()
+            && c.try_json(&["get", "pod", &mirror]).is_none()
     });
 }
 
@@ -1018,7 +839,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 #[test]
 fn kubelet_runs_a_pod_on_containerd() {
     let c = Cluster::up_on_containerd();
-    let n = c.json(&["get", "node", &c.node_name()]).unwrap();
+    let n = c.try_json(&["get", "node", &node_name()]).unwrap();
     assert!(
         n["status"]["nodeInfo"]["containerRuntimeVersion"]
             .as_str()
@@ -1060,7 +881,7 @@ spec:
         .starts_with("containerd://"));
     // The logs come from containerd's log file, through the API server and the kubelet.
     wait_for("the pod's log", || {
-        c.kubectl(&["logs", "on-containerd"], None).stdout == b"hi from on-containerd\ninit\n"
+        c.run(&["logs", "on-containerd"], None).stdout == b"hi from on-containerd\ninit\n"
     });
     c.ok(&["delete", "pod", "on-containerd", "--wait=true"]);
     let ctd = c.containerd.as_ref().unwrap();
@@ -1087,7 +908,7 @@ fn kubectl_exec_and_port_forward_go_through_the_kubelet() {
     ));
     c.wait_pod("shell", "running", |p| phase(p) == "Running");
     // exec: stdout, stderr and the exit code come back; stdin goes in.
-    let out = c.kubectl(
+    let out = c.run(
         &[
             "exec",
             "shell",
@@ -1157,8 +978,7 @@ fn kube_down_stops_the_node_processes_and_leaves_pods_running() {
         })
         .collect();
     c.root.ok(&["kube", "down"]);
-    let mut up = c.up.take().unwrap();
-    assert!(up.wait().unwrap().success());
+    assert!(c.kube.wait_exit().success());
     for pid in pids {
         assert!(!engine_common::pid_alive(pid), "pid {pid} still runs");
     }
@@ -1180,7 +1000,7 @@ fn image_pull_secrets_authenticate_pulls() {
         format!("kube:{}\n", bcrypt::hash("s3cret", 4).unwrap()),
     )
     .unwrap();
-    let reg = Registry::start_with(
+    let reg = Registry::start(
         &c.root.dir().join("auth-registry"),
         &["--htpasswd", htpasswd.to_str().unwrap()],
     );

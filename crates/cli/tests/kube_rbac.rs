@@ -5,91 +5,20 @@
 //! escalation prevention and the identities of the control plane's
 //! components. No node runs: the API server alone is exercised.
 
-use std::io::{BufRead, BufReader, Write as _};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-struct Kube {
-    tmp: tempfile::TempDir,
-    child: Child,
-}
+mod kube_common;
+use kube_common::Kube;
 
-impl Drop for Kube {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(20) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Kube {
-    fn up() -> Kube {
-        let tmp = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hako"))
-            .arg("--root")
-            .arg(tmp.path().join("root"))
-            .args(["kube", "up", "--addr", "127.0.0.1:0"])
-            .args(["--disable-proxy", "--disable-agent", "--disable-scheduler"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting hako kube up");
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        let k = Kube { tmp, child };
-        assert!(
-            line.starts_with("API server listening on https://"),
-            "hako kube up did not start: {line:?}"
-        );
-        std::thread::spawn(move || {
-            let mut sink = String::new();
-            while out.read_line(&mut sink).unwrap_or(0) > 0 {
-                sink.clear();
-            }
-        });
-        k
-    }
-
-    fn root(&self) -> PathBuf {
-        self.tmp.path().join("root")
-    }
-
-    fn kubeconfig(&self) -> PathBuf {
-        self.root().join("kubeconfig")
-    }
-
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        kubectl(&self.kubeconfig(), self.tmp.path(), args, stdin)
-    }
-
-    fn ok_in(&self, args: &[&str], stdin: Option<&str>) -> String {
-        ok(self.run(args, stdin), args)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        self.ok_in(args, None)
-    }
-
-    fn apply(&self, yaml: &str) {
-        self.ok_in(&["apply", "-f", "-"], Some(yaml));
-    }
-}
+/// The API server and the controllers (whose identity one test checks).
+const FLAGS: &[&str] = &["--disable-proxy", "--disable-agent", "--disable-scheduler"];
 
 fn kubectl(kubeconfig: &Path, cache: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new("kubectl")
+    let mut child = Command::new("/usr/bin/kubectl")
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .arg("--cache-dir")
@@ -126,7 +55,7 @@ struct User<'a> {
 
 impl<'a> User<'a> {
     fn new(k: &'a Kube, name: &str, groups: &[&str]) -> User<'a> {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hako"));
+        let mut cmd = Command::new(kube_common::hako());
         cmd.arg("--root")
             .arg(k.root())
             .args(["kube", "kubeconfig", "--user", name]);
@@ -139,7 +68,7 @@ impl<'a> User<'a> {
             "hako kube kubeconfig --user {name}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let kubeconfig = k.tmp.path().join(format!("{name}.kubeconfig"));
+        let kubeconfig = k.dir().join(format!("{name}.kubeconfig"));
         std::fs::write(&kubeconfig, &out.stdout).unwrap();
         User { k, kubeconfig }
     }
@@ -152,7 +81,7 @@ impl<'a> User<'a> {
     }
 
     fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        kubectl(&self.kubeconfig, self.k.tmp.path(), args, stdin)
+        kubectl(&self.kubeconfig, self.k.dir(), args, stdin)
     }
 
     fn ok(&self, args: &[&str]) -> String {
@@ -222,7 +151,7 @@ roleRef: {kind: Role, name: pod-reader, apiGroup: rbac.authorization.k8s.io}
 
 #[test]
 fn a_certificate_user_is_forbidden_until_a_role_binding_allows_one_namespace() {
-    let k = Kube::up();
+    let k = Kube::up(FLAGS);
     let alice = User::new(&k, "alice", &["devs"]);
     let who = alice.whoami();
     assert_eq!(who["username"], "alice");
@@ -336,7 +265,7 @@ fn a_certificate_user_is_forbidden_until_a_role_binding_allows_one_namespace() {
 
 #[test]
 fn role_and_binding_writes_cannot_escalate() {
-    let k = Kube::up();
+    let k = Kube::up(FLAGS);
     let alice = User::new(&k, "alice", &[]);
     k.apply(TEAM);
     // alice may manage roles and bindings in team, and bind the view role.
@@ -443,7 +372,7 @@ roleRef: {{kind: {kind}, name: {role}, apiGroup: rbac.authorization.k8s.io}}
 
 #[test]
 fn bootstrap_roles_exist_and_components_run_as_their_own_users() {
-    let k = Kube::up();
+    let k = Kube::up(FLAGS);
     let names = k.ok(&["get", "clusterroles", "-o", "name"]);
     for r in [
         "cluster-admin",

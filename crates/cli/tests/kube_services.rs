@@ -3,135 +3,16 @@
 //! stand in for it by writing pod status (podIP, Ready) through the status
 //! subresource; pods carry a nodeSelector no node matches.
 
-use std::io::{BufRead, BufReader, Write as _};
-use std::path::PathBuf;
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-struct Kube {
-    tmp: tempfile::TempDir,
-    child: Child,
-}
+mod kube_common;
 
-impl Drop for Kube {
-    fn drop(&mut self) {
-        // SIGTERM first: kube-proxy removes its rules on the way out.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(20) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use kube_common::Kube;
 
 impl Kube {
-    fn up(extra: &[&str]) -> Kube {
-        let tmp = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hako"))
-            .arg("--root")
-            .arg(tmp.path().join("root"))
-            .args(["kube", "up", "--addr", "127.0.0.1:0"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting hako kube up");
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        let k = Kube { tmp, child };
-        assert!(
-            line.starts_with("API server listening on https://"),
-            "hako kube up did not start: {line:?}"
-        );
-        std::thread::spawn(move || {
-            let mut sink = String::new();
-            while out.read_line(&mut sink).unwrap_or(0) > 0 {
-                sink.clear();
-            }
-        });
-        k
-    }
-
-    fn kubeconfig(&self) -> PathBuf {
-        self.tmp.path().join("root/kubeconfig")
-    }
-
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(self.kubeconfig())
-            .arg("--cache-dir")
-            .arg(self.tmp.path().join("kube-cache"))
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("running kubectl");
-        let mut input = child.stdin.take().unwrap();
-        if let Some(s) = stdin {
-            input.write_all(s.as_bytes()).unwrap();
-        }
-        drop(input);
-        child.wait_with_output().unwrap()
-    }
-
-    fn ok_in(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let out = self.run(args, stdin);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        self.ok_in(args, None)
-    }
-
-    fn apply(&self, yaml: &str) {
-        self.ok_in(&["apply", "-f", "-"], Some(yaml));
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut a = args.to_vec();
-        a.extend(["-o", "json"]);
-        serde_json::from_str(&self.ok(&a)).unwrap()
-    }
-
-    fn items(&self, args: &[&str]) -> Vec<Value> {
-        self.json(args)["items"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    fn wait<T>(&self, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-        let start = Instant::now();
-        loop {
-            if let Some(t) = f() {
-                return t;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(90),
-                "timed out waiting for {what}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
     /// Play the kubelet for one pod: Running, an IP and the Ready condition.
     fn set_pod_status(&self, name: &str, ip: &str, ready: bool) {
         let status = json!({"status": {
@@ -430,7 +311,7 @@ fn answers(url: &str, n: usize) -> std::collections::BTreeSet<String> {
 #[test]
 fn kube_proxy_routes_cluster_ip_and_node_port_to_ready_pods() {
     let k = Kube::up(&[]);
-    let tag = chain_prefix(&k.tmp.path().join("root"));
+    let tag = chain_prefix(&k.root());
     let pid = std::process::id();
     // Unique per test process: clusterIP and node port.
     let cip = format!("10.43.{}.{}", 100 + pid % 150, 1 + pid % 250);
@@ -518,12 +399,7 @@ spec:
     // Stopping the control plane removes every chain of its kube-proxy.
     must(
         env!("CARGO_BIN_EXE_hako"),
-        &[
-            "--root",
-            k.tmp.path().join("root").to_str().unwrap(),
-            "kube",
-            "down",
-        ],
+        &["--root", k.root().to_str().unwrap(), "kube", "down"],
     );
     let t = nat_table() + &filter_table();
     assert!(!t.contains(&tag), "{t}");
@@ -540,7 +416,7 @@ fn chain_prefix(root: &std::path::Path) -> String {
 #[test]
 fn standalone_kube_proxy_cleans_up_after_itself_and_after_a_killed_one() {
     let k = Kube::up(&["--disable-proxy"]);
-    let root = k.tmp.path().join("root");
+    let root = k.root();
     let prefix = chain_prefix(&root);
     let pid = std::process::id();
     let cip = format!("10.43.{}.{}", 100 + (pid + 7) % 150, 1 + (pid + 7) % 250);
@@ -685,7 +561,7 @@ spec:
     });
     let mut dns = Command::new(env!("CARGO_BIN_EXE_hako"))
         .arg("--root")
-        .arg(k.tmp.path().join("root"))
+        .arg(k.root())
         .args(["kube", "dns", "--listen", &format!("{server}:53")])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
