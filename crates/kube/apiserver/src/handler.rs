@@ -22,7 +22,7 @@ use crate::delete::{self, DeleteOptions};
 use crate::meta;
 use crate::patch;
 use crate::rbac::{self, Attributes};
-use crate::resources::{self, unknown_fields, Kind, KINDS};
+use crate::resources::{self, unknown_fields, Kind};
 use crate::services;
 use crate::ssa;
 use crate::status::{quoted, ApiError};
@@ -547,6 +547,40 @@ fn object(
     ct: String,
     as_table: bool,
 ) -> ApiResult<Response> {
+    if !is_crd(&t) || method == Method::GET {
+        return verbs(arc_store, t, method, q, body, ct, as_table);
+    }
+    // A CRD written or deleted changes what is served; a deleted CRD takes
+    // its objects with it.
+    let store = arc_store.clone();
+    let before = match &t.name {
+        Some(_) if method == Method::DELETE => get_current(store.as_ref(), &t).ok(),
+        _ => None,
+    };
+    let (t_kind, t_ns, t_name) = (t.kind, t.ns.clone(), t.name.clone());
+    let result = verbs(arc_store, t, method, q, body, ct, as_table);
+    if let Some(before) = before {
+        let gone = store
+            .get(&t_kind.key(t_ns.as_deref(), t_name.as_deref().unwrap_or("")))
+            .is_err();
+        if gone {
+            crate::crd::delete_objects(store.as_ref(), &before.value);
+        }
+    }
+    crate::crd::refresh(store.as_ref());
+    result
+}
+
+/// The verbs on objects of any kind.
+fn verbs(
+    arc_store: Arc<dyn Store>,
+    t: Target,
+    method: Method,
+    q: Query,
+    body: Bytes,
+    ct: String,
+    as_table: bool,
+) -> ApiResult<Response> {
     let store = arc_store.as_ref();
     let include = q.get("includeObject").unwrap_or("Metadata").to_string();
     let query = |k: &str| q.get(k).map(String::from);
@@ -617,13 +651,19 @@ fn version() -> Value {
 }
 
 fn group(g: &str) -> Value {
-    let gv = json!({"groupVersion": format!("{g}/v1"), "version": "v1"});
-    json!({"kind": "APIGroup", "apiVersion": "v1", "name": g, "versions": [gv.clone()], "preferredVersion": gv})
+    let mut versions: Vec<Value> = resources::versions(g)
+        .into_iter()
+        .map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
+        .collect();
+    if versions.is_empty() {
+        versions.push(json!({"groupVersion": format!("{g}/v1"), "version": "v1"}));
+    }
+    json!({"kind": "APIGroup", "apiVersion": "v1", "name": g, "versions": versions, "preferredVersion": versions[0]})
 }
 
 fn resource_list(g: &str, v: &str) -> ApiResult<Value> {
-    let kinds: Vec<&Kind> = KINDS
-        .iter()
+    let kinds: Vec<&Kind> = resources::all()
+        .into_iter()
         .filter(|k| k.group == g && k.version == v)
         .collect();
     let mut out = Vec::new();
@@ -805,7 +845,17 @@ fn admit(t: &Target, q: &Query, mut obj: Value, name: &str) -> ApiResult<(Value,
             e = sanitize(&e)
         ))
     })?;
-    let unknown = unknown_fields(&obj, &typed);
+    let mut unknown = unknown_fields(&obj, &typed);
+    // A custom object: its CRD's structural schema prunes, defaults, checks.
+    let mut typed = typed;
+    if let Some(custom) = crate::crd::custom(kind) {
+        let (kept, pruned, problems) = crate::crd::structural(&custom, &typed);
+        if !problems.is_empty() {
+            return Err(ApiError::invalid(kind.group, kind.kind, name, problems));
+        }
+        typed = kept;
+        unknown.extend(pruned);
+    }
     let mut warnings = Vec::new();
     if !unknown.is_empty() {
         let list = unknown
@@ -919,6 +969,13 @@ fn create_object(
         }
     }
     meta::defaults(kind, &mut obj);
+    if is_crd(t) {
+        let problems = crate::crd::check_definition(&obj);
+        if !problems.is_empty() {
+            return Err(ApiError::invalid(kind.group, kind.kind, &name, problems));
+        }
+        crate::crd::initial_status(&mut obj);
+    }
     let m = obj["metadata"]
         .as_object_mut()
         .expect("admit made metadata");
@@ -1082,6 +1139,10 @@ fn check_rbac_write(store: &dyn Store, t: &Target, q: &Query, obj: &Value) -> Ap
         ),
         _ => Ok(()),
     }
+}
+
+fn is_crd(t: &Target) -> bool {
+    t.kind.group == crate::crd::GROUP && t.kind.plural == "customresourcedefinitions"
 }
 
 pub(crate) fn is_service(t: &Target) -> bool {

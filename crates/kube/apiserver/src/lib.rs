@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod certs;
+mod crd;
 mod delete;
 mod discovery;
 mod handler;
@@ -129,6 +130,7 @@ pub async fn run(
     };
     handler::bootstrap(store.as_ref()).context("creating the default namespaces")?;
     rbac::bootstrap(store.as_ref()).context("creating the bootstrap RBAC roles and bindings")?;
+    crd::refresh(store.as_ref());
     services::set_cidr(settings.service_cidr);
     let svc_kind = resources::find("", "v1", "services").expect("services are served");
     services::repair(store.as_ref(), &svc_kind.prefix())

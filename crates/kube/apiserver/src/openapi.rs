@@ -5,7 +5,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::resources::KINDS;
+use crate::resources::all;
 
 /// Changes whenever the documents change, so clients' caches refresh.
 const HASH: &str = "hako-1";
@@ -20,7 +20,7 @@ fn gv_path(group: &str, version: &str) -> String {
 
 pub fn root() -> Value {
     let mut paths = Map::new();
-    for k in KINDS {
+    for k in all() {
         let p = gv_path(k.group, k.version);
         paths.insert(
             p.clone(),
@@ -38,7 +38,10 @@ pub fn group_version(gv: &str) -> Option<Value> {
         {"name": "dryRun", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
         {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
     ]);
-    for k in KINDS.iter().filter(|k| gv_path(k.group, k.version) == gv) {
+    for k in all()
+        .into_iter()
+        .filter(|k| gv_path(k.group, k.version) == gv)
+    {
         let base = format!("/{gv}");
         let item = if k.namespaced {
             format!("{base}/namespaces/{{namespace}}/{}/{{name}}", k.plural)

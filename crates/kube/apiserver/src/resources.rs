@@ -3,6 +3,7 @@
 //! objects are decoded into, which also tells unknown fields apart).
 
 use k8s_openapi::api::{apps, batch, coordination, core, discovery, events, rbac, storage};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -446,19 +447,57 @@ pub static KINDS: &[Kind] = &[
         names = PathSegment,
         gen = false
     ),
+    kind!(
+        "apiextensions.k8s.io",
+        "customresourcedefinitions",
+        "customresourcedefinition",
+        "CustomResourceDefinition",
+        apiextensions::v1::CustomResourceDefinition,
+        ns = false,
+        short = &["crd", "crds"],
+        cat = &["api-extensions"],
+        sub = &["status"],
+        names = Subdomain,
+        gen = true
+    ),
 ];
 
-/// The kind served at `group/version/plural`.
-pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Kind> {
+/// The built-in kind served at `group/version/plural`.
+pub fn find_static(group: &str, version: &str, plural: &str) -> Option<&'static Kind> {
     KINDS
         .iter()
         .find(|k| k.group == group && k.version == version && k.plural == plural)
 }
 
+/// The kind served at `group/version/plural`: built-in or custom (a CRD's).
+pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Kind> {
+    find_static(group, version, plural).or_else(|| {
+        crate::crd::kinds()
+            .into_iter()
+            .find(|k| k.group == group && k.version == version && k.plural == plural)
+    })
+}
+
+/// Every kind served: the built-in ones, then the custom ones.
+pub fn all() -> Vec<&'static Kind> {
+    KINDS.iter().chain(crate::crd::kinds()).collect()
+}
+
+/// The versions of `group` in discovery order (the first is preferred).
+pub fn versions(group: &str) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for k in all() {
+        if k.group == group && !out.contains(&k.version) {
+            out.push(k.version);
+        }
+    }
+    out
+}
+
 /// The API groups other than core, in discovery order.
 pub fn groups() -> Vec<&'static str> {
     let mut out: Vec<&'static str> = Vec::new();
-    for k in KINDS {
+    for k in all() {
         if !k.group.is_empty() && !out.contains(&k.group) {
             out.push(k.group);
         }
