@@ -166,6 +166,34 @@ fn a_crd_serves_validates_and_deletes_its_custom_objects() {
     k.ok(&["scale", "widget", "w1", "--replicas=3"]);
     assert_eq!(k.json(&["get", "widget", "w1"])["spec"]["replicas"], 3);
 
+    // kubectl explain reads the schema from the group-version's OpenAPI v3 document.
+    let out = k.ok(&["explain", "widgets"]);
+    assert!(
+        out.contains("KIND:       Widget")
+            && out.contains("VERSION:    v1")
+            && out.contains("GROUP:      example.com"),
+        "{out}"
+    );
+    let spec = k.ok(&["explain", "widgets.spec"]);
+    let size = spec
+        .lines()
+        .find(|l| l.trim_start().starts_with("size"))
+        .unwrap_or_else(|| panic!("{spec}"));
+    assert!(
+        size.contains("<integer>") && size.contains("-required-"),
+        "{spec}"
+    );
+    let free = spec
+        .lines()
+        .find(|l| l.trim_start().starts_with("free"))
+        .unwrap_or_else(|| panic!("{spec}"));
+    assert!(free.contains("<Object>"), "{spec}");
+    let color = k.ok(&["explain", "widget.spec.color"]);
+    assert!(
+        color.contains("FIELD: color <string>") && color.contains("ENUM:") && color.contains("red"),
+        "{color}"
+    );
+
     // Deleting the CRD deletes its objects; a new CRD of the name starts empty.
     k.ok(&["delete", "crd", "widgets.example.com"]);
     let err = k.fails_in(&["get", "widgets.example.com"], None);

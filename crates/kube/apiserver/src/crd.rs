@@ -279,9 +279,10 @@ fn walk(
     }
     if let Some(t) = schema["type"].as_str() {
         let got = type_name(v);
-        let ok = got == t || (t == "number" && got == "integer");
-        let int_or_string = schema["x-kubernetes-int-or-string"] == json!(true);
-        if !ok && !(int_or_string && matches!(got, "integer" | "string")) {
+        let int_or_string = schema["x-kubernetes-int-or-string"] == json!(true)
+            && matches!(got, "integer" | "string");
+        let ok = got == t || (t == "number" && got == "integer") || int_or_string;
+        if !ok {
             errs.push((
                 path.to_string(),
                 "FieldValueTypeInvalid".into(),
