@@ -110,9 +110,9 @@ pod() {
     local name=bench-$2-$RANDOM
     printf '{"metadata":{"name":"%s","namespace":"bench","uid":"%s","attempt":0},"log_directory":"%s/logs/%s","linux":{}}' \
         "$name" "$name" "$T" "$name" > "$T/pod.json"
-    # As kubelet sends it: a PID namespace of the container's own (the
-    # proto's default, unset, means POD to containerd and CONTAINER to
-    # hako), and a process that ends on SIGTERM, so that StopContainer
+    # As kubelet sends it: a PID namespace of the container's own (unset
+    # is the proto's zero value, POD, to both servers), and a process that
+    # ends on SIGTERM, so that StopContainer
     # measures the runtimes and not the stop timeout.
     printf '{"metadata":{"name":"c"},"image":{"image":"%s"},"command":["sh","-c","trap \\"exit 0\\" TERM; sleep 1000 & wait"],"log_path":"c.log","linux":{"security_context":{"namespace_options":{"pid":1}}}}' \
         "$img" > "$T/ctr.json"

@@ -72,6 +72,51 @@ pub struct Options {
     pub allow: Vec<String>,
     /// The OCI runtime binary.
     pub runtime: PathBuf,
+    /// What every RUN step gets.
+    pub run: RunDefaults,
+}
+
+/// What every RUN step gets: docker build's `--network`, `--add-host`,
+/// `--shm-size` and `--ulimit`.
+#[derive(Debug, Clone, Default)]
+pub struct RunDefaults {
+    /// `default`, `host` or `none` (empty: default, the host's network as
+    /// buildkit's); a step's own `RUN --network` wins.
+    pub network: String,
+    /// `NAME:IP` entries added to the steps' /etc/hosts (`host-gateway`: the
+    /// host, 127.0.0.1 from its network).
+    pub add_hosts: Vec<String>,
+    /// Bytes of the steps' /dev/shm (0: docker's 64 MiB).
+    pub shm_size: i64,
+    pub ulimits: Vec<hako_engine::record::Ulimit>,
+}
+
+impl RunDefaults {
+    /// Refuse what docker build refuses, naming the flag.
+    pub fn validate(&self) -> Result<()> {
+        if !matches!(self.network.as_str(), "" | "default" | "host" | "none") {
+            return Err(Error::Invalid(format!(
+                "--network {:?}: a build runs on default, host or none",
+                self.network
+            )));
+        }
+        for h in &self.add_hosts {
+            let ok = h.split_once(':').is_some_and(|(n, ip)| {
+                !n.is_empty()
+                    && !n.contains(char::is_whitespace)
+                    && (ip == "host-gateway" || ip.parse::<std::net::IpAddr>().is_ok())
+            });
+            if !ok {
+                return Err(Error::Invalid(format!(
+                    "invalid --add-host {h:?}: expected NAME:IP or NAME:host-gateway"
+                )));
+            }
+        }
+        if self.shm_size < 0 {
+            return Err(Error::Invalid("--shm-size must not be negative".into()));
+        }
+        Ok(())
+    }
 }
 
 /// How the build reports progress; calls come from several threads.

@@ -37,4 +37,4 @@ pub mod state;
 mod validate;
 mod workdir;
 
-pub use executor::{build, Built, Options, Output, Progress, Puller};
+pub use executor::{build, Built, Options, Output, Progress, Puller, RunDefaults};

@@ -30,6 +30,9 @@ pub struct Process {
     pub mounts: Vec<Mount>,
     /// `--security=insecure`: every capability, no seccomp, no masked paths, all devices.
     pub insecure: bool,
+    /// Bytes of /dev/shm (0: 64 MiB).
+    pub shm_size: i64,
+    pub ulimits: Vec<hako_engine::record::Ulimit>,
 }
 
 pub use hako_engine::spec::{bind, mount};
@@ -40,7 +43,7 @@ fn spec_err(e: oci_spec::OciSpecError) -> Error {
 
 /// The mounts every RUN gets, then the process's own.
 pub fn all_mounts(p: &Process) -> Vec<Mount> {
-    let mut mounts = hako_engine::spec::base_mounts(p.insecure);
+    let mut mounts = hako_engine::spec::base_mounts_with_shm(p.insecure, p.shm_size);
     mounts.extend(p.mounts.iter().cloned());
     mounts
 }
@@ -67,6 +70,10 @@ fn write_spec(bundle: &Path, id: &str, p: &Process) -> Result<()> {
         .env(p.env.clone())
         .cwd(PathBuf::from(&p.cwd))
         .capabilities(capabilities)
+        .rlimits(
+            hako_engine::spec::rlimits(&p.ulimits, id)
+                .map_err(|e| Error::Invalid(format!("RUN step {id}: {e}")))?,
+        )
         .no_new_privileges(false)
         .build()
         .map_err(spec_err)?;

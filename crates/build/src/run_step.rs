@@ -100,10 +100,12 @@ impl Cx<'_> {
             format!("|{} {} ", shown.len(), shown.join(" "))
         };
         let desc = format!("RUN {prefix}{} # buildkit", argv.join(" "));
-        let network = ins
-            .flag("network")
-            .and_then(|f| f.value.clone())
-            .unwrap_or_else(|| "default".into());
+        // A step's own --network wins over the build's.
+        let network = match ins.flag("network").and_then(|f| f.value.clone()) {
+            Some(n) if n != "default" => n,
+            _ if !self.opts.run.network.is_empty() => self.opts.run.network.clone(),
+            _ => "default".into(),
+        };
         let mounts = crate::mounts::parse_all(self, ins, st, scope, deps)?;
         let insecure = ins.flag("security").and_then(|f| f.value.as_deref()) == Some("insecure");
         let mut inputs = Vec::new();
@@ -146,7 +148,12 @@ impl Cx<'_> {
             let mut extra = Vec::new();
             if network != "none" {
                 for f in ["/etc/resolv.conf", "/etc/hosts"] {
-                    if Path::new(f).exists() {
+                    if f == "/etc/hosts" && !self.opts.run.add_hosts.is_empty() {
+                        let hosts = o.dir.join("hosts");
+                        fs::write(&hosts, hosts_with(&self.opts.run.add_hosts))
+                            .ctx(|| format!("writing {}", hosts.display()))?;
+                        extra.push(run::bind(f, &hosts, true));
+                    } else if Path::new(f).exists() {
                         extra.push(run::bind(f, Path::new(f), true));
                     }
                 }
@@ -175,6 +182,8 @@ impl Cx<'_> {
                 host_network: network != "none",
                 mounts: extra,
                 insecure,
+                shm_size: self.opts.run.shm_size,
+                ulimits: self.opts.run.ulimits.clone(),
             };
             // Mount points (and their parents) the runtime will create.
             for m in run::all_mounts(&p) {
@@ -216,4 +225,24 @@ impl Cx<'_> {
 /// one), read inside the root filesystem only (the image is untrusted).
 fn home_of(rootfs: &Path, uid: u32) -> Result<String> {
     Ok(hako_engine::user::home_of(rootfs, uid)?)
+}
+
+/// The host's /etc/hosts with `--add-host NAME:IP` entries after it (the
+/// steps share the host's network, so `host-gateway` is the host's loopback).
+fn hosts_with(add: &[String]) -> String {
+    let mut text = fs::read_to_string("/etc/hosts").unwrap_or_default();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    for h in add {
+        if let Some((name, ip)) = h.split_once(':') {
+            let ip = if ip == "host-gateway" {
+                "127.0.0.1"
+            } else {
+                ip
+            };
+            text.push_str(&format!("{ip}\t{name}\n"));
+        }
+    }
+    text
 }

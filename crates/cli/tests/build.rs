@@ -2715,3 +2715,102 @@ fn workdirs_are_layers_made_without_mounting_their_parents() {
     let cfg = inspect(&root, "tree");
     assert_eq!(cfg["Config"]["WorkingDir"], "/etc");
 }
+
+/// docker build's `--add-host`, `--shm-size`, `--ulimit` and `--network` reach
+/// every RUN step (a step's own `RUN --network` still wins); bad values are
+/// refused in one line before anything runs.
+#[test]
+fn build_flags_shape_every_run_step() {
+    let root = Root::new();
+    let ctx = context(
+        &root,
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN mkdir /out && (grep -E 'db\\.test|gw\\.test' /etc/hosts || true) > /out/hosts\n\
+             RUN df -k /dev/shm | tail -n 1 > /out/shm && ulimit -n > /out/nofile-soft && ulimit -Hn > /out/nofile-hard\n\
+             RUN ls /sys/class/net > /out/links\n\
+             RUN --network=default ls /sys/class/net > /out/links-default\n",
+        )],
+    );
+    let (out, _) = local(
+        &root,
+        &ctx,
+        "out",
+        &[
+            "--add-host",
+            "db.test:10.1.2.3",
+            "--add-host",
+            "gw.test:host-gateway",
+            "--shm-size",
+            "128m",
+            "--ulimit",
+            "nofile=1000:2000",
+            "--network",
+            "none",
+        ],
+    );
+    let read = |f: &str| fs::read_to_string(out.join("out").join(f)).unwrap();
+    // --network none: only the loopback, and no host entries.
+    assert_eq!(read("hosts"), "");
+    assert_eq!(read("links").split_whitespace().collect::<Vec<_>>(), ["lo"]);
+    assert_eq!(
+        read("links-default").split_whitespace().collect::<Vec<_>>(),
+        ["lo"],
+        "RUN --network=default is the build's network"
+    );
+    assert_eq!(read("nofile-soft").trim(), "1000");
+    assert_eq!(read("nofile-hard").trim(), "2000");
+    let shm_kib: u64 = read("shm")
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(shm_kib, 128 * 1024);
+
+    // With a network: the entries are in /etc/hosts, after the host's own.
+    let (out, _) = local(
+        &root,
+        &ctx,
+        "out2",
+        &[
+            "--add-host",
+            "db.test:10.1.2.3",
+            "--add-host",
+            "gw.test:host-gateway",
+        ],
+    );
+    let hosts = fs::read_to_string(out.join("out/hosts")).unwrap();
+    assert_eq!(hosts, "10.1.2.3\tdb.test\n127.0.0.1\tgw.test\n");
+    let shm_kib: u64 = fs::read_to_string(out.join("out/shm"))
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(shm_kib, 64 * 1024, "docker's default /dev/shm");
+    assert!(
+        fs::read_to_string(out.join("out/links"))
+            .unwrap()
+            .lines()
+            .count()
+            > 1,
+        "the default network is the host's"
+    );
+
+    for (args, msg) in [
+        (&["--network", "bridge0"][..], "--network \"bridge0\""),
+        (
+            &["--add-host", "nocolon"][..],
+            "invalid --add-host \"nocolon\"",
+        ),
+        (&["--ulimit", "nofile=x"][..], "invalid --ulimit"),
+        (&["--shm-size", "lots"][..], "--shm-size \"lots\""),
+    ] {
+        let err = build_err(&root, &ctx, args);
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(err.contains(msg), "{args:?}: {err}");
+    }
+}

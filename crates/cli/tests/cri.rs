@@ -957,10 +957,24 @@ fn cri_pod_with_two_containers_sharing_localhost_a_volume_exec_and_logs() {
             ),
             ("client", vec!["sleep", "3600"], mount(true)),
         ] {
+            let mut config = container_config(name, &cmd, &format!("{name}/0.log"), m);
+            // Each its own PID namespace (httpd as pid 1 ignores SIGTERM:
+            // the stop below times out), as kubelet asks without
+            // shareProcessNamespace.
+            config.linux = Some(cri::LinuxContainerConfig {
+                security_context: Some(cri::LinuxContainerSecurityContext {
+                    namespace_options: Some(cri::NamespaceOption {
+                        pid: cri::NamespaceMode::Container as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
             let id = c
                 .create_container(cri::CreateContainerRequest {
                     pod_sandbox_id: sandbox.clone(),
-                    config: Some(container_config(name, &cmd, &format!("{name}/0.log"), m)),
+                    config: Some(config),
                     sandbox_config: Some(pod.clone()),
                 })
                 .await
@@ -1895,7 +1909,14 @@ fn cri_oom_score_adj_is_set_and_clamped_to_what_the_runtime_may() {
                     oom_score_adj: asked,
                     ..Default::default()
                 }),
-                ..Default::default()
+                // Its own PID namespace (pid 1 is the command), as kubelet asks.
+                security_context: Some(cri::LinuxContainerSecurityContext {
+                    namespace_options: Some(cri::NamespaceOption {
+                        pid: cri::NamespaceMode::Container as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
             });
             let id = create_and_start(&mut c, &sandbox, &pod, cc).await;
             let r = c
@@ -2254,7 +2275,7 @@ fn cri_exec_and_attach_through_the_streaming_url_over_spdy_and_websocket() {
         let marker = format!("tty-{}", std::process::id());
         let url = c2
             .exec(exec(
-                &["sh", "-c", "tty; sleep 3; exit 4", &marker],
+                &["sh", "-c", "tty; stty size; sleep 3; exit 4", &marker],
                 false,
                 true,
             ))
@@ -2285,6 +2306,9 @@ fn cri_exec_and_attach_through_the_streaming_url_over_spdy_and_websocket() {
         )
         .await;
         assert!(got.text("stdout").contains("/dev/pts/"), "{got:?}");
+        // The process started with the client's size (busybox's stty fails
+        // on a 0x0 terminal).
+        assert!(got.text("stdout").contains("30 100"), "{got:?}");
         assert_eq!(exit_code_of(&got.status()).as_deref(), Some("4"));
         assert_eq!(*size.lock().unwrap(), Some((30, 100)), "rows, cols");
 
@@ -2664,4 +2688,374 @@ fn cri_simultaneous_remove_image_calls_all_succeed() {
         }
     });
     assert!(!root.ok(&["images"]).contains("busybox"));
+}
+
+/// ExecSync `sh -c script` in container `id`: (exit code, stdout, stderr).
+async fn sh_in(
+    c: &mut RuntimeServiceClient<Channel>,
+    id: &str,
+    script: &str,
+) -> (i32, String, String) {
+    let r = c
+        .exec_sync(cri::ExecSyncRequest {
+            container_id: id.to_string(),
+            cmd: vec!["sh".into(), "-c".into(), script.into()],
+            timeout: 20,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    (
+        r.exit_code,
+        String::from_utf8_lossy(&r.stdout).trim().to_string(),
+        String::from_utf8_lossy(&r.stderr).trim().to_string(),
+    )
+}
+
+async fn run_pod(c: &mut RuntimeServiceClient<Channel>, pod: &cri::PodSandboxConfig) -> String {
+    c.run_pod_sandbox(cri::RunPodSandboxRequest {
+        config: Some(pod.clone()),
+        runtime_handler: String::new(),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .pod_sandbox_id
+}
+
+/// Masked and read-only paths come from the request (its lists replace
+/// the defaults, empty meaning none, as containerd); an unset PID mode is
+/// the pod's (the proto's zero value); the containers of a pod share the
+/// sandbox's /dev/shm with its IPC namespace.
+#[test]
+fn cri_masked_readonly_paths_pod_pid_namespace_and_shared_dev_shm() {
+    let root = Root::new();
+    let server = Server::start(&root.root(), root.dir(), &config_in(root.dir(), ""));
+    rt().block_on(async {
+        let mut c = server.runtime().await;
+        let pod = pod_config("paths", false);
+        let sandbox = run_pod(&mut c, &pod).await;
+        let with_sec = |name: &str, sec: Option<cri::LinuxContainerSecurityContext>| {
+            let mut cc = container_config(name, &["sleep", "3600"], "", Vec::new());
+            cc.linux = sec.map(|s| cri::LinuxContainerConfig {
+                security_context: Some(s),
+                ..Default::default()
+            });
+            cc
+        };
+        let masked = create_and_start(
+            &mut c,
+            &sandbox,
+            &pod,
+            with_sec(
+                "masked",
+                Some(cri::LinuxContainerSecurityContext {
+                    masked_paths: vec!["/etc/hostname".into(), "/srv/hidden".into()],
+                    readonly_paths: vec!["/tmp".into()],
+                    ..Default::default()
+                }),
+            ),
+        )
+        .await;
+        // No security context at all: no namespace options either.
+        let plain = create_and_start(&mut c, &sandbox, &pod, with_sec("plain", None)).await;
+
+        // The masked file reads empty (/dev/null over it), the read-only
+        // path refuses writes; the plain container has neither, nor the
+        // engine's default masks (an empty list is none).
+        assert_eq!(
+            sh_in(&mut c, &masked, "cat /etc/hostname | wc -c").await.1,
+            "0"
+        );
+        let (code, _, err) = sh_in(&mut c, &masked, "touch /tmp/x").await;
+        assert_ne!(code, 0);
+        assert!(err.contains("Read-only file system"), "{err}");
+        assert_ne!(
+            sh_in(&mut c, &plain, "cat /etc/hostname | wc -c").await.1,
+            "0"
+        );
+        assert_eq!(
+            sh_in(&mut c, &plain, "touch /tmp/x && echo ok").await.1,
+            "ok"
+        );
+        assert_eq!(
+            sh_in(
+                &mut c,
+                &plain,
+                "grep -c ' /proc/kcore ' /proc/self/mountinfo"
+            )
+            .await
+            .1,
+            "0"
+        );
+
+        // Unset PID mode: the pod's namespace, whose pid 1 is the pause.
+        let (_, cmdline, _) = sh_in(&mut c, &plain, "tr '\\0' ' ' < /proc/1/cmdline").await;
+        assert!(cmdline.contains("cri pause"), "pid 1 is {cmdline:?}");
+        let (_, ps, _) = sh_in(&mut c, &masked, "ls -d /proc/[0-9]* | wc -l").await;
+        assert!(ps.parse::<u32>().unwrap() >= 3, "{ps} processes");
+
+        // One /dev/shm for the pod.
+        sh_in(&mut c, &masked, "echo shared > /dev/shm/note").await;
+        assert_eq!(sh_in(&mut c, &plain, "cat /dev/shm/note").await.1, "shared");
+
+        c.stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: sandbox.clone(),
+        })
+        .await
+        .unwrap();
+        c.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: sandbox.clone(),
+        })
+        .await
+        .unwrap();
+    });
+    assert!(root.ok(&["ps", "-a", "-q"]).trim().is_empty());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(root.root().to_str().unwrap()),
+        "mounts left under the root"
+    );
+}
+
+/// A CRI mount with an image is an image volume: the image's root
+/// filesystem, read-only, at the container path; it goes with the container.
+#[test]
+fn cri_image_volume_is_the_images_rootfs_read_only() {
+    let root = Root::new();
+    let server = Server::start(&root.root(), root.dir(), &config_in(root.dir(), ""));
+    rt().block_on(async {
+        let mut c = server.runtime().await;
+        let pod = pod_config("imgvol", false);
+        let sandbox = run_pod(&mut c, &pod).await;
+        let volume = |image: &str| cri::Mount {
+            container_path: "/image".into(),
+            readonly: true,
+            image: Some(cri::ImageSpec {
+                image: image.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let id = create_and_start(
+            &mut c,
+            &sandbox,
+            &pod,
+            container_config("vol", &["sleep", "3600"], "", vec![volume("busybox")]),
+        )
+        .await;
+        assert_eq!(
+            sh_in(&mut c, &id, "ls /image/bin/sh && echo found").await.1,
+            "/image/bin/sh\nfound"
+        );
+        let (code, _, err) = sh_in(&mut c, &id, "touch /image/written").await;
+        assert_ne!(code, 0);
+        assert!(err.contains("Read-only file system"), "{err}");
+        let st = c
+            .container_status(cri::ContainerStatusRequest {
+                container_id: id.clone(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        assert_eq!(st.mounts[0].container_path, "/image");
+        assert_eq!(st.mounts[0].image.as_ref().unwrap().image, "busybox");
+
+        // An absent image is NotFound and leaves no container.
+        let e = c
+            .create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: sandbox.clone(),
+                config: Some(container_config(
+                    "novol",
+                    &["sleep", "3600"],
+                    "",
+                    vec![volume("nosuch:1")],
+                )),
+                sandbox_config: Some(pod.clone()),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+        assert!(e.message().contains("nosuch:1"), "{e:?}");
+
+        c.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: sandbox.clone(),
+        })
+        .await
+        .unwrap();
+    });
+    assert!(root.ok(&["ps", "-a", "-q"]).trim().is_empty());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(root.root().to_str().unwrap()),
+        "mounts left under the root"
+    );
+    // The image is free again.
+    root.ok(&["rmi", "busybox"]);
+}
+
+/// Unmounts (lazily) on drop.
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// A bidirectional mount (`rshared`): a mount made in the container shows
+/// on the host and one made on the host shows in the container; its host
+/// side must be a shared mount, as containerd checks.
+#[test]
+fn cri_bidirectional_mount_propagates_both_ways() {
+    use nix::mount::{mount, MsFlags};
+    let root = Root::new();
+    let server = Server::start(&root.root(), root.dir(), &config_in(root.dir(), ""));
+    let src = root.dir().join("shared-src");
+    let flag_dir = root.dir().join("flag");
+    std::fs::create_dir_all(src.join("from-host")).unwrap();
+    std::fs::create_dir_all(src.join("from-container")).unwrap();
+    std::fs::create_dir_all(&flag_dir).unwrap();
+    std::fs::write(flag_dir.join("flag"), "host").unwrap();
+    let not_shared = root.dir().join("not-shared");
+    std::fs::create_dir_all(&not_shared).unwrap();
+    let none = None::<&str>;
+    mount(
+        Some(&src),
+        &src,
+        none,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        none,
+    )
+    .unwrap();
+    let _src = Unmount(src.clone());
+    mount(none, &src, none, MsFlags::MS_SHARED | MsFlags::MS_REC, none).unwrap();
+    mount(Some(&not_shared), &not_shared, none, MsFlags::MS_BIND, none).unwrap();
+    let _not_shared = Unmount(not_shared.clone());
+    mount(none, &not_shared, none, MsFlags::MS_PRIVATE, none).unwrap();
+    let _inner = Unmount(src.join("from-container"));
+    let _host = Unmount(src.join("from-host"));
+    rt().block_on(async {
+        let mut c = server.runtime().await;
+        let pod = pod_config("propagation", false);
+        let sandbox = run_pod(&mut c, &pod).await;
+        let with_mount = |name: &str, host: &Path| {
+            let mut cc = container_config(
+                name,
+                &["sleep", "3600"],
+                "",
+                vec![cri::Mount {
+                    container_path: "/mnt/shared".into(),
+                    host_path: host.to_string_lossy().into_owned(),
+                    propagation: cri::MountPropagation::PropagationBidirectional as i32,
+                    ..Default::default()
+                }],
+            );
+            cc.linux = Some(cri::LinuxContainerConfig {
+                security_context: Some(cri::LinuxContainerSecurityContext {
+                    privileged: true,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            cc
+        };
+        let id = create_and_start(&mut c, &sandbox, &pod, with_mount("both", &src)).await;
+        // Container to host.
+        let (code, _, err) =
+            sh_in(&mut c, &id, "mount --bind /etc /mnt/shared/from-container").await;
+        assert_eq!(code, 0, "{err}");
+        assert!(src.join("from-container/hostname").exists());
+        // Host to container.
+        mount(
+            Some(&flag_dir),
+            &src.join("from-host"),
+            none,
+            MsFlags::MS_BIND,
+            none,
+        )
+        .unwrap();
+        assert_eq!(
+            sh_in(&mut c, &id, "cat /mnt/shared/from-host/flag").await.1,
+            "host"
+        );
+        // A host side that is not a shared mount is refused, one line.
+        let e = c
+            .create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: sandbox.clone(),
+                config: Some(with_mount("private", &not_shared)),
+                sandbox_config: Some(pod.clone()),
+            })
+            .await
+            .unwrap_err();
+        assert!(e.message().contains("not a shared mount"), "{e:?}");
+        assert!(!e.message().contains('\n'), "{e:?}");
+        c.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: sandbox.clone(),
+        })
+        .await
+        .unwrap();
+    });
+    assert!(root.ok(&["ps", "-a", "-q"]).trim().is_empty());
+}
+
+/// The default pod network's bridge (`hako-cri0`, shared by every root) is a
+/// host object no root owns: `system reset` deletes it once no pod of any root
+/// is attached, and never while one is.
+#[test]
+fn cri_default_pod_bridge_goes_at_reset_once_no_pod_uses_it() {
+    let bridge = Path::new("/sys/class/net/hako-cri0");
+    let root = Root::new();
+    // An empty CNI directory: the server writes the default network there.
+    let server = Server::start(&root.root(), root.dir(), &config_in(root.dir(), ""));
+    let id = rt().block_on(async {
+        let mut c = server.runtime().await;
+        c.run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(pod_config("bridged", false)),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id
+    });
+    let ports = || std::fs::read_dir(bridge.join("brif")).map_or(0, |d| d.count());
+    assert!(ports() >= 1, "the pod is not on hako-cri0");
+    // Resetting another root leaves the bridge: this root's pod is on it.
+    let other = tempfile::tempdir().unwrap();
+    let out = Command::new(hako())
+        .arg("--root")
+        .arg(other.path().join("root"))
+        .args(["system", "reset", "-f"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(bridge.exists() && ports() >= 1);
+    rt().block_on(async {
+        let mut c = server.runtime().await;
+        c.stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        })
+        .await
+        .unwrap();
+        c.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    });
+    drop(server);
+    root.ok(&["system", "reset", "-f"]);
+    // Gone, unless a pod of a test running beside this one is on it now.
+    assert!(
+        !bridge.exists() || ports() >= 1,
+        "system reset left an idle hako-cri0"
+    );
 }

@@ -1066,3 +1066,109 @@ fn image_pull_secrets_authenticate_pulls() {
     ));
     c.wait_pod("authenticated", "running", |p| phase(p) == "Running");
 }
+
+/// `scheme: HTTPS` probes skip certificate verification as upstream's do: a probe
+/// of the kubelet's own TLS port (a certificate the probe does not trust) passes,
+/// one of a plain-HTTP port fails with the handshake error in the event.
+#[test]
+fn https_probes_pass_on_tls_and_fail_on_plain_http() {
+    let c = Cluster::up();
+    let node = c.json(&["get", "node", &node_name()]);
+    let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+        .as_i64()
+        .unwrap();
+    c.apply(&format!(
+        "apiVersion: v1
+kind: Pod
+metadata: {{name: tls-ok}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: {image}
+    command: [sleep, '100000']
+    readinessProbe:
+      httpGet: {{host: 127.0.0.1, port: {port}, path: /healthz, scheme: HTTPS}}
+      periodSeconds: 1
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: tls-bad}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: {image}
+    command: [sh, -c, 'mkdir /www; echo page > /www/index.html; exec httpd -f -p 8080 -h /www']
+    readinessProbe:
+      httpGet: {{port: 8080, path: /, scheme: HTTPS}}
+      periodSeconds: 1
+",
+        image = c.image
+    ));
+    c.wait_pod("tls-ok", "Ready through an HTTPS probe", |p| {
+        condition(p, "Ready")["status"] == "True"
+    });
+    let p = c.wait_pod("tls-bad", "running", |p| phase(p) == "Running");
+    let ip = p["status"]["podIP"].as_str().unwrap().to_string();
+    let mut last = String::new();
+    wait_for("a failed HTTPS readiness probe event", || {
+        last = c.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=tls-bad,reason=Unhealthy",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ]);
+        last.contains("Readiness probe failed")
+    });
+    assert!(last.contains(&format!("https://{ip}:8080/")), "{last}");
+    assert!(!last.contains("not supported"), "{last}");
+    assert_eq!(condition(&c.pod("tls-bad"), "Ready")["status"], "False");
+}
+
+/// `kubectl attach -i` reaches a running container's stdin and output through the
+/// API server, the kubelet's relay and the CRI streaming server; with
+/// `stdinOnce` the container's stdin closes when the session's does.
+#[test]
+fn kubectl_attach_reaches_the_running_container() {
+    let c = Cluster::up();
+    c.apply(&format!(
+        "apiVersion: v1
+kind: Pod
+metadata: {{name: attached}}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: {}
+    stdin: true
+    stdinOnce: true
+    command: [sh, -c, 'echo ready; while read l; do echo \"got $l\"; done; echo bye']
+",
+        c.image
+    ));
+    c.wait_pod("attached", "running", |p| phase(p) == "Running");
+    wait_for("the container's first line", || {
+        c.run(&["logs", "attached"], None).stdout == b"ready\n"
+    });
+    let out = c.run(&["attach", "-i", "attached", "-c", "c"], Some("one\ntwo\n"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("got one\ngot two\n"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // stdin closed with the session: the loop ended and the container exited 0.
+    let p = c.wait_pod("attached", "Succeeded", |p| phase(p) == "Succeeded");
+    assert_eq!(
+        p["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],
+        0
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&c.run(&["logs", "attached"], None).stdout),
+        "ready\ngot one\ngot two\nbye\n"
+    );
+}

@@ -10,6 +10,64 @@ use crate::error::{Error, Result};
 /// The file name of the default configuration.
 pub const DEFAULT_CONF_NAME: &str = "10-hako-cri.conflist";
 
+/// The bridge of the default pod network (a host object shared by every root).
+pub const DEFAULT_BRIDGE: &str = "hako-cri0";
+
+/// Taken shared around each CNI ADD and exclusively by [`remove_idle_bridge`],
+/// so a bridge a CNI ADD just created is never deleted before its veth joins it.
+const BRIDGE_LOCK: &str = "/run/hako-cri0.lock";
+
+fn lock_bridge(arg: nix::fcntl::FlockArg) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(BRIDGE_LOCK)
+        .map_err(|e| Error::io(format!("opening {BRIDGE_LOCK}"), e))?;
+    nix::fcntl::Flock::lock(f, arg)
+        .map_err(|(_, e)| Error::io(format!("locking {BRIDGE_LOCK}"), e.into()))
+}
+
+/// Held while a pod joins the pod network.
+pub fn bridge_in_use() -> Result<nix::fcntl::Flock<std::fs::File>> {
+    lock_bridge(nix::fcntl::FlockArg::LockShared)
+}
+
+/// Delete the default pod bridge when no interface is attached to it (no pod of
+/// any root uses it); what `system reset` does so a temporary root leaves no
+/// host link behind. True when it was deleted.
+pub fn remove_idle_bridge() -> Result<bool> {
+    let dev = Path::new("/sys/class/net").join(DEFAULT_BRIDGE);
+    if !dev.exists() {
+        return Ok(false);
+    }
+    let _lock = lock_bridge(nix::fcntl::FlockArg::LockExclusive)?;
+    let ports = match std::fs::read_dir(dev.join("brif")) {
+        Ok(d) => d.count(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => {
+            return Err(Error::io(
+                format!("reading the ports of {DEFAULT_BRIDGE}"),
+                e,
+            ))
+        }
+    };
+    if ports > 0 {
+        return Ok(false);
+    }
+    let out = std::process::Command::new("ip")
+        .args(["link", "delete", "dev", DEFAULT_BRIDGE])
+        .output()
+        .map_err(|e| Error::io(format!("deleting bridge {DEFAULT_BRIDGE}: running ip"), e))?;
+    if !out.status.success() && dev.exists() {
+        return Err(Error::io(
+            format!("deleting bridge {DEFAULT_BRIDGE}"),
+            std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+        ));
+    }
+    Ok(true)
+}
+
 /// The default pod network: a bridge with host-local addresses, the
 /// loopback, and portmap for hostPort.
 fn default_conf() -> serde_json::Value {
@@ -19,7 +77,7 @@ fn default_conf() -> serde_json::Value {
         "plugins": [
             {
                 "type": "bridge",
-                "bridge": "hako-cri0",
+                "bridge": DEFAULT_BRIDGE,
                 "isGateway": true,
                 "ipMasq": true,
                 "hairpinMode": true,

@@ -113,9 +113,24 @@ pub(crate) fn create(state: &State, req: cri::CreateContainerRequest) -> Result<
         CONFIG_LABEL.to_string(),
         serde_json::to_string(&config).expect("a CRI config serialises"),
     );
+    // A mount with an image is an image volume (its rootfs, read-only).
+    let mut image_mounts = Vec::new();
+    for m in config.mounts.iter() {
+        let Some(spec) = m.image.as_ref().filter(|i| !i.image.is_empty()) else {
+            continue;
+        };
+        let r = crate::image_service::find(&images, &spec.image)?.ok_or_else(|| {
+            Error::NotFound(format!(
+                "image {} of the image volume at {}",
+                spec.image, m.container_path
+            ))
+        })?;
+        image_mounts.push((r.id.to_string(), m.container_path.clone()));
+    }
     let binds = config
         .mounts
         .iter()
+        .filter(|m| m.image.as_ref().is_none_or(|i| i.image.is_empty()))
         .map(|m| Bind {
             source: m.host_path.clone(),
             destination: m.container_path.clone(),
@@ -132,7 +147,8 @@ pub(crate) fn create(state: &State, req: cri::CreateContainerRequest) -> Result<
         .namespace_options
         .as_ref()
         .map(|n| n.pid)
-        .unwrap_or(cri::NamespaceMode::Container as i32)
+        // Unset is the enum's zero value, POD, as containerd reads the proto.
+        .unwrap_or(cri::NamespaceMode::Pod as i32)
     {
         p if p == cri::NamespaceMode::Pod as i32 => Some(format!("container:{}", sb.id)),
         p if p == cri::NamespaceMode::Node as i32 => Some("host".into()),
@@ -202,6 +218,19 @@ pub(crate) fn create(state: &State, req: cri::CreateContainerRequest) -> Result<
             .map(|c| c.drop_capabilities.clone())
             .unwrap_or_default(),
         security_opt: security_opts(&sec)?,
+        // The request's lists replace the engine's defaults, an empty one
+        // meaning none (as containerd); none at all when privileged.
+        masked_paths: Some(if sec.privileged {
+            Vec::new()
+        } else {
+            sec.masked_paths.clone()
+        }),
+        readonly_paths: Some(if sec.privileged {
+            Vec::new()
+        } else {
+            sec.readonly_paths.clone()
+        }),
+        image_mounts,
         group_add: sec
             .supplemental_groups
             .iter()
@@ -247,8 +276,7 @@ pub(crate) fn create(state: &State, req: cri::CreateContainerRequest) -> Result<
 /// seccomp and no_new_privs as the engine's security options. No profile
 /// is Unconfined (kubelet's default without SeccompDefault, as containerd
 /// reads it); RuntimeDefault is the engine's default profile; Localhost a
-/// profile file on the node. Masked and read-only paths are the engine's
-/// own defaults (kubelet sends the same list).
+/// profile file on the node.
 fn security_opts(sec: &cri::LinuxContainerSecurityContext) -> Result<Vec<String>> {
     use cri::security_profile::ProfileType;
     let mut out = Vec::new();

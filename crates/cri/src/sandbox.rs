@@ -236,7 +236,9 @@ pub(crate) fn run(state: &State, req: cri::RunPodSandboxRequest) -> Result<Strin
         labels,
         binds,
         network: Some(if hostnet { "host" } else { "none" }.into()),
-        ipc_mode: ipc_host.then(|| "host".into()),
+        // Shareable: the containers joining its IPC namespace bind its
+        // /dev/shm too (one tmpfs for the pod, as containerd's).
+        ipc_mode: Some(if ipc_host { "host" } else { "shareable" }.into()),
         pid_mode: pid_host.then(|| "host".into()),
         dns: dns.servers,
         dns_search: dns.searches,
@@ -275,6 +277,7 @@ fn network_up(
     config: &cri::PodSandboxConfig,
 ) -> Result<()> {
     let list = pod_network(&state.config.cni_conf_dir)?;
+    let _bridge = crate::cni::bridge_in_use()?;
     engine
         .attach_cni(id, &list, &port_mappings(config), IFNAME)
         .map(drop)
@@ -336,15 +339,19 @@ pub(crate) fn running(state: &State, id: &str) -> Result<String> {
 /// process stopped. A sandbox that is gone is stopped already.
 pub(crate) fn stop(state: &State, id: &str) -> Result<()> {
     let (engine, _) = open(&state.root)?;
-    let Some(c) = find(&engine, id)? else {
+    stop_in(&engine, id)
+}
+
+fn stop_in(engine: &Engine, id: &str) -> Result<()> {
+    let Some(c) = find(engine, id)? else {
         return Ok(());
     };
-    for member in crate::sandbox::members(&engine, &c.id)? {
+    for member in crate::sandbox::members(engine, &c.id)? {
         engine
             .stop(&member.id, Some(0))
             .map_err(|e| Error::engine(format!("stopping container {}", member.id), e))?;
     }
-    network_down(&engine, &c.id)?;
+    network_down(engine, &c.id)?;
     engine
         .stop(&c.id, Some(0))
         .map_err(|e| Error::engine(format!("stopping pod sandbox {}", c.id), e))
@@ -352,8 +359,10 @@ pub(crate) fn stop(state: &State, id: &str) -> Result<()> {
 
 /// RemovePodSandbox: stopped, then its containers and itself removed.
 pub(crate) fn remove(state: &State, id: &str) -> Result<()> {
-    stop(state, id)?;
+    // One engine and image store for the whole call (each open and close
+    // of their databases costs a WAL checkpoint).
     let (engine, mut images) = open(&state.root)?;
+    stop_in(&engine, id)?;
     let Some(c) = find(&engine, id)? else {
         return Ok(());
     };

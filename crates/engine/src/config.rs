@@ -464,6 +464,10 @@ pub fn host_config(o: &CreateOptions, runtime_path: &str) -> Result<HostConfig> 
         ulimits: o.ulimits.clone(),
         shm_size: o.shm_size,
         sysctls,
+        masked_paths: o.masked_paths.clone(),
+        readonly_paths: o.readonly_paths.clone(),
+        // Resolved to image ids by `create`, which has the image store.
+        image_mounts: Vec::new(),
         pid_mode,
         ipc_mode,
         cgroupns_mode,

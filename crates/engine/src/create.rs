@@ -65,6 +65,15 @@ impl Engine {
                 *mode = format!("container:{}", t.id);
             }
         }
+        for (image, destination) in &o.image_mounts {
+            let r = images
+                .find(image)
+                .ctx(|| format!("finding image {image} to mount at {destination}"))?;
+            host.image_mounts.push(crate::record::ImageMount {
+                image: r.id.to_string(),
+                destination: destination.clone(),
+            });
+        }
         self.add_volumes_from(&mut host)?;
         mounts::plan(&mut host, &config.volumes)?;
         let mut c = Container {
@@ -101,6 +110,7 @@ impl Engine {
         };
         if let Err(e) = self.make_bundle(images, &c) {
             let dir = self.container_dir(&c.id);
+            let _ = crate::image_mounts::release(images, &dir, &c);
             let _ = images.unmount(&dir.to_string_lossy());
             let _ = fs::remove_dir_all(&dir);
             let _ = self.db.delete(&c.id);
@@ -127,6 +137,7 @@ impl Engine {
         images
             .mount(&c.image_id, &dir)
             .ctx(|| format!("mounting the root filesystem of container {}", c.name))?;
+        crate::image_mounts::ensure(images, &dir, c)?;
         write_etc_files(&dir, c)?;
         for b in &c.host.binds {
             // Docker creates a missing bind source as a directory.

@@ -26,6 +26,7 @@ pub mod events;
 mod exec;
 mod fsutil;
 pub mod health;
+mod image_mounts;
 pub mod inroot;
 mod inspect;
 mod kill;

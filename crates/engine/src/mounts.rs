@@ -325,6 +325,80 @@ impl Engine {
     }
 }
 
+/// The root's propagation that binds with shared or slave propagation need
+/// (as containerd and docker set it): "rshared" for a shared bind, whose
+/// host side must be on a shared mount, or mounts made in the container
+/// could not reach the host; "rslave" for a slave one. None: the runtime's
+/// default (rslave for runc and hako-runtime).
+pub(crate) fn rootfs_propagation(mounts: &[oci_spec::runtime::Mount]) -> Result<Option<String>> {
+    let mut out = None;
+    for m in mounts {
+        let opts = m.options().as_deref().unwrap_or_default();
+        if m.typ().as_deref() != Some("bind") {
+            continue;
+        }
+        if opts.iter().any(|o| o == "shared" || o == "rshared") {
+            let source = m.source().clone().unwrap_or_default();
+            let (point, optional) = containing_mount(&source);
+            if !optional.split(' ').any(|f| f.starts_with("shared:")) {
+                return Err(crate::error::Error::Invalid(format!(
+                    "bind mount {} on {}: path {} is mounted on {} but it is not a shared mount (make it one: mount --make-shared {})",
+                    source.display(),
+                    m.destination().display(),
+                    source.display(),
+                    point,
+                    point
+                )));
+            }
+            out = Some("rshared".to_string());
+        } else if out.is_none() && opts.iter().any(|o| o == "slave" || o == "rslave") {
+            out = Some("rslave".to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// The mount point of the mount `path` is on, and its optional mountinfo
+/// fields ("shared:N master:M ...").
+fn containing_mount(path: &Path) -> (String, String) {
+    let path = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut best: Option<(String, String)> = None;
+    for line in info.lines() {
+        let (head, _) = line.split_once(" - ").unwrap_or((line, ""));
+        let fields: Vec<&str> = head.split(' ').collect();
+        let Some(point) = fields.get(4).map(|p| unescape_mountinfo(p)) else {
+            continue;
+        };
+        if !path.starts_with(&point) {
+            continue;
+        }
+        // Later lines are mounted over earlier ones at the same point.
+        if best.as_ref().is_none_or(|(b, _)| point.len() >= b.len()) {
+            best = Some((point, fields.get(6..).unwrap_or_default().join(" ")));
+        }
+    }
+    best.unwrap_or_else(|| ("/".into(), String::new()))
+}
+
+/// mountinfo's octal escapes (`\040` for a space, ...).
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c));
+        if b[i] == b'\\' && octal {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

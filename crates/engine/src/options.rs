@@ -87,6 +87,12 @@ pub struct CreateOptions {
     pub dns_options: Vec<String>,
     /// `--security-opt` values (seccomp=..., no-new-privileges, ...).
     pub security_opt: Vec<String>,
+    /// Paths to mask / make read-only instead of the engine's defaults
+    /// (None: the defaults; CRI's security context sets them).
+    pub masked_paths: Option<Vec<String>>,
+    pub readonly_paths: Option<Vec<String>>,
+    /// Images (names or ids) mounted read-only at a path: (image, destination).
+    pub image_mounts: Vec<(String, String)>,
     /// `--ulimit NAME=SOFT[:HARD]`.
     pub ulimits: Vec<crate::record::Ulimit>,
     /// `--init`: tini as the container's pid 1.

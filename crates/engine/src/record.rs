@@ -443,6 +443,27 @@ pub struct HostConfig {
     pub shm_size: i64,
     /// `--sysctl KEY=VALUE` (namespaced keys only; the runtime checks).
     pub sysctls: BTreeMap<String, String>,
+    /// Paths hidden from the process (docker's MaskedPaths); None: the
+    /// engine's defaults (none when privileged), an empty list: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub masked_paths: Option<Vec<String>>,
+    /// Paths made read-only (docker's ReadonlyPaths); as `masked_paths`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub readonly_paths: Option<Vec<String>>,
+    /// Images mounted read-only into the container (CRI image volumes,
+    /// docker's `--mount type=image`), by image id.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub image_mounts: Vec<ImageMount>,
+}
+
+/// An image's root filesystem mounted read-only at `destination` (mounted
+/// on the host side at `<container dir>/image-mounts/<index>/rootfs`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImageMount {
+    /// The image id (config digest).
+    pub image: String,
+    pub destination: String,
 }
 
 /// The run state (docker's `State`), kept current by the engine and the

@@ -58,6 +58,7 @@ impl Engine {
         }
         self.network_down(&c)?;
         let dir = self.container_dir(&c.id);
+        crate::image_mounts::release(images, &dir, &c)?;
         match images.unmount(&dir.to_string_lossy()) {
             Ok(_) | Err(hako_image::Error::NotFound { .. }) => {}
             Err(e) => {

@@ -228,6 +228,13 @@ pub fn build(
     }
     mounts
         .extend(crate::mounts::spec_mounts(h, volumes_dir).map_err(build_err("user mounts", id))?);
+    for (i, m) in h.image_mounts.iter().enumerate() {
+        mounts.push(bind(
+            &m.destination,
+            &crate::image_mounts::source_of(dir, i),
+            true,
+        ));
+    }
     if h.init {
         mounts.push(bind(INIT_PATH, &init_binary()?, true));
     }
@@ -261,6 +268,9 @@ pub fn build(
         .namespaces(namespaces)
         .resources(resources(h, id)?)
         .cgroups_path(PathBuf::from(container_cgroup(h, id)));
+    if let Some(p) = crate::mounts::rootfs_propagation(&mounts)? {
+        linux = linux.rootfs_propagation(p);
+    }
     if let Some(profile) = seccomp {
         linux = linux.seccomp(profile);
     }
@@ -285,20 +295,20 @@ pub fn build(
     if !devices.is_empty() {
         linux = linux.devices(devices);
     }
-    if !h.privileged {
-        linux = linux
-            .masked_paths(
-                security::MASKED_PATHS
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect::<Vec<_>>(),
-            )
-            .readonly_paths(
-                security::READONLY_PATHS
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect::<Vec<_>>(),
-            );
+    // Given paths replace the defaults (CRI sends kubelet's list, or its
+    // own); the defaults apply to unprivileged containers only.
+    let paths = |given: &Option<Vec<String>>, defaults: &[&str]| match given {
+        Some(p) => p.clone(),
+        None if h.privileged => Vec::new(),
+        None => defaults.iter().map(|s| s.to_string()).collect(),
+    };
+    let masked = paths(&h.masked_paths, security::MASKED_PATHS);
+    let readonly = paths(&h.readonly_paths, security::READONLY_PATHS);
+    if !masked.is_empty() {
+        linux = linux.masked_paths(masked);
+    }
+    if !readonly.is_empty() {
+        linux = linux.readonly_paths(readonly);
     }
     let mut spec = SpecBuilder::default()
         .version("1.0.2")
@@ -467,7 +477,7 @@ fn seccomp_of(
 }
 
 /// `--ulimit` values as runtime-spec rlimits.
-fn rlimits(
+pub fn rlimits(
     ulimits: &[crate::record::Ulimit],
     id: &str,
 ) -> Result<Vec<oci_spec::runtime::PosixRlimit>> {

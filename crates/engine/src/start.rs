@@ -199,8 +199,16 @@ impl Engine {
             .arg(dir.join("runtime.log"))
             .arg("--sync-fd")
             .arg(write.as_raw_fd().to_string());
-        for a in programs.exit_command.iter().chain(std::iter::once(&c.id)) {
-            cmd.arg("--exit-command").arg(a);
+        // The cleanup after an exit releases the container's own network
+        // (or removes it, --rm): without either there is nothing to do, and
+        // no process of hako to start per exit, which a stop waits for (the
+        // containers of a CRI pod join their sandbox's network).
+        let own_network =
+            !(c.host.network_mode == "host" || c.host.network_mode.starts_with("container:"));
+        if c.host.auto_remove || own_network {
+            for a in programs.exit_command.iter().chain(std::iter::once(&c.id)) {
+                cmd.arg("--exit-command").arg(a);
+            }
         }
         cmd.arg("--state-file")
             .arg(dir.join(STATE_FILE))
@@ -352,6 +360,7 @@ impl Engine {
     /// After a reboot the overlay is gone: mount it again over the same upper layer.
     fn ensure_mounted(&self, images: &mut ImageStore, c: &Container) -> Result<()> {
         let dir = self.container_dir(&c.id);
+        crate::image_mounts::ensure(images, &dir, c)?;
         let dev = |p: &std::path::Path| fs::metadata(p).map(|m| m.dev()).ok();
         if dev(&dir.join("rootfs")).is_some() && dev(&dir.join("rootfs")) != dev(&dir) {
             return Ok(());

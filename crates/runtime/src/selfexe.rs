@@ -131,7 +131,15 @@ pub fn guard_for(spec: &Spec) -> Result<ExecGuard> {
         .as_ref()
         .and_then(|l| l.namespaces().as_ref())
         .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::Mount));
-    reexec_protected(own_mount_ns)?;
+    // A shared root propagation (a bidirectional bind) needs the host's
+    // shared mounts still peers when the container's namespace is made:
+    // the private namespace (a slave of the host's) would cut them off.
+    let shared_root = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().as_deref())
+        .is_some_and(|p| p == "shared" || p == "rshared");
+    reexec_protected(own_mount_ns && !shared_root)?;
     Ok(ExecGuard::Sealed)
 }
 

@@ -76,6 +76,18 @@ pub struct BuildArgs {
     /// OCI runtime for RUN steps (name or path).
     #[arg(long, value_name = "RUNTIME", default_value = "hako-runtime")]
     pub runtime: String,
+    /// The network of RUN steps: default (the host's, as buildkit's), host or none.
+    #[arg(long, value_name = "MODE")]
+    pub network: Option<String>,
+    /// Add NAME:IP (or NAME:host-gateway) to the RUN steps' /etc/hosts, repeatable.
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    pub add_hosts: Vec<String>,
+    /// Size of the RUN steps' /dev/shm (e.g. 256m; default 64m).
+    #[arg(long, value_name = "SIZE")]
+    pub shm_size: Option<String>,
+    /// A resource limit of the RUN steps, NAME=SOFT[:HARD] (e.g. nofile=1024:2048), repeatable.
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
+    pub ulimits: Vec<String>,
     #[command(flatten)]
     pub registry: RegistryOpts,
     /// The build context: a directory, a git repository (URL[#REF[:DIR]]), an http(s) URL
@@ -390,6 +402,7 @@ pub fn build(g: &Global, a: BuildArgs) -> Result<()> {
             c => bail!("--compression {c}: must be none, gzip or zstd"),
         },
         runtime: hako_engine::runtime::resolve(&a.runtime)?,
+        run: run_defaults(&a)?,
     };
     let mut store = ImageStore::open(&g.root)?;
     let quiet = a.quiet || a.progress == "quiet";
@@ -462,4 +475,25 @@ pub fn builder(g: &Global, cmd: BuilderCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `--network`, `--add-host`, `--shm-size` and `--ulimit`: what every RUN step gets.
+fn run_defaults(a: &BuildArgs) -> Result<hako_build::RunDefaults> {
+    let run = hako_build::RunDefaults {
+        network: a.network.clone().unwrap_or_default(),
+        add_hosts: a.add_hosts.clone(),
+        shm_size: match &a.shm_size {
+            Some(s) => {
+                hako_engine::options::parse_bytes(s).with_context(|| format!("--shm-size {s:?}"))?
+            }
+            None => 0,
+        },
+        ulimits: a
+            .ulimits
+            .iter()
+            .map(|u| hako_engine::options::parse_ulimit(u))
+            .collect::<std::result::Result<_, _>>()?,
+    };
+    run.validate()?;
+    Ok(run)
 }

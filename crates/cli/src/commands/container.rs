@@ -985,6 +985,10 @@ fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
         dns_search: a.dns_search.clone(),
         dns_options: a.dns_option.clone(),
         security_opt: a.security_opt.clone(),
+        // Set by CRI only (docker's `--security-opt systempaths` is not taken).
+        masked_paths: None,
+        readonly_paths: None,
+        image_mounts: Vec::new(),
         ulimits: a
             .ulimit
             .iter()

@@ -88,9 +88,25 @@ pub struct UpArgs {
     /// Run the API server without the controllers (as k3s' --disable-controller-manager).
     #[arg(long)]
     disable_controllers: bool,
-    /// Do not program Services on this host (no kube-proxy).
+    /// Do not program Services on this host (no kube-proxy, hence no cluster DNS).
     #[arg(long)]
     disable_proxy: bool,
+    /// Run no cluster DNS (as k3s' --disable coredns): pods use the node's resolver.
+    #[arg(long)]
+    disable_dns: bool,
+    /// The `kube-dns` Service's cluster IP, the kubelet's --cluster-dns (default: the
+    /// 10th address of --service-cluster-ip-range, 10.43.0.10, as k3s).
+    #[arg(long, value_name = "IP")]
+    cluster_dns: Option<std::net::Ipv4Addr>,
+    /// Host port of the ingress controller's HTTP listener (all addresses).
+    #[arg(long, value_name = "PORT", default_value_t = 80)]
+    ingress_http_port: u16,
+    /// Host port of the ingress controller's HTTPS listener (all addresses).
+    #[arg(long, value_name = "PORT", default_value_t = 443)]
+    ingress_https_port: u16,
+    /// Run no ingress controller (as k3s' --disable traefik).
+    #[arg(long)]
+    disable_ingress: bool,
 }
 
 pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
@@ -118,6 +134,17 @@ pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
                 }
             };
             let kubeconfig = paths.kubeconfig();
+            let cluster_dns = if args.disable_proxy || args.disable_dns {
+                None
+            } else {
+                let range = args.service_cluster_ip_range;
+                Some(match args.cluster_dns {
+                    Some(ip) => ip,
+                    None => range.nth(10).with_context(|| {
+                        format!("starting the control plane: the service range {range} has no 10th address for cluster DNS (give --cluster-dns or --disable-dns)")
+                    })?,
+                })
+            };
             let settings = hako_kube_apiserver::Settings {
                 compaction: Duration::from_secs(args.compaction_interval),
                 service_cidr: args.service_cluster_ip_range,
@@ -147,7 +174,27 @@ pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
                             &proxy_tag(g),
                         ));
                     }
-                    node = super::kube_node::Node::start(g, &args.node);
+                    if let Some(ip) = cluster_dns {
+                        // Where pods reach it through kube-proxy's DNAT: the
+                        // node's address (the pod bridge may not exist yet).
+                        hako_kube_proxy::dns::spawn_thread(
+                            kubeconfig.clone(),
+                            hako_kube_kubelet::host_ip()
+                                .parse()
+                                .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
+                            ip,
+                        );
+                    }
+                    if !args.disable_ingress && !args.disable_controllers {
+                        let any = |port| Some(SocketAddr::from(([0, 0, 0, 0], port)));
+                        hako_kube_proxy::ingress::spawn_thread(
+                            kubeconfig.clone(),
+                            any(args.ingress_http_port),
+                            any(args.ingress_https_port),
+                            hako_kube_kubelet::host_ip(),
+                        );
+                    }
+                    node = super::kube_node::Node::start(g, &args.node, cluster_dns);
                     if let Err(e) = &node {
                         eprintln!("Error: starting the node: {e:#}");
                     }

@@ -40,6 +40,13 @@ pub struct KubeletArgs {
     /// Stop every pod when the kubelet stops (default: leave them running, as upstream).
     #[arg(long)]
     stop_pods_on_exit: bool,
+    /// The cluster DNS server(s) ClusterFirst pods use (comma-separated IPs; none: the
+    /// node's resolver).
+    #[arg(long, value_name = "IP", value_delimiter = ',')]
+    cluster_dns: Vec<std::net::IpAddr>,
+    /// The cluster's DNS domain (pods search NS.svc.DOMAIN, svc.DOMAIN, DOMAIN).
+    #[arg(long, value_name = "DOMAIN", default_value = "cluster.local")]
+    cluster_domain: String,
 }
 
 #[derive(Debug, Args)]
@@ -92,6 +99,10 @@ pub fn kubelet(g: &Global, a: KubeletArgs) -> Result<()> {
         pod_manifest_path: a.pod_manifest_path,
         pki_dir: Some(a.pki_dir.unwrap_or_else(|| kube_dir(g).join("pki"))),
         stop_pods_on_exit: a.stop_pods_on_exit,
+        cluster_dns: hako_kube_kubelet::ClusterDns {
+            servers: a.cluster_dns.iter().map(|ip| ip.to_string()).collect(),
+            domain: a.cluster_domain,
+        },
     };
     hako_kube_kubelet::run_kubelet(opts, |node, port| {
         println!("kubelet: node {node} registered, serving on port {port}");
@@ -124,7 +135,12 @@ pub struct Node {
 impl Node {
     /// Start the CRI service (unless an endpoint is given), the kubelet and the scheduler
     /// against the kubeconfig under the root.
-    pub fn start(g: &Global, a: &NodeArgs) -> Result<Node> {
+    /// `cluster_dns`: the kubelet's `--cluster-dns` (the `kube-dns` Service's IP).
+    pub fn start(
+        g: &Global,
+        a: &NodeArgs,
+        cluster_dns: Option<std::net::Ipv4Addr>,
+    ) -> Result<Node> {
         let dir = kube_dir(g);
         let root = g.root.display().to_string();
         let admin = g.root.join("kubeconfig");
@@ -207,6 +223,14 @@ impl Node {
             "--port".into(),
             a.kubelet_port.to_string(),
         ];
+        if let Some(ip) = cluster_dns {
+            kubelet.extend([
+                "--cluster-dns".into(),
+                ip.to_string(),
+                "--cluster-domain".into(),
+                hako_kube_proxy::dns::DOMAIN.into(),
+            ]);
+        }
         if let Some(n) = &a.node_name {
             kubelet.extend(["--node-name".into(), n.clone()]);
         }

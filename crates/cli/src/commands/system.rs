@@ -509,6 +509,10 @@ fn reset(engine: &Engine, mut images: ImageStore, a: ResetArgs) -> Result<()> {
         .reset(&mut images)
         .with_context(|| format!("resetting {}", root.display()))?;
     drop(images);
+    // The CRI's pod bridge is shared by every root: it goes with the last pod.
+    if let Err(e) = hako_cri::cni::remove_idle_bridge() {
+        eprintln!("warning: {e}");
+    }
     let run_root = engine.run_root().to_path_buf();
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mut points: Vec<std::path::PathBuf> = mounts

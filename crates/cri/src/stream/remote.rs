@@ -234,6 +234,9 @@ fn set_size(fd: &OwnedFd, width: u16, height: u16) {
     }
 }
 
+/// How long a terminal exec waits for the client's first resize.
+const FIRST_RESIZE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Exec with a terminal: the engine's exec_tty hands over the pty master,
 /// relayed here (stdin in, output out, resizes as TIOCSWINSZ).
 async fn exec_tty(
@@ -243,10 +246,23 @@ async fn exec_tty(
     out: mpsc::Sender<Output>,
 ) -> Result<End, String> {
     let root = state.root.clone();
+    // A terminal client sends its size first (kubectl, crictl): the process
+    // starts with that size, not 0x0 (on which busybox's stty fails). What
+    // comes instead of it is kept for the process.
+    let mut early = Vec::new();
+    let mut console_size = None;
+    if let Ok(first) = tokio::time::timeout(FIRST_RESIZE_WAIT, input.recv()).await {
+        match first {
+            Some(Input::Resize { width, height }) => console_size = Some((height, width)),
+            Some(other) => early.push(other),
+            None => {}
+        }
+    }
     let opts = hako_engine::ExecOptions {
         cmd: r.cmd.clone(),
         interactive: r.stdin,
         tty: true,
+        console_size,
         ..Default::default()
     };
     let id = r.container_id.clone();
@@ -287,7 +303,8 @@ async fn exec_tty(
         let stdin = r.stdin;
         std::thread::spawn(move || {
             let mut f = std::fs::File::from(master.try_clone().expect("dup of an open fd"));
-            while let Some(i) = input.blocking_recv() {
+            let mut early = early.into_iter();
+            while let Some(i) = early.next().or_else(|| input.blocking_recv()) {
                 let written = match i {
                     Input::Stdin(b) if stdin => f.write_all(&b),
                     // A terminal's end of input is its EOF character.

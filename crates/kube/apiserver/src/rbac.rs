@@ -625,6 +625,11 @@ fn workloads(verbs: &[&str]) -> Vec<Value> {
             verbs,
         ),
         rule(&["discovery.k8s.io"], &["endpointslices"], verbs),
+        rule(
+            &["networking.k8s.io"],
+            &["ingresses", "ingresses/status"],
+            verbs,
+        ),
     ]
 }
 

@@ -2,7 +2,9 @@
 //! version, plural, scope, short names) and its schema (the k8s-openapi type
 //! objects are decoded into, which also tells unknown fields apart).
 
-use k8s_openapi::api::{apps, batch, coordination, core, discovery, events, rbac, storage};
+use k8s_openapi::api::{
+    apps, batch, coordination, core, discovery, events, networking, rbac, storage,
+};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -355,6 +357,32 @@ pub static KINDS: &[Kind] = &[
         sub = NONE,
         names = Subdomain,
         gen = false
+    ),
+    kind!(
+        "networking.k8s.io",
+        "ingresses",
+        "ingress",
+        "Ingress",
+        networking::v1::Ingress,
+        ns = true,
+        short = &["ing"],
+        cat = NONE,
+        sub = &["status"],
+        names = Subdomain,
+        gen = true
+    ),
+    kind!(
+        "networking.k8s.io",
+        "ingressclasses",
+        "ingressclass",
+        "IngressClass",
+        networking::v1::IngressClass,
+        ns = false,
+        short = NONE,
+        cat = NONE,
+        sub = NONE,
+        names = Subdomain,
+        gen = true
     ),
     kind!(
         "storage.k8s.io",

@@ -65,6 +65,14 @@ impl std::fmt::Display for ServiceCidr {
 }
 
 impl ServiceCidr {
+    /// The `n`th address of the range (k3s's cluster DNS is the 10th), if it
+    /// is one of the addresses Services get.
+    pub fn nth(&self, n: u32) -> Option<Ipv4Addr> {
+        self.dynamic()
+            .contains(&n)
+            .then(|| Ipv4Addr::from(self.base + n))
+    }
+
     fn size(&self) -> u32 {
         1u32 << (32 - self.prefix)
     }

@@ -326,6 +326,98 @@ fn secret_string_data(obj: &mut Value) {
     }
 }
 
+/// An Ingress backend: a Service with a port number or name (or a resource).
+fn ingress_backend(b: &Value, field: &str, causes: &mut Causes) {
+    let svc = &b["service"];
+    if svc.is_null() {
+        if b["resource"].is_null() {
+            invalid(
+                causes,
+                field.to_string(),
+                "Invalid value: \"\": one backend (`service` or `resource`) must be specified"
+                    .into(),
+            );
+        }
+        return;
+    }
+    if svc["name"].as_str().is_none_or(str::is_empty) {
+        required(causes, format!("{field}.service.name"));
+    }
+    let port = &svc["port"];
+    match (port["number"].as_i64(), port["name"].as_str()) {
+        (Some(_), Some(_)) => invalid(
+            causes,
+            format!("{field}.service.port"),
+            "Invalid value: \"\": cannot set both port name & port number".into(),
+        ),
+        (Some(n), None) if !(1..=65535).contains(&n) => invalid(
+            causes,
+            format!("{field}.service.port.number"),
+            format!("Invalid value: {n}: must be between 1 and 65535, inclusive"),
+        ),
+        (None, None) => invalid(
+            causes,
+            format!("{field}.service.port"),
+            "Invalid value: \"\": port name or number is required".into(),
+        ),
+        _ => {}
+    }
+}
+
+/// An Ingress's rules as upstream checks them: a backend somewhere, every
+/// path with a supported `pathType` and (Exact/Prefix) an absolute path.
+fn ingress(obj: &Value, causes: &mut Causes) {
+    let spec = &obj["spec"];
+    let rules = spec["rules"].as_array().cloned().unwrap_or_default();
+    if rules.is_empty() && spec["defaultBackend"].is_null() {
+        invalid(
+            causes,
+            "spec".into(),
+            "Invalid value: \"\": either `defaultBackend` or `rules` must be specified".into(),
+        );
+    }
+    if !spec["defaultBackend"].is_null() {
+        ingress_backend(&spec["defaultBackend"], "spec.defaultBackend", causes);
+    }
+    for (i, r) in rules.iter().enumerate() {
+        let host = r["host"].as_str().unwrap_or("");
+        if host.contains(':') || host.parse::<std::net::IpAddr>().is_ok() {
+            invalid(
+                causes,
+                format!("spec.rules[{i}].host"),
+                format!(
+                    "Invalid value: {}: must be a DNS name, not an IP address",
+                    quoted(host)
+                ),
+            );
+        }
+        for (j, p) in r["http"]["paths"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let field = format!("spec.rules[{i}].http.paths[{j}]");
+            let path = p["path"].as_str().unwrap_or("");
+            match p["pathType"].as_str() {
+                None => required(causes, format!("{field}.pathType")),
+                Some("Exact" | "Prefix") if !path.starts_with('/') => invalid(
+                    causes,
+                    format!("{field}.path"),
+                    format!("Invalid value: {}: must be an absolute path", quoted(path)),
+                ),
+                Some("Exact" | "Prefix" | "ImplementationSpecific") => {}
+                Some(t) => invalid(
+                    causes,
+                    format!("{field}.pathType"),
+                    format!("Unsupported value: {}: supported values: \"Exact\", \"ImplementationSpecific\", \"Prefix\"", quoted(t)),
+                ),
+            }
+            ingress_backend(&p["backend"], &format!("{field}.backend"), causes);
+        }
+    }
+}
+
 fn immutable(causes: &mut Causes, field: &str, shown: String) {
     invalid(
         causes,
@@ -417,6 +509,7 @@ pub fn prepare_and_check(t: &Target, old: Option<&Value>, obj: &mut Value) -> Ap
             }
             job(obj, &mut causes);
         }
+        ("networking.k8s.io", "Ingress") => ingress(obj, &mut causes),
         _ => {}
     }
     if let Some(old) = old {

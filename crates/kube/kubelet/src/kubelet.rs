@@ -38,6 +38,8 @@ pub struct KubeletOptions {
     pub pki_dir: Option<PathBuf>,
     /// Stop every pod on SIGTERM (upstream leaves them running).
     pub stop_pods_on_exit: bool,
+    /// `--cluster-dns` and `--cluster-domain`: ClusterFirst pods' resolver.
+    pub cluster_dns: spec::ClusterDns,
 }
 
 pub struct Kubelet {
@@ -71,6 +73,7 @@ pub fn run_kubelet(opts: KubeletOptions, ready: impl FnOnce(&str, u16)) -> Resul
         .enable_all()
         .build()
         .context("starting the kubelet's runtime")?;
+    spec::set_cluster_dns(opts.cluster_dns.clone());
     rt.block_on(async move {
         let k = start(&opts).await?;
         ready(&k.node_name, k.port);

@@ -20,7 +20,9 @@ mod spec;
 mod static_pods;
 
 pub use kubelet::{run_kubelet, KubeletOptions};
+pub use node::host_ip;
 pub use scheduler::{run_scheduler, SchedulerOptions};
+pub use spec::ClusterDns;
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {

@@ -159,17 +159,73 @@ fn host_dns() -> cri::DnsConfig {
     d
 }
 
+/// The kubelet's `--cluster-dns` and `--cluster-domain`.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterDns {
+    pub servers: Vec<String>,
+    pub domain: String,
+}
+
+/// Set once by the kubelet at start (one kubelet per process).
+static CLUSTER_DNS: std::sync::OnceLock<ClusterDns> = std::sync::OnceLock::new();
+
+pub fn set_cluster_dns(c: ClusterDns) {
+    let _ = CLUSTER_DNS.set(c);
+}
+
+/// Upstream's limits on a resolv.conf: 3 nameservers, 32 search domains.
+const MAX_SERVERS: usize = 3;
+const MAX_SEARCHES: usize = 32;
+
 fn dns_config(pod: &Pod) -> cri::DnsConfig {
+    dns_config_with(
+        pod,
+        CLUSTER_DNS.get().cloned().unwrap_or_default(),
+        host_dns(),
+    )
+}
+
+/// A pod's resolv.conf as upstream's kubelet writes it: ClusterFirst (and
+/// ClusterFirstWithHostNet on the host network) → the cluster DNS with the
+/// namespace's search path and `ndots:5`, the host's search domains after;
+/// Default (and ClusterFirst on the host network, or without `--cluster-dns`)
+/// → the node's resolver; None → only `dnsConfig`, which is merged into the
+/// others too.
+fn dns_config_with(pod: &Pod, cluster: ClusterDns, host: cri::DnsConfig) -> cri::DnsConfig {
     let spec = pod.spec.as_ref();
     let policy = spec
         .and_then(|s| s.dns_policy.as_deref())
         .unwrap_or("ClusterFirst");
-    // No cluster DNS yet: ClusterFirst falls back to the node's resolver, as upstream
-    // does when the kubelet has no --cluster-dns.
+    let cluster_first = match policy {
+        "ClusterFirstWithHostNet" => true,
+        "ClusterFirst" => !host_network(pod),
+        _ => false,
+    };
     let mut d = if policy == "None" {
         cri::DnsConfig::default()
+    } else if cluster_first && !cluster.servers.is_empty() {
+        let domain = if cluster.domain.is_empty() {
+            "cluster.local"
+        } else {
+            cluster.domain.trim_end_matches('.')
+        };
+        let mut searches = vec![
+            format!("{}.svc.{domain}", namespace(pod)),
+            format!("svc.{domain}"),
+            domain.to_string(),
+        ];
+        for s in host.searches {
+            if !searches.contains(&s) {
+                searches.push(s);
+            }
+        }
+        cri::DnsConfig {
+            servers: cluster.servers,
+            searches,
+            options: vec!["ndots:5".into()],
+        }
     } else {
-        host_dns()
+        host
     };
     if let Some(c) = spec.and_then(|s| s.dns_config.as_ref()) {
         for s in c.nameservers.iter().flatten() {
@@ -183,14 +239,95 @@ fn dns_config(pod: &Pod) -> cri::DnsConfig {
             }
         }
         for o in c.options.iter().flatten() {
+            let name = o.name.as_deref().unwrap_or("");
             let opt = match &o.value {
-                Some(v) => format!("{}:{v}", o.name.as_deref().unwrap_or("")),
-                None => o.name.clone().unwrap_or_default(),
+                Some(v) => format!("{name}:{v}"),
+                None => name.to_string(),
             };
+            // A pod's option replaces the same option (ndots:2 over ndots:5).
+            d.options
+                .retain(|x| x.split(':').next() != Some(name) || name.is_empty());
             d.options.push(opt);
         }
     }
+    d.servers.truncate(MAX_SERVERS);
+    d.searches.truncate(MAX_SEARCHES);
     d
+}
+
+#[cfg(test)]
+mod dns_tests {
+    use super::*;
+
+    fn pod(yaml: serde_json::Value) -> Pod {
+        serde_json::from_value(yaml).unwrap()
+    }
+
+    fn host() -> cri::DnsConfig {
+        cri::DnsConfig {
+            servers: vec!["192.0.2.53".into()],
+            searches: vec!["example.org".into()],
+            options: vec!["edns0".into()],
+        }
+    }
+
+    fn cluster() -> ClusterDns {
+        ClusterDns {
+            servers: vec!["10.43.0.10".into()],
+            domain: "cluster.local".into(),
+        }
+    }
+
+    #[test]
+    fn cluster_first_gets_the_cluster_dns_search_path_and_ndots() {
+        let p =
+            pod(serde_json::json!({"metadata": {"namespace": "shop"}, "spec": {"containers": []}}));
+        let d = dns_config_with(&p, cluster(), host());
+        assert_eq!(d.servers, ["10.43.0.10"]);
+        assert_eq!(
+            d.searches,
+            [
+                "shop.svc.cluster.local",
+                "svc.cluster.local",
+                "cluster.local",
+                "example.org"
+            ]
+        );
+        assert_eq!(d.options, ["ndots:5"]);
+        // Without --cluster-dns: the node's resolver, as upstream.
+        assert_eq!(dns_config_with(&p, ClusterDns::default(), host()), host());
+    }
+
+    #[test]
+    fn host_network_default_none_and_dns_config() {
+        let hostnet = pod(serde_json::json!({"spec": {"containers": [], "hostNetwork": true}}));
+        assert_eq!(dns_config_with(&hostnet, cluster(), host()), host());
+        let with = pod(
+            serde_json::json!({"spec": {"containers": [], "hostNetwork": true,
+            "dnsPolicy": "ClusterFirstWithHostNet"}}),
+        );
+        assert_eq!(
+            dns_config_with(&with, cluster(), host()).servers,
+            ["10.43.0.10"]
+        );
+        let default = pod(serde_json::json!({"spec": {"containers": [], "dnsPolicy": "Default"}}));
+        assert_eq!(dns_config_with(&default, cluster(), host()), host());
+        let none = pod(
+            serde_json::json!({"spec": {"containers": [], "dnsPolicy": "None",
+            "dnsConfig": {"nameservers": ["1.1.1.1"], "searches": ["a.b"],
+                          "options": [{"name": "ndots", "value": "2"}, {"name": "rotate"}]}}}),
+        );
+        let d = dns_config_with(&none, cluster(), host());
+        assert_eq!(d.servers, ["1.1.1.1"]);
+        assert_eq!(d.searches, ["a.b"]);
+        assert_eq!(d.options, ["ndots:2", "rotate"]);
+        let merged = pod(serde_json::json!({"spec": {"containers": [],
+            "dnsConfig": {"options": [{"name": "ndots", "value": "1"}]}}}));
+        assert_eq!(
+            dns_config_with(&merged, cluster(), host()).options,
+            ["ndots:1"]
+        );
+    }
 }
 
 fn seccomp(

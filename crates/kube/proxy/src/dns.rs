@@ -21,7 +21,7 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::{Api, Client, ResourceExt};
-use tokio::net::UdpSocket;
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 /// CoreDNS's default TTL for cluster records.
 const TTL: u32 = 5;
@@ -252,7 +252,24 @@ impl Zone {
         match lookup {
             Lookup::Found(rdata) => {
                 for d in rdata {
+                    // An ExternalName pointing into the cluster: the target's
+                    // records follow the CNAME, as CoreDNS adds them (stub
+                    // resolvers do not chase CNAMEs themselves).
+                    let chased = match &d {
+                        RData::CNAME(CNAME(t)) if q.query_type() != RecordType::CNAME => {
+                            match self.lookup(&t.to_ascii(), q.query_type()) {
+                                Lookup::Found(more) => Some((t.clone(), more)),
+                                _ => None,
+                            }
+                        }
+                        _ => None,
+                    };
                     r.add_answer(Record::from_rdata(q.name().clone(), TTL, d));
+                    if let Some((owner, more)) = chased {
+                        for m in more {
+                            r.add_answer(Record::from_rdata(owner.clone(), TTL, m));
+                        }
+                    }
                 }
             }
             _ => {
@@ -296,22 +313,100 @@ async fn forward(query: &[u8], up: &[SocketAddr]) -> Option<Vec<u8>> {
     None
 }
 
-/// Serve UDP queries on `listen` until the runtime stops; `ready` gets the
-/// bound address once the zone is loaded.
+/// The reply to a raw query: the zone's answer, else the host resolvers'
+/// (SERVFAIL when none answers). `None` for bytes that are no DNS query.
+async fn reply(zone: &Zone, up: &[SocketAddr], raw: &[u8]) -> Option<Vec<u8>> {
+    let msg = Message::from_vec(raw).ok()?;
+    if let Some(r) = zone.answer(&msg) {
+        return r.to_vec().ok();
+    }
+    if let Some(r) = forward(raw, up).await {
+        return Some(r);
+    }
+    let mut r = Message::new();
+    r.set_id(msg.id())
+        .set_message_type(MessageType::Response)
+        .set_response_code(ResponseCode::ServFail)
+        .add_queries(msg.queries().to_vec());
+    r.to_vec().ok()
+}
+
+/// One TCP client: two-byte length-prefixed messages (RFC 1035 4.2.2) until
+/// it closes or idles for 10 s.
+async fn serve_tcp_client(zone: Arc<Zone>, up: Arc<Vec<SocketAddr>>, mut conn: TcpStream) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    loop {
+        let mut len = [0u8; 2];
+        match tokio::time::timeout(Duration::from_secs(10), conn.read_exact(&mut len)).await {
+            Ok(Ok(_)) => {}
+            _ => return,
+        }
+        let mut raw = vec![0u8; u16::from_be_bytes(len) as usize];
+        if conn.read_exact(&mut raw).await.is_err() {
+            return;
+        }
+        let Some(r) = reply(&zone, &up, &raw).await else {
+            return;
+        };
+        let Ok(n) = u16::try_from(r.len()) else {
+            return;
+        };
+        let mut out = n.to_be_bytes().to_vec();
+        out.extend_from_slice(&r);
+        if conn.write_all(&out).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Bind UDP and TCP on the same address; port 0 picks a port free for both.
+async fn bind(listen: SocketAddr) -> Result<(UdpSocket, TcpListener)> {
+    let mut last = None;
+    for _ in 0..20 {
+        let udp = UdpSocket::bind(listen)
+            .await
+            .with_context(|| format!("binding {listen} (UDP) for cluster DNS"))?;
+        let addr = udp.local_addr().context("the DNS socket's address")?;
+        match TcpListener::bind(addr).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            // Only a picked port may be retried: another one is free for both.
+            Err(e) if listen.port() == 0 => last = Some(e),
+            Err(e) => {
+                return Err(e).with_context(|| format!("binding {addr} (TCP) for cluster DNS"))
+            }
+        }
+    }
+    Err(last.expect("a failed attempt"))
+        .with_context(|| format!("finding a port free for UDP and TCP on {}", listen.ip()))
+}
+
+/// Serve UDP and TCP queries on `listen` until the runtime stops; `ready`
+/// gets the bound address once the zone is loaded.
 pub async fn serve(
     client: Client,
     listen: SocketAddr,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<()> {
-    let sock = Arc::new(
-        UdpSocket::bind(listen)
-            .await
-            .with_context(|| format!("binding {listen} for cluster DNS"))?,
-    );
+    let (sock, tcp) = bind(listen).await?;
+    let sock = Arc::new(sock);
     let zone = Arc::new(Zone::start(client));
     zone.wait_synced().await;
     ready(sock.local_addr().context("the DNS socket's address")?);
     let up = Arc::new(upstreams());
+    let (z, u) = (zone.clone(), up.clone());
+    tokio::spawn(async move {
+        loop {
+            match tcp.accept().await {
+                Ok((conn, _)) => {
+                    tokio::spawn(serve_tcp_client(z.clone(), u.clone(), conn));
+                }
+                Err(e) => {
+                    tracing::warn!("cluster DNS: accepting a TCP connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    });
     let mut buf = vec![0u8; 1500];
     loop {
         let (n, from) = match sock.recv_from(&mut buf).await {
@@ -322,37 +417,13 @@ pub async fn serve(
             }
         };
         let raw = buf[..n].to_vec();
-        let Ok(msg) = Message::from_vec(&raw) else {
-            continue;
-        };
-        match zone.answer(&msg) {
-            Some(r) => {
-                if let Ok(bytes) = r.to_vec() {
-                    let _ = sock.send_to(&bytes, from).await;
-                }
+        let (sock, up, zone) = (sock.clone(), up.clone(), zone.clone());
+        // Upstreams may be slow: the loop goes on answering.
+        tokio::spawn(async move {
+            if let Some(r) = reply(&zone, &up, &raw).await {
+                let _ = sock.send_to(&r, from).await;
             }
-            None => {
-                let (sock, up, msg) = (sock.clone(), up.clone(), msg.clone());
-                // Upstreams may be slow: the loop goes on answering.
-                tokio::spawn(async move {
-                    let reply = match forward(&raw, &up).await {
-                        Some(r) => r,
-                        None => {
-                            let mut r = Message::new();
-                            r.set_id(msg.id())
-                                .set_message_type(MessageType::Response)
-                                .set_response_code(ResponseCode::ServFail)
-                                .add_queries(msg.queries().to_vec());
-                            match r.to_vec() {
-                                Ok(b) => b,
-                                Err(_) => return,
-                            }
-                        }
-                    };
-                    let _ = sock.send_to(&reply, from).await;
-                });
-            }
-        }
+        });
     }
 }
 
@@ -372,4 +443,137 @@ pub fn run_foreground(kubeconfig: PathBuf, listen: SocketAddr) -> Result<()> {
             _ = crate::shutdown_signal() => Ok(()),
         }
     })
+}
+
+/// The Service CoreDNS is published as in kube-system (`kube-dns`), its
+/// Endpoints and EndpointSlice pointing at `server` (where this process
+/// answers). kube-proxy DNATs `cluster_ip:53` there, so pods reach it.
+pub async fn publish(client: &Client, cluster_ip: Ipv4Addr, server: SocketAddr) -> Result<()> {
+    use k8s_openapi::api::core::v1::Endpoints;
+    let ns = "kube-system";
+    let port = server.port();
+    let labels = serde_json::json!({
+        "k8s-app": "kube-dns",
+        "kubernetes.io/cluster-service": "true",
+        "kubernetes.io/name": "CoreDNS",
+    });
+    let svc = serde_json::json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kube-dns", "namespace": ns, "labels": labels},
+        "spec": {
+            "type": "ClusterIP",
+            "clusterIP": cluster_ip.to_string(),
+            "ports": [
+                {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": port},
+                {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": port},
+            ],
+        },
+    });
+    let ip = server.ip().to_string();
+    let eps = serde_json::json!({
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": "kube-dns", "namespace": ns, "labels": labels},
+        "subsets": [{
+            "addresses": [{"ip": ip}],
+            "ports": [
+                {"name": "dns", "port": port, "protocol": "UDP"},
+                {"name": "dns-tcp", "port": port, "protocol": "TCP"},
+            ],
+        }],
+    });
+    let slice = serde_json::json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {
+            "name": "kube-dns-hako", "namespace": ns,
+            "labels": {
+                "kubernetes.io/service-name": "kube-dns",
+                "endpointslice.kubernetes.io/managed-by": "hako-cluster-dns",
+            },
+        },
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [ip], "conditions": {"ready": true, "serving": true, "terminating": false}}],
+        "ports": [
+            {"name": "dns", "port": port, "protocol": "UDP"},
+            {"name": "dns-tcp", "port": port, "protocol": "TCP"},
+        ],
+    });
+    put(
+        Api::<Service>::namespaced(client.clone(), ns),
+        "Service kube-dns",
+        &svc,
+    )
+    .await?;
+    put(
+        Api::<Endpoints>::namespaced(client.clone(), ns),
+        "Endpoints kube-dns",
+        &eps,
+    )
+    .await?;
+    put(
+        Api::<EndpointSlice>::namespaced(client.clone(), ns),
+        "EndpointSlice kube-dns-hako",
+        &slice,
+    )
+    .await
+}
+
+/// Create `obj`, or bring an existing one to it with a JSON merge patch
+/// (lists, such as the Service's two ports on port 53, are replaced whole).
+async fn put<K>(api: Api<K>, what: &str, obj: &serde_json::Value) -> Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    use kube::api::{Patch, PatchParams, PostParams};
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+    let typed: K = serde_json::from_value(obj.clone())
+        .with_context(|| format!("building {what} in kube-system"))?;
+    match api.create(&PostParams::default(), &typed).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => api
+            .patch(name, &PatchParams::default(), &Patch::Merge(obj))
+            .await
+            .map(|_| ())
+            .with_context(|| format!("updating {what} in kube-system")),
+        Err(e) => Err(e).with_context(|| format!("publishing {what} in kube-system")),
+    }
+}
+
+/// Run cluster DNS on a thread of its own (as `hako kube up` does): answer
+/// on `listen_ip` (a port free for UDP and TCP) and publish the `kube-dns`
+/// Service at `cluster_ip`. Retries until the API server takes it.
+pub fn spawn_thread(kubeconfig: PathBuf, listen_ip: std::net::IpAddr, cluster_ip: Ipv4Addr) {
+    std::thread::Builder::new()
+        .name("cluster-dns".into())
+        .spawn(move || {
+            let rt = match crate::runtime() {
+                Ok(rt) => rt,
+                Err(e) => return tracing::error!("starting cluster DNS: {e:#}"),
+            };
+            rt.block_on(async move {
+                let client = match hako_kube_controllers::client_from(&kubeconfig).await {
+                    Ok(c) => c,
+                    Err(e) => return tracing::error!("starting cluster DNS: {e:#}"),
+                };
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let c = client.clone();
+                tokio::spawn(async move {
+                    let Ok(addr) = rx.await else { return };
+                    // The API server may still be starting: try until it takes it.
+                    while let Err(e) = publish(&c, cluster_ip, addr).await {
+                        tracing::warn!("cluster DNS: {e:#}");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    tracing::info!("cluster DNS: answering on {addr}, published at {cluster_ip}");
+                });
+                let listen = SocketAddr::new(listen_ip, 0);
+                if let Err(e) = serve(client, listen, |a| {
+                    let _ = tx.send(a);
+                })
+                .await
+                {
+                    tracing::error!("cluster DNS: {e:#}");
+                }
+            })
+        })
+        .expect("spawning the cluster DNS thread");
 }

@@ -5,6 +5,7 @@
 //! 127.0.0.1 included) are DNATed to ready endpoints.
 
 pub mod dns;
+pub mod ingress;
 pub mod iptables;
 pub mod rules;
 

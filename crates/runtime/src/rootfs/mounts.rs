@@ -23,6 +23,9 @@ pub fn prepare_root(spec: &Spec, rootfs: &Path) -> Result<()> {
     // Shared propagation on "/" would be refused by pivot_root, and an
     // unbindable "/" cannot be bind-mounted onto itself below (EINVAL), so
     // both are applied to the new root afterwards (paths::set_root_propagation).
+    if prop.contains(MsFlags::MS_SHARED) {
+        return prepare_shared_root(rootfs);
+    }
     let first = if prop.intersects(MsFlags::MS_SHARED | MsFlags::MS_UNBINDABLE) {
         MsFlags::MS_SLAVE | MsFlags::MS_REC
     } else {
@@ -30,6 +33,10 @@ pub fn prepare_root(spec: &Spec, rootfs: &Path) -> Result<()> {
     };
     mount(None::<&str>, "/", None::<&str>, first, None::<&str>)
         .ctx(|| "setting mount propagation of /")?;
+    bind_root_onto_itself(rootfs)
+}
+
+fn bind_root_onto_itself(rootfs: &Path) -> Result<()> {
     mount(
         Some(rootfs),
         rootfs,
@@ -37,8 +44,48 @@ pub fn prepare_root(spec: &Spec, rootfs: &Path) -> Result<()> {
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None::<&str>,
     )
-    .ctx(|| format!("bind-mounting rootfs {} onto itself", rootfs.display()))?;
-    Ok(())
+    .ctx(|| format!("bind-mounting rootfs {} onto itself", rootfs.display()))
+}
+
+/// A shared root (a bidirectional bind, CRI's `rshared`): the host's shared
+/// mounts stay peers in this namespace, so a bind of one made later joins
+/// the host's peer group and mounts made in it reach the host. Only the
+/// rootfs tree becomes a slave (the container's own mounts must not leak
+/// out), and "/" and the rootfs's parent mount stop being shared, which
+/// pivot_root requires; the old root is made a slave before it is detached.
+fn prepare_shared_root(rootfs: &Path) -> Result<()> {
+    let parent = containing_mount(rootfs);
+    for m in ["/", parent.as_str()] {
+        mount(
+            None::<&str>,
+            m,
+            None::<&str>,
+            MsFlags::MS_SLAVE,
+            None::<&str>,
+        )
+        .ctx(|| format!("making mount {m} a slave"))?;
+    }
+    bind_root_onto_itself(rootfs)?;
+    mount(
+        None::<&str>,
+        rootfs,
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .ctx(|| format!("making rootfs {} a slave", rootfs.display()))
+}
+
+/// The mount point of the mount `path` is on (longest mountinfo prefix).
+fn containing_mount(path: &Path) -> String {
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(crate::cgroups::mountinfo::unescape)
+        .filter(|m| path.starts_with(m))
+        .max_by_key(|m| m.len())
+        .unwrap_or_else(|| "/".into())
 }
 
 /// Mounts every entry of spec.mounts, in order. `before_cgroup` runs once
