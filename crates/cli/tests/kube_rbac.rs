@@ -15,7 +15,12 @@ mod kube_common;
 use kube_common::Kube;
 
 /// The API server and the controllers (whose identity one test checks).
-const FLAGS: &[&str] = &["--disable-proxy", "--disable-agent", "--disable-scheduler"];
+const FLAGS: &[&str] = &[
+    "--disable-proxy",
+    "--disable-agent",
+    "--disable-scheduler",
+    "--disable-ingress",
+];
 
 fn kubectl(kubeconfig: &Path, cache: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new("/usr/bin/kubectl")
