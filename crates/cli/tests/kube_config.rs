@@ -660,10 +660,18 @@ spec:
         c.sh("tok", &format!("cat {dir}/namespace")).unwrap(),
         "default"
     );
-    // The token is for the API server: kubectl on the host authenticates with it.
+    // The token is for the API server: kubectl on the host authenticates with it,
+    // as the service account's user.
     let with = |t: &str| {
         c.run(
-            &["--token", t, "get", "serviceaccount", "robot", "-o", "name"],
+            &[
+                "--token",
+                t,
+                "auth",
+                "whoami",
+                "-o",
+                "jsonpath={.status.userInfo.username}",
+            ],
             None,
         )
     };
@@ -675,7 +683,44 @@ spec:
     );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "serviceaccount/robot"
+        "system:serviceaccount:default:robot"
+    );
+    // RBAC applies to it: nothing until a Role is bound to the account.
+    let get = |t: &str| {
+        c.run(
+            &["--token", t, "get", "serviceaccount", "robot", "-o", "name"],
+            None,
+        )
+    };
+    let out = get(&token);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(
+            "User \"system:serviceaccount:default:robot\" cannot get resource \"serviceaccounts\""
+        ),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    c.ok(&[
+        "create",
+        "role",
+        "sa-reader",
+        "--verb=get",
+        "--resource=serviceaccounts",
+    ]);
+    c.ok(&[
+        "create",
+        "rolebinding",
+        "robot-reads",
+        "--role=sa-reader",
+        "--serviceaccount=default:robot",
+    ]);
+    let out = get(&token);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "serviceaccount/robot",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
     // Another audience's token, a forged one, and the token once its pod is gone: 401.
     let mut forged = token.clone();
@@ -769,7 +814,12 @@ fn service_account_admission_mounts_kube_api_access_into_pods() {
         ])
         .arg("--certificate-authority")
         .arg(&ca_file)
-        .args(["get", "pod", "api", "-o", "name"])
+        .args([
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ])
         .output()
         .unwrap();
     assert!(
@@ -777,7 +827,11 @@ fn service_account_admission_mounts_kube_api_access_into_pods() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "pod/api");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("system:serviceaccount:"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]

@@ -179,11 +179,14 @@ pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
                                 .then(|| storage_dir(g, args.local_storage_dir.clone())),
                             install_default_class: !args.disable_local_storage,
                         };
-                        hako_kube_controllers::spawn_thread(kubeconfig.clone(), opts);
+                        hako_kube_controllers::spawn_thread(
+                            paths.component_kubeconfig("controller-manager"),
+                            opts,
+                        );
                     }
                     if !args.disable_proxy {
                         proxy = Some(hako_kube_proxy::spawn_thread(
-                            kubeconfig.clone(),
+                            paths.component_kubeconfig("kube-proxy"),
                             &proxy_tag(g),
                         ));
                     }

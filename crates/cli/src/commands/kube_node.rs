@@ -148,7 +148,34 @@ impl Node {
     ) -> Result<Node> {
         let dir = kube_dir(g);
         let root = g.root.display().to_string();
-        let kubeconfig = g.root.join("kubeconfig").display().to_string();
+        let admin = g.root.join("kubeconfig");
+        let paths = hako_kube_apiserver::Paths::new(&g.root);
+        // The kubelet runs as its node (system:node:NAME in system:nodes),
+        // the scheduler as system:kube-scheduler (written by the API server).
+        let node_name = a
+            .node_name
+            .clone()
+            .unwrap_or_else(hako_kube_kubelet::kubelet::default_node_name);
+        let server = std::fs::read_to_string(&admin)
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.trim().strip_prefix("server: ").map(String::from))
+            })
+            .with_context(|| format!("no server address in {}", admin.display()))?;
+        let kubelet_kubeconfig = paths.component_kubeconfig("kubelet");
+        hako_kube_apiserver::certs::write_client_kubeconfig(
+            &paths.pki(),
+            &server,
+            &kubelet_kubeconfig,
+            &format!("system:node:{node_name}"),
+            &["system:nodes".to_string()],
+        )
+        .context("writing the kubelet's kubeconfig")?;
+        let kubeconfig = paths
+            .component_kubeconfig("scheduler")
+            .display()
+            .to_string();
         let mut procs = Vec::new();
         let endpoint = match &a.container_runtime_endpoint {
             _ if a.disable_agent => String::new(),
@@ -195,7 +222,7 @@ impl Node {
             "kube".into(),
             "kubelet".into(),
             "--kubeconfig".into(),
-            kubeconfig.clone(),
+            kubelet_kubeconfig.display().to_string(),
             "--container-runtime-endpoint".into(),
             endpoint,
             "--port".into(),

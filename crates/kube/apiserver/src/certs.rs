@@ -203,7 +203,7 @@ pub fn issue_client_cert(
     let ca = ca_params()?.self_signed(&ca_key).with_context(what)?;
     let mut params = CertificateParams::new(Vec::<String>::new()).with_context(what)?;
     params.distinguished_name.push(DnType::CommonName, user);
-    for g in groups {
+    if let Some(g) = groups.first() {
         params
             .distinguished_name
             .push(DnType::OrganizationName, g.as_str());
@@ -215,7 +215,132 @@ pub fn issue_client_cert(
     ];
     let key = KeyPair::generate().with_context(what)?;
     let cert = params.signed_by(&key, &ca, &ca_key).with_context(what)?;
-    Ok((cert.pem(), key.serialize_pem()))
+    if groups.len() < 2 {
+        return Ok((cert.pem(), key.serialize_pem()));
+    }
+    // rcgen keeps one value per attribute type: a subject with several O
+    // (groups) is written here and the certificate signed again.
+    let der = multi_group_cert(cert.der(), &ca_key_pem, user, groups).with_context(what)?;
+    let pem = pem_encode("CERTIFICATE", &der);
+    Ok((pem, key.serialize_pem()))
+}
+
+/// A DER element at the start of `buf`: (its whole length, its header length).
+fn der_element(buf: &[u8]) -> Result<(usize, usize)> {
+    let bad = || anyhow::anyhow!("malformed DER in the issued certificate");
+    let first = *buf.get(1).ok_or_else(bad)?;
+    let (len, header) = if first < 0x80 {
+        (first as usize, 2)
+    } else {
+        let n = (first & 0x7f) as usize;
+        if n == 0 || n > 4 {
+            return Err(bad());
+        }
+        let bytes = buf.get(2..2 + n).ok_or_else(bad)?;
+        (
+            bytes.iter().fold(0usize, |a, b| (a << 8) | *b as usize),
+            2 + n,
+        )
+    };
+    let total = header + len;
+    if total > buf.len() {
+        return Err(bad());
+    }
+    Ok((total, header))
+}
+
+/// The elements inside a constructed DER element.
+fn der_children(elem: &[u8]) -> Result<Vec<&[u8]>> {
+    let (total, header) = der_element(elem)?;
+    let mut rest = &elem[header..total];
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let (n, _) = der_element(rest)?;
+        out.push(&rest[..n]);
+        rest = &rest[n..];
+    }
+    Ok(out)
+}
+
+fn der_wrap(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .iter()
+            .copied()
+            .skip_while(|b| *b == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+/// One RDN: SET { SEQUENCE { OID 2.5.4.x, UTF8String value } }.
+fn rdn(attr: u8, value: &str) -> Vec<u8> {
+    let oid = der_wrap(0x06, &[0x55, 0x04, attr]);
+    let val = der_wrap(0x0c, value.as_bytes());
+    der_wrap(0x31, &der_wrap(0x30, &[oid, val].concat()))
+}
+
+/// `cert` with the subject CN=user, O=each group, signed again by the CA
+/// key (ECDSA P-256, as `Pki::generate` makes it).
+fn multi_group_cert(
+    cert: &[u8],
+    ca_key_pem: &str,
+    user: &str,
+    groups: &[String],
+) -> Result<Vec<u8>> {
+    use rustls::pki_types::pem::PemObject as _;
+    let parts = der_children(cert)?;
+    let [tbs, alg, _sig] = parts.as_slice() else {
+        anyhow::bail!("malformed DER in the issued certificate");
+    };
+    let mut fields: Vec<Vec<u8>> = der_children(tbs)?.into_iter().map(<[u8]>::to_vec).collect();
+    // version [0], serial, signature, issuer, validity, subject, ...
+    if fields.len() < 6 || fields[0].first() != Some(&0xa0) {
+        anyhow::bail!("unexpected layout of the issued certificate");
+    }
+    let mut subject = rdn(3, user);
+    for g in groups {
+        subject.extend(rdn(10, g));
+    }
+    fields[5] = der_wrap(0x30, &subject);
+    let tbs = der_wrap(0x30, &fields.concat());
+    let key = rustls::pki_types::PrivatePkcs8KeyDer::from_pem_slice(ca_key_pem.as_bytes())
+        .context("reading the CA key")?;
+    let rng = ring::rand::SystemRandom::new();
+    let signer = ring::signature::EcdsaKeyPair::from_pkcs8(
+        &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+        key.secret_pkcs8_der(),
+        &rng,
+    )
+    .map_err(|e| anyhow::anyhow!("the CA key is not an ECDSA P-256 key: {e}"))?;
+    let sig = signer
+        .sign(&rng, &tbs)
+        .map_err(|e| anyhow::anyhow!("signing the certificate: {e}"))?;
+    let mut bits = vec![0u8];
+    bits.extend_from_slice(sig.as_ref());
+    Ok(der_wrap(
+        0x30,
+        &[tbs, alg.to_vec(), der_wrap(0x03, &bits)].concat(),
+    ))
+}
+
+fn pem_encode(label: &str, der: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).unwrap_or(""));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
 }
 
 /// The user and groups of a client certificate (CN, O), as the API server
@@ -332,6 +457,24 @@ contexts:
 current-context: hako
 ",
         token = pki.token
+    )
+}
+
+/// Write a kubeconfig for `server` authenticating as `user` in `groups`
+/// with a new client certificate signed by the CA in `pki_dir`.
+pub fn write_client_kubeconfig(
+    pki_dir: &Path,
+    server: &str,
+    path: &Path,
+    user: &str,
+    groups: &[String],
+) -> Result<()> {
+    let ca = std::fs::read_to_string(pki_dir.join("ca.crt"))
+        .with_context(|| format!("reading {}", pki_dir.join("ca.crt").display()))?;
+    let (cert, key) = issue_client_cert(pki_dir, user, groups)?;
+    write_private(
+        path,
+        client_cert_kubeconfig(&ca, server, user, &cert, &key).as_bytes(),
     )
 }
 

@@ -7,7 +7,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use crate::resources::{self, Kind, KINDS};
+use crate::resources::{self, Kind};
 
 const V2: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
@@ -85,17 +85,29 @@ fn resource(k: &Kind) -> Value {
 }
 
 fn group_item(group: &str) -> Value {
-    let resources: Vec<Value> = KINDS
-        .iter()
-        .filter(|k| k.group == group)
-        .map(resource)
+    let mut versions = resources::versions(group);
+    if versions.is_empty() {
+        versions.push("v1");
+    }
+    let versions: Vec<Value> = versions
+        .into_iter()
+        .map(|v| {
+            let mut resources: Vec<Value> = resources::all()
+                .into_iter()
+                .filter(|k| k.group == group && k.version == v)
+                .map(resource)
+                .collect();
+            if v == "v1" {
+                resources.extend(crate::reviews::aggregated_resources(group));
+            }
+            json!({"version": v, "resources": resources, "freshness": "Current"})
+        })
         .collect();
     let mut metadata = json!({"creationTimestamp": null});
     if !group.is_empty() {
         metadata["name"] = json!(group);
     }
-    json!({"metadata": metadata,
-           "versions": [{"version": "v1", "resources": resources, "freshness": "Current"}]})
+    json!({"metadata": metadata, "versions": versions})
 }
 
 /// The APIGroupDiscoveryList of `/api` (core) or `/apis` (every other group).
@@ -103,7 +115,11 @@ pub fn aggregated(core: bool) -> Response {
     let items: Vec<Value> = if core {
         vec![group_item("")]
     } else {
-        resources::groups().into_iter().map(group_item).collect()
+        resources::groups()
+            .into_iter()
+            .chain(crate::reviews::groups())
+            .map(group_item)
+            .collect()
     };
     let doc = json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2",
                      "metadata": {}, "items": items});

@@ -17,10 +17,12 @@ use hako_kube_store::{
 };
 use serde_json::{json, Value};
 
+use crate::auth::UserInfo;
 use crate::delete::{self, DeleteOptions};
 use crate::meta;
 use crate::patch;
-use crate::resources::{self, unknown_fields, Kind, KINDS};
+use crate::rbac::{self, Attributes};
+use crate::resources::{self, unknown_fields, Kind};
 use crate::services;
 use crate::ssa;
 use crate::status::{quoted, ApiError};
@@ -74,8 +76,9 @@ fn ok(v: &Value) -> Response {
     json_response(StatusCode::OK, v, &[])
 }
 
-/// The parsed query string.
-struct Query(HashMap<String, String>, String);
+/// The parsed query string, the client program (field manager of last
+/// resort) and the user the request acts as (None: the server itself).
+struct Query(HashMap<String, String>, String, Option<UserInfo>);
 
 impl Query {
     fn parse(uri: &Uri) -> Self {
@@ -84,6 +87,7 @@ impl Query {
                 .into_owned()
                 .collect(),
             String::new(),
+            None,
         )
     }
     fn get(&self, k: &str) -> Option<&str> {
@@ -115,11 +119,15 @@ enum Route {
     OpenApiRoot,
     OpenApiV2,
     OpenApi(String),
+    Review(crate::reviews::Review, Option<String>),
     Object(Target),
 }
 
 fn route(path: &str) -> ApiResult<Route> {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    if let Some((review, ns)) = crate::reviews::route(&segs) {
+        return Ok(Route::Review(review, ns));
+    }
     let (group, version, rest) = match segs.as_slice() {
         ["version"] => return Ok(Route::Version),
         ["healthz" | "livez" | "readyz", ..] => return Ok(Route::Health),
@@ -218,28 +226,143 @@ fn route(path: &str) -> ApiResult<Route> {
     Ok(Route::Object(t))
 }
 
-/// A bearer token, or a client certificate the TLS layer verified against
-/// the cluster CA (CN = user, O = groups; no authorization yet).
-fn authenticated(app: &App, headers: &HeaderMap, tls: Option<&TlsInfo>) -> bool {
-    if let Some(der) = tls.and_then(|t| t.peer_certificates.first()) {
-        if let Some((user, groups)) = crate::certs::client_identity(der) {
-            tracing::debug!(user = %sanitize(&user), ?groups, "client certificate");
-            return true;
+/// What the authorizer is asked for a request on `route`.
+fn attributes(route: &Route, method: &Method, q: &Query, path: &str) -> Attributes {
+    if let Route::Review((group, plural, _, _), ns) = route {
+        let verb = if *method == Method::POST {
+            "create"
+        } else {
+            "unknown"
+        };
+        return Attributes::resource(verb, group, plural, ns.as_deref().unwrap_or(""), "");
+    }
+    let Route::Object(t) = route else {
+        let verb = match *method {
+            Method::GET => "get",
+            Method::HEAD => "head",
+            Method::POST => "post",
+            Method::PUT => "put",
+            Method::PATCH => "patch",
+            Method::DELETE => "delete",
+            _ => "options",
+        };
+        return Attributes::non_resource(verb, path);
+    };
+    let connect = t
+        .sub
+        .as_deref()
+        .is_some_and(|s| matches!(s, "exec" | "attach" | "portforward"));
+    let verb = match (method.clone(), t.name.is_some()) {
+        // Upstream authorizes a websocket/SPDY upgrade (a GET) as create.
+        _ if connect => "create",
+        (Method::GET | Method::HEAD, false) if q.flag("watch") => "watch",
+        (Method::GET | Method::HEAD, false) => "list",
+        (Method::GET | Method::HEAD, true) => "get",
+        (Method::POST, _) => "create",
+        (Method::PUT, _) => "update",
+        (Method::PATCH, _) => "patch",
+        (Method::DELETE, true) => "delete",
+        (Method::DELETE, false) => "deletecollection",
+        _ => "unknown",
+    };
+    // A list or watch of one name (`kubectl get pod x -w`) is about that name.
+    let name = t.name.clone().unwrap_or_else(|| {
+        q.get("fieldSelector")
+            .and_then(|f| {
+                let parts: Vec<&str> = f.split(',').collect();
+                match parts.as_slice() {
+                    [one] => one.strip_prefix("metadata.name=").map(String::from),
+                    _ => None,
+                }
+            })
+            .unwrap_or_default()
+    });
+    // A namespace is in itself.
+    let ns = match (&t.ns, t.kind.plural, t.kind.group) {
+        (Some(ns), _, _) => ns.clone(),
+        (None, "namespaces", "") => t.name.clone().unwrap_or_default(),
+        _ => String::new(),
+    };
+    let resource = match &t.sub {
+        Some(sub) => format!("{}/{sub}", t.kind.plural),
+        None => t.kind.plural.to_string(),
+    };
+    Attributes::resource(verb, t.kind.group, &resource, &ns, &name)
+}
+
+/// Run the authorizer (store reads) off the runtime.
+async fn authorize(app: &App, user: &UserInfo, attrs: Attributes) -> ApiResult<()> {
+    if user.is_master() {
+        return Ok(());
+    }
+    let store = app.store.clone();
+    let user = user.clone();
+    tokio::task::spawn_blocking(move || rbac::authorize(store.as_ref(), &user, &attrs))
+        .await
+        .map_err(|e| ApiError::internal(format!("authorizing the request: {e}")))?
+}
+
+/// The user a request acts as: its own, or the one it impersonates if the
+/// `impersonate` verb allows each part of it.
+async fn acting_user(app: &App, user: UserInfo, headers: &HeaderMap) -> ApiResult<UserInfo> {
+    let Some(target) = crate::auth::impersonation(headers).map_err(ApiError::bad_request)? else {
+        return Ok(user);
+    };
+    let mut checks = Vec::new();
+    match target
+        .name
+        .strip_prefix("system:serviceaccount:")
+        .and_then(|r| r.split_once(':'))
+    {
+        Some((ns, name)) => checks.push(Attributes::resource(
+            "impersonate",
+            "",
+            "serviceaccounts",
+            ns,
+            name,
+        )),
+        None => checks.push(Attributes::resource(
+            "impersonate",
+            "",
+            "users",
+            "",
+            &target.name,
+        )),
+    }
+    let sa_groups = target.name.starts_with("system:serviceaccount:");
+    for g in &target.groups {
+        // The groups impersonation adds itself need no permission.
+        if g == crate::auth::AUTHENTICATED || (sa_groups && g.starts_with("system:serviceaccounts"))
+        {
+            continue;
+        }
+        checks.push(Attributes::resource("impersonate", "", "groups", "", g));
+    }
+    if !target.uid.is_empty() {
+        checks.push(Attributes::resource(
+            "impersonate",
+            crate::reviews::AUTHN,
+            "uids",
+            "",
+            &target.uid,
+        ));
+    }
+    for (k, vs) in &target.extra {
+        for v in vs {
+            checks.push(Attributes::resource(
+                "impersonate",
+                crate::reviews::AUTHN,
+                &format!("userextras/{k}"),
+                "",
+                v,
+            ));
         }
     }
-    let Some(v) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let Some(token) = v.strip_prefix("Bearer ") else {
-        return false;
-    };
-    // Compare without an early exit, so timing tells nothing about the token.
-    let (a, b) = (token.trim().as_bytes(), app.token.as_bytes());
-    (a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0)
-        || app.tokens.authenticates(app.store.as_ref(), token.trim())
+    for a in checks {
+        authorize(app, &user, a).await?;
+    }
+    tracing::debug!(user = %sanitize(&user.name), as_user = %sanitize(&target.name), "impersonation");
+    Ok(target)
 }
 
 async fn dispatch(State(app): State<Arc<App>>, req: axum::extract::Request) -> Response {
@@ -273,8 +396,19 @@ async fn handle(
 ) -> ApiResult<Response> {
     let route = route(uri.path());
     let public = matches!(route, Ok(Route::Health));
-    if !public && !authenticated(app, headers, tls) {
-        return Err(ApiError::unauthorized());
+    let mut q = Query::parse(uri);
+    if !public {
+        let Some(user) = crate::auth::authenticate(app, headers, tls) else {
+            return Err(ApiError::unauthorized());
+        };
+        let user = acting_user(app, user, headers).await?;
+        // A path that names nothing is still a non-resource request.
+        let attrs = match &route {
+            Ok(r) => attributes(r, method, &q, uri.path()),
+            Err(_) => attributes(&Route::Health, method, &q, uri.path()),
+        };
+        authorize(app, &user, attrs).await?;
+        q.2 = Some(user);
     }
     if let Ok(Route::Object(t)) = &route {
         if t.name.is_some() && t.sub.as_deref().is_some_and(crate::proxy::is_proxied) {
@@ -290,7 +424,6 @@ async fn handle(
             .await;
         }
     }
-    let mut q = Query::parse(uri);
     // Writes without a fieldManager are attributed to the client program,
     // as upstream does ("kubectl/v1.32.4 (linux/amd64) ..." → "kubectl").
     q.1 = headers
@@ -361,16 +494,31 @@ async fn handle(
         }))),
         Route::Groups => Ok(ok(&json!({
             "kind": "APIGroupList", "apiVersion": "v1",
-            "groups": resources::groups().iter().map(|g| group(g)).collect::<Vec<_>>(),
+            "groups": resources::groups().iter().chain(crate::reviews::groups().iter())
+                .map(|g| group(g)).collect::<Vec<_>>(),
         }))),
         Route::Group(g) => {
-            if resources::groups().contains(&g.as_str()) {
+            if resources::groups().contains(&g.as_str())
+                || crate::reviews::groups().contains(&g.as_str())
+            {
                 Ok(ok(&group(&g)))
             } else {
                 Err(ApiError::no_route())
             }
         }
         Route::Resources(g, v) => resource_list(&g, &v).map(|v| ok(&v)),
+        Route::Review(_, _) if *method != Method::POST => {
+            Err(ApiError::method_not_allowed(method.as_str()))
+        }
+        Route::Review(review, ns) => {
+            let store = app.store.clone();
+            let user = q.2.clone().ok_or_else(ApiError::unauthorized)?;
+            tokio::task::spawn_blocking(move || {
+                crate::reviews::create(store.as_ref(), &user, review, ns.as_deref(), &body)
+            })
+            .await
+            .map_err(|e| ApiError::internal(format!("serving the request: {e}")))?
+        }
         Route::OpenApiRoot => Ok(ok(&crate::openapi::root())),
         Route::OpenApiV2 => Ok(crate::openapi::v2_response(accept)),
         Route::OpenApi(gv) => crate::openapi::group_version(&gv)
@@ -410,6 +558,40 @@ async fn handle(
 /// The verbs on objects (everything but discovery, OpenAPI and the
 /// kubelet proxy); runs on a blocking thread.
 fn object(
+    arc_store: Arc<dyn Store>,
+    t: Target,
+    method: Method,
+    q: Query,
+    body: Bytes,
+    ct: String,
+    as_table: bool,
+) -> ApiResult<Response> {
+    if !is_crd(&t) || method == Method::GET {
+        return verbs(arc_store, t, method, q, body, ct, as_table);
+    }
+    // A CRD written or deleted changes what is served; a deleted CRD takes
+    // its objects with it.
+    let store = arc_store.clone();
+    let before = match &t.name {
+        Some(_) if method == Method::DELETE => get_current(store.as_ref(), &t).ok(),
+        _ => None,
+    };
+    let (t_kind, t_ns, t_name) = (t.kind, t.ns.clone(), t.name.clone());
+    let result = verbs(arc_store, t, method, q, body, ct, as_table);
+    if let Some(before) = before {
+        let gone = store
+            .get(&t_kind.key(t_ns.as_deref(), t_name.as_deref().unwrap_or("")))
+            .is_err();
+        if gone {
+            crate::crd::delete_objects(store.as_ref(), &before.value);
+        }
+    }
+    crate::crd::refresh(store.as_ref());
+    result
+}
+
+/// The verbs on objects of any kind.
+fn verbs(
     arc_store: Arc<dyn Store>,
     t: Target,
     method: Method,
@@ -488,19 +670,28 @@ fn version() -> Value {
 }
 
 fn group(g: &str) -> Value {
-    let gv = json!({"groupVersion": format!("{g}/v1"), "version": "v1"});
-    json!({"kind": "APIGroup", "apiVersion": "v1", "name": g, "versions": [gv.clone()], "preferredVersion": gv})
+    let mut versions: Vec<Value> = resources::versions(g)
+        .into_iter()
+        .map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
+        .collect();
+    if versions.is_empty() {
+        versions.push(json!({"groupVersion": format!("{g}/v1"), "version": "v1"}));
+    }
+    json!({"kind": "APIGroup", "apiVersion": "v1", "name": g, "versions": versions, "preferredVersion": versions[0]})
 }
 
 fn resource_list(g: &str, v: &str) -> ApiResult<Value> {
-    let kinds: Vec<&Kind> = KINDS
-        .iter()
+    let kinds: Vec<&Kind> = resources::all()
+        .into_iter()
         .filter(|k| k.group == g && k.version == v)
         .collect();
-    if kinds.is_empty() {
+    let mut out = Vec::new();
+    if v == "v1" {
+        out.extend(crate::reviews::resources(g));
+    }
+    if kinds.is_empty() && out.is_empty() {
         return Err(ApiError::no_route());
     }
-    let mut out = Vec::new();
     for k in kinds {
         out.push(json!({
             "name": k.plural, "singularName": k.singular, "namespaced": k.namespaced,
@@ -673,7 +864,17 @@ fn admit(t: &Target, q: &Query, mut obj: Value, name: &str) -> ApiResult<(Value,
             e = sanitize(&e)
         ))
     })?;
-    let unknown = unknown_fields(&obj, &typed);
+    let mut unknown = unknown_fields(&obj, &typed);
+    // A custom object: its CRD's structural schema prunes, defaults, checks.
+    let mut typed = typed;
+    if let Some(custom) = crate::crd::custom(kind) {
+        let (kept, pruned, problems) = crate::crd::structural(&custom, &typed);
+        if !problems.is_empty() {
+            return Err(ApiError::invalid(kind.group, kind.kind, name, problems));
+        }
+        typed = kept;
+        unknown.extend(pruned);
+    }
     let mut warnings = Vec::new();
     if !unknown.is_empty() {
         let list = unknown
@@ -779,6 +980,7 @@ fn create_object(
         meta.insert("name".into(), json!(name));
     }
     let (mut obj, warnings) = admit(t, q, obj, &name)?;
+    check_rbac_write(store, t, q, &obj)?;
     let kind = t.kind;
     if kind.subresources.contains(&"status") {
         if let Some(map) = obj.as_object_mut() {
@@ -786,6 +988,13 @@ fn create_object(
         }
     }
     meta::defaults(kind, &mut obj);
+    if is_crd(t) {
+        let problems = crate::crd::check_definition(&obj);
+        if !problems.is_empty() {
+            return Err(ApiError::invalid(kind.group, kind.kind, &name, problems));
+        }
+        crate::crd::initial_status(&mut obj);
+    }
     let m = obj["metadata"]
         .as_object_mut()
         .expect("admit made metadata");
@@ -894,6 +1103,7 @@ fn write(
             return Err(ApiError::conflict(t.kind.group, t.kind.plural, &name));
         }
         delete::check_new_finalizers(t, &cur.value, &obj)?;
+        check_rbac_write(store, t, q, &obj)?;
         if matches!(t.sub.as_deref(), None | Some("scale")) {
             crate::validation::prepare_and_check(t, Some(&cur.value), &mut obj)?;
         }
@@ -939,6 +1149,24 @@ fn write(
         }
     }
     Err(ApiError::conflict(t.kind.group, t.kind.plural, &name))
+}
+
+/// Escalation prevention on writes of roles and bindings.
+fn check_rbac_write(store: &dyn Store, t: &Target, q: &Query, obj: &Value) -> ApiResult<()> {
+    match &q.2 {
+        Some(user) if t.kind.group == rbac::GROUP => rbac::check_write(
+            store,
+            user,
+            t.kind.plural,
+            t.ns.as_deref().unwrap_or(""),
+            obj,
+        ),
+        _ => Ok(()),
+    }
+}
+
+fn is_crd(t: &Target) -> bool {
+    t.kind.group == crate::crd::GROUP && t.kind.plural == "customresourcedefinitions"
 }
 
 pub(crate) fn is_service(t: &Target) -> bool {
@@ -1374,6 +1602,33 @@ fn watch(
         .expect("static response parts"))
 }
 
+/// Create `obj` (cluster-scoped, of `group/v1` `plural`) unless an object
+/// of its name exists: the objects the server bootstraps.
+pub(crate) fn create_if_absent(
+    store: &dyn Store,
+    group: &str,
+    plural: &str,
+    obj: Value,
+) -> Result<(), ApiError> {
+    let kind = resources::find(group, "v1", plural).expect("bootstrap kinds are served");
+    let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+    if store.get(&kind.key(None, &name)).is_ok() {
+        return Ok(());
+    }
+    let t = Target {
+        kind,
+        ns: None,
+        name: None,
+        sub: None,
+    };
+    let q = Query(HashMap::new(), "hako-kube-apiserver".into(), None);
+    match create_object(store, &t, &q, obj, false) {
+        Ok(_) => Ok(()),
+        Err(e) if e.code == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Create the namespaces every cluster has.
 pub fn bootstrap(store: &dyn Store) -> Result<(), ApiError> {
     let kind = resources::find("", "v1", "namespaces").expect("namespaces are served");
@@ -1387,7 +1642,7 @@ pub fn bootstrap(store: &dyn Store) -> Result<(), ApiError> {
             name: None,
             sub: None,
         };
-        let q = Query(HashMap::new(), String::new());
+        let q = Query(HashMap::new(), String::new(), None);
         let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
         match create_object(store, &t, &q, obj, false) {
             Ok(_) => {}

@@ -5,8 +5,10 @@
 //! One generic handler serves every kind; what differs per kind (schema
 //! check, defaults, table columns) lives in [`resources`].
 
+pub mod auth;
 pub mod certs;
 mod config_objects;
+mod crd;
 mod delete;
 mod discovery;
 mod handler;
@@ -16,7 +18,9 @@ mod patch;
 mod protobuf;
 mod proxy;
 pub mod quantity;
+pub mod rbac;
 pub mod resources;
+mod reviews;
 mod service_accounts;
 mod services;
 mod ssa;
@@ -93,6 +97,11 @@ impl Paths {
     pub fn kubeconfig(&self) -> PathBuf {
         self.root.join("kubeconfig")
     }
+    /// The kubeconfig a component of `kube up` runs with (`controller-manager`,
+    /// `scheduler`, `kube-proxy`, `kubelet`): its own client certificate.
+    pub fn component_kubeconfig(&self, component: &str) -> PathBuf {
+        self.dir().join(format!("{component}.kubeconfig"))
+    }
 }
 
 /// Shared state of the running server.
@@ -127,6 +136,8 @@ pub async fn run(
         ),
     };
     handler::bootstrap(store.as_ref()).context("creating the default namespaces")?;
+    rbac::bootstrap(store.as_ref()).context("creating the bootstrap RBAC roles and bindings")?;
+    crd::refresh(store.as_ref());
     services::set_cidr(settings.service_cidr);
     let svc_kind = resources::find("", "v1", "services").expect("services are served");
     services::repair(store.as_ref(), &svc_kind.prefix())
@@ -136,6 +147,20 @@ pub async fn run(
     listener.set_nonblocking(true)?;
     let bound = listener.local_addr()?;
     certs::write_kubeconfig(&paths.kubeconfig(), &pki, bound)?;
+    // The components run as upstream's users, which RBAC binds to their roles.
+    for (component, user) in [
+        ("controller-manager", "system:kube-controller-manager"),
+        ("scheduler", "system:kube-scheduler"),
+        ("kube-proxy", "system:kube-proxy"),
+    ] {
+        certs::write_client_kubeconfig(
+            &paths.pki(),
+            &format!("https://{bound}"),
+            &paths.component_kubeconfig(component),
+            user,
+            &[],
+        )?;
+    }
     let tls = axum_server::tls_rustls::RustlsConfig::from_config(certs::server_tls(&pki)?);
     service_accounts::set_root_ca(&pki.ca_cert);
     let app = Arc::new(App {

@@ -141,6 +141,17 @@ pub fn name_problem(rule: NameRule, name: &str) -> Option<String> {
             is_label(name, true),
             "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')",
         ),
+        NameRule::PathSegment => {
+            let why = match name {
+                "." => Some("may not be '.'"),
+                ".." => Some("may not be '..'"),
+                _ if name.contains('/') => Some("may not contain '/'"),
+                _ if name.contains('%') => Some("may not contain '%'"),
+                _ if name.chars().any(char::is_control) => Some("may not contain control characters"),
+                _ => None,
+            };
+            (why.is_none(), why.unwrap_or(""))
+        }
     };
     (!ok).then(|| format!("Invalid value: {}: {what}", crate::status::quoted(name)))
 }

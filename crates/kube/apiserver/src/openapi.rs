@@ -1,14 +1,20 @@
 //! /openapi/v3: one document per group-version. It declares, for each
 //! kind's PATCH operation, the `fieldValidation` and `dryRun` parameters, so
 //! kubectl validates on the server (`fieldValidation=Strict`) instead of
-//! downloading schemas for client-side validation.
+//! downloading schemas for client-side validation. Custom kinds carry their
+//! CRD's schema in `components.schemas`, which `kubectl explain` reads.
 
 use serde_json::{json, Map, Value};
 
-use crate::resources::KINDS;
+use crate::resources::all;
 
-/// Changes whenever the documents change, so clients' caches refresh.
-const HASH: &str = "hako-1";
+/// Changes whenever a document changes, so clients' caches refresh.
+fn hash(doc: &Value) -> String {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    doc.to_string().hash(&mut h);
+    format!("{:016X}", h.finish())
+}
 
 fn gv_path(group: &str, version: &str) -> String {
     if group.is_empty() {
@@ -20,11 +26,15 @@ fn gv_path(group: &str, version: &str) -> String {
 
 pub fn root() -> Value {
     let mut paths = Map::new();
-    for k in KINDS {
+    for k in all() {
         let p = gv_path(k.group, k.version);
+        if paths.contains_key(&p) {
+            continue;
+        }
+        let h = group_version(&p).map(|d| hash(&d)).unwrap_or_default();
         paths.insert(
             p.clone(),
-            json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={HASH}")}),
+            json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={h}")}),
         );
     }
     json!({"paths": paths})
@@ -33,12 +43,16 @@ pub fn root() -> Value {
 /// The document for `api/v1` or `apis/{group}/{version}`.
 pub fn group_version(gv: &str) -> Option<Value> {
     let mut paths = Map::new();
+    let mut schemas = Map::new();
     let params = json!([
         {"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
         {"name": "dryRun", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
         {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
     ]);
-    for k in KINDS.iter().filter(|k| gv_path(k.group, k.version) == gv) {
+    for k in all()
+        .into_iter()
+        .filter(|k| gv_path(k.group, k.version) == gv)
+    {
         let base = format!("/{gv}");
         let item = if k.namespaced {
             format!("{base}/namespaces/{{namespace}}/{}/{{name}}", k.plural)
@@ -53,6 +67,12 @@ pub fn group_version(gv: &str) -> Option<Value> {
             "x-kubernetes-group-version-kind": {"group": k.group, "version": k.version, "kind": k.kind},
         });
         paths.insert(item, json!({"patch": op}));
+        if let Some(custom) = crate::crd::custom(k) {
+            schemas.insert(
+                schema_name(k.group, k.version, k.kind),
+                custom_schema(k, &custom.schema),
+            );
+        }
     }
     if paths.is_empty() {
         return None;
@@ -61,8 +81,46 @@ pub fn group_version(gv: &str) -> Option<Value> {
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": "v1.33.0"},
         "paths": paths,
-        "components": {"schemas": {}},
+        "components": {"schemas": schemas},
     }))
+}
+
+/// Upstream's name of a kind's schema: the group reversed (`example.com`
+/// → `com.example`), the version, the kind.
+fn schema_name(group: &str, version: &str, kind: &str) -> String {
+    let mut parts: Vec<&str> = group.split('.').collect();
+    parts.reverse();
+    format!("{}.{version}.{kind}", parts.join("."))
+}
+
+/// A custom kind's schema as upstream publishes it: the CRD's
+/// openAPIV3Schema with apiVersion, kind and metadata described and the
+/// kind's group-version-kind.
+fn custom_schema(k: &crate::resources::Kind, schema: &Value) -> Value {
+    let mut s = schema.clone();
+    if !s.is_object() {
+        s = json!({"type": "object"});
+    }
+    let props = s["properties"].as_object().cloned().unwrap_or_default();
+    let mut props_out = Map::new();
+    props_out.insert("apiVersion".into(), json!({"type": "string",
+        "description": "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values."}));
+    props_out.insert("kind".into(), json!({"type": "string",
+        "description": "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase."}));
+    props_out.insert(
+        "metadata".into(),
+        json!({"type": "object",
+        "description": "Standard object's metadata."}),
+    );
+    for (name, p) in props {
+        if !matches!(name.as_str(), "apiVersion" | "kind" | "metadata") {
+            props_out.insert(name, p);
+        }
+    }
+    s["properties"] = Value::Object(props_out);
+    s["x-kubernetes-group-version-kind"] =
+        json!([{"group": k.group, "version": k.version, "kind": k.kind}]);
+    s
 }
 
 /// /openapi/v2 without definitions. kubectl only reads it for kinds the v3

@@ -349,6 +349,76 @@ static SERVICE: Msg = Msg {
         f(3, "status", Msg(&EMPTY_STATUS)),
     ],
 };
+// authorization.k8s.io/v1 and authentication.k8s.io/v1 reviews
+// (`kubectl auth can-i`, `kubectl auth whoami`).
+static RESOURCE_ATTRIBUTES: Msg = Msg {
+    name: "ResourceAttributes",
+    fields: &[
+        f(1, "namespace", Str),
+        f(2, "verb", Str),
+        f(3, "group", Str),
+        f(4, "version", Str),
+        f(5, "resource", Str),
+        f(6, "subresource", Str),
+        f(7, "name", Str),
+    ],
+};
+static NON_RESOURCE_ATTRIBUTES: Msg = Msg {
+    name: "NonResourceAttributes",
+    fields: &[f(1, "path", Str), f(2, "verb", Str)],
+};
+static SSAR_SPEC: Msg = Msg {
+    name: "SelfSubjectAccessReviewSpec",
+    fields: &[
+        f(1, "resourceAttributes", Msg(&RESOURCE_ATTRIBUTES)),
+        f(2, "nonResourceAttributes", Msg(&NON_RESOURCE_ATTRIBUTES)),
+    ],
+};
+static SAR_SPEC: Msg = Msg {
+    name: "SubjectAccessReviewSpec",
+    fields: &[
+        f(1, "resourceAttributes", Msg(&RESOURCE_ATTRIBUTES)),
+        f(2, "nonResourceAttributes", Msg(&NON_RESOURCE_ATTRIBUTES)),
+        f(3, "user", Str),
+        many(4, "groups", Str),
+        f(6, "uid", Str),
+    ],
+};
+static SSRR_SPEC: Msg = Msg {
+    name: "SelfSubjectRulesReviewSpec",
+    fields: &[f(1, "namespace", Str)],
+};
+static SSAR: Msg = Msg {
+    name: "SelfSubjectAccessReview",
+    fields: &[
+        f(1, "metadata", Msg(&OBJECT_META)),
+        f(2, "spec", Msg(&SSAR_SPEC)),
+        f(3, "status", Msg(&EMPTY_STATUS)),
+    ],
+};
+static SAR: Msg = Msg {
+    name: "SubjectAccessReview",
+    fields: &[
+        f(1, "metadata", Msg(&OBJECT_META)),
+        f(2, "spec", Msg(&SAR_SPEC)),
+        f(3, "status", Msg(&EMPTY_STATUS)),
+    ],
+};
+static SSRR: Msg = Msg {
+    name: "SelfSubjectRulesReview",
+    fields: &[
+        f(1, "metadata", Msg(&OBJECT_META)),
+        f(2, "spec", Msg(&SSRR_SPEC)),
+        f(3, "status", Msg(&EMPTY_STATUS)),
+    ],
+};
+static SELF_SUBJECT_REVIEW: Msg = Msg {
+    name: "SelfSubjectReview",
+    fields: &[
+        f(1, "metadata", Msg(&OBJECT_META)),
+        f(2, "status", Msg(&EMPTY_STATUS)),
+    ],
+};
 static TYPE_META: Msg = Msg {
     name: "TypeMeta",
     fields: &[f(1, "apiVersion", Str), f(2, "kind", Str)],
@@ -372,6 +442,10 @@ fn schema(api_version: &str, kind: &str) -> Option<&'static Msg> {
         ("authentication.k8s.io/v1", "TokenRequest") => &TOKEN_REQUEST,
         ("v1", "Service") => &SERVICE,
         ("apps/v1", "Deployment") => &DEPLOYMENT,
+        ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => &SSAR,
+        ("authorization.k8s.io/v1", "SubjectAccessReview" | "LocalSubjectAccessReview") => &SAR,
+        ("authorization.k8s.io/v1", "SelfSubjectRulesReview") => &SSRR,
+        ("authentication.k8s.io/v1", "SelfSubjectReview") => &SELF_SUBJECT_REVIEW,
         _ => return None,
     })
 }

@@ -2,7 +2,10 @@
 //! version, plural, scope, short names) and its schema (the k8s-openapi type
 //! objects are decoded into, which also tells unknown fields apart).
 
-use k8s_openapi::api::{apps, batch, coordination, core, discovery, events, networking, storage};
+use k8s_openapi::api::{
+    apps, batch, coordination, core, discovery, events, networking, rbac, storage,
+};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -16,6 +19,8 @@ pub enum NameRule {
     Label,
     /// DNS-1035 label: starts with a letter (services).
     Label1035,
+    /// Any name usable as a URL path segment (RBAC kinds: `system:node`).
+    PathSegment,
 }
 
 pub struct Kind {
@@ -418,19 +423,109 @@ pub static KINDS: &[Kind] = &[
         names = Subdomain,
         gen = false
     ),
+    kind!(
+        "rbac.authorization.k8s.io",
+        "roles",
+        "role",
+        "Role",
+        rbac::v1::Role,
+        ns = true,
+        short = NONE,
+        cat = NONE,
+        sub = NONE,
+        names = PathSegment,
+        gen = false
+    ),
+    kind!(
+        "rbac.authorization.k8s.io",
+        "rolebindings",
+        "rolebinding",
+        "RoleBinding",
+        rbac::v1::RoleBinding,
+        ns = true,
+        short = NONE,
+        cat = NONE,
+        sub = NONE,
+        names = PathSegment,
+        gen = false
+    ),
+    kind!(
+        "rbac.authorization.k8s.io",
+        "clusterroles",
+        "clusterrole",
+        "ClusterRole",
+        rbac::v1::ClusterRole,
+        ns = false,
+        short = NONE,
+        cat = NONE,
+        sub = NONE,
+        names = PathSegment,
+        gen = false
+    ),
+    kind!(
+        "rbac.authorization.k8s.io",
+        "clusterrolebindings",
+        "clusterrolebinding",
+        "ClusterRoleBinding",
+        rbac::v1::ClusterRoleBinding,
+        ns = false,
+        short = NONE,
+        cat = NONE,
+        sub = NONE,
+        names = PathSegment,
+        gen = false
+    ),
+    kind!(
+        "apiextensions.k8s.io",
+        "customresourcedefinitions",
+        "customresourcedefinition",
+        "CustomResourceDefinition",
+        apiextensions::v1::CustomResourceDefinition,
+        ns = false,
+        short = &["crd", "crds"],
+        cat = &["api-extensions"],
+        sub = &["status"],
+        names = Subdomain,
+        gen = true
+    ),
 ];
 
-/// The kind served at `group/version/plural`.
-pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Kind> {
+/// The built-in kind served at `group/version/plural`.
+pub fn find_static(group: &str, version: &str, plural: &str) -> Option<&'static Kind> {
     KINDS
         .iter()
         .find(|k| k.group == group && k.version == version && k.plural == plural)
 }
 
+/// The kind served at `group/version/plural`: built-in or custom (a CRD's).
+pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Kind> {
+    find_static(group, version, plural).or_else(|| {
+        crate::crd::kinds()
+            .into_iter()
+            .find(|k| k.group == group && k.version == version && k.plural == plural)
+    })
+}
+
+/// Every kind served: the built-in ones, then the custom ones.
+pub fn all() -> Vec<&'static Kind> {
+    KINDS.iter().chain(crate::crd::kinds()).collect()
+}
+
+/// The versions of `group` in discovery order (the first is preferred).
+pub fn versions(group: &str) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for k in all() {
+        if k.group == group && !out.contains(&k.version) {
+            out.push(k.version);
+        }
+    }
+    out
+}
+
 /// The API groups other than core, in discovery order.
 pub fn groups() -> Vec<&'static str> {
     let mut out: Vec<&'static str> = Vec::new();
-    for k in KINDS {
+    for k in all() {
         if !k.group.is_empty() && !out.contains(&k.group) {
             out.push(k.group);
         }

@@ -42,6 +42,17 @@ impl ApiError {
         Self::new(401, "Unauthorized", "Unauthorized".into())
     }
 
+    /// 403 as upstream words it: `pods "x" is forbidden: WHY` (`forbidden:
+    /// WHY` for a request on no resource).
+    pub fn forbidden(group: &str, plural: &str, name: &str, why: String) -> Self {
+        let what = match (plural.is_empty(), name.is_empty()) {
+            (true, _) => "forbidden".to_string(),
+            (false, true) => format!("{} is forbidden", qualified(group, plural)),
+            (false, false) => format!("{} {} is forbidden", qualified(group, plural), quoted(name)),
+        };
+        Self::new(403, "Forbidden", format!("{what}: {why}")).with_details(group, plural, name)
+    }
+
     pub fn not_found(group: &str, plural: &str, name: &str) -> Self {
         Self::new(
             404,

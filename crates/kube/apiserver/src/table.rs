@@ -434,7 +434,37 @@ pub fn table(
     include: &str,
     headers: bool,
 ) -> Value {
-    let defs: Vec<Value> = if headers {
+    // A custom kind: Name, its CRD's additionalPrinterColumns, else Age.
+    let custom = crate::crd::custom(kind).filter(|c| !c.columns.is_empty());
+    let custom_cells = |o: &Value| -> Vec<Value> {
+        let cols = custom
+            .as_ref()
+            .map(|c| c.columns.as_slice())
+            .unwrap_or_default();
+        let mut out = vec![o["metadata"]["name"].clone()];
+        for c in cols {
+            let v = crate::crd::column_value(o, c["jsonPath"].as_str().unwrap_or(""));
+            let v = match (c["type"].as_str(), &v) {
+                (Some("date"), Value::String(t)) => crate::meta::age_seconds(t)
+                    .map(|s| json!(crate::meta::human_duration(s)))
+                    .unwrap_or(v),
+                _ => v,
+            };
+            out.push(v);
+        }
+        out
+    };
+    let defs: Vec<Value> = if let (true, Some(c)) = (headers, &custom) {
+        let mut d = vec![json!({"name": "Name", "type": "string", "format": "name",
+                                "description": "", "priority": 0})];
+        for col in &c.columns {
+            d.push(json!({"name": col["name"], "type": col["type"],
+                          "format": col.get("format").cloned().unwrap_or(json!("")),
+                          "description": col.get("description").cloned().unwrap_or(json!("")),
+                          "priority": col.get("priority").cloned().unwrap_or(json!(0))}));
+        }
+        d
+    } else if headers {
         columns(kind)
             .into_iter()
             .map(|(name, ty, priority)| {
@@ -450,7 +480,14 @@ pub fn table(
     };
     let rows: Vec<Value> = objects
         .iter()
-        .map(|o| json!({"cells": cells(kind, o), "object": row_object(o, include)}))
+        .map(|o| {
+            let cells = if custom.is_some() {
+                custom_cells(o)
+            } else {
+                cells(kind, o)
+            };
+            json!({"cells": cells, "object": row_object(o, include)})
+        })
         .collect();
     let mut meta = json!({"resourceVersion": resource_version});
     if let Some(c) = continue_token {

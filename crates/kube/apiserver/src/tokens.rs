@@ -86,28 +86,29 @@ impl TokenIssuer {
             .then_some(claims)
     }
 
-    /// Whether `token` authenticates to this API server: signed here, unexpired, for
-    /// its audience, and its pod (if bound) still there with the same uid.
-    pub fn authenticates(&self, store: &dyn Store, token: &str) -> bool {
-        let Some(claims) = self.verify(token) else {
-            return false;
-        };
+    /// The service account (namespace, name) `token` authenticates as to this API
+    /// server: signed here, unexpired, for its audience, and its pod (if bound)
+    /// still there with the same uid.
+    pub fn service_account(&self, store: &dyn Store, token: &str) -> Option<(String, String)> {
+        let claims = self.verify(token)?;
         let aud_ok = claims["aud"]
             .as_array()
             .is_some_and(|a| a.iter().any(|x| x == ISSUER));
         if !aud_ok {
-            return false;
+            return None;
         }
         let k = &claims["kubernetes.io"];
-        match k["pod"]["name"].as_str() {
-            Some(pod) => {
-                let ns = k["namespace"].as_str().unwrap_or("");
-                store
-                    .get(&format!("/core/pods/{ns}/{pod}"))
-                    .is_ok_and(|p| p.value["metadata"]["uid"] == k["pod"]["uid"])
+        let ns = k["namespace"].as_str()?.to_string();
+        let name = k["serviceaccount"]["name"].as_str()?.to_string();
+        if let Some(pod) = k["pod"]["name"].as_str() {
+            let bound = store
+                .get(&format!("/core/pods/{ns}/{pod}"))
+                .is_ok_and(|p| p.value["metadata"]["uid"] == k["pod"]["uid"]);
+            if !bound {
+                return None;
             }
-            None => true,
         }
+        Some((ns, name))
     }
 }
 
