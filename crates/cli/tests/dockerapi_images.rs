@@ -603,7 +603,6 @@ volumes:
 /// Dockerfile with a healthcheck, another depending on it being healthy,
 /// a named volume; `down -v` removes containers, network and volume.
 #[test]
-#[ignore = "part 1's container create refuses docker-py's Healthcheck {\"StartPeriod\": null}"]
 fn docker_compose_builds_waits_for_health_and_tears_down() {
     let r = Root::new();
     let svc = Service::start(&r);

@@ -4,72 +4,15 @@
 //! test tears down what it started, also when it fails.
 
 mod engine_common;
+mod kube_cluster;
 mod kube_common;
 
 use std::process::{Command, Stdio};
 
-use engine_common::Root;
-use kube_common::{condition, node_name, wait_for, Kube, Registry};
+use kube_cluster::Cluster;
 use serde_json::Value;
 
-/// `hako kube up` in a temp root with a loopback registry holding busybox. Drop stops
-/// the control plane (and its CRI, kubelet, scheduler), then resets the root.
-struct Cluster {
-    kube: Kube,
-    /// `REGISTRY/kube/busybox:1`
-    image: String,
-    _reg: Registry,
-    root: Root,
-}
-
-impl std::ops::Deref for Cluster {
-    type Target = Kube;
-    fn deref(&self) -> &Kube {
-        &self.kube
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.kube.stop();
-        // Children of an `up` that was killed (they die with it, but make sure).
-        for name in ["kubelet", "scheduler", "cri"] {
-            let pid = self.root.root().join(format!("kube/{name}.pid"));
-            if let Some(pid) = std::fs::read_to_string(pid)
-                .ok()
-                .and_then(|p| p.trim().parse::<i32>().ok())
-            {
-                // SAFETY: kill(2) on a pid this test's control plane wrote.
-                unsafe {
-                    libc::kill(pid, libc::SIGKILL);
-                }
-            }
-        }
-    }
-}
-
 impl Cluster {
-    fn up() -> Cluster {
-        let root = Root::new();
-        let reg = Registry::start(&root.dir().join("registry-root"), &[]);
-        let image = format!("{}/kube/busybox:1", reg.addr);
-        root.ok(&["tag", "busybox", &image]);
-        root.ok(&["push", &image]);
-        root.ok(&["rmi", &image]);
-        let kube = Kube::up_in(&root.root(), root.dir(), &[], &[]);
-        let c = Cluster {
-            kube,
-            image,
-            _reg: reg,
-            root,
-        };
-        wait_for("the node to be Ready", || {
-            c.try_json(&["get", "node", &node_name()])
-                .is_some_and(|n| condition(&n, "Ready")["status"] == "True")
-        });
-        c
-    }
-
     /// `kubectl exec POD -- sh -c SCRIPT`: its stdout, or None when it failed.
     fn sh(&self, pod: &str, script: &str) -> Option<String> {
         let out = self.run(&["exec", pod, "--", "sh", "-c", script], None);
@@ -119,7 +62,7 @@ impl Cluster {
 
 #[test]
 fn configmap_env_and_files_follow_kubectl_apply_but_subpath_does_not() {
-    let c = Cluster::up();
+    let c = Cluster::up(&[]);
     let cm = |greeting: &str| {
         format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: app-config}}\ndata:\n  greeting: {greeting}\n  color: blue\n  bad-name: x\n")
     };
@@ -217,7 +160,7 @@ spec:
 
 #[test]
 fn missing_refs_wait_with_create_container_config_error_and_bad_keys_are_skipped() {
-    let c = Cluster::up();
+    let c = Cluster::up(&[]);
     c.apply("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: partial}\ndata: {a: '1', b: '2'}\n");
     let pod = |name: &str, env: &str| {
         format!(
@@ -281,7 +224,7 @@ fn missing_refs_wait_with_create_container_config_error_and_bad_keys_are_skipped
 
 #[test]
 fn secret_downward_api_and_memory_volumes() {
-    let c = Cluster::up();
+    let c = Cluster::up(&[]);
     c.ok(&[
         "create",
         "secret",
@@ -412,7 +355,7 @@ spec:
 
 #[test]
 fn host_path_types_are_checked_with_upstreams_messages() {
-    let c = Cluster::up();
+    let c = Cluster::up(&[]);
     let dir = c.root.dir().join("hp");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("file"), "x").unwrap();
@@ -480,7 +423,7 @@ fn host_path_types_are_checked_with_upstreams_messages() {
 
 #[test]
 fn bad_config_objects_are_refused_with_one_line_and_change_nothing() {
-    let c = Cluster::up();
+    let c = Cluster::up(&[]);
     let dir = c.root.dir().join("inputs");
     std::fs::create_dir_all(&dir).unwrap();
     // kubectl create round trips.
@@ -627,7 +570,7 @@ fn bad_config_objects_are_refused_with_one_line_and_change_nothing() {
 
 #[test]
 fn projected_service_account_token_authenticates_while_its_pod_exists() {
-    let c = Cluster::up();
+    let c = Cluster::up(&[]);
     c.ok(&["create", "serviceaccount", "robot"]);
     c.apply(&format!(
         r#"apiVersion: v1
@@ -747,7 +690,7 @@ spec:
 
 #[test]
 fn service_account_admission_mounts_kube_api_access_into_pods() {
-    let c = Cluster::up();
+    let c = Cluster::up(&[]);
     c.ok(&["create", "serviceaccount", "default"]);
     c.ok(&["create", "serviceaccount", "quiet"]);
     c.apply("apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: optout}\nautomountServiceAccountToken: false\n");
@@ -836,7 +779,7 @@ fn service_account_admission_mounts_kube_api_access_into_pods() {
 
 #[test]
 fn immutable_configmap_is_read_once() {
-    let c = Cluster::up();
+    let c = Cluster::up(&[]);
     let cms = |v: &str| {
         format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: frozen}}\nimmutable: true\ndata: {{v: {v}}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: fluid}}\ndata: {{v: {v}}}\n")
     };

@@ -5,6 +5,7 @@
 //! host); everything it started is torn down on drop, also when a test fails.
 
 mod engine_common;
+mod kube_cluster;
 mod kube_common;
 
 use std::collections::BTreeSet;
@@ -13,70 +14,27 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use engine_common::Root;
-use kube_common::{condition, hako, wait_for, Kube, Registry};
+use kube_common::{condition, hako, wait_for};
 use serde_json::Value;
 
-/// `hako kube up` with busybox in a loopback registry; drop removes the pods through the
-/// kubelet, stops the control plane and its children, and resets the root.
+/// A cluster with a service range of its own (so its `kube-dns` address is its own);
+/// drop removes the workloads through the kubelet first.
 struct Cluster {
-    kube: Kube,
+    c: kube_cluster::Cluster,
     /// The first two octets of the cluster's service range (`10.X`).
     net: String,
-    image: String,
-    _reg: Registry,
-    root: Root,
 }
 
 impl std::ops::Deref for Cluster {
-    type Target = Kube;
-    fn deref(&self) -> &Kube {
-        &self.kube
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        // Pods go through the kubelet first, so their sandboxes and netns are removed.
-        let _ = self.run(
-            &[
-                "delete",
-                "deploy,sts,pods,svc,ingress",
-                "--all",
-                "--wait=true",
-                "--timeout=60s",
-            ],
-            None,
-        );
-        self.kube.stop();
-        for name in ["kubelet", "scheduler", "cri"] {
-            let pidfile = self.root.root().join(format!("kube/{name}.pid"));
-            if let Ok(pid) = std::fs::read_to_string(pidfile) {
-                if let Ok(pid) = pid.trim().parse::<i32>() {
-                    // SAFETY: kill(2) on a pid this test's control plane wrote.
-                    unsafe {
-                        libc::kill(pid, libc::SIGKILL);
-                    }
-                }
-            }
-        }
-        // Rules of an `up` that had to be killed.
-        let _ = Command::new(hako())
-            .arg("--root")
-            .arg(self.root.root())
-            .args(["kube", "down"])
-            .output();
+    type Target = kube_cluster::Cluster;
+    fn deref(&self) -> &kube_cluster::Cluster {
+        &self.c
     }
 }
 
 impl Cluster {
     fn up(args: &[&str]) -> Cluster {
-        let root = Root::new();
-        let reg = Registry::start(&root.dir().join("registry-root"), &[]);
-        let image = format!("{}/kube/busybox:1", reg.addr);
-        root.ok(&["tag", "busybox", &image]);
-        root.ok(&["push", &image]);
-        root.ok(&["rmi", &image]);
+        let (root, reg, image) = kube_cluster::prepare();
         // A service range of this cluster's own (10.150-10.249: not the pod networks).
         let mut b = [0u8; 1];
         std::fs::File::open("/dev/urandom")
@@ -87,24 +45,9 @@ impl Cluster {
         let range = format!("{net}.0.0/16");
         let mut all = vec!["--service-cluster-ip-range", &range];
         all.extend_from_slice(args);
-        let kube = Kube::up_in(&root.root(), root.dir(), &all, &[]);
-        let c = Cluster {
-            kube,
-            net,
-            image,
-            _reg: reg,
-            root,
-        };
-        wait_for("the node to be Ready", || {
-            c.try_json(&["get", "nodes"]).is_some_and(|n| {
-                n["items"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|n| condition(n, "Ready")["status"] == "True")
-            })
-        });
-        c
+        let mut c = kube_cluster::Cluster::start(root, reg, image, &all);
+        c.delete_on_drop = Some("deploy,sts,pods,svc,ingress".into());
+        Cluster { c, net }
     }
 
     fn dns_ip(&self) -> String {

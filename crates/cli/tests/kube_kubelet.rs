@@ -5,6 +5,7 @@
 //! namespaces and cgroups (`hako system reset`) — also when it fails.
 
 mod engine_common;
+mod kube_cluster;
 mod kube_common;
 
 use std::io::{BufRead, BufReader};
@@ -98,12 +99,7 @@ impl Cluster {
     }
 
     fn start(args: &[&str], on_containerd: bool) -> Cluster {
-        let root = Root::new();
-        let reg = Registry::start(&root.dir().join("registry-root"), &[]);
-        let image = format!("{}/kube/busybox:1", reg.addr);
-        root.ok(&["tag", "busybox", &image]);
-        root.ok(&["push", &image]);
-        root.ok(&["rmi", &image]);
+        let (root, reg, image) = kube_cluster::prepare();
         let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let containerd = on_containerd.then(|| {
             // containerd's sandbox ("pause") image: busybox sleeping, from the registry.

@@ -5,75 +5,16 @@
 //! live in the test's temp dir.
 
 mod engine_common;
+mod kube_cluster;
 mod kube_common;
 
 use std::path::{Path, PathBuf};
 
-use engine_common::Root;
-use kube_common::{phase, Kube, Registry};
+use kube_cluster::Cluster;
+use kube_common::phase;
 use serde_json::Value;
 
-/// `hako kube up` (no kube-proxy) in a temp root with busybox in a loopback registry.
-/// Drop stops the control plane and its node processes, then the Root's drop resets
-/// the root (pods' containers, netns, cgroups).
-struct Cluster {
-    kube: Kube,
-    image: String,
-    _reg: Registry,
-    root: Root,
-}
-
-impl std::ops::Deref for Cluster {
-    type Target = Kube;
-    fn deref(&self) -> &Kube {
-        &self.kube
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.kube.stop();
-        for name in ["kubelet", "scheduler", "cri"] {
-            let pidfile = self.root.root().join(format!("kube/{name}.pid"));
-            if let Ok(pid) = std::fs::read_to_string(pidfile) {
-                if let Ok(pid) = pid.trim().parse::<i32>() {
-                    // SAFETY: kill(2) on a pid this test's control plane wrote.
-                    unsafe {
-                        libc::kill(pid, libc::SIGKILL);
-                    }
-                }
-            }
-        }
-    }
-}
-
 impl Cluster {
-    fn up() -> Cluster {
-        let root = Root::new();
-        let reg = Registry::start(&root.dir().join("registry-root"), &[]);
-        let image = format!("{}/kube/busybox:1", reg.addr);
-        root.ok(&["tag", "busybox", &image]);
-        root.ok(&["push", &image]);
-        root.ok(&["rmi", &image]);
-        let kube = Kube::up_in(&root.root(), root.dir(), &["--disable-proxy"], &[]);
-        let c = Cluster {
-            kube,
-            image,
-            _reg: reg,
-            root,
-        };
-        c.until("the node to be Ready", || {
-            c.items(&["get", "nodes"]).iter().any(|n| {
-                n["status"]["conditions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
-            })
-        });
-        c
-    }
-
     /// `kubectl apply` that must fail: its one-line error.
     fn refused(&self, yaml: &str) -> String {
         self.fails_in(&["apply", "-f", "-"], Some(yaml))
@@ -113,7 +54,7 @@ impl Cluster {
 /// unschedulable. Bad claims are refused with one-line errors.
 #[test]
 fn static_volumes_bind_and_retain_keeps_them_released() {
-    let c = Cluster::up();
+    let c = Cluster::up(&["--disable-proxy"]);
     let img = c.image.clone();
     let small = c.root.dir().join("pv-small");
     let big = c.root.dir().join("pv-big");
@@ -479,7 +420,7 @@ spec:
 /// (reclaim policy Delete) leaves no volume and no directory.
 #[test]
 fn statefulset_claims_get_local_volumes_that_survive_their_pods() {
-    let c = Cluster::up();
+    let c = Cluster::up(&["--disable-proxy"]);
     let img = c.image.clone();
     let storage = c.root.root().join("kube/storage");
     c.until("the default StorageClass", || {

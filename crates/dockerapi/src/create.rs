@@ -61,11 +61,22 @@ impl StrOrVec {
 #[serde(rename_all = "PascalCase", default)]
 pub struct Healthcheck {
     pub test: Option<Vec<String>>,
+    #[serde(deserialize_with = "null_as_zero")]
     pub interval: i64,
+    #[serde(deserialize_with = "null_as_zero")]
     pub timeout: i64,
+    #[serde(deserialize_with = "null_as_zero")]
     pub start_period: i64,
+    #[serde(deserialize_with = "null_as_zero")]
     pub start_interval: i64,
+    #[serde(deserialize_with = "null_as_zero")]
     pub retries: i64,
+}
+
+/// docker-py (and so docker-compose 1.29) sends unset healthcheck durations as
+/// null: the engine's default, as 0 is.
+fn null_as_zero<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    Ok(Option::<i64>::deserialize(d)?.unwrap_or(0))
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -64,6 +64,9 @@ fn start(root: &Path, args: &[String], env: &[(String, String)]) -> (Child, Stri
         .arg(root)
         .args(["kube", "up", "--addr", "127.0.0.1:0"])
         .args(args)
+        // The ingress controller listens on the host's ports 80 and 443: only for
+        // the tests that ask for it (on ports of their own).
+        .args((!args.iter().any(|a| a.contains("ingress"))).then_some("--disable-ingress"))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

@@ -419,6 +419,51 @@ static SELF_SUBJECT_REVIEW: Msg = Msg {
         f(2, "status", Msg(&EMPTY_STATUS)),
     ],
 };
+static POLICY_RULE: Msg = Msg {
+    name: "PolicyRule",
+    fields: &[
+        many(1, "verbs", Str),
+        many(2, "apiGroups", Str),
+        many(3, "resources", Str),
+        many(4, "resourceNames", Str),
+        many(5, "nonResourceURLs", Str),
+    ],
+};
+static AGGREGATION_RULE: Msg = Msg {
+    name: "AggregationRule",
+    fields: &[many(1, "clusterRoleSelectors", Msg(&LABEL_SELECTOR))],
+};
+/// Role and ClusterRole (`kubectl create role|clusterrole`).
+static ROLE: Msg = Msg {
+    name: "Role",
+    fields: &[
+        f(1, "metadata", Msg(&OBJECT_META)),
+        many(2, "rules", Msg(&POLICY_RULE)),
+        f(3, "aggregationRule", Msg(&AGGREGATION_RULE)),
+    ],
+};
+static SUBJECT: Msg = Msg {
+    name: "Subject",
+    fields: &[
+        f(1, "kind", Str),
+        f(2, "apiGroup", Str),
+        f(3, "name", Str),
+        f(4, "namespace", Str),
+    ],
+};
+static ROLE_REF: Msg = Msg {
+    name: "RoleRef",
+    fields: &[f(1, "apiGroup", Str), f(2, "kind", Str), f(3, "name", Str)],
+};
+/// RoleBinding and ClusterRoleBinding (`kubectl create rolebinding|clusterrolebinding`).
+static ROLE_BINDING: Msg = Msg {
+    name: "RoleBinding",
+    fields: &[
+        f(1, "metadata", Msg(&OBJECT_META)),
+        many(2, "subjects", Msg(&SUBJECT)),
+        f(3, "roleRef", Msg(&ROLE_REF)),
+    ],
+};
 static TYPE_META: Msg = Msg {
     name: "TypeMeta",
     fields: &[f(1, "apiVersion", Str), f(2, "kind", Str)],
@@ -446,6 +491,9 @@ fn schema(api_version: &str, kind: &str) -> Option<&'static Msg> {
         ("authorization.k8s.io/v1", "SubjectAccessReview" | "LocalSubjectAccessReview") => &SAR,
         ("authorization.k8s.io/v1", "SelfSubjectRulesReview") => &SSRR,
         ("authentication.k8s.io/v1", "SelfSubjectReview") => &SELF_SUBJECT_REVIEW,
+        // One table for both: kubectl sends no aggregationRule for a Role.
+        ("rbac.authorization.k8s.io/v1", "Role" | "ClusterRole") => &ROLE,
+        ("rbac.authorization.k8s.io/v1", "RoleBinding" | "ClusterRoleBinding") => &ROLE_BINDING,
         _ => return None,
     })
 }

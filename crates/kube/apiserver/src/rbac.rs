@@ -810,15 +810,14 @@ fn bootstrap_cluster_roles() -> Vec<Value> {
                 rule(&[""], &["pods/status"], &["patch", "update"]),
                 rule(
                     &[""],
-                    &[
-                        "nodes",
-                        "namespaces",
-                        "services",
-                        "persistentvolumes",
-                        "persistentvolumeclaims",
-                        "replicationcontrollers",
-                    ],
+                    &["nodes", "namespaces", "services", "replicationcontrollers"],
                     READ,
+                ),
+                // The volume binder: a delayed-binding claim gets the node chosen for it.
+                rule(
+                    &[""],
+                    &["persistentvolumes", "persistentvolumeclaims"],
+                    &["get", "list", "watch", "patch", "update"],
                 ),
                 rule(&["apps"], &["replicasets", "statefulsets"], READ),
                 rule(&["storage.k8s.io"], &["storageclasses"], READ),
