@@ -5,126 +5,18 @@
 //! in the middle of an attach).
 
 mod common;
+mod dockerapi_common;
 mod engine_common;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use engine_common::Root;
 
-const DOCKER: &str = "/usr/local/bin/docker";
-
-/// A running `hako system service` on the root's own socket; stopped on drop.
-struct Service {
-    child: Child,
-    sock: PathBuf,
-    /// DOCKER_CONFIG: the docker CLI's own state, out of the user's.
-    config: tempfile::TempDir,
-}
-
-impl Service {
-    fn start(r: &Root) -> Service {
-        let sock = r.dir().join("docker.sock");
-        let child = Command::new(env!("CARGO_BIN_EXE_hako"))
-            .arg("--root")
-            .arg(r.root())
-            .args(["system", "service", "--time", "0", "--socket"])
-            .arg(&sock)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        let s = Service {
-            child,
-            sock,
-            config: tempfile::tempdir().unwrap(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while UnixStream::connect(&s.sock).is_err() {
-            assert!(Instant::now() < deadline, "the service never listened");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        s
-    }
-
-    fn host(&self) -> String {
-        format!("unix://{}", self.sock.display())
-    }
-
-    fn docker_cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(DOCKER);
-        c.env("DOCKER_HOST", self.host())
-            .env("DOCKER_CONFIG", self.config.path())
-            .args(args);
-        c
-    }
-
-    fn docker(&self, args: &[&str]) -> Output {
-        self.docker_cmd(args).stdin(Stdio::null()).output().unwrap()
-    }
-
-    /// Run docker, require success, return stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.docker(args);
-        assert!(
-            out.status.success(),
-            "docker {args:?} failed ({}): {}{}",
-            out.status,
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        text(&out.stdout)
-    }
-
-    /// One raw HTTP/1.1 request; (status, headers, body) read to the end.
-    fn http(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String, String) {
-        let mut s = UnixStream::connect(&self.sock).unwrap();
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: d\r\nConnection: close\r\n");
-        if let Some(b) = body {
-            req.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
-                b.len()
-            ));
-        }
-        req.push_str("\r\n");
-        req.push_str(body.unwrap_or(""));
-        s.write_all(req.as_bytes()).unwrap();
-        let mut resp = Vec::new();
-        s.read_to_end(&mut resp).unwrap();
-        let resp = text(&resp);
-        let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
-        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-        (status, head.to_string(), body.to_string())
-    }
-
-    fn open_fds(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
-            .unwrap()
-            .count()
-    }
-
-    fn threads(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/task", self.child.id()))
-            .unwrap()
-            .count()
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.child.wait();
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use dockerapi_common::{text, Service, DOCKER};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

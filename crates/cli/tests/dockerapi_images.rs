@@ -3,130 +3,20 @@
 //! docker-compose 1.29 and docker-py, with loopback registries.
 
 mod common;
+mod dockerapi_common;
 mod engine_common;
 mod registry_peers;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use engine_common::Root;
 use registry_peers::Server;
 
-/// `hako system service` on a socket in the root's directory; stopped on drop.
-struct Service {
-    child: Child,
-    socket: PathBuf,
-    /// docker's client configuration (credentials of `docker login`).
-    config: tempfile::TempDir,
-}
-
-impl Service {
-    fn start(r: &Root) -> Service {
-        let socket = r.dir().join("docker.sock");
-        let child = Command::new(env!("CARGO_BIN_EXE_hako"))
-            .arg("--root")
-            .arg(r.root())
-            .args(["system", "service", "--time", "0", "--socket"])
-            .arg(&socket)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(r.dir().join("service.log")).unwrap())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while UnixStream::connect(&socket).is_err() {
-            assert!(Instant::now() < deadline, "the service did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Service {
-            child,
-            socket,
-            config: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn host(&self) -> String {
-        format!("unix://{}", self.socket.display())
-    }
-
-    fn docker_cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("/usr/local/bin/docker");
-        c.env("DOCKER_HOST", self.host())
-            .env("DOCKER_CONFIG", self.config.path())
-            .env("DOCKER_BUILDKIT", "0")
-            .env_remove("DOCKER_CONTEXT")
-            .args(args);
-        c
-    }
-
-    fn docker(&self, args: &[&str]) -> Output {
-        self.docker_cmd(args).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.docker(args);
-        assert!(
-            out.status.success(),
-            "docker {args:?} failed: {}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        text(&out.stdout)
-    }
-
-    /// The error line of a failing docker command.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.docker(args);
-        assert!(
-            !out.status.success(),
-            "docker {args:?} should fail: {}",
-            text(&out.stdout)
-        );
-        text(&out.stderr)
-    }
-
-    /// One raw HTTP/1.0 request on the socket: (status, body).
-    fn request(&self, method: &str, path: &str, body: &[u8]) -> (u16, String) {
-        let mut s = UnixStream::connect(&self.socket).unwrap();
-        write!(
-            s,
-            "{method} {path} HTTP/1.0\r\nHost: docker\r\nContent-Length: {}\r\nContent-Type: application/x-tar\r\n\r\n",
-            body.len()
-        )
-        .unwrap();
-        s.write_all(body).unwrap();
-        let mut out = Vec::new();
-        s.read_to_end(&mut out).unwrap();
-        let resp = text(&out);
-        let status = resp
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = resp.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-        (status, body.to_string())
-    }
-
-    /// The service still answers (after a client misbehaved).
-    fn alive(&self) {
-        assert!(self
-            .ok(&["version", "--format", "{{.Server.APIVersion}}"])
-            .contains("1.47"));
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use dockerapi_common::{text, Service};
 
 /// An error a client prints is one line naming the problem, no Rust in it.
 fn one_line(e: &str) {
@@ -435,7 +325,7 @@ fn client_hanging_up_mid_pull() {
     svc.ok(&["rmi", &dest]);
 
     // Ask for the pull, read the first progress line, hang up.
-    let mut s = UnixStream::connect(&svc.socket).unwrap();
+    let mut s = UnixStream::connect(&svc.sock).unwrap();
     write!(
         s,
         "POST /v1.47/images/create?fromImage={}&tag=1 HTTP/1.1\r\nHost: docker\r\nContent-Length: 0\r\n\r\n",
