@@ -682,6 +682,27 @@ impl Kubelet {
         }
     }
 
+    /// A CRI call for container `name` failed: the Failed event and the waiting
+    /// reason (`CreateContainerError`, `RunContainerError`) kubelet reports.
+    fn container_failed(
+        &self,
+        pod: &Pod,
+        field: Option<String>,
+        st: &mut PodState,
+        name: &str,
+        reason: &str,
+        e: &tonic::Status,
+    ) {
+        let msg = e.message().to_string();
+        self.recorder.record(
+            pod_ref(pod, field),
+            "Warning",
+            "Failed",
+            format!("Error: {msg}"),
+        );
+        st.waiting.insert(name.to_string(), (reason.into(), msg));
+    }
+
     /// Pull, create and start container `c` at `attempt`, then its postStart hook.
     #[allow(clippy::too_many_arguments)]
     async fn start_container(
@@ -760,15 +781,7 @@ impl Kubelet {
         {
             Ok(r) => r.into_inner().container_id,
             Err(e) => {
-                let msg = e.message().to_string();
-                self.recorder.record(
-                    pod_ref(pod, field),
-                    "Warning",
-                    "Failed",
-                    format!("Error: {msg}"),
-                );
-                st.waiting
-                    .insert(c.name.clone(), ("CreateContainerError".into(), msg));
+                self.container_failed(pod, field, st, &c.name, "CreateContainerError", &e);
                 return;
             }
         };
@@ -784,15 +797,7 @@ impl Kubelet {
             })
             .await
         {
-            let msg = e.message().to_string();
-            self.recorder.record(
-                pod_ref(pod, field),
-                "Warning",
-                "Failed",
-                format!("Error: {msg}"),
-            );
-            st.waiting
-                .insert(c.name.clone(), ("RunContainerError".into(), msg));
+            self.container_failed(pod, field, st, &c.name, "RunContainerError", &e);
             return;
         }
         st.waiting.remove(&c.name);
