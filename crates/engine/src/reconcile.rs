@@ -50,9 +50,24 @@ impl Engine {
         }
         let before = c.state.clone();
         let exit_path = self.container_dir(&c.id).join("exit.json");
-        let exit = std::fs::read(&exit_path)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<ExitFile>(&b).ok());
+        let read_exit = || {
+            std::fs::read(&exit_path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<ExitFile>(&b).ok())
+        };
+        let mut exit = read_exit();
+        if exit.is_none() {
+            // The monitor writes the exit file and then ends: one that ended
+            // between the read above and the liveness check below has
+            // recorded the exit, so a dead monitor's file is read again
+            // before the exit is called unknown.
+            self.fold_run_file(c);
+            if !proc::alive(c.state.monitor_pid, c.state.monitor_start)
+                && !proc::alive(c.state.pid, c.state.pid_start)
+            {
+                exit = read_exit();
+            }
+        }
         if let Some(exit) = exit {
             c.state.status = Status::Exited;
             c.state.exit_code = exit.exit_code;
@@ -66,11 +81,10 @@ impl Engine {
             c.state.pid = 0;
             c.state.monitor_pid = 0;
         } else {
-            // The monitor may have restarted the container (or be about to)
-            // since the record was written: the current run is in its state
-            // file, read first so that a dead monitor's live container is
-            // found by its current pid.
-            self.fold_run_file(c);
+            // The current run was folded in above from the monitor's state
+            // file (it may have restarted the container since the record was
+            // written), so a dead monitor's live container is found by its
+            // current pid.
             if proc::alive(c.state.monitor_pid, c.state.monitor_start) {
                 // Supervised: the monitor will record the exit.
             } else if proc::alive(c.state.pid, c.state.pid_start) {
