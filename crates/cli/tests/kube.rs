@@ -663,6 +663,31 @@ fn kubectl_apply_server_side_conflict_and_force(k: Kube) {
         k.ok(&["get", "configmap", "settings", "-o", "jsonpath={.data}"]),
         r#"{"other":"x"}"#
     );
+    // Service ports are keyed by number and protocol: 53/UDP and 53/TCP are
+    // two ports, and dropping one from the configuration removes only it.
+    let dns = |ports: &str| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: dns\nspec:\n  selector:\n    app: dns\n  ports:\n{ports}"
+        )
+    };
+    let udp = "  - name: dns\n    port: 53\n    protocol: UDP\n";
+    let tcp = "  - name: dns-tcp\n    port: 53\n";
+    let ports = |k: &Kube| {
+        k.ok(&[
+            "get",
+            "service",
+            "dns",
+            "-o",
+            "jsonpath={range .spec.ports[*]}{.name}/{.port}/{.protocol} {end}",
+        ])
+    };
+    k.ok_in(
+        &["apply", "--server-side", "-f", "-"],
+        Some(&dns(&format!("{udp}{tcp}"))),
+    );
+    assert_eq!(ports(&k), "dns/53/UDP dns-tcp/53/TCP ");
+    k.ok_in(&["apply", "--server-side", "-f", "-"], Some(&dns(tcp)));
+    assert_eq!(ports(&k), "dns-tcp/53/TCP ");
 }
 
 fn kubectl_describe_columns_finalizers_and_delete_policies(k: Kube) {

@@ -77,6 +77,35 @@ pub fn merge_key(field: &str, sample: Option<&Value>) -> Option<&'static str> {
     })
 }
 
+/// How list items are matched with each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keys {
+    /// A strategic merge patch: by the patch merge key alone (upstream's
+    /// `patchMergeKey`; a Service's ports merge by `port`, so 53/UDP and
+    /// 53/TCP are one item there, as upstream's).
+    Patch,
+    /// Server-side apply: by the list-map keys (`x-kubernetes-list-map-keys`),
+    /// where ports are keyed by number and protocol (defaulted to TCP, as the
+    /// server defaults the applied configuration).
+    ListMap,
+}
+
+/// The identity of `item` in list `field`: its key fields and their values
+/// (None: the list has no keys, or the item lacks its key).
+pub fn item_identity(keys: Keys, field: &str, item: &Value) -> Option<Map<String, Value>> {
+    let key = merge_key(field, Some(item))?;
+    let mut id = Map::new();
+    id.insert(key.to_string(), item.get(key)?.clone());
+    if keys == Keys::ListMap && field == "ports" {
+        let protocol = item.get("protocol").cloned();
+        id.insert(
+            "protocol".into(),
+            protocol.unwrap_or_else(|| Value::String("TCP".into())),
+        );
+    }
+    Some(id)
+}
+
 /// Lists of scalars merged as sets rather than replaced.
 pub fn merges_primitives(field: &str) -> bool {
     matches!(field, "finalizers")
@@ -84,6 +113,11 @@ pub fn merges_primitives(field: &str) -> bool {
 
 /// Apply a strategic merge patch to `target` in place.
 pub fn strategic_merge(target: &mut Value, patch: &Value) {
+    merge_with(target, patch, Keys::Patch)
+}
+
+/// Merge `patch` into `target`, matching list items by `keys`.
+pub fn merge_with(target: &mut Value, patch: &Value, keys: Keys) {
     let Some(p) = patch.as_object() else {
         *target = patch.clone();
         return;
@@ -114,10 +148,10 @@ pub fn strategic_merge(target: &mut Value, patch: &Value) {
                 Some("delete") => {
                     t.remove(k);
                 }
-                _ => strategic_merge(t.entry(k.clone()).or_insert(Value::Null), v),
+                _ => merge_with(t.entry(k.clone()).or_insert(Value::Null), v, keys),
             },
             Value::Array(items) => {
-                let merged = merge_list(k, t.get(k), items);
+                let merged = merge_list(k, t.get(k), items, keys);
                 t.insert(k.clone(), merged);
             }
             _ => {
@@ -143,7 +177,7 @@ pub fn strategic_merge(target: &mut Value, patch: &Value) {
     }
 }
 
-fn merge_list(field: &str, current: Option<&Value>, items: &[Value]) -> Value {
+fn merge_list(field: &str, current: Option<&Value>, items: &[Value], keys: Keys) -> Value {
     let mut cur: Vec<Value> = current
         .and_then(Value::as_array)
         .cloned()
@@ -162,21 +196,23 @@ fn merge_list(field: &str, current: Option<&Value>, items: &[Value]) -> Value {
         );
     }
     let sample = items.first().or(cur.first());
-    if let Some(key) = merge_key(field, sample) {
+    if merge_key(field, sample).is_some() {
         if items.iter().all(Value::is_object) {
             for item in items {
-                let id = item.get(key);
-                let pos = cur.iter().position(|c| c.get(key) == id && id.is_some());
+                let id = item_identity(keys, field, item);
+                let pos = cur
+                    .iter()
+                    .position(|c| id.is_some() && item_identity(keys, field, c) == id);
                 let delete = item.get("$patch").and_then(Value::as_str) == Some("delete");
                 match (pos, delete) {
                     (Some(i), true) => {
                         cur.remove(i);
                     }
                     (None, true) => {}
-                    (Some(i), false) => strategic_merge(&mut cur[i], item),
+                    (Some(i), false) => merge_with(&mut cur[i], item, keys),
                     (None, false) => {
                         let mut fresh = Value::Null;
-                        strategic_merge(&mut fresh, item);
+                        merge_with(&mut fresh, item, keys);
                         cur.push(fresh);
                     }
                 }

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Map, Value};
 
-use crate::patch::{merge_key, merges_primitives, strategic_merge};
+use crate::patch::{item_identity, merge_with, merges_primitives, Keys};
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Seg {
@@ -48,9 +48,8 @@ fn identity(path: &[Seg]) -> bool {
 }
 
 fn item_key(field: &str, item: &Value) -> Option<Seg> {
-    let mk = merge_key(field, Some(item))?;
-    let k = item.get(mk)?;
-    Some(Seg::Key(json!({ mk: k }).to_string()))
+    let id = item_identity(Keys::ListMap, field, item)?;
+    Some(Seg::Key(Value::Object(id).to_string()))
 }
 
 /// The leaf fields (and keyed list items) set in `v`.
@@ -94,14 +93,15 @@ pub fn leaves(v: &Value) -> FieldSet {
     out
 }
 
-fn child<'a>(v: &'a Value, seg: &Seg) -> Option<&'a Value> {
+/// The item or field `seg` names in `v`, a value of field `field`.
+fn child<'a>(v: &'a Value, field: &str, seg: &Seg) -> Option<&'a Value> {
     match seg {
         Seg::Field(f) => v.get(f),
         Seg::Key(k) => {
             let k: Map<String, Value> = serde_json::from_str(k).ok()?;
             v.as_array()?
                 .iter()
-                .find(|i| k.iter().all(|(kk, kv)| i.get(kk) == Some(kv)))
+                .find(|i| item_identity(Keys::ListMap, field, i).as_ref() == Some(&k))
         }
         Seg::Value(x) => {
             let x: Value = serde_json::from_str(x).ok()?;
@@ -110,8 +110,24 @@ fn child<'a>(v: &'a Value, seg: &Seg) -> Option<&'a Value> {
     }
 }
 
+/// The field a path's segment is in: the last field named before it.
+fn field_before(path: &[Seg], i: usize) -> &str {
+    path[..i]
+        .iter()
+        .rev()
+        .find_map(|s| match s {
+            Seg::Field(f) => Some(f.as_str()),
+            _ => None,
+        })
+        .unwrap_or("")
+}
+
 pub fn value_at<'a>(v: &'a Value, path: &[Seg]) -> Option<&'a Value> {
-    path.iter().try_fold(v, |cur, seg| child(cur, seg))
+    let mut cur = v;
+    for (i, seg) in path.iter().enumerate() {
+        cur = child(cur, field_before(path, i), seg)?;
+    }
+    Some(cur)
 }
 
 fn remove_at(v: &mut Value, path: &[Seg]) {
@@ -119,11 +135,11 @@ fn remove_at(v: &mut Value, path: &[Seg]) {
         return;
     };
     let mut cur = v;
-    for seg in parent {
+    for (i, seg) in parent.iter().enumerate() {
         let next = match seg {
             Seg::Field(f) => cur.get_mut(f.as_str()),
             Seg::Key(_) | Seg::Value(_) => {
-                let target = child(cur, seg).cloned();
+                let target = child(cur, field_before(path, i), seg).cloned();
                 cur.as_array_mut()
                     .and_then(|a| a.iter_mut().find(|i| Some(&**i) == target.as_ref()))
             }
@@ -140,7 +156,7 @@ fn remove_at(v: &mut Value, path: &[Seg]) {
             }
         }
         seg => {
-            let target = child(cur, seg).cloned();
+            let target = child(cur, field_before(path, path.len() - 1), seg).cloned();
             if let Some(a) = cur.as_array_mut() {
                 a.retain(|i| Some(i) != target.as_ref());
             }
@@ -342,11 +358,19 @@ pub fn apply(
         .iter()
         .filter(|p| !applied.contains(*p) && !others.contains(*p))
         .collect();
+    // A dropped list item goes whole: removing its key fields first would
+    // leave it unidentifiable.
+    let whole: Vec<Path> = dropped
+        .iter()
+        .filter(|p| matches!(p.last(), Some(Seg::Key(_))))
+        .map(|p| (*p).clone())
+        .collect();
+    dropped.retain(|p| !whole.iter().any(|w| p.len() > w.len() && p.starts_with(w)));
     dropped.sort_by_key(|p| std::cmp::Reverse(p.len()));
     for p in dropped {
         remove_at(&mut out, p);
     }
-    strategic_merge(&mut out, config);
+    merge_with(&mut out, config, Keys::ListMap);
     list.retain(|e| !(e.manager == manager && e.operation == "Apply"));
     list.push(Entry {
         manager: manager.to_string(),
@@ -379,6 +403,38 @@ mod tests {
             Seg::Field("image".into()),
         ]));
         assert_eq!(from_fields_v1(&to_fields_v1(&set)), set);
+    }
+
+    #[test]
+    fn ports_are_keyed_by_number_and_protocol() {
+        let svc = |ports: Value| {
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "dns"},
+                   "spec": {"ports": ports}})
+        };
+        let both = svc(json!([{"name": "dns", "port": 53, "protocol": "UDP"},
+                              {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]));
+        let live = apply(None, &both, "alice", false, "v1").unwrap();
+        assert_eq!(live["spec"]["ports"].as_array().unwrap().len(), 2);
+        let set = leaves(&both);
+        assert!(set.contains(&vec![
+            Seg::Field("spec".into()),
+            Seg::Field("ports".into()),
+            Seg::Key(r#"{"port":53,"protocol":"UDP"}"#.into()),
+        ]));
+        // Applied again with the TCP port's protocol left to the default:
+        // the same two items, nothing dropped.
+        let again = svc(json!([{"name": "dns", "port": 53, "protocol": "UDP"},
+                               {"name": "dns-tcp", "port": 53}]));
+        let out = apply(Some(&live), &again, "alice", false, "v1").unwrap();
+        let ports = out["spec"]["ports"].as_array().unwrap();
+        assert_eq!(ports.len(), 2, "{ports:?}");
+        assert!(ports.iter().any(|p| p["protocol"] == "UDP"));
+        // Dropping the UDP port removes only it.
+        let tcp = svc(json!([{"name": "dns-tcp", "port": 53, "protocol": "TCP"}]));
+        let out = apply(Some(&out), &tcp, "alice", false, "v1").unwrap();
+        let ports = out["spec"]["ports"].as_array().unwrap();
+        assert_eq!(ports.len(), 1, "{ports:?}");
+        assert_eq!(ports[0]["protocol"], "TCP");
     }
 
     #[test]
