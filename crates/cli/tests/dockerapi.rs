@@ -903,6 +903,8 @@ fn docker_cli_over_tcp_with_tlsverify_refuses_clients_without_a_signed_certifica
 /// 101's head, read until `want` (or to the end without it).
 fn attach_query(sock: &Path, id: &str, query: &str, want: Option<&str>) -> (UnixStream, Vec<u8>) {
     let mut s = UnixStream::connect(sock).unwrap();
+    // A stream that never ends fails the test instead of hanging it.
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     write!(
         s,
         "POST /v1.47/containers/{id}/attach?{query} HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
