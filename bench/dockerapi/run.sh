@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# The Docker Engine API: `docker run --rm IMG true` and `docker ps` through
+# The Docker Engine API: `docker run --rm IMG true`, `docker run -d IMG true` +
+# `docker wait` + `docker rm`, `docker ps`, `docker images` and
+# `docker image inspect` through
 # `hako system service` vs through `podman system service` (Debian podman
-# 4.3), the same docker CLI for both, interleaved (each round runs all four
+# 4.3), the same docker CLI for both, interleaved (each round runs all the
 # cases in rotating order); medians, p90, min and the hako/podman ratios; then
 # the idle resident memory of both services.
 #
 #   bench/dockerapi/run.sh                    # 30 rounds
 #   ROUNDS=100 bench/dockerapi/run.sh
+#   CASES="run-rm ps" bench/dockerapi/run.sh  # a subset (run-rm, run, ps, images, inspect)
 #   BIN=/path/to/release/dir bench/dockerapi/run.sh   # skip the cargo build
 #
 # Needs root, busybox-static, podman, crun, python3 and the docker CLI
@@ -32,6 +35,11 @@ if [ -z "${BIN:-}" ]; then
 fi
 if [ -z "${HAKO_BENCH_NS:-}" ] && mountpoint -q /sys/fs/cgroup/unified; then
   HAKO_BENCH_NS=1 BIN="$BIN" exec unshare --mount --propagation private "$0" "$@"
+fi
+layout="host (as mounted)"
+if [ -n "${HAKO_BENCH_NS:-}" ]; then
+  umount -l /sys/fs/cgroup/unified
+  layout="cgroup v1 only (unified hierarchy hidden in a private mount namespace)"
 fi
 
 work=$(mktemp -d /run/hako-bench-dockerapi.XXXXXX)
@@ -71,12 +79,17 @@ for s in "$hako_sock" "$podman_sock"; do
   [ -S "$s" ] || { echo "run.sh: no service on $s" >&2; exit 1; }
 done
 # Warm both (first-run setup: default network, storage) before timing.
-DOCKER_HOST="unix://$hako_sock" "$DOCKER" run --rm localhost/bench/busybox:1 true
-DOCKER_HOST="unix://$podman_sock" "$DOCKER" run --rm localhost/bench/busybox:1 true
+# run -d + wait + rm (the warm-up needs no attach).
+for s in "$hako_sock" "$podman_sock"; do
+  id=$(DOCKER_HOST="unix://$s" "$DOCKER" run -d localhost/bench/busybox:1 true)
+  DOCKER_HOST="unix://$s" "$DOCKER" wait "$id" >/dev/null
+  DOCKER_HOST="unix://$s" "$DOCKER" rm "$id" >/dev/null
+done
 
-echo "rounds: $ROUNDS   client: $("$DOCKER" --version)"
+echo "rounds: $ROUNDS   cases: ${CASES:-run-rm run ps images inspect}   client: $("$DOCKER" --version)"
 echo "hako:   $BIN/hako ($("$BIN/hako" --version)) system service"
 echo "podman: $(podman --version) system service"
+echo "cgroup layout: $layout"
 
 "$PYTHON" - "$ROUNDS" "$DOCKER" "$hako_sock" "$podman_sock" "$hako_pid" "$podman_pid" <<'EOF'
 import os, sys, time
@@ -85,25 +98,55 @@ hpid, ppid = int(sys.argv[5]), int(sys.argv[6])
 img = "localhost/bench/busybox:1"
 devnull = os.open(os.devnull, os.O_RDWR)
 
-def spawn(argv, sock):
-    acts = [(os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, devnull, 1)]
+def spawn(argv, sock, capture=False):
     env = dict(os.environ, DOCKER_HOST=f"unix://{sock}")
+    if capture:
+        r, w = os.pipe()
+        acts = [(os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, w, 1)]
+    else:
+        acts = [(os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, devnull, 1)]
     pid = os.posix_spawn(argv[0], argv, env, file_actions=acts)
+    out = b""
+    if capture:
+        os.close(w)
+        while True:
+            b = os.read(r, 4096)
+            if not b:
+                break
+            out += b
+        os.close(r)
     _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
+    return os.waitstatus_to_exitcode(status), out.decode().strip()
 
-cases = [
-    ("hako run", [docker, "run", "--rm", img, "true"], hsock),
-    ("podman run", [docker, "run", "--rm", img, "true"], psock),
-    ("hako ps", [docker, "ps"], hsock),
-    ("podman ps", [docker, "ps"], psock),
-]
+def run_wait_rm(sock):
+    # docker run -d, wait, rm: the lifecycle without an attach.
+    code, cid = spawn([docker, "run", "-d", img, "true"], sock, capture=True)
+    if code != 0:
+        return code
+    for argv in ([docker, "wait", cid], [docker, "rm", cid]):
+        code, _ = spawn(argv, sock)
+        if code != 0:
+            return code
+    return 0
+
+def one(argv):
+    return lambda sock: spawn(argv, sock)[0]
+
+steps = {
+    "run": run_wait_rm,
+    "run-rm": one([docker, "run", "--rm", img, "true"]),
+    "ps": one([docker, "ps"]),
+    "images": one([docker, "images"]),
+    "inspect": one([docker, "image", "inspect", img]),
+}
+whats = os.environ.get("CASES", "run-rm run ps images inspect").split()
+cases = [(f"{who} {w}", steps[w], sock) for w in whats for who, sock in (("hako", hsock), ("podman", psock))]
 times = {n: [] for n, _, _ in cases}
 for r in range(rounds):
     k = r % len(cases)
-    for name, argv, sock in cases[k:] + cases[:k]:
+    for name, step, sock in cases[k:] + cases[:k]:
         t0 = time.perf_counter_ns()
-        code = spawn(argv, sock)
+        code = step(sock)
         times[name].append((time.perf_counter_ns() - t0) / 1e6)
         if code != 0:
             sys.exit(f"{name}: exited {code}")
@@ -112,11 +155,12 @@ def pct(xs, p):
     xs = sorted(xs)
     return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
-print(f"\n{'case':<12} {'median ms':>10} {'p90 ms':>8} {'min ms':>8}")
+print(f"\n{'case':<20} {'median ms':>10} {'p90 ms':>8} {'min ms':>8}")
 for name, _, _ in cases:
     t = times[name]
-    print(f"{name:<12} {pct(t, 50):>10.1f} {pct(t, 90):>8.1f} {min(t):>8.1f}")
-for what, target in (("run", "0.3"), ("ps", "-")):
+    print(f"{name:<20} {pct(t, 50):>10.1f} {pct(t, 90):>8.1f} {min(t):>8.1f}")
+for what in whats:
+    target = "0.3" if what.startswith("run") else "-"
     h, p = pct(times[f"hako {what}"], 50), pct(times[f"podman {what}"], 50)
     print(f"hako/podman ({what}): {h / p:.2f}   (target <= {target})")
 

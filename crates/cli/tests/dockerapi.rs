@@ -575,7 +575,7 @@ fn docker_cli_lifecycle_verbs_top_diff_commit_export_and_prune() {
 }
 
 #[test]
-fn service_socket_mode_idle_exit_tcp_refusal_and_live_events() {
+fn service_socket_mode_idle_exit_plain_tcp_refusal_and_live_events() {
     use std::os::unix::fs::PermissionsExt;
     let r = Root::new();
     let hako = |args: &[&str]| {
@@ -583,16 +583,42 @@ fn service_socket_mode_idle_exit_tcp_refusal_and_live_events() {
         c.arg("--root").arg(r.root()).args(args);
         c
     };
-    // --tcp is refused in one line, naming the address.
-    let out = hako(&["system", "service", "--tcp", "127.0.0.1:2376"])
+    // Plain --tcp beyond loopback is refused in one line, naming the address
+    // and what to give instead (dockerd's TLS flags).
+    let out = hako(&["system", "service", "--tcp", "0.0.0.0:2376"])
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
-        err.contains("--tcp \"127.0.0.1:2376\"") && err.contains("not supported"),
+        err.contains("0.0.0.0:2376") && err.contains("without TLS") && err.contains("--tlsverify"),
         "{err}"
+    );
+    // TLS flags without --tcp, and --tlsverify without its CA, are refused too.
+    let out = hako(&["system", "service", "--tlsverify"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("--tcp"), "{}", text(&out.stderr));
+    let out = hako(&[
+        "system",
+        "service",
+        "--tcp",
+        "127.0.0.1:1",
+        "--tlsverify",
+        "--tlscert",
+        "c",
+        "--tlskey",
+        "k",
+    ])
+    .output()
+    .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--tlscacert"),
+        "{}",
+        text(&out.stderr)
     );
     // --time 1: the service ends by itself once idle, and removes its socket.
     let sock = r.dir().join("idle.sock");
@@ -722,4 +748,344 @@ fn docker_run_flags_reach_the_container_through_the_create_body() {
     ]);
     assert_eq!(cfg.trim(), "unless-stopped SIGUSR1 3");
     s.ok(&["rm", "-f", "hc"]);
+}
+
+/// PEM files of a CA, a server certificate for 127.0.0.1 and a client
+/// certificate signed by that CA, written in `dir`; and a client
+/// certificate of another CA (which the service must refuse).
+fn tls_files(dir: &Path) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+        SanType,
+    };
+    let ca = |name: &str| {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name.push(DnType::CommonName, name);
+        (p.self_signed(&key).unwrap(), key)
+    };
+    let leaf = |ca: &(rcgen::Certificate, KeyPair), server: bool, file: &str| {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        if server {
+            p.subject_alt_names
+                .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        } else {
+            p.distinguished_name.push(DnType::CommonName, "client");
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        }
+        let c = p.signed_by(&key, &ca.0, &ca.1).unwrap();
+        std::fs::write(dir.join(format!("{file}-cert.pem")), c.pem()).unwrap();
+        std::fs::write(dir.join(format!("{file}-key.pem")), key.serialize_pem()).unwrap();
+    };
+    let good = ca("hako test CA");
+    std::fs::write(dir.join("ca.pem"), good.0.pem()).unwrap();
+    leaf(&good, true, "server");
+    leaf(&good, false, "client");
+    let rogue = ca("another CA");
+    leaf(&rogue, false, "rogue");
+}
+
+#[test]
+fn docker_cli_over_tcp_with_tlsverify_refuses_clients_without_a_signed_certificate() {
+    let r = Root::new();
+    let dir = r.dir().join("tls");
+    std::fs::create_dir_all(&dir).unwrap();
+    tls_files(&dir);
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let f = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _service = Kill(
+        Command::new(env!("CARGO_BIN_EXE_hako"))
+            .arg("--root")
+            .arg(r.root())
+            .args([
+                "system",
+                "service",
+                "--time",
+                "0",
+                "--tcp",
+                &addr,
+                "--tlsverify",
+            ])
+            .args(["--tlscacert", &f("ca.pem")])
+            .args(["--tlscert", &f("server-cert.pem")])
+            .args(["--tlskey", &f("server-key.pem")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(r.dir().join("service.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    eventually("the TLS service listens", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let config = tempfile::tempdir().unwrap();
+    let host = format!("tcp://{addr}");
+    let docker = |tls: &[String], args: &[&str]| {
+        Command::new(DOCKER)
+            .env("DOCKER_CONFIG", config.path())
+            .env_remove("DOCKER_HOST")
+            .env_remove("DOCKER_CONTEXT")
+            .env_remove("DOCKER_TLS_VERIFY")
+            .env_remove("DOCKER_CERT_PATH")
+            .args(["-H", &host])
+            .args(tls)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let with = |name: &str| {
+        vec![
+            "--tlsverify".to_string(),
+            format!("--tlscacert={}", f("ca.pem")),
+            format!("--tlscert={}", f(&format!("{name}-cert.pem"))),
+            format!("--tlskey={}", f(&format!("{name}-key.pem"))),
+        ]
+    };
+    let ok = |args: &[&str]| {
+        let out = docker(&with("client"), args);
+        assert!(
+            out.status.success(),
+            "docker {args:?} over TLS: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    };
+    // A client with a certificate the CA signed: the whole API.
+    assert_eq!(
+        ok(&["version", "--format", "{{.Server.APIVersion}}"]).trim(),
+        "1.47"
+    );
+    assert_eq!(
+        ok(&["run", "--rm", "--name", "tls1", "busybox", "echo", "over tls"]).trim(),
+        "over tls"
+    );
+    ok(&["run", "-d", "--name", "tls2", "busybox", "sleep", "600"]);
+    assert!(ok(&["ps", "--format", "{{.Names}}"]).contains("tls2"));
+    ok(&["rm", "-f", "tls2"]);
+    // No client certificate, one of another CA, or plain HTTP: refused.
+    let no_cert = docker(
+        &[
+            "--tlsverify".to_string(),
+            format!("--tlscacert={}", f("ca.pem")),
+        ],
+        &["version", "--format", "{{.Server.APIVersion}}"],
+    );
+    assert!(!no_cert.status.success(), "{}", text(&no_cert.stdout));
+    assert!(
+        text(&no_cert.stderr).contains("certificate"),
+        "{}",
+        text(&no_cert.stderr)
+    );
+    let rogue = docker(&with("rogue"), &["ps"]);
+    assert!(!rogue.status.success(), "{}", text(&rogue.stdout));
+    let plain = docker(&[], &["ps"]);
+    assert!(!plain.status.success(), "{}", text(&plain.stdout));
+    // The service still serves signed clients after refusing the others.
+    assert!(ok(&["ps", "-a", "--format", "{{.Names}}"])
+        .trim()
+        .is_empty());
+}
+
+/// A hijacked attach with `query`: the connection and what came after the
+/// 101's head, read until `want` (or to the end without it).
+fn attach_query(sock: &Path, id: &str, query: &str, want: Option<&str>) -> (UnixStream, Vec<u8>) {
+    let mut s = UnixStream::connect(sock).unwrap();
+    // A stream that never ends fails the test instead of hanging it.
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(
+        s,
+        "POST /v1.47/containers/{id}/attach?{query} HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "no answer: {}", text(&got));
+        got.extend_from_slice(&buf[..n]);
+    };
+    assert!(text(&got).starts_with("HTTP/1.1 101"), "{}", text(&got));
+    let mut body = got.split_off(head_end);
+    match want {
+        Some(w) => {
+            while !text(&body).contains(w) {
+                let n = s.read(&mut buf).unwrap();
+                assert!(n > 0, "the attach ended: {}", text(&body));
+                body.extend_from_slice(&buf[..n]);
+            }
+        }
+        None => {
+            s.read_to_end(&mut body).unwrap();
+        }
+    }
+    (s, body)
+}
+
+/// docker's multiplexed frames: (stream, payload) each.
+fn frames(mut b: &[u8]) -> Vec<(u8, String)> {
+    let mut out = Vec::new();
+    while b.len() >= 8 {
+        let n = u32::from_be_bytes([b[4], b[5], b[6], b[7]]) as usize;
+        out.push((b[0], text(&b[8..8 + n])));
+        b = &b[8 + n..];
+    }
+    assert!(b.is_empty(), "a partial frame: {b:?}");
+    out
+}
+
+/// Debian's python3 with python3-docker (the `python3` in PATH may be another).
+fn docker_py(script: &str, host: &str) -> String {
+    let out = Command::new("/usr/bin/python3")
+        .args(["-c", script, host])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+#[test]
+fn attach_logs_replay_detach_keys_leave_it_running_and_execs_go_with_their_container() {
+    let r = Root::new();
+    let s = Service::start(&r);
+    // attach?logs=1 (docker-py's attach(logs=True); the docker CLI never
+    // asks for it). Raw HTTP: docker-py reads the hijacked socket past the
+    // buffered reader that took the 101, so bytes arriving with it — a
+    // replay comes at once — are lost to it with any server.
+    s.ok(&[
+        "run",
+        "--name",
+        "replay",
+        "busybox",
+        "sh",
+        "-c",
+        "echo first; echo second >&2",
+    ]);
+    let (_, got) = attach_query(&s.sock, "replay", "logs=1&stream=0&stdout=1&stderr=1", None);
+    assert_eq!(
+        frames(&got),
+        vec![(1, "first\n".to_string()), (2, "second\n".to_string())]
+    );
+    let (_, got) = attach_query(&s.sock, "replay", "logs=1&stream=0&stdout=1", None);
+    assert_eq!(frames(&got), vec![(1, "first\n".to_string())]);
+    // logs=1&stream=1 on a running container: the log so far, then live.
+    s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "live",
+        "busybox",
+        "sh",
+        "-c",
+        "echo one; while [ ! -f /tmp/go ]; do sleep 0.1; done; echo two",
+    ]);
+    eventually("the first line is logged", || {
+        s.ok(&["logs", "live"]).contains("one")
+    });
+    let (mut conn, mut got) = attach_query(
+        &s.sock,
+        "live",
+        "logs=1&stream=1&stdout=1&stderr=1",
+        Some("one"),
+    );
+    s.ok(&["exec", "live", "touch", "/tmp/go"]);
+    conn.read_to_end(&mut got).unwrap();
+    assert_eq!(
+        frames(&got),
+        vec![(1, "one\n".to_string()), (1, "two\n".to_string())]
+    );
+    s.ok(&["rm", "-f", "replay", "live"]);
+    let script = r#"
+import sys, time, docker
+api = docker.APIClient(base_url=sys.argv[1], version="1.47")
+c = docker.DockerClient(base_url=sys.argv[1], version="1.47")
+
+def read_until(sock, want):
+    got = b""
+    while want not in got:
+        b = sock.recv(4096)
+        assert b, "the stream ended before %r: %r" % (want, got)
+        got += b
+    return got
+
+def read_to_end(sock):
+    got = b""
+    while True:
+        b = sock.recv(4096)
+        if not b:
+            return got
+        got += b
+
+# A terminal attach with detachKeys=ctrl-x: input reaches the shell, the
+# sequence ends the session, the container keeps running.
+ctr = api.create_container("busybox", ["sh"], tty=True, stdin_open=True, name="det")
+api.start(ctr)
+att = api.attach_socket(ctr, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1, "detachKeys": "ctrl-x"})
+sock = att._sock
+sock.settimeout(60)
+sock.sendall(b"echo hi-$((1+1))\n")
+read_until(sock, b"hi-2")
+sock.sendall(b"\x18")
+read_to_end(sock)
+assert api.inspect_container(ctr)["State"]["Running"], "detaching stopped the container"
+
+# A bad sequence is docker's 400.
+try:
+    api.attach_socket(ctr, params={"stdin": 1, "stream": 1, "detachKeys": "ctrl-pp"})
+    raise SystemExit("bad detach keys accepted")
+except docker.errors.APIError as e:
+    assert e.status_code == 400 and "Invalid detach keys" in str(e), str(e)
+
+# An exec with a terminal: docker's default ctrl-p ctrl-q detaches, the
+# process goes on.
+ex = api.exec_create(ctr, ["sh"], stdin=True, tty=True)["Id"]
+esock = api.exec_start(ex, tty=True, socket=True)._sock
+esock.settimeout(60)
+esock.sendall(b"echo ex-$((2+3))\n")
+read_until(esock, b"ex-5")
+esock.sendall(b"\x10\x11")
+read_to_end(esock)
+assert api.exec_inspect(ex)["Running"], "detaching ended the exec"
+
+# Removing the container forgets its execs: docker's 404.
+api.remove_container(ctr, force=True)
+try:
+    api.exec_inspect(ex)
+    raise SystemExit("the exec of a removed container is still there")
+except docker.errors.NotFound as e:
+    assert "No such exec instance" in str(e), str(e)
+# An exec whose container another front end removes: printed for the caller.
+other = c.containers.run("busybox", ["sleep", "300"], detach=True, name="other")
+print(api.exec_create(other.id, ["true"])["Id"])
+"#;
+    let exec_id = docker_py(script, &s.host());
+    let exec_id = exec_id.trim();
+    let (st, _, _) = s.http("GET", &format!("/exec/{exec_id}/json"), None);
+    assert_eq!(st, 200);
+    r.ok(&["rm", "-f", "other"]);
+    let (st, _, body) = s.http("GET", &format!("/exec/{exec_id}/json"), None);
+    assert_eq!(st, 404, "{body}");
+    assert!(body.contains("No such exec instance"), "{body}");
+    let (st, _, _) = s.http("POST", &format!("/exec/{exec_id}/start"), Some("{}"));
+    assert_eq!(st, 404);
 }

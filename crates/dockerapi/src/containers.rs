@@ -262,6 +262,7 @@ async fn remove(St(s): St<State>, Path(id): Path<String>, q: Params) -> ApiResul
         }
         let mut images = s.images()?;
         engine.remove_with_volumes(&mut images, &c.id, force, volumes)?;
+        crate::exec::forget_container(s, &c.id);
         Ok(StatusCode::NO_CONTENT)
     })
     .await

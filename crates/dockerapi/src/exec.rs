@@ -46,6 +46,8 @@ pub struct ExecInstance {
     pub pid: i32,
     /// The pty master of a TTY exec, for resizes.
     pub master: Option<Arc<OwnedFd>>,
+    /// `DetachKeys` of the create body (docker's default when empty).
+    pub detach_keys: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -61,6 +63,7 @@ struct CreateBody {
     user: String,
     privileged: bool,
     console_size: Option<Vec<u16>>,
+    detach_keys: String,
 }
 
 async fn create(St(s): St<State>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
@@ -69,7 +72,15 @@ async fn create(St(s): St<State>, Path(id): Path<String>, body: Bytes) -> ApiRes
     if cmd.is_empty() {
         return Err(ApiError::bad_request("No exec command specified"));
     }
-    let c = s.blocking(move |_, engine| find(engine, &id)).await?;
+    if !b.detach_keys.is_empty() {
+        crate::attach::detach_matcher(Some(&b.detach_keys))?;
+    }
+    let c = s
+        .blocking(move |s, engine| {
+            prune(s, engine);
+            find(engine, &id)
+        })
+        .await?;
     if c.state.status != Status::Running {
         return Err(ApiError::conflict(format!(
             "container {} is not running",
@@ -101,6 +112,7 @@ async fn create(St(s): St<State>, Path(id): Path<String>, body: Bytes) -> ApiRes
         exit_code: None,
         pid: 0,
         master: None,
+        detach_keys: b.detach_keys,
     };
     s.execs
         .lock()
@@ -109,13 +121,61 @@ async fn create(St(s): St<State>, Path(id): Path<String>, body: Bytes) -> ApiRes
     Ok((StatusCode::CREATED, Json(json!({"Id": exec_id}))).into_response())
 }
 
-fn instance(s: &State, id: &str) -> ApiResult<Arc<Mutex<ExecInstance>>> {
-    s.execs
+/// The instance `id`, 404 when unknown or when its container is gone
+/// (docker forgets a container's execs with it; the container may have been
+/// removed by `hako rm` or `--rm`, not through this service).
+async fn instance(s: &State, id: &str) -> ApiResult<Arc<Mutex<ExecInstance>>> {
+    let missing = || ApiError::not_found(format!("No such exec instance: {}", printable(id)));
+    let inst = s
+        .execs
         .lock()
         .expect("exec lock")
         .get(id)
         .cloned()
-        .ok_or_else(|| ApiError::not_found(format!("No such exec instance: {}", printable(id))))
+        .ok_or_else(missing)?;
+    let container = inst.lock().expect("exec lock").container.clone();
+    let gone_now = s
+        .blocking(move |_, engine| Ok(gone(engine, &container)))
+        .await?;
+    if gone_now {
+        let container = inst.lock().expect("exec lock").container.clone();
+        forget_container(s, &container);
+        return Err(missing());
+    }
+    Ok(inst)
+}
+
+/// Whether container `id` is no more (other errors: assume it is there).
+fn gone(engine: &hako_engine::Engine, id: &str) -> bool {
+    matches!(engine.get(id), Err(hako_engine::Error::NotFound { .. }))
+}
+
+/// Drop the exec instances of a removed container.
+pub fn forget_container(s: &State, container: &str) {
+    s.execs
+        .lock()
+        .expect("exec lock")
+        .retain(|_, i| i.lock().map(|i| i.container != container).unwrap_or(false));
+}
+
+/// Drop the instances of every container that is gone (on each exec
+/// create, so a long-running service does not keep them all).
+fn prune(s: &State, engine: &hako_engine::Engine) {
+    let containers: Vec<String> = {
+        let m = s.execs.lock().expect("exec lock");
+        let mut v: Vec<String> = m
+            .values()
+            .filter_map(|i| i.lock().ok().map(|i| i.container.clone()))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    for c in containers {
+        if gone(engine, &c) {
+            forget_container(s, &c);
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -127,7 +187,7 @@ struct StartBody {
 }
 
 async fn start(St(s): St<State>, Path(id): Path<String>, mut req: Request) -> ApiResult<Response> {
-    let inst = instance(&s, &id)?;
+    let inst = instance(&s, &id).await?;
     let upgrade = wants_upgrade(req.headers());
     let on_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let body = axum::body::to_bytes(req.into_body(), 1 << 20)
@@ -138,7 +198,7 @@ async fn start(St(s): St<State>, Path(id): Path<String>, mut req: Request) -> Ap
     } else {
         json_body("starting an exec", &body)?
     };
-    let (container, mut opts, want_out, want_err) = {
+    let (container, mut opts, want_out, want_err, detach_keys) = {
         let mut i = inst.lock().expect("exec lock");
         if i.started {
             return Err(ApiError::conflict(format!(
@@ -153,6 +213,7 @@ async fn start(St(s): St<State>, Path(id): Path<String>, mut req: Request) -> Ap
             i.opts.clone(),
             i.attach_stdout,
             i.attach_stderr,
+            i.detach_keys.clone(),
         )
     };
     if let Some(t) = b.tty {
@@ -188,6 +249,14 @@ async fn start(St(s): St<State>, Path(id): Path<String>, mut req: Request) -> Ap
         return Ok(StatusCode::OK.into_response());
     }
     let tty = opts.tty;
+    // As docker: the detach sequence is read from a terminal's input only.
+    let detach = if tty && opts.interactive {
+        Some(crate::attach::detach_matcher(
+            Some(detach_keys.as_str()).filter(|k| !k.is_empty()),
+        )?)
+    } else {
+        None
+    };
     let (out_tx, out_rx) = mpsc::channel::<Bytes>(16);
     let (in_tx, in_rx) = std::sync::mpsc::channel::<Input>();
     // Start it before answering, so a command that cannot run is a
@@ -240,7 +309,7 @@ async fn start(St(s): St<State>, Path(id): Path<String>, mut req: Request) -> Ap
             tokio::spawn(async move {
                 // A client that leaves leaves the process running to its
                 // end, as docker's (its output is drained, not kept).
-                hijack::relay(on_upgrade, out_rx, Some(in_tx), || {}).await;
+                hijack::relay(on_upgrade, out_rx, Some(in_tx), detach, || {}).await;
                 let _ = waiter.await;
             });
             Ok(hijack::response(true, tty))
@@ -303,13 +372,11 @@ fn run(
                 loop {
                     match r.read(&mut buf) {
                         Ok(0) | Err(_) => break,
+                        // A client gone (or detached): keep draining, so the
+                        // process never blocks on a full terminal.
                         Ok(n) => {
-                            if want_out
-                                && out2
-                                    .blocking_send(Bytes::copy_from_slice(&buf[..n]))
-                                    .is_err()
-                            {
-                                break;
+                            if want_out {
+                                let _ = out2.blocking_send(Bytes::copy_from_slice(&buf[..n]));
                             }
                         }
                     }
@@ -379,7 +446,7 @@ fn run(
 }
 
 async fn inspect(St(s): St<State>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let inst = instance(&s, &id)?;
+    let inst = instance(&s, &id).await?;
     let i = inst.lock().expect("exec lock");
     Ok(Json(json!({
         "ID": i.id,
@@ -397,13 +464,13 @@ async fn inspect(St(s): St<State>, Path(id): Path<String>) -> ApiResult<Json<Val
         "OpenStderr": i.attach_stderr,
         "CanRemove": false,
         "ContainerID": i.container,
-        "DetachKeys": "",
+        "DetachKeys": i.detach_keys,
         "Pid": i.pid,
     })))
 }
 
 async fn resize(St(s): St<State>, Path(id): Path<String>, q: Params) -> ApiResult<StatusCode> {
-    let inst = instance(&s, &id)?;
+    let inst = instance(&s, &id).await?;
     let (h, w) = (q.int("h")?.unwrap_or(0), q.int("w")?.unwrap_or(0));
     let master = inst.lock().expect("exec lock").master.clone();
     if let Some(m) = master {

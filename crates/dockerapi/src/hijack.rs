@@ -8,6 +8,7 @@
 use axum::body::Body;
 use axum::http::{header, HeaderValue, Response, StatusCode};
 use bytes::Bytes;
+use hako_engine::attachment::DetachMatcher;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -41,25 +42,30 @@ pub fn response(upgrade: bool, tty: bool) -> Response<Body> {
 }
 
 /// Relay between the upgraded connection and a process: `out` until it
-/// ends (the process is done), the client's bytes to `input`.
+/// ends (the process is done), the client's bytes to `input`. With
+/// `detach`, the client's detach sequence ends the session as docker's
+/// does: the connection is closed, `on_gone` runs, the process goes on.
+/// Whether the client detached.
 pub async fn relay(
     on_upgrade: OnUpgrade,
     mut out: mpsc::Receiver<Bytes>,
     input: Option<std::sync::mpsc::Sender<Input>>,
+    mut detach: Option<DetachMatcher>,
     on_gone: impl FnOnce() + Send,
-) {
+) -> bool {
     let io = match on_upgrade.await {
         Ok(u) => TokioIo::new(u),
         Err(e) => {
             tracing::debug!("upgrading an attach connection: {e}");
             on_gone();
-            return;
+            return false;
         }
     };
     let (mut rd, mut wr) = tokio::io::split(io);
     let mut reading = true;
     let mut buf = vec![0u8; 16 * 1024];
     let mut gone = false;
+    let mut detached = false;
     loop {
         tokio::select! {
             chunk = out.recv() => match chunk {
@@ -79,8 +85,18 @@ pub async fn relay(
                     }
                 }
                 Ok(n) => {
+                    let (data, done) = match detach.as_mut() {
+                        Some(m) => m.feed(&buf[..n]),
+                        None => (buf[..n].to_vec(), false),
+                    };
                     if let Some(i) = &input {
-                        let _ = i.send(Input::Data(buf[..n].to_vec()));
+                        if !data.is_empty() {
+                            let _ = i.send(Input::Data(data));
+                        }
+                    }
+                    if done {
+                        detached = true;
+                        break;
                     }
                 }
                 Err(_) => {
@@ -90,7 +106,10 @@ pub async fn relay(
             },
         }
     }
-    if gone {
+    if detached {
+        on_gone();
+        let _ = wr.shutdown().await;
+    } else if gone {
         on_gone();
     } else {
         let _ = wr.shutdown().await;
@@ -108,4 +127,5 @@ pub async fn relay(
             let _ = tokio::time::timeout(std::time::Duration::from_secs(10), drain).await;
         }
     }
+    detached
 }

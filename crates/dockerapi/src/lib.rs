@@ -19,6 +19,7 @@ pub mod exec;
 pub mod hijack;
 pub mod images;
 pub mod jsonmsg;
+pub mod listen;
 pub mod networks;
 pub mod params;
 pub mod server;

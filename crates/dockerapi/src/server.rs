@@ -1,11 +1,11 @@
 //! The listener and the router: a unix socket (mode 0660, group `hako` if
-//! it exists), HTTP/1.1 with connection upgrades (attach and exec hijack
+//! it exists) and TCP with TLS (`listen`), HTTP/1.1 with connection upgrades (attach and exec hijack
 //! the connection), docker's `/v1.NN/` path prefixes checked against the
 //! supported range and stripped before routing, and the headers docker
 //! clients read on every answer (`Api-Version`, `Server`, `Docker-Experimental`).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,8 +36,10 @@ pub struct Options {
     pub root: PathBuf,
     /// The programs containers need (monitor, cleanup and DNS commands).
     pub programs: Programs,
-    /// The unix socket to serve on.
-    pub socket: PathBuf,
+    /// The unix socket to serve on (None: TCP only).
+    pub socket: Option<PathBuf>,
+    /// `--tcp` and its TLS files.
+    pub tcp: Option<crate::listen::TcpOptions>,
     /// Stop after this long without a connection; None: run until stopped.
     pub idle: Option<Duration>,
 }
@@ -233,53 +235,65 @@ pub async fn handle(app: Router, req: Request<hyper::body::Incoming>) -> Respons
     resp
 }
 
-/// Bind the socket: a stale socket (nobody answering) is replaced, a live
-/// one is an error; mode 0660 and group `hako` when that group exists.
-pub fn bind(socket: &Path) -> Result<UnixListener, SetupError> {
-    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-    if let Some(dir) = socket.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            SetupError(format!(
-                "creating the socket's directory {}: {e}",
-                dir.display()
-            ))
-        })?;
-    }
-    if let Ok(m) = std::fs::symlink_metadata(socket) {
-        if !m.file_type().is_socket() {
-            return Err(SetupError(format!(
-                "serving on {}: it exists and is not a socket",
-                socket.display()
-            )));
+/// A connection accepted on one of the listeners.
+enum Accepted {
+    Unix(tokio::net::UnixStream),
+    Tcp(tokio::net::TcpStream, std::net::SocketAddr),
+}
+
+/// Accept on the unix socket and the TCP listener, whichever has a client.
+async fn accept(
+    unix: Option<&UnixListener>,
+    tcp: Option<&crate::listen::Tcp>,
+) -> std::io::Result<Accepted> {
+    tokio::select! {
+        r = async { unix.expect("guarded").accept().await }, if unix.is_some() => {
+            r.map(|(s, _)| Accepted::Unix(s))
         }
-        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
-            return Err(SetupError(format!(
-                "serving on {}: another service is listening there",
-                socket.display()
-            )));
+        r = async { tcp.expect("guarded").listener.accept().await }, if tcp.is_some() => {
+            r.map(|(s, a)| Accepted::Tcp(s, a))
         }
-        std::fs::remove_file(socket).map_err(|e| {
-            SetupError(format!(
-                "removing the stale socket {}: {e}",
-                socket.display()
-            ))
-        })?;
     }
-    let l = UnixListener::bind(socket)
-        .map_err(|e| SetupError(format!("listening on {}: {e}", socket.display())))?;
-    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660))
-        .map_err(|e| SetupError(format!("setting the mode of {}: {e}", socket.display())))?;
-    if let Ok(Some(g)) = nix::unistd::Group::from_name("hako") {
-        nix::unistd::chown(socket, None, Some(g.gid))
-            .map_err(|e| SetupError(format!("giving {} to group hako: {e}", socket.display())))?;
+}
+
+/// Serve HTTP/1.1 with upgrades on one connection.
+async fn serve_connection<I>(app: Router, io: I)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| {
+        let app = app.clone();
+        async move { Ok::<_, std::convert::Infallible>(handle(app, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades();
+    if let Err(e) = conn.await {
+        tracing::debug!("connection ended: {e}");
     }
-    Ok(l)
 }
 
 /// Serve until SIGINT/SIGTERM or, with `idle`, until no connection has
 /// been open for that long. The socket is removed on the way out.
 pub async fn serve(opts: Options) -> Result<(), SetupError> {
-    let listener = bind(&opts.socket)?;
+    let unix = opts
+        .socket
+        .as_deref()
+        .map(crate::listen::bind_unix)
+        .transpose()?;
+    let tcp = match &opts.tcp {
+        Some(t) => Some(crate::listen::bind_tcp(t).await?),
+        None => None,
+    };
+    if unix.is_none() && tcp.is_none() {
+        return Err(SetupError(
+            "nothing to serve on: give --socket or --tcp".into(),
+        ));
+    }
+    if let Some(t) = &tcp {
+        let scheme = if t.tls.is_some() { "TLS" } else { "plain TCP" };
+        tracing::info!("serving the API on tcp://{} ({scheme})", t.addr);
+    }
     let state = State::new(opts.root.clone(), opts.programs.clone());
     let app = router(state.clone());
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -297,27 +311,29 @@ pub async fn serve(opts: Options) -> Result<(), SetupError> {
             }
         };
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, _) = match accepted {
+            accepted = accept(unix.as_ref(), tcp.as_ref()) => {
+                let accepted = match accepted {
                     Ok(s) => s,
                     Err(e) => {
-                        tracing::warn!("accepting a connection on {}: {e}", opts.socket.display());
+                        tracing::warn!("accepting a connection: {e}");
                         continue;
                     }
                 };
                 let app = app.clone();
                 let state = state.clone();
+                let tls = tcp.as_ref().and_then(|t| t.tls.clone());
                 state.connections.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| {
-                        let app = app.clone();
-                        async move { Ok::<_, std::convert::Infallible>(handle(app, req).await) }
-                    });
-                    let conn = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .with_upgrades();
-                    if let Err(e) = conn.await {
-                        tracing::debug!("connection ended: {e}");
+                    match accepted {
+                        Accepted::Unix(s) => serve_connection(app, s).await,
+                        Accepted::Tcp(s, peer) => match tls {
+                            // The handshake runs here, off the accept loop.
+                            Some(tls) => match tls.accept(s).await {
+                                Ok(s) => serve_connection(app, s).await,
+                                Err(e) => tracing::info!("TLS handshake with {peer} refused: {e}"),
+                            },
+                            None => serve_connection(app, s).await,
+                        },
                     }
                     state.connections.fetch_sub(1, Ordering::SeqCst);
                 });
@@ -327,7 +343,9 @@ pub async fn serve(opts: Options) -> Result<(), SetupError> {
             _ = term.recv() => break Ok(()),
         }
     };
-    let _ = std::fs::remove_file(&opts.socket);
+    if let Some(sock) = &opts.socket {
+        let _ = std::fs::remove_file(sock);
+    }
     result
 }
 

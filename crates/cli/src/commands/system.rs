@@ -36,22 +36,39 @@ pub enum SystemCommand {
     Reset(ResetArgs),
     /// Container, image, network and volume events (same as `hako events`).
     Events(super::events::EventsArgs),
-    /// Serve the Docker Engine API on a unix socket, so the docker CLI,
+    /// Serve the Docker Engine API on a unix socket (or TCP with TLS), so the docker CLI,
     /// docker-compose and docker-py work with hako (podman's `system service`).
     #[command(
-        after_help = "Examples:\n  hako system service --time 0 &\n  DOCKER_HOST=unix:///run/hako/docker.sock docker ps"
+        after_help = "Examples:\n  hako system service --time 0 &\n  DOCKER_HOST=unix:///run/hako/docker.sock docker ps\n  hako system service --time 0 --tcp 0.0.0.0:2376 --tlsverify --tlscacert ca.pem --tlscert cert.pem --tlskey key.pem"
     )]
     Service(ServiceArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct ServiceArgs {
-    /// The unix socket to serve on (mode 0660, group hako if it exists).
-    #[arg(long, value_name = "PATH", default_value = hako_dockerapi::server::DEFAULT_SOCKET)]
-    pub socket: std::path::PathBuf,
-    /// Serve over TCP with TLS (not supported yet).
+    /// The unix socket to serve on (mode 0660, group hako if it exists);
+    /// default /run/hako/docker.sock unless only --tcp is given.
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<std::path::PathBuf>,
+    /// Serve over TCP too (HOST:PORT or tcp://HOST:PORT). Without TLS only a
+    /// loopback address is accepted.
     #[arg(long, value_name = "ADDR")]
     pub tcp: Option<String>,
+    /// Use TLS on --tcp (implied by --tlsverify and by --tlscert).
+    #[arg(long)]
+    pub tls: bool,
+    /// Use TLS and require client certificates signed by --tlscacert.
+    #[arg(long)]
+    pub tlsverify: bool,
+    /// The CA client certificates must be signed by (with --tlsverify).
+    #[arg(long, value_name = "PEM")]
+    pub tlscacert: Option<std::path::PathBuf>,
+    /// The service's TLS certificate.
+    #[arg(long, value_name = "PEM")]
+    pub tlscert: Option<std::path::PathBuf>,
+    /// The service's TLS key.
+    #[arg(long, value_name = "PEM")]
+    pub tlskey: Option<std::path::PathBuf>,
     /// Stop after this many seconds without a connection; 0: run until stopped.
     #[arg(short = 't', long, value_name = "SECONDS", default_value_t = 5)]
     pub time: u64,
@@ -137,20 +154,59 @@ pub fn run(g: &Global, cmd: SystemCommand) -> Result<()> {
 
 /// `system service`: the Docker Engine API (crates/dockerapi) over this root.
 fn service(g: &Global, a: ServiceArgs) -> Result<()> {
-    if let Some(addr) = a.tcp {
-        anyhow::bail!(
-            "system service --tcp {addr:?}: serving over TCP is not supported yet; use --socket"
-        );
-    }
+    let tls = a.tls || a.tlsverify || a.tlscert.is_some() || a.tlskey.is_some();
+    let tcp = match &a.tcp {
+        Some(addr) => Some(hako_dockerapi::listen::TcpOptions {
+            tls: tls.then(|| tls_files(&a)).transpose()?,
+            addr: addr.clone(),
+        }),
+        None if tls || a.tlscacert.is_some() => {
+            anyhow::bail!("system service: the TLS flags apply to --tcp, which is not given")
+        }
+        None => None,
+    };
+    let socket = match (a.socket, &tcp) {
+        (Some(s), _) => Some(s),
+        (None, Some(_)) => None,
+        (None, None) => Some(hako_dockerapi::server::DEFAULT_SOCKET.into()),
+    };
+    let socket = socket
+        .map(|s| {
+            std::path::absolute(&s)
+                .with_context(|| format!("making the socket path {} absolute", s.display()))
+        })
+        .transpose()?;
     let opts = hako_dockerapi::Options {
         root: g.root.clone(),
         programs: super::container::programs(g)?,
-        socket: std::path::absolute(&a.socket)
-            .with_context(|| format!("making the socket path {} absolute", a.socket.display()))?,
+        socket,
+        tcp,
         idle: (a.time > 0).then(|| std::time::Duration::from_secs(a.time)),
     };
     hako_dockerapi::run(opts)?;
     Ok(())
+}
+
+/// dockerd's TLS flags: a certificate and key always, the CA with --tlsverify.
+fn tls_files(a: &ServiceArgs) -> Result<hako_dockerapi::listen::TlsFiles> {
+    let (Some(cert), Some(key)) = (&a.tlscert, &a.tlskey) else {
+        anyhow::bail!("system service --tcp with TLS needs --tlscert and --tlskey");
+    };
+    let verify_ca = match (a.tlsverify, &a.tlscacert) {
+        (true, Some(ca)) => Some(ca.clone()),
+        (true, None) => anyhow::bail!(
+            "system service --tlsverify needs --tlscacert (the CA client certificates must be signed by)"
+        ),
+        (false, Some(_)) => anyhow::bail!(
+            "system service --tlscacert is used with --tlsverify (without it clients are not checked)"
+        ),
+        (false, None) => None,
+    };
+    Ok(hako_dockerapi::listen::TlsFiles {
+        cert: cert.clone(),
+        key: key.clone(),
+        verify_ca,
+    })
 }
 
 fn size(n: u64) -> String {
