@@ -237,6 +237,8 @@ async fn build(
             compression: hako_image::manifest::Compression::None,
             runtime,
             run,
+            named_contexts: BTreeMap::new(),
+            cache_from: Vec::new(),
         };
         let mut store = s.images()?;
         let steps = Steps { lines, quiet };
