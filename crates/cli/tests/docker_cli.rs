@@ -3,6 +3,7 @@
 //! codes and messages, `ps` filters, and the management-command forms.
 
 mod common;
+mod dockerapi_common;
 mod engine_common;
 mod registry_peers;
 
@@ -1541,4 +1542,41 @@ fn log_driver_none_keeps_no_log_but_attached_clients_see_the_output() {
         r.inspect("jf")["HostConfig"]["LogConfig"]["Config"]["max-file"],
         "2"
     );
+}
+
+/// The same through the Engine API with the real docker CLI:
+/// `HostConfig.LogConfig.Type=none` is taken, `docker run` still shows the
+/// output (attached through the monitor), `docker logs` gets docker's refusal.
+#[test]
+fn log_driver_none_through_the_engine_api() {
+    let r = Root::new();
+    let s = dockerapi_common::Service::start(&r);
+    let out = s.docker(&[
+        "run",
+        "--name",
+        "quiet",
+        "--log-driver",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo api-$((40+2))",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "api-42\n");
+    assert_eq!(
+        s.ok(&["inspect", "-f", "{{.HostConfig.LogConfig.Type}}", "quiet"])
+            .trim(),
+        "none"
+    );
+    let e = s.fails(&["logs", "quiet"]);
+    assert!(
+        e.contains("configured logging driver does not support reading"),
+        "{e}"
+    );
+    let dir = r
+        .root()
+        .join("containers")
+        .join(r.inspect("quiet")["Id"].as_str().unwrap());
+    assert_eq!(files_containing(&dir, "api-42"), Vec::<String>::new());
 }
