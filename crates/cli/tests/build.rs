@@ -2849,26 +2849,15 @@ fn named_build_contexts_for_copy_from_and_from() {
         "base=docker-image://localbase:v1",
     ];
     let (dest, _) = local(&r, &ctx, "out", &args);
-    assert_eq!(
-        fs::read_to_string(dest.join("app.txt")).unwrap(),
-        "from-extra\n"
-    );
-    assert_eq!(
-        fs::read_to_string(dest.join("all/top.txt")).unwrap(),
-        "top\n"
-    );
-    assert_eq!(
-        fs::read_to_string(dest.join("all/conf/app.txt")).unwrap(),
-        "from-extra\n"
-    );
-    assert_eq!(
-        fs::read_to_string(dest.join("base.txt")).unwrap(),
-        "in-base\n"
-    );
-    assert_eq!(
-        fs::read_to_string(dest.join("again.txt")).unwrap(),
-        "in-base\n"
-    );
+    for (path, want) in [
+        ("app.txt", "from-extra\n"),
+        ("all/top.txt", "top\n"),
+        ("all/conf/app.txt", "from-extra\n"),
+        ("base.txt", "in-base\n"),
+        ("again.txt", "in-base\n"),
+    ] {
+        assert_eq!(fs::read_to_string(dest.join(path)).unwrap(), want, "{path}");
+    }
 
     // Cached while the directory is unchanged; a change is a miss.
     let mut a = vec!["-t", "named:1"];

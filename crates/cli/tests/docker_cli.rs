@@ -1451,19 +1451,18 @@ fn log_driver_none_keeps_no_log_but_attached_clients_see_the_output() {
     // The output is nowhere under the container's directory (its command is,
     // in config.json: the needle is what the shell computed).
     assert_eq!(files_containing(&dir, "out-42"), Vec::<String>::new());
-    let out = r.run(&["logs", "fg"]);
-    assert_eq!(code(&out), 1);
-    assert!(
-        text(&out.stderr).contains("configured logging driver does not support reading"),
-        "{}",
-        text(&out.stderr)
-    );
-    assert_eq!(
-        text(&out.stderr).lines().count(),
-        1,
-        "{}",
-        text(&out.stderr)
-    );
+    // docker's refusal, in one line, exit 1.
+    let logs_refused = |name: &str| {
+        let out = r.run(&["logs", name]);
+        let e = text(&out.stderr);
+        assert_eq!(code(&out), 1, "{e}");
+        assert!(
+            e.contains("configured logging driver does not support reading"),
+            "{e}"
+        );
+        assert_eq!(e.lines().count(), 1, "{e}");
+    };
+    logs_refused("fg");
 
     // A detached one: attach (a pipe, not a terminal) sees its output live.
     let ticker = "i=0; while true; do echo tick-$i; i=$((i+1)); sleep 0.2; done";
@@ -1499,13 +1498,7 @@ fn log_driver_none_keeps_no_log_but_attached_clients_see_the_output() {
     let bg = r.inspect("bg");
     let dir = r.root().join("containers").join(bg["Id"].as_str().unwrap());
     assert_eq!(files_containing(&dir, "tick-1"), Vec::<String>::new());
-    let out = r.run(&["logs", "bg"]);
-    assert_eq!(code(&out), 1);
-    assert!(
-        text(&out.stderr).contains("does not support reading"),
-        "{}",
-        text(&out.stderr)
-    );
+    logs_refused("bg");
 
     // Options are refused with none; json-file named explicitly keeps a log.
     let out = r.run(&[
