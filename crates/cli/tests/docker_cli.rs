@@ -1573,3 +1573,36 @@ fn log_driver_none_through_the_engine_api() {
         .join(r.inspect("quiet")["Id"].as_str().unwrap());
     assert_eq!(files_containing(&dir, "api-42"), Vec::<String>::new());
 }
+
+/// `docker build --cache-from IMAGE` (the classic builder) through the
+/// Engine API: on a fresh store with the cache image loaded, every step is
+/// "Using cache" and the image has the cache image's layers.
+#[test]
+fn docker_build_cache_from_through_the_engine_api() {
+    let first = Root::new();
+    let ctx = first.dir().join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN cat /proc/sys/kernel/random/uuid > /id\nCOPY a.txt /a.txt\n",
+    )
+    .unwrap();
+    fs::write(ctx.join("a.txt"), "a\n").unwrap();
+    first.ok(&["build", "-q", "-t", "app:1", ctx.to_str().unwrap()]);
+    let archive = first.dir().join("app.tar");
+    first.ok(&["save", "-o", archive.to_str().unwrap(), "busybox", "app:1"]);
+
+    let second = Root::new();
+    second.ok(&["rmi", "busybox"]);
+    second.ok(&["load", "-i", archive.to_str().unwrap()]);
+    let s = dockerapi_common::Service::start(&second);
+    let ctx_arg = ctx.to_str().unwrap();
+    let out = s.ok(&["build", "--cache-from", "app:1", "-t", "again:1", ctx_arg]);
+    assert_eq!(out.matches("Using cache").count(), 2, "{out}");
+    let layers =
+        |r: &Root, i: &str| r.ok(&["image", "inspect", "-f", "{{json .RootFS.Layers}}", i]);
+    assert_eq!(layers(&second, "again:1"), layers(&first, "app:1"));
+    // Without it, the same fresh store runs the steps.
+    let out = s.ok(&["build", "--no-cache", "-t", "third:1", ctx_arg]);
+    assert_eq!(out.matches("Using cache").count(), 0, "{out}");
+}
