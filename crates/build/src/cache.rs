@@ -197,6 +197,47 @@ pub fn reap_orphans(work: &Path, unowned: bool) -> usize {
     removed
 }
 
+/// Whether two directories hold the same entries: names, types, modes,
+/// owners, device numbers, file content and link targets (times aside).
+/// Unreadable parts count as different.
+pub fn same_tree(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    fn entries(dir: &Path) -> Option<Vec<std::ffi::OsString>> {
+        let mut names: Vec<_> = fs::read_dir(dir)
+            .ok()?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<std::io::Result<_>>()
+            .ok()?;
+        names.sort();
+        Some(names)
+    }
+    let (Ok(ma), Ok(mb)) = (fs::symlink_metadata(a), fs::symlink_metadata(b)) else {
+        return false;
+    };
+    if ma.mode() != mb.mode()
+        || ma.uid() != mb.uid()
+        || ma.gid() != mb.gid()
+        || ma.rdev() != mb.rdev()
+    {
+        return false;
+    }
+    let ft = ma.file_type();
+    if ft.is_symlink() {
+        return fs::read_link(a).ok() == fs::read_link(b).ok() && fs::read_link(a).is_ok();
+    }
+    if ft.is_file() {
+        return ma.len() == mb.len()
+            && matches!((fs::read(a), fs::read(b)), (Ok(x), Ok(y)) if x == y);
+    }
+    if ft.is_dir() {
+        let (Some(ea), Some(eb)) = (entries(a), entries(b)) else {
+            return false;
+        };
+        return ea == eb && ea.iter().all(|n| same_tree(&a.join(n), &b.join(n)));
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

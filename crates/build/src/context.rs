@@ -183,6 +183,23 @@ impl Tree {
         t
     }
 
+    /// A named build context directory (`--build-context NAME=PATH`): its
+    /// files as they are, owners not kept, symlinks staying inside.
+    pub fn named(dir: &Path) -> Result<Tree> {
+        let md = fs::metadata(dir).ctx(|| format!("opening build context {}", dir.display()))?;
+        if !md.is_dir() {
+            return Err(Error::Invalid(format!(
+                "build context {} is not a directory",
+                dir.display()
+            )));
+        }
+        Ok(Tree {
+            root: dir.to_path_buf(),
+            ignore: Ignore::default(),
+            is_rootfs: false,
+        })
+    }
+
     pub fn rootfs(dir: &Path) -> Tree {
         Tree {
             root: dir.to_path_buf(),

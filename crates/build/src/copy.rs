@@ -174,8 +174,24 @@ pub(crate) fn step(
     // Another stage or image: its key stands for its content, so it is
     // only mounted when the step runs (a cache hit never mounts it).
     let mut inputs = Vec::new();
+    // A directory named context (`--build-context NAME=PATH`): read like
+    // the main context, its content digests keyed as such.
+    let named_dir = match &from {
+        Some((_, Source::Image(name))) => cx.opts.named_dir(name).map(|d| (name, d)),
+        _ => None,
+    };
+    let named_tree;
+    let context: &Tree = match named_dir {
+        Some((name, dir)) => {
+            inputs.extend_from_slice(format!("named-context {name}\n").as_bytes());
+            named_tree = Tree::named(dir)?;
+            &named_tree
+        }
+        None => &cx.context,
+    };
     let from_state = match &from {
         None => None,
+        Some(_) if named_dir.is_some() => None,
         Some((v, src)) => {
             let (state, k) = match src {
                 Source::Stage(n) => {
@@ -266,7 +282,7 @@ pub(crate) fn step(
             sources.push(Src::Pattern(s.clone()));
             continue;
         }
-        for (rel, host) in cx.context.sources(s, &what)? {
+        for (rel, host) in context.sources(s, &what)? {
             if let Some(p) = pivot_of(s) {
                 pivots.insert(rel.clone(), p);
             }
@@ -286,7 +302,7 @@ pub(crate) fn step(
             })
             .collect()
     };
-    let context_tree = cx.context.excluding(&excludes, &dirs_of(&sources));
+    let context_tree = context.excluding(&excludes, &dirs_of(&sources));
     let tree = &context_tree;
     // Excluded sources named at the top are dropped too.
     sources.retain(

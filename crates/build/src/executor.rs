@@ -74,6 +74,115 @@ pub struct Options {
     pub runtime: PathBuf,
     /// What every RUN step gets.
     pub run: RunDefaults,
+    /// `--build-context NAME=PATH|docker-image://REF`, by lowercased name.
+    pub named_contexts: BTreeMap<String, NamedContext>,
+    /// `--cache-from IMAGE`s: docker's classic-builder cache sources (see
+    /// [`cache_from_hit`]).
+    pub cache_from: Vec<String>,
+}
+
+/// Check a `--cache-from` value: an image reference (docker's classic
+/// builder); buildkit's `type=...` cache exports are refused.
+pub fn check_cache_from(v: &str) -> Result<()> {
+    if v.is_empty() || v.contains("type=") || v.contains(',') {
+        return Err(Error::Unsupported(format!(
+            "--cache-from {v:?}: only an image reference is taken (docker's classic builder cache); buildkit cache exports (type=registry, type=local, ...) are not"
+        )));
+    }
+    Ok(())
+}
+
+/// docker's classic `--cache-from`: a step is taken from a cache image when
+/// the stage so far is that image's prefix (the same layers, the same
+/// history entries apart from their times) and the image's next history
+/// entry is this step's; the step then gets that entry and, unless it
+/// made no layer, the image's next layer.
+pub(crate) fn cache_from_hit(
+    sources: &[State],
+    st: &State,
+    desc: &str,
+) -> Option<(Option<Layer>, History)> {
+    let same = |a: &History, b: &History| {
+        a.created_by == b.created_by && a.empty_layer == b.empty_layer && a.comment == b.comment
+    };
+    sources.iter().find_map(|c| {
+        let next = c.history.get(st.history.len())?;
+        if next.created_by.as_deref() != Some(desc)
+            || st.layers.len() > c.layers.len()
+            || !st
+                .layers
+                .iter()
+                .zip(&c.layers)
+                .all(|(a, b)| a.diff_id == b.diff_id)
+            || !st.history.iter().zip(&c.history).all(|(a, b)| same(a, b))
+        {
+            return None;
+        }
+        let layer = if next.empty_layer {
+            None
+        } else {
+            Some(c.layers.get(st.layers.len())?.clone())
+        };
+        Some((layer, next.clone()))
+    })
+}
+
+/// A named build context (`--build-context`): what `FROM NAME` and
+/// `COPY --from=NAME` take instead of the image NAME.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamedContext {
+    /// A directory of files, for `COPY --from` (like the main context).
+    Dir(PathBuf),
+    /// An image reference (`docker-image://REF`) standing for NAME.
+    Image(String),
+}
+
+impl Options {
+    /// The image `name` stands for: a `docker-image://` named context's
+    /// reference, or the name itself.
+    pub(crate) fn image_name<'a>(&'a self, name: &'a str) -> &'a str {
+        match self.named_contexts.get(&name.to_ascii_lowercase()) {
+            Some(NamedContext::Image(r)) => r,
+            _ => name,
+        }
+    }
+
+    /// The directory of a named context called `name`, if it is one.
+    pub(crate) fn named_dir(&self, name: &str) -> Option<&Path> {
+        match self.named_contexts.get(&name.to_ascii_lowercase()) {
+            Some(NamedContext::Dir(d)) => Some(d),
+            _ => None,
+        }
+    }
+}
+
+impl NamedContext {
+    /// Parse `NAME=PATH` or `NAME=docker-image://REF` as docker buildx does;
+    /// other sources (`oci-layout://`, URLs, `target:`) are refused.
+    pub fn parse(spec: &str) -> Result<(String, NamedContext)> {
+        let bad = |why: &str| Error::Invalid(format!("invalid --build-context {spec:?}: {why}"));
+        let (name, value) = spec
+            .split_once('=')
+            .ok_or_else(|| bad("expected NAME=PATH or NAME=docker-image://REF"))?;
+        if name.is_empty() || value.is_empty() {
+            return Err(bad("expected NAME=PATH or NAME=docker-image://REF"));
+        }
+        let context = if let Some(r) = value.strip_prefix("docker-image://") {
+            if r.is_empty() {
+                return Err(bad("docker-image:// needs an image reference"));
+            }
+            NamedContext::Image(r.to_string())
+        } else if value.contains("://") || value.starts_with("target:") {
+            return Err(bad("only a directory or docker-image://REF is supported"));
+        } else {
+            let dir = PathBuf::from(value);
+            if !dir.is_dir() {
+                return Err(bad("the path is not a directory"));
+            }
+            NamedContext::Dir(dir)
+        };
+        Ok((name.to_ascii_lowercase(), context))
+    }
 }
 
 /// What every RUN step gets: docker build's `--network`, `--add-host`,
@@ -204,6 +313,8 @@ pub(crate) struct Cx<'a> {
     pub(crate) undefined_seen: std::sync::Mutex<BTreeSet<(usize, String)>>,
     /// Paths known missing in layers, for WORKDIR lookups without a mount.
     pub(crate) missing: crate::chainview::Memo,
+    /// The `--cache-from` images found.
+    pub(crate) cache_from: Vec<State>,
 }
 
 /// Per-stage scope: declared ARGs and their values.
@@ -431,13 +542,31 @@ fn build_platform(
     let file = file.to_string();
     let checks = checks.clone();
     let automatic = platform::automatic_args(&target);
-    let graph = stages::graph(
+    let mut graph = stages::graph(
         &file,
         df,
         &opts.build_args,
         &automatic,
         opts.target.as_deref(),
     )?;
+    // Named contexts stand for the images they name: a docker-image:// one
+    // is that image; a directory is for COPY --from only.
+    for st in graph.stages.iter_mut() {
+        if let Base::Image(n) = &st.base {
+            if opts.named_dir(n).is_some() {
+                return Err(Error::Unsupported(format!(
+                    "{file}:{}: FROM {n}: the build context {n} is a directory (FROM takes a docker-image:// context)",
+                    st.from.line
+                )));
+            }
+            st.base = Base::Image(opts.image_name(n).to_string());
+        }
+    }
+    for src in graph.sources.values_mut() {
+        if let Source::Image(n) = src {
+            *src = Source::Image(opts.image_name(n).to_string());
+        }
+    }
     let lexer = Lexer {
         escape: df.directives.escape,
     };
@@ -457,7 +586,10 @@ fn build_platform(
         }
         for (ii, _) in graph.stages[si].instructions.iter().enumerate() {
             if let Some(Source::Image(n)) = graph.sources.get(&(si, ii)) {
-                wanted.push((n.clone(), target.clone()));
+                // A directory context is read when its COPY runs.
+                if opts.named_dir(n).is_none() {
+                    wanted.push((n.clone(), target.clone()));
+                }
             }
         }
     }
@@ -503,6 +635,19 @@ fn build_platform(
         run_platform.insert(si, p);
     }
 
+    // --cache-from images: found (or pulled) and held like base images; one
+    // that cannot be had is said and skipped, as docker does.
+    let mut cache_from = Vec::new();
+    for name in &opts.cache_from {
+        match find_image(store, false, puller, name, &target) {
+            Ok((rec, state)) => {
+                leases.push(store.lease(LEASE_HOLDER, &rec)?);
+                cache_from.push(state);
+            }
+            Err(e) => progress.warn(&format!("--cache-from {name}: not used: {e}")),
+        }
+    }
+
     if !nix::unistd::geteuid().is_root() {
         return Err(Error::Unsupported(
             "building as a non-root user (steps mount overlays and start containers as root)"
@@ -537,6 +682,7 @@ fn build_platform(
         checks,
         undefined_seen: Default::default(),
         missing: Default::default(),
+        cache_from,
     };
     let target = cx.run_stages()?;
     let unused: Vec<&String> = {
@@ -955,6 +1101,15 @@ impl Cx<'_> {
             self.cache
                 .get_meta(&k)
                 .filter(|h| h.created_by.as_deref() == Some(desc.as_str()))
+                .or_else(|| match cache_from_hit(&self.cache_from, st, &desc) {
+                    // A --cache-from image's entry: its time too, so the
+                    // image comes out the same.
+                    Some((None, h)) => {
+                        let _ = self.cache.put_meta(&k, &h);
+                        Some(h)
+                    }
+                    _ => None,
+                })
         };
         if let Some(h) = cached {
             st.created = h.created.clone().unwrap_or_default();
@@ -1027,6 +1182,29 @@ impl Cx<'_> {
             *key = k;
             return Ok(());
         }
+        let from_hit = if self.opts.no_cache {
+            None
+        } else {
+            cache_from_hit(&self.cache_from, st, &desc)
+        };
+        // COPY/ADD name their sources, not their content: as docker compares
+        // the files, the step runs and the cache image's layer is taken
+        // when it holds the same files. Other steps hit by their text.
+        let by_content = desc.starts_with("COPY ") || desc.starts_with("ADD ");
+        let take =
+            |st: &mut State, key: &mut String, layer: Option<Layer>, h: History| -> Result<()> {
+                st.layers.extend(layer);
+                st.created = h.created.clone().unwrap_or_else(|| self.created());
+                st.history.push(h);
+                self.cache.put(&k, st)?;
+                self.cached.fetch_add(1, Ordering::SeqCst);
+                self.progress.done(id, true, t.elapsed());
+                *key = k.clone();
+                Ok(())
+            };
+        if let Some((layer, h)) = from_hit.clone().filter(|_| !by_content) {
+            return take(st, key, layer, h);
+        }
         let layer = match make(st, id, t) {
             Ok(l) => l,
             Err(e) => {
@@ -1034,6 +1212,11 @@ impl Cx<'_> {
                 return Err(e);
             }
         };
+        if let Some((cached, h)) = from_hit {
+            if self.same_layer(st, layer.as_ref(), cached.as_ref())? {
+                return take(st, key, cached, h);
+            }
+        }
         let created = self.created();
         let empty = layer.is_none();
         if let Some(l) = layer {
@@ -1051,6 +1234,28 @@ impl Cx<'_> {
         self.progress.done(id, false, t.elapsed());
         *key = k;
         Ok(())
+    }
+
+    /// Whether two layers over `st` hold the same files (owners, modes,
+    /// content, link targets; not times): the same diff id, or equal trees.
+    fn same_layer(&self, st: &State, a: Option<&Layer>, b: Option<&Layer>) -> Result<bool> {
+        let (a, b) = match (a, b) {
+            (None, None) => return Ok(true),
+            (Some(a), Some(b)) => (a, b),
+            _ => return Ok(false),
+        };
+        if a.diff_id == b.diff_id {
+            return Ok(true);
+        }
+        let dir = |l: &Layer| -> Result<PathBuf> {
+            let mut ids = diff_ids(st)?;
+            ids.push(l.diff_id.parse()?);
+            let chain = snapshot::chain_ids(&ids);
+            Ok(self
+                .snapshots
+                .fs_path(chain.last().expect("one layer at least")))
+        };
+        Ok(cache::same_tree(&dir(a)?, &dir(b)?))
     }
 
     /// Run `work` on an overlay of the layers of `st` (none for `COPY
@@ -1135,7 +1340,8 @@ pub(crate) fn image_key(name: &str, p: &PlatformSpec) -> String {
 impl Cx<'_> {
     /// A `--from` image (resolved for the target platform).
     pub(crate) fn source_image(&self, name: &str) -> Option<&Done> {
-        self.images.get(&image_key(name, &self.target))
+        self.images
+            .get(&image_key(self.opts.image_name(name), &self.target))
     }
 }
 

@@ -112,6 +112,11 @@ fn source_state(cx: &Cx<'_>, deps: &HashMap<usize, Done>, from: &str) -> Result<
             Ok((d.state.clone(), d.key.clone()))
         }
         Source::Image(name) => {
+            if cx.opts.named_dir(&name).is_some() {
+                return Err(Error::Unsupported(format!(
+                    "RUN --mount from={from}: a directory build context (COPY --from takes it)"
+                )));
+            }
             let d = cx
                 .source_image(&name)
                 .ok_or_else(|| Error::Invalid(format!("image {name} not found")))?;

@@ -2814,3 +2814,168 @@ fn build_flags_shape_every_run_step() {
         assert!(err.contains(msg), "{args:?}: {err}");
     }
 }
+
+/// `--build-context NAME=PATH` for `COPY --from=NAME` (a directory read like
+/// the context, its content in the cache key) and
+/// `NAME=docker-image://REF` for `FROM NAME` and `COPY --from=NAME`.
+#[test]
+fn named_build_contexts_for_copy_from_and_from() {
+    let r = Root::new();
+    let extra = context(
+        &r,
+        "extra",
+        &[("conf/app.txt", "from-extra\n"), ("top.txt", "top\n")],
+    );
+    // An image only a named context reaches: "base" is not in the store.
+    let base_ctx = context(
+        &r,
+        "base-ctx",
+        &[("Dockerfile", "FROM busybox\nRUN echo in-base > /base.txt\n")],
+    );
+    build_ok(&r, &base_ctx, &["-t", "localbase:v1"]);
+    let ctx = context(
+        &r,
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM base\nCOPY --from=extra conf/app.txt /app.txt\nCOPY --from=extra . /all/\nCOPY --from=base /base.txt /again.txt\n",
+        )],
+    );
+    let extra_arg = format!("extra={}", extra.display());
+    let args = [
+        "--build-context",
+        extra_arg.as_str(),
+        "--build-context",
+        "base=docker-image://localbase:v1",
+    ];
+    let (dest, _) = local(&r, &ctx, "out", &args);
+    for (path, want) in [
+        ("app.txt", "from-extra\n"),
+        ("all/top.txt", "top\n"),
+        ("all/conf/app.txt", "from-extra\n"),
+        ("base.txt", "in-base\n"),
+        ("again.txt", "in-base\n"),
+    ] {
+        assert_eq!(fs::read_to_string(dest.join(path)).unwrap(), want, "{path}");
+    }
+
+    // Cached while the directory is unchanged; a change is a miss.
+    let mut a = vec!["-t", "named:1"];
+    a.extend_from_slice(&args);
+    build_ok(&r, &ctx, &a);
+    let (_, p) = build_ok(&r, &ctx, &a);
+    assert!(steps(&p).iter().all(|(_, cached)| *cached), "{p}");
+    fs::write(extra.join("conf/app.txt"), "changed\n").unwrap();
+    let (_, p) = build_ok(&r, &ctx, &a);
+    let s = steps(&p);
+    assert!(
+        s.iter().any(|(n, c)| n.contains("conf/app.txt") && !c),
+        "{p}"
+    );
+
+    // Without the contexts the names are images that are not there.
+    let e = build_err(&r, &ctx, &[]);
+    assert!(e.contains("base"), "{e}");
+    // FROM a directory context, and malformed contexts: one-line refusals.
+    let from_dir = context(&r, "from-dir", &[("Dockerfile", "FROM extra\n")]);
+    let e = build_err(&r, &from_dir, &["--build-context", extra_arg.as_str()]);
+    assert!(e.contains("FROM extra") && e.contains("directory"), "{e}");
+    for bad in [
+        "noequals",
+        "x=oci-layout:///tmp/l",
+        "x=/nonexistent-dir-hako",
+        "x=docker-image://",
+    ] {
+        let e = build_err(&r, &ctx, &["--build-context", bad]);
+        assert!(e.contains("invalid --build-context"), "{bad}: {e}");
+        assert_eq!(e.trim().lines().count(), 1, "{e}");
+    }
+}
+
+/// `--cache-from IMAGE` (docker's classic builder): on a store with no build
+/// cache, a loaded image whose history matches gives every step as a cache
+/// hit, with the same layers and the same image; without it the steps run.
+#[test]
+fn cache_from_a_loaded_image_reuses_its_layers() {
+    let first = Root::new();
+    let files = [
+        (
+            "Dockerfile",
+            "FROM busybox\nENV STAGE=one\nRUN cat /proc/sys/kernel/random/uuid > /id\nCOPY a.txt /a.txt\nWORKDIR /w\nRUN cat /proc/sys/kernel/random/uuid > /w/id2\n",
+        ),
+        ("a.txt", "a\n"),
+    ];
+    let ctx = context(&first, "ctx", &files);
+    let (id, _) = build_ok(&first, &ctx, &["-q", "-t", "app:1"]);
+    let archive = first.dir().join("app.tar");
+    first.ok(&["save", "-o", archive.to_str().unwrap(), "busybox", "app:1"]);
+    let layers = |r: &Root, image: &str| inspect(r, image)["RootFS"]["Layers"].clone();
+    let want = layers(&first, "app:1");
+
+    // A fresh store: the same base and the cache image loaded, no build cache.
+    let second = Root::new();
+    second.ok(&["rmi", "busybox"]);
+    second.ok(&["load", "-i", archive.to_str().unwrap()]);
+    let ctx2 = context(&second, "ctx", &files);
+    let (id2, p) = build_ok(&second, &ctx2, &["-t", "again:1", "--cache-from", "app:1"]);
+    let s = steps(&p);
+    assert_eq!(s.len(), 5, "{p}");
+    assert!(s.iter().all(|(_, cached)| *cached), "{p}");
+    assert_eq!(layers(&second, "again:1"), want);
+    let short = |i: &str| {
+        i.trim_start_matches("sha256:")
+            .chars()
+            .take(12)
+            .collect::<String>()
+    };
+    assert_eq!(
+        short(inspect(&second, "again:1")["Id"].as_str().unwrap()),
+        short(&id)
+    );
+    let _ = id2;
+
+    // A changed file: hits up to it, then the steps run (new layers).
+    fs::write(ctx2.join("a.txt"), "b\n").unwrap();
+    let (_, p) = build_ok(
+        &second,
+        &ctx2,
+        &["--no-cache", "-t", "third:1", "--cache-from", "app:1"],
+    );
+    assert!(
+        steps(&p).iter().all(|(_, cached)| !cached),
+        "--no-cache takes no hit: {p}"
+    );
+    let third = Root::new();
+    third.ok(&["rmi", "busybox"]);
+    third.ok(&["load", "-i", archive.to_str().unwrap()]);
+    let ctx3 = context(&third, "ctx", &files);
+    fs::write(ctx3.join("a.txt"), "b\n").unwrap();
+    let (_, p) = build_ok(&third, &ctx3, &["-t", "third:1", "--cache-from", "app:1"]);
+    let s = steps(&p);
+    let hits: Vec<bool> = s.iter().map(|(_, c)| *c).collect();
+    assert_eq!(hits, [true, true, false, false, false], "{p}");
+    let got = layers(&third, "third:1");
+    assert_eq!(got.as_array().unwrap()[..2], want.as_array().unwrap()[..2]);
+    assert_ne!(got[2], want[2]);
+    assert_ne!(got[3], want[3]);
+
+    // Without --cache-from nothing is a hit on a fresh store; a buildkit
+    // cache export is refused in one line; a missing image is only said.
+    let fourth = Root::new();
+    fourth.ok(&["rmi", "busybox"]);
+    fourth.ok(&["load", "-i", archive.to_str().unwrap()]);
+    let ctx4 = context(&fourth, "ctx", &files);
+    let (_, p) = build_ok(&fourth, &ctx4, &["--cache-from", "nosuch:image"]);
+    assert!(steps(&p).iter().all(|(_, cached)| !cached), "{p}");
+    assert!(p.contains("--cache-from nosuch:image"), "{p}");
+    let e = build_err(
+        &fourth,
+        &ctx4,
+        &["--cache-from", "type=registry,ref=localhost/x:cache"],
+    );
+    assert!(
+        e.contains("--cache-from") && e.contains("type=registry"),
+        "{e}"
+    );
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+}

@@ -3,6 +3,7 @@
 //! codes and messages, `ps` filters, and the management-command forms.
 
 mod common;
+mod dockerapi_common;
 mod engine_common;
 mod registry_peers;
 
@@ -1389,4 +1390,219 @@ fn image_and_system_prune_take_docker_filters() {
         let e = text(&out.stderr);
         assert!(e.contains(want) && e.trim().lines().count() == 1, "{e}");
     }
+}
+
+/// Every file under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                // The container's own filesystem is not its log.
+                if e.file_name() != "rootfs"
+                    && e.file_name() != "upper"
+                    && e.file_name() != "merged"
+                {
+                    stack.push(e.path());
+                }
+            } else if ft.is_file() {
+                let bytes = fs::read(e.path()).unwrap_or_default();
+                if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                    found.push(e.path().display().to_string());
+                }
+            }
+        }
+    }
+    found
+}
+
+/// `--log-driver none`: no log on disk, `logs` refuses as docker does, but a
+/// foreground `run` and `attach` still get the output live (the monitor
+/// relays it without a file). `--log-driver json-file` explicitly is the default.
+#[test]
+fn log_driver_none_keeps_no_log_but_attached_clients_see_the_output() {
+    use std::io::BufRead;
+    let r = Root::new();
+    let out = r.run(&[
+        "run",
+        "--name",
+        "fg",
+        "--log-driver",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out-$((40+2)); echo err-line >&2; exit 4",
+    ]);
+    assert_eq!(code(&out), 4, "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "out-42\n");
+    assert!(
+        text(&out.stderr).contains("err-line"),
+        "{}",
+        text(&out.stderr)
+    );
+    let fg = r.inspect("fg");
+    assert_eq!(fg["HostConfig"]["LogConfig"]["Type"], "none", "{fg}");
+    assert_eq!(fg["LogPath"], "", "{fg}");
+    let dir = r.root().join("containers").join(fg["Id"].as_str().unwrap());
+    assert!(!dir.join("container.log").exists());
+    // The output is nowhere under the container's directory (its command is,
+    // in config.json: the needle is what the shell computed).
+    assert_eq!(files_containing(&dir, "out-42"), Vec::<String>::new());
+    // docker's refusal, in one line, exit 1.
+    let logs_refused = |name: &str| {
+        let out = r.run(&["logs", name]);
+        let e = text(&out.stderr);
+        assert_eq!(code(&out), 1, "{e}");
+        assert!(
+            e.contains("configured logging driver does not support reading"),
+            "{e}"
+        );
+        assert_eq!(e.lines().count(), 1, "{e}");
+    };
+    logs_refused("fg");
+
+    // A detached one: attach (a pipe, not a terminal) sees its output live.
+    let ticker = "i=0; while true; do echo tick-$i; i=$((i+1)); sleep 0.2; done";
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "bg",
+        "--log-driver",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        ticker,
+    ]);
+    let mut attach = hako(&r)
+        .args(["attach", "--no-stdin", "bg"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(attach.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let second = lines.next().unwrap().unwrap();
+    assert!(
+        first.starts_with("tick-") && second.starts_with("tick-"),
+        "{first} {second}"
+    );
+    r.ok(&["kill", "bg"]);
+    let st = attach.wait().unwrap();
+    assert_eq!(st.code(), Some(137));
+    let bg = r.inspect("bg");
+    let dir = r.root().join("containers").join(bg["Id"].as_str().unwrap());
+    assert_eq!(files_containing(&dir, "tick-1"), Vec::<String>::new());
+    logs_refused("bg");
+
+    // Options are refused with none; json-file named explicitly keeps a log.
+    let out = r.run(&[
+        "run",
+        "--log-driver",
+        "none",
+        "--log-opt",
+        "max-size=1m",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(code(&out), 125);
+    assert!(
+        text(&out.stderr).contains("none driver"),
+        "{}",
+        text(&out.stderr)
+    );
+    r.ok(&[
+        "run",
+        "--name",
+        "jf",
+        "--log-driver",
+        "json-file",
+        "--log-opt",
+        "max-size=1m",
+        "--log-opt",
+        "max-file=2",
+        "busybox",
+        "echo",
+        "kept",
+    ]);
+    assert_eq!(r.ok(&["logs", "jf"]), "kept\n");
+    assert_eq!(
+        r.inspect("jf")["HostConfig"]["LogConfig"]["Config"]["max-file"],
+        "2"
+    );
+}
+
+/// The same through the Engine API with the real docker CLI:
+/// `HostConfig.LogConfig.Type=none` is taken, `docker run` still shows the
+/// output (attached through the monitor), `docker logs` gets docker's refusal.
+#[test]
+fn log_driver_none_through_the_engine_api() {
+    let r = Root::new();
+    let s = dockerapi_common::Service::start(&r);
+    let out = s.docker(&[
+        "run",
+        "--name",
+        "quiet",
+        "--log-driver",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo api-$((40+2))",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "api-42\n");
+    assert_eq!(
+        s.ok(&["inspect", "-f", "{{.HostConfig.LogConfig.Type}}", "quiet"])
+            .trim(),
+        "none"
+    );
+    let e = s.fails(&["logs", "quiet"]);
+    assert!(
+        e.contains("configured logging driver does not support reading"),
+        "{e}"
+    );
+    let dir = r
+        .root()
+        .join("containers")
+        .join(r.inspect("quiet")["Id"].as_str().unwrap());
+    assert_eq!(files_containing(&dir, "api-42"), Vec::<String>::new());
+}
+
+/// `docker build --cache-from IMAGE` (the classic builder) through the
+/// Engine API: on a fresh store with the cache image loaded, every step is
+/// "Using cache" and the image has the cache image's layers.
+#[test]
+fn docker_build_cache_from_through_the_engine_api() {
+    let first = Root::new();
+    let ctx = first.dir().join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN cat /proc/sys/kernel/random/uuid > /id\nCOPY a.txt /a.txt\n",
+    )
+    .unwrap();
+    fs::write(ctx.join("a.txt"), "a\n").unwrap();
+    first.ok(&["build", "-q", "-t", "app:1", ctx.to_str().unwrap()]);
+    let archive = first.dir().join("app.tar");
+    first.ok(&["save", "-o", archive.to_str().unwrap(), "busybox", "app:1"]);
+
+    let second = Root::new();
+    second.ok(&["rmi", "busybox"]);
+    second.ok(&["load", "-i", archive.to_str().unwrap()]);
+    let s = dockerapi_common::Service::start(&second);
+    let ctx_arg = ctx.to_str().unwrap();
+    let out = s.ok(&["build", "--cache-from", "app:1", "-t", "again:1", ctx_arg]);
+    assert_eq!(out.matches("Using cache").count(), 2, "{out}");
+    let layers =
+        |r: &Root, i: &str| r.ok(&["image", "inspect", "-f", "{{json .RootFS.Layers}}", i]);
+    assert_eq!(layers(&second, "again:1"), layers(&first, "app:1"));
+    // Without it, the same fresh store runs the steps.
+    let out = s.ok(&["build", "--no-cache", "-t", "third:1", ctx_arg]);
+    assert_eq!(out.matches("Using cache").count(), 0, "{out}");
 }

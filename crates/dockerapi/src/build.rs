@@ -180,6 +180,17 @@ async fn build(
         .collect::<ApiResult<Vec<_>>>()?;
     let build_args = json_map(&q, "buildargs")?;
     let labels = json_map(&q, "labels")?;
+    // cachefrom: a JSON list of images (docker's classic --cache-from).
+    let cache_from: Vec<String> = match q.str("cachefrom").filter(|s| !s.trim().is_empty()) {
+        Some(s) => serde_json::from_str(s).map_err(|_| {
+            ApiError::bad_request("building: cachefrom is not a JSON list of image names")
+        })?,
+        None => Vec::new(),
+    };
+    for c in &cache_from {
+        hako_build::executor::check_cache_from(c)
+            .map_err(|e| ApiError::bad_request(format!("building: {e}")))?;
+    }
     let dockerfile = q
         .str("dockerfile")
         .filter(|d| !d.is_empty())
@@ -237,6 +248,8 @@ async fn build(
             compression: hako_image::manifest::Compression::None,
             runtime,
             run,
+            named_contexts: BTreeMap::new(),
+            cache_from: cache_from.clone(),
         };
         let mut store = s.images()?;
         let steps = Steps { lines, quiet };

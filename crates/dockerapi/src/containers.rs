@@ -541,6 +541,13 @@ async fn logs(St(s): St<State>, Path(id): Path<String>, q: Params) -> ApiResult<
             move |_, engine| find(engine, &id)
         })
         .await?;
+    if !c.host.log_config.readable() {
+        // docker: 501 for a driver without reading.
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "configured logging driver does not support reading",
+        ));
+    }
     let tty = c.config.tty;
     let (tx, body) = stream::channel();
     let st = s.clone();
@@ -567,8 +574,7 @@ async fn logs(St(s): St<State>, Path(id): Path<String>, q: Params) -> ApiResult<
                 tx.send(stream::frame(which, text.as_bytes()))
             }
         };
-        let Ok(mut reader) = hako_engine::logs::Reader::open_with_history(&engine.log_path(&c.id))
-        else {
+        let Ok(mut reader) = engine.log_reader(&c) else {
             return;
         };
         let entries: Vec<_> = match reader.read_new() {

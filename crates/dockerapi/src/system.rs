@@ -141,7 +141,7 @@ async fn info(St(s): St<State>) -> ApiResult<Json<Value>> {
             "Driver": "overlay",
             "DriverStatus": [],
             "DockerRootDir": s.root,
-            "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "none"], "Log": ["json-file", "local"]},
+            "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "none"], "Log": ["json-file", "local", "none"]},
             "MemoryLimit": true,
             "SwapLimit": true,
             "CpuCfsPeriod": true,

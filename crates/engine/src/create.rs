@@ -162,8 +162,10 @@ impl Engine {
         )?;
         let json = serde_json::to_vec_pretty(&spec).expect("runtime spec serialises");
         write_atomic(&dir.join("config.json"), &json)?;
-        fs::File::create(self.log_path(&c.id))
-            .ctx(|| format!("creating the log of container {}", c.name))?;
+        if c.host.log_config.readable() {
+            fs::File::create(self.log_path(&c.id))
+                .ctx(|| format!("creating the log of container {}", c.name))?;
+        }
         Ok(())
     }
 }

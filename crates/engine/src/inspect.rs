@@ -41,11 +41,18 @@ impl Engine {
             "ResolvConfPath": dir.join("resolv.conf"),
             "HostnamePath": dir.join("hostname"),
             "HostsPath": dir.join("hosts"),
-            "LogPath": self.log_path(&c.id),
+            // docker: no path with the none driver.
+            "LogPath": if c.host.log_config.readable() { self.log_path(&c.id) } else { Default::default() },
             "Name": format!("/{}", c.name),
             "RestartCount": c.state.restart_count,
             "Driver": "overlay",
             "Platform": "linux",
+            // docker's keys for SELinux and AppArmor labels (none are set)
+            // and running execs (null when none, as docker).
+            "MountLabel": "",
+            "ProcessLabel": "",
+            "AppArmorProfile": "",
+            "ExecIDs": null,
             "HostConfig": c.host,
             "GraphDriver": {
                 "Name": "overlay",

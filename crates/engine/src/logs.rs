@@ -145,6 +145,18 @@ pub fn tail(mut entries: Vec<Entry>, n: Option<usize>) -> Vec<Entry> {
 }
 
 impl crate::engine::Engine {
+    /// The whole log of a container for `logs` (rotated files first);
+    /// refused, with docker's message, when its driver keeps none.
+    pub fn log_reader(&self, c: &crate::record::Container) -> crate::error::Result<Reader> {
+        if !c.host.log_config.readable() {
+            return Err(crate::error::Error::Invalid(format!(
+                "configured logging driver does not support reading (container {} logs with the {} driver)",
+                c.name, c.host.log_config.typ
+            )));
+        }
+        Reader::open_with_history(&self.log_path(&c.id))
+    }
+
     /// Make the monitor of a running container with the `cri` log driver
     /// reopen its log by path (kubelet's ReopenContainerLog, after it
     /// renamed the file away).

@@ -173,9 +173,9 @@ pub fn parse_log_config(driver: Option<&str>, opts: &[String]) -> Result<crate::
     let typ = driver.unwrap_or("json-file");
     // `local` is kept in the json-file format (uncompressed) with docker's
     // local defaults: 5 files of 20 MB.
-    if typ != "json-file" && typ != "local" {
+    if typ != "json-file" && typ != "local" && typ != crate::record::NO_LOG_DRIVER {
         return Err(Error::Invalid(format!(
-            "logging driver {typ:?} is not supported: json-file and local are"
+            "logging driver {typ:?} is not supported: json-file, local and none are"
         )));
     }
     let mut config = BTreeMap::new();
@@ -187,6 +187,12 @@ pub fn parse_log_config(driver: Option<&str>, opts: &[String]) -> Result<crate::
         let (k, v) = o.split_once('=').ok_or_else(|| {
             Error::Invalid(format!("invalid --log-opt {o:?}: expected KEY=VALUE"))
         })?;
+        // docker's none driver takes no options at all.
+        if typ == crate::record::NO_LOG_DRIVER {
+            return Err(Error::Invalid(format!(
+                "unknown log opt {k:?} for the none driver: it takes none"
+            )));
+        }
         match k {
             "max-size" => {
                 if parse_bytes(v)? == 0 {

@@ -315,8 +315,9 @@ pub struct DeviceMapping {
     pub cgroup_permissions: String,
 }
 
-/// `--log-driver` / `--log-opt` (docker's `HostConfig.LogConfig`). Only the
-/// json-file driver exists; its options are `max-size` and `max-file`.
+/// `--log-driver` / `--log-opt` (docker's `HostConfig.LogConfig`): json-file
+/// (options `max-size`, `max-file`, `labels`, `env`), local (json-file with
+/// local's defaults), none, and cri (CRI only).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct LogConfig {
@@ -330,6 +331,10 @@ pub struct LogConfig {
 /// by the CRI service only (the command line offers json-file).
 pub const CRI_LOG_DRIVER: &str = "cri";
 
+/// docker's `none` log driver: no log is kept (attached clients still get
+/// the output live); `logs` refuses as docker does.
+pub const NO_LOG_DRIVER: &str = "none";
+
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
@@ -340,6 +345,11 @@ impl Default for LogConfig {
 }
 
 impl LogConfig {
+    /// Whether a log is kept that `logs` can read.
+    pub fn readable(&self) -> bool {
+        self.typ != NO_LOG_DRIVER
+    }
+
     /// `max-size` in bytes, if set.
     pub fn max_size(&self) -> Option<u64> {
         self.config

@@ -222,6 +222,8 @@ impl Engine {
             .arg(c.host.restart_policy.maximum_retry_count.to_string());
         if c.host.log_config.typ == crate::record::CRI_LOG_DRIVER {
             cmd.arg("--log-format").arg("cri");
+        } else if !c.host.log_config.readable() {
+            cmd.arg("--log-format").arg("none");
         }
         if let Some(max) = c.host.log_config.max_size() {
             cmd.arg("--log-max-size")

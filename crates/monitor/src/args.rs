@@ -54,9 +54,11 @@ pub struct Args {
     pub log_max_size: Option<u64>,
     /// Log files kept in all, the current one included (`max-file`).
     pub log_max_files: u32,
-    /// `--log-format cri`: kubelet's CRI log lines
-    /// (`TIMESTAMP STREAM P|F TEXT`) instead of docker's json-file.
-    pub log_cri: bool,
+    /// `--log-format cri|json-file|none`: kubelet's CRI log lines
+    /// (`TIMESTAMP STREAM P|F TEXT`), docker's json-file (the default) or
+    /// no log at all (docker's `none` driver: output reaches attached
+    /// clients only).
+    pub log_format: crate::jsonlog::Format,
     /// `--events FILE --event-attributes JSON`: where start, die,
     /// health_status and oom events are appended.
     pub events: Option<crate::events::Events>,
@@ -104,7 +106,7 @@ impl Args {
         let mut retries = None;
         let (mut stdin, mut tty, mut attach_wait) = (false, false, false);
         let (mut log_max_size, mut log_max_files) = (None, 1);
-        let mut log_cri = false;
+        let mut log_format = crate::jsonlog::Format::JsonFile;
         while let Some(key) = it.next() {
             let key = key.to_string_lossy().into_owned();
             let value = it
@@ -157,9 +159,10 @@ impl Args {
                 "--log-max-size" => log_max_size = Some(number(&key, &value)?.max(1)),
                 "--log-max-files" => log_max_files = number(&key, &value)?.clamp(1, 1000) as u32,
                 "--log-format" => {
-                    log_cri = match value.to_str() {
-                        Some("cri") => true,
-                        Some("json-file") => false,
+                    log_format = match value.to_str() {
+                        Some("cri") => crate::jsonlog::Format::Cri,
+                        Some("json-file") => crate::jsonlog::Format::JsonFile,
+                        Some("none") => crate::jsonlog::Format::None,
                         _ => return Err(format!("unknown log format {value:?}")),
                     }
                 }
@@ -207,7 +210,7 @@ impl Args {
             attach_wait,
             log_max_size,
             log_max_files,
-            log_cri,
+            log_format,
             events,
         })
     }

@@ -5,6 +5,7 @@
 //! With [`Log::cri_format`] the same lines are written in kubelet's CRI
 //! format instead: `RFC3339Nano STREAM F TEXT` for a whole line and `P`
 //! for a piece of a longer one (the newline itself is not written).
+//! [`Log::discard`] is docker's `none` driver: nothing is written.
 
 use std::fs::File;
 use std::io::Write;
@@ -54,12 +55,22 @@ impl Stream {
     }
 }
 
+/// What the log is written as (the monitor's `--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    JsonFile,
+    Cri,
+    /// docker's `none` driver: no file at all.
+    None,
+}
+
 /// The json-file log, rotated as docker's `--log-opt max-size=N max-file=M`:
 /// past N bytes the file becomes `NAME.1` (older ones shift up to `NAME.M-1`,
 /// the oldest is dropped) and a new one is started. With one file it is
 /// truncated instead. Readers follow by name and read the numbered files first.
 pub struct Log {
-    file: File,
+    /// None: the `none` driver, entries are dropped.
+    file: Option<File>,
     path: PathBuf,
     size: u64,
     max_size: Option<u64>,
@@ -72,7 +83,7 @@ impl Log {
         let file = Self::open_file(&path)?;
         let size = file.metadata()?.len();
         Ok(Log {
-            file,
+            file: Some(file),
             path,
             size,
             max_size,
@@ -81,12 +92,27 @@ impl Log {
         })
     }
 
+    /// A log that writes nothing (docker's `none` driver).
+    pub fn discard() -> Log {
+        Log {
+            file: None,
+            path: PathBuf::new(),
+            size: 0,
+            max_size: None,
+            max_files: 1,
+            cri: false,
+        }
+    }
+
     /// Go on in a new file at the log's path (the old one was renamed by
     /// whoever rotates it, as kubelet does); on failure keep the old one.
     pub fn reopen(&mut self) {
+        if self.file.is_none() {
+            return;
+        }
         if let Ok(f) = Self::open_file(&self.path) {
             self.size = f.metadata().map(|m| m.len()).unwrap_or(0);
-            self.file = f;
+            self.file = Some(f);
         }
     }
 
@@ -113,6 +139,9 @@ impl Log {
 
     /// One whole entry (never split across files).
     fn write(&mut self, entry: &[u8]) {
+        if self.file.is_none() {
+            return;
+        }
         if let Some(max) = self.max_size {
             if self.size > 0 && self.size + entry.len() as u64 > max {
                 self.rotate();
@@ -121,14 +150,14 @@ impl Log {
         // One write per entry on an O_APPEND file: readers never see half an
         // entry interleaved with another. A full disk loses log lines, never
         // the container.
-        if self.file.write_all(entry).is_ok() {
+        if let Some(Ok(())) = self.file.as_mut().map(|f| f.write_all(entry)) {
             self.size += entry.len() as u64;
         }
     }
 
     fn rotate(&mut self) {
         if self.max_files == 1 {
-            if self.file.set_len(0).is_ok() {
+            if let Some(Ok(())) = self.file.as_ref().map(|f| f.set_len(0)) {
                 self.size = 0;
             }
             return;
@@ -142,7 +171,7 @@ impl Log {
             return;
         }
         if let Ok(f) = Self::open_file(&self.path) {
-            self.file = f;
+            self.file = Some(f);
             self.size = 0;
         }
     }

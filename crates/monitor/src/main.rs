@@ -172,9 +172,13 @@ fn supervise(args: &Args, sync: File) -> i32 {
         }
     };
     // One log for every run: a restarted container's output is appended.
-    let mut log = match jsonlog::Log::open(args.log.clone(), args.log_max_size, args.log_max_files)
-    {
-        Ok(f) => f.cri_format(args.log_cri),
+    let opened = match args.log_format {
+        jsonlog::Format::None => Ok(jsonlog::Log::discard()),
+        format => jsonlog::Log::open(args.log.clone(), args.log_max_size, args.log_max_files)
+            .map(|l| l.cri_format(format == jsonlog::Format::Cri)),
+    };
+    let mut log = match opened {
+        Ok(l) => l,
         Err(e) => {
             report(
                 &sync,

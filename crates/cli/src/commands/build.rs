@@ -88,6 +88,14 @@ pub struct BuildArgs {
     /// A resource limit of the RUN steps, NAME=SOFT[:HARD] (e.g. nofile=1024:2048), repeatable.
     #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
     pub ulimits: Vec<String>,
+    /// A named context NAME=PATH (for COPY --from=NAME) or NAME=docker-image://REF
+    /// (for FROM NAME and COPY --from=NAME), repeatable.
+    #[arg(long = "build-context", value_name = "NAME=PATH|docker-image://REF")]
+    pub build_contexts: Vec<String>,
+    /// An image whose layers and history are a cache for this build (docker's
+    /// classic --cache-from), repeatable.
+    #[arg(long = "cache-from", value_name = "IMAGE")]
+    pub cache_from: Vec<String>,
     #[command(flatten)]
     pub registry: RegistryOpts,
     /// The build context: a directory, a git repository (URL[#REF[:DIR]]), an http(s) URL
@@ -403,6 +411,17 @@ pub fn build(g: &Global, a: BuildArgs) -> Result<()> {
         },
         runtime: hako_engine::runtime::resolve(&a.runtime)?,
         run: run_defaults(&a)?,
+        named_contexts: a
+            .build_contexts
+            .iter()
+            .map(|c| hako_build::executor::NamedContext::parse(c))
+            .collect::<std::result::Result<_, _>>()?,
+        cache_from: {
+            for c in &a.cache_from {
+                hako_build::executor::check_cache_from(c)?;
+            }
+            a.cache_from.clone()
+        },
     };
     let mut store = ImageStore::open(&g.root)?;
     let quiet = a.quiet || a.progress == "quiet";

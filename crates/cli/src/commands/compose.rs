@@ -835,7 +835,16 @@ fn logs(
     let color = color && std::io::IsTerminal::is_terminal(&std::io::stdout());
     let mut readers = Vec::new();
     for (i, c) in cs.iter().enumerate() {
-        let r = hako_engine::logs::Reader::open_with_history(&engine.log_path(&c.id))?;
+        // A service logging with the none driver has nothing to show: said
+        // once, the others still shown.
+        if !c.host.log_config.readable() {
+            eprintln!(
+                "{}: configured logging driver does not support reading",
+                c.name
+            );
+            continue;
+        }
+        let r = engine.log_reader(c)?;
         readers.push((c.clone(), r, colors[i % colors.len()], true));
     }
     let mut out = std::io::stdout().lock();

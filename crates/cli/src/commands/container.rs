@@ -1392,11 +1392,14 @@ fn ps_object(engine: &Engine, c: &Container, no_trunc: bool) -> serde_json::Valu
         "ID": if no_trunc { c.id.as_str() } else { c.short_id() },
         "Image": c.image,
         "Labels": labels.join(","),
+        "LocalVolumes": local_volumes(c).to_string(),
         "Mounts": mount_names(c),
         "Names": c.name,
         "Networks": networks.join(","),
         "Ports": ports_text(engine, c),
         "RunningFor": ps::ago(&c.created),
+        // docker's json has the key without -s too, "0B" (no size computed).
+        "Size": "0B",
         "State": if engine.is_paused(c) { "paused" } else { c.state.status_text() },
         "Status": ps::status_text(engine, c) + if engine.is_paused(c) { " (Paused)" } else { "" },
     })
@@ -1432,6 +1435,21 @@ fn ports_text(engine: &Engine, c: &Container) -> String {
 }
 
 /// What `ps` shows of a container's mounts: bind sources and volume names.
+/// docker's LocalVolumes: how many volumes of the engine are mounted (a
+/// `-v NAME:/dir` or a `--mount type=volume`).
+fn local_volumes(c: &Container) -> usize {
+    c.host
+        .binds
+        .iter()
+        .filter(|b| !b.source.starts_with('/'))
+        .count()
+        + c.host
+            .mounts
+            .iter()
+            .filter(|m| m.typ == hako_engine::MountType::Volume)
+            .count()
+}
+
 fn mount_names(c: &Container) -> String {
     c.host
         .binds
@@ -1488,7 +1506,7 @@ fn logs(engine: &Engine, a: LogsArgs) -> Result<()> {
     let details = a
         .details
         .then(|| format!("{} ", hako_engine::options::log_details(&c)));
-    let mut reader = hako_engine::logs::Reader::open_with_history(&engine.log_path(&c.id))?;
+    let mut reader = engine.log_reader(&c)?;
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
     let show = |e: &hako_engine::logs::Entry| {

@@ -190,13 +190,17 @@ pub fn run(g: &Global, cmd: NetworkCommand) -> Result<()> {
                             "Labels": n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
                         })
                     })
-                    // host and none are modes, listed as docker lists them.
+                    // host and none are modes, listed as docker lists them,
+                    // with ids of their own (stable: derived from the name).
                     .chain(
                         ["host", "none"]
                             .iter()
                             .map(|m| {
+                                let mode_id = hako_image::Digest::sha256_of(
+                                    format!("hako network mode {m}").as_bytes(),
+                                );
                                 serde_json::json!({
-                                    "ID": "", "Name": m, "Driver": m.replace("none", "null"),
+                                    "ID": id(mode_id.hex()), "Name": m, "Driver": m.replace("none", "null"),
                                     "Scope": "local", "Internal": false, "Labels": "",
                                 })
                             })

@@ -664,8 +664,10 @@ pub struct VersionArgs {
     pub format: Option<String>,
 }
 
-/// `hako version`: hako's and its runtime's versions (there is no server:
-/// hako is daemonless, as podman).
+/// `hako version`: hako's and its runtime's versions, in docker's two
+/// sections. hako is daemonless: the "server" is the engine in this same
+/// binary (and the Engine API `hako system service` serves), so scripts
+/// that ask for `{{.Server.Version}}` get an answer.
 pub fn version(a: VersionArgs) -> Result<()> {
     let runtime = hako_engine::runtime::resolve(hako_engine::runtime::DEFAULT).ok();
     let runtime_version = runtime
@@ -680,9 +682,30 @@ pub fn version(a: VersionArgs) -> Result<()> {
         })
         .unwrap_or_default();
     let uname = nix::sys::utsname::uname().context("reading the kernel version")?;
+    let api = hako_dockerapi::server::API_VERSION;
+    let min_api = hako_dockerapi::server::MIN_API_VERSION;
+    let arch = go_arch(std::env::consts::ARCH);
     let v = serde_json::json!({
+        "Server": {
+            "Platform": {"Name": "hako"},
+            "Components": [
+                {"Name": "Engine", "Version": env!("CARGO_PKG_VERSION"),
+                 "Details": {"ApiVersion": api, "MinAPIVersion": min_api,
+                             "Os": std::env::consts::OS, "Arch": arch,
+                             "KernelVersion": uname.release().to_string_lossy()}},
+                {"Name": hako_engine::runtime::DEFAULT, "Version": runtime_version,
+                 "Details": {"Path": runtime.as_ref().map(|p| p.display().to_string()).unwrap_or_default()}},
+            ],
+            "Version": env!("CARGO_PKG_VERSION"),
+            "ApiVersion": api,
+            "MinAPIVersion": min_api,
+            "Os": std::env::consts::OS,
+            "Arch": arch,
+            "KernelVersion": uname.release().to_string_lossy(),
+        },
         "Client": {
             "Version": env!("CARGO_PKG_VERSION"),
+            "ApiVersion": api,
             "Os": std::env::consts::OS,
             "Arch": go_arch(std::env::consts::ARCH),
             "KernelVersion": uname.release().to_string_lossy(),
@@ -703,6 +726,7 @@ pub fn version(a: VersionArgs) -> Result<()> {
                 " Version:        {}",
                 c["Version"].as_str().unwrap_or_default()
             );
+            println!(" API version:    {api}");
             println!(
                 " OS/Arch:        {}/{}",
                 c["Os"].as_str().unwrap_or_default(),
@@ -716,6 +740,22 @@ pub fn version(a: VersionArgs) -> Result<()> {
                 " Runtime:        {} ({})",
                 c["Runtime"]["Version"].as_str().unwrap_or_default(),
                 c["Runtime"]["Path"].as_str().unwrap_or_default()
+            );
+            let sv = &v["Server"];
+            println!();
+            println!("Server: hako");
+            println!(" Engine:");
+            println!("  Version:       {}", env!("CARGO_PKG_VERSION"));
+            println!("  API version:   {api} (minimum version {min_api})");
+            println!(
+                "  OS/Arch:       {}/{}",
+                sv["Os"].as_str().unwrap_or_default(),
+                sv["Arch"].as_str().unwrap_or_default()
+            );
+            println!(" {}:", hako_engine::runtime::DEFAULT);
+            println!(
+                "  Version:       {}",
+                c["Runtime"]["Version"].as_str().unwrap_or_default()
             );
         }
     }

@@ -371,6 +371,9 @@ impl Engine {
             "Internal": n.internal,
             "Attachable": false,
             "Ingress": false,
+            // docker's config-only networks (swarm): never here.
+            "ConfigFrom": {"Network": ""},
+            "ConfigOnly": false,
             "Containers": containers,
             "Options": options,
             "Labels": n.labels,
