@@ -3059,3 +3059,93 @@ fn cri_default_pod_bridge_goes_at_reset_once_no_pod_uses_it() {
         "system reset left an idle hako-cri0"
     );
 }
+
+/// The super options of the overlay mounted at `rootfs`, if mounted.
+fn overlay_options(rootfs: &Path) -> Option<String> {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let at = format!(" {} ", rootfs.display());
+    mounts
+        .lines()
+        .find(|l| l.contains(&at) && l.contains(" - overlay "))
+        .map(|l| l.rsplit(' ').next().unwrap().to_string())
+}
+
+/// A sandbox's and a container's writable layers are `volatile` overlays
+/// (no sync at unmount: nothing in them is needed after a crash, kubelet
+/// makes new attempts); one found unmounted with its volatile marker, as
+/// after a reboot, starts again from the image with a fresh layer; the
+/// pod's removal leaves no mount.
+#[test]
+fn cri_pod_roots_are_volatile_overlays_fresh_after_a_reboot_and_go_with_the_pod() {
+    let root = Root::new();
+    let server = Server::start(&root.root(), root.dir(), &config_in(root.dir(), ""));
+    let containers = root.root().join("containers");
+    rt().block_on(async {
+        let mut c = server.runtime().await;
+        let pod = pod_config("volatile", false);
+        let sandbox = run_pod(&mut c, &pod).await;
+        let ctr = create_and_start(
+            &mut c,
+            &sandbox,
+            &pod,
+            container_config("v", &["sleep", "3600"], "", Vec::new()),
+        )
+        .await;
+        for id in [&sandbox, &ctr] {
+            let opts = overlay_options(&containers.join(id).join("rootfs"))
+                .unwrap_or_else(|| panic!("no overlay at the rootfs of {id}"));
+            // Shown as `fsync=volatile` since Linux 6.6.
+            assert!(
+                opts.split(',')
+                    .any(|o| o == "volatile" || o == "fsync=volatile"),
+                "{id}: not volatile: {opts}"
+            );
+        }
+        assert_eq!(
+            sh_in(&mut c, &ctr, "echo kept > /written; cat /written")
+                .await
+                .0,
+            0
+        );
+        c.stop_container(cri::StopContainerRequest {
+            container_id: ctr.clone(),
+            timeout: 0,
+        })
+        .await
+        .unwrap();
+        // What a reboot leaves: no mount, the kernel's volatile marker.
+        let rootfs = containers.join(&ctr).join("rootfs");
+        nix::mount::umount(&rootfs).unwrap();
+        assert!(containers
+            .join(&ctr)
+            .join("work/work/incompat/volatile")
+            .exists());
+        c.start_container(cri::StartContainerRequest {
+            container_id: ctr.clone(),
+        })
+        .await
+        .unwrap();
+        let (code, out, _) = sh_in(&mut c, &ctr, "cat /written 2>&1; true").await;
+        assert_eq!(code, 0);
+        assert!(
+            out.contains("No such file"),
+            "the old layer was kept: {out}"
+        );
+        c.stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: sandbox.clone(),
+        })
+        .await
+        .unwrap();
+        c.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: sandbox.clone(),
+        })
+        .await
+        .unwrap();
+    });
+    assert!(root.ok(&["ps", "-a", "-q"]).trim().is_empty());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(root.root().to_str().unwrap()),
+        "mounts left under the root"
+    );
+}

@@ -16,7 +16,7 @@ use hako_engine::{Bind, Container, CreateOptions, Engine, Status};
 use k8s_cri::v1 as cri;
 
 use crate::error::{Error, Result};
-use crate::sandbox::{self, open, KIND_LABEL, SANDBOX_LABEL};
+use crate::sandbox::{self, KIND_LABEL, SANDBOX_LABEL};
 use crate::server::State;
 
 /// Label holding the ContainerConfig (JSON).
@@ -75,8 +75,9 @@ pub(crate) fn create(state: &State, req: cri::CreateContainerRequest) -> Result<
         .clone()
         .filter(|m| !m.name.is_empty())
         .ok_or_else(|| Error::Invalid("create container: the metadata name is missing".into()))?;
-    let (engine, mut images) = open(&state.root)?;
-    let sb = sandbox::find(&engine, &req.pod_sandbox_id)?
+    let mut handles = state.open()?;
+    let (engine, images) = handles.parts();
+    let sb = sandbox::find(engine, &req.pod_sandbox_id)?
         .ok_or_else(|| Error::NotFound(format!("pod sandbox {}", req.pod_sandbox_id)))?;
     if sb.state.status != Status::Running {
         return Err(Error::Conflict(format!(
@@ -97,7 +98,7 @@ pub(crate) fn create(state: &State, req: cri::CreateContainerRequest) -> Result<
                 meta.name
             ))
         })?;
-    let rec = crate::image_service::find(&images, &image)?
+    let rec = crate::image_service::find(images, &image)?
         .ok_or_else(|| Error::NotFound(format!("image {image}")))?;
     let (entrypoint, cmd) = match config.command.split_first() {
         Some((first, rest)) => (
@@ -119,7 +120,7 @@ pub(crate) fn create(state: &State, req: cri::CreateContainerRequest) -> Result<
         let Some(spec) = m.image.as_ref().filter(|i| !i.image.is_empty()) else {
             continue;
         };
-        let r = crate::image_service::find(&images, &spec.image)?.ok_or_else(|| {
+        let r = crate::image_service::find(images, &spec.image)?.ok_or_else(|| {
             Error::NotFound(format!(
                 "image {} of the image volume at {}",
                 spec.image, m.container_path
@@ -206,6 +207,9 @@ pub(crate) fn create(state: &State, req: cri::CreateContainerRequest) -> Result<
         labels,
         binds,
         read_only: sec.readonly_rootfs,
+        // kubelet never starts a container again after the host went down
+        // (it makes a new attempt): its writable layer need not be synced.
+        volatile_rootfs: true,
         privileged: sec.privileged,
         cap_add: sec
             .capabilities
@@ -268,7 +272,7 @@ pub(crate) fn create(state: &State, req: cri::CreateContainerRequest) -> Result<
         ..Default::default()
     };
     let c = engine
-        .create(&mut images, &o)
+        .create(images, &o)
         .map_err(|e| Error::engine(format!("creating container {}", meta.name), e))?;
     Ok(c.id)
 }
@@ -320,8 +324,9 @@ fn nano_cpus(r: &cri::LinuxContainerResources) -> i64 {
 /// UpdateContainerResources: the engine's `update` (record, bundle and,
 /// when running, the runtime's cgroup).
 pub(crate) fn update(state: &State, req: cri::UpdateContainerResourcesRequest) -> Result<()> {
-    let (engine, _) = open(&state.root)?;
-    let c = require(&engine, &req.container_id)?;
+    let handles = state.open()?;
+    let engine = handles.engine();
+    let c = require(engine, &req.container_id)?;
     let Some(r) = req.linux else {
         return Ok(());
     };
@@ -409,9 +414,10 @@ pub(crate) fn stats_of(engine: &Engine, c: &Container) -> cri::ContainerStats {
 
 /// ContainerStats.
 pub(crate) fn stats(state: &State, id: &str) -> Result<cri::ContainerStats> {
-    let (engine, _) = open(&state.root)?;
-    let c = require(&engine, id)?;
-    Ok(stats_of(&engine, &c))
+    let handles = state.open()?;
+    let engine = handles.engine();
+    let c = require(engine, id)?;
+    Ok(stats_of(engine, &c))
 }
 
 /// ListContainerStats with its filter (id, sandbox, labels).
@@ -429,11 +435,12 @@ pub(crate) fn list_stats(
             state: None,
         }),
     )?;
-    let (engine, _) = open(&state.root)?;
+    let handles = state.open()?;
+    let engine = handles.engine();
     let mut out = Vec::new();
     for item in listed {
         if let Ok(c) = engine.get(&item.id) {
-            out.push(stats_of(&engine, &c));
+            out.push(stats_of(engine, &c));
         }
     }
     Ok(out)
@@ -441,8 +448,9 @@ pub(crate) fn list_stats(
 
 /// ReopenContainerLog: the monitor goes on in a new file at the log path.
 pub(crate) fn reopen_log(state: &State, id: &str) -> Result<()> {
-    let (engine, _) = open(&state.root)?;
-    let c = require(&engine, id)?;
+    let handles = state.open()?;
+    let engine = handles.engine();
+    let c = require(engine, id)?;
     engine
         .reopen_log(&c.id)
         .map_err(|e| Error::engine(format!("reopening the log of container {}", c.id), e))
@@ -450,20 +458,22 @@ pub(crate) fn reopen_log(state: &State, id: &str) -> Result<()> {
 
 /// StartContainer.
 pub(crate) fn start(state: &State, id: &str) -> Result<()> {
-    let (engine, mut images) = open(&state.root)?;
-    let c = require(&engine, id)?;
+    let mut handles = state.open()?;
+    let (engine, images) = handles.parts();
+    let c = require(engine, id)?;
     engine
-        .start(&mut images, &c.id, &state.programs)
+        .start(images, &c.id, &state.programs)
         .map(drop)
         .map_err(|e| Error::engine(format!("starting container {}", c.id), e))
 }
 
 /// StopContainer: the stop signal, then SIGKILL after `timeout` seconds.
 pub(crate) fn stop(state: &State, id: &str, timeout: i64) -> Result<()> {
-    let (engine, _) = open(&state.root)?;
+    let handles = state.open()?;
+    let engine = handles.engine();
     // A container that is gone is stopped already (kubelet retries; critest's
     // idempotence test asks for success, as containerd answers).
-    let Some(c) = find(&engine, id)? else {
+    let Some(c) = find(engine, id)? else {
         return Ok(());
     };
     engine
@@ -473,12 +483,13 @@ pub(crate) fn stop(state: &State, id: &str, timeout: i64) -> Result<()> {
 
 /// RemoveContainer (a container that is gone is removed already).
 pub(crate) fn remove(state: &State, id: &str) -> Result<()> {
-    let (engine, mut images) = open(&state.root)?;
-    let Some(c) = find(&engine, id)? else {
+    let mut handles = state.open()?;
+    let (engine, images) = handles.parts();
+    let Some(c) = find(engine, id)? else {
         return Ok(());
     };
     engine
-        .remove(&mut images, &c.id, true)
+        .remove(images, &c.id, true)
         .map_err(|e| Error::engine(format!("removing container {}", c.id), e))
 }
 
@@ -510,8 +521,9 @@ pub(crate) fn status(
     id: &str,
     verbose: bool,
 ) -> Result<cri::ContainerStatusResponse> {
-    let (engine, _) = open(&state.root)?;
-    let c = require(&engine, id)?;
+    let handles = state.open()?;
+    let engine = handles.engine();
+    let c = require(engine, id)?;
     let config = stored_config(&c);
     let st = cri_state(&c);
     let (reason, message) = match c.state.status {
@@ -568,7 +580,8 @@ pub(crate) fn list(
     state: &State,
     filter: Option<cri::ContainerFilter>,
 ) -> Result<Vec<cri::Container>> {
-    let (engine, _) = open(&state.root)?;
+    let handles = state.open()?;
+    let engine = handles.engine();
     let f = filter.unwrap_or_default();
     let mut out = Vec::new();
     for c in engine
@@ -619,8 +632,9 @@ pub(crate) fn list(
 /// process group) past `timeout` seconds (0: no limit).
 /// The full id of container `id`, which must be running (for `rpc`).
 pub(crate) fn running(state: &State, id: &str, rpc: &str) -> Result<String> {
-    let (engine, _) = open(&state.root)?;
-    let c = require(&engine, id)?;
+    let handles = state.open()?;
+    let engine = handles.engine();
+    let c = require(engine, id)?;
     if c.state.status != Status::Running {
         return Err(Error::Conflict(format!(
             "{rpc} in container {}: it is not running",
@@ -634,8 +648,9 @@ pub(crate) fn exec_sync(state: &State, req: cri::ExecSyncRequest) -> Result<cri:
     if req.cmd.is_empty() {
         return Err(Error::Invalid("exec: the command is empty".into()));
     }
-    let (engine, _) = open(&state.root)?;
-    let c = require(&engine, &req.container_id)?;
+    let handles = state.open()?;
+    let engine = handles.engine();
+    let c = require(engine, &req.container_id)?;
     if c.state.status != Status::Running {
         return Err(Error::Conflict(format!(
             "exec in container {}: it is not running",

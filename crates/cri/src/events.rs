@@ -116,9 +116,10 @@ fn sandbox_event(
             _ => {}
         }
     }
-    let members = crate::sandbox::open(&state.root)
+    let members = state
+        .open()
         .ok()
-        .and_then(|(engine, _)| crate::sandbox::members(&engine, &e.id).ok())
+        .and_then(|h| crate::sandbox::members(h.engine(), &e.id).ok())
         .unwrap_or_default();
     let containers = members
         .iter()

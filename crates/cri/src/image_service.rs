@@ -239,17 +239,18 @@ impl ImageService for Images {
             .and_then(|f| f.image)
             .map(|s| s.image)
             .filter(|s| !s.is_empty());
-        let root = self.state.root.clone();
+        let state = self.state.clone();
         blocking(move || {
-            let store = open_store(&root)?;
+            let mut handles = state.open()?;
+            let store = handles.images();
             let records = match filter {
-                Some(f) => find(&store, &f)?.into_iter().collect(),
+                Some(f) => find(store, &f)?.into_iter().collect(),
                 None => store
                     .list()
                     .map_err(|e| Error::image("listing images", e))?,
             };
             Ok(cri::ListImagesResponse {
-                images: records.iter().map(|r| to_cri(&store, r)).collect(),
+                images: records.iter().map(|r| to_cri(store, r)).collect(),
             })
         })
         .await
@@ -262,11 +263,12 @@ impl ImageService for Images {
     ) -> Reply<cri::ImageStatusResponse> {
         let r = request.into_inner();
         let name = spec_image(r.image, "image status")?;
-        let root = self.state.root.clone();
+        let state = self.state.clone();
         blocking(move || {
-            let store = open_store(&root)?;
+            let mut handles = state.open()?;
+            let store = handles.images();
             // An image that is not here is no error: the answer is "none".
-            let Some(rec) = find(&store, &name)? else {
+            let Some(rec) = find(store, &name)? else {
                 return Ok(cri::ImageStatusResponse::default());
             };
             let mut info = HashMap::new();
@@ -276,7 +278,7 @@ impl ImageService for Images {
                 }
             }
             Ok(cri::ImageStatusResponse {
-                image: Some(to_cri(&store, &rec)),
+                image: Some(to_cri(store, &rec)),
                 info,
             })
         })

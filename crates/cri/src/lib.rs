@@ -17,6 +17,7 @@ mod events;
 mod image_service;
 pub mod pause;
 mod pod_stats;
+mod pool;
 mod runtime_service;
 mod sandbox;
 mod server;

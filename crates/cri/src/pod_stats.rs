@@ -5,7 +5,7 @@
 use k8s_cri::v1 as cri;
 
 use crate::error::{Error, Result};
-use crate::sandbox::{self, open};
+use crate::sandbox;
 use crate::server::State;
 
 fn u(v: u64) -> Option<cri::UInt64Value> {
@@ -119,10 +119,11 @@ fn stats_of(
 
 /// PodSandboxStats.
 pub(crate) fn pod_stats(state: &State, id: &str) -> Result<cri::PodSandboxStats> {
-    let (engine, _) = open(&state.root)?;
+    let handles = state.open()?;
+    let engine = handles.engine();
     let sb =
-        sandbox::find(&engine, id)?.ok_or_else(|| Error::NotFound(format!("pod sandbox {id}")))?;
-    stats_of(&engine, &sb)
+        sandbox::find(engine, id)?.ok_or_else(|| Error::NotFound(format!("pod sandbox {id}")))?;
+    stats_of(engine, &sb)
 }
 
 /// ListPodSandboxStats with its filter (id prefix, labels).
@@ -139,11 +140,12 @@ pub(crate) fn list(
             state: None,
         }),
     )?;
-    let (engine, _) = open(&state.root)?;
+    let handles = state.open()?;
+    let engine = handles.engine();
     let mut out = Vec::new();
     for p in pods {
-        if let Some(sb) = sandbox::find(&engine, &p.id)? {
-            out.push(stats_of(&engine, &sb)?);
+        if let Some(sb) = sandbox::find(engine, &p.id)? {
+            out.push(stats_of(engine, &sb)?);
         }
     }
     Ok(out)

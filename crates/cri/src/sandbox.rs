@@ -29,13 +29,7 @@ pub const BUILTIN_PAUSE_IMAGE: &str = "hako.local/cri/pause:builtin";
 /// The pod's interface.
 const IFNAME: &str = "eth0";
 
-pub(crate) fn open(root: &Path) -> Result<(Engine, ImageStore)> {
-    let engine = Engine::open(root)
-        .map_err(|e| Error::engine(format!("opening the engine of {}", root.display()), e))?;
-    let images = ImageStore::open(root)
-        .map_err(|e| Error::image(format!("opening the image store of {}", root.display()), e))?;
-    Ok((engine, images))
-}
+pub(crate) use crate::pool::open;
 
 /// The empty-root image of the built-in pause, imported on first use.
 fn builtin_pause_image(images: &mut ImageStore) -> Result<String> {
@@ -202,16 +196,17 @@ pub(crate) fn run(state: &State, req: cri::RunPodSandboxRequest) -> Result<Strin
         ));
     }
     let runtime = runtime_for(state, &req.runtime_handler)?;
-    let (engine, mut images) = open(&state.root)?;
+    let mut handles = state.open()?;
+    let (engine, images) = handles.parts();
     let what = format!("pod sandbox {}/{}", meta.namespace, meta.name);
     let (image, binds) = match &state.config.sandbox_image {
         Some(img) => {
-            if crate::image_service::find(&images, img)?.is_none() {
+            if crate::image_service::find(images, img)?.is_none() {
                 crate::image_service::pull(&state.root, &state.config, img, None)?;
             }
             (img.clone(), Vec::new())
         }
-        None => (builtin_pause_image(&mut images)?, pause_binds(&state.hako)),
+        None => (builtin_pause_image(images)?, pause_binds(&state.hako)),
     };
     let hostnet = host_network(&config);
     let mut labels = BTreeMap::new();
@@ -245,17 +240,19 @@ pub(crate) fn run(state: &State, req: cri::RunPodSandboxRequest) -> Result<Strin
         dns_options: dns.options,
         sysctls,
         runtime,
+        // Nothing in a sandbox's root is needed after a crash: no sync.
+        volatile_rootfs: true,
         ..Default::default()
     };
     let c = engine
-        .create(&mut images, &o)
+        .create(images, &o)
         .map_err(|e| Error::engine(format!("creating {what}"), e))?;
     let started = (|| -> Result<()> {
         engine
-            .start(&mut images, &c.id, &state.programs)
+            .start(images, &c.id, &state.programs)
             .map_err(|e| Error::engine(format!("starting {what}"), e))?;
         if !hostnet {
-            network_up(state, &engine, &c.id, &config).map_err(|e| {
+            network_up(state, engine, &c.id, &config).map_err(|e| {
                 Error::Unavailable(format!("{what}: setting up the pod network: {e}"))
             })?;
         }
@@ -263,8 +260,8 @@ pub(crate) fn run(state: &State, req: cri::RunPodSandboxRequest) -> Result<Strin
     })();
     if let Err(e) = started {
         // Nothing of a sandbox that did not come up stays behind.
-        let _ = network_down(&engine, &c.id);
-        let _ = engine.remove(&mut images, &c.id, true);
+        let _ = network_down(engine, &c.id);
+        let _ = engine.remove(images, &c.id, true);
         return Err(e);
     }
     Ok(c.id)
@@ -324,8 +321,9 @@ fn require(engine: &Engine, id: &str) -> Result<Container> {
 
 /// The full id of pod sandbox `id`, which must be running (port-forward).
 pub(crate) fn running(state: &State, id: &str) -> Result<String> {
-    let (engine, _) = open(&state.root)?;
-    let c = require(&engine, id)?;
+    let handles = state.open()?;
+    let engine = handles.engine();
+    let c = require(engine, id)?;
     if c.state.status != Status::Running {
         return Err(Error::Conflict(format!(
             "port-forward to pod sandbox {}: it is not running",
@@ -338,8 +336,9 @@ pub(crate) fn running(state: &State, id: &str) -> Result<String> {
 /// StopPodSandbox: the pod network down, the containers and the infra
 /// process stopped. A sandbox that is gone is stopped already.
 pub(crate) fn stop(state: &State, id: &str) -> Result<()> {
-    let (engine, _) = open(&state.root)?;
-    stop_in(&engine, id)
+    let handles = state.open()?;
+    let engine = handles.engine();
+    stop_in(engine, id)
 }
 
 fn stop_in(engine: &Engine, id: &str) -> Result<()> {
@@ -361,18 +360,19 @@ fn stop_in(engine: &Engine, id: &str) -> Result<()> {
 pub(crate) fn remove(state: &State, id: &str) -> Result<()> {
     // One engine and image store for the whole call (each open and close
     // of their databases costs a WAL checkpoint).
-    let (engine, mut images) = open(&state.root)?;
-    stop_in(&engine, id)?;
-    let Some(c) = find(&engine, id)? else {
+    let mut handles = state.open()?;
+    let (engine, images) = handles.parts();
+    stop_in(engine, id)?;
+    let Some(c) = find(engine, id)? else {
         return Ok(());
     };
-    for member in members(&engine, &c.id)? {
+    for member in members(engine, &c.id)? {
         engine
-            .remove(&mut images, &member.id, true)
+            .remove(images, &member.id, true)
             .map_err(|e| Error::engine(format!("removing container {}", member.id), e))?;
     }
     engine
-        .remove(&mut images, &c.id, true)
+        .remove(images, &c.id, true)
         .map_err(|e| Error::engine(format!("removing pod sandbox {}", c.id), e))
 }
 
@@ -426,10 +426,11 @@ pub(crate) fn status(
     id: &str,
     verbose: bool,
 ) -> Result<cri::PodSandboxStatusResponse> {
-    let (engine, _) = open(&state.root)?;
-    let c = require(&engine, id)?;
+    let handles = state.open()?;
+    let engine = handles.engine();
+    let c = require(engine, id)?;
     let config = stored_config(&c);
-    let ip = pod_ip(&engine, &c.id);
+    let ip = pod_ip(engine, &c.id);
     let ns = config
         .linux
         .as_ref()
@@ -478,7 +479,8 @@ pub(crate) fn list(
     state: &State,
     filter: Option<cri::PodSandboxFilter>,
 ) -> Result<Vec<cri::PodSandbox>> {
-    let (engine, _) = open(&state.root)?;
+    let handles = state.open()?;
+    let engine = handles.engine();
     let f = filter.unwrap_or_default();
     let mut out = Vec::new();
     for c in engine

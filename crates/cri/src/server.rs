@@ -40,6 +40,15 @@ pub(crate) struct State {
     pub hako: PathBuf,
     /// The streaming server's URLs and tokens.
     pub streaming: Arc<crate::stream::Streaming>,
+    /// The engine and image store, kept open across requests.
+    pub pool: crate::pool::Pool,
+}
+
+impl State {
+    /// An open engine and image store for one request.
+    pub(crate) fn open(&self) -> Result<crate::pool::Handles<'_>> {
+        self.pool.get()
+    }
 }
 
 /// Run `f` (synchronous library calls: SQLite, registries, runtimes) on the
@@ -115,6 +124,7 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
         )
         .await?;
         let state = Arc::new(State {
+            pool: crate::pool::Pool::new(opts.root.clone()),
             root: opts.root,
             config: opts.config,
             programs: opts.programs,

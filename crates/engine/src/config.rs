@@ -407,6 +407,7 @@ pub fn host_config(o: &CreateOptions, runtime_path: &str) -> Result<HostConfig> 
         mounts: o.mounts.clone(),
         volumes_from: o.volumes_from.clone(),
         read_only_rootfs: o.read_only,
+        volatile_rootfs: o.volatile_rootfs,
         privileged: o.privileged,
         cap_add: o.cap_add.clone(),
         cap_drop: o.cap_drop.clone(),

@@ -135,7 +135,7 @@ impl Engine {
         fs::create_dir_all(&dir)
             .ctx(|| format!("creating container directory {}", dir.display()))?;
         images
-            .mount(&c.image_id, &dir)
+            .mount_with(&c.image_id, &dir, c.host.volatile_rootfs)
             .ctx(|| format!("mounting the root filesystem of container {}", c.name))?;
         crate::image_mounts::ensure(images, &dir, c)?;
         write_etc_files(&dir, c)?;

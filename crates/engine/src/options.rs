@@ -34,6 +34,10 @@ pub struct CreateOptions {
     /// `--volumes-from CONTAINER[:ro|:rw]`: that container's volumes and binds.
     pub volumes_from: Vec<String>,
     pub read_only: bool,
+    /// The writable layer is a `volatile` overlay: never synced to disk
+    /// (no sync at unmount); lost, not remounted, after a host crash or
+    /// reboot. For containers nobody starts again after one (CRI's).
+    pub volatile_rootfs: bool,
     pub privileged: bool,
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,

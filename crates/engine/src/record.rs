@@ -388,6 +388,9 @@ pub struct HostConfig {
     #[serde(default)]
     pub volumes_from: Vec<String>,
     pub read_only_rootfs: bool,
+    /// The rootfs overlay is `volatile` (see `CreateOptions::volatile_rootfs`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub volatile_rootfs: bool,
     pub privileged: bool,
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,

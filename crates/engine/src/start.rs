@@ -359,7 +359,10 @@ impl Engine {
         }
     }
 
-    /// After a reboot the overlay is gone: mount it again over the same upper layer.
+    /// After a reboot the overlay is gone: mount it again over the same
+    /// upper layer. A volatile one's upper layer was never synced, so it
+    /// cannot be trusted after the host went down (the kernel refuses it
+    /// while its marker is there): it starts again empty, from the image.
     fn ensure_mounted(&self, images: &mut ImageStore, c: &Container) -> Result<()> {
         let dir = self.container_dir(&c.id);
         crate::image_mounts::ensure(images, &dir, c)?;
@@ -368,8 +371,28 @@ impl Engine {
             return Ok(());
         }
         let _ = images.unmount(&dir.to_string_lossy());
+        if c.host.volatile_rootfs
+            && hako_image::snapshot::Snapshotter::volatile_marker(&dir).exists()
+        {
+            for d in ["upper", "work"] {
+                let p = dir.join(d);
+                match fs::remove_dir_all(&p) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(e).ctx(|| {
+                            format!(
+                                "discarding the volatile writable layer {} of container {}",
+                                p.display(),
+                                c.name
+                            )
+                        })
+                    }
+                }
+            }
+        }
         images
-            .mount(&c.image_id, &dir)
+            .mount_with(&c.image_id, &dir, c.host.volatile_rootfs)
             .ctx(|| format!("mounting the root filesystem of container {}", c.name))?;
         Ok(())
     }

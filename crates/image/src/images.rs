@@ -503,6 +503,16 @@ impl ImageStore {
     /// from removal until [`ImageStore::unmount`]. This is the call the
     /// engine uses to make a container's rootfs.
     pub fn mount(&mut self, what: &str, container_dir: &Path) -> Result<(MountRecord, Rootfs)> {
+        self.mount_with(what, container_dir, false)
+    }
+
+    /// [`ImageStore::mount`], `volatile` as [`Snapshotter::mount_with`]'s.
+    pub fn mount_with(
+        &mut self,
+        what: &str,
+        container_dir: &Path,
+        volatile: bool,
+    ) -> Result<(MountRecord, Rootfs)> {
         // Recorded absolute, so unmount finds it from any working directory.
         let container_dir = &std::path::absolute(container_dir)
             .ctx(|| format!("resolving container directory {}", show(container_dir)))?;
@@ -530,7 +540,7 @@ impl ImageStore {
         // Recorded before mounting: a crash in between leaves a record that
         // unmount can clear, never a mount that nothing knows of.
         self.meta.add_mount(&record)?;
-        match self.snapshots.mount(&chain, container_dir) {
+        match self.snapshots.mount_with(&chain, container_dir, volatile) {
             Ok(rootfs) => Ok((record, rootfs)),
             Err(e) => {
                 let _ = self.meta.remove_mount(&record.id);

@@ -263,6 +263,21 @@ impl Snapshotter {
     /// writable `upper/` and `work/` in `container_dir`. Every snapshot of
     /// the chain must exist.
     pub fn mount(&self, chain: &[Digest], container_dir: &Path) -> Result<Rootfs> {
+        self.mount_with(chain, container_dir, false)
+    }
+
+    /// [`Snapshotter::mount`]; `volatile` mounts the overlay with
+    /// `volatile`: its writes are never synced to the upper layer's disk
+    /// (no fsync, no sync at unmount, which otherwise syncs the whole
+    /// filesystem holding `upper/`). After a crash the upper layer is not
+    /// to be trusted, and the kernel refuses to mount it again while
+    /// `work/work/incompat/volatile` exists (see [`volatile_marker`]).
+    pub fn mount_with(
+        &self,
+        chain: &[Digest],
+        container_dir: &Path,
+        volatile: bool,
+    ) -> Result<Rootfs> {
         if chain.is_empty() {
             return Err(Error::Invalid(format!(
                 "mounting a rootfs at {}: the image has no layers",
@@ -300,11 +315,14 @@ impl Snapshotter {
             .map(|p| p.to_string_lossy().into_owned())
             .collect::<Vec<_>>()
             .join(":");
-        let options = format!(
+        let mut options = format!(
             "lowerdir={lowerdir},upperdir={},workdir={}",
             upper.to_string_lossy(),
             work.to_string_lossy()
         );
+        if volatile {
+            options.push_str(",volatile");
+        }
         // mount(2) takes the options in one page; a long chain (or a long
         // --root) needs the new mount API, which adds lower dirs one by one.
         let page = 4096;
@@ -318,7 +336,7 @@ impl Snapshotter {
             )
             .ctx(|| format!("mounting overlay rootfs at {}", show(&rootfs)))?;
         } else {
-            overlay_fsconfig(&lowers, &upper, &work, &rootfs).map_err(|e| {
+            overlay_fsconfig(&lowers, &upper, &work, &rootfs, volatile).map_err(|e| {
                 Error::io(
                     format!(
                         "mounting overlay rootfs at {} ({} layers, with fsconfig lowerdir+, Linux >= 6.8)",
@@ -333,6 +351,13 @@ impl Snapshotter {
             dir: container_dir.to_path_buf(),
             rootfs,
         })
+    }
+
+    /// The directory the kernel makes in the work directory of a
+    /// `volatile` overlay of `container_dir` and leaves there: while it
+    /// exists the upper layer cannot be mounted again.
+    pub fn volatile_marker(container_dir: &Path) -> PathBuf {
+        container_dir.join("work/work/incompat/volatile")
     }
 
     /// Unmount a rootfs mounted by [`Snapshotter::mount`] (its container
@@ -373,6 +398,7 @@ fn overlay_fsconfig(
     upper: &Path,
     work: &Path,
     target: &Path,
+    volatile: bool,
 ) -> io::Result<()> {
     use std::ffi::CString;
     use std::os::fd::{FromRawFd, OwnedFd};
@@ -380,6 +406,7 @@ fn overlay_fsconfig(
 
     // From linux/mount.h; not all of these are in the libc crate.
     const FSOPEN_CLOEXEC: libc::c_uint = 1;
+    const FSCONFIG_SET_FLAG: libc::c_uint = 0;
     const FSCONFIG_SET_STRING: libc::c_uint = 1;
     const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
     const FSMOUNT_CLOEXEC: libc::c_uint = 1;
@@ -417,6 +444,19 @@ fn overlay_fsconfig(
     }
     set(c"upperdir", &cstr(upper)?)?;
     set(c"workdir", &cstr(work)?)?;
+    if volatile {
+        // SAFETY: fs is a valid fs-context fd; the key is NUL-terminated, a flag has no value.
+        check(unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fs.as_raw_fd(),
+                FSCONFIG_SET_FLAG,
+                c"volatile".as_ptr(),
+                std::ptr::null::<libc::c_void>(),
+                0,
+            )
+        })?;
+    }
     // SAFETY: CMD_CREATE takes no key or value.
     check(unsafe {
         libc::syscall(

@@ -915,6 +915,7 @@ fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
             .map(|t| options::parse_tmpfs(t))
             .collect::<Result<_, _>>()?,
         read_only: a.read_only,
+        volatile_rootfs: false,
         privileged: a.privileged,
         cap_add: a.cap_add.clone(),
         cap_drop: a.cap_drop.clone(),
