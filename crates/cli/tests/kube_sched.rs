@@ -275,3 +275,74 @@ fn scheduler_spreads_over_zones_and_scores_pod_affinity() {
         "0/2 nodes are available: 2 node(s) didn't match pod affinity rules."
     );
 }
+
+/// PriorityClasses (built-in ones, Priority admission) and preemption: a pod of a
+/// higher class that fits only without a running lower-priority pod evicts it
+/// (DisruptionTarget condition, Preempted event, graceful delete), is nominated to the
+/// node, then runs there.
+#[test]
+fn higher_priority_pod_preempts_a_lower_one() {
+    let mut c = Cluster::up(&[]);
+    c.delete_on_drop = Some("pods".into());
+    let node = node_name();
+    let critical = c.json(&["get", "priorityclass", "system-node-critical"]);
+    assert_eq!(critical["value"], 2_000_001_000);
+    c.apply("apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {name: high}\nvalue: 1000\n");
+    let with = |name: &str, class: &str, cpu: i64, grace: u32| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  terminationGracePeriodSeconds: {grace}\n  priorityClassName: {class}\n  containers:\n  - {{name: c, image: {}, command: [sleep, '100000'], resources: {{requests: {{cpu: {cpu}m}}}}}}\n",
+            c.image
+        )
+    };
+    // Admission: the class's value becomes spec.priority; an unknown class is refused.
+    let dry = c.ok_in(
+        &["create", "--dry-run=server", "-o", "json", "-f", "-"],
+        Some(&with("crit", "system-node-critical", 10, 1)),
+    );
+    let dry: Value = serde_json::from_str(&dry).unwrap();
+    assert_eq!(dry["spec"]["priority"], 2_000_001_000);
+    assert_eq!(dry["spec"]["preemptionPolicy"], "PreemptLowerPriority");
+    let err = c.fails_in(&["apply", "-f", "-"], Some(&with("nope", "missing", 10, 1)));
+    assert!(
+        err.contains(r#"pods "nope" is forbidden: no PriorityClass with name missing was found"#),
+        "{err}"
+    );
+
+    // A low pod takes all but 500m of the node's cpu; the high one asks for 600m.
+    let alloc = c.json(&["get", "node", &node])["status"]["allocatable"]["cpu"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let alloc: i64 = match alloc.strip_suffix('m') {
+        Some(m) => m.parse().unwrap(),
+        None => alloc.parse::<i64>().unwrap() * 1000,
+    };
+    c.apply(
+        &with("low", "system-cluster-critical", alloc - 500, 10)
+            .replace("  priorityClassName: system-cluster-critical\n", ""),
+    );
+    c.wait_pod("low", "running", |p| phase(p) == "Running");
+    c.apply(&with("high", "high", 600, 1));
+    // The low pod is marked and deleted gracefully (its 10 s grace keeps it visible).
+    let low = c.wait_pod("low", "preempted", |p| {
+        condition(p, "DisruptionTarget")["reason"] == "PreemptionByScheduler"
+    });
+    assert!(low["metadata"]["deletionTimestamp"].is_string(), "{low}");
+    let high = c.wait_pod("high", "nominated", |p| {
+        p["status"]["nominatedNodeName"] == node.as_str()
+    });
+    assert!(high["spec"]["nodeName"].is_null(), "{high}");
+    let uid = high["metadata"]["uid"].as_str().unwrap().to_string();
+    let events = c.items(&["get", "events", "--field-selector", "reason=Preempted"]);
+    assert!(
+        events.iter().any(
+            |e| e["message"] == format!("Preempted by pod {uid} on node {node}")
+                && e["involvedObject"]["name"] == "low"
+        ),
+        "{events:?}"
+    );
+    let high = c.wait_pod("high", "running", |p| phase(p) == "Running");
+    assert_eq!(high["spec"]["nodeName"], node.as_str());
+    assert_eq!(high["spec"]["priority"], 1000);
+    assert!(c.try_json(&["get", "pod", "low"]).is_none());
+}
