@@ -346,3 +346,83 @@ fn higher_priority_pod_preempts_a_lower_one() {
     assert_eq!(high["spec"]["priority"], 1000);
     assert!(c.try_json(&["get", "pod", "low"]).is_none());
 }
+
+/// Readiness gates: a running pod stays unready (ReadinessGatesNotReady, upstream's
+/// message) until the gate's condition is True in its status.
+#[test]
+fn readiness_gate_holds_ready_until_its_condition_is_true() {
+    let mut c = Cluster::up(&[]);
+    c.delete_on_drop = Some("pods".into());
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: gated}}\nspec:\n  terminationGracePeriodSeconds: 1\n  readinessGates: [{{conditionType: example.com/gate}}]\n  containers:\n  - {{name: c, image: {}, command: [sleep, '100000']}}\n",
+        c.image
+    ));
+    let p = c.wait_pod("gated", "running with ready containers", |p| {
+        phase(p) == "Running" && condition(p, "ContainersReady")["status"] == "True"
+    });
+    let ready = condition(&p, "Ready");
+    assert_eq!(ready["status"], "False", "{ready}");
+    assert_eq!(ready["reason"], "ReadinessGatesNotReady");
+    assert_eq!(
+        ready["message"],
+        "corresponding condition of pod readiness gate \"example.com/gate\" does not exist."
+    );
+    let patch = |status: &str| {
+        format!(
+            r#"{{"status": {{"conditions": [{{"type": "example.com/gate", "status": "{status}"}}]}}}}"#
+        )
+    };
+    c.ok(&[
+        "patch",
+        "pod",
+        "gated",
+        "--subresource=status",
+        "--type=strategic",
+        "-p",
+        &patch("False"),
+    ]);
+    c.wait_pod("gated", "the gate reported False", |p| {
+        condition(p, "Ready")["message"]
+            == "the status of pod readiness gate \"example.com/gate\" is not \"True\", but False"
+    });
+    c.ok(&[
+        "patch",
+        "pod",
+        "gated",
+        "--subresource=status",
+        "--type=strategic",
+        "-p",
+        &patch("True"),
+    ]);
+    let p = c.wait_pod("gated", "ready", |p| {
+        condition(p, "Ready")["status"] == "True"
+    });
+    // The gate's condition is kept beside the kubelet's own.
+    assert_eq!(condition(&p, "example.com/gate")["status"], "True");
+}
+
+/// A liveness probe's terminationGracePeriodSeconds overrides the pod's hour-long one:
+/// the container ignoring SIGTERM is killed after it and restarted.
+#[test]
+fn liveness_probe_grace_period_overrides_the_pods() {
+    let c = Cluster::up(&[]);
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: probed}}\nspec:\n  terminationGracePeriodSeconds: 3600\n  containers:\n  - name: c\n    image: {}\n    command: [sh, -c, 'touch /tmp/alive; exec sleep 100000']\n    livenessProbe: {{exec: {{command: [test, -f, /tmp/alive]}}, periodSeconds: 1, failureThreshold: 1, terminationGracePeriodSeconds: 1}}\n",
+        c.image
+    ));
+    c.wait_pod("probed", "running", |p| phase(p) == "Running");
+    c.ok(&["exec", "probed", "--", "rm", "/tmp/alive"]);
+    let p = c.wait_pod("probed", "restarted", |p| {
+        status_of(p, "containerStatuses", "c")["restartCount"] == 1
+    });
+    let last = &status_of(&p, "containerStatuses", "c")["lastState"]["terminated"];
+    assert_eq!(last["exitCode"], 137, "{last}");
+    c.ok(&[
+        "delete",
+        "pod",
+        "probed",
+        "--grace-period=1",
+        "--wait=true",
+        "--timeout=60s",
+    ]);
+}

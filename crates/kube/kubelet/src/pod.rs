@@ -1172,7 +1172,18 @@ impl Kubelet {
                 .and_then(|p| p.state.lock().ok().and_then(|mut x| x.kill.take()))
         };
         if let Some(reason) = kill {
-            self.kill_container(pod, Some(c), &s.id, ip, spec::grace_seconds(pod), &reason)
+            // A probe's own terminationGracePeriodSeconds overrides the pod's.
+            let probe = if reason.starts_with("Container failed liveness probe") {
+                c.liveness_probe.as_ref()
+            } else if reason.starts_with("Container failed startup probe") {
+                c.startup_probe.as_ref()
+            } else {
+                None
+            };
+            let grace = probe
+                .and_then(|p| p.termination_grace_period_seconds)
+                .unwrap_or_else(|| spec::grace_seconds(pod));
+            self.kill_container(pod, Some(c), &s.id, ip, grace, &reason)
                 .await;
             if let Some(p) = st.probes.remove(&s.id) {
                 p.task.abort();
@@ -1544,7 +1555,35 @@ impl Kubelet {
                 )),
             )
         };
+        // Readiness gates: conditions others set in the pod's status (upstream's wording).
+        let gates: Vec<String> = spec
+            .readiness_gates
+            .iter()
+            .flatten()
+            .filter_map(|g| {
+                let t = &g.condition_type;
+                match old_conditions.iter().find(|c| &c.type_ == t) {
+                    None => Some(format!(
+                        "corresponding condition of pod readiness gate \"{t}\" does not exist."
+                    )),
+                    Some(c) if c.status != "True" => Some(format!(
+                        "the status of pod readiness gate \"{t}\" is not \"True\", but {}",
+                        c.status
+                    )),
+                    Some(_) => None,
+                }
+            })
+            .collect();
         let all_ready = unready.is_empty() && !terminal;
+        let (pod_ready, pod_reason, pod_msg) = if all_ready && !gates.is_empty() {
+            (
+                false,
+                Some("ReadinessGatesNotReady".to_string()),
+                Some(gates.join(", ")),
+            )
+        } else {
+            (all_ready, ready_reason.clone(), ready_msg.clone())
+        };
         let mut conditions = vec![
             cond(
                 "PodReadyToStartContainers",
@@ -1570,7 +1609,7 @@ impl Kubelet {
                     )),
                 )
             },
-            cond("Ready", all_ready, ready_reason.clone(), ready_msg.clone()),
+            cond("Ready", pod_ready, pod_reason, pod_msg),
             cond("ContainersReady", all_ready, ready_reason, ready_msg),
         ];
         conditions.push(
@@ -1579,6 +1618,20 @@ impl Kubelet {
                 .find(|c| c.type_ == "PodScheduled")
                 .cloned()
                 .unwrap_or_else(|| cond("PodScheduled", true, None, None)),
+        );
+        // Conditions the kubelet does not own (readiness gates, DisruptionTarget) stay.
+        const OWN: &[&str] = &[
+            "PodReadyToStartContainers",
+            "Initialized",
+            "Ready",
+            "ContainersReady",
+            "PodScheduled",
+        ];
+        conditions.extend(
+            old_conditions
+                .iter()
+                .filter(|c| !OWN.contains(&c.type_.as_str()))
+                .cloned(),
         );
         let status = PodStatus {
             phase: Some(phase.to_string()),
