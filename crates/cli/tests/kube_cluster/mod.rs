@@ -8,10 +8,11 @@
 
 #![allow(dead_code)]
 
-use std::process::Command;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 
 use crate::engine_common::Root;
-use crate::kube_common::{condition, hako, node_name, wait_for, Kube, Registry};
+use crate::kube_common::{condition, hako, node_name, terminate, wait_for, Kube, Registry};
 
 pub struct Cluster {
     pub kube: Kube,
@@ -97,5 +98,69 @@ impl Cluster {
     pub fn node_ready(&self, node: &str) -> bool {
         self.try_json(&["get", "node", node])
             .is_some_and(|n| condition(&n, "Ready")["status"] == "True")
+    }
+}
+
+/// A second node on the cluster's API server: a `hako cri serve` and a `hako kube
+/// kubelet` with their own root (in the test's temp dir) and node name. Drop stops them
+/// and resets that root (the pods they left running).
+pub struct SecondNode {
+    pub name: String,
+    pub root: PathBuf,
+    procs: Vec<Child>,
+}
+
+impl Drop for SecondNode {
+    fn drop(&mut self) {
+        for c in self.procs.iter_mut().rev() {
+            terminate(c);
+        }
+        let _ = Command::new(hako())
+            .arg("--root")
+            .arg(&self.root)
+            .args(["system", "reset", "-f"])
+            .output();
+    }
+}
+
+impl Cluster {
+    /// Start a second node named `second-PID`; returns once it is Ready.
+    pub fn second_node(&self) -> SecondNode {
+        let dir = self.root.dir();
+        let (sock, conf) = (dir.join("cri2.sock"), dir.join("cri2.toml"));
+        let net = dir.join("net2.d").display().to_string();
+        std::fs::write(&conf, format!("cni_conf_dir = {net:?}\n")).unwrap();
+        let mut node = SecondNode {
+            name: format!("second-{}", std::process::id()),
+            root: dir.join("root2"),
+            procs: Vec::new(),
+        };
+        let cri = Command::new(hako())
+            .arg("--root")
+            .arg(&node.root)
+            .args(["cri", "serve", "--socket"])
+            .arg(&sock)
+            .arg("--config")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        node.procs.push(cri);
+        let kubelet = Command::new(hako())
+            .arg("--root")
+            .arg(&node.root)
+            .args(["kube", "kubelet", "--kubeconfig"])
+            .arg(self.kubeconfig())
+            .arg("--container-runtime-endpoint")
+            .arg(format!("unix://{}", sock.display()))
+            .args(["--node-name", &node.name, "--port", "0"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        node.procs.push(kubelet);
+        wait_for("the second node to be Ready", || {
+            self.node_ready(&node.name)
+        });
+        node
     }
 }

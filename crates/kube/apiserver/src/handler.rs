@@ -1016,6 +1016,7 @@ fn create_object(
     if (t.kind.group, t.kind.kind) == ("", "Pod") {
         let ns = t.ns.as_deref().unwrap_or("default");
         crate::service_accounts::admit_pod(store, ns, &mut obj, q.dry_run())?;
+        crate::priority::admit_pod(store, &mut obj)?;
     }
     crate::storage::admit_create(store, t, &mut obj)?;
     crate::validation::prepare_and_check(t, None, &mut obj)?;
@@ -1629,25 +1630,36 @@ pub(crate) fn create_if_absent(
     }
 }
 
-/// Create the namespaces every cluster has.
+/// Create the namespaces and PriorityClasses every cluster has.
 pub fn bootstrap(store: &dyn Store) -> Result<(), ApiError> {
-    let kind = resources::find("", "v1", "namespaces").expect("namespaces are served");
-    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-        if store.get(&kind.key(None, ns)).is_ok() {
-            continue;
-        }
-        let t = Target {
-            kind,
-            ns: None,
-            name: None,
-            sub: None,
-        };
-        let q = Query(HashMap::new(), String::new(), None);
-        let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
-        match create_object(store, &t, &q, obj, false) {
-            Ok(_) => {}
-            Err(e) if e.code == 409 => {}
-            Err(e) => return Err(e),
+    let namespaces = ["default", "kube-system", "kube-public", "kube-node-lease"]
+        .map(|ns| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
+    let builtin = [
+        (("", "namespaces"), namespaces.to_vec()),
+        (
+            ("scheduling.k8s.io", "priorityclasses"),
+            crate::priority::system_classes(),
+        ),
+    ];
+    for ((group, plural), objects) in builtin {
+        let kind = resources::find(group, "v1", plural).expect("built-in kinds are served");
+        for obj in objects {
+            let name = obj["metadata"]["name"].as_str().unwrap_or("");
+            if store.get(&kind.key(None, name)).is_ok() {
+                continue;
+            }
+            let t = Target {
+                kind,
+                ns: None,
+                name: None,
+                sub: None,
+            };
+            let q = Query(HashMap::new(), String::new(), None);
+            match create_object(store, &t, &q, obj, false) {
+                Ok(_) => {}
+                Err(e) if e.code == 409 => {}
+                Err(e) => return Err(e),
+            }
         }
     }
     Ok(())

@@ -15,6 +15,7 @@ mod handler;
 mod meta;
 mod openapi;
 mod patch;
+mod priority;
 mod protobuf;
 mod proxy;
 pub mod quantity;

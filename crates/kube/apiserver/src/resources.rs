@@ -3,7 +3,7 @@
 //! objects are decoded into, which also tells unknown fields apart).
 
 use k8s_openapi::api::{
-    apps, batch, coordination, core, discovery, events, networking, rbac, storage,
+    apps, batch, coordination, core, discovery, events, networking, rbac, scheduling, storage,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions;
 use serde::de::DeserializeOwned;
@@ -383,6 +383,19 @@ pub static KINDS: &[Kind] = &[
         sub = NONE,
         names = Subdomain,
         gen = true
+    ),
+    kind!(
+        "scheduling.k8s.io",
+        "priorityclasses",
+        "priorityclass",
+        "PriorityClass",
+        scheduling::v1::PriorityClass,
+        ns = false,
+        short = &["pc"],
+        cat = NONE,
+        sub = NONE,
+        names = Subdomain,
+        gen = false
     ),
     kind!(
         "storage.k8s.io",

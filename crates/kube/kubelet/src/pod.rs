@@ -364,30 +364,51 @@ impl Kubelet {
             })
             .cloned()
             .collect();
-        let kills = containers
+        // Containers first, all at once; then the sidecars, in reverse order, with the
+        // grace period left (upstream: they outlive what they serve).
+        let started = Instant::now();
+        let cname = |c: &cri::Container| {
+            c.metadata
+                .as_ref()
+                .map(|m| m.name.clone())
+                .unwrap_or_default()
+        };
+        let sidecars: Vec<&Container> = spec_containers
+            .iter()
+            .filter(|c| spec::is_sidecar(c))
+            .collect();
+        let running: Vec<&cri::Container> = containers
             .iter()
             .filter(|c| c.state == cri::ContainerState::ContainerRunning as i32)
-            .map(|c| {
-                let name = c
-                    .metadata
-                    .as_ref()
-                    .map(|m| m.name.clone())
-                    .unwrap_or_default();
-                let spec_c = spec_containers.iter().find(|s| s.name == name);
-                let ip = ip.clone();
-                async move {
-                    self.kill_container(
-                        pod,
-                        spec_c,
-                        &c.id,
-                        &ip,
-                        grace,
-                        &format!("Stopping container {name}"),
-                    )
-                    .await
-                }
-            });
+            .collect();
+        let kill = |c: &cri::Container, grace: i64| {
+            let name = cname(c);
+            let spec_c = spec_containers.iter().find(|s| s.name == name);
+            let ip = ip.clone();
+            let id = c.id.clone();
+            async move {
+                self.kill_container(
+                    pod,
+                    spec_c,
+                    &id,
+                    &ip,
+                    grace,
+                    &format!("Stopping container {name}"),
+                )
+                .await
+            }
+        };
+        let kills = running
+            .iter()
+            .filter(|c| !sidecars.iter().any(|s| s.name == cname(c)))
+            .map(|c| kill(c, grace));
         futures::future::join_all(kills).await;
+        for side in sidecars.iter().rev() {
+            let left = (grace - started.elapsed().as_secs() as i64).max(0);
+            for c in running.iter().filter(|c| cname(c) == side.name) {
+                kill(c, left).await;
+            }
+        }
         for s in self.list_sandboxes(&uid).await? {
             self.remove_sandbox(&s.id).await?;
         }
@@ -992,11 +1013,46 @@ impl Kubelet {
             return Ok(());
         }
 
-        // Init containers, one at a time, in order.
+        // Init containers, one at a time, in order. A sidecar (`restartPolicy: Always`,
+        // KEP-753) lets the next one start once it runs and its startup probe passed,
+        // then keeps running (restarted whenever it exits) beside the containers.
         let mut init_done = true;
         let mut init_failed = false;
-        for c in spec.init_containers.iter().flatten() {
+        let init_containers: Vec<&Container> = spec.init_containers.iter().flatten().collect();
+        for (i, c) in init_containers.iter().enumerate() {
+            let c = *c;
             let o = obs.get(&c.name).cloned().unwrap_or_default();
+            if spec::is_sidecar(c) {
+                // Past it already when a later container exists: restarts do not block.
+                let passed = init_containers[i + 1..]
+                    .iter()
+                    .map(|x| &x.name)
+                    .chain(spec.containers.iter().map(|x| &x.name))
+                    .any(|n| obs.get(n).is_some_and(|o| o.latest.is_some()));
+                let started = match &o.latest {
+                    None => {
+                        self.start_container(pod, c, 0, &sid, &sandbox, &ips, st, true)
+                            .await;
+                        wake.notify_one();
+                        false
+                    }
+                    Some(s) if is_state(s, cri::ContainerState::ContainerRunning) => {
+                        self.check_running(pod, c, s, &ip, st, wake).await
+                    }
+                    Some(s) if is_state(s, cri::ContainerState::ContainerExited) => {
+                        self.restart(pod, c, s, &sid, &sandbox, &ips, st, true)
+                            .await;
+                        wake.notify_one();
+                        false
+                    }
+                    Some(_) => false,
+                };
+                if started || passed {
+                    continue;
+                }
+                init_done = false;
+                break;
+            }
             match &o.latest {
                 None => {
                     init_done = false;
@@ -1033,34 +1089,7 @@ impl Kubelet {
                         wake.notify_one();
                     }
                     Some(s) if is_state(s, cri::ContainerState::ContainerRunning) => {
-                        let hash = s.annotations.get(spec::ANN_CONTAINER_HASH);
-                        let kill = if hash.is_some_and(|h| *h != spec::container_hash(c)) {
-                            Some(format!(
-                                "Container {} definition changed, will be restarted",
-                                c.name
-                            ))
-                        } else {
-                            st.probes
-                                .get(&s.id)
-                                .and_then(|p| p.state.lock().ok().and_then(|mut x| x.kill.take()))
-                        };
-                        if let Some(reason) = kill {
-                            self.kill_container(
-                                pod,
-                                Some(c),
-                                &s.id,
-                                &ip,
-                                spec::grace_seconds(pod),
-                                &reason,
-                            )
-                            .await;
-                            if let Some(p) = st.probes.remove(&s.id) {
-                                p.task.abort();
-                            }
-                            wake.notify_one();
-                        } else {
-                            self.ensure_probes(pod, c, &s.id, &ip, st, wake);
-                        }
+                        self.check_running(pod, c, s, &ip, st, wake).await;
                     }
                     Some(s) if is_state(s, cri::ContainerState::ContainerExited) => {
                         let again = match policy {
@@ -1110,8 +1139,62 @@ impl Kubelet {
         if matches!(phase.as_str(), "Succeeded" | "Failed") {
             st.terminal = true;
             self.stop_pod(pod, &sid).await;
+            // Sidecars ran until now: their statuses show them stopped.
+            if spec.init_containers.iter().flatten().any(spec::is_sidecar) {
+                let obs = self.observe(&sid).await?;
+                self.write_status(pod, st, mirror, Some((init_done, init_failed)), &ips, &obs)
+                    .await;
+            }
         }
         Ok(())
+    }
+
+    /// A running container: kill it when its spec changed or a probe says so, else
+    /// make sure its probes run. Returns whether it has started (startup probe passed).
+    async fn check_running(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        s: &cri::ContainerStatus,
+        ip: &str,
+        st: &mut PodState,
+        wake: &Arc<Notify>,
+    ) -> bool {
+        let hash = s.annotations.get(spec::ANN_CONTAINER_HASH);
+        let kill = if hash.is_some_and(|h| *h != spec::container_hash(c)) {
+            Some(format!(
+                "Container {} definition changed, will be restarted",
+                c.name
+            ))
+        } else {
+            st.probes
+                .get(&s.id)
+                .and_then(|p| p.state.lock().ok().and_then(|mut x| x.kill.take()))
+        };
+        if let Some(reason) = kill {
+            // A probe's own terminationGracePeriodSeconds overrides the pod's.
+            let probe = if reason.starts_with("Container failed liveness probe") {
+                c.liveness_probe.as_ref()
+            } else if reason.starts_with("Container failed startup probe") {
+                c.startup_probe.as_ref()
+            } else {
+                None
+            };
+            let grace = probe
+                .and_then(|p| p.termination_grace_period_seconds)
+                .unwrap_or_else(|| spec::grace_seconds(pod));
+            self.kill_container(pod, Some(c), &s.id, ip, grace, &reason)
+                .await;
+            if let Some(p) = st.probes.remove(&s.id) {
+                p.task.abort();
+            }
+            wake.notify_one();
+            return false;
+        }
+        self.ensure_probes(pod, c, &s.id, ip, st, wake);
+        st.probes
+            .get(&s.id)
+            .is_some_and(|p| p.state.lock().is_ok_and(|x| x.started))
     }
 
     /// Stop what runs in a finished pod (its containers and sandbox stay for logs).
@@ -1324,12 +1407,9 @@ impl Kubelet {
                         ..Default::default()
                     });
                     cs.last_state = prev;
-                    cs.ready = if init {
-                        false
-                    } else {
-                        p.as_ref().is_some_and(|p| p.ready)
-                    };
-                    cs.started = Some(p.as_ref().is_some_and(|p| p.started) || init);
+                    let probed = !init || spec::is_sidecar(c);
+                    cs.ready = probed && p.as_ref().is_some_and(|p| p.ready);
+                    cs.started = Some(!probed || p.as_ref().is_some_and(|p| p.started));
                 } else if is_state(s, cri::ContainerState::ContainerExited) {
                     match w {
                         Some((r, m)) => {
@@ -1341,7 +1421,7 @@ impl Kubelet {
                             cs.last_state = prev;
                         }
                     }
-                    cs.ready = init && s.exit_code == 0;
+                    cs.ready = init && !spec::is_sidecar(c) && s.exit_code == 0;
                     cs.started = Some(false);
                 } else {
                     cs.state = Some(waiting("ContainerCreating", None));
@@ -1446,8 +1526,13 @@ impl Kubelet {
                 ..Default::default()
             }
         };
-        let unready: Vec<&str> = statuses
+        // A sidecar's readiness counts with the containers' (KEP-753).
+        let unready: Vec<&str> = init_statuses
             .iter()
+            .zip(spec.init_containers.iter().flatten())
+            .filter(|(_, c)| spec::is_sidecar(c))
+            .map(|(s, _)| s)
+            .chain(statuses.iter())
             .filter(|s| !s.ready)
             .map(|s| s.name.as_str())
             .collect();
@@ -1470,7 +1555,35 @@ impl Kubelet {
                 )),
             )
         };
+        // Readiness gates: conditions others set in the pod's status (upstream's wording).
+        let gates: Vec<String> = spec
+            .readiness_gates
+            .iter()
+            .flatten()
+            .filter_map(|g| {
+                let t = &g.condition_type;
+                match old_conditions.iter().find(|c| &c.type_ == t) {
+                    None => Some(format!(
+                        "corresponding condition of pod readiness gate \"{t}\" does not exist."
+                    )),
+                    Some(c) if c.status != "True" => Some(format!(
+                        "the status of pod readiness gate \"{t}\" is not \"True\", but {}",
+                        c.status
+                    )),
+                    Some(_) => None,
+                }
+            })
+            .collect();
         let all_ready = unready.is_empty() && !terminal;
+        let (pod_ready, pod_reason, pod_msg) = if all_ready && !gates.is_empty() {
+            (
+                false,
+                Some("ReadinessGatesNotReady".to_string()),
+                Some(gates.join(", ")),
+            )
+        } else {
+            (all_ready, ready_reason.clone(), ready_msg.clone())
+        };
         let mut conditions = vec![
             cond(
                 "PodReadyToStartContainers",
@@ -1496,7 +1609,7 @@ impl Kubelet {
                     )),
                 )
             },
-            cond("Ready", all_ready, ready_reason.clone(), ready_msg.clone()),
+            cond("Ready", pod_ready, pod_reason, pod_msg),
             cond("ContainersReady", all_ready, ready_reason, ready_msg),
         ];
         conditions.push(
@@ -1505,6 +1618,20 @@ impl Kubelet {
                 .find(|c| c.type_ == "PodScheduled")
                 .cloned()
                 .unwrap_or_else(|| cond("PodScheduled", true, None, None)),
+        );
+        // Conditions the kubelet does not own (readiness gates, DisruptionTarget) stay.
+        const OWN: &[&str] = &[
+            "PodReadyToStartContainers",
+            "Initialized",
+            "Ready",
+            "ContainersReady",
+            "PodScheduled",
+        ];
+        conditions.extend(
+            old_conditions
+                .iter()
+                .filter(|c| !OWN.contains(&c.type_.as_str()))
+                .cloned(),
         );
         let status = PodStatus {
             phase: Some(phase.to_string()),

@@ -1,8 +1,10 @@
 //! The scheduler: binds pending pods (no nodeName, schedulerName default-scheduler) to a
 //! node through the pods/binding subresource. Filters: nodeName, nodeSelector, required
 //! node affinity, taints and tolerations, unschedulable nodes, requests against
-//! allocatable minus the pods already there, pod anti-affinity on the hostname; scores:
-//! preferred node affinity and least allocated; volume binding (claims exist, bound
+//! allocatable minus the pods already there, required pod (anti-)affinity on any
+//! topology key (namespaceSelector honoured), topology spread constraints; scores:
+//! preferred node and pod (anti-)affinity, ScheduleAnyway spreading and least
+//! allocated; volume binding (claims exist, bound
 //! volumes admit the node, unbound Immediate claims make the pod wait, delayed-binding
 //! claims get the `volume.kubernetes.io/selected-node` annotation). A pod that fits nowhere gets
 //! PodScheduled=False (Unschedulable) and a FailedScheduling event.
@@ -15,8 +17,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::{
-    Binding, Node, NodeSelectorRequirement, NodeSelectorTerm, ObjectReference, PersistentVolume,
-    PersistentVolumeClaim, Pod, PodAffinityTerm, Taint, Toleration,
+    Binding, Namespace, Node, NodeSelectorRequirement, NodeSelectorTerm, ObjectReference,
+    PersistentVolume, PersistentVolumeClaim, Pod, PodAffinityTerm, PodSpec, Taint, Toleration,
+    TopologySpreadConstraint,
 };
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};
@@ -92,6 +95,9 @@ async fn schedule_loop(client: kube::Client, name: String) -> Result<()> {
         wake.clone(),
     ));
     tokio::spawn(watch_into::<StorageClass>(client.clone(), sw, wake.clone()));
+    // Namespaces' labels, for namespaceSelector in pod affinity terms.
+    let (namespaces, nsw) = reflector::store();
+    tokio::spawn(watch_into::<Namespace>(client.clone(), nsw, wake.clone()));
     let s = Scheduler {
         recorder: Recorder {
             client: client.clone(),
@@ -105,6 +111,7 @@ async fn schedule_loop(client: kube::Client, name: String) -> Result<()> {
         claims,
         volumes,
         classes,
+        namespaces,
         reported: HashMap::new(),
         assumed: HashMap::new(),
     };
@@ -113,6 +120,7 @@ async fn schedule_loop(client: kube::Client, name: String) -> Result<()> {
     let _ = s.claims.wait_until_ready().await;
     let _ = s.volumes.wait_until_ready().await;
     let _ = s.classes.wait_until_ready().await;
+    let _ = s.namespaces.wait_until_ready().await;
     let mut s = s;
     loop {
         s.pass().await;
@@ -133,6 +141,7 @@ struct Scheduler {
     claims: Store<PersistentVolumeClaim>,
     volumes: Store<PersistentVolume>,
     classes: Store<StorageClass>,
+    namespaces: Store<Namespace>,
     /// The last Unschedulable message written per pod uid (not repeated).
     reported: HashMap<String, String>,
     /// Pods bound but not yet seen bound in the cache: uid → node.
@@ -210,7 +219,184 @@ impl Scheduler {
             let nodes = self.nodes.state();
             match self.pick(&pod, &nodes, &all) {
                 Ok(node) => self.bind(&pod, &node).await,
-                Err(msg) => self.unschedulable(&pod, msg).await,
+                Err(msg) => {
+                    if let Some((node, victims)) = self.preemption(&pod, &nodes, &all) {
+                        self.preempt(&pod, &node, &victims).await;
+                    }
+                    self.unschedulable(&pod, msg).await
+                }
+            }
+        }
+    }
+
+    fn topology<'a>(&self, nodes: &'a [Arc<Node>], all: &'a [Arc<Pod>]) -> Topology<'a> {
+        Topology {
+            nodes,
+            placed: all
+                .iter()
+                .filter(|p| !terminal(p))
+                .filter_map(|p| {
+                    let uid = p.metadata.uid.as_deref().unwrap_or("");
+                    let node = pod_node(p).or(self.assumed.get(uid).map(String::as_str))?;
+                    Some((p.as_ref(), node.to_string()))
+                })
+                .collect(),
+            namespaces: self
+                .namespaces
+                .state()
+                .iter()
+                .map(|n| {
+                    (
+                        n.metadata.name.clone().unwrap_or_default(),
+                        n.metadata.labels.clone().unwrap_or_default(),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Pods on node `name` that still count (not finished), with the ones this
+    /// scheduler just bound there.
+    fn on_node<'a>(&self, name: &str, all: &'a [Arc<Pod>]) -> Vec<&'a Pod> {
+        all.iter()
+            .filter(|p| !terminal(p))
+            .filter(|p| {
+                pod_node(p) == Some(name)
+                    || self
+                        .assumed
+                        .get(p.metadata.uid.as_deref().unwrap_or(""))
+                        .map(String::as_str)
+                        == Some(name)
+            })
+            .map(|p| p.as_ref())
+            .collect()
+    }
+
+    /// Upstream's DefaultPreemption for a pod that fits nowhere: on each node, the
+    /// pods of lower priority whose removal lets it fit (pods already terminating
+    /// count as gone; the highest-priority ones are spared when it still fits
+    /// without them); the node whose victims have the lowest top priority, then the
+    /// fewest. No victims: the pod only waits for terminating pods.
+    fn preemption(
+        &self,
+        pod: &Pod,
+        nodes: &[Arc<Node>],
+        all: &[Arc<Pod>],
+    ) -> Option<(String, Vec<Pod>)> {
+        let spec = pod.spec.as_ref()?;
+        if spec.preemption_policy.as_deref() == Some("Never") {
+            return None;
+        }
+        let prio = |p: &Pod| p.spec.as_ref().and_then(|s| s.priority).unwrap_or(0);
+        let mine = prio(pod);
+        let topo = self.topology(nodes, all);
+        let mut best: Option<((i32, usize, String), Vec<Pod>)> = None;
+        for n in nodes {
+            let name = n.metadata.name.clone().unwrap_or_default();
+            let staying: Vec<&Pod> = self
+                .on_node(&name, all)
+                .into_iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .collect();
+            let (mut lower, mut kept): (Vec<&Pod>, Vec<&Pod>) =
+                staying.into_iter().partition(|p| prio(p) < mine);
+            if self.volumes_fit(pod, n).is_err() || fits(pod, n, &kept, &topo).is_err() {
+                continue;
+            }
+            // Spare the most important ones first.
+            lower.sort_by_key(|p| std::cmp::Reverse(prio(p)));
+            let mut victims = Vec::new();
+            for p in lower {
+                kept.push(p);
+                if fits(pod, n, &kept, &topo).is_err() {
+                    kept.pop();
+                    victims.push(p.clone());
+                }
+            }
+            let key = (
+                victims.iter().map(prio).max().unwrap_or(i32::MIN),
+                victims.len(),
+                name,
+            );
+            if best.as_ref().is_none_or(|(k, _)| key < *k) {
+                best = Some((key, victims));
+            }
+        }
+        best.map(|((_, _, node), victims)| (node, victims))
+    }
+
+    /// Evict `victims` for `pod` (DisruptionTarget condition, Preempted event,
+    /// graceful delete) and nominate `node` for it.
+    async fn preempt(&mut self, pod: &Pod, node: &str, victims: &[Pod]) {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        for v in victims {
+            let ns = v
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into());
+            let name = v.metadata.name.clone().unwrap_or_default();
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+            let mut conds = v
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.clone())
+                .unwrap_or_default();
+            conds.retain(|c| c.type_ != "DisruptionTarget");
+            let mut conds: Vec<serde_json::Value> = conds
+                .into_iter()
+                .map(|c| serde_json::to_value(c).unwrap_or_default())
+                .collect();
+            conds.push(serde_json::json!({
+                "type": "DisruptionTarget", "status": "True",
+                "reason": "PreemptionByScheduler",
+                "message": format!("{}: preempting to accommodate a higher priority pod", self.name),
+                "lastTransitionTime": Time(Utc::now()),
+            }));
+            let patch = serde_json::json!({"status": {"conditions": conds}});
+            if let Err(e) = api
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                tracing::warn!("marking pod {ns}/{name} preempted: {e}");
+            }
+            self.recorder.record(
+                pod_ref(v, None),
+                "Normal",
+                "Preempted",
+                format!("Preempted by pod {uid} on node {node}"),
+            );
+            let dp = kube::api::DeleteParams {
+                preconditions: Some(kube::api::Preconditions {
+                    uid: v.metadata.uid.clone(),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            };
+            match api.delete(&name, &dp).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+                Err(e) => tracing::warn!("preempting pod {ns}/{name}: {e}"),
+            }
+        }
+        let nominated = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.nominated_node_name.as_deref());
+        if nominated != Some(node) {
+            let ns = pod
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into());
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+            let patch = serde_json::json!({"status": {"nominatedNodeName": node}});
+            if let Err(e) = api
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                tracing::warn!("nominating node {node} for pod {ns}/{name}: {e}");
             }
         }
     }
@@ -219,25 +405,17 @@ impl Scheduler {
     fn pick(&self, pod: &Pod, nodes: &[Arc<Node>], all: &[Arc<Pod>]) -> Result<String, String> {
         let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
         let mut best: Option<(i64, String)> = None;
+        let topo = self.topology(nodes, all);
         for n in nodes {
             let name = n.metadata.name.clone().unwrap_or_default();
-            // Pods on the node, counting the ones this scheduler just bound.
-            let on_node: Vec<&Pod> = all
-                .iter()
-                .filter(|p| !terminal(p))
-                .filter(|p| {
-                    pod_node(p) == Some(name.as_str())
-                        || self.assumed.get(p.metadata.uid.as_deref().unwrap_or("")) == Some(&name)
-                })
-                .map(|p| p.as_ref())
-                .collect();
+            let on_node = self.on_node(&name, all);
             match self
                 .volumes_fit(pod, n)
-                .and_then(|()| fits(pod, n, &on_node, all))
+                .and_then(|()| fits(pod, n, &on_node, &topo))
             {
                 Err(r) => *reasons.entry(r).or_default() += 1,
                 Ok(()) => {
-                    let score = score(pod, n, &on_node);
+                    let score = score(pod, n, &on_node, &topo);
                     if best
                         .as_ref()
                         .is_none_or(|(s, bn)| score > *s || (score == *s && name < *bn))
@@ -558,33 +736,127 @@ fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> b
     ml && me
 }
 
-fn term_selects(term: &PodAffinityTerm, owner: &Pod, other: &Pod) -> bool {
-    let ns = owner
-        .metadata
-        .namespace
-        .clone()
-        .unwrap_or_else(|| "default".into());
-    let namespaces = term
-        .namespaces
-        .clone()
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| vec![ns]);
-    let other_ns = other
-        .metadata
-        .namespace
-        .clone()
-        .unwrap_or_else(|| "default".into());
-    if !namespaces.contains(&other_ns) && term.namespace_selector.is_none() {
-        return false;
+/// Every node, where each non-finished pod runs (or was just bound), and the
+/// namespaces' labels: what pod (anti-)affinity and topology spreading look at.
+struct Topology<'a> {
+    nodes: &'a [Arc<Node>],
+    placed: Vec<(&'a Pod, String)>,
+    namespaces: HashMap<String, BTreeMap<String, String>>,
+}
+
+impl Topology<'_> {
+    /// The value of label `key` on node `name`.
+    fn domain(&self, key: &str, name: &str) -> Option<String> {
+        self.nodes
+            .iter()
+            .find(|n| n.metadata.name.as_deref() == Some(name))
+            .and_then(|n| n.metadata.labels.as_ref()?.get(key).cloned())
     }
-    let labels = other.metadata.labels.clone().unwrap_or_default();
-    term.label_selector
+
+    /// The pods in the same `key` domain as node `name` (none if it lacks the label).
+    fn in_domain<'s>(&'s self, key: &'s str, name: &str) -> impl Iterator<Item = &'s Pod> + 's {
+        let dom = self.domain(key, name);
+        self.placed
+            .iter()
+            .filter(move |(_, on)| dom.is_some() && self.domain(key, on) == dom)
+            .map(|(p, _)| *p)
+    }
+
+    /// Does pod affinity `term` of `owner` select `other` (namespaces, namespaceSelector
+    /// — empty selects all — and the label selector)?
+    fn selects(&self, term: &PodAffinityTerm, owner: &Pod, other: &Pod) -> bool {
+        let ns_of = |p: &Pod| {
+            p.metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into())
+        };
+        let (own, other_ns) = (ns_of(owner), ns_of(other));
+        let listed = term.namespaces.clone().unwrap_or_default();
+        let ns_ok = match &term.namespace_selector {
+            None if listed.is_empty() => other_ns == own,
+            None => listed.contains(&other_ns),
+            Some(sel) => {
+                listed.contains(&other_ns)
+                    || selector_matches(
+                        sel,
+                        &self.namespaces.get(&other_ns).cloned().unwrap_or_default(),
+                    )
+            }
+        };
+        let labels = other.metadata.labels.clone().unwrap_or_default();
+        ns_ok
+            && term
+                .label_selector
+                .as_ref()
+                .is_some_and(|s| selector_matches(s, &labels))
+    }
+
+    /// Pods matching spread constraint `c` of `pod` per domain, over the nodes the
+    /// pod's nodeSelector and required node affinity admit (upstream's default
+    /// `nodeAffinityPolicy: Honor`) that have the topology key.
+    fn spread_counts(&self, pod: &Pod, c: &TopologySpreadConstraint) -> BTreeMap<String, i64> {
+        let spec = pod.spec.clone().unwrap_or_default();
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let eligible: BTreeMap<String, String> = self
+            .nodes
+            .iter()
+            .filter(|n| node_affinity_fits(&spec, n))
+            .filter_map(|n| {
+                let v = n.metadata.labels.as_ref()?.get(&c.topology_key)?;
+                Some((n.metadata.name.clone().unwrap_or_default(), v.clone()))
+            })
+            .collect();
+        let mut counts: BTreeMap<String, i64> = eligible.values().map(|v| (v.clone(), 0)).collect();
+        for (o, on) in &self.placed {
+            let Some(dom) = eligible.get(on) else {
+                continue;
+            };
+            let labels = o.metadata.labels.clone().unwrap_or_default();
+            if o.metadata.namespace.as_deref().unwrap_or("default") == ns
+                && o.metadata.deletion_timestamp.is_none()
+                && c.label_selector
+                    .as_ref()
+                    .is_some_and(|s| selector_matches(s, &labels))
+            {
+                *counts.entry(dom.clone()).or_default() += 1;
+            }
+        }
+        counts
+    }
+}
+
+/// nodeSelector and required node affinity.
+fn node_affinity_fits(spec: &PodSpec, n: &Node) -> bool {
+    let labels = node_labels(n);
+    if let Some(sel) = &spec.node_selector {
+        if !sel.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+            return false;
+        }
+    }
+    let required = spec
+        .affinity
         .as_ref()
-        .is_some_and(|s| selector_matches(s, &labels))
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        });
+    required.is_none_or(|req| req.node_selector_terms.iter().any(|t| term_matches(t, n)))
+}
+
+fn spread_constraints<'p>(
+    pod: &'p Pod,
+    when: &'p str,
+) -> impl Iterator<Item = &'p TopologySpreadConstraint> + 'p {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.topology_spread_constraints.iter().flatten())
+        .filter(move |c| c.when_unsatisfiable == when)
 }
 
 /// Whether `pod` may go to `n`, given the pods on it; Err is the reason (as upstream words it).
-fn fits(pod: &Pod, n: &Node, on_node: &[&Pod], all: &[Arc<Pod>]) -> Result<(), String> {
+fn fits(pod: &Pod, n: &Node, on_node: &[&Pod], topo: &Topology) -> Result<(), String> {
     let spec = pod.spec.clone().unwrap_or_default();
     let nspec = n.spec.clone().unwrap_or_default();
     let name = n.metadata.name.clone().unwrap_or_default();
@@ -597,24 +869,8 @@ fn fits(pod: &Pod, n: &Node, on_node: &[&Pod], all: &[Arc<Pod>]) -> Result<(), S
             return Err("node(s) were unschedulable".into());
         }
     }
-    let labels = node_labels(n);
-    if let Some(sel) = &spec.node_selector {
-        if !sel.iter().all(|(k, v)| labels.get(k) == Some(v)) {
-            return Err("node(s) didn't match Pod's node affinity/selector".into());
-        }
-    }
-    if let Some(req) = spec
-        .affinity
-        .as_ref()
-        .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|a| {
-            a.required_during_scheduling_ignored_during_execution
-                .as_ref()
-        })
-    {
-        if !req.node_selector_terms.iter().any(|t| term_matches(t, n)) {
-            return Err("node(s) didn't match Pod's node affinity/selector".into());
-        }
+    if !node_affinity_fits(&spec, n) {
+        return Err("node(s) didn't match Pod's node affinity/selector".into());
     }
     for taint in nspec.taints.iter().flatten() {
         if taint.effect != "NoSchedule" && taint.effect != "NoExecute" {
@@ -680,7 +936,7 @@ fn fits(pod: &Pod, n: &Node, on_node: &[&Pod], all: &[Arc<Pod>]) -> Result<(), S
     {
         return Err("node(s) didn't have free ports for the requested pod ports".into());
     }
-    // Pod anti-affinity (required) on the hostname topology: no selected pod on this node.
+    // Required pod anti-affinity: no selected pod in this node's topology domain.
     let anti = spec
         .affinity
         .as_ref()
@@ -691,14 +947,15 @@ fn fits(pod: &Pod, n: &Node, on_node: &[&Pod], all: &[Arc<Pod>]) -> Result<(), S
         })
         .unwrap_or_default();
     for term in &anti {
-        if term.topology_key == "kubernetes.io/hostname"
-            && on_node.iter().any(|o| term_selects(term, pod, o))
+        if topo
+            .in_domain(&term.topology_key, &name)
+            .any(|o| topo.selects(term, pod, o))
         {
             return Err("node(s) didn't match pod anti-affinity rules".into());
         }
     }
-    // Existing pods' anti-affinity against this one.
-    for o in on_node {
+    // Existing pods' anti-affinity against this one, in their domains.
+    for (o, on) in &topo.placed {
         let terms = o
             .spec
             .as_ref()
@@ -709,15 +966,15 @@ fn fits(pod: &Pod, n: &Node, on_node: &[&Pod], all: &[Arc<Pod>]) -> Result<(), S
                     .clone()
             })
             .unwrap_or_default();
-        if terms
-            .iter()
-            .any(|t| t.topology_key == "kubernetes.io/hostname" && term_selects(t, o, pod))
-        {
+        if terms.iter().any(|t| {
+            let dom = topo.domain(&t.topology_key, on);
+            dom.is_some() && topo.domain(&t.topology_key, &name) == dom && topo.selects(t, o, pod)
+        }) {
             return Err("node(s) didn't satisfy existing pods anti-affinity rules".into());
         }
     }
-    // Pod affinity (required) on the hostname: a selected pod must be on this node
-    // (or, upstream's special case, nowhere yet and the pod selects itself).
+    // Required pod affinity: a selected pod in this node's domain (or, upstream's
+    // special case, none anywhere yet and the pod selects itself).
     let aff = spec
         .affinity
         .as_ref()
@@ -727,25 +984,88 @@ fn fits(pod: &Pod, n: &Node, on_node: &[&Pod], all: &[Arc<Pod>]) -> Result<(), S
                 .clone()
         })
         .unwrap_or_default();
-    for term in aff
-        .iter()
-        .filter(|t| t.topology_key == "kubernetes.io/hostname")
-    {
-        let here = on_node.iter().any(|o| term_selects(term, pod, o));
-        let anywhere = all
-            .iter()
-            .any(|o| pod_node(o).is_some() && term_selects(term, pod, o));
-        if !here && (anywhere || !term_selects(term, pod, pod)) {
+    for term in &aff {
+        let here = topo
+            .in_domain(&term.topology_key, &name)
+            .any(|o| topo.selects(term, pod, o));
+        let anywhere = topo.placed.iter().any(|(o, _)| topo.selects(term, pod, o));
+        let has_key = topo.domain(&term.topology_key, &name).is_some();
+        if !here && (anywhere || !has_key || !topo.selects(term, pod, pod)) {
             return Err("node(s) didn't match pod affinity rules".into());
         }
     }
-    let _ = name;
+    // Topology spread (DoNotSchedule): placing the pod here keeps the skew within
+    // maxSkew (fewer domains than minDomains: the global minimum counts as 0).
+    let own_labels = pod.metadata.labels.clone().unwrap_or_default();
+    for c in spread_constraints(pod, "DoNotSchedule") {
+        let Some(dom) = topo.domain(&c.topology_key, &name) else {
+            return Err(
+                "node(s) didn't match pod topology spread constraints (missing required label)"
+                    .into(),
+            );
+        };
+        let counts = topo.spread_counts(pod, c);
+        let few = (counts.len() as i32) < c.min_domains.unwrap_or(1);
+        let min = if few {
+            0
+        } else {
+            counts.values().copied().min().unwrap_or(0)
+        };
+        let own = c
+            .label_selector
+            .as_ref()
+            .is_some_and(|s| selector_matches(s, &own_labels)) as i64;
+        if counts.get(&dom).copied().unwrap_or(0) + own - min > c.max_skew as i64 {
+            return Err("node(s) didn't match pod topology spread constraints".into());
+        }
+    }
     Ok(())
 }
 
-/// Preferred node affinity weights plus least-allocated (0-100 per resource).
-fn score(pod: &Pod, n: &Node, on_node: &[&Pod]) -> i64 {
+/// Preferred node affinity weights, preferred pod (anti-)affinity weights (× 100 per
+/// term with a selected pod in the node's domain), ScheduleAnyway spreading (-100 per
+/// matching pod in the domain) plus least-allocated (0-100 per resource).
+fn score(pod: &Pod, n: &Node, on_node: &[&Pod], topo: &Topology) -> i64 {
     let mut s: i64 = 0;
+    let name = n.metadata.name.clone().unwrap_or_default();
+    let affinity = pod.spec.as_ref().and_then(|s| s.affinity.as_ref());
+    let preferred = |terms: Option<&Vec<k8s_openapi::api::core::v1::WeightedPodAffinityTerm>>| {
+        terms
+            .into_iter()
+            .flatten()
+            .filter(|w| {
+                let t = &w.pod_affinity_term;
+                topo.in_domain(&t.topology_key, &name)
+                    .any(|o| topo.selects(t, pod, o))
+            })
+            .map(|w| w.weight as i64 * 100)
+            .sum::<i64>()
+    };
+    s += preferred(
+        affinity
+            .and_then(|a| a.pod_affinity.as_ref())
+            .and_then(|a| {
+                a.preferred_during_scheduling_ignored_during_execution
+                    .as_ref()
+            }),
+    );
+    s -= preferred(
+        affinity
+            .and_then(|a| a.pod_anti_affinity.as_ref())
+            .and_then(|a| {
+                a.preferred_during_scheduling_ignored_during_execution
+                    .as_ref()
+            }),
+    );
+    for c in spread_constraints(pod, "ScheduleAnyway") {
+        let counts = topo.spread_counts(pod, c);
+        let worst = counts.values().copied().max().unwrap_or(0) + 1;
+        let here = topo
+            .domain(&c.topology_key, &name)
+            .and_then(|d| counts.get(&d).copied())
+            .unwrap_or(worst);
+        s -= here * 100;
+    }
     if let Some(pref) = pod
         .spec
         .as_ref()

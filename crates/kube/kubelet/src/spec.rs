@@ -52,6 +52,12 @@ pub fn grace_seconds(pod: &Pod) -> i64 {
         .max(0)
 }
 
+/// A sidecar: an init container with `restartPolicy: Always` (KEP-753), which keeps
+/// running beside the containers.
+pub fn is_sidecar(c: &Container) -> bool {
+    c.restart_policy.as_deref() == Some("Always")
+}
+
 /// The per-pod directory under the kubelet root (volumes live there).
 pub fn pod_dir(root: &Path, uid: &str) -> PathBuf {
     root.join("pods").join(uid)
