@@ -12,12 +12,7 @@ use kube_common::{Kube, API_ONLY};
 /// The line of `out` that starts (after indentation) with `field`.
 fn line<'a>(out: &'a str, field: &str) -> &'a str {
     out.lines()
-        .find(|l| {
-            l.trim_start()
-                .split_whitespace()
-                .next()
-                .is_some_and(|w| w == field)
-        })
+        .find(|l| l.split_whitespace().next().is_some_and(|w| w == field))
         .unwrap_or_else(|| panic!("no {field} line in:\n{out}"))
 }
 
