@@ -416,3 +416,122 @@ fn bootstrap_roles_exist_and_components_run_as_their_own_users() {
     let view = k.ok(&["get", "clusterrole", "view", "-o", "json"]);
     assert!(view.contains("aggregationRule"), "{view}");
 }
+
+const NODE_OBJECTS: &str = r#"
+apiVersion: v1
+kind: Secret
+metadata: {name: s-mine}
+stringData: {k: v}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: s-env}
+stringData: {k: v}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: s-other}
+stringData: {k: v}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cm-mine}
+data: {k: v}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cm-other}
+data: {k: v}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: claim-mine}
+spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: claim-other}
+spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: p1}
+spec:
+  nodeName: n1
+  containers:
+  - name: c
+    image: busybox
+    env:
+    - name: X
+      valueFrom: {secretKeyRef: {name: s-env, key: k}}
+  volumes:
+  - {name: s, secret: {secretName: s-mine}}
+  - name: p
+    projected: {sources: [{configMap: {name: cm-mine}}]}
+  - {name: d, persistentVolumeClaim: {claimName: claim-mine}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: p2}
+spec:
+  nodeName: n2
+  containers: [{name: c, image: busybox, envFrom: [{configMapRef: {name: cm-other}}]}]
+  volumes:
+  - {name: s, secret: {secretName: s-other}}
+  - {name: d, persistentVolumeClaim: {claimName: claim-other}}
+"#;
+
+#[test]
+fn a_kubelet_reads_only_what_its_nodes_pods_refer_to() {
+    let k = Kube::up(kube_common::API_ONLY);
+    k.apply(NODE_OBJECTS);
+    // The credentials `hako kube node` gives its kubelet.
+    let n1 = User::new(&k, "system:node:n1", &["system:nodes"]);
+    for (kind, name) in [
+        ("secret", "s-mine"),
+        ("secret", "s-env"),
+        ("configmap", "cm-mine"),
+        ("pvc", "claim-mine"),
+    ] {
+        n1.ok(&["get", kind, name]);
+    }
+    for (kind, plural, name) in [
+        ("secret", "secrets", "s-other"),
+        ("configmap", "configmaps", "cm-other"),
+        ("pvc", "persistentvolumeclaims", "claim-other"),
+    ] {
+        assert_eq!(
+            n1.refused(&["get", kind, name], None),
+            format!(
+                r#"Error from server (Forbidden): {plural} "{name}" is forbidden: User "system:node:n1" cannot get resource "{plural}" in API group "" in the namespace "default""#
+            )
+        );
+    }
+    // Never all of them at once.
+    assert!(n1
+        .refused(&["get", "secrets"], None)
+        .contains(r#"cannot list resource "secrets""#),);
+    // The other node sees its own pod's objects, not n1's.
+    let n2 = User::new(&k, "system:node:n2", &["system:nodes"]);
+    n2.ok(&["get", "secret", "s-other"]);
+    n2.ok(&["get", "configmap", "cm-other"]);
+    assert!(n2
+        .refused(&["get", "secret", "s-mine"], None)
+        .contains("forbidden"));
+    // The kubelet's other rights stay RBAC's: its pods and nodes.
+    n1.ok(&["get", "pods"]);
+    // A pod moving to n1 (deleted on n2, made again on n1) brings its secret.
+    k.ok(&["delete", "pod", "p2", "--grace-period=0", "--force"]);
+    k.apply(
+        &NODE_OBJECTS[NODE_OBJECTS.rfind("---").unwrap()..].replace("nodeName: n2", "nodeName: n1"),
+    );
+    n1.ok(&["get", "secret", "s-other"]);
+    assert!(n2
+        .refused(&["get", "secret", "s-other"], None)
+        .contains("forbidden"));
+    // The name alone does not make a node: without the group, plain RBAC.
+    let fake = User::new(&k, "system:node:n3", &[]);
+    assert!(fake
+        .refused(&["get", "secret", "s-mine"], None)
+        .contains("forbidden"));
+}

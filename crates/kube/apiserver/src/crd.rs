@@ -49,6 +49,11 @@ fn leak_list(v: &Value) -> &'static [&'static str] {
     Box::leak(items.into_boxed_slice())
 }
 
+/// Custom kinds' schemas come from their CRD (`openapi::custom_schema`).
+fn no_schema(_: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+    schemars::schema::Schema::Bool(true)
+}
+
 /// Custom objects keep what their schema keeps (checked in [`admit`]).
 fn identity(v: &Value) -> Result<Value, String> {
     Ok(v.clone())
@@ -145,6 +150,7 @@ pub fn refresh(store: &dyn Store) {
                     names: NameRule::Subdomain,
                     generation: true,
                     decode: identity,
+                    schema: no_schema,
                 }))
             });
             reg.kinds.push(kind);

@@ -522,7 +522,7 @@ async fn handle(
         Route::OpenApiRoot => Ok(ok(&crate::openapi::root())),
         Route::OpenApiV2 => Ok(crate::openapi::v2_response(accept)),
         Route::OpenApi(gv) => crate::openapi::group_version(&gv)
-            .map(|d| ok(&d))
+            .map(|d| ([(header::CONTENT_TYPE, "application/json")], d).into_response())
             .ok_or_else(ApiError::no_route),
         Route::Object(t)
             if t.kind.plural == "serviceaccounts"

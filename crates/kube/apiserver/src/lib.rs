@@ -13,6 +13,7 @@ mod delete;
 mod discovery;
 mod handler;
 mod meta;
+mod node_authz;
 mod openapi;
 mod patch;
 mod priority;

@@ -4,16 +4,18 @@
 //! downloading schemas for client-side validation. Custom kinds carry their
 //! CRD's schema in `components.schemas`, which `kubectl explain` reads.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
 use serde_json::{json, Map, Value};
 
-use crate::resources::all;
+use crate::resources::{all, KINDS};
 
-/// Changes whenever a document changes, so clients' caches refresh.
-fn hash(doc: &Value) -> String {
+fn hash_of(text: &str) -> u64 {
     use std::hash::{Hash as _, Hasher as _};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    doc.to_string().hash(&mut h);
-    format!("{:016X}", h.finish())
+    text.hash(&mut h);
+    h.finish()
 }
 
 fn gv_path(group: &str, version: &str) -> String {
@@ -24,24 +26,84 @@ fn gv_path(group: &str, version: &str) -> String {
     }
 }
 
-pub fn root() -> Value {
-    let mut paths = Map::new();
-    for k in all() {
-        let p = gv_path(k.group, k.version);
-        if paths.contains_key(&p) {
-            continue;
-        }
-        let h = group_version(&p).map(|d| hash(&d)).unwrap_or_default();
-        paths.insert(
-            p.clone(),
-            json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={h}")}),
-        );
-    }
-    json!({"paths": paths})
+/// The schemas of a group-version's built-in kinds and of everything they
+/// refer to, as JSON text (an object keyed by upstream's schema names).
+struct Builtin {
+    schemas: String,
+    hash: u64,
 }
 
-/// The document for `api/v1` or `apis/{group}/{version}`.
-pub fn group_version(gv: &str) -> Option<Value> {
+/// Built once per group-version, when a client first asks for it: the
+/// schemas are large (core/v1's are a few hundred KiB of text) and most
+/// servers never serve them, so they are neither built at start nor kept as
+/// `Value` trees.
+fn builtin(gv: &str) -> Arc<Builtin> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Arc<Builtin>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(b) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(gv) {
+        return b.clone();
+    }
+    let schemas = builtin_schemas(gv).to_string();
+    let b = Arc::new(Builtin {
+        hash: hash_of(&schemas),
+        schemas,
+    });
+    cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(gv.to_string(), b.clone());
+    b
+}
+
+/// The k8s-openapi schemas (with the API's descriptions and required
+/// fields) of the built-in kinds served under `gv`, as upstream publishes
+/// them: references under `#/components/schemas/`, a reference with a
+/// description beside it wrapped in `allOf`, and each kind's
+/// `x-kubernetes-group-version-kind`, by which `kubectl explain` finds it.
+fn builtin_schemas(gv: &str) -> Value {
+    use schemars::visit::Visitor as _;
+    let mut generator = schemars::gen::SchemaSettings::openapi3().into_generator();
+    let kinds: Vec<_> = KINDS
+        .iter()
+        .filter(|k| gv_path(k.group, k.version) == gv)
+        .collect();
+    let mut names = Vec::new();
+    for k in &kinds {
+        match (k.schema)(&mut generator) {
+            schemars::schema::Schema::Object(o) => names.push(
+                o.reference
+                    .as_deref()
+                    .and_then(|r| r.rsplit('/').next())
+                    .map(str::to_string),
+            ),
+            schemars::schema::Schema::Bool(_) => names.push(None),
+        }
+    }
+    let mut defs = generator.take_definitions();
+    for schema in defs.values_mut() {
+        schemars::visit::RemoveRefSiblings.visit_schema(schema);
+    }
+    let mut out = serde_json::to_value(defs).unwrap_or_else(|_| json!({}));
+    for (k, name) in kinds.iter().zip(names) {
+        if let Some(s) = name.and_then(|n| out.get_mut(&n)) {
+            s["x-kubernetes-group-version-kind"] =
+                json!([{"group": k.group, "version": k.version, "kind": k.kind}]);
+            // k8s-openapi lists `metadata` as required (it is no Option
+            // there); upstream's schemas do not, and neither does the server.
+            if let Some(Value::Array(req)) = s.get_mut("required") {
+                req.retain(|f| f != "metadata");
+                if req.is_empty() {
+                    s.as_object_mut().map(|o| o.remove("required"));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// What a group-version's document holds besides the built-in schemas: its
+/// paths and its custom kinds' schemas. None if nothing is served there.
+fn served(gv: &str) -> Option<(Map<String, Value>, Map<String, Value>)> {
     let mut paths = Map::new();
     let mut schemas = Map::new();
     let params = json!([
@@ -59,6 +121,9 @@ pub fn group_version(gv: &str) -> Option<Value> {
         } else {
             format!("{base}/{}/{{name}}", k.plural)
         };
+        // No requestBody: kubectl apply then computes strategic merge
+        // patches from its compiled-in types, not from these schemas
+        // (which lack the patch merge keys).
         let op = json!({
             "operationId": format!("patch{}", k.kind),
             "parameters": params,
@@ -77,12 +142,67 @@ pub fn group_version(gv: &str) -> Option<Value> {
     if paths.is_empty() {
         return None;
     }
-    Some(json!({
+    Some((paths, schemas))
+}
+
+pub fn root() -> Value {
+    let mut out = Map::new();
+    for k in all() {
+        let p = gv_path(k.group, k.version);
+        if out.contains_key(&p) {
+            continue;
+        }
+        // A hash of what the document is made of (the built-in part by
+        // its own hash): it changes whenever the document does, so
+        // kubectl's cache refreshes, without rendering every document.
+        let h = served(&p)
+            .map(|(paths, custom)| {
+                let text = format!(
+                    "{}{}{}",
+                    Value::Object(paths),
+                    Value::Object(custom),
+                    builtin(&p).hash
+                );
+                format!("{:016X}", hash_of(&text))
+            })
+            .unwrap_or_default();
+        out.insert(
+            p.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={h}")}),
+        );
+    }
+    json!({"paths": out})
+}
+
+/// The document for `api/v1` or `apis/{group}/{version}`, as JSON text.
+pub fn group_version(gv: &str) -> Option<String> {
+    let (paths, custom) = served(gv)?;
+    let head = json!({
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": "v1.33.0"},
         "paths": paths,
-        "components": {"schemas": schemas},
-    }))
+    })
+    .to_string();
+    let b = builtin(gv);
+    // The built-in schemas are spliced in as text: parsing them back into
+    // a tree for every request would cost more than the document itself.
+    let mut schemas = b.schemas.clone();
+    for (name, s) in custom {
+        schemas.pop(); // the closing brace
+        if schemas.len() > 1 {
+            schemas.push(',');
+        }
+        schemas.push_str(&Value::String(name).to_string());
+        schemas.push(':');
+        schemas.push_str(&s.to_string());
+        schemas.push('}');
+    }
+    let mut doc = head;
+    doc.pop(); // the closing brace
+    doc.push_str(",\"components\":{\"schemas\":");
+    doc.push_str(&schemas);
+    doc.push_str("}}");
+    Some(doc)
 }
 
 /// Upstream's name of a kind's schema: the group reversed (`example.com`

@@ -1,6 +1,6 @@
 //! Kubernetes' protobuf request bodies (`application/vnd.kubernetes.protobuf`),
 //! which kubectl's generator commands (`kubectl create namespace|configmap|
-//! secret|serviceaccount|deployment|service`) send. The envelope is the
+//! secret|serviceaccount|deployment|service|job|cronjob|ingress|role...`) send. The envelope is the
 //! magic `k8s\0` and a runtime.Unknown; the object inside is decoded with
 //! the field numbers of upstream's generated.proto for the kinds below, into
 //! the same JSON the rest of the server handles. A field this table does not
@@ -32,6 +32,9 @@ enum Rep {
     Many,
     /// map<string, T>: repeated entries {key = 1, value = 2}.
     Map,
+    /// A Go struct embedded with `json:",inline"`: a message of its own in
+    /// protobuf, its fields beside the parent's in JSON (IngressRuleValue).
+    Inline,
 }
 
 struct Field {
@@ -68,6 +71,15 @@ const fn map(num: u64, name: &'static str, ty: Ty) -> Field {
         name,
         ty,
         rep: Rep::Map,
+    }
+}
+
+const fn inline(num: u64, name: &'static str, ty: Ty) -> Field {
+    Field {
+        num,
+        name,
+        ty,
+        rep: Rep::Inline,
     }
 }
 
@@ -224,10 +236,76 @@ static CONTAINER: Msg = Msg {
         f(8, "resources", Msg(&RESOURCES)),
         f(13, "terminationMessagePath", Str),
         f(14, "imagePullPolicy", Str),
+        f(15, "securityContext", Msg(&SECURITY_CONTEXT)),
         f(16, "stdin", Bool),
         f(17, "stdinOnce", Bool),
         f(18, "tty", Bool),
         f(20, "terminationMessagePolicy", Str),
+    ],
+};
+static SE_LINUX: Msg = Msg {
+    name: "SELinuxOptions",
+    fields: &[
+        f(1, "user", Str),
+        f(2, "role", Str),
+        f(3, "type", Str),
+        f(4, "level", Str),
+    ],
+};
+/// SeccompProfile and AppArmorProfile: the same two fields.
+static PROFILE: Msg = Msg {
+    name: "SeccompProfile",
+    fields: &[f(1, "type", Str), f(2, "localhostProfile", Str)],
+};
+static SYSCTL: Msg = Msg {
+    name: "Sysctl",
+    fields: &[f(1, "name", Str), f(2, "value", Str)],
+};
+static POD_SECURITY_CONTEXT: Msg = Msg {
+    name: "PodSecurityContext",
+    fields: &[
+        f(1, "seLinuxOptions", Msg(&SE_LINUX)),
+        f(2, "runAsUser", Int),
+        f(3, "runAsNonRoot", Bool),
+        many(4, "supplementalGroups", Int),
+        f(5, "fsGroup", Int),
+        f(6, "runAsGroup", Int),
+        many(7, "sysctls", Msg(&SYSCTL)),
+        f(9, "fsGroupChangePolicy", Str),
+        f(10, "seccompProfile", Msg(&PROFILE)),
+        f(11, "appArmorProfile", Msg(&PROFILE)),
+        f(12, "supplementalGroupsPolicy", Str),
+        f(13, "seLinuxChangePolicy", Str),
+    ],
+};
+static CAPABILITIES: Msg = Msg {
+    name: "Capabilities",
+    fields: &[many(1, "add", Str), many(2, "drop", Str)],
+};
+static SECURITY_CONTEXT: Msg = Msg {
+    name: "SecurityContext",
+    fields: &[
+        f(1, "capabilities", Msg(&CAPABILITIES)),
+        f(2, "privileged", Bool),
+        f(3, "seLinuxOptions", Msg(&SE_LINUX)),
+        f(4, "runAsUser", Int),
+        f(5, "runAsNonRoot", Bool),
+        f(6, "readOnlyRootFilesystem", Bool),
+        f(7, "allowPrivilegeEscalation", Bool),
+        f(8, "runAsGroup", Int),
+        f(9, "procMount", Str),
+        f(11, "seccompProfile", Msg(&PROFILE)),
+        f(12, "appArmorProfile", Msg(&PROFILE)),
+    ],
+};
+static TOLERATION: Msg = Msg {
+    name: "Toleration",
+    fields: &[
+        f(1, "key", Str),
+        f(2, "operator", Str),
+        f(3, "value", Str),
+        f(4, "effect", Str),
+        f(5, "tolerationSeconds", Int),
     ],
 };
 static POD_SPEC: Msg = Msg {
@@ -236,6 +314,7 @@ static POD_SPEC: Msg = Msg {
         many(2, "containers", Msg(&CONTAINER)),
         f(3, "restartPolicy", Str),
         f(4, "terminationGracePeriodSeconds", Int),
+        f(5, "activeDeadlineSeconds", Int),
         f(6, "dnsPolicy", Str),
         map(7, "nodeSelector", Str),
         f(8, "serviceAccountName", Str),
@@ -244,12 +323,22 @@ static POD_SPEC: Msg = Msg {
         f(11, "hostNetwork", Bool),
         f(12, "hostPID", Bool),
         f(13, "hostIPC", Bool),
+        f(14, "securityContext", Msg(&POD_SECURITY_CONTEXT)),
         f(16, "hostname", Str),
         f(17, "subdomain", Str),
         many(15, "imagePullSecrets", Msg(&LOCAL_REF)),
         f(19, "schedulerName", Str),
         many(20, "initContainers", Msg(&CONTAINER)),
+        f(21, "automountServiceAccountToken", Bool),
+        many(22, "tolerations", Msg(&TOLERATION)),
         f(24, "priorityClassName", Str),
+        f(25, "priority", Int),
+        f(27, "shareProcessNamespace", Bool),
+        f(29, "runtimeClassName", Str),
+        f(30, "enableServiceLinks", Bool),
+        f(31, "preemptionPolicy", Str),
+        f(35, "setHostnameAsFQDN", Bool),
+        f(37, "hostUsers", Bool),
     ],
 };
 static POD_TEMPLATE: Msg = Msg {
@@ -464,6 +553,126 @@ static ROLE_BINDING: Msg = Msg {
         f(3, "roleRef", Msg(&ROLE_REF)),
     ],
 };
+// batch/v1 (`kubectl create job|cronjob`).
+static JOB_SPEC: Msg = Msg {
+    name: "JobSpec",
+    fields: &[
+        f(1, "parallelism", Int),
+        f(2, "completions", Int),
+        f(3, "activeDeadlineSeconds", Int),
+        f(4, "selector", Msg(&LABEL_SELECTOR)),
+        f(5, "manualSelector", Bool),
+        f(6, "template", Msg(&POD_TEMPLATE)),
+        f(7, "backoffLimit", Int),
+        f(8, "ttlSecondsAfterFinished", Int),
+        f(9, "completionMode", Str),
+        f(10, "suspend", Bool),
+        f(12, "backoffLimitPerIndex", Int),
+        f(13, "maxFailedIndexes", Int),
+        f(14, "podReplacementPolicy", Str),
+        f(15, "managedBy", Str),
+    ],
+};
+static JOB: Msg = Msg {
+    name: "Job",
+    fields: &[
+        f(1, "metadata", Msg(&OBJECT_META)),
+        f(2, "spec", Msg(&JOB_SPEC)),
+        f(3, "status", Msg(&EMPTY_STATUS)),
+    ],
+};
+static JOB_TEMPLATE: Msg = Msg {
+    name: "JobTemplateSpec",
+    fields: &[
+        f(1, "metadata", Msg(&OBJECT_META)),
+        f(2, "spec", Msg(&JOB_SPEC)),
+    ],
+};
+static CRON_JOB_SPEC: Msg = Msg {
+    name: "CronJobSpec",
+    fields: &[
+        f(1, "schedule", Str),
+        f(2, "startingDeadlineSeconds", Int),
+        f(3, "concurrencyPolicy", Str),
+        f(4, "suspend", Bool),
+        f(5, "jobTemplate", Msg(&JOB_TEMPLATE)),
+        f(6, "successfulJobsHistoryLimit", Int),
+        f(7, "failedJobsHistoryLimit", Int),
+        f(8, "timeZone", Str),
+    ],
+};
+static CRON_JOB: Msg = Msg {
+    name: "CronJob",
+    fields: &[
+        f(1, "metadata", Msg(&OBJECT_META)),
+        f(2, "spec", Msg(&CRON_JOB_SPEC)),
+        f(3, "status", Msg(&EMPTY_STATUS)),
+    ],
+};
+// networking.k8s.io/v1 (`kubectl create ingress`).
+static SERVICE_BACKEND_PORT: Msg = Msg {
+    name: "ServiceBackendPort",
+    fields: &[f(1, "name", Str), f(2, "number", Int)],
+};
+static INGRESS_SERVICE_BACKEND: Msg = Msg {
+    name: "IngressServiceBackend",
+    fields: &[f(1, "name", Str), f(2, "port", Msg(&SERVICE_BACKEND_PORT))],
+};
+static TYPED_LOCAL_REF: Msg = Msg {
+    name: "TypedLocalObjectReference",
+    fields: &[f(1, "apiGroup", Str), f(2, "kind", Str), f(3, "name", Str)],
+};
+static INGRESS_BACKEND: Msg = Msg {
+    name: "IngressBackend",
+    fields: &[
+        f(3, "resource", Msg(&TYPED_LOCAL_REF)),
+        f(4, "service", Msg(&INGRESS_SERVICE_BACKEND)),
+    ],
+};
+static HTTP_INGRESS_PATH: Msg = Msg {
+    name: "HTTPIngressPath",
+    fields: &[
+        f(1, "path", Str),
+        f(2, "backend", Msg(&INGRESS_BACKEND)),
+        f(3, "pathType", Str),
+    ],
+};
+static HTTP_INGRESS_RULE_VALUE: Msg = Msg {
+    name: "HTTPIngressRuleValue",
+    fields: &[many(1, "paths", Msg(&HTTP_INGRESS_PATH))],
+};
+static INGRESS_RULE_VALUE: Msg = Msg {
+    name: "IngressRuleValue",
+    fields: &[f(1, "http", Msg(&HTTP_INGRESS_RULE_VALUE))],
+};
+static INGRESS_RULE: Msg = Msg {
+    name: "IngressRule",
+    fields: &[
+        f(1, "host", Str),
+        inline(2, "ingressRuleValue", Msg(&INGRESS_RULE_VALUE)),
+    ],
+};
+static INGRESS_TLS: Msg = Msg {
+    name: "IngressTLS",
+    fields: &[many(1, "hosts", Str), f(2, "secretName", Str)],
+};
+static INGRESS_SPEC: Msg = Msg {
+    name: "IngressSpec",
+    fields: &[
+        f(1, "defaultBackend", Msg(&INGRESS_BACKEND)),
+        many(2, "tls", Msg(&INGRESS_TLS)),
+        many(3, "rules", Msg(&INGRESS_RULE)),
+        f(4, "ingressClassName", Str),
+    ],
+};
+static INGRESS: Msg = Msg {
+    name: "Ingress",
+    fields: &[
+        f(1, "metadata", Msg(&OBJECT_META)),
+        f(2, "spec", Msg(&INGRESS_SPEC)),
+        f(3, "status", Msg(&EMPTY_STATUS)),
+    ],
+};
 static TYPE_META: Msg = Msg {
     name: "TypeMeta",
     fields: &[f(1, "apiVersion", Str), f(2, "kind", Str)],
@@ -487,6 +696,9 @@ fn schema(api_version: &str, kind: &str) -> Option<&'static Msg> {
         ("authentication.k8s.io/v1", "TokenRequest") => &TOKEN_REQUEST,
         ("v1", "Service") => &SERVICE,
         ("apps/v1", "Deployment") => &DEPLOYMENT,
+        ("batch/v1", "Job") => &JOB,
+        ("batch/v1", "CronJob") => &CRON_JOB,
+        ("networking.k8s.io/v1", "Ingress") => &INGRESS,
         ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => &SSAR,
         ("authorization.k8s.io/v1", "SubjectAccessReview" | "LocalSubjectAccessReview") => &SAR,
         ("authorization.k8s.io/v1", "SelfSubjectRulesReview") => &SSRR,
@@ -589,6 +801,21 @@ static QUANTITY: Msg = Msg {
     fields: &[f(1, "string", Str)],
 };
 
+/// Integer fields that are pointers upstream, where 0 means something.
+const KEEP_ZERO: &[&str] = &[
+    "replicas",
+    "runAsUser",
+    "runAsGroup",
+    "fsGroup",
+    "terminationGracePeriodSeconds",
+    "parallelism",
+    "completions",
+    "backoffLimit",
+    "ttlSecondsAfterFinished",
+    "successfulJobsHistoryLimit",
+    "failedJobsHistoryLimit",
+];
+
 fn message(m: &Msg, buf: &[u8]) -> Result<Value, String> {
     let mut out = Map::new();
     // A client's status is dropped on create anyway: not decoded.
@@ -607,8 +834,9 @@ fn message(m: &Msg, buf: &[u8]) -> Result<Value, String> {
                 // Go's encoder writes unset strings and bools too: an
                 // empty one means "not set", as JSON's omitempty does.
                 let v = scalar(field.ty, &w, &ctx)?;
-                // Zero ints too, except replicas (a pointer upstream: 0 is set).
-                let zero = v == json!(0) && field.name != "replicas";
+                // Zero ints too, except pointers upstream where 0 is set
+                // (Go writes a pointer only when it is set).
+                let zero = v == json!(0) && !KEEP_ZERO.contains(&field.name);
                 let unset = v.is_null() || v == json!("") || v == json!(false) || zero;
                 if !unset && field.name != "selfLink" {
                     out.insert(field.name.into(), v);
@@ -619,6 +847,11 @@ fn message(m: &Msg, buf: &[u8]) -> Result<Value, String> {
                 let list = out.entry(field.name).or_insert_with(|| json!([]));
                 if let Value::Array(a) = list {
                     a.push(v);
+                }
+            }
+            Rep::Inline => {
+                if let Value::Object(fields) = scalar(field.ty, &w, &ctx)? {
+                    out.extend(fields);
                 }
             }
             Rep::Map => {

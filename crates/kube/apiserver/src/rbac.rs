@@ -288,6 +288,9 @@ pub fn allowed(store: &dyn Store, user: &UserInfo, a: &Attributes) -> bool {
     if user.is_master() {
         return true;
     }
+    if let Some(decision) = crate::node_authz::decide(store, user, a) {
+        return decision;
+    }
     let ns = if a.resource_request {
         a.namespace.as_str()
     } else {

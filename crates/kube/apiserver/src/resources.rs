@@ -6,6 +6,9 @@ use k8s_openapi::api::{
     apps, batch, coordination, core, discovery, events, networking, rbac, scheduling, storage,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions;
+use schemars::gen::SchemaGenerator;
+use schemars::schema::Schema;
+use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -39,6 +42,10 @@ pub struct Kind {
     pub generation: bool,
     /// Decode into the typed schema and back: the object as the schema keeps it.
     pub(crate) decode: fn(&Value) -> Result<Value, String>,
+    /// Registers the kind's OpenAPI schema (and every schema it refers to)
+    /// with the generator; answers a reference to it. Custom kinds carry
+    /// their CRD's schema instead (`crd::custom`).
+    pub(crate) schema: fn(&mut SchemaGenerator) -> Schema,
 }
 
 impl Kind {
@@ -78,6 +85,10 @@ fn roundtrip<T: DeserializeOwned + Serialize>(v: &Value) -> Result<Value, String
     serde_json::to_value(&typed).map_err(|e| e.to_string())
 }
 
+fn schema_of<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
+    generator.subschema_for::<T>()
+}
+
 const ALL: &[&str] = &["all"];
 const NONE: &[&str] = &[];
 
@@ -96,6 +107,7 @@ macro_rules! kind {
             names: $names,
             generation: $gen,
             decode: roundtrip::<$ty>,
+            schema: schema_of::<$ty>,
         }
     };
 }
