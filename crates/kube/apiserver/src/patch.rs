@@ -196,29 +196,27 @@ fn merge_list(field: &str, current: Option<&Value>, items: &[Value], keys: Keys)
         );
     }
     let sample = items.first().or(cur.first());
-    if merge_key(field, sample).is_some() {
-        if items.iter().all(Value::is_object) {
-            for item in items {
-                let id = item_identity(keys, field, item);
-                let pos = cur
-                    .iter()
-                    .position(|c| id.is_some() && item_identity(keys, field, c) == id);
-                let delete = item.get("$patch").and_then(Value::as_str) == Some("delete");
-                match (pos, delete) {
-                    (Some(i), true) => {
-                        cur.remove(i);
-                    }
-                    (None, true) => {}
-                    (Some(i), false) => merge_with(&mut cur[i], item, keys),
-                    (None, false) => {
-                        let mut fresh = Value::Null;
-                        merge_with(&mut fresh, item, keys);
-                        cur.push(fresh);
-                    }
+    if merge_key(field, sample).is_some() && items.iter().all(Value::is_object) {
+        for item in items {
+            let id = item_identity(keys, field, item);
+            let pos = cur
+                .iter()
+                .position(|c| id.is_some() && item_identity(keys, field, c) == id);
+            let delete = item.get("$patch").and_then(Value::as_str) == Some("delete");
+            match (pos, delete) {
+                (Some(i), true) => {
+                    cur.remove(i);
+                }
+                (None, true) => {}
+                (Some(i), false) => merge_with(&mut cur[i], item, keys),
+                (None, false) => {
+                    let mut fresh = Value::Null;
+                    merge_with(&mut fresh, item, keys);
+                    cur.push(fresh);
                 }
             }
-            return Value::Array(cur);
         }
+        return Value::Array(cur);
     }
     if merges_primitives(field) {
         for item in items {
