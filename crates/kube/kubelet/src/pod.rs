@@ -62,6 +62,10 @@ struct PodState {
     mount_error: Option<String>,
     /// The pod's sandbox as of the last sync.
     sandbox: Option<String>,
+    /// The last ContainerStatus read per container id: kept while the list shows the
+    /// container in the same state (a running or exited container's status does not
+    /// change), so a pass asks CRI only about containers that changed.
+    statuses: HashMap<String, cri::ContainerStatus>,
 }
 
 impl Drop for PodState {
@@ -1018,7 +1022,7 @@ impl Kubelet {
                 return Err(e);
             }
         };
-        let obs = self.observe(&sid).await?;
+        let obs = self.observe(&sid, &mut st.statuses).await?;
         let ip = ips.first().cloned().unwrap_or_default();
         if !self.sync_volumes(pod, st).await {
             // No container starts without its volumes (upstream: ContainerCreating).
@@ -1159,7 +1163,7 @@ impl Kubelet {
         });
         // Status from what CRI says now, if the actions above changed it.
         let obs = if acted {
-            self.observe(&sid).await?
+            self.observe(&sid, &mut st.statuses).await?
         } else {
             obs
         };
@@ -1210,7 +1214,11 @@ impl Kubelet {
 
     /// The containers of sandbox `sid` by name: the newest two attempts (older exited
     /// ones are removed, as upstream keeps one dead container per name).
-    async fn observe(&self, sid: &str) -> Result<BTreeMap<String, Observed>> {
+    async fn observe(
+        &self,
+        sid: &str,
+        known: &mut HashMap<String, cri::ContainerStatus>,
+    ) -> Result<BTreeMap<String, Observed>> {
         let list = self
             .list_containers(cri::ContainerFilter {
                 pod_sandbox_id: sid.to_string(),
@@ -1227,6 +1235,7 @@ impl Kubelet {
             by_name.entry(n).or_default().push(c);
         }
         let mut out = BTreeMap::new();
+        let mut seen = HashSet::new();
         for (n, mut cs) in by_name {
             cs.sort_by_key(|c| {
                 std::cmp::Reverse((
@@ -1246,16 +1255,23 @@ impl Kubelet {
                         .await;
                 }
             }
-            let latest = match cs.first() {
-                Some(c) => self.container_status(&c.id).await,
-                None => None,
+            let mut status = async |c: Option<&cri::Container>| {
+                let c = c?;
+                match known.get(&c.id).filter(|s| s.state == c.state) {
+                    Some(s) => Some(s.clone()),
+                    None => {
+                        let s = self.container_status(&c.id).await?;
+                        known.insert(c.id.clone(), s.clone());
+                        Some(s)
+                    }
+                }
             };
-            let previous = match cs.get(1) {
-                Some(c) => self.container_status(&c.id).await,
-                None => None,
-            };
+            let latest = status(cs.first()).await;
+            let previous = status(cs.get(1)).await;
+            seen.extend(cs.iter().take(2).map(|c| c.id.clone()));
             out.insert(n, Observed { latest, previous });
         }
+        known.retain(|id, _| seen.contains(id));
         Ok(out)
     }
 
