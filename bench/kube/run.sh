@@ -15,6 +15,7 @@
 #
 #   bench/kube/run.sh                     # release build first, 100 replicas
 #   BIN=target/debug REPLICAS=20 bench/kube/run.sh
+#   HAKO_LOG_LEVEL=info LOGS=/tmp/up.log bench/kube/run.sh   # keep the cluster's log
 # Needs root, busybox-static, python3-kubernetes, kubectl, the CNI plugins.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -30,6 +31,8 @@ pids=()
 up_pid=
 cleanup() {
     set +e
+    # LOGS=FILE keeps the cluster's log (set HAKO_LOG_LEVEL for more of it).
+    [ -n "${LOGS:-}" ] && cp "$T/up.err" "$LOGS"
     if [ -n "$up_pid" ]; then
         kubectl --kubeconfig "$T/root/kubeconfig" delete namespace bench --wait=true --timeout=120s >/dev/null 2>&1
         kill -TERM "$up_pid" 2>/dev/null; wait "$up_pid" 2>/dev/null

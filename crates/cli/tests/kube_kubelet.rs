@@ -1168,3 +1168,136 @@ spec:
         "ready\ngot one\ngot two\nbye\n"
     );
 }
+
+/// A registry that accepts connections and never answers: pulls from it hang until
+/// [`HangingRegistry::release`] closes them.
+struct HangingRegistry {
+    addr: String,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl HangingRegistry {
+    fn start() -> HangingRegistry {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let held = conns.clone();
+        std::thread::spawn(move || {
+            for s in l.incoming().flatten() {
+                held.lock().unwrap().push(s);
+            }
+        });
+        HangingRegistry { addr, conns }
+    }
+
+    fn accepted(&self) -> usize {
+        self.conns.lock().unwrap().len()
+    }
+
+    fn release(&self) {
+        for s in self.conns.lock().unwrap().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for HangingRegistry {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+#[test]
+fn deployment_pods_start_while_another_pods_image_pull_hangs() {
+    let c = Cluster::up();
+    let hang = HangingRegistry::start();
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: stuck}}
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - {{name: c, image: "{}/kube/never:1", imagePullPolicy: Always}}
+"#,
+        hang.addr
+    ));
+    wait_for(
+        "the kubelet to be pulling from the hanging registry",
+        || hang.accepted() > 0,
+    );
+    // Pods are started side by side: a pull that does not end holds up no other pod.
+    c.apply(&format!(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: side}}
+spec:
+  replicas: 3
+  selector: {{matchLabels: {{app: side}}}}
+  template:
+    metadata: {{labels: {{app: side}}}}
+    spec:
+      terminationGracePeriodSeconds: 0
+      containers:
+      - {{name: c, image: "{}", command: [sleep, "3600"]}}
+"#,
+        c.image
+    ));
+    c.wait("the Deployment's 3 pods to run", || {
+        let pods = c.items(&["get", "pods", "-l", "app=side"]);
+        (pods.len() == 3 && pods.iter().all(|p| phase(p) == "Running")).then_some(())
+    });
+    let stuck = c.pod("stuck");
+    assert_eq!(phase(&stuck), "Pending", "{stuck}");
+    assert!(hang.accepted() > 0);
+    // The pull fails once its connections close; then the pod can be deleted.
+    hang.release();
+    c.ok(&["delete", "deployment", "side", "--wait=true"]);
+    c.ok(&["delete", "pod", "stuck", "--wait=true", "--timeout=90s"]);
+}
+
+#[test]
+fn pod_whose_sandbox_stops_gets_a_new_sandbox_and_runs_again() {
+    let c = Cluster::up();
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: phoenix}}
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - {{name: c, image: "{}", command: [sleep, "3600"]}}
+"#,
+        c.image
+    ));
+    let first = c.wait_pod("phoenix", "Running", |p| phase(p) == "Running");
+    let first_id = first["status"]["containerStatuses"][0]["containerID"].clone();
+    // Stop the pause container behind the kubelet's back: the sandbox is no longer
+    // ready, so the kubelet (which remembers the sandbox it made) starts over.
+    let root = c.root.root();
+    let sandbox = c
+        .engine_containers(&root, "phoenix")
+        .into_iter()
+        .find(|n| n.starts_with("k8s_POD_"))
+        .expect("the pod's sandbox container");
+    let out = Command::new(hako())
+        .arg("--root")
+        .arg(&root)
+        .args(["stop", "-t", "0", &sandbox])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let again = c.wait_pod("phoenix", "running in a new sandbox", |p| {
+        phase(p) == "Running"
+            && !p["status"]["containerStatuses"][0]["containerID"].is_null()
+            && p["status"]["containerStatuses"][0]["containerID"] != first_id
+    });
+    assert!(
+        again["status"]["containerStatuses"][0]["state"]["running"].is_object(),
+        "{again}"
+    );
+    c.ok(&["delete", "pod", "phoenix", "--wait=true"]);
+}

@@ -161,6 +161,7 @@ pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
             };
             let mut node = Err(anyhow::anyhow!("the API server did not start"));
             let mut proxy = None;
+            hako_kube_kubelet::limit_malloc_arenas();
             let served = hako_kube_apiserver::serve_foreground(
                 &paths,
                 &store,

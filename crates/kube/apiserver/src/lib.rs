@@ -210,8 +210,12 @@ pub fn serve_foreground(
     addr: SocketAddr,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<()> {
+    // Requests run their store work on blocking threads; the store takes one request
+    // at a time (SQLite) or waits on etcd, so a few threads serve as fast as many, and
+    // each thread kept alive holds its stack and heap.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .max_blocking_threads(8)
         .enable_all()
         .build()
         .context("starting the API server's runtime")?;

@@ -74,6 +74,7 @@ pub fn default_node_name() -> String {
 
 /// Run the kubelet until SIGINT/SIGTERM, on a runtime of its own.
 pub fn run_kubelet(opts: KubeletOptions, ready: impl FnOnce(&str, u16)) -> Result<()> {
+    crate::limit_malloc_arenas();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

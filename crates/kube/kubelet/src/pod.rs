@@ -60,6 +60,12 @@ struct PodState {
     volumes: HashMap<String, PathBuf>,
     /// The last FailedMount message (recorded once, not at every sync).
     mount_error: Option<String>,
+    /// The pod's sandbox as of the last sync.
+    sandbox: Option<String>,
+    /// The last ContainerStatus read per container id: kept while the list shows the
+    /// container in the same state (a running or exited container's status does not
+    /// change), so a pass asks CRI only about containers that changed.
+    statuses: HashMap<String, cri::ContainerStatus>,
 }
 
 impl Drop for PodState {
@@ -108,7 +114,18 @@ impl Kubelet {
         };
         let mut workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(w) = workers.get(&uid) {
-            let _ = w.tx.send(d);
+            // A change of the status alone (mostly the kubelet's own writes coming back
+            // through the watch) is kept for the next sync but wakes nobody, as upstream's
+            // pod config only syncs on spec/metadata changes: each sync costs CRI lists.
+            w.tx.send_if_modified(|cur| {
+                let wake = cur.mirror != d.mirror
+                    || match (&cur.pod, &d.pod) {
+                        (Some(a), Some(b)) => !same_but_status(a, b),
+                        _ => true,
+                    };
+                *cur = d;
+                wake
+            });
             return;
         }
         let (tx, rx) = watch::channel(d);
@@ -444,77 +461,108 @@ impl Kubelet {
         Ok(())
     }
 
+    /// The status of sandbox `id` if it is ready.
+    async fn ready_sandbox(&self, id: &str) -> Result<Option<cri::PodSandboxStatus>> {
+        let st = self
+            .cri
+            .rt
+            .clone()
+            .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: id.to_string(),
+                verbose: false,
+            })
+            .await;
+        match st {
+            Ok(r) => Ok(r
+                .into_inner()
+                .status
+                .filter(|s| s.state == cri::PodSandboxState::SandboxReady as i32)),
+            Err(e) if e.code() == tonic::Code::NotFound => Ok(None),
+            Err(e) => {
+                Err(anyhow::anyhow!("{}", e.message())).context("reading the sandbox's status")
+            }
+        }
+    }
+
+    /// The pod's ready sandbox, created if there is none: its id, config and IPs.
+    /// `known` is the sandbox of the last sync: when it is still ready, no list of every
+    /// sandbox is needed (a list costs the runtime a pass over all its containers).
     async fn ensure_sandbox(
         &self,
         pod: &Pod,
+        known: Option<&str>,
     ) -> Result<(String, cri::PodSandboxConfig, Vec<String>)> {
-        let uid = uid(pod);
-        let sandboxes = self.list_sandboxes(uid).await?;
-        let ready = sandboxes
-            .iter()
-            .filter(|s| s.state == cri::PodSandboxState::SandboxReady as i32)
-            .max_by_key(|s| s.created_at);
-        let attempt_of = |s: &cri::PodSandbox| s.metadata.as_ref().map(|m| m.attempt).unwrap_or(0);
-        let (id, attempt) = match ready {
-            Some(s) => (s.id.clone(), attempt_of(s)),
-            None => {
-                // A sandbox that died takes its containers with it: start over in a new one.
-                for s in &sandboxes {
-                    self.remove_sandbox(&s.id).await?;
-                }
-                let attempt = sandboxes
-                    .iter()
-                    .map(|s| attempt_of(s) + 1)
-                    .max()
-                    .unwrap_or(0);
-                let logs = spec::log_dir(&self.root, pod);
-                std::fs::create_dir_all(&logs)
-                    .with_context(|| format!("creating the log directory {}", logs.display()))?;
-                let cfg = spec::sandbox_config(pod, attempt, &self.root);
-                let r = self
-                    .cri
-                    .rt
-                    .clone()
-                    .run_pod_sandbox(cri::RunPodSandboxRequest {
-                        config: Some(cfg),
-                        runtime_handler: pod
-                            .spec
-                            .as_ref()
-                            .and_then(|s| s.runtime_class_name.clone())
-                            .unwrap_or_default(),
-                    })
-                    .await;
-                match r {
-                    Ok(r) => (r.into_inner().pod_sandbox_id, attempt),
-                    Err(e) => {
-                        let msg = format!("Failed to create pod sandbox: {}", e.message());
-                        self.recorder.record(
-                            pod_ref(pod, None),
-                            "Warning",
-                            "FailedCreatePodSandBox",
-                            msg.clone(),
-                        );
-                        anyhow::bail!(msg)
+        let attempt_of = |m: Option<&cri::PodSandboxMetadata>| m.map(|m| m.attempt).unwrap_or(0);
+        let mut found = None;
+        if let Some(id) = known {
+            if let Some(s) = self.ready_sandbox(id).await? {
+                found = Some((id.to_string(), attempt_of(s.metadata.as_ref()), s));
+            }
+        }
+        if found.is_none() {
+            let uid = uid(pod);
+            let sandboxes = self.list_sandboxes(uid).await?;
+            let ready = sandboxes
+                .iter()
+                .filter(|s| s.state == cri::PodSandboxState::SandboxReady as i32)
+                .max_by_key(|s| s.created_at);
+            let id = match ready {
+                Some(s) => s.id.clone(),
+                None => {
+                    // A sandbox that died takes its containers with it: start over in a new one.
+                    for s in &sandboxes {
+                        self.remove_sandbox(&s.id).await?;
+                    }
+                    let attempt = sandboxes
+                        .iter()
+                        .map(|s| attempt_of(s.metadata.as_ref()) + 1)
+                        .max()
+                        .unwrap_or(0);
+                    let logs = spec::log_dir(&self.root, pod);
+                    std::fs::create_dir_all(&logs).with_context(|| {
+                        format!("creating the log directory {}", logs.display())
+                    })?;
+                    let cfg = spec::sandbox_config(pod, attempt, &self.root);
+                    let r = self
+                        .cri
+                        .rt
+                        .clone()
+                        .run_pod_sandbox(cri::RunPodSandboxRequest {
+                            config: Some(cfg),
+                            runtime_handler: pod
+                                .spec
+                                .as_ref()
+                                .and_then(|s| s.runtime_class_name.clone())
+                                .unwrap_or_default(),
+                        })
+                        .await;
+                    match r {
+                        Ok(r) => r.into_inner().pod_sandbox_id,
+                        Err(e) => {
+                            let msg = format!("Failed to create pod sandbox: {}", e.message());
+                            self.recorder.record(
+                                pod_ref(pod, None),
+                                "Warning",
+                                "FailedCreatePodSandBox",
+                                msg.clone(),
+                            );
+                            anyhow::bail!(msg)
+                        }
                     }
                 }
-            }
-        };
+            };
+            let s = self
+                .ready_sandbox(&id)
+                .await?
+                .with_context(|| format!("sandbox {id} is not ready"))?;
+            found = Some((id, attempt_of(s.metadata.as_ref()), s));
+        }
+        let (id, attempt, status) = found.expect("set above");
         let cfg = spec::sandbox_config(pod, attempt, &self.root);
         let ips = if spec::host_network(pod) {
             vec![self.host_ip.clone()]
         } else {
-            let st = self
-                .cri
-                .rt
-                .clone()
-                .pod_sandbox_status(cri::PodSandboxStatusRequest {
-                    pod_sandbox_id: id.clone(),
-                    verbose: false,
-                })
-                .await
-                .context("reading the sandbox's status")?
-                .into_inner();
-            let net = st.status.and_then(|s| s.network).unwrap_or_default();
+            let net = status.network.unwrap_or_default();
             std::iter::once(net.ip)
                 .chain(net.additional_ips.into_iter().map(|p| p.ip))
                 .filter(|ip| !ip.is_empty())
@@ -984,15 +1032,18 @@ impl Kubelet {
         let pod = &resolved;
         // Containers from the resolved pod: its mounts of read-only claims are read-only.
         let spec = pod.spec.as_ref().context("the pod has no spec")?;
-        let (sid, sandbox, ips) = match self.ensure_sandbox(pod).await {
-            Ok(x) => x,
+        let (sid, sandbox, ips) = match self.ensure_sandbox(pod, st.sandbox.as_deref()).await {
+            Ok(x) => {
+                st.sandbox = Some(x.0.clone());
+                x
+            }
             Err(e) => {
                 self.write_status(pod, st, mirror, None, &[], &BTreeMap::new())
                     .await;
                 return Err(e);
             }
         };
-        let obs = self.observe(&sid).await?;
+        let obs = self.observe(&sid, &mut st.statuses).await?;
         let ip = ips.first().cloned().unwrap_or_default();
         if !self.sync_volumes(pod, st).await {
             // No container starts without its volumes (upstream: ContainerCreating).
@@ -1013,6 +1064,8 @@ impl Kubelet {
             return Ok(());
         }
 
+        // Whether this pass changed anything in CRI (then the status needs a new look).
+        let mut acted = false;
         // Init containers, one at a time, in order. A sidecar (`restartPolicy: Always`,
         // KEP-753) lets the next one start once it runs and its startup probe passed,
         // then keeps running (restarted whenever it exits) beside the containers.
@@ -1031,15 +1084,23 @@ impl Kubelet {
                     .any(|n| obs.get(n).is_some_and(|o| o.latest.is_some()));
                 let started = match &o.latest {
                     None => {
+                        acted = true;
                         self.start_container(pod, c, 0, &sid, &sandbox, &ips, st, true)
                             .await;
                         wake.notify_one();
                         false
                     }
                     Some(s) if is_state(s, cri::ContainerState::ContainerRunning) => {
-                        self.check_running(pod, c, s, &ip, st, wake).await
+                        match self.check_running(pod, c, s, &ip, st, wake).await {
+                            Some(started) => started,
+                            None => {
+                                acted = true;
+                                false
+                            }
+                        }
                     }
                     Some(s) if is_state(s, cri::ContainerState::ContainerExited) => {
+                        acted = true;
                         self.restart(pod, c, s, &sid, &sandbox, &ips, st, true)
                             .await;
                         wake.notify_one();
@@ -1056,6 +1117,7 @@ impl Kubelet {
             match &o.latest {
                 None => {
                     init_done = false;
+                    acted = true;
                     self.start_container(pod, c, 0, &sid, &sandbox, &ips, st, true)
                         .await;
                     wake.notify_one();
@@ -1070,6 +1132,7 @@ impl Kubelet {
                     if policy == "Never" {
                         init_failed = true;
                     } else {
+                        acted = true;
                         self.restart(pod, c, s, &sid, &sandbox, &ips, st, true)
                             .await;
                     }
@@ -1084,12 +1147,15 @@ impl Kubelet {
                 let o = obs.get(&c.name).cloned().unwrap_or_default();
                 match &o.latest {
                     None => {
+                        acted = true;
                         self.start_container(pod, c, 0, &sid, &sandbox, &ips, st, false)
                             .await;
                         wake.notify_one();
                     }
                     Some(s) if is_state(s, cri::ContainerState::ContainerRunning) => {
-                        self.check_running(pod, c, s, &ip, st, wake).await;
+                        if self.check_running(pod, c, s, &ip, st, wake).await.is_none() {
+                            acted = true;
+                        }
                     }
                     Some(s) if is_state(s, cri::ContainerState::ContainerExited) => {
                         let again = match policy {
@@ -1098,12 +1164,14 @@ impl Kubelet {
                             _ => false,
                         };
                         if again {
+                            acted = true;
                             self.restart(pod, c, s, &sid, &sandbox, &ips, st, false)
                                 .await;
                             wake.notify_one();
                         }
                     }
                     Some(s) if is_state(s, cri::ContainerState::ContainerCreated) => {
+                        acted = true;
                         let _ = self
                             .cri
                             .rt
@@ -1131,8 +1199,12 @@ impl Kubelet {
             }
             keep
         });
-        // Status from what CRI says now (the actions above changed it).
-        let obs = self.observe(&sid).await?;
+        // Status from what CRI says now, if the actions above changed it.
+        let obs = if acted {
+            self.observe(&sid, &mut st.statuses).await?
+        } else {
+            obs
+        };
         let phase = self
             .write_status(pod, st, mirror, Some((init_done, init_failed)), &ips, &obs)
             .await;
@@ -1150,7 +1222,8 @@ impl Kubelet {
     }
 
     /// A running container: kill it when its spec changed or a probe says so, else
-    /// make sure its probes run. Returns whether it has started (startup probe passed).
+    /// make sure its probes run. Returns whether it has started (startup probe passed),
+    /// None when it was killed.
     async fn check_running(
         &self,
         pod: &Pod,
@@ -1159,7 +1232,7 @@ impl Kubelet {
         ip: &str,
         st: &mut PodState,
         wake: &Arc<Notify>,
-    ) -> bool {
+    ) -> Option<bool> {
         let hash = s.annotations.get(spec::ANN_CONTAINER_HASH);
         let kill = if hash.is_some_and(|h| *h != spec::container_hash(c)) {
             Some(format!(
@@ -1189,12 +1262,14 @@ impl Kubelet {
                 p.task.abort();
             }
             wake.notify_one();
-            return false;
+            return None;
         }
         self.ensure_probes(pod, c, &s.id, ip, st, wake);
-        st.probes
-            .get(&s.id)
-            .is_some_and(|p| p.state.lock().is_ok_and(|x| x.started))
+        Some(
+            st.probes
+                .get(&s.id)
+                .is_some_and(|p| p.state.lock().is_ok_and(|x| x.started)),
+        )
     }
 
     /// Stop what runs in a finished pod (its containers and sandbox stay for logs).
@@ -1234,7 +1309,11 @@ impl Kubelet {
 
     /// The containers of sandbox `sid` by name: the newest two attempts (older exited
     /// ones are removed, as upstream keeps one dead container per name).
-    async fn observe(&self, sid: &str) -> Result<BTreeMap<String, Observed>> {
+    async fn observe(
+        &self,
+        sid: &str,
+        known: &mut HashMap<String, cri::ContainerStatus>,
+    ) -> Result<BTreeMap<String, Observed>> {
         let list = self
             .list_containers(cri::ContainerFilter {
                 pod_sandbox_id: sid.to_string(),
@@ -1251,6 +1330,7 @@ impl Kubelet {
             by_name.entry(n).or_default().push(c);
         }
         let mut out = BTreeMap::new();
+        let mut seen = HashSet::new();
         for (n, mut cs) in by_name {
             cs.sort_by_key(|c| {
                 std::cmp::Reverse((
@@ -1270,16 +1350,23 @@ impl Kubelet {
                         .await;
                 }
             }
-            let latest = match cs.first() {
-                Some(c) => self.container_status(&c.id).await,
-                None => None,
+            let mut status = async |c: Option<&cri::Container>| {
+                let c = c?;
+                match known.get(&c.id).filter(|s| s.state == c.state) {
+                    Some(s) => Some(s.clone()),
+                    None => {
+                        let s = self.container_status(&c.id).await?;
+                        known.insert(c.id.clone(), s.clone());
+                        Some(s)
+                    }
+                }
             };
-            let previous = match cs.get(1) {
-                Some(c) => self.container_status(&c.id).await,
-                None => None,
-            };
+            let latest = status(cs.first()).await;
+            let previous = status(cs.get(1)).await;
+            seen.extend(cs.iter().take(2).map(|c| c.id.clone()));
             out.insert(n, Observed { latest, previous });
         }
+        known.retain(|id, _| seen.contains(id));
         Ok(out)
     }
 
@@ -1670,6 +1757,18 @@ impl Kubelet {
         }
         phase.to_string()
     }
+}
+
+/// Whether two versions of a pod differ only in their status (and resourceVersion or
+/// managedFields, which every write changes).
+fn same_but_status(a: &Pod, b: &Pod) -> bool {
+    let meta = |p: &Pod| {
+        let mut m = p.metadata.clone();
+        m.resource_version = None;
+        m.managed_fields = None;
+        m
+    };
+    a.spec == b.spec && meta(a) == meta(b)
 }
 
 fn pod_has_no_volumes(pod: &Pod) -> bool {

@@ -42,6 +42,7 @@ pub struct SchedulerOptions {
 
 /// Run the scheduler until SIGINT/SIGTERM, on a runtime of its own.
 pub fn run_scheduler(opts: SchedulerOptions, ready: impl FnOnce()) -> Result<()> {
+    crate::limit_malloc_arenas();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -132,6 +133,9 @@ async fn schedule_loop(client: kube::Client, name: String) -> Result<()> {
     }
 }
 
+/// Bindings sent at once (upstream binds each pod in a goroutine of its own).
+const BINDS_IN_FLIGHT: usize = 16;
+
 struct Scheduler {
     client: kube::Client,
     recorder: Recorder,
@@ -215,16 +219,43 @@ impl Scheduler {
                 p.metadata.name.clone(),
             )
         });
+        // Upstream's two cycles: pods are placed one at a time (each placement is assumed,
+        // so the next one counts it), then bound concurrently: a binding is an API round
+        // trip, and binding one pod after another made pods reach the kubelet one by one.
+        let nodes = self.nodes.state();
+        let mut placed = Vec::new();
         for pod in pending {
-            let nodes = self.nodes.state();
             match self.pick(&pod, &nodes, &all) {
-                Ok(node) => self.bind(&pod, &node).await,
+                Ok(node) => {
+                    if let Some(uid) = &pod.metadata.uid {
+                        self.assumed.insert(uid.clone(), node.clone());
+                    }
+                    placed.push((pod, node));
+                }
                 Err(msg) => {
                     if let Some((node, victims)) = self.preemption(&pod, &nodes, &all) {
                         self.preempt(&pod, &node, &victims).await;
                     }
                     self.unschedulable(&pod, msg).await
                 }
+            }
+        }
+        let me = &*self;
+        let results: Vec<(Arc<Pod>, bool)> = futures::stream::iter(placed)
+            .map(|(pod, node)| async move {
+                let ok = me.bind(&pod, &node).await;
+                (pod, ok)
+            })
+            .buffer_unordered(BINDS_IN_FLIGHT)
+            .collect()
+            .await;
+        for (pod, ok) in results {
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            if ok {
+                self.reported.remove(&uid);
+            } else {
+                // Not bound: placed again at the next pass.
+                self.assumed.remove(&uid);
             }
         }
     }
@@ -440,7 +471,8 @@ impl Scheduler {
         }
     }
 
-    async fn bind(&mut self, pod: &Pod, node: &str) {
+    /// Bind `pod` to `node`; false if it is not bound.
+    async fn bind(&self, pod: &Pod, node: &str) -> bool {
         let ns = pod
             .metadata
             .namespace
@@ -449,7 +481,7 @@ impl Scheduler {
         let name = pod.metadata.name.clone().unwrap_or_default();
         if let Err(e) = self.select_node_for_claims(pod, node).await {
             tracing::warn!("pod {ns}/{name}: {e:#}");
-            return;
+            return false;
         }
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
         let binding = Binding {
@@ -470,39 +502,44 @@ impl Scheduler {
         let r = api
             .create_subresource::<serde_json::Value>("binding", &name, &PostParams::default(), body)
             .await;
+        // The binding subresource sets PodScheduled=True itself (as upstream's does).
         let r = match r {
-            // An API server without pods/binding: set spec.nodeName directly.
+            // An API server without pods/binding: set spec.nodeName and the condition.
             Err(kube::Error::Api(e))
                 if e.code == 404 && !e.message.contains(&name) || e.code == 405 =>
             {
                 let patch = serde_json::json!({"spec": {"nodeName": node}});
-                api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                let r = api
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await
-                    .map(|_| ())
+                    .map(|_| ());
+                if r.is_ok() {
+                    let cond = serde_json::json!({"status": {"conditions": [{
+                        "type": "PodScheduled", "status": "True",
+                        "lastTransitionTime": Time(Utc::now()),
+                    }]}});
+                    let _ = api
+                        .patch_status(&name, &PatchParams::default(), &Patch::Strategic(&cond))
+                        .await;
+                }
+                r
             }
             r => r.map(|_| ()),
         };
         match r {
             Ok(()) => {
-                if let Some(uid) = &pod.metadata.uid {
-                    self.assumed.insert(uid.clone(), node.to_string());
-                    self.reported.remove(uid);
-                }
-                let cond = serde_json::json!({"status": {"conditions": [{
-                    "type": "PodScheduled", "status": "True",
-                    "lastTransitionTime": Time(Utc::now()),
-                }]}});
-                let _ = api
-                    .patch_status(&name, &PatchParams::default(), &Patch::Strategic(&cond))
-                    .await;
                 self.recorder.record(
                     pod_ref(pod, None),
                     "Normal",
                     "Scheduled",
                     format!("Successfully assigned {ns}/{name} to {node}"),
                 );
+                true
             }
-            Err(e) => tracing::warn!("binding pod {ns}/{name} to {node}: {e}"),
+            Err(e) => {
+                tracing::warn!("binding pod {ns}/{name} to {node}: {e}");
+                false
+            }
         }
     }
 
