@@ -1213,7 +1213,7 @@ impl Kubelet {
             self.stop_pod(pod, &sid).await;
             // Sidecars ran until now: their statuses show them stopped.
             if spec.init_containers.iter().flatten().any(spec::is_sidecar) {
-                let obs = self.observe(&sid).await?;
+                let obs = self.observe(&sid, &mut st.statuses).await?;
                 self.write_status(pod, st, mirror, Some((init_done, init_failed)), &ips, &obs)
                     .await;
             }
