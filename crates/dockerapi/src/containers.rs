@@ -409,7 +409,12 @@ async fn wait(St(s): St<State>, Path(id): Path<String>, q: Params) -> ApiResult<
                         break;
                     }
                 }
-                Err(_) => break,
+                Err(_) => {
+                    // Removed (`--rm`) between two looks: its exit status is the
+                    // last "die" event the monitor recorded for it.
+                    code = last_exit_code(&engine, &first.id).unwrap_or(code);
+                    break;
+                }
             }
             if tx.closed() {
                 return;
@@ -424,6 +429,15 @@ async fn wait(St(s): St<State>, Path(id): Path<String>, q: Params) -> ApiResult<
         body,
     )
         .into_response())
+}
+
+/// The exit code of `id`'s last "die" event in the engine's event log.
+fn last_exit_code(engine: &hako_engine::Engine, id: &str) -> Option<i32> {
+    let filter =
+        hako_engine::events::Filter::parse(&[format!("container={id}"), "event=die".into()])
+            .ok()?;
+    let events = engine.events().past(0, None, &filter).ok()?;
+    events.last()?.attributes.get("exitCode")?.parse().ok()
 }
 
 async fn rename(St(s): St<State>, Path(id): Path<String>, q: Params) -> ApiResult<StatusCode> {
