@@ -361,13 +361,7 @@ impl Scheduler {
     async fn preempt(&mut self, pod: &Pod, node: &str, victims: &[Pod]) {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         for v in victims {
-            let ns = v
-                .metadata
-                .namespace
-                .clone()
-                .unwrap_or_else(|| "default".into());
-            let name = v.metadata.name.clone().unwrap_or_default();
-            let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+            let (api, ns, name) = self.pod_api(v);
             let mut conds = v
                 .status
                 .as_ref()
@@ -415,13 +409,7 @@ impl Scheduler {
             .as_ref()
             .and_then(|s| s.nominated_node_name.as_deref());
         if nominated != Some(node) {
-            let ns = pod
-                .metadata
-                .namespace
-                .clone()
-                .unwrap_or_else(|| "default".into());
-            let name = pod.metadata.name.clone().unwrap_or_default();
-            let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+            let (api, ns, name) = self.pod_api(pod);
             let patch = serde_json::json!({"status": {"nominatedNodeName": node}});
             if let Err(e) = api
                 .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -430,6 +418,17 @@ impl Scheduler {
                 tracing::warn!("nominating node {node} for pod {ns}/{name}: {e}");
             }
         }
+    }
+
+    /// The pods API of `pod`'s namespace, with its namespace and name.
+    fn pod_api(&self, pod: &Pod) -> (Api<Pod>, String, String) {
+        let ns = pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        (Api::namespaced(self.client.clone(), &ns), ns, name)
     }
 
     /// The best node for `pod`, or why there is none (upstream's message shape).
@@ -548,13 +547,7 @@ impl Scheduler {
         if self.reported.get(&uid) == Some(&msg) {
             return;
         }
-        let ns = pod
-            .metadata
-            .namespace
-            .clone()
-            .unwrap_or_else(|| "default".into());
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+        let (api, ns, name) = self.pod_api(pod);
         let mut conds = pod
             .status
             .as_ref()
