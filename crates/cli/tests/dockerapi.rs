@@ -1089,3 +1089,79 @@ print(api.exec_create(other.id, ["true"])["Id"])
     let (st, _, _) = s.http("POST", &format!("/exec/{exec_id}/start"), Some("{}"));
     assert_eq!(st, 404);
 }
+
+/// The malloc arenas of a process besides the main heap: glibc reserves
+/// each in a 64 MiB-aligned anonymous region of 64 MiB (its used part
+/// read-write, the rest inaccessible).
+fn malloc_arenas(pid: u32) -> usize {
+    const HEAP_MAX: u64 = 64 << 20;
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let rows: Vec<(u64, u64, String, bool)> = maps
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (a, b) = f[0].split_once('-').unwrap();
+            (
+                u64::from_str_radix(a, 16).unwrap(),
+                u64::from_str_radix(b, 16).unwrap(),
+                f[1].to_string(),
+                f.len() < 6,
+            )
+        })
+        .collect();
+    rows.iter()
+        .enumerate()
+        .filter(|(i, (start, end, perm, anon))| {
+            let whole = match rows.get(i + 1) {
+                Some((s2, e2, p2, a2)) if *s2 == *end && p2.starts_with("---") && *a2 => *e2,
+                _ => *end,
+            };
+            *anon && perm.starts_with("rw") && start % HEAP_MAX == 0 && whole - start == HEAP_MAX
+        })
+        .count()
+}
+
+#[test]
+fn service_runs_as_its_own_executable_with_two_malloc_arenas() {
+    let r = Root::new();
+    let s = Service::start(&r);
+    // `hako system service` execs hako-service (beside hako): same process,
+    // none of the whole CLI's code mapped.
+    let pid = s.child.id();
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert_eq!(
+        exe.file_name().unwrap(),
+        "hako-service",
+        "{}",
+        exe.display()
+    );
+    let hako = Path::new(env!("CARGO_BIN_EXE_hako"))
+        .canonicalize()
+        .unwrap();
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    assert!(
+        !maps.contains(&format!("{}\n", hako.display())),
+        "the service maps {}",
+        hako.display()
+    );
+    // Requests at once run on several blocking threads; glibc would give
+    // each its own arena (up to 8 per core): the service allows two, the
+    // main heap and one more.
+    let runs: Vec<_> = (0..6)
+        .map(|i| {
+            s.docker_cmd(&["run", "--rm", "busybox", "echo", &format!("n{i}")])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (i, c) in runs.into_iter().enumerate() {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "run {i} failed");
+        assert_eq!(text(&out.stdout).trim(), format!("n{i}"));
+    }
+    assert_eq!(s.ok(&["ps", "-aq"]).trim(), "");
+    let arenas = malloc_arenas(pid);
+    assert!(arenas <= 1, "{arenas} malloc arenas besides the main heap");
+    s.alive();
+}

@@ -23,6 +23,7 @@ pub mod listen;
 pub mod networks;
 pub mod params;
 pub mod server;
+pub mod service;
 pub mod stream;
 pub mod system;
 pub mod volumes;

@@ -53,6 +53,8 @@ pub struct Inner {
     pub programs: Programs,
     /// Connections open now (for the idle timeout).
     pub connections: AtomicUsize,
+    /// Told when the last open connection ends ([`trim_when_idle`]).
+    pub went_idle: tokio::sync::Notify,
     /// Clients attached to containers not started yet, by container id.
     pub pending: Mutex<HashMap<String, Vec<crate::attach::PendingAttach>>>,
     /// Exec instances, by exec id.
@@ -72,6 +74,7 @@ impl State {
             root,
             programs,
             connections: AtomicUsize::new(0),
+            went_idle: tokio::sync::Notify::new(),
             pending: Mutex::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),
         }))
@@ -296,6 +299,7 @@ pub async fn serve(opts: Options) -> Result<(), SetupError> {
     }
     let state = State::new(opts.root.clone(), opts.programs.clone());
     let app = router(state.clone());
+    let trim = tokio::spawn(trim_when_idle(state.clone()));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| SetupError(format!("watching for SIGTERM: {e}")))?;
     let result = loop {
@@ -335,7 +339,9 @@ pub async fn serve(opts: Options) -> Result<(), SetupError> {
                             None => serve_connection(app, s).await,
                         },
                     }
-                    state.connections.fetch_sub(1, Ordering::SeqCst);
+                    if state.connections.fetch_sub(1, Ordering::SeqCst) == 1 {
+                        state.went_idle.notify_one();
+                    }
                 });
             }
             _ = idle => break Ok(()),
@@ -343,10 +349,43 @@ pub async fn serve(opts: Options) -> Result<(), SetupError> {
             _ = term.recv() => break Ok(()),
         }
     };
+    trim.abort();
     if let Some(sock) = &opts.socket {
         let _ = std::fs::remove_file(sock);
     }
     result
+}
+
+/// How long the service stays without a connection before its heap is
+/// trimmed: past the blocking threads' keep-alive, so the memory of the
+/// threads that ended is free by then, and long enough that a client's
+/// next command (docker run = create, attach, start, wait) rarely falls
+/// in between.
+const TRIM_AFTER: Duration = Duration::from_millis(1500);
+/// How long an idle blocking thread (engine and image store calls) stays.
+const BLOCKING_KEEP_ALIVE: Duration = Duration::from_secs(1);
+
+/// Give the heap's free memory back to the system once no client has been
+/// connected for [`TRIM_AFTER`]: glibc keeps what a burst of requests freed
+/// (in the main heap and in each thread's arena) for reuse, and an idle
+/// service need not hold it.
+async fn trim_when_idle(state: State) {
+    loop {
+        state.went_idle.notified().await;
+        tokio::time::sleep(TRIM_AFTER).await;
+        if state.connections.load(Ordering::SeqCst) == 0 {
+            trim_heap();
+        }
+    }
+}
+
+fn trim_heap() {
+    // SAFETY: malloc_trim(3) only returns free memory of the allocator's
+    // arenas to the kernel; no allocation of ours is touched.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// A status-only answer with an empty body (204, 201 without content...).
@@ -356,7 +395,16 @@ pub fn status(code: StatusCode) -> Response<Body> {
 
 /// [`serve`] on a runtime of its own, for callers without one (the CLI).
 pub fn run(opts: Options) -> Result<(), SetupError> {
+    // Requests run on blocking threads (the engine and the image store), and
+    // glibc gives each busy thread an arena of its own (up to 8 per core)
+    // that keeps its freed memory: two arenas keep the idle heap small.
+    // SAFETY: mallopt(3) only sets an allocator tunable, before our threads exist.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .thread_keep_alive(BLOCKING_KEEP_ALIVE)
         .enable_all()
         .build()
         .map_err(|e| SetupError(format!("starting the service's runtime: {e}")))?;

@@ -183,6 +183,21 @@ fn service(g: &Global, a: ServiceArgs) -> Result<()> {
         tcp,
         idle: (a.time > 0).then(|| std::time::Duration::from_secs(a.time)),
     };
+    // The service runs as its own, smaller executable when it is installed
+    // beside hako (crates/dockerapi/src/service.rs); exec keeps this process
+    // (its pid, its signals) for it. Without one, it runs in this process.
+    let me = std::env::current_exe().context("finding the hako executable")?;
+    let server = me.with_file_name(hako_dockerapi::service::BINARY);
+    if server.is_file() {
+        use std::os::unix::process::CommandExt as _;
+        let err = std::process::Command::new(&server)
+            .arg("--log-level")
+            .arg(&g.log_level)
+            .arg("--options")
+            .arg(opts.to_arg())
+            .exec();
+        anyhow::bail!("system service: starting {}: {err}", server.display());
+    }
     hako_dockerapi::run(opts)?;
     Ok(())
 }
