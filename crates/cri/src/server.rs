@@ -147,21 +147,27 @@ where
     r
 }
 
-/// Give the heap's free pages back to the system once no request is
-/// running: a burst of requests leaves freed memory in every malloc arena
-/// (glibc keeps it for the next allocation), which would otherwise stay
-/// resident at idle.
-async fn trim_when_idle() {
+/// Give memory back once no request is running: the idle engine/image
+/// store pairs but one are closed (their SQLite page caches grow with the
+/// pods), and the heap's free pages are returned to the system (a burst
+/// leaves freed memory in every malloc arena, which glibc keeps for the
+/// next allocation and would otherwise stay resident at idle).
+async fn trim_when_idle(state: Arc<State>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         tick.tick().await;
         if BUSY.load(Ordering::SeqCst) == 0 && WORKED.swap(false, Ordering::SeqCst) {
-            #[cfg(all(target_os = "linux", target_env = "gnu"))]
-            // SAFETY: malloc_trim(3) only returns free memory of the
-            // allocator's arenas to the kernel; it takes the arenas' locks.
-            unsafe {
-                libc::malloc_trim(0);
-            }
+            let state = state.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                state.pool.shrink(1);
+                #[cfg(all(target_os = "linux", target_env = "gnu"))]
+                // SAFETY: malloc_trim(3) only returns free memory of the
+                // allocator's arenas to the kernel; it takes their locks.
+                unsafe {
+                    libc::malloc_trim(0);
+                }
+            })
+            .await;
         }
     }
 }
@@ -242,7 +248,7 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
             streaming,
         });
         tokio::spawn(crate::stream::serve(streams, state.clone()));
-        tokio::spawn(trim_when_idle());
+        tokio::spawn(trim_when_idle(state.clone()));
         let runtime = crate::runtime_service::Runtime::new(state.clone());
         let images = crate::image_service::Images::new(state);
         tracing::info!("serving CRI on {}", opts.socket.display());
