@@ -298,10 +298,29 @@ fn pod_ip(engine: &Engine, id: &str) -> Option<String> {
     (!a.endpoint.ip.is_empty()).then(|| a.endpoint.ip.clone())
 }
 
+/// The engine container of a full id, looked up alone: kubelet always
+/// sends full ids, and listing (and reconciling) every container of the
+/// node for each request costs O(pods). None when `id` is not a full id
+/// (a prefix, as crictl accepts, needs the list).
+pub(crate) fn by_full_id(engine: &Engine, id: &str) -> Option<Result<Option<Container>>> {
+    if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    Some(match engine.get(id) {
+        Ok(c) if c.id == id => Ok(Some(c)),
+        Ok(_) | Err(hako_engine::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(Error::engine(format!("looking up {id}"), e)),
+    })
+}
+
 /// The sandbox a CRI id names (a full id or a unique prefix).
 pub(crate) fn find(engine: &Engine, id: &str) -> Result<Option<Container>> {
     if id.is_empty() {
         return Err(Error::Invalid("the pod sandbox id is empty".into()));
+    }
+    if let Some(found) = by_full_id(engine, id) {
+        return Ok(found?
+            .filter(|c| c.config.labels.get(KIND_LABEL).map(String::as_str) == Some("sandbox")));
     }
     let all = engine
         .list()
