@@ -326,12 +326,15 @@ mod tests {
                 }
             }
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            assert_eq!(state.0.lock().unwrap().0, MAX_IN_FLIGHT);
+            let running = state.0.lock().unwrap().0;
+            // Opened before any assertion, so that a failure does not
+            // leave the requests waiting forever.
             {
                 let (lock, gate) = &*state;
                 lock.lock().unwrap().2 = true;
                 gate.notify_all();
             }
+            assert_eq!(running, MAX_IN_FLIGHT);
             let mut answers = Vec::new();
             for t in tasks {
                 answers.push(t.await.unwrap().unwrap());
