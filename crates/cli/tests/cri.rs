@@ -3149,3 +3149,103 @@ fn cri_pod_roots_are_volatile_overlays_fresh_after_a_reboot_and_go_with_the_pod(
         "mounts left under the root"
     );
 }
+
+/// The command lines of the processes whose arguments hold `needle`.
+fn cmdlines_with(needle: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(needle))
+        .collect()
+}
+
+#[test]
+fn cri_sandbox_whose_pause_died_stops_and_goes_without_an_exit_command() {
+    let root = Root::new();
+    let net = PodNet::write(root.dir());
+    let server = Server::start(&root.root(), root.dir(), &config_in(root.dir(), ""));
+    let (id, pid) = rt().block_on(async {
+        let mut c = server.runtime().await;
+        let id = run_pod(&mut c, &pod_config("lone", false)).await;
+        let st = c
+            .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: id.clone(),
+                verbose: true,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        (id, sandbox_pid(&st))
+    });
+    // StopPodSandbox takes the network down itself: the pause's monitor
+    // starts no `hako container-cleanup` after its exit.
+    let monitor: Vec<_> = cmdlines_with(&format!("--id {id} "))
+        .into_iter()
+        .filter(|c| c.contains("hako-monitor"))
+        .collect();
+    assert_eq!(monitor.len(), 1, "{monitor:?}");
+    assert!(!monitor[0].contains("--exit-command"), "{}", monitor[0]);
+    let netns = root.root().join("run/netns").join(&id);
+    assert!(netns.exists());
+    // The pause dies on its own; kubelet then stops and removes the pod.
+    // SAFETY: kill(2) of the pod's pause, a process of this test's server.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGKILL);
+    }
+    wait_for("the sandbox to be seen not ready", || {
+        rt().block_on(async {
+            let mut c = server.runtime().await;
+            c.pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: id.clone(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap()
+            .state
+                == cri::PodSandboxState::SandboxNotready as i32
+        })
+    });
+    let leases = || {
+        std::fs::read_dir(root.dir().join("ipam").join(&net.bridge))
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| {
+                        e.file_name()
+                            .to_string_lossy()
+                            .starts_with(&net.subnet_prefix)
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    assert_eq!(leases(), 1);
+    rt().block_on(async {
+        let mut c = server.runtime().await;
+        c.stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    });
+    // Gone when StopPodSandbox answers, not later.
+    assert!(!netns.exists(), "the sandbox's netns is left");
+    assert_eq!(leases(), 0, "the pod's address is still leased");
+    rt().block_on(async {
+        let mut c = server.runtime().await;
+        c.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    });
+    assert!(cmdlines_with(&id).is_empty(), "{:?}", cmdlines_with(&id));
+    assert!(!Path::new("/sys/fs/cgroup/hako").join(&id).exists());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&id), "a mount of the sandbox is left");
+    assert!(root.ok(&["ps", "-a", "-q"]).trim().is_empty());
+}

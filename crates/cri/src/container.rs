@@ -39,6 +39,9 @@ fn find(engine: &Engine, id: &str) -> Result<Option<Container>> {
     if id.is_empty() {
         return Err(Error::Invalid("the container id is empty".into()));
     }
+    if let Some(found) = crate::sandbox::by_full_id(engine, id) {
+        return Ok(found?.filter(is_cri_container));
+    }
     let mut found = engine
         .list()
         .map_err(|e| Error::engine("listing containers", e))?

@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 
 use crate::config::{Config, Endpoint};
 use crate::error::{Error, Result};
-use crate::server::{blocking, State};
+use crate::server::{blocking, blocking_long, State};
 
 pub(crate) struct Images {
     state: Arc<State>,
@@ -240,7 +240,7 @@ impl ImageService for Images {
             .map(|s| s.image)
             .filter(|s| !s.is_empty());
         let state = self.state.clone();
-        blocking(move || {
+        blocking("ListImages", move || {
             let mut handles = state.open()?;
             let store = handles.images();
             let records = match filter {
@@ -264,7 +264,7 @@ impl ImageService for Images {
         let r = request.into_inner();
         let name = spec_image(r.image, "image status")?;
         let state = self.state.clone();
-        blocking(move || {
+        blocking("ImageStatus", move || {
             let mut handles = state.open()?;
             let store = handles.images();
             // An image that is not here is no error: the answer is "none".
@@ -294,7 +294,7 @@ impl ImageService for Images {
         let name = spec_image(r.image, "pull")?;
         let creds = credentials(r.auth)?;
         let state = self.state.clone();
-        blocking(move || {
+        blocking_long("PullImage", move || {
             let rec = pull(&state.root, &state.config, &name, creds)?;
             Ok(cri::PullImageResponse {
                 image_ref: rec.id.to_string(),
@@ -310,7 +310,7 @@ impl ImageService for Images {
     ) -> Reply<cri::RemoveImageResponse> {
         let name = spec_image(request.into_inner().image, "remove image")?;
         let root = self.state.root.clone();
-        blocking(move || {
+        blocking("RemoveImage", move || {
             let mut store = open_store(&root)?;
             // Removing what is not there succeeds (kubelet retries removals).
             let Some(rec) = find(&store, &name)? else {
@@ -346,7 +346,7 @@ impl ImageService for Images {
         _request: Request<cri::ImageFsInfoRequest>,
     ) -> Reply<cri::ImageFsInfoResponse> {
         let root = self.state.root.clone();
-        blocking(move || {
+        blocking("ImageFsInfo", move || {
             let store = open_store(&root)?;
             let dir = store.root().to_path_buf();
             let (bytes, inodes) = usage(&dir);

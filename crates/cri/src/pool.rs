@@ -63,6 +63,19 @@ impl Pool {
         })
     }
 
+    /// Close the idle pairs beyond `keep` (the server gone idle): each
+    /// holds its databases' page caches, which grow with the records (the
+    /// pods) and would stay resident.
+    pub(crate) fn shrink(&self, keep: usize) {
+        let closing: Vec<_> = {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            let n = idle.len().saturating_sub(keep);
+            idle.drain(..n).collect()
+        };
+        // Closed outside the lock: each close checkpoints its WAL.
+        drop(closing);
+    }
+
     #[cfg(test)]
     fn idle(&self) -> usize {
         self.idle.lock().unwrap().len()
@@ -118,5 +131,9 @@ mod tests {
         let h = pool.get().unwrap();
         assert_eq!(pool.idle(), MAX_IDLE - 1);
         assert!(h.engine().list().unwrap().is_empty());
+        pool.shrink(1);
+        assert_eq!(pool.idle(), 1);
+        drop(h);
+        assert_eq!(pool.idle(), 2);
     }
 }

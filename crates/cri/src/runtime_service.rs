@@ -10,7 +10,7 @@ use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_server::RuntimeService;
 use tonic::{Request, Response, Status};
 
-use crate::server::{blocking, State};
+use crate::server::{blocking, blocking_long, State};
 use crate::stream::Pending;
 
 /// The RuntimeService of one root.
@@ -66,7 +66,7 @@ impl RuntimeService for Runtime {
     async fn status(&self, request: Request<cri::StatusRequest>) -> Reply<cri::StatusResponse> {
         let verbose = request.into_inner().verbose;
         let state = self.state.clone();
-        blocking(move || {
+        blocking("Status", move || {
             let conf_dir = &state.config.cni_conf_dir;
             let files = crate::cni::conf_files(conf_dir)?;
             let network = match files.first() {
@@ -168,7 +168,7 @@ impl RuntimeService for Runtime {
     ) -> Reply<cri::RunPodSandboxResponse> {
         let state = self.state.clone();
         let r = request.into_inner();
-        blocking(move || crate::sandbox::run(&state, r))
+        blocking("RunPodSandbox", move || crate::sandbox::run(&state, r))
             .await
             .map(|pod_sandbox_id| Response::new(cri::RunPodSandboxResponse { pod_sandbox_id }))
     }
@@ -179,7 +179,7 @@ impl RuntimeService for Runtime {
     ) -> Reply<cri::StopPodSandboxResponse> {
         let state = self.state.clone();
         let id = request.into_inner().pod_sandbox_id;
-        blocking(move || crate::sandbox::stop(&state, &id))
+        blocking("StopPodSandbox", move || crate::sandbox::stop(&state, &id))
             .await
             .map(|()| Response::new(cri::StopPodSandboxResponse {}))
     }
@@ -190,9 +190,11 @@ impl RuntimeService for Runtime {
     ) -> Reply<cri::RemovePodSandboxResponse> {
         let state = self.state.clone();
         let id = request.into_inner().pod_sandbox_id;
-        blocking(move || crate::sandbox::remove(&state, &id))
-            .await
-            .map(|()| Response::new(cri::RemovePodSandboxResponse {}))
+        blocking("RemovePodSandbox", move || {
+            crate::sandbox::remove(&state, &id)
+        })
+        .await
+        .map(|()| Response::new(cri::RemovePodSandboxResponse {}))
     }
 
     async fn pod_sandbox_status(
@@ -201,9 +203,11 @@ impl RuntimeService for Runtime {
     ) -> Reply<cri::PodSandboxStatusResponse> {
         let state = self.state.clone();
         let r = request.into_inner();
-        blocking(move || crate::sandbox::status(&state, &r.pod_sandbox_id, r.verbose))
-            .await
-            .map(Response::new)
+        blocking("PodSandboxStatus", move || {
+            crate::sandbox::status(&state, &r.pod_sandbox_id, r.verbose)
+        })
+        .await
+        .map(Response::new)
     }
 
     async fn list_pod_sandbox(
@@ -212,9 +216,11 @@ impl RuntimeService for Runtime {
     ) -> Reply<cri::ListPodSandboxResponse> {
         let state = self.state.clone();
         let filter = request.into_inner().filter;
-        blocking(move || crate::sandbox::list(&state, filter))
-            .await
-            .map(|items| Response::new(cri::ListPodSandboxResponse { items }))
+        blocking("ListPodSandbox", move || {
+            crate::sandbox::list(&state, filter)
+        })
+        .await
+        .map(|items| Response::new(cri::ListPodSandboxResponse { items }))
     }
 
     async fn create_container(
@@ -223,9 +229,11 @@ impl RuntimeService for Runtime {
     ) -> Reply<cri::CreateContainerResponse> {
         let state = self.state.clone();
         let r = request.into_inner();
-        blocking(move || crate::container::create(&state, r))
-            .await
-            .map(|container_id| Response::new(cri::CreateContainerResponse { container_id }))
+        blocking("CreateContainer", move || {
+            crate::container::create(&state, r)
+        })
+        .await
+        .map(|container_id| Response::new(cri::CreateContainerResponse { container_id }))
     }
 
     async fn start_container(
@@ -234,9 +242,11 @@ impl RuntimeService for Runtime {
     ) -> Reply<cri::StartContainerResponse> {
         let state = self.state.clone();
         let r = request.into_inner();
-        blocking(move || crate::container::start(&state, &r.container_id))
-            .await
-            .map(|()| Response::new(cri::StartContainerResponse {}))
+        blocking("StartContainer", move || {
+            crate::container::start(&state, &r.container_id)
+        })
+        .await
+        .map(|()| Response::new(cri::StartContainerResponse {}))
     }
 
     async fn stop_container(
@@ -245,9 +255,11 @@ impl RuntimeService for Runtime {
     ) -> Reply<cri::StopContainerResponse> {
         let state = self.state.clone();
         let r = request.into_inner();
-        blocking(move || crate::container::stop(&state, &r.container_id, r.timeout))
-            .await
-            .map(|()| Response::new(cri::StopContainerResponse {}))
+        blocking_long("StopContainer", move || {
+            crate::container::stop(&state, &r.container_id, r.timeout)
+        })
+        .await
+        .map(|()| Response::new(cri::StopContainerResponse {}))
     }
 
     async fn remove_container(
@@ -256,9 +268,11 @@ impl RuntimeService for Runtime {
     ) -> Reply<cri::RemoveContainerResponse> {
         let state = self.state.clone();
         let r = request.into_inner();
-        blocking(move || crate::container::remove(&state, &r.container_id))
-            .await
-            .map(|()| Response::new(cri::RemoveContainerResponse {}))
+        blocking("RemoveContainer", move || {
+            crate::container::remove(&state, &r.container_id)
+        })
+        .await
+        .map(|()| Response::new(cri::RemoveContainerResponse {}))
     }
 
     async fn list_containers(
@@ -267,9 +281,11 @@ impl RuntimeService for Runtime {
     ) -> Reply<cri::ListContainersResponse> {
         let state = self.state.clone();
         let r = request.into_inner();
-        blocking(move || crate::container::list(&state, r.filter))
-            .await
-            .map(|containers| Response::new(cri::ListContainersResponse { containers }))
+        blocking("ListContainers", move || {
+            crate::container::list(&state, r.filter)
+        })
+        .await
+        .map(|containers| Response::new(cri::ListContainersResponse { containers }))
     }
 
     async fn container_status(
@@ -278,9 +294,11 @@ impl RuntimeService for Runtime {
     ) -> Reply<cri::ContainerStatusResponse> {
         let state = self.state.clone();
         let r = request.into_inner();
-        blocking(move || crate::container::status(&state, &r.container_id, r.verbose))
-            .await
-            .map(Response::new)
+        blocking("ContainerStatus", move || {
+            crate::container::status(&state, &r.container_id, r.verbose)
+        })
+        .await
+        .map(Response::new)
     }
 
     async fn update_container_resources(
@@ -289,9 +307,11 @@ impl RuntimeService for Runtime {
     ) -> Reply<cri::UpdateContainerResourcesResponse> {
         let state = self.state.clone();
         let r = request.into_inner();
-        blocking(move || crate::container::update(&state, r))
-            .await
-            .map(|()| Response::new(cri::UpdateContainerResourcesResponse {}))
+        blocking("UpdateContainerResources", move || {
+            crate::container::update(&state, r)
+        })
+        .await
+        .map(|()| Response::new(cri::UpdateContainerResourcesResponse {}))
     }
 
     async fn reopen_container_log(
@@ -300,9 +320,11 @@ impl RuntimeService for Runtime {
     ) -> Reply<cri::ReopenContainerLogResponse> {
         let state = self.state.clone();
         let id = request.into_inner().container_id;
-        blocking(move || crate::container::reopen_log(&state, &id))
-            .await
-            .map(|()| Response::new(cri::ReopenContainerLogResponse {}))
+        blocking("ReopenContainerLog", move || {
+            crate::container::reopen_log(&state, &id)
+        })
+        .await
+        .map(|()| Response::new(cri::ReopenContainerLogResponse {}))
     }
 
     async fn exec_sync(
@@ -311,7 +333,7 @@ impl RuntimeService for Runtime {
     ) -> Reply<cri::ExecSyncResponse> {
         let state = self.state.clone();
         let r = request.into_inner();
-        blocking(move || crate::container::exec_sync(&state, r))
+        blocking_long("ExecSync", move || crate::container::exec_sync(&state, r))
             .await
             .map(Response::new)
     }
@@ -324,7 +346,10 @@ impl RuntimeService for Runtime {
         }
         let state = self.state.clone();
         let id = r.container_id.clone();
-        r.container_id = blocking(move || crate::container::running(&state, &id, "exec")).await?;
+        r.container_id = blocking("Exec", move || {
+            crate::container::running(&state, &id, "exec")
+        })
+        .await?;
         let url = self.state.streaming.url(Pending::Exec(r))?;
         Ok(Response::new(cri::ExecResponse { url }))
     }
@@ -334,7 +359,10 @@ impl RuntimeService for Runtime {
         check_streams("attach", r.tty, r.stdin, r.stdout, r.stderr)?;
         let state = self.state.clone();
         let id = r.container_id.clone();
-        r.container_id = blocking(move || crate::container::running(&state, &id, "attach")).await?;
+        r.container_id = blocking("Attach", move || {
+            crate::container::running(&state, &id, "attach")
+        })
+        .await?;
         let url = self.state.streaming.url(Pending::Attach(r))?;
         Ok(Response::new(cri::AttachResponse { url }))
     }
@@ -346,7 +374,8 @@ impl RuntimeService for Runtime {
         let mut r = request.into_inner();
         let state = self.state.clone();
         let id = r.pod_sandbox_id.clone();
-        r.pod_sandbox_id = blocking(move || crate::sandbox::running(&state, &id)).await?;
+        r.pod_sandbox_id =
+            blocking("PortForward", move || crate::sandbox::running(&state, &id)).await?;
         let url = self.state.streaming.url(Pending::PortForward(r))?;
         Ok(Response::new(cri::PortForwardResponse { url }))
     }
@@ -357,9 +386,11 @@ impl RuntimeService for Runtime {
     ) -> Reply<cri::ContainerStatsResponse> {
         let state = self.state.clone();
         let r = request.into_inner();
-        blocking(move || crate::container::stats(&state, &r.container_id))
-            .await
-            .map(|stats| Response::new(cri::ContainerStatsResponse { stats: Some(stats) }))
+        blocking("ContainerStats", move || {
+            crate::container::stats(&state, &r.container_id)
+        })
+        .await
+        .map(|stats| Response::new(cri::ContainerStatsResponse { stats: Some(stats) }))
     }
 
     async fn list_container_stats(
@@ -368,9 +399,11 @@ impl RuntimeService for Runtime {
     ) -> Reply<cri::ListContainerStatsResponse> {
         let state = self.state.clone();
         let r = request.into_inner();
-        blocking(move || crate::container::list_stats(&state, r.filter))
-            .await
-            .map(|stats| Response::new(cri::ListContainerStatsResponse { stats }))
+        blocking("ListContainerStats", move || {
+            crate::container::list_stats(&state, r.filter)
+        })
+        .await
+        .map(|stats| Response::new(cri::ListContainerStatsResponse { stats }))
     }
 
     async fn pod_sandbox_stats(
@@ -379,9 +412,11 @@ impl RuntimeService for Runtime {
     ) -> Reply<cri::PodSandboxStatsResponse> {
         let state = self.state.clone();
         let r = request.into_inner();
-        blocking(move || crate::pod_stats::pod_stats(&state, &r.pod_sandbox_id))
-            .await
-            .map(|stats| Response::new(cri::PodSandboxStatsResponse { stats: Some(stats) }))
+        blocking("PodSandboxStats", move || {
+            crate::pod_stats::pod_stats(&state, &r.pod_sandbox_id)
+        })
+        .await
+        .map(|stats| Response::new(cri::PodSandboxStatsResponse { stats: Some(stats) }))
     }
 
     async fn list_pod_sandbox_stats(
@@ -390,9 +425,11 @@ impl RuntimeService for Runtime {
     ) -> Reply<cri::ListPodSandboxStatsResponse> {
         let state = self.state.clone();
         let r = request.into_inner();
-        blocking(move || crate::pod_stats::list(&state, r.filter))
-            .await
-            .map(|stats| Response::new(cri::ListPodSandboxStatsResponse { stats }))
+        blocking("ListPodSandboxStats", move || {
+            crate::pod_stats::list(&state, r.filter)
+        })
+        .await
+        .map(|stats| Response::new(cri::ListPodSandboxStatsResponse { stats }))
     }
 
     async fn checkpoint_container(

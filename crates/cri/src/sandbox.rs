@@ -242,6 +242,10 @@ pub(crate) fn run(state: &State, req: cri::RunPodSandboxRequest) -> Result<Strin
         runtime,
         // Nothing in a sandbox's root is needed after a crash: no sync.
         volatile_rootfs: true,
+        // StopPodSandbox takes the network down itself (CNI DEL, then the
+        // namespace once the pause has gone): no `hako container-cleanup`
+        // process after the pause's exit.
+        network_released_by_caller: true,
         ..Default::default()
     };
     let c = engine
@@ -294,10 +298,29 @@ fn pod_ip(engine: &Engine, id: &str) -> Option<String> {
     (!a.endpoint.ip.is_empty()).then(|| a.endpoint.ip.clone())
 }
 
+/// The engine container of a full id, looked up alone: kubelet always
+/// sends full ids, and listing (and reconciling) every container of the
+/// node for each request costs O(pods). None when `id` is not a full id
+/// (a prefix, as crictl accepts, needs the list).
+pub(crate) fn by_full_id(engine: &Engine, id: &str) -> Option<Result<Option<Container>>> {
+    if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    Some(match engine.get(id) {
+        Ok(c) if c.id == id => Ok(Some(c)),
+        Ok(_) | Err(hako_engine::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(Error::engine(format!("looking up {id}"), e)),
+    })
+}
+
 /// The sandbox a CRI id names (a full id or a unique prefix).
 pub(crate) fn find(engine: &Engine, id: &str) -> Result<Option<Container>> {
     if id.is_empty() {
         return Err(Error::Invalid("the pod sandbox id is empty".into()));
+    }
+    if let Some(found) = by_full_id(engine, id) {
+        return Ok(found?
+            .filter(|c| c.config.labels.get(KIND_LABEL).map(String::as_str) == Some("sandbox")));
     }
     let all = engine
         .list()
@@ -341,19 +364,32 @@ pub(crate) fn stop(state: &State, id: &str) -> Result<()> {
     stop_in(engine, id)
 }
 
+/// How long a SIGKILLed process of a stopping pod may take to be reaped
+/// before the engine sends SIGKILL again and waits for good.
+const KILL_WAIT_S: u32 = 10;
+
 fn stop_in(engine: &Engine, id: &str) -> Result<()> {
     let Some(c) = find(engine, id)? else {
         return Ok(());
     };
+    // SIGKILL at once, as containerd stops a pod: kubelet gave the
+    // containers their grace period with StopContainer already, and the
+    // pause has nothing to save (a TERM first only cost another runtime
+    // process).
     for member in crate::sandbox::members(engine, &c.id)? {
         engine
-            .stop(&member.id, Some(0))
+            .stop_with_signal(&member.id, Some(KILL_WAIT_S), Some("KILL"))
             .map_err(|e| Error::engine(format!("stopping container {}", member.id), e))?;
     }
     network_down(engine, &c.id)?;
     engine
-        .stop(&c.id, Some(0))
-        .map_err(|e| Error::engine(format!("stopping pod sandbox {}", c.id), e))
+        .stop_with_signal(&c.id, Some(KILL_WAIT_S), Some("KILL"))
+        .map_err(|e| Error::engine(format!("stopping pod sandbox {}", c.id), e))?;
+    // The namespace (and anything of the network left) goes now, not in an
+    // exit command (see `network_released_by_caller`).
+    engine
+        .release_network(&c.id)
+        .map_err(|e| Error::engine(format!("releasing the network of pod sandbox {}", c.id), e))
 }
 
 /// RemovePodSandbox: stopped, then its containers and itself removed.

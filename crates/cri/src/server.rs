@@ -2,11 +2,14 @@
 //! SIGINT; the socket is removed on the way out.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use k8s_cri::v1::image_service_server::ImageServiceServer;
 use k8s_cri::v1::runtime_service_server::RuntimeServiceServer;
 use tokio::net::UnixListener;
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_stream::wrappers::UnixListenerStream;
 
 use crate::config::Config;
@@ -51,18 +54,121 @@ impl State {
     }
 }
 
+/// How many RPCs may run their blocking work at once. Beyond it a request
+/// queues (it does not fail): a kubelet starting a hundred pods at once
+/// made a hundred blocking threads, each with its stack, its engine and
+/// image store handles (SQLite page caches) and its share of malloc
+/// arenas (bench/kube). The work is mostly waiting for processes (CNI
+/// plugins, the OCI runtime, the monitor), so a few at a time keep the
+/// two cores busy.
+pub(crate) const MAX_IN_FLIGHT: usize = 8;
+
+static SLOTS: Semaphore = Semaphore::const_new(MAX_IN_FLIGHT);
+/// Requests whose blocking work has not ended yet (bounded or not).
+static BUSY: AtomicUsize = AtomicUsize::new(0);
+/// Work ended since the last [`trim_when_idle`] pass.
+static WORKED: AtomicBool = AtomicBool::new(false);
+
 /// Run `f` (synchronous library calls: SQLite, registries, runtimes) on the
-/// blocking pool, its error as a gRPC status.
-pub(crate) async fn blocking<T, F>(f: F) -> std::result::Result<T, tonic::Status>
+/// blocking pool, its error as a gRPC status; at most [`MAX_IN_FLIGHT`] at
+/// once, the others waiting their turn. `rpc` names it in the debug log,
+/// with its time.
+pub(crate) async fn blocking<T, F>(rpc: &'static str, f: F) -> std::result::Result<T, tonic::Status>
 where
     T: Send + 'static,
     F: FnOnce() -> Result<T> + Send + 'static,
 {
-    match tokio::task::spawn_blocking(f).await {
+    bounded(&SLOTS, rpc, f).await
+}
+
+/// As [`blocking`], off the bound: for calls that mostly wait on something
+/// else for as long as their caller asks (StopContainer's grace period,
+/// ExecSync's command, a pull from a registry), which must not hold a slot
+/// the short calls need.
+pub(crate) async fn blocking_long<T, F>(
+    rpc: &'static str,
+    f: F,
+) -> std::result::Result<T, tonic::Status>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    run(rpc, None, f).await
+}
+
+async fn bounded<T, F>(
+    slots: &'static Semaphore,
+    rpc: &'static str,
+    f: F,
+) -> std::result::Result<T, tonic::Status>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    let slot = slots
+        .acquire()
+        .await
+        .map_err(|_| tonic::Status::unavailable("the server is shutting down"))?;
+    run(rpc, Some(slot), f).await
+}
+
+async fn run<T, F>(
+    rpc: &'static str,
+    slot: Option<SemaphorePermit<'static>>,
+    f: F,
+) -> std::result::Result<T, tonic::Status>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    let t0 = Instant::now();
+    BUSY.fetch_add(1, Ordering::SeqCst);
+    // The slot and the count go with the work, not with the request: a
+    // client that gives up does not end the work it started.
+    let work = move || {
+        let r = f();
+        drop(slot);
+        WORKED.store(true, Ordering::SeqCst);
+        BUSY.fetch_sub(1, Ordering::SeqCst);
+        r
+    };
+    let r = match tokio::task::spawn_blocking(work).await {
         Ok(r) => r.map_err(tonic::Status::from),
         Err(e) => Err(tonic::Status::internal(crate::error::one_line(&format!(
             "a request handler failed: {e}"
         )))),
+    };
+    tracing::debug!(
+        rpc,
+        ms = t0.elapsed().as_secs_f64() * 1000.0,
+        ok = r.is_ok(),
+        "CRI request"
+    );
+    r
+}
+
+/// Give memory back once no request is running: the idle engine/image
+/// store pairs but one are closed (their SQLite page caches grow with the
+/// pods), and the heap's free pages are returned to the system (a burst
+/// leaves freed memory in every malloc arena, which glibc keeps for the
+/// next allocation and would otherwise stay resident at idle).
+async fn trim_when_idle(state: Arc<State>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        if BUSY.load(Ordering::SeqCst) == 0 && WORKED.swap(false, Ordering::SeqCst) {
+            let state = state.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                state.pool.shrink(1);
+                #[cfg(all(target_os = "linux", target_env = "gnu"))]
+                // SAFETY: malloc_trim(3) only returns free memory of the
+                // allocator's arenas to the kernel; it takes their locks.
+                unsafe {
+                    libc::malloc_trim(0);
+                }
+            })
+            .await;
+        }
     }
 }
 
@@ -142,6 +248,7 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
             streaming,
         });
         tokio::spawn(crate::stream::serve(streams, state.clone()));
+        tokio::spawn(trim_when_idle(state.clone()));
         let runtime = crate::runtime_service::Runtime::new(state.clone());
         let images = crate::image_service::Images::new(state);
         tracing::info!("serving CRI on {}", opts.socket.display());
@@ -171,5 +278,70 @@ async fn shutdown() {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Condvar, Mutex};
+
+    /// Requests beyond the bound wait for a slot, and all are answered.
+    #[test]
+    fn requests_beyond_the_bound_queue_and_all_answer() {
+        static TEST_SLOTS: Semaphore = Semaphore::const_new(MAX_IN_FLIGHT);
+        // Requests running, the most seen at once, and the gate they wait at.
+        let state = Arc::new((Mutex::new((0usize, 0usize, false)), Condvar::new()));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let requests = 3 * MAX_IN_FLIGHT;
+        let answers = rt.block_on(async {
+            let tasks: Vec<_> = (0..requests)
+                .map(|i| {
+                    let state = state.clone();
+                    tokio::spawn(bounded(&TEST_SLOTS, "Test", move || {
+                        let (lock, gate) = &*state;
+                        let mut s = lock.lock().unwrap();
+                        s.0 += 1;
+                        s.1 = s.1.max(s.0);
+                        gate.notify_all();
+                        while !s.2 {
+                            s = gate.wait(s).unwrap();
+                        }
+                        s.0 -= 1;
+                        Ok(i)
+                    }))
+                })
+                .collect();
+            // Hold the first requests until the bound is reached, then
+            // let a little time pass for any request that would overtake.
+            {
+                let (lock, gate) = &*state;
+                let mut s = lock.lock().unwrap();
+                while s.0 < MAX_IN_FLIGHT {
+                    s = gate.wait(s).unwrap();
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let running = state.0.lock().unwrap().0;
+            // Opened before any assertion, so that a failure does not
+            // leave the requests waiting forever.
+            {
+                let (lock, gate) = &*state;
+                lock.lock().unwrap().2 = true;
+                gate.notify_all();
+            }
+            assert_eq!(running, MAX_IN_FLIGHT);
+            let mut answers = Vec::new();
+            for t in tasks {
+                answers.push(t.await.unwrap().unwrap());
+            }
+            answers
+        });
+        assert_eq!(answers, (0..requests).collect::<Vec<_>>());
+        assert_eq!(state.0.lock().unwrap().1, MAX_IN_FLIGHT);
     }
 }

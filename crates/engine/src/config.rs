@@ -408,6 +408,7 @@ pub fn host_config(o: &CreateOptions, runtime_path: &str) -> Result<HostConfig> 
         volumes_from: o.volumes_from.clone(),
         read_only_rootfs: o.read_only,
         volatile_rootfs: o.volatile_rootfs,
+        network_released_by_caller: o.network_released_by_caller,
         privileged: o.privileged,
         cap_add: o.cap_add.clone(),
         cap_drop: o.cap_drop.clone(),

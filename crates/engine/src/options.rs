@@ -38,6 +38,12 @@ pub struct CreateOptions {
     /// (no sync at unmount); lost, not remounted, after a host crash or
     /// reboot. For containers nobody starts again after one (CRI's).
     pub volatile_rootfs: bool,
+    /// The caller takes the container's own network down after each stop
+    /// ([`Engine::release_network`](crate::Engine::release_network), the
+    /// CRI's StopPodSandbox): no exit command (a whole hako process) is
+    /// run after its exits. One that exits by itself keeps its network
+    /// namespace until the caller's release, its next start or `rm`.
+    pub network_released_by_caller: bool,
     pub privileged: bool,
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,

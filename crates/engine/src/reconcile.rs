@@ -218,6 +218,20 @@ impl Engine {
         Ok(c)
     }
 
+    /// Take the network of container `what` down now that it has stopped
+    /// (its namespace, its CNI attachments): what the exit command does
+    /// for the others, for a container created with
+    /// `network_released_by_caller`. Nothing when it runs (again).
+    pub fn release_network(&self, what: &str) -> Result<()> {
+        let found = self.get(what)?;
+        let _lock = self.lock(&found.id)?;
+        let c = self.get(&found.id)?;
+        if matches!(c.state.status, Status::Exited | Status::Created) {
+            self.network_down(&c)?;
+        }
+        Ok(())
+    }
+
     /// The monitor's exit command: fold the exit file into the record and,
     /// for `--rm` containers, remove the container and its anonymous volumes.
     pub fn cleanup(&self, images: &mut hako_image::ImageStore, id: &str) -> Result<()> {

@@ -391,6 +391,9 @@ pub struct HostConfig {
     /// The rootfs overlay is `volatile` (see `CreateOptions::volatile_rootfs`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub volatile_rootfs: bool,
+    /// No exit command: see `CreateOptions::network_released_by_caller`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub network_released_by_caller: bool,
     pub privileged: bool,
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,

@@ -202,10 +202,11 @@ impl Engine {
         // The cleanup after an exit releases the container's own network
         // (or removes it, --rm): without either there is nothing to do, and
         // no process of hako to start per exit, which a stop waits for (the
-        // containers of a CRI pod join their sandbox's network).
+        // containers of a CRI pod join their sandbox's network), nor when
+        // the caller releases the network itself (a CRI sandbox).
         let own_network =
             !(c.host.network_mode == "host" || c.host.network_mode.starts_with("container:"));
-        if c.host.auto_remove || own_network {
+        if c.host.auto_remove || (own_network && !c.host.network_released_by_caller) {
             for a in programs.exit_command.iter().chain(std::iter::once(&c.id)) {
                 cmd.arg("--exit-command").arg(a);
             }

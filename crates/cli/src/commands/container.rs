@@ -916,6 +916,7 @@ fn create_options(a: &CreateArgs) -> Result<CreateOptions> {
             .collect::<Result<_, _>>()?,
         read_only: a.read_only,
         volatile_rootfs: false,
+        network_released_by_caller: false,
         privileged: a.privileged,
         cap_add: a.cap_add.clone(),
         cap_drop: a.cap_drop.clone(),
