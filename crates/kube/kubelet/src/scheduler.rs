@@ -58,6 +58,37 @@ pub fn run_scheduler(opts: SchedulerOptions, ready: impl FnOnce()) -> Result<()>
     })
 }
 
+/// Run the scheduler on a thread of the calling process (`hako kube up`, as k3s runs
+/// every control-plane component in one process): a single-threaded runtime of its own,
+/// still a client of the API server through `kubeconfig`. Errors are logged; the thread
+/// retries every 5 s until the API server answers.
+pub fn spawn_thread(opts: SchedulerOptions) {
+    std::thread::Builder::new()
+        .name("scheduler".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => return tracing::error!("starting the scheduler's runtime: {e:#}"),
+            };
+            rt.block_on(async move {
+                loop {
+                    let r = match kube_client(&opts.kubeconfig).await {
+                        Ok(client) => schedule_loop(client, opts.scheduler_name.clone()).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = r {
+                        tracing::error!("running the scheduler: {e:#}");
+                    }
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+            })
+        })
+        .expect("spawning the scheduler thread");
+}
+
 async fn schedule_loop(client: kube::Client, name: String) -> Result<()> {
     let wake = Arc::new(Notify::new());
     let (pods, pw) = reflector::store();
