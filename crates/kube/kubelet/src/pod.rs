@@ -1147,10 +1147,11 @@ impl Kubelet {
                 let o = obs.get(&c.name).cloned().unwrap_or_default();
                 match &o.latest {
                     None => {
+                        // The next look is the status pass below (which wakes the
+                        // worker again unless the container runs).
                         acted = true;
                         self.start_container(pod, c, 0, &sid, &sandbox, &ips, st, false)
                             .await;
-                        wake.notify_one();
                     }
                     Some(s) if is_state(s, cri::ContainerState::ContainerRunning) => {
                         if self.check_running(pod, c, s, &ip, st, wake).await.is_none() {
@@ -1205,6 +1206,20 @@ impl Kubelet {
         } else {
             obs
         };
+        if acted && init_done && !init_failed {
+            // Containers this pass started get their probes now, not one pass later
+            // (upstream runs the first probe as soon as the container runs, after
+            // initialDelaySeconds): a readiness probe is what makes a pod Ready.
+            // One that is not running yet gets another pass.
+            for c in &spec.containers {
+                match obs.get(&c.name).and_then(|o| o.latest.as_ref()) {
+                    Some(s) if is_state(s, cri::ContainerState::ContainerRunning) => {
+                        self.ensure_probes(pod, c, &s.id, &ip, st, wake)
+                    }
+                    _ => wake.notify_one(),
+                }
+            }
+        }
         let phase = self
             .write_status(pod, st, mirror, Some((init_done, init_failed)), &ips, &obs)
             .await;
