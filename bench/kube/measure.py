@@ -81,6 +81,8 @@ def main():
     ap.add_argument("--replicas", type=int, default=100)
     ap.add_argument("--root", required=True)
     ap.add_argument("--up-pid", type=int, required=True)
+    ap.add_argument("--settle", type=float, default=8.0,
+                    help="seconds after all Ready before the second memory reading")
     a = ap.parse_args()
 
     config.load_kube_config()
@@ -170,6 +172,10 @@ spec:
     pss = {k: pss_kib(p) for k, p in procs.items()}
     cpu = {k: [round(cpu1[k][0] - cpu0[k][0], 2), round(cpu1[k][1] - cpu0[k][1], 2)]
            for k in procs}
+    # The same processes once the node is quiet again (probes only): what stays.
+    time.sleep(a.settle)
+    settled = {k: {"rss_kib": rss_kib(p), "pss_kib": pss_kib(p),
+                   "rss_anon_kib": rss_kib(p, "RssAnon:")} for k, p in procs.items()}
 
     def stage(frm, to):
         d = [to[n] - frm[n] for n in to if n in frm]
@@ -217,6 +223,9 @@ spec:
         "machine_busy_s_per_pod": round((busy1 - busy0) / max(a.replicas, 1), 3),
         "rss_anon_kib": anon,
         "threads": threads,
+        "settled": settled,
+        "settled_target_set_pss_mib": round(
+            sum(v["pss_kib"] for k, v in settled.items() if k != "cri") / 1024, 1),
         "monitors_rss_mib": round(monitors / 1024, 1),
         "monitors_cpu_s": round(monitors_cpu, 2),
     }, indent=1))

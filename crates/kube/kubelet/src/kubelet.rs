@@ -140,6 +140,7 @@ async fn start(opts: &KubeletOptions) -> Result<Arc<Kubelet>> {
         tokio::spawn(k.clone().static_pods_loop(dir.clone()));
     }
     crate::server::spawn(k.clone(), listener, opts.pki_dir.clone()).await?;
+    tokio::spawn(trim_when_idle());
     // Sandboxes of pods this kubelet no longer has go once the first list is in.
     let k2 = k.clone();
     let has_static = opts.pod_manifest_path.is_some();
@@ -281,4 +282,30 @@ pub fn is_mirror(p: &Pod) -> bool {
         .annotations
         .as_ref()
         .is_some_and(|a| a.contains_key(crate::static_pods::MIRROR_ANNOTATION))
+}
+
+/// Sync passes of pod workers so far (the kubelet's measure of being busy).
+pub(crate) static SYNC_PASSES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Give the heap's free pages back to the system once no pod was synced for a few
+/// seconds after a burst: glibc keeps what a burst of pod starts freed (their workers'
+/// CRI and API buffers) resident otherwise.
+async fn trim_when_idle() {
+    use std::sync::atomic::Ordering;
+    let mut seen = SYNC_PASSES.load(Ordering::Relaxed);
+    let mut trimmed = true;
+    loop {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let now = SYNC_PASSES.load(Ordering::Relaxed);
+        if now != seen {
+            (seen, trimmed) = (now, false);
+        } else if !trimmed {
+            trimmed = true;
+            #[cfg(all(target_os = "linux", target_env = "gnu"))]
+            // SAFETY: malloc_trim(3) only returns free heap pages to the kernel.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+        }
+    }
 }

@@ -210,6 +210,7 @@ impl Kubelet {
                 continue;
             }
             st.next_wake = None;
+            crate::kubelet::SYNC_PASSES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if let Err(e) = self.sync(&pod, &mut st, mirror, &wake).await {
                 tracing::warn!("syncing pod {}/{}: {e:#}", namespace(&pod), name(&pod));
                 st.next_wake = Some(Instant::now() + Duration::from_secs(2));
