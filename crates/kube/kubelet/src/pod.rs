@@ -184,7 +184,9 @@ impl Kubelet {
             if d.pod.is_none() || pod.metadata.deletion_timestamp.is_some() {
                 // Retry until the pod's containers are gone: a CRI hiccup must not leak them.
                 let mut tries = 0;
-                while let Err(e) = self.terminate(&pod, &mut st, d.pod.is_some(), mirror).await {
+                while let Err(e) =
+                    Box::pin(self.terminate(&pod, &mut st, d.pod.is_some(), mirror)).await
+                {
                     tries += 1;
                     tracing::warn!("stopping pod {}/{}: {e:#}", namespace(&pod), name(&pod));
                     if tries >= 30 {
@@ -211,7 +213,9 @@ impl Kubelet {
             }
             st.next_wake = None;
             crate::kubelet::SYNC_PASSES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if let Err(e) = self.sync(&pod, &mut st, mirror, &wake).await {
+            // Boxed: the pass's state (every CRI and API call it may make) is allocated
+            // while it runs, not kept in each idle worker task for the pod's life.
+            if let Err(e) = Box::pin(self.sync(&pod, &mut st, mirror, &wake)).await {
                 tracing::warn!("syncing pod {}/{}: {e:#}", namespace(&pod), name(&pod));
                 st.next_wake = Some(Instant::now() + Duration::from_secs(2));
             }
