@@ -59,7 +59,7 @@ impl Drop for Cluster {
         }
         self.kube.stop();
         // Children of an `up` that was killed (they die with it, but make sure).
-        for name in ["kubelet", "scheduler", "cri"] {
+        for name in ["kubelet", "cri"] {
             for r in std::iter::once(self.root.root()).chain(self.others.iter().cloned()) {
                 if let Ok(pid) = std::fs::read_to_string(r.join(format!("kube/{name}.pid"))) {
                     if let Ok(pid) = pid.trim().parse::<i32>() {
@@ -963,7 +963,7 @@ fn kube_down_stops_the_node_processes_and_leaves_pods_running() {
         c.image
     ));
     c.wait_pod("stays", "running", |p| phase(p) == "Running");
-    let pids: Vec<i64> = ["cri", "kubelet", "scheduler"]
+    let pids: Vec<i64> = ["cri", "kubelet"]
         .iter()
         .map(|n| {
             std::fs::read_to_string(c.root.root().join(format!("kube/{n}.pid")))
@@ -1300,4 +1300,64 @@ spec:
         "{again}"
     );
     c.ok(&["delete", "pod", "phoenix", "--wait=true"]);
+}
+
+/// The processes whose command line has `kube scheduler` and mentions `root`.
+fn scheduler_processes(root: &Path) -> Vec<String> {
+    let root = root.display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(" kube scheduler") && c.contains(&root))
+        .collect()
+}
+
+#[test]
+fn kube_up_schedules_pods_without_a_scheduler_process() {
+    let c = Cluster::up();
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: placed}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {{name: c, image: {}, command: [\"sleep\", \"100000\"]}}\n",
+        c.image
+    ));
+    let p = c.wait_pod("placed", "running", |p| phase(p) == "Running");
+    assert_eq!(p["spec"]["nodeName"], node_name().as_str());
+    // The binding came from `up` itself: no scheduler process, no pid file of one.
+    let procs = scheduler_processes(&c.root.root());
+    assert!(procs.is_empty(), "scheduler processes: {procs:?}");
+    assert!(!c.root.root().join("kube/scheduler.pid").exists());
+    // The event says who bound it: the scheduler's identity, not the admin's.
+    let events = c.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=placed,reason=Scheduled",
+        "-o",
+        "jsonpath={.items[*].source.component}",
+    ]);
+    assert_eq!(events.trim(), "default-scheduler");
+}
+
+#[test]
+fn standalone_scheduler_binds_pods_of_an_up_without_one() {
+    let mut c = Cluster::up_with(&["--disable-scheduler"]);
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: waits}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {{name: c, image: {}, command: [\"sleep\", \"100000\"]}}\n",
+        c.image
+    ));
+    // Nothing in `up` binds it.
+    let p = c.json(&["get", "pod", "waits"]);
+    assert!(p["spec"]["nodeName"].is_null(), "{p}");
+    let sched = Command::new(hako())
+        .arg("--root")
+        .arg(c.root.root())
+        .args(["kube", "scheduler", "--kubeconfig"])
+        .arg(c.root.root().join("kube/scheduler.kubeconfig"))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    c.extra.push(sched);
+    let p = c.wait_pod("waits", "running", |p| phase(p) == "Running");
+    assert_eq!(p["spec"]["nodeName"], node_name().as_str());
+    assert_eq!(scheduler_processes(&c.root.root()).len(), 1);
 }

@@ -426,3 +426,45 @@ fn liveness_probe_grace_period_overrides_the_pods() {
         "--timeout=60s",
     ]);
 }
+
+/// A sidecar's requests count beside the containers' and the later init containers':
+/// two init containers each asking 60% of the node's cpu fit one after the other, not a
+/// sidecar and an init container that run at the same time.
+#[test]
+fn sidecar_requests_count_beside_the_later_init_containers() {
+    let c = Cluster::up(&[]);
+    let alloc = c.ok(&[
+        "get",
+        "node",
+        &node_name(),
+        "-o",
+        "jsonpath={.status.allocatable.cpu}",
+    ]);
+    let milli: u64 = match alloc.trim().strip_suffix('m') {
+        Some(m) => m.parse().unwrap(),
+        None => alloc.trim().parse::<u64>().unwrap() * 1000,
+    };
+    let share = milli * 6 / 10;
+    let init = |name: &str, sidecar: bool| {
+        format!(
+            "  - {{name: {name}, image: {}, command: [{}], {}resources: {{requests: {{cpu: {share}m}}}}}}\n",
+            c.image,
+            if sidecar { "sleep, '100000'" } else { "'true'" },
+            if sidecar { "restartPolicy: Always, " } else { "" },
+        )
+    };
+    let beside = format!(
+        "  initContainers:\n{}{}",
+        init("side", true),
+        init("i2", false)
+    );
+    let msg = c.refused("beside", "app: b", &beside);
+    assert!(msg.contains("Insufficient cpu"), "{msg}");
+    c.ok(&["delete", "pod", "beside", "--wait=true"]);
+    let both = format!(
+        "  initContainers:\n{}{}",
+        init("i1", false),
+        init("i2", false)
+    );
+    assert_eq!(c.placed("default", "in-turn", "app: a", &both), node_name());
+}

@@ -173,7 +173,7 @@ pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
                     let _ = writeln!(out, "API server listening on https://{addr}");
                     let _ = writeln!(out, "kubeconfig: {}", kubeconfig.display());
                     let _ = out.flush();
-                    // The node (CRI, kubelet, scheduler) starts once the kubeconfig is written.
+                    // The controllers, scheduler and node (CRI, kubelet) start once the kubeconfig is written.
                     if !args.disable_controllers {
                         let opts = hako_kube_controllers::Options {
                             local_path_dir: (!args.disable_local_storage)
@@ -210,6 +210,9 @@ pub fn run(g: &Global, cmd: KubeCommand) -> Result<()> {
                             any(args.ingress_https_port),
                             hako_kube_kubelet::host_ip(),
                         );
+                    }
+                    if !args.node.disable_scheduler {
+                        super::kube_node::start_scheduler(g);
                     }
                     node = super::kube_node::Node::start(g, &args.node, cluster_dns);
                     if let Err(e) = &node {

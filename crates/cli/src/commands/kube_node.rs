@@ -1,6 +1,7 @@
 //! `hako kube kubelet`, `hako kube scheduler`, and the node half of `hako kube up`: the
-//! CRI service, a kubelet and the scheduler as child processes it supervises (a child
-//! that dies is started again) and stops when the control plane stops.
+//! CRI service and a kubelet as child processes it supervises (a child that dies is
+//! started again) and stops when the control plane stops. `up` runs the scheduler on a
+//! thread of its own process, as the controllers (see `start_scheduler`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -84,7 +85,7 @@ pub struct NodeArgs {
     disable_agent: bool,
     /// Run no scheduler (as k3s' --disable-scheduler).
     #[arg(long)]
-    disable_scheduler: bool,
+    pub disable_scheduler: bool,
 }
 
 fn kube_dir(g: &Global) -> PathBuf {
@@ -124,6 +125,18 @@ pub fn scheduler(_g: &Global, a: SchedulerArgs) -> Result<()> {
         .context("running the scheduler")
 }
 
+/// The scheduler of `hako kube up`, in its process: one binary's code and one allocator
+/// shared with the API server and controllers instead of a process of its own (k3s runs
+/// its control plane in one process too). It still talks to the API server through a
+/// client with the scheduler's identity (system:kube-scheduler).
+pub fn start_scheduler(g: &Global) {
+    let paths = hako_kube_apiserver::Paths::new(&g.root);
+    hako_kube_kubelet::scheduler::spawn_thread(hako_kube_kubelet::SchedulerOptions {
+        kubeconfig: paths.component_kubeconfig("scheduler"),
+        scheduler_name: "default-scheduler".into(),
+    });
+}
+
 struct Proc {
     name: &'static str,
     args: Vec<String>,
@@ -138,8 +151,8 @@ pub struct Node {
 }
 
 impl Node {
-    /// Start the CRI service (unless an endpoint is given), the kubelet and the scheduler
-    /// against the kubeconfig under the root.
+    /// Start the CRI service (unless an endpoint is given) and the kubelet against the
+    /// kubeconfig under the root.
     /// `cluster_dns`: the kubelet's `--cluster-dns` (the `kube-dns` Service's IP).
     pub fn start(
         g: &Global,
@@ -150,8 +163,7 @@ impl Node {
         let root = g.root.display().to_string();
         let admin = g.root.join("kubeconfig");
         let paths = hako_kube_apiserver::Paths::new(&g.root);
-        // The kubelet runs as its node (system:node:NAME in system:nodes),
-        // the scheduler as system:kube-scheduler (written by the API server).
+        // The kubelet runs as its node (system:node:NAME in system:nodes).
         let node_name = a
             .node_name
             .clone()
@@ -172,10 +184,6 @@ impl Node {
             &["system:nodes".to_string()],
         )
         .context("writing the kubelet's kubeconfig")?;
-        let kubeconfig = paths
-            .component_kubeconfig("scheduler")
-            .display()
-            .to_string();
         let mut procs = Vec::new();
         let endpoint = match &a.container_runtime_endpoint {
             _ if a.disable_agent => String::new(),
@@ -253,24 +261,6 @@ impl Node {
                 pidfile: dir.join("kubelet.pid"),
             });
         }
-        procs.push(Proc {
-            name: "scheduler",
-            args: vec![
-                "--root".into(),
-                root,
-                "--log-level".into(),
-                g.log_level.clone(),
-                "kube".into(),
-                "scheduler".into(),
-                "--kubeconfig".into(),
-                kubeconfig,
-            ],
-            child: None,
-            pidfile: dir.join("scheduler.pid"),
-        });
-        if a.disable_scheduler {
-            procs.pop();
-        }
         let me = std::env::current_exe().context("finding the hako executable")?;
         for p in procs.iter_mut() {
             spawn(&me, p)?;
@@ -284,7 +274,7 @@ impl Node {
         Ok(node)
     }
 
-    /// Stop the kubelet and scheduler, then the CRI service (pods keep running).
+    /// Stop the kubelet, then the CRI service (pods keep running).
     pub fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         let mut procs = self.procs.lock().unwrap_or_else(|e| e.into_inner());

@@ -140,6 +140,7 @@ async fn start(opts: &KubeletOptions) -> Result<Arc<Kubelet>> {
         tokio::spawn(k.clone().static_pods_loop(dir.clone()));
     }
     crate::server::spawn(k.clone(), listener, opts.pki_dir.clone()).await?;
+    tokio::spawn(trim_when_idle(k.clone()));
     // Sandboxes of pods this kubelet no longer has go once the first list is in.
     let k2 = k.clone();
     let has_static = opts.pod_manifest_path.is_some();
@@ -281,4 +282,36 @@ pub fn is_mirror(p: &Pod) -> bool {
         .annotations
         .as_ref()
         .is_some_and(|a| a.contains_key(crate::static_pods::MIRROR_ANNOTATION))
+}
+
+/// Sync passes of pod workers so far (the kubelet's measure of being busy).
+pub(crate) static SYNC_PASSES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Give the heap's free pages back to the system once a burst of pod syncs is over
+/// (a 3 s window with no more passes than the periodic resyncs of the pods make, after
+/// a busier one):
+/// glibc keeps what the burst freed (its workers' CRI and API buffers) resident otherwise.
+async fn trim_when_idle(k: Arc<Kubelet>) {
+    use std::sync::atomic::Ordering;
+    const WINDOW: Duration = Duration::from_secs(3);
+    let mut seen = SYNC_PASSES.load(Ordering::Relaxed);
+    let mut trimmed = true;
+    loop {
+        tokio::time::sleep(WINDOW).await;
+        let now = SYNC_PASSES.load(Ordering::Relaxed);
+        let passes = now - seen;
+        seen = now;
+        let pods = k.workers.lock().unwrap_or_else(|e| e.into_inner()).len() as u64;
+        let resyncs = pods * WINDOW.as_millis() as u64 / k.sync_frequency.as_millis().max(1) as u64;
+        if passes > resyncs + 5 {
+            trimmed = false;
+        } else if !trimmed {
+            trimmed = true;
+            #[cfg(all(target_os = "linux", target_env = "gnu"))]
+            // SAFETY: malloc_trim(3) only returns free heap pages to the kernel.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+        }
+    }
 }

@@ -184,7 +184,9 @@ impl Kubelet {
             if d.pod.is_none() || pod.metadata.deletion_timestamp.is_some() {
                 // Retry until the pod's containers are gone: a CRI hiccup must not leak them.
                 let mut tries = 0;
-                while let Err(e) = self.terminate(&pod, &mut st, d.pod.is_some(), mirror).await {
+                while let Err(e) =
+                    Box::pin(self.terminate(&pod, &mut st, d.pod.is_some(), mirror)).await
+                {
                     tries += 1;
                     tracing::warn!("stopping pod {}/{}: {e:#}", namespace(&pod), name(&pod));
                     if tries >= 30 {
@@ -210,7 +212,10 @@ impl Kubelet {
                 continue;
             }
             st.next_wake = None;
-            if let Err(e) = self.sync(&pod, &mut st, mirror, &wake).await {
+            crate::kubelet::SYNC_PASSES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // Boxed: the pass's state (every CRI and API call it may make) is allocated
+            // while it runs, not kept in each idle worker task for the pod's life.
+            if let Err(e) = Box::pin(self.sync(&pod, &mut st, mirror, &wake)).await {
                 tracing::warn!("syncing pod {}/{}: {e:#}", namespace(&pod), name(&pod));
                 st.next_wake = Some(Instant::now() + Duration::from_secs(2));
             }
@@ -1147,10 +1152,11 @@ impl Kubelet {
                 let o = obs.get(&c.name).cloned().unwrap_or_default();
                 match &o.latest {
                     None => {
+                        // The next look is the status pass below (which wakes the
+                        // worker again unless the container runs).
                         acted = true;
                         self.start_container(pod, c, 0, &sid, &sandbox, &ips, st, false)
                             .await;
-                        wake.notify_one();
                     }
                     Some(s) if is_state(s, cri::ContainerState::ContainerRunning) => {
                         if self.check_running(pod, c, s, &ip, st, wake).await.is_none() {
@@ -1205,6 +1211,20 @@ impl Kubelet {
         } else {
             obs
         };
+        if acted && init_done && !init_failed {
+            // Containers this pass started get their probes now, not one pass later
+            // (upstream runs the first probe as soon as the container runs, after
+            // initialDelaySeconds): a readiness probe is what makes a pod Ready.
+            // One that is not running yet gets another pass.
+            for c in &spec.containers {
+                match obs.get(&c.name).and_then(|o| o.latest.as_ref()) {
+                    Some(s) if is_state(s, cri::ContainerState::ContainerRunning) => {
+                        self.ensure_probes(pod, c, &s.id, &ip, st, wake)
+                    }
+                    _ => wake.notify_one(),
+                }
+            }
+        }
         let phase = self
             .write_status(pod, st, mirror, Some((init_done, init_failed)), &ips, &obs)
             .await;

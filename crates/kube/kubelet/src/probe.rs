@@ -357,6 +357,17 @@ fn timing(p: &Probe) -> Timing {
     }
 }
 
+/// One probe run, its state boxed: a probe task sleeps between runs most of its life
+/// and then holds no HTTP or gRPC client state.
+async fn probe_once(
+    cri: &Cri,
+    action: &Action,
+    target: &Target,
+    timeout: Duration,
+) -> Result<(), String> {
+    Box::pin(run(cri, action, target, timeout)).await
+}
+
 /// Called with (probe kind, failure message) on each failed probe run.
 pub type OnFailure = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
@@ -383,7 +394,7 @@ pub async fn run_probes(
         tokio::time::sleep(t.initial).await;
         let mut failures = 0;
         loop {
-            match run(&cri, &action, &target, t.timeout).await {
+            match probe_once(&cri, &action, &target, t.timeout).await {
                 Ok(()) => break,
                 Err(msg) => {
                     failures += 1;
@@ -408,7 +419,7 @@ pub async fn run_probes(
         tokio::time::sleep(t.initial).await;
         let mut failures = 0;
         loop {
-            match run(&cri, &action, &target, t.timeout).await {
+            match probe_once(&cri, &action, &target, t.timeout).await {
                 Ok(()) => failures = 0,
                 Err(msg) => {
                     failures += 1;
@@ -438,7 +449,7 @@ pub async fn run_probes(
         let (mut ok, mut bad) = (0u32, 0u32);
         let mut ready = false;
         loop {
-            match run(&cri, &action, &target, t.timeout).await {
+            match probe_once(&cri, &action, &target, t.timeout).await {
                 Ok(()) => {
                     ok += 1;
                     bad = 0;

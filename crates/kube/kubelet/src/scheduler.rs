@@ -58,6 +58,37 @@ pub fn run_scheduler(opts: SchedulerOptions, ready: impl FnOnce()) -> Result<()>
     })
 }
 
+/// Run the scheduler on a thread of the calling process (`hako kube up`, as k3s runs
+/// every control-plane component in one process): a single-threaded runtime of its own,
+/// still a client of the API server through `kubeconfig`. Errors are logged; the thread
+/// retries every 5 s until the API server answers.
+pub fn spawn_thread(opts: SchedulerOptions) {
+    std::thread::Builder::new()
+        .name("scheduler".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => return tracing::error!("starting the scheduler's runtime: {e:#}"),
+            };
+            rt.block_on(async move {
+                loop {
+                    let r = match kube_client(&opts.kubeconfig).await {
+                        Ok(client) => schedule_loop(client, opts.scheduler_name.clone()).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = r {
+                        tracing::error!("running the scheduler: {e:#}");
+                    }
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+            })
+        })
+        .expect("spawning the scheduler thread");
+}
+
 async fn schedule_loop(client: kube::Client, name: String) -> Result<()> {
     let wake = Arc::new(Notify::new());
     let (pods, pw) = reflector::store();
@@ -100,27 +131,31 @@ async fn schedule_loop(client: kube::Client, name: String) -> Result<()> {
     let (namespaces, nsw) = reflector::store();
     tokio::spawn(watch_into::<Namespace>(client.clone(), nsw, wake.clone()));
     let s = Scheduler {
-        recorder: Recorder {
-            client: client.clone(),
-            component: "default-scheduler",
-            host: String::new(),
+        b: Binder {
+            recorder: Recorder {
+                client: client.clone(),
+                component: "default-scheduler",
+                host: String::new(),
+            },
+            client,
+            claims,
+            classes,
         },
-        client,
         name,
         pods,
         nodes,
-        claims,
         volumes,
-        classes,
         namespaces,
         reported: HashMap::new(),
-        assumed: HashMap::new(),
+        assumed: Default::default(),
+        wake: wake.clone(),
+        binds: Arc::new(tokio::sync::Semaphore::new(BINDS_IN_FLIGHT)),
     };
     let _ = s.pods.wait_until_ready().await;
     let _ = s.nodes.wait_until_ready().await;
-    let _ = s.claims.wait_until_ready().await;
+    let _ = s.b.claims.wait_until_ready().await;
     let _ = s.volumes.wait_until_ready().await;
-    let _ = s.classes.wait_until_ready().await;
+    let _ = s.b.classes.wait_until_ready().await;
     let _ = s.namespaces.wait_until_ready().await;
     let mut s = s;
     loop {
@@ -137,19 +172,30 @@ async fn schedule_loop(client: kube::Client, name: String) -> Result<()> {
 const BINDS_IN_FLIGHT: usize = 16;
 
 struct Scheduler {
-    client: kube::Client,
-    recorder: Recorder,
+    b: Binder,
     name: String,
     pods: Store<Pod>,
     nodes: Store<Node>,
-    claims: Store<PersistentVolumeClaim>,
     volumes: Store<PersistentVolume>,
-    classes: Store<StorageClass>,
     namespaces: Store<Namespace>,
     /// The last Unschedulable message written per pod uid (not repeated).
     reported: HashMap<String, String>,
-    /// Pods bound but not yet seen bound in the cache: uid → node.
-    assumed: HashMap<String, String>,
+    /// Pods placed (their binding in flight or done) but not yet seen bound in the
+    /// cache: uid → node. Shared with the binding tasks, which drop a failed one.
+    assumed: Arc<std::sync::Mutex<HashMap<String, String>>>,
+    /// Wakes the scheduling loop (a failed binding: place the pod again).
+    wake: Arc<Notify>,
+    /// Bounds the bindings in flight.
+    binds: Arc<tokio::sync::Semaphore>,
+}
+
+/// What a binding task needs of the scheduler (the stores are shared handles).
+#[derive(Clone)]
+struct Binder {
+    client: kube::Client,
+    recorder: Recorder,
+    claims: Store<PersistentVolumeClaim>,
+    classes: Store<StorageClass>,
 }
 
 /// Watch a kind into a reflector store, waking the scheduler on changes.
@@ -189,12 +235,17 @@ fn terminal(p: &Pod) -> bool {
 }
 
 impl Scheduler {
+    fn assumed(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.assumed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     async fn pass(&mut self) {
         let all = self.pods.state();
-        self.assumed.retain(|uid, _| {
+        self.assumed().retain(|uid, _| {
             all.iter()
                 .any(|p| p.metadata.uid.as_deref() == Some(uid.as_str()) && pod_node(p).is_none())
         });
+        let assumed = self.assumed().clone();
         let mut pending: Vec<Arc<Pod>> = all
             .iter()
             .filter(|p| {
@@ -206,9 +257,7 @@ impl Scheduler {
                         .and_then(|s| s.scheduler_name.as_deref())
                         .unwrap_or("default-scheduler")
                         == self.name
-                    && !self
-                        .assumed
-                        .contains_key(p.metadata.uid.as_deref().unwrap_or(""))
+                    && !assumed.contains_key(p.metadata.uid.as_deref().unwrap_or(""))
             })
             .cloned()
             .collect();
@@ -222,13 +271,15 @@ impl Scheduler {
         // Upstream's two cycles: pods are placed one at a time (each placement is assumed,
         // so the next one counts it), then bound concurrently: a binding is an API round
         // trip, and binding one pod after another made pods reach the kubelet one by one.
+        // The bindings run as tasks of their own: the next pass places the pods created
+        // meanwhile without waiting for this pass's bindings to be answered.
         let nodes = self.nodes.state();
         let mut placed = Vec::new();
         for pod in pending {
             match self.pick(&pod, &nodes, &all) {
                 Ok(node) => {
                     if let Some(uid) = &pod.metadata.uid {
-                        self.assumed.insert(uid.clone(), node.clone());
+                        self.assumed().insert(uid.clone(), node.clone());
                     }
                     placed.push((pod, node));
                 }
@@ -240,27 +291,30 @@ impl Scheduler {
                 }
             }
         }
-        let me = &*self;
-        let results: Vec<(Arc<Pod>, bool)> = futures::stream::iter(placed)
-            .map(|(pod, node)| async move {
-                let ok = me.bind(&pod, &node).await;
-                (pod, ok)
-            })
-            .buffer_unordered(BINDS_IN_FLIGHT)
-            .collect()
-            .await;
-        for (pod, ok) in results {
+        for (pod, node) in placed {
             let uid = pod.metadata.uid.clone().unwrap_or_default();
-            if ok {
-                self.reported.remove(&uid);
-            } else {
-                // Not bound: placed again at the next pass.
-                self.assumed.remove(&uid);
-            }
+            self.reported.remove(&uid);
+            let b = self.b.clone();
+            let (assumed, wake, binds) =
+                (self.assumed.clone(), self.wake.clone(), self.binds.clone());
+            tokio::spawn(async move {
+                let Ok(_permit) = binds.acquire_owned().await else {
+                    return;
+                };
+                if !b.bind(&pod, &node).await {
+                    // Not bound: placed again at the next pass.
+                    assumed
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&uid);
+                    wake.notify_one();
+                }
+            });
         }
     }
 
     fn topology<'a>(&self, nodes: &'a [Arc<Node>], all: &'a [Arc<Pod>]) -> Topology<'a> {
+        let assumed = self.assumed();
         Topology {
             nodes,
             placed: all
@@ -268,7 +322,7 @@ impl Scheduler {
                 .filter(|p| !terminal(p))
                 .filter_map(|p| {
                     let uid = p.metadata.uid.as_deref().unwrap_or("");
-                    let node = pod_node(p).or(self.assumed.get(uid).map(String::as_str))?;
+                    let node = pod_node(p).or(assumed.get(uid).map(String::as_str))?;
                     Some((p.as_ref(), node.to_string()))
                 })
                 .collect(),
@@ -289,12 +343,12 @@ impl Scheduler {
     /// Pods on node `name` that still count (not finished), with the ones this
     /// scheduler just bound there.
     fn on_node<'a>(&self, name: &str, all: &'a [Arc<Pod>]) -> Vec<&'a Pod> {
+        let assumed = self.assumed();
         all.iter()
             .filter(|p| !terminal(p))
             .filter(|p| {
                 pod_node(p) == Some(name)
-                    || self
-                        .assumed
+                    || assumed
                         .get(p.metadata.uid.as_deref().unwrap_or(""))
                         .map(String::as_str)
                         == Some(name)
@@ -385,7 +439,7 @@ impl Scheduler {
             {
                 tracing::warn!("marking pod {ns}/{name} preempted: {e}");
             }
-            self.recorder.record(
+            self.b.recorder.record(
                 pod_ref(v, None),
                 "Normal",
                 "Preempted",
@@ -428,7 +482,7 @@ impl Scheduler {
             .clone()
             .unwrap_or_else(|| "default".into());
         let name = pod.metadata.name.clone().unwrap_or_default();
-        (Api::namespaced(self.client.clone(), &ns), ns, name)
+        (Api::namespaced(self.b.client.clone(), &ns), ns, name)
     }
 
     /// The best node for `pod`, or why there is none (upstream's message shape).
@@ -468,6 +522,147 @@ impl Scheduler {
                 Err(msg)
             }
         }
+    }
+
+    async fn unschedulable(&mut self, pod: &Pod, msg: String) {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        if self.reported.get(&uid) == Some(&msg) {
+            return;
+        }
+        let (api, ns, name) = self.pod_api(pod);
+        let mut conds = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.clone())
+            .unwrap_or_default();
+        conds.retain(|c| c.type_ != "PodScheduled");
+        let patch = serde_json::json!({"status": {"phase": "Pending", "conditions": conds.into_iter().map(|c| serde_json::to_value(c).unwrap_or_default()).chain(std::iter::once(serde_json::json!({
+            "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "message": msg, "lastTransitionTime": Time(Utc::now()),
+        }))).collect::<Vec<_>>()}});
+        match api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {
+                self.b.recorder.record(
+                    pod_ref(pod, None),
+                    "Warning",
+                    "FailedScheduling",
+                    msg.clone(),
+                );
+                self.reported.insert(uid, msg);
+            }
+            Err(e) => tracing::warn!("writing the Unschedulable condition of pod {ns}/{name}: {e}"),
+        }
+    }
+}
+
+/// Upstream's volume binder annotation: the node a delayed-binding claim is to be
+/// provisioned (or bound) on.
+const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
+
+fn claim_names(pod: &Pod) -> Vec<String> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .filter_map(|v| v.persistent_volume_claim.as_ref())
+        .map(|c| c.claim_name.clone())
+        .collect()
+}
+
+impl Scheduler {
+    /// The VolumeBinding filter: claims exist, bound ones' volumes admit the node,
+    /// unbound ones wait for the scheduler only if their class says so.
+    fn volumes_fit(&self, pod: &Pod, n: &Node) -> Result<(), String> {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        for name in claim_names(pod) {
+            let Some(c) = self.b.claim(ns, &name) else {
+                return Err(format!("persistentvolumeclaim {name:?} not found"));
+            };
+            if c.metadata.deletion_timestamp.is_some() {
+                return Err(format!("persistentvolumeclaim {name:?} is being deleted"));
+            }
+            let volume = c
+                .spec
+                .as_ref()
+                .and_then(|s| s.volume_name.clone())
+                .filter(|v| !v.is_empty());
+            match volume {
+                Some(v) => {
+                    let Some(pv) = self.volumes.get(&reflector::ObjectRef::new(&v)) else {
+                        return Err(
+                            "node(s) unavailable due to one or more pvc(s) bound to non-existent pv(s)"
+                                .into(),
+                        );
+                    };
+                    let terms = pv
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.node_affinity.as_ref())
+                        .and_then(|a| a.required.as_ref())
+                        .map(|r| r.node_selector_terms.clone());
+                    if let Some(terms) = terms {
+                        if !terms.iter().any(|t| term_matches(t, n)) {
+                            return Err("node(s) had volume node affinity conflict".into());
+                        }
+                    }
+                }
+                None if self.b.delayed(&c) => {}
+                None => return Err("pod has unbound immediate PersistentVolumeClaims".into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Binder {
+    fn claim(&self, ns: &str, name: &str) -> Option<Arc<PersistentVolumeClaim>> {
+        self.claims.get(&reflector::ObjectRef::new(name).within(ns))
+    }
+
+    /// Unbound, and its class binds only once a consumer is scheduled?
+    fn delayed(&self, c: &PersistentVolumeClaim) -> bool {
+        let class = c
+            .spec
+            .as_ref()
+            .and_then(|s| s.storage_class_name.clone())
+            .unwrap_or_default();
+        !class.is_empty()
+            && self
+                .classes
+                .get(&reflector::ObjectRef::new(&class))
+                .is_some_and(|sc| sc.volume_binding_mode.as_deref() == Some("WaitForFirstConsumer"))
+    }
+
+    /// Annotate the pod's unbound delayed-binding claims with the chosen node, so the
+    /// volume controller binds or provisions them there.
+    async fn select_node_for_claims(&self, pod: &Pod, node: &str) -> Result<()> {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), ns);
+        for name in claim_names(pod) {
+            let Some(c) = self.claim(ns, &name) else {
+                continue;
+            };
+            let unbound = c
+                .spec
+                .as_ref()
+                .and_then(|s| s.volume_name.as_deref())
+                .unwrap_or("")
+                .is_empty();
+            let selected = c
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(SELECTED_NODE));
+            if unbound && self.delayed(&c) && selected.map(String::as_str) != Some(node) {
+                let patch = serde_json::json!({"metadata": {"annotations": {SELECTED_NODE: node}}});
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .with_context(|| format!("selecting node {node} for claim {ns}/{name}"))?;
+            }
+        }
+        Ok(())
     }
 
     /// Bind `pod` to `node`; false if it is not bound.
@@ -540,145 +735,6 @@ impl Scheduler {
                 false
             }
         }
-    }
-
-    async fn unschedulable(&mut self, pod: &Pod, msg: String) {
-        let uid = pod.metadata.uid.clone().unwrap_or_default();
-        if self.reported.get(&uid) == Some(&msg) {
-            return;
-        }
-        let (api, ns, name) = self.pod_api(pod);
-        let mut conds = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.clone())
-            .unwrap_or_default();
-        conds.retain(|c| c.type_ != "PodScheduled");
-        let patch = serde_json::json!({"status": {"phase": "Pending", "conditions": conds.into_iter().map(|c| serde_json::to_value(c).unwrap_or_default()).chain(std::iter::once(serde_json::json!({
-            "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-            "message": msg, "lastTransitionTime": Time(Utc::now()),
-        }))).collect::<Vec<_>>()}});
-        match api
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(_) => {
-                self.recorder.record(
-                    pod_ref(pod, None),
-                    "Warning",
-                    "FailedScheduling",
-                    msg.clone(),
-                );
-                self.reported.insert(uid, msg);
-            }
-            Err(e) => tracing::warn!("writing the Unschedulable condition of pod {ns}/{name}: {e}"),
-        }
-    }
-}
-
-/// Upstream's volume binder annotation: the node a delayed-binding claim is to be
-/// provisioned (or bound) on.
-const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
-
-fn claim_names(pod: &Pod) -> Vec<String> {
-    pod.spec
-        .iter()
-        .flat_map(|s| s.volumes.iter().flatten())
-        .filter_map(|v| v.persistent_volume_claim.as_ref())
-        .map(|c| c.claim_name.clone())
-        .collect()
-}
-
-impl Scheduler {
-    fn claim(&self, ns: &str, name: &str) -> Option<Arc<PersistentVolumeClaim>> {
-        self.claims.get(&reflector::ObjectRef::new(name).within(ns))
-    }
-
-    /// Unbound, and its class binds only once a consumer is scheduled?
-    fn delayed(&self, c: &PersistentVolumeClaim) -> bool {
-        let class = c
-            .spec
-            .as_ref()
-            .and_then(|s| s.storage_class_name.clone())
-            .unwrap_or_default();
-        !class.is_empty()
-            && self
-                .classes
-                .get(&reflector::ObjectRef::new(&class))
-                .is_some_and(|sc| sc.volume_binding_mode.as_deref() == Some("WaitForFirstConsumer"))
-    }
-
-    /// The VolumeBinding filter: claims exist, bound ones' volumes admit the node,
-    /// unbound ones wait for the scheduler only if their class says so.
-    fn volumes_fit(&self, pod: &Pod, n: &Node) -> Result<(), String> {
-        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
-        for name in claim_names(pod) {
-            let Some(c) = self.claim(ns, &name) else {
-                return Err(format!("persistentvolumeclaim {name:?} not found"));
-            };
-            if c.metadata.deletion_timestamp.is_some() {
-                return Err(format!("persistentvolumeclaim {name:?} is being deleted"));
-            }
-            let volume = c
-                .spec
-                .as_ref()
-                .and_then(|s| s.volume_name.clone())
-                .filter(|v| !v.is_empty());
-            match volume {
-                Some(v) => {
-                    let Some(pv) = self.volumes.get(&reflector::ObjectRef::new(&v)) else {
-                        return Err(
-                            "node(s) unavailable due to one or more pvc(s) bound to non-existent pv(s)"
-                                .into(),
-                        );
-                    };
-                    let terms = pv
-                        .spec
-                        .as_ref()
-                        .and_then(|s| s.node_affinity.as_ref())
-                        .and_then(|a| a.required.as_ref())
-                        .map(|r| r.node_selector_terms.clone());
-                    if let Some(terms) = terms {
-                        if !terms.iter().any(|t| term_matches(t, n)) {
-                            return Err("node(s) had volume node affinity conflict".into());
-                        }
-                    }
-                }
-                None if self.delayed(&c) => {}
-                None => return Err("pod has unbound immediate PersistentVolumeClaims".into()),
-            }
-        }
-        Ok(())
-    }
-
-    /// Annotate the pod's unbound delayed-binding claims with the chosen node, so the
-    /// volume controller binds or provisions them there.
-    async fn select_node_for_claims(&self, pod: &Pod, node: &str) -> Result<()> {
-        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
-        let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), ns);
-        for name in claim_names(pod) {
-            let Some(c) = self.claim(ns, &name) else {
-                continue;
-            };
-            let unbound = c
-                .spec
-                .as_ref()
-                .and_then(|s| s.volume_name.as_deref())
-                .unwrap_or("")
-                .is_empty();
-            let selected = c
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(SELECTED_NODE));
-            if unbound && self.delayed(&c) && selected.map(String::as_str) != Some(node) {
-                let patch = serde_json::json!({"metadata": {"annotations": {SELECTED_NODE: node}}});
-                api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                    .with_context(|| format!("selecting node {node} for claim {ns}/{name}"))?;
-            }
-        }
-        Ok(())
     }
 }
 

@@ -126,8 +126,10 @@ pub fn qos_class(pod: &Pod) -> &'static str {
     }
 }
 
-/// Sum of the containers' requests (cpu millicores, memory bytes), with init containers
-/// counted as the maximum of any one of them, as the scheduler does.
+/// The pod's requests (cpu millicores, memory bytes) as the scheduler counts them: the
+/// containers' sum plus the sidecars' (restartable init containers run beside them for
+/// the pod's life), or, if larger, the most any init container needs while it runs
+/// beside the sidecars started before it.
 pub fn pod_requests(pod: &Pod) -> (i128, i128) {
     let Some(spec) = pod.spec.as_ref() else {
         return (0, 0);
@@ -142,11 +144,19 @@ pub fn pod_requests(pod: &Pod) -> (i128, i128) {
     };
     let mut cpu: i128 = spec.containers.iter().map(|c| req(c, "cpu")).sum();
     let mut mem: i128 = spec.containers.iter().map(|c| req(c, "memory")).sum();
+    let (mut side_cpu, mut side_mem, mut init_cpu, mut init_mem) = (0, 0, 0, 0);
     for c in spec.init_containers.iter().flatten() {
-        cpu = cpu.max(req(c, "cpu"));
-        mem = mem.max(req(c, "memory"));
+        let (c_cpu, c_mem) = (req(c, "cpu"), req(c, "memory"));
+        if is_sidecar(c) {
+            (cpu, mem) = (cpu + c_cpu, mem + c_mem);
+            (side_cpu, side_mem) = (side_cpu + c_cpu, side_mem + c_mem);
+            (init_cpu, init_mem) = (init_cpu.max(side_cpu), init_mem.max(side_mem));
+        } else {
+            init_cpu = init_cpu.max(c_cpu + side_cpu);
+            init_mem = init_mem.max(c_mem + side_mem);
+        }
     }
-    (cpu, (mem + 999) / 1000)
+    (cpu.max(init_cpu), (mem.max(init_mem) + 999) / 1000)
 }
 
 /// The host's resolver configuration (servers, search domains, options).
@@ -718,6 +728,31 @@ mod tests {
 
     fn pod(json: serde_json::Value) -> Pod {
         serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn sidecar_requests_add_to_the_containers() {
+        let c = |name: &str, cpu: &str, sidecar: bool| {
+            let mut c = serde_json::json!({"name": name, "resources": {"requests": {"cpu": cpu, "memory": "1Mi"}}});
+            if sidecar {
+                c["restartPolicy"] = "Always".into();
+            }
+            c
+        };
+        // Plain init containers: the largest one, or the containers' sum.
+        let p = pod(serde_json::json!({"spec": {
+            "initContainers": [c("i1", "300m", false), c("i2", "500m", false)],
+            "containers": [c("a", "200m", false), c("b", "100m", false)]}}));
+        assert_eq!(pod_requests(&p), (500, 2 << 20));
+        // A sidecar runs beside the containers, and beside the init containers after it.
+        let p = pod(serde_json::json!({"spec": {
+            "initContainers": [c("i1", "300m", false), c("s", "200m", true), c("i2", "500m", false)],
+            "containers": [c("a", "200m", false)]}}));
+        assert_eq!(pod_requests(&p), (700, 2 << 20));
+        let p = pod(serde_json::json!({"spec": {
+            "initContainers": [c("s1", "200m", true), c("s2", "300m", true)],
+            "containers": [c("a", "100m", false)]}}));
+        assert_eq!(pod_requests(&p), (600, 3 << 20));
     }
 
     #[test]
