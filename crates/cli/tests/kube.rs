@@ -16,15 +16,23 @@ use kube_common::{Kube, API_ONLY};
 /// heartbeats move the revisions these tests compare, the tests play the
 /// controllers' part, and need no kube-proxy rules on the host.
 fn api(extra: &[&str]) -> Kube {
+    api_env(extra, &[])
+}
+
+fn api_env(extra: &[&str], env: &[(&str, &str)]) -> Kube {
     let mut args = API_ONLY.to_vec();
     args.extend(extra);
-    Kube::up(&args)
+    Kube::up_env(&args, env)
 }
 
 /// The API server on a test-owned etcd.
 fn api_etcd() -> Kube {
+    api_etcd_env(&[])
+}
+
+fn api_etcd_env(env: &[(&str, &str)]) -> Kube {
     let etcd = Etcd::start();
-    let mut k = api(&["--store", "etcd", "--etcd-endpoints", &etcd.url]);
+    let mut k = api_env(&["--store", "etcd", "--etcd-endpoints", &etcd.url], env);
     k.after.push(Box::new(etcd));
     k
 }
@@ -1076,6 +1084,122 @@ fn compacted_history_is_410_gone_for_watches() {
         "--raw",
         "/api/v1/configmaps?watch=1&timeoutSeconds=1",
     ]);
+}
+
+/// A watcher that stops reading (a kubectl whose output is not read) is ended
+/// with a 410 Expired once more than the store's watch queue
+/// (`HAKO_KUBE_WATCH_QUEUE`, 16 here) waits for it, after the events that
+/// fitted, in order; the server's memory does not grow with it, and another
+/// watcher of the same writes sees all of them.
+fn slow_watcher_is_expired_and_others_keep_up(k: Kube) {
+    struct KillOnDrop(Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let from = k.revision();
+    let url = format!("/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={from}");
+    let spawn = || {
+        k.kubectl_cmd(&["get", "--raw", &url])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut slow = KillOnDrop(spawn());
+    let mut fast = KillOnDrop(spawn());
+    // The resourceVersions of the first `n` events a watch prints.
+    let revisions = |out: std::process::ChildStdout, n: usize| {
+        let mut revs = Vec::new();
+        for line in BufReader::new(out).lines().take(n) {
+            let ev: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+            let rv = ev["object"]["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap();
+            revs.push(rv.parse::<u64>().unwrap());
+        }
+        revs
+    };
+    let fast_out = fast.0.stdout.take().unwrap();
+    let objects = 64;
+    let reader = std::thread::spawn(move || revisions(fast_out, objects));
+    // ~38 MiB of events: more than kubectl's HTTP/2 window, the socket
+    // buffers and the pipe hold, so the slow watcher's queue fills.
+    let big = "x".repeat(600 * 1024);
+    let docs: Vec<String> = (0..objects)
+        .map(|i| {
+            format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big-{i}\ndata:\n  v: {big}\n"
+            )
+        })
+        .collect();
+    k.ok_in(
+        &["create", "-f", "-", "-o", "name"],
+        Some(&docs.join("---\n")),
+    );
+    let revs = reader.join().unwrap();
+    assert_eq!(revs.len(), objects);
+    assert!(revs.windows(2).all(|w| w[0] < w[1]));
+    // The slow watcher: what fitted, in order, then the error, then the end.
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut slow.0.stdout.take().unwrap(), &mut out).unwrap();
+    assert!(slow.0.wait().unwrap().success());
+    let events: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&out)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let (last, before) = events.split_last().unwrap();
+    assert_eq!(
+        last["type"],
+        "ERROR",
+        "{}",
+        &out[out.len().saturating_sub(500)..]
+    );
+    assert_eq!(
+        (&last["object"]["code"], &last["object"]["reason"]),
+        (&serde_json::json!(410), &serde_json::json!("Expired"))
+    );
+    assert!(
+        before.len() < objects,
+        "{} events before the error",
+        before.len()
+    );
+    let seen: Vec<u64> = before
+        .iter()
+        .map(|e| {
+            e["object"]["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(seen, revs[..seen.len()]);
+    // The server goes on serving: a watch from there sees the rest.
+    let url = format!(
+        "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={}",
+        seen.last().copied().unwrap_or(from.parse().unwrap())
+    );
+    let mut again = KillOnDrop(
+        k.kubectl_cmd(&["get", "--raw", &url])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let rest = revisions(again.0.stdout.take().unwrap(), objects - seen.len());
+    assert_eq!(rest, revs[seen.len()..]);
+}
+
+#[test]
+fn slow_watcher_is_expired_and_others_keep_up_sqlite() {
+    slow_watcher_is_expired_and_others_keep_up(api_env(&[], &[("HAKO_KUBE_WATCH_QUEUE", "16")]));
+}
+
+#[test]
+fn slow_watcher_is_expired_and_others_keep_up_etcd() {
+    slow_watcher_is_expired_and_others_keep_up(api_etcd_env(&[("HAKO_KUBE_WATCH_QUEUE", "16")]));
 }
 
 /// The Python `kubernetes` client (Debian's python3-kubernetes) lists and

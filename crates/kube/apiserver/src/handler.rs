@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use axum_server::tls::TlsInfo;
 use hako_kube_store::{
-    EventType, FieldSelector, LabelSelector, ListOptions, Store, StoreError, Stored, Watcher,
+    FieldSelector, LabelSelector, ListOptions, Store, StoreError, Stored, WatchEvent, Watcher,
 };
 use serde_json::{json, Value};
 
@@ -1426,7 +1426,7 @@ impl WatchState {
             return;
         };
         while let Some(ev) = self.watcher.try_next() {
-            let b = self.encode(ev.kind.as_str(), &ev.object.value);
+            let b = self.encode_event(&ev);
             self.pending.push_back(b);
         }
         let mark = json!({"kind": self.kind.kind, "apiVersion": self.kind.api_version(),
@@ -1435,8 +1435,24 @@ impl WatchState {
         self.pending.push_back(b);
     }
 
+    /// A store event as a watch line. Without a table, the object's JSON
+    /// is the one the store encoded once for every watcher of the write.
+    fn encode_event(&mut self, ev: &WatchEvent) -> Bytes {
+        if self.as_table {
+            return self.encode(ev.kind.as_str(), &ev.object.value);
+        }
+        let object = ev.object_json();
+        let mut line = Vec::with_capacity(object.len() + 32);
+        line.extend_from_slice(b"{\"type\":\"");
+        line.extend_from_slice(ev.kind.as_str().as_bytes());
+        line.extend_from_slice(b"\",\"object\":");
+        line.extend_from_slice(object);
+        line.extend_from_slice(b"}\n");
+        Bytes::from(line)
+    }
+
     fn encode(&mut self, kind: &str, obj: &Value) -> Bytes {
-        let object = if self.as_table && kind != "BOOKMARK" {
+        let object = if self.as_table && kind != "BOOKMARK" && kind != "ERROR" {
             let rv = obj["metadata"]["resourceVersion"].as_str().unwrap_or("");
             let t = table::table(
                 self.kind,
@@ -1572,15 +1588,23 @@ fn watch(
                 Duration::from_secs(3600)
             });
             tokio::select! {
-                ev = st.watcher.events.recv() => match ev {
+                ev = st.watcher.next() => match ev {
                     Some(ev) => {
-                        let name = match ev.kind {
-                            EventType::Added => "ADDED",
-                            EventType::Modified => "MODIFIED",
-                            EventType::Deleted => "DELETED",
-                        };
-                        let b = st.encode(name, &ev.object.value);
+                        let b = st.encode_event(&ev);
                         st.pending.push_back(b);
+                    }
+                    // The store dropped a watcher that fell a whole queue
+                    // behind: tell it (410 Expired, as upstream's watch
+                    // cache does) rather than keep its events in memory.
+                    None if st.watcher.expired() => {
+                        let status = ApiError::gone(format!(
+                            "the watch fell behind: more than {} events were waiting for it",
+                            hako_kube_store::watch_queue_len()
+                        ))
+                        .status();
+                        let b = st.encode("ERROR", &status);
+                        st.pending.push_back(b);
+                        st.ending = true;
                     }
                     None => return None,
                 },

@@ -11,13 +11,20 @@
 //! revisions in two places.
 
 pub mod etcd;
+mod fanout;
 pub mod selector;
 pub mod sqlite;
 pub mod testsuite;
 
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
 use serde_json::Value;
+use tokio::sync::mpsc;
 
 pub use etcd::EtcdStore;
+pub use fanout::watch_queue_len;
 pub use selector::{FieldSelector, LabelSelector, SelectorError};
 pub use sqlite::SqliteStore;
 
@@ -94,28 +101,69 @@ impl EventType {
 }
 
 /// One change seen by a watcher. For `Deleted`, `object` is the last state
-/// with the deletion's revision.
-#[derive(Debug, Clone, PartialEq)]
+/// with the deletion's revision. The object (and its JSON) is shared by every
+/// watcher that sees the write: fan-out to many watchers copies pointers, and
+/// the object is encoded once, not once per watcher.
+#[derive(Debug, Clone)]
 pub struct WatchEvent {
     pub kind: EventType,
-    pub object: Stored,
+    pub object: Arc<Stored>,
+    json: Arc<OnceLock<Vec<u8>>>,
 }
 
-/// A watch: events in revision order, from the revision asked for. The
-/// channel closes when the store drops the watcher (e.g. it shut down).
+impl PartialEq for WatchEvent {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind && self.object == other.object
+    }
+}
+
+impl WatchEvent {
+    /// The object as JSON, encoded by the first watcher that asks.
+    pub fn object_json(&self) -> &[u8] {
+        self.json
+            .get_or_init(|| serde_json::to_vec(&self.object.value).unwrap_or_default())
+    }
+}
+
+/// A watch: events in revision order, from the revision asked for. It ends
+/// (`None`) when the store drops the watcher: the store shut down, or the
+/// watcher fell more than its queue's length behind (then `expired()`).
 pub struct Watcher {
-    pub events: tokio::sync::mpsc::UnboundedReceiver<WatchEvent>,
+    /// Events already past when the watch started, delivered first.
+    backlog: VecDeque<WatchEvent>,
+    events: mpsc::Receiver<WatchEvent>,
+    expired: Arc<AtomicBool>,
 }
 
 impl Watcher {
+    /// The next event; `None` once the watch ended.
+    pub async fn next(&mut self) -> Option<WatchEvent> {
+        if let Some(ev) = self.backlog.pop_front() {
+            return Some(ev);
+        }
+        self.events.recv().await
+    }
+
     /// Wait for the next event without an async runtime (tests, sync callers).
     pub fn next_blocking(&mut self) -> Option<WatchEvent> {
+        if let Some(ev) = self.backlog.pop_front() {
+            return Some(ev);
+        }
         self.events.blocking_recv()
     }
 
     /// The next event if one is already queued.
     pub fn try_next(&mut self) -> Option<WatchEvent> {
+        if let Some(ev) = self.backlog.pop_front() {
+            return Some(ev);
+        }
         self.events.try_recv().ok()
+    }
+
+    /// Whether the store ended this watch because the watcher did not keep
+    /// up (more than [`watch_queue_len`] events waited for it).
+    pub fn expired(&self) -> bool {
+        self.expired.load(Ordering::Acquire)
     }
 }
 

@@ -9,19 +9,12 @@ use std::sync::{Mutex, MutexGuard};
 use base64::Engine as _;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
+use crate::fanout::{offer_all, Change, Sub};
 use crate::{
-    matches, stamp, unstamp, EventType, FieldSelector, LabelSelector, ListOptions, ListResult,
-    Result, Store, StoreError, Stored, WatchEvent, Watcher,
+    matches, stamp, unstamp, FieldSelector, LabelSelector, ListOptions, ListResult, Result, Store,
+    StoreError, Stored, Watcher,
 };
-
-struct Sub {
-    prefix: String,
-    labels: LabelSelector,
-    fields: FieldSelector,
-    tx: UnboundedSender<WatchEvent>,
-}
 
 struct Inner {
     conn: Connection,
@@ -174,46 +167,13 @@ impl Inner {
         Ok(id)
     }
 
-    /// Tell each watcher of `key` about a write, translated through its selectors.
-    fn notify(&mut self, new: Option<&Stored>, old: Option<&Value>, deleted: Option<&Stored>) {
-        let key = new.or(deleted).map(|s| s.key.as_str()).unwrap_or("");
-        self.subs.retain(|sub| {
-            if !key.starts_with(&sub.prefix) {
-                return !sub.tx.is_closed();
-            }
-            match translate(sub, new, old, deleted) {
-                Some(ev) => sub.tx.send(ev).is_ok(),
-                None => !sub.tx.is_closed(),
-            }
-        });
+    /// Tell each watcher about a write (under the lock: in revision order).
+    fn notify(&mut self, new: Option<Stored>, old: Option<Value>, deleted: Option<Stored>) {
+        if self.subs.is_empty() {
+            return;
+        }
+        offer_all(&mut self.subs, &Change::new(new, old, deleted));
     }
-}
-
-/// The event a watcher with selectors sees for one write, if any.
-fn translate(
-    sub: &Sub,
-    new: Option<&Stored>,
-    old: Option<&Value>,
-    deleted: Option<&Stored>,
-) -> Option<WatchEvent> {
-    let m = |v: &Value| matches(v, &sub.labels, &sub.fields);
-    if let Some(gone) = deleted {
-        return m(&gone.value).then(|| WatchEvent {
-            kind: EventType::Deleted,
-            object: gone.clone(),
-        });
-    }
-    let new = new?;
-    let kind = match (old.map(m), m(&new.value)) {
-        (None, true) | (Some(false), true) => EventType::Added,
-        (Some(true), true) => EventType::Modified,
-        (Some(true), false) => EventType::Deleted,
-        (_, false) => return None,
-    };
-    Some(WatchEvent {
-        kind,
-        object: new.clone(),
-    })
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -252,7 +212,7 @@ impl Store for SqliteStore {
         let bytes = serde_json::to_vec(&unstamp(value)).map_err(db("encoding"))?;
         let id = inner.append(key, None, 0, false, &bytes)?;
         let stored = parse_value(key, &bytes, id)?;
-        inner.notify(Some(&stored), None, None);
+        inner.notify(Some(stored.clone()), None, None);
         Ok(stored)
     }
 
@@ -287,8 +247,10 @@ impl Store for SqliteStore {
         let bytes = serde_json::to_vec(&unstamp(value)).map_err(db("encoding"))?;
         let rev = inner.append(key, Some(created as u64), id, false, &bytes)?;
         let stored = parse_value(key, &bytes, rev)?;
-        let old: Value = serde_json::from_slice(&old).unwrap_or(Value::Null);
-        inner.notify(Some(&stored), Some(&old), None);
+        if !inner.subs.is_empty() {
+            let old: Value = serde_json::from_slice(&old).unwrap_or(Value::Null);
+            inner.notify(Some(stored.clone()), Some(old), None);
+        }
         Ok(stored)
     }
 
@@ -310,7 +272,7 @@ impl Store for SqliteStore {
         // still gets the object with its DELETED event.
         let rev = inner.append(key, Some(0), id, true, &old)?;
         let stored = parse_value(key, &old, rev)?;
-        inner.notify(None, None, Some(&stored));
+        inner.notify(None, None, Some(stored.clone()));
         Ok(stored)
     }
 
@@ -394,15 +356,9 @@ impl Store for SqliteStore {
                 compacted,
             });
         }
-        let (tx, rx) = unbounded_channel();
-        let sub = Sub {
-            prefix: prefix.to_string(),
-            labels,
-            fields,
-            tx,
-        };
-        // The backlog (rows after `from`) is queued under the lock, before
-        // the watcher is registered for live writes: no gap, no duplicate.
+        let (sub, mut watcher) = Sub::new(prefix, from, labels, fields);
+        // The backlog (rows after `from`) is read under the lock, before the
+        // watcher is registered for live writes: no gap, no duplicate.
         let what = format!("watching {prefix}");
         {
             let mut stmt = inner
@@ -423,19 +379,17 @@ impl Store for SqliteStore {
                 let bytes: Vec<u8> = row.get(3).map_err(db(&what))?;
                 let prev: Option<Vec<u8>> = row.get(4).map_err(db(&what))?;
                 let stored = parse_value(&key, &bytes, id as u64)?;
-                let ev = if deleted {
-                    translate(&sub, None, None, Some(&stored))
+                let ch = if deleted {
+                    Change::new(None, None, Some(stored))
                 } else {
                     let old = prev.and_then(|p| serde_json::from_slice::<Value>(&p).ok());
-                    translate(&sub, Some(&stored), old.as_ref(), None)
+                    Change::new(Some(stored), old, None)
                 };
-                if let Some(ev) = ev {
-                    let _ = sub.tx.send(ev);
-                }
+                sub.replay(&ch, &mut watcher);
             }
         }
         inner.subs.push(sub);
-        Ok(Watcher { events: rx })
+        Ok(watcher)
     }
 
     fn current_revision(&self) -> Result<u64> {

@@ -260,6 +260,60 @@ pub fn compaction_makes_old_revisions_gone(s: &dyn Store) {
     let _ = b;
 }
 
+/// A watcher that stops reading is dropped once a whole queue of events waits
+/// for it (and says it expired); another watcher of the same writes, reading
+/// along, sees every one of them and keeps being served.
+pub fn slow_watcher_expires_and_others_keep_up(s: &dyn Store) {
+    let from = s.current_revision().unwrap();
+    let watch = || {
+        s.watch(
+            "/cm/",
+            from,
+            LabelSelector::default(),
+            FieldSelector::default(),
+        )
+        .unwrap()
+    };
+    let mut slow = watch();
+    let mut fast = watch();
+    let queue = crate::watch_queue_len();
+    let mut last = 0;
+    for i in 0..=queue {
+        last = s
+            .create(&format!("/cm/ns/o{i}"), &cm(&format!("o{i}"), json!({})))
+            .unwrap()
+            .revision;
+        assert_eq!(next(&mut fast).object.revision, last);
+    }
+    // The slow one gets what fitted in its queue, in order, then the end.
+    let mut got = Vec::new();
+    while let Some(ev) = slow.next_blocking() {
+        got.push(ev.object.revision);
+    }
+    assert_eq!(got.len(), queue);
+    assert!(got.windows(2).all(|w| w[0] < w[1]));
+    assert!(got.last() < Some(&last));
+    assert!(slow.expired());
+    assert!(!fast.expired());
+    let more = s.create("/cm/ns/more", &cm("more", json!({}))).unwrap();
+    let e = next(&mut fast);
+    assert_eq!(
+        (e.kind, e.object.revision),
+        (EventType::Added, more.revision)
+    );
+    // A new watch from the slow one's last event sees the rest.
+    let mut again = s
+        .watch(
+            "/cm/",
+            *got.last().unwrap(),
+            LabelSelector::default(),
+            FieldSelector::default(),
+        )
+        .unwrap();
+    assert_eq!(next(&mut again).object.revision, last);
+    assert_eq!(next(&mut again).object.revision, more.revision);
+}
+
 /// Generate one `#[test]` per semantic test, against stores from `$open()`.
 #[macro_export]
 macro_rules! store_suite {
@@ -273,7 +327,8 @@ macro_rules! store_suite {
             list_pages_at_one_revision,
             watch_from_revision_sees_changes_in_order,
             watch_with_selector_translates_transitions,
-            compaction_makes_old_revisions_gone);
+            compaction_makes_old_revisions_gone,
+            slow_watcher_expires_and_others_keep_up);
     };
     (@tests $open:path; $($name:ident),*) => {
         $(
