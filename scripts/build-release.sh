@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Release build of hako, hako-service (the server `hako system service`
-# execs), hako-runtime and hako-monitor into one directory
+# Release build of hako, hako-service and hako-cri (the servers `hako system
+# service` and `hako cri serve` exec), hako-runtime and hako-monitor into one directory
 # (default: target/dist; prints it).
 #
 # hako-runtime and hako-monitor are linked statically (glibc included): a
@@ -21,7 +21,7 @@ cargo build --release -q -p hako-cli
 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
   cargo build --release -q -p hako-runtime -p hako-monitor --target "$triple"
 mkdir -p "$dest"
-for f in "$target_dir/release/hako" "$target_dir/release/hako-service" "$target_dir/$triple/release/hako-runtime" "$target_dir/$triple/release/hako-monitor"; do
+for f in "$target_dir/release/hako" "$target_dir/release/hako-service" "$target_dir/release/hako-cri" "$target_dir/$triple/release/hako-runtime" "$target_dir/$triple/release/hako-monitor"; do
   # Copy to a temp name and rename, so a running binary is never overwritten.
   cp "$f" "$dest/.$(basename "$f").tmp"
   mv -f "$dest/.$(basename "$f").tmp" "$dest/$(basename "$f")"

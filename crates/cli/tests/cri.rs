@@ -138,6 +138,40 @@ impl Drop for Registry {
 }
 
 #[test]
+fn cri_serve_runs_as_its_own_executable_without_the_cli_mapped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &tmp.path().join("root"),
+        tmp.path(),
+        &config_in(tmp.path(), ""),
+    );
+    // `hako cri serve` execs hako-cri (beside hako): same process, none of
+    // the whole CLI's code mapped (crates/cri/src/process.rs).
+    let pid = server.child.id();
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert_eq!(exe.file_name().unwrap(), "hako-cri", "{}", exe.display());
+    let hako = hako().canonicalize().unwrap();
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    assert!(
+        !maps.contains(&format!("{}\n", hako.display())),
+        "the server maps {}",
+        hako.display()
+    );
+    // The options crossed the exec: it serves the socket it was given.
+    rt().block_on(async {
+        let mut c = server.runtime().await;
+        let v = c
+            .version(cri::VersionRequest {
+                version: "v1".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(v.runtime_name, "hako");
+    });
+}
+
+#[test]
 fn cri_version_status_and_runtime_config() {
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start(

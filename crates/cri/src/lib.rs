@@ -18,6 +18,7 @@ mod image_service;
 pub mod pause;
 mod pod_stats;
 mod pool;
+pub mod process;
 mod runtime_service;
 mod sandbox;
 mod server;

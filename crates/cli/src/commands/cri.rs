@@ -1,5 +1,6 @@
 //! `hako cri serve`: the Kubernetes CRI (runtime.v1) on a unix socket;
-//! argument parsing only, the service lives in `hako-cri`.
+//! argument parsing only, the service lives in the hako-cri crate
+//! and runs as the `hako-cri` executable beside `hako` when there is one.
 
 use std::path::PathBuf;
 
@@ -38,13 +39,31 @@ pub fn run(g: &Global, cmd: CriCommand) -> Result<()> {
                 Some(p) => hako_cri::Config::load(p)?,
                 None => hako_cri::Config::default(),
             };
-            hako_cri::serve(hako_cri::ServeOptions {
-                root: g.root.clone(),
+            let me = std::env::current_exe()?;
+            let opts = hako_cri::ServeOptions {
+                root: std::path::absolute(&g.root)?,
                 socket: std::path::absolute(&a.socket)?,
                 config,
                 programs: super::container::programs(g)?,
-                hako: std::env::current_exe()?,
-            })?;
+                hako: me.clone(),
+            };
+            // The server runs as its own, smaller executable when it is
+            // installed beside hako (crates/cri/src/process.rs); exec keeps
+            // this process (its pid, its signals) for it. Without one, it
+            // runs in this process.
+            let server = me.with_file_name(hako_cri::process::BINARY);
+            if server.is_file() {
+                use std::os::unix::process::CommandExt as _;
+                let config = a.config.as_deref().map(std::path::absolute).transpose()?;
+                let err = std::process::Command::new(&server)
+                    .arg("--log-level")
+                    .arg(&g.log_level)
+                    .arg("--options")
+                    .arg(opts.to_arg(config.as_deref()))
+                    .exec();
+                anyhow::bail!("cri serve: starting {}: {err}", server.display());
+            }
+            hako_cri::serve(opts)?;
             Ok(())
         }
         CriCommand::Pause => std::process::exit(hako_cri::pause()),
