@@ -7,6 +7,7 @@
 mod commands;
 mod output;
 mod progress;
+mod server_exec;
 mod template;
 
 use std::path::PathBuf;
@@ -120,16 +121,6 @@ enum Command {
     Distribution(commands::distribution::DistributionCommand),
 }
 
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
-}
-
 /// `hako images | head -1`: once the reader is gone, printing to stdout fails
 /// with EPIPE and `println!` panics. End the process quietly instead, the way
 /// `ls` or `git` end there: by the SIGPIPE they would have got.
@@ -162,7 +153,7 @@ fn main() -> ExitCode {
     // back (std resets it at spawn). A closed stdout is handled here instead.
     quiet_on_closed_stdout();
     let mut cli = Cli::parse();
-    init_logging(&cli.global.log_level);
+    server_exec::init_logging(&cli.global.log_level);
     // A relative root would reach other processes (monitor, runtime, CNI
     // plugins) as paths they cannot use: absolute from the start.
     match std::path::absolute(&cli.global.root) {

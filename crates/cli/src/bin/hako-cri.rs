@@ -8,40 +8,13 @@
 
 use std::process::ExitCode;
 
-use hako_cri::process::BINARY;
+#[path = "../server_exec.rs"]
+mod server_exec;
 
 fn main() -> ExitCode {
-    let mut level = String::from("warn");
-    let mut options = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match (a.as_str(), args.next()) {
-            ("--log-level", Some(v)) => level = v,
-            ("--options", Some(v)) => options = Some(v),
-            _ => {
-                eprintln!(
-                    "Error: {BINARY}: usage: {BINARY} [--log-level LEVEL] --options JSON (started by hako cri serve)"
-                );
-                return ExitCode::from(2);
-            }
-        }
-    }
-    let Some(options) = options else {
-        eprintln!("Error: {BINARY}: --options is missing (it is started by hako cri serve)");
-        return ExitCode::from(2);
+    let options = match server_exec::server_args(hako_cri::process::BINARY, "hako cri serve") {
+        Ok(o) => o,
+        Err(code) => return code,
     };
-    let filter = tracing_subscriber::EnvFilter::try_new(&level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
-    match hako_cri::ServeOptions::from_arg(&options).and_then(hako_cri::serve) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("Error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    server_exec::exit(hako_cri::ServeOptions::from_arg(&options).and_then(hako_cri::serve))
 }

@@ -8,44 +8,14 @@
 
 use std::process::ExitCode;
 
+#[path = "../server_exec.rs"]
+mod server_exec;
+
 fn main() -> ExitCode {
-    let mut level = String::from("warn");
-    let mut options = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match (a.as_str(), args.next()) {
-            ("--log-level", Some(v)) => level = v,
-            ("--options", Some(v)) => options = Some(v),
-            _ => {
-                eprintln!(
-                    "Error: {}: usage: {} [--log-level LEVEL] --options JSON (started by hako system service)",
-                    hako_dockerapi::service::BINARY,
-                    hako_dockerapi::service::BINARY
-                );
-                return ExitCode::from(2);
-            }
-        }
-    }
-    let Some(options) = options else {
-        eprintln!(
-            "Error: {}: --options is missing (it is started by hako system service)",
-            hako_dockerapi::service::BINARY
-        );
-        return ExitCode::from(2);
-    };
-    let filter = tracing_subscriber::EnvFilter::try_new(&level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
-    let result = hako_dockerapi::Options::from_arg(&options).and_then(hako_dockerapi::run);
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("Error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    let options =
+        match server_exec::server_args(hako_dockerapi::service::BINARY, "hako system service") {
+            Ok(o) => o,
+            Err(code) => return code,
+        };
+    server_exec::exit(hako_dockerapi::Options::from_arg(&options).and_then(hako_dockerapi::run))
 }
